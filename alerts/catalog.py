@@ -1,0 +1,247 @@
+"""The power catalog (职权目录): what correct handling of each item is.
+
+`load_catalog` takes the contract's YAML structure (already parsed into plain
+Python values) and returns a frozen `Catalog`. Every error names the item or
+department and the field, so an operator can fix the file without guessing.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+class Category(enum.StrEnum):
+    LICENSING = "licensing"
+    NON_LICENSING_APPROVAL = "non_licensing_approval"
+    PENALTY = "penalty"
+    ENFORCEMENT = "enforcement"
+    LEVY = "levy"
+    CONFIRMATION = "confirmation"
+    ADJUDICATION = "adjudication"
+    INSPECTION = "inspection"
+    BENEFIT = "benefit"
+    EXPROPRIATION = "expropriation"
+    REWARD = "reward"
+    OTHER = "other"
+
+
+class CatalogError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    name: str
+    email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Department:
+    code: str
+    name: str
+    region: str | None = None
+    head: Head | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    name: str
+    days: int | None
+    required: bool
+    requires: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    tier: str
+    min: float
+    max: float
+
+    def contains(self, amount: float) -> bool:
+        return self.min <= amount <= self.max
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    code: str
+    name: str
+    category: Category
+    department: str
+    promised_days: int
+    nodes: tuple[Node, ...]
+    legal_days: int | None = None
+    status: str = "active"
+    discretion: Mapping[str, tuple[Tier, ...]] = field(default_factory=dict)
+    public: Mapping[str, Any] = field(default_factory=dict)
+    timezone: str | None = None
+    decision_node: str | None = None
+
+    def node(self, node_id: str) -> Node | None:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        return None
+
+    @property
+    def first_node(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def last_node(self) -> Node:
+        return self.nodes[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    departments: Mapping[str, Department]
+    items: Mapping[str, Item]
+    timezone: str = "Asia/Shanghai"
+
+    def item(self, code: str) -> Item | None:
+        return self.items.get(code)
+
+
+def _require(obj: Mapping[str, Any], key: str, where: str) -> Any:
+    value = obj.get(key)
+    if value is None or value == "":
+        raise CatalogError(f"{where}: missing required field {key!r}")
+    return value
+
+
+def _days(value: Any, where: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CatalogError(f"{where}: {key} must be a whole number of working days >= 0, got {value!r}")
+    return value
+
+
+def _nodes(raw: Any, where: str) -> tuple[Node, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise CatalogError(f"{where}: nodes must be a non-empty list")
+    nodes: list[Node] = []
+    seen: set[str] = set()
+    last_required: str | None = None
+    for index, entry in enumerate(raw):
+        node_where = f"{where}, node #{index + 1}"
+        if not isinstance(entry, dict):
+            raise CatalogError(f"{node_where}: must be a mapping with id and name")
+        node_id = str(_require(entry, "id", node_where))
+        node_where = f"{where}, node {node_id!r}"
+        if node_id in seen:
+            raise CatalogError(f"{node_where}: duplicate node id")
+        name = str(_require(entry, "name", node_where))
+        days = entry.get("days")
+        if days is not None:
+            days = _days(days, node_where, "days")
+        required = entry.get("required", True)
+        if not isinstance(required, bool):
+            raise CatalogError(f"{node_where}: required must be true or false, got {required!r}")
+        requires_raw = entry.get("requires")
+        if requires_raw is None:
+            requires = (last_required,) if last_required else ()
+        else:
+            if not isinstance(requires_raw, list):
+                raise CatalogError(f"{node_where}: requires must be a list of node ids")
+            requires = tuple(str(r) for r in requires_raw)
+            for dependency in requires:
+                if dependency not in seen:
+                    raise CatalogError(f"{node_where}: requires {dependency!r}, which is not an "
+                                       f"earlier node of this item")
+        nodes.append(Node(node_id, name, days, required, requires))
+        seen.add(node_id)
+        if required:
+            last_required = node_id
+    return tuple(nodes)
+
+
+def _discretion(raw: Any, where: str) -> dict[str, tuple[Tier, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: discretion must map violation codes to tier lists")
+    out: dict[str, tuple[Tier, ...]] = {}
+    for violation, tiers in raw.items():
+        tier_where = f"{where}, discretion {violation!r}"
+        if not isinstance(tiers, list) or not tiers:
+            raise CatalogError(f"{tier_where}: must be a non-empty list of tiers")
+        parsed = []
+        for tier in tiers:
+            if not isinstance(tier, dict):
+                raise CatalogError(f"{tier_where}: each tier needs tier, min and max")
+            name = str(_require(tier, "tier", tier_where))
+            low, high = tier.get("min"), tier.get("max")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+                raise CatalogError(f"{tier_where}, tier {name!r}: min and max must be numbers")
+            if low > high:
+                raise CatalogError(f"{tier_where}, tier {name!r}: min {low} is above max {high}")
+            parsed.append(Tier(name, float(low), float(high)))
+        out[str(violation)] = tuple(parsed)
+    return out
+
+
+def load_catalog(raw: Any) -> Catalog:
+    """Build a `Catalog` from the parsed YAML document."""
+    if not isinstance(raw, dict):
+        raise CatalogError("catalog: the document must be a mapping with departments and items")
+    departments: dict[str, Department] = {}
+    for index, entry in enumerate(raw.get("departments") or []):
+        where = f"department #{index + 1}"
+        if not isinstance(entry, dict):
+            raise CatalogError(f"{where}: must be a mapping")
+        code = str(_require(entry, "code", where))
+        where = f"department {code!r}"
+        head_raw = entry.get("head")
+        head = None
+        if head_raw is not None:
+            if not isinstance(head_raw, dict):
+                raise CatalogError(f"{where}: head must have name and email")
+            head = Head(str(head_raw.get("name") or ""), head_raw.get("email"))
+        region = entry.get("region")
+        departments[code] = Department(code, str(_require(entry, "name", where)),
+                                       str(region) if region is not None else None, head)
+    items: dict[str, Item] = {}
+    raw_items = raw.get("items")
+    if not isinstance(raw_items, list) or not raw_items:
+        raise CatalogError("catalog: items must be a non-empty list")
+    for index, entry in enumerate(raw_items):
+        where = f"item #{index + 1}"
+        if not isinstance(entry, dict):
+            raise CatalogError(f"{where}: must be a mapping")
+        code = str(_require(entry, "code", where))
+        where = f"item {code!r}"
+        if code in items:
+            raise CatalogError(f"{where}: duplicate item code")
+        try:
+            category = Category(_require(entry, "category", where))
+        except ValueError:
+            raise CatalogError(f"{where}: category {entry.get('category')!r} is not one of "
+                               f"{[c.value for c in Category]}") from None
+        department = str(_require(entry, "department", where))
+        if departments and department not in departments:
+            raise CatalogError(f"{where}: department {department!r} is not in departments")
+        if "promised_days" not in entry:
+            raise CatalogError(f"{where}: missing required field 'promised_days'")
+        promised = _days(entry["promised_days"], where, "promised_days")
+        legal = entry.get("legal_days")
+        status = entry.get("status", "active")
+        if status not in ("active", "suspended"):
+            raise CatalogError(f"{where}: status must be active or suspended, got {status!r}")
+        nodes = _nodes(entry.get("nodes"), where)
+        decision_node = entry.get("decision_node")
+        if decision_node is None:
+            decision_node = next((n.id for n in nodes if n.id in ("decide", "approve", "decision")), None)
+        elif decision_node not in {n.id for n in nodes}:
+            raise CatalogError(f"{where}: decision_node {decision_node!r} is not one of its nodes")
+        public = entry.get("public") or {}
+        if not isinstance(public, dict):
+            raise CatalogError(f"{where}: public must be a mapping of published fields")
+        items[code] = Item(
+            code=code, name=str(_require(entry, "name", where)), category=category,
+            department=department, promised_days=promised, nodes=nodes,
+            legal_days=_days(legal, where, "legal_days") if legal is not None else None,
+            status=status, discretion=_discretion(entry.get("discretion"), where), public=public,
+            timezone=entry.get("timezone"), decision_node=decision_node,
+        )
+    return Catalog(departments=departments, items=items, timezone=str(raw.get("timezone") or "Asia/Shanghai"))

@@ -1,0 +1,147 @@
+"""Time limits: deadline_near, overdue, node_overdue, retroactive_suspension.
+
+All four judge event time against working-day deadlines; `now` only says how
+far the clock has run. A case open at a moment is one accepted before it and
+not closed or withdrawn by it, so a replay of history gives a case its
+deadline_near even when its closing comes later in the same file.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from alerts.detectors import CaseView
+from alerts.model import Finding, Rule
+from alerts.timeline import Timeline
+
+_TINY = timedelta(microseconds=1)
+
+
+def local(view: CaseView, moment: datetime | None) -> str | None:
+    return view.calendar.local(moment).isoformat() if moment is not None else None
+
+
+def _suspension_evidence(view: CaseView) -> list[dict[str, Any]]:
+    return [{"suspended_at": local(view, s.suspended.occurred_at), "resumed_at": local(view, s.end),
+             "reason": s.suspended.attrs.get("reason")} for s in view.timeline.suspensions]
+
+
+def near_moment(view: CaseView, deadline: datetime) -> datetime | None:
+    """00:00 local time of the last working day before the deadline; None if that is not after acceptance."""
+    last_day = view.calendar.local(deadline - _TINY).date()
+    moment = view.calendar.midnight(last_day)
+    accepted = view.timeline.accepted
+    if accepted is None or moment <= accepted.occurred_at:
+        return None
+    return moment
+
+
+def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:
+    t = view.timeline
+    evidence: dict[str, Any] = {
+        "accepted_at": local(view, t.accepted.occurred_at if t.accepted else None),
+        "promised_days": t.promised_days,
+        "deadline": local(view, deadline),
+        "suspensions": _suspension_evidence(view),
+    }
+    if t.end is not None:
+        evidence["ended_at"] = local(view, t.end.occurred_at)
+        evidence["ended_by"] = t.end.type.value
+        evidence["working_days_used"] = view.calendar.working_days_between(
+            t.accepted.occurred_at, t.end.occurred_at, t.pauses) if t.accepted else None
+    return evidence
+
+
+def detect(view: CaseView, now: datetime) -> list[Finding]:
+    t = view.timeline
+    if t.accepted is None:
+        return []
+    findings: list[Finding] = []
+    case_id = t.accepted.case_id
+    deadline = t.deadline(view.calendar)
+    if deadline is not None:
+        near = near_moment(view, deadline)
+        if near is not None and near <= now and t.open_at(near):
+            findings.append(Finding(Rule.DEADLINE_NEAR, case_id, near,
+                                    {**_case_evidence(view, deadline), "last_day_started_at": local(view, near)},
+                                    officer_id=t.officer()))
+        if deadline <= now and t.open_at(deadline):
+            findings.append(Finding(Rule.OVERDUE, case_id, deadline, _case_evidence(view, deadline),
+                                    officer_id=t.officer()))
+    findings.extend(_node_overdue(view, now))
+    findings.extend(_retroactive_suspensions(view))
+    return findings
+
+
+def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
+    t = view.timeline
+    out: dict[str, Finding] = {}
+    skipped = {s.node for s in t.skips}
+    for cycle in t.cycles:
+        node = view.item.node(cycle.node)
+        if node is None or node.days is None or cycle.node in out:
+            continue
+        limit = view.calendar.deadline(cycle.clock_start, node.days, t.pauses)
+        if limit is None:
+            continue
+        if cycle.completed is not None:
+            late = cycle.completed.occurred_at > limit
+        else:  # still running: late once its limit passes while the case is open and waits for it
+            late = node.required and t.end is None and limit <= now and cycle.node not in skipped
+        if not late:
+            continue
+        evidence = {
+            "node_name": node.name, "node_days": node.days,
+            "clock_started_at": local(view, cycle.clock_start), "node_deadline": local(view, limit),
+            "completed_at": local(view, cycle.completed.occurred_at) if cycle.completed else None,
+            "suspensions": _suspension_evidence(view),
+        }
+        if cycle.completed is not None:
+            evidence["working_days_used"] = view.calendar.working_days_between(
+                cycle.clock_start, cycle.completed.occurred_at, t.pauses)
+        officer = cycle.completed.officer_id if cycle.completed else t.officer()
+        out[cycle.node] = Finding(Rule.NODE_OVERDUE, t.accepted.case_id, limit, evidence,
+                                  node=cycle.node, officer_id=officer)
+    return list(out.values())
+
+
+def _retroactive_suspensions(view: CaseView) -> list[Finding]:
+    """A suspension registered after the deadline it would extend had already passed."""
+    t = view.timeline
+    findings = []
+    for index, suspension in enumerate(t.suspensions):
+        before = t.deadline(view.calendar, [s.pause for s in t.suspensions[:index]])
+        event = suspension.suspended
+        if before is None or event.recorded_at <= before:
+            continue
+        findings.append(Finding(
+            Rule.RETROACTIVE_SUSPENSION, event.case_id, event.recorded_at,
+            {"deadline_without_suspension": local(view, before),
+             "suspension_occurred_at": local(view, event.occurred_at),
+             "suspension_recorded_at": local(view, event.recorded_at),
+             "backdated_hours": round((event.recorded_at - event.occurred_at).total_seconds() / 3600, 2),
+             "reason": event.attrs.get("reason"), "event_id": event.event_id},
+            subject=event.event_id, officer_id=event.officer_id))
+    return findings
+
+
+def due(view: CaseView, now: datetime) -> list[datetime]:
+    """Future moments at which a verdict of this module could change without a new event."""
+    t: Timeline = view.timeline
+    if t.accepted is None or t.end is not None:
+        return []
+    moments = []
+    deadline = t.deadline(view.calendar)
+    if deadline is not None:
+        near = near_moment(view, deadline)
+        moments.extend(m for m in (near, deadline) if m is not None)
+    skipped = {s.node for s in t.skips}
+    for cycle in t.cycles:
+        node = view.item.node(cycle.node)
+        if (cycle.completed is None and node is not None and node.days is not None and node.required
+                and cycle.node not in skipped):
+            limit = view.calendar.deadline(cycle.clock_start, node.days, t.pauses)
+            if limit is not None:
+                moments.append(limit)
+    return [m for m in moments if m > now]

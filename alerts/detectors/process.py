@@ -1,0 +1,91 @@
+"""Process rules: skipped_node and backfill (网下运行、网上登记)."""
+
+from __future__ import annotations
+
+from calendar import monthrange
+from datetime import datetime, timedelta
+
+from alerts.detectors import CaseView
+from alerts.detectors.deadlines import local
+from alerts.events import CaseEvent, Channel, EventType
+from alerts.model import Finding, Rule
+
+
+def detect(view: CaseView, now: datetime) -> list[Finding]:
+    return _skipped(view) + _backfill(view)
+
+
+def _skipped(view: CaseView) -> list[Finding]:
+    findings = []
+    for skip in view.timeline.skips:
+        node = view.item.node(skip.node)
+        event = skip.went_ahead
+        findings.append(Finding(
+            Rule.SKIPPED_NODE, event.case_id, event.occurred_at,
+            {"skipped_node": skip.node, "skipped_node_name": node.name if node else None,
+             "went_ahead": skip.what, "went_ahead_event": event.type.value,
+             "went_ahead_node": event.node, "went_ahead_event_id": event.event_id,
+             "went_ahead_at": local(view, event.occurred_at)},
+            node=skip.node, officer_id=event.officer_id))
+    return findings
+
+
+def _push_limit(view: CaseView, event: CaseEvent) -> datetime:
+    """Self-built systems push a month's cases by `import_push_day` of the next month (24:00)."""
+    occurred = view.calendar.local(event.occurred_at)
+    year, month = (occurred.year + 1, 1) if occurred.month == 12 else (occurred.year, occurred.month + 1)
+    day = min(view.config.import_push_day, monthrange(year, month)[1])
+    return view.calendar.midnight(occurred.date().replace(year=year, month=month, day=day)) + timedelta(days=1)
+
+
+def _backfill(view: CaseView) -> list[Finding]:
+    t = view.timeline
+    cfg = view.config
+    handled = [e for e in t.events if e.type is not EventType.RATED]
+    evidence: dict = {}
+    event_time: datetime | None = None
+    officer = None
+    # A whole case registered in a burst while the times it states span days.
+    if t.accepted is not None and t.end is not None and t.end.type is EventType.CLOSED:
+        span = [e for e in handled if t.accepted.occurred_at <= e.occurred_at <= t.end.occurred_at]
+        if len(span) >= cfg.burst_min_events:
+            registered = (max(e.recorded_at for e in span) - min(e.recorded_at for e in span))
+            stated = (max(e.occurred_at for e in span) - min(e.occurred_at for e in span))
+            if (registered <= timedelta(minutes=cfg.burst_registration_minutes)
+                    and stated >= timedelta(hours=cfg.burst_stated_span_hours)):
+                evidence["burst"] = {
+                    "events": len(span),
+                    "registered_from": local(view, min(e.recorded_at for e in span)),
+                    "registered_to": local(view, max(e.recorded_at for e in span)),
+                    "registered_within_minutes": round(registered.total_seconds() / 60, 2),
+                    "stated_from": local(view, min(e.occurred_at for e in span)),
+                    "stated_to": local(view, max(e.occurred_at for e in span)),
+                    "stated_span_hours": round(stated.total_seconds() / 3600, 2),
+                }
+                event_time = t.end.recorded_at
+                officer = t.end.officer_id
+    # Events registered long after they happened.
+    late = []
+    lag_limit = timedelta(hours=cfg.registration_lag_hours)
+    for event in handled:
+        if event.channel is Channel.IMPORT:
+            limit = _push_limit(view, event)
+            if event.recorded_at > limit:
+                late.append((event, f"pushed after {local(view, limit)}"))
+        elif event.recorded_at - event.occurred_at > lag_limit:
+            late.append((event, f"registered more than {cfg.registration_lag_hours:g} hours after it happened"))
+    if late:
+        evidence["late_registrations"] = [
+            {"event_id": e.event_id, "type": e.type.value, "node": e.node,
+             "occurred_at": local(view, e.occurred_at), "recorded_at": local(view, e.recorded_at),
+             "lag_hours": round((e.recorded_at - e.occurred_at).total_seconds() / 3600, 2), "why": why}
+            for e, why in late[:10]]
+        evidence["late_registration_count"] = len(late)
+        first = min(late, key=lambda pair: pair[0].recorded_at)[0]
+        if event_time is None or first.recorded_at < event_time:
+            event_time = first.recorded_at
+            officer = first.officer_id
+    if event_time is None:
+        return []
+    case_id = handled[0].case_id
+    return [Finding(Rule.BACKFILL, case_id, event_time, evidence, officer_id=officer)]

@@ -1,0 +1,113 @@
+"""One case, judged: the state change and the detectors, put together.
+
+`step` is what the stream does with every case event and every timer tick:
+
+    state' = apply(state, event)               (pure)
+    findings = detect(state', now)             (pure, every rule family)
+    alerts, changed = reconcile(state'.alerts, findings)
+
+The result depends on the catalog, the set of events and the clock only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from alerts.calendar import WorkCalendar
+from alerts.catalog import Catalog, Item
+from alerts.config import RuleConfig
+from alerts.detectors import CaseView, deadlines, discretion, process
+from alerts.events import CaseEvent, EventType
+from alerts.lifecycle import Labels, reconcile
+from alerts.model import Alert, Finding
+from alerts.state import CaseState, apply
+from alerts.timeline import read_timeline
+
+RULE_FAMILIES = (deadlines, process, discretion)
+
+
+class UnknownItem(LookupError):
+    def __init__(self, item_code: str):
+        super().__init__(f"item code {item_code!r} is not in the catalog")
+        self.item_code = item_code
+
+
+@dataclass(frozen=True, slots=True)
+class Judge:
+    """What every case is judged against: the catalog, the working-day calendar and the thresholds."""
+    catalog: Catalog
+    calendar: WorkCalendar
+    config: RuleConfig = RuleConfig()
+
+    def item(self, code: str) -> Item:
+        item = self.catalog.item(code)
+        if item is None:
+            raise UnknownItem(code)
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    findings: list[Finding]
+    next_due: datetime | None
+    labels: Labels
+    deadline: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A case after one step: its new state and the alerts whose publication changed."""
+    state: CaseState
+    changed: list[Alert]
+    labels: Labels | None
+    deadline: datetime | None
+    is_new: bool = True
+
+
+def item_of(state: CaseState, judge: Judge) -> Item:
+    accepted = next((e for e in state.events if e.type is EventType.ACCEPTED), None)
+    return judge.item((accepted or state.events[0]).item_code)
+
+
+def labels_of(state: CaseState, item: Item, judge: Judge) -> Labels:
+    department = next((e.department for e in state.events if e.department), None) or item.department
+    region = next((e.region for e in state.events if e.region), None)
+    if region is None:
+        known = judge.catalog.departments.get(department)
+        region = known.region if known else None
+    return Labels(item.code, department, region)
+
+
+def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
+    item = item_of(state, judge)
+    view = CaseView(read_timeline(state.events, item), item, judge.calendar, judge.config)
+    findings: list[Finding] = []
+    for family in RULE_FAMILIES:
+        findings.extend(family.detect(view, now))
+    upcoming = deadlines.due(view, now)
+    return Evaluation(findings, min(upcoming) if upcoming else None, labels_of(state, item, judge),
+                      view.timeline.deadline(judge.calendar))
+
+
+def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime) -> Outcome:
+    """Re-evaluate a case at `now`."""
+    result = evaluate(state, judge, now)
+    alerts, changed = reconcile(state.alerts, result.findings, result.labels, raised_at)
+    if changed or result.next_due != state.next_due:
+        state = replace(state, alerts=alerts, next_due=result.next_due, revision=state.revision + 1)
+    return Outcome(state, changed, result.labels, result.deadline)
+
+
+def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
+         raised_at: datetime) -> Outcome:
+    """Apply one event and re-judge the case.
+
+    A redelivered event (its event_id is already in the case) changes nothing:
+    the outcome has `is_new` False and the state as it was.
+    """
+    judge.item(event.item_code)  # unknown items are refused before they touch the state
+    new_state, is_new = apply(state, event)
+    if not is_new:
+        return Outcome(new_state, [], None, None, is_new=False)
+    return judge_case(new_state, judge, now, raised_at)

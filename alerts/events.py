@@ -1,0 +1,188 @@
+"""Case events (办件过程事件): the domain's view of the contract's input format.
+
+`parse_event` turns one decoded JSON object into a `CaseEvent` or raises
+`InvalidEvent` with a reason an operator can act on. The checks mirror
+`case-event.schema.json` of the contract (a unit test holds the two together)
+and add what a schema cannot say: times must carry a UTC offset, lie in a
+plausible range, and an event cannot be registered before it happened.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+
+class EventType(enum.StrEnum):
+    ACCEPTED = "accepted"
+    NODE_COMPLETED = "node_completed"
+    RETURNED = "returned"
+    SUSPENDED = "suspended"
+    RESUMED = "resumed"
+    DECIDED = "decided"
+    CLOSED = "closed"
+    WITHDRAWN = "withdrawn"
+    RATED = "rated"
+
+
+class Channel(enum.StrEnum):
+    ONLINE = "online"
+    WINDOW = "window"
+    IMPORT = "import"
+
+
+DECISIONS = frozenset({"approve", "reject", "penalize", "no_penalty"})
+RATINGS = frozenset({"satisfied", "basically_satisfied", "dissatisfied"})
+NODE_EVENTS = frozenset({EventType.NODE_COMPLETED, EventType.RETURNED})
+
+# Times outside this window are treated as impossible, not as facts.
+EARLIEST_TIME = datetime(1990, 1, 1, tzinfo=timezone.utc)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
+# A handling system's clock may run a little ahead of the online system's.
+CLOCK_SKEW = timedelta(minutes=5)
+
+_MAX_ID = 128
+_LIMITS = {"event_id": _MAX_ID, "case_id": _MAX_ID, "item_code": _MAX_ID, "node": _MAX_ID,
+           "officer_id": _MAX_ID, "department": _MAX_ID, "region": 32}
+
+
+class InvalidEvent(ValueError):
+    """The message is not a valid case event; `reason` is a short machine-readable class."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class CaseEvent:
+    event_id: str
+    case_id: str
+    item_code: str
+    type: EventType
+    occurred_at: datetime
+    recorded_at: datetime
+    node: str | None = None
+    officer_id: str | None = None
+    department: str | None = None
+    region: str | None = None
+    channel: Channel | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def order_key(self) -> tuple[datetime, datetime, str]:
+        """Event-time order: what happened first, then what was registered first."""
+        return (self.occurred_at, self.recorded_at, self.event_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's JSON form (times keep their original offset)."""
+        out: dict[str, Any] = {
+            "event_id": self.event_id, "case_id": self.case_id, "item_code": self.item_code,
+            "type": self.type.value, "occurred_at": self.occurred_at.isoformat(),
+            "recorded_at": self.recorded_at.isoformat(),
+        }
+        for name in ("node", "officer_id", "department", "region"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.channel is not None:
+            out["channel"] = self.channel.value
+        if self.attrs:
+            out["attrs"] = dict(self.attrs)
+        return out
+
+
+def parse_time(value: Any, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidEvent("schema", f"{name} must be an RFC 3339 string, got {type(value).__name__}")
+    text = value.strip()
+    if len(text) > 40:
+        raise InvalidEvent("bad_time", f"{name} is not an RFC 3339 time: {text[:40]!r}...")
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise InvalidEvent("bad_time", f"{name} is not an RFC 3339 time: {text!r}") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise InvalidEvent("bad_time", f"{name} has no UTC offset: {text!r}")
+    if not EARLIEST_TIME <= parsed < LATEST_TIME:
+        raise InvalidEvent("impossible_time", f"{name} {text!r} is outside 1990..2099")
+    return parsed
+
+
+def _string(obj: Mapping[str, Any], name: str, required: bool) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise InvalidEvent("schema", f"missing required field {name!r}")
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent("schema", f"{name} must be a string, got {type(value).__name__}")
+    if required and not value:
+        raise InvalidEvent("schema", f"{name} must not be empty")
+    if len(value) > _LIMITS[name]:
+        raise InvalidEvent("schema", f"{name} is longer than {_LIMITS[name]} characters")
+    return value
+
+
+def _attrs(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidEvent("schema", f"attrs must be an object, got {type(value).__name__}")
+    days = value.get("promised_days")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 3650):
+        raise InvalidEvent("schema", f"attrs.promised_days must be an integer 0..3650, got {days!r}")
+    for name in ("reason", "opinion", "violation_code", "discretion_tier"):
+        if name in value and not isinstance(value[name], str):
+            raise InvalidEvent("schema", f"attrs.{name} must be a string")
+    if "decision" in value and value["decision"] not in DECISIONS:
+        raise InvalidEvent("schema", f"attrs.decision must be one of {sorted(DECISIONS)}")
+    if "rating" in value and value["rating"] not in RATINGS:
+        raise InvalidEvent("schema", f"attrs.rating must be one of {sorted(RATINGS)}")
+    amount = value.get("penalty_amount")
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))
+                               or not 0 <= amount < 1e13):
+        raise InvalidEvent("schema", f"attrs.penalty_amount must be a number >= 0, got {amount!r}")
+    return value
+
+
+def parse_event(obj: Any) -> CaseEvent:
+    """Validate one decoded JSON value and build a `CaseEvent`."""
+    if not isinstance(obj, dict):
+        raise InvalidEvent("schema", f"a case event must be a JSON object, got {type(obj).__name__}")
+    try:
+        event_type = EventType(obj.get("type"))
+    except ValueError:
+        raise InvalidEvent("schema", f"type must be one of {[t.value for t in EventType]}, "
+                                     f"got {str(obj.get('type'))[:40]!r}") from None
+    channel_value = obj.get("channel")
+    try:
+        channel = Channel(channel_value) if channel_value is not None else None
+    except ValueError:
+        raise InvalidEvent("schema", f"channel must be online, window or import, "
+                                     f"got {str(channel_value)[:40]!r}") from None
+    node = _string(obj, "node", required=False)
+    if event_type in NODE_EVENTS and not node:
+        raise InvalidEvent("schema", f"a {event_type.value} event must name its node")
+    occurred_at = parse_time(obj.get("occurred_at"), "occurred_at")
+    recorded_at = parse_time(obj.get("recorded_at"), "recorded_at")
+    if recorded_at + CLOCK_SKEW < occurred_at:
+        raise InvalidEvent("impossible_time", f"recorded_at {recorded_at.isoformat()} is before "
+                                              f"occurred_at {occurred_at.isoformat()}")
+    return CaseEvent(
+        event_id=_string(obj, "event_id", required=True),  # type: ignore[arg-type]
+        case_id=_string(obj, "case_id", required=True),  # type: ignore[arg-type]
+        item_code=_string(obj, "item_code", required=True),  # type: ignore[arg-type]
+        type=event_type,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+        node=node,
+        officer_id=_string(obj, "officer_id", required=False),
+        department=_string(obj, "department", required=False),
+        region=_string(obj, "region", required=False),
+        channel=channel,
+        attrs=_attrs(obj.get("attrs")),
+    )

@@ -1,0 +1,233 @@
+"""A generated city: catalog, cases and their events, with the violations injected known.
+
+Used by `sunlight demo`, the integration tests and the benchmarks. Pure: a
+seed and `now` in, plain data out. Every case is either clean (handled well
+within every limit, registered as it happened) or carries exactly one injected
+violation, recorded in `Scenario.truth` as the rule that must be found.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alerts.calendar import WorkCalendar
+from alerts.model import Rule
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+DEPARTMENTS = [
+    ("SCJG", "市市场监督管理局"), ("ZJJ", "市住房和城乡建设局"), ("ZRZYJ", "市自然资源和规划局"),
+    ("JTJ", "市交通运输局"), ("WJW", "市卫生健康委员会"), ("STJ", "市生态环境局"),
+]
+
+LICENSING_NODES = [
+    {"id": "accept", "name": "受理", "days": 1},
+    {"id": "undertake", "name": "承办", "days": 4},
+    {"id": "site_check", "name": "现场核查", "days": 3, "required": False},
+    {"id": "review", "name": "审核", "days": 2, "requires": ["undertake"]},
+    {"id": "approve", "name": "批准", "days": 1},
+    {"id": "close", "name": "办结"},
+]
+PENALTY_NODES = [
+    {"id": "file", "name": "立案", "days": 3},
+    {"id": "investigate", "name": "调查取证", "days": 15},
+    {"id": "legal_review", "name": "法制审核", "days": 3},
+    {"id": "notify", "name": "告知", "days": 3},
+    {"id": "decide", "name": "决定", "days": 3},
+    {"id": "serve", "name": "送达", "days": 3},
+    {"id": "close", "name": "结案"},
+]
+CONFIRMATION_NODES = [
+    {"id": "accept", "name": "受理", "days": 1},
+    {"id": "review", "name": "审核", "days": 2},
+    {"id": "close", "name": "办结"},
+]
+TIERS = [{"tier": "light", "min": 5000, "max": 20000}, {"tier": "normal", "min": 20000, "max": 60000},
+         {"tier": "heavy", "min": 60000, "max": 100000}]
+
+VIOLATIONS = [Rule.DEADLINE_NEAR, Rule.OVERDUE, Rule.NODE_OVERDUE, Rule.SKIPPED_NODE, Rule.BACKFILL,
+              Rule.RETROACTIVE_SUSPENSION, Rule.DISCRETION_OUT_OF_RANGE, Rule.DISCRETION_OUTLIER]
+
+
+def build_catalog(region: str = "320200") -> dict[str, Any]:
+    departments = [{"code": code, "name": name, "region": region,
+                    "head": {"name": f"{name}负责人", "email": f"{code.lower()}-head@example.gov.cn"}}
+                   for code, name in DEPARTMENTS]
+    items = []
+    for number, (code, name) in enumerate(DEPARTMENTS, start=1):
+        items.append({"code": f"{region}-XK-{code}-{number:04d}", "name": f"{name[1:-1]}许可",
+                      "category": "licensing", "department": code, "promised_days": 10, "legal_days": 20,
+                      "nodes": LICENSING_NODES})
+        items.append({"code": f"{region}-CF-{code}-{number:04d}", "name": f"{name[1:-1]}行政处罚",
+                      "category": "penalty", "department": code, "promised_days": 45, "legal_days": 90,
+                      "nodes": PENALTY_NODES, "discretion": {f"V-{code}-01": TIERS}})
+        items.append({"code": f"{region}-QR-{code}-{number:04d}", "name": f"{name[1:-1]}行政确认",
+                      "category": "confirmation", "department": code, "promised_days": 5,
+                      "nodes": CONFIRMATION_NODES})
+    return {"departments": departments, "items": items}
+
+
+@dataclass
+class Scenario:
+    catalog: dict[str, Any]
+    events: list[dict[str, Any]]
+    truth: dict[str, Rule | None] = field(default_factory=dict)  # case_id -> injected rule (None: clean)
+    now: datetime = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+    @property
+    def clean_cases(self) -> list[str]:
+        return [c for c, rule in self.truth.items() if rule is None]
+
+
+class _Builder:
+    def __init__(self, rng: random.Random, calendar: WorkCalendar, now: datetime):
+        self.rng = rng
+        self.calendar = calendar
+        self.now = now
+        self.events: list[dict[str, Any]] = []
+
+    def workday_at(self, day, hour: float) -> datetime:
+        while not self.calendar.is_workday(day):
+            day += timedelta(days=1)
+        return datetime(day.year, day.month, day.day, tzinfo=TZ) + timedelta(hours=hour)
+
+    def after(self, moment: datetime, workdays: int, hour: float | None = None) -> datetime:
+        day = moment.astimezone(TZ).date()
+        if workdays > 0:
+            day = self.calendar.nth_workday_after(day, workdays)
+        at = self.workday_at(day, hour if hour is not None else self.rng.uniform(9, 16.5))
+        return max(at, moment + timedelta(minutes=20))
+
+    def emit(self, case: dict, kind: str, occurred: datetime, recorded: datetime | None = None,
+             node: str | None = None, **attrs: Any) -> None:
+        event = {
+            "event_id": f"{case['case_id']}-{len(case['events']) + 1:02d}", "case_id": case["case_id"],
+            "item_code": case["item"]["code"], "type": kind, "occurred_at": occurred.isoformat(),
+            "recorded_at": (recorded or occurred + timedelta(minutes=self.rng.randint(1, 30))).isoformat(),
+            "officer_id": case["officer"], "department": case["item"]["department"], "region": "320200",
+            "channel": case["channel"],
+        }
+        if node:
+            event["node"] = node
+        if attrs:
+            event["attrs"] = attrs
+        case["events"].append(event)
+
+
+def generate(cases: int = 500, violation_rate: float = 0.03, seed: int = 0,
+             now: datetime = datetime(2026, 6, 1, 12, tzinfo=timezone.utc),
+             calendar: WorkCalendar | None = None) -> Scenario:
+    """A city's cases over the ~100 days before `now`, a few percent of each violation."""
+    rng = random.Random(seed)
+    calendar = calendar or WorkCalendar()
+    catalog = build_catalog()
+    by_category: dict[str, list[dict]] = {}
+    for item in catalog["items"]:
+        by_category.setdefault(item["category"], []).append(item)
+    builder = _Builder(rng, calendar, now)
+    truth: dict[str, Rule | None] = {}
+    # Enough peers per penalty group for discretion_outlier to judge.
+    for index in range(cases):
+        roll = rng.random()
+        violation = None
+        if roll < violation_rate * len(VIOLATIONS):
+            violation = VIOLATIONS[int(roll / violation_rate) % len(VIOLATIONS)]
+        if violation in (Rule.DISCRETION_OUT_OF_RANGE, Rule.DISCRETION_OUTLIER):
+            category = "penalty"
+        elif violation is None:
+            category = rng.choice(["licensing", "licensing", "penalty", "confirmation"])
+        else:
+            category = rng.choice(["licensing", "confirmation"]) if violation is not Rule.SKIPPED_NODE \
+                else "licensing"
+        item = rng.choice(by_category[category])
+        case = {"case_id": f"C{seed:02d}{index:06d}", "item": item, "events": [],
+                "officer": f"{item['department']}-{rng.randint(1, 12):02d}",
+                "channel": rng.choice(["online", "online", "window"])}
+        _make_case(builder, case, violation)
+        truth[case["case_id"]] = violation
+        builder.events.extend(case["events"])
+    builder.events.sort(key=lambda e: (e["occurred_at"], e["event_id"]))
+    return Scenario(catalog, builder.events, truth, now)
+
+
+def _node_plan(item: dict) -> list[dict]:
+    return [n for n in item["nodes"][1:-1]]
+
+
+def _make_case(b: _Builder, case: dict, violation: Rule | None) -> None:
+    rng, now = b.rng, b.now
+    item = case["item"]
+    promised = item["promised_days"]
+    # When the case was accepted: far enough back that it has closed, unless its story needs it open.
+    if violation is Rule.DEADLINE_NEAR:
+        near_day = now.astimezone(TZ).date()  # today is its last working day
+        while not b.calendar.is_workday(near_day):
+            near_day -= timedelta(days=1)
+        start_day = near_day
+        for _ in range(promised):
+            start_day -= timedelta(days=1)
+            while not b.calendar.is_workday(start_day):
+                start_day -= timedelta(days=1)
+        accepted = b.workday_at(start_day, rng.uniform(9, 11))
+        if accepted > now - timedelta(hours=1):
+            accepted = now - timedelta(days=3)
+    elif violation is Rule.OVERDUE:
+        accepted = b.workday_at((now - timedelta(days=rng.randint(promised * 2 + 20, promised * 2 + 60))).astimezone(TZ).date(), 10)
+    else:
+        accepted = b.workday_at((now - timedelta(days=rng.randint(promised * 2 + 10, promised * 2 + 100))).astimezone(TZ).date(),
+                                rng.uniform(9, 15))
+    b.emit(case, "accepted", accepted)
+    t = accepted
+    nodes = _node_plan(item)
+    penalty = item["category"] == "penalty"
+    for node in nodes:
+        if violation is Rule.SKIPPED_NODE and node["id"] == "review":
+            continue
+        if not node.get("required", True) and rng.random() < 0.5:
+            continue
+        days = node.get("days") or 1
+        if violation is Rule.NODE_OVERDUE and node is nodes[0]:
+            spend = days + 1
+        elif violation in (Rule.DEADLINE_NEAR, Rule.OVERDUE):
+            spend = 0
+        else:
+            spend = 0 if days <= 1 else rng.randint(0, max(0, days // 3))
+        t = b.after(t, spend)
+        if penalty and node["id"] == "decide":
+            amount = round(rng.uniform(25000, 55000), -2)
+            tier = "normal"
+            if violation is Rule.DISCRETION_OUT_OF_RANGE:
+                amount, tier = round(rng.uniform(120000, 200000), -2), "heavy"
+            elif violation is Rule.DISCRETION_OUTLIER:
+                amount, tier = round(rng.uniform(97000, 99500), -2), "heavy"
+            b.emit(case, "decided", t, decision="penalize", violation_code=f"V-{item['department']}-01",
+                   penalty_amount=amount, discretion_tier=tier)
+        else:
+            b.emit(case, "node_completed", t, node=node["id"])
+        if violation in (Rule.DEADLINE_NEAR, Rule.OVERDUE) and node is nodes[0]:
+            return  # the case stays open, stuck after its first step
+    if violation is Rule.RETROACTIVE_SUSPENSION:
+        # Handled late, then a suspension back-dated into the case and registered after the deadline.
+        deadline_day = b.calendar.nth_workday_after(accepted.astimezone(TZ).date(), promised)
+        registered = b.workday_at(b.calendar.nth_workday_after(deadline_day, 1), 10)
+        suspended_at = b.after(accepted, 1, 11)
+        resumed_at = b.after(suspended_at, 3, 11)
+        b.emit(case, "suspended", suspended_at, registered, reason="supplement")
+        b.emit(case, "resumed", resumed_at, registered + timedelta(minutes=2))
+        b.emit(case, "closed", registered + timedelta(hours=1))
+        return
+    close_at = b.after(t, 0 if violation is not Rule.BACKFILL else 1)
+    if violation is Rule.BACKFILL:
+        # Handled offline: every step registered online within minutes, at closing time.
+        base = close_at + timedelta(hours=2)
+        for offset, event in enumerate(case["events"]):
+            event["recorded_at"] = (base + timedelta(seconds=20 * offset)).isoformat()
+        b.emit(case, "closed", close_at, base + timedelta(seconds=20 * len(case["events"])))
+        return
+    b.emit(case, "closed", close_at)
+    if rng.random() < 0.3:
+        b.emit(case, "rated", close_at + timedelta(days=1), rating=rng.choice(["satisfied", "basically_satisfied"]))

@@ -1,0 +1,32 @@
+"""The ClickHouse client: embedded chdb (the default) or a server URL.
+
+One chdb data directory can be open in only one process at a time, so the
+embedded store is opened by the process that runs the pipeline (`replay`,
+`demo`, `import`) or, afterwards, by `alerts export`. A fleet of workers needs
+a ClickHouse server (``SUNLIGHT_CLICKHOUSE=http://user:pass@host:8123/db``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import clickhouse_connect
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def connect(server_url: str | None, data_dir: Path):
+    """A clickhouse-connect client: the server at `server_url`, or chdb in `data_dir`."""
+    if server_url:
+        return clickhouse_connect.get_client(dsn=server_url)
+    path = Path(data_dir).resolve() / "clickhouse"
+    path.mkdir(parents=True, exist_ok=True)
+    return clickhouse_connect.get_client(dsn=f"chdb://{path}")

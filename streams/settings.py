@@ -1,0 +1,59 @@
+"""One settings object, read from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: str | None = None  # bootstrap servers; None = the embedded broker
+    clickhouse: str | None = field(default=None, repr=False)  # server URL (may hold a password)
+    data_dir: Path = Path("sunlight-data")
+    catalog: Path | None = None
+    calendar_overrides: Path | None = None
+    app_id: str = "sunlight"
+    partitions: int = 4
+    flush_interval: float = 1.0
+    flush_rows: int = 5000
+    tick_interval: float = 1.0
+    catalog_reload_interval: float = 2.0
+    session_timeout: float = 6.0
+    case_events_topic: str = "case-events"
+    alerts_topic: str = "alerts"
+    dlq_topic: str = "case-events-dlq"
+    ticks_topic: str = "sunlight-case-ticks"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        overrides = env.get("SUNLIGHT_CALENDAR_OVERRIDES")
+        catalog = env.get("SUNLIGHT_CATALOG")
+        return cls(
+            kafka=env.get("SUNLIGHT_KAFKA") or None,
+            clickhouse=env.get("SUNLIGHT_CLICKHOUSE") or None,
+            data_dir=Path(env.get("SUNLIGHT_DATA_DIR") or "sunlight-data"),
+            catalog=Path(catalog) if catalog else None,
+            calendar_overrides=Path(overrides) if overrides else None,
+            app_id=env.get("SUNLIGHT_APP_ID") or "sunlight",
+            partitions=int(_float("SUNLIGHT_PARTITIONS", 4)),
+            flush_interval=_float("SUNLIGHT_FLUSH_INTERVAL", 1.0),
+            tick_interval=_float("SUNLIGHT_TICK_INTERVAL", 1.0),
+            session_timeout=_float("SUNLIGHT_SESSION_TIMEOUT", 6.0),
+        )
+
+    @property
+    def embedded_store(self) -> bool:
+        return self.clickhouse is None

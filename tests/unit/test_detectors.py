@@ -1,0 +1,165 @@
+"""The eight rules, table-driven: each case's events, the clock, and the alerts that must hold.
+
+The licence item of the contract's example catalog: promised 10 working days;
+nodes accept(1) -> undertake(5) -> site_check(3, optional) -> review(2, requires
+undertake) -> approve(1) -> close. 2026-03-02 is a Monday; its deadline is the
+end of Monday 2026-03-16, its last working day starts 2026-03-16 00:00.
+"""
+
+import random
+
+import pytest
+
+from alerts.config import RuleConfig
+from alerts.detectors.discretion import outliers
+from tests.unit.helpers import PENALTY, active, at, ev, run
+
+
+def handled(close_at=None, with_review=True, **times):
+    events = [ev("accepted", at(2026, 3, 2, 10)),
+              ev("node_completed", times.get("undertake", at(2026, 3, 3)), node="undertake")]
+    if with_review:
+        events.append(ev("node_completed", times.get("review", at(2026, 3, 4)), node="review"))
+    events.append(ev("node_completed", times.get("approve", at(2026, 3, 5)), node="approve"))
+    if close_at:
+        events.append(ev("closed", close_at))
+    return events
+
+
+CASES = {
+    "clean, closed early": (handled(at(2026, 3, 6)), at(2026, 5, 1), set()),
+    "open, before its last day": (handled(), at(2026, 3, 15, 23, 59), set()),
+    "open on its last day": (handled(), at(2026, 3, 16, 0, 0), {("deadline_near", None)}),
+    "open past its deadline": (handled(), at(2026, 3, 17, 0, 1),
+                               {("deadline_near", None), ("overdue", None)}),
+    "closed on its last day": (handled(at(2026, 3, 16, 11)), at(2026, 5, 1), {("deadline_near", None)}),
+    "closed late": (handled(at(2026, 3, 18, 11)), at(2026, 5, 1), {("deadline_near", None), ("overdue", None)}),
+    "a node late, the case on time": (handled(at(2026, 3, 11, 15), undertake=at(2026, 3, 10), review=at(2026, 3, 10, 15),
+                                              approve=at(2026, 3, 11)), at(2026, 5, 1), {("node_overdue", "undertake")}),
+    "review skipped": (handled(at(2026, 3, 6), with_review=False), at(2026, 5, 1), {("skipped_node", "review")}),
+    "a node still running past its limit": (
+        [ev("accepted", at(2026, 3, 2, 10))], at(2026, 3, 10, 1), {("node_overdue", "undertake")}),
+    "suspended: the clock stops": (
+        [ev("accepted", at(2026, 3, 2, 10)), ev("suspended", at(2026, 3, 3, 0), reason="expert_review"),
+         ev("resumed", at(2026, 3, 6, 0)), ev("node_completed", at(2026, 3, 6, 9), node="undertake"),
+         ev("node_completed", at(2026, 3, 6, 10), node="review"), ev("node_completed", at(2026, 3, 6, 11), node="approve"),
+         ev("closed", at(2026, 3, 19, 11))],  # 3 working days stopped: deadline end of 03-19
+        at(2026, 5, 1), {("deadline_near", None)}),
+    "returned and redone in order": (
+        [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+         ev("returned", at(2026, 3, 4), node="undertake", reason="材料不全"),
+         ev("node_completed", at(2026, 3, 4, 15), node="undertake"),
+         ev("node_completed", at(2026, 3, 5), node="review"), ev("node_completed", at(2026, 3, 5, 15), node="approve"),
+         ev("closed", at(2026, 3, 6))],
+        at(2026, 5, 1), set()),
+    "returned, then approved without the redo": (
+        [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+         ev("node_completed", at(2026, 3, 4), node="review"),
+         ev("returned", at(2026, 3, 4, 12), node="review", reason="意见不明"),
+         ev("node_completed", at(2026, 3, 5), node="approve"), ev("closed", at(2026, 3, 6))],
+        at(2026, 5, 1), {("skipped_node", "review")}),
+    "closed without any node": (
+        [ev("accepted", at(2026, 3, 2, 10)), ev("closed", at(2026, 3, 3))], at(2026, 5, 1),
+        {("skipped_node", "undertake"), ("skipped_node", "review"), ("skipped_node", "approve")}),
+    "handled offline, registered in a burst": (
+        [ev(kind, t, at(2026, 3, 10, 9, minute), node=node) for minute, (kind, t, node) in enumerate([
+            ("accepted", at(2026, 3, 2, 10), None), ("node_completed", at(2026, 3, 3), "undertake"),
+            ("node_completed", at(2026, 3, 4), "review"), ("node_completed", at(2026, 3, 5), "approve"),
+            ("closed", at(2026, 3, 6), None)])],
+        at(2026, 5, 1), {("backfill", None)}),
+    "one step registered days late": (
+        handled(at(2026, 3, 6))[:1] + [ev("node_completed", at(2026, 3, 3), at(2026, 3, 6, 9), node="undertake")]
+        + handled(at(2026, 3, 6))[2:], at(2026, 5, 1), {("backfill", None)}),
+    "a suspension registered after the deadline": (
+        handled()[:4] + [ev("suspended", at(2026, 3, 5, 16), at(2026, 3, 18, 9), reason="supplement"),
+                         ev("resumed", at(2026, 3, 10, 9), at(2026, 3, 18, 9, 5)),
+                         ev("closed", at(2026, 3, 18, 10))],
+        at(2026, 5, 1), {("retroactive_suspension", None), ("backfill", None)}),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_rules(name):
+    events, now, expected = CASES[name]
+    assert active(run(events, now)) == expected
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_alerts_do_not_depend_on_arrival_order(name):
+    events, now, _ = CASES[name]
+    reference = run(events, now)
+    for seed in range(3):
+        shuffled = list(events) + list(events[: len(events) // 2])  # duplicates too
+        random.Random(seed).shuffle(shuffled)
+        state = run(shuffled, now)
+        assert active(state) == active(reference)
+        live = {a.alert_id: (a.event_time, dict(a.evidence)) for a in state.alerts.values()
+                if a.status.value != "withdrawn"}
+        ref = {a.alert_id: (a.event_time, dict(a.evidence)) for a in reference.alerts.values()
+               if a.status.value != "withdrawn"}
+        assert live == ref
+
+
+def test_overdue_evidence_is_checkable_by_hand():
+    state = run(handled(at(2026, 3, 18, 11)), at(2026, 5, 1))
+    overdue = next(a for a in state.alerts.values() if a.rule.value == "overdue")
+    assert overdue.severity.value == "red"
+    assert overdue.evidence["deadline"] == "2026-03-17T00:00:00+08:00"
+    assert overdue.evidence["promised_days"] == 10
+    assert overdue.evidence["ended_at"] == "2026-03-18T11:00:00+08:00"
+    assert overdue.evidence["working_days_used"] == pytest.approx(11 + 11 / 24, abs=1e-3)
+
+
+def test_skipped_evidence_names_what_went_ahead():
+    state = run(handled(at(2026, 3, 6), with_review=False), at(2026, 5, 1))
+    (skip,) = [a for a in state.alerts.values() if a.rule.value == "skipped_node"]
+    assert skip.node == "review"
+    assert skip.evidence["went_ahead_node"] == "approve"
+    assert skip.evidence["skipped_node_name"] == "审核"
+
+
+def test_the_case_may_override_its_promised_days():
+    events = [ev("accepted", at(2026, 3, 2, 10), promised_days=3)] + handled()[1:]
+    assert active(run(events, at(2026, 3, 6, 1))) == {("deadline_near", None), ("overdue", None)}
+
+
+def penalty_case(case, amount, tier=None, violation="V-FOOD-124"):
+    attrs = {"decision": "penalize", "violation_code": violation, "penalty_amount": amount}
+    if tier:
+        attrs["discretion_tier"] = tier
+    return [ev("accepted", at(2026, 3, 2), case=case, item=PENALTY),
+            ev("decided", at(2026, 3, 3), case=case, item=PENALTY, **attrs)]
+
+
+@pytest.mark.parametrize("amount, tier, expected", [
+    (30000, "normal", set()),
+    (30000, None, set()),
+    (20000, "light", set()),            # on a tier boundary: inclusive
+    (150000, "heavy", {("discretion_out_of_range", None)}),
+    (1000, None, {("discretion_out_of_range", None)}),
+    (30000, "light", {("discretion_out_of_range", None)}),
+    (30000, "extreme", {("discretion_out_of_range", None)}),
+])
+def test_discretion_out_of_range(amount, tier, expected):
+    state = run(penalty_case("P1", amount, tier), at(2026, 3, 4))
+    found = {r for r in active(state) if r[0].startswith("discretion")}
+    assert found == expected
+
+
+def test_a_violation_without_a_benchmark_is_not_judged():
+    state = run(penalty_case("P1", 10 ** 7, violation="V-UNKNOWN"), at(2026, 3, 4))
+    assert not {r for r in active(state) if r[0].startswith("discretion")}
+
+
+def test_outliers_are_judged_against_peers_robustly():
+    cfg = RuleConfig()
+    peers = {f"c{i}": 30000 + 1000 * (i % 10) for i in range(20)}
+    assert outliers(peers, cfg) == {}
+    flagged = outliers({**peers, "far": 99000}, cfg)
+    assert set(flagged) == {"far"}
+    assert flagged["far"].median == 35000 and flagged["far"].z > cfg.outlier_z
+    # Too few peers: nothing is judged.
+    assert outliers({"a": 1000, "b": 1000, "c": 99000}, cfg) == {}
+    # Most peers impose the same amount (MAD 0): only a clear departure is an outlier.
+    same = {f"c{i}": 5000 for i in range(10)}
+    assert set(outliers({**same, "x": 5200, "y": 20000}, cfg)) == {"y"}
