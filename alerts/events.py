@@ -113,13 +113,13 @@ def parse_time(value: Any, name: str) -> datetime:
 
 
 def _string(obj: Mapping[str, Any], name: str, required: bool) -> str | None:
-    value = obj.get(name)
-    if value is None:
+    if name not in obj:
         if required:
             raise InvalidEvent("schema", f"missing required field {name!r}")
         return None
+    value = obj[name]
     if not isinstance(value, str):
-        raise InvalidEvent("schema", f"{name} must be a string, got {type(value).__name__}")
+        raise InvalidEvent("schema", f"{name} must be a string, got {_kind(value)}")
     if required and not value:
         raise InvalidEvent("schema", f"{name} must not be empty")
     if len(value) > _LIMITS[name]:
@@ -127,11 +127,16 @@ def _string(obj: Mapping[str, Any], name: str, required: bool) -> str | None:
     return value
 
 
-def _attrs(value: Any) -> dict[str, Any]:
-    if value is None:
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
+    if "attrs" not in obj:
         return {}
+    value = obj["attrs"]
     if not isinstance(value, dict):
-        raise InvalidEvent("schema", f"attrs must be an object, got {type(value).__name__}")
+        raise InvalidEvent("schema", f"attrs must be an object, got {_kind(value)}")
     days = value.get("promised_days")
     if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 3650):
         raise InvalidEvent("schema", f"attrs.promised_days must be an integer 0..3650, got {days!r}")
@@ -160,7 +165,7 @@ def parse_event(obj: Any) -> CaseEvent:
                                      f"got {str(obj.get('type'))[:40]!r}") from None
     channel_value = obj.get("channel")
     try:
-        channel = Channel(channel_value) if channel_value is not None else None
+        channel = Channel(channel_value) if "channel" in obj else None
     except ValueError:
         raise InvalidEvent("schema", f"channel must be online, window or import, "
                                      f"got {str(channel_value)[:40]!r}") from None
@@ -184,5 +189,5 @@ def parse_event(obj: Any) -> CaseEvent:
         department=_string(obj, "department", required=False),
         region=_string(obj, "region", required=False),
         channel=channel,
-        attrs=_attrs(obj.get("attrs")),
+        attrs=_attrs(obj),
     )

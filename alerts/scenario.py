@@ -139,7 +139,9 @@ def generate(cases: int = 500, violation_rate: float = 0.03, seed: int = 0,
         if violation in (Rule.DISCRETION_OUT_OF_RANGE, Rule.DISCRETION_OUTLIER):
             category = "penalty"
         elif violation is None:
-            category = rng.choice(["licensing", "licensing", "penalty", "confirmation"])
+            # Half the clean cases are penalties, so that every penalty group has enough peers
+            # for discretion_outlier to judge.
+            category = rng.choice(["licensing", "penalty", "penalty", "confirmation"])
         else:
             category = rng.choice(["licensing", "confirmation"]) if violation is not Rule.SKIPPED_NODE \
                 else "licensing"
@@ -220,7 +222,7 @@ def _make_case(b: _Builder, case: dict, violation: Rule | None) -> None:
         b.emit(case, "resumed", resumed_at, registered + timedelta(minutes=2))
         b.emit(case, "closed", registered + timedelta(hours=1))
         return
-    close_at = b.after(t, 0 if violation is not Rule.BACKFILL else 1)
+    close_at = b.after(t, 0 if violation is not Rule.BACKFILL else 3)
     if violation is Rule.BACKFILL:
         # Handled offline: every step registered online within minutes, at closing time.
         base = close_at + timedelta(hours=2)

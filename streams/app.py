@@ -25,7 +25,9 @@ import faust
 import orjson
 
 from alerts.evaluate import Outcome, UnknownItem, judge_case, step
-from alerts.events import InvalidEvent, parse_event
+from alerts.detectors.discretion import penalty_of
+from alerts.events import EventType, InvalidEvent, parse_event
+from alerts.peers import PeerGroup, PenaltyFact, fact_of, judge_group
 from alerts.model import Alert
 from alerts.state import CaseState
 from sinks.rows import alert_row, case_row, event_row
@@ -39,6 +41,7 @@ from streams.timers import DeadlineIndex
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "cases"
+PEERS_TABLE = "penalty-peers"
 MAX_MESSAGE_BYTES = 1_000_000
 
 
@@ -48,6 +51,8 @@ class Progress:
     processed_offsets: dict[int, int] = field(default_factory=dict)  # case-events partition -> last offset
     ticks_sent: int = 0
     ticks_done: int = 0
+    facts_sent: int = 0
+    facts_done: int = 0
     events_new: int = 0
     events_duplicate: int = 0
     dead_letters: int = 0
@@ -64,6 +69,7 @@ def topic_names(settings: Settings) -> list[tuple[str, int]]:
     return [
         (settings.case_events_topic, p), (settings.ticks_topic, p), (settings.alerts_topic, p),
         (settings.dlq_topic, p), (f"{settings.app_id}-{TABLE_NAME}-changelog", p),
+        (settings.peers_topic, p), (f"{settings.app_id}-{PEERS_TABLE}-changelog", p),
         (f"{settings.app_id}-__assignor-__leader", 1),
     ]
 
@@ -72,6 +78,7 @@ class Pipeline:
     def __init__(self, settings: Settings, bootstrap: str, catalog: CatalogSource, writer: ClickHouseWriter,
                  clock, embedded_broker: bool):
         self.settings = settings
+        self.bootstrap = bootstrap
         self.catalog = catalog
         self.writer = writer
         self.clock = clock
@@ -109,7 +116,12 @@ class Pipeline:
                                    partitions=settings.partitions)
         self.table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions,
                                schema=faust.Schema(key_serializer="json", value_serializer="json"))
+        self.peers_topic = app.topic(settings.peers_topic, key_serializer="raw", value_serializer="json",
+                                     partitions=settings.partitions)
+        self.peers = app.Table(PEERS_TABLE, default=None, partitions=settings.partitions,
+                               schema=faust.Schema(key_serializer="json", value_serializer="json"))
         app.agent(self.events_topic, name="case-agent")(self.case_agent)
+        app.agent(self.peers_topic, name="peer-agent")(self.peer_agent)
         app.timer(settings.tick_interval)(self.fire_due)
         app.timer(settings.flush_interval)(self.flush)
         app.timer(settings.catalog_reload_interval)(self.reload_catalog)
@@ -154,7 +166,7 @@ class Pipeline:
             return
         judge = self.catalog.judge
         state = self._load(event.case_id)
-        now = self.clock.observe(event.occurred_at)
+        now = self.clock.observe(message.partition, event.occurred_at)
         try:
             outcome = step(state, event, judge, now, utcnow())
         except UnknownItem as exc:
@@ -167,6 +179,7 @@ class Pipeline:
             metrics.EVENTS_PROCESSED.labels("new").inc()
             self._store(outcome.state, message.partition)
             self._emit(outcome)
+            await self._send_penalty(event, outcome.labels)
         else:
             # A redelivery: the state already holds the event, but its rows may not have been
             # written before a crash. Writing them again is harmless (the tables are keyed).
@@ -176,6 +189,36 @@ class Pipeline:
             if again.state is not outcome.state:
                 self._store(again.state, message.partition)
             self._emit(again, list(again.state.alerts.values()))
+            await self._send_penalty(event, again.labels)
+
+    async def _send_penalty(self, event, labels) -> None:
+        """A fining decision joins its peer group (same item, same violation) for discretion_outlier."""
+        if event.type is not EventType.DECIDED or labels is None:
+            return
+        penalty = penalty_of(event)
+        if penalty is None:
+            return
+        fact = fact_of(event, penalty[0], penalty[1], labels)
+        self.progress.facts_sent += 1
+        await self.peers_topic.send(key=fact.group.encode(), value=fact.to_json())
+
+    async def peer_agent(self, stream):
+        async for event in stream.noack().events():
+            try:
+                fact = PenaltyFact.from_json(event.message.value if isinstance(event.message.value, dict)
+                                             else orjson.loads(event.message.value))
+                stored = self.peers.get(fact.group)
+                group = PeerGroup.from_json(stored) if stored else None
+                new_group, changed = judge_group(group, fact, self.catalog.judge.config, utcnow())
+                if new_group is not group:
+                    self.peers[fact.group] = new_group.to_json()
+                for alert in changed:
+                    self._publish(alert)
+            except Exception:
+                log.exception("unexpected error on a penalty fact at offset %s", event.message.offset)
+            finally:
+                self.progress.facts_done += 1
+            self.writer.on_written(lambda e=event, s=stream: s.ack(e))
 
     def _on_tick(self, message) -> None:
         try:
@@ -214,13 +257,16 @@ class Pipeline:
         self.writer.add("cases", case_row(outcome.state, labels.item_code, labels.department, labels.region,
                                           outcome.deadline, utcnow()))
         for alert in outcome.changed if changed is None else changed:
-            self.progress.alerts_changed += 1
-            metrics.ALERTS_PUBLISHED.labels(alert.rule.value, alert.status.value).inc()
-            self.writer.add("alerts", alert_row(alert))
-            payload = orjson.dumps(alert.to_json())
-            key = alert.case_id.encode()
-            self.writer.batch.after_write.append(
-                lambda k=key, v=payload: self.alerts_topic.send(key=k, value=v))
+            self._publish(alert)
+
+    def _publish(self, alert: Alert) -> None:
+        """Buffer an alert version for ClickHouse; it goes to the alerts topic once written."""
+        self.progress.alerts_changed += 1
+        metrics.ALERTS_PUBLISHED.labels(alert.rule.value, alert.status.value).inc()
+        self.writer.add("alerts", alert_row(alert))
+        payload = orjson.dumps(alert.to_json())
+        key = alert.case_id.encode()
+        self.writer.batch.after_write.append(lambda k=key, v=payload: self.alerts_topic.send(key=k, value=v))
 
     async def _dead_letter(self, message, reason: str, detail: str) -> None:
         raw = message.value or b""
@@ -244,12 +290,10 @@ class Pipeline:
         """Send a tick for every case whose next due moment has come (event time in replay)."""
         if not self.index_ready:
             return 0
-        now = self.clock.now()
-        due = self.index.pop_due(now)
-        stamp = now.isoformat()
-        for case_id, partition in due:
+        due = self.index.pop_due(self.clock.now)
+        for case_id, partition, now in due:
             self.progress.ticks_sent += 1
-            await self.ticks_topic.send(key=case_id.encode(), value=CaseTick(case_id=case_id, now=stamp),
+            await self.ticks_topic.send(key=case_id.encode(), value=CaseTick(case_id=case_id, now=now.isoformat()),
                                         partition=partition)
         if due:
             metrics.TICKS_SENT.inc(len(due))

@@ -154,37 +154,54 @@ def patch_highwaters() -> None:
 
     async def _highwaters(self, partitions):
         listed = dict(await original(self, partitions))
-        confirmed = await _fetch_highwaters(self._ensure_consumer(), listed)
-        return confirmed
+        bootstrap = self._ensure_consumer()._client._bootstrap_servers
+        return await confirm_end_offsets(bootstrap, listed)
 
     thread_cls._highwaters = _highwaters
     thread_cls._sunlight_patched = True
 
 
-async def _fetch_highwaters(consumer, listed: dict) -> dict:
-    """Ask the broker for the true log end of each partition through a Fetch."""
-    from aiokafka import AIOKafkaConsumer
+async def end_offsets(bootstrap: str, topic: str, confirm: bool) -> dict[int, int]:
+    """The log end offset of each partition of `topic`."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        listed = await consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
+    finally:
+        await consumer.stop()
+    if confirm:
+        listed = await confirm_end_offsets(bootstrap, listed)
+    return {tp.partition: offset for tp, offset in listed.items()}
+
+
+async def confirm_end_offsets(bootstrap, listed: dict) -> dict:
+    """Ask the broker for the true log end of each partition through a Fetch's high watermark."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     if not listed:
         return listed
-    bootstrap = consumer._client._bootstrap_servers
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              group_id=None, fetch_max_wait_ms=50)
     await probe.start()
     try:
-        tps = list(listed)
-        probe.assign(tps)
-        for tp in tps:
-            probe.seek(tp, max(listed[tp] - 1, 0))
+        mapping = {TopicPartition(tp.topic, tp.partition): tp for tp in listed}
+        probe.assign(list(mapping))
+        for tp, original in mapping.items():
+            probe.seek(tp, max(listed[original] - 1, 0))
         out = dict(listed)
-        pending = set(tps)
-        deadline = asyncio.get_running_loop().time() + 5.0
-        while pending and asyncio.get_running_loop().time() < deadline:
+        pending = set(mapping)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while pending and loop.time() < deadline:
             await probe.getmany(*pending, timeout_ms=100, max_records=1)
             for tp in list(pending):
                 high = probe.highwater(tp)
                 if high is not None:
-                    out[tp] = max(out[tp], high)
+                    original = mapping[tp]
+                    out[original] = max(out[original], high)
                     pending.discard(tp)
         return out
     finally:

@@ -51,7 +51,7 @@ async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime
                   show_progress: bool = True) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from streams.runtime import produce, replay_clock, running_pipeline, wait_until_processed
+    from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
 
     messages = list(read_event_lines(events))
     async with running_pipeline(settings, catalog, clock=replay_clock(now)) as running:
@@ -59,8 +59,11 @@ async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime
                       TimeElapsedColumn(), disable=not show_progress, transient=False) as bar:
             sent = bar.add_task("sent     ", total=len(messages))
             done = bar.add_task("processed", total=len(messages))
-            ends = await produce(running.bootstrap, settings.case_events_topic, messages,
-                                 on_sent=lambda n: bar.update(sent, completed=n))
+            await produce(running.bootstrap, settings.case_events_topic, messages,
+                          on_sent=lambda n: bar.update(sent, completed=n))
+            # Everything in the topic, including what an earlier, interrupted run left unprocessed.
+            ends = await topic_ends(running)
+            bar.update(done, total=sum(ends.values()))
             await wait_until_processed(running.pipeline, ends, on_progress=lambda n: bar.update(done, completed=n))
         progress = running.pipeline.progress
         return {"events": len(messages), "new": progress.events_new, "duplicates": progress.events_duplicate,

@@ -1,23 +1,28 @@
 """The clocks that drive time-based rules. The domain never reads a clock; the stream passes `now` in.
 
-* `WallClock`: live operation; now is the wall clock.
-* `EventTimeClock`: replay; now is the watermark (the latest event time seen),
-  never beyond the replay's `--now`, and `finish()` moves it to `--now` once
-  the input is exhausted. Time-based rules thus fire in event time: a case open
-  at 00:00 of its last working day gets its deadline_near even if its closing
-  comes later in the same file.
+* `WallClock`: live operation; now is the wall clock, in every partition.
+* `EventTimeClock`: replay; now is the partition's watermark (the latest event
+  time seen in that partition, as Kafka Streams keeps stream time per
+  partition), never beyond the replay's `--now`. `finish()` moves every
+  partition to `--now` once the input is exhausted. Time-based rules thus fire
+  in event time: a case open at 00:00 of its last working day gets its
+  deadline_near even if its closing comes later in the same file. A watermark
+  per partition keeps one partition that is read ahead of another from making
+  the other's cases look late.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
 
 class WallClock:
-    def now(self) -> datetime:
+    def now(self, partition: int | None = None) -> datetime:
         return datetime.now(timezone.utc)
 
-    def observe(self, event_time: datetime) -> datetime:
+    def observe(self, partition: int, event_time: datetime) -> datetime:
         return self.now()
 
     def finish(self) -> None:
@@ -27,15 +32,21 @@ class WallClock:
 class EventTimeClock:
     def __init__(self, limit: datetime):
         self.limit = limit
-        self.watermark: datetime | None = None
+        self.finished = False
+        self.watermarks: dict[int, datetime] = {}
 
-    def observe(self, event_time: datetime) -> datetime:
-        if self.watermark is None or event_time > self.watermark:
-            self.watermark = min(event_time, self.limit)
-        return self.now()
+    def observe(self, partition: int, event_time: datetime) -> datetime:
+        current = self.watermarks.get(partition)
+        if current is None or event_time > current:
+            self.watermarks[partition] = min(event_time, self.limit)
+        return self.now(partition)
 
-    def now(self) -> datetime:
-        return self.watermark if self.watermark is not None else datetime.min.replace(tzinfo=timezone.utc)
+    def now(self, partition: int | None = None) -> datetime:
+        if self.finished:
+            return self.limit
+        if partition is None:
+            return max(self.watermarks.values(), default=_EPOCH)
+        return self.watermarks.get(partition, _EPOCH)
 
     def finish(self) -> None:
-        self.watermark = self.limit
+        self.finished = True

@@ -119,6 +119,30 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | N
     return ends
 
 
+async def topic_ends(running: "Running") -> dict[int, int]:
+    """Where the case-events topic ends now, in every partition (not only what this process sent)."""
+    return await broker_mod.end_offsets(running.bootstrap, running.settings.case_events_topic,
+                                        confirm=not running.settings.kafka)
+
+
+async def committed_offsets(pipeline: Pipeline, bootstrap: str) -> dict[int, int]:
+    """The case-events offsets the worker's consumer group had committed (an earlier run's work)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    settings = pipeline.settings
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=settings.app_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        out = {}
+        for partition in range(settings.partitions):
+            offset = await consumer.committed(TopicPartition(settings.case_events_topic, partition))
+            if offset is not None and offset >= 0:
+                out[partition] = offset
+        return out
+    finally:
+        await consumer.stop()
+
+
 async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
                                on_progress: Callable[[int], None] | None = None,
                                timeout: float = 3600.0) -> None:
@@ -127,8 +151,12 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     deadline = loop.time() + timeout
     progress = pipeline.progress
 
+    committed = await committed_offsets(pipeline, pipeline.bootstrap)
+
     def caught_up() -> bool:
-        return all(progress.processed_offsets.get(p, -1) >= end - 1 for p, end in ends.items())
+        return (all(progress.processed_offsets.get(p, -1) >= end - 1 or committed.get(p, 0) >= end
+                    for p, end in ends.items())
+                and progress.facts_done >= progress.facts_sent)
 
     while not caught_up():
         if loop.time() > deadline:
@@ -149,7 +177,7 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
             if loop.time() > deadline:
                 raise TimeoutError("pipeline did not process its deadline ticks in time")
             await asyncio.sleep(0.05)
-        if pipeline.index.next_due() is None or pipeline.index.next_due() > pipeline.clock.now():
+        if not pipeline.index.any_due(pipeline.clock.now):
             break
     while not await pipeline.flush():
         await asyncio.sleep(pipeline.settings.flush_interval)

@@ -35,6 +35,7 @@ class Settings:
     alerts_topic: str = "alerts"
     dlq_topic: str = "case-events-dlq"
     ticks_topic: str = "sunlight-case-ticks"
+    peers_topic: str = "sunlight-penalty-peers"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":

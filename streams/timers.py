@@ -1,19 +1,21 @@
 """The deadline index: open cases by the next moment something about them is due.
 
-A heap ordered by due time, with the latest due time per case in a dict (older
-heap entries are skipped when popped). A tick pops only what is due, so its
-cost is in proportion to what is due, not to the number of open cases.
+Per partition, a heap ordered by due time, with the latest due time per case
+in a dict (older heap entries are skipped when popped). A tick pops only what
+is due, so its cost is in proportion to what is due, not to the number of open
+cases.
 """
 
 from __future__ import annotations
 
 import heapq
 from datetime import datetime
+from typing import Callable
 
 
 class DeadlineIndex:
     def __init__(self) -> None:
-        self._heap: list[tuple[datetime, str]] = []
+        self._heaps: dict[int, list[tuple[datetime, str]]] = {}
         self._due: dict[str, tuple[datetime, int]] = {}
 
     def __len__(self) -> int:
@@ -24,31 +26,37 @@ class DeadlineIndex:
             self._due.pop(case_id, None)
             return
         current = self._due.get(case_id)
-        if current is not None and current[0] == due:
+        if current is not None and current == (due, partition):
             return
         self._due[case_id] = (due, partition)
-        heapq.heappush(self._heap, (due, case_id))
+        heapq.heappush(self._heaps.setdefault(partition, []), (due, case_id))
 
-    def pop_due(self, now: datetime) -> list[tuple[str, int]]:
+    def pop_due(self, now_of: Callable[[int], datetime]) -> list[tuple[str, int, datetime]]:
+        """(case_id, partition, now) for each case due by its partition's clock."""
         out = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            due, case_id = heapq.heappop(heap)
-            current = self._due.get(case_id)
-            if current is not None and current[0] == due:
-                del self._due[case_id]
-                out.append((case_id, current[1]))
+        for partition, heap in self._heaps.items():
+            now = now_of(partition)
+            while heap and heap[0][0] <= now:
+                due, case_id = heapq.heappop(heap)
+                if self._due.get(case_id) == (due, partition):
+                    del self._due[case_id]
+                    out.append((case_id, partition, now))
         return out
 
     def drop_partitions(self, partitions: set[int]) -> None:
         for case_id in [c for c, (_, p) in self._due.items() if p in partitions]:
             del self._due[case_id]
+        for partition in partitions:
+            self._heaps.pop(partition, None)
 
-    def next_due(self) -> datetime | None:
-        while self._heap:
-            due, case_id = self._heap[0]
-            current = self._due.get(case_id)
-            if current is not None and current[0] == due:
+    def next_due(self, partition: int) -> datetime | None:
+        heap = self._heaps.get(partition, [])
+        while heap:
+            due, case_id = heap[0]
+            if self._due.get(case_id) == (due, partition):
                 return due
-            heapq.heappop(self._heap)
+            heapq.heappop(heap)
         return None
+
+    def any_due(self, now_of: Callable[[int], datetime]) -> bool:
+        return any((due := self.next_due(p)) is not None and due <= now_of(p) for p in list(self._heaps))

@@ -1,0 +1,76 @@
+"""Parsing case events: the contract's schema, and what a schema cannot say."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from alerts.events import EventType, InvalidEvent, parse_event
+
+CONTRACT = Path(__file__).resolve().parents[1] / "data" / "contract"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "contract"
+SCHEMA = json.loads((CONTRACT / "case-event.schema.json").read_text())
+VALID = {"event_id": "e1", "case_id": "C1", "item_code": "X", "type": "accepted",
+         "occurred_at": "2026-03-02T09:15:00+08:00", "recorded_at": "2026-03-02T09:16:00+08:00"}
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared/contract is not beside this checkout")
+def test_the_test_copy_of_the_contract_is_the_contract():
+    for path in SHARED.iterdir():
+        assert (CONTRACT / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_a_valid_event_parses_with_its_offset_kept():
+    event = parse_event({**VALID, "attrs": {"promised_days": 5}, "channel": "window"})
+    assert event.type is EventType.ACCEPTED
+    assert event.occurred_at.utcoffset().total_seconds() == 8 * 3600
+    assert event.to_json()["occurred_at"] == "2026-03-02T09:15:00+08:00"
+    assert parse_event(event.to_json()) == event
+
+
+@pytest.mark.parametrize("change, reason, words", [
+    ({"event_id": None}, "schema", "event_id"),
+    ({"type": "approved"}, "schema", "type must be one of"),
+    ({"type": "node_completed"}, "schema", "must name its node"),
+    ({"occurred_at": "2026-03-02 09:15"}, "bad_time", "no UTC offset"),
+    ({"occurred_at": "yesterday"}, "bad_time", "not an RFC 3339"),
+    ({"occurred_at": "9999-12-31T00:00:00+08:00", "recorded_at": "9999-12-31T00:00:00+08:00"},
+     "impossible_time", "outside"),
+    ({"recorded_at": "2026-03-01T09:15:00+08:00"}, "impossible_time", "before occurred_at"),
+    ({"attrs": {"promised_days": -1}}, "schema", "promised_days"),
+    ({"attrs": {"penalty_amount": "lots"}}, "schema", "penalty_amount"),
+    ({"attrs": {"decision": "maybe"}}, "schema", "decision"),
+    ({"channel": "fax"}, "schema", "channel"),
+    ({"case_id": "x" * 129}, "schema", "longer than 128"),
+    ({"case_id": 7}, "schema", "must be a string"),
+])
+def test_invalid_events_are_refused_with_a_reason(change, reason, words):
+    obj = {**VALID, **change}
+    obj = {k: v for k, v in obj.items() if v is not None}
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(obj)
+    assert info.value.reason == reason
+    assert words in str(info.value)
+
+
+def test_not_an_object():
+    with pytest.raises(InvalidEvent, match="JSON object"):
+        parse_event([VALID])
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+                           max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(SCHEMA["properties"]) + ["other"]), json_values)
+       .map(lambda extra: {**VALID, **extra}))
+def test_whatever_the_parser_accepts_the_contract_schema_accepts(obj):
+    try:
+        parse_event(obj)
+    except InvalidEvent:
+        return
+    jsonschema.validate(obj, SCHEMA)

@@ -1,0 +1,47 @@
+"""Publication decisions: new, unchanged, changed, withdrawn, reopened; stable ids."""
+
+from datetime import datetime, timezone
+
+from alerts.lifecycle import Labels, reconcile
+from alerts.model import AlertStatus, Finding, Rule, alert_id
+
+T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
+T1 = datetime(2026, 3, 3, tzinfo=timezone.utc)
+LABELS = Labels("ITEM", "DEPT", "320200")
+
+
+def finding(evidence=None, node="review"):
+    return Finding(Rule.SKIPPED_NODE, "C1", T0, evidence or {"a": 1}, node=node)
+
+
+def test_alert_ids_are_stable_and_label_sensitive():
+    assert finding().alert_id == alert_id(Rule.SKIPPED_NODE, "C1", "review")
+    assert finding().alert_id != finding(node="approve").alert_id
+    assert alert_id(Rule.OVERDUE, "C1") != alert_id(Rule.OVERDUE, "C2")
+    assert len(finding().alert_id) == 32
+
+
+def test_lifecycle():
+    alerts, changed = reconcile({}, [finding()], LABELS, T0)
+    (first,) = changed
+    assert (first.status, first.version, first.raised_at) == (AlertStatus.OPEN, 1, T0)
+    # The same finding again: nothing to publish.
+    assert reconcile(alerts, [finding()], LABELS, T1)[1] == []
+    # Its evidence changed: the next version, first raised_at kept.
+    alerts2, changed = reconcile(alerts, [finding({"a": 2})], LABELS, T1)
+    assert [(a.version, a.raised_at, a.evidence["a"]) for a in changed] == [(2, T0, 2)]
+    # No longer supported: withdrawn, kept.
+    alerts3, changed = reconcile(alerts2, [], LABELS, T1)
+    assert [(a.status, a.version) for a in changed] == [(AlertStatus.WITHDRAWN, 3)]
+    assert reconcile(alerts3, [], LABELS, T1)[1] == []
+    # Holds again: reopened.
+    _, changed = reconcile(alerts3, [finding()], LABELS, T1)
+    assert [(a.status, a.version) for a in changed] == [(AlertStatus.OPEN, 4)]
+
+
+def test_contract_format():
+    (alert,) = reconcile({}, [finding()], LABELS, T0)[1]
+    data = alert.to_json()
+    assert data["severity"] == "red" and data["title"] == "红牌·跳过环节"
+    assert {"alert_id", "rule", "severity", "case_id", "item_code", "department", "region", "officer_id",
+            "node", "raised_at", "event_time", "evidence", "status"} <= set(data)
