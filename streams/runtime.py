@@ -59,8 +59,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     else:
         own_broker = broker = broker_mod.EmbeddedBroker().start()
         bootstrap = broker.bootstrap
-    embedded = not settings.kafka
-    if embedded:
+    if settings.tansu:
         broker_mod.patch_highwaters()
     client = None
     worker = None
@@ -70,7 +69,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         client = connect(settings.clickhouse, settings.data_dir)
         migrate(client)
         writer = ClickHouseWriter(client, max_rows=settings.flush_rows)
-        pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), embedded)
+        pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), settings.tansu)
         await broker_mod.create_topics(bootstrap, pipeline.topics())
         _quiet_faust_logging()
         worker = faust.Worker(pipeline.app, loop=asyncio.get_running_loop(), loglevel="WARNING",
@@ -122,7 +121,7 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | N
 async def topic_ends(running: "Running") -> dict[int, int]:
     """Where the case-events topic ends now, in every partition (not only what this process sent)."""
     return await broker_mod.end_offsets(running.bootstrap, running.settings.case_events_topic,
-                                        confirm=not running.settings.kafka)
+                                        confirm=running.settings.tansu)
 
 
 async def committed_offsets(pipeline: Pipeline, bootstrap: str) -> dict[int, int]:

@@ -20,6 +20,9 @@ def _float(name: str, default: float) -> float:
 @dataclass(frozen=True)
 class Settings:
     kafka: str | None = None  # bootstrap servers; None = the embedded broker
+    # "tansu" turns on the workarounds for Tansu's quirks (streams/broker.py); the embedded
+    # broker is always Tansu, a SUNLIGHT_KAFKA cluster is taken to be Kafka unless told otherwise.
+    broker_flavour: str = "kafka"
     clickhouse: str | None = field(default=None, repr=False)  # server URL (may hold a password)
     data_dir: Path = Path("sunlight-data")
     catalog: Path | None = None
@@ -44,6 +47,7 @@ class Settings:
         catalog = env.get("SUNLIGHT_CATALOG")
         return cls(
             kafka=env.get("SUNLIGHT_KAFKA") or None,
+            broker_flavour=(env.get("SUNLIGHT_BROKER_FLAVOUR") or "kafka").lower(),
             clickhouse=env.get("SUNLIGHT_CLICKHOUSE") or None,
             data_dir=Path(env.get("SUNLIGHT_DATA_DIR") or "sunlight-data"),
             catalog=Path(catalog) if catalog else None,
@@ -58,3 +62,8 @@ class Settings:
     @property
     def embedded_store(self) -> bool:
         return self.clickhouse is None
+
+    @property
+    def tansu(self) -> bool:
+        """Is the broker Tansu (the embedded one, or a cluster declared as such)?"""
+        return self.kafka is None or self.broker_flavour == "tansu"
