@@ -1,0 +1,106 @@
+"""Live operation: the wall clock drives the timers, and the catalog changes without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import orjson
+import yaml
+
+from alerts.calendar import WorkCalendar
+from sinks.queries import export_alerts
+from streams.clock import WallClock
+from streams.runtime import produce, running_pipeline
+from tests.integration.conftest import pipeline_settings
+from tests.unit.helpers import CONTRACT, LICENCE
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+class ShiftedWallClock(WallClock):
+    """The wall clock, moved so that a chosen moment comes a few seconds from now."""
+
+    def __init__(self, offset: timedelta):
+        self.offset = offset
+
+    def now(self, partition=None):
+        return datetime.now(timezone.utc) + self.offset
+
+
+def accepted(case_id, when, item=LICENCE, event_id=None):
+    return {"event_id": event_id or f"{case_id}-1", "case_id": case_id, "item_code": item, "type": "accepted",
+            "occurred_at": when.isoformat(), "recorded_at": when.isoformat()}
+
+
+async def wait_for(predicate, timeout=30.0):
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        result = predicate()
+        if result:
+            return result
+        await asyncio.sleep(0.2)
+    return predicate()
+
+
+def stored(running):
+    with running.pipeline.writer.lock:
+        return list(export_alerts(running.client))
+
+
+def test_the_wall_clock_fires_deadline_near_without_a_new_event(tmp_path):
+    # A licence case (10 working days) accepted on 2026-03-02: its last day starts 2026-03-16 00:00.
+    accepted_at = datetime(2026, 3, 2, 10, tzinfo=TZ)
+    last_day = datetime(2026, 3, 16, tzinfo=TZ)
+    assert WorkCalendar().deadline(accepted_at, 10) == last_day + timedelta(days=1)
+
+    async def run():
+        clock = ShiftedWallClock(timedelta(0))
+        settings = pipeline_settings(tmp_path / "data", tick_interval=0.2)
+        async with running_pipeline(settings, CONTRACT / "catalog.example.yaml", clock=clock) as running:
+            clock.offset = last_day - datetime.now(timezone.utc) - timedelta(seconds=3)
+            await produce(running.bootstrap, settings.case_events_topic,
+                          [(b"LIVE-1", orjson.dumps(accepted("LIVE-1", accepted_at)))])
+            processed = await wait_for(lambda: running.pipeline.progress.events_new == 1)
+            assert processed
+            assert clock.now() < last_day
+            assert not [a for a in stored(running) if a["rule"] == "deadline_near"]
+            alerts = await wait_for(lambda: [a for a in stored(running) if a["rule"] == "deadline_near"])
+            assert clock.now() >= last_day
+            return alerts
+
+    (alert,) = asyncio.run(run())
+    assert alert["case_id"] == "LIVE-1"
+    assert alert["event_time"] == "2026-03-16T00:00:00+08:00"
+
+
+def test_the_catalog_changes_while_the_worker_runs(tmp_path):
+    raw = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    new_item = dict(raw["items"][0], code="320200-XK-SCJG-0099", name="新增事项")
+    when = datetime(2026, 3, 2, 10, tzinfo=TZ)
+
+    async def run():
+        settings = pipeline_settings(tmp_path / "data")
+        object.__setattr__(settings, "catalog_reload_interval", 0.2)
+        async with running_pipeline(settings, catalog) as running:
+            progress = running.pipeline.progress
+            send = [(b"NEW-1", orjson.dumps(accepted("NEW-1", when, new_item["code"])))]
+            await produce(running.bootstrap, settings.case_events_topic, send)
+            assert await wait_for(lambda: progress.dead_letters == 1)
+            # A broken catalog is refused; the running one stays in force.
+            catalog.write_text("items: [", encoding="utf-8")
+            await asyncio.sleep(1.0)
+            assert running.pipeline.catalog.judge.catalog.item(LICENCE) is not None
+            catalog.write_text(yaml.safe_dump({**raw, "items": raw["items"] + [new_item]}, allow_unicode=True),
+                               encoding="utf-8")
+            assert await wait_for(lambda: running.pipeline.catalog.judge.catalog.item(new_item["code"]))
+            send = [(b"NEW-2", orjson.dumps(accepted("NEW-2", when, new_item["code"])))]
+            await produce(running.bootstrap, settings.case_events_topic, send)
+            assert await wait_for(lambda: progress.events_new == 1)
+            return progress.dead_letters
+
+    assert asyncio.run(run()) == 1
