@@ -48,6 +48,7 @@ class WorkCalendar:
         self.on_missing_year = on_missing_year
         self.missing_years: set[int] = set()
         self._cache: dict[date, bool] = {}
+        self._nth_cache: dict[tuple[date, int], date] = {}
         self._override_years = {d.year for d in self.overrides}
 
     def is_workday(self, day: date) -> bool:
@@ -75,12 +76,20 @@ class WorkCalendar:
 
     def nth_workday_after(self, day: date, n: int) -> date:
         """The n-th working day after `day` (n >= 1); `day` itself is not counted."""
-        current = day
+        cached = self._nth_cache.get((day, n))
+        if cached is not None:
+            return cached
+        result = self._nth_workday_after(day, n)
+        self._nth_cache[(day, n)] = result
+        return result
+
+    def _nth_workday_after(self, day: date, n: int) -> date:
+        current, left = day, n
         for _ in range(_MAX_SCAN_DAYS):
             current += timedelta(days=1)
             if self.is_workday(current):
-                n -= 1
-                if n == 0:
+                left -= 1
+                if left == 0:
                     return current
         raise ValueError(f"no {n} working days within {_MAX_SCAN_DAYS} days after {day}")
 

@@ -78,14 +78,23 @@ class PeerGroup:
                    {k: Alert.from_json(a) for k, a in obj["alerts"].items()})
 
 
-def judge_group(group: PeerGroup | None, fact: PenaltyFact, config: RuleConfig,
-                raised_at: datetime) -> tuple[PeerGroup, list[Alert]]:
-    """Add a decision to its group and re-judge the group's outliers."""
+def add_fact(group: PeerGroup | None, fact: PenaltyFact) -> tuple[PeerGroup, bool]:
+    """Record a decision in its group (the case's latest decision wins). Returns (group, changed)."""
     group = group or PeerGroup(fact.group)
     known = group.facts.get(fact.case_id)
     if known is not None and known.order_key >= fact.order_key:
-        return group, []
-    facts = {**group.facts, fact.case_id: fact}
+        return group, False
+    return replace(group, facts={**group.facts, fact.case_id: fact}), True
+
+
+def judge_group(group: PeerGroup, config: RuleConfig, raised_at: datetime) -> tuple[PeerGroup, list[Alert]]:
+    """Re-judge every decision of the group against its peers.
+
+    The stream calls this at most once per group per tick, not once per decision: a group's
+    statistics move with every new peer, and judging on a tick keeps the flagged alerts from
+    being republished for each one.
+    """
+    facts = group.facts
     flagged = outliers({c: f.amount for c, f in facts.items()}, config)
     alerts = dict(group.alerts)
     changed: list[Alert] = []
@@ -106,4 +115,6 @@ def judge_group(group: PeerGroup | None, fact: PenaltyFact, config: RuleConfig,
                                    raised_at)
         alerts.update(current)
         changed.extend(delta)
-    return replace(group, facts=facts, alerts=alerts), changed
+    if not changed:
+        return group, []
+    return replace(group, alerts=alerts), changed

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections import OrderedDict
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ import orjson
 from alerts.evaluate import Outcome, UnknownItem, judge_case, step
 from alerts.detectors.discretion import penalty_of
 from alerts.events import EventType, InvalidEvent, parse_event
-from alerts.peers import PeerGroup, PenaltyFact, fact_of, judge_group
+from alerts.peers import PeerGroup, PenaltyFact, add_fact, fact_of, judge_group
 from alerts.model import Alert
 from alerts.state import CaseState
 from sinks.rows import alert_row, case_row, event_row
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 TABLE_NAME = "cases"
 PEERS_TABLE = "penalty-peers"
+STATE_CACHE_SIZE = 200_000
 MAX_MESSAGE_BYTES = 1_000_000
 
 
@@ -53,6 +55,8 @@ class Progress:
     ticks_done: int = 0
     facts_sent: int = 0
     facts_done: int = 0
+    judgements_sent: int = 0
+    judgements_done: int = 0
     events_new: int = 0
     events_duplicate: int = 0
     dead_letters: int = 0
@@ -86,6 +90,9 @@ class Pipeline:
         self.progress = Progress()
         self.flush_lock = asyncio.Lock()
         self.index_ready = False
+        self.dirty_groups: dict[str, int] = {}  # peer group -> partition, judged on the next tick
+        # Decoded case states of the partitions this worker holds; the table stays the durable copy.
+        self.states: OrderedDict[str, CaseState] = OrderedDict()
         # Tansu quirk: group joins wait about half the session timeout, so keep it short there.
         session = settings.session_timeout if tansu else max(settings.session_timeout, 30.0)
         self.app = faust.App(
@@ -204,22 +211,47 @@ class Pipeline:
         await self.peers_topic.send(key=fact.group.encode(), value=fact.to_json())
 
     async def peer_agent(self, stream):
+        """Penalty peer groups: decisions join their group; a timer asks for the group to be judged."""
         async for event in stream.noack().events():
+            message = event.message
+            value = message.value if isinstance(message.value, dict) else orjson.loads(message.value)
             try:
-                fact = PenaltyFact.from_json(event.message.value if isinstance(event.message.value, dict)
-                                             else orjson.loads(event.message.value))
-                stored = self.peers.get(fact.group)
-                group = PeerGroup.from_json(stored) if stored else None
-                new_group, changed = judge_group(group, fact, self.catalog.judge.config, utcnow())
-                if new_group is not group:
-                    self.peers[fact.group] = new_group.to_json()
-                for alert in changed:
-                    self._publish(alert)
+                if "judge" in value:
+                    self._judge_group(value["judge"])
+                else:
+                    fact = PenaltyFact.from_json(value)
+                    stored = self.peers.get(fact.group)
+                    group, changed = add_fact(PeerGroup.from_json(stored) if stored else None, fact)
+                    if changed:
+                        self.peers[fact.group] = group.to_json()
+                        self.dirty_groups[fact.group] = message.partition
             except Exception:
-                log.exception("unexpected error on a penalty fact at offset %s", event.message.offset)
+                log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
             finally:
-                self.progress.facts_done += 1
+                if "judge" in value:
+                    self.progress.judgements_done += 1
+                else:
+                    self.progress.facts_done += 1
             self.writer.on_written(lambda e=event, s=stream: s.ack(e))
+
+    def _judge_group(self, key: str) -> None:
+        stored = self.peers.get(key)
+        if not stored:
+            return
+        group = PeerGroup.from_json(stored)
+        judged, changed = judge_group(group, self.catalog.judge.config, utcnow())
+        if judged is not group:
+            self.peers[key] = judged.to_json()
+        for alert in changed:
+            self._publish(alert)
+
+    async def judge_dirty_groups(self) -> int:
+        """Ask for every group that gained decisions since the last tick to be judged once."""
+        dirty, self.dirty_groups = self.dirty_groups, {}
+        for key, partition in dirty.items():
+            self.progress.judgements_sent += 1
+            await self.peers_topic.send(key=key.encode(), value={"judge": key}, partition=partition)
+        return len(dirty)
 
     def _on_tick(self, message) -> None:
         try:
@@ -243,6 +275,10 @@ class Pipeline:
     # -- state and output ----------------------------------------------------------------------
 
     def _load(self, case_id: str) -> CaseState | None:
+        state = self.states.get(case_id)
+        if state is not None:
+            self.states.move_to_end(case_id)
+            return state
         stored = self.table.get(case_id)
         return CaseState.from_json(stored) if stored else None
 
@@ -250,6 +286,10 @@ class Pipeline:
         data = state.to_json()
         data["partition"] = partition
         self.table[state.case_id] = data
+        self.states[state.case_id] = state
+        self.states.move_to_end(state.case_id)
+        if len(self.states) > STATE_CACHE_SIZE:
+            self.states.popitem(last=False)
         self.index.schedule(state.case_id, state.next_due, partition)
         metrics.OPEN_DEADLINES.set(len(self.index))
 
@@ -288,7 +328,9 @@ class Pipeline:
     # -- timers ------------------------------------------------------------------------------------
 
     async def fire_due(self) -> int:
-        """Send a tick for every case whose next due moment has come (event time in replay)."""
+        """Send a tick for every case whose next due moment has come (event time in replay),
+        and a judgement request for every peer group that gained decisions."""
+        await self.judge_dirty_groups()
         if not self.index_ready:
             return 0
         due = self.index.pop_due(self.clock.now)
@@ -337,6 +379,7 @@ class Pipeline:
 
     async def _on_revoked(self, sender, revoked, **kwargs) -> None:
         await self.flush()
+        self.states.clear()
         self.index.drop_partitions({tp.partition for tp in revoked
                                     if tp.topic == self.settings.case_events_topic})
 

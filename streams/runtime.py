@@ -160,7 +160,7 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     while not caught_up():
         if loop.time() > deadline:
             raise TimeoutError(f"pipeline did not process all events within {timeout:.0f}s: "
-                               f"{progress.processed_offsets} of {ends}")
+                               f"{progress} of {ends}")
         if on_progress:
             on_progress(sum(progress.processed_offsets.get(p, -1) + 1 for p in ends))
         await asyncio.sleep(0.05)
@@ -172,11 +172,13 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
         await asyncio.sleep(0.05)
     while True:
         await pipeline.fire_due()
-        while progress.ticks_done < progress.ticks_sent:
+        while (progress.ticks_done < progress.ticks_sent or progress.judgements_done < progress.judgements_sent
+               or progress.facts_done < progress.facts_sent):
             if loop.time() > deadline:
-                raise TimeoutError("pipeline did not process its deadline ticks in time")
+                raise TimeoutError(f"pipeline did not process its deadline ticks and peer judgements in time: "
+                                   f"{progress}")
             await asyncio.sleep(0.05)
-        if not pipeline.index.any_due(pipeline.clock.now):
+        if not pipeline.index.any_due(pipeline.clock.now) and not pipeline.dirty_groups:
             break
     while not await pipeline.flush():
         await asyncio.sleep(pipeline.settings.flush_interval)
