@@ -6,7 +6,7 @@ implements the process model of the catalog:
 
 * `accepted` completes the item's first node and starts the case clock;
   `closed` completes its last node (unless node events already did).
-* A node may complete only after the nodes it `requires`; the decision (if the
+* A node may complete only after the nodes it `requires` (and what they require); the decision (if the
   item names a decision node) only after every required node before that node;
   closing only after every required node. Anything else is a skip.
 * `returned` sends the case back to a node: that node and everything that
@@ -97,6 +97,19 @@ def _dependents(item: Item, node_id: str) -> set[str]:
     return out
 
 
+def _prerequisites(item: Item, node_id: str) -> list[str]:
+    """Every node `node_id` requires, directly or through the nodes it requires, earliest first."""
+    index = {n.id: n for n in item.nodes}
+    found: set[str] = set()
+    stack = list(index[node_id].requires)
+    while stack:
+        current = stack.pop()
+        if current not in found:
+            found.add(current)
+            stack.extend(index[current].requires)
+    return [n.id for n in item.nodes if n.id in found]
+
+
 def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     timeline = Timeline(events=events, promised_days=item.promised_days)
     node_index = {n.id: n for n in item.nodes}
@@ -146,7 +159,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             if node is None:
                 timeline.unknown_nodes.append(event)
                 continue
-            check(node.requires, event, "node")
+            check(_prerequisites(item, node.id), event, "node")
             complete(node.id, event)
         elif kind is EventType.RETURNED:
             if event.node not in node_index:
@@ -170,7 +183,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             if decision is not None and decision not in done:
                 position = [n.id for n in item.nodes].index(decision)
                 before = [n.id for n in item.nodes[:position] if n.required]
-                check(before + list(node_index[decision].requires), event, "decision")
+                check(before + _prerequisites(item, decision), event, "decision")
                 complete(decision, event)
         elif kind in (EventType.CLOSED, EventType.WITHDRAWN):
             timeline.end = event

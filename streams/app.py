@@ -111,6 +111,9 @@ class Pipeline:
             broker_commit_interval=1.0,
             table_standby_replicas=0,
             stream_buffer_maxsize=4096,
+            # Table changelogs and alerts are many small records: let them share requests.
+            producer_linger=0.005,
+            producer_max_batch_size=1_048_576,
         )
         app = self.app
         self.events_topic = app.topic(settings.case_events_topic, settings.ticks_topic,
@@ -160,14 +163,19 @@ class Pipeline:
 
     async def _on_case_event(self, message) -> None:
         raw = message.value
-        if raw is None or len(raw) > MAX_MESSAGE_BYTES:
+        if not raw or len(raw) > MAX_MESSAGE_BYTES:
             await self._dead_letter(message, "too_large" if raw else "empty",
                                     f"message of {len(raw or b'')} bytes")
             return
         try:
             event = parse_event(orjson.loads(raw))
         except orjson.JSONDecodeError as exc:
-            await self._dead_letter(message, "invalid_json", str(exc))
+            try:
+                raw.decode("utf-8")
+                reason = "invalid_json"
+            except UnicodeDecodeError:
+                reason = "invalid_utf8"
+            await self._dead_letter(message, reason, str(exc))
             return
         except InvalidEvent as exc:
             await self._dead_letter(message, exc.reason, exc.detail)

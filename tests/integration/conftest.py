@@ -44,8 +44,10 @@ def write_inputs(directory: Path, scenario, events=None) -> tuple[Path, Path]:
     return catalog, lines
 
 
-def replay(settings: Settings, catalog: Path, messages, now=NOW, broker: EmbeddedBroker | None = None):
-    """Run the real pipeline in this process over `messages`; returns (alerts incl. withdrawn, progress)."""
+def replay(settings: Settings, catalog: Path, messages, now=NOW, broker: EmbeddedBroker | None = None,
+           read_topic: str | None = None):
+    """Run the real pipeline in this process over `messages`; returns (alerts incl. withdrawn, progress),
+    and with `read_topic` also the records of that topic."""
 
     async def run():
         async with running_pipeline(settings, catalog, clock=replay_clock(now), broker=broker) as running:
@@ -53,10 +55,33 @@ def replay(settings: Settings, catalog: Path, messages, now=NOW, broker: Embedde
             await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
             with running.pipeline.writer.lock:
                 alerts = list(export_alerts(running.client, include_withdrawn=True))
-            return alerts, running.pipeline.progress, running
+            records = await read_all(running.bootstrap, read_topic) if read_topic else None
+            return alerts, running.pipeline.progress, records
 
-    alerts, progress, running = asyncio.run(run())
-    return alerts, progress
+    alerts, progress, records = asyncio.run(run())
+    return (alerts, progress, records) if read_topic else (alerts, progress)
+
+
+async def read_all(bootstrap: str, topic: str, timeout: float = 10.0):
+    """Every record in `topic` now, from the beginning."""
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.broker import end_offsets
+
+    ends = await end_offsets(bootstrap, topic, confirm=True)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    records = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(records) < sum(ends.values()) and loop.time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
 
 
 def as_messages(events):

@@ -75,6 +75,12 @@ def test_bad_input_goes_to_the_dead_letter_topic_and_the_rest_is_unaffected(scen
     mixed = list(good)
     for index, message in enumerate(bad):
         mixed.insert((index + 1) * len(good) // (len(bad) + 1), message)
-    again, progress = replay(pipeline_settings(tmp_path / "data"), catalog, mixed)
+    again, progress, letters = replay(pipeline_settings(tmp_path / "data"), catalog, mixed,
+                                      read_topic="case-events-dlq")
     assert progress.dead_letters == len(bad)
     assert identity(again) == identity(alerts)
+    reasons = sorted(orjson.loads(record.value)["reason"] for record in letters)
+    assert reasons == sorted(["invalid_json", "invalid_utf8", "unknown_item", "impossible_time", "schema", "empty"])
+    invalid_utf8 = next(orjson.loads(r.value) for r in letters if r.key == b"x2")
+    assert invalid_utf8["payload_encoding"] == "base64"
+    assert invalid_utf8["topic"] == "case-events" and invalid_utf8["error"]

@@ -58,6 +58,10 @@ CASES = {
          ev("returned", at(2026, 3, 4, 12), node="review", reason="意见不明"),
          ev("node_completed", at(2026, 3, 5), node="approve"), ev("closed", at(2026, 3, 6))],
         at(2026, 5, 1), {("skipped_node", "review")}),
+    "approved straight after acceptance": (
+        [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="approve"),
+         ev("closed", at(2026, 3, 3, 15))], at(2026, 5, 1),
+        {("skipped_node", "undertake"), ("skipped_node", "review")}),
     "closed without any node": (
         [ev("accepted", at(2026, 3, 2, 10)), ev("closed", at(2026, 3, 3))], at(2026, 5, 1),
         {("skipped_node", "undertake"), ("skipped_node", "review"), ("skipped_node", "approve")}),
