@@ -76,7 +76,6 @@ class Item:
     status: str = "active"
     discretion: Mapping[str, tuple[Tier, ...]] = field(default_factory=dict)
     public: Mapping[str, Any] = field(default_factory=dict)
-    timezone: str | None = None
     decision_node: str | None = None
 
     def node(self, node_id: str) -> Node | None:
@@ -242,6 +241,6 @@ def load_catalog(raw: Any) -> Catalog:
             department=department, promised_days=promised, nodes=nodes,
             legal_days=_days(legal, where, "legal_days") if legal is not None else None,
             status=status, discretion=_discretion(entry.get("discretion"), where), public=public,
-            timezone=entry.get("timezone"), decision_node=decision_node,
+            decision_node=decision_node,
         )
     return Catalog(departments=departments, items=items, timezone=str(raw.get("timezone") or "Asia/Shanghai"))

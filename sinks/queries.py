@@ -36,3 +36,31 @@ def alerts_by_rule_and_department(client) -> list[tuple[str, str, int]]:
     sql = ("SELECT rule, department, count() FROM alerts FINAL WHERE status != 'withdrawn' "
            "GROUP BY rule, department ORDER BY rule, department")
     return [tuple(r) for r in client.query(sql).result_rows]
+
+
+EVENT_COLUMNS = ("event_id", "case_id", "item_code", "type", "occurred_at", "recorded_at", "node", "officer_id",
+                 "department", "region", "channel", "attrs")
+
+
+def stored_events(client) -> Iterator[dict[str, Any]]:
+    """Every stored case event, in the contract's JSON form (times in UTC), in event-time order."""
+    sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM case_events FINAL ORDER BY occurred_at, recorded_at, event_id"
+    utc = ZoneInfo("UTC")
+    for row in client.query(sql).result_rows:
+        record = dict(zip(EVENT_COLUMNS, row))
+        event = {k: record[k] for k in ("event_id", "case_id", "item_code", "type")}
+        event["occurred_at"] = _time(record["occurred_at"], utc)
+        event["recorded_at"] = _time(record["recorded_at"], utc)
+        for name in ("node", "officer_id", "department", "region", "channel"):
+            if record[name]:
+                event[name] = record[name]
+        attrs = orjson.loads(record["attrs"]) if record["attrs"] else {}
+        if attrs:
+            event["attrs"] = attrs
+        yield event
+
+
+def stored_revisions(client) -> dict[str, int]:
+    """The latest stored revision of each case's state."""
+    sql = "SELECT case_id, max(revision) FROM cases GROUP BY case_id"
+    return {case_id: int(revision) for case_id, revision in client.query(sql).result_rows}

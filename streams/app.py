@@ -18,18 +18,19 @@ import asyncio
 import base64
 from collections import OrderedDict
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
 import faust
 import orjson
 
-from alerts.evaluate import Outcome, UnknownItem, judge_case, step
+from alerts.evaluate import Outcome, UnknownItem, item_of, judge_case, labels_of, step
 from alerts.detectors.discretion import penalty_of
-from alerts.events import EventType, InvalidEvent, parse_event
-from alerts.peers import PeerGroup, PenaltyFact, add_fact, fact_of, judge_group
-from alerts.model import Alert
+from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
+from alerts.lifecycle import Labels
+from alerts.peers import PeerGroup, PenaltyFact, add_fact, fact_of, group_key, judge_group
+from alerts.model import Alert, Rule
 from alerts.state import CaseState
 from sinks.rows import alert_row, case_row, event_row
 from sinks.writer import ClickHouseWriter
@@ -91,6 +92,12 @@ class Pipeline:
         self.flush_lock = asyncio.Lock()
         self.index_ready = False
         self.dirty_groups: dict[str, int] = {}  # peer group -> partition, judged on the next tick
+        # Alerts already in the store, by case: the seed of a case's state when the table has
+        # none (a fresh embedded broker, see streams.runtime.restore_from_store).
+        self.prior_events: dict[str, list[CaseEvent]] = {}
+        self.prior_alerts: dict[str, dict[str, Alert]] = {}
+        self.prior_revisions: dict[str, int] = {}
+        self.prior_groups: dict[str, PeerGroup] = {}
         # Decoded case states of the partitions this worker holds; the table stays the durable copy.
         self.states: OrderedDict[str, CaseState] = OrderedDict()
         # Tansu quirk: group joins wait about half the session timeout, so keep it short there.
@@ -181,7 +188,7 @@ class Pipeline:
             await self._dead_letter(message, exc.reason, exc.detail)
             return
         judge = self.catalog.judge
-        state = self._load(event.case_id)
+        state = self._load(event.case_id, message.partition)
         now = self.clock.observe(message.partition, event.occurred_at)
         try:
             outcome = step(state, event, judge, now, utcnow())
@@ -198,14 +205,14 @@ class Pipeline:
             await self._send_penalty(event, outcome.labels)
         else:
             # A redelivery: the state already holds the event, but its rows may not have been
-            # written before a crash. Writing them again is harmless (the tables are keyed).
+            # written before a crash. Writing the case's alerts again is harmless (the tables are
+            # keyed); judging again is not needed, nothing about the case changed.
             self.progress.events_duplicate += 1
             metrics.EVENTS_PROCESSED.labels("duplicate").inc()
-            again = judge_case(outcome.state, judge, now, utcnow())
-            if again.state is not outcome.state:
-                self._store(again.state, message.partition)
-            self._emit(again, list(again.state.alerts.values()))
-            await self._send_penalty(event, again.labels)
+            for alert in outcome.state.alerts.values():
+                self._publish(alert)
+            if event.type is EventType.DECIDED:  # its peer fact may have been lost with the crash too
+                await self._send_penalty(event, labels_of(outcome.state, item_of(outcome.state, judge), judge))
 
     async def _send_penalty(self, event, labels) -> None:
         """A fining decision joins its peer group (same item, same violation) for discretion_outlier."""
@@ -229,7 +236,8 @@ class Pipeline:
                 else:
                     fact = PenaltyFact.from_json(value)
                     stored = self.peers.get(fact.group)
-                    group, changed = add_fact(PeerGroup.from_json(stored) if stored else None, fact)
+                    group, changed = add_fact(PeerGroup.from_json(stored) if stored else self._seed_group(fact),
+                                              fact)
                     if changed:
                         self.peers[fact.group] = group.to_json()
                         self.dirty_groups[fact.group] = message.partition
@@ -241,6 +249,45 @@ class Pipeline:
                 else:
                     self.progress.facts_done += 1
             self.writer.on_written(lambda e=event, s=stream: s.ack(e))
+
+    def _seed_group(self, fact: PenaltyFact) -> PeerGroup | None:
+        """A group new to the table starts from the decisions and outlier alerts already in the store."""
+        return self.prior_groups.pop(fact.group, None)
+
+    def restore(self, events: list[CaseEvent], alerts: list[Alert], revisions: dict[str, int]) -> None:
+        """Seed case and peer-group states from the store (see streams.runtime.restore_from_store)."""
+        catalog = self.catalog.judge.catalog
+        groups: dict[str, PeerGroup] = {}
+        for event in events:
+            self.prior_events.setdefault(event.case_id, []).append(event)
+            penalty = penalty_of(event) if event.type is EventType.DECIDED else None
+            item = catalog.item(event.item_code)
+            if penalty and item is not None:
+                labels = Labels(event.item_code, event.department or item.department, event.region)
+                fact = fact_of(event, penalty[0], penalty[1], labels)
+                groups[fact.group], _ = add_fact(groups.get(fact.group), fact)
+        for alert in alerts:
+            if alert.rule is Rule.DISCRETION_OUTLIER:
+                violation = alert.evidence.get("violation_code")
+                key = group_key(alert.item_code, str(violation))
+                if key in groups:
+                    groups[key] = replace(groups[key], alerts={**groups[key].alerts, alert.alert_id: alert})
+            else:
+                self.prior_alerts.setdefault(alert.case_id, {})[alert.alert_id] = alert
+        self.prior_groups = groups
+        self.prior_revisions = dict(revisions)
+
+    async def judge_restored_cases(self) -> int:
+        """Judge, at the current clock, every restored case that received no new event."""
+        from aiokafka.partitioner import DefaultPartitioner
+
+        partitioner = DefaultPartitioner()
+        partitions = list(range(self.settings.partitions))
+        cases = list(self.prior_events)
+        for case_id in cases:
+            partition = partitioner(case_id.encode(), partitions, partitions)
+            self.index.schedule(case_id, datetime(1970, 1, 1, tzinfo=timezone.utc), partition)
+        return len(cases)
 
     def _judge_group(self, key: str) -> None:
         stored = self.peers.get(key)
@@ -266,7 +313,7 @@ class Pipeline:
             tick = CaseTick.loads(message.value, serializer="json") if isinstance(message.value, bytes) \
                 else message.value
             now = datetime.fromisoformat(tick.now)
-            state = self._load(tick.case_id)
+            state = self._load(tick.case_id, message.partition)
             if state is None or not state.events:
                 return
             judge = self.catalog.judge
@@ -277,18 +324,31 @@ class Pipeline:
             if outcome.state is not state:
                 self._store(outcome.state, message.partition)
                 self._emit(outcome)
+            else:  # maybe a redelivered tick whose rows a crash kept from the store: write them again
+                for alert in state.alerts.values():
+                    self._publish(alert)
         finally:
             self.progress.ticks_done += 1
 
     # -- state and output ----------------------------------------------------------------------
 
-    def _load(self, case_id: str) -> CaseState | None:
+    def _load(self, case_id: str, partition: int) -> CaseState | None:
         state = self.states.get(case_id)
         if state is not None:
             self.states.move_to_end(case_id)
             return state
         stored = self.table.get(case_id)
-        return CaseState.from_json(stored) if stored else None
+        if stored:
+            return CaseState.from_json(stored)
+        events = self.prior_events.pop(case_id, None)
+        if not events:
+            return None
+        alerts = self.prior_alerts.pop(case_id, {})
+        ordered = tuple(sorted(events, key=lambda e: e.order_key))
+        state = CaseState(case_id=case_id, events=ordered, alerts=alerts,
+                          revision=self.prior_revisions.pop(case_id, 0))
+        self._store(state, partition)  # the seed becomes the table's state
+        return state
 
     def _store(self, state: CaseState, partition: int) -> None:
         data = state.to_json()

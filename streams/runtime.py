@@ -71,6 +71,8 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         writer = ClickHouseWriter(client, max_rows=settings.flush_rows)
         pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), settings.tansu)
         await broker_mod.create_topics(bootstrap, pipeline.topics())
+        if own_broker is not None:
+            restore_from_store(pipeline, client)
         _quiet_faust_logging()
         worker = faust.Worker(pipeline.app, loop=asyncio.get_running_loop(), loglevel="WARNING",
                               quiet=True, redirect_stdouts=False, override_logging=False, daemon=False)
@@ -86,6 +88,27 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             client.close()
         if own_broker is not None:
             own_broker.stop()
+
+
+def restore_from_store(pipeline: Pipeline, client) -> int:
+    """Give a fresh embedded broker the history the store already holds.
+
+    The embedded broker keeps its topics in memory, so the case table's changelog dies with
+    the process, while the store in the data directory keeps every event and alert. The
+    stored events, alerts and revisions are loaded as the seed of each case's state (and of
+    each penalty peer group), used when the table has nothing for the case. At the end of a
+    replay the cases that received no new event are judged once at the replay's clock.
+    """
+    from alerts.events import parse_event
+    from alerts.model import Alert
+    from sinks.queries import export_alerts, stored_events, stored_revisions
+
+    events = [parse_event(obj) for obj in stored_events(client)]
+    alerts = [Alert.from_json(record) for record in export_alerts(client, include_withdrawn=True)]
+    pipeline.restore(events, alerts, stored_revisions(client))
+    if events:
+        log.info("restored %d stored events of %d cases from the store", len(events), len(pipeline.prior_events))
+    return len(events)
 
 
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],
@@ -166,10 +189,12 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
         await asyncio.sleep(0.05)
     if on_progress:
         on_progress(sum(ends.values()))
-    # End of input: the clock moves to --now and everything due by then is judged.
+    # End of input: the clock moves to --now and everything due by then is judged,
+    # including the restored cases that received no new event.
     pipeline.clock.finish()
     while not pipeline.index_ready:
         await asyncio.sleep(0.05)
+    await pipeline.judge_restored_cases()
     while True:
         await pipeline.fire_due()
         while (progress.ticks_done < progress.ticks_sent or progress.judgements_done < progress.judgements_sent

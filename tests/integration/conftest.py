@@ -104,5 +104,6 @@ def baseline(scenario, tmp_path_factory):
     """The scenario replayed once, in event-time order."""
     directory = tmp_path_factory.mktemp("baseline")
     catalog, _ = write_inputs(directory, scenario)
-    alerts, progress = replay(pipeline_settings(directory / "data"), catalog, as_messages(scenario.events))
-    return alerts, progress, catalog
+    alerts, progress, published = replay(pipeline_settings(directory / "data"), catalog,
+                                         as_messages(scenario.events), read_topic="alerts")
+    return alerts, progress, catalog, published

@@ -20,7 +20,7 @@ def by_case(alerts):
 
 
 def test_every_injected_violation_is_found_and_clean_cases_stay_clean(scenario, baseline):
-    alerts, progress, _ = baseline
+    alerts, progress, _, _ = baseline
     found = by_case(alerts)
     injected = {case: rule for case, rule in scenario.truth.items() if rule is not None}
     assert set(injected.values()) == set(Rule)  # the scenario holds every rule
@@ -39,15 +39,19 @@ def test_alerts_follow_the_contract(baseline):
     import jsonschema
 
     schema = json.loads((Path(__file__).parents[1] / "data" / "contract" / "alert.schema.json").read_text())
-    alerts, _, _ = baseline
+    alerts, _, _, published = baseline
     assert alerts
     for alert in alerts:
         jsonschema.validate(alert, schema)
     assert len({a["alert_id"] for a in alerts}) == len(alerts)  # one row per alert: FINAL, versions merged
+    # Every stored alert version was also published on the alerts topic, keyed by case.
+    on_topic = {(r.key.decode(), orjson.loads(r.value)["alert_id"], orjson.loads(r.value)["version"])
+                for r in published}
+    assert {(a["case_id"], a["alert_id"], a["version"]) for a in alerts} <= on_topic
 
 
 def test_shuffled_and_fed_twice_gives_the_identical_alert_set(scenario, baseline, tmp_path):
-    alerts, _, catalog = baseline
+    alerts, _, catalog, _ = baseline
     events = list(scenario.events)
     rng = random.Random(11)
     rng.shuffle(events)
@@ -58,7 +62,7 @@ def test_shuffled_and_fed_twice_gives_the_identical_alert_set(scenario, baseline
 
 
 def test_bad_input_goes_to_the_dead_letter_topic_and_the_rest_is_unaffected(scenario, baseline, tmp_path):
-    alerts, _, catalog = baseline
+    alerts, _, catalog, _ = baseline
     good = as_messages(scenario.events)
     bad = [
         (b"x1", b"{not json"),

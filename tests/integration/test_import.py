@@ -1,0 +1,123 @@
+"""Importing the real receipt log (CSV, and the same log as XES) through the pipeline."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import orjson
+import pytest
+import yaml
+
+from alerts.mapping import load_mapping
+from sinks.clickhouse import connect
+from streams.importers import LogFormatError, convert
+
+ROOT = Path(__file__).resolve().parents[2]
+DATASETS = ROOT.parent / "shared" / "datasets"
+REAL = ROOT / "tests" / "data" / "real"
+RECEIPT = DATASETS / "receipt.csv"
+
+pytestmark = pytest.mark.skipif(not RECEIPT.exists(), reason="shared/datasets is not beside this checkout")
+
+
+def mapping(**changes):
+    return load_mapping({**yaml.safe_load((REAL / "receipt.mapping.yaml").read_text()), **changes})
+
+
+def write_xes(source: Path, target: Path, limit: int | None = None) -> None:
+    """The receipt log as XES (IEEE 1849), derived in code; the dataset itself is never edited."""
+    traces: dict[str, list[dict]] = {}
+    with open(source, newline="") as handle:
+        for row in csv.DictReader(handle):
+            traces.setdefault(row["case:concept:name"], []).append(row)
+    with open(target, "w", encoding="utf-8") as out:
+        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<log xes.version="1849-2016" '
+                  'xmlns="http://www.xes-standard.org/">\n')
+        for number, (case, rows) in enumerate(traces.items()):
+            if limit is not None and number >= limit:
+                break
+            out.write(f'<trace><string key="concept:name" value={quoteattr(case)}/>\n')
+            for row in rows:
+                out.write(f'<event><string key="concept:name" value={quoteattr(row["concept:name"])}/>'
+                          f'<string key="org:resource" value={quoteattr(row["org:resource"])}/>'
+                          f'<date key="time:timestamp" value={quoteattr(row["time:timestamp"])}/></event>\n')
+            out.write("</trace>\n")
+        out.write("</log>\n")
+
+
+def test_the_real_csv_maps_every_row_and_keeps_its_offsets():
+    result = convert(RECEIPT, mapping())
+    assert result.rows == 8577 and len(result.events) == 8577 and not result.rejected
+    offsets = {e["occurred_at"][-6:] for e in result.events}
+    assert offsets == {"+01:00", "+02:00"}  # daylight saving kept as the log states it
+    with open(RECEIPT, newline="") as handle:
+        first = next(csv.DictReader(handle))
+    assert result.events[0]["occurred_at"] == first["time:timestamp"].replace(" ", "T")
+
+
+def test_xes_gives_the_same_events_as_csv(tmp_path):
+    xes = tmp_path / "receipt.xes"
+    write_xes(RECEIPT, xes)
+    from_xes = convert(xes, mapping(format="xes"))
+    from_csv = convert(RECEIPT, mapping())
+    key = lambda e: e["event_id"]  # noqa: E731
+    assert sorted(from_xes.events, key=key) == sorted(from_csv.events, key=key)
+
+
+def test_malformed_logs_are_refused_clearly(tmp_path):
+    broken_xes = tmp_path / "broken.xes"
+    broken_xes.write_text("<log><trace><event><string key='concept:name' value='x'/></trace></log>")
+    with pytest.raises(LogFormatError, match="not well-formed XES"):
+        convert(broken_xes, mapping(format="xes"))
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("case:concept:name,concept:name,time:timestamp\nc1,Confirmation of receipt,"
+                      "2011-10-11 13:45:40+02:00,extra\n")
+    with pytest.raises(LogFormatError, match="more fields than the header"):
+        convert(ragged, mapping())
+    bad_rows = tmp_path / "bad.csv"
+    bad_rows.write_text("case:concept:name,concept:name,time:timestamp,org:resource\n"
+                        "c1,Confirmation of receipt,2011-10-11 13:45:40+02:00,r1\n"
+                        "c1,T99 Unknown step,2011-10-11 13:46:40+02:00,r1\n"
+                        "c1,T02 Check confirmation of receipt,not a time,r1\n")
+    result = convert(bad_rows, mapping())
+    assert len(result.events) == 1
+    assert [(r["row"], "T99" in r["reason"] or "not a time" in r["reason"]) for r in result.rejected] == \
+        [(2, True), (3, True)]
+
+
+def sunlight(args, env, cwd):
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, cwd=cwd, capture_output=True,
+                          timeout=900)
+
+
+def test_import_then_export_and_reimport_changes_nothing(tmp_path):
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    args = ["import", str(RECEIPT), "--mapping", str(REAL / "receipt.mapping.yaml"),
+            "--catalog", str(REAL / "receipt.catalog.yaml"), "--now", "2013-01-01T00:00:00+01:00"]
+    first = sunlight(args, env, tmp_path)
+    assert first.returncode == 0, first.stderr.decode()[-3000:]
+    assert "8577 rows read, 8577 events imported" in first.stderr.decode()
+    assert (tmp_path / "receipt.csv.rejects.jsonl").read_text() == ""
+    export = sunlight(["alerts", "export"], env, tmp_path)
+    assert export.returncode == 0
+    alerts = [orjson.loads(line) for line in export.stdout.splitlines()]
+    assert alerts and {a["item_code"] for a in alerts} == {"NL-WABO-RECEIPT"}
+
+    again = sunlight(args, env, tmp_path)
+    assert again.returncode == 0, again.stderr.decode()[-3000:]
+    assert "0 events imported" in again.stderr.decode() and "8577 duplicated" in again.stderr.decode()
+    export_again = sunlight(["alerts", "export", "--all"], env, tmp_path)
+    before = sorted((a["alert_id"], a["status"], a["version"]) for a in alerts)
+    after = sorted((a["alert_id"], a["status"], a["version"]) for a in map(orjson.loads, export_again.stdout.splitlines()))
+    assert after == before
+    client = connect(None, tmp_path / "data")
+    try:
+        assert client.query("SELECT count() FROM case_events FINAL").result_rows[0][0] == 8577
+    finally:
+        client.close()

@@ -1,0 +1,81 @@
+"""Mapping foreign log rows to contract events: columns, activities, times kept exactly."""
+
+import pytest
+
+from alerts.mapping import MappingError, load_mapping, map_rows
+
+MAPPING = {
+    "format": "csv", "timezone": "Europe/Amsterdam", "case_id": "case", "activity": "act", "time": "ts",
+    "item_code": {"value": "ITEM"}, "officer_id": "who",
+    "activities": {"Receive": {"type": "accepted"}, "Check": {"node": "check"},
+                   "Fine": {"type": "decided"}},
+    "attrs": {"penalty_amount": "amount", "violation_code": "article"},
+}
+
+
+def rows(*items):
+    return [dict(zip(("case", "act", "ts", "who", "amount", "article"), item)) for item in items]
+
+
+def mapped(raw_rows, **changes):
+    return list(map_rows(raw_rows, load_mapping({**MAPPING, **changes})))
+
+
+def test_offsets_are_kept_and_naive_times_localised_across_dst():
+    out = mapped(rows(("c1", "Receive", "2011-10-29 10:00:00+02:00", "r1", "", ""),
+                      ("c1", "Check", "2011-10-31 10:00:00", "r1", "", ""),      # naive, after the switch
+                      ("c1", "Check", "2011-10-28 10:00:00", "r2", "", "")))     # naive, before it
+    events = [e for _, e, _ in out]
+    assert events[0]["occurred_at"] == "2011-10-29T10:00:00+02:00"
+    assert events[1]["occurred_at"] == "2011-10-31T10:00:00+01:00"
+    assert events[2]["occurred_at"] == "2011-10-28T10:00:00+02:00"
+    assert events[0]["type"] == "accepted" and events[1]["node"] == "check"
+    assert events[0]["channel"] == "import" and events[0]["officer_id"] == "r1"
+
+
+def test_a_naive_time_in_a_dst_gap_is_rejected_not_guessed():
+    ((_, event, reason),) = mapped(rows(("c1", "Receive", "2011-03-27 02:30:00", "r1", "", "")))
+    assert event is None and "daylight-saving gap" in reason
+
+
+def test_event_ids_are_deterministic_and_identical_rows_stay_distinct():
+    data = rows(("c1", "Check", "2011-10-29 10:00:00+02:00", "r1", "", ""),
+                ("c1", "Check", "2011-10-29 10:00:00+02:00", "r1", "", ""))
+    first = [e["event_id"] for _, e, _ in mapped(data)]
+    again = [e["event_id"] for _, e, _ in mapped(data)]
+    assert first == again and len(set(first)) == 2
+
+
+@pytest.mark.parametrize("row, words", [
+    (("", "Receive", "2011-10-29 10:00:00+02:00", "r", "", ""), "no case id"),
+    (("c1", "Dance", "2011-10-29 10:00:00+02:00", "r", "", ""), "'Dance' is not in the mapping"),
+    (("c1", "Receive", "yesterday", "r", "", ""), "is not a time"),
+    (("c1", "Fine", "2011-10-29 10:00:00+02:00", "r", "lots", "157"), "penalty_amount 'lots' is not a number"),
+    (("c1", "Receive", "9999-10-29 10:00:00+02:00", "r", "", ""), "outside"),
+])
+def test_bad_rows_are_rejected_with_a_reason(row, words):
+    ((number, event, reason),) = mapped(rows(row))
+    assert number == 1 and event is None and words in reason
+
+
+def test_penalty_attributes_are_typed():
+    ((_, event, _),) = mapped(rows(("c1", "Fine", "2011-10-29 10:00:00+02:00", "r", "35.0", "157.0")))
+    assert event["attrs"] == {"penalty_amount": 35.0, "violation_code": "157.0"}
+
+
+def test_unmapped_activities_can_become_nodes_or_be_skipped():
+    data = rows(("c1", "Dance", "2011-10-29 10:00:00+02:00", "r", "", ""))
+    assert mapped(data, unmapped="node")[0][1]["node"] == "Dance"
+    assert mapped(data, unmapped="skip")[0][1] is None
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"timezone": "Mars/Olympus"}, "not an IANA timezone"),
+    ({"format": "xlsx"}, "format must be"),
+    ({"case_id": None}, "missing required field 'case_id'"),
+    ({"activities": {"Check": {"type": "node_completed"}}}, "needs a node"),
+    ({"activities": {"Check": {"type": "finished"}}}, "unknown type"),
+])
+def test_mapping_errors_are_clear(change, words):
+    with pytest.raises(MappingError, match=words):
+        load_mapping({**MAPPING, **change})
