@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Category(enum.StrEnum):
@@ -185,7 +186,15 @@ def load_catalog(raw: Any) -> Catalog:
     if not isinstance(raw, dict):
         raise CatalogError("catalog: the document must be a mapping with departments and items")
     departments: dict[str, Department] = {}
-    for index, entry in enumerate(raw.get("departments") or []):
+    raw_departments = raw.get("departments") or []
+    if not isinstance(raw_departments, list):
+        raise CatalogError("catalog: departments must be a list")
+    timezone = str(raw.get("timezone") or "Asia/Shanghai")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CatalogError(f"catalog: timezone {timezone!r} is not an IANA timezone name") from None
+    for index, entry in enumerate(raw_departments):
         where = f"department #{index + 1}"
         if not isinstance(entry, dict):
             raise CatalogError(f"{where}: must be a mapping")
@@ -243,4 +252,4 @@ def load_catalog(raw: Any) -> Catalog:
             status=status, discretion=_discretion(entry.get("discretion"), where), public=public,
             decision_node=decision_node,
         )
-    return Catalog(departments=departments, items=items, timezone=str(raw.get("timezone") or "Asia/Shanghai"))
+    return Catalog(departments=departments, items=items, timezone=timezone)

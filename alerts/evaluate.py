@@ -18,7 +18,7 @@ from alerts.calendar import WorkCalendar
 from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
 from alerts.detectors import CaseView, deadlines, discretion, process
-from alerts.events import CaseEvent, EventType
+from alerts.events import NODE_EVENTS, CaseEvent, EventType
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, Finding
 from alerts.state import CaseState, apply
@@ -31,6 +31,11 @@ class UnknownItem(LookupError):
     def __init__(self, item_code: str):
         super().__init__(f"item code {item_code!r} is not in the catalog")
         self.item_code = item_code
+
+
+class UnknownNode(LookupError):
+    def __init__(self, item_code: str, node: str):
+        super().__init__(f"node {node!r} is not a node of item {item_code!r} in the catalog")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +111,9 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
     A redelivered event (its event_id is already in the case) changes nothing:
     the outcome has `is_new` False and the state as it was.
     """
-    judge.item(event.item_code)  # unknown items are refused before they touch the state
+    item = judge.item(event.item_code)  # unknown items and nodes are refused before they touch the state
+    if event.node is not None and event.type in NODE_EVENTS and item.node(event.node) is None:
+        raise UnknownNode(item.code, event.node)
     new_state, is_new = apply(state, event)
     if not is_new:
         return Outcome(new_state, [], None, None, is_new=False)

@@ -110,7 +110,21 @@ def _prerequisites(item: Item, node_id: str) -> list[str]:
     return [n.id for n in item.nodes if n.id in found]
 
 
+_RANK = {EventType.ACCEPTED: 0, EventType.SUSPENDED: 1, EventType.RESUMED: 1, EventType.RETURNED: 2,
+         EventType.NODE_COMPLETED: 2, EventType.DECIDED: 3, EventType.CLOSED: 4, EventType.WITHDRAWN: 4,
+         EventType.RATED: 5}
+
+
+def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
+    """Event time first; events stated at the same moment in the order the process runs
+    (acceptance, nodes in catalog order, decision, closing), whatever their ids."""
+    position = {n.id: i for i, n in enumerate(item.nodes)}
+    return sorted(events, key=lambda e: (e.occurred_at, _RANK[e.type], position.get(e.node or "", -1),
+                                         e.recorded_at, e.event_id))
+
+
 def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
+    events = process_order(events, item)
     timeline = Timeline(events=events, promised_days=item.promised_days)
     node_index = {n.id: n for n in item.nodes}
     first, last = item.first_node.id, item.last_node.id
@@ -168,7 +182,6 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             for node_id in _dependents(item, event.node):
                 done.pop(node_id, None)
                 open_cycles.pop(node_id, None)
-                skipped.discard(node_id)
             open_cycles[event.node] = NodeCycle(event.node, event.occurred_at, None)
         elif kind is EventType.SUSPENDED:
             if open_suspension is None:

@@ -25,7 +25,7 @@ from typing import Any
 import faust
 import orjson
 
-from alerts.evaluate import Outcome, UnknownItem, item_of, judge_case, labels_of, step
+from alerts.evaluate import Outcome, UnknownItem, UnknownNode, item_of, judge_case, labels_of, step
 from alerts.detectors.discretion import penalty_of
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
 from alerts.lifecycle import Labels
@@ -46,6 +46,7 @@ TABLE_NAME = "cases"
 PEERS_TABLE = "penalty-peers"
 STATE_CACHE_SIZE = 200_000
 MAX_MESSAGE_BYTES = 1_000_000
+DLQ_PAYLOAD_BYTES = 256 * 1024  # base64 of this stays well under Kafka's 1 MB record limit
 
 
 @dataclass
@@ -159,8 +160,9 @@ class Pipeline:
             except Exception:  # never stop the worker on one message
                 log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
                 await self._dead_letter(message, "internal_error", "unexpected error; see the worker log")
-            if message.topic != self.settings.ticks_topic:
-                self.progress.processed_offsets[message.partition] = message.offset
+            finally:
+                if message.topic != self.settings.ticks_topic:
+                    self.progress.processed_offsets[message.partition] = message.offset
             self.writer.on_written(lambda e=event, s=stream: s.ack(e))
             if self.writer.full:
                 await self.flush()
@@ -195,6 +197,9 @@ class Pipeline:
         except UnknownItem as exc:
             await self._dead_letter(message, "unknown_item", str(exc))
             return
+        except UnknownNode as exc:
+            await self._dead_letter(message, "unknown_node", str(exc))
+            return
         department = judge.item(event.item_code).department
         self.writer.add("case_events", event_row(event, department, utcnow()))
         if outcome.is_new:
@@ -222,8 +227,8 @@ class Pipeline:
         if penalty is None:
             return
         fact = fact_of(event, penalty[0], penalty[1], labels)
-        self.progress.facts_sent += 1
         await self.peers_topic.send(key=fact.group.encode(), value=fact.to_json())
+        self.progress.facts_sent += 1
 
     async def peer_agent(self, stream):
         """Penalty peer groups: decisions join their group; a timer asks for the group to be judged."""
@@ -378,20 +383,28 @@ class Pipeline:
         self.writer.batch.after_write.append(lambda k=key, v=payload: self.alerts_topic.send(key=k, value=v))
 
     async def _dead_letter(self, message, reason: str, detail: str) -> None:
-        raw = message.value or b""
+        """Send the message to the DLQ with the reason. Never raises: a letter that cannot be
+        sent is logged, so one message can never stop the worker."""
+        raw = message.value if isinstance(message.value, bytes) else b""
+        payload = raw[:DLQ_PAYLOAD_BYTES]
         try:
-            payload, encoding = raw.decode("utf-8"), "utf-8"
+            text, encoding = payload.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            payload, encoding = base64.b64encode(raw).decode(), "base64"
+            text, encoding = base64.b64encode(payload).decode(), "base64"
+        if len(raw) > DLQ_PAYLOAD_BYTES:
+            encoding += f"; truncated from {len(raw)} bytes"
         key = message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else message.key
         letter = DeadLetter(reason=reason, error=detail[:2000], topic=message.topic, partition=message.partition,
-                            offset=message.offset, key=key, payload=payload[:MAX_MESSAGE_BYTES],
-                            payload_encoding=encoding)
-        await self.dlq_topic.send(key=message.key, value=letter)
+                            offset=message.offset, key=key, payload=text, payload_encoding=encoding)
         self.progress.dead_letters += 1
         metrics.EVENTS_DEAD_LETTERED.labels(reason).inc()
         log.warning("dead-lettered %s[%s]@%s: %s: %s", message.topic, message.partition, message.offset,
                     reason, detail[:300])
+        try:
+            await self.dlq_topic.send(key=message.key, value=letter)
+        except Exception:
+            log.exception("could not send the dead letter for %s[%s]@%s (%s)", message.topic,
+                          message.partition, message.offset, reason)
 
     # -- timers ------------------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ class CatalogSource:
         self._stamp = stamp
         try:
             self.judge = load_judge(self.catalog_path, self.overrides_path)
-        except (CatalogError, ValueError) as exc:
+        except Exception as exc:  # whatever is wrong with the new file, the running catalog stays
             metrics.CATALOG_RELOADS.labels("rejected").inc()
             log.error("catalog reload refused, keeping the previous catalog: %s", exc)
             return False

@@ -75,6 +75,7 @@ async def _push(settings: Settings, messages: list, catalog: Path, now: datetime
                 "dead_lettered": progress.dead_letters, "alert_changes": progress.alerts_changed}
 
 
+
 def cmd_replay(args, settings: Settings) -> int:
     summary = asyncio.run(_replay(settings, Path(args.events), Path(args.catalog), _parse_now(args.now),
                                   show_progress=sys.stderr.isatty()))
@@ -115,7 +116,9 @@ def cmd_import(args, settings: Settings) -> int:
     print(f"{source.name}: {result.rows} rows read, {imported} events imported"
           f"{'' if processed else ' (published to ' + settings.case_events_topic + ')'}, "
           f"{len(result.rejected)} rejected (reasons in {rejects}), {duplicated} duplicated, "
-          f"{result.skipped} skipped", file=sys.stderr)
+          f"{result.skipped} skipped"
+          + (f", {processed['dead_lettered']} refused by the pipeline (see case-events-dlq)" if processed else ""),
+          file=sys.stderr)
     return 0
 
 

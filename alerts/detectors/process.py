@@ -47,7 +47,10 @@ def _backfill(view: CaseView) -> list[Finding]:
     officer = None
     # A whole case registered in a burst while the times it states span days.
     if t.accepted is not None and t.end is not None and t.end.type is EventType.CLOSED:
-        span = [e for e in handled if t.accepted.occurred_at <= e.occurred_at <= t.end.occurred_at]
+        # Self-built systems push a month's cases at once by design (channel import): their
+        # registration is judged against the push deadline below, not as a burst.
+        span = [e for e in handled if t.accepted.occurred_at <= e.occurred_at <= t.end.occurred_at
+                and e.channel is not Channel.IMPORT]
         if len(span) >= cfg.burst_min_events:
             registered = (max(e.recorded_at for e in span) - min(e.recorded_at for e in span))
             stated = (max(e.occurred_at for e in span) - min(e.occurred_at for e in span))

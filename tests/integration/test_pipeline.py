@@ -75,6 +75,9 @@ def test_bad_input_goes_to_the_dead_letter_topic_and_the_rest_is_unaffected(scen
                               "recorded_at": "9999-01-01T00:00:00+08:00"})),
         (b"x5", orjson.dumps([1, 2, 3])),
         (None, b""),
+        (b"x7", orjson.dumps({"event_id": "b7", "case_id": "X7" * 400_000, "item_code": "I", "type": "accepted",
+                              "occurred_at": "2026-03-02T09:00:00+08:00",
+                              "recorded_at": "2026-03-02T09:00:00+08:00"})),  # 800 kB: a letter must still go
     ]
     mixed = list(good)
     for index, message in enumerate(bad):
@@ -84,7 +87,10 @@ def test_bad_input_goes_to_the_dead_letter_topic_and_the_rest_is_unaffected(scen
     assert progress.dead_letters == len(bad)
     assert identity(again) == identity(alerts)
     reasons = sorted(orjson.loads(record.value)["reason"] for record in letters)
-    assert reasons == sorted(["invalid_json", "invalid_utf8", "unknown_item", "impossible_time", "schema", "empty"])
+    assert reasons == sorted(["invalid_json", "invalid_utf8", "unknown_item", "impossible_time", "schema", "empty",
+                              "schema"])
     invalid_utf8 = next(orjson.loads(r.value) for r in letters if r.key == b"x2")
     assert invalid_utf8["payload_encoding"] == "base64"
     assert invalid_utf8["topic"] == "case-events" and invalid_utf8["error"]
+    huge = next(orjson.loads(r.value) for r in letters if r.key == b"x7")
+    assert "truncated from" in huge["payload_encoding"] and "longer than 128" in huge["error"]

@@ -33,10 +33,12 @@ def at(y, m, d, h=10, mi=0):
     return datetime(y, m, d, h, mi, tzinfo=TZ)
 
 
-def ev(kind, occurred, recorded=None, case="C1", item=LICENCE, node=None, event_id=None, **attrs):
+def ev(kind, occurred, recorded=None, case="C1", item=LICENCE, node=None, event_id=None, channel=None, **attrs):
     obj = {"event_id": event_id or f"ev{next(_ids)}", "case_id": case, "item_code": item, "type": kind,
            "occurred_at": occurred.isoformat(),
            "recorded_at": (recorded or occurred + timedelta(minutes=5)).isoformat(), "officer_id": "P01"}
+    if channel:
+        obj["channel"] = channel
     if node:
         obj["node"] = node
     if attrs:

@@ -47,6 +47,8 @@ def broken(path, value):
     (("items", 1, "discretion", "V-FOOD-124", 0, "min"), 90000, "min 90000 is above max"),
     (("items", 1, "code"), "320200-XK-SCJG-0001", "duplicate item code"),
     (("departments", 0, "name"), KeyError, "department 'SCJG': missing required field 'name'"),
+    (("timezone",), "Asia/Shangai", "timezone 'Asia/Shangai' is not an IANA timezone"),
+    (("departments",), 5, "departments must be a list"),
 ])
 def test_errors_name_the_item_and_the_field(path, value, words):
     with pytest.raises(CatalogError) as info:

@@ -104,6 +104,52 @@ def test_alerts_do_not_depend_on_arrival_order(name):
         assert live == ref
 
 
+def test_events_stated_at_the_same_moment_run_in_process_order_whatever_their_ids():
+    moment = at(2026, 3, 2, 0, 0)
+    for ids in (("a", "b", "c", "d", "e"), ("e", "d", "c", "b", "a")):
+        events = [ev("accepted", moment, moment, event_id=ids[0]),
+                  ev("node_completed", moment, moment, node="undertake", event_id=ids[1]),
+                  ev("node_completed", moment, moment, node="review", event_id=ids[2]),
+                  ev("node_completed", moment, moment, node="approve", event_id=ids[3]),
+                  ev("closed", moment, moment, event_id=ids[4])]
+        assert active(run(events, at(2026, 5, 1))) == set(), ids
+
+
+def test_a_monthly_push_from_a_self_built_system_is_not_a_burst():
+    pushed = at(2026, 4, 3, 9)
+    events = [ev(kind, t, pushed, node=node, channel="import") for kind, t, node in [
+        ("accepted", at(2026, 3, 2, 10), None), ("node_completed", at(2026, 3, 3), "undertake"),
+        ("node_completed", at(2026, 3, 4), "review"), ("node_completed", at(2026, 3, 5), "approve"),
+        ("closed", at(2026, 3, 6), None)]]
+    assert active(run(events, at(2026, 5, 1))) == set()
+    late = [ev(e.type.value, e.occurred_at, at(2026, 4, 7, 9), node=e.node, channel="import",
+               event_id=e.event_id + "x") for e in events]
+    assert active(run(late, at(2026, 5, 1))) == {("backfill", None)}  # pushed after the 5th
+
+
+def test_a_node_skipped_twice_is_one_alert():
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="review"),
+              ev("returned", at(2026, 3, 3, 12), node="undertake"),
+              ev("node_completed", at(2026, 3, 4), node="review"), ev("node_completed", at(2026, 3, 4, 12), node="approve"),
+              ev("closed", at(2026, 3, 5))]
+    state = run(events, at(2026, 5, 1))
+    assert [a.node for a in state.alerts.values() if a.rule.value == "skipped_node"] == ["undertake"]
+    again = run(list(reversed(events)), at(2026, 5, 1))
+
+    def published(s):
+        return {k: dict(a.evidence) for k, a in s.alerts.items() if a.status.value != "withdrawn"}
+
+    assert published(again) == published(state)
+
+
+def test_an_unknown_node_is_refused_before_it_touches_the_state():
+    from alerts.evaluate import UnknownNode, step
+    from tests.unit.helpers import judge
+
+    with pytest.raises(UnknownNode, match="'inspect'"):
+        step(None, ev("node_completed", at(2026, 3, 3), node="inspect"), judge(), at(2026, 5, 1), at(2026, 5, 1))
+
+
 def test_overdue_evidence_is_checkable_by_hand():
     state = run(handled(at(2026, 3, 18, 11)), at(2026, 5, 1))
     overdue = next(a for a in state.alerts.values() if a.rule.value == "overdue")
