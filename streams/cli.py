@@ -122,6 +122,31 @@ def cmd_import(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_import_bpmn(args, settings: Settings) -> int:
+    """Turn a BPMN flowchart into an item's nodes: print them, or write them into a catalog file."""
+    import yaml
+
+    from alerts.catalog import load_catalog
+    from alerts.flowchart import catalog_nodes, read_bpmn
+    from streams.catalog_source import read_yaml
+
+    nodes = catalog_nodes(read_bpmn(Path(args.file).read_bytes(), strict=args.strict))
+    if not args.catalog:
+        sys.stdout.write(yaml.safe_dump({"code": args.item, "nodes": nodes}, allow_unicode=True, sort_keys=False))
+        return 0
+    path = Path(args.catalog)
+    raw = read_yaml(path, "catalog")
+    item = next((i for i in raw.get("items") or [] if str(i.get("code")) == args.item), None)
+    if item is None:
+        raise SystemExit(f"sunlight: item {args.item!r} is not in {path}; add it (code, name, category, "
+                         f"department, promised_days) first")
+    item["nodes"] = nodes
+    load_catalog(raw)  # refuse to write a catalog that would not load
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    print(f"{path}: item {args.item} now has {len(nodes)} nodes from {args.file}", file=sys.stderr)
+    return 0
+
+
 def cmd_export(args, settings: Settings) -> int:
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
@@ -190,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--now", help="the clock open cases are judged against (default: the wall clock)")
     imp.set_defaults(func=cmd_import)
 
+    catalog = sub.add_parser("catalog", help="the power catalog")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    bpmn = catalog_sub.add_parser("import-bpmn", help="an item's nodes from a BPMN 2.0 flowchart (流程图)")
+    bpmn.add_argument("file")
+    bpmn.add_argument("--item", required=True, help="the item code")
+    bpmn.add_argument("--catalog", help="write the nodes into this catalog file (default: print them)")
+    bpmn.add_argument("--strict", action="store_true", help="refuse loops instead of accepting them as re-work")
+    bpmn.set_defaults(func=cmd_import_bpmn)
+
     alerts = sub.add_parser("alerts", help="stored alerts")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
     export = alerts_sub.add_parser("export", help="print the stored alerts as JSON lines")
@@ -214,11 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a clear one-line error, not a traceback, for operators
         from alerts.catalog import CatalogError
+        from alerts.flowchart import FlowchartError
         from alerts.mapping import MappingError
         from streams.broker import BrokerError
         from streams.importers import LogFormatError
 
-        if isinstance(exc, (CatalogError, BrokerError, FileNotFoundError, MappingError, LogFormatError)):
+        if isinstance(exc, (CatalogError, BrokerError, FileNotFoundError, MappingError, LogFormatError,
+                            FlowchartError)):
             print(f"sunlight: {exc}", file=sys.stderr)
             return 2
         raise

@@ -121,3 +121,18 @@ def test_import_then_export_and_reimport_changes_nothing(tmp_path):
         assert client.query("SELECT count() FROM case_events FINAL").result_rows[0][0] == 8577
     finally:
         client.close()
+
+
+def test_the_receipt_item_is_what_the_flowchart_importer_makes(tmp_path):
+    from alerts.flowchart import catalog_nodes, read_bpmn
+
+    committed = yaml.safe_load((REAL / "receipt.catalog.yaml").read_text())["items"][0]["nodes"]
+    assert committed == catalog_nodes(read_bpmn((DATASETS / "receipt.bpmn").read_bytes()))
+    # And through the command line, into a copy of the catalog.
+    copy = tmp_path / "catalog.yaml"
+    copy.write_text((REAL / "receipt.catalog.yaml").read_text())
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "catalog", "import-bpmn",
+                           str(DATASETS / "receipt.bpmn"), "--item", "NL-WABO-RECEIPT", "--catalog", str(copy)],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert yaml.safe_load(copy.read_text())["items"][0]["nodes"] == committed

@@ -1,0 +1,196 @@
+"""Flowcharts (流程图) in BPMN 2.0 turned into a catalog item's `nodes`. Pure: XML text in, nodes out.
+
+What a catalog can say is narrower than BPMN, so the translation is:
+
+* tasks become nodes, in a topological order of the flow (document order breaks ties);
+* a task on every path from the start to the end is `required`; a task behind an exclusive
+  gateway (选择分支) that some paths avoid is optional;
+* a node `requires` the nearest tasks that must have completed before it on every path: behind
+  a parallel join (并行汇聚), the last task of each branch;
+* a loop (a flow back to an earlier point: 退回重办) cannot be expressed as an order. By default
+  its tasks become optional nodes that require only what precedes the whole loop, so re-work
+  is accepted; with `strict=True` a loop is refused with the tasks it contains.
+
+Anything else the catalog cannot express (inclusive or event-based gateways, sub-processes,
+more than one start or end) is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+SUPPORTED = {"task", "userTask", "manualTask", "serviceTask", "scriptTask", "businessRuleTask", "sendTask",
+             "receiveTask", "exclusiveGateway", "parallelGateway", "startEvent", "endEvent"}
+TASKS = {"task", "userTask", "manualTask", "serviceTask", "scriptTask", "businessRuleTask", "sendTask",
+         "receiveTask"}
+IGNORED = {"sequenceFlow", "incoming", "outgoing", "documentation", "extensionElements", "laneSet",
+           "conditionExpression", "dataObject", "dataObjectReference", "textAnnotation", "association"}
+
+
+class FlowchartError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class FlowNode:
+    id: str
+    name: str
+    required: bool
+    requires: tuple[str, ...]
+    rework: bool  # inside a loop
+
+    def to_catalog(self) -> dict:
+        out: dict = {"id": self.id, "name": self.name}
+        if not self.required:
+            out["required"] = False
+        out["requires"] = list(self.requires)
+        return out
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def node_id_for(name: str, used: set[str]) -> str:
+    """`T07-1 Draft ...` -> `T07-1`; other names -> a slug; made unique."""
+    first = name.split()[0] if name.split() else ""
+    if re.fullmatch(r"[A-Za-z]{0,3}\d+[A-Za-z0-9\-.]*", first):
+        base = first
+    else:
+        base = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").lower() or "node"
+    candidate, n = base, 2
+    while candidate in used:
+        candidate, n = f"{base}_{n}", n + 1
+    used.add(candidate)
+    return candidate
+
+
+def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise FlowchartError(f"not well-formed BPMN XML: {exc}") from None
+    processes = [e for e in root.iter() if _local(e.tag) == "process"]
+    if len(processes) != 1:
+        raise FlowchartError(f"expected one <process>, found {len(processes)}")
+    kinds: dict[str, str] = {}
+    names: dict[str, str] = {}
+    flows: list[tuple[str, str]] = []
+    for element in processes[0]:
+        kind = _local(element.tag)
+        if kind == "sequenceFlow":
+            flows.append((element.get("sourceRef"), element.get("targetRef")))
+        elif kind in SUPPORTED:
+            kinds[element.get("id")] = kind
+            names[element.get("id")] = (element.get("name") or "").strip()
+        elif kind not in IGNORED:
+            raise FlowchartError(f"a {kind} ({element.get('id')}) cannot be expressed in the catalog")
+    starts = [i for i, k in kinds.items() if k == "startEvent"]
+    ends = [i for i, k in kinds.items() if k == "endEvent"]
+    if len(starts) != 1 or len(ends) != 1:
+        raise FlowchartError(f"expected one start and one end event, found {len(starts)} and {len(ends)}")
+    successors: dict[str, list[str]] = {i: [] for i in kinds}
+    predecessors: dict[str, list[str]] = {i: [] for i in kinds}
+    for source, target in flows:
+        if source not in kinds or target not in kinds:
+            raise FlowchartError(f"sequence flow {source} -> {target} refers to an unknown element")
+        successors[source].append(target)
+        predecessors[target].append(source)
+    start, end = starts[0], ends[0]
+    order = list(kinds)  # document order
+
+    # Loops: back edges of a depth-first walk from the start; their members form cycles.
+    back: set[tuple[str, str]] = set()
+    state: dict[str, int] = {}
+    stack = [(start, iter(successors[start]))]
+    state[start] = 1
+    while stack:
+        node, children = stack[-1]
+        for child in children:
+            if state.get(child) == 1:
+                back.add((node, child))
+            elif child not in state:
+                state[child] = 1
+                stack.append((child, iter(successors[child])))
+                break
+        else:
+            state[node] = 2
+            stack.pop()
+    unreachable = [names[i] or i for i in order if i not in state]
+    if unreachable:
+        raise FlowchartError(f"not reachable from the start: {unreachable}")
+    in_loop: set[str] = set()
+    for source, target in back:  # members of the cycle closed by this back edge
+        forward = _reach(target, successors, back)
+        backward = _reach(source, predecessors, {(b, a) for a, b in back})
+        in_loop |= forward & backward
+    loop_tasks = sorted(names[i] for i in in_loop if kinds[i] in TASKS)
+    if strict and loop_tasks:
+        raise FlowchartError(f"loops back to earlier nodes (re-work) around: {loop_tasks}")
+
+    # Forward graph without back edges, in topological order.
+    forward_succ = {i: [t for t in successors[i] if (i, t) not in back] for i in kinds}
+    forward_pred = {i: [s for s in predecessors[i] if (s, i) not in back] for i in kinds}
+    topo = _topological(order, forward_succ, forward_pred)
+
+    # must[n]: the tasks that have completed whenever n is reached (dominators, with
+    # parallel joins taking the union of their branches).
+    must: dict[str, set[str]] = {}
+    for node in topo:
+        incoming = [must[p] for p in forward_pred[node]]
+        if not incoming:
+            base: set[str] = set()
+        elif kinds[node] == "parallelGateway" and len(incoming) > 1:
+            base = set().union(*incoming)
+        else:
+            base = set.intersection(*incoming)
+        must[node] = base | ({node} if kinds[node] in TASKS and node not in in_loop else set())
+    required = must[end]
+    used: set[str] = set()
+    ids = {i: node_id_for(names[i] or i, used) for i in topo if kinds[i] in TASKS}
+    nodes = []
+    for task in (i for i in topo if kinds[i] in TASKS):
+        before = must[task] - {task}
+        # The nearest: those no other member of `before` has already required.
+        nearest = [b for b in before if not any(b in must[o] - {o} for o in before if o != b)]
+        nearest.sort(key=topo.index)
+        nodes.append(FlowNode(ids[task], names[task] or task, task in required,
+                              tuple(ids[n] for n in nearest), task in in_loop))
+    if not nodes:
+        raise FlowchartError("the process has no tasks")
+    return nodes
+
+
+def _reach(origin: str, edges: dict[str, list[str]], skip: set[tuple[str, str]]) -> set[str]:
+    seen = {origin}
+    todo = [origin]
+    while todo:
+        node = todo.pop()
+        for nxt in edges[node]:
+            if (node, nxt) not in skip and nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _topological(order: list[str], succ: dict[str, list[str]], pred: dict[str, list[str]]) -> list[str]:
+    remaining = {i: len(pred[i]) for i in order}
+    position = {i: n for n, i in enumerate(order)}
+    ready = sorted((i for i in order if remaining[i] == 0), key=position.get)
+    out = []
+    while ready:
+        node = ready.pop(0)
+        out.append(node)
+        for nxt in succ[node]:
+            remaining[nxt] -= 1
+            if remaining[nxt] == 0:
+                ready.append(nxt)
+                ready.sort(key=position.get)
+    return out
+
+
+def catalog_nodes(nodes: list[FlowNode]) -> list[dict]:
+    """The `nodes` list of a catalog item; the first node must be the one acceptance completes."""
+    return [n.to_catalog() for n in nodes]

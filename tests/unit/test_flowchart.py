@@ -1,0 +1,73 @@
+"""BPMN flowcharts to catalog nodes: sequences, exclusive and parallel gateways, loops."""
+
+import pytest
+
+from alerts.catalog import load_catalog
+from alerts.flowchart import FlowchartError, catalog_nodes, read_bpmn
+
+
+def bpmn(elements: str, flows: list[tuple[str, str]]) -> str:
+    body = elements + "".join(f'<sequenceFlow id="f{i}" sourceRef="{a}" targetRef="{b}"/>'
+                              for i, (a, b) in enumerate(flows))
+    return ('<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"><process id="p">'
+            f'<startEvent id="s"/><endEvent id="e"/>{body}</process></definitions>')
+
+
+def tasks(*names):
+    return "".join(f'<task id="{n}" name="{n} step"/>' for n in names)
+
+
+def shape(nodes):
+    return [(n.id, n.required, n.requires) for n in nodes]
+
+
+def test_a_sequence():
+    nodes = read_bpmn(bpmn(tasks("A1", "B1", "C1"), [("s", "A1"), ("A1", "B1"), ("B1", "C1"), ("C1", "e")]))
+    assert shape(nodes) == [("A1", True, ()), ("B1", True, ("A1",)), ("C1", True, ("B1",))]
+
+
+def test_exclusive_branches_are_optional():
+    xml = bpmn(tasks("A1", "B1", "C1", "D1") + '<exclusiveGateway id="x"/><exclusiveGateway id="j"/>',
+               [("s", "A1"), ("A1", "x"), ("x", "B1"), ("x", "C1"), ("B1", "j"), ("C1", "j"), ("j", "D1"),
+                ("D1", "e")])
+    assert shape(read_bpmn(xml)) == [("A1", True, ()), ("B1", False, ("A1",)), ("C1", False, ("A1",)),
+                                     ("D1", True, ("A1",))]
+
+
+def test_a_parallel_join_requires_every_branch():
+    xml = bpmn(tasks("A1", "B1", "C1", "D1") + '<parallelGateway id="x"/><parallelGateway id="j"/>',
+               [("s", "A1"), ("A1", "x"), ("x", "B1"), ("x", "C1"), ("B1", "j"), ("C1", "j"), ("j", "D1"),
+                ("D1", "e")])
+    assert shape(read_bpmn(xml)) == [("A1", True, ()), ("B1", True, ("A1",)), ("C1", True, ("A1",)),
+                                     ("D1", True, ("B1", "C1"))]
+
+
+LOOP = bpmn(tasks("A1", "B1", "C1") + '<exclusiveGateway id="x"/><exclusiveGateway id="y"/>',
+            [("s", "A1"), ("A1", "x"), ("x", "B1"), ("B1", "y"), ("y", "x"), ("y", "C1"), ("C1", "e")])
+
+
+def test_a_loop_is_rework_by_default_and_refused_when_strict():
+    nodes = read_bpmn(LOOP)
+    assert shape(nodes) == [("A1", True, ()), ("B1", False, ("A1",)), ("C1", True, ("A1",))]
+    assert [n.rework for n in nodes] == [False, True, False]
+    with pytest.raises(FlowchartError, match="loops back to earlier nodes.*B1 step"):
+        read_bpmn(LOOP, strict=True)
+
+
+def test_the_result_is_a_valid_catalog_item():
+    item = {"code": "X", "name": "x", "category": "licensing", "department": "D", "promised_days": 5,
+            "nodes": catalog_nodes(read_bpmn(LOOP))}
+    catalog = load_catalog({"items": [item]})
+    assert catalog.item("X").node("C1").requires == ("A1",)
+
+
+@pytest.mark.parametrize("xml, words", [
+    ("<definitions><process", "not well-formed"),
+    (bpmn(tasks("A1") + '<inclusiveGateway id="o"/>', [("s", "A1"), ("A1", "o"), ("o", "e")]),
+     "inclusiveGateway .* cannot be expressed"),
+    (bpmn(tasks("A1", "Z1"), [("s", "A1"), ("A1", "e")]), "not reachable from the start"),
+    (bpmn(tasks("A1"), [("s", "A1"), ("A1", "nowhere")]), "unknown element"),
+])
+def test_what_cannot_be_expressed_is_refused(xml, words):
+    with pytest.raises(FlowchartError, match=words):
+        read_bpmn(xml)
