@@ -147,6 +147,8 @@ def _attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidEvent("schema", f"attrs.decision must be one of {sorted(DECISIONS)}")
     if "rating" in value and value["rating"] not in RATINGS:
         raise InvalidEvent("schema", f"attrs.rating must be one of {sorted(RATINGS)}")
+    if "deadline" in value:  # added to the contract: a deadline the source system states itself
+        parse_time(value["deadline"], "attrs.deadline")
     amount = value.get("penalty_amount")
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))
                                or not 0 <= amount < 1e13):

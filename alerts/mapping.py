@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -47,6 +47,11 @@ class LogMapping:
     activities: Mapping[str, ActivityRule]
     unmapped: str  # "node" | "skip" | "reject"
     attrs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Case-level columns: attributes put on the case's `accepted` event (e.g. a stated deadline),
+    # and a column whose time closes the case (a date-only column closes it at the end of that day).
+    accept_attrs: Mapping[str, str] = field(default_factory=dict)
+    case_end: str | None = None
+    case_end_date_only: bool = False
 
 
 def _source(raw: Any, where: str) -> dict[str, str]:
@@ -88,11 +93,17 @@ def load_mapping(raw: Any) -> LogMapping:
         raise MappingError(f"mapping: unmapped must be node, skip or reject, got {unmapped!r}")
     fields = {name: _source(raw[name], name) for name in ("officer_id", "department", "region") if raw.get(name)}
     attrs = {name: _source(source, f"attrs.{name}") for name, source in (raw.get("attrs") or {}).items()}
+    accept_attrs = {str(k): str(v) for k, v in (raw.get("accept_attrs") or {}).items()}
+    end = raw.get("case_end") or {}
+    if end and not (isinstance(end, dict) and end.get("column")):
+        raise MappingError("mapping: case_end must be {column: NAME, date_only: true|false}")
     return LogMapping(
         format=fmt, timezone=tz, case_id=str(raw.get("case_id", "")), activity=str(raw.get("activity", "")),
         time=str(raw.get("time", "")), recorded_time=raw.get("recorded_time"),
         item_code=_source(raw.get("item_code", {"value": ""}), "item_code"), fields=fields,
         event_id=raw.get("event_id"), activities=activities, unmapped=unmapped, attrs=attrs,
+        accept_attrs=accept_attrs, case_end=end.get("column") if end else None,
+        case_end_date_only=bool(end.get("date_only")) if end else False,
     )
 
 
@@ -137,19 +148,40 @@ def _number(value: Any, name: str) -> float | int:
 def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator[tuple[int, dict | None, str | None]]:
     """(row number, contract event or None, reason when rejected or skipped) for each row."""
     seen: dict[tuple, int] = {}
+    ended: set[str] = set()
     for number, row in enumerate(rows, start=1):
         try:
             event = _map_row(row, mapping, seen)
-        except Rejected as exc:
-            yield number, None, str(exc)
-            continue
-        except InvalidEvent as exc:
+        except (Rejected, InvalidEvent) as exc:
             yield number, None, str(exc)
             continue
         if event is None:
             yield number, None, "skipped: activity not in the mapping"
             continue
         yield number, event, None
+        if mapping.case_end and event["case_id"] not in ended and row.get(mapping.case_end):
+            ended.add(event["case_id"])
+            try:
+                yield number, _case_end(row, event, mapping), None
+            except (Rejected, InvalidEvent) as exc:
+                yield number, None, f"case end: {exc}"
+
+
+def _case_end(row: Mapping[str, Any], event: dict, mapping: LogMapping) -> dict:
+    """The `closed` event a case-level end column stands for."""
+    moment = parse_log_time(row.get(mapping.case_end), mapping.timezone, mapping.case_end)
+    if mapping.case_end_date_only:  # a date: the case closed some time that day, so at its end
+        local = moment.astimezone(mapping.timezone)
+        moment = datetime(local.year, local.month, local.day, tzinfo=mapping.timezone) + timedelta(days=1)
+        moment = moment.astimezone(mapping.timezone)
+    identity = (event["case_id"], "closed", moment.isoformat())
+    digest = hashlib.blake2b("\x1f".join(identity).encode(), digest_size=12).hexdigest()
+    closed = {key: event[key] for key in ("case_id", "item_code", "channel", "department", "region")
+              if key in event}
+    closed.update({"event_id": f"imp-{digest}", "type": "closed", "occurred_at": moment.isoformat(),
+                   "recorded_at": moment.isoformat()})
+    parse_event(closed)
+    return closed
 
 
 def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict | None:
@@ -193,6 +225,13 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict | 
         if value not in (None, ""):
             event[name] = str(value)
     attrs = {}
+    if rule.type is EventType.ACCEPTED:
+        for name, column in mapping.accept_attrs.items():
+            value = row.get(column)
+            if value in (None, ""):
+                continue
+            attrs[name] = (parse_log_time(value, mapping.timezone, column).isoformat() if name == "deadline"
+                           else _number(value, name) if name in NUMBER_ATTRS else str(value))
     for name, source in mapping.attrs.items():
         value = _value(row, source)
         if value in (None, ""):

@@ -67,15 +67,16 @@ class PeerGroup:
     key: str
     facts: Mapping[str, PenaltyFact] = field(default_factory=dict)  # case_id -> latest decision
     alerts: Mapping[str, Alert] = field(default_factory=dict)
+    pending: bool = False  # decisions added since the group was last judged
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "facts": {c: f.to_json() for c, f in self.facts.items()},
-                "alerts": {k: a.to_json() for k, a in self.alerts.items()}}
+                "alerts": {k: a.to_json() for k, a in self.alerts.items()}, "pending": self.pending}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "PeerGroup":
         return cls(obj["key"], {c: PenaltyFact.from_json(f) for c, f in obj["facts"].items()},
-                   {k: Alert.from_json(a) for k, a in obj["alerts"].items()})
+                   {k: Alert.from_json(a) for k, a in obj["alerts"].items()}, bool(obj.get("pending")))
 
 
 def add_fact(group: PeerGroup | None, fact: PenaltyFact) -> tuple[PeerGroup, bool]:
@@ -84,7 +85,7 @@ def add_fact(group: PeerGroup | None, fact: PenaltyFact) -> tuple[PeerGroup, boo
     known = group.facts.get(fact.case_id)
     if known is not None and known.order_key >= fact.order_key:
         return group, False
-    return replace(group, facts={**group.facts, fact.case_id: fact}), True
+    return replace(group, facts={**group.facts, fact.case_id: fact}, pending=True), True
 
 
 def judge_group(group: PeerGroup, config: RuleConfig, raised_at: datetime) -> tuple[PeerGroup, list[Alert]]:
@@ -115,6 +116,6 @@ def judge_group(group: PeerGroup, config: RuleConfig, raised_at: datetime) -> tu
                                    raised_at)
         alerts.update(current)
         changed.extend(delta)
-    if not changed:
+    if not changed and not group.pending:
         return group, []
-    return replace(group, alerts=alerts), changed
+    return replace(group, alerts=alerts, pending=False), changed

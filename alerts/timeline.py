@@ -61,6 +61,7 @@ class Timeline:
     decisions: list[CaseEvent] = field(default_factory=list)
     unknown_nodes: list[CaseEvent] = field(default_factory=list)
     promised_days: int = 0
+    stated_deadline: datetime | None = None
 
     @property
     def pauses(self) -> list[Pause]:
@@ -82,8 +83,12 @@ class Timeline:
         return None
 
     def deadline(self, calendar: WorkCalendar, pauses: Sequence[Pause] | None = None) -> datetime | None:
+        """The promised deadline: counted in working days from acceptance, suspended time added;
+        or, when the acceptance states one (attrs.deadline), that moment as stated."""
         if self.accepted is None:
             return None
+        if self.stated_deadline is not None:
+            return self.stated_deadline
         return calendar.deadline(self.accepted.occurred_at, self.promised_days,
                                  self.pauses if pauses is None else pauses)
 
@@ -164,6 +169,8 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 days = event.attrs.get("promised_days")
                 if isinstance(days, int):
                     timeline.promised_days = days
+                if event.attrs.get("deadline"):
+                    timeline.stated_deadline = datetime.fromisoformat(event.attrs["deadline"])
                 for node in item.nodes:
                     if not node.requires:
                         open_cycles[node.id] = NodeCycle(node.id, event.occurred_at, None)

@@ -244,8 +244,7 @@ class Pipeline:
                     group, changed = add_fact(PeerGroup.from_json(stored) if stored else self._seed_group(fact),
                                               fact)
                     if changed:
-                        self.peers[fact.group] = group.to_json()
-                        self.dirty_groups[fact.group] = message.partition
+                        self._store_group(group, message.partition)
             except Exception:
                 log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
             finally:
@@ -254,6 +253,13 @@ class Pipeline:
                 else:
                     self.progress.facts_done += 1
             self.writer.on_written(lambda e=event, s=stream: s.ack(e))
+
+    def _store_group(self, group: PeerGroup, partition: int) -> None:
+        data = group.to_json()
+        data["partition"] = partition
+        self.peers[group.key] = data
+        if group.pending:
+            self.dirty_groups[group.key] = partition
 
     def _seed_group(self, fact: PenaltyFact) -> PeerGroup | None:
         """A group new to the table starts from the decisions and outlier alerts already in the store."""
@@ -301,7 +307,7 @@ class Pipeline:
         group = PeerGroup.from_json(stored)
         judged, changed = judge_group(group, self.catalog.judge.config, utcnow())
         if judged is not group:
-            self.peers[key] = judged.to_json()
+            self._store_group(judged, stored.get("partition", 0))
         for alert in changed:
             self._publish(alert)
 
@@ -476,6 +482,9 @@ class Pipeline:
         for case_id, data in list(self.table.items()):
             if data and data.get("next_due"):
                 self.index.schedule(case_id, datetime.fromisoformat(data["next_due"]), data.get("partition", 0))
+        for key, data in list(self.peers.items()):  # groups a crash left unjudged
+            if data and data.get("pending"):
+                self.dirty_groups[key] = data.get("partition", 0)
         self.index_ready = True
         metrics.OPEN_DEADLINES.set(len(self.index))
 

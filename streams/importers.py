@@ -85,7 +85,7 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
         rows = map_rows(reader(path), mapping)
     seen: set[str] = set()
     for number, event, reason in rows:
-        result.rows += 1
+        result.rows = max(result.rows, number)
         if event is None:
             if reason and reason.startswith("skipped"):
                 result.skipped += 1

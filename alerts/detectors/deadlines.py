@@ -41,8 +41,9 @@ def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:
     t = view.timeline
     evidence: dict[str, Any] = {
         "accepted_at": local(view, t.accepted.occurred_at if t.accepted else None),
-        "promised_days": t.promised_days,
+        "promised_days": None if t.stated_deadline else t.promised_days,
         "deadline": local(view, deadline),
+        "deadline_source": "stated by the source system" if t.stated_deadline else "promised working days",
         "suspensions": _suspension_evidence(view),
     }
     if t.end is not None:

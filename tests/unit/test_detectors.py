@@ -168,6 +168,14 @@ def test_skipped_evidence_names_what_went_ahead():
     assert skip.evidence["skipped_node_name"] == "审核"
 
 
+def test_a_deadline_stated_by_the_source_system_is_used_as_stated():
+    events = [ev("accepted", at(2026, 3, 2, 10), deadline="2026-03-05T00:00:00+08:00")] + handled(at(2026, 3, 6))[1:]
+    state = run(events, at(2026, 5, 1))
+    overdue = next(a for a in state.alerts.values() if a.rule.value == "overdue")
+    assert overdue.evidence["deadline"] == "2026-03-05T00:00:00+08:00"
+    assert overdue.evidence["deadline_source"] == "stated by the source system"
+
+
 def test_the_case_may_override_its_promised_days():
     events = [ev("accepted", at(2026, 3, 2, 10), promised_days=3)] + handled()[1:]
     assert active(run(events, at(2026, 3, 6, 1))) == {("deadline_near", None), ("overdue", None)}

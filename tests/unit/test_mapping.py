@@ -79,3 +79,15 @@ def test_unmapped_activities_can_become_nodes_or_be_skipped():
 def test_mapping_errors_are_clear(change, words):
     with pytest.raises(MappingError, match=words):
         load_mapping({**MAPPING, **change})
+
+
+def test_case_level_deadline_and_end():
+    data = [{"case": "c1", "act": "Receive", "ts": "2011-10-28 10:00:00+02:00", "who": "r", "dl": "2011-12-01 00:00:00+01:00",
+             "end": "2011-10-31 00:00:00.020000+01:00"},
+            {"case": "c1", "act": "Check", "ts": "2011-10-31 15:00:00+01:00", "who": "r", "dl": "", "end": "2011-10-31"}]
+    out = [e for _, e, _ in mapped(data, accept_attrs={"deadline": "dl"},
+                                   case_end={"column": "end", "date_only": True})]
+    accepted, closed, check = out
+    assert accepted["attrs"] == {"deadline": "2011-12-01T00:00:00+01:00"}
+    assert closed["type"] == "closed" and closed["occurred_at"] == "2011-11-01T00:00:00+01:00"
+    assert check["type"] == "node_completed"  # one closing per case, from the first row that has it
