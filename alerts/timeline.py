@@ -115,17 +115,30 @@ def _prerequisites(item: Item, node_id: str) -> list[str]:
     return [n.id for n in item.nodes if n.id in found]
 
 
-_RANK = {EventType.ACCEPTED: 0, EventType.SUSPENDED: 1, EventType.RESUMED: 1, EventType.RETURNED: 2,
-         EventType.NODE_COMPLETED: 2, EventType.DECIDED: 3, EventType.CLOSED: 4, EventType.WITHDRAWN: 4,
-         EventType.RATED: 5}
-
-
 def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
-    """Event time first; events stated at the same moment in the order the process runs
-    (acceptance, nodes in catalog order, decision, closing), whatever their ids."""
+    """Event time first; events stated at the same moment in the order the process runs:
+    acceptance, suspensions, then nodes and the decision where the catalog puts them (the
+    decision at its decision node), then closing, then ratings; whatever their ids."""
     position = {n.id: i for i, n in enumerate(item.nodes)}
-    return sorted(events, key=lambda e: (e.occurred_at, _RANK[e.type], position.get(e.node or "", -1),
-                                         e.recorded_at, e.event_id))
+    last = len(item.nodes)
+    decision_at = position.get(item.decision_node or "", last - 0.5)
+
+    def stage(e: CaseEvent) -> float:
+        if e.type is EventType.ACCEPTED:
+            return -2
+        if e.type in (EventType.SUSPENDED, EventType.RESUMED):
+            return -1
+        if e.type is EventType.RETURNED:
+            return position.get(e.node or "", last) - 0.25
+        if e.type is EventType.NODE_COMPLETED:
+            return position.get(e.node or "", last)
+        if e.type is EventType.DECIDED:
+            return decision_at + 0.1
+        if e.type in (EventType.CLOSED, EventType.WITHDRAWN):
+            return last + 1
+        return last + 2  # rated
+
+    return sorted(events, key=lambda e: (e.occurred_at, stage(e), e.recorded_at, e.event_id))
 
 
 def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:

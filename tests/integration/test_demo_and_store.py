@@ -34,10 +34,16 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         assert migrate(client) == []
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
         assert {"case_events", "cases", "alerts"} <= tables
-        assert rollback(client, 0) == [1]
+        client.command("INSERT INTO case_events (case_id, event_id, occurred_at, recorded_at, ingested_at) "
+                       "VALUES ('c', 'e', '2026-03-02 01:00:00', '2026-03-02 01:00:00', now())")
+        assert rollback(client, 1) == [2]  # back to monthly partitions, rows kept
+        assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
+        assert migrate(client) == [2]
+        assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
+        assert rollback(client, 0) == [2, 1]
         assert applied(client) == []
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
         assert not {"case_events", "cases", "alerts"} & tables
-        assert migrate(client) == [1]
+        assert migrate(client) == [1, 2]
     finally:
         client.close()
