@@ -158,3 +158,22 @@ def test_road_traffic_fines_against_illustrative_benchmarks(tmp_path):
                  and r["article"] in ("7.0", "157.0") and float(r["amount"]) > 36]
     assert sorted(a["case_id"] for a in out_of_range) == sorted(r["case:concept:name"] for r in fines)
     assert {a["rule"] for a in alerts} == {"discretion_out_of_range"}  # same-day steps read in process order
+
+
+def test_with_a_kafka_cluster_import_only_publishes(tmp_path):
+    import asyncio
+
+    from streams.broker import EmbeddedBroker, create_topics
+    from tests.integration.conftest import read_all
+
+    with EmbeddedBroker() as broker:
+        asyncio.run(create_topics(broker.bootstrap, [("case-events", 2)]))
+        env = {**os.environ, "SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")}
+        done = sunlight(["import", str(DATASETS / "roadtraffic100traces.csv"),
+                         "--mapping", str(REAL / "roadtraffic.mapping.yaml")], env, tmp_path)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        assert "390 events imported (published to case-events)" in done.stderr.decode()
+        records = asyncio.run(read_all(broker.bootstrap, "case-events"))
+    assert len(records) == 390
+    assert {orjson.loads(r.value)["channel"] for r in records} == {"import"}
+    assert not (tmp_path / "data").exists()  # no pipeline, no store: the workers do that
