@@ -32,10 +32,6 @@ class CaseState:
     revision: int = 0
 
     @property
-    def event_ids(self) -> frozenset[str]:
-        return frozenset(e.event_id for e in self.events)
-
-    @property
     def item_code(self) -> str | None:
         return self.events[0].item_code if self.events else None
 

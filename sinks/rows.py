@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -69,7 +69,3 @@ def alert_row(alert: Alert) -> dict[str, Any]:
 
 def to_arrow(table: str, rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMAS[table])
-
-
-def utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc)

@@ -20,7 +20,6 @@ from collections import OrderedDict
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
 
 import faust
 import orjson
@@ -490,7 +489,3 @@ class Pipeline:
 
     def topics(self) -> list[tuple[str, int]]:
         return topic_names(self.settings)
-
-
-def raw_event(obj: dict[str, Any]) -> bytes:
-    return orjson.dumps(obj)

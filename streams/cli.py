@@ -6,8 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
