@@ -4,6 +4,9 @@
 many months (the road-traffic sample: 2000-2013), and ClickHouse refuses an insert block that
 touches more than 100 partitions, so such a batch could never be written. The table is
 rebuilt ordered by (case_id, event_id) alone, its rows copied over.
+
+The column list repeats 0001's on purpose: a migration is a snapshot of the schema at its
+version and must not change when another migration does.
 """
 
 _COLUMNS = """
