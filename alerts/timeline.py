@@ -62,6 +62,8 @@ class Timeline:
     unknown_nodes: list[CaseEvent] = field(default_factory=list)
     promised_days: int = 0
     stated_deadline: datetime | None = None
+    # The deadline with every suspension, once computed: detect, due and evaluate all need it.
+    _deadline: tuple[WorkCalendar, datetime | None] | None = None
 
     @property
     def pauses(self) -> list[Pause]:
@@ -89,8 +91,12 @@ class Timeline:
             return None
         if self.stated_deadline is not None:
             return self.stated_deadline
-        return calendar.deadline(self.accepted.occurred_at, self.promised_days,
-                                 self.pauses if pauses is None else pauses)
+        if pauses is not None:
+            return calendar.deadline(self.accepted.occurred_at, self.promised_days, pauses)
+        if self._deadline is None or self._deadline[0] is not calendar:
+            self._deadline = (calendar, calendar.deadline(self.accepted.occurred_at, self.promised_days,
+                                                          self.pauses))
+        return self._deadline[1]
 
 
 def _dependents(item: Item, node_id: str) -> set[str]:
