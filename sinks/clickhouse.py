@@ -23,10 +23,24 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class StoreError(RuntimeError):
+    """The store cannot be reached; the message never holds the password."""
+
+
+def scrub(text: str, server_url: str) -> str:
+    """`text` without the URL's password (in case a library quotes the URL it was given)."""
+    password = urlsplit(server_url).password
+    return text.replace(password, "***") if password else text
+
+
 def connect(server_url: str | None, data_dir: Path):
     """A clickhouse-connect client: the server at `server_url`, or chdb in `data_dir`."""
     if server_url:
-        return clickhouse_connect.get_client(dsn=server_url)
+        try:
+            return clickhouse_connect.get_client(dsn=server_url)
+        except Exception as exc:
+            raise StoreError(f"cannot reach ClickHouse at {redact(server_url)}: "
+                             f"{scrub(str(exc), server_url)}") from None
     path = Path(data_dir).resolve() / "clickhouse"
     path.mkdir(parents=True, exist_ok=True)
     return clickhouse_connect.get_client(dsn=f"chdb://{path}")

@@ -146,16 +146,97 @@ def cmd_import_bpmn(args, settings: Settings) -> int:
     return 0
 
 
+def user_scope(args, settings: Settings):
+    """The scope asked for with --department / --region, checked against the catalog."""
+    from sinks.scope import Scope
+
+    if not args.department and not args.region:
+        return Scope.everything()
+    catalog = _load_catalog(args, settings, "a scope (--department / --region) is checked against the catalog")
+    return Scope.of(args.department, args.region).resolve(catalog)
+
+
+def _load_catalog(args, settings: Settings, why: str):
+    from alerts.catalog import load_catalog
+    from streams.catalog_source import read_yaml
+
+    catalog = Path(args.catalog or settings.catalog or "")
+    if not catalog.is_file():
+        raise SystemExit(f"sunlight: {why}: --catalog FILE or SUNLIGHT_CATALOG")
+    return load_catalog(read_yaml(catalog, "catalog"))
+
+
+def _server_client(settings: Settings):
+    """A client of the ClickHouse server; access control does not exist in embedded chdb."""
+    from sinks.clickhouse import connect
+
+    if settings.embedded_store:
+        raise SystemExit("sunlight: users and row policies need a ClickHouse server (SUNLIGHT_CLICKHOUSE); "
+                         "the embedded store (chdb) has no access control")
+    return connect(settings.clickhouse, settings.data_dir)
+
+
+def cmd_access_apply(args, settings: Settings) -> int:
+    """Create a role and row policies per department and region of the catalog (idempotent)."""
+    from sinks.access import policy_statements
+
+    catalog = _load_catalog(args, settings, "roles are made for the catalog's departments and regions")
+    if args.print:
+        for statement in policy_statements(catalog, args.database or "default"):
+            print(statement + ";")
+        return 0
+    client = _server_client(settings)
+    try:
+        statements = policy_statements(catalog, args.database or client.database or "default")
+        for statement in statements:
+            client.command(statement)
+    finally:
+        client.close()
+    print(f"applied {len(statements)} statements: roles and row policies for {len(catalog.departments)} "
+          f"departments", file=sys.stderr)
+    return 0
+
+
+def cmd_access_add_user(args, settings: Settings) -> int:
+    """Create a user who sees one or more departments and regions (the password is never shown)."""
+    import getpass
+    import os
+
+    from sinks.access import ALL_ROLE, department_role, region_role, user_statements
+    from sinks.scope import Scope
+
+    catalog = _load_catalog(args, settings, "a user's scope is checked against the catalog")
+    if args.everything:
+        roles = [ALL_ROLE]
+    else:
+        scope = Scope.of(args.department, args.region)
+        scope.resolve(catalog)  # refuses unknown codes
+        roles = [department_role(d) for d in sorted(scope.departments)] + [region_role(r) for r in sorted(scope.regions)]
+    password = os.environ.get("SUNLIGHT_NEW_USER_PASSWORD") or getpass.getpass(f"password for {args.user}: ")
+    if not password:
+        raise SystemExit("sunlight: a password is needed (SUNLIGHT_NEW_USER_PASSWORD or the prompt)")
+    client = _server_client(settings)
+    try:
+        for statement in user_statements(args.user, password, roles):
+            client.command(statement)
+    finally:
+        client.close()
+    print(f"user {args.user}: roles {', '.join(roles)}", file=sys.stderr)
+    return 0
+
+
 def cmd_export(args, settings: Settings) -> int:
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import export_alerts
 
+    scope = user_scope(args, settings)
+    log.info("exporting alerts of %s", scope.describe())
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
         out = sys.stdout.buffer
-        for record in export_alerts(client, include_withdrawn=args.all):
+        for record in export_alerts(client, scope, include_withdrawn=args.all):
             out.write(orjson.dumps(record) + b"\n")
         out.flush()
     finally:
@@ -228,7 +309,28 @@ def build_parser() -> argparse.ArgumentParser:
     export = alerts_sub.add_parser("export", help="print the stored alerts as JSON lines")
     export.add_argument("--format", choices=["jsonl"], default="jsonl")
     export.add_argument("--all", action="store_true", help="include withdrawn alerts")
+    export.add_argument("--department", action="append", default=[], metavar="CODE",
+                        help="only this department's alerts (repeatable; with --region: either)")
+    export.add_argument("--region", action="append", default=[], metavar="CODE",
+                        help="only this region's alerts, its departments' included (repeatable)")
+    export.add_argument("--catalog", help="the catalog a scope is checked against (default: SUNLIGHT_CATALOG)")
     export.set_defaults(func=cmd_export)
+
+    access = sub.add_parser("access", help="users and row policies on a ClickHouse server")
+    access_sub = access.add_subparsers(dest="access_command", required=True)
+    apply = access_sub.add_parser("apply", help="a role and row policies per department and region")
+    apply.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
+    apply.add_argument("--database", help="the database of Sunlight's tables (default: the URL's)")
+    apply.add_argument("--print", action="store_true", help="print the statements instead of running them")
+    apply.set_defaults(func=cmd_access_apply)
+    add_user = access_sub.add_parser("add-user", help="a user who sees some departments and regions; the "
+                                     "password comes from SUNLIGHT_NEW_USER_PASSWORD or a prompt")
+    add_user.add_argument("user")
+    add_user.add_argument("--department", action="append", default=[], metavar="CODE")
+    add_user.add_argument("--region", action="append", default=[], metavar="CODE")
+    add_user.add_argument("--everything", action="store_true", help="no restriction (operators, the pipeline)")
+    add_user.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
+    add_user.set_defaults(func=cmd_access_add_user)
 
     worker = sub.add_parser("worker", help="run a long-lived stream worker")
     worker.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
@@ -250,10 +352,12 @@ def main(argv: list[str] | None = None) -> int:
         from alerts.flowchart import FlowchartError
         from alerts.mapping import MappingError
         from streams.broker import BrokerError
+        from sinks.clickhouse import StoreError
+        from sinks.scope import UnknownScope
         from streams.importers import LogFormatError
 
         if isinstance(exc, (CatalogError, BrokerError, FileNotFoundError, MappingError, LogFormatError,
-                            FlowchartError)):
+                            FlowchartError, UnknownScope, StoreError)):
             print(f"sunlight: {exc}", file=sys.stderr)
             return 2
         raise

@@ -17,6 +17,7 @@ from rich.table import Table
 from alerts.model import RULE_TITLE, Rule
 from alerts.scenario import generate
 from sinks.queries import alerts_by_rule_and_department, export_alerts
+from sinks.scope import Scope
 from streams.runtime import produce, replay_clock, running_pipeline, wait_until_processed
 from streams.settings import Settings
 
@@ -59,8 +60,8 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
 
         def snapshot():
             with writer.lock:
-                counts = alerts_by_rule_and_department(running.client)
-                latest = sorted(export_alerts(running.client), key=lambda a: a["raised_at"], reverse=True)[:12]
+                counts = alerts_by_rule_and_department(running.client, Scope.everything())
+                latest = sorted(export_alerts(running.client, Scope.everything()), key=lambda a: a["raised_at"], reverse=True)[:12]
             return counts, latest
 
         async def feed() -> None:

@@ -68,7 +68,8 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         catalog = CatalogSource(catalog_path, settings.calendar_overrides)
         client = connect(settings.clickhouse, settings.data_dir)
         migrate(client)
-        writer = ClickHouseWriter(client, max_rows=settings.flush_rows)
+        writer = ClickHouseWriter(client, max_rows=settings.flush_rows,
+                                  max_pending_rows=settings.sink_max_pending_rows)
         pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), settings.tansu)
         await broker_mod.create_topics(bootstrap, pipeline.topics())
         if own_broker is not None:
@@ -102,10 +103,12 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
     from alerts.events import parse_event
     from alerts.model import Alert
     from sinks.queries import export_alerts, stored_events, stored_revisions
+    from sinks.scope import Scope
 
-    events = [parse_event(obj) for obj in stored_events(client)]
-    alerts = [Alert.from_json(record) for record in export_alerts(client, include_withdrawn=True)]
-    pipeline.restore(events, alerts, stored_revisions(client))
+    everything = Scope.everything()  # the pipeline restores its own state, not a user's view
+    events = [parse_event(obj) for obj in stored_events(client, everything)]
+    alerts = [Alert.from_json(record) for record in export_alerts(client, everything, include_withdrawn=True)]
+    pipeline.restore(events, alerts, stored_revisions(client, everything))
     if events:
         log.info("restored %d stored events of %d cases from the store", len(events), len(pipeline.prior_events))
     return len(events)

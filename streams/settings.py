@@ -31,6 +31,8 @@ class Settings:
     partitions: int = 4
     flush_interval: float = 1.0
     flush_rows: int = 5000
+    # Rows buffered while ClickHouse is failing before the stream stops taking messages.
+    sink_max_pending_rows: int = 50000
     tick_interval: float = 1.0
     catalog_reload_interval: float = 2.0
     session_timeout: float = 6.0
@@ -56,6 +58,7 @@ class Settings:
             partitions=int(_float("SUNLIGHT_PARTITIONS", 4)),
             flush_interval=_float("SUNLIGHT_FLUSH_INTERVAL", 1.0),
             tick_interval=_float("SUNLIGHT_TICK_INTERVAL", 1.0),
+            sink_max_pending_rows=int(_float("SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000)),
             session_timeout=_float("SUNLIGHT_SESSION_TIMEOUT", 6.0),
         )
 

@@ -13,6 +13,7 @@ import yaml
 
 from alerts.scenario import generate
 from sinks.queries import export_alerts
+from sinks.scope import Scope
 from streams.broker import EmbeddedBroker
 from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
 from streams.settings import Settings
@@ -53,7 +54,7 @@ def replay(settings: Settings, catalog: Path, messages, now=NOW, broker: Embedde
             await produce(running.bootstrap, settings.case_events_topic, messages)
             await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
             with running.pipeline.writer.lock:
-                alerts = list(export_alerts(running.client, include_withdrawn=True))
+                alerts = list(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
             records = await read_all(running.bootstrap, read_topic) if read_topic else None
             return alerts, running.pipeline.progress, records
 

@@ -11,6 +11,7 @@ import yaml
 
 from alerts.calendar import WorkCalendar
 from sinks.queries import export_alerts
+from sinks.scope import Scope
 from streams.clock import WallClock
 from streams.runtime import produce, running_pipeline
 from tests.integration.conftest import pipeline_settings
@@ -47,7 +48,7 @@ async def wait_for(predicate, timeout=30.0):
 
 def stored(running):
     with running.pipeline.writer.lock:
-        return list(export_alerts(running.client))
+        return list(export_alerts(running.client, Scope.everything()))
 
 
 def test_the_wall_clock_fires_deadline_near_without_a_new_event(tmp_path):
