@@ -10,6 +10,7 @@ plausible range, and an event cannot be registered before it happened.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
@@ -44,6 +45,9 @@ LATEST_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
 CLOCK_SKEW = timedelta(minutes=5)
 
 _MAX_ID = 128
+# The facts of one event are a few short fields; a case's state holds all its events, so one
+# oversized event could make the state too large to store. Refused, not truncated.
+MAX_ATTRS_BYTES = 16 * 1024
 _LIMITS = {"event_id": _MAX_ID, "case_id": _MAX_ID, "item_code": _MAX_ID, "node": _MAX_ID,
            "officer_id": _MAX_ID, "department": _MAX_ID, "region": 32}
 
@@ -153,6 +157,9 @@ def _attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))
                                or not 0 <= amount < 1e13):
         raise InvalidEvent("schema", f"attrs.penalty_amount must be a number >= 0, got {amount!r}")
+    size = len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+    if size > MAX_ATTRS_BYTES:
+        raise InvalidEvent("schema", f"attrs is {size} bytes of JSON, more than {MAX_ATTRS_BYTES}")
     return value
 
 

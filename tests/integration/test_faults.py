@@ -1,0 +1,233 @@
+"""Faults: the store failing for a while, and hostile input in bulk."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+
+from sinks.queries import export_alerts
+from sinks.scope import Scope
+from streams import runtime
+from streams.runtime import committed_offsets, produce, replay_clock, running_pipeline, topic_ends, \
+    wait_until_processed
+from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, replay, write_inputs
+
+
+class FailingStore:
+    """The real chdb client, whose inserts fail while `failing` is set (as a server that went away)."""
+
+    def __init__(self, client):
+        self.client = client
+        self.failing = False
+        self.refused = 0
+
+    def insert_arrow(self, table, data, *args, **kwargs):
+        if self.failing:
+            self.refused += 1
+            raise ConnectionError("ClickHouse is unreachable (injected fault)")
+        return self.client.insert_arrow(table, data, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def stored_events(client) -> int:
+    return client.query("SELECT count() FROM case_events FINAL").result_rows[0][0]
+
+
+def test_a_failing_store_holds_the_stream_back_and_loses_nothing(scenario, baseline, tmp_path, monkeypatch):
+    store: list[FailingStore] = []
+    real_connect = runtime.connect
+
+    def connect(*args, **kwargs):
+        store.append(FailingStore(real_connect(*args, **kwargs)))
+        return store[0]
+
+    monkeypatch.setattr(runtime, "connect", connect)
+    expected = baseline[0]
+    catalog, _ = write_inputs(tmp_path, scenario)
+    messages = as_messages(scenario.events)
+    half = len(messages) // 2
+    settings = pipeline_settings(tmp_path / "data", sink_max_pending_rows=300, flush_rows=100)
+
+    async def run():
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            pipeline, client = running.pipeline, running.client
+            # First half with a healthy store.
+            ends = await produce(running.bootstrap, settings.case_events_topic, messages[:half])
+            while any(pipeline.progress.processed_offsets.get(p, -1) < end - 1 for p, end in ends.items()):
+                await asyncio.sleep(0.05)
+            while not await pipeline.flush():
+                await asyncio.sleep(0.1)
+            with pipeline.writer.lock:
+                written_before = stored_events(client.client)
+            assert written_before == half
+
+            # The store goes away; the second half arrives.
+            client.failing = True
+            await produce(running.bootstrap, settings.case_events_topic, messages[half:])
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 120
+            while pipeline.writer.failures < 3 or not pipeline.writer.over_capacity:
+                assert loop.time() < deadline, "the sink never reached its pending-row limit"
+                await asyncio.sleep(0.1)
+            # Backpressure: the stream stops taking messages instead of buffering without bound.
+            taken = dict(pipeline.progress.processed_offsets)
+            await asyncio.sleep(2.0)
+            assert pipeline.progress.processed_offsets == taken
+            assert pipeline.writer.pending_rows <= settings.sink_max_pending_rows + 50
+            processed = sum(o + 1 for o in taken.values())
+            assert half < processed < len(messages)
+            # No offset is committed past what was written.
+            await asyncio.sleep(2 * pipeline.app.conf.broker_commit_interval)
+            committed = await committed_offsets(pipeline, running.bootstrap)
+            assert sum(committed.values()) <= half
+            with pipeline.writer.lock:
+                assert stored_events(client.client) == half
+
+            # The store comes back: everything buffered and everything held back is written.
+            client.failing = False
+            await wait_until_processed(pipeline, await topic_ends(running), timeout=300)
+            with pipeline.writer.lock:
+                alerts = list(export_alerts(client.client, Scope.everything(), include_withdrawn=True))
+                events = stored_events(client.client)
+            return alerts, events, client.refused
+
+    alerts, events, refused = asyncio.run(run())
+    assert refused >= 3
+    assert events == len(messages)
+    assert identity(alerts) == identity(expected)
+
+
+# -- hostile input -----------------------------------------------------------------------------
+
+HOSTILE_COUNT = 10_000
+VALID = {"event_id": "E1", "case_id": "H1", "item_code": "320200-XK-SCJG-0001", "type": "accepted",
+         "occurred_at": "2026-03-02T09:00:00+08:00", "recorded_at": "2026-03-02T09:00:00+08:00",
+         "channel": "online"}
+WRONG_TYPES = st.one_of(st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False), st.booleans(), st.none(),
+                        st.lists(st.integers(0, 9), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(0, 9),
+                                                                              max_size=2))
+
+
+KINDS = [(100, "not_json"), (200, "invalid_utf8"), (280, "not_object"), (430, "wrong_type"), (530, "missing"),
+         (580, "huge_field"), (585, "too_large"), (680, "year_9999"), (760, "bad_time"), (860, "unknown_item"),
+         (920, "backwards"), (1000, "bad_attrs")]
+
+
+@st.composite
+def hostile_message(draw) -> tuple[bytes, set[str]]:
+    """One message the pipeline must refuse, and the reasons it may give."""
+    # Weighted so that the few messages of a megabyte stay few (the broker keeps them in memory).
+    roll = draw(st.randoms(use_true_random=False)).randrange(1000)
+    kind = next(name for limit, name in KINDS if roll < limit)
+    event = dict(VALID, event_id=f"X{draw(st.integers(0, 10**9))}", case_id=f"H{draw(st.integers(0, 10**6))}")
+    if kind == "not_json":
+        text = draw(st.text(min_size=1, max_size=200))
+        raw = ("{" + text).encode("utf-8", "surrogatepass")
+        try:
+            orjson.loads(raw)
+            raw = b"{" + raw
+        except orjson.JSONDecodeError:
+            pass
+        return raw, {"invalid_json", "invalid_utf8"}
+    if kind == "invalid_utf8":
+        good = orjson.dumps(event)
+        at = draw(st.integers(1, len(good) - 2))
+        junk = draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\x80"]))
+        return good[:at] + junk + good[at:], {"invalid_utf8", "invalid_json"}
+    if kind == "not_object":
+        value = draw(st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=50), st.lists(st.integers(0, 9), max_size=5),
+                               st.none(), st.booleans()))
+        return orjson.dumps(value), {"schema"}
+    if kind == "wrong_type":
+        field = draw(st.sampled_from(["event_id", "case_id", "item_code", "type", "occurred_at", "recorded_at",
+                                      "node", "officer_id", "department", "channel", "attrs"]))
+        value = draw(WRONG_TYPES.filter(lambda v: not (field == "attrs" and isinstance(v, dict))))
+        event[field] = value
+        return orjson.dumps(event), {"schema", "bad_time"}
+    if kind == "missing":
+        for field in draw(st.sets(st.sampled_from(["event_id", "case_id", "item_code", "type", "occurred_at",
+                                                    "recorded_at"]), min_size=1)):
+            event.pop(field)
+        return orjson.dumps(event), {"schema", "bad_time"}
+    if kind == "huge_field":
+        field = draw(st.sampled_from(["event_id", "case_id", "item_code", "officer_id", "department", "node",
+                                      "region", "attrs"]))
+        size = draw(st.integers(20_000, 200_000))
+        filler = draw(st.sampled_from(["x", "案", "\U0001F600"])) * size
+        event[field] = {"opinion": filler} if field == "attrs" else filler
+        return orjson.dumps(event), {"schema"}
+    if kind == "too_large":
+        event["attrs"] = {"opinion": "x" * draw(st.integers(1_000_001, 1_040_000))}  # under the broker's limit
+        return orjson.dumps(event), {"too_large"}
+    if kind == "year_9999":
+        field = draw(st.sampled_from(["occurred_at", "recorded_at"]))
+        event[field] = draw(st.sampled_from(["9999-12-31T23:59:59+08:00", "9999-01-01T00:00:00Z",
+                                             "0001-01-01T00:00:00+00:00", "1900-02-28T12:00:00+08:00"]))
+        return orjson.dumps(event), {"impossible_time"}
+    if kind == "bad_time":
+        event["occurred_at"] = draw(st.sampled_from(["2026-02-30T09:00:00+08:00", "2026-03-02T09:00:00",
+                                                     "yesterday", "2026-13-01T00:00:00Z", "", "2026-03-02T25:00Z"]))
+        return orjson.dumps(event), {"bad_time"}
+    if kind == "unknown_item":
+        event["item_code"] = "NO-SUCH-" + draw(st.text(alphabet="ABCDEFG0123456789", min_size=1, max_size=20))
+        return orjson.dumps(event), {"unknown_item"}
+    if kind == "backwards":
+        event["recorded_at"] = "2026-02-01T09:00:00+08:00"  # registered a month before it happened
+        return orjson.dumps(event), {"impossible_time"}
+    # bad_attrs
+    event["type"] = "decided"
+    event["attrs"] = draw(st.sampled_from([{"penalty_amount": -5}, {"penalty_amount": "lots"},
+                                           {"decision": "maybe"}, {"promised_days": 99999},
+                                           {"penalty_amount": True}, {"rating": "meh"}]))
+    return orjson.dumps(event), {"schema"}
+
+
+def hostile_messages(count: int) -> list[tuple[bytes, set[str]]]:
+    collected: list[tuple[bytes, set[str]]] = []
+
+    @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(hostile_message())
+    def collect(message):
+        collected.append(message)
+
+    collect()
+    return collected[:count]
+
+
+def test_ten_thousand_hostile_messages_all_reach_the_dead_letter_topic(scenario, baseline, tmp_path):
+    hostile = hostile_messages(HOSTILE_COUNT)
+    assert len(hostile) == HOSTILE_COUNT
+    expected, _, _, _ = baseline
+    catalog, _ = write_inputs(tmp_path, scenario)
+    valid = as_messages(scenario.events)
+    # Interleave: each valid event among the hostile ones, in order.
+    messages = []
+    step = max(1, HOSTILE_COUNT // len(valid))
+    hostile_iter = iter(enumerate(hostile))
+    for message in valid:
+        messages.append(message)
+        for _ in range(step):
+            item = next(hostile_iter, None)
+            if item is not None:
+                messages.append((f"hostile-{item[0]}".encode(), item[1][0]))
+    messages += [(f"hostile-{n}".encode(), raw) for n, (raw, _) in hostile_iter]
+    alerts, progress, letters = replay(pipeline_settings(tmp_path / "data"), catalog, messages,
+                                       read_topic="case-events-dlq")
+    assert progress.dead_letters == HOSTILE_COUNT
+    assert len(letters) == HOSTILE_COUNT
+    wrong = []
+    for record in letters:
+        letter = orjson.loads(record.value)
+        number = int(letter["key"].removeprefix("hostile-"))
+        if letter["reason"] not in hostile[number][1] or not letter["error"]:
+            wrong.append((letter["reason"], hostile[number][1], letter["error"][:100]))
+    assert not wrong, wrong[:10]
+    assert {orjson.loads(r.value)["key"] for r in letters} == {f"hostile-{n}" for n in range(HOSTILE_COUNT)}
+    # The valid events around them are unaffected: the same alerts as the clean run.
+    assert progress.events_new == len(valid)
+    assert identity(alerts) == identity(expected)
