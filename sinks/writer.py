@@ -30,17 +30,30 @@ class Batch:
     acks: list[Ack] = field(default_factory=list)
     after_write: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
     count: int = 0
+    failed_attempts: int = 0
 
     def add(self, table: str, row: dict[str, Any]) -> None:
         self.rows.setdefault(table, []).append(row)
         self.count += 1
 
 
+@dataclass
+class RefusedRow:
+    table: str
+    row: dict[str, Any]
+    error: str
+
+
+class StoreUnavailable(RuntimeError):
+    """Not one row of the batch could be written."""
+
+
 class ClickHouseWriter:
     """Writes batches with a dedicated thread (one client, used by one thread at a time)."""
 
-    def __init__(self, client, max_rows: int = 5000, max_pending_rows: int = 50000):
+    def __init__(self, client, max_rows: int = 5000, max_pending_rows: int = 50000, isolate_after: int = 3):
         self.client = client
+        self.isolate_after = isolate_after
         self.max_rows = max_rows
         self.max_pending_rows = max_pending_rows
         self.batch = Batch()
@@ -76,6 +89,39 @@ class ClickHouseWriter:
                     self.client.insert_arrow(table, to_arrow(table, rows))
         return time.perf_counter() - started
 
+    def isolate(self, batch: Batch) -> list[RefusedRow]:
+        """Write what can be written, bisecting down to the rows the store refuses.
+
+        Returns the refused rows (removed from `batch.rows`). Raises `StoreUnavailable`, with
+        the batch untouched, if no row at all could be written."""
+        refused: list[RefusedRow] = []
+        written = 0
+        with self.lock:
+            try:
+                self.client.command("SELECT 1")  # a store that is down fails here, not row by row
+            except Exception as exc:
+                raise StoreUnavailable(str(exc)[:2000]) from None
+            for table, rows in batch.rows.items():
+                stack = [rows]
+                while stack:
+                    part = stack.pop()
+                    try:
+                        self.client.insert_arrow(table, to_arrow(table, part))
+                        written += len(part)
+                    except Exception as exc:
+                        if len(part) > 1:
+                            middle = len(part) // 2
+                            stack += [part[middle:], part[:middle]]
+                        else:
+                            refused.append(RefusedRow(table, part[0], str(exc)[:2000]))
+        if written == 0:
+            raise StoreUnavailable(refused[0].error if refused else "nothing to write")
+        for item in refused:
+            rows = batch.rows[item.table]
+            rows.remove(item.row)
+            batch.count -= 1
+        return refused
+
     def take(self) -> Batch:
         batch, self.batch = self.batch, Batch()
         return batch
@@ -88,6 +134,7 @@ class ClickHouseWriter:
         batch.acks.extend(newer.acks)
         batch.after_write.extend(newer.after_write)
         batch.count += newer.count
+        batch.failed_attempts += 1
         self.batch = batch
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 
 import faust
 import orjson
+from faust.serializers import codecs
 
 from alerts.evaluate import Outcome, UnknownItem, UnknownNode, item_of, judge_case, labels_of, step
 from alerts.detectors.discretion import penalty_of
@@ -46,6 +47,19 @@ PEERS_TABLE = "penalty-peers"
 STATE_CACHE_SIZE = 200_000
 MAX_MESSAGE_BYTES = 1_000_000
 DLQ_PAYLOAD_BYTES = 256 * 1024  # base64 of this stays well under Kafka's 1 MB record limit
+
+
+class OrjsonCodec(codecs.Codec):
+    """JSON through orjson for the table changelogs (Faust's own json codec is the standard library's)."""
+
+    def _dumps(self, obj) -> bytes:
+        return orjson.dumps(obj)
+
+    def _loads(self, s: bytes):
+        return orjson.loads(s)
+
+
+codecs.register("orjson", OrjsonCodec())
 
 
 @dataclass
@@ -133,11 +147,11 @@ class Pipeline:
         self.dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_type=DeadLetter,
                                    partitions=settings.partitions)
         self.table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions,
-                               schema=faust.Schema(key_serializer="json", value_serializer="json"))
+                               schema=faust.Schema(key_serializer="json", value_serializer="orjson"))
         self.peers_topic = app.topic(settings.peers_topic, key_serializer="raw", value_serializer="json",
                                      partitions=settings.partitions)
         self.peers = app.Table(PEERS_TABLE, default=None, partitions=settings.partitions,
-                               schema=faust.Schema(key_serializer="json", value_serializer="json"))
+                               schema=faust.Schema(key_serializer="json", value_serializer="orjson"))
         app.agent(self.events_topic, name="case-agent")(self.case_agent)
         app.agent(self.peers_topic, name="peer-agent")(self.peer_agent)
         app.timer(settings.tick_interval)(self.fire_due)
@@ -411,6 +425,21 @@ class Pipeline:
             log.exception("could not send the dead letter for %s[%s]@%s (%s)", message.topic,
                           message.partition, message.offset, reason)
 
+    async def _dead_letter_row(self, item) -> None:
+        """A row ClickHouse refused while it accepted the rest of its batch: to the DLQ, not lost."""
+        key = str(item.row.get("case_id") or "")
+        payload = orjson.dumps(item.row, default=str).decode()
+        letter = DeadLetter(reason="store_refused", error=item.error, topic=f"clickhouse:{item.table}",
+                            partition=-1, offset=-1, key=key or None, payload=payload[:DLQ_PAYLOAD_BYTES],
+                            payload_encoding="utf-8")
+        self.progress.dead_letters += 1
+        metrics.EVENTS_DEAD_LETTERED.labels("store_refused").inc()
+        log.error("ClickHouse refused a %s row of case %s, sent to the DLQ: %s", item.table, key, item.error[:300])
+        try:
+            await self.dlq_topic.send(key=key.encode() or None, value=letter)
+        except Exception:
+            log.exception("could not send the dead letter for a refused %s row of case %s", item.table, key)
+
     # -- timers ------------------------------------------------------------------------------------
 
     async def fire_due(self) -> int:
@@ -439,12 +468,22 @@ class Pipeline:
             try:
                 seconds = await loop.run_in_executor(self.writer.executor, self.writer.write, batch)
             except Exception as exc:
-                self.writer.put_back(batch)
                 self.writer.failures += 1
                 self.writer.last_error = str(exc)
                 metrics.SINK_FAILURES.inc()
-                log.error("ClickHouse write failed, %d rows kept for retry: %s", batch.count, exc)
-                return False
+                refused = None
+                if batch.failed_attempts + 1 >= self.writer.isolate_after:
+                    try:  # is it the store, or some rows it refuses?
+                        refused = await loop.run_in_executor(self.writer.executor, self.writer.isolate, batch)
+                    except Exception as again:
+                        log.error("ClickHouse is unavailable, %d rows kept for retry: %s", batch.count, again)
+                if refused is None:
+                    self.writer.put_back(batch)
+                    log.error("ClickHouse write failed, %d rows kept for retry: %s", batch.count, exc)
+                    return False
+                for item in refused:
+                    await self._dead_letter_row(item)
+                seconds = 0.0
             metrics.SINK_FLUSH_SECONDS.observe(seconds)
             for table, rows in batch.rows.items():
                 metrics.SINK_ROWS.labels(table).inc(len(rows))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from sinks.queries import export_alerts
@@ -12,7 +13,8 @@ from sinks.scope import Scope
 from streams import runtime
 from streams.runtime import committed_offsets, produce, replay_clock, running_pipeline, topic_ends, \
     wait_until_processed
-from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, replay, write_inputs
+from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, read_all, replay, \
+    write_inputs
 
 
 class FailingStore:
@@ -22,30 +24,44 @@ class FailingStore:
         self.client = client
         self.failing = False
         self.refused = 0
+        self.poison_case: str | None = None  # case_events rows of this case are refused, as a bad row would be
 
     def insert_arrow(self, table, data, *args, **kwargs):
         if self.failing:
             self.refused += 1
             raise ConnectionError("ClickHouse is unreachable (injected fault)")
+        if table == "case_events" and self.poison_case in data.column("case_id").to_pylist():
+            raise ValueError(f"Cannot parse input: a value of case {self.poison_case} (injected fault)")
         return self.client.insert_arrow(table, data, *args, **kwargs)
+
+    def command(self, *args, **kwargs):
+        if self.failing:
+            raise ConnectionError("ClickHouse is unreachable (injected fault)")
+        return self.client.command(*args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.client, name)
+
+
+@pytest.fixture
+def failing_store(monkeypatch):
+    """The store the pipeline opens, wrapped in a `FailingStore`."""
+    store: list[FailingStore] = []
+    real_connect = runtime.connect
+
+    def connect(*args, **kwargs):
+        store.append(FailingStore(real_connect(*args, **kwargs)))
+        return store[-1]
+
+    monkeypatch.setattr(runtime, "connect", connect)
+    return store
 
 
 def stored_events(client) -> int:
     return client.query("SELECT count() FROM case_events FINAL").result_rows[0][0]
 
 
-def test_a_failing_store_holds_the_stream_back_and_loses_nothing(scenario, baseline, tmp_path, monkeypatch):
-    store: list[FailingStore] = []
-    real_connect = runtime.connect
-
-    def connect(*args, **kwargs):
-        store.append(FailingStore(real_connect(*args, **kwargs)))
-        return store[0]
-
-    monkeypatch.setattr(runtime, "connect", connect)
+def test_a_failing_store_holds_the_stream_back_and_loses_nothing(scenario, baseline, tmp_path, failing_store):
     expected = baseline[0]
     catalog, _ = write_inputs(tmp_path, scenario)
     messages = as_messages(scenario.events)
@@ -98,6 +114,37 @@ def test_a_failing_store_holds_the_stream_back_and_loses_nothing(scenario, basel
     alerts, events, refused = asyncio.run(run())
     assert refused >= 3
     assert events == len(messages)
+    assert identity(alerts) == identity(expected)
+
+
+def test_rows_the_store_refuses_go_to_the_dead_letter_topic_and_the_rest_flows(scenario, baseline, tmp_path,
+                                                                                failing_store):
+    """A row ClickHouse refuses for good (while it accepts the others) is isolated and dead-lettered."""
+    expected = baseline[0]
+    catalog, _ = write_inputs(tmp_path, scenario)
+    poison = scenario.events[len(scenario.events) // 3]["case_id"]
+    poison_events = {e["event_id"] for e in scenario.events if e["case_id"] == poison}
+    settings = pipeline_settings(tmp_path / "data", flush_rows=200)
+
+    async def run():
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            running.client.poison_case = poison
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(scenario.events))
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=300)
+            with running.pipeline.writer.lock:
+                alerts = list(export_alerts(running.client.client, Scope.everything(), include_withdrawn=True))
+                stored = {r[0] for r in running.client.client.query(
+                    "SELECT event_id FROM case_events FINAL").result_rows}
+            letters = await read_all(running.bootstrap, settings.dlq_topic)
+            return alerts, stored, letters
+
+    alerts, stored, letters = asyncio.run(run())
+    letters = [orjson.loads(r.value) for r in letters]
+    assert letters and {letter["reason"] for letter in letters} == {"store_refused"}
+    assert {orjson.loads(letter["payload"])["event_id"] for letter in letters} == poison_events
+    assert all(letter["topic"] == "clickhouse:case_events" and "injected fault" in letter["error"]
+               for letter in letters)
+    assert stored == {e["event_id"] for e in scenario.events} - poison_events
     assert identity(alerts) == identity(expected)
 
 
