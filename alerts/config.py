@@ -21,3 +21,6 @@ class RuleConfig:
     outlier_min_peers: int = 8
     # and a robust z-score (median / MAD) at least this far out.
     outlier_z: float = 3.5
+    # The peers are the group's latest decisions, at most this many (by decision time): a
+    # group's state must fit one changelog record (Kafka's 1 MB), whatever the province's size.
+    outlier_window: int = 2000

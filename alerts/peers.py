@@ -3,6 +3,10 @@
 The stream sends every fining decision to its group as a `PenaltyFact`. A
 group's state holds one fact per case (the case's latest decision in event
 time), so its verdict depends on the set of decisions, not on their order.
+The peers are the group's latest `outlier_window` decisions: a group's state
+is one table record, and must stay within Kafka's record size however many
+decisions a province makes. Which decisions are the latest is a function of
+the set of decisions, so the verdict still does not depend on their order.
 `judge_group` re-runs `alerts.detectors.discretion.outliers` over the group
 and reconciles the group's published alerts.
 """
@@ -79,13 +83,24 @@ class PeerGroup:
                    {k: Alert.from_json(a) for k, a in obj["alerts"].items()}, bool(obj.get("pending")))
 
 
-def add_fact(group: PeerGroup | None, fact: PenaltyFact) -> tuple[PeerGroup, bool]:
-    """Record a decision in its group (the case's latest decision wins). Returns (group, changed)."""
+def add_fact(group: PeerGroup | None, fact: PenaltyFact, window: int = RuleConfig().outlier_window
+             ) -> tuple[PeerGroup, bool]:
+    """Record a decision in its group (the case's latest decision wins), keeping the latest
+    `window` decisions. Returns (group, changed)."""
     group = group or PeerGroup(fact.group)
     known = group.facts.get(fact.case_id)
     if known is not None and known.order_key >= fact.order_key:
         return group, False
-    return replace(group, facts={**group.facts, fact.case_id: fact}, pending=True), True
+    facts = {**group.facts, fact.case_id: fact}
+    if len(facts) > window:
+        oldest = min(facts.values(), key=lambda f: f.order_key)
+        if oldest is fact:
+            return group, False  # older than every peer in the window: not one of them
+        del facts[oldest.case_id]
+        # Its alerts leave the group's state as they were last published (they stay in the store).
+        alerts = {k: a for k, a in group.alerts.items() if a.case_id != oldest.case_id}
+        return replace(group, facts=facts, alerts=alerts, pending=True), True
+    return replace(group, facts=facts, pending=True), True
 
 
 def judge_group(group: PeerGroup, config: RuleConfig, raised_at: datetime) -> tuple[PeerGroup, list[Alert]]:

@@ -255,7 +255,7 @@ class Pipeline:
                     fact = PenaltyFact.from_json(value)
                     stored = self.peers.get(fact.group)
                     group, changed = add_fact(PeerGroup.from_json(stored) if stored else self._seed_group(fact),
-                                              fact)
+                                              fact, self.catalog.judge.config.outlier_window)
                     if changed:
                         self._store_group(group, message.partition)
             except Exception:
@@ -289,7 +289,7 @@ class Pipeline:
             if penalty and item is not None:
                 labels = Labels(event.item_code, event.department or item.department, event.region)
                 fact = fact_of(event, penalty[0], penalty[1], labels)
-                groups[fact.group], _ = add_fact(groups.get(fact.group), fact)
+                groups[fact.group], _ = add_fact(groups.get(fact.group), fact, self.catalog.judge.config.outlier_window)
         for alert in alerts:
             if alert.rule is Rule.DISCRETION_OUTLIER:
                 violation = alert.evidence.get("violation_code")

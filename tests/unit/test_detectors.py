@@ -221,3 +221,35 @@ def test_outliers_are_judged_against_peers_robustly():
     # Most peers impose the same amount (MAD 0): only a clear departure is an outlier.
     same = {f"c{i}": 5000 for i in range(10)}
     assert set(outliers({**same, "x": 5200, "y": 20000}, cfg)) == {"y"}
+
+
+def test_a_peer_group_keeps_its_latest_decisions_whatever_their_arrival_order():
+    from datetime import datetime, timedelta, timezone
+
+    import orjson
+
+    from alerts.peers import PenaltyFact, add_fact, judge_group
+
+    start = datetime(2026, 1, 5, 1, tzinfo=timezone.utc)
+    rng = random.Random(4)
+    facts = [PenaltyFact(f"C{i}", f"E{i}", PENALTY, "V1", float(rng.choice([200, 500, 1000, 50000])),
+                         start + timedelta(minutes=i), "officer", "SCJG", "320200") for i in range(600)]
+    config = RuleConfig(outlier_window=100)
+
+    def build(order):
+        group = None
+        for fact in order:
+            group, _ = add_fact(group, fact, config.outlier_window)
+            group, _ = judge_group(group, config, start)
+        return group
+
+    in_order = build(facts)
+    shuffled = facts[:]
+    rng.shuffle(shuffled)
+    other = build(shuffled)
+    assert sorted(in_order.facts) == sorted(other.facts) == [f"C{i}" for i in sorted(range(500, 600), key=str)]
+    # Alerts of decisions that left the window leave the state too, so it stays bounded.
+    assert {a.case_id for a in in_order.alerts.values()} <= set(in_order.facts)
+    assert len(orjson.dumps(in_order.to_json())) < 100 * 1200
+    # A decision older than the whole window is not a peer.
+    assert add_fact(in_order, facts[0], config.outlier_window) == (in_order, False)
