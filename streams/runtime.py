@@ -61,6 +61,8 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         bootstrap = broker.bootstrap
     if settings.tansu:
         broker_mod.patch_highwaters()
+    embedded_wait = 0.1 if own_broker is not None else None
+    broker_mod.set_fetch_max_wait(settings.fetch_max_wait if settings.fetch_max_wait is not None else embedded_wait)
     client = None
     worker = None
     writer = None
@@ -82,6 +84,11 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         await pipeline.flush()
     finally:
         if worker is not None:
+            if writer is not None and writer.batch.acks:
+                # Rows are still unwritten (the store is down, or we leave on an error): do not
+                # wait for their messages to be acknowledged, which would never end. They are
+                # not committed, so they are delivered again on the next start.
+                worker.app.conf.stream_wait_empty = False
             await worker.stop()
         if writer is not None:
             writer.close()

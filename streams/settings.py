@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _float(name: str, default: float) -> float:
-    value = os.environ.get(name)
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    value = env.get(name)
     if value is None or value == "":
         return default
     try:
@@ -31,6 +31,9 @@ class Settings:
     partitions: int = 4
     flush_interval: float = 1.0
     flush_rows: int = 5000
+    # How long the broker may hold a consumer's fetch (seconds); None: Faust's 1.5 s, or 0.1 s
+    # on the embedded broker (see streams.broker).
+    fetch_max_wait: float | None = None
     # Rows buffered while ClickHouse is failing before the stream stops taking messages.
     sink_max_pending_rows: int = 50000
     tick_interval: float = 1.0
@@ -55,11 +58,12 @@ class Settings:
             catalog=Path(catalog) if catalog else None,
             calendar_overrides=Path(overrides) if overrides else None,
             app_id=env.get("SUNLIGHT_APP_ID") or "sunlight",
-            partitions=int(_float("SUNLIGHT_PARTITIONS", 4)),
-            flush_interval=_float("SUNLIGHT_FLUSH_INTERVAL", 1.0),
-            tick_interval=_float("SUNLIGHT_TICK_INTERVAL", 1.0),
-            sink_max_pending_rows=int(_float("SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000)),
-            session_timeout=_float("SUNLIGHT_SESSION_TIMEOUT", 6.0),
+            partitions=int(_float(env, "SUNLIGHT_PARTITIONS", 4)),
+            flush_interval=_float(env, "SUNLIGHT_FLUSH_INTERVAL", 1.0),
+            tick_interval=_float(env, "SUNLIGHT_TICK_INTERVAL", 1.0),
+            sink_max_pending_rows=int(_float(env, "SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000)),
+            fetch_max_wait=_float(env, "SUNLIGHT_FETCH_MAX_WAIT", 0) if env.get("SUNLIGHT_FETCH_MAX_WAIT") else None,
+            session_timeout=_float(env, "SUNLIGHT_SESSION_TIMEOUT", 6.0),
         )
 
     @property

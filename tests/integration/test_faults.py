@@ -89,7 +89,9 @@ def test_a_failing_store_holds_the_stream_back_and_loses_nothing(scenario, basel
             while pipeline.writer.failures < 3 or not pipeline.writer.over_capacity:
                 assert loop.time() < deadline, "the sink never reached its pending-row limit"
                 await asyncio.sleep(0.1)
-            # Backpressure: the stream stops taking messages instead of buffering without bound.
+            # Backpressure: the stream stops taking messages instead of buffering without bound
+            # (the message in hand when the limit was reached is finished first).
+            await asyncio.sleep(1.0)
             taken = dict(pipeline.progress.processed_offsets)
             await asyncio.sleep(2.0)
             assert pipeline.progress.processed_offsets == taken
@@ -278,3 +280,54 @@ def test_ten_thousand_hostile_messages_all_reach_the_dead_letter_topic(scenario,
     # The valid events around them are unaffected: the same alerts as the clean run.
     assert progress.events_new == len(valid)
     assert identity(alerts) == identity(expected)
+
+
+def test_a_worker_stopped_while_the_store_is_down_stops_and_redelivers_later(scenario, tmp_path, failing_store):
+    """Stopping cannot wait for rows that cannot be written: it stops, commits nothing unwritten,
+    and the next start gets those messages again."""
+    from streams.broker import EmbeddedBroker
+
+    catalog, _ = write_inputs(tmp_path, scenario)
+    messages = as_messages(scenario.events[:300])
+    settings = pipeline_settings(tmp_path / "data")
+
+    async def down(broker):
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:
+            running.client.failing = True
+            await produce(running.bootstrap, settings.case_events_topic, messages)
+            while running.pipeline.writer.failures < 2:
+                await asyncio.sleep(0.1)
+            # Leave as an error would: the body raises while rows are unwritten.
+            raise KeyboardInterrupt
+
+    async def committed(bootstrap):
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=settings.app_id, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return {p: await consumer.committed(TopicPartition(settings.case_events_topic, p))
+                    for p in range(settings.partitions)}
+        finally:
+            await consumer.stop()
+
+    async def up(broker):
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=120)
+            with running.pipeline.writer.lock:
+                stored = {r[0] for r in running.client.client.query(
+                    "SELECT event_id FROM case_events FINAL").result_rows}
+            return stored, running.pipeline.progress
+
+    with EmbeddedBroker() as broker:
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(asyncio.wait_for(down(broker), timeout=120))
+        assert not any(asyncio.run(committed(broker.bootstrap)).values())  # nothing unwritten was committed
+        stored, progress = asyncio.run(up(broker))
+        after = asyncio.run(committed(broker.bootstrap))
+        records = asyncio.run(read_all(broker.bootstrap, settings.case_events_topic))
+    # At least once: every message below the committed offset has its row in the store, and
+    # whatever is not stored is not committed, so the next start delivers it again.
+    by_position = {(r.partition, r.offset): orjson.loads(r.value)["event_id"] for r in records}
+    committed_ids = {e for (p, o), e in by_position.items() if o < (after.get(p) or 0)}
+    assert committed_ids <= stored, (sorted(committed_ids - stored), after, progress)
