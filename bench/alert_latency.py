@@ -1,0 +1,149 @@
+"""Event-to-alert latency at a steady rate, live (wall clock), one worker process.
+
+    python bench/alert_latency.py [--rate 1000] [--seconds 60] [--flush-interval 0.1]
+
+A generated city's events are sent to the embedded broker at a steady rate, as live
+events: each occurs and is registered at the moment it is sent (the generated history of
+about 100 days is compressed into the run, each case's events keeping their order), and the
+pipeline runs on the wall clock. Deadlines are then days ahead, so the alerts timed are those
+an event raises at once (skipped_node, discretion_out_of_range, ...) and the outliers judged on
+the next tick. For every new alert written, the latency is the time
+from the production of the latest event of its case sent before the write, to the moment
+ClickHouse's insert of that batch returned (from then on the alert is queryable).
+Only an alert's first version is timed (later versions of an outlier follow its peers, not
+an event). Reports p50, p99 and max, separately for the alerts an event raises at once and for
+outliers (judged per group on the next tick), and whether the pipeline kept up with the rate
+(the consumer's lag when sending ended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from alerts.scenario import generate  # noqa: E402
+from streams.clock import WallClock  # noqa: E402
+from streams.runtime import running_pipeline, topic_ends  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+
+
+def as_live(event: dict, sent: float) -> dict:
+    """The event as it happens now."""
+    now = datetime.fromtimestamp(sent, timezone.utc).isoformat()
+    return {**event, "recorded_at": now, "occurred_at": now}
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(args) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    now = datetime.now(timezone.utc)
+    cases = int(args.rate * args.seconds / 5.6) + 1
+    scenario = generate(cases=cases, seed=5, now=now)
+    events = scenario.events[: int(args.rate * args.seconds)]
+    work = Path(tempfile.mkdtemp(prefix="sunlight-latency-"))
+    catalog = work / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(scenario.catalog, allow_unicode=True), encoding="utf-8")
+    settings = Settings(data_dir=work / "data", partitions=args.partitions, session_timeout=3.0,
+                        flush_interval=args.flush_interval, tick_interval=args.tick_interval,
+                        flush_rows=args.flush_rows)
+    sent_at: dict[str, float] = {}
+    latencies: dict[str, list[float]] = {"event": [], "peer": []}
+
+    async with running_pipeline(settings, catalog, clock=WallClock()) as running:
+        writer = running.pipeline.writer
+        original_write = writer.write
+
+        def timed_write(batch):
+            seconds = original_write(batch)
+            done = time.time()
+            for row in batch.rows.get("alerts", ()):
+                sent = sent_at.get(row["case_id"])
+                if sent is not None and row["version"] == 1:  # an alert's first appearance
+                    kind = "peer" if row["rule"] == "discretion_outlier" else "event"
+                    latencies[kind].append(done - sent)
+            return seconds
+
+        writer.write = timed_write
+        while not running.pipeline.index_ready:  # the group has joined and the tables are recovered
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        producer = AIOKafkaProducer(bootstrap_servers=running.bootstrap, linger_ms=0, enable_idempotence=False,
+                                    acks=1)
+        await producer.start()
+        try:
+            interval = 1.0 / args.rate
+            started = time.perf_counter()
+            for n, event in enumerate(events):
+                target = started + n * interval
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent = time.time()
+                sent_at[event["case_id"]] = sent
+                await producer.send(settings.case_events_topic, key=event["case_id"].encode(),
+                                    value=orjson.dumps(as_live(event, sent)))
+            await producer.flush()
+            send_seconds = time.perf_counter() - started
+        finally:
+            await producer.stop()
+        ends = await topic_ends(running)
+        lag_at_end = sum(ends.values()) - sum(o + 1 for o in running.pipeline.progress.processed_offsets.values())
+        # Let the last events through, then stop.
+        caught_up_at = time.perf_counter()
+        while sum(o + 1 for o in running.pipeline.progress.processed_offsets.values()) < sum(ends.values()):
+            await asyncio.sleep(0.05)
+        drain = time.perf_counter() - caught_up_at
+        await asyncio.sleep(args.flush_interval * 3 + args.tick_interval)
+        with writer.lock:
+            queried = running.client.query("SELECT count() FROM alerts FINAL").result_rows[0][0]
+            by_rule = running.client.query("SELECT rule, status, count() FROM alerts FINAL GROUP BY rule, status "
+                                           "ORDER BY rule, status").result_rows
+
+    print(f"date: {datetime.now().isoformat(timespec='seconds')}  machine: {platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}  load: {os.getloadavg()[0]:.2f}")
+    print(f"events: {len(events)} sent at {len(events) / send_seconds:.0f}/s for {send_seconds:.1f}s "
+          f"(target {args.rate}/s); partitions {args.partitions}; flush interval {args.flush_interval}s, "
+          f"tick interval {args.tick_interval}s")
+    print(f"consumer lag when sending ended: {lag_at_end} events, drained in {drain:.2f}s")
+    for kind, label in (("event", "raised by the event itself (skipped_node, discretion_out_of_range, ...)"),
+                        ("peer", "discretion_outlier, judged per peer group on the next tick")):
+        ms = [x * 1000 for x in latencies[kind]]
+        if ms:
+            print(f"{label}: {len(ms)} alerts; latency p50 {quantile(ms, 0.5):.0f} ms, p99 {quantile(ms, 0.99):.0f} ms, "
+                  f"max {max(ms):.0f} ms  (target p99 < 1000 ms)")
+    print(f"alerts queryable at the end: {queried}: {', '.join(f'{r} {st} {n}' for r, st, n in by_rule)}")
+    print(f"reproduce: python bench/alert_latency.py --rate {args.rate} --seconds {args.seconds} "
+          f"--partitions {args.partitions} --flush-interval {args.flush_interval} "
+          f"--tick-interval {args.tick_interval} --flush-rows {args.flush_rows}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--flush-interval", type=float, default=0.1)
+    parser.add_argument("--tick-interval", type=float, default=0.2)
+    parser.add_argument("--flush-rows", type=int, default=5000)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
