@@ -296,6 +296,18 @@ def deep_sizes(roots: list[tuple[str, object]]) -> dict[str, int]:
     return out
 
 
+def freed_by_component(pipeline: Pipeline, table) -> dict[str, int]:
+    """Bytes tracemalloc sees released as the state cache, then the table, then the index are freed."""
+    freed = {}
+    for name, clear in (("states", pipeline.states.clear), ("table", table.clear),
+                        ("index", lambda: setattr(pipeline, "index", DeadlineIndex()))):
+        before = tracemalloc.get_traced_memory()[0]
+        clear()
+        gc.collect()
+        freed[name] = before - tracemalloc.get_traced_memory()[0]
+    return freed
+
+
 def run_tick(pipeline: Pipeline) -> int:
     """Run `fire_due` once to completion; with nothing due it never suspends."""
     coro = pipeline.fire_due()
@@ -370,13 +382,7 @@ def memory_child(n: int, variant: str, traced: bool) -> dict:
     del sample  # it would keep table values alive
     if traced:
         total = tracemalloc.get_traced_memory()[0] - traced0
-        freed = {}
-        for name, clear in (("states", pipeline.states.clear), ("table", pipeline.table.clear),
-                            ("index", lambda: setattr(pipeline, "index", DeadlineIndex()))):
-            before = tracemalloc.get_traced_memory()[0]
-            clear()
-            gc.collect()
-            freed[name] = before - tracemalloc.get_traced_memory()[0]
+        freed = freed_by_component(pipeline, pipeline.table)
         tracemalloc.stop()
         out.update(traced_total=total, freed=freed)
     else:
@@ -442,15 +448,8 @@ async def sample_child(cases: int) -> dict:
                "heap_entries": heap_entries(pipeline.index), "events_new": pipeline.progress.events_new,
                "dead_letters": pipeline.progress.dead_letters,
                "with_alerts": sum(1 for s in pipeline.states.values() if s.alerts)}
-        freed = {}
-        for name, clear in (("states", pipeline.states.clear), ("table", table.clear),
-                            ("index", lambda: setattr(pipeline, "index", DeadlineIndex()))):
-            before = tracemalloc.get_traced_memory()[0]
-            clear()
-            gc.collect()
-            freed[name] = before - tracemalloc.get_traced_memory()[0]
+        out["freed"] = freed_by_component(pipeline, table)
         tracemalloc.stop()
-        out["freed"] = freed
     shutil.rmtree(work, ignore_errors=True)
     return out
 

@@ -84,6 +84,18 @@ async def read_all(bootstrap: str, topic: str, timeout: float = 10.0):
     return records
 
 
+async def list_topics(bootstrap: str) -> set[str]:
+    """The names of the topics the broker has now."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
 def as_messages(events):
     return [(e["case_id"].encode(), orjson.dumps(e)) for e in events]
 

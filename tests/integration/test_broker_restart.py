@@ -16,7 +16,8 @@ from sinks.queries import export_alerts
 from sinks.scope import Scope
 from streams.broker import EmbeddedBroker, create_topics, end_offsets
 from streams.runtime import produce, replay_clock, running_pipeline, wait_until_processed
-from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, write_inputs
+from tests.integration.conftest import NOW, as_messages, identity, list_topics, pipeline_settings, \
+    write_inputs
 from tests.integration.local_s3 import LocalS3
 
 
@@ -123,18 +124,8 @@ def test_memory_storage_forgets_everything_on_restart(tmp_path):
         await create_topics(bootstrap, [("volatile", 2)])
         await produce(bootstrap, "volatile", [(b"k", b"v")] * 100)
 
-    async def topics(bootstrap):
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            return set(await admin.list_topics())
-        finally:
-            await admin.close()
-
     with EmbeddedBroker() as broker:
         asyncio.run(produce_some(broker.bootstrap))
-        assert "volatile" in asyncio.run(topics(broker.bootstrap))
+        assert "volatile" in asyncio.run(list_topics(broker.bootstrap))
         broker.restart()
-        assert "volatile" not in asyncio.run(topics(broker.bootstrap))
+        assert "volatile" not in asyncio.run(list_topics(broker.bootstrap))

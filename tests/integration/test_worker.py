@@ -13,6 +13,7 @@ import orjson
 
 from streams.broker import EmbeddedBroker
 from streams.runtime import produce
+from tests.integration.conftest import list_topics
 from tests.unit.helpers import CONTRACT, LICENCE
 
 EVENTS = [
@@ -21,17 +22,6 @@ EVENTS = [
     {"event_id": "w2", "case_id": "W-1", "item_code": LICENCE, "type": "node_completed", "node": "approve",
      "occurred_at": "2026-03-03T10:00:00+08:00", "recorded_at": "2026-03-03T10:01:00+08:00"},
 ]
-
-
-async def topics(bootstrap):
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 def test_worker_processes_events_and_stops_on_sigterm(tmp_path):
@@ -44,7 +34,7 @@ def test_worker_processes_events_and_stops_on_sigterm(tmp_path):
         try:
             # The worker creates its topics (Tansu would auto-create a missing one with 4 partitions).
             deadline = time.monotonic() + 60
-            while "case-events" not in asyncio.run(topics(broker.bootstrap)):
+            while "case-events" not in asyncio.run(list_topics(broker.bootstrap)):
                 assert time.monotonic() < deadline and worker.poll() is None, "the worker created no topics"
                 time.sleep(0.3)
             asyncio.run(produce(broker.bootstrap, "case-events",
