@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alerts.scenario import generate  # noqa: E402
 from bench.replay_throughput import bare_consumer  # noqa: E402
 from streams.app import topic_names  # noqa: E402
-from streams.broker import EmbeddedBroker, create_topics  # noqa: E402
+from streams.broker import EmbeddedBroker, committed_offsets, create_topics  # noqa: E402
 from streams.runtime import produce  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
@@ -40,17 +40,7 @@ PROVINCE_YEAR = 6e8
 
 
 async def committed_total(bootstrap: str, topic: str, partitions: int) -> int:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="sunlight", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        total = 0
-        for partition in range(partitions):
-            total += max(await consumer.committed(TopicPartition(topic, partition)) or 0, 0)
-        return total
-    finally:
-        await consumer.stop()
+    return sum((await committed_offsets(bootstrap, "sunlight", topic, partitions)).values())
 
 
 def run_case(messages, catalog: Path, workers: int, partitions: int, work: Path) -> tuple[float, float]:

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 
 import faust
 import orjson
+from faust.types import Message
 from faust.serializers import codecs
 
 from alerts.evaluate import Outcome, UnknownItem, UnknownNode, item_of, judge_case, labels_of, step
@@ -34,7 +35,7 @@ from alerts.model import Alert, Rule
 from alerts.state import CaseState
 from sinks.rows import alert_row, case_row, event_row
 from sinks.writer import ClickHouseWriter
-from streams import faust_fixes, metrics
+from streams import broker as broker_mod, faust_fixes, metrics
 from streams.catalog_source import CatalogSource
 from streams.records import CaseTick, DeadLetter
 from streams.settings import Settings
@@ -67,6 +68,7 @@ faust_fixes.apply()
 class Progress:
     """What the agent has done, for `replay` to know when everything is processed."""
     processed_offsets: dict[int, int] = field(default_factory=dict)  # case-events partition -> last offset
+    taken: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last offset
     ticks_sent: int = 0
     ticks_done: int = 0
     facts_sent: int = 0
@@ -105,6 +107,7 @@ class Pipeline:
         self.index = DeadlineIndex()
         self.progress = Progress()
         self.flush_lock = asyncio.Lock()
+        self.fire_lock = asyncio.Lock()
         self.index_ready = False
         self.dirty_groups: dict[str, int] = {}  # peer group -> partition, judged on the next tick
         # Alerts already in the store, by case: the seed of a case's state when the table has
@@ -113,8 +116,9 @@ class Pipeline:
         self.prior_alerts: dict[str, dict[str, Alert]] = {}
         self.prior_revisions: dict[str, int] = {}
         self.prior_groups: dict[str, PeerGroup] = {}
-        # The last case-events offset delivered, by partition (see _track_offset).
-        self.last_offsets: dict[int, int] = {}
+        # By topic partition: the next offset expected (see _missing_before).
+        self.next_offsets: dict = {}
+        self.start_offsets: dict[str, dict[int, int]] = {}  # by topic, read when first needed
         # Decoded case states of the partitions this worker holds; the table stays the durable copy.
         self.states: OrderedDict[str, CaseState] = OrderedDict()
         # Tansu quirk: group joins wait about half the session timeout, so keep it short there.
@@ -167,42 +171,99 @@ class Pipeline:
 
     async def case_agent(self, stream):
         async for event in stream.noack().events():
-            message = event.message
-            try:
-                if message.topic == self.settings.ticks_topic:
-                    self._on_tick(message)
-                else:
-                    await self._on_case_event(message)
-            except Exception:  # never stop the worker on one message
-                log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
-                await self._dead_letter(message, "internal_error", "unexpected error; see the worker log")
-            finally:
-                if message.topic != self.settings.ticks_topic:
-                    self._track_offset(message)
+            for missing in await self._missing_before(event.message):
+                await self._on_case_message(missing)
+                self.writer.on_written(lambda m=missing: self.app.consumer.ack(m))
+            await self._on_case_message(event.message)
             self.writer.on_written(lambda e=event, s=stream: s.ack(e))
-            if self.writer.full:
-                await self.flush()
-            while self.writer.over_capacity:  # backpressure: the sink is failing or slow
-                await asyncio.sleep(self.settings.flush_interval)
-                await self.flush()
+            await self._hold_back()
 
-    def _track_offset(self, message) -> None:
-        """Record the partition's processed offset, and report offsets that were never delivered.
+    async def _hold_back(self) -> None:
+        """Flush a full batch; while the sink is failing or slow, take no more messages."""
+        if self.writer.full:
+            await self.flush()
+        while self.writer.over_capacity:  # backpressure
+            await asyncio.sleep(self.settings.flush_interval)
+            await self.flush()
 
-        Faust 0.15 can fail to deliver a message while delivering the ones after it (seen after
-        a restart, during the group's rebalance; tests/integration/test_faults.py). Such a
-        message is never acknowledged, so with `streams.faust_fixes` its offset is not
-        committed and the next start delivers it again; it is logged and counted here. (A
-        hole can also be in the log itself: Tansu's s3 storage leaves some after a crash.)
+    async def _on_case_message(self, message) -> None:
+        try:
+            if message.topic == self.settings.ticks_topic:
+                self._on_tick(message)
+            else:
+                await self._on_case_event(message)
+        except Exception:  # never stop the worker on one message
+            log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
+            await self._dead_letter(message, "internal_error", "unexpected error; see the worker log")
+        finally:
+            self._taken(message)
+
+    async def _missing_before(self, message) -> list[Message]:
+        """The messages of this partition that Faust did not deliver before this one, read directly.
+
+        Faust 0.15 can drop messages it has fetched when the consumer group rebalances (seen
+        after a restart, while the dead worker's membership expires): the agent then receives
+        a partition's messages with a hole before them, and Faust may even take the hole for
+        one in the log and commit past it. Seeking Faust's consumer back does not help (its
+        fetch loop has already moved its read offset past them and drops them again). So each
+        partition's offsets are checked against the next one expected (at first the committed
+        offset), and the missing messages are read with a consumer of their own and processed
+        here, in order, before this one, and acknowledged like any other. Offsets that are
+        not in the log at all (Tansu's s3 storage leaves some after a crash) stay as Faust
+        marked them.
         """
+        tp, offset = message.tp, message.offset
+        expected = self.next_offsets.get(tp)
+        if expected is None:  # the first message since the partition was assigned
+            expected = await self._start_offset(tp)
+        self.next_offsets[tp] = max(offset + 1, expected or 0)
+        if expected is None or offset <= expected:
+            return []
+        metrics.OFFSET_GAPS.labels(tp.topic).inc(offset - expected)
+        try:
+            records = await broker_mod.fetch_range(self.bootstrap, tp.topic, tp.partition, expected, offset)
+        except Exception as exc:
+            log.error("%s[%s]: offsets %d..%d were not delivered and could not be read (%s); they stay "
+                      "uncommitted and come again on the next start", tp.topic, tp.partition, expected,
+                      offset - 1, exc)
+            return []
+        log.warning("%s[%s]: offsets %d..%d were not delivered to the agent; read %d of them directly",
+                    tp.topic, tp.partition, expected, offset - 1, len(records))
+        gaps = getattr(self.app.consumer, "_gap", {}).get(tp)
+        missing = []
+        for record in records:
+            if gaps is not None:  # Faust may count it as a hole in the log, done: it is not done yet
+                gaps.chop(record.offset, record.offset + 1)
+            missing.append(Message(topic=tp.topic, partition=tp.partition, offset=record.offset,
+                                   timestamp=record.timestamp / 1000.0, timestamp_type=record.timestamp_type,
+                                   headers=record.headers, key=record.key, value=record.value,
+                                   checksum=None, tp=tp))
+        return missing
+
+    async def _start_offset(self, tp) -> int | None:
+        """Where the consumer group starts reading a partition: its committed offset, or with none
+        the log's start (asked of the broker: Faust's own copy is not always there yet)."""
+        starts = self.start_offsets.get(tp.topic)
+        if starts is None:
+            try:
+                committed = await broker_mod.committed_offsets(self.bootstrap, self.settings.app_id, tp.topic,
+                                                               self.settings.partitions)
+                starts = {**await broker_mod.beginning_offsets(self.bootstrap, tp.topic), **committed}
+            except Exception as exc:
+                log.error("could not read where %s starts, so messages missing before the first one "
+                          "delivered would go unnoticed: %s", tp.topic, exc)
+                return None
+            self.start_offsets[tp.topic] = starts
+        return starts.get(tp.partition)
+
+    def _taken(self, message) -> None:
+        """Record the partition's processed offset (`replay` waits for them)."""
         partition, offset = message.partition, message.offset
-        last = self.last_offsets.get(partition)
-        if last is not None and offset > last + 1:
-            metrics.OFFSET_GAPS.inc(offset - last - 1)
-            log.warning("case-events[%s]: offsets %d..%d were not delivered to the agent; they stay "
-                        "uncommitted and come again on the next start", partition, last + 1, offset - 1)
-        self.last_offsets[partition] = offset
-        self.progress.processed_offsets[partition] = max(self.progress.processed_offsets.get(partition, -1), offset)
+        key = (message.topic, partition)
+        self.progress.taken[key] = max(self.progress.taken.get(key, -1), offset)
+        if message.topic == self.settings.case_events_topic:
+            self.progress.processed_offsets[partition] = max(self.progress.processed_offsets.get(partition, -1),
+                                                             offset)
 
     async def _on_case_event(self, message) -> None:
         raw = message.value
@@ -267,26 +328,33 @@ class Pipeline:
     async def peer_agent(self, stream):
         """Penalty peer groups: decisions join their group; a timer asks for the group to be judged."""
         async for event in stream.noack().events():
-            message = event.message
-            value = message.value if isinstance(message.value, dict) else orjson.loads(message.value)
-            try:
-                if "judge" in value:
-                    self._judge_group(value["judge"])
-                else:
-                    fact = PenaltyFact.from_json(value)
-                    stored = self.peers.get(fact.group)
-                    group, changed = add_fact(PeerGroup.from_json(stored) if stored else self._seed_group(fact),
-                                              fact, self.catalog.judge.config.outlier_window)
-                    if changed:
-                        self._store_group(group, message.partition)
-            except Exception:
-                log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
-            finally:
-                if "judge" in value:
-                    self.progress.judgements_done += 1
-                else:
-                    self.progress.facts_done += 1
+            for missing in await self._missing_before(event.message):
+                self._on_peer_message(missing)
+                self.writer.on_written(lambda m=missing: self.app.consumer.ack(m))
+            self._on_peer_message(event.message)
             self.writer.on_written(lambda e=event, s=stream: s.ack(e))
+            await self._hold_back()
+
+    def _on_peer_message(self, message) -> None:
+        value = message.value if isinstance(message.value, dict) else orjson.loads(message.value)
+        try:
+            if "judge" in value:
+                self._judge_group(value["judge"])
+            else:
+                fact = PenaltyFact.from_json(value)
+                stored = self.peers.get(fact.group)
+                group, changed = add_fact(PeerGroup.from_json(stored) if stored else self._seed_group(fact),
+                                          fact, self.catalog.judge.config.outlier_window)
+                if changed:
+                    self._store_group(group, message.partition)
+        except Exception:
+            log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
+        finally:
+            self._taken(message)
+            if "judge" in value:
+                self.progress.judgements_done += 1
+            else:
+                self.progress.facts_done += 1
 
     def _store_group(self, group: PeerGroup, partition: int) -> None:
         data = group.to_json()
@@ -465,19 +533,21 @@ class Pipeline:
 
     async def fire_due(self) -> int:
         """Send a tick for every case whose next due moment has come (event time in replay),
-        and a judgement request for every peer group that gained decisions."""
-        await self.judge_dirty_groups()
-        if not self.index_ready:
-            return 0
-        due = self.index.pop_due(self.clock.now)
-        for case_id, partition, now in due:
-            self.progress.ticks_sent += 1
-            await self.ticks_topic.send(key=case_id.encode(), value=CaseTick(case_id=case_id, now=now.isoformat()),
-                                        partition=partition)
-        if due:
-            metrics.TICKS_SENT.inc(len(due))
-            metrics.OPEN_DEADLINES.set(len(self.index))
-        return len(due)
+        and a judgement request for every peer group that gained decisions. One at a time: when
+        it returns, everything it took from the index has been sent (`replay` relies on that)."""
+        async with self.fire_lock:
+            await self.judge_dirty_groups()
+            if not self.index_ready:
+                return 0
+            due = self.index.pop_due(self.clock.now)
+            for case_id, partition, now in due:
+                self.progress.ticks_sent += 1
+                await self.ticks_topic.send(key=case_id.encode(),
+                                            value=CaseTick(case_id=case_id, now=now.isoformat()), partition=partition)
+            if due:
+                metrics.TICKS_SENT.inc(len(due))
+                metrics.OPEN_DEADLINES.set(len(self.index))
+            return len(due)
 
     async def flush(self) -> bool:
         """Write what is buffered, then publish its alerts and acknowledge its messages."""
@@ -526,8 +596,8 @@ class Pipeline:
     async def _on_revoked(self, sender, revoked, **kwargs) -> None:
         await self.flush()
         for tp in revoked:  # the next owner starts from the committed offsets
-            if tp.topic == self.settings.case_events_topic:
-                self.last_offsets.pop(tp.partition, None)
+            self.next_offsets.pop(tp, None)
+        self.start_offsets.clear()
         self.states.clear()
         self.index.drop_partitions({tp.partition for tp in revoked
                                     if tp.topic == self.settings.case_events_topic})

@@ -222,6 +222,64 @@ async def end_offsets(bootstrap: str, topic: str, confirm: bool) -> dict[int, in
     return {tp.partition: offset for tp, offset in listed.items()}
 
 
+async def beginning_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The first offset still in the log, for each partition of `topic`."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        listed = await consumer.beginning_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
+        return {tp.partition: offset for tp, offset in listed.items()}
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The offsets `group` has committed in each partition of `topic` (partitions with none are left out)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        out = {}
+        for partition in range(partitions):
+            offset = await consumer.committed(TopicPartition(topic, partition))
+            if offset is not None and offset >= 0:
+                out[partition] = offset
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def fetch_range(bootstrap: str, topic: str, partition: int, start: int, end: int,
+                      timeout: float = 30.0) -> list:
+    """The records at offsets start..end-1 of one partition, read with a consumer of their own
+    (offsets missing from the log are simply not there)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        records = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await consumer.position(tp) < end:
+            if loop.time() > deadline:
+                raise TimeoutError(f"could not read {topic}[{partition}] offsets {start}..{end - 1} "
+                                   f"within {timeout:.0f}s")
+            batch = await consumer.getmany(tp, timeout_ms=200)
+            records.extend(r for r in batch.get(tp, []) if start <= r.offset < end)
+        return records
+    finally:
+        await consumer.stop()
+
+
 async def confirm_end_offsets(bootstrap, listed: dict) -> dict:
     """Ask the broker for the true log end of each partition through a Fetch's high watermark."""
     from aiokafka import AIOKafkaConsumer, TopicPartition

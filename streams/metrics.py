@@ -14,8 +14,8 @@ ALERTS_PUBLISHED = Counter("sunlight_alerts_published_total", "Alert versions pu
                            ["rule", "status"], registry=REGISTRY)
 TICKS_SENT = Counter("sunlight_deadline_ticks_total", "Cases re-judged because something fell due",
                      registry=REGISTRY)
-OFFSET_GAPS = Counter("sunlight_offset_gaps_total", "case-events offsets skipped between two messages of a "
-                      "partition (a message Faust dropped, or a hole in the log)", registry=REGISTRY)
+OFFSET_GAPS = Counter("sunlight_offset_gaps_total", "Offsets missing between two messages an agent received "
+                      "(messages Faust dropped, read again; or a hole in the log)", ["topic"], registry=REGISTRY)
 OPEN_DEADLINES = Gauge("sunlight_open_deadlines", "Cases in the deadline index", registry=REGISTRY)
 SINK_ROWS = Counter("sunlight_sink_rows_total", "Rows written to ClickHouse", ["table"], registry=REGISTRY)
 SINK_FAILURES = Counter("sunlight_sink_failures_total", "Failed ClickHouse batch writes", registry=REGISTRY)

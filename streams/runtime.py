@@ -157,22 +157,28 @@ async def topic_ends(running: "Running") -> dict[int, int]:
                                         confirm=running.settings.tansu)
 
 
-async def committed_offsets(pipeline: Pipeline, bootstrap: str) -> dict[int, int]:
-    """The case-events offsets the worker's consumer group had committed (an earlier run's work)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
+async def committed_offsets(pipeline: Pipeline, bootstrap: str, topic: str | None = None) -> dict[int, int]:
+    """The offsets the worker's consumer group had committed in `topic` (case-events by default)."""
     settings = pipeline.settings
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=settings.app_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        out = {}
-        for partition in range(settings.partitions):
-            offset = await consumer.committed(TopicPartition(settings.case_events_topic, partition))
-            if offset is not None and offset >= 0:
-                out[partition] = offset
-        return out
-    finally:
-        await consumer.stop()
+    return await broker_mod.committed_offsets(bootstrap, settings.app_id, topic or settings.case_events_topic,
+                                              settings.partitions)
+
+
+async def _wait_for_topics(pipeline: Pipeline, topics: Iterable[str], deadline: float) -> None:
+    """Wait until the agents have taken every message now in `topics` (the internal ones: ticks
+    and peer facts). Offsets, not counts of what this process sent: after a restart the agents
+    also take what the previous run sent and did not commit."""
+    loop = asyncio.get_running_loop()
+    await pipeline.app.producer.flush()
+    taken = pipeline.progress.taken
+    for topic in topics:
+        ends = await broker_mod.end_offsets(pipeline.bootstrap, topic, confirm=pipeline.settings.tansu)
+        committed = await committed_offsets(pipeline, pipeline.bootstrap, topic)
+        while not all(taken.get((topic, p), -1) >= end - 1 or committed.get(p, 0) >= end for p, end in ends.items()):
+            if loop.time() > deadline:
+                raise TimeoutError(f"pipeline did not take every message of {topic} in time: "
+                                   f"{pipeline.progress} of {ends}")
+            await asyncio.sleep(0.05)
 
 
 async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
@@ -182,13 +188,13 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     progress = pipeline.progress
+    internal = (pipeline.settings.ticks_topic, pipeline.settings.peers_topic)
 
     committed = await committed_offsets(pipeline, pipeline.bootstrap)
 
     def caught_up() -> bool:
-        return (all(progress.processed_offsets.get(p, -1) >= end - 1 or committed.get(p, 0) >= end
-                    for p, end in ends.items())
-                and progress.facts_done >= progress.facts_sent)
+        return all(progress.processed_offsets.get(p, -1) >= end - 1 or committed.get(p, 0) >= end
+                   for p, end in ends.items())
 
     while not caught_up():
         if loop.time() > deadline:
@@ -199,6 +205,7 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
         await asyncio.sleep(0.05)
     if on_progress:
         on_progress(sum(ends.values()))
+    await _wait_for_topics(pipeline, internal, deadline)  # the decisions' peer facts
     # End of input: the clock moves to --now and everything due by then is judged,
     # including the restored cases that received no new event.
     pipeline.clock.finish()
@@ -207,12 +214,7 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     await pipeline.judge_restored_cases()
     while True:
         await pipeline.fire_due()
-        while (progress.ticks_done < progress.ticks_sent or progress.judgements_done < progress.judgements_sent
-               or progress.facts_done < progress.facts_sent):
-            if loop.time() > deadline:
-                raise TimeoutError(f"pipeline did not process its deadline ticks and peer judgements in time: "
-                                   f"{progress}")
-            await asyncio.sleep(0.05)
+        await _wait_for_topics(pipeline, internal, deadline)
         if not pipeline.index.any_due(pipeline.clock.now) and not pipeline.dirty_groups:
             break
     while not await pipeline.flush():

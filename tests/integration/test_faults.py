@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from sinks.queries import export_alerts
 from sinks.scope import Scope
 from streams import runtime
+from streams.broker import committed_offsets as broker_committed
 from streams.runtime import committed_offsets, produce, replay_clock, running_pipeline, topic_ends, \
     wait_until_processed
 from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, read_all, replay, \
@@ -117,6 +118,61 @@ def test_a_failing_store_holds_the_stream_back_and_loses_nothing(scenario, basel
     assert refused >= 3
     assert events == len(messages)
     assert identity(alerts) == identity(expected)
+
+
+@pytest.fixture
+def dropping_faust(monkeypatch):
+    """Faust's consumer, made to drop chosen fetched messages once, as it does in a rebalance.
+
+    Returns the set of (topic, partition, offset) to drop, and the list of those dropped."""
+    from faust.transport import consumer as faust_consumer
+
+    real = faust_consumer.Consumer.getmany
+    drop: set[tuple[str, int, int]] = set()
+    dropped: list[tuple[str, int, int]] = []
+
+    async def getmany(self, timeout):
+        async for tp, message in real(self, timeout):
+            position = (tp.topic, tp.partition, message.offset)
+            if position in drop:
+                drop.discard(position)
+                dropped.append(position)
+                continue
+            yield tp, message
+
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", getmany)
+    return drop, dropped
+
+
+def test_messages_faust_fails_to_deliver_are_read_directly_and_nothing_is_lost(scenario, baseline, tmp_path,
+                                                                               dropping_faust):
+    from streams.broker import EmbeddedBroker
+    from streams.metrics import REGISTRY
+
+    expected = baseline[0]
+    catalog, _ = write_inputs(tmp_path, scenario)
+    settings = pipeline_settings(tmp_path / "data")
+    drop, dropped = dropping_faust
+    targets = {(settings.case_events_topic, 0, 10), (settings.case_events_topic, 0, 11),
+               (settings.case_events_topic, 1, 0), (settings.ticks_topic, 1, 3), (settings.peers_topic, 0, 1)}
+    drop.update(targets)
+
+    def gaps(topic):
+        return REGISTRY.get_sample_value("sunlight_offset_gaps_total", {"topic": topic}) or 0.0
+
+    before = {topic: gaps(topic) for topic, _, _ in targets}
+    with EmbeddedBroker() as broker:
+        alerts, progress = replay(settings, catalog, as_messages(scenario.events), broker=broker)
+        committed = asyncio.run(broker_committed(broker.bootstrap, settings.app_id, settings.case_events_topic,
+                                                 settings.partitions))
+        ends = asyncio.run(runtime.broker_mod.end_offsets(broker.bootstrap, settings.case_events_topic, True))
+    assert sorted(dropped) == sorted(targets)  # Faust's consumer really left these out
+    assert gaps(settings.case_events_topic) - before[settings.case_events_topic] == 3
+    assert gaps(settings.ticks_topic) - before[settings.ticks_topic] == 1
+    assert gaps(settings.peers_topic) - before[settings.peers_topic] == 1
+    assert progress.events_new == len(scenario.events)
+    assert identity(alerts) == identity(expected)
+    assert committed == ends  # every message committed, none held back by a hole
 
 
 def test_rows_the_store_refuses_go_to_the_dead_letter_topic_and_the_rest_flows(scenario, baseline, tmp_path,
@@ -301,15 +357,7 @@ def test_a_worker_stopped_while_the_store_is_down_stops_and_redelivers_later(sce
             raise KeyboardInterrupt
 
     async def committed(bootstrap):
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=settings.app_id, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            return {p: await consumer.committed(TopicPartition(settings.case_events_topic, p))
-                    for p in range(settings.partitions)}
-        finally:
-            await consumer.stop()
+        return await broker_committed(bootstrap, settings.app_id, settings.case_events_topic, settings.partitions)
 
     async def up(broker):
         async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:

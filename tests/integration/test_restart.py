@@ -10,25 +10,15 @@ import sys
 import time
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from alerts.scenario import generate
 from sinks.clickhouse import connect
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, committed_offsets
 from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, replay, write_inputs
 
 
 async def committed(bootstrap: str, partitions: int) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="sunlight", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        total = 0
-        for partition in range(partitions):
-            offset = await consumer.committed(TopicPartition("case-events", partition))
-            total += max(offset or 0, 0)
-        return total
-    finally:
-        await consumer.stop()
+    return sum((await committed_offsets(bootstrap, "sunlight", "case-events", partitions)).values())
 
 
 def sunlight(args, env, **kwargs):
@@ -71,7 +61,12 @@ def test_kill_and_restart_mid_stream(tmp_path):
                                 capture_output=True, timeout=300)
         assert export.returncode == 0, export.stderr.decode()[-3000:]
     alerts = [orjson.loads(line) for line in export.stdout.splitlines()]
-    assert identity(alerts) == identity(expected)
+    got, want = identity(alerts), identity(expected)
+    warnings = [line for line in err.decode(errors="replace").splitlines() if "WARNING" in line or "ERROR" in line]
+    print("\n".join(warnings))  # pytest shows it with -s, or when the test fails
+    assert got == want, ("alerts differ after the restart\nonly after restart: " + "\n".join(sorted(set(got) - set(want)))
+                         + "\nonly undisturbed: " + "\n".join(sorted(set(want) - set(got)))
+                         + "\nworker warnings:\n" + "\n".join(warnings[-50:]))
     client = connect(None, tmp_path / "data")
     try:
         events_stored = client.query("SELECT count() FROM case_events FINAL").result_rows[0][0]
