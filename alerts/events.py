@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Mapping
 
 
@@ -113,10 +114,25 @@ def parse_time(value: Any, name: str) -> datetime:
         raise InvalidEvent("bad_time", f"{name} has no UTC offset: {text!r}")
     if not EARLIEST_TIME <= parsed < LATEST_TIME:
         raise InvalidEvent("impossible_time", f"{name} {text!r} is outside 1990..2099")
-    return parsed
+    return _shared_zone(parsed)
 
 
-def _string(obj: Mapping[str, Any], name: str, required: bool) -> str | None:
+_ZONES: dict[timedelta, tzinfo] = {timedelta(0): timezone.utc}
+
+
+def _shared_zone(parsed: datetime) -> datetime:
+    """The time with one shared tzinfo per UTC offset (`fromisoformat` makes a new one each time,
+    about 100 bytes for every time a worker holds)."""
+    offset = parsed.utcoffset()
+    zone = _ZONES.get(offset)  # type: ignore[arg-type]
+    if zone is None:  # offsets are whole minutes within a day: at most 2,879 of them
+        zone = _ZONES.setdefault(offset, timezone(offset))  # type: ignore[arg-type]
+    return parsed if parsed.tzinfo is zone else parsed.replace(tzinfo=zone)
+
+
+def _string(obj: Mapping[str, Any], name: str, required: bool, shared: bool = False) -> str | None:
+    """A string field; `shared` for the catalog's and the administration's vocabulary (items,
+    nodes, officers, departments, regions), kept once per process however many events hold it."""
     if name not in obj:
         if required:
             raise InvalidEvent("schema", f"missing required field {name!r}")
@@ -128,7 +144,7 @@ def _string(obj: Mapping[str, Any], name: str, required: bool) -> str | None:
         raise InvalidEvent("schema", f"{name} must not be empty")
     if len(value) > _LIMITS[name]:
         raise InvalidEvent("schema", f"{name} is longer than {_LIMITS[name]} characters")
-    return value
+    return sys.intern(value) if shared else value
 
 
 def _kind(value: Any) -> str:
@@ -178,7 +194,7 @@ def parse_event(obj: Any) -> CaseEvent:
     except ValueError:
         raise InvalidEvent("schema", f"channel must be online, window or import, "
                                      f"got {str(channel_value)[:40]!r}") from None
-    node = _string(obj, "node", required=False)
+    node = _string(obj, "node", required=False, shared=True)
     if event_type in NODE_EVENTS and not node:
         raise InvalidEvent("schema", f"a {event_type.value} event must name its node")
     occurred_at = parse_time(obj.get("occurred_at"), "occurred_at")
@@ -189,14 +205,14 @@ def parse_event(obj: Any) -> CaseEvent:
     return CaseEvent(
         event_id=_string(obj, "event_id", required=True),  # type: ignore[arg-type]
         case_id=_string(obj, "case_id", required=True),  # type: ignore[arg-type]
-        item_code=_string(obj, "item_code", required=True),  # type: ignore[arg-type]
+        item_code=_string(obj, "item_code", required=True, shared=True),  # type: ignore[arg-type]
         type=event_type,
         occurred_at=occurred_at,
         recorded_at=recorded_at,
         node=node,
-        officer_id=_string(obj, "officer_id", required=False),
-        department=_string(obj, "department", required=False),
-        region=_string(obj, "region", required=False),
+        officer_id=_string(obj, "officer_id", required=False, shared=True),
+        department=_string(obj, "department", required=False, shared=True),
+        region=_string(obj, "region", required=False, shared=True),
         channel=channel,
         attrs=_attrs(obj),
     )
