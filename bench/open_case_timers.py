@@ -16,8 +16,8 @@ open cases. Every measurement runs in a fresh child process of this script (clea
    through the worker's own code path without Kafka: `parse_event(orjson.loads(wire bytes))`,
    `Pipeline._load`, `alerts.evaluate.step`, `Pipeline._store` on a real `Pipeline` whose Faust
    table is replaced by a plain dict (Faust's memory store keeps exactly that: a dict of key ->
-   the JSON-able value). `_store` fills the three things a worker holds per open case: the table
-   entry (the dict `CaseState.to_json()` + partition), the decoded-state cache `Pipeline.states`
+   the encoded JSON of each state). `_store` fills the three things a worker holds per open case: the table
+   entry (the JSON bytes of `CaseState.to_json()` + partition), the decoded-state cache `Pipeline.states`
    (bounded at STATE_CACHE_SIZE) and the `DeadlineIndex`. a) at every size up to --cases: the
    deep size of each (sys.getsizeof over everything reachable, each object once; objects shared
    by several, the case_id string and the next_due datetime, count with the index) and the RSS
@@ -666,7 +666,7 @@ def print_memory(cases: int, traced_max: int) -> dict:
               f"{w['index'] / n:>7.0f} {total:>7.0f} {(w['table'] + w['index']) / n + per_state:>10.0f} "
               f"{r['rss_delta'] / n:>7.0f} {r['json_bytes']:>5.0f} {r['heap_entries'] / max(1, r['index']):>6.2f} "
               f"{r['build_s']:>6.0f}   {load()}")
-    print("   table = the Faust table entry (key + the dict _store writes, as the memory store keeps it); "
+    print("   table = the Faust table entry (key + the JSON bytes _store writes, as the memory store keeps them); "
           "cache = Pipeline.states amortised over all open cases; cache/st = per cached state; index = "
           "DeadlineIndex (dict entry, heap entry, and the case_id string and next_due datetime it shares "
           "with the others); TOTAL = table + cache + index; all cached = table + index + a cached state "
