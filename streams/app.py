@@ -219,16 +219,18 @@ class Pipeline:
         if expected is None or offset <= expected:
             return []
         metrics.OFFSET_GAPS.labels(tp.topic).inc(offset - expected)
+        gaps = getattr(self.app.consumer, "_gap", {}).get(tp)
         try:
             records = await broker_mod.fetch_range(self.bootstrap, tp.topic, tp.partition, expected, offset)
         except Exception as exc:
+            if gaps is not None:  # never acknowledged, so never committed: the next start has them
+                gaps.chop(expected, offset)
             log.error("%s[%s]: offsets %d..%d were not delivered and could not be read (%s); they stay "
                       "uncommitted and come again on the next start", tp.topic, tp.partition, expected,
                       offset - 1, exc)
             return []
         log.warning("%s[%s]: offsets %d..%d were not delivered to the agent; read %d of them directly",
                     tp.topic, tp.partition, expected, offset - 1, len(records))
-        gaps = getattr(self.app.consumer, "_gap", {}).get(tp)
         missing = []
         for record in records:
             if gaps is not None:  # Faust may count it as a hole in the log, done: it is not done yet
@@ -335,8 +337,9 @@ class Pipeline:
             await self._hold_back()
 
     def _on_peer_message(self, message) -> None:
-        value = message.value if isinstance(message.value, dict) else orjson.loads(message.value)
+        value: dict = {}
         try:
+            value = message.value if isinstance(message.value, dict) else orjson.loads(message.value)
             if "judge" in value:
                 self._judge_group(value["judge"])
             else:
