@@ -65,18 +65,18 @@ faust_fixes.apply()
 @dataclass
 class Progress:
     """What the agent has done, for `replay` to know when everything is processed."""
-    processed_offsets: dict[int, int] = field(default_factory=dict)  # case-events partition -> last offset
+    case_events_topic: str = "case-events"
     taken: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last offset
     ticks_sent: int = 0
-    ticks_done: int = 0
-    facts_sent: int = 0
-    facts_done: int = 0
-    judgements_sent: int = 0
-    judgements_done: int = 0
     events_new: int = 0
     events_duplicate: int = 0
     dead_letters: int = 0
     alerts_changed: int = 0
+
+    @property
+    def processed_offsets(self) -> dict[int, int]:
+        """The last case-events offset processed, by partition."""
+        return {p: offset for (topic, p), offset in self.taken.items() if topic == self.case_events_topic}
 
 
 def utcnow() -> datetime:
@@ -103,7 +103,7 @@ class Pipeline:
         self.writer = writer
         self.clock = clock
         self.index = DeadlineIndex()
-        self.progress = Progress()
+        self.progress = Progress(case_events_topic=settings.case_events_topic)
         self.flush_lock = asyncio.Lock()
         self.fire_lock = asyncio.Lock()
         self.index_ready = False
@@ -262,9 +262,6 @@ class Pipeline:
         partition, offset = message.partition, message.offset
         key = (message.topic, partition)
         self.progress.taken[key] = max(self.progress.taken.get(key, -1), offset)
-        if message.topic == self.settings.case_events_topic:
-            self.progress.processed_offsets[partition] = max(self.progress.processed_offsets.get(partition, -1),
-                                                             offset)
 
     async def _on_case_event(self, message) -> None:
         raw = message.value
@@ -324,7 +321,6 @@ class Pipeline:
             return
         fact = fact_of(event, penalty[0], penalty[1], labels)
         await self.peers_topic.send(key=fact.group.encode(), value=fact.to_json())
-        self.progress.facts_sent += 1
 
     async def peer_agent(self, stream):
         """Penalty peer groups: decisions join their group; a timer asks for the group to be judged."""
@@ -353,10 +349,6 @@ class Pipeline:
             log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
         finally:
             self._taken(message)
-            if "judge" in value:
-                self.progress.judgements_done += 1
-            else:
-                self.progress.facts_done += 1
 
     def _store_group(self, group: PeerGroup, partition: int) -> None:
         data = group.to_json()
@@ -420,31 +412,27 @@ class Pipeline:
         """Ask for every group that gained decisions since the last tick to be judged once."""
         dirty, self.dirty_groups = self.dirty_groups, {}
         for key, partition in dirty.items():
-            self.progress.judgements_sent += 1
             await self.peers_topic.send(key=key.encode(), value={"judge": key}, partition=partition)
         return len(dirty)
 
     def _on_tick(self, message) -> None:
+        tick = CaseTick.loads(message.value, serializer="json") if isinstance(message.value, bytes) \
+            else message.value
+        now = datetime.fromisoformat(tick.now)
+        state = self._load(tick.case_id, message.partition)
+        if state is None or not state.events:
+            return
+        judge = self.catalog.judge
         try:
-            tick = CaseTick.loads(message.value, serializer="json") if isinstance(message.value, bytes) \
-                else message.value
-            now = datetime.fromisoformat(tick.now)
-            state = self._load(tick.case_id, message.partition)
-            if state is None or not state.events:
-                return
-            judge = self.catalog.judge
-            try:
-                outcome = judge_case(state, judge, now, utcnow())
-            except UnknownItem:
-                return  # the item left the catalog; the case's events stay as they are
-            if outcome.state is not state:
-                self._store(outcome.state, message.partition)
-                self._emit(outcome)
-            else:  # maybe a redelivered tick whose rows a crash kept from the store: write them again
-                for alert in state.alerts.values():
-                    self._publish(alert)
-        finally:
-            self.progress.ticks_done += 1
+            outcome = judge_case(state, judge, now, utcnow())
+        except UnknownItem:
+            return  # the item left the catalog; the case's events stay as they are
+        if outcome.state is not state:
+            self._store(outcome.state, message.partition)
+            self._emit(outcome)
+        else:  # maybe a redelivered tick whose rows a crash kept from the store: write them again
+            for alert in state.alerts.values():
+                self._publish(alert)
 
     # -- state and output ----------------------------------------------------------------------
 

@@ -164,17 +164,22 @@ async def committed_offsets(pipeline: Pipeline, bootstrap: str, topic: str | Non
                                               settings.partitions)
 
 
+def _taken_to_end(pipeline: Pipeline, topic: str, ends: dict[int, int], committed: dict[int, int]) -> bool:
+    """Whether the agents have taken every message of `topic` up to `ends` (or an earlier run committed it)."""
+    taken = pipeline.progress.taken
+    return all(taken.get((topic, p), -1) >= end - 1 or committed.get(p, 0) >= end for p, end in ends.items())
+
+
 async def _wait_for_topics(pipeline: Pipeline, topics: Iterable[str], deadline: float) -> None:
     """Wait until the agents have taken every message now in `topics` (the internal ones: ticks
     and peer facts). Offsets, not counts of what this process sent: after a restart the agents
     also take what the previous run sent and did not commit."""
     loop = asyncio.get_running_loop()
     await pipeline.app.producer.flush()
-    taken = pipeline.progress.taken
     for topic in topics:
         ends = await broker_mod.end_offsets(pipeline.bootstrap, topic, confirm=pipeline.settings.tansu)
         committed = await committed_offsets(pipeline, pipeline.bootstrap, topic)
-        while not all(taken.get((topic, p), -1) >= end - 1 or committed.get(p, 0) >= end for p, end in ends.items()):
+        while not _taken_to_end(pipeline, topic, ends, committed):
             if loop.time() > deadline:
                 raise TimeoutError(f"pipeline did not take every message of {topic} in time: "
                                    f"{pipeline.progress} of {ends}")
@@ -191,12 +196,7 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     internal = (pipeline.settings.ticks_topic, pipeline.settings.peers_topic)
 
     committed = await committed_offsets(pipeline, pipeline.bootstrap)
-
-    def caught_up() -> bool:
-        return all(progress.processed_offsets.get(p, -1) >= end - 1 or committed.get(p, 0) >= end
-                   for p, end in ends.items())
-
-    while not caught_up():
+    while not _taken_to_end(pipeline, pipeline.settings.case_events_topic, ends, committed):
         if loop.time() > deadline:
             raise TimeoutError(f"pipeline did not process all events within {timeout:.0f}s: "
                                f"{progress} of {ends}")

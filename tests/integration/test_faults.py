@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from sinks.queries import export_alerts
 from sinks.scope import Scope
 from streams import runtime
-from streams.broker import committed_offsets as broker_committed
+from streams.broker import committed_offsets as broker_committed, end_offsets
 from streams.runtime import committed_offsets, produce, replay_clock, running_pipeline, topic_ends, \
     wait_until_processed
 from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, read_all, replay, \
@@ -165,7 +165,7 @@ def test_messages_faust_fails_to_deliver_are_read_directly_and_nothing_is_lost(s
         alerts, progress = replay(settings, catalog, as_messages(scenario.events), broker=broker)
         committed = asyncio.run(broker_committed(broker.bootstrap, settings.app_id, settings.case_events_topic,
                                                  settings.partitions))
-        ends = asyncio.run(runtime.broker_mod.end_offsets(broker.bootstrap, settings.case_events_topic, True))
+        ends = asyncio.run(end_offsets(broker.bootstrap, settings.case_events_topic, True))
     assert sorted(dropped) == sorted(targets)  # Faust's consumer really left these out
     assert gaps(settings.case_events_topic) - before[settings.case_events_topic] == 3
     assert gaps(settings.ticks_topic) - before[settings.ticks_topic] == 1
