@@ -27,9 +27,7 @@ pm4py = pytest.importorskip("pm4py")
 pd = pytest.importorskip("pandas")
 
 ROOT = Path(__file__).resolve().parents[2]
-DATASETS = ROOT.parent / "shared" / "datasets"
 REAL = ROOT / "tests" / "data" / "real"
-pytestmark = pytest.mark.skipif(not (DATASETS / "receipt.csv").exists(), reason="shared/datasets is not here")
 
 
 def pm4py_verdicts(frame) -> dict[str, bool]:
@@ -39,7 +37,7 @@ def pm4py_verdicts(frame) -> dict[str, bool]:
         warnings.simplefilter("ignore")
         log = pm4py.convert_to_event_log(pm4py.format_dataframe(
             frame, case_id="case:concept:name", activity_key="concept:name", timestamp_key="time:timestamp"))
-        net, initial, final = pm4py.convert_to_petri_net(pm4py.read_bpmn(str(DATASETS / "receipt.bpmn")))
+        net, initial, final = pm4py.convert_to_petri_net(pm4py.read_bpmn(str(REAL / "receipt.bpmn")))
         results = pm4py.conformance_diagnostics_token_based_replay(log, net, initial, final)
     return {trace.attributes["concept:name"]: result["trace_is_fit"] for trace, result in zip(log, results)}
 
@@ -68,8 +66,8 @@ def agreement(pm: dict[str, bool], sl: dict[str, bool]) -> float:
 
 
 def test_sunlight_agrees_with_pm4py_on_the_real_log():
-    frame = pd.read_csv(DATASETS / "receipt.csv")
-    pm, sl = pm4py_verdicts(frame), sunlight_verdicts(DATASETS / "receipt.csv")
+    frame = pd.read_csv(REAL / "receipt.csv")
+    pm, sl = pm4py_verdicts(frame), sunlight_verdicts(REAL / "receipt.csv")
     share = agreement(pm, sl)
     print(f"\nreceipt log: {len(pm)} cases, PM4Py fitting {sum(pm.values())}, Sunlight without skips "
           f"{sum(sl.values())}, agreement {share:.2%}")
@@ -77,7 +75,7 @@ def test_sunlight_agrees_with_pm4py_on_the_real_log():
 
 
 def test_sunlight_agrees_with_pm4py_when_receipts_are_missing(tmp_path):
-    frame = pd.read_csv(DATASETS / "receipt.csv")
+    frame = pd.read_csv(REAL / "receipt.csv")
     cases = sorted(frame["case:concept:name"].unique())
     damaged = set(cases[::10])
     keep = ~(frame["case:concept:name"].isin(damaged) & (frame["concept:name"] == "Confirmation of receipt"))
