@@ -17,7 +17,9 @@ by half a working day.
 
 from __future__ import annotations
 
+import math
 import warnings
+from bisect import bisect_left, bisect_right
 from datetime import date, datetime, time, timedelta
 from typing import Callable, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
@@ -27,6 +29,8 @@ import chinese_calendar
 Pause = tuple[datetime, "datetime | None"]
 
 _MAX_SCAN_DAYS = 3 * 3650
+_EPSILON = 1e-12
+_MEMO_SIZE = 200_000  # deadlines remembered (start, days, pauses); cleared when full
 
 
 class MissingCalendarYear(UserWarning):
@@ -48,8 +52,12 @@ class WorkCalendar:
         self.on_missing_year = on_missing_year
         self.missing_years: set[int] = set()
         self._cache: dict[date, bool] = {}
-        self._nth_cache: dict[tuple[date, int], date] = {}
         self._override_years = {d.year for d in self.overrides}
+        # Working days by year, as day ordinals: `_years[y]` lists the working days of year y and
+        # `_before[y]` counts the working days of every earlier indexed year, so that counting
+        # and finding the n-th working day cost a bisection, whatever the number of days.
+        self._years: dict[int, list[int]] = {}
+        self._deadlines: dict[tuple, datetime | None] = {}
 
     def is_workday(self, day: date) -> bool:
         cached = self._cache.get(day)
@@ -74,78 +82,133 @@ class WorkCalendar:
     def midnight(self, day: date, tz: ZoneInfo | None = None) -> datetime:
         return datetime.combine(day, time(0), tzinfo=tz or self.tz)
 
+    # -- counting working days ---------------------------------------------------------------
+
+    def _year(self, year: int) -> list[int]:
+        days = self._years.get(year)
+        if days is None:
+            first, last = date(year, 1, 1).toordinal(), date(year, 12, 31).toordinal()
+            days = [o for o in range(first, last + 1) if self.is_workday(date.fromordinal(o))]
+            self._years[year] = days
+        return days
+
+    def workdays_in(self, first: date, last: date) -> int:
+        """The number of working days from `first` to `last`, both included."""
+        if last < first:
+            return 0
+        a, b = first.toordinal(), last.toordinal()
+        total = 0
+        for year in range(first.year, last.year + 1):
+            days = self._year(year)
+            total += bisect_right(days, b) - bisect_left(days, a)
+        return total
+
     def nth_workday_after(self, day: date, n: int) -> date:
         """The n-th working day after `day` (n >= 1); `day` itself is not counted."""
-        cached = self._nth_cache.get((day, n))
-        if cached is not None:
-            return cached
-        result = self._nth_workday_after(day, n)
-        self._nth_cache[(day, n)] = result
-        return result
-
-    def _nth_workday_after(self, day: date, n: int) -> date:
-        current, left = day, n
-        for _ in range(_MAX_SCAN_DAYS):
-            current += timedelta(days=1)
-            if self.is_workday(current):
-                left -= 1
-                if left == 0:
-                    return current
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        left, ordinal, year = n, day.toordinal(), day.year
+        for _ in range(_MAX_SCAN_DAYS // 365 + 2):
+            days = self._year(year)
+            later = days[bisect_right(days, ordinal):]
+            if len(later) >= left:
+                return date.fromordinal(later[left - 1])
+            left -= len(later)
+            year += 1
         raise ValueError(f"no {n} working days within {_MAX_SCAN_DAYS} days after {day}")
+
+    def _share(self, start: datetime, end: datetime, tz: ZoneInfo) -> float:
+        """Working time in [start, end), in working days: a working day counts 1 in whole, and a
+        part of one its share of that day's length (24 hours, or 23 or 25 across a time change)."""
+        if end <= start:
+            return 0.0
+        first, last = self.local(start, tz).date(), self.local(end, tz).date()
+        if first == last:
+            return self._part(first, start, end, tz)
+        share = self._part(first, start, self.midnight(first + timedelta(days=1), tz), tz)
+        share += self.workdays_in(first + timedelta(days=1), last - timedelta(days=1))
+        return share + self._part(last, self.midnight(last, tz), end, tz)
+
+    def _part(self, day: date, start: datetime, end: datetime, tz: ZoneInfo) -> float:
+        if end <= start or not self.is_workday(day):
+            return 0.0
+        length = (self.midnight(day + timedelta(days=1), tz) - self.midnight(day, tz)).total_seconds()
+        return (end - start).total_seconds() / length
+
+    def _advance(self, start: datetime, remaining: float, tz: ZoneInfo) -> datetime:
+        """The moment at which `remaining` working days (at most what [start, next day's end) and
+        the days after hold) have run from `start`, with no pause."""
+        first = self.local(start, tz).date()
+        head = self._part(first, start, self.midnight(first + timedelta(days=1), tz), tz)
+        if head >= remaining - _EPSILON:
+            length = (self.midnight(first + timedelta(days=1), tz) - self.midnight(first, tz)).total_seconds()
+            return start + timedelta(seconds=remaining * length)
+        remaining -= head
+        whole = math.ceil(remaining - _EPSILON)
+        day = self.nth_workday_after(first, whole)
+        day_start, day_end = self.midnight(day, tz), self.midnight(day + timedelta(days=1), tz)
+        return day_start + timedelta(seconds=(remaining - (whole - 1)) * (day_end - day_start).total_seconds())
 
     def deadline(self, start: datetime, days: int, pauses: Sequence[Pause] = (),
                  tz: ZoneInfo | None = None) -> datetime | None:
         """When a clock started at `start` with `days` working days runs out.
 
         Returns None when the clock is stopped by a pause that has not ended
-        (its end is None) before the time ran out.
+        (its end is None) before the time ran out. The cost does not grow with the number of
+        days (a bisection per pause), and results are remembered.
         """
         tz = tz or self.tz
+        key = (start, days, tuple(pauses), tz)
+        if key in self._deadlines:
+            return self._deadlines[key]
+        result = self._deadline(start, days, pauses, tz)
+        if len(self._deadlines) >= _MEMO_SIZE:
+            self._deadlines.clear()
+        self._deadlines[key] = result
+        return result
+
+    def _deadline(self, start: datetime, days: int, pauses: Sequence[Pause], tz: ZoneInfo) -> datetime | None:
         start_day = self.local(start, tz).date()
         if days == 0:
             return self.midnight(start_day + timedelta(days=1), tz)
-        if not pauses:
-            return self.midnight(self.nth_workday_after(start_day, days) + timedelta(days=1), tz)
-        merged = merge_pauses(pauses)
+        if start_day.toordinal() + _MAX_SCAN_DAYS > date.max.toordinal():
+            raise ValueError(f"deadline of {days} working days after {start} is beyond {_MAX_SCAN_DAYS} days")
+        cursor = self.midnight(start_day + timedelta(days=1), tz)  # the day of the start is not counted
         remaining = float(days)
-        day = start_day
-        for _ in range(_MAX_SCAN_DAYS):
-            day += timedelta(days=1)
-            if not self.is_workday(day):
+        for pause_start, pause_end in merge_pauses(pauses):
+            if pause_end is not None and pause_end <= cursor:
                 continue
-            day_start = self.midnight(day, tz)
-            day_end = self.midnight(day + timedelta(days=1), tz)
-            length = (day_end - day_start).total_seconds()
-            for running_start, running_end in _running(day_start, day_end, merged):
-                if running_start is None:  # an open pause covers the rest of time
-                    return None
-                share = (running_end - running_start).total_seconds() / length
-                if share >= remaining - 1e-12:
-                    return running_start + timedelta(seconds=remaining * length)
+            if pause_start > cursor:
+                share = self._share(cursor, pause_start, tz)
+                if share >= remaining - _EPSILON:
+                    return self._advance(cursor, remaining, tz)
                 remaining -= share
-        raise ValueError(f"deadline of {days} working days after {start} is beyond {_MAX_SCAN_DAYS} days")
+            if pause_end is None:  # an open pause covers the rest of time
+                return None
+            cursor = max(cursor, pause_end)
+        try:
+            return self._advance(cursor, remaining, tz)
+        except ValueError:
+            raise ValueError(f"deadline of {days} working days after {start} is beyond "
+                             f"{_MAX_SCAN_DAYS} days") from None
 
     def working_days_between(self, start: datetime, end: datetime, pauses: Sequence[Pause] = (),
                              tz: ZoneInfo | None = None) -> float:
         """Working days the clock ran from the day after `start` up to `end`."""
         tz = tz or self.tz
-        merged = merge_pauses(pauses)
-        day = self.local(start, tz).date()
-        last = self.local(end, tz).date()
+        cursor = self.midnight(self.local(start, tz).date() + timedelta(days=1), tz)
         used = 0.0
-        while day < last:
-            day += timedelta(days=1)
-            if not self.is_workday(day):
-                continue
-            day_start = self.midnight(day, tz)
-            day_end = min(self.midnight(day + timedelta(days=1), tz), end)
-            if day_end <= day_start:
+        for pause_start, pause_end in merge_pauses(pauses):
+            if cursor >= end:
                 break
-            length = (self.midnight(day + timedelta(days=1), tz) - day_start).total_seconds()
-            for running_start, running_end in _running(day_start, day_end, merged):
-                if running_start is None:
-                    break
-                used += (running_end - running_start).total_seconds() / length
+            if pause_end is not None and pause_end <= cursor:
+                continue
+            used += self._share(cursor, min(pause_start, end), tz)
+            if pause_end is None:
+                cursor = end
+                break
+            cursor = max(cursor, pause_end)
+        used += self._share(cursor, end, tz)
         return round(used, 4)
 
 
@@ -161,26 +224,6 @@ def merge_pauses(pauses: Iterable[Pause]) -> list[Pause]:
             continue
         out.append([start, end])
     return [(s, e) for s, e in out]
-
-
-def _running(day_start: datetime, day_end: datetime, pauses: list[Pause]):
-    """The intervals of [day_start, day_end) not covered by pauses; (None, None) for an open pause."""
-    cursor = day_start
-    for start, end in pauses:
-        if start >= day_end:
-            break
-        if end is not None and end <= cursor:
-            continue
-        if start > cursor:
-            yield cursor, start
-        if end is None:
-            yield None, None
-            return
-        cursor = max(cursor, end)
-        if cursor >= day_end:
-            return
-    if cursor < day_end:
-        yield cursor, day_end
 
 
 def load_overrides(raw: object) -> dict[date, bool]:

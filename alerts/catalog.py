@@ -33,7 +33,8 @@ class CatalogError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Head:
+class Person:
+    """Someone notices go to: a department's head or contact, the inspection office."""
     name: str
     email: str | None
 
@@ -43,7 +44,19 @@ class Department:
     code: str
     name: str
     region: str | None = None
-    head: Head | None = None
+    head: Person | None = None  # receives escalation notices
+    contact: Person | None = None  # receives new and returned supervision tickets (default: the head)
+    self_built: bool = False  # runs its own system and pushes its cases (channel import)
+
+    @property
+    def ticket_contact(self) -> Person | None:
+        return self.contact or self.head
+
+
+class CompletedBy(enum.StrEnum):
+    """A case event that also completes a node (the contract's `completed_by`)."""
+    ACCEPTED = "accepted"
+    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,8 @@ class Node:
     days: int | None
     required: bool
     requires: tuple[str, ...]
+    # None: the node completes only by its own node_completed event.
+    completed_by: CompletedBy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +100,9 @@ class Item:
                 return node
         return None
 
-    @property
-    def first_node(self) -> Node:
-        return self.nodes[0]
-
-    @property
-    def last_node(self) -> Node:
-        return self.nodes[-1]
+    def completed_by(self, event: CompletedBy) -> list[Node]:
+        """The nodes that acceptance (or closing) completes, as the catalog says on each node."""
+        return [n for n in self.nodes if n.completed_by is event]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +110,8 @@ class Catalog:
     departments: Mapping[str, Department]
     items: Mapping[str, Item]
     timezone: str = "Asia/Shanghai"
+    # The discipline-inspection office that receives second-level escalations.
+    inspection_office: Person | None = None
 
     def item(self, code: str) -> Item | None:
         return self.items.get(code)
@@ -149,7 +162,14 @@ def _nodes(raw: Any, where: str) -> tuple[Node, ...]:
                 if dependency not in seen:
                     raise CatalogError(f"{node_where}: requires {dependency!r}, which is not an "
                                        f"earlier node of this item")
-        nodes.append(Node(node_id, name, days, required, requires))
+        completed_by = entry.get("completed_by")
+        if completed_by is not None:
+            try:
+                completed_by = CompletedBy(completed_by)
+            except ValueError:
+                raise CatalogError(f"{node_where}: completed_by must be accepted or closed, "
+                                   f"got {completed_by!r}") from None
+        nodes.append(Node(node_id, name, days, required, requires, completed_by))
         seen.add(node_id)
         if required:
             last_required = node_id
@@ -200,15 +220,14 @@ def load_catalog(raw: Any) -> Catalog:
             raise CatalogError(f"{where}: must be a mapping")
         code = str(_require(entry, "code", where))
         where = f"department {code!r}"
-        head_raw = entry.get("head")
-        head = None
-        if head_raw is not None:
-            if not isinstance(head_raw, dict):
-                raise CatalogError(f"{where}: head must have name and email")
-            head = Head(str(head_raw.get("name") or ""), head_raw.get("email"))
         region = entry.get("region")
+        self_built = entry.get("self_built", False)
+        if not isinstance(self_built, bool):
+            raise CatalogError(f"{where}: self_built must be true or false, got {self_built!r}")
         departments[code] = Department(code, str(_require(entry, "name", where)),
-                                       str(region) if region is not None else None, head)
+                                       str(region) if region is not None else None,
+                                       _person(entry.get("head"), f"{where}: head"),
+                                       _person(entry.get("contact"), f"{where}: contact"), self_built)
     items: dict[str, Item] = {}
     raw_items = raw.get("items")
     if not isinstance(raw_items, list) or not raw_items:
@@ -252,4 +271,16 @@ def load_catalog(raw: Any) -> Catalog:
             status=status, discretion=_discretion(entry.get("discretion"), where), public=public,
             decision_node=decision_node,
         )
-    return Catalog(departments=departments, items=items, timezone=timezone)
+    return Catalog(departments=departments, items=items, timezone=timezone,
+                   inspection_office=_person(raw.get("inspection_office"), "catalog: inspection_office"))
+
+
+def _person(raw: Any, where: str) -> Person | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where} must be a mapping with name and email")
+    email = raw.get("email")
+    if email is not None and (not isinstance(email, str) or "@" not in email):
+        raise CatalogError(f"{where}: email {email!r} is not a mail address")
+    return Person(str(raw.get("name") or ""), email)

@@ -17,10 +17,23 @@ class RuleConfig:
     # while self-built systems (channel import) may push a month's cases by this day of
     # the next month (seed 000: by the 5th).
     import_push_day: int = 5
-    # discretion_outlier: at least this many peer penalties for the same item and violation,
-    outlier_min_peers: int = 8
-    # and a robust z-score (median / MAD) at least this far out.
-    outlier_z: float = 3.5
-    # The peers are the group's latest decisions, at most this many (by decision time): a
-    # group's state must fit one changelog record (Kafka's 1 MB), whatever the province's size.
-    outlier_window: int = 2000
+    # discretion_outlier (alerts/peers.py): a fine outside what nearly all its peers impose,
+    # the peers' 1st to 99th percentile widened by a factor (fines spread multiplicatively),
+    outlier_low_quantile: float = 0.01
+    outlier_high_quantile: float = 0.99
+    outlier_margin: float = 1.25
+    # after setting aside the peers that are far out themselves (Tukey's fences on log amounts:
+    # this many interquartile ranges below the first quartile or above the third),
+    outlier_fence: float = 1.5
+    # and widened more when the peers are few: by exp(w * R / (n + 1)), R the log-width of their
+    # range and n their number (a handful of peers shows less of what is usual),
+    outlier_sample_widening: float = 4.0
+    # judged against at least this many peers (the same item and violation, other cases),
+    outlier_min_peers: int = 20
+    # the latest this many decisions made before it (decision time, not arrival).
+    outlier_window: int = 500
+    # A peer group keeps its latest decisions, at most this many, and at most this many bytes of
+    # stored JSON: a group's state must fit one changelog record (Kafka's 1 MB) whatever the
+    # province's size or the length of its ids.
+    outlier_group_size: int = 2000
+    peer_group_max_bytes: int = 512 * 1024

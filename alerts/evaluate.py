@@ -17,11 +17,13 @@ from datetime import datetime
 from alerts.calendar import WorkCalendar
 from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
+from alerts.describe import event_cause, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
 from alerts.events import NODE_EVENTS, CaseEvent, EventType
 from alerts.lifecycle import Labels, reconcile
-from alerts.model import Alert, Finding
-from alerts.state import CaseState, apply
+from alerts.model import Alert, AlertStatus, Finding
+from alerts.peers import Verdict
+from alerts.state import CaseState, apply, apply_verdict
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -86,7 +88,7 @@ def labels_of(state: CaseState, item: Item, judge: Judge) -> Labels:
 
 def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
     item = item_of(state, judge)
-    view = CaseView(read_timeline(state.events, item), item, judge.calendar, judge.config)
+    view = CaseView(read_timeline(state.events, item), item, judge.calendar, judge.config, state.verdicts)
     findings: list[Finding] = []
     for family in RULE_FAMILIES:
         findings.extend(family.detect(view, now))
@@ -95,17 +97,45 @@ def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
                       view.timeline.deadline(judge.calendar))
 
 
-def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime) -> Outcome:
-    """Re-evaluate a case at `now`."""
+def case_clock(state: CaseState, now: datetime) -> datetime:
+    """The moment a case is judged at: `now`, or the clock of its last judgement if that is later.
+
+    Time never runs backwards for a case. The time rules only add findings as the clock moves on
+    (a deadline passed stays passed), so judging at the later clock withdraws nothing that an
+    event did not remove; a tick handled late, or a clock that starts again after a restart,
+    cannot take back a red card.
+    """
+    return now if state.judged_at is None or now >= state.judged_at else state.judged_at
+
+
+def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime,
+               hold_withdrawals: bool = False, cause: str | None = None) -> Outcome:
+    """Re-evaluate a case at `now` (or at its last judgement's clock, if that is later).
+
+    `cause`: what led to this judgement, in words (the new event), recorded as the reason of
+    any withdrawal. `hold_withdrawals`: the input is not complete yet (a replay), so alerts
+    that lost their finding stay as published, and the state keeps them with their cause
+    (`held_withdrawals`) for the judgement that makes them."""
+    now = case_clock(state, now)
     result = evaluate(state, judge, now)
-    alerts, changed = reconcile(state.alerts, result.findings, result.labels, raised_at)
-    if changed or result.next_due != state.next_due:
-        state = replace(state, alerts=alerts, next_due=result.next_due, revision=state.revision + 1)
+    supported = {f.alert_id for f in result.findings}
+    default = withdrawal_reason(cause) if cause else "重新评判时，已到达的事实不再支持该情形"
+    unsupported = {k: state.held_withdrawals.get(k, default) for k, a in state.alerts.items()
+                   if a.status is not AlertStatus.WITHDRAWN and k not in supported}
+    alerts, changed = reconcile(state.alerts, result.findings, result.labels, raised_at, hold_withdrawals,
+                                unsupported)
+    held = unsupported if hold_withdrawals else {}
+    if (changed or result.next_due != state.next_due or now != state.judged_at
+            or held != dict(state.held_withdrawals)):
+        # The clock is part of the state: an event that arrives later with an older clock is
+        # judged at this one (the rules may need it: a deadline passed while the case waited).
+        state = replace(state, alerts=alerts, next_due=result.next_due, judged_at=now, held_withdrawals=held,
+                        revision=state.revision + 1)
     return Outcome(state, changed, result.labels, result.deadline)
 
 
 def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
-         raised_at: datetime) -> Outcome:
+         raised_at: datetime, hold_withdrawals: bool = False) -> Outcome:
     """Apply one event and re-judge the case.
 
     A redelivered event (its event_id is already in the case) changes nothing:
@@ -117,4 +147,14 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
     new_state, is_new = apply(state, event)
     if not is_new:
         return Outcome(new_state, [], None, None, is_new=False)
-    return judge_case(new_state, judge, now, raised_at)
+    return judge_case(new_state, judge, now, raised_at, hold_withdrawals, event_cause(event))
+
+
+def judge_verdict(state: CaseState, verdict: Verdict, judge: Judge, now: datetime, raised_at: datetime,
+                  hold_withdrawals: bool = False) -> Outcome:
+    """Take a peer group's verdict on one of the case's decisions, and re-judge the case."""
+    new_state, changed = apply_verdict(state, verdict.event_id, verdict.evidence)
+    if not changed:
+        return Outcome(state, [], None, None, is_new=False)
+    return judge_case(new_state, judge, now, raised_at, hold_withdrawals,
+                      f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）")

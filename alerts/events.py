@@ -76,6 +76,8 @@ class CaseEvent:
     region: str | None = None
     channel: Channel | None = None
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    # attrs.deadline, parsed once here (the attrs keep the text as it came).
+    stated_deadline: datetime | None = None
 
     @property
     def order_key(self) -> tuple[datetime, datetime, str]:
@@ -167,8 +169,6 @@ def _attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidEvent("schema", f"attrs.decision must be one of {sorted(DECISIONS)}")
     if "rating" in value and value["rating"] not in RATINGS:
         raise InvalidEvent("schema", f"attrs.rating must be one of {sorted(RATINGS)}")
-    if "deadline" in value:  # added to the contract: a deadline the source system states itself
-        parse_time(value["deadline"], "attrs.deadline")
     amount = value.get("penalty_amount")
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))
                                or not 0 <= amount < 1e13):
@@ -197,6 +197,10 @@ def parse_event(obj: Any) -> CaseEvent:
     node = _string(obj, "node", required=False, shared=True)
     if event_type in NODE_EVENTS and not node:
         raise InvalidEvent("schema", f"a {event_type.value} event must name its node")
+    attrs = _attrs(obj)
+    # Added to the contract: a deadline the source system states itself. Parsed once, here,
+    # so that what passes validation is what the rules read.
+    stated_deadline = parse_time(attrs["deadline"], "attrs.deadline") if "deadline" in attrs else None
     occurred_at = parse_time(obj.get("occurred_at"), "occurred_at")
     recorded_at = parse_time(obj.get("recorded_at"), "recorded_at")
     if recorded_at + CLOCK_SKEW < occurred_at:
@@ -214,5 +218,6 @@ def parse_event(obj: Any) -> CaseEvent:
         department=_string(obj, "department", required=False, shared=True),
         region=_string(obj, "region", required=False, shared=True),
         channel=channel,
-        attrs=_attrs(obj),
+        attrs=attrs,
+        stated_deadline=stated_deadline,
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import Sequence
 
 SUPPORTED = {"task", "userTask", "manualTask", "serviceTask", "scriptTask", "businessRuleTask", "sendTask",
              "receiveTask", "exclusiveGateway", "parallelGateway", "startEvent", "endEvent"}
@@ -191,6 +192,22 @@ def _topological(order: list[str], succ: dict[str, list[str]], pred: dict[str, l
     return out
 
 
-def catalog_nodes(nodes: list[FlowNode]) -> list[dict]:
-    """The `nodes` list of a catalog item; the first node must be the one acceptance completes."""
-    return [n.to_catalog() for n in nodes]
+def catalog_nodes(nodes: list[FlowNode], accepted: Sequence[str] = (), closed: Sequence[str] = ()) -> list[dict]:
+    """The `nodes` list of a catalog item.
+
+    A flowchart cannot say which of its tasks the case's acceptance or closing completes (a
+    受理 or 办结 task), so the caller names them, by node id or task name, and they get
+    `completed_by: accepted` or `completed_by: closed`. Every other node completes only by its
+    own node_completed event."""
+    out = [n.to_catalog() for n in nodes]
+    for event, names in (("accepted", accepted), ("closed", closed)):
+        for name in names:
+            matches = [entry for entry in out if name in (entry["id"], entry["name"])]
+            if not matches:
+                raise FlowchartError(f"no task {name!r} in the flowchart to be completed by {event}: its nodes "
+                                     f"are {[entry['id'] for entry in out]}")
+            for entry in matches:
+                if entry.get("completed_by") not in (None, event):
+                    raise FlowchartError(f"task {name!r} cannot be completed both by accepted and by closed")
+                entry["completed_by"] = event
+    return out

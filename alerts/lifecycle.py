@@ -11,6 +11,11 @@ it returns the alerts to keep and the ones whose publication changed:
 * a published alert no finding supports any more is `withdrawn` (facts that
   arrived later show it never held), never deleted;
 * a withdrawn alert whose finding holds again is reopened.
+
+With `hold_withdrawals` (a replay before its input is exhausted), an alert no finding
+supports is left as it was published, not withdrawn yet: a history fed out of order may take
+a finding away and give it back several times before all its events are in, and an inspector
+must see only the final word. The caller judges the case again once the input is complete.
 """
 
 from __future__ import annotations
@@ -39,7 +44,10 @@ def to_alert(finding: Finding, labels: Labels, raised_at: datetime) -> Alert:
 
 
 def reconcile(previous: Mapping[str, Alert], findings: Iterable[Finding], labels: Labels,
-              raised_at: datetime) -> tuple[dict[str, Alert], list[Alert]]:
+              raised_at: datetime, hold_withdrawals: bool = False,
+              reasons: Mapping[str, str] | None = None) -> tuple[dict[str, Alert], list[Alert]]:
+    """`reasons`: why an alert that loses its finding is withdrawn, by alert_id."""
+    reasons = reasons or {}
     current: dict[str, Alert] = dict(previous)
     changed: list[Alert] = []
     held: set[str] = set()
@@ -50,7 +58,7 @@ def reconcile(previous: Mapping[str, Alert], findings: Iterable[Finding], labels
         if before is None:
             update = candidate
         elif before.status is AlertStatus.WITHDRAWN:
-            update = before.bump(status=AlertStatus.OPEN, **_content(candidate))
+            update = before.bump(status=AlertStatus.OPEN, withdrawn_reason=None, **_content(candidate))
         elif not before.same_content(candidate):
             update = before.bump(**_content(candidate))
         else:
@@ -58,8 +66,8 @@ def reconcile(previous: Mapping[str, Alert], findings: Iterable[Finding], labels
         current[update.alert_id] = update
         changed.append(update)
     for alert_id, before in previous.items():
-        if alert_id not in held and before.status is not AlertStatus.WITHDRAWN:
-            update = before.bump(status=AlertStatus.WITHDRAWN)
+        if alert_id not in held and before.status is not AlertStatus.WITHDRAWN and not hold_withdrawals:
+            update = before.bump(status=AlertStatus.WITHDRAWN, withdrawn_reason=reasons.get(alert_id))
             current[alert_id] = update
             changed.append(update)
     return current, changed

@@ -34,6 +34,8 @@ class Severity(enum.StrEnum):
 
 
 class AlertStatus(enum.StrEnum):
+    """`acknowledged` and `resolved` are reserved by the contract: how an alert is handled is
+    recorded on its supervision ticket, never on the alert."""
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
@@ -106,6 +108,8 @@ class Alert:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     status: AlertStatus = AlertStatus.OPEN
     version: int = 1
+    # For a withdrawn alert: what showed that it never held (Chinese, for inspectors).
+    withdrawn_reason: str | None = None
 
     def same_content(self, other: "Alert") -> bool:
         """True when what is published (all but raised_at, status and version) is the same."""
@@ -118,8 +122,9 @@ class Alert:
         return replace(self, version=self.version + 1, **changes)
 
     def to_json(self) -> dict[str, Any]:
-        """The contract's alert format (section 3), plus `version` and `title`."""
-        return {
+        """The contract's alert format (section 3), plus `version`, `title` and, for a withdrawn
+        alert, `withdrawn_reason`."""
+        out = {
             "alert_id": self.alert_id, "rule": self.rule.value, "severity": self.severity.value,
             "case_id": self.case_id, "item_code": self.item_code, "department": self.department,
             "region": self.region, "officer_id": self.officer_id, "node": self.node,
@@ -127,6 +132,9 @@ class Alert:
             "evidence": dict(self.evidence), "status": self.status.value, "version": self.version,
             "title": f"{SEVERITY_TITLE[self.severity]}·{RULE_TITLE[self.rule]}",
         }
+        if self.withdrawn_reason is not None:
+            out["withdrawn_reason"] = self.withdrawn_reason
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "Alert":
@@ -137,5 +145,5 @@ class Alert:
             raised_at=datetime.fromisoformat(obj["raised_at"]),
             event_time=datetime.fromisoformat(obj["event_time"]),
             evidence=obj.get("evidence") or {}, status=AlertStatus(obj["status"]),
-            version=int(obj.get("version", 1)),
+            version=int(obj.get("version", 1)), withdrawn_reason=obj.get("withdrawn_reason"),
         )

@@ -1,136 +1,310 @@
 """Peer groups of penalties (same item, same violation) and the discretion_outlier rule.
 
-The stream sends every fining decision to its group as a `PenaltyFact`. A
-group's state holds one fact per case (the case's latest decision in event
-time), so its verdict depends on the set of decisions, not on their order.
-The peers are the group's latest `outlier_window` decisions: a group's state
-is one table record, and must stay within Kafka's record size however many
-decisions a province makes. Which decisions are the latest is a function of
-the set of decisions, so the verdict still does not depend on their order.
-`judge_group` re-runs `alerts.detectors.discretion.outliers` over the group
-and reconciles the group's published alerts.
+An outlier is a fine that few or none of its peers impose (`judge_amount`). Fines spread
+multiplicatively and peers sit in several benchmark tiers, so the rule works on the peers'
+own amounts, not on a distance from their median:
+
+1. the peers that are themselves far out are set aside: beyond `outlier_fence` (3) times the
+   interquartile range of the peers' log amounts (at least the margin's), below their first
+   quartile or above their third (Tukey's far-out fences, in log space). This holds while fewer than a quarter of the
+   peers are far out; when more impose an amount, it is a practice, not an outlier;
+2. the usual range is the remaining peers' 1st to 99th percentile, widened by a factor:
+   `outlier_margin` (1.25), and more when the peers are few and spread (exp(4R/(n+1)), R the
+   log-width of the range, n the peers), since a handful of peers shows less of what is usual;
+3. a fine outside the widened range is an outlier.
+
+Whom a decision is judged against is fixed by decision time, not by arrival: its peers are
+the group's decisions made before it (other cases', the latest `outlier_window` of them),
+leaving out the decisions outside every benchmark tier (already red cards). A verdict
+therefore does not flap as later, unrelated decisions arrive; it changes only when a decision
+made earlier arrives late, and then it is what the whole set of events says. A decision with
+fewer than `outlier_min_peers` peers before it (a young group) is judged against the group's
+first `outlier_min_peers` decisions, once the group has them.
+
+The stream sends each fining decision to its group as a `PenaltyFact`. `add_decision`
+returns the group and the `Verdict`s that changed, which the stream sends back to each
+decision's case: the outlier alert lives with the case like every other alert (its id names
+the decision, its versions are the case's). A group keeps a bounded summary of its peers: its
+latest `outlier_group_size` decisions, and never more than `peer_group_max_bytes` of stored
+JSON. It never refuses a decision: one older than everything kept is judged against the
+earliest decisions kept.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Mapping
+import hashlib
+import math
+from bisect import bisect_left
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from statistics import median
+from typing import Any, Mapping, Sequence
+
+import orjson
 
 from alerts.config import RuleConfig
-from alerts.detectors.discretion import outliers
 from alerts.events import CaseEvent
-from alerts.lifecycle import Labels, reconcile
-from alerts.model import Alert, Finding, Rule
-
-
-@dataclass(frozen=True, slots=True)
-class PenaltyFact:
-    case_id: str
-    event_id: str
-    item_code: str
-    violation_code: str
-    amount: float
-    decided_at: datetime
-    officer_id: str | None
-    department: str
-    region: str | None
-
-    @property
-    def group(self) -> str:
-        return group_key(self.item_code, self.violation_code)
-
-    @property
-    def order_key(self) -> tuple[datetime, str]:
-        return (self.decided_at, self.event_id)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"case_id": self.case_id, "event_id": self.event_id, "item_code": self.item_code,
-                "violation_code": self.violation_code, "amount": self.amount,
-                "decided_at": self.decided_at.isoformat(), "officer_id": self.officer_id,
-                "department": self.department, "region": self.region}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> "PenaltyFact":
-        return cls(obj["case_id"], obj["event_id"], obj["item_code"], obj["violation_code"], float(obj["amount"]),
-                   datetime.fromisoformat(obj["decided_at"]), obj.get("officer_id"), obj["department"],
-                   obj.get("region"))
 
 
 def group_key(item_code: str, violation_code: str) -> str:
     return f"{item_code}\x1f{violation_code}"
 
 
-def fact_of(event: CaseEvent, violation: str, amount: float, labels: Labels) -> PenaltyFact:
+@dataclass(frozen=True, slots=True)
+class PenaltyFact:
+    """A fining decision, as the case agent sends it to the decision's peer group."""
+    case_id: str
+    event_id: str
+    item_code: str
+    violation_code: str
+    amount: float
+    decided_at: datetime
+    # False when the fine is outside every tier of the benchmark (discretion_out_of_range): it
+    # is judged, but it is no peer of others.
+    within_benchmark: bool = True
+
+    @property
+    def group(self) -> str:
+        return group_key(self.item_code, self.violation_code)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"case_id": self.case_id, "event_id": self.event_id, "item_code": self.item_code,
+                "violation_code": self.violation_code, "amount": self.amount,
+                "decided_at": self.decided_at.isoformat(), "within_benchmark": self.within_benchmark}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "PenaltyFact":
+        return cls(str(obj["case_id"]), str(obj["event_id"]), str(obj["item_code"]), str(obj["violation_code"]),
+                   float(obj["amount"]), datetime.fromisoformat(obj["decided_at"]),
+                   bool(obj.get("within_benchmark", True)))
+
+
+def fact_of(event: CaseEvent, violation: str, amount: float, within_benchmark: bool = True) -> PenaltyFact:
     return PenaltyFact(event.case_id, event.event_id, event.item_code, violation, amount, event.occurred_at,
-                       event.officer_id, labels.department, labels.region)
+                       within_benchmark)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a peer group says of one decision; `evidence` is None when it is not an outlier."""
+    case_id: str
+    event_id: str
+    item_code: str
+    violation_code: str
+    evidence: Mapping[str, Any] | None
+
+    @property
+    def outlier(self) -> bool:
+        return self.evidence is not None
+
+    @property
+    def digest(self) -> str:
+        """A short fingerprint, kept by the group to send a verdict only when it changes."""
+        if self.evidence is None:
+            return NOT_OUTLIER
+        body = orjson.dumps(self.evidence, option=orjson.OPT_SORT_KEYS)
+        return hashlib.blake2b(body, digest_size=6).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"case_id": self.case_id, "event_id": self.event_id, "item_code": self.item_code,
+                "violation_code": self.violation_code,
+                "evidence": dict(self.evidence) if self.evidence is not None else None}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "Verdict":
+        evidence = obj.get("evidence")
+        if evidence is not None and not isinstance(evidence, dict):
+            raise ValueError("a verdict's evidence must be an object or null")
+        return cls(str(obj["case_id"]), str(obj["event_id"]), str(obj["item_code"]), str(obj["violation_code"]),
+                   evidence)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+NOT_OUTLIER = "-"  # Verdict.digest of a verdict that is not an outlier
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One decision as its group keeps it: compact, with the fingerprint of its verdict."""
+    decided_at: datetime
+    event_id: str
+    case_id: str
+    amount: float
+    within_benchmark: bool = True
+    sent: str = ""  # Verdict.digest of the verdict last sent for it; "" while unjudged
+
+    @property
+    def order_key(self) -> tuple[datetime, str]:
+        return (self.decided_at, self.event_id)
+
+    @property
+    def outlier(self) -> bool:
+        return self.sent not in ("", NOT_OUTLIER)
+
+    def to_json(self) -> list:
+        """A compact row: the decision time in epoch microseconds (UTC), ids, amount, flags."""
+        return [round(self.decided_at.timestamp() * 1_000_000), self.event_id, self.case_id, self.amount,
+                int(self.within_benchmark), self.sent]
+
+    @classmethod
+    def from_json(cls, row: Sequence[Any]) -> "Decision":
+        decided_at = _EPOCH + timedelta(microseconds=int(row[0]))
+        return cls(decided_at, str(row[1]), str(row[2]), float(row[3]), bool(row[4]), str(row[5]))
 
 
 @dataclass(frozen=True, slots=True)
 class PeerGroup:
     key: str
-    facts: Mapping[str, PenaltyFact] = field(default_factory=dict)  # case_id -> latest decision
-    alerts: Mapping[str, Alert] = field(default_factory=dict)
-    pending: bool = False  # decisions added since the group was last judged
+    decisions: tuple[Decision, ...] = ()  # in decision-time order, the latest kept
+    trimmed: bool = False  # older decisions were let go to keep the group within its bound
+
+    @property
+    def item_code(self) -> str:
+        return self.key.split("\x1f", 1)[0]
+
+    @property
+    def violation_code(self) -> str:
+        return self.key.split("\x1f", 1)[1]
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "facts": {c: f.to_json() for c, f in self.facts.items()},
-                "alerts": {k: a.to_json() for k, a in self.alerts.items()}, "pending": self.pending}
+        return {"key": self.key, "decisions": [d.to_json() for d in self.decisions], "trimmed": self.trimmed}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "PeerGroup":
-        return cls(obj["key"], {c: PenaltyFact.from_json(f) for c, f in obj["facts"].items()},
-                   {k: Alert.from_json(a) for k, a in obj["alerts"].items()}, bool(obj.get("pending")))
+        return cls(obj["key"], tuple(Decision.from_json(row) for row in obj.get("decisions") or ()),
+                   bool(obj.get("trimmed")))
 
 
-def add_fact(group: PeerGroup | None, fact: PenaltyFact, window: int = RuleConfig().outlier_window
-             ) -> tuple[PeerGroup, bool]:
-    """Record a decision in its group (the case's latest decision wins), keeping the latest
-    `window` decisions. Returns (group, changed)."""
-    group = group or PeerGroup(fact.group)
-    known = group.facts.get(fact.case_id)
-    if known is not None and known.order_key >= fact.order_key:
-        return group, False
-    facts = {**group.facts, fact.case_id: fact}
-    if len(facts) > window:
-        oldest = min(facts.values(), key=lambda f: f.order_key)
-        if oldest is fact:
-            return group, False  # older than every peer in the window: not one of them
-        del facts[oldest.case_id]
-        # Its alerts leave the group's state as they were last published (they stay in the store).
-        alerts = {k: a for k, a in group.alerts.items() if a.case_id != oldest.case_id}
-        return replace(group, facts=facts, alerts=alerts, pending=True), True
-    return replace(group, facts=facts, pending=True), True
+def quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile of sorted `values`, interpolated linearly (numpy's default)."""
+    position = (len(values) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
 
 
-def judge_group(group: PeerGroup, config: RuleConfig, raised_at: datetime) -> tuple[PeerGroup, list[Alert]]:
-    """Re-judge every decision of the group against its peers.
+def _log(amount: float) -> float:
+    return math.log(amount) if amount > 0 else -math.inf
 
-    The stream calls this at most once per group per tick, not once per decision: a group's
-    statistics move with every new peer, and judging on a tick keeps the flagged alerts from
-    being republished for each one.
+
+def usual_range(peers: Sequence[float], config: RuleConfig) -> tuple[float, float, list[float]]:
+    """The range of amounts nearly all `peers` impose, widened (see the module's docstring), and
+    the peers it was taken from (those not far out themselves), sorted."""
+    values = sorted(peers)
+    logs = [_log(a) for a in values]
+    first, third = quantile(logs, 0.25), quantile(logs, 0.75)
+    # No narrower than the margin: a few peers may happen to sit close together.
+    reach = config.outlier_fence * max(third - first, math.log(config.outlier_margin))
+    core = [a for a, x in zip(values, logs) if first - reach <= x <= third + reach] or values
+    low = quantile(core, config.outlier_low_quantile)
+    high = quantile(core, config.outlier_high_quantile)
+    width = math.log(high / low) if low > 0 else 0.0
+    factor = config.outlier_margin * math.exp(config.outlier_sample_widening * width / (len(core) + 1))
+    return low / factor, high * factor, core
+
+
+def judge_amount(amount: float, peers: Sequence[float], config: RuleConfig) -> dict[str, Any] | None:
+    """The evidence that `amount` is outside what nearly all `peers` impose, else None."""
+    if len(peers) < config.outlier_min_peers:
+        return None
+    floor, ceiling, core = usual_range(peers, config)
+    if floor <= amount <= ceiling:
+        return None
+    return {"penalty_amount": amount, "peers": len(peers), "peer_median": median(peers),
+            "peer_low": round(quantile(core, config.outlier_low_quantile), 2),
+            "peer_high": round(quantile(core, config.outlier_high_quantile), 2),
+            "usual_range": [round(floor, 2), round(ceiling, 2)],
+            "direction": "above" if amount > ceiling else "below",
+            "peer_min": min(peers), "peer_max": max(peers)}
+
+
+def _peers(decisions: Sequence[Decision], index: int, config: RuleConfig) -> list[Decision] | None:
+    """Whom the decision at `index` is judged against (see the module's docstring)."""
+    case_id = decisions[index].case_id
+    window = config.outlier_window
+    before = [d for d in decisions[max(0, index - 2 * window):index]
+              if d.case_id != case_id and d.within_benchmark][-window:]
+    if len(before) >= config.outlier_min_peers:
+        return before
+    first = [d for d in decisions if d.case_id != case_id and d.within_benchmark][:config.outlier_min_peers]
+    return first if len(first) >= config.outlier_min_peers else None
+
+
+def verdict_at(decisions: Sequence[Decision], index: int, group: PeerGroup, config: RuleConfig) -> Verdict | None:
+    """The verdict on the decision at `index`; None while the group is too young to judge it."""
+    decision = decisions[index]
+    peers = _peers(decisions, index, config)
+    if peers is None:
+        return None
+    evidence = judge_amount(decision.amount, [p.amount for p in peers], config)
+    if evidence is not None:
+        evidence = {"violation_code": group.violation_code, **evidence, "event_id": decision.event_id,
+                    "peers_decided_from": min(p.decided_at for p in peers).astimezone(timezone.utc).isoformat(),
+                    "peers_decided_to": max(p.decided_at for p in peers).astimezone(timezone.utc).isoformat()}
+    return Verdict(decision.case_id, decision.event_id, group.item_code, group.violation_code, evidence)
+
+
+def add_decision(group: PeerGroup | None, fact: PenaltyFact, config: RuleConfig = RuleConfig()
+                 ) -> tuple[PeerGroup, list[Verdict]]:
+    """Add a decision to its group; returns the group and the verdicts to send to their cases.
+
+    Every decision whose peers may include the new one is judged again, and its verdict is
+    sent if it changed. A decision the group already has (a redelivery) changes nothing, but its
+    verdict is sent again: a crash may have lost it after the group was stored.
     """
-    facts = group.facts
-    flagged = outliers({c: f.amount for c, f in facts.items()}, config)
-    alerts = dict(group.alerts)
-    changed: list[Alert] = []
-    for case_id, peer in facts.items():
-        previous = {k: a for k, a in alerts.items() if a.case_id == case_id}
-        findings = []
-        if case_id in flagged:
-            o = flagged[case_id]
-            findings.append(Finding(
-                Rule.DISCRETION_OUTLIER, case_id, peer.decided_at,
-                {"violation_code": peer.violation_code, "penalty_amount": peer.amount,
-                 "peer_median": o.median, "peer_mad": o.mad, "robust_z": o.z if o.z != float("inf") else None,
-                 "peers": o.peers, "threshold_z": config.outlier_z, "event_id": peer.event_id},
-                officer_id=peer.officer_id))
-        if not findings and not previous:
-            continue
-        current, delta = reconcile(previous, findings, Labels(peer.item_code, peer.department, peer.region),
-                                   raised_at)
-        alerts.update(current)
-        changed.extend(delta)
-    if not changed and not group.pending:
-        return group, []
-    return replace(group, alerts=alerts, pending=False), changed
+    group = group or PeerGroup(fact.group)
+    decisions = list(group.decisions)
+    index = bisect_left([d.order_key for d in decisions], (fact.decided_at, fact.event_id))
+    redelivered = index < len(decisions) and decisions[index].event_id == fact.event_id
+    if not redelivered:
+        decisions.insert(index, Decision(fact.decided_at, fact.event_id, fact.case_id, fact.amount,
+                                         fact.within_benchmark))
+    verdicts: list[Verdict] = []
+    lowest = 2 * config.outlier_window if group.trimmed else 0
+    young = 2 * config.outlier_min_peers + 1  # positions that may be judged against the first decisions
+    for position in range(len(decisions)):
+        if position > _reach(index, config):
+            break
+        if position == index or (position >= lowest and (position > index or (position < young and index < young))):
+            verdict = verdict_at(decisions, position, group, config)
+            current = decisions[position]
+            if verdict is not None and (verdict.digest != current.sent or (redelivered and position == index)):
+                verdicts.append(verdict)
+                decisions[position] = replace(current, sent=verdict.digest)
+    return _bounded(replace(group, decisions=tuple(decisions)), config), verdicts
+
+
+def _reach(index: int, config: RuleConfig) -> int:
+    """Past the last position whose peers may include the decision at `index` (other cases'
+    decisions count, so the reach is generous)."""
+    return index + 2 * config.outlier_window + 1
+
+
+def _bounded(group: PeerGroup, config: RuleConfig) -> PeerGroup:
+    """Keep the latest decisions: at most `outlier_group_size`, and within the group's bound in
+    bytes of stored JSON (however long the ids), so that a group is always one table record."""
+    decisions = group.decisions
+    if len(decisions) > config.outlier_group_size:
+        decisions = decisions[len(decisions) - config.outlier_group_size:]
+        group = replace(group, decisions=decisions, trimmed=True)
+    # A row's JSON is its ids, the time, the amount and the fingerprint: encode only near the bound.
+    if sum(len(d.event_id) + len(d.case_id) for d in decisions) + 90 * len(decisions) < config.peer_group_max_bytes // 2:
+        return group
+    size = len(orjson.dumps(group.to_json()))
+    # Decision rows differ little in size: drop the share that is over, then check again.
+    while size > config.peer_group_max_bytes and len(decisions) > config.outlier_min_peers + 1:
+        over = size - config.peer_group_max_bytes
+        drop = max(1, int(over / (size / len(decisions))) + 1)
+        decisions = decisions[min(drop, len(decisions) - config.outlier_min_peers - 1):]
+        group = replace(group, decisions=decisions, trimmed=True)
+        size = len(orjson.dumps(group.to_json()))
+    return group
+
+
+def seed_group(facts: Sequence[PenaltyFact], config: RuleConfig = RuleConfig()) -> PeerGroup | None:
+    """A group rebuilt from stored decisions, in decision order, as if it had judged them all
+    (their verdicts are taken as sent: the stored alerts hold them)."""
+    group = None
+    for fact in sorted(facts, key=lambda f: (f.decided_at, f.event_id)):
+        group, _ = add_decision(group, fact, config)
+    return group

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts.calendar import WorkCalendar
+from alerts.config import RuleConfig
 from alerts.model import Rule
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -25,26 +26,26 @@ DEPARTMENTS = [
 ]
 
 LICENSING_NODES = [
-    {"id": "accept", "name": "受理", "days": 1},
+    {"id": "accept", "name": "受理", "days": 1, "completed_by": "accepted"},
     {"id": "undertake", "name": "承办", "days": 4},
     {"id": "site_check", "name": "现场核查", "days": 3, "required": False},
     {"id": "review", "name": "审核", "days": 2, "requires": ["undertake"]},
     {"id": "approve", "name": "批准", "days": 1},
-    {"id": "close", "name": "办结"},
+    {"id": "close", "name": "办结", "completed_by": "closed"},
 ]
 PENALTY_NODES = [
-    {"id": "file", "name": "立案", "days": 3},
+    {"id": "file", "name": "立案", "days": 3, "completed_by": "accepted"},
     {"id": "investigate", "name": "调查取证", "days": 15},
     {"id": "legal_review", "name": "法制审核", "days": 3},
     {"id": "notify", "name": "告知", "days": 3},
     {"id": "decide", "name": "决定", "days": 3},
     {"id": "serve", "name": "送达", "days": 3},
-    {"id": "close", "name": "结案"},
+    {"id": "close", "name": "结案", "completed_by": "closed"},
 ]
 CONFIRMATION_NODES = [
-    {"id": "accept", "name": "受理", "days": 1},
+    {"id": "accept", "name": "受理", "days": 1, "completed_by": "accepted"},
     {"id": "review", "name": "审核", "days": 2},
-    {"id": "close", "name": "办结"},
+    {"id": "close", "name": "办结", "completed_by": "closed"},
 ]
 TIERS = [{"tier": "light", "min": 5000, "max": 20000}, {"tier": "normal", "min": 20000, "max": 60000},
          {"tier": "heavy", "min": 60000, "max": 100000}]
@@ -54,9 +55,13 @@ VIOLATIONS = [Rule.DEADLINE_NEAR, Rule.OVERDUE, Rule.NODE_OVERDUE, Rule.SKIPPED_
 
 
 def build_catalog(region: str = "320200") -> dict[str, Any]:
-    departments = [{"code": code, "name": name, "region": region,
-                    "head": {"name": f"{name}负责人", "email": f"{code.lower()}-head@example.gov.cn"}}
-                   for code, name in DEPARTMENTS]
+    departments = []
+    for index, (code, name) in enumerate(DEPARTMENTS):
+        department = {"code": code, "name": name, "region": region,
+                      "head": {"name": f"{name}负责人", "email": f"{code.lower()}-head@example.gov.cn"}}
+        if index % 2:  # the others' tickets go to their heads (the contract's default)
+            department["contact"] = {"name": f"{name}法规科", "email": f"{code.lower()}-office@example.gov.cn"}
+        departments.append(department)
     items = []
     for number, (code, name) in enumerate(DEPARTMENTS, start=1):
         items.append({"code": f"{region}-XK-{code}-{number:04d}", "name": f"{name[1:-1]}许可",
@@ -68,7 +73,8 @@ def build_catalog(region: str = "320200") -> dict[str, Any]:
         items.append({"code": f"{region}-QR-{code}-{number:04d}", "name": f"{name[1:-1]}行政确认",
                       "category": "confirmation", "department": code, "promised_days": 5,
                       "nodes": CONFIRMATION_NODES})
-    return {"departments": departments, "items": items}
+    return {"departments": departments, "items": items,
+            "inspection_office": {"name": "市纪委监委派驻纪检监察组", "email": "jijian@example.gov.cn"}}
 
 
 @dataclass
@@ -130,7 +136,7 @@ def generate(cases: int = 500, violation_rate: float = 0.03, seed: int = 0,
         by_category.setdefault(item["category"], []).append(item)
     builder = _Builder(rng, calendar, now)
     truth: dict[str, Rule | None] = {}
-    # Enough peers per penalty group for discretion_outlier to judge.
+    cases_made: list[dict] = []
     for index in range(cases):
         roll = rng.random()
         violation = None
@@ -151,9 +157,34 @@ def generate(cases: int = 500, violation_rate: float = 0.03, seed: int = 0,
                 "channel": rng.choice(["online", "online", "window"])}
         _make_case(builder, case, violation)
         truth[case["case_id"]] = violation
+        cases_made.append(case)
+    # An outlier is judged against the fines decided before it: one decided before its group has
+    # `outlier_min_peers` of them cannot be one, so that case is handled cleanly instead.
+    for case in _unjudgeable_outliers(cases_made, truth):
+        case["events"].clear()
+        _make_case(builder, case, None)
+        truth[case["case_id"]] = None
+    for case in cases_made:
         builder.events.extend(case["events"])
     builder.events.sort(key=lambda e: (e["occurred_at"], e["event_id"]))
     return Scenario(catalog, builder.events, truth, now)
+
+
+def _unjudgeable_outliers(cases: list[dict], truth: dict[str, Rule | None]) -> list[dict]:
+    decisions: dict[str, list[tuple[str, dict]]] = {}
+    for case in cases:
+        for event in case["events"]:
+            if event["type"] == "decided" and truth[case["case_id"]] is not Rule.DISCRETION_OUT_OF_RANGE:
+                decisions.setdefault(case["item"]["code"], []).append((event["occurred_at"], case))
+    out = []
+    for group in decisions.values():
+        group.sort(key=lambda pair: datetime.fromisoformat(pair[0]))
+        peers = 0
+        for _, case in group:
+            if truth[case["case_id"]] is Rule.DISCRETION_OUTLIER and peers < RuleConfig().outlier_min_peers:
+                out.append(case)
+            peers += 1
+    return out
 
 
 def _node_plan(item: dict) -> list[dict]:
@@ -179,6 +210,11 @@ def _make_case(b: _Builder, case: dict, violation: Rule | None) -> None:
             accepted = now - timedelta(days=3)
     elif violation is Rule.OVERDUE:
         accepted = b.workday_at((now - timedelta(days=rng.randint(promised * 2 + 20, promised * 2 + 60))).astimezone(TZ).date(), 10)
+    elif violation is Rule.DISCRETION_OUTLIER:
+        # In the later half of the city's history: an outlier is judged against the fines decided
+        # before it, so its group has peers by then.
+        accepted = b.workday_at((now - timedelta(days=rng.randint(promised * 2 + 10, promised * 2 + 50))).astimezone(TZ).date(),
+                                rng.uniform(9, 15))
     else:
         accepted = b.workday_at((now - timedelta(days=rng.randint(promised * 2 + 10, promised * 2 + 100))).astimezone(TZ).date(),
                                 rng.uniform(9, 15))
@@ -200,7 +236,9 @@ def _make_case(b: _Builder, case: dict, violation: Rule | None) -> None:
             spend = 0 if days <= 1 else rng.randint(0, max(0, days // 3))
         t = b.after(t, spend)
         if penalty and node["id"] == "decide":
-            amount = round(rng.uniform(25000, 55000), -2)
+            # Clean fines sit in the normal tier, around what the department usually imposes;
+            # an injected outlier is a heavy-tier fine about three times that, above every peer.
+            amount = round(rng.uniform(28000, 42000), -2)
             tier = "normal"
             if violation is Rule.DISCRETION_OUT_OF_RANGE:
                 amount, tier = round(rng.uniform(120000, 200000), -2), "heavy"

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from alerts.events import CaseEvent, EventType, parse_event
-from alerts.model import Alert
+from alerts.model import Alert, AlertStatus, Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +26,18 @@ class CaseState:
     case_id: str
     events: tuple[CaseEvent, ...] = ()
     alerts: Mapping[str, Alert] = field(default_factory=dict)
+    # The peer groups' verdicts on the case's fining decisions that are outliers:
+    # event_id -> evidence (alerts/peers.py). Facts about the case, like its events.
+    verdicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # When the clock should next look at this case (a deadline, a node limit ...).
     next_due: datetime | None = None
+    # The clock of the judgement behind `alerts`: a case is never judged at an earlier moment
+    # (time does not run backwards for a case; a late tick or a restarted clock cannot undo it).
+    judged_at: datetime | None = None
+    # Open alerts the last judgement no longer supports, whose withdrawal waits for the end of
+    # a replay's input (alerts.lifecycle), with what took their finding away: alert_id -> cause.
+    # The case must be judged again then.
+    held_withdrawals: Mapping[str, str] = field(default_factory=dict)
     # Increases with every change, so a store keyed by case keeps the newest row.
     revision: int = 0
 
@@ -58,7 +68,10 @@ class CaseState:
             "case_id": self.case_id,
             "events": [e.to_json() for e in self.events],
             "alerts": {k: a.to_json() for k, a in self.alerts.items()},
+            "verdicts": {k: dict(v) for k, v in self.verdicts.items()},
             "next_due": self.next_due.isoformat() if self.next_due else None,
+            "judged_at": self.judged_at.isoformat() if self.judged_at else None,
+            "held_withdrawals": dict(self.held_withdrawals),
             "revision": self.revision,
         }
 
@@ -68,7 +81,10 @@ class CaseState:
             case_id=obj["case_id"],
             events=tuple(parse_event(e) for e in obj.get("events") or ()),
             alerts={k: Alert.from_json(a) for k, a in (obj.get("alerts") or {}).items()},
+            verdicts=dict(obj.get("verdicts") or {}),
             next_due=datetime.fromisoformat(obj["next_due"]) if obj.get("next_due") else None,
+            judged_at=datetime.fromisoformat(obj["judged_at"]) if obj.get("judged_at") else None,
+            held_withdrawals=dict(obj.get("held_withdrawals") or {}),
             revision=int(obj.get("revision", 0)),
         )
 
@@ -84,3 +100,34 @@ def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:
     events = list(state.events)
     insort(events, event, key=lambda e: e.order_key)
     return replace(state, events=tuple(events), revision=state.revision + 1), True
+
+
+def apply_verdict(state: CaseState, event_id: str, evidence: Mapping[str, Any] | None) -> tuple[CaseState, bool]:
+    """Record a peer group's verdict on one of the case's decisions (None: not an outlier).
+    Returns the new state and whether anything changed."""
+    current = state.verdicts.get(event_id)
+    if current == evidence:
+        return state, False
+    verdicts = {k: v for k, v in state.verdicts.items() if k != event_id}
+    if evidence is not None:
+        verdicts[event_id] = dict(evidence)
+    return replace(state, verdicts=verdicts, revision=state.revision + 1), True
+
+
+def restored(case_id: str, events: list[CaseEvent], alerts: list[Alert], revision: int = 0,
+             judged_at: datetime | None = None) -> CaseState:
+    """A case's state rebuilt from what a store holds: its events, its published alerts (the
+    open outlier alerts give back the peer verdicts they came from), its revision and clock."""
+    verdicts = {}
+    for alert in alerts:
+        event_id = alert.evidence.get("event_id")
+        if alert.rule is Rule.DISCRETION_OUTLIER and alert.status is not AlertStatus.WITHDRAWN and event_id:
+            evidence = {k: v for k, v in alert.evidence.items() if k != "decided_at"}
+            for key in ("peers_decided_from", "peers_decided_to"):  # the verdict states them in UTC
+                if isinstance(evidence.get(key), str):
+                    evidence[key] = datetime.fromisoformat(evidence[key]).astimezone(timezone.utc).isoformat()
+            verdicts[str(event_id)] = evidence
+    unique = {e.event_id: e for e in events}
+    return CaseState(case_id=case_id, events=tuple(sorted(unique.values(), key=lambda e: e.order_key)),
+                     alerts={a.alert_id: a for a in alerts}, verdicts=verdicts, revision=revision,
+                     judged_at=judged_at)

@@ -4,8 +4,11 @@ The detectors share this reading so that every rule sees the same acceptance,
 the same suspensions and the same node completions. The walk over node events
 implements the process model of the catalog:
 
-* `accepted` completes the item's first node and starts the case clock;
-  `closed` completes its last node (unless node events already did).
+* `accepted` starts the case clock. It, and `closed`, complete a node only where the
+  catalog says so on the node (`completed_by: accepted` or `completed_by: closed`, for a
+  catalog whose first node is 受理 or whose last node is 办结); every other node completes
+  only by its own `node_completed` event, so a case closed without its last step has
+  skipped it.
 * A node may complete only after the nodes it `requires` (and what they require); the decision (if the
   item names a decision node) only after every required node before that node;
   closing only after every required node. Anything else is a skip.
@@ -20,7 +23,7 @@ from datetime import datetime
 from typing import Sequence
 
 from alerts.calendar import Pause, WorkCalendar
-from alerts.catalog import Item
+from alerts.catalog import CompletedBy, Item
 from alerts.events import CaseEvent, EventType
 
 
@@ -39,7 +42,7 @@ class Suspension:
 class Skip:
     node: str
     went_ahead: CaseEvent  # the node completion, decision or closing that did not wait
-    what: str  # "node" | "decision" | "closing"
+    what: str  # "node" | "decision" | "closing" | "acceptance"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +154,8 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     events = process_order(events, item)
     timeline = Timeline(events=events, promised_days=item.promised_days)
     node_index = {n.id: n for n in item.nodes}
-    first, last = item.first_node.id, item.last_node.id
+    by_acceptance = [n.id for n in item.completed_by(CompletedBy.ACCEPTED)]
+    by_closing = [n.id for n in item.completed_by(CompletedBy.CLOSED)]
     done: dict[str, datetime] = {}
     open_cycles: dict[str, NodeCycle] = {}
     skipped: set[str] = set()
@@ -188,12 +192,13 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 days = event.attrs.get("promised_days")
                 if isinstance(days, int):
                     timeline.promised_days = days
-                if event.attrs.get("deadline"):
-                    timeline.stated_deadline = datetime.fromisoformat(event.attrs["deadline"])
+                timeline.stated_deadline = event.stated_deadline
                 for node in item.nodes:
                     if not node.requires:
                         open_cycles[node.id] = NodeCycle(node.id, event.occurred_at, None)
-                complete(first, event)
+                for node_id in by_acceptance:
+                    check(_prerequisites(item, node_id), event, "acceptance")
+                    complete(node_id, event)
         elif kind is EventType.NODE_COMPLETED:
             node = node_index.get(event.node or "")
             if node is None:
@@ -227,9 +232,10 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
         elif kind in (EventType.CLOSED, EventType.WITHDRAWN):
             timeline.end = event
             if kind is EventType.CLOSED:
-                check([n.id for n in item.nodes if n.required and n.id != last], event, "closing")
-                if last not in done:
-                    complete(last, event)
+                check([n.id for n in item.nodes if n.required and n.id not in by_closing], event, "closing")
+                for node_id in by_closing:
+                    if node_id not in done:
+                        complete(node_id, event)
     if open_suspension is not None:
         timeline.suspensions.append(Suspension(open_suspension, None, timeline.ended_at))
     # Nodes still running: their clocks are open cycles.

@@ -4,10 +4,19 @@ One chdb data directory can be open in only one process at a time, so the
 embedded store is opened by the process that runs the pipeline (`replay`,
 `demo`, `import`) or, afterwards, by `alerts export`. A fleet of workers needs
 a ClickHouse server (``SUNLIGHT_CLICKHOUSE=http://user:pass@host:8123/db``).
+
+Opening the embedded store takes a lock on the data directory (an advisory
+``flock`` on ``clickhouse/sunlight.lock``, released by the system when the
+process ends, however it ends). A second process is refused with `StoreInUse`,
+which says which process holds the directory and how to use another one, instead
+of chdb's own ``Error initializing EmbeddedServer``.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +36,10 @@ class StoreError(RuntimeError):
     """The store cannot be reached; the message never holds the password."""
 
 
+class StoreInUse(StoreError):
+    """Another process has the embedded store's data directory open."""
+
+
 def scrub(text: str, server_url: str) -> str:
     """`text` without the URL's password (in case a library quotes the URL it was given)."""
     password = urlsplit(server_url).password
@@ -43,4 +56,67 @@ def connect(server_url: str | None, data_dir: Path):
                              f"{scrub(str(exc), server_url)}") from None
     path = Path(data_dir).resolve() / "clickhouse"
     path.mkdir(parents=True, exist_ok=True)
-    return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+    _lock(path)
+    try:
+        return EmbeddedStore(clickhouse_connect.get_client(dsn=f"chdb://{path}"), path)
+    except Exception:
+        _unlock(path)
+        raise
+
+
+class EmbeddedStore:
+    """A chdb client that holds its data directory's lock until it is closed."""
+
+    def __init__(self, client, path: Path):
+        self._client = client
+        self._path: Path | None = path
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        finally:
+            if self._path is not None:
+                _unlock(self._path)
+                self._path = None
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+# Locks this process holds: directory -> [file descriptor, clients open on it]. Several
+# clients of one process may share a directory (chdb runs one server per process).
+_held: dict[Path, list[int]] = {}
+
+
+def _lock(path: Path) -> None:
+    entry = _held.get(path)
+    if entry is not None:
+        entry[1] += 1
+        return
+    fd = os.open(path / "sunlight.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        pid, _, command = holder.partition(" ")
+        who = f"process {pid} ({command})" if pid.isdigit() else holder
+        data_dir = path.parent
+        raise StoreInUse(f"the data directory {data_dir} is in use by {who}. One directory can be open in one "
+                         f"process at a time: wait for that process to finish or stop it, or use another "
+                         f"directory, e.g. SUNLIGHT_DATA_DIR={data_dir}-2 (a ClickHouse server, "
+                         f"SUNLIGHT_CLICKHOUSE, serves many processes at once)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {' '.join(['sunlight', *sys.argv[1:]])}\n".encode(), 0)
+    _held[path] = [fd, 1]
+
+
+def _unlock(path: Path) -> None:
+    entry = _held.get(path)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] == 0:
+        fcntl.flock(entry[0], fcntl.LOCK_UN)
+        os.close(entry[0])
+        del _held[path]

@@ -1,4 +1,4 @@
-"""Read queries against the store: alert export and the demo's summaries.
+"""Read queries against the store: alerts, dead letters, one case's file, the demo's summaries.
 
 Every query takes a `Scope` (required, no default): what it returns is limited to
 the scope's departments and regions by `sinks.scope.ScopedQuery`, the one place
@@ -16,7 +16,8 @@ import orjson
 from sinks.scope import Scope, ScopedQuery
 
 ALERT_COLUMNS = ("alert_id", "rule", "severity", "case_id", "item_code", "department", "region",
-                 "officer_id", "node", "raised_at", "event_time", "evidence", "status", "version", "title")
+                 "officer_id", "node", "raised_at", "event_time", "evidence", "status", "version", "title",
+                 "withdrawn_reason")
 
 
 def _time(value: datetime, tz: ZoneInfo) -> str:
@@ -26,16 +27,24 @@ def _time(value: datetime, tz: ZoneInfo) -> str:
 
 
 def export_alerts(client, scope: Scope, include_withdrawn: bool = False,
-                  tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> Iterator[dict[str, Any]]:
-    """The latest version of every alert in scope, in the contract's format (times in local business time)."""
-    query = ScopedQuery(", ".join(ALERT_COLUMNS), "alerts FINAL",
-                        where="" if include_withdrawn else "status != 'withdrawn'",
+                  tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), case_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """The latest version of every alert in scope (of one case, with `case_id`), in the contract's
+    format (times in local business time)."""
+    conditions = [] if include_withdrawn else ["status != 'withdrawn'"]
+    if case_id is not None:
+        conditions.append("case_id = {case_id:String}")
+    query = ScopedQuery(", ".join(ALERT_COLUMNS), "alerts FINAL", where=" AND ".join(conditions),
                         tail="ORDER BY event_time, alert_id")
-    for row in query.run(client, scope):
+    sql, parameters = query.sql(scope)
+    if case_id is not None:
+        parameters["case_id"] = case_id
+    for row in client.query(sql, parameters=parameters).result_rows:
         record = dict(zip(ALERT_COLUMNS, row))
         record["raised_at"] = _time(record["raised_at"], tz)
         record["event_time"] = _time(record["event_time"], tz)
         record["evidence"] = orjson.loads(record["evidence"])
+        if record["withdrawn_reason"] is None:
+            del record["withdrawn_reason"]
         yield record
 
 
@@ -53,22 +62,85 @@ def stored_events(client, scope: Scope) -> Iterator[dict[str, Any]]:
     """Every stored case event in scope, in the contract's JSON form (times in UTC), in event-time order."""
     query = ScopedQuery(", ".join(EVENT_COLUMNS), "case_events FINAL",
                         tail="ORDER BY occurred_at, recorded_at, event_id")
-    utc = ZoneInfo("UTC")
     for row in query.run(client, scope):
-        record = dict(zip(EVENT_COLUMNS, row))
-        event = {k: record[k] for k in ("event_id", "case_id", "item_code", "type")}
-        event["occurred_at"] = _time(record["occurred_at"], utc)
-        event["recorded_at"] = _time(record["recorded_at"], utc)
-        for name in ("node", "officer_id", "department", "region", "channel"):
-            if record[name]:
-                event[name] = record[name]
-        attrs = orjson.loads(record["attrs"]) if record["attrs"] else {}
-        if attrs:
-            event["attrs"] = attrs
-        yield event
+        yield _event_json(dict(zip(EVENT_COLUMNS, row)))
 
 
-def stored_revisions(client, scope: Scope) -> dict[str, int]:
-    """The latest stored revision of each case's state in scope."""
-    query = ScopedQuery("case_id, max(revision)", "cases", tail="GROUP BY case_id")
-    return {case_id: int(revision) for case_id, revision in query.run(client, scope)}
+def _event_json(record: dict[str, Any]) -> dict[str, Any]:
+    utc = ZoneInfo("UTC")
+    event = {k: record[k] for k in ("event_id", "case_id", "item_code", "type")}
+    event["occurred_at"] = _time(record["occurred_at"], utc)
+    event["recorded_at"] = _time(record["recorded_at"], utc)
+    for name in ("node", "officer_id", "department", "region", "channel"):
+        if record[name]:
+            event[name] = record[name]
+    attrs = orjson.loads(record["attrs"]) if record["attrs"] else {}
+    if attrs:
+        event["attrs"] = attrs
+    return event
+
+
+def stored_case_clocks(client, scope: Scope) -> dict[str, tuple[int, datetime | None]]:
+    """The latest stored revision of each case's state in scope, and the clock it was judged at."""
+    query = ScopedQuery("case_id, max(revision), argMax(judged_at, revision)", "cases", tail="GROUP BY case_id")
+    out = {}
+    for case_id, revision, judged_at in query.run(client, scope):
+        if judged_at is not None and judged_at.tzinfo is None:
+            judged_at = judged_at.replace(tzinfo=timezone.utc)
+        out[case_id] = (int(revision), judged_at)
+    return out
+
+
+LETTER_COLUMNS = ("letter_id", "reason", "detail", "topic", "partition", "offset", "key", "case_id", "event_id",
+                  "department", "region", "payload", "payload_encoding", "received_at", "status", "redriven_at",
+                  "version")
+
+
+def dead_letters(client, scope: Scope, reason: str | None = None, include_redriven: bool = False,
+                 letter_ids: list[str] | None = None, tz: ZoneInfo = ZoneInfo("Asia/Shanghai")
+                 ) -> Iterator[dict[str, Any]]:
+    """The latest version of every dead letter in scope, oldest first. A letter that names no
+    department is seen only by an unrestricted scope (operators)."""
+    conditions = []
+    parameters: dict[str, Any] = {}
+    if not include_redriven:
+        conditions.append("status = 'open'")
+    if reason:
+        conditions.append("reason = {reason:String}")
+        parameters["reason"] = reason
+    if letter_ids is not None:
+        conditions.append("letter_id IN {letter_ids:Array(String)}")
+        parameters["letter_ids"] = list(letter_ids)
+    query = ScopedQuery(", ".join(LETTER_COLUMNS), "dead_letters FINAL", where=" AND ".join(conditions),
+                        tail="ORDER BY received_at, letter_id")
+    sql, scope_parameters = query.sql(scope)
+    for row in client.query(sql, parameters={**parameters, **scope_parameters}).result_rows:
+        record = dict(zip(LETTER_COLUMNS, row))
+        record["received_at"] = _time(record["received_at"], tz)
+        if record["redriven_at"] is not None:
+            record["redriven_at"] = _time(record["redriven_at"], tz)
+        yield record
+
+
+def case_events_of(client, scope: Scope, case_id: str) -> list[dict[str, Any]]:
+    """One case's stored events in scope, in the contract's JSON form (times in UTC)."""
+    query = ScopedQuery(", ".join(EVENT_COLUMNS), "case_events FINAL", where="case_id = {case_id:String}",
+                        tail="ORDER BY occurred_at, recorded_at, event_id")
+    sql, parameters = query.sql(scope)
+    rows = client.query(sql, parameters={**parameters, "case_id": case_id}).result_rows
+    return [_event_json(dict(zip(EVENT_COLUMNS, row))) for row in rows]
+
+
+def alerts_of_case(client, scope: Scope, case_id: str, tz: ZoneInfo = ZoneInfo("Asia/Shanghai")
+                   ) -> list[dict[str, Any]]:
+    """Every alert of one case in scope (withdrawn ones too), latest versions, by event time."""
+    return [a for a in export_alerts(client, scope, include_withdrawn=True, tz=tz, case_id=case_id)]
+
+
+def stored_event_keys(client, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (case_id, event_id) of `keys` the store holds (the pipeline's own check, unscoped)."""
+    if not keys:
+        return set()
+    rows = client.query("SELECT DISTINCT case_id, event_id FROM case_events WHERE (case_id, event_id) IN "
+                        "{keys:Array(Tuple(String, String))}", parameters={"keys": keys}).result_rows
+    return {(c, e) for c, e in rows}

@@ -60,6 +60,7 @@ class ClickHouseWriter:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-writer")
         self.lock = threading.Lock()
         self.written_rows = 0
+        self.in_flight = 0
         self.failures = 0
         self.last_error: str | None = None
 
@@ -71,7 +72,8 @@ class ClickHouseWriter:
 
     @property
     def pending_rows(self) -> int:
-        return self.batch.count
+        """Rows not yet written: buffered, and taken for a write that has not succeeded yet."""
+        return self.batch.count + self.in_flight
 
     @property
     def full(self) -> bool:
@@ -79,7 +81,7 @@ class ClickHouseWriter:
 
     @property
     def over_capacity(self) -> bool:
-        return self.batch.count >= self.max_pending_rows
+        return self.pending_rows >= self.max_pending_rows
 
     def write(self, batch: Batch) -> float:
         started = time.perf_counter()
@@ -123,11 +125,18 @@ class ClickHouseWriter:
         return refused
 
     def take(self) -> Batch:
+        """The buffered batch, for a write; its rows count as pending until `written` or `put_back`."""
         batch, self.batch = self.batch, Batch()
+        self.in_flight = batch.count
         return batch
+
+    def written(self, batch: Batch) -> None:
+        self.in_flight = 0
+        self.written_rows += batch.count
 
     def put_back(self, batch: Batch) -> None:
         """A failed batch goes back in front of anything added since."""
+        self.in_flight = 0
         newer = self.batch
         for table, rows in newer.rows.items():
             batch.rows.setdefault(table, []).extend(rows)

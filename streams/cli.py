@@ -129,7 +129,8 @@ def cmd_import_bpmn(args, settings: Settings) -> int:
     from alerts.flowchart import catalog_nodes, read_bpmn
     from streams.catalog_source import read_yaml
 
-    nodes = catalog_nodes(read_bpmn(Path(args.file).read_bytes(), strict=args.strict))
+    nodes = catalog_nodes(read_bpmn(Path(args.file).read_bytes(), strict=args.strict),
+                          accepted=args.accepted_completes, closed=args.closed_completes)
     if not args.catalog:
         sys.stdout.write(yaml.safe_dump({"code": args.item, "nodes": nodes}, allow_unicode=True, sort_keys=False))
         return 0
@@ -141,9 +142,18 @@ def cmd_import_bpmn(args, settings: Settings) -> int:
                          f"department, promised_days) first")
     item["nodes"] = nodes
     load_catalog(raw)  # refuse to write a catalog that would not load
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    # YAML loses comments on the way through; the file's opening comment block is kept.
+    header = "".join(line for line in _leading_comments(path.read_text(encoding="utf-8")))
+    path.write_text(header + yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     print(f"{path}: item {args.item} now has {len(nodes)} nodes from {args.file}", file=sys.stderr)
     return 0
+
+
+def _leading_comments(text: str) -> Iterator[str]:
+    for line in text.splitlines(keepends=True):
+        if not line.startswith("#"):
+            return
+        yield line
 
 
 def user_scope(args, settings: Settings):
@@ -244,6 +254,184 @@ def cmd_export(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_cases_show(args, settings: Settings) -> int:
+    """One case's file: its events in process order, its deadline and how it was counted, every
+    alert with its evidence in words (withdrawn ones marked, with why)."""
+    from alerts.casefile import case_file, render
+    from alerts.catalog import CatalogError
+    from alerts.events import parse_event
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from sinks.queries import alerts_of_case, case_events_of
+    from streams.catalog_source import load_judge
+
+    catalog_path = Path(args.catalog or settings.catalog or "")
+    if not catalog_path.is_file():
+        raise SystemExit("sunlight: a case's process order and deadline are read from the catalog: "
+                         "--catalog FILE or SUNLIGHT_CATALOG")
+    judge = load_judge(catalog_path, settings.calendar_overrides)
+    scope = user_scope(args, settings)
+    client = connect(settings.clickhouse, settings.data_dir)
+    try:
+        migrate(client)
+        events = [parse_event(e) for e in case_events_of(client, scope, args.case_id)]
+        alerts = alerts_of_case(client, scope, args.case_id, tz=judge.calendar.tz)
+    finally:
+        client.close()
+    if not events:
+        print(f"sunlight: case {args.case_id} is not in the store" + ("" if scope.unrestricted else
+              f" within {scope.describe()}"), file=sys.stderr)
+        return 2
+    item = judge.catalog.item(events[0].item_code)
+    if item is None:
+        raise CatalogError(f"item {events[0].item_code!r} of case {args.case_id} is not in the catalog {catalog_path}")
+    department = judge.catalog.departments.get(events[0].department or item.department)
+    file = case_file(events, alerts, item, judge.calendar, department.name if department else None)
+    if args.format == "json":
+        sys.stdout.buffer.write(orjson.dumps(file, default=str, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        sys.stdout.write(render(file))
+    return 0
+
+
+def cmd_dlq_list(args, settings: Settings) -> int:
+    """The dead letters kept in the store (open ones; with --all the redriven ones too)."""
+    from alerts.describe import moment
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from sinks.queries import dead_letters
+
+    scope = user_scope(args, settings)
+    client = connect(settings.clickhouse, settings.data_dir)
+    try:
+        migrate(client)
+        letters = list(dead_letters(client, scope, reason=args.reason, include_redriven=args.all))
+    finally:
+        client.close()
+    if args.format == "jsonl":
+        out = sys.stdout.buffer
+        for letter in letters:
+            out.write(orjson.dumps(letter) + b"\n")
+        out.flush()
+        return 0
+    if not letters:
+        print("没有死信 (no dead letters" + (f" with reason {args.reason}" if args.reason else "") + ")")
+        return 0
+    print(f"{'收到时间':<16}  {'原因':<18}  {'来源':<26}  {'办件':<14}  {'部门':<8}  {'状态':<8}  详情")
+    for letter in letters:
+        source = f"{letter['topic']}[{letter['partition']}]@{letter['offset']}"
+        detail = " ".join(letter["detail"].split())[:80]
+        print(f"{moment(letter['received_at']):<16}  {letter['reason']:<18}  {source[:26]:<26}  "
+              f"{(letter['case_id'] or '')[:14]:<14}  {letter['department'][:8]:<8}  {letter['status']:<8}  {detail}")
+    print(f"{len(letters)} letters" + ("" if args.all else " open") + "; `sunlight dlq list --format jsonl` gives "
+          "each with its payload and letter_id; `sunlight dlq redrive FILE` sends corrected events back")
+    return 0
+
+
+def read_redrive(path: Path) -> list[tuple[str | None, dict]]:
+    """(letter_id or None, corrected event) for each line of a redrive file: a contract event, or
+    {"letter_id": ..., "event": {...}} to name the letter it replaces."""
+    out = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise SystemExit(f"sunlight: {path}:{number}: not JSON ({exc})") from None
+            if not isinstance(obj, dict):
+                raise SystemExit(f"sunlight: {path}:{number}: expected a JSON object (an event, or letter_id "
+                                 f"and event)")
+            if "event" in obj:
+                if not isinstance(obj["event"], dict):
+                    raise SystemExit(f"sunlight: {path}:{number}: 'event' must be a JSON object")
+                out.append((str(obj.get("letter_id")) if obj.get("letter_id") else None, obj["event"]))
+            else:
+                out.append((None, obj))
+    return out
+
+
+def cmd_dlq_redrive(args, settings: Settings) -> int:
+    """Send corrected events back through the pipeline, and mark the letters they replace."""
+    from datetime import timezone
+
+    from alerts.letters import DeadLetter, redriven
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from sinks.queries import dead_letters, stored_event_keys
+    from sinks.rows import dead_letter_row, to_arrow
+    from sinks.scope import Scope
+
+    corrections = read_redrive(Path(args.file))
+    if not corrections:
+        raise SystemExit(f"sunlight: {args.file} holds no events")
+    everything = Scope.everything()
+    client = connect(settings.clickhouse, settings.data_dir)
+    try:
+        migrate(client)
+        open_letters = list(dead_letters(client, everything))
+    finally:
+        client.close()
+    by_id = {letter["letter_id"]: letter for letter in open_letters}
+    by_event: dict[tuple, list[dict]] = {}
+    for letter in open_letters:
+        if letter["case_id"] and letter["event_id"]:
+            by_event.setdefault((letter["case_id"], letter["event_id"]), []).append(letter)
+    replaces: dict[tuple[str, str], list[dict]] = {}
+    for letter_id, event in corrections:
+        key = (str(event.get("case_id")), str(event.get("event_id")))
+        if letter_id is not None:
+            if letter_id not in by_id:
+                raise SystemExit(f"sunlight: letter {letter_id} is not an open dead letter (sunlight dlq list)")
+            replaces.setdefault(key, []).append(by_id[letter_id])
+        else:
+            replaces.setdefault(key, []).extend(by_event.get(key, []))
+    messages = [(str(e.get("case_id", "")).encode() or None, orjson.dumps(e)) for _, e in corrections]
+    if settings.kafka:
+        from streams.runtime import produce
+
+        asyncio.run(produce(settings.kafka, settings.case_events_topic, messages))
+        if settings.embedded_store:
+            print(f"sent {len(messages)} corrected events to {settings.case_events_topic}; the letters are "
+                  f"marked once the worker has stored them: run `sunlight dlq redrive` with "
+                  f"SUNLIGHT_CLICKHOUSE set, or check `sunlight dlq list` later", file=sys.stderr)
+            return 0
+    else:
+        catalog = Path(args.catalog or settings.catalog or "")
+        if not catalog.is_file():
+            raise SystemExit("sunlight dlq redrive on the embedded defaults runs the pipeline and needs a catalog: "
+                             "--catalog FILE or SUNLIGHT_CATALOG")
+        asyncio.run(_push(settings, messages, catalog, _parse_now(args.now), show_progress=sys.stderr.isatty()))
+    import time as clock
+
+    client = connect(settings.clickhouse, settings.data_dir)
+    try:
+        deadline = clock.monotonic() + (args.wait if settings.kafka else 0)
+        while True:
+            stored = stored_event_keys(client, list(replaces))
+            if len(stored) == len(replaces) or clock.monotonic() >= deadline:
+                break
+            clock.sleep(1.0)
+        now = datetime.now(timezone.utc)
+        marked = []
+        for key in stored:
+            for letter in replaces[key]:
+                fields = {k: letter[k] for k in DeadLetter.__dataclass_fields__ if k in letter}
+                fields["redriven_at"] = None
+                marked.append(dead_letter_row(redriven(DeadLetter(**fields), now),
+                                              datetime.fromisoformat(letter["received_at"])))
+        if marked:
+            client.insert_arrow("dead_letters", to_arrow("dead_letters", marked))
+    finally:
+        client.close()
+    refused = len(replaces) - len(stored)
+    print(f"redrove {len(messages)} corrected events: {len(stored)} stored, {len(marked)} dead letters marked "
+          f"redriven" + (f"; {refused} not stored (refused again: see `sunlight dlq list`)" if refused else ""),
+          file=sys.stderr)
+    return 0 if refused == 0 else 1
+
+
 def cmd_worker(args, settings: Settings) -> int:
     from streams.runtime import running_pipeline
 
@@ -251,16 +439,25 @@ def cmd_worker(args, settings: Settings) -> int:
     if not catalog.is_file():
         raise SystemExit("sunlight worker needs a catalog: --catalog FILE or SUNLIGHT_CATALOG")
 
-    async def run() -> None:
+    async def run() -> int:
         async with running_pipeline(settings, catalog) as running:
             log.warning("worker running against %s; Ctrl-C to stop", running.bootstrap)
-            await running.worker.wait_until_stopped()  # SIGINT / SIGTERM stop the Faust worker
+            stopped = asyncio.ensure_future(running.worker.wait_until_stopped())  # SIGINT / SIGTERM
+            failed = asyncio.ensure_future(running.pipeline.failed.wait())
+            await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (stopped, failed):
+                waiter.cancel()
+            if running.pipeline.failure is not None:
+                # A worker that cannot fire deadlines must not run on quietly: exit non-zero, so
+                # that its supervisor restarts it.
+                print(f"sunlight: the worker stops: {running.pipeline.failure}", file=sys.stderr)
+                return 1
+        return 0
 
     try:
-        asyncio.run(run())
+        return asyncio.run(run())
     except KeyboardInterrupt:
-        pass
-    return 0
+        return 0
 
 
 def cmd_demo(args, settings: Settings) -> int:
@@ -302,6 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
     bpmn.add_argument("--item", required=True, help="the item code")
     bpmn.add_argument("--catalog", help="write the nodes into this catalog file (default: print them)")
     bpmn.add_argument("--strict", action="store_true", help="refuse loops instead of accepting them as re-work")
+    bpmn.add_argument("--accepted-completes", action="append", default=[], metavar="NODE",
+                      help="a node (id or task name) that the case's acceptance completes, e.g. its 受理 task "
+                           "(repeatable; a flowchart cannot say it)")
+    bpmn.add_argument("--closed-completes", action="append", default=[], metavar="NODE",
+                      help="a node (id or task name) that the case's closing completes, e.g. its 办结 task "
+                           "(repeatable)")
     bpmn.set_defaults(func=cmd_import_bpmn)
 
     alerts = sub.add_parser("alerts", help="stored alerts")
@@ -332,6 +535,35 @@ def build_parser() -> argparse.ArgumentParser:
     add_user.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
     add_user.set_defaults(func=cmd_access_add_user)
 
+    cases = sub.add_parser("cases", help="stored cases")
+    cases_sub = cases.add_subparsers(dest="cases_command", required=True)
+    show = cases_sub.add_parser("show", help="a case's events, deadline and alerts, for checking it by hand")
+    show.add_argument("case_id")
+    show.add_argument("--catalog", help="the catalog (default: SUNLIGHT_CATALOG)")
+    show.add_argument("--format", choices=["text", "json"], default="text")
+    show.add_argument("--department", action="append", default=[], metavar="CODE", help="within this department")
+    show.add_argument("--region", action="append", default=[], metavar="CODE", help="within this region")
+    show.set_defaults(func=cmd_cases_show)
+
+    dlq = sub.add_parser("dlq", help="dead letters: messages the pipeline refused, with the reason")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_sub.add_parser("list", help="the dead letters kept in the store")
+    listing.add_argument("--reason", help="only letters refused for this reason (e.g. unknown_item)")
+    listing.add_argument("--format", choices=["table", "jsonl"], default="table")
+    listing.add_argument("--all", action="store_true", help="also the letters already redriven")
+    listing.add_argument("--department", action="append", default=[], metavar="CODE")
+    listing.add_argument("--region", action="append", default=[], metavar="CODE")
+    listing.add_argument("--catalog", help="the catalog a scope is checked against (default: SUNLIGHT_CATALOG)")
+    listing.set_defaults(func=cmd_dlq_list)
+    redrive = dlq_sub.add_parser("redrive", help="send corrected events back through the pipeline and mark the "
+                                 "letters they replace")
+    redrive.add_argument("file", help="JSON lines: corrected events, or {\"letter_id\": ..., \"event\": {...}}")
+    redrive.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
+    redrive.add_argument("--now", help="the clock open cases are judged against (default: the wall clock)")
+    redrive.add_argument("--wait", type=float, default=60.0, help="with SUNLIGHT_KAFKA: seconds to wait for the "
+                         "worker to store the events before marking letters")
+    redrive.set_defaults(func=cmd_dlq_redrive)
+
     worker = sub.add_parser("worker", help="run a long-lived stream worker")
     worker.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
     worker.set_defaults(func=cmd_worker)
@@ -356,8 +588,10 @@ def main(argv: list[str] | None = None) -> int:
         from sinks.scope import UnknownScope
         from streams.importers import LogFormatError
 
+        from streams.app import PipelineFailed
+
         if isinstance(exc, (CatalogError, BrokerError, FileNotFoundError, MappingError, LogFormatError,
-                            FlowchartError, UnknownScope, StoreError)):
+                            FlowchartError, UnknownScope, StoreError, PipelineFailed)):
             print(f"sunlight: {exc}", file=sys.stderr)
             return 2
         raise

@@ -9,6 +9,9 @@
   deadline_near even if its closing comes later in the same file. A watermark
   per partition keeps one partition that is read ahead of another from making
   the other's cases look late.
+
+A case is never judged at a clock earlier than its last judgement (alerts.evaluate.case_clock),
+whatever the clock passed in.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class WallClock:
+    # Live: facts arrive as they happen, and a withdrawal is published at once.
+    holds_withdrawals = False
+
     def now(self, partition: int | None = None) -> datetime:
         return datetime.now(timezone.utc)
 
@@ -50,3 +56,9 @@ class EventTimeClock:
 
     def finish(self) -> None:
         self.finished = True
+
+    @property
+    def holds_withdrawals(self) -> bool:
+        """A replay holds withdrawals until its input is complete (alerts.lifecycle): a history fed
+        out of order may take a finding away and give it back before all its events are in."""
+        return not self.finished

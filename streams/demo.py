@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -76,7 +77,14 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
             await wait_until_processed(pipeline, ends)
 
         feeding = asyncio.ensure_future(feed())
-        with Live(_view([], [], "starting..."), refresh_per_second=2, screen=False) as live:
+        # On a terminal, a live view; otherwise (a log file, a pipe, a service) a plain summary
+        # every few seconds, so that the output says what is happening.
+        terminal = sys.stdout.isatty()
+        live = Live(_view([], [], "starting..."), refresh_per_second=2, screen=False) if terminal else None
+        last_summary = -SUMMARY_EVERY
+        try:
+            if live is not None:
+                live.start()
             while True:
                 counts, latest = await loop.run_in_executor(writer.executor, snapshot)
                 state = "all events processed; watching the clock" if feeding.done() else "feeding events"
@@ -86,12 +94,34 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
                 status = (f"Sunlight 阳光监察 demo · {len(scenario.events)} events of {cases} cases · "
                           f"{pipeline.progress.events_new} processed · {sum(total.values())} alerts · {state} · "
                           f"{len(total)}/8 rules seen · Ctrl-C to stop")
-                live.update(_view(counts, latest, status))
+                elapsed = loop.time() - started
+                if live is not None:
+                    live.update(_view(counts, latest, status))
+                elif elapsed - last_summary >= SUMMARY_EVERY:
+                    last_summary = elapsed
+                    print(summary_line(elapsed, pipeline.progress.events_new, len(scenario.events), total, state),
+                          flush=True)
                 if feeding.done() and feeding.exception():
                     raise feeding.exception()
-                if duration is not None and loop.time() - started >= duration:
+                if duration is not None and elapsed >= duration:
                     break
                 await asyncio.sleep(1.0)
+        finally:
+            if live is not None:
+                live.stop()
         if not feeding.done():
             feeding.cancel()
+        if live is None:
+            print(summary_line(loop.time() - started, pipeline.progress.events_new, len(scenario.events), total,
+                               "stopped"), flush=True)
     return 0
+
+
+SUMMARY_EVERY = 5.0  # seconds between plain summaries when the output is not a terminal
+
+
+def summary_line(elapsed: float, processed: int, events: int, by_rule: Counter, state: str) -> str:
+    """One plain line: time, events processed, open alerts by rule (Chinese titles)."""
+    rules = ", ".join(f"{RULE_TITLE[Rule(rule)]} {n}" for rule, n in sorted(by_rule.items())) or "none yet"
+    return (f"[{elapsed:6.0f}s] Sunlight demo: {processed}/{events} events processed; "
+            f"{sum(by_rule.values())} open alerts ({rules}); {state}")

@@ -16,6 +16,14 @@ TICKS_SENT = Counter("sunlight_deadline_ticks_total", "Cases re-judged because s
                      registry=REGISTRY)
 OFFSET_GAPS = Counter("sunlight_offset_gaps_total", "Offsets missing between two messages an agent received "
                       "(messages Faust dropped, read again; or a hole in the log)", ["topic"], registry=REGISTRY)
+HOLE_READ_FAILURES = Counter("sunlight_offset_gap_read_failures_total", "Failed reads of messages an agent was "
+                             "not delivered (tried again with the partition's next message)", ["topic"],
+                             registry=REGISTRY)
+CASES_UNWATCHED = Counter("sunlight_cases_unwatched_total", "Cases no longer judged because their item left "
+                          "the catalog", registry=REGISTRY)
+PUBLISH_FAILURES = Counter("sunlight_alert_publish_failures_total", "Written alert versions whose publishing to "
+                           "the alerts topic failed (retried before their messages are acknowledged)",
+                           registry=REGISTRY)
 OPEN_DEADLINES = Gauge("sunlight_open_deadlines", "Cases in the deadline index", registry=REGISTRY)
 SINK_ROWS = Counter("sunlight_sink_rows_total", "Rows written to ClickHouse", ["table"], registry=REGISTRY)
 SINK_FAILURES = Counter("sunlight_sink_failures_total", "Failed ClickHouse batch writes", registry=REGISTRY)

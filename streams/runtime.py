@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,6 +67,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     client = None
     worker = None
     writer = None
+    pipeline = None
     try:
         catalog = CatalogSource(catalog_path, settings.calendar_overrides)
         client = connect(settings.clickhouse, settings.data_dir)
@@ -79,10 +81,14 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         _quiet_faust_logging()
         worker = faust.Worker(pipeline.app, loop=asyncio.get_running_loop(), loglevel="WARNING",
                               quiet=True, redirect_stdouts=False, override_logging=False, daemon=False)
+        worker.spinner = None  # Faust draws a terminal spinner on stdout even when quiet: no control codes in logs
         await worker.start()
+        _stop_on_signals(pipeline, worker)
         yield Running(settings, pipeline, bootstrap, broker, client, worker)
         await pipeline.flush()
     finally:
+        if pipeline is not None:
+            pipeline.stopping = True
         if worker is not None:
             if writer is not None and writer.batch.acks:
                 # Rows are still unwritten (the store is down, or we leave on an error): do not
@@ -98,27 +104,64 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             own_broker.stop()
 
 
+def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker) -> None:
+    """SIGTERM and SIGINT stop the worker cleanly: the agents know they are stopping (so their
+    cancellation is no crash), and the worker stops its services in order."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if not pipeline.stopping:
+            pipeline.stopping = True
+            asyncio.ensure_future(worker.stop())
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+
+
 def restore_from_store(pipeline: Pipeline, client) -> int:
     """Give a fresh embedded broker the history the store already holds.
 
     The embedded broker keeps its topics in memory, so the case table's changelog dies with
     the process, while the store in the data directory keeps every event and alert. The
-    stored events, alerts and revisions are loaded as the seed of each case's state (and of
-    each penalty peer group), used when the table has nothing for the case. At the end of a
-    replay the cases that received no new event are judged once at the replay's clock.
+    stored events, alerts, revisions and clocks are loaded as the seed of each case's state
+    (and the fining decisions as the seed of each penalty peer group), used when the table has
+    nothing for the case. At the end of a replay the cases that received no new event are
+    judged once at the replay's clock.
     """
-    from alerts.events import parse_event
+    from alerts.detectors.discretion import penalty_of
+    from alerts.events import EventType, parse_event
     from alerts.model import Alert
-    from sinks.queries import export_alerts, stored_events, stored_revisions
+    from alerts.peers import fact_of
+    from alerts.state import restored
+    from sinks.queries import export_alerts, stored_case_clocks, stored_events
     from sinks.scope import Scope
 
     everything = Scope.everything()  # the pipeline restores its own state, not a user's view
-    events = [parse_event(obj) for obj in stored_events(client, everything)]
-    alerts = [Alert.from_json(record) for record in export_alerts(client, everything, include_withdrawn=True)]
-    pipeline.restore(events, alerts, stored_revisions(client, everything))
-    if events:
-        log.info("restored %d stored events of %d cases from the store", len(events), len(pipeline.prior_events))
-    return len(events)
+    events: dict[str, list] = {}
+    for obj in stored_events(client, everything):
+        event = parse_event(obj)
+        events.setdefault(event.case_id, []).append(event)
+    alerts: dict[str, list[Alert]] = {}
+    for record in export_alerts(client, everything, include_withdrawn=True):
+        alert = Alert.from_json(record)
+        alerts.setdefault(alert.case_id, []).append(alert)
+    clocks = stored_case_clocks(client, everything)
+    states = {case_id: restored(case_id, case_events, alerts.get(case_id, []), *clocks.get(case_id, (0, None)))
+              for case_id, case_events in events.items()}
+    judge = pipeline.catalog.judge
+    facts = []
+    for case_events in events.values():
+        for event in case_events:
+            penalty = penalty_of(event) if event.type is EventType.DECIDED else None
+            item = judge.catalog.item(event.item_code)
+            if penalty is not None and item is not None:
+                tiers = item.discretion.get(penalty[0], ())
+                facts.append(fact_of(event, *penalty, not tiers or any(t.contains(penalty[1]) for t in tiers)))
+    pipeline.restore(states, facts)
+    count = sum(len(v) for v in events.values())
+    if count:
+        log.info("restored %d stored events of %d cases from the store", count, len(states))
+    return count
 
 
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],
@@ -167,23 +210,34 @@ async def committed_offsets(pipeline: Pipeline, bootstrap: str, topic: str | Non
 def _taken_to_end(pipeline: Pipeline, topic: str, ends: dict[int, int], committed: dict[int, int]) -> bool:
     """Whether the agents have taken every message of `topic` up to `ends` (or an earlier run committed it)."""
     taken = pipeline.progress.taken
+    if any(holes for tp, holes in pipeline.holes.items() if tp.topic == topic):
+        return False  # messages not delivered, still to be read (Pipeline.retry_holes)
     return all(taken.get((topic, p), -1) >= end - 1 or committed.get(p, 0) >= end for p, end in ends.items())
 
 
 async def _wait_for_topics(pipeline: Pipeline, topics: Iterable[str], deadline: float) -> None:
-    """Wait until the agents have taken every message now in `topics` (the internal ones: ticks
-    and peer facts). Offsets, not counts of what this process sent: after a restart the agents
-    also take what the previous run sent and did not commit."""
+    """Wait until the agents have taken every message in `topics` (the internal ones: ticks, peer
+    facts and the verdicts they send back), until taking them sends no more. Offsets, not counts
+    of what this process sent: after a restart the agents also take what the previous run sent
+    and did not commit."""
     loop = asyncio.get_running_loop()
-    await pipeline.app.producer.flush()
-    for topic in topics:
-        ends = await broker_mod.end_offsets(pipeline.bootstrap, topic, confirm=pipeline.settings.tansu)
-        committed = await committed_offsets(pipeline, pipeline.bootstrap, topic)
-        while not _taken_to_end(pipeline, topic, ends, committed):
-            if loop.time() > deadline:
-                raise TimeoutError(f"pipeline did not take every message of {topic} in time: "
-                                   f"{pipeline.progress} of {ends}")
-            await asyncio.sleep(0.05)
+    topics = list(topics)
+    previous: dict[str, dict[int, int]] = {}
+    while True:
+        await pipeline.app.producer.flush()
+        current = {topic: await broker_mod.end_offsets(pipeline.bootstrap, topic, confirm=pipeline.settings.tansu)
+                   for topic in topics}
+        if current == previous:
+            return
+        for topic, ends in current.items():
+            committed = await committed_offsets(pipeline, pipeline.bootstrap, topic)
+            while not _taken_to_end(pipeline, topic, ends, committed):
+                _check_running(pipeline)
+                if loop.time() > deadline:
+                    raise TimeoutError(f"pipeline did not take every message of {topic} in time: "
+                                       f"{pipeline.progress} of {ends}")
+                await asyncio.sleep(0.05)
+        previous = current
 
 
 async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
@@ -197,6 +251,7 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
 
     committed = await committed_offsets(pipeline, pipeline.bootstrap)
     while not _taken_to_end(pipeline, pipeline.settings.case_events_topic, ends, committed):
+        _check_running(pipeline)
         if loop.time() > deadline:
             raise TimeoutError(f"pipeline did not process all events within {timeout:.0f}s: "
                                f"{progress} of {ends}")
@@ -207,18 +262,31 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
         on_progress(sum(ends.values()))
     await _wait_for_topics(pipeline, internal, deadline)  # the decisions' peer facts
     # End of input: the clock moves to --now and everything due by then is judged,
-    # including the restored cases that received no new event.
+    # including the restored cases that received no new event, and the withdrawals held
+    # while the input was incomplete are made.
     pipeline.clock.finish()
     while not pipeline.index_ready:
+        _check_running(pipeline)
         await asyncio.sleep(0.05)
     await pipeline.judge_restored_cases()
     while True:
         await pipeline.fire_due()
         await _wait_for_topics(pipeline, internal, deadline)
-        if not pipeline.index.any_due(pipeline.clock.now) and not pipeline.dirty_groups:
+        if not pipeline.index.any_due(pipeline.clock.now):
             break
     while not await pipeline.flush():
         await asyncio.sleep(pipeline.settings.flush_interval)
+
+
+def _check_running(pipeline: Pipeline) -> None:
+    """Raise, rather than wait for ever, when the worker failed or was asked to stop."""
+    from streams.app import PipelineFailed
+
+    if pipeline.failure is not None:
+        raise pipeline.failure
+    if pipeline.stopping:
+        raise PipelineFailed("stopped before every event was processed; run the same command again to finish "
+                             "(nothing written is lost, nothing is written twice)")
 
 
 def replay_clock(now: datetime | None):

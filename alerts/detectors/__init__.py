@@ -8,7 +8,8 @@ that a timer looks at a case only when something about it is due.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from alerts.calendar import WorkCalendar
 from alerts.catalog import Item
@@ -22,3 +23,5 @@ class CaseView:
     item: Item
     calendar: WorkCalendar
     config: RuleConfig
+    # The peer groups' outlier verdicts on the case's decisions: event_id -> evidence.
+    verdicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -1,19 +1,14 @@
 """Discretion benchmarks (自由裁量基准): discretion_out_of_range and discretion_outlier.
 
-`detect` judges one case's penalty decisions against the catalog's tiers.
-`outliers` judges a group of peer penalties (same item, same violation) and is
-run by the stream over the whole group, so its verdict depends on the set of
-peers and not on the order they arrived in.
+`detect` judges one case's penalty decisions against the catalog's tiers, and
+turns the verdicts of the decisions' peer groups (alerts/peers.py, judged by the
+stream over each group) into discretion_outlier findings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from statistics import median
-from typing import Mapping
 
-from alerts.config import RuleConfig
 from alerts.detectors import CaseView
 from alerts.detectors.deadlines import local
 from alerts.events import CaseEvent
@@ -30,6 +25,10 @@ def penalty_of(event: CaseEvent) -> tuple[str, float] | None:
 
 
 def detect(view: CaseView, now: datetime) -> list[Finding]:
+    return _out_of_range(view) + outlier_findings(view)
+
+
+def _out_of_range(view: CaseView) -> list[Finding]:
     findings = []
     for event in view.timeline.decisions:
         penalty = penalty_of(event)
@@ -59,37 +58,18 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
     return findings
 
 
-@dataclass(frozen=True, slots=True)
-class Outlier:
-    case_id: str
-    amount: float
-    median: float
-    mad: float
-    z: float
-    peers: int
-
-
-def outliers(amounts: Mapping[str, float], config: RuleConfig) -> dict[str, Outlier]:
-    """Cases whose penalty is far from the peers' (robust z-score on median and MAD).
-
-    With fewer than `outlier_min_peers` peers nothing is judged. When more than
-    half the peers impose the same amount (MAD = 0), any other amount differing
-    from the median by more than half of it is an outlier.
-    """
-    if len(amounts) < config.outlier_min_peers:
-        return {}
-    values = list(amounts.values())
-    mid = median(values)
-    mad = median(abs(v - mid) for v in values)
-    out = {}
-    for case_id, amount in amounts.items():
-        if mad > 0:
-            z = 0.6745 * (amount - mid) / mad
-            flagged = abs(z) >= config.outlier_z
-        else:
-            z = float("inf") if amount != mid else 0.0
-            flagged = mid > 0 and abs(amount - mid) > 0.5 * mid
-        if flagged:
-            out[case_id] = Outlier(case_id, amount, mid, mad, round(z, 3) if z != float("inf") else z,
-                                   len(values))
-    return out
+def outlier_findings(view: CaseView) -> list[Finding]:
+    """discretion_outlier for each of the case's decisions its peer group judged an outlier
+    (alerts/peers.py judges; the verdicts reach the case as facts, `view.verdicts`)."""
+    findings = []
+    for event in view.timeline.decisions:
+        evidence = view.verdicts.get(event.event_id)
+        if evidence is None or penalty_of(event) is None:
+            continue
+        times = {k: local(view, datetime.fromisoformat(evidence[k]))
+                 for k in ("peers_decided_from", "peers_decided_to") if evidence.get(k)}
+        findings.append(Finding(
+            Rule.DISCRETION_OUTLIER, event.case_id, event.occurred_at,
+            {**evidence, **times, "decided_at": local(view, event.occurred_at)},
+            subject=event.event_id, officer_id=event.officer_id))
+    return findings

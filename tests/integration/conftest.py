@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -94,6 +97,20 @@ async def list_topics(bootstrap: str) -> set[str]:
         return set(await admin.list_topics())
     finally:
         await admin.close()
+
+
+def start_worker(env: dict, bootstrap: str, *args: str, timeout: float = 60.0):
+    """`sunlight [args] worker` in a process of its own, once it has created its topics (Tansu would
+    auto-create a missing one with 4 partitions)."""
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", *args, "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while "case-events" not in asyncio.run(list_topics(bootstrap)):
+        if time.monotonic() > deadline or worker.poll() is not None:
+            worker.kill()
+            raise AssertionError(f"the worker created no topics: {worker.communicate()[1][-3000:]}")
+        time.sleep(0.3)
+    return worker
 
 
 def as_messages(events):

@@ -8,7 +8,7 @@ import sys
 
 import orjson
 
-from alerts.model import Rule
+from alerts.model import RULE_TITLE, Rule
 from sinks.clickhouse import connect
 from sinks.migrations import all_migrations, applied, migrate, rollback
 
@@ -20,7 +20,9 @@ def test_the_demo_shows_every_rule_within_a_minute(tmp_path):
     demo = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--duration", "55"], env=env,
                           capture_output=True, timeout=180)
     assert demo.returncode == 0, demo.stderr.decode()[-3000:]
-    assert "预警统计" in demo.stdout.decode()
+    # Its output is not a terminal here: a plain summary, whose last line names every rule.
+    last = [line for line in demo.stdout.decode().splitlines() if "Sunlight demo:" in line][-1]
+    assert all(RULE_TITLE[rule] in last for rule in Rule), last
     export = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export"], env=env,
                             capture_output=True, timeout=120)
     rules = {orjson.loads(line)["rule"] for line in export.stdout.splitlines()}
@@ -36,14 +38,17 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         assert {"case_events", "cases", "alerts"} <= tables
         client.command("INSERT INTO case_events (case_id, event_id, occurred_at, recorded_at, ingested_at) "
                        "VALUES ('c', 'e', '2026-03-02 01:00:00', '2026-03-02 01:00:00', now())")
-        assert rollback(client, 1) == [2]  # back to monthly partitions, rows kept
+        assert "dead_letters" in tables
+        assert rollback(client, 1) == [3, 2]  # back to monthly partitions, rows kept
+        tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
+        assert "dead_letters" not in tables
         assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
-        assert migrate(client) == [2]
+        assert migrate(client) == [2, 3]
         assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
-        assert rollback(client, 0) == [2, 1]
+        assert rollback(client, 0) == [3, 2, 1]
         assert applied(client) == []
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
-        assert not {"case_events", "cases", "alerts"} & tables
-        assert migrate(client) == [1, 2]
+        assert not {"case_events", "cases", "alerts", "dead_letters"} & tables
+        assert migrate(client) == [1, 2, 3]
     finally:
         client.close()

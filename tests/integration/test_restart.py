@@ -31,6 +31,7 @@ def test_kill_and_restart_mid_stream(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     expected, _ = replay(pipeline_settings(tmp_path / "baseline"), catalog, as_messages(scenario.events))
+    expected_cases = stored_cases(tmp_path / "baseline")
 
     with EmbeddedBroker() as broker:
         env = {**os.environ, "SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
@@ -73,3 +74,17 @@ def test_kill_and_restart_mid_stream(tmp_path):
         assert events_stored == total
     finally:
         client.close()
+    # The cases table too: a case closed just before the kill is not left "open" in the store.
+    got_cases = stored_cases(tmp_path / "data")
+    assert got_cases == expected_cases, sorted(set(got_cases.items()) ^ set(expected_cases.items()))[:10]
+
+
+def stored_cases(data_dir):
+    """What the store says of each case (FINAL: the newest revision), all but revision and times of writing."""
+    client = connect(None, data_dir)
+    try:
+        rows = client.query("SELECT case_id, item_code, department, region, status, accepted_at, ended_at, "
+                            "deadline, event_count, open_alerts FROM cases FINAL").result_rows
+    finally:
+        client.close()
+    return {row[0]: tuple(row[1:]) for row in rows}

@@ -104,3 +104,86 @@ def test_merge_pauses_joins_overlaps_and_keeps_open_ends():
     a, b, c = at(2026, 3, 2), at(2026, 3, 3), at(2026, 3, 4)
     assert merge_pauses([(b, c), (a, b + timedelta(hours=1))]) == [(a, c)]
     assert merge_pauses([(a, b), (b - timedelta(hours=1), None)]) == [(a, None)]
+
+
+# -- the counting is fast, and counts exactly as the day-by-day walk it replaced ------------------
+
+def _walk_deadline(cal, start, days, pauses, tz):
+    """The reference: walk day by day, a working day's running time counted as its share."""
+    start_day = start.astimezone(tz).date()
+    if days == 0:
+        return cal.midnight(start_day + timedelta(days=1), tz)
+    merged = merge_pauses(pauses)
+    remaining, day = float(days), start_day
+    for _ in range(20000):
+        day += timedelta(days=1)
+        if not cal.is_workday(day):
+            continue
+        day_start, day_end = cal.midnight(day, tz), cal.midnight(day + timedelta(days=1), tz)
+        length = (day_end - day_start).total_seconds()
+        cursor = day_start
+        for p_start, p_end in merged + [(day_end, day_end)]:
+            if p_end is not None and p_end <= cursor:
+                continue
+            run_end = min(max(p_start, cursor), day_end)
+            share = (run_end - cursor).total_seconds() / length
+            if share >= remaining - 1e-12 and run_end > cursor:
+                return cursor + timedelta(seconds=remaining * length)
+            remaining -= share
+            if p_start >= day_end:
+                break
+            if p_end is None:
+                return None
+            cursor = max(cursor, p_end)
+            if cursor >= day_end:
+                break
+    raise AssertionError("not found")
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Europe/Amsterdam"])
+def test_deadlines_with_pauses_match_the_day_by_day_walk(zone):
+    import random
+
+    tz = ZoneInfo(zone)
+    cal = WorkCalendar(timezone=zone, on_missing_year=lambda year: None)
+    rng = random.Random(zone)
+    for _ in range(400):
+        start = datetime(2024, 1, 1, tzinfo=tz) + timedelta(minutes=rng.randrange(0, 3 * 365 * 24 * 60))
+        days = rng.choice([0, 1, 2, 5, 10, 20, 45, 90, 400])
+        pauses = []
+        cursor = start - timedelta(days=2)
+        for _ in range(rng.randrange(0, 4)):
+            cursor += timedelta(minutes=rng.randrange(0, 20 * 24 * 60))
+            end = cursor + timedelta(minutes=rng.randrange(1, 10 * 24 * 60))
+            pauses.append((cursor, None if rng.random() < 0.1 else end))
+            cursor = end
+        want = _walk_deadline(cal, start, days, pauses, tz)
+        got = cal.deadline(start, days, pauses)
+        assert got == want or abs((got - want).total_seconds()) < 1e-3, (start, days, pauses)
+        if want is not None:
+            used = cal.working_days_between(start, want, [p for p in pauses if p[1] is not None])
+            if all(p[1] is not None for p in pauses):
+                assert used == pytest.approx(days, abs=1e-3)
+
+
+def test_a_ten_year_deadline_with_suspensions_costs_what_a_short_one_does():
+    # Cost counted in days looked at, not in seconds: once the calendar's years are indexed, a
+    # deadline looks at the days its pauses cut, whatever the number of days it spans.
+    looked_at = []
+
+    class Counting(WorkCalendar):
+        def is_workday(self, day):
+            looked_at.append(day)
+            return super().is_workday(day)
+
+    cal = Counting(on_missing_year=lambda year: None)
+    start = at(2026, 3, 2, 10)
+    pauses = [(at(2026, 3, 3 + i, 9), at(2026, 3, 3 + i, 15)) for i in range(0, 20, 2)]
+    assert cal.deadline(start, 3650, pauses) > at(2040, 1, 1)  # indexes the years it spans
+
+    def cost(days, minute):
+        looked_at.clear()
+        cal.deadline(start + timedelta(minutes=minute), days, pauses)  # another start: not remembered
+        return len(looked_at)
+
+    assert cost(5, 1) <= cost(3650, 1) <= 4 * len(pauses) + 4

@@ -71,3 +71,15 @@ def test_the_result_is_a_valid_catalog_item():
 def test_what_cannot_be_expressed_is_refused(xml, words):
     with pytest.raises(FlowchartError, match=words):
         read_bpmn(xml)
+
+
+def test_the_caller_names_the_nodes_acceptance_and_closing_complete():
+    nodes = read_bpmn(bpmn(tasks("A1", "B1", "C1"), [("s", "A1"), ("A1", "B1"), ("B1", "C1"), ("C1", "e")]))
+    plain = catalog_nodes(nodes)
+    assert all("completed_by" not in n for n in plain)  # a flowchart cannot say it
+    named = catalog_nodes(nodes, accepted=["A1"], closed=["C1 step"])  # by id or by task name
+    assert [n.get("completed_by") for n in named] == ["accepted", None, "closed"]
+    with pytest.raises(FlowchartError, match="no task 'Z9'"):
+        catalog_nodes(nodes, accepted=["Z9"])
+    with pytest.raises(FlowchartError, match="both"):
+        catalog_nodes(nodes, accepted=["A1"], closed=["A1"])

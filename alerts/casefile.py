@@ -1,0 +1,136 @@
+"""A case file (案卷): one case's events, deadline and alerts, laid out for an inspector to check
+a red card by hand. Pure: the stored events and alerts, the catalog item and the calendar in,
+a JSON-able record and its text out (`sunlight cases show`)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any, Mapping, Sequence
+
+from alerts.calendar import WorkCalendar
+from alerts.catalog import Item
+from alerts.describe import EVENT_TITLE, SUSPENSION_REASON, days, describe_alert, moment
+from alerts.events import CaseEvent, EventType
+from alerts.timeline import process_order, read_timeline
+
+
+def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], item: Item,
+              calendar: WorkCalendar, department_name: str | None = None) -> dict[str, Any]:
+    ordered = process_order(events, item)
+    timeline = read_timeline(events, item)
+    local = calendar.local
+    first = ordered[0] if ordered else None
+    rows = []
+    for number, event in enumerate(ordered, start=1):
+        node = item.node(event.node) if event.node else None
+        rows.append({"seq": number, "event_id": event.event_id, "type": event.type.value,
+                     "type_title": EVENT_TITLE[event.type], "node": event.node,
+                     "node_name": node.name if node else None,
+                     "occurred_at": local(event.occurred_at).isoformat(),
+                     "recorded_at": local(event.recorded_at).isoformat(),
+                     "officer_id": event.officer_id, "channel": event.channel.value if event.channel else None,
+                     "attrs": dict(event.attrs)})
+    status = "未受理"
+    if timeline.accepted is not None:
+        status = "在办"
+        if timeline.end is not None:
+            status = "已办结" if timeline.end.type is EventType.CLOSED else "已撤回"
+        elif timeline.suspensions and timeline.suspensions[-1].resumed is None:
+            status = "挂起中"
+    return {
+        "case_id": first.case_id if first else None, "item_code": item.code, "item_name": item.name,
+        "department": (first.department if first and first.department else item.department),
+        "department_name": department_name, "status": status, "events": rows,
+        "deadline": _deadline(timeline, item, calendar),
+        "alerts": [{**alert, "text": describe_alert(alert)} for alert in alerts],
+    }
+
+
+def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
+    accepted = timeline.accepted
+    if accepted is None:
+        return {"text": "案件尚未受理，办理时限未起算。"}
+    deadline = timeline.deadline(calendar)
+    pauses = [{"from": calendar.local(s.suspended.occurred_at).isoformat(),
+               "to": calendar.local(s.end).isoformat() if s.end else None,
+               "reason": s.suspended.attrs.get("reason")} for s in timeline.suspensions]
+    out: dict[str, Any] = {
+        "accepted_at": calendar.local(accepted.occurred_at).isoformat(),
+        "promised_days": None if timeline.stated_deadline else timeline.promised_days,
+        "catalog_promised_days": item.promised_days,
+        "stated_by_source": timeline.stated_deadline is not None,
+        "suspensions": pauses,
+        "deadline": calendar.local(deadline).isoformat() if deadline else None,
+    }
+    if timeline.stated_deadline is not None:
+        basis = f"办理系统在受理时给定的办理时限：{moment(out['deadline'])}。"
+    else:
+        source = "（受理事件另行约定）" if timeline.promised_days != item.promised_days else "（事项目录）"
+        basis = (f"承诺时限 {timeline.promised_days} 个工作日{source}，自 {moment(out['accepted_at'])} 受理，"
+                 f"受理当日不计，自次日起按中国法定工作日计算（周末、法定节假日不计，调休上班日计入），"
+                 f"截止于最后一个工作日 24:00。")
+    lines = [basis]
+    if pauses:
+        spans = "；".join(f"{moment(p['from'])} 至 {moment(p['to']) if p['to'] else '未恢复'}"
+                         f"（{SUSPENSION_REASON.get(p['reason'] or '', p['reason'] or '未说明')}）" for p in pauses)
+        lines.append(f"挂起 {len(pauses)} 次：{spans}；挂起期间的工作时间不计入，时限相应顺延。")
+    if deadline is None:
+        lines.append("案件挂起中，时限暂停计算。")
+    else:
+        if timeline.stated_deadline is None:
+            start = calendar.local(accepted.occurred_at).date() + timedelta(days=1)
+            end = calendar.local(deadline).date() - timedelta(days=1)
+            off, extra = _calendar_exceptions(calendar, start, end)
+            if off:
+                lines.append(f"期间不计的工作日（法定节假日）：{_dates(off)}。")
+            if extra:
+                lines.append(f"期间计入的周末（调休上班）：{_dates(extra)}。")
+        lines.append(f"办理时限截止：{moment(out['deadline'])}。")
+    if timeline.end is not None:
+        used = calendar.working_days_between(accepted.occurred_at, timeline.end.occurred_at, timeline.pauses)
+        out["ended_at"] = calendar.local(timeline.end.occurred_at).isoformat()
+        out["working_days_used"] = used
+        how = "办结" if timeline.end.type is EventType.CLOSED else "撤回"
+        late = deadline is not None and timeline.end.occurred_at > deadline
+        lines.append(f"实际于 {moment(out['ended_at'])} {how}，用时 {days(used)} 个工作日，"
+                     f"{'超过' if late else '未超过'}时限。")
+    out["text"] = "\n".join(lines)
+    return out
+
+
+def _calendar_exceptions(calendar: WorkCalendar, start: date, end: date) -> tuple[list[date], list[date]]:
+    """Weekdays that are holidays, and weekend days that are working days (调休), in [start, end]."""
+    off, extra = [], []
+    day = start
+    while day <= end and (day - start).days <= 3700:
+        workday = calendar.is_workday(day)
+        if day.weekday() < 5 and not workday:
+            off.append(day)
+        elif day.weekday() >= 5 and workday:
+            extra.append(day)
+        day += timedelta(days=1)
+    return off, extra
+
+
+def _dates(values: list[date]) -> str:
+    return "、".join(d.isoformat() for d in values[:40]) + (f" 等 {len(values)} 天" if len(values) > 40 else "")
+
+
+def render(file: Mapping[str, Any]) -> str:
+    """The case file as text for a terminal."""
+    department = file["department"] + (f" {file['department_name']}" if file.get("department_name") else "")
+    out = [f"办件 {file['case_id']} · 事项 {file['item_code']} {file['item_name']} · 部门 {department} · "
+           f"状态：{file['status']}", "", "事件（按办理顺序）："]
+    out.append(f"  {'#':>3}  {'发生时间':<16}  {'登记时间':<16}  {'事件':<6}  {'环节':<14}  {'承办人':<10}  事件编号")
+    for row in file["events"]:
+        node = (row["node_name"] or row["node"] or "")[:14]
+        out.append(f"  {row['seq']:>3}  {moment(row['occurred_at']):<16}  {moment(row['recorded_at']):<16}  "
+                   f"{row['type_title']:<6}  {node:<14}  {(row['officer_id'] or '')[:10]:<10}  {row['event_id']}")
+    out += ["", "办理时限：", *("  " + line for line in file["deadline"]["text"].splitlines()), "", "预警："]
+    if not file["alerts"]:
+        out.append("  无")
+    for alert in file["alerts"]:
+        out.append(f"  {alert['text']}")
+        out.append(f"    预警编号 {alert['alert_id']} · 第 {alert.get('version', 1)} 版 · "
+                   f"发生于 {moment(alert['event_time'])}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,147 @@
+"""Alerts in words: the evidence of each rule as Chinese sentences an inspector can check.
+
+Used wherever people read an alert: `sunlight cases show`, notices, tickets, pages. Pure:
+an alert's JSON form (or its parts) in, text out. Times are shown as the evidence states
+them, in local business time, to the minute.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping
+
+from alerts.events import CaseEvent, EventType
+
+EVENT_TITLE: Mapping[EventType, str] = {
+    EventType.ACCEPTED: "受理",
+    EventType.NODE_COMPLETED: "环节办结",
+    EventType.RETURNED: "退回",
+    EventType.SUSPENDED: "挂起",
+    EventType.RESUMED: "恢复",
+    EventType.DECIDED: "决定",
+    EventType.CLOSED: "办结",
+    EventType.WITHDRAWN: "撤回",
+    EventType.RATED: "评议",
+}
+SUSPENSION_REASON = {"hearing": "听证", "inspection": "检验检测", "expert_review": "专家评审",
+                     "supplement": "补正材料", "other": "其他"}
+WENT_AHEAD = {"node": "后续环节", "decision": "作出决定", "closing": "办结", "acceptance": "受理"}
+STATUS_TITLE = {"open": "有效", "withdrawn": "已撤销", "acknowledged": "已确认", "resolved": "已处置"}
+
+
+def moment(value: str | datetime | None) -> str:
+    """'2026-03-16 00:00' from an ISO time (kept in the offset it was written with)."""
+    if value is None:
+        return "—"
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return text[:16].replace("T", " ")
+
+
+def days(value: float | int | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:g}" if isinstance(value, int) or float(value).is_integer() else f"{value:.2f}"
+
+
+def money(value: float | int | None) -> str:
+    return "—" if value is None else f"¥{value:,.2f}".replace(".00", "")
+
+
+def event_cause(event: CaseEvent) -> str:
+    """The event that changed a judgement, in words: `2026-03-20 10:00 的“办结”事件（C1-05）`."""
+    node = f"（环节 {event.node}）" if event.node else ""
+    return f"{moment(event.occurred_at)} 的“{EVENT_TITLE[event.type]}”事件{node}（{event.event_id}）"
+
+
+def withdrawal_reason(cause: str) -> str:
+    return f"{cause}表明该情形不成立"
+
+
+def _suspensions(evidence: Mapping[str, Any]) -> str:
+    items = evidence.get("suspensions") or []
+    if not items:
+        return "无挂起"
+    parts = [f"{moment(s.get('suspended_at'))} 至 {moment(s.get('resumed_at')) if s.get('resumed_at') else '未恢复'}"
+             f"（{SUSPENSION_REASON.get(s.get('reason') or '', s.get('reason') or '未说明')}）" for s in items]
+    return "挂起 " + "；".join(parts) + "，挂起期间不计时"
+
+
+def _deadline(evidence: Mapping[str, Any]) -> str:
+    if evidence.get("deadline_source") == "stated by the source system":
+        basis = "办理系统给定的办理时限"
+    else:
+        basis = f"承诺时限 {evidence.get('promised_days')} 个工作日（受理当日不计，截止于最后一个工作日 24:00）"
+    return (f"{moment(evidence.get('accepted_at'))} 受理，{basis}，{_suspensions(evidence)}，"
+            f"时限截止 {moment(evidence.get('deadline'))}")
+
+
+def _ended(evidence: Mapping[str, Any]) -> str:
+    if not evidence.get("ended_at"):
+        return "至今未办结"
+    how = "办结" if evidence.get("ended_by") == "closed" else "撤回"
+    used = evidence.get("working_days_used")
+    return f"于 {moment(evidence['ended_at'])} {how}" + (f"，实际用时 {days(used)} 个工作日" if used is not None else "")
+
+
+def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
+    """The evidence of an alert of `rule`, as sentences."""
+    e = evidence
+    if rule == "deadline_near":
+        return (f"{_deadline(e)}。{moment(e.get('last_day_started_at'))} 进入最后一个工作日时案件仍在办理；"
+                f"{_ended(e)}。")
+    if rule == "overdue":
+        return f"{_deadline(e)}。时限届满时案件仍未办结；{_ended(e)}。"
+    if rule == "node_overdue":
+        done = (f"{moment(e['completed_at'])} 完成，用时 {days(e.get('working_days_used'))} 个工作日"
+                if e.get("completed_at") else "至今未完成")
+        return (f"环节“{e.get('node_name')}”限时 {e.get('node_days')} 个工作日，自 {moment(e.get('clock_started_at'))} "
+                f"起算，{_suspensions(e)}，应于 {moment(e.get('node_deadline'))} 前完成；实际{done}。")
+    if rule == "skipped_node":
+        what = WENT_AHEAD.get(e.get("went_ahead") or "", e.get("went_ahead") or "")
+        node = f"（环节 {e['went_ahead_node']}）" if e.get("went_ahead_node") else ""
+        return (f"必经环节“{e.get('skipped_node_name') or e.get('skipped_node')}”尚未完成，"
+                f"{moment(e.get('went_ahead_at'))} 即已{what}{node}，事件 {e.get('went_ahead_event_id')}。")
+    if rule == "backfill":
+        parts = []
+        burst = e.get("burst")
+        if burst:
+            parts.append(f"从受理到办结的 {burst['events']} 个事件在 {moment(burst['registered_from'])} 至 "
+                         f"{moment(burst['registered_to'])} 的 {days(burst['registered_within_minutes'])} 分钟内集中登记，"
+                         f"而其所述办理时间跨度 {days(burst['stated_span_hours'])} 小时"
+                         f"（{moment(burst['stated_from'])} 至 {moment(burst['stated_to'])}）")
+        late = e.get("late_registrations") or []
+        if late:
+            first = late[0]
+            parts.append(f"{e.get('late_registration_count', len(late))} 个事件滞后登记，如 {first['event_id']}："
+                         f"{moment(first['occurred_at'])} 发生，{moment(first['recorded_at'])} 才登记"
+                         f"（滞后 {days(first['lag_hours'])} 小时）")
+        return "疑似网下运行、网上补录：" + "；".join(parts) + "。"
+    if rule == "retroactive_suspension":
+        return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
+                f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，此时不计该挂起的办理时限"
+                f"（{moment(e.get('deadline_without_suspension'))}）已过，倒签 {days(e.get('backdated_hours'))} 小时。")
+    if rule == "discretion_out_of_range":
+        tiers = "、".join(f"{t['tier']} {money(t['min'])}–{money(t['max'])}" for t in e.get("tiers") or [])
+        claimed = f"，自称适用“{e['claimed_tier']}”档" if e.get("claimed_tier") else ""
+        return (f"{moment(e.get('decided_at'))} 对违法行为 {e.get('violation_code')} 处罚 {money(e.get('penalty_amount'))}"
+                f"{claimed}；自由裁量基准为 {tiers}；问题：{_PROBLEM.get(e.get('problem') or '', e.get('problem'))}。")
+    if rule == "discretion_outlier":
+        low, high = (e.get("usual_range") or [None, None])[:2]
+        direction = "高于" if e.get("direction") == "above" else "低于"
+        return (f"{moment(e.get('decided_at'))} 对违法行为 {e.get('violation_code')} 处罚 {money(e.get('penalty_amount'))}；"
+                f"此前同类处罚 {e.get('peers')} 件，通常在 {money(e.get('peer_low'))}–{money(e.get('peer_high'))} 之间"
+                f"（中位数 {money(e.get('peer_median'))}），放宽后的合理范围为 {money(low)}–{money(high)}，"
+                f"本案{direction}该范围。")
+    return "；".join(f"{k}: {v}" for k, v in e.items())
+
+
+_PROBLEM = {"outside every tier": "超出全部裁量档次"}
+
+
+def describe_alert(alert: Mapping[str, Any]) -> str:
+    """One alert (its JSON form): title, status and evidence in words; a withdrawn one with why."""
+    status = STATUS_TITLE.get(alert.get("status") or "", alert.get("status"))
+    text = f"【{alert.get('title')}】{status}。{describe_evidence(alert['rule'], alert.get('evidence') or {})}"
+    if alert.get("status") == "withdrawn" and alert.get("withdrawn_reason"):
+        text += f" 撤销原因：{alert['withdrawn_reason']}。"
+    return text

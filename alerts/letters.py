@@ -1,0 +1,104 @@
+"""Dead letters: messages that could not be processed, kept with the reason, never lost.
+
+A letter is identified by what was refused: the topic it came from, its bytes and the
+reason, so the same bad message refused again (a re-import of the same file, a redelivery)
+is the same letter. Its source position (partition, offset) is kept as where it was last
+seen. Where the payload names them, the letter carries the case, event, department and
+region, so that a department sees its own letters, as it sees its own alerts. A letter is
+`open` until a corrected event replaces it (`redriven`). Pure: bytes in, a letter out.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from alerts.catalog import Catalog
+
+PAYLOAD_BYTES = 256 * 1024  # kept of a payload; base64 of this stays well under Kafka's 1 MB record
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    letter_id: str
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    payload: str  # the message as received (UTF-8, or base64 when it was not text), cut to PAYLOAD_BYTES
+    payload_encoding: str  # "utf-8" | "base64", with "; truncated from N bytes" when cut
+    case_id: str | None = None
+    event_id: str | None = None
+    department: str = ""
+    region: str = ""
+    status: str = "open"  # open | redriven
+    redriven_at: datetime | None = None
+    version: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        """The letter as the DLQ topic carries it (`error` is the detail, as before)."""
+        return {"letter_id": self.letter_id, "reason": self.reason, "detail": self.detail, "error": self.detail,
+                "topic": self.topic, "partition": self.partition, "offset": self.offset, "key": self.key,
+                "case_id": self.case_id, "event_id": self.event_id, "department": self.department,
+                "region": self.region, "payload": self.payload, "payload_encoding": self.payload_encoding}
+
+
+def letter_id(topic: str, raw: bytes, reason: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (topic.encode(), raw, reason.encode()):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def make_letter(topic: str, partition: int, offset: int, key: bytes | str | None, raw: bytes, reason: str,
+                detail: str, catalog: Catalog | None = None) -> DeadLetter:
+    """A letter for a refused message; the case, department and region are read from its
+    payload when it is a JSON object that names them (the department falls back on the
+    catalog's item, the region on the catalog's department)."""
+    cut = raw[:PAYLOAD_BYTES]
+    try:
+        text, encoding = cut.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(cut).decode(), "base64"
+    if len(raw) > PAYLOAD_BYTES:
+        encoding += f"; truncated from {len(raw)} bytes"
+    if isinstance(key, bytes):
+        key = key.decode("utf-8", "replace")
+    labels = _labels(raw, catalog)
+    return DeadLetter(letter_id(topic, raw, reason), reason, detail[:2000], topic, partition, offset, key,
+                      text, encoding, **labels)
+
+
+def _labels(raw: bytes, catalog: Catalog | None) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(raw) if len(raw) <= 4 * PAYLOAD_BYTES else None
+    except orjson.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict):
+        return {}
+
+    def text(name: str, limit: int = 128) -> str | None:
+        value = obj.get(name)
+        return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+    department, region = text("department"), text("region", 32)
+    item = catalog.item(text("item_code") or "") if catalog is not None else None
+    if department is None and item is not None:
+        department = item.department
+    if region is None and catalog is not None and department in catalog.departments:
+        region = catalog.departments[department].region
+    return {"case_id": text("case_id"), "event_id": text("event_id"), "department": department or "",
+            "region": region or ""}
+
+
+def redriven(letter: DeadLetter, at: datetime) -> DeadLetter:
+    """The letter, marked as replaced by a corrected event."""
+    return replace(letter, status="redriven", redriven_at=at, version=letter.version + 1)

@@ -1,0 +1,344 @@
+"""Trust (issue 9): a red card is never withdrawn by the clock, never lost after a crash, never
+raised on clean work; what was refused stays visible; the stream says when it cannot go on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+
+import orjson
+
+from alerts.model import RULE_TITLE, Rule
+from sinks.clickhouse import connect
+from sinks.queries import dead_letters
+from sinks.scope import Scope
+from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
+from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, read_all, replay, write_inputs
+
+
+def histories(records):
+    """alert_id -> statuses in version order, from the records of the alerts topic."""
+    versions: dict[str, dict[int, str]] = {}
+    for record in records:
+        alert = orjson.loads(record.value)
+        versions.setdefault(alert["alert_id"], {})[alert["version"]] = alert["status"]
+    return {k: [v[n] for n in sorted(v)] for k, v in versions.items()}
+
+
+def reopened(history):
+    return sorted(k for k, statuses in history.items()
+                  if "withdrawn" in statuses and "open" in statuses[statuses.index("withdrawn"):])
+
+
+def found_by_case(alerts):
+    out: dict[str, set[str]] = {}
+    for alert in alerts:
+        if alert["status"] != "withdrawn":
+            out.setdefault(alert["case_id"], set()).add(alert["rule"])
+    return out
+
+
+def test_file_order_and_shuffled_replays_agree_and_no_alert_is_withdrawn_and_reopened(scenario, baseline, tmp_path):
+    alerts, _, catalog, published = baseline
+    events = list(scenario.events)
+    random.Random(23).shuffle(events)
+    again, _, republished = replay(pipeline_settings(tmp_path / "data"), catalog, as_messages(events),
+                                   read_topic="alerts")
+    assert identity(again) == identity(alerts)
+    for history in (histories(published), histories(republished)):
+        assert reopened(history) == []
+    # In file order nothing is ever withdrawn: late ticks and stale clocks take nothing back.
+    assert [k for k, statuses in histories(published).items() if "withdrawn" in statuses] == []
+    found = found_by_case(again)
+    missed = {c: r.value for c, r in scenario.truth.items() if r is not None and r.value not in found.get(c, ())}
+    assert missed == {}
+    assert {c: found[c] for c in scenario.clean_cases if found.get(c)} == {}
+
+
+def test_a_second_run_over_the_same_data_publishes_no_new_alert_version(scenario, tmp_path):
+    # Events without a region: the labels come from the catalog, after a restore as live.
+    events = [{k: v for k, v in e.items() if k != "region"} for e in scenario.events]
+    catalog, _ = write_inputs(tmp_path, scenario, events)
+    settings = pipeline_settings(tmp_path / "data")
+    first, _, published = replay(settings, catalog, as_messages(events), read_topic="alerts")
+    assert published and {a["region"] for a in first} == {"320200"}
+    second, progress, republished = replay(settings, catalog, as_messages(events), read_topic="alerts")
+    assert progress.events_duplicate == len(events) and progress.events_new == 0
+    assert (progress.alerts_changed, len(republished)) == (0, 0)
+    assert sorted(json.dumps(a, sort_keys=True) for a in second) == sorted(json.dumps(a, sort_keys=True) for a in first)
+
+
+def test_a_case_too_large_for_one_record_goes_to_the_dead_letters_and_the_rest_flows(scenario, baseline, tmp_path):
+    alerts, _, catalog, _ = baseline
+    item = scenario.events[0]["item_code"]
+    big = [{"event_id": f"BIG-{i}", "case_id": "BIG-1", "item_code": item, "type": "accepted" if i == 0 else "rated",
+            "occurred_at": f"2026-03-02T{9 + i // 60:02d}:{i % 60:02d}:00+08:00",
+            "recorded_at": f"2026-03-02T{9 + i // 60:02d}:{i % 60:02d}:30+08:00",
+            "attrs": {"opinion": "意见" * 2600, "rating": "satisfied"}} for i in range(80)]
+    settings = pipeline_settings(tmp_path / "data")
+    again, progress = replay(settings, catalog, as_messages(scenario.events + big))
+    assert identity([a for a in again if a["case_id"] != "BIG-1"]) == identity(alerts)
+    client = connect(None, settings.data_dir)
+    try:
+        letters = list(dead_letters(client, Scope.everything(), reason="case_too_large"))
+        kept = client.query("SELECT count() FROM case_events FINAL WHERE case_id = 'BIG-1'").result_rows[0][0]
+    finally:
+        client.close()
+    assert letters and all(letter["case_id"] == "BIG-1" for letter in letters)
+    assert kept + len(letters) == len(big) and kept < len(big)
+    assert "changelog record" in letters[0]["detail"]
+    assert progress.dead_letters == len(letters)
+
+
+def sunlight(args, env, **kwargs):
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, timeout=600,
+                          **kwargs)
+
+
+def test_dead_letters_are_kept_in_the_store_listed_and_redriven(scenario, tmp_path):
+    good = scenario.events[:200]
+    item = good[0]["item_code"]
+    bad = [{"event_id": "X-1", "case_id": "X-CASE", "item_code": "NO-SUCH-ITEM", "type": "accepted",
+            "department": "SCJG", "occurred_at": "2026-03-02T09:00:00+08:00",
+            "recorded_at": "2026-03-02T09:00:00+08:00"}]
+    catalog, events = write_inputs(tmp_path, scenario, good + bad + [b"{not json"])
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    now = ["--now", NOW.isoformat()]
+    done = sunlight(["replay", str(events), "--catalog", str(catalog), *now], env)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    listed = sunlight(["dlq", "list", "--format", "jsonl"], env)
+    letters = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted(letter["reason"] for letter in letters) == ["invalid_json", "unknown_item"]
+    unknown = next(letter for letter in letters if letter["reason"] == "unknown_item")
+    assert (unknown["case_id"], unknown["department"], unknown["region"]) == ("X-CASE", "SCJG", "320200")
+    assert unknown["topic"] == "case-events" and unknown["offset"] >= 0 and "NO-SUCH-ITEM" in unknown["payload"]
+    table = sunlight(["dlq", "list", "--reason", "unknown_item"], env)
+    assert table.returncode == 0 and b"unknown_item" in table.stdout and b"invalid_json" not in table.stdout
+    # Scoped like the alerts: SCJG sees its letter; the unreadable one names nobody.
+    scoped = sunlight(["dlq", "list", "--format", "jsonl", "--department", "SCJG", "--catalog", str(catalog)], env)
+    assert [orjson.loads(line)["reason"] for line in scoped.stdout.splitlines()] == ["unknown_item"]
+    # A second replay of the same file refuses the same messages: the same letters, not new ones.
+    assert sunlight(["replay", str(events), "--catalog", str(catalog), *now], env).returncode == 0
+    again = [orjson.loads(line) for line in sunlight(["dlq", "list", "--format", "jsonl"], env).stdout.splitlines()]
+    assert sorted(letter["letter_id"] for letter in again) == sorted(letter["letter_id"] for letter in letters)
+    # The corrected event replaces its letter.
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_bytes(orjson.dumps({**bad[0], "item_code": item}) + b"\n")
+    redrive = sunlight(["dlq", "redrive", str(fixed), "--catalog", str(catalog), *now], env)
+    assert redrive.returncode == 0, redrive.stderr.decode()[-3000:]
+    assert b"1 dead letters marked redriven" in redrive.stderr
+    still = [orjson.loads(line) for line in sunlight(["dlq", "list", "--format", "jsonl"], env).stdout.splitlines()]
+    assert [letter["reason"] for letter in still] == ["invalid_json"]
+    every = [orjson.loads(line) for line in
+             sunlight(["dlq", "list", "--format", "jsonl", "--all"], env).stdout.splitlines()]
+    assert {(x["reason"], x["status"]) for x in every} == {("invalid_json", "open"), ("unknown_item", "redriven")}
+    shown = sunlight(["cases", "show", "X-CASE", "--catalog", str(catalog)], env)
+    assert shown.returncode == 0 and "X-CASE" in shown.stdout.decode()
+
+
+def test_a_second_process_on_the_data_directory_is_told_who_holds_it(scenario, tmp_path):
+    catalog, _ = write_inputs(tmp_path, scenario)
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("SUNLIGHT_KAFKA", None)
+    env.pop("SUNLIGHT_CLICKHOUSE", None)
+    holder = connect(None, tmp_path / "data")  # this process holds the directory, as a pipeline would
+    try:
+        for args in (["alerts", "export"], ["dlq", "list"], ["cases", "show", "C1", "--catalog", str(catalog)]):
+            refused = sunlight(args, env)
+            message = refused.stderr.decode()
+            assert refused.returncode == 2, message
+            assert f"is in use by process {os.getpid()}" in message and "SUNLIGHT_DATA_DIR" in message, message
+            assert "Traceback" not in message and "BAD_ARGUMENTS" not in message
+    finally:
+        holder.close()
+    assert sunlight(["alerts", "export"], env).returncode == 0
+
+
+def failing_index(monkeypatch):
+    from streams.app import Pipeline
+
+    def broken(self):
+        raise OSError("the case table could not be read (injected fault)")
+
+    monkeypatch.setattr(Pipeline, "indexed_cases", broken)
+
+
+def test_replay_fails_with_a_clear_message_when_the_deadline_index_cannot_be_rebuilt(scenario, tmp_path,
+                                                                                    monkeypatch, capsys):
+    from streams import cli
+
+    failing_index(monkeypatch)
+    catalog, events = write_inputs(tmp_path, scenario, scenario.events[:50])
+    monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SUNLIGHT_PARTITIONS", "2")
+    monkeypatch.delenv("SUNLIGHT_KAFKA", raising=False)
+    code = cli.main(["replay", str(events), "--catalog", str(catalog), "--now", NOW.isoformat()])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "sunlight: the deadline index could not be rebuilt" in err and "injected fault" in err
+
+
+def test_a_live_worker_that_cannot_rebuild_its_deadline_index_exits_non_zero(scenario, tmp_path, monkeypatch,
+                                                                            capsys):
+    from streams import cli
+    from streams.broker import EmbeddedBroker
+
+    failing_index(monkeypatch)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    with EmbeddedBroker() as broker:
+        for name, value in {"SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
+                            "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
+                            "SUNLIGHT_SESSION_TIMEOUT": "3"}.items():
+            monkeypatch.setenv(name, value)
+        code = cli.main(["worker", "--catalog", str(catalog)])
+    assert code == 1
+    assert "the worker stops: the deadline index could not be rebuilt" in capsys.readouterr().err
+
+
+def test_a_case_whose_item_leaves_the_catalog_is_recorded_not_dropped_silently(tmp_path):
+    import yaml
+
+    from alerts.calendar import WorkCalendar
+    from streams.clock import WallClock
+    from streams.metrics import REGISTRY
+    from tests.unit.helpers import CONTRACT, LICENCE, TZ
+    from datetime import datetime, timedelta, timezone
+
+    raw = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    accepted_at = datetime(2026, 3, 2, 10, tzinfo=TZ)
+    near = WorkCalendar().deadline(accepted_at, 10) - timedelta(days=1)  # its last day begins
+
+    class Shifted(WallClock):
+        def now(self, partition=None):
+            return datetime.now(timezone.utc) + self.offset
+
+    clock = Shifted()
+    clock.offset = near - datetime.now(timezone.utc) - timedelta(seconds=4)
+    before = REGISTRY.get_sample_value("sunlight_cases_unwatched_total") or 0.0
+    event = {"event_id": "L-1", "case_id": "LEFT-1", "item_code": LICENCE, "type": "accepted",
+             "occurred_at": accepted_at.isoformat(), "recorded_at": accepted_at.isoformat()}
+
+    async def run():
+        settings = pipeline_settings(tmp_path / "data", tick_interval=0.2)
+        object.__setattr__(settings, "catalog_reload_interval", 0.2)
+        async with running_pipeline(settings, catalog, clock=clock) as running:
+            await produce(running.bootstrap, settings.case_events_topic, [(b"LEFT-1", orjson.dumps(event))])
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 30
+            while running.pipeline.progress.events_new < 1 and loop.time() < end:
+                await asyncio.sleep(0.1)
+            catalog.write_text(yaml.safe_dump({**raw, "items": raw["items"][1:]}, allow_unicode=True),
+                               encoding="utf-8")
+            while running.pipeline.catalog.judge.catalog.item(LICENCE) is not None and loop.time() < end:
+                await asyncio.sleep(0.1)
+            while (REGISTRY.get_sample_value("sunlight_cases_unwatched_total") or 0.0) == before and loop.time() < end:
+                await asyncio.sleep(0.2)
+            await running.pipeline.flush()
+            with running.pipeline.writer.lock:
+                return list(dead_letters(running.client, Scope.everything(), reason="item_left_catalog"))
+
+    letters = asyncio.run(run())
+    assert (REGISTRY.get_sample_value("sunlight_cases_unwatched_total") or 0.0) == before + 1
+    assert [letter["case_id"] for letter in letters] == ["LEFT-1"]
+    assert LICENCE in letters[0]["detail"]
+
+
+def test_a_failed_alert_publish_keeps_its_messages_unacknowledged_until_published(scenario, baseline, tmp_path,
+                                                                                 monkeypatch):
+    from faust.topics import Topic
+
+    from streams.broker import committed_offsets, end_offsets
+
+    alerts, _, catalog, _ = baseline
+    real_send = Topic.send
+    failures = {"left": 5}
+
+    async def send(self, *args, **kwargs):
+        if self.get_topic_name() == "alerts" and failures["left"] > 0:
+            failures["left"] -= 1
+            raise ConnectionError("the alerts topic is unreachable (injected fault)")
+        return await real_send(self, *args, **kwargs)
+
+    monkeypatch.setattr(Topic, "send", send)
+    settings = pipeline_settings(tmp_path / "data")
+
+    async def run():
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(scenario.events))
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=300)
+            await asyncio.sleep(3 * running.pipeline.app.conf.broker_commit_interval)
+            committed = await committed_offsets(running.bootstrap, settings.app_id, settings.case_events_topic,
+                                                settings.partitions)
+            ends = await end_offsets(running.bootstrap, settings.case_events_topic, True)
+            published = await read_all(running.bootstrap, settings.alerts_topic)
+            return committed, ends, published
+
+    committed, ends, published = asyncio.run(run())
+    assert failures["left"] == 0
+    assert committed == ends  # every message acknowledged in the end, none left behind
+    on_topic = {(orjson.loads(r.value)["alert_id"], orjson.loads(r.value)["version"]) for r in published}
+    stored = {(a["alert_id"], a["version"]) for a in alerts}
+    assert stored <= on_topic  # every alert version reached the topic after all
+
+
+def test_a_failed_read_of_missing_messages_is_tried_again(scenario, baseline, tmp_path, monkeypatch):
+    """Faust drops two messages and reading them directly fails four times, longer than the rest of
+    the partitions take: the hole is read again (the partition nudged), nothing is lost."""
+    from faust.transport import consumer as faust_consumer
+
+    from streams import broker as broker_mod
+    from streams.broker import EmbeddedBroker, committed_offsets, end_offsets
+
+    alerts, _, catalog, _ = baseline
+    settings = pipeline_settings(tmp_path / "data")
+    real_getmany = faust_consumer.Consumer.getmany
+    drop = {(settings.case_events_topic, 0, 5), (settings.case_events_topic, 1, 7)}
+
+    async def getmany(self, timeout):
+        async for tp, message in real_getmany(self, timeout):
+            if (tp.topic, tp.partition, message.offset) in drop:
+                drop.discard((tp.topic, tp.partition, message.offset))
+                continue
+            yield tp, message
+
+    real_fetch = broker_mod.fetch_range
+    failed = []
+
+    async def fetch_range(*args, **kwargs):
+        if len(failed) < 4:  # failing for seconds: the partitions' messages are all taken by then
+            failed.append(args)
+            raise TimeoutError("the broker did not answer (injected fault)")
+        return await real_fetch(*args, **kwargs)
+
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", getmany)
+    monkeypatch.setattr(broker_mod, "fetch_range", fetch_range)
+    with EmbeddedBroker() as broker:
+        again, progress = replay(settings, catalog, as_messages(scenario.events), broker=broker)
+        committed = asyncio.run(committed_offsets(broker.bootstrap, settings.app_id, settings.case_events_topic,
+                                                  settings.partitions))
+        ends = asyncio.run(end_offsets(broker.bootstrap, settings.case_events_topic, True))
+    assert drop == set() and len(failed) == 4
+    assert progress.events_new == len(scenario.events)
+    assert identity(again) == identity(alerts)
+    assert committed == ends
+
+
+def test_the_demo_prints_a_plain_summary_when_its_output_is_not_a_terminal(tmp_path):
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("SUNLIGHT_KAFKA", None)
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--duration", "20", "--cases", "150"],
+                          env=env, capture_output=True, timeout=300)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    lines = [line for line in out.splitlines() if "Sunlight demo:" in line]
+    assert len(lines) >= 3, out
+    assert "events processed" in lines[-1] and "open alerts" in lines[-1]
+    assert "\x1b[" not in out  # no terminal control codes in a log
+    assert any(RULE_TITLE[rule] in out for rule in Rule)  # the alerts, by their Chinese titles

@@ -1,0 +1,94 @@
+"""Time never runs backwards for a case: a late tick, or a clock that starts again after a
+restart, cannot withdraw a red card (found by evaluation: overdue alerts published, then
+withdrawn when a tick due earlier was handled after the partition clock had moved on)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import given, settings, strategies as st
+
+from alerts.evaluate import evaluate, judge_case, step
+from alerts.model import AlertStatus
+from tests.unit.helpers import at, ev, judge
+
+JUDGE = judge()
+RAISED = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = at(2026, 3, 2, 10)
+
+
+def open_alerts(state):
+    return {a.alert_id: (a.rule, a.node, a.event_time, dict(a.evidence))
+            for a in state.alerts.values() if a.status is not AlertStatus.WITHDRAWN}
+
+
+def test_a_stale_tick_does_not_withdraw_an_overdue_alert():
+    # A 10-working-day licence accepted 2026-03-02; deadline 2026-03-17 00:00, closed 03-20.
+    events = [ev("accepted", START, case="K"), ev("closed", at(2026, 3, 20, 10), case="K")]
+    state = None
+    for event in events:
+        state = step(state, event, JUDGE, at(2026, 3, 25), RAISED).state
+    assert {r for r, *_ in open_alerts(state).values()} >= {"overdue"}
+    # A tick that was due at 03-16 (deadline_near) is handled only now.
+    late = judge_case(state, JUDGE, at(2026, 3, 16, 0), RAISED)
+    assert late.changed == []
+    assert open_alerts(late.state) == open_alerts(state)
+
+
+def case_events(draw_times, closed_after, suspended):
+    names = ["undertake", "review", "approve"]
+    events = [ev("accepted", START, case="P", event_id="a")]
+    for name, offset in zip(names, draw_times):
+        events.append(ev("node_completed", START + offset, case="P", node=name, event_id=name))
+    if suspended is not None:
+        begin, length = suspended
+        events.append(ev("suspended", START + begin, case="P", event_id="s", reason="supplement"))
+        events.append(ev("resumed", START + begin + length, case="P", event_id="r"))
+    if closed_after is not None:
+        events.append(ev("closed", START + closed_after, case="P", event_id="c"))
+    return events
+
+
+hours = st.integers(min_value=1, max_value=40 * 24).map(lambda h: timedelta(hours=h))
+moments = st.integers(min_value=-5 * 24, max_value=60 * 24).map(lambda h: START + timedelta(hours=h))
+
+
+@settings(max_examples=300, deadline=None)
+@given(times=st.lists(hours, min_size=0, max_size=3), closed_after=st.none() | hours,
+       suspended=st.none() | st.tuples(hours, hours), data=st.data())
+def test_any_interleaving_of_events_and_ticks_ends_judged_at_the_latest_clock(times, closed_after, suspended, data):
+    events = case_events(times, closed_after, suspended)
+    order = data.draw(st.permutations(events))
+    # Events arrive in any order, each with whatever clock its partition had (a restarted
+    # clock may be behind); ticks come in between with any clock, stale ones included.
+    operations = []
+    for event in order:
+        operations.extend(("tick", data.draw(moments)) for _ in range(data.draw(st.integers(0, 2))))
+        operations.append(("event", event, data.draw(moments)))
+    operations.append(("tick", data.draw(moments)))
+    state, latest, seen = None, None, []
+    for operation in operations:
+        if operation[0] == "tick":
+            if state is None:
+                continue  # no case yet: the tick knows nothing of it
+            now = operation[1]
+            before = open_alerts(state)
+            outcome = judge_case(state, JUDGE, now, RAISED)
+            withdrawn = [a for a in outcome.changed if a.status is AlertStatus.WITHDRAWN]
+            assert withdrawn == [], "a tick withdrew an alert"
+            assert set(before) <= set(open_alerts(outcome.state))
+        else:
+            _, event, now = operation
+            seen.append(event)
+            outcome = step(state, event, JUDGE, now, RAISED)
+            # An event withdraws only what the events known so far no longer support.
+            clock = max(now, latest) if latest else now
+            basis = {f.alert_id for f in evaluate(outcome.state, JUDGE, clock).findings}
+            for alert in outcome.changed:
+                if alert.status is AlertStatus.WITHDRAWN:
+                    assert alert.alert_id not in basis
+        latest = now if latest is None else max(latest, now)
+        state = outcome.state
+    final = {f.alert_id: (f.rule, f.node, f.event_time, dict(f.evidence))
+             for f in evaluate(state, JUDGE, latest).findings}
+    assert open_alerts(state) == final

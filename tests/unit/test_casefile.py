@@ -1,0 +1,59 @@
+"""A case file an inspector can check by hand, and alerts in words."""
+
+from alerts.casefile import case_file, render
+from alerts.describe import describe_alert
+from alerts.model import RULE_TITLE, Rule
+from tests.unit.helpers import LICENCE, at, ev, judge, run
+
+
+def test_the_case_file_shows_events_in_process_order_the_deadline_and_every_alert():
+    j = judge()
+    # Accepted Friday before National Day 2026, suspended for two working days, closed late.
+    events = [ev("closed", at(2026, 10, 20, 11), case="K1", event_id="e5"),
+              ev("accepted", at(2026, 9, 25, 10), case="K1", event_id="e1"),
+              ev("suspended", at(2026, 9, 28, 0), case="K1", event_id="e2", reason="supplement"),
+              ev("resumed", at(2026, 9, 30, 0), case="K1", event_id="e3"),
+              ev("node_completed", at(2026, 10, 9, 9), case="K1", node="undertake", event_id="e4")]
+    state = run(events, at(2026, 11, 1), j)
+    alerts = [a.to_json() for a in state.alerts.values()]
+    file = case_file(events, alerts, j.catalog.item(LICENCE), j.calendar, "市市场监督管理局")
+    assert [row["event_id"] for row in file["events"]] == ["e1", "e2", "e3", "e4", "e5"]
+    deadline = file["deadline"]
+    assert deadline["promised_days"] == 10 and len(deadline["suspensions"]) == 1
+    text = deadline["text"]
+    assert "受理当日不计" in text and "挂起 1 次" in text
+    assert "2026-10-01" in text and "2026-10-10" in text  # the holidays it skipped, the make-up Saturday it counted
+    assert deadline["deadline"].startswith("2026-10-20")  # 10 working days + 2 suspended, see the calendar tests
+    assert "超过时限" in text
+    shown = render(file)
+    assert "K1" in shown and RULE_TITLE[Rule.OVERDUE] in shown and "办理时限截止" in shown
+
+
+def test_a_withdrawn_alert_says_why():
+    j = judge()
+    events = [ev("accepted", at(2026, 3, 2, 10), case="K2"),
+              ev("node_completed", at(2026, 3, 3), case="K2", node="approve")]
+    state = run(events, at(2026, 3, 4), j)
+    assert {a.node for a in state.alerts.values() if a.status.value == "open"} == {"undertake", "review"}
+    late = [ev("node_completed", at(2026, 3, 2, 15), case="K2", node="undertake", event_id="U"),
+            ev("node_completed", at(2026, 3, 2, 16), case="K2", node="review", event_id="R")]
+    from alerts.evaluate import step
+    for event in late:
+        state = step(state, event, j, at(2026, 3, 4), at(2026, 3, 4)).state
+    withdrawn = [a for a in state.alerts.values() if a.status.value == "withdrawn"]
+    assert len(withdrawn) == 2
+    assert all("表明该情形不成立" in a.withdrawn_reason for a in withdrawn)
+    text = describe_alert(withdrawn[0].to_json())
+    assert "已撤销" in text and "撤销原因" in text and "“环节办结”事件" in text
+
+
+def test_every_rule_reads_in_chinese():
+    from tests.unit.test_detectors import CASES
+
+    seen = set()
+    for events, now, _ in CASES.values():
+        for alert in run(events, now).alerts.values():
+            text = describe_alert(alert.to_json())
+            assert text.startswith("【") and "None" not in text, text
+            seen.add(alert.rule)
+    assert seen >= set(Rule) - {Rule.DISCRETION_OUT_OF_RANGE, Rule.DISCRETION_OUTLIER}

@@ -1,0 +1,80 @@
+"""Which events complete a node: its own node_completed, and acceptance or closing only where
+the catalog says so (`completed_by`). Found on the real receipt log: closing used to complete
+the last node silently, so a case closed without its last step raised nothing."""
+
+import copy
+
+import pytest
+import yaml
+
+from alerts.calendar import WorkCalendar
+from alerts.catalog import CatalogError, CompletedBy, load_catalog
+from alerts.evaluate import Judge
+from tests.unit.helpers import CONTRACT, LICENCE, active, at, ev, run
+
+RAW = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
+
+
+def judge_with(change) -> Judge:
+    raw = copy.deepcopy(RAW)
+    change(raw["items"][0]["nodes"])
+    return Judge(load_catalog(raw), WorkCalendar(on_missing_year=lambda year: None))
+
+
+def whole_process(close=True, last_node=False):
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+              ev("node_completed", at(2026, 3, 4), node="review"), ev("node_completed", at(2026, 3, 5), node="approve")]
+    if last_node:
+        events.append(ev("node_completed", at(2026, 3, 6, 9), node="close"))
+    if close:
+        events.append(ev("closed", at(2026, 3, 6, 10)))
+    return events
+
+
+def without_completed_by(nodes):
+    for node in nodes:
+        node.pop("completed_by", None)
+
+
+def test_the_contract_example_says_which_nodes_acceptance_and_closing_complete():
+    item = load_catalog(RAW).item(LICENCE)
+    assert [n.id for n in item.completed_by(CompletedBy.ACCEPTED)] == ["accept"]
+    assert [n.id for n in item.completed_by(CompletedBy.CLOSED)] == ["close"]
+    assert active(run(whole_process(), at(2026, 5, 1))) == set()
+
+
+def test_closing_does_not_complete_a_last_node_the_catalog_does_not_give_it():
+    judge = judge_with(lambda nodes: nodes[-1].pop("completed_by"))
+    assert active(run(whole_process(), at(2026, 5, 1), judge)) == {("skipped_node", "close")}
+    # Its own event completes it.
+    assert active(run(whole_process(last_node=True), at(2026, 5, 1), judge)) == set()
+
+
+def test_acceptance_does_not_complete_a_first_node_the_catalog_does_not_give_it():
+    judge = judge_with(lambda nodes: nodes[0].pop("completed_by"))
+    state = run(whole_process(), at(2026, 5, 1), judge)
+    assert active(state) == {("skipped_node", "accept")}
+    (skip,) = [a for a in state.alerts.values() if a.rule.value == "skipped_node"]
+    assert skip.evidence["went_ahead_node"] == "undertake"
+
+
+def test_a_catalog_without_completed_by_needs_every_node_event():
+    judge = judge_with(without_completed_by)
+    events = [ev("node_completed", at(2026, 3, 2, 10, 30), node="accept")] + whole_process(last_node=True)
+    assert active(run(events, at(2026, 5, 1), judge)) == set()
+
+
+def test_completed_by_is_checked_when_the_catalog_loads():
+    raw = copy.deepcopy(RAW)
+    raw["items"][0]["nodes"][0]["completed_by"] = "decided"
+    with pytest.raises(CatalogError, match="node 'accept': completed_by must be accepted or closed"):
+        load_catalog(raw)
+
+
+def test_the_catalog_names_contacts_and_the_inspection_office():
+    catalog = load_catalog(RAW)
+    scjg, zjj = catalog.departments["SCJG"], catalog.departments["ZJJ"]
+    assert scjg.ticket_contact.email == "scjg-fagui@example.gov.cn"
+    assert zjj.ticket_contact == zjj.head  # the contract's default: the head
+    assert (scjg.self_built, zjj.self_built) == (False, True)
+    assert catalog.inspection_office.email == "jijian@example.gov.cn"

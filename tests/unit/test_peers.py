@@ -1,0 +1,187 @@
+"""discretion_outlier: a fine few or none of its peers impose, judged against the decisions made
+before it, in a peer group that stays one bounded record and sends verdicts to the cases."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from alerts.config import RuleConfig
+from alerts.evaluate import judge_verdict
+from alerts.model import AlertStatus, Rule
+from alerts.peers import PenaltyFact, PeerGroup, add_decision, judge_amount, seed_group
+from tests.unit.helpers import PENALTY, at, ev, judge, run
+
+CONFIG = RuleConfig()
+START = datetime(2026, 1, 5, 1, tzinfo=timezone.utc)
+
+
+def fact(i, amount, minutes=None, case=None, violation="V1"):
+    return PenaltyFact(case or f"C{i}", f"E{i}", PENALTY, violation, float(amount),
+                       START + timedelta(minutes=i if minutes is None else minutes))
+
+
+def feed(facts, config=CONFIG):
+    group, sent = None, []
+    for f in facts:
+        group, verdicts = add_decision(group, f, config)
+        sent.extend(verdicts)
+    return group, sent
+
+
+def latest(sent):
+    out = {}
+    for verdict in sent:
+        out[verdict.event_id] = verdict.outlier
+    return out
+
+
+TIERS = [(5000, 20000), (20000, 60000), (60000, 100000)]  # the example's light, normal, heavy
+
+
+def tiered_amounts(rng, n):
+    """Fines drawn across the three tiers, log-uniform inside each: clean data."""
+    out = []
+    for _ in range(n):
+        low, high = rng.choice(TIERS)
+        out.append(round(low * (high / low) ** rng.random(), -1))
+    return out
+
+
+def test_a_heavy_tier_fine_among_many_heavy_tier_peers_stays_quiet():
+    rng = random.Random(1)
+    peers = tiered_amounts(rng, 200)
+    for amount in (40656, 46656, 60500, 95000, 99000, 5200):
+        assert judge_amount(amount, peers, CONFIG) is None, amount
+
+
+@pytest.mark.parametrize("factor", [2, 10, 0.1])
+def test_a_fine_far_outside_what_peers_impose_is_flagged(factor):
+    rng = random.Random(2)
+    peers = [round(rng.uniform(25000, 55000), -2) for _ in range(60)]  # the generator's clean fines
+    middle = sorted(peers)[30]
+    evidence = judge_amount(middle * factor, peers, CONFIG)
+    assert evidence is not None
+    assert evidence["direction"] == ("below" if factor < 1 else "above")
+    assert evidence["peers"] == 60 and evidence["usual_range"][0] < middle < evidence["usual_range"][1]
+
+
+def test_the_generators_injected_outlier_is_above_every_peer_and_flagged():
+    rng = random.Random(3)
+    peers = [round(rng.uniform(28000, 42000), -2) for _ in range(CONFIG.outlier_min_peers)]
+    assert judge_amount(97000, peers, CONFIG) is not None
+    assert judge_amount(max(peers) * 1.2, peers, CONFIG) is None  # above every peer, but not by much
+
+
+def test_few_peers_judge_nothing_and_a_fixed_fine_is_judged_on_a_clear_departure():
+    assert judge_amount(99000, [1000] * (CONFIG.outlier_min_peers - 1), CONFIG) is None
+    assert judge_amount(1200, [1000] * 30, CONFIG) is None
+    assert judge_amount(2000, [1000] * 30, CONFIG) is not None
+
+
+def test_a_verdict_does_not_flap_as_later_unrelated_peers_arrive():
+    rng = random.Random(4)
+    amounts = tiered_amounts(rng, 300)
+    amounts[150] = 400000  # one far above everyone
+    group, sent = feed([fact(i, a) for i, a in enumerate(amounts)])
+    per_decision = {}
+    for verdict in sent:
+        per_decision.setdefault(verdict.event_id, []).append(verdict)
+    # In decision order, every decision is judged once, never again.
+    assert all(len(v) == 1 for v in per_decision.values())
+    assert set(per_decision) == {f"E{i}" for i in range(300)}
+    assert {e for e, v in per_decision.items() if v[0].outlier} == {"E150"}
+
+
+def test_the_verdicts_are_a_function_of_the_decisions_not_of_their_arrival():
+    rng = random.Random(5)
+    amounts = [round(rng.uniform(28000, 42000), -2) for _ in range(120)]
+    for index in (3, 40, 99):
+        amounts[index] = 98000
+    facts = [fact(i, a) for i, a in enumerate(amounts)]
+    _, in_order = feed(facts)
+    shuffled = facts[:]
+    rng.shuffle(shuffled)
+    _, any_order = feed(shuffled + facts[:30])  # and some again
+    assert latest(any_order) == latest(in_order)
+    assert {e for e, outlier in latest(in_order).items() if outlier} == {"E3", "E40", "E99"}
+
+
+def test_a_group_stays_one_bounded_record_and_never_refuses_a_decision():
+    # A fixed-fine group where most decisions are flagged, with ids as long as the contract allows.
+    config = RuleConfig(outlier_group_size=5000)
+    facts = [PenaltyFact("C" * 100 + str(i), "E" * 100 + str(i), PENALTY, "V1",
+                         200.0 if i % 3 else 5000.0, START + timedelta(minutes=i)) for i in range(3000)]
+    group, _ = feed(facts, config)
+    assert len(orjson.dumps(group.to_json())) <= config.peer_group_max_bytes
+    assert group.trimmed and len(group.decisions) < 3000
+    # A decision older than everything kept is still judged, and sent to its case.
+    old = PenaltyFact("OLD", "E-OLD", PENALTY, "V1", 90000.0, START - timedelta(days=30))
+    _, verdicts = add_decision(group, old, config)
+    assert [(v.event_id, v.outlier) for v in verdicts if v.event_id == "E-OLD"] == [("E-OLD", True)]
+    assert PeerGroup.from_json(orjson.loads(orjson.dumps(group.to_json()))) == group
+
+
+def test_a_redelivered_decision_changes_nothing_but_sends_its_verdict_again():
+    n = CONFIG.outlier_min_peers
+    facts = [fact(i, 30000 + 100 * i) for i in range(n)] + [fact(n, 300000)]
+    group, _ = feed(facts)
+    again, verdicts = add_decision(group, facts[-1])
+    assert again == group
+    assert [(v.event_id, v.outlier) for v in verdicts] == [(f"E{n}", True)]
+
+
+def test_a_restored_group_sends_nothing_for_the_decisions_it_was_rebuilt_from():
+    n = 2 * CONFIG.outlier_min_peers
+    facts = [fact(i, 30000 + 100 * i) for i in range(n)]
+    group = seed_group(facts)
+    _, verdicts = add_decision(group, fact(n, 31000))
+    assert [v.event_id for v in verdicts] == [f"E{n}"]
+
+
+def test_outlier_alerts_of_one_case_under_two_violations_have_distinct_ids():
+    j = judge()
+    events = [ev("accepted", at(2026, 3, 2), case="P1", item=PENALTY),
+              ev("decided", at(2026, 3, 3), case="P1", item=PENALTY, event_id="d1", decision="penalize",
+                 violation_code="V-FOOD-124", penalty_amount=95000),
+              ev("decided", at(2026, 3, 4), case="P1", item=PENALTY, event_id="d2", decision="penalize",
+                 violation_code="V-OTHER", penalty_amount=9000)]
+    state = run(events, at(2026, 3, 5), j)
+    for decision in ("d1", "d2"):
+        group, verdicts = feed([fact(i, 30000 if decision == "d1" else 1000, case=f"Q{i}")
+                                for i in range(CONFIG.outlier_min_peers)]
+                               + [PenaltyFact("P1", decision, PENALTY, "X", 95000 if decision == "d1" else 9000,
+                                              START + timedelta(days=1))])
+        (verdict,) = [v for v in verdicts if v.event_id == decision]
+        state = judge_verdict(state, verdict, j, at(2026, 3, 5), at(2026, 3, 5)).state
+    outliers = [a for a in state.alerts.values() if a.rule is Rule.DISCRETION_OUTLIER]
+    assert len({a.alert_id for a in outliers}) == 2
+    assert {a.evidence["event_id"] for a in outliers} == {"d1", "d2"}
+    # A verdict that changes to "not an outlier" withdraws that decision's alert only.
+    cleared = judge_verdict(state, type(verdict)("P1", "d2", PENALTY, "X", None), j, at(2026, 3, 5), at(2026, 3, 5))
+    statuses = {a.evidence["event_id"]: a.status for a in cleared.state.alerts.values()
+                if a.rule is Rule.DISCRETION_OUTLIER}
+    assert statuses == {"d1": AlertStatus.OPEN, "d2": AlertStatus.WITHDRAWN}
+
+
+def test_an_outlier_alert_keeps_its_versions_with_its_case_whatever_the_group_forgets():
+    """The alert lives with the case: a group that trims a decision, or sends its verdict again with
+    other evidence, never restarts the alert at version 1 nor leaves it open without a basis."""
+    from alerts.peers import Verdict
+
+    j = judge()
+    events = [ev("accepted", at(2026, 3, 2), case="P9", item=PENALTY),
+              ev("decided", at(2026, 3, 3), case="P9", item=PENALTY, event_id="d9", decision="penalize",
+                 violation_code="V-FOOD-124", penalty_amount=95000)]
+    state = run(events, at(2026, 3, 5), j)
+    first = Verdict("P9", "d9", PENALTY, "V-FOOD-124", {"penalty_amount": 95000, "peers": 30, "event_id": "d9"})
+    state = judge_verdict(state, first, j, at(2026, 3, 5), at(2026, 3, 5)).state
+    again = Verdict("P9", "d9", PENALTY, "V-FOOD-124", {"penalty_amount": 95000, "peers": 31, "event_id": "d9"})
+    outcome = judge_verdict(state, again, j, at(2026, 3, 6), at(2026, 3, 6))
+    (alert,) = [a for a in outcome.state.alerts.values() if a.rule is Rule.DISCRETION_OUTLIER]
+    assert (alert.version, alert.status, alert.evidence["peers"]) == (2, AlertStatus.OPEN, 31)
+    # The same verdict sent again (a redelivery) changes nothing.
+    assert judge_verdict(outcome.state, again, j, at(2026, 3, 7), at(2026, 3, 7)).changed == []
