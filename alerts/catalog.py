@@ -93,16 +93,71 @@ class Item:
     discretion: Mapping[str, tuple[Tier, ...]] = field(default_factory=dict)
     public: Mapping[str, Any] = field(default_factory=dict)
     decision_node: str | None = None
+    _plan: "ProcessPlan | None" = field(default=None, compare=False, repr=False)
 
     def node(self, node_id: str) -> Node | None:
-        for node in self.nodes:
-            if node.id == node_id:
-                return node
-        return None
+        return self.plan.index.get(node_id)
+
+    @property
+    def plan(self) -> "ProcessPlan":
+        """The process model's relations, worked out once per item (the rules read them per event)."""
+        plan = self._plan
+        if plan is None:
+            plan = ProcessPlan.of(self)
+            object.__setattr__(self, "_plan", plan)
+        return plan
 
     def completed_by(self, event: CompletedBy) -> list[Node]:
         """The nodes that acceptance (or closing) completes, as the catalog says on each node."""
         return [n for n in self.nodes if n.completed_by is event]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessPlan:
+    """An item's nodes and how they depend on each other, for reading a case's history fast."""
+    index: Mapping[str, Node]
+    position: Mapping[str, int]
+    roots: tuple[str, ...]  # nodes that require nothing: their clocks start at acceptance
+    prerequisites: Mapping[str, tuple[str, ...]]  # every node a node requires, directly or not, earliest first
+    dependents: Mapping[str, frozenset[str]]  # a node and every node that requires it, directly or not
+    next_nodes: Mapping[str, tuple[str, ...]]  # the nodes that require a node directly
+    by_acceptance: tuple[str, ...]
+    by_closing: tuple[str, ...]
+    before_closing: tuple[str, ...]  # required nodes that closing does not complete itself
+    before_decision: tuple[str, ...]  # required nodes before the decision node, and its prerequisites
+
+    @classmethod
+    def of(cls, item: "Item") -> "ProcessPlan":
+        index = {n.id: n for n in item.nodes}
+        position = {n.id: i for i, n in enumerate(item.nodes)}
+        prerequisites = {}
+        for node in item.nodes:
+            found: set[str] = set()
+            stack = list(node.requires)
+            while stack:
+                current = stack.pop()
+                if current not in found:
+                    found.add(current)
+                    stack.extend(index[current].requires)
+            prerequisites[node.id] = tuple(n.id for n in item.nodes if n.id in found)
+        dependents = {}
+        for node in item.nodes:
+            out = {node.id}
+            for other in item.nodes:
+                if any(r in out for r in other.requires):
+                    out.add(other.id)
+            dependents[node.id] = frozenset(out)
+        next_nodes = {n.id: tuple(o.id for o in item.nodes if n.id in o.requires) for n in item.nodes}
+        by_acceptance = tuple(n.id for n in item.nodes if n.completed_by is CompletedBy.ACCEPTED)
+        by_closing = tuple(n.id for n in item.nodes if n.completed_by is CompletedBy.CLOSED)
+        before_decision: tuple[str, ...] = ()
+        if item.decision_node is not None and item.decision_node in index:
+            cut = position[item.decision_node]
+            before = [n.id for n in item.nodes[:cut] if n.required]
+            before_decision = tuple(dict.fromkeys(before + list(prerequisites[item.decision_node])))
+        return cls(index, position, tuple(n.id for n in item.nodes if not n.requires), prerequisites, dependents,
+                   next_nodes, by_acceptance, by_closing,
+                   tuple(n.id for n in item.nodes if n.required and n.id not in by_closing), before_decision)
 
 
 @dataclass(frozen=True, slots=True)

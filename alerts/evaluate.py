@@ -11,7 +11,7 @@ The result depends on the catalog, the set of events and the clock only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from alerts.calendar import WorkCalendar
@@ -129,8 +129,8 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
             or held != dict(state.held_withdrawals)):
         # The clock is part of the state: an event that arrives later with an older clock is
         # judged at this one (the rules may need it: a deadline passed while the case waited).
-        state = replace(state, alerts=alerts, next_due=result.next_due, judged_at=now, held_withdrawals=held,
-                        revision=state.revision + 1)
+        state = state.evolve(alerts=alerts, next_due=result.next_due, judged_at=now, held_withdrawals=held,
+                             revision=state.revision + 1)
     return Outcome(state, changed, result.labels, result.deadline)
 
 
@@ -158,3 +158,48 @@ def judge_verdict(state: CaseState, verdict: Verdict, judge: Judge, now: datetim
         return Outcome(state, [], None, None, is_new=False)
     return judge_case(new_state, judge, now, raised_at, hold_withdrawals,
                       f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）")
+
+
+@dataclass(frozen=True, slots=True)
+class CaseBatch:
+    """A case after the events and verdicts of one unit: applied one by one, judged once."""
+    state: CaseState | None
+    outcome: Outcome | None  # the judgement, when anything changed
+    new: list[CaseEvent]
+    duplicates: list[CaseEvent]
+    refused: list[tuple[CaseEvent, LookupError]]  # unknown items and nodes, with why
+
+
+def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[Verdict], judge: Judge,
+              now: datetime, raised_at: datetime, hold_withdrawals: bool = False) -> CaseBatch:
+    """Apply a case's events (and its peer groups' verdicts) of one unit, then judge it once.
+
+    The result is the one `step` gives event by event: the detectors read the whole history and
+    time never runs backwards for a case, so one judgement at the unit's clock is the last of
+    theirs. Unknown items and nodes are refused before they touch the state."""
+    new: list[CaseEvent] = []
+    duplicates: list[CaseEvent] = []
+    refused: list[tuple[CaseEvent, LookupError]] = []
+    for event in events:
+        try:
+            item = judge.item(event.item_code)
+            if event.node is not None and event.type in NODE_EVENTS and item.node(event.node) is None:
+                raise UnknownNode(item.code, event.node)
+        except (UnknownItem, UnknownNode) as exc:
+            refused.append((event, exc))
+            continue
+        state, is_new = apply(state, event)
+        (new if is_new else duplicates).append(event)
+    changed = bool(new)
+    cause = event_cause(new[-1]) if new else None
+    for verdict in verdicts:
+        if state is None:
+            break
+        state, moved = apply_verdict(state, verdict.event_id, verdict.evidence)
+        if moved:
+            changed = True
+            cause = cause or f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）"
+    if not changed or state is None:
+        return CaseBatch(state, None, new, duplicates, refused)
+    return CaseBatch(state, judge_case(state, judge, now, raised_at, hold_withdrawals, cause), new, duplicates,
+                     refused)

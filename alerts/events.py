@@ -78,6 +78,9 @@ class CaseEvent:
     attrs: Mapping[str, Any] = field(default_factory=dict)
     # attrs.deadline, parsed once here (the attrs keep the text as it came).
     stated_deadline: datetime | None = None
+    # The event's stored form, once encoded (see streams.codec): a case's state is written
+    # after every change, and its events, once stored, do not change.
+    stored: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def order_key(self) -> tuple[datetime, datetime, str]:
@@ -120,6 +123,11 @@ def parse_time(value: Any, name: str) -> datetime:
 
 
 _ZONES: dict[timedelta, tzinfo] = {timedelta(0): timezone.utc}
+
+
+def shared_time(text: str) -> datetime:
+    """A time written by Sunlight itself (ISO 8601 with an offset), read without checks."""
+    return _shared_zone(datetime.fromisoformat(text))
 
 
 def _shared_zone(parsed: datetime) -> datetime:

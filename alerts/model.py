@@ -110,6 +110,8 @@ class Alert:
     version: int = 1
     # For a withdrawn alert: what showed that it never held (Chinese, for inspectors).
     withdrawn_reason: str | None = None
+    # The alert's stored form, once encoded (see streams.codec).
+    stored: bytes | None = field(default=None, compare=False, repr=False)
 
     def same_content(self, other: "Alert") -> bool:
         """True when what is published (all but raised_at, status and version) is the same."""
@@ -119,7 +121,7 @@ class Alert:
                 other.officer_id, other.node, other.event_time, dict(other.evidence))
 
     def bump(self, **changes: Any) -> "Alert":
-        return replace(self, version=self.version + 1, **changes)
+        return replace(self, version=self.version + 1, stored=None, **changes)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's alert format (section 3), plus `version`, `title` and, for a withdrawn

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Sequence
 
 from alerts.calendar import Pause, WorkCalendar
-from alerts.catalog import CompletedBy, Item
+from alerts.catalog import Item
 from alerts.events import CaseEvent, EventType
 
 
@@ -67,10 +67,22 @@ class Timeline:
     stated_deadline: datetime | None = None
     # The deadline with every suspension, once computed: detect, due and evaluate all need it.
     _deadline: tuple[WorkCalendar, datetime | None] | None = None
+    _pauses: tuple[Pause, ...] | None = None
+    # Each node cycle's time limit, once computed (node_overdue and due both need them).
+    _limits: dict = field(default_factory=dict)
 
     @property
-    def pauses(self) -> list[Pause]:
-        return [s.pause for s in self.suspensions]
+    def pauses(self) -> tuple[Pause, ...]:
+        if self._pauses is None:
+            self._pauses = tuple(s.pause for s in self.suspensions)
+        return self._pauses
+
+    def node_limit(self, cycle: "NodeCycle", days: int, calendar: WorkCalendar) -> datetime | None:
+        """When a node cycle's own time limit runs out (suspensions added)."""
+        key = (cycle.node, cycle.clock_start)
+        if key not in self._limits:
+            self._limits[key] = calendar.deadline(cycle.clock_start, days, self.pauses)
+        return self._limits[key]
 
     @property
     def ended_at(self) -> datetime | None:
@@ -102,48 +114,27 @@ class Timeline:
         return self._deadline[1]
 
 
-def _dependents(item: Item, node_id: str) -> set[str]:
-    """`node_id` and every node that requires it, directly or through others."""
-    out = {node_id}
-    for node in item.nodes:
-        if any(r in out for r in node.requires):
-            out.add(node.id)
-    return out
-
-
-def _prerequisites(item: Item, node_id: str) -> list[str]:
-    """Every node `node_id` requires, directly or through the nodes it requires, earliest first."""
-    index = {n.id: n for n in item.nodes}
-    found: set[str] = set()
-    stack = list(index[node_id].requires)
-    while stack:
-        current = stack.pop()
-        if current not in found:
-            found.add(current)
-            stack.extend(index[current].requires)
-    return [n.id for n in item.nodes if n.id in found]
-
-
 def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
     """Event time first; events stated at the same moment in the order the process runs:
     acceptance, suspensions, then nodes and the decision where the catalog puts them (the
     decision at its decision node), then closing, then ratings; whatever their ids."""
-    position = {n.id: i for i, n in enumerate(item.nodes)}
+    position = item.plan.position
     last = len(item.nodes)
-    decision_at = position.get(item.decision_node or "", last - 0.5)
+    decision_at = position.get(item.decision_node or "", last - 0.5) + 0.1
 
     def stage(e: CaseEvent) -> float:
-        if e.type is EventType.ACCEPTED:
-            return -2
-        if e.type in (EventType.SUSPENDED, EventType.RESUMED):
-            return -1
-        if e.type is EventType.RETURNED:
-            return position.get(e.node or "", last) - 0.25
-        if e.type is EventType.NODE_COMPLETED:
+        kind = e.type
+        if kind is EventType.NODE_COMPLETED:
             return position.get(e.node or "", last)
-        if e.type is EventType.DECIDED:
-            return decision_at + 0.1
-        if e.type in (EventType.CLOSED, EventType.WITHDRAWN):
+        if kind is EventType.ACCEPTED:
+            return -2
+        if kind is EventType.SUSPENDED or kind is EventType.RESUMED:
+            return -1
+        if kind is EventType.RETURNED:
+            return position.get(e.node or "", last) - 0.25
+        if kind is EventType.DECIDED:
+            return decision_at
+        if kind is EventType.CLOSED or kind is EventType.WITHDRAWN:
             return last + 1
         return last + 2  # rated
 
@@ -153,67 +144,64 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
 def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     events = process_order(events, item)
     timeline = Timeline(events=events, promised_days=item.promised_days)
-    node_index = {n.id: n for n in item.nodes}
-    by_acceptance = [n.id for n in item.completed_by(CompletedBy.ACCEPTED)]
-    by_closing = [n.id for n in item.completed_by(CompletedBy.CLOSED)]
+    plan = item.plan
+    index, next_nodes = plan.index, plan.next_nodes
     done: dict[str, datetime] = {}
     open_cycles: dict[str, NodeCycle] = {}
     skipped: set[str] = set()
     open_suspension: CaseEvent | None = None
-
-    def start_ready_clocks(now: datetime) -> None:
-        for node in item.nodes:
-            if node.id in done or node.id in open_cycles:
-                continue
-            if node.requires and all(r in done for r in node.requires):
-                open_cycles[node.id] = NodeCycle(node.id, now, None)
+    cycles, skips = timeline.cycles, timeline.skips
 
     def complete(node_id: str, event: CaseEvent) -> None:
+        now = event.occurred_at
         cycle = open_cycles.pop(node_id, None)
         if cycle is not None:
-            timeline.cycles.append(NodeCycle(node_id, cycle.clock_start, event))
+            cycles.append(NodeCycle(node_id, cycle.clock_start, event))
         if node_id not in done:
-            done[node_id] = event.occurred_at
-        start_ready_clocks(event.occurred_at)
+            done[node_id] = now
+        # The clocks of the nodes now ready (all they require done) start.
+        for other in next_nodes[node_id]:
+            if other not in done and other not in open_cycles and all(r in done for r in index[other].requires):
+                open_cycles[other] = NodeCycle(other, now, None)
 
     def check(required_nodes: Sequence[str], event: CaseEvent, what: str) -> None:
         for node_id in required_nodes:
             if node_id not in done and node_id not in skipped:
                 skipped.add(node_id)
-                timeline.skips.append(Skip(node_id, event, what))
+                skips.append(Skip(node_id, event, what))
 
     for event in events:
-        if timeline.end is not None and event.type is not EventType.RATED:
-            continue  # nothing after the end of the case changes how it was handled
         kind = event.type
-        if kind is EventType.ACCEPTED:
+        if timeline.end is not None and kind is not EventType.RATED:
+            continue  # nothing after the end of the case changes how it was handled
+        if kind is EventType.NODE_COMPLETED:
+            node_id = event.node or ""
+            if node_id not in index:
+                timeline.unknown_nodes.append(event)
+                continue
+            check(plan.prerequisites[node_id], event, "node")
+            complete(node_id, event)
+        elif kind is EventType.ACCEPTED:
             if timeline.accepted is None:
                 timeline.accepted = event
                 days = event.attrs.get("promised_days")
                 if isinstance(days, int):
                     timeline.promised_days = days
                 timeline.stated_deadline = event.stated_deadline
-                for node in item.nodes:
-                    if not node.requires:
-                        open_cycles[node.id] = NodeCycle(node.id, event.occurred_at, None)
-                for node_id in by_acceptance:
-                    check(_prerequisites(item, node_id), event, "acceptance")
+                for node_id in plan.roots:
+                    open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
+                for node_id in plan.by_acceptance:
+                    check(plan.prerequisites[node_id], event, "acceptance")
                     complete(node_id, event)
-        elif kind is EventType.NODE_COMPLETED:
-            node = node_index.get(event.node or "")
-            if node is None:
-                timeline.unknown_nodes.append(event)
-                continue
-            check(_prerequisites(item, node.id), event, "node")
-            complete(node.id, event)
         elif kind is EventType.RETURNED:
-            if event.node not in node_index:
+            node_id = event.node or ""
+            if node_id not in index:
                 timeline.unknown_nodes.append(event)
                 continue
-            for node_id in _dependents(item, event.node):
-                done.pop(node_id, None)
-                open_cycles.pop(node_id, None)
-            open_cycles[event.node] = NodeCycle(event.node, event.occurred_at, None)
+            for dependent in plan.dependents[node_id]:
+                done.pop(dependent, None)
+                open_cycles.pop(dependent, None)
+            open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
         elif kind is EventType.SUSPENDED:
             if open_suspension is None:
                 open_suspension = event
@@ -225,15 +213,13 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             timeline.decisions.append(event)
             decision = item.decision_node
             if decision is not None and decision not in done:
-                position = [n.id for n in item.nodes].index(decision)
-                before = [n.id for n in item.nodes[:position] if n.required]
-                check(before + _prerequisites(item, decision), event, "decision")
+                check(plan.before_decision, event, "decision")
                 complete(decision, event)
-        elif kind in (EventType.CLOSED, EventType.WITHDRAWN):
+        elif kind is EventType.CLOSED or kind is EventType.WITHDRAWN:
             timeline.end = event
             if kind is EventType.CLOSED:
-                check([n.id for n in item.nodes if n.required and n.id not in by_closing], event, "closing")
-                for node_id in by_closing:
+                check(plan.before_closing, event, "closing")
+                for node_id in plan.by_closing:
                     if node_id not in done:
                         complete(node_id, event)
     if open_suspension is not None:

@@ -11,8 +11,8 @@ the embedded broker (`TANSU_QUIRKS` below; `streams.app` reads it):
 * ListOffsets(latest) under-reports the log end when a batch holds several
   records, while the Fetch high watermark is right. Faust uses ListOffsets to
   decide when a table's changelog recovery is complete, so table state could
-  come back short after a restart. `patch_highwaters` makes Faust's consumer
-  confirm each end offset with a fetch.
+  come back short after a restart. Faust's consumer confirms each end offset
+  with a fetch (`confirm_end_offsets`, installed by `streams.faust_patches`).
 * Idempotent and transactional producers fail: the processing guarantee stays
   ``at_least_once`` and the sinks are idempotent instead.
 * Auto-created topics get 4 partitions and Faust then refuses mismatched
@@ -23,7 +23,7 @@ the embedded broker (`TANSU_QUIRKS` below; `streams.app` reads it):
 * A waiting fetch is not answered when records arrive: Tansu holds it for the whole
   fetch wait, which Faust hard-codes at 1.5 s, so every message (and every timer tick,
   which goes through a topic) could wait up to 1.5 s (measured: p50 0.26 s, max 0.69 s;
-  with 100 ms, max 57 ms). `set_fetch_max_wait` shortens it; the embedded broker uses
+  with 100 ms, max 57 ms). `streams.faust_patches.set_fetch_max_wait` shortens it; the embedded broker uses
   0.1 s. Not for s3:// storage, where a fetch lists the partition's objects first and
   needs a second or more once a partition holds thousands of batches.
 """
@@ -162,48 +162,6 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
                 pass
     finally:
         await admin.close()
-
-
-_FETCH_MAX_WAIT_MS: int | None = None
-
-
-def set_fetch_max_wait(seconds: float | None) -> None:
-    """The fetch wait of Faust's consumers created from now on (None: Faust's own 1.5 s)."""
-    global _FETCH_MAX_WAIT_MS
-    from faust.transport.drivers import aiokafka as driver
-
-    _FETCH_MAX_WAIT_MS = None if seconds is None else max(1, int(seconds * 1000))
-    thread_cls = driver.AIOKafkaConsumerThread
-    if getattr(thread_cls, "_sunlight_fetch_wait_patched", False):
-        return
-    original = thread_cls._create_worker_consumer
-
-    def _create_worker_consumer(self, transport):
-        consumer = original(self, transport)
-        if _FETCH_MAX_WAIT_MS is not None:
-            consumer._fetch_max_wait_ms = _FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
-        return consumer
-
-    thread_cls._create_worker_consumer = _create_worker_consumer
-    thread_cls._sunlight_fetch_wait_patched = True
-
-
-def patch_highwaters() -> None:
-    """Make Faust confirm ListOffsets(latest) with a fetch's high watermark (Tansu quirk)."""
-    from faust.transport.drivers import aiokafka as driver
-
-    thread_cls = driver.AIOKafkaConsumerThread
-    if getattr(thread_cls, "_sunlight_patched", False):
-        return
-    original = thread_cls._highwaters
-
-    async def _highwaters(self, partitions):
-        listed = dict(await original(self, partitions))
-        bootstrap = self._ensure_consumer()._client._bootstrap_servers
-        return await confirm_end_offsets(bootstrap, listed)
-
-    thread_cls._highwaters = _highwaters
-    thread_cls._sunlight_patched = True
 
 
 async def end_offsets(bootstrap: str, topic: str, confirm: bool) -> dict[int, int]:

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from sinks.clickhouse import connect
 from sinks.migrations import migrate
 from sinks.writer import ClickHouseWriter
-from streams import broker as broker_mod
+from streams import broker as broker_mod, faust_patches
 from streams.app import Pipeline
 from streams.catalog_source import CatalogSource
 from streams.clock import EventTimeClock, WallClock
@@ -61,9 +61,9 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         own_broker = broker = broker_mod.EmbeddedBroker().start()
         bootstrap = broker.bootstrap
     if settings.tansu:
-        broker_mod.patch_highwaters()
+        faust_patches.confirm_highwaters(broker_mod.confirm_end_offsets)
     embedded_wait = 0.1 if own_broker is not None else None
-    broker_mod.set_fetch_max_wait(settings.fetch_max_wait if settings.fetch_max_wait is not None else embedded_wait)
+    faust_patches.set_fetch_max_wait(settings.fetch_max_wait if settings.fetch_max_wait is not None else embedded_wait)
     client = None
     worker = None
     writer = None
@@ -290,5 +290,5 @@ def _check_running(pipeline: Pipeline) -> None:
 
 
 def replay_clock(now: datetime | None):
-    from streams.app import utcnow
+    from streams.steps import utcnow
     return EventTimeClock(now or utcnow())

@@ -36,6 +36,9 @@ class Settings:
     fetch_max_wait: float | None = None
     # Rows buffered while ClickHouse is failing before the stream stops taking messages.
     sink_max_pending_rows: int = 50000
+    # At most this many messages in one unit (one partition's fetch, taken as a whole; Faust's
+    # broker_max_poll_records). Larger units cost less per event and delay a commit longer.
+    unit_max_messages: int = 2000
     tick_interval: float = 1.0
     catalog_reload_interval: float = 2.0
     session_timeout: float = 6.0
@@ -61,6 +64,7 @@ class Settings:
             partitions=int(_float(env, "SUNLIGHT_PARTITIONS", 4)),
             flush_interval=_float(env, "SUNLIGHT_FLUSH_INTERVAL", 1.0),
             tick_interval=_float(env, "SUNLIGHT_TICK_INTERVAL", 1.0),
+            unit_max_messages=int(_float(env, "SUNLIGHT_UNIT_MAX_MESSAGES", 2000)),
             sink_max_pending_rows=int(_float(env, "SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000)),
             fetch_max_wait=_float(env, "SUNLIGHT_FETCH_MAX_WAIT", 0) if env.get("SUNLIGHT_FETCH_MAX_WAIT") else None,
             session_timeout=_float(env, "SUNLIGHT_SESSION_TIMEOUT", 6.0),

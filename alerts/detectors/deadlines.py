@@ -79,11 +79,12 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
     t = view.timeline
     out: dict[str, Finding] = {}
     skipped = {s.node for s in t.skips}
+    index = view.item.plan.index
     for cycle in t.cycles:
-        node = view.item.node(cycle.node)
+        node = index.get(cycle.node)
         if node is None or node.days is None or cycle.node in out:
             continue
-        limit = view.calendar.deadline(cycle.clock_start, node.days, t.pauses)
+        limit = t.node_limit(cycle, node.days, view.calendar)
         if limit is None:
             continue
         if cycle.completed is not None:
@@ -138,11 +139,12 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
         near = near_moment(view, deadline)
         moments.extend(m for m in (near, deadline) if m is not None)
     skipped = {s.node for s in t.skips}
+    index = view.item.plan.index
     for cycle in t.cycles:
-        node = view.item.node(cycle.node)
+        node = index.get(cycle.node)
         if (cycle.completed is None and node is not None and node.days is not None and node.required
                 and cycle.node not in skipped):
-            limit = view.calendar.deadline(cycle.clock_start, node.days, t.pauses)
+            limit = t.node_limit(cycle, node.days, view.calendar)
             if limit is not None:
                 moments.append(limit)
     return [m for m in moments if m > now]

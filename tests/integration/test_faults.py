@@ -97,12 +97,15 @@ def test_a_failing_store_holds_the_stream_back_and_loses_nothing(scenario, basel
             taken = dict(pipeline.progress.processed_offsets)
             await asyncio.sleep(2.0)
             assert pipeline.progress.processed_offsets == taken
-            # The agent checks the limit after each message, so the buffer passes it by at most the
-            # rows of one message: its event, its case, the case's alerts, a dead letter.
-            most_per_message = 3 + max(Counter(a["case_id"] for a in expected).values())
-            assert pipeline.writer.pending_rows <= settings.sink_max_pending_rows + most_per_message
+            # The agent checks the limit after each case of a unit, so the buffer passes it by at most
+            # one case's rows: its events, its case row, its alerts, a dead letter.
+            most = 2 + max(Counter(e["case_id"] for e in scenario.events).values()) \
+                + max(Counter(a["case_id"] for a in expected).values())
+            assert pipeline.writer.pending_rows <= settings.sink_max_pending_rows + most
+            # Units are counted as taken once done: the one held back is in the buffer, not yet taken.
             processed = sum(o + 1 for o in taken.values())
-            assert half < processed < len(messages)
+            assert half <= processed < len(messages)
+            assert pipeline.writer.pending_rows >= settings.sink_max_pending_rows
             # No offset is committed past what was written.
             await asyncio.sleep(2 * pipeline.app.conf.broker_commit_interval)
             committed = await committed_offsets(pipeline, running.bootstrap)
@@ -126,9 +129,10 @@ def test_a_failing_store_holds_the_stream_back_and_loses_nothing(scenario, basel
 
 @pytest.fixture
 def dropping_faust(monkeypatch):
-    """Faust's consumer, made to drop chosen fetched messages once, as it does in a rebalance.
+    """Faust's consumer, made to lose chosen fetched batches once, as it does in a rebalance: a
+    unit holding one of the chosen offsets never reaches its agent.
 
-    Returns the set of (topic, partition, offset) to drop, and the list of those dropped."""
+    Returns the set of (topic, partition, offset) to drop, and the list of every position lost."""
     from faust.transport import consumer as faust_consumer
 
     real = faust_consumer.Consumer.getmany
@@ -137,10 +141,11 @@ def dropping_faust(monkeypatch):
 
     async def getmany(self, timeout):
         async for tp, message in real(self, timeout):
-            position = (tp.topic, tp.partition, message.offset)
-            if position in drop:
-                drop.discard(position)
-                dropped.append(position)
+            records = message.value if isinstance(message.value, list) else [message]
+            positions = [(tp.topic, tp.partition, r.offset) for r in records]
+            if drop.intersection(positions):
+                drop.difference_update(positions)
+                dropped.extend(positions)
                 continue
             yield tp, message
 
@@ -170,10 +175,9 @@ def test_messages_faust_fails_to_deliver_are_read_directly_and_nothing_is_lost(s
         committed = asyncio.run(broker_committed(broker.bootstrap, settings.app_id, settings.case_events_topic,
                                                  settings.partitions))
         ends = asyncio.run(end_offsets(broker.bootstrap, settings.case_events_topic, True))
-    assert sorted(dropped) == sorted(targets)  # Faust's consumer really left these out
-    assert gaps(settings.case_events_topic) - before[settings.case_events_topic] == 3
-    assert gaps(settings.ticks_topic) - before[settings.ticks_topic] == 1
-    assert gaps(settings.peers_topic) - before[settings.peers_topic] == 1
+    assert targets <= set(dropped) and drop == set()  # Faust's consumer really left these out
+    for topic in {t for t, _, _ in targets}:  # every lost message noticed as a hole, and read
+        assert gaps(topic) - before[topic] == sum(1 for t, _, _ in dropped if t == topic)
     assert progress.events_new == len(scenario.events)
     assert identity(alerts) == identity(expected)
     assert committed == ends  # every message committed, none held back by a hole

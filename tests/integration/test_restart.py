@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
@@ -25,6 +26,19 @@ def sunlight(args, env, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "streams.cli", *args], env=env, **kwargs)
 
 
+def finish_and_export(empty, catalog, now, env) -> tuple[list[dict], bytes]:
+    """A second replay (of nothing: the first run's messages are in the broker) to the end, then
+    every stored alert; and the second run's log."""
+    second = sunlight(["replay", str(empty), "--catalog", str(catalog), *now], env,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err.decode()[-3000:]
+    export = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export", "--all"], env=env,
+                            capture_output=True, timeout=300)
+    assert export.returncode == 0, export.stderr.decode()[-3000:]
+    return [orjson.loads(line) for line in export.stdout.splitlines()], err
+
+
 def test_kill_and_restart_mid_stream(tmp_path):
     scenario = generate(cases=1500, violation_rate=0.03, seed=3, now=NOW)
     catalog, events = write_inputs(tmp_path, scenario)
@@ -36,7 +50,9 @@ def test_kill_and_restart_mid_stream(tmp_path):
     with EmbeddedBroker() as broker:
         env = {**os.environ, "SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
                "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
-               "SUNLIGHT_SESSION_TIMEOUT": "3", "SUNLIGHT_TICK_INTERVAL": "0.2", "SUNLIGHT_FLUSH_INTERVAL": "0.3"}
+               "SUNLIGHT_SESSION_TIMEOUT": "3", "SUNLIGHT_TICK_INTERVAL": "0.2", "SUNLIGHT_FLUSH_INTERVAL": "0.3",
+               # Small units, so that the kill falls in the middle of one, with others done and to come.
+               "SUNLIGHT_UNIT_MAX_MESSAGES": "150"}
         now = ["--now", NOW.isoformat()]
         first = sunlight(["replay", str(events), "--catalog", str(catalog), *now], env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -45,23 +61,16 @@ def test_kill_and_restart_mid_stream(tmp_path):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and first.poll() is None:
             done = asyncio.run(committed(broker.bootstrap, 2))
-            if done >= total // 4:
+            if done >= total // 8:
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert first.poll() is None, "the first run finished before it could be killed: use more events"
         assert 0 < done < total
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         first.stderr.close()
 
-        second = sunlight(["replay", str(empty), "--catalog", str(catalog), *now], env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, err = second.communicate(timeout=600)
-        assert second.returncode == 0, err.decode()[-3000:]
-        export = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export", "--all"], env=env,
-                                capture_output=True, timeout=300)
-        assert export.returncode == 0, export.stderr.decode()[-3000:]
-    alerts = [orjson.loads(line) for line in export.stdout.splitlines()]
+        alerts, err = finish_and_export(empty, catalog, now, env)
     got, want = identity(alerts), identity(expected)
     warnings = [line for line in err.decode(errors="replace").splitlines() if "WARNING" in line or "ERROR" in line]
     print("\n".join(warnings))  # pytest shows it with -s, or when the test fails
@@ -88,3 +97,50 @@ def stored_cases(data_dir):
     finally:
         client.close()
     return {row[0]: tuple(row[1:]) for row in rows}
+
+
+KILLED_MID_UNIT = """
+import os, sys
+from streams import store, cli
+
+real_put, puts = store.CaseStore.put, [0]
+
+async def put(self, *args, **kwargs):
+    puts[0] += 1
+    if puts[0] == int(os.environ["KILL_AT_PUT"]):
+        os._exit(9)  # as SIGKILL: in the middle of a unit, its states partly written, nothing flushed
+    return await real_put(self, *args, **kwargs)
+
+store.CaseStore.put = put
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_killed_in_the_middle_of_a_unit_loses_and_doubles_nothing(scenario, baseline, tmp_path):
+    """The worker dies after writing some of a unit's states to the table (and its changelog) but
+    before the unit's rows are written and it is acknowledged: the restart redelivers the unit,
+    whose events the recovered table partly holds already."""
+    expected, _, catalog, _ = baseline
+    expected_cases = stored_cases(Path(catalog).parent / "data")
+    _, events = write_inputs(tmp_path, scenario)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with EmbeddedBroker() as broker:
+        env = {**os.environ, "SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
+               "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
+               "SUNLIGHT_SESSION_TIMEOUT": "3", "SUNLIGHT_TICK_INTERVAL": "0.2", "SUNLIGHT_FLUSH_INTERVAL": "0.3",
+               "SUNLIGHT_UNIT_MAX_MESSAGES": "400", "KILL_AT_PUT": "250"}
+        now = ["--now", NOW.isoformat()]
+        killed = subprocess.run([sys.executable, "-c", KILLED_MID_UNIT, "replay", str(events), "--catalog",
+                                 str(catalog), *now], env=env, capture_output=True, timeout=600)
+        assert killed.returncode == 9, killed.stderr.decode()[-3000:]
+        partly = asyncio.run(committed(broker.bootstrap, 2))
+        assert partly < len(scenario.events)
+        alerts, _ = finish_and_export(empty, catalog, now, env)
+    assert identity(alerts) == identity(expected)
+    client = connect(None, tmp_path / "data")
+    try:
+        assert client.query("SELECT count() FROM case_events FINAL").result_rows[0][0] == len(scenario.events)
+    finally:
+        client.close()
+    assert stored_cases(tmp_path / "data") == expected_cases

@@ -1,0 +1,145 @@
+"""Sunlight's own CPU per event, without the broker: decode, state, evaluate, encode, rows.
+
+    python bench/domain_cost.py [--cases 25000] [--partitions 4] [--unit 1000] [--profile]
+
+A generated city's events (the replay workload: about 5.6 events per case) go, in file order,
+through the very steps the case agent runs (`streams.steps`): each partition's messages in
+units of `--unit`, decoded from their wire bytes, applied and judged per case, each changed
+state encoded and stored (a dict stands for the table, the changelog send is not timed), and
+every row built and turned into Arrow as the writer does before an insert. Prints the median
+and the 90th percentile of the CPU per event over the units, the whole run's mean, and, for
+scale, a bare JSON parse of the same messages in the same run. Peer groups run as the peer
+agent would, on the facts the units send.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import platform
+import pstats
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiokafka.partitioner import DefaultPartitioner  # noqa: E402
+
+from alerts.calendar import WorkCalendar  # noqa: E402
+from alerts.catalog import load_catalog  # noqa: E402
+from alerts.evaluate import Judge  # noqa: E402
+from alerts.scenario import generate  # noqa: E402
+from sinks.rows import to_arrow  # noqa: E402
+from sinks.writer import Batch  # noqa: E402
+from streams.app import Progress  # noqa: E402
+from streams.clock import EventTimeClock  # noqa: E402
+from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit  # noqa: E402
+from streams.store import CaseStore  # noqa: E402
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+
+
+class Writer:
+    """The batching writer's buffer, without a store: rows become Arrow tables at each flush."""
+
+    def __init__(self):
+        self.batch = Batch()
+
+    def add(self, table, row):
+        self.batch.add(table, row)
+
+    def to_arrow(self) -> int:
+        batch, self.batch = self.batch, Batch()
+        for table, rows in batch.rows.items():
+            to_arrow(table, rows)
+        return batch.count
+
+
+def units_of(messages, partitions: int, size: int):
+    """The messages as the consumer would fetch them: by partition (keyed by case), in order."""
+    partitioner = DefaultPartitioner()
+    by_partition: dict[int, list] = {p: [] for p in range(partitions)}
+    for key, value in messages:
+        p = partitioner(key, list(range(partitions)), list(range(partitions)))
+        by_partition[p].append(SimpleNamespace(offset=len(by_partition[p]), key=key, value=value))
+    out = []
+    for p, records in by_partition.items():
+        out.extend(Unit("case-events", p, records[i:i + size]) for i in range(0, len(records), size))
+    # Interleave partitions by position, as a consumer round-robins between them.
+    out.sort(key=lambda u: (u.first_offset, u.partition))
+    return out
+
+
+async def run(units, judge) -> tuple[list[float], int, float]:
+    table = SimpleNamespace(data={})
+    writer = Writer()
+    settings = SimpleNamespace(alerts_topic="alerts", peers_topic="peers", ticks_topic="ticks", dlq_topic="dlq")
+
+    async def write(key, stored, partition):
+        table.data[key] = stored
+
+    async def send(topic, key, value, partition):
+        return None
+
+    store = CaseStore(table, write, cache_size=50_000)
+    progress = Progress()
+    outputs = Outputs(writer, send, settings, progress, SimpleNamespace(judge=judge))
+    steps = CaseSteps(store, SimpleNamespace(judge=judge), EventTimeClock(NOW), outputs, progress)
+    per_event = []
+    total_events = 0
+    started = time.process_time()
+    for unit in units:
+        begun = time.process_time()
+        await steps.process(unit, decode_case_unit(unit, "ticks"))
+        writer.to_arrow()
+        spent = time.process_time() - begun
+        per_event.append(spent / len(unit.records))
+        total_events += len(unit.records)
+    return per_event, total_events, time.process_time() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=25000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--unit", type=int, default=1000, help="messages per unit (one partition's fetch)")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    scenario = generate(cases=args.cases, seed=1, now=NOW)
+    judge = Judge(load_catalog(scenario.catalog), WorkCalendar(on_missing_year=lambda year: None))
+    messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in scenario.events]
+    units = units_of(messages, args.partitions, args.unit)
+    begun = time.process_time()
+    for _, value in messages:
+        orjson.loads(value)
+    bare = (time.process_time() - begun) / len(messages)
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+    per_event, total, spent = asyncio.run(run(units, judge))
+    if args.profile:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    quantiles = statistics.quantiles(per_event, n=10)
+    print(f"date: {datetime.now().isoformat(timespec='seconds')}  machine: {platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"events: {total} ({args.cases} cases), {len(units)} units of up to {args.unit} messages, "
+          f"{args.partitions} partitions, file order")
+    print(f"CPU per event over the units: median {statistics.median(per_event) * 1e6:.1f} us, "
+          f"p90 {quantiles[-1] * 1e6:.1f} us; whole run {spent / total * 1e6:.1f} us")
+    print(f"bare JSON parse of the same messages: {bare * 1e6:.2f} us per event "
+          f"(ratio {statistics.median(per_event) / bare:.0f}x)")
+    print(f"reproduce: python bench/domain_cost.py --cases {args.cases} --partitions {args.partitions} "
+          f"--unit {args.unit}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""How a case's state is stored: the table value and its changelog record.
+
+A compact JSON array, trusted when read back: Sunlight wrote it, after validating every
+event once on the way in, so decoding builds the events without checking them again.
+
+    [2, case_id, partition, revision, next_due, judged_at, [event rows], {alert_id: alert},
+     {event_id: verdict evidence}, {alert_id: held withdrawal cause}]
+
+An event row is [event_id, item_code, type, occurred_at, recorded_at, node, officer_id,
+department, region, channel, attrs]. Each event and each alert keeps its encoded form once
+made (`stored`), so writing a state after a change encodes only what changed and joins the
+rest. States written by earlier versions (the JSON object of `CaseState.to_json`) are still
+read.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from alerts.events import Channel, CaseEvent, EventType, shared_time
+from alerts.model import Alert
+from alerts.state import CaseState
+
+FORMAT = 2
+_TYPES = {t.value: t for t in EventType}
+_CHANNELS = {c.value: c for c in Channel}
+_intern = sys.intern
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def event_row(event: CaseEvent) -> bytes:
+    stored = event.stored
+    if stored is None:
+        stored = orjson.dumps([event.event_id, event.item_code, event.type.value, event.occurred_at.isoformat(),
+                               event.recorded_at.isoformat(), event.node, event.officer_id, event.department,
+                               event.region, event.channel.value if event.channel else None,
+                               dict(event.attrs) if event.attrs else None])
+        object.__setattr__(event, "stored", stored)
+    return stored
+
+
+def alert_json(alert: Alert) -> bytes:
+    stored = alert.stored
+    if stored is None:
+        stored = orjson.dumps(alert.to_json())
+        object.__setattr__(alert, "stored", stored)
+    return stored
+
+
+def encode_state(state: CaseState, partition: int) -> bytes:
+    """The stored form of a state (its size is what a changelog record must hold)."""
+    fragment = orjson.Fragment
+    return orjson.dumps([
+        FORMAT, state.case_id, partition, state.revision, _iso(state.next_due), _iso(state.judged_at),
+        fragment(b"[" + b",".join(event_row(e) for e in state.events) + b"]"),
+        {k: fragment(alert_json(a)) for k, a in state.alerts.items()},
+        state.verdicts, state.held_withdrawals,
+    ])
+
+
+def decode_state(data: bytes) -> tuple[CaseState, int]:
+    """A stored state and the partition it was stored for."""
+    obj = orjson.loads(data)
+    if isinstance(obj, dict):  # written by a version before FORMAT 2
+        return CaseState.from_json(obj), int(obj.get("partition", 0))
+    _, case_id, partition, revision, next_due, judged_at, rows, alerts, verdicts, held = obj
+    events = tuple(_event(case_id, row) for row in rows)
+    return CaseState(
+        case_id=case_id, events=events, alerts={k: Alert.from_json(a) for k, a in alerts.items()},
+        verdicts=verdicts, next_due=shared_time(next_due) if next_due else None,
+        judged_at=shared_time(judged_at) if judged_at else None, held_withdrawals=held, revision=revision,
+    ), partition
+
+
+def stored_partition_and_due(data: bytes) -> tuple[int, str | None, bool]:
+    """(partition, next_due, has held withdrawals) of a stored state, for rebuilding the deadline index."""
+    obj = orjson.loads(data)
+    if isinstance(obj, dict):
+        return int(obj.get("partition", 0)), obj.get("next_due"), bool(obj.get("held_withdrawals"))
+    return obj[2], obj[4], bool(obj[9])
+
+
+def _event(case_id: str, row: list[Any]) -> CaseEvent:
+    event_id, item_code, kind, occurred, recorded, node, officer, department, region, channel, attrs = row
+    attrs = attrs or {}
+    deadline = attrs.get("deadline")
+    return CaseEvent(
+        event_id=event_id, case_id=case_id, item_code=_intern(item_code), type=_TYPES[kind],
+        occurred_at=shared_time(occurred), recorded_at=shared_time(recorded),
+        node=_intern(node) if node else node, officer_id=_intern(officer) if officer else officer,
+        department=_intern(department) if department else department, region=_intern(region) if region else region,
+        channel=_CHANNELS[channel] if channel else None, attrs=attrs,
+        stated_deadline=shared_time(deadline.replace("z", "Z")) if isinstance(deadline, str) else None,
+    )

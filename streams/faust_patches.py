@@ -1,0 +1,234 @@
+"""Every change Sunlight makes to faust-streaming's internals, in one place.
+
+Written against faust-streaming 0.15.3 (pinned in pyproject.toml); `apply` refuses another
+version, because each patch below relies on the lines it names. `tests/unit/test_faust_patches.py`
+covers each one.
+
+1. **Units** (`Consumer.getmany`, faust/transport/consumer.py, the method after `_getmany`):
+   Faust hands its agents one message at a time, through a fetch loop that runs
+   `wait_first(callback(message), ...)` per message (about four tasks), flow control, a queue
+   and the stream iterator: about 200 µs of CPU per message. For the topics Sunlight names, the
+   patched `getmany` yields one message per partition per fetch, whose value is the list of the
+   fetched records (a *unit*, `streams.steps.Unit`): its offset is the last record's, and the
+   partition's read offset is set so that Faust's fetch loop (`_drain_messages`, "gap = offset -
+   (r_offset or 0)") sees no gap and drops nothing. Every record of a unit is acknowledged with it
+   (`acknowledge_unit`), so Faust commits past a unit only once all of it is done.
+2. **Commits** (`Consumer._new_offset`): 0.15.3 commits past a single unacknowledged message
+   right after the committed offset (`min(acked) - committed > 1`, where the committed offset is
+   already the next one to read). Here a message is committed only once it and every message
+   before it are acknowledged.
+3. **Fetch wait** (`AIOKafkaConsumerThread._create_worker_consumer`, drivers/aiokafka.py): Faust
+   hard-codes a 1.5 s fetch wait; Tansu holds a waiting fetch for the whole wait even when
+   records arrive, so the embedded broker gets a shorter one.
+4. **High watermarks** (`AIOKafkaConsumerThread._highwaters`): Tansu's ListOffsets(latest)
+   under-reports the end of a multi-record batch, and Faust decides from it when a table's
+   recovery is complete; on Tansu each end offset is confirmed with a fetch.
+5. **Holes** (`Consumer._gap`, an intervaltree per partition of offsets Faust counts as done):
+   a range of offsets Faust did not deliver must not be counted as done until Sunlight has read
+   it (`keep_uncommitted`).
+6. **Table writes** (`Collection.send_changelog` and `Table.on_key_set`, faust/tables): a state
+   is written into the table's data and its changelog record sent through the producer directly
+   (`write_table`), with the key serialised as Faust serialises table keys (JSON), so that
+   recovery reads it back and co-partitioning holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Optional
+
+import faust
+from faust.serializers import codecs
+from faust.transport import consumer as faust_consumer
+from faust.transport.consumer import consecutive_numbers
+from faust.types import TP
+
+FAUST_VERSION = "0.15.3"
+UNIT_CODEC = "sunlight-unit"
+
+_unit_topics: set[str] = set()
+_fetch_max_wait_ms: int | None = None
+_applied = False
+
+
+class FaustVersionError(RuntimeError):
+    pass
+
+
+def check_version() -> None:
+    if faust.__version__ != FAUST_VERSION:
+        raise FaustVersionError(f"streams/faust_patches.py is written for faust-streaming {FAUST_VERSION}; "
+                                f"{faust.__version__} is installed: check every patch against it before "
+                                f"changing the pin")
+
+
+class _UnitCodec(codecs.Codec):
+    """A unit's value is already the list of its records: nothing to decode."""
+
+    def _loads(self, s: Any) -> Any:
+        return s
+
+    def _dumps(self, s: Any) -> Any:
+        return s
+
+
+def apply() -> None:
+    """Install the patches (idempotent). Topics are made to deliver units with `deliver_units`."""
+    global _applied
+    check_version()
+    if _applied:
+        return
+    codecs.register(UNIT_CODEC, _UnitCodec())
+    faust_consumer.Consumer._new_offset = _new_offset
+    faust_consumer.Consumer.getmany = _getmany_units
+    from faust.transport.drivers import aiokafka as driver
+
+    thread_cls = driver.AIOKafkaConsumerThread
+    original = thread_cls._create_worker_consumer
+
+    def _create_worker_consumer(self, transport):
+        consumer = original(self, transport)
+        if _fetch_max_wait_ms is not None:
+            consumer._fetch_max_wait_ms = _fetch_max_wait_ms  # read when the consumer starts its fetcher
+        return consumer
+
+    thread_cls._create_worker_consumer = _create_worker_consumer
+    _applied = True
+
+
+def deliver_units(topics: Iterable[str]) -> None:
+    """These topics reach their agents as units (one message per partition per fetch)."""
+    _unit_topics.update(topics)
+
+
+# -- 1. units -------------------------------------------------------------------------------------
+
+async def _getmany_units(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+    """Consumer.getmany of 0.15.3, with the records of a unit topic's partition as one message."""
+    records, active_partitions = await self._wait_next_records(timeout)
+    generation_id = self.app.consumer_generation_id
+    if records is None or self.should_stop:
+        return
+    if not self.flow_active:
+        self.log.dev("getmany called while flow not active. Seek back to committed offsets.")
+        try:
+            await self.perform_seek()
+        except Exception as ex:
+            self.log.warning(f"exception performing seek when flow not active {ex}")
+        return
+    to_message = self._to_message
+    units = {tp: batch for tp, batch in records.items() if tp.topic in _unit_topics and batch}
+    singles = {tp: batch for tp, batch in records.items() if tp not in units}
+    for tp, batch in units.items():
+        if not _deliverable(self, tp, active_partitions, generation_id):
+            break
+        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        message = to_message(tp, batch[-1])
+        message.value = batch
+        # Faust's fetch loop takes a jump in offsets for a hole in the log, and drops what is below
+        # its read offset: the unit is one step ahead of it, whatever its first offset.
+        self._read_offset[tp] = batch[-1].offset - 1
+        yield tp, message
+    for tp, record in self.scheduler.iterate(singles):
+        if not _deliverable(self, tp, active_partitions, generation_id):
+            break
+        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        yield tp, to_message(tp, record)
+
+
+def _deliverable(self, tp: TP, active_partitions, generation_id) -> bool:
+    if not self.flow_active:
+        return False
+    if self.app.consumer_generation_id != generation_id:
+        self.log.dev("Generation id changed. Cancelling getmany.")
+        return False
+    return active_partitions is None or tp in active_partitions or tp in self._buffered_partitions
+
+
+
+def acknowledge_unit(consumer, message, first_offset: int) -> None:
+    """Acknowledge every record of a unit: its earlier offsets here, then the unit's own message."""
+    tp = message.tp
+    with faust_consumer.ack_lock:
+        committed = consumer._committed_offset[tp]
+        acked_index = consumer._acked_index[tp]
+        acked = consumer._acked[tp]
+        for offset in range(first_offset, message.offset):
+            if (committed is None or offset >= committed) and offset not in acked_index:
+                acked_index.add(offset)
+                acked.append(offset)
+    consumer.ack(message)
+
+
+# -- 2. commits -----------------------------------------------------------------------------------
+
+def _new_offset(self, tp) -> Optional[int]:
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    max_offset = max(acked)
+    gap_for_tp = self._gap[tp]
+    if gap_for_tp:  # holes in the log itself (compaction, transaction markers) count as done
+        candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda x: x.begin)
+        if candidates:
+            stuff_to_add = [o for entry in candidates for o in range(entry.begin, entry.end)]
+            acked.extend(stuff_to_add)
+            gap_for_tp.chop(0, max(stuff_to_add[-1], max_offset + 1))
+    acked.sort()
+    committed_offset = self._committed_offset[tp]
+    if committed_offset is not None and acked[0] > committed_offset:
+        return None  # the message at the committed offset is not acknowledged yet
+    batch = next(consecutive_numbers(acked))
+    acked[: len(batch)] = []
+    self._acked_index[tp].difference_update(batch)
+    return batch[-1] + 1
+
+
+# -- 3. fetch wait --------------------------------------------------------------------------------
+
+def set_fetch_max_wait(seconds: float | None) -> None:
+    """The fetch wait of Faust's consumers created from now on (None: Faust's own 1.5 s)."""
+    global _fetch_max_wait_ms
+    _fetch_max_wait_ms = None if seconds is None else max(1, int(seconds * 1000))
+
+
+# -- 4. high watermarks ---------------------------------------------------------------------------
+
+def confirm_highwaters(confirm: Callable[[str, dict], Awaitable[dict]]) -> None:
+    """Make Faust confirm ListOffsets(latest) with `confirm(bootstrap, offsets)` (Tansu quirk)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    thread_cls = driver.AIOKafkaConsumerThread
+    if getattr(thread_cls, "_sunlight_highwaters", False):
+        return
+    original = thread_cls._highwaters
+
+    async def _highwaters(self, partitions):
+        listed = dict(await original(self, partitions))
+        bootstrap = self._ensure_consumer()._client._bootstrap_servers
+        return await confirm(bootstrap, listed)
+
+    thread_cls._highwaters = _highwaters
+    thread_cls._sunlight_highwaters = True
+
+
+# -- 5. holes -------------------------------------------------------------------------------------
+
+def keep_uncommitted(consumer, tp: TP, start: int, end: int) -> None:
+    """Offsets start..end-1 are not done, whatever Faust took them for (a hole it did not deliver)."""
+    gaps = getattr(consumer, "_gap", {}).get(tp)
+    if gaps is not None:
+        gaps.chop(start, end)
+
+
+# -- 6. table writes ------------------------------------------------------------------------------
+
+def table_key(key: str) -> bytes:
+    """A table key as Faust serialises it in the changelog (key_type None: JSON)."""
+    return codecs.dumps("json", key)
+
+
+async def write_table(app: faust.App, table, key: str, value: bytes, partition: int) -> None:
+    """Put `value` in the table's data and send its changelog record (raw bytes) to `partition`.
+    Faust flushes the producer before it commits offsets, as for its own table writes."""
+    table.data[key] = value
+    await app.producer.send(table.changelog_topic.get_topic_name(), table_key(key), value, partition, None, None)

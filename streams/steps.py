@@ -1,0 +1,345 @@
+"""The stream core, as small steps over units of messages (in the manner of arroyo's strategies).
+
+A *unit* is what one fetch returned for one partition (`streams.faust_patches`): the agents
+take units, not messages. Each unit goes through the same steps:
+
+1. **take**: the unit, and before it any messages of its partition Faust failed to deliver
+   (`Pipeline.missing_before`, read directly);
+2. **decode**: wire bytes to domain values, per message: case events (checked against the
+   contract), ticks and verdicts; what cannot be read becomes a dead letter with its reason
+   (`decode_case_unit`, `decode_peer_unit`);
+3. **apply and evaluate**: per case, its events and verdicts of the unit applied one by one,
+   then one judgement at the unit's clock (`alerts.evaluate.step_many`); per peer group, its
+   decisions added (`alerts.peers.add_decision`);
+4. **write**: one state per case per unit into the table and its changelog; rows into the
+   batching writer; alerts, peer facts, verdicts and dead letters to their topics (`Outputs`);
+5. **commit**: the unit is acknowledged once the writer has written its rows and published
+   its alerts (`Pipeline.flush`), so no offset is committed past unwritten data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import orjson
+
+from alerts.detectors.discretion import penalty_of
+from alerts.evaluate import Judge, Outcome, UnknownItem, evaluate, judge_case, step, step_many
+from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
+from alerts.letters import DeadLetter, make_letter
+from alerts.model import Alert
+from alerts.peers import PenaltyFact, Verdict, fact_of
+from alerts.state import CaseState
+from sinks.rows import alert_row, case_row, dead_letter_row, event_row
+from streams import metrics
+from streams.codec import encode_state
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 1_000_000
+# A case's state is one changelog record, and Kafka refuses records over 1 MB. No real case has
+# thousands of events; one that would pass this bound is refused (case_too_large), not stored.
+MAX_STATE_BYTES = 900_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Unit:
+    """The records one fetch returned for one partition, and the Faust message standing for them
+    (None for records read directly, which are acknowledged one by one)."""
+    topic: str
+    partition: int
+    records: list  # each with .offset, .key, .value
+    message: Any = None
+
+    @property
+    def first_offset(self) -> int:
+        return self.records[0].offset
+
+    @property
+    def last_offset(self) -> int:
+        return self.records[-1].offset
+
+
+@dataclass
+class CaseWork:
+    """What one unit holds for one case."""
+    events: list[tuple[Any, CaseEvent]] = field(default_factory=list)  # (record, event)
+    tick: datetime | None = None  # the latest moment a tick asks the case to be judged at
+    tick_record: Any = None
+    verdicts: list[Verdict] = field(default_factory=list)
+
+
+@dataclass
+class Letter:
+    record: Any
+    topic: str
+    partition: int
+    reason: str
+    detail: str
+
+
+@dataclass
+class Decoded:
+    cases: dict[str, CaseWork] = field(default_factory=dict)
+    letters: list[Letter] = field(default_factory=list)
+    latest: datetime | None = None  # the latest event time in the unit
+
+
+def decode_event(raw: bytes | None) -> CaseEvent:
+    """A case event from its wire bytes, or InvalidEvent with the reason."""
+    if not raw or len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidEvent("too_large" if raw else "empty", f"message of {len(raw or b'')} bytes")
+    try:
+        return parse_event(orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+            reason = "invalid_json"
+        except UnicodeDecodeError:
+            reason = "invalid_utf8"
+        raise InvalidEvent(reason, str(exc)) from None
+
+
+def decode_case_unit(unit: Unit, ticks_topic: str) -> Decoded:
+    out = Decoded()
+    cases = out.cases
+    if unit.topic == ticks_topic:
+        for record in unit.records:
+            try:
+                signal = orjson.loads(record.value)
+                if "nudge" in signal:
+                    continue  # only to have the partition's holes read
+                if "verdict" in signal:
+                    verdict = Verdict.from_json(signal["verdict"])
+                    cases.setdefault(verdict.case_id, CaseWork()).verdicts.append(verdict)
+                else:
+                    work = cases.setdefault(str(signal["case_id"]), CaseWork())
+                    moment = datetime.fromisoformat(signal["now"])
+                    if work.tick is None or moment > work.tick:
+                        work.tick, work.tick_record = moment, record
+            except Exception as exc:  # an internal message Sunlight did not write: kept, never fatal
+                out.letters.append(Letter(record, unit.topic, unit.partition, "internal_error",
+                                          f"unreadable internal message: {exc}"))
+        return out
+    latest = None
+    for record in unit.records:
+        try:
+            event = decode_event(record.value)
+        except InvalidEvent as exc:
+            out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
+            continue
+        cases.setdefault(event.case_id, CaseWork()).events.append((record, event))
+        if latest is None or event.occurred_at > latest:
+            latest = event.occurred_at
+    out.latest = latest
+    return out
+
+
+def decode_peer_unit(unit: Unit) -> tuple[dict[str, list[PenaltyFact]], list[Letter]]:
+    groups: dict[str, list[PenaltyFact]] = {}
+    letters = []
+    for record in unit.records:
+        try:
+            value = orjson.loads(record.value)
+            if "nudge" in value:
+                continue
+            fact = PenaltyFact.from_json(value)
+        except Exception as exc:
+            letters.append(Letter(record, unit.topic, unit.partition, "internal_error",
+                                  f"unreadable penalty fact: {exc}"))
+            continue
+        groups.setdefault(fact.group, []).append(fact)
+    return groups, letters
+
+
+def penalty_fact(event: CaseEvent, judge: Judge) -> PenaltyFact | None:
+    """The peer-group fact of a fining decision (same item, same violation), else None."""
+    if event.type is not EventType.DECIDED:
+        return None
+    penalty = penalty_of(event)
+    if penalty is None:
+        return None
+    violation, amount = penalty
+    tiers = judge.item(event.item_code).discretion.get(violation, ())
+    return fact_of(event, violation, amount, within_benchmark=not tiers or any(t.contains(amount) for t in tiers))
+
+
+class Outputs:
+    """Where a unit's results go: the batching writer's rows, and records for Kafka topics sent
+    through the producer (alerts only after their rows are written)."""
+
+    def __init__(self, writer, send: Callable, settings, progress, catalog):
+        self.writer = writer
+        self.send = send  # async (topic, key, value, partition) -> None
+        self.settings = settings
+        self.progress = progress
+        self.catalog = catalog
+
+    def event(self, event: CaseEvent, department: str) -> None:
+        self.writer.add("case_events", event_row(event, department, utcnow()))
+
+    def case(self, state: CaseState, outcome_labels, deadline) -> None:
+        labels = outcome_labels
+        self.writer.add("cases", case_row(state, labels.item_code, labels.department, labels.region, deadline,
+                                          utcnow()))
+
+    def alert(self, alert: Alert) -> None:
+        """Buffer an alert version for ClickHouse; it goes to the alerts topic once written."""
+        self.progress.alerts_changed += 1
+        metrics.ALERTS_PUBLISHED.labels(alert.rule.value, alert.status.value).inc()
+        self.writer.add("alerts", alert_row(alert))
+        payload, key = orjson.dumps(alert.to_json()), alert.case_id.encode()
+        topic = self.settings.alerts_topic
+        self.writer.batch.after_write.append(lambda k=key, v=payload: self.send(topic, k, v, None))
+
+    def outcome(self, outcome: Outcome) -> None:
+        self.case(outcome.state, outcome.labels, outcome.deadline)
+        for alert in outcome.changed:
+            self.alert(alert)
+
+    def rewrite(self, state: CaseState, judge: Judge, clock_now: datetime) -> None:
+        """A case's current rows again, and its alerts published again (at least once)."""
+        result = evaluate(state, judge, state.judged_at or clock_now)
+        self.case(state, result.labels, result.deadline)
+        for alert in state.alerts.values():
+            self.alert(alert)
+
+    async def fact(self, fact: PenaltyFact) -> None:
+        await self.send(self.settings.peers_topic, fact.group.encode(), orjson.dumps(fact.to_json()), None)
+
+    async def verdict(self, verdict: Verdict, partition: int | None = None) -> None:
+        self.progress.verdicts_sent += 1
+        await self.send(self.settings.ticks_topic, verdict.case_id.encode(),
+                        orjson.dumps({"verdict": verdict.to_json()}), partition)
+
+    async def dead_letter(self, record: Any, topic: str, partition: int, reason: str, detail: str) -> None:
+        """Refuse a message: to the store's dead letters and the DLQ topic, with the reason. Never
+        raises: a letter that cannot be sent is logged, and kept in the store."""
+        raw = record.value if isinstance(record.value, bytes) else orjson.dumps(record.value)
+        letter = make_letter(topic, partition, record.offset, record.key, raw, reason, detail,
+                             self.catalog.judge.catalog)
+        log.warning("dead-lettered %s[%s]@%s: %s: %s", topic, partition, record.offset, reason, detail[:300])
+        await self.keep_letter(letter, record.key)
+
+    async def keep_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+        self.progress.dead_letters += 1
+        metrics.EVENTS_DEAD_LETTERED.labels(letter.reason).inc()
+        self.writer.add("dead_letters", dead_letter_row(letter, utcnow()))
+        try:
+            await self.send(self.settings.dlq_topic, key if isinstance(key, bytes) else None,
+                            orjson.dumps(letter.to_json()), None)
+        except Exception:
+            log.exception("could not send the dead letter for %s[%s]@%s (%s) to the DLQ topic; it is kept in "
+                          "the store", letter.topic, letter.partition, letter.offset, letter.reason)
+
+
+class CaseSteps:
+    """Apply and evaluate, then write: what the case agent does with a decoded unit."""
+
+    def __init__(self, store, catalog, clock, outputs: Outputs, progress):
+        self.store = store
+        self.catalog = catalog
+        self.clock = clock
+        self.out = outputs
+        self.progress = progress
+        self.unwatched: Callable | None = None  # (record, topic, partition, case_id, error): set by the pipeline
+        self.hold_back: Callable | None = None  # awaited after each case: backpressure, set by the pipeline
+
+    async def process(self, unit: Unit, decoded: Decoded) -> None:
+        partition = unit.partition
+        if decoded.latest is not None:
+            self.clock.observe(partition, decoded.latest)
+        now = self.clock.now(partition)
+        hold = self.clock.holds_withdrawals
+        for letter in decoded.letters:
+            await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail)
+        for case_id, work in decoded.cases.items():
+            await self.case(case_id, work, unit, now, hold)
+            if self.hold_back is not None:
+                await self.hold_back()
+
+    async def case(self, case_id: str, work: CaseWork, unit: Unit, now: datetime, hold: bool) -> None:
+        judge = self.catalog.judge
+        partition = unit.partition
+        state = await self.store.get(case_id, partition)
+        events = [event for _, event in work.events]
+        batch = step_many(state, events, work.verdicts, judge, now, utcnow(), hold)
+        records = {id(event): record for record, event in work.events}
+        for event, exc in batch.refused:
+            reason = "unknown_item" if isinstance(exc, UnknownItem) else "unknown_node"
+            await self.out.dead_letter(records[id(event)], unit.topic, partition, reason, str(exc))
+        result = batch.outcome
+        if work.tick is not None and batch.state is not None and batch.state.events:
+            try:
+                judged = judge_case(result.state if result else batch.state, judge, max(now, work.tick), utcnow(),
+                                    hold)
+            except UnknownItem as exc:
+                if self.unwatched is not None:
+                    await self.unwatched(work.tick_record, unit.topic, partition, case_id, exc)
+                judged = None
+            if judged is not None and (result is None or judged.state is not result.state):
+                result = judged if result is None else Outcome(judged.state, result.changed + judged.changed,
+                                                               judged.labels, judged.deadline)
+        if result is not None and result.state is not state:
+            stored = encode_state(result.state, partition)
+            if len(stored) > MAX_STATE_BYTES:
+                await self.too_large(state, work, unit, now, hold)
+                return
+            await self.store.put(result.state, partition, stored)
+            for event in batch.new:
+                self.out.event(event, judge.item(event.item_code).department)
+            self.out.outcome(result)
+        elif state is not None and case_id not in self.store.from_store and (batch.duplicates or work.verdicts
+                                                                               or work.tick is not None):
+            # Nothing changed: a redelivery, or a tick or verdict sent again after a crash. Its
+            # rows may not have been written, nor its alerts published: write them again (the
+            # tables are keyed, so nothing is stored twice).
+            for event in batch.duplicates:
+                self.out.event(event, judge.item(event.item_code).department)
+            self.out.rewrite(state, judge, now)
+        self.progress.events_new += len(batch.new)
+        self.progress.events_duplicate += len(batch.duplicates)
+        if batch.new:
+            metrics.EVENTS_PROCESSED.labels("new").inc(len(batch.new))
+        if batch.duplicates:
+            metrics.EVENTS_PROCESSED.labels("duplicate").inc(len(batch.duplicates))
+        for event in (*batch.new, *batch.duplicates):  # a redelivered decision's fact may have been lost too
+            fact = penalty_fact(event, judge)
+            if fact is not None:
+                await self.out.fact(fact)
+
+    async def too_large(self, state: CaseState | None, work: CaseWork, unit: Unit, now: datetime,
+                        hold: bool) -> None:
+        """The unit's events would make the case's state too large for one changelog record: take
+        them one at a time, and refuse each one that would."""
+        judge = self.catalog.judge
+        partition = unit.partition
+        for record, event in work.events:
+            try:
+                outcome = step(state, event, judge, now, utcnow(), hold)
+            except LookupError:
+                continue  # refused already
+            if not outcome.is_new:
+                continue
+            stored = encode_state(outcome.state, partition)
+            if len(stored) > MAX_STATE_BYTES:
+                await self.out.dead_letter(record, unit.topic, partition, "case_too_large",
+                                           f"case {event.case_id} would hold {len(outcome.state.events)} events, "
+                                           f"{len(stored)} bytes of state, more than the {MAX_STATE_BYTES} bytes "
+                                           f"one changelog record may hold; the case keeps its earlier events")
+                continue
+            state = outcome.state
+            await self.store.put(state, partition, stored)
+            self.out.event(event, judge.item(event.item_code).department)
+            self.out.outcome(outcome)
+            self.progress.events_new += 1
+            fact = penalty_fact(event, judge)
+            if fact is not None:
+                await self.out.fact(fact)

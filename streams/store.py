@@ -1,0 +1,72 @@
+"""Case states of the partitions a worker holds, kept in a Faust table.
+
+The table's data is the durable copy: each value is a state's stored form (`streams.codec`),
+recovered from the table's changelog after a restart or a rebalance. Decoded states of the
+cases used most recently sit in a bounded cache in front of it. A state is written once per
+unit of messages, whatever number of events it took: straight into the table's data, and its
+changelog record through the producer (`streams.faust_patches.write_table`), which is what
+Faust does for `table[key] = value` less its per-write cost.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Awaitable, Callable, Iterator
+
+from alerts.state import CaseState
+from streams.codec import decode_state, encode_state, stored_partition_and_due
+
+
+class CaseStore:
+    def __init__(self, table, write: Callable[[str, bytes, int], Awaitable[None]], cache_size: int):
+        self.table = table
+        self.write = write  # (key, stored bytes, partition): into the table's data, and its changelog
+        self.cache_size = cache_size
+        self.cache: OrderedDict[str, CaseState] = OrderedDict()
+        # What the data directory's store already holds, by case: the seed of a case's state when
+        # the table has none (a fresh embedded broker, see streams.runtime.restore_from_store).
+        self.seeds: dict[str, CaseState] = {}
+        # Cases whose state came from the store and has not changed since: their rows are in the
+        # store already, so a redelivery or an unchanged judgement writes and publishes nothing.
+        self.from_store: set[str] = set()
+        # Cases written since the pipeline last looked (it indexes their deadlines, then clears it).
+        self.written: set[str] = set()
+
+    async def get(self, case_id: str, partition: int) -> CaseState | None:
+        state = self.cache.get(case_id)
+        if state is not None:
+            self.cache.move_to_end(case_id)
+            return state
+        stored = self.table.data.get(case_id)
+        if stored:
+            state, _ = decode_state(stored)
+            self._remember(state)
+            return state
+        state = self.seeds.pop(case_id, None)
+        if state is not None:  # the seed becomes the table's state
+            await self.put(state, partition, encode_state(state, partition), from_store=True)
+        return state
+
+    async def put(self, state: CaseState, partition: int, stored: bytes, from_store: bool = False) -> None:
+        if from_store:
+            self.from_store.add(state.case_id)
+        else:
+            self.from_store.discard(state.case_id)
+        await self.write(state.case_id, stored, partition)
+        self._remember(state)
+        self.written.add(state.case_id)
+
+    def _remember(self, state: CaseState) -> None:
+        self.cache[state.case_id] = state
+        self.cache.move_to_end(state.case_id)
+        if len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+
+    def forget_cache(self) -> None:
+        self.cache.clear()
+
+    def stored(self) -> Iterator[tuple[str, int, str | None, bool]]:
+        """(case_id, partition, next_due, has held withdrawals) of every case in the table."""
+        for case_id, stored in list(self.table.data.items()):
+            if stored:
+                yield (case_id, *stored_partition_and_due(stored))

@@ -1,0 +1,127 @@
+"""The stream core's steps over units, without a broker: a unit's events of one case out of order
+and duplicated, a poison message inside a unit, one state and one changelog record per case."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import orjson
+
+from alerts.evaluate import step
+from alerts.model import AlertStatus
+from sinks.writer import Batch
+from streams.app import Progress
+from streams.clock import EventTimeClock
+from streams.codec import decode_state
+from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit
+from streams.store import CaseStore
+from tests.unit.helpers import LICENCE, at, judge
+
+NOW = datetime(2026, 5, 1, tzinfo=timezone.utc)
+
+
+class Harness:
+    """CaseSteps with a dict for the table, a list for the producer, a Batch for the writer."""
+
+    def __init__(self):
+        self.table = SimpleNamespace(data={})
+        self.changelog: list[tuple[str, int]] = []
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.writer = SimpleNamespace(batch=Batch())
+        self.writer.add = self.writer.batch.add
+        self.judge = judge()
+        settings = SimpleNamespace(alerts_topic="alerts", peers_topic="peers", ticks_topic="ticks", dlq_topic="dlq")
+        self.progress = Progress()
+        catalog = SimpleNamespace(judge=self.judge)
+        self.store = CaseStore(self.table, self.write, cache_size=10)
+        outputs = Outputs(self.writer, self.send, settings, self.progress, catalog)
+        self.steps = CaseSteps(self.store, catalog, EventTimeClock(NOW), outputs, self.progress)
+
+    async def write(self, key, stored, partition):
+        self.table.data[key] = stored
+        self.changelog.append((key, partition))
+
+    async def send(self, topic, key, value, partition):
+        self.sent.append((topic, key, value))
+
+    def run(self, unit: Unit) -> None:
+        asyncio.run(self.steps.process(unit, decode_case_unit(unit, "ticks")))
+
+    def rows(self, table):
+        return self.writer.batch.rows.get(table, [])
+
+
+def record(offset, value):
+    return SimpleNamespace(offset=offset, key=b"k", value=value if isinstance(value, bytes) else orjson.dumps(value))
+
+
+def event(event_id, kind, when, node=None, case="U1", **attrs):
+    out = {"event_id": event_id, "case_id": case, "item_code": LICENCE, "type": kind,
+           "occurred_at": when.isoformat(), "recorded_at": when.isoformat()}
+    if node:
+        out["node"] = node
+    if attrs:
+        out["attrs"] = attrs
+    return out
+
+
+HISTORY = [event("a", "accepted", at(2026, 3, 2, 10)), event("u", "node_completed", at(2026, 3, 3), "undertake"),
+           event("r", "node_completed", at(2026, 3, 4), "review"),
+           event("p", "node_completed", at(2026, 3, 5), "approve"), event("c", "closed", at(2026, 3, 20, 10))]
+
+
+def test_a_unit_with_one_case_out_of_order_and_duplicated_is_one_state_and_the_same_alerts():
+    messy = [HISTORY[4], HISTORY[2], HISTORY[0], HISTORY[2], HISTORY[3], HISTORY[1], HISTORY[4]]
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(i, e) for i, e in enumerate(messy)]))
+    # One state written, once, to the unit's partition.
+    assert harness.changelog == [("U1", 1)]
+    stored, partition = decode_state(harness.table.data["U1"])
+    assert partition == 1 and [e.event_id for e in stored.events] == ["a", "u", "r", "p", "c"]
+    # The same alerts as the events one by one, in order.
+    from alerts.events import parse_event
+
+    reference = None
+    for raw in HISTORY:
+        reference = step(reference, parse_event(raw), harness.judge, NOW, NOW).state
+    def open_alerts(state):
+        return {(a.alert_id, a.event_time, repr(dict(a.evidence))) for a in state.alerts.values()
+                if a.status is AlertStatus.OPEN}
+
+    assert open_alerts(stored) == open_alerts(reference)
+    # Judged once, the unit never raised what the intermediate histories would have raised.
+    assert {a.rule.value for a in stored.alerts.values()} == {"deadline_near", "overdue"}
+    # Each event stored once, the duplicates counted as such; one case row; the alerts once each.
+    assert sorted(r["event_id"] for r in harness.rows("case_events")) == ["a", "c", "p", "r", "u"]
+    assert (harness.progress.events_new, harness.progress.events_duplicate) == (5, 2)
+    assert len(harness.rows("cases")) == 1
+    assert sorted(r["rule"] for r in harness.rows("alerts")) == ["deadline_near", "overdue"]
+
+
+def test_a_poison_message_inside_a_unit_is_a_dead_letter_with_its_offset_and_the_rest_is_processed():
+    records = [record(40, HISTORY[0]), record(41, HISTORY[1]), record(42, b"{not json"),
+               record(43, {**HISTORY[2], "item_code": "NO-SUCH-ITEM"}), record(44, HISTORY[3]),
+               record(45, event("o", "accepted", at(2026, 3, 2), case="U2"))]
+    harness = Harness()
+    harness.run(Unit("case-events", 0, records))
+    letters = {r["offset"]: r["reason"] for r in harness.rows("dead_letters")}
+    assert letters == {42: "invalid_json", 43: "unknown_item"}
+    on_topic = [orjson.loads(value) for topic, _, value in harness.sent if topic == "dlq"]
+    assert sorted((x["offset"], x["partition"], x["topic"]) for x in on_topic) == [(42, 0, "case-events"),
+                                                                                   (43, 0, "case-events")]
+    assert sorted(r["event_id"] for r in harness.rows("case_events")) == ["a", "o", "p", "u"]
+    assert set(harness.table.data) == {"U1", "U2"}
+
+
+def test_a_tick_and_a_verdict_in_one_unit_judge_their_case_once_more():
+    harness = Harness()
+    harness.run(Unit("case-events", 0, [record(0, HISTORY[0])]))
+    before = decode_state(harness.table.data["U1"])[0]
+    assert before.next_due is not None
+    tick = {"case_id": "U1", "now": "2026-04-01T00:00:00+00:00"}
+    harness.run(Unit("ticks", 0, [record(0, tick), record(1, {"nudge": True}), record(2, tick)]))
+    after = decode_state(harness.table.data["U1"])[0]
+    assert {a.rule.value for a in after.alerts.values()} >= {"overdue", "deadline_near"}
+    assert len(harness.changelog) == 2  # the tick's judgement: one more state, whatever the ticks
