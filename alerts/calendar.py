@@ -173,6 +173,12 @@ class WorkCalendar:
             return self.midnight(start_day + timedelta(days=1), tz)
         if start_day.toordinal() + _MAX_SCAN_DAYS > date.max.toordinal():
             raise ValueError(f"deadline of {days} working days after {start} is beyond {_MAX_SCAN_DAYS} days")
+        if not pauses:  # the end of the n-th working day after the start's day
+            try:
+                return self.midnight(self.nth_workday_after(start_day, days) + timedelta(days=1), tz)
+            except ValueError:
+                raise ValueError(f"deadline of {days} working days after {start} is beyond "
+                                 f"{_MAX_SCAN_DAYS} days") from None
         cursor = self.midnight(start_day + timedelta(days=1), tz)  # the day of the start is not counted
         remaining = float(days)
         for pause_start, pause_end in merge_pauses(pauses):

@@ -121,6 +121,7 @@ class ProcessPlan:
     prerequisites: Mapping[str, tuple[str, ...]]  # every node a node requires, directly or not, earliest first
     dependents: Mapping[str, frozenset[str]]  # a node and every node that requires it, directly or not
     next_nodes: Mapping[str, tuple[str, ...]]  # the nodes that require a node directly
+    requires: Mapping[str, frozenset[str]]  # the nodes a node requires directly
     by_acceptance: tuple[str, ...]
     by_closing: tuple[str, ...]
     before_closing: tuple[str, ...]  # required nodes that closing does not complete itself
@@ -156,7 +157,7 @@ class ProcessPlan:
             before = [n.id for n in item.nodes[:cut] if n.required]
             before_decision = tuple(dict.fromkeys(before + list(prerequisites[item.decision_node])))
         return cls(index, position, tuple(n.id for n in item.nodes if not n.requires), prerequisites, dependents,
-                   next_nodes, by_acceptance, by_closing,
+                   next_nodes, {n.id: frozenset(n.requires) for n in item.nodes}, by_acceptance, by_closing,
                    tuple(n.id for n in item.nodes if n.required and n.id not in by_closing), before_decision)
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Mapping
 
+import orjson
+
 
 class EventType(enum.StrEnum):
     ACCEPTED = "accepted"
@@ -112,14 +114,15 @@ def parse_time(value: Any, name: str) -> datetime:
     if len(text) > 40:
         raise InvalidEvent("bad_time", f"{name} is not an RFC 3339 time: {text[:40]!r}...")
     try:
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        parsed = datetime.fromisoformat(text.replace("z", "Z") if "z" in text else text)
     except ValueError:
         raise InvalidEvent("bad_time", f"{name} is not an RFC 3339 time: {text!r}") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
+    offset = parsed.utcoffset()
+    if offset is None:
         raise InvalidEvent("bad_time", f"{name} has no UTC offset: {text!r}")
     if not EARLIEST_TIME <= parsed < LATEST_TIME:
         raise InvalidEvent("impossible_time", f"{name} {text!r} is outside 1990..2099")
-    return _shared_zone(parsed)
+    return _shared_zone(parsed, offset)
 
 
 _ZONES: dict[timedelta, tzinfo] = {timedelta(0): timezone.utc}
@@ -130,10 +133,11 @@ def shared_time(text: str) -> datetime:
     return _shared_zone(datetime.fromisoformat(text))
 
 
-def _shared_zone(parsed: datetime) -> datetime:
+def _shared_zone(parsed: datetime, offset: timedelta | None = None) -> datetime:
     """The time with one shared tzinfo per UTC offset (`fromisoformat` makes a new one each time,
     about 100 bytes for every time a worker holds)."""
-    offset = parsed.utcoffset()
+    if offset is None:
+        offset = parsed.utcoffset()
     zone = _ZONES.get(offset)  # type: ignore[arg-type]
     if zone is None:  # offsets are whole minutes within a day: at most 2,879 of them
         zone = _ZONES.setdefault(offset, timezone(offset))  # type: ignore[arg-type]
@@ -181,7 +185,10 @@ def _attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))
                                or not 0 <= amount < 1e13):
         raise InvalidEvent("schema", f"attrs.penalty_amount must be a number >= 0, got {amount!r}")
-    size = len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+    try:
+        size = len(orjson.dumps(value, default=str))
+    except TypeError:  # text orjson refuses (lone surrogates): measured as the JSON module writes it
+        size = len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
     if size > MAX_ATTRS_BYTES:
         raise InvalidEvent("schema", f"attrs is {size} bytes of JSON, more than {MAX_ATTRS_BYTES}")
     return value

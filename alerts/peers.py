@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from bisect import bisect_left
-from dataclasses import dataclass, replace
+from bisect import bisect_left, insort
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from statistics import median
 from typing import Any, Mapping, Sequence
@@ -132,6 +133,8 @@ class Decision:
     amount: float
     within_benchmark: bool = True
     sent: str = ""  # Verdict.digest of the verdict last sent for it; "" while unjudged
+    # Its stored row, once encoded (see streams.codec): a group is written after every unit.
+    stored: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def order_key(self) -> tuple[datetime, str]:
@@ -187,15 +190,39 @@ def _log(amount: float) -> float:
     return math.log(amount) if amount > 0 else -math.inf
 
 
-def usual_range(peers: Sequence[float], config: RuleConfig) -> tuple[float, float, list[float]]:
+def usual_range(peers: Sequence[float], config: RuleConfig) -> tuple[float, float, Sequence[float]]:
     """The range of amounts nearly all `peers` impose, widened (see the module's docstring), and
     the peers it was taken from (those not far out themselves), sorted."""
-    values = sorted(peers)
-    logs = [_log(a) for a in values]
-    first, third = quantile(logs, 0.25), quantile(logs, 0.75)
+    return _usual_range_of_sorted(sorted(peers), config)
+
+
+def _log_quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile of the logs of sorted `values` (as `quantile` over their logs)."""
+    position = (len(values) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    a, b = _log(values[low]), _log(values[high])
+    return a + (b - a) * (position - low)
+
+
+def _first_at_least(values: Sequence[float], bound: float, strict: bool = False) -> int:
+    """The first index of sorted `values` whose log is >= bound (> bound when strict)."""
+    low, high = 0, len(values)
+    while low < high:
+        middle = (low + high) // 2
+        x = _log(values[middle])
+        if x > bound if strict else x >= bound:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _usual_range_of_sorted(values: Sequence[float], config: RuleConfig) -> tuple[float, float, Sequence[float]]:
+    first, third = _log_quantile(values, 0.25), _log_quantile(values, 0.75)
     # No narrower than the margin: a few peers may happen to sit close together.
     reach = config.outlier_fence * max(third - first, math.log(config.outlier_margin))
-    core = [a for a, x in zip(values, logs) if first - reach <= x <= third + reach] or values
+    core = values[_first_at_least(values, first - reach):_first_at_least(values, third + reach, strict=True)] or values
     low = quantile(core, config.outlier_low_quantile)
     high = quantile(core, config.outlier_high_quantile)
     width = math.log(high / low) if low > 0 else 0.0
@@ -205,43 +232,91 @@ def usual_range(peers: Sequence[float], config: RuleConfig) -> tuple[float, floa
 
 def judge_amount(amount: float, peers: Sequence[float], config: RuleConfig) -> dict[str, Any] | None:
     """The evidence that `amount` is outside what nearly all `peers` impose, else None."""
-    if len(peers) < config.outlier_min_peers:
+    return _judge_sorted(amount, sorted(peers), config)
+
+
+def _judge_sorted(amount: float, values: Sequence[float], config: RuleConfig) -> dict[str, Any] | None:
+    if len(values) < config.outlier_min_peers:
         return None
-    floor, ceiling, core = usual_range(peers, config)
+    floor, ceiling, core = _usual_range_of_sorted(values, config)
     if floor <= amount <= ceiling:
         return None
-    return {"penalty_amount": amount, "peers": len(peers), "peer_median": median(peers),
+    return {"penalty_amount": amount, "peers": len(values), "peer_median": median(values),
             "peer_low": round(quantile(core, config.outlier_low_quantile), 2),
             "peer_high": round(quantile(core, config.outlier_high_quantile), 2),
             "usual_range": [round(floor, 2), round(ceiling, 2)],
             "direction": "above" if amount > ceiling else "below",
-            "peer_min": min(peers), "peer_max": max(peers)}
+            "peer_min": values[0], "peer_max": values[-1]}
 
 
 def _peers(decisions: Sequence[Decision], index: int, config: RuleConfig) -> list[Decision] | None:
     """Whom the decision at `index` is judged against (see the module's docstring)."""
     case_id = decisions[index].case_id
-    window = config.outlier_window
-    before = [d for d in decisions[max(0, index - 2 * window):index]
-              if d.case_id != case_id and d.within_benchmark][-window:]
+    before: list[Decision] = []
+    for d in reversed(decisions[:index]):
+        if d.case_id != case_id and d.within_benchmark:
+            before.append(d)
+            if len(before) == config.outlier_window:
+                break
     if len(before) >= config.outlier_min_peers:
-        return before
+        return before[::-1]
     first = [d for d in decisions if d.case_id != case_id and d.within_benchmark][:config.outlier_min_peers]
     return first if len(first) >= config.outlier_min_peers else None
 
 
+def _verdict(decision: Decision, values: Sequence[float], peers_from: datetime, peers_to: datetime,
+             group: PeerGroup, config: RuleConfig) -> Verdict:
+    evidence = _judge_sorted(decision.amount, values, config)
+    if evidence is not None:
+        evidence = {"violation_code": group.violation_code, **evidence, "event_id": decision.event_id,
+                    "peers_decided_from": peers_from.astimezone(timezone.utc).isoformat(),
+                    "peers_decided_to": peers_to.astimezone(timezone.utc).isoformat()}
+    return Verdict(decision.case_id, decision.event_id, group.item_code, group.violation_code, evidence)
+
+
 def verdict_at(decisions: Sequence[Decision], index: int, group: PeerGroup, config: RuleConfig) -> Verdict | None:
     """The verdict on the decision at `index`; None while the group is too young to judge it."""
-    decision = decisions[index]
     peers = _peers(decisions, index, config)
     if peers is None:
         return None
-    evidence = judge_amount(decision.amount, [p.amount for p in peers], config)
-    if evidence is not None:
-        evidence = {"violation_code": group.violation_code, **evidence, "event_id": decision.event_id,
-                    "peers_decided_from": min(p.decided_at for p in peers).astimezone(timezone.utc).isoformat(),
-                    "peers_decided_to": max(p.decided_at for p in peers).astimezone(timezone.utc).isoformat()}
-    return Verdict(decision.case_id, decision.event_id, group.item_code, group.violation_code, evidence)
+    return _verdict(decisions[index], sorted(p.amount for p in peers), min(p.decided_at for p in peers),
+                    max(p.decided_at for p in peers), group, config)
+
+
+class _Window:
+    """The peers of successive positions of a group (the latest `outlier_window` decisions within
+    the benchmark before each), kept sorted as the position moves on: judging a run of positions
+    costs a bisection each, not a sort."""
+
+    def __init__(self, decisions: Sequence[Decision], position: int, config: RuleConfig):
+        self.config = config
+        self.members: deque[Decision] = deque()
+        for d in reversed(decisions[:position]):
+            if d.within_benchmark:
+                self.members.appendleft(d)
+                if len(self.members) == config.outlier_window:
+                    break
+        self.values = sorted(d.amount for d in self.members)
+        self.cases = Counter(d.case_id for d in self.members)
+
+    def verdict(self, decisions: Sequence[Decision], position: int, group: PeerGroup) -> Verdict | None:
+        decision = decisions[position]
+        if self.cases.get(decision.case_id) or len(self.members) < self.config.outlier_min_peers:
+            return verdict_at(decisions, position, group, self.config)  # its own case among them, or young
+        return _verdict(decision, self.values, self.members[0].decided_at, self.members[-1].decided_at, group,
+                        self.config)
+
+    def advance(self, decision: Decision) -> None:
+        """The decision at this position becomes a peer of the next."""
+        if not decision.within_benchmark:
+            return
+        self.members.append(decision)
+        insort(self.values, decision.amount)
+        self.cases[decision.case_id] += 1
+        if len(self.members) > self.config.outlier_window:
+            old = self.members.popleft()
+            del self.values[bisect_left(self.values, old.amount)]
+            self.cases[old.case_id] -= 1
 
 
 def add_decision(group: PeerGroup | None, fact: PenaltyFact, config: RuleConfig = RuleConfig()
@@ -252,25 +327,51 @@ def add_decision(group: PeerGroup | None, fact: PenaltyFact, config: RuleConfig 
     sent if it changed. A decision the group already has (a redelivery) changes nothing, but its
     verdict is sent again: a crash may have lost it after the group was stored.
     """
-    group = group or PeerGroup(fact.group)
+    return add_decisions(group, [fact], config)
+
+
+def add_decisions(group: PeerGroup | None, facts: Sequence[PenaltyFact], config: RuleConfig = RuleConfig()
+                  ) -> tuple[PeerGroup, list[Verdict]]:
+    """Add several decisions of one group (a unit's), then judge again, once, every decision whose
+    peers may include one of them: the verdicts are those of adding them one by one, less the
+    intermediate ones."""
+    group = group or PeerGroup(facts[0].group)
     decisions = list(group.decisions)
-    index = bisect_left([d.order_key for d in decisions], (fact.decided_at, fact.event_id))
-    redelivered = index < len(decisions) and decisions[index].event_id == fact.event_id
-    if not redelivered:
+    by_event = {d.event_id for d in decisions}
+    redelivered: set[str] = set()
+    for fact in facts:
+        if fact.event_id in by_event:
+            redelivered.add(fact.event_id)
+            continue
+        key = (fact.decided_at, fact.event_id)
+        index = bisect_left(decisions, key, key=lambda d: (d.decided_at, d.event_id))
         decisions.insert(index, Decision(fact.decided_at, fact.event_id, fact.case_id, fact.amount,
                                          fact.within_benchmark))
-    verdicts: list[Verdict] = []
+        by_event.add(fact.event_id)
+    added = {f.event_id for f in facts}
+    touched = [i for i, d in enumerate(decisions) if d.event_id in added]
+    if not touched:
+        return group, []
+    first = touched[0]
     lowest = 2 * config.outlier_window if group.trimmed else 0
     young = 2 * config.outlier_min_peers + 1  # positions that may be judged against the first decisions
-    for position in range(len(decisions)):
-        if position > _reach(index, config):
-            break
-        if position == index or (position >= lowest and (position > index or (position < young and index < young))):
-            verdict = verdict_at(decisions, position, group, config)
-            current = decisions[position]
-            if verdict is not None and (verdict.digest != current.sent or (redelivered and position == index)):
-                verdicts.append(verdict)
-                decisions[position] = replace(current, sent=verdict.digest)
+    positions = set(touched)
+    positions.update(p for p in range(max(first, lowest), min(len(decisions), _reach(touched[-1], config) + 1)))
+    if first < young:
+        positions.update(range(lowest, min(young, len(decisions))))
+    verdicts: list[Verdict] = []
+    window: _Window | None = None
+    previous = -2
+    for position in sorted(positions):
+        if window is None or position != previous + 1:
+            window = _Window(decisions, position, config)
+        verdict = window.verdict(decisions, position, group)
+        current = decisions[position]
+        if verdict is not None and (verdict.digest != current.sent or current.event_id in redelivered):
+            verdicts.append(verdict)
+            decisions[position] = replace(current, sent=verdict.digest, stored=None)
+        window.advance(current)
+        previous = position
     return _bounded(replace(group, decisions=tuple(decisions)), config), verdicts
 
 

@@ -43,9 +43,10 @@ class CaseState:
 
     def evolve(self, **changes: Any) -> "CaseState":
         """This state with some fields changed (dataclasses.replace, without its cost per event)."""
-        fields = {name: getattr(self, name) for name in _STATE_FIELDS}
-        fields.update(changes)
-        return CaseState(**fields)
+        new = object.__new__(CaseState)
+        for name in _STATE_FIELDS:
+            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
 
     @property
     def item_code(self) -> str | None:

@@ -6,7 +6,8 @@ A generated city's events (the replay workload: about 5.6 events per case) go, i
 through the very steps the case agent runs (`streams.steps`): each partition's messages in
 units of `--unit`, decoded from their wire bytes, applied and judged per case, each changed
 state encoded and stored (a dict stands for the table, the changelog send is not timed), and
-every row built and turned into Arrow as the writer does before an insert. Prints the median
+every row built and turned into Arrow as the writer does before an insert; the garbage
+collector tuned as in a worker (`streams.runtime.tune_gc`). Prints the median
 and the 90th percentile of the CPU per event over the units, the whole run's mean, and, for
 scale, a bare JSON parse of the same messages in the same run. Peer groups run as the peer
 agent would, on the facts the units send.
@@ -23,7 +24,7 @@ import pstats
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,15 +37,15 @@ from aiokafka.partitioner import DefaultPartitioner  # noqa: E402
 from alerts.calendar import WorkCalendar  # noqa: E402
 from alerts.catalog import load_catalog  # noqa: E402
 from alerts.evaluate import Judge  # noqa: E402
-from alerts.scenario import generate  # noqa: E402
 from sinks.rows import to_arrow  # noqa: E402
 from sinks.writer import Batch  # noqa: E402
 from streams.app import Progress  # noqa: E402
 from streams.clock import EventTimeClock  # noqa: E402
+from streams.runtime import tune_gc  # noqa: E402
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit  # noqa: E402
 from streams.store import CaseStore  # noqa: E402
+from bench.workload import NOW, city  # noqa: E402
 
-NOW = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
 
 
 class Writer:
@@ -83,7 +84,7 @@ async def run(units, judge) -> tuple[list[float], int, float]:
     writer = Writer()
     settings = SimpleNamespace(alerts_topic="alerts", peers_topic="peers", ticks_topic="ticks", dlq_topic="dlq")
 
-    async def write(key, stored, partition):
+    def write(key, stored, partition):
         table.data[key] = stored
 
     async def send(topic, key, value, partition):
@@ -91,7 +92,8 @@ async def run(units, judge) -> tuple[list[float], int, float]:
 
     store = CaseStore(table, write, cache_size=50_000)
     progress = Progress()
-    outputs = Outputs(writer, send, settings, progress, SimpleNamespace(judge=judge))
+    outbox = SimpleNamespace(add=lambda topic, key, value, partition=None: None)
+    outputs = Outputs(writer, send, outbox, settings, progress, SimpleNamespace(judge=judge))
     steps = CaseSteps(store, SimpleNamespace(judge=judge), EventTimeClock(NOW), outputs, progress)
     per_event = []
     total_events = 0
@@ -113,10 +115,10 @@ def main() -> None:
     parser.add_argument("--unit", type=int, default=1000, help="messages per unit (one partition's fetch)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    scenario = generate(cases=args.cases, seed=1, now=NOW)
+    scenario, messages, _, _ = city(args.cases, "sunlight-domain-")
     judge = Judge(load_catalog(scenario.catalog), WorkCalendar(on_missing_year=lambda year: None))
-    messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in scenario.events]
     units = units_of(messages, args.partitions, args.unit)
+    tune_gc()  # as a worker does
     begun = time.process_time()
     for _, value in messages:
         orjson.loads(value)

@@ -1,10 +1,14 @@
 """Replay throughput, end to end, against bare baselines measured in the same run on the same broker.
 
-    python bench/replay_throughput.py [--cases 5000] [--partitions 4]
+    python bench/replay_throughput.py [--cases 25000] [--partitions 4]
 
-Prints events/s for: a bare aiokafka consumer that only deserialises and counts; a bare Faust
-agent that parses JSON; and the whole Sunlight pipeline (broker -> agents -> detectors ->
-ClickHouse, one worker process), with the ratios.
+Prints events/s for: a bare aiokafka consumer that parses each record's JSON; a bare Faust agent
+that parses JSON; the Sunlight pipeline in steady state (broker -> agents -> detectors ->
+ClickHouse, one worker process: the rate between 10% and 90% of the events processed, sampled
+every half second); the pipeline from its first event to the end of `wait_until_processed`
+(everything judged at --now and written); and the whole `sunlight replay` command (a process of
+its own: start, its own broker and store, sending the file, processing, stopping), with the
+ratios to the bare consumer.
 """
 
 from __future__ import annotations
@@ -14,22 +18,18 @@ import asyncio
 import os
 import platform
 import sys
-import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import orjson
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerts.scenario import generate  # noqa: E402
 from streams.broker import EmbeddedBroker, create_topics  # noqa: E402
 from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-
-NOW = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+from bench.workload import NOW, city  # noqa: E402
 
 
 async def bare_consumer(bootstrap: str, topic: str, total: int) -> float:
@@ -93,42 +93,76 @@ asyncio.run(main())
 
 
 async def pipeline_rate(broker: EmbeddedBroker, catalog: Path, messages, partitions: int, data_dir: Path):
+    """(steady-state events/s, events/s to the end, progress)."""
     settings = Settings(data_dir=data_dir, partitions=partitions, session_timeout=3.0)
     async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:
         await produce(running.bootstrap, settings.case_events_topic, messages)
         ends = await topic_ends(running)
+        total = sum(ends.values())
+        progress = running.pipeline.progress
+        samples: list[tuple[float, int]] = []
+
+        async def sample() -> None:
+            while True:
+                samples.append((time.perf_counter(), sum(o + 1 for o in progress.processed_offsets.values())))
+                await asyncio.sleep(0.5)
+
+        sampler = asyncio.ensure_future(sample())
         started = time.perf_counter()
         await wait_until_processed(running.pipeline, ends, timeout=3600)
         elapsed = time.perf_counter() - started
-        return len(messages) / elapsed, running.pipeline.progress
+        sampler.cancel()
+        low = next(s for s in samples if s[1] >= 0.1 * total)
+        high = next(s for s in samples if s[1] >= 0.9 * total)
+        steady = (high[1] - low[1]) / (high[0] - low[0])
+        return steady, len(messages) / elapsed, progress
+
+
+def whole_command(catalog: Path, messages, partitions: int, data_dir: Path) -> float:
+    """The wall time of `sunlight replay FILE --catalog C --now T`, from its start to its exit."""
+    import subprocess
+
+    events = data_dir.parent / "events.jsonl"
+    events.write_bytes(b"".join(value + b"\n" for _, value in messages))
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(data_dir), "SUNLIGHT_PARTITIONS": str(partitions)}
+    env.pop("SUNLIGHT_KAFKA", None)
+    env.pop("SUNLIGHT_CLICKHOUSE", None)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(events), "--catalog", str(catalog),
+                           "--now", NOW.isoformat()], env=env, capture_output=True, timeout=3600,
+                          cwd=Path(__file__).resolve().parents[1])
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.decode()[-3000:])
+    return time.perf_counter() - started
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", type=int, default=5000)
+    parser.add_argument("--cases", type=int, default=25000)
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
-    scenario = generate(cases=args.cases, seed=1, now=NOW)
-    messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in scenario.events]
+    _, messages, work, catalog = city(args.cases, "sunlight-bench-")
     total = len(messages)
-    work = Path(tempfile.mkdtemp(prefix="sunlight-bench-"))
-    catalog = work / "catalog.yaml"
-    catalog.write_text(yaml.safe_dump(scenario.catalog, allow_unicode=True), encoding="utf-8")
     with EmbeddedBroker() as broker:
         await create_topics(broker.bootstrap, [("bench-bare", args.partitions),
                                                ("bench-bare-faust-__assignor-__leader", 1)])
         await produce(broker.bootstrap, "bench-bare", messages)
         bare = await bare_consumer(broker.bootstrap, "bench-bare", total)
         faust_rate = bare_faust(broker.bootstrap, "bench-bare", total, args.partitions, work / "faust")
-        full, progress = await pipeline_rate(broker, catalog, messages, args.partitions, work / "data")
+        steady, to_end, progress = await pipeline_rate(broker, catalog, messages, args.partitions, work / "data")
+    command = whole_command(catalog, messages, args.partitions, work / "command")
     print(f"date: {datetime.now().isoformat(timespec='seconds')}  machine: {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"events: {total} ({args.cases} cases), partitions: {args.partitions}, one worker process")
-    print(f"bare aiokafka consumer (deserialise, count): {bare:10.0f} events/s")
-    print(f"bare Faust agent (parse JSON):               {faust_rate:10.0f} events/s")
-    print(f"Sunlight pipeline, end to end:               {full:10.0f} events/s "
+    print(f"bare aiokafka consumer (parse JSON):          {bare:10.0f} events/s")
+    print(f"bare Faust agent (parse JSON):                {faust_rate:10.0f} events/s")
+    print(f"Sunlight pipeline, steady state:              {steady:10.0f} events/s   ratio {steady / bare:.4f}")
+    print(f"Sunlight pipeline, first event to the end:    {to_end:10.0f} events/s   ratio {to_end / bare:.4f} "
           f"({progress.alerts_changed} alert versions written)")
-    print(f"ratio to bare consumer: {full / bare:.4f}   ratio to bare Faust agent: {full / faust_rate:.3f}")
+    print(f"whole `sunlight replay` command: {command:.1f} s = {total / command:10.0f} events/s   "
+          f"ratio {total / command / bare:.4f}")
+    print(f"0.10 of the bare consumer in steady state would take {0.10 * bare:.0f} events/s: "
+          f"{0.10 * bare / steady:.1f} times this worker")
     print(f"reproduce: python bench/replay_throughput.py --cases {args.cases} --partitions {args.partitions}")
 
 

@@ -22,14 +22,14 @@ import faust
 import orjson
 from faust.types import Message
 
-from alerts.peers import PeerGroup, PenaltyFact, Verdict, add_decision, seed_group
+from alerts.peers import PenaltyFact, add_decisions, seed_group
 from alerts.state import CaseState
 from sinks.writer import Batch, ClickHouseWriter
 from streams import broker as broker_mod, faust_patches, metrics
 from streams.catalog_source import CatalogSource
 from streams.settings import Settings
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, decode_peer_unit
-from streams.store import CaseStore
+from streams.store import CaseStore, GroupStore
 from streams.timers import DeadlineIndex
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 TABLE_NAME = "cases"
 PEERS_TABLE = "penalty-peers"
 STATE_CACHE_SIZE = 50_000
+GROUP_CACHE_SIZE = 2_000
 STALL_SECONDS = 5.0  # a partition behind its log with nothing delivered this long has lost its tail
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -101,7 +102,6 @@ class Pipeline:
         self.stopping = False  # set when the worker is asked to stop (a signal, the end of a replay)
         self.failure: BaseException | None = None  # set when the worker cannot go on
         self.failed = asyncio.Event()
-        self.prior_groups: dict[str, PeerGroup] = {}  # peer groups seeded from the store
         # Cases whose withdrawals wait for the end of a replay's input: case -> partition.
         self.held: dict[str, int] = {}
         # Written batches whose alerts are not all published yet, or whose messages are not acked.
@@ -148,7 +148,9 @@ class Pipeline:
         self.table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions, value_type=bytes)
         self.peers = app.Table(PEERS_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
         self.store = CaseStore(self.table, self._write_case, STATE_CACHE_SIZE)
-        self.outputs = Outputs(writer, self.send, settings, self.progress, catalog)
+        self.groups = GroupStore(self.peers, self._write_group, GROUP_CACHE_SIZE)
+        self.outbox = faust_patches.Outbox(app, settings.partitions)
+        self.outputs = Outputs(writer, self.send, self.outbox, settings, self.progress, catalog)
         self.case_steps = CaseSteps(self.store, catalog, clock, self.outputs, self.progress)
         self.case_steps.unwatched = self._unwatched
         self.case_steps.hold_back = self._hold_back
@@ -200,6 +202,7 @@ class Pipeline:
                 await self.outputs.dead_letter(record, unit.topic, unit.partition, "internal_error",
                                                "unexpected error; see the worker log")
         finally:
+            await self.outbox.send()  # the unit's changelog records, facts, verdicts and letters
             key = (unit.topic, unit.partition)
             self.progress.taken[key] = max(self.progress.taken.get(key, -1), unit.last_offset)
         consumer, message, first = self.app.consumer, unit.message, unit.first_offset
@@ -228,8 +231,11 @@ class Pipeline:
         self.store.written.clear()
         metrics.OPEN_DEADLINES.set(len(self.index))
 
-    async def _write_case(self, case_id: str, stored: bytes, partition: int) -> None:
-        await faust_patches.write_table(self.app, self.table, case_id, stored, partition)
+    def _write_case(self, case_id: str, stored: bytes, partition: int) -> None:
+        self.outbox.write_table(self.table, case_id, stored, partition)
+
+    def _write_group(self, key: str, stored: bytes, partition: int) -> None:
+        self.outbox.write_table(self.peers, key, stored, partition)
 
     async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
         """A record to a topic, through the producer (its future completes once the broker has it;
@@ -257,14 +263,9 @@ class Pipeline:
                                            letter.detail)
         config = self.catalog.judge.config
         for key, facts in groups.items():
-            stored = self.peers.data.get(key)
-            group = PeerGroup.from_json(orjson.loads(stored)) if stored else self.prior_groups.pop(key, None)
-            latest: dict[str, Verdict] = {}
-            for fact in facts:
-                group, verdicts = add_decision(group, fact, config)
-                latest.update((v.event_id, v) for v in verdicts)
-            await faust_patches.write_table(self.app, self.peers, key, orjson.dumps(group.to_json()), unit.partition)
-            for verdict in latest.values():
+            group, verdicts = add_decisions(self.groups.get(key), facts, config)
+            self.groups.put(group, unit.partition)
+            for verdict in verdicts:
                 await self.outputs.verdict(verdict)
             await self._hold_back()
 
@@ -391,7 +392,7 @@ class Pipeline:
         for fact in facts:
             by_group.setdefault(fact.group, []).append(fact)
         config = self.catalog.judge.config
-        self.prior_groups = {key: seed_group(group, config) for key, group in by_group.items()}
+        self.groups.seeds = {key: seed_group(group, config) for key, group in by_group.items()}
 
     async def judge_restored_cases(self) -> int:
         """Judge, at the current clock, every restored case that received no new event, and every
@@ -453,6 +454,7 @@ class Pipeline:
                     return False
                 for item in refused:
                     await self._refused_row(item)
+                await self.outbox.send()
                 seconds = 0.0
             metrics.SINK_FLUSH_SECONDS.observe(seconds)
             for table, rows in batch.rows.items():
@@ -506,6 +508,7 @@ class Pipeline:
             self.last_seen.pop(tp, None)
         self.start_offsets.clear()
         self.store.forget_cache()
+        self.groups.forget_cache()
         self.index.drop_partitions({tp.partition for tp in revoked
                                     if tp.topic == self.settings.case_events_topic})
 

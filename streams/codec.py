@@ -23,9 +23,18 @@ import orjson
 
 from alerts.events import Channel, CaseEvent, EventType, shared_time
 from alerts.model import Alert
+from alerts.peers import Decision, PeerGroup
 from alerts.state import CaseState
 
 FORMAT = 2
+
+
+def _exact(data: bytes) -> bytes:
+    """orjson's output keeps its whole write buffer (about 4 KiB, whatever the length); a copy of
+    the right size is what a table holding a million of them can afford."""
+    return bytes(memoryview(data))
+
+
 _TYPES = {t.value: t for t in EventType}
 _CHANNELS = {c.value: c for c in Channel}
 _intern = sys.intern
@@ -35,34 +44,38 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def event_row(event: CaseEvent) -> bytes:
-    stored = event.stored
+def _kept(obj, to_json) -> bytes:
+    """The object's encoded form, made once and kept on it (`stored`)."""
+    stored = obj.stored
     if stored is None:
-        stored = orjson.dumps([event.event_id, event.item_code, event.type.value, event.occurred_at.isoformat(),
-                               event.recorded_at.isoformat(), event.node, event.officer_id, event.department,
-                               event.region, event.channel.value if event.channel else None,
-                               dict(event.attrs) if event.attrs else None])
-        object.__setattr__(event, "stored", stored)
+        stored = _exact(orjson.dumps(to_json(obj)))
+        object.__setattr__(obj, "stored", stored)
     return stored
+
+
+def _event_list(event: CaseEvent) -> list:
+    return [event.event_id, event.item_code, event.type.value, event.occurred_at.isoformat(),
+            event.recorded_at.isoformat(), event.node, event.officer_id, event.department, event.region,
+            event.channel.value if event.channel else None, dict(event.attrs) if event.attrs else None]
+
+
+def event_row(event: CaseEvent) -> bytes:
+    return _kept(event, _event_list)
 
 
 def alert_json(alert: Alert) -> bytes:
-    stored = alert.stored
-    if stored is None:
-        stored = orjson.dumps(alert.to_json())
-        object.__setattr__(alert, "stored", stored)
-    return stored
+    return _kept(alert, Alert.to_json)
 
 
 def encode_state(state: CaseState, partition: int) -> bytes:
     """The stored form of a state (its size is what a changelog record must hold)."""
     fragment = orjson.Fragment
-    return orjson.dumps([
+    return _exact(orjson.dumps([
         FORMAT, state.case_id, partition, state.revision, _iso(state.next_due), _iso(state.judged_at),
         fragment(b"[" + b",".join(event_row(e) for e in state.events) + b"]"),
         {k: fragment(alert_json(a)) for k, a in state.alerts.items()},
         state.verdicts, state.held_withdrawals,
-    ])
+    ]))
 
 
 def decode_state(data: bytes) -> tuple[CaseState, int]:
@@ -99,3 +112,17 @@ def _event(case_id: str, row: list[Any]) -> CaseEvent:
         channel=_CHANNELS[channel] if channel else None, attrs=attrs,
         stated_deadline=shared_time(deadline.replace("z", "Z")) if isinstance(deadline, str) else None,
     )
+
+
+def decision_row(decision: Decision) -> bytes:
+    return _kept(decision, Decision.to_json)
+
+
+def encode_group(group: PeerGroup) -> bytes:
+    """A peer group's stored form: the JSON of `PeerGroup.to_json`, its decision rows kept encoded."""
+    rows = orjson.Fragment(b"[" + b",".join(decision_row(d) for d in group.decisions) + b"]")
+    return _exact(orjson.dumps({"key": group.key, "decisions": rows, "trimmed": group.trimmed}))
+
+
+def decode_group(data: bytes) -> PeerGroup:
+    return PeerGroup.from_json(orjson.loads(data))

@@ -19,17 +19,18 @@ covers each one.
    before it are acknowledged.
 3. **Fetch wait** (`AIOKafkaConsumerThread._create_worker_consumer`, drivers/aiokafka.py): Faust
    hard-codes a 1.5 s fetch wait; Tansu holds a waiting fetch for the whole wait even when
-   records arrive, so the embedded broker gets a shorter one.
+   records arrive, so on Tansu (embedded or not) the wait is shortened to 0.1 s.
 4. **High watermarks** (`AIOKafkaConsumerThread._highwaters`): Tansu's ListOffsets(latest)
    under-reports the end of a multi-record batch, and Faust decides from it when a table's
    recovery is complete; on Tansu each end offset is confirmed with a fetch.
 5. **Holes** (`Consumer._gap`, an intervaltree per partition of offsets Faust counts as done):
    a range of offsets Faust did not deliver must not be counted as done until Sunlight has read
    it (`keep_uncommitted`).
-6. **Table writes** (`Collection.send_changelog` and `Table.on_key_set`, faust/tables): a state
-   is written into the table's data and its changelog record sent through the producer directly
-   (`write_table`), with the key serialised as Faust serialises table keys (JSON), so that
-   recovery reads it back and co-partitioning holds.
+6. **Table writes and sends** (`Collection.send_changelog` and `Table.on_key_set`,
+   faust/tables; `Producer._ensure_producer`, drivers/aiokafka.py): a state is written into the
+   table's data and its changelog record, with the key serialised as Faust serialises table keys
+   (JSON) so that recovery reads it back and co-partitioning holds, goes with the unit's other
+   records in one batch per topic partition through the aiokafka producer (`Outbox`).
 """
 
 from __future__ import annotations
@@ -227,8 +228,40 @@ def table_key(key: str) -> bytes:
     return codecs.dumps("json", key)
 
 
-async def write_table(app: faust.App, table, key: str, value: bytes, partition: int) -> None:
-    """Put `value` in the table's data and send its changelog record (raw bytes) to `partition`.
-    Faust flushes the producer before it commits offsets, as for its own table writes."""
-    table.data[key] = value
-    await app.producer.send(table.changelog_topic.get_topic_name(), table_key(key), value, partition, None, None)
+class Outbox:
+    """Records gathered while a unit is processed, sent as one batch per topic partition through
+    the aiokafka producer inside Faust's (`Producer._ensure_producer`): aiokafka's `send` costs a
+    future and a metadata lookup per record. Faust flushes the producer before it commits offsets,
+    and the pipeline sends the outbox before a unit can be acknowledged."""
+
+    def __init__(self, app: faust.App, partitions: int):
+        self.app = app
+        self.partitions = list(range(partitions))
+        self.pending: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+        from aiokafka.partitioner import DefaultPartitioner
+
+        self.partitioner = DefaultPartitioner()
+
+    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+        if partition is None:  # as the producer would place it: by key (Kafka's default partitioner)
+            partition = self.partitioner(key, self.partitions, self.partitions)
+        self.pending.setdefault((topic, partition), []).append((key, value))
+
+    def write_table(self, table, key: str, value: bytes, partition: int) -> None:
+        """Put `value` in the table's data and its changelog record (raw bytes) in the outbox."""
+        table.data[key] = value
+        self.add(table.changelog_topic.get_topic_name(), table_key(key), value, partition)
+
+    async def send(self) -> None:
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, {}
+        producer = self.app.producer._ensure_producer()
+        for (topic, partition), records in pending.items():
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
+                    await producer.send_batch(batch, topic, partition=partition)
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            await producer.send_batch(batch, topic, partition=partition)

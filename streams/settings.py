@@ -29,17 +29,19 @@ class Settings:
     calendar_overrides: Path | None = None
     app_id: str = "sunlight"
     partitions: int = 4
-    flush_interval: float = 1.0
+    # Seconds between writes to ClickHouse (sooner when flush_rows are waiting), and between looks
+    # at the deadline index: an alert is queryable within about these (bench/alert_latency.py).
+    flush_interval: float = 0.25
     flush_rows: int = 5000
     # How long the broker may hold a consumer's fetch (seconds); None: Faust's 1.5 s, or 0.1 s
-    # on the embedded broker (see streams.broker).
+    # on Tansu, embedded or not (see streams.broker).
     fetch_max_wait: float | None = None
     # Rows buffered while ClickHouse is failing before the stream stops taking messages.
     sink_max_pending_rows: int = 50000
     # At most this many messages in one unit (one partition's fetch, taken as a whole; Faust's
     # broker_max_poll_records). Larger units cost less per event and delay a commit longer.
     unit_max_messages: int = 2000
-    tick_interval: float = 1.0
+    tick_interval: float = 0.25
     catalog_reload_interval: float = 2.0
     session_timeout: float = 6.0
     case_events_topic: str = "case-events"
@@ -62,8 +64,8 @@ class Settings:
             calendar_overrides=Path(overrides) if overrides else None,
             app_id=env.get("SUNLIGHT_APP_ID") or "sunlight",
             partitions=int(_float(env, "SUNLIGHT_PARTITIONS", 4)),
-            flush_interval=_float(env, "SUNLIGHT_FLUSH_INTERVAL", 1.0),
-            tick_interval=_float(env, "SUNLIGHT_TICK_INTERVAL", 1.0),
+            flush_interval=_float(env, "SUNLIGHT_FLUSH_INTERVAL", 0.25),
+            tick_interval=_float(env, "SUNLIGHT_TICK_INTERVAL", 0.25),
             unit_max_messages=int(_float(env, "SUNLIGHT_UNIT_MAX_MESSAGES", 2000)),
             sink_max_pending_rows=int(_float(env, "SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000)),
             fetch_max_wait=_float(env, "SUNLIGHT_FETCH_MAX_WAIT", 0) if env.get("SUNLIGHT_FETCH_MAX_WAIT") else None,

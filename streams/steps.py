@@ -175,9 +175,10 @@ class Outputs:
     """Where a unit's results go: the batching writer's rows, and records for Kafka topics sent
     through the producer (alerts only after their rows are written)."""
 
-    def __init__(self, writer, send: Callable, settings, progress, catalog):
+    def __init__(self, writer, send: Callable, outbox, settings, progress, catalog):
         self.writer = writer
-        self.send = send  # async (topic, key, value, partition) -> None
+        self.send = send  # async (topic, key, value, partition): a record now (alerts, once written)
+        self.outbox = outbox  # .add(topic, key, value, partition=None): a record with the unit's others
         self.settings = settings
         self.progress = progress
         self.catalog = catalog
@@ -204,20 +205,20 @@ class Outputs:
         for alert in outcome.changed:
             self.alert(alert)
 
-    def rewrite(self, state: CaseState, judge: Judge, clock_now: datetime) -> None:
-        """A case's current rows again, and its alerts published again (at least once)."""
+    def rewrite(self, state: CaseState, judge: Judge, clock_now: datetime, alerts: list[Alert] | None = None) -> None:
+        """A case's current rows again, and its alerts (or these of them) published again (at least once)."""
         result = evaluate(state, judge, state.judged_at or clock_now)
         self.case(state, result.labels, result.deadline)
-        for alert in state.alerts.values():
+        for alert in state.alerts.values() if alerts is None else alerts:
             self.alert(alert)
 
     async def fact(self, fact: PenaltyFact) -> None:
-        await self.send(self.settings.peers_topic, fact.group.encode(), orjson.dumps(fact.to_json()), None)
+        self.outbox.add(self.settings.peers_topic, fact.group.encode(), orjson.dumps(fact.to_json()))
 
-    async def verdict(self, verdict: Verdict, partition: int | None = None) -> None:
+    async def verdict(self, verdict: Verdict) -> None:
         self.progress.verdicts_sent += 1
-        await self.send(self.settings.ticks_topic, verdict.case_id.encode(),
-                        orjson.dumps({"verdict": verdict.to_json()}), partition)
+        self.outbox.add(self.settings.ticks_topic, verdict.case_id.encode(),
+                        orjson.dumps({"verdict": verdict.to_json()}))
 
     async def dead_letter(self, record: Any, topic: str, partition: int, reason: str, detail: str) -> None:
         """Refuse a message: to the store's dead letters and the DLQ topic, with the reason. Never
@@ -232,12 +233,16 @@ class Outputs:
         self.progress.dead_letters += 1
         metrics.EVENTS_DEAD_LETTERED.labels(letter.reason).inc()
         self.writer.add("dead_letters", dead_letter_row(letter, utcnow()))
-        try:
-            await self.send(self.settings.dlq_topic, key if isinstance(key, bytes) else None,
-                            orjson.dumps(letter.to_json()), None)
-        except Exception:
-            log.exception("could not send the dead letter for %s[%s]@%s (%s) to the DLQ topic; it is kept in "
-                          "the store", letter.topic, letter.partition, letter.offset, letter.reason)
+        self.outbox.add(self.settings.dlq_topic, key if isinstance(key, bytes) else None,
+                        orjson.dumps(letter.to_json()))
+
+
+def _held_already(state: CaseState | None, duplicates) -> list[CaseEvent]:
+    """The duplicates the state held before the unit (not those repeated within the unit)."""
+    if state is None or not duplicates:
+        return []
+    before = {event.event_id for event in state.events}
+    return [event for event in duplicates if event.event_id in before]
 
 
 class CaseSteps:
@@ -292,18 +297,34 @@ class CaseSteps:
             if len(stored) > MAX_STATE_BYTES:
                 await self.too_large(state, work, unit, now, hold)
                 return
+            # Some events already in the state: a redelivery after a crash, which may have come
+            # after the state's changelog record but before its rows were written; and a unit of
+            # the redelivery can hold such events beside new ones.
+            again = _held_already(state, batch.duplicates) if case_id not in self.store.from_store else []
             await self.store.put(result.state, partition, stored)
-            for event in batch.new:
+            for event in (*batch.new, *again):
                 self.out.event(event, judge.item(event.item_code).department)
             self.out.outcome(result)
-        elif state is not None and case_id not in self.store.from_store and (batch.duplicates or work.verdicts
-                                                                               or work.tick is not None):
+            if again:  # and the alerts the state held already, which its changes leave out
+                changed = {alert.alert_id for alert in result.changed}
+                for alert in result.state.alerts.values():
+                    if alert.alert_id not in changed:
+                        self.out.alert(alert)
+        elif state is not None and case_id not in self.store.from_store:
             # Nothing changed: a redelivery, or a tick or verdict sent again after a crash. Its
             # rows may not have been written, nor its alerts published: write them again (the
-            # tables are keyed, so nothing is stored twice).
+            # tables are keyed, so nothing is stored twice). A verdict concerns its decision's
+            # alert alone, and a verdict of "not an outlier" that finds none has nothing to write.
             for event in batch.duplicates:
                 self.out.event(event, judge.item(event.item_code).department)
-            self.out.rewrite(state, judge, now)
+            if batch.duplicates or work.tick is not None:
+                self.out.rewrite(state, judge, now)
+            elif work.verdicts:
+                decisions = {v.event_id for v in work.verdicts}
+                alerts = [a for a in state.alerts.values() if a.evidence.get("event_id") in decisions
+                          and a.rule.value == "discretion_outlier"]
+                if alerts:
+                    self.out.rewrite(state, judge, now, alerts)
         self.progress.events_new += len(batch.new)
         self.progress.events_duplicate += len(batch.duplicates)
         if batch.new:

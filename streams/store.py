@@ -4,25 +4,45 @@ The table's data is the durable copy: each value is a state's stored form (`stre
 recovered from the table's changelog after a restart or a rebalance. Decoded states of the
 cases used most recently sit in a bounded cache in front of it. A state is written once per
 unit of messages, whatever number of events it took: straight into the table's data, and its
-changelog record through the producer (`streams.faust_patches.write_table`), which is what
+changelog record with the unit's other records (`streams.faust_patches.Outbox`), which is what
 Faust does for `table[key] = value` less its per-write cost.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Awaitable, Callable, Iterator
+from typing import Callable, Iterator
 
+from alerts.peers import PeerGroup
 from alerts.state import CaseState
-from streams.codec import decode_state, encode_state, stored_partition_and_due
+from streams.codec import decode_group, decode_state, encode_group, encode_state, stored_partition_and_due
+
+
+class Recent(OrderedDict):
+    """Decoded values of the keys used most recently, at most `size` of them."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def use(self, key: str):
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def keep(self, key: str, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.size:
+            self.popitem(last=False)
 
 
 class CaseStore:
-    def __init__(self, table, write: Callable[[str, bytes, int], Awaitable[None]], cache_size: int):
+    def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int):
         self.table = table
         self.write = write  # (key, stored bytes, partition): into the table's data, and its changelog
-        self.cache_size = cache_size
-        self.cache: OrderedDict[str, CaseState] = OrderedDict()
+        self.cache: Recent = Recent(cache_size)
         # What the data directory's store already holds, by case: the seed of a case's state when
         # the table has none (a fresh embedded broker, see streams.runtime.restore_from_store).
         self.seeds: dict[str, CaseState] = {}
@@ -33,14 +53,13 @@ class CaseStore:
         self.written: set[str] = set()
 
     async def get(self, case_id: str, partition: int) -> CaseState | None:
-        state = self.cache.get(case_id)
+        state = self.cache.use(case_id)
         if state is not None:
-            self.cache.move_to_end(case_id)
             return state
         stored = self.table.data.get(case_id)
         if stored:
             state, _ = decode_state(stored)
-            self._remember(state)
+            self.cache.keep(state.case_id, state)
             return state
         state = self.seeds.pop(case_id, None)
         if state is not None:  # the seed becomes the table's state
@@ -52,15 +71,9 @@ class CaseStore:
             self.from_store.add(state.case_id)
         else:
             self.from_store.discard(state.case_id)
-        await self.write(state.case_id, stored, partition)
-        self._remember(state)
+        self.write(state.case_id, stored, partition)
+        self.cache.keep(state.case_id, state)
         self.written.add(state.case_id)
-
-    def _remember(self, state: CaseState) -> None:
-        self.cache[state.case_id] = state
-        self.cache.move_to_end(state.case_id)
-        if len(self.cache) > self.cache_size:
-            self.cache.popitem(last=False)
 
     def forget_cache(self) -> None:
         self.cache.clear()
@@ -70,3 +83,35 @@ class CaseStore:
         for case_id, stored in list(self.table.data.items()):
             if stored:
                 yield (case_id, *stored_partition_and_due(stored))
+
+
+class GroupStore:
+    """Penalty peer groups of the partitions a worker holds, kept in a Faust table like the cases,
+    with the decoded groups in front (a group holds up to thousands of decisions, and each unit of
+    facts changes a few of them)."""
+
+    def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int):
+        self.table = table
+        self.write = write
+        self.cache: Recent = Recent(cache_size)
+        self.seeds: dict[str, PeerGroup] = {}  # rebuilt from the store's decisions (a fresh embedded broker)
+
+    def get(self, key: str) -> PeerGroup | None:
+        group = self.cache.use(key)
+        if group is not None:
+            return group
+        stored = self.table.data.get(key)
+        if stored:
+            group = decode_group(stored)
+        else:
+            group = self.seeds.pop(key, None)
+        if group is not None:
+            self.cache.keep(group.key, group)
+        return group
+
+    def put(self, group: PeerGroup, partition: int) -> None:
+        self.write(group.key, encode_group(group), partition)
+        self.cache.keep(group.key, group)
+
+    def forget_cache(self) -> None:
+        self.cache.clear()

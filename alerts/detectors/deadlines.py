@@ -102,6 +102,7 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
         if cycle.completed is not None:
             evidence["working_days_used"] = view.calendar.working_days_between(
                 cycle.clock_start, cycle.completed.occurred_at, t.pauses)
+            evidence["completed_event_id"] = cycle.completed.event_id
         officer = cycle.completed.officer_id if cycle.completed else t.officer()
         out[cycle.node] = Finding(Rule.NODE_OVERDUE, t.accepted.case_id, limit, evidence,
                                   node=cycle.node, officer_id=officer)

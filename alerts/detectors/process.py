@@ -64,6 +64,7 @@ def _backfill(view: CaseView) -> list[Finding]:
                     "stated_from": local(view, min(e.occurred_at for e in span)),
                     "stated_to": local(view, max(e.occurred_at for e in span)),
                     "stated_span_hours": round(stated.total_seconds() / 3600, 2),
+                    "closed_event_id": t.end.event_id,
                 }
                 event_time = t.end.recorded_at
                 officer = t.end.officer_id

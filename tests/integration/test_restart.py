@@ -39,6 +39,24 @@ def finish_and_export(empty, catalog, now, env) -> tuple[list[dict], bytes]:
     return [orjson.loads(line) for line in export.stdout.splitlines()], err
 
 
+# The worker, paced: a pause after each unit, so that a run of a few thousand events lasts seconds
+# and a kill from outside falls between commits (the worker alone finishes it within one commit
+# interval).
+PACED = """
+import asyncio, os, sys
+from streams import steps, cli
+
+real_process = steps.CaseSteps.process
+
+async def process(self, *args, **kwargs):
+    await real_process(self, *args, **kwargs)
+    await asyncio.sleep(float(os.environ["UNIT_PAUSE"]))
+
+steps.CaseSteps.process = process
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def test_kill_and_restart_mid_stream(tmp_path):
     scenario = generate(cases=1500, violation_rate=0.03, seed=3, now=NOW)
     catalog, events = write_inputs(tmp_path, scenario)
@@ -52,23 +70,26 @@ def test_kill_and_restart_mid_stream(tmp_path):
                "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
                "SUNLIGHT_SESSION_TIMEOUT": "3", "SUNLIGHT_TICK_INTERVAL": "0.2", "SUNLIGHT_FLUSH_INTERVAL": "0.3",
                # Small units, so that the kill falls in the middle of one, with others done and to come.
-               "SUNLIGHT_UNIT_MAX_MESSAGES": "150"}
+               "SUNLIGHT_UNIT_MAX_MESSAGES": "150", "UNIT_PAUSE": "0.05"}
         now = ["--now", NOW.isoformat()]
-        first = sunlight(["replay", str(events), "--catalog", str(catalog), *now], env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        first = subprocess.Popen([sys.executable, "-c", PACED, "replay", str(events), "--catalog", str(catalog),
+                                  *now], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         total = len(scenario.events)
         done = 0
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and first.poll() is None:
-            done = asyncio.run(committed(broker.bootstrap, 2))
-            if done >= total // 8:
-                break
-            time.sleep(0.05)
-        assert first.poll() is None, "the first run finished before it could be killed: use more events"
-        assert 0 < done < total
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait()
-        first.stderr.close()
+        try:
+            while time.monotonic() < deadline and first.poll() is None:
+                done = asyncio.run(committed(broker.bootstrap, 2))
+                if done >= total // 8:
+                    break
+                time.sleep(0.05)
+            assert first.poll() is None, "the first run finished before it could be killed: use more events"
+            assert 0 < done < total
+        finally:
+            if first.poll() is None:
+                os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+            first.stderr.close()
 
         alerts, err = finish_and_export(empty, catalog, now, env)
     got, want = identity(alerts), identity(expected)

@@ -185,3 +185,22 @@ def test_an_outlier_alert_keeps_its_versions_with_its_case_whatever_the_group_fo
     assert (alert.version, alert.status, alert.evidence["peers"]) == (2, AlertStatus.OPEN, 31)
     # The same verdict sent again (a redelivery) changes nothing.
     assert judge_verdict(outcome.state, again, j, at(2026, 3, 7), at(2026, 3, 7)).changed == []
+
+
+def test_a_units_decisions_added_at_once_give_the_verdicts_of_adding_them_one_by_one():
+    from alerts.peers import add_decisions
+
+    rng = random.Random(8)
+    amounts = [round(rng.uniform(28000, 42000), -2) for _ in range(200)]
+    for index in rng.sample(range(30, 200), 6):
+        amounts[index] = 98000
+    facts = [fact(i, a) for i, a in enumerate(amounts)]
+    rng.shuffle(facts)
+    one_by_one, sent_one = feed(facts)
+    group, sent_batched = None, []
+    for start in range(0, len(facts), 37):  # units of 37 facts, out of order
+        group, verdicts = add_decisions(group, facts[start:start + 37])
+        sent_batched.extend(verdicts)
+    assert group == one_by_one
+    assert latest(sent_batched) == latest(sent_one)
+    assert len(sent_batched) < len(sent_one)  # fewer intermediate verdicts

@@ -36,10 +36,12 @@ class Harness:
         self.progress = Progress()
         catalog = SimpleNamespace(judge=self.judge)
         self.store = CaseStore(self.table, self.write, cache_size=10)
-        outputs = Outputs(self.writer, self.send, settings, self.progress, catalog)
+        self.outbox = SimpleNamespace(add=lambda topic, key, value, partition=None: self.sent.append(
+            (topic, key, value)))
+        outputs = Outputs(self.writer, self.send, self.outbox, settings, self.progress, catalog)
         self.steps = CaseSteps(self.store, catalog, EventTimeClock(NOW), outputs, self.progress)
 
-    async def write(self, key, stored, partition):
+    def write(self, key, stored, partition):
         self.table.data[key] = stored
         self.changelog.append((key, partition))
 
@@ -125,3 +127,24 @@ def test_a_tick_and_a_verdict_in_one_unit_judge_their_case_once_more():
     after = decode_state(harness.table.data["U1"])[0]
     assert {a.rule.value for a in after.alerts.values()} >= {"overdue", "deadline_near"}
     assert len(harness.changelog) == 2  # the tick's judgement: one more state, whatever the ticks
+
+
+def test_a_redelivered_unit_with_new_events_writes_the_rows_the_crash_lost():
+    """The changelog held a case's state, but the worker died before that unit's rows were written.
+    The redelivery comes in a different unit, where the case's old events (duplicates now) sit
+    beside new ones: the duplicates' rows and the alerts the state already holds are written
+    again, not only what the new events changed."""
+    harness = Harness()
+    harness.run(Unit("case-events", 0, [record(i, e) for i, e in enumerate(HISTORY[:4])]))
+    harness.run(Unit("ticks", 0, [record(0, {"case_id": "U1", "now": "2026-04-01T00:00:00+00:00"})]))
+    held = decode_state(harness.table.data["U1"])[0]
+    assert held.alerts  # the state the changelog kept holds alerts whose rows were lost
+    # The crash: rows and published alerts gone; the table (recovered from the changelog) stays.
+    restarted = Harness()
+    restarted.table.data = dict(harness.table.data)
+    restarted.run(Unit("case-events", 0, [record(i, e) for i, e in enumerate(HISTORY)]))
+    assert sorted(r["event_id"] for r in restarted.rows("case_events")) == ["a", "c", "p", "r", "u"]
+    final = decode_state(restarted.table.data["U1"])[0]
+    assert {(r["alert_id"], r["status"]) for r in restarted.rows("alerts")} >= {
+        (a.alert_id, a.status.value) for a in final.alerts.values()}
+    assert (restarted.progress.events_new, restarted.progress.events_duplicate) == (1, 4)
