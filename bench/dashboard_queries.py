@@ -249,7 +249,8 @@ SELECT case_id, item_code, department, region,
     deadline, m AS event_count,
     toUInt32(arrayCount(t -> t <= last_at, alert_times)) AS open_alerts,
     toUInt64(m * 4 + open_alerts) AS revision,
-    least({self.T}, last_at + INTERVAL 3 SECOND) AS updated_at
+    least({self.T}, last_at + INTERVAL 3 SECOND) AS updated_at,
+    last_at AS judged_at
 FROM (
     SELECT *, {m} AS m, {self.event_type('(m - 1)')} AS last_type,
         addSeconds(accepted_at, offsets[m]) AS last_at,
@@ -269,7 +270,8 @@ SELECT alert_id, rule, severity, case_id, item_code, department,
     if(sipHash64(i, j, 35) % 20 = 0, NULL, region) AS region, officer_id, node,
     raised_at, event_time_v AS event_time, {evidence} AS evidence,
     if(v = versions, final_status, 'open') AS status, v AS version,
-    transform(rule, {arr(RULE_TITLES)}, {titles}, '') AS title
+    transform(rule, {arr(RULE_TITLES)}, {titles}, '') AS title,
+    if(status = 'withdrawn', '后续事件表明该情形不成立', NULL) AS withdrawn_reason
 FROM (
     SELECT *, arrayJoin(range(1, versions + 1)) AS v,
         if(versions = 1, raised_first,

@@ -8,7 +8,7 @@ ClickHouse, one worker process: the rate between 10% and 90% of the events proce
 every half second); the pipeline from its first event to the end of `wait_until_processed`
 (everything judged at --now and written); and the whole `sunlight replay` command (a process of
 its own: start, its own broker and store, sending the file, processing, stopping), with the
-ratios to the bare consumer.
+ratios to the bare consumer, and the same command over one case's events (its fixed cost).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def whole_command(catalog: Path, messages, partitions: int, data_dir: Path) -> f
     """The wall time of `sunlight replay FILE --catalog C --now T`, from its start to its exit."""
     import subprocess
 
-    events = data_dir.parent / "events.jsonl"
+    events = data_dir.parent / f"{data_dir.name}-events.jsonl"
     events.write_bytes(b"".join(value + b"\n" for _, value in messages))
     env = {**os.environ, "SUNLIGHT_DATA_DIR": str(data_dir), "SUNLIGHT_PARTITIONS": str(partitions)}
     env.pop("SUNLIGHT_KAFKA", None)
@@ -151,6 +151,9 @@ async def main() -> None:
         faust_rate = bare_faust(broker.bootstrap, "bench-bare", total, args.partitions, work / "faust")
         steady, to_end, progress = await pipeline_rate(broker, catalog, messages, args.partitions, work / "data")
     command = whole_command(catalog, messages, args.partitions, work / "command")
+    # The command's fixed cost: the same command over one case's events.
+    first_case = messages[0][0]
+    fixed = whole_command(catalog, [m for m in messages if m[0] == first_case], args.partitions, work / "fixed")
     print(f"date: {datetime.now().isoformat(timespec='seconds')}  machine: {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"events: {total} ({args.cases} cases), partitions: {args.partitions}, one worker process")
@@ -161,6 +164,8 @@ async def main() -> None:
           f"({progress.alerts_changed} alert versions written)")
     print(f"whole `sunlight replay` command: {command:.1f} s = {total / command:10.0f} events/s   "
           f"ratio {total / command / bare:.4f}")
+    print(f"  of which fixed (the same command over one case's events: start, broker, store, group join, "
+          f"stop): {fixed:.1f} s; the rest {command - fixed:.1f} s = {total / (command - fixed):.0f} events/s")
     print(f"0.10 of the bare consumer in steady state would take {0.10 * bare:.0f} events/s: "
           f"{0.10 * bare / steady:.1f} times this worker")
     print(f"reproduce: python bench/replay_throughput.py --cases {args.cases} --partitions {args.partitions}")
