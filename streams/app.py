@@ -114,7 +114,7 @@ class Pipeline:
         # Loop time of the last unit: by topic partition (or its assignment), and by agent (its topics).
         self.last_seen: dict = {}
         # Tansu quirk: group joins wait about half the session timeout, so keep it short there.
-        session = settings.session_timeout if tansu else max(settings.session_timeout, 30.0)
+        session = settings.session_timeout or (6.0 if tansu else 30.0)
         self.app = faust.App(
             settings.app_id,
             broker=f"kafka://{bootstrap}",

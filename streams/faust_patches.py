@@ -31,6 +31,10 @@ covers each one.
    table's data and its changelog record, with the key serialised as Faust serialises table keys
    (JSON) so that recovery reads it back and co-partitioning holds, goes with the unit's other
    records in one batch per topic partition through the aiokafka producer (`Outbox`).
+7. **Table manager start** (`TableManager.on_start`, faust/tables/manager.py: "await
+   self.sleep(1.0)" before `_update_channels`): Faust waits a fixed second at start for tables
+   declared late; Sunlight declares every table before the worker starts, so the wait only
+   delays every command's start (a replay, an import, a ticket action) by a second.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ UNIT_CODEC = "sunlight-unit"
 
 _unit_topics: set[str] = set()
 _fetch_max_wait_ms: int | None = None
+_confirm_highwaters: Callable[[str, dict], Awaitable[dict]] | None = None
 _applied = False
 
 
@@ -93,6 +98,9 @@ def apply() -> None:
         return consumer
 
     thread_cls._create_worker_consumer = _create_worker_consumer
+    from faust.tables.manager import TableManager
+
+    TableManager.on_start = _table_manager_start
     _applied = True
 
 
@@ -194,10 +202,13 @@ def set_fetch_max_wait(seconds: float | None) -> None:
 
 # -- 4. high watermarks ---------------------------------------------------------------------------
 
-def confirm_highwaters(confirm: Callable[[str, dict], Awaitable[dict]]) -> None:
-    """Make Faust confirm ListOffsets(latest) with `confirm(bootstrap, offsets)` (Tansu quirk)."""
+def confirm_highwaters(confirm: Callable[[str, dict], Awaitable[dict]] | None) -> None:
+    """Make Faust confirm ListOffsets(latest) with `confirm(bootstrap, offsets)` (Tansu quirk);
+    None: take them as listed."""
+    global _confirm_highwaters
     from faust.transport.drivers import aiokafka as driver
 
+    _confirm_highwaters = confirm
     thread_cls = driver.AIOKafkaConsumerThread
     if getattr(thread_cls, "_sunlight_highwaters", False):
         return
@@ -205,8 +216,10 @@ def confirm_highwaters(confirm: Callable[[str, dict], Awaitable[dict]]) -> None:
 
     async def _highwaters(self, partitions):
         listed = dict(await original(self, partitions))
+        if _confirm_highwaters is None:
+            return listed
         bootstrap = self._ensure_consumer()._client._bootstrap_servers
-        return await confirm(bootstrap, listed)
+        return await _confirm_highwaters(bootstrap, listed)
 
     thread_cls._highwaters = _highwaters
     thread_cls._sunlight_highwaters = True
@@ -265,3 +278,12 @@ class Outbox:
                     batch = producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None)
             await producer.send_batch(batch, topic, partition=partition)
+
+
+# -- 7. table manager start -----------------------------------------------------------------------
+
+async def _table_manager_start(self) -> None:
+    """TableManager.on_start of 0.15.3 without its fixed one-second sleep."""
+    if not self.should_stop:
+        await self._update_channels()
+        await self.recovery.start()

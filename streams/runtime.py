@@ -14,6 +14,7 @@ import gc
 import logging
 import signal
 from contextlib import asynccontextmanager
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +54,9 @@ def tune_gc() -> None:
     gc.freeze()
 
 
+OWN_BROKER_SESSION_TIMEOUT = 2.0
+
+
 def _quiet_faust_logging() -> None:
     for name in ("faust", "mode", "aiokafka", "kafka"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -70,8 +74,11 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     else:
         own_broker = broker = broker_mod.EmbeddedBroker().start()
         bootstrap = broker.bootstrap
-    if settings.tansu:
-        faust_patches.confirm_highwaters(broker_mod.confirm_end_offsets)
+        if settings.session_timeout is None:
+            # Nobody else knows this broker's port: this worker is its group's only member, and
+            # Tansu holds a join for about half the session timeout (streams/broker.py).
+            settings = dataclasses.replace(settings, session_timeout=OWN_BROKER_SESSION_TIMEOUT)
+    faust_patches.confirm_highwaters(broker_mod.confirm_end_offsets if settings.tansu else None)
     # Tansu holds a waiting fetch for the whole wait (streams/broker.py): a short one on Tansu,
     # whether this process started it or not; Kafka answers a waiting fetch when records arrive.
     tansu_wait = 0.1 if settings.tansu else None

@@ -43,7 +43,9 @@ class Settings:
     unit_max_messages: int = 2000
     tick_interval: float = 0.25
     catalog_reload_interval: float = 2.0
-    session_timeout: float = 6.0
+    # The consumer group's session timeout; None: 6 s on Tansu (whose joins wait about half of
+    # it), 2 s for a worker with its own embedded broker (the only member), 30 s on Kafka.
+    session_timeout: float | None = None
     case_events_topic: str = "case-events"
     alerts_topic: str = "alerts"
     dlq_topic: str = "case-events-dlq"
@@ -69,7 +71,7 @@ class Settings:
             unit_max_messages=int(_float(env, "SUNLIGHT_UNIT_MAX_MESSAGES", 2000)),
             sink_max_pending_rows=int(_float(env, "SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000)),
             fetch_max_wait=_float(env, "SUNLIGHT_FETCH_MAX_WAIT", 0) if env.get("SUNLIGHT_FETCH_MAX_WAIT") else None,
-            session_timeout=_float(env, "SUNLIGHT_SESSION_TIMEOUT", 6.0),
+            session_timeout=_float(env, "SUNLIGHT_SESSION_TIMEOUT", 0) if env.get("SUNLIGHT_SESSION_TIMEOUT") else None,
         )
 
     @property

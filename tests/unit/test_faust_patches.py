@@ -1,0 +1,271 @@
+"""Each patch of `streams.faust_patches` against the faust-streaming version it is written for.
+
+Two kinds of check: that the Faust lines a patch relies on (or replaces) are still there, so a
+new Faust version fails here before it fails in production; and what the patched code does,
+called on consumer objects holding only the attributes Faust's own code reads. The whole path
+through a real broker (units, commits, kill -9 mid-unit, recovery) is in
+tests/integration/test_restart.py and test_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from types import SimpleNamespace
+
+import faust
+import pytest
+from faust.tables.manager import TableManager
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from streams import faust_patches
+
+faust_patches.apply()
+
+
+def test_the_pinned_version_is_installed_and_another_is_refused(monkeypatch):
+    assert faust.__version__ == faust_patches.FAUST_VERSION
+    monkeypatch.setattr(faust, "__version__", "0.16.0")
+    with pytest.raises(faust_patches.FaustVersionError, match="0.15.3"):
+        faust_patches.check_version()
+
+
+def test_the_faust_lines_the_patches_rely_on_are_there():
+    import faust.tables.manager as manager_module
+    import faust.transport.drivers.aiokafka as driver_module
+
+    consumer_source = inspect.getsource(faust_consumer)
+    assert "gap = offset - (r_offset or 0)" in consumer_source  # units: the fetch loop's gap check
+    assert "min(acked) - committed_offset > 1" in consumer_source  # commits: the line replaced
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(driver_module)  # fetch wait
+    assert "await self.sleep(1.0)" in inspect.getsource(manager_module)  # table manager start
+    assert "consumer.end_offsets(partitions)" in inspect.getsource(driver_module)  # high watermarks
+
+
+def test_apply_installs_every_patch():
+    assert faust_consumer.Consumer.getmany is faust_patches._getmany_units
+    assert faust_consumer.Consumer._new_offset is faust_patches._new_offset
+    assert TableManager.on_start is faust_patches._table_manager_start
+    assert "_fetch_max_wait_ms" in inspect.getsource(driver.AIOKafkaConsumerThread._create_worker_consumer)
+
+
+# -- 1. units -------------------------------------------------------------------------------------
+
+def _record(offset: int, value: bytes):
+    return SimpleNamespace(offset=offset, value=value)
+
+
+class _FetchingConsumer:
+    """What Consumer.getmany reads of its consumer, with one fetch's records."""
+
+    def __init__(self, records):
+        self._records = records
+        self.app = SimpleNamespace(consumer_generation_id=1,
+                                   monitor=SimpleNamespace(track_tp_end_offset=lambda tp, end: None))
+        self.should_stop = False
+        self.flow_active = True
+        self._read_offset: dict = {}
+        self._buffered_partitions: set = set()
+        self.scheduler = SimpleNamespace(iterate=lambda records: ((tp, r) for tp, rs in records.items() for r in rs))
+        self.log = SimpleNamespace(dev=lambda *a: None)
+
+    async def _wait_next_records(self, timeout):
+        return self._records, None
+
+    def highwater(self, tp):
+        return 100
+
+    def _to_message(self, tp, record):
+        return SimpleNamespace(tp=tp, offset=record.offset, value=record.value)
+
+
+def test_a_unit_topic_partition_arrives_as_one_message_and_others_one_by_one():
+    events, other = TP("case-events", 0), TP("other", 0)
+    faust_patches.deliver_units(["case-events"])
+    consumer = _FetchingConsumer({events: [_record(4, b"a"), _record(5, b"b"), _record(9, b"c")],
+                                  other: [_record(0, b"x"), _record(1, b"y")]})
+
+    async def take():
+        return [item async for item in faust_patches._getmany_units(consumer, 1.0)]
+
+    delivered = asyncio.run(take())
+    units = [m for tp, m in delivered if tp == events]
+    assert len(units) == 1
+    assert units[0].offset == 9 and [r.value for r in units[0].value] == [b"a", b"b", b"c"]
+    # Faust's fetch loop sees the unit one step ahead of its read offset, whatever the hole (6-8).
+    assert consumer._read_offset[events] == 8
+    assert [m.value for tp, m in delivered if tp == other] == [b"x", b"y"]
+
+
+def test_a_rebalance_while_a_fetch_is_handed_out_stops_the_rest_of_it():
+    first, second = TP("case-events", 0), TP("case-events", 1)
+    faust_patches.deliver_units(["case-events"])
+    consumer = _FetchingConsumer({first: [_record(0, b"a")], second: [_record(0, b"b")]})
+
+    async def take():
+        out = []
+        async for item in faust_patches._getmany_units(consumer, 1.0):
+            out.append(item)
+            consumer.app.consumer_generation_id += 1  # the group rebalanced meanwhile
+        return out
+
+    assert [tp for tp, _ in asyncio.run(take())] == [first]
+
+
+def _acking_consumer(committed):
+    tp = TP("case-events", 0)
+    consumer = SimpleNamespace(_acked={tp: []}, _acked_index={tp: set()}, _committed_offset={tp: committed},
+                               _gap={tp: IntervalTree()}, ack=lambda message: consumer._acked[tp].append(message.offset))
+    return tp, consumer
+
+
+def test_acknowledging_a_unit_acknowledges_each_of_its_records():
+    tp, consumer = _acking_consumer(committed=3)
+    faust_patches.acknowledge_unit(consumer, SimpleNamespace(tp=tp, offset=7), first_offset=2)
+    assert sorted(consumer._acked[tp]) == [3, 4, 5, 6, 7]  # 2 was committed already
+    assert faust_patches._new_offset(consumer, tp) == 8
+
+
+# -- 2. commits -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("committed, acked, expected", [
+    (5, [5, 6, 8], 7),       # up to the first hole in what is acknowledged
+    (5, [6, 7], None),       # 5 (the next to read) is not acknowledged: no commit
+    (0, [1, 2], None),       # nor with the committed offset 0
+    (None, [0, 1, 2], 3),    # nothing committed yet
+])
+def test_an_offset_is_committed_only_once_it_and_all_before_it_are_acknowledged(committed, acked, expected):
+    tp, consumer = _acking_consumer(committed)
+    consumer._acked[tp].extend(acked)
+    consumer._acked_index[tp].update(acked)
+    assert faust_patches._new_offset(consumer, tp) == expected
+
+
+def test_faust_0_15_3_itself_would_commit_past_the_unacknowledged_message():
+    """Why patch 2 exists: Faust's own method skips offset 5 (and offset 0) once the next are acked."""
+    namespace: dict = {}
+    exec(compile(_faust_new_offset_source(), "faust/transport/consumer.py", "exec"), vars(faust_consumer) | namespace,
+         namespace)
+    for committed, acked, skipped_to in [(5, [6, 7], 8), (0, [1, 2], 3)]:
+        tp, consumer = _acking_consumer(committed)
+        consumer._acked[tp].extend(acked)
+        assert namespace["_new_offset"](consumer, tp) == skipped_to
+
+
+def _faust_new_offset_source() -> str:
+    """Faust's own Consumer._new_offset, from its source file (the class now holds the patch)."""
+    import ast
+    import textwrap
+
+    source = inspect.getsource(faust_consumer)
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name == "Consumer":
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "_new_offset":
+                    return textwrap.dedent("\n".join(source.splitlines()[item.lineno - 1:item.end_lineno]))
+    raise AssertionError("Consumer._new_offset not found in faust/transport/consumer.py")
+
+
+# -- 3. fetch wait --------------------------------------------------------------------------------
+
+def test_the_fetch_wait_is_set_on_the_consumers_created_afterwards():
+    app = faust.App("fetch-wait-test", broker="kafka://127.0.0.1:1", web_enabled=False, autodiscover=False)
+
+    async def create(seconds):
+        faust_patches.set_fetch_max_wait(seconds)
+        thread = driver.AIOKafkaConsumerThread(app.consumer, loop=asyncio.get_running_loop())
+        return thread._create_worker_consumer(app.transport)
+
+    try:
+        assert asyncio.run(create(0.1))._fetch_max_wait_ms == 100
+        assert asyncio.run(create(None))._fetch_max_wait_ms == 1500  # Faust's own
+    finally:
+        faust_patches.set_fetch_max_wait(None)
+
+
+# -- 4. high watermarks ---------------------------------------------------------------------------
+
+def test_listed_end_offsets_are_confirmed_before_faust_uses_them():
+    seen = []
+
+    async def confirm(bootstrap, offsets):
+        seen.append((bootstrap, dict(offsets)))
+        return {tp: end + 2 for tp, end in offsets.items()}  # the batch's real end, found by a fetch
+
+    previous = faust_patches._confirm_highwaters
+    faust_patches.confirm_highwaters(confirm)
+    tp = TP("case-events", 0)
+
+    class _Consumer:
+        _client = SimpleNamespace(_bootstrap_servers="127.0.0.1:9")
+
+        async def end_offsets(self, partitions):
+            return {p: 10 for p in partitions}
+
+    thread = SimpleNamespace(_ensure_consumer=lambda: _Consumer(), consumer=SimpleNamespace(in_transaction=False))
+    try:
+        ends = asyncio.run(driver.AIOKafkaConsumerThread._highwaters(thread, [tp]))
+        assert ends == {tp: 12}
+        assert seen == [("127.0.0.1:9", {tp: 10})]
+        faust_patches.confirm_highwaters(None)  # Kafka answers ListOffsets right
+        assert asyncio.run(driver.AIOKafkaConsumerThread._highwaters(thread, [tp])) == {tp: 10}
+    finally:
+        faust_patches.confirm_highwaters(previous)
+
+
+# -- 5. holes -------------------------------------------------------------------------------------
+
+def test_a_hole_sunlight_has_not_read_is_not_counted_as_done():
+    tp, consumer = _acking_consumer(committed=10)
+    consumer._gap[tp].addi(10, 20)  # Faust took 10..19 for a hole in the log
+    faust_patches.keep_uncommitted(consumer, tp, 12, 20)  # but 12..19 were not delivered
+    consumer._acked[tp].extend([20, 21])
+    assert faust_patches._new_offset(consumer, tp) == 12  # 10 and 11 done; 12 is the next to read
+    assert faust_patches._new_offset(consumer, tp) is None  # and stays so until 12..19 are read
+
+
+# -- 6. table writes ------------------------------------------------------------------------------
+
+def test_a_table_key_is_serialised_as_faust_serialises_table_keys():
+    app = faust.App("table-key-test", broker="kafka://127.0.0.1:1", web_enabled=False, autodiscover=False,
+                    store="memory://")
+    table = app.Table("cases", default=None, partitions=4, value_type=bytes)
+    faust_key = app.serializers.dumps_key(table.key_type, "案件-001", serializer=table.key_serializer)
+    assert faust_patches.table_key("案件-001") == faust_key
+
+
+def test_the_outbox_places_a_keyed_record_where_the_producer_would():
+    from aiokafka.partitioner import DefaultPartitioner
+
+    app = faust.App("outbox-test", broker="kafka://127.0.0.1:1", web_enabled=False, autodiscover=False)
+    outbox = faust_patches.Outbox(app, partitions=4)
+    partitioner = DefaultPartitioner()
+    for key in (b"C-1", b"C-2", "案件-3".encode()):
+        outbox.add("alerts", key, b"v")
+        partition = partitioner(key, [0, 1, 2, 3], [0, 1, 2, 3])
+        assert (key, b"v") in outbox.pending[("alerts", partition)]
+    outbox.add("ticks", None, b"t", partition=2)
+    assert outbox.pending[("ticks", 2)] == [(None, b"t")]
+
+
+# -- 7. table manager start -----------------------------------------------------------------------
+
+def test_the_table_manager_starts_without_faust_s_fixed_second():
+    calls = []
+
+    async def update_channels():
+        calls.append("channels")
+
+    async def start_recovery():
+        calls.append("recovery")
+
+    manager = SimpleNamespace(should_stop=False, _update_channels=update_channels,
+                              recovery=SimpleNamespace(start=start_recovery))
+    started = time.perf_counter()
+    asyncio.run(faust_patches._table_manager_start(manager))
+    assert calls == ["channels", "recovery"]
+    assert time.perf_counter() - started < 0.5
