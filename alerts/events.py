@@ -55,13 +55,18 @@ _LIMITS = {"event_id": _MAX_ID, "case_id": _MAX_ID, "item_code": _MAX_ID, "node"
            "officer_id": _MAX_ID, "department": _MAX_ID, "region": 32}
 
 
-class InvalidEvent(ValueError):
-    """The message is not a valid case event; `reason` is a short machine-readable class."""
+class Refused(ValueError):
+    """A message refused, with `reason` (a short machine-readable class, the dead letter's) and
+    `detail` (for people)."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class InvalidEvent(Refused):
+    """The message is not a valid case event."""
 
 
 @dataclass(frozen=True, slots=True)

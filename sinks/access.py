@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from alerts.catalog import Catalog
 
-SCOPED_TABLES = ("case_events", "cases", "alerts")
+SCOPED_TABLES = ("case_events", "cases", "alerts", "tickets", "notices")
 ALL_ROLE = "sunlight_all"
 
 

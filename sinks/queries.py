@@ -144,3 +144,94 @@ def stored_event_keys(client, keys: list[tuple[str, str]]) -> set[tuple[str, str
     rows = client.query("SELECT DISTINCT case_id, event_id FROM case_events WHERE (case_id, event_id) IN "
                         "{keys:Array(Tuple(String, String))}", parameters={"keys": keys}).result_rows
     return {(c, e) for c, e in rows}
+
+
+TICKET_COLUMNS = ("ticket_id", "version", "case_id", "rule", "severity", "item_code", "department", "region",
+                  "status", "resolution", "overdue", "escalation_level", "manual", "opened_at", "deadline",
+                  "level_2_at", "alert_ids", "evidence", "changed_at", "actor", "kind", "text")
+
+
+def _ticket_record(row, tz: ZoneInfo) -> dict[str, Any]:
+    record = dict(zip(TICKET_COLUMNS, row))
+    for key in ("opened_at", "deadline", "level_2_at", "changed_at"):
+        if record[key] is not None:
+            record[key] = _time(record[key], tz)
+    record["evidence"] = orjson.loads(record["evidence"])
+    record["overdue"] = bool(record["overdue"])
+    record["manual"] = bool(record["manual"])
+    record["alert_ids"] = list(record["alert_ids"])
+    return record
+
+
+def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: str | None = None,
+                   tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> list[dict[str, Any]]:
+    """The latest version of every ticket in scope that anyone may see (not those still settling)."""
+    conditions = ["version > 0",
+                  "(ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)"]
+    parameters: dict[str, Any] = {}
+    if status is not None:
+        conditions.append("status = {status:String}")
+        parameters["status"] = status
+    if ticket_id is not None:
+        conditions.append("ticket_id = {ticket_id:String}")
+        parameters["ticket_id"] = ticket_id
+    query = ScopedQuery(", ".join(TICKET_COLUMNS), "tickets FINAL", where=" AND ".join(conditions),
+                        tail="ORDER BY deadline, ticket_id")
+    sql, scoped = query.sql(scope)
+    return [_ticket_record(row, tz) for row in client.query(sql, parameters={**scoped, **parameters}).result_rows]
+
+
+def ticket_history(client, scope: Scope, ticket_id: str, tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> list[dict]:
+    """Every version of a ticket, oldest first."""
+    query = ScopedQuery(", ".join(TICKET_COLUMNS), "tickets FINAL",
+                        where="ticket_id = {ticket_id:String} AND version > 0", tail="ORDER BY version")
+    sql, parameters = query.sql(scope)
+    return [_ticket_record(row, tz) for row in client.query(sql, parameters={**parameters, "ticket_id": ticket_id})
+            .result_rows]
+
+
+def ticket_state(client, ticket_id: str) -> dict[str, Any] | None:
+    """A ticket's latest stored form (the pipeline's own view: which actions it has applied)."""
+    rows = client.query("SELECT argMax(state, version) FROM tickets WHERE ticket_id = {t:String} GROUP BY ticket_id",
+                        parameters={"t": ticket_id}).result_rows
+    return orjson.loads(rows[0][0]) if rows else None
+
+
+NOTICE_COLUMNS = ("notice_id", "ticket_id", "step", "recipient_role", "recipient_name", "recipient_email",
+                  "subject", "body", "department", "region", "due_at", "status", "attempts", "last_error",
+                  "message_id", "version")
+
+
+def stored_notices(client, scope: Scope, ticket_id: str | None = None,
+                   tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> list[dict[str, Any]]:
+    """The notice log: each notice as it stands (recorded, sent or failed)."""
+    query = ScopedQuery(", ".join(NOTICE_COLUMNS), "notices FINAL",
+                        where="ticket_id = {ticket_id:String}" if ticket_id else "", tail="ORDER BY due_at, notice_id")
+    sql, parameters = query.sql(scope)
+    if ticket_id:
+        parameters["ticket_id"] = ticket_id
+    out = []
+    for row in client.query(sql, parameters=parameters).result_rows:
+        record = dict(zip(NOTICE_COLUMNS, row))
+        record["due_at"] = _time(record["due_at"], tz)
+        out.append(record)
+    return out
+
+
+SILENCE_COLUMNS = ("silence_id", "item_code", "department", "until", "reason", "created_by", "created_at",
+                   "expired_at", "version")
+
+
+def stored_silences(client, tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> list[dict[str, Any]]:
+    """Every silence, as it stands (an expired one with its `expired_at`). Not scoped: silences are
+    the operators' and inspectors' record, of items and departments alike."""
+    rows = client.query(f"SELECT {', '.join(SILENCE_COLUMNS)} FROM silences FINAL ORDER BY created_at, silence_id"
+                        ).result_rows
+    out = []
+    for row in rows:
+        record = dict(zip(SILENCE_COLUMNS, row))
+        for key in ("until", "created_at", "expired_at"):
+            if record[key] is not None:
+                record[key] = _time(record[key], tz)
+        out.append(record)
+    return out

@@ -12,6 +12,8 @@ from alerts.events import CaseEvent
 from alerts.letters import DeadLetter
 from alerts.model import Alert, AlertStatus
 from alerts.state import CaseState
+from alerts.notices import RenderedNotice
+from alerts.tickets import Ticket
 
 _TS = pa.timestamp("ms", tz="UTC")  # when Sunlight did something
 _BT = pa.timestamp("us", tz="UTC")  # business times: to the microsecond, as sources state them
@@ -33,6 +35,20 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("department", _STR), ("region", _STR), ("officer_id", _STR), ("node", _STR), ("raised_at", _TS),
         ("event_time", _BT), ("evidence", _STR), ("status", _STR), ("version", pa.uint64()), ("title", _STR),
         ("withdrawn_reason", _STR),
+    ]),
+    "tickets": pa.schema([
+        ("ticket_id", _STR), ("version", pa.uint32()), ("case_id", _STR), ("rule", _STR), ("severity", _STR),
+        ("item_code", _STR), ("department", _STR), ("region", _STR), ("status", _STR), ("resolution", _STR),
+        ("overdue", pa.uint8()), ("escalation_level", pa.uint8()), ("manual", pa.uint8()), ("opened_at", _BT),
+        ("deadline", _BT), ("level_2_at", _BT), ("alert_ids", pa.list_(_STR)), ("evidence", _STR),
+        ("changed_at", _BT), ("actor", _STR), ("kind", _STR), ("text", _STR), ("written_at", _TS),
+        ("state", _STR),
+    ]),
+    "notices": pa.schema([
+        ("notice_id", _STR), ("ticket_id", _STR), ("step", _STR), ("recipient_role", _STR),
+        ("recipient_name", _STR), ("recipient_email", _STR), ("subject", _STR), ("body", _STR),
+        ("department", _STR), ("region", _STR), ("due_at", _BT), ("status", _STR), ("attempts", pa.uint32()),
+        ("last_error", _STR), ("message_id", _STR), ("version", pa.uint64()), ("updated_at", _TS),
     ]),
     "dead_letters": pa.schema([
         ("letter_id", _STR), ("reason", _STR), ("detail", _STR), ("topic", _STR), ("partition", pa.int32()),
@@ -81,6 +97,40 @@ def dead_letter_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]
     del row["error"]
     return {**row, "received_at": received_at, "status": letter.status, "redriven_at": letter.redriven_at,
             "version": letter.version}
+
+
+def ticket_row(ticket: Ticket, written_at: datetime, state: str) -> dict[str, Any]:
+    """A ticket version: the ticket as it stood after its latest change (`ticket.last`), with its
+    stored form (`state`, JSON). A ticket still settling is version 0 (kept for a restart; no
+    one is shown it)."""
+    change = ticket.last
+    return {
+        "ticket_id": ticket.ticket_id, "version": change.version if change else 0, "case_id": ticket.case_id,
+        "rule": ticket.rule.value, "severity": ticket.severity.value, "item_code": ticket.item_code,
+        "department": ticket.department, "region": ticket.region or "",
+        "status": change.status.value if change else ticket.status.value,
+        "resolution": ticket.resolution.value if ticket.resolution else "", "overdue": int(ticket.overdue),
+        "escalation_level": ticket.escalation_level, "manual": int(ticket.manual), "opened_at": ticket.opened_at,
+        "deadline": ticket.deadline, "level_2_at": ticket.level_2_at, "alert_ids": sorted(ticket.alerts),
+        "evidence": _json({alert_id: {"status": a.status.value, "node": a.node, "event_time": a.event_time.isoformat(),
+                                      "evidence": dict(a.evidence)} for alert_id, a in sorted(ticket.alerts.items())}),
+        "changed_at": change.at if change else (ticket.opens_at or written_at), "actor": change.actor if change else "",
+        "kind": change.kind if change else "settling", "text": change.text if change else "",
+        "written_at": written_at, "state": state,
+    }
+
+
+def notice_row(notice: RenderedNotice, updated_at: datetime, status: str = "recorded", attempts: int = 0,
+               last_error: str = "", version: int = 1) -> dict[str, Any]:
+    """A notice in the notice log: recorded (version 1) before anything sends it, then sent or failed."""
+    return {
+        "notice_id": notice.notice_id, "ticket_id": notice.ticket_id, "step": notice.step.value,
+        "recipient_role": notice.recipient_role, "recipient_name": notice.recipient_name,
+        "recipient_email": notice.recipient_email, "subject": notice.subject, "body": notice.body,
+        "department": notice.department, "region": notice.region, "due_at": notice.due_at, "status": status,
+        "attempts": attempts, "last_error": last_error, "message_id": notice.message_id, "version": version,
+        "updated_at": updated_at,
+    }
 
 
 def to_arrow(table: str, rows: list[dict[str, Any]]) -> pa.Table:

@@ -30,12 +30,17 @@ from streams.catalog_source import CatalogSource
 from streams.settings import Settings
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, decode_peer_unit
 from streams.store import CaseStore, GroupStore
+from streams.notices import NoticeLog, NoticeSteps
+from streams.tickets import TicketStore, TicketSteps, decode_ticket_unit, route_unit
 from streams.timers import DeadlineIndex
 
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "cases"
 PEERS_TABLE = "penalty-peers"
+TICKETS_TABLE = "tickets"
+NOTICES_TABLE = "notice-log"
+TICKET_CACHE_SIZE = 20_000
 STATE_CACHE_SIZE = 50_000
 GROUP_CACHE_SIZE = 2_000
 STALL_SECONDS = 5.0  # a partition behind its log with nothing delivered this long has lost its tail
@@ -82,6 +87,9 @@ def topic_names(settings: Settings) -> list[tuple[str, int]]:
         (settings.case_events_topic, p), (settings.ticks_topic, p), (settings.alerts_topic, p),
         (settings.dlq_topic, p), (f"{settings.app_id}-{TABLE_NAME}-changelog", p),
         (settings.peers_topic, p), (f"{settings.app_id}-{PEERS_TABLE}-changelog", p),
+        (settings.ticket_actions_topic, p), (settings.ticket_ticks_topic, p),
+        (f"{settings.app_id}-{TICKETS_TABLE}-changelog", p), (settings.notices_topic, p),
+        (f"{settings.app_id}-{NOTICES_TABLE}-changelog", p),
         (f"{settings.app_id}-__assignor-__leader", 1),
     ]
 
@@ -137,12 +145,21 @@ class Pipeline:
             producer_max_batch_size=1_048_576,
         )
         app = self.app
-        faust_patches.deliver_units([settings.case_events_topic, settings.ticks_topic, settings.peers_topic])
+        faust_patches.deliver_units([settings.case_events_topic, settings.ticks_topic, settings.peers_topic,
+                                     settings.alerts_topic, settings.ticket_ticks_topic,
+                                     settings.ticket_actions_topic, settings.notices_topic])
         units = faust_patches.UNIT_CODEC
         self.events_topic = app.topic(settings.case_events_topic, settings.ticks_topic, key_serializer="raw",
                                       value_serializer=units, partitions=settings.partitions)
         self.peers_topic = app.topic(settings.peers_topic, key_serializer="raw", value_serializer=units,
                                      partitions=settings.partitions)
+        # Tickets: the alerts (keyed by case) with the ticket ticks, and the actions to route.
+        self.ticket_topic = app.topic(settings.alerts_topic, settings.ticket_ticks_topic, key_serializer="raw",
+                                      value_serializer=units, partitions=settings.partitions)
+        self.actions_topic = app.topic(settings.ticket_actions_topic, key_serializer="raw", value_serializer=units,
+                                       partitions=settings.partitions)
+        self.notices_topic = app.topic(settings.notices_topic, key_serializer="raw", value_serializer=units,
+                                       partitions=settings.partitions)
         # The tables keep each state as its stored bytes (`value_type=bytes`, see streams.codec);
         # decoded states of recently used cases sit in front of them (CaseStore).
         self.table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions, value_type=bytes)
@@ -154,11 +171,27 @@ class Pipeline:
         self.case_steps = CaseSteps(self.store, catalog, clock, self.outputs, self.progress)
         self.case_steps.unwatched = self._unwatched
         self.case_steps.hold_back = self._hold_back
+        self.tickets_table = app.Table(TICKETS_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
+        self.ticket_store = TicketStore(self.tickets_table, self._write_tickets, TICKET_CACHE_SIZE)
+        self.ticket_index = DeadlineIndex()
+        self.silences: tuple = ()  # read from the store (sinks.queries.stored_silences), kept current
+        self.ticket_steps = TicketSteps(self.ticket_store, catalog, clock, self.outputs, self.ticket_policy,
+                                        catalog.notice_text)
+        self.notice_table = app.Table(NOTICES_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
+        self.notice_log = NoticeLog(self.notice_table, self._write_notice)
+        self.unsent_notices: list[tuple[bytes, bytes]] = []  # from the store (a fresh embedded broker)
+        self.notice_steps = NoticeSteps(self.notice_log, notice_senders(settings), settings.notify, writer,
+                                        settings.notice_attempts, settings.notice_retry_seconds)
         app.agent(self.events_topic, name="case-agent")(self.case_agent)
         app.agent(self.peers_topic, name="peer-agent")(self.peer_agent)
+        app.agent(self.ticket_topic, name="ticket-agent")(self.ticket_agent)
+        app.agent(self.actions_topic, name="action-router")(self.action_router)
+        app.agent(self.notices_topic, name="notifier")(self.notifier)
         app.timer(settings.tick_interval)(self.fire_due)
+        app.timer(settings.tick_interval)(self.fire_ticket_due)
         app.timer(settings.flush_interval)(self.flush)
         app.timer(settings.catalog_reload_interval)(self.reload_catalog)
+        app.timer(settings.catalog_reload_interval)(self.reload_silences)
         app.timer(1.0)(self.retry_holes)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
@@ -175,6 +208,29 @@ class Pipeline:
     async def peer_agent(self, stream):
         """Penalty peer groups: decisions join their group, and the verdicts that change go to their cases."""
         await self._consume(stream, self._peer_unit)
+
+    async def ticket_agent(self, stream):
+        """Supervision tickets: alert versions, routed actions and ticks, per case (streams.tickets)."""
+        async def steps(unit: Unit) -> None:
+            cases, letters = decode_ticket_unit(unit, self.settings.ticket_ticks_topic)
+            await self.ticket_steps.process(unit, cases, letters)
+            self.index_tickets()
+
+        await self._consume(stream, steps)
+
+    async def action_router(self, stream):
+        """Actions from the CLI or an OA system, keyed any way, each to its case's partition."""
+        async def steps(unit: Unit) -> None:
+            await route_unit(unit, self.outputs, self.settings.ticket_ticks_topic)
+
+        await self._consume(stream, steps)
+
+    async def notifier(self, stream):
+        """Recorded notices out by SMTP and webhook, each once (streams.notices)."""
+        async def steps(unit: Unit) -> None:
+            await self.notice_steps.process(unit, self.outputs.dead_letter)
+
+        await self._consume(stream, steps)
 
     async def _consume(self, stream, steps) -> None:
         """Each unit (and what Faust failed to deliver before it) through the steps, then
@@ -230,6 +286,20 @@ class Pipeline:
                 self.held.pop(case_id, None)
         self.store.written.clear()
         metrics.OPEN_DEADLINES.set(len(self.index))
+
+    def index_tickets(self) -> None:
+        for case_id, partition in self.ticket_store.written.items():
+            held = self.ticket_store.cache.get(case_id)
+            if held is not None:
+                self.ticket_index.schedule(case_id, held.next_due, partition)
+        self.ticket_store.written.clear()
+        metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))
+
+    def _write_notice(self, notice_id: str, stored: bytes, partition: int) -> None:
+        self.outbox.write_table(self.notice_table, notice_id, stored, partition)
+
+    def _write_tickets(self, case_id: str, stored: bytes, partition: int) -> None:
+        self.outbox.write_table(self.tickets_table, case_id, stored, partition)
 
     def _write_case(self, case_id: str, stored: bytes, partition: int) -> None:
         self.outbox.write_table(self.table, case_id, stored, partition)
@@ -330,6 +400,10 @@ class Pipeline:
         settings = self.settings
         if topic == settings.peers_topic:
             return (settings.peers_topic,)
+        if topic in (settings.ticket_actions_topic, settings.notices_topic):
+            return (topic,)
+        if topic in (settings.alerts_topic, settings.ticket_ticks_topic):
+            return (settings.alerts_topic, settings.ticket_ticks_topic)
         return (settings.case_events_topic, settings.ticks_topic)
 
     async def retry_holes(self) -> None:
@@ -362,7 +436,12 @@ class Pipeline:
         for tp, holes in self.holes.items():
             if not any(hole.next_try <= now for hole in holes):
                 continue
-            topic = self.settings.peers_topic if tp.topic == self.settings.peers_topic else self.settings.ticks_topic
+            topic = {self.settings.peers_topic: self.settings.peers_topic,
+                     self.settings.ticket_actions_topic: self.settings.ticket_actions_topic,
+                     self.settings.notices_topic: self.settings.notices_topic,
+                     self.settings.alerts_topic: self.settings.ticket_ticks_topic,
+                     self.settings.ticket_ticks_topic: self.settings.ticket_ticks_topic}.get(tp.topic,
+                                                                                             self.settings.ticks_topic)
             if (topic, tp.partition) not in nudged:
                 nudged.add((topic, tp.partition))
                 await self.send(topic, b"", orjson.dumps({"nudge": True}), tp.partition)
@@ -394,6 +473,10 @@ class Pipeline:
         config = self.catalog.judge.config
         self.groups.seeds = {key: seed_group(group, config) for key, group in by_group.items()}
 
+    def restore_tickets(self, cases: dict) -> None:
+        """Seed cases' tickets from the store (their moments are indexed once the index is rebuilt)."""
+        self.ticket_store.seeds = dict(cases)
+
     async def judge_restored_cases(self) -> int:
         """Judge, at the current clock, every restored case that received no new event, and every
         case whose withdrawals waited for the end of the input."""
@@ -421,6 +504,19 @@ class Pipeline:
             if due:
                 metrics.TICKS_SENT.inc(len(due))
                 metrics.OPEN_DEADLINES.set(len(self.index))
+            return len(due)
+
+    async def fire_ticket_due(self) -> int:
+        """Send a tick for every case whose tickets have a moment due (opening, deadline, level 2)."""
+        async with self.fire_lock:
+            if not self.index_ready:
+                return 0
+            due = self.ticket_index.pop_due(self.clock.now)
+            for case_id, partition, now in due:
+                await self.send(self.settings.ticket_ticks_topic, case_id.encode(),
+                                orjson.dumps({"case_id": case_id, "now": now.isoformat()}), partition)
+            if due:
+                metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))
             return len(due)
 
     async def flush(self) -> bool:
@@ -497,6 +593,27 @@ class Pipeline:
     async def reload_catalog(self) -> None:
         self.catalog.maybe_reload()
 
+    def ticket_policy(self):
+        """The catalog's ticket policy with the silences in force."""
+        from dataclasses import replace
+
+        return replace(self.catalog.ticket_policy(), silences=self.silences)
+
+    def read_silences(self) -> tuple:
+        from alerts.tickets import Silence
+        from sinks.queries import stored_silences
+
+        with self.writer.lock:
+            return tuple(Silence.from_record(record) for record in stored_silences(self.writer.client))
+
+    async def reload_silences(self) -> None:
+        """Silences added or expired (by `sunlight silences`, in the store) take effect here."""
+        try:
+            self.silences = await asyncio.get_running_loop().run_in_executor(self.writer.executor,
+                                                                              self.read_silences)
+        except Exception as exc:  # the store is down: the silences in force stay
+            log.warning("could not read the silences from the store, keeping %d: %s", len(self.silences), exc)
+
     # -- rebalancing ---------------------------------------------------------------------------------
 
     async def _on_revoked(self, sender, revoked, **kwargs) -> None:
@@ -511,10 +628,14 @@ class Pipeline:
         self.groups.forget_cache()
         self.index.drop_partitions({tp.partition for tp in revoked
                                     if tp.topic == self.settings.case_events_topic})
+        self.ticket_store.forget_cache()
+        self.ticket_index.drop_partitions({tp.partition for tp in revoked if tp.topic == self.settings.alerts_topic})
 
     async def _on_assigned(self, sender, assigned, **kwargs) -> None:
         now = asyncio.get_running_loop().time()
-        agents = {self.settings.case_events_topic, self.settings.ticks_topic, self.settings.peers_topic}
+        agents = {self.settings.case_events_topic, self.settings.ticks_topic, self.settings.peers_topic,
+                  self.settings.alerts_topic, self.settings.ticket_ticks_topic, self.settings.ticket_actions_topic,
+                  self.settings.notices_topic}
         for tp in assigned:
             if tp.topic in agents and tp not in self.assigned:
                 self.assigned.add(tp)
@@ -534,6 +655,12 @@ class Pipeline:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
                 if held:
                     self.held[case_id] = partition
+            partitions = list(range(self.settings.partitions))
+            seeds = [(case_id, held.next_due) for case_id, held in self.ticket_store.seeds.items()]
+            for case_id, next_due in [*self.ticket_store.stored(), *seeds]:
+                partition = _partition_of(case_id, partitions)
+                if partition in {tp.partition for tp in self.assigned if tp.topic == self.settings.alerts_topic}:
+                    self.ticket_index.schedule(case_id, next_due, partition)
         except Exception as exc:
             log.exception("could not rebuild the deadline index from the case table; the worker stops")
             self.fail(PipelineFailed(f"the deadline index could not be rebuilt from the case table: {exc}"))
@@ -551,6 +678,18 @@ class Pipeline:
 
     def topics(self) -> list[tuple[str, int]]:
         return topic_names(self.settings)
+
+
+def notice_senders(settings: Settings) -> list:
+    """The channels configured for notices (none: notices are recorded, and fail as unsendable)."""
+    from sinks.notify import SmtpSender, WebhookSender
+
+    senders: list = []
+    if settings.smtp:
+        senders.append(SmtpSender(settings.smtp, settings.mail_from))
+    if settings.webhook:
+        senders.append(WebhookSender(settings.webhook))
+    return senders
 
 
 def _partition_of(case_id: str, partitions: list[int]) -> int:

@@ -11,6 +11,9 @@ from alerts.calendar import WorkCalendar, load_overrides
 from alerts.catalog import CatalogError, load_catalog
 from alerts.config import RuleConfig
 from alerts.evaluate import Judge
+from alerts.notices import NoticeText
+from alerts.tickets import TicketPolicy, policy_from_config
+from sinks.notify import load_templates
 from streams import metrics
 
 log = logging.getLogger(__name__)
@@ -45,17 +48,37 @@ class CatalogSource:
     A catalog that fails to load is reported and the previous one stays in force.
     """
 
-    def __init__(self, catalog_path: Path, overrides_path: Path | None = None):
+    def __init__(self, catalog_path: Path, overrides_path: Path | None = None, tickets_path: Path | None = None,
+                 templates_dir: Path | None = None):
         self.catalog_path = Path(catalog_path)
         self.overrides_path = overrides_path
+        self.tickets_path = tickets_path
+        self.templates_dir = templates_dir
         self.judge = load_judge(self.catalog_path, overrides_path)
+        self.policy = self._load_policy()
+        self.texts = load_templates(templates_dir)
         self._stamp = self._mtime()
 
-    def _mtime(self) -> tuple[float, float]:
+    def _load_policy(self) -> TicketPolicy:
+        """The ticket policy: a file of its own (SUNLIGHT_TICKETS), else the catalog's `tickets`."""
+        try:
+            if self.tickets_path is not None:
+                return policy_from_config(read_yaml(self.tickets_path, "ticket policy"))
+            return policy_from_config((read_yaml(self.catalog_path, "catalog") or {}).get("tickets"))
+        except ValueError as exc:
+            raise CatalogError(str(exc)) from None
+
+    def ticket_policy(self) -> TicketPolicy:
+        return self.policy
+
+    def notice_text(self) -> NoticeText:
+        return self.texts
+
+    def _mtime(self) -> tuple[float, ...]:
         stamps = [self.catalog_path.stat().st_mtime_ns if self.catalog_path.exists() else 0]
-        stamps.append(Path(self.overrides_path).stat().st_mtime_ns
-                      if self.overrides_path and Path(self.overrides_path).exists() else 0)
-        return tuple(stamps)  # type: ignore[return-value]
+        for path in (self.overrides_path, self.tickets_path):
+            stamps.append(Path(path).stat().st_mtime_ns if path and Path(path).exists() else 0)
+        return tuple(stamps)
 
     def maybe_reload(self) -> bool:
         stamp = self._mtime()
@@ -63,7 +86,9 @@ class CatalogSource:
             return False
         self._stamp = stamp
         try:
-            self.judge = load_judge(self.catalog_path, self.overrides_path)
+            judge = load_judge(self.catalog_path, self.overrides_path)
+            policy = self._load_policy()
+            self.judge, self.policy = judge, policy
         except Exception as exc:  # whatever is wrong with the new file, the running catalog stays
             metrics.CATALOG_RELOADS.labels("rejected").inc()
             log.error("catalog reload refused, keeping the previous catalog: %s", exc)

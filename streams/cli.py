@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
@@ -52,8 +54,9 @@ async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime
 
 
 async def _push(settings: Settings, messages: list, catalog: Path, now: datetime | None,
-                show_progress: bool = True) -> dict:
-    """Run the pipeline over `messages` and wait until every event is processed and written."""
+                show_progress: bool = True, topic: str | None = None) -> dict:
+    """Run the pipeline over `messages` (case events, or other input such as ticket actions:
+    `topic`) and wait until every message is processed and written."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
@@ -63,7 +66,7 @@ async def _push(settings: Settings, messages: list, catalog: Path, now: datetime
                       TimeElapsedColumn(), disable=not show_progress, transient=False) as bar:
             sent = bar.add_task("sent     ", total=len(messages))
             done = bar.add_task("processed", total=len(messages))
-            await produce(running.bootstrap, settings.case_events_topic, messages,
+            await produce(running.bootstrap, topic or settings.case_events_topic, messages,
                           on_sent=lambda n: bar.update(sent, completed=n))
             # Everything in the topic, including what an earlier, interrupted run left unprocessed.
             ends = await topic_ends(running)
@@ -76,6 +79,7 @@ async def _push(settings: Settings, messages: list, catalog: Path, now: datetime
 
 
 def cmd_replay(args, settings: Settings) -> int:
+    settings = _notify(settings, args)
     summary = asyncio.run(_replay(settings, Path(args.events), Path(args.catalog), _parse_now(args.now),
                                   show_progress=sys.stderr.isatty()))
     print(f"replayed {summary['events']} events: {summary['new']} new, {summary['duplicates']} duplicates, "
@@ -84,8 +88,20 @@ def cmd_replay(args, settings: Settings) -> int:
     return 0
 
 
+def _notify(settings: Settings, args) -> Settings:
+    """History pushed through the pipeline records its notices; it sends them only with --notify."""
+    import dataclasses
+
+    notify = bool(getattr(args, "notify", False))
+    if notify and not (settings.smtp or settings.webhook):
+        raise SystemExit("sunlight: --notify needs a channel: SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or "
+                         "SUNLIGHT_WEBHOOK")
+    return dataclasses.replace(settings, notify=notify)
+
+
 def cmd_import(args, settings: Settings) -> int:
     """Import a log: map it, write rejects, and push it through the pipeline (or only publish it)."""
+    settings = _notify(settings, args)
     from alerts.mapping import load_mapping
     from streams.catalog_source import read_yaml
     from streams.importers import convert
@@ -174,6 +190,20 @@ def _load_catalog(args, settings: Settings, why: str):
     if not catalog.is_file():
         raise SystemExit(f"sunlight: {why}: --catalog FILE or SUNLIGHT_CATALOG")
     return load_catalog(read_yaml(catalog, "catalog"))
+
+
+@contextmanager
+def _store(settings: Settings):
+    """A client of the store, migrated, closed afterwards."""
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+
+    client = connect(settings.clickhouse, settings.data_dir)
+    try:
+        migrate(client)
+        yield client
+    finally:
+        client.close()
 
 
 def _server_client(settings: Settings):
@@ -363,6 +393,7 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
     from sinks.rows import dead_letter_row, to_arrow
     from sinks.scope import Scope
 
+    settings = _notify(settings, args)
     corrections = read_redrive(Path(args.file))
     if not corrections:
         raise SystemExit(f"sunlight: {args.file} holds no events")
@@ -432,6 +463,208 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
     return 0 if refused == 0 else 1
 
 
+STATUS_WORDS = {"open": "待答复", "replied": "已答复待审核", "returned": "已退回重办", "closed": "已办结",
+                "withdrawn": "已撤销"}
+
+
+def cmd_tickets_list(args, settings: Settings) -> int:
+    from sinks.queries import stored_tickets
+
+    scope = user_scope(args, settings)
+    with _store(settings) as client:
+        found = stored_tickets(client, scope, status=args.status)
+    if args.format == "jsonl":
+        for record in found:
+            sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
+        return 0
+    if not found:
+        print("没有督办件 (no tickets" + (f" with status {args.status}" if args.status else "") + ")")
+        return 0
+    print(f"{'督办件':<34} {'部门':<8} {'状态':<8} {'逾期':<4} {'升级':<4} {'答复期限':<17} 版本")
+    for t in found:
+        print(f"{t['ticket_id']:<36} {t['department']:<10} {STATUS_WORDS.get(t['status'], t['status']):<8} "
+              f"{'是' if t['overdue'] else '否':<5} {t['escalation_level']:<5} {(t['deadline'] or '—')[:16]:<19} "
+              f"{t['version']}")
+    return 0
+
+
+def cmd_tickets_show(args, settings: Settings) -> int:
+    from alerts.describe import moment
+    from alerts.tickets import KIND_TITLE
+    from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
+
+    scope = user_scope(args, settings)
+    with _store(settings) as client:
+        found = stored_tickets(client, scope, ticket_id=args.ticket_id)
+        history = ticket_history(client, scope, args.ticket_id)
+        notices = stored_notices(client, scope, args.ticket_id)
+        events = list(case_events_of(client, scope, found[0]["case_id"])) if found else []
+    if not found:
+        print(f"sunlight: ticket {args.ticket_id} is not in the store" + ("" if scope.unrestricted else
+              f" within {scope.describe()}"), file=sys.stderr)
+        return 2
+    ticket = found[0]
+    if args.format == "json":
+        out = {"ticket": ticket, "history": history, "notices": notices, "events": events}
+        sys.stdout.buffer.write(orjson.dumps(out, default=str, option=orjson.OPT_INDENT_2) + b"\n")
+        return 0
+    lines = [f"督办件 {ticket['ticket_id']}（第 {ticket['version']} 版）",
+             f"  状态：{STATUS_WORDS.get(ticket['status'], ticket['status'])}"
+             + (f"（{ticket['resolution']}）" if ticket['resolution'] else "")
+             + ("，已逾期" if ticket['overdue'] else "") + f"，升级级别 {ticket['escalation_level']}",
+             f"  部门：{ticket['department']}  办件：{ticket['case_id']}  事项：{ticket['item_code']}",
+             f"  生成：{moment(ticket['opened_at'])}  答复期限：{moment(ticket['deadline'])}  "
+             f"二级升级：{moment(ticket['level_2_at'])}", "", "预警："]
+    from alerts.describe import describe_evidence
+
+    for alert_id, alert in ticket["evidence"].items():
+        lines.append(f"  [{alert['status']}] {describe_evidence(ticket['rule'], alert['evidence'])}")
+    lines += ["", "办件过程："]
+    for event in events:
+        lines.append(f"  {moment(event['occurred_at'])}  {event['type']}" + (f"  {event['node']}" if event.get('node')
+                                                                               else ""))
+    lines += ["", "督办记录："]
+    for change in history:
+        lines.append(f"  v{change['version']}  {moment(change['changed_at'])}  {change['actor']}  "
+                     f"{KIND_TITLE.get(change['kind'], change['kind'])}" + (f"：{change['text']}" if change['text'] else ""))
+    lines += ["", "通知："]
+    for notice in notices:
+        lines.append(f"  {moment(notice['due_at'])}  {notice['step']} → {notice['recipient_name'] or notice['recipient_role']}"
+                     f" <{notice['recipient_email'] or '无地址'}>  {notice['status']}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_tickets_act(args, settings: Settings) -> int:
+    """An action on a ticket: published to the ticket-actions topic; on the embedded defaults, a
+    short pipeline applies it (as `replay` does), and the result is read back."""
+    import uuid
+    from datetime import timezone
+
+    from alerts.tickets import INSPECTORS, ActionKind, ticket_id as make_ticket_id
+    from alerts.model import Rule
+    from sinks.queries import dead_letters, export_alerts, stored_tickets, ticket_state
+    from sinks.scope import Scope
+
+    everything = Scope.everything()
+    kind = ActionKind(args.kind)
+    with _store(settings) as client:
+        if kind is ActionKind.OPEN:
+            alert = next((a for a in export_alerts(client, everything) if a["alert_id"] == args.alert), None)
+            if alert is None:
+                raise SystemExit(f"sunlight: no open alert {args.alert} in the store (sunlight alerts export)")
+            ticket_id = make_ticket_id(alert["case_id"], Rule(alert["rule"]))
+            current = None
+        else:
+            ticket_id = args.ticket_id
+            found = stored_tickets(client, everything, ticket_id=ticket_id)
+            current = found[0] if found else None
+            if current is None and args.version is None:
+                raise SystemExit(f"sunlight: ticket {ticket_id} is not in the store (sunlight tickets list)")
+    department = args.department or (current["department"] if kind is ActionKind.REPLY and current else INSPECTORS)
+    action = {"action_id": args.action_id or str(uuid.uuid4()), "ticket_id": ticket_id,
+              "version": args.version if args.version is not None else (current["version"] if current else None),
+              "actor": args.actor, "department": department, "kind": kind.value, "text": args.text,
+              "at": (_parse_now(args.now) or datetime.now(timezone.utc)).isoformat()}
+    if kind is ActionKind.OPEN:
+        action["alert_id"] = args.alert
+    messages = [(ticket_id.encode(), orjson.dumps(action))]
+    if settings.kafka:
+        from streams.runtime import produce
+
+        asyncio.run(produce(settings.kafka, settings.ticket_actions_topic, messages))
+        print(f"published {kind.value} on {ticket_id} to {settings.ticket_actions_topic} "
+              f"(action {action['action_id']})", file=sys.stderr)
+        return 0
+    catalog = Path(args.catalog or settings.catalog or "")
+    if not catalog.is_file():
+        raise SystemExit("sunlight tickets on the embedded defaults runs the pipeline and needs a catalog: "
+                         "--catalog FILE or SUNLIGHT_CATALOG")
+    asyncio.run(_push(settings, messages, catalog, _parse_now(args.now), show_progress=False,
+                      topic=settings.ticket_actions_topic))
+    with _store(settings) as client:
+        after = stored_tickets(client, everything, ticket_id=ticket_id)
+        applied = action["action_id"] in (ticket_state(client, ticket_id) or {}).get("actions", ())
+        refused = [letter for letter in dead_letters(client, everything)
+                   if action["action_id"] in str(letter.get("payload", ""))]
+    if after and applied:
+        ticket = after[0]
+        print(f"{ticket_id}: {STATUS_WORDS.get(ticket['status'], ticket['status'])}（第 {ticket['version']} 版）")
+        return 0
+    reason = f"{refused[0]['reason']}: {refused[0]['detail']}" if refused else "not applied"
+    print(f"sunlight: {kind.value} on {ticket_id} refused: {reason}", file=sys.stderr)
+    return 2
+
+
+SILENCE_INSERT = ("silence_id", "item_code", "department", "until", "reason", "created_by", "created_at",
+                  "expired_at", "version")
+
+
+def cmd_silences_add(args, settings: Settings) -> int:
+    import uuid
+    from datetime import timezone
+
+    from alerts.catalog import CatalogError
+
+    catalog = _load_catalog(args, settings, "a silence's item or department is checked against the catalog")
+    if args.item and catalog.item(args.item) is None:
+        raise CatalogError(f"item {args.item!r} is not in the catalog")
+    if args.department and args.department not in catalog.departments:
+        raise CatalogError(f"department {args.department!r} is not in the catalog")
+    until = _parse_now(args.until)
+    silence_id = "S-" + uuid.uuid4().hex[:10]
+    with _store(settings) as client:
+        client.insert("silences", [[silence_id, args.item, args.department, until, args.reason, args.actor,
+                                    datetime.now(timezone.utc), None, 1]], column_names=SILENCE_INSERT)
+    target = f"事项 {args.item}" if args.item else f"部门 {args.department}"
+    print(f"{silence_id}: {target} 静默至 {until.isoformat()}（{args.reason}）；督办件与通知暂停，预警照常")
+    return 0
+
+
+def cmd_silences_list(args, settings: Settings) -> int:
+    from datetime import timezone
+
+    from sinks.queries import stored_silences
+
+    with _store(settings) as client:
+        found = stored_silences(client)
+    if args.format == "jsonl":
+        for record in found:
+            sys.stdout.buffer.write(orjson.dumps(record, default=str) + b"\n")
+        return 0
+    if not found:
+        print("没有静默 (no silences)")
+        return 0
+    now = datetime.now(timezone.utc)
+    for record in found:
+        ends = min(datetime.fromisoformat(record["until"]), datetime.fromisoformat(record["expired_at"])) \
+            if record["expired_at"] else datetime.fromisoformat(record["until"])
+        state = "生效中" if ends > now else "已结束"
+        target = f"事项 {record['item_code']}" if record["item_code"] else f"部门 {record['department']}"
+        print(f"{record['silence_id']}  {target}  至 {ends.isoformat()[:16]}  {state}  {record['reason']}  "
+              f"（{record['created_by']}）")
+    return 0
+
+
+def cmd_silences_expire(args, settings: Settings) -> int:
+    from datetime import timezone
+
+    from sinks.queries import stored_silences
+
+    at = _parse_now(args.at) or datetime.now(timezone.utc)
+    with _store(settings) as client:
+        found = [r for r in stored_silences(client) if r["silence_id"] == args.silence_id]
+        if not found:
+            raise SystemExit(f"sunlight: no silence {args.silence_id} (sunlight silences list)")
+        record = found[0]
+        client.insert("silences", [[record["silence_id"], record["item_code"], record["department"],
+                                    datetime.fromisoformat(record["until"]), record["reason"], record["created_by"],
+                                    datetime.fromisoformat(record["created_at"]), at, record["version"] + 1]],
+                      column_names=SILENCE_INSERT)
+    print(f"{args.silence_id}: 已于 {at.isoformat()} 结束")
+    return 0
+
+
 def cmd_worker(args, settings: Settings) -> int:
     from streams.runtime import running_pipeline
 
@@ -463,6 +696,10 @@ def cmd_worker(args, settings: Settings) -> int:
 def cmd_demo(args, settings: Settings) -> int:
     from streams.demo import run_demo
 
+    import dataclasses
+
+    # The demo's notices are sent only where a channel is configured (a demo mails nobody by surprise).
+    settings = dataclasses.replace(settings, notify=bool(settings.smtp or settings.webhook))
     return asyncio.run(run_demo(settings, duration=args.duration, cases=args.cases, seed=args.seed))
 
 
@@ -482,6 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("events")
     replay.add_argument("--catalog", required=True)
     replay.add_argument("--now", help="the clock open cases are judged against (default: the wall clock)")
+    replay.add_argument("--notify", action="store_true", help="send the notices the replay's tickets raise "
+                        "(default: record them only); exits once each is sent or recorded as failed")
     replay.set_defaults(func=cmd_replay)
 
     imp = sub.add_parser("import", help="import an event log (contract JSON lines, CSV or XES with a mapping)")
@@ -490,6 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
     imp.add_argument("--rejects", help="where to write rejected rows (default: FILE.rejects.jsonl here)")
     imp.add_argument("--now", help="the clock open cases are judged against (default: the wall clock)")
+    imp.add_argument("--notify", action="store_true", help="send the notices its tickets raise (default: "
+                     "record them only)")
     imp.set_defaults(func=cmd_import)
 
     catalog = sub.add_parser("catalog", help="the power catalog")
@@ -563,6 +804,64 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--wait", type=float, default=60.0, help="with SUNLIGHT_KAFKA: seconds to wait for the "
                          "worker to store the events before marking letters")
     redrive.set_defaults(func=cmd_dlq_redrive)
+
+    tickets = sub.add_parser("tickets", help="supervision tickets (督办件): list, show, and act on them")
+    tickets_sub = tickets.add_subparsers(dest="tickets_command", required=True)
+    listing = tickets_sub.add_parser("list", help="the tickets in the store, latest version of each")
+    listing.add_argument("--status", choices=["open", "replied", "returned", "closed", "withdrawn"])
+    listing.add_argument("--format", choices=["table", "jsonl"], default="table")
+    listing.add_argument("--department", action="append", default=[], metavar="CODE")
+    listing.add_argument("--region", action="append", default=[], metavar="CODE")
+    listing.add_argument("--catalog", help="the catalog a scope is checked against (default: SUNLIGHT_CATALOG)")
+    listing.set_defaults(func=cmd_tickets_list)
+    show = tickets_sub.add_parser("show", help="a ticket, its case's timeline and its whole history")
+    show.add_argument("ticket_id")
+    show.add_argument("--format", choices=["text", "json"], default="text")
+    show.add_argument("--department", action="append", default=[], metavar="CODE")
+    show.add_argument("--region", action="append", default=[], metavar="CODE")
+    show.add_argument("--catalog", help="the catalog (default: SUNLIGHT_CATALOG)")
+    show.set_defaults(func=cmd_tickets_show)
+    for kind, text_required, helptext in [("reply", True, "the department answers: cause and rectification"),
+                                          ("accept", False, "the inspector accepts the reply: the ticket closes"),
+                                          ("return", True, "the inspector sends the reply back"),
+                                          ("close", True, "the inspector closes the ticket, with the reason"),
+                                          ("open", False, "an inspector opens a ticket from an alert (a yellow one)")]:
+        act = tickets_sub.add_parser(kind, help=helptext)
+        if kind == "open":
+            act.add_argument("--alert", required=True, help="the alert's id")
+        else:
+            act.add_argument("ticket_id")
+        act.add_argument("--text", required=text_required, default="")
+        act.add_argument("--actor", default=os.environ.get("USER") or "inspector", help="who acts")
+        act.add_argument("--department", help="the acting department (a reply: the ticket's; otherwise "
+                         "the inspectors, 'inspection')")
+        act.add_argument("--version", type=int, help="the ticket version acted on (default: the stored one)")
+        act.add_argument("--action-id", help="the action's id (default: a new one); the same id again, e.g. "
+                         "after an interrupted command, changes nothing")
+        act.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
+        act.add_argument("--now", help="the clock tickets are judged against (default: the wall clock)")
+        act.set_defaults(func=cmd_tickets_act, kind=kind)
+
+    silences = sub.add_parser("silences", help="stop tickets and notices (never alerts) for an item or a "
+                              "department, for a while")
+    silences_sub = silences.add_subparsers(dest="silences_command", required=True)
+    add = silences_sub.add_parser("add", help="a silence, on record, until a moment of the stream's clock")
+    target = add.add_mutually_exclusive_group(required=True)
+    target.add_argument("--item", help="an item code (e.g. its process is being revised)")
+    target.add_argument("--department", help="a department code")
+    add.add_argument("--until", required=True, help="RFC 3339 time with an offset")
+    add.add_argument("--reason", required=True)
+    add.add_argument("--actor", default=os.environ.get("USER") or "inspector")
+    add.add_argument("--catalog", help="the catalog the item or department is checked against "
+                     "(default: SUNLIGHT_CATALOG)")
+    add.set_defaults(func=cmd_silences_add)
+    listing = silences_sub.add_parser("list", help="every silence, in force or not")
+    listing.add_argument("--format", choices=["table", "jsonl"], default="table")
+    listing.set_defaults(func=cmd_silences_list)
+    expire = silences_sub.add_parser("expire", help="end a silence now (or at --at)")
+    expire.add_argument("silence_id")
+    expire.add_argument("--at", help="RFC 3339 time with an offset (default: now)")
+    expire.set_defaults(func=cmd_silences_expire)
 
     worker = sub.add_parser("worker", help="run a long-lived stream worker")
     worker.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")

@@ -32,3 +32,11 @@ SINK_PENDING_ROWS = Gauge("sunlight_sink_pending_rows", "Rows buffered, not yet 
 CATALOG_RELOADS = Counter("sunlight_catalog_reloads_total", "Catalog reloads", ["outcome"], registry=REGISTRY)
 CALENDAR_MISSING_YEARS = Gauge("sunlight_calendar_missing_years", "Years counted without holiday data",
                                registry=REGISTRY)
+TICKET_CHANGES = Counter("sunlight_ticket_changes_total", "Supervision ticket versions written", ["kind"],
+                         registry=REGISTRY)
+TICKET_ACTIONS = Counter("sunlight_ticket_actions_total", "Ticket actions applied or refused", ["kind", "outcome"],
+                         registry=REGISTRY)
+NOTICES = Counter("sunlight_notices_total", "Notices recorded, sent, failed", ["step", "status"],
+                  registry=REGISTRY)
+OPEN_TICKET_DEADLINES = Gauge("sunlight_open_ticket_deadlines", "Cases whose tickets wait for a moment",
+                              registry=REGISTRY)

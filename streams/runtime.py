@@ -16,11 +16,12 @@ import signal
 from contextlib import asynccontextmanager
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
 
 import faust
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from sinks.clickhouse import connect
@@ -88,13 +89,15 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     writer = None
     pipeline = None
     try:
-        catalog = CatalogSource(catalog_path, settings.calendar_overrides)
+        catalog = CatalogSource(catalog_path, settings.calendar_overrides, settings.tickets_policy,
+                                settings.notice_templates)
         tune_gc()
         client = connect(settings.clickhouse, settings.data_dir)
         migrate(client)
         writer = ClickHouseWriter(client, max_rows=settings.flush_rows,
                                   max_pending_rows=settings.sink_max_pending_rows)
         pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), settings.tansu)
+        pipeline.silences = pipeline.read_silences()
         await broker_mod.create_topics(bootstrap, pipeline.topics())
         if own_broker is not None:
             restore_from_store(pipeline, client)
@@ -104,6 +107,9 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         worker.spinner = None  # Faust draws a terminal spinner on stdout even when quiet: no control codes in logs
         await worker.start()
         _stop_on_signals(pipeline, worker)
+        if pipeline.unsent_notices:  # recorded by the last process, never handled: to the notifier
+            await produce(bootstrap, settings.notices_topic, pipeline.unsent_notices)
+            pipeline.unsent_notices = []
         yield Running(settings, pipeline, bootstrap, broker, client, worker)
         await pipeline.flush()
     finally:
@@ -178,10 +184,56 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
                 tiers = item.discretion.get(penalty[0], ())
                 facts.append(fact_of(event, *penalty, not tiers or any(t.contains(penalty[1]) for t in tiers)))
     pipeline.restore(states, facts)
+    pipeline.restore_tickets(_stored_tickets(client, alerts, pipeline.catalog.ticket_policy()))
+    pipeline.notice_log.seeds, pipeline.unsent_notices = _stored_notices(client)
     count = sum(len(v) for v in events.values())
     if count:
         log.info("restored %d stored events of %d cases from the store", count, len(states))
     return count
+
+
+def _stored_notices(client) -> tuple[dict[str, str], list[tuple[bytes, bytes]]]:
+    """The notice log: the status of every finished notice, and the notices recorded but not yet
+    handled by the notifier when the last process stopped (sent to it again)."""
+    from alerts.notices import RenderedNotice
+    from alerts.tickets import Step
+    from streams.notices import FINISHED, notice_to_json
+
+    columns = ("notice_id", "ticket_id", "step", "recipient_role", "recipient_name", "recipient_email", "subject",
+               "body", "department", "region", "due_at", "message_id", "status")
+    rows = client.query(f"SELECT {', '.join(columns)} FROM notices FINAL").result_rows
+    statuses, unsent = {}, []
+    for row in rows:
+        record = dict(zip(columns, row))
+        if record["status"] in FINISHED:
+            statuses[record["notice_id"]] = record["status"]
+            continue
+        due_at = record["due_at"] if record["due_at"].tzinfo else record["due_at"].replace(tzinfo=timezone.utc)
+        notice = RenderedNotice(record["notice_id"], record["ticket_id"], Step(record["step"]),
+                                record["recipient_role"], record["recipient_name"], record["recipient_email"],
+                                record["subject"], record["body"], record["department"], record["region"], due_at,
+                                record["message_id"])
+        unsent.append((record["ticket_id"].rpartition("/")[0].encode(), orjson.dumps(notice_to_json(notice))))
+    return statuses, unsent
+
+
+def _stored_tickets(client, alerts: dict[str, list], policy) -> dict:
+    """Each case's tickets as the store last holds them, and its alerts that open no ticket (an
+    inspector may open one from them by hand)."""
+    from streams.tickets import CaseTickets, restore_tickets
+
+    rows = client.query("SELECT case_id, argMax(state, version) FROM tickets GROUP BY ticket_id, case_id").result_rows
+    cases = restore_tickets(rows)
+    for case_id, case_alerts in alerts.items():
+        others = {}
+        for alert in case_alerts:
+            if not policy.opens(alert.rule, alert.severity):
+                known = others.get(alert.alert_id)
+                if known is None or known.version < alert.version:
+                    others[alert.alert_id] = alert
+        if others:
+            cases.setdefault(case_id, CaseTickets(case_id)).others.update(others)
+    return cases
 
 
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],
@@ -288,7 +340,9 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     progress = pipeline.progress
-    internal = (pipeline.settings.ticks_topic, pipeline.settings.peers_topic)
+    settings = pipeline.settings
+    internal = (settings.ticks_topic, settings.peers_topic, settings.alerts_topic, settings.ticket_ticks_topic,
+                settings.ticket_actions_topic, settings.notices_topic)
 
     committed = await committed_offsets(pipeline, pipeline.bootstrap)
     while not _taken_to_end(pipeline, pipeline.settings.case_events_topic, ends, committed):
@@ -312,11 +366,27 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     await pipeline.judge_restored_cases()
     while True:
         await pipeline.fire_due()
+        await pipeline.fire_ticket_due()
         await _wait_for_topics(pipeline, internal, deadline)
-        if not pipeline.index.any_due(pipeline.clock.now):
+        if pipeline.index.any_due(pipeline.clock.now) or pipeline.ticket_index.any_due(pipeline.clock.now):
+            continue
+        # Written rows publish their alerts, which the ticket agent then takes: done when a
+        # flush publishes nothing new and nothing is due.
+        before = await _ends(pipeline, internal)
+        while not await pipeline.flush():
+            await asyncio.sleep(settings.flush_interval)
+        await _wait_for_topics(pipeline, internal, deadline)
+        if await _ends(pipeline, internal) == before and not pipeline.index.any_due(pipeline.clock.now) \
+                and not pipeline.ticket_index.any_due(pipeline.clock.now):
             break
     while not await pipeline.flush():
-        await asyncio.sleep(pipeline.settings.flush_interval)
+        await asyncio.sleep(settings.flush_interval)
+
+
+async def _ends(pipeline: Pipeline, topics) -> dict:
+    await pipeline.app.producer.flush()
+    return {topic: await broker_mod.end_offsets(pipeline.bootstrap, topic, confirm=pipeline.settings.tansu)
+            for topic in topics}
 
 
 def _check_running(pipeline: Pipeline) -> None:

@@ -51,6 +51,19 @@ class Settings:
     dlq_topic: str = "case-events-dlq"
     ticks_topic: str = "sunlight-case-ticks"
     peers_topic: str = "sunlight-penalty-peers"
+    ticket_actions_topic: str = "ticket-actions"  # actions on tickets, from the CLI or a city's OA system
+    ticket_ticks_topic: str = "sunlight-ticket-ticks"
+    # Which alerts open supervision tickets and their ladders (YAML, see docs/tickets.md);
+    # None: every red rule, settling 1 h, 3 working days to reply, level 2 two working days later.
+    tickets_policy: Path | None = None
+    notice_templates: Path | None = None  # a directory of notice templates (default: sinks/templates)
+    notices_topic: str = "sunlight-notices"
+    smtp: str | None = None  # smtp://user:password@host:587?starttls=1 (never logged)
+    mail_from: str = "sunlight@localhost"
+    webhook: str | None = None  # a JSON webhook for notices (WeCom/DingTalk bridges)
+    notify: bool = True  # send notices (`replay` and `import` turn it off unless --notify)
+    notice_attempts: int = 4
+    notice_retry_seconds: float = 0.5  # doubles with each attempt, at most 30 s
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -72,6 +85,13 @@ class Settings:
             sink_max_pending_rows=int(_float(env, "SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000)),
             fetch_max_wait=_float(env, "SUNLIGHT_FETCH_MAX_WAIT", 0) if env.get("SUNLIGHT_FETCH_MAX_WAIT") else None,
             session_timeout=_float(env, "SUNLIGHT_SESSION_TIMEOUT", 0) if env.get("SUNLIGHT_SESSION_TIMEOUT") else None,
+            tickets_policy=Path(env["SUNLIGHT_TICKETS"]) if env.get("SUNLIGHT_TICKETS") else None,
+            notice_templates=Path(env["SUNLIGHT_NOTICE_TEMPLATES"]) if env.get("SUNLIGHT_NOTICE_TEMPLATES") else None,
+            smtp=env.get("SUNLIGHT_SMTP") or None,
+            mail_from=env.get("SUNLIGHT_MAIL_FROM") or "sunlight@localhost",
+            webhook=env.get("SUNLIGHT_WEBHOOK") or None,
+            notice_attempts=int(_float(env, "SUNLIGHT_NOTICE_ATTEMPTS", 4)),
+            notice_retry_seconds=_float(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5),
         )
 
     @property

@@ -136,3 +136,35 @@ def baseline(scenario, tmp_path_factory):
     alerts, progress, published = replay(pipeline_settings(directory / "data"), catalog,
                                          as_messages(scenario.events), read_topic="alerts")
     return alerts, progress, catalog, published
+
+
+class MailBox:
+    """What a local aiosmtpd server received: (envelope recipients, parsed message)."""
+
+    def __init__(self):
+        self.received: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes, policy
+
+        self.received.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=policy.default)))
+        return "250 OK"
+
+
+@pytest.fixture
+def mail_server():
+    """A real SMTP server on loopback (aiosmtpd), and the SUNLIGHT_SMTP URL that reaches it."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    box = MailBox()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, f"smtp://127.0.0.1:{port}?starttls=0"
+    finally:
+        controller.stop()

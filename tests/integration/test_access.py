@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import pytest
 
 from alerts.catalog import load_catalog
-from sinks.access import policy_statements, user_statements
+from sinks.access import SCOPED_TABLES, policy_statements, user_statements
 from sinks.clickhouse import connect
 from sinks.migrations import migrate
 
@@ -47,7 +47,8 @@ def test_every_statement_parses_as_clickhouse_sql(tmp_path):
         client.close()
     assert not any(SECRET in s for s in statements), "the password itself must never be in a statement"
     policies = [s for s in statements if "ROW POLICY" in s]
-    assert len(policies) == 3 * (1 + 4 + 2)  # (all + 4 departments + 2 regions) x 3 tables
+    assert len(policies) == len(SCOPED_TABLES) * (1 + 4 + 2)  # (all + 4 departments + 2 regions) x tables
+    assert {"tickets", "notices"} <= set(SCOPED_TABLES)
 
 
 def sunlight(*args, env_changes=None, timeout=120):

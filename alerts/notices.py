@@ -1,0 +1,110 @@
+"""Notices in words: a ticket's ladder step as a Chinese notice from a city's templates.
+
+Pure: the notice, its ticket, the catalog (who receives it) and the templates in, the text out.
+Templates are `str.format` texts with the named fields of `fields` (files a city can edit,
+read by the stream: `sinks/templates/`, or `SUNLIGHT_NOTICE_TEMPLATES`). A notice's
+Message-ID is a function of its id, so a notice sent twice (a crash between the server's
+acceptance and the record of it) carries the same Message-ID, and its webhook the same
+idempotency key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+from alerts.catalog import Catalog, Person
+from alerts.describe import describe_evidence, moment
+from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule
+from alerts.tickets import Notice, Step, Ticket
+
+FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
+          "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply")
+RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
+
+
+class TemplateError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeText:
+    """Subject and body templates by ladder step."""
+    templates: Mapping[Step, tuple[str, str]]
+
+    @classmethod
+    def of(cls, templates: Mapping[Step, tuple[str, str]]) -> "NoticeText":
+        for step in Step:
+            if step not in templates:
+                raise TemplateError(f"no notice template for step {step.value}")
+            for text in templates[step]:
+                for _, name, _, _ in string.Formatter().parse(text):
+                    if name is not None and name not in FIELDS:
+                        raise TemplateError(f"notice template for {step.value}: unknown field {{{name}}}; "
+                                            f"known: {', '.join(FIELDS)}")
+        return cls(dict(templates))
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedNotice:
+    notice_id: str
+    ticket_id: str
+    step: Step
+    recipient_role: str
+    recipient_name: str
+    recipient_email: str  # "" when the catalog names nobody: recorded, and failed with that reason
+    subject: str
+    body: str
+    department: str
+    region: str
+    due_at: datetime
+    message_id: str
+
+
+def message_id(notice_id: str, domain: str = "sunlight.local") -> str:
+    digest = hashlib.blake2b(notice_id.encode("utf-8"), digest_size=16).hexdigest()
+    return f"<{digest}@{domain}>"
+
+
+def recipient(notice: Notice, ticket: Ticket, catalog: Catalog) -> Person | None:
+    department = catalog.departments.get(ticket.department)
+    if notice.recipient == "inspection_office":
+        return catalog.inspection_office
+    if department is None:
+        return None
+    return department.head if notice.recipient == "head" else department.ticket_contact
+
+
+def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: NoticeText) -> RenderedNotice:
+    person = recipient(notice, ticket, catalog)
+    department = catalog.departments.get(ticket.department)
+    item = catalog.item(ticket.item_code)
+    evidence = "；".join(describe_evidence(ticket.rule.value, a.evidence) for a in ticket.open_alerts) \
+        or "（所涉预警已撤回）"
+    values: dict[str, Any] = {
+        "recipient": person.name if person else RECIPIENT_TITLE[notice.recipient],
+        "department": department.name if department else ticket.department,
+        "department_code": ticket.department, "case_id": ticket.case_id,
+        "item": item.name if item else ticket.item_code, "item_code": ticket.item_code,
+        "rule": RULE_TITLE[Rule(ticket.rule)], "severity": SEVERITY_TITLE[ticket.severity],
+        "ticket_id": ticket.ticket_id, "version": ticket.version, "evidence": evidence,
+        "opened_at": moment(_local(ticket.opened_at, catalog)), "deadline": moment(_local(ticket.deadline, catalog)),
+        "level_2_at": moment(_local(ticket.level_2_at, catalog)),
+        "how_to_reply": f"sunlight tickets reply {ticket.ticket_id} --text \"整改情况\"（或经 OA 系统提交答复）",
+    }
+    subject, body = texts.templates[notice.step]
+    return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
+                          person.name if person else "", person.email if person and person.email else "",
+                          subject.format(**values), body.format(**values), ticket.department, ticket.region or "",
+                          notice.at, message_id(notice.notice_id))
+
+
+def _local(value: datetime | None, catalog: Catalog) -> datetime | None:
+    if value is None:
+        return None
+    from zoneinfo import ZoneInfo
+
+    return value.astimezone(ZoneInfo(catalog.timezone))

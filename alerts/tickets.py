@@ -1,0 +1,531 @@
+"""Supervision tickets (督办件): what happens after a red card.
+
+A ticket bundles one rule's alerts about one case (two skipped nodes of a case are one
+ticket). It opens once its alerts have stood for a settling time, counted from the finding's
+business time (the earliest `event_time` of its alerts), so that a red card late data
+withdraws at once never reaches a department, and so that the same events give the same
+tickets in any order. From its opening the department has a number of working days to reply;
+the inspector accepts the reply or returns it. Silence escalates along a ladder: at the
+deadline to the department head (level 1, the ticket becomes `overdue`), some working days
+later to the discipline-inspection office (level 2).
+
+Pure: a ticket and a fact (an alert version, an action, the clock) in, the changed ticket and
+its notices out. Every change is a new version with who acted, when and the text; the stream
+stores the latest version and writes each change as a row.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from alerts.calendar import WorkCalendar
+from alerts.events import Refused
+from alerts.model import SEVERITY as SEVERITY_OF, Alert, AlertStatus, Rule, Severity
+
+MAX_TEXT_CHARS = 2000
+SYSTEM = "sunlight"  # the actor of the changes the clock and the alerts make
+INSPECTORS = "inspection"  # the department code an inspector's actions carry
+
+
+class TicketStatus(enum.StrEnum):
+    SETTLING = "settling"  # its alerts have not stood long enough: not yet a ticket anyone sees
+    OPEN = "open"
+    REPLIED = "replied"
+    RETURNED = "returned"
+    CLOSED = "closed"
+    WITHDRAWN = "withdrawn"
+
+
+class Resolution(enum.StrEnum):
+    ACCEPTED = "accepted"  # the inspector accepted the department's reply
+    CLOSED_BY_INSPECTOR = "closed_by_inspector"
+
+
+class ActionKind(enum.StrEnum):
+    OPEN = "open"  # an inspector opens a ticket by hand (from a yellow alert)
+    REPLY = "reply"
+    ACCEPT = "accept"
+    RETURN = "return"
+    CLOSE = "close"
+
+
+class Step(enum.StrEnum):
+    """A step of the ladder: each sends exactly one notice per ticket (a return may repeat)."""
+    OPENED = "opened"  # to the department's contact
+    RETURNED = "returned"  # to the department's contact
+    LEVEL_1 = "level_1"  # to the department head
+    LEVEL_2 = "level_2"  # to the discipline-inspection office
+
+
+STATUS_TITLE: Mapping[TicketStatus, str] = {
+    TicketStatus.SETTLING: "待生成", TicketStatus.OPEN: "待答复", TicketStatus.REPLIED: "已答复待审核",
+    TicketStatus.RETURNED: "已退回重办", TicketStatus.CLOSED: "已办结", TicketStatus.WITHDRAWN: "已撤销",
+}
+KIND_TITLE: Mapping[str, str] = {
+    "opened": "生成督办件", "reply": "部门答复", "accept": "审核通过", "return": "退回重办", "close": "督办办结",
+    "open": "人工督办", "withdrawn": "撤销 (预警已撤回)", "overdue": "逾期未答复", "level_1": "升级至部门负责人",
+    "level_2": "升级至纪检监察机构", "alerts": "预警更新", "reopened": "重新生效",
+}
+
+
+class ActionRefused(Refused):
+    """An action that changes nothing, with the reason the dead-letter topic records."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ladder:
+    """Whether a rule and severity open tickets, and the times of their ladder."""
+    settle: timedelta = timedelta(hours=1)
+    reply_days: int = 3  # working days from the opening to the deadline (level 1 at the deadline)
+    level_2_days: int = 2  # working days after the deadline to level 2
+
+
+@dataclass(frozen=True, slots=True)
+class TicketPolicy:
+    """Which alerts open tickets (default: every red rule) and their ladders, by rule and severity."""
+    rules: frozenset[tuple[Rule, Severity]] = frozenset(
+        (rule, Severity.RED) for rule in (Rule.OVERDUE, Rule.SKIPPED_NODE, Rule.BACKFILL,
+                                          Rule.RETROACTIVE_SUSPENSION, Rule.DISCRETION_OUT_OF_RANGE))
+    default_ladder: Ladder = Ladder()
+    ladders: Mapping[tuple[Rule, Severity], Ladder] = field(default_factory=dict)
+    silences: tuple["Silence", ...] = ()
+
+    def opens(self, rule: Rule, severity: Severity) -> bool:
+        return (rule, severity) in self.rules
+
+    def ladder(self, rule: Rule, severity: Severity) -> Ladder:
+        return self.ladders.get((rule, severity), self.default_ladder)
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Stops tickets and notices (never alerts) for an item or a department until a moment."""
+    silence_id: str
+    until: datetime
+    reason: str
+    item_code: str | None = None
+    department: str | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "Silence":
+        """From its stored form: an expired silence ends when it was expired."""
+        def moment(value):
+            return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+        until = moment(record["until"])
+        if record.get("expired_at"):
+            until = min(until, moment(record["expired_at"]))
+        return cls(record["silence_id"], until, record["reason"], record.get("item_code"), record.get("department"))
+
+    def covers(self, item_code: str, department: str, at: datetime) -> bool:
+        if at >= self.until:
+            return False
+        return (self.item_code is not None and self.item_code == item_code) or (
+            self.department is not None and self.department == department)
+
+
+@dataclass(frozen=True, slots=True)
+class BundledAlert:
+    alert_id: str
+    status: AlertStatus
+    node: str | None
+    event_time: datetime
+    evidence: Mapping[str, Any]
+    version: int
+
+    @classmethod
+    def of(cls, alert: Alert) -> "BundledAlert":
+        return cls(alert.alert_id, alert.status, alert.node, alert.event_time, dict(alert.evidence), alert.version)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One appended, versioned change of a ticket: who, when, what, and the status after it."""
+    version: int
+    at: datetime
+    actor: str
+    kind: str
+    text: str
+    status: TicketStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A notice to send, identified by its ticket and step (a return by its version)."""
+    notice_id: str
+    ticket_id: str
+    step: Step
+    recipient: str  # "contact", "head" or "inspection_office": resolved against the catalog when sent
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    ticket_id: str
+    case_id: str
+    rule: Rule
+    severity: Severity
+    item_code: str
+    department: str
+    region: str | None
+    alerts: Mapping[str, BundledAlert]
+    status: TicketStatus = TicketStatus.SETTLING
+    version: int = 0  # 0 while settling: nothing is published before the ticket opens
+    ladder: Ladder = Ladder()  # as it was when the ticket opened: an edited ladder changes new tickets only
+    opens_at: datetime | None = None
+    opened_at: datetime | None = None
+    deadline: datetime | None = None
+    level_2_at: datetime | None = None
+    overdue: bool = False
+    escalation_level: int = 0
+    resolution: Resolution | None = None
+    manual: bool = False
+    silenced_by: str | None = None
+    actions: frozenset[str] = frozenset()  # ids of the actions applied (a redelivered one changes nothing)
+    last: Change | None = None
+
+    @property
+    def open_alerts(self) -> list[BundledAlert]:
+        return [a for a in self.alerts.values() if a.status is not AlertStatus.WITHDRAWN]
+
+    @property
+    def active(self) -> bool:
+        """Waiting for the department (open or returned): its deadline runs."""
+        return self.status in (TicketStatus.OPEN, TicketStatus.RETURNED)
+
+    @property
+    def visible(self) -> bool:
+        return self.status is not TicketStatus.SETTLING
+
+    @property
+    def next_due(self) -> datetime | None:
+        """The next moment the clock changes this ticket, if any."""
+        if self.status is TicketStatus.SETTLING:
+            return self.opens_at if self.open_alerts else None
+        if not self.active:
+            return None
+        if not self.overdue:
+            return self.deadline
+        if self.escalation_level < 2:
+            return self.level_2_at
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ticket: Ticket | None
+    versions: tuple[Ticket, ...] = ()  # the ticket after each change, oldest first (`.last` is the change)
+    notices: tuple[Notice, ...] = ()
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        return tuple(version.last for version in self.versions)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes) or self.ticket is not None and self.ticket.status is TicketStatus.SETTLING
+
+
+def ticket_id(case_id: str, rule: Rule) -> str:
+    """Readable and stable: the case and the rule (one ticket per case and rule)."""
+    return f"{case_id}/{rule.value}"
+
+
+def case_of(ticket_id_: str) -> str:
+    case_id, sep, rule = ticket_id_.rpartition("/")
+    if not sep or not case_id or rule not in Rule.__members__.values():
+        raise ActionRefused("unknown_ticket", f"{ticket_id_!r} is not a ticket id (case/rule)")
+    return case_id
+
+
+def _change(ticket: Ticket, at: datetime, actor: str, kind: str, text: str, **updates: Any) -> tuple[Ticket, Change]:
+    status = updates.get("status", ticket.status)
+    change = Change(ticket.version + 1, at, actor, kind, text, status)
+    return replace(ticket, version=change.version, last=change, **updates), change
+
+
+def _notice(ticket: Ticket, step: Step, at: datetime) -> Notice:
+    recipient = {Step.OPENED: "contact", Step.RETURNED: "contact", Step.LEVEL_1: "head",
+                 Step.LEVEL_2: "inspection_office"}[step]
+    suffix = f"@{ticket.version}" if step is Step.RETURNED else ""
+    return Notice(f"{ticket.ticket_id}/{step.value}{suffix}", ticket.ticket_id, step, recipient, at)
+
+
+# -- alerts ---------------------------------------------------------------------------------------
+
+def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar: WorkCalendar,
+             now: datetime) -> Outcome:
+    """An alert version reaches the tickets of its case. Opens a settling ticket for a rule that
+    opens tickets, updates the bundle, withdraws the ticket when all its alerts are withdrawn."""
+    if ticket is None:
+        # A withdrawn version is kept too: an older version of the alert arriving after it is then
+        # known to be older, whatever the order.
+        if not policy.opens(alert.rule, alert.severity):
+            return Outcome(None)
+        ladder = policy.ladder(alert.rule, alert.severity)
+        ticket = Ticket(ticket_id(alert.case_id, alert.rule), alert.case_id, alert.rule, alert.severity,
+                        alert.item_code, alert.department, alert.region, {}, ladder=ladder)
+    known = ticket.alerts.get(alert.alert_id)
+    if known is not None and known.version >= alert.version:
+        return Outcome(ticket)  # a redelivery, or an older version after a newer one
+    alerts = {**ticket.alerts, alert.alert_id: BundledAlert.of(alert)}
+    ticket = replace(ticket, alerts=alerts)
+    live = ticket.open_alerts
+    opens_at = min(a.event_time for a in live) + ticket.ladder.settle if live else None
+    if ticket.status is TicketStatus.SETTLING:
+        return advance(replace(ticket, opens_at=opens_at), policy, calendar, now)
+    if ticket.status is TicketStatus.CLOSED:
+        return Outcome(ticket)  # the record of a closed ticket stays as it was
+    at = max(now, ticket.last.at) if ticket.last else now
+    if ticket.status is TicketStatus.WITHDRAWN:
+        if not live:
+            return Outcome(ticket)
+        # Another alert of the bundle stands (it arrived after the others were withdrawn): the
+        # ticket is open again, from when that finding would have opened it.
+        ticket, change = _change(ticket, at, SYSTEM, "reopened", "新的预警成立，督办件重新生效",
+                                 status=TicketStatus.OPEN, overdue=False, escalation_level=0,
+                                 **_times(ticket, calendar, opens_at))
+        out = advance(ticket, policy, calendar, now)
+        return Outcome(out.ticket, (ticket, *out.versions), out.notices)
+    if not live:
+        ticket, change = _change(ticket, now, SYSTEM, "withdrawn", "督办件所涉预警已全部撤回",
+                                 status=TicketStatus.WITHDRAWN)
+        return Outcome(ticket, (ticket,))
+    if not ticket.manual and opens_at < ticket.opened_at and ticket.active:
+        # A finding that arrived late but stood earlier: the ticket runs from when it would have
+        # opened had the finding been on time, as live operation would have had it (the ladder's
+        # steps then due follow at their own moments, each notified once).
+        ticket, change = _change(ticket, at, SYSTEM, "alerts",
+                                 f"预警 {alert.alert_id} 迟到，督办起始时间提前", **_times(ticket, calendar, opens_at))
+        out = advance(ticket, policy, calendar, now)
+        return Outcome(out.ticket, (ticket, *out.versions), out.notices)
+    ticket, change = _change(ticket, at, SYSTEM, "alerts", f"预警 {alert.alert_id} 更新为第 {alert.version} 版")
+    return Outcome(ticket, (ticket,))
+
+
+# -- the clock -------------------------------------------------------------------------------------
+
+def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: datetime) -> Outcome:
+    """Everything the clock does to a ticket by `now`: opening, becoming overdue, escalating.
+    Each step happens at its own moment (not at `now`), so a late tick changes nothing."""
+    versions: list[Ticket] = []
+    notices: list[Notice] = []
+    if ticket.status is TicketStatus.SETTLING:
+        if ticket.opens_at is None or now < ticket.opens_at or not ticket.open_alerts:
+            return Outcome(ticket)
+        at = ticket.opens_at
+        silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, at)), None)
+        if silence is not None:  # opens when the silence ends, if its alerts still stand
+            return Outcome(replace(ticket, silenced_by=silence.silence_id, opens_at=silence.until))
+        ticket = _open(ticket, calendar, at)
+        versions.append(ticket)
+        notices.append(_notice(ticket, Step.OPENED, at))
+    while ticket.active:
+        due = ticket.next_due
+        if due is None or now < due:
+            break
+        # A silence stops the step's notice, never the step: the ticket's record stays true.
+        silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
+        quiet = f"（静默 {silence.silence_id} 期间，不发通知：{silence.reason}）" if silence else ""
+        if not ticket.overdue:
+            ticket, _ = _change(ticket, due, SYSTEM, "level_1", "答复期限已到，未答复，升级至部门负责人" + quiet,
+                                overdue=True, escalation_level=1)
+            step = Step.LEVEL_1
+        else:
+            ticket, _ = _change(ticket, due, SYSTEM, "level_2", "逾期仍未答复，升级至纪检监察机构" + quiet,
+                                escalation_level=2)
+            step = Step.LEVEL_2
+        versions.append(ticket)
+        if silence is None:
+            notices.append(_notice(ticket, step, due))
+    return Outcome(ticket, tuple(versions), tuple(notices))
+
+
+def _times(ticket: Ticket, calendar: WorkCalendar, at: datetime) -> dict[str, datetime]:
+    """The ladder's moments for a ticket opened at `at`: the deadline counts working days after
+    the day of opening and ends at 24:00 of the last one; level 2 as many more after that day."""
+    deadline = calendar.deadline(at, ticket.ladder.reply_days)
+    level_2_at = calendar.deadline(deadline - timedelta(microseconds=1), ticket.ladder.level_2_days)
+    return {"opened_at": at, "deadline": deadline, "level_2_at": level_2_at}
+
+
+def _open(ticket: Ticket, calendar: WorkCalendar, at: datetime, actor: str = SYSTEM,
+          text: str = "红牌预警持续有效，生成督办件") -> Ticket:
+    ticket, _ = _change(ticket, at, actor, "opened" if actor == SYSTEM else "open", text,
+                        status=TicketStatus.OPEN, **_times(ticket, calendar, at))
+    return ticket
+
+
+# -- actions ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    action_id: str
+    ticket_id: str
+    version: int | None  # the version acted on; None only for `open`
+    actor: str
+    department: str
+    kind: ActionKind
+    text: str
+    at: datetime
+    alert_id: str | None = None  # for `open`
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "Action":
+        """An action from its JSON form; ActionRefused (malformed) when it is not one."""
+        if not isinstance(obj, dict):
+            raise ActionRefused("malformed_action", "an action is a JSON object")
+        missing = [k for k in ("action_id", "ticket_id", "actor", "department", "kind", "at") if not obj.get(k)]
+        if missing:
+            raise ActionRefused("malformed_action", f"missing {', '.join(missing)}")
+        try:
+            kind = ActionKind(obj["kind"])
+        except ValueError:
+            raise ActionRefused("malformed_action", f"unknown kind {obj['kind']!r}") from None
+        version = obj.get("version")
+        if kind is not ActionKind.OPEN and not isinstance(version, int):
+            raise ActionRefused("malformed_action", "version (the ticket version acted on) must be an integer")
+        text = obj.get("text") or ""
+        if not isinstance(text, str):
+            raise ActionRefused("malformed_action", "text must be a string")
+        if len(text) > MAX_TEXT_CHARS:
+            raise ActionRefused("text_too_long", f"{len(text)} characters, at most {MAX_TEXT_CHARS}")
+        try:
+            at = datetime.fromisoformat(str(obj["at"]))
+        except ValueError:
+            raise ActionRefused("malformed_action", f"at {obj['at']!r} is not an RFC 3339 time") from None
+        if at.tzinfo is None:
+            raise ActionRefused("malformed_action", "at needs a UTC offset")
+        for key in ("action_id", "ticket_id", "actor", "department"):
+            if not isinstance(obj[key], str) or len(obj[key]) > 200:
+                raise ActionRefused("malformed_action", f"{key} must be a string of at most 200 characters")
+        case_of(obj["ticket_id"])
+        return cls(obj["action_id"], obj["ticket_id"], version, obj["actor"], obj["department"], kind, text, at,
+                   obj.get("alert_id"))
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"action_id": self.action_id, "ticket_id": self.ticket_id, "version": self.version,
+               "actor": self.actor, "department": self.department, "kind": self.kind.value, "text": self.text,
+               "at": self.at.isoformat()}
+        if self.alert_id:
+            out["alert_id"] = self.alert_id
+        return out
+
+
+_ALLOWED = {
+    ActionKind.REPLY: (TicketStatus.OPEN, TicketStatus.RETURNED),
+    ActionKind.ACCEPT: (TicketStatus.REPLIED,),
+    ActionKind.RETURN: (TicketStatus.REPLIED,),
+    ActionKind.CLOSE: (TicketStatus.OPEN, TicketStatus.REPLIED, TicketStatus.RETURNED),
+}
+
+
+def on_action(ticket: Ticket | None, action: Action, calendar: WorkCalendar, now: datetime,
+              alert: Alert | None = None) -> Outcome:
+    """Apply an action, or raise ActionRefused with the reason. A redelivered action (its id
+    already applied) changes nothing. `alert` is the yellow alert a hand-opened ticket starts from."""
+    if ticket is not None and action.action_id in ticket.actions:
+        return Outcome(ticket)
+    if action.kind is ActionKind.OPEN:
+        return _open_by_hand(ticket, action, calendar, alert)
+    if ticket is None or not ticket.visible:
+        raise ActionRefused("unknown_ticket", f"no ticket {action.ticket_id}")
+    if action.version != ticket.version:
+        raise ActionRefused("stale_version", f"acts on version {action.version}, the ticket is at version "
+                                             f"{ticket.version}")
+    if action.kind is ActionKind.REPLY:
+        if action.department != ticket.department:
+            raise ActionRefused("wrong_department", f"{action.department} may not answer a ticket of "
+                                                    f"{ticket.department}")
+    elif action.department != INSPECTORS:
+        raise ActionRefused("wrong_department", f"only inspectors ({INSPECTORS}) may {action.kind.value} a ticket")
+    if ticket.status not in _ALLOWED[action.kind]:
+        raise ActionRefused("not_allowed", f"a ticket {ticket.status.value} cannot be {action.kind.value}ed")
+    if action.kind in (ActionKind.REPLY, ActionKind.RETURN, ActionKind.CLOSE) and not action.text.strip():
+        raise ActionRefused("malformed_action", f"{action.kind.value} needs a text")
+    at = max(action.at, ticket.last.at if ticket.last else action.at)  # a ticket's history never runs backwards
+    updates: dict[str, Any] = {"actions": ticket.actions | {action.action_id}}
+    notices: tuple[Notice, ...] = ()
+    if action.kind is ActionKind.REPLY:
+        updates["status"] = TicketStatus.REPLIED
+    elif action.kind is ActionKind.ACCEPT:
+        updates.update(status=TicketStatus.CLOSED, resolution=Resolution.ACCEPTED)
+    elif action.kind is ActionKind.CLOSE:
+        updates.update(status=TicketStatus.CLOSED, resolution=Resolution.CLOSED_BY_INSPECTOR)
+    elif action.kind is ActionKind.RETURN:
+        updates["status"] = TicketStatus.RETURNED
+    ticket, change = _change(ticket, at, action.actor, action.kind.value, action.text, **updates)
+    if action.kind is ActionKind.RETURN:
+        notices = (_notice(ticket, Step.RETURNED, at),)
+    return Outcome(ticket, (ticket,), notices)
+
+
+def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar, alert: Alert | None) -> Outcome:
+    if action.department != INSPECTORS:
+        raise ActionRefused("wrong_department", f"only inspectors ({INSPECTORS}) may open a ticket")
+    if alert is None or alert.status is AlertStatus.WITHDRAWN:
+        raise ActionRefused("unknown_alert", f"no open alert {action.alert_id} for {action.ticket_id}")
+    if ticket is not None and ticket.visible and ticket.status not in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
+        raise ActionRefused("not_allowed", f"ticket {ticket.ticket_id} is already {ticket.status.value}")
+    base = ticket or Ticket(ticket_id(alert.case_id, alert.rule), alert.case_id, alert.rule, alert.severity,
+                            alert.item_code, alert.department, alert.region, {})
+    base = replace(base, alerts={**base.alerts, alert.alert_id: BundledAlert.of(alert)}, manual=True,
+                   status=TicketStatus.SETTLING, overdue=False, escalation_level=0, resolution=None,
+                   actions=base.actions | {action.action_id})
+    opened = _open(base, calendar, action.at, actor=action.actor, text=action.text or "人工发起督办")
+    return Outcome(opened, (opened,), (_notice(opened, Step.OPENED, action.at),))
+
+
+# -- configuration ----------------------------------------------------------------------------------
+
+def policy_from_config(raw: Any) -> TicketPolicy:
+    """A ticket policy from its YAML form (docs/tickets.md)::
+
+        settle_hours: 1          # defaults for every rule that opens tickets
+        reply_days: 3
+        level_2_days: 2
+        rules:                   # which rules and severities open tickets (default: every red rule)
+          - rule: overdue
+          - rule: node_overdue
+            severity: yellow
+            reply_days: 5        # this rule's own ladder
+    """
+    if raw is None:
+        return TicketPolicy()
+    if not isinstance(raw, dict):
+        raise ValueError("ticket policy: the document must be a mapping")
+
+    def ladder(entry: dict, base: Ladder, where: str) -> Ladder:
+        try:
+            settle = float(entry.get("settle_hours", base.settle.total_seconds() / 3600))
+            reply = int(entry.get("reply_days", base.reply_days))
+            level_2 = int(entry.get("level_2_days", base.level_2_days))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"ticket policy: {where}: {exc}") from None
+        if settle < 0 or reply < 0 or level_2 < 0:
+            raise ValueError(f"ticket policy: {where}: times cannot be negative")
+        return Ladder(timedelta(hours=settle), reply, level_2)
+
+    default = ladder(raw, Ladder(), "defaults")
+    entries = raw.get("rules")
+    if entries is None:
+        return TicketPolicy(default_ladder=default)
+    if not isinstance(entries, list):
+        raise ValueError("ticket policy: rules must be a list")
+    rules: set[tuple[Rule, Severity]] = set()
+    ladders: dict[tuple[Rule, Severity], Ladder] = {}
+    for index, entry in enumerate(entries):
+        where = f"rules[{index}]"
+        if not isinstance(entry, dict) or "rule" not in entry:
+            raise ValueError(f"ticket policy: {where} needs a rule")
+        try:
+            rule = Rule(entry["rule"])
+            severity = Severity(entry.get("severity", SEVERITY_OF[rule].value))
+        except ValueError as exc:
+            raise ValueError(f"ticket policy: {where}: {exc}") from None
+        rules.add((rule, severity))
+        ladders[(rule, severity)] = ladder(entry, default, where)
+    return TicketPolicy(rules=frozenset(rules), default_ladder=default, ladders=ladders)

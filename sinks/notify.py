@@ -1,0 +1,133 @@
+"""Notices out: templates from files (a city edits them), and the senders (SMTP, webhook)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alerts.notices import NoticeText, RenderedNotice, TemplateError
+from alerts.tickets import Step
+
+DEFAULT_TEMPLATES = Path(__file__).with_name("templates")
+
+
+def load_templates(directory: Path | None = None) -> NoticeText:
+    """One file per ladder step (`opened.txt`, `returned.txt`, `level_1.txt`, `level_2.txt`):
+    the first line is the subject, the rest the body. A missing file falls back to the default."""
+    templates = {}
+    for step in Step:
+        path = (directory or DEFAULT_TEMPLATES) / f"{step.value}.txt"
+        if not path.is_file():
+            path = DEFAULT_TEMPLATES / f"{step.value}.txt"
+        text = path.read_text(encoding="utf-8")
+        subject, _, body = text.partition("\n")
+        if not subject.strip() or not body.strip():
+            raise TemplateError(f"{path}: the first line is the subject, then the body")
+        templates[step] = (subject.strip(), body.strip() + "\n")
+    return NoticeText.of(templates)
+
+
+# -- senders ----------------------------------------------------------------------------------------
+
+class NoticeError(RuntimeError):
+    """A notice could not be sent; the message never holds a password or token."""
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class SmtpSender:
+    """Mail through SMTP with aiosmtplib: `smtp://user:pass@host:587?starttls=1` (`smtps://` for
+    TLS from the start). The Message-ID is the notice's own, so a notice sent twice (a crash
+    between the server's acceptance and the record of it) is recognisably the same mail."""
+
+    channel = "smtp"
+
+    def __init__(self, url: str, mail_from: str, timeout: float = 30.0):
+        from urllib.parse import parse_qs, unquote, urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("SUNLIGHT_SMTP must look like smtp://user:password@host:587?starttls=1")
+        query = parse_qs(parts.query)
+        self.hostname = parts.hostname
+        self.port = parts.port or (465 if parts.scheme == "smtps" else 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.use_tls = parts.scheme == "smtps"
+        # STARTTLS when asked (starttls=1), never when not (starttls=0), else when the server offers it.
+        asked = query.get("starttls", [None])[0]
+        self.start_tls = False if self.use_tls or asked in ("0", "false", "no") else (
+            True if asked in ("1", "true", "yes") else None)
+        self.mail_from = mail_from
+        self.timeout = timeout
+
+    def message(self, notice: RenderedNotice):
+        from email.message import EmailMessage
+        from email.utils import formatdate
+
+        message = EmailMessage()
+        message["From"] = self.mail_from
+        message["To"] = notice.recipient_email
+        message["Subject"] = notice.subject
+        message["Message-ID"] = notice.message_id
+        message["Date"] = formatdate(localtime=False)
+        message["X-Sunlight-Notice"] = notice.notice_id
+        message.set_content(notice.body, charset="utf-8")
+        return message
+
+    async def send(self, notice: RenderedNotice) -> None:
+        import aiosmtplib
+
+        if not notice.recipient_email:
+            raise NoticeError(f"the catalog names no address for the {notice.recipient_role} of "
+                              f"{notice.department}")
+        try:
+            await aiosmtplib.send(self.message(notice), hostname=self.hostname, port=self.port,
+                                  username=self.username, password=self.password, use_tls=self.use_tls,
+                                  start_tls=self.start_tls, timeout=self.timeout)
+        except Exception as exc:
+            raise NoticeError(redact(f"SMTP {self.hostname}:{self.port}: {type(exc).__name__}: {exc}",
+                                     self.password, self.username)) from None
+
+
+class WebhookSender:
+    """A generic JSON webhook (for WeCom or DingTalk bridges): one POST per notice, with the
+    notice id as `Idempotency-Key`, so that a bridge can drop a notice sent twice."""
+
+    channel = "webhook"
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("SUNLIGHT_WEBHOOK must be an http(s) URL")
+        self.url = url
+        self.secret = parts.password or parts.query or None  # never in an error
+        self.timeout = timeout
+
+    @staticmethod
+    def payload(notice: RenderedNotice) -> dict:
+        return {"notice_id": notice.notice_id, "ticket_id": notice.ticket_id, "step": notice.step.value,
+                "recipient": {"role": notice.recipient_role, "name": notice.recipient_name,
+                              "email": notice.recipient_email},
+                "department": notice.department, "region": notice.region, "subject": notice.subject,
+                "text": notice.body, "due_at": notice.due_at.isoformat(), "message_id": notice.message_id}
+
+    async def send(self, notice: RenderedNotice) -> None:
+        import aiohttp
+
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
+                async with session.post(self.url, json=self.payload(notice),
+                                        headers={"Idempotency-Key": notice.notice_id}) as response:
+                    if response.status >= 300:
+                        raise NoticeError(f"webhook answered HTTP {response.status}")
+        except NoticeError:
+            raise
+        except Exception as exc:
+            raise NoticeError(redact(f"webhook: {type(exc).__name__}: {exc}", self.url, self.secret)) from None

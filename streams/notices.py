@@ -1,0 +1,123 @@
+"""The notifier: recorded notices in, sent (or held, or failed) notices out, each exactly once.
+
+The ticket agent records each notice in the store's notice log, then, once that row is written,
+publishes it to the internal ``sunlight-notices`` topic (keyed by case). The notifier agent takes
+units of it; for each notice not yet finished (the `notice-log` table, keyed by notice id, says):
+
+* sending is off (`replay` without `--notify`): *held*, recorded and never sent, so that
+  replaying history mails nobody by surprise, now or later;
+* otherwise each configured channel (SMTP, webhook) is tried, with back-off between attempts;
+  the notice is *sent*, or *failed* with the reason (no password or token in it) and counted.
+
+The outcome goes to the table and its changelog with the unit, and to the notice log as a new
+version of the notice's row; the unit is committed after that row is written. A crash between a
+server's acceptance and that record sends the notice again on redelivery, with the same
+Message-ID and idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any, Callable
+
+import orjson
+
+from alerts.notices import RenderedNotice
+from alerts.tickets import Step
+from sinks.notify import NoticeError
+from sinks.rows import notice_row
+from streams import metrics
+from streams.steps import Unit, utcnow
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("sent", "held", "failed")
+
+
+def notice_to_json(notice: RenderedNotice) -> dict[str, Any]:
+    return {"notice_id": notice.notice_id, "ticket_id": notice.ticket_id, "step": notice.step.value,
+            "recipient_role": notice.recipient_role, "recipient_name": notice.recipient_name,
+            "recipient_email": notice.recipient_email, "subject": notice.subject, "body": notice.body,
+            "department": notice.department, "region": notice.region, "due_at": notice.due_at.isoformat(),
+            "message_id": notice.message_id}
+
+
+def notice_from_json(obj: dict[str, Any]) -> RenderedNotice:
+    return RenderedNotice(obj["notice_id"], obj["ticket_id"], Step(obj["step"]), obj["recipient_role"],
+                          obj["recipient_name"], obj["recipient_email"], obj["subject"], obj["body"],
+                          obj["department"], obj["region"], datetime.fromisoformat(obj["due_at"]), obj["message_id"])
+
+
+class NoticeLog:
+    """Which notices are finished, by notice id: a Faust table (its changelog survives a crash) and
+    seeds from the store's notice log (a fresh embedded broker)."""
+
+    def __init__(self, table, write: Callable[[str, bytes, int], None]):
+        self.table = table
+        self.write = write
+        self.seeds: dict[str, str] = {}
+
+    def status(self, notice_id: str) -> str | None:
+        stored = self.table.data.get(notice_id)
+        if stored:
+            return orjson.loads(stored)["status"]
+        return self.seeds.get(notice_id)
+
+    def finish(self, notice_id: str, status: str, attempts: int, partition: int) -> None:
+        self.write(notice_id, orjson.dumps({"status": status, "attempts": attempts}), partition)
+
+
+class NoticeSteps:
+    def __init__(self, notices: NoticeLog, senders: list, notify: bool, writer, attempts: int = 4,
+                 retry_seconds: float = 0.5):
+        self.notices = notices
+        self.senders = senders
+        self.notify = notify
+        self.writer = writer
+        self.attempts = max(1, attempts)
+        self.retry_seconds = retry_seconds
+
+    async def process(self, unit: Unit, dead_letter) -> None:
+        for record in unit.records:
+            try:
+                value = orjson.loads(record.value)
+                if value == {"nudge": True}:
+                    continue
+                notice = notice_from_json(value)
+            except Exception as exc:  # an internal message Sunlight did not write: kept, never fatal
+                await dead_letter(record, unit.topic, unit.partition, "internal_error", f"unreadable notice: {exc}")
+                continue
+            if self.notices.status(notice.notice_id) in FINISHED:
+                continue  # a redelivery, or the same step reached again: one notice per step
+            status, attempts, error = await self.deliver(notice)
+            self.notices.finish(notice.notice_id, status, attempts, unit.partition)
+            self.writer.add("notices", notice_row(notice, utcnow(), status=status, attempts=attempts,
+                                                  last_error=error, version=2))
+            metrics.NOTICES.labels(notice.step.value, status).inc()
+
+    async def deliver(self, notice: RenderedNotice) -> tuple[str, int, str]:
+        if not self.notify:
+            return "held", 0, "recorded only: sending was off (replay without --notify)"
+        if not self.senders:
+            return "failed", 0, "no channel: set SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or SUNLIGHT_WEBHOOK"
+        pending = list(self.senders)
+        error = ""
+        for attempt in range(1, self.attempts + 1):
+            failed = []
+            for sender in pending:
+                try:
+                    await sender.send(notice)
+                except NoticeError as exc:
+                    failed.append(sender)
+                    error = str(exc)
+            pending = failed
+            if not pending:
+                return "sent", attempt, ""
+            if attempt < self.attempts:
+                log.warning("notice %s not sent (attempt %d of %d), trying again: %s", notice.notice_id, attempt,
+                            self.attempts, error)
+                await asyncio.sleep(min(self.retry_seconds * 2 ** (attempt - 1), 30.0))
+        log.error("notice %s failed after %d attempts: %s", notice.notice_id, self.attempts, error)
+        return "failed", self.attempts, error

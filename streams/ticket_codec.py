@@ -1,0 +1,72 @@
+"""The stored form of a case's tickets (the tickets table's values and its changelog records).
+
+JSON through orjson; times as RFC 3339 strings. A case's tickets are one record (a case has a
+handful of rules at most), keyed by case so that the table is co-partitioned with the alerts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from alerts.model import AlertStatus, Rule, Severity
+from alerts.tickets import BundledAlert, Change, Ladder, Resolution, Ticket, TicketStatus
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def ticket_to_json(ticket: Ticket) -> dict[str, Any]:
+    last = ticket.last
+    return {
+        "ticket_id": ticket.ticket_id, "case_id": ticket.case_id, "rule": ticket.rule.value,
+        "severity": ticket.severity.value, "item_code": ticket.item_code, "department": ticket.department,
+        "region": ticket.region, "status": ticket.status.value, "version": ticket.version,
+        "ladder": [ticket.ladder.settle.total_seconds(), ticket.ladder.reply_days, ticket.ladder.level_2_days],
+        "opens_at": _time(ticket.opens_at), "opened_at": _time(ticket.opened_at), "deadline": _time(ticket.deadline),
+        "level_2_at": _time(ticket.level_2_at), "overdue": ticket.overdue, "escalation_level": ticket.escalation_level,
+        "resolution": ticket.resolution.value if ticket.resolution else None, "manual": ticket.manual,
+        "silenced_by": ticket.silenced_by, "actions": sorted(ticket.actions),
+        "alerts": [[a.alert_id, a.status.value, a.node, a.event_time.isoformat(), dict(a.evidence), a.version]
+                   for a in ticket.alerts.values()],
+        "last": None if last is None else [last.version, last.at.isoformat(), last.actor, last.kind, last.text,
+                                           last.status.value],
+    }
+
+
+def ticket_from_json(obj: dict[str, Any]) -> Ticket:
+    settle, reply_days, level_2_days = obj["ladder"]
+    last = obj.get("last")
+    return Ticket(
+        ticket_id=obj["ticket_id"], case_id=obj["case_id"], rule=Rule(obj["rule"]), severity=Severity(obj["severity"]),
+        item_code=obj["item_code"], department=obj["department"], region=obj.get("region"),
+        alerts={a[0]: BundledAlert(a[0], AlertStatus(a[1]), a[2], datetime.fromisoformat(a[3]), a[4], a[5])
+                for a in obj["alerts"]},
+        status=TicketStatus(obj["status"]), version=obj["version"],
+        ladder=Ladder(timedelta(seconds=settle), reply_days, level_2_days),
+        opens_at=_parse(obj.get("opens_at")), opened_at=_parse(obj.get("opened_at")),
+        deadline=_parse(obj.get("deadline")), level_2_at=_parse(obj.get("level_2_at")),
+        overdue=obj["overdue"], escalation_level=obj["escalation_level"],
+        resolution=Resolution(obj["resolution"]) if obj.get("resolution") else None, manual=obj["manual"],
+        silenced_by=obj.get("silenced_by"), actions=frozenset(obj.get("actions") or ()),
+        last=None if last is None else Change(last[0], datetime.fromisoformat(last[1]), last[2], last[3], last[4],
+                                              TicketStatus(last[5])),
+    )
+
+
+def encode_tickets(tickets: dict[str, Ticket]) -> bytes:
+    """A case's tickets, by rule."""
+    return orjson.dumps({rule: ticket_to_json(t) for rule, t in tickets.items()})
+
+
+def decode_tickets(raw: bytes | None) -> dict[str, Ticket]:
+    if not raw:
+        return {}
+    return {rule: ticket_from_json(obj) for rule, obj in orjson.loads(raw).items()}

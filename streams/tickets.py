@@ -1,0 +1,257 @@
+"""The ticket agent's steps: alerts, actions and ticks in; tickets, their rows and notices out.
+
+The ticket agent takes units (`streams.steps.Unit`) of two co-partitioned topics keyed by case:
+``alerts`` (every alert version, published once its row is written) and
+``sunlight-ticket-ticks`` (internal: a timer asking for a case's tickets to be advanced, or an
+action routed there from ``ticket-actions``). Per unit:
+
+1. **decode**: alert versions, actions and ticks, grouped by case; what cannot be read becomes a
+   dead letter with its reason;
+2. **apply**: per case, its alert versions (`alerts.tickets.on_alert`), its actions
+   (`on_action`; a refused one goes to the dead letters with its reason and changes nothing),
+   then the clock (`advance`), all at the partition's clock;
+3. **write**: the case's tickets, one record, into the table and its changelog; each new ticket
+   version as a row of ``tickets``; each notice recorded in ``notices`` before anything sends it;
+4. **commit**: as the case agent does, once the rows are written.
+
+The router agent reads ``ticket-actions`` (any key: an OA system need not know the case) and
+sends each readable action to the ticket-ticks partition of its case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+import orjson
+
+from alerts.model import Alert
+from alerts.notices import NoticeText, render_notice
+from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Ticket, TicketPolicy, advance, case_of,
+                            on_action, on_alert)
+from sinks.rows import notice_row, ticket_row
+from streams import metrics
+from streams.notices import notice_to_json
+from streams.steps import Letter, Unit, utcnow
+from streams.store import Recent
+from streams.ticket_codec import decode_tickets, encode_tickets, ticket_to_json
+
+MAX_ACTION_BYTES = 64 * 1024
+
+
+@dataclass
+class CaseTickets:
+    """A case's tickets by rule, and the latest version of its alerts that open none (an
+    inspector may open a ticket from one by hand)."""
+    case_id: str
+    tickets: dict[str, Ticket] = field(default_factory=dict)
+    others: dict[str, Alert] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"tickets": orjson.loads(encode_tickets(self.tickets)),
+                             "others": [a.to_json() for a in self.others.values()]})
+
+    @classmethod
+    def decode(cls, case_id: str, raw: bytes) -> "CaseTickets":
+        obj = orjson.loads(raw)
+        return cls(case_id, decode_tickets(orjson.dumps(obj["tickets"])),
+                   {a["alert_id"]: Alert.from_json(a) for a in obj["others"]})
+
+    @property
+    def next_due(self) -> datetime | None:
+        return min((t.next_due for t in self.tickets.values() if t.next_due is not None), default=None)
+
+
+class TicketStore:
+    """Cases' tickets of the partitions a worker holds: a Faust table of encoded records, decoded
+    ones of recent cases in front, seeds from the store after a restart on a fresh broker."""
+
+    def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int):
+        self.table = table
+        self.write = write
+        self.cache: Recent = Recent(cache_size)
+        self.seeds: dict[str, CaseTickets] = {}
+        self.written: dict[str, int] = {}  # case -> partition, since the pipeline last indexed
+
+    def get(self, case_id: str) -> CaseTickets:
+        found = self.cache.use(case_id)
+        if found is not None:
+            return found
+        stored = self.table.data.get(case_id)
+        if stored:
+            found = CaseTickets.decode(case_id, stored)
+        else:
+            found = self.seeds.pop(case_id, None) or CaseTickets(case_id)
+        self.cache.keep(case_id, found)
+        return found
+
+    def put(self, tickets: CaseTickets, partition: int) -> None:
+        self.write(tickets.case_id, tickets.encode(), partition)
+        self.cache.keep(tickets.case_id, tickets)
+        self.written[tickets.case_id] = partition
+
+    def stored(self):
+        """(case_id, next_due) of every case in the table this worker holds."""
+        for case_id, stored in list(self.table.data.items()):
+            if stored:
+                yield case_id, CaseTickets.decode(case_id, stored).next_due
+
+    def forget_cache(self) -> None:
+        self.cache.clear()
+
+
+@dataclass
+class TicketWork:
+    alerts: list[Alert] = field(default_factory=list)
+    actions: list[tuple[Any, Action]] = field(default_factory=list)  # (record, action)
+    tick: bool = False
+
+
+def decode_ticket_unit(unit: Unit, ticks_topic: str) -> tuple[dict[str, TicketWork], list[Letter]]:
+    cases: dict[str, TicketWork] = {}
+    letters: list[Letter] = []
+    for record in unit.records:
+        try:
+            value = orjson.loads(record.value)
+            if unit.topic != ticks_topic:
+                alert = Alert.from_json(value)
+                cases.setdefault(alert.case_id, TicketWork()).alerts.append(alert)
+            elif "nudge" in value:
+                continue
+            elif "action" in value:
+                action = Action.from_json(value["action"])
+                cases.setdefault(case_of(action.ticket_id), TicketWork()).actions.append((record, action))
+            else:
+                cases.setdefault(str(value["case_id"]), TicketWork()).tick = True
+        except ActionRefused as exc:  # routed already, so readable: kept, never fatal
+            letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
+        except Exception as exc:
+            letters.append(Letter(record, unit.topic, unit.partition, "internal_error",
+                                  f"unreadable message on {unit.topic}: {exc}"))
+    return cases, letters
+
+
+def route_action(raw: bytes | None) -> tuple[str, Action] | None:
+    """The case an action record belongs to, and the action (None for a nudge, see
+    `Pipeline.retry_holes`); ActionRefused when it is not one."""
+    if not raw or len(raw) > MAX_ACTION_BYTES:
+        raise ActionRefused("malformed_action", f"an action of {len(raw or b'')} bytes")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ActionRefused("invalid_json", str(exc)) from None
+    if obj == {"nudge": True}:
+        return None
+    action = Action.from_json(obj)
+    return case_of(action.ticket_id), action
+
+
+async def route_unit(unit: Unit, outputs, ticks_topic: str) -> None:
+    """The router's step: each readable action to the ticket-ticks partition of its case (with
+    the unit's other records, through the outbox); what is not an action to the dead letters."""
+    for record in unit.records:
+        try:
+            routed = route_action(record.value)
+        except ActionRefused as exc:
+            await outputs.dead_letter(record, unit.topic, unit.partition, exc.reason, exc.detail)
+            continue
+        if routed is not None:
+            case_id, action = routed
+            outputs.outbox.add(ticks_topic, case_id.encode(), orjson.dumps({"action": action.to_json()}))
+
+
+class TicketSteps:
+    """Apply and write: what the ticket agent does with a decoded unit."""
+
+    def __init__(self, store: TicketStore, catalog, clock, outputs, policy: Callable[[], TicketPolicy],
+                 texts: Callable[[], NoticeText]):
+        self.store = store
+        self.catalog = catalog
+        self.clock = clock
+        self.out = outputs
+        self.policy = policy
+        self.texts = texts
+
+    async def process(self, unit: Unit, cases: dict[str, TicketWork], letters: list[Letter]) -> None:
+        for letter in letters:
+            await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail)
+        now = self.clock.now(unit.partition)
+        for case_id, work in cases.items():
+            await self.case(case_id, work, unit, now)
+
+    async def case(self, case_id: str, work: TicketWork, unit: Unit, now: datetime) -> None:
+        calendar = self.catalog.judge.calendar
+        policy = self.policy()
+        held = self.store.get(case_id)
+        tickets = dict(held.tickets)
+        others = dict(held.others)
+        versions: list[Ticket] = []
+        notices: list[Notice] = []
+        for alert in work.alerts:
+            if not policy.opens(alert.rule, alert.severity) and alert.rule.value not in tickets:
+                known = others.get(alert.alert_id)
+                if known is None or known.version < alert.version:
+                    others[alert.alert_id] = alert
+            ticket = tickets.get(alert.rule.value)
+            if ticket is None and not policy.opens(alert.rule, alert.severity):
+                continue
+            out = on_alert(ticket, alert, policy, calendar, now)
+            if out.ticket is not None:
+                tickets[alert.rule.value] = out.ticket
+            versions += out.versions
+            notices += out.notices
+        for record, action in work.actions:
+            rule = action.ticket_id.rpartition("/")[2]
+            alert = None
+            if action.kind is ActionKind.OPEN:
+                alert = others.get(action.alert_id or "")
+                if alert is not None and alert.rule.value != rule:
+                    alert = None
+            try:
+                out = on_action(tickets.get(rule), action, calendar, now, alert)
+            except ActionRefused as exc:
+                metrics.TICKET_ACTIONS.labels(action.kind.value, exc.reason).inc()
+                await self.out.dead_letter(record, unit.topic, unit.partition, exc.reason, exc.detail)
+                continue
+            metrics.TICKET_ACTIONS.labels(action.kind.value, "applied").inc()
+            tickets[rule] = out.ticket
+            versions += out.versions
+            notices += out.notices
+        for rule, ticket in list(tickets.items()):
+            out = advance(ticket, policy, calendar, now)
+            tickets[rule] = out.ticket
+            versions += out.versions
+            notices += out.notices
+        changed = tickets != held.tickets or others != held.others
+        if changed:
+            self.store.put(CaseTickets(case_id, tickets, others), unit.partition)
+        elif work.tick or work.alerts:
+            self.store.written[case_id] = unit.partition  # its next moment is indexed again
+        written_at = utcnow()
+        versions += [t for rule, t in tickets.items() if not t.visible and t != held.tickets.get(rule)]
+        for version in versions:
+            self.out.writer.add("tickets", ticket_row(version, written_at, orjson.dumps(ticket_to_json(version)).decode()))
+            metrics.TICKET_CHANGES.labels(version.last.kind if version.last else "settling").inc()
+        texts = self.texts()
+        topic = self.out.settings.notices_topic
+        for notice in notices:
+            ticket = tickets[notice.ticket_id.rpartition("/")[2]]
+            rendered = render_notice(notice, ticket, self.catalog.judge.catalog, texts)
+            # Recorded first; to the notifier only once that row is written.
+            self.out.writer.add("notices", notice_row(rendered, written_at))
+            payload = orjson.dumps(notice_to_json(rendered))
+            self.out.writer.batch.after_write.append(
+                lambda k=case_id.encode(), v=payload: self.out.send(topic, k, v, None))
+            metrics.NOTICES.labels(notice.step.value, "recorded").inc()
+
+
+def restore_tickets(rows) -> dict[str, CaseTickets]:
+    """Cases' tickets from the store: the latest stored state of each ticket (`tickets.state`)."""
+    from streams.ticket_codec import ticket_from_json
+
+    cases: dict[str, CaseTickets] = {}
+    for case_id, state in rows:
+        ticket = ticket_from_json(orjson.loads(state))
+        cases.setdefault(case_id, CaseTickets(case_id)).tickets[ticket.rule.value] = ticket
+    return cases

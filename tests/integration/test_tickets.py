@@ -1,0 +1,342 @@
+"""The 督办 loop through the real pipeline: red alert → ticket → silence → level 1 → reply →
+return → reply → accept → closed, each step a `sunlight` command on the embedded defaults (its own
+broker, the store in the data directory, tickets restored from it every time); hostile actions go
+to the dead letters and change nothing; a month of a city gives the same tickets in file order and
+shuffled."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sinks.clickhouse import connect
+from sinks.queries import stored_notices, stored_tickets, ticket_history
+from sinks.scope import Scope
+from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
+from tests.integration.conftest import NOW, as_messages, pipeline_settings, write_inputs
+
+REPO = Path(__file__).resolve().parents[2]
+CATALOG = REPO / "tests" / "data" / "contract" / "catalog.example.yaml"
+ITEM = "320200-XK-SCJG-0001"  # 10 working days, SCJG (contact 法规科, head 局长)
+TICKET = "C-T1/overdue"
+
+
+def sunlight(data_dir: Path, *args: str, expect: int = 0, smtp: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(data_dir), "SUNLIGHT_MAIL_FROM": "sunlight@city.example",
+           "SUNLIGHT_NOTICE_ATTEMPTS": "2", "SUNLIGHT_NOTICE_RETRY_SECONDS": "0.1"}
+    for name in ("SUNLIGHT_KAFKA", "SUNLIGHT_CLICKHOUSE", "SUNLIGHT_SMTP", "SUNLIGHT_WEBHOOK"):
+        env.pop(name, None)
+    if smtp:
+        env["SUNLIGHT_SMTP"] = smtp
+    done = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert done.returncode == expect, done.stderr[-3000:]
+    return done
+
+
+def act(data_dir: Path, kind: str, now: str, *args: str, expect: int = 0,
+        smtp: str | None = None) -> subprocess.CompletedProcess:
+    return sunlight(data_dir, "tickets", kind, *args, "--catalog", str(CATALOG), "--now", now, expect=expect,
+                    smtp=smtp)
+
+
+def read(data_dir: Path):
+    client = connect(None, data_dir)
+    try:
+        everything = Scope.everything()
+        return (stored_tickets(client, everything), ticket_history(client, everything, TICKET),
+                stored_notices(client, everything, TICKET))
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def accepted_case(tmp_path):
+    """One licence case accepted Monday 2 March 2026, never finished: overdue from 17 March 00:00."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(orjson.dumps({
+        "event_id": "C-T1-01", "case_id": "C-T1", "item_code": ITEM, "type": "accepted",
+        "occurred_at": "2026-03-02T09:00:00+08:00", "recorded_at": "2026-03-02T09:01:00+08:00",
+        "department": "SCJG", "region": "320200", "channel": "window"}) + b"\n")
+    return events, tmp_path / "data"
+
+
+def mails(box) -> list[tuple[list[str], str, str, str]]:
+    """(recipients, subject, Message-ID, body) of each mail received."""
+    return [(rcpt, str(m["Subject"]), str(m["Message-ID"]), m.get_content()) for rcpt, m in box.received]
+
+
+def test_the_whole_loop_through_the_commands(accepted_case, mail_server):
+    events, data = accepted_case
+    box, smtp = mail_server
+    # The overdue red card (17 March 00:00) stands an hour: the ticket opens, its notice to the contact.
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
+             "--notify", smtp=smtp)
+    tickets, history, notices = read(data)
+    assert [(t["ticket_id"], t["status"], t["version"]) for t in tickets] == [(TICKET, "open", 1)]
+    assert tickets[0]["opened_at"].startswith("2026-03-17T01:00")
+    assert tickets[0]["deadline"].startswith("2026-03-21T00:00")  # 3 working days: Wed, Thu, Fri
+    assert [(n["step"], n["recipient_email"]) for n in notices] == [("opened", "scjg-fagui@example.gov.cn")]
+    assert "市市场监督管理局" in notices[0]["subject"] and "超时办结" in notices[0]["subject"]
+    assert "请于 2026-03-21 00:00 前" in notices[0]["body"] and "食品经营许可" in notices[0]["body"]
+    assert notices[0]["status"] == "sent"
+    received = mails(box)
+    assert [(r[0], r[1]) for r in received] == [(["scjg-fagui@example.gov.cn"], notices[0]["subject"])]
+    assert received[0][2] == notices[0]["message_id"] and "请于 2026-03-21 00:00 前" in received[0][3]
+
+    # No reply by the deadline: overdue, level 1 to the head (the same events again change nothing else).
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-21T08:00:00+08:00",
+             "--notify", smtp=smtp)
+    tickets, history, notices = read(data)
+    assert tickets[0]["overdue"] and tickets[0]["escalation_level"] == 1
+    assert [(n["step"], n["recipient_email"]) for n in notices] == [
+        ("opened", "scjg-fagui@example.gov.cn"), ("level_1", "scjg-head@example.gov.cn")]
+    assert "逾期未答复" in notices[1]["subject"]
+    assert [r[0] for r in mails(box)] == [["scjg-fagui@example.gov.cn"], ["scjg-head@example.gov.cn"]]
+    assert "市场监管局局长" in mails(box)[1][3]  # addressed to the head by name
+
+    act(data, "reply", "2026-03-21T09:00:00+08:00", TICKET, "--text", "经核实，因系统故障延误，已办结", smtp=smtp)
+    act(data, "return", "2026-03-21T10:00:00+08:00", TICKET, "--text", "请补充整改措施", smtp=smtp)
+    act(data, "reply", "2026-03-21T11:00:00+08:00", TICKET, "--text", "已建立超时预警提醒机制", smtp=smtp)
+    act(data, "accept", "2026-03-21T12:00:00+08:00", TICKET, smtp=smtp)
+    tickets, history, notices = read(data)
+    ticket = tickets[0]
+    assert (ticket["status"], ticket["resolution"], ticket["version"]) == ("closed", "accepted", 6)
+    assert [h["kind"] for h in history] == ["opened", "level_1", "reply", "return", "reply", "accept"]
+    assert [h["status"] for h in history] == ["open", "open", "replied", "returned", "replied", "closed"]
+    assert history[2]["text"] == "经核实，因系统故障延误，已办结"
+    assert [n["step"] for n in notices] == ["opened", "level_1", "returned"]
+    assert notices[2]["recipient_email"] == "scjg-fagui@example.gov.cn" and "未获通过" in notices[2]["subject"]
+    assert [n["status"] for n in notices] == ["sent", "sent", "sent"]
+    received = mails(box)
+    assert [r[0] for r in received] == [["scjg-fagui@example.gov.cn"], ["scjg-head@example.gov.cn"],
+                                        ["scjg-fagui@example.gov.cn"]]  # each step once, none lost
+    assert len({r[2] for r in received}) == 3
+    # Handling the ticket never changes the alert: its finding still holds.
+    exported = [orjson.loads(line) for line in sunlight(data, "alerts", "export").stdout.splitlines()]
+    assert [(a["rule"], a["status"]) for a in exported if a["case_id"] == "C-T1" and a["rule"] == "overdue"] == [
+        ("overdue", "open")]
+    shown = sunlight(data, "tickets", "show", TICKET).stdout
+    assert "已办结" in shown and "请补充整改措施" in shown and "accepted" in shown
+
+
+def test_hostile_actions_go_to_the_dead_letters_and_change_nothing(accepted_case):
+    events, data = accepted_case
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00")
+    before = read(data)
+    refused = [
+        act(data, "reply", "2026-03-17T09:00:00+08:00", "C-NOPE/overdue", "--text", "x", "--version", "1",
+            expect=2),
+        act(data, "reply", "2026-03-17T09:00:00+08:00", TICKET, "--text", "我们来答复", "--department", "ZJJ",
+            expect=2),
+        act(data, "reply", "2026-03-17T09:00:00+08:00", TICKET, "--text", "长" * 5000, expect=2),
+        act(data, "reply", "2026-03-17T09:00:00+08:00", TICKET, "--text", "旧版本", "--version", "7", expect=2),
+        act(data, "accept", "2026-03-17T09:00:00+08:00", TICKET, "--department", "SCJG", expect=2),
+    ]
+    reasons = [r.stderr for r in refused]
+    for reason, expected in zip(reasons, ["unknown_ticket", "wrong_department", "text_too_long", "stale_version",
+                                          "wrong_department"]):
+        assert expected in reason, reason
+    assert read(data) == before
+    letters = [orjson.loads(line) for line in sunlight(data, "dlq", "list", "--format", "jsonl").stdout.splitlines()]
+    assert sorted(letter["reason"] for letter in letters) == sorted(
+        ["unknown_ticket", "wrong_department", "text_too_long", "stale_version", "wrong_department"])
+
+
+def test_bad_json_on_the_actions_topic_is_a_dead_letter_and_the_next_action_applies(tmp_path):
+    from alerts.scenario import generate
+
+    scenario = generate(cases=30, violation_rate=0.2, seed=3, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    settings = pipeline_settings(tmp_path / "data")
+
+    async def run():
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(scenario.events))
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
+            with running.pipeline.writer.lock:
+                tickets = stored_tickets(running.client, Scope.everything(), status="open")
+            assert tickets, "the scenario's red alerts open tickets"
+            target = tickets[0]
+            good = {"action_id": "a-1", "ticket_id": target["ticket_id"], "version": target["version"],
+                    "actor": "李四", "department": target["department"], "kind": "reply", "text": "已整改",
+                    "at": NOW.isoformat()}
+            await produce(running.bootstrap, settings.ticket_actions_topic,
+                          [(b"x", b"{not json"), (None, b"\xff\xfe"), (b"y", orjson.dumps({"kind": "reply"})),
+                           (target["ticket_id"].encode(), orjson.dumps(good)),
+                           (target["ticket_id"].encode(), orjson.dumps(good))])  # redelivered: one change
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
+            with running.pipeline.writer.lock:
+                after = stored_tickets(running.client, Scope.everything(), ticket_id=target["ticket_id"])[0]
+                letters = running.client.query("SELECT reason FROM dead_letters FINAL").result_rows
+            return target, after, sorted(r[0] for r in letters)
+
+    target, after, reasons = asyncio.run(run())
+    assert (after["status"], after["version"]) == ("replied", target["version"] + 1)
+    assert reasons == ["invalid_json", "invalid_json", "malformed_action"]
+
+
+def test_a_month_of_a_city_gives_the_same_tickets_in_file_order_and_shuffled(tmp_path):
+    from alerts.scenario import generate
+
+    scenario = generate(cases=300, violation_rate=0.05, seed=11, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    shuffled = list(scenario.events)
+    random.Random(5).shuffle(shuffled)
+    results = []
+    for name, events in (("file", scenario.events), ("shuffled", shuffled)):
+        settings = pipeline_settings(tmp_path / name)
+
+        async def run(events=events, settings=settings):
+            async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+                await produce(running.bootstrap, settings.case_events_topic, as_messages(events))
+                await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
+                with running.pipeline.writer.lock:
+                    tickets = stored_tickets(running.client, Scope.everything())
+                    notices = stored_notices(running.client, Scope.everything())
+            return tickets, notices
+
+        tickets, notices = asyncio.run(run())
+        standing = {t["ticket_id"]: (t["status"], t["opened_at"], t["deadline"], t["escalation_level"])
+                    for t in tickets if t["status"] != "withdrawn"}
+        steps = sorted((n["notice_id"], n["due_at"], n["recipient_email"]) for n in notices
+                       if n["ticket_id"] in standing)
+        results.append((standing, steps))
+    assert results[0][0], "the city's red alerts open tickets"
+    assert results[0] == results[1]
+
+
+def test_replay_records_notices_and_sends_them_only_with_notify(accepted_case, mail_server):
+    events, data = accepted_case
+    box, smtp = mail_server
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
+             smtp=smtp)
+    _, _, notices = read(data)
+    assert [(n["step"], n["status"]) for n in notices] == [("opened", "held")]
+    # Later runs with sending on mail what happens from then on, never the history recorded before.
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-21T08:00:00+08:00",
+             "--notify", smtp=smtp)
+    _, _, notices = read(data)
+    assert [(n["step"], n["status"]) for n in notices] == [("opened", "held"), ("level_1", "sent")]
+    assert [r[0] for r in mails(box)] == [["scjg-head@example.gov.cn"]]
+    assert "--notify needs a channel" in sunlight(data, "replay", str(events), "--catalog", str(CATALOG),
+                                                 "--notify", expect=1).stderr
+
+
+def test_a_notice_that_keeps_failing_is_recorded_as_failed_without_the_password(accepted_case):
+    import socket
+
+    events, data = accepted_case
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    secret = "s3cr3t-口令"
+    env_smtp = f"smtp://sunlight:{secret}@127.0.0.1:{port}?starttls=0"
+    done = sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
+                    "--notify", smtp=env_smtp)
+    _, _, notices = read(data)
+    assert [(n["step"], n["status"], n["attempts"]) for n in notices] == [("opened", "failed", 2)]
+    assert "SMTP 127.0.0.1" in notices[0]["last_error"]
+    assert secret not in notices[0]["last_error"] and secret not in done.stderr
+    tickets, _, _ = read(data)
+    assert tickets[0]["status"] == "open"  # the stream went on
+
+
+LOOP = [  # (command, --now, extra arguments): the loop of test_the_whole_loop_through_the_commands
+    ("replay", "2026-03-17T03:00:00+08:00", ()),
+    ("replay", "2026-03-21T08:00:00+08:00", ()),
+    ("reply", "2026-03-21T09:00:00+08:00", ("--text", "经核实，因系统故障延误，已办结", "--action-id", "a1")),
+    ("return", "2026-03-21T10:00:00+08:00", ("--text", "请补充整改措施", "--action-id", "a2")),
+    ("reply", "2026-03-21T11:00:00+08:00", ("--text", "已建立超时预警提醒机制", "--action-id", "a3")),
+    ("accept", "2026-03-21T12:00:00+08:00", ("--action-id", "a4")),
+]
+
+
+def loop_command(step, events: Path) -> list[str]:
+    kind, now, extra = step
+    if kind == "replay":
+        return ["replay", str(events), "--catalog", str(CATALOG), "--now", now, "--notify"]
+    return ["tickets", kind, TICKET, *extra, "--catalog", str(CATALOG), "--now", now]
+
+
+def killed_midway(data: Path, args: list[str], smtp: str, after: float) -> bool:
+    """Start `sunlight ARGS` and kill -9 it (and its embedded broker) `after` seconds later;
+    True if it was still running."""
+    import signal
+    import time
+
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(data), "SUNLIGHT_SMTP": smtp,
+           "SUNLIGHT_MAIL_FROM": "sunlight@city.example"}
+    for name in ("SUNLIGHT_KAFKA", "SUNLIGHT_CLICKHOUSE", "SUNLIGHT_WEBHOOK"):
+        env.pop(name, None)
+    process = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], env=env, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(after)
+    running = process.poll() is None
+    if running:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    return running
+
+
+def test_the_loop_survives_a_kill_at_each_step(accepted_case, mail_server, tmp_path):
+    """Each step killed with kill -9 at a random moment, then run again: the same history and
+    notices as an undisturbed run, every mail sent, any mail sent twice with the same Message-ID."""
+    events, data = accepted_case
+    box, smtp = mail_server
+    calm = tmp_path / "calm"
+    for step in LOOP:
+        sunlight(calm, *loop_command(step, events), smtp=smtp)
+    calm_tickets, calm_history, calm_notices = read(calm)
+    calm_ids = {n["message_id"] for n in calm_notices}
+    assert [n["step"] for n in calm_notices] == ["opened", "level_1", "returned"] and len(calm_ids) == 3
+    box.received.clear()
+
+    rng = random.Random(2026)
+    kills = 0
+    for step in LOOP:
+        kills += killed_midway(data, loop_command(step, events), smtp, rng.uniform(0.5, 3.0))
+        sunlight(data, *loop_command(step, events), smtp=smtp)
+    assert kills >= 3, "most steps were still running when killed"
+    tickets, history, notices = read(data)
+
+    def same(rows, drop=("written_at",)):
+        return [{k: v for k, v in row.items() if k not in drop} for row in rows]
+
+    assert same(tickets) == same(calm_tickets)
+    assert same(history) == same(calm_history)
+    assert same(notices, ("version", "attempts")) == same(calm_notices, ("version", "attempts"))
+    received = [str(m["Message-ID"]) for _, m in box.received]
+    assert set(received) == calm_ids  # none lost, none invented
+
+
+def test_a_silence_holds_tickets_and_notices_never_the_alerts(accepted_case):
+    events, data = accepted_case
+    added = sunlight(data, "silences", "add", "--department", "SCJG", "--until", "2026-03-19T00:00:00+08:00",
+                     "--reason", "机构调整，流程修订中", "--catalog", str(CATALOG)).stdout
+    silence_id = added.split(":")[0]
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-18T12:00:00+08:00")
+    tickets, _, notices = read(data)
+    assert tickets == [] and notices == []
+    exported = [orjson.loads(line) for line in sunlight(data, "alerts", "export").stdout.splitlines()]
+    assert ("C-T1", "overdue") in {(a["case_id"], a["rule"]) for a in exported}  # the alert stands
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-19T03:00:00+08:00")
+    tickets, _, notices = read(data)
+    assert [(t["status"], t["opened_at"][:16]) for t in tickets] == [("open", "2026-03-19T00:00")]
+    assert [n["step"] for n in notices] == ["opened"]
+    listed = sunlight(data, "silences", "list", "--format", "jsonl").stdout.splitlines()
+    assert [orjson.loads(line)["silence_id"] for line in listed] == [silence_id]
+    assert "部门 SCJG" in sunlight(data, "silences", "list").stdout
+    sunlight(data, "silences", "expire", silence_id, "--at", "2026-03-18T00:00:00+08:00")
+    assert orjson.loads(sunlight(data, "silences", "list", "--format", "jsonl").stdout)["expired_at"].startswith(
+        "2026-03-18T00:00")
+    assert "not in the catalog" in sunlight(data, "silences", "add", "--item", "NOPE", "--until",
+                                            "2026-03-19T00:00:00+08:00", "--reason", "x", "--catalog", str(CATALOG),
+                                            expect=2).stderr

@@ -1,0 +1,267 @@
+"""Supervision tickets (alerts/tickets.py): bundling, settling, the ladder, actions, silences."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from alerts.calendar import WorkCalendar
+from alerts.model import Alert, AlertStatus, Rule, Severity
+from alerts.tickets import (INSPECTORS, Action, ActionKind, ActionRefused, Ladder, Resolution, Silence, Step,
+                            TicketPolicy, TicketStatus, advance, case_of, on_action, on_alert, ticket_id)
+
+CST = timezone(timedelta(hours=8))
+CAL = WorkCalendar(on_missing_year=lambda year: None)
+POLICY = TicketPolicy()
+
+
+def alert(node="N2", rule=Rule.SKIPPED_NODE, severity=Severity.RED, at=datetime(2026, 3, 2, 10, 0, tzinfo=CST),
+          status=AlertStatus.OPEN, version=1, case_id="C-1") -> Alert:
+    return Alert(alert_id=f"{rule.value}-{node}", rule=rule, severity=severity, case_id=case_id, item_code="I-1",
+                 department="SCJG", region="320200", officer_id="o1", node=node, raised_at=at, event_time=at,
+                 evidence={"node": node}, status=status, version=version)
+
+
+def action(kind, version, department="SCJG", text="已整改", at=datetime(2026, 3, 3, 9, tzinfo=CST), action_id=None,
+           ticket="C-1/skipped_node", alert_id=None) -> Action:
+    return Action(action_id or f"{kind}-{version}-{department}", ticket, version, "张三", department,
+                  ActionKind(kind), text, at, alert_id)
+
+
+def opened(at=datetime(2026, 3, 2, 11, 0, tzinfo=CST)):
+    outcome = on_alert(None, alert(), POLICY, CAL, at)
+    return outcome
+
+
+def test_a_red_alert_settles_an_hour_before_its_ticket_opens_with_a_notice_to_the_contact():
+    settling = on_alert(None, alert(), POLICY, CAL, datetime(2026, 3, 2, 10, 30, tzinfo=CST))
+    assert settling.ticket.status is TicketStatus.SETTLING and not settling.changes and not settling.notices
+    assert settling.ticket.next_due == datetime(2026, 3, 2, 11, 0, tzinfo=CST)
+    out = advance(settling.ticket, POLICY, CAL, datetime(2026, 3, 2, 11, 5, tzinfo=CST))
+    ticket = out.ticket
+    assert ticket.status is TicketStatus.OPEN and ticket.version == 1
+    assert ticket.opened_at == datetime(2026, 3, 2, 11, 0, tzinfo=CST)  # at its moment, not the tick's
+    # 3 working days after Monday 2 March: Thursday 5 March, 24:00 local time
+    assert ticket.deadline == datetime(2026, 3, 6, 0, 0, tzinfo=CST)
+    assert [n.step for n in out.notices] == [Step.OPENED] and out.notices[0].recipient == "contact"
+
+
+def test_a_red_card_withdrawn_while_settling_never_reaches_the_department():
+    settling = on_alert(None, alert(), POLICY, CAL, datetime(2026, 3, 2, 10, 30, tzinfo=CST)).ticket
+    gone = on_alert(settling, alert(status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL,
+                    datetime(2026, 3, 2, 10, 40, tzinfo=CST)).ticket
+    out = advance(gone, POLICY, CAL, datetime(2026, 3, 9, tzinfo=CST))
+    assert out.ticket.status is TicketStatus.SETTLING and not out.ticket.visible
+    assert not out.changes and not out.notices and out.ticket.next_due is None
+
+
+def test_yellow_alerts_open_no_ticket_by_default_and_the_policy_can_say_otherwise():
+    yellow = alert(rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW)
+    assert on_alert(None, yellow, POLICY, CAL, yellow.event_time).ticket is None
+    policy = TicketPolicy(rules=frozenset({(Rule.NODE_OVERDUE, Severity.YELLOW)}))
+    assert on_alert(None, yellow, policy, CAL, yellow.event_time).ticket.ticket_id == "C-1/node_overdue"
+
+
+def test_one_ticket_bundles_a_rule_s_alerts_and_is_withdrawn_only_when_all_are():
+    t = on_alert(None, alert("N2"), POLICY, CAL, datetime(2026, 3, 2, 10, 0, tzinfo=CST)).ticket
+    t = on_alert(t, alert("N3"), POLICY, CAL, datetime(2026, 3, 2, 10, 0, tzinfo=CST)).ticket
+    t = advance(t, POLICY, CAL, datetime(2026, 3, 2, 12, tzinfo=CST)).ticket
+    assert t.status is TicketStatus.OPEN and set(t.alerts) == {"skipped_node-N2", "skipped_node-N3"}
+    t = on_alert(t, alert("N2", status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL,
+                 datetime(2026, 3, 2, 13, tzinfo=CST)).ticket
+    assert t.status is TicketStatus.OPEN
+    out = on_alert(t, alert("N3", status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL,
+                   datetime(2026, 3, 2, 14, tzinfo=CST))
+    assert out.ticket.status is TicketStatus.WITHDRAWN and out.changes[0].kind == "withdrawn"
+
+
+def test_silence_escalates_to_the_head_at_the_deadline_then_to_the_inspection_office():
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    out = advance(t, POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST))  # one late tick: both steps, each at its moment
+    assert [n.step for n in out.notices] == [Step.LEVEL_1, Step.LEVEL_2]
+    assert [n.recipient for n in out.notices] == ["head", "inspection_office"]
+    assert out.notices[0].at == datetime(2026, 3, 6, tzinfo=CST)  # the deadline
+    assert out.notices[1].at == datetime(2026, 3, 10, tzinfo=CST)  # 2 working days later
+    assert out.ticket.overdue and out.ticket.escalation_level == 2 and out.ticket.next_due is None
+    again = advance(out.ticket, POLICY, CAL, datetime(2026, 3, 30, tzinfo=CST))
+    assert not again.changes and not again.notices  # exactly one notice per step
+
+
+def test_the_loop_reply_return_reply_accept():
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    t = on_action(t, action("reply", 1), CAL, t.opened_at).ticket
+    assert t.status is TicketStatus.REPLIED and t.next_due is None
+    out = on_action(t, action("return", 2, INSPECTORS, "整改不到位"), CAL, t.opened_at)
+    assert out.ticket.status is TicketStatus.RETURNED and [n.step for n in out.notices] == [Step.RETURNED]
+    t = on_action(out.ticket, action("reply", 3), CAL, t.opened_at).ticket
+    t = on_action(t, action("accept", 4, INSPECTORS, ""), CAL, t.opened_at).ticket
+    assert t.status is TicketStatus.CLOSED and t.resolution is Resolution.ACCEPTED and t.version == 5
+    assert t.last.actor == "张三" and t.last.kind == "accept"
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (dict(department="ZJJ"), "wrong_department"),
+    (dict(version=7), "stale_version"),
+    (dict(ticket="C-2/skipped_node"), "unknown_ticket"),
+    (dict(text=" "), "malformed_action"),
+])
+def test_a_refused_reply_changes_nothing(bad, reason):
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    args = dict(kind="reply", version=1) | {k: v for k, v in bad.items()}
+    with pytest.raises(ActionRefused) as refused:
+        on_action(None if "ticket" in bad else t, action(**args), CAL, t.opened_at)
+    assert refused.value.reason == reason
+
+
+def test_only_inspectors_accept_return_or_close():
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    t = on_action(t, action("reply", 1), CAL, t.opened_at).ticket
+    with pytest.raises(ActionRefused, match="wrong_department"):
+        on_action(t, action("accept", 2, "SCJG"), CAL, t.opened_at)
+
+
+def test_a_redelivered_action_changes_nothing():
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    reply = action("reply", 1)
+    once = on_action(t, reply, CAL, t.opened_at)
+    twice = on_action(once.ticket, reply, CAL, t.opened_at)
+    assert twice.ticket == once.ticket and not twice.changes
+
+
+def test_a_reply_before_the_deadline_stops_the_ladder_and_a_return_starts_it_again():
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    t = on_action(t, action("reply", 1), CAL, t.opened_at).ticket
+    assert not advance(t, POLICY, CAL, datetime(2026, 4, 1, tzinfo=CST)).notices
+    t = on_action(t, action("return", 2, INSPECTORS, "补充材料"), CAL, t.opened_at).ticket
+    assert [n.step for n in advance(t, POLICY, CAL, datetime(2026, 3, 6, 1, tzinfo=CST)).notices] == [Step.LEVEL_1]
+
+
+def test_an_inspector_opens_a_ticket_by_hand_from_a_yellow_alert():
+    yellow = alert(rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW)
+    act = action("open", None, INSPECTORS, "人工督办", ticket=ticket_id("C-1", Rule.NODE_OVERDUE),
+                 alert_id=yellow.alert_id)
+    out = on_action(None, act, CAL, act.at, yellow)
+    assert out.ticket.status is TicketStatus.OPEN and out.ticket.manual and out.ticket.version == 1
+    assert [n.step for n in out.notices] == [Step.OPENED]
+    with pytest.raises(ActionRefused, match="wrong_department"):
+        on_action(None, replace(act, department="SCJG"), CAL, act.at, yellow)
+
+
+def test_a_silence_holds_a_ticket_until_it_ends_and_never_the_alert():
+    silence = Silence("S1", datetime(2026, 3, 4, tzinfo=CST), "流程修订中", item_code="I-1")
+    policy = replace(POLICY, silences=(silence,))
+    t = on_alert(None, alert(), policy, CAL, datetime(2026, 3, 2, 12, tzinfo=CST))
+    assert t.ticket.status is TicketStatus.SETTLING and t.ticket.silenced_by == "S1" and not t.notices
+    out = advance(t.ticket, policy, CAL, datetime(2026, 3, 4, 1, tzinfo=CST))
+    assert out.ticket.status is TicketStatus.OPEN and out.ticket.opened_at == silence.until
+
+
+def test_the_same_alerts_and_clock_give_the_same_tickets_in_any_order():
+    """Alert versions in any order, interleaved with late ticks: the same tickets and notices."""
+    versions = [alert("N2"), alert("N3", at=datetime(2026, 3, 2, 12, tzinfo=CST)),
+                alert("N3", status=AlertStatus.WITHDRAWN, version=2, at=datetime(2026, 3, 2, 12, tzinfo=CST)),
+                alert("N4", at=datetime(2026, 3, 5, 9, tzinfo=CST))]
+    end = datetime(2026, 3, 12, tzinfo=CST)
+    results = set()
+    for seed in range(40):
+        rng = random.Random(seed)
+        order = versions[:]
+        rng.shuffle(order)
+        ticket, notices = None, []
+        clock = datetime(2026, 3, 2, 8, tzinfo=CST)
+        for version in order:
+            clock = max(clock, version.event_time + timedelta(minutes=rng.randint(0, 600)))
+            out = on_alert(ticket, version, POLICY, CAL, clock)
+            ticket, notices = out.ticket, notices + [n.notice_id for n in out.notices]
+            out = advance(ticket, POLICY, CAL, clock)
+            ticket, notices = out.ticket, notices + [n.notice_id for n in out.notices]
+        out = advance(ticket, POLICY, CAL, end)
+        ticket, notices = out.ticket, notices + [n.notice_id for n in out.notices]
+        results.add((ticket.opened_at, ticket.deadline, ticket.status, ticket.escalation_level, tuple(notices)))
+    assert len(results) == 1, results
+
+
+def test_actions_from_json_refuse_what_is_not_one():
+    good = action("reply", 1).to_json()
+    assert Action.from_json(good) == action("reply", 1)
+    for bad, reason in [([], "malformed_action"), ({**good, "kind": "delete"}, "malformed_action"),
+                        ({**good, "text": "字" * 5000}, "text_too_long"), ({**good, "at": "yesterday"},
+                                                                           "malformed_action"),
+                        ({**good, "version": "1"}, "malformed_action"), ({**good, "ticket_id": "x"}, "unknown_ticket")]:
+        with pytest.raises(ActionRefused) as refused:
+            Action.from_json(bad)
+        assert refused.value.reason == reason
+
+
+def test_ticket_ids_name_their_case():
+    assert case_of(ticket_id("SCJG/2026/001", Rule.OVERDUE)) == "SCJG/2026/001"
+
+
+def test_an_edited_ladder_changes_only_new_tickets():
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    longer = replace(POLICY, default_ladder=Ladder(reply_days=10))
+    assert advance(t, longer, CAL, datetime(2026, 3, 6, 1, tzinfo=CST)).ticket.escalation_level == 1
+
+
+def test_a_policy_file_names_the_rules_and_their_ladders():
+    from alerts.tickets import policy_from_config
+
+    policy = policy_from_config({"reply_days": 5, "rules": [
+        {"rule": "overdue"}, {"rule": "node_overdue", "severity": "yellow", "reply_days": 2, "settle_hours": 0}]})
+    assert policy.opens(Rule.OVERDUE, Severity.RED) and policy.opens(Rule.NODE_OVERDUE, Severity.YELLOW)
+    assert not policy.opens(Rule.SKIPPED_NODE, Severity.RED)
+    assert policy.ladder(Rule.OVERDUE, Severity.RED).reply_days == 5
+    assert policy.ladder(Rule.NODE_OVERDUE, Severity.YELLOW) == Ladder(timedelta(0), 2, 2)
+    assert policy_from_config(None) == TicketPolicy()
+    for bad in ({"rules": [{"rule": "late"}]}, {"reply_days": -1}, {"rules": "overdue"}, []):
+        with pytest.raises(ValueError, match="ticket policy"):
+            policy_from_config(bad)
+
+
+def test_a_notice_names_its_recipient_from_the_catalog_and_says_what_happened_in_chinese():
+    from pathlib import Path
+
+    import yaml
+
+    from alerts.catalog import load_catalog
+    from alerts.notices import message_id, render_notice
+    from sinks.notify import load_templates
+
+    root = Path(__file__).resolve().parents[1] / "data" / "contract"
+    catalog = load_catalog(yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8")))
+    red = replace(alert(), item_code="320200-XK-SCJG-0001", evidence={"node": "review", "went_ahead": "decision"})
+    t = on_alert(None, red, POLICY, CAL, red.event_time).ticket
+    out = advance(t, POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST))
+    texts = load_templates()
+    rendered = [render_notice(n, out.ticket, catalog, texts) for n in out.notices]
+    assert [(r.step, r.recipient_email) for r in rendered] == [
+        (Step.OPENED, "scjg-fagui@example.gov.cn"), (Step.LEVEL_1, "scjg-head@example.gov.cn"),
+        (Step.LEVEL_2, "jijian@example.gov.cn")]
+    opened = rendered[0]
+    assert opened.subject.startswith("【督办通知】市市场监督管理局") and "跳过环节" in opened.subject
+    assert "食品经营许可" in opened.body and "2026-03-06 00:00" in opened.body and "C-1/skipped_node" in opened.body
+    assert opened.message_id == message_id(opened.notice_id)  # the same notice, the same Message-ID
+    assert len({r.message_id for r in rendered}) == 3
+
+
+def test_a_city_s_template_with_an_unknown_field_is_refused(tmp_path):
+    from alerts.notices import TemplateError
+    from sinks.notify import load_templates
+
+    (tmp_path / "opened.txt").write_text("【督办】{department}\n{secret}\n", encoding="utf-8")
+    with pytest.raises(TemplateError, match="secret"):
+        load_templates(tmp_path)
+    (tmp_path / "opened.txt").write_text("【督办】{department}\n{recipient}：请于 {deadline} 前答复。\n", encoding="utf-8")
+    assert load_templates(tmp_path).templates[Step.OPENED][0] == "【督办】{department}"
+
+
+def test_a_silence_stops_an_escalation_s_notice_but_not_the_escalation():
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    silence = Silence("S2", datetime(2026, 3, 9, tzinfo=CST), "机构调整", department="SCJG")
+    out = advance(t, replace(POLICY, silences=(silence,)), CAL, datetime(2026, 3, 20, tzinfo=CST))
+    assert out.ticket.escalation_level == 2 and out.ticket.overdue
+    assert [n.step for n in out.notices] == [Step.LEVEL_2]  # level 1 fell in the silence, level 2 after it
+    assert "静默 S2" in out.versions[0].last.text
