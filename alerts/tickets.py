@@ -291,7 +291,7 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
         out = advance(ticket, policy, calendar, now)
         return Outcome(out.ticket, (ticket, *out.versions), out.notices)
     if not live:
-        ticket, change = _change(ticket, now, SYSTEM, "withdrawn", "督办件所涉预警已全部撤回",
+        ticket, change = _change(ticket, at, SYSTEM, "withdrawn", "督办件所涉预警已全部撤回",
                                  status=TicketStatus.WITHDRAWN)
         return Outcome(ticket, (ticket,))
     if not ticket.manual and opens_at < ticket.opened_at and ticket.active:

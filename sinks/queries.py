@@ -192,8 +192,8 @@ def ticket_history(client, scope: Scope, ticket_id: str, tz: ZoneInfo = ZoneInfo
 
 def ticket_state(client, ticket_id: str) -> dict[str, Any] | None:
     """A ticket's latest stored form (the pipeline's own view: which actions it has applied)."""
-    rows = client.query("SELECT argMax(state, version) FROM tickets WHERE ticket_id = {t:String} GROUP BY ticket_id",
-                        parameters={"t": ticket_id}).result_rows
+    rows = client.query("SELECT argMax(state, version) FROM tickets FINAL WHERE ticket_id = {t:String} "
+                        "GROUP BY ticket_id", parameters={"t": ticket_id}).result_rows
     return orjson.loads(rows[0][0]) if rows else None
 
 

@@ -179,7 +179,10 @@ class Pipeline:
                                         catalog.notice_text)
         self.notice_table = app.Table(NOTICES_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
         self.notice_log = NoticeLog(self.notice_table, self._write_notice)
-        self.unsent_notices: list[tuple[bytes, bytes]] = []  # from the store (a fresh embedded broker)
+        # From the store, for a fresh embedded broker: notices recorded but never handled, and alert
+        # versions written but never taken by the ticket agent (streams.runtime.restore_from_store).
+        self.unsent_notices: list[tuple[bytes, bytes]] = []
+        self.untaken_alerts: list[tuple[bytes, bytes]] = []
         self.notice_steps = NoticeSteps(self.notice_log, notice_senders(settings), settings.notify, writer,
                                         settings.notice_attempts, settings.notice_retry_seconds)
         app.agent(self.events_topic, name="case-agent")(self.case_agent)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import zlib
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,13 +18,32 @@ from rich.table import Table
 
 from alerts.model import RULE_TITLE, Rule
 from alerts.scenario import generate
-from sinks.queries import alerts_by_rule_and_department, export_alerts
+from alerts.tickets import INSPECTORS
+from sinks.queries import alerts_by_rule_and_department, export_alerts, stored_tickets
 from sinks.scope import Scope
 from streams.runtime import produce, replay_clock, running_pipeline, wait_until_processed
 from streams.settings import Settings
 
 
-def _view(counts: list[tuple[str, str, int]], latest: list[dict], status: str) -> Group:
+TICKET_WORDS = {"open": "待答复", "replied": "已答复", "returned": "已退回", "closed": "已办结", "withdrawn": "已撤销"}
+
+
+def _tickets_view(tickets: list[dict]) -> Table:
+    by_status = Counter(t["status"] for t in tickets)
+    escalated = Counter(t["escalation_level"] for t in tickets if t["status"] in ("open", "returned"))
+    table = Table(title=("督办件 tickets · " + " · ".join(f"{TICKET_WORDS[s]} {by_status.get(s, 0)}"
+                                                         for s in TICKET_WORDS)
+                         + f" · 升级至负责人 {escalated.get(1, 0)} · 升级至纪检 {escalated.get(2, 0)}"), expand=True)
+    for column in ("ticket", "department", "status", "level", "last change"):
+        table.add_column(column)
+    for ticket in sorted(tickets, key=lambda t: t["changed_at"], reverse=True)[:8]:
+        table.add_row(ticket["ticket_id"], ticket["department"], TICKET_WORDS.get(ticket["status"], ticket["status"]),
+                      str(ticket["escalation_level"]), f"{ticket['kind']} {ticket['text'][:30]}")
+    return table
+
+
+def _view(counts: list[tuple[str, str, int]], latest: list[dict], status: str,
+          tickets: list[dict] | None = None) -> Group:
     departments = sorted({d for _, d, _ in counts})
     table = Table(title="预警统计 alerts by rule and department", expand=True)
     table.add_column("rule 规则")
@@ -42,7 +62,7 @@ def _view(counts: list[tuple[str, str, int]], latest: list[dict], status: str) -
     for alert in latest[:12]:
         recent.add_row(alert["title"], alert["case_id"], alert["department"], alert["node"] or "",
                        alert["event_time"][:16])
-    return Group(Panel(status), table, recent)
+    return Group(Panel(status), table, recent, _tickets_view(tickets or []))
 
 
 async def run_demo(settings: Settings, duration: float | None = None, cases: int = 800, seed: int = 0) -> int:
@@ -63,7 +83,31 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
             with writer.lock:
                 counts = alerts_by_rule_and_department(running.client, Scope.everything())
                 latest = sorted(export_alerts(running.client, Scope.everything()), key=lambda a: a["raised_at"], reverse=True)[:12]
-            return counts, latest
+                tickets = stored_tickets(running.client, Scope.everything())
+            return counts, latest, tickets
+
+        answered: set[str] = set()
+
+        async def departments_answer(tickets: list[dict]) -> None:
+            """Simulated departments: about half answer their tickets (the rest escalate), and the
+            inspector accepts what they answer."""
+            actions = []
+            for ticket in tickets:
+                key = f"{ticket['ticket_id']}@{ticket['version']}"
+                if key in answered or ticket["status"] not in ("open", "replied"):
+                    continue
+                if ticket["status"] == "open" and zlib.crc32(ticket["ticket_id"].encode()) % 2:
+                    continue  # this department stays silent
+                answered.add(key)
+                replying = ticket["status"] == "open"
+                actions.append((ticket["ticket_id"].encode(), orjson.dumps({
+                    "action_id": key, "ticket_id": ticket["ticket_id"], "version": ticket["version"],
+                    "actor": "承办科室" if replying else "纪检监察员",
+                    "department": ticket["department"] if replying else INSPECTORS,
+                    "kind": "reply" if replying else "accept",
+                    "text": "已核实情况并整改，完善了内部审核流程" if replying else "整改到位", "at": now.isoformat()})))
+            if actions:
+                await produce(running.bootstrap, settings.ticket_actions_topic, actions)
 
         async def feed() -> None:
             # The city's history arrives in event-time order, in slices, as if live.
@@ -82,11 +126,13 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
         terminal = sys.stdout.isatty()
         live = Live(_view([], [], "starting..."), refresh_per_second=2, screen=False) if terminal else None
         last_summary = -SUMMARY_EVERY
+        tickets: list[dict] = []
         try:
             if live is not None:
                 live.start()
             while True:
-                counts, latest = await loop.run_in_executor(writer.executor, snapshot)
+                counts, latest, tickets = await loop.run_in_executor(writer.executor, snapshot)
+                await departments_answer(tickets)
                 state = "all events processed; watching the clock" if feeding.done() else "feeding events"
                 total = Counter()
                 for rule, _, n in counts:
@@ -96,11 +142,11 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
                           f"{len(total)}/8 rules seen · Ctrl-C to stop")
                 elapsed = loop.time() - started
                 if live is not None:
-                    live.update(_view(counts, latest, status))
+                    live.update(_view(counts, latest, status, tickets))
                 elif elapsed - last_summary >= SUMMARY_EVERY:
                     last_summary = elapsed
-                    print(summary_line(elapsed, pipeline.progress.events_new, len(scenario.events), total, state),
-                          flush=True)
+                    print(summary_line(elapsed, pipeline.progress.events_new, len(scenario.events), total, state,
+                                       tickets), flush=True)
                 if feeding.done() and feeding.exception():
                     raise feeding.exception()
                 if duration is not None and elapsed >= duration:
@@ -113,15 +159,20 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
             feeding.cancel()
         if live is None:
             print(summary_line(loop.time() - started, pipeline.progress.events_new, len(scenario.events), total,
-                               "stopped"), flush=True)
+                               "stopped", tickets), flush=True)
     return 0
 
 
 SUMMARY_EVERY = 5.0  # seconds between plain summaries when the output is not a terminal
 
 
-def summary_line(elapsed: float, processed: int, events: int, by_rule: Counter, state: str) -> str:
-    """One plain line: time, events processed, open alerts by rule (Chinese titles)."""
+def summary_line(elapsed: float, processed: int, events: int, by_rule: Counter, state: str,
+                 tickets: list[dict] | None = None) -> str:
+    """One plain line: time, events processed, open alerts by rule (Chinese titles), tickets."""
     rules = ", ".join(f"{RULE_TITLE[Rule(rule)]} {n}" for rule, n in sorted(by_rule.items())) or "none yet"
+    by_status = Counter(t["status"] for t in tickets or [])
+    escalated = sum(1 for t in tickets or [] if t["escalation_level"] > 0 and t["status"] in ("open", "returned"))
+    ticket_part = ", ".join(f"{TICKET_WORDS[s]} {by_status[s]}" for s in TICKET_WORDS if by_status.get(s)) or "none yet"
     return (f"[{elapsed:6.0f}s] Sunlight demo: {processed}/{events} events processed; "
-            f"{sum(by_rule.values())} open alerts ({rules}); {state}")
+            f"{sum(by_rule.values())} open alerts ({rules}); 督办件 tickets: {ticket_part}, "
+            f"{escalated} escalated; {state}")

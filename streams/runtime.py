@@ -107,6 +107,9 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         worker.spinner = None  # Faust draws a terminal spinner on stdout even when quiet: no control codes in logs
         await worker.start()
         _stop_on_signals(pipeline, worker)
+        if pipeline.untaken_alerts:  # written by the last process, never taken by its ticket agent
+            await produce(bootstrap, settings.alerts_topic, pipeline.untaken_alerts)
+            pipeline.untaken_alerts = []
         if pipeline.unsent_notices:  # recorded by the last process, never handled: to the notifier
             await produce(bootstrap, settings.notices_topic, pipeline.unsent_notices)
             pipeline.unsent_notices = []
@@ -184,7 +187,8 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
                 tiers = item.discretion.get(penalty[0], ())
                 facts.append(fact_of(event, *penalty, not tiers or any(t.contains(penalty[1]) for t in tiers)))
     pipeline.restore(states, facts)
-    pipeline.restore_tickets(_stored_tickets(client, alerts, pipeline.catalog.ticket_policy()))
+    tickets, pipeline.untaken_alerts = _stored_tickets(client, alerts, pipeline.catalog.ticket_policy())
+    pipeline.restore_tickets(tickets)
     pipeline.notice_log.seeds, pipeline.unsent_notices = _stored_notices(client)
     count = sum(len(v) for v in events.values())
     if count:
@@ -217,23 +221,34 @@ def _stored_notices(client) -> tuple[dict[str, str], list[tuple[bytes, bytes]]]:
     return statuses, unsent
 
 
-def _stored_tickets(client, alerts: dict[str, list], policy) -> dict:
-    """Each case's tickets as the store last holds them, and its alerts that open no ticket (an
-    inspector may open one from them by hand)."""
+def _stored_tickets(client, alerts: dict[str, list], policy) -> tuple[dict, list[tuple[bytes, bytes]]]:
+    """Each case's tickets as the store last holds them, with its alerts that open no ticket (an
+    inspector may open one from them by hand); and the stored alert versions the tickets have not
+    taken yet (written, but the process died before the ticket agent had them), to hand to it
+    again."""
     from streams.tickets import CaseTickets, restore_tickets
 
-    rows = client.query("SELECT case_id, argMax(state, version) FROM tickets GROUP BY ticket_id, case_id").result_rows
+    # FINAL: a settling ticket's version 0 is written again as its bundle changes (the last one holds).
+    rows = client.query("SELECT case_id, argMax(state, version) FROM tickets FINAL GROUP BY ticket_id, case_id"
+                        ).result_rows
     cases = restore_tickets(rows)
+    untaken = []
     for case_id, case_alerts in alerts.items():
+        tickets = cases.get(case_id)
         others = {}
         for alert in case_alerts:
             if not policy.opens(alert.rule, alert.severity):
                 known = others.get(alert.alert_id)
                 if known is None or known.version < alert.version:
                     others[alert.alert_id] = alert
+                continue
+            ticket = tickets.tickets.get(alert.rule.value) if tickets else None
+            bundled = ticket.alerts.get(alert.alert_id) if ticket else None
+            if bundled is None or bundled.version < alert.version:
+                untaken.append((case_id.encode(), orjson.dumps(alert.to_json())))
         if others:
             cases.setdefault(case_id, CaseTickets(case_id)).others.update(others)
-    return cases
+    return cases, untaken
 
 
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],

@@ -27,6 +27,14 @@ def test_the_demo_shows_every_rule_within_a_minute(tmp_path):
                             capture_output=True, timeout=120)
     rules = {orjson.loads(line)["rule"] for line in export.stdout.splitlines()}
     assert rules == {rule.value for rule in Rule}
+    # Tickets open; simulated departments answer about half (accepted: closed), the rest escalate.
+    tickets = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "list", "--format", "jsonl"], env=env,
+                             capture_output=True, timeout=120)
+    listed = [orjson.loads(line) for line in tickets.stdout.splitlines()]
+    closed = [t for t in listed if t["status"] == "closed"]
+    escalated = [t for t in listed if t["status"] == "open" and t["escalation_level"] > 0]
+    assert closed and escalated and all(t["resolution"] == "accepted" for t in closed), listed[:3]
+    assert "督办件 tickets:" in last and "已办结" in last
 
 
 def test_migrations_apply_once_and_roll_back(tmp_path):

@@ -291,9 +291,14 @@ def test_the_loop_survives_a_kill_at_each_step(accepted_case, mail_server, tmp_p
     notices as an undisturbed run, every mail sent, any mail sent twice with the same Message-ID."""
     events, data = accepted_case
     box, smtp = mail_server
+    import time
+
     calm = tmp_path / "calm"
+    took = []
     for step in LOOP:
+        started = time.monotonic()
         sunlight(calm, *loop_command(step, events), smtp=smtp)
+        took.append(time.monotonic() - started)
     calm_tickets, calm_history, calm_notices = read(calm)
     calm_ids = {n["message_id"] for n in calm_notices}
     assert [n["step"] for n in calm_notices] == ["opened", "level_1", "returned"] and len(calm_ids) == 3
@@ -301,10 +306,10 @@ def test_the_loop_survives_a_kill_at_each_step(accepted_case, mail_server, tmp_p
 
     rng = random.Random(2026)
     kills = 0
-    for step in LOOP:
-        kills += killed_midway(data, loop_command(step, events), smtp, rng.uniform(0.5, 3.0))
+    for step, seconds in zip(LOOP, took):  # killed somewhere within what the step took undisturbed
+        kills += killed_midway(data, loop_command(step, events), smtp, rng.uniform(0.2, 0.9) * seconds)
         sunlight(data, *loop_command(step, events), smtp=smtp)
-    assert kills >= 3, "most steps were still running when killed"
+    assert kills >= len(LOOP) - 1, f"only {kills} steps were still running when killed"
     tickets, history, notices = read(data)
 
     def same(rows, drop=("written_at",)):
@@ -340,3 +345,41 @@ def test_a_silence_holds_tickets_and_notices_never_the_alerts(accepted_case):
     assert "not in the catalog" in sunlight(data, "silences", "add", "--item", "NOPE", "--until",
                                             "2026-03-19T00:00:00+08:00", "--reason", "x", "--catalog", str(CATALOG),
                                             expect=2).stderr
+
+
+def test_an_inspector_opens_a_ticket_by_hand_from_a_yellow_alert(accepted_case, mail_server):
+    events, data = accepted_case
+    box, smtp = mail_server
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00")
+    exported = [orjson.loads(line) for line in sunlight(data, "alerts", "export").stdout.splitlines()]
+    yellow = next(a for a in exported if a["severity"] == "yellow" and a["rule"] == "node_overdue")
+    opened = act(data, "open", "2026-03-17T09:00:00+08:00", "--alert", yellow["alert_id"], "--text", "请说明延误原因",
+                 smtp=smtp)
+    assert "待答复" in opened.stdout
+    tickets, _, _ = read(data)
+    manual = next(t for t in tickets if t["rule"] == "node_overdue")
+    assert manual["manual"] and manual["status"] == "open" and manual["alert_ids"] == [yellow["alert_id"]]
+    assert [rcpt for rcpt, _ in box.received] == [["scjg-fagui@example.gov.cn"]]
+    # Not from a department, and not twice.
+    act(data, "open", "2026-03-17T09:00:00+08:00", "--alert", yellow["alert_id"], "--department", "SCJG", expect=2)
+    assert "not_allowed" in act(data, "open", "2026-03-17T09:00:00+08:00", "--alert", yellow["alert_id"],
+                                expect=2).stderr
+
+
+def test_alerts_written_but_never_taken_by_the_ticket_agent_reach_it_after_a_restart(accepted_case):
+    """As after a crash between an alert's row and its publishing: the store holds the alert, the
+    tickets do not know it. The next process hands it to the ticket agent."""
+    events, data = accepted_case
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00")
+    before = read(data)
+    client = connect(None, data)
+    try:
+        client.command("TRUNCATE TABLE tickets")
+        client.command("TRUNCATE TABLE notices")
+    finally:
+        client.close()
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00")
+    after = read(data)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("written_at", "updated_at")} for r in rows]  # noqa
+    assert [strip(x) for x in after] == [strip(x) for x in before]
+    assert after[0][0]["status"] == "open"
