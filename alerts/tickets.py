@@ -359,6 +359,22 @@ def _open(ticket: Ticket, calendar: WorkCalendar, at: datetime, actor: str = SYS
     return ticket
 
 
+def standing_notices(ticket: Ticket) -> list[Notice]:
+    """The notices a ticket's record says were due: its opening, the levels it reached, its latest
+    return. Recorded again after a redelivery (the crash may have come before they were), and sent
+    only if the notice log does not have them finished."""
+    if not ticket.visible or ticket.opened_at is None:
+        return []
+    notices = [_notice(ticket, Step.OPENED, ticket.opened_at)]
+    if ticket.escalation_level >= 1 and ticket.deadline is not None:
+        notices.append(_notice(ticket, Step.LEVEL_1, ticket.deadline))
+    if ticket.escalation_level >= 2 and ticket.level_2_at is not None:
+        notices.append(_notice(ticket, Step.LEVEL_2, ticket.level_2_at))
+    if ticket.last is not None and ticket.last.kind == ActionKind.RETURN.value:
+        notices.append(_notice(ticket, Step.RETURNED, ticket.last.at))
+    return notices
+
+
 # -- actions ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

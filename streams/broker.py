@@ -180,6 +180,47 @@ async def end_offsets(bootstrap: str, topic: str, confirm: bool) -> dict[int, in
     return {tp.partition: offset for tp, offset in listed.items()}
 
 
+async def end_offsets_of(bootstrap: str, topics: Iterable[str], confirm: bool) -> dict[str, dict[int, int]]:
+    """The log end offset of each partition of several topics, with one client (by topic)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topics = list(topics)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        wanted = [TopicPartition(topic, p) for topic in topics
+                  for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        listed = await consumer.end_offsets(wanted) if wanted else {}
+    finally:
+        await consumer.stop()
+    if confirm:
+        listed = await confirm_end_offsets(bootstrap, listed)
+    out: dict[str, dict[int, int]] = {topic: {} for topic in topics}
+    for tp, offset in listed.items():
+        out[tp.topic][tp.partition] = offset
+    return out
+
+
+async def committed_offsets_of(bootstrap: str, group: str, topics: Iterable[str],
+                               partitions: int) -> dict[str, dict[int, int]]:
+    """The offsets `group` has committed in several topics, with one client (by topic)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        out: dict[str, dict[int, int]] = {}
+        for topic in topics:
+            out[topic] = {}
+            for partition in range(partitions):
+                offset = await consumer.committed(TopicPartition(topic, partition))
+                if offset is not None and offset >= 0:
+                    out[topic][partition] = offset
+        return out
+    finally:
+        await consumer.stop()
+
+
 async def beginning_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """The first offset still in the log, for each partition of `topic`."""
     from aiokafka import AIOKafkaConsumer, TopicPartition

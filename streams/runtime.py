@@ -325,21 +325,20 @@ def _taken_to_end(pipeline: Pipeline, topic: str, ends: dict[int, int], committe
 
 async def _wait_for_topics(pipeline: Pipeline, topics: Iterable[str], deadline: float) -> None:
     """Wait until the agents have taken every message in `topics` (the internal ones: ticks, peer
-    facts and the verdicts they send back), until taking them sends no more. Offsets, not counts
-    of what this process sent: after a restart the agents also take what the previous run sent
-    and did not commit."""
+    facts and the verdicts they send back, alerts, ticket ticks, actions, notices), until taking
+    them sends no more. Offsets, not counts of what this process sent: after a restart the agents
+    also take what the previous run sent and did not commit."""
     loop = asyncio.get_running_loop()
     topics = list(topics)
     previous: dict[str, dict[int, int]] = {}
     while True:
-        await pipeline.app.producer.flush()
-        current = {topic: await broker_mod.end_offsets(pipeline.bootstrap, topic, confirm=pipeline.settings.tansu)
-                   for topic in topics}
+        current = await _ends(pipeline, topics)
         if current == previous:
             return
+        committed = await broker_mod.committed_offsets_of(pipeline.bootstrap, pipeline.settings.app_id, topics,
+                                                          pipeline.settings.partitions)
         for topic, ends in current.items():
-            committed = await committed_offsets(pipeline, pipeline.bootstrap, topic)
-            while not _taken_to_end(pipeline, topic, ends, committed):
+            while not _taken_to_end(pipeline, topic, ends, committed.get(topic, {})):
                 _check_running(pipeline)
                 if loop.time() > deadline:
                     raise TimeoutError(f"pipeline did not take every message of {topic} in time: "
@@ -398,10 +397,9 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
         await asyncio.sleep(settings.flush_interval)
 
 
-async def _ends(pipeline: Pipeline, topics) -> dict:
+async def _ends(pipeline: Pipeline, topics) -> dict[str, dict[int, int]]:
     await pipeline.app.producer.flush()
-    return {topic: await broker_mod.end_offsets(pipeline.bootstrap, topic, confirm=pipeline.settings.tansu)
-            for topic in topics}
+    return await broker_mod.end_offsets_of(pipeline.bootstrap, topics, confirm=pipeline.settings.tansu)
 
 
 def _check_running(pipeline: Pipeline) -> None:

@@ -29,7 +29,7 @@ import orjson
 from alerts.model import Alert
 from alerts.notices import NoticeText, render_notice
 from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Ticket, TicketPolicy, advance, case_of,
-                            on_action, on_alert)
+                            on_action, on_alert, standing_notices)
 from sinks.rows import notice_row, ticket_row
 from streams import metrics
 from streams.notices import notice_to_json
@@ -224,6 +224,13 @@ class TicketSteps:
             versions += out.versions
             notices += out.notices
         changed = tickets != held.tickets or others != held.others
+        if not versions and (work.alerts or work.actions) and _redelivered(held, work):
+            # Inputs this state has taken already: a redelivery after a crash, which may have come
+            # after the state's changelog record but before its rows were written. Write the rows
+            # and record the notices its record stands for again (keyed rows; the notifier sends
+            # only what its log does not have finished).
+            versions = [t for t in tickets.values() if t.visible]
+            notices = [n for t in versions for n in standing_notices(t)]
         if changed:
             self.store.put(CaseTickets(case_id, tickets, others), unit.partition)
         elif work.tick or work.alerts:
@@ -244,6 +251,16 @@ class TicketSteps:
             self.out.writer.batch.after_write.append(
                 lambda k=case_id.encode(), v=payload: self.out.send(topic, k, v, None))
             metrics.NOTICES.labels(notice.step.value, "recorded").inc()
+
+
+def _redelivered(held: CaseTickets, work: TicketWork) -> bool:
+    """Does the unit bring an alert version or an action the case's tickets have taken already?"""
+    for alert in work.alerts:
+        ticket = held.tickets.get(alert.rule.value)
+        bundled = ticket.alerts.get(alert.alert_id) if ticket else None
+        if bundled is not None and bundled.version >= alert.version:
+            return True
+    return any(action.action_id in t.actions for _, action in work.actions for t in held.tickets.values())
 
 
 def restore_tickets(rows) -> dict[str, CaseTickets]:

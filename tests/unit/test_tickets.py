@@ -265,3 +265,16 @@ def test_a_silence_stops_an_escalation_s_notice_but_not_the_escalation():
     assert out.ticket.escalation_level == 2 and out.ticket.overdue
     assert [n.step for n in out.notices] == [Step.LEVEL_2]  # level 1 fell in the silence, level 2 after it
     assert "静默 S2" in out.versions[0].last.text
+
+
+def test_a_ticket_s_record_says_which_notices_were_due():
+    from alerts.tickets import standing_notices
+
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    assert [n.notice_id for n in standing_notices(t)] == ["C-1/skipped_node/opened"]
+    out = advance(t, POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST))
+    assert [n.notice_id for n in standing_notices(out.ticket)] == [n.notice_id for n in (
+        *standing_notices(t), *out.notices)]
+    t = on_action(out.ticket, action("reply", out.ticket.version), CAL, out.ticket.opened_at).ticket
+    returned = on_action(t, action("return", t.version, INSPECTORS, "补充"), CAL, t.opened_at)
+    assert standing_notices(returned.ticket)[-1] == returned.notices[0]
