@@ -235,3 +235,16 @@ def stored_silences(client, tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> list[di
                 record[key] = _time(record[key], tz)
         out.append(record)
     return out
+
+
+def pending_tickets(client, scope: Scope) -> list[tuple[str, int, int, int]]:
+    """Pending work (待处置), counted from the tickets, by department: (department, waiting for the
+    department's answer (open or returned), replied and waiting for the inspector, of which overdue)."""
+    query = ScopedQuery(
+        "department, countIf(status IN ('open', 'returned')), countIf(status = 'replied'), "
+        "countIf(overdue AND status IN ('open', 'returned'))",
+        "tickets FINAL",
+        where="version > 0 AND (ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)"
+              " AND status IN ('open', 'returned', 'replied')",
+        tail="GROUP BY department ORDER BY department")
+    return [tuple(row) for row in query.run(client, scope)]

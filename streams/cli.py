@@ -468,11 +468,12 @@ STATUS_WORDS = {"open": "待答复", "replied": "已答复待审核", "returned"
 
 
 def cmd_tickets_list(args, settings: Settings) -> int:
-    from sinks.queries import stored_tickets
+    from sinks.queries import pending_tickets, stored_tickets
 
     scope = user_scope(args, settings)
     with _store(settings) as client:
         found = stored_tickets(client, scope, status=args.status)
+        pending = pending_tickets(client, scope)
     if args.format == "jsonl":
         for record in found:
             sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
@@ -485,6 +486,8 @@ def cmd_tickets_list(args, settings: Settings) -> int:
         print(f"{t['ticket_id']:<36} {t['department']:<10} {STATUS_WORDS.get(t['status'], t['status']):<8} "
               f"{'是' if t['overdue'] else '否':<5} {t['escalation_level']:<5} {(t['deadline'] or '—')[:16]:<19} "
               f"{t['version']}")
+    if pending:
+        print("\n待处置（按督办件）：" + "；".join(f"{d} 待答复 {a}（逾期 {o}）、待审核 {r}" for d, a, r, o in pending))
     return 0
 
 

@@ -96,6 +96,7 @@ def test_the_whole_loop_through_the_commands(accepted_case, mail_server):
              "--notify", smtp=smtp)
     tickets, history, notices = read(data)
     assert tickets[0]["overdue"] and tickets[0]["escalation_level"] == 1
+    assert "待处置（按督办件）：SCJG 待答复 1（逾期 1）、待审核 0" in sunlight(data, "tickets", "list").stdout
     assert [(n["step"], n["recipient_email"]) for n in notices] == [
         ("opened", "scjg-fagui@example.gov.cn"), ("level_1", "scjg-head@example.gov.cn")]
     assert "逾期未答复" in notices[1]["subject"]
