@@ -32,6 +32,10 @@ class NoticeError(RuntimeError):
     """A notice could not be sent; the message never holds a password or token."""
 
 
+class ChannelError(ValueError):
+    """A notice channel is configured wrongly (SUNLIGHT_SMTP, SUNLIGHT_WEBHOOK)."""
+
+
 def redact(text: str, *secrets: str | None) -> str:
     for secret in secrets:
         if secret:
@@ -51,7 +55,7 @@ class SmtpSender:
 
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError("SUNLIGHT_SMTP must look like smtp://user:password@host:587?starttls=1")
+            raise ChannelError("SUNLIGHT_SMTP must look like smtp://user:password@host:587?starttls=1")
         query = parse_qs(parts.query)
         self.hostname = parts.hostname
         self.port = parts.port or (465 if parts.scheme == "smtps" else 25)
@@ -105,7 +109,7 @@ class WebhookSender:
 
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("SUNLIGHT_WEBHOOK must be an http(s) URL")
+            raise ChannelError("SUNLIGHT_WEBHOOK must be an http(s) URL")
         self.url = url
         self.secret = parts.password or parts.query or None  # never in an error
         self.timeout = timeout

@@ -890,10 +890,11 @@ def main(argv: list[str] | None = None) -> int:
         from sinks.scope import UnknownScope
         from streams.importers import LogFormatError
 
+        from sinks.notify import ChannelError
         from streams.app import PipelineFailed
 
         if isinstance(exc, (CatalogError, BrokerError, FileNotFoundError, MappingError, LogFormatError,
-                            FlowchartError, UnknownScope, StoreError, PipelineFailed)):
+                            FlowchartError, UnknownScope, StoreError, PipelineFailed, ChannelError)):
             print(f"sunlight: {exc}", file=sys.stderr)
             return 2
         raise

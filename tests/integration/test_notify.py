@@ -10,7 +10,7 @@ from aiohttp import web
 
 from alerts.notices import RenderedNotice, message_id
 from alerts.tickets import Step
-from sinks.notify import NoticeError, SmtpSender, WebhookSender
+from sinks.notify import ChannelError, NoticeError, SmtpSender, WebhookSender
 
 NOTICE = RenderedNotice("C-1/overdue/level_1", "C-1/overdue", Step.LEVEL_1, "head", "市场监管局局长",
                         "scjg-head@example.gov.cn", "【督办升级】督办件 C-1/overdue 逾期未答复", "市场监管局局长：\n请督促答复。\n",
@@ -73,5 +73,5 @@ def test_an_smtp_url_is_read_and_its_password_never_shown():
     assert (sender.hostname, sender.port, sender.username, sender.password, sender.start_tls) == (
         "mail.city.example", 587, "user@city", "p@ss", True)
     assert SmtpSender("smtps://mail.city.example", "x@y").port == 465
-    with pytest.raises(ValueError):
+    with pytest.raises(ChannelError):
         SmtpSender("http://mail.city.example", "x@y")

@@ -384,3 +384,10 @@ def test_alerts_written_but_never_taken_by_the_ticket_agent_reach_it_after_a_res
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("written_at", "updated_at")} for r in rows]  # noqa
     assert [strip(x) for x in after] == [strip(x) for x in before]
     assert after[0][0]["status"] == "open"
+
+
+def test_a_wrong_smtp_url_is_a_clear_error_not_a_traceback(accepted_case):
+    events, data = accepted_case
+    done = sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--notify",
+                    smtp="mail.city.example:25", expect=2)
+    assert "SUNLIGHT_SMTP must look like smtp://" in done.stderr and "Traceback" not in done.stderr
