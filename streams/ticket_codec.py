@@ -1,15 +1,14 @@
 """The stored form of a case's tickets (the tickets table's values and its changelog records).
 
-JSON through orjson; times as RFC 3339 strings. A case's tickets are one record (a case has a
-handful of rules at most), keyed by case so that the table is co-partitioned with the alerts.
+JSON objects, encoded with orjson by the caller (`streams.tickets.CaseTickets`); times as RFC 3339
+strings. A case's tickets are one record (a case has a handful of rules at most), keyed by case
+so that the table is co-partitioned with the alerts.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-
-import orjson
 
 from alerts.model import AlertStatus, Rule, Severity
 from alerts.tickets import BundledAlert, Change, Ladder, Resolution, Ticket, TicketStatus
@@ -61,12 +60,10 @@ def ticket_from_json(obj: dict[str, Any]) -> Ticket:
     )
 
 
-def encode_tickets(tickets: dict[str, Ticket]) -> bytes:
+def tickets_to_json(tickets: dict[str, Ticket]) -> dict[str, Any]:
     """A case's tickets, by rule."""
-    return orjson.dumps({rule: ticket_to_json(t) for rule, t in tickets.items()})
+    return {rule: ticket_to_json(t) for rule, t in tickets.items()}
 
 
-def decode_tickets(raw: bytes | None) -> dict[str, Ticket]:
-    if not raw:
-        return {}
-    return {rule: ticket_from_json(obj) for rule, obj in orjson.loads(raw).items()}
+def tickets_from_json(obj: dict[str, Any]) -> dict[str, Ticket]:
+    return {rule: ticket_from_json(t) for rule, t in obj.items()}

@@ -35,7 +35,7 @@ from streams import metrics
 from streams.notices import notice_to_json
 from streams.steps import Letter, Unit, utcnow
 from streams.store import Recent
-from streams.ticket_codec import decode_tickets, encode_tickets, ticket_to_json
+from streams.ticket_codec import ticket_to_json, tickets_from_json, tickets_to_json
 
 MAX_ACTION_BYTES = 64 * 1024
 
@@ -49,13 +49,13 @@ class CaseTickets:
     others: dict[str, Alert] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return orjson.dumps({"tickets": orjson.loads(encode_tickets(self.tickets)),
+        return orjson.dumps({"tickets": tickets_to_json(self.tickets),
                              "others": [a.to_json() for a in self.others.values()]})
 
     @classmethod
     def decode(cls, case_id: str, raw: bytes) -> "CaseTickets":
         obj = orjson.loads(raw)
-        return cls(case_id, decode_tickets(orjson.dumps(obj["tickets"])),
+        return cls(case_id, tickets_from_json(obj["tickets"]),
                    {a["alert_id"]: Alert.from_json(a) for a in obj["others"]})
 
     @property
