@@ -145,9 +145,13 @@ class Pipeline:
             producer_max_batch_size=1_048_576,
         )
         app = self.app
-        faust_patches.deliver_units([settings.case_events_topic, settings.ticks_topic, settings.peers_topic,
-                                     settings.alerts_topic, settings.ticket_ticks_topic,
-                                     settings.ticket_actions_topic, settings.notices_topic])
+        # Each agent's topics, by topic; the last of them is the one a nudge goes through (its
+        # internal topic, or its only one: see retry_holes).
+        self.agent_topics: dict[str, tuple[str, ...]] = {topic: group for group in (
+            (settings.case_events_topic, settings.ticks_topic), (settings.peers_topic,),
+            (settings.alerts_topic, settings.ticket_ticks_topic), (settings.ticket_actions_topic,),
+            (settings.notices_topic,)) for topic in group}
+        faust_patches.deliver_units(self.agent_topics)
         units = faust_patches.UNIT_CODEC
         self.events_topic = app.topic(settings.case_events_topic, settings.ticks_topic, key_serializer="raw",
                                       value_serializer=units, partitions=settings.partitions)
@@ -400,14 +404,7 @@ class Pipeline:
         return missing
 
     def _agent_topics(self, topic: str) -> tuple[str, ...]:
-        settings = self.settings
-        if topic == settings.peers_topic:
-            return (settings.peers_topic,)
-        if topic in (settings.ticket_actions_topic, settings.notices_topic):
-            return (topic,)
-        if topic in (settings.alerts_topic, settings.ticket_ticks_topic):
-            return (settings.alerts_topic, settings.ticket_ticks_topic)
-        return (settings.case_events_topic, settings.ticks_topic)
+        return self.agent_topics.get(topic, (self.settings.case_events_topic, self.settings.ticks_topic))
 
     async def retry_holes(self) -> None:
         """Nudge each partition with a hole due to be read again: its agent reads holes only while
@@ -439,12 +436,7 @@ class Pipeline:
         for tp, holes in self.holes.items():
             if not any(hole.next_try <= now for hole in holes):
                 continue
-            topic = {self.settings.peers_topic: self.settings.peers_topic,
-                     self.settings.ticket_actions_topic: self.settings.ticket_actions_topic,
-                     self.settings.notices_topic: self.settings.notices_topic,
-                     self.settings.alerts_topic: self.settings.ticket_ticks_topic,
-                     self.settings.ticket_ticks_topic: self.settings.ticket_ticks_topic}.get(tp.topic,
-                                                                                             self.settings.ticks_topic)
+            topic = self._agent_topics(tp.topic)[-1]
             if (topic, tp.partition) not in nudged:
                 nudged.add((topic, tp.partition))
                 await self.send(topic, b"", orjson.dumps({"nudge": True}), tp.partition)
@@ -496,30 +488,29 @@ class Pipeline:
         """Send a tick for every case whose next due moment has come (event time in replay). One
         at a time: when it returns, everything it took from the index has been sent (`replay`
         relies on that)."""
-        async with self.fire_lock:
-            if not self.index_ready:
-                return 0
-            due = self.index.pop_due(self.clock.now)
-            for case_id, partition, now in due:
-                self.progress.ticks_sent += 1
-                await self.send(self.settings.ticks_topic, case_id.encode(),
-                                orjson.dumps({"case_id": case_id, "now": now.isoformat()}), partition)
-            if due:
-                metrics.TICKS_SENT.inc(len(due))
-                metrics.OPEN_DEADLINES.set(len(self.index))
-            return len(due)
+        sent = await self._fire(self.index, self.settings.ticks_topic)
+        if sent:
+            self.progress.ticks_sent += sent
+            metrics.TICKS_SENT.inc(sent)
+            metrics.OPEN_DEADLINES.set(len(self.index))
+        return sent
 
     async def fire_ticket_due(self) -> int:
         """Send a tick for every case whose tickets have a moment due (opening, deadline, level 2)."""
+        sent = await self._fire(self.ticket_index, self.settings.ticket_ticks_topic)
+        if sent:
+            metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))
+        return sent
+
+    async def _fire(self, index: DeadlineIndex, topic: str) -> int:
+        """Pop what is due from a deadline index and send each case a tick on `topic`."""
         async with self.fire_lock:
             if not self.index_ready:
                 return 0
-            due = self.ticket_index.pop_due(self.clock.now)
+            due = index.pop_due(self.clock.now)
             for case_id, partition, now in due:
-                await self.send(self.settings.ticket_ticks_topic, case_id.encode(),
-                                orjson.dumps({"case_id": case_id, "now": now.isoformat()}), partition)
-            if due:
-                metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))
+                await self.send(topic, case_id.encode(), orjson.dumps({"case_id": case_id, "now": now.isoformat()}),
+                                partition)
             return len(due)
 
     async def flush(self) -> bool:
@@ -636,11 +627,8 @@ class Pipeline:
 
     async def _on_assigned(self, sender, assigned, **kwargs) -> None:
         now = asyncio.get_running_loop().time()
-        agents = {self.settings.case_events_topic, self.settings.ticks_topic, self.settings.peers_topic,
-                  self.settings.alerts_topic, self.settings.ticket_ticks_topic, self.settings.ticket_actions_topic,
-                  self.settings.notices_topic}
         for tp in assigned:
-            if tp.topic in agents and tp not in self.assigned:
+            if tp.topic in self.agent_topics and tp not in self.assigned:
                 self.assigned.add(tp)
                 self.last_seen[tp] = now
         self.index_ready = False

@@ -166,18 +166,7 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
 
 async def end_offsets(bootstrap: str, topic: str, confirm: bool) -> dict[int, int]:
     """The log end offset of each partition of `topic`."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        listed = await consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
-    finally:
-        await consumer.stop()
-    if confirm:
-        listed = await confirm_end_offsets(bootstrap, listed)
-    return {tp.partition: offset for tp, offset in listed.items()}
+    return (await end_offsets_of(bootstrap, [topic], confirm))[topic]
 
 
 async def end_offsets_of(bootstrap: str, topics: Iterable[str], confirm: bool) -> dict[str, dict[int, int]]:
@@ -237,19 +226,7 @@ async def beginning_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 async def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The offsets `group` has committed in each partition of `topic` (partitions with none are left out)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        out = {}
-        for partition in range(partitions):
-            offset = await consumer.committed(TopicPartition(topic, partition))
-            if offset is not None and offset >= 0:
-                out[partition] = offset
-        return out
-    finally:
-        await consumer.stop()
+    return (await committed_offsets_of(bootstrap, group, [topic], partitions))[topic]
 
 
 async def fetch_range(bootstrap: str, topic: str, partition: int, start: int, end: int,
