@@ -192,6 +192,14 @@ def _load_catalog(args, settings: Settings, why: str):
     return load_catalog(read_yaml(catalog, "catalog"))
 
 
+def _print_jsonl(records) -> None:
+    """One JSON object per line on stdout (times and other values as their strings)."""
+    out = sys.stdout.buffer
+    for record in records:
+        out.write(orjson.dumps(record, default=str) + b"\n")
+    out.flush()
+
+
 @contextmanager
 def _store(settings: Settings):
     """A client of the store, migrated, closed afterwards."""
@@ -275,10 +283,7 @@ def cmd_export(args, settings: Settings) -> int:
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
-        out = sys.stdout.buffer
-        for record in export_alerts(client, scope, include_withdrawn=args.all):
-            out.write(orjson.dumps(record) + b"\n")
-        out.flush()
+        _print_jsonl(export_alerts(client, scope, include_withdrawn=args.all))
     finally:
         client.close()
     return 0
@@ -339,10 +344,7 @@ def cmd_dlq_list(args, settings: Settings) -> int:
     finally:
         client.close()
     if args.format == "jsonl":
-        out = sys.stdout.buffer
-        for letter in letters:
-            out.write(orjson.dumps(letter) + b"\n")
-        out.flush()
+        _print_jsonl(letters)
         return 0
     if not letters:
         print("没有死信 (no dead letters" + (f" with reason {args.reason}" if args.reason else "") + ")")
@@ -463,11 +465,10 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
     return 0 if refused == 0 else 1
 
 
-STATUS_WORDS = {"open": "待答复", "replied": "已答复待审核", "returned": "已退回重办", "closed": "已办结",
-                "withdrawn": "已撤销"}
 
 
 def cmd_tickets_list(args, settings: Settings) -> int:
+    from alerts.tickets import STATUS_TITLE
     from sinks.queries import pending_tickets, stored_tickets
 
     scope = user_scope(args, settings)
@@ -475,15 +476,14 @@ def cmd_tickets_list(args, settings: Settings) -> int:
         found = stored_tickets(client, scope, status=args.status)
         pending = pending_tickets(client, scope)
     if args.format == "jsonl":
-        for record in found:
-            sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
+        _print_jsonl(found)
         return 0
     if not found:
         print("没有督办件 (no tickets" + (f" with status {args.status}" if args.status else "") + ")")
         return 0
     print(f"{'督办件':<34} {'部门':<8} {'状态':<8} {'逾期':<4} {'升级':<4} {'答复期限':<17} 版本")
     for t in found:
-        print(f"{t['ticket_id']:<36} {t['department']:<10} {STATUS_WORDS.get(t['status'], t['status']):<8} "
+        print(f"{t['ticket_id']:<36} {t['department']:<10} {STATUS_TITLE.get(t['status'], t['status']):<8} "
               f"{'是' if t['overdue'] else '否':<5} {t['escalation_level']:<5} {(t['deadline'] or '—')[:16]:<19} "
               f"{t['version']}")
     if pending:
@@ -493,7 +493,7 @@ def cmd_tickets_list(args, settings: Settings) -> int:
 
 def cmd_tickets_show(args, settings: Settings) -> int:
     from alerts.describe import moment
-    from alerts.tickets import KIND_TITLE
+    from alerts.tickets import KIND_TITLE, STATUS_TITLE
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
     scope = user_scope(args, settings)
@@ -512,7 +512,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
         sys.stdout.buffer.write(orjson.dumps(out, default=str, option=orjson.OPT_INDENT_2) + b"\n")
         return 0
     lines = [f"督办件 {ticket['ticket_id']}（第 {ticket['version']} 版）",
-             f"  状态：{STATUS_WORDS.get(ticket['status'], ticket['status'])}"
+             f"  状态：{STATUS_TITLE.get(ticket['status'], ticket['status'])}"
              + (f"（{ticket['resolution']}）" if ticket['resolution'] else "")
              + ("，已逾期" if ticket['overdue'] else "") + f"，升级级别 {ticket['escalation_level']}",
              f"  部门：{ticket['department']}  办件：{ticket['case_id']}  事项：{ticket['item_code']}",
@@ -544,7 +544,7 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     import uuid
     from datetime import timezone
 
-    from alerts.tickets import INSPECTORS, ActionKind, ticket_id as make_ticket_id
+    from alerts.tickets import INSPECTORS, STATUS_TITLE, ActionKind, ticket_id as make_ticket_id
     from alerts.model import Rule
     from sinks.queries import dead_letters, export_alerts, stored_tickets, ticket_state
     from sinks.scope import Scope
@@ -592,7 +592,7 @@ def cmd_tickets_act(args, settings: Settings) -> int:
                    if action["action_id"] in str(letter.get("payload", ""))]
     if after and applied:
         ticket = after[0]
-        print(f"{ticket_id}: {STATUS_WORDS.get(ticket['status'], ticket['status'])}（第 {ticket['version']} 版）")
+        print(f"{ticket_id}: {STATUS_TITLE.get(ticket['status'], ticket['status'])}（第 {ticket['version']} 版）")
         return 0
     reason = f"{refused[0]['reason']}: {refused[0]['detail']}" if refused else "not applied"
     print(f"sunlight: {kind.value} on {ticket_id} refused: {reason}", file=sys.stderr)
@@ -627,21 +627,21 @@ def cmd_silences_add(args, settings: Settings) -> int:
 def cmd_silences_list(args, settings: Settings) -> int:
     from datetime import timezone
 
+    from alerts.tickets import Silence
+
     from sinks.queries import stored_silences
 
     with _store(settings) as client:
         found = stored_silences(client)
     if args.format == "jsonl":
-        for record in found:
-            sys.stdout.buffer.write(orjson.dumps(record, default=str) + b"\n")
+        _print_jsonl(found)
         return 0
     if not found:
         print("没有静默 (no silences)")
         return 0
     now = datetime.now(timezone.utc)
     for record in found:
-        ends = min(datetime.fromisoformat(record["until"]), datetime.fromisoformat(record["expired_at"])) \
-            if record["expired_at"] else datetime.fromisoformat(record["until"])
+        ends = Silence.from_record(record).until
         state = "生效中" if ends > now else "已结束"
         target = f"事项 {record['item_code']}" if record["item_code"] else f"部门 {record['department']}"
         print(f"{record['silence_id']}  {target}  至 {ends.isoformat()[:16]}  {state}  {record['reason']}  "

@@ -18,14 +18,15 @@ from rich.table import Table
 
 from alerts.model import RULE_TITLE, Rule
 from alerts.scenario import generate
-from alerts.tickets import INSPECTORS
+from alerts.tickets import INSPECTORS, STATUS_TITLE, TicketStatus
 from sinks.queries import alerts_by_rule_and_department, export_alerts, stored_tickets
 from sinks.scope import Scope
 from streams.runtime import produce, replay_clock, running_pipeline, wait_until_processed
 from streams.settings import Settings
 
 
-TICKET_WORDS = {"open": "待答复", "replied": "已答复", "returned": "已退回", "closed": "已办结", "withdrawn": "已撤销"}
+# The statuses a ticket shows, in the domain's words (a settling ticket is shown to nobody).
+TICKET_WORDS = {status.value: title for status, title in STATUS_TITLE.items() if status is not TicketStatus.SETTLING}
 
 
 def _tickets_view(tickets: list[dict]) -> Table:
