@@ -36,6 +36,13 @@ def pipeline_settings(data_dir: Path, **changes) -> Settings:
     return Settings(**base)
 
 
+def standalone_settings(broker: EmbeddedBroker, data_dir: Path, **changes: str) -> dict[str, str]:
+    """The environment of a `sunlight` process against a broker the test started (a Tansu
+    cluster to it), with the test suite's short timings."""
+    return {"SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu", "SUNLIGHT_DATA_DIR": str(data_dir),
+            "SUNLIGHT_PARTITIONS": "2", "SUNLIGHT_SESSION_TIMEOUT": "3", **changes}
+
+
 def write_inputs(directory: Path, scenario, events=None) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     catalog = directory / "catalog.yaml"

@@ -15,7 +15,8 @@ import orjson
 from alerts.scenario import generate
 from sinks.clickhouse import connect
 from streams.broker import EmbeddedBroker, committed_offsets
-from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, replay, write_inputs
+from tests.integration.conftest import (NOW, as_messages, identity, pipeline_settings, replay, standalone_settings,
+                                        write_inputs)
 
 
 async def committed(bootstrap: str, partitions: int) -> int:
@@ -66,11 +67,10 @@ def test_kill_and_restart_mid_stream(tmp_path):
     expected_cases = stored_cases(tmp_path / "baseline")
 
     with EmbeddedBroker() as broker:
-        env = {**os.environ, "SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
-               "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
-               "SUNLIGHT_SESSION_TIMEOUT": "3", "SUNLIGHT_TICK_INTERVAL": "0.2", "SUNLIGHT_FLUSH_INTERVAL": "0.3",
-               # Small units, so that the kill falls in the middle of one, with others done and to come.
-               "SUNLIGHT_UNIT_MAX_MESSAGES": "150", "UNIT_PAUSE": "0.05"}
+        env = {**os.environ, **standalone_settings(
+            broker, tmp_path / "data", SUNLIGHT_TICK_INTERVAL="0.2", SUNLIGHT_FLUSH_INTERVAL="0.3",
+            # Small units, so that the kill falls in the middle of one, with others done and to come.
+            SUNLIGHT_UNIT_MAX_MESSAGES="150"), "UNIT_PAUSE": "0.05"}
         now = ["--now", NOW.isoformat()]
         first = subprocess.Popen([sys.executable, "-c", PACED, "replay", str(events), "--catalog", str(catalog),
                                   *now], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -147,10 +147,9 @@ def test_killed_in_the_middle_of_a_unit_loses_and_doubles_nothing(scenario, base
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with EmbeddedBroker() as broker:
-        env = {**os.environ, "SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
-               "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
-               "SUNLIGHT_SESSION_TIMEOUT": "3", "SUNLIGHT_TICK_INTERVAL": "0.2", "SUNLIGHT_FLUSH_INTERVAL": "0.3",
-               "SUNLIGHT_UNIT_MAX_MESSAGES": "400", "KILL_AT_PUT": "250"}
+        env = {**os.environ, **standalone_settings(
+            broker, tmp_path / "data", SUNLIGHT_TICK_INTERVAL="0.2", SUNLIGHT_FLUSH_INTERVAL="0.3",
+            SUNLIGHT_UNIT_MAX_MESSAGES="400"), "KILL_AT_PUT": "250"}
         now = ["--now", NOW.isoformat()]
         killed = subprocess.run([sys.executable, "-c", KILLED_MID_UNIT, "replay", str(events), "--catalog",
                                  str(catalog), *now], env=env, capture_output=True, timeout=600)

@@ -17,7 +17,8 @@ from sinks.clickhouse import connect
 from sinks.queries import dead_letters, export_alerts
 from sinks.scope import Scope
 from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
-from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, read_all, replay, write_inputs
+from tests.integration.conftest import (NOW, as_messages, identity, pipeline_settings, read_all, replay, standalone_settings,
+                                        write_inputs)
 
 
 def histories(records):
@@ -191,9 +192,7 @@ def test_a_live_worker_that_cannot_rebuild_its_deadline_index_exits_non_zero(sce
     failing_index(monkeypatch)
     catalog, _ = write_inputs(tmp_path, scenario)
     with EmbeddedBroker() as broker:
-        for name, value in {"SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
-                            "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
-                            "SUNLIGHT_SESSION_TIMEOUT": "3"}.items():
+        for name, value in standalone_settings(broker, tmp_path / "data").items():
             monkeypatch.setenv(name, value)
         code = cli.main(["worker", "--catalog", str(catalog)])
     assert code == 1

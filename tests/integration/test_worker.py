@@ -13,7 +13,7 @@ import orjson
 
 from streams.broker import EmbeddedBroker
 from streams.runtime import produce
-from tests.integration.conftest import start_worker
+from tests.integration.conftest import standalone_settings, start_worker
 from tests.unit.helpers import CONTRACT, LICENCE
 
 EVENTS = [
@@ -26,9 +26,8 @@ EVENTS = [
 
 def test_worker_processes_events_and_stops_on_sigterm(tmp_path):
     with EmbeddedBroker() as broker:
-        env = {**os.environ, "SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
-               "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
-               "SUNLIGHT_SESSION_TIMEOUT": "3", "SUNLIGHT_CATALOG": str(CONTRACT / "catalog.example.yaml")}
+        env = {**os.environ, **standalone_settings(broker, tmp_path / "data",
+                                                    SUNLIGHT_CATALOG=str(CONTRACT / "catalog.example.yaml"))}
         worker = start_worker(env, broker.bootstrap, "-v")
         try:
             asyncio.run(produce(broker.bootstrap, "case-events",
