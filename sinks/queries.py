@@ -97,10 +97,11 @@ LETTER_COLUMNS = ("letter_id", "reason", "detail", "topic", "partition", "offset
 
 
 def dead_letters(client, scope: Scope, reason: str | None = None, include_redriven: bool = False,
-                 letter_ids: list[str] | None = None, tz: ZoneInfo = ZoneInfo("Asia/Shanghai")
-                 ) -> Iterator[dict[str, Any]]:
-    """The latest version of every dead letter in scope, oldest first. A letter that names no
-    department is seen only by an unrestricted scope (operators)."""
+                 letter_ids: list[str] | None = None, tz: ZoneInfo = ZoneInfo("Asia/Shanghai"),
+                 payload_containing: str | None = None) -> Iterator[dict[str, Any]]:
+    """The latest version of every dead letter in scope, oldest first (with `payload_containing`:
+    those whose payload holds that text). A letter that names no department is seen only by an
+    unrestricted scope (operators)."""
     conditions = []
     parameters: dict[str, Any] = {}
     if not include_redriven:
@@ -111,6 +112,9 @@ def dead_letters(client, scope: Scope, reason: str | None = None, include_redriv
     if letter_ids is not None:
         conditions.append("letter_id IN {letter_ids:Array(String)}")
         parameters["letter_ids"] = list(letter_ids)
+    if payload_containing is not None:
+        conditions.append("position(payload, {containing:String}) > 0")
+        parameters["containing"] = payload_containing
     query = ScopedQuery(", ".join(LETTER_COLUMNS), "dead_letters FINAL", where=" AND ".join(conditions),
                         tail="ORDER BY received_at, letter_id")
     sql, scope_parameters = query.sql(scope)

@@ -588,8 +588,7 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     with _store(settings) as client:
         after = stored_tickets(client, everything, ticket_id=ticket_id)
         applied = action["action_id"] in (ticket_state(client, ticket_id) or {}).get("actions", ())
-        refused = [letter for letter in dead_letters(client, everything)
-                   if action["action_id"] in str(letter.get("payload", ""))]
+        refused = list(dead_letters(client, everything, payload_containing=action["action_id"]))
     if after and applied:
         ticket = after[0]
         print(f"{ticket_id}: {STATUS_TITLE.get(ticket['status'], ticket['status'])}（第 {ticket['version']} 版）")

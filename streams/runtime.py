@@ -16,7 +16,7 @@ import signal
 from contextlib import asynccontextmanager
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
 
@@ -199,25 +199,17 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
 def _stored_notices(client) -> tuple[dict[str, str], list[tuple[bytes, bytes]]]:
     """The notice log: the status of every finished notice, and the notices recorded but not yet
     handled by the notifier when the last process stopped (sent to it again)."""
-    from alerts.notices import RenderedNotice
-    from alerts.tickets import Step
-    from streams.notices import FINISHED, notice_to_json
+    from sinks.queries import stored_notices
+    from sinks.scope import Scope
+    from streams.notices import FINISHED, notice_from_json, notice_to_json
 
-    columns = ("notice_id", "ticket_id", "step", "recipient_role", "recipient_name", "recipient_email", "subject",
-               "body", "department", "region", "due_at", "message_id", "status")
-    rows = client.query(f"SELECT {', '.join(columns)} FROM notices FINAL").result_rows
     statuses, unsent = {}, []
-    for row in rows:
-        record = dict(zip(columns, row))
+    for record in stored_notices(client, Scope.everything()):  # the pipeline's own state, not a user's view
         if record["status"] in FINISHED:
             statuses[record["notice_id"]] = record["status"]
-            continue
-        due_at = record["due_at"] if record["due_at"].tzinfo else record["due_at"].replace(tzinfo=timezone.utc)
-        notice = RenderedNotice(record["notice_id"], record["ticket_id"], Step(record["step"]),
-                                record["recipient_role"], record["recipient_name"], record["recipient_email"],
-                                record["subject"], record["body"], record["department"], record["region"], due_at,
-                                record["message_id"])
-        unsent.append((record["ticket_id"].rpartition("/")[0].encode(), orjson.dumps(notice_to_json(notice))))
+        else:
+            unsent.append((record["ticket_id"].rpartition("/")[0].encode(),
+                           orjson.dumps(notice_to_json(notice_from_json(record)))))
     return statuses, unsent
 
 
