@@ -11,7 +11,7 @@ Faust does for `table[key] = value` less its per-write cost.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from alerts.peers import PeerGroup
 from alerts.state import CaseState
@@ -85,33 +85,45 @@ class CaseStore:
                 yield (case_id, *stored_partition_and_due(stored))
 
 
-class GroupStore:
-    """Penalty peer groups of the partitions a worker holds, kept in a Faust table like the cases,
-    with the decoded groups in front (a group holds up to thousands of decisions, and each unit of
-    facts changes a few of them)."""
+class TableStore:
+    """Values of a Faust table of the partitions a worker holds (stored bytes), the decoded ones used
+    most recently in front, and seeds from the store for keys the table lacks (a fresh embedded
+    broker)."""
 
-    def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int):
+    def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int,
+                 decode: Callable[[str, bytes], Any], encode: Callable[[Any], bytes]):
         self.table = table
-        self.write = write
+        self.write = write  # (key, stored bytes, partition): into the table's data, and its changelog
         self.cache: Recent = Recent(cache_size)
-        self.seeds: dict[str, PeerGroup] = {}  # rebuilt from the store's decisions (a fresh embedded broker)
+        self.seeds: dict[str, Any] = {}
+        self.decode = decode
+        self.encode = encode
 
-    def get(self, key: str) -> PeerGroup | None:
-        group = self.cache.use(key)
-        if group is not None:
-            return group
+    def get(self, key: str):
+        value = self.cache.use(key)
+        if value is not None:
+            return value
         stored = self.table.data.get(key)
-        if stored:
-            group = decode_group(stored)
-        else:
-            group = self.seeds.pop(key, None)
-        if group is not None:
-            self.cache.keep(group.key, group)
-        return group
+        value = self.decode(key, stored) if stored else self.seeds.pop(key, None)
+        if value is not None:
+            self.cache.keep(key, value)
+        return value
 
-    def put(self, group: PeerGroup, partition: int) -> None:
-        self.write(group.key, encode_group(group), partition)
-        self.cache.keep(group.key, group)
+    def put_value(self, key: str, value, partition: int) -> None:
+        self.write(key, self.encode(value), partition)
+        self.cache.keep(key, value)
 
     def forget_cache(self) -> None:
         self.cache.clear()
+
+
+class GroupStore(TableStore):
+    """Penalty peer groups, kept in a Faust table like the cases (a group holds up to thousands of
+    decisions, and each unit of facts changes a few of them); seeds rebuilt from the store's
+    decisions."""
+
+    def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int):
+        super().__init__(table, write, cache_size, lambda key, stored: decode_group(stored), encode_group)
+
+    def put(self, group: PeerGroup, partition: int) -> None:
+        self.put_value(group.key, group, partition)

@@ -34,7 +34,7 @@ from sinks.rows import notice_row, ticket_row
 from streams import metrics
 from streams.notices import notice_to_json
 from streams.steps import Letter, Unit, utcnow
-from streams.store import Recent
+from streams.store import TableStore
 from streams.ticket_codec import ticket_to_json, tickets_from_json, tickets_to_json
 
 MAX_ACTION_BYTES = 64 * 1024
@@ -63,32 +63,19 @@ class CaseTickets:
         return min((t.next_due for t in self.tickets.values() if t.next_due is not None), default=None)
 
 
-class TicketStore:
-    """Cases' tickets of the partitions a worker holds: a Faust table of encoded records, decoded
-    ones of recent cases in front, seeds from the store after a restart on a fresh broker."""
+class TicketStore(TableStore):
+    """Cases' tickets, kept in a Faust table (one encoded record per case); a case with none has an
+    empty record."""
 
     def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int):
-        self.table = table
-        self.write = write
-        self.cache: Recent = Recent(cache_size)
-        self.seeds: dict[str, CaseTickets] = {}
+        super().__init__(table, write, cache_size, CaseTickets.decode, CaseTickets.encode)
         self.written: dict[str, int] = {}  # case -> partition, since the pipeline last indexed
 
     def get(self, case_id: str) -> CaseTickets:
-        found = self.cache.use(case_id)
-        if found is not None:
-            return found
-        stored = self.table.data.get(case_id)
-        if stored:
-            found = CaseTickets.decode(case_id, stored)
-        else:
-            found = self.seeds.pop(case_id, None) or CaseTickets(case_id)
-        self.cache.keep(case_id, found)
-        return found
+        return super().get(case_id) or CaseTickets(case_id)
 
     def put(self, tickets: CaseTickets, partition: int) -> None:
-        self.write(tickets.case_id, tickets.encode(), partition)
-        self.cache.keep(tickets.case_id, tickets)
+        self.put_value(tickets.case_id, tickets, partition)
         self.written[tickets.case_id] = partition
 
     def stored(self):
@@ -96,9 +83,6 @@ class TicketStore:
         for case_id, stored in list(self.table.data.items()):
             if stored:
                 yield case_id, CaseTickets.decode(case_id, stored).next_due
-
-    def forget_cache(self) -> None:
-        self.cache.clear()
 
 
 @dataclass
