@@ -1,8 +1,21 @@
-"""Numbered, reversible ClickHouse migrations.
+"""Numbered, reversible ClickHouse migrations that resume after a crash.
 
-Each module ``NNNN_name.py`` defines ``forwards`` and ``backwards``: lists of
-SQL statements. `migrate` applies the ones not yet recorded in
-``schema_migrations``; `rollback` undoes them, newest first, down to a version.
+Each module ``NNNN_name.py`` defines ``forwards`` and ``backwards``: lists of steps, each a SQL
+statement or a `Step`. `migrate` applies the migrations not applied yet; `rollback` undoes them,
+newest first, down to a version.
+
+ClickHouse has no transactions, so a process killed inside a migration leaves some of its
+statements applied. Two things make the next run finish the work instead of failing on it:
+
+* The ledger, ``schema_migrations``, is append-only: after each step it gains a row with the
+  version, the direction, how many steps are done and whether that direction is finished. A
+  version's newest row (by ``seq``) is its state; a rerun skips the steps done and starts at the
+  one that was interrupted. (Rows written before the ledger had those columns read as finished
+  forwards, which is what they recorded.)
+* Every step is safe to run again after it ran, wholly or in part (``IF [NOT] EXISTS``, a copy
+  that skips the rows already copied, a guard that skips a step whose source is gone). The
+  tests kill the migrations after every single statement and check that a rerun ends in the
+  same schema, with every row.
 """
 
 from __future__ import annotations
@@ -10,21 +23,62 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
-LEDGER = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version UInt32, name String, applied_at DateTime DEFAULT now()
-) ENGINE = MergeTree ORDER BY version
-"""
+LEDGER = (
+    """
+    CREATE TABLE IF NOT EXISTS schema_migrations (
+        version UInt32, name String, applied_at DateTime DEFAULT now()
+    ) ENGINE = MergeTree ORDER BY version
+    """,
+    "ALTER TABLE schema_migrations "
+    "ADD COLUMN IF NOT EXISTS direction LowCardinality(String) DEFAULT 'forwards', "
+    "ADD COLUMN IF NOT EXISTS steps_done UInt32 DEFAULT 0, "
+    "ADD COLUMN IF NOT EXISTS finished UInt8 DEFAULT 1, "
+    "ADD COLUMN IF NOT EXISTS seq UInt64 DEFAULT 0",
+)
+
+Direction = Literal["forwards", "backwards"]
+
+
+class MigrationInterrupted(RuntimeError):
+    """The other direction of a migration was interrupted; finish that first."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """Statements run, and run again after a crash, as one step.
+
+    `only_if` is a query whose single value is 1 when the step has something to do; a step whose
+    source is already gone (a copy after its source table was dropped) is skipped.
+    """
+    statements: tuple[str, ...]
+    only_if: str | None = None
 
 
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    forwards: Sequence[str]
-    backwards: Sequence[str]
+    forwards: Sequence[Step]
+    backwards: Sequence[Step]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A version's newest ledger row."""
+    direction: Direction
+    steps_done: int
+    finished: bool
+
+    @property
+    def applied(self) -> bool:
+        """Applied, or applied and its rollback stopped half way."""
+        return (self.direction == "forwards") == self.finished
+
+
+def _steps(declared) -> tuple[Step, ...]:
+    return tuple(step if isinstance(step, Step) else Step((step,)) for step in declared)
 
 
 def all_migrations() -> list[Migration]:
@@ -34,7 +88,7 @@ def all_migrations() -> list[Migration]:
         if not number.isdigit():
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        found.append(Migration(int(number), name, module.forwards, module.backwards))
+        found.append(Migration(int(number), name, _steps(module.forwards), _steps(module.backwards)))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if versions != list(range(1, len(found) + 1)):
@@ -42,36 +96,66 @@ def all_migrations() -> list[Migration]:
     return found
 
 
+def progress(client) -> dict[int, Progress]:
+    """Each version's state in the ledger (created, or brought up to date, first)."""
+    for statement in LEDGER:
+        client.command(statement)
+    rows = client.query("SELECT version, argMax(direction, seq), argMax(steps_done, seq), "
+                        "argMax(finished, seq) FROM schema_migrations GROUP BY version").result_rows
+    return {version: Progress(direction, steps_done, bool(finished))
+            for version, direction, steps_done, finished in rows}
+
+
 def applied(client) -> list[int]:
-    client.command(LEDGER)
-    return [row[0] for row in client.query("SELECT version FROM schema_migrations ORDER BY version").result_rows]
+    return sorted(version for version, state in progress(client).items() if state.applied)
+
+
+def _run(client, migration: Migration, direction: Direction, state: Progress | None) -> None:
+    """Run the steps of one direction not recorded as done, recording each."""
+    steps = getattr(migration, direction)
+    start = state.steps_done if state and state.direction == direction and not state.finished else 0
+    for number in range(start, len(steps)):
+        step = steps[number]
+        if step.only_if is None or client.query(step.only_if).result_rows[0][0]:
+            for statement in step.statements:
+                client.command(statement)
+        seq = client.query("SELECT max(seq) + 1 FROM schema_migrations").result_rows[0][0]
+        client.insert("schema_migrations",
+                      [[migration.version, migration.name, direction, number + 1, number + 1 == len(steps), seq]],
+                      column_names=["version", "name", "direction", "steps_done", "finished", "seq"])
 
 
 def migrate(client) -> list[int]:
     """Apply every migration not applied yet; returns the versions applied now."""
-    done = set(applied(client))
+    states = progress(client)
     ran = []
     for migration in all_migrations():
-        if migration.version in done:
+        state = states.get(migration.version)
+        if state and state.applied:
+            if not state.finished:
+                raise MigrationInterrupted(
+                    f"rolling back migration {migration.version} ({migration.name}) stopped after "
+                    f"{state.steps_done} of {len(migration.backwards)} steps; run the rollback again to finish it")
             continue
-        for statement in migration.forwards:
-            client.command(statement)
-        client.insert("schema_migrations", [[migration.version, migration.name]],
-                      column_names=["version", "name"])
+        _run(client, migration, "forwards", state)
         ran.append(migration.version)
     return ran
 
 
 def rollback(client, to_version: int = 0) -> list[int]:
     """Undo applied migrations above `to_version`, newest first."""
-    done = set(applied(client))
+    states = progress(client)
     undone = []
     for migration in reversed(all_migrations()):
-        if migration.version <= to_version or migration.version not in done:
+        state = states.get(migration.version)
+        if migration.version <= to_version or state is None:
             continue
-        for statement in migration.backwards:
-            client.command(statement)
-        client.command(f"ALTER TABLE schema_migrations DELETE WHERE version = {migration.version} "
-                       f"SETTINGS mutations_sync = 1")
+        if not state.applied:
+            if not state.finished:
+                raise MigrationInterrupted(
+                    f"migration {migration.version} ({migration.name}) stopped after {state.steps_done} of "
+                    f"{len(migration.forwards)} steps; run migrate to finish it before rolling back")
+            continue
+        _run(client, migration, "backwards", state)
         undone.append(migration.version)
     return undone

@@ -7,10 +7,11 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
 from alerts.model import RULE_TITLE, Rule
 from sinks.clickhouse import connect
-from sinks.migrations import all_migrations, applied, migrate, rollback
+from sinks.migrations import MigrationInterrupted, all_migrations, applied, migrate, progress, rollback
 
 
 def test_the_demo_shows_every_rule_within_a_minute(tmp_path):
@@ -58,5 +59,100 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
         assert not {"case_events", "cases", "alerts", "dead_letters", "tickets", "notices", "silences"} & tables
         assert migrate(client) == [1, 2, 3, 4, 5]
+    finally:
+        client.close()
+
+
+class Killed(Exception):
+    """Stands for kill -9: raised right after the statement it interrupts took effect."""
+
+
+class KilledAfter:
+    """A store client whose process dies after its `calls`-th statement or insert."""
+
+    def __init__(self, client, calls: int):
+        self._client, self._left = client, calls
+
+    def _count(self):
+        self._left -= 1
+        if self._left == 0:
+            raise Killed
+
+    def command(self, *args, **kwargs):
+        result = self._client.command(*args, **kwargs)
+        self._count()
+        return result
+
+    def insert(self, *args, **kwargs):
+        result = self._client.insert(*args, **kwargs)
+        self._count()
+        return result
+
+    def query(self, *args, **kwargs):
+        return self._client.query(*args, **kwargs)
+
+
+def _schema(client) -> list:
+    """Every table but the ledger: its columns, engine, keys and partitioning."""
+    tables = client.query("SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() "
+                          "AND name != 'schema_migrations' ORDER BY name").result_rows
+    columns = client.query("SELECT table, name, type FROM system.columns WHERE database = currentDatabase() "
+                           "AND table != 'schema_migrations' ORDER BY table, position").result_rows
+    return tables + columns
+
+
+def _events(client) -> list:
+    return client.query("SELECT case_id, event_id, occurred_at FROM case_events FINAL "
+                        "ORDER BY case_id, event_id").result_rows
+
+
+def _killed(run, client, calls: int) -> bool:
+    try:
+        run(KilledAfter(client, calls))
+    except Killed:
+        return True
+    return False
+
+
+def test_a_migration_killed_after_any_statement_finishes_on_the_next_run(tmp_path):
+    """Kill migrate (and rollback) after each statement in turn: the next run ends in the same
+    schema with every row, and the other direction refuses to start on a half-done migration."""
+    client = connect(None, tmp_path)
+    try:
+        latest = [m.version for m in all_migrations()]
+        for base in (0, 1):
+            rollback(client, 0)
+            migrate(client)
+            full = _schema(client)
+            rollback(client, base)
+            at_base = _schema(client)
+            if base:  # rows written under 0001's monthly partitions must survive every rebuild
+                client.command("INSERT INTO case_events (case_id, event_id, occurred_at, recorded_at, ingested_at) "
+                               "VALUES ('c1', 'e1', '2025-01-31 23:00:00.123', '2025-01-31 23:00:00', now()), "
+                               "('c1', 'e2', '2025-02-01 08:00:00', '2025-02-01 08:00:00', now()), "
+                               "('c2', 'e1', '2013-06-01 08:00:00', '2013-06-01 08:00:00', now())")
+            rows = _events(client) if base else None
+            calls, migrate_killed, rollback_killed = 0, True, True
+            while migrate_killed or rollback_killed:
+                calls += 1
+                migrate_killed = _killed(migrate, client, calls)
+                if migrate_killed and any(not state.applied and not state.finished
+                                          for state in progress(client).values()):
+                    with pytest.raises(MigrationInterrupted, match="run migrate to finish it"):
+                        rollback(client, base)
+                migrate(client)
+                assert (applied(client), _schema(client)) == (latest, full), f"migrate killed after {calls} calls"
+                assert rows is None or _events(client) == rows, f"migrate killed after {calls} calls"
+
+                rollback_killed = _killed(lambda c: rollback(c, base), client, calls)
+                if rollback_killed and any(state.applied and not state.finished
+                                           for state in progress(client).values()):
+                    with pytest.raises(MigrationInterrupted, match="run the rollback again"):
+                        migrate(client)
+                rollback(client, base)
+                assert (applied(client), _schema(client)) == (latest[:base], at_base), \
+                    f"rollback killed after {calls} calls"
+                assert rows is None or _events(client) == rows, f"rollback killed after {calls} calls"
+            assert calls > 2 * len(latest)  # every statement of every migration was a kill point
     finally:
         client.close()
