@@ -64,6 +64,11 @@ class Settings:
     notify: bool = True  # send notices (`replay` and `import` turn it off unless --notify)
     notice_attempts: int = 4
     notice_retry_seconds: float = 0.5  # doubles with each attempt, at most 30 s
+    # The worker's HTTP port for /metrics (Prometheus), /healthz and /readyz; 0 turns it off, so
+    # that several workers can share a host (each with its own port).
+    metrics_port: int = 9464
+    grafana_url: str | None = None  # `sunlight dashboards push`: the Grafana to provision
+    grafana_token: str | None = field(default=None, repr=False)  # its service-account token (never logged)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -92,6 +97,9 @@ class Settings:
             webhook=env.get("SUNLIGHT_WEBHOOK") or None,
             notice_attempts=int(_float(env, "SUNLIGHT_NOTICE_ATTEMPTS", 4)),
             notice_retry_seconds=_float(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5),
+            metrics_port=int(_float(env, "SUNLIGHT_METRICS_PORT", 9464)),
+            grafana_url=env.get("SUNLIGHT_GRAFANA_URL") or None,
+            grafana_token=env.get("SUNLIGHT_GRAFANA_TOKEN") or None,
         )
 
     @property
