@@ -8,7 +8,7 @@ as the pipeline writes it), then for each condition, in the same run: nothing wr
 then a writer thread that flushes every `interval` seconds what `--rate` events/s bring (one
 Arrow insert per table per flush, as `sinks.writer.ClickHouseWriter` makes them: the events,
 one case row per event, an alert version per ten events, with fresh keys and times of now),
-for `--seconds`, while the main thread runs every dashboard panel (`dashboards.queries.PANELS`)
+for `--seconds`, while the main thread runs every ClickHouse panel of the dashboards (as Grafana sends it)
 over and over and samples the active parts of each table once a second (background merges run
 as they would). Prints, per condition: the inserts made and their p50/p95 time, the active parts
 (mean and max), and each panel's p50/p95 with the ratio of its p95 to the quiet one.
@@ -24,13 +24,12 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.dashboard_queries import Generator, machine, percentile, settle, table_stats  # noqa: E402
-from dashboards.queries import PANELS  # noqa: E402
+from bench.dashboard_queries import Generator, machine, panel_queries, percentile, settle, table_stats  # noqa: E402
 from sinks.clickhouse import connect  # noqa: E402
 from sinks.migrations import migrate  # noqa: E402
 from sinks.rows import to_arrow  # noqa: E402
@@ -93,8 +92,8 @@ def active_parts(client) -> dict[str, int]:
     return {t: counts.get(t, 0) for t in TABLES}
 
 
-def measure(client, values: dict, seconds: float, writer: Writer | None) -> dict:
-    times: dict[str, list[float]] = {name: [] for name in PANELS}
+def measure(client, panels: dict[str, str], seconds: float, writer: Writer | None) -> dict:
+    times: dict[str, list[float]] = {name: [] for name in panels}
     parts: list[dict[str, int]] = []
     if writer is not None:
         writer.start()
@@ -102,10 +101,9 @@ def measure(client, values: dict, seconds: float, writer: Writer | None) -> dict
     next_sample = time.monotonic()
     try:
         while time.monotonic() < end:
-            for name, panel in PANELS.items():
-                params = {k: values[k] for k in panel.params}
+            for name, sql in panels.items():
                 started = time.perf_counter()
-                client.query(panel.sql, parameters=params)
+                client.query(sql)
                 times[name].append((time.perf_counter() - started) * 1000)
                 if time.monotonic() >= next_sample:
                     parts.append(active_parts(client))
@@ -138,6 +136,7 @@ def main() -> None:
         gen.plan()
         gen.history()
         gen.recent()
+        gen.catalog_and_tickets()
         gen.cleanup()
         print(f"store: {args.events:,} case events generated in {time.perf_counter() - started:.0f} s "
               f"(bench/dashboard_queries.py's generator)")
@@ -145,17 +144,17 @@ def main() -> None:
         for line in table_stats(client):
             print(line)
         rows = templates(client)
-        month = datetime.now(timezone(timedelta(hours=8))).date().replace(day=1).isoformat()
-        department = client.query("SELECT department FROM cases GROUP BY department "
-                                  "ORDER BY count() DESC LIMIT 1").result_rows[0][0]
-        values = {"month": month, "department": department}
-        for name, panel in PANELS.items():  # warm-up
-            client.query(panel.sql, parameters={k: values[k] for k in panel.params})
-        results = {"quiet": measure(client, values, args.seconds, None)}
+        # Each panel as its dashboard opens now (bench/dashboard_queries.py's panel_queries); the range
+        # is fixed when the run starts, so the rows the writer adds later are outside the "today"
+        # panels' range but inside every other panel's.
+        panels = {name: sql for name, (sql, *_) in panel_queries(client, datetime.now(timezone.utc)).items()}
+        for sql in panels.values():  # warm-up
+            client.query(sql)
+        results = {"quiet": measure(client, panels, args.seconds, None)}
         for interval in args.intervals:
             settle(client, timeout=300)
             writer = Writer(work, rows, args.rate, interval, f"FLUSH{interval}")
-            results[f"flush {interval:g} s"] = measure(client, values, args.seconds, writer)
+            results[f"flush {interval:g} s"] = measure(client, panels, args.seconds, writer)
         print(f"\nwriting {args.rate:.0f} events/s for {args.seconds:.0f} s per condition, panels run in a loop "
               f"meanwhile\n")
         print(f"{'condition':<14} {'flushes':>7} {'insert p50/p95 ms':>18}  "
@@ -168,7 +167,7 @@ def main() -> None:
                 f"{statistics.fmean(p[t] for p in parts):>16.1f}/{max(p[t] for p in parts):<7d}" for t in TABLES))
         print(f"\n{'panel p95 ms (p50)':<34}" + "".join(f"{label:>24}" for label in results))
         quiet = results["quiet"]["times"]
-        for name in PANELS:
+        for name in panels:
             cells = []
             for label, result in results.items():
                 times = result["times"][name]

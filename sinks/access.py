@@ -10,8 +10,9 @@ types SQL by hand in Grafana or clickhouse-client still sees only their own rows
   shows a user nothing of a table that has row policies unless one of them admits the
   user, so the pipeline's user needs this role once the policies exist.
 
-Each role gets SELECT on the tables and one permissive row policy per table; a user with
-several roles sees the union. Users are created with a SHA-256 hash of their password,
+Each role gets SELECT on the scoped tables and one permissive row policy per table (a user with
+several roles sees the union), and SELECT on the catalog's copy, which has no policies: the
+catalog is public. Users are created with a SHA-256 hash of their password,
 so the password itself is never sent in a statement (nor logged or printed).
 
 Embedded chdb has no access control (``CREATE USER`` is refused), so this applies only
@@ -25,7 +26,10 @@ from dataclasses import dataclass
 
 from alerts.catalog import Catalog
 
-SCOPED_TABLES = ("case_events", "cases", "alerts", "tickets", "notices")
+SCOPED_TABLES = ("case_events", "cases", "alerts", "tickets", "notices", "dead_letters")
+# The catalog's copy in the store (migration 0006): public, as the catalog itself is; every role
+# reads all of it (the dashboards' variables and names come from it).
+PUBLIC_TABLES = ("catalog_departments", "catalog_items", "catalog_codes")
 ALL_ROLE = "sunlight_all"
 
 
@@ -77,6 +81,8 @@ def policy_statements(catalog: Catalog, database: str) -> list[str]:
             statements.append(f"GRANT SELECT ON {target} TO {role}")
             statements.append(f"CREATE ROW POLICY OR REPLACE {identifier(grant.role + '_' + table)} ON {target} "
                               f"AS permissive FOR SELECT USING {grant.condition} TO {role}")
+        for table in PUBLIC_TABLES:
+            statements.append(f"GRANT SELECT ON {identifier(database)}.{identifier(table)} TO {role}")
     return statements
 
 

@@ -119,6 +119,10 @@ class Pipeline:
         self.holes: dict = {}
         self.start_offsets: dict[str, dict[int, int]] = {}  # by topic, read when first needed
         self.assigned: set = set()  # the partitions of the agents' topics this worker holds
+        # Cases whose state or tickets were written since streams.health.Watch last counted them
+        # (sets while a watch counts them, as `sunlight worker` does; None: nobody counts).
+        self.touched_cases: set[str] | None = None
+        self.touched_tickets: set[str] | None = None
         # Loop time of the last unit: by topic partition (or its assignment), and by agent (its topics).
         self.last_seen: dict = {}
         # Tansu quirk: group joins wait about half the session timeout, so keep it short there.
@@ -291,6 +295,8 @@ class Pipeline:
                 self.held[case_id] = unit.partition
             else:
                 self.held.pop(case_id, None)
+        if self.touched_cases is not None:  # counted by status on a timer (streams.health.Watch)
+            self.touched_cases |= self.store.written
         self.store.written.clear()
         metrics.OPEN_DEADLINES.set(len(self.index))
 
@@ -299,6 +305,8 @@ class Pipeline:
             held = self.ticket_store.cache.get(case_id)
             if held is not None:
                 self.ticket_index.schedule(case_id, held.next_due, partition)
+        if self.touched_tickets is not None:
+            self.touched_tickets.update(self.ticket_store.written)
         self.ticket_store.written.clear()
         metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))
 
@@ -547,6 +555,7 @@ class Pipeline:
                 await self.outbox.send()
                 seconds = 0.0
             metrics.SINK_FLUSH_SECONDS.observe(seconds)
+            metrics.SINK_BATCH_ROWS.observe(batch.count)
             for table, rows in batch.rows.items():
                 metrics.SINK_ROWS.labels(table).inc(len(rows))
             self.writer.written(batch)
@@ -585,7 +594,21 @@ class Pipeline:
         await self.outputs.keep_letter(letter, key.encode() or None)
 
     async def reload_catalog(self) -> None:
-        self.catalog.maybe_reload()
+        if self.catalog.maybe_reload():
+            await self.write_catalog_rows()
+
+    async def write_catalog_rows(self) -> None:
+        """The reloaded catalog into the store, for the dashboards' names and variables."""
+        from sinks.catalog_rows import write_catalog
+
+        def write() -> None:
+            with self.writer.lock:
+                write_catalog(self.writer.client, self.catalog.judge.catalog)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.writer.executor, write)
+        except Exception as exc:  # the store is down: the dashboards show the previous copy
+            log.warning("could not write the reloaded catalog to the store: %s", exc)
 
     def ticket_policy(self):
         """The catalog's ticket policy with the silences in force."""

@@ -668,14 +668,14 @@ def cmd_silences_expire(args, settings: Settings) -> int:
 
 
 def cmd_worker(args, settings: Settings) -> int:
-    from streams.runtime import running_pipeline
+    from streams.runtime import running_worker
 
     catalog = Path(args.catalog or settings.catalog or "")
     if not catalog.is_file():
         raise SystemExit("sunlight worker needs a catalog: --catalog FILE or SUNLIGHT_CATALOG")
 
     async def run() -> int:
-        async with running_pipeline(settings, catalog) as running:
+        async with running_worker(settings, catalog) as running:  # serves /metrics, /healthz, /readyz
             log.warning("worker running against %s; Ctrl-C to stop", running.bootstrap)
             stopped = asyncio.ensure_future(running.worker.wait_until_stopped())  # SIGINT / SIGTERM
             failed = asyncio.ensure_future(running.pipeline.failed.wait())
@@ -693,6 +693,56 @@ def cmd_worker(args, settings: Settings) -> int:
         return asyncio.run(run())
     except KeyboardInterrupt:
         return 0
+
+
+def cmd_dashboards_push(args, settings: Settings) -> int:
+    """Create or update the folder, both datasources and the dashboards in Grafana, writing only
+    what differs (a second push makes GET requests only). Never prints the token or a password."""
+    from dashboards.provision import (ClickHouseTarget, ProvisionError, clickhouse_datasource, connect,
+                                      built_dashboards, prometheus_datasource, push, redact_url)
+
+    try:
+        clickhouse_url = args.clickhouse_url or settings.clickhouse
+        if not clickhouse_url:
+            raise ProvisionError("the ClickHouse server Grafana queries is not set: --clickhouse-url "
+                                 "http://USER@HOST:8123/DATABASE or SUNLIGHT_CLICKHOUSE")
+        # The datasource user's password stays out of the command line (as `access add-user`'s does).
+        target = ClickHouseTarget.from_url(clickhouse_url, user=args.clickhouse_user,
+                                           password=settings.grafana_clickhouse_password)
+        datasources = [clickhouse_datasource(target), prometheus_datasource(args.prometheus_url)]
+        api = connect(settings.grafana_url, settings.grafana_token)
+        changes = push(api, settings.grafana_url, settings.grafana_token, built_dashboards(), datasources,
+                       update_secrets=args.update_secrets, dry_run=args.dry_run)
+    except ProvisionError as exc:
+        print(f"sunlight: {exc}", file=sys.stderr)
+        return 2
+    for change in changes:
+        print(change.describe(), file=sys.stderr)
+    written = [c for c in changes if c.action != "unchanged"]
+    print(f"{'dry run, ' if args.dry_run else ''}Grafana at {redact_url(settings.grafana_url)}: "
+          f"{len(written)} {'to write' if args.dry_run else 'written'}, {len(changes) - len(written)} unchanged",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_dashboards_export(args, settings: Settings) -> int:
+    """The dashboards as JSON files for Grafana's file provisioning (and its provisioning YAML)."""
+    from dashboards.provision import ProvisionError, built_dashboards, export, stale_files
+
+    try:
+        dashboards = built_dashboards()
+    except ProvisionError as exc:
+        print(f"sunlight: {exc}", file=sys.stderr)
+        return 2
+    directory = Path(args.dir)
+    written = export(directory, dashboards, Path(args.provisioning) if args.provisioning else None,
+                     args.dashboards_path)
+    print(f"wrote {len(written)} files: {len(dashboards)} dashboards in {directory}"
+          + (f", provisioning YAML in {args.provisioning}" if args.provisioning else ""), file=sys.stderr)
+    for path in stale_files(directory, dashboards):
+        print(f"sunlight: {path} is no dashboard any more; a file provider would still load it: remove it",
+              file=sys.stderr)
+    return 0
 
 
 def cmd_demo(args, settings: Settings) -> int:
@@ -864,6 +914,33 @@ def build_parser() -> argparse.ArgumentParser:
     expire.add_argument("silence_id")
     expire.add_argument("--at", help="RFC 3339 time with an offset (default: now)")
     expire.set_defaults(func=cmd_silences_expire)
+
+    grafana = sub.add_parser("dashboards", help="Grafana: push the dashboards and datasources, or export them "
+                             "for file provisioning (docs/grafana.md)")
+    grafana_sub = grafana.add_subparsers(dest="dashboards_command", required=True)
+    push = grafana_sub.add_parser("push", help="create or update the folder 阳光监察, the ClickHouse and Prometheus "
+                                  "datasources and the dashboards in the Grafana at SUNLIGHT_GRAFANA_URL (token: "
+                                  "SUNLIGHT_GRAFANA_TOKEN); writes only what differs")
+    push.add_argument("--clickhouse-url", help="the ClickHouse server as Grafana reaches it, http(s)://USER@HOST:PORT/"
+                      "DATABASE (clickhouse:// for the native protocol; default: SUNLIGHT_CLICKHOUSE); the password "
+                      "from SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD or the URL")
+    push.add_argument("--clickhouse-user", help="the datasource's ClickHouse user (default: the URL's): a viewer "
+                      "group's own user, limited by its row policies")
+    push.add_argument("--prometheus-url", default="http://localhost:9090",
+                      help="the Prometheus as Grafana reaches it (default: http://localhost:9090)")
+    push.add_argument("--update-secrets", action="store_true", help="write the ClickHouse password even where "
+                      "Grafana has one (Grafana never shows a stored password, so a push cannot compare it)")
+    push.add_argument("--dry-run", action="store_true", help="print what would change; only read")
+    push.set_defaults(func=cmd_dashboards_push)
+    export_files = grafana_sub.add_parser("export", help="write the dashboards as JSON files, one per uid, for "
+                                          "Grafana's file provisioning")
+    export_files.add_argument("dir")
+    export_files.add_argument("--provisioning", metavar="DIR", help="also write the provisioning YAML (both "
+                              "datasources, the dashboard file provider) under DIR")
+    export_files.add_argument("--dashboards-path", default="/var/lib/grafana/dashboards",
+                              help="where Grafana reads the JSON files, for the file provider "
+                              "(default: /var/lib/grafana/dashboards)")
+    export_files.set_defaults(func=cmd_dashboards_export)
 
     worker = sub.add_parser("worker", help="run a long-lived stream worker")
     worker.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")

@@ -1,4 +1,10 @@
-"""Every metric Sunlight exports, declared in one place."""
+"""Every metric Sunlight exports, declared in one place.
+
+A worker serves them on ``http://HOST:$SUNLIGHT_METRICS_PORT/metrics`` (streams.health); the
+names, labels and meanings are listed in docs/metrics.md. Counters are counted where things
+happen; the gauges that describe the pipeline's state are set by `streams.health.Watch` on a
+timer, never on the hot path.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
 
-EVENTS_PROCESSED = Counter("sunlight_events_processed_total", "Case events applied to case state",
+EVENTS_PROCESSED = Counter("sunlight_events_processed_total", "Case events applied to case state, by outcome (new, duplicate)",
                            ["outcome"], registry=REGISTRY)  # new | duplicate
-EVENTS_DEAD_LETTERED = Counter("sunlight_events_dead_lettered_total", "Messages sent to the DLQ",
+EVENTS_DEAD_LETTERED = Counter("sunlight_events_dead_lettered_total", "Messages sent to the DLQ, by reason",
                                ["reason"], registry=REGISTRY)
-ALERTS_PUBLISHED = Counter("sunlight_alerts_published_total", "Alert versions published",
+ALERTS_PUBLISHED = Counter("sunlight_alerts_published_total", "Alert versions published, by rule and status",
                            ["rule", "status"], registry=REGISTRY)
 TICKS_SENT = Counter("sunlight_deadline_ticks_total", "Cases re-judged because something fell due",
                      registry=REGISTRY)
@@ -25,18 +31,37 @@ PUBLISH_FAILURES = Counter("sunlight_alert_publish_failures_total", "Written ale
                            "the alerts topic failed (retried before their messages are acknowledged)",
                            registry=REGISTRY)
 OPEN_DEADLINES = Gauge("sunlight_open_deadlines", "Cases in the deadline index", registry=REGISTRY)
-SINK_ROWS = Counter("sunlight_sink_rows_total", "Rows written to ClickHouse", ["table"], registry=REGISTRY)
-SINK_FAILURES = Counter("sunlight_sink_failures_total", "Failed ClickHouse batch writes", registry=REGISTRY)
-SINK_FLUSH_SECONDS = Histogram("sunlight_sink_flush_seconds", "Time to write one batch", registry=REGISTRY)
+SINK_ROWS = Counter("sunlight_sink_rows_total", "Rows written to ClickHouse, by table", ["table"], registry=REGISTRY)
+SINK_FAILURES = Counter("sunlight_sink_failures_total", "Failed ClickHouse batch writes (the batch is kept and tried again)", registry=REGISTRY)
+SINK_FLUSH_SECONDS = Histogram("sunlight_sink_flush_seconds", "Time to write one batch to ClickHouse (seconds)", registry=REGISTRY)
 SINK_PENDING_ROWS = Gauge("sunlight_sink_pending_rows", "Rows buffered, not yet written", registry=REGISTRY)
-CATALOG_RELOADS = Counter("sunlight_catalog_reloads_total", "Catalog reloads", ["outcome"], registry=REGISTRY)
+CATALOG_RELOADS = Counter("sunlight_catalog_reloads_total", "Catalog reloads, by outcome (loaded, or rejected: the previous catalog stays)", ["outcome"], registry=REGISTRY)
 CALENDAR_MISSING_YEARS = Gauge("sunlight_calendar_missing_years", "Years counted without holiday data",
                                registry=REGISTRY)
 TICKET_CHANGES = Counter("sunlight_ticket_changes_total", "Supervision ticket versions written", ["kind"],
                          registry=REGISTRY)
 TICKET_ACTIONS = Counter("sunlight_ticket_actions_total", "Ticket actions applied or refused", ["kind", "outcome"],
                          registry=REGISTRY)
-NOTICES = Counter("sunlight_notices_total", "Notices recorded, sent, failed", ["step", "status"],
+NOTICES = Counter("sunlight_notices_total", "Notices by ladder step and status (recorded, sent, failed, held)", ["step", "status"],
                   registry=REGISTRY)
 OPEN_TICKET_DEADLINES = Gauge("sunlight_open_ticket_deadlines", "Cases whose tickets wait for a moment",
                               registry=REGISTRY)
+
+# -- added with the /metrics endpoint (issue 12); see docs/metrics.md ------------------------------
+ALERTS_RAISED = Counter("sunlight_alerts_raised_total", "Alerts newly raised (their first version), by rule and "
+                        "severity", ["rule", "severity"], registry=REGISTRY)
+OPEN_CASES = Gauge("sunlight_open_cases", "Cases open or suspended in the partitions this worker holds",
+                   registry=REGISTRY)
+DUE_TIMER_BACKLOG = Gauge("sunlight_due_timer_backlog", "Deadline and ticket moments already due on the stream "
+                          "clock and not yet fired", registry=REGISTRY)
+CONSUMER_LAG = Gauge("sunlight_consumer_lag", "Messages of an input partition this worker holds not yet committed "
+                     "(end offset minus committed offset)", ["topic", "partition"], registry=REGISTRY)
+SINK_BATCH_ROWS = Histogram("sunlight_sink_batch_rows", "Rows per ClickHouse batch write", registry=REGISTRY,
+                            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000))
+TICKETS = Gauge("sunlight_tickets", "Supervision tickets in the partitions this worker holds, by status "
+                "(open, replied, returned, closed, withdrawn)", ["status"], registry=REGISTRY)
+OFFICE_HOURS = Gauge("sunlight_office_hours", "1 during office hours by the working-day calendar (Chinese "
+                     "holidays and make-up working days included) in the catalog's timezone, else 0",
+                     registry=REGISTRY)
+READY = Gauge("sunlight_ready", "1 when /readyz answers 200 (partitions assigned, tables recovered, store "
+              "reachable), else 0", registry=REGISTRY)

@@ -25,6 +25,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from sinks.clickhouse import connect
+from sinks.catalog_rows import write_catalog
 from sinks.migrations import migrate
 from sinks.writer import ClickHouseWriter
 from streams import broker as broker_mod, faust_patches
@@ -92,8 +93,10 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         catalog = CatalogSource(catalog_path, settings.calendar_overrides, settings.tickets_policy,
                                 settings.notice_templates)
         tune_gc()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's tables live here with a server store too
         client = connect(settings.clickhouse, settings.data_dir)
         migrate(client)
+        write_catalog(client, catalog.judge.catalog)  # for the dashboards' names and variables
         writer = ClickHouseWriter(client, max_rows=settings.flush_rows,
                                   max_pending_rows=settings.sink_max_pending_rows)
         pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), settings.tansu)
@@ -125,12 +128,39 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
                 # not committed, so they are delivered again on the next start.
                 worker.app.conf.stream_wait_empty = False
             await worker.stop()
+            # A stop a signal began: `stop()` returns at once while one is under way, and the
+            # loop must not close before it ends (the consumer's thread would be left running).
+            signalled = getattr(worker, "stopping_on_signal", None)
+            if signalled is not None:
+                await asyncio.shield(signalled)
         if writer is not None:
             writer.close()
         if client is not None:
             client.close()
         if own_broker is not None:
             own_broker.stop()
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings, catalog_path: Path) -> AsyncIterator[Running]:
+    """`sunlight worker`: the pipeline, with /metrics, /healthz and /readyz on
+    SUNLIGHT_METRICS_PORT (streams.health; 0 turns them off). The server starts first, so that
+    /healthz answers while the tables recover and /readyz says why the worker is not ready yet."""
+    from streams.health import start_health
+
+    health = await start_health(settings.metrics_port)
+    try:
+        async with running_pipeline(settings, catalog_path) as running:
+            if health is not None:
+                health.attach(running.pipeline)
+            try:
+                yield running
+            finally:
+                if health is not None:  # not ready from here on; the pipeline's store closes next
+                    await health.detach()
+    finally:
+        if health is not None:
+            await health.stop()
 
 
 def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker) -> None:
@@ -141,7 +171,11 @@ def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker) -> None:
     def stop() -> None:
         if not pipeline.stopping:
             pipeline.stopping = True
-            asyncio.ensure_future(worker.stop())
+            if pipeline.writer.batch.failed_attempts:
+                # The store is failing: its rows' messages would never be acknowledged, so do
+                # not wait for them (uncommitted, they are delivered again on the next start).
+                worker.app.conf.stream_wait_empty = False
+            worker.stopping_on_signal = asyncio.ensure_future(worker.stop())
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)

@@ -69,6 +69,8 @@ class Settings:
     metrics_port: int = 9464
     grafana_url: str | None = None  # `sunlight dashboards push`: the Grafana to provision
     grafana_token: str | None = field(default=None, repr=False)  # its service-account token (never logged)
+    # The password of the Grafana datasource's ClickHouse user (kept only in Grafana's secureJsonData).
+    grafana_clickhouse_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -100,6 +102,7 @@ class Settings:
             metrics_port=int(_float(env, "SUNLIGHT_METRICS_PORT", 9464)),
             grafana_url=env.get("SUNLIGHT_GRAFANA_URL") or None,
             grafana_token=env.get("SUNLIGHT_GRAFANA_TOKEN") or None,
+            grafana_clickhouse_password=env.get("SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD") or None,
         )
 
     @property

@@ -203,6 +203,8 @@ class Outputs:
     def outcome(self, outcome: Outcome) -> None:
         self.case(outcome.state, outcome.labels, outcome.deadline)
         for alert in outcome.changed:
+            if alert.version == 1:  # newly raised (a redelivery changes nothing, so counts nothing)
+                metrics.ALERTS_RAISED.labels(alert.rule.value, alert.severity.value).inc()
             self.alert(alert)
 
     def rewrite(self, state: CaseState, judge: Judge, clock_now: datetime, alerts: list[Alert] | None = None) -> None:

@@ -40,7 +40,9 @@ def standalone_settings(broker: EmbeddedBroker, data_dir: Path, **changes: str) 
     """The environment of a `sunlight` process against a broker the test started (a Tansu
     cluster to it), with the test suite's short timings."""
     return {"SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu", "SUNLIGHT_DATA_DIR": str(data_dir),
-            "SUNLIGHT_PARTITIONS": "2", "SUNLIGHT_SESSION_TIMEOUT": "3", **changes}
+            "SUNLIGHT_PARTITIONS": "2", "SUNLIGHT_SESSION_TIMEOUT": "3",
+            # Workers of tests that run at once must not all take the default metrics port.
+            "SUNLIGHT_METRICS_PORT": "0", **changes}
 
 
 def write_inputs(directory: Path, scenario, events=None) -> tuple[Path, Path]:

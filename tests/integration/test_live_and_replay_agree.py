@@ -45,7 +45,8 @@ def test_a_live_worker_fed_by_kafka_python_and_a_replay_at_its_end_hold_the_same
     scenario = generate(cases=300, violation_rate=0.03, seed=5, now=datetime.now(timezone.utc))
     catalog, events = write_inputs(tmp_path, scenario)
     base = {**os.environ, "SUNLIGHT_PARTITIONS": "2", "SUNLIGHT_SESSION_TIMEOUT": "3",
-            "SUNLIGHT_TICK_INTERVAL": "0.2", "SUNLIGHT_FLUSH_INTERVAL": "0.3", "SUNLIGHT_CATALOG": str(catalog)}
+            "SUNLIGHT_TICK_INTERVAL": "0.2", "SUNLIGHT_FLUSH_INTERVAL": "0.3", "SUNLIGHT_CATALOG": str(catalog),
+            "SUNLIGHT_METRICS_PORT": "0"}
     base.pop("SUNLIGHT_CLICKHOUSE", None)
     live_env = {**base, "SUNLIGHT_DATA_DIR": str(tmp_path / "live")}
     with EmbeddedBroker() as broker:

@@ -1,0 +1,449 @@
+"""The worker's HTTP endpoints, and the gauges that describe its state.
+
+`sunlight worker` serves, on ``SUNLIGHT_METRICS_PORT`` (default 9464; 0 turns it off, so that
+several workers can share a host, each with a port of its own):
+
+- ``/metrics``: every metric of `streams.metrics` (Prometheus' text format);
+- ``/healthz``: 200 while the process is alive (a liveness probe);
+- ``/readyz``: 200 when the worker holds partitions, its tables are recovered and its store
+  answers; else 503 with the reason (a readiness probe).
+
+The short, many commands (`replay`, `import`, `demo`) serve nothing.
+
+`Watch` sets the gauges that describe the pipeline's state (open cases, tickets by status, the
+due-timer backlog, consumer lag, office hours, readiness) on a timer, from what the pipeline
+holds: the agents only count (`streams.metrics`), they never compute a gauge. Counting open cases
+and tickets is incremental: the pipeline notes the cases it wrote (`touched_cases`,
+`touched_tickets`), and the watch classifies those; it reads a whole table only after a
+rebalance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections import Counter
+from datetime import date, datetime, time, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import orjson
+import yaml
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams import metrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OFFICE_HOURS = ((time(9), time(17)),)
+STORE_CHECK_TIMEOUT = 5.0
+OPEN_STATUSES = ("open", "suspended")
+TICKET_STATUSES = ("open", "replied", "returned", "closed", "withdrawn")  # settling tickets are not yet tickets
+
+
+# -- office hours ------------------------------------------------------------------------------------
+
+
+def parse_office_hours(raw) -> tuple[tuple[time, time], ...]:
+    """Office hours as the catalog may give them (`office_hours: "09:00-17:00"`, or a list of such
+    ranges, e.g. a lunch break: `["08:30-12:00", "13:30-17:30"]`); None: 9:00-17:00."""
+    if raw is None:
+        return DEFAULT_OFFICE_HOURS
+    ranges = [raw] if isinstance(raw, str) else raw
+    if not isinstance(ranges, list) or not ranges:
+        raise ValueError(f"office_hours must be \"HH:MM-HH:MM\" or a list of such ranges, got {raw!r}")
+    out = []
+    for text in ranges:
+        try:
+            start, end = (time.fromisoformat(part.strip()) for part in str(text).split("-"))
+        except ValueError:
+            raise ValueError(f"office_hours: {text!r} is not a range \"HH:MM-HH:MM\"") from None
+        if not start < end:
+            raise ValueError(f"office_hours: {text!r} ends before it starts")
+        out.append((start, end))
+    return tuple(out)
+
+
+def is_office_hours(calendar, moment: datetime, hours: Iterable[tuple[time, time]] = DEFAULT_OFFICE_HOURS) -> bool:
+    """Is `moment` within office hours of a working day, by the project's calendar (Chinese
+    holidays and make-up working days), in the calendar's timezone?"""
+    local = calendar.local(moment)
+    if not calendar.is_workday(date(local.year, local.month, local.day)):
+        return False
+    clock = local.time().replace(tzinfo=None)
+    return any(start <= clock < end for start, end in hours)
+
+
+def catalog_office_hours(catalog_path: Path) -> tuple[tuple[time, time], ...]:
+    """The catalog file's `office_hours`, or the default when it has none or they cannot be read."""
+    try:
+        raw = yaml.safe_load(Path(catalog_path).read_text(encoding="utf-8")) or {}
+        return parse_office_hours(raw.get("office_hours") if isinstance(raw, dict) else None)
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        log.warning("office hours: %s; using 9:00-17:00 on working days", exc)
+        return DEFAULT_OFFICE_HOURS
+
+
+# -- counting what the pipeline holds ---------------------------------------------------------------
+
+
+def due_backlog(index, now_of: Callable[[int], datetime]) -> int:
+    """Moments of a deadline index (streams.timers.DeadlineIndex) already due and not yet fired.
+
+    Walks each partition's heap from its root only through entries already due (a heap's children
+    are never earlier than their parent), so the cost is in proportion to what is due, not to the
+    size of the index; superseded heap entries are not counted."""
+    count = 0
+    current = index._due  # case -> (due, partition): the live entry of each case
+    for partition, heap in list(index._heaps.items()):
+        now = now_of(partition)
+        stack = [0] if heap else []
+        while stack:
+            i = stack.pop()
+            due, case_id = heap[i]
+            if due > now:
+                continue
+            if current.get(case_id) == (due, partition):
+                count += 1
+            stack.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))
+    return count
+
+
+class Census:
+    """Counts of a table's keys by a label (a status), kept up to date incrementally: `touch` the
+    keys written, `refresh` classifies them again; `rebuild` classifies every key (after a
+    rebalance)."""
+
+    def __init__(self, classify: Callable[[str], Iterable[str]]):
+        self.classify = classify  # key -> its labels (a case's status; a case's tickets' statuses)
+        self.labels: dict[str, tuple[str, ...]] = {}
+        self.counts: Counter = Counter()
+
+    def _set(self, key: str, labels: tuple[str, ...]) -> None:
+        old = self.labels.pop(key, ())
+        self.counts.subtract(old)
+        if labels:
+            self.labels[key] = labels
+            self.counts.update(labels)
+
+    def refresh(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._set(key, tuple(self.classify(key)))
+
+    async def rebuild(self, keys: Iterable[str], chunk: int = 2000) -> None:
+        self.labels.clear()
+        self.counts.clear()
+        for n, key in enumerate(list(keys), 1):
+            self._set(key, tuple(self.classify(key)))
+            if n % chunk == 0:
+                await asyncio.sleep(0)  # a large table must not hold the event loop
+
+    def count(self, *labels: str) -> int:
+        return sum(self.counts.get(label, 0) for label in labels)
+
+
+def stored_case_status(stored: bytes | None) -> tuple[int, str] | None:
+    """(partition, status) of a stored case state (streams.codec), without building the state."""
+    if not stored:
+        return None
+    from streams.codec import decode_state
+
+    obj = orjson.loads(stored)
+    if isinstance(obj, dict):  # an earlier format
+        state, partition = decode_state(stored)
+        return partition, state.status
+    suspended = False
+    for row in obj[6]:  # event rows: [event_id, item_code, type, ...]
+        kind = row[2]
+        if kind in ("closed", "withdrawn"):
+            return obj[2], kind
+        if kind == "suspended":
+            suspended = True
+        elif kind == "resumed":
+            suspended = False
+    return obj[2], "suspended" if suspended else "open"
+
+
+# -- the watch ----------------------------------------------------------------------------------------
+
+
+class Watch:
+    """Sets the state gauges on a timer, and knows whether the worker is ready."""
+
+    def __init__(self, pipeline, interval: float = 2.0, lag_interval: float = 5.0, store_interval: float = 5.0):
+        self.pipeline = pipeline
+        self.interval = interval
+        self.lag_interval = lag_interval
+        self.store_interval = store_interval
+        self.cases = Census(self._case_labels)
+        self.tickets = Census(self._ticket_labels)
+        self.counted_for: frozenset | None = None  # the partitions the censuses were rebuilt for
+        self.store_ok: bool | None = None  # None: not checked yet
+        self.store_error = ""
+        self._store_check: asyncio.Future | None = None
+        self.lag_partitions: set[tuple[str, str]] = set()
+        self._judge = None
+        self.office_hours = DEFAULT_OFFICE_HOURS
+        self._task: asyncio.Task | None = None
+
+    # readiness ----------------------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, reason): partitions assigned, tables recovered, store reachable."""
+        pipeline = self.pipeline
+        if pipeline.failure is not None:
+            return False, f"the worker failed: {pipeline.failure}"
+        if pipeline.stopping:
+            return False, "the worker is stopping"
+        if not pipeline.assigned:
+            return False, "no partitions assigned (yet)"
+        if not pipeline.app.tables.recovery.completed.is_set() or not pipeline.index_ready:
+            return False, "tables are being recovered"
+        if self.store_ok is None:
+            return False, "the store has not been checked yet"
+        if not self.store_ok:
+            return False, f"the store is unreachable: {self.store_error}"
+        return True, "ready"
+
+    async def check_store(self) -> None:
+        """Ask the store `SELECT 1` on the writer's thread (one client, one thread at a time); a
+        check still waiting (behind a slow write) is not asked again."""
+        if self._store_check is not None and not self._store_check.done():
+            return
+        writer = self.pipeline.writer
+
+        def ping() -> None:
+            with writer.lock:
+                writer.client.command("SELECT 1")
+
+        self._store_check = asyncio.get_running_loop().run_in_executor(writer.executor, ping)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._store_check), STORE_CHECK_TIMEOUT)
+            self.store_ok, self.store_error = True, ""
+        except asyncio.TimeoutError:
+            self.store_ok, self.store_error = False, f"no answer to SELECT 1 within {STORE_CHECK_TIMEOUT:.0f} s"
+        except Exception as exc:
+            self.store_ok, self.store_error = False, str(exc).splitlines()[0][:300] if str(exc) else repr(exc)
+
+    # gauges -----------------------------------------------------------------------------------------------
+
+    def _case_labels(self, case_id: str) -> tuple[str, ...]:
+        pipeline = self.pipeline
+        state = pipeline.store.cache.get(case_id)
+        if state is not None:
+            status = state.status
+        else:
+            found = stored_case_status(pipeline.table.data.get(case_id))
+            if found is None or found[0] not in self._held(pipeline.settings.case_events_topic):
+                return ()
+            status = found[1]
+        return (status,)
+
+    def _ticket_labels(self, case_id: str) -> tuple[str, ...]:
+        pipeline = self.pipeline
+        held = pipeline.ticket_store.cache.get(case_id)
+        if held is not None:
+            return tuple(t.status.value for t in held.tickets.values())
+        stored = pipeline.tickets_table.data.get(case_id)
+        if not stored:
+            return ()
+        return tuple(t["status"] for t in orjson.loads(stored)["tickets"].values())
+
+    def _held(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.pipeline.assigned if tp.topic == topic}
+
+    async def count(self) -> None:
+        """Open cases and tickets by status: the cases written since the last count, or every case
+        of the tables after the partitions held changed."""
+        pipeline = self.pipeline
+        if not pipeline.index_ready:
+            return
+        held = frozenset(pipeline.assigned)
+        touched_cases, pipeline.touched_cases = pipeline.touched_cases or set(), set()
+        touched_tickets, pipeline.touched_tickets = pipeline.touched_tickets or set(), set()
+        if held != self.counted_for:
+            self.counted_for = held
+            await self.cases.rebuild(pipeline.table.data.keys())
+            ticket_partitions = self._held(pipeline.settings.alerts_topic)
+            await self.tickets.rebuild(key for key in pipeline.tickets_table.data.keys()
+                                       if _partition_of(key, pipeline.settings.partitions) in ticket_partitions)
+        else:
+            self.cases.refresh(touched_cases)
+            self.tickets.refresh(touched_tickets)
+        metrics.OPEN_CASES.set(self.cases.count(*OPEN_STATUSES))
+        for status in TICKET_STATUSES:
+            metrics.TICKETS.labels(status).set(self.tickets.count(status))
+
+    def set_office_hours(self, now: datetime | None = None) -> None:
+        catalog = self.pipeline.catalog
+        judge = catalog.judge
+        if judge is not self._judge:  # started, or the catalog was reloaded
+            self._judge = judge
+            self.office_hours = catalog_office_hours(catalog.catalog_path)
+        now = now or datetime.now(timezone.utc)
+        metrics.OFFICE_HOURS.set(1 if is_office_hours(judge.calendar, now, self.office_hours) else 0)
+
+    def set_gauges(self) -> None:
+        pipeline = self.pipeline
+        self.set_office_hours()
+        if pipeline.index_ready:
+            now_of = pipeline.clock.now
+            metrics.DUE_TIMER_BACKLOG.set(due_backlog(pipeline.index, now_of)
+                                          + due_backlog(pipeline.ticket_index, now_of))
+        metrics.SINK_PENDING_ROWS.set(pipeline.writer.pending_rows)
+        metrics.READY.set(1 if self.readiness()[0] else 0)
+
+    async def measure_lag(self) -> None:
+        """End offset minus committed offset of each input partition this worker holds, from what
+        its own consumer knows (the end offsets its fetches see, the offsets it committed): no
+        request of its own, and nothing that could disturb the consumer group. A partition with
+        nothing committed yet counts from the start of its log."""
+        pipeline = self.pipeline
+        settings = pipeline.settings
+        consumer = pipeline.app.consumer
+        topics = (settings.case_events_topic, settings.ticket_actions_topic)
+        held = [tp for tp in pipeline.assigned if tp.topic in topics]
+        committed = {tp: consumer._committed_offset.get(tp) for tp in held}  # Faust's: the next offset to read
+        missing = [tp for tp, offset in committed.items() if offset is None]
+        if missing:
+            committed.update(await consumer.earliest_offsets(*missing))
+        seen: set[tuple[str, str]] = set()
+        for tp in held:
+            end = consumer.highwater(tp)
+            if end is None or committed.get(tp) is None:
+                continue
+            key = (tp.topic, str(tp.partition))
+            metrics.CONSUMER_LAG.labels(*key).set(max(0, end - committed[tp]))
+            seen.add(key)
+        for key in self.lag_partitions - seen:  # partitions no longer held
+            metrics.CONSUMER_LAG.remove(*key)
+        self.lag_partitions = seen
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_lag = next_store = 0.0
+        while True:
+            now = loop.time()
+            try:
+                if now >= next_store:
+                    next_store = now + self.store_interval
+                    await self.check_store()
+                await self.count()
+                self.set_gauges()
+                if now >= next_lag:
+                    next_lag = now + self.lag_interval
+                    await self.measure_lag()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a gauge left as it was never stops the worker
+                log.warning("could not update the state gauges: %s", exc)
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        pipeline = self.pipeline
+        pipeline.touched_cases, pipeline.touched_tickets = set(), set()  # the pipeline notes them from now on
+        self.set_office_hours()
+        self._task = asyncio.ensure_future(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        metrics.READY.set(0)
+
+
+def _partition_of(case_id: str, partitions: int) -> int:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    numbers = list(range(partitions))
+    return DefaultPartitioner()(case_id.encode(), numbers, numbers)
+
+
+# -- the HTTP server ------------------------------------------------------------------------------------
+
+
+class HealthServer:
+    """/metrics, /healthz and /readyz on one port. Until a pipeline is attached, /readyz says the
+    worker is starting."""
+
+    def __init__(self, port: int, host: str = "0.0.0.0", registry=metrics.REGISTRY):
+        self.port = port
+        self.host = host
+        self.registry = registry
+        self.watch: Watch | None = None
+        self.runner: web.AppRunner | None = None
+        self.stopping = False
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.watch is None:
+            return False, "the worker is stopping" if self.stopping else "the worker is starting"
+        return self.watch.readiness()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ready, reason = self.readiness()
+        metrics.READY.set(1 if ready else 0)
+        return web.Response(text=reason + "\n", status=200 if ready else 503)
+
+    async def start(self) -> "HealthServer":
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            self.runner = None
+            if exc.errno == errno.EADDRINUSE:
+                raise SystemExit(f"sunlight: port {self.port} is in use, so /metrics, /healthz and /readyz cannot "
+                                 f"be served: give each worker on this host a port of its own with "
+                                 f"SUNLIGHT_METRICS_PORT (0 turns them off)") from None
+            raise SystemExit(f"sunlight: cannot serve /metrics on port {self.port} (SUNLIGHT_METRICS_PORT): "
+                             f"{exc}") from None
+        if self.runner.addresses:  # the port actually bound (0: an ephemeral one, in tests)
+            self.port = self.runner.addresses[0][1]
+        return self
+
+    def attach(self, pipeline, **intervals) -> Watch:
+        """Watch this pipeline: its gauges and its readiness."""
+        self.watch = Watch(pipeline, **intervals)
+        self.watch.start()
+        return self.watch
+
+    async def detach(self) -> None:
+        """Stop watching the pipeline (it is stopping): /readyz says so from here on."""
+        if self.watch is not None:
+            await self.watch.stop()
+            self.watch = None
+        self.stopping = True
+
+    async def stop(self) -> None:
+        await self.detach()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+
+async def start_health(port: int, host: str = "0.0.0.0") -> HealthServer | None:
+    """The health server on `port`, or None when `port` is 0 (turned off)."""
+    if not port:
+        return None
+    server = await HealthServer(port, host).start()
+    log.info("serving /metrics, /healthz and /readyz on port %d", server.port)
+    return server

@@ -1,0 +1,283 @@
+"""Every ClickHouse panel of every dashboard, run as Grafana would run it, on a replayed city.
+
+A generated city (cases, its known violations, a few undecodable messages for the DLQ, one
+ticket answered) is replayed through the real pipeline into the embedded store. Then each panel's
+SQL, taken from the dashboards' JSON as it is pushed to Grafana, is expanded the way Grafana and
+the ClickHouse plugin do (`dashboards.macros`: variables with the options their own queries give
+from the catalog's copy, the time macros over a range covering the replayed history, the panel's
+relative time override) and run. Each must succeed and return the rows it is meant to; a few
+values are checked against the store and the scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from alerts.scenario import generate
+from dashboards import queries as q
+from dashboards.build import all_dashboards, clickhouse_targets
+from dashboards.macros import ALL, TimeRange, Variable, expand, panel_range
+from sinks.clickhouse import connect
+from sinks.queries import export_alerts, stored_tickets
+from sinks.scope import Scope
+from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
+from tests.integration.conftest import NOW, as_messages, pipeline_settings, write_inputs
+
+TZ = ZoneInfo("Asia/Shanghai")
+PANEL_BY_SQL = {p.sql.strip(): p for p in q.PANELS.values()}
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    """The replayed city: (scenario, its data directory, every alert, every ticket, the range)."""
+    directory = tmp_path_factory.mktemp("dashboards")
+    scenario = generate(cases=300, violation_rate=0.06, seed=11, now=NOW)
+    catalog, _ = write_inputs(directory, scenario)
+    settings = pipeline_settings(directory / "data")
+    bad = [(b"bad-1", b"{not json"), (None, b"\xff\xfe")]
+
+    async def run():
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(scenario.events) + bad)
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
+            with running.pipeline.writer.lock:
+                open_tickets = stored_tickets(running.client, Scope.everything(), status="open")
+            assert open_tickets, "the city's red alerts open tickets"
+            target = open_tickets[0]  # the department answers one ticket
+            reply = {"action_id": "a-1", "ticket_id": target["ticket_id"], "version": target["version"],
+                     "actor": "李四", "department": target["department"], "kind": "reply", "text": "已整改",
+                     "at": NOW.isoformat()}
+            await produce(running.bootstrap, settings.ticket_actions_topic,
+                          [(target["ticket_id"].encode(), orjson.dumps(reply))])
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
+
+    asyncio.run(run())
+    client = connect(None, directory / "data")
+    try:
+        everything = Scope.everything()
+        alerts = list(export_alerts(client, everything, include_withdrawn=True))
+        tickets = stored_tickets(client, everything)
+    finally:
+        client.close()  # chdb holds one data directory per process: each test opens it again
+    # From before the first event to the end of the local day of the last one.
+    times = sorted(datetime.fromisoformat(e["occurred_at"]) for e in scenario.events)
+    end = times[-1].astimezone(TZ).replace(hour=23, minute=59, second=59, microsecond=0)
+    start = (times[0].astimezone(TZ) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return scenario, directory / "data", alerts, tickets, TimeRange(start, end)
+
+
+@pytest.fixture
+def store(city):
+    client = connect(None, city[1])
+    yield client
+    client.close()
+
+
+def options(client, name: str) -> list[str]:
+    """A variable's options as Grafana gets them: its query's first column."""
+    return [row[0] for row in client.query(q.VARIABLE_QUERIES[name]).result_rows]
+
+
+def run_panel(client, panel: dict, target: dict, time_range: TimeRange, variables: dict[str, Variable]):
+    """The panel's query as ClickHouse receives it from the plugin, and its rows as dicts."""
+    rng = panel_range(time_range, panel.get("timeFrom"))
+    sql = expand(target["rawSql"], rng, variables, panel.get("maxDataPoints") or 1000, panel.get("interval"))
+    result = client.query(sql)
+    return [dict(zip(result.column_names, row)) for row in result.result_rows]
+
+
+def in_range(moment: str, rng: TimeRange) -> bool:
+    at = datetime.fromisoformat(moment)
+    return int(rng.start.timestamp()) <= at.timestamp() <= int(rng.end.timestamp())
+
+
+def is_open(alert) -> bool:
+    return alert["status"] in ("open", "acknowledged")
+
+
+def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
+    scenario, _, alerts, tickets, rng = city
+    client = store
+    catalog_names = {d["code"]: d["name"] for d in scenario.catalog["departments"]}
+    item_names = {i["code"]: i["name"] for i in scenario.catalog["items"]}
+
+    # The variables' own queries over the catalog's copy.
+    assert options(client, "department") == sorted(catalog_names)
+    assert set(options(client, "rule")) >= {a["rule"] for a in alerts}
+    assert options(client, "severity") == ["red", "yellow"]
+    assert options(client, "region") == sorted({d["region"] for d in scenario.catalog["departments"]})
+    every = {name: Variable(name, [ALL], options(client, name)) for name in ("rule", "severity", "department", "region")}
+
+    active = [t for t in tickets if t["status"] in ("open", "returned", "replied")]
+    department = Counter(t["department"] for t in active).most_common(1)[0][0]
+    open_alerts = [a for a in alerts if is_open(a)]
+    dashboards = all_dashboards()
+
+    # The inspector's live list first: its case link sets the case_id variable, as a click does.
+    live = [(p, t) for p, t in clickhouse_targets(dashboards["sunlight-inspector"]) if p["title"] == q.LIVE_ALERTS.title]
+    live_rows = run_panel(client, *live[0], rng, every)
+    assert live_rows
+    case_id = live_rows[0]["case_id"]
+    variables = {"sunlight-wall": {}, "sunlight-inspector": {**every, "case_id": Variable("case_id", case_id)},
+                 "sunlight-department": {"department": Variable("department", department,
+                                                                options(client, "department"))}}
+
+    ran = {}
+    for uid, model in dashboards.items():
+        for panel, target in clickhouse_targets(model):
+            spec = PANEL_BY_SQL[target["rawSql"]]
+            assert target["datasource"]["uid"] == "sunlight-clickhouse"
+            rows = run_panel(client, panel, target, rng, variables[uid])
+            assert rows, f"{uid}: {panel['title']} returned nothing"
+            assert set(spec.columns) <= set(rows[0]), f"{panel['title']}: columns {list(rows[0])}"
+            ran[spec.name] = (rows, panel_range(rng, panel.get("timeFrom")))
+    assert set(ran) == set(q.PANELS), "every panel of dashboards.queries is on a dashboard"
+
+    def one(name):
+        return ran[name][0][0]
+
+    # -- the wall ----------------------------------------------------------------------------
+    accepted = {e["case_id"] for e in scenario.events if e["type"] == "accepted" and in_range(e["occurred_at"], rng)}
+    closed = {e["case_id"] for e in scenario.events if e["type"] == "closed" and in_range(e["occurred_at"], rng)}
+    assert (one("wall_cases_today")["accepted"], one("wall_cases_today")["closed"]) == (len(accepted), len(closed))
+    cards = Counter(a["severity"] for a in open_alerts)
+    assert (one("wall_open_cards")["red"], one("wall_open_cards")["yellow"]) == (cards["red"], cards["yellow"])
+    assert cards["red"] > 0
+    by_department = ran["wall_cards_by_department"][0]
+    assert {r["department_name"] for r in by_department} <= set(catalog_names.values())  # names, not codes
+    assert sum(r["red"] for r in by_department) == cards["red"]
+    want = Counter(catalog_names[a["department"]] for a in open_alerts if a["severity"] == "red")
+    assert {r["department_name"]: r["red"] for r in by_department if r["red"]} == dict(want)
+
+    overdue = client.query("SELECT case_id FROM cases FINAL WHERE status = 'open' AND deadline < %(t)s",
+                           parameters={"t": rng.end}).result_rows
+    overdue_rows = ran["overdue_cases"][0]
+    assert len(overdue_rows) == min(100, len(overdue)) and overdue_rows[0]["days_late"] >= 0
+    assert {r["case_id"] for r in overdue_rows} <= {r[0] for r in overdue}
+    assert all(r["item_name"] in item_names.values() for r in overdue_rows)
+    assert sum(r["overdue_cases"] for r in ran["overdue_open_cases_by_department"][0]) == len(overdue)
+    overdue_alerts = {a["case_id"] for a in alerts if a["rule"] == "overdue" and a["status"] != "withdrawn"}
+    assert {r["case_id"] for r in overdue_rows} & overdue_alerts, "the scenario's overdue cases are listed"
+
+    rate = one("wall_on_time_rate")
+    assert rate["closed_cases"] == len(closed) and 0 < rate["on_time_rate"] <= 1
+    month_start = rng.end.replace(day=1, hour=0, minute=0, second=0)
+    month_tickets = [t for t in tickets if t["status"] != "withdrawn" and t["opened_at"]
+                     and month_start.timestamp() <= datetime.fromisoformat(t["opened_at"]).timestamp() <= rng.end.timestamp()]
+    completion = one("wall_ticket_completion")
+    assert completion["tickets"] == len(month_tickets) > 0
+    assert completion["completed"] == sum(t["status"] in ("replied", "closed") for t in month_tickets)
+
+    trend_rows, trend_range = ran["wall_trend_30d"]
+    assert trend_range.end - trend_range.start == timedelta(days=30)
+    assert sum(r["accepted"] for r in trend_rows) == len(
+        {e["case_id"] for e in scenario.events if e["type"] == "accepted" and in_range(e["occurred_at"], trend_range)})
+    pulse_rows, pulse_range = ran["events_over_time"]
+    assert sum(r["events"] for r in pulse_rows) == sum(in_range(e["occurred_at"], pulse_range) for e in scenario.events)
+
+    # -- the inspector -----------------------------------------------------------------------
+    assert len(live_rows) == min(200, sum(is_open(a) and in_range(a["event_time"], rng) for a in alerts))
+    by_rule = ran["open_alerts_by_rule"][0]
+    assert sum(r["open_alerts"] for r in by_rule) == len(open_alerts)
+    assert {r["severity_title"] for r in by_rule} <= {"红牌", "黄牌"}
+    standing = [a for a in alerts if a["status"] != "withdrawn" and in_range(a["event_time"], rng)]
+    assert sum(r["alerts"] for r in ran["alerts_by_department"][0]) == len(standing)
+    assert one("case_summary")["case_id"] == case_id
+    events_of_case = {e["event_id"] for e in scenario.events if e["case_id"] == case_id}
+    assert len(ran["case_timeline"][0]) == len(events_of_case)
+    assert ran["case_timeline"][0][0]["event"] == "受理"
+    assert len(ran["case_evidence"][0]) == sum(a["case_id"] == case_id for a in alerts)
+    assert all(orjson.loads(r["evidence"]) for r in ran["case_evidence"][0])
+    assert one("dlq_size")["waiting"] == 2
+    assert sorted(r["reason"] for r in ran["dlq_latest"][0]) == ["invalid_json", "invalid_utf8"]
+    assert [(r["reason"], r["letters"]) for r in ran["dlq_by_reason"][0]] == [("invalid_json", 1), ("invalid_utf8", 1)]
+
+    # -- the department head ----------------------------------------------------------------------
+    mine = [a for a in open_alerts if a["department"] == department]
+    assert (one("department_open_cards")["red"] + one("department_open_cards")["yellow"]) == len(mine)
+    assert {r["case_id"] for r in ran["department_open_alerts"][0]} == {a["case_id"] for a in mine}
+    assert {r["ticket_id"] for r in ran["department_tickets"][0]} == {
+        t["ticket_id"] for t in active if t["department"] == department}
+    month = one("department_month_so_far")
+    assert month["accepted"] > 0 and month["closed"] == sum(r["closed_cases"]
+                                                            for r in ran["cases_handled_per_item_this_month"][0])
+    in_progress = client.query("SELECT count() FROM cases FINAL WHERE department = %(d)s AND status IN "
+                               "('open', 'suspended')", parameters={"d": department}).result_rows[0][0]
+    assert len(ran["department_case_list"][0]) == min(200, in_progress)
+
+
+def test_variables_and_the_time_range_narrow_what_panels_show(city, store):
+    scenario, _, alerts, tickets, rng = city
+    client = store
+    model = all_dashboards()["sunlight-inspector"]
+    (panel, target), = [(p, t) for p, t in clickhouse_targets(model) if p["title"] == q.OPEN_ALERTS_BY_RULE.title]
+    every = {name: Variable(name, [ALL], options(client, name)) for name in ("rule", "severity", "department", "region")}
+    department = Counter(a["department"] for a in alerts if is_open(a)).most_common(1)[0][0]
+    only = {**every, "department": Variable("department", [department]), "severity": Variable("severity", ["red"])}
+    rows = run_panel(client, panel, target, rng, only)
+    assert sum(r["open_alerts"] for r in rows) == sum(
+        is_open(a) and a["department"] == department and a["severity"] == "red" for a in alerts)
+    assert {r["severity_title"] for r in rows} <= {"红牌"}
+
+    (wall_panel, wall_target), = [(p, t) for p, t in clickhouse_targets(all_dashboards()["sunlight-wall"])
+                                  if p["title"] == q.WALL_CASES_TODAY.title]
+    before = TimeRange(rng.start - timedelta(days=30), rng.start)
+    assert run_panel(client, wall_panel, wall_target, before, {}) == [{"accepted": 0, "closed": 0}]
+
+
+def test_the_catalog_copy_follows_a_reload_of_the_catalog(tmp_path):
+    """The pipeline writes the catalog's copy when it starts, and again when the file changes."""
+    import os
+
+    import yaml
+
+    scenario = generate(cases=5, violation_rate=0.0, seed=1, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    settings = pipeline_settings(tmp_path / "data")
+
+    def names(client):
+        return dict(client.query("SELECT code, name FROM catalog_departments FINAL WHERE in_catalog = 1").result_rows)
+
+    async def run():
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            with running.pipeline.writer.lock:
+                before = names(running.client)
+            raw = yaml.safe_load(catalog.read_text(encoding="utf-8"))
+            raw["departments"][0]["name"] = "市市场监督管理局（新）"
+            catalog.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+            os.utime(catalog, ns=(1, catalog.stat().st_mtime_ns + 10**9))
+            await running.pipeline.reload_catalog()
+            with running.pipeline.writer.lock:
+                return before, names(running.client), raw["departments"][0]["code"]
+
+    before, after, code = asyncio.run(run())
+    assert before == {d["code"]: d["name"] for d in scenario.catalog["departments"]}
+    assert after == {**before, code: "市市场监督管理局（新）"}
+
+
+def test_every_dashboard_draws_with_its_panels_results(city, store, tmp_path):
+    """The pictures of docs/dashboards.md: each dashboard drawn from its grid and its ClickHouse
+    panels' results on the replayed city (the script `python -m dashboards.pictures`)."""
+    from PIL import Image
+
+    from dashboards.pictures import dashboard_variables, panel_results
+    from dashboards.render import ROW_PX, WIDTH_PX, panels_of, render
+
+    rng = city[4]
+    variables = dashboard_variables(store, rng)
+    assert variables["sunlight-inspector"]["case_id"].current, "the inspector's picture follows a live alert's case"
+    for uid, model in all_dashboards().items():
+        results = panel_results(store, model, rng, variables.get(uid, {}))
+        assert all(r.error is None and r.rows for r in results.values()), uid
+        path = render(model, results, tmp_path / f"{uid}.png")
+        rows = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels_of(model)) + 2
+        with Image.open(path) as picture:
+            assert picture.size == (WIDTH_PX, rows * ROW_PX)
+            # Drawn, not blank: the panels' numbers and lines give many colours.
+            assert len(picture.convert("RGB").getcolors(maxcolors=1 << 20) or ()) > 50, uid

@@ -1,0 +1,327 @@
+"""Metrics: every name declared once with help text, the office-hours gauge follows the project's
+calendar, the state gauges are counted from the pipeline's state, and the health server answers
+/metrics, /healthz and /readyz as it should (on an ephemeral port, in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import urllib.error
+import urllib.request
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from alerts.calendar import WorkCalendar
+from alerts.events import parse_event
+from alerts.state import CaseState
+from streams import health, metrics
+from streams.codec import encode_state
+from streams.health import Census, HealthServer, Watch, due_backlog, is_office_hours, parse_office_hours, \
+    stored_case_status
+from streams.timers import DeadlineIndex
+
+REPO = Path(__file__).resolve().parents[2]
+SHANGHAI = WorkCalendar(timezone="Asia/Shanghai")
+
+# The names agreed between the helpers (metrics_names.md), with their labels.
+AGREED = {
+    "sunlight_events_processed_total": ("outcome",), "sunlight_events_dead_lettered_total": ("reason",),
+    "sunlight_alerts_published_total": ("rule", "status"), "sunlight_deadline_ticks_total": (),
+    "sunlight_open_deadlines": (), "sunlight_sink_rows_total": ("table",), "sunlight_sink_failures_total": (),
+    "sunlight_sink_flush_seconds": (), "sunlight_sink_pending_rows": (), "sunlight_notices_total": ("step", "status"),
+    "sunlight_ticket_changes_total": ("kind",), "sunlight_ticket_actions_total": ("kind", "outcome"),
+    "sunlight_open_ticket_deadlines": (), "sunlight_catalog_reloads_total": ("outcome",),
+    "sunlight_alerts_raised_total": ("rule", "severity"), "sunlight_open_cases": (),
+    "sunlight_due_timer_backlog": (), "sunlight_consumer_lag": ("topic", "partition"),
+    "sunlight_sink_batch_rows": (), "sunlight_tickets": ("status",), "sunlight_office_hours": (),
+    "sunlight_ready": (),
+}
+
+
+def _declared() -> dict[str, object]:
+    """Every collector of the registry, by each exported sample name (counters add _total)."""
+    out = {}
+    for collector in list(metrics.REGISTRY._collector_to_names):
+        for name in metrics.REGISTRY._collector_to_names[collector]:
+            out[name] = collector
+    return out
+
+
+def test_every_agreed_metric_is_declared_with_help_text_and_its_labels():
+    declared = _declared()
+    for name, labels in AGREED.items():
+        assert name in declared, f"{name} is not declared in streams/metrics.py"
+        collector = declared[name]
+        assert collector._documentation.strip(), f"{name} has no help text"
+        assert tuple(collector._labelnames) == labels, name
+
+
+def test_every_declared_metric_has_help_and_a_sunlight_name():
+    for name, collector in _declared().items():
+        assert name.startswith("sunlight_"), name
+        assert len(collector._documentation) > 15, f"{name}: help text {collector._documentation!r}"
+
+
+def test_metrics_are_declared_only_in_streams_metrics():
+    constructor = re.compile(r"\b(Counter|Gauge|Histogram|Summary|Info|Enum)\(\s*\"sunlight_")
+    offenders = [str(path.relative_to(REPO)) for folder in ("streams", "sinks", "alerts", "dashboards")
+                 for path in (REPO / folder).rglob("*.py")
+                 if path.name != "metrics.py" and constructor.search(path.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
+def test_every_metric_is_documented():
+    doc = (REPO / "docs" / "metrics.md").read_text(encoding="utf-8")
+    missing = [name for name in _declared() if not name.endswith(("_created", "_bucket", "_count", "_sum"))
+               and name.removesuffix("_total") not in doc]
+    assert missing == []
+
+
+# -- office hours -----------------------------------------------------------------------------------------
+
+
+def _at(y, m, d, h, mi=0) -> datetime:
+    return datetime(y, m, d, h, mi, tzinfo=SHANGHAI.tz)
+
+
+def test_office_hours_follow_the_chinese_working_day_calendar():
+    assert is_office_hours(SHANGHAI, _at(2026, 9, 29, 10))  # an ordinary Tuesday
+    assert not is_office_hours(SHANGHAI, _at(2026, 10, 1, 10))  # National Day, a Thursday
+    assert not is_office_hours(SHANGHAI, _at(2026, 10, 5, 10))  # still the holiday, a Monday
+    assert is_office_hours(SHANGHAI, _at(2026, 10, 10, 10))  # a make-up working Saturday
+    assert is_office_hours(SHANGHAI, _at(2026, 2, 14, 10))  # the Saturday before the Spring Festival
+    assert not is_office_hours(SHANGHAI, _at(2026, 10, 17, 10))  # an ordinary Saturday
+    assert not is_office_hours(SHANGHAI, _at(2026, 9, 29, 8, 59))
+    assert is_office_hours(SHANGHAI, _at(2026, 9, 29, 9))
+    assert not is_office_hours(SHANGHAI, _at(2026, 9, 29, 17))
+
+
+def test_office_hours_are_local_to_the_catalog_timezone():
+    # 02:00 UTC is 10:00 in Shanghai: office hours there, not in Urumqi time (08:00)
+    moment = datetime(2026, 9, 29, 2, tzinfo=timezone.utc)
+    assert is_office_hours(SHANGHAI, moment)
+    assert not is_office_hours(WorkCalendar(timezone="Asia/Urumqi"), moment)
+
+
+def test_office_hours_from_the_catalog():
+    assert parse_office_hours(None) == ((time(9), time(17)),)
+    hours = parse_office_hours(["08:30-12:00", "13:30-17:30"])
+    assert is_office_hours(SHANGHAI, _at(2026, 9, 29, 8, 30), hours)
+    assert not is_office_hours(SHANGHAI, _at(2026, 9, 29, 12, 30), hours)
+    assert is_office_hours(SHANGHAI, _at(2026, 9, 29, 17, 15), hours)
+    for wrong in ("9-5", "17:00-09:00", [], 42):
+        with pytest.raises(ValueError):
+            parse_office_hours(wrong)
+
+
+def test_the_office_hours_gauge_is_set_from_the_catalog_calendar(tmp_path):
+    catalog_file = tmp_path / "catalog.yaml"
+    catalog_file.write_text('office_hours: "08:00-12:00"\n', encoding="utf-8")
+    judge = SimpleNamespace(calendar=SHANGHAI)
+    pipeline = SimpleNamespace(catalog=SimpleNamespace(judge=judge, catalog_path=catalog_file))
+    watch = Watch(pipeline)
+    watch.set_office_hours(_at(2026, 10, 10, 10))  # make-up Saturday, within 08:00-12:00
+    assert _sample("sunlight_office_hours") == 1
+    watch.set_office_hours(_at(2026, 10, 1, 10))  # holiday
+    assert _sample("sunlight_office_hours") == 0
+    watch.set_office_hours(_at(2026, 9, 29, 13))  # a working day, after this catalog's hours
+    assert _sample("sunlight_office_hours") == 0
+
+
+def _sample(name: str, **labels) -> float | None:
+    return metrics.REGISTRY.get_sample_value(name, labels or None)
+
+
+# -- counting the pipeline's state ---------------------------------------------------------------------------
+
+
+def test_due_backlog_counts_what_is_due_and_not_superseded():
+    index = DeadlineIndex()
+    base = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    for n in range(50):
+        index.schedule(f"c{n}", base + timedelta(hours=n), n % 3)
+    index.schedule("c0", base + timedelta(days=10), 0)  # moved later: its old entry stays in the heap
+    now = base + timedelta(hours=9, minutes=30)
+    assert due_backlog(index, lambda p: now) == 9  # c1..c9
+    assert due_backlog(index, lambda p: now if p == 1 else base) == 3  # c1, c4, c7
+    assert len(index.pop_due(lambda p: now)) == 9
+    assert due_backlog(index, lambda p: now) == 0
+
+
+def _state(case_id: str, *types: str) -> CaseState:
+    events = []
+    for n, kind in enumerate(types):
+        at = f"2026-03-0{n + 1}T10:00:00+08:00"
+        obj = {"event_id": f"{case_id}-{n}", "case_id": case_id, "item_code": "X", "type": kind,
+               "occurred_at": at, "recorded_at": at}
+        if kind == "node_completed":
+            obj["node"] = "n"
+        events.append(parse_event(obj))
+    return CaseState(case_id=case_id, events=tuple(events))
+
+
+def test_a_stored_state_gives_its_status_without_being_built():
+    assert stored_case_status(encode_state(_state("A", "accepted"), 1)) == (1, "open")
+    assert stored_case_status(encode_state(_state("B", "accepted", "suspended"), 0)) == (0, "suspended")
+    assert stored_case_status(encode_state(_state("C", "accepted", "suspended", "resumed"), 0)) == (0, "open")
+    assert stored_case_status(encode_state(_state("D", "accepted", "closed"), 3)) == (3, "closed")
+    assert stored_case_status(encode_state(_state("E", "accepted", "withdrawn"), 3)) == (3, "withdrawn")
+    assert stored_case_status(b"") is None
+
+
+def test_census_counts_incrementally_and_rebuilds():
+    statuses = {"a": ("open",), "b": ("closed",), "c": ("open", "replied")}
+    census = Census(lambda key: statuses.get(key, ()))
+    asyncio.run(census.rebuild(["a", "b", "c", "gone"], chunk=2))
+    assert (census.count("open"), census.count("closed"), census.count("replied")) == (2, 1, 1)
+    statuses["a"] = ("closed",)
+    statuses.pop("c")
+    census.refresh(["a", "c"])
+    assert (census.count("open"), census.count("closed"), census.count("replied")) == (0, 2, 0)
+
+
+def test_open_cases_and_tickets_are_counted_from_the_tables_then_from_what_was_written():
+    from streams.store import Recent
+
+    cases = {"A": _state("A", "accepted"), "B": _state("B", "accepted", "suspended"),
+             "C": _state("C", "accepted", "closed"), "D": _state("D", "accepted")}
+    table = {key: encode_state(state, 0 if key != "D" else 1) for key, state in cases.items()}
+
+    def tickets_of(*statuses):
+        return orjson.dumps({"tickets": {f"rule{n}": {"status": status} for n, status in enumerate(statuses)},
+                             "others": []})
+
+    tickets = {"A": tickets_of("open", "replied"), "C": tickets_of("closed"), "B": tickets_of("settling")}
+    pipeline = SimpleNamespace(
+        index_ready=True, assigned={TopicPartition("case-events", 0), TopicPartition("alerts", 0),
+                                    TopicPartition("alerts", 1)},
+        settings=SimpleNamespace(case_events_topic="case-events", alerts_topic="alerts", partitions=2),
+        table=SimpleNamespace(data=table), store=SimpleNamespace(cache=Recent(10)),
+        tickets_table=SimpleNamespace(data=tickets), ticket_store=SimpleNamespace(cache=Recent(10)),
+        touched_cases=set(), touched_tickets=set())
+    watch = Watch(pipeline)
+    asyncio.run(watch.count())  # first: every case of the held partitions (D is in partition 1)
+    assert _sample("sunlight_open_cases") == 2
+    assert [_sample("sunlight_tickets", status=s) for s in ("open", "replied", "closed", "withdrawn")] == [1, 1, 1, 0]
+    # A closes (its new state in the cache), E opens: only the touched cases are looked at again
+    pipeline.store.cache.keep("A", _state("A", "accepted", "closed"))
+    table["E"] = encode_state(_state("E", "accepted"), 0)
+    table["B"] = b"not looked at"
+    pipeline.touched_cases = {"A", "E"}
+    tickets["A"] = tickets_of("closed", "closed")
+    pipeline.touched_tickets = {"A"}
+    asyncio.run(watch.count())
+    assert _sample("sunlight_open_cases") == 2  # B and E
+    assert [_sample("sunlight_tickets", status=s) for s in ("open", "replied", "closed")] == [0, 0, 3]
+    assert pipeline.touched_cases == set() and pipeline.touched_tickets == set()
+
+
+# -- the HTTP server -----------------------------------------------------------------------------------------
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+class _Pipeline:
+    """What the watch reads of a pipeline, in states a test sets."""
+
+    def __init__(self, store_fails: bool = False):
+        self.failure = None
+        self.stopping = False
+        self.assigned: set = set()
+        self.index_ready = False
+        self.recovered = asyncio.Event()
+        self.app = SimpleNamespace(tables=SimpleNamespace(recovery=SimpleNamespace(completed=self.recovered)))
+        self.store_fails = store_fails
+        self.writer = SimpleNamespace(lock=__import__("threading").Lock(), executor=None, pending_rows=7,
+                                      client=SimpleNamespace(command=self._command))
+
+    def _command(self, sql: str):
+        assert sql == "SELECT 1"
+        if self.store_fails:
+            raise ConnectionRefusedError("Connection refused")
+        return 1
+
+
+async def _get_async(port: int, path: str) -> tuple[int, str]:
+    return await asyncio.get_running_loop().run_in_executor(None, _get, port, path)
+
+
+def test_health_server_answers_metrics_healthz_and_readyz():
+    async def run():
+        server = await HealthServer(0, "127.0.0.1").start()
+        try:
+            port = server.port
+            assert port > 0
+            metrics.EVENTS_PROCESSED.labels("new").inc(3)
+            status, body = await _get_async(port, "/metrics")
+            assert status == 200
+            families = {f.name: f for f in text_string_to_metric_families(body)}
+            assert "sunlight_events_processed" in families and "sunlight_office_hours" in families
+            assert any(s.labels == {"outcome": "new"} and s.value >= 3
+                       for s in families["sunlight_events_processed"].samples)
+            assert await _get_async(port, "/healthz") == (200, "ok\n")
+            assert await _get_async(port, "/readyz") == (503, "the worker is starting\n")
+
+            pipeline = _Pipeline()
+            watch = Watch(pipeline)  # attached by hand: no timer, the test drives it
+            server.watch = watch
+            status, body = await _get_async(port, "/readyz")
+            assert (status, body) == (503, "no partitions assigned (yet)\n")
+            pipeline.assigned.add(TopicPartition("case-events", 0))
+            assert (await _get_async(port, "/readyz"))[1] == "tables are being recovered\n"
+            pipeline.recovered.set()
+            pipeline.index_ready = True
+            assert (await _get_async(port, "/readyz"))[1] == "the store has not been checked yet\n"
+            await watch.check_store()
+            assert await _get_async(port, "/readyz") == (200, "ready\n")
+            assert _sample("sunlight_ready") == 1
+            pipeline.store_fails = True
+            await watch.check_store()
+            status, body = await _get_async(port, "/readyz")
+            assert status == 503 and body.startswith("the store is unreachable: Connection refused"), body
+            assert _sample("sunlight_ready") == 0
+            pipeline.store_fails = False
+            await watch.check_store()
+            pipeline.failure = RuntimeError("the deadline index could not be rebuilt")
+            assert await _get_async(port, "/readyz") == (
+                503, "the worker failed: the deadline index could not be rebuilt\n")
+            assert (await _get_async(port, "/healthz"))[0] == 200  # alive all the while
+            await server.detach()
+            assert await _get_async(port, "/readyz") == (503, "the worker is stopping\n")
+        finally:
+            await server.stop()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+    asyncio.run(run())
+
+
+def test_a_port_in_use_is_a_clear_error_naming_the_setting():
+    async def run():
+        first = await HealthServer(0, "127.0.0.1").start()
+        try:
+            with pytest.raises(SystemExit) as raised:
+                await HealthServer(first.port, "127.0.0.1").start()
+        finally:
+            await first.stop()
+        return str(raised.value), first.port
+
+    message, port = asyncio.run(run())
+    assert f"port {port} is in use" in message and "SUNLIGHT_METRICS_PORT" in message
+
+
+def test_port_zero_turns_the_server_off():
+    assert asyncio.run(health.start_health(0)) is None
