@@ -249,3 +249,37 @@ def load_overrides(raw: object) -> dict[date, bool]:
                 raise ValueError(f"calendar overrides: {day} is listed as both a holiday and a workday")
             out[day] = flag
     return out
+
+
+# -- office hours: when the pipeline's operators expect events (PromQL knows no Chinese calendar) --
+
+DEFAULT_OFFICE_HOURS = ((time(9), time(17)),)
+
+def parse_office_hours(raw) -> tuple[tuple[time, time], ...]:
+    """Office hours as the catalog may give them (`office_hours: "09:00-17:00"`, or a list of such
+    ranges, e.g. a lunch break: `["08:30-12:00", "13:30-17:30"]`); None: 9:00-17:00."""
+    if raw is None:
+        return DEFAULT_OFFICE_HOURS
+    ranges = [raw] if isinstance(raw, str) else raw
+    if not isinstance(ranges, list) or not ranges:
+        raise ValueError(f"office_hours must be \"HH:MM-HH:MM\" or a list of such ranges, got {raw!r}")
+    out = []
+    for text in ranges:
+        try:
+            start, end = (time.fromisoformat(part.strip()) for part in str(text).split("-"))
+        except ValueError:
+            raise ValueError(f"office_hours: {text!r} is not a range \"HH:MM-HH:MM\"") from None
+        if not start < end:
+            raise ValueError(f"office_hours: {text!r} ends before it starts")
+        out.append((start, end))
+    return tuple(out)
+
+
+def is_office_hours(calendar, moment: datetime, hours: Iterable[tuple[time, time]] = DEFAULT_OFFICE_HOURS) -> bool:
+    """Is `moment` within office hours of a working day, by the project's calendar (Chinese
+    holidays and make-up working days), in the calendar's timezone?"""
+    local = calendar.local(moment)
+    if not calendar.is_workday(date(local.year, local.month, local.day)):
+        return False
+    clock = local.time().replace(tzinfo=None)
+    return any(start <= clock < end for start, end in hours)

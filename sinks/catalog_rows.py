@@ -66,12 +66,11 @@ def write_catalog(client, catalog: Catalog, version: int | None = None) -> int:
                                       ("catalog_codes", CODE_COLUMNS, codes, "(kind, code)")):
         if rows:
             client.insert(table, rows, column_names=columns)
-        # What left the catalog: its newest row again, no longer in the catalog.
-        current = ", ".join(_quote(r[0]) if key == "code" else f"({_quote(r[0])}, {_quote(r[1])})" for r in rows)
-        keep = f"{key} NOT IN ({current})" if rows else "1"
+        # What left the catalog: its newest row again, no longer in the catalog. The codes still in
+        # it were just written at `version`, so FINAL's newest row of each is not older than it.
         others = ", ".join(c for c in columns if c not in ("in_catalog", "version", "written_at"))
         client.command(
             f"INSERT INTO {table} ({', '.join(columns)}) "
             f"SELECT {others}, 0, {version}, toDateTime64({version / 1e6:.6f}, 3, 'UTC') "
-            f"FROM {table} FINAL WHERE in_catalog = 1 AND version < {version} AND {keep}")
+            f"FROM {table} FINAL WHERE in_catalog = 1 AND version < {version}")
     return version

@@ -119,6 +119,7 @@ class Pipeline:
         self.holes: dict = {}
         self.start_offsets: dict[str, dict[int, int]] = {}  # by topic, read when first needed
         self.assigned: set = set()  # the partitions of the agents' topics this worker holds
+        self.catalog_rows_pending = False  # a reloaded catalog the store has not taken yet
         # Cases whose state or tickets were written since streams.health.Watch last counted them
         # (sets while a watch counts them, as `sunlight worker` does; None: nobody counts).
         self.touched_cases: set[str] | None = None
@@ -554,8 +555,10 @@ class Pipeline:
                     await self._refused_row(item)
                 await self.outbox.send()
                 seconds = 0.0
+            self.writer.last_error = None  # written (or its refused rows set aside): the store answers
             metrics.SINK_FLUSH_SECONDS.observe(seconds)
-            metrics.SINK_BATCH_ROWS.observe(batch.count)
+            if batch.count:  # a flush of acknowledgements only writes no batch
+                metrics.SINK_BATCH_ROWS.observe(batch.count)
             for table, rows in batch.rows.items():
                 metrics.SINK_ROWS.labels(table).inc(len(rows))
             self.writer.written(batch)
@@ -595,10 +598,13 @@ class Pipeline:
 
     async def reload_catalog(self) -> None:
         if self.catalog.maybe_reload():
-            await self.write_catalog_rows()
+            self.catalog_rows_pending = True
+        if self.catalog_rows_pending:  # again on the next tick while the store refuses it
+            self.catalog_rows_pending = not await self.write_catalog_rows()
 
-    async def write_catalog_rows(self) -> None:
-        """The reloaded catalog into the store, for the dashboards' names and variables."""
+    async def write_catalog_rows(self) -> bool:
+        """The reloaded catalog into the store, for the dashboards' names and variables; False when
+        the store refused it (the dashboards show the previous copy meanwhile)."""
         from sinks.catalog_rows import write_catalog
 
         def write() -> None:
@@ -607,8 +613,10 @@ class Pipeline:
 
         try:
             await asyncio.get_running_loop().run_in_executor(self.writer.executor, write)
-        except Exception as exc:  # the store is down: the dashboards show the previous copy
-            log.warning("could not write the reloaded catalog to the store: %s", exc)
+        except Exception as exc:  # the store is down: tried again on the next reload tick
+            log.warning("could not write the reloaded catalog to the store (will try again): %s", exc)
+            return False
+        return True
 
     def ticket_policy(self):
         """The catalog's ticket policy with the silences in force."""

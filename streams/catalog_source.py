@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from alerts.calendar import WorkCalendar, load_overrides
+from alerts.calendar import WorkCalendar, load_overrides, parse_office_hours
 from alerts.catalog import CatalogError, load_catalog
 from alerts.config import RuleConfig
 from alerts.evaluate import Judge
@@ -36,8 +36,9 @@ def read_yaml(path: Path, what: str):
 
 
 def load_judge(catalog_path: Path, overrides_path: Path | None = None,
-               config: RuleConfig = RuleConfig()) -> Judge:
-    catalog = load_catalog(read_yaml(catalog_path, "catalog"))
+               config: RuleConfig = RuleConfig(), raw=None) -> Judge:
+    """The judge of a catalog file (or of `raw`, that file already read)."""
+    catalog = load_catalog(raw if raw is not None else read_yaml(catalog_path, "catalog"))
     overrides = load_overrides(read_yaml(overrides_path, "calendar overrides")) if overrides_path else {}
     return Judge(catalog, WorkCalendar(overrides, catalog.timezone, on_missing_year=_missing_year), config)
 
@@ -54,19 +55,28 @@ class CatalogSource:
         self.overrides_path = overrides_path
         self.tickets_path = tickets_path
         self.templates_dir = templates_dir
-        self.judge = load_judge(self.catalog_path, overrides_path)
-        self.policy = self._load_policy()
+        self.judge, self.policy, self.office_hours = self._load()
         self.texts = load_templates(templates_dir)
         self._stamp = self._mtime()
 
-    def _load_policy(self) -> TicketPolicy:
-        """The ticket policy: a file of its own (SUNLIGHT_TICKETS), else the catalog's `tickets`."""
+    def _load(self) -> tuple[Judge, TicketPolicy, tuple]:
+        """The judge, the ticket policy and the office hours, from one reading of the catalog file.
+
+        The ticket policy is a file of its own (SUNLIGHT_TICKETS), else the catalog's `tickets`;
+        the office hours (when the worker expects events, for its health alerts) the catalog's
+        `office_hours`, else 9:00-17:00 on working days."""
+        raw = read_yaml(self.catalog_path, "catalog")
+        judge = load_judge(self.catalog_path, self.overrides_path, raw=raw)
+        fields = raw if isinstance(raw, dict) else {}
         try:
             if self.tickets_path is not None:
-                return policy_from_config(read_yaml(self.tickets_path, "ticket policy"))
-            return policy_from_config((read_yaml(self.catalog_path, "catalog") or {}).get("tickets"))
+                policy = policy_from_config(read_yaml(self.tickets_path, "ticket policy"))
+            else:
+                policy = policy_from_config(fields.get("tickets"))
+            office_hours = parse_office_hours(fields.get("office_hours"))
         except ValueError as exc:
             raise CatalogError(str(exc)) from None
+        return judge, policy, office_hours
 
     def ticket_policy(self) -> TicketPolicy:
         return self.policy
@@ -86,9 +96,7 @@ class CatalogSource:
             return False
         self._stamp = stamp
         try:
-            judge = load_judge(self.catalog_path, self.overrides_path)
-            policy = self._load_policy()
-            self.judge, self.policy = judge, policy
+            self.judge, self.policy, self.office_hours = self._load()
         except Exception as exc:  # whatever is wrong with the new file, the running catalog stays
             metrics.CATALOG_RELOADS.labels("rejected").inc()
             log.error("catalog reload refused, keeping the previous catalog: %s", exc)

@@ -702,13 +702,19 @@ def cmd_dashboards_push(args, settings: Settings) -> int:
                                       built_dashboards, prometheus_datasource, push, redact_url)
 
     try:
-        clickhouse_url = args.clickhouse_url or settings.clickhouse
+        # Never the pipeline's own SUNLIGHT_CLICKHOUSE: Grafana reads as a viewer's user, whom the
+        # server's row policies limit, not as the pipeline's user.
+        clickhouse_url = args.clickhouse_url
         if not clickhouse_url:
             raise ProvisionError("the ClickHouse server Grafana queries is not set: --clickhouse-url "
-                                 "http://USER@HOST:8123/DATABASE or SUNLIGHT_CLICKHOUSE")
+                                 "http://USER@HOST:8123/DATABASE (a viewer's user, not the pipeline's)")
+        password = settings.grafana_clickhouse_password
+        if args.clickhouse_user and password is None:
+            # A URL's password belongs to the URL's user, never to the one that replaces it.
+            raise ProvisionError(f"the password of ClickHouse user {args.clickhouse_user} is not set: "
+                                 "SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD")
         # The datasource user's password stays out of the command line (as `access add-user`'s does).
-        target = ClickHouseTarget.from_url(clickhouse_url, user=args.clickhouse_user,
-                                           password=settings.grafana_clickhouse_password)
+        target = ClickHouseTarget.from_url(clickhouse_url, user=args.clickhouse_user, password=password)
         datasources = [clickhouse_datasource(target), prometheus_datasource(args.prometheus_url)]
         api = connect(settings.grafana_url, settings.grafana_token)
         changes = push(api, settings.grafana_url, settings.grafana_token, built_dashboards(), datasources,

@@ -24,91 +24,26 @@ import asyncio
 import errno
 import logging
 from collections import Counter
-from datetime import date, datetime, time, timezone
-from pathlib import Path
+from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 import orjson
-import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from alerts.calendar import DEFAULT_OFFICE_HOURS, is_office_hours
+from sinks.clickhouse import scrub
 from streams import metrics
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OFFICE_HOURS = ((time(9), time(17)),)
 STORE_CHECK_TIMEOUT = 5.0
+LAG_REQUEST_TIMEOUT = 5.0  # the one broker request of the lag: a partition's log start
 OPEN_STATUSES = ("open", "suspended")
 TICKET_STATUSES = ("open", "replied", "returned", "closed", "withdrawn")  # settling tickets are not yet tickets
 
 
-# -- office hours ------------------------------------------------------------------------------------
-
-
-def parse_office_hours(raw) -> tuple[tuple[time, time], ...]:
-    """Office hours as the catalog may give them (`office_hours: "09:00-17:00"`, or a list of such
-    ranges, e.g. a lunch break: `["08:30-12:00", "13:30-17:30"]`); None: 9:00-17:00."""
-    if raw is None:
-        return DEFAULT_OFFICE_HOURS
-    ranges = [raw] if isinstance(raw, str) else raw
-    if not isinstance(ranges, list) or not ranges:
-        raise ValueError(f"office_hours must be \"HH:MM-HH:MM\" or a list of such ranges, got {raw!r}")
-    out = []
-    for text in ranges:
-        try:
-            start, end = (time.fromisoformat(part.strip()) for part in str(text).split("-"))
-        except ValueError:
-            raise ValueError(f"office_hours: {text!r} is not a range \"HH:MM-HH:MM\"") from None
-        if not start < end:
-            raise ValueError(f"office_hours: {text!r} ends before it starts")
-        out.append((start, end))
-    return tuple(out)
-
-
-def is_office_hours(calendar, moment: datetime, hours: Iterable[tuple[time, time]] = DEFAULT_OFFICE_HOURS) -> bool:
-    """Is `moment` within office hours of a working day, by the project's calendar (Chinese
-    holidays and make-up working days), in the calendar's timezone?"""
-    local = calendar.local(moment)
-    if not calendar.is_workday(date(local.year, local.month, local.day)):
-        return False
-    clock = local.time().replace(tzinfo=None)
-    return any(start <= clock < end for start, end in hours)
-
-
-def catalog_office_hours(catalog_path: Path) -> tuple[tuple[time, time], ...]:
-    """The catalog file's `office_hours`, or the default when it has none or they cannot be read."""
-    try:
-        raw = yaml.safe_load(Path(catalog_path).read_text(encoding="utf-8")) or {}
-        return parse_office_hours(raw.get("office_hours") if isinstance(raw, dict) else None)
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        log.warning("office hours: %s; using 9:00-17:00 on working days", exc)
-        return DEFAULT_OFFICE_HOURS
-
-
 # -- counting what the pipeline holds ---------------------------------------------------------------
-
-
-def due_backlog(index, now_of: Callable[[int], datetime]) -> int:
-    """Moments of a deadline index (streams.timers.DeadlineIndex) already due and not yet fired.
-
-    Walks each partition's heap from its root only through entries already due (a heap's children
-    are never earlier than their parent), so the cost is in proportion to what is due, not to the
-    size of the index; superseded heap entries are not counted."""
-    count = 0
-    current = index._due  # case -> (due, partition): the live entry of each case
-    for partition, heap in list(index._heaps.items()):
-        now = now_of(partition)
-        stack = [0] if heap else []
-        while stack:
-            i = stack.pop()
-            due, case_id = heap[i]
-            if due > now:
-                continue
-            if current.get(case_id) == (due, partition):
-                count += 1
-            stack.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))
-    return count
 
 
 class Census:
@@ -184,6 +119,8 @@ class Watch:
         self.store_error = ""
         self._store_check: asyncio.Future | None = None
         self.lag_partitions: set[tuple[str, str]] = set()
+        self.log_starts: dict = {}  # TopicPartition -> the first offset of its log, while held
+        self._case_partitions: set[int] = set()  # the case-events partitions held, as of this count
         self._judge = None
         self.office_hours = DEFAULT_OFFICE_HOURS
         self._task: asyncio.Task | None = None
@@ -225,7 +162,10 @@ class Watch:
         except asyncio.TimeoutError:
             self.store_ok, self.store_error = False, f"no answer to SELECT 1 within {STORE_CHECK_TIMEOUT:.0f} s"
         except Exception as exc:
-            self.store_ok, self.store_error = False, str(exc).splitlines()[0][:300] if str(exc) else repr(exc)
+            # /readyz is unauthenticated: the server URL's password never goes out in a reason.
+            server = self.pipeline.settings.clickhouse
+            text = (scrub(str(exc), server) if server else str(exc)) or repr(exc)
+            self.store_ok, self.store_error = False, text.splitlines()[0][:300]
 
     # gauges -----------------------------------------------------------------------------------------------
 
@@ -236,7 +176,7 @@ class Watch:
             status = state.status
         else:
             found = stored_case_status(pipeline.table.data.get(case_id))
-            if found is None or found[0] not in self._held(pipeline.settings.case_events_topic):
+            if found is None or found[0] not in self._case_partitions:
                 return ()
             status = found[1]
         return (status,)
@@ -258,17 +198,21 @@ class Watch:
         """Open cases and tickets by status: the cases written since the last count, or every case
         of the tables after the partitions held changed."""
         pipeline = self.pipeline
-        if not pipeline.index_ready:
+        if not pipeline.index_ready:  # recovering: what this worker will hold is not known yet
+            metrics.OPEN_CASES.set(float("nan"))
+            for status in TICKET_STATUSES:
+                metrics.TICKETS.labels(status).set(float("nan"))
             return
         held = frozenset(pipeline.assigned)
+        self._case_partitions = self._held(pipeline.settings.case_events_topic)
         touched_cases, pipeline.touched_cases = pipeline.touched_cases or set(), set()
         touched_tickets, pipeline.touched_tickets = pipeline.touched_tickets or set(), set()
         if held != self.counted_for:
-            self.counted_for = held
             await self.cases.rebuild(pipeline.table.data.keys())
             ticket_partitions = self._held(pipeline.settings.alerts_topic)
             await self.tickets.rebuild(key for key in pipeline.tickets_table.data.keys()
                                        if _partition_of(key, pipeline.settings.partitions) in ticket_partitions)
+            self.counted_for = held  # only once both are whole: a failed rebuild is tried again
         else:
             self.cases.refresh(touched_cases)
             self.tickets.refresh(touched_tickets)
@@ -281,7 +225,7 @@ class Watch:
         judge = catalog.judge
         if judge is not self._judge:  # started, or the catalog was reloaded
             self._judge = judge
-            self.office_hours = catalog_office_hours(catalog.catalog_path)
+            self.office_hours = catalog.office_hours
         now = now or datetime.now(timezone.utc)
         metrics.OFFICE_HOURS.set(1 if is_office_hours(judge.calendar, now, self.office_hours) else 0)
 
@@ -290,25 +234,28 @@ class Watch:
         self.set_office_hours()
         if pipeline.index_ready:
             now_of = pipeline.clock.now
-            metrics.DUE_TIMER_BACKLOG.set(due_backlog(pipeline.index, now_of)
-                                          + due_backlog(pipeline.ticket_index, now_of))
+            metrics.DUE_TIMER_BACKLOG.set(pipeline.index.due_count(now_of) + pipeline.ticket_index.due_count(now_of))
         metrics.SINK_PENDING_ROWS.set(pipeline.writer.pending_rows)
         metrics.READY.set(1 if self.readiness()[0] else 0)
 
     async def measure_lag(self) -> None:
         """End offset minus committed offset of each input partition this worker holds, from what
         its own consumer knows (the end offsets its fetches see, the offsets it committed): no
-        request of its own, and nothing that could disturb the consumer group. A partition with
-        nothing committed yet counts from the start of its log."""
+        request beside a partition's log start, asked once while it is held, and nothing that could
+        disturb the consumer group. A partition with nothing committed yet counts from the start of
+        its log."""
         pipeline = self.pipeline
         settings = pipeline.settings
         consumer = pipeline.app.consumer
         topics = (settings.case_events_topic, settings.ticket_actions_topic)
         held = [tp for tp in pipeline.assigned if tp.topic in topics]
         committed = {tp: consumer._committed_offset.get(tp) for tp in held}  # Faust's: the next offset to read
-        missing = [tp for tp, offset in committed.items() if offset is None]
-        if missing:
-            committed.update(await consumer.earliest_offsets(*missing))
+        missing = [tp for tp, offset in committed.items() if offset is None and tp not in self.log_starts]
+        if missing:  # asked once per partition held (a log's start moves only with retention), briefly
+            self.log_starts.update(await asyncio.wait_for(consumer.earliest_offsets(*missing), LAG_REQUEST_TIMEOUT))
+        for tp, offset in committed.items():
+            if offset is None:
+                committed[tp] = self.log_starts.get(tp)
         seen: set[tuple[str, str]] = set()
         for tp in held:
             end = consumer.highwater(tp)
@@ -317,6 +264,7 @@ class Watch:
             key = (tp.topic, str(tp.partition))
             metrics.CONSUMER_LAG.labels(*key).set(max(0, end - committed[tp]))
             seen.add(key)
+        self.log_starts = {tp: offset for tp, offset in self.log_starts.items() if tp in held}
         for key in self.lag_partitions - seen:  # partitions no longer held
             metrics.CONSUMER_LAG.remove(*key)
         self.lag_partitions = seen

@@ -171,7 +171,9 @@ def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker) -> None:
     def stop() -> None:
         if not pipeline.stopping:
             pipeline.stopping = True
-            if pipeline.writer.batch.failed_attempts:
+            # The batch being retried is out of `writer.batch` while a write waits: the writer's
+            # last error (cleared by a successful write) tells that the store is failing.
+            if pipeline.writer.batch.failed_attempts or pipeline.writer.last_error:
                 # The store is failing: its rows' messages would never be acknowledged, so do
                 # not wait for them (uncommitted, they are delivered again on the next start).
                 worker.app.conf.stream_wait_empty = False

@@ -60,3 +60,22 @@ class DeadlineIndex:
 
     def any_due(self, now_of: Callable[[int], datetime]) -> bool:
         return any((due := self.next_due(p)) is not None and due <= now_of(p) for p in list(self._heaps))
+
+    def due_count(self, now_of: Callable[[int], datetime]) -> int:
+        """How many cases are due by their partition's clock and not popped yet (the due-timer
+        backlog). Walks each heap from its root only through entries already due (a heap's
+        children are never earlier than their parent), so the cost is in proportion to what is
+        due; superseded entries, and a case's duplicate entries, are not counted."""
+        counted: set[str] = set()  # a case scheduled d1, d2, d1 again has two live-looking entries
+        for partition, heap in list(self._heaps.items()):
+            now = now_of(partition)
+            stack = [0] if heap else []
+            while stack:
+                i = stack.pop()
+                due, case_id = heap[i]
+                if due > now:
+                    continue
+                if self._due.get(case_id) == (due, partition):
+                    counted.add(case_id)
+                stack.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))
+        return len(counted)

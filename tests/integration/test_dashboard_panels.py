@@ -252,7 +252,26 @@ def test_the_catalog_copy_follows_a_reload_of_the_catalog(tmp_path):
             raw["departments"][0]["name"] = "市市场监督管理局（新）"
             catalog.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
             os.utime(catalog, ns=(1, catalog.stat().st_mtime_ns + 10**9))
-            await running.pipeline.reload_catalog()
+            # The store refuses the first write: the copy is written on a later reload tick.
+            import sinks.catalog_rows
+
+            real, calls = sinks.catalog_rows.write_catalog, []
+
+            def refused_once(client, catalog):
+                calls.append(1)
+                if len(calls) == 1:
+                    raise ConnectionError("store down")
+                return real(client, catalog)
+
+            sinks.catalog_rows.write_catalog = refused_once
+            try:
+                await running.pipeline.reload_catalog()
+                with running.pipeline.writer.lock:
+                    assert names(running.client) == before
+                await running.pipeline.reload_catalog()  # the file has not changed since
+            finally:
+                sinks.catalog_rows.write_catalog = real
+            assert len(calls) == 2
             with running.pipeline.writer.lock:
                 return before, names(running.client), raw["departments"][0]["code"]
 

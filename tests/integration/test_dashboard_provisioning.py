@@ -487,15 +487,36 @@ def test_a_missing_setting_is_a_clear_error(grafana):
 
 
 def test_a_password_in_the_clickhouse_url_is_used_and_never_shown(grafana, dashboards):
-    env = cli_env(SUNLIGHT_GRAFANA_URL=grafana.url, SUNLIGHT_GRAFANA_TOKEN=TOKEN,
-                  SUNLIGHT_CLICKHOUSE=f"https://viewer:{PASSWORD}@ch.example:8443/db")
-    result = run_cli("-v", "dashboards", "push", "--clickhouse-user", "grafana_region_a", env=env)
+    env = cli_env(SUNLIGHT_GRAFANA_URL=grafana.url, SUNLIGHT_GRAFANA_TOKEN=TOKEN)
+    result = run_cli("-v", "dashboards", "push", "--clickhouse-url", f"https://viewer:{PASSWORD}@ch.example:8443/db",
+                     env=env)
     assert result.returncode == 0, result.stderr
     assert PASSWORD not in result.stderr + result.stdout and TOKEN not in result.stderr + result.stdout
     created = next(r.body for r in grafana.writes if r.path == "/api/datasources" and r.body["uid"] == CLICKHOUSE_UID)
     assert created["jsonData"] == {"host": "ch.example", "port": 8443, "protocol": "http", "secure": True,
-                                   "username": "grafana_region_a", "defaultDatabase": "db"}
+                                   "username": "viewer", "defaultDatabase": "db"}
     assert created["secureJsonData"] == {"password": PASSWORD}
+
+
+def test_the_pipelines_store_and_a_replaced_users_password_are_never_used(grafana, dashboards):
+    """Grafana never reads as the pipeline's user (SUNLIGHT_CLICKHOUSE), and a URL's password is
+    never given to another user (--clickhouse-user)."""
+    env = cli_env(SUNLIGHT_GRAFANA_URL=grafana.url, SUNLIGHT_GRAFANA_TOKEN=TOKEN,
+                  SUNLIGHT_CLICKHOUSE=f"https://pipeline:{PASSWORD}@ch.example:8443/db")
+    result = run_cli("dashboards", "push", env=env)
+    assert result.returncode == 2 and "--clickhouse-url" in result.stderr, result.stderr
+    result = run_cli("dashboards", "push", "--clickhouse-url", f"https://viewer:{PASSWORD}@ch.example:8443/db",
+                     "--clickhouse-user", "grafana_region_a", env=env)
+    assert result.returncode == 2
+    assert "password of ClickHouse user grafana_region_a is not set" in result.stderr, result.stderr
+    assert not grafana.requests and PASSWORD not in result.stderr
+    result = run_cli("dashboards", "push", "--clickhouse-url", "https://viewer@ch.example:8443/db",
+                     "--clickhouse-user", "grafana_region_a",
+                     env={**env, "SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD": "region-a-secret"})
+    assert result.returncode == 0, result.stderr
+    created = next(r.body for r in grafana.writes if r.path == "/api/datasources" and r.body["uid"] == CLICKHOUSE_UID)
+    assert created["jsonData"]["username"] == "grafana_region_a"
+    assert created["secureJsonData"] == {"password": "region-a-secret"}
 
 
 def test_file_provisioned_objects_are_not_fought_over(grafana, dashboards):

@@ -23,8 +23,8 @@ from alerts.events import parse_event
 from alerts.state import CaseState
 from streams import health, metrics
 from streams.codec import encode_state
-from streams.health import Census, HealthServer, Watch, due_backlog, is_office_hours, parse_office_hours, \
-    stored_case_status
+from alerts.calendar import is_office_hours, parse_office_hours
+from streams.health import Census, HealthServer, Watch, stored_case_status
 from streams.timers import DeadlineIndex
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,17 +122,37 @@ def test_office_hours_from_the_catalog():
 
 
 def test_the_office_hours_gauge_is_set_from_the_catalog_calendar(tmp_path):
+    import os
+
+    import yaml
+
+    from streams.catalog_source import CatalogSource
+
+    raw = yaml.safe_load((REPO / "tests/data/contract/catalog.example.yaml").read_text(encoding="utf-8"))
     catalog_file = tmp_path / "catalog.yaml"
-    catalog_file.write_text('office_hours: "08:00-12:00"\n', encoding="utf-8")
-    judge = SimpleNamespace(calendar=SHANGHAI)
-    pipeline = SimpleNamespace(catalog=SimpleNamespace(judge=judge, catalog_path=catalog_file))
-    watch = Watch(pipeline)
+
+    def write(office_hours) -> None:
+        catalog_file.write_text(yaml.safe_dump({**raw, "office_hours": office_hours}, allow_unicode=True),
+                                encoding="utf-8")
+        os.utime(catalog_file, ns=(1, catalog_file.stat().st_mtime_ns + 10**9))
+
+    write("08:00-12:00")
+    source = CatalogSource(catalog_file)
+    watch = Watch(SimpleNamespace(catalog=source))
     watch.set_office_hours(_at(2026, 10, 10, 10))  # make-up Saturday, within 08:00-12:00
     assert _sample("sunlight_office_hours") == 1
     watch.set_office_hours(_at(2026, 10, 1, 10))  # holiday
     assert _sample("sunlight_office_hours") == 0
     watch.set_office_hours(_at(2026, 9, 29, 13))  # a working day, after this catalog's hours
     assert _sample("sunlight_office_hours") == 0
+    write(["08:30-12:00", "13:00-17:30"])  # a reload brings the new hours with the new judge
+    assert source.maybe_reload()
+    watch.set_office_hours(_at(2026, 9, 29, 13, 30))
+    assert _sample("sunlight_office_hours") == 1
+    write("17:00-09:00")  # refused, like any bad catalog: the hours in force stay
+    assert not source.maybe_reload()
+    watch.set_office_hours(_at(2026, 9, 29, 13, 30))
+    assert _sample("sunlight_office_hours") == 1
 
 
 def _sample(name: str, **labels) -> float | None:
@@ -142,17 +162,23 @@ def _sample(name: str, **labels) -> float | None:
 # -- counting the pipeline's state ---------------------------------------------------------------------------
 
 
-def test_due_backlog_counts_what_is_due_and_not_superseded():
+def test_the_due_count_is_what_is_due_and_not_superseded():
     index = DeadlineIndex()
     base = datetime(2026, 6, 1, tzinfo=timezone.utc)
     for n in range(50):
         index.schedule(f"c{n}", base + timedelta(hours=n), n % 3)
     index.schedule("c0", base + timedelta(days=10), 0)  # moved later: its old entry stays in the heap
     now = base + timedelta(hours=9, minutes=30)
-    assert due_backlog(index, lambda p: now) == 9  # c1..c9
-    assert due_backlog(index, lambda p: now if p == 1 else base) == 3  # c1, c4, c7
+    assert index.due_count(lambda p: now) == 9  # c1..c9
+    assert index.due_count(lambda p: now if p == 1 else base) == 3  # c1, c4, c7
     assert len(index.pop_due(lambda p: now)) == 9
-    assert due_backlog(index, lambda p: now) == 0
+    assert index.due_count(lambda p: now) == 0
+    # Moved later and back: two heap entries look live; the case is one moment due, as pop_due says.
+    index.schedule("c1", base + timedelta(hours=1), 1)
+    index.schedule("c1", base + timedelta(days=3), 1)
+    index.schedule("c1", base + timedelta(hours=1), 1)
+    assert index.due_count(lambda p: now) == 1
+    assert len(index.pop_due(lambda p: now)) == 1
 
 
 def _state(case_id: str, *types: str) -> CaseState:
@@ -245,13 +271,15 @@ class _Pipeline:
         self.recovered = asyncio.Event()
         self.app = SimpleNamespace(tables=SimpleNamespace(recovery=SimpleNamespace(completed=self.recovered)))
         self.store_fails = store_fails
+        # A server store whose URL holds a password: a reason on /readyz must never show it.
+        self.settings = SimpleNamespace(clickhouse="http://sunlight:s3cret-pw@127.0.0.1:9/db")
         self.writer = SimpleNamespace(lock=__import__("threading").Lock(), executor=None, pending_rows=7,
                                       client=SimpleNamespace(command=self._command))
 
     def _command(self, sql: str):
         assert sql == "SELECT 1"
         if self.store_fails:
-            raise ConnectionRefusedError("Connection refused")
+            raise ConnectionRefusedError("Connection refused: http://sunlight:s3cret-pw@127.0.0.1:9/db")
         return 1
 
 
@@ -292,6 +320,7 @@ def test_health_server_answers_metrics_healthz_and_readyz():
             await watch.check_store()
             status, body = await _get_async(port, "/readyz")
             assert status == 503 and body.startswith("the store is unreachable: Connection refused"), body
+            assert "s3cret-pw" not in body and "sunlight:***@" in body
             assert _sample("sunlight_ready") == 0
             pipeline.store_fails = False
             await watch.check_store()
