@@ -928,8 +928,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "datasources and the dashboards in the Grafana at SUNLIGHT_GRAFANA_URL (token: "
                                   "SUNLIGHT_GRAFANA_TOKEN); writes only what differs")
     push.add_argument("--clickhouse-url", help="the ClickHouse server as Grafana reaches it, http(s)://USER@HOST:PORT/"
-                      "DATABASE (clickhouse:// for the native protocol; default: SUNLIGHT_CLICKHOUSE); the password "
-                      "from SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD or the URL")
+                      "DATABASE (clickhouse:// for the native protocol), with a viewer's user, never the pipeline's; "
+                      "the password from SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD or the URL")
     push.add_argument("--clickhouse-user", help="the datasource's ClickHouse user (default: the URL's): a viewer "
                       "group's own user, limited by its row policies")
     push.add_argument("--prometheus-url", default="http://localhost:9090",
