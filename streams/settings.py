@@ -71,6 +71,12 @@ class Settings:
     grafana_token: str | None = field(default=None, repr=False)  # its service-account token (never logged)
     # The password of the Grafana datasource's ClickHouse user (kept only in Grafana's secureJsonData).
     grafana_clickhouse_password: str | None = field(default=None, repr=False)
+    # The console (`sunlight serve`): its port, the address people reach it at (links in notices
+    # start there), the key that signs sessions and links (never logged), and the users file.
+    http_port: int = 8080
+    public_url: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    users_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -103,6 +109,10 @@ class Settings:
             grafana_url=env.get("SUNLIGHT_GRAFANA_URL") or None,
             grafana_token=env.get("SUNLIGHT_GRAFANA_TOKEN") or None,
             grafana_clickhouse_password=env.get("SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD") or None,
+            http_port=int(_float(env, "SUNLIGHT_HTTP_PORT", 8080)),
+            public_url=env.get("SUNLIGHT_PUBLIC_URL") or None,
+            secret_key=env.get("SUNLIGHT_SECRET_KEY") or None,
+            users_file=Path(env["SUNLIGHT_USERS"]) if env.get("SUNLIGHT_USERS") else None,
         )
 
     @property
