@@ -485,7 +485,7 @@ class Pipeline:
         """Judge, at the current clock, every restored case that received no new event, and every
         case whose withdrawals waited for the end of the input."""
         partitions = list(range(self.settings.partitions))
-        pending = {case_id: _partition_of(case_id, partitions) for case_id in self.store.seeds}
+        pending = {case_id: partition_of(case_id, partitions) for case_id in self.store.seeds}
         pending.update(self.held)
         for case_id, partition in pending.items():
             self.index.schedule(case_id, _EPOCH, partition)
@@ -680,7 +680,7 @@ class Pipeline:
             partitions = list(range(self.settings.partitions))
             seeds = [(case_id, held.next_due) for case_id, held in self.ticket_store.seeds.items()]
             for case_id, next_due in [*self.ticket_store.stored(), *seeds]:
-                partition = _partition_of(case_id, partitions)
+                partition = partition_of(case_id, partitions)
                 if partition in {tp.partition for tp in self.assigned if tp.topic == self.settings.alerts_topic}:
                     self.ticket_index.schedule(case_id, next_due, partition)
         except Exception as exc:
@@ -714,7 +714,7 @@ def notice_senders(settings: Settings) -> list:
     return senders
 
 
-def _partition_of(case_id: str, partitions: list[int]) -> int:
+def partition_of(case_id: str, partitions: list[int]) -> int:
     """The partition a producer keyed by case sends to (Kafka's default partitioner)."""
     from aiokafka.partitioner import DefaultPartitioner
 

@@ -100,6 +100,27 @@ def stored_partition_and_due(data: bytes) -> tuple[int, str | None, bool]:
     return obj[2], obj[4], bool(obj[9])
 
 
+def stored_case_status(data: bytes | None) -> tuple[int, str] | None:
+    """(partition, status) of a stored state, without building the state: the status follows the
+    case's event rows (closed or withdrawn ends it; suspended until resumed)."""
+    if not data:
+        return None
+    obj = orjson.loads(data)
+    if isinstance(obj, dict):  # an earlier format
+        state, partition = decode_state(data)
+        return partition, state.status
+    suspended = False
+    for row in obj[6]:  # event rows: [event_id, item_code, type, ...]
+        kind = row[2]
+        if kind in ("closed", "withdrawn"):
+            return obj[2], kind
+        if kind == "suspended":
+            suspended = True
+        elif kind == "resumed":
+            suspended = False
+    return obj[2], "suspended" if suspended else "open"
+
+
 def _event(case_id: str, row: list[Any]) -> CaseEvent:
     event_id, item_code, kind, occurred, recorded, node, officer, department, region, channel, attrs = row
     attrs = attrs or {}

@@ -31,7 +31,10 @@ covers each one.
    table's data and its changelog record, with the key serialised as Faust serialises table keys
    (JSON) so that recovery reads it back and co-partitioning holds, goes with the unit's other
    records in one batch per topic partition through the aiokafka producer (`Outbox`).
-7. **Table manager start** (`TableManager.on_start`, faust/tables/manager.py: "await
+7. **Committed offsets, read** (`Consumer._committed_offset`, set where Faust commits:
+   "self._committed_offset.update(committable_offsets)"): the consumer lag gauge (`streams.health`) reads the
+   offsets Faust last committed from its own bookkeeping (`committed_offsets`), with no request.
+8. **Table manager start** (`TableManager.on_start`, faust/tables/manager.py: "await
    self.sleep(1.0)" before `_update_channels`): Faust waits a fixed second at start for tables
    declared late; Sunlight declares every table before the worker starts, so the wait only
    delays every command's start (a replay, an import, a ticket action) by a second.
@@ -235,6 +238,13 @@ def keep_uncommitted(consumer, tp: TP, start: int, end: int) -> None:
 
 
 # -- 6. table writes ------------------------------------------------------------------------------
+
+def committed_offsets(consumer, tps) -> dict:
+    """The next offset to read of each partition as Faust's consumer last committed it (None:
+    nothing committed yet), from its own bookkeeping (`Consumer._committed_offset`, 0.15.3): no
+    broker request, nothing that could disturb the consumer group."""
+    return {tp: consumer._committed_offset.get(tp) for tp in tps}
+
 
 def table_key(key: str) -> bytes:
     """A table key as Faust serialises it in the changelog (key_type None: JSON)."""

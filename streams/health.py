@@ -27,13 +27,16 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerts.calendar import DEFAULT_OFFICE_HOURS, is_office_hours
 from sinks.clickhouse import scrub
 from streams import metrics
+from streams.app import partition_of
+from streams.codec import stored_case_status
+from streams.faust_patches import committed_offsets
+from streams.ticket_codec import stored_ticket_statuses
 
 log = logging.getLogger(__name__)
 
@@ -77,28 +80,6 @@ class Census:
 
     def count(self, *labels: str) -> int:
         return sum(self.counts.get(label, 0) for label in labels)
-
-
-def stored_case_status(stored: bytes | None) -> tuple[int, str] | None:
-    """(partition, status) of a stored case state (streams.codec), without building the state."""
-    if not stored:
-        return None
-    from streams.codec import decode_state
-
-    obj = orjson.loads(stored)
-    if isinstance(obj, dict):  # an earlier format
-        state, partition = decode_state(stored)
-        return partition, state.status
-    suspended = False
-    for row in obj[6]:  # event rows: [event_id, item_code, type, ...]
-        kind = row[2]
-        if kind in ("closed", "withdrawn"):
-            return obj[2], kind
-        if kind == "suspended":
-            suspended = True
-        elif kind == "resumed":
-            suspended = False
-    return obj[2], "suspended" if suspended else "open"
 
 
 # -- the watch ----------------------------------------------------------------------------------------
@@ -186,10 +167,7 @@ class Watch:
         held = pipeline.ticket_store.cache.get(case_id)
         if held is not None:
             return tuple(t.status.value for t in held.tickets.values())
-        stored = pipeline.tickets_table.data.get(case_id)
-        if not stored:
-            return ()
-        return tuple(t["status"] for t in orjson.loads(stored)["tickets"].values())
+        return stored_ticket_statuses(pipeline.tickets_table.data.get(case_id))
 
     def _held(self, topic: str) -> set[int]:
         return {tp.partition for tp in self.pipeline.assigned if tp.topic == topic}
@@ -211,7 +189,7 @@ class Watch:
             await self.cases.rebuild(pipeline.table.data.keys())
             ticket_partitions = self._held(pipeline.settings.alerts_topic)
             await self.tickets.rebuild(key for key in pipeline.tickets_table.data.keys()
-                                       if _partition_of(key, pipeline.settings.partitions) in ticket_partitions)
+                                       if partition_of(key, list(range(pipeline.settings.partitions))) in ticket_partitions)
             self.counted_for = held  # only once both are whole: a failed rebuild is tried again
         else:
             self.cases.refresh(touched_cases)
@@ -249,7 +227,7 @@ class Watch:
         consumer = pipeline.app.consumer
         topics = (settings.case_events_topic, settings.ticket_actions_topic)
         held = [tp for tp in pipeline.assigned if tp.topic in topics]
-        committed = {tp: consumer._committed_offset.get(tp) for tp in held}  # Faust's: the next offset to read
+        committed = committed_offsets(consumer, held)
         missing = [tp for tp, offset in committed.items() if offset is None and tp not in self.log_starts]
         if missing:  # asked once per partition held (a log's start moves only with retention), briefly
             self.log_starts.update(await asyncio.wait_for(consumer.earliest_offsets(*missing), LAG_REQUEST_TIMEOUT))
@@ -304,13 +282,6 @@ class Watch:
                 pass
             self._task = None
         metrics.READY.set(0)
-
-
-def _partition_of(case_id: str, partitions: int) -> int:
-    from aiokafka.partitioner import DefaultPartitioner
-
-    numbers = list(range(partitions))
-    return DefaultPartitioner()(case_id.encode(), numbers, numbers)
 
 
 # -- the HTTP server ------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ def test_the_faust_lines_the_patches_rely_on_are_there():
     assert "fetch_max_wait_ms=1500" in inspect.getsource(driver_module)  # fetch wait
     assert "await self.sleep(1.0)" in inspect.getsource(manager_module)  # table manager start
     assert "consumer.end_offsets(partitions)" in inspect.getsource(driver_module)  # high watermarks
+    assert "self._committed_offset.update(committable_offsets)" in consumer_source  # what committed_offsets reads
 
 
 def test_apply_installs_every_patch():
@@ -128,6 +129,12 @@ def test_acknowledging_a_unit_acknowledges_each_of_its_records():
     faust_patches.acknowledge_unit(consumer, SimpleNamespace(tp=tp, offset=7), first_offset=2)
     assert sorted(consumer._acked[tp]) == [3, 4, 5, 6, 7]  # 2 was committed already
     assert faust_patches._new_offset(consumer, tp) == 8
+
+
+def test_committed_offsets_are_what_faust_last_committed():
+    tp, consumer = _acking_consumer(committed=3)
+    other = TP("ticket-actions", 1)
+    assert faust_patches.committed_offsets(consumer, [tp, other]) == {tp: 3, other: None}
 
 
 # -- 2. commits -----------------------------------------------------------------------------------

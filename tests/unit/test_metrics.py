@@ -24,7 +24,8 @@ from alerts.state import CaseState
 from streams import health, metrics
 from streams.codec import encode_state
 from alerts.calendar import is_office_hours, parse_office_hours
-from streams.health import Census, HealthServer, Watch, stored_case_status
+from streams.codec import stored_case_status
+from streams.health import Census, HealthServer, Watch
 from streams.timers import DeadlineIndex
 
 REPO = Path(__file__).resolve().parents[2]
