@@ -14,7 +14,7 @@ import hashlib
 import string
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from alerts.catalog import Catalog, Person
 from alerts.describe import describe_evidence, moment
@@ -22,7 +22,7 @@ from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule
 from alerts.tickets import Notice, Step, Ticket
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
-          "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply")
+          "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -32,8 +32,13 @@ class TemplateError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class NoticeText:
-    """Subject and body templates by ladder step."""
+    """Subject and body templates by ladder step, and (set by the stream, which holds the key)
+    what makes a ticket's reply link: `links(ticket, notice)`, a `ReplyLink` or None."""
     templates: Mapping[Step, tuple[str, str]]
+    links: Callable[[Ticket, Notice], "ReplyLink | None"] | None = None
+
+    def with_links(self, links: Callable[[Ticket, Notice], "ReplyLink | None"] | None) -> "NoticeText":
+        return NoticeText(self.templates, links)
 
     @classmethod
     def of(cls, templates: Mapping[Step, tuple[str, str]]) -> "NoticeText":
@@ -78,7 +83,33 @@ def recipient(notice: Notice, ticket: Ticket, catalog: Catalog) -> Person | None
     return department.head if notice.recipient == "head" else department.ticket_contact
 
 
-def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: NoticeText) -> RenderedNotice:
+@dataclass(frozen=True, slots=True)
+class ReplyLink:
+    """The signed, expiring address at which the department answers a ticket without an account
+    (made by the stream, which holds the key: `streams.console.links`)."""
+    url: str
+    expires_at: datetime
+
+
+NO_LINK = "（未配置在线答复链接）"
+
+
+def how_to_reply(ticket: Ticket, link: ReplyLink | None, catalog: Catalog) -> str:
+    if link is not None:
+        return (f"请通过以下链接在线答复（无需登录，仅限本督办件，{moment(_local(link.expires_at, catalog))} 前有效）："
+                f"\n{link.url}")
+    return (f"请经 OA 系统提交答复，或请督办人员代为录入"
+            f"（sunlight tickets reply {ticket.ticket_id} --text \"整改情况\"）")
+
+
+def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: NoticeText,
+                  link: ReplyLink | None = None) -> RenderedNotice:
+    """The notice in words. `link` is the reply link of a step the department answers (opened,
+    returned, level 1); without one the notice says how to reply otherwise."""
+    if link is None and texts.links is not None:
+        link = texts.links(ticket, notice)
+    if notice.step is Step.LEVEL_2:
+        link = None  # to the discipline-inspection office, who do not answer the ticket
     person = recipient(notice, ticket, catalog)
     department = catalog.departments.get(ticket.department)
     item = catalog.item(ticket.item_code)
@@ -93,7 +124,7 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "ticket_id": ticket.ticket_id, "version": ticket.version, "evidence": evidence,
         "opened_at": moment(_local(ticket.opened_at, catalog)), "deadline": moment(_local(ticket.deadline, catalog)),
         "level_2_at": moment(_local(ticket.level_2_at, catalog)),
-        "how_to_reply": f"sunlight tickets reply {ticket.ticket_id} --text \"整改情况\"（或经 OA 系统提交答复）",
+        "how_to_reply": how_to_reply(ticket, link, catalog), "reply_link": link.url if link else NO_LINK,
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,

@@ -4,6 +4,14 @@ Used by `sunlight demo`, the integration tests and the benchmarks. Pure: a
 seed and `now` in, plain data out. Every case is either clean (handled well
 within every limit, registered as it happened) or carries exactly one injected
 violation, recorded in `Scenario.truth` as the rule that must be found.
+
+The city also exercises every part of the monthly scoring (`alerts.scoring`): its items publish
+most but not all of the fields the rules require, each department has a suspended item, two
+departments run self-built systems (`self_built`) and push the month two before `now` on the
+import channel (市住房和城乡建设局 by the 5th of the next month, 市交通运输局 after it: those
+cases are `backfill`), two districts (滨湖区, 梁溪区) have departments and cases of their own,
+and ratings are mixed. These cases come from a random stream of their own, after the city's
+cases: the city's cases and events for a seed are what they were before.
 """
 
 from __future__ import annotations
@@ -50,17 +58,51 @@ CONFIRMATION_NODES = [
 TIERS = [{"tier": "light", "min": 5000, "max": 20000}, {"tier": "normal", "min": 20000, "max": 60000},
          {"tier": "heavy", "min": 60000, "max": 100000}]
 
+CITY_REGION = "320200"
+# Districts (市(县)区) with departments of their own: (region code, name, departments).
+DISTRICTS = [
+    ("320211", "滨湖区", [("BHSCJG", "滨湖区市场监督管理局"), ("BHZJJ", "滨湖区住房和城乡建设局")]),
+    ("320213", "梁溪区", [("LXSCJG", "梁溪区市场监督管理局"), ("LXWJW", "梁溪区卫生健康委员会")]),
+]
+REGION_NAMES = {CITY_REGION: "无锡市", **{code: name for code, name, _ in DISTRICTS}}
+# Departments that run their own system and push their cases (channel import): the first pushes
+# on time, the second late (after the 5th of the next month).
+SELF_BUILT = ("ZJJ", "JTJ")
+LATE_PUSHER = "JTJ"
+
+# The published fields (公示) of an item by category, as the Wuxi rules require them; `流程图` is
+# the flowchart image (the rules' two "转换为图片格式" requirements).
+PUBLIC_FIELDS = {
+    "licensing": ["承诺时限", "联系电话", "受理条件", "法律法规", "服务指南", "申请材料", "公示流程", "实施主体名称", "流程图"],
+    "penalty": ["监督电话", "办公地点", "法律法规", "处罚依据", "处罚标准", "公示流程", "实施主体名称", "流程图"],
+}
+PUBLIC_FIELDS["confirmation"] = PUBLIC_FIELDS["other"] = PUBLIC_FIELDS["licensing"]
+# Fields some items leave unpublished, by (department index % 3, category): missing published data.
+UNPUBLISHED = {(1, "licensing"): ["流程图"], (2, "penalty"): ["处罚标准", "监督电话"],
+               (0, "confirmation"): ["服务指南"], (1, "other"): ["联系电话", "受理条件"]}
+
+
+def _public(item: dict, index: int) -> dict[str, str]:
+    left_out = UNPUBLISHED.get((index % 3, item["category"]), [])
+    return {name: (f"{item['name']}流程图.png" if name == "流程图" else f"{item['name']}·{name}")
+            for name in PUBLIC_FIELDS[item["category"]] if name not in left_out}
+
+
 VIOLATIONS = [Rule.DEADLINE_NEAR, Rule.OVERDUE, Rule.NODE_OVERDUE, Rule.SKIPPED_NODE, Rule.BACKFILL,
               Rule.RETROACTIVE_SUSPENSION, Rule.DISCRETION_OUT_OF_RANGE, Rule.DISCRETION_OUTLIER]
 
 
-def build_catalog(region: str = "320200") -> dict[str, Any]:
+def build_catalog(region: str = CITY_REGION, districts: bool = True) -> dict[str, Any]:
+    """The city's catalog; with `districts`, also the districts' departments and items (whose
+    cases only the scoring extras make)."""
     departments = []
     for index, (code, name) in enumerate(DEPARTMENTS):
         department = {"code": code, "name": name, "region": region,
                       "head": {"name": f"{name}负责人", "email": f"{code.lower()}-head@example.gov.cn"}}
         if index % 2:  # the others' tickets go to their heads (the contract's default)
             department["contact"] = {"name": f"{name}法规科", "email": f"{code.lower()}-office@example.gov.cn"}
+        if code in SELF_BUILT:
+            department["self_built"] = True
         departments.append(department)
     items = []
     for number, (code, name) in enumerate(DEPARTMENTS, start=1):
@@ -73,6 +115,27 @@ def build_catalog(region: str = "320200") -> dict[str, Any]:
         items.append({"code": f"{region}-QR-{code}-{number:04d}", "name": f"{name[1:-1]}行政确认",
                       "category": "confirmation", "department": code, "promised_days": 5,
                       "nodes": CONFIRMATION_NODES})
+        # A suspended item (挂起事项): in the catalog, not handled.
+        items.append({"code": f"{region}-QT-{code}-{number:04d}", "name": f"{name[1:-1]}其他权力事项",
+                      "category": "other", "department": code, "promised_days": 5, "status": "suspended",
+                      "nodes": CONFIRMATION_NODES})
+    if districts:
+        for district, _, members in DISTRICTS:
+            for code, name in members:
+                departments.append({"code": code, "name": name, "region": district,
+                                    "head": {"name": f"{name}负责人", "email": f"{code.lower()}-head@example.gov.cn"}})
+                items.append({"code": f"{district}-XK-{code}-0001", "name": f"{name[3:-1]}许可",
+                              "category": "licensing", "department": code, "promised_days": 10,
+                              "legal_days": 20, "nodes": LICENSING_NODES})
+                items.append({"code": f"{district}-QR-{code}-0001", "name": f"{name[3:-1]}行政确认",
+                              "category": "confirmation", "department": code, "promised_days": 5,
+                              "nodes": CONFIRMATION_NODES})
+                items.append({"code": f"{district}-QT-{code}-0001", "name": f"{name[3:-1]}其他权力事项",
+                              "category": "other", "department": code, "promised_days": 5,
+                              "status": "suspended", "nodes": CONFIRMATION_NODES})
+    index_of = {d["code"]: i for i, d in enumerate(departments)}
+    for item in items:
+        item["public"] = _public(item, index_of[item["department"]])
     return {"departments": departments, "items": items,
             "inspection_office": {"name": "市纪委监委派驻纪检监察组", "email": "jijian@example.gov.cn"}}
 
@@ -131,9 +194,11 @@ def generate(cases: int = 500, violation_rate: float = 0.03, seed: int = 0,
     rng = random.Random(seed)
     calendar = calendar or WorkCalendar()
     catalog = build_catalog()
+    city = {code for code, _ in DEPARTMENTS}
     by_category: dict[str, list[dict]] = {}
     for item in catalog["items"]:
-        by_category.setdefault(item["category"], []).append(item)
+        if item["department"] in city and item.get("status", "active") == "active":
+            by_category.setdefault(item["category"], []).append(item)
     builder = _Builder(rng, calendar, now)
     truth: dict[str, Rule | None] = {}
     cases_made: list[dict] = []
@@ -164,10 +229,61 @@ def generate(cases: int = 500, violation_rate: float = 0.03, seed: int = 0,
         case["events"].clear()
         _make_case(builder, case, None)
         truth[case["case_id"]] = None
+    cases_made.extend(_scoring_cases(catalog, calendar, now, seed, truth))
     for case in cases_made:
         builder.events.extend(case["events"])
     builder.events.sort(key=lambda e: (e["occurred_at"], e["event_id"]))
     return Scenario(catalog, builder.events, truth, now)
+
+
+def _scoring_cases(catalog: dict, calendar: WorkCalendar, now: datetime, seed: int,
+                   truth: dict[str, Rule | None]) -> list[dict]:
+    """Cases that exercise the monthly scoring, from a random stream of their own: the self-built
+    departments' pushes (on the import channel) of the month two before `now`, one on time and one
+    late; the districts' cases; mixed ratings (dissatisfied ones too)."""
+    rng = random.Random(f"scoring-{seed}")
+    b = _Builder(rng, calendar, now)
+    local_now = now.astimezone(TZ)
+    first = local_now.date().replace(day=1)
+    pushed_month = (first - timedelta(days=1)).replace(day=1)  # the month before now's
+    scored_month = (pushed_month - timedelta(days=1)).replace(day=1)  # and the one before: pushed in full
+    items = {i["code"]: i for i in catalog["items"] if i.get("status", "active") == "active"}
+    made: list[dict] = []
+
+    def case_of(prefix: str, number: int, item: dict, channel: str, accepted: datetime) -> dict:
+        case = {"case_id": f"{prefix}{seed:02d}{number:05d}", "item": item, "events": [],
+                "officer": f"{item['department']}-{rng.randint(1, 6):02d}", "channel": channel}
+        _make_case(b, case, None, accepted=accepted)
+        if rng.random() < 0.5 and case["events"][-1]["type"] == "closed":
+            closed = datetime.fromisoformat(case["events"][-1]["occurred_at"])
+            b.emit(case, "rated", closed + timedelta(hours=rng.randint(2, 20)),
+                   rating=rng.choice(["satisfied", "satisfied", "basically_satisfied", "dissatisfied"]))
+        truth[case["case_id"]] = None
+        made.append(case)
+        return case
+
+    for code in SELF_BUILT:
+        mine = [i for i in items.values() if i["department"] == code and i["category"] in ("licensing", "confirmation")]
+        push_day = 8 if code == LATE_PUSHER else 3
+        pushed_at = datetime(pushed_month.year, pushed_month.month, push_day, 10, tzinfo=TZ)
+        for number in range(6):
+            day = scored_month.replace(day=rng.randint(1, 12))
+            case = case_of(f"I{code}", number, rng.choice(mine), "import", b.workday_at(day, rng.uniform(9, 15)))
+            for offset, event in enumerate(case["events"]):  # the whole month pushed at once
+                event["channel"] = "import"
+                event["recorded_at"] = (pushed_at + timedelta(seconds=offset)).isoformat()
+            if code == LATE_PUSHER:
+                truth[case["case_id"]] = Rule.BACKFILL
+    for district, _, members in DISTRICTS:
+        for code, _ in members:
+            mine = [i for i in items.values() if i["department"] == code]
+            for number in range(5):
+                start = now - timedelta(days=rng.randint(25, 70))
+                case = case_of(f"D{code}", number, rng.choice(mine), rng.choice(["online", "window"]),
+                               b.workday_at(start.astimezone(TZ).date(), rng.uniform(9, 15)))
+                for event in case["events"]:
+                    event["region"] = district
+    return made
 
 
 def _unjudgeable_outliers(cases: list[dict], truth: dict[str, Rule | None]) -> list[dict]:
@@ -191,12 +307,14 @@ def _node_plan(item: dict) -> list[dict]:
     return [n for n in item["nodes"][1:-1]]
 
 
-def _make_case(b: _Builder, case: dict, violation: Rule | None) -> None:
+def _make_case(b: _Builder, case: dict, violation: Rule | None, accepted: datetime | None = None) -> None:
     rng, now = b.rng, b.now
     item = case["item"]
     promised = item["promised_days"]
     # When the case was accepted: far enough back that it has closed, unless its story needs it open.
-    if violation is Rule.DEADLINE_NEAR:
+    if accepted is not None:
+        pass
+    elif violation is Rule.DEADLINE_NEAR:
         near_day = now.astimezone(TZ).date()  # today is its last working day
         while not b.calendar.is_workday(near_day):
             near_day -= timedelta(days=1)

@@ -1,4 +1,4 @@
-"""The four Sunlight dashboards, built with grafana-foundation-sdk (Grafana 11.x line).
+"""The Sunlight dashboards, built with grafana-foundation-sdk (Grafana 11.x line).
 
 `all_dashboards()` returns each dashboard's JSON as Grafana stores it (uid -> model), which
 `dashboards.provision` pushes to Grafana and exports for file provisioning:
@@ -7,7 +7,9 @@
   as ``/d/sunlight-wall?kiosk&theme=dark``: Grafana 11 keeps the theme out of the dashboard);
 * ``sunlight-inspector`` 监察员视图: live alerts with filters, the drill-down to a case, the DLQ;
 * ``sunlight-department`` 部门视图: one department, chosen by a variable;
-* ``sunlight-health`` 运行健康: the pipeline's own metrics, from Prometheus.
+* ``sunlight-health`` 运行健康: the pipeline's own metrics, from Prometheus;
+* ``sunlight-scores`` 绩效考核: the monthly scores (`sunlight score`, table ``scores``) of the month the
+  range ends in: both rankings, each part's average, every computation on record.
 
 The ClickHouse panels' SQL is `dashboards.queries`; targets are `dashboards.clickhouse` queries.
 Variables take their options from the catalog's copy in the store (`queries.VARIABLE_QUERIES`).
@@ -42,6 +44,7 @@ WALL_UID = "sunlight-wall"
 INSPECTOR_UID = "sunlight-inspector"
 DEPARTMENT_UID = "sunlight-department"
 HEALTH_UID = "sunlight-health"
+SCORES_UID = "sunlight-scores"
 
 # Units (Grafana unit ids) and the Chinese suffixes of counts.
 RATE = "percentunit"
@@ -116,9 +119,9 @@ def data_table(panel: q.Panel, place: Place, units=None, links: dict[str, str] |
     return _common(builder, panel, place)
 
 
-def bars(panel: q.Panel, place: Place, x: str, colors: dict[str, str]):
+def bars(panel: q.Panel, place: Place, x: str, colors: dict[str, str], stacked: bool = True):
     builder = barchart.Panel().x_field(x).orientation(common.VizOrientation.HORIZONTAL) \
-        .stacking(common.StackingMode.NORMAL).show_value(common.VisibilityMode.AUTO).fill_opacity(80) \
+        .stacking(common.StackingMode.NORMAL if stacked else common.StackingMode.NONE).show_value(common.VisibilityMode.AUTO).fill_opacity(80) \
         .legend(common_b.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
                 .placement(common.LegendPlacement.BOTTOM).show_legend(True))
     _labels(builder, panel)
@@ -279,6 +282,17 @@ def health() -> dash_b.Dashboard:
     return d
 
 
+def scores() -> dash_b.Dashboard:
+    d = _base(SCORES_UID, "绩效考核", "月度绩效考核得分（sunlight score 计算并存入）：所选时段末所在月份的市级部门和市(县)区排名、"
+              "各考核项平均得分、每次计算的记录。默认显示上月。", "now-1M/M", "now-1M/M", refresh="1h")
+    d.with_panel(data_table(q.SCORES_DEPARTMENTS, Place(0, 0, 24, 11)))
+    d.with_panel(data_table(q.SCORES_REGIONS, Place(0, 11, 24, 8)))
+    d.with_panel(bars(q.SCORES_PART_AVERAGES, Place(0, 19, 12, 9), "part", {"average_points": "blue",
+                                                                             "full_points": "#cccccc"}, stacked=False))
+    d.with_panel(data_table(q.SCORES_VERSIONS, Place(12, 19, 12, 9)))
+    return d
+
+
 def to_json(builder: dash_b.Dashboard) -> dict:
     """The dashboard as Grafana stores it (plain JSON values, in the SDK's own key order), its
     panels numbered 1..n."""
@@ -291,7 +305,8 @@ def to_json(builder: dash_b.Dashboard) -> dict:
 def all_dashboards() -> dict[str, dict]:
     """uid -> dashboard JSON, for provisioning and export."""
     return {uid: to_json(make()) for uid, make in
-            ((WALL_UID, wall), (INSPECTOR_UID, inspector), (DEPARTMENT_UID, department), (HEALTH_UID, health))}
+            ((WALL_UID, wall), (INSPECTOR_UID, inspector), (DEPARTMENT_UID, department), (HEALTH_UID, health),
+             (SCORES_UID, scores))}
 
 
 def clickhouse_targets(model: dict) -> list[tuple[dict, dict]]:

@@ -7,8 +7,9 @@ temporary embedded store, answers one supervision ticket, then runs every ClickH
 the way Grafana and the plugin run it (`dashboards.macros`: multi-value variables at *All*, the
 department view at the department with the most tickets in work, the inspector's case at the
 newest live alert's case; each dashboard over its own default range, today or this month or the
-last 30 days, "now" being the end of the replayed history's last day) and draws each dashboard
-with `dashboards.render`.
+last 30 days or last month, "now" being the end of the replayed history's last day; the monthly
+scores of that month and the one before computed first) and draws each dashboard with
+`dashboards.render`.
 
 Prometheus cannot run here either: a panel of the health dashboard shows, for each of its
 queries, the current value of the metric that query reads, as this process's registry holds it
@@ -119,9 +120,35 @@ def replay_city(directory: Path, cases: int = 400, seed: int = 11):
 
     asyncio.run(run())
     times = sorted(datetime.fromisoformat(e["occurred_at"]) for e in scenario.events)
+    score_months(directory / "data", scenario.catalog, times[-1].astimezone(TZ))
     start = (times[0].astimezone(TZ) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     end = times[-1].astimezone(TZ).replace(hour=23, minute=59, second=59, microsecond=0)
     return scenario, directory / "data", TimeRange(start, end)
+
+
+def score_months(data_dir: Path, catalog: dict, now: datetime) -> None:
+    """The monthly scores (`sunlight score`, both attachments) of the month of `now` and the one
+    before, as the scoring dashboard shows them."""
+    from importlib.resources import files
+
+    import yaml
+
+    from alerts.catalog import load_catalog
+    from alerts.scoring import load_rulebook, score_month
+    from sinks.clickhouse import connect
+    from sinks.scoring_inputs import month_facts, write_scores
+
+    rulebook = load_rulebook(yaml.safe_load(files("alerts").joinpath("rulebooks/wuxi.yaml").read_text("utf-8")))
+    previous = (now.replace(day=1) - timedelta(days=1))
+    client = connect(None, data_dir)
+    try:
+        for month in (previous.strftime("%Y-%m"), now.strftime("%Y-%m")):
+            facts = month_facts(client, month, TZ)
+            for attachment in ("department", "region"):
+                write_scores(client, score_month(rulebook, attachment, load_catalog(catalog), facts),
+                             "wuxi", "no inputs")
+    finally:
+        client.close()
 
 
 def dashboard_variables(client, time_range: TimeRange) -> dict[str, dict[str, Variable]]:
@@ -137,7 +164,7 @@ def dashboard_variables(client, time_range: TimeRange) -> dict[str, dict[str, Va
     live = [(p, t) for p, t in clickhouse_targets(models["sunlight-inspector"]) if p["title"] == q.LIVE_ALERTS.title]
     rows = panel_results(client, {"panels": [live[0][0]]}, time_range, every).get(live[0][0]["id"]) if live else None
     case_id = rows.rows[0][list(rows.columns).index("case_id")] if rows and rows.rows else ""
-    return {"sunlight-wall": {}, "sunlight-health": {},
+    return {"sunlight-wall": {}, "sunlight-health": {}, "sunlight-scores": {},
             "sunlight-inspector": {**every, "case_id": Variable("case_id", case_id)},
             "sunlight-department": {"department": Variable("department", department, departments)}}
 

@@ -616,6 +616,97 @@ LIMIT 200
 """,
 )
 
+# -- the monthly scores (绩效考核, table `scores`, written by `sunlight score`) -----------------------
+
+# The month shown: the local month the end of the dashboard's range falls in, as 'YYYY-MM'.
+_SCORE_MONTH = ("concat(toString(toYear(toDateTime($__toTime, 'Asia/Shanghai'))), '-', "
+                "leftPad(toString(toMonth(toDateTime($__toTime, 'Asia/Shanghai'))), 2, '0'))")
+# Every kind of part a rulebook may hold (alerts.scoring.PART_KINDS), with its column and title.
+_SCORE_PARTS = (("coverage", "部门覆盖"), ("publication", "权力公开"), ("operation", "权力运行"),
+                ("data_exchange", "数据对接"), ("maintenance", "权力库维护"), ("conformity", "操作规范"),
+                ("rating", "行政相对人评议"), ("supervision", "督办及落实"), ("other", "其他"))
+
+
+def _ranking(attachment: str, parts: tuple[str, ...]) -> str:
+    columns = ",\n    ".join(f"if(has(part_keys, '{key}'), part_points[indexOf(part_keys, '{key}')], NULL) AS {key}"
+                              for key in parts)
+    return f"""
+SELECT if(ranked = 1, toString(rank), '不排名') AS rank_text, subject, name AS subject_name, cases, total,
+    {columns}
+FROM scores FINAL
+WHERE attachment = '{attachment}' AND month = {_SCORE_MONTH}
+    AND version = (SELECT max(version) FROM scores WHERE attachment = '{attachment}' AND month = {_SCORE_MONTH})
+ORDER BY ranked DESC, rank, subject
+"""
+
+
+_DEPARTMENT_PARTS = ("publication", "operation", "data_exchange", "maintenance", "conformity", "rating",
+                     "supervision", "other")
+_REGION_PARTS = ("coverage", "publication", "operation", "maintenance", "conformity", "supervision", "other")
+_PART_TITLE = dict(_SCORE_PARTS)
+
+SCORES_DEPARTMENTS = Panel(
+    name="scores_departments",
+    title="市级部门绩效考核排名",
+    description="所选时段末所在月份的市级部门得分（附件2），按总分排名；当月无办件的部门不排名、列在最后。"
+                "同一月份重新计算后显示最新一版。",
+    doc="The city departments' scores of the local month the range ends in (attachment 2), the month's "
+        "latest version, ranked; departments without a case that month last, marked 不排名.",
+    labels={"rank_text": "名次", "subject": "部门编码", "subject_name": "部门", "cases": "办件数", "total": "总分",
+            **{key: _PART_TITLE[key] for key in _DEPARTMENT_PARTS}},
+    columns=("rank_text", "subject", "subject_name", "cases", "total", *_DEPARTMENT_PARTS),
+    sql=_ranking("department", _DEPARTMENT_PARTS),
+)
+
+SCORES_REGIONS = Panel(
+    name="scores_regions",
+    title="市(县)区绩效考核排名",
+    description="所选时段末所在月份的市(县)区得分（附件1），按总分排名；当月无办件的地区不排名、列在最后。",
+    doc="The regions' scores of the local month the range ends in (attachment 1), latest version, ranked.",
+    labels={"rank_text": "名次", "subject": "地区编码", "subject_name": "地区", "cases": "办件数", "total": "总分",
+            **{key: _PART_TITLE[key] for key in _REGION_PARTS}},
+    columns=("rank_text", "subject", "subject_name", "cases", "total", *_REGION_PARTS),
+    sql=_ranking("region", _REGION_PARTS),
+)
+
+SCORES_PART_AVERAGES = Panel(
+    name="scores_part_averages",
+    title="各考核项平均得分（市级部门）",
+    description="所选月份参与排名的市级部门各考核项的平均得分与该项分值：看出普遍失分的环节。",
+    doc="Per part, the ranked city departments' average points beside the part's worth (latest version).",
+    labels={"part": "考核项", "average_points": "平均得分", "full_points": "分值"},
+    columns=("part", "average_points", "full_points"),
+    sql=f"""
+SELECT part, round(avg(points), 2) AS average_points, max(worth) AS full_points
+FROM scores FINAL
+ARRAY JOIN part_titles AS part, part_points AS points, part_max AS worth, arrayEnumerate(part_titles) AS position
+WHERE attachment = 'department' AND ranked = 1 AND month = {_SCORE_MONTH}
+    AND version = (SELECT max(version) FROM scores WHERE attachment = 'department' AND month = {_SCORE_MONTH})
+GROUP BY part
+ORDER BY min(position)
+""",
+)
+
+SCORES_VERSIONS = Panel(
+    name="scores_versions",
+    title="计算记录",
+    description="所选时段内各月份每一次计算（版本）的时间、考核细则和参与对象数：重新计算留有记录。",
+    doc="Every computation of the months up to the one shown (the last 12): month, attachment, version, "
+        "when, the rulebook and its digest, how many subjects were scored and ranked.",
+    labels={"month": "月份", "attachment_title": "考核对象", "version": "版本", "computed_at": "计算时间",
+            "rulebook": "考核细则", "subjects": "对象数", "ranked_subjects": "参与排名"},
+    columns=("month", "attachment_title", "version", "computed_at", "subjects", "ranked_subjects"),
+    sql=f"""
+SELECT month, if(attachment = 'department', '市级部门', '市(县)区') AS attachment_title, version,
+    max(computed_at) AS computed_at, any(rulebook) AS rulebook, count() AS subjects, sum(ranked) AS ranked_subjects
+FROM scores FINAL
+WHERE month <= {_SCORE_MONTH}
+GROUP BY month, attachment, version
+ORDER BY month DESC, attachment, version DESC
+LIMIT 100
+""",
+)
+
 PANELS: dict[str, Panel] = {p.name: p for p in (
     WALL_CASES_TODAY,
     WALL_OPEN_CARDS,
@@ -642,6 +733,10 @@ PANELS: dict[str, Panel] = {p.name: p for p in (
     DEPARTMENT_MONTH_SO_FAR,
     CASES_HANDLED_PER_ITEM_THIS_MONTH,
     DEPARTMENT_CASE_LIST,
+    SCORES_DEPARTMENTS,
+    SCORES_REGIONS,
+    SCORES_PART_AVERAGES,
+    SCORES_VERSIONS,
 )}
 
 

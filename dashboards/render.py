@@ -71,6 +71,8 @@ def _number(value) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return None if isinstance(value, float) and math.isnan(value) else float(value)
+    if isinstance(value, (str, bytes)):  # codes such as a region's 320211 are text, not numbers
+        return None
     try:
         return float(value)  # Decimal
     except (TypeError, ValueError):

@@ -751,6 +751,122 @@ def cmd_dashboards_export(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args, settings: Settings) -> int:
+    """The console (docs/console.md): on the embedded defaults with the pipeline in this process."""
+    from streams.console.app import serve
+
+    catalog = Path(args.catalog or settings.catalog or "")
+    if not catalog.is_file():
+        raise SystemExit("sunlight serve needs a catalog: --catalog FILE or SUNLIGHT_CATALOG")
+    try:
+        return asyncio.run(serve(settings, catalog, host=args.host))
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_users_add(args, settings: Settings) -> int:
+    """A console user: an inspector, or a department's head (who sees that department only)."""
+    import getpass
+
+    from streams.console.app import users_path
+    from streams.console.auth import add_user
+
+    if args.role == "head" and not args.department:
+        raise SystemExit("sunlight: a head (部门负责人) needs --department CODE")
+    if args.department:
+        from sinks.scope import Scope
+
+        Scope.of([args.department]).resolve(_load_catalog(args, settings, "a head's department is checked "
+                                                                          "against the catalog"))
+    password = os.environ.get("SUNLIGHT_NEW_USER_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
+    if not password:
+        raise SystemExit("sunlight: a password is needed (SUNLIGHT_NEW_USER_PASSWORD or the prompt)")
+    path = users_path(settings)
+    new = add_user(path, args.name, args.role, args.department, password)
+    print(f"user {args.name}: {args.role}" + (f" of {args.department}" if args.department else "")
+          + (" added to " if new else " replaced in ") + str(path), file=sys.stderr)
+    return 0
+
+
+def cmd_users_list(args, settings: Settings) -> int:
+    from streams.console.app import users_path
+    from streams.console.auth import read_users
+
+    path = users_path(settings)
+    users = read_users(path)
+    if not users:
+        print(f"no users in {path} (sunlight users add NAME --role inspector|head)")
+    for name, record in sorted(users.items()):
+        print(f"{name}\t{record['role']}\t{record.get('department') or ''}")
+    return 0
+
+
+def cmd_score(args, settings: Settings) -> int:
+    """Monthly performance scores (绩效考核): the month's facts from the store, the input file and
+    the rulebook; prints the ranking with every part's inputs and points and stores it as a new
+    version in `scores`. See docs/scoring.md."""
+    from importlib.resources import files
+    from zoneinfo import ZoneInfo
+
+    from alerts import scoring_report
+    from alerts.scoring import ScoringError, load_inputs, load_rulebook, parse_month, score_month
+    from sinks.scoring_inputs import digest, month_facts, write_scores
+
+    import yaml
+
+    try:
+        month = parse_month(args.month)
+        if args.rulebook:
+            rulebook_text = Path(args.rulebook).read_bytes()
+        else:
+            rulebook_text = files("alerts").joinpath("rulebooks/wuxi.yaml").read_bytes()
+        try:
+            rulebook = load_rulebook(yaml.safe_load(rulebook_text))
+        except yaml.YAMLError as exc:
+            raise ScoringError(f"rulebook {args.rulebook} is not valid YAML: {exc}") from None
+        catalog = _load_catalog(args, settings, "scores count the catalog's items and published fields")
+        inputs, inputs_text = None, b""
+        if args.inputs:
+            inputs_text = Path(args.inputs).read_bytes()
+            try:
+                raw_inputs = yaml.safe_load(inputs_text)
+            except yaml.YAMLError as exc:
+                raise ScoringError(f"inputs {args.inputs} are not valid YAML: {exc}") from None
+            inputs = load_inputs(raw_inputs, catalog, month)
+        if args.by not in rulebook.attachments:
+            raise ScoringError(f"the rulebook has no {args.by} attachment")
+        for warning in rulebook.inconsistencies(args.by):
+            print(f"note: {warning} (as the rules are written; a city may correct it with --rulebook)",
+                  file=sys.stderr)
+        with _store(settings) as client:
+            facts = month_facts(client, month, ZoneInfo(catalog.timezone))
+            scores = score_month(rulebook, args.by, catalog, facts, inputs)
+            version = write_scores(client, scores, digest(rulebook_text), digest(inputs_text))
+    except ScoringError as exc:
+        raise SystemExit(f"sunlight: {exc}") from None
+    if not args.inputs:
+        print("note: no --inputs: spot checks m, unapplied changes p and complaints taken as 0, "
+              "coverage not supplied", file=sys.stderr)
+    if args.format == "jsonl":
+        data = b"".join(orjson.dumps(r, default=str) + b"\n" for r in scoring_report.jsonl_records(scores))
+    elif args.format == "csv":
+        data = scoring_report.csv_text(scores).encode("utf-8-sig" if args.output else "utf-8")
+    elif args.format == "xlsx":
+        if not args.output:
+            raise SystemExit("sunlight: --format xlsx needs --output FILE.xlsx")
+        data = scoring_report.xlsx_bytes(scores)
+    else:
+        data = scoring_report.table_text(scores).encode("utf-8")
+    if args.output:
+        Path(args.output).write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    print(f"scores of {month} by {args.by}: {len(scores.ranked)} ranked, {len(scores.unranked)} without cases "
+          f"(listed separately); stored as version {version}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args, settings: Settings) -> int:
     from streams.demo import run_demo
 
@@ -948,6 +1064,38 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default: /var/lib/grafana/dashboards)")
     export_files.set_defaults(func=cmd_dashboards_export)
 
+    serve = sub.add_parser("serve", help="the console on SUNLIGHT_HTTP_PORT: inspectors and heads sign in, "
+                           "departments answer through the link in their notice (docs/console.md)")
+    serve.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
+    serve.add_argument("--host", default="0.0.0.0", help="the address to listen on (default: 0.0.0.0)")
+    serve.set_defaults(func=cmd_serve)
+
+    users = sub.add_parser("users", help="the console's users (a file of password hashes: SUNLIGHT_USERS)")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add_console_user = users_sub.add_parser("add", help="add or replace a user; the password comes from "
+                                            "SUNLIGHT_NEW_USER_PASSWORD or a prompt")
+    add_console_user.add_argument("name")
+    add_console_user.add_argument("--role", required=True, choices=["inspector", "head"])
+    add_console_user.add_argument("--department", help="a head's department (its code in the catalog)")
+    add_console_user.add_argument("--catalog", help="the catalog the department is checked against "
+                                  "(default: SUNLIGHT_CATALOG)")
+    add_console_user.set_defaults(func=cmd_users_add)
+    list_users = users_sub.add_parser("list", help="the users, their roles and departments (never a hash)")
+    list_users.set_defaults(func=cmd_users_list)
+
+    score = sub.add_parser("score", help="monthly performance scores (绩效考核) of departments or regions, "
+                           "by the rulebook (default: the Wuxi rules); stored as a new version in `scores`")
+    score.add_argument("--month", required=True, help="the month scored, YYYY-MM (local business time)")
+    score.add_argument("--by", choices=["department", "region"], default="department",
+                       help="department: city departments (attachment 2); region: 市(县)区 (attachment 1)")
+    score.add_argument("--format", choices=["table", "csv", "xlsx", "jsonl"], default="table")
+    score.add_argument("--inputs", metavar="FILE", help="the month's input file (YAML): spot checks m, "
+                       "unapplied catalog changes p, complaint deductions, coverage")
+    score.add_argument("--rulebook", metavar="FILE", help="a city's own rulebook (default: alerts/rulebooks/wuxi.yaml)")
+    score.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
+    score.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout (required for xlsx)")
+    score.set_defaults(func=cmd_score)
+
     worker = sub.add_parser("worker", help="run a long-lived stream worker")
     worker.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
     worker.set_defaults(func=cmd_worker)
@@ -974,9 +1122,11 @@ def main(argv: list[str] | None = None) -> int:
 
         from sinks.notify import ChannelError
         from streams.app import PipelineFailed
+        from streams.console.auth import ConsoleConfigError
 
         if isinstance(exc, (CatalogError, BrokerError, FileNotFoundError, MappingError, LogFormatError,
-                            FlowchartError, UnknownScope, StoreError, PipelineFailed, ChannelError)):
+                            FlowchartError, UnknownScope, StoreError, PipelineFailed, ChannelError,
+                            ConsoleConfigError)):
             print(f"sunlight: {exc}", file=sys.stderr)
             return 2
         raise

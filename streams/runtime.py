@@ -92,6 +92,9 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     try:
         catalog = CatalogSource(catalog_path, settings.calendar_overrides, settings.tickets_policy,
                                 settings.notice_templates)
+        # Notices carry the console's signed reply link (none without SUNLIGHT_PUBLIC_URL).
+        from streams.console.links import notice_links
+        catalog.texts = catalog.texts.with_links(notice_links(settings))
         tune_gc()
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's tables live here with a server store too
         client = connect(settings.clickhouse, settings.data_dir)

@@ -77,6 +77,7 @@ class Settings:
     public_url: str | None = None
     secret_key: str | None = field(default=None, repr=False)
     users_file: Path | None = None
+    reply_link_days: float = 14.0  # how long a notice's reply link stays valid (SUNLIGHT_REPLY_LINK_DAYS)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -113,6 +114,7 @@ class Settings:
             public_url=env.get("SUNLIGHT_PUBLIC_URL") or None,
             secret_key=env.get("SUNLIGHT_SECRET_KEY") or None,
             users_file=Path(env["SUNLIGHT_USERS"]) if env.get("SUNLIGHT_USERS") else None,
+            reply_link_days=_float(env, "SUNLIGHT_REPLY_LINK_DAYS", 14.0),
         )
 
     @property

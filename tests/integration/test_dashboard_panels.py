@@ -16,16 +16,22 @@ from collections import Counter
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from importlib.resources import files
+
 import orjson
 import pytest
+import yaml
 
+from alerts.catalog import load_catalog
 from alerts.scenario import generate
+from alerts.scoring import load_rulebook, score_month
 from dashboards import queries as q
 from dashboards.build import all_dashboards, clickhouse_targets
 from dashboards.macros import ALL, TimeRange, Variable, expand, panel_range
 from sinks.clickhouse import connect
 from sinks.queries import export_alerts, stored_tickets
 from sinks.scope import Scope
+from sinks.scoring_inputs import month_facts, stored_scores, write_scores
 from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
 from tests.integration.conftest import NOW, as_messages, pipeline_settings, write_inputs
 
@@ -58,17 +64,24 @@ def city(tmp_path_factory):
             await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
 
     asyncio.run(run())
+    # From before the first event to the end of the local day of the last one.
+    times = sorted(datetime.fromisoformat(e["occurred_at"]) for e in scenario.events)
+    end = times[-1].astimezone(TZ).replace(hour=23, minute=59, second=59, microsecond=0)
+    start = (times[0].astimezone(TZ) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     client = connect(None, directory / "data")
     try:
         everything = Scope.everything()
         alerts = list(export_alerts(client, everything, include_withdrawn=True))
         tickets = stored_tickets(client, everything)
+        # The month the range ends in, scored by both attachments, twice (a recomputation on record).
+        rulebook = load_rulebook(yaml.safe_load(files("alerts").joinpath("rulebooks/wuxi.yaml").read_text("utf-8")))
+        facts = month_facts(client, end.strftime("%Y-%m"), TZ)
+        for attachment in ("department", "region"):
+            scored = score_month(rulebook, attachment, load_catalog(scenario.catalog), facts)
+            for _ in range(2):
+                write_scores(client, scored, "rulebook-digest", "inputs-digest")
     finally:
         client.close()  # chdb holds one data directory per process: each test opens it again
-    # From before the first event to the end of the local day of the last one.
-    times = sorted(datetime.fromisoformat(e["occurred_at"]) for e in scenario.events)
-    end = times[-1].astimezone(TZ).replace(hour=23, minute=59, second=59, microsecond=0)
-    start = (times[0].astimezone(TZ) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return scenario, directory / "data", alerts, tickets, TimeRange(start, end)
 
 
@@ -124,7 +137,8 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     live_rows = run_panel(client, *live[0], rng, every)
     assert live_rows
     case_id = live_rows[0]["case_id"]
-    variables = {"sunlight-wall": {}, "sunlight-inspector": {**every, "case_id": Variable("case_id", case_id)},
+    variables = {"sunlight-wall": {}, "sunlight-scores": {},
+                 "sunlight-inspector": {**every, "case_id": Variable("case_id", case_id)},
                  "sunlight-department": {"department": Variable("department", department,
                                                                 options(client, "department"))}}
 
@@ -210,6 +224,27 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     in_progress = client.query("SELECT count() FROM cases FINAL WHERE department = %(d)s AND status IN "
                                "('open', 'suspended')", parameters={"d": department}).result_rows[0][0]
     assert len(ran["department_case_list"][0]) == min(200, in_progress)
+
+    # -- the monthly scores (the fixture scored the range's last month twice) --------------------
+    month_scored = rng.end.strftime("%Y-%m")
+    for name, attachment in (("scores_departments", "department"), ("scores_regions", "region")):
+        stored = stored_scores(client, month_scored, attachment)  # the latest version
+        assert stored and {r["version"] for r in stored} == {2}
+        shown = ran[name][0]
+        assert [(r["subject"], r["total"]) for r in shown] == [(r["subject"], r["total"]) for r in stored]
+        assert [r["rank_text"] for r in shown] == [str(r["rank"]) if r["ranked"] else "不排名" for r in stored]
+        assert all(r[key] == stored[i]["parts"][key]["points"] for i, r in enumerate(shown)
+                   for key in stored[i]["parts"])
+    assert {r["subject"] for r in ran["scores_departments"][0]} == {
+        d["code"] for d in scenario.catalog["departments"] if d["region"] == "320200"}
+    assert "不排名" in {r["rank_text"] for r in ran["scores_regions"][0]}  # a district without a case that month
+    averages = ran["scores_part_averages"][0]
+    assert [r["part"] for r in averages] == ["权力公开", "权力运行", "数据对接", "权力库维护", "操作规范", "行政相对人评议",
+                                             "督办及落实", "其他"]
+    ranked = [r for r in stored_scores(client, month_scored, "department") if r["ranked"]]
+    assert averages[0]["average_points"] == round(sum(r["parts"]["publication"]["points"] for r in ranked) / len(ranked), 2)
+    assert {(r["month"], r["version"]) for r in ran["scores_versions"][0]} == {(month_scored, 1), (month_scored, 2)}
+    assert len(ran["scores_versions"][0]) == 4
 
 
 def test_variables_and_the_time_range_narrow_what_panels_show(city, store):

@@ -47,18 +47,19 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         assert {"case_events", "cases", "alerts"} <= tables
         client.command("INSERT INTO case_events (case_id, event_id, occurred_at, recorded_at, ingested_at) "
                        "VALUES ('c', 'e', '2026-03-02 01:00:00', '2026-03-02 01:00:00', now())")
-        assert {"dead_letters", "tickets", "notices", "silences"} <= tables
-        assert rollback(client, 1) == [6, 5, 4, 3, 2]  # back to monthly partitions, rows kept
+        assert {"dead_letters", "tickets", "notices", "silences", "scores"} <= tables
+        assert rollback(client, 1) == [7, 6, 5, 4, 3, 2]  # back to monthly partitions, rows kept
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
-        assert not {"dead_letters", "tickets", "notices", "silences"} & tables
+        assert not {"dead_letters", "tickets", "notices", "silences", "scores"} & tables
         assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
-        assert migrate(client) == [2, 3, 4, 5, 6]
+        assert migrate(client) == [2, 3, 4, 5, 6, 7]
         assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
-        assert rollback(client, 0) == [6, 5, 4, 3, 2, 1]
+        assert rollback(client, 0) == [7, 6, 5, 4, 3, 2, 1]
         assert applied(client) == []
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
-        assert not {"case_events", "cases", "alerts", "dead_letters", "tickets", "notices", "silences"} & tables
-        assert migrate(client) == [1, 2, 3, 4, 5, 6]
+        assert not {"case_events", "cases", "alerts", "dead_letters", "tickets", "notices", "silences",
+                    "scores"} & tables
+        assert migrate(client) == [1, 2, 3, 4, 5, 6, 7]
     finally:
         client.close()
 

@@ -28,11 +28,14 @@ ITEM = "320200-XK-SCJG-0001"  # 10 working days, SCJG (contact 法规科, head �
 TICKET = "C-T1/overdue"
 
 
-def sunlight(data_dir: Path, *args: str, expect: int = 0, smtp: str | None = None) -> subprocess.CompletedProcess:
+def sunlight(data_dir: Path, *args: str, expect: int = 0, smtp: str | None = None,
+             **settings: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SUNLIGHT_DATA_DIR": str(data_dir), "SUNLIGHT_MAIL_FROM": "sunlight@city.example",
            "SUNLIGHT_NOTICE_ATTEMPTS": "2", "SUNLIGHT_NOTICE_RETRY_SECONDS": "0.1"}
-    for name in ("SUNLIGHT_KAFKA", "SUNLIGHT_CLICKHOUSE", "SUNLIGHT_SMTP", "SUNLIGHT_WEBHOOK"):
+    for name in ("SUNLIGHT_KAFKA", "SUNLIGHT_CLICKHOUSE", "SUNLIGHT_SMTP", "SUNLIGHT_WEBHOOK", "SUNLIGHT_PUBLIC_URL",
+                 "SUNLIGHT_SECRET_KEY"):
         env.pop(name, None)
+    env.update(settings)
     if smtp:
         env["SUNLIGHT_SMTP"] = smtp
     done = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
@@ -229,6 +232,24 @@ def test_replay_records_notices_and_sends_them_only_with_notify(accepted_case, m
     assert [r[0] for r in mails(box)] == [["scjg-head@example.gov.cn"]]
     assert "--notify needs a channel" in sunlight(data, "replay", str(events), "--catalog", str(CATALOG),
                                                  "--notify", expect=1).stderr
+
+
+def test_a_replays_notices_carry_the_consoles_signed_reply_link(accepted_case, mail_server):
+    """Not only `sunlight serve`: every pipeline's notices carry the link, when the console's
+    address and key are set."""
+    import re
+
+    from streams.console.links import Links
+
+    events, data = accepted_case
+    box, smtp = mail_server
+    key = "k" * 40
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
+             "--notify", smtp=smtp, SUNLIGHT_PUBLIC_URL="https://sunlight.city.example/", SUNLIGHT_SECRET_KEY=key)
+    (body,) = [m[3] for m in mails(box)]
+    token = re.search(r"https://sunlight\.city\.example/reply/(\S+)", body).group(1)
+    grant = Links("https://sunlight.city.example", key).read(token)
+    assert (grant.ticket_id, grant.department) == (TICKET, "SCJG")
 
 
 def test_a_notice_that_keeps_failing_is_recorded_as_failed_without_the_password(accepted_case):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta, timezone
 from itertools import count
 from pathlib import Path
@@ -57,3 +58,16 @@ def run(events, now, j=None):
 
 def active(state):
     return {(a.rule.value, a.node) for a in state.alerts.values() if a.status.value != "withdrawn"}
+
+
+def broken(raw, path, value):
+    """A deep copy of `raw` with the value at `path` replaced by `value` (KeyError: removed)."""
+    raw = copy.deepcopy(raw)
+    target = raw
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return raw

@@ -1,12 +1,10 @@
 """Catalog loading: the contract example, and errors that name the item and field."""
 
-import copy
-
 import pytest
 import yaml
 
 from alerts.catalog import Category, CatalogError, load_catalog
-from tests.unit.helpers import CONTRACT, LICENCE
+from tests.unit.helpers import CONTRACT, LICENCE, broken
 
 RAW = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
 
@@ -22,18 +20,6 @@ def test_the_contract_example_loads_with_default_requires():
     assert item.decision_node == "approve"
     assert catalog.item("320200-CF-SCJG-0007").discretion["V-FOOD-124"][1].max == 60000
     assert catalog.departments["SCJG"].head.email == "scjg-head@example.gov.cn"
-
-
-def broken(path, value):
-    raw = copy.deepcopy(RAW)
-    target = raw
-    for key in path[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return raw
 
 
 @pytest.mark.parametrize("path, value, words", [
@@ -52,5 +38,5 @@ def broken(path, value):
 ])
 def test_errors_name_the_item_and_the_field(path, value, words):
     with pytest.raises(CatalogError) as info:
-        load_catalog(broken(path, value))
+        load_catalog(broken(RAW, path, value))
     assert words in str(info.value)

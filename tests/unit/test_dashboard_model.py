@@ -28,8 +28,9 @@ def panels(model):
         yield from panel.get("panels", [])
 
 
-def test_the_four_dashboards_and_their_uids():
-    assert set(DASHBOARDS) == {"sunlight-wall", "sunlight-inspector", "sunlight-department", "sunlight-health"}
+def test_the_five_dashboards_and_their_uids():
+    assert set(DASHBOARDS) == {"sunlight-wall", "sunlight-inspector", "sunlight-department", "sunlight-health",
+                               "sunlight-scores"}
     for uid, model in DASHBOARDS.items():
         assert model["uid"] == uid
         assert json.loads(json.dumps(model)) == model  # plain JSON values

@@ -1,0 +1,116 @@
+"""The month's scores as the office reads them: a table, CSV, an xlsx workbook (for its 通报), JSON lines.
+
+Pure: everything is built in memory (the workbook as bytes); `sunlight score` writes it out.
+Column titles are Chinese; every part shows its points and, beside them, what they were
+computed from (依据), so that a person can check each number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+from typing import Any
+
+from alerts.scoring import SUBJECT_TITLE, MonthScores, SubjectScore, _number, basis
+
+UNRANKED_TITLE = "当月无办件、不参与排名的{subject}（单独列出）"
+
+
+def headers(scores: MonthScores) -> list[str]:
+    subject = SUBJECT_TITLE[scores.attachment]
+    out = ["名次", f"{subject}编码", f"{subject}名称", "办件数"]
+    for _, title, points in scores.part_titles:
+        out += [f"{title}（{_number(points)}分）", f"{title}依据"]
+    return out + ["总分", "说明"]
+
+
+def row(subject: SubjectScore) -> list[Any]:
+    cells: list[Any] = [subject.rank if subject.rank is not None else "不排名", subject.code, subject.name,
+                        subject.cases]
+    notes = []
+    for part in subject.parts:
+        cells += [part.points, basis(part)]
+        if part.note:
+            notes.append(f"{part.title}{part.note}")
+    return cells + [subject.total, "；".join(notes)]
+
+
+def title(scores: MonthScores) -> str:
+    year, month = scores.month.split("-")
+    return f"{year}年{int(month)}月 {scores.title} 得分"
+
+
+def jsonl_records(scores: MonthScores) -> list[dict[str, Any]]:
+    return [s.as_json(scores.month) for s in scores.all]
+
+
+def csv_text(scores: MonthScores) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(headers(scores))
+    for subject in scores.all:
+        writer.writerow([_cell(c) for c in row(subject)])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    return _number(value) if isinstance(value, float) else str(value)
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+def table_text(scores: MonthScores) -> str:
+    head = headers(scores)
+    ranked = [[_cell(c) for c in row(s)] for s in scores.ranked]
+    unranked = [[_cell(c) for c in row(s)] for s in scores.unranked]
+    widths = [max(_width(r[i]) for r in [head, *ranked, *unranked]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(_pad(c, w) for c, w in zip(cells, widths)).rstrip()
+
+    lines = [title(scores), line(head)]
+    lines += [line(r) for r in ranked] or ["（当月没有办件，无排名）"]
+    if unranked:
+        lines += ["", UNRANKED_TITLE.format(subject=SUBJECT_TITLE[scores.attachment]), *(line(r) for r in unranked)]
+    return "\n".join(lines) + "\n"
+
+
+def xlsx_bytes(scores: MonthScores) -> bytes:
+    """A workbook with one sheet: a title row, Chinese headers, the ranking, then the unranked."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font
+    from openpyxl.utils import get_column_letter
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = f"{scores.month} {SUBJECT_TITLE[scores.attachment]}"
+    head = headers(scores)
+    sheet.append([title(scores)])
+    sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(head))
+    sheet.cell(1, 1).font = Font(bold=True, size=14)
+    sheet.cell(1, 1).alignment = Alignment(horizontal="center")
+    sheet.append(head)
+    for cell in sheet[2]:
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(horizontal="center", wrap_text=True)
+    for subject in scores.ranked:
+        sheet.append(row(subject))
+    if scores.unranked:
+        sheet.append([])
+        sheet.append([UNRANKED_TITLE.format(subject=SUBJECT_TITLE[scores.attachment])])
+        sheet.cell(sheet.max_row, 1).font = Font(bold=True)
+        for subject in scores.unranked:
+            sheet.append(row(subject))
+    for index, text in enumerate(head, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = max(8, min(30, _width(text) + 2))
+    sheet.freeze_panes = "A3"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

@@ -1,0 +1,153 @@
+"""The store's side of the monthly scoring: the month's facts read from ClickHouse, and the
+scores written back (table ``scores``, migration 0007).
+
+What is counted (see docs/scoring.md):
+
+* cases of the month: cases whose acceptance (``cases.accepted_at``) falls in the local month;
+* of those, the cases with a standing (not withdrawn) yellow or red alert;
+* tickets opened in the month, each as it stands now (latest version; settling ones are no one's yet);
+* ``rated`` events that occurred in the month;
+* per department, the import-channel events that occurred in the month and their last
+  ``recorded_at`` (when the self-built system pushed them, not when Sunlight stored them);
+* dead letters about the month's data: the refused event occurred in the month (by its payload;
+  a payload without a readable ``occurred_at`` counts in the month Sunlight received it),
+  redriven or not: the data was not to the standard when it was pushed.
+
+Scoring is the office's work over the whole city: these queries are unscoped
+(``Scope.everything()``); the rows written are scoped by department and region.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from alerts.scoring import (CaseFact, LetterFact, MonthFacts, MonthScores, PushFact, RatingFact, TicketFact,
+                            month_bounds)
+from sinks.scope import Scope, ScopedQuery
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everything()) -> MonthFacts:
+    """Everything the store holds that the month's scores are computed from."""
+    start, end = (t.astimezone(timezone.utc) for t in month_bounds(month, tz))
+    window = {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)}
+
+    latest_cases = ("(SELECT case_id, argMax(item_code, revision) AS item_code, argMax(department, revision) AS "
+                    "department, argMax(region, revision) AS region, argMax(accepted_at, revision) AS accepted "
+                    "FROM cases GROUP BY case_id)")
+    query = ScopedQuery("case_id, item_code, department, region", latest_cases,
+                        where="accepted IS NOT NULL AND accepted >= {start:DateTime64(6, 'UTC')} "
+                              "AND accepted < {end:DateTime64(6, 'UTC')}",
+                        tail="ORDER BY case_id")
+    sql, parameters = query.sql(scope)
+    cases = tuple(CaseFact(*row) for row in client.query(sql, parameters={**parameters, **window}).result_rows)
+
+    ids = [c.case_id for c in cases]
+    irregular: frozenset[str] = frozenset()
+    if ids:
+        rows = client.query("SELECT DISTINCT case_id FROM alerts FINAL WHERE status != 'withdrawn' "
+                            "AND severity IN ('yellow', 'red') AND case_id IN {ids:Array(String)}",
+                            parameters={"ids": ids}).result_rows
+        irregular = frozenset(r[0] for r in rows)
+
+    query = ScopedQuery(
+        "ticket_id, department, region, status", "tickets FINAL",
+        where="version > 0 AND (ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)"
+              " AND opened_at >= {start:DateTime64(6, 'UTC')} AND opened_at < {end:DateTime64(6, 'UTC')}",
+        tail="ORDER BY ticket_id")
+    sql, parameters = query.sql(scope)
+    tickets = tuple(TicketFact(*row) for row in client.query(sql, parameters={**parameters, **window}).result_rows)
+
+    query = ScopedQuery("event_id, department, region, attrs", "case_events FINAL",
+                        where="type = 'rated' AND occurred_at >= {start:DateTime64(6, 'UTC')} "
+                              "AND occurred_at < {end:DateTime64(6, 'UTC')}",
+                        tail="ORDER BY event_id")
+    sql, parameters = query.sql(scope)
+    ratings = []
+    for event_id, department, region, attrs in client.query(sql, parameters={**parameters, **window}).result_rows:
+        rating = (orjson.loads(attrs) if attrs else {}).get("rating")
+        ratings.append(RatingFact(event_id, department, region, str(rating)))
+
+    query = ScopedQuery("department, count(), max(recorded_at)", "case_events FINAL",
+                        where="channel = 'import' AND occurred_at >= {start:DateTime64(6, 'UTC')} "
+                              "AND occurred_at < {end:DateTime64(6, 'UTC')}",
+                        tail="GROUP BY department ORDER BY department")
+    sql, parameters = query.sql(scope)
+    pushes = tuple(PushFact(d, int(n), _utc(last))
+                   for d, n, last in client.query(sql, parameters={**parameters, **window}).result_rows)
+
+    query = ScopedQuery("letter_id, department, region, payload, received_at", "dead_letters FINAL",
+                        tail="ORDER BY letter_id")
+    letters = []
+    for letter_id, department, region, payload, received_at in query.run(client, scope):
+        moment = _occurred(payload) or _utc(received_at)
+        if start <= moment < end:
+            letters.append(LetterFact(letter_id, department, region))
+    return MonthFacts(month, cases, irregular, tickets, tuple(ratings), pushes, tuple(letters))
+
+
+def _occurred(payload: str) -> datetime | None:
+    try:
+        obj = orjson.loads(payload)
+        moment = datetime.fromisoformat(obj["occurred_at"])
+    except Exception:
+        return None
+    return moment.astimezone(timezone.utc) if moment.tzinfo else None
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+SCORE_COLUMNS = ("month", "attachment", "subject", "name", "department", "region", "version", "ranked", "rank",
+                 "cases", "total", "part_keys", "part_titles", "part_points", "part_max", "parts", "rulebook",
+                 "rulebook_sha256", "inputs_sha256", "computed_at")
+
+
+def latest_version(client, month: str, attachment: str) -> int:
+    rows = client.query("SELECT max(version) FROM scores WHERE month = {m:String} AND attachment = {a:String}",
+                        parameters={"m": month, "a": attachment}).result_rows
+    return int(rows[0][0] or 0) if rows else 0
+
+
+def write_scores(client, scores: MonthScores, rulebook_sha256: str, inputs_sha256: str,
+                 computed_at: datetime | None = None) -> int:
+    """The month's scores as a new version (one more than the month's latest); returns it."""
+    version = latest_version(client, scores.month, scores.attachment) + 1
+    computed_at = computed_at or datetime.now(timezone.utc)
+    rows: list[list[Any]] = []
+    for subject in scores.all:
+        rows.append([scores.month, scores.attachment, subject.code, subject.name, subject.department,
+                     subject.region, version, int(subject.ranked), subject.rank, subject.cases, subject.total,
+                     [p.key for p in subject.parts], [p.title for p in subject.parts],
+                     [p.points for p in subject.parts], [p.max for p in subject.parts],
+                     orjson.dumps(subject.as_json(scores.month)["parts"], default=str).decode(),
+                     scores.rulebook, rulebook_sha256, inputs_sha256, computed_at])
+    if rows:
+        client.insert("scores", rows, column_names=list(SCORE_COLUMNS))
+    return version
+
+
+def stored_scores(client, month: str, attachment: str, scope: Scope = Scope.everything(),
+                  version: int | None = None) -> list[dict[str, Any]]:
+    """The month's scores as stored (the latest version unless one is named), ranked first."""
+    version = version or latest_version(client, month, attachment)
+    query = ScopedQuery(", ".join(SCORE_COLUMNS), "scores FINAL",
+                        where="month = {m:String} AND attachment = {a:String} AND version = {v:UInt32}",
+                        tail="ORDER BY ranked DESC, rank, subject")
+    sql, parameters = query.sql(scope)
+    rows = client.query(sql, parameters={**parameters, "m": month, "a": attachment, "v": version}).result_rows
+    out = []
+    for row in rows:
+        record = dict(zip(SCORE_COLUMNS, row))
+        record["parts"] = orjson.loads(record["parts"])
+        out.append(record)
+    return out

@@ -1,0 +1,653 @@
+"""The console's web application (Starlette, server-side Jinja2 pages) and `sunlight serve`.
+
+Inspectors see the live alert list (the filters of `sunlight alerts export`), a case's file (its
+events, every alert with its evidence in words, its tickets) and act on tickets: open one from an
+alert, accept, return, close. A department head signs in too and sees only their department
+(the same `sinks.scope.Scope` as `alerts export --department`), and may answer its tickets.
+Departments answer through the signed link in their notice (`streams.console.links`), no account.
+
+Every action is a record on the `ticket-actions` topic (docs/tickets.md), with an `action_id`
+made when the form was drawn, so a form sent twice is one action; the page then waits a little
+for the pipeline to apply it (or to refuse it, in the dead letters) and says which.
+
+`serve` on the embedded defaults runs the pipeline in this process (as `demo` does), so that the
+actions are applied; with SUNLIGHT_KAFKA and SUNLIGHT_CLICKHOUSE it only reads the store and
+publishes the actions for the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import quote, urlencode
+
+import jinja2
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from alerts.describe import describe_evidence, moment
+from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
+from alerts.tickets import INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, STATUS_TITLE, ticket_id as make_ticket_id
+from sinks.scope import Scope, UnknownScope
+from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, User, Users, check_secret_key
+from streams.console.links import LinkRefused, Links
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+ACTION_WAIT_SECONDS = 15.0
+MAX_ALERTS_SHOWN = 300
+ACTIVE = ("open", "returned")
+RESULT_TEXT = {
+    "applied": "已办理。",
+    "pending": "已提交，系统正在处理，请稍后刷新页面查看结果。",
+    "stale_version": "督办件已有更新，操作未执行：请查看最新情况后重新操作。",
+    "not_allowed": "督办件当前状态不允许此操作。",
+    "wrong_department": "无权对该督办件执行此操作。",
+    "unknown_ticket": "督办件不存在。",
+    "unknown_alert": "预警不存在或已撤回，未能发起督办。",
+    "text_too_long": f"内容过长（最多 {MAX_TEXT_CHARS} 字）。",
+    "malformed_action": "内容不完整，操作未执行。",
+}
+LINK_REFUSAL = {
+    "invalid": "此答复链接无效：链接内容不完整或已被改动。请使用督办通知中的原始链接。",
+    "expired": "此答复链接已过期。请联系督办人员重新发送通知，或经 OA 系统提交答复。",
+    "other_ticket": "此答复链接不能查看或答复该督办件。",
+    "missing": "此答复链接对应的督办件不存在。",
+}
+INSPECTOR_KINDS = ("open", "accept", "return", "close")
+TEXT_NEEDED = ("reply", "return", "close")
+ACTION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+# -- the store and the actions topic ------------------------------------------------------------------
+
+@dataclass
+class Backend:
+    """Where the console reads (a store client, used under a lock in a thread) and how it
+    publishes an action; `judge()` is the current catalog and calendar."""
+    client: Any
+    judge: Callable[[], Any]
+    publish: Callable[[list[tuple[bytes, bytes]]], Awaitable[Any]]
+    lock: Any = None
+    executor: Any = None
+    failure: Callable[[], BaseException | None] = lambda: None
+    wait_seconds: float = ACTION_WAIT_SECONDS  # how long a page waits for the pipeline to apply an action
+
+    def __post_init__(self):
+        if self.lock is None:
+            self.lock = threading.Lock()
+
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        def locked():
+            with self.lock:
+                return fn(self.client, *args)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, locked)
+
+    async def wait(self, ticket_id: str, action_id: str, timeout: float | None = None) -> str:
+        """'applied', the refusal's reason, or 'pending' when the pipeline has not taken it yet."""
+        from sinks.queries import dead_letters, ticket_state
+
+        def look(client):
+            state = ticket_state(client, ticket_id) or {}
+            if action_id in state.get("actions", ()):
+                return "applied"
+            letters = list(dead_letters(client, Scope.everything(), payload_containing=action_id))
+            return letters[0]["reason"] if letters else None
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.wait_seconds if timeout is None else timeout)
+        while True:
+            found = await self.read(look)
+            if found is not None:
+                return found
+            if loop.time() >= deadline:
+                return "pending"
+            await asyncio.sleep(0.2)
+
+
+# -- the application ------------------------------------------------------------------------------------
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["moment"] = moment
+    env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.globals.update(RULE_TITLE={r.value: t for r, t in RULE_TITLE.items()},
+                       SEVERITY_TITLE={s.value: t for s, t in SEVERITY_TITLE.items()},
+                       STATUS_TITLE={s.value: t for s, t in STATUS_TITLE.items()}, KIND_TITLE=KIND_TITLE,
+                       ROLE_TITLE=ROLE_TITLE, MAX_TEXT=MAX_TEXT_CHARS)
+    return env
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # A reply link's token is in the address: never sent on to another site.
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; style-src 'self'; img-src 'self' data:; script-src 'none'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+class SecurityHeaders:
+    """Headers on every response (pure ASGI); pages are never cached (they hold CSRF tokens)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if headers.get("content-type", "").startswith("text/html"):
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class Console:
+    def __init__(self, settings: Settings, backend: Backend, users: Users, links: Links):
+        self.settings = settings
+        self.backend = backend
+        self.users = users
+        self.links = links
+        secure = (settings.public_url or "").lower().startswith("https://")
+        self.sessions = Sessions(check_secret_key(settings.secret_key), secure=secure)
+        self.env = _environment()
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def page(self, name: str, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
+        session = getattr(request.state, "session", None)
+        user = getattr(request.state, "user", None)
+        html = self.env.get_template(name).render(
+            user=user, csrf=self.sessions.csrf(session) if session else "", **context)
+        return HTMLResponse(html, status_code=status)
+
+    def refuse(self, request: Request, status: int, message: str) -> HTMLResponse:
+        return self.page("refused.html", request, status=status, message=message)
+
+    def signed_in(self, request: Request) -> User | None:
+        session = self.sessions.loads(request.cookies.get(COOKIE))
+        request.state.session = session
+        user = self.users.get(session.user) if session and session.user else None
+        request.state.user = user
+        return user
+
+    def scope_of(self, user: User) -> Scope:
+        if user.inspector:
+            return Scope.everything()
+        return Scope.of([user.department]).resolve(self.backend.judge().catalog)
+
+    async def guarded(self, request: Request) -> tuple[User | None, Response | None]:
+        """The signed-in user, or the refusal: to the sign-in page for a GET, 403 otherwise."""
+        user = self.signed_in(request)
+        if user is None:
+            if request.method == "GET":
+                return None, RedirectResponse("/login", status_code=303)
+            return None, self.refuse(request, 403, "请先登录。")
+        if request.method == "POST":
+            form = await request.form()
+            if not self.sessions.csrf_ok(request.state.session, form.get("csrf")):
+                return None, self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请返回刷新页面后重试。")
+        try:
+            request.state.scope = self.scope_of(user)
+        except UnknownScope:
+            return None, self.refuse(request, 403, f"部门 {user.department} 不在职权目录中，无法确定查看范围。")
+        return user, None
+
+    # -- routes ------------------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        failure = self.backend.failure()
+        if failure is not None:
+            return PlainTextResponse(f"failed: {type(failure).__name__}", status_code=503)
+        return PlainTextResponse("ok")
+
+    async def metrics(self, request: Request) -> Response:
+        if not self.settings.metrics_port:
+            return PlainTextResponse("metrics are off (SUNLIGHT_METRICS_PORT=0)", status_code=404)
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from streams import metrics
+
+        body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, metrics.REGISTRY)
+        return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def stylesheet(self, request: Request) -> Response:
+        return Response((HERE / "static" / "console.css").read_bytes(), media_type="text/css",
+                        headers={"Cache-Control": "max-age=3600"})
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/alerts", status_code=303)
+
+    async def login_form(self, request: Request) -> Response:
+        user = self.signed_in(request)
+        if user is not None:
+            return RedirectResponse("/alerts", status_code=303)
+        return self._login_page(request, None, 200)
+
+    def _login_page(self, request: Request, error: str | None, status: int) -> Response:
+        session = request.state.session or self.sessions.new(None)
+        request.state.session = session
+        response = self.page("login.html", request, status=status, error=error)
+        self.sessions.set_cookie(response, session)
+        return response
+
+    async def login(self, request: Request) -> Response:
+        self.signed_in(request)
+        form = await request.form()
+        if not self.sessions.csrf_ok(request.state.session, form.get("csrf")):
+            return self.refuse(request, 403, "登录表单已失效，请刷新页面后重试。")
+        name, password = str(form.get("name") or "")[:64], str(form.get("password") or "")[:256]
+        user = await asyncio.get_running_loop().run_in_executor(None, self.users.authenticate, name, password)
+        if user is None:
+            return self._login_page(request, "用户名或密码错误。", 401)
+        response = RedirectResponse("/alerts", status_code=303)
+        self.sessions.set_cookie(response, self.sessions.new(user.name))  # a new session: a new nonce
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        user, refused = await self.guarded(request)
+        if refused:
+            return refused
+        response = RedirectResponse("/login", status_code=303)
+        self.sessions.clear_cookie(response)
+        return response
+
+    async def alerts(self, request: Request) -> Response:
+        user, refused = await self.guarded(request)
+        if refused:
+            return refused
+        from sinks.queries import export_alerts, stored_tickets
+
+        params = request.query_params
+        filters = {"rule": params.get("rule") or "", "severity": params.get("severity") or "",
+                   "department": params.get("department") or "", "region": params.get("region") or "",
+                   "status": params.get("status") or "open", "case": (params.get("case") or "").strip()[:100]}
+        catalog = self.backend.judge().catalog
+        scope = request.state.scope
+        note = None
+        if user.inspector and (filters["department"] or filters["region"]):
+            try:  # as `alerts export --department/--region`: checked against the catalog
+                scope = Scope.of([filters["department"]] if filters["department"] else [],
+                                 [filters["region"]] if filters["region"] else []).resolve(catalog)
+            except UnknownScope:
+                note = "所选部门或地区不在职权目录中。"
+                scope = None
+
+        def read(client):
+            if scope is None:
+                return [], {}
+            found = list(export_alerts(client, scope, include_withdrawn=filters["status"] != "open"))
+            tickets = {t["ticket_id"]: t for t in stored_tickets(client, scope)}
+            return found, tickets
+
+        found, tickets = await self.backend.read(read)
+        rows = []
+        for alert in found:
+            if filters["rule"] and alert["rule"] != filters["rule"]:
+                continue
+            if filters["severity"] and alert["severity"] != filters["severity"]:
+                continue
+            if filters["status"] == "withdrawn" and alert["status"] != "withdrawn":
+                continue
+            if not user.inspector and filters["department"] and alert["department"] != filters["department"]:
+                continue
+            if filters["case"] and filters["case"] not in alert["case_id"]:
+                continue
+            ticket = tickets.get(f"{alert['case_id']}/{alert['rule']}")
+            rows.append({**alert, "text": describe_evidence(alert["rule"], alert["evidence"]), "ticket": ticket})
+        red_first = sorted(rows, key=lambda a: a["event_time"], reverse=True)
+        red_first.sort(key=lambda a: a["severity"] != "red")
+        departments = sorted(catalog.departments.values(), key=lambda d: d.code)
+        regions = sorted({d.region for d in departments if d.region})
+        return self.page("alerts.html", request, rows=red_first[:MAX_ALERTS_SHOWN], total=len(rows), filters=filters,
+                         departments=departments, regions=regions, rules=[r.value for r in Rule],
+                         severities=[s.value for s in Severity], note=note,
+                         department_names={d.code: d.name for d in departments})
+
+    async def tickets(self, request: Request) -> Response:
+        user, refused = await self.guarded(request)
+        if refused:
+            return refused
+        from sinks.queries import pending_tickets, stored_tickets
+
+        status = request.query_params.get("status") or ""
+        if status not in STATUS_TITLE or status == "settling":
+            status = ""
+        scope = request.state.scope
+        found, pending = await self.backend.read(
+            lambda client: (stored_tickets(client, scope, status=status or None), pending_tickets(client, scope)))
+        catalog = self.backend.judge().catalog
+        return self.page("tickets.html", request, tickets=found, chosen=status, pending=pending,
+                         department_names={d.code: d.name for d in catalog.departments.values()})
+
+    async def case(self, request: Request) -> Response:
+        user, refused = await self.guarded(request)
+        if refused:
+            return refused
+        from alerts.casefile import case_file
+        from alerts.events import parse_event
+        from sinks.queries import alerts_of_case, case_events_of, stored_tickets, ticket_history
+
+        case_id = request.path_params["case_id"]
+        scope = request.state.scope
+        judge = self.backend.judge()
+
+        def read(client):
+            events = case_events_of(client, scope, case_id)
+            if not events:
+                return None
+            alerts = alerts_of_case(client, scope, case_id, tz=judge.calendar.tz)
+            tickets = [t for t in stored_tickets(client, scope, tz=judge.calendar.tz) if t["case_id"] == case_id]
+            histories = {t["ticket_id"]: ticket_history(client, scope, t["ticket_id"], tz=judge.calendar.tz)
+                         for t in tickets}
+            return events, alerts, tickets, histories
+
+        found = await self.backend.read(read)
+        if found is None:
+            return self.refuse(request, 404, "办件不存在，或不在您的查看范围内。")
+        events, alerts, tickets, histories = found
+        item = judge.catalog.item(events[0]["item_code"])
+        if item is None:
+            return self.refuse(request, 404, f"办件的事项 {events[0]['item_code']} 不在职权目录中。")
+        department = judge.catalog.departments.get(events[0].get("department") or item.department)
+        file = case_file([parse_event(e) for e in events], alerts, item, judge.calendar,
+                         department.name if department else None)
+        by_rule = {t["rule"]: t for t in tickets}
+        for alert in file["alerts"]:
+            ticket = by_rule.get(alert["rule"])
+            alert["ticket"] = ticket
+            alert["can_open"] = (user.inspector and alert["status"] != "withdrawn"
+                                 and (ticket is None or ticket["status"] in ("closed", "withdrawn")))
+        for ticket in tickets:
+            ticket["history"] = histories.get(ticket["ticket_id"], [])
+            ticket["evidence_text"] = [(a["status"], describe_evidence(ticket["rule"], a["evidence"]))
+                                       for a in ticket["evidence"].values()]
+            ticket["actions"] = self._actions_for(user, ticket)
+        result = RESULT_TEXT.get(request.query_params.get("result") or "")
+        return self.page("case.html", request, file=file, tickets=tickets, result=result,
+                         new_action_id=lambda: uuid.uuid4().hex)
+
+    @staticmethod
+    def _actions_for(user: User, ticket: dict) -> list[str]:
+        status = ticket["status"]
+        if user.inspector:
+            out = []
+            if status == "replied":
+                out += ["accept", "return"]
+            if status in ("open", "replied", "returned"):
+                out.append("close")
+            return out
+        return ["reply"] if status in ACTIVE and ticket["department"] == user.department else []
+
+    async def act(self, request: Request) -> Response:
+        user, refused = await self.guarded(request)
+        if refused:
+            return refused
+        from sinks.queries import export_alerts, stored_tickets
+
+        form = await request.form()
+        kind = str(form.get("kind") or "")
+        allowed = INSPECTOR_KINDS if user.inspector else ("reply",)
+        if kind not in allowed:
+            return self.refuse(request, 403, "您的角色不能执行此操作。")
+        text = str(form.get("text") or "").strip()
+        action_id = str(form.get("action_id") or "")
+        if not ACTION_ID.match(action_id):
+            return self.refuse(request, 400, "表单不完整，请返回刷新页面后重试。")
+        if len(text) > MAX_TEXT_CHARS:
+            return self.refuse(request, 400, RESULT_TEXT["text_too_long"])
+        if kind in TEXT_NEEDED and not text:
+            return self.refuse(request, 400, "请填写答复、退回理由或办结理由。")
+        scope = request.state.scope
+        if kind == "open":
+            case_id, alert_id = str(form.get("case_id") or ""), str(form.get("alert_id") or "")
+            alerts = await self.backend.read(lambda c: list(export_alerts(c, scope, case_id=case_id)))
+            alert = next((a for a in alerts if a["alert_id"] == alert_id), None)
+            if alert is None:
+                return self.refuse(request, 404, RESULT_TEXT["unknown_alert"])
+            ticket_id, version = make_ticket_id(alert["case_id"], Rule(alert["rule"])), None
+        else:
+            ticket_id = str(form.get("ticket_id") or "")
+            found = await self.backend.read(lambda c: stored_tickets(c, scope, ticket_id=ticket_id))
+            if not found:
+                return self.refuse(request, 404, "督办件不存在，或不在您的查看范围内。")
+            case_id = found[0]["case_id"]
+            try:
+                version = int(str(form.get("version") or ""))
+            except ValueError:
+                return self.refuse(request, 400, "表单不完整，请返回刷新页面后重试。")
+        department = INSPECTORS if user.inspector else user.department
+        action = {"action_id": action_id, "ticket_id": ticket_id, "version": version, "actor": user.name,
+                  "department": department, "kind": kind, "text": text,
+                  "at": datetime.now(timezone.utc).isoformat()}
+        if kind == "open":
+            action["alert_id"] = alert_id
+        result = await self._publish(ticket_id, action)
+        rule = ticket_id.rpartition("/")[2]
+        return RedirectResponse(f"/cases/{quote(case_id, safe='')}?{urlencode({'result': result})}#t-{rule}",
+                                status_code=303)
+
+    async def _publish(self, ticket_id: str, action: dict) -> str:
+        await self.backend.publish([(ticket_id.encode(), orjson.dumps(action))])
+        log.info("console: %s on %s by %s (action %s)", action["kind"], ticket_id, action["actor"], action["action_id"])
+        return await self.backend.wait(ticket_id, action["action_id"])
+
+    # -- reply links ---------------------------------------------------------------------------------------
+
+    async def _grant(self, request: Request):
+        """The ticket a link allows, or the refusal page."""
+        from sinks.queries import stored_tickets, ticket_history
+
+        request.state.session = None
+        request.state.user = None
+        token = request.path_params["token"]
+        try:
+            grant = self.links.read(token)
+        except LinkRefused as refused:
+            return None, self.refuse(request, 410 if refused.reason == "expired" else 403, LINK_REFUSAL[refused.reason])
+        tz = self.backend.judge().calendar.tz
+
+        def read(client):
+            found = stored_tickets(client, Scope.everything(), ticket_id=grant.ticket_id, tz=tz)
+            return found, ticket_history(client, Scope.everything(), grant.ticket_id, tz=tz) if found else []
+
+        found, history = await self.backend.read(read)
+        if not found:
+            return None, self.refuse(request, 404, LINK_REFUSAL["missing"])
+        ticket = found[0]
+        if ticket["department"] != grant.department:  # a link answers its own department's ticket only
+            return None, self.refuse(request, 403, LINK_REFUSAL["other_ticket"])
+        return (token, grant, ticket, history), None
+
+    async def reply_form(self, request: Request) -> Response:
+        granted, refused = await self._grant(request)
+        if refused:
+            return refused
+        token, grant, ticket, history = granted
+        catalog = self.backend.judge().catalog
+        department = catalog.departments.get(ticket["department"])
+        item = catalog.item(ticket["item_code"])
+        evidence = [describe_evidence(ticket["rule"], a["evidence"]) for a in ticket["evidence"].values()
+                    if a["status"] != "withdrawn"]
+        return self.page("reply.html", request, ticket=ticket, history=history, evidence=evidence,
+                         department_name=department.name if department else ticket["department"],
+                         item_name=item.name if item else ticket["item_code"], token=token,
+                         link_csrf=self.links.csrf(token), expires_at=grant.expires_at.astimezone(
+                             self.backend.judge().calendar.tz).isoformat(),
+                         action_id=uuid.uuid4().hex, can_reply=ticket["status"] in ACTIVE,
+                         result=RESULT_TEXT.get(request.query_params.get("result") or ""))
+
+    async def reply(self, request: Request) -> Response:
+        granted, refused = await self._grant(request)
+        if refused:
+            return refused
+        token, grant, ticket, _ = granted
+        form = await request.form()
+        if not form.get("csrf") or not hmac.compare_digest(str(form.get("csrf")), self.links.csrf(token)):
+            return self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请重新打开答复链接后重试。")
+        text = str(form.get("text") or "").strip()
+        action_id = str(form.get("action_id") or "")
+        if not ACTION_ID.match(action_id):
+            return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。")
+        if not text:
+            return self.refuse(request, 400, "请填写核实情况及整改措施。")
+        if len(text) > MAX_TEXT_CHARS:
+            return self.refuse(request, 400, RESULT_TEXT["text_too_long"])
+        try:
+            version = int(str(form.get("version") or ""))
+        except ValueError:
+            return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。")
+        catalog = self.backend.judge().catalog
+        department = catalog.departments.get(grant.department)
+        actor = str(form.get("actor") or "").strip()[:50] or (department.name if department else grant.department)
+        action = {"action_id": action_id, "ticket_id": ticket["ticket_id"], "version": version, "actor": actor,
+                  "department": grant.department, "kind": "reply", "text": text,
+                  "at": datetime.now(timezone.utc).isoformat()}
+        result = await self._publish(ticket["ticket_id"], action)
+        return RedirectResponse(f"/reply/{token}?{urlencode({'result': result})}", status_code=303)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/healthz", self.healthz), Route("/metrics", self.metrics),
+            Route("/static/console.css", self.stylesheet),
+            Route("/", self.home), Route("/login", self.login_form, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]), Route("/logout", self.logout, methods=["POST"]),
+            Route("/alerts", self.alerts), Route("/tickets", self.tickets),
+            Route("/cases/{case_id:path}", self.case), Route("/act", self.act, methods=["POST"]),
+            Route("/reply/{token}", self.reply_form, methods=["GET"]),
+            Route("/reply/{token}", self.reply, methods=["POST"]),
+        ]
+
+
+def create_app(settings: Settings, backend: Backend, users: Users | None = None,
+               links: Links | None = None) -> Starlette:
+    key = check_secret_key(settings.secret_key)
+    users = users or Users(users_path(settings))
+    links = links or Links(settings.public_url or "", key, settings.reply_link_days)
+    console = Console(settings, backend, users, links)
+    app = Starlette(routes=console.routes(), middleware=[Middleware(SecurityHeaders)])
+    app.state.console = console
+    return app
+
+
+def users_path(settings: Settings) -> Path:
+    return Path(settings.users_file) if settings.users_file else Path(settings.data_dir) / "users.json"
+
+
+# -- sunlight serve -----------------------------------------------------------------------------------
+
+def _server(app, host: str, port: int):
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self):  # the pipeline (or `serve`) handles SIGINT and SIGTERM
+            yield
+
+    return Server(uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning",
+                                 access_log=False, server_header=False))
+
+
+async def serve(settings: Settings, catalog_path: Path, host: str = "0.0.0.0", clock=None) -> int:
+    """Run the console until SIGINT/SIGTERM (or the pipeline fails): 0, or 1 on a failure."""
+    import signal
+    from functools import partial
+
+    from streams.runtime import produce
+
+    key = check_secret_key(settings.secret_key)
+    if settings.kafka and settings.embedded_store:
+        from streams.console.auth import ConsoleConfigError
+
+        raise ConsoleConfigError("with SUNLIGHT_KAFKA the console reads the store the workers write: set "
+                                 "SUNLIGHT_CLICKHOUSE too (the embedded store belongs to one process)")
+    users = Users(users_path(settings))
+    if not users.records():
+        log.warning("no console users yet in %s: add one with `sunlight users add NAME --role inspector`",
+                    users.path)
+    links = Links(settings.public_url or "", key, settings.reply_link_days)
+    if not settings.public_url:
+        log.warning("SUNLIGHT_PUBLIC_URL is not set: notices carry no reply link")
+    publish_to = settings.ticket_actions_topic
+    loop = asyncio.get_running_loop()
+    if settings.kafka is None:
+        from streams.runtime import running_pipeline
+
+        async with running_pipeline(settings, catalog_path, clock=clock) as running:
+            pipeline = running.pipeline  # its notices carry the reply link (streams.runtime)
+            backend = Backend(running.client, lambda: pipeline.catalog.judge, partial(produce, running.bootstrap,
+                              publish_to), lock=pipeline.writer.lock, executor=pipeline.writer.executor,
+                              failure=lambda: pipeline.failure)
+            server = _server(create_app(settings, backend, users, links), host, settings.http_port)
+            log.warning("console on http://%s:%d (pipeline in this process); Ctrl-C to stop", host,
+                        settings.http_port)
+            waiters = [asyncio.ensure_future(server.serve()),
+                       asyncio.ensure_future(running.worker.wait_until_stopped()),
+                       asyncio.ensure_future(pipeline.failed.wait())]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            server.should_exit = True
+            await asyncio.gather(waiters[0], return_exceptions=True)
+            for waiter in waiters[1:]:
+                waiter.cancel()
+            if pipeline.failure is not None:
+                print(f"sunlight: the console stops: {pipeline.failure}", flush=True)
+                return 1
+        return 0
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from streams.catalog_source import CatalogSource
+
+    source = CatalogSource(catalog_path, settings.calendar_overrides, settings.tickets_policy,
+                           settings.notice_templates)
+    client = connect(settings.clickhouse, settings.data_dir)
+    try:
+        migrate(client)
+        backend = Backend(client, lambda: source.judge, partial(produce, settings.kafka, publish_to))
+        server = _server(create_app(settings, backend, users, links), host, settings.http_port)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        async def reload_catalog():
+            while True:
+                await asyncio.sleep(settings.catalog_reload_interval)
+                source.maybe_reload()
+
+        log.warning("console on http://%s:%d (reading %s, actions to %s); Ctrl-C to stop", host,
+                    settings.http_port, "the ClickHouse server", publish_to)
+        waiters = [asyncio.ensure_future(server.serve()), asyncio.ensure_future(stop.wait()),
+                   asyncio.ensure_future(reload_catalog())]
+        await asyncio.wait(waiters[:2], return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await asyncio.gather(waiters[0], return_exceptions=True)
+        for waiter in waiters[1:]:
+            waiter.cancel()
+    finally:
+        client.close()
+    return 0

@@ -1,0 +1,96 @@
+"""Signed, expiring reply links: a department answers one ticket without an account.
+
+A link is ``SUNLIGHT_PUBLIC_URL/reply/<token>``; the token names the ticket, its department and
+the moment the link expires, signed (HMAC, itsdangerous) with ``SUNLIGHT_SECRET_KEY``. Whoever
+holds it may read that ticket and answer it, nothing else; an altered token fails its signature,
+an expired one is refused even though its signature holds. The console checks the ticket's
+department against the link's on every use, so a link never reaches another department's ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from alerts.notices import ReplyLink
+from alerts.tickets import Notice, Ticket
+
+SALT = "sunlight.reply-link.v1"
+DEFAULT_DAYS = 14.0
+
+
+class LinkRefused(Exception):
+    """A link that is altered (`invalid`) or past its time (`expired`)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ReplyGrant:
+    """What a valid link allows: answering `ticket_id` as `department`, until `expires_at`."""
+    ticket_id: str
+    department: str
+    expires_at: datetime
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Links:
+    def __init__(self, public_url: str, secret_key: str, days: float = DEFAULT_DAYS,
+                 clock: Callable[[], datetime] = _utcnow):
+        self.base = public_url.rstrip("/")
+        self.secret_key = secret_key
+        self.days = days
+        self.clock = clock
+        self.serializer = URLSafeSerializer(secret_key, salt=SALT)
+
+    def token(self, ticket_id: str, department: str, expires_at: datetime) -> str:
+        return self.serializer.dumps({"t": ticket_id, "d": department, "e": int(expires_at.timestamp())})
+
+    def make(self, ticket_id: str, department: str, expires_at: datetime) -> ReplyLink:
+        return ReplyLink(f"{self.base}/reply/{self.token(ticket_id, department, expires_at)}", expires_at)
+
+    def for_notice(self, ticket: Ticket, notice: Notice) -> ReplyLink:
+        """The link a notice carries: valid `days` from when it is made (the later of the wall
+        clock and the notice's moment on the stream's clock, so that a replayed notice's link
+        is not born expired)."""
+        start = max(self.clock(), notice.at)
+        expires = (start + timedelta(days=self.days)).replace(microsecond=0)
+        return self.make(ticket.ticket_id, ticket.department, expires)
+
+    def read(self, token: str, now: datetime | None = None) -> ReplyGrant:
+        try:
+            payload = self.serializer.loads(token)
+        except BadSignature:
+            raise LinkRefused("invalid") from None
+        if not (isinstance(payload, dict) and isinstance(payload.get("t"), str)
+                and isinstance(payload.get("d"), str) and isinstance(payload.get("e"), int)):
+            raise LinkRefused("invalid")
+        expires = datetime.fromtimestamp(payload["e"], timezone.utc)
+        if (now or self.clock()) >= expires:
+            raise LinkRefused("expired")
+        return ReplyGrant(payload["t"], payload["d"], expires)
+
+    def csrf(self, token: str) -> str:
+        """The reply form's CSRF token, tied to the link (a link page has no session)."""
+        return hmac.new(self.secret_key.encode(), b"reply-csrf:" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def notice_links(settings) -> Callable[[Ticket, Notice], ReplyLink] | None:
+    """What makes the reply link of a notice (for `NoticeText.with_links`), or None when the console
+    has no public address (SUNLIGHT_PUBLIC_URL): then notices say how to reply otherwise. A public
+    address without a strong SUNLIGHT_SECRET_KEY is refused (ConsoleConfigError)."""
+    from streams.console.auth import check_secret_key
+
+    if not settings.public_url:
+        return None
+    return Links(settings.public_url, check_secret_key(settings.secret_key), settings.reply_link_days).for_notice

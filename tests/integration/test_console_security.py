@@ -1,0 +1,366 @@
+"""The console's security properties, against the real app over a store the real pipeline wrote:
+two departments' overdue tickets (SCJG's with a hostile reply and a hostile event), users from a
+users file, sessions, CSRF and reply links. Requests go straight to the ASGI app; actions are
+recorded instead of published, so a refused request is seen to publish nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import unquote, urlencode
+
+import orjson
+import pytest
+import yaml
+
+from sinks.clickhouse import connect
+from streams.catalog_source import load_judge
+from streams.console.app import Backend, create_app
+from streams.console.auth import ConsoleConfigError, add_user
+from streams.console.links import Links
+from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
+from tests.integration.conftest import pipeline_settings
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "tests" / "data" / "contract" / "catalog.example.yaml"
+KEY = "k" * 20 + "-console-test-key-0123456789"
+HOSTILE = "<script>alert('x')</script>"
+NOW = datetime(2026, 3, 17, 3, tzinfo=timezone(timedelta(hours=8)))
+SCJG_TICKET, ZJJ_TICKET = "C-A/overdue", "C-B/overdue"
+
+
+def _event(case_id: str, item: str, department: str, **extra) -> dict:
+    return {"event_id": f"{case_id}-01", "case_id": case_id, "item_code": item, "type": "accepted",
+            "occurred_at": "2026-03-02T09:00:00+08:00", "recorded_at": "2026-03-02T09:01:00+08:00",
+            "department": department, "region": "320200", "channel": "window", **extra}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two overdue tickets (SCJG's C-A, ZJJ's C-B), open since 17 March 01:00; C-A's event carries a
+    hostile opinion and officer, and SCJG replied to its ticket with a hostile text."""
+    directory = tmp_path_factory.mktemp("console")
+    raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    zjj_item = copy.deepcopy(raw["items"][0])
+    zjj_item.update(code="320200-XK-ZJJ-0001", name="建筑工程施工许可", department="ZJJ")
+    raw["items"].append(zjj_item)
+    next(d for d in raw["departments"] if d["code"] == "ZJJ")["contact"] = {"name": "住建局办公室",
+                                                                            "email": "zjj@example.gov.cn"}
+    catalog = directory / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    events = [_event("C-A", "320200-XK-SCJG-0001", "SCJG", officer_id="<img src=x onerror=alert(1)>",
+                     attrs={"opinion": HOSTILE}),
+              _event("C-B", "320200-XK-ZJJ-0001", "ZJJ")]
+    settings = pipeline_settings(directory / "data")
+
+    async def run():
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            await produce(running.bootstrap, settings.case_events_topic,
+                          [(e["case_id"].encode(), orjson.dumps(e)) for e in events])
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
+            reply = {"action_id": "hostile-1", "ticket_id": SCJG_TICKET, "version": 1, "actor": HOSTILE,
+                     "department": "SCJG", "kind": "reply", "text": HOSTILE + "已整改", "at": NOW.isoformat()}
+            await produce(running.bootstrap, settings.ticket_actions_topic,
+                          [(SCJG_TICKET.encode(), orjson.dumps(reply))])
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
+
+    asyncio.run(run())
+    users = directory / "users.json"
+    add_user(users, "检查员", "inspector", None, "inspector-password")
+    add_user(users, "住建局长", "head", "ZJJ", "head-password-1")
+    client = connect(None, settings.data_dir)
+    yield catalog, settings, users, client
+    client.close()
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]
+    text: str
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k == name.lower()), None)
+
+
+class Client:
+    """A browser's part, against the ASGI app: cookies kept, forms posted url-encoded."""
+
+    def __init__(self, app):
+        self.app = app
+        self.cookies: dict[str, str] = {}
+
+    def get(self, path: str) -> Answer:
+        return self.request("GET", path)
+
+    def post(self, path: str, form: dict) -> Answer:
+        return self.request("POST", path, form)
+
+    def request(self, method: str, path: str, form: dict | None = None) -> Answer:
+        body = urlencode(form).encode() if form is not None else b""
+        headers = [(b"host", b"console.test")]
+        if form is not None:
+            headers.append((b"content-type", b"application/x-www-form-urlencoded"))
+        if self.cookies:
+            headers.append((b"cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items()).encode()))
+        raw_path, _, query = path.partition("?")
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                 "scheme": "http", "path": unquote(raw_path), "raw_path": raw_path.encode(),
+                 "query_string": query.encode(), "headers": headers, "client": ("127.0.0.1", 5000),
+                 "server": ("console.test", 80), "root_path": ""}
+        sent: list[dict] = []
+
+        async def call():
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def receive():
+                if messages:
+                    return messages.pop(0)
+                await asyncio.Event().wait()
+
+            async def send(message):
+                sent.append(message)
+
+            await self.app(scope, receive, send)
+
+        asyncio.run(call())
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        answer = Answer(start["status"], [(k.decode().lower(), v.decode()) for k, v in start["headers"]],
+                        b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body").decode())
+        for name, value in answer.headers:
+            if name == "set-cookie":
+                cookie, _, attributes = value.partition(";")
+                key, _, val = cookie.partition("=")
+                if "max-age=0" in attributes.lower() or not val.strip('"'):
+                    self.cookies.pop(key.strip(), None)
+                else:
+                    self.cookies[key.strip()] = val
+        return answer
+
+    def csrf(self, path: str = "/login") -> str:
+        page = self.get(path).text
+        marker = 'name="csrf" value="'
+        return page[page.index(marker) + len(marker):].split('"', 1)[0]
+
+    def sign_in(self, name: str, password: str) -> Answer:
+        return self.post("/login", {"csrf": self.csrf(), "name": name, "password": password})
+
+
+@pytest.fixture
+def console(store):
+    catalog, settings, users, client = store
+    published: list[dict] = []
+
+    async def publish(messages):
+        published.extend(orjson.loads(value) for _, value in messages)
+
+    judge = load_judge(catalog, None)
+    settings = pipeline_settings(settings.data_dir, secret_key=KEY, public_url="https://console.city.example",
+                                 users_file=users)
+    backend = Backend(client, lambda: judge, publish, wait_seconds=0.2)
+    app = create_app(settings, backend)
+    links = Links("https://console.city.example", KEY)
+    return app, published, links
+
+
+def in_a_week() -> datetime:
+    return datetime.now(timezone.utc) + timedelta(days=7)
+
+
+def path_of(link) -> str:
+    return link.url.removeprefix("https://console.city.example")
+
+
+INSPECTOR_PAGES = ["/alerts", "/alerts?severity=red", "/tickets", "/cases/C-A", "/cases/C-B"]
+
+
+def test_every_inspector_route_is_refused_without_a_session(console, store):
+    app, published, _ = console
+    anonymous = Client(app)
+    for path in INSPECTOR_PAGES:
+        answer = anonymous.get(path)
+        assert answer.status == 303 and answer.header("location") == "/login", path
+        assert "C-A" not in answer.text
+    for path in ["/act", "/logout"]:
+        answer = anonymous.post(path, {"kind": "close", "ticket_id": SCJG_TICKET, "version": "2", "text": "x",
+                                       "action_id": "0" * 32})
+        assert answer.status == 403, path
+    # An altered or forged cookie is no session either.
+    forged = Client(app)
+    forged.cookies["sunlight_session"] = "eyJ1Ijoi5qOA5p-l5ZGYIiwibiI6IngifQ.forged.signature"
+    assert forged.get("/alerts").status == 303
+    # A session of a user no longer in the users file is refused at once.
+    _, _, users, _ = store
+    gone = Client(app)
+    add_user(users, "临时", "inspector", None, "temporary-password")
+    assert gone.sign_in("临时", "temporary-password").status == 303
+    assert gone.get("/alerts").status == 200
+    import json
+
+    data = json.loads(users.read_text(encoding="utf-8"))
+    del data["users"]["临时"]
+    users.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    os.utime(users, ns=(1, 1))  # a new mtime, even within the same clock tick
+    assert gone.get("/alerts").status == 303
+    # A wrong password signs nobody in.
+    stranger = Client(app)
+    assert stranger.sign_in("检查员", "wrong-password").status == 401
+    assert stranger.get("/alerts").status == 303
+    assert published == []
+
+
+def test_an_inspector_sees_everything_and_a_head_only_their_department(console):
+    app, _, _ = console
+    inspector = Client(app)
+    assert inspector.sign_in("检查员", "inspector-password").status == 303
+    listing = inspector.get("/alerts").text
+    assert "C-A" in listing and "C-B" in listing and "超时办结" in listing
+    assert inspector.get("/cases/C-A").status == 200
+    head = Client(app)
+    assert head.sign_in("住建局长", "head-password-1").status == 303
+    listing = head.get("/alerts").text
+    assert "C-B" in listing and "C-A" not in listing
+    assert "C-A" not in head.get("/alerts?department=SCJG").text  # a head cannot widen the scope
+    assert head.get("/cases/C-A").status == 404
+    assert head.get("/cases/C-B").status == 200
+    assert "C-A" not in head.get("/tickets").text
+
+
+def test_cookies_are_signed_httponly_samesite_and_secure_over_https(console):
+    app, _, _ = console
+    client = Client(app)
+    answer = client.post("/login", {"csrf": client.csrf(), "name": "检查员", "password": "inspector-password"})
+    cookie = answer.header("set-cookie")
+    assert cookie.startswith("sunlight_session=")
+    attributes = cookie.lower()
+    assert "httponly" in attributes and "samesite=lax" in attributes and "secure" in attributes
+    assert answer.header("x-frame-options") == "DENY" and answer.header("referrer-policy") == "no-referrer"
+
+
+def test_a_form_without_its_csrf_token_is_refused(console):
+    app, published, links = console
+    inspector = Client(app)
+    inspector.sign_in("检查员", "inspector-password")
+    good = inspector.csrf("/cases/C-A")
+    close = {"kind": "close", "ticket_id": ZJJ_TICKET, "version": "1", "text": "已核实，无需督办",
+             "action_id": "a" * 32}
+    assert inspector.post("/act", close).status == 403
+    assert inspector.post("/act", {**close, "csrf": "0" * 64}).status == 403
+    other = Client(app)
+    other.sign_in("检查员", "inspector-password")
+    assert inspector.post("/act", {**close, "csrf": other.csrf("/alerts")}).status == 403  # another session's
+    assert inspector.post("/logout", {}).status == 403
+    assert Client(app).post("/login", {"name": "检查员", "password": "inspector-password"}).status == 403
+    link = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week()))
+    reply = {"text": "已整改", "version": "2", "action_id": "b" * 32}
+    assert Client(app).post(link, reply).status == 403
+    assert Client(app).post(link, {**reply, "csrf": good}).status == 403  # a session's token is not the link's
+    assert published == []
+    # With its token the same form goes through: the action is published, once, as the inspector's.
+    answer = inspector.post("/act", {**close, "csrf": good})
+    assert answer.status == 303 and answer.header("location").startswith("/cases/C-B?result=pending")
+    assert [(a["kind"], a["ticket_id"], a["department"], a["actor"], a["action_id"]) for a in published] == [
+        ("close", ZJJ_TICKET, "inspection", "检查员", "a" * 32)]
+
+
+def test_a_department_s_link_reads_and_answers_only_its_own_ticket(console):
+    app, published, links = console
+    scjg = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week()))
+    page = Client(app).get(scjg)
+    assert page.status == 200 and SCJG_TICKET in page.text and "C-B" not in page.text
+    assert "答复督办件" in page.text and 'name="viewport"' in page.text
+    # A link made out to SCJG that names ZJJ's ticket reads nothing and answers nothing.
+    crossed = path_of(links.make(ZJJ_TICKET, "SCJG", in_a_week()))
+    refused = Client(app).get(crossed)
+    assert refused.status == 403 and "不能查看或答复该督办件" in refused.text and "C-B" not in refused.text
+    visitor = Client(app)
+    answer = visitor.post(crossed, {"csrf": links.csrf(crossed.rsplit("/", 1)[1]), "text": "代答复",
+                                    "version": "1", "action_id": "c" * 32})
+    assert answer.status == 403
+    # The link's ticket is in its signature: another ticket's id put in its place breaks it.
+    from itsdangerous.encoding import base64_decode, base64_encode
+
+    payload, signature = scjg.rsplit("/", 1)[1].split(".")
+    other = base64_encode(base64_decode(payload).replace(b"C-A", b"C-B")).decode()
+    assert other != payload
+    retargeted = Client(app).get(f"/reply/{other}.{signature}")
+    assert retargeted.status == 403
+    # A link gives no session: the inspector pages stay closed to whoever holds one.
+    holder = Client(app)
+    holder.get(scjg)
+    assert holder.get("/alerts").status == 303 and holder.get("/cases/C-A").status == 303
+    assert published == []
+    # Its own ticket it answers, as that department.
+    zjj = path_of(links.make(ZJJ_TICKET, "ZJJ", in_a_week()))
+    own = Client(app)
+    answer = own.post(zjj, {"csrf": links.csrf(zjj.rsplit("/", 1)[1]), "text": "已整改", "version": "1",
+                            "action_id": "d" * 32, "actor": "王科长"})
+    assert answer.status == 303
+    assert [(a["kind"], a["ticket_id"], a["department"], a["actor"]) for a in published] == [
+        ("reply", ZJJ_TICKET, "ZJJ", "王科长")]
+
+
+def test_an_expired_or_altered_link_gets_a_clear_refusal(console):
+    app, published, links = console
+    expired = path_of(links.make(SCJG_TICKET, "SCJG", datetime.now(timezone.utc) - timedelta(minutes=1)))
+    answer = Client(app).get(expired)
+    assert answer.status == 410 and "此答复链接已过期" in answer.text and SCJG_TICKET not in answer.text
+    token = expired.rsplit("/", 1)[1]
+    answer = Client(app).post(expired, {"csrf": links.csrf(token), "text": "x", "version": "2",
+                                        "action_id": "e" * 32})
+    assert answer.status == 410
+    valid = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week()))
+    payload, signature = valid.rsplit("/", 1)[1].split(".")
+    for altered in (payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1] + "." + signature,
+                    payload + "." + signature[:-3] + ("xyz" if not signature.endswith("xyz") else "abc"),
+                    payload, "nonsense"):
+        answer = Client(app).get(f"/reply/{altered}")
+        assert answer.status == 403 and "此答复链接无效" in answer.text, altered
+    forged = Links("https://console.city.example", "another-key-" + "z" * 30).make(SCJG_TICKET, "SCJG", in_a_week())
+    assert Client(app).get(path_of(forged)).status == 403
+    assert published == []
+
+
+def test_pages_escape_hostile_case_text(console):
+    app, _, links = console
+    inspector = Client(app)
+    inspector.sign_in("检查员", "inspector-password")
+    for page in (inspector.get("/cases/C-A").text, Client(app).get(path_of(links.make(SCJG_TICKET, "SCJG",
+                                                                                       in_a_week()))).text):
+        assert "<script>" not in page and "<img src=x" not in page
+        assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;已整改" in page  # the reply, shown as text
+    case = inspector.get("/cases/C-A").text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in case and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in case
+    assert "&lt;script&gt;" in inspector.get("/cases/C-A").text
+    assert "script-src 'none'" in inspector.get("/cases/C-A").header("content-security-policy")
+
+
+def test_the_console_refuses_to_run_without_a_strong_key(store, tmp_path):
+    catalog, settings, users, client = store
+    backend = Backend(client, lambda: load_judge(catalog, None), lambda messages: None)
+    for key in (None, "short-key"):
+        with pytest.raises(ConsoleConfigError, match="at least 32 characters"):
+            create_app(pipeline_settings(tmp_path, secret_key=key), backend)
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_SECRET_KEY": "too-short"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "serve", "--catalog", str(catalog)], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 2 and "SUNLIGHT_SECRET_KEY must be set" in done.stderr
+    assert "too-short" not in done.stderr
+
+
+def test_healthz_and_metrics(console, store):
+    app, _, _ = console
+    assert Client(app).get("/healthz").text == "ok"
+    metrics = Client(app).get("/metrics")
+    assert metrics.status == 200 and "sunlight_" in metrics.text
+    catalog, settings, users, client = store
+    off = create_app(pipeline_settings(settings.data_dir, secret_key=KEY, metrics_port=0),
+                     Backend(client, lambda: load_judge(catalog, None), lambda messages: None))
+    assert Client(off).get("/metrics").status == 404

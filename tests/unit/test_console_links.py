@@ -1,0 +1,105 @@
+"""Reply links (streams/console/links.py) and the notices that carry them (alerts/notices.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alerts.calendar import WorkCalendar
+from alerts.catalog import load_catalog
+from alerts.model import Alert, AlertStatus, Rule, Severity
+from alerts.notices import NO_LINK, render_notice
+from alerts.tickets import Step, TicketPolicy, advance, on_alert
+from sinks.notify import load_templates
+from streams.console.links import LinkRefused, Links
+
+KEY = "unit-test-secret-key-0123456789abcdef"
+CST = timezone(timedelta(hours=8))
+NOW = datetime(2026, 3, 20, 9, tzinfo=CST)
+CATALOG = load_catalog(yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "contract" /
+                                       "catalog.example.yaml").read_text(encoding="utf-8")))
+
+
+def links(now=NOW) -> Links:
+    return Links("https://console.city.example/", KEY, days=14, clock=lambda: now)
+
+
+def test_a_link_names_its_ticket_and_department_until_it_expires():
+    made = links().make("C-1/overdue", "SCJG", NOW + timedelta(days=1))
+    assert made.url.startswith("https://console.city.example/reply/")
+    token = made.url.rsplit("/", 1)[1]
+    grant = links().read(token)
+    assert (grant.ticket_id, grant.department) == ("C-1/overdue", "SCJG")
+    assert links().read(token, now=NOW + timedelta(hours=23)).ticket_id == "C-1/overdue"
+    with pytest.raises(LinkRefused) as refused:
+        links().read(token, now=NOW + timedelta(days=1))
+    assert refused.value.reason == "expired"
+
+
+def test_an_altered_or_foreign_link_is_invalid():
+    token = links().make("C-1/overdue", "SCJG", NOW + timedelta(days=1)).url.rsplit("/", 1)[1]
+    payload, signature = token.split(".")
+    foreign = Links("https://console.city.example", "another-key-" + "y" * 30).token("C-1/overdue", "SCJG",
+                                                                                     NOW + timedelta(days=1))
+    for altered in (payload + "." + signature[::-1], payload[1:] + "." + signature, payload, foreign, ""):
+        with pytest.raises(LinkRefused) as refused:
+            links().read(altered)
+        assert refused.value.reason == "invalid"
+    assert links().csrf(token) != links().csrf(foreign)
+
+
+def _ticket_and_notices():
+    cal = WorkCalendar(on_missing_year=lambda year: None)
+    red = Alert(alert_id="a1", rule=Rule.OVERDUE, severity=Severity.RED, case_id="C-1",
+                item_code="320200-XK-SCJG-0001", department="SCJG", region="320200", officer_id=None, node=None,
+                raised_at=datetime(2026, 3, 2, 10, tzinfo=CST), event_time=datetime(2026, 3, 2, 10, tzinfo=CST),
+                evidence={"deadline": "2026-03-02T10:00:00+08:00"}, status=AlertStatus.OPEN, version=1)
+    ticket = on_alert(None, red, TicketPolicy(), cal, red.event_time).ticket
+    out = advance(ticket, TicketPolicy(), cal, NOW)
+    return out.ticket, out.notices
+
+
+def test_a_notice_carries_its_reply_link_and_says_until_when():
+    ticket, notices = _ticket_and_notices()
+    texts = load_templates().with_links(links().for_notice)
+    rendered = {n.step: render_notice(n, ticket, CATALOG, texts) for n in notices}
+    opened = rendered[Step.OPENED]
+    assert "https://console.city.example/reply/" in opened.body and "在线答复" in opened.body
+    token = opened.body.split("https://console.city.example/reply/")[1].split()[0]
+    grant = links().read(token)
+    assert (grant.ticket_id, grant.department) == (ticket.ticket_id, "SCJG")
+    # Valid 14 days from the later of the wall clock and the notice's moment: a replayed notice's
+    # link is not born expired.
+    assert grant.expires_at == (NOW + timedelta(days=14)).astimezone(timezone.utc)
+    assert "2026-04-03 09:00 前有效" in opened.body
+    assert "https://console.city.example/reply/" in rendered[Step.LEVEL_1].body  # the head may answer too
+    assert "/reply/" not in rendered[Step.LEVEL_2].body  # the inspection office answers nothing
+
+
+def test_without_a_link_a_notice_says_how_to_reply_otherwise():
+    ticket, notices = _ticket_and_notices()
+    opened = render_notice(notices[0], ticket, CATALOG, load_templates())
+    assert "/reply/" not in opened.body
+    assert "经 OA 系统提交答复" in opened.body and f"sunlight tickets reply {ticket.ticket_id}" in opened.body
+    custom = replace(load_templates(), templates={**load_templates().templates,
+                                                   Step.OPENED: ("{ticket_id}", "链接：{reply_link}\n")})
+    assert render_notice(notices[0], ticket, CATALOG, custom).body == f"链接：{NO_LINK}\n"
+    linked = render_notice(notices[0], ticket, CATALOG, custom.with_links(links().for_notice))
+    assert linked.body.startswith("链接：https://console.city.example/reply/")
+
+
+def test_notices_carry_links_only_with_a_public_address_and_a_strong_key():
+    from streams.console.auth import ConsoleConfigError
+    from streams.console.links import notice_links
+    from streams.settings import Settings
+
+    assert notice_links(Settings(secret_key=KEY)) is None
+    with pytest.raises(ConsoleConfigError, match="SUNLIGHT_SECRET_KEY"):
+        notice_links(Settings(public_url="https://console.city.example", secret_key="short"))
+    ticket, notices = _ticket_and_notices()
+    made = notice_links(Settings(public_url="https://console.city.example", secret_key=KEY))(ticket, notices[0])
+    assert links().read(made.url.rsplit("/", 1)[1]).ticket_id == ticket.ticket_id

@@ -1,0 +1,265 @@
+"""The scoring domain: the rulebook as data (checked against the rules' text), each part's
+formula, caps and "no data", ranking, and the month's input file."""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from alerts.catalog import load_catalog
+from alerts.scoring import (CaseFact, LetterFact, MonthFacts, PushFact, RatingFact, ScoringError, TicketFact,
+                            load_inputs, load_rulebook, push_deadline, score_month)
+from tests.unit.helpers import broken
+
+ROOT = Path(__file__).resolve().parents[2]
+RULEBOOK_RAW = yaml.safe_load((ROOT / "alerts" / "rulebooks" / "wuxi.yaml").read_text(encoding="utf-8"))
+RULES_TEXT = (ROOT / "tests" / "data" / "reference" / "wuxi-scoring-rules.txt").read_text(encoding="utf-8")
+TZ = ZoneInfo("Asia/Shanghai")
+MONTH = "2026-04"
+
+FULL_LICENSING = {"承诺时限": "5个工作日", "联系电话": "1", "受理条件": "x", "法律法规": "x", "服务指南": "x",
+                  "申请材料": "x", "公示流程": "x", "实施主体名称": "x", "流程图": "flow.png"}
+NODES = [{"id": "accept", "name": "受理", "completed_by": "accepted"}, {"id": "close", "name": "办结",
+                                                                       "completed_by": "closed"}]
+
+
+def item(code, department, category="licensing", public=None, status="active"):
+    return {"code": code, "name": code, "category": category, "department": department, "promised_days": 5,
+            "nodes": NODES, "status": status, "public": FULL_LICENSING if public is None else public}
+
+
+CATALOG = load_catalog({
+    "departments": [
+        {"code": "A", "name": "市甲局", "region": "320200"},
+        {"code": "B", "name": "市乙局", "region": "320200", "self_built": True},
+        {"code": "C", "name": "市丙局", "region": "320200"},
+        {"code": "D1", "name": "滨湖区甲局", "region": "320211"},
+    ],
+    "items": [
+        item("A-1", "A"), item("A-2", "A", public={k: v for k, v in FULL_LICENSING.items() if k != "流程图"}),
+        item("A-3", "A", status="suspended"), item("A-4", "A"), item("A-5", "A", "penalty", public={}),
+        item("B-1", "B"), item("C-1", "C"), item("D1-1", "D1"),
+    ],
+})
+
+
+def rulebook(raw=None):
+    return load_rulebook(raw or RULEBOOK_RAW)
+
+
+def part(scores, code, key):
+    subject = next(s for s in scores.all if s.code == code)
+    return next(p for p in subject.parts if p.key == key)
+
+
+def cases(department, n, item_code=None, region="320200", prefix="c"):
+    return tuple(CaseFact(f"{prefix}{department}{i}", item_code or f"{department}-1", department, region)
+                 for i in range(n))
+
+
+# --- the rulebook ------------------------------------------------------------------------------------
+
+def _rule_of(attachment: str, title: str) -> tuple[int, str]:
+    """(points, the 得分 formula) of a part in the rules' text of one attachment."""
+    start = RULES_TEXT.index("附件1:" if attachment == "region" else "附件2:")
+    end = RULES_TEXT.index("附件2:") if attachment == "region" else len(RULES_TEXT)
+    text = RULES_TEXT[start:end]
+    heading = re.search(rf"\)\s*{title}(?:方面)?\((\d+)分\)", text)
+    assert heading, title
+    formula = re.search(r"得分=([^\n]*)", text[heading.end():])
+    return int(heading.group(1)), formula.group(1) if formula else ""
+
+
+@pytest.mark.parametrize("attachment", ["region", "department"])
+def test_the_rulebook_transcribes_the_rules_text(attachment):
+    """Every part's points, and each formula's factor or base, as they stand in the rules."""
+    parts = rulebook().attachments[attachment].parts
+    titles = {"region": ["部门覆盖", "权力公开", "权力运行", "权力库维护", "操作规范", "督办及落实", "其他"],
+              "department": ["权力公开", "权力运行", "数据对接", "权力库维护", "操作规范", "行政相对人评议", "督办及落实",
+                             "其他"]}[attachment]
+    assert [p.title for p in parts] == titles
+    for p in parts:
+        worth, formula = _rule_of(attachment, p.title)
+        assert p.points == worth, p.title
+        if "factor" in p.params:
+            compact = formula.replace(" ", "")
+            factor = p.params["factor"]
+            assert compact.startswith(f"{factor}×") or compact.endswith(f"×{factor}"), (p.title, formula)
+        elif p.key in ("publication", "maintenance"):
+            base, per = re.match(r"(\d+)-\(?([\d.]+)×", formula.replace(" ", "")).groups()
+            assert (p.params["base"], float(p.params["per"])) == (int(base), float(per))
+    if attachment == "department":
+        assert "未及时推送、填报或导入,扣5分" in RULES_TEXT and "不符合规范,扣5分" in RULES_TEXT
+        exchange = next(p for p in parts if p.key == "data_exchange")
+        assert (exchange.params["late"], exchange.params["nonstandard"]) == (5, 5)
+
+
+def test_the_requirement_counts_match_the_rules():
+    """10, 9, 7, 7 and 10 requirements per group, as the rules count them."""
+    counts = {g.name: len(g.requirements) for g in rulebook().field_groups}
+    assert counts == {"许可": 10, "处罚": 9, "征收": 7, "强制": 7, "其他": 10}
+    for group, number in (("行政许可", 10), ("行政处罚", 9), ("行政征收", 7), ("行政强制", 7), ("其他", 10)):
+        assert re.search(rf"{group}事项:.*?{number}个要求", RULES_TEXT)
+    names = [r.name for g in rulebook().field_groups for r in g.requirements]
+    assert "公式流程" not in names  # the rules' typo, read as 公示流程
+
+
+def test_the_inconsistent_formulas_are_flagged():
+    flagged = rulebook().inconsistencies()
+    assert len(flagged) == 2
+    assert "操作规范: worth 20 points" in flagged[0] and "gives at most 10" in flagged[0]
+    assert "督办及落实: worth 10 points" in flagged[1] and "gives at most 5" in flagged[1]
+    assert rulebook().inconsistencies("department") == []
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("attachments", "region", "parts", 0, "points"), 11, "add up to 101, not 100"),
+    (("attachments", "region", "parts", 1, "per"), -1, "part publication: per: must not be negative"),
+    (("attachments", "region", "parts", 1, "per"), KeyError, "part publication: missing per"),
+    (("attachments", "department", "parts", 0, "key"), "coverage", "a department has none"),
+    (("attachments", "department", "parts", 0, "key"), "speed", "key must be one of"),
+    (("attachments", "region", "parts", 2, "bonus"), 3, "unknown field(s) bonus"),
+    (("field_groups", "其他", "categories"), ["other"], "cover no group for category(ies) confirmation"),
+    (("field_groups", "处罚", "categories"), ["penalty", "licensing"], "already in group '许可'"),
+    (("push_day",), 31, "push_day must be a day of the month"),
+])
+def test_a_bad_rulebook_is_refused_clearly(path, value, message):
+    with pytest.raises(ScoringError, match=re.escape(message)):
+        load_rulebook(broken(RULEBOOK_RAW, path, value))
+
+
+# --- the parts ---------------------------------------------------------------------------------------
+
+def test_each_department_part_from_the_facts():
+    facts = MonthFacts(
+        MONTH,
+        cases=cases("A", 8, "A-1") + cases("A", 2, "A-2", prefix="d") + cases("B", 4),
+        irregular_cases=frozenset({"cA0", "cA1", "cB0", "elsewhere"}),
+        tickets=(TicketFact("t1", "A", "320200", "replied"), TicketFact("t2", "A", "320200", "closed"),
+                 TicketFact("t3", "A", "320200", "open"), TicketFact("t4", "A", "320200", "returned"),
+                 TicketFact("t5", "A", "320200", "withdrawn"), TicketFact("t6", "A", "320200", "settling")),
+        ratings=(RatingFact("r1", "A", "320200", "satisfied"), RatingFact("r2", "A", "320200", "basically_satisfied"),
+                 RatingFact("r3", "A", "320200", "dissatisfied")),
+        pushes=(PushFact("B", 12, datetime(2026, 5, 5, 23, 59, tzinfo=TZ)),),
+        letters=(LetterFact("l1", "B", "320200"),),
+    )
+    inputs = load_inputs({"month": MONTH, "departments": {"A": {"spot_checks": 5, "unapplied_changes": 2, "complaints": [
+        {"points": 1.5, "reason": "暗访"}]}}}, CATALOG, MONTH)
+    scores = score_month(rulebook(), "department", CATALOG, facts, inputs)
+    # A: 5 items; A-2 lacks the flowchart (2 requirements), A-5 (penalty) publishes nothing (9).
+    assert part(scores, "A", "publication").inputs["missing"] == 11
+    assert part(scores, "A", "publication").points == 8.9
+    # 2 items with cases of 5 − 1 suspended: 30 × 2/4 − 0.2 × 5 = 14.
+    assert part(scores, "A", "operation").points == 14
+    assert part(scores, "A", "maintenance").points == 6
+    assert part(scores, "A", "conformity").points == 8  # 10 × (1 − 2/10)
+    assert part(scores, "A", "rating").points == 6.67  # 10 × 2/3, half-up to 0.01
+    assert part(scores, "A", "supervision").points == 5  # 2 of 4 (withdrawn, settling not counted)
+    assert part(scores, "A", "other").points == 8.5
+    assert part(scores, "A", "data_exchange").points == 10 and part(scores, "A", "data_exchange").note.startswith("不适用")
+    # B pushed by 5 May 24:00 (on time) but one of its events went to the DLQ.
+    exchange = part(scores, "B", "data_exchange")
+    assert (exchange.points, exchange.inputs["late"], exchange.inputs["dead_letters"]) == (5, False, 1)
+    assert part(scores, "B", "conformity").points == 7.5
+    a = next(s for s in scores.ranked if s.code == "A")
+    assert a.total == 8.9 + 14 + 10 + 6 + 8 + 6.67 + 5 + 8.5
+    # C has no case: scored, not ranked (单独列出); its counted parts are "no data", full points.
+    assert [s.code for s in scores.unranked] == ["C"]
+    assert part(scores, "C", "rating").no_data and part(scores, "C", "rating").points == 10
+    assert part(scores, "C", "conformity").no_data and part(scores, "C", "supervision").note == "无数据"
+    # Only the city's departments are scored by department.
+    assert {s.code for s in scores.all} == {"A", "B", "C"}
+
+
+def test_a_late_push_and_floors_and_caps():
+    late = MonthFacts(MONTH, cases=cases("B", 1), pushes=(PushFact("B", 3, datetime(2026, 5, 6, 0, 0, 1, tzinfo=TZ)),),
+                      letters=(LetterFact("l1", "B", "320200"),))
+    inputs = load_inputs({"month": MONTH, "departments": {"B": {"spot_checks": 200, "unapplied_changes": 9,
+                                                                "complaints": [{"points": 30, "reason": "x"}]}}},
+                         CATALOG, MONTH)
+    scores = score_month(rulebook(), "department", CATALOG, late, inputs)
+    assert part(scores, "B", "data_exchange").points == 0  # 10 − 5 − 5
+    assert part(scores, "B", "operation").points == 0  # 30 − 40: 累计扣分不超过30分
+    assert part(scores, "B", "maintenance").points == 0 and part(scores, "B", "other").points == 0
+    assert push_deadline(MONTH, 5, TZ) == datetime(2026, 5, 6, tzinfo=TZ)
+    assert push_deadline("2026-12", 5, TZ) == datetime(2027, 1, 6, tzinfo=TZ)
+    # Publication floors at 0: an item of 110 missing requirements would be −1.
+    many = load_catalog({"departments": [{"code": "A", "name": "甲", "region": "320200"}],
+                         "items": [item(f"A-{i}", "A", public={}) for i in range(11)]})
+    assert part(score_month(rulebook(), "department", many, MonthFacts(MONTH)), "A", "publication").points == 0
+
+
+def test_region_parts_as_written_and_as_a_city_corrects_them():
+    facts = MonthFacts(MONTH, cases=cases("D1", 4, "D1-1", region="320211"),
+                       irregular_cases=frozenset({"cD10"}),
+                       tickets=(TicketFact("t1", "D1", "320211", "replied"), TicketFact("t2", "D1", "320211", "open")))
+    inputs = load_inputs({"month": MONTH, "regions": {"320211": {"coverage": {"in_scope": 20, "vertical": 4,
+                                                                              "online": 12}}}}, CATALOG, MONTH)
+    written = score_month(rulebook(), "region", CATALOG, facts, inputs)
+    assert [s.code for s in written.all] == ["320211"]  # the city's own region is not a 市(县)区
+    assert written.ranked[0].name == "滨湖区"
+    assert part(written, "320211", "coverage").points == 7.5  # 10 × 12/16
+    assert part(written, "320211", "conformity").points == 7.5  # 10 × (1 − 1/4), of 20
+    assert part(written, "320211", "supervision").points == 2.5  # 5 × 1/2, of 10
+    corrected = copy.deepcopy(RULEBOOK_RAW)
+    for p in corrected["attachments"]["region"]["parts"]:
+        if p["key"] == "conformity":
+            p["factor"] = 20
+        if p["key"] == "supervision":
+            p["factor"] = 10
+    city = load_rulebook(corrected)
+    assert city.inconsistencies() == []
+    fixed = score_month(city, "region", CATALOG, facts, inputs)
+    assert part(fixed, "320211", "conformity").points == 15 and part(fixed, "320211", "supervision").points == 5
+    assert fixed.ranked[0].total == written.ranked[0].total + 7.5 + 2.5
+    # No coverage supplied: full points, marked.
+    bare = score_month(rulebook(), "region", CATALOG, facts)
+    assert part(bare, "320211", "coverage").no_data and part(bare, "320211", "coverage").points == 10
+
+
+def test_ties_share_a_rank():
+    catalog = load_catalog({"departments": [{"code": c, "name": c, "region": "320200"} for c in "PQR"],
+                            "items": [item(f"{c}-1", c) for c in "PQR"]})
+    facts = MonthFacts(MONTH, cases=cases("P", 2) + cases("Q", 2) + cases("R", 2),
+                       irregular_cases=frozenset({"cR0"}))
+    scores = score_month(rulebook(), "department", catalog, facts)
+    assert [(s.code, s.rank) for s in scores.ranked] == [("P", 1), ("Q", 1), ("R", 3)]
+
+
+# --- the month's input file --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, message", [
+    ({"month": "2026-05"}, "the file is for month '2026-05', but 2026-04 is being scored"),
+    ({"departments": {}}, "missing month"),
+    ({"month": MONTH, "departments": {"Z": {}}}, "department Z: unknown department; the catalog has A, B, C, D1"),
+    ({"month": MONTH, "regions": {"999999": {}}}, "region 999999: unknown region"),
+    ({"month": MONTH, "departments": {"A": {"spot_checks": -1}}}, "department A: spot_checks: must be a whole number >= 0"),
+    ({"month": MONTH, "departments": {"A": {"unapplied_changes": 1.5}}}, "unapplied_changes: must be a whole number"),
+    ({"month": MONTH, "departments": {"A": {"spotchecks": 1}}}, "unknown field(s) spotchecks"),
+    ({"month": MONTH, "departments": {"A": {"coverage": {}}}}, "unknown field(s) coverage"),
+    ({"month": MONTH, "departments": {"A": {"complaints": [{"points": 2}]}}}, "complaint #1: a deduction needs its reason"),
+    ({"month": MONTH, "departments": {"A": {"complaints": [{"points": -2, "reason": "x"}]}}}, "must not be negative"),
+    ({"month": MONTH, "regions": {"320211": {"coverage": {"in_scope": 5, "vertical": 1, "online": 6}}}},
+     "online (6) is more than in_scope − vertical (4)"),
+    ({"month": MONTH, "regions": {"320211": {"coverage": {"in_scope": 5, "online": 1}}}},
+     "coverage: vertical: must be a whole number"),
+    ([1, 2], "the document must be a mapping"),
+])
+def test_a_bad_input_file_is_refused_with_where_and_why(raw, message):
+    with pytest.raises(ScoringError, match=re.escape(message)):
+        load_inputs(raw, CATALOG, MONTH)
+
+
+def test_a_good_input_file():
+    inputs = load_inputs({"month": MONTH, "departments": {"A": {"spot_checks": 2}},
+                          "regions": {"320211": {"coverage": {"in_scope": 5, "vertical": 1, "online": 4},
+                                                 "complaints": [{"points": 0.5, "reason": "投诉"}]}}}, CATALOG, MONTH)
+    assert inputs.of("department", "A").spot_checks == 2 and inputs.of("department", "B").spot_checks == 0
+    assert inputs.of("region", "320211").coverage.online == 4
+    assert str(inputs.of("region", "320211").complaints[0].points) == "1/2"
