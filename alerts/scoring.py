@@ -24,6 +24,7 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from alerts.catalog import Catalog, Category, Item
+from alerts.events import RATINGS
 
 
 class ScoringError(ValueError):
@@ -47,7 +48,7 @@ PART_KINDS: dict[str, tuple[str, ...]] = {
 FORMULAS = {
     "coverage": "{factor} × 实施部门数/(范围内部门数−垂管部门数)",
     "publication": "{base} − {per} × n（空缺项数）",
-    "operation": "{factor} × 在线办件事项数/(总静态事项数−挂起事项数) − {per} × m",
+    "operation": "{factor} × min(在线办件事项数/(总静态事项数−挂起事项数), 1) − {per} × m",
     "maintenance": "{base} − {per} × p（未及时调整变更数）",
     "conformity": "{factor} × (1 − 告警办件数/全部办件数)",
     "supervision": "{factor} × 已回复、处理的督办件数/全部督办件数",
@@ -366,7 +367,8 @@ def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def push_deadline(month: str, push_day: int, tz: ZoneInfo) -> datetime:
-    """The end (24:00 local) of `push_day` of the next month: a month's pushes are on time until then."""
+    """The end (24:00 local) of `push_day` of the next month: a month's pushes are on time up to
+    it, that moment included (as the backfill rule's `_push_limit`), late after it."""
     _, following = month_bounds(month, tz)
     day = min(push_day, monthrange(following.year, following.month)[1])
     return following.replace(day=day) + timedelta(days=1)
@@ -428,7 +430,7 @@ class MonthFacts:
 
 DONE_TICKETS = frozenset({"replied", "closed"})  # 已回复、处理
 COUNTED_TICKETS = frozenset({"open", "returned", "replied", "closed"})  # not settling, not withdrawn
-SATISFIED = frozenset({"satisfied", "basically_satisfied"})
+SATISFIED = frozenset({"satisfied", "basically_satisfied"})  # of the contract's RATINGS
 
 
 # --- results ----------------------------------------------------------------------------------------
@@ -622,8 +624,10 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
             no_data = True
             value = rule.points - p["per"] * m
         else:
+            # 本部分基础得分 = factor × rate, capped first (cases of a suspended item can push the rate
+            # above 1); then 得分 = 基础得分 − per × m, so the deduction is never lost in the cap.
             inputs["rate"] = float(_round(rate * 100)) / 100
-            value = p["factor"] * rate - p["per"] * m
+            value = p["factor"] * min(rate, Fraction(1)) - p["per"] * m
     elif rule.key == "maintenance":
         inputs = {"unapplied_changes": supplied.unapplied_changes}
         value = p["base"] - p["per"] * supplied.unapplied_changes
@@ -641,9 +645,12 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         no_data = rate is None
         value = rule.points if no_data else p["factor"] * rate
     elif rule.key == "rating":
-        ratings = [r for r in facts.ratings if mine(r)]
+        # Only the contract's ratings count; a `rated` event without one (or with another value) is
+        # neither satisfied nor dissatisfied.
+        mine_all = [r for r in facts.ratings if mine(r)]
+        ratings = [r for r in mine_all if r.rating in RATINGS]
         satisfied = sum(1 for r in ratings if r.rating in SATISFIED)
-        inputs = {"satisfied": satisfied, "ratings": len(ratings)}
+        inputs = {"satisfied": satisfied, "ratings": len(ratings), "not_counted": len(mine_all) - len(ratings)}
         rate = _rate(satisfied, len(ratings))
         no_data = rate is None
         value = rule.points if no_data else p["factor"] * rate
@@ -652,6 +659,8 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         deadline = push_deadline(facts.month, rulebook.push_day, tz)
         pushes = [f for f in facts.pushes if f.department in self_built]
         letters = [f for f in facts.letters if f.department in self_built]
+        # "By the 5th" ends at 24:00 of the 5th, which is on time, as in the backfill rule and the
+        # contract's deadlines (a deadline "ends at 24:00"): late is after it.
         late = any(f.last_recorded_at > deadline for f in pushes)
         inputs = {"self_built": bool(self_built), "import_events": sum(f.events for f in pushes),
                   "last_push": max((f.last_recorded_at for f in pushes), default=None),
@@ -693,7 +702,8 @@ def basis(part: PartScore) -> str:
     if part.key == "supervision":
         return f"完成 {i['tickets_done']}/{i['tickets']}"
     if part.key == "rating":
-        return f"满意 {i['satisfied']}/{i['ratings']}"
+        uncounted = f" 未计 {i['not_counted']}" if i.get("not_counted") else ""  # events without a known rating
+        return f"满意 {i['satisfied']}/{i['ratings']}{uncounted}"
     if part.key == "data_exchange":
         if not i["self_built"]:
             return "不适用"

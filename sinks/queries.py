@@ -39,13 +39,46 @@ def export_alerts(client, scope: Scope, include_withdrawn: bool = False,
     if case_id is not None:
         parameters["case_id"] = case_id
     for row in client.query(sql, parameters=parameters).result_rows:
-        record = dict(zip(ALERT_COLUMNS, row))
-        record["raised_at"] = _time(record["raised_at"], tz)
-        record["event_time"] = _time(record["event_time"], tz)
-        record["evidence"] = orjson.loads(record["evidence"])
-        if record["withdrawn_reason"] is None:
-            del record["withdrawn_reason"]
-        yield record
+        yield _alert_record(row, tz)
+
+
+def _alert_record(row, tz: ZoneInfo) -> dict[str, Any]:
+    """A stored alert row in the contract's format (times in local business time)."""
+    record = dict(zip(ALERT_COLUMNS, row))
+    record["raised_at"] = _time(record["raised_at"], tz)
+    record["event_time"] = _time(record["event_time"], tz)
+    record["evidence"] = orjson.loads(record["evidence"])
+    if record["withdrawn_reason"] is None:
+        del record["withdrawn_reason"]
+    return record
+
+
+def alert_page(client, scope: Scope, rule: str = "", severity: str = "", status: str = "open",
+               department: str = "", case_contains: str = "", limit: int = 300,
+               tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> tuple[list[dict[str, Any]], int]:
+    """The console's alert list: the latest alerts in scope matching the filters (`status`: open,
+    withdrawn or all), red ones first then newest first, at most `limit` of them, and how many match."""
+    conditions, parameters = [], {}
+    if status == "open":
+        conditions.append("status != 'withdrawn'")
+    elif status == "withdrawn":
+        conditions.append("status = 'withdrawn'")
+    for name, value in (("rule", rule), ("severity", severity), ("department", department)):
+        if value:
+            conditions.append(f"{name} = {{{name}:String}}")
+            parameters[name] = value
+    if case_contains:
+        conditions.append("position(case_id, {case_contains:String}) > 0")
+        parameters["case_contains"] = case_contains
+    where = " AND ".join(conditions)
+    sql, scoped = ScopedQuery("count()", "alerts FINAL", where=where).sql(scope)
+    total = int(client.query(sql, parameters={**scoped, **parameters}).result_rows[0][0])
+    sql, scoped = ScopedQuery(", ".join(ALERT_COLUMNS), "alerts FINAL", where=where,
+                              tail="ORDER BY severity != 'red', event_time DESC, alert_id LIMIT {limit:UInt32}"
+                              ).sql(scope)
+    rows = [_alert_record(row, tz)
+            for row in client.query(sql, parameters={**scoped, **parameters, "limit": limit}).result_rows]
+    return rows, total
 
 
 def alerts_by_rule_and_department(client, scope: Scope) -> list[tuple[str, str, int]]:
@@ -98,10 +131,11 @@ LETTER_COLUMNS = ("letter_id", "reason", "detail", "topic", "partition", "offset
 
 def dead_letters(client, scope: Scope, reason: str | None = None, include_redriven: bool = False,
                  letter_ids: list[str] | None = None, tz: ZoneInfo = ZoneInfo("Asia/Shanghai"),
-                 payload_containing: str | None = None) -> Iterator[dict[str, Any]]:
+                 payload_containing: str | None = None, topics: tuple[str, ...] | list[str] | None = None,
+                 limit: int | None = None) -> Iterator[dict[str, Any]]:
     """The latest version of every dead letter in scope, oldest first (with `payload_containing`:
-    those whose payload holds that text). A letter that names no department is seen only by an
-    unrestricted scope (operators)."""
+    those whose payload holds that text; with `topics`: refused on those topics; at most `limit`).
+    A letter that names no department is seen only by an unrestricted scope (operators)."""
     conditions = []
     parameters: dict[str, Any] = {}
     if not include_redriven:
@@ -115,8 +149,14 @@ def dead_letters(client, scope: Scope, reason: str | None = None, include_redriv
     if payload_containing is not None:
         conditions.append("position(payload, {containing:String}) > 0")
         parameters["containing"] = payload_containing
-    query = ScopedQuery(", ".join(LETTER_COLUMNS), "dead_letters FINAL", where=" AND ".join(conditions),
-                        tail="ORDER BY received_at, letter_id")
+    if topics is not None:
+        conditions.insert(0, "topic IN {topics:Array(String)}")
+        parameters["topics"] = list(topics)
+    tail = "ORDER BY received_at, letter_id"
+    if limit is not None:
+        tail += " LIMIT {limit:UInt32}"
+        parameters["limit"] = int(limit)
+    query = ScopedQuery(", ".join(LETTER_COLUMNS), "dead_letters FINAL", where=" AND ".join(conditions), tail=tail)
     sql, scope_parameters = query.sql(scope)
     for row in client.query(sql, parameters={**parameters, **scope_parameters}).result_rows:
         record = dict(zip(LETTER_COLUMNS, row))
@@ -168,8 +208,10 @@ def _ticket_record(row, tz: ZoneInfo) -> dict[str, Any]:
 
 
 def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: str | None = None,
-                   tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> list[dict[str, Any]]:
-    """The latest version of every ticket in scope that anyone may see (not those still settling)."""
+                   tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), case_id: str | None = None,
+                   ticket_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """The latest version of every ticket in scope that anyone may see (not those still settling);
+    of one case with `case_id`, of those named with `ticket_ids`."""
     conditions = ["version > 0",
                   "(ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)"]
     parameters: dict[str, Any] = {}
@@ -179,6 +221,12 @@ def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: s
     if ticket_id is not None:
         conditions.append("ticket_id = {ticket_id:String}")
         parameters["ticket_id"] = ticket_id
+    if case_id is not None:
+        conditions.append("case_id = {case_id:String}")
+        parameters["case_id"] = case_id
+    if ticket_ids is not None:
+        conditions.append("ticket_id IN {ticket_ids:Array(String)}")
+        parameters["ticket_ids"] = list(ticket_ids)
     query = ScopedQuery(", ".join(TICKET_COLUMNS), "tickets FINAL", where=" AND ".join(conditions),
                         tail="ORDER BY deadline, ticket_id")
     sql, scoped = query.sql(scope)

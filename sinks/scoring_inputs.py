@@ -9,9 +9,14 @@ What is counted (see docs/scoring.md):
 * ``rated`` events that occurred in the month;
 * per department, the import-channel events that occurred in the month and their last
   ``recorded_at`` (when the self-built system pushed them, not when Sunlight stored them);
-* dead letters about the month's data: the refused event occurred in the month (by its payload;
-  a payload without a readable ``occurred_at`` counts in the month Sunlight received it),
-  redriven or not: the data was not to the standard when it was pushed.
+* dead letters of the data a department pushed: letters of the case-events topic (the
+  ``case_events_topic`` passed in, ``Settings.case_events_topic``) whose payload is an
+  ``import``-channel event naming a department, that occurred in the month (a payload without a
+  readable ``occurred_at`` counts in the month Sunlight received it), redriven or not: the data
+  was not to the standard when it was pushed. Other letters (a refused ticket action, an online
+  or window event) are not about pushed data. The query reads only letters received since the
+  month began (``received_at``: a push cannot be refused before it happened), filtered by topic
+  and channel in ClickHouse; only those payloads are parsed here.
 
 Scoring is the office's work over the whole city: these queries are unscoped
 (``Scope.everything()``); the rows written are scoped by department and region.
@@ -35,8 +40,10 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everything()) -> MonthFacts:
-    """Everything the store holds that the month's scores are computed from."""
+def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everything(), *,
+                case_events_topic: str = "case-events") -> MonthFacts:
+    """Everything the store holds that the month's scores are computed from. `case_events_topic`
+    is the topic whose dead letters are pushed data (``Settings.case_events_topic``; its default)."""
     start, end = (t.astimezone(timezone.utc) for t in month_bounds(month, tz))
     window = {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)}
 
@@ -74,7 +81,8 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
     ratings = []
     for event_id, department, region, attrs in client.query(sql, parameters={**parameters, **window}).result_rows:
         rating = (orjson.loads(attrs) if attrs else {}).get("rating")
-        ratings.append(RatingFact(event_id, department, region, str(rating)))
+        # Not a rating (absent, null): kept as "", which the scoring does not count.
+        ratings.append(RatingFact(event_id, department, region, rating if isinstance(rating, str) else ""))
 
     query = ScopedQuery("department, count(), max(recorded_at)", "case_events FINAL",
                         where="channel = 'import' AND occurred_at >= {start:DateTime64(6, 'UTC')} "
@@ -85,20 +93,35 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
                    for d, n, last in client.query(sql, parameters={**parameters, **window}).result_rows)
 
     query = ScopedQuery("letter_id, department, region, payload, received_at", "dead_letters FINAL",
+                        where="topic = {topic:String} AND department != '' "
+                              "AND received_at >= {start:DateTime64(6, 'UTC')} "
+                              "AND JSONExtractString(payload, 'channel') = 'import'",
                         tail="ORDER BY letter_id")
+    sql, parameters = query.sql(scope)
     letters = []
-    for letter_id, department, region, payload, received_at in query.run(client, scope):
-        moment = _occurred(payload) or _utc(received_at)
+    rows = client.query(sql, parameters={**parameters, **window, "topic": case_events_topic}).result_rows
+    for letter_id, department, region, payload, received_at in rows:
+        event = _event(payload)
+        if event is None or event.get("channel") != "import":
+            continue
+        moment = _occurred(event) or _utc(received_at)
         if start <= moment < end:
             letters.append(LetterFact(letter_id, department, region))
     return MonthFacts(month, cases, irregular, tickets, tuple(ratings), pushes, tuple(letters))
 
 
-def _occurred(payload: str) -> datetime | None:
+def _event(payload: str) -> dict[str, Any] | None:
     try:
         obj = orjson.loads(payload)
-        moment = datetime.fromisoformat(obj["occurred_at"])
-    except Exception:
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _occurred(event: dict[str, Any]) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(event["occurred_at"])
+    except (KeyError, TypeError, ValueError):
         return None
     return moment.astimezone(timezone.utc) if moment.tzinfo else None
 

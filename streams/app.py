@@ -186,6 +186,7 @@ class Pipeline:
         self.silences: tuple = ()  # read from the store (sinks.queries.stored_silences), kept current
         self.ticket_steps = TicketSteps(self.ticket_store, catalog, clock, self.outputs, self.ticket_policy,
                                         catalog.notice_text)
+        self.ticket_steps.hold_back = self._hold_back
         self.notice_table = app.Table(NOTICES_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
         self.notice_log = NoticeLog(self.notice_table, self._write_notice)
         # From the store, for a fresh embedded broker: notices recorded but never handled, and alert

@@ -814,6 +814,11 @@ def cmd_score(args, settings: Settings) -> int:
 
     import yaml
 
+    # Every option is checked before the store is opened: a refused command stores nothing.
+    if args.format == "xlsx" and not args.output:
+        raise SystemExit("sunlight: --format xlsx needs --output FILE.xlsx")
+    if args.output and (Path(args.output).is_dir() or not Path(args.output).resolve().parent.is_dir()):
+        raise SystemExit(f"sunlight: --output {args.output}: not a file in an existing directory")
     try:
         month = parse_month(args.month)
         if args.rulebook:
@@ -839,7 +844,8 @@ def cmd_score(args, settings: Settings) -> int:
             print(f"note: {warning} (as the rules are written; a city may correct it with --rulebook)",
                   file=sys.stderr)
         with _store(settings) as client:
-            facts = month_facts(client, month, ZoneInfo(catalog.timezone))
+            facts = month_facts(client, month, ZoneInfo(catalog.timezone),
+                                case_events_topic=settings.case_events_topic)
             scores = score_month(rulebook, args.by, catalog, facts, inputs)
             version = write_scores(client, scores, digest(rulebook_text), digest(inputs_text))
     except ScoringError as exc:
@@ -852,8 +858,6 @@ def cmd_score(args, settings: Settings) -> int:
     elif args.format == "csv":
         data = scoring_report.csv_text(scores).encode("utf-8-sig" if args.output else "utf-8")
     elif args.format == "xlsx":
-        if not args.output:
-            raise SystemExit("sunlight: --format xlsx needs --output FILE.xlsx")
         data = scoring_report.xlsx_bytes(scores)
     else:
         data = scoring_report.table_text(scores).encode("utf-8")

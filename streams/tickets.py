@@ -156,6 +156,7 @@ class TicketSteps:
         self.out = outputs
         self.policy = policy
         self.texts = texts
+        self.hold_back: Callable | None = None  # awaited after each case: backpressure, set by the pipeline
 
     async def process(self, unit: Unit, cases: dict[str, TicketWork], letters: list[Letter]) -> None:
         for letter in letters:
@@ -163,6 +164,8 @@ class TicketSteps:
         now = self.clock.now(unit.partition)
         for case_id, work in cases.items():
             await self.case(case_id, work, unit, now)
+            if self.hold_back is not None:  # a unit of alert versions may hold many cases' tickets
+                await self.hold_back()
 
     async def case(self, case_id: str, work: TicketWork, unit: Unit, now: datetime) -> None:
         calendar = self.catalog.judge.calendar

@@ -23,6 +23,7 @@ import logging
 import re
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,7 +44,7 @@ from alerts.describe import describe_evidence, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.tickets import INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, STATUS_TITLE, ticket_id as make_ticket_id
 from sinks.scope import Scope, UnknownScope
-from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, User, Users, check_secret_key
+from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, Users, check_secret_key, loose_mode
 from streams.console.links import LinkRefused, Links
 from streams.settings import Settings
 
@@ -52,6 +53,11 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 ACTION_WAIT_SECONDS = 15.0
 MAX_ALERTS_SHOWN = 300
+# Failed sign-ins allowed in SIGN_IN_WINDOW seconds, per user name and per client address (an
+# office behind one address shares its allowance), before 429.
+SIGN_IN_FAILURES_PER_NAME = 5
+SIGN_IN_FAILURES_PER_ADDRESS = 20
+SIGN_IN_WINDOW = 300.0
 ACTIVE = ("open", "returned")
 RESULT_TEXT = {
     "applied": "已办理。",
@@ -69,10 +75,13 @@ LINK_REFUSAL = {
     "expired": "此答复链接已过期。请联系督办人员重新发送通知，或经 OA 系统提交答复。",
     "other_ticket": "此答复链接不能查看或答复该督办件。",
     "missing": "此答复链接对应的督办件不存在。",
+    "superseded": "此答复链接属于该督办件此前的一次督办，已失效。"
+                  "请使用最新督办通知中的链接。",
 }
 INSPECTOR_KINDS = ("open", "accept", "return", "close")
 TEXT_NEEDED = ("reply", "return", "close")
 ACTION_ID = re.compile(r"^[0-9a-f]{32}$")
+OPENINGS = ("opened", "open")  # the changes that start a round of supervision, each with its notice and link
 
 
 # -- the store and the actions topic ------------------------------------------------------------------
@@ -88,6 +97,9 @@ class Backend:
     executor: Any = None
     failure: Callable[[], BaseException | None] = lambda: None
     wait_seconds: float = ACTION_WAIT_SECONDS  # how long a page waits for the pipeline to apply an action
+    # The topics an action is refused on (the actions topic: unreadable; the ticket ticks: refused
+    # by the ticket); None looks in every topic.
+    action_topics: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.lock is None:
@@ -108,18 +120,21 @@ class Backend:
             state = ticket_state(client, ticket_id) or {}
             if action_id in state.get("actions", ()):
                 return "applied"
-            letters = list(dead_letters(client, Scope.everything(), payload_containing=action_id))
+            letters = list(dead_letters(client, Scope.everything(), payload_containing=action_id,
+                                        topics=self.action_topics, limit=1))
             return letters[0]["reason"] if letters else None
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.wait_seconds if timeout is None else timeout)
+        pause = 0.2
         while True:
             found = await self.read(look)
             if found is not None:
                 return found
             if loop.time() >= deadline:
                 return "pending"
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(min(pause, max(deadline - loop.time(), 0.0)))
+            pause = min(pause * 1.5, 1.0)  # a slow pipeline is asked less often
 
 
 # -- the application ------------------------------------------------------------------------------------
@@ -177,6 +192,10 @@ class Console:
         secure = (settings.public_url or "").lower().startswith("https://")
         self.sessions = Sessions(check_secret_key(settings.secret_key), secure=secure)
         self.env = _environment()
+        self.name_failures = Throttle(SIGN_IN_FAILURES_PER_NAME, SIGN_IN_WINDOW)
+        self.address_failures = Throttle(SIGN_IN_FAILURES_PER_ADDRESS, SIGN_IN_WINDOW, clock=self.name_failures.clock)
+        # scrypt on threads of its own: never in the pool that runs the store's reads
+        self.hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sunlight-scrypt")
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -194,6 +213,8 @@ class Console:
         session = self.sessions.loads(request.cookies.get(COOKIE))
         request.state.session = session
         user = self.users.get(session.user) if session and session.user else None
+        if user is not None and not self.sessions.belongs(session, user.name, self.users.credential(user.name)):
+            user = None  # the password changed, the user was added again, or the session was signed out
         request.state.user = user
         return user
 
@@ -263,17 +284,36 @@ class Console:
         if not self.sessions.csrf_ok(request.state.session, form.get("csrf")):
             return self.refuse(request, 403, "登录表单已失效，请刷新页面后重试。")
         name, password = str(form.get("name") or "")[:64], str(form.get("password") or "")[:256]
-        user = await asyncio.get_running_loop().run_in_executor(None, self.users.authenticate, name, password)
+        keys = ((self.name_failures, f"name:{name}"),
+                (self.address_failures, f"address:{request.client.host if request.client else ''}"))
+        until = max((t for t in (throttle.blocked_until(key) for throttle, key in keys) if t is not None), default=None)
+        if until is not None:
+            return self._too_many(request, until)
+        user = await asyncio.get_running_loop().run_in_executor(self.hashing, self.users.authenticate, name, password)
         if user is None:
+            for throttle, key in keys:
+                throttle.failed(key)
             return self._login_page(request, "用户名或密码错误。", 401)
+        self.name_failures.forget(keys[0][1])
         response = RedirectResponse("/alerts", status_code=303)
-        self.sessions.set_cookie(response, self.sessions.new(user.name))  # a new session: a new nonce
+        session = self.sessions.new(user.name, self.users.credential(user.name))  # a new session: a new nonce
+        self.sessions.set_cookie(response, session)
+        return response
+
+    def _too_many(self, request: Request, until: float) -> Response:
+        tz = self.backend.judge().calendar.tz
+        at = datetime.fromtimestamp(until, timezone.utc).astimezone(tz)
+        minutes = max(1, -(-int(until - self.name_failures.clock()) // 60))
+        message = f"登录失败次数过多，请于 {at:%H:%M} 后（约 {minutes} 分钟后）再试。"
+        response = self._login_page(request, message, 429)
+        response.headers["Retry-After"] = str(max(1, int(until - self.name_failures.clock()) + 1))
         return response
 
     async def logout(self, request: Request) -> Response:
         user, refused = await self.guarded(request)
         if refused:
             return refused
+        self.sessions.revoke(request.state.session)  # a copy of the cookie is refused too (in this process)
         response = RedirectResponse("/login", status_code=303)
         self.sessions.clear_cookie(response)
         return response
@@ -282,7 +322,7 @@ class Console:
         user, refused = await self.guarded(request)
         if refused:
             return refused
-        from sinks.queries import export_alerts, stored_tickets
+        from sinks.queries import alert_page, stored_tickets
 
         params = request.query_params
         filters = {"rule": params.get("rule") or "", "severity": params.get("severity") or "",
@@ -299,33 +339,23 @@ class Console:
                 note = "所选部门或地区不在职权目录中。"
                 scope = None
 
-        def read(client):
+        def read(client):  # filtered, ordered and cut in the SQL: a page's worth, and its tickets
             if scope is None:
-                return [], {}
-            found = list(export_alerts(client, scope, include_withdrawn=filters["status"] != "open"))
-            tickets = {t["ticket_id"]: t for t in stored_tickets(client, scope)}
-            return found, tickets
+                return [], 0, {}
+            found, total = alert_page(client, scope, rule=filters["rule"], severity=filters["severity"],
+                                      status=filters["status"], case_contains=filters["case"],
+                                      department="" if user.inspector else filters["department"],
+                                      limit=MAX_ALERTS_SHOWN)
+            names = sorted({f"{a['case_id']}/{a['rule']}" for a in found})
+            tickets = {t["ticket_id"]: t for t in stored_tickets(client, scope, ticket_ids=names)} if names else {}
+            return found, total, tickets
 
-        found, tickets = await self.backend.read(read)
-        rows = []
-        for alert in found:
-            if filters["rule"] and alert["rule"] != filters["rule"]:
-                continue
-            if filters["severity"] and alert["severity"] != filters["severity"]:
-                continue
-            if filters["status"] == "withdrawn" and alert["status"] != "withdrawn":
-                continue
-            if not user.inspector and filters["department"] and alert["department"] != filters["department"]:
-                continue
-            if filters["case"] and filters["case"] not in alert["case_id"]:
-                continue
-            ticket = tickets.get(f"{alert['case_id']}/{alert['rule']}")
-            rows.append({**alert, "text": describe_evidence(alert["rule"], alert["evidence"]), "ticket": ticket})
-        red_first = sorted(rows, key=lambda a: a["event_time"], reverse=True)
-        red_first.sort(key=lambda a: a["severity"] != "red")
+        found, total, tickets = await self.backend.read(read)
+        rows = [{**alert, "text": describe_evidence(alert["rule"], alert["evidence"]),
+                 "ticket": tickets.get(f"{alert['case_id']}/{alert['rule']}")} for alert in found]
         departments = sorted(catalog.departments.values(), key=lambda d: d.code)
         regions = sorted({d.region for d in departments if d.region})
-        return self.page("alerts.html", request, rows=red_first[:MAX_ALERTS_SHOWN], total=len(rows), filters=filters,
+        return self.page("alerts.html", request, rows=rows, total=total, filters=filters,
                          departments=departments, regions=regions, rules=[r.value for r in Rule],
                          severities=[s.value for s in Severity], note=note,
                          department_names={d.code: d.name for d in departments})
@@ -363,7 +393,7 @@ class Console:
             if not events:
                 return None
             alerts = alerts_of_case(client, scope, case_id, tz=judge.calendar.tz)
-            tickets = [t for t in stored_tickets(client, scope, tz=judge.calendar.tz) if t["case_id"] == case_id]
+            tickets = stored_tickets(client, scope, tz=judge.calendar.tz, case_id=case_id)
             histories = {t["ticket_id"]: ticket_history(client, scope, t["ticket_id"], tz=judge.calendar.tz)
                          for t in tickets}
             return events, alerts, tickets, histories
@@ -483,6 +513,9 @@ class Console:
         ticket = found[0]
         if ticket["department"] != grant.department:  # a link answers its own department's ticket only
             return None, self.refuse(request, 403, LINK_REFUSAL["other_ticket"])
+        if any(h["kind"] in OPENINGS and h["version"] > grant.version for h in history):
+            # closed (or withdrawn) and opened again since the link was made: the new round has its own link
+            return None, self.refuse(request, 410, LINK_REFUSAL["superseded"])
         return (token, grant, ticket, history), None
 
     async def reply_form(self, request: Request) -> Response:
@@ -509,7 +542,8 @@ class Console:
             return refused
         token, grant, ticket, _ = granted
         form = await request.form()
-        if not form.get("csrf") or not hmac.compare_digest(str(form.get("csrf")), self.links.csrf(token)):
+        if not form.get("csrf") or not hmac.compare_digest(str(form.get("csrf")).encode("utf-8", "surrogatepass"),
+                                                           self.links.csrf(token).encode()):
             return self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请重新打开答复链接后重试。")
         text = str(form.get("text") or "").strip()
         action_id = str(form.get("action_id") or "")
@@ -525,7 +559,10 @@ class Console:
             return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。")
         catalog = self.backend.judge().catalog
         department = catalog.departments.get(grant.department)
-        actor = str(form.get("actor") or "").strip()[:50] or (department.name if department else grant.department)
+        # The department answers: its name is the actor, whoever holds the link; the name they give is a note.
+        who = " ".join(str(form.get("actor") or "").split())[:50]
+        name = department.name if department else grant.department
+        actor = f"{name}（{who}）" if who else name
         action = {"action_id": action_id, "ticket_id": ticket["ticket_id"], "version": version, "actor": actor,
                   "department": grant.department, "kind": "reply", "text": text,
                   "at": datetime.now(timezone.utc).isoformat()}
@@ -562,6 +599,11 @@ def users_path(settings: Settings) -> Path:
 
 # -- sunlight serve -----------------------------------------------------------------------------------
 
+async def reload_off_the_loop(source) -> None:
+    """The catalog's reload (a stat, and YAML parsed when it changed) on a thread, not the event loop."""
+    await asyncio.get_running_loop().run_in_executor(None, source.maybe_reload)
+
+
 def _server(app, host: str, port: int):
     import uvicorn
 
@@ -588,6 +630,9 @@ async def serve(settings: Settings, catalog_path: Path, host: str = "0.0.0.0", c
         raise ConsoleConfigError("with SUNLIGHT_KAFKA the console reads the store the workers write: set "
                                  "SUNLIGHT_CLICKHOUSE too (the embedded store belongs to one process)")
     users = Users(users_path(settings))
+    warning = loose_mode(users.path)
+    if warning:
+        log.warning("%s", warning)
     if not users.records():
         log.warning("no console users yet in %s: add one with `sunlight users add NAME --role inspector`",
                     users.path)
@@ -595,6 +640,7 @@ async def serve(settings: Settings, catalog_path: Path, host: str = "0.0.0.0", c
     if not settings.public_url:
         log.warning("SUNLIGHT_PUBLIC_URL is not set: notices carry no reply link")
     publish_to = settings.ticket_actions_topic
+    action_topics = (settings.ticket_actions_topic, settings.ticket_ticks_topic)
     loop = asyncio.get_running_loop()
     if settings.kafka is None:
         from streams.runtime import running_pipeline
@@ -603,7 +649,7 @@ async def serve(settings: Settings, catalog_path: Path, host: str = "0.0.0.0", c
             pipeline = running.pipeline  # its notices carry the reply link (streams.runtime)
             backend = Backend(running.client, lambda: pipeline.catalog.judge, partial(produce, running.bootstrap,
                               publish_to), lock=pipeline.writer.lock, executor=pipeline.writer.executor,
-                              failure=lambda: pipeline.failure)
+                              failure=lambda: pipeline.failure, action_topics=action_topics)
             server = _server(create_app(settings, backend, users, links), host, settings.http_port)
             log.warning("console on http://%s:%d (pipeline in this process); Ctrl-C to stop", host,
                         settings.http_port)
@@ -628,7 +674,8 @@ async def serve(settings: Settings, catalog_path: Path, host: str = "0.0.0.0", c
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
-        backend = Backend(client, lambda: source.judge, partial(produce, settings.kafka, publish_to))
+        backend = Backend(client, lambda: source.judge, partial(produce, settings.kafka, publish_to),
+                          action_topics=action_topics)
         server = _server(create_app(settings, backend, users, links), host, settings.http_port)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -637,7 +684,7 @@ async def serve(settings: Settings, catalog_path: Path, host: str = "0.0.0.0", c
         async def reload_catalog():
             while True:
                 await asyncio.sleep(settings.catalog_reload_interval)
-                source.maybe_reload()
+                await reload_off_the_loop(source)
 
         log.warning("console on http://%s:%d (reading %s, actions to %s); Ctrl-C to stop", host,
                     settings.http_port, "the ClickHouse server", publish_to)

@@ -1,10 +1,12 @@
 """Signed, expiring reply links: a department answers one ticket without an account.
 
-A link is ``SUNLIGHT_PUBLIC_URL/reply/<token>``; the token names the ticket, its department and
-the moment the link expires, signed (HMAC, itsdangerous) with ``SUNLIGHT_SECRET_KEY``. Whoever
-holds it may read that ticket and answer it, nothing else; an altered token fails its signature,
+A link is ``SUNLIGHT_PUBLIC_URL/reply/<token>``; the token names the ticket, its department, the
+ticket's version when the link was made and the moment the link expires, signed (HMAC,
+itsdangerous) with ``SUNLIGHT_SECRET_KEY``. Whoever holds it may read that ticket and answer it, nothing else; an altered token fails its signature,
 an expired one is refused even though its signature holds. The console checks the ticket's
-department against the link's on every use, so a link never reaches another department's ticket.
+department against the link's on every use, so a link never reaches another department's ticket,
+and the ticket's history against the link's version: a ticket closed and opened again (the same
+case and rule) is a new round, which an older round's link does not answer.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ class LinkRefused(Exception):
 
 @dataclass(frozen=True)
 class ReplyGrant:
-    """What a valid link allows: answering `ticket_id` as `department`, until `expires_at`."""
+    """What a valid link allows: answering `ticket_id` as `department`, until `expires_at`, while
+    the ticket has not been opened again after `version` (the ticket's version the link was made at)."""
     ticket_id: str
     department: str
     expires_at: datetime
+    version: int
 
 
 def _utcnow() -> datetime:
@@ -53,11 +57,12 @@ class Links:
         self.clock = clock
         self.serializer = URLSafeSerializer(secret_key, salt=SALT)
 
-    def token(self, ticket_id: str, department: str, expires_at: datetime) -> str:
-        return self.serializer.dumps({"t": ticket_id, "d": department, "e": int(expires_at.timestamp())})
+    def token(self, ticket_id: str, department: str, expires_at: datetime, version: int) -> str:
+        return self.serializer.dumps({"t": ticket_id, "d": department, "e": int(expires_at.timestamp()),
+                                      "v": int(version)})
 
-    def make(self, ticket_id: str, department: str, expires_at: datetime) -> ReplyLink:
-        return ReplyLink(f"{self.base}/reply/{self.token(ticket_id, department, expires_at)}", expires_at)
+    def make(self, ticket_id: str, department: str, expires_at: datetime, version: int) -> ReplyLink:
+        return ReplyLink(f"{self.base}/reply/{self.token(ticket_id, department, expires_at, version)}", expires_at)
 
     def for_notice(self, ticket: Ticket, notice: Notice) -> ReplyLink:
         """The link a notice carries: valid `days` from when it is made (the later of the wall
@@ -65,7 +70,7 @@ class Links:
         is not born expired)."""
         start = max(self.clock(), notice.at)
         expires = (start + timedelta(days=self.days)).replace(microsecond=0)
-        return self.make(ticket.ticket_id, ticket.department, expires)
+        return self.make(ticket.ticket_id, ticket.department, expires, ticket.version)
 
     def read(self, token: str, now: datetime | None = None) -> ReplyGrant:
         try:
@@ -73,12 +78,13 @@ class Links:
         except BadSignature:
             raise LinkRefused("invalid") from None
         if not (isinstance(payload, dict) and isinstance(payload.get("t"), str)
-                and isinstance(payload.get("d"), str) and isinstance(payload.get("e"), int)):
+                and isinstance(payload.get("d"), str) and isinstance(payload.get("e"), int)
+                and isinstance(payload.get("v"), int)):
             raise LinkRefused("invalid")
         expires = datetime.fromtimestamp(payload["e"], timezone.utc)
         if (now or self.clock()) >= expires:
             raise LinkRefused("expired")
-        return ReplyGrant(payload["t"], payload["d"], expires)
+        return ReplyGrant(payload["t"], payload["d"], expires, payload["v"])
 
     def csrf(self, token: str) -> str:
         """The reply form's CSRF token, tied to the link (a link page has no session)."""

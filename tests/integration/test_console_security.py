@@ -69,6 +69,11 @@ def store(tmp_path_factory):
             await produce(running.bootstrap, settings.ticket_actions_topic,
                           [(SCJG_TICKET.encode(), orjson.dumps(reply))])
             await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
+            stale = {"action_id": "stale-accept-1", "ticket_id": SCJG_TICKET, "version": 1, "actor": "检查员",
+                     "department": "inspection", "kind": "accept", "text": "", "at": NOW.isoformat()}
+            await produce(running.bootstrap, settings.ticket_actions_topic,
+                          [(SCJG_TICKET.encode(), orjson.dumps(stale))])
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
 
     asyncio.run(run())
     users = directory / "users.json"
@@ -257,7 +262,7 @@ def test_a_form_without_its_csrf_token_is_refused(console):
     assert inspector.post("/act", {**close, "csrf": other.csrf("/alerts")}).status == 403  # another session's
     assert inspector.post("/logout", {}).status == 403
     assert Client(app).post("/login", {"name": "检查员", "password": "inspector-password"}).status == 403
-    link = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week()))
+    link = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week(), 1))
     reply = {"text": "已整改", "version": "2", "action_id": "b" * 32}
     assert Client(app).post(link, reply).status == 403
     assert Client(app).post(link, {**reply, "csrf": good}).status == 403  # a session's token is not the link's
@@ -271,12 +276,12 @@ def test_a_form_without_its_csrf_token_is_refused(console):
 
 def test_a_department_s_link_reads_and_answers_only_its_own_ticket(console):
     app, published, links = console
-    scjg = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week()))
+    scjg = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week(), 1))
     page = Client(app).get(scjg)
     assert page.status == 200 and SCJG_TICKET in page.text and "C-B" not in page.text
     assert "答复督办件" in page.text and 'name="viewport"' in page.text
     # A link made out to SCJG that names ZJJ's ticket reads nothing and answers nothing.
-    crossed = path_of(links.make(ZJJ_TICKET, "SCJG", in_a_week()))
+    crossed = path_of(links.make(ZJJ_TICKET, "SCJG", in_a_week(), 1))
     refused = Client(app).get(crossed)
     assert refused.status == 403 and "不能查看或答复该督办件" in refused.text and "C-B" not in refused.text
     visitor = Client(app)
@@ -297,32 +302,39 @@ def test_a_department_s_link_reads_and_answers_only_its_own_ticket(console):
     assert holder.get("/alerts").status == 303 and holder.get("/cases/C-A").status == 303
     assert published == []
     # Its own ticket it answers, as that department.
-    zjj = path_of(links.make(ZJJ_TICKET, "ZJJ", in_a_week()))
+    zjj = path_of(links.make(ZJJ_TICKET, "ZJJ", in_a_week(), 1))
     own = Client(app)
     answer = own.post(zjj, {"csrf": links.csrf(zjj.rsplit("/", 1)[1]), "text": "已整改", "version": "1",
                             "action_id": "d" * 32, "actor": "王科长"})
     assert answer.status == 303
+    # The actor is the department, with the name the holder gave in brackets: never a bare free text.
+    for action_id, given in (("e" * 32, "检查员"), ("f" * 32, "  ")):
+        assert own.post(zjj, {"csrf": links.csrf(zjj.rsplit("/", 1)[1]), "text": "已整改", "version": "1",
+                              "action_id": action_id, "actor": given}).status == 303
     assert [(a["kind"], a["ticket_id"], a["department"], a["actor"]) for a in published] == [
-        ("reply", ZJJ_TICKET, "ZJJ", "王科长")]
+        ("reply", ZJJ_TICKET, "ZJJ", "市住房和城乡建设局（王科长）"),
+        ("reply", ZJJ_TICKET, "ZJJ", "市住房和城乡建设局（检查员）"),
+        ("reply", ZJJ_TICKET, "ZJJ", "市住房和城乡建设局")]
 
 
 def test_an_expired_or_altered_link_gets_a_clear_refusal(console):
     app, published, links = console
-    expired = path_of(links.make(SCJG_TICKET, "SCJG", datetime.now(timezone.utc) - timedelta(minutes=1)))
+    expired = path_of(links.make(SCJG_TICKET, "SCJG", datetime.now(timezone.utc) - timedelta(minutes=1), 1))
     answer = Client(app).get(expired)
     assert answer.status == 410 and "此答复链接已过期" in answer.text and SCJG_TICKET not in answer.text
     token = expired.rsplit("/", 1)[1]
     answer = Client(app).post(expired, {"csrf": links.csrf(token), "text": "x", "version": "2",
                                         "action_id": "e" * 32})
     assert answer.status == 410
-    valid = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week()))
+    valid = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week(), 1))
     payload, signature = valid.rsplit("/", 1)[1].split(".")
     for altered in (payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1] + "." + signature,
                     payload + "." + signature[:-3] + ("xyz" if not signature.endswith("xyz") else "abc"),
                     payload, "nonsense"):
         answer = Client(app).get(f"/reply/{altered}")
         assert answer.status == 403 and "此答复链接无效" in answer.text, altered
-    forged = Links("https://console.city.example", "another-key-" + "z" * 30).make(SCJG_TICKET, "SCJG", in_a_week())
+    forged = Links("https://console.city.example", "another-key-" + "z" * 30).make(SCJG_TICKET, "SCJG",
+                                                                                  in_a_week(), 1)
     assert Client(app).get(path_of(forged)).status == 403
     assert published == []
 
@@ -332,7 +344,7 @@ def test_pages_escape_hostile_case_text(console):
     inspector = Client(app)
     inspector.sign_in("检查员", "inspector-password")
     for page in (inspector.get("/cases/C-A").text, Client(app).get(path_of(links.make(SCJG_TICKET, "SCJG",
-                                                                                       in_a_week()))).text):
+                                                                                       in_a_week(), 1))).text):
         assert "<script>" not in page and "<img src=x" not in page
         assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;已整改" in page  # the reply, shown as text
     case = inspector.get("/cases/C-A").text
@@ -364,3 +376,150 @@ def test_healthz_and_metrics(console, store):
     off = create_app(pipeline_settings(settings.data_dir, secret_key=KEY, metrics_port=0),
                      Backend(client, lambda: load_judge(catalog, None), lambda messages: None))
     assert Client(off).get("/metrics").status == 404
+
+
+def _remove_user(users: Path, name: str) -> None:
+    import json
+
+    data = json.loads(users.read_text(encoding="utf-8"))
+    del data["users"][name]
+    users.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    os.utime(users, ns=(2, 2))  # a new mtime, even within the same clock tick
+
+
+def test_a_captured_session_ends_with_a_new_password_a_re_added_user_or_sign_out(console, store):
+    app, published, _ = console
+    _, _, users, _ = store
+
+    def signed_in_with_a_copy(password: str) -> tuple[Client, Client]:
+        browser = Client(app)
+        assert browser.sign_in("轮换", password).status == 303
+        captured = Client(app)
+        captured.cookies = dict(browser.cookies)
+        assert browser.get("/alerts").status == 200 and captured.get("/alerts").status == 200
+        return browser, captured
+
+    add_user(users, "轮换", "inspector", None, "first-password")
+    browser, captured = signed_in_with_a_copy("first-password")
+    add_user(users, "轮换", "inspector", None, "second-password")  # the password changes
+    assert captured.get("/alerts").status == 303 and browser.get("/alerts").status == 303
+    # Removed, then added again under the same name (even with the same password): a new user.
+    browser, captured = signed_in_with_a_copy("second-password")
+    _remove_user(users, "轮换")
+    add_user(users, "轮换", "inspector", None, "second-password")
+    assert captured.get("/alerts").status == 303 and browser.get("/alerts").status == 303
+    # Signing out ends the session in this process, a copy of its cookie included.
+    browser, captured = signed_in_with_a_copy("second-password")
+    assert browser.post("/logout", {"csrf": browser.csrf("/alerts")}).status == 303
+    assert captured.get("/alerts").status == 303 and browser.get("/alerts").status == 303
+    again, _ = signed_in_with_a_copy("second-password")  # a new sign-in is a new session
+    _remove_user(users, "轮换")
+    assert published == []
+
+
+def test_sign_in_attempts_are_limited_and_hashed_off_the_store_s_threads(console):
+    import threading
+
+    app, _, _ = console
+    console_ = app.state.console
+    now = [1_900_000_000.0]
+    console_.name_failures.clock = console_.address_failures.clock = lambda: now[0]
+    threads = []
+    authenticate = console_.users.authenticate
+
+    def recording(name, password):
+        threads.append(threading.current_thread().name)
+        return authenticate(name, password)
+
+    console_.users.authenticate = recording
+    guesser = Client(app)
+    for _ in range(5):
+        assert guesser.sign_in("检查员", "wrong-password").status == 401
+    refused = guesser.sign_in("检查员", "inspector-password")  # the right one, too late
+    assert refused.status == 429 and "登录失败次数过多" in refused.text and "再试" in refused.text
+    assert "约 5 分钟后" in refused.text and refused.header("retry-after") == "301"
+    assert guesser.get("/alerts").status == 303
+    assert len(threads) == 5 and all(name.startswith("sunlight-scrypt") for name in threads)  # none spent on it
+    # Another user from the same address is not locked out by that name's failures.
+    assert Client(app).sign_in("住建局长", "head-password-1").status == 303
+    now[0] += 301  # the window has passed
+    assert Client(app).sign_in("检查员", "inspector-password").status == 303
+    # One address trying many names is held back too.
+    for number in range(20):
+        assert guesser.sign_in(f"猜测{number}", "wrong-password").status == 401
+    assert guesser.sign_in("住建局长", "head-password-1").status == 429
+    now[0] += 301
+    assert guesser.sign_in("住建局长", "head-password-1").status == 303
+
+
+def test_a_csrf_token_that_is_not_ascii_is_refused_not_an_error(console):
+    app, published, links = console
+    inspector = Client(app)
+    inspector.sign_in("检查员", "inspector-password")
+    assert inspector.post("/act", {"kind": "close", "ticket_id": ZJJ_TICKET, "version": "1", "text": "x",
+                                   "action_id": "a" * 32, "csrf": "é"}).status == 403
+    assert inspector.post("/logout", {"csrf": "督办"}).status == 403
+    visitor = Client(app)
+    visitor.get("/login")
+    assert visitor.post("/login", {"csrf": "é", "name": "检查员", "password": "inspector-password"}).status == 403
+    link = path_of(links.make(ZJJ_TICKET, "ZJJ", in_a_week(), 1))
+    answer = Client(app).post(link, {"csrf": "é", "text": "已整改", "version": "1", "action_id": "b" * 32})
+    assert answer.status == 403
+    assert published == []
+
+
+def test_a_link_of_an_earlier_round_of_the_ticket_answers_nothing(console):
+    app, published, links = console
+    # SCJG's ticket opened at version 1: a link made before that (a round that was closed, the
+    # ticket opened again since) is refused; the current round's links work.
+    old = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week(), 0))
+    answer = Client(app).get(old)
+    assert answer.status == 410 and "此前的一次督办" in answer.text and "已整改" not in answer.text
+    answer = Client(app).post(old, {"csrf": links.csrf(old.rsplit("/", 1)[1]), "text": "旧链接答复",
+                                    "version": "2", "action_id": "9" * 32})
+    assert answer.status == 410 and published == []
+    for version in (1, 2):
+        assert Client(app).get(path_of(links.make(SCJG_TICKET, "SCJG", in_a_week(), version))).status == 200
+
+
+def test_the_alert_page_is_filtered_ordered_and_cut_in_the_store_as_before(store):
+    """The console's SQL (sinks.queries.alert_page) gives what filtering every alert in Python gave."""
+    from sinks.queries import alert_page, export_alerts
+    from sinks.scope import Scope
+
+    _, _, _, client = store
+    everything = list(export_alerts(client, Scope.everything(), include_withdrawn=True))
+    assert len(everything) >= 2
+
+    def by_python(rule="", severity="", status="open", department="", case=""):
+        rows = [a for a in everything if (status != "open" or a["status"] != "withdrawn")
+                and (status != "withdrawn" or a["status"] == "withdrawn") and (not rule or a["rule"] == rule)
+                and (not severity or a["severity"] == severity) and (not department or a["department"] == department)
+                and (not case or case in a["case_id"])]
+        rows = sorted(rows, key=lambda a: a["event_time"], reverse=True)
+        rows.sort(key=lambda a: a["severity"] != "red")
+        return rows
+
+    for filters in ({}, {"status": "all"}, {"status": "withdrawn"}, {"rule": "overdue"}, {"severity": "red"},
+                    {"severity": "yellow"}, {"department": "ZJJ"}, {"case": "-B"}, {"case": "C-"}, {"case": "无"}):
+        expected = by_python(**filters)
+        kwargs = {("case_contains" if k == "case" else k): v for k, v in filters.items()}
+        rows, total = alert_page(client, Scope.everything(), **kwargs)
+        assert (rows, total) == (expected, len(expected)), filters
+        rows, total = alert_page(client, Scope.everything(), limit=1, **kwargs)
+        assert (rows, total) == (expected[:1], len(expected)), filters
+
+
+def test_the_wait_for_an_action_looks_for_its_refusal_on_the_action_topics_only(store):
+    catalog, settings, _, client = store
+    judge = load_judge(catalog, None)
+
+    def backend(topics):
+        return Backend(client, lambda: judge, lambda messages: None, wait_seconds=0.3, action_topics=topics)
+
+    topics = (settings.ticket_actions_topic, settings.ticket_ticks_topic)
+    assert asyncio.run(backend(topics).wait(SCJG_TICKET, "hostile-1")) == "applied"
+    assert asyncio.run(backend(topics).wait(SCJG_TICKET, "stale-accept-1")) == "stale_version"
+    assert asyncio.run(backend(None).wait(SCJG_TICKET, "stale-accept-1")) == "stale_version"
+    assert asyncio.run(backend(("elsewhere",)).wait(SCJG_TICKET, "stale-accept-1")) == "pending"
+    assert asyncio.run(backend(topics).wait(SCJG_TICKET, "never-sent")) == "pending"

@@ -70,7 +70,9 @@ def local(text: str) -> datetime:
 @pytest.fixture(scope="module")
 def month(tmp_path_factory):
     """The city replayed, one bad import event (to the DLQ), replies and an acceptance on some of
-    April's tickets; then the stored alerts and tickets."""
+    April's tickets; then the stored alerts and tickets. Dead letters that are not a department's
+    pushed data (a bad online event, a refused ticket action that names JTJ) and a `rated` event
+    without a rating must not count."""
     directory = tmp_path_factory.mktemp("scoring")
     scenario = generate(cases=300, violation_rate=0.05, seed=11, now=NOW)
     scenario.catalog["departments"].append(IDLE)
@@ -80,6 +82,18 @@ def month(tmp_path_factory):
     bad = {"event_id": "BAD-1", "case_id": "IZJJ-BAD", "item_code": zjj_item, "type": "approved",
            "occurred_at": "2026-04-10T10:00:00+08:00", "recorded_at": "2026-05-03T10:00:00+08:00",
            "department": "ZJJ", "region": "320200", "channel": "import"}
+    # Not the pushed data: an online-channel event and a ticket action, both refused, both of JTJ
+    # (a self-built department) and dated in April.
+    jtj_item = next(i["code"] for i in scenario.catalog["items"] if i["department"] == "JTJ")
+    bad_online = {**bad, "event_id": "BAD-ONLINE", "case_id": "CJTJ-BAD", "item_code": jtj_item,
+                  "department": "JTJ", "channel": "online", "recorded_at": "2026-04-10T10:00:00+08:00"}
+    bad_action = {"action_id": "BAD-ACTION", "ticket_id": "CJTJ-BAD/late", "version": 1, "actor": "承办人",
+                  "department": "JTJ", "kind": "shrug", "text": "", "at": "2026-04-10T10:00:00+08:00",
+                  "occurred_at": "2026-04-10T10:00:00+08:00", "channel": "import"}
+    # A `rated` event without a rating (the contract allows it): not satisfied, not dissatisfied.
+    unrated = next(e for e in scenario.events if e["event_id"] == "C11000106-06")
+    assert unrated["department"] == "STJ" and unrated["attrs"] == {"rating": "satisfied"}
+    unrated["attrs"] = {}
     settings = pipeline_settings(directory / "data")
     acted = {}
 
@@ -91,7 +105,10 @@ def month(tmp_path_factory):
     async def run():
         async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
             await produce(running.bootstrap, settings.case_events_topic,
-                          as_messages(scenario.events) + [(b"IZJJ-BAD", orjson.dumps(bad))])
+                          as_messages(scenario.events) + [(b"IZJJ-BAD", orjson.dumps(bad)),
+                                                          (b"CJTJ-BAD", orjson.dumps(bad_online))])
+            await produce(running.bootstrap, settings.ticket_actions_topic,
+                          [(b"CJTJ-BAD/late", orjson.dumps(bad_action))])
             await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
             with running.pipeline.writer.lock:
                 tickets = stored_tickets(running.client, Scope.everything(), status="open")
@@ -117,10 +134,11 @@ def month(tmp_path_factory):
     client = connect(None, directory / "data")
     try:
         alerts = list(cli_alerts(client))
-        letters = client.query("SELECT department FROM dead_letters FINAL").result_rows
+        letters = client.query("SELECT department, topic FROM dead_letters FINAL").result_rows
     finally:
         client.close()
-    assert ("ZJJ",) in letters, letters
+    assert sorted(letters) == [("JTJ", settings.case_events_topic), ("JTJ", settings.ticket_actions_topic),
+                               ("ZJJ", settings.case_events_topic)], letters
     statuses = {t["ticket_id"]: t["status"] for t in tickets}
     assert statuses[acted["accepted"]] == "closed" and [statuses[t] for t in acted["replied"][1:]] == ["replied"] * 3
     inputs = directory / "inputs.yaml"
@@ -173,14 +191,16 @@ def expected(scenario, alerts, tickets, by: str) -> dict[str, dict]:
         active = [i for i in mine if i.get("status", "active") != "suspended"]
         with_cases = {e["item_code"] for e in cases}
         m = supplied.get("spot_checks", 0)
-        parts["权力运行"] = clamp(30 * len(with_cases) / len(active) - 0.2 * m, 30) if active else 30
+        # 本部分基础得分 = 30 × rate, at most 30; then − 0.2 × m.
+        parts["权力运行"] = clamp(min(30, 30 * len(with_cases) / len(active)) - 0.2 * m, 30) if active \
+            else clamp(30 - 0.2 * m, 30)
         if by == "department":
             self_built = any(d["code"] in members and d.get("self_built") for d in catalog["departments"])
             deduction = 0
             if self_built:
                 pushed = [e for e in events if e["department"] in members and e["channel"] == "import"
                           and START <= local(e["occurred_at"]) < END]
-                if pushed and max(local(e["recorded_at"]) for e in pushed) > PUSH_DEADLINE:
+                if pushed and max(local(e["recorded_at"]) for e in pushed) >= PUSH_DEADLINE:
                     deduction += 5
                 if "ZJJ" in members:  # the bad import event went to the DLQ
                     deduction += 5
@@ -191,7 +211,7 @@ def expected(scenario, alerts, tickets, by: str) -> dict[str, dict]:
         parts["操作规范"] = clamp(10 * (1 - irregular / len(cases)), cap) if cases else cap
         if by == "department":
             ratings = [e["attrs"]["rating"] for e in events if e["type"] == "rated" and e["department"] in members
-                       and START <= local(e["occurred_at"]) < END]
+                       and START <= local(e["occurred_at"]) < END and e.get("attrs", {}).get("rating")]
             good = sum(1 for r in ratings if r in ("satisfied", "basically_satisfied"))
             parts["行政相对人评议"] = 10 * good / len(ratings) if ratings else 10
         month_tickets = [t for t in tickets if t["department"] in members and t["status"] != "withdrawn"
@@ -242,6 +262,9 @@ def test_sunlight_score_reproduces_the_month_by_hand(month, by, monkeypatch, cap
         assert parts["ZJJ"]["data_exchange"]["inputs"]["late"] is False
         assert parts["ZJJ"]["data_exchange"]["inputs"]["dead_letters"] == 1
         assert parts["ZJJ"]["data_exchange"]["points"] == 5 and parts["JTJ"]["data_exchange"]["points"] == 5
+        assert parts["JTJ"]["data_exchange"]["inputs"]["dead_letters"] == 0  # neither refused message was a push
+        assert parts["STJ"]["rating"]["inputs"]["ratings"] == 1 and parts["STJ"]["rating"]["points"] == 10
+        assert parts["STJ"]["rating"]["inputs"]["not_counted"] == 1
         assert parts["SCJG"]["data_exchange"]["note"].startswith("不适用")
         assert parts["WJW"]["maintenance"]["points"] == 0
         assert parts["KJJ"]["conformity"]["no_data"] is True
@@ -313,3 +336,30 @@ def test_a_bad_input_file_is_refused_clearly(month, inputs, message, monkeypatch
         cli.main(["score", "--month", MONTH, "--catalog", str(catalog), "--inputs", str(path)])
     assert message in str(refused.value)
 
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--format", "xlsx"], "--format xlsx needs --output"),
+    (["--format", "csv", "--output", "{tmp}/missing/2026-04.csv"], "not a file in an existing directory"),
+    (["--output", "{tmp}"], "not a file in an existing directory"),
+])
+def test_a_refused_command_stores_nothing(month, options, message, monkeypatch, capfdbinary, tmp_path):
+    """Options are checked before the store is opened: a refused command (xlsx without --output,
+    an output that cannot be written) writes no new version of the month."""
+    scenario, catalog, inputs, _, _, directory = month
+
+    def versions():
+        client = connect(None, directory / "data")
+        try:
+            return client.query("SELECT count(), max(version) FROM scores WHERE month = '2026-04'").result_rows[0]
+        finally:
+            client.close()
+
+    before = versions()
+    monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(directory / "data"))
+    monkeypatch.delenv("SUNLIGHT_CLICKHOUSE", raising=False)
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["score", "--month", MONTH, "--catalog", str(catalog), "--inputs", str(inputs),
+                  *(o.format(tmp=tmp_path) for o in options)])
+    assert message in str(refused.value)
+    assert versions() == before

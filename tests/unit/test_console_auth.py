@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 import pytest
@@ -73,3 +74,89 @@ def test_a_session_is_signed_and_its_csrf_token_belongs_to_it():
 def test_a_session_ends_after_its_time():
     sessions = Sessions(KEY, secure=False, max_age=-1)
     assert sessions.loads(sessions.dumps(sessions.new("张督查"))) is None
+
+
+def test_a_head_without_a_department_is_refused_with_a_clear_error(tmp_path):
+    path = tmp_path / "users.json"
+    add_user(path, "检查员", "inspector", None, "inspector-password")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for department in (None, "", 7):
+        data["users"]["无部门局长"] = {**data["users"]["检查员"], "role": "head", "department": department}
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        with pytest.raises(ConsoleConfigError, match="无部门局长"):
+            read_users(path)
+    with pytest.raises(ConsoleConfigError, match="without a department.*--department"):
+        data["users"]["无部门局长"]["department"] = None
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        Users(path).get("检查员")
+
+
+def test_the_users_file_is_0600_whatever_was_left_at_its_temporary_name(tmp_path):
+    path = tmp_path / "users.json"
+    temporary = tmp_path / "users.json.tmp"
+    temporary.write_text("left over", encoding="utf-8")
+    os.chmod(temporary, 0o644)
+    add_user(path, "张督查", "inspector", None, "inspector-password")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and not path.is_symlink()
+    assert not temporary.exists()
+    # A symlink planted at the temporary name is not followed: its target is left alone.
+    target = tmp_path / "elsewhere.json"
+    target.write_text("not yours", encoding="utf-8")
+    os.chmod(target, 0o644)
+    temporary.symlink_to(target)
+    add_user(path, "李督查", "inspector", None, "inspector-password")
+    assert target.read_text(encoding="utf-8") == "not yours" and stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and not path.is_symlink()
+    assert set(read_users(path)) == {"张督查", "李督查"}
+    from streams.console.auth import loose_mode
+
+    # `serve` warns about a users file others may read.
+    assert loose_mode(path) is None and loose_mode(tmp_path / "missing.json") is None
+    os.chmod(path, 0o644)
+    assert "0644" in loose_mode(path) and "chmod 600" in loose_mode(path)
+
+
+def test_a_session_holds_a_fingerprint_of_the_user_s_password_hash(tmp_path):
+    sessions = Sessions(KEY, secure=False)
+    first, second = hash_password("first-password"), hash_password("first-password")
+    session = sessions.new("张督查", first)
+    loaded = sessions.loads(sessions.dumps(session))
+    assert loaded == session and first not in sessions.dumps(session)
+    assert sessions.belongs(loaded, "张督查", first)
+    assert not sessions.belongs(loaded, "张督查", second)  # the same password hashed again: a new salt
+    assert not sessions.belongs(loaded, "李督查", first) and not sessions.belongs(loaded, "张督查", None)
+    assert not sessions.belongs(sessions.new("张督查"), "张督查", first)  # a session without a fingerprint
+    sessions.revoke(loaded)
+    assert not sessions.belongs(loaded, "张督查", first)
+    assert sessions.belongs(sessions.new("张督查", first), "张督查", first)  # a new session is not revoked
+
+
+def test_a_csrf_token_that_is_not_ascii_is_simply_wrong():
+    sessions = Sessions(KEY, secure=False)
+    session = sessions.new(None)
+    for token in ("é", "督办" * 40, "\udcff"):
+        assert sessions.csrf_ok(session, token) is False
+
+
+def test_the_throttle_counts_failures_in_its_window():
+    from streams.console.auth import Throttle
+
+    now = [1000.0]
+    throttle = Throttle(3, window=60, clock=lambda: now[0], max_keys=4)
+    for _ in range(2):
+        throttle.failed("a")
+    assert throttle.blocked_until("a") is None
+    now[0] += 10
+    throttle.failed("a")
+    assert throttle.blocked_until("a") == 1060.0  # when the oldest of the three leaves the window
+    now[0] = 1060.0
+    assert throttle.blocked_until("a") is None  # the failures at 1000 have left the window
+    throttle.failed("a")
+    assert throttle.blocked_until("a") is None
+    throttle.failed("a")
+    assert throttle.blocked_until("a") == 1070.0  # 1010's failure is the oldest of three
+    throttle.forget("a")
+    assert throttle.blocked_until("a") is None
+    for key in "bcdefg":  # a bounded memory: the oldest keys go first
+        throttle.failed(key)
+    assert len(throttle._failures) <= 4

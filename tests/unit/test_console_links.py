@@ -29,11 +29,11 @@ def links(now=NOW) -> Links:
 
 
 def test_a_link_names_its_ticket_and_department_until_it_expires():
-    made = links().make("C-1/overdue", "SCJG", NOW + timedelta(days=1))
+    made = links().make("C-1/overdue", "SCJG", NOW + timedelta(days=1), 3)
     assert made.url.startswith("https://console.city.example/reply/")
     token = made.url.rsplit("/", 1)[1]
     grant = links().read(token)
-    assert (grant.ticket_id, grant.department) == ("C-1/overdue", "SCJG")
+    assert (grant.ticket_id, grant.department, grant.version) == ("C-1/overdue", "SCJG", 3)
     assert links().read(token, now=NOW + timedelta(hours=23)).ticket_id == "C-1/overdue"
     with pytest.raises(LinkRefused) as refused:
         links().read(token, now=NOW + timedelta(days=1))
@@ -41,10 +41,10 @@ def test_a_link_names_its_ticket_and_department_until_it_expires():
 
 
 def test_an_altered_or_foreign_link_is_invalid():
-    token = links().make("C-1/overdue", "SCJG", NOW + timedelta(days=1)).url.rsplit("/", 1)[1]
+    token = links().make("C-1/overdue", "SCJG", NOW + timedelta(days=1), 1).url.rsplit("/", 1)[1]
     payload, signature = token.split(".")
     foreign = Links("https://console.city.example", "another-key-" + "y" * 30).token("C-1/overdue", "SCJG",
-                                                                                     NOW + timedelta(days=1))
+                                                                                     NOW + timedelta(days=1), 1)
     for altered in (payload + "." + signature[::-1], payload[1:] + "." + signature, payload, foreign, ""):
         with pytest.raises(LinkRefused) as refused:
             links().read(altered)
@@ -71,7 +71,7 @@ def test_a_notice_carries_its_reply_link_and_says_until_when():
     assert "https://console.city.example/reply/" in opened.body and "在线答复" in opened.body
     token = opened.body.split("https://console.city.example/reply/")[1].split()[0]
     grant = links().read(token)
-    assert (grant.ticket_id, grant.department) == (ticket.ticket_id, "SCJG")
+    assert (grant.ticket_id, grant.department, grant.version) == (ticket.ticket_id, "SCJG", ticket.version)
     # Valid 14 days from the later of the wall clock and the notice's moment: a replayed notice's
     # link is not born expired.
     assert grant.expires_at == (NOW + timedelta(days=14)).astimezone(timezone.utc)
@@ -103,3 +103,38 @@ def test_notices_carry_links_only_with_a_public_address_and_a_strong_key():
     ticket, notices = _ticket_and_notices()
     made = notice_links(Settings(public_url="https://console.city.example", secret_key=KEY))(ticket, notices[0])
     assert links().read(made.url.rsplit("/", 1)[1]).ticket_id == ticket.ticket_id
+
+
+def test_a_link_without_the_ticket_s_version_is_invalid():
+    """The version (of the round of supervision the link was made in) is part of the signed token:
+    a token of the earlier format, without it, is refused even though its signature holds."""
+    serializer = links().serializer
+    expires = int((NOW + timedelta(days=1)).timestamp())
+    for payload in ({"t": "C-1/overdue", "d": "SCJG", "e": expires},
+                    {"t": "C-1/overdue", "d": "SCJG", "e": expires, "v": "1"}):
+        with pytest.raises(LinkRefused) as refused:
+            links().read(serializer.dumps(payload))
+        assert refused.value.reason == "invalid"
+    assert links().read(serializer.dumps({"t": "C-1/overdue", "d": "SCJG", "e": expires, "v": 1})).version == 1
+
+
+def test_the_catalog_is_reloaded_off_the_event_loop():
+    import asyncio
+    import threading
+
+    from streams.console.app import reload_off_the_loop
+
+    class Source:
+        thread = None
+
+        def maybe_reload(self):
+            self.thread = threading.current_thread()
+
+    source = Source()
+
+    async def run():
+        await reload_off_the_loop(source)
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(run())
+    assert source.thread is not None and source.thread is not loop_thread

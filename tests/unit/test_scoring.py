@@ -195,6 +195,50 @@ def test_a_late_push_and_floors_and_caps():
     assert part(score_month(rulebook(), "department", many, MonthFacts(MONTH)), "A", "publication").points == 0
 
 
+def test_the_spot_check_deduction_applies_to_a_capped_rate():
+    """Cases of a suspended item can push the online rate above 1; the base is capped at 30
+    first, then m is deducted (得分=本部分基础得分−(0.2×m)): it never disappears in the cap."""
+    facts = MonthFacts(MONTH, cases=sum((cases("A", 1, f"A-{n}", prefix=f"s{n}") for n in range(1, 6)), ()))
+    inputs = load_inputs({"month": MONTH, "departments": {"A": {"spot_checks": 5}}}, CATALOG, MONTH)
+    operation = part(score_month(rulebook(), "department", CATALOG, facts, inputs), "A", "operation")
+    assert (operation.inputs["items_with_cases"], operation.inputs["static_items"],
+            operation.inputs["suspended_items"]) == (5, 5, 1)
+    assert operation.points == 29  # 30 × min(5/4, 1) − 0.2 × 5, not min(37.5 − 1, 30)
+    without = part(score_month(rulebook(), "department", CATALOG, facts), "A", "operation")
+    assert without.points == 30
+
+
+def test_only_the_known_ratings_count():
+    """A `rated` event without a rating (or with another value) is neither satisfied nor
+    dissatisfied: it is not counted."""
+    facts = MonthFacts(MONTH, cases=cases("A", 1),
+                       ratings=(RatingFact("r1", "A", "320200", "satisfied"),
+                                RatingFact("r2", "A", "320200", "dissatisfied"),
+                                RatingFact("r3", "A", "320200", ""), RatingFact("r4", "A", "320200", "None"),
+                                RatingFact("r5", "A", "320200", "excellent")))
+    rating = part(score_month(rulebook(), "department", CATALOG, facts), "A", "rating")
+    assert (rating.points, rating.inputs["satisfied"], rating.inputs["ratings"]) == (5, 1, 2)  # 10 × 1/2
+    assert rating.inputs["not_counted"] == 3
+    only_unknown = MonthFacts(MONTH, cases=cases("A", 1), ratings=(RatingFact("r3", "A", "320200", ""),))
+    rating = part(score_month(rulebook(), "department", CATALOG, only_unknown), "A", "rating")
+    assert rating.no_data and rating.points == 10
+
+
+@pytest.mark.parametrize("last, late", [
+    (datetime(2026, 5, 5, 23, 59, 59, 999999, tzinfo=TZ), False),  # the last moment of the 5th
+    (datetime(2026, 5, 6, 0, 0, tzinfo=TZ), False),  # 24:00 of the 5th itself: the deadline, on time
+    (datetime(2026, 5, 6, 0, 0, 0, 1, tzinfo=TZ), True),  # after it
+    (datetime(2026, 5, 5, 16, 0, 0, 1, tzinfo=ZoneInfo("UTC")), True),  # the same, in UTC
+    (datetime(2026, 5, 5, 15, 59, 59, tzinfo=ZoneInfo("UTC")), False),
+])
+def test_the_push_deadline_is_24_00_of_push_day(last, late):
+    """"By the 5th" ends at 24:00 of the 5th, on time as the backfill rule and the contract's
+    deadlines count it; late is after it."""
+    facts = MonthFacts(MONTH, cases=cases("B", 1), pushes=(PushFact("B", 1, last),))
+    exchange = part(score_month(rulebook(), "department", CATALOG, facts), "B", "data_exchange")
+    assert (exchange.inputs["late"], exchange.points) == (late, 5 if late else 10)
+
+
 def test_region_parts_as_written_and_as_a_city_corrects_them():
     facts = MonthFacts(MONTH, cases=cases("D1", 4, "D1-1", region="320211"),
                        irregular_cases=frozenset({"cD10"}),
