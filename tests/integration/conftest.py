@@ -30,6 +30,48 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+# A ClickHouse HTTP endpoint backed by chdb, in a process of its own (one chdb per process):
+# queries run in chdb in the format asked for, with their bound parameters (`param_NAME`); data
+# inserts (a query in the URL, the rows in the body) are accepted and dropped: its tests only
+# read, or need a worker only to start.
+CHDB_HTTP_STAND_IN = r"""
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+from chdb import session
+
+db = session.Session(sys.argv[2])
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.answer(b"")
+
+    def do_POST(self):
+        self.answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def answer(self, body):
+        params = parse_qs(urlsplit(self.path).query)
+        query = params.get("query", [""])[0]
+        status, data = 200, b""
+        if not (query and body):  # a data insert is dropped; everything else runs
+            try:
+                bound = {k[len("param_"):]: v[0] for k, v in params.items() if k.startswith("param_")}
+                data = db.query((query or body.decode()), params.get("default_format", ["TabSeparated"])[0],
+                                params=bound or None).bytes()
+            except Exception as exc:
+                status, data = 500, f"Code: 1. DB::Exception: {exc}".encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
 def pipeline_settings(data_dir: Path, **changes) -> Settings:
     base = dict(data_dir=data_dir, partitions=2, session_timeout=3.0, tick_interval=0.2, flush_interval=0.3)
     base.update(changes)

@@ -39,7 +39,7 @@ import yaml
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.runtime import produce
-from tests.integration.conftest import standalone_settings
+from tests.integration.conftest import CHDB_HTTP_STAND_IN, standalone_settings
 from tests.unit.helpers import CONTRACT, LICENCE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,43 +52,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs Debian's prometheus and prometheus-alertmanager (apt-get install prometheus "
            "prometheus-alertmanager; CI installs them)")
 
-# A ClickHouse HTTP endpoint backed by chdb, in a process of its own (one chdb per process):
-# queries run in chdb in the format asked for; data inserts (a query in the URL, the rows in the
-# body) are accepted and dropped, since the test only needs the worker to start.
-FAKE_CLICKHOUSE = r"""
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
-from chdb import session
-
-db = session.Session(sys.argv[2])
-
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.answer(b"")
-
-    def do_POST(self):
-        self.answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-
-    def answer(self, body):
-        params = parse_qs(urlsplit(self.path).query)
-        query = params.get("query", [""])[0]
-        status, data = 200, b""
-        if not (query and body):  # a data insert is dropped; everything else runs
-            try:
-                data = db.query((query or body.decode()), params.get("default_format", ["TabSeparated"])[0]).bytes()
-            except Exception as exc:
-                status, data = 500, f"Code: 1. DB::Exception: {exc}".encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-"""
 
 
 class Webhook:
@@ -207,7 +170,7 @@ def test_a_failing_store_raises_the_sink_alert_in_alertmanager(tmp_path):
     try:
         with EmbeddedBroker() as broker:
             processes["clickhouse"] = subprocess.Popen(
-                [sys.executable, "-c", FAKE_CLICKHOUSE, str(ports["clickhouse"]), str(tmp_path / "chdb")],
+                [sys.executable, "-c", CHDB_HTTP_STAND_IN, str(ports["clickhouse"]), str(tmp_path / "chdb")],
                 stdout=logs["clickhouse"], stderr=subprocess.STDOUT)
             processes["alertmanager"] = subprocess.Popen(
                 [ALERTMANAGER, f"--config.file={_test_alertmanager_config(tmp_path, webhook.url)}",
