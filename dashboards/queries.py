@@ -373,7 +373,13 @@ SELECT
     {_department_name()} AS department_name,
     count() AS cases,
     countIf(case_id IN (
-        SELECT case_id FROM alerts FINAL WHERE status != 'withdrawn'
+        -- The standing alerts of the month's cases only: each alert's latest version (every
+        -- version of an alert is about its one case, so none is left out by the case filter),
+        -- over cases with any revision accepted in the month (a superset of the month's cases).
+        SELECT case_id FROM alerts
+        WHERE case_id IN (SELECT case_id FROM cases WHERE accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime)
+        GROUP BY alert_id, case_id
+        HAVING argMax(status, version) != 'withdrawn'
     )) AS irregular_cases,
     round(irregular_cases / cases, 4) AS irregularity_rate
 FROM cases FINAL
