@@ -146,5 +146,10 @@ class ClickHouseWriter:
         batch.failed_attempts += 1
         self.batch = batch
 
+    def ping(self) -> None:
+        """Ask the store `SELECT 1` (on the writer's thread: one client, one thread at a time)."""
+        with self.lock:
+            self.client.command("SELECT 1")
+
     def close(self) -> None:
         self.executor.shutdown(wait=True)

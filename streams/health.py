@@ -131,12 +131,7 @@ class Watch:
         if self._store_check is not None and not self._store_check.done():
             return
         writer = self.pipeline.writer
-
-        def ping() -> None:
-            with writer.lock:
-                writer.client.command("SELECT 1")
-
-        self._store_check = asyncio.get_running_loop().run_in_executor(writer.executor, ping)
+        self._store_check = asyncio.get_running_loop().run_in_executor(writer.executor, writer.ping)
         try:
             await asyncio.wait_for(asyncio.shield(self._store_check), STORE_CHECK_TIMEOUT)
             self.store_ok, self.store_error = True, ""

@@ -275,7 +275,7 @@ class _Pipeline:
         # A server store whose URL holds a password: a reason on /readyz must never show it.
         self.settings = SimpleNamespace(clickhouse="http://sunlight:s3cret-pw@127.0.0.1:9/db")
         self.writer = SimpleNamespace(lock=__import__("threading").Lock(), executor=None, pending_rows=7,
-                                      client=SimpleNamespace(command=self._command))
+                                      ping=lambda: self._command("SELECT 1"))
 
     def _command(self, sql: str):
         assert sql == "SELECT 1"
