@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -106,61 +107,74 @@ async def read_alerts(bootstrap: str, wanted: set[str], deadlines: dict[str, flo
     return delays
 
 
+@contextmanager
+def worker_process(broker: EmbeddedBroker, data_dir: Path, catalog: Path, **settings: str):
+    """A `sunlight worker` process against `broker`, with its defaults (less `settings`), once it
+    has created its topics; stopped with SIGTERM at the end."""
+    env = {**os.environ, "SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
+           "SUNLIGHT_DATA_DIR": str(data_dir), "SUNLIGHT_PARTITIONS": str(PARTITIONS),
+           "SUNLIGHT_SESSION_TIMEOUT": "3", "SUNLIGHT_CATALOG": str(catalog)}
+    for name in ("SUNLIGHT_CLICKHOUSE", "SUNLIGHT_FLUSH_INTERVAL", "SUNLIGHT_TICK_INTERVAL",
+                 "SUNLIGHT_CASE_RETENTION_DAYS", "SUNLIGHT_METRICS_PORT"):
+        env.pop(name, None)
+    env.update(settings)
+    root = Path(__file__).resolve().parents[1]
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        from tests.integration.conftest import list_topics
+
+        while "case-events" not in asyncio.run(list_topics(broker.bootstrap)):
+            assert worker.poll() is None, worker.stderr.read().decode()[-3000:]
+            time.sleep(0.3)
+        yield worker
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def send_and_commit(broker: EmbeddedBroker, worker: subprocess.Popen, messages) -> float:
+    """Seconds from sending `messages` to case-events to the worker's having committed them all."""
+    started = time.perf_counter()
+    asyncio.run(produce(broker.bootstrap, "case-events", messages))
+    while not asyncio.run(settled(broker.bootstrap, ["case-events"])):
+        assert worker.poll() is None, worker.stderr.read().decode()[-3000:]
+        time.sleep(1.0)
+    return time.perf_counter() - started
+
+
 def measure(n: int, due: int, work: Path, catalog: Path, item: str) -> dict:
     out: dict = {"cases": n}
-    with EmbeddedBroker() as broker:
-        env = {**os.environ, "SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
-               "SUNLIGHT_DATA_DIR": str(work / f"data-{n}"), "SUNLIGHT_PARTITIONS": str(PARTITIONS),
-               "SUNLIGHT_SESSION_TIMEOUT": "3", "SUNLIGHT_CATALOG": str(catalog)}
-        for name in ("SUNLIGHT_CLICKHOUSE", "SUNLIGHT_FLUSH_INTERVAL", "SUNLIGHT_TICK_INTERVAL"):
-            env.pop(name, None)
-        root = Path(__file__).resolve().parents[1]
-        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=root,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            from tests.integration.conftest import list_topics
+    with EmbeddedBroker() as broker, worker_process(broker, work / f"data-{n}", catalog) as worker:
+        out["rss_idle"] = status(worker.pid)["VmRSS"]
+        out["seconds"] = send_and_commit(broker, worker, open_cases(n, item, "OPEN"))
+        time.sleep(5.0)  # the last flushes, and a garbage collection or two
+        out.update(status(worker.pid))
+        before = cpu_seconds(worker.pid)
+        time.sleep(IDLE_SECONDS)  # nothing due: the tick and flush timers, heartbeats, fetches
+        out["idle_cpu"] = (cpu_seconds(worker.pid) - before) / IDLE_SECONDS
+        if due:
+            now = time.time()
+            deadlines = {f"DUE{i:06d}": now + 5.0 + 0.25 * i + 0.01 * (i % 7) for i in range(due)}
+            accepted = datetime.now(timezone.utc).isoformat()
+            messages = [(case.encode(), orjson.dumps({
+                "event_id": f"{case}-1", "case_id": case, "item_code": item, "type": "accepted",
+                "occurred_at": accepted, "recorded_at": accepted,
+                "attrs": {"deadline": datetime.fromtimestamp(moment, timezone.utc).isoformat()}}))
+                for case, moment in deadlines.items()]
 
-            while "case-events" not in asyncio.run(list_topics(broker.bootstrap)):
-                assert worker.poll() is None, worker.stderr.read().decode()[-3000:]
-                time.sleep(0.3)
-            out["rss_idle"] = status(worker.pid)["VmRSS"]
-            started = time.perf_counter()
-            asyncio.run(produce(broker.bootstrap, "case-events", open_cases(n, item, "OPEN")))
-            topics = ["case-events"]
-            while not asyncio.run(settled(broker.bootstrap, topics)):
-                assert worker.poll() is None, worker.stderr.read().decode()[-3000:]
-                time.sleep(1.0)
-            out["seconds"] = time.perf_counter() - started
-            time.sleep(5.0)  # the last flushes, and a garbage collection or two
-            out.update(status(worker.pid))
-            before = cpu_seconds(worker.pid)
-            time.sleep(IDLE_SECONDS)  # nothing due: the tick and flush timers, heartbeats, fetches
-            out["idle_cpu"] = (cpu_seconds(worker.pid) - before) / IDLE_SECONDS
-            if due:
-                now = time.time()
-                deadlines = {f"DUE{i:06d}": now + 5.0 + 0.25 * i + 0.01 * (i % 7) for i in range(due)}
-                accepted = datetime.now(timezone.utc).isoformat()
-                messages = [(case.encode(), orjson.dumps({
-                    "event_id": f"{case}-1", "case_id": case, "item_code": item, "type": "accepted",
-                    "occurred_at": accepted, "recorded_at": accepted,
-                    "attrs": {"deadline": datetime.fromtimestamp(moment, timezone.utc).isoformat()}}))
-                    for case, moment in deadlines.items()]
+            async def due_run():
+                reading = asyncio.ensure_future(read_alerts(broker.bootstrap, set(deadlines), deadlines,
+                                                            timeout=5.0 + 0.25 * due + 30))
+                await asyncio.sleep(1.0)
+                await produce(broker.bootstrap, "case-events", messages)
+                return await reading
 
-                async def due_run():
-                    reading = asyncio.ensure_future(read_alerts(broker.bootstrap, set(deadlines), deadlines,
-                                                                timeout=5.0 + 0.25 * due + 30))
-                    await asyncio.sleep(1.0)
-                    await produce(broker.bootstrap, "case-events", messages)
-                    return await reading
-
-                out["delays"] = sorted(asyncio.run(due_run()).values())
-                out["due_sent"] = due
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            out["delays"] = sorted(asyncio.run(due_run()).values())
+            out["due_sent"] = due
     return out
 
 

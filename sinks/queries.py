@@ -20,6 +20,9 @@ ALERT_COLUMNS = ("alert_id", "rule", "severity", "case_id", "item_code", "depart
                  "withdrawn_reason")
 
 
+_OF_CASES = "case_id IN {case_ids:Array(String)}"
+
+
 def _time(value: datetime, tz: ZoneInfo) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
@@ -27,17 +30,22 @@ def _time(value: datetime, tz: ZoneInfo) -> str:
 
 
 def export_alerts(client, scope: Scope, include_withdrawn: bool = False,
-                  tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), case_id: str | None = None) -> Iterator[dict[str, Any]]:
-    """The latest version of every alert in scope (of one case, with `case_id`), in the contract's
-    format (times in local business time)."""
+                  tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), case_id: str | None = None,
+                  case_ids: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The latest version of every alert in scope (of one case, with `case_id`, or of some, with
+    `case_ids`), in the contract's format (times in local business time)."""
     conditions = [] if include_withdrawn else ["status != 'withdrawn'"]
     if case_id is not None:
         conditions.append("case_id = {case_id:String}")
+    if case_ids is not None:
+        conditions.append(_OF_CASES)
     query = ScopedQuery(", ".join(ALERT_COLUMNS), "alerts FINAL", where=" AND ".join(conditions),
                         tail="ORDER BY event_time, alert_id")
     sql, parameters = query.sql(scope)
     if case_id is not None:
         parameters["case_id"] = case_id
+    if case_ids is not None:
+        parameters["case_ids"] = list(case_ids)
     for row in client.query(sql, parameters=parameters).result_rows:
         yield _alert_record(row, tz)
 
@@ -91,11 +99,15 @@ EVENT_COLUMNS = ("event_id", "case_id", "item_code", "type", "occurred_at", "rec
                  "department", "region", "channel", "attrs")
 
 
-def stored_events(client, scope: Scope) -> Iterator[dict[str, Any]]:
-    """Every stored case event in scope, in the contract's JSON form (times in UTC), in event-time order."""
-    query = ScopedQuery(", ".join(EVENT_COLUMNS), "case_events FINAL",
+def stored_events(client, scope: Scope, case_ids: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Every stored case event in scope (of some cases, with `case_ids`), in the contract's JSON
+    form (times in UTC), in event-time order."""
+    query = ScopedQuery(", ".join(EVENT_COLUMNS), "case_events FINAL", where=_OF_CASES if case_ids is not None else "",
                         tail="ORDER BY occurred_at, recorded_at, event_id")
-    for row in query.run(client, scope):
+    sql, parameters = query.sql(scope)
+    if case_ids is not None:
+        parameters["case_ids"] = list(case_ids)
+    for row in client.query(sql, parameters=parameters).result_rows:
         yield _event_json(dict(zip(EVENT_COLUMNS, row)))
 
 
@@ -113,11 +125,17 @@ def _event_json(record: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def stored_case_clocks(client, scope: Scope) -> dict[str, tuple[int, datetime | None]]:
-    """The latest stored revision of each case's state in scope, and the clock it was judged at."""
-    query = ScopedQuery("case_id, max(revision), argMax(judged_at, revision)", "cases", tail="GROUP BY case_id")
+def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None
+                       ) -> dict[str, tuple[int, datetime | None]]:
+    """The latest stored revision of each case's state in scope (of some cases, with `case_ids`),
+    and the clock it was judged at."""
+    query = ScopedQuery("case_id, max(revision), argMax(judged_at, revision)", "cases",
+                        where=_OF_CASES if case_ids is not None else "", tail="GROUP BY case_id")
+    sql, parameters = query.sql(scope)
+    if case_ids is not None:
+        parameters["case_ids"] = list(case_ids)
     out = {}
-    for case_id, revision, judged_at in query.run(client, scope):
+    for case_id, revision, judged_at in client.query(sql, parameters=parameters).result_rows:
         if judged_at is not None and judged_at.tzinfo is None:
             judged_at = judged_at.replace(tzinfo=timezone.utc)
         out[case_id] = (int(revision), judged_at)

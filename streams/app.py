@@ -23,6 +23,7 @@ import orjson
 from faust.types import Message
 
 from alerts.peers import PenaltyFact, add_decisions, seed_group
+from alerts.retention import evict_at
 from alerts.state import CaseState
 from sinks.writer import Batch, ClickHouseWriter
 from streams import broker as broker_mod, faust_patches, metrics
@@ -173,7 +174,11 @@ class Pipeline:
         # decoded states of recently used cases sit in front of them (CaseStore).
         self.table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions, value_type=bytes)
         self.peers = app.Table(PEERS_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
-        self.store = CaseStore(self.table, self._write_case, STATE_CACHE_SIZE)
+        self.store = CaseStore(self.table, self._write_case, STATE_CACHE_SIZE, self._delete_case)
+        self.store.load = self._read_cases
+        # Settled cases by the moment they may be let go (alerts.retention), on the stream clock.
+        self.retention = settings.case_retention
+        self.evictions = DeadlineIndex()
         self.groups = GroupStore(self.peers, self._write_group, GROUP_CACHE_SIZE)
         self.outbox = faust_patches.Outbox(app, settings.partitions)
         self.outputs = Outputs(writer, self.send, self.outbox, settings, self.progress, catalog)
@@ -203,6 +208,7 @@ class Pipeline:
         app.timer(settings.tick_interval)(self.fire_due)
         app.timer(settings.tick_interval)(self.fire_ticket_due)
         app.timer(settings.flush_interval)(self.flush)
+        app.timer(settings.tick_interval)(self.let_go_settled)
         app.timer(settings.catalog_reload_interval)(self.reload_catalog)
         app.timer(settings.catalog_reload_interval)(self.reload_silences)
         app.timer(1.0)(self.retry_holes)
@@ -213,7 +219,12 @@ class Pipeline:
 
     async def case_agent(self, stream):
         async def steps(unit: Unit) -> None:
-            await self.case_steps.process(unit, decode_case_unit(unit, self.settings.ticks_topic))
+            decoded = decode_case_unit(unit, self.settings.ticks_topic)
+            try:
+                await self.store.bring_back(decoded.cases)
+                await self.case_steps.process(unit, decoded)
+            finally:
+                self.store.in_hand = set()
             self.index_states(unit)
 
         await self._consume(stream, steps)
@@ -293,6 +304,7 @@ class Pipeline:
             if state is None:
                 continue
             self.index.schedule(case_id, state.next_due, unit.partition)
+            self.evictions.schedule(case_id, evict_at(state, self.retention), unit.partition)
             if state.held_withdrawals:
                 self.held[case_id] = unit.partition
             else:
@@ -320,6 +332,9 @@ class Pipeline:
 
     def _write_case(self, case_id: str, stored: bytes, partition: int) -> None:
         self.outbox.write_table(self.table, case_id, stored, partition)
+
+    def _delete_case(self, case_id: str, partition: int) -> None:
+        self.outbox.delete_table(self.table, case_id, partition)
 
     def _write_group(self, key: str, stored: bytes, partition: int) -> None:
         self.outbox.write_table(self.peers, key, stored, partition)
@@ -472,6 +487,7 @@ class Pipeline:
     def restore(self, states: dict[str, CaseState], facts: list[PenaltyFact]) -> None:
         """Seed case states and peer groups from the store (see streams.runtime.restore_from_store)."""
         self.store.seeds = dict(states)
+        self.store.seeded_from_store = True
         by_group: dict[str, list[PenaltyFact]] = {}
         for fact in facts:
             by_group.setdefault(fact.group, []).append(fact)
@@ -491,6 +507,62 @@ class Pipeline:
         for case_id, partition in pending.items():
             self.index.schedule(case_id, _EPOCH, partition)
         return len(pending)
+
+    # -- letting settled cases go, and reading them back ----------------------------------------------
+
+    async def let_go_settled(self) -> int:
+        """Let go of the cases settled for the retention by their partition's clock: each once the
+        rows written before now are in the store (after the writer's current batch), and only if its
+        state has not changed meanwhile (`CaseStore.evict`). Returns how many were found due."""
+        await self.outbox.send()  # the tombstones of the last round, should no unit come to send them
+        if not self.index_ready:
+            return 0
+        due = self.evictions.pop_due(self.clock.now)
+        batch = self.writer.batch
+        for case_id, partition, now in due:
+            stored = self.table.data.get(case_id)
+            if stored:
+                batch.after_write.append(lambda c=case_id, p=partition, s=stored, t=now: self._let_go(c, p, s, t))
+        return len(due)
+
+    async def _let_go(self, case_id: str, partition: int, stored: bytes, due) -> None:
+        if case_id in self.store.in_hand:  # a unit is applying it: try again on the next tick
+            self.evictions.schedule(case_id, due, partition)
+        elif self.store.evict(case_id, partition, stored):
+            metrics.CASES_LET_GO.inc()
+            if self.touched_cases is not None:
+                self.touched_cases.add(case_id)
+
+    async def _read_cases(self, case_ids: list[str]) -> dict[str, CaseState]:
+        """The states the store holds of these cases (let go earlier). While the store cannot be
+        read, the unit waits and the read is tried again: a case taken for new would be judged
+        without its history."""
+        from sinks.case_history import states_of
+
+        def read() -> dict[str, CaseState]:
+            with self.writer.lock:
+                return states_of(self.writer.client, case_ids)
+
+        loop = asyncio.get_running_loop()
+        delay = self.settings.flush_interval
+        while True:
+            try:
+                states = await loop.run_in_executor(self.writer.executor, read)
+            except Exception as exc:
+                metrics.CASE_READ_FAILURES.inc()
+                # The store's last error: a stop does not wait for this unit (streams.runtime).
+                self.writer.last_error = str(exc)
+                log.error("could not read %d cases back from the store (tried again in %.1f s): %s",
+                          len(case_ids), delay, exc)
+                until = loop.time() + delay
+                while loop.time() < until:
+                    if self.stopping:  # the unit stays uncommitted, and is delivered again
+                        raise asyncio.CancelledError()
+                    await asyncio.sleep(min(0.25, delay))
+                delay = min(2 * delay, 30.0)
+                continue
+            metrics.CASES_BROUGHT_BACK.inc(len(states))
+            return states
 
     # -- timers ------------------------------------------------------------------------------------
 
@@ -654,6 +726,8 @@ class Pipeline:
         self.groups.forget_cache()
         self.index.drop_partitions({tp.partition for tp in revoked
                                     if tp.topic == self.settings.case_events_topic})
+        self.evictions.drop_partitions({tp.partition for tp in revoked
+                                        if tp.topic == self.settings.case_events_topic})
         self.ticket_store.forget_cache()
         self.ticket_index.drop_partitions({tp.partition for tp in revoked if tp.topic == self.settings.alerts_topic})
 
@@ -673,9 +747,11 @@ class Pipeline:
         while not recovery.completed.is_set():
             await asyncio.sleep(0.1)
         try:
-            for case_id, partition, next_due, held in self.indexed_cases():
+            for case_id, partition, next_due, held, settled in self.indexed_cases():
                 if next_due:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
+                elif settled is not None and self.retention is not None:
+                    self.evictions.schedule(case_id, settled + self.retention, partition)
                 if held:
                     self.held[case_id] = partition
             partitions = list(range(self.settings.partitions))

@@ -24,6 +24,7 @@ import orjson
 from alerts.events import Channel, CaseEvent, EventType, shared_time
 from alerts.model import Alert
 from alerts.peers import Decision, PeerGroup
+from alerts.retention import ENDED_TYPES, settled_since
 from alerts.state import CaseState
 
 FORMAT = 2
@@ -92,12 +93,18 @@ def decode_state(data: bytes) -> tuple[CaseState, int]:
     ), partition
 
 
-def stored_partition_and_due(data: bytes) -> tuple[int, str | None, bool]:
-    """(partition, next_due, has held withdrawals) of a stored state, for rebuilding the deadline index."""
+def stored_index_entry(data: bytes) -> tuple[int, str | None, bool, datetime | None]:
+    """(partition, next_due, has held withdrawals, settled since) of a stored state, for rebuilding
+    the deadline and eviction indexes without building the state (`alerts.retention`)."""
     obj = orjson.loads(data)
     if isinstance(obj, dict):
-        return int(obj.get("partition", 0)), obj.get("next_due"), bool(obj.get("held_withdrawals"))
-    return obj[2], obj[4], bool(obj[9])
+        state, partition = decode_state(data)
+        return partition, obj.get("next_due"), bool(obj.get("held_withdrawals")), settled_since(state)
+    partition, next_due, judged_at, rows, held = obj[2], obj[4], obj[5], obj[6], obj[9]
+    settled = None
+    if next_due is None and not held and judged_at is not None and any(row[2] in ENDED_TYPES for row in rows):
+        settled = max(datetime.fromisoformat(row[3]) for row in rows)
+    return partition, next_due, bool(held), settled
 
 
 def stored_case_status(data: bytes | None) -> tuple[int, str] | None:

@@ -42,6 +42,7 @@ covers each one.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Optional
 
 import faust
@@ -260,12 +261,15 @@ class Outbox:
     def __init__(self, app: faust.App, partitions: int):
         self.app = app
         self.partitions = list(range(partitions))
-        self.pending: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+        self.pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        # One send at a time: the agents share the outbox, and a key's records (a state, then its
+        # tombstone) must reach their partition in the order they were added.
+        self.sending = asyncio.Lock()
         from aiokafka.partitioner import DefaultPartitioner
 
         self.partitioner = DefaultPartitioner()
 
-    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+    def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
         if partition is None:  # as the producer would place it: by key (Kafka's default partitioner)
             partition = self.partitioner(key, self.partitions, self.partitions)
         self.pending.setdefault((topic, partition), []).append((key, value))
@@ -275,19 +279,26 @@ class Outbox:
         table.data[key] = value
         self.add(table.changelog_topic.get_topic_name(), table_key(key), value, partition)
 
+    def delete_table(self, table, key: str, partition: int) -> None:
+        """Take `key` out of the table's data, and put its tombstone (a record without a value,
+        which recovery applies as a deletion and compaction removes) in the outbox."""
+        table.data.pop(key, None)
+        self.add(table.changelog_topic.get_topic_name(), table_key(key), None, partition)
+
     async def send(self) -> None:
         if not self.pending:
             return
-        pending, self.pending = self.pending, {}
-        producer = self.app.producer._ensure_producer()
-        for (topic, partition), records in pending.items():
-            batch = producer.create_batch()
-            for key, value in records:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
-                    await producer.send_batch(batch, topic, partition=partition)
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            await producer.send_batch(batch, topic, partition=partition)
+        async with self.sending:
+            pending, self.pending = self.pending, {}
+            producer = self.app.producer._ensure_producer()
+            for (topic, partition), records in pending.items():
+                batch = producer.create_batch()
+                for key, value in records:
+                    if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
+                        await producer.send_batch(batch, topic, partition=partition)
+                        batch = producer.create_batch()
+                        batch.append(key=key, value=value, timestamp=None)
+                await producer.send_batch(batch, topic, partition=partition)
 
 
 # -- 7. table manager start -----------------------------------------------------------------------

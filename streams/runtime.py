@@ -197,25 +197,13 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
     judged once at the replay's clock.
     """
     from alerts.detectors.discretion import penalty_of
-    from alerts.events import EventType, parse_event
-    from alerts.model import Alert
+    from alerts.events import EventType
     from alerts.peers import fact_of
-    from alerts.state import restored
-    from sinks.queries import export_alerts, stored_case_clocks, stored_events
-    from sinks.scope import Scope
+    from sinks.case_history import stored_case_alerts, stored_case_events, stored_states
 
-    everything = Scope.everything()  # the pipeline restores its own state, not a user's view
-    events: dict[str, list] = {}
-    for obj in stored_events(client, everything):
-        event = parse_event(obj)
-        events.setdefault(event.case_id, []).append(event)
-    alerts: dict[str, list[Alert]] = {}
-    for record in export_alerts(client, everything, include_withdrawn=True):
-        alert = Alert.from_json(record)
-        alerts.setdefault(alert.case_id, []).append(alert)
-    clocks = stored_case_clocks(client, everything)
-    states = {case_id: restored(case_id, case_events, alerts.get(case_id, []), *clocks.get(case_id, (0, None)))
-              for case_id, case_events in events.items()}
+    events = stored_case_events(client)
+    alerts = stored_case_alerts(client)
+    states = stored_states(client, events, alerts)
     judge = pipeline.catalog.judge
     facts = []
     for case_events in events.values():

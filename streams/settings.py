@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+
+def _retention(env: dict[str, str]) -> float | None:
+    value = (env.get("SUNLIGHT_CASE_RETENTION_DAYS") or "").strip().lower()
+    if value == "never":
+        return None
+    days = _float(env, "SUNLIGHT_CASE_RETENTION_DAYS", 30.0)
+    if days < 0:
+        raise SystemExit(f"SUNLIGHT_CASE_RETENTION_DAYS must be a number of days (0 or more) or 'never', "
+                         f"got {value!r}")
+    return days
 
 
 def _float(env: dict[str, str], name: str, default: float) -> float:
@@ -78,6 +90,10 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     users_file: Path | None = None
     reply_link_days: float = 14.0  # how long a notice's reply link stays valid (SUNLIGHT_REPLY_LINK_DAYS)
+    # How long (days, on the stream clock) a settled case stays in the worker's table after its
+    # last event before it is let go (alerts.retention; read back from the store if anything about
+    # it arrives later); None (SUNLIGHT_CASE_RETENTION_DAYS=never): every case stays.
+    case_retention_days: float | None = 30.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -115,7 +131,12 @@ class Settings:
             secret_key=env.get("SUNLIGHT_SECRET_KEY") or None,
             users_file=Path(env["SUNLIGHT_USERS"]) if env.get("SUNLIGHT_USERS") else None,
             reply_link_days=_float(env, "SUNLIGHT_REPLY_LINK_DAYS", 14.0),
+            case_retention_days=_retention(env),
         )
+
+    @property
+    def case_retention(self) -> timedelta | None:
+        return timedelta(days=self.case_retention_days) if self.case_retention_days is not None else None
 
     @property
     def embedded_store(self) -> bool:

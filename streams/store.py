@@ -11,11 +11,12 @@ Faust does for `table[key] = value` less its per-write cost.
 from __future__ import annotations
 
 from collections import OrderedDict
+from datetime import datetime
 from typing import Any, Callable, Iterator
 
 from alerts.peers import PeerGroup
 from alerts.state import CaseState
-from streams.codec import decode_group, decode_state, encode_group, encode_state, stored_partition_and_due
+from streams.codec import decode_group, decode_state, encode_group, encode_state, stored_index_entry
 
 
 class Recent(OrderedDict):
@@ -39,18 +40,34 @@ class Recent(OrderedDict):
 
 
 class CaseStore:
-    def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int):
+    def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int,
+                 delete: Callable[[str, int], None] | None = None):
         self.table = table
         self.write = write  # (key, stored bytes, partition): into the table's data, and its changelog
+        self.delete = delete  # (key, partition): out of the table's data, a tombstone in its changelog
         self.cache: Recent = Recent(cache_size)
         # What the data directory's store already holds, by case: the seed of a case's state when
-        # the table has none (a fresh embedded broker, see streams.runtime.restore_from_store).
+        # the table has none (a fresh embedded broker, see streams.runtime.restore_from_store), or
+        # a case let go and read back from the store (`bring_back`).
         self.seeds: dict[str, CaseState] = {}
         # Cases whose state came from the store and has not changed since: their rows are in the
         # store already, so a redelivery or an unchanged judgement writes and publishes nothing.
         self.from_store: set[str] = set()
         # Cases written since the pipeline last looked (it indexes their deadlines, then clears it).
         self.written: set[str] = set()
+        # Reading cases back from the store: async (case_ids) -> {case_id: state} of those it holds.
+        self.load: Callable | None = None
+        # Seeded with the whole store at start (a fresh embedded broker): a case the table lacks is
+        # then in the store only if this process let it go (`let_go`). Otherwise the table's
+        # changelog may have dropped any case (other workers, earlier processes), and every case a
+        # unit holds that the table lacks is asked of the store.
+        self.seeded_from_store = False
+        self.let_go: set[str] = set()
+        # The cases of the unit being applied, from `bring_back` to its end: never let go meanwhile
+        # (the unit may wait between its cases, while a flush lets settled cases go).
+        self.in_hand: set[str] = set()
+        self.evicted = 0  # cases let go by this process
+        self.brought_back = 0  # cases read back from the store by this process
 
     async def get(self, case_id: str, partition: int) -> CaseState | None:
         state = self.cache.use(case_id)
@@ -75,14 +92,48 @@ class CaseStore:
         self.cache.keep(state.case_id, state)
         self.written.add(state.case_id)
 
+    async def bring_back(self, case_ids) -> None:
+        """Read back from the store the cases of a unit that were let go, so that a late event, a
+        rating or a verdict meets the case's whole history (as seeds: see `get`). The store holds
+        every row of a case before it is let go (`evict` runs after its rows are written)."""
+        self.in_hand = set(case_ids)
+        if self.load is None:
+            return
+        data, cache, seeds = self.table.data, self.cache, self.seeds
+        if self.seeded_from_store:
+            asked = [c for c in case_ids if c in self.let_go and c not in cache and not data.get(c)]
+        else:
+            asked = [c for c in case_ids if c not in cache and c not in seeds and not data.get(c)]
+        if not asked:
+            return
+        states = await self.load(asked)
+        self.let_go.difference_update(asked)
+        for case_id, state in states.items():
+            if case_id not in cache and not data.get(case_id):  # nothing new came meanwhile
+                seeds[case_id] = state
+                self.brought_back += 1
+
+    def evict(self, case_id: str, partition: int, stored: bytes) -> bool:
+        """Let a settled case go, if its state is still `stored` (the one found settled) and no unit
+        has it in hand: out of the table, its cache and its changelog. False: it stays."""
+        if self.table.data.get(case_id) is not stored or self.delete is None or case_id in self.in_hand:
+            return False
+        self.delete(case_id, partition)
+        self.cache.pop(case_id, None)
+        self.from_store.discard(case_id)
+        if self.seeded_from_store:
+            self.let_go.add(case_id)
+        self.evicted += 1
+        return True
+
     def forget_cache(self) -> None:
         self.cache.clear()
 
-    def stored(self) -> Iterator[tuple[str, int, str | None, bool]]:
-        """(case_id, partition, next_due, has held withdrawals) of every case in the table."""
+    def stored(self) -> Iterator[tuple[str, int, str | None, bool, datetime | None]]:
+        """(case_id, partition, next_due, has held withdrawals, settled since) of every case in the table."""
         for case_id, stored in list(self.table.data.items()):
             if stored:
-                yield (case_id, *stored_partition_and_due(stored))
+                yield (case_id, *stored_index_entry(stored))
 
 
 class TableStore:

@@ -211,11 +211,15 @@ def test_a_failing_store_raises_the_sink_alert_in_alertmanager(tmp_path):
             # Prometheus scraped the worker's /metrics ...
             api = f"http://127.0.0.1:{ports['prometheus']}/api/v1/query?query="
 
+            # (with a Kafka cluster, a unit of new cases first asks the store whether they were let
+            # go, and those reads fail before any write: streams.store.CaseStore.bring_back)
             def failures_scraped():
-                status, body = _get(api + urllib.parse.quote('sunlight_sink_failures_total{job="sunlight-worker"} > 0'))
+                status, body = _get(api + urllib.parse.quote(
+                    'sunlight_sink_failures_total{job="sunlight-worker"} '
+                    '+ sunlight_case_read_failures_total{job="sunlight-worker"} > 0'))
                 return status == 200 and json.loads(body)["data"]["result"]
 
-            scraped = wait("Prometheus to scrape sink failures", failures_scraped, TIMEOUT, running)
+            scraped = wait("Prometheus to scrape store failures", failures_scraped, TIMEOUT, running)
             assert scraped[0]["metric"]["instance"] == f"127.0.0.1:{ports['worker']}"
             wait("Prometheus to see the worker not ready", lambda: json.loads(_get(api + urllib.parse.quote(
                 'sunlight_ready{job="sunlight-worker"} == 0'))[1])["data"]["result"], 15, running)
@@ -231,7 +235,7 @@ def test_a_failing_store_raises_the_sink_alert_in_alertmanager(tmp_path):
             assert alert["labels"]["severity"] == "critical"
             assert alert["labels"]["instance"] == f"127.0.0.1:{ports['worker']}"
             assert alert["status"]["state"] == "active"
-            assert "写入 ClickHouse 持续失败" in alert["annotations"]["summary"]
+            assert "读写 ClickHouse 持续失败" in alert["annotations"]["summary"]
             notified = wait("the ops webhook to be notified", lambda: [
                 a for post in webhook.received for a in post["alerts"]
                 if a["labels"]["alertname"] == "SunlightSinkFailing"], 30, running)

@@ -1,0 +1,38 @@
+"""When a worker may let go of a case: its state leaves the worker's table (and the table's
+changelog) some retention after the case has settled, and comes back from the store if anything
+about it arrives later (`streams.store.CaseStore`).
+
+A case has *settled* when nothing more can be due for it by the clock alone: it is closed or
+withdrawn, its last judgement left no moment to look at it again (`next_due`), and no
+withdrawal waits for the end of a replay's input. From then on only a new fact (a late event,
+a rating, a peer group's verdict) can change its alerts, and the store holds everything needed
+to judge that fact: the case's events, its alerts and its clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from alerts.events import EventType
+from alerts.state import CaseState
+
+ENDED = frozenset({EventType.CLOSED, EventType.WITHDRAWN})
+ENDED_TYPES = frozenset(t.value for t in ENDED)
+
+
+def settled_since(state: CaseState) -> datetime | None:
+    """The event time from which the case has settled (its latest event), or None while it has not."""
+    if state.next_due is not None or state.held_withdrawals or state.judged_at is None or not state.events:
+        return None
+    if not any(event.type in ENDED for event in state.events):
+        return None
+    return max(event.occurred_at for event in state.events)
+
+
+def evict_at(state: CaseState, retention: timedelta | None) -> datetime | None:
+    """The moment (on the partition's stream clock) the worker may let the case go; None: keep it
+    (it has not settled, or `retention` is None: keep every case)."""
+    if retention is None:
+        return None
+    since = settled_since(state)
+    return since + retention if since is not None else None

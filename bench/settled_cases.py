@@ -1,0 +1,104 @@
+"""Settled cases in a real worker: its memory stays with the open cases, not with every case seen.
+
+    python bench/settled_cases.py [--sizes 50000 200000]
+
+For each size N, and for each retention (the default, 30 days, and `never`), a fresh `sunlight
+worker` process (the real worker with its defaults: Faust, its tables, the indexes, the caches
+and the embedded chdb) runs against an embedded broker this script starts, and N closed cases are
+sent to it: each an `accepted` and a `closed` event of a licence item 60 days ago, within its
+time limit. Once the worker has committed all of them and its metrics show the settled cases let
+go (`sunlight_cases_let_go_total`), its resident memory is read from /proc (VmRSS and the peak
+VmHWM). The memory per closed case is the slope of the peak between the two sizes: what one more
+case seen costs the whole process once it has settled, allocator and chdb included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from alerts.scenario import build_catalog  # noqa: E402
+from bench.open_cases import send_and_commit, status, worker_process  # noqa: E402
+from streams.broker import EmbeddedBroker  # noqa: E402
+
+
+def closed_cases(n: int, item: str) -> list[tuple[bytes, bytes]]:
+    accepted = datetime.now(timezone.utc) - timedelta(days=60)
+    closed = accepted + timedelta(days=1)
+    out = []
+    for i in range(n):
+        case = f"DONE{i:08d}"
+        for number, (kind, moment) in enumerate((("accepted", accepted), ("closed", closed)), 1):
+            out.append((case.encode(), orjson.dumps({
+                "event_id": f"{case}-{number}", "case_id": case, "item_code": item, "type": kind,
+                "occurred_at": moment.isoformat(), "recorded_at": moment.isoformat()})))
+    return out
+
+
+def let_go(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("sunlight_cases_let_go_total "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def measure(n: int, retention: str, work: Path, catalog: Path, item: str, port: int) -> dict:
+    out: dict = {"cases": n, "retention": retention}
+    settings = {"SUNLIGHT_METRICS_PORT": str(port)}
+    if retention == "never":
+        settings["SUNLIGHT_CASE_RETENTION_DAYS"] = "never"
+    with EmbeddedBroker() as broker, worker_process(broker, work / f"data-{n}-{retention}", catalog,
+                                                    **settings) as worker:
+        out["seconds"] = send_and_commit(broker, worker, closed_cases(n, item))
+        deadline = time.monotonic() + 300
+        while retention != "never" and let_go(port) < n and time.monotonic() < deadline:
+            time.sleep(1.0)
+        out["let_go"] = let_go(port)
+        time.sleep(5.0)  # the last flushes, and a garbage collection or two
+        out.update(status(worker.pid))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs=2, default=[50_000, 200_000])
+    parser.add_argument("--port", type=int, default=19464)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sunlight-settled-"))
+    raw = build_catalog()
+    catalog = work / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    item = next(i["code"] for i in raw["items"] if i["category"] == "licensing")
+    small, large = sorted(args.sizes)
+    runs = {retention: [measure(size, retention, work, catalog, item, args.port) for size in (small, large)]
+            for retention in ("30", "never")}
+    print(f"date: {datetime.now().isoformat(timespec='seconds')}  machine: {platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    for retention, (first, second) in runs.items():
+        label = "SUNLIGHT_CASE_RETENTION_DAYS=" + ("30 (default)" if retention == "30" else retention)
+        for run in (first, second):
+            print(f"{label}: {run['cases']:>8} closed cases sent and committed in {run['seconds']:.0f} s, "
+                  f"{run['let_go']:.0f} let go; worker RSS {run['VmRSS'] / 2**20:.1f} MiB, "
+                  f"peak {run['VmHWM'] / 2**20:.1f} MiB")
+        slope = (second["VmHWM"] - first["VmHWM"]) / (large - small)
+        slope_rss = (second["VmRSS"] - first["VmRSS"]) / (large - small)
+        print(f"{label}: memory per closed case (slope of the peak between {small} and {large}): {slope:.0f} B "
+              f"(of the resident size: {slope_rss:.0f} B)")
+    print(f"reproduce: python bench/settled_cases.py --sizes {small} {large}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Cases' states rebuilt from what the store holds: their events, their alerts (withdrawn ones
+too) and the revision and clock of their latest stored state (`alerts.state.restored`).
+
+A fresh embedded broker seeds every case from it (`streams.runtime.restore_from_store`), and a
+worker reads back a case it let go when something about it arrives (`streams.store.CaseStore`).
+"""
+
+from __future__ import annotations
+
+from alerts.events import CaseEvent, parse_event
+from alerts.model import Alert
+from alerts.state import CaseState, restored
+from sinks.queries import export_alerts, stored_case_clocks, stored_events
+from sinks.scope import Scope
+
+
+def stored_case_events(client, case_ids: list[str] | None = None) -> dict[str, list[CaseEvent]]:
+    """The stored events of every case (or of `case_ids`), by case, in event-time order."""
+    events: dict[str, list[CaseEvent]] = {}
+    for obj in stored_events(client, Scope.everything(), case_ids):
+        event = parse_event(obj)
+        events.setdefault(event.case_id, []).append(event)
+    return events
+
+
+def stored_case_alerts(client, case_ids: list[str] | None = None) -> dict[str, list[Alert]]:
+    """The latest version of every stored alert, withdrawn ones too, by case."""
+    alerts: dict[str, list[Alert]] = {}
+    for record in export_alerts(client, Scope.everything(), include_withdrawn=True, case_ids=case_ids):
+        alert = Alert.from_json(record)
+        alerts.setdefault(alert.case_id, []).append(alert)
+    return alerts
+
+
+def stored_states(client, events: dict[str, list[CaseEvent]], alerts: dict[str, list[Alert]],
+                  case_ids: list[str] | None = None) -> dict[str, CaseState]:
+    """The state of each case with stored events (the pipeline restores its own state, not a user's view)."""
+    clocks = stored_case_clocks(client, Scope.everything(), case_ids)
+    return {case_id: restored(case_id, case_events, alerts.get(case_id, []), *clocks.get(case_id, (0, None)))
+            for case_id, case_events in events.items()}
+
+
+def states_of(client, case_ids: list[str]) -> dict[str, CaseState]:
+    """The states of those of `case_ids` the store holds (a case is there once it has events)."""
+    events = stored_case_events(client, case_ids)
+    if not events:
+        return {}
+    known = sorted(events)
+    return stored_states(client, events, stored_case_alerts(client, known), known)

@@ -1,0 +1,127 @@
+"""Settled cases leave the worker's table and its changelog after the retention, and come back
+from the store when something about them arrives: the alerts are those of a worker that kept
+every case. Real broker, real Faust worker, real chdb."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from alerts.scenario import generate
+from sinks.queries import export_alerts
+from sinks.scope import Scope
+from streams.broker import EmbeddedBroker
+from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
+from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, write_inputs
+
+
+def late_inputs(scenario, count: int = 40) -> tuple[list[dict], list[str]]:
+    """For `count` closed cases: their first event again (alone, a case taken for new would be
+    open and overdue), or every event again, and a rating registered late (what a re-import of an
+    old file and a late satisfaction rating send), shuffled."""
+    by_case: dict[str, list[dict]] = {}
+    for event in scenario.events:
+        by_case.setdefault(event["case_id"], []).append(event)
+    closed = sorted(c for c, events in by_case.items()
+                    if any(e["type"] == "closed" for e in events) and not any(e["type"] == "rated" for e in events))
+    chosen = closed[:count]
+    late = []
+    for number, case_id in enumerate(chosen):
+        events = by_case[case_id]
+        late.extend(events if number % 2 else events[:1])
+        closing = next(e for e in events if e["type"] == "closed")
+        late.append({**{k: closing[k] for k in ("case_id", "item_code", "department", "region") if k in closing},
+                     "event_id": f"{case_id}-late-rating", "type": "rated", "occurred_at": closing["occurred_at"],
+                     "recorded_at": "2026-05-31T09:00:00+08:00", "attrs": {"rating": "dissatisfied"}})
+    random.Random(5).shuffle(late)
+    return late, chosen
+
+
+async def let_go_due(pipeline) -> None:
+    """Until every case due to be let go is let go (the timer takes them from the index, a flush
+    lets them go once the rows before them are written)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        await pipeline.flush()
+        if not pipeline.evictions.any_due(pipeline.clock.now) and not pipeline.writer.batch.after_write:
+            return
+        assert loop.time() < deadline, "settled cases were not let go"
+        await asyncio.sleep(0.2)
+
+
+async def _run(settings, catalog, phases, broker=None, wait_let_go=False):
+    """Each phase's messages produced and processed to the end in turn, and with `wait_let_go`
+    the settled cases let go after it. Returns (alerts, store, the cases in the table)."""
+    async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:
+        pipeline = running.pipeline
+        for messages in phases:
+            await produce(running.bootstrap, settings.case_events_topic, messages)
+            await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
+            if wait_let_go:
+                await let_go_due(pipeline)
+                assert pipeline.store.evicted > 0
+        with pipeline.writer.lock:
+            alerts = list(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
+        return alerts, pipeline.store, {k for k, v in pipeline.table.data.items() if v}
+
+
+@pytest.mark.parametrize("own_broker", [False, True], ids=["shared-broker", "own-broker"])
+def test_settled_cases_are_let_go_and_come_back_with_their_history(tmp_path, own_broker):
+    scenario = generate(cases=300, violation_rate=0.05, seed=21, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    late, chosen = late_inputs(scenario)
+    # A worker that keeps every case, fed everything at once.
+    kept, _, _ = asyncio.run(_run(pipeline_settings(tmp_path / "kept", case_retention_days=None), catalog,
+                                  [as_messages(scenario.events + late)]))
+
+    async def let_go_run():
+        settings = pipeline_settings(tmp_path / "let-go", case_retention_days=0.0)
+        if own_broker:
+            return await _run(settings, catalog, [as_messages(scenario.events), as_messages(late)],
+                              wait_let_go=True)
+        with EmbeddedBroker() as broker:
+            return await _run(settings, catalog, [as_messages(scenario.events), as_messages(late)], broker=broker,
+                              wait_let_go=True)
+
+    alerts, store, in_table = asyncio.run(let_go_run())
+    settled = {c for c in {e["case_id"] for e in scenario.events}
+               if any(e["type"] in ("closed", "withdrawn") for e in scenario.events if e["case_id"] == c)}
+    assert store.evicted >= len(chosen)
+    assert store.brought_back >= len(chosen), (store.brought_back, len(chosen))
+    # With no retention, a case brought back and settled again is let go again once written.
+    assert not in_table & settled
+    assert in_table  # the open cases stay
+    assert identity(alerts) == identity(kept)
+    assert [a for a in alerts if a["case_id"] in chosen], "the cases brought back have alerts to compare"
+
+
+def test_a_restarted_worker_recovers_without_the_cases_let_go(tmp_path):
+    """The tombstones reach the changelog: a second worker on the same broker recovers a table
+    without the cases the first let go, and reads them back from the store when they are needed."""
+    scenario = generate(cases=200, violation_rate=0.05, seed=22, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    late, chosen = late_inputs(scenario, count=20)
+    kept, _, _ = asyncio.run(_run(pipeline_settings(tmp_path / "kept", case_retention_days=None), catalog,
+                                  [as_messages(scenario.events + late)]))
+    settings = pipeline_settings(tmp_path / "data", case_retention_days=0.0)
+
+    async def both():
+        with EmbeddedBroker() as broker:
+            _, first, first_table = await _run(settings, catalog, [as_messages(scenario.events)], broker=broker,
+                                               wait_let_go=True)
+            assert first.evicted > 0
+            async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:
+                pipeline = running.pipeline
+                await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
+                recovered = {k for k, v in pipeline.table.data.items() if v}
+            second = await _run(settings, catalog, [as_messages(late)], broker=broker)
+            return first_table, recovered, second
+
+    first_table, recovered, (alerts, store, _) = asyncio.run(both())
+    assert recovered == first_table
+    assert not set(chosen) & recovered
+    assert store.brought_back >= len(chosen)
+    assert identity(alerts) == identity(kept)

@@ -1,0 +1,79 @@
+"""When a worker may let go of a case (alerts.retention), and the stored form's answer to the same
+question (streams.codec.stored_index_entry), which rebuilds the eviction index after a rebalance."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from alerts.calendar import WorkCalendar
+from alerts.catalog import load_catalog
+from alerts.evaluate import Judge, step
+from alerts.events import parse_event
+from alerts.retention import evict_at, settled_since
+from alerts.scenario import generate
+from streams.codec import encode_state, stored_index_entry
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+
+
+def city_states():
+    """Every case of a generated city, judged after each of its events at that event's time."""
+    scenario = generate(cases=300, violation_rate=0.05, seed=11, now=NOW)
+    judge = Judge(load_catalog(scenario.catalog), WorkCalendar(on_missing_year=lambda year: None))
+    states = {}
+    for obj in sorted(scenario.events, key=lambda e: e["occurred_at"]):
+        event = parse_event(obj)
+        outcome = step(states.get(event.case_id), event, judge, event.occurred_at, NOW, False)
+        states[event.case_id] = outcome.state
+    return states
+
+
+def test_only_ended_cases_with_nothing_due_settle_at_their_latest_event():
+    states = city_states()
+    settled = {c: s for c, s in states.items() if settled_since(s) is not None}
+    assert settled and len(settled) < len(states)  # some cases settled, others still open
+    for state in states.values():
+        since = settled_since(state)
+        ended = state.status in ("closed", "withdrawn")
+        if since is None:
+            assert not ended or state.next_due is not None or state.held_withdrawals or state.judged_at is None
+        else:
+            assert ended and state.next_due is None and not state.held_withdrawals
+            assert since == max(e.occurred_at for e in state.events)
+
+
+def test_retention_none_keeps_every_case_and_a_retention_counts_from_the_latest_event():
+    for state in city_states().values():
+        since = settled_since(state)
+        assert evict_at(state, None) is None
+        assert evict_at(state, timedelta(days=30)) == (since + timedelta(days=30) if since else None)
+
+
+def test_the_stored_form_gives_the_same_answer_as_the_state():
+    for state in city_states().values():
+        partition, next_due, held, since = stored_index_entry(encode_state(state, 3))
+        assert partition == 3
+        assert next_due == (state.next_due.isoformat() if state.next_due else None)
+        assert held == bool(state.held_withdrawals)
+        assert since == settled_since(state)
+
+
+def test_a_case_in_the_hands_of_a_unit_is_not_let_go():
+    """A unit asks for its cases (bring_back), then may wait between them while a flush lets
+    settled cases go: none of its cases may leave before the unit is done with it."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.store import CaseStore
+
+    table = SimpleNamespace(data={"C1": b"state-1", "C2": b"state-2"})
+    deleted = []
+    store = CaseStore(table, write=lambda *a: None, cache_size=10, delete=lambda key, p: (deleted.append(key),
+                                                                                         table.data.pop(key)))
+    asyncio.run(store.bring_back(["C1"]))
+    assert store.evict("C1", 0, table.data["C1"]) is False
+    assert store.evict("C2", 0, table.data["C2"]) is True
+    store.in_hand = set()
+    assert store.evict("C1", 0, b"another state") is False  # changed since it was found settled
+    assert store.evict("C1", 0, table.data["C1"]) is True
+    assert deleted == ["C2", "C1"] and table.data == {}
