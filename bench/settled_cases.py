@@ -5,8 +5,8 @@
 For each size N, and for each retention (the default, 30 days, and `never`), a fresh `sunlight
 worker` process (the real worker with its defaults: Faust, its tables, the indexes, the caches
 and the embedded chdb) runs against an embedded broker this script starts, and N closed cases are
-sent to it: each an `accepted` and a `closed` event of a licence item 60 days ago, within its
-time limit. Once the worker has committed all of them and its metrics show the settled cases let
+sent to it: copies under new ids of a generated city's cases (no violations injected) whose
+present was 60 days ago, all closed or withdrawn by then (5.9 events a case). Once the worker has committed all of them and its metrics show the settled cases let
 go (`sunlight_cases_let_go_total`), its resident memory is read from /proc (VmRSS and the peak
 VmHWM). The memory per closed case is the slope of the peak between the two sizes: what one more
 case seen costs the whole process once it has settled, allocator and chdb included.
@@ -29,21 +29,25 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerts.scenario import build_catalog  # noqa: E402
+from alerts.scenario import generate  # noqa: E402
 from bench.open_cases import send_and_commit, status, worker_process  # noqa: E402
 from streams.broker import EmbeddedBroker  # noqa: E402
 
 
-def closed_cases(n: int, item: str) -> list[tuple[bytes, bytes]]:
-    accepted = datetime.now(timezone.utc) - timedelta(days=60)
-    closed = accepted + timedelta(days=1)
+def closed_cases(n: int, template) -> list[tuple[bytes, bytes]]:
+    """n cases, copies of the template city's cases (every one closed or withdrawn by its present,
+    60 days ago) under new ids, in the template's order."""
+    by_case: dict[str, list[dict]] = {}
+    for event in template.events:
+        by_case.setdefault(event["case_id"], []).append(event)
+    cases = list(by_case.values())
     out = []
-    for i in range(n):
-        case = f"DONE{i:08d}"
-        for number, (kind, moment) in enumerate((("accepted", accepted), ("closed", closed)), 1):
-            out.append((case.encode(), orjson.dumps({
-                "event_id": f"{case}-{number}", "case_id": case, "item_code": item, "type": kind,
-                "occurred_at": moment.isoformat(), "recorded_at": moment.isoformat()})))
+    for number in range(n):
+        suffix = f"-{number // len(cases)}"
+        for event in cases[number % len(cases)]:
+            case = event["case_id"] + suffix
+            out.append((case.encode(), orjson.dumps({**event, "case_id": case,
+                                                     "event_id": event["event_id"] + suffix})))
     return out
 
 
@@ -55,14 +59,14 @@ def let_go(port: int) -> float:
     return 0.0
 
 
-def measure(n: int, retention: str, work: Path, catalog: Path, item: str, port: int) -> dict:
+def measure(n: int, retention: str, work: Path, catalog: Path, template, port: int) -> dict:
     out: dict = {"cases": n, "retention": retention}
     settings = {"SUNLIGHT_METRICS_PORT": str(port)}
     if retention == "never":
         settings["SUNLIGHT_CASE_RETENTION_DAYS"] = "never"
     with EmbeddedBroker() as broker, worker_process(broker, work / f"data-{n}-{retention}", catalog,
                                                     **settings) as worker:
-        out["seconds"] = send_and_commit(broker, worker, closed_cases(n, item))
+        out["seconds"] = send_and_commit(broker, worker, closed_cases(n, template))
         deadline = time.monotonic() + 300
         while retention != "never" and let_go(port) < n and time.monotonic() < deadline:
             time.sleep(1.0)
@@ -78,12 +82,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=19464)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sunlight-settled-"))
-    raw = build_catalog()
+    template = generate(cases=2000, violation_rate=0.0, seed=3, now=datetime.now(timezone.utc) - timedelta(days=60))
+    by_case: dict[str, set[str]] = {}
+    for event in template.events:
+        by_case.setdefault(event["case_id"], set()).add(event["type"])
+    assert all(kinds & {"closed", "withdrawn"} for kinds in by_case.values()), "the template's cases must all end"
     catalog = work / "catalog.yaml"
-    catalog.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    item = next(i["code"] for i in raw["items"] if i["category"] == "licensing")
+    catalog.write_text(yaml.safe_dump(template.catalog, allow_unicode=True), encoding="utf-8")
     small, large = sorted(args.sizes)
-    runs = {retention: [measure(size, retention, work, catalog, item, args.port) for size in (small, large)]
+    runs = {retention: [measure(size, retention, work, catalog, template, args.port) for size in (small, large)]
             for retention in ("30", "never")}
     print(f"date: {datetime.now().isoformat(timespec='seconds')}  machine: {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
