@@ -7,6 +7,10 @@ withdrawn, its last judgement left no moment to look at it again (`next_due`), a
 withdrawal waits for the end of a replay's input. From then on only a new fact (a late event,
 a rating, a peer group's verdict) can change its alerts, and the store holds everything needed
 to judge that fact: the case's events, its alerts and its clock.
+
+The store keeps an event that names no department under its item's department. A case whose
+first event names none while a later one names a department would come back labelled with a
+different department, and its alerts would change: such a case never settles (it stays).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ def settled_since(state: CaseState) -> datetime | None:
         return None
     if not any(event.type in ENDED for event in state.events):
         return None
+    if state.events[0].department is None and any(event.department for event in state.events):
+        return None  # the store would give it back under another department (see above)
     return max(event.occurred_at for event in state.events)
 
 

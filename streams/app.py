@@ -529,6 +529,8 @@ class Pipeline:
         return len(due)
 
     async def _let_go(self, case_id: str, partition: int, stored: bytes, due) -> None:
+        if partition not in self._case_partitions():  # revoked meanwhile: its new owner decides
+            return
         if case_id in self.store.in_hand:  # a unit is applying it: try again on the next tick
             self.evictions.schedule(case_id, due, partition)
         elif self.store.evict(case_id, partition, stored):
@@ -542,6 +544,8 @@ class Pipeline:
         without its history."""
         from sinks.case_history import states_of
 
+        from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
         def read() -> dict[str, CaseState]:
             with self.writer.lock:
                 return states_of(self.writer.client, case_ids)
@@ -551,7 +555,7 @@ class Pipeline:
         while True:
             try:
                 states = await loop.run_in_executor(self.writer.executor, read)
-            except Exception as exc:
+            except (DatabaseError, OperationalError, OSError) as exc:  # the store; anything else fails the unit
                 metrics.CASE_READ_FAILURES.inc()
                 # The store's last error: a stop does not wait for this unit (streams.runtime).
                 self.writer.last_error = str(exc)
@@ -666,6 +670,8 @@ class Pipeline:
         from alerts.letters import make_letter
 
         key = str(item.row.get("case_id") or "")
+        if key:  # the store cannot give this case back whole: it stays
+            self.store.keep.add(key)
         payload = orjson.dumps(item.row, default=str)
         letter = make_letter(f"clickhouse:{item.table}", -1, -1, key or None, payload, "store_refused", item.error,
                              self.catalog.judge.catalog)
@@ -719,6 +725,7 @@ class Pipeline:
 
     async def _on_revoked(self, sender, revoked, **kwargs) -> None:
         await self.flush()
+        await self.outbox.send()  # states and tombstones in hand reach the changelog before it is read again
         for tp in revoked:  # the next owner starts from the committed offsets
             self.next_offsets.pop(tp, None)
             self.holes.pop(tp, None)
@@ -750,10 +757,11 @@ class Pipeline:
         while not recovery.completed.is_set():
             await asyncio.sleep(0.1)
         try:
+            held_partitions = self._case_partitions()
             for case_id, partition, next_due, held, settled in self.indexed_cases():
                 if next_due:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
-                elif settled is not None and self.retention is not None:
+                elif settled is not None and self.retention is not None and partition in held_partitions:
                     self.evictions.schedule(case_id, settled + self.retention, partition)
                 if held:
                     self.held[case_id] = partition
@@ -769,6 +777,9 @@ class Pipeline:
             return
         self.index_ready = True
         metrics.OPEN_DEADLINES.set(len(self.index))
+
+    def _case_partitions(self) -> set[int]:
+        return {tp.partition for tp in self.assigned if tp.topic == self.settings.case_events_topic}
 
     def indexed_cases(self):
         """(case_id, partition, next_due, held withdrawals) of every case in the table this worker holds."""

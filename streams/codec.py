@@ -102,7 +102,8 @@ def stored_index_entry(data: bytes) -> tuple[int, str | None, bool, datetime | N
         return partition, obj.get("next_due"), bool(obj.get("held_withdrawals")), settled_since(state)
     partition, next_due, judged_at, rows, held = obj[2], obj[4], obj[5], obj[6], obj[9]
     settled = None
-    if next_due is None and not held and judged_at is not None and any(row[2] in ENDED_TYPES for row in rows):
+    if (next_due is None and not held and judged_at is not None and any(row[2] in ENDED_TYPES for row in rows)
+            and (rows[0][7] is not None or not any(row[7] for row in rows))):  # alerts.retention: departments
         settled = max(datetime.fromisoformat(row[3]) for row in rows)
     return partition, next_due, bool(held), settled
 

@@ -66,6 +66,13 @@ class CaseStore:
         # The cases of the unit being applied, from `bring_back` to its end: never let go meanwhile
         # (the unit may wait between its cases, while a flush lets settled cases go).
         self.in_hand: set[str] = set()
+        # Cases read back from the store: unlike seeds from a fresh embedded broker, a redelivery
+        # writes and publishes their rows again (their alerts may not have reached the topic
+        # before a crash, while their tombstone did).
+        self.read_back: set[str] = set()
+        # Cases never to let go: some of their rows were refused by the store (dead-lettered), so
+        # the store could not give them back whole.
+        self.keep: set[str] = set()
         self.evicted = 0  # cases let go by this process
         self.brought_back = 0  # cases read back from the store by this process
 
@@ -80,7 +87,9 @@ class CaseStore:
             return state
         state = self.seeds.pop(case_id, None)
         if state is not None:  # the seed becomes the table's state
-            await self.put(state, partition, encode_state(state, partition), from_store=True)
+            from_store = case_id not in self.read_back
+            self.read_back.discard(case_id)
+            await self.put(state, partition, encode_state(state, partition), from_store=from_store)
         return state
 
     async def put(self, state: CaseState, partition: int, stored: bytes, from_store: bool = False) -> None:
@@ -107,16 +116,17 @@ class CaseStore:
         if not asked:
             return
         states = await self.load(asked)
-        self.let_go.difference_update(asked)
         for case_id, state in states.items():
             if case_id not in cache and not data.get(case_id):  # nothing new came meanwhile
                 seeds[case_id] = state
+                self.read_back.add(case_id)
                 self.brought_back += 1
 
     def evict(self, case_id: str, partition: int, stored: bytes) -> bool:
         """Let a settled case go, if its state is still `stored` (the one found settled) and no unit
         has it in hand: out of the table, its cache and its changelog. False: it stays."""
-        if self.table.data.get(case_id) is not stored or self.delete is None or case_id in self.in_hand:
+        if (self.table.data.get(case_id) is not stored or self.delete is None or case_id in self.in_hand
+                or case_id in self.keep):
             return False
         self.delete(case_id, partition)
         self.cache.pop(case_id, None)
