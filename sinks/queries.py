@@ -23,6 +23,10 @@ ALERT_COLUMNS = ("alert_id", "rule", "severity", "case_id", "item_code", "depart
 _OF_CASES = "case_id IN {case_ids:Array(String)}"
 
 
+def _of_cases(case_ids: list[str] | None) -> dict[str, Any]:
+    return {"case_ids": list(case_ids)} if case_ids is not None else {}
+
+
 def _time(value: datetime, tz: ZoneInfo) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
@@ -41,12 +45,10 @@ def export_alerts(client, scope: Scope, include_withdrawn: bool = False,
         conditions.append(_OF_CASES)
     query = ScopedQuery(", ".join(ALERT_COLUMNS), "alerts FINAL", where=" AND ".join(conditions),
                         tail="ORDER BY event_time, alert_id")
-    sql, parameters = query.sql(scope)
+    parameters = _of_cases(case_ids)
     if case_id is not None:
         parameters["case_id"] = case_id
-    if case_ids is not None:
-        parameters["case_ids"] = list(case_ids)
-    for row in client.query(sql, parameters=parameters).result_rows:
+    for row in query.run(client, scope, parameters):
         yield _alert_record(row, tz)
 
 
@@ -104,10 +106,7 @@ def stored_events(client, scope: Scope, case_ids: list[str] | None = None) -> It
     form (times in UTC), in event-time order."""
     query = ScopedQuery(", ".join(EVENT_COLUMNS), "case_events FINAL", where=_OF_CASES if case_ids is not None else "",
                         tail="ORDER BY occurred_at, recorded_at, event_id")
-    sql, parameters = query.sql(scope)
-    if case_ids is not None:
-        parameters["case_ids"] = list(case_ids)
-    for row in client.query(sql, parameters=parameters).result_rows:
+    for row in query.run(client, scope, _of_cases(case_ids)):
         yield _event_json(dict(zip(EVENT_COLUMNS, row)))
 
 
@@ -131,11 +130,8 @@ def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None
     and the clock it was judged at."""
     query = ScopedQuery("case_id, max(revision), argMax(judged_at, revision)", "cases",
                         where=_OF_CASES if case_ids is not None else "", tail="GROUP BY case_id")
-    sql, parameters = query.sql(scope)
-    if case_ids is not None:
-        parameters["case_ids"] = list(case_ids)
     out = {}
-    for case_id, revision, judged_at in client.query(sql, parameters=parameters).result_rows:
+    for case_id, revision, judged_at in query.run(client, scope, _of_cases(case_ids)):
         if judged_at is not None and judged_at.tzinfo is None:
             judged_at = judged_at.replace(tzinfo=timezone.utc)
         out[case_id] = (int(revision), judged_at)

@@ -106,6 +106,7 @@ class ScopedQuery:
         where = f"({self.where}) AND {condition}" if self.where else condition
         return f"SELECT {self.columns} FROM {self.table} WHERE {where} {self.tail}".strip(), parameters
 
-    def run(self, client, scope: Scope):
-        sql, parameters = self.sql(scope)
-        return client.query(sql, parameters=parameters).result_rows
+    def run(self, client, scope: Scope, parameters: dict[str, Any] | None = None):
+        """The rows, with the scope's parameters and `parameters` (those of `where`) bound."""
+        sql, bound = self.sql(scope)
+        return client.query(sql, parameters={**bound, **(parameters or {})}).result_rows
