@@ -182,9 +182,10 @@ def _attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("reason", "opinion", "violation_code", "discretion_tier"):
         if name in value and not isinstance(value[name], str):
             raise InvalidEvent("schema", f"attrs.{name} must be a string")
-    if "decision" in value and value["decision"] not in DECISIONS:
+    # Text first: a list or an object is not hashable, and `in` a frozenset would raise TypeError.
+    if "decision" in value and (not isinstance(value["decision"], str) or value["decision"] not in DECISIONS):
         raise InvalidEvent("schema", f"attrs.decision must be one of {sorted(DECISIONS)}")
-    if "rating" in value and value["rating"] not in RATINGS:
+    if "rating" in value and (not isinstance(value["rating"], str) or value["rating"] not in RATINGS):
         raise InvalidEvent("schema", f"attrs.rating must be one of {sorted(RATINGS)}")
     amount = value.get("penalty_amount")
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))

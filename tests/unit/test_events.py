@@ -42,6 +42,8 @@ def test_a_valid_event_parses_with_its_offset_kept():
     ({"attrs": {"promised_days": -1}}, "schema", "promised_days"),
     ({"attrs": {"penalty_amount": "lots"}}, "schema", "penalty_amount"),
     ({"attrs": {"decision": "maybe"}}, "schema", "decision"),
+    ({"attrs": {"decision": ["approve"]}}, "schema", "decision"),
+    ({"attrs": {"rating": {"x": 1}}}, "schema", "rating"),
     ({"channel": "fax"}, "schema", "channel"),
     ({"case_id": "x" * 129}, "schema", "longer than 128"),
     ({"case_id": 7}, "schema", "must be a string"),

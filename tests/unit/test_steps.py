@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import orjson
+import pytest
 
 from alerts.evaluate import step
 from alerts.model import AlertStatus
@@ -115,6 +116,17 @@ def test_a_poison_message_inside_a_unit_is_a_dead_letter_with_its_offset_and_the
                                                                                    (43, 0, "case-events")]
     assert sorted(r["event_id"] for r in harness.rows("case_events")) == ["a", "o", "p", "u"]
     assert set(harness.table.data) == {"U1", "U2"}
+
+
+@pytest.mark.parametrize("attrs", [{"decision": ["approve"]}, {"rating": {"x": 1}}])
+def test_an_event_whose_decision_or_rating_is_not_text_is_refused_alone(attrs):
+    """Before, a list or an object where the contract wants one of a few words raised TypeError
+    (unhashable) in the parser instead of a refusal, and the whole unit went to the dead letters."""
+    records = [record(40, HISTORY[0]), record(41, {**HISTORY[1], "attrs": attrs}), record(42, HISTORY[2])]
+    harness = Harness()
+    harness.run(Unit("case-events", 0, records))
+    assert {r["offset"]: r["reason"] for r in harness.rows("dead_letters")} == {41: "schema"}
+    assert sorted(r["event_id"] for r in harness.rows("case_events")) == ["a", "r"]
 
 
 def test_a_tick_and_a_verdict_in_one_unit_judge_their_case_once_more():
