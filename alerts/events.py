@@ -146,7 +146,11 @@ def _shared_zone(parsed: datetime, offset: timedelta | None = None) -> datetime:
     zone = _ZONES.get(offset)  # type: ignore[arg-type]
     if zone is None:  # offsets are whole minutes within a day: at most 2,879 of them
         zone = _ZONES.setdefault(offset, timezone(offset))  # type: ignore[arg-type]
-    return parsed if parsed.tzinfo is zone else parsed.replace(tzinfo=zone)
+    if parsed.tzinfo is zone:
+        return parsed
+    # What `parsed.replace(tzinfo=zone)` gives (fromisoformat never sets fold), in under half its time.
+    return datetime(parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute, parsed.second,
+                    parsed.microsecond, zone)
 
 
 def _string(obj: Mapping[str, Any], name: str, required: bool, shared: bool = False) -> str | None:

@@ -36,6 +36,7 @@ from alerts.state import CaseState
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from streams import metrics
 from streams.codec import encode_state
+from streams.event_wire import wire_event
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ def decode_event(raw: bytes | None) -> CaseEvent:
     """A case event from its wire bytes, or InvalidEvent with the reason."""
     if not raw or len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidEvent("too_large" if raw else "empty", f"message of {len(raw or b'')} bytes")
+    event = wire_event(raw)  # compiled decoding; None sends the message to the contract's parser
+    if event is not None:
+        return event
     try:
         return parse_event(orjson.loads(raw))
     except orjson.JSONDecodeError as exc:
