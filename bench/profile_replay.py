@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--dump", type=Path, help="also write the raw cProfile stats here (for pstats callers)")
     args = parser.parse_args()
     scenario = generate(cases=args.cases, seed=1, now=NOW)
     messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in scenario.events]
@@ -102,6 +103,8 @@ def main() -> None:
     cpu, wall = asyncio.run(replay(messages, catalog, args.partitions, work / "data", profiler))
     n = len(messages)
     stats = pstats.Stats(profiler)
+    if args.dump:
+        stats.dump_stats(args.dump)
     by_area: dict[str, float] = defaultdict(float)
     rows = []
     for (filename, line, function), (_, calls, own, cumulative, _) in stats.stats.items():

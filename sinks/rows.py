@@ -66,9 +66,10 @@ def _json(value: Any) -> str:
 def event_row(event: CaseEvent, department: str, ingested_at: datetime) -> dict[str, Any]:
     return {
         "case_id": event.case_id, "event_id": event.event_id, "item_code": event.item_code,
-        "type": event.type.value, "occurred_at": event.occurred_at, "recorded_at": event.recorded_at,
+        # StrEnums are text (Arrow takes them as strings) without enum's `.value` property
+        "type": event.type, "occurred_at": event.occurred_at, "recorded_at": event.recorded_at,
         "node": event.node, "officer_id": event.officer_id, "department": event.department or department,
-        "region": event.region or "", "channel": event.channel.value if event.channel else "",
+        "region": event.region or "", "channel": event.channel or "",
         "attrs": _json(dict(event.attrs)), "ingested_at": ingested_at,
     }
 

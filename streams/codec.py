@@ -55,9 +55,11 @@ def _kept(obj, to_json) -> bytes:
 
 
 def _event_list(event: CaseEvent) -> list:
-    return [event.event_id, event.item_code, event.type.value, event.occurred_at.isoformat(),
+    # The type and channel are StrEnums, text themselves: orjson writes their values (`.value`
+    # goes through enum's Python property, once per event).
+    return [event.event_id, event.item_code, event.type, event.occurred_at.isoformat(),
             event.recorded_at.isoformat(), event.node, event.officer_id, event.department, event.region,
-            event.channel.value if event.channel else None, dict(event.attrs) if event.attrs else None]
+            event.channel, dict(event.attrs) if event.attrs else None]
 
 
 def event_row(event: CaseEvent) -> bytes:

@@ -252,6 +252,9 @@ def table_key(key: str) -> bytes:
     return codecs.dumps("json", key)
 
 
+PLACED_KEYS = 100_000
+
+
 class Outbox:
     """Records gathered while a unit is processed, sent as one batch per topic partition through
     the aiokafka producer inside Faust's (`Producer._ensure_producer`): aiokafka's `send` costs a
@@ -268,10 +271,19 @@ class Outbox:
         from aiokafka.partitioner import DefaultPartitioner
 
         self.partitioner = DefaultPartitioner()
+        # Where each key went: murmur2 is pure Python in aiokafka, and a case's or a peer group's
+        # key comes back unit after unit. Bounded: cleared when full.
+        self.placed: dict[bytes, int] = {}
 
     def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
         if partition is None:  # as the producer would place it: by key (Kafka's default partitioner)
-            partition = self.partitioner(key, self.partitions, self.partitions)
+            partition = self.placed.get(key) if key is not None else None
+            if partition is None:
+                partition = self.partitioner(key, self.partitions, self.partitions)
+                if key is not None:  # a record without a key goes anywhere, each time anew
+                    if len(self.placed) >= PLACED_KEYS:
+                        self.placed.clear()
+                    self.placed[key] = partition
         self.pending.setdefault((topic, partition), []).append((key, value))
 
     def write_table(self, table, key: str, value: bytes, partition: int) -> None:

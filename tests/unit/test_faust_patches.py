@@ -251,12 +251,23 @@ def test_the_outbox_places_a_keyed_record_where_the_producer_would():
     app = faust.App("outbox-test", broker="kafka://127.0.0.1:1", web_enabled=False, autodiscover=False)
     outbox = faust_patches.Outbox(app, partitions=4)
     partitioner = DefaultPartitioner()
-    for key in (b"C-1", b"C-2", "案件-3".encode()):
-        outbox.add("alerts", key, b"v")
-        partition = partitioner(key, [0, 1, 2, 3], [0, 1, 2, 3])
-        assert (key, b"v") in outbox.pending[("alerts", partition)]
+    keys = [f"C-{n}".encode() for n in range(200)] + ["案件-3".encode()]
+    faust_patches.PLACED_KEYS, kept = 50, faust_patches.PLACED_KEYS  # the memo fills and is cleared
+    try:
+        for _ in range(2):  # placed, then placed from the memo
+            for key in keys:
+                outbox.add("alerts", key, key)
+                partition = partitioner(key, [0, 1, 2, 3], [0, 1, 2, 3])
+                assert outbox.pending[("alerts", partition)][-1] == (key, key)
+                assert len(outbox.placed) <= 50
+    finally:
+        faust_patches.PLACED_KEYS = kept
     outbox.add("ticks", None, b"t", partition=2)
     assert outbox.pending[("ticks", 2)] == [(None, b"t")]
+    for _ in range(40):  # a record without a key: spread, never remembered
+        outbox.add("letters", None, b"x")
+    assert None not in outbox.placed
+    assert len({partition for topic, partition in outbox.pending if topic == "letters"}) > 1
 
 
 # -- 7. table manager start -----------------------------------------------------------------------
