@@ -31,51 +31,55 @@ def _parse_now(text: str | None) -> datetime | None:
     return moment
 
 
-def read_event_lines(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
-    """(key, value) for each non-empty line; the key is the case_id when the line is readable."""
-    with open(path, "rb") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            key = None
-            try:
-                obj = orjson.loads(line)
-                if isinstance(obj, dict) and isinstance(obj.get("case_id"), str):
-                    key = obj["case_id"].encode()
-            except orjson.JSONDecodeError:
-                pass
-            yield key, line
-
-
 async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime | None,
                   show_progress: bool = True) -> dict:
-    return await _push(settings, list(read_event_lines(events)), catalog, now, show_progress)
+    """The file is sent by a process of its own (`streams.replay_feed`), which reads it while the
+    pipeline starts."""
+    from streams.replay_feed import FileFeed
+
+    feed = FileFeed(events, settings.case_events_topic)
+    try:
+        return await _through_pipeline(settings, catalog, now, show_progress,
+                                       lambda running, on_sent: feed.send(running.bootstrap, on_sent))
+    finally:
+        feed.close()
 
 
 async def _push(settings: Settings, messages: list, catalog: Path, now: datetime | None,
                 show_progress: bool = True, topic: str | None = None) -> dict:
     """Run the pipeline over `messages` (case events, or other input such as ticket actions:
     `topic`) and wait until every message is processed and written."""
+    from streams.runtime import produce
+
+    async def send(running, on_sent) -> int:
+        await produce(running.bootstrap, topic or settings.case_events_topic, messages, on_sent=on_sent)
+        return len(messages)
+
+    return await _through_pipeline(settings, catalog, now, show_progress, send)
+
+
+async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | None, show_progress: bool,
+                            send) -> dict:
+    """Start the pipeline, `send(running, on_sent)` its input (returns how many messages), and wait
+    until everything in the input topic is processed and written."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
+    from streams.runtime import replay_clock, running_pipeline, topic_ends, wait_until_processed
 
     async with running_pipeline(settings, catalog, clock=replay_clock(now)) as running:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), disable=not show_progress, transient=False) as bar:
-            sent = bar.add_task("sent     ", total=len(messages))
-            done = bar.add_task("processed", total=len(messages))
-            await produce(running.bootstrap, topic or settings.case_events_topic, messages,
-                          on_sent=lambda n: bar.update(sent, completed=n))
+            sent = bar.add_task("sent     ", total=None)
+            done = bar.add_task("processed", total=None)
+            count = await send(running, lambda n: bar.update(sent, completed=n))
+            bar.update(sent, total=count, completed=count)
             # Everything in the topic, including what an earlier, interrupted run left unprocessed.
             ends = await topic_ends(running)
             bar.update(done, total=sum(ends.values()))
             await wait_until_processed(running.pipeline, ends, on_progress=lambda n: bar.update(done, completed=n))
         progress = running.pipeline.progress
-        return {"events": len(messages), "new": progress.events_new, "duplicates": progress.events_duplicate,
+        return {"events": count, "new": progress.events_new, "duplicates": progress.events_duplicate,
                 "dead_lettered": progress.dead_letters, "alert_changes": progress.alerts_changed}
-
 
 
 def cmd_replay(args, settings: Settings) -> int:

@@ -18,17 +18,17 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import AsyncIterator, Callable, Iterable
 
 import faust
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from sinks.clickhouse import connect
 from sinks.catalog_rows import write_catalog
 from sinks.migrations import migrate
 from sinks.writer import ClickHouseWriter
 from streams import broker as broker_mod, faust_patches
+from streams.broker import produce
 from streams.app import Pipeline
 from streams.catalog_source import CatalogSource
 from streams.clock import EventTimeClock, WallClock
@@ -268,57 +268,6 @@ def _stored_tickets(client, alerts: dict[str, list], policy) -> tuple[dict, list
         if others:
             cases.setdefault(case_id, CaseTickets(case_id)).others.update(others)
     return cases, untaken
-
-
-async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],
-                  on_sent: Callable[[int], None] | None = None) -> dict[int, int]:
-    """Send messages, keyed ones to the partition their key gives (Kafka's default partitioner, as
-    any client would), in batches per partition; returns the end offset (last offset + 1) reached
-    in each partition."""
-    from aiokafka.partitioner import DefaultPartitioner
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1024 * 1024,
-                                enable_idempotence=False, acks="all")
-    await producer.start()
-    ends: dict[int, int] = {}
-    try:
-        partitions = sorted(await producer.partitions_for(topic))
-        partitioner = DefaultPartitioner()
-        batches: dict[int, Any] = {}
-        sent: list[tuple[Any, int]] = []  # (future of a batch's first offset, records in it)
-        count = 0
-        round_robin = 0
-
-        async def submit(partition: int) -> None:
-            batch = batches.pop(partition)
-            sent.append((await producer.send_batch(batch, topic, partition=partition), batch.record_count()))
-
-        for key, value in messages:
-            if key is None:
-                partition = partitions[round_robin % len(partitions)]
-                round_robin += 1
-            else:
-                partition = partitioner(key, partitions, partitions)
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                await submit(partition)
-                batches[partition] = producer.create_batch()
-                batches[partition].append(key=key, value=value, timestamp=None)
-            count += 1
-            if on_sent and count % 10000 == 0:
-                on_sent(count)
-        for partition in list(batches):
-            await submit(partition)
-        for future, records in sent:
-            meta = await future
-            ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + records)
-        if on_sent:
-            on_sent(count)
-    finally:
-        await producer.stop()
-    return ends
 
 
 async def topic_ends(running: "Running") -> dict[int, int]:
