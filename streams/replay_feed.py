@@ -2,7 +2,7 @@
 
 Sending is work for the main thread that the pipeline needs: reading and decoding each line for
 its case id, Kafka's partitioner (pure Python murmur2) and building the record batches cost
-about a tenth of a replay's main thread. A child process does it instead, on the other core:
+a visible share of a replay's main thread. A child process does it instead, on the other core:
 
 1. it starts before the pipeline and reads the file (each line's key) while the parent starts
    its broker, store and Faust worker;
