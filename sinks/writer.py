@@ -10,6 +10,7 @@ nothing. `over_capacity` tells the stream to wait (backpressure).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -145,6 +146,15 @@ class ClickHouseWriter:
         batch.count += newer.count
         batch.failed_attempts += 1
         self.batch = batch
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(client, *args)` on the writer's thread, under its lock (one client, used by one
+        thread at a time): how the pipeline and the demo read the store, or write beside the batches."""
+        def locked() -> Any:
+            with self.lock:
+                return fn(self.client, *args)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, locked)
 
     def ping(self) -> None:
         """Ask the store `SELECT 1` (on the writer's thread: one client, one thread at a time)."""

@@ -546,15 +546,11 @@ class Pipeline:
 
         from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-        def read() -> dict[str, CaseState]:
-            with self.writer.lock:
-                return states_of(self.writer.client, case_ids)
-
         loop = asyncio.get_running_loop()
         delay = self.settings.flush_interval
         while True:
             try:
-                states = await loop.run_in_executor(self.writer.executor, read)
+                states = await self.writer.run(states_of, case_ids)
             except (DatabaseError, OperationalError, OSError) as exc:  # the store; anything else fails the unit
                 metrics.CASE_READ_FAILURES.inc()
                 # The store's last error: a stop does not wait for this unit (streams.runtime).
@@ -689,12 +685,8 @@ class Pipeline:
         the store refused it (the dashboards show the previous copy meanwhile)."""
         from sinks.catalog_rows import write_catalog
 
-        def write() -> None:
-            with self.writer.lock:
-                write_catalog(self.writer.client, self.catalog.judge.catalog)
-
         try:
-            await asyncio.get_running_loop().run_in_executor(self.writer.executor, write)
+            await self.writer.run(write_catalog, self.catalog.judge.catalog)
         except Exception as exc:  # the store is down: tried again on the next reload tick
             log.warning("could not write the reloaded catalog to the store (will try again): %s", exc)
             return False
@@ -707,17 +699,13 @@ class Pipeline:
         return replace(self.catalog.ticket_policy(), silences=self.silences)
 
     def read_silences(self) -> tuple:
-        from alerts.tickets import Silence
-        from sinks.queries import stored_silences
-
         with self.writer.lock:
-            return tuple(Silence.from_record(record) for record in stored_silences(self.writer.client))
+            return _silences(self.writer.client)
 
     async def reload_silences(self) -> None:
         """Silences added or expired (by `sunlight silences`, in the store) take effect here."""
         try:
-            self.silences = await asyncio.get_running_loop().run_in_executor(self.writer.executor,
-                                                                              self.read_silences)
+            self.silences = await self.writer.run(_silences)
         except Exception as exc:  # the store is down: the silences in force stay
             log.warning("could not read the silences from the store, keeping %d: %s", len(self.silences), exc)
 
@@ -791,6 +779,14 @@ class Pipeline:
 
     def topics(self) -> list[tuple[str, int]]:
         return topic_names(self.settings)
+
+
+def _silences(client) -> tuple:
+    """The silences in force, as the store holds them (`sunlight silences`)."""
+    from alerts.tickets import Silence
+    from sinks.queries import stored_silences
+
+    return tuple(Silence.from_record(record) for record in stored_silences(client))
 
 
 def notice_senders(settings: Settings) -> list:

@@ -80,11 +80,10 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
         pipeline = running.pipeline
         writer = pipeline.writer
 
-        def snapshot():
-            with writer.lock:
-                counts = alerts_by_rule_and_department(running.client, Scope.everything())
-                latest = sorted(export_alerts(running.client, Scope.everything()), key=lambda a: a["raised_at"], reverse=True)[:12]
-                tickets = stored_tickets(running.client, Scope.everything())
+        def snapshot(client):
+            counts = alerts_by_rule_and_department(client, Scope.everything())
+            latest = sorted(export_alerts(client, Scope.everything()), key=lambda a: a["raised_at"], reverse=True)[:12]
+            tickets = stored_tickets(client, Scope.everything())
             return counts, latest, tickets
 
         answered: set[str] = set()
@@ -132,7 +131,7 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
             if live is not None:
                 live.start()
             while True:
-                counts, latest, tickets = await loop.run_in_executor(writer.executor, snapshot)
+                counts, latest, tickets = await writer.run(snapshot)
                 await departments_answer(tickets)
                 state = "all events processed; watching the clock" if feeding.done() else "feeding events"
                 total = Counter()
