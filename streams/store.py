@@ -39,6 +39,11 @@ class Recent(OrderedDict):
             self.popitem(last=False)
 
 
+# The ids of cases let go that a seeded process remembers (about 100 bytes each). Past this,
+# it forgets them and asks the store for every case the table lacks, as an unseeded one does.
+LET_GO_REMEMBERED = 1_000_000
+
+
 class CaseStore:
     def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int,
                  delete: Callable[[str, int], None] | None = None):
@@ -133,6 +138,9 @@ class CaseStore:
         self.from_store.discard(case_id)
         if self.seeded_from_store:
             self.let_go.add(case_id)
+            if len(self.let_go) > LET_GO_REMEMBERED:  # bounded: from now on, every miss is asked
+                self.seeded_from_store = False
+                self.let_go = set()
         self.evicted += 1
         return True
 

@@ -113,3 +113,33 @@ def test_a_case_read_back_is_written_and_published_again_on_a_redelivery():
     asyncio.run(store.bring_back([state.case_id]))
     assert asyncio.run(store.get(state.case_id, 0)) is state
     assert state.case_id not in store.from_store and store.brought_back == 1
+
+
+def test_a_seeded_store_remembers_a_bounded_number_of_cases_let_go_then_asks_for_every_miss(monkeypatch):
+    """With a fresh embedded broker only the cases this process let go are asked of the store;
+    their ids were kept without end. Past the bound they are forgotten, and every case the table
+    lacks is asked, so a case let go before the switch still comes back."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams import store as store_module
+    from streams.store import CaseStore
+
+    monkeypatch.setattr(store_module, "LET_GO_REMEMBERED", 3)
+    table = SimpleNamespace(data={f"C{n}": b"state-%d" % n for n in range(6)})
+    asked: list[list[str]] = []
+
+    async def load(case_ids):
+        asked.append(sorted(case_ids))
+        return {}
+
+    store = CaseStore(table, write=lambda *a: None, cache_size=10, delete=lambda key, p: table.data.pop(key))
+    store.load, store.seeded_from_store = load, True
+    for n in range(3):
+        assert store.evict(f"C{n}", 0, table.data[f"C{n}"])
+    asyncio.run(store.bring_back(["C0", "new"]))
+    assert asked == [["C0"]] and store.let_go == {"C0", "C1", "C2"}  # a new case is not asked
+    assert store.evict("C3", 0, table.data["C3"])  # the fourth: past the bound
+    assert store.let_go == set() and not store.seeded_from_store
+    asyncio.run(store.bring_back(["C1", "new", "C5"]))
+    assert asked[-1] == ["C1", "new"]  # every miss; C5 is in the table
