@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from bisect import bisect_left, insort
+from math import exp
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -206,16 +207,28 @@ def _log_quantile(values: Sequence[float], q: float) -> float:
 
 
 def _first_at_least(values: Sequence[float], bound: float, strict: bool = False) -> int:
-    """The first index of sorted `values` whose log is >= bound (> bound when strict)."""
-    low, high = 0, len(values)
-    while low < high:
-        middle = (low + high) // 2
-        x = _log(values[middle])
-        if x > bound if strict else x >= bound:
-            high = middle
-        else:
-            low = middle + 1
-    return low
+    """The first index of sorted `values` whose log is >= bound (> bound when strict).
+
+    Bisected in C on the amounts against exp(bound), then set right by the logs themselves: the
+    log is monotone, so the answer is exactly that of bisecting on the logs, whatever rounding
+    exp and log do at the edge."""
+    try:
+        near = exp(bound)
+    except OverflowError:
+        near = math.inf
+    index = bisect_right(values, near) if strict else bisect_left(values, near)
+    count = len(values)
+    if strict:
+        while index > 0 and _log(values[index - 1]) > bound:
+            index -= 1
+        while index < count and not _log(values[index]) > bound:
+            index += 1
+    else:
+        while index > 0 and _log(values[index - 1]) >= bound:
+            index -= 1
+        while index < count and not _log(values[index]) >= bound:
+            index += 1
+    return index
 
 
 def _usual_range_of_sorted(values: Sequence[float], config: RuleConfig) -> tuple[float, float, Sequence[float]]:

@@ -3,11 +3,13 @@ before it, in a peer group that stays one bounded record and sends verdicts to t
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from alerts.config import RuleConfig
 from alerts.evaluate import judge_verdict
@@ -204,3 +206,31 @@ def test_a_units_decisions_added_at_once_give_the_verdicts_of_adding_them_one_by
     assert group == one_by_one
     assert latest(sent_batched) == latest(sent_one)
     assert len(sent_batched) < len(sent_one)  # fewer intermediate verdicts
+
+
+def _first_at_least_by_logs(values, bound, strict=False):
+    """The bisection on the logs that `peers._first_at_least` replaced, as the reference."""
+    from alerts.peers import _log
+
+    low, high = 0, len(values)
+    while low < high:
+        middle = (low + high) // 2
+        x = _log(values[middle])
+        if x > bound if strict else x >= bound:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.5, 1.0, 50.0, 200.0, 1e-300, 1e12]) | st.floats(0, 1e13), max_size=40),
+       st.sampled_from([-math.inf, math.inf, math.nan, 0.0, math.log(50.0), math.log(200.0), -690.0, 700.0, 750.0])
+       | st.floats(-50, 50), st.booleans(), st.integers(0, 39))
+def test_the_usual_ranges_bisection_on_amounts_gives_the_index_the_logs_give(values, bound, strict, pick):
+    from alerts.peers import _first_at_least, _log
+
+    values = sorted(values)
+    if values and pick < len(values) and values[pick] > 0:
+        bound = _log(values[pick])  # exactly at a value's log, the edge where rounding could differ
+    assert _first_at_least(values, bound, strict) == _first_at_least_by_logs(values, bound, strict)
