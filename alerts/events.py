@@ -51,6 +51,8 @@ _MAX_ID = 128
 # The facts of one event are a few short fields; a case's state holds all its events, so one
 # oversized event could make the state too large to store. Refused, not truncated.
 MAX_ATTRS_BYTES = 16 * 1024
+# orjson, which writes states and rows, nests no deeper than 254 levels, attrs inside them.
+MAX_ATTRS_DEPTH = 200
 _LIMITS = {"event_id": _MAX_ID, "case_id": _MAX_ID, "item_code": _MAX_ID, "node": _MAX_ID,
            "officer_id": _MAX_ID, "department": _MAX_ID, "region": 32}
 
@@ -196,12 +198,36 @@ def _attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
                                or not 0 <= amount < 1e13):
         raise InvalidEvent("schema", f"attrs.penalty_amount must be a number >= 0, got {amount!r}")
     try:
-        size = len(orjson.dumps(value, default=str))
-    except TypeError:  # text orjson refuses (lone surrogates): measured as the JSON module writes it
+        written = orjson.dumps(value, default=str)
+    except TypeError:
+        written = None
+    # Nested too deeply, the event could not be stored: orjson writes states and rows, and nests
+    # no deeper than 254 levels, attrs inside them (the brackets counted first, cheaply).
+    if (written is None or written.count(b"[") + written.count(b"{") > MAX_ATTRS_DEPTH) \
+            and _depth(value) > MAX_ATTRS_DEPTH:
+        raise InvalidEvent("schema", f"attrs is nested more than {MAX_ATTRS_DEPTH} levels deep")
+    if written is not None:
+        size = len(written)
+    else:  # text orjson refuses (lone surrogates): measured as the JSON module writes it
         size = len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
     if size > MAX_ATTRS_BYTES:
         raise InvalidEvent("schema", f"attrs is {size} bytes of JSON, more than {MAX_ATTRS_BYTES}")
     return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in `value` (1 for an object of plain values), without
+    recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def parse_event(obj: Any) -> CaseEvent:

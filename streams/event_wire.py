@@ -1,8 +1,8 @@
 """Case events off the wire, decoded and type-checked in compiled code (msgspec).
 
 `alerts.events.parse_event` is the contract's parser: it checks a decoded JSON object field by
-field in Python and explains what is wrong. That costs about 12 µs an event, most of a replay's
-decoding. Nearly every event on the wire is valid, so `wire_event` first decodes the bytes
+field in Python and explains what is wrong. That costs about twice the fast path's time
+(`bench/decode_cost.py`). Nearly every event on the wire is valid, so `wire_event` first decodes the bytes
 straight into a typed struct (JSON, field types, string lengths, the event type and channel in
 msgspec's C code), then makes the checks a struct cannot (times, attrs, node events) with the
 parser's own helpers.
@@ -100,7 +100,7 @@ def wire_event(raw: bytes) -> CaseEvent | None:
     the contract's parser must look at it (it may still be valid)."""
     try:
         wire = _decode(raw)
-    except msgspec.DecodeError:  # ValidationError too
+    except (msgspec.DecodeError, RecursionError):  # ValidationError too; attrs nested past the stack
         return None
     occurred_at = _time(wire.occurred_at)
     recorded_at = _time(wire.recorded_at)

@@ -114,7 +114,9 @@ def test_the_events_imported_from_a_real_log_take_the_fast_path_too():
     b'{"event_id":"e1","case_id":"C1\\ud800","item_code":"X","type":"accepted",'
     b'"occurred_at":"2026-03-02T09:15:00+08:00","recorded_at":"2026-03-02T09:16:00+08:00"}',
     b'[1, 2]', b'"text"', b'{"event_id": "e1"', b'\xff\xfe',
-])
+    *(orjson.dumps({**VALID, "attrs": {"x": 0}}).replace(b'"x":0', b'"x":' + b"[" * depth + b"]" * depth)
+      for depth in (150, 199, 200, 260, 1000, 1021, 1022, 1100)),  # orjson reads 1024 levels, writes 254
+], ids=lambda raw: f"{len(raw)} bytes, ends {raw[-12:]!r}")
 def test_edge_cases_agree_with_the_parser(raw):
     check(raw)
 

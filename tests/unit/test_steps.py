@@ -129,6 +129,22 @@ def test_an_event_whose_decision_or_rating_is_not_text_is_refused_alone(attrs):
     assert sorted(r["event_id"] for r in harness.rows("case_events")) == ["a", "r"]
 
 
+def test_events_whose_attrs_nest_too_deeply_are_refused_alone():
+    """Before, attrs nested about 930 deep ran the parser out of stack (RecursionError) and 255 deep
+    passed it, then failed the state's encoding: either way the whole unit went to the dead letters."""
+    def nested(depth: int) -> bytes:
+        raw = orjson.dumps({**HISTORY[1], "attrs": {"x": 0}})
+        return raw.replace(b'"x":0', b'"x":' + b"[" * depth + b"]" * depth)
+
+    records = [record(40, HISTORY[0]), record(41, nested(1000)), record(42, nested(260)),
+               record(43, nested(1100)), record(44, nested(150)), record(45, HISTORY[2])]
+    harness = Harness()
+    harness.run(Unit("case-events", 0, records))
+    letters = {r["offset"]: r["reason"] for r in harness.rows("dead_letters")}
+    assert letters == {41: "schema", 42: "schema", 43: "invalid_json"}
+    assert sorted(r["event_id"] for r in harness.rows("case_events")) == ["a", "r", "u"]
+
+
 def test_a_tick_and_a_verdict_in_one_unit_judge_their_case_once_more():
     harness = Harness()
     harness.run(Unit("case-events", 0, [record(0, HISTORY[0])]))
