@@ -37,10 +37,14 @@ async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime
     pipeline starts."""
     from streams.replay_feed import FileFeed
 
+    from streams.runtime import check_running
+
     feed = FileFeed(events, settings.case_events_topic)
     try:
-        return await _through_pipeline(settings, catalog, now, show_progress,
-                                       lambda running, on_sent: feed.send(running.bootstrap, on_sent))
+        return await _through_pipeline(
+            settings, catalog, now, show_progress,
+            lambda running, on_total, on_sent: feed.send(running.bootstrap, on_total, on_sent,
+                                                         check=lambda: check_running(running.pipeline)))
     finally:
         feed.close()
 
@@ -51,7 +55,8 @@ async def _push(settings: Settings, messages: list, catalog: Path, now: datetime
     `topic`) and wait until every message is processed and written."""
     from streams.runtime import produce
 
-    async def send(running, on_sent) -> int:
+    async def send(running, on_total, on_sent) -> int:
+        on_total(len(messages))
         await produce(running.bootstrap, topic or settings.case_events_topic, messages, on_sent=on_sent)
         return len(messages)
 
@@ -60,8 +65,9 @@ async def _push(settings: Settings, messages: list, catalog: Path, now: datetime
 
 async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | None, show_progress: bool,
                             send) -> dict:
-    """Start the pipeline, `send(running, on_sent)` its input (returns how many messages), and wait
-    until everything in the input topic is processed and written."""
+    """Start the pipeline, `send(running, on_total, on_sent)` its input (returns how many messages;
+    tells the progress bar how many there are, then how many are sent), and wait until everything
+    in the input topic is processed and written."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from streams.runtime import replay_clock, running_pipeline, topic_ends, wait_until_processed
@@ -71,7 +77,7 @@ async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | N
                       TimeElapsedColumn(), disable=not show_progress, transient=False) as bar:
             sent = bar.add_task("sent     ", total=None)
             done = bar.add_task("processed", total=None)
-            count = await send(running, lambda n: bar.update(sent, completed=n))
+            count = await send(running, lambda n: bar.update(sent, total=n), lambda n: bar.update(sent, completed=n))
             bar.update(sent, total=count, completed=count)
             # Everything in the topic, including what an earlier, interrupted run left unprocessed.
             ends = await topic_ends(running)

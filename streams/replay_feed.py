@@ -80,9 +80,12 @@ class FileFeed:
         self._process.start()
         child.close()
         self._sending = False  # the broker given: the child is sending
+        self._done = False  # and it has sent everything
 
-    async def _report(self) -> tuple[str, object]:
+    async def _report(self, check: Callable[[], None] | None) -> tuple[str, object]:
         while not self._conn.poll():
+            if check is not None:
+                check()  # the pipeline failed or is stopping: no use sending the rest
             if not self._process.is_alive() and not self._conn.poll():
                 raise BrokerError(f"sending {self.path} stopped without a word "
                                   f"(the sending process exited with {self._process.exitcode})")
@@ -93,19 +96,28 @@ class FileFeed:
             raise BrokerError(f"sending {self.path} stopped without a word "
                               f"(the sending process exited with {self._process.exitcode})") from None
 
-    async def send(self, bootstrap: str, on_sent: Callable[[int], None] | None = None) -> int:
-        """Send the whole file through `bootstrap`; returns the number of lines sent."""
+    async def send(self, bootstrap: str, on_read: Callable[[int], None] | None = None,
+                   on_sent: Callable[[int], None] | None = None, check: Callable[[], None] | None = None) -> int:
+        """Send the whole file through `bootstrap`; returns the number of lines sent. `on_read` gets
+        the number of lines once the file is read, `on_sent` the count sent as it grows; `check`
+        is called while waiting, and what it raises ends the sending (`close` then stops the child)."""
         lines = None
         while True:
-            kind, value = await self._report()
+            kind, value = await self._report(check)
             if kind == "read":
                 lines = value
-                self._conn.send(bootstrap)
+                if on_read:
+                    on_read(value)  # type: ignore[arg-type]
+                try:
+                    self._conn.send(bootstrap)
+                except OSError:  # the child is gone (a broken pipe): _report says how
+                    continue
                 self._sending = True
             elif kind == "sent":
                 if on_sent:
                     on_sent(value)  # type: ignore[arg-type]
             elif kind == "done":
+                self._done = True
                 return int(value)  # type: ignore[arg-type]
             else:
                 raise BrokerError(f"sending {self.path} failed"
@@ -118,9 +130,9 @@ class FileFeed:
             except (BrokenPipeError, OSError):
                 pass
             self._process.join(timeout=10)
-        else:
-            self._process.join(timeout=1)  # done (it is exiting), or stopped in the middle: no waiting
-        if self._process.is_alive():
+        elif self._done:
+            self._process.join(timeout=1)  # it is exiting
+        if self._process.is_alive():  # stopped in the middle of sending: no waiting
             self._process.terminate()
             self._process.join(timeout=5)
         if self._process.is_alive():

@@ -307,7 +307,7 @@ async def _wait_for_topics(pipeline: Pipeline, topics: Iterable[str], deadline: 
                                                           pipeline.settings.partitions)
         for topic, ends in current.items():
             while not _taken_to_end(pipeline, topic, ends, committed.get(topic, {})):
-                _check_running(pipeline)
+                check_running(pipeline)
                 if loop.time() > deadline:
                     raise TimeoutError(f"pipeline did not take every message of {topic} in time: "
                                        f"{pipeline.progress} of {ends}")
@@ -328,7 +328,7 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
 
     committed = await committed_offsets(pipeline, pipeline.bootstrap)
     while not _taken_to_end(pipeline, pipeline.settings.case_events_topic, ends, committed):
-        _check_running(pipeline)
+        check_running(pipeline)
         if loop.time() > deadline:
             raise TimeoutError(f"pipeline did not process all events within {timeout:.0f}s: "
                                f"{progress} of {ends}")
@@ -343,7 +343,7 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     # while the input was incomplete are made.
     pipeline.clock.finish()
     while not pipeline.index_ready:
-        _check_running(pipeline)
+        check_running(pipeline)
         await asyncio.sleep(0.05)
     await pipeline.judge_restored_cases()
     while True:
@@ -370,7 +370,7 @@ async def _ends(pipeline: Pipeline, topics) -> dict[str, dict[int, int]]:
     return await broker_mod.end_offsets_of(pipeline.bootstrap, topics, confirm=pipeline.settings.tansu)
 
 
-def _check_running(pipeline: Pipeline) -> None:
+def check_running(pipeline: Pipeline) -> None:
     """Raise, rather than wait for ever, when the worker failed or was asked to stop."""
     from streams.app import PipelineFailed
 

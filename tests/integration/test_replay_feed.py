@@ -21,13 +21,13 @@ def test_a_file_is_sent_whole_each_keyed_line_to_its_cases_partition(tmp_path):
     lines[20] = orjson.dumps({"case_id": 7, "n": 20})
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(lines[:100]) + b"\n\n   \n" + b"\n".join(lines[100:]) + b"\n")
-    counts = []
+    counts, reads = [], []
 
     async def run(bootstrap):
         await create_topics(bootstrap, [("case-events", 4)])
         feed = FileFeed(path, "case-events")
         try:
-            sent = await feed.send(bootstrap, counts.append)
+            sent = await feed.send(bootstrap, on_read=reads.append, on_sent=counts.append)
         finally:
             feed.close()
         ends = await end_offsets(bootstrap, "case-events", confirm=True)
@@ -35,7 +35,7 @@ def test_a_file_is_sent_whole_each_keyed_line_to_its_cases_partition(tmp_path):
 
     with EmbeddedBroker() as broker:
         sent, records = asyncio.run(run(broker.bootstrap))
-    assert sent == len(lines)  # blank lines are not events
+    assert sent == len(lines) and reads == [len(lines)]  # blank lines are not events
     assert counts[-1] == len(lines) and counts == sorted(counts) and len(counts) >= 2
     partitioner = DefaultPartitioner()
     received = {}
@@ -85,3 +85,31 @@ def test_a_feed_closed_before_the_pipeline_ran_ends_its_process(tmp_path):
     assert not process.is_alive()
     assert process.exitcode == 0  # it stopped when told, not killed
     assert time.monotonic() - started < 5
+
+
+def test_a_pipeline_that_stops_while_the_file_is_sent_ends_the_sending(tmp_path):
+    """`check` (the pipeline failed or was asked to stop) ends the wait, and `close` the child,
+    in the middle of sending a large file."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({"case_id": f"C{n}", "pad": "x" * 200}) + b"\n" for n in range(300_000)))
+    read = []
+
+    def check():
+        if read:
+            raise RuntimeError("the pipeline is stopping")
+
+    async def run(bootstrap):
+        await create_topics(bootstrap, [("case-events", 4)])
+        feed = FileFeed(path, "case-events")
+        try:
+            await feed.send(bootstrap, on_read=read.append, check=check)
+        finally:
+            process = feed._process
+            feed.close()
+            assert not process.is_alive()
+            ends = await end_offsets(bootstrap, "case-events", confirm=True)
+            assert sum(ends.values()) < 300_000  # it did not go on to the end
+
+    with EmbeddedBroker() as broker:
+        with pytest.raises(RuntimeError, match="stopping"):
+            asyncio.run(run(broker.bootstrap))
