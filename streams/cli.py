@@ -39,14 +39,14 @@ async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime
 
     from streams.runtime import check_running
 
-    feed = FileFeed(events, settings.case_events_topic)
+    feed = await FileFeed.start(events, settings.case_events_topic)
     try:
         return await _through_pipeline(
             settings, catalog, now, show_progress,
             lambda running, on_total, on_sent: feed.send(running.bootstrap, on_total, on_sent,
                                                          check=lambda: check_running(running.pipeline)))
     finally:
-        feed.close()
+        await feed.close()
 
 
 async def _push(settings: Settings, messages: list, catalog: Path, now: datetime | None,

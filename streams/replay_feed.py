@@ -4,27 +4,34 @@ Sending is work for the main thread that the pipeline needs: reading and decodin
 its case id, Kafka's partitioner (pure Python murmur2) and building the record batches cost
 a visible share of a replay's main thread. A child process does it instead, on the other core:
 
-1. it starts before the pipeline and reads the file (each line's key) while the parent starts
-   its broker, store and Faust worker;
-2. once the pipeline runs, the parent gives it the broker's address, and it sends every line
-   as `streams.broker.produce` sends (keyed lines to their key's partition, as any client
-   would), reporting its count as `produce` does (every 10,000 lines);
-3. it reports the end, or why it failed; the parent turns a failure into a `BrokerError`.
+1. it starts before the pipeline (`python -m streams.replay_feed FILE TOPIC`) and reads the
+   file (each line's key) while the parent starts its broker, store and Faust worker;
+2. once the pipeline runs, the parent writes the broker's address on the child's stdin, and the
+   child sends every line as `streams.broker.produce` sends (keyed lines to their key's
+   partition, as any client would), reporting its count as `produce` does (every 10,000 lines);
+3. it reports the end, or why it failed; the parent turns a failure, or a child that ends
+   without a word, into a `BrokerError`.
 
-The file is sent as it is, so what reaches the topic is what an in-process send would put there.
+The child speaks one line at a time on stdout: `read N`, `sent N`, `done N` or `failed TEXT`,
+each after a mark (other lines are not its). Its stderr is the parent's.
+An empty line on its stdin (or its end) before the address tells it to stop. The file is sent
+as it is, so what reaches the topic is what an in-process send would put there.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 import orjson
 
 from streams.broker import BrokerError
+
+_SOURCE = str(Path(__file__).resolve().parents[1])  # the folder that holds this `streams` package
 
 
 def read_event_lines(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
@@ -44,57 +51,73 @@ def read_event_lines(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
             yield key, line
 
 
-def _feed(path: str, topic: str, conn) -> None:
-    """The child process."""
+MARK = "sunlight-feed "  # on each line of the protocol: anything else a library prints is not it
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(MARK + text.replace("\n", " ") + "\n")
+    sys.stdout.flush()
+
+
+def child(path: str, topic: str) -> int:
+    """The sending process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the parent, which ends this process
     try:
         messages = list(read_event_lines(Path(path)))
-        conn.send(("read", len(messages)))
-        bootstrap = conn.recv()
-        if bootstrap is None:  # the parent gave up before the pipeline ran
-            return
+        _say(f"read {len(messages)}")
+        bootstrap = sys.stdin.readline().strip()
+        if not bootstrap:  # the parent gave up before the pipeline ran
+            return 0
         from streams.broker import produce
 
-        def on_sent(count: int) -> None:
-            conn.send(("sent", count))
-
-        asyncio.run(produce(bootstrap, topic, messages, on_sent=on_sent))
-        conn.send(("done", len(messages)))
-    except BaseException as exc:  # reported to the parent, which raises it there
-        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+        asyncio.run(produce(bootstrap, topic, messages, on_sent=lambda count: _say(f"sent {count}")))
+        _say(f"done {len(messages)}")
+        return 0
+    except Exception as exc:
+        _say(f"failed {type(exc).__name__}: {exc}")
+        return 1
 
 
 class FileFeed:
-    """The child that sends one file to one topic. Start it before the pipeline; `send` gives it
+    """The child that sends one file to one topic. `start` it before the pipeline; `send` gives it
     the broker once the pipeline runs; `close` ends it whatever happened."""
 
-    def __init__(self, path: Path, topic: str):
-        open(path, "rb").close()  # a missing or unreadable file is the caller's error, now, in this process
+    def __init__(self, path: Path, process: asyncio.subprocess.Process):
         self.path = path
-        context = multiprocessing.get_context("spawn")  # not fork: this process may hold threads
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_feed, args=(str(path), topic, child), daemon=True,
-                                        name="sunlight-replay-feed")
-        self._process.start()
-        child.close()
+        self._process = process
         self._sending = False  # the broker given: the child is sending
         self._done = False  # and it has sent everything
 
-    async def _report(self, check: Callable[[], None] | None) -> tuple[str, object]:
-        while not self._conn.poll():
-            if check is not None:
-                check()  # the pipeline failed or is stopping: no use sending the rest
-            if not self._process.is_alive() and not self._conn.poll():
-                raise BrokerError(f"sending {self.path} stopped without a word "
-                                  f"(the sending process exited with {self._process.exitcode})")
-            await asyncio.sleep(0.02)
-        try:
-            return self._conn.recv()
-        except EOFError:
-            raise BrokerError(f"sending {self.path} stopped without a word "
-                              f"(the sending process exited with {self._process.exitcode})") from None
+    @classmethod
+    async def start(cls, path: Path, topic: str) -> "FileFeed":
+        open(path, "rb").close()  # a missing or unreadable file is the caller's error, now, in this process
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_SOURCE, os.environ.get("PYTHONPATH")) if p)}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "streams.replay_feed", str(path), topic, env=env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        return cls(path, process)
+
+    async def _report(self, check: Callable[[], None] | None) -> tuple[str, str]:
+        while True:
+            reading = asyncio.ensure_future(self._process.stdout.readline())  # type: ignore[union-attr]
+            try:
+                while True:
+                    if check is not None:
+                        check()  # the pipeline failed or is stopping: no use sending the rest
+                    done, _ = await asyncio.wait({reading}, timeout=0.05)
+                    if done:
+                        break
+            finally:
+                if not reading.done():
+                    reading.cancel()
+            line = reading.result().decode("utf-8", "replace")
+            if not line:  # the child ended without a word (its stderr, the parent's, says why)
+                code = await self._process.wait()
+                raise BrokerError(f"sending {self.path} stopped without a word (the sending process exited "
+                                  f"with {code})")
+            if line.startswith(MARK):
+                kind, _, value = line[len(MARK):].strip().partition(" ")
+                return kind, value
 
     async def send(self, bootstrap: str, on_read: Callable[[int], None] | None = None,
                    on_sent: Callable[[int], None] | None = None, check: Callable[[], None] | None = None) -> int:
@@ -105,37 +128,50 @@ class FileFeed:
         while True:
             kind, value = await self._report(check)
             if kind == "read":
-                lines = value
+                lines = int(value)
                 if on_read:
-                    on_read(value)  # type: ignore[arg-type]
+                    on_read(lines)
                 try:
-                    self._conn.send(bootstrap)
-                except OSError:  # the child is gone (a broken pipe): _report says how
+                    self._process.stdin.write(bootstrap.encode() + b"\n")  # type: ignore[union-attr]
+                    await self._process.stdin.drain()  # type: ignore[union-attr]
+                except (ConnectionError, OSError):  # the child is gone: the next report says how
                     continue
                 self._sending = True
             elif kind == "sent":
                 if on_sent:
-                    on_sent(value)  # type: ignore[arg-type]
+                    on_sent(int(value))
             elif kind == "done":
                 self._done = True
-                return int(value)  # type: ignore[arg-type]
+                return int(value)
             else:
                 raise BrokerError(f"sending {self.path} failed"
                                   f"{f' after reading {lines} lines' if lines is not None else ''}: {value}")
 
-    def close(self) -> None:
-        if self._process.is_alive() and not self._sending:
+    async def close(self) -> None:
+        process = self._process
+        if process.returncode is None and not self._sending:
             try:
-                self._conn.send(None)  # reading, or waiting for the broker: it stops there
-            except (BrokenPipeError, OSError):
+                process.stdin.write(b"\n")  # type: ignore[union-attr]  # reading, or waiting: it stops there
+                process.stdin.close()  # type: ignore[union-attr]
+            except (ConnectionError, OSError):
                 pass
-            self._process.join(timeout=10)
+            await _wait(process, 10)
         elif self._done:
-            self._process.join(timeout=1)  # it is exiting
-        if self._process.is_alive():  # stopped in the middle of sending: no waiting
-            self._process.terminate()
-            self._process.join(timeout=5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._conn.close()
+            await _wait(process, 1)  # it is exiting
+        if process.returncode is None:  # stopped in the middle of sending: no waiting
+            process.terminate()
+            await _wait(process, 5)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _wait(process: asyncio.subprocess.Process, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(process.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(child(sys.argv[1], sys.argv[2]))

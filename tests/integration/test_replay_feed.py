@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import orjson
@@ -25,11 +26,11 @@ def test_a_file_is_sent_whole_each_keyed_line_to_its_cases_partition(tmp_path):
 
     async def run(bootstrap):
         await create_topics(bootstrap, [("case-events", 4)])
-        feed = FileFeed(path, "case-events")
+        feed = await FileFeed.start(path, "case-events")
         try:
             sent = await feed.send(bootstrap, on_read=reads.append, on_sent=counts.append)
         finally:
-            feed.close()
+            await feed.close()
         ends = await end_offsets(bootstrap, "case-events", confirm=True)
         return sent, {p: await fetch_range(bootstrap, "case-events", p, 0, end) for p, end in ends.items()}
 
@@ -60,11 +61,11 @@ def test_a_feed_that_cannot_reach_the_broker_fails_with_the_reason(tmp_path):
     path.write_bytes(orjson.dumps({"case_id": "C1"}) + b"\n")
 
     async def run():
-        feed = FileFeed(path, "case-events")
+        feed = await FileFeed.start(path, "case-events")
         try:
             await feed.send("127.0.0.1:1")
         finally:
-            feed.close()
+            await feed.close()
 
     with pytest.raises(BrokerError, match="events.jsonl failed after reading 1 lines"):
         asyncio.run(run())
@@ -72,19 +73,22 @@ def test_a_feed_that_cannot_reach_the_broker_fails_with_the_reason(tmp_path):
 
 def test_a_missing_file_is_refused_before_anything_starts(tmp_path):
     with pytest.raises(FileNotFoundError):
-        FileFeed(tmp_path / "nothing.jsonl", "case-events")
+        asyncio.run(FileFeed.start(tmp_path / "nothing.jsonl", "case-events"))
 
 
 def test_a_feed_closed_before_the_pipeline_ran_ends_its_process(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_bytes(orjson.dumps({"case_id": "C1"}) + b"\n")
-    feed = FileFeed(path, "case-events")
-    process = feed._process
-    started = time.monotonic()
-    feed.close()
-    assert not process.is_alive()
-    assert process.exitcode == 0  # it stopped when told, not killed
-    assert time.monotonic() - started < 5
+
+    async def run():
+        feed = await FileFeed.start(path, "case-events")
+        started = time.monotonic()
+        await feed.close()
+        return feed._process.returncode, time.monotonic() - started
+
+    code, took = asyncio.run(run())
+    assert code == 0  # it stopped when told, not killed
+    assert took < 5
 
 
 def test_a_pipeline_that_stops_while_the_file_is_sent_ends_the_sending(tmp_path):
@@ -100,16 +104,63 @@ def test_a_pipeline_that_stops_while_the_file_is_sent_ends_the_sending(tmp_path)
 
     async def run(bootstrap):
         await create_topics(bootstrap, [("case-events", 4)])
-        feed = FileFeed(path, "case-events")
+        feed = await FileFeed.start(path, "case-events")
         try:
             await feed.send(bootstrap, on_read=read.append, check=check)
         finally:
-            process = feed._process
-            feed.close()
-            assert not process.is_alive()
+            await feed.close()
+            assert feed._process.returncode is not None
             ends = await end_offsets(bootstrap, "case-events", confirm=True)
             assert sum(ends.values()) < 300_000  # it did not go on to the end
 
     with EmbeddedBroker() as broker:
         with pytest.raises(RuntimeError, match="stopping"):
             asyncio.run(run(broker.bootstrap))
+
+
+def test_a_replay_run_from_a_script_read_on_stdin_sends_its_file(tmp_path):
+    """The sending process is `python -m streams.replay_feed`, not a spawned copy of the parent:
+    that would re-import the parent's main module, which has no file when read on stdin."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(orjson.dumps({"case_id": "C1"}) + b"\n")
+    script = f"""
+import asyncio
+from pathlib import Path
+from streams.broker import EmbeddedBroker, create_topics, end_offsets
+from streams.replay_feed import FileFeed
+
+async def run(bootstrap):
+    await create_topics(bootstrap, [("case-events", 2)])
+    feed = await FileFeed.start(Path({str(path)!r}), "case-events")
+    try:
+        print("sent", await feed.send(bootstrap))
+    finally:
+        await feed.close()
+    print("ends", sum((await end_offsets(bootstrap, "case-events", confirm=True)).values()))
+
+with EmbeddedBroker() as broker:
+    asyncio.run(run(broker.bootstrap))
+"""
+    done = subprocess.run([sys.executable, "-"], input=script, text=True, capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONSTARTUP": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["sent", "1", "ends", "1"]
+
+
+def test_only_lines_with_the_feeds_mark_are_its_reports(tmp_path):
+    from types import SimpleNamespace
+
+    from streams.replay_feed import MARK
+
+    async def run():
+        stdout = asyncio.StreamReader()
+        stdout.feed_data(b"a library's own line\n" + MARK.encode() + b"done 3\n")
+        stdout.feed_eof()
+        feed = FileFeed(tmp_path / "events.jsonl", SimpleNamespace(stdout=stdout, returncode=0))
+        return await feed.send("unused")
+
+    assert asyncio.run(run()) == 3
+
