@@ -148,10 +148,14 @@ class EmbeddedBroker:
 async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0) -> None:
     """Create topics with explicit partition counts; existing ones are left as they are."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
+    from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await admin.start()
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:  # the first contact with the broker: an operator's error, said plainly
+        await admin.close()
+        raise BrokerError(f"cannot reach the Kafka broker at {bootstrap} (SUNLIGHT_KAFKA): {exc}") from None
     try:
         existing = set(await admin.list_topics())
         wanted = [NewTopic(name, partitions, 1) for name, partitions in topics if name not in existing]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -164,3 +165,20 @@ def test_only_lines_with_the_feeds_mark_are_its_reports(tmp_path):
 
     assert asyncio.run(run()) == 3
 
+
+def test_a_replay_against_a_kafka_it_cannot_reach_says_so_in_one_line(tmp_path):
+    """Before, an unreachable SUNLIGHT_KAFKA ended the command with aiokafka's traceback."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(orjson.dumps({"case_id": "C1"}) + b"\n")
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text((Path(__file__).resolve().parents[1] / "data" / "real" / "receipt.catalog.yaml").read_text())
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_KAFKA": "127.0.0.1:1"}
+    env.pop("SUNLIGHT_CLICKHOUSE", None)
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(path), "--catalog", str(catalog)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "sunlight: cannot reach the Kafka broker at 127.0.0.1:1 (SUNLIGHT_KAFKA)" in done.stderr
+    assert "Traceback" not in done.stderr
