@@ -36,7 +36,6 @@ async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime
     """The file is sent by a process of its own (`streams.replay_feed`), which reads it while the
     pipeline starts."""
     from streams.replay_feed import FileFeed
-
     from streams.runtime import check_running
 
     feed = await FileFeed.start(events, settings.case_events_topic)
