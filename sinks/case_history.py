@@ -10,7 +10,7 @@ from __future__ import annotations
 from alerts.events import CaseEvent, parse_event
 from alerts.model import Alert
 from alerts.state import CaseState, restored
-from sinks.queries import export_alerts, stored_case_clocks, stored_events
+from sinks.queries import cases_with_events, export_alerts, stored_case_clocks, stored_events
 from sinks.scope import Scope
 
 
@@ -41,8 +41,12 @@ def stored_states(client, events: dict[str, list[CaseEvent]], alerts: dict[str, 
 
 
 def states_of(client, case_ids: list[str]) -> dict[str, CaseState]:
-    """The states of those of `case_ids` the store holds (a case is there once it has events)."""
-    events = stored_case_events(client, case_ids)
+    """The states of those of `case_ids` the store holds (a case is there once it has events).
+    A cheap look first which of them it holds (usually none: a unit's cases are mostly new)."""
+    held = cases_with_events(client, case_ids)
+    if not held:
+        return {}
+    events = stored_case_events(client, sorted(held))
     if not events:
         return {}
     known = sorted(events)

@@ -124,6 +124,14 @@ def _event_json(record: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def cases_with_events(client, case_ids: list[str]) -> set[str]:
+    """Which of `case_ids` the store holds events of. Without FINAL: whether a case has rows does
+    not depend on which version of them counts, and most cases asked of a live worker are new,
+    for which this is all there is to read."""
+    query = ScopedQuery("DISTINCT case_id", "case_events", where=_OF_CASES)
+    return {row[0] for row in query.run(client, Scope.everything(), _of_cases(case_ids))}
+
+
 def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None
                        ) -> dict[str, tuple[int, datetime | None]]:
     """The latest stored revision of each case's state in scope (of some cases, with `case_ids`),

@@ -125,3 +125,34 @@ def test_a_restarted_worker_recovers_without_the_cases_let_go(tmp_path):
     assert not set(chosen) & recovered
     assert store.brought_back >= len(chosen)
     assert identity(alerts) == identity(kept)
+
+
+def test_the_store_is_asked_first_which_cases_it_holds_then_only_for_those(tmp_path):
+    """Reading cases back looks first which of them have events (without FINAL), and reads the
+    events, alerts and clocks of those alone; a unit of new cases costs that one look."""
+    from datetime import datetime, timezone
+
+    from alerts.events import parse_event
+    from sinks.case_history import states_of
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from sinks.queries import cases_with_events
+    from sinks.rows import event_row, to_arrow
+
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        now = datetime(2026, 3, 2, tzinfo=timezone.utc)
+        rows = [event_row(parse_event({"event_id": f"{case}-{n}", "case_id": case, "item_code": "X",
+                                       "type": "accepted", "occurred_at": "2026-03-02T09:15:00+08:00",
+                                       "recorded_at": "2026-03-02T09:15:00+08:00"}), "D", now)
+                for case in ("C1", "C2") for n in range(2)]
+        client.insert_arrow("case_events", to_arrow("case_events", rows))
+        client.insert_arrow("case_events", to_arrow("case_events", rows[:1]))  # a version written twice
+        assert cases_with_events(client, ["C1", "C2", "C3"]) == {"C1", "C2"}
+        assert cases_with_events(client, ["C3", "C4"]) == set()
+        states = states_of(client, ["C2", "C3"])
+        assert set(states) == {"C2"} and [e.event_id for e in states["C2"].events] == ["C2-0", "C2-1"]
+        assert states_of(client, ["C3"]) == {}
+    finally:
+        client.close()
