@@ -163,3 +163,22 @@ class ClickHouseWriter:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+
+
+class StoreReader:
+    """A client of its own, on a thread of its own, for the reads the stream waits on (cases read
+    back from the store): they do not queue behind the writer's inserts. chdb lets one process
+    hold several clients of its one engine, each used by one thread at a time."""
+
+    def __init__(self, client):
+        self.client = client
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-reader")
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(client, *args)` on the reader's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, self.client, *args)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.client.close()
+

@@ -102,6 +102,9 @@ class Pipeline:
         self.bootstrap = bootstrap
         self.catalog = catalog
         self.writer = writer
+        # Reads the stream waits on, beside the writer (sinks.writer.StoreReader); without one
+        # they take their turn on the writer's thread.
+        self.reader = None
         self.clock = clock
         self.index = DeadlineIndex()
         self.progress = Progress(case_events_topic=settings.case_events_topic)
@@ -550,7 +553,7 @@ class Pipeline:
         delay = self.settings.flush_interval
         while True:
             try:
-                states = await self.writer.run(states_of, case_ids)
+                states = await (self.reader or self.writer).run(states_of, case_ids)
             except (DatabaseError, OperationalError, OSError) as exc:  # the store; anything else fails the unit
                 metrics.CASE_READ_FAILURES.inc()
                 # The store's last error: a stop does not wait for this unit (streams.runtime).

@@ -26,7 +26,7 @@ import orjson
 from sinks.clickhouse import connect
 from sinks.catalog_rows import write_catalog
 from sinks.migrations import migrate
-from sinks.writer import ClickHouseWriter
+from sinks.writer import ClickHouseWriter, StoreReader
 from streams import broker as broker_mod, faust_patches
 from streams.broker import produce
 from streams.app import Pipeline
@@ -88,6 +88,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     client = None
     worker = None
     writer = None
+    reader = None
     pipeline = None
     try:
         catalog = CatalogSource(catalog_path, settings.calendar_overrides, settings.tickets_policy,
@@ -103,6 +104,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         writer = ClickHouseWriter(client, max_rows=settings.flush_rows,
                                   max_pending_rows=settings.sink_max_pending_rows)
         pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), settings.tansu)
+        reader = pipeline.reader = StoreReader(connect(settings.clickhouse, settings.data_dir))
         pipeline.silences = pipeline.read_silences()
         await broker_mod.create_topics(bootstrap, pipeline.topics())
         if own_broker is not None:
@@ -138,6 +140,8 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
                 await asyncio.shield(signalled)
         if writer is not None:
             writer.close()
+        if reader is not None:
+            reader.close()
         if client is not None:
             client.close()
         if own_broker is not None:

@@ -156,3 +156,33 @@ def test_the_store_is_asked_first_which_cases_it_holds_then_only_for_those(tmp_p
         assert states_of(client, ["C3"]) == {}
     finally:
         client.close()
+
+
+def test_reading_cases_back_does_not_wait_for_the_writer(tmp_path):
+    """The cases a unit asks of the store are read with a client and a thread of their own: a
+    write in progress (here, the writer's thread held for two seconds) does not hold the unit up."""
+    import threading
+    import time
+
+    scenario = generate(cases=20, violation_rate=0.05, seed=5, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    settings = pipeline_settings(tmp_path / "data")
+
+    async def run():
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            pipeline = running.pipeline
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(scenario.events))
+            await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
+            known = sorted({e["case_id"] for e in scenario.events})[:3]
+            released = threading.Event()
+            busy = asyncio.get_running_loop().run_in_executor(pipeline.writer.executor, released.wait, 2.0)
+            started = time.monotonic()
+            states = await pipeline._read_cases([*known, "NO-SUCH-CASE"])
+            took = time.monotonic() - started
+            released.set()
+            await busy
+            return known, states, took
+
+    known, states, took = asyncio.run(run())
+    assert sorted(states) == known
+    assert took < 1.0, f"the read waited {took:.1f} s for the writer"
