@@ -181,4 +181,3 @@ class StoreReader:
     def close(self) -> None:
         self.executor.shutdown(wait=True)
         self.client.close()
-
