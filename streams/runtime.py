@@ -90,6 +90,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     writer = None
     reader = None
     pipeline = None
+    leaving_on_error = False
     try:
         catalog = CatalogSource(catalog_path, settings.calendar_overrides, settings.tickets_policy,
                                 settings.notice_templates)
@@ -123,14 +124,19 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             pipeline.unsent_notices = []
         yield Running(settings, pipeline, bootstrap, broker, client, worker)
         await pipeline.flush()
+    except BaseException:
+        leaving_on_error = True
+        raise
     finally:
         if pipeline is not None:
             pipeline.stopping = True
         if worker is not None:
-            if writer is not None and writer.batch.acks:
-                # Rows are still unwritten (the store is down, or we leave on an error): do not
-                # wait for their messages to be acknowledged, which would never end. They are
-                # not committed, so they are delivered again on the next start.
+            if writer is not None and (writer.batch.acks or writer.in_flight or leaving_on_error
+                                       or (pipeline is not None and pipeline.failure is not None)):
+                # Rows are still unwritten or being written (the store is down, or we leave on an
+                # error or a failed pipeline, whose timers stop before any flush): do not wait for
+                # their messages to be acknowledged, which could never end. They are not
+                # committed, so they are delivered again on the next start.
                 worker.app.conf.stream_wait_empty = False
             await worker.stop()
             # A stop a signal began: `stop()` returns at once while one is under way, and the
