@@ -390,3 +390,44 @@ def test_a_worker_stopped_while_the_store_is_down_stops_and_redelivers_later(sce
     by_position = {(r.partition, r.offset): orjson.loads(r.value)["event_id"] for r in records}
     committed_ids = {e for (p, o), e in by_position.items() if o < (after.get(p) or 0)}
     assert committed_ids <= stored, (sorted(committed_ids - stored), after, progress)
+
+
+def test_a_pipeline_left_with_a_write_in_flight_stops_without_waiting_for_its_acknowledgements(
+        scenario, tmp_path, monkeypatch):
+    """Left on an error while a write is in flight, the worker stops at once: the messages of that
+    write are not committed and come again on the next start. Before, Faust waited for their
+    acknowledgements, which only that write could give (the suite once hung so)."""
+    import threading
+    import time
+
+    from sinks.writer import ClickHouseWriter
+
+    catalog, _ = write_inputs(tmp_path, scenario)
+    settings = pipeline_settings(tmp_path / "data")
+    release = threading.Event()
+    write, close = ClickHouseWriter.write, ClickHouseWriter.close
+
+    def held_write(self, batch):
+        release.wait(40)  # a write that takes its time (a slow or stuck store)
+        return write(self, batch)
+
+    def closing(self):
+        release.set()  # the worker has stopped: let the write end, so that its thread can
+        return close(self)
+
+    monkeypatch.setattr(ClickHouseWriter, "write", held_write)
+    monkeypatch.setattr(ClickHouseWriter, "close", closing)
+    stopped = {}
+
+    async def run():
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(scenario.events))
+            while not running.pipeline.writer.in_flight:
+                await asyncio.sleep(0.05)
+            stopped["from"] = time.monotonic()
+            raise RuntimeError("the replay gives up")
+
+    with pytest.raises(RuntimeError, match="gives up"):
+        asyncio.run(run())
+    release.set()
+    assert time.monotonic() - stopped["from"] < 20
