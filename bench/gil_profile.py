@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.workload import NOW, city  # noqa: E402
+from bench.workload import city, events_file, own_store_env, replay_command  # noqa: E402
 
 SHOWN = ("Pipeline.case_agent", "Pipeline.ticket_agent", "Pipeline.peer_agent", "Pipeline.notifier",
          "decode_case_unit", "step_many", "encode_state", "Pipeline.flush", "ClickHouseWriter.write",
@@ -43,15 +43,11 @@ def main() -> None:
     if spy is None:
         raise SystemExit("needs py-spy: pip install py-spy")
     _, messages, work, catalog = city(args.cases, "sunlight-gil-")
-    events = work / "events.jsonl"
-    events.write_bytes(b"".join(value + b"\n" for _, value in messages))
+    events = events_file(messages, work / "events.jsonl")
     raw = work / "samples.txt"
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(work / "data"), "SUNLIGHT_PARTITIONS": str(args.partitions)}
-    env.pop("SUNLIGHT_KAFKA", None)
-    env.pop("SUNLIGHT_CLICKHOUSE", None)
     subprocess.run([spy, "record", "-r", str(args.rate), "--gil", "--threads", "-f", "raw", "-o", str(raw), "--",
-                    sys.executable, "-m", "streams.cli", "replay", str(events), "--catalog", str(catalog),
-                    "--now", NOW.isoformat()], env=env, cwd=ROOT, check=True, capture_output=True)
+                    *replay_command(events, catalog)], env=own_store_env(work / "data", args.partitions), cwd=ROOT,
+                   check=True, capture_output=True)
     threads: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0

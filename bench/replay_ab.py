@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.workload import NOW, city  # noqa: E402
+from bench.workload import city, events_file, own_store_env, replay_command  # noqa: E402
 
 
 def checkout(commit: str, into: Path) -> Path:
@@ -42,18 +42,14 @@ def checkout(commit: str, into: Path) -> Path:
 def replay(source: Path, events: Path, catalog: Path, data_dir: Path, partitions: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of `python -m streams.cli replay` run from `source`."""
     shutil.rmtree(data_dir, ignore_errors=True)
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(data_dir), "SUNLIGHT_PARTITIONS": str(partitions),
-           "PYTHONPATH": str(source)}
-    env.pop("SUNLIGHT_KAFKA", None)
-    env.pop("SUNLIGHT_CLICKHOUSE", None)
+    env = {**own_store_env(data_dir, partitions), "PYTHONPATH": str(source)}
     used = subprocess.run([sys.executable, "-c", "import streams; print(streams.__file__)"], env=env, cwd=source,
                           capture_output=True, text=True, check=True).stdout.strip()
     if not Path(used).resolve().is_relative_to(source.resolve()):
         raise RuntimeError(f"{source} would run the streams package at {used}")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(events), "--catalog", str(catalog),
-                           "--now", NOW.isoformat()], env=env, cwd=source, capture_output=True, timeout=3600)
+    done = subprocess.run(replay_command(events, catalog), env=env, cwd=source, capture_output=True, timeout=3600)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(done.stderr.decode()[-3000:])
@@ -70,8 +66,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     _, messages, work, catalog = city(args.cases, "sunlight-ab-")
-    events = work / "events.jsonl"
-    events.write_bytes(b"".join(value + b"\n" for _, value in messages))
+    events = events_file(messages, work / "events.jsonl")
     trees = Path(tempfile.mkdtemp(prefix="sunlight-ab-trees-"))
     sources = {"before": checkout(args.before, trees / "before"),
                "after": checkout(args.after, trees / "after") if args.after else ROOT}

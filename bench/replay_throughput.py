@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from streams.broker import EmbeddedBroker, create_topics  # noqa: E402
 from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from bench.workload import NOW, city  # noqa: E402
+from bench.workload import NOW, city, events_file, own_store_env, replay_command  # noqa: E402
 
 
 async def bare_consumer(bootstrap: str, topic: str, total: int) -> float:
@@ -122,15 +122,10 @@ def whole_command(catalog: Path, messages, partitions: int, data_dir: Path) -> f
     """The wall time of `sunlight replay FILE --catalog C --now T`, from its start to its exit."""
     import subprocess
 
-    events = data_dir.parent / f"{data_dir.name}-events.jsonl"
-    events.write_bytes(b"".join(value + b"\n" for _, value in messages))
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(data_dir), "SUNLIGHT_PARTITIONS": str(partitions)}
-    env.pop("SUNLIGHT_KAFKA", None)
-    env.pop("SUNLIGHT_CLICKHOUSE", None)
+    events = events_file(messages, data_dir.parent / f"{data_dir.name}-events.jsonl")
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(events), "--catalog", str(catalog),
-                           "--now", NOW.isoformat()], env=env, capture_output=True, timeout=3600,
-                          cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(replay_command(events, catalog), env=own_store_env(data_dir, partitions),
+                          capture_output=True, timeout=3600, cwd=Path(__file__).resolve().parents[1])
     if done.returncode != 0:
         raise RuntimeError(done.stderr.decode()[-3000:])
     return time.perf_counter() - started
