@@ -532,8 +532,8 @@ class Pipeline:
         return len(due)
 
     async def _let_go(self, case_id: str, partition: int, stored: bytes, due) -> None:
-        if partition not in self._case_partitions():  # revoked meanwhile: its new owner decides
-            return
+        if partition not in self._held_partitions(self.settings.case_events_topic):
+            return  # revoked meanwhile: its new owner decides
         if case_id in self.store.in_hand:  # a unit is applying it: try again on the next tick
             self.evictions.schedule(case_id, due, partition)
         elif self.store.evict(case_id, partition, stored):
@@ -748,7 +748,7 @@ class Pipeline:
         while not recovery.completed.is_set():
             await asyncio.sleep(0.1)
         try:
-            held_partitions = self._case_partitions()
+            held_partitions = self._held_partitions(self.settings.case_events_topic)
             for case_id, partition, next_due, held, settled in self.indexed_cases():
                 if next_due:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
@@ -757,10 +757,11 @@ class Pipeline:
                 if held:
                     self.held[case_id] = partition
             partitions = list(range(self.settings.partitions))
+            held_ticket_partitions = self._held_partitions(self.settings.alerts_topic)
             seeds = [(case_id, held.next_due) for case_id, held in self.ticket_store.seeds.items()]
             for case_id, next_due in [*self.ticket_store.stored(), *seeds]:
                 partition = partition_of(case_id, partitions)
-                if partition in {tp.partition for tp in self.assigned if tp.topic == self.settings.alerts_topic}:
+                if partition in held_ticket_partitions:
                     self.ticket_index.schedule(case_id, next_due, partition)
         except Exception as exc:
             log.exception("could not rebuild the deadline index from the case table; the worker stops")
@@ -769,8 +770,9 @@ class Pipeline:
         self.index_ready = True
         metrics.OPEN_DEADLINES.set(len(self.index))
 
-    def _case_partitions(self) -> set[int]:
-        return {tp.partition for tp in self.assigned if tp.topic == self.settings.case_events_topic}
+    def _held_partitions(self, topic: str) -> set[int]:
+        """The partitions of `topic` this worker holds now."""
+        return {tp.partition for tp in self.assigned if tp.topic == topic}
 
     def indexed_cases(self):
         """(case_id, partition, next_due, held withdrawals) of every case in the table this worker holds."""
