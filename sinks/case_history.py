@@ -43,11 +43,7 @@ def stored_states(client, events: dict[str, list[CaseEvent]], alerts: dict[str, 
 def states_of(client, case_ids: list[str]) -> dict[str, CaseState]:
     """The states of those of `case_ids` the store holds (a case is there once it has events).
     A cheap look first which of them it holds (usually none: a unit's cases are mostly new)."""
-    held = cases_with_events(client, case_ids)
+    held = sorted(cases_with_events(client, case_ids))
     if not held:
         return {}
-    events = stored_case_events(client, sorted(held))
-    if not events:
-        return {}
-    known = sorted(events)
-    return stored_states(client, events, stored_case_alerts(client, known), known)
+    return stored_states(client, stored_case_events(client, held), stored_case_alerts(client, held), held)
