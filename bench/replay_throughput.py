@@ -92,6 +92,9 @@ asyncio.run(main())
     raise RuntimeError(f"bare Faust agent gave no rate: {out.stdout[-2000:]} {out.stderr[-3000:]}")
 
 
+SAMPLE_EVERY = 0.25  # seconds between two looks at the pipeline's progress
+
+
 async def pipeline_rate(broker: EmbeddedBroker, catalog: Path, messages, partitions: int, data_dir: Path):
     """(steady-state events/s, events/s to the end, progress)."""
     settings = Settings(data_dir=data_dir, partitions=partitions, session_timeout=3.0)
@@ -105,7 +108,7 @@ async def pipeline_rate(broker: EmbeddedBroker, catalog: Path, messages, partiti
         async def sample() -> None:
             while True:
                 samples.append((time.perf_counter(), sum(o + 1 for o in progress.processed_offsets.values())))
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(SAMPLE_EVERY)
 
         sampler = asyncio.ensure_future(sample())
         started = time.perf_counter()
@@ -114,6 +117,9 @@ async def pipeline_rate(broker: EmbeddedBroker, catalog: Path, messages, partiti
         sampler.cancel()
         low = next(s for s in samples if s[1] >= 0.1 * total)
         high = next(s for s in samples if s[1] >= 0.9 * total)
+        if high[0] == low[0]:
+            raise SystemExit(f"too few events to measure a steady state: 10% to 90% of the {total} events "
+                             f"passed within one sample ({SAMPLE_EVERY} s); give more --cases")
         steady = (high[1] - low[1]) / (high[0] - low[0])
         return steady, len(messages) / elapsed, progress
 

@@ -71,6 +71,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _dying_with_this_process() -> list[str]:
+    """The prefix that makes a child die with the thread that starts it (Linux's parent-death
+    signal, set by util-linux's setpriv before it execs the child). The broker runs in a
+    session of its own, so no terminal signal reaches it: without this, a worker killed with
+    SIGKILL left its broker running, holding its port and memory. Where setpriv is missing the
+    child is started as it is."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
     """Terminate a child process, killing it if it has not ended within `timeout` seconds."""
     if process.poll() is None:
@@ -103,7 +113,7 @@ class EmbeddedBroker:
         if not binary.exists():
             raise BrokerError(f"Tansu binary not found at {binary}")
         self.process = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [*_dying_with_this_process(), str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", self.storage],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
             env={**os.environ, **self.env} if self.env else None,

@@ -35,3 +35,48 @@ def test_the_broker_stops_and_frees_its_port():
     broker.stop()
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_broker_dies_with_the_process_that_started_it():
+    """A worker killed with SIGKILL cannot stop its embedded broker: the broker must not outlive
+    it (orphaned brokers kept their ports and memory until the machine restarted)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("from streams.broker import EmbeddedBroker\n"
+              "import sys, time\n"
+              "broker = EmbeddedBroker().start()\n"
+              "print(broker.process.pid, broker.port, flush=True)\n"
+              "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        broker_pid, port = map(int, parent.stdout.readline().split())
+        os.kill(broker_pid, 0)  # it runs
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(broker_pid, 0)
+            except ProcessLookupError:
+                break
+            if _is_zombie(broker_pid):
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(broker_pid, signal.SIGKILL)
+            raise AssertionError("the embedded broker outlived the process that started it")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return False
