@@ -234,3 +234,41 @@ def test_the_usual_ranges_bisection_on_amounts_gives_the_index_the_logs_give(val
     if values and pick < len(values) and values[pick] > 0:
         bound = _log(values[pick])  # exactly at a value's log, the edge where rounding could differ
     assert _first_at_least(values, bound, strict) == _first_at_least_by_logs(values, bound, strict)
+
+
+def _seed_one_by_one(facts, config):
+    """What seeding was: each stored decision added alone, in decision order (the reference)."""
+    group = None
+    for f in sorted(facts, key=lambda f: (f.decided_at, f.event_id)):
+        group, _ = add_decision(group, f, config)
+    return group
+
+
+SMALL = RuleConfig(outlier_min_peers=4, outlier_window=12, outlier_group_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.sampled_from([1000.0, 3000.0, 3100.0, 2900.0, 90000.0])
+                          | st.floats(100, 1e6), st.integers(0, 30)), max_size=150),
+       st.sampled_from([SMALL, RuleConfig(outlier_min_peers=3, outlier_window=5, outlier_group_size=9), CONFIG]))
+def test_a_seeded_group_is_the_group_of_its_decisions_added_one_by_one(rows, config):
+    """Seeding in units gives the very group adding each decision alone gives (trimmed to its
+    bound, with the same verdicts taken as sent), whatever the order, duplicates and sizes."""
+    facts = [fact(i, amount, minutes=minute, case=f"C{i % 17}") for i, (minute, amount, _) in enumerate(rows)]
+    facts += [facts[i % len(facts)] for _, _, i in rows[:5]] if facts else []  # stored twice
+    assert seed_group(facts, config) == _seed_one_by_one(facts, config)
+
+
+def test_seeding_a_large_group_adds_its_decisions_in_units_not_one_at_a_time(monkeypatch):
+    """Each addition rebuilds the group (its cost grows with it): one per stored decision made
+    seeding quadratic, hours for a year of a city's fines. Now one per unit of `outlier_window`."""
+    import alerts.peers as peers
+
+    calls = []
+    real = peers.add_decisions
+    monkeypatch.setattr(peers, "add_decisions", lambda group, facts, config: calls.append(len(facts))
+                        or real(group, facts, config))
+    facts = [fact(i, 30000 + 7 * (i % 50)) for i in range(5 * CONFIG.outlier_window + 3)]
+    group = seed_group(facts)
+    assert len(calls) == 6 and sum(calls) == len(facts)
+    assert len(group.decisions) == CONFIG.outlier_group_size
