@@ -1,8 +1,9 @@
 """Cases' states rebuilt from what the store holds: their events, their alerts (withdrawn ones
 too) and the revision and clock of their latest stored state (`alerts.state.restored`).
 
-A fresh embedded broker seeds every case from it (`streams.runtime.restore_from_store`), and a
-worker reads back a case it let go when something about it arrives (`streams.store.CaseStore`).
+A fresh embedded broker seeds the cases that have not settled from it
+(`streams.runtime.restore_from_store`), and a worker reads back a case it let go, or one that had
+settled before it started, when something about it arrives (`streams.store.CaseStore`).
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ from __future__ import annotations
 from alerts.events import CaseEvent, parse_event
 from alerts.model import Alert
 from alerts.state import CaseState, restored
-from sinks.queries import cases_with_events, export_alerts, stored_case_clocks, stored_events
+from sinks.queries import (cases_with_events, export_alerts, settled_cases, stored_case_clocks, stored_cases,
+                           stored_events)
 from sinks.scope import Scope
 
+# Cases read at once when a process seeds its table from the store.
+SEED_CHUNK = 20_000
 
-def stored_case_events(client, case_ids: list[str] | None = None) -> dict[str, list[CaseEvent]]:
-    """The stored events of every case (or of `case_ids`), by case, in event-time order."""
+
+def stored_case_events(client, case_ids: list[str] | None = None,
+                       types: tuple[str, ...] | None = None) -> dict[str, list[CaseEvent]]:
+    """The stored events of every case (or of `case_ids`; of some types, with `types`), by case,
+    in event-time order."""
     events: dict[str, list[CaseEvent]] = {}
-    for obj in stored_events(client, Scope.everything(), case_ids):
+    for obj in stored_events(client, Scope.everything(), case_ids, types):
         event = parse_event(obj)
         events.setdefault(event.case_id, []).append(event)
     return events
@@ -47,3 +54,19 @@ def states_of(client, case_ids: list[str]) -> dict[str, CaseState]:
     if not held:
         return {}
     return stored_states(client, stored_case_events(client, held), stored_case_alerts(client, held), held)
+
+
+def store_seeds(client) -> tuple[dict[str, CaseState], set[str], dict[str, list[Alert]]]:
+    """What a process that starts on this store seeds its table with: the states of the cases that
+    have not settled, the ids of those that have (`sinks.queries.settled_cases`: read back only if
+    something about them arrives), and every case's alerts (the tickets are restored from them).
+    Read `SEED_CHUNK` cases at a time, so that what is held at once is the open cases, not the
+    store's history."""
+    settled = set(settled_cases(client))
+    alerts = stored_case_alerts(client)
+    pending = sorted(c for c in stored_cases(client) if c not in settled)
+    states: dict[str, CaseState] = {}
+    for start in range(0, len(pending), SEED_CHUNK):
+        chunk = pending[start:start + SEED_CHUNK]
+        states.update(stored_states(client, stored_case_events(client, chunk), alerts, chunk))
+    return states, settled, alerts

@@ -101,12 +101,18 @@ EVENT_COLUMNS = ("event_id", "case_id", "item_code", "type", "occurred_at", "rec
                  "department", "region", "channel", "attrs")
 
 
-def stored_events(client, scope: Scope, case_ids: list[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Every stored case event in scope (of some cases, with `case_ids`), in the contract's JSON
-    form (times in UTC), in event-time order."""
-    query = ScopedQuery(", ".join(EVENT_COLUMNS), "case_events FINAL", where=_OF_CASES if case_ids is not None else "",
+def stored_events(client, scope: Scope, case_ids: list[str] | None = None,
+                  types: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
+    """Every stored case event in scope (of some cases, with `case_ids`; of some event types, with
+    `types`), in the contract's JSON form (times in UTC), in event-time order."""
+    conditions = [_OF_CASES] if case_ids is not None else []
+    parameters = _of_cases(case_ids)
+    if types is not None:
+        conditions.append("type IN {types:Array(String)}")
+        parameters["types"] = list(types)
+    query = ScopedQuery(", ".join(EVENT_COLUMNS), "case_events FINAL", where=" AND ".join(conditions),
                         tail="ORDER BY occurred_at, recorded_at, event_id")
-    for row in query.run(client, scope, _of_cases(case_ids)):
+    for row in query.run(client, scope, parameters):
         yield _event_json(dict(zip(EVENT_COLUMNS, row)))
 
 
@@ -130,6 +136,32 @@ def cases_with_events(client, case_ids: list[str]) -> set[str]:
     for which this is all there is to read."""
     query = ScopedQuery("DISTINCT case_id", "case_events", where=_OF_CASES)
     return {row[0] for row in query.run(client, Scope.everything(), _of_cases(case_ids))}
+
+
+def stored_cases(client) -> list[str]:
+    """Every case the store holds events of."""
+    return [row[0] for row in client.query("SELECT DISTINCT case_id FROM case_events").result_rows]
+
+
+def settled_cases(client) -> list[str]:
+    """The stored cases whose latest state had settled (`cases.settled_since`), when the store holds
+    that state whole: as many events as the state counted, and no row of the case refused or
+    dead-lettered. The pipeline's own state, not a user's view. A case row is written after the
+    other rows of its batch (`sinks.writer.in_write_order`), so a settled row stands for them.
+    (`argMax` over a tuple: over a Nullable value it would skip the NULL of a newer revision.)"""
+    sql = """
+        SELECT c.case_id FROM (
+            SELECT case_id, argMax(tuple(settled_since), revision).1 AS settled,
+                   argMax(event_count, revision) AS counted
+            FROM cases GROUP BY case_id
+        ) AS c
+        INNER JOIN (
+            SELECT case_id, uniqExact(event_id) AS held FROM case_events GROUP BY case_id
+        ) AS e ON c.case_id = e.case_id
+        WHERE c.settled IS NOT NULL AND c.counted = e.held
+          AND c.case_id NOT IN (SELECT arrayJoin([ifNull(case_id, ''), ifNull(key, '')]) FROM dead_letters)
+    """
+    return [row[0] for row in client.query(sql).result_rows]
 
 
 def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None

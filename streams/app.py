@@ -487,10 +487,10 @@ class Pipeline:
 
     # -- restoring from the store -------------------------------------------------------------------
 
-    def restore(self, states: dict[str, CaseState], facts: list[PenaltyFact]) -> None:
-        """Seed case states and peer groups from the store (see streams.runtime.restore_from_store)."""
-        self.store.seeds = dict(states)
-        self.store.seeded_from_store = True
+    def restore(self, states: dict[str, CaseState], facts: list[PenaltyFact], settled: set[str] = frozenset()) -> None:
+        """Seed case states and peer groups from the store, and name the settled cases it keeps (see
+        streams.runtime.restore_from_store)."""
+        self.store.seed(states, settled)
         by_group: dict[str, list[PenaltyFact]] = {}
         for fact in facts:
             by_group.setdefault(fact.group, []).append(fact)
@@ -757,6 +757,11 @@ class Pipeline:
                 if held:
                     self.held[case_id] = partition
             partitions = list(range(self.settings.partitions))
+            if self.clock.live:  # the cases seeded from the store: judged at the next tick
+                for case_id in list(self.store.seeds):
+                    partition = partition_of(case_id, partitions)
+                    if partition in held_partitions:
+                        self.index.schedule(case_id, _EPOCH, partition)
             held_ticket_partitions = self._held_partitions(self.settings.alerts_topic)
             seeds = [(case_id, held.next_due) for case_id, held in self.ticket_store.seeds.items()]
             for case_id, next_due in [*self.ticket_store.stored(), *seeds]:

@@ -24,6 +24,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 class WallClock:
     # Live: facts arrive as they happen, and a withdrawal is published at once.
     holds_withdrawals = False
+    # Time goes on by itself: cases restored from the store are judged at once, not at an end of
+    # input that never comes.
+    live = True
 
     def now(self, partition: int | None = None) -> datetime:
         return datetime.now(timezone.utc)
@@ -36,6 +39,8 @@ class WallClock:
 
 
 class EventTimeClock:
+    live = False  # restored cases are judged at the end of the input (`Pipeline.judge_restored_cases`)
+
     def __init__(self, limit: datetime):
         self.limit = limit
         self.finished = False

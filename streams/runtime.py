@@ -200,37 +200,39 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
     """Give a fresh embedded broker the history the store already holds.
 
     The embedded broker keeps its topics in memory, so the case table's changelog dies with
-    the process, while the store in the data directory keeps every event and alert. The
-    stored events, alerts, revisions and clocks are loaded as the seed of each case's state
-    (and the fining decisions as the seed of each penalty peer group), used when the table has
-    nothing for the case. At the end of a replay the cases that received no new event are
-    judged once at the replay's clock.
+    the process, while the store in the data directory keeps every event and alert. The cases
+    that have not settled (`alerts.retention`) are loaded from their stored events, alerts,
+    revisions and clocks as the seed of each one's state, used when the table has nothing for
+    the case; those that have settled stay in the store, and are read back as a case let go is
+    if anything about them arrives (`sinks.case_history.store_seeds`), so that what a start costs,
+    in time and memory, follows the open cases rather than the store's history. Every stored
+    fining decision seeds its penalty peer group. The seeds are judged once at the clock: at
+    the end of a replay's input, or at once by a live worker's wall clock. Returns how many
+    cases were seeded.
     """
     from alerts.detectors.discretion import penalty_of
     from alerts.events import EventType
     from alerts.peers import fact_of
-    from sinks.case_history import stored_case_alerts, stored_case_events, stored_states
+    from sinks.case_history import store_seeds, stored_case_events
 
-    events = stored_case_events(client)
-    alerts = stored_case_alerts(client)
-    states = stored_states(client, events, alerts)
+    states, settled, alerts = store_seeds(client)
     judge = pipeline.catalog.judge
     facts = []
-    for case_events in events.values():
+    for case_events in stored_case_events(client, types=(EventType.DECIDED.value,)).values():
         for event in case_events:
-            penalty = penalty_of(event) if event.type is EventType.DECIDED else None
+            penalty = penalty_of(event)
             item = judge.catalog.item(event.item_code)
             if penalty is not None and item is not None:
                 tiers = item.discretion.get(penalty[0], ())
                 facts.append(fact_of(event, *penalty, not tiers or any(t.contains(penalty[1]) for t in tiers)))
-    pipeline.restore(states, facts)
+    pipeline.restore(states, facts, settled)
     tickets, pipeline.untaken_alerts = _stored_tickets(client, alerts, pipeline.catalog.ticket_policy())
     pipeline.restore_tickets(tickets)
     pipeline.notice_log.seeds, pipeline.unsent_notices = _stored_notices(client)
-    count = sum(len(v) for v in events.values())
-    if count:
-        log.info("restored %d stored events of %d cases from the store", count, len(states))
-    return count
+    if states or settled:
+        log.info("restored %d cases from the store; %d settled ones stay there until needed", len(states),
+                 len(settled))
+    return len(states)
 
 
 def _stored_notices(client) -> tuple[dict[str, str], list[tuple[bytes, bytes]]]:

@@ -39,8 +39,9 @@ class Recent(OrderedDict):
             self.popitem(last=False)
 
 
-# The ids of cases let go that a seeded process remembers (about 100 bytes each). Past this,
-# it forgets them and asks the store for every case the table lacks, as an unseeded one does.
+# The ids of cases let go, or settled in the store at start, that a seeded process remembers
+# (about 100 bytes each). Past this, it forgets them and asks the store for every case the table
+# lacks, as an unseeded one does.
 LET_GO_REMEMBERED = 1_000_000
 
 
@@ -62,12 +63,17 @@ class CaseStore:
         self.written: set[str] = set()
         # Reading cases back from the store: async (case_ids) -> {case_id: state} of those it holds.
         self.load: Callable | None = None
-        # Seeded with the whole store at start (a fresh embedded broker): a case the table lacks is
-        # then in the store only if this process let it go (`let_go`). Otherwise the table's
+        # Seeded from the store at start (a fresh embedded broker): a case the table lacks is then
+        # in the store only if this process let it go (`let_go`) or it had settled there before
+        # (`settled_in_store`). Otherwise the table's
         # changelog may have dropped any case (other workers, earlier processes), and every case a
         # unit holds that the table lacks is asked of the store.
         self.seeded_from_store = False
         self.let_go: set[str] = set()
+        # Seeded: the cases that had settled in the store when this process started, left there
+        # (`sinks.case_history.store_seeds`). Read back like a case let go, but as seeds: their
+        # rows and alerts were in the store before this process began.
+        self.settled_in_store: set[str] = set()
         # The cases of the unit being applied, from `bring_back` to its end: never let go meanwhile
         # (the unit may wait between its cases, while a flush lets settled cases go).
         self.in_hand: set[str] = set()
@@ -80,6 +86,14 @@ class CaseStore:
         self.keep: set[str] = set()
         self.evicted = 0  # cases let go by this process
         self.brought_back = 0  # cases read back from the store by this process
+
+    def seed(self, states: dict[str, CaseState], settled: set[str]) -> None:
+        """Seed the table from the store: the states of its cases that have not settled, and the ids
+        of those that have. Past `LET_GO_REMEMBERED` of those, every case the table lacks is asked
+        of the store, as on a cluster."""
+        self.seeds = dict(states)
+        self.seeded_from_store = len(settled) <= LET_GO_REMEMBERED
+        self.settled_in_store = set(settled) if self.seeded_from_store else set()
 
     async def get(self, case_id: str, partition: int) -> CaseState | None:
         state = self.cache.use(case_id)
@@ -114,8 +128,9 @@ class CaseStore:
         if self.load is None:
             return
         data, cache, seeds = self.table.data, self.cache, self.seeds
+        let_go, settled = self.let_go, self.settled_in_store
         if self.seeded_from_store:
-            asked = [c for c in case_ids if c in self.let_go and c not in cache and not data.get(c)]
+            asked = [c for c in case_ids if (c in let_go or c in settled) and c not in cache and not data.get(c)]
         else:
             asked = [c for c in case_ids if c not in cache and c not in seeds and not data.get(c)]
         if not asked:
@@ -124,7 +139,10 @@ class CaseStore:
         for case_id, state in states.items():
             if case_id not in cache and not data.get(case_id):  # nothing new came meanwhile
                 seeds[case_id] = state
-                self.read_back.add(case_id)
+                if case_id in settled:  # a seed like the others, its rows written before this process
+                    settled.discard(case_id)
+                else:
+                    self.read_back.add(case_id)
                 self.brought_back += 1
 
     def evict(self, case_id: str, partition: int, stored: bytes) -> bool:
@@ -138,9 +156,10 @@ class CaseStore:
         self.from_store.discard(case_id)
         if self.seeded_from_store:
             self.let_go.add(case_id)
-            if len(self.let_go) > LET_GO_REMEMBERED:  # bounded: from now on, every miss is asked
-                self.seeded_from_store = False
+            if len(self.let_go) + len(self.settled_in_store) > LET_GO_REMEMBERED:  # bounded: from now on,
+                self.seeded_from_store = False                                     # every miss is asked
                 self.let_go = set()
+                self.settled_in_store = set()
         self.evicted += 1
         return True
 

@@ -105,3 +105,32 @@ def test_the_catalog_changes_while_the_worker_runs(tmp_path):
             return progress.dead_letters
 
     assert asyncio.run(run()) == 1
+
+
+def test_a_live_worker_started_on_a_store_judges_its_open_cases_at_once(tmp_path):
+    """A live worker with its own embedded broker, started on a store a replay filled: the cases
+    still open are judged on the wall clock without waiting for an event of theirs (before, they
+    were seeded and never judged, so their deadlines passed without an overdue alert)."""
+    from alerts.scenario import generate
+    from sinks.clickhouse import connect
+    from tests.integration.conftest import NOW, as_messages, replay, write_inputs
+
+    scenario = generate(cases=150, violation_rate=0.05, seed=31, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    settings = pipeline_settings(tmp_path / "data")
+    first, _ = replay(settings, catalog, as_messages(scenario.events))  # judged at NOW, months before today
+    client = connect(None, tmp_path / "data")
+    try:
+        late = {row[0] for row in client.query(
+            "SELECT case_id FROM cases FINAL WHERE status = 'open' AND deadline < now()").result_rows}
+    finally:
+        client.close()
+    overdue_before = {a["case_id"] for a in first if a["rule"] == "overdue"}
+    assert late - overdue_before, "the replay left open cases whose deadlines are past by the wall clock"
+
+    async def run():
+        async with running_pipeline(settings, catalog, clock=WallClock()) as running:
+            return await wait_for(lambda: late <= {a["case_id"] for a in stored(running) if a["rule"] == "overdue"},
+                                  timeout=60)
+
+    assert asyncio.run(run()), "the open cases restored from the store were not judged on the wall clock"

@@ -186,3 +186,89 @@ def test_reading_cases_back_does_not_wait_for_the_writer(tmp_path):
     known, states, took = asyncio.run(run())
     assert sorted(states) == known
     assert took < 1.0, f"the read waited {took:.1f} s for the writer"
+
+
+def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settled(tmp_path):
+    """A second process with its own embedded broker (a second `replay` or `import` into the same
+    data directory) loads the cases still open, not the store's history: the settled ones stay in
+    the store and are read back, as seeds, when a late event or rating about them comes. The
+    alerts are those of one worker that kept every case, fed everything at once."""
+    from sinks.clickhouse import connect
+    from sinks.queries import settled_cases, stored_cases
+
+    scenario = generate(cases=300, violation_rate=0.05, seed=23, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    late, chosen = late_inputs(scenario, count=30)
+    kept, _, _ = asyncio.run(_run(pipeline_settings(tmp_path / "kept", case_retention_days=None), catalog,
+                                  [as_messages(scenario.events + late)]))
+    settings = pipeline_settings(tmp_path / "data")
+    asyncio.run(_run(settings, catalog, [as_messages(scenario.events)]))  # the first process
+    client = connect(None, tmp_path / "data")
+    try:
+        settled, every = set(settled_cases(client)), set(stored_cases(client))
+    finally:
+        client.close()
+    assert set(chosen) <= settled < every  # the late inputs are about settled cases; some cases are open
+    seen = {}
+
+    async def second():
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            store = running.pipeline.store
+            seen.update(seeded=set(store.seeds), settled=set(store.settled_in_store))
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(late))
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
+            with running.pipeline.writer.lock:
+                alerts = list(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
+            return alerts, store
+
+    alerts, store = asyncio.run(second())
+    assert seen["seeded"] == every - settled
+    assert seen["settled"] == settled
+    assert store.brought_back >= len(chosen) and not store.read_back  # read back as seeds
+    assert identity(alerts) == identity(kept)
+
+
+def test_only_a_settled_case_the_store_holds_whole_is_left_there(tmp_path):
+    """A settled case row counts only when it is the case's latest, its events are all stored
+    and no row of the case was refused: otherwise the case is seeded (read whole) as before."""
+    from datetime import datetime, timedelta, timezone
+
+    from alerts.events import parse_event
+    from alerts.state import CaseState
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from sinks.queries import settled_cases
+    from sinks.rows import case_row, dead_letter_row, event_row, to_arrow
+    from alerts.letters import make_letter
+
+    now = datetime(2026, 3, 20, tzinfo=timezone.utc)
+
+    def events_of(case, types=("accepted", "closed")):
+        return tuple(parse_event({"event_id": f"{case}-{n}", "case_id": case, "item_code": "X", "type": kind,
+                                  "occurred_at": f"2026-03-0{n + 2}T09:15:00+08:00",
+                                  "recorded_at": f"2026-03-0{n + 2}T09:15:00+08:00"})
+                     for n, kind in enumerate(types))
+
+    def settled_state(case, revision=2):
+        return CaseState(case_id=case, events=events_of(case), judged_at=now, revision=revision)
+
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        cases = ("WHOLE", "MORE-EVENTS", "REOPENED", "REFUSED", "OPEN")
+        client.insert_arrow("case_events", to_arrow("case_events", [
+            event_row(e, "D", now) for case in cases for e in events_of(case)]
+            + [event_row(events_of("MORE-EVENTS", ("accepted", "closed", "rated"))[2], "D", now)]))
+        rows = [case_row(settled_state(case), "X", "D", None, None, now) for case in cases[:4]]
+        rows.append(case_row(CaseState(case_id="OPEN", events=events_of("OPEN", ("accepted",)), judged_at=now,
+                                       next_due=now + timedelta(days=3), revision=1), "X", "D", None, None, now))
+        # A newer revision of REOPENED that has not settled (NULL after a value).
+        rows.append(case_row(CaseState(case_id="REOPENED", events=events_of("REOPENED"), judged_at=now,
+                                       next_due=now + timedelta(days=1), revision=3), "X", "D", None, None, now))
+        client.insert_arrow("cases", to_arrow("cases", rows))
+        letter = make_letter("clickhouse:alerts", -1, -1, b"REFUSED", b'{"case_id": "REFUSED"}', "store_refused", "x")
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(letter, now)]))
+        assert rows[0]["settled_since"] is not None and rows[4]["settled_since"] is None
+        assert settled_cases(client) == ["WHOLE"]
+    finally:
+        client.close()
