@@ -11,6 +11,7 @@ The result depends on the catalog, the set of events and the clock only.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,6 +53,15 @@ class Judge:
         if item is None:
             raise UnknownItem(code)
         return item
+
+
+def judging_basis(judge: Judge) -> str:
+    """A digest of what a case's alerts depend on besides its events and the clock: the catalog,
+    the calendar's overrides and time zone, the thresholds. A case judged under another basis may
+    be judged otherwise now. (The dataclasses' reprs: ordered, without sets, the same in any
+    process, which a unit test holds.)"""
+    text = repr((judge.catalog, sorted(judge.calendar.overrides.items()), str(judge.calendar.tz), judge.config))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)

@@ -420,8 +420,11 @@ def seed_group(facts: Sequence[PenaltyFact], config: RuleConfig = RuleConfig()) 
     (their verdicts are taken as sent: the stored alerts hold them).
 
     The decisions go in as units of `outlier_window`, as the pipeline adds a unit's decisions:
-    the same group as adding them one by one (`add_decisions`), whose cost grows with the group
-    each time, so that a store's year of decisions took hours to seed."""
+    the same group as adding them one by one (`add_decisions`; a property test holds them
+    together), whose cost grows with the group each time, so that a store's year of decisions
+    took hours to seed. Except at the group's bound in bytes (`peer_group_max_bytes`, reached only
+    with long ids): which of the oldest decisions are dropped there depends on how many came at
+    once, by a few, for seeding as for the pipeline's units."""
     group = None
     ordered = sorted(facts, key=lambda f: (f.decided_at, f.event_id))
     for start in range(0, len(ordered), config.outlier_window):

@@ -36,7 +36,7 @@ from aiokafka.partitioner import DefaultPartitioner  # noqa: E402
 
 from alerts.calendar import WorkCalendar  # noqa: E402
 from alerts.catalog import load_catalog  # noqa: E402
-from alerts.evaluate import Judge  # noqa: E402
+from alerts.evaluate import Judge, judging_basis  # noqa: E402
 from sinks.rows import to_arrow  # noqa: E402
 from sinks.writer import Batch  # noqa: E402
 from streams.app import Progress  # noqa: E402
@@ -93,8 +93,9 @@ async def run(units, judge) -> tuple[list[float], int, float]:
     store = CaseStore(table, write, cache_size=50_000)
     progress = Progress()
     outbox = SimpleNamespace(add=lambda topic, key, value, partition=None: None)
-    outputs = Outputs(writer, send, outbox, settings, progress, SimpleNamespace(judge=judge))
-    steps = CaseSteps(store, SimpleNamespace(judge=judge), EventTimeClock(NOW), outputs, progress)
+    catalog = SimpleNamespace(judge=judge, basis=judging_basis(judge))
+    outputs = Outputs(writer, send, outbox, settings, progress, catalog)
+    steps = CaseSteps(store, catalog, EventTimeClock(NOW), outputs, progress)
     per_event = []
     total_events = 0
     started = time.process_time()

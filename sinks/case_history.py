@@ -56,13 +56,14 @@ def states_of(client, case_ids: list[str]) -> dict[str, CaseState]:
     return stored_states(client, stored_case_events(client, held), stored_case_alerts(client, held), held)
 
 
-def store_seeds(client) -> tuple[dict[str, CaseState], set[str], dict[str, list[Alert]]]:
-    """What a process that starts on this store seeds its table with: the states of the cases that
-    have not settled, the ids of those that have (`sinks.queries.settled_cases`: read back only if
-    something about them arrives), and every case's alerts (the tickets are restored from them).
+def store_seeds(client, basis: str) -> tuple[dict[str, CaseState], set[str], dict[str, list[Alert]]]:
+    """What a process judging under `basis` (`alerts.evaluate.judging_basis`) that starts on this
+    store seeds its table with: the states of the cases that have not settled under it, the ids of
+    those that have (`sinks.queries.settled_cases`: read back only if something about them
+    arrives), and every case's alerts (the tickets are restored from them).
     Read `SEED_CHUNK` cases at a time, so that what is held at once is the open cases, not the
     store's history."""
-    settled = set(settled_cases(client))
+    settled = set(settled_cases(client, basis))
     alerts = stored_case_alerts(client)
     pending = sorted(c for c in stored_cases(client) if c not in settled)
     states: dict[str, CaseState] = {}

@@ -143,25 +143,28 @@ def stored_cases(client) -> list[str]:
     return [row[0] for row in client.query("SELECT DISTINCT case_id FROM case_events").result_rows]
 
 
-def settled_cases(client) -> list[str]:
-    """The stored cases whose latest state had settled (`cases.settled_since`), when the store holds
-    that state whole: as many events as the state counted, and no row of the case refused or
-    dead-lettered. The pipeline's own state, not a user's view. A case row is written after the
+def settled_cases(client, basis: str) -> list[str]:
+    """The stored cases whose latest state had settled (`cases.settled_since`) under the judging
+    `basis` in force (`cases.judged_under`: the same catalog, calendar and thresholds), when the
+    store holds that state whole: as many events as the state counted, and no row of the case
+    refused or dead-lettered. The pipeline's own state, not a user's view. A case row is written after the
     other rows of its batch (`sinks.writer.in_write_order`), so a settled row stands for them.
-    (`argMax` over a tuple: over a Nullable value it would skip the NULL of a newer revision.)"""
+    The latest row: by revision, then by when it was written (a row written again keeps its
+    revision, and replaces the one before as `FINAL` would); `argMax` over a tuple, since over a
+    Nullable value it would skip the NULL of a newer row."""
     sql = """
         SELECT c.case_id FROM (
-            SELECT case_id, argMax(tuple(settled_since), revision).1 AS settled,
-                   argMax(event_count, revision) AS counted
+            SELECT case_id, argMax(tuple(settled_since, event_count, judged_under), (revision, updated_at))
+                       AS latest, latest.1 AS settled, latest.2 AS counted, latest.3 AS basis
             FROM cases GROUP BY case_id
         ) AS c
         INNER JOIN (
             SELECT case_id, uniqExact(event_id) AS held FROM case_events GROUP BY case_id
         ) AS e ON c.case_id = e.case_id
-        WHERE c.settled IS NOT NULL AND c.counted = e.held
+        WHERE c.settled IS NOT NULL AND c.counted = e.held AND c.basis = {basis:String}
           AND c.case_id NOT IN (SELECT arrayJoin([ifNull(case_id, ''), ifNull(key, '')]) FROM dead_letters)
     """
-    return [row[0] for row in client.query(sql).result_rows]
+    return [row[0] for row in client.query(sql, parameters={"basis": basis}).result_rows]
 
 
 def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None

@@ -30,7 +30,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("case_id", _STR), ("item_code", _STR), ("department", _STR), ("region", _STR), ("status", _STR),
         ("accepted_at", _BT), ("ended_at", _BT), ("deadline", _BT), ("event_count", pa.uint32()),
         ("open_alerts", pa.uint32()), ("revision", pa.uint64()), ("updated_at", _TS), ("judged_at", _BT),
-        ("settled_since", _BT),
+        ("settled_since", _BT), ("judged_under", _STR),
     ]),
     "alerts": pa.schema([
         ("alert_id", _STR), ("rule", _STR), ("severity", _STR), ("case_id", _STR), ("item_code", _STR),
@@ -77,7 +77,8 @@ def event_row(event: CaseEvent, department: str, ingested_at: datetime) -> dict[
 
 
 def case_row(state: CaseState, item_code: str, department: str, region: str | None,
-             deadline: datetime | None, updated_at: datetime) -> dict[str, Any]:
+             deadline: datetime | None, updated_at: datetime, judged_under: str = "") -> dict[str, Any]:
+    """`judged_under`: the basis the state was judged under (`alerts.evaluate.judging_basis`)."""
     accepted = next((e.occurred_at for e in state.events if e.type.value == "accepted"), None)
     ended = next((e.occurred_at for e in state.events if e.type.value in ("closed", "withdrawn")), None)
     open_alerts = sum(1 for a in state.alerts.values() if a.status is not AlertStatus.WITHDRAWN)
@@ -86,6 +87,7 @@ def case_row(state: CaseState, item_code: str, department: str, region: str | No
         "status": state.status, "accepted_at": accepted, "ended_at": ended, "deadline": deadline,
         "event_count": len(state.events), "open_alerts": open_alerts, "revision": state.revision,
         "updated_at": updated_at, "judged_at": state.judged_at, "settled_since": settled_since(state),
+        "judged_under": judged_under,
     }
 
 

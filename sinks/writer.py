@@ -53,8 +53,18 @@ def in_write_order(rows: dict[str, list]) -> list[tuple[str, list]]:
     """A batch's tables in the order they are written: the cases' rows last. A case row then
     stands for every other row of its batch: a process that died between two inserts left no
     case row whose events and alerts are missing, which is what lets a new process on the same
-    store trust a settled case row without reading the case (`sinks.case_history`)."""
+    store trust a settled case row without reading the case (`sinks.case_history`). When the
+    store refuses some rows of a case (`isolate`), its case rows are written as not settled."""
     return sorted(rows.items(), key=lambda item: item[0] == "cases")
+
+
+def unsettle(case_rows: list[dict[str, Any]], case_ids: set[str]) -> None:
+    """The store will not hold these cases whole (some of their rows were refused): their case
+    rows must not say they settled, or a new process on the store would leave them there
+    (`sinks.queries.settled_cases`) instead of loading them."""
+    for row in case_rows:
+        if row.get("case_id") in case_ids:
+            row["settled_since"] = None
 
 
 class ClickHouseWriter:
@@ -113,6 +123,8 @@ class ClickHouseWriter:
             except Exception as exc:
                 raise StoreUnavailable(str(exc)[:2000]) from None
             for table, rows in in_write_order(batch.rows):
+                if table == "cases":  # written last: a case some of whose rows were refused has not
+                    unsettle(rows, {str(item.row.get("case_id")) for item in refused})  # settled whole
                 stack = [rows]
                 while stack:
                     part = stack.pop()

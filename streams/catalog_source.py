@@ -10,7 +10,7 @@ import yaml
 from alerts.calendar import WorkCalendar, load_overrides, parse_office_hours
 from alerts.catalog import CatalogError, load_catalog
 from alerts.config import RuleConfig
-from alerts.evaluate import Judge
+from alerts.evaluate import Judge, judging_basis
 from alerts.notices import NoticeText
 from alerts.tickets import TicketPolicy, policy_from_config
 from sinks.notify import load_templates
@@ -56,6 +56,7 @@ class CatalogSource:
         self.tickets_path = tickets_path
         self.templates_dir = templates_dir
         self.judge, self.policy, self.office_hours = self._load()
+        self.basis = judging_basis(self.judge)  # recorded with each case row (`cases.judged_under`)
         self.texts = load_templates(templates_dir)
         self._stamp = self._mtime()
 
@@ -97,6 +98,7 @@ class CatalogSource:
         self._stamp = stamp
         try:
             self.judge, self.policy, self.office_hours = self._load()
+            self.basis = judging_basis(self.judge)
         except Exception as exc:  # whatever is wrong with the new file, the running catalog stays
             metrics.CATALOG_RELOADS.labels("rejected").inc()
             log.error("catalog reload refused, keeping the previous catalog: %s", exc)

@@ -215,7 +215,7 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
     from alerts.peers import fact_of
     from sinks.case_history import store_seeds, stored_case_events
 
-    states, settled, alerts = store_seeds(client)
+    states, settled, alerts = store_seeds(client, pipeline.catalog.basis)
     judge = pipeline.catalog.judge
     facts = []
     for case_events in stored_case_events(client, types=(EventType.DECIDED.value,)).values():

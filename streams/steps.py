@@ -32,6 +32,7 @@ from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
 from alerts.letters import DeadLetter, make_letter
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
+from alerts.retention import settled_since
 from alerts.state import CaseState
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from streams import metrics
@@ -193,7 +194,7 @@ class Outputs:
     def case(self, state: CaseState, outcome_labels, deadline) -> None:
         labels = outcome_labels
         self.writer.add("cases", case_row(state, labels.item_code, labels.department, labels.region, deadline,
-                                          utcnow()))
+                                          utcnow(), self.catalog.basis))
 
     def alert(self, alert: Alert) -> None:
         """Buffer an alert version for ClickHouse; it goes to the alerts topic once written."""
@@ -331,6 +332,12 @@ class CaseSteps:
                           and a.rule.value == "discretion_outlier"]
                 if alerts:
                     self.out.rewrite(state, judge, now, alerts)
+        elif result is not None and work.tick is not None and settled_since(state) is not None:
+            # A seed from the store, judged at its stored clock and unchanged, that has settled: the
+            # store did not know it (`sinks.queries.settled_cases`), as for rows written before
+            # `cases.settled_since`. Its case row again, with it, so that the next process on the
+            # store leaves the case there.
+            self.out.case(state, result.labels, result.deadline)
         self.progress.events_new += len(batch.new)
         self.progress.events_duplicate += len(batch.duplicates)
         if batch.new:

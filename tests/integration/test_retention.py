@@ -39,6 +39,14 @@ def late_inputs(scenario, count: int = 40) -> tuple[list[dict], list[str]]:
     return late, chosen
 
 
+def basis_of(catalog) -> str:
+    """The judging basis of a catalog file, as a pipeline on it records it."""
+    from alerts.evaluate import judging_basis
+    from streams.catalog_source import load_judge
+
+    return judging_basis(load_judge(catalog))
+
+
 async def let_go_due(pipeline) -> None:
     """Until every case due to be let go is let go (the timer takes them from the index, a flush
     lets them go once the rows before them are written)."""
@@ -205,32 +213,41 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
     asyncio.run(_run(settings, catalog, [as_messages(scenario.events)]))  # the first process
     client = connect(None, tmp_path / "data")
     try:
-        settled, every = set(settled_cases(client)), set(stored_cases(client))
+        settled, every = set(settled_cases(client, basis_of(catalog))), set(stored_cases(client))
     finally:
         client.close()
     assert set(chosen) <= settled < every  # the late inputs are about settled cases; some cases are open
     seen = {}
 
+    again = [e for e in scenario.events if e["case_id"] in chosen]  # a re-import of their events
+
     async def second():
         async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
-            store = running.pipeline.store
+            pipeline = running.pipeline
+            store = pipeline.store
             seen.update(seeded=set(store.seeds), settled=set(store.settled_in_store))
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(again))
+            await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
+            seen.update(brought_back=store.brought_back, published=pipeline.progress.alerts_changed)
             await produce(running.bootstrap, settings.case_events_topic, as_messages(late))
-            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
-            with running.pipeline.writer.lock:
+            await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
+            with pipeline.writer.lock:
                 alerts = list(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
-            return alerts, store
+            return alerts
 
-    alerts, store = asyncio.run(second())
+    alerts = asyncio.run(second())
     assert seen["seeded"] == every - settled
     assert seen["settled"] == settled
-    assert store.brought_back >= len(chosen) and not store.read_back  # read back as seeds
+    # Read back for the re-import as seeds: their rows were in the store before, so events they
+    # already hold publish nothing again (a case let go by this process would republish).
+    assert seen["brought_back"] == len(chosen) and seen["published"] == 0
     assert identity(alerts) == identity(kept)
 
 
 def test_only_a_settled_case_the_store_holds_whole_is_left_there(tmp_path):
-    """A settled case row counts only when it is the case's latest, its events are all stored
-    and no row of the case was refused: otherwise the case is seeded (read whole) as before."""
+    """A settled case row counts only when it is the case's latest, it was judged under the
+    catalog in force, its events are all stored and no row of the case was refused: otherwise the
+    case is seeded (read whole) as before."""
     from datetime import datetime, timedelta, timezone
 
     from alerts.events import parse_event
@@ -255,20 +272,103 @@ def test_only_a_settled_case_the_store_holds_whole_is_left_there(tmp_path):
     client = connect(None, tmp_path / "data")
     try:
         migrate(client)
-        cases = ("WHOLE", "MORE-EVENTS", "REOPENED", "REFUSED", "OPEN")
+        cases = ("WHOLE", "MORE-EVENTS", "REOPENED", "REFUSED", "OPEN", "REWRITTEN", "OTHER-CATALOG")
         client.insert_arrow("case_events", to_arrow("case_events", [
             event_row(e, "D", now) for case in cases for e in events_of(case)]
             + [event_row(events_of("MORE-EVENTS", ("accepted", "closed", "rated"))[2], "D", now)]))
-        rows = [case_row(settled_state(case), "X", "D", None, None, now) for case in cases[:4]]
-        rows.append(case_row(CaseState(case_id="OPEN", events=events_of("OPEN", ("accepted",)), judged_at=now,
-                                       next_due=now + timedelta(days=3), revision=1), "X", "D", None, None, now))
+
+        def row(state, basis="B", at=now):  # judged under the catalog "B" unless said otherwise
+            return case_row(state, "X", "D", None, None, at, basis)
+
+        rows = [row(settled_state(case)) for case in cases[:4]]
+        rows.append(row(CaseState(case_id="OPEN", events=events_of("OPEN", ("accepted",)), judged_at=now,
+                                  next_due=now + timedelta(days=3), revision=1)))
         # A newer revision of REOPENED that has not settled (NULL after a value).
-        rows.append(case_row(CaseState(case_id="REOPENED", events=events_of("REOPENED"), judged_at=now,
-                                       next_due=now + timedelta(days=1), revision=3), "X", "D", None, None, now))
+        rows.append(row(CaseState(case_id="REOPENED", events=events_of("REOPENED"), judged_at=now,
+                                  next_due=now + timedelta(days=1), revision=3)))
+        # REWRITTEN: its row without settled_since (written before the column), then the same
+        # revision written again with it, later (what a process that finds it settled writes).
+        rewritten = row(settled_state("REWRITTEN"))
+        rows += [{**rewritten, "settled_since": None}, {**rewritten, "updated_at": now + timedelta(seconds=1)}]
+        rows.append(row(settled_state("OTHER-CATALOG"), basis="A"))  # settled, under another catalog
         client.insert_arrow("cases", to_arrow("cases", rows))
         letter = make_letter("clickhouse:alerts", -1, -1, b"REFUSED", b'{"case_id": "REFUSED"}', "store_refused", "x")
         client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(letter, now)]))
         assert rows[0]["settled_since"] is not None and rows[4]["settled_since"] is None
-        assert settled_cases(client) == ["WHOLE"]
+        assert sorted(settled_cases(client, "B")) == ["REWRITTEN", "WHOLE"]
     finally:
         client.close()
+
+
+def test_a_store_written_before_settled_since_learns_it_on_the_next_run(tmp_path):
+    """Case rows written before `cases.settled_since` say nothing of it: the next process loads
+    those cases whole, as before, and writes the row of each that it finds settled again, so that
+    the process after it leaves them in the store. Nothing else is published."""
+    from sinks.clickhouse import connect
+    from sinks.queries import settled_cases
+
+    scenario = generate(cases=200, violation_rate=0.05, seed=24, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    settings = pipeline_settings(tmp_path / "data")
+    first, _, _ = asyncio.run(_run(settings, catalog, [as_messages(scenario.events)]))
+
+    def settled_now():
+        client = connect(None, tmp_path / "data")
+        try:
+            return set(settled_cases(client, basis_of(catalog)))
+        finally:
+            client.close()
+
+    def forget_settled_since():
+        client = connect(None, tmp_path / "data")
+        try:
+            client.command("ALTER TABLE cases UPDATE settled_since = NULL WHERE 1 SETTINGS mutations_sync = 2")
+        finally:
+            client.close()
+
+    settled = settled_now()
+    assert settled
+    # A first run over the store judges every case at the replay's clock, so a case judged last
+    # at an earlier event time gets a new row anyway; after it, the store's clocks are the run's.
+    forget_settled_since()
+    asyncio.run(_run(settings, catalog, [[]]))
+    assert settled_now() == settled
+    # At the same clock a settled case is judged unchanged, and only its row says it settled.
+    forget_settled_since()
+    assert settled_now() == set()
+    third, _, _ = asyncio.run(_run(settings, catalog, [[]]))  # nothing new, the same clock
+    assert settled_now() == settled
+    assert identity(third) == identity(first)
+    assert sorted((a["alert_id"], a["version"]) for a in third) == sorted((a["alert_id"], a["version"])
+                                                                          for a in first)
+
+
+def test_a_changed_catalog_judges_the_settled_cases_again(tmp_path):
+    """Settled cases are left in the store only while the catalog they were judged under is in
+    force: after the time limits change, the next run loads and judges every case again, and its
+    alerts are those of one run over the same events under the new catalog."""
+    import yaml
+
+    scenario = generate(cases=200, violation_rate=0.05, seed=25, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    settings = pipeline_settings(tmp_path / "data")
+    first, _, _ = asyncio.run(_run(settings, catalog, [as_messages(scenario.events)]))
+    tighter = yaml.safe_load(catalog.read_text(encoding="utf-8"))
+    for item in tighter["items"]:  # half the promised time: cases closed in time become late
+        item["promised_days"] = max(1, item["promised_days"] // 2)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(tighter, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    fresh, _, _ = asyncio.run(_run(pipeline_settings(tmp_path / "fresh"), changed, [as_messages(scenario.events)]))
+    assert identity(fresh) != identity(first), "the change must change some settled case's alerts"
+    seen = {}
+
+    async def second():
+        async with running_pipeline(settings, changed, clock=replay_clock(NOW)) as running:
+            seen.update(seeded=set(running.pipeline.store.seeds), settled=set(running.pipeline.store.settled_in_store))
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
+            with running.pipeline.writer.lock:
+                return list(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
+
+    again = asyncio.run(second())
+    assert seen["seeded"] == {e["case_id"] for e in scenario.events} and not seen["settled"]
+    assert identity(again) == identity(fresh)

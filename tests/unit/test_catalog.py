@@ -40,3 +40,35 @@ def test_errors_name_the_item_and_the_field(path, value, words):
     with pytest.raises(CatalogError) as info:
         load_catalog(broken(RAW, path, value))
     assert words in str(info.value)
+
+
+def test_the_judging_basis_is_the_same_in_every_process_and_changes_with_what_judges():
+    """The digest recorded with each case row (`cases.judged_under`): a new process on the store
+    must compute the same one for the same catalog, whatever the hash seed, or it would load every
+    case at each start; and another one once a time limit, the calendar or a threshold changes."""
+    import subprocess
+    import sys
+    from dataclasses import replace
+    from datetime import date
+
+    from alerts.calendar import WorkCalendar
+    from alerts.config import RuleConfig
+    from alerts.evaluate import Judge, judging_basis
+
+    script = ("import sys, yaml\n"
+              "from alerts.calendar import WorkCalendar\nfrom alerts.catalog import load_catalog\n"
+              "from alerts.evaluate import Judge, judging_basis\n"
+              "catalog = load_catalog(yaml.safe_load(open(sys.argv[1], encoding='utf-8')))\n"
+              "print(judging_basis(Judge(catalog, WorkCalendar({}, catalog.timezone))))\n")
+    digests = {subprocess.run([sys.executable, "-c", script, str(CONTRACT / "catalog.example.yaml")],
+                              env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(CONTRACT.parents[2])},
+                              capture_output=True, text=True, check=True).stdout.strip() for seed in ("1", "2", "3")}
+    catalog = load_catalog(RAW)
+    judge = Judge(catalog, WorkCalendar({}, catalog.timezone))
+    assert digests == {judging_basis(judge)}
+    item = RAW["items"][0]
+    tighter = load_catalog({**RAW, "items": [{**item, "promised_days": item["promised_days"] - 1}, *RAW["items"][1:]]})
+    others = [Judge(tighter, WorkCalendar({}, tighter.timezone)),
+              Judge(catalog, WorkCalendar({date(2026, 10, 10): True}, catalog.timezone)),
+              Judge(catalog, WorkCalendar({}, catalog.timezone), replace(RuleConfig(), outlier_window=400))]
+    assert len({judging_basis(judge), *map(judging_basis, others)}) == 4

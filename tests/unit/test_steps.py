@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from alerts.evaluate import step
+from alerts.evaluate import judging_basis, step
 from alerts.model import AlertStatus
 from sinks.writer import Batch
 from streams.app import Progress
@@ -35,7 +35,7 @@ class Harness:
         self.judge = judge()
         settings = SimpleNamespace(alerts_topic="alerts", peers_topic="peers", ticks_topic="ticks", dlq_topic="dlq")
         self.progress = Progress()
-        catalog = SimpleNamespace(judge=self.judge)
+        catalog = SimpleNamespace(judge=self.judge, basis=judging_basis(self.judge))
         self.store = CaseStore(self.table, self.write, cache_size=10)
         self.outbox = SimpleNamespace(add=lambda topic, key, value, partition=None: self.sent.append(
             (topic, key, value)))

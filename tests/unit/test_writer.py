@@ -1,0 +1,59 @@
+"""The batching writer's order of tables, and what it writes of a case whose rows the store refuses."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sinks.writer import Batch, ClickHouseWriter, in_write_order
+
+SETTLED = datetime(2026, 3, 5, tzinfo=timezone.utc)
+
+
+class Store:
+    """A client that records each insert and refuses the alert rows named `refused`."""
+
+    def __init__(self, refused: set[str]):
+        self.refused = refused
+        self.inserts: list[tuple[str, list[dict]]] = []
+
+    def command(self, sql: str):
+        return 1
+
+    def insert_arrow(self, table: str, data) -> None:
+        rows = data.to_pylist()
+        if any(row.get("alert_id") in self.refused for row in rows):
+            raise RuntimeError("refused")
+        self.inserts.append((table, rows))
+
+
+def alert(alert_id: str, case_id: str) -> dict:
+    return {"alert_id": alert_id, "rule": "overdue", "severity": "red", "case_id": case_id, "item_code": "X",
+            "department": "D", "version": 1, "status": "open", "evidence": "{}", "title": "t"}
+
+
+def case(case_id: str) -> dict:
+    return {"case_id": case_id, "item_code": "X", "department": "D", "status": "closed", "event_count": 2,
+            "revision": 3, "settled_since": SETTLED}
+
+
+def test_case_rows_are_written_after_the_other_rows_of_their_batch():
+    rows = {"cases": [case("A")], "alerts": [alert("a1", "A")], "case_events": [{"case_id": "A"}]}
+    assert [table for table, _ in in_write_order(rows)] == ["alerts", "case_events", "cases"]
+
+
+def test_a_case_whose_rows_the_store_refuses_is_not_written_as_settled():
+    """The refused alert row goes to the dead letters; the case row written beside it must not say
+    the case settled, or a new process would trust the store to hold the case whole."""
+    store = Store(refused={"bad"})
+    writer = ClickHouseWriter(store)
+    batch = Batch()
+    for table, row in (("cases", case("A")), ("cases", case("B")), ("alerts", alert("bad", "A")),
+                       ("alerts", alert("good", "B"))):
+        batch.add(table, row)
+    refused = writer.isolate(batch)
+    assert [(item.table, item.row["alert_id"]) for item in refused] == [("alerts", "bad")]
+    assert [table for table, _ in store.inserts][-1] == "cases"
+    written = {row["case_id"]: row["settled_since"] for table, rows in store.inserts if table == "cases"
+               for row in rows}
+    assert written == {"A": None, "B": SETTLED}
+    writer.executor.shutdown()
