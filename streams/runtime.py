@@ -138,7 +138,15 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
                 # their messages to be acknowledged, which could never end. They are not
                 # committed, so they are delivered again on the next start.
                 worker.app.conf.stream_wait_empty = False
-            await worker.stop()
+            # Faust stops the timers (the flush among them) as the stop begins, then waits for
+            # every message taken to be acknowledged; a unit still being processed now would be
+            # acknowledged by no flush, and the stop would wait for ever. Flush meanwhile.
+            flushing = asyncio.ensure_future(_flush_while_stopping(pipeline)) if pipeline is not None else None
+            try:
+                await worker.stop()
+            finally:
+                if flushing is not None:
+                    flushing.cancel()
             # A stop a signal began: `stop()` returns at once while one is under way, and the
             # loop must not close before it ends (the consumer's thread would be left running).
             signalled = getattr(worker, "stopping_on_signal", None)
@@ -152,6 +160,17 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             client.close()
         if own_broker is not None:
             own_broker.stop()
+
+
+async def _flush_while_stopping(pipeline: Pipeline) -> None:
+    """Write and acknowledge, every flush interval, what units finish while the worker stops."""
+    while True:
+        await asyncio.sleep(pipeline.settings.flush_interval)
+        try:
+            await pipeline.flush()
+        except Exception:  # the stop goes on; what is not acknowledged is delivered again
+            log.exception("could not flush while stopping")
+            return
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
+from sinks.clickhouse import connect
 from sinks.queries import export_alerts
 from sinks.scope import Scope
 from streams import runtime
@@ -431,3 +432,52 @@ def test_a_pipeline_left_with_a_write_in_flight_stops_without_waiting_for_its_ac
         asyncio.run(run())
     release.set()
     assert time.monotonic() - stopped["from"] < 20
+
+
+def test_a_unit_that_finishes_while_the_worker_stops_is_written_and_the_stop_ends(scenario, tmp_path, monkeypatch):
+    """A unit still being processed when the worker is asked to stop finishes meanwhile: Faust has
+    stopped the timers (the flush among them) and waits for its acknowledgement, which only a
+    flush gives. The stop writes it and ends; before, it waited for ever (a live worker's tick
+    taken at the end once hung the suite so). A watchdog flushes after 20 s to end the test."""
+    import time
+
+    from streams.steps import CaseSteps
+
+    catalog, _ = write_inputs(tmp_path, scenario)
+    settings = pipeline_settings(tmp_path / "data")
+    case_id = scenario.events[0]["case_id"]
+    events = [e for e in scenario.events if e["case_id"] == case_id]
+    entered, released = asyncio.Event(), asyncio.Event()
+    process = CaseSteps.process
+
+    async def held(self, unit, decoded):
+        if case_id in decoded.cases and not released.is_set():
+            entered.set()
+            await released.wait()  # still being processed when the stop begins
+        return await process(self, unit, decoded)
+
+    monkeypatch.setattr(CaseSteps, "process", held)
+    took = {}
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(events))
+            await asyncio.wait_for(entered.wait(), 60)
+            pipeline = running.pipeline
+            loop.call_later(0.5, released.set)
+            watchdog = loop.call_later(20, lambda: (took.setdefault("watchdog", True),
+                                                     asyncio.ensure_future(pipeline.flush())))
+            took["from"] = time.monotonic()
+        took["stop"] = time.monotonic() - took["from"]
+        watchdog.cancel()
+
+    asyncio.run(run())
+    assert "watchdog" not in took and took["stop"] < 10, took
+    client = connect(None, tmp_path / "data")
+    try:
+        written = client.query("SELECT count() FROM case_events FINAL WHERE case_id = {c:String}",
+                               parameters={"c": case_id}).result_rows[0][0]
+    finally:
+        client.close()
+    assert written == len(events)  # the unit finished during the stop was written
