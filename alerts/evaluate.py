@@ -12,7 +12,8 @@ The result depends on the catalog, the set of events and the clock only.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 
 from alerts.calendar import WorkCalendar
@@ -55,13 +56,29 @@ class Judge:
         return item
 
 
-def judging_basis(judge: Judge) -> str:
+def judging_basis(judge: Judge, rules: str = "") -> str:
     """A digest of what a case's alerts depend on besides its events and the clock: the catalog,
-    the calendar's overrides and time zone, the thresholds. A case judged under another basis may
-    be judged otherwise now. (The dataclasses' reprs: ordered, without sets, the same in any
-    process, which a unit test holds.)"""
-    text = repr((judge.catalog, sorted(judge.calendar.overrides.items()), str(judge.calendar.tz), judge.config))
+    the calendar's overrides and time zone, the thresholds, and `rules` (what stands for the
+    rules' own code and the calendar's holiday tables: `streams.catalog_source`). A case judged
+    under another basis may be judged otherwise now. Canonical, so the same in every process:
+    fields in order, mappings and sets sorted."""
+    text = repr(_canonical((judge.catalog, judge.calendar.overrides, str(judge.calendar.tz), judge.config, rules)))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _canonical(value):
+    """`value` as nested tuples of text, whatever the hash seed: a dataclass as its compared fields
+    (a cache such as `Item._plan` is not one), a mapping or a set sorted."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return (type(value).__name__, tuple((f.name, _canonical(getattr(value, f.name)))
+                                            for f in fields(value) if f.compare))
+    if isinstance(value, Mapping):
+        return ("map", tuple(sorted(((_canonical(k), _canonical(v)) for k, v in value.items()), key=repr)))
+    if isinstance(value, (set, frozenset)):
+        return ("set", tuple(sorted((_canonical(v) for v in value), key=repr)))
+    if isinstance(value, (list, tuple)):
+        return tuple(_canonical(v) for v in value)
+    return repr(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -502,14 +502,22 @@ class Pipeline:
         self.ticket_store.seeds = dict(cases)
 
     async def judge_restored_cases(self) -> int:
-        """Judge, at the current clock, every restored case that received no new event, and every
-        case whose withdrawals waited for the end of the input."""
-        partitions = list(range(self.settings.partitions))
-        pending = {case_id: partition_of(case_id, partitions) for case_id in self.store.seeds}
+        """Judge, at the current clock, every case restored from the store that no new fact has
+        changed (`restored_unjudged`), and every case whose withdrawals waited for the end of the
+        input."""
+        pending = self.restored_unjudged()
         pending.update(self.held)
         for case_id, partition in pending.items():
             self.index.schedule(case_id, _EPOCH, partition)
         return len(pending)
+
+    def restored_unjudged(self) -> dict[str, int]:
+        """The cases restored from the store and not judged since, by partition: the seeds no unit
+        has taken, and those a unit took without changing them (events they already held, as a
+        re-import sends). A case rebuilt from the store has no moment due of its own, so this is
+        what judges it at the clock, under the catalog in force."""
+        partitions = list(range(self.settings.partitions))
+        return {case_id: partition_of(case_id, partitions) for case_id in (*self.store.seeds, *self.store.from_store)}
 
     # -- letting settled cases go, and reading them back ----------------------------------------------
 
@@ -757,9 +765,8 @@ class Pipeline:
                 if held:
                     self.held[case_id] = partition
             partitions = list(range(self.settings.partitions))
-            if self.clock.live:  # the cases seeded from the store: judged at the next tick
-                for case_id in list(self.store.seeds):
-                    partition = partition_of(case_id, partitions)
+            if self.clock.live:  # the cases restored from the store: judged at the next tick
+                for case_id, partition in self.restored_unjudged().items():
                     if partition in held_partitions:
                         self.index.schedule(case_id, _EPOCH, partition)
             held_ticket_partitions = self._held_partitions(self.settings.alerts_topic)

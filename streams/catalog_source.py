@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -43,6 +44,22 @@ def load_judge(catalog_path: Path, overrides_path: Path | None = None,
     return Judge(catalog, WorkCalendar(overrides, catalog.timezone, on_missing_year=_missing_year), config)
 
 
+def rules_digest() -> str:
+    """What stands for the rules themselves in the judging basis (`alerts.evaluate.judging_basis`):
+    the domain package's files (`alerts/`: the detectors and everything they read) and the version
+    of the installed holiday tables (`chinese_calendar`). A release that changes either may judge
+    a case otherwise, so the cases settled before it are judged again by the next process on a
+    store (`sinks.queries.settled_cases`)."""
+    import alerts
+    import chinese_calendar
+
+    root = Path(alerts.__file__).parent
+    digest = hashlib.sha256(str(getattr(chinese_calendar, "__version__", "")).encode())
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class CatalogSource:
     """Holds the current Judge and reloads it when the catalog file changes.
 
@@ -56,7 +73,9 @@ class CatalogSource:
         self.tickets_path = tickets_path
         self.templates_dir = templates_dir
         self.judge, self.policy, self.office_hours = self._load()
-        self.basis = judging_basis(self.judge)  # recorded with each case row (`cases.judged_under`)
+        self.rules = rules_digest()
+        # What each case row records it was judged under (`cases.judged_under`).
+        self.basis = judging_basis(self.judge, self.rules)
         self.texts = load_templates(templates_dir)
         self._stamp = self._mtime()
 
@@ -98,7 +117,7 @@ class CatalogSource:
         self._stamp = stamp
         try:
             self.judge, self.policy, self.office_hours = self._load()
-            self.basis = judging_basis(self.judge)
+            self.basis = judging_basis(self.judge, self.rules)
         except Exception as exc:  # whatever is wrong with the new file, the running catalog stays
             metrics.CATALOG_RELOADS.labels("rejected").inc()
             log.error("catalog reload refused, keeping the previous catalog: %s", exc)

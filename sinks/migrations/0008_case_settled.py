@@ -1,4 +1,4 @@
-"""When each stored case settled, and under which catalog it was judged.
+"""When each stored case settled.
 
 * ``cases.settled_since``: for a state that has settled (`alerts.retention.settled_since`:
   closed or withdrawn, nothing left due by the clock alone, no withdrawal waiting for the end of
@@ -6,19 +6,14 @@
   this column. A process that starts on an existing store seeds its table with the cases that have
   not settled only (`streams.runtime.restore_from_store`); a settled one is read back from the
   store if anything about it arrives, as a case the worker let go.
-* ``cases.judged_under``: a digest of the catalog, calendar and thresholds the state was judged
-  under (`alerts.evaluate.judging_basis`); a settled case judged under another one is loaded and
-  judged again, since a changed catalog may judge it otherwise. Empty for rows written before.
 
 Safe to rerun after a crash: ``IF NOT EXISTS`` / ``IF EXISTS``.
 """
 
 forwards = [
     "ALTER TABLE cases ADD COLUMN IF NOT EXISTS settled_since Nullable(DateTime64(6, 'UTC'))",
-    "ALTER TABLE cases ADD COLUMN IF NOT EXISTS judged_under LowCardinality(String) DEFAULT ''",
 ]
 
 backwards = [
-    "ALTER TABLE cases DROP COLUMN IF EXISTS judged_under",
     "ALTER TABLE cases DROP COLUMN IF EXISTS settled_since",
 ]

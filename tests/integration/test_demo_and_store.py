@@ -48,20 +48,20 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         client.command("INSERT INTO case_events (case_id, event_id, occurred_at, recorded_at, ingested_at) "
                        "VALUES ('c', 'e', '2026-03-02 01:00:00', '2026-03-02 01:00:00', now())")
         assert {"dead_letters", "tickets", "notices", "silences", "scores"} <= tables
-        assert "settled_since" in cases_columns(client)
-        assert rollback(client, 1) == [8, 7, 6, 5, 4, 3, 2]  # back to monthly partitions, rows kept
+        assert {"settled_since", "judged_under"} <= cases_columns(client)
+        assert rollback(client, 1) == [9, 8, 7, 6, 5, 4, 3, 2]  # back to monthly partitions, rows kept
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
         assert not {"dead_letters", "tickets", "notices", "silences", "scores"} & tables
-        assert "settled_since" not in cases_columns(client)
+        assert not {"settled_since", "judged_under"} & cases_columns(client)
         assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
-        assert migrate(client) == [2, 3, 4, 5, 6, 7, 8]
+        assert migrate(client) == [2, 3, 4, 5, 6, 7, 8, 9]
         assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
-        assert rollback(client, 0) == [8, 7, 6, 5, 4, 3, 2, 1]
+        assert rollback(client, 0) == [9, 8, 7, 6, 5, 4, 3, 2, 1]
         assert applied(client) == []
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
         assert not {"case_events", "cases", "alerts", "dead_letters", "tickets", "notices", "silences",
                     "scores"} & tables
-        assert migrate(client) == [1, 2, 3, 4, 5, 6, 7, 8]
+        assert migrate(client) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     finally:
         client.close()
 

@@ -41,10 +41,9 @@ def late_inputs(scenario, count: int = 40) -> tuple[list[dict], list[str]]:
 
 def basis_of(catalog) -> str:
     """The judging basis of a catalog file, as a pipeline on it records it."""
-    from alerts.evaluate import judging_basis
-    from streams.catalog_source import load_judge
+    from streams.catalog_source import CatalogSource
 
-    return judging_basis(load_judge(catalog))
+    return CatalogSource(catalog).basis
 
 
 async def let_go_due(pipeline) -> None:
@@ -60,9 +59,10 @@ async def let_go_due(pipeline) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _run(settings, catalog, phases, broker=None, wait_let_go=False):
+async def _run(settings, catalog, phases, broker=None, wait_let_go=False, seen=None):
     """Each phase's messages produced and processed to the end in turn, and with `wait_let_go`
-    the settled cases let go after it. Returns (alerts, store, the cases in the table)."""
+    the settled cases let go after it. Returns (alerts, store, the cases in the table); with
+    `seen`, appends to it how many alert versions the run published."""
     async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:
         pipeline = running.pipeline
         for messages in phases:
@@ -73,6 +73,8 @@ async def _run(settings, catalog, phases, broker=None, wait_let_go=False):
                 assert pipeline.store.evicted > 0
         with pipeline.writer.lock:
             alerts = list(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
+        if seen is not None:
+            seen.append(pipeline.progress.alerts_changed)
         return alerts, pipeline.store, {k for k, v in pipeline.table.data.items() if v}
 
 
@@ -319,10 +321,11 @@ def test_a_store_written_before_settled_since_learns_it_on_the_next_run(tmp_path
         finally:
             client.close()
 
-    def forget_settled_since():
+    def forget_settled_since():  # as rows written before migrations 0008 and 0009
         client = connect(None, tmp_path / "data")
         try:
-            client.command("ALTER TABLE cases UPDATE settled_since = NULL WHERE 1 SETTINGS mutations_sync = 2")
+            client.command("ALTER TABLE cases UPDATE settled_since = NULL, judged_under = '' WHERE 1 "
+                           "SETTINGS mutations_sync = 2")
         finally:
             client.close()
 
@@ -336,8 +339,11 @@ def test_a_store_written_before_settled_since_learns_it_on_the_next_run(tmp_path
     # At the same clock a settled case is judged unchanged, and only its row says it settled.
     forget_settled_since()
     assert settled_now() == set()
-    third, _, _ = asyncio.run(_run(settings, catalog, [[]]))  # nothing new, the same clock
+    published = []
+
+    third, _, _ = asyncio.run(_run(settings, catalog, [[]], seen=published))  # nothing new, the same clock
     assert settled_now() == settled
+    assert published == [0]  # rows written again, no alert published again
     assert identity(third) == identity(first)
     assert sorted((a["alert_id"], a["version"]) for a in third) == sorted((a["alert_id"], a["version"])
                                                                           for a in first)
@@ -345,9 +351,13 @@ def test_a_store_written_before_settled_since_learns_it_on_the_next_run(tmp_path
 
 def test_a_changed_catalog_judges_the_settled_cases_again(tmp_path):
     """Settled cases are left in the store only while the catalog they were judged under is in
-    force: after the time limits change, the next run loads and judges every case again, and its
-    alerts are those of one run over the same events under the new catalog."""
+    force: after the time limits change, the next run loads and judges every case again (those a
+    re-import touches too), and its alerts are those of one run over the same events under the
+    new catalog."""
     import yaml
+
+    from sinks.clickhouse import connect
+    from sinks.queries import settled_cases
 
     scenario = generate(cases=200, violation_rate=0.05, seed=25, now=NOW)
     catalog, _ = write_inputs(tmp_path, scenario)
@@ -362,9 +372,14 @@ def test_a_changed_catalog_judges_the_settled_cases_again(tmp_path):
     assert identity(fresh) != identity(first), "the change must change some settled case's alerts"
     seen = {}
 
+    # Some of the closed cases are imported again: events they hold already, which change nothing.
+    closed = sorted({e["case_id"] for e in scenario.events if e["type"] == "closed"})[:40]
+    reimport = [e for e in scenario.events if e["case_id"] in closed]
+
     async def second():
         async with running_pipeline(settings, changed, clock=replay_clock(NOW)) as running:
             seen.update(seeded=set(running.pipeline.store.seeds), settled=set(running.pipeline.store.settled_in_store))
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(reimport))
             await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
             with running.pipeline.writer.lock:
                 return list(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
@@ -372,3 +387,15 @@ def test_a_changed_catalog_judges_the_settled_cases_again(tmp_path):
     again = asyncio.run(second())
     assert seen["seeded"] == {e["case_id"] for e in scenario.events} and not seen["settled"]
     assert identity(again) == identity(fresh)
+    # The rows now record the new catalog: the next process leaves the settled cases in the store.
+    client = connect(None, tmp_path / "data")
+    try:
+        now_settled = set(settled_cases(client, basis_of(changed)))
+        assert not settled_cases(client, basis_of(catalog))
+    finally:
+        client.close()
+    client = connect(None, tmp_path / "fresh")
+    try:
+        assert now_settled == set(settled_cases(client, basis_of(changed))) and set(closed) & now_settled
+    finally:
+        client.close()

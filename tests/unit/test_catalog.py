@@ -1,5 +1,7 @@
 """Catalog loading: the contract example, and errors that name the item and field."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -44,8 +46,9 @@ def test_errors_name_the_item_and_the_field(path, value, words):
 
 def test_the_judging_basis_is_the_same_in_every_process_and_changes_with_what_judges():
     """The digest recorded with each case row (`cases.judged_under`): a new process on the store
-    must compute the same one for the same catalog, whatever the hash seed, or it would load every
-    case at each start; and another one once a time limit, the calendar or a threshold changes."""
+    must compute the same one for the same catalog, whatever the hash seed (a set in an item's
+    published fields included), or it would load every case at each start; and another one once a
+    time limit, the calendar, a threshold or the rules change."""
     import subprocess
     import sys
     from dataclasses import replace
@@ -55,20 +58,41 @@ def test_the_judging_basis_is_the_same_in_every_process_and_changes_with_what_ju
     from alerts.config import RuleConfig
     from alerts.evaluate import Judge, judging_basis
 
+    item = RAW["items"][0]
+    raw = {**RAW, "items": [{**item, "public": {**item.get("public", {}), "tags": set("abcdefgh")}},
+                            *RAW["items"][1:]]}
     script = ("import sys, yaml\n"
               "from alerts.calendar import WorkCalendar\nfrom alerts.catalog import load_catalog\n"
               "from alerts.evaluate import Judge, judging_basis\n"
-              "catalog = load_catalog(yaml.safe_load(open(sys.argv[1], encoding='utf-8')))\n"
-              "print(judging_basis(Judge(catalog, WorkCalendar({}, catalog.timezone))))\n")
-    digests = {subprocess.run([sys.executable, "-c", script, str(CONTRACT / "catalog.example.yaml")],
+              "raw = yaml.unsafe_load(sys.stdin.read())\n"
+              "catalog = load_catalog(raw)\n"
+              "print(judging_basis(Judge(catalog, WorkCalendar({}, catalog.timezone)), 'rules'))\n")
+    digests = {subprocess.run([sys.executable, "-c", script], input=yaml.dump(raw, allow_unicode=True),
                               env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(CONTRACT.parents[2])},
                               capture_output=True, text=True, check=True).stdout.strip() for seed in ("1", "2", "3")}
-    catalog = load_catalog(RAW)
+    catalog = load_catalog(raw)
     judge = Judge(catalog, WorkCalendar({}, catalog.timezone))
-    assert digests == {judging_basis(judge)}
-    item = RAW["items"][0]
-    tighter = load_catalog({**RAW, "items": [{**item, "promised_days": item["promised_days"] - 1}, *RAW["items"][1:]]})
-    others = [Judge(tighter, WorkCalendar({}, tighter.timezone)),
-              Judge(catalog, WorkCalendar({date(2026, 10, 10): True}, catalog.timezone)),
-              Judge(catalog, WorkCalendar({}, catalog.timezone), replace(RuleConfig(), outlier_window=400))]
-    assert len({judging_basis(judge), *map(judging_basis, others)}) == 4
+    assert digests == {judging_basis(judge, "rules")}
+    tighter = load_catalog({**raw, "items": [{**item, "promised_days": item["promised_days"] - 1}, *raw["items"][1:]]})
+    others = [judging_basis(Judge(tighter, WorkCalendar({}, tighter.timezone)), "rules"),
+              judging_basis(Judge(catalog, WorkCalendar({date(2026, 10, 10): True}, catalog.timezone)), "rules"),
+              judging_basis(Judge(catalog, WorkCalendar({}, catalog.timezone), replace(RuleConfig(), outlier_window=400)),
+                            "rules"),
+              judging_basis(judge, "other rules")]
+    assert len({judging_basis(judge, "rules"), *others}) == 5
+
+
+def test_the_rules_digest_follows_the_domain_code():
+    """The rules' part of the basis is read from the `alerts` package's files: the same twice,
+    and another one if any of them changes (here, one more file)."""
+    import alerts
+    from streams.catalog_source import rules_digest
+
+    first = rules_digest()
+    assert rules_digest() == first
+    extra = Path(alerts.__file__).parent / "_digest_probe.txt"
+    try:
+        extra.write_text("a release that changes a rule", encoding="utf-8")
+        assert rules_digest() != first
+    finally:
+        extra.unlink()
