@@ -141,7 +141,8 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             # Faust stops the timers (the flush among them) as the stop begins, then waits for
             # every message taken to be acknowledged; a unit still being processed now would be
             # acknowledged by no flush, and the stop would wait for ever. Flush meanwhile.
-            flushing = asyncio.ensure_future(_flush_while_stopping(pipeline)) if pipeline is not None else None
+            flushing = (asyncio.ensure_future(_flush_while_stopping(pipeline))
+                        if pipeline is not None and worker.app.conf.stream_wait_empty else None)
             try:
                 await worker.stop()
             finally:
