@@ -11,8 +11,7 @@ from __future__ import annotations
 from alerts.events import CaseEvent, parse_event
 from alerts.model import Alert
 from alerts.state import CaseState, restored
-from sinks.queries import (cases_with_events, export_alerts, settled_cases, stored_case_clocks, stored_cases,
-                           stored_events)
+from sinks.queries import cases_with_events, export_alerts, settled_cases, stored_case_clocks, stored_events
 from sinks.scope import Scope
 
 # Cases read at once when a process seeds its table from the store.
@@ -65,7 +64,7 @@ def store_seeds(client, basis: str) -> tuple[dict[str, CaseState], set[str], dic
     store's history."""
     settled = set(settled_cases(client, basis))
     alerts = stored_case_alerts(client)
-    pending = sorted(c for c in stored_cases(client) if c not in settled)
+    pending = sorted(cases_with_events(client) - settled)
     states: dict[str, CaseState] = {}
     for start in range(0, len(pending), SEED_CHUNK):
         chunk = pending[start:start + SEED_CHUNK]

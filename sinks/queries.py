@@ -130,17 +130,12 @@ def _event_json(record: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def cases_with_events(client, case_ids: list[str]) -> set[str]:
-    """Which of `case_ids` the store holds events of. Without FINAL: whether a case has rows does
-    not depend on which version of them counts, and most cases asked of a live worker are new,
-    for which this is all there is to read."""
-    query = ScopedQuery("DISTINCT case_id", "case_events", where=_OF_CASES)
+def cases_with_events(client, case_ids: list[str] | None = None) -> set[str]:
+    """Which of `case_ids` (of every case, without) the store holds events of. Without FINAL:
+    whether a case has rows does not depend on which version of them counts, and most cases
+    asked of a live worker are new, for which this is all there is to read."""
+    query = ScopedQuery("DISTINCT case_id", "case_events", where=_OF_CASES if case_ids is not None else "")
     return {row[0] for row in query.run(client, Scope.everything(), _of_cases(case_ids))}
-
-
-def stored_cases(client) -> list[str]:
-    """Every case the store holds events of."""
-    return [row[0] for row in client.query("SELECT DISTINCT case_id FROM case_events").result_rows]
 
 
 def settled_cases(client, basis: str) -> list[str]:

@@ -487,7 +487,7 @@ class Pipeline:
 
     # -- restoring from the store -------------------------------------------------------------------
 
-    def restore(self, states: dict[str, CaseState], facts: list[PenaltyFact], settled: set[str] = frozenset()) -> None:
+    def restore(self, states: dict[str, CaseState], facts: list[PenaltyFact], settled: set[str]) -> None:
         """Seed case states and peer groups from the store, and name the settled cases it keeps (see
         streams.runtime.restore_from_store)."""
         self.store.seed(states, settled)

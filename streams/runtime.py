@@ -224,9 +224,9 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
     that have not settled (`alerts.retention`) are loaded from their stored events, alerts,
     revisions and clocks as the seed of each one's state, used when the table has nothing for
     the case; those that have settled stay in the store, and are read back as a case let go is
-    if anything about them arrives (`sinks.case_history.store_seeds`), so that what a start costs,
-    in time and memory, follows the open cases rather than the store's history. Every stored
-    fining decision seeds its penalty peer group. The seeds are judged once at the clock: at
+    if anything about them arrives (`sinks.case_history.store_seeds`), so that a start no longer
+    reads, validates and judges every stored event (it still reads every stored alert, for the
+    tickets). Every stored fining decision seeds its penalty peer group. The seeds are judged once at the clock: at
     the end of a replay's input, or at once by a live worker's wall clock. Returns how many
     cases were seeded.
     """

@@ -65,9 +65,9 @@ class CaseStore:
         self.load: Callable | None = None
         # Seeded from the store at start (a fresh embedded broker): a case the table lacks is then
         # in the store only if this process let it go (`let_go`) or it had settled there before
-        # (`settled_in_store`). Otherwise the table's
-        # changelog may have dropped any case (other workers, earlier processes), and every case a
-        # unit holds that the table lacks is asked of the store.
+        # (`settled_in_store`). Otherwise the table's changelog may have dropped any case (other
+        # workers, earlier processes), and every case a unit holds that the table lacks is asked
+        # of the store.
         self.seeded_from_store = False
         self.let_go: set[str] = set()
         # Seeded: the cases that had settled in the store when this process started, left there

@@ -204,7 +204,7 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
     the store and are read back, as seeds, when a late event or rating about them comes. The
     alerts are those of one worker that kept every case, fed everything at once."""
     from sinks.clickhouse import connect
-    from sinks.queries import settled_cases, stored_cases
+    from sinks.queries import cases_with_events, settled_cases
 
     scenario = generate(cases=300, violation_rate=0.05, seed=23, now=NOW)
     catalog, _ = write_inputs(tmp_path, scenario)
@@ -215,7 +215,7 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
     asyncio.run(_run(settings, catalog, [as_messages(scenario.events)]))  # the first process
     client = connect(None, tmp_path / "data")
     try:
-        settled, every = set(settled_cases(client, basis_of(catalog))), set(stored_cases(client))
+        settled, every = set(settled_cases(client, basis_of(catalog))), cases_with_events(client)
     finally:
         client.close()
     assert set(chosen) <= settled < every  # the late inputs are about settled cases; some cases are open
