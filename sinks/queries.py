@@ -294,6 +294,15 @@ def ticket_history(client, scope: Scope, ticket_id: str, tz: ZoneInfo = ZoneInfo
             .result_rows]
 
 
+def stored_ticket_states(client, case_ids: list[str] | None = None) -> list[tuple[str, str]]:
+    """(case_id, state) of the latest stored form of every ticket, or of these cases' tickets: the
+    pipeline's own view, settling tickets included."""
+    # FINAL: a settling ticket's version 0 is written again as its bundle changes (the last one holds).
+    where = "" if case_ids is None else "WHERE case_id IN {case_ids:Array(String)} "
+    return client.query(f"SELECT case_id, argMax(state, version) FROM tickets FINAL {where}GROUP BY ticket_id, case_id",
+                        parameters={} if case_ids is None else {"case_ids": list(case_ids)}).result_rows
+
+
 def ticket_state(client, ticket_id: str) -> dict[str, Any] | None:
     """A ticket's latest stored form (the pipeline's own view: which actions it has applied)."""
     rows = client.query("SELECT argMax(state, version) FROM tickets FINAL WHERE ticket_id = {t:String} "

@@ -189,7 +189,9 @@ class Pipeline:
         self.case_steps.unwatched = self._unwatched
         self.case_steps.hold_back = self._hold_back
         self.tickets_table = app.Table(TICKETS_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
-        self.ticket_store = TicketStore(self.tickets_table, self._write_tickets, TICKET_CACHE_SIZE)
+        self.ticket_store = TicketStore(self.tickets_table, self._write_tickets, TICKET_CACHE_SIZE,
+                                        self._delete_tickets)
+        self.ticket_store.load = self._read_tickets
         self.ticket_index = DeadlineIndex()
         self.silences: tuple = ()  # read from the store (sinks.queries.stored_silences), kept current
         self.ticket_steps = TicketSteps(self.ticket_store, catalog, clock, self.outputs, self.ticket_policy,
@@ -241,6 +243,7 @@ class Pipeline:
         async def steps(unit: Unit) -> None:
             cases, letters = decode_ticket_unit(unit, self.settings.ticket_ticks_topic)
             await self.ticket_steps.process(unit, cases, letters)
+            self.let_tickets_go_after_their_cases()
             self.index_tickets()
 
         await self._consume(stream, steps)
@@ -317,6 +320,22 @@ class Pipeline:
         self.store.written.clear()
         metrics.OPEN_DEADLINES.set(len(self.index))
 
+    def let_tickets_go_after_their_cases(self) -> None:
+        """Tickets written at rest while their case is let go (read back for a late alert or an
+        action, or still running when the case went): let go too, once their rows are written."""
+        for case_id, partition in self.ticket_store.written.items():
+            held = self.ticket_store.cache.get(case_id)
+            if held is not None and held.at_rest and not self._case_held(case_id):
+                self.writer.batch.after_write.append(lambda c=case_id, p=partition: self._let_tickets_go(c, p))
+
+    def _case_held(self, case_id: str) -> bool:
+        store = self.store
+        return bool(self.table.data.get(case_id)) or case_id in store.seeds or case_id in store.in_hand
+
+    async def _let_tickets_go(self, case_id: str, partition: int) -> None:
+        if partition in self._held_partitions(self.settings.alerts_topic) and not self._case_held(case_id):
+            self.ticket_store.evict(case_id, partition)
+
     def index_tickets(self) -> None:
         for case_id, partition in self.ticket_store.written.items():
             held = self.ticket_store.cache.get(case_id)
@@ -332,6 +351,9 @@ class Pipeline:
 
     def _write_tickets(self, case_id: str, stored: bytes, partition: int) -> None:
         self.outbox.write_table(self.tickets_table, case_id, stored, partition)
+
+    def _delete_tickets(self, case_id: str, partition: int) -> None:
+        self.outbox.delete_table(self.tickets_table, case_id, partition)
 
     def _write_case(self, case_id: str, stored: bytes, partition: int) -> None:
         self.outbox.write_table(self.table, case_id, stored, partition)
@@ -497,9 +519,10 @@ class Pipeline:
         config = self.catalog.judge.config
         self.groups.seeds = {key: seed_group(group, config) for key, group in by_group.items()}
 
-    def restore_tickets(self, cases: dict) -> None:
-        """Seed cases' tickets from the store (their moments are indexed once the index is rebuilt)."""
-        self.ticket_store.seeds = dict(cases)
+    def restore_tickets(self, cases: dict, at_rest: set[str]) -> None:
+        """Seed cases' tickets from the store (their moments are indexed once the index is rebuilt),
+        and name the settled cases whose tickets, at rest, it keeps."""
+        self.ticket_store.seed(cases, at_rest)
 
     async def judge_restored_cases(self) -> int:
         """Judge, at the current clock, every case restored from the store that no new fact has
@@ -546,22 +569,36 @@ class Pipeline:
             self.evictions.schedule(case_id, due, partition)
         elif self.store.evict(case_id, partition, stored):
             metrics.CASES_LET_GO.inc()
+            if partition in self._held_partitions(self.settings.alerts_topic):  # its tickets, if at rest
+                self.ticket_store.evict(case_id, partition)
             if self.touched_cases is not None:
                 self.touched_cases.add(case_id)
 
     async def _read_cases(self, case_ids: list[str]) -> dict[str, CaseState]:
-        """The states the store holds of these cases (let go earlier). While the store cannot be
-        read, the unit waits and the read is tried again: a case taken for new would be judged
-        without its history."""
+        """The states the store holds of these cases (let go earlier)."""
         from sinks.case_history import states_of
 
+        states = await self._read_back(states_of, case_ids)
+        metrics.CASES_BROUGHT_BACK.inc(len(states))
+        return states
+
+    async def _read_tickets(self, case_ids: list[str]) -> dict:
+        """The tickets the store holds of these cases (let go with them earlier)."""
+        from streams.tickets import tickets_in_store
+
+        return await self._read_back(tickets_in_store, case_ids, self.catalog.ticket_policy())
+
+    async def _read_back(self, read, case_ids: list[str], *args):
+        """`read(client, case_ids, *args)` on the store's reader. While the store cannot be read,
+        the unit waits and the read is tried again: a case taken for new would be judged (or its
+        tickets started) without its history."""
         from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
         loop = asyncio.get_running_loop()
         delay = self.settings.flush_interval
         while True:
             try:
-                states = await (self.reader or self.writer).run(states_of, case_ids)
+                return await (self.reader or self.writer).run(read, case_ids, *args)
             except (DatabaseError, OperationalError, OSError) as exc:  # the store; anything else fails the unit
                 metrics.CASE_READ_FAILURES.inc()
                 # The store's last error: a stop does not wait for this unit (streams.runtime).
@@ -574,9 +611,6 @@ class Pipeline:
                         raise asyncio.CancelledError()
                     await asyncio.sleep(min(0.25, delay))
                 delay = min(2 * delay, 30.0)
-                continue
-            metrics.CASES_BROUGHT_BACK.inc(len(states))
-            return states
 
     # -- timers ------------------------------------------------------------------------------------
 

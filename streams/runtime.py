@@ -226,9 +226,9 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
     the case; those that have settled stay in the store, and are read back as a case let go is
     if anything about them arrives (`sinks.case_history.store_seeds`), so that a start no longer
     reads, validates and judges every stored event (it still reads every stored alert, for the
-    tickets). Every stored fining decision seeds its penalty peer group. The seeds are judged once at the clock: at
-    the end of a replay's input, or at once by a live worker's wall clock. Returns how many
-    cases were seeded.
+    tickets; the settled cases' tickets at rest stay in the store too). Every stored fining
+    decision seeds its penalty peer group. The seeds are judged once at the clock: at the end of a
+    replay's input, or at once by a live worker's wall clock. Returns how many cases were seeded.
     """
     from alerts.detectors.discretion import penalty_of
     from alerts.events import EventType
@@ -246,8 +246,9 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
                 tiers = item.discretion.get(penalty[0], ())
                 facts.append(fact_of(event, *penalty, not tiers or any(t.contains(penalty[1]) for t in tiers)))
     pipeline.restore(states, facts, settled)
-    tickets, pipeline.untaken_alerts = _stored_tickets(client, alerts, pipeline.catalog.ticket_policy())
-    pipeline.restore_tickets(tickets)
+    tickets, at_rest, pipeline.untaken_alerts = _stored_tickets(client, alerts, pipeline.catalog.ticket_policy(),
+                                                                settled)
+    pipeline.restore_tickets(tickets, at_rest)
     pipeline.notice_log.seeds, pipeline.unsent_notices = _stored_notices(client)
     if states or settled:
         log.info("restored %d cases from the store; %d settled ones stay there until needed", len(states),
@@ -272,34 +273,18 @@ def _stored_notices(client) -> tuple[dict[str, str], list[tuple[bytes, bytes]]]:
     return statuses, unsent
 
 
-def _stored_tickets(client, alerts: dict[str, list], policy) -> tuple[dict, list[tuple[bytes, bytes]]]:
-    """Each case's tickets as the store last holds them, with its alerts that open no ticket (an
-    inspector may open one from them by hand); and the stored alert versions the tickets have not
-    taken yet (written, but the process died before the ticket agent had them), to hand to it
-    again."""
-    from streams.tickets import CaseTickets, restore_tickets
+def _stored_tickets(client, alerts: dict[str, list], policy, settled: set[str]
+                    ) -> tuple[dict, set[str], list[tuple[bytes, bytes]]]:
+    """Each case's tickets as the store last holds them (`streams.tickets.tickets_from_store`),
+    but those at rest of the cases that have settled: left in the store (their ids returned),
+    read back if anything about them arrives. And the stored alert versions the tickets have not
+    taken yet, to hand to the ticket agent again."""
+    from sinks.queries import stored_ticket_states
+    from streams.tickets import tickets_from_store
 
-    # FINAL: a settling ticket's version 0 is written again as its bundle changes (the last one holds).
-    rows = client.query("SELECT case_id, argMax(state, version) FROM tickets FINAL GROUP BY ticket_id, case_id"
-                        ).result_rows
-    cases = restore_tickets(rows)
-    untaken = []
-    for case_id, case_alerts in alerts.items():
-        tickets = cases.get(case_id)
-        others = {}
-        for alert in case_alerts:
-            if not policy.opens(alert.rule, alert.severity):
-                known = others.get(alert.alert_id)
-                if known is None or known.version < alert.version:
-                    others[alert.alert_id] = alert
-                continue
-            ticket = tickets.tickets.get(alert.rule.value) if tickets else None
-            bundled = ticket.alerts.get(alert.alert_id) if ticket else None
-            if bundled is None or bundled.version < alert.version:
-                untaken.append((case_id.encode(), orjson.dumps(alert.to_json())))
-        if others:
-            cases.setdefault(case_id, CaseTickets(case_id)).others.update(others)
-    return cases, untaken
+    cases, untaken = tickets_from_store(stored_ticket_states(client), alerts, policy)
+    in_store = {case_id for case_id, tickets in cases.items() if case_id in settled and tickets.at_rest}
+    return {c: t for c, t in cases.items() if c not in in_store}, in_store, untaken
 
 
 async def topic_ends(running: "Running") -> dict[int, int]:

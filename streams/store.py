@@ -45,6 +45,35 @@ class Recent(OrderedDict):
 LET_GO_REMEMBERED = 1_000_000
 
 
+class InStoreOnly:
+    """Which keys the store holds that a table lacks, as far as a process can tell: those it let
+    go, and those it left in the store when it started from it (`seed`). Unseeded (a cluster's
+    changelog may have dropped any key, by other workers or earlier processes), or past
+    `LET_GO_REMEMBERED` of them, every key the table lacks may be in the store."""
+
+    def __init__(self):
+        self.seeded = False
+        self.keys: set[str] = set()
+
+    def seed(self, keys) -> None:
+        keys = set(keys)
+        self.seeded = len(keys) <= LET_GO_REMEMBERED
+        self.keys = keys if self.seeded else set()
+
+    def add(self, key: str) -> None:
+        if self.seeded:
+            self.keys.add(key)
+            if len(self.keys) > LET_GO_REMEMBERED:  # bounded: from now on, every miss is asked
+                self.seeded = False
+                self.keys = set()
+
+    def to_ask(self, keys, held: Callable[[str], bool]) -> list[str]:
+        """Of `keys`, those not held that the store may hold."""
+        if self.seeded:
+            return [k for k in keys if k in self.keys and not held(k)]
+        return [k for k in keys if not held(k)]
+
+
 class CaseStore:
     def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int,
                  delete: Callable[[str, int], None] | None = None):

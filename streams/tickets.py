@@ -28,16 +28,17 @@ import orjson
 
 from alerts.model import Alert
 from alerts.notices import NoticeText, render_notice
-from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Ticket, TicketPolicy, advance, case_of,
-                            on_action, on_alert, standing_notices)
+from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Ticket, TicketPolicy, TicketStatus, advance,
+                            case_of, on_action, on_alert, standing_notices)
 from sinks.rows import notice_row, ticket_row
 from streams import metrics
 from streams.notices import notice_to_json
 from streams.steps import Letter, Unit, utcnow
-from streams.store import TableStore
+from streams.store import InStoreOnly, TableStore
 from streams.ticket_codec import ticket_to_json, tickets_from_json, tickets_to_json
 
 MAX_ACTION_BYTES = 64 * 1024
+_AT_REST = (TicketStatus.CLOSED, TicketStatus.WITHDRAWN)
 
 
 @dataclass
@@ -52,6 +53,14 @@ class CaseTickets:
         return orjson.dumps({"tickets": tickets_to_json(self.tickets),
                              "others": [a.to_json() for a in self.others.values()]})
 
+    @property
+    def at_rest(self) -> bool:
+        """Nothing more will happen to these tickets by the clock or by a department: each is
+        closed, withdrawn, or settling with nothing left to open it. (An alert or an inspector may
+        still wake them: then they are read back from the store.)"""
+        return all(t.status in _AT_REST or t.status is TicketStatus.SETTLING and t.next_due is None
+                   for t in self.tickets.values())
+
     @classmethod
     def decode(cls, case_id: str, raw: bytes) -> "CaseTickets":
         obj = orjson.loads(raw)
@@ -65,18 +74,75 @@ class CaseTickets:
 
 class TicketStore(TableStore):
     """Cases' tickets, kept in a Faust table (one encoded record per case); a case with none has an
-    empty record."""
+    empty record. A case's tickets at rest are let go with the case (`evict`), and read back from
+    the store when anything about them arrives (`bring_back`)."""
 
-    def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int):
+    def __init__(self, table, write: Callable[[str, bytes, int], None], cache_size: int,
+                 delete: Callable[[str, int], None] | None = None):
         super().__init__(table, write, cache_size, CaseTickets.decode, CaseTickets.encode)
+        self.delete = delete  # (case_id, partition): out of the table's data, a tombstone in its changelog
         self.written: dict[str, int] = {}  # case -> partition, since the pipeline last indexed
+        # Reading cases' tickets back: async (case_ids) -> {case_id: CaseTickets} of those the store holds.
+        self.load: Callable | None = None
+        self.in_store = InStoreOnly()
+        self.in_hand: set[str] = set()  # the cases of the unit being applied: never let go meanwhile
+        self.evicted = 0
+        self.brought_back = 0
 
-    def get(self, case_id: str) -> CaseTickets:
+    def seed(self, cases: dict[str, CaseTickets], in_store) -> None:
+        """Seed the table from the store (a fresh embedded broker): these cases' tickets, and the
+        ids of the cases whose tickets are at rest there (read back only if needed)."""
+        self.seeds = dict(cases)
+        self.in_store.seed(in_store)
+
+    def _held(self, case_id: str) -> bool:
+        return case_id in self.cache or case_id in self.seeds or bool(self.table.data.get(case_id))
+
+    def get(self, case_id: str, partition: int) -> CaseTickets:
+        if case_id in self.seeds and case_id not in self.cache and not self.table.data.get(case_id):
+            # A seed becomes the table's record at once: held only in the cache, it would be lost
+            # once the cache let it go, and the case's next alert would start its tickets anew.
+            tickets = self.seeds.pop(case_id)
+            self.put(tickets, partition)
+            return tickets
         return super().get(case_id) or CaseTickets(case_id)
 
     def put(self, tickets: CaseTickets, partition: int) -> None:
         self.put_value(tickets.case_id, tickets, partition)
         self.written[tickets.case_id] = partition
+
+    async def bring_back(self, case_ids) -> None:
+        """Read back from the store the tickets of a unit's cases that were let go, so that a late
+        alert or an action meets them (as seeds: see `get`)."""
+        self.in_hand = set(case_ids)
+        if self.load is None:
+            return
+        asked = self.in_store.to_ask(case_ids, self._held)
+        if not asked:
+            return
+        for case_id, tickets in (await self.load(asked)).items():
+            if not self._held(case_id):  # nothing new came meanwhile
+                self.seeds[case_id] = tickets
+                self.brought_back += 1
+
+    def evict(self, case_id: str, partition: int) -> bool:
+        """Let a case's tickets go with the case (its rows are in the store), if they are at rest
+        and no unit has them in hand: out of the table, its cache and its changelog. False: they
+        stay (or there were none)."""
+        if self.delete is None or case_id in self.in_hand:
+            return False
+        stored = self.table.data.get(case_id)
+        held = self.cache.get(case_id) or (CaseTickets.decode(case_id, stored) if stored else self.seeds.get(case_id))
+        if held is None or not held.at_rest:
+            return False
+        if stored:
+            self.delete(case_id, partition)
+        self.cache.pop(case_id, None)
+        self.seeds.pop(case_id, None)
+        self.written.pop(case_id, None)
+        self.in_store.add(case_id)
+        self.evicted += 1
+        return True
 
     def stored(self):
         """(case_id, next_due) of every case in the table this worker holds."""
@@ -162,15 +228,19 @@ class TicketSteps:
         for letter in letters:
             await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail)
         now = self.clock.now(unit.partition)
-        for case_id, work in cases.items():
-            await self.case(case_id, work, unit, now)
-            if self.hold_back is not None:  # a unit of alert versions may hold many cases' tickets
-                await self.hold_back()
+        try:
+            await self.store.bring_back(list(cases))
+            for case_id, work in cases.items():
+                await self.case(case_id, work, unit, now)
+                if self.hold_back is not None:  # a unit of alert versions may hold many cases' tickets
+                    await self.hold_back()
+        finally:
+            self.store.in_hand = set()
 
     async def case(self, case_id: str, work: TicketWork, unit: Unit, now: datetime) -> None:
         calendar = self.catalog.judge.calendar
         policy = self.policy()
-        held = self.store.get(case_id)
+        held = self.store.get(case_id, unit.partition)
         tickets = dict(held.tickets)
         others = dict(held.others)
         versions: list[Ticket] = []
@@ -250,12 +320,42 @@ def _redelivered(held: CaseTickets, work: TicketWork) -> bool:
     return any(action.action_id in t.actions for _, action in work.actions for t in held.tickets.values())
 
 
-def restore_tickets(rows) -> dict[str, CaseTickets]:
-    """Cases' tickets from the store: the latest stored state of each ticket (`tickets.state`)."""
+def tickets_from_store(rows, alerts: dict[str, list[Alert]], policy: TicketPolicy
+                       ) -> tuple[dict[str, CaseTickets], list[tuple[bytes, bytes]]]:
+    """Cases' tickets from the store: the latest stored state of each ticket (`rows` of case_id
+    and `tickets.state`), with each case's stored alerts (latest versions) that open no ticket
+    (an inspector may open one from them by hand). Also the alert versions the tickets have not
+    taken (written, but the process died before the ticket agent had them), to hand to it again."""
     from streams.ticket_codec import ticket_from_json
 
     cases: dict[str, CaseTickets] = {}
     for case_id, state in rows:
         ticket = ticket_from_json(orjson.loads(state))
         cases.setdefault(case_id, CaseTickets(case_id)).tickets[ticket.rule.value] = ticket
+    untaken = []
+    for case_id, case_alerts in alerts.items():
+        tickets = cases.get(case_id)
+        others: dict[str, Alert] = {}
+        for alert in case_alerts:
+            if not policy.opens(alert.rule, alert.severity):
+                known = others.get(alert.alert_id)
+                if known is None or known.version < alert.version:
+                    others[alert.alert_id] = alert
+                continue
+            ticket = tickets.tickets.get(alert.rule.value) if tickets else None
+            bundled = ticket.alerts.get(alert.alert_id) if ticket else None
+            if bundled is None or bundled.version < alert.version:
+                untaken.append((case_id.encode(), orjson.dumps(alert.to_json())))
+        if others:
+            cases.setdefault(case_id, CaseTickets(case_id)).others.update(others)
+    return cases, untaken
+
+
+def tickets_in_store(client, case_ids: list[str], policy: TicketPolicy) -> dict[str, CaseTickets]:
+    """The tickets the store holds of these cases (let go earlier), as `tickets_from_store` builds them."""
+    from sinks.case_history import stored_case_alerts
+    from sinks.queries import stored_ticket_states
+
+    cases, _ = tickets_from_store(stored_ticket_states(client, case_ids), stored_case_alerts(client, case_ids),
+                                  policy)
     return cases

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from alerts.scenario import generate
-from sinks.queries import export_alerts
+from sinks.queries import export_alerts, stored_tickets
 from sinks.scope import Scope
 from streams.broker import EmbeddedBroker
 from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
@@ -39,6 +39,12 @@ def late_inputs(scenario, count: int = 40) -> tuple[list[dict], list[str]]:
     return late, chosen
 
 
+def ticket_identity(tickets) -> list[tuple]:
+    """What must be identical between runs: each ticket's case, rule, where it stands and its alerts."""
+    return sorted((t["ticket_id"], t["status"], t["resolution"] or "", t["escalation_level"], t["overdue"],
+                   str(t["deadline"])) for t in tickets)
+
+
 def basis_of(catalog) -> str:
     """The judging basis of a catalog file, as a pipeline on it records it."""
     from streams.catalog_source import CatalogSource
@@ -59,10 +65,11 @@ async def let_go_due(pipeline) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _run(settings, catalog, phases, broker=None, wait_let_go=False, seen=None):
+async def _run(settings, catalog, phases, broker=None, wait_let_go=False, seen=None, tickets=None):
     """Each phase's messages produced and processed to the end in turn, and with `wait_let_go`
     the settled cases let go after it. Returns (alerts, store, the cases in the table); with
-    `seen`, appends to it how many alert versions the run published."""
+    `seen`, appends to it how many alert versions the run published; with `tickets` (a dict),
+    puts there the stored tickets, the ticket store and the cases in its table."""
     async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:
         pipeline = running.pipeline
         for messages in phases:
@@ -75,6 +82,11 @@ async def _run(settings, catalog, phases, broker=None, wait_let_go=False, seen=N
             alerts = list(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
         if seen is not None:
             seen.append(pipeline.progress.alerts_changed)
+        if tickets is not None:
+            with pipeline.writer.lock:
+                tickets["stored"] = stored_tickets(running.client, Scope.everything())
+            tickets.update(store=pipeline.ticket_store,
+                           table={k for k, v in pipeline.tickets_table.data.items() if v})
         return alerts, pipeline.store, {k for k, v in pipeline.table.data.items() if v}
 
 
@@ -84,17 +96,18 @@ def test_settled_cases_are_let_go_and_come_back_with_their_history(tmp_path, own
     catalog, _ = write_inputs(tmp_path, scenario)
     late, chosen = late_inputs(scenario)
     # A worker that keeps every case, fed everything at once.
+    kept_tickets, let_go_tickets = {}, {}
     kept, _, _ = asyncio.run(_run(pipeline_settings(tmp_path / "kept", case_retention_days=None), catalog,
-                                  [as_messages(scenario.events + late)]))
+                                  [as_messages(scenario.events + late)], tickets=kept_tickets))
 
     async def let_go_run():
         settings = pipeline_settings(tmp_path / "let-go", case_retention_days=0.0)
         if own_broker:
             return await _run(settings, catalog, [as_messages(scenario.events), as_messages(late)],
-                              wait_let_go=True)
+                              wait_let_go=True, tickets=let_go_tickets)
         with EmbeddedBroker() as broker:
             return await _run(settings, catalog, [as_messages(scenario.events), as_messages(late)], broker=broker,
-                              wait_let_go=True)
+                              wait_let_go=True, tickets=let_go_tickets)
 
     alerts, store, in_table = asyncio.run(let_go_run())
     settled = {c for c in {e["case_id"] for e in scenario.events}
@@ -106,6 +119,15 @@ def test_settled_cases_are_let_go_and_come_back_with_their_history(tmp_path, own
     assert in_table  # the open cases stay
     assert identity(alerts) == identity(kept)
     assert [a for a in alerts if a["case_id"] in chosen], "the cases brought back have alerts to compare"
+    # Their tickets went with them, those at rest, and came back when their alerts changed: the
+    # tickets are those of the worker that kept everything, and the table holds none at rest of a
+    # case let go.
+    ticket_store = let_go_tickets["store"]
+    assert ticket_store.evicted > 0 and ticket_store.brought_back > 0, (ticket_store.evicted, ticket_store.brought_back)
+    assert ticket_identity(let_go_tickets["stored"]) == ticket_identity(kept_tickets["stored"])
+    assert ticket_identity(let_go_tickets["stored"])
+    at_rest = {c for c in let_go_tickets["table"] & settled if ticket_store.get(c, 0).at_rest}
+    assert not at_rest - in_table, sorted(at_rest - in_table)[:5]
 
 
 def test_a_restarted_worker_recovers_without_the_cases_let_go(tmp_path):
@@ -209,8 +231,9 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
     scenario = generate(cases=300, violation_rate=0.05, seed=23, now=NOW)
     catalog, _ = write_inputs(tmp_path, scenario)
     late, chosen = late_inputs(scenario, count=30)
+    kept_tickets = {}
     kept, _, _ = asyncio.run(_run(pipeline_settings(tmp_path / "kept", case_retention_days=None), catalog,
-                                  [as_messages(scenario.events + late)]))
+                                  [as_messages(scenario.events + late)], tickets=kept_tickets))
     settings = pipeline_settings(tmp_path / "data")
     asyncio.run(_run(settings, catalog, [as_messages(scenario.events)]))  # the first process
     client = connect(None, tmp_path / "data")
@@ -227,7 +250,9 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
         async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
             pipeline = running.pipeline
             store = pipeline.store
-            seen.update(seeded=set(store.seeds), settled=set(store.settled_in_store))
+            seen.update(seeded=set(store.seeds), settled=set(store.settled_in_store),
+                        ticket_seeds=set(pipeline.ticket_store.seeds),
+                        tickets_in_store=set(pipeline.ticket_store.in_store.keys))
             await produce(running.bootstrap, settings.case_events_topic, as_messages(again))
             await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
             seen.update(brought_back=store.brought_back, published=pipeline.progress.alerts_changed)
@@ -235,10 +260,18 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
             await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
             with pipeline.writer.lock:
                 alerts = list(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
+                seen.update(tickets=stored_tickets(running.client, Scope.everything()))
+            seen.update(tickets_brought_back=pipeline.ticket_store.brought_back)
             return alerts
 
     alerts = asyncio.run(second())
     assert seen["seeded"] == every - settled
+    # The settled cases' tickets at rest (and their alerts that open none) stay in the store too,
+    # read back when the late inputs change their alerts; the tickets come out the same.
+    assert seen["tickets_in_store"] and seen["tickets_in_store"] <= settled
+    assert not seen["ticket_seeds"] & seen["tickets_in_store"]
+    assert seen["tickets_brought_back"] > 0
+    assert ticket_identity(seen["tickets"]) == ticket_identity(kept_tickets["stored"])
     assert seen["settled"] == settled
     # Read back for the re-import as seeds: their rows were in the store before, so events they
     # already hold publish nothing again (a case let go by this process would republish).

@@ -1,0 +1,162 @@
+"""The ticket agent's store without a broker: a case's tickets at rest are let go with the case and
+read back from the store when an alert or an action about them arrives; a seed from the store
+stays once a unit has taken it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import orjson
+
+from alerts.evaluate import step
+from alerts.events import parse_event
+from alerts.model import AlertStatus, Rule
+from alerts.tickets import TicketStatus
+from sinks.writer import Batch
+from streams.app import Progress
+from streams.catalog_source import CatalogSource
+from streams.clock import EventTimeClock
+from streams.steps import Outputs, Unit
+from streams.tickets import CaseTickets, TicketStore, TicketSteps, decode_ticket_unit
+from tests.unit.helpers import CONTRACT, judge
+from tests.unit.test_steps import HISTORY, record
+
+NOW = datetime(2026, 5, 1, tzinfo=timezone.utc)
+
+
+def case_alerts():
+    """U1's alerts judged from its history: an overdue red card (it opens a ticket) and a yellow
+    deadline_near (it opens none: kept for an inspector to open one by hand)."""
+    state, j = None, judge()
+    for raw in HISTORY:
+        state = step(state, parse_event(raw), j, NOW, NOW).state
+    by_rule = {a.rule: a for a in state.alerts.values()}
+    return by_rule[Rule.OVERDUE], by_rule[Rule.DEADLINE_NEAR]
+
+
+class Harness:
+    """TicketSteps with a dict for the table, lists for the changelog, a Batch for the writer."""
+
+    def __init__(self, cache_size: int = 10):
+        self.table = SimpleNamespace(data={})
+        self.changelog: list[tuple[str, bool]] = []  # (case, a value or a tombstone)
+        self.writer = SimpleNamespace(batch=Batch())
+        self.writer.add = self.writer.batch.add
+        source = CatalogSource(CONTRACT / "catalog.example.yaml")
+        settings = SimpleNamespace(alerts_topic="alerts", notices_topic="notices", dlq_topic="dlq")
+        outbox = SimpleNamespace(add=lambda topic, key, value, partition=None: None)
+        outputs = Outputs(self.writer, self.send, outbox, settings, Progress(), source)
+        self.store = TicketStore(self.table, self.write, cache_size, self.delete)
+        clock = EventTimeClock(NOW)
+        clock.finished = True  # at NOW: the input is all in
+        self.steps = TicketSteps(self.store, source, clock, outputs, source.ticket_policy, source.notice_text)
+        self.asked: list[list[str]] = []
+
+    def write(self, key, stored, partition):
+        self.table.data[key] = stored
+        self.changelog.append((key, True))
+
+    def delete(self, key, partition):
+        self.table.data.pop(key, None)
+        self.changelog.append((key, False))
+
+    async def send(self, topic, key, value, partition):
+        pass
+
+    def reads_back_from(self, other: "Harness") -> None:
+        """Read back what `other`'s table held when this was called (the store keeps every row)."""
+        held = dict(other.table.data)
+
+        async def load(case_ids):
+            self.asked.append(list(case_ids))
+            return {c: CaseTickets.decode(c, held[c]) for c in case_ids if c in held}
+
+        self.store.load = load
+
+    def alerts(self, *alerts) -> None:
+        unit = Unit("alerts", 0, [record(i, a.to_json()) for i, a in enumerate(alerts)])
+        asyncio.run(self.steps.process(unit, *decode_ticket_unit(unit, "ticket-ticks")))
+
+    def held(self, case_id: str = "U1") -> CaseTickets:
+        return CaseTickets.decode(case_id, self.table.data[case_id])
+
+    def ticket_rows(self) -> list[tuple[str, int]]:
+        return [(r["ticket_id"], r["version"]) for r in self.writer.batch.rows.get("tickets", [])]
+
+
+def test_tickets_at_rest_are_let_go_and_read_back_when_an_alert_wakes_them():
+    red, yellow = case_alerts()
+    withdrawn = replace(red, status=AlertStatus.WITHDRAWN, version=red.version + 1)
+    first = Harness()
+    first.alerts(red, yellow)
+    assert first.held().tickets["overdue"].status is TicketStatus.OPEN
+    assert not first.store.evict("U1", 0), "an open ticket waits for its department: it stays"
+    first.alerts(withdrawn)
+    before = first.held()
+    assert before.tickets["overdue"].status is TicketStatus.WITHDRAWN and before.at_rest
+    assert set(before.others) == {yellow.alert_id}
+
+    # Let go: out of the table and its changelog (a tombstone), the cache too.
+    second = Harness()
+    second.reads_back_from(first)
+    second.table.data = dict(first.table.data)
+    assert second.store.evict("U1", 0)
+    assert "U1" not in second.table.data and second.changelog == [("U1", False)]
+    # The red card stands again: the ticket read back reopens, its versions go on from the store's.
+    second.alerts(replace(red, version=red.version + 2))
+    assert second.asked == [["U1"]]
+    after = second.held()
+    ticket = after.tickets["overdue"]
+    assert ticket.status is TicketStatus.OPEN
+    # Reopened, then the ladder's steps long due since (overdue, level 1, level 2), each a version.
+    assert second.ticket_rows() == [(ticket.ticket_id, v)
+                                    for v in range(before.tickets["overdue"].version + 1, ticket.version + 1)]
+    assert ticket.version > before.tickets["overdue"].version + 1
+    assert after.others == before.others, "the yellow card an inspector may still open a ticket from"
+
+
+def test_a_seeded_process_asks_the_store_only_for_the_cases_it_left_there():
+    red, yellow = case_alerts()
+    first = Harness()
+    first.alerts(red, replace(red, status=AlertStatus.WITHDRAWN, version=red.version + 1), yellow)
+    harness = Harness()
+    harness.reads_back_from(first)
+    harness.store.seed({}, {"U1"})
+    harness.alerts(replace(yellow, case_id="U2", alert_id="other"))
+    assert harness.asked == [], "a case the store was not left holding is new"
+    harness.alerts(replace(yellow, version=yellow.version + 1))
+    assert harness.asked == [["U1"]]
+    assert harness.held().tickets["overdue"].status is TicketStatus.WITHDRAWN
+
+
+def test_a_seed_a_unit_took_without_changing_it_stays_after_the_cache_drops_it():
+    """Before, a seed taken from the store by a unit that changed nothing (a redelivered alert)
+    lived only in the cache: once the cache dropped it, the case's next alert version found no
+    tickets and started them anew, at version 1 again."""
+    red, yellow = case_alerts()
+    first = Harness()
+    first.alerts(red, yellow)
+    seed = first.held()
+    harness = Harness(cache_size=1)
+    harness.store.seed({"U1": seed}, set())
+    harness.alerts(red)  # a redelivery: nothing changes
+    harness.alerts(replace(yellow, case_id="U2", alert_id="other"))  # the cache takes another case
+    harness.store.forget_cache()
+    harness.alerts(replace(red, status=AlertStatus.WITHDRAWN, version=red.version + 1))
+    ticket = harness.held().tickets["overdue"]
+    assert ticket.status is TicketStatus.WITHDRAWN
+    assert ticket.version == seed.tickets["overdue"].version + 1
+    assert set(harness.held().others) == {yellow.alert_id}
+
+
+def test_tickets_are_at_rest_when_nothing_but_an_alert_or_an_inspector_can_change_them():
+    red, yellow = case_alerts()
+    harness = Harness()
+    harness.alerts(yellow)
+    assert harness.held().at_rest, "alerts that open no ticket"
+    harness.alerts(red)
+    assert not harness.held().at_rest
+    assert orjson.loads(harness.table.data["U1"])["tickets"]
