@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from alerts.calendar import WorkCalendar
 from alerts.catalog import Catalog, Item
@@ -162,8 +162,8 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
 
 
 def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
-         raised_at: datetime, hold_withdrawals: bool = False) -> Outcome:
-    """Apply one event and re-judge the case.
+         raised_at: datetime, hold_withdrawals: bool = False, judging: bool = True) -> Outcome:
+    """Apply one event and re-judge the case (without `judging`: `awaiting_judgement`).
 
     A redelivered event (its event_id is already in the case) changes nothing:
     the outcome has `is_new` False and the state as it was.
@@ -174,7 +174,23 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
     new_state, is_new = apply(state, event)
     if not is_new:
         return Outcome(new_state, [], None, None, is_new=False)
+    if not judging:
+        return awaiting_judgement(new_state)
     return judge_case(new_state, judge, now, raised_at, hold_withdrawals, event_cause(event))
+
+
+# When a case whose facts changed while a replay's input is incomplete is due to be judged: at
+# once, as soon as anything is judged (the end of the input).
+JUDGE_AT_ONCE = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def awaiting_judgement(state: CaseState) -> Outcome:
+    """A case whose facts changed while the input is incomplete (a replay): not judged yet, so
+    that no alert is raised on a history whose later facts have not arrived (fed out of order, a
+    case looks late, or its nodes skipped, until they do). Its alerts stand as last published; it
+    is due at once (`JUDGE_AT_ONCE`), for the judgement at the end of the input, which sees every
+    fact: an inspector sees only the final word."""
+    return Outcome(state.evolve(next_due=JUDGE_AT_ONCE, revision=state.revision + 1), [], None, None)
 
 
 def judge_verdict(state: CaseState, verdict: Verdict, judge: Judge, now: datetime, raised_at: datetime,
@@ -198,8 +214,9 @@ class CaseBatch:
 
 
 def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[Verdict], judge: Judge,
-              now: datetime, raised_at: datetime, hold_withdrawals: bool = False) -> CaseBatch:
-    """Apply a case's events (and its peer groups' verdicts) of one unit, then judge it once.
+              now: datetime, raised_at: datetime, hold_withdrawals: bool = False, judging: bool = True) -> CaseBatch:
+    """Apply a case's events (and its peer groups' verdicts) of one unit, then judge it once
+    (without `judging`: `awaiting_judgement`).
 
     The result is the one `step` gives event by event: the detectors read the whole history and
     time never runs backwards for a case, so one judgement at the unit's clock is the last of
@@ -228,5 +245,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
             cause = cause or f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）"
     if not changed or state is None:
         return CaseBatch(state, None, new, duplicates, refused)
+    if not judging:
+        return CaseBatch(state, awaiting_judgement(state), new, duplicates, refused)
     return CaseBatch(state, judge_case(state, judge, now, raised_at, hold_withdrawals, cause), new, duplicates,
                      refused)

@@ -4,7 +4,8 @@
 
 A generated city's events (the replay workload: about 5.6 events per case) go, in file order,
 through the very steps the case agent runs (`streams.steps`): each partition's messages in
-units of `--unit`, decoded from their wire bytes, applied and judged per case, each changed
+units of `--unit`, decoded from their wire bytes, applied and judged per case as each unit comes
+(as a live worker judges; a replay now judges each case once, at the end of its input), each changed
 state encoded and stored (a dict stands for the table, the changelog send is not timed), and
 every row built and turned into Arrow as the writer does before an insert; the garbage
 collector tuned as in a worker (`streams.runtime.tune_gc`). Prints the median
@@ -40,7 +41,7 @@ from alerts.evaluate import Judge, judging_basis  # noqa: E402
 from sinks.rows import to_arrow  # noqa: E402
 from sinks.writer import Batch  # noqa: E402
 from streams.app import Progress  # noqa: E402
-from streams.clock import EventTimeClock  # noqa: E402
+from streams.clock import EachUnitJudgedClock  # noqa: E402
 from streams.runtime import tune_gc  # noqa: E402
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit  # noqa: E402
 from streams.store import CaseStore  # noqa: E402
@@ -95,7 +96,7 @@ async def run(units, judge) -> tuple[list[float], int, float]:
     outbox = SimpleNamespace(add=lambda topic, key, value, partition=None: None)
     catalog = SimpleNamespace(judge=judge, basis=judging_basis(judge))
     outputs = Outputs(writer, send, outbox, settings, progress, catalog)
-    steps = CaseSteps(store, catalog, EventTimeClock(NOW), outputs, progress)
+    steps = CaseSteps(store, catalog, EachUnitJudgedClock(NOW), outputs, progress)
     per_event = []
     total_events = 0
     started = time.process_time()

@@ -46,11 +46,12 @@ WORKER = """
 import asyncio, sys
 from datetime import datetime
 from pathlib import Path
-from streams.runtime import replay_clock, running_pipeline
+from streams.clock import EachUnitJudgedClock
+from streams.runtime import running_pipeline
 from streams.settings import Settings
 
 async def main():
-    clock = replay_clock(datetime.fromisoformat(sys.argv[2]))
+    clock = EachUnitJudgedClock(datetime.fromisoformat(sys.argv[2]))
     async with running_pipeline(Settings.from_env(), Path(sys.argv[1]), clock=clock) as running:
         await running.worker.wait_until_stopped()
 

@@ -552,7 +552,7 @@ class Pipeline:
         # Not while a replay's input is incomplete: a history fed at full speed has its peer groups
         # send verdicts to decisions of cases settled long before on the stream clock, and each
         # would be read back from the store (docs/performance.md, "Settled cases").
-        if not self.index_ready or self.clock.holds_withdrawals:
+        if not self.index_ready or self.clock.input_incomplete:
             return 0
         due = self.evictions.pop_due(self.clock.now)
         batch = self.writer.batch
@@ -617,7 +617,10 @@ class Pipeline:
     async def fire_due(self) -> int:
         """Send a tick for every case whose next due moment has come (event time in replay). One
         at a time: when it returns, everything it took from the index has been sent (`replay`
-        relies on that)."""
+        relies on that). Nothing while a replay's input is incomplete: nothing is judged before
+        its end (`streams.clock.EventTimeClock.input_incomplete`)."""
+        if self.clock.input_incomplete:
+            return 0
         sent = await self._fire(self.index, self.settings.ticks_topic)
         if sent:
             self.progress.ticks_sent += sent
@@ -626,7 +629,10 @@ class Pipeline:
         return sent
 
     async def fire_ticket_due(self) -> int:
-        """Send a tick for every case whose tickets have a moment due (opening, deadline, level 2)."""
+        """Send a tick for every case whose tickets have a moment due (opening, deadline, level 2);
+        in a replay, once its input is complete and its cases judged."""
+        if self.clock.input_incomplete:
+            return 0
         sent = await self._fire(self.ticket_index, self.settings.ticket_ticks_topic)
         if sent:
             metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))

@@ -4,11 +4,12 @@
 * `EventTimeClock`: replay; now is the partition's watermark (the latest event
   time seen in that partition, as Kafka Streams keeps stream time per
   partition), never beyond the replay's `--now`. `finish()` moves every
-  partition to `--now` once the input is exhausted. Time-based rules thus fire
-  in event time: a case open at 00:00 of its last working day gets its
-  deadline_near even if its closing comes later in the same file. A watermark
-  per partition keeps one partition that is read ahead of another from making
-  the other's cases look late.
+  partition to `--now` once the input is exhausted. Cases are judged once the
+  input is complete (`input_incomplete`), at `--now`; the time-based rules read
+  event time, so a case open at 00:00 of its last working day gets its
+  deadline_near even if its closing comes later in the same file. The watermark
+  keeps the clock of what was judged before (a store with history) moving in
+  event time, and the stream clock of letting settled cases go.
 
 A case is never judged at a clock earlier than its last judgement (alerts.evaluate.case_clock),
 whatever the clock passed in.
@@ -22,8 +23,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class WallClock:
-    # Live: facts arrive as they happen, and a withdrawal is published at once.
-    holds_withdrawals = False
+    # Live: facts arrive as they happen; each is judged at once, and a withdrawal is published at once.
+    input_incomplete = False
     # Time goes on by itself: cases restored from the store are judged at once, not at an end of
     # input that never comes.
     live = True
@@ -63,7 +64,17 @@ class EventTimeClock:
         self.finished = True
 
     @property
-    def holds_withdrawals(self) -> bool:
-        """A replay holds withdrawals until its input is complete (alerts.lifecycle): a history fed
-        out of order may take a finding away and give it back before all its events are in."""
+    def input_incomplete(self) -> bool:
+        """A replay judges nothing until its input is complete (`alerts.evaluate.awaiting_judgement`):
+        a history fed out of order would raise findings that its later events take away (a case
+        looks late until its closing arrives, its nodes skipped until theirs do), and open tickets
+        and send notices on them. Each case whose facts changed is judged once, at the end."""
         return not self.finished
+
+
+class EachUnitJudgedClock(EventTimeClock):
+    """Event time, with each unit's cases judged as they come, as a live worker judges them, not
+    once at the end of the input as a replay does: how the benchmarks time the judging steps
+    (`bench/domain_cost.py`, `bench/replay_scaling.py`), and how the steps are tested unit by unit."""
+
+    input_incomplete = False

@@ -206,6 +206,8 @@ class Outputs:
         self.writer.batch.after_write.append(lambda k=key, v=payload: self.send(topic, k, v, None))
 
     def outcome(self, outcome: Outcome) -> None:
+        if outcome.labels is None:  # awaiting its judgement (alerts.evaluate.awaiting_judgement): no row yet
+            return
         self.case(outcome.state, outcome.labels, outcome.deadline)
         for alert in outcome.changed:
             if alert.version == 1:  # newly raised (a redelivery changes nothing, so counts nothing)
@@ -269,7 +271,7 @@ class CaseSteps:
         if decoded.latest is not None:
             self.clock.observe(partition, decoded.latest)
         now = self.clock.now(partition)
-        hold = self.clock.holds_withdrawals
+        hold = self.clock.input_incomplete
         for letter in decoded.letters:
             await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail)
         for case_id, work in decoded.cases.items():
@@ -278,19 +280,22 @@ class CaseSteps:
                 await self.hold_back()
 
     async def case(self, case_id: str, work: CaseWork, unit: Unit, now: datetime, hold: bool) -> None:
+        """`hold`: the input is incomplete (a replay): the case's facts are taken, and it is judged
+        once the input is complete (`alerts.evaluate.awaiting_judgement`); a tick has nothing to do."""
         judge = self.catalog.judge
         partition = unit.partition
         state = await self.store.get(case_id, partition)
         events = [event for _, event in work.events]
-        batch = step_many(state, events, work.verdicts, judge, now, utcnow(), hold)
+        batch = step_many(state, events, work.verdicts, judge, now, utcnow(), hold, judging=not hold)
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
             reason = "unknown_item" if isinstance(exc, UnknownItem) else "unknown_node"
             await self.out.dead_letter(records[id(event)], unit.topic, partition, reason, str(exc))
         result = batch.outcome
-        if work.tick is not None and batch.state is not None and batch.state.events:
+        tick = None if hold else work.tick
+        if tick is not None and batch.state is not None and batch.state.events:
             try:
-                judged = judge_case(result.state if result else batch.state, judge, max(now, work.tick), utcnow(),
+                judged = judge_case(result.state if result else batch.state, judge, max(now, tick), utcnow(),
                                     hold)
             except UnknownItem as exc:
                 if self.unwatched is not None:
@@ -324,7 +329,7 @@ class CaseSteps:
             # alert alone, and a verdict of "not an outlier" that finds none has nothing to write.
             for event in batch.duplicates:
                 self.out.event(event, judge.item(event.item_code).department)
-            if batch.duplicates or work.tick is not None:
+            if batch.duplicates or tick is not None:
                 self.out.rewrite(state, judge, now)
             elif work.verdicts:
                 decisions = {v.event_id for v in work.verdicts}
@@ -332,7 +337,7 @@ class CaseSteps:
                           and a.rule.value == "discretion_outlier"]
                 if alerts:
                     self.out.rewrite(state, judge, now, alerts)
-        elif result is not None and work.tick is not None and settled_since(state) is not None:
+        elif result is not None and tick is not None and settled_since(state) is not None:
             # A seed from the store, judged at its stored clock and unchanged, that has settled: the
             # store did not know it (`sinks.queries.settled_cases`), as for rows written before
             # `cases.settled_since`. Its case row again, with it, so that the next process on the
@@ -357,7 +362,7 @@ class CaseSteps:
         partition = unit.partition
         for record, event in work.events:
             try:
-                outcome = step(state, event, judge, now, utcnow(), hold)
+                outcome = step(state, event, judge, now, utcnow(), hold, judging=not hold)
             except LookupError:
                 continue  # refused already
             if not outcome.is_new:

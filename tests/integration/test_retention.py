@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import random
 
+import orjson
 import pytest
 
+from alerts.model import Rule, Severity
 from alerts.scenario import generate
+from alerts.tickets import INSPECTORS
 from sinks.queries import export_alerts, stored_tickets
 from sinks.scope import Scope
 from streams.broker import EmbeddedBroker
@@ -261,6 +264,19 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
             with pipeline.writer.lock:
                 alerts = list(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
                 seen.update(tickets=stored_tickets(running.client, Scope.everything()))
+            # An inspector opens a ticket by hand from a yellow card of a case whose tickets and
+            # alerts stayed in the store: they are read back for it.
+            policy = pipeline.catalog.ticket_policy()
+            yellow = next(a for a in alerts if a["case_id"] in seen["tickets_in_store"] and a["status"] == "open"
+                          and not policy.opens(Rule(a["rule"]), Severity(a["severity"])))
+            action = {"action_id": "by-hand-1", "ticket_id": f"{yellow['case_id']}/{yellow['rule']}",
+                      "actor": "inspector-1", "department": INSPECTORS, "kind": "open", "text": "请说明情况",
+                      "at": "2026-05-31T09:00:00+08:00", "alert_id": yellow["alert_id"]}
+            await produce(running.bootstrap, settings.ticket_actions_topic,
+                          [(action["ticket_id"].encode(), orjson.dumps(action))])
+            await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
+            with pipeline.writer.lock:
+                seen.update(by_hand=stored_tickets(running.client, Scope.everything(), ticket_id=action["ticket_id"]))
             seen.update(tickets_brought_back=pipeline.ticket_store.brought_back)
             return alerts
 
@@ -270,8 +286,9 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
     # read back when the late inputs change their alerts; the tickets come out the same.
     assert seen["tickets_in_store"] and seen["tickets_in_store"] <= settled
     assert not seen["ticket_seeds"] & seen["tickets_in_store"]
-    assert seen["tickets_brought_back"] > 0
     assert ticket_identity(seen["tickets"]) == ticket_identity(kept_tickets["stored"])
+    assert seen["tickets_brought_back"] == 1
+    assert [(t["status"], t["manual"]) for t in seen["by_hand"]] == [("open", True)]
     assert seen["settled"] == settled
     # Read back for the re-import as seeds: their rows were in the store before, so events they
     # already hold publish nothing again (a case let go by this process would republish).

@@ -52,8 +52,12 @@ def test_file_order_and_shuffled_replays_agree_and_no_alert_is_withdrawn_and_reo
     assert identity(again) == identity(alerts)
     for history in (histories(published), histories(republished)):
         assert reopened(history) == []
-    # In file order nothing is ever withdrawn: late ticks and stale clocks take nothing back.
-    assert [k for k, statuses in histories(published).items() if "withdrawn" in statuses] == []
+    # Nothing is ever withdrawn within one replay: late ticks and stale clocks take nothing back,
+    # and a history fed out of order is judged once it is all in. Before, the shuffled replay
+    # raised findings its later events took away (cases looked late until their closing came,
+    # nodes skipped until theirs did), withdrawn at the end of the input.
+    for history in (histories(published), histories(republished)):
+        assert [k for k, statuses in history.items() if "withdrawn" in statuses] == []
     found = found_by_case(again)
     missed = {c: r.value for c, r in scenario.truth.items() if r is not None and r.value not in found.get(c, ())}
     assert missed == {}

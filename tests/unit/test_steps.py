@@ -14,7 +14,7 @@ from alerts.evaluate import judging_basis, step
 from alerts.model import AlertStatus
 from sinks.writer import Batch
 from streams.app import Progress
-from streams.clock import EventTimeClock
+from streams.clock import EachUnitJudgedClock
 from streams.codec import decode_state
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit
 from streams.store import CaseStore
@@ -40,7 +40,7 @@ class Harness:
         self.outbox = SimpleNamespace(add=lambda topic, key, value, partition=None: self.sent.append(
             (topic, key, value)))
         outputs = Outputs(self.writer, self.send, self.outbox, settings, self.progress, catalog)
-        self.steps = CaseSteps(self.store, catalog, EventTimeClock(NOW), outputs, self.progress)
+        self.steps = CaseSteps(self.store, catalog, EachUnitJudgedClock(NOW), outputs, self.progress)
 
     def write(self, key, stored, partition):
         self.table.data[key] = stored
