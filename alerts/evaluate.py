@@ -161,6 +161,13 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     return Outcome(state, changed, result.labels, result.deadline)
 
 
+def known(event: CaseEvent, judge: Judge) -> None:
+    """UnknownItem or UnknownNode when the catalog lacks the event's item, or its item the node."""
+    item = judge.item(event.item_code)
+    if event.node is not None and event.type in NODE_EVENTS and item.node(event.node) is None:
+        raise UnknownNode(item.code, event.node)
+
+
 def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
          raised_at: datetime, hold_withdrawals: bool = False, judging: bool = True) -> Outcome:
     """Apply one event and re-judge the case (without `judging`: `awaiting_judgement`).
@@ -168,9 +175,7 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
     A redelivered event (its event_id is already in the case) changes nothing:
     the outcome has `is_new` False and the state as it was.
     """
-    item = judge.item(event.item_code)  # unknown items and nodes are refused before they touch the state
-    if event.node is not None and event.type in NODE_EVENTS and item.node(event.node) is None:
-        raise UnknownNode(item.code, event.node)
+    known(event, judge)  # unknown items and nodes are refused before they touch the state
     new_state, is_new = apply(state, event)
     if not is_new:
         return Outcome(new_state, [], None, None, is_new=False)
@@ -226,9 +231,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     refused: list[tuple[CaseEvent, LookupError]] = []
     for event in events:
         try:
-            item = judge.item(event.item_code)
-            if event.node is not None and event.type in NODE_EVENTS and item.node(event.node) is None:
-                raise UnknownNode(item.code, event.node)
+            known(event, judge)
         except (UnknownItem, UnknownNode) as exc:
             refused.append((event, exc))
             continue

@@ -53,6 +53,14 @@ class LogMapping:
     case_end: str | None = None
     case_end_date_only: bool = False
 
+    def columns(self) -> set[str]:
+        """Every column (or XES attribute) the mapping reads."""
+        named = {self.case_id, self.activity, self.time, self.recorded_time, self.event_id, self.case_end,
+                 *self.accept_attrs.values()}
+        for source in (self.item_code, *self.fields.values(), *self.attrs.values()):
+            named.add(source.get("column"))
+        return {name for name in named if name}
+
 
 def _source(raw: Any, where: str) -> dict[str, str]:
     if isinstance(raw, str):
@@ -167,6 +175,13 @@ def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator
                 yield number, None, f"case end: {exc}"
 
 
+def _moment_key(moment: datetime, mapping: LogMapping) -> str:
+    """A moment as a derived event id names it: in the mapping's timezone, so that the same fact
+    written with another UTC offset (an export in UTC, say) is the same event, while a naive time
+    localised there names it exactly as before."""
+    return moment.astimezone(mapping.timezone).isoformat()
+
+
 def _case_end(row: Mapping[str, Any], event: dict, mapping: LogMapping) -> dict:
     """The `closed` event a case-level end column stands for."""
     moment = parse_log_time(row.get(mapping.case_end), mapping.timezone, mapping.case_end)
@@ -174,7 +189,7 @@ def _case_end(row: Mapping[str, Any], event: dict, mapping: LogMapping) -> dict:
         local = moment.astimezone(mapping.timezone)
         moment = datetime(local.year, local.month, local.day, tzinfo=mapping.timezone) + timedelta(days=1)
         moment = moment.astimezone(mapping.timezone)
-    identity = (event["case_id"], "closed", moment.isoformat())
+    identity = (event["case_id"], "closed", _moment_key(moment, mapping))
     digest = hashlib.blake2b("\x1f".join(identity).encode(), digest_size=12).hexdigest()
     closed = {key: event[key] for key in ("case_id", "item_code", "channel", "department", "region")
               if key in event}
@@ -204,7 +219,7 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict | 
     item_code = str(_value(row, mapping.item_code) or "").strip()
     if not item_code:
         raise Rejected("no item code")
-    identity = (case_id, activity, occurred.isoformat())
+    identity = (case_id, activity, _moment_key(occurred, mapping))
     occurrence = seen.get(identity, 0)
     seen[identity] = occurrence + 1
     if mapping.event_id:

@@ -224,7 +224,7 @@ class Pipeline:
 
     async def case_agent(self, stream):
         async def steps(unit: Unit) -> None:
-            decoded = decode_case_unit(unit, self.settings.ticks_topic)
+            decoded = decode_case_unit(unit, self.settings.ticks_topic, self.settings.partitions)
             try:
                 await self.store.bring_back(decoded.cases)
                 await self.case_steps.process(unit, decoded)

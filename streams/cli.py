@@ -143,6 +143,10 @@ def cmd_import(args, settings: Settings) -> int:
           f"{result.skipped} skipped"
           + (f", {processed['dead_lettered']} refused by the pipeline (see case-events-dlq)" if processed else ""),
           file=sys.stderr)
+    if result.rejected and not result.events:
+        print(f"sunlight: no row of {source.name} could be imported; the first reason: "
+              f"{result.rejected[0]['reason']}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -373,10 +377,10 @@ def read_redrive(path: Path) -> list[tuple[str | None, dict]]:
     """(letter_id or None, corrected event) for each line of a redrive file: a contract event, or
     {"letter_id": ..., "event": {...}} to name the letter it replaces."""
     out = []
+    from streams.replay_feed import json_lines
+
     with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+        for number, line in json_lines(handle):
             try:
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
@@ -695,6 +699,12 @@ def cmd_worker(args, settings: Settings) -> int:
                 # A worker that cannot fire deadlines must not run on quietly: exit non-zero, so
                 # that its supervisor restarts it.
                 print(f"sunlight: the worker stops: {running.pipeline.failure}", file=sys.stderr)
+                return 1
+            crashed = running.worker.crash_reason
+            if crashed is not None and not running.pipeline.stopping:
+                # A service of Faust's crashed (its fetcher, say, on a batch it cannot read), and the
+                # worker stopped by itself: not a clean stop.
+                print(f"sunlight: the worker stopped on an error: {crashed!r} (see the log above)", file=sys.stderr)
                 return 1
         return 0
 
@@ -1124,6 +1134,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, settings)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other commands do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a clear one-line error, not a traceback, for operators
         from alerts.catalog import CatalogError
         from alerts.flowchart import FlowchartError

@@ -15,21 +15,44 @@ import orjson
 
 from alerts.events import InvalidEvent, parse_event
 from alerts.mapping import LogMapping, map_rows
+from streams.replay_feed import json_lines
 
 
 class LogFormatError(ValueError):
     pass
 
 
-def read_csv(path: Path) -> Iterator[dict[str, str]]:
+def read_csv(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, str]]:
+    """The rows of a CSV file (UTF-8, a BOM ignored, comma-separated, with a header row that holds
+    every one of `columns`, the columns a mapping reads)."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        if not reader.fieldnames:
-            raise LogFormatError(f"{path}: no header row")
-        for row in reader:
-            if None in row:
-                raise LogFormatError(f"{path}, line {reader.line_num}: more fields than the header has")
-            yield row
+        try:
+            header = reader.fieldnames
+            if not header:
+                raise LogFormatError(f"{path}: no header row")
+            missing = sorted(columns - set(header))
+            if missing:
+                raise LogFormatError(_missing_columns(path, missing, header))
+            for row in reader:
+                if None in row:
+                    raise LogFormatError(f"{path}, line {reader.line_num}: more fields than the header has")
+                yield row
+        except UnicodeDecodeError as exc:
+            raise LogFormatError(f"{path}: not UTF-8 text ({exc.reason}, after line {reader.line_num}); save the "
+                                 f"file as UTF-8 (Excel: 'CSV UTF-8'; a file from a Chinese system is often GBK: "
+                                 f"iconv -f GBK -t UTF-8)") from None
+
+
+def _missing_columns(path: Path, missing: list[str], header: list[str]) -> str:
+    text = (f"{path}: the mapping reads column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)}, which the header does not have; the header is "
+            f"{', '.join(repr(c) for c in header)}")
+    if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
+        text += "; the file looks separated by something else than commas: save it comma-separated"
+    elif any(c != c.strip() for c in header):
+        text += "; some header names have spaces around them"
+    return text
 
 
 def _local(tag: str) -> str:
@@ -81,8 +104,7 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
     if mapping is None or mapping.format == "jsonl":
         rows = _jsonl_events(path, result)
     else:
-        reader = read_csv if mapping.format == "csv" else read_xes
-        rows = map_rows(reader(path), mapping)
+        rows = map_rows(read_csv(path, mapping.columns()) if mapping.format == "csv" else read_xes(path), mapping)
     seen: set[str] = set()
     for number, event, reason in rows:
         result.rows = max(result.rows, number)
@@ -102,10 +124,7 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
 
 def _jsonl_events(path: Path, result: ImportResult):
     with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
+        for number, line in json_lines(handle):
             try:
                 obj = orjson.loads(line)
                 parse_event(obj)

@@ -14,6 +14,9 @@ REGISTRY = CollectorRegistry()
 
 EVENTS_PROCESSED = Counter("sunlight_events_processed_total", "Case events applied to case state, by outcome (new, duplicate)",
                            ["outcome"], registry=REGISTRY)  # new | duplicate
+EVENTS_REROUTED = Counter("sunlight_events_rerouted_total",
+                          "Case events found in a partition not their case's (keyed by something else than the case "
+                          "id, or by another partitioner), sent on to their case's partition", registry=REGISTRY)
 EVENTS_DEAD_LETTERED = Counter("sunlight_events_dead_lettered_total", "Messages sent to the DLQ, by reason",
                                ["reason"], registry=REGISTRY)
 ALERTS_PUBLISHED = Counter("sunlight_alerts_published_total", "Alert versions published, by rule and status",

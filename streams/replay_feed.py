@@ -34,13 +34,24 @@ from streams.broker import BrokerError
 _SOURCE = str(Path(__file__).resolve().parents[1])  # the folder that holds this `streams` package
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def json_lines(handle) -> Iterator[tuple[int, bytes]]:
+    """(line number, stripped line) of each non-empty line of a JSON-lines file opened in binary;
+    a UTF-8 byte order mark before the first line (Windows tools write one) is dropped."""
+    for number, line in enumerate(handle, start=1):
+        if number == 1:
+            line = line.removeprefix(BOM)
+        line = line.strip()
+        if line:
+            yield number, line
+
+
 def read_event_lines(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
     """(key, value) for each non-empty line; the key is the case_id when the line is readable."""
     with open(path, "rb") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
+        for _, line in json_lines(handle):
             key = None
             try:
                 obj = orjson.loads(line)

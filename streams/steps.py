@@ -25,9 +25,11 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from alerts.detectors.discretion import penalty_of
-from alerts.evaluate import Judge, Outcome, UnknownItem, evaluate, judge_case, step, step_many
+from alerts.evaluate import (Judge, Outcome, UnknownItem, UnknownNode, evaluate, judge_case, known, step,
+                             step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
 from alerts.letters import DeadLetter, make_letter
 from alerts.model import Alert
@@ -92,6 +94,15 @@ class Decoded:
     cases: dict[str, CaseWork] = field(default_factory=dict)
     letters: list[Letter] = field(default_factory=list)
     latest: datetime | None = None  # the latest event time in the unit
+    # (record, event, its case's partition) of the events that are not in their case's partition
+    elsewhere: list[tuple[Any, CaseEvent, int]] = field(default_factory=list)
+
+
+def home_partition(case_id: str, partitions: int) -> int:
+    """The partition of `case-events` a case's events belong in: where a producer keyed by the
+    case id sends them with Kafka's default partitioner (murmur2), as the contract asks and as
+    Sunlight keys its own records about the case (ticks, verdicts, alerts)."""
+    return (murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def decode_event(raw: bytes | None) -> CaseEvent:
@@ -112,7 +123,12 @@ def decode_event(raw: bytes | None) -> CaseEvent:
         raise InvalidEvent(reason, str(exc)) from None
 
 
-def decode_case_unit(unit: Unit, ticks_topic: str) -> Decoded:
+def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None) -> Decoded:
+    """A unit's events (or ticks and verdicts) by case, and its letters. With `partitions`, an
+    event that is not in its case's partition (`home_partition`: a client that keyed it by
+    something else, sent it without a key, or used another partitioner, such as librdkafka's
+    default) is set apart in `elsewhere`, to be sent on there: a case's events are applied in
+    one partition, by one worker, where its ticks and verdicts go too."""
     out = Decoded()
     cases = out.cases
     if unit.topic == ticks_topic:
@@ -134,12 +150,20 @@ def decode_case_unit(unit: Unit, ticks_topic: str) -> Decoded:
                                           f"unreadable internal message: {exc}"))
         return out
     latest = None
+    homes: dict[str, int] = {}
     for record in unit.records:
         try:
             event = decode_event(record.value)
         except InvalidEvent as exc:
             out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
             continue
+        if partitions is not None:
+            home = homes.get(event.case_id)
+            if home is None:
+                home = homes[event.case_id] = home_partition(event.case_id, partitions)
+            if home != unit.partition:
+                out.elsewhere.append((record, event, home))
+                continue
         cases.setdefault(event.case_id, CaseWork()).events.append((record, event))
         if latest is None or event.occurred_at > latest:
             latest = event.occurred_at
@@ -274,10 +298,35 @@ class CaseSteps:
         hold = self.clock.input_incomplete
         for letter in decoded.letters:
             await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail)
+        if decoded.elsewhere:
+            await self.send_on(unit, decoded.elsewhere)
         for case_id, work in decoded.cases.items():
             await self.case(case_id, work, unit, now, hold)
             if self.hold_back is not None:
                 await self.hold_back()
+
+    async def send_on(self, unit: Unit, elsewhere: list[tuple[Any, CaseEvent, int]]) -> None:
+        """Events found outside their case's partition, each to its case's partition keyed by the
+        case id, with the unit's other records (committed after them: at least once, and a copy
+        sent twice is one event). One the catalog refuses is a dead letter here, where it came in."""
+        sent = []
+        for record, event, home in elsewhere:
+            try:
+                known(event, self.catalog.judge)
+            except (UnknownItem, UnknownNode) as exc:
+                reason = "unknown_item" if isinstance(exc, UnknownItem) else "unknown_node"
+                await self.out.dead_letter(record, unit.topic, unit.partition, reason, str(exc))
+                continue
+            self.out.outbox.add(unit.topic, event.case_id.encode(), record.value, home)
+            sent.append((record, event, home))
+        if not sent:
+            return
+        metrics.EVENTS_REROUTED.inc(len(sent))
+        record, event, home = sent[0]
+        log.warning("%s[%s]: %d events not in their case's partition (the contract keys an event by its case_id; "
+                    "the first, at offset %s, of case %s, keyed %r) sent on to their case's partition (%s: %d)",
+                    unit.topic, unit.partition, len(sent), record.offset, event.case_id, record.key, event.case_id,
+                    home)
 
     async def case(self, case_id: str, work: CaseWork, unit: Unit, now: datetime, hold: bool) -> None:
         """`hold`: the input is incomplete (a replay): the case's facts are taken, and it is judged

@@ -68,21 +68,31 @@ def test_xes_gives_the_same_events_as_csv(tmp_path):
     assert sorted(from_xes.events, key=key) == sorted(from_csv.events, key=key)
 
 
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """A CSV file with the real log's header, these rows (the other columns empty)."""
+    header = RECEIPT.read_text(encoding="utf-8").splitlines()[0].split(",")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, header)
+        writer.writeheader()
+        writer.writerows({"org:resource": "r1", **row} for row in rows)
+
+
 def test_malformed_logs_are_refused_clearly(tmp_path):
     broken_xes = tmp_path / "broken.xes"
     broken_xes.write_text("<log><trace><event><string key='concept:name' value='x'/></trace></log>")
     with pytest.raises(LogFormatError, match="not well-formed XES"):
         convert(broken_xes, mapping(format="xes"))
     ragged = tmp_path / "ragged.csv"
-    ragged.write_text("case:concept:name,concept:name,time:timestamp\nc1,Confirmation of receipt,"
-                      "2011-10-11 13:45:40+02:00,extra\n")
+    write_rows(ragged, [{"case:concept:name": "c1", "concept:name": "Confirmation of receipt",
+                         "time:timestamp": "2011-10-11 13:45:40+02:00"}])
+    ragged.write_text(ragged.read_text().rstrip("\n") + ",extra\n")
     with pytest.raises(LogFormatError, match="more fields than the header"):
         convert(ragged, mapping())
     bad_rows = tmp_path / "bad.csv"
-    bad_rows.write_text("case:concept:name,concept:name,time:timestamp,org:resource\n"
-                        "c1,Confirmation of receipt,2011-10-11 13:45:40+02:00,r1\n"
-                        "c1,T99 Unknown step,2011-10-11 13:46:40+02:00,r1\n"
-                        "c1,T02 Check confirmation of receipt,not a time,r1\n")
+    write_rows(bad_rows, [
+        {"case:concept:name": "c1", "concept:name": "Confirmation of receipt", "time:timestamp": "2011-10-11 13:45:40+02:00"},
+        {"case:concept:name": "c1", "concept:name": "T99 Unknown step", "time:timestamp": "2011-10-11 13:46:40+02:00"},
+        {"case:concept:name": "c1", "concept:name": "T02 Check confirmation of receipt", "time:timestamp": "not a time"}])
     result = convert(bad_rows, mapping())
     assert len(result.events) == 1
     assert [(r["row"], "T99" in r["reason"] or "not a time" in r["reason"]) for r in result.rejected] == \
@@ -196,3 +206,43 @@ def test_with_a_kafka_cluster_import_only_publishes(tmp_path):
     assert len(records) == 390
     assert {orjson.loads(r.value)["channel"] for r in records} == {"import"}
     assert not (tmp_path / "data").exists()  # no pipeline, no store: the workers do that
+
+
+def test_a_header_without_the_mapped_columns_or_text_not_in_utf8_is_refused_in_one_line(tmp_path):
+    """Before, a file separated by semicolons, or a mapping with a misspelt column, imported with
+    exit status 0 ("0 events imported, 390 rejected", or every fine without its amount), and a GBK
+    file ended in a traceback."""
+    lines = RECEIPT.read_text(encoding="utf-8").splitlines()[:20]
+    semicolons = tmp_path / "semicolons.csv"
+    semicolons.write_text("\n".join(line.replace(",", ";") for line in lines) + "\n", encoding="utf-8")
+    with pytest.raises(LogFormatError, match="separated by something else than commas"):
+        convert(semicolons, mapping())
+    with pytest.raises(LogFormatError, match="reads column 'org:resourc', which the header does not have"):
+        convert(RECEIPT, mapping(officer_id="org:resourc"))
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes(("\n".join(lines[:3]) + ",备注\n").encode("gbk"))
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("SUNLIGHT_KAFKA", None)
+    out = sunlight(["import", str(gbk), "--mapping", str(REAL / "receipt.mapping.yaml"),
+                    "--catalog", str(REAL / "receipt.catalog.yaml")], env, tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr.decode()
+    assert "not UTF-8 text" in out.stderr.decode(), out.stderr.decode()[-2000:]
+    # Every row rejected is a failure, not a success that imported nothing.
+    bad = tmp_path / "bad.csv"
+    write_rows(bad, [{**row, "time:timestamp": "later"} for row in list(csv.DictReader(lines))[:4]])
+    out = sunlight(["import", str(bad), "--mapping", str(REAL / "receipt.mapping.yaml"),
+                    "--catalog", str(REAL / "receipt.catalog.yaml")], env, tmp_path)
+    assert out.returncode == 1, out.stderr.decode()[-2000:]
+    assert "no row of bad.csv could be imported" in out.stderr.decode()
+
+
+def test_an_export_cut_short_by_its_reader_ends_quietly(tmp_path):
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    done = sunlight(["import", str(RECEIPT), "--mapping", str(REAL / "receipt.mapping.yaml"),
+                     "--catalog", str(REAL / "receipt.catalog.yaml"), "--now", "2013-01-01T00:00:00+01:00"], env, tmp_path)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    cut = subprocess.run(f"{sys.executable} -m streams.cli alerts export --all | head -1", shell=True, env=env,
+                         cwd=tmp_path, capture_output=True, timeout=300)
+    assert len(cut.stdout.splitlines()) == 1
+    assert b"Traceback" not in cut.stderr and b"BrokenPipe" not in cut.stderr, cut.stderr.decode()[-2000:]

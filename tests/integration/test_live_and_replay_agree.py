@@ -1,7 +1,8 @@
 """The same events hold the same open alerts live and in replay.
 
-A long-lived `sunlight worker` on a standalone broker is fed by another Kafka client
-(kafka-python), judging on the wall clock; then `sunlight replay --now T`, with T the moment the
+A long-lived `sunlight worker` on a standalone broker is fed by other Kafka clients
+(kafka-python and aiokafka, with lz4, snappy and zstd compression, some events without a key or
+keyed by something else than their case), judging on the wall clock; then `sunlight replay --now T`, with T the moment the
 live run ended, judges the same events on event time. Both must hold the same open alerts.
 """
 
@@ -32,6 +33,19 @@ async def settled(bootstrap: str, topics: list[str], partitions: int) -> bool:
     return True
 
 
+async def send_with_aiokafka(bootstrap: str, compression: str, events: list[dict], key: str) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, compression_type=compression)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send("case-events", key=event[key].encode(), value=orjson.dumps(event))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 def export(env) -> list[dict]:
     out = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export"], env=env, capture_output=True,
                          timeout=300)
@@ -53,11 +67,22 @@ def test_a_live_worker_fed_by_kafka_python_and_a_replay_at_its_end_hold_the_same
         live_env.update(SUNLIGHT_KAFKA=broker.bootstrap, SUNLIGHT_BROKER_FLAVOUR="tansu")
         worker = start_worker(live_env, broker.bootstrap)
         try:
-            producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
-            for event in scenario.events:  # another client: one event per record, keyed by case
+            # Other clients, one event per record, each case's events through one of them: keyed
+            # by case as the contract asks, with the compressions Java and librdkafka clients use;
+            # and, misused, without a key or keyed by the event (sent on to the case's partition).
+            groups: dict[int, list[dict]] = {}
+            for event in scenario.events:
+                groups.setdefault(int(event["case_id"][-1]) % 4, []).append(event)
+            producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5,
+                                     compression_type="lz4")
+            for event in groups.get(0, []):
                 producer.send("case-events", key=event["case_id"].encode(), value=orjson.dumps(event))
+            for event in groups.get(1, []):
+                producer.send("case-events", value=orjson.dumps(event))
             producer.flush(timeout=60)
             producer.close()
+            asyncio.run(send_with_aiokafka(broker.bootstrap, "snappy", groups.get(2, []), key="event_id"))
+            asyncio.run(send_with_aiokafka(broker.bootstrap, "zstd", groups.get(3, []), key="case_id"))
             topics = ["case-events", "sunlight-case-ticks", "sunlight-penalty-peers"]
             deadline = time.monotonic() + 300
             quiet_since = None

@@ -91,3 +91,24 @@ def test_case_level_deadline_and_end():
     assert accepted["attrs"] == {"deadline": "2011-12-01T00:00:00+01:00"}
     assert closed["type"] == "closed" and closed["occurred_at"] == "2011-11-01T00:00:00+01:00"
     assert check["type"] == "node_completed"  # one closing per case, from the first row that has it
+
+
+def test_the_same_fact_written_with_another_utc_offset_is_the_same_event():
+    """Before, a derived event id hashed the time as written, so the same log exported in UTC
+    counted every event twice (and raised outliers on fines that had become their own peers)."""
+    local = mapped(rows(("c1", "Receive", "2011-10-29 10:00:00+02:00", "r1", "", ""),
+                        ("c1", "Check", "2011-10-31 10:00:00", "r1", "", "")))
+    in_utc = mapped(rows(("c1", "Receive", "2011-10-29T08:00:00Z", "r1", "", ""),
+                         ("c1", "Check", "2011-10-31 09:00:00+00:00", "r1", "", "")))
+    assert [e["event_id"] for _, e, _ in local] == [e["event_id"] for _, e, _ in in_utc]
+    # A naive time localised in the mapping's timezone keeps the id it always had.
+    import hashlib
+
+    check = hashlib.blake2b("\x1f".join(("c1", "Check", "2011-10-31T10:00:00+01:00", "0")).encode(),
+                            digest_size=12).hexdigest()
+    assert local[1][1]["event_id"] == f"imp-{check}"
+
+
+def test_a_mapping_names_every_column_it_reads():
+    columns = load_mapping({**MAPPING, "recorded_time": "rec", "department": {"value": "D"}}).columns()
+    assert columns == {"case", "act", "ts", "rec", "who", "amount", "article"}

@@ -37,14 +37,19 @@ class Harness:
         self.progress = Progress()
         catalog = SimpleNamespace(judge=self.judge, basis=judging_basis(self.judge))
         self.store = CaseStore(self.table, self.write, cache_size=10)
-        self.outbox = SimpleNamespace(add=lambda topic, key, value, partition=None: self.sent.append(
-            (topic, key, value)))
+        self.partitions_sent: dict[bytes, int] = {}
+        self.outbox = SimpleNamespace(add=self.add)
         outputs = Outputs(self.writer, self.send, self.outbox, settings, self.progress, catalog)
         self.steps = CaseSteps(self.store, catalog, EachUnitJudgedClock(NOW), outputs, self.progress)
 
     def write(self, key, stored, partition):
         self.table.data[key] = stored
         self.changelog.append((key, partition))
+
+    def add(self, topic, key, value, partition=None):
+        self.sent.append((topic, key, value))
+        if partition is not None:
+            self.partitions_sent[key] = partition
 
     async def send(self, topic, key, value, partition):
         self.sent.append((topic, key, value))
@@ -176,3 +181,44 @@ def test_a_redelivered_unit_with_new_events_writes_the_rows_the_crash_lost():
     assert {(r["alert_id"], r["status"]) for r in restarted.rows("alerts")} >= {
         (a.alert_id, a.status.value) for a in final.alerts.values()}
     assert (restarted.progress.events_new, restarted.progress.events_duplicate) == (1, 4)
+
+
+def test_an_event_outside_its_cases_partition_is_sent_on_there_keyed_by_its_case_and_not_applied_here():
+    """A client that keys events by something else than the case id (or sends them without a key,
+    or places them with another partitioner) puts a case's events in several partitions: in a
+    fleet, several workers would hold parts of one case, and its ticks and verdicts would go to
+    one of them. Each is sent on to its case's partition, keyed by the case."""
+    from streams.steps import home_partition
+
+    cases = [f"R{n}" for n in range(12)]
+    here = [c for c in cases if home_partition(c, 4) == 2][:2]
+    away = [c for c in cases if home_partition(c, 4) != 2][:3]
+    assert here and len(away) == 3
+    records = [record(10 + i, event(f"{c}-a", "accepted", at(2026, 3, 2, 10), case=c))
+               for i, c in enumerate(here + away)]
+    records[2].key = None  # no key at all
+    # One the catalog refuses is a letter where it came in, with its own key and offset.
+    records.append(record(20, {**event(f"{away[0]}-x", "accepted", at(2026, 3, 2, 10), case=away[0]),
+                               "item_code": "NO-SUCH-ITEM"}))
+    harness = Harness()
+    asyncio.run(harness.steps.process(Unit("case-events", 2, records),
+                                      decode_case_unit(Unit("case-events", 2, records), "ticks", partitions=4)))
+    assert set(harness.table.data) == set(here)
+    assert sorted(r["case_id"] for r in harness.rows("case_events")) == sorted(here)
+    sent_on = [(topic, key, orjson.loads(value)["case_id"]) for topic, key, value in harness.sent if topic == "case-events"]
+    assert sorted(sent_on) == sorted(("case-events", c.encode(), c) for c in away)
+    assert harness.partitions_sent == {c.encode(): home_partition(c, 4) for c in away}
+    assert [(r["offset"], r["partition"], r["reason"]) for r in harness.rows("dead_letters")] == \
+        [(20, 2, "unknown_item")]
+
+
+def test_a_byte_order_mark_before_the_first_line_is_not_part_of_the_first_event(tmp_path):
+    """Before, a JSON-lines file saved by a Windows tool lost its first event to the DLQ
+    (invalid_json: BOM), and the rest of its case was judged without it."""
+    from streams.replay_feed import read_event_lines
+
+    path = tmp_path / "events.jsonl"
+    first, second = orjson.dumps(HISTORY[0]), orjson.dumps(HISTORY[1])
+    path.write_bytes(b"\xef\xbb\xbf" + first + b"\r\n\r\n" + second + b"\r\n")
+    assert list(read_event_lines(path)) == [(b"U1", first), (b"U1", second)]
+
