@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timezone
 
 from alerts.calendar import WorkCalendar
@@ -25,7 +25,7 @@ from alerts.events import NODE_EVENTS, CaseEvent, EventType
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding
 from alerts.peers import Verdict
-from alerts.state import CaseState, apply, apply_verdict
+from alerts.state import CaseState, apply, apply_verdict, content_of
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -216,6 +216,9 @@ class CaseBatch:
     new: list[CaseEvent]
     duplicates: list[CaseEvent]
     refused: list[tuple[CaseEvent, LookupError]]  # unknown items and nodes, with why
+    # (the version lost, the version kept) of events that came again with other content
+    # (`alerts.state.prevails`): the one lost is either a copy of this unit, or the one the case held.
+    conflicts: list[tuple[CaseEvent, CaseEvent]] = field(default_factory=list)
 
 
 def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[Verdict], judge: Judge,
@@ -229,13 +232,19 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     new: list[CaseEvent] = []
     duplicates: list[CaseEvent] = []
     refused: list[tuple[CaseEvent, LookupError]] = []
+    conflicts: list[tuple[CaseEvent, CaseEvent]] = []
     for event in events:
         try:
             known(event, judge)
         except (UnknownItem, UnknownNode) as exc:
             refused.append((event, exc))
             continue
+        held = state.event_of(event.event_id) if state is not None else None
         state, is_new = apply(state, event)
+        if held is not None and content_of(held) != content_of(event):
+            conflicts.append((held, event) if is_new else (event, held))
+            if not is_new:
+                continue  # neither new nor the same event again: it lost
         (new if is_new else duplicates).append(event)
     changed = bool(new)
     cause = event_cause(new[-1]) if new else None
@@ -247,8 +256,8 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
             changed = True
             cause = cause or f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）"
     if not changed or state is None:
-        return CaseBatch(state, None, new, duplicates, refused)
+        return CaseBatch(state, None, new, duplicates, refused, conflicts)
     if not judging:
-        return CaseBatch(state, awaiting_judgement(state), new, duplicates, refused)
+        return CaseBatch(state, awaiting_judgement(state), new, duplicates, refused, conflicts)
     return CaseBatch(state, judge_case(state, judge, now, raised_at, hold_withdrawals, cause), new, duplicates,
-                     refused)
+                     refused, conflicts)

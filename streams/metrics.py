@@ -17,6 +17,10 @@ EVENTS_PROCESSED = Counter("sunlight_events_processed_total", "Case events appli
 EVENTS_REROUTED = Counter("sunlight_events_rerouted_total",
                           "Case events found in a partition not their case's (keyed by something else than the case "
                           "id, or by another partitioner), sent on to their case's partition", registry=REGISTRY)
+EVENTS_CONFLICTING = Counter("sunlight_events_conflicting_total",
+                             "Case events that came again with other content under the same event_id, by what "
+                             "became of the copy: refused (the case keeps the version it held) or replacing (it "
+                             "prevails over the version held)", ["copy"], registry=REGISTRY)
 EVENTS_DEAD_LETTERED = Counter("sunlight_events_dead_lettered_total", "Messages sent to the DLQ, by reason",
                                ["reason"], registry=REGISTRY)
 ALERTS_PUBLISHED = Counter("sunlight_alerts_published_total", "Alert versions published, by rule and status",

@@ -222,3 +222,27 @@ def test_a_byte_order_mark_before_the_first_line_is_not_part_of_the_first_event(
     path.write_bytes(b"\xef\xbb\xbf" + first + b"\r\n\r\n" + second + b"\r\n")
     assert list(read_event_lines(path)) == [(b"U1", first), (b"U1", second)]
 
+
+
+def test_an_event_sent_again_with_other_content_keeps_the_version_registered_later_in_any_order():
+    """Before, the same event_id with other content (a source system that sent a fact again,
+    changed) was counted a duplicate, silently: whichever version came first stood, so the alerts
+    depended on the order (here the closing moved a week later makes the case overdue)."""
+    original = HISTORY[4]  # closed on 3-20
+    corrected = {**original, "occurred_at": at(2026, 4, 27, 10).isoformat(), "recorded_at": at(2026, 4, 28).isoformat()}
+    outcomes = {}
+    for order, (first, second) in {"original first": (original, corrected),
+                                   "correction first": (corrected, original)}.items():
+        harness = Harness()
+        harness.run(Unit("case-events", 1, [record(i, e) for i, e in enumerate([*HISTORY[:4], first])]))
+        harness.run(Unit("case-events", 1, [record(10, second)]))
+        stored, _ = decode_state(harness.table.data["U1"])
+        kept = [e for e in stored.events if e.event_id == "c"]
+        assert [e.occurred_at for e in kept] == [at(2026, 4, 27, 10)], order
+        # The store's row of the event is the version kept (the last row written for it).
+        assert [r for r in harness.rows("case_events") if r["event_id"] == "c"][-1]["occurred_at"] == at(2026, 4, 27, 10)
+        letters = [(r["offset"], r["reason"]) for r in harness.rows("dead_letters")]
+        assert letters == ([(10, "conflicting_duplicate")] if order == "correction first" else []), order
+        outcomes[order] = {(a.alert_id, a.rule.value, a.status.value) for a in stored.alerts.values()}
+    assert outcomes["original first"] == outcomes["correction first"]
+    assert ("overdue", "open") in {(rule, status) for _, rule, status in outcomes["original first"]}
