@@ -3,10 +3,10 @@
     python bench/replay_throughput.py [--cases 25000] [--partitions 4]
 
 Prints events/s for: a bare aiokafka consumer that parses each record's JSON; a bare Faust agent
-that parses JSON; the Sunlight pipeline in steady state (broker -> agents -> detectors ->
-ClickHouse, one worker process: the rate between 10% and 90% of the events processed, sampled
-every half second); the pipeline from its first event to the end of `wait_until_processed`
-(everything judged at --now and written); and the whole `sunlight replay` command (a process of
+that parses JSON; the Sunlight pipeline in steady state (broker -> agents -> ClickHouse, one worker process: the rate between 10% and 90% of the events
+processed, sampled every quarter second; a replay judges its cases once its input is complete, so
+this is the intake: decoding, applying, storing); the pipeline from its first event to the end of
+`wait_until_processed` (everything judged at --now and written), with its intake and its end apart; and the whole `sunlight replay` command (a process of
 its own: start, its own broker and store, sending the file, processing, stopping), with the
 ratios to the bare consumer, and the same command over one case's events (its fixed cost).
 """
@@ -96,7 +96,7 @@ SAMPLE_EVERY = 0.25  # seconds between two looks at the pipeline's progress
 
 
 async def pipeline_rate(broker: EmbeddedBroker, catalog: Path, messages, partitions: int, data_dir: Path):
-    """(steady-state events/s, events/s to the end, progress)."""
+    """(steady-state events/s, events/s to the end, progress, (seconds of intake, seconds after it))."""
     settings = Settings(data_dir=data_dir, partitions=partitions, session_timeout=3.0)
     async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:
         await produce(running.bootstrap, settings.case_events_topic, messages)
@@ -121,7 +121,11 @@ async def pipeline_rate(broker: EmbeddedBroker, catalog: Path, messages, partiti
             raise SystemExit(f"too few events to measure a steady state: 10% to 90% of the {total} events "
                              f"passed within one sample ({SAMPLE_EVERY} s); give more --cases")
         steady = (high[1] - low[1]) / (high[0] - low[0])
-        return steady, len(messages) / elapsed, progress
+        # A replay judges its cases once its input is complete: the intake ends at the last event
+        # taken, then every case whose facts changed is judged at --now and written.
+        taken = next((s for s in samples if s[1] >= total), samples[-1])
+        intake = taken[0] - started
+        return steady, len(messages) / elapsed, progress, (intake, elapsed - intake)
 
 
 def whole_command(catalog: Path, messages, partitions: int, data_dir: Path) -> float:
@@ -150,7 +154,7 @@ async def main() -> None:
         await produce(broker.bootstrap, "bench-bare", messages)
         bare = await bare_consumer(broker.bootstrap, "bench-bare", total)
         faust_rate = bare_faust(broker.bootstrap, "bench-bare", total, args.partitions, work / "faust")
-        steady, to_end, progress = await pipeline_rate(broker, catalog, messages, args.partitions, work / "data")
+        steady, to_end, progress, (intake, end) = await pipeline_rate(broker, catalog, messages, args.partitions, work / "data")
     command = whole_command(catalog, messages, args.partitions, work / "command")
     # The command's fixed cost: the same command over one case's events.
     first_case = messages[0][0]
@@ -163,6 +167,8 @@ async def main() -> None:
     print(f"Sunlight pipeline, steady state:              {steady:10.0f} events/s   ratio {steady / bare:.4f}")
     print(f"Sunlight pipeline, first event to the end:    {to_end:10.0f} events/s   ratio {to_end / bare:.4f} "
           f"({progress.alerts_changed} alert versions written)")
+    print(f"  of which the intake, to the last event taken: {intake:.1f} s; judging every case at "
+          f"the end of the input and writing: {end:.1f} s")
     print(f"whole `sunlight replay` command: {command:.1f} s = {total / command:10.0f} events/s   "
           f"ratio {total / command / bare:.4f}")
     print(f"  of which fixed (the same command over one case's events: start, broker, store, group join, "

@@ -130,6 +130,10 @@ class Pipeline:
         self.touched_tickets: set[str] | None = None
         # Loop time of the last unit: by topic partition (or its assignment), and by agent (its topics).
         self.last_seen: dict = {}
+        # tp -> when its log was first seen reaching past what its agent had (the wait for
+        # delivery counts from there, not from the partition's last unit: after a quiet hour, or a
+        # replay's intake that publishes no alert, new messages are not a stall).
+        self.behind_since: dict = {}
         # Tansu quirk: group joins wait about half the session timeout, so keep it short there.
         session = settings.session_timeout or (6.0 if tansu else 30.0)
         self.app = faust.App(
@@ -414,6 +418,7 @@ class Pipeline:
         """
         tp = unit.message.tp
         self.last_seen[tp] = self.last_seen[self._agent_topics(tp.topic)] = asyncio.get_running_loop().time()
+        self.behind_since.pop(tp, None)
         expected = self.next_offsets.get(tp)
         if expected is None:  # the first unit since the partition was assigned
             expected = await self._start_offset(tp)
@@ -474,14 +479,19 @@ class Pipeline:
             expected = self.next_offsets.get(tp)
             if expected is None:
                 expected = await self._start_offset(tp)
-            if expected is not None and high > expected:
+            if expected is None or high <= expected:
+                self.behind_since.pop(tp, None)
+                continue
+            since = self.behind_since.setdefault(tp, now)
+            if now - since >= STALL_SECONDS:
                 log.warning("%s[%s]: offsets %d..%d are in the log but were not delivered for %.0f s; reading "
-                            "them directly", tp.topic, tp.partition, expected, high - 1, now - self.last_seen[tp])
+                            "them directly", tp.topic, tp.partition, expected, high - 1, now - since)
                 metrics.OFFSET_GAPS.labels(tp.topic).inc(high - expected)
                 faust_patches.keep_uncommitted(self.app.consumer, tp, expected, high)
                 self.holes.setdefault(tp, []).append(Hole(expected, high))
                 self.next_offsets[tp] = high
                 self.last_seen[tp] = now
+                self.behind_since.pop(tp, None)
         nudged = set()
         for tp, holes in self.holes.items():
             if not any(hole.next_try <= now for hole in holes):
@@ -770,6 +780,7 @@ class Pipeline:
             self.holes.pop(tp, None)
             self.assigned.discard(tp)
             self.last_seen.pop(tp, None)
+            self.behind_since.pop(tp, None)
         self.start_offsets.clear()
         self.store.forget_cache()
         self.groups.forget_cache()

@@ -1,0 +1,53 @@
+"""A partition whose log reaches past what its agent had is taken for a stall (its tail read
+directly) only once the messages have waited STALL_SECONDS for delivery, counted from when they
+were seen, not from the partition's last unit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import namedtuple
+from types import SimpleNamespace
+
+from streams import app as app_module
+from streams.app import STALL_SECONDS, Pipeline
+
+TP = namedtuple("TP", "topic partition")
+
+
+def quiet_partition(monkeypatch):
+    """A pipeline whose alerts[1] had its last unit a minute ago, at offset 10, and whose log now
+    reaches 20 (a replay's alerts, published at the end of its input; the first alert after a
+    quiet hour)."""
+    kept = []
+    monkeypatch.setattr(app_module.faust_patches, "keep_uncommitted", lambda consumer, tp, start, end: kept.append(
+        (tp, start, end)))
+    tp = TP("alerts", 1)
+    agent = ("alerts", "sunlight-ticket-ticks")
+    sent = []
+
+    async def send(topic, key, value, partition):
+        sent.append((topic, partition))
+
+    fake = SimpleNamespace(assigned={tp}, app=SimpleNamespace(consumer=SimpleNamespace(highwater=lambda _: 20)),
+                           last_seen={}, next_offsets={tp: 10}, holes={}, behind_since={},
+                           _agent_topics=lambda topic: agent, send=send)
+    return fake, tp, agent, kept
+
+
+def test_messages_that_just_came_after_a_quiet_while_are_not_a_stall(monkeypatch):
+    fake, tp, agent, kept = quiet_partition(monkeypatch)
+
+    async def run():
+        now = asyncio.get_running_loop().time()
+        fake.last_seen.update({tp: now - 60, agent: now - 60})
+        await Pipeline.retry_holes(fake)
+        first = (list(kept), dict(fake.holes))
+        # Still not delivered STALL_SECONDS after they were first seen: now they are a stall.
+        fake.behind_since[tp] -= STALL_SECONDS + 1
+        await Pipeline.retry_holes(fake)
+        return first
+
+    first = asyncio.run(run())
+    assert first == ([], {}), "before, they were read directly at once, and a warning logged on every replay"
+    assert kept == [(tp, 10, 20)] and [(h.start, h.end) for h in fake.holes[tp]] == [(10, 20)]
+    assert fake.next_offsets[tp] == 20 and tp not in fake.behind_since
