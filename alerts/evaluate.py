@@ -216,8 +216,8 @@ class CaseBatch:
     new: list[CaseEvent]
     duplicates: list[CaseEvent]
     refused: list[tuple[CaseEvent, LookupError]]  # unknown items and nodes, with why
-    # (the version lost, the version kept) of events that came again with other content
-    # (`alerts.state.prevails`): the one lost is either a copy of this unit, or the one the case held.
+    # (the copy, the version the case holds) of events of this unit that came again under an
+    # event_id the case holds, with other content (`alerts.state.content_of`): refused
     conflicts: list[tuple[CaseEvent, CaseEvent]] = field(default_factory=list)
 
 
@@ -239,12 +239,12 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         except (UnknownItem, UnknownNode) as exc:
             refused.append((event, exc))
             continue
-        held = state.event_of(event.event_id) if state is not None else None
         state, is_new = apply(state, event)
-        if held is not None and content_of(held) != content_of(event):
-            conflicts.append((held, event) if is_new else (event, held))
-            if not is_new:
-                continue  # neither new nor the same event again: it lost
+        if not is_new:
+            held = state.event_of(event.event_id)
+            if held is not event and content_of(held) != content_of(event):
+                conflicts.append((event, held))  # not the same event again: another fact under its id
+                continue
         (new if is_new else duplicates).append(event)
     changed = bool(new)
     cause = event_cause(new[-1]) if new else None

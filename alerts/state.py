@@ -104,36 +104,31 @@ class CaseState:
 _STATE_FIELDS = tuple(CaseState.__dataclass_fields__)
 
 
+def _store_time(moment) -> str:
+    """A time as the store gives it back: UTC, to the millisecond."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000).isoformat()
+
+
 def content_of(event: CaseEvent) -> bytes:
-    """What an event says, in a canonical form: two copies of one event_id that differ in it are
-    two versions of the fact (a source system that sent it again, changed). The labels (officer
-    excepted) are left out: the store files an event without a department under its item's."""
-    return orjson.dumps([event.type.value, event.item_code, event.occurred_at.astimezone(timezone.utc).isoformat(),
-                         event.recorded_at.astimezone(timezone.utc).isoformat(), event.node, event.officer_id,
+    """What an event says, in a canonical form, as precise as the store keeps it (times to the
+    millisecond, an empty node or officer as none): two copies of one event_id that differ in it
+    are two versions of the fact. The labels (officer excepted) are left out: the store files an
+    event without a department under its item's."""
+    return orjson.dumps([event.type.value, event.item_code, _store_time(event.occurred_at),
+                         _store_time(event.recorded_at), event.node or None, event.officer_id or None,
                          event.attrs], option=orjson.OPT_SORT_KEYS)
 
 
-def prevails(copy: CaseEvent, held: CaseEvent) -> bool:
-    """Of two versions of one event, whether `copy` is the one a case keeps: the one registered
-    later (`recorded_at`: a correction), and of two registered at the same moment the greater
-    canonical form; so a case keeps the same version whatever order they came in."""
-    return (copy.recorded_at, content_of(copy)) > (held.recorded_at, content_of(held))
-
-
 def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:
-    """Add `event` to the case. Returns the new state and whether it changed: a new event, or
-    another version of one the case holds that prevails over it (`prevails`) and replaces it."""
+    """Add `event` to the case. Returns the new state and whether the event was new; an event the
+    case holds (its event_id), in whatever version, changes nothing (see `content_of`)."""
     if state is None:
         state = CaseState(case_id=event.case_id)
     if event.case_id != state.case_id:
         raise ValueError(f"event {event.event_id} is for case {event.case_id}, not {state.case_id}")
-    held = state.event_of(event.event_id)
-    if held is not None:
-        if content_of(held) == content_of(event) or not prevails(event, held):
-            return state, False
-        others = [e for e in state.events if e.event_id != event.event_id]
-        insort(others, event, key=lambda e: e.order_key)
-        return state.evolve(events=tuple(others), revision=state.revision + 1), True
+    if state.has(event.event_id):
+        return state, False
     events = state.events
     if not events or events[-1].order_key <= event.order_key:  # the common case: in order
         events = (*events, event)

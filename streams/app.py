@@ -330,15 +330,24 @@ class Pipeline:
         for case_id, partition in self.ticket_store.written.items():
             held = self.ticket_store.cache.get(case_id)
             if held is not None and held.at_rest and not self._case_held(case_id):
-                self.writer.batch.after_write.append(lambda c=case_id, p=partition: self._let_tickets_go(c, p))
+                self.writer.batch.after_write.append(
+                    lambda c=case_id, p=partition, k=self.tickets_table.data.get(case_id): self._let_tickets_go(c, p, k))
 
     def _case_held(self, case_id: str) -> bool:
         store = self.store
         return bool(self.table.data.get(case_id)) or case_id in store.seeds or case_id in store.in_hand
 
-    async def _let_tickets_go(self, case_id: str, partition: int) -> None:
+    async def _let_tickets_go(self, case_id: str, partition: int, stored: bytes | None) -> None:
         if partition in self._held_partitions(self.settings.alerts_topic) and not self._case_held(case_id):
-            self.ticket_store.evict(case_id, partition)
+            self._let_tickets_go_now(case_id, partition, stored)
+
+    def _let_tickets_go_now(self, case_id: str, partition: int, stored: bytes | None) -> None:
+        """Let a case's tickets go if their record is still `stored` (whose rows are written), and
+        none of the case's rows was refused by the store."""
+        if case_id in self.store.keep or self.tickets_table.data.get(case_id) is not stored:
+            return
+        if self.ticket_store.evict(case_id, partition) and self.touched_tickets is not None:
+            self.touched_tickets.add(case_id)  # counted by status again (streams.health.Watch)
 
     def index_tickets(self) -> None:
         for case_id, partition in self.ticket_store.written.items():
@@ -579,8 +588,10 @@ class Pipeline:
             self.evictions.schedule(case_id, due, partition)
         elif self.store.evict(case_id, partition, stored):
             metrics.CASES_LET_GO.inc()
-            if partition in self._held_partitions(self.settings.alerts_topic):  # its tickets, if at rest
-                self.ticket_store.evict(case_id, partition)
+            # Its tickets, if at rest, once the batch that holds their latest rows is written (their
+            # latest change may be in the batch being filled).
+            self.writer.batch.after_write.append(
+                lambda c=case_id, p=partition, k=self.tickets_table.data.get(case_id): self._let_tickets_go(c, p, k))
             if self.touched_cases is not None:
                 self.touched_cases.add(case_id)
 

@@ -21,7 +21,8 @@ from alerts.scenario import generate
 from alerts.tickets import INSPECTORS, STATUS_TITLE, TicketStatus
 from sinks.queries import alerts_by_rule_and_department, export_alerts, stored_tickets
 from sinks.scope import Scope
-from streams.runtime import produce, replay_clock, running_pipeline, wait_until_processed
+from streams.clock import EachUnitJudgedClock
+from streams.runtime import produce, running_pipeline, wait_until_processed
 from streams.settings import Settings
 
 
@@ -76,7 +77,9 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
     messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in scenario.events]
     loop = asyncio.get_running_loop()
     started = loop.time()
-    async with running_pipeline(settings, catalog_path, clock=replay_clock(now)) as running:
+    # Fed in event-time order, as if live: each unit judged as it comes (a replay of a file judges
+    # once its input is complete), so that the screen fills as the history arrives.
+    async with running_pipeline(settings, catalog_path, clock=EachUnitJudgedClock(now)) as running:
         pipeline = running.pipeline
         writer = pipeline.writer
 

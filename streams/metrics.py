@@ -18,9 +18,8 @@ EVENTS_REROUTED = Counter("sunlight_events_rerouted_total",
                           "Case events found in a partition not their case's (keyed by something else than the case "
                           "id, or by another partitioner), sent on to their case's partition", registry=REGISTRY)
 EVENTS_CONFLICTING = Counter("sunlight_events_conflicting_total",
-                             "Case events that came again with other content under the same event_id, by what "
-                             "became of the copy: refused (the case keeps the version it held) or replacing (it "
-                             "prevails over the version held)", ["copy"], registry=REGISTRY)
+                             "Case events that came again under an event_id their case holds, with other content "
+                             "(refused as conflicting_duplicate dead letters)", registry=REGISTRY)
 EVENTS_DEAD_LETTERED = Counter("sunlight_events_dead_lettered_total", "Messages sent to the DLQ, by reason",
                                ["reason"], registry=REGISTRY)
 ALERTS_PUBLISHED = Counter("sunlight_alerts_published_total", "Alert versions published, by rule and status",

@@ -354,7 +354,10 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
         await asyncio.sleep(0.05)
     if on_progress:
         on_progress(sum(ends.values()))
-    await _wait_for_topics(pipeline, internal, deadline)  # the decisions' peer facts
+    # The events sent on to their case's partition (streams.steps.CaseSteps.send_on), then the
+    # decisions' peer facts.
+    await _wait_for_topics(pipeline, (settings.case_events_topic,), deadline)
+    await _wait_for_topics(pipeline, internal, deadline)
     # End of input: the clock moves to --now and everything due by then is judged,
     # including the restored cases that received no new event, and the withdrawals held
     # while the input was incomplete are made.

@@ -340,8 +340,8 @@ class CaseSteps:
         for event, exc in batch.refused:
             reason = "unknown_item" if isinstance(exc, UnknownItem) else "unknown_node"
             await self.out.dead_letter(records[id(event)], unit.topic, partition, reason, str(exc))
-        for lost, kept in batch.conflicts:
-            await self.conflicting(lost, kept, records.get(id(lost)), unit)
+        for copy, held in batch.conflicts:
+            await self.conflicting(copy, held, records[id(copy)], unit)
         result = batch.outcome
         tick = None if hold else work.tick
         if tick is not None and batch.state is not None and batch.state.events:
@@ -405,21 +405,18 @@ class CaseSteps:
             if fact is not None:
                 await self.out.fact(fact)
 
-    async def conflicting(self, lost: CaseEvent, kept: CaseEvent, record, unit: Unit) -> None:
-        """Two versions of one event (its event_id came again with other content): the case keeps the
-        one that prevails (`alerts.state.prevails`: registered later), whatever their order. A copy of
-        this unit that lost is a dead letter; a version the case held that lost is replaced, and its
-        stored row with it."""
-        detail = (f"event {kept.event_id} of case {kept.case_id} came in two versions; the case keeps the one "
-                  f"registered later ({kept.type.value}, occurred {kept.occurred_at.isoformat()}, recorded "
-                  f"{kept.recorded_at.isoformat()}) over ({lost.type.value}, occurred {lost.occurred_at.isoformat()}, "
-                  f"recorded {lost.recorded_at.isoformat()}); give a corrected event a new event_id")
-        if record is not None:
-            metrics.EVENTS_CONFLICTING.labels("refused").inc()
-            await self.out.dead_letter(record, unit.topic, unit.partition, "conflicting_duplicate", detail)
-        else:
-            metrics.EVENTS_CONFLICTING.labels("replacing").inc()
-            log.warning("%s[%s]: %s", unit.topic, unit.partition, detail)
+    async def conflicting(self, copy: CaseEvent, held: CaseEvent, record, unit: Unit) -> None:
+        """An event that came again under an event_id the case holds, with other content: not the
+        same event delivered twice, but another fact under its id. The version the case holds
+        stands; the copy is a dead letter, with both versions in words (a corrected fact needs
+        an event_id of its own)."""
+        metrics.EVENTS_CONFLICTING.inc()
+        await self.out.dead_letter(
+            record, unit.topic, unit.partition, "conflicting_duplicate",
+            f"case {held.case_id} holds event {held.event_id} already, with other content ({held.type.value}, "
+            f"occurred {held.occurred_at.isoformat()}, recorded {held.recorded_at.isoformat()}); this copy says "
+            f"{copy.type.value}, occurred {copy.occurred_at.isoformat()}, recorded {copy.recorded_at.isoformat()}. "
+            f"The case keeps the version it holds: send a corrected fact with an event_id of its own")
 
     async def too_large(self, state: CaseState | None, work: CaseWork, unit: Unit, now: datetime,
                         hold: bool) -> None:

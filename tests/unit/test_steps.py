@@ -224,25 +224,33 @@ def test_a_byte_order_mark_before_the_first_line_is_not_part_of_the_first_event(
 
 
 
-def test_an_event_sent_again_with_other_content_keeps_the_version_registered_later_in_any_order():
+def test_an_event_sent_again_with_other_content_is_a_dead_letter_and_the_case_keeps_its_version():
     """Before, the same event_id with other content (a source system that sent a fact again,
-    changed) was counted a duplicate, silently: whichever version came first stood, so the alerts
-    depended on the order (here the closing moved a week later makes the case overdue)."""
+    changed) was counted a duplicate, silently. It is another fact under the event's id: the
+    case keeps the version it holds, and the copy is refused, with both versions in words."""
     original = HISTORY[4]  # closed on 3-20
     corrected = {**original, "occurred_at": at(2026, 4, 27, 10).isoformat(), "recorded_at": at(2026, 4, 28).isoformat()}
-    outcomes = {}
-    for order, (first, second) in {"original first": (original, corrected),
-                                   "correction first": (corrected, original)}.items():
+    for first, second in ((original, corrected), (corrected, original)):
         harness = Harness()
         harness.run(Unit("case-events", 1, [record(i, e) for i, e in enumerate([*HISTORY[:4], first])]))
         harness.run(Unit("case-events", 1, [record(10, second)]))
         stored, _ = decode_state(harness.table.data["U1"])
-        kept = [e for e in stored.events if e.event_id == "c"]
-        assert [e.occurred_at for e in kept] == [at(2026, 4, 27, 10)], order
-        # The store's row of the event is the version kept (the last row written for it).
-        assert [r for r in harness.rows("case_events") if r["event_id"] == "c"][-1]["occurred_at"] == at(2026, 4, 27, 10)
-        letters = [(r["offset"], r["reason"]) for r in harness.rows("dead_letters")]
-        assert letters == ([(10, "conflicting_duplicate")] if order == "correction first" else []), order
-        outcomes[order] = {(a.alert_id, a.rule.value, a.status.value) for a in stored.alerts.values()}
-    assert outcomes["original first"] == outcomes["correction first"]
-    assert ("overdue", "open") in {(rule, status) for _, rule, status in outcomes["original first"]}
+        assert [e.occurred_at.isoformat() for e in stored.events if e.event_id == "c"] == [first["occurred_at"]]
+        assert [r["occurred_at"].isoformat() for r in harness.rows("case_events") if r["event_id"] == "c"] == \
+            [first["occurred_at"]]
+        letters = harness.rows("dead_letters")
+        assert [(r["offset"], r["reason"]) for r in letters] == [(10, "conflicting_duplicate")]
+        assert "event_id of its own" in letters[0]["detail"]
+        assert (harness.progress.events_new, harness.progress.events_duplicate) == (5, 0)
+
+
+def test_a_copy_that_differs_only_as_the_store_gives_events_back_is_the_same_event():
+    """The store keeps times to the millisecond and an empty officer as none: an event read back
+    from it and the same event sent again are one event, not a conflict."""
+    precise = {**HISTORY[0], "occurred_at": "2026-03-02T10:00:00.123456+08:00", "officer_id": ""}
+    as_stored = {**HISTORY[0], "occurred_at": "2026-03-02T02:00:00.123+00:00"}
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, as_stored)]))
+    harness.run(Unit("case-events", 1, [record(1, precise)]))
+    assert harness.rows("dead_letters") == []
+    assert (harness.progress.events_new, harness.progress.events_duplicate) == (1, 1)

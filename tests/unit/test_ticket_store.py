@@ -160,3 +160,27 @@ def test_tickets_are_at_rest_when_nothing_but_an_alert_or_an_inspector_can_chang
     harness.alerts(red)
     assert not harness.held().at_rest
     assert orjson.loads(harness.table.data["U1"])["tickets"]
+
+
+def test_tickets_go_with_their_case_only_as_the_written_rows_left_them():
+    """Before, tickets found at rest when their case was let go went, even when a unit had
+    changed them since the batch that was just written (their newest rows still in the next
+    one), or when the store had refused one of the case's rows: read back, they were stale."""
+    from streams.app import Pipeline
+
+    red, yellow = case_alerts()
+    harness = Harness()
+    harness.alerts(replace(red, status=AlertStatus.WITHDRAWN), yellow)
+    assert harness.held().at_rest
+    written = harness.table.data["U1"]
+    fake = SimpleNamespace(tickets_table=harness.table, ticket_store=harness.store, store=SimpleNamespace(keep=set()),
+                           touched_tickets=set())
+    harness.alerts(replace(yellow, version=yellow.version + 1))  # changed since: its rows are not written yet
+    Pipeline._let_tickets_go_now(fake, "U1", 0, written)
+    assert "U1" in harness.table.data
+    fake.store.keep.add("U1")  # a row of the case refused by the store: the store cannot give it back whole
+    Pipeline._let_tickets_go_now(fake, "U1", 0, harness.table.data["U1"])
+    assert "U1" in harness.table.data
+    fake.store.keep.clear()
+    Pipeline._let_tickets_go_now(fake, "U1", 0, harness.table.data["U1"])
+    assert "U1" not in harness.table.data and fake.touched_tickets == {"U1"}
