@@ -77,9 +77,14 @@ def make_letter(topic: str, partition: int, offset: int, key: bytes | str | None
                       text, encoding, **labels)
 
 
+# Read for its labels, whole, up to this size (parsing 16 MB takes some tens of milliseconds; a
+# message refused as too large is often just over a broker's 1 MB, or a few MB).
+LABELLED_BYTES = 16 * 1024 * 1024
+
+
 def _labels(raw: bytes, catalog: Catalog | None) -> dict[str, Any]:
     try:
-        obj = orjson.loads(raw) if len(raw) <= 4 * PAYLOAD_BYTES else None
+        obj = orjson.loads(raw) if len(raw) <= LABELLED_BYTES else None
     except orjson.JSONDecodeError:
         obj = None
     if not isinstance(obj, dict):

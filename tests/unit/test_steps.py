@@ -254,3 +254,13 @@ def test_a_copy_that_differs_only_as_the_store_gives_events_back_is_the_same_eve
     harness.run(Unit("case-events", 1, [record(1, precise)]))
     assert harness.rows("dead_letters") == []
     assert (harness.progress.events_new, harness.progress.events_duplicate) == (1, 1)
+
+
+def test_a_letter_for_an_event_of_megabytes_names_its_case_and_department():
+    """Before, a payload over 1 MiB was not read for its labels: its letter named no case and no
+    department, so no department's scoped view showed it."""
+    from alerts.letters import make_letter
+
+    raw = orjson.dumps({**HISTORY[0], "department": "SCJG", "attrs": {"opinion": "x" * 2_000_000}})
+    letter = make_letter("case-events", 0, 7, b"U1", raw, "too_large", "message of 2 MB")
+    assert (letter.case_id, letter.department) == ("U1", "SCJG")
