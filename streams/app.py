@@ -731,6 +731,9 @@ class Pipeline:
             for ack in batch.acks:
                 ack()
             self.unfinished.pop(0)
+        # The tombstones of the cases and tickets the callbacks let go: sent now, not left for a
+        # timer that a stop may not wait for (the changelog would keep cases let go).
+        await self.outbox.send()
         return True
 
     async def _refused_row(self, item) -> None:

@@ -51,3 +51,26 @@ def test_messages_that_just_came_after_a_quiet_while_are_not_a_stall(monkeypatch
     assert first == ([], {}), "before, they were read directly at once, and a warning logged on every replay"
     assert kept == [(tp, 10, 20)] and [(h.start, h.end) for h in fake.holes[tp]] == [(10, 20)]
     assert fake.next_offsets[tp] == 20 and tp not in fake.behind_since
+
+
+def test_the_tombstones_of_what_a_flush_lets_go_leave_with_that_flush():
+    """Cases and tickets are let go by callbacks that run once a batch is written; their tombstones
+    waited in the outbox for a timer, and a worker that stopped first left the cases in the
+    changelog (a restarted worker recovered them: seen once in a full run of
+    test_retention.py::test_a_restarted_worker_recovers_without_the_cases_let_go)."""
+    sent_at = []
+    outbox = SimpleNamespace(pending={}, send=None)
+
+    async def send():
+        sent_at.append(dict(outbox.pending))
+        outbox.pending.clear()
+
+    outbox.send = send
+
+    async def let_go():
+        outbox.pending[("sunlight-cases-changelog", 0)] = [(b"C1", None)]
+
+    batch = SimpleNamespace(after_write=[let_go], acks=[])
+    fake = SimpleNamespace(unfinished=[batch], outbox=outbox)
+    assert asyncio.run(Pipeline._finish_written(fake)) is True
+    assert sent_at == [{("sunlight-cases-changelog", 0): [(b"C1", None)]}]
