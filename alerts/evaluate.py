@@ -242,7 +242,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         state, is_new = apply(state, event)
         if not is_new:
             held = state.event_of(event.event_id)
-            if held is not event and content_of(held) != content_of(event):
+            if content_of(held) != content_of(event):
                 conflicts.append((event, held))  # not the same event again: another fact under its id
                 continue
         (new if is_new else duplicates).append(event)

@@ -29,7 +29,7 @@ from sinks.writer import Batch, ClickHouseWriter
 from streams import broker as broker_mod, faust_patches, metrics
 from streams.catalog_source import CatalogSource
 from streams.settings import Settings
-from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, decode_peer_unit
+from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, decode_peer_unit, home_partition
 from streams.store import CaseStore, GroupStore
 from streams.notices import NoticeLog, NoticeSteps
 from streams.tickets import TicketStore, TicketSteps, decode_ticket_unit, route_unit
@@ -330,12 +330,17 @@ class Pipeline:
         for case_id, partition in self.ticket_store.written.items():
             held = self.ticket_store.cache.get(case_id)
             if held is not None and held.at_rest and not self._case_held(case_id):
-                self.writer.batch.after_write.append(
-                    lambda c=case_id, p=partition, k=self.tickets_table.data.get(case_id): self._let_tickets_go(c, p, k))
+                self._let_tickets_go_after_write(case_id, partition)
 
     def _case_held(self, case_id: str) -> bool:
         store = self.store
         return bool(self.table.data.get(case_id)) or case_id in store.seeds or case_id in store.in_hand
+
+    def _let_tickets_go_after_write(self, case_id: str, partition: int) -> None:
+        """Let the case's tickets go, if at rest, once the batch being filled (which holds their
+        latest rows, or comes after them) is written, and if their record has not changed by then."""
+        self.writer.batch.after_write.append(
+            lambda c=case_id, p=partition, k=self.tickets_table.data.get(case_id): self._let_tickets_go(c, p, k))
 
     async def _let_tickets_go(self, case_id: str, partition: int, stored: bytes | None) -> None:
         if partition in self._held_partitions(self.settings.alerts_topic) and not self._case_held(case_id):
@@ -588,10 +593,7 @@ class Pipeline:
             self.evictions.schedule(case_id, due, partition)
         elif self.store.evict(case_id, partition, stored):
             metrics.CASES_LET_GO.inc()
-            # Its tickets, if at rest, once the batch that holds their latest rows is written (their
-            # latest change may be in the batch being filled).
-            self.writer.batch.after_write.append(
-                lambda c=case_id, p=partition, k=self.tickets_table.data.get(case_id): self._let_tickets_go(c, p, k))
+            self._let_tickets_go_after_write(case_id, partition)  # their latest change may be in the batch being filled
             if self.touched_cases is not None:
                 self.touched_cases.add(case_id)
 
@@ -638,10 +640,7 @@ class Pipeline:
     async def fire_due(self) -> int:
         """Send a tick for every case whose next due moment has come (event time in replay). One
         at a time: when it returns, everything it took from the index has been sent (`replay`
-        relies on that). Nothing while a replay's input is incomplete: nothing is judged before
-        its end (`streams.clock.EventTimeClock.input_incomplete`)."""
-        if self.clock.input_incomplete:
-            return 0
+        relies on that)."""
         sent = await self._fire(self.index, self.settings.ticks_topic)
         if sent:
             self.progress.ticks_sent += sent
@@ -650,19 +649,18 @@ class Pipeline:
         return sent
 
     async def fire_ticket_due(self) -> int:
-        """Send a tick for every case whose tickets have a moment due (opening, deadline, level 2);
-        in a replay, once its input is complete and its cases judged."""
-        if self.clock.input_incomplete:
-            return 0
+        """Send a tick for every case whose tickets have a moment due (opening, deadline, level 2)."""
         sent = await self._fire(self.ticket_index, self.settings.ticket_ticks_topic)
         if sent:
             metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))
         return sent
 
     async def _fire(self, index: DeadlineIndex, topic: str) -> int:
-        """Pop what is due from a deadline index and send each case a tick on `topic`."""
+        """Pop what is due from a deadline index and send each case a tick on `topic`. Nothing while
+        a replay's input is incomplete: nothing is judged before its end, its cases' then its
+        tickets' (`streams.clock.EventTimeClock.input_incomplete`)."""
         async with self.fire_lock:
-            if not self.index_ready:
+            if not self.index_ready or self.clock.input_incomplete:
                 return 0
             due = index.pop_due(self.clock.now)
             for case_id, partition, now in due:
@@ -884,7 +882,6 @@ def notice_senders(settings: Settings) -> list:
 
 
 def partition_of(case_id: str, partitions: list[int]) -> int:
-    """The partition a producer keyed by case sends to (Kafka's default partitioner)."""
-    from aiokafka.partitioner import DefaultPartitioner
-
-    return DefaultPartitioner()(case_id.encode(), partitions, partitions)
+    """The partition a producer keyed by case sends to (Kafka's default partitioner), of
+    `partitions` (0..n-1: every topic of the pipeline has that many)."""
+    return home_partition(case_id, len(partitions))

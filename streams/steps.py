@@ -335,7 +335,7 @@ class CaseSteps:
         partition = unit.partition
         state = await self.store.get(case_id, partition)
         events = [event for _, event in work.events]
-        batch = step_many(state, events, work.verdicts, judge, now, utcnow(), hold, judging=not hold)
+        batch = step_many(state, events, work.verdicts, judge, now, utcnow(), judging=not hold)
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
             reason = "unknown_item" if isinstance(exc, UnknownItem) else "unknown_node"
@@ -346,8 +346,7 @@ class CaseSteps:
         tick = None if hold else work.tick
         if tick is not None and batch.state is not None and batch.state.events:
             try:
-                judged = judge_case(result.state if result else batch.state, judge, max(now, tick), utcnow(),
-                                    hold)
+                judged = judge_case(result.state if result else batch.state, judge, max(now, tick), utcnow())
             except UnknownItem as exc:
                 if self.unwatched is not None:
                     await self.unwatched(work.tick_record, unit.topic, partition, case_id, exc)
@@ -426,7 +425,7 @@ class CaseSteps:
         partition = unit.partition
         for record, event in work.events:
             try:
-                outcome = step(state, event, judge, now, utcnow(), hold, judging=not hold)
+                outcome = step(state, event, judge, now, utcnow(), judging=not hold)
             except LookupError:
                 continue  # refused already
             if not outcome.is_new:
