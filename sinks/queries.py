@@ -331,6 +331,27 @@ def stored_notices(client, scope: Scope, ticket_id: str | None = None,
     return out
 
 
+def notice_statuses(client, notice_ids: list[str]) -> dict[str, str]:
+    """The status each of these notices has in the notice log (those it holds): what the notifier
+    reads back for a notice its table let go once the notice's finished row was written."""
+    return dict(client.query("SELECT notice_id, status FROM notices FINAL WHERE notice_id IN {ids:Array(String)}",
+                             parameters={"ids": list(notice_ids)}).result_rows)
+
+
+def unfinished_notices(client, finished: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The notices recorded and not finished (`finished`: the statuses that finish one), as
+    `stored_notices` gives them: what the notifier was to handle when the last process stopped."""
+    rows = client.query(f"SELECT {', '.join(NOTICE_COLUMNS)} FROM notices FINAL "
+                        "WHERE status NOT IN {finished:Array(String)} ORDER BY due_at, notice_id",
+                        parameters={"finished": list(finished)}).result_rows
+    out = []
+    for row in rows:
+        record = dict(zip(NOTICE_COLUMNS, row))
+        record["due_at"] = _time(record["due_at"], timezone.utc)
+        out.append(record)
+    return out
+
+
 SILENCE_COLUMNS = ("silence_id", "item_code", "department", "until", "reason", "created_by", "created_at",
                    "expired_at", "version")
 

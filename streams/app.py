@@ -202,7 +202,8 @@ class Pipeline:
                                         catalog.notice_text)
         self.ticket_steps.hold_back = self._hold_back
         self.notice_table = app.Table(NOTICES_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
-        self.notice_log = NoticeLog(self.notice_table, self._write_notice)
+        self.notice_log = NoticeLog(self.notice_table, self._write_notice, self._delete_notice)
+        self.notice_log.load = self._read_notice_statuses
         # From the store, for a fresh embedded broker: notices recorded but never handled, and alert
         # versions written but never taken by the ticket agent (streams.runtime.restore_from_store).
         self.unsent_notices: list[tuple[bytes, bytes]] = []
@@ -366,6 +367,15 @@ class Pipeline:
 
     def _write_notice(self, notice_id: str, stored: bytes, partition: int) -> None:
         self.outbox.write_table(self.notice_table, notice_id, stored, partition)
+
+    def _delete_notice(self, notice_id: str, partition: int) -> None:
+        self.outbox.delete_table(self.notice_table, notice_id, partition)
+
+    async def _read_notice_statuses(self, notice_ids: list[str]) -> dict[str, str]:
+        """The statuses the store's notice log holds of these notices (let go from the table)."""
+        from sinks.queries import notice_statuses
+
+        return await self._read_back(notice_statuses, notice_ids)
 
     def _write_tickets(self, case_id: str, stored: bytes, partition: int) -> None:
         self.outbox.write_table(self.tickets_table, case_id, stored, partition)

@@ -75,6 +75,9 @@ READY = Gauge("sunlight_ready", "1 when /readyz answers 200 (partitions assigned
 # -- letting settled cases go (issue 10); see docs/metrics.md ----------------------------------------
 CASES_LET_GO = Counter("sunlight_cases_let_go_total", "Settled cases taken out of the worker's table and its "
                        "changelog after SUNLIGHT_CASE_RETENTION_DAYS", registry=REGISTRY)
+NOTICES_LET_GO = Counter("sunlight_notices_let_go_total", "Finished notices taken out of the notifier's table "
+                         "and its changelog once their row is written (the store answers for them)",
+                         registry=REGISTRY)
 CASES_BROUGHT_BACK = Counter("sunlight_cases_brought_back_total", "Cases let go and read back from the store "
                              "because something about them arrived", registry=REGISTRY)
 CASE_READ_FAILURES = Counter("sunlight_case_read_failures_total", "Failed reads of let-go cases from the store "

@@ -51,22 +51,45 @@ def notice_from_json(obj: dict[str, Any]) -> RenderedNotice:
 
 
 class NoticeLog:
-    """Which notices are finished, by notice id: a Faust table (its changelog survives a crash) and
-    seeds from the store's notice log (a fresh embedded broker)."""
+    """Which notices are finished, by notice id: a Faust table (its changelog survives a crash)
+    holds each finished notice until its row is written to the store's notice log, then lets it go
+    (`let_go`); a notice the table does not hold is read back from the store (`read_back`), so that
+    neither the table nor its changelog grows with every notice ever sent."""
 
-    def __init__(self, table, write: Callable[[str, bytes, int], None]):
+    def __init__(self, table, write: Callable[[str, bytes, int], None],
+                 delete: Callable[[str, int], None] | None = None):
         self.table = table
         self.write = write
-        self.seeds: dict[str, str] = {}
+        self.delete = delete  # (notice_id, partition): out of the table's data, a tombstone in its changelog
+        # Reading statuses back: async (notice_ids) -> {notice_id: status} of those the store holds.
+        self.load: Callable | None = None
 
-    def status(self, notice_id: str) -> str | None:
+    async def read_back(self, notice_ids) -> dict[str, str]:
+        """The stored statuses of those of these notices that the table does not hold."""
+        asked = [notice_id for notice_id in dict.fromkeys(notice_ids) if not self.table.data.get(notice_id)]
+        if asked and self.load is not None:
+            return await self.load(asked)
+        return {}
+
+    def status(self, notice_id: str, read: dict[str, str]) -> str | None:
+        """The notice's status: the table's, or else what `read_back` found in the store."""
         stored = self.table.data.get(notice_id)
         if stored:
             return orjson.loads(stored)["status"]
-        return self.seeds.get(notice_id)
+        return read.get(notice_id)
 
-    def finish(self, notice_id: str, status: str, attempts: int, partition: int) -> None:
-        self.write(notice_id, orjson.dumps({"status": status, "attempts": attempts}), partition)
+    def finish(self, notice_id: str, status: str, attempts: int, partition: int) -> bytes:
+        stored = orjson.dumps({"status": status, "attempts": attempts})
+        self.write(notice_id, stored, partition)
+        return stored
+
+    def let_go(self, notice_id: str, partition: int, stored: bytes) -> bool:
+        """Let a finished notice go from the table once its row is written (the store answers for
+        it from then on), if the table still holds that record."""
+        if self.delete is None or self.table.data.get(notice_id) is not stored:
+            return False
+        self.delete(notice_id, partition)
+        return True
 
 
 class NoticeSteps:
@@ -80,22 +103,33 @@ class NoticeSteps:
         self.retry_seconds = retry_seconds
 
     async def process(self, unit: Unit, dead_letter) -> None:
+        notices = []
         for record in unit.records:
             try:
                 value = orjson.loads(record.value)
                 if value == {"nudge": True}:
                     continue
-                notice = notice_from_json(value)
+                notices.append(notice_from_json(value))
             except Exception as exc:  # an internal message Sunlight did not write: kept, never fatal
                 await dead_letter(record, unit.topic, unit.partition, "internal_error", f"unreadable notice: {exc}")
-                continue
-            if self.notices.status(notice.notice_id) in FINISHED:
+        if not notices:
+            return
+        read = await self.notices.read_back(notice.notice_id for notice in notices)
+        for notice in notices:
+            if self.notices.status(notice.notice_id, read) in FINISHED:
                 continue  # a redelivery, or the same step reached again: one notice per step
             status, attempts, error = await self.deliver(notice)
-            self.notices.finish(notice.notice_id, status, attempts, unit.partition)
+            stored = self.notices.finish(notice.notice_id, status, attempts, unit.partition)
             self.writer.add("notices", notice_row(notice, utcnow(), status=status, attempts=attempts,
                                                   last_error=error, version=2))
+            # Once that row is written, the store answers for the notice.
+            self.writer.batch.after_write.append(
+                lambda n=notice.notice_id, p=unit.partition, s=stored: self._let_go(n, p, s))
             metrics.NOTICES.labels(notice.step.value, status).inc()
+
+    async def _let_go(self, notice_id: str, partition: int, stored: bytes) -> None:
+        if self.notices.let_go(notice_id, partition, stored):
+            metrics.NOTICES_LET_GO.inc()
 
     async def deliver(self, notice: RenderedNotice) -> tuple[str, int, str]:
         if not self.notify:

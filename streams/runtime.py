@@ -249,28 +249,22 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
     tickets, at_rest, pipeline.untaken_alerts = _stored_tickets(client, alerts, pipeline.catalog.ticket_policy(),
                                                                 settled)
     pipeline.restore_tickets(tickets, at_rest)
-    pipeline.notice_log.seeds, pipeline.unsent_notices = _stored_notices(client)
+    pipeline.unsent_notices = _unfinished_notices(client)
     if states or settled:
         log.info("restored %d cases from the store; %d settled ones stay there until needed", len(states),
                  len(settled))
     return len(states)
 
 
-def _stored_notices(client) -> tuple[dict[str, str], list[tuple[bytes, bytes]]]:
-    """The notice log: the status of every finished notice, and the notices recorded but not yet
-    handled by the notifier when the last process stopped (sent to it again)."""
-    from sinks.queries import stored_notices
-    from sinks.scope import Scope
+def _unfinished_notices(client) -> list[tuple[bytes, bytes]]:
+    """The notices recorded but not yet handled by the notifier when the last process stopped (sent
+    to it again). The finished ones stay in the store: the notifier reads back the status of a
+    notice its table does not hold (`streams.notices.NoticeLog`)."""
+    from sinks.queries import unfinished_notices
     from streams.notices import FINISHED, notice_from_json, notice_to_json
 
-    statuses, unsent = {}, []
-    for record in stored_notices(client, Scope.everything()):  # the pipeline's own state, not a user's view
-        if record["status"] in FINISHED:
-            statuses[record["notice_id"]] = record["status"]
-        else:
-            unsent.append((record["ticket_id"].rpartition("/")[0].encode(),
-                           orjson.dumps(notice_to_json(notice_from_json(record)))))
-    return statuses, unsent
+    return [(record["ticket_id"].rpartition("/")[0].encode(), orjson.dumps(notice_to_json(notice_from_json(record))))
+            for record in unfinished_notices(client, FINISHED)]
 
 
 def _stored_tickets(client, alerts: dict[str, list], policy, settled: set[str]

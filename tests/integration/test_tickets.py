@@ -415,3 +415,44 @@ def test_a_wrong_smtp_url_is_a_clear_error_not_a_traceback(accepted_case):
     done = sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--notify",
                     smtp="mail.city.example:25", expect=2)
     assert "SUNLIGHT_SMTP must look like smtp://" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_finished_notices_leave_the_notifiers_table_and_one_delivered_again_is_not_sent_twice(
+        accepted_case, mail_server, tmp_path):
+    """The notifier's table holds a finished notice only until its row is in the notice log: it
+    held every notice ever sent (restored from its changelog at every start, and read whole from
+    the store on a fresh broker). A notice delivered again after that is looked up in the store,
+    and not sent twice."""
+    from datetime import datetime, timezone
+
+    from streams.notices import notice_from_json, notice_to_json
+
+    events, _ = accepted_case
+    box, smtp = mail_server
+    settings = pipeline_settings(tmp_path / "own", smtp=smtp, mail_from="sunlight@city.example", notify=True)
+
+    async def run():
+        async with running_pipeline(settings, CATALOG, clock=replay_clock(datetime(2026, 3, 21, tzinfo=timezone.utc))
+                                    ) as running:
+            pipeline = running.pipeline
+            await produce(running.bootstrap, settings.case_events_topic, [(b"C-T1", events.read_bytes().strip())])
+            ends = await topic_ends(running)
+            await wait_until_processed(pipeline, ends, timeout=120)
+            with pipeline.writer.lock:
+                first = stored_notices(running.client, Scope.everything())
+            held = {key: value for key, value in pipeline.notice_table.data.items() if value}
+            mailed = len(box.received)
+            # Both notices again, as a redelivery after a crash would bring them.
+            await produce(running.bootstrap, settings.notices_topic,
+                          [(b"C-T1", orjson.dumps(notice_to_json(notice_from_json(n)))) for n in first])
+            await wait_until_processed(pipeline, ends, timeout=120)
+            with pipeline.writer.lock:
+                again = stored_notices(running.client, Scope.everything())
+            return first, held, mailed, again, {k: v for k, v in pipeline.notice_table.data.items() if v}
+
+    first, held, mailed, again, held_after = asyncio.run(run())
+    assert [(n["step"], n["status"]) for n in first] == [("opened", "sent"), ("level_1", "sent")]
+    assert mailed == 2
+    assert held == {} and held_after == {}  # let go once their rows were written
+    assert len(box.received) == 2  # the store said they were sent: nobody mailed twice
+    assert again == first
