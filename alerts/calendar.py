@@ -110,10 +110,11 @@ class WorkCalendar:
         left, ordinal, year = n, day.toordinal(), day.year
         for _ in range(_MAX_SCAN_DAYS // 365 + 2):
             days = self._year(year)
-            later = days[bisect_right(days, ordinal):]
-            if len(later) >= left:
-                return date.fromordinal(later[left - 1])
-            left -= len(later)
+            first = bisect_right(days, ordinal)  # the year's first working day after `day`
+            later = len(days) - first
+            if later >= left:
+                return date.fromordinal(days[first + left - 1])
+            left -= later
             year += 1
         raise ValueError(f"no {n} working days within {_MAX_SCAN_DAYS} days after {day}")
 
@@ -173,12 +174,17 @@ class WorkCalendar:
             return self.midnight(start_day + timedelta(days=1), tz)
         if start_day.toordinal() + _MAX_SCAN_DAYS > date.max.toordinal():
             raise ValueError(f"deadline of {days} working days after {start} is beyond {_MAX_SCAN_DAYS} days")
-        if not pauses:  # the end of the n-th working day after the start's day
+        if not pauses:  # the end of the n-th working day after the start's day: the same for a whole day
+            key = (start_day, days, tz)
+            if key in self._deadlines:
+                return self._deadlines[key]
             try:
-                return self.midnight(self.nth_workday_after(start_day, days) + timedelta(days=1), tz)
+                result = self.midnight(self.nth_workday_after(start_day, days) + timedelta(days=1), tz)
             except ValueError:
                 raise ValueError(f"deadline of {days} working days after {start} is beyond "
                                  f"{_MAX_SCAN_DAYS} days") from None
+            self._deadlines[key] = result
+            return result
         cursor = self.midnight(start_day + timedelta(days=1), tz)  # the day of the start is not counted
         remaining = float(days)
         for pause_start, pause_end in merge_pauses(pauses):

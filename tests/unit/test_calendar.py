@@ -40,6 +40,24 @@ def test_deadline_counts_whole_working_days_after_acceptance(accepted, days, dea
     assert WorkCalendar().deadline(accepted, days) == deadline
 
 
+def test_deadlines_remembered_by_day_keep_the_local_day_and_the_zone_apart():
+    """Without a pause a deadline depends only on the start's local day: remembered so, a start
+    just before and just after local midnight, or the same moment in another zone, still differ."""
+    from datetime import timezone
+
+    calendar = WorkCalendar()
+    utc = timezone.utc
+    before = datetime(2026, 9, 29, 15, 59, tzinfo=utc)  # Tuesday 23:59 in Shanghai
+    after = datetime(2026, 9, 29, 16, 1, tzinfo=utc)  # Wednesday 00:01: the holidays come first
+    first = calendar.deadline(before, 3)
+    # 24:00 of the third working day after Tuesday: 9-30, 10-8, 10-9 (National Day between).
+    assert calendar.deadline(at(2026, 9, 29, 8), 3) == first == at(2026, 10, 10)
+    assert calendar.deadline(after, 3) == at(2026, 10, 11)  # 10-8, 10-9 and the make-up Saturday 10-10
+    berlin = ZoneInfo("Europe/Berlin")  # Tuesday 17:59 there: the same days, and midnight there
+    assert calendar.deadline(before, 3, tz=berlin) == datetime(2026, 10, 10, tzinfo=berlin) != first
+    assert calendar.deadline(before, 3) == first
+
+
 def test_a_suspension_moves_the_deadline_by_the_working_time_it_stopped():
     cal = WorkCalendar()
     accepted = at(2026, 3, 2, 9)  # Monday
