@@ -660,6 +660,8 @@ class Pipeline:
 
     async def fire_ticket_due(self) -> int:
         """Send a tick for every case whose tickets have a moment due (opening, deadline, level 2)."""
+        if self.clock.tickets_held:  # a replay's cases are judged first (streams.clock.EventTimeClock.tickets_held)
+            return 0
         sent = await self._fire(self.ticket_index, self.settings.ticket_ticks_topic)
         if sent:
             metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))

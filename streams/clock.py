@@ -25,6 +25,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 class WallClock:
     # Live: facts arrive as they happen; each is judged at once, and a withdrawal is published at once.
     input_incomplete = False
+    tickets_held = False  # and a ticket's moments come as they come
     # Time goes on by itself: cases restored from the store are judged at once, not at an end of
     # input that never comes.
     live = True
@@ -38,6 +39,9 @@ class WallClock:
     def finish(self) -> None:
         pass
 
+    def release_tickets(self) -> None:
+        pass
+
 
 class EventTimeClock:
     live = False  # restored cases are judged at the end of the input (`Pipeline.judge_restored_cases`)
@@ -45,6 +49,7 @@ class EventTimeClock:
     def __init__(self, limit: datetime):
         self.limit = limit
         self.finished = False
+        self.tickets_released = False
         self.watermarks: dict[int, datetime] = {}
 
     def observe(self, partition: int, event_time: datetime) -> datetime:
@@ -63,6 +68,18 @@ class EventTimeClock:
     def finish(self) -> None:
         self.finished = True
 
+    def release_tickets(self) -> None:
+        """The cases are judged, their alerts taken by the ticket agent: tickets' moments may come."""
+        self.tickets_released = True
+
+    @property
+    def tickets_held(self) -> bool:
+        """No ticket's moment (opening, deadline, level 2) is fired until every case is judged at
+        the end of the input and the ticket agent has its alerts: a ticket restored from the store
+        would open or escalate on the findings of an earlier run that this input's facts change,
+        and its notices would carry them."""
+        return not self.tickets_released
+
     @property
     def input_incomplete(self) -> bool:
         """A replay judges nothing until its input is complete (`alerts.evaluate.awaiting_judgement`):
@@ -78,3 +95,4 @@ class EachUnitJudgedClock(EventTimeClock):
     (`bench/domain_cost.py`, `bench/replay_scaling.py`), and how the steps are tested unit by unit."""
 
     input_incomplete = False
+    tickets_held = False

@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterable
+from typing import AsyncIterator, Awaitable, Callable, Iterable
 
 import faust
 import orjson
@@ -302,7 +302,8 @@ def _taken_to_end(pipeline: Pipeline, topic: str, ends: dict[int, int], committe
     return all(taken.get((topic, p), -1) >= end - 1 or committed.get(p, 0) >= end for p, end in ends.items())
 
 
-async def _wait_for_topics(pipeline: Pipeline, topics: Iterable[str], deadline: float) -> None:
+async def _wait_for_topics(pipeline: Pipeline, topics: Iterable[str], deadline: float
+                           ) -> dict[str, dict[int, int]]:
     """Wait until the agents have taken every message in `topics` (the internal ones: ticks, peer
     facts and the verdicts they send back, alerts, ticket ticks, actions, notices), until taking
     them sends no more. Offsets, not counts of what this process sent: after a restart the agents
@@ -313,7 +314,7 @@ async def _wait_for_topics(pipeline: Pipeline, topics: Iterable[str], deadline: 
     while True:
         current = await _ends(pipeline, topics)
         if current == previous:
-            return
+            return current
         committed = await broker_mod.committed_offsets_of(pipeline.bootstrap, pipeline.settings.app_id, topics,
                                                           pipeline.settings.partitions)
         for topic, ends in current.items():
@@ -352,31 +353,47 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     # decisions' peer facts.
     await _wait_for_topics(pipeline, (settings.case_events_topic,), deadline)
     await _wait_for_topics(pipeline, internal, deadline)
-    # End of input: the clock moves to --now and everything due by then is judged,
-    # including the restored cases that received no new event, and the withdrawals held
-    # while the input was incomplete are made.
-    pipeline.clock.finish()
+    # End of input: the clock moves to --now and every case whose facts changed is judged, with
+    # the restored cases that received no new event; their rows are written and their alerts
+    # taken by the ticket agent. Only then do the tickets' own moments come (opening, deadline,
+    # level 2): a ticket must not open or escalate on what the end of the input changes.
+    clock = pipeline.clock
+    clock.finish()
     while not pipeline.index_ready:
         check_running(pipeline)
         await asyncio.sleep(0.05)
     await pipeline.judge_restored_cases()
-    while True:
+    now = clock.now
+    await _settle(pipeline, internal, deadline, pipeline.fire_due, lambda: pipeline.index.any_due(now))
+    clock.release_tickets()
+
+    async def fire_both() -> None:
         await pipeline.fire_due()
         await pipeline.fire_ticket_due()
-        await _wait_for_topics(pipeline, internal, deadline)
-        if pipeline.index.any_due(pipeline.clock.now) or pipeline.ticket_index.any_due(pipeline.clock.now):
-            continue
-        # Written rows publish their alerts, which the ticket agent then takes: done when a
-        # flush publishes nothing new and nothing is due.
-        before = await _ends(pipeline, internal)
-        while not await pipeline.flush():
-            await asyncio.sleep(settings.flush_interval)
-        await _wait_for_topics(pipeline, internal, deadline)
-        if await _ends(pipeline, internal) == before and not pipeline.index.any_due(pipeline.clock.now) \
-                and not pipeline.ticket_index.any_due(pipeline.clock.now):
-            break
+
+    await _settle(pipeline, internal, deadline, fire_both,
+                  lambda: pipeline.index.any_due(now) or pipeline.ticket_index.any_due(now))
     while not await pipeline.flush():
         await asyncio.sleep(settings.flush_interval)
+
+
+async def _settle(pipeline: Pipeline, topics, deadline: float, fire: Callable[[], Awaitable[None]],
+                  due: Callable[[], bool]) -> None:
+    """Fire what is due, until nothing is due, every message of `topics` is taken, and a flush of
+    what taking them wrote publishes nothing new (written rows publish alerts and notices, which
+    the agents then take). The timers fire too, meanwhile: the flush is judged against the offsets
+    `_wait_for_topics` saw taken, not against offsets read later, which could hold messages no
+    agent has taken yet (a replay ended before its notifier had the last notices: left `recorded`,
+    a later process with a channel sent them)."""
+    while True:
+        await fire()
+        taken = await _wait_for_topics(pipeline, topics, deadline)
+        if due():
+            continue
+        while not await pipeline.flush():
+            await asyncio.sleep(pipeline.settings.flush_interval)
+        if await _wait_for_topics(pipeline, topics, deadline) == taken and not due():
+            return
 
 
 async def _ends(pipeline: Pipeline, topics) -> dict[str, dict[int, int]]:

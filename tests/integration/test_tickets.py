@@ -456,3 +456,24 @@ def test_finished_notices_leave_the_notifiers_table_and_one_delivered_again_is_n
     assert held == {} and held_after == {}  # let go once their rows were written
     assert len(box.received) == 2  # the store said they were sent: nobody mailed twice
     assert again == first
+
+
+def test_a_ticket_left_settling_by_an_earlier_run_opens_on_the_alert_as_this_runs_facts_leave_it(accepted_case):
+    """A month imported after the last: the first run leaves the overdue ticket settling; the
+    second brings the late closing. The ticket's opening came from the store's index at the end of
+    the input, before the case was judged again, so it opened on the first run's alert, and its
+    notice told the department the case was still not finished ("至今未办结") after it had been."""
+    events, data = accepted_case
+    closing = events.parent / "closing.jsonl"
+    closing.write_bytes(orjson.dumps({
+        "event_id": "C-T1-09", "case_id": "C-T1", "item_code": ITEM, "type": "closed",
+        "occurred_at": "2026-03-18T10:00:00+08:00", "recorded_at": "2026-03-18T10:01:00+08:00",
+        "department": "SCJG", "region": "320200", "channel": "window"}) + b"\n")
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T00:30:00+08:00")
+    assert read(data)[0] == []  # settling until 01:00: no ticket anyone sees yet
+    sunlight(data, "replay", str(closing), "--catalog", str(CATALOG), "--now", "2026-03-18T12:00:00+08:00")
+    _, history, notices = read(data)
+    assert [(h["version"], h["status"]) for h in history] == [(1, "open")]  # opened once, on the final alert
+    (opened,) = notices
+    assert "于 2026-03-18 10:00 办结" in opened["body"] and "至今未办结" not in opened["body"]
+
