@@ -34,6 +34,7 @@ from streams.steps import Unit, utcnow
 log = logging.getLogger(__name__)
 
 FINISHED = ("sent", "held", "failed")
+HELD = "recorded only: sending was off (replay without --notify)"
 
 
 def notice_to_json(notice: RenderedNotice) -> dict[str, Any]:
@@ -133,7 +134,7 @@ class NoticeSteps:
 
     async def deliver(self, notice: RenderedNotice) -> tuple[str, int, str]:
         if not self.notify:
-            return "held", 0, "recorded only: sending was off (replay without --notify)"
+            return "held", 0, HELD
         if not self.senders:
             return "failed", 0, "no channel: set SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or SUNLIGHT_WEBHOOK"
         pending = list(self.senders)

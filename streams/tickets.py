@@ -32,7 +32,7 @@ from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Ticket, T
                             case_of, on_action, on_alert, standing_notices)
 from sinks.rows import notice_row, ticket_row
 from streams import metrics
-from streams.notices import notice_to_json
+from streams.notices import HELD, notice_to_json
 from streams.steps import Letter, Unit, utcnow
 from streams.store import InStoreOnly, TableStore
 from streams.ticket_codec import ticket_to_json, tickets_from_json, tickets_to_json
@@ -302,6 +302,12 @@ class TicketSteps:
         for notice in notices:
             ticket = tickets[notice.ticket_id.rpartition("/")[2]]
             rendered = render_notice(notice, ticket, self.catalog.judge.catalog, texts)
+            if not self.out.settings.notify:
+                # Sending is off (`replay`, `import` without --notify): held as it is recorded, never
+                # handed to a notifier, so that no later process with a channel sends it either.
+                self.out.writer.add("notices", notice_row(rendered, written_at, status="held", last_error=HELD))
+                metrics.NOTICES.labels(notice.step.value, "held").inc()
+                continue
             # Recorded first; to the notifier only once that row is written.
             self.out.writer.add("notices", notice_row(rendered, written_at))
             payload = orjson.dumps(notice_to_json(rendered))

@@ -477,3 +477,36 @@ def test_a_ticket_left_settling_by_an_earlier_run_opens_on_the_alert_as_this_run
     (opened,) = notices
     assert "于 2026-03-18 10:00 办结" in opened["body"] and "至今未办结" not in opened["body"]
 
+
+def test_notices_recorded_without_notify_are_never_sent_by_a_later_process(accepted_case, mail_server, tmp_path,
+                                                                            monkeypatch):
+    """`replay` without --notify records its notices held, not recorded for a notifier: a process
+    that ends before its notifier takes them (a kill, or, before, a replay that decided it was done
+    too early) left them `recorded`, and the next process with a channel sent them all."""
+    from datetime import datetime, timezone
+
+    from streams.notices import NoticeSteps
+
+    events, _ = accepted_case
+    box, smtp = mail_server
+    data = tmp_path / "own"
+
+    async def nothing(self, unit, dead_letter):  # the notifier never gets to them
+        return None
+
+    async def run(settings, now, produce_events=True):
+        async with running_pipeline(settings, CATALOG, clock=replay_clock(now)) as running:
+            if produce_events:
+                await produce(running.bootstrap, settings.case_events_topic, [(b"C-T1", events.read_bytes().strip())])
+            await wait_until_processed(running.pipeline, await topic_ends(running), timeout=120)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(NoticeSteps, "process", nothing)
+        asyncio.run(run(pipeline_settings(data, notify=False), datetime(2026, 3, 21, tzinfo=timezone.utc)))
+    _, _, notices = read(data)
+    assert [(n["step"], n["status"]) for n in notices] == [("opened", "held"), ("level_1", "held")]
+    # A process with a channel on the same store: a worker, `serve`, a ticket command.
+    asyncio.run(run(pipeline_settings(data, smtp=smtp, mail_from="sunlight@city.example", notify=True),
+                    datetime(2026, 3, 21, 1, tzinfo=timezone.utc), produce_events=False))
+    assert box.received == []
+    assert [(n["step"], n["status"]) for n in read(data)[2]] == [("opened", "held"), ("level_1", "held")]

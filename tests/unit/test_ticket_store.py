@@ -46,7 +46,7 @@ class Harness:
         self.writer = SimpleNamespace(batch=Batch())
         self.writer.add = self.writer.batch.add
         source = CatalogSource(CONTRACT / "catalog.example.yaml")
-        settings = SimpleNamespace(alerts_topic="alerts", notices_topic="notices", dlq_topic="dlq")
+        settings = SimpleNamespace(alerts_topic="alerts", notices_topic="notices", dlq_topic="dlq", notify=True)
         outbox = SimpleNamespace(add=lambda topic, key, value, partition=None: None)
         outputs = Outputs(self.writer, self.send, outbox, settings, Progress(), source)
         self.store = TicketStore(self.table, self.write, cache_size, self.delete)
