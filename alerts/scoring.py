@@ -614,8 +614,10 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         value = p["base"] - p["per"] * n
     elif rule.key == "operation":
         suspended = sum(1 for i in items if i.status == "suspended")
-        codes = {i.code for i in items}
-        with_cases = len({c.item_code for c in cases if c.item_code in codes})
+        # The rate is taken over the items that are to run (总静态事项数 − 挂起事项数), the numerator
+        # too: the cases of a suspended item do not stand for an item that never ran online.
+        running = {i.code for i in items if i.status != "suspended"}
+        with_cases = len({c.item_code for c in cases if c.item_code in running})
         m = supplied.spot_checks
         inputs = {"items_with_cases": with_cases, "static_items": len(items), "suspended_items": suspended,
                   "spot_checks": m}
@@ -624,10 +626,9 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
             no_data = True
             value = rule.points - p["per"] * m
         else:
-            # 本部分基础得分 = factor × rate, capped first (cases of a suspended item can push the rate
-            # above 1); then 得分 = 基础得分 − per × m, so the deduction is never lost in the cap.
+            # 本部分基础得分 = factor × rate; 得分 = 基础得分 − per × m.
             inputs["rate"] = float(_round(rate * 100)) / 100
-            value = p["factor"] * min(rate, Fraction(1)) - p["per"] * m
+            value = p["factor"] * rate - p["per"] * m
     elif rule.key == "maintenance":
         inputs = {"unapplied_changes": supplied.unapplied_changes}
         value = p["base"] - p["per"] * supplied.unapplied_changes

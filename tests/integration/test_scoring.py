@@ -189,10 +189,10 @@ def expected(scenario, alerts, tickets, by: str) -> dict[str, dict]:
         n = sum(1 for i in mine for f in REQUIRED[i["category"]] if not i.get("public", {}).get(f))
         parts["权力公开"] = clamp(10 - 0.1 * n, 10)
         active = [i for i in mine if i.get("status", "active") != "suspended"]
-        with_cases = {e["item_code"] for e in cases}
+        with_cases = {e["item_code"] for e in cases} & {i["code"] for i in active}
         m = supplied.get("spot_checks", 0)
-        # 本部分基础得分 = 30 × rate, at most 30; then − 0.2 × m.
-        parts["权力运行"] = clamp(min(30, 30 * len(with_cases) / len(active)) - 0.2 * m, 30) if active \
+        # 本部分基础得分 = 30 × rate, over the items that are to run; then − 0.2 × m.
+        parts["权力运行"] = clamp(30 * len(with_cases) / len(active) - 0.2 * m, 30) if active \
             else clamp(30 - 0.2 * m, 30)
         if by == "department":
             self_built = any(d["code"] in members and d.get("self_built") for d in catalog["departments"])

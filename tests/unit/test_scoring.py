@@ -195,17 +195,19 @@ def test_a_late_push_and_floors_and_caps():
     assert part(score_month(rulebook(), "department", many, MonthFacts(MONTH)), "A", "publication").points == 0
 
 
-def test_the_spot_check_deduction_applies_to_a_capped_rate():
-    """Cases of a suspended item can push the online rate above 1; the base is capped at 30
-    first, then m is deducted (得分=本部分基础得分−(0.2×m)): it never disappears in the cap."""
-    facts = MonthFacts(MONTH, cases=sum((cases("A", 1, f"A-{n}", prefix=f"s{n}") for n in range(1, 6)), ()))
+def test_the_cases_of_a_suspended_item_do_not_count_as_an_item_that_ran_online():
+    """事项在线运行率 = 在线办件事项数/(总静态事项数−挂起事项数): both over the items that are to
+    run. Counted among all items, the cases of a suspended item made up for an item that never
+    ran online (3/(5−1) with A-3 suspended, capped at 1: 30 points for a department one of whose
+    four running items had no case)."""
+    facts = MonthFacts(MONTH, cases=sum((cases("A", 1, f"A-{n}", prefix=f"s{n}") for n in (1, 2, 3, 4)), ()))
     inputs = load_inputs({"month": MONTH, "departments": {"A": {"spot_checks": 5}}}, CATALOG, MONTH)
     operation = part(score_month(rulebook(), "department", CATALOG, facts, inputs), "A", "operation")
     assert (operation.inputs["items_with_cases"], operation.inputs["static_items"],
-            operation.inputs["suspended_items"]) == (5, 5, 1)
-    assert operation.points == 29  # 30 × min(5/4, 1) − 0.2 × 5, not min(37.5 − 1, 30)
-    without = part(score_month(rulebook(), "department", CATALOG, facts), "A", "operation")
-    assert without.points == 30
+            operation.inputs["suspended_items"]) == (3, 5, 1)
+    assert operation.points == 21.5  # 30 × 3/4 − 0.2 × 5
+    every = MonthFacts(MONTH, cases=sum((cases("A", 1, f"A-{n}", prefix=f"s{n}") for n in range(1, 6)), ()))
+    assert part(score_month(rulebook(), "department", CATALOG, every), "A", "operation").points == 30
 
 
 def test_only_the_known_ratings_count():
