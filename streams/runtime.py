@@ -131,27 +131,19 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         if pipeline is not None:
             pipeline.stopping = True
         if worker is not None:
-            if writer is not None and (writer.batch.acks or writer.in_flight or leaving_on_error
-                                       or (pipeline is not None and pipeline.failure is not None)):
-                # Rows are still unwritten or being written (the store is down, or we leave on an
-                # error or a failed pipeline, whose timers stop before any flush): do not wait for
-                # their messages to be acknowledged, which could never end. They are not
-                # committed, so they are delivered again on the next start.
-                worker.app.conf.stream_wait_empty = False
-            # Faust stops the timers (the flush among them) as the stop begins, then waits for
-            # every message taken to be acknowledged; a unit still being processed now would be
-            # acknowledged by no flush, and the stop would wait for ever. Flush meanwhile.
-            flushing = (asyncio.ensure_future(_flush_while_stopping(pipeline))
-                        if pipeline is not None and worker.app.conf.stream_wait_empty else None)
-            try:
-                await worker.stop()
-            finally:
-                if flushing is not None:
-                    flushing.cancel()
-            # A stop a signal began: `stop()` returns at once while one is under way, and the
-            # loop must not close before it ends (the consumer's thread would be left running).
+            # A stop a signal began (`_stop_on_signals`) is under way, its course set: wait for
+            # it (the loop must not close before it ends: the consumer's thread would be left running).
             signalled = getattr(worker, "stopping_on_signal", None)
-            if signalled is not None:
+            if signalled is None:
+                if writer is not None and (writer.batch.acks or writer.in_flight or leaving_on_error
+                                           or (pipeline is not None and pipeline.failure is not None)):
+                    # Rows are still unwritten or being written (the store is down, or we leave on an
+                    # error or a failed pipeline, whose timers stop before any flush): do not wait for
+                    # their messages to be acknowledged, which could never end. They are not
+                    # committed, so they are delivered again on the next start.
+                    worker.app.conf.stream_wait_empty = False
+                await _stop_worker(pipeline, worker)
+            else:
                 await asyncio.shield(signalled)
         if writer is not None:
             writer.close()
@@ -163,15 +155,30 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             own_broker.stop()
 
 
+async def _stop_worker(pipeline: Pipeline | None, worker: faust.Worker) -> None:
+    """Stop the worker. Faust stops the timers (the flush among them) as the stop begins, then,
+    with `stream_wait_empty`, waits for every message taken to be acknowledged: a unit taken and
+    not yet written would be acknowledged by no flush, and the stop would wait for ever (a worker
+    sent SIGTERM while busy never exited). So the units are flushed meanwhile."""
+    flushing = (asyncio.ensure_future(_flush_while_stopping(pipeline))
+                if pipeline is not None and worker.app.conf.stream_wait_empty else None)
+    try:
+        await worker.stop()
+    finally:
+        if flushing is not None:
+            flushing.cancel()
+
+
 async def _flush_while_stopping(pipeline: Pipeline) -> None:
-    """Write and acknowledge, every flush interval, what units finish while the worker stops."""
+    """Write and acknowledge what the units taken before the stop left, at once and then as more
+    units finish."""
     while True:
-        await asyncio.sleep(pipeline.settings.flush_interval)
         try:
             await pipeline.flush()
         except Exception:  # the stop goes on; what is not acknowledged is delivered again
             log.exception("could not flush while stopping")
             return
+        await asyncio.sleep(min(pipeline.settings.flush_interval, 0.25))
 
 
 @asynccontextmanager
@@ -210,7 +217,7 @@ def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker) -> None:
                 # The store is failing: its rows' messages would never be acknowledged, so do
                 # not wait for them (uncommitted, they are delivered again on the next start).
                 worker.app.conf.stream_wait_empty = False
-            worker.stopping_on_signal = asyncio.ensure_future(worker.stop())
+            worker.stopping_on_signal = asyncio.ensure_future(_stop_worker(pipeline, worker))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
