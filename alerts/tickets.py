@@ -4,7 +4,8 @@ A ticket bundles one rule's alerts about one case (two skipped nodes of a case a
 ticket). It opens once its alerts have stood for a settling time, counted from the finding's
 business time (the earliest `event_time` of its alerts), so that a red card late data
 withdraws at once never reaches a department, and so that the same events give the same
-tickets in any order. From its opening the department has a number of working days to reply;
+tickets in any order. Live, a finding whose facts arrive late settles from when it reached the
+tickets (`BundledAlert.stands_from`). From its opening the department has a number of working days to reply;
 the inspector accepts the reply or returns it. Silence escalates along a ladder: at the
 deadline to the department head (level 1, the ticket becomes `overdue`), some working days
 later to the discipline-inspection office (level 2).
@@ -135,10 +136,22 @@ class BundledAlert:
     event_time: datetime
     evidence: Mapping[str, Any]
     version: int
+    # Live operation: when the finding first reached the tickets (None in a replay, which judges
+    # each case with every fact it will get).
+    seen_at: datetime | None = None
 
     @classmethod
-    def of(cls, alert: Alert) -> "BundledAlert":
-        return cls(alert.alert_id, alert.status, alert.node, alert.event_time, dict(alert.evidence), alert.version)
+    def of(cls, alert: Alert, seen_at: datetime | None = None) -> "BundledAlert":
+        return cls(alert.alert_id, alert.status, alert.node, alert.event_time, dict(alert.evidence), alert.version,
+                   seen_at)
+
+    @property
+    def stands_from(self) -> datetime:
+        """From when the finding has stood for the settling time: its business time, or, live, when
+        it reached the tickets if that is later (its facts arrived late)."""
+        if self.seen_at is not None and self.seen_at > self.event_time:
+            return self.seen_at
+        return self.event_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,9 +270,14 @@ def _notice(ticket: Ticket, step: Step, at: datetime) -> Notice:
 # -- alerts ---------------------------------------------------------------------------------------
 
 def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar: WorkCalendar,
-             now: datetime) -> Outcome:
+             now: datetime, seen_at: datetime | None = None) -> Outcome:
     """An alert version reaches the tickets of its case. Opens a settling ticket for a rule that
-    opens tickets, updates the bundle, withdraws the ticket when all its alerts are withdrawn."""
+    opens tickets, updates the bundle, withdraws the ticket when all its alerts are withdrawn.
+
+    `seen_at` (live operation: the wall clock): when the finding reached the tickets. A finding
+    whose facts arrived late (a history pushed to a live worker) settles from then, not from its
+    business time, long past: else its ticket would open and escalate at once, to the head and the
+    inspection office, before the facts that take it away (arriving seconds later) could."""
     if ticket is None:
         # A withdrawn version is kept too: an older version of the alert arriving after it is then
         # known to be older, whatever the order.
@@ -271,10 +289,11 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
     known = ticket.alerts.get(alert.alert_id)
     if known is not None and known.version >= alert.version:
         return Outcome(ticket)  # a redelivery, or an older version after a newer one
-    alerts = {**ticket.alerts, alert.alert_id: BundledAlert.of(alert)}
+    seen = known.seen_at if known is not None else seen_at  # when the finding first reached the tickets
+    alerts = {**ticket.alerts, alert.alert_id: BundledAlert.of(alert, seen)}
     ticket = replace(ticket, alerts=alerts)
     live = ticket.open_alerts
-    opens_at = min(a.event_time for a in live) + ticket.ladder.settle if live else None
+    opens_at = min(a.stands_from for a in live) + ticket.ladder.settle if live else None
     if ticket.status is TicketStatus.SETTLING:
         return advance(replace(ticket, opens_at=opens_at), policy, calendar, now)
     if ticket.status is TicketStatus.CLOSED:

@@ -35,7 +35,8 @@ def ticket_to_json(ticket: Ticket) -> dict[str, Any]:
         "level_2_at": _time(ticket.level_2_at), "overdue": ticket.overdue, "escalation_level": ticket.escalation_level,
         "resolution": ticket.resolution.value if ticket.resolution else None, "manual": ticket.manual,
         "silenced_by": ticket.silenced_by, "actions": sorted(ticket.actions),
-        "alerts": [[a.alert_id, a.status.value, a.node, a.event_time.isoformat(), dict(a.evidence), a.version]
+        "alerts": [[a.alert_id, a.status.value, a.node, a.event_time.isoformat(), dict(a.evidence), a.version,
+                    *([a.seen_at.isoformat()] if a.seen_at is not None else [])]
                    for a in ticket.alerts.values()],
         "last": None if last is None else [last.version, last.at.isoformat(), last.actor, last.kind, last.text,
                                            last.status.value],
@@ -48,7 +49,8 @@ def ticket_from_json(obj: dict[str, Any]) -> Ticket:
     return Ticket(
         ticket_id=obj["ticket_id"], case_id=obj["case_id"], rule=Rule(obj["rule"]), severity=Severity(obj["severity"]),
         item_code=obj["item_code"], department=obj["department"], region=obj.get("region"),
-        alerts={a[0]: BundledAlert(a[0], AlertStatus(a[1]), a[2], datetime.fromisoformat(a[3]), a[4], a[5])
+        alerts={a[0]: BundledAlert(a[0], AlertStatus(a[1]), a[2], datetime.fromisoformat(a[3]), a[4], a[5],
+                                   datetime.fromisoformat(a[6]) if len(a) > 6 else None)
                 for a in obj["alerts"]},
         status=TicketStatus(obj["status"]), version=obj["version"],
         ladder=Ladder(timedelta(seconds=settle), reply_days, level_2_days),

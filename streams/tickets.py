@@ -253,7 +253,7 @@ class TicketSteps:
             ticket = tickets.get(alert.rule.value)
             if ticket is None and not policy.opens(alert.rule, alert.severity):
                 continue
-            out = on_alert(ticket, alert, policy, calendar, now)
+            out = on_alert(ticket, alert, policy, calendar, now, seen_at=now if self.clock.live else None)
             if out.ticket is not None:
                 tickets[alert.rule.value] = out.ticket
             versions += out.versions

@@ -134,3 +134,38 @@ def test_a_live_worker_started_on_a_store_judges_its_open_cases_at_once(tmp_path
                                   timeout=60)
 
     assert asyncio.run(run()), "the open cases restored from the store were not judged on the wall clock"
+
+
+def test_a_history_pushed_late_to_a_live_worker_reaches_no_department(tmp_path):
+    """A week of a case's history arrives at once (a self-built system pushing what it held): its
+    acceptance alone makes it look overdue on the wall clock, its closing comes seconds later. The
+    red card is raised and withdrawn, as facts arrive; its ticket settled from the finding's
+    business time, long past, so it opened and escalated at once with notices to the head and the
+    inspection office (a helper's live city: 594 such notices, 199 tickets then withdrawn)."""
+    from sinks.queries import stored_notices, stored_tickets
+
+    accepted_at = datetime(2026, 3, 2, 10, tzinfo=TZ)
+    closing = {"event_id": "LATE-1-9", "case_id": "LATE-1", "item_code": LICENCE, "type": "closed",
+               "occurred_at": "2026-03-16T15:00:00+08:00", "recorded_at": "2026-03-16T15:01:00+08:00"}
+
+    async def run():
+        # Now is the 24th: the case was closed within its time, but its closing is not here yet.
+        clock = ShiftedWallClock(datetime(2026, 3, 24, 10, tzinfo=TZ) - datetime.now(timezone.utc))
+        settings = pipeline_settings(tmp_path / "data", tick_interval=0.2)
+        async with running_pipeline(settings, CONTRACT / "catalog.example.yaml", clock=clock) as running:
+            await produce(running.bootstrap, settings.case_events_topic,
+                          [(b"LATE-1", orjson.dumps(accepted("LATE-1", accepted_at)))])
+            raised = await wait_for(lambda: [a for a in stored(running) if a["rule"] == "overdue"])
+            await asyncio.sleep(2)  # the ticket agent has the red card
+            await produce(running.bootstrap, settings.case_events_topic, [(b"LATE-1", orjson.dumps(closing))])
+            await wait_for(lambda: not [a for a in stored(running) if a["rule"] == "overdue"])
+            await asyncio.sleep(2)
+            standing = stored(running)
+            with running.pipeline.writer.lock:
+                return (raised, standing, stored_tickets(running.client, Scope.everything()),
+                        stored_notices(running.client, Scope.everything()))
+
+    raised, standing, tickets, notices = asyncio.run(run())
+    assert raised, "the acceptance alone looks overdue on the wall clock"
+    assert not [a for a in standing if a["rule"] == "overdue"]  # withdrawn by the closing
+    assert tickets == [] and notices == []  # no department heard of it

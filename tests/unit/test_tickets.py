@@ -58,6 +58,33 @@ def test_a_red_card_withdrawn_while_settling_never_reaches_the_department():
     assert not out.changes and not out.notices and out.ticket.next_due is None
 
 
+def test_live_a_finding_whose_facts_arrive_late_settles_from_when_it_arrives():
+    """A week of history pushed to a live worker: its acceptance alone makes a case look overdue
+    on the wall clock, and its closing comes seconds later. Settled from the finding's business
+    time, long past, the ticket opened and escalated at once, to the head and the inspection
+    office; settled from when the finding reached the tickets, the closing withdraws it first."""
+    week_ago = datetime(2026, 3, 2, 10, 0, tzinfo=CST)
+    now = datetime(2026, 3, 9, 15, 0, tzinfo=CST)
+    out = on_alert(None, alert(at=week_ago), POLICY, CAL, now, seen_at=now)
+    assert out.ticket.status is TicketStatus.SETTLING and not out.notices
+    assert out.ticket.next_due == now + timedelta(hours=1)
+    gone = on_alert(out.ticket, alert(at=week_ago, status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL,
+                    now + timedelta(seconds=5), seen_at=now + timedelta(seconds=5)).ticket
+    later = advance(gone, POLICY, CAL, now + timedelta(days=30))
+    assert not later.ticket.visible and not later.notices
+    # A finding that stands opens an hour after it arrived, and the department's time runs from then.
+    stands = advance(out.ticket, POLICY, CAL, now + timedelta(hours=2))
+    assert stands.ticket.opened_at == now + timedelta(hours=1) and [n.step for n in stands.notices] == [Step.OPENED]
+    assert stands.ticket.deadline == datetime(2026, 3, 13, 0, 0, tzinfo=CST)  # 3 working days after Monday 9th
+    # A new version of the finding keeps when it first arrived.
+    again = on_alert(out.ticket, alert(at=week_ago, version=2), POLICY, CAL, now + timedelta(minutes=50),
+                     seen_at=now + timedelta(minutes=50)).ticket
+    assert again.next_due == now + timedelta(hours=1)
+    # A replay (no seen_at) judges with every fact it will get: its tickets run in business time.
+    replayed = on_alert(None, alert(at=week_ago), POLICY, CAL, now).ticket
+    assert replayed.opened_at == week_ago + timedelta(hours=1)
+
+
 def test_yellow_alerts_open_no_ticket_by_default_and_the_policy_can_say_otherwise():
     yellow = alert(rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW)
     assert on_alert(None, yellow, POLICY, CAL, yellow.event_time).ticket is None
