@@ -71,6 +71,19 @@ KIND_TITLE: Mapping[str, str] = {
     "level_2": "升级至纪检监察机构", "alerts": "预警更新", "reopened": "重新生效",
 }
 
+STEP_TITLE: Mapping[str, str] = {
+    "opened": "督办通知", "returned": "退回重办通知", "level_1": "升级至部门负责人", "level_2": "升级至纪检监察机构",
+}
+RESOLUTION_TITLE: Mapping[str, str] = {"accepted": "答复经审核通过", "closed_by_inspector": "督查人员办结"}
+NOTICE_STATUS_TITLE: Mapping[str, str] = {
+    "recorded": "待发送", "sent": "已发送", "held": "仅记录未发送", "failed": "发送失败",
+}
+
+_VERB = {ActionKind.OPEN: "督办", ActionKind.REPLY: "答复", ActionKind.ACCEPT: "审核通过", ActionKind.RETURN: "退回重办",
+         ActionKind.CLOSE: "办结"}
+_DONE = {ActionKind.OPEN: "opened", ActionKind.REPLY: "replied to", ActionKind.ACCEPT: "accepted",
+         ActionKind.RETURN: "returned", ActionKind.CLOSE: "closed"}
+
 
 class ActionRefused(Refused):
     """An action that changes nothing, with the reason the dead-letter topic records."""
@@ -478,7 +491,8 @@ def on_action(ticket: Ticket | None, action: Action, calendar: WorkCalendar, now
     elif action.department != INSPECTORS:
         raise ActionRefused("wrong_department", f"only inspectors ({INSPECTORS}) may {action.kind.value} a ticket")
     if ticket.status not in _ALLOWED[action.kind]:
-        raise ActionRefused("not_allowed", f"a ticket {ticket.status.value} cannot be {action.kind.value}ed")
+        raise ActionRefused("not_allowed", f"督办件当前为“{STATUS_TITLE[ticket.status]}”，不能{_VERB[action.kind]}"
+                                           f"（a ticket {ticket.status.value} cannot be {_DONE[action.kind]}）")
     if action.kind in (ActionKind.REPLY, ActionKind.RETURN, ActionKind.CLOSE) and not action.text.strip():
         raise ActionRefused("malformed_action", f"{action.kind.value} needs a text")
     at = max(action.at, ticket.last.at if ticket.last else action.at)  # a ticket's history never runs backwards
@@ -501,10 +515,12 @@ def on_action(ticket: Ticket | None, action: Action, calendar: WorkCalendar, now
 def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar, alert: Alert | None) -> Outcome:
     if action.department != INSPECTORS:
         raise ActionRefused("wrong_department", f"only inspectors ({INSPECTORS}) may open a ticket")
+    # An open ticket first: its alerts (a red card's) are its own, not among those a hand may open from.
+    if ticket is not None and ticket.visible and ticket.status not in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
+        raise ActionRefused("not_allowed", f"督办件 {ticket.ticket_id} 已在办（{STATUS_TITLE[ticket.status]}）"
+                                           f"（ticket {ticket.ticket_id} is already {ticket.status.value}）")
     if alert is None or alert.status is AlertStatus.WITHDRAWN:
         raise ActionRefused("unknown_alert", f"no open alert {action.alert_id} for {action.ticket_id}")
-    if ticket is not None and ticket.visible and ticket.status not in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
-        raise ActionRefused("not_allowed", f"ticket {ticket.ticket_id} is already {ticket.status.value}")
     base = ticket or Ticket(ticket_id(alert.case_id, alert.rule), alert.case_id, alert.rule, alert.severity,
                             alert.item_code, alert.department, alert.region, {})
     base = replace(base, alerts={**base.alerts, alert.alert_id: BundledAlert.of(alert)}, manual=True,

@@ -505,8 +505,11 @@ def cmd_tickets_list(args, settings: Settings) -> int:
 
 
 def cmd_tickets_show(args, settings: Settings) -> int:
-    from alerts.describe import moment
-    from alerts.tickets import KIND_TITLE, STATUS_TITLE
+    from zoneinfo import ZoneInfo
+
+    from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, moment
+    from alerts.events import EventType
+    from alerts.tickets import KIND_TITLE, NOTICE_STATUS_TITLE, RESOLUTION_TITLE, STATUS_TITLE, STEP_TITLE
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
     scope = user_scope(args, settings)
@@ -526,7 +529,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
         return 0
     lines = [f"督办件 {ticket['ticket_id']}（第 {ticket['version']} 版）",
              f"  状态：{STATUS_TITLE.get(ticket['status'], ticket['status'])}"
-             + (f"（{ticket['resolution']}）" if ticket['resolution'] else "")
+             + (f"（{RESOLUTION_TITLE.get(ticket['resolution'], ticket['resolution'])}）" if ticket['resolution'] else "")
              + ("，已逾期" if ticket['overdue'] else "") + f"，升级级别 {ticket['escalation_level']}",
              f"  部门：{ticket['department']}  办件：{ticket['case_id']}  事项：{ticket['item_code']}",
              f"  生成：{moment(ticket['opened_at'])}  答复期限：{moment(ticket['deadline'])}  "
@@ -534,19 +537,26 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     from alerts.describe import describe_evidence
 
     for alert_id, alert in ticket["evidence"].items():
-        lines.append(f"  [{alert['status']}] {describe_evidence(ticket['rule'], alert['evidence'])}")
+        lines.append(f"  [{ALERT_STATUS_TITLE.get(alert['status'], alert['status'])}] "
+                     f"{describe_evidence(ticket['rule'], alert['evidence'])}")
     lines += ["", "办件过程："]
+    local = ZoneInfo("Asia/Shanghai")  # as the ticket's own times above (the store keeps UTC)
     for event in events:
-        lines.append(f"  {moment(event['occurred_at'])}  {event['type']}" + (f"  {event['node']}" if event.get('node')
-                                                                               else ""))
+        occurred = datetime.fromisoformat(event["occurred_at"]).astimezone(local)
+        try:
+            kind = EVENT_TITLE[EventType(event["type"])]
+        except (ValueError, KeyError):
+            kind = event["type"]
+        lines.append(f"  {moment(occurred)}  {kind}" + (f"  {event['node']}" if event.get('node') else ""))
     lines += ["", "督办记录："]
     for change in history:
         lines.append(f"  v{change['version']}  {moment(change['changed_at'])}  {change['actor']}  "
                      f"{KIND_TITLE.get(change['kind'], change['kind'])}" + (f"：{change['text']}" if change['text'] else ""))
     lines += ["", "通知："]
     for notice in notices:
-        lines.append(f"  {moment(notice['due_at'])}  {notice['step']} → {notice['recipient_name'] or notice['recipient_role']}"
-                     f" <{notice['recipient_email'] or '无地址'}>  {notice['status']}")
+        lines.append(f"  {moment(notice['due_at'])}  {STEP_TITLE.get(notice['step'], notice['step'])} → "
+                     f"{notice['recipient_name'] or notice['recipient_role']} <{notice['recipient_email'] or '无地址'}>  "
+                     f"{NOTICE_STATUS_TITLE.get(notice['status'], notice['status'])}")
     print("\n".join(lines))
     return 0
 

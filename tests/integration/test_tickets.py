@@ -128,7 +128,9 @@ def test_the_whole_loop_through_the_commands(accepted_case, mail_server):
     assert [(a["rule"], a["status"]) for a in exported if a["case_id"] == "C-T1" and a["rule"] == "overdue"] == [
         ("overdue", "open")]
     shown = sunlight(data, "tickets", "show", TICKET).stdout
-    assert "已办结" in shown and "请补充整改措施" in shown and "accepted" in shown
+    assert "已办结（答复经审核通过）" in shown and "请补充整改措施" in shown
+    # The case's events in local time and in words, as the ticket's own times (not UTC, unmarked).
+    assert "2026-03-02 09:00  受理" in shown and "升级至部门负责人 → " in shown and "已发送" in shown
 
 
 def test_hostile_actions_go_to_the_dead_letters_and_change_nothing(accepted_case):

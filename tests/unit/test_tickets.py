@@ -129,6 +129,16 @@ def test_the_loop_reply_return_reply_accept():
     assert t.last.actor == "张三" and t.last.kind == "accept"
 
 
+def test_an_action_the_ticket_s_status_forbids_is_refused_in_words():
+    """Said in Chinese, and in English that reads ("cannot be replyed" before)."""
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    t = on_action(t, action("reply", 1), CAL, t.opened_at).ticket
+    with pytest.raises(ActionRefused) as refused:
+        on_action(t, action("reply", 2, action_id="again"), CAL, t.opened_at)
+    assert refused.value.reason == "not_allowed"
+    assert refused.value.detail == "督办件当前为“已答复待审核”，不能答复（a ticket replied cannot be replied to）"
+
+
 @pytest.mark.parametrize("bad, reason", [
     (dict(department="ZJJ"), "wrong_department"),
     (dict(version=7), "stale_version"),
@@ -175,6 +185,16 @@ def test_an_inspector_opens_a_ticket_by_hand_from_a_yellow_alert():
     assert [n.step for n in out.notices] == [Step.OPENED]
     with pytest.raises(ActionRefused, match="wrong_department"):
         on_action(None, replace(act, department="SCJG"), CAL, act.at, yellow)
+
+
+def test_opening_by_hand_a_ticket_already_open_says_so():
+    """A red card's ticket opened by itself: the red card is the ticket's own (not among the alerts
+    a hand opens from), which made the refusal say there was no open alert."""
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    act = action("open", None, INSPECTORS, "人工督办", alert_id=alert().alert_id)
+    with pytest.raises(ActionRefused) as refused:
+        on_action(t, act, CAL, act.at, None)
+    assert refused.value.reason == "not_allowed" and "已在办（待答复）" in refused.value.detail
 
 
 def test_a_silence_holds_a_ticket_until_it_ends_and_never_the_alert():
