@@ -46,8 +46,10 @@ def scrub(text: str, server_url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
-def connect(server_url: str | None, data_dir: Path):
-    """A clickhouse-connect client: the server at `server_url`, or chdb in `data_dir`."""
+def connect(server_url: str | None, data_dir: Path, shared_broker: bool = False):
+    """A clickhouse-connect client: the server at `server_url`, or chdb in `data_dir`.
+    `shared_broker`: the process is a worker on a Kafka cluster others may consume too (only what
+    a refusal advises depends on it)."""
     if server_url:
         try:
             return clickhouse_connect.get_client(dsn=server_url)
@@ -56,7 +58,7 @@ def connect(server_url: str | None, data_dir: Path):
                              f"{scrub(str(exc), server_url)}") from None
     path = Path(data_dir).resolve() / "clickhouse"
     path.mkdir(parents=True, exist_ok=True)
-    _lock(path)
+    _lock(path, shared_broker)
     try:
         return EmbeddedStore(clickhouse_connect.get_client(dsn=f"chdb://{path}"), path)
     except Exception:
@@ -88,7 +90,7 @@ class EmbeddedStore:
 _held: dict[Path, list[int]] = {}
 
 
-def _lock(path: Path) -> None:
+def _lock(path: Path, shared_broker: bool = False) -> None:
     entry = _held.get(path)
     if entry is not None:
         entry[1] += 1
@@ -102,6 +104,13 @@ def _lock(path: Path) -> None:
         pid, _, command = holder.partition(" ")
         who = f"process {pid} ({command})" if pid.isdigit() else holder
         data_dir = path.parent
+        if shared_broker:
+            # Another directory would split the store: each worker of the group would write the
+            # cases it holds into its own, and a case that moves between them would be in both.
+            raise StoreInUse(f"the data directory {data_dir} is in use by {who}. One embedded store serves one "
+                             f"process: workers that share a Kafka cluster (SUNLIGHT_KAFKA) in one consumer group "
+                             f"must share one store, a ClickHouse server (SUNLIGHT_CLICKHOUSE); do not give them "
+                             f"data directories of their own (see docs/deploy.md)") from None
         raise StoreInUse(f"the data directory {data_dir} is in use by {who}. One directory can be open in one "
                          f"process at a time: wait for that process to finish or stop it, or use another "
                          f"directory, e.g. SUNLIGHT_DATA_DIR={data_dir}-2 (a ClickHouse server, "

@@ -99,7 +99,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         catalog.texts = catalog.texts.with_links(notice_links(settings))
         tune_gc()
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's tables live here with a server store too
-        client = connect(settings.clickhouse, settings.data_dir)
+        client = connect(settings.clickhouse, settings.data_dir, shared_broker=settings.kafka is not None)
         migrate(client)
         write_catalog(client, catalog.judge.catalog)  # for the dashboards' names and variables
         writer = ClickHouseWriter(client, max_rows=settings.flush_rows,

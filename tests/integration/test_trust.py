@@ -164,6 +164,27 @@ def test_a_second_process_on_the_data_directory_is_told_who_holds_it(scenario, t
     assert sunlight(["alerts", "export"], env).returncode == 0
 
 
+def test_a_second_worker_on_a_kafka_cluster_is_told_to_share_a_server_store_not_to_split_it(scenario, tmp_path):
+    """Advised another data directory, a second worker in the group split the store: cases that
+    moved between the workers were in both, with red cards one store never withdrew."""
+    import subprocess
+    import sys
+
+    catalog, _ = write_inputs(tmp_path, scenario)
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_KAFKA": "127.0.0.1:1",
+           "SUNLIGHT_METRICS_PORT": "0"}
+    env.pop("SUNLIGHT_CLICKHOUSE", None)
+    holder = connect(None, tmp_path / "data")
+    try:
+        refused = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--catalog", str(catalog)], env=env,
+                                 capture_output=True, text=True, timeout=120)
+    finally:
+        holder.close()
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "SUNLIGHT_CLICKHOUSE" in refused.stderr and "do not give them data directories" in refused.stderr
+    assert "SUNLIGHT_DATA_DIR=" not in refused.stderr and "Traceback" not in refused.stderr
+
+
 def failing_index(monkeypatch):
     from streams.app import Pipeline
 
