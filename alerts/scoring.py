@@ -534,6 +534,25 @@ def subjects(catalog: Catalog, rulebook: Rulebook, attachment: str) -> list[_Sub
             for r in chosen_regions]
 
 
+def check_inputs_scored(inputs: MonthInputs, catalog: Catalog, rulebook: Rulebook) -> None:
+    """Refuse inputs that no attachment would use: a department that attachment 2 does not score (a
+    region's department is scored with its region), a region that attachment 1 does not score (the
+    city's own). Accepted, their spot checks or deductions were lost without a word."""
+    scored = {"department": {s.code for s in subjects(catalog, rulebook, "department")},
+              "region": {s.code for s in subjects(catalog, rulebook, "region")}}
+    for code in inputs.departments:
+        if "department" in rulebook.attachments and code not in scored["department"]:
+            region = catalog.departments[code].region
+            where = (f"it belongs to region {region}, which is scored as a whole: give its inputs under "
+                     f"regions: {region}") if region else "it has no region in the catalog"
+            raise ScoringError(f"inputs: department {code} is not scored by the city departments' attachment ({where})")
+    for code in inputs.regions:
+        if "region" in rulebook.attachments and code not in scored["region"]:
+            raise ScoringError(f"inputs: region {code} is not scored by the regions' attachment (it is the city's "
+                               f"own; the city departments are scored one by one): give the inputs under "
+                               f"departments")
+
+
 def score_month(rulebook: Rulebook, attachment: str, catalog: Catalog, facts: MonthFacts,
                 inputs: MonthInputs | None = None) -> MonthScores:
     """Every subject's parts and total for the month, ranked (ties share a rank)."""

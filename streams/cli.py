@@ -838,7 +838,8 @@ def cmd_score(args, settings: Settings) -> int:
     from zoneinfo import ZoneInfo
 
     from alerts import scoring_report
-    from alerts.scoring import ScoringError, load_inputs, load_rulebook, parse_month, score_month
+    from alerts.scoring import (ScoringError, check_inputs_scored, load_inputs, load_rulebook, parse_month,
+                                score_month)
     from sinks.scoring_inputs import digest, month_facts, write_scores
 
     import yaml
@@ -867,6 +868,7 @@ def cmd_score(args, settings: Settings) -> int:
             except yaml.YAMLError as exc:
                 raise ScoringError(f"inputs {args.inputs} are not valid YAML: {exc}") from None
             inputs = load_inputs(raw_inputs, catalog, month)
+            check_inputs_scored(inputs, catalog, rulebook)
         if args.by not in rulebook.attachments:
             raise ScoringError(f"the rulebook has no {args.by} attachment")
         for warning in rulebook.inconsistencies(args.by):

@@ -210,6 +210,21 @@ def test_the_cases_of_a_suspended_item_do_not_count_as_an_item_that_ran_online()
     assert part(score_month(rulebook(), "department", CATALOG, every), "A", "operation").points == 30
 
 
+def test_inputs_no_attachment_would_use_are_refused():
+    """A 滨湖区 department's spot checks under departments, or the city's own region under regions,
+    were accepted and used by neither attachment: the deduction was lost without a word."""
+    from alerts.scoring import check_inputs_scored
+
+    for raw, says in (({"departments": {"D1": {"spot_checks": 1}}}, "give its inputs under regions: 320211"),
+                      ({"regions": {"320200": {"spot_checks": 1}}}, "region 320200 is not scored")):
+        inputs = load_inputs({"month": MONTH, **raw}, CATALOG, MONTH)
+        with pytest.raises(ScoringError, match=says):
+            check_inputs_scored(inputs, CATALOG, rulebook())
+    used = load_inputs({"month": MONTH, "departments": {"A": {"spot_checks": 1}},
+                        "regions": {"320211": {"spot_checks": 1}}}, CATALOG, MONTH)
+    check_inputs_scored(used, CATALOG, rulebook())
+
+
 def test_only_the_known_ratings_count():
     """A `rated` event without a rating (or with another value) is neither satisfied nor
     dissatisfied: it is not counted."""
