@@ -132,7 +132,7 @@ def digest(data: bytes) -> str:
 
 SCORE_COLUMNS = ("month", "attachment", "subject", "name", "department", "region", "version", "ranked", "rank",
                  "cases", "total", "part_keys", "part_titles", "part_points", "part_max", "parts", "rulebook",
-                 "rulebook_sha256", "inputs_sha256", "computed_at")
+                 "rulebook_sha256", "inputs_sha256", "computed_at", "catalog_sha256")
 
 
 def latest_version(client, month: str, attachment: str) -> int:
@@ -142,7 +142,7 @@ def latest_version(client, month: str, attachment: str) -> int:
 
 
 def write_scores(client, scores: MonthScores, rulebook_sha256: str, inputs_sha256: str,
-                 computed_at: datetime | None = None) -> int:
+                 computed_at: datetime | None = None, catalog_sha256: str = "") -> int:
     """The month's scores as a new version (one more than the month's latest); returns it."""
     version = latest_version(client, scores.month, scores.attachment) + 1
     computed_at = computed_at or datetime.now(timezone.utc)
@@ -153,7 +153,7 @@ def write_scores(client, scores: MonthScores, rulebook_sha256: str, inputs_sha25
                      [p.key for p in subject.parts], [p.title for p in subject.parts],
                      [p.points for p in subject.parts], [p.max for p in subject.parts],
                      orjson.dumps(subject.as_json(scores.month)["parts"], default=str).decode(),
-                     scores.rulebook, rulebook_sha256, inputs_sha256, computed_at])
+                     scores.rulebook, rulebook_sha256, inputs_sha256, computed_at, catalog_sha256])
     if rows:
         client.insert("scores", rows, column_names=list(SCORE_COLUMNS))
     return version

@@ -878,7 +878,9 @@ def cmd_score(args, settings: Settings) -> int:
             facts = month_facts(client, month, ZoneInfo(catalog.timezone),
                                 case_events_topic=settings.case_events_topic)
             scores = score_month(rulebook, args.by, catalog, facts, inputs)
-            version = write_scores(client, scores, digest(rulebook_text), digest(inputs_text))
+            catalog_sha256 = digest(Path(args.catalog or settings.catalog).read_bytes())
+            version = write_scores(client, scores, digest(rulebook_text), digest(inputs_text),
+                                   catalog_sha256=catalog_sha256)
     except ScoringError as exc:
         raise SystemExit(f"sunlight: {exc}") from None
     if not args.inputs:
@@ -898,7 +900,8 @@ def cmd_score(args, settings: Settings) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     print(f"scores of {month} by {args.by}: {len(scores.ranked)} ranked, {len(scores.unranked)} without cases "
-          f"(listed separately); stored as version {version}", file=sys.stderr)
+          f"(listed separately); stored as version {version}, under the catalog of SHA-256 {catalog_sha256[:12]}…",
+          file=sys.stderr)
     return 0
 
 

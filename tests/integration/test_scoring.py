@@ -306,11 +306,16 @@ def test_formats_and_a_recomputation_on_record(month, monkeypatch, capfdbinary, 
     assert [r[1] for r in values[separator + 1:]] == ["KJJ"]
     assert {r[1]: points(r[-2]) for r in values[2:separator] if r[1]} == \
         {s: w["total"] for s, w in want.items() if w["cases"]}
-    # Every run above stored the month again as a new version; the latest holds the scores.
+    # Every run above stored the month again as a new version; the latest holds the scores, and
+    # each names the catalog it was computed under (scored again after an edit, a month can differ).
+    import hashlib
+    import pathlib
+
     client = connect(None, directory / "data")
     try:
         versions = client.query("SELECT DISTINCT version FROM scores WHERE month = '2026-04' AND "
                                 "attachment = 'department' ORDER BY version").result_rows
+        catalogs = client.query("SELECT DISTINCT catalog_sha256 FROM scores WHERE month = '2026-04'").result_rows
         latest = client.query("SELECT subject, total, ranked, department, region FROM scores FINAL WHERE "
                               "month = '2026-04' AND attachment = 'department' AND version = "
                               "(SELECT max(version) FROM scores WHERE month = '2026-04' AND attachment = 'department')"
@@ -318,6 +323,7 @@ def test_formats_and_a_recomputation_on_record(month, monkeypatch, capfdbinary, 
     finally:
         client.close()
     assert len(versions) >= 3 and [v[0] for v in versions] == list(range(1, len(versions) + 1))
+    assert catalogs == [(hashlib.sha256(pathlib.Path(catalog).read_bytes()).hexdigest(),)]
     assert {s: points(t) for s, t, _, _, _ in latest} == {s: w["total"] for s, w in want.items()}
     assert {s: (d, r) for s, _, _, d, r in latest}["KJJ"] == ("KJJ", "320200")
 
