@@ -221,8 +221,8 @@ class Outputs:
                                           utcnow(), self.catalog.basis))
 
     def alert(self, alert: Alert) -> None:
-        """Buffer an alert version for ClickHouse; it goes to the alerts topic once written."""
-        self.progress.alerts_changed += 1
+        """Buffer an alert version for ClickHouse; it goes to the alerts topic once written (a new
+        version, or one published again: at least once)."""
         metrics.ALERTS_PUBLISHED.labels(alert.rule.value, alert.status.value).inc()
         self.writer.add("alerts", alert_row(alert))
         payload, key = orjson.dumps(alert.to_json()), alert.case_id.encode()
@@ -233,6 +233,7 @@ class Outputs:
         if outcome.labels is None:  # awaiting its judgement (alerts.evaluate.awaiting_judgement): no row yet
             return
         self.case(outcome.state, outcome.labels, outcome.deadline)
+        self.progress.alerts_changed += len(outcome.changed)  # not what is published again
         for alert in outcome.changed:
             if alert.version == 1:  # newly raised (a redelivery changes nothing, so counts nothing)
                 metrics.ALERTS_RAISED.labels(alert.rule.value, alert.severity.value).inc()
