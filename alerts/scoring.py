@@ -247,8 +247,11 @@ MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
 def parse_month(text: str) -> str:
-    if not isinstance(text, str) or not MONTH.match(text):
+    match = MONTH.match(text) if isinstance(text, str) else None
+    if match is None:
         raise ScoringError(f"month must be YYYY-MM (e.g. 2026-04), got {text!r}")
+    if not 2000 <= int(match.group(1)) <= 2099:  # a typo, not a month of online operation (stored, else)
+        raise ScoringError(f"month {text} is outside 2000-01 to 2099-12: a typo?")
     return text
 
 
@@ -646,7 +649,7 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
             value = rule.points - p["per"] * m
         else:
             # 本部分基础得分 = factor × rate; 得分 = 基础得分 − per × m.
-            inputs["rate"] = float(_round(rate * 100)) / 100
+            inputs["rate"] = float(_round(rate * 100) / 100)  # 0.6667, not 0.6667000000000001
             value = p["factor"] * rate - p["per"] * m
     elif rule.key == "maintenance":
         inputs = {"unapplied_changes": supplied.unapplied_changes}

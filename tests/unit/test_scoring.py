@@ -206,6 +206,11 @@ def test_the_cases_of_a_suspended_item_do_not_count_as_an_item_that_ran_online()
     assert (operation.inputs["items_with_cases"], operation.inputs["static_items"],
             operation.inputs["suspended_items"]) == (3, 5, 1)
     assert operation.points == 21.5  # 30 × 3/4 − 0.2 × 5
+    three = load_catalog({"departments": [{"code": "A", "name": "市甲局", "region": "320200"}],
+                          "items": [item(f"A-{n}", "A") for n in (1, 2, 3)]})
+    two_of_three = part(score_month(rulebook(), "department", three, MonthFacts(MONTH, cases=sum(
+        (cases("A", 1, f"A-{n}", prefix=f"t{n}") for n in (1, 2)), ()))), "A", "operation")
+    assert two_of_three.inputs["rate"] == 0.6667  # not 0.6667000000000001 in the jsonl
     every = MonthFacts(MONTH, cases=sum((cases("A", 1, f"A-{n}", prefix=f"s{n}") for n in range(1, 6)), ()))
     assert part(score_month(rulebook(), "department", CATALOG, every), "A", "operation").points == 30
 
@@ -223,6 +228,15 @@ def test_inputs_no_attachment_would_use_are_refused():
     used = load_inputs({"month": MONTH, "departments": {"A": {"spot_checks": 1}},
                         "regions": {"320211": {"spot_checks": 1}}}, CATALOG, MONTH)
     check_inputs_scored(used, CATALOG, rulebook())
+
+
+def test_a_month_outside_the_years_of_online_operation_is_a_typo():
+    from alerts.scoring import parse_month
+
+    assert parse_month("2026-04") == "2026-04"
+    for typo in ("1900-01", "2206-04", "2026-13", "2026-4"):
+        with pytest.raises(ScoringError):
+            parse_month(typo)
 
 
 def test_only_the_known_ratings_count():
