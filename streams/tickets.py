@@ -305,7 +305,10 @@ class TicketSteps:
             if not self.out.settings.notify:
                 # Sending is off (`replay`, `import` without --notify): held as it is recorded, never
                 # handed to a notifier, so that no later process with a channel sends it either.
-                self.out.writer.add("notices", notice_row(rendered, written_at, status="held", last_error=HELD))
+                # Version 2, as the notifier would write it: a later process's recorded row of the
+                # same notice (version 1) never replaces it.
+                self.out.writer.add("notices", notice_row(rendered, written_at, status="held", last_error=HELD,
+                                                          version=2))
                 metrics.NOTICES.labels(notice.step.value, "held").inc()
                 continue
             # Recorded first; to the notifier only once that row is written.

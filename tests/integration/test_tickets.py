@@ -507,6 +507,17 @@ def test_notices_recorded_without_notify_are_never_sent_by_a_later_process(accep
         asyncio.run(run(pipeline_settings(data, notify=False), datetime(2026, 3, 21, tzinfo=timezone.utc)))
     _, _, notices = read(data)
     assert [(n["step"], n["status"]) for n in notices] == [("opened", "held"), ("level_1", "held")]
+    # A later process with a channel records the same notice again (the step reached again after a
+    # withdrawal, a redelivery): its recorded row must not replace the held one.
+    from sinks.rows import notice_row, to_arrow
+    from streams.notices import notice_from_json
+
+    client = connect(None, data)
+    try:
+        again = notice_row(notice_from_json(notices[1]), datetime(2026, 3, 21, 1, tzinfo=timezone.utc))
+        client.insert_arrow("notices", to_arrow("notices", [again]))
+    finally:
+        client.close()
     # A process with a channel on the same store: a worker, `serve`, a ticket command.
     asyncio.run(run(pipeline_settings(data, smtp=smtp, mail_from="sunlight@city.example", notify=True),
                     datetime(2026, 3, 21, 1, tzinfo=timezone.utc), produce_events=False))
