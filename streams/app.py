@@ -753,6 +753,8 @@ class Pipeline:
         key = str(item.row.get("case_id") or "")
         if key:  # the store cannot give this case back whole: it stays
             self.store.keep.add(key)
+        if item.table == "notices":  # nor say that this notice is finished: the notifier's table keeps it
+            self.notice_log.keep.add(str(item.row.get("notice_id")))
         payload = orjson.dumps(item.row, default=str)
         letter = make_letter(f"clickhouse:{item.table}", -1, -1, key or None, payload, "store_refused", item.error,
                              self.catalog.judge.catalog)

@@ -64,6 +64,7 @@ class NoticeLog:
         self.delete = delete  # (notice_id, partition): out of the table's data, a tombstone in its changelog
         # Reading statuses back: async (notice_ids) -> {notice_id: status} of those the store holds.
         self.load: Callable | None = None
+        self.keep: set[str] = set()  # notices whose row the store refused: the table answers for them
 
     async def read_back(self, notice_ids) -> dict[str, str]:
         """The stored statuses of those of these notices that the table does not hold."""
@@ -87,7 +88,7 @@ class NoticeLog:
     def let_go(self, notice_id: str, partition: int, stored: bytes) -> bool:
         """Let a finished notice go from the table once its row is written (the store answers for
         it from then on), if the table still holds that record."""
-        if self.delete is None or self.table.data.get(notice_id) is not stored:
+        if self.delete is None or notice_id in self.keep or self.table.data.get(notice_id) is not stored:
             return False
         self.delete(notice_id, partition)
         return True
