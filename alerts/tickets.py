@@ -317,9 +317,11 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
             return Outcome(ticket)
         # Another alert of the bundle stands (it arrived after the others were withdrawn): the
         # ticket is open again, from when that finding would have opened it.
+        # Live, a finding that arrived late would open it only after settling (`stands_from`): not
+        # from a moment to come, but from now.
         ticket, change = _change(ticket, at, SYSTEM, "reopened", "新的预警成立，督办件重新生效",
                                  status=TicketStatus.OPEN, overdue=False, escalation_level=0,
-                                 **_times(ticket, calendar, opens_at))
+                                 **_times(ticket, calendar, min(opens_at, at)))
         out = advance(ticket, policy, calendar, now)
         return Outcome(out.ticket, (ticket, *out.versions), out.notices)
     if not live:

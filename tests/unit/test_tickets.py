@@ -105,6 +105,20 @@ def test_one_ticket_bundles_a_rule_s_alerts_and_is_withdrawn_only_when_all_are()
     assert out.ticket.status is TicketStatus.WITHDRAWN and out.changes[0].kind == "withdrawn"
 
 
+def test_live_a_withdrawn_ticket_reopened_by_a_late_finding_runs_from_now_not_from_a_moment_to_come():
+    """Settled from when it arrived, the finding's opening lies an hour ahead; the reopened ticket
+    ran from then (its opened_at in the future, its deadline a day late)."""
+    at = datetime(2026, 3, 10, 23, 30, tzinfo=CST)
+    t = on_alert(None, alert("N2"), POLICY, CAL, datetime(2026, 3, 2, 10, 0, tzinfo=CST)).ticket
+    t = advance(t, POLICY, CAL, datetime(2026, 3, 2, 12, tzinfo=CST)).ticket
+    t = on_alert(t, alert("N2", status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL, at - timedelta(hours=1),
+                 seen_at=at - timedelta(hours=1)).ticket
+    assert t.status is TicketStatus.WITHDRAWN
+    out = on_alert(t, alert("N3", at=datetime(2026, 3, 5, 10, tzinfo=CST)), POLICY, CAL, at, seen_at=at)
+    assert out.ticket.status is TicketStatus.OPEN and out.ticket.opened_at == at
+    assert out.ticket.deadline == datetime(2026, 3, 14, tzinfo=CST)  # 3 working days after the 10th
+
+
 def test_silence_escalates_to_the_head_at_the_deadline_then_to_the_inspection_office():
     t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
     out = advance(t, POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST))  # one late tick: both steps, each at its moment
