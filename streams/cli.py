@@ -860,6 +860,7 @@ def cmd_score(args, settings: Settings) -> int:
         except yaml.YAMLError as exc:
             raise ScoringError(f"rulebook {args.rulebook} is not valid YAML: {exc}") from None
         catalog = _load_catalog(args, settings, "scores count the catalog's items and published fields")
+        catalog_sha256 = digest(Path(args.catalog or settings.catalog).read_bytes())  # beside the catalog just read
         inputs, inputs_text = None, b""
         if args.inputs:
             inputs_text = Path(args.inputs).read_bytes()
@@ -878,7 +879,6 @@ def cmd_score(args, settings: Settings) -> int:
             facts = month_facts(client, month, ZoneInfo(catalog.timezone),
                                 case_events_topic=settings.case_events_topic)
             scores = score_month(rulebook, args.by, catalog, facts, inputs)
-            catalog_sha256 = digest(Path(args.catalog or settings.catalog).read_bytes())
             version = write_scores(client, scores, digest(rulebook_text), digest(inputs_text),
                                    catalog_sha256=catalog_sha256)
     except ScoringError as exc:
