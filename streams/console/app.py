@@ -48,6 +48,23 @@ from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, U
 from streams.console.links import LinkRefused, Links
 from streams.settings import Settings
 
+
+_REGION_NAMES: dict[str, str] | None = None
+
+
+def region_names() -> dict[str, str]:
+    """Region codes' names (滨湖区 ...), from the default rulebook's `region_names`: administrative
+    division codes are national, so a code it does not name is shown as it is."""
+    global _REGION_NAMES
+    if _REGION_NAMES is None:
+        from importlib.resources import files
+
+        import yaml
+
+        raw = yaml.safe_load(files("alerts").joinpath("rulebooks/wuxi.yaml").read_text("utf-8")) or {}
+        _REGION_NAMES = {str(code): str(name) for code, name in (raw.get("region_names") or {}).items()}
+    return _REGION_NAMES
+
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
@@ -356,7 +373,8 @@ class Console:
         departments = sorted(catalog.departments.values(), key=lambda d: d.code)
         regions = sorted({d.region for d in departments if d.region})
         return self.page("alerts.html", request, rows=rows, total=total, filters=filters,
-                         departments=departments, regions=regions, rules=[r.value for r in Rule],
+                         departments=departments, regions=regions, region_names=region_names(),
+                         rules=[r.value for r in Rule],
                          severities=[s.value for s in Severity], note=note,
                          department_names={d.code: d.name for d in departments})
 
