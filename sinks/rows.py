@@ -127,7 +127,8 @@ def ticket_row(ticket: Ticket, written_at: datetime, state: str) -> dict[str, An
 
 def notice_row(notice: RenderedNotice, updated_at: datetime, status: str = "recorded", attempts: int = 0,
                last_error: str = "", version: int = 1) -> dict[str, Any]:
-    """A notice in the notice log: recorded (version 1) before anything sends it, then sent or failed."""
+    """A notice in the notice log: recorded (version 1) before anything sends it, then held, sent or
+    failed (`streams.notices.HELD_VERSION`, `FINISHED_VERSION`)."""
     return {
         "notice_id": notice.notice_id, "ticket_id": notice.ticket_id, "step": notice.step.value,
         "recipient_role": notice.recipient_role, "recipient_name": notice.recipient_name,

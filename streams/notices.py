@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 
 FINISHED = ("sent", "held", "failed")
 HELD = "recorded only: sending was off (replay without --notify)"
+# The notice log's versions: recorded (1); held as recorded, by a process with sending off (2); the
+# notifier's outcome (3). A later row of a lower version never replaces a higher one, so a notice
+# recorded again (a redelivery, the step reached again) keeps what happened to it.
+HELD_VERSION = 2
+FINISHED_VERSION = 3
 
 
 def notice_to_json(notice: RenderedNotice) -> dict[str, Any]:
@@ -123,7 +128,7 @@ class NoticeSteps:
             status, attempts, error = await self.deliver(notice)
             stored = self.notices.finish(notice.notice_id, status, attempts, unit.partition)
             self.writer.add("notices", notice_row(notice, utcnow(), status=status, attempts=attempts,
-                                                  last_error=error, version=2))
+                                                  last_error=error, version=FINISHED_VERSION))
             # Once that row is written, the store answers for the notice.
             self.writer.batch.after_write.append(
                 lambda n=notice.notice_id, p=unit.partition, s=stored: self._let_go(n, p, s))

@@ -32,7 +32,7 @@ from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Ticket, T
                             case_of, on_action, on_alert, standing_notices)
 from sinks.rows import notice_row, ticket_row
 from streams import metrics
-from streams.notices import HELD, notice_to_json
+from streams.notices import HELD, HELD_VERSION, notice_to_json
 from streams.steps import Letter, Unit, utcnow
 from streams.store import InStoreOnly, TableStore
 from streams.ticket_codec import ticket_to_json, tickets_from_json, tickets_to_json
@@ -305,10 +305,10 @@ class TicketSteps:
             if not self.out.settings.notify:
                 # Sending is off (`replay`, `import` without --notify): held as it is recorded, never
                 # handed to a notifier, so that no later process with a channel sends it either.
-                # Version 2, as the notifier would write it: a later process's recorded row of the
-                # same notice (version 1) never replaces it.
+                # Above a recorded row (a later process's, of the same notice), below the
+                # notifier's outcome (a notice sent before, recorded again here).
                 self.out.writer.add("notices", notice_row(rendered, written_at, status="held", last_error=HELD,
-                                                          version=2))
+                                                          version=HELD_VERSION))
                 metrics.NOTICES.labels(notice.step.value, "held").inc()
                 continue
             # Recorded first; to the notifier only once that row is written.

@@ -458,6 +458,19 @@ def test_finished_notices_leave_the_notifiers_table_and_one_delivered_again_is_n
     assert held == {} and held_after == {}  # let go once their rows were written
     assert len(box.received) == 2  # the store said they were sent: nobody mailed twice
     assert again == first
+    # A process with sending off records one of them again, held (a redelivered alert version):
+    # the log still says it was sent.
+    from sinks.rows import notice_row, to_arrow
+    from streams.notices import HELD, HELD_VERSION
+
+    client = connect(None, tmp_path / "own")
+    try:
+        held = notice_row(notice_from_json(first[0]), datetime(2026, 3, 22, tzinfo=timezone.utc), status="held",
+                          last_error=HELD, version=HELD_VERSION)
+        client.insert_arrow("notices", to_arrow("notices", [held]))
+        assert [n["status"] for n in stored_notices(client, Scope.everything())] == ["sent", "sent"]
+    finally:
+        client.close()
 
 
 def test_a_ticket_left_settling_by_an_earlier_run_opens_on_the_alert_as_this_runs_facts_leave_it(accepted_case):
