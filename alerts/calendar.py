@@ -30,7 +30,7 @@ Pause = tuple[datetime, "datetime | None"]
 
 _MAX_SCAN_DAYS = 3 * 3650
 _EPSILON = 1e-12
-_MEMO_SIZE = 200_000  # deadlines remembered (start, days, pauses); cleared when full
+_MEMO_SIZE = 200_000  # deadlines remembered (start or its day, days, pauses); cleared when full
 
 
 class MissingCalendarYear(UserWarning):
@@ -159,7 +159,8 @@ class WorkCalendar:
         days (a bisection per pause), and results are remembered.
         """
         tz = tz or self.tz
-        key = (start, days, tuple(pauses), tz)
+        # Without a pause the deadline is the same for every start of one local day: remembered so.
+        key = (self.local(start, tz).date(), days, tz) if not pauses else (start, days, tuple(pauses), tz)
         if key in self._deadlines:
             return self._deadlines[key]
         result = self._deadline(start, days, pauses, tz)
@@ -174,17 +175,12 @@ class WorkCalendar:
             return self.midnight(start_day + timedelta(days=1), tz)
         if start_day.toordinal() + _MAX_SCAN_DAYS > date.max.toordinal():
             raise ValueError(f"deadline of {days} working days after {start} is beyond {_MAX_SCAN_DAYS} days")
-        if not pauses:  # the end of the n-th working day after the start's day: the same for a whole day
-            key = (start_day, days, tz)
-            if key in self._deadlines:
-                return self._deadlines[key]
+        if not pauses:  # the end of the n-th working day after the start's day
             try:
-                result = self.midnight(self.nth_workday_after(start_day, days) + timedelta(days=1), tz)
+                return self.midnight(self.nth_workday_after(start_day, days) + timedelta(days=1), tz)
             except ValueError:
                 raise ValueError(f"deadline of {days} working days after {start} is beyond "
                                  f"{_MAX_SCAN_DAYS} days") from None
-            self._deadlines[key] = result
-            return result
         cursor = self.midnight(start_day + timedelta(days=1), tz)  # the day of the start is not counted
         remaining = float(days)
         for pause_start, pause_end in merge_pauses(pauses):
