@@ -18,6 +18,7 @@ publishes the actions for the workers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import re
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -48,24 +49,21 @@ from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, U
 from streams.console.links import LinkRefused, Links
 from streams.settings import Settings
 
-
-_REGION_NAMES: dict[str, str] | None = None
-
-
-def region_names() -> dict[str, str]:
-    """Region codes' names (滨湖区 ...), from the default rulebook's `region_names`: administrative
-    division codes are national, so a code it does not name is shown as it is."""
-    global _REGION_NAMES
-    if _REGION_NAMES is None:
-        from importlib.resources import files
-
-        import yaml
-
-        raw = yaml.safe_load(files("alerts").joinpath("rulebooks/wuxi.yaml").read_text("utf-8")) or {}
-        _REGION_NAMES = {str(code): str(name) for code, name in (raw.get("region_names") or {}).items()}
-    return _REGION_NAMES
-
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def region_names() -> Mapping[str, str]:
+    """Region codes' names (滨湖区 ...), from the default rulebook (`alerts.scoring.load_rulebook`):
+    administrative division codes are national, so a code it does not name is shown as it is."""
+    from importlib.resources import files
+
+    import yaml
+
+    from alerts.scoring import load_rulebook
+
+    return load_rulebook(yaml.safe_load(files("alerts").joinpath("rulebooks/wuxi.yaml").read_text("utf-8"))
+                         ).region_names
 
 HERE = Path(__file__).parent
 ACTION_WAIT_SECONDS = 15.0
