@@ -318,17 +318,9 @@ NOTICE_COLUMNS = ("notice_id", "ticket_id", "step", "recipient_role", "recipient
 def stored_notices(client, scope: Scope, ticket_id: str | None = None,
                    tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> list[dict[str, Any]]:
     """The notice log: each notice as it stands (recorded, sent or failed)."""
-    query = ScopedQuery(", ".join(NOTICE_COLUMNS), "notices FINAL",
-                        where="ticket_id = {ticket_id:String}" if ticket_id else "", tail="ORDER BY due_at, notice_id")
-    sql, parameters = query.sql(scope)
     if ticket_id:
-        parameters["ticket_id"] = ticket_id
-    out = []
-    for row in client.query(sql, parameters=parameters).result_rows:
-        record = dict(zip(NOTICE_COLUMNS, row))
-        record["due_at"] = _time(record["due_at"], tz)
-        out.append(record)
-    return out
+        return _notices(client, scope, "ticket_id = {ticket_id:String}", {"ticket_id": ticket_id}, tz)
+    return _notices(client, scope, "", {}, tz)
 
 
 def notice_statuses(client, notice_ids: list[str]) -> dict[str, str]:
@@ -341,13 +333,16 @@ def notice_statuses(client, notice_ids: list[str]) -> dict[str, str]:
 def unfinished_notices(client, finished: tuple[str, ...]) -> list[dict[str, Any]]:
     """The notices recorded and not finished (`finished`: the statuses that finish one), as
     `stored_notices` gives them: what the notifier was to handle when the last process stopped."""
-    rows = client.query(f"SELECT {', '.join(NOTICE_COLUMNS)} FROM notices FINAL "
-                        "WHERE status NOT IN {finished:Array(String)} ORDER BY due_at, notice_id",
-                        parameters={"finished": list(finished)}).result_rows
+    return _notices(client, Scope.everything(), "status NOT IN {finished:Array(String)}",
+                    {"finished": list(finished)}, ZoneInfo("Asia/Shanghai"))
+
+
+def _notices(client, scope: Scope, where: str, parameters: dict[str, Any], tz: ZoneInfo) -> list[dict[str, Any]]:
+    query = ScopedQuery(", ".join(NOTICE_COLUMNS), "notices FINAL", where=where, tail="ORDER BY due_at, notice_id")
     out = []
-    for row in rows:
+    for row in query.run(client, scope, parameters):
         record = dict(zip(NOTICE_COLUMNS, row))
-        record["due_at"] = _time(record["due_at"], timezone.utc)
+        record["due_at"] = _time(record["due_at"], tz)
         out.append(record)
     return out
 
