@@ -38,6 +38,13 @@ covers each one.
    self.sleep(1.0)" before `_update_channels`): Faust waits a fixed second at start for tables
    declared late; Sunlight declares every table before the worker starts, so the wait only
    delays every command's start (a replay, an import, a ticket action) by a second.
+9. **The stop's wait for acknowledgements** (`Consumer.wait_empty`, faust/transport/consumer.py:
+   "while not self.should_stop and self._unacked_messages:"): with `stream_wait_empty`, a stop
+   waits until every message taken is acknowledged, with no time limit. When the store fails
+   during that wait, the rows of those messages cannot be written and their acknowledgements
+   never come: `stop_waiting_for_acknowledgements` ends the wait. Faust then commits what is
+   acknowledged, as always (`_acked`, not `_unacked_messages`, decides what is committed), so
+   the messages left are delivered again on the next start.
 """
 
 from __future__ import annotations
@@ -320,3 +327,17 @@ async def _table_manager_start(self) -> None:
     if not self.should_stop:
         await self._update_channels()
         await self.recovery.start()
+
+
+# -- 9. the stop's wait for acknowledgements -------------------------------------------------------
+
+def stop_waiting_for_acknowledgements(consumer) -> int:
+    """End a `wait_empty` under way (or to come) at its next check: forget the messages it waits
+    for, and wake it from its one-second wait for an acknowledgement. Returns how many it waited
+    for. Their offsets stay unacknowledged, so they are not committed."""
+    waiting = len(consumer._unacked_messages)
+    consumer._unacked_messages.clear()
+    woken = consumer._waiting_for_ack
+    if woken is not None and not woken.done():
+        woken.set_result(None)
+    return waiting

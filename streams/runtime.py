@@ -160,7 +160,7 @@ async def _stop_worker(pipeline: Pipeline | None, worker: faust.Worker) -> None:
     with `stream_wait_empty`, waits for every message taken to be acknowledged: a unit taken and
     not yet written would be acknowledged by no flush, and the stop would wait for ever (a worker
     sent SIGTERM while busy never exited). So the units are flushed meanwhile."""
-    flushing = (asyncio.ensure_future(_flush_while_stopping(pipeline))
+    flushing = (asyncio.ensure_future(_flush_while_stopping(pipeline, worker.app.consumer))
                 if pipeline is not None and worker.app.conf.stream_wait_empty else None)
     try:
         await worker.stop()
@@ -169,16 +169,27 @@ async def _stop_worker(pipeline: Pipeline | None, worker: faust.Worker) -> None:
             flushing.cancel()
 
 
-async def _flush_while_stopping(pipeline: Pipeline) -> None:
+async def _flush_while_stopping(pipeline: Pipeline, consumer) -> None:
     """Write and acknowledge what the units taken before the stop left, at once and then as more
-    units finish."""
+    units finish. If the store fails meanwhile, those rows cannot be written and their messages
+    would never be acknowledged: the stop stops waiting for them (they are not committed, so the
+    next start gets them again), and goes on not waiting for any unit still finishing."""
+    store_failed = False
     while True:
-        try:
-            await pipeline.flush()
-        except Exception:  # the stop goes on; what is not acknowledged is delivered again
-            log.exception("could not flush while stopping")
-            return
-        await asyncio.sleep(min(pipeline.settings.flush_interval, 0.25))
+        if not store_failed:
+            try:
+                await pipeline.flush()
+            except Exception:
+                log.exception("could not flush while stopping")
+                store_failed = True
+            else:
+                store_failed = pipeline.writer.last_error is not None
+            if store_failed:
+                log.warning("the store failed while the worker stops: what is not written is not committed, "
+                            "and the next start processes it again")
+        if store_failed:
+            faust_patches.stop_waiting_for_acknowledgements(consumer)
+        await asyncio.sleep(0.1 if store_failed else min(pipeline.settings.flush_interval, 0.25))
 
 
 @asynccontextmanager

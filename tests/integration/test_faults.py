@@ -13,7 +13,7 @@ from sinks.clickhouse import connect
 from sinks.queries import export_alerts
 from sinks.scope import Scope
 from streams import runtime
-from streams.broker import committed_offsets as broker_committed, end_offsets
+from streams.broker import EmbeddedBroker, committed_offsets as broker_committed, end_offsets
 from streams.runtime import committed_offsets, produce, replay_clock, running_pipeline, topic_ends, \
     wait_until_processed
 from tests.integration.conftest import NOW, as_messages, identity, pipeline_settings, read_all, replay, \
@@ -159,7 +159,6 @@ def dropping_faust(monkeypatch):
 
 def test_messages_faust_fails_to_deliver_are_read_directly_and_nothing_is_lost(scenario, baseline, tmp_path,
                                                                                dropping_faust):
-    from streams.broker import EmbeddedBroker
     from streams.metrics import REGISTRY
 
     expected = baseline[0]
@@ -353,7 +352,6 @@ def test_ten_thousand_hostile_messages_all_reach_the_dead_letter_topic(scenario,
 def test_a_worker_stopped_while_the_store_is_down_stops_and_redelivers_later(scenario, tmp_path, failing_store):
     """Stopping cannot wait for rows that cannot be written: it stops, commits nothing unwritten,
     and the next start gets those messages again."""
-    from streams.broker import EmbeddedBroker
 
     catalog, _ = write_inputs(tmp_path, scenario)
     messages = as_messages(scenario.events[:300])
@@ -481,3 +479,66 @@ def test_a_unit_that_finishes_while_the_worker_stops_is_written_and_the_stop_end
     finally:
         client.close()
     assert written == len(events)  # the unit finished during the stop was written
+
+
+def test_a_worker_whose_store_fails_after_sigterm_stops_and_redelivers_later(scenario, tmp_path, failing_store,
+                                                                             monkeypatch):
+    """SIGTERM with units taken and not yet written, the store healthy: the stop writes them while
+    Faust waits for their acknowledgements. If the store fails right then, no flush can give those
+    acknowledgements: the stop ends anyway (before, it waited for ever), commits nothing unwritten,
+    and the next start gets the rest."""
+    import os
+    import signal
+    import time
+
+    catalog, _ = write_inputs(tmp_path, scenario)
+    messages = as_messages(scenario.events[:300])
+    # No timer flush while the units are taken: their rows wait for the stop's own flush.
+    settings = pipeline_settings(tmp_path / "data", flush_interval=60.0)
+    stop_worker = runtime._stop_worker
+
+    async def store_fails_as_the_stop_begins(pipeline, worker):
+        failing_store[0].failing = True  # the writer's client (the reader's opens after it)
+        await stop_worker(pipeline, worker)
+
+    monkeypatch.setattr(runtime, "_stop_worker", store_fails_as_the_stop_begins)
+    took = {}
+
+    async def terminated(broker):
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:
+            pipeline = running.pipeline
+            ends = await produce(running.bootstrap, settings.case_events_topic, messages)
+            while any(pipeline.progress.taken.get((settings.case_events_topic, p), -1) < end - 1
+                      for p, end in ends.items()):
+                await asyncio.sleep(0.05)
+            assert pipeline.writer.batch.acks and not pipeline.writer.last_error  # taken, unwritten, store healthy
+            took["from"] = time.monotonic()
+            os.kill(os.getpid(), signal.SIGTERM)
+            while not pipeline.stopping:
+                await asyncio.sleep(0.05)
+            consumer = running.worker.app.consumer  # the watchdog ends a wait that never would, to fail, not hang
+            watchdog = asyncio.get_running_loop().call_later(
+                30, lambda: (took.setdefault("watchdog", True), consumer._unacked_messages.clear()))
+        took["stop"] = time.monotonic() - took["from"]
+        watchdog.cancel()
+
+    async def committed(bootstrap):
+        return await broker_committed(bootstrap, settings.app_id, settings.case_events_topic, settings.partitions)
+
+    with EmbeddedBroker() as broker:
+        asyncio.run(terminated(broker))
+        assert "watchdog" not in took and took["stop"] < 20, took
+        assert failing_store[0].refused  # the stop's flush did meet the failing store
+        assert not any(asyncio.run(committed(broker.bootstrap)).values())  # nothing unwritten was committed
+        monkeypatch.setattr(runtime, "_stop_worker", stop_worker)
+
+        async def up():
+            async with running_pipeline(settings, catalog, clock=replay_clock(NOW), broker=broker) as running:
+                await wait_until_processed(running.pipeline, await topic_ends(running), timeout=120)
+                with running.pipeline.writer.lock:
+                    return Counter(r[0] for r in running.client.client.query(
+                        "SELECT event_id FROM case_events FINAL").result_rows)
+
+        stored = asyncio.run(up())
+    assert sorted(stored) == sorted({orjson.loads(m[1])["event_id"] for m in messages})
+    assert set(stored.values()) == {1}

@@ -45,6 +45,7 @@ def test_the_faust_lines_the_patches_rely_on_are_there():
     assert "await self.sleep(1.0)" in inspect.getsource(manager_module)  # table manager start
     assert "consumer.end_offsets(partitions)" in inspect.getsource(driver_module)  # high watermarks
     assert "self._committed_offset.update(committable_offsets)" in consumer_source  # what committed_offsets reads
+    assert "while not self.should_stop and self._unacked_messages:" in consumer_source  # the stop's wait
 
 
 def test_apply_installs_every_patch():
@@ -287,3 +288,47 @@ def test_the_table_manager_starts_without_faust_s_fixed_second():
     asyncio.run(faust_patches._table_manager_start(manager))
     assert calls == ["channels", "recovery"]
     assert time.perf_counter() - started < 0.5
+
+
+# -- 9. the stop's wait for acknowledgements -------------------------------------------------------
+
+def test_the_stops_wait_for_acknowledgements_ends_when_told_and_commits_only_what_is_acknowledged():
+    """Faust 0.15.3's own `wait_empty`, run on a consumer holding the attributes it reads: it waits
+    while a message taken is unacknowledged (for ever, with no time limit), and ends at once when
+    told to stop waiting. The message stays unacknowledged: nothing marks it done."""
+    from functools import partial
+    from weakref import WeakSet
+
+    class Taken:  # a message taken by an agent, never acknowledged (its rows could not be written)
+        acked = False
+
+    async def run() -> tuple[bool, float, list[str]]:
+        commits: list[str] = []
+
+        async def commit(*args, **kwargs):
+            commits.append("commit")
+
+        async def commit_and_end_transactions():
+            commits.append("commit_and_end_transactions")
+
+        message = Taken()
+        quiet = SimpleNamespace(warning=lambda *a: None, info=lambda *a: None, dev=lambda *a: None)
+        consumer = SimpleNamespace(should_stop=False, _unacked_messages=WeakSet([message]), log=quiet,
+                                   diag=SimpleNamespace(set_flag=lambda f: None, unset_flag=lambda f: None),
+                                   app=SimpleNamespace(agents=SimpleNamespace(human_tracebacks=lambda: "")),
+                                   loop=asyncio.get_running_loop(), _waiting_for_ack=None, commit=commit,
+                                   commit_and_end_transactions=commit_and_end_transactions)
+        consumer._wait_for_ack = partial(faust_consumer.Consumer._wait_for_ack, consumer)
+        consumer._clean_unacked_messages = partial(faust_consumer.Consumer._clean_unacked_messages, consumer)
+        waiting = asyncio.ensure_future(faust_consumer.Consumer.wait_empty(consumer))
+        await asyncio.sleep(1.5)  # past one of its one-second waits for an acknowledgement
+        still_waiting = not waiting.done()
+        told = time.monotonic()
+        assert faust_patches.stop_waiting_for_acknowledgements(consumer) == 1
+        await asyncio.wait_for(waiting, 5)
+        return still_waiting, time.monotonic() - told, commits + [str(message.acked)]
+
+    still_waiting, took, commits = asyncio.run(run())
+    assert still_waiting
+    assert took < 0.5  # woken, not left to its one-second wait
+    assert commits[-2:] == ["commit_and_end_transactions", "False"]
