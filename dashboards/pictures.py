@@ -129,16 +129,13 @@ def replay_city(directory: Path, cases: int = 400, seed: int = 11):
 def score_months(data_dir: Path, catalog: dict, now: datetime) -> None:
     """The monthly scores (`sunlight score`, both attachments) of the month of `now` and the one
     before, as the scoring dashboard shows them."""
-    from importlib.resources import files
-
-    import yaml
-
     from alerts.catalog import load_catalog
-    from alerts.scoring import load_rulebook, score_month
+    from alerts.scoring import score_month
     from sinks.clickhouse import connect
     from sinks.scoring_inputs import month_facts, write_scores
+    from streams.catalog_source import default_rulebook
 
-    rulebook = load_rulebook(yaml.safe_load(files("alerts").joinpath("rulebooks/wuxi.yaml").read_text("utf-8")))
+    rulebook = default_rulebook()
     previous = (now.replace(day=1) - timedelta(days=1))
     client = connect(None, data_dir)
     try:

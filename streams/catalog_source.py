@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+from importlib.resources import files
 from pathlib import Path
 
 import yaml
@@ -13,6 +15,7 @@ from alerts.catalog import CatalogError, load_catalog
 from alerts.config import RuleConfig
 from alerts.evaluate import Judge, judging_basis
 from alerts.notices import NoticeText
+from alerts.scoring import Rulebook, ScoringError, load_rulebook
 from alerts.tickets import TicketPolicy, policy_from_config
 from sinks.notify import load_templates
 from streams import metrics
@@ -34,6 +37,29 @@ def read_yaml(path: Path, what: str):
         raise CatalogError(f"{what} {path} does not exist") from None
     except yaml.YAMLError as exc:
         raise CatalogError(f"{what} {path} is not valid YAML: {exc}") from None
+
+
+def rulebook_file(path: Path | None) -> tuple[bytes, Rulebook]:
+    """A city's scoring rulebook (`path`), or the default one shipped with the domain (the Wuxi
+    rules, alerts/rulebooks/wuxi.yaml): its bytes (whose digest a score keeps) and the rulebook."""
+    if path is None:
+        text = files("alerts").joinpath("rulebooks/wuxi.yaml").read_bytes()
+    else:
+        try:
+            text = Path(path).read_bytes()
+        except OSError as exc:
+            raise ScoringError(f"rulebook {path}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScoringError(f"rulebook {path or 'alerts/rulebooks/wuxi.yaml'} is not valid YAML: {exc}") from None
+    return text, load_rulebook(raw)
+
+
+@functools.cache
+def default_rulebook() -> Rulebook:
+    """The default rulebook, read once per process (the console's and the pictures' region names)."""
+    return rulebook_file(None)[1]
 
 
 def load_judge(catalog_path: Path, overrides_path: Path | None = None,

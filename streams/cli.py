@@ -834,13 +834,12 @@ def cmd_score(args, settings: Settings) -> int:
     """Monthly performance scores (绩效考核): the month's facts from the store, the input file and
     the rulebook; prints the ranking with every part's inputs and points and stores it as a new
     version in `scores`. See docs/scoring.md."""
-    from importlib.resources import files
     from zoneinfo import ZoneInfo
 
     from alerts import scoring_report
-    from alerts.scoring import (ScoringError, check_inputs_scored, load_inputs, load_rulebook, parse_month,
-                                score_month)
+    from alerts.scoring import ScoringError, check_inputs_scored, load_inputs, parse_month, score_month
     from sinks.scoring_inputs import digest, month_facts, write_scores
+    from streams.catalog_source import rulebook_file
 
     import yaml
 
@@ -851,14 +850,7 @@ def cmd_score(args, settings: Settings) -> int:
         raise SystemExit(f"sunlight: --output {args.output}: not a file in an existing directory")
     try:
         month = parse_month(args.month)
-        if args.rulebook:
-            rulebook_text = Path(args.rulebook).read_bytes()
-        else:
-            rulebook_text = files("alerts").joinpath("rulebooks/wuxi.yaml").read_bytes()
-        try:
-            rulebook = load_rulebook(yaml.safe_load(rulebook_text))
-        except yaml.YAMLError as exc:
-            raise ScoringError(f"rulebook {args.rulebook} is not valid YAML: {exc}") from None
+        rulebook_text, rulebook = rulebook_file(Path(args.rulebook) if args.rulebook else None)
         catalog = _load_catalog(args, settings, "scores count the catalog's items and published fields")
         catalog_sha256 = digest(Path(args.catalog or settings.catalog).read_bytes())  # beside the catalog just read
         inputs, inputs_text = None, b""

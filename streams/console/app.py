@@ -18,7 +18,6 @@ publishes the actions for the workers.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
 import logging
 import re
@@ -52,18 +51,13 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
-@functools.cache
 def region_names() -> Mapping[str, str]:
     """Region codes' names (滨湖区 ...), from the default rulebook (`alerts.scoring.load_rulebook`):
     administrative division codes are national, so a code it does not name is shown as it is."""
-    from importlib.resources import files
+    from streams.catalog_source import default_rulebook
 
-    import yaml
+    return default_rulebook().region_names
 
-    from alerts.scoring import load_rulebook
-
-    return load_rulebook(yaml.safe_load(files("alerts").joinpath("rulebooks/wuxi.yaml").read_text("utf-8"))
-                         ).region_names
 
 HERE = Path(__file__).parent
 ACTION_WAIT_SECONDS = 15.0

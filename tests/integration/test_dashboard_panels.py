@@ -16,15 +16,12 @@ from collections import Counter
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from importlib.resources import files
-
 import orjson
 import pytest
-import yaml
 
 from alerts.catalog import load_catalog
 from alerts.scenario import generate
-from alerts.scoring import load_rulebook, score_month
+from alerts.scoring import score_month
 from dashboards import queries as q
 from dashboards.build import all_dashboards, clickhouse_targets
 from dashboards.macros import ALL, TimeRange, Variable, expand, panel_range
@@ -32,6 +29,7 @@ from sinks.clickhouse import connect
 from sinks.queries import export_alerts, stored_tickets
 from sinks.scope import Scope
 from sinks.scoring_inputs import month_facts, stored_scores, write_scores
+from streams.catalog_source import default_rulebook
 from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
 from tests.integration.conftest import NOW, as_messages, pipeline_settings, write_inputs
 
@@ -74,7 +72,7 @@ def city(tmp_path_factory):
         alerts = list(export_alerts(client, everything, include_withdrawn=True))
         tickets = stored_tickets(client, everything)
         # The month the range ends in, scored by both attachments, twice (a recomputation on record).
-        rulebook = load_rulebook(yaml.safe_load(files("alerts").joinpath("rulebooks/wuxi.yaml").read_text("utf-8")))
+        rulebook = default_rulebook()
         facts = month_facts(client, end.strftime("%Y-%m"), TZ)
         for attachment in ("department", "region"):
             scored = score_month(rulebook, attachment, load_catalog(scenario.catalog), facts)

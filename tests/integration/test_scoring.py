@@ -345,6 +345,8 @@ def test_a_bad_input_file_is_refused_clearly(month, inputs, message, monkeypatch
 
 
 @pytest.mark.parametrize("options, message", [
+    (["--rulebook", "{tmp}/missing.yaml"], "rulebook {tmp}/missing.yaml: No such file or directory"),
+    (["--rulebook", "{tmp}/bad.yaml"], "rulebook {tmp}/bad.yaml is not valid YAML"),
     (["--format", "xlsx"], "--format xlsx needs --output"),
     (["--format", "csv", "--output", "{tmp}/missing/2026-04.csv"], "not a file in an existing directory"),
     (["--output", "{tmp}"], "not a file in an existing directory"),
@@ -362,10 +364,11 @@ def test_a_refused_command_stores_nothing(month, options, message, monkeypatch, 
             client.close()
 
     before = versions()
+    (tmp_path / "bad.yaml").write_text("field_groups: [unclosed\n", encoding="utf-8")
     monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(directory / "data"))
     monkeypatch.delenv("SUNLIGHT_CLICKHOUSE", raising=False)
     with pytest.raises(SystemExit) as refused:
         cli.main(["score", "--month", MONTH, "--catalog", str(catalog), "--inputs", str(inputs),
                   *(o.format(tmp=tmp_path) for o in options)])
-    assert message in str(refused.value)
+    assert message.format(tmp=tmp_path) in str(refused.value)
     assert versions() == before
