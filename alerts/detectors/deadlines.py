@@ -28,13 +28,21 @@ def _suspension_evidence(view: CaseView) -> list[dict[str, Any]]:
 
 
 def near_moment(view: CaseView, deadline: datetime) -> datetime | None:
-    """00:00 local time of the last working day before the deadline; None if that is not after acceptance."""
-    last_day = view.calendar.local(deadline - _TINY).date()
-    moment = view.calendar.midnight(last_day)
+    """00:00 local time of the last working day before the deadline; None if that is not after
+    acceptance. A computed deadline ends a working day; one the source states may fall on a day
+    off, and its last working day is then the one before it."""
     accepted = view.timeline.accepted
-    if accepted is None or moment <= accepted.occurred_at:
+    if accepted is None:
         return None
-    return moment
+    calendar = view.calendar
+    last_day = calendar.local(deadline - _TINY).date()
+    while True:
+        moment = calendar.midnight(last_day)
+        if moment <= accepted.occurred_at:
+            return None
+        if calendar.is_workday(last_day):
+            return moment
+        last_day -= timedelta(days=1)
 
 
 def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:

@@ -174,6 +174,19 @@ def test_a_deadline_stated_by_the_source_system_is_used_as_stated():
     assert overdue.evidence["deadline_source"] == "stated by the source system"
 
 
+@pytest.mark.parametrize("stated", ["2026-03-08T12:00:00+08:00", "2026-03-09T00:00:00+08:00"])
+def test_a_stated_deadline_on_a_day_off_is_near_from_the_last_working_day_before_it(stated):
+    """The contract: deadline_near when an open case reaches its last working day before the
+    deadline. A deadline the source states may fall on a weekend or holiday (a computed one never
+    does): its last working day is the Friday before, not the Sunday (the WABO log had 16 yellow
+    cards missing and 81 raised on a Sunday or holiday, so)."""
+    events = [ev("accepted", at(2026, 3, 2, 10), deadline=stated)] + handled()[1:]
+    assert active(run(events, at(2026, 3, 5, 23, 59))) == set()
+    state = run(events, at(2026, 3, 6, 0, 30))  # Friday 2026-03-06, still open
+    near = next(a for a in state.alerts.values() if a.rule.value == "deadline_near")
+    assert near.evidence["last_day_started_at"] == "2026-03-06T00:00:00+08:00"
+
+
 def test_the_case_may_override_its_promised_days():
     events = [ev("accepted", at(2026, 3, 2, 10), promised_days=3)] + handled()[1:]
     assert active(run(events, at(2026, 3, 6, 1))) == {("deadline_near", None), ("overdue", None)}
