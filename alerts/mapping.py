@@ -52,6 +52,9 @@ class LogMapping:
     accept_attrs: Mapping[str, str] = field(default_factory=dict)
     case_end: str | None = None
     case_end_date_only: bool = False
+    # Steps recorded at most this long after the end value belong to the closing (a source that
+    # stamps a case's end a moment before it records the last steps): the case closes with them.
+    case_end_takes_steps_within: timedelta | None = None
 
     def columns(self) -> set[str]:
         """Every column (or XES attribute) the mapping reads."""
@@ -104,7 +107,12 @@ def load_mapping(raw: Any) -> LogMapping:
     accept_attrs = {str(k): str(v) for k, v in (raw.get("accept_attrs") or {}).items()}
     end = raw.get("case_end") or {}
     if end and not (isinstance(end, dict) and end.get("column")):
-        raise MappingError("mapping: case_end must be {column: NAME, date_only: true|false}")
+        raise MappingError("mapping: case_end must be {column: NAME, date_only: true|false, "
+                           "takes_steps_within_seconds: N}")
+    within = end.get("takes_steps_within_seconds") if end else None
+    if within is not None and (isinstance(within, bool) or not isinstance(within, (int, float)) or within <= 0):
+        raise MappingError(f"mapping: case_end.takes_steps_within_seconds must be a number of seconds > 0, "
+                           f"got {within!r}")
     return LogMapping(
         format=fmt, timezone=tz, case_id=str(raw.get("case_id", "")), activity=str(raw.get("activity", "")),
         time=str(raw.get("time", "")), recorded_time=raw.get("recorded_time"),
@@ -112,6 +120,7 @@ def load_mapping(raw: Any) -> LogMapping:
         event_id=raw.get("event_id"), activities=activities, unmapped=unmapped, attrs=attrs,
         accept_attrs=accept_attrs, case_end=end.get("column") if end else None,
         case_end_date_only=bool(end.get("date_only")) if end else False,
+        case_end_takes_steps_within=timedelta(seconds=within) if within is not None else None,
     )
 
 
@@ -154,9 +163,14 @@ def _number(value: Any, name: str) -> float | int:
 
 
 def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator[tuple[int, dict | None, str | None]]:
-    """(row number, contract event or None, reason when rejected or skipped) for each row."""
+    """(row number, contract event or None, reason when rejected or skipped) for each row. A case's
+    closing (`case_end`) follows its first row that carries the end value; with
+    `takes_steps_within_seconds`, every closing comes after the last row, once its steps are known."""
     seen: dict[tuple, int] = {}
     ended: set[str] = set()
+    window = mapping.case_end_takes_steps_within
+    held: dict[str, tuple[int, Mapping[str, Any], dict]] = {}  # case -> the row its closing comes from
+    steps: dict[str, list[datetime]] = {}
     for number, row in enumerate(rows, start=1):
         try:
             event = _map_row(row, mapping, seen)
@@ -167,12 +181,25 @@ def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator
             yield number, None, "skipped: activity not in the mapping"
             continue
         yield number, event, None
-        if mapping.case_end and event["case_id"] not in ended and row.get(mapping.case_end):
-            ended.add(event["case_id"])
-            try:
-                yield number, _case_end(row, event, mapping), None
-            except (Rejected, InvalidEvent) as exc:
-                yield number, None, f"case end: {exc}"
+        case_id = event["case_id"]
+        if window is not None:
+            steps.setdefault(case_id, []).append(datetime.fromisoformat(event["occurred_at"]))
+        if mapping.case_end and case_id not in ended and row.get(mapping.case_end):
+            ended.add(case_id)
+            if window is not None:
+                held[case_id] = (number, row, event)
+                continue
+            yield _closing(number, row, event, mapping, ())
+    for case_id, (number, row, event) in held.items():
+        yield _closing(number, row, event, mapping, steps.get(case_id, ()))
+
+
+def _closing(number: int, row: Mapping[str, Any], event: dict, mapping: LogMapping,
+             steps: Iterable[datetime]) -> tuple[int, dict | None, str | None]:
+    try:
+        return number, _case_end(row, event, mapping, steps), None
+    except (Rejected, InvalidEvent) as exc:
+        return number, None, f"case end: {exc}"
 
 
 def _moment_key(moment: datetime, mapping: LogMapping) -> str:
@@ -182,13 +209,24 @@ def _moment_key(moment: datetime, mapping: LogMapping) -> str:
     return moment.astimezone(mapping.timezone).isoformat()
 
 
-def _case_end(row: Mapping[str, Any], event: dict, mapping: LogMapping) -> dict:
-    """The `closed` event a case-level end column stands for."""
+def is_a_date(local: datetime) -> bool:
+    """Is a local time a date (midnight, give or take the few milliseconds some systems add)?"""
+    return local.hour == 0 and local.minute == 0 and local.second == 0
+
+
+def _case_end(row: Mapping[str, Any], event: dict, mapping: LogMapping, steps: Iterable[datetime] = ()) -> dict:
+    """The `closed` event a case-level end column stands for; with `takes_steps_within_seconds`,
+    at the latest of the case's `steps` recorded that long after the end value, if any."""
     moment = parse_log_time(row.get(mapping.case_end), mapping.timezone, mapping.case_end)
-    if mapping.case_end_date_only:  # a date: the case closed some time that day, so at its end
-        local = moment.astimezone(mapping.timezone)
+    local = moment.astimezone(mapping.timezone)
+    if mapping.case_end_date_only and is_a_date(local):
+        # A date: the case closed some time that day, so at its end. A value with a time of day
+        # in the same column is the moment the case closed, and is kept.
         moment = datetime(local.year, local.month, local.day, tzinfo=mapping.timezone) + timedelta(days=1)
         moment = moment.astimezone(mapping.timezone)
+    window = mapping.case_end_takes_steps_within
+    if window is not None:
+        moment = max((step for step in steps if moment < step <= moment + window), default=moment)
     identity = (event["case_id"], "closed", _moment_key(moment, mapping))
     digest = hashlib.blake2b("\x1f".join(identity).encode(), digest_size=12).hexdigest()
     closed = {key: event[key] for key in ("case_id", "item_code", "channel", "department", "region")
