@@ -124,7 +124,7 @@ class ProcessPlan:
     requires: Mapping[str, frozenset[str]]  # the nodes a node requires directly
     by_acceptance: tuple[str, ...]
     by_closing: tuple[str, ...]
-    before_closing: tuple[str, ...]  # required nodes that closing does not complete itself
+    before_closing: tuple[str, ...]  # required nodes closing does not complete, and what the ones it completes require
     before_decision: tuple[str, ...]  # required nodes before the decision node, and its prerequisites
 
     @classmethod
@@ -151,6 +151,11 @@ class ProcessPlan:
         next_nodes = {n.id: tuple(o.id for o in item.nodes if n.id in o.requires) for n in item.nodes}
         by_acceptance = tuple(n.id for n in item.nodes if n.completed_by is CompletedBy.ACCEPTED)
         by_closing = tuple(n.id for n in item.nodes if n.completed_by is CompletedBy.CLOSED)
+        # What closing must find done: the required nodes it does not complete itself, and every
+        # node that the nodes it completes require, optional or not (as their own event would).
+        closing_requires = {p for n in by_closing for p in prerequisites[n]}
+        before_closing = tuple(n.id for n in item.nodes
+                               if (n.required or n.id in closing_requires) and n.id not in by_closing)
         before_decision: tuple[str, ...] = ()
         if item.decision_node is not None and item.decision_node in index:
             cut = position[item.decision_node]
@@ -158,7 +163,7 @@ class ProcessPlan:
             before_decision = tuple(dict.fromkeys(before + list(prerequisites[item.decision_node])))
         return cls(index, position, tuple(n.id for n in item.nodes if not n.requires), prerequisites, dependents,
                    next_nodes, {n.id: frozenset(n.requires) for n in item.nodes}, by_acceptance, by_closing,
-                   tuple(n.id for n in item.nodes if n.required and n.id not in by_closing), before_decision)
+                   before_closing, before_decision)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,3 +78,23 @@ def test_the_catalog_names_contacts_and_the_inspection_office():
     assert zjj.ticket_contact == zjj.head  # the contract's default: the head
     assert (scjg.self_built, zjj.self_built) == (False, True)
     assert catalog.inspection_office.email == "jijian@example.gov.cn"
+
+
+def test_closing_checks_what_the_node_it_completes_requires_even_an_optional_node():
+    """A node closing completes (`completed_by: closed`) that `requires` an optional node: closing
+    before that node completed skips it, as that node's own event would (a black-box test found
+    the red card missing: closing checked only the nodes marked required)."""
+    def close_requires_site_check(nodes):
+        nodes[-1]["requires"] = ["site_check"]
+
+    judge = judge_with(close_requires_site_check)
+    state = run(whole_process(), at(2026, 5, 1), judge)
+    assert active(state) == {("skipped_node", "site_check")}
+    (skip,) = [a for a in state.alerts.values() if a.rule.value == "skipped_node"]
+    assert skip.evidence["went_ahead"] == "closing"
+    # With the optional node done, nothing; and its own event for the closing node checks the same.
+    checked = whole_process()[:-1] + [ev("node_completed", at(2026, 3, 5, 12), node="site_check"),
+                                      ev("closed", at(2026, 3, 6, 10))]
+    assert active(run(checked, at(2026, 5, 1), judge)) == set()
+    own_event = active(run(whole_process(close=False, last_node=True), at(2026, 5, 1), judge))
+    assert {a for a in own_event if a[0] == "skipped_node"} == {("skipped_node", "site_check")}
