@@ -110,14 +110,25 @@ def _store_time(moment) -> str:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000).isoformat()
 
 
+def _content(event: CaseEvent) -> dict[str, Any]:
+    return {"type": event.type.value, "item_code": event.item_code, "occurred_at": _store_time(event.occurred_at),
+            "recorded_at": _store_time(event.recorded_at), "node": event.node or None,
+            "officer_id": event.officer_id or None, "attrs": event.attrs}
+
+
 def content_of(event: CaseEvent) -> bytes:
     """What an event says, in a canonical form, as precise as the store keeps it (times to the
     millisecond, an empty node or officer as none): two copies of one event_id that differ in it
     are two versions of the fact. The labels (officer excepted) are left out: the store files an
     event without a department under its item's."""
-    return orjson.dumps([event.type.value, event.item_code, _store_time(event.occurred_at),
-                         _store_time(event.recorded_at), event.node or None, event.officer_id or None,
-                         event.attrs], option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(list(_content(event).values()), option=orjson.OPT_SORT_KEYS)
+
+
+def content_differences(held: CaseEvent, copy: CaseEvent) -> list[tuple[str, Any, Any]]:
+    """What two versions of one event say differently (field, held, copy), in `content_of`'s terms."""
+    mine, theirs = _content(held), _content(copy)
+    return [(name, value, theirs[name]) for name, value in mine.items()
+            if orjson.dumps(value, option=orjson.OPT_SORT_KEYS) != orjson.dumps(theirs[name], option=orjson.OPT_SORT_KEYS)]
 
 
 def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:

@@ -35,7 +35,7 @@ from alerts.letters import DeadLetter, make_letter
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
-from alerts.state import CaseState
+from alerts.state import CaseState, content_differences
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from streams import metrics
 from streams.codec import encode_state
@@ -408,15 +408,16 @@ class CaseSteps:
     async def conflicting(self, copy: CaseEvent, held: CaseEvent, record, unit: Unit) -> None:
         """An event that came again under an event_id the case holds, with other content: not the
         same event delivered twice, but another fact under its id. The version the case holds
-        stands; the copy is a dead letter, with both versions in words (a corrected fact needs
+        stands; the copy is a dead letter naming what differs, both values (a corrected fact needs
         an event_id of its own)."""
         metrics.EVENTS_CONFLICTING.inc()
+        differences = "; ".join(f"{name}: {mine!r} held, {theirs!r} in this copy"
+                                for name, mine, theirs in content_differences(held, copy))
         await self.out.dead_letter(
             record, unit.topic, unit.partition, "conflicting_duplicate",
-            f"case {held.case_id} holds event {held.event_id} already, with other content ({held.type.value}, "
-            f"occurred {held.occurred_at.isoformat()}, recorded {held.recorded_at.isoformat()}); this copy says "
-            f"{copy.type.value}, occurred {copy.occurred_at.isoformat()}, recorded {copy.recorded_at.isoformat()}. "
-            f"The case keeps the version it holds: send a corrected fact with an event_id of its own")
+            f"case {held.case_id} holds event {held.event_id} ({held.type.value}) already, with other content "
+            f"({differences}). The case keeps the version it holds: send a corrected fact with an event_id "
+            f"of its own")
 
     async def too_large(self, state: CaseState | None, work: CaseWork, unit: Unit, now: datetime,
                         hold: bool) -> None:

@@ -257,6 +257,21 @@ def test_an_event_sent_again_with_other_content_is_a_dead_letter_and_the_case_ke
         assert (harness.progress.events_new, harness.progress.events_duplicate) == (5, 0)
 
 
+def test_a_conflicting_copy_s_dead_letter_names_what_differs():
+    """A copy that changed only a field the old detail did not show (the officer) was described
+    exactly as the version held: the letter now names each field that differs, both values."""
+    changed = {**HISTORY[0], "officer_id": "someone-else", "attrs": {"note": "re-sent"}}
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, HISTORY[0])]))
+    harness.run(Unit("case-events", 1, [record(1, changed)]))
+    (letter,) = harness.rows("dead_letters")
+    assert letter["reason"] == "conflicting_duplicate"
+    held_officer = HISTORY[0].get("officer_id")
+    assert f"officer_id: {held_officer!r} held, {'someone-else'!r} in this copy" in letter["detail"]
+    assert "attrs:" in letter["detail"] and "re-sent" in letter["detail"]
+    assert "occurred_at" not in letter["detail"]  # what is the same is not listed
+
+
 def test_a_copy_that_differs_only_as_the_store_gives_events_back_is_the_same_event():
     """The store keeps times to the millisecond and an empty officer as none: an event read back
     from it and the same event sent again are one event, not a conflict."""
