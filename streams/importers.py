@@ -101,6 +101,10 @@ class ImportResult:
 def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
     """Read a log and map it to contract events; rejects carry the row number and the reason."""
     result = ImportResult()
+    if mapping is None and path.name.lower().endswith((".csv", ".xes", ".xes.gz")):
+        raise LogFormatError(f"{path}: a {'CSV' if path.name.lower().endswith('.csv') else 'XES'} log needs "
+                             f"--mapping FILE, which says which columns are the case, the activity and the time "
+                             f"(docs/importing.md); without one, a file is read as JSON lines of contract events")
     if mapping is None or mapping.format == "jsonl":
         rows = _jsonl_events(path, result)
     else:

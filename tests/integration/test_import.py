@@ -97,6 +97,11 @@ def test_malformed_logs_are_refused_clearly(tmp_path):
     assert len(result.events) == 1
     assert [(r["row"], "T99" in r["reason"] or "not a time" in r["reason"]) for r in result.rejected] == \
         [(2, True), (3, True)]
+    # A log without its mapping is refused in one line, not read row by row as JSON (before: every
+    # row a reject, "invalid JSON: unexpected character").
+    for log in (bad_rows, broken_xes):
+        with pytest.raises(LogFormatError, match="log needs --mapping FILE"):
+            convert(log, None)
 
 
 def sunlight(args, env, cwd):
