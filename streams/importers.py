@@ -39,7 +39,7 @@ def read_csv(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, 
                     raise LogFormatError(f"{path}, line {reader.line_num}: more fields than the header has")
                 yield row
         except UnicodeDecodeError as exc:
-            raise LogFormatError(f"{path}: not UTF-8 text ({exc.reason}, after line {reader.line_num}); save the "
+            raise LogFormatError(f"{path}: not UTF-8 text ({exc.reason}, {_where_not_utf8(path)}); save the "
                                  f"file as UTF-8 (Excel: 'CSV UTF-8'; a file from a Chinese system is often GBK: "
                                  f"iconv -f GBK -t UTF-8)") from None
 
@@ -96,6 +96,19 @@ class ImportResult:
     rejected: list[dict] = field(default_factory=list)
     skipped: int = 0
     duplicated_in_file: int = 0
+
+
+def _where_not_utf8(path: Path) -> str:
+    """Where a file's first byte that is not UTF-8 is (the reader decodes in chunks, so its own
+    line count is where the chunk began, not where the byte is)."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return f"line {line}, byte {column} of the line: 0x{data[exc.start]:02x}"
+    return "somewhere in the file"
 
 
 def convert(path: Path, mapping: LogMapping | None) -> ImportResult:

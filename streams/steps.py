@@ -117,10 +117,10 @@ def decode_event(raw: bytes | None) -> CaseEvent:
     except orjson.JSONDecodeError as exc:
         try:
             raw.decode("utf-8")
-            reason = "invalid_json"
-        except UnicodeDecodeError:
-            reason = "invalid_utf8"
-        raise InvalidEvent(reason, str(exc)) from None
+        except UnicodeDecodeError as bad:  # JSON's own message names the first character, wherever the byte is
+            raise InvalidEvent("invalid_utf8", f"not UTF-8 text: byte 0x{raw[bad.start]:02x} at offset {bad.start} "
+                                               f"of the message's {len(raw)} bytes ({bad.reason})") from None
+        raise InvalidEvent("invalid_json", str(exc)) from None
 
 
 def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None) -> Decoded:

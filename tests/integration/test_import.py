@@ -260,6 +260,7 @@ def test_a_header_without_the_mapped_columns_or_text_not_in_utf8_is_refused_in_o
                     "--catalog", str(REAL / "receipt.catalog.yaml")], env, tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr.decode()
     assert "not UTF-8 text" in out.stderr.decode(), out.stderr.decode()[-2000:]
+    assert "line 3, byte" in out.stderr.decode()  # where the GBK text is (it said "after line 0")
     # Every row rejected is a failure, not a success that imported nothing.
     bad = tmp_path / "bad.csv"
     write_rows(bad, [{**row, "time:timestamp": "later"} for row in list(csv.DictReader(lines))[:4]])

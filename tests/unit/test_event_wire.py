@@ -151,3 +151,17 @@ fields = st.fixed_dictionaries({}, optional={
 @given(fields)
 def test_any_change_to_a_valid_event_gets_the_parsers_answer(change):
     check(json.dumps({**VALID, **change}).encode())  # any integer, and lone surrogates as escapes
+
+
+def test_a_message_that_is_not_utf8_says_where_its_bad_byte_is():
+    """The letter's detail said "surrogates not allowed: line 1 column 1 (char 0)", JSON's error
+    about the first character, wherever the bad byte was."""
+    good = orjson.dumps({"event_id": "e1", "case_id": "B6b", "item_code": "X", "type": "accepted",
+                         "occurred_at": "2026-03-02T10:00:00+08:00", "recorded_at": "2026-03-02T10:00:00+08:00",
+                         "officer_id": "王"})
+    bad = good.replace("王".encode(), b"\xe7\x8e")  # the officer's name cut in the middle of a character
+    with pytest.raises(InvalidEvent) as refused:
+        decode_event(bad)
+    assert refused.value.reason == "invalid_utf8"
+    at = bad.index(b"\xe7\x8e")
+    assert f"byte 0xe7 at offset {at} of the message's {len(bad)} bytes" in refused.value.detail
