@@ -97,8 +97,9 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
             continue
         if cycle.completed is not None:
             late = cycle.completed.occurred_at > limit
-        else:  # still running: late once its limit passes while the case is open and waits for it
-            late = node.required and t.end is None and limit <= now and cycle.node not in skipped
+        else:  # still running: late once its limit passed while the case was open and waited for it
+            # (a case withdrawn after that leaves it late; one closed without it skipped it)
+            late = node.required and limit <= now and t.open_at(limit) and cycle.node not in skipped
         if not late:
             continue
         evidence = {

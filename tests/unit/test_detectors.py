@@ -37,6 +37,13 @@ CASES = {
     "review skipped": (handled(at(2026, 3, 6), with_review=False), at(2026, 5, 1), {("skipped_node", "review")}),
     "a node still running past its limit": (
         [ev("accepted", at(2026, 3, 2, 10))], at(2026, 3, 10, 1), {("node_overdue", "undertake")}),
+    # A node still waiting when its limit passed was late, whatever became of the case after
+    # (the yellow card was withdrawn once the case was withdrawn, as if it had never held).
+    "a node past its limit, then the case withdrawn": (
+        [ev("accepted", at(2026, 3, 2, 10)), ev("withdrawn", at(2026, 3, 11, 9))], at(2026, 5, 1),
+        {("node_overdue", "undertake")}),
+    "the case withdrawn before a node's limit": (
+        [ev("accepted", at(2026, 3, 2, 10)), ev("withdrawn", at(2026, 3, 5, 9))], at(2026, 5, 1), set()),
     "suspended: the clock stops": (
         [ev("accepted", at(2026, 3, 2, 10)), ev("suspended", at(2026, 3, 3, 0), reason="expert_review"),
          ev("resumed", at(2026, 3, 6, 0)), ev("node_completed", at(2026, 3, 6, 9), node="undertake"),
