@@ -45,3 +45,17 @@ def test_contract_format():
     assert data["severity"] == "red" and data["title"] == "红牌·跳过环节"
     assert {"alert_id", "rule", "severity", "case_id", "item_code", "department", "region", "officer_id",
             "node", "raised_at", "event_time", "evidence", "status"} <= set(data)
+
+
+def test_an_alert_version_reads_the_same_published_again_from_the_store():
+    """Published first from the pipeline's clock (microseconds, UTC), then again from a state the
+    store gave back (milliseconds, the store's time zone): one alert version, one text."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from alerts.model import Alert
+
+    (first,) = reconcile({}, [finding()], LABELS, T0.replace(microsecond=518886))[1]
+    stored = replace(first, raised_at=first.raised_at.replace(microsecond=518000).astimezone(timezone(timedelta(hours=8))))
+    assert first.to_json() == stored.to_json() == Alert.from_json(first.to_json()).to_json()
+    assert first.to_json()["raised_at"] == "2026-03-02T00:00:00.518000+00:00"
