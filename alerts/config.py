@@ -17,6 +17,10 @@ class RuleConfig:
     # while self-built systems (channel import) may push a month's cases by this day of
     # the next month (seed 000: by the 5th).
     import_push_day: int = 5
+    # retroactive_suspension, "back-dated to cover an overrun": a suspension registered more than
+    # this long after the moment it states, whose case would be overdue had it begun when it was
+    # registered, and is not as stated (up to this, a registration delay, not a back-dating).
+    suspension_backdating_minutes: float = 60.0
     # discretion_outlier (alerts/peers.py): a fine outside what nearly all its peers impose,
     # the peers' 1st to 99th percentile widened by a factor (fines spread multiplicatively),
     outlier_low_quantile: float = 0.01

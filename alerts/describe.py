@@ -116,6 +116,12 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
                          f"{moment(first['occurred_at'])} 发生，{moment(first['recorded_at'])} 才登记"
                          f"（滞后 {days(first['lag_hours'])} 小时）")
         return "疑似网下运行、网上补录：" + "；".join(parts) + "。"
+    if rule == "retroactive_suspension" and e.get("deadline_as_registered"):
+        ended = f"{moment(e['ended_at'])} 办结" if e.get("ended_at") else "至今仍在办理"
+        return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
+                f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，倒签 {days(e.get('backdated_hours'))} 小时；"
+                f"若自登记时起挂起，办理时限为 {moment(e.get('deadline_as_registered'))}，案件{ended}即已超期；"
+                f"按倒签的挂起时间，时限延至 {moment(e.get('deadline_as_stated'))}，超期因此被掩盖。")
     if rule == "retroactive_suspension":
         return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，此时不计该挂起的办理时限"

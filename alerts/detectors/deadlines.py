@@ -79,7 +79,7 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
             findings.append(Finding(Rule.OVERDUE, case_id, deadline, _case_evidence(view, deadline),
                                     officer_id=t.officer()))
     findings.extend(_node_overdue(view, now))
-    findings.extend(_retroactive_suspensions(view))
+    findings.extend(_retroactive_suspensions(view, now))
     return findings
 
 
@@ -118,24 +118,67 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
     return list(out.values())
 
 
-def _retroactive_suspensions(view: CaseView) -> list[Finding]:
-    """A suspension registered after the deadline it would extend had already passed."""
+def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
+    """A suspension registered after the deadline it would extend had already passed; or one
+    back-dated to cover an overrun: registered well after the moment it states, with the case
+    overdue had it begun when it was registered, and not as stated."""
     t = view.timeline
     findings = []
+    tolerance = timedelta(minutes=view.config.suspension_backdating_minutes)
     for index, suspension in enumerate(t.suspensions):
-        before = t.deadline(view.calendar, [s.pause for s in t.suspensions[:index]])
+        earlier = [s.pause for s in t.suspensions[:index]]
+        before = t.deadline(view.calendar, earlier)
         event = suspension.suspended
-        if before is None or event.recorded_at <= before:
+        if before is None:
             continue
-        findings.append(Finding(
-            Rule.RETROACTIVE_SUSPENSION, event.case_id, event.recorded_at,
-            {"deadline_without_suspension": local(view, before),
-             "suspension_occurred_at": local(view, event.occurred_at),
-             "suspension_recorded_at": local(view, event.recorded_at),
-             "backdated_hours": round((event.recorded_at - event.occurred_at).total_seconds() / 3600, 2),
-             "reason": event.attrs.get("reason"), "event_id": event.event_id},
-            subject=event.event_id, officer_id=event.officer_id))
+        evidence = {"deadline_without_suspension": local(view, before),
+                    "suspension_occurred_at": local(view, event.occurred_at),
+                    "suspension_recorded_at": local(view, event.recorded_at),
+                    "backdated_hours": round((event.recorded_at - event.occurred_at).total_seconds() / 3600, 2),
+                    "reason": event.attrs.get("reason"), "event_id": event.event_id}
+        if event.recorded_at > before:
+            findings.append(Finding(Rule.RETROACTIVE_SUSPENSION, event.case_id, event.recorded_at, evidence,
+                                    subject=event.event_id, officer_id=event.officer_id))
+            continue
+        if event.recorded_at - event.occurred_at <= tolerance:
+            continue
+        covered = _overrun_covered(view, index, now)
+        if covered is not None:
+            as_registered, as_stated = covered
+            findings.append(Finding(
+                Rule.RETROACTIVE_SUSPENSION, event.case_id, as_registered,
+                {**evidence, "deadline_as_registered": local(view, as_registered),
+                 "deadline_as_stated": local(view, as_stated),
+                 "ended_at": local(view, t.end.occurred_at) if t.end is not None else None},
+                subject=event.event_id, officer_id=event.officer_id))
     return findings
+
+
+def _deadline_as_registered(view: CaseView, index: int) -> datetime | None:
+    """The case's deadline had suspension `index` begun when it was registered (not before)."""
+    t = view.timeline
+    pauses = [s.pause for s in t.suspensions]
+    end = pauses[index][1]
+    registered = t.suspensions[index].suspended.recorded_at
+    if end is not None and end <= registered:
+        del pauses[index]  # over before it was registered: nothing of it would remain
+    else:
+        pauses[index] = (registered, end)
+    return t.deadline(view.calendar, pauses)
+
+
+def _overrun_covered(view: CaseView, index: int, now: datetime) -> tuple[datetime, datetime] | None:
+    """(the deadline had suspension `index` begun when it was registered, the deadline as stated)
+    when the back-dating is what keeps the case from being overdue (at its end, or now); else None."""
+    t = view.timeline
+    as_registered = _deadline_as_registered(view, index)
+    as_stated = t.deadline(view.calendar)
+    if as_registered is None or as_stated is None:
+        return None
+    ended = t.end.occurred_at if t.end is not None else now
+    if as_registered < ended <= as_stated and as_registered <= now:
+        return as_registered, as_stated
+    return None
 
 
 def due(view: CaseView, now: datetime) -> list[datetime]:
@@ -157,4 +200,10 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
             limit = t.node_limit(cycle, node.days, view.calendar)
             if limit is not None:
                 moments.append(limit)
+    tolerance = timedelta(minutes=view.config.suspension_backdating_minutes)
+    for index, suspension in enumerate(t.suspensions):  # when a back-dating starts to cover an overrun
+        if suspension.suspended.recorded_at - suspension.suspended.occurred_at > tolerance:
+            moment = _deadline_as_registered(view, index)
+            if moment is not None:
+                moments.append(moment)
     return [m for m in moments if m > now]

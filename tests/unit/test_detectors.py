@@ -84,6 +84,26 @@ CASES = {
                          ev("resumed", at(2026, 3, 10, 9), at(2026, 3, 18, 9, 5)),
                          ev("closed", at(2026, 3, 18, 10))],
         at(2026, 5, 1), {("retroactive_suspension", None), ("backfill", None)}),
+    # The contract's second case: a suspension back-dated to cover an overrun. Registered before
+    # the deadline (so not the case above), 47 hours after the moment it states (not yet a
+    # late registration), it stops the clock for Thursday and Friday: as stated the case closes
+    # on time; had it begun when it was registered, the case would be overdue. A black-box test
+    # found no red card of any kind for it.
+    "a suspension back-dated to cover an overrun": (
+        handled()[:4] + [ev("suspended", at(2026, 3, 12, 0), at(2026, 3, 13, 23), reason="supplement"),
+                         ev("resumed", at(2026, 3, 14, 0), at(2026, 3, 14, 0, 5)),
+                         ev("closed", at(2026, 3, 17, 15))],
+        at(2026, 5, 1), {("retroactive_suspension", None)}),
+    "the same suspension registered as it began": (
+        handled()[:4] + [ev("suspended", at(2026, 3, 12, 0), at(2026, 3, 12, 0, 10), reason="supplement"),
+                         ev("resumed", at(2026, 3, 14, 0), at(2026, 3, 14, 0, 5)),
+                         ev("closed", at(2026, 3, 17, 15))],
+        at(2026, 5, 1), set()),
+    "a back-dated suspension that covers no overrun": (
+        handled()[:4] + [ev("suspended", at(2026, 3, 12, 0), at(2026, 3, 13, 23), reason="supplement"),
+                         ev("resumed", at(2026, 3, 14, 0), at(2026, 3, 14, 0, 5)),
+                         ev("closed", at(2026, 3, 16, 15))],
+        at(2026, 5, 1), set()),
 }
 
 
@@ -234,3 +254,13 @@ def test_a_stated_deadline_is_read_as_it_was_validated():
     assert events[0].stated_deadline == at(2026, 3, 5, 0)
     overdue = next(a for a in run(events, at(2026, 5, 1)).alerts.values() if a.rule.value == "overdue")
     assert overdue.evidence["deadline"] == "2026-03-05T00:00:00+08:00"
+
+
+def test_a_back_dating_that_covers_an_overrun_is_told_in_words():
+    from alerts.describe import describe_evidence
+
+    events, now, _ = CASES["a suspension back-dated to cover an overrun"]
+    (alert,) = [a for a in run(events, now).alerts.values() if a.rule.value == "retroactive_suspension"]
+    assert alert.evidence["deadline_as_stated"] > alert.evidence["ended_at"] > alert.evidence["deadline_as_registered"]
+    text = describe_evidence("retroactive_suspension", alert.evidence)
+    assert "倒签 47 小时" in text and "超期因此被掩盖" in text, text
