@@ -25,9 +25,9 @@ def _parse_now(text: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"--now must be an RFC 3339 time such as 2026-03-02T09:15:00+08:00, got {text!r}")
+        raise SystemExit(f"sunlight: --now must be an RFC 3339 time such as 2026-03-02T09:15:00+08:00, got {text!r}")
     if moment.tzinfo is None:
-        raise SystemExit(f"--now needs a UTC offset, got {text!r}")
+        raise SystemExit(f"sunlight: --now needs a UTC offset, got {text!r}")
     return moment
 
 
