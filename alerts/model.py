@@ -92,10 +92,10 @@ class Finding:
         return SEVERITY[self.rule]
 
 
-def published_time(moment: datetime) -> str:
-    """When the pipeline raised an alert, as it is published: UTC, to the millisecond, which is
-    what the store keeps, so that an alert version published again from a restored state reads
-    the same as the first time (it read 13:10:27.518886+00:00, then 21:10:27.518000+08:00)."""
+def store_time(moment: datetime) -> str:
+    """A time as the store gives it back: UTC, to the millisecond. An alert's `raised_at` is
+    published so, and an alert version published again from a restored state reads the same as
+    the first time (it read 13:10:27.518886+00:00, then 21:10:27.518000+08:00)."""
     moment = moment.astimezone(timezone.utc)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000).isoformat()
 
@@ -138,7 +138,7 @@ class Alert:
             "alert_id": self.alert_id, "rule": self.rule.value, "severity": self.severity.value,
             "case_id": self.case_id, "item_code": self.item_code, "department": self.department,
             "region": self.region, "officer_id": self.officer_id, "node": self.node,
-            "raised_at": published_time(self.raised_at), "event_time": self.event_time.isoformat(),
+            "raised_at": store_time(self.raised_at), "event_time": self.event_time.isoformat(),
             "evidence": dict(self.evidence), "status": self.status.value, "version": self.version,
             "title": f"{SEVERITY_TITLE[self.severity]}·{RULE_TITLE[self.rule]}",
         }

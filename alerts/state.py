@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import orjson
 
 from alerts.events import CaseEvent, EventType, parse_event
-from alerts.model import Alert, AlertStatus, Rule
+from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +104,9 @@ class CaseState:
 _STATE_FIELDS = tuple(CaseState.__dataclass_fields__)
 
 
-def _store_time(moment) -> str:
-    """A time as the store gives it back: UTC, to the millisecond."""
-    moment = moment.astimezone(timezone.utc)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000).isoformat()
-
-
 def _content(event: CaseEvent) -> dict[str, Any]:
-    return {"type": event.type.value, "item_code": event.item_code, "occurred_at": _store_time(event.occurred_at),
-            "recorded_at": _store_time(event.recorded_at), "node": event.node or None,
+    return {"type": event.type.value, "item_code": event.item_code, "occurred_at": store_time(event.occurred_at),
+            "recorded_at": store_time(event.recorded_at), "node": event.node or None,
             "officer_id": event.officer_id or None, "attrs": event.attrs}
 
 
