@@ -13,7 +13,7 @@ from typing import Any
 
 from alerts.detectors import CaseView
 from alerts.model import Finding, Rule
-from alerts.timeline import Timeline
+from alerts.timeline import Suspension, Timeline
 
 _TINY = timedelta(microseconds=1)
 
@@ -124,10 +124,8 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
     overdue had it begun when it was registered, and not as stated."""
     t = view.timeline
     findings = []
-    tolerance = timedelta(minutes=view.config.suspension_backdating_minutes)
     for index, suspension in enumerate(t.suspensions):
-        earlier = [s.pause for s in t.suspensions[:index]]
-        before = t.deadline(view.calendar, earlier)
+        before = t.deadline(view.calendar, [s.pause for s in t.suspensions[:index]])
         event = suspension.suspended
         if before is None:
             continue
@@ -140,7 +138,7 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
             findings.append(Finding(Rule.RETROACTIVE_SUSPENSION, event.case_id, event.recorded_at, evidence,
                                     subject=event.event_id, officer_id=event.officer_id))
             continue
-        if event.recorded_at - event.occurred_at <= tolerance:
+        if not _backdated(view, suspension):
             continue
         covered = _overrun_covered(view, index, now)
         if covered is not None:
@@ -152,6 +150,12 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
                  "ended_at": local(view, t.end.occurred_at) if t.end is not None else None},
                 subject=event.event_id, officer_id=event.officer_id))
     return findings
+
+
+def _backdated(view: CaseView, suspension: Suspension) -> bool:
+    """Registered longer after the moment it states than a registration delay (the config's)."""
+    event = suspension.suspended
+    return event.recorded_at - event.occurred_at > timedelta(minutes=view.config.suspension_backdating_minutes)
 
 
 def _deadline_as_registered(view: CaseView, index: int) -> datetime | None:
@@ -200,9 +204,8 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
             limit = t.node_limit(cycle, node.days, view.calendar)
             if limit is not None:
                 moments.append(limit)
-    tolerance = timedelta(minutes=view.config.suspension_backdating_minutes)
     for index, suspension in enumerate(t.suspensions):  # when a back-dating starts to cover an overrun
-        if suspension.suspended.recorded_at - suspension.suspended.occurred_at > tolerance:
+        if _backdated(view, suspension):
             moment = _deadline_as_registered(view, index)
             if moment is not None:
                 moments.append(moment)
