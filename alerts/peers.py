@@ -27,7 +27,8 @@ decision's case: the outlier alert lives with the case like every other alert (i
 the decision, its versions are the case's). A group keeps a bounded summary of its peers: its
 latest `outlier_group_size` decisions, and never more than `peer_group_max_bytes` of stored
 JSON. It never refuses a decision: one older than everything kept is judged against the
-earliest decisions kept.
+earliest decisions kept. (A replay gives its groups every decision at once, once its input is
+complete: `streams.app.Pipeline.judge_held_decisions`.)
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from streams import broker as broker_mod, faust_patches, metrics
 from streams.catalog_source import CatalogSource
 from streams.settings import Settings
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, decode_peer_unit, home_partition
-from streams.store import CaseStore, GroupStore
+from streams.store import CaseStore, GroupStore, HeldDecisions
 from streams.notices import NoticeLog, NoticeSteps
 from streams.tickets import TicketStore, TicketSteps, decode_ticket_unit, route_unit
 from streams.timers import DeadlineIndex
@@ -187,6 +187,8 @@ class Pipeline:
         self.retention = settings.case_retention
         self.evictions = DeadlineIndex()
         self.groups = GroupStore(self.peers, self._write_group, GROUP_CACHE_SIZE)
+        # A replay's decisions, held by the peer agent until the input is complete (`_peer_unit`).
+        self.held_decisions = HeldDecisions()
         self.outbox = faust_patches.Outbox(app, settings.partitions)
         self.outputs = Outputs(writer, self.send, self.outbox, settings, self.progress, catalog)
         self.case_steps = CaseSteps(self.store, catalog, clock, self.outputs, self.progress)
@@ -284,8 +286,11 @@ class Pipeline:
                 raise
 
     async def _run(self, steps, unit: Unit) -> None:
+        """The steps over a unit; it is acknowledged once its rows are written, or, when the steps
+        hold it (True: a replay's decisions, `_peer_unit`), once what it holds is judged and written."""
+        held = False
         try:
-            await steps(unit)
+            held = bool(await steps(unit))
         except Exception:  # never stop the worker on one unit: its messages are kept as dead letters
             log.exception("unexpected error on %s[%s]@%s..%s", unit.topic, unit.partition, unit.first_offset,
                           unit.last_offset)
@@ -297,7 +302,11 @@ class Pipeline:
             key = (unit.topic, unit.partition)
             self.progress.taken[key] = max(self.progress.taken.get(key, -1), unit.last_offset)
         consumer, message, first = self.app.consumer, unit.message, unit.first_offset
-        self.writer.on_written(lambda: faust_patches.acknowledge_unit(consumer, message, first))
+        acknowledge = lambda: faust_patches.acknowledge_unit(consumer, message, first)  # noqa: E731
+        if held:
+            self.held_decisions.hold_ack(unit.partition, acknowledge)
+        else:
+            self.writer.on_written(acknowledge)
 
     async def _hold_back(self) -> None:
         """Flush a full batch; while the sink is failing or slow, go no further (checked after each
@@ -411,18 +420,44 @@ class Pipeline:
 
     # -- peer groups --------------------------------------------------------------------------------
 
-    async def _peer_unit(self, unit: Unit) -> None:
+    async def _peer_unit(self, unit: Unit) -> bool:
+        """Returns True when the unit is held: acknowledged once its decisions are judged.
+
+        While a replay's input is incomplete, the decisions are held, not judged: a group keeps its
+        latest `outlier_group_size` decisions, and a history fed out of order by more than that
+        would have its late, older decisions judged against the earliest kept instead of their own
+        peers. Once every decision is in (`judge_held_decisions`), each group takes them at once, in
+        decision order, as if the file had been sorted."""
         groups, letters = decode_peer_unit(unit)
         for letter in letters:
             await self.outputs.dead_letter(letter.record, letter.topic, letter.partition, letter.reason,
                                            letter.detail)
+        if self.clock.input_incomplete and not self.held_decisions.released:
+            self.held_decisions.hold(unit.partition, groups)
+            return True
+        await self._join_groups(groups, unit.partition)
+        return False
+
+    async def _join_groups(self, groups: dict[str, list[PenaltyFact]], partition: int) -> None:
         config = self.catalog.judge.config
         for key, facts in groups.items():
             group, verdicts = add_decisions(self.groups.get(key), facts, config)
-            self.groups.put(group, unit.partition)
+            self.groups.put(group, partition)
             for verdict in verdicts:
                 await self.outputs.verdict(verdict)
             await self._hold_back()
+
+    async def judge_held_decisions(self) -> int:
+        """The end of a replay's input, before its cases are judged: every held decision joins its
+        group, group by group, and the verdicts go to their cases; the held units are acknowledged
+        once written, like any other. Returns how many decisions were held."""
+        held = self.held_decisions.release()
+        for partition, groups in held.groups.items():
+            await self._join_groups(groups, partition)
+            await self.outbox.send()
+        for acknowledge in held.acks:
+            self.writer.on_written(acknowledge)
+        return held.count
 
     # -- messages Faust did not deliver -------------------------------------------------------------
 
@@ -810,6 +845,8 @@ class Pipeline:
         self.start_offsets.clear()
         self.store.forget_cache()
         self.groups.forget_cache()
+        # Decisions held for the end of a replay's input: the next owner has them again (unacknowledged).
+        self.held_decisions.drop_partitions({tp.partition for tp in revoked if tp.topic == self.settings.peers_topic})
         self.index.drop_partitions({tp.partition for tp in revoked
                                     if tp.topic == self.settings.case_events_topic})
         self.evictions.drop_partitions({tp.partition for tp in revoked

@@ -371,6 +371,10 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     # decisions' peer facts.
     await _wait_for_topics(pipeline, (settings.case_events_topic,), deadline)
     await _wait_for_topics(pipeline, internal, deadline)
+    # Every decision is in: the peer groups judge them, in decision order whatever the input's,
+    # and their cases take the verdicts before they are judged (`Pipeline.judge_held_decisions`).
+    if await pipeline.judge_held_decisions():
+        await _wait_for_topics(pipeline, internal, deadline)
     # End of input: the clock moves to --now and every case whose facts changed is judged, with
     # the restored cases that received no new event; their rows are written and their alerts
     # taken by the ticket agent. Only then do the tickets' own moments come (opening, deadline,

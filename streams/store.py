@@ -11,10 +11,11 @@ Faust does for `table[key] = value` less its per-write cost.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
-from alerts.peers import PeerGroup
+from alerts.peers import PeerGroup, PenaltyFact
 from alerts.state import CaseState
 from streams.codec import decode_group, decode_state, encode_group, encode_state, stored_index_entry
 
@@ -244,3 +245,40 @@ class GroupStore(TableStore):
 
     def put(self, group: PeerGroup, partition: int) -> None:
         self.put_value(group.key, group, partition)
+
+
+@dataclass
+class HeldDecisions:
+    """A replay's fining decisions by peers-topic partition and group, held until its input is
+    complete (`streams.app.Pipeline._peer_unit`), with the acknowledgements of the units they came
+    in: nothing is committed past decisions not yet judged and written."""
+    groups: dict[int, dict[str, list[PenaltyFact]]] = field(default_factory=dict)
+    acks: list[Callable[[], None]] = field(default_factory=list)
+    ack_partitions: list[int] = field(default_factory=list)
+    released: bool = False
+
+    @property
+    def count(self) -> int:
+        return sum(len(facts) for groups in self.groups.values() for facts in groups.values())
+
+    def hold(self, partition: int, groups: dict[str, list[PenaltyFact]]) -> None:
+        held = self.groups.setdefault(partition, {})
+        for key, facts in groups.items():
+            held.setdefault(key, []).extend(facts)
+
+    def hold_ack(self, partition: int, acknowledge: Callable[[], None]) -> None:
+        self.acks.append(acknowledge)
+        self.ack_partitions.append(partition)
+
+    def release(self) -> "HeldDecisions":
+        """What was held, taken out; decisions from now on are not held."""
+        held = HeldDecisions(self.groups, self.acks, self.ack_partitions)
+        self.groups, self.acks, self.ack_partitions, self.released = {}, [], [], True
+        return held
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Revoked: their units were not acknowledged, so their next owner takes them again."""
+        for partition in partitions:
+            self.groups.pop(partition, None)
+        kept = [(a, p) for a, p in zip(self.acks, self.ack_partitions) if p not in partitions]
+        self.acks, self.ack_partitions = [a for a, _ in kept], [p for _, p in kept]

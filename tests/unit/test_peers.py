@@ -272,3 +272,25 @@ def test_seeding_a_large_group_adds_its_decisions_in_units_not_one_at_a_time(mon
     group = seed_group(facts)
     assert len(calls) == 6 and sum(calls) == len(facts)
     assert len(group.decisions) == CONFIG.outlier_group_size
+
+
+def test_held_decisions_are_released_once_and_a_revoked_partition_keeps_none_of_its_own():
+    from streams.store import HeldDecisions
+
+    facts = [PenaltyFact(f"C{n}", f"E{n}", "ITEM", "V", 100.0 + n, datetime(2026, 1, 1, tzinfo=timezone.utc)
+                         + timedelta(hours=n)) for n in range(4)]
+    acked: list[str] = []
+    held = HeldDecisions()
+    held.hold(0, {facts[0].group: facts[:2]})
+    held.hold_ack(0, lambda: acked.append("unit of 0"))
+    held.hold(1, {facts[0].group: facts[2:3]})
+    held.hold_ack(1, lambda: acked.append("unit of 1"))
+    held.hold(0, {facts[0].group: facts[3:]})
+    held.hold_ack(0, lambda: acked.append("second unit of 0"))
+    held.drop_partitions({1})  # revoked: its unit was not acknowledged, its next owner has it again
+    released = held.release()
+    assert released.count == 3 and held.released and held.count == 0
+    assert released.groups == {0: {facts[0].group: [facts[0], facts[1], facts[3]]}}
+    for acknowledge in released.acks:
+        acknowledge()
+    assert acked == ["unit of 0", "second unit of 0"]
