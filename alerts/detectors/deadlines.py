@@ -186,9 +186,11 @@ def _overrun_covered(view: CaseView, index: int, now: datetime) -> tuple[datetim
 
 
 def due(view: CaseView, now: datetime) -> list[datetime]:
-    """Future moments at which a verdict of this module could change without a new event."""
+    """Future moments at which a verdict of this module could change without a new event: those
+    at which the case is open. A case whose closing (or withdrawal) is stated after the clock was
+    still open at the moments before it, so its deadline may yet pass while it was open."""
     t: Timeline = view.timeline
-    if t.accepted is None or t.end is not None:
+    if t.accepted is None:
         return []
     moments = []
     deadline = t.deadline(view.calendar)
@@ -209,4 +211,4 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
             moment = _deadline_as_registered(view, index)
             if moment is not None:
                 moments.append(moment)
-    return [m for m in moments if m > now]
+    return [m for m in moments if m > now and t.open_at(m)]

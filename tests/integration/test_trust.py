@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 
@@ -367,3 +368,31 @@ def test_the_demo_prints_a_plain_summary_when_its_output_is_not_a_terminal(tmp_p
     assert "events processed" in lines[-1] and "open alerts" in lines[-1]
     assert "\x1b[" not in out  # no terminal control codes in a log
     assert any(RULE_TITLE[rule] in out for rule in Rule)  # the alerts, by their Chinese titles
+
+
+def test_a_case_closed_after_one_replays_clock_is_overdue_by_the_next_replays(tmp_path):
+    # Found by a black-box test: judged at a clock before its closing, a case closed a minute after
+    # its deadline settled with nothing due, and a later replay into the same store never judged it.
+    from datetime import datetime, timedelta, timezone
+
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text((Path(__file__).resolve().parents[1] / "data" / "contract" / "catalog.example.yaml")
+                       .read_text(encoding="utf-8"), encoding="utf-8")
+    local = timezone(timedelta(hours=8))
+
+    def event(case: str, event_id: str, kind: str, when: datetime, node: str | None = None) -> dict:
+        return {"event_id": event_id, "case_id": case, "item_code": "320200-XK-SCJG-0001", "type": kind,
+                "occurred_at": when.isoformat(), "recorded_at": (when + timedelta(minutes=1)).isoformat(),
+                "channel": "window", **({"node": node} if node else {})}
+
+    # A 10-working-day licence accepted 2026-03-02: its deadline is 2026-03-17 00:00.
+    late = [event("LATE-1", "l1", "accepted", datetime(2026, 3, 2, 10, tzinfo=local))]
+    late += [event("LATE-1", f"l{n}", "node_completed", datetime(2026, 3, 2 + n, 10, tzinfo=local), node)
+             for n, node in ((2, "undertake"), (3, "review"), (4, "approve"))]
+    late.append(event("LATE-1", "l9", "closed", datetime(2026, 3, 17, 0, 1, tzinfo=local)))
+    settings = pipeline_settings(tmp_path / "data")
+    first, _ = replay(settings, catalog, as_messages(late), now=datetime(2026, 3, 16, 23, 59, tzinfo=local))
+    assert {a["rule"] for a in first if a["case_id"] == "LATE-1"} == {"deadline_near"}
+    other = [event("OTHER-1", "o1", "accepted", datetime(2026, 3, 17, 9, tzinfo=local))]
+    second, _ = replay(settings, catalog, as_messages(other), now=datetime(2026, 3, 17, 12, tzinfo=local))
+    assert {a["rule"] for a in second if a["case_id"] == "LATE-1"} == {"deadline_near", "overdue"}

@@ -92,3 +92,20 @@ def test_any_interleaving_of_events_and_ticks_ends_judged_at_the_latest_clock(ti
     final = {f.alert_id: (f.rule, f.node, f.event_time, dict(f.evidence))
              for f in evaluate(state, JUDGE, latest).findings}
     assert open_alerts(state) == final
+
+
+def test_a_case_closed_after_the_clock_stays_due_at_its_deadline_and_has_not_settled():
+    # Found by a black-box test: judged at a clock before its closing, a case closed a minute after
+    # its deadline had nothing due and settled, so no later clock ever judged it overdue.
+    from alerts.retention import settled_since
+
+    # A 10-working-day licence accepted 2026-03-02: deadline 2026-03-17 00:00; closed at 00:01.
+    events = [ev("accepted", START, case="Q"), ev("closed", at(2026, 3, 17, 0, 1), case="Q")]
+    state = None
+    for event in events:
+        state = step(state, event, JUDGE, at(2026, 3, 16, 23, 59), RAISED).state
+    assert "overdue" not in {r for r, *_ in open_alerts(state).values()}
+    assert state.next_due == at(2026, 3, 17, 0) and settled_since(state) is None
+    later = judge_case(state, JUDGE, at(2026, 3, 17, 12), RAISED).state
+    assert "overdue" in {r for r, *_ in open_alerts(later).values()}
+    assert later.next_due is None and settled_since(later) is not None
