@@ -107,7 +107,21 @@ _STATE_FIELDS = tuple(CaseState.__dataclass_fields__)
 def _content(event: CaseEvent) -> dict[str, Any]:
     return {"type": event.type.value, "item_code": event.item_code, "occurred_at": store_time(event.occurred_at),
             "recorded_at": store_time(event.recorded_at), "node": event.node or None,
-            "officer_id": event.officer_id or None, "attrs": event.attrs}
+            "officer_id": event.officer_id or None, "attrs": _same_numbers(event.attrs)}
+
+
+def _same_numbers(value: Any) -> Any:
+    """`value` with every JSON number as a float: 30000 and 30000.0 are one number, whichever a
+    client wrote (integers beyond a float's exact range stay as they are)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value) if abs(value) <= 2 ** 53 else value
+    if isinstance(value, Mapping):
+        return {key: _same_numbers(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_same_numbers(item) for item in value]
+    return value
 
 
 def content_of(event: CaseEvent) -> bytes:

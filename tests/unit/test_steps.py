@@ -292,3 +292,20 @@ def test_a_letter_for_an_event_of_megabytes_names_its_case_and_department():
     raw = orjson.dumps({**HISTORY[0], "department": "SCJG", "attrs": {"opinion": "x" * 2_000_000}})
     letter = make_letter("case-events", 0, 7, b"U1", raw, "too_large", "message of 2 MB")
     assert (letter.case_id, letter.department) == ("U1", "SCJG")
+
+
+def test_a_copy_whose_numbers_are_written_otherwise_is_the_same_event():
+    """Found by a black-box test: a fine of 30000 sent again as 30000.0 (the same JSON number,
+    written by another client) was refused as another fact under the event's id."""
+    decided = {**HISTORY[0], "event_id": "d", "type": "decided",
+               "attrs": {"decision": "penalize", "violation_code": "V-FOOD-124", "penalty_amount": 30000,
+                         "nested": {"counts": [1, 2.5]}}}
+    again = {**decided, "attrs": {**decided["attrs"], "penalty_amount": 30000.0, "nested": {"counts": [1.0, 2.5]}}}
+    other = {**decided, "attrs": {**decided["attrs"], "penalty_amount": 30000.5}}
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, decided)]))
+    harness.run(Unit("case-events", 1, [record(1, again)]))
+    assert harness.rows("dead_letters") == []
+    assert (harness.progress.events_new, harness.progress.events_duplicate) == (1, 1)
+    harness.run(Unit("case-events", 1, [record(2, other)]))  # another amount is another fact
+    assert [r["reason"] for r in harness.rows("dead_letters")] == ["conflicting_duplicate"]
