@@ -507,8 +507,19 @@ class Pipeline:
                           hole_tp.topic, hole_tp.partition, hole.start, hole.end - 1, exc, hole.delay)
                 continue
             self.holes[hole_tp].remove(hole)
-            log.warning("%s[%s]: offsets %d..%d were not delivered to the agent; read %d of them directly",
-                        hole_tp.topic, hole_tp.partition, hole.start, hole.end - 1, len(records))
+            # Offsets the log holds no record at (a transaction's commit marker, a compacted record)
+            # are done: the records' own span is acknowledged with them, the edges are counted here.
+            first_record = records[0].offset if records else hole.end
+            last_record = records[-1].offset if records else hole.end - 1
+            faust_patches.count_as_done(self.app.consumer, hole_tp, hole.start, first_record)
+            faust_patches.count_as_done(self.app.consumer, hole_tp, last_record + 1, hole.end)
+            if len(records) < hole.end - hole.start:
+                log.info("%s[%s]: offsets %d..%d hold %d records; the other offsets hold none (transaction "
+                         "markers, or records compacted away) and count as done", hole_tp.topic,
+                         hole_tp.partition, hole.start, hole.end - 1, len(records))
+            else:
+                log.warning("%s[%s]: offsets %d..%d were not delivered to the agent; read them directly",
+                            hole_tp.topic, hole_tp.partition, hole.start, hole.end - 1)
             if records:
                 last = records[-1]
                 message = Message(topic=hole_tp.topic, partition=hole_tp.partition, offset=last.offset,

@@ -25,7 +25,8 @@ covers each one.
    recovery is complete; on Tansu each end offset is confirmed with a fetch.
 5. **Holes** (`Consumer._gap`, an intervaltree per partition of offsets Faust counts as done):
    a range of offsets Faust did not deliver must not be counted as done until Sunlight has read
-   it (`keep_uncommitted`).
+   it (`keep_uncommitted`); once read, its offsets that hold no record (transaction markers) are
+   done (`count_as_done`).
 6. **Table writes and sends** (`Collection.send_changelog` and `Table.on_key_set`,
    faust/tables; `Producer._ensure_producer`, drivers/aiokafka.py): a state is written into the
    table's data and its changelog record, with the key serialised as Faust serialises table keys
@@ -167,16 +168,20 @@ def _deliverable(self, tp: TP, active_partitions, generation_id) -> bool:
 
 def acknowledge_unit(consumer, message, first_offset: int) -> None:
     """Acknowledge every record of a unit: its earlier offsets here, then the unit's own message."""
-    tp = message.tp
+    _acknowledge_offsets(consumer, message.tp, first_offset, message.offset)
+    consumer.ack(message)
+
+
+def _acknowledge_offsets(consumer, tp: TP, start: int, end: int) -> None:
+    """Offsets start..end-1 acknowledged, those not committed already, each once."""
     with faust_consumer.ack_lock:
         committed = consumer._committed_offset[tp]
         acked_index = consumer._acked_index[tp]
         acked = consumer._acked[tp]
-        for offset in range(first_offset, message.offset):
+        for offset in range(start, end):
             if (committed is None or offset >= committed) and offset not in acked_index:
                 acked_index.add(offset)
                 acked.append(offset)
-    consumer.ack(message)
 
 
 # -- 2. commits -----------------------------------------------------------------------------------
@@ -243,6 +248,15 @@ def keep_uncommitted(consumer, tp: TP, start: int, end: int) -> None:
     gaps = getattr(consumer, "_gap", {}).get(tp)
     if gaps is not None:
         gaps.chop(start, end)
+
+
+def count_as_done(consumer, tp: TP, start: int, end: int) -> None:
+    """Offsets start..end-1 were read and hold no record (a transaction's commit or abort marker,
+    a record compacted away): acknowledged, as a unit's offsets are (`acknowledge_unit`), so that
+    the partition is committed past them, even when one ends the log (a transactional producer's
+    last marker: counted in Faust's `_gap` instead, it would wait for a later message, and the lag
+    would stay above zero)."""
+    _acknowledge_offsets(consumer, tp, start, end)
 
 
 # -- 6. table writes ------------------------------------------------------------------------------

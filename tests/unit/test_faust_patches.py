@@ -236,6 +236,20 @@ def test_a_hole_sunlight_has_not_read_is_not_counted_as_done():
     assert faust_patches._new_offset(consumer, tp) is None  # and stays so until 12..19 are read
 
 
+def test_offsets_read_and_found_empty_are_done_even_at_the_end_of_the_log():
+    # A transaction's commit marker takes an offset no consumer is given: read directly, it holds
+    # no record. Before, it was never counted as done, and the group committed no further.
+    tp, consumer = _acking_consumer(committed=10)
+    faust_patches.keep_uncommitted(consumer, tp, 12, 13)  # 12 was not delivered
+    faust_patches.acknowledge_unit(consumer, SimpleNamespace(tp=tp, offset=11), first_offset=10)
+    faust_patches.count_as_done(consumer, tp, 12, 13)  # read: no record there
+    faust_patches.acknowledge_unit(consumer, SimpleNamespace(tp=tp, offset=15), first_offset=13)
+    assert faust_patches._new_offset(consumer, tp) == 16
+    consumer._committed_offset[tp] = 16
+    faust_patches.count_as_done(consumer, tp, 14, 17)  # the log's last offset is a marker too
+    assert faust_patches._new_offset(consumer, tp) == 17  # 14, 15 were committed already
+
+
 # -- 6. table writes ------------------------------------------------------------------------------
 
 def test_a_table_key_is_serialised_as_faust_serialises_table_keys():

@@ -1,0 +1,75 @@
+"""Events from other Kafka clients than Sunlight's own (found by a black-box test with kafka-python
+and confluent-kafka producers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from streams.broker import EmbeddedBroker, committed_offsets, end_offsets
+from streams.runtime import produce, running_pipeline
+from streams.steps import home_partition
+from tests.integration.conftest import pipeline_settings
+from tests.unit.helpers import CONTRACT, LICENCE
+
+
+def event(case_id: str, event_id: str, kind: str, day: int, **extra) -> dict:
+    return {"event_id": event_id, "case_id": case_id, "item_code": LICENCE, "type": kind,
+            "occurred_at": f"2026-03-{day:02d}T10:00:00+08:00", "recorded_at": f"2026-03-{day:02d}T10:05:00+08:00",
+            **extra}
+
+
+def send_in_a_transaction(bootstrap: str, partition: int, events: list[dict]) -> None:
+    """As a transactional producer (Kafka Streams, Connect, Debezium ...) sends: its commit marker
+    takes an offset that no consumer is ever given."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id="another-system", enable_idempotence=True)
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        for item in events:
+            producer.send("case-events", key=item["case_id"].encode(), value=orjson.dumps(item), partition=partition)
+        producer.commit_transaction()
+    finally:
+        producer.close()
+
+
+async def committed_in_partition_0(broker, settings, end: int, timeout: float = 30.0) -> int | None:
+    """The group's committed offset of case-events[0] once it reaches `end` (or when time is up)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        committed = (await committed_offsets(broker.bootstrap, settings.app_id, "case-events",
+                                             settings.partitions)).get(0)
+        if committed == end or loop.time() > deadline:
+            return committed
+        await asyncio.sleep(0.5)
+
+
+def test_a_transactions_commit_marker_is_not_a_hole_and_the_group_commits_past_it(tmp_path):
+    # Before, the marker's offset was taken for a message Faust had failed to deliver: read directly
+    # (no record), then never counted as done, so the group committed no further, for good.
+    settings = pipeline_settings(tmp_path / "data")
+    cases = [c for c in (f"TX-{n}" for n in range(40)) if home_partition(c, settings.partitions) == 0][:3]
+
+    async def run():
+        with EmbeddedBroker() as broker:
+            async with running_pipeline(settings, CONTRACT / "catalog.example.yaml", broker=broker) as running:
+                await asyncio.to_thread(send_in_a_transaction, broker.bootstrap, 0,
+                                        [event(cases[0], "t1", "accepted", 2), event(cases[0], "t2", "closed", 3)])
+                later = [event(case, f"{case}-a", "accepted", 2) for case in cases[1:]]
+                await produce(broker.bootstrap, "case-events", [(e["case_id"].encode(), orjson.dumps(e)) for e in later])
+                ends = await end_offsets(broker.bootstrap, "case-events", confirm=True)
+                assert ends[0] == 5  # two events, the marker, two events
+                assert await committed_in_partition_0(broker, settings, ends[0]) == ends[0]
+                assert running.pipeline.progress.events_new == 4 and running.pipeline.progress.dead_letters == 0
+                # A transaction last in the log: its marker ends the partition, and nothing follows it.
+                await asyncio.to_thread(send_in_a_transaction, broker.bootstrap, 0, [event(cases[1], "t3", "closed", 4)])
+                ends = await end_offsets(broker.bootstrap, "case-events", confirm=True)
+                assert ends[0] == 7
+                assert await committed_in_partition_0(broker, settings, ends[0]) == ends[0]  # lag 0, not 1 for ever
+                assert running.pipeline.progress.events_new == 5
+
+    asyncio.run(run())
