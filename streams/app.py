@@ -284,6 +284,11 @@ class Pipeline:
         except asyncio.CancelledError:
             if not self.stopping:
                 raise
+        except Exception as exc:  # outside a unit's steps (sending its records, say): the agent is gone
+            # Faust would log the agent as crashed and run on without it, ready by every probe,
+            # its messages never acknowledged, so that a stop would wait for them for ever.
+            log.exception("an agent stopped on an unexpected error; the worker stops")
+            self.fail(PipelineFailed(f"an agent stopped on an unexpected error: {exc!r}"))
 
     async def _run(self, steps, unit: Unit) -> None:
         """The steps over a unit; it is acknowledged once its rows are written, or, when the steps

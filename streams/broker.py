@@ -168,6 +168,8 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
         raise BrokerError(f"cannot reach the Kafka broker at {bootstrap} (SUNLIGHT_KAFKA): {exc}") from None
     try:
         existing = set(await admin.list_topics())
+        topics = list(topics)
+        await _check_partition_counts(admin, [(name, count) for name, count in topics if name in existing])
         wanted = [NewTopic(name, partitions, 1) for name, partitions in topics if name not in existing]
         if wanted:
             try:
@@ -176,6 +178,24 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
                 pass
     finally:
         await admin.close()
+
+
+async def _check_partition_counts(admin, topics: list[tuple[str, int]]) -> None:
+    """Refuse a topic that exists with fewer partitions than the workers use: a case's records go
+    to the partition its key gives among the workers' count, which that topic lacks (a topic
+    another client created first, such as Kafka's auto-create with one partition)."""
+    if not topics:
+        return
+    described = await admin.describe_topics([name for name, _ in topics])
+    counts = {topic["topic"]: len(topic.get("partitions") or ()) for topic in described}
+    short = [(name, counts[name], wanted) for name, wanted in topics if 0 < counts.get(name, wanted) < wanted]
+    if short:
+        name, has, wanted = short[0]
+        raise BrokerError(
+            f"topic {name} has {has} partition{'s' if has != 1 else ''}, fewer than the {wanted} the workers use "
+            f"(SUNLIGHT_PARTITIONS={wanted}): create the topics with {wanted} partitions before any client writes "
+            f"to them (deploy/compose/kafka/create-topics.sh), or set SUNLIGHT_PARTITIONS to the topics' count"
+            + (f"; {len(short) - 1} more topics are short too" if len(short) > 1 else ""))
 
 
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],

@@ -123,7 +123,8 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             await produce(bootstrap, settings.notices_topic, pipeline.unsent_notices)
             pipeline.unsent_notices = []
         yield Running(settings, pipeline, bootstrap, broker, client, worker)
-        await pipeline.flush()
+        if pipeline.failure is None:  # a failed one's unwritten rows are delivered again on the next start
+            await pipeline.flush()
     except BaseException:
         leaving_on_error = True
         raise

@@ -73,3 +73,49 @@ def test_a_transactions_commit_marker_is_not_a_hole_and_the_group_commits_past_i
                 assert running.pipeline.progress.events_new == 5
 
     asyncio.run(run())
+
+
+def test_a_topic_with_fewer_partitions_than_the_workers_is_refused_at_start_naming_it(tmp_path):
+    # Before, a case-events topic another client had created first (Kafka's auto-create gives one
+    # partition) crashed the case agent on its first event sent on to a partition the topic lacks,
+    # while the worker stayed up, said it was ready, and ignored SIGTERM.
+    from streams.broker import BrokerError, create_topics
+
+    settings = pipeline_settings(tmp_path / "data", partitions=2)
+
+    async def run():
+        with EmbeddedBroker() as broker:
+            await create_topics(broker.bootstrap, [("case-events", 1)])
+            try:
+                async with running_pipeline(settings, CONTRACT / "catalog.example.yaml", broker=broker):
+                    pass
+            except BrokerError as exc:
+                return str(exc)
+            return None
+
+    refusal = asyncio.run(run())
+    assert refusal is not None and "case-events" in refusal and "1 partition" in refusal
+    assert "SUNLIGHT_PARTITIONS" in refusal and "2" in refusal
+
+
+def test_an_agent_that_fails_outside_its_units_fails_the_worker_instead_of_leaving_it_half_alive(tmp_path, monkeypatch):
+    from streams.app import PipelineFailed
+
+    settings = pipeline_settings(tmp_path / "data")
+
+    async def run():
+        with EmbeddedBroker() as broker:
+            async with running_pipeline(settings, CONTRACT / "catalog.example.yaml", broker=broker) as running:
+                pipeline = running.pipeline
+
+                async def broken_send():
+                    raise AssertionError("Unrecognized partition")
+
+                monkeypatch.setattr(pipeline.outbox, "send", broken_send)
+                item = event("FAIL-1", "f1", "accepted", 2)
+                await produce(broker.bootstrap, "case-events", [(b"FAIL-1", orjson.dumps(item))])
+                await asyncio.wait_for(pipeline.failed.wait(), 30)
+                return pipeline.failure
+
+    failure = asyncio.run(run())
+    assert isinstance(failure, PipelineFailed) and "Unrecognized partition" in str(failure)
