@@ -183,6 +183,9 @@ def _attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidEvent("schema", f"attrs must be an object, got {_kind(value)}")
     days = value.get("promised_days")
+    if isinstance(days, float) and days.is_integer():  # 3.0 is an integer to JSON Schema (2020-12) too
+        value = {**value, "promised_days": int(days)}
+        days = value["promised_days"]
     if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 3650):
         raise InvalidEvent("schema", f"attrs.promised_days must be an integer 0..3650, got {days!r}")
     for name in ("reason", "opinion", "violation_code", "discretion_tier"):

@@ -76,3 +76,21 @@ def test_whatever_the_parser_accepts_the_contract_schema_accepts(obj):
     except InvalidEvent:
         return
     jsonschema.validate(obj, SCHEMA)
+
+
+def test_a_whole_number_of_promised_days_written_as_a_float_is_an_integer():
+    # Found by a black-box test: 3.0 (as Jackson or JavaScript may write 3) was refused, though
+    # the contract's schema (JSON Schema 2020-12) takes it for an integer; the case lost its
+    # acceptance, and with it every deadline.
+    import orjson
+
+    from streams.steps import decode_event
+
+    obj = {**VALID, "attrs": {"promised_days": 3.0}}
+    jsonschema.validate(obj, SCHEMA)
+    event = parse_event(obj)
+    assert event.attrs["promised_days"] == 3 and type(event.attrs["promised_days"]) is int
+    assert decode_event(orjson.dumps(obj)) == event
+    for refused in (3.5, -1.0, 3651.0):
+        with pytest.raises(InvalidEvent, match="promised_days"):
+            parse_event({**VALID, "attrs": {"promised_days": refused}})
