@@ -257,7 +257,9 @@ class Outputs:
     async def dead_letter(self, record: Any, topic: str, partition: int, reason: str, detail: str) -> None:
         """Refuse a message: to the store's dead letters and the DLQ topic, with the reason. Never
         raises: a letter that cannot be sent is logged, and kept in the store."""
-        raw = record.value if isinstance(record.value, bytes) else orjson.dumps(record.value)
+        value = record.value
+        # A tombstone (no value) keeps no payload; what is not bytes (an internal record decoded) as JSON.
+        raw = value if isinstance(value, bytes) else b"" if value is None else orjson.dumps(value)
         letter = make_letter(topic, partition, record.offset, record.key, raw, reason, detail,
                              self.catalog.judge.catalog)
         log.warning("dead-lettered %s[%s]@%s: %s: %s", topic, partition, record.offset, reason, detail[:300])

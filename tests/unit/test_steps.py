@@ -309,3 +309,12 @@ def test_a_copy_whose_numbers_are_written_otherwise_is_the_same_event():
     assert (harness.progress.events_new, harness.progress.events_duplicate) == (1, 1)
     harness.run(Unit("case-events", 1, [record(2, other)]))  # another amount is another fact
     assert [r["reason"] for r in harness.rows("dead_letters")] == ["conflicting_duplicate"]
+
+
+def test_a_tombstones_letter_keeps_no_payload_not_the_text_null():
+    """Found by a black-box test: a record with no value (a tombstone) was kept with the payload
+    "null", four bytes nobody sent, beside a detail saying it had none."""
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [SimpleNamespace(offset=0, key=b"U1", value=None), record(1, b"")]))
+    letters = harness.rows("dead_letters")
+    assert [(r["offset"], r["reason"], r["payload"]) for r in letters] == [(0, "empty", ""), (1, "empty", "")]
