@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from alerts.calendar import WorkCalendar
 from alerts.catalog import Item
-from alerts.describe import EVENT_TITLE, SUSPENSION_REASON, days, describe_alert, moment
+from alerts.describe import EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, days, describe_alert, moment
 from alerts.events import CaseEvent, EventType
 from alerts.timeline import process_order, read_timeline
 
@@ -29,7 +29,7 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
                      "occurred_at": local(event.occurred_at).isoformat(),
                      "recorded_at": local(event.recorded_at).isoformat(),
                      "officer_id": event.officer_id, "channel": event.channel.value if event.channel else None,
-                     "attrs": dict(event.attrs)})
+                     "attrs": dict(event.attrs), "attrs_text": attrs_in_words(event.attrs)})
     status = "未受理"
     if timeline.accepted is not None:
         status = "在办"

@@ -7,6 +7,7 @@ them, in local business time, to the minute.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -25,7 +26,26 @@ EVENT_TITLE: Mapping[EventType, str] = {
 }
 SUSPENSION_REASON = {"hearing": "听证", "inspection": "检验检测", "expert_review": "专家评审",
                      "supplement": "补正材料", "other": "其他"}
-WENT_AHEAD = {"node": "后续环节", "decision": "作出决定", "closing": "办结", "acceptance": "受理"}
+# An event's facts (the contract's attrs) in words: the field's title, and its value's where the
+# contract names the values; a field the contract does not name keeps its own key.
+ATTR_TITLE = {"reason": "原因", "opinion": "意见", "promised_days": "承诺时限（工作日）", "deadline": "办理期限",
+              "decision": "决定", "violation_code": "违法行为", "penalty_amount": "罚款金额（元）",
+              "discretion_tier": "裁量档次", "rating": "评价"}
+ATTR_VALUE = {"reason": SUSPENSION_REASON,
+              "decision": {"approve": "准予", "reject": "不予准予", "penalize": "给予处罚", "no_penalty": "不予处罚"},
+              "rating": {"satisfied": "满意", "basically_satisfied": "基本满意", "dissatisfied": "不满意"}}
+
+
+def attrs_in_words(attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(title, value) of each of an event's facts, for a person to read."""
+    out = []
+    for key, value in attrs.items():
+        words = ATTR_VALUE.get(key, {}).get(value, value) if isinstance(value, str) else value
+        out.append((ATTR_TITLE.get(key, key), words if isinstance(words, str) else json.dumps(words, ensure_ascii=False)))
+    return out
+
+
+WENT_AHEAD = {"node": "完成后续环节", "decision": "作出决定", "closing": "办结", "acceptance": "受理"}
 STATUS_TITLE = {"open": "有效", "withdrawn": "已撤销", "acknowledged": "已确认", "resolved": "已处置"}
 
 
@@ -98,7 +118,8 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
                 f"起算，{_suspensions(e)}，应于 {moment(e.get('node_deadline'))} 前完成；实际{done}。")
     if rule == "skipped_node":
         what = WENT_AHEAD.get(e.get("went_ahead") or "", e.get("went_ahead") or "")
-        node = f"（环节 {e['went_ahead_node']}）" if e.get("went_ahead_node") else ""
+        name = e.get("went_ahead_node_name") or e.get("went_ahead_node")
+        node = f"“{name}”" if name and e.get("went_ahead") == "node" else f"（环节“{name}”）" if name else ""
         return (f"必经环节“{e.get('skipped_node_name') or e.get('skipped_node')}”尚未完成，"
                 f"{moment(e.get('went_ahead_at'))} 即已{what}{node}，事件 {e.get('went_ahead_event_id')}。")
     if rule == "backfill":

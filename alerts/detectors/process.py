@@ -20,11 +20,14 @@ def _skipped(view: CaseView) -> list[Finding]:
     for skip in view.timeline.skips:
         node = view.item.node(skip.node)
         event = skip.went_ahead
+        ahead = view.item.node(event.node) if event.node else None
         findings.append(Finding(
             Rule.SKIPPED_NODE, event.case_id, event.occurred_at,
             {"skipped_node": skip.node, "skipped_node_name": node.name if node else None,
              "went_ahead": skip.what, "went_ahead_event": event.type.value,
-             "went_ahead_node": event.node, "went_ahead_event_id": event.event_id,
+             "went_ahead_node": event.node,
+             "went_ahead_node_name": ahead.name if ahead else None,
+             "went_ahead_event_id": event.event_id,
              "went_ahead_at": local(view, event.occurred_at)},
             node=skip.node, officer_id=event.officer_id))
     return findings

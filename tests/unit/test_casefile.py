@@ -27,6 +27,8 @@ def test_the_case_file_shows_events_in_process_order_the_deadline_and_every_aler
     assert "超过时限" in text
     shown = render(file)
     assert "K1" in shown and RULE_TITLE[Rule.OVERDUE] in shown and "办理时限截止" in shown
+    # An event's facts in words (found by a black-box test: "reason：supplement" on the case page).
+    assert file["events"][1]["attrs_text"] == [("原因", "补正材料")]
 
 
 def test_a_withdrawn_alert_says_why():

@@ -191,6 +191,17 @@ def test_skipped_evidence_names_what_went_ahead():
     assert skip.node == "review"
     assert skip.evidence["went_ahead_node"] == "approve"
     assert skip.evidence["skipped_node_name"] == "审核"
+    assert skip.evidence["went_ahead_node_name"] == "批准"
+
+
+def test_skipped_evidence_reads_as_a_sentence_with_the_nodes_names():
+    # Found by a black-box test: "…即已后续环节（环节 approve）", a verb missing and the node's id.
+    from alerts.describe import describe_evidence
+
+    state = run(handled(at(2026, 3, 6), with_review=False), at(2026, 5, 1))
+    (skip,) = [a for a in state.alerts.values() if a.rule.value == "skipped_node"]
+    text = describe_evidence("skipped_node", skip.evidence)
+    assert "即已完成后续环节“批准”" in text and "approve" not in text
 
 
 def test_a_deadline_stated_by_the_source_system_is_used_as_stated():
