@@ -95,6 +95,16 @@ OPENINGS = ("opened", "open")  # the changes that start a round of supervision, 
 
 # -- the store and the actions topic ------------------------------------------------------------------
 
+def form_version(form) -> int | None:
+    """The ticket version a form was drawn at; None when it is not one (a version is a small
+    count: a number past 2**31 is no version, and would not fit the action's record)."""
+    try:
+        version = int(str(form.get("version") or ""))
+    except ValueError:
+        return None
+    return version if 0 <= version < 2 ** 31 else None
+
+
 @dataclass
 class Backend:
     """Where the console reads (a store client, used under a lock in a thread) and how it
@@ -478,9 +488,8 @@ class Console:
             if not found:
                 return self.refuse(request, 404, "督办件不存在，或不在您的查看范围内。")
             case_id = found[0]["case_id"]
-            try:
-                version = int(str(form.get("version") or ""))
-            except ValueError:
+            version = form_version(form)
+            if version is None:
                 return self.refuse(request, 400, "表单不完整，请返回刷新页面后重试。")
         department = INSPECTORS if user.inspector else user.department
         action = {"action_id": action_id, "ticket_id": ticket_id, "version": version, "actor": user.name,
@@ -563,9 +572,8 @@ class Console:
             return self.refuse(request, 400, "请填写核实情况及整改措施。")
         if len(text) > MAX_TEXT_CHARS:
             return self.refuse(request, 400, RESULT_TEXT["text_too_long"])
-        try:
-            version = int(str(form.get("version") or ""))
-        except ValueError:
+        version = form_version(form)
+        if version is None:
             return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。")
         catalog = self.backend.judge().catalog
         department = catalog.departments.get(grant.department)
