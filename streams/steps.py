@@ -365,12 +365,19 @@ class CaseSteps:
             # Some events already in the state: a redelivery after a crash, which may have come
             # after the state's changelog record but before its rows were written; and a unit of
             # the redelivery can hold such events beside new ones.
-            again = _held_already(state, batch.duplicates) if case_id not in self.store.from_store else []
+            restored = case_id in self.store.from_store  # a seed from the store: its rows are there
+            again = _held_already(state, batch.duplicates) if not restored else []
             await self.store.put(result.state, partition, stored)
             for event in (*batch.new, *again):
                 self.out.event(event, judge.item(event.item_code).department)
             self.out.outcome(result)
-            if again:  # and the alerts the state held already, which its changes leave out
+            # A tick that changed no alert, only the clock: it may be one delivered again after a
+            # crash that came after the state's changelog record and before its rows were written
+            # (taken again at a later clock, the judgement finds its alerts raised already). Its
+            # alerts are written and published again, as for an unchanged tick below.
+            ticked_only = tick is not None and not batch.new and not result.changed and state is not None \
+                and not restored
+            if again or ticked_only:  # and the alerts the state held already, which its changes leave out
                 changed = {alert.alert_id for alert in result.changed}
                 for alert in result.state.alerts.values():
                     if alert.alert_id not in changed:

@@ -183,6 +183,30 @@ def test_a_redelivered_unit_with_new_events_writes_the_rows_the_crash_lost():
     assert (restarted.progress.events_new, restarted.progress.events_duplicate) == (1, 4)
 
 
+def test_a_tick_delivered_again_after_a_crash_writes_the_alerts_its_first_delivery_raised():
+    """Found by a black-box test: killed just after a deadline's tick was applied (its state in the
+    changelog, its rows not yet written), a worker took the tick again at a later clock. Only the
+    clock changed, so the judgement changed no alert and wrote none: the red card was lost for good."""
+    harness = Harness()
+    harness.run(Unit("case-events", 0, [record(i, e) for i, e in enumerate(HISTORY[:4])]))
+    tick = Unit("ticks", 0, [record(0, {"case_id": "U1", "now": "2026-04-01T00:00:00+00:00"})])
+    harness.run(tick)
+    held = decode_state(harness.table.data["U1"])[0]
+    assert "overdue" in {a.rule.value for a in held.alerts.values()}
+    # The crash: rows and published alerts gone; the table (recovered from the changelog) stays;
+    # the tick comes again, at a later clock.
+    restarted = Harness()
+    restarted.table.data = dict(harness.table.data)
+    later = datetime(2026, 4, 1, 0, 0, 5, tzinfo=timezone.utc)  # the live clock, five seconds on
+    restarted.steps.clock = SimpleNamespace(now=lambda partition=None: later, observe=lambda *a: later,
+                                            input_incomplete=False)
+    restarted.run(tick)
+    assert {(r["alert_id"], r["status"]) for r in restarted.rows("alerts")} >= {
+        (a.alert_id, a.status.value) for a in held.alerts.values()}
+    assert restarted.rows("cases")
+    assert restarted.progress.alerts_changed == 0  # published again, not changed
+
+
 def test_alerts_published_again_for_a_redelivery_are_not_counted_as_changes():
     """A redelivered unit publishes the case's alerts again (at least once), but no version
     changed: `replay` reported "28 alert changes" for a second run that changed nothing."""
