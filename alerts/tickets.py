@@ -212,6 +212,9 @@ class Ticket:
     silenced_by: str | None = None
     actions: frozenset[str] = frozenset()  # ids of the actions applied (a redelivered one changes nothing)
     last: Change | None = None
+    # A closed (or withdrawn) ticket opened again by hand is a new round: its notices have ids of
+    # their own (`_notice`), so that they are sent, each once, whatever the first round sent.
+    round: int = 1
 
     @property
     def open_alerts(self) -> list[BundledAlert]:
@@ -277,7 +280,8 @@ def _notice(ticket: Ticket, step: Step, at: datetime) -> Notice:
     recipient = {Step.OPENED: "contact", Step.RETURNED: "contact", Step.LEVEL_1: "head",
                  Step.LEVEL_2: "inspection_office"}[step]
     suffix = f"@{ticket.version}" if step is Step.RETURNED else ""
-    return Notice(f"{ticket.ticket_id}/{step.value}{suffix}", ticket.ticket_id, step, recipient, at)
+    round_ = f"/r{ticket.round}" if ticket.round > 1 else ""  # the first round's ids as they always were
+    return Notice(f"{ticket.ticket_id}/{step.value}{suffix}{round_}", ticket.ticket_id, step, recipient, at)
 
 
 # -- alerts ---------------------------------------------------------------------------------------
@@ -521,11 +525,20 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
     if ticket is not None and ticket.visible and ticket.status not in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
         raise ActionRefused("not_allowed", f"督办件 {ticket.ticket_id} 已在办（{STATUS_TITLE[ticket.status]}）"
                                            f"（ticket {ticket.ticket_id} is already {ticket.status.value}）")
-    if alert is None or alert.status is AlertStatus.WITHDRAWN:
+    # The alert a hand opens from: a yellow one, or one the closed ticket bundles (a red card's,
+    # which stays the ticket's own), if it still stands.
+    bundled = ticket.alerts.get(action.alert_id or "") if ticket is not None else None
+    if alert is not None and alert.status is not AlertStatus.WITHDRAWN:
+        bundled = BundledAlert.of(alert)
+    elif bundled is None or bundled.status is AlertStatus.WITHDRAWN:
         raise ActionRefused("unknown_alert", f"no open alert {action.alert_id} for {action.ticket_id}")
-    base = ticket or Ticket(ticket_id(alert.case_id, alert.rule), alert.case_id, alert.rule, alert.severity,
-                            alert.item_code, alert.department, alert.region, {})
-    base = replace(base, alerts={**base.alerts, alert.alert_id: BundledAlert.of(alert)}, manual=True,
+    if ticket is None:
+        assert alert is not None
+        base = Ticket(ticket_id(alert.case_id, alert.rule), alert.case_id, alert.rule, alert.severity,
+                      alert.item_code, alert.department, alert.region, {})
+    else:  # opened before: a new round
+        base = replace(ticket, round=ticket.round + 1) if ticket.opened_at is not None else ticket
+    base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True,
                    status=TicketStatus.SETTLING, overdue=False, escalation_level=0, resolution=None,
                    actions=base.actions | {action.action_id})
     opened = _open(base, calendar, action.at, actor=action.actor, text=action.text or "人工发起督办")

@@ -40,6 +40,7 @@ def ticket_to_json(ticket: Ticket) -> dict[str, Any]:
                    for a in ticket.alerts.values()],
         "last": None if last is None else [last.version, last.at.isoformat(), last.actor, last.kind, last.text,
                                            last.status.value],
+        **({"round": ticket.round} if ticket.round > 1 else {}),
     }
 
 
@@ -61,6 +62,7 @@ def ticket_from_json(obj: dict[str, Any]) -> Ticket:
         silenced_by=obj.get("silenced_by"), actions=frozenset(obj.get("actions") or ()),
         last=None if last is None else Change(last[0], datetime.fromisoformat(last[1]), last[2], last[3], last[4],
                                               TicketStatus(last[5])),
+        round=int(obj.get("round", 1)),
     )
 
 

@@ -339,3 +339,29 @@ def test_a_ticket_s_record_says_which_notices_were_due():
     t = on_action(out.ticket, action("reply", out.ticket.version), CAL, out.ticket.opened_at).ticket
     returned = on_action(t, action("return", t.version, INSPECTORS, "补充"), CAL, t.opened_at)
     assert standing_notices(returned.ticket)[-1] == returned.notices[0]
+
+
+def test_a_closed_ticket_opened_again_by_hand_is_a_new_round_with_its_own_notices():
+    """Found by a black-box test: a red ticket closed by an inspector could not be opened again
+    ("no open alert", though its red card stood), and a yellow one opened again sent no notice (its
+    notice had the first round's id, finished already), while the console refused the old link."""
+    from alerts.tickets import standing_notices
+
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    first = [n.notice_id for n in standing_notices(t)]
+    escalated = advance(t, POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST)).ticket  # both levels reached
+    closed = on_action(escalated, action("close", escalated.version, INSPECTORS, "已核实"), CAL,
+                       datetime(2026, 3, 21, tzinfo=CST)).ticket
+    again = action("open", None, INSPECTORS, "再次督办", at=datetime(2026, 3, 23, 9, tzinfo=CST),
+                   alert_id=alert().alert_id)
+    out = on_action(closed, again, CAL, again.at, None)  # the red card is the ticket's own, still standing
+    assert out.ticket.status is TicketStatus.OPEN and out.ticket.escalation_level == 0
+    assert [n.step for n in out.notices] == [Step.OPENED]
+    assert out.notices[0].notice_id not in first + [n.notice_id for n in standing_notices(escalated)]
+    later = advance(out.ticket, POLICY, CAL, datetime(2026, 4, 20, tzinfo=CST))
+    assert [n.step for n in later.notices] == [Step.LEVEL_1, Step.LEVEL_2]
+    assert not {n.notice_id for n in later.notices} & {n.notice_id for n in standing_notices(escalated)}
+    # A red card withdrawn since is no ground for a new round.
+    gone = on_alert(closed, alert(status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL, again.at).ticket
+    with pytest.raises(ActionRefused, match="unknown_alert"):
+        on_action(gone, again, CAL, again.at, None)
