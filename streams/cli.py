@@ -567,26 +567,20 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     import uuid
     from datetime import timezone
 
-    from alerts.tickets import INSPECTORS, STATUS_TITLE, ActionKind, ticket_id as make_ticket_id
-    from alerts.model import Rule
-    from sinks.queries import dead_letters, export_alerts, stored_tickets, ticket_state
+    from alerts.tickets import INSPECTORS, STATUS_TITLE, ActionKind
+    from sinks.queries import dead_letters, stored_tickets, ticket_state
     from sinks.scope import Scope
 
     everything = Scope.everything()
     kind = ActionKind(args.kind)
-    with _store(settings) as client:
-        if kind is ActionKind.OPEN:
-            alert = next((a for a in export_alerts(client, everything) if a["alert_id"] == args.alert), None)
-            if alert is None:
-                raise SystemExit(f"sunlight: no open alert {args.alert} in the store (sunlight alerts export)")
-            ticket_id = make_ticket_id(alert["case_id"], Rule(alert["rule"]))
-            current = None
-        else:
-            ticket_id = args.ticket_id
-            found = stored_tickets(client, everything, ticket_id=ticket_id)
-            current = found[0] if found else None
-            if current is None and args.version is None:
-                raise SystemExit(f"sunlight: ticket {ticket_id} is not in the store (sunlight tickets list)")
+    if settings.kafka and kind is not ActionKind.OPEN and args.version is not None:
+        # Everything the action needs is given: only published, the store left to the worker (an
+        # embedded store is open in one process only, the worker's).
+        if kind is ActionKind.REPLY and not args.department:
+            raise SystemExit("sunlight: a reply with --version names the answering department: --department CODE")
+        ticket_id, current = args.ticket_id, None
+    else:
+        ticket_id, current = _ticket_and_current(args, settings, kind, everything)
     department = args.department or (current["department"] if kind is ActionKind.REPLY and current else INSPECTORS)
     action = {"action_id": args.action_id or str(uuid.uuid4()), "ticket_id": ticket_id,
               "version": args.version if args.version is not None else (current["version"] if current else None),
@@ -619,6 +613,25 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     reason = f"{refused[0]['reason']}: {refused[0]['detail']}" if refused else "not applied"
     print(f"sunlight: {kind.value} on {ticket_id} refused: {reason}", file=sys.stderr)
     return 2
+
+
+def _ticket_and_current(args, settings: Settings, kind, everything) -> tuple[str, dict | None]:
+    """The ticket an action is on, and its latest stored form (None for one opened from an alert)."""
+    from alerts.model import Rule
+    from alerts.tickets import ActionKind, ticket_id as make_ticket_id
+    from sinks.queries import export_alerts, stored_tickets
+
+    with _store(settings) as client:
+        if kind is ActionKind.OPEN:
+            alert = next((a for a in export_alerts(client, everything) if a["alert_id"] == args.alert), None)
+            if alert is None:
+                raise SystemExit(f"sunlight: no open alert {args.alert} in the store (sunlight alerts export)")
+            return make_ticket_id(alert["case_id"], Rule(alert["rule"])), None
+        found = stored_tickets(client, everything, ticket_id=args.ticket_id)
+        current = found[0] if found else None
+        if current is None and args.version is None:
+            raise SystemExit(f"sunlight: ticket {args.ticket_id} is not in the store (sunlight tickets list)")
+        return args.ticket_id, current
 
 
 SILENCE_INSERT = ("silence_id", "item_code", "department", "until", "reason", "created_by", "created_at",

@@ -536,3 +536,28 @@ def test_notices_recorded_without_notify_are_never_sent_by_a_later_process(accep
                     datetime(2026, 3, 21, 1, tzinfo=timezone.utc), produce_events=False))
     assert box.received == []
     assert [(n["step"], n["status"]) for n in read(data)[2]] == [("opened", "held"), ("level_1", "held")]
+
+
+def test_an_action_with_its_version_beside_a_running_worker_is_only_published(tmp_path):
+    # Found by a black-box test: with SUNLIGHT_KAFKA set, an action still opened the store first,
+    # which a worker on an embedded store holds: refused with the lock message.
+    from streams.broker import EmbeddedBroker, create_topics
+    from tests.integration.conftest import read_all
+
+    held = tmp_path / "held"
+    held.write_text("not a data directory: a store opened here would fail")
+    with EmbeddedBroker() as broker:
+        asyncio.run(create_topics(broker.bootstrap, [("ticket-actions", 2)]))
+        env = {**os.environ, "SUNLIGHT_KAFKA": broker.bootstrap, "SUNLIGHT_BROKER_FLAVOUR": "tansu",
+               "SUNLIGHT_DATA_DIR": str(held), "SUNLIGHT_PARTITIONS": "2"}
+        done = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "reply", "C-1/overdue", "--version", "2",
+                               "--department", "ZJJ", "--text", "已整改"], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        (record,) = asyncio.run(read_all(broker.bootstrap, "ticket-actions"))
+        action = orjson.loads(record.value)
+        assert (action["ticket_id"], action["version"], action["department"], action["kind"]) == (
+            "C-1/overdue", 2, "ZJJ", "reply")
+        refused = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "reply", "C-1/overdue", "--version",
+                                  "2", "--text", "x"], env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "--department" in refused.stderr
