@@ -22,7 +22,8 @@ from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule
 from alerts.tickets import Notice, Step, Ticket
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
-          "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link")
+          "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
+          "return_reason")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -125,12 +126,23 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "opened_at": moment(_local(ticket.opened_at, catalog)), "deadline": moment(_local(ticket.deadline, catalog)),
         "level_2_at": moment(_local(ticket.level_2_at, catalog)),
         "how_to_reply": how_to_reply(ticket, link, catalog), "reply_link": link.url if link else NO_LINK,
+        "return_reason": return_reason(notice, ticket),
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
                           person.name if person else "", person.email if person and person.email else "",
                           subject.format(**values), body.format(**values), ticket.department, ticket.region or "",
                           notice.at, message_id(notice.notice_id))
+
+
+def return_reason(notice: Notice, ticket: Ticket) -> str:
+    """Why the inspector returned the reply, for a return's notice: the text of the return that
+    made it (its id names the version, `…/returned@4`), while that is still the ticket's last change."""
+    last = ticket.last
+    if notice.step is not Step.RETURNED or last is None or last.kind != "return":
+        return "（见督办记录）"
+    made_at = notice.notice_id.rpartition("@")[2].split("/")[0]
+    return last.text if made_at == str(last.version) and last.text else "（见督办记录）"
 
 
 def _local(value: datetime | None, catalog: Catalog) -> datetime | None:

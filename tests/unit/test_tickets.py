@@ -365,3 +365,31 @@ def test_a_closed_ticket_opened_again_by_hand_is_a_new_round_with_its_own_notice
     gone = on_alert(closed, alert(status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL, again.at).ticket
     with pytest.raises(ActionRefused, match="unknown_alert"):
         on_action(gone, again, CAL, again.at, None)
+
+
+def test_a_returned_notice_says_why_the_reply_was_returned():
+    # Found by a black-box test: the notice said only that the answer was returned, not why; the
+    # department could read the inspector's reason nowhere but on the reply page.
+    from pathlib import Path
+
+    import yaml
+
+    from alerts.catalog import load_catalog
+    from alerts.notices import render_notice
+    from sinks.notify import load_templates
+
+    root = Path(__file__).resolve().parents[1] / "data" / "contract"
+    catalog = load_catalog(yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8")))
+    red = replace(alert(), item_code="320200-XK-SCJG-0001")
+    t = advance(on_alert(None, red, POLICY, CAL, red.event_time).ticket, POLICY, CAL,
+                datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    t = on_action(t, action("reply", t.version), CAL, datetime(2026, 3, 3, 9, tzinfo=CST)).ticket
+    out = on_action(t, action("return", t.version, INSPECTORS, "整改措施未落实到具体责任人"), CAL,
+                    datetime(2026, 3, 3, 10, tzinfo=CST))
+    (notice,) = out.notices
+    rendered = render_notice(notice, out.ticket, catalog, load_templates())
+    assert "整改措施未落实到具体责任人" in rendered.body
+    later = on_action(out.ticket, action("close", out.ticket.version, INSPECTORS, "另案处理"), CAL,
+                      datetime(2026, 3, 4, tzinfo=CST)).ticket
+    again = render_notice(notice, later, catalog, load_templates())  # rendered once more, after a later change
+    assert "另案处理" not in again.body
