@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 from alerts.catalog import Catalog, Person
 from alerts.describe import describe_evidence, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule
-from alerts.tickets import Notice, Step, Ticket
+from alerts.tickets import Notice, Step, Ticket, returned_at
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
@@ -137,12 +137,11 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
 
 def return_reason(notice: Notice, ticket: Ticket) -> str:
     """Why the inspector returned the reply, for a return's notice: the text of the return that
-    made it (its id names the version, `…/returned@4`), while that is still the ticket's last change."""
+    made it (`returned_at`), while that is still the ticket's last change."""
     last = ticket.last
-    if notice.step is not Step.RETURNED or last is None or last.kind != "return":
+    if last is None or last.kind != "return" or returned_at(notice) != last.version or not last.text:
         return "（见督办记录）"
-    made_at = notice.notice_id.rpartition("@")[2].split("/")[0]
-    return last.text if made_at == str(last.version) and last.text else "（见督办记录）"
+    return last.text
 
 
 def _local(value: datetime | None, catalog: Catalog) -> datetime | None:

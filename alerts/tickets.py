@@ -284,6 +284,15 @@ def _notice(ticket: Ticket, step: Step, at: datetime) -> Notice:
     return Notice(f"{ticket.ticket_id}/{step.value}{suffix}{round_}", ticket.ticket_id, step, recipient, at)
 
 
+def returned_at(notice: Notice) -> int | None:
+    """The ticket version a return's notice was made at, as `_notice` names it (`…/returned@4`,
+    `…/returned@4/r2`); None for another step's."""
+    if notice.step is not Step.RETURNED:
+        return None
+    version = notice.notice_id.rpartition("@")[2].split("/")[0]
+    return int(version) if version.isdigit() else None
+
+
 # -- alerts ---------------------------------------------------------------------------------------
 
 def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar: WorkCalendar,
