@@ -64,10 +64,11 @@ def _alert_record(row, tz: ZoneInfo) -> dict[str, Any]:
 
 
 def alert_page(client, scope: Scope, rule: str = "", severity: str = "", status: str = "open",
-               department: str = "", case_contains: str = "", limit: int = 300,
+               department: str = "", case_contains: str = "", limit: int = 300, offset: int = 0,
                tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> tuple[list[dict[str, Any]], int]:
     """The console's alert list: the latest alerts in scope matching the filters (`status`: open,
-    withdrawn or all), red ones first then newest first, at most `limit` of them, and how many match."""
+    withdrawn or all), red ones first then newest first (the alert id breaks ties, so pages do not
+    overlap), at most `limit` of them after the first `offset`, and how many match."""
     conditions, parameters = [], {}
     if status == "open":
         conditions.append("status != 'withdrawn'")
@@ -84,10 +85,10 @@ def alert_page(client, scope: Scope, rule: str = "", severity: str = "", status:
     sql, scoped = ScopedQuery("count()", "alerts FINAL", where=where).sql(scope)
     total = int(client.query(sql, parameters={**scoped, **parameters}).result_rows[0][0])
     sql, scoped = ScopedQuery(", ".join(ALERT_COLUMNS), "alerts FINAL", where=where,
-                              tail="ORDER BY severity != 'red', event_time DESC, alert_id LIMIT {limit:UInt32}"
-                              ).sql(scope)
-    rows = [_alert_record(row, tz)
-            for row in client.query(sql, parameters={**scoped, **parameters, "limit": limit}).result_rows]
+                              tail="ORDER BY severity != 'red', event_time DESC, alert_id "
+                                   "LIMIT {limit:UInt32} OFFSET {offset:UInt64}").sql(scope)
+    rows = [_alert_record(row, tz) for row in client.query(
+        sql, parameters={**scoped, **parameters, "limit": limit, "offset": offset}).result_rows]
     return rows, total
 
 

@@ -105,6 +105,20 @@ def form_version(form) -> int | None:
     return version if 0 <= version < 2 ** 31 else None
 
 
+def page_number(text: str | None) -> int:
+    """The alert list's page asked for in the address (1 when it is none: `?page=abc`, 0, -3)."""
+    try:
+        number = int(str(text or "1"))
+    except ValueError:
+        return 1
+    return min(max(number, 1), 10 ** 9)
+
+
+def pages_of(total: int) -> int:
+    """How many pages of the alert list `total` alerts fill (an empty list is one page)."""
+    return max(1, -(-total // MAX_ALERTS_SHOWN))
+
+
 @dataclass
 class Backend:
     """Where the console reads (a store client, used under a lock in a thread) and how it
@@ -358,23 +372,42 @@ class Console:
                 note = "所选部门或地区不在职权目录中。"
                 scope = None
 
+        asked = page_number(params.get("page"))
+
         def read(client):  # filtered, ordered and cut in the SQL: a page's worth, and its tickets
             if scope is None:
-                return [], 0, {}
-            found, total = alert_page(client, scope, rule=filters["rule"], severity=filters["severity"],
-                                      status=filters["status"], case_contains=filters["case"],
-                                      department="" if user.inspector else filters["department"],
-                                      limit=MAX_ALERTS_SHOWN)
+                return [], 0, 1, {}
+
+            def page_of(number: int):
+                return alert_page(client, scope, rule=filters["rule"], severity=filters["severity"],
+                                  status=filters["status"], case_contains=filters["case"],
+                                  department="" if user.inspector else filters["department"],
+                                  limit=MAX_ALERTS_SHOWN, offset=(number - 1) * MAX_ALERTS_SHOWN)
+
+            number = asked
+            found, total = page_of(number)
+            if not found and total:  # past the last page (the list shrank, or a number typed in): the last
+                number = pages_of(total)
+                found, total = page_of(number)
             names = sorted({f"{a['case_id']}/{a['rule']}" for a in found})
             tickets = {t["ticket_id"]: t for t in stored_tickets(client, scope, ticket_ids=names)} if names else {}
-            return found, total, tickets
+            return found, total, number, tickets
 
-        found, total, tickets = await self.backend.read(read)
+        found, total, number, tickets = await self.backend.read(read)
         rows = [{**alert, "text": describe_evidence(alert["rule"], alert["evidence"]),
                  "ticket": tickets.get(f"{alert['case_id']}/{alert['rule']}")} for alert in found]
         departments = sorted(catalog.departments.values(), key=lambda d: d.code)
         regions = sorted({d.region for d in departments if d.region})
-        return self.page("alerts.html", request, rows=rows, total=total, filters=filters,
+        def link(to: int) -> str:  # the same filters, another page
+            chosen = {name: value for name, value in filters.items() if value and (name, value) != ("status", "open")}
+            return "/alerts?" + urlencode({**chosen, **({"page": to} if to > 1 else {})})
+
+        pages = pages_of(total)
+        paging = {"number": number, "pages": pages, "first": (number - 1) * MAX_ALERTS_SHOWN + 1,
+                  "last": (number - 1) * MAX_ALERTS_SHOWN + len(rows),
+                  "previous": link(number - 1) if number > 1 else None,
+                  "next": link(number + 1) if number < pages else None}
+        return self.page("alerts.html", request, rows=rows, total=total, filters=filters, paging=paging,
                          departments=departments, regions=regions, region_names=region_names(),
                          rules=[r.value for r in Rule],
                          severities=[s.value for s in Severity], note=note,

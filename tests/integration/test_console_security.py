@@ -509,6 +509,8 @@ def test_the_alert_page_is_filtered_ordered_and_cut_in_the_store_as_before(store
         assert (rows, total) == (expected, len(expected)), filters
         rows, total = alert_page(client, Scope.everything(), limit=1, **kwargs)
         assert (rows, total) == (expected[:1], len(expected)), filters
+        rows, total = alert_page(client, Scope.everything(), limit=1, offset=1, **kwargs)
+        assert (rows, total) == (expected[1:2], len(expected)), filters
 
 
 def test_the_wait_for_an_action_looks_for_its_refusal_on_the_action_topics_only(store):
@@ -524,3 +526,43 @@ def test_the_wait_for_an_action_looks_for_its_refusal_on_the_action_topics_only(
     assert asyncio.run(backend(None).wait(SCJG_TICKET, "stale-accept-1")) == "stale_version"
     assert asyncio.run(backend(("elsewhere",)).wait(SCJG_TICKET, "stale-accept-1")) == "pending"
     assert asyncio.run(backend(topics).wait(SCJG_TICKET, "never-sent")) == "pending"
+
+
+def test_the_alert_list_pages_through_every_alert_with_its_filters(console, monkeypatch):
+    """Past a page's worth of alerts the list is not cut: 下一页 leads on, with the same filters,
+    and every alert is on exactly one page (here a page holds one alert)."""
+    import html
+    import re
+
+    import streams.console.app as console_app
+
+    app, _, _ = console
+    monkeypatch.setattr(console_app, "MAX_ALERTS_SHOWN", 1)
+    inspector = Client(app)
+    assert inspector.sign_in("检查员", "inspector-password").status == 303
+
+    def listed(text: str) -> list[str]:
+        return re.findall(r'<tr id="a-([^"]+)"', text)
+
+    def next_link(text: str) -> str | None:
+        found = re.search(r'<a href="([^"]+)" rel="next">下一页</a>', text)
+        return html.unescape(found.group(1)) if found else None
+
+    for start in ("/alerts", "/alerts?status=all"):
+        total = int(re.search(r"共 (\d+) 条", inspector.get(start).text).group(1))
+        assert total >= 2
+        seen, path = [], start
+        while path:
+            page = inspector.get(path)
+            assert page.status == 200 and f"第 {len(seen) + 1}/{total} 页" in page.text, path
+            assert len(listed(page.text)) == 1
+            seen += listed(page.text)
+            path = next_link(page.text)
+            if path and "status=all" in start:
+                assert "status=all" in path  # the filters go along
+        assert len(seen) == total == len(set(seen))
+        # A page past the end is the last one; a page that is no number, or none, the first.
+        for past in ("999", "1" * 40):
+            assert listed(inspector.get(f"{start}{'&' if '?' in start else '?'}page={past}").text) == seen[-1:]
+        for junk in ("abc", "0", "-2", ""):
+            assert listed(inspector.get(f"{start}{'&' if '?' in start else '?'}page={junk}").text) == seen[:1]
