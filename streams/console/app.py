@@ -79,6 +79,9 @@ RESULT_TEXT = {
     "text_too_long": f"内容过长（最多 {MAX_TEXT_CHARS} 字）。",
     "malformed_action": "内容不完整，操作未执行。",
 }
+# Results after which a form's text is not needed again: the action was applied, or is on its way.
+SETTLED_RESULTS = ("applied", "pending")
+DRAFT_KEPT = "您填写的内容尚未提交，已保留在下方：请确认最新情况后再次提交。"
 LINK_REFUSAL = {
     "invalid": "此答复链接无效：链接内容不完整或已被改动。请使用督办通知中的原始链接。",
     "expired": "此答复链接已过期。请联系督办人员重新发送通知，或经 OA 系统提交答复。",
@@ -433,11 +436,17 @@ class Console:
         user, refused = await self.guarded(request)
         if refused:
             return refused
+        return await self._case_page(request, user, request.path_params["case_id"],
+                                     request.query_params.get("result") or "")
+
+    async def _case_page(self, request: Request, user: User, case_id: str, result: str,
+                         draft: dict | None = None, status: int = 200) -> Response:
+        """A case's page; `draft` is an action's text the pipeline refused (its `ticket_id` and
+        `kind`, or the `alert_id` a ticket was to be opened from), put back into its form."""
         from alerts.casefile import case_file
         from alerts.events import parse_event
         from sinks.queries import alerts_of_case, case_events_of, stored_tickets, ticket_history
 
-        case_id = request.path_params["case_id"]
         scope = request.state.scope
         judge = self.backend.judge()
 
@@ -472,8 +481,13 @@ class Console:
             ticket["evidence_text"] = [(a["status"], describe_evidence(ticket["rule"], a["evidence"]))
                                        for a in ticket["evidence"].values()]
             ticket["actions"] = self._actions_for(user, ticket)
-        result = RESULT_TEXT.get(request.query_params.get("result") or "")
-        return self.page("case.html", request, file=file, tickets=tickets, result=result,
+        if draft is not None:  # whether the page still has the form the text was typed into
+            draft["placed"] = (any(a["alert_id"] == draft["alert_id"] and a["can_open"] for a in file["alerts"])
+                               if draft["kind"] == "open" else
+                               any(t["ticket_id"] == draft["ticket_id"] and draft["kind"] in t["actions"]
+                                   for t in tickets))
+        return self.page("case.html", request, status=status, file=file, tickets=tickets,
+                         result=RESULT_TEXT.get(result), draft=draft, draft_note=DRAFT_KEPT,
                          new_action_id=lambda: uuid.uuid4().hex)
 
     @staticmethod
@@ -531,6 +545,12 @@ class Console:
         if kind == "open":
             action["alert_id"] = alert_id
         result = await self._publish(ticket_id, action)
+        if result not in SETTLED_RESULTS and text:
+            # Refused (most often: the ticket changed since the page was drawn): the page again, as it
+            # is now, with the text in its form, so that nothing typed is lost.
+            draft = {"kind": kind, "text": text, "ticket_id": ticket_id,
+                     "alert_id": action.get("alert_id")}
+            return await self._case_page(request, user, case_id, result, draft=draft, status=409)
         rule = ticket_id.rpartition("/")[2]
         return RedirectResponse(f"/cases/{quote(case_id, safe='')}?{urlencode({'result': result})}#t-{rule}",
                                 status_code=303)
@@ -574,19 +594,24 @@ class Console:
         granted, refused = await self._grant(request)
         if refused:
             return refused
+        return self._reply_page(request, granted, request.query_params.get("result") or "")
+
+    def _reply_page(self, request: Request, granted, result: str, draft: dict | None = None,
+                    status: int = 200) -> Response:
+        """The reply page; `draft` is a reply the pipeline refused (`text`, `actor`), put back into its form."""
         token, grant, ticket, history = granted
         catalog = self.backend.judge().catalog
         department = catalog.departments.get(ticket["department"])
         item = catalog.item(ticket["item_code"])
         evidence = [describe_evidence(ticket["rule"], a["evidence"]) for a in ticket["evidence"].values()
                     if a["status"] != "withdrawn"]
-        return self.page("reply.html", request, ticket=ticket, history=history, evidence=evidence,
+        return self.page("reply.html", request, status=status, ticket=ticket, history=history, evidence=evidence,
                          department_name=department.name if department else ticket["department"],
                          item_name=item.name if item else ticket["item_code"], token=token,
                          link_csrf=self.links.csrf(token), expires_at=grant.expires_at.astimezone(
                              self.backend.judge().calendar.tz).isoformat(),
                          action_id=uuid.uuid4().hex, can_reply=ticket["status"] in ACTIVE,
-                         result=RESULT_TEXT.get(request.query_params.get("result") or ""))
+                         result=RESULT_TEXT.get(result), draft=draft, draft_note=DRAFT_KEPT)
 
     async def reply(self, request: Request) -> Response:
         granted, refused = await self._grant(request)
@@ -618,6 +643,13 @@ class Console:
                   "department": grant.department, "kind": "reply", "text": text,
                   "at": datetime.now(timezone.utc).isoformat()}
         result = await self._publish(ticket["ticket_id"], action)
+        if result not in SETTLED_RESULTS:
+            # Refused (most often: the ticket was escalated or changed while the reply was written):
+            # the page again, as the ticket is now, with the reply in its form.
+            granted, refused = await self._grant(request)
+            if refused:
+                return refused
+            return self._reply_page(request, granted, result, draft={"text": text, "actor": who}, status=409)
         return RedirectResponse(f"/reply/{token}?{urlencode({'result': result})}", status_code=303)
 
     def routes(self) -> list[Route]:

@@ -566,3 +566,50 @@ def test_the_alert_list_pages_through_every_alert_with_its_filters(console, monk
             assert listed(inspector.get(f"{start}{'&' if '?' in start else '?'}page={past}").text) == seen[-1:]
         for junk in ("abc", "0", "-2", ""):
             assert listed(inspector.get(f"{start}{'&' if '?' in start else '?'}page={junk}").text) == seen[:1]
+
+
+def test_a_refused_reply_or_action_keeps_its_text_in_the_form(console, monkeypatch):
+    """The ticket changed while a department wrote its reply (escalated, say): the reply is refused
+    as stale, and the page comes back as the ticket is now, with the text still in its form (it was
+    a redirect to an empty form: a long reply lost). Where the form is gone, the text is shown to copy."""
+    import html
+    import re
+
+    def forms(page: str) -> list[str]:
+        return re.findall(r"<form .*?</form>", page, flags=re.S)
+
+    def typed(form: str) -> str:
+        return html.unescape(re.search(r"<textarea[^>]*>(.*?)</textarea>", form, flags=re.S).group(1))
+
+    app, published, links = console
+    monkeypatch.setattr(Backend, "wait", lambda self, ticket_id, action_id, timeout=None: _answer("stale_version"))
+    reply = "经核实，窗口人员漏登记补正材料的时间。<已整改>，并对承办人批评教育。"
+    zjj = path_of(links.make(ZJJ_TICKET, "ZJJ", in_a_week(), 1))
+    answer = Client(app).post(zjj, {"csrf": links.csrf(zjj.rsplit("/", 1)[1]), "text": reply, "version": "1",
+                                    "action_id": "1" * 32, "actor": "王科长"})
+    assert answer.status == 409
+    assert "督办件已有更新" in answer.text and "已保留在下方" in answer.text
+    [form] = [f for f in forms(answer.text) if 'action="/reply/' in f]
+    assert typed(form) == reply and 'value="王科长"' in form
+    assert "1" * 32 not in form  # a new form: sending it again is a new action
+    # SCJG's ticket is answered already: no form to put the text back into, so it is shown.
+    scjg = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week(), 1))
+    answer = Client(app).post(scjg, {"csrf": links.csrf(scjg.rsplit("/", 1)[1]), "text": reply, "version": "1",
+                                     "action_id": "2" * 32})
+    assert answer.status == 409 and "原文如下" in answer.text and html.escape(reply) in answer.text
+    assert not [f for f in forms(answer.text) if 'action="/reply/' in f]
+    # The inspector's close, refused, comes back into that ticket's close form on the case page.
+    inspector = Client(app)
+    inspector.sign_in("检查员", "inspector-password")
+    reason = "已核实：申请人撤回后重新申请，不属于超时。"
+    answer = inspector.post("/act", {"csrf": inspector.csrf("/cases/C-B"), "kind": "close",
+                                     "ticket_id": ZJJ_TICKET, "version": "1", "text": reason,
+                                     "action_id": "3" * 32})
+    assert answer.status == 409 and "已保留在下方" in answer.text
+    [closing] = [f for f in forms(answer.text) if 'name="kind" value="close"' in f and ZJJ_TICKET in f]
+    assert typed(closing) == reason
+    assert [a["action_id"] for a in published] == ["1" * 32, "2" * 32, "3" * 32]
+
+
+async def _answer(result: str) -> str:
+    return result
