@@ -110,6 +110,8 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         return (f"{_deadline(e)}。{moment(e.get('last_day_started_at'))} 进入最后一个工作日时案件仍在办理；"
                 f"{_ended(e)}。")
     if rule == "overdue":
+        if e.get("accepted_after_deadline"):
+            return f"{_deadline(e)}。案件受理时已超过该时限；{_ended(e)}。"
         return f"{_deadline(e)}。时限届满时案件仍未办结；{_ended(e)}。"
     if rule == "node_overdue":
         done = (f"{moment(e['completed_at'])} 完成，用时 {days(e.get('working_days_used'))} 个工作日"

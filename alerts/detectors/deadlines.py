@@ -62,6 +62,12 @@ def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:
     return evidence
 
 
+def overdue_moment(t: Timeline, deadline: datetime) -> datetime:
+    """When the open case is past its deadline: the deadline, or its acceptance when the deadline it
+    states had already passed then (a case accepted late is open past its deadline from the start)."""
+    return max(deadline, t.accepted.occurred_at)
+
+
 def detect(view: CaseView, now: datetime) -> list[Finding]:
     t = view.timeline
     if t.accepted is None:
@@ -75,9 +81,12 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
             findings.append(Finding(Rule.DEADLINE_NEAR, case_id, near,
                                     {**_case_evidence(view, deadline), "last_day_started_at": local(view, near)},
                                     officer_id=t.officer()))
-        if deadline <= now and t.open_at(deadline):
-            findings.append(Finding(Rule.OVERDUE, case_id, deadline, _case_evidence(view, deadline),
-                                    officer_id=t.officer()))
+        passed = overdue_moment(t, deadline)
+        if passed <= now and t.open_at(passed):
+            evidence = _case_evidence(view, deadline)
+            if passed > deadline:
+                evidence["accepted_after_deadline"] = True
+            findings.append(Finding(Rule.OVERDUE, case_id, passed, evidence, officer_id=t.officer()))
     findings.extend(_node_overdue(view, now))
     findings.extend(_retroactive_suspensions(view, now))
     return findings
@@ -196,7 +205,7 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     deadline = t.deadline(view.calendar)
     if deadline is not None:
         near = near_moment(view, deadline)
-        moments.extend(m for m in (near, deadline) if m is not None)
+        moments.extend(m for m in (near, overdue_moment(t, deadline)) if m is not None)
     skipped = {s.node for s in t.skips}
     index = view.item.plan.index
     for cycle in t.cycles:

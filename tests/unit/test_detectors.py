@@ -275,3 +275,21 @@ def test_a_back_dating_that_covers_an_overrun_is_told_in_words():
     assert alert.evidence["deadline_as_stated"] > alert.evidence["ended_at"] > alert.evidence["deadline_as_registered"]
     text = describe_evidence("retroactive_suspension", alert.evidence)
     assert "倒签 47 小时" in text and "超期因此被掩盖" in text, text
+
+
+def test_a_case_accepted_after_the_deadline_it_states_is_overdue_from_its_acceptance():
+    """The contract: overdue when an open case passes its promised deadline. A case accepted after
+    the deadline its source states is open past it from the start (the receipt log had 60 such
+    cases, three still open a year late, without a card: the deadline passed before the case was open)."""
+    late = [ev("accepted", at(2026, 3, 10, 10), deadline="2026-03-05T00:00:00+08:00")]
+    assert active(run(late, at(2026, 3, 10, 9))) == set()
+    state = run(late, at(2026, 3, 10, 11))
+    (overdue,) = [a for a in state.alerts.values() if a.rule.value == "overdue"]
+    assert overdue.event_time == at(2026, 3, 10, 10) and overdue.evidence["accepted_after_deadline"] is True
+    assert overdue.evidence["deadline"] == "2026-03-05T00:00:00+08:00"
+    from alerts.describe import describe_evidence
+    assert "受理时已超过该时限" in describe_evidence("overdue", overdue.evidence)
+    closed_later = late + [ev("closed", at(2026, 3, 12))]
+    assert ("overdue", None) in active(run(closed_later, at(2026, 5, 1)))
+    # Closed at the very moment it was accepted, it was never open past the deadline.
+    assert ("overdue", None) not in active(run(late + [ev("closed", at(2026, 3, 10, 10))], at(2026, 5, 1)))
