@@ -50,6 +50,9 @@ class LogMapping:
     # Case-level columns: attributes put on the case's `accepted` event (e.g. a stated deadline),
     # and a column whose time closes the case (a date-only column closes it at the end of that day).
     accept_attrs: Mapping[str, str] = field(default_factory=dict)
+    # Case-level time columns that hold dates: a value at 00:00 means the end of that day (a
+    # deadline written as a date runs to 24:00 of it, as the contract counts one).
+    accept_attrs_date_only: frozenset[str] = frozenset()
     case_end: str | None = None
     case_end_date_only: bool = False
     # Steps recorded at most this long after the end value belong to the closing (a source that
@@ -104,7 +107,18 @@ def load_mapping(raw: Any) -> LogMapping:
         raise MappingError(f"mapping: unmapped must be node, skip or reject, got {unmapped!r}")
     fields = {name: _source(raw[name], name) for name in ("officer_id", "department", "region") if raw.get(name)}
     attrs = {name: _source(source, f"attrs.{name}") for name, source in (raw.get("attrs") or {}).items()}
-    accept_attrs = {str(k): str(v) for k, v in (raw.get("accept_attrs") or {}).items()}
+    accept_attrs, date_only = {}, set()
+    for name, source in (raw.get("accept_attrs") or {}).items():
+        if isinstance(source, dict):
+            if not source.get("column") or set(source) - {"column", "date_only"}:
+                raise MappingError(f"mapping: accept_attrs.{name} must be a column name or "
+                                   f"{{column: NAME, date_only: true|false}}")
+            if source.get("date_only"):
+                if name != "deadline":
+                    raise MappingError(f"mapping: accept_attrs.{name}: date_only is for a time (deadline)")
+                date_only.add(str(name))
+            source = source["column"]
+        accept_attrs[str(name)] = str(source)
     end = raw.get("case_end") or {}
     if end and not (isinstance(end, dict) and end.get("column")):
         raise MappingError("mapping: case_end must be {column: NAME, date_only: true|false, "
@@ -118,7 +132,8 @@ def load_mapping(raw: Any) -> LogMapping:
         time=str(raw.get("time", "")), recorded_time=raw.get("recorded_time"),
         item_code=_source(raw.get("item_code", {"value": ""}), "item_code"), fields=fields,
         event_id=raw.get("event_id"), activities=activities, unmapped=unmapped, attrs=attrs,
-        accept_attrs=accept_attrs, case_end=end.get("column") if end else None,
+        accept_attrs=accept_attrs, accept_attrs_date_only=frozenset(date_only),
+        case_end=end.get("column") if end else None,
         case_end_date_only=bool(end.get("date_only")) if end else False,
         case_end_takes_steps_within=timedelta(seconds=within) if within is not None else None,
     )
@@ -214,6 +229,11 @@ def is_a_date(local: datetime) -> bool:
     return local.hour == 0 and local.minute == 0 and local.second == 0
 
 
+def end_of_day(local: datetime, tz: ZoneInfo) -> datetime:
+    """24:00 of a local time's day (the next day's 00:00, in `tz`)."""
+    return (datetime(local.year, local.month, local.day, tzinfo=tz) + timedelta(days=1)).astimezone(tz)
+
+
 def _case_end(row: Mapping[str, Any], event: dict, mapping: LogMapping, steps: Iterable[datetime] = ()) -> dict:
     """The `closed` event a case-level end column stands for; with `takes_steps_within_seconds`,
     at the latest of the case's `steps` recorded that long after the end value, if any."""
@@ -222,8 +242,7 @@ def _case_end(row: Mapping[str, Any], event: dict, mapping: LogMapping, steps: I
     if mapping.case_end_date_only and is_a_date(local):
         # A date: the case closed some time that day, so at its end. A value with a time of day
         # in the same column is the moment the case closed, and is kept.
-        moment = datetime(local.year, local.month, local.day, tzinfo=mapping.timezone) + timedelta(days=1)
-        moment = moment.astimezone(mapping.timezone)
+        moment = end_of_day(local, mapping.timezone)
     window = mapping.case_end_takes_steps_within
     if window is not None:
         moment = max((step for step in steps if moment < step <= moment + window), default=moment)
@@ -283,8 +302,14 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict | 
             value = row.get(column)
             if value in (None, ""):
                 continue
-            attrs[name] = (parse_log_time(value, mapping.timezone, column).isoformat() if name == "deadline"
-                           else _number(value, name) if name in NUMBER_ATTRS else str(value))
+            if name == "deadline":
+                moment = parse_log_time(value, mapping.timezone, column)
+                local = moment.astimezone(mapping.timezone)
+                if name in mapping.accept_attrs_date_only and is_a_date(local):
+                    moment = end_of_day(local, mapping.timezone)  # a date: the deadline runs to its end
+                attrs[name] = moment.isoformat()
+            else:
+                attrs[name] = _number(value, name) if name in NUMBER_ATTRS else str(value)
     for name, source in mapping.attrs.items():
         value = _value(row, source)
         if value in (None, ""):

@@ -141,7 +141,7 @@ def test_import_then_export_and_reimport_changes_nothing(tmp_path):
         return moment
 
     end = {r["case:concept:name"]: closed_at(r["case:enddate"]) for r in log if r["case:enddate"]}
-    deadline = {r["case:concept:name"]: datetime.fromisoformat(r["case:deadline"]) for r in log}
+    deadline = {r["case:concept:name"]: closed_at(r["case:deadline"]) for r in log}  # a date: to its end
     receipt = {r["case:concept:name"]: datetime.fromisoformat(r["time:timestamp"]) for r in log
                if r["concept:name"] == "Confirmation of receipt"}
     current = [a for a in alerts if a["status"] != "withdrawn"]

@@ -107,6 +107,27 @@ def test_a_date_only_end_column_keeps_a_value_that_has_a_time_of_day():
     assert closed == {"c1": "2011-10-27T11:16:39.120000+02:00", "c2": "2011-10-28T00:00:00+02:00"}
 
 
+def test_a_date_only_deadline_runs_to_the_end_of_its_day():
+    """A stated deadline written as a date (00:00, a few milliseconds) ends at 24:00 of that day, as
+    the contract counts a deadline: read as 00:00, a case closed during its deadline's day was
+    overdue (the WABO log: 28 false red cards). A value with a time of day is kept; without
+    `date_only` the value is the moment written."""
+    data = [{"case": "c1", "act": "Receive", "ts": "2011-10-20 10:00:00+02:00", "who": "r",
+             "dl": "2011-10-27 00:00:00.010000+02:00"},
+            {"case": "c2", "act": "Receive", "ts": "2011-10-20 10:00:00+02:00", "who": "r",
+             "dl": "2011-10-27 11:16:39+02:00"}]
+    deadlines = {e["case_id"]: e["attrs"]["deadline"]
+                 for _, e, _ in mapped(data, accept_attrs={"deadline": {"column": "dl", "date_only": True}})}
+    assert deadlines == {"c1": "2011-10-28T00:00:00+02:00", "c2": "2011-10-27T11:16:39+02:00"}
+    as_written = {e["case_id"]: e["attrs"]["deadline"] for _, e, _ in mapped(data, accept_attrs={"deadline": "dl"})}
+    assert as_written["c1"] == "2011-10-27T00:00:00.010000+02:00"
+    assert load_mapping({**MAPPING, "accept_attrs": {"deadline": {"column": "dl"}}}).columns() >= {"dl"}
+    for wrong in ({"deadline": {"date_only": True}}, {"deadline": {"column": "dl", "dateonly": True}},
+                  {"promised_days": {"column": "pd", "date_only": True}}):
+        with pytest.raises(MappingError, match="accept_attrs"):
+            load_mapping({**MAPPING, "accept_attrs": wrong})
+
+
 def test_an_end_stamped_just_before_the_last_steps_closes_with_them():
     """A source that stamps a case's end a moment before it records the last steps (the WABO log:
     94 receipts recorded 0.6-4.4 s after their case's end date, the next gap 1.3 days) would show
