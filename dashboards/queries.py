@@ -184,7 +184,7 @@ OVERDUE_CASES = Panel(
     columns=("case_id", "department_name", "item_name", "deadline", "days_late"),
     sql=f"""{_NAMES}
 SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name, deadline,
-    dateDiff('day', deadline, $__toTime) AS days_late
+    dateDiff('day', deadline, $__toTime, 'Asia/Shanghai') AS days_late
 FROM cases FINAL
 WHERE status = 'open' AND deadline < $__toTime
 ORDER BY deadline ASC, case_id
@@ -207,7 +207,7 @@ SELECT
     {_department_name()} AS department_name,
     count() AS overdue_cases,
     countIf(deadline < $__toTime - INTERVAL 30 DAY) AS over_30_days,
-    max(dateDiff('day', deadline, $__toTime)) AS worst_days_late
+    max(dateDiff('day', deadline, $__toTime, 'Asia/Shanghai')) AS worst_days_late
 FROM cases FINAL
 WHERE status = 'open' AND deadline < $__toTime
 GROUP BY department
@@ -613,7 +613,7 @@ DEPARTMENT_CASE_LIST = Panel(
     sql=f"""{_NAMES}
 SELECT
     case_id, {_item_name()} AS item_name, if(status = 'suspended', '挂起', '在办') AS state, accepted_at, deadline,
-    dateDiff('day', $__toTime, deadline) AS days_left,
+    dateDiff('day', $__toTime, deadline, 'Asia/Shanghai') AS days_left,
     event_count, open_alerts
 FROM cases FINAL
 WHERE department = ${{department:singlequote}} AND status IN ('open', 'suspended')

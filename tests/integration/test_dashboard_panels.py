@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -172,6 +172,15 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     overdue_rows = ran["overdue_cases"][0]
     assert len(overdue_rows) == min(100, len(overdue)) and overdue_rows[0]["days_late"] >= 0
     assert {r["case_id"] for r in overdue_rows} <= {r[0] for r in overdue}
+    # Days late are local calendar days (a deadline ends at 24:00 local), not UTC midnights crossed.
+    shanghai = ZoneInfo("Asia/Shanghai")
+
+    def local_day(moment) -> date:
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(shanghai).date()
+
+    assert [r["days_late"] for r in overdue_rows] == [
+        (local_day(rng.end) - local_day(r["deadline"])).days for r in overdue_rows]
     assert all(r["item_name"] in item_names.values() for r in overdue_rows)
     assert sum(r["overdue_cases"] for r in ran["overdue_open_cases_by_department"][0]) == len(overdue)
     overdue_alerts = {a["case_id"] for a in alerts if a["rule"] == "overdue" and a["status"] != "withdrawn"}
