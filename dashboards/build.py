@@ -151,6 +151,8 @@ def catalog_variable(name: str, label: str, description: str, multi: bool = True
     if multi:
         variable.multi(True).include_all(True).current(dashboard.VariableOption(
             selected=True, text=["全部"], value=["$__all"]))
+        if name in q.ALL_VALUE_VARIABLES:  # 全部 is every row, not only the catalog's options
+            variable.all_value(q.ALL_VALUE)
     else:
         variable.multi(False).include_all(False)
     return variable

@@ -150,7 +150,7 @@ def score_months(data_dir: Path, catalog: dict, now: datetime) -> None:
 
 def dashboard_variables(client, time_range: TimeRange) -> dict[str, dict[str, Variable]]:
     """What each dashboard's variables are set to for its picture."""
-    every = {name: Variable(name, [ALL], options(client, name)) for name in MULTI}
+    every = {name: Variable(name, [ALL], options(client, name), all_value=q.all_value_of(name)) for name in MULTI}
     from sinks.queries import stored_tickets
     from sinks.scope import Scope
 

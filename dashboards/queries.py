@@ -109,8 +109,20 @@ def _item_name(column: str = "item_code") -> str:
 _MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')), 'Asia/Shanghai')"
 _OPEN = "status IN ('open', 'acknowledged')"
 # The inspector's filters, every one a multi-value variable with All.
+# A department or region filter left on 全部 holds ALL_VALUE (the variables' custom all value,
+# dashboards.build): every row, also those of a region or department the catalog does not list
+# (an event's own region, a department without one, one that left the catalog), which the list of
+# options would leave out.
+ALL_VALUE = "'__all__'"
+ALL_VALUE_VARIABLES = ("department", "region")
+
+
+def all_value_of(variable: str) -> str | None:
+    """The custom all value a multi-value variable holds for 全部 (None: every option)."""
+    return ALL_VALUE if variable in ALL_VALUE_VARIABLES else None
 _ALERT_FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:singlequote}) "
-                  "AND department IN (${department:singlequote}) AND ifNull(region, '') IN (${region:singlequote})")
+                  f"AND ({ALL_VALUE} IN (${{department:singlequote}}) OR department IN (${{department:singlequote}})) "
+                  f"AND ({ALL_VALUE} IN (${{region:singlequote}}) OR ifNull(region, '') IN (${{region:singlequote}}))")
 # The tickets as they stand: the newest version of each (version 0 is a ticket still settling,
 # which no department has seen).
 _TICKETS_NOW = """(
@@ -384,7 +396,7 @@ SELECT
     round(irregular_cases / cases, 4) AS irregularity_rate
 FROM cases FINAL
 WHERE accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime
-  AND department IN (${{department:singlequote}})
+  AND ({ALL_VALUE} IN (${{department:singlequote}}) OR department IN (${{department:singlequote}}))
 GROUP BY department
 ORDER BY irregularity_rate DESC, department_name
 """,

@@ -123,7 +123,7 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     assert set(options(client, "rule")) >= {a["rule"] for a in alerts}
     assert options(client, "severity") == ["red", "yellow"]
     assert options(client, "region") == sorted({d["region"] for d in scenario.catalog["departments"]})
-    every = {name: Variable(name, [ALL], options(client, name)) for name in ("rule", "severity", "department", "region")}
+    every = {name: Variable(name, [ALL], options(client, name), all_value=q.all_value_of(name)) for name in ("rule", "severity", "department", "region")}
 
     active = [t for t in tickets if t["status"] in ("open", "returned", "replied")]
     department = Counter(t["department"] for t in active).most_common(1)[0][0]
@@ -259,13 +259,34 @@ def test_variables_and_the_time_range_narrow_what_panels_show(city, store):
     client = store
     model = all_dashboards()["sunlight-inspector"]
     (panel, target), = [(p, t) for p, t in clickhouse_targets(model) if p["title"] == q.OPEN_ALERTS_BY_RULE.title]
-    every = {name: Variable(name, [ALL], options(client, name)) for name in ("rule", "severity", "department", "region")}
+    every = {name: Variable(name, [ALL], options(client, name), all_value=q.all_value_of(name)) for name in ("rule", "severity", "department", "region")}
     department = Counter(a["department"] for a in alerts if is_open(a)).most_common(1)[0][0]
     only = {**every, "department": Variable("department", [department]), "severity": Variable("severity", ["red"])}
     rows = run_panel(client, panel, target, rng, only)
     assert sum(r["open_alerts"] for r in rows) == sum(
         is_open(a) and a["department"] == department and a["severity"] == "red" for a in alerts)
     assert {r["severity_title"] for r in rows} <= {"红牌"}
+
+    # 全部 is every alert, also one whose region the catalog does not list (an event's own region)
+    # or that has none: the options alone left them out.
+    def counted(variables):
+        return sum(r["open_alerts"] for r in run_panel(client, panel, target, rng, variables))
+
+    everything = counted(every)
+    assert everything == sum(is_open(a) for a in alerts)
+    stray = [a for a in alerts if is_open(a)][0]["alert_id"]
+    try:
+        found = client.query("SELECT * FROM alerts FINAL WHERE alert_id = %(a)s", parameters={"a": stray})
+        row = dict(zip(found.column_names, found.result_rows[0]))
+        client.insert("alerts", [list({**row, "alert_id": f"stray-{number}", "region": region}.values())
+                                 for number, region in enumerate(("999999", None))],
+                      column_names=list(row))
+        assert counted(every) == everything + 2
+        regions = options(client, "region")
+        assert sum(counted({**every, "region": Variable("region", [r])}) for r in regions) == everything
+    finally:
+        client.command("DELETE FROM alerts WHERE alert_id LIKE 'stray-%'")
+    assert counted(every) == everything
 
     (wall_panel, wall_target), = [(p, t) for p, t in clickhouse_targets(all_dashboards()["sunlight-wall"])
                                   if p["title"] == q.WALL_CASES_TODAY.title]

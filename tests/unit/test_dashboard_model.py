@@ -123,7 +123,9 @@ def test_variables_are_defined_and_come_from_the_catalog(uid):
             assert re.search(r"FROM catalog_\w+ FINAL", variable["query"])
             assert variable["query"] == queries.VARIABLE_QUERIES[name]
             if variable["multi"]:
-                assert variable["includeAll"] and "allValue" not in variable  # All = every option
+                # All = every row for a department or region (also those the catalog does not
+                # list), every option for a rule or severity.
+                assert variable["includeAll"] and variable.get("allValue") == queries.all_value_of(name)
         else:
             assert (name, variable["type"]) == ("case_id", "textbox")
 
