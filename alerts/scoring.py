@@ -243,11 +243,13 @@ def load_rulebook(raw: Any) -> Rulebook:
 
 # --- what people supply -----------------------------------------------------------------------------
 
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])", re.ASCII)
 
 
 def parse_month(text: str) -> str:
-    match = MONTH.match(text) if isinstance(text, str) else None
+    # The whole text, ASCII digits only: `$` let a trailing newline through and \d took full-width
+    # digits, each stored as a month key of its own beside the real one.
+    match = MONTH.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ScoringError(f"month must be YYYY-MM (e.g. 2026-04), got {text!r}")
     if not 2000 <= int(match.group(1)) <= 2099:  # a typo, not a month of online operation (stored, else)

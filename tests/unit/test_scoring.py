@@ -234,7 +234,7 @@ def test_a_month_outside_the_years_of_online_operation_is_a_typo():
     from alerts.scoring import parse_month
 
     assert parse_month("2026-04") == "2026-04"
-    for typo in ("1900-01", "2206-04", "2026-13", "2026-4"):
+    for typo in ("1900-01", "2206-04", "2026-13", "2026-4", "2026-04\n", "２０２６-04", " 2026-04"):
         with pytest.raises(ScoringError):
             parse_month(typo)
 
