@@ -527,11 +527,13 @@ class _Subject:
 
 
 def subjects(catalog: Catalog, rulebook: Rulebook, attachment: str) -> list[_Subject]:
-    """Who is scored: city departments (the rulebook's `city_region`; every department when the
-    catalog has none there) or regions (every region but the city's own; all when that leaves none)."""
+    """Who is scored: city departments (the rulebook's `city_region`, and a department without a
+    region, which no district holds; every department when the catalog has none there) or regions
+    (every region but the city's own; all when that leaves none)."""
     departments = sorted(catalog.departments.values(), key=lambda d: d.code)
     if attachment == "department":
-        chosen = [d for d in departments if rulebook.city_region and d.region == rulebook.city_region] or departments
+        chosen = [d for d in departments
+                  if rulebook.city_region and d.region in (rulebook.city_region, None, "")] or departments
         return [_Subject("department", d.code, d.name, d.code, d.region or "", frozenset({d.code})) for d in chosen]
     regions = sorted({d.region for d in departments if d.region})
     chosen_regions = [r for r in regions if r != rulebook.city_region] or regions

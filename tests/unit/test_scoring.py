@@ -215,6 +215,21 @@ def test_the_cases_of_a_suspended_item_do_not_count_as_an_item_that_ran_online()
     assert part(score_month(rulebook(), "department", CATALOG, every), "A", "operation").points == 30
 
 
+def test_a_department_without_a_region_is_a_city_department():
+    """The contract makes a department's region optional; such a department was in neither
+    ranking, without a word. No district holds it: it is scored with the city's departments."""
+    from alerts.scoring import subjects
+
+    raw = {"departments": [{"code": "A", "name": "市甲局", "region": "320200"}, {"code": "M", "name": "市某局"},
+                           {"code": "D1", "name": "滨湖区甲局", "region": "320211"}],
+           "items": [item("A-1", "A"), item("M-1", "M"), item("D1-1", "D1")]}
+    catalog = load_catalog(raw)
+    assert [s.code for s in subjects(catalog, rulebook(), "department")] == ["A", "M"]
+    assert [s.code for s in subjects(catalog, rulebook(), "region")] == ["320211"]
+    scores = score_month(rulebook(), "department", catalog, MonthFacts(MONTH, cases=cases("M", 1, "M-1")))
+    assert "M" in {s.code for s in scores.all}
+
+
 def test_inputs_no_attachment_would_use_are_refused():
     """A 滨湖区 department's spot checks under departments, or the city's own region under regions,
     were accepted and used by neither attachment: the deduction was lost without a word."""
