@@ -108,7 +108,6 @@ def _item_name(column: str = "item_code") -> str:
 # "Now" is the end of the dashboard's range; the local month it falls in starts at:
 _MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')), 'Asia/Shanghai')"
 _OPEN = "status IN ('open', 'acknowledged')"
-# The inspector's filters, every one a multi-value variable with All.
 # A department or region filter left on 全部 holds ALL_VALUE (the variables' custom all value,
 # dashboards.build): every row, also those of a region or department the catalog does not list
 # (an event's own region, a department without one, one that left the catalog), which the list of
@@ -120,6 +119,9 @@ ALL_VALUE_VARIABLES = ("department", "region")
 def all_value_of(variable: str) -> str | None:
     """The custom all value a multi-value variable holds for 全部 (None: every option)."""
     return ALL_VALUE if variable in ALL_VALUE_VARIABLES else None
+
+
+# The inspector's filters, every one a multi-value variable with All.
 _ALERT_FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:singlequote}) "
                   f"AND ({ALL_VALUE} IN (${{department:singlequote}}) OR department IN (${{department:singlequote}})) "
                   f"AND ({ALL_VALUE} IN (${{region:singlequote}}) OR ifNull(region, '') IN (${{region:singlequote}}))")

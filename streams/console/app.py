@@ -389,9 +389,10 @@ class Console:
 
             number = asked
             found, total = page_of(number)
-            if not found and total:  # past the last page (the list shrank, or a number typed in): the last
+            if not found and number > 1:  # past the last page (the list shrank, or a number typed in): the last
                 number = pages_of(total)
-                found, total = page_of(number)
+                if total:
+                    found, total = page_of(number)
             names = sorted({f"{a['case_id']}/{a['rule']}" for a in found})
             tickets = {t["ticket_id"]: t for t in stored_tickets(client, scope, ticket_ids=names)} if names else {}
             return found, total, number, tickets
@@ -401,6 +402,7 @@ class Console:
                  "ticket": tickets.get(f"{alert['case_id']}/{alert['rule']}")} for alert in found]
         departments = sorted(catalog.departments.values(), key=lambda d: d.code)
         regions = sorted({d.region for d in departments if d.region})
+
         def link(to: int) -> str:  # the same filters, another page
             chosen = {name: value for name, value in filters.items() if value and (name, value) != ("status", "open")}
             return "/alerts?" + urlencode({**chosen, **({"page": to} if to > 1 else {})})
