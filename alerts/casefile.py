@@ -31,7 +31,10 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
                      "officer_id": event.officer_id, "channel": event.channel.value if event.channel else None,
                      "attrs": dict(event.attrs), "attrs_text": attrs_in_words(event.attrs)})
     status = "未受理"
-    if timeline.accepted is not None:
+    late_acceptance = _accepted_after_the_end(events, timeline)
+    if late_acceptance is not None:  # the end came first: the case is not one still to be accepted
+        status = ("已办结" if timeline.end.type is EventType.CLOSED else "已撤回") + "（受理登记在其后）"
+    elif timeline.accepted is not None:
         status = "在办"
         if timeline.end is not None:
             status = "已办结" if timeline.end.type is EventType.CLOSED else "已撤回"
@@ -41,9 +44,19 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
         "case_id": first.case_id if first else None, "item_code": item.code, "item_name": item.name,
         "department": (first.department if first and first.department else item.department),
         "department_name": department_name, "status": status, "events": rows,
-        "deadline": _deadline(timeline, item, calendar),
+        "deadline": (_deadline(timeline, item, calendar) if late_acceptance is None else
+                     {"text": f"受理（{moment(local(late_acceptance.occurred_at))}）在办结或撤回"
+                              f"（{moment(local(timeline.end.occurred_at))}）之后，办理时限无从起算。"}),
         "alerts": [{**alert, "text": describe_alert(alert)} for alert in alerts],
     }
+
+
+def _accepted_after_the_end(events: Sequence[CaseEvent], timeline) -> CaseEvent | None:
+    """The acceptance of a case whose closing or withdrawal came before it (the timeline, which
+    reads nothing after the end, has none): the case file says so, not "not yet accepted"."""
+    if timeline.accepted is not None or timeline.end is None:
+        return None
+    return min((e for e in events if e.type is EventType.ACCEPTED), key=lambda e: e.occurred_at, default=None)
 
 
 def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:

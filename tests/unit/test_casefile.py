@@ -59,3 +59,18 @@ def test_every_rule_reads_in_chinese():
             assert text.startswith("【") and "None" not in text, text
             seen.add(alert.rule)
     assert seen >= set(Rule) - {Rule.DISCRETION_OUT_OF_RANGE, Rule.DISCRETION_OUTLIER}
+
+
+def test_a_case_accepted_after_it_closed_is_not_said_to_be_waiting_for_acceptance():
+    """The receipt log's case-4024: closed 2010-12-01, its receipt registered 2010-12-20. Its file
+    said 未受理 and 案件尚未受理 (found by a black-box test)."""
+    j = judge()
+    events = [ev("closed", at(2026, 3, 2, 10), case="K2", event_id="c"),
+              ev("accepted", at(2026, 3, 20, 9), case="K2", event_id="a")]
+    file = case_file(events, [], j.catalog.item(LICENCE), j.calendar)
+    assert file["status"] == "已办结（受理登记在其后）"
+    assert "尚未受理" not in file["deadline"]["text"] and "之后" in file["deadline"]["text"]
+    assert "尚未受理" not in render(file)
+    waiting = case_file([ev("node_completed", at(2026, 3, 2), case="K3", node="undertake")], [],
+                        j.catalog.item(LICENCE), j.calendar)
+    assert waiting["status"] == "未受理" and "尚未受理" in waiting["deadline"]["text"]
