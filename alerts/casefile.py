@@ -31,13 +31,14 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
                      "officer_id": event.officer_id, "channel": event.channel.value if event.channel else None,
                      "attrs": dict(event.attrs), "attrs_text": attrs_in_words(event.attrs)})
     status = "未受理"
+    ended = None if timeline.end is None else "已办结" if timeline.end.type is EventType.CLOSED else "已撤回"
     late_acceptance = _accepted_after_the_end(events, timeline)
     if late_acceptance is not None:  # the end came first: the case is not one still to be accepted
-        status = ("已办结" if timeline.end.type is EventType.CLOSED else "已撤回") + "（受理登记在其后）"
+        status = f"{ended}（受理登记在其后）"
     elif timeline.accepted is not None:
         status = "在办"
-        if timeline.end is not None:
-            status = "已办结" if timeline.end.type is EventType.CLOSED else "已撤回"
+        if ended is not None:
+            status = ended
         elif timeline.suspensions and timeline.suspensions[-1].resumed is None:
             status = "挂起中"
     return {

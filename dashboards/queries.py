@@ -121,10 +121,16 @@ def all_value_of(variable: str) -> str | None:
     return ALL_VALUE if variable in ALL_VALUE_VARIABLES else None
 
 
+def _chosen(variable: str, column: str) -> str:
+    """`column` among the values of a multi-value variable with a custom all value: any row for 全部."""
+    values = f"${{{variable}:singlequote}}"
+    return f"({ALL_VALUE} IN ({values}) OR {column} IN ({values}))"
+
+
 # The inspector's filters, every one a multi-value variable with All.
+_REGION = "ifNull(region, '')"
 _ALERT_FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:singlequote}) "
-                  f"AND ({ALL_VALUE} IN (${{department:singlequote}}) OR department IN (${{department:singlequote}})) "
-                  f"AND ({ALL_VALUE} IN (${{region:singlequote}}) OR ifNull(region, '') IN (${{region:singlequote}}))")
+                  f"AND {_chosen('department', 'department')} AND {_chosen('region', _REGION)}")
 # The tickets as they stand: the newest version of each (version 0 is a ticket still settling,
 # which no department has seen).
 _TICKETS_NOW = """(
@@ -398,7 +404,7 @@ SELECT
     round(irregular_cases / cases, 4) AS irregularity_rate
 FROM cases FINAL
 WHERE accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime
-  AND ({ALL_VALUE} IN (${{department:singlequote}}) OR department IN (${{department:singlequote}}))
+  AND {_chosen('department', 'department')}
 GROUP BY department
 ORDER BY irregularity_rate DESC, department_name
 """,
