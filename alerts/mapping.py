@@ -8,10 +8,16 @@ that does not exist there (skipped by a DST switch) is rejected rather than gues
 
 Each event gets a deterministic `event_id` (the case, activity, time and the row's
 occurrence among identical rows), so importing the same file again changes nothing.
+
+A row of a lifecycle other than `complete` (XES `lifecycle:transition`: start, schedule, ...)
+is not a step done, and is skipped. A case with a rejected row is held back whole: imported
+without that row it would be judged on steps it lacks (a node never completed, a case never
+closed), and accused of skipping them.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +27,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from alerts.events import EventType, InvalidEvent, parse_event
 
 NUMBER_ATTRS = frozenset({"penalty_amount", "promised_days"})
+# The XES lifecycle extension's attribute (PM4Py's column), and its value for a step done.
+LIFECYCLE_COLUMN = "lifecycle:transition"
+COMPLETE = "complete"
 
 
 class MappingError(ValueError):
@@ -58,11 +67,16 @@ class LogMapping:
     # Steps recorded at most this long after the end value belong to the closing (a source that
     # stamps a case's end a moment before it records the last steps): the case closes with them.
     case_end_takes_steps_within: timedelta | None = None
+    # The column that says which lifecycle stage a row records, and the values that mean a step
+    # done. By default the XES lifecycle column, where a row has it; None: every row is a step.
+    lifecycle: str | None = LIFECYCLE_COLUMN
+    lifecycle_completes: frozenset[str] = frozenset({COMPLETE})
+    lifecycle_named: bool = False  # named by the mapping: the file must have the column
 
     def columns(self) -> set[str]:
-        """Every column (or XES attribute) the mapping reads."""
+        """Every column (or XES attribute) the mapping reads and a file must have."""
         named = {self.case_id, self.activity, self.time, self.recorded_time, self.event_id, self.case_end,
-                 *self.accept_attrs.values()}
+                 self.lifecycle if self.lifecycle_named else None, *self.accept_attrs.values()}
         for source in (self.item_code, *self.fields.values(), *self.attrs.values()):
             named.add(source.get("column"))
         return {name for name in named if name}
@@ -127,6 +141,7 @@ def load_mapping(raw: Any) -> LogMapping:
     if within is not None and (isinstance(within, bool) or not isinstance(within, (int, float)) or within <= 0):
         raise MappingError(f"mapping: case_end.takes_steps_within_seconds must be a number of seconds > 0, "
                            f"got {within!r}")
+    lifecycle, completes, named = _lifecycle(raw)
     return LogMapping(
         format=fmt, timezone=tz, case_id=str(raw.get("case_id", "")), activity=str(raw.get("activity", "")),
         time=str(raw.get("time", "")), recorded_time=raw.get("recorded_time"),
@@ -136,11 +151,56 @@ def load_mapping(raw: Any) -> LogMapping:
         case_end=end.get("column") if end else None,
         case_end_date_only=bool(end.get("date_only")) if end else False,
         case_end_takes_steps_within=timedelta(seconds=within) if within is not None else None,
+        lifecycle=lifecycle, lifecycle_completes=completes, lifecycle_named=named,
     )
+
+
+def _lifecycle(raw: dict) -> tuple[str | None, frozenset[str], bool]:
+    """`lifecycle`: absent (the XES lifecycle column where a row has it, `complete` rows are
+    steps), a column name, {column: NAME, complete: [VALUE, ...]}, or false (every row a step)."""
+    if "lifecycle" not in raw:
+        return LIFECYCLE_COLUMN, frozenset({COMPLETE}), False
+    value = raw["lifecycle"]
+    if value is False or value is None:
+        return None, frozenset(), False
+    if isinstance(value, str) and value:
+        return value, frozenset({COMPLETE}), True
+    if isinstance(value, dict) and value.get("column") and not set(value) - {"column", "complete"}:
+        completes = value.get("complete", [COMPLETE])
+        if isinstance(completes, str):
+            completes = [completes]
+        if isinstance(completes, list) and completes and all(isinstance(c, str) and c.strip() for c in completes):
+            return str(value["column"]), frozenset(c.strip().lower() for c in completes), True
+    raise MappingError("mapping: lifecycle must be a column name, {column: NAME, complete: [VALUE, ...]} "
+                       "or false (every row is a step done)")
 
 
 class Rejected(ValueError):
     pass
+
+
+class Skipped(ValueError):
+    pass
+
+
+class RowStatus(enum.Enum):
+    IMPORTED = "imported"
+    REJECTED = "rejected"  # the row cannot be read: the reason says why
+    HELD = "held"  # read, but another row of its case was rejected
+    SKIPPED = "skipped"  # not a step: an activity the mapping skips, a lifecycle other than complete
+
+
+@dataclass(frozen=True)
+class MappedRow:
+    number: int  # the row's number among the data rows (1: the first after a CSV header)
+    status: RowStatus
+    event: dict | None = None  # the contract event (imported or held)
+    reason: str | None = None
+    case_id: str | None = None
+    # For a rejected row: what it says of its case, read where it can be (case, item, department,
+    # region, time), so that its dead letter goes to the department's own letters.
+    labels: Mapping[str, str] = field(default_factory=dict)
+    columns: Mapping[str, Any] | None = None  # a rejected row as read
 
 
 def _value(row: Mapping[str, Any], source: Mapping[str, str]) -> Any:
@@ -177,25 +237,29 @@ def _number(value: Any, name: str) -> float | int:
     return int(number) if name == "promised_days" else number
 
 
-def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator[tuple[int, dict | None, str | None]]:
-    """(row number, contract event or None, reason when rejected or skipped) for each row. A case's
+def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator[MappedRow]:
+    """Each row, mapped: its contract event, or why it is rejected, held or skipped. A case's
     closing (`case_end`) follows its first row that carries the end value; with
-    `takes_steps_within_seconds`, every closing comes after the last row, once its steps are known."""
+    `takes_steps_within_seconds`, every closing comes after the last row, once its steps are known.
+    A case with a rejected row is held back whole, so the rows come once the whole log is read."""
     seen: dict[tuple, int] = {}
     ended: set[str] = set()
     window = mapping.case_end_takes_steps_within
     held: dict[str, tuple[int, Mapping[str, Any], dict]] = {}  # case -> the row its closing comes from
     steps: dict[str, list[datetime]] = {}
+    out: list[MappedRow] = []
     for number, row in enumerate(rows, start=1):
         try:
             event = _map_row(row, mapping, seen)
+        except Skipped as exc:
+            out.append(MappedRow(number, RowStatus.SKIPPED, reason=f"skipped: {exc}"))
+            continue
         except (Rejected, InvalidEvent) as exc:
-            yield number, None, str(exc)
+            labels = _labels(row, mapping)
+            out.append(MappedRow(number, RowStatus.REJECTED, reason=str(exc), case_id=labels.get("case_id"),
+                                 labels=labels, columns=dict(row)))
             continue
-        if event is None:
-            yield number, None, "skipped: activity not in the mapping"
-            continue
-        yield number, event, None
+        out.append(MappedRow(number, RowStatus.IMPORTED, event, case_id=event["case_id"]))
         case_id = event["case_id"]
         if window is not None:
             steps.setdefault(case_id, []).append(datetime.fromisoformat(event["occurred_at"]))
@@ -204,17 +268,51 @@ def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator
             if window is not None:
                 held[case_id] = (number, row, event)
                 continue
-            yield _closing(number, row, event, mapping, ())
+            out.append(_closing(number, row, event, mapping, ()))
     for case_id, (number, row, event) in held.items():
-        yield _closing(number, row, event, mapping, steps.get(case_id, ()))
+        out.append(_closing(number, row, event, mapping, steps.get(case_id, ())))
+    broken: dict[str, MappedRow] = {}
+    for mapped in out:
+        if mapped.status is RowStatus.REJECTED and mapped.case_id:
+            broken.setdefault(mapped.case_id, mapped)
+    for mapped in out:
+        first = broken.get(mapped.case_id or "") if mapped.status is RowStatus.IMPORTED else None
+        if first is None:
+            yield mapped
+            continue
+        yield MappedRow(mapped.number, RowStatus.HELD, mapped.event, case_id=mapped.case_id,
+                        reason=f"held back: row {first.number} of case {first.case_id} was rejected ({first.reason}); "
+                               f"imported without it the case would be judged on steps it lacks")
+
+
+def _labels(row: Mapping[str, Any], mapping: LogMapping) -> dict[str, str]:
+    """What a row that cannot be mapped still says of its case, where it says it plainly."""
+    labels = {"channel": "import"}
+    sources = {"case_id": {"column": mapping.case_id}, "item_code": mapping.item_code,
+               "occurred_at": {"column": mapping.time}, **mapping.fields}
+    for name, source in sources.items():
+        value = _value(row, source)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        if isinstance(value, str) and value.strip():
+            labels[name] = value.strip()
+    if "occurred_at" in labels:
+        try:
+            labels["occurred_at"] = parse_log_time(labels["occurred_at"], mapping.timezone, mapping.time).isoformat()
+        except Rejected:
+            del labels["occurred_at"]
+    return labels
 
 
 def _closing(number: int, row: Mapping[str, Any], event: dict, mapping: LogMapping,
-             steps: Iterable[datetime]) -> tuple[int, dict | None, str | None]:
+             steps: Iterable[datetime]) -> MappedRow:
     try:
-        return number, _case_end(row, event, mapping, steps), None
+        return MappedRow(number, RowStatus.IMPORTED, _case_end(row, event, mapping, steps), case_id=event["case_id"])
     except (Rejected, InvalidEvent) as exc:
-        return number, None, f"case end: {exc}"
+        labels = {key: event[key] for key in ("case_id", "item_code", "department", "region", "channel")
+                  if key in event}
+        return MappedRow(number, RowStatus.REJECTED, reason=f"case end: {exc}", case_id=event["case_id"],
+                         labels=labels, columns=dict(row))
 
 
 def _moment_key(moment: datetime, mapping: LogMapping) -> str:
@@ -256,17 +354,21 @@ def _case_end(row: Mapping[str, Any], event: dict, mapping: LogMapping, steps: I
     return closed
 
 
-def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict | None:
+def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict:
     case_id = str(row.get(mapping.case_id) or "").strip()
     if not case_id:
         raise Rejected(f"no case id in column {mapping.case_id!r}")
     activity = str(row.get(mapping.activity) or "").strip()
     if not activity:
         raise Rejected(f"no activity in column {mapping.activity!r}")
+    if mapping.lifecycle:
+        stage = str(row.get(mapping.lifecycle) or "").strip()
+        if stage and stage.lower() not in mapping.lifecycle_completes:
+            raise Skipped(f"lifecycle {stage!r} ({mapping.lifecycle}) is not a step done")
     rule = mapping.activities.get(activity)
     if rule is None:
         if mapping.unmapped == "skip":
-            return None
+            raise Skipped("activity not in the mapping")
         if mapping.unmapped == "reject":
             raise Rejected(f"activity {activity!r} is not in the mapping")
         rule = ActivityRule(EventType.NODE_COMPLETED, activity)

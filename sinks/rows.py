@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 
 from alerts.events import CaseEvent
-from alerts.letters import DeadLetter
+from alerts.letters import DeadLetter, redriven
 from alerts.model import Alert, AlertStatus
 from alerts.retention import settled_since
 from alerts.state import CaseState
@@ -102,6 +102,16 @@ def dead_letter_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]
     del row["error"]
     return {**row, "received_at": received_at, "status": letter.status, "redriven_at": letter.redriven_at,
             "version": letter.version}
+
+
+def redriven_rows(letters: list[dict[str, Any]], at: datetime) -> list[dict[str, Any]]:
+    """New versions of stored letters (as `sinks.queries.dead_letters` reads them), marked replaced."""
+    rows = []
+    for letter in letters:
+        fields = {k: letter[k] for k in DeadLetter.__dataclass_fields__ if k in letter}
+        fields["redriven_at"] = None
+        rows.append(dead_letter_row(redriven(DeadLetter(**fields), at), datetime.fromisoformat(letter["received_at"])))
+    return rows
 
 
 def ticket_row(ticket: Ticket, written_at: datetime, state: str) -> dict[str, Any]:

@@ -49,9 +49,10 @@ async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime
 
 
 async def _push(settings: Settings, messages: list, catalog: Path, now: datetime | None,
-                show_progress: bool = True, topic: str | None = None) -> dict:
+                show_progress: bool = True, topic: str | None = None, letters: list = ()) -> dict:
     """Run the pipeline over `messages` (case events, or other input such as ticket actions:
-    `topic`) and wait until every message is processed and written."""
+    `topic`) and wait until every message is processed and written; `letters` (an import's dead
+    letters) are kept as the pipeline keeps its own."""
     from streams.runtime import produce
 
     async def send(running, on_total, on_sent) -> int:
@@ -59,19 +60,21 @@ async def _push(settings: Settings, messages: list, catalog: Path, now: datetime
         await produce(running.bootstrap, topic or settings.case_events_topic, messages, on_sent=on_sent)
         return len(messages)
 
-    return await _through_pipeline(settings, catalog, now, show_progress, send)
+    return await _through_pipeline(settings, catalog, now, show_progress, send, letters)
 
 
 async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | None, show_progress: bool,
-                            send) -> dict:
+                            send, letters: list = ()) -> dict:
     """Start the pipeline, `send(running, on_total, on_sent)` its input (returns how many messages;
     tells the progress bar how many there are, then how many are sent), and wait until everything
     in the input topic is processed and written."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from streams.runtime import replay_clock, running_pipeline, topic_ends, wait_until_processed
+    from streams.runtime import keep_letters, replay_clock, running_pipeline, topic_ends, wait_until_processed
 
     async with running_pipeline(settings, catalog, clock=replay_clock(now)) as running:
+        if letters:
+            await keep_letters(settings, running.bootstrap, running.client, letters)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), disable=not show_progress, transient=False) as bar:
             sent = bar.add_task("sent     ", total=None)
@@ -113,41 +116,95 @@ def cmd_import(args, settings: Settings) -> int:
     settings = _notify(settings, args)
     from alerts.mapping import load_mapping
     from streams.catalog_source import read_yaml
-    from streams.importers import convert
+    from datetime import timezone
+
+    from sinks.clickhouse import connect
+    from streams.importers import convert, import_letters, settle_import_letters, whole_cases
 
     source = Path(args.file)
+    settled = 0
     mapping = load_mapping(read_yaml(Path(args.mapping), "mapping")) if args.mapping else None
     result = convert(source, mapping)
     rejects = Path(args.rejects or f"{source.name}.rejects.jsonl")
     with open(rejects, "wb") as handle:
-        for reject in result.rejected:
-            handle.write(orjson.dumps({"file": str(source), **reject}) + b"\n")
+        for row in (*result.rejected, *result.held):
+            handle.write(orjson.dumps({"file": str(source), "row": row.number, "status": row.status.value,
+                                       "case_id": row.case_id, "reason": row.reason}) + b"\n")
     messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in result.events]
     if settings.kafka:
         from streams.runtime import produce
 
+        letters = import_letters(result, source, settings.case_events_topic,
+                                 _catalog_if_any(args.catalog or settings.catalog))
         asyncio.run(produce(settings.kafka, settings.case_events_topic, messages))
+        kept = _keep_import_letters(settings, letters)
         processed = None
     else:
         catalog = Path(args.catalog or settings.catalog or "")
         if not catalog.is_file():
             raise SystemExit("sunlight import on the embedded defaults runs the pipeline and needs a catalog: "
                              "--catalog FILE or SUNLIGHT_CATALOG")
+        letters = import_letters(result, source, settings.case_events_topic, _catalog_if_any(catalog))
         processed = asyncio.run(_push(settings, messages, catalog, _parse_now(args.now),
-                                      show_progress=sys.stderr.isatty()))
+                                      show_progress=sys.stderr.isatty(), letters=letters))
+        kept = f"kept as dead letters in {settings.dlq_topic} and the store: sunlight dlq list"
+        client = connect(settings.clickhouse, settings.data_dir)
+        try:
+            settled = settle_import_letters(client, source, whole_cases(result), datetime.now(timezone.utc))
+        finally:
+            client.close()
     duplicated = result.duplicated_in_file + (processed["duplicates"] if processed else 0)
     imported = processed["new"] if processed else len(result.events)
+    skipped = sum(result.skipped.values())
+    why = "; ".join(f"{n} {reason.removeprefix('skipped: ')}" for reason, n in sorted(result.skipped.items()))
     print(f"{source.name}: {result.rows} rows read, {imported} events imported"
           f"{'' if processed else ' (published to ' + settings.case_events_topic + ')'}, "
-          f"{len(result.rejected)} rejected (reasons in {rejects}), {duplicated} duplicated, "
-          f"{result.skipped} skipped"
-          + (f", {processed['dead_lettered']} refused by the pipeline (see case-events-dlq)" if processed else ""),
+          f"{len(result.rejected)} rejected"
+          + (f" and {len(result.held)} held back with them (the rest of their cases)" if result.held else "")
+          + (f" (reasons in {rejects}; {kept})" if letters else f" (reasons in {rejects})")
+          + f", {duplicated} duplicated, {skipped} skipped" + (f" ({why})" if why else "")
+          + (f", {processed['dead_lettered']} refused by the pipeline (see {settings.dlq_topic})"
+             if processed else "")
+          + (f"; {settled} dead letters an earlier import of {source.name} left are replaced (marked redriven)"
+             if settled else ""),
           file=sys.stderr)
-    if result.rejected and not result.events:
-        print(f"sunlight: no row of {source.name} could be imported; the first reason: "
-              f"{result.rejected[0]['reason']}", file=sys.stderr)
+    if (result.rejected or result.held) and not result.events:
+        first = (result.rejected or result.held)[0]
+        print(f"sunlight: no row of {source.name} could be imported; the first reason: {first.reason}",
+              file=sys.stderr)
         return 1
     return 0
+
+
+def _catalog_if_any(path):
+    """The catalog, to name the department of a dead letter whose row names only its item; none
+    when no catalog is given (a letter then names what its row names)."""
+    from alerts.catalog import load_catalog
+    from streams.catalog_source import read_yaml
+
+    return load_catalog(read_yaml(Path(path), "catalog")) if path and Path(path).is_file() else None
+
+
+def _keep_import_letters(settings: Settings, letters: list) -> str:
+    """An import that only publishes (SUNLIGHT_KAFKA): its letters to the dead-letter topic, and
+    into the store when it is a ClickHouse server (an embedded store belongs to its worker)."""
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from streams.runtime import keep_letters
+
+    if not letters:
+        return ""
+    client = None if settings.embedded_store else connect(settings.clickhouse, settings.data_dir)
+    try:
+        if client is not None:
+            migrate(client)
+        asyncio.run(keep_letters(settings, settings.kafka, client, letters))
+    finally:
+        if client is not None:
+            client.close()
+    if settings.embedded_store:
+        return f"sent as dead letters to {settings.dlq_topic}"
+    return f"kept as dead letters in {settings.dlq_topic} and the store: sunlight dlq list"
 
 
 def cmd_import_bpmn(args, settings: Settings) -> int:
@@ -401,11 +458,10 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
     """Send corrected events back through the pipeline, and mark the letters they replace."""
     from datetime import timezone
 
-    from alerts.letters import DeadLetter, redriven
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import dead_letters, stored_event_keys
-    from sinks.rows import dead_letter_row, to_arrow
+    from sinks.rows import redriven_rows, to_arrow
     from sinks.scope import Scope
 
     settings = _notify(settings, args)
@@ -459,14 +515,7 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
             if len(stored) == len(replaces) or clock.monotonic() >= deadline:
                 break
             clock.sleep(1.0)
-        now = datetime.now(timezone.utc)
-        marked = []
-        for key in stored:
-            for letter in replaces[key]:
-                fields = {k: letter[k] for k in DeadLetter.__dataclass_fields__ if k in letter}
-                fields["redriven_at"] = None
-                marked.append(dead_letter_row(redriven(DeadLetter(**fields), now),
-                                              datetime.fromisoformat(letter["received_at"])))
+        marked = redriven_rows([letter for key in stored for letter in replaces[key]], datetime.now(timezone.utc))
         if marked:
             client.insert_arrow("dead_letters", to_arrow("dead_letters", marked))
     finally:

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import csv
 import xml.etree.ElementTree as ET
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
 
+from alerts.catalog import Catalog
 from alerts.events import InvalidEvent, parse_event
-from alerts.mapping import LogMapping, map_rows
+from alerts.letters import DeadLetter, make_letter
+from alerts.mapping import LogMapping, MappedRow, RowStatus, map_rows
 from streams.replay_feed import json_lines
 
 
@@ -93,9 +97,11 @@ def read_xes(path: Path) -> Iterator[dict[str, Any]]:
 class ImportResult:
     rows: int = 0
     events: list[dict] = field(default_factory=list)
-    rejected: list[dict] = field(default_factory=list)
-    skipped: int = 0
+    rejected: list[MappedRow] = field(default_factory=list)  # rows that cannot be read
+    held: list[MappedRow] = field(default_factory=list)  # rows of a case with a rejected row
+    skipped: Counter = field(default_factory=Counter)  # reason -> rows that are not steps
     duplicated_in_file: int = 0
+    raw_lines: dict[int, bytes] = field(default_factory=dict)  # a rejected JSON line as read
 
 
 def _where_not_utf8(path: Path) -> str:
@@ -123,34 +129,85 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
     else:
         rows = map_rows(read_csv(path, mapping.columns()) if mapping.format == "csv" else read_xes(path), mapping)
     seen: set[str] = set()
-    for number, event, reason in rows:
-        result.rows = max(result.rows, number)
-        if event is None:
-            if reason and reason.startswith("skipped"):
-                result.skipped += 1
-            else:
-                result.rejected.append({"row": number, "reason": reason})
-            continue
-        if event["event_id"] in seen:
+    for mapped in rows:
+        result.rows = max(result.rows, mapped.number)
+        if mapped.status is RowStatus.SKIPPED:
+            result.skipped[mapped.reason] += 1
+        elif mapped.status is RowStatus.REJECTED:
+            result.rejected.append(mapped)
+        elif mapped.status is RowStatus.HELD:
+            result.held.append(mapped)
+        elif mapped.event["event_id"] in seen:
             result.duplicated_in_file += 1
-            continue
-        seen.add(event["event_id"])
-        result.events.append(event)
+        else:
+            seen.add(mapped.event["event_id"])
+            result.events.append(mapped.event)
     return result
 
 
-def _jsonl_events(path: Path, result: ImportResult):
+# The reasons of an import's dead letters.
+UNREADABLE_ROW = "unreadable_row"
+CASE_INCOMPLETE = "case_incomplete"
+# An import's letter did not come from a partition of the topic: its offset is the row's number.
+IMPORT_PARTITION = -1
+
+
+def import_letters(result: ImportResult, source: Path, topic: str, catalog: Catalog | None) -> list[DeadLetter]:
+    """The dead letters of an import, one per row it could not take, as the pipeline keeps the
+    messages it refuses (`sunlight dlq list`, the monthly data-exchange score): a rejected row
+    (`unreadable_row`) with what it says of its case and the row as read, a held one
+    (`case_incomplete`) with its event, which `sunlight dlq redrive` can send once its case's
+    rejected row is corrected. The topic is the one the rows were for; the partition is -1 and
+    the offset the row's number. The same file imported again gives the same letters."""
+    letters = []
+    for mapped in result.rejected:
+        raw = result.raw_lines.get(mapped.number) or orjson.dumps(
+            {**mapped.labels, "row": mapped.number, "columns": mapped.columns or {}}, default=str)
+        letters.append(make_letter(topic, IMPORT_PARTITION, mapped.number, mapped.case_id, raw, UNREADABLE_ROW,
+                                   f"{source.name}, row {mapped.number}: {mapped.reason}", catalog))
+    for mapped in result.held:
+        letters.append(make_letter(topic, IMPORT_PARTITION, mapped.number, mapped.case_id, orjson.dumps(mapped.event),
+                                   CASE_INCOMPLETE, f"{source.name}, row {mapped.number}: {mapped.reason}", catalog))
+    return letters
+
+
+def whole_cases(result: ImportResult) -> set[str]:
+    """The cases an import brought in whole: none of their rows rejected or held."""
+    broken = {row.case_id for row in (*result.rejected, *result.held)}
+    return {event["case_id"] for event in result.events} - broken
+
+
+def settle_import_letters(client, source: Path, cases: set[str], at: datetime) -> int:
+    """Mark redriven the open letters an earlier import of this file (by its name) left for cases
+    this import brought in whole: the corrected file replaced them. Returns how many."""
+    from sinks.queries import dead_letters
+    from sinks.rows import redriven_rows, to_arrow
+    from sinks.scope import Scope
+
+    if not cases:
+        return 0
+    prefix = f"{source.name}, row "
+    marked = redriven_rows([letter for letter in dead_letters(client, Scope.everything())
+                            if letter["partition"] == IMPORT_PARTITION and letter["case_id"] in cases
+                            and letter["detail"].startswith(prefix)], at)
+    if marked:
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", marked))
+    return len(marked)
+
+
+def _jsonl_events(path: Path, result: ImportResult) -> Iterator[MappedRow]:
+    """Contract events, one per line; a line that is not one is rejected alone (each event stands
+    for itself, as on `case-events`), and kept as read for its dead letter."""
     with open(path, "rb") as handle:
         for number, line in json_lines(handle):
             try:
                 obj = orjson.loads(line)
                 parse_event(obj)
-            except orjson.JSONDecodeError as exc:
-                yield number, None, f"invalid JSON: {exc}"
-                continue
-            except InvalidEvent as exc:
-                yield number, None, str(exc)
+            except (orjson.JSONDecodeError, InvalidEvent) as exc:
+                result.raw_lines[number] = bytes(line)
+                reason = f"invalid JSON: {exc}" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
+                yield MappedRow(number, RowStatus.REJECTED, reason=reason)
                 continue
             if isinstance(obj, dict):
                 obj.setdefault("channel", "import")
-            yield number, obj, None
+            yield MappedRow(number, RowStatus.IMPORTED, obj, case_id=obj.get("case_id"))

@@ -438,3 +438,17 @@ def check_running(pipeline: Pipeline) -> None:
 def replay_clock(now: datetime | None):
     from streams.steps import utcnow
     return EventTimeClock(now or utcnow())
+
+
+async def keep_letters(settings: Settings, bootstrap: str, client, letters: list) -> None:
+    """Dead letters made outside the pipeline (an import's rows it could not take): into the
+    store (`client`; none when the store belongs to a worker elsewhere) and to the dead-letter
+    topic, as the pipeline keeps its own."""
+    from sinks.rows import dead_letter_row, to_arrow
+    from streams.steps import utcnow
+
+    if client is not None:
+        now = utcnow()
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(letter, now) for letter in letters]))
+    await produce(bootstrap, settings.dlq_topic,
+                  [(letter.key.encode() if letter.key else None, orjson.dumps(letter.to_json())) for letter in letters])

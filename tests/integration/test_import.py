@@ -94,9 +94,10 @@ def test_malformed_logs_are_refused_clearly(tmp_path):
         {"case:concept:name": "c1", "concept:name": "T99 Unknown step", "time:timestamp": "2011-10-11 13:46:40+02:00"},
         {"case:concept:name": "c1", "concept:name": "T02 Check confirmation of receipt", "time:timestamp": "not a time"}])
     result = convert(bad_rows, mapping())
-    assert len(result.events) == 1
-    assert [(r["row"], "T99" in r["reason"] or "not a time" in r["reason"]) for r in result.rejected] == \
+    assert [(r.number, "T99" in r.reason or "not a time" in r.reason) for r in result.rejected] == \
         [(2, True), (3, True)]
+    # The case's readable row is held back with them: c1 without those steps would be judged on them.
+    assert not result.events and [(r.number, r.case_id) for r in result.held] == [(1, "c1")]
     # A log without its mapping is refused in one line, not read row by row as JSON (before: every
     # row a reject, "invalid JSON: unexpected character").
     for log in (bad_rows, broken_xes):
@@ -237,8 +238,20 @@ def test_with_a_kafka_cluster_import_only_publishes(tmp_path):
         assert done.returncode == 0, done.stderr.decode()[-3000:]
         assert "390 events imported (published to case-events)" in done.stderr.decode()
         records = asyncio.run(read_all(broker.bootstrap, "case-events"))
+        # A row it cannot take is a dead letter on the cluster's dead-letter topic, as the workers'
+        # own are (the store behind them is theirs); its case is held back.
+        lines = (REAL / "roadtraffic100traces.csv").read_text(encoding="utf-8").splitlines()
+        broken = tmp_path / "broken.csv"
+        broken.write_text("\n".join([lines[0], lines[1].replace("2005-03-23 00:00:00+01:00", "23/03/2005"),
+                                     lines[2]]) + "\n", encoding="utf-8")
+        done = sunlight(["import", str(broken), "--mapping", str(REAL / "roadtraffic.mapping.yaml")], env, tmp_path)
+        assert done.returncode == 1, done.stderr.decode()[-3000:]
+        assert "sent as dead letters to case-events-dlq)" in done.stderr.decode()
+        letters = [orjson.loads(r.value) for r in asyncio.run(read_all(broker.bootstrap, "case-events-dlq"))]
     assert len(records) == 390
     assert {orjson.loads(r.value)["channel"] for r in records} == {"import"}
+    assert sorted((letter["offset"], letter["reason"], letter["case_id"]) for letter in letters) == [
+        (1, "unreadable_row", "N77802"), (2, "case_incomplete", "N77802")]
     assert not (tmp_path / "data").exists()  # no pipeline, no store: the workers do that
 
 
@@ -281,3 +294,90 @@ def test_an_export_cut_short_by_its_reader_ends_quietly(tmp_path):
                          cwd=tmp_path, capture_output=True, timeout=300)
     assert len(cut.stdout.splitlines()) == 1
     assert b"Traceback" not in cut.stderr and b"BrokenPipe" not in cut.stderr, cut.stderr.decode()[-2000:]
+
+
+def test_rows_an_import_cannot_take_are_dead_letters_and_hold_their_case_back(tmp_path):
+    """Before, a rejected row went only to FILE.rejects.jsonl: not in `sunlight dlq list`, not in
+    the month's data-exchange score; and its case came in without it (a node without its step
+    judged skipped). Now the row is a dead letter, its case's other rows are held back as letters
+    that a redrive can send, and the corrected file imported again replaces them."""
+    from sinks.scoring_inputs import month_facts
+    from zoneinfo import ZoneInfo
+
+    with open(REAL / "roadtraffic100traces.csv", newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header, log = reader.fieldnames, list(reader)
+    case = log[6]["case:concept:name"]
+    rows_of_case = [n for n, row in enumerate(log, start=1) if row["case:concept:name"] == case]
+    assert 7 in rows_of_case and len(rows_of_case) > 2
+
+    def write(path: Path, rows: list[dict]) -> None:
+        with open(path, "w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, header)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    fines = tmp_path / "fines.csv"
+    write(fines, [{**row, "time:timestamp": "25/12/2006"} if n == 7 else row for n, row in enumerate(log, start=1)])
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    args = ["import", str(fines), "--mapping", str(REAL / "roadtraffic.mapping.yaml"),
+            "--catalog", str(REAL / "roadtraffic.catalog.yaml"), "--now", "2013-01-01T00:00:00+01:00"]
+    done = sunlight(args, env, tmp_path)
+    said = done.stderr.decode()
+    assert done.returncode == 0, said[-3000:]
+    assert (f"390 rows read, {390 - len(rows_of_case)} events imported, 1 rejected and {len(rows_of_case) - 1} "
+            f"held back with them") in said and "kept as dead letters in case-events-dlq and the store" in said
+    rejects = [orjson.loads(line) for line in (tmp_path / "fines.csv.rejects.jsonl").read_bytes().splitlines()]
+    assert sorted((r["row"], r["status"], r["case_id"]) for r in rejects) == sorted(
+        (n, "rejected" if n == 7 else "held", case) for n in rows_of_case)
+
+    def letters() -> list[dict]:
+        listed = sunlight(["dlq", "list", "--format", "jsonl", "--all"], env, tmp_path)
+        assert listed.returncode == 0, listed.stderr.decode()[-2000:]
+        return [orjson.loads(line) for line in listed.stdout.splitlines()]
+
+    kept = letters()
+    assert sorted((k["offset"], k["reason"]) for k in kept) == sorted(
+        (n, "unreadable_row" if n == 7 else "case_incomplete") for n in rows_of_case)
+    assert {(k["topic"], k["partition"], k["case_id"], k["department"], k["region"], k["status"]) for k in kept} == {
+        ("case-events", -1, case, "POLIZIA", "IT", "open")}
+    unreadable = next(k for k in kept if k["reason"] == "unreadable_row")
+    assert "fines.csv, row 7: time:timestamp '25/12/2006' is not a time" in unreadable["detail"]
+    assert orjson.loads(unreadable["payload"])["columns"]["concept:name"] == log[6]["concept:name"]
+    client = connect(None, tmp_path / "data")
+    try:
+        stored = client.query("SELECT count() FROM case_events FINAL WHERE case_id = {c:String}",
+                              parameters={"c": case}).result_rows[0][0]
+        assert stored == 0
+        # The month's data-exchange score sees them, as it sees the pipeline's own letters.
+        held = orjson.loads(next(k for k in kept if k["offset"] == rows_of_case[0])["payload"])
+        month = datetime_month(held["occurred_at"])
+        facts = month_facts(client, month, ZoneInfo("Europe/Rome"))
+        assert {letter.department for letter in facts.letters} == {"POLIZIA"}
+    finally:
+        client.close()
+    # The same file again: the same letters. The corrected file: its case comes in, the letters
+    # its earlier import left are marked replaced.
+    assert sunlight(args, env, tmp_path).returncode == 0
+    assert sorted(k["letter_id"] for k in letters()) == sorted(k["letter_id"] for k in kept)
+    corrected = tmp_path / "corrected" / "fines.csv"
+    corrected.parent.mkdir()
+    write(corrected, log)
+    again = sunlight([*args[:1], str(corrected), *args[2:]], env, tmp_path)
+    assert again.returncode == 0, again.stderr.decode()[-3000:]
+    assert f"{len(rows_of_case)} dead letters an earlier import of fines.csv left are replaced" in again.stderr.decode()
+    assert {k["status"] for k in letters()} == {"redriven"}
+    client = connect(None, tmp_path / "data")
+    try:
+        assert client.query("SELECT count() FROM case_events FINAL WHERE case_id = {c:String}",
+                            parameters={"c": case}).result_rows[0][0] == len(rows_of_case)
+    finally:
+        client.close()
+
+
+def datetime_month(moment: str) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(moment).astimezone(ZoneInfo("Europe/Rome")).strftime("%Y-%m")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from alerts.mapping import MappingError, load_mapping, map_rows
+from alerts.mapping import MappingError, RowStatus, load_mapping, map_rows
 
 MAPPING = {
     "format": "csv", "timezone": "Europe/Amsterdam", "case_id": "case", "activity": "act", "time": "ts",
@@ -18,7 +18,9 @@ def rows(*items):
 
 
 def mapped(raw_rows, **changes):
-    return list(map_rows(raw_rows, load_mapping({**MAPPING, **changes})))
+    """(row number, the imported event or None, the reason when not imported) of each row."""
+    return [(row.number, row.event if row.status is RowStatus.IMPORTED else None, row.reason)
+            for row in map_rows(raw_rows, load_mapping({**MAPPING, **changes}))]
 
 
 def test_offsets_are_kept_and_naive_times_localised_across_dst():
@@ -179,3 +181,56 @@ def test_the_same_fact_written_with_another_utc_offset_is_the_same_event():
 def test_a_mapping_names_every_column_it_reads():
     columns = load_mapping({**MAPPING, "recorded_time": "rec", "department": {"value": "D"}}).columns()
     assert columns == {"case", "act", "ts", "rec", "who", "amount", "article"}
+
+
+def test_only_rows_of_a_step_done_are_steps():
+    """A log with the XES lifecycle (start and complete rows, as BPI logs have) gave two events per
+    step, the start imported as the node's completion: a step's time limit judged from when it
+    began, a node done twice. Only `complete` rows are steps; the others are skipped, and say why."""
+    data = [{**row, "lifecycle:transition": stage} for row, stage in zip(rows(
+        ("c1", "Receive", "2011-10-29 10:00:00+02:00", "r", "", ""),
+        ("c1", "Check", "2011-10-29 11:00:00+02:00", "r", "", ""),
+        ("c1", "Check", "2011-10-30 11:00:00+02:00", "r", "", ""),
+        ("c1", "Check", "2011-10-30 12:00:00+02:00", "r", "", "")), ("complete", "start", "COMPLETE", "ate_abort"))]
+    out = mapped(data)
+    assert [(n, e["occurred_at"] if e else None) for n, e, _ in out] == [
+        (1, "2011-10-29T10:00:00+02:00"), (2, None), (3, "2011-10-30T11:00:00+02:00"), (4, None)]
+    assert out[1][2] == "skipped: lifecycle 'start' (lifecycle:transition) is not a step done"
+    # Rows without the column, or with it empty, are steps; a mapping can name the column and its
+    # values, or turn it off.
+    assert all(e for _, e, _ in mapped(rows(("c1", "Receive", "2011-10-29 10:00:00+02:00", "r", "", ""))))
+    named = mapped([{**data[1], "stage": "done", "lifecycle:transition": ""}],
+                   lifecycle={"column": "stage", "complete": ["Done", "complete"]})
+    assert named[0][1]["node"] == "check"
+    assert all(e for _, e, _ in mapped(data, lifecycle=False))
+    assert "stage" in load_mapping({**MAPPING, "lifecycle": "stage"}).columns()
+    assert "lifecycle:transition" not in load_mapping(MAPPING).columns()  # a file need not have it
+    for wrong in ({"column": "stage", "complete": []}, {"complete": ["done"]}, 5, {"column": "s", "done": "x"}):
+        with pytest.raises(MappingError, match="lifecycle must be"):
+            load_mapping({**MAPPING, "lifecycle": wrong})
+
+
+def test_a_case_with_a_rejected_row_is_held_back_whole():
+    """One unreadable cell (a deadline written 25/12/2011, a step's time) rejected its row alone:
+    the case came in without its acceptance, or without a step, and was judged on what it lacked
+    (a skipped node, a red card). Its other rows are held back with the reason; other cases come in."""
+    data = [{"case": "c1", "act": "Receive", "ts": "2011-10-28 10:00:00+02:00", "who": "r", "dl": "25/12/2011"},
+            {"case": "c1", "act": "Check", "ts": "2011-10-29 10:00:00+02:00", "who": "r", "dl": ""},
+            {"case": "c2", "act": "Receive", "ts": "2011-10-28 10:00:00+02:00", "who": "r", "dl": ""},
+            {"case": "c2", "act": "Dance", "ts": "2011-10-28 11:00:00+02:00", "who": "r", "dl": ""},
+            {"case": "c3", "act": "Receive", "ts": "2011-10-28 10:00:00+02:00", "who": "r", "dl": "2011-12-25"}]
+    out = list(map_rows(data, load_mapping({**MAPPING, "accept_attrs": {"deadline": "dl"}, "unmapped": "skip"})))
+    assert [(r.number, r.status, r.case_id) for r in out] == [
+        (1, RowStatus.REJECTED, "c1"), (2, RowStatus.HELD, "c1"), (3, RowStatus.IMPORTED, "c2"),
+        (4, RowStatus.SKIPPED, None), (5, RowStatus.IMPORTED, "c3")]
+    assert "'25/12/2011' is not a time" in out[0].reason
+    assert out[1].reason.startswith("held back: row 1 of case c1 was rejected (dl '25/12/2011' is not a time)")
+    assert out[1].event["node"] == "check"  # kept, for a redrive once row 1 is corrected
+    assert out[0].labels == {"channel": "import", "case_id": "c1", "item_code": "ITEM", "officer_id": "r",
+                             "occurred_at": "2011-10-28T10:00:00+02:00"}
+    assert out[0].columns == data[0]
+    # A closing that cannot be read holds its case back too (open, it would be overdue forever).
+    ends = [{"case": "c1", "act": "Receive", "ts": "2011-10-28 10:00:00+02:00", "who": "r", "end": "soon"}]
+    out = list(map_rows(ends, load_mapping({**MAPPING, "case_end": {"column": "end"}})))
+    assert [(r.number, r.status) for r in out] == [(1, RowStatus.HELD), (1, RowStatus.REJECTED)]
+    assert out[1].reason.startswith("case end: ")
