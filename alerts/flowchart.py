@@ -7,9 +7,11 @@ What a catalog can say is narrower than BPMN, so the translation is:
   gateway (选择分支) that some paths avoid is optional;
 * a node `requires` the nearest tasks that must have completed before it on every path: behind
   a parallel join (并行汇聚), the last task of each branch;
-* a loop (a flow back to an earlier point: 退回重办) cannot be expressed as an order. By default
-  its tasks become optional nodes that require only what precedes the whole loop, so re-work
-  is accepted; with `strict=True` a loop is refused with the tasks it contains.
+* a loop (a flow back to an earlier point: 退回重办) is re-work: a task that every path passes,
+  once or again, is `required` (a case closed without it skipped it) and requires what every
+  path has done before it, as outside a loop; a task that only the way back passes (a 补正 on
+  return) is optional. A node done once stays done, so doing it again is accepted. With
+  `strict=True` a loop is refused with the tasks it contains.
 
 Anything else the catalog cannot express (inclusive or event-based gateways, sub-processes,
 more than one start or end) is refused with a clear error.
@@ -136,18 +138,26 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
     forward_pred = {i: [s for s in predecessors[i] if (s, i) not in back] for i in kinds}
     topo = _topological(order, forward_succ, forward_pred)
 
-    # must[n]: the tasks that have completed whenever n is reached (dominators, with
-    # parallel joins taking the union of their branches).
-    must: dict[str, set[str]] = {}
-    for node in topo:
-        incoming = [must[p] for p in forward_pred[node]]
-        if not incoming:
-            base: set[str] = set()
-        elif kinds[node] == "parallelGateway" and len(incoming) > 1:
-            base = set().union(*incoming)
-        else:
-            base = set.intersection(*incoming)
-        must[node] = base | ({node} if kinds[node] in TASKS and node not in in_loop else set())
+    # must[n]: the tasks that have completed whenever n is reached, on every path, loops included
+    # (dominators, with parallel joins taking the union of their branches): a fixpoint from
+    # "everything" down, over the flows back too, so a task every path passes, once or again, is
+    # required, and a task only the way back passes (a 补正 on return) is not.
+    everything = {i for i in kinds if kinds[i] in TASKS}
+    must: dict[str, set[str]] = {node: (set() if node == start else set(everything)) for node in kinds}
+    changed = True
+    while changed:
+        changed = False
+        for node in topo:
+            if node == start:
+                continue
+            incoming = [must[p] for p in predecessors[node]]
+            if kinds[node] == "parallelGateway" and len(forward_pred[node]) > 1:
+                base = set().union(*(must[p] for p in forward_pred[node]))
+            else:
+                base = set.intersection(*incoming)
+            value = base | ({node} if kinds[node] in TASKS else set())
+            if value != must[node]:
+                must[node], changed = value, True
     required = must[end]
     used: set[str] = set()
     ids = {i: node_id_for(names[i] or i, used) for i in topo if kinds[i] in TASKS}
