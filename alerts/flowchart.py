@@ -56,11 +56,15 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def node_id_for(name: str, used: set[str]) -> str:
-    """`T07-1 Draft ...` -> `T07-1`; other names -> a slug; made unique."""
+def node_id_for(name: str, used: set[str], element_id: str = "") -> str:
+    """`T07-1 Draft ...` (`01 受理`) -> `T07-1` (`01`); a name without Latin letters (受理, 审核)
+    -> the task's BPMN id as written (the activity id a workflow engine reports for it), not
+    `node`, `node_2`, ...; other names -> a slug; made unique."""
     first = name.split()[0] if name.split() else ""
     if re.fullmatch(r"[A-Za-z]{0,3}\d+[A-Za-z0-9\-.]*", first):
         base = first
+    elif not re.search(r"[A-Za-z]", name) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-.]{0,127}", element_id):
+        base = element_id
     else:
         base = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").lower() or "node"
     candidate, n = base, 2
@@ -160,7 +164,7 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
                 must[node], changed = value, True
     required = must[end]
     used: set[str] = set()
-    ids = {i: node_id_for(names[i] or i, used) for i in topo if kinds[i] in TASKS}
+    ids = {i: node_id_for(names[i] or i, used, i) for i in topo if kinds[i] in TASKS}
     nodes = []
     for task in (i for i in topo if kinds[i] in TASKS):
         before = must[task] - {task}

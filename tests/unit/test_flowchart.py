@@ -90,3 +90,16 @@ def test_the_caller_names_the_nodes_acceptance_and_closing_complete():
         catalog_nodes(nodes, accepted=["Z9"])
     with pytest.raises(FlowchartError, match="both"):
         catalog_nodes(nodes, accepted=["A1"], closed=["A1"])
+
+
+def test_tasks_named_in_chinese_keep_their_bpmn_ids():
+    """Before, a task named only in Chinese became `node`, `node_2`, ...: ids that say nothing and
+    that no workflow engine reports. Now it is the task's BPMN id (the engine's activity id)."""
+    xml = bpmn('<userTask id="Activity_0sl1" name="受理"/><userTask id="Activity_1sh" name="审核"/>'
+               '<userTask id="Activity_2" name="01 办结"/><userTask id="Task 3" name="送达"/>',
+               [("s", "Activity_0sl1"), ("Activity_0sl1", "Activity_1sh"), ("Activity_1sh", "Activity_2"),
+                ("Activity_2", "Task 3"), ("Task 3", "e")])
+    nodes = read_bpmn(xml)
+    assert [(n.id, n.name) for n in nodes] == [("Activity_0sl1", "受理"), ("Activity_1sh", "审核"), ("01", "01 办结"),
+                                               ("node", "送达")]  # an id that is no identifier is not taken
+    assert nodes[1].requires == ("Activity_0sl1",)
