@@ -4,7 +4,8 @@ A mapping document (YAML, loaded by the caller) says which column is the case, t
 activity, the time and the officer; how activities map to nodes and event types; and in
 which timezone naive times are. Times that carry an offset keep it exactly (daylight-saving
 switches included); naive times are localised in the mapping's timezone, and a naive time
-that does not exist there (skipped by a DST switch) is rejected rather than guessed.
+that does not exist there (skipped by a DST switch), or exists twice (the repeated hour when
+daylight saving ends), is rejected rather than guessed.
 
 Each event gets a deterministic `event_id` (the case, activity, time and the row's
 occurrence among identical rows), so importing the same file again changes nothing.
@@ -225,6 +226,10 @@ def parse_log_time(value: Any, tz: ZoneInfo, what: str) -> datetime:
         # A wall time that does not exist in tz (a DST gap) does not survive the round trip.
         if localised.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) != moment:
             raise Rejected(f"{what} {moment.isoformat()} does not exist in {tz.key} (daylight-saving gap)")
+        # One that exists twice (the hour repeated when daylight saving ends) has two offsets.
+        if localised.utcoffset() != moment.replace(tzinfo=tz, fold=1).utcoffset():
+            raise Rejected(f"{what} {moment.isoformat()} happens twice in {tz.key} (the hour repeated when "
+                           f"daylight saving ends): write it with its UTC offset")
         moment = localised
     return moment
 

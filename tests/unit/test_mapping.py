@@ -40,6 +40,17 @@ def test_a_naive_time_in_a_dst_gap_is_rejected_not_guessed():
     assert event is None and "daylight-saving gap" in reason
 
 
+def test_a_naive_time_in_the_repeated_hour_is_rejected_not_guessed():
+    """02:30 on 2011-10-30 in Amsterdam happened twice (+02:00, then +01:00): it was taken as the
+    first, silently, which can put a step an hour before the one it followed."""
+    ((_, event, reason),) = mapped(rows(("c1", "Receive", "2011-10-30 02:30:00", "r1", "", "")))
+    assert event is None and "happens twice in Europe/Amsterdam" in reason
+    ((_, event, _),) = mapped(rows(("c1", "Receive", "2011-10-30 02:30:00+01:00", "r1", "", "")))
+    assert event["occurred_at"] == "2011-10-30T02:30:00+01:00"  # with its offset it is one moment
+    ((_, event, _),) = mapped(rows(("c1", "Receive", "2011-10-30 03:30:00", "r1", "", "")))
+    assert event["occurred_at"] == "2011-10-30T03:30:00+01:00"
+
+
 def test_event_ids_are_deterministic_and_identical_rows_stay_distinct():
     data = rows(("c1", "Check", "2011-10-29 10:00:00+02:00", "r1", "", ""),
                 ("c1", "Check", "2011-10-29 10:00:00+02:00", "r1", "", ""))
