@@ -14,6 +14,7 @@ is scored but not ranked: it is listed separately, as the rules say.
 
 from __future__ import annotations
 
+import math
 import re
 from calendar import monthrange
 from dataclasses import dataclass, field
@@ -137,11 +138,17 @@ def _number(value: Fraction | Decimal | float | int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+# Above any score or count a month can hold; keeps every figure within what is stored (64 bits).
+LARGEST = 1_000_000_000
+
+
 def _fraction(value: Any, where: str) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ScoringError(f"{where}: must be a number, got {value!r}")
     if value < 0:
         raise ScoringError(f"{where}: must not be negative, got {value!r}")
+    if value > LARGEST:
+        raise ScoringError(f"{where}: must be at most {LARGEST:,}, got {value!r}")
     return Fraction(str(value))
 
 
@@ -292,8 +299,8 @@ class MonthInputs:
 
 
 def _count(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ScoringError(f"{where}: must be a whole number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= LARGEST:
+        raise ScoringError(f"{where}: must be a whole number from 0 to {LARGEST:,}, got {value!r}")
     return value
 
 

@@ -30,13 +30,35 @@ def _missing_year(year: int) -> None:
     metrics.CALENDAR_MISSING_YEARS.inc()
 
 
-def read_yaml(path: Path, what: str):
+def file_bytes(path: Path, what: str, error: type[Exception] = CatalogError) -> bytes:
+    """A file's bytes; a path that is missing, a directory or unreadable is `error`, in one line."""
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return Path(path).read_bytes()
     except FileNotFoundError:
-        raise CatalogError(f"{what} {path} does not exist") from None
+        raise error(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{what} {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise error(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+def yaml_of(text: bytes, path: Path | str, what: str, error: type[Exception] = CatalogError):
+    """A YAML document from a file's bytes (UTF-8, a BOM ignored); text in another encoding (GBK,
+    from many Chinese systems) or invalid YAML is `error`, in one line."""
+    try:
+        decoded = text.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = text.count(b"\n", 0, exc.start) + 1
+        raise error(f"{what} {path} is not UTF-8 text (line {line}: byte 0x{text[exc.start]:02x}); save it as "
+                    f"UTF-8 (a file from a Chinese system is often GBK: iconv -f GBK -t UTF-8)") from None
+    try:
+        return yaml.safe_load(decoded)
     except yaml.YAMLError as exc:
-        raise CatalogError(f"{what} {path} is not valid YAML: {exc}") from None
+        raise error(f"{what} {path} is not valid YAML: {exc}") from None
+
+
+def read_yaml(path: Path, what: str):
+    return yaml_of(file_bytes(path, what), path, what)
 
 
 def rulebook_file(path: Path | None) -> tuple[bytes, Rulebook]:
@@ -45,15 +67,8 @@ def rulebook_file(path: Path | None) -> tuple[bytes, Rulebook]:
     if path is None:
         text = files("alerts").joinpath("rulebooks/wuxi.yaml").read_bytes()
     else:
-        try:
-            text = Path(path).read_bytes()
-        except OSError as exc:
-            raise ScoringError(f"rulebook {path}: {exc.strerror or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ScoringError(f"rulebook {path or 'alerts/rulebooks/wuxi.yaml'} is not valid YAML: {exc}") from None
-    return text, load_rulebook(raw)
+        text = file_bytes(path, "rulebook", ScoringError)
+    return text, load_rulebook(yaml_of(text, path or "alerts/rulebooks/wuxi.yaml", "rulebook", ScoringError))
 
 
 @functools.cache

@@ -140,10 +140,8 @@ def cmd_import(args, settings: Settings) -> int:
         kept = _keep_import_letters(settings, letters)
         processed = None
     else:
-        catalog = Path(args.catalog or settings.catalog or "")
-        if not catalog.is_file():
-            raise SystemExit("sunlight import on the embedded defaults runs the pipeline and needs a catalog: "
-                             "--catalog FILE or SUNLIGHT_CATALOG")
+        catalog = _catalog_path(args, settings, "import on the embedded defaults runs "
+                                                "the pipeline and needs a catalog")
         letters = import_letters(result, source, settings.case_events_topic, _catalog_if_any(catalog))
         processed = asyncio.run(_push(settings, messages, catalog, _parse_now(args.now),
                                       show_progress=sys.stderr.isatty(), letters=letters))
@@ -256,10 +254,21 @@ def _load_catalog(args, settings: Settings, why: str):
     from alerts.catalog import load_catalog
     from streams.catalog_source import read_yaml
 
-    catalog = Path(args.catalog or settings.catalog or "")
-    if not catalog.is_file():
+    return load_catalog(read_yaml(_catalog_path(args, settings, why), "catalog"))
+
+
+def _catalog_path(args, settings: Settings, why: str) -> Path:
+    """The catalog file named by --catalog or SUNLIGHT_CATALOG; none named, or a name that is no
+    file, ends the command saying which."""
+    named = getattr(args, "catalog", None) or settings.catalog
+    if not named:
         raise SystemExit(f"sunlight: {why}: --catalog FILE or SUNLIGHT_CATALOG")
-    return load_catalog(read_yaml(catalog, "catalog"))
+    path = Path(named)
+    if not path.is_file():
+        source = "--catalog" if getattr(args, "catalog", None) else "SUNLIGHT_CATALOG"
+        raise SystemExit(f"sunlight: {source} {named}: "
+                         f"{'a directory, not a file' if path.is_dir() else 'no such file'}")
+    return path
 
 
 def _print_jsonl(records) -> None:
@@ -370,10 +379,7 @@ def cmd_cases_show(args, settings: Settings) -> int:
     from sinks.queries import alerts_of_case, case_events_of
     from streams.catalog_source import load_judge
 
-    catalog_path = Path(args.catalog or settings.catalog or "")
-    if not catalog_path.is_file():
-        raise SystemExit("sunlight: a case's process order and deadline are read from the catalog: "
-                         "--catalog FILE or SUNLIGHT_CATALOG")
+    catalog_path = _catalog_path(args, settings, "a case's process order and deadline are read from the catalog")
     judge = load_judge(catalog_path, settings.calendar_overrides)
     scope = user_scope(args, settings)
     client = connect(settings.clickhouse, settings.data_dir)
@@ -500,10 +506,8 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
                   f"SUNLIGHT_CLICKHOUSE set, or check `sunlight dlq list` later", file=sys.stderr)
             return 0
     else:
-        catalog = Path(args.catalog or settings.catalog or "")
-        if not catalog.is_file():
-            raise SystemExit("sunlight dlq redrive on the embedded defaults runs the pipeline and needs a catalog: "
-                             "--catalog FILE or SUNLIGHT_CATALOG")
+        catalog = _catalog_path(args, settings, "dlq redrive on the embedded defaults runs "
+                                                "the pipeline and needs a catalog")
         asyncio.run(_push(settings, messages, catalog, _parse_now(args.now), show_progress=sys.stderr.isatty()))
     import time as clock
 
@@ -645,10 +649,8 @@ def cmd_tickets_act(args, settings: Settings) -> int:
         print(f"published {kind.value} on {ticket_id} to {settings.ticket_actions_topic} "
               f"(action {action['action_id']})", file=sys.stderr)
         return 0
-    catalog = Path(args.catalog or settings.catalog or "")
-    if not catalog.is_file():
-        raise SystemExit("sunlight tickets on the embedded defaults runs the pipeline and needs a catalog: "
-                         "--catalog FILE or SUNLIGHT_CATALOG")
+    catalog = _catalog_path(args, settings, "tickets on the embedded defaults runs "
+                                            "the pipeline and needs a catalog")
     asyncio.run(_push(settings, messages, catalog, _parse_now(args.now), show_progress=False,
                       topic=settings.ticket_actions_topic))
     with _store(settings) as client:
@@ -755,9 +757,7 @@ def cmd_silences_expire(args, settings: Settings) -> int:
 def cmd_worker(args, settings: Settings) -> int:
     from streams.runtime import running_worker
 
-    catalog = Path(args.catalog or settings.catalog or "")
-    if not catalog.is_file():
-        raise SystemExit("sunlight worker needs a catalog: --catalog FILE or SUNLIGHT_CATALOG")
+    catalog = _catalog_path(args, settings, "worker needs a catalog")
 
     async def run() -> int:
         async with running_worker(settings, catalog) as running:  # serves /metrics, /healthz, /readyz
@@ -846,9 +846,7 @@ def cmd_serve(args, settings: Settings) -> int:
     """The console (docs/console.md): on the embedded defaults with the pipeline in this process."""
     from streams.console.app import serve
 
-    catalog = Path(args.catalog or settings.catalog or "")
-    if not catalog.is_file():
-        raise SystemExit("sunlight serve needs a catalog: --catalog FILE or SUNLIGHT_CATALOG")
+    catalog = _catalog_path(args, settings, "serve needs a catalog")
     try:
         return asyncio.run(serve(settings, catalog, host=args.host))
     except KeyboardInterrupt:
@@ -901,9 +899,7 @@ def cmd_score(args, settings: Settings) -> int:
     from alerts import scoring_report
     from alerts.scoring import ScoringError, check_inputs_scored, load_inputs, parse_month, score_month
     from sinks.scoring_inputs import digest, month_facts, write_scores
-    from streams.catalog_source import rulebook_file
-
-    import yaml
+    from streams.catalog_source import file_bytes, rulebook_file, yaml_of
 
     # Every option is checked before the store is opened: a refused command stores nothing.
     if args.format == "xlsx" and not args.output:
@@ -917,12 +913,8 @@ def cmd_score(args, settings: Settings) -> int:
         catalog_sha256 = digest(Path(args.catalog or settings.catalog).read_bytes())  # beside the catalog just read
         inputs, inputs_text = None, b""
         if args.inputs:
-            inputs_text = Path(args.inputs).read_bytes()
-            try:
-                raw_inputs = yaml.safe_load(inputs_text)
-            except yaml.YAMLError as exc:
-                raise ScoringError(f"inputs {args.inputs} are not valid YAML: {exc}") from None
-            inputs = load_inputs(raw_inputs, catalog, month)
+            inputs_text = file_bytes(Path(args.inputs), "inputs", ScoringError)
+            inputs = load_inputs(yaml_of(inputs_text, args.inputs, "inputs", ScoringError), catalog, month)
             check_inputs_scored(inputs, catalog, rulebook)
         if args.by not in rulebook.attachments:
             raise ScoringError(f"the rulebook has no {args.by} attachment")

@@ -331,7 +331,7 @@ def test_formats_and_a_recomputation_on_record(month, monkeypatch, capfdbinary, 
 @pytest.mark.parametrize("inputs, message", [
     ({"month": "2026-05"}, "the file is for month '2026-05', but 2026-04 is being scored"),
     ({"month": MONTH, "departments": {"NOPE": {"spot_checks": 1}}}, "inputs: department NOPE: unknown department"),
-    ({"month": MONTH, "departments": {"SCJG": {"spot_checks": -1}}}, "spot_checks: must be a whole number >= 0"),
+    ({"month": MONTH, "departments": {"SCJG": {"spot_checks": -1}}}, "spot_checks: must be a whole number from 0"),
 ])
 def test_a_bad_input_file_is_refused_clearly(month, inputs, message, monkeypatch, capfdbinary, tmp_path):
     scenario, catalog, _, _, _, directory = month
@@ -345,8 +345,14 @@ def test_a_bad_input_file_is_refused_clearly(month, inputs, message, monkeypatch
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--rulebook", "{tmp}/missing.yaml"], "rulebook {tmp}/missing.yaml: No such file or directory"),
+    (["--rulebook", "{tmp}/missing.yaml"], "rulebook {tmp}/missing.yaml does not exist"),
     (["--rulebook", "{tmp}/bad.yaml"], "rulebook {tmp}/bad.yaml is not valid YAML"),
+    # Before: tracebacks (IsADirectoryError, a YAML reader error), or "--catalog FILE or
+    # SUNLIGHT_CATALOG" for a catalog that was given, misspelt.
+    (["--rulebook", "{tmp}"], "rulebook {tmp} is a directory, not a file"),
+    (["--inputs", "{tmp}"], "inputs {tmp} is a directory, not a file"),
+    (["--inputs", "{tmp}/gbk.yaml"], "inputs {tmp}/gbk.yaml is not UTF-8 text (line 2: byte 0xb2); save it as UTF-8"),
+    (["--catalog", "{tmp}/catalog.yml"], "--catalog {tmp}/catalog.yml: no such file"),
     (["--format", "xlsx"], "--format xlsx needs --output"),
     (["--format", "csv", "--output", "{tmp}/missing/2026-04.csv"], "not a file in an existing directory"),
     (["--output", "{tmp}"], "not a file in an existing directory"),
@@ -365,6 +371,7 @@ def test_a_refused_command_stores_nothing(month, options, message, monkeypatch, 
 
     before = versions()
     (tmp_path / "bad.yaml").write_text("field_groups: [unclosed\n", encoding="utf-8")
+    (tmp_path / "gbk.yaml").write_bytes(f"month: '{MONTH}'\n# 部门\n".encode("gbk"))
     monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(directory / "data"))
     monkeypatch.delenv("SUNLIGHT_CLICKHOUSE", raising=False)
     with pytest.raises(SystemExit) as refused:

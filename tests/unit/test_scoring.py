@@ -128,6 +128,7 @@ def test_the_inconsistent_formulas_are_flagged():
     (("field_groups", "其他", "categories"), ["other"], "cover no group for category(ies) confirmation"),
     (("field_groups", "处罚", "categories"), ["penalty", "licensing"], "already in group '许可'"),
     (("push_day",), 31, "push_day must be a day of the month"),
+    (("attachments", "region", "parts", 1, "per"), float("inf"), "part publication: per: must be a number, got inf"),
 ])
 def test_a_bad_rulebook_is_refused_clearly(path, value, message):
     with pytest.raises(ScoringError, match=re.escape(message)):
@@ -329,7 +330,14 @@ def test_ties_share_a_rank():
     ({"departments": {}}, "missing month"),
     ({"month": MONTH, "departments": {"Z": {}}}, "department Z: unknown department; the catalog has A, B, C, D1"),
     ({"month": MONTH, "regions": {"999999": {}}}, "region 999999: unknown region"),
-    ({"month": MONTH, "departments": {"A": {"spot_checks": -1}}}, "department A: spot_checks: must be a whole number >= 0"),
+    ({"month": MONTH, "departments": {"A": {"spot_checks": -1}}}, "department A: spot_checks: must be a whole number from 0"),
+    # Before: a traceback (an integer past 64 bits when stored, Fraction('inf'), Fraction('nan')).
+    ({"month": MONTH, "departments": {"A": {"spot_checks": 10 ** 32}}}, "spot_checks: must be a whole number from 0 "
+                                                                       "to 1,000,000,000, got 1000"),
+    ({"month": MONTH, "departments": {"A": {"complaints": [{"points": float("inf"), "reason": "x"}]}}},
+     "complaint #1: points: must be a number, got inf"),
+    ({"month": MONTH, "departments": {"A": {"complaints": [{"points": float("nan"), "reason": "x"}]}}},
+     "complaint #1: points: must be a number, got nan"),
     ({"month": MONTH, "departments": {"A": {"unapplied_changes": 1.5}}}, "unapplied_changes: must be a whole number"),
     ({"month": MONTH, "departments": {"A": {"spotchecks": 1}}}, "unknown field(s) spotchecks"),
     ({"month": MONTH, "departments": {"A": {"coverage": {}}}}, "unknown field(s) coverage"),
