@@ -502,7 +502,8 @@ class Pipeline:
         for hole_tp, hole in due:
             try:
                 records = await broker_mod.fetch_range(self.bootstrap, hole_tp.topic, hole_tp.partition,
-                                                       hole.start, hole.end, timeout=10.0)
+                                                       hole.start, hole.end, timeout=10.0,
+                                                       isolation_level=self.settings.isolation_level)
             except Exception as exc:
                 metrics.HOLE_READ_FAILURES.labels(hole_tp.topic).inc()
                 hole.delay = min(2 * hole.delay, 30.0)

@@ -316,13 +316,13 @@ async def committed_offsets(bootstrap: str, group: str, topic: str, partitions: 
 
 
 async def fetch_range(bootstrap: str, topic: str, partition: int, start: int, end: int,
-                      timeout: float = 30.0) -> list:
+                      timeout: float = 30.0, isolation_level: str = "read_uncommitted") -> list:
     """The records at offsets start..end-1 of one partition, read with a consumer of their own
-    (offsets missing from the log are simply not there)."""
+    (offsets missing from the log are simply not there, nor, `read_committed`, aborted records)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                fetch_max_wait_ms=50)
+                                fetch_max_wait_ms=50, isolation_level=isolation_level)
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)

@@ -17,9 +17,14 @@ covers each one.
    right after the committed offset (`min(acked) - committed > 1`, where the committed offset is
    already the next one to read). Here a message is committed only once it and every message
    before it are acknowledged.
-3. **Fetch wait** (`AIOKafkaConsumerThread._create_worker_consumer`, drivers/aiokafka.py): Faust
-   hard-codes a 1.5 s fetch wait; Tansu holds a waiting fetch for the whole wait even when
-   records arrive, so on Tansu (embedded or not) the wait is shortened to 0.1 s.
+3. **Fetch wait and isolation** (`AIOKafkaConsumerThread._create_worker_consumer`,
+   drivers/aiokafka.py): Faust hard-codes a 1.5 s fetch wait; Tansu holds a waiting fetch for
+   the whole wait even when records arrive, so on Tansu (embedded or not) the wait is shortened
+   to 0.1 s. Faust reads `read_uncommitted` unless its consumer is in a transaction
+   ("isolation_level = 'read_committed'" only under `exactly_once`), so the records of a
+   transaction another client aborted were taken as events; `set_isolation_level` makes the
+   consumers read `read_committed` (on a Kafka cluster: Tansu 0.6.0 gives aborted records to a
+   `read_committed` consumer too).
 4. **High watermarks** (`AIOKafkaConsumerThread._highwaters`): Tansu's ListOffsets(latest)
    under-reports the end of a multi-record batch, and Faust decides from it when a table's
    recovery is complete; on Tansu each end offset is confirmed with a fetch.
@@ -64,6 +69,7 @@ UNIT_CODEC = "sunlight-unit"
 
 _unit_topics: set[str] = set()
 _fetch_max_wait_ms: int | None = None
+_isolation_level: str | None = None
 _confirm_highwaters: Callable[[str, dict], Awaitable[dict]] | None = None
 _applied = False
 
@@ -107,6 +113,8 @@ def apply() -> None:
         consumer = original(self, transport)
         if _fetch_max_wait_ms is not None:
             consumer._fetch_max_wait_ms = _fetch_max_wait_ms  # read when the consumer starts its fetcher
+        if _isolation_level is not None:
+            consumer._isolation_level = _isolation_level  # read there too (aiokafka 0.14.0, Fetcher(...))
         return consumer
 
     thread_cls._create_worker_consumer = _create_worker_consumer
@@ -214,6 +222,15 @@ def set_fetch_max_wait(seconds: float | None) -> None:
     """The fetch wait of Faust's consumers created from now on (None: Faust's own 1.5 s)."""
     global _fetch_max_wait_ms
     _fetch_max_wait_ms = None if seconds is None else max(1, int(seconds * 1000))
+
+
+def set_isolation_level(level: str | None) -> None:
+    """The isolation level of Faust's consumers created from now on: "read_committed", or None
+    (Faust's own: "read_uncommitted" outside a transaction)."""
+    global _isolation_level
+    if level not in (None, "read_committed", "read_uncommitted"):
+        raise ValueError(f"isolation level {level!r}: read_committed or read_uncommitted")
+    _isolation_level = level
 
 
 # -- 4. high watermarks ---------------------------------------------------------------------------

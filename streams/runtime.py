@@ -85,6 +85,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     # whether this process started it or not; Kafka answers a waiting fetch when records arrive.
     tansu_wait = 0.1 if settings.tansu else None
     faust_patches.set_fetch_max_wait(settings.fetch_max_wait if settings.fetch_max_wait is not None else tansu_wait)
+    faust_patches.set_isolation_level(settings.isolation_level)
     client = None
     worker = None
     writer = None

@@ -143,6 +143,13 @@ class Settings:
         return self.clickhouse is None
 
     @property
+    def isolation_level(self) -> str:
+        """How consumers read: past a transaction another client aborted (`read_committed`), on a
+        Kafka cluster; Tansu 0.6.0 gives a `read_committed` consumer aborted records too, and its
+        transactions are read as they come (`docs/faults.md`)."""
+        return "read_uncommitted" if self.tansu else "read_committed"
+
+    @property
     def tansu(self) -> bool:
         """Is the broker Tansu (the embedded one, or a cluster declared as such)?"""
         return self.kafka is None or self.broker_flavour == "tansu"

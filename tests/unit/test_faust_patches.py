@@ -195,6 +195,34 @@ def test_the_fetch_wait_is_set_on_the_consumers_created_afterwards():
         faust_patches.set_fetch_max_wait(None)
 
 
+def test_on_a_kafka_cluster_the_consumers_read_past_aborted_transactions():
+    """Faust 0.15.3 reads read_uncommitted outside exactly_once, so a transaction another client
+    (a source system's Kafka producer) aborted was taken as events: alerts on facts that were
+    withdrawn. On a Kafka cluster the consumers read read_committed; on Tansu, which gives a
+    read_committed consumer aborted records too, as before."""
+    from streams.settings import Settings
+
+    app = faust.App("isolation-test", broker="kafka://127.0.0.1:1", web_enabled=False, autodiscover=False)
+
+    async def create(level):
+        faust_patches.set_isolation_level(level)
+        thread = driver.AIOKafkaConsumerThread(app.consumer, loop=asyncio.get_running_loop())
+        return thread._create_worker_consumer(app.transport)
+
+    cluster = Settings.from_env({"SUNLIGHT_KAFKA": "kafka-1:9092"})
+    assert cluster.isolation_level == "read_committed"
+    assert Settings.from_env({}).isolation_level == "read_uncommitted"  # the embedded Tansu
+    tansu = Settings.from_env({"SUNLIGHT_KAFKA": "tansu:9092", "SUNLIGHT_BROKER_FLAVOUR": "tansu"})
+    assert tansu.isolation_level == "read_uncommitted"
+    try:
+        assert asyncio.run(create(cluster.isolation_level))._isolation_level == "read_committed"
+        assert asyncio.run(create(None))._isolation_level == "read_uncommitted"  # Faust's own
+        with pytest.raises(ValueError):
+            faust_patches.set_isolation_level("dirty")
+    finally:
+        faust_patches.set_isolation_level(None)
+
+
 # -- 4. high watermarks ---------------------------------------------------------------------------
 
 def test_listed_end_offsets_are_confirmed_before_faust_uses_them():
