@@ -22,6 +22,34 @@ from alerts.catalog import Catalog
 
 PAYLOAD_BYTES = 256 * 1024  # kept of a payload; base64 of this stays well under Kafka's 1 MB record
 
+# Why a message was refused, in the words the people at the screens read (a reason not listed
+# shows as its code).
+REASON_TITLE: dict[str, str] = {
+    "invalid_json": "不是JSON",
+    "invalid_utf8": "不是UTF-8文本",
+    "schema": "字段不符合格式",
+    "bad_time": "时间格式错误",
+    "impossible_time": "时间不合理",
+    "too_large": "消息过大",
+    "empty": "空消息",
+    "unknown_item": "未知事项",
+    "unknown_node": "未知环节",
+    "item_left_catalog": "事项已移出目录",
+    "case_too_large": "办件事件过多",
+    "conflicting_duplicate": "同一事件内容不一致",
+    "store_refused": "存储拒绝写入",
+    "internal_error": "内部错误",
+    "unreadable_row": "导入行无法读取",
+    "case_incomplete": "导入办件不完整（暂缓导入）",
+    "malformed_action": "督办操作格式错误",
+    "wrong_department": "非本部门督办件",
+    "unknown_ticket": "未知督办件",
+    "unknown_alert": "未知预警",
+    "not_allowed": "不允许的督办操作",
+    "text_too_long": "文字过长",
+    "stale_version": "督办件已更新（操作过时）",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:

@@ -55,6 +55,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from alerts.letters import REASON_TITLE
 from alerts.model import RULE_TITLE, SEVERITY_TITLE
 from dashboards.macros import variable_names
 
@@ -88,6 +89,7 @@ _SEVERITY_TITLE = (f"transform(severity, {_sql_array(s.value for s in SEVERITY_T
                    f"{_sql_array(SEVERITY_TITLE.values())}, severity)")
 _RULE_TITLE = (f"transform(rule, {_sql_array(r.value for r in RULE_TITLE)}, "
                f"{_sql_array(RULE_TITLE.values())}, rule)")
+_REASON_TITLE = (f"transform(reason, {_sql_array(REASON_TITLE)}, {_sql_array(REASON_TITLE.values())}, reason)")
 
 # Department and item names from the catalog's copy, as scalars computed once per query (a JOIN
 # would be planned against the big table); a code the catalog does not know shows as itself.
@@ -105,9 +107,27 @@ def _item_name(column: str = "item_code") -> str:
     return f"transform(toString({column}), _items.1, _items.2, toString({column}))"
 
 
+# Node names from the catalog's copy (an item's node ids are its own): for a panel about one case
+# or one department's alerts, a scalar computed once per query like the names above.
+_NODES = """
+    (SELECT (groupArray(concat(item_code, char(31), node_id)), groupArray(name)) FROM catalog_nodes FINAL) AS _nodes
+"""
+
+
+def _node_name(item: str = "item_code", node: str = "node") -> str:
+    """A node's name in its item (a node the catalog does not know shows as its id; none: empty)."""
+    return (f"if(ifNull({node}, '') = '', '', transform(concat(toString({item}), char(31), assumeNotNull({node})), "
+            f"_nodes.1, _nodes.2, assumeNotNull({node})))")
+
+
 # "Now" is the end of the dashboard's range; the local month it falls in starts at:
 _MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')), 'Asia/Shanghai')"
 _OPEN = "status IN ('open', 'acknowledged')"
+# A case open at the end of the range ("now" of the screen): accepted by then and not yet
+# finished then (a past day shows the cases finished since as they were); one suspended now is
+# left out, its clock stopped.
+_OPEN_AT_END = ("accepted_at <= $__toTime AND (ended_at IS NULL OR ended_at > $__toTime) "
+                "AND status != 'suspended'")
 # A department or region filter left on 全部 holds ALL_VALUE (the variables' custom all value,
 # dashboards.build): every row, also those of a region or department the catalog does not list
 # (an event's own region, a department without one, one that left the catalog), which the list of
@@ -196,9 +216,12 @@ ORDER BY red DESC, yellow DESC, department_name
 OVERDUE_CASES = Panel(
     name="overdue_cases",
     title="超期未办结办件清单",
-    description="承诺时限已过仍未办结的办件（挂起中的不计，其时钟已停），超期最久的在前，最多100件。",
-    doc="Open cases past their promised deadline at the end of the range, the longest overdue "
-        "first (at most 100); suspended cases are not counted, their clock is stopped.",
+    description="截至所选时段末，承诺时限已过仍未办结的办件（当时尚未办结的也计入，即使其后已办结；挂起中的不计，其时钟已停），"
+                "超期最久的在前，最多100件。",
+    doc="Cases open at the end of the range and past their promised deadline then, the longest "
+        "overdue first (at most 100): on a past day, also those finished since. Suspended cases are "
+        "not counted, their clock is stopped (a case suspended now is left out of past days too: "
+        "the store keeps a case's status as it stands, and its deadline as it stands now).",
     labels={"case_id": "办件编号", "department_name": "部门", "item_name": "事项", "deadline": "承诺时限",
             "days_late": "超期天数"},
     columns=("case_id", "department_name", "item_name", "deadline", "days_late"),
@@ -206,7 +229,7 @@ OVERDUE_CASES = Panel(
 SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name, deadline,
     dateDiff('day', deadline, $__toTime, 'Asia/Shanghai') AS days_late
 FROM cases FINAL
-WHERE status = 'open' AND deadline < $__toTime
+WHERE {_OPEN_AT_END} AND deadline < $__toTime
 ORDER BY deadline ASC, case_id
 LIMIT 100
 """,
@@ -215,10 +238,12 @@ LIMIT 100
 OVERDUE_OPEN_CASES_BY_DEPARTMENT = Panel(
     name="overdue_open_cases_by_department",
     title="各部门超期未办结办件",
-    description="各部门承诺时限已过仍未办结的办件数、其中超期30天以上的件数和最长超期天数。",
-    doc="Cases still open whose promised deadline (承诺时限) has passed by the end of the range, per "
-        "department: how many, how many are more than 30 days late, and the worst delay in days. "
-        "Suspended cases are not counted: their clock is stopped.",
+    description="截至所选时段末，各部门承诺时限已过仍未办结的办件数、其中超期30天以上的件数和最长超期天数"
+                "（当时尚未办结的也计入，即使其后已办结）。",
+    doc="Cases open at the end of the range whose promised deadline (承诺时限) had passed by then, per "
+        "department: how many, how many are more than 30 days late, and the worst delay in days (on "
+        "a past day, also those finished since). Suspended cases are not counted: their clock is "
+        "stopped.",
     labels={"department_name": "部门", "overdue_cases": "超期件数", "over_30_days": "超期30天以上",
             "worst_days_late": "最长超期（天）"},
     columns=("department_name", "overdue_cases", "over_30_days", "worst_days_late"),
@@ -229,7 +254,7 @@ SELECT
     countIf(deadline < $__toTime - INTERVAL 30 DAY) AS over_30_days,
     max(dateDiff('day', deadline, $__toTime, 'Asia/Shanghai')) AS worst_days_late
 FROM cases FINAL
-WHERE status = 'open' AND deadline < $__toTime
+WHERE {_OPEN_AT_END} AND deadline < $__toTime
 GROUP BY department
 ORDER BY overdue_cases DESC, department_name
 """,
@@ -381,10 +406,13 @@ ORDER BY red DESC, yellow DESC, department_name
 IRREGULARITY_RATE_BY_DEPARTMENT = Panel(
     name="irregularity_rate_by_department",
     title="本月各部门不规范率",
-    description="本月（截至所选时段末）各部门受理的办件中，至少有一条成立的黄牌或红牌预警的比例。",
+    description="本月（截至所选时段末）各部门受理的办件中，至少有一条成立的黄牌或红牌预警的比例，受上方规则、等级、部门、区域筛选"
+                "（规则、等级选“全部”时即考核口径的不规范率）。",
     doc="For the cases a department accepted (受理) in the local month of the range's end, up to "
         "it: how many drew at least one yellow or red alert that still stands (resolved counts, "
-        "withdrawn does not), over all of them: the department's 不规范率.",
+        "withdrawn does not), over all of them: the department's 不规范率. Within the inspector's "
+        "filters: departments and regions narrow the cases, rules and severities the alerts that "
+        "count (with all of them, the rate of the monthly scoring).",
     labels={"department_name": "部门", "cases": "受理件数", "irregular_cases": "不规范件数",
             "irregularity_rate": "不规范率"},
     columns=("department_name", "cases", "irregular_cases", "irregularity_rate"),
@@ -398,13 +426,14 @@ SELECT
         -- over cases with any revision accepted in the month (a superset of the month's cases).
         SELECT case_id FROM alerts
         WHERE case_id IN (SELECT case_id FROM cases WHERE accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime)
+            AND rule IN (${{rule:singlequote}}) AND severity IN (${{severity:singlequote}})
         GROUP BY alert_id, case_id
         HAVING argMax(status, version) != 'withdrawn'
     )) AS irregular_cases,
     round(irregular_cases / cases, 4) AS irregularity_rate
 FROM cases FINAL
 WHERE accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime
-  AND {_chosen('department', 'department')}
+  AND {_chosen('department', 'department')} AND {_chosen('region', 'region')}
 GROUP BY department
 ORDER BY irregularity_rate DESC, department_name
 """,
@@ -433,17 +462,19 @@ CASE_TIMELINE = Panel(
     title="办件事件时间线",
     description="所选办件的全部事件，按发生时间排列：受理、各环节办理、挂起、退回、办结等。",
     doc="Every event of the chosen case, in business-time order, each once.",
-    labels={"occurred_at": "发生时间", "recorded_at": "登记时间", "event": "事件", "node": "环节",
+    labels={"occurred_at": "发生时间", "recorded_at": "登记时间", "event": "事件", "node_name": "环节",
             "officer_id": "经办人", "channel": "渠道", "attrs": "附加信息"},
-    columns=("occurred_at", "recorded_at", "event", "node", "officer_id"),
-    sql="""
+    columns=("occurred_at", "recorded_at", "event", "node_name", "officer_id"),
+    sql=f"""
+WITH {_NODES.strip()}
 SELECT occurred_at, recorded_at,
-    transform(type, ['accepted', 'node_completed', 'suspended', 'resumed', 'returned', 'decided', 'closed', 'withdrawn'],
-              ['受理', '环节办结', '挂起', '恢复', '退回', '作出决定', '办结', '撤回'], type) AS event,
-    node, officer_id, channel, attrs
+    transform(type, ['accepted', 'node_completed', 'suspended', 'resumed', 'returned', 'decided', 'closed', 'withdrawn',
+                     'rated'],
+              ['受理', '环节办结', '挂起', '恢复', '退回', '作出决定', '办结', '撤回', '评价'], type) AS event,
+    {_node_name()} AS node_name, officer_id, channel, attrs
 FROM (
     SELECT * FROM case_events
-    WHERE case_id = ${case_id:singlequote}
+    WHERE case_id = ${{case_id:singlequote}}
     LIMIT 1 BY case_id, event_id
 )
 ORDER BY occurred_at, event_id
@@ -457,13 +488,13 @@ CASE_EVIDENCE = Panel(
     doc="Every alert about the chosen case, with its evidence (the facts the rule judged), "
         "including resolved and withdrawn ones (with why it was withdrawn).",
     labels={"raised_at": "预警时间", "severity_title": "等级", "rule_title": "规则", "state": "状态",
-            "node": "环节", "evidence": "证据", "withdrawn_reason": "撤销原因"},
+            "node_name": "环节", "evidence": "证据", "withdrawn_reason": "撤销原因"},
     columns=("raised_at", "severity_title", "rule_title", "state", "evidence"),
-    sql=f"""
+    sql=f"""WITH {_NODES.strip()}
 SELECT raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title,
     transform(status, ['open', 'acknowledged', 'resolved', 'withdrawn'], ['待处置', '已签收', '已处置', '已撤销'], status)
         AS state,
-    node, evidence, withdrawn_reason
+    {_node_name()} AS node_name, evidence, withdrawn_reason
 FROM alerts FINAL
 WHERE case_id = ${{case_id:singlequote}}
 ORDER BY raised_at, alert_id
@@ -486,13 +517,15 @@ FROM dead_letters FINAL
 DLQ_LATEST = Panel(
     name="dlq_latest",
     title="最新死信及原因",
-    description="最近收到的50条死信：时间、原因、说明、来源和涉及的办件。",
-    doc="The 50 newest dead letters: when, why (reason and detail), where from, which case.",
-    labels={"received_at": "收到时间", "reason": "原因", "detail": "说明", "topic": "来源",
+    description="最近收到的50条死信：时间、原因（及其代码，供 sunlight dlq list --reason 查询）、说明、来源和涉及的办件。",
+    doc="The 50 newest dead letters: when, why (the reason in Chinese, its code, the detail), where "
+        "from, which case.",
+    labels={"received_at": "收到时间", "reason_title": "原因", "reason": "原因代码", "detail": "说明", "topic": "来源",
             "case_id": "办件编号", "department_name": "部门", "state": "状态"},
-    columns=("received_at", "reason", "detail", "topic", "state"),
+    columns=("received_at", "reason_title", "reason", "detail", "topic", "state"),
     sql=f"""{_NAMES}
-SELECT received_at, reason, detail, topic, case_id, {_department_name()} AS department_name,
+SELECT received_at, {_REASON_TITLE} AS reason_title, reason, detail, topic, case_id,
+    {_department_name()} AS department_name,
     if(status = 'redriven', '已重投', '待处理') AS state
 FROM dead_letters FINAL
 ORDER BY received_at DESC, letter_id
@@ -507,10 +540,10 @@ DLQ_BY_REASON = Panel(
     doc="The dead letters waiting (not redriven), per reason, with when the newest of each came: "
         "what is in the DLQ now, whenever it arrived (received_at is the worker's clock, not "
         "business time, so it is not filtered by the dashboard's range).",
-    labels={"reason": "原因", "letters": "条数", "latest": "最近收到"},
-    columns=("reason", "letters", "latest"),
-    sql="""
-SELECT reason, count() AS letters, max(received_at) AS latest
+    labels={"reason_title": "原因", "reason": "原因代码", "letters": "条数", "latest": "最近收到"},
+    columns=("reason_title", "reason", "letters", "latest"),
+    sql=f"""
+SELECT {_REASON_TITLE} AS reason_title, reason, count() AS letters, max(received_at) AS latest
 FROM dead_letters FINAL
 WHERE status != 'redriven'
 GROUP BY reason
@@ -540,11 +573,11 @@ DEPARTMENT_OPEN_ALERTS = Panel(
     description="所选部门当前待处置的预警，红牌在前、最新的在前，最多200条。",
     doc="The chosen department's open alerts, red first then newest first, at most 200.",
     labels={"raised_at": "预警时间", "severity_title": "等级", "rule_title": "规则", "case_id": "办件编号",
-            "item_name": "事项", "node": "环节", "title": "预警"},
-    columns=("raised_at", "severity_title", "rule_title", "case_id", "item_name"),
-    sql=f"""{_NAMES}
+            "item_name": "事项", "node_name": "环节", "title": "预警"},
+    columns=("raised_at", "severity_title", "rule_title", "case_id", "item_name", "node_name"),
+    sql=f"""{_NAMES.rstrip()},{_NODES.rstrip()}
 SELECT raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title, case_id,
-    {_item_name()} AS item_name, node, title
+    {_item_name()} AS item_name, {_node_name()} AS node_name, title
 FROM alerts FINAL
 WHERE {_OPEN} AND department = ${{department:singlequote}}
 ORDER BY severity = 'red' DESC, raised_at DESC, alert_id
@@ -716,9 +749,10 @@ ORDER BY min(position)
 SCORES_VERSIONS = Panel(
     name="scores_versions",
     title="计算记录",
-    description="所选时段内各月份每一次计算（版本）的时间、考核细则和参与对象数：重新计算留有记录。",
-    doc="Every computation of the months up to the one shown (the last 12): month, attachment, version, "
-        "when, the rulebook and its digest, how many subjects were scored and ranked.",
+    description="所选月份及以前各月的每一次计算（版本）：计算时间、考核细则、考核对象数和参与排名数，最新的100条。"
+                "重新计算留有记录。",
+    doc="Every computation of the month shown and the months before it (the newest 100): month, "
+        "attachment, version, when, the rulebook, how many subjects were scored and ranked.",
     labels={"month": "月份", "attachment_title": "考核对象", "version": "版本", "computed_at": "计算时间",
             "rulebook": "考核细则", "subjects": "对象数", "ranked_subjects": "参与排名"},
     columns=("month", "attachment_title", "version", "computed_at", "subjects", "ranked_subjects"),

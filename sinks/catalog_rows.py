@@ -2,7 +2,8 @@
 
 `write_catalog` copies the departments, the items and the codes people pick from (rules,
 severities, categories, with their Chinese titles) into ``catalog_departments``,
-``catalog_items`` and ``catalog_codes``. Every row of one copy carries the same version (the
+``catalog_items`` and ``catalog_codes``, and each item's nodes into ``catalog_nodes``
+(migration ``0011_catalog_nodes``). Every row of one copy carries the same version (the
 moment it is written, in microseconds), so the newest copy wins and writing the same catalog
 again leaves what ``FINAL`` shows unchanged. A code that was in the store and is no longer in the
 catalog gets a new row with ``in_catalog = 0`` (alerts may still name it).
@@ -38,6 +39,7 @@ DEPARTMENT_COLUMNS = ["code", "name", "region", "in_catalog", "version", "writte
 ITEM_COLUMNS = ["code", "name", "department", "category", "promised_days", "legal_days", "status", "in_catalog",
                 "version", "written_at"]
 CODE_COLUMNS = ["kind", "code", "title", "in_catalog", "version", "written_at"]
+NODE_COLUMNS = ["item_code", "node_id", "name", "in_catalog", "version", "written_at"]
 
 
 def code_rows() -> list[tuple[str, str, str]]:
@@ -61,9 +63,11 @@ def write_catalog(client, catalog: Catalog, version: int | None = None) -> int:
     items = [[i.code, i.name, i.department, i.category.value, i.promised_days, i.legal_days, i.status, 1, version, at]
              for i in catalog.items.values()]
     codes = [[kind, code, title, 1, version, at] for kind, code, title in code_rows()]
+    nodes = [[i.code, n.id, n.name, 1, version, at] for i in catalog.items.values() for n in i.nodes]
     for table, columns, rows, key in (("catalog_departments", DEPARTMENT_COLUMNS, departments, "code"),
                                       ("catalog_items", ITEM_COLUMNS, items, "code"),
-                                      ("catalog_codes", CODE_COLUMNS, codes, "(kind, code)")):
+                                      ("catalog_codes", CODE_COLUMNS, codes, "(kind, code)"),
+                                      ("catalog_nodes", NODE_COLUMNS, nodes, "(item_code, node_id)")):
         if rows:
             client.insert(table, rows, column_names=columns)
         # What left the catalog: its newest row again, no longer in the catalog. The codes still in

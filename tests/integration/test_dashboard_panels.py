@@ -216,8 +216,17 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     assert len(ran["case_evidence"][0]) == sum(a["case_id"] == case_id for a in alerts)
     assert all(orjson.loads(r["evidence"]) for r in ran["case_evidence"][0])
     assert one("dlq_size")["waiting"] == 2
-    assert sorted(r["reason"] for r in ran["dlq_latest"][0]) == ["invalid_json", "invalid_utf8"]
-    assert [(r["reason"], r["letters"]) for r in ran["dlq_by_reason"][0]] == [("invalid_json", 1), ("invalid_utf8", 1)]
+    assert sorted((r["reason"], r["reason_title"]) for r in ran["dlq_latest"][0]) == [
+        ("invalid_json", "不是JSON"), ("invalid_utf8", "不是UTF-8文本")]
+    assert [(r["reason_title"], r["letters"]) for r in ran["dlq_by_reason"][0]] == [("不是JSON", 1), ("不是UTF-8文本", 1)]
+    # Steps by their names in the case's item, not the node ids (before: review, decide, ...).
+    item = next(i for i in scenario.catalog["items"] if i["code"] == one("case_summary")["item_name"]
+                or i["name"] == one("case_summary")["item_name"])
+    node_names = {n["name"] for n in item["nodes"]}
+    steps = [r["node_name"] for r in ran["case_timeline"][0] if r["event"] == "环节办结"]
+    assert steps and set(steps) <= node_names
+    assert {r["node_name"] for r in ran["case_evidence"][0]} <= node_names | {""}
+    assert all(r["node_name"] == "" or not r["node_name"].isascii() for r in ran["department_open_alerts"][0])
 
     # -- the department head ----------------------------------------------------------------------
     mine = [a for a in open_alerts if a["department"] == department]
@@ -252,6 +261,61 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     assert averages[0]["average_points"] == round(sum(r["parts"]["publication"]["points"] for r in ranked) / len(ranked), 2)
     assert {(r["month"], r["version"]) for r in ran["scores_versions"][0]} == {(month_scored, 1), (month_scored, 2)}
     assert len(ran["scores_versions"][0]) == 4
+
+
+def test_a_past_day_and_the_filters_are_judged_as_they_stood_and_as_chosen(city, store):
+    """The wall showing a past day listed only the cases still open today: a case overdue that day
+    and finished since was missing. The inspector's 不规范率 took only the department filter: a
+    red-only, or a district, view showed every alert's rate."""
+    scenario, _, alerts, _, rng = city
+    client = store
+    wall = {p["title"]: (p, t) for p, t in clickhouse_targets(all_dashboards()["sunlight-wall"])}
+    accepted = {e["case_id"]: datetime.fromisoformat(e["occurred_at"]) for e in scenario.events
+                if e["type"] == "accepted"}
+
+    def cases() -> dict:
+        result = client.query("SELECT * FROM cases FINAL")
+        return {row["case_id"]: row for row in (dict(zip(result.column_names, r)) for r in result.result_rows)}
+
+    def utc(moment):
+        return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+
+    # The city finishes no case late: one overdue now is made to finish two days after a past day
+    # on which it was overdue (a newer revision of it, as the pipeline writes one).
+    late = min((c for c in cases().values() if c["status"] == "open" and c["deadline"] is not None
+                and utc(c["deadline"]) + timedelta(days=1) < rng.end), key=lambda c: c["deadline"])
+    day = TimeRange(rng.start, utc(late["deadline"]) + timedelta(days=1))
+    finished = {**late, "status": "closed", "ended_at": day.end + timedelta(days=2), "revision": late["revision"] + 1}
+    try:
+        client.insert("cases", [list(finished.values())], column_names=list(finished))
+        overdue_then = {case for case, c in cases().items()
+                        if utc(c["accepted_at"]) <= day.end and (c["ended_at"] is None or utc(c["ended_at"]) > day.end)
+                        and c["status"] != "suspended" and c["deadline"] is not None and utc(c["deadline"]) < day.end}
+        assert late["case_id"] in overdue_then
+        rows = run_panel(client, *wall[q.OVERDUE_CASES.title], day, {})
+        assert {r["case_id"] for r in rows} == overdue_then and len(rows) <= 100
+        by_department = run_panel(client, *wall[q.OVERDUE_OPEN_CASES_BY_DEPARTMENT.title], day, {})
+        assert sum(r["overdue_cases"] for r in by_department) == len(overdue_then)
+    finally:
+        client.command(f"DELETE FROM cases WHERE case_id = '{late['case_id']}' AND revision = {finished['revision']}")
+
+    inspector = {p["title"]: (p, t) for p, t in clickhouse_targets(all_dashboards()["sunlight-inspector"])}
+    every = {name: Variable(name, [ALL], options(client, name), all_value=q.all_value_of(name))
+             for name in ("rule", "severity", "department", "region")}
+    month_start = rng.end.astimezone(TZ).replace(day=1, hour=0, minute=0, second=0).timestamp()
+    month_cases = {c for c, t in accepted.items() if month_start <= t.timestamp() <= rng.end.timestamp()}
+    region_of = {d["code"]: d["region"] for d in scenario.catalog["departments"]}
+    department_of = {e["case_id"]: e.get("department") for e in scenario.events if e["type"] == "accepted"}
+    region = Counter(region_of[department_of[c]] for c in month_cases).most_common(1)[0][0]
+    chosen = {**every, "severity": Variable("severity", ["red"]), "region": Variable("region", [region])}
+    rows = run_panel(client, *inspector[q.IRREGULARITY_RATE_BY_DEPARTMENT.title], rng, chosen)
+    mine = {c for c in month_cases if region_of[department_of[c]] == region}
+    red = {a["case_id"] for a in alerts if a["severity"] == "red" and a["status"] != "withdrawn"}
+    assert sum(r["cases"] for r in rows) == len(mine)
+    assert sum(r["irregular_cases"] for r in rows) == len(mine & red)
+    everything = run_panel(client, *inspector[q.IRREGULARITY_RATE_BY_DEPARTMENT.title], rng, every)
+    standing = {a["case_id"] for a in alerts if a["status"] != "withdrawn"}
+    assert sum(r["irregular_cases"] for r in everything) == len(month_cases & standing) > len(mine & red)
 
 
 def test_variables_and_the_time_range_narrow_what_panels_show(city, store):

@@ -248,3 +248,31 @@ def test_variables_formatted_as_grafana_does():
     assert expand("$__from-$__to", rng) == f"{int(rng.start.timestamp() * 1000)}-{int(rng.end.timestamp() * 1000)}"
     with pytest.raises(MacroError):
         expand("${nobody:singlequote}", rng, {})
+
+
+def test_every_reason_a_message_is_refused_for_has_its_chinese_title():
+    """The DLQ panels showed reason codes (invalid_json, unknown_node) to people who read Chinese.
+    Every reason the code can give a dead letter, found in its source, has a title."""
+    from pathlib import Path
+
+    from alerts.letters import REASON_TITLE
+
+    root = Path(__file__).resolve().parents[2]
+    given = set()
+    # The reason given to a letter where it is made: a refusal's first argument, or the reason
+    # argument of dead_letter / Letter / make_letter (after the record, topic and partition).
+    pattern = re.compile(r'(?:InvalidEvent|Refused|dead_letter|Letter|make_letter)\((?:[^()"]|\([^()]*\)|f?"[^"]*"(?=\s*,))*?'
+                         r'"([a-z]+(?:_[a-z0-9]+)*)"(?:\s*[,)]| if \w+ else "([a-z_]+)")'
+                         r'|reason = "([a-z_]+)"(?: if .* else "([a-z_]+)")?'
+                         r'|^(?:UNREADABLE_ROW|CASE_INCOMPLETE) = "([a-z_]+)"', re.MULTILINE)
+    for path in [*root.joinpath("alerts").rglob("*.py"), *root.joinpath("streams").rglob("*.py")]:
+        if "console" in path.parts:
+            continue  # the console's own refusals (a link, a form) are pages, not dead letters
+        for match in pattern.finditer(path.read_text(encoding="utf-8")):
+            given.update(g for g in match.groups() if g)
+    given -= {"supplement"}  # a notice's kind, not a reason
+    assert {"invalid_json", "invalid_utf8", "empty", "too_large", "schema", "unknown_item", "unknown_node",
+            "case_too_large", "conflicting_duplicate", "store_refused", "item_left_catalog", "unreadable_row",
+            "case_incomplete", "stale_version"} <= given
+    assert given - set(REASON_TITLE) == set()
+    assert all(CJK.search(title) for title in REASON_TITLE.values())
