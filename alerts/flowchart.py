@@ -78,7 +78,16 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
-        raise FlowchartError(f"not well-formed BPMN XML: {exc}") from None
+        hint = ""
+        if isinstance(text, bytes):
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                hint = (f"; it is not UTF-8 text (byte 0x{text[bad.start]:02x} at offset {bad.start}): save it as "
+                        f"UTF-8 (from a Chinese system, often GBK: iconv -f GBK -t UTF-8)")
+        raise FlowchartError(f"not well-formed BPMN XML: {exc}{hint}") from None
+    except ValueError as exc:  # an encoding the XML parser cannot read ("multi-byte encodings are not supported")
+        raise FlowchartError(f"BPMN in an encoding that cannot be read ({exc}): save it as UTF-8") from None
     processes = [e for e in root.iter() if _local(e.tag) == "process"]
     if len(processes) != 1:
         raise FlowchartError(f"expected one <process>, found {len(processes)}")
@@ -93,7 +102,7 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
             kinds[element.get("id")] = kind
             names[element.get("id")] = (element.get("name") or "").strip()
         elif kind not in IGNORED:
-            raise FlowchartError(f"a {kind} ({element.get('id')}) cannot be expressed in the catalog")
+            raise FlowchartError(f"{kind} {element.get('id')!r} cannot be expressed in the catalog")
     starts = [i for i, k in kinds.items() if k == "startEvent"]
     ends = [i for i, k in kinds.items() if k == "endEvent"]
     if len(starts) != 1 or len(ends) != 1:

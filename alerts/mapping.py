@@ -31,6 +31,10 @@ NUMBER_ATTRS = frozenset({"penalty_amount", "promised_days"})
 # The XES lifecycle extension's attribute (PM4Py's column), and its value for a step done.
 LIFECYCLE_COLUMN = "lifecycle:transition"
 COMPLETE = "complete"
+# The stages of the XES standard lifecycle model (IEEE 1849): a value outside them is likely a
+# source's own word, which may well mean a step done.
+XES_STAGES = frozenset({"schedule", "assign", "reassign", "start", "suspend", "resume", "pi_abort", "ate_abort",
+                        "complete", "autoskip", "manualskip", "withdraw", "unknown"})
 
 
 class MappingError(ValueError):
@@ -202,6 +206,7 @@ class MappedRow:
     # region, time), so that its dead letter goes to the department's own letters.
     labels: Mapping[str, str] = field(default_factory=dict)
     columns: Mapping[str, Any] | None = None  # a rejected row as read
+    derived: bool = False  # a case's closing, made from its case-level end column: not a row of its own
 
 
 def _value(row: Mapping[str, Any], source: Mapping[str, str]) -> Any:
@@ -252,10 +257,12 @@ def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator
     window = mapping.case_end_takes_steps_within
     held: dict[str, tuple[int, Mapping[str, Any], dict]] = {}  # case -> the row its closing comes from
     steps: dict[str, list[datetime]] = {}
+    stated: dict[tuple[str, str], tuple[int, Any]] = {}  # (case, case-level column) -> first row, value
     out: list[MappedRow] = []
     for number, row in enumerate(rows, start=1):
         try:
             event = _map_row(row, mapping, seen)
+            _check_case_columns(row, number, event["case_id"], mapping, stated)
         except Skipped as exc:
             out.append(MappedRow(number, RowStatus.SKIPPED, reason=f"skipped: {exc}"))
             continue
@@ -285,9 +292,39 @@ def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator
         if first is None:
             yield mapped
             continue
-        yield MappedRow(mapped.number, RowStatus.HELD, mapped.event, case_id=mapped.case_id,
+        yield MappedRow(mapped.number, RowStatus.HELD, mapped.event, case_id=mapped.case_id, derived=mapped.derived,
                         reason=f"held back: row {first.number} of case {first.case_id} was rejected ({first.reason}); "
                                f"imported without it the case would be judged on steps it lacks")
+
+
+def _check_case_columns(row: Mapping[str, Any], number: int, case_id: str, mapping: LogMapping,
+                        stated: dict[tuple[str, str], tuple[int, Any]]) -> None:
+    """A case-level column (the end, the acceptance's attributes) read on every row that has it
+    (a log flattened from XES repeats them on each row): a value that cannot be read, or that
+    differs from the one an earlier row of the case gave, rejects the row (and so holds the case
+    back), wherever it is. Read only from the first row, a later row's other end date was ignored
+    and the case closed at the wrong moment (an overdue missed)."""
+    columns = [(mapping.case_end, "case end", mapping.case_end_date_only)] if mapping.case_end else []
+    columns += [(column, f"accept_attrs.{name}", name in mapping.accept_attrs_date_only)
+                for name, column in mapping.accept_attrs.items()]
+    for column, what, date_only in columns:
+        raw = row.get(column)
+        if raw in (None, ""):
+            continue
+        if what in ("case end", "accept_attrs.deadline"):
+            moment = parse_log_time(raw, mapping.timezone, column)
+            local = moment.astimezone(mapping.timezone)
+            value: Any = end_of_day(local, mapping.timezone) if date_only and is_a_date(local) else moment
+        else:
+            value = str(raw).strip()
+        first = stated.setdefault((case_id, column), (number, value))
+        if first[1] != value:
+            raise Rejected(f"{what} ({column}) {raw!r} differs from {_shown(first[1])} on row {first[0]} of case "
+                           f"{case_id}: a case has one")
+
+
+def _shown(value: Any) -> str:
+    return repr(value.isoformat()) if isinstance(value, datetime) else repr(value)
 
 
 def _labels(row: Mapping[str, Any], mapping: LogMapping) -> dict[str, str]:
@@ -312,12 +349,13 @@ def _labels(row: Mapping[str, Any], mapping: LogMapping) -> dict[str, str]:
 def _closing(number: int, row: Mapping[str, Any], event: dict, mapping: LogMapping,
              steps: Iterable[datetime]) -> MappedRow:
     try:
-        return MappedRow(number, RowStatus.IMPORTED, _case_end(row, event, mapping, steps), case_id=event["case_id"])
+        return MappedRow(number, RowStatus.IMPORTED, _case_end(row, event, mapping, steps), case_id=event["case_id"],
+                         derived=True)
     except (Rejected, InvalidEvent) as exc:
         labels = {key: event[key] for key in ("case_id", "item_code", "department", "region", "channel")
                   if key in event}
         return MappedRow(number, RowStatus.REJECTED, reason=f"case end: {exc}", case_id=event["case_id"],
-                         labels=labels, columns=dict(row))
+                         labels=labels, columns=dict(row), derived=True)
 
 
 def _moment_key(moment: datetime, mapping: LogMapping) -> str:
@@ -369,7 +407,10 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict:
     if mapping.lifecycle:
         stage = str(row.get(mapping.lifecycle) or "").strip()
         if stage and stage.lower() not in mapping.lifecycle_completes:
-            raise Skipped(f"lifecycle {stage!r} ({mapping.lifecycle}) is not a step done")
+            raise Skipped(f"lifecycle {stage!r} ({mapping.lifecycle}) is not a step done"
+                          + ("" if stage.lower() in XES_STAGES else
+                             "; not an XES stage either: if it means a step done, add it to the mapping's "
+                             "lifecycle.complete"))
     rule = mapping.activities.get(activity)
     if rule is None:
         if mapping.unmapped == "skip":

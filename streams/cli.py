@@ -113,23 +113,39 @@ def _notify(settings: Settings, args) -> Settings:
 
 def cmd_import(args, settings: Settings) -> int:
     """Import a log: map it, write rejects, and push it through the pipeline (or only publish it)."""
-    settings = _notify(settings, args)
-    from alerts.mapping import load_mapping
-    from streams.catalog_source import read_yaml
     from datetime import timezone
 
+    from alerts.mapping import load_mapping
     from sinks.clickhouse import connect
-    from streams.importers import convert, import_letters, settle_import_letters, whole_cases
+    from sinks.migrations import migrate
+    from streams.catalog_source import read_yaml
+    from streams.importers import (convert, hold_cases_left_open, import_letters, mark_replaced, open_import_letters,
+                                   replaced_letters)
 
+    settings = _notify(settings, args)
     source = Path(args.file)
-    settled = 0
+    catalog = None if settings.kafka else _catalog_path(args, settings, "import on the embedded defaults runs "
+                                                                          "the pipeline and needs a catalog")
     mapping = load_mapping(read_yaml(Path(args.mapping), "mapping")) if args.mapping else None
     result = convert(source, mapping)
-    rejects = Path(args.rejects or f"{source.name}.rejects.jsonl")
+    # What earlier imports left open (rows rejected or held): this import replaces them, or holds
+    # back the rest of those cases too. Read where the store can be read from here.
+    left, replaced = [], []
+    if not settings.kafka or not settings.embedded_store:
+        client = connect(settings.clickhouse, settings.data_dir)
+        try:
+            migrate(client)
+            left = open_import_letters(client)
+        finally:
+            client.close()
+        replaced = replaced_letters(left, source, result)
+        hold_cases_left_open(result, left, replaced)
+    rejects = _writable(Path(args.rejects or f"{source.name}.rejects.jsonl"), "--rejects")
     with open(rejects, "wb") as handle:
         for row in (*result.rejected, *result.held):
             handle.write(orjson.dumps({"file": str(source), "row": row.number, "status": row.status.value,
-                                       "case_id": row.case_id, "reason": row.reason}) + b"\n")
+                                       "case_id": row.case_id, "reason": row.reason,
+                                       **({"closing": True} if row.derived else {})}) + b"\n")
     messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in result.events]
     if settings.kafka:
         from streams.runtime import produce
@@ -140,38 +156,57 @@ def cmd_import(args, settings: Settings) -> int:
         kept = _keep_import_letters(settings, letters)
         processed = None
     else:
-        catalog = _catalog_path(args, settings, "import on the embedded defaults runs "
-                                                "the pipeline and needs a catalog")
         letters = import_letters(result, source, settings.case_events_topic, _catalog_if_any(catalog))
         processed = asyncio.run(_push(settings, messages, catalog, _parse_now(args.now),
                                       show_progress=sys.stderr.isatty(), letters=letters))
         kept = f"kept as dead letters in {settings.dlq_topic} and the store: sunlight dlq list"
+    settled = 0
+    if replaced and processed is not None:  # its events are stored: the letters they replace are done
         client = connect(settings.clickhouse, settings.data_dir)
         try:
-            settled = settle_import_letters(client, source, whole_cases(result), datetime.now(timezone.utc))
+            settled = mark_replaced(client, replaced, datetime.now(timezone.utc))
         finally:
             client.close()
-    duplicated = result.duplicated_in_file + (processed["duplicates"] if processed else 0)
-    imported = processed["new"] if processed else len(result.events)
-    skipped = sum(result.skipped.values())
-    why = "; ".join(f"{n} {reason.removeprefix('skipped: ')}" for reason, n in sorted(result.skipped.items()))
-    print(f"{source.name}: {result.rows} rows read, {imported} events imported"
-          f"{'' if processed else ' (published to ' + settings.case_events_topic + ')'}, "
-          f"{len(result.rejected)} rejected"
-          + (f" and {len(result.held)} held back with them (the rest of their cases)" if result.held else "")
-          + (f" (reasons in {rejects}; {kept})" if letters else f" (reasons in {rejects})")
-          + f", {duplicated} duplicated, {skipped} skipped" + (f" ({why})" if why else "")
-          + (f", {processed['dead_lettered']} refused by the pipeline (see {settings.dlq_topic})"
-             if processed else "")
-          + (f"; {settled} dead letters an earlier import of {source.name} left are replaced (marked redriven)"
-             if settled else ""),
+    print(_import_summary(source, result, mapping, processed, settings.case_events_topic, settings.dlq_topic),
           file=sys.stderr)
+    if result.rejected or result.held:
+        print(f"  rows not imported, with why: {rejects}; {kept}", file=sys.stderr)
+    if settled:
+        print(f"  {settled} dead letters an earlier import of {source.name} left are replaced (marked redriven)",
+              file=sys.stderr)
     if (result.rejected or result.held) and not result.events:
         first = (result.rejected or result.held)[0]
         print(f"sunlight: no row of {source.name} could be imported; the first reason: {first.reason}",
               file=sys.stderr)
         return 1
     return 0
+
+
+def _writable(path: Path, what: str) -> Path:
+    """A file to write: a directory, or a path in no directory, ends the command in one line."""
+    if path.is_dir() or not path.resolve().parent.is_dir():
+        raise SystemExit(f"sunlight: {what} {path}: not a file in an existing directory")
+    return path
+
+
+def _import_summary(source: Path, result, mapping, processed: dict | None, topic: str, dlq_topic: str) -> str:
+    """What an import did, in counts that add up: the rows read are the steps imported, the rows
+    rejected, held back, skipped and repeated; the events are those steps and the closings made
+    from a case-level end column, each new, already stored or refused by the pipeline."""
+    skipped = sum(result.skipped.values())
+    why = "; ".join(f"{n} {reason.removeprefix('skipped: ')}" for reason, n in sorted(result.skipped.items()))
+    lines = [f"{source.name}: {result.rows} rows read: {result.rows_imported} steps, {result.rows_rejected} rejected, "
+             f"{result.rows_held} held back with them (the rest of their cases), {skipped} skipped"
+             + (f" ({why})" if why else "") + f", {result.duplicated_in_file} repeated in the file"]
+    events = f"  {len(result.events)} events"
+    if result.closings:
+        events += f" ({result.rows_imported} steps and {result.closings} closings from {mapping.case_end})"
+    if processed is None:
+        lines.append(f"{events}: published to {topic}, for the workers")
+    else:
+        lines.append(f"{events}: {processed['new']} imported, {processed['duplicates']} already stored, "
+                     f"{processed['dead_lettered']} refused by the pipeline (see {dlq_topic})")
+    return "\n".join(lines)
 
 
 def _catalog_if_any(path):
@@ -436,6 +471,29 @@ def cmd_dlq_list(args, settings: Settings) -> int:
     return 0
 
 
+def _refuse_a_case_still_missing_rows(corrections: list[tuple[str | None, dict]], open_letters: list[dict]) -> None:
+    """Rows an import held back (`case_incomplete`) are sent again only with their case's rejected
+    rows corrected in the same file (or by importing the corrected file): alone they bring the
+    case in without its unreadable step, and it is accused of skipping it."""
+    from streams.importers import CASE_INCOMPLETE, UNREADABLE_ROW
+
+    by_id = {letter["letter_id"]: letter for letter in open_letters}
+    named = {letter_id for letter_id, _ in corrections if letter_id}
+    cases = {by_id[letter_id]["case_id"] for letter_id in named
+             if letter_id in by_id and by_id[letter_id]["reason"] == CASE_INCOMPLETE}
+    cases |= {str(event.get("case_id")) for letter_id, event in corrections if not letter_id} & {
+        letter["case_id"] for letter in open_letters if letter["reason"] == CASE_INCOMPLETE}
+    missing = sorted((letter["case_id"], letter["offset"], letter["letter_id"]) for letter in open_letters
+                     if letter["reason"] == UNREADABLE_ROW and letter["case_id"] in cases
+                     and letter["letter_id"] not in named)
+    if missing:
+        case, row, letter_id = missing[0]
+        raise SystemExit(f"sunlight: case {case} still has a row its import could not read (row {row}, letter "
+                         f"{letter_id}): send its corrected event in the same file as "
+                         f"{{\"letter_id\": \"{letter_id}\", \"event\": {{...}}}}, or import the corrected file; "
+                         f"its held rows alone would bring the case in without that step")
+
+
 def read_redrive(path: Path) -> list[tuple[str | None, dict]]:
     """(letter_id or None, corrected event) for each line of a redrive file: a contract event, or
     {"letter_id": ..., "event": {...}} to name the letter it replaces."""
@@ -455,6 +513,16 @@ def read_redrive(path: Path) -> list[tuple[str | None, dict]]:
                 if not isinstance(obj["event"], dict):
                     raise SystemExit(f"sunlight: {path}:{number}: 'event' must be a JSON object")
                 out.append((str(obj.get("letter_id")) if obj.get("letter_id") else None, obj["event"]))
+            elif "letter_id" in obj and "payload" in obj:  # a letter as `sunlight dlq list --format jsonl` gives it
+                try:
+                    event = orjson.loads(obj["payload"]) if obj.get("payload_encoding") == "utf-8" else None
+                except orjson.JSONDecodeError:
+                    event = None
+                if not isinstance(event, dict):
+                    raise SystemExit(f"sunlight: {path}:{number}: letter {obj['letter_id']}'s payload is not an event "
+                                     f"to send again; write the corrected event as {{\"letter_id\": ..., \"event\": "
+                                     f"{{...}}}}")
+                out.append((str(obj["letter_id"]), event))
             else:
                 out.append((None, obj))
     return out
@@ -486,6 +554,7 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
     for letter in open_letters:
         if letter["case_id"] and letter["event_id"]:
             by_event.setdefault((letter["case_id"], letter["event_id"]), []).append(letter)
+    _refuse_a_case_still_missing_rows(corrections, open_letters)
     replaces: dict[tuple[str, str], list[dict]] = {}
     for letter_id, event in corrections:
         key = (str(event.get("case_id")), str(event.get("event_id")))
@@ -1212,6 +1281,10 @@ def main(argv: list[str] | None = None) -> int:
         from streams.app import PipelineFailed
         from streams.console.auth import ConsoleConfigError
 
+        if isinstance(exc, (IsADirectoryError, NotADirectoryError, PermissionError, FileNotFoundError)) \
+                and exc.filename:  # a file named on the command line that cannot be read or written
+            print(f"sunlight: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 2
         if isinstance(exc, (CatalogError, BrokerError, FileNotFoundError, MappingError, LogFormatError,
                             FlowchartError, UnknownScope, StoreError, PipelineFailed, ChannelError,
                             ConsoleConfigError)):

@@ -90,7 +90,14 @@ def read_xes(path: Path) -> Iterator[dict[str, Any]]:
             elif not depth_event and element.get("key") is not None and tag not in ("list", "container"):
                 trace[f"case:{element.get('key')}"] = element.get("value")
     except ET.ParseError as exc:
-        raise LogFormatError(f"{path}: not well-formed XES: {exc}") from None
+        where = _where_not_utf8(path)
+        hint = (f"; it is not UTF-8 text ({where}): save it as UTF-8 (from a Chinese system, often GBK: "
+                f"iconv -f GBK -t UTF-8)") if where != "somewhere in the file" else ""
+        raise LogFormatError(f"{path}: not well-formed XES: {exc}{hint}") from None
+    except ValueError as exc:  # an encoding the XML parser cannot read ("multi-byte encodings are not supported")
+        raise LogFormatError(f"{path}: XES in an encoding that cannot be read ({exc}): save it as UTF-8 (from a "
+                             f"Chinese system, often GBK: iconv -f GBK -t UTF-8, and the declaration "
+                             f"encoding=\"UTF-8\")") from None
 
 
 @dataclass
@@ -102,6 +109,36 @@ class ImportResult:
     skipped: Counter = field(default_factory=Counter)  # reason -> rows that are not steps
     duplicated_in_file: int = 0
     raw_lines: dict[int, bytes] = field(default_factory=dict)  # a rejected JSON line as read
+    closings: int = 0  # of the events, closings made from a case-level end column (no row of their own)
+    rows_of_cases: set[tuple[str, int]] = field(default_factory=set)  # (case, row number) of each imported row
+    numbers: dict[str, tuple[int, bool]] = field(default_factory=dict)  # event id -> its row, and derived
+
+    def hold(self, cases: dict[str, str]) -> None:
+        """Hold back the events of these cases (case -> why), as rows of a case with a rejected row are."""
+        kept = []
+        for event in self.events:
+            why = cases.get(event["case_id"])
+            if why is None:
+                kept.append(event)
+                continue
+            number, derived = self.numbers[event["event_id"]]
+            self.held.append(MappedRow(number, RowStatus.HELD, event, reason=why, case_id=event["case_id"],
+                                       derived=derived))
+            self.closings -= derived
+            self.rows_of_cases.discard((event["case_id"], number))
+        self.events = kept
+
+    @property
+    def rows_imported(self) -> int:
+        return len(self.events) - self.closings
+
+    @property
+    def rows_rejected(self) -> int:
+        return len({row.number for row in self.rejected if not row.derived})
+
+    @property
+    def rows_held(self) -> int:
+        return sum(not row.derived for row in self.held)
 
 
 def _where_not_utf8(path: Path) -> str:
@@ -142,6 +179,10 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
         else:
             seen.add(mapped.event["event_id"])
             result.events.append(mapped.event)
+            result.closings += mapped.derived
+            result.numbers[mapped.event["event_id"]] = (mapped.number, mapped.derived)
+            if not mapped.derived:
+                result.rows_of_cases.add((mapped.case_id, mapped.number))
     return result
 
 
@@ -177,19 +218,58 @@ def whole_cases(result: ImportResult) -> set[str]:
     return {event["case_id"] for event in result.events} - broken
 
 
-def settle_import_letters(client, source: Path, cases: set[str], at: datetime) -> int:
-    """Mark redriven the open letters an earlier import of this file (by its name) left for cases
-    this import brought in whole: the corrected file replaced them. Returns how many."""
+def replaced_letters(letters: list[dict], source: Path, result: ImportResult) -> list[dict]:
+    """Of the open letters an earlier import of a file of this name left (by their detail), those
+    this import replaces: a held row whose event it brought in; a rejected row whose case it
+    brought in whole, with a row at the same number, once every held row of that case is brought
+    in too. Another file that only shares the name (next month's export) replaces none of a case
+    it does not bring in again."""
+    prefix = f"{source.name}, row "
+    mine = [letter for letter in letters
+            if letter["partition"] == IMPORT_PARTITION and (letter["detail"] or "").startswith(prefix)]
+    events = {event["event_id"] for event in result.events}
+    whole = whole_cases(result)
+    held = [letter for letter in mine if letter["reason"] == CASE_INCOMPLETE]
+    replaced = [letter for letter in held if letter["event_id"] in events]
+    waiting = {letter["case_id"] for letter in held if letter["event_id"] not in events}
+    replaced += [letter for letter in mine if letter["reason"] == UNREADABLE_ROW and letter["case_id"] in whole
+                 and letter["case_id"] not in waiting and (letter["case_id"], letter["offset"]) in result.rows_of_cases]
+    return replaced
+
+
+def open_import_letters(client) -> list[dict]:
+    """The open letters earlier imports left (rows rejected or held back), from the store."""
     from sinks.queries import dead_letters
-    from sinks.rows import redriven_rows, to_arrow
     from sinks.scope import Scope
 
-    if not cases:
-        return 0
-    prefix = f"{source.name}, row "
-    marked = redriven_rows([letter for letter in dead_letters(client, Scope.everything())
-                            if letter["partition"] == IMPORT_PARTITION and letter["case_id"] in cases
-                            and letter["detail"].startswith(prefix)], at)
+    return [letter for letter in dead_letters(client, Scope.everything())
+            if letter["partition"] == IMPORT_PARTITION and letter["reason"] in (UNREADABLE_ROW, CASE_INCOMPLETE)]
+
+
+def hold_cases_left_open(result: ImportResult, left: list[dict], replaced: list[dict]) -> dict[str, str]:
+    """Hold back this import's rows of a case an earlier import left rows of (open letters) that
+    this import does not replace: its steps would come in without those (next month's export of a
+    case whose acceptance is still held is accused of skipping it). `replaced` keeps only the
+    letters of the cases that come in. Returns case -> why."""
+    done = {letter["letter_id"] for letter in replaced}
+    waiting: dict[str, dict] = {}
+    for letter in left:
+        if letter["letter_id"] not in done:
+            waiting.setdefault(letter["case_id"], letter)
+    cases = {event["case_id"] for event in result.events}
+    why = {case: f"held back: case {case} has rows an earlier import could not take ({letter['detail']}); "
+                 f"imported without them the case would be judged on steps it lacks: import its corrected file"
+           for case, letter in waiting.items() if case in cases}
+    result.hold(why)
+    replaced[:] = [letter for letter in replaced if letter["case_id"] not in why]
+    return why
+
+
+def mark_replaced(client, letters: list[dict], at: datetime) -> int:
+    """Mark these letters redriven (replaced by the import that brought their rows in)."""
+    from sinks.rows import redriven_rows, to_arrow
+
+    marked = redriven_rows(letters, at)
     if marked:
         client.insert_arrow("dead_letters", to_arrow("dead_letters", marked))
     return len(marked)
@@ -200,6 +280,11 @@ def _jsonl_events(path: Path, result: ImportResult) -> Iterator[MappedRow]:
     for itself, as on `case-events`), and kept as read for its dead letter."""
     with open(path, "rb") as handle:
         for number, line in json_lines(handle):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:  # the file's encoding, not one event: refused whole, as a CSV file is
+                raise LogFormatError(f"{path}: not UTF-8 text ({_where_not_utf8(path)}); save the file as UTF-8 "
+                                     f"(a file from a Chinese system is often GBK: iconv -f GBK -t UTF-8)") from None
             try:
                 obj = orjson.loads(line)
                 parse_event(obj)

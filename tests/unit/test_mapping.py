@@ -213,6 +213,9 @@ def test_only_rows_of_a_step_done_are_steps():
     named = mapped([{**data[1], "stage": "done", "lifecycle:transition": ""}],
                    lifecycle={"column": "stage", "complete": ["Done", "complete"]})
     assert named[0][1]["node"] == "check"
+    ((_, event, reason),) = mapped([{**data[1], "stage": "finished"}], lifecycle="stage")
+    assert event is None and reason.endswith("not an XES stage either: if it means a step done, add it to the "
+                                             "mapping's lifecycle.complete")
     assert all(e for _, e, _ in mapped(data, lifecycle=False))
     assert "stage" in load_mapping({**MAPPING, "lifecycle": "stage"}).columns()
     assert "lifecycle:transition" not in load_mapping(MAPPING).columns()  # a file need not have it
@@ -243,5 +246,34 @@ def test_a_case_with_a_rejected_row_is_held_back_whole():
     # A closing that cannot be read holds its case back too (open, it would be overdue forever).
     ends = [{"case": "c1", "act": "Receive", "ts": "2011-10-28 10:00:00+02:00", "who": "r", "end": "soon"}]
     out = list(map_rows(ends, load_mapping({**MAPPING, "case_end": {"column": "end"}})))
-    assert [(r.number, r.status) for r in out] == [(1, RowStatus.HELD), (1, RowStatus.REJECTED)]
-    assert out[1].reason.startswith("case end: ")
+    assert [(r.number, r.status) for r in out] == [(1, RowStatus.REJECTED)]
+    assert out[0].reason == "end 'soon' is not a time"
+
+
+def test_a_case_level_value_is_read_on_every_row_and_must_agree():
+    """The end (and the acceptance's deadline) came from the first row that had one: a later row's
+    unreadable value was never read, and a later row's other end date was ignored (a case closed
+    on 03-08 that ended 04-20: an overdue missed). Every row's value is read; one that cannot be,
+    or that differs from the case's earlier one, rejects its row, so the case is held back."""
+    def row(case, act, ts, end="", dl=""):
+        return {"case": case, "act": act, "ts": ts, "who": "r", "end": end, "dl": dl}
+
+    data = [row("c1", "Receive", "2024-03-01 09:00:00+08:00", "2024-03-08 10:00:00+08:00"),
+            row("c1", "Check", "2024-03-02 09:00:00+08:00", "2024-04-20 10:00:00+08:00"),
+            row("c2", "Receive", "2024-03-01 09:00:00+08:00", "2024-03-08 10:00:00+08:00"),
+            row("c2", "Check", "2024-03-02 09:00:00+08:00", "tomorrow"),
+            row("c3", "Receive", "2024-03-01 09:00:00+08:00", dl="2024-03-12"),
+            row("c3", "Check", "2024-03-02 09:00:00+08:00", dl="12/03/2024"),
+            row("c4", "Receive", "2024-03-01 09:00:00+08:00", "2024-03-08 10:00:00+08:00", "2024-03-12"),
+            row("c4", "Check", "2024-03-02 09:00:00+08:00", "2024-03-08T02:00:00Z", "2024-03-12 00:00:00+08:00")]
+    out = list(map_rows(data, load_mapping({**MAPPING, "timezone": "Asia/Shanghai", "case_end": {"column": "end"},
+                                             "accept_attrs": {"deadline": {"column": "dl", "date_only": True}}})))
+    status = {(r.case_id, r.number, r.derived): r.status for r in out}
+    assert status[("c1", 2, False)] is RowStatus.REJECTED and status[("c1", 1, False)] is RowStatus.HELD
+    assert "case end (end) '2024-04-20 10:00:00+08:00' differs from '2024-03-08T10:00:00+08:00' on row 1" in next(
+        r.reason for r in out if r.number == 2)
+    assert status[("c2", 4, False)] is RowStatus.REJECTED and status[("c2", 3, False)] is RowStatus.HELD
+    assert status[("c3", 6, False)] is RowStatus.REJECTED and status[("c3", 5, False)] is RowStatus.HELD
+    # The same moment written two ways is one value: c4 comes in, with one closing (derived).
+    assert {k: v for k, v in status.items() if k[0] == "c4"} == {
+        ("c4", 7, False): RowStatus.IMPORTED, ("c4", 7, True): RowStatus.IMPORTED, ("c4", 8, False): RowStatus.IMPORTED}
