@@ -283,11 +283,16 @@ def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator
             out.append(_closing(number, row, event, mapping, ()))
     for case_id, (number, row, event) in held.items():
         out.append(_closing(number, row, event, mapping, steps.get(case_id, ())))
+    yield from hold_broken_cases(out)
+
+
+def hold_broken_cases(rows: list[MappedRow]) -> Iterator[MappedRow]:
+    """The rows, with those of a case that has a rejected row held back."""
     broken: dict[str, MappedRow] = {}
-    for mapped in out:
+    for mapped in rows:
         if mapped.status is RowStatus.REJECTED and mapped.case_id:
             broken.setdefault(mapped.case_id, mapped)
-    for mapped in out:
+    for mapped in rows:
         first = broken.get(mapped.case_id or "") if mapped.status is RowStatus.IMPORTED else None
         if first is None:
             yield mapped

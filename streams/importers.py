@@ -18,7 +18,7 @@ import orjson
 from alerts.catalog import Catalog
 from alerts.events import InvalidEvent, parse_event
 from alerts.letters import DeadLetter, make_letter
-from alerts.mapping import LogMapping, MappedRow, RowStatus, map_rows
+from alerts.mapping import LogMapping, MappedRow, RowStatus, hold_broken_cases, map_rows
 from streams.replay_feed import json_lines
 
 
@@ -162,7 +162,7 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
                              f"--mapping FILE, which says which columns are the case, the activity and the time "
                              f"(docs/importing.md); without one, a file is read as JSON lines of contract events")
     if mapping is None or mapping.format == "jsonl":
-        rows = _jsonl_events(path, result)
+        rows = hold_broken_cases(list(_jsonl_events(path, result)))
     else:
         rows = map_rows(read_csv(path, mapping.columns()) if mapping.format == "csv" else read_xes(path), mapping)
     seen: set[str] = set()
@@ -276,8 +276,8 @@ def mark_replaced(client, letters: list[dict], at: datetime) -> int:
 
 
 def _jsonl_events(path: Path, result: ImportResult) -> Iterator[MappedRow]:
-    """Contract events, one per line; a line that is not one is rejected alone (each event stands
-    for itself, as on `case-events`), and kept as read for its dead letter."""
+    """Contract events, one per line; a line that is not one is rejected, and kept as read for its
+    dead letter (its case, where the line names one, is held back with it)."""
     with open(path, "rb") as handle:
         for number, line in json_lines(handle):
             try:
@@ -291,7 +291,9 @@ def _jsonl_events(path: Path, result: ImportResult) -> Iterator[MappedRow]:
             except (orjson.JSONDecodeError, InvalidEvent) as exc:
                 result.raw_lines[number] = bytes(line)
                 reason = f"invalid JSON: {exc}" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
-                yield MappedRow(number, RowStatus.REJECTED, reason=reason)
+                named = obj.get("case_id") if isinstance(exc, InvalidEvent) and isinstance(obj, dict) else None
+                yield MappedRow(number, RowStatus.REJECTED, reason=reason,
+                                case_id=named if isinstance(named, str) and named else None)
                 continue
             if isinstance(obj, dict):
                 obj.setdefault("channel", "import")

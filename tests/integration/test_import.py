@@ -453,3 +453,21 @@ def test_files_that_cannot_be_read_are_refused_in_one_line(tmp_path, monkeypatch
         else:
             said = capsys.readouterr().err
         assert status != 0 and message in said and "Traceback" not in said, (argv, said)
+
+
+def test_a_json_line_that_is_no_event_holds_its_case_back(tmp_path):
+    """Before, a JSON line rejected (a time without an offset, say) left its case to come in
+    without that step; as for a CSV row, the case's other lines are held back with it."""
+    def event(case, n, **changes):
+        return orjson.dumps({"event_id": f"{case}-{n}", "case_id": case, "item_code": "IT-ROAD-FINE",
+                             "type": "node_completed", "node": "send_fine",
+                             "occurred_at": f"2024-03-0{n}T09:00:00+08:00",
+                             "recorded_at": f"2024-03-0{n}T09:00:00+08:00", **changes})
+
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"\n".join([event("J1", 1, type="accepted"), event("J1", 2, occurred_at="2024-03-02 09:00"),
+                                event("J1", 3), event("J2", 1, type="accepted"), b"{not json"]) + b"\n")
+    result = convert(log, None)
+    assert [(r.number, r.case_id) for r in result.rejected] == [(2, "J1"), (5, None)]
+    assert [(r.number, r.case_id) for r in result.held] == [(1, "J1"), (3, "J1")]
+    assert [e["event_id"] for e in result.events] == ["J2-1"]
