@@ -82,6 +82,7 @@ RESULT_TEXT = {
 # Results after which a form's text is not needed again: the action was applied, or is on its way.
 SETTLED_RESULTS = ("applied", "pending")
 DRAFT_KEPT = "您填写的内容尚未提交，已保留在下方：请确认最新情况后再次提交。"
+DRAFT_LOST = "您填写的内容未能提交，已保留在下方：请复制保存，再通过最新督办通知中的链接或 OA 系统提交。"
 LINK_REFUSAL = {
     "invalid": "此答复链接无效：链接内容不完整或已被改动。请使用督办通知中的原始链接。",
     "expired": "此答复链接已过期。请联系督办人员重新发送通知，或经 OA 系统提交答复。",
@@ -242,8 +243,10 @@ class Console:
             user=user, csrf=self.sessions.csrf(session) if session else "", **context)
         return HTMLResponse(html, status_code=status)
 
-    def refuse(self, request: Request, status: int, message: str) -> HTMLResponse:
-        return self.page("refused.html", request, status=status, message=message)
+    def refuse(self, request: Request, status: int, message: str, draft: dict | None = None) -> HTMLResponse:
+        """The refusal page; `draft` is a form's text that was not submitted, shown to be copied."""
+        return self.page("refused.html", request, status=status, message=message, draft=draft,
+                         draft_note=DRAFT_LOST if draft else None)
 
     def signed_in(self, request: Request) -> User | None:
         session = self.sessions.loads(request.cookies.get(COOKIE))
@@ -564,8 +567,15 @@ class Console:
 
     # -- reply links ---------------------------------------------------------------------------------------
 
-    async def _grant(self, request: Request):
-        """The ticket a link allows, or the refusal page."""
+    @staticmethod
+    def _draft(form) -> dict | None:
+        """A reply form's text and name, to keep on a refusal page (none when it holds no text)."""
+        text = str(form.get("text") or "").strip()
+        return {"text": text[:20 * MAX_TEXT_CHARS], "actor": " ".join(str(form.get("actor") or "").split())[:50]} \
+            if text else None
+
+    async def _grant(self, request: Request, draft: dict | None = None):
+        """The ticket a link allows, or the refusal page (with `draft`, a reply's text not submitted)."""
         from sinks.queries import stored_tickets, ticket_history
 
         request.state.session = None
@@ -574,7 +584,8 @@ class Console:
         try:
             grant = self.links.read(token)
         except LinkRefused as refused:
-            return None, self.refuse(request, 410 if refused.reason == "expired" else 403, LINK_REFUSAL[refused.reason])
+            return None, self.refuse(request, 410 if refused.reason == "expired" else 403, LINK_REFUSAL[refused.reason],
+                                     draft)
         tz = self.backend.judge().calendar.tz
 
         def read(client):
@@ -583,13 +594,13 @@ class Console:
 
         found, history = await self.backend.read(read)
         if not found:
-            return None, self.refuse(request, 404, LINK_REFUSAL["missing"])
+            return None, self.refuse(request, 404, LINK_REFUSAL["missing"], draft)
         ticket = found[0]
         if ticket["department"] != grant.department:  # a link answers its own department's ticket only
-            return None, self.refuse(request, 403, LINK_REFUSAL["other_ticket"])
+            return None, self.refuse(request, 403, LINK_REFUSAL["other_ticket"], draft)
         if any(h["kind"] in OPENINGS and h["version"] > grant.version for h in history):
             # closed (or withdrawn) and opened again since the link was made: the new round has its own link
-            return None, self.refuse(request, 410, LINK_REFUSAL["superseded"])
+            return None, self.refuse(request, 410, LINK_REFUSAL["superseded"], draft)
         return (token, grant, ticket, history), None
 
     async def reply_form(self, request: Request) -> Response:
@@ -616,25 +627,26 @@ class Console:
                          result=RESULT_TEXT.get(result), draft=draft, draft_note=DRAFT_KEPT)
 
     async def reply(self, request: Request) -> Response:
-        granted, refused = await self._grant(request)
+        form = await request.form()
+        granted, refused = await self._grant(request, self._draft(form))
         if refused:
             return refused
         token, grant, ticket, _ = granted
-        form = await request.form()
+        draft = self._draft(form)
         if not form.get("csrf") or not hmac.compare_digest(str(form.get("csrf")).encode("utf-8", "surrogatepass"),
                                                            self.links.csrf(token).encode()):
-            return self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请重新打开答复链接后重试。")
+            return self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请重新打开答复链接后重试。", draft)
         text = str(form.get("text") or "").strip()
         action_id = str(form.get("action_id") or "")
         if not ACTION_ID.match(action_id):
-            return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。")
+            return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。", draft)
         if not text:
             return self.refuse(request, 400, "请填写核实情况及整改措施。")
         if len(text) > MAX_TEXT_CHARS:
-            return self.refuse(request, 400, RESULT_TEXT["text_too_long"])
+            return self.refuse(request, 400, RESULT_TEXT["text_too_long"], draft)
         version = form_version(form)
         if version is None:
-            return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。")
+            return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。", draft)
         catalog = self.backend.judge().catalog
         department = catalog.departments.get(grant.department)
         # The department answers: its name is the actor, whoever holds the link; the name they give is a note.
@@ -648,7 +660,7 @@ class Console:
         if result not in SETTLED_RESULTS:
             # Refused (most often: the ticket was escalated or changed while the reply was written):
             # the page again, as the ticket is now, with the reply in its form.
-            granted, refused = await self._grant(request)
+            granted, refused = await self._grant(request, {"text": text, "actor": who})
             if refused:
                 return refused
             return self._reply_page(request, granted, result, draft={"text": text, "actor": who}, status=409)

@@ -609,6 +609,17 @@ def test_a_refused_reply_or_action_keeps_its_text_in_the_form(console, monkeypat
     [closing] = [f for f in forms(answer.text) if 'name="kind" value="close"' in f and ZJJ_TICKET in f]
     assert typed(closing) == reason
     assert [a["action_id"] for a in published] == ["1" * 32, "2" * 32, "3" * 32]
+    # A link that expired while the reply was written, or a form whose check code is gone: the
+    # refusal page shows the text to copy (it was the bare refusal: a long reply lost).
+    expired = path_of(links.make(ZJJ_TICKET, "ZJJ", datetime.now(timezone.utc) - timedelta(minutes=1), 1))
+    answer = Client(app).post(expired, {"csrf": links.csrf(expired.rsplit("/", 1)[1]), "text": reply, "version": "1",
+                                        "action_id": "4" * 32, "actor": "王科长"})
+    assert answer.status == 410 and "已过期" in answer.text and "请复制保存" in answer.text
+    assert html.unescape(re.search(r"<textarea[^>]*readonly[^>]*>(.*?)</textarea>", answer.text, flags=re.S)
+                         .group(1)) == reply and "王科长" in answer.text
+    answer = Client(app).post(zjj, {"text": reply, "version": "1", "action_id": "5" * 32})
+    assert answer.status == 403 and html.escape(reply) in answer.text
+    assert [a["action_id"] for a in published] == ["1" * 32, "2" * 32, "3" * 32]  # neither was sent
 
 
 async def _answer(result: str) -> str:
