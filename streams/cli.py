@@ -126,6 +126,7 @@ def cmd_import(args, settings: Settings) -> int:
     source = Path(args.file)
     catalog = None if settings.kafka else _catalog_path(args, settings, "import on the embedded defaults runs "
                                                                           "the pipeline and needs a catalog")
+    rejects = _writable(Path(args.rejects or f"{source.name}.rejects.jsonl"), "--rejects")
     mapping = load_mapping(read_yaml(Path(args.mapping), "mapping")) if args.mapping else None
     result = convert(source, mapping)
     # What earlier imports left open (rows rejected or held): this import replaces them, or holds
@@ -140,7 +141,6 @@ def cmd_import(args, settings: Settings) -> int:
             client.close()
         replaced = replaced_letters(left, source, result)
         hold_cases_left_open(result, left, replaced)
-    rejects = _writable(Path(args.rejects or f"{source.name}.rejects.jsonl"), "--rejects")
     with open(rejects, "wb") as handle:
         for row in (*result.rejected, *result.held):
             handle.write(orjson.dumps({"file": str(source), "row": row.number, "status": row.status.value,
@@ -973,8 +973,8 @@ def cmd_score(args, settings: Settings) -> int:
     # Every option is checked before the store is opened: a refused command stores nothing.
     if args.format == "xlsx" and not args.output:
         raise SystemExit("sunlight: --format xlsx needs --output FILE.xlsx")
-    if args.output and (Path(args.output).is_dir() or not Path(args.output).resolve().parent.is_dir()):
-        raise SystemExit(f"sunlight: --output {args.output}: not a file in an existing directory")
+    if args.output:
+        _writable(Path(args.output), "--output")
     try:
         month = parse_month(args.month)
         rulebook_text, rulebook = rulebook_file(Path(args.rulebook) if args.rulebook else None)
