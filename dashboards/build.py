@@ -63,8 +63,7 @@ def _grid(place: Place) -> dashboard.GridPos:
 
 
 def _ch_target(panel: q.Panel) -> ClickHouseQueryBuilder:
-    target = ClickHouseQueryBuilder().raw_sql(panel.sql.strip()).ref_id("A").datasource(CLICKHOUSE)
-    return target.time_series() if panel.time_series else target.table()
+    return ClickHouseQueryBuilder().raw_sql(panel.sql.strip()).ref_id("A").datasource(CLICKHOUSE).table()
 
 
 def _labels(builder, panel: q.Panel, unit_by_column: dict[str, str] | None = None):
@@ -81,8 +80,6 @@ def _labels(builder, panel: q.Panel, unit_by_column: dict[str, str] | None = Non
 def _common(builder, panel: q.Panel, place: Place):
     builder.title(panel.title).description(panel.description).datasource(CLICKHOUSE).grid_pos(_grid(place))
     builder.with_target(_ch_target(panel))
-    if panel.time_from:
-        builder.time_from(panel.time_from)
     return builder
 
 
@@ -121,8 +118,11 @@ def data_table(panel: q.Panel, place: Place, units=None, links: dict[str, str] |
     return _common(builder, panel, place)
 
 
-def bars(panel: q.Panel, place: Place, x: str, colors: dict[str, str], stacked: bool = True):
-    builder = barchart.Panel().x_field(x).orientation(common.VizOrientation.HORIZONTAL) \
+def bars(panel: q.Panel, place: Place, x: str, colors: dict[str, str], stacked: bool = True,
+         orientation: common.VizOrientation = common.VizOrientation.HORIZONTAL):
+    """Bars along `x`, a column of labels (departments; days or hours counted back from the end of the
+    range, which a time axis would clip to the range shown)."""
+    builder = barchart.Panel().x_field(x).orientation(orientation) \
         .stacking(common.StackingMode.NORMAL if stacked else common.StackingMode.NONE).show_value(common.VisibilityMode.AUTO).fill_opacity(80) \
         .legend(common_b.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
                 .placement(common.LegendPlacement.BOTTOM).show_legend(True))
@@ -130,16 +130,6 @@ def bars(panel: q.Panel, place: Place, x: str, colors: dict[str, str], stacked: 
     for column, color in colors.items():
         builder.override_by_name(column, [dashboard.DynamicConfigValue(
             id_val="color", value={"mode": "fixed", "fixedColor": color})])
-    return _common(builder, panel, place)
-
-
-def trend(panel: q.Panel, place: Place, unit: str = "none", bars_per_day: bool = False):
-    builder = timeseries.Panel().unit(unit).fill_opacity(15).line_width(2) \
-        .legend(common_b.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
-                .placement(common.LegendPlacement.BOTTOM).show_legend(True))
-    if bars_per_day:
-        builder.draw_style(common.GraphDrawStyle.BARS).fill_opacity(80)
-    _labels(builder, panel)
     return _common(builder, panel, place)
 
 
@@ -190,9 +180,12 @@ def wall() -> dash_b.Dashboard:
     d.with_panel(bars(q.WALL_CARDS_BY_DEPARTMENT, Place(0, 7, 12, 11), "department_name",
                       {"red": "red", "yellow": "yellow"}))
     d.with_panel(data_table(q.OVERDUE_CASES, Place(12, 7, 12, 11)))
-    d.with_panel(trend(q.WALL_TREND_30D, Place(0, 18, 12, 9), bars_per_day=True))
+    d.with_panel(bars(q.WALL_TREND_30D, Place(0, 18, 12, 9), "day", {"accepted": "blue", "closed": "green"},
+                      stacked=False, orientation=common.VizOrientation.VERTICAL))
     d.with_panel(data_table(q.OVERDUE_OPEN_CASES_BY_DEPARTMENT, Place(12, 18, 12, 9)))
-    d.with_panel(trend(q.EVENTS_OVER_TIME, Place(0, 27, 24, 7)))
+    d.with_panel(bars(q.EVENTS_OVER_TIME, Place(0, 27, 24, 7), "hour",
+                      {"events": "purple", "accepted": "blue", "closed": "green"}, stacked=False,
+                      orientation=common.VizOrientation.VERTICAL))
     return d
 
 

@@ -24,8 +24,12 @@ Grafana uses the panel's pixel width), rounded to a "nice" interval, never below
 minimum interval (``interval``, e.g. ``1m``).
 
 Relative times (``now``, ``now-30d``, ``now/d``, ``now-1M/M``) are resolved against a given
-"now" in the dashboard's time zone, and a panel's relative time override (``timeFrom``, e.g.
-``30d``) replaces the range by the last that long up to the dashboard's "to", as Grafana does.
+"now" in the dashboard's time zone. A panel's relative time override (``timeFrom``, e.g. ``30d``)
+replaces a relative dashboard range by the last that long up to now, and is ignored on an
+absolute one (a day picked on the calendar), as Grafana does (``applyPanelTimeOverrides``:
+"if (_isString(timeRange.raw.from))"; the scenes' ``PanelTimeRange`` alike). The dashboards here
+use none: a panel that shows "the last 30 days" counts them back from ``$__toTime`` in its SQL,
+so that it follows a past day too.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class MacroError(ValueError):
 class TimeRange:
     start: datetime
     end: datetime
+    relative: bool = False  # given as relative times (now-30d .. now), as dashboard_range makes it
 
     def __post_init__(self):
         if self.start.tzinfo is None or self.end.tzinfo is None:
@@ -128,16 +133,18 @@ def resolve(expression: str, now: datetime, tz: str = "Asia/Shanghai", round_up:
 
 
 def dashboard_range(time_from: str, time_to: str, now: datetime, tz: str = "Asia/Shanghai") -> TimeRange:
-    return TimeRange(resolve(time_from, now, tz), resolve(time_to, now, tz, round_up=True))
+    return TimeRange(resolve(time_from, now, tz), resolve(time_to, now, tz, round_up=True),
+                     relative=time_from.startswith("now"))
 
 
 def panel_range(dashboard: TimeRange, time_from: str | None = None, tz: str = "Asia/Shanghai") -> TimeRange:
-    """The range a panel queries: the dashboard's, or its relative time override (``30d``,
-    ``24h``, ``now/d``) counted back from the dashboard's end."""
-    if not time_from:
+    """The range a panel queries: the dashboard's, or, on a relative dashboard range, its relative
+    time override (``30d``, ``24h``, ``now/d``) counted back from the range's end (now). On an
+    absolute range Grafana ignores the override."""
+    if not time_from or not dashboard.relative:
         return dashboard
     expression = time_from if time_from.startswith("now") else f"now-{time_from}"
-    return TimeRange(resolve(expression, dashboard.end, tz), dashboard.end)
+    return TimeRange(resolve(expression, dashboard.end, tz), dashboard.end, relative=True)
 
 
 # -- the interval -----------------------------------------------------------------------------

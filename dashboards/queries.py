@@ -69,9 +69,6 @@ class Panel:
     sql: str
     # Column -> Chinese label shown instead of the column's name.
     labels: Mapping[str, str] = field(default_factory=dict)
-    time_series: bool = False
-    # Grafana's relative time override of the panel (``30d``, ``24h``), else the dashboard's range.
-    time_from: str | None = None
     # Columns the panel must show (checked by the tests against the store).
     columns: tuple[str, ...] = ()
 
@@ -122,6 +119,8 @@ def _node_name(item: str = "item_code", node: str = "node") -> str:
 
 # "Now" is the end of the dashboard's range; the local month it falls in starts at:
 _MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')), 'Asia/Shanghai')"
+# The first moment of the 30 local days that end with the day of "now" (that day included).
+_DAYS_30_START = "toDateTime(toDate($__toTime, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
 _OPEN = "status IN ('open', 'acknowledged')"
 # A case open at the end of the range ("now" of the screen): accepted by then and not yet
 # finished then (a past day shows the cases finished since as they were); one suspended now is
@@ -294,50 +293,62 @@ WHERE status != 'withdrawn' AND opened_at >= {_MONTH_START} AND opened_at <= $__
 WALL_TREND_30D = Panel(
     name="wall_trend_30d",
     title="近30日受理与办结趋势",
-    description="最近30天每天受理和办结的办件数（按本地日）。",
-    doc="Cases accepted and finished per local day over the last 30 days (the panel's own range). "
-        "Read from the cases as they stand (a case's accepted_at and, once closed, ended_at are "
-        "the times of its accepted and closed events): a month of events with LIMIT 1 BY took "
-        "~210 ms at p95 over 10M events, this ~50 ms, with the same result.",
-    labels={"accepted": "受理", "closed": "办结"},
-    time_series=True,
-    time_from="30d",
-    columns=("time", "accepted", "closed"),
-    sql="""
-SELECT time, countIf(role = 1) AS accepted, countIf(role = 2) AS closed
+    description="截至所选时段末的30天（按本地日）每天受理和办结的办件数。",
+    doc="Cases accepted and finished per local day over the 30 local days up to the end of the range "
+        "(a day with none shows 0), counted back from $__toTime in the SQL, so that a past day shown "
+        "on the wall has its own 30 days (Grafana's relative time override would count from now, "
+        "and is ignored on a day picked on the calendar). Read from the cases as they stand (a "
+        "case's accepted_at and, once closed, ended_at are the times of its accepted and closed "
+        "events): a month of events with LIMIT 1 BY took ~210 ms at p95 over 10M events, this "
+        "~50 ms, with the same result.",
+    labels={"day": "日期", "accepted": "受理", "closed": "办结"},
+    columns=("day", "accepted", "closed"),
+    sql=f"""
+SELECT formatDateTime(day_start, '%m-%d') AS day, accepted, closed
 FROM (
-    SELECT arrayJoin(arrayFilter(x -> x.2 >= $__fromTime AND x.2 <= $__toTime,
-               [(1, accepted_at), (2, if(status = 'closed', ended_at, NULL))])) AS moment,
-        moment.1 AS role, toStartOfDay(assumeNotNull(moment.2), 'Asia/Shanghai') AS time
-    FROM cases FINAL
-    WHERE $__timeFilter(accepted_at) OR (status = 'closed' AND $__timeFilter(ended_at))
+    SELECT toDate(moment, 'Asia/Shanghai') AS day_start, countIf(role = 1) AS accepted, countIf(role = 2) AS closed
+    FROM (
+        SELECT arrayJoin(arrayFilter(x -> x.2 >= {_DAYS_30_START} AND x.2 <= $__toTime,
+                   [(1, accepted_at), (2, if(status = 'closed', ended_at, NULL))])) AS pair,
+            pair.1 AS role, assumeNotNull(pair.2) AS moment
+        FROM cases FINAL
+        WHERE (accepted_at >= {_DAYS_30_START} AND accepted_at <= $__toTime)
+           OR (status = 'closed' AND ended_at >= {_DAYS_30_START} AND ended_at <= $__toTime)
+    )
+    GROUP BY day_start
+    ORDER BY day_start WITH FILL FROM toDate({_DAYS_30_START}, 'Asia/Shanghai') TO toDate($__toTime, 'Asia/Shanghai') + 1
 )
-GROUP BY time
-ORDER BY time
+ORDER BY day_start
 """,
 )
 
 EVENTS_OVER_TIME = Panel(
     name="events_over_time",
     title="近24小时办件事件量",
-    description="最近24小时的办件事件数（全部事件、受理、办结），按时间分段统计。",
-    doc="Case events over the last 24 hours, in Grafana's interval buckets, by when they happened: "
-        "all events, new cases accepted (受理) and cases finished (办结): the live pulse.",
-    labels={"events": "全部事件", "accepted": "受理", "closed": "办结"},
-    time_series=True,
-    time_from="24h",
-    columns=("time", "events", "accepted", "closed"),
+    description="截至所选时段末的24个小时（含当前小时），每小时的办件事件数（全部事件、受理、办结），按业务发生时间统计。",
+    doc="Case events per local hour over the 24 clock hours up to the end of the range, its own hour "
+        "included (an hour with none shows 0), by when they happened: all events, new cases accepted "
+        "(受理) and cases finished (办结): the live pulse. Counted back from $__toTime in the SQL, as "
+        "the 30-day trend.",
+    labels={"hour": "时间", "events": "全部事件", "accepted": "受理", "closed": "办结"},
+    columns=("hour", "events", "accepted", "closed"),
     sql="""
-SELECT $__timeInterval(occurred_at) AS time,
-    count() AS events, countIf(type = 'accepted') AS accepted, countIf(type = 'closed') AS closed
+SELECT formatDateTime(hour_start, '%H:00', 'Asia/Shanghai') AS hour, events, accepted, closed
 FROM (
-    SELECT occurred_at, type
-    FROM case_events
-    WHERE $__timeFilter(occurred_at)
-    LIMIT 1 BY case_id, event_id
+    SELECT toStartOfHour(occurred_at, 'Asia/Shanghai') AS hour_start,
+        count() AS events, countIf(type = 'accepted') AS accepted, countIf(type = 'closed') AS closed
+    FROM (
+        SELECT occurred_at, type
+        FROM case_events
+        WHERE occurred_at >= toStartOfHour($__toTime - INTERVAL 23 HOUR, 'Asia/Shanghai') AND occurred_at <= $__toTime
+        LIMIT 1 BY case_id, event_id
+    )
+    GROUP BY hour_start
+    ORDER BY hour_start WITH FILL
+        FROM toStartOfHour($__toTime - INTERVAL 23 HOUR, 'Asia/Shanghai') TO toStartOfHour($__toTime, 'Asia/Shanghai') + 1
+        STEP 3600
 )
-GROUP BY time
-ORDER BY time
+ORDER BY hour_start
 """,
 )
 

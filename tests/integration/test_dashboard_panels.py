@@ -195,12 +195,7 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     assert completion["tickets"] == len(month_tickets) > 0
     assert completion["completed"] == sum(t["status"] in ("replied", "closed") for t in month_tickets)
 
-    trend_rows, trend_range = ran["wall_trend_30d"]
-    assert trend_range.end - trend_range.start == timedelta(days=30)
-    assert sum(r["accepted"] for r in trend_rows) == len(
-        {e["case_id"] for e in scenario.events if e["type"] == "accepted" and in_range(e["occurred_at"], trend_range)})
-    pulse_rows, pulse_range = ran["events_over_time"]
-    assert sum(r["events"] for r in pulse_rows) == sum(in_range(e["occurred_at"], pulse_range) for e in scenario.events)
+    check_trend_and_pulse(scenario, ran["wall_trend_30d"][0], ran["events_over_time"][0], rng.end)
 
     # -- the inspector -----------------------------------------------------------------------
     assert len(live_rows) == min(200, sum(is_open(a) and in_range(a["event_time"], rng) for a in alerts))
@@ -263,6 +258,27 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     assert len(ran["scores_versions"][0]) == 4
 
 
+def check_trend_and_pulse(scenario, trend_rows, pulse_rows, end: datetime) -> None:
+    """The 30 local days and the 24 hours up to `end`, every day and hour listed (0 where none)."""
+    last_day = end.astimezone(TZ).date()
+    days = [last_day - timedelta(days=back) for back in range(29, -1, -1)]
+    assert [r["day"] for r in trend_rows] == [d.strftime("%m-%d") for d in days]
+    first = datetime(days[0].year, days[0].month, days[0].day, tzinfo=TZ)
+
+    def within(moment: str, start: datetime) -> bool:
+        return start.timestamp() <= datetime.fromisoformat(moment).timestamp() <= int(end.timestamp())
+
+    accepted = Counter(datetime.fromisoformat(e["occurred_at"]).astimezone(TZ).strftime("%m-%d")
+                       for e in scenario.events if e["type"] == "accepted" and within(e["occurred_at"], first))
+    assert {r["day"]: r["accepted"] for r in trend_rows if r["accepted"]} == dict(accepted)
+    assert len(pulse_rows) == 24
+    hour = datetime.fromtimestamp(int(end.timestamp()), TZ).replace(minute=0, second=0)
+    assert [r["hour"] for r in pulse_rows] == [(hour - timedelta(hours=back)).strftime("%H:00")
+                                               for back in range(23, -1, -1)]
+    assert sum(r["events"] for r in pulse_rows) == sum(
+        within(e["occurred_at"], hour - timedelta(hours=23)) for e in scenario.events)
+
+
 def test_a_past_day_and_the_filters_are_judged_as_they_stood_and_as_chosen(city, store):
     """The wall showing a past day listed only the cases still open today: a case overdue that day
     and finished since was missing. The inspector's 不规范率 took only the department filter: a
@@ -298,6 +314,11 @@ def test_a_past_day_and_the_filters_are_judged_as_they_stood_and_as_chosen(city,
         assert sum(r["overdue_cases"] for r in by_department) == len(overdue_then)
     finally:
         client.command(f"DELETE FROM cases WHERE case_id = '{late['case_id']}' AND revision = {finished['revision']}")
+    # The trend and the pulse of that day are its own 30 days and 24 hours, not the last ones up to now.
+    trend = run_panel(client, *wall[q.WALL_TREND_30D.title], day, {})
+    pulse = run_panel(client, *wall[q.EVENTS_OVER_TIME.title], day, {})
+    check_trend_and_pulse(scenario, trend, pulse, day.end)
+    assert sum(r["accepted"] for r in trend) > 0
 
     inspector = {p["title"]: (p, t) for p, t in clickhouse_targets(all_dashboards()["sunlight-inspector"])}
     every = {name: Variable(name, [ALL], options(client, name), all_value=q.all_value_of(name))
