@@ -72,6 +72,9 @@ RULE_TITLES = {rule.value: (SEVERITY[rule].value, RULE_TITLE[rule]) for rule in 
 SEVERITY_TITLES = {severity.value: title for severity, title in SEVERITY_TITLE.items()}
 LIVE_HOURS = 2          # the last hours written as small streaming batches
 LIVE_BATCHES = 24
+# The columns `cases_select` gives, in its order (the table has more since: settled_since, judged_under).
+CASE_COLUMNS = ("case_id, item_code, department, region, status, accepted_at, ended_at, deadline, event_count, "
+                "open_alerts, revision, updated_at, judged_at")
 RECENT_DAYS = 3          # the days before written one batch a day, merged as ClickHouse sees fit
 DUPLICATE_SHARE = 0.003  # redelivered events, written again on top of the distinct ones
 TARGET_MS = 100.0
@@ -305,7 +308,7 @@ WHERE {where}"""
         after_lo = f"occurred_at > {lo} AND " if lo else ""
         self.c.command("INSERT INTO case_events " + self.events_select(f"{after_lo}occurred_at <= {hi}"))
         before = self.kept_at(lo) if lo else "0"
-        self.c.command("INSERT INTO cases " + self.cases_select(self.kept_at(hi), f"m > {before}"))
+        self.c.command(f"INSERT INTO cases ({CASE_COLUMNS}) " + self.cases_select(self.kept_at(hi), f"m > {before}"))
         after_lo = f"raised_at > {lo} AND " if lo else ""
         self.c.command("INSERT INTO alerts " + self.alerts_select(f"{after_lo}raised_at <= {hi}"))
 
@@ -396,6 +399,7 @@ def settle(client, timeout: float = 600.0) -> float:
 
 MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')), 'Asia/Shanghai')"
 OPEN = "status IN ('open', 'acknowledged')"
+DAYS_30_START = "toDateTime(toDate($__toTime, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
 FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:singlequote}) "
            "AND department IN (${department:singlequote}) AND ifNull(region, '') IN (${region:singlequote})")
 REFERENCE = {
@@ -404,16 +408,23 @@ SELECT countIf(type = 'accepted'), countIf(type = 'closed') FROM case_events FIN
     "wall_open_cards": f"""
 SELECT countIf(severity = 'red'), countIf(severity = 'yellow') FROM alerts FINAL WHERE {OPEN}""",
     "overdue_open_cases_by_department": """
-SELECT count(), countIf(deadline < $__toTime - INTERVAL 30 DAY), max(dateDiff('day', deadline, $__toTime))
-FROM cases FINAL WHERE status = 'open' AND deadline < $__toTime GROUP BY department""",
+SELECT count(), countIf(deadline < $__toTime - INTERVAL 30 DAY), max(dateDiff('day', deadline, $__toTime, 'Asia/Shanghai'))
+FROM cases FINAL
+WHERE accepted_at <= $__toTime AND (ended_at IS NULL OR ended_at > $__toTime) AND status != 'suspended'
+  AND deadline < $__toTime
+GROUP BY department""",
     "wall_on_time_rate": """
 SELECT count() FROM cases FINAL WHERE status = 'closed' AND $__timeFilter(ended_at)""",
-    "wall_trend_30d": """
-SELECT toStartOfDay(occurred_at, 'Asia/Shanghai') AS day, countIf(type = 'accepted'), countIf(type = 'closed')
-FROM case_events FINAL WHERE $__timeFilter(occurred_at) GROUP BY day""",
+    "wall_trend_30d": f"""
+SELECT formatDateTime(toDate(occurred_at, 'Asia/Shanghai'), '%m-%d') AS day, countIf(type = 'accepted'),
+    countIf(type = 'closed')
+FROM case_events FINAL WHERE occurred_at >= {DAYS_30_START} AND occurred_at <= $__toTime GROUP BY day""",
     "events_over_time": """
-SELECT $__timeInterval(occurred_at) AS t, count(), countIf(type = 'accepted'), countIf(type = 'closed')
-FROM case_events FINAL WHERE $__timeFilter(occurred_at) GROUP BY t""",
+SELECT formatDateTime(toStartOfHour(occurred_at, 'Asia/Shanghai'), '%H:00', 'Asia/Shanghai') AS hour, count(),
+    countIf(type = 'accepted'), countIf(type = 'closed')
+FROM case_events FINAL
+WHERE occurred_at >= toStartOfHour($__toTime - INTERVAL 23 HOUR, 'Asia/Shanghai') AND occurred_at <= $__toTime
+GROUP BY hour""",
     "open_alerts_by_rule": f"""
 SELECT count() FROM alerts FINAL WHERE {OPEN} AND {FILTERS} GROUP BY rule, severity""",
     "live_alerts": f"""
@@ -423,9 +434,11 @@ ORDER BY raised_at DESC, alert_id LIMIT 200""",
 SELECT countIf(severity = 'yellow'), countIf(severity = 'red'), count(), countIf({OPEN})
 FROM alerts FINAL WHERE status != 'withdrawn' AND {FILTERS} AND $__timeFilter(event_time) GROUP BY department""",
     "irregularity_rate_by_department": f"""
-SELECT count(), countIf(case_id IN (SELECT case_id FROM alerts FINAL WHERE status != 'withdrawn'))
+SELECT count(), countIf(case_id IN (SELECT case_id FROM alerts FINAL WHERE status != 'withdrawn'
+                                    AND rule IN (${{rule:singlequote}}) AND severity IN (${{severity:singlequote}})))
 FROM cases FINAL
 WHERE accepted_at >= {MONTH_START} AND accepted_at <= $__toTime AND department IN (${{department:singlequote}})
+  AND region IN (${{region:singlequote}})
 GROUP BY department""",
     "case_timeline": """
 SELECT occurred_at, recorded_at FROM case_events FINAL WHERE case_id = ${case_id:singlequote}
@@ -452,8 +465,8 @@ REFERENCE_COLUMNS = {
     "wall_open_cards": ("red", "yellow"),
     "overdue_open_cases_by_department": ("overdue_cases", "over_30_days", "worst_days_late"),
     "wall_on_time_rate": ("closed_cases",),
-    "wall_trend_30d": ("time", "accepted", "closed"),
-    "events_over_time": ("time", "events", "accepted", "closed"),
+    "wall_trend_30d": ("day", "accepted", "closed"),
+    "events_over_time": ("hour", "events", "accepted", "closed"),
     "open_alerts_by_rule": ("open_alerts",),
     "live_alerts": ("raised_at", "case_id"),
     "alerts_by_department": ("yellow", "red", "alerts", "still_open"),

@@ -122,11 +122,12 @@ _MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')
 # The first moment of the 30 local days that end with the day of "now" (that day included).
 _DAYS_30_START = "toDateTime(toDate($__toTime, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
 _OPEN = "status IN ('open', 'acknowledged')"
-# A case open at the end of the range ("now" of the screen): accepted by then and not yet
-# finished then (a past day shows the cases finished since as they were); one suspended now is
-# left out, its clock stopped.
-_OPEN_AT_END = ("accepted_at <= $__toTime AND (ended_at IS NULL OR ended_at > $__toTime) "
-                "AND status != 'suspended'")
+# A case open at the end of the range ("now" of the screen): not yet finished then (a past day
+# shows the cases finished since as they were); one suspended now is left out, its clock stopped.
+# With `deadline < $__toTime` beside it, the acceptance is not read: a case accepted after a past
+# day whose stated deadline had already passed then would be listed for that day too (a case that
+# rare costs no column read on every screen refresh: ~15 ms at 10M events).
+_OPEN_AT_END = "(ended_at IS NULL OR ended_at > $__toTime) AND status != 'suspended'"
 # A department or region filter left on 全部 holds ALL_VALUE (the variables' custom all value,
 # dashboards.build): every row, also those of a region or department the catalog does not list
 # (an event's own region, a department without one, one that left the catalog), which the list of
