@@ -74,7 +74,7 @@ async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | N
 
     async with running_pipeline(settings, catalog, clock=replay_clock(now)) as running:
         if letters:
-            await keep_letters(settings, running.bootstrap, running.client, letters)
+            await keep_letters(settings, running.bootstrap, letters, writer=running.pipeline.writer)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), disable=not show_progress, transient=False) as bar:
             sent = bar.add_task("sent     ", total=None)
@@ -231,7 +231,7 @@ def _keep_import_letters(settings: Settings, letters: list) -> str:
     try:
         if client is not None:
             migrate(client)
-        asyncio.run(keep_letters(settings, settings.kafka, client, letters))
+        asyncio.run(keep_letters(settings, settings.kafka, letters, client=client))
     finally:
         if client is not None:
             client.close()

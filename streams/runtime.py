@@ -441,15 +441,22 @@ def replay_clock(now: datetime | None):
     return EventTimeClock(now or utcnow())
 
 
-async def keep_letters(settings: Settings, bootstrap: str, client, letters: list) -> None:
+async def keep_letters(settings: Settings, bootstrap: str, letters: list, client=None, writer=None) -> None:
     """Dead letters made outside the pipeline (an import's rows it could not take): into the
-    store (`client`; none when the store belongs to a worker elsewhere) and to the dead-letter
-    topic, as the pipeline keeps its own."""
+    store and to the dead-letter topic, as the pipeline keeps its own. The store through the
+    running pipeline's `writer` (its one client, on its thread, under its lock), or a `client` of
+    this process's own; neither when the store belongs to a worker elsewhere."""
     from sinks.rows import dead_letter_row, to_arrow
     from streams.steps import utcnow
 
-    if client is not None:
-        now = utcnow()
-        client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(letter, now) for letter in letters]))
+    now = utcnow()
+
+    def insert(store) -> None:
+        store.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(letter, now) for letter in letters]))
+
+    if writer is not None:
+        await writer.run(insert)
+    elif client is not None:
+        insert(client)
     await produce(bootstrap, settings.dlq_topic,
                   [(letter.key.encode() if letter.key else None, orjson.dumps(letter.to_json())) for letter in letters])
