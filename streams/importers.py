@@ -109,8 +109,6 @@ class ImportResult:
     skipped: Counter = field(default_factory=Counter)  # reason -> rows that are not steps
     duplicated_in_file: int = 0
     raw_lines: dict[int, bytes] = field(default_factory=dict)  # a rejected JSON line as read
-    closings: int = 0  # of the events, closings made from a case-level end column (no row of their own)
-    rows_of_cases: set[tuple[str, int]] = field(default_factory=set)  # (case, row number) of each imported row
     numbers: dict[str, tuple[int, bool]] = field(default_factory=dict)  # event id -> its row, and derived
 
     def hold(self, cases: dict[str, str]) -> None:
@@ -124,9 +122,18 @@ class ImportResult:
             number, derived = self.numbers[event["event_id"]]
             self.held.append(MappedRow(number, RowStatus.HELD, event, reason=why, case_id=event["case_id"],
                                        derived=derived))
-            self.closings -= derived
-            self.rows_of_cases.discard((event["case_id"], number))
         self.events = kept
+
+    @property
+    def closings(self) -> int:
+        """Of the events, closings made from a case-level end column (no row of their own)."""
+        return sum(self.numbers[event["event_id"]][1] for event in self.events)
+
+    @property
+    def rows_of_cases(self) -> set[tuple[str, int]]:
+        """(case, row number) of each imported row."""
+        return {(event["case_id"], self.numbers[event["event_id"]][0]) for event in self.events
+                if not self.numbers[event["event_id"]][1]}
 
     @property
     def rows_imported(self) -> int:
@@ -179,10 +186,7 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
         else:
             seen.add(mapped.event["event_id"])
             result.events.append(mapped.event)
-            result.closings += mapped.derived
             result.numbers[mapped.event["event_id"]] = (mapped.number, mapped.derived)
-            if not mapped.derived:
-                result.rows_of_cases.add((mapped.case_id, mapped.number))
     return result
 
 
@@ -228,12 +232,12 @@ def replaced_letters(letters: list[dict], source: Path, result: ImportResult) ->
     mine = [letter for letter in letters
             if letter["partition"] == IMPORT_PARTITION and (letter["detail"] or "").startswith(prefix)]
     events = {event["event_id"] for event in result.events}
-    whole = whole_cases(result)
+    whole, rows = whole_cases(result), result.rows_of_cases
     held = [letter for letter in mine if letter["reason"] == CASE_INCOMPLETE]
     replaced = [letter for letter in held if letter["event_id"] in events]
     waiting = {letter["case_id"] for letter in held if letter["event_id"] not in events}
     replaced += [letter for letter in mine if letter["reason"] == UNREADABLE_ROW and letter["case_id"] in whole
-                 and letter["case_id"] not in waiting and (letter["case_id"], letter["offset"]) in result.rows_of_cases]
+                 and letter["case_id"] not in waiting and (letter["case_id"], letter["offset"]) in rows]
     return replaced
 
 
