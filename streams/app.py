@@ -237,6 +237,8 @@ class Pipeline:
                 await self.case_steps.process(unit, decoded)
             finally:
                 self.store.in_hand = set()
+                if unit.topic == self.settings.ticks_topic:
+                    self.store.ticked.difference_update(c for c, work in decoded.cases.items() if work.tick)
             self.index_states(unit)
 
         await self._consume(stream, steps)
@@ -651,7 +653,9 @@ class Pipeline:
     async def _let_go(self, case_id: str, partition: int, stored: bytes, due) -> None:
         if partition not in self._held_partitions(self.settings.case_events_topic):
             return  # revoked meanwhile: its new owner decides
-        if case_id in self.store.in_hand:  # a unit is applying it: try again on the next tick
+        if self.store.awaited(case_id) or case_id in self.index:
+            # A unit is applying it, or its judgement is due (a case restored from the store, judged
+            # at the end of the input or at once when live) or on its way: try again on the next round.
             self.evictions.schedule(case_id, due, partition)
         elif self.store.evict(case_id, partition, stored):
             metrics.CASES_LET_GO.inc()
@@ -703,7 +707,7 @@ class Pipeline:
         """Send a tick for every case whose next due moment has come (event time in replay). One
         at a time: when it returns, everything it took from the index has been sent (`replay`
         relies on that)."""
-        sent = await self._fire(self.index, self.settings.ticks_topic)
+        sent = await self._fire(self.index, self.settings.ticks_topic, self.store.ticked)
         if sent:
             self.progress.ticks_sent += sent
             metrics.TICKS_SENT.inc(sent)
@@ -719,15 +723,17 @@ class Pipeline:
             metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))
         return sent
 
-    async def _fire(self, index: DeadlineIndex, topic: str) -> int:
-        """Pop what is due from a deadline index and send each case a tick on `topic`. Nothing while
-        a replay's input is incomplete: nothing is judged before its end, its cases' then its
-        tickets' (`streams.clock.EventTimeClock.input_incomplete`)."""
+    async def _fire(self, index: DeadlineIndex, topic: str, ticked: set[str] | None = None) -> int:
+        """Pop what is due from a deadline index and send each case a tick on `topic` (noting it in
+        `ticked` until taken). Nothing while a replay's input is incomplete: nothing is judged before
+        its end, its cases' then its tickets' (`streams.clock.EventTimeClock.input_incomplete`)."""
         async with self.fire_lock:
             if not self.index_ready or self.clock.input_incomplete:
                 return 0
             due = index.pop_due(self.clock.now)
             for case_id, partition, now in due:
+                if ticked is not None:
+                    ticked.add(case_id)
                 await self.send(topic, case_id.encode(), orjson.dumps({"case_id": case_id, "now": now.isoformat()}),
                                 partition)
             return len(due)
@@ -868,6 +874,10 @@ class Pipeline:
                                     if tp.topic == self.settings.case_events_topic})
         self.evictions.drop_partitions({tp.partition for tp in revoked
                                         if tp.topic == self.settings.case_events_topic})
+        ticks_revoked = {tp.partition for tp in revoked if tp.topic == self.settings.ticks_topic}
+        if ticks_revoked:  # their ticks go to the next owner
+            partitions = list(range(self.settings.partitions))
+            self.store.ticked = {c for c in self.store.ticked if partition_of(c, partitions) not in ticks_revoked}
         self.ticket_store.forget_cache()
         self.ticket_index.drop_partitions({tp.partition for tp in revoked if tp.topic == self.settings.alerts_topic})
 

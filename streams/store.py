@@ -107,6 +107,10 @@ class CaseStore:
         # The cases of the unit being applied, from `bring_back` to its end: never let go meanwhile
         # (the unit may wait between its cases, while a flush lets settled cases go).
         self.in_hand: set[str] = set()
+        # Cases a tick was sent to (`Pipeline.fire_due`) and not yet taken: not let go meanwhile,
+        # or the tick would read the case back (a store query; and, as a case this process let go,
+        # its rows written and its alerts published again).
+        self.ticked: set[str] = set()
         # Cases read back from the store: unlike seeds from a fresh embedded broker, a redelivery
         # writes and publishes their rows again (their alerts may not have reached the topic
         # before a crash, while their tombstone did).
@@ -175,10 +179,15 @@ class CaseStore:
                     self.read_back.add(case_id)
                 self.brought_back += 1
 
+    def awaited(self, case_id: str) -> bool:
+        """Whether a unit has the case in hand or a tick is on its way to it: not to be let go now,
+        but on a later round."""
+        return case_id in self.in_hand or case_id in self.ticked
+
     def evict(self, case_id: str, partition: int, stored: bytes) -> bool:
-        """Let a settled case go, if its state is still `stored` (the one found settled) and no unit
-        has it in hand: out of the table, its cache and its changelog. False: it stays."""
-        if (self.table.data.get(case_id) is not stored or self.delete is None or case_id in self.in_hand
+        """Let a settled case go, if its state is still `stored` (the one found settled) and it is
+        not `awaited`: out of the table, its cache and its changelog. False: it stays."""
+        if (self.table.data.get(case_id) is not stored or self.delete is None or self.awaited(case_id)
                 or case_id in self.keep):
             return False
         self.delete(case_id, partition)

@@ -21,6 +21,9 @@ class DeadlineIndex:
     def __len__(self) -> int:
         return len(self._due)
 
+    def __contains__(self, case_id: str) -> bool:
+        return case_id in self._due
+
     def schedule(self, case_id: str, due: datetime | None, partition: int) -> None:
         if due is None:
             self._due.pop(case_id, None)

@@ -296,6 +296,62 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
     assert identity(alerts) == identity(kept)
 
 
+def test_a_case_read_back_is_not_let_go_while_its_judgement_is_due_or_on_its_way(tmp_path):
+    """A settled case read back for a re-import is judged once the input ends (a tick through the
+    ticks topic). Let go before that tick is taken, the tick would read it back again: another
+    store query, and as a case this process let go its rows written and its alerts published
+    again. It stays until the tick has judged it, and is let go after."""
+    from sinks.clickhouse import connect
+    from sinks.queries import settled_cases
+
+    scenario = generate(cases=120, violation_rate=0.05, seed=23, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    _, chosen = late_inputs(scenario, count=12)
+    settings = pipeline_settings(tmp_path / "data")
+    asyncio.run(_run(settings, catalog, [as_messages(scenario.events)]))  # the first process
+    client = connect(None, tmp_path / "data")
+    try:
+        assert set(chosen) <= set(settled_cases(client, basis_of(catalog)))
+    finally:
+        client.close()
+    again = [e for e in scenario.events if e["case_id"] in chosen]  # a re-import of their events
+    seen = {}
+
+    async def second():  # settled cases are let go at once
+        async with running_pipeline(pipeline_settings(tmp_path / "data", case_retention_days=0.0), catalog,
+                                    clock=replay_clock(NOW)) as running:
+            pipeline = running.pipeline
+            # A round of letting go right after the cases are scheduled for their judgement at the
+            # end of the input, and after their ticks are sent (the timer may run at either moment).
+            judge, fire = pipeline.judge_restored_cases, pipeline.fire_due
+
+            async def let_go_round():
+                await pipeline.let_go_settled()
+                while not await pipeline.flush():
+                    await asyncio.sleep(0.1)
+
+            async def judge_then_let_go():
+                scheduled = await judge()
+                await let_go_round()
+                return scheduled
+
+            async def fire_then_let_go():
+                sent = await fire()
+                await let_go_round()
+                return sent
+
+            pipeline.judge_restored_cases, pipeline.fire_due = judge_then_let_go, fire_then_let_go
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(again))
+            await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
+            seen.update(brought_back=pipeline.store.brought_back, published=pipeline.progress.alerts_changed)
+            await let_go_due(pipeline)
+            seen.update(let_go=set(pipeline.store.let_go))
+
+    asyncio.run(second())
+    assert seen["brought_back"] == len(chosen) and seen["published"] == 0
+    assert set(chosen) <= seen["let_go"]  # judged, they are let go
+
+
 def test_only_a_settled_case_the_store_holds_whole_is_left_there(tmp_path):
     """A settled case row counts only when it is the case's latest, it was judged under the
     catalog in force, its events are all stored and no row of the case was refused: otherwise the

@@ -79,6 +79,20 @@ def test_a_case_in_the_hands_of_a_unit_is_not_let_go():
     assert deleted == ["C2", "C1"] and table.data == {}
 
 
+def test_a_case_a_tick_is_on_its_way_to_is_not_let_go_until_the_tick_is_taken():
+    """Its tick would read it back from the store (streams.app.Pipeline.fire_due notes it)."""
+    from types import SimpleNamespace
+
+    from streams.store import CaseStore
+
+    table = SimpleNamespace(data={"C1": b"state-1"})
+    store = CaseStore(table, write=lambda *a: None, cache_size=10, delete=lambda key, p: table.data.pop(key))
+    store.ticked.add("C1")
+    assert store.awaited("C1") and store.evict("C1", 0, table.data["C1"]) is False
+    store.ticked.discard("C1")
+    assert not store.awaited("C1") and store.evict("C1", 0, table.data["C1"]) is True
+
+
 def test_a_case_the_store_would_give_back_under_another_department_never_settles():
     """The store keeps an event naming no department under its item's: a case whose first event
     names none while a later one names a department would come back relabelled."""
