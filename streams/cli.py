@@ -292,6 +292,16 @@ def _load_catalog(args, settings: Settings, why: str):
     return load_catalog(read_yaml(_catalog_path(args, settings, why), "catalog"))
 
 
+def _local_time(args, settings: Settings):
+    """The timezone times are shown in: the catalog's (`timezone`, as its cases are judged in), or
+    Asia/Shanghai when no catalog is named (--catalog or SUNLIGHT_CATALOG)."""
+    from zoneinfo import ZoneInfo
+
+    if not (getattr(args, "catalog", None) or settings.catalog):
+        return ZoneInfo("Asia/Shanghai")
+    return ZoneInfo(_load_catalog(args, settings, "").timezone)
+
+
 def _catalog_path(args, settings: Settings, why: str) -> Path:
     """The catalog file named by --catalog or SUNLIGHT_CATALOG; none named, or a name that is no
     file, ends the command saying which."""
@@ -603,12 +613,13 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
 
 
 def cmd_tickets_list(args, settings: Settings) -> int:
+    from alerts.describe import moment
     from alerts.tickets import STATUS_TITLE
     from sinks.queries import pending_tickets, stored_tickets
 
-    scope = user_scope(args, settings)
+    scope, local = user_scope(args, settings), _local_time(args, settings)
     with _store(settings) as client:
-        found = stored_tickets(client, scope, status=args.status)
+        found = stored_tickets(client, scope, status=args.status, tz=local)
         pending = pending_tickets(client, scope)
     if args.format == "jsonl":
         _print_jsonl(found)
@@ -619,7 +630,7 @@ def cmd_tickets_list(args, settings: Settings) -> int:
     print(f"{'督办件':<34} {'部门':<8} {'状态':<8} {'逾期':<4} {'升级':<4} {'答复期限':<17} 版本")
     for t in found:
         print(f"{t['ticket_id']:<36} {t['department']:<10} {STATUS_TITLE.get(t['status'], t['status']):<8} "
-              f"{'是' if t['overdue'] else '否':<5} {t['escalation_level']:<5} {(t['deadline'] or '—')[:16]:<19} "
+              f"{'是' if t['overdue'] else '否':<5} {t['escalation_level']:<5} {moment(t['deadline']):<19} "
               f"{t['version']}")
     if pending:
         print("\n待处置（按督办件）：" + "；".join(f"{d} 待答复 {a}（逾期 {o}）、待审核 {r}" for d, a, r, o in pending))
@@ -627,18 +638,16 @@ def cmd_tickets_list(args, settings: Settings) -> int:
 
 
 def cmd_tickets_show(args, settings: Settings) -> int:
-    from zoneinfo import ZoneInfo
-
     from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, moment
     from alerts.events import EventType
     from alerts.tickets import KIND_TITLE, NOTICE_STATUS_TITLE, RESOLUTION_TITLE, STATUS_TITLE, STEP_TITLE
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
-    scope = user_scope(args, settings)
+    scope, local = user_scope(args, settings), _local_time(args, settings)
     with _store(settings) as client:
-        found = stored_tickets(client, scope, ticket_id=args.ticket_id)
-        history = ticket_history(client, scope, args.ticket_id)
-        notices = stored_notices(client, scope, args.ticket_id)
+        found = stored_tickets(client, scope, ticket_id=args.ticket_id, tz=local)
+        history = ticket_history(client, scope, args.ticket_id, tz=local)
+        notices = stored_notices(client, scope, args.ticket_id, tz=local)
         events = list(case_events_of(client, scope, found[0]["case_id"])) if found else []
     if not found:
         print(f"sunlight: ticket {args.ticket_id} is not in the store" + ("" if scope.unrestricted else
@@ -662,7 +671,6 @@ def cmd_tickets_show(args, settings: Settings) -> int:
         lines.append(f"  [{ALERT_STATUS_TITLE.get(alert['status'], alert['status'])}] "
                      f"{describe_evidence(ticket['rule'], alert['evidence'])}")
     lines += ["", "办件过程："]
-    local = ZoneInfo("Asia/Shanghai")  # as the ticket's own times above (the store keeps UTC)
     for event in events:
         occurred = datetime.fromisoformat(event["occurred_at"]).astimezone(local)
         try:

@@ -133,6 +133,29 @@ def test_the_whole_loop_through_the_commands(accepted_case, mail_server):
     assert "2026-03-02 09:00  受理" in shown and "升级至部门负责人 → " in shown and "已发送" in shown
 
 
+def test_tickets_are_shown_in_the_catalogs_timezone(tmp_path):
+    """A catalog in another timezone (the real logs' catalogs are in Europe/Rome and
+    Europe/Amsterdam): `tickets list` and `tickets show` give the ticket's times and its case's
+    events in it, as the notices and `cases show` do, not in Asia/Shanghai."""
+    catalog = tmp_path / "rome.yaml"
+    catalog.write_text("timezone: Europe/Rome\n" + CATALOG.read_text(encoding="utf-8"), encoding="utf-8")
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(orjson.dumps({
+        "event_id": "C-T1-01", "case_id": "C-T1", "item_code": ITEM, "type": "accepted",
+        "occurred_at": "2026-03-02T09:00:00+01:00", "recorded_at": "2026-03-02T09:01:00+01:00",
+        "department": "SCJG", "region": "320200", "channel": "window"}) + b"\n")
+    data = tmp_path / "data"
+    sunlight(data, "replay", str(events), "--catalog", str(catalog), "--now", "2026-03-17T03:00:00+01:00")
+    shown = sunlight(data, "tickets", "show", TICKET, "--catalog", str(catalog)).stdout
+    assert "生成：2026-03-17 01:00" in shown and "答复期限：2026-03-21 00:00" in shown, shown
+    assert "2026-03-02 09:00  受理" in shown, shown
+    listed = sunlight(data, "tickets", "list", "--catalog", str(catalog)).stdout
+    assert TICKET in listed and "2026-03-21 00:00" in listed, listed
+    exported = [orjson.loads(line) for line in
+                sunlight(data, "tickets", "list", "--format", "jsonl", "--catalog", str(catalog)).stdout.splitlines()]
+    assert [t["deadline"] for t in exported] == ["2026-03-21T00:00:00+01:00"]
+
+
 def test_hostile_actions_go_to_the_dead_letters_and_change_nothing(accepted_case):
     events, data = accepted_case
     sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00")
