@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Any, Mapping, Sequence
+from zoneinfo import ZoneInfo
 
 from alerts.calendar import WorkCalendar
 from alerts.catalog import Item
-from alerts.describe import EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, days, describe_alert, moment
+from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, days, describe_alert, local_moment,
+                             moment)
 from alerts.events import CaseEvent, EventType
 from alerts.timeline import process_order, read_timeline
 
@@ -44,7 +46,7 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
     return {
         "case_id": first.case_id if first else None, "item_code": item.code, "item_name": item.name,
         "department": (first.department if first and first.department else item.department),
-        "department_name": department_name, "status": status, "events": rows,
+        "department_name": department_name, "status": status, "timezone": calendar.tz.key, "events": rows,
         "deadline": (_deadline(timeline, item, calendar) if late_acceptance is None else
                      {"text": f"受理（{moment(local(late_acceptance.occurred_at))}）在办结或撤回"
                               f"（{moment(local(timeline.end.occurred_at))}）之后，办理时限无从起算。"}),
@@ -136,9 +138,11 @@ def render(file: Mapping[str, Any]) -> str:
     out = [f"办件 {file['case_id']} · 事项 {file['item_code']} {file['item_name']} · 部门 {department} · "
            f"状态：{file['status']}", "", "事件（按办理顺序）："]
     out.append(f"  {'#':>3}  {'发生时间':<16}  {'登记时间':<16}  {'事件':<6}  {'环节':<14}  {'承办人':<10}  事件编号")
+    tz = ZoneInfo(file["timezone"])
     for row in file["events"]:
         node = (row["node_name"] or row["node"] or "")[:14]
-        out.append(f"  {row['seq']:>3}  {moment(row['occurred_at']):<16}  {moment(row['recorded_at']):<16}  "
+        out.append(f"  {row['seq']:>3}  {local_moment(row['occurred_at'], tz):<16}  "
+                   f"{local_moment(row['recorded_at'], tz):<16}  "
                    f"{row['type_title']:<6}  {node:<14}  {(row['officer_id'] or '')[:10]:<10}  {row['event_id']}")
     out += ["", "办理时限：", *("  " + line for line in file["deadline"]["text"].splitlines()), "", "预警："]
     if not file["alerts"]:
@@ -146,5 +150,5 @@ def render(file: Mapping[str, Any]) -> str:
     for alert in file["alerts"]:
         out.append(f"  {alert['text']}")
         out.append(f"    预警编号 {alert['alert_id']} · 第 {alert.get('version', 1)} 版 · "
-                   f"发生于 {moment(alert['event_time'])}")
+                   f"发生于 {local_moment(alert['event_time'], tz)}")
     return "\n".join(out) + "\n"

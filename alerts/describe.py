@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo
 
 from alerts.events import CaseEvent, EventType
 
@@ -55,6 +56,17 @@ def moment(value: str | datetime | None) -> str:
         return "—"
     text = value.isoformat() if isinstance(value, datetime) else str(value)
     return text[:16].replace("T", " ")
+
+
+def local_moment(value: str | None, tz: ZoneInfo) -> str:
+    """`moment`, with the offset when the local time is one `tz` shows twice (the hour repeated
+    when summer time ends): '2026-10-25 02:30+01:00'."""
+    if value is None:
+        return moment(value)
+    wall = datetime.fromisoformat(value).replace(tzinfo=None)
+    if wall.replace(tzinfo=tz, fold=0).utcoffset() == wall.replace(tzinfo=tz, fold=1).utcoffset():
+        return moment(value)
+    return moment(value) + value[19:].lstrip(".0123456789")
 
 
 def days(value: float | int | None) -> str:

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 import jinja2
 import orjson
@@ -40,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from alerts.describe import describe_evidence, moment
+from alerts.describe import describe_evidence, local_moment, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.tickets import INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, STATUS_TITLE, ticket_id as make_ticket_id
 from sinks.scope import Scope, UnknownScope
@@ -180,6 +181,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["moment"] = moment
+    env.filters["local_moment"] = lambda value, tz: local_moment(value, ZoneInfo(tz))
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.globals.update(RULE_TITLE={r.value: t for r, t in RULE_TITLE.items()},
                        SEVERITY_TITLE={s.value: t for s, t in SEVERITY_TITLE.items()},

@@ -74,3 +74,22 @@ def test_a_case_accepted_after_it_closed_is_not_said_to_be_waiting_for_acceptanc
     waiting = case_file([ev("node_completed", at(2026, 3, 2), case="K3", node="undertake")], [],
                         j.catalog.item(LICENCE), j.calendar)
     assert waiting["status"] == "未受理" and "尚未受理" in waiting["deadline"]["text"]
+
+
+def test_a_time_in_the_repeated_hour_of_a_dst_change_is_shown_with_its_offset():
+    """Europe/Rome, 25 October 2026: 02:30 comes twice (+02:00, then +01:00). The two events of
+    that hour read the same without their offsets; every other time is shown as before."""
+    from datetime import datetime, timezone
+
+    from alerts.calendar import WorkCalendar
+
+    j = judge()
+    first = datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc)  # 02:30+02:00
+    second = datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc)  # 02:30+01:00
+    events = [ev("accepted", datetime(2026, 10, 23, 9, tzinfo=timezone.utc), case="K4", event_id="a"),
+              ev("node_completed", first, case="K4", node="undertake", event_id="n1"),
+              ev("node_completed", second, case="K4", node="review", event_id="n2")]
+    file = case_file(events, [], j.catalog.item(LICENCE), WorkCalendar({}, "Europe/Rome"))
+    lines = {line.split()[-1]: line for line in render(file).splitlines() if line.strip().startswith(("1 ", "2 ", "3 "))}
+    assert "2026-10-25 02:30+02:00" in lines["n1"] and "2026-10-25 02:30+01:00" in lines["n2"], lines
+    assert "2026-10-23 11:00  " in lines["a"] and "+0" not in lines["a"], lines
