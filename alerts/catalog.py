@@ -92,7 +92,12 @@ class Item:
     status: str = "active"
     discretion: Mapping[str, tuple[Tier, ...]] = field(default_factory=dict)
     public: Mapping[str, Any] = field(default_factory=dict)
+    # The node a decision (`decided`) must not come before the required nodes of: the catalog's
+    # `decision_node` (an optional field Sunlight adds), else a node named decide, approve or
+    # decision. The decision completes it only when the catalog names it (`decided_completes`):
+    # otherwise, as the contract says, only its own node_completed does.
     decision_node: str | None = None
+    decided_completes: bool = False
     _plan: "ProcessPlan | None" = field(default=None, compare=False, repr=False)
 
     def node(self, node_id: str) -> Node | None:
@@ -330,7 +335,7 @@ def load_catalog(raw: Any) -> Catalog:
             department=department, promised_days=promised, nodes=nodes,
             legal_days=_days(legal, where, "legal_days") if legal is not None else None,
             status=status, discretion=_discretion(entry.get("discretion"), where), public=public,
-            decision_node=decision_node,
+            decision_node=decision_node, decided_completes=entry.get("decision_node") is not None,
         )
     return Catalog(departments=departments, items=items, timezone=timezone,
                    inspection_office=_person(raw.get("inspection_office"), "catalog: inspection_office"))

@@ -111,7 +111,9 @@ def build_catalog(region: str = CITY_REGION, districts: bool = True) -> dict[str
                       "nodes": LICENSING_NODES})
         items.append({"code": f"{region}-CF-{code}-{number:04d}", "name": f"{name[1:-1]}行政处罚",
                       "category": "penalty", "department": code, "promised_days": 45, "legal_days": 90,
-                      "nodes": PENALTY_NODES, "discretion": {f"V-{code}-01": TIERS}})
+                      "nodes": PENALTY_NODES, "discretion": {f"V-{code}-01": TIERS},
+                      # Its 决定 step is the fining decision (`decided`), not a node_completed of its own.
+                      "decision_node": "decide"})
         items.append({"code": f"{region}-QR-{code}-{number:04d}", "name": f"{name[1:-1]}行政确认",
                       "category": "confirmation", "department": code, "promised_days": 5,
                       "nodes": CONFIRMATION_NODES})

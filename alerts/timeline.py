@@ -216,7 +216,8 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             decision = item.decision_node
             if decision is not None and decision not in done:
                 check(plan.before_decision, event, "decision")
-                complete(decision, event)
+                if item.decided_completes:
+                    complete(decision, event)
         elif kind is EventType.CLOSED or kind is EventType.WITHDRAWN:
             timeline.end = event
             if kind is EventType.CLOSED:

@@ -98,3 +98,35 @@ def test_closing_checks_what_the_node_it_completes_requires_even_an_optional_nod
     assert active(run(checked, at(2026, 5, 1), judge)) == set()
     own_event = active(run(whole_process(close=False, last_node=True), at(2026, 5, 1), judge))
     assert {a for a in own_event if a[0] == "skipped_node"} == {("skipped_node", "site_check")}
+
+
+def test_a_decision_does_not_complete_a_node_the_catalog_does_not_give_it():
+    """The contract: a node completes only by its own node_completed (or the acceptance or closing
+    the catalog names). A licence decided and closed without its 批准 step skipped it, whatever the
+    node's id (found by a black-box test: a node named approve, decide or decision was completed
+    by the decision, and the case closed without it raised nothing)."""
+    events = [e for e in whole_process() if e.node != "approve"]
+    decided = [*events[:-1], ev("decided", at(2026, 3, 5), decision="approve"), events[-1]]
+    assert active(run(decided, at(2026, 5, 1))) == {("skipped_node", "approve")}
+    # Its own event completes it, before the decision or after it.
+    approve = ev("node_completed", at(2026, 3, 5), node="approve")
+    assert active(run([*decided[:-2], approve, *decided[-2:]], at(2026, 5, 1))) == set()
+    later = ev("node_completed", at(2026, 3, 5, 11), node="approve")
+    assert active(run([*decided[:-1], later, decided[-1]], at(2026, 5, 1))) == set()
+    # Deciding before a required step before the decision node is still a skip of that step.
+    early = [events[0], events[1], ev("decided", at(2026, 3, 3, 11), decision="approve"), *events[2:]]
+    assert ("skipped_node", "review") in active(run(early, at(2026, 5, 1)))
+
+
+def test_a_catalog_that_names_its_decision_node_has_it_completed_by_the_decision():
+    """`decision_node` (an optional field Sunlight adds to an item: the real road-traffic log's
+    fine is its decision): the decision completes that node, as the catalog says."""
+    def name_decision_node(raw):
+        raw["items"][0]["decision_node"] = "approve"
+
+    raw = copy.deepcopy(RAW)
+    name_decision_node(raw)
+    judge = Judge(load_catalog(raw), WorkCalendar(on_missing_year=lambda year: None))
+    events = [e for e in whole_process() if e.node != "approve"]
+    decided = [*events[:-1], ev("decided", at(2026, 3, 5), decision="approve"), events[-1]]
+    assert active(run(decided, at(2026, 5, 1), judge)) == set()
