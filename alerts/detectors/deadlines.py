@@ -92,10 +92,21 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
     return findings
 
 
+def _gone_ahead(t: Timeline) -> dict[str, datetime]:
+    """Each skipped node: when the case first went ahead without it (a node still running is late
+    only if its limit passed before that: until then the case waited for it)."""
+    out: dict[str, datetime] = {}
+    for skip in t.skips:
+        moment = skip.went_ahead.occurred_at
+        if skip.node not in out or moment < out[skip.node]:
+            out[skip.node] = moment
+    return out
+
+
 def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
     t = view.timeline
     out: dict[str, Finding] = {}
-    skipped = {s.node for s in t.skips}
+    gone_ahead = _gone_ahead(t)
     index = view.item.plan.index
     for cycle in t.cycles:
         node = index.get(cycle.node)
@@ -107,8 +118,10 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
         if cycle.completed is not None:
             late = cycle.completed.occurred_at > limit
         else:  # still running: late once its limit passed while the case was open and waited for it
-            # (a case withdrawn after that leaves it late; one closed without it skipped it)
-            late = node.required and limit <= now and t.open_at(limit) and cycle.node not in skipped
+            # (that is before anything went ahead without it: a case withdrawn or closed after that
+            # leaves it late; a case that went ahead of it before its limit skipped it, no more)
+            late = (node.required and limit <= now and t.open_at(limit)
+                    and (cycle.node not in gone_ahead or limit < gone_ahead[cycle.node]))
         if not late:
             continue
         evidence = {
@@ -206,14 +219,13 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     if deadline is not None:
         near = near_moment(view, deadline)
         moments.extend(m for m in (near, overdue_moment(t, deadline)) if m is not None)
-    skipped = {s.node for s in t.skips}
+    gone_ahead = _gone_ahead(t)
     index = view.item.plan.index
     for cycle in t.cycles:
         node = index.get(cycle.node)
-        if (cycle.completed is None and node is not None and node.days is not None and node.required
-                and cycle.node not in skipped):
+        if cycle.completed is None and node is not None and node.days is not None and node.required:
             limit = t.node_limit(cycle, node.days, view.calendar)
-            if limit is not None:
+            if limit is not None and (cycle.node not in gone_ahead or limit < gone_ahead[cycle.node]):
                 moments.append(limit)
     for index, suspension in enumerate(t.suspensions):  # when a back-dating starts to cover an overrun
         if _backdated(view, suspension):

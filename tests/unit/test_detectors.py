@@ -42,6 +42,16 @@ CASES = {
     "a node past its limit, then the case withdrawn": (
         [ev("accepted", at(2026, 3, 2, 10)), ev("withdrawn", at(2026, 3, 11, 9))], at(2026, 5, 1),
         {("node_overdue", "undertake")}),
+    # And closed without it: skipped (red), and late too, since the case waited for it past its
+    # limit (split across two replays, the yellow card raised by the first was withdrawn by the
+    # second, as if it had never held: found by a black-box test).
+    "a node past its limit, then the case closed without it": (
+        [ev("accepted", at(2026, 3, 2, 10)), ev("closed", at(2026, 3, 12, 9))], at(2026, 5, 1),
+        {("node_overdue", "undertake"), ("skipped_node", "undertake"), ("skipped_node", "review"),
+         ("skipped_node", "approve")}),
+    "a node waited for past its limit, then gone ahead of": (
+        handled(at(2026, 3, 11), with_review=False, approve=at(2026, 3, 10)), at(2026, 5, 1),
+        {("node_overdue", "review"), ("skipped_node", "review")}),
     "the case withdrawn before a node's limit": (
         [ev("accepted", at(2026, 3, 2, 10)), ev("withdrawn", at(2026, 3, 5, 9))], at(2026, 5, 1), set()),
     "suspended: the clock stops": (
