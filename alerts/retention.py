@@ -8,9 +8,11 @@ withdrawal waits for the end of a replay's input. From then on only a new fact (
 a rating, a peer group's verdict) can change its alerts, and the store holds everything needed
 to judge that fact: the case's events, its alerts and its clock.
 
-The store keeps an event that names no department under its item's department. A case whose
-first event names none while a later one names a department would come back labelled with a
-different department, and its alerts would change: such a case never settles (it stays).
+The store keeps an event that names no department under its item's department, and since
+migration 0012 whether the event named it, so that such a case comes back as it came. Rows
+written before do not say: a case whose first event names none while a later one names a
+department could come back labelled with a different department, and its alerts would change, so
+such a case still never settles (it stays).
 """
 
 from __future__ import annotations

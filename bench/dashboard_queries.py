@@ -75,6 +75,9 @@ LIVE_BATCHES = 24
 # The columns `cases_select` gives, in its order (the table has more since: settled_since, judged_under).
 CASE_COLUMNS = ("case_id, item_code, department, region, status, accepted_at, ended_at, deadline, event_count, "
                 "open_alerts, revision, updated_at, judged_at")
+# The columns `events_select` gives (the table has more since: department_named, NULL as for rows before it).
+EVENT_COLUMNS = ("case_id, event_id, item_code, type, occurred_at, recorded_at, node, officer_id, department, "
+                 "region, channel, attrs, ingested_at")
 RECENT_DAYS = 3          # the days before written one batch a day, merged as ClickHouse sees fit
 DUPLICATE_SHARE = 0.003  # redelivered events, written again on top of the distinct ones
 TARGET_MS = 100.0
@@ -306,7 +309,7 @@ WHERE {where}"""
         """What the pipeline wrote for what happened in (lo, hi]: the events, each changed case's
         row as it stood at `hi`, and the alert versions raised."""
         after_lo = f"occurred_at > {lo} AND " if lo else ""
-        self.c.command("INSERT INTO case_events " + self.events_select(f"{after_lo}occurred_at <= {hi}"))
+        self.c.command(f"INSERT INTO case_events ({EVENT_COLUMNS}) " + self.events_select(f"{after_lo}occurred_at <= {hi}"))
         before = self.kept_at(lo) if lo else "0"
         self.c.command(f"INSERT INTO cases ({CASE_COLUMNS}) " + self.cases_select(self.kept_at(hi), f"m > {before}"))
         after_lo = f"raised_at > {lo} AND " if lo else ""

@@ -99,7 +99,7 @@ def alerts_by_rule_and_department(client, scope: Scope) -> list[tuple[str, str, 
 
 
 EVENT_COLUMNS = ("event_id", "case_id", "item_code", "type", "occurred_at", "recorded_at", "node", "officer_id",
-                 "department", "region", "channel", "attrs")
+                 "department", "region", "channel", "attrs", "department_named")
 
 
 def stored_events(client, scope: Scope, case_ids: list[str] | None = None,
@@ -125,6 +125,8 @@ def _event_json(record: dict[str, Any]) -> dict[str, Any]:
     for name in ("node", "officer_id", "department", "region", "channel"):
         if record[name]:
             event[name] = record[name]
+    if record["department_named"] == 0:  # filed under its item's department: it named none
+        event.pop("department", None)
     attrs = orjson.loads(record["attrs"]) if record["attrs"] else {}
     if attrs:
         event["attrs"] = attrs

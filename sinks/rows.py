@@ -25,6 +25,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("case_id", _STR), ("event_id", _STR), ("item_code", _STR), ("type", _STR),
         ("occurred_at", _BT), ("recorded_at", _BT), ("node", _STR), ("officer_id", _STR),
         ("department", _STR), ("region", _STR), ("channel", _STR), ("attrs", _STR), ("ingested_at", _TS),
+        ("department_named", pa.uint8()),
     ]),
     "cases": pa.schema([
         ("case_id", _STR), ("item_code", _STR), ("department", _STR), ("region", _STR), ("status", _STR),
@@ -73,6 +74,7 @@ def event_row(event: CaseEvent, department: str, ingested_at: datetime) -> dict[
         "node": event.node, "officer_id": event.officer_id, "department": event.department or department,
         "region": event.region or "", "channel": event.channel or "",
         "attrs": _json(dict(event.attrs)), "ingested_at": ingested_at,
+        "department_named": 1 if event.department else 0,  # filed under `department` (its item's) when 0
     }
 
 

@@ -352,6 +352,35 @@ def test_a_case_read_back_is_not_let_go_while_its_judgement_is_due_or_on_its_way
     assert set(chosen) <= seen["let_go"]  # judged, they are let go
 
 
+def test_a_case_whose_first_event_names_no_department_comes_back_from_the_store_as_it_came(tmp_path):
+    """Its first event names no department, a later one names WJW: its alerts are WJW's. The store
+    files the first event under its item's department (SCJG), and read back (a second run on the
+    store: the open case seeded, the closed one read back for a re-import of the same file) the
+    case came back labelled SCJG and its alerts moved there, new versions published (found by a
+    black-box test). Read back, the event names none, as it came."""
+    scenario = generate(cases=5, violation_rate=0.0, seed=1, now=NOW)
+    catalog, _ = write_inputs(tmp_path, scenario)
+    item = "320200-XK-SCJG-0001"
+
+    def event(case, n, kind, day, **more):
+        return {"event_id": f"{case}-{n}", "case_id": case, "item_code": item, "type": kind,
+                "occurred_at": f"2026-03-{day:02d}T10:00:00+08:00", "recorded_at": f"2026-03-{day:02d}T10:05:00+08:00",
+                **more}
+
+    named = {"department": "WJW", "region": "320200"}
+    events = [event("L-OPEN", 1, "accepted", 2), event("L-OPEN", 2, "node_completed", 3, node="undertake", **named),
+              event("L-CLOSED", 1, "accepted", 2), event("L-CLOSED", 2, "node_completed", 3, node="approve", **named),
+              event("L-CLOSED", 3, "closed", 4, **named)]
+    settings = pipeline_settings(tmp_path / "data")
+    seen = []
+    first, _, _ = asyncio.run(_run(settings, catalog, [as_messages(events)], seen=seen))
+    again, _, _ = asyncio.run(_run(settings, catalog, [as_messages(events)], seen=seen))
+    assert {(a["case_id"], a["department"]) for a in first} == {("L-OPEN", "WJW"), ("L-CLOSED", "WJW")}
+    assert {(a["case_id"], a["rule"]) for a in first} >= {("L-OPEN", "overdue"), ("L-CLOSED", "skipped_node")}
+    assert identity(again) == identity(first) and {a["department"] for a in again} == {"WJW"}
+    assert seen[1] == 0, "the second run published alert versions"
+
+
 def test_only_a_settled_case_the_store_holds_whole_is_left_there(tmp_path):
     """A settled case row counts only when it is the case's latest, it was judged under the
     catalog in force, its events are all stored and no row of the case was refused: otherwise the
