@@ -25,7 +25,7 @@ from alerts.events import NODE_EVENTS, CaseEvent, EventType
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding
 from alerts.peers import Verdict
-from alerts.state import CaseState, apply, apply_verdict, content_of
+from alerts.state import CaseState, apply, apply_verdict, same_fact
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -217,7 +217,7 @@ class CaseBatch:
     duplicates: list[CaseEvent]
     refused: list[tuple[CaseEvent, LookupError]]  # unknown items and nodes, with why
     # (the copy, the version the case holds) of events of this unit that came again under an
-    # event_id the case holds, with other content (`alerts.state.content_of`): refused
+    # event_id the case holds, with other content (`alerts.state.same_fact`): refused
     conflicts: list[tuple[CaseEvent, CaseEvent]] = field(default_factory=list)
 
 
@@ -242,7 +242,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         state, is_new = apply(state, event)
         if not is_new:
             held = state.event_of(event.event_id)
-            if content_of(held) != content_of(event):
+            if not same_fact(held, event):
                 conflicts.append((event, held))  # not the same event again: another fact under its id
                 continue
         (new if is_new else duplicates).append(event)

@@ -133,10 +133,24 @@ def content_of(event: CaseEvent) -> bytes:
 
 
 def content_differences(held: CaseEvent, copy: CaseEvent) -> list[tuple[str, Any, Any]]:
-    """What two versions of one event say differently (field, held, copy), in `content_of`'s terms."""
+    """What two versions of one event say differently (field, held, copy), in `content_of`'s terms,
+    and the channel when both state one (a rule judges an event pushed by a self-built system,
+    channel import, otherwise; a copy that states none says nothing else)."""
     mine, theirs = _content(held), _content(copy)
-    return [(name, value, theirs[name]) for name, value in mine.items()
-            if orjson.dumps(value, option=orjson.OPT_SORT_KEYS) != orjson.dumps(theirs[name], option=orjson.OPT_SORT_KEYS)]
+    differences = [(name, value, theirs[name]) for name, value in mine.items()
+                   if orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+                   != orjson.dumps(theirs[name], option=orjson.OPT_SORT_KEYS)]
+    if held.channel and copy.channel and held.channel != copy.channel:
+        differences.append(("channel", held.channel.value, copy.channel.value))
+    return differences
+
+
+def same_fact(held: CaseEvent, copy: CaseEvent) -> bool:
+    """Whether a copy of an event the case holds (its event_id) is that event again, not another
+    fact under its id (`content_differences`)."""
+    if content_of(held) != content_of(copy):
+        return False
+    return not (held.channel and copy.channel and held.channel != copy.channel)
 
 
 def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:

@@ -308,6 +308,26 @@ def test_a_copy_that_differs_only_as_the_store_gives_events_back_is_the_same_eve
     assert (harness.progress.events_new, harness.progress.events_duplicate) == (1, 1)
 
 
+def test_a_copy_that_states_another_channel_is_another_fact():
+    """Found by a black-box test: the same event sent online and pushed by a self-built system
+    (channel import) was one event, whichever came first standing silently, and the backfill
+    rule judges the two differently (a registration lag against the push deadline): the red card
+    depended on arrival order. A copy stating another channel is a conflicting copy, named in its
+    dead letter; a copy that states none (or the one held) is the same event."""
+    online = {**HISTORY[0], "channel": "online"}
+    for first, second, conflict in ((online, {**online, "channel": "import"}, True),
+                                    ({**online, "channel": "import"}, online, True),
+                                    (HISTORY[0], {**online, "channel": "import"}, False),
+                                    (online, HISTORY[0], False), (online, online, False)):
+        harness = Harness()
+        harness.run(Unit("case-events", 1, [record(0, first)]))
+        harness.run(Unit("case-events", 1, [record(1, second)]))
+        letters = harness.rows("dead_letters")
+        assert [r["reason"] for r in letters] == (["conflicting_duplicate"] if conflict else []), (first, second)
+        if conflict:
+            assert "channel: " in letters[0]["detail"], letters[0]["detail"]
+
+
 def test_a_letter_for_an_event_of_megabytes_names_its_case_and_department():
     """Before, a payload over 1 MiB was not read for its labels: its letter named no case and no
     department, so no department's scoped view showed it."""
