@@ -22,9 +22,14 @@ def local(view: CaseView, moment: datetime | None) -> str | None:
     return view.calendar.local(moment).isoformat() if moment is not None else None
 
 
-def _suspension_evidence(view: CaseView) -> list[dict[str, Any]]:
+def _suspension_evidence(view: CaseView, start: datetime | None = None,
+                         end: datetime | None = None) -> list[dict[str, Any]]:
+    """The case's suspensions; with `start` and `end`, those that overlap that span (a node's
+    clock: one suspended before the node's clock started, or after it ended, did not stop it)."""
     return [{"suspended_at": local(view, s.suspended.occurred_at), "resumed_at": local(view, s.end),
-             "reason": s.suspended.attrs.get("reason")} for s in view.timeline.suspensions]
+             "reason": s.suspended.attrs.get("reason")} for s in view.timeline.suspensions
+            if (start is None or s.end is None or s.end > start)
+            and (end is None or s.suspended.occurred_at < end)]
 
 
 def near_moment(view: CaseView, deadline: datetime) -> datetime | None:
@@ -128,7 +133,8 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
             "node_name": node.name, "node_days": node.days,
             "clock_started_at": local(view, cycle.clock_start), "node_deadline": local(view, limit),
             "completed_at": local(view, cycle.completed.occurred_at) if cycle.completed else None,
-            "suspensions": _suspension_evidence(view),
+            "suspensions": _suspension_evidence(
+                view, cycle.clock_start, cycle.completed.occurred_at if cycle.completed else limit),
         }
         if cycle.completed is not None:
             evidence["working_days_used"] = view.calendar.working_days_between(

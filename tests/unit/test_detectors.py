@@ -303,3 +303,17 @@ def test_a_case_accepted_after_the_deadline_it_states_is_overdue_from_its_accept
     assert ("overdue", None) in active(run(closed_later, at(2026, 5, 1)))
     # Closed at the very moment it was accepted, it was never open past the deadline.
     assert ("overdue", None) not in active(run(late + [ev("closed", at(2026, 3, 10, 10))], at(2026, 5, 1)))
+
+
+def test_a_late_nodes_evidence_lists_only_the_suspensions_that_stopped_its_clock():
+    """Found by a black-box test: a node's yellow card listed the case's suspension before the
+    node's clock started, and its text said the suspended time was not counted."""
+    events = [ev("accepted", at(2026, 3, 2, 10)),
+              ev("suspended", at(2026, 3, 2, 11), reason="supplement"), ev("resumed", at(2026, 3, 3, 9)),
+              ev("node_completed", at(2026, 3, 3, 10), node="undertake"),
+              ev("suspended", at(2026, 3, 4, 11), reason="supplement"), ev("resumed", at(2026, 3, 5, 11)),
+              ev("node_completed", at(2026, 3, 12, 10), node="review")]
+    state = run(events, at(2026, 3, 13))
+    (late,) = [a for a in state.alerts.values() if a.rule.value == "node_overdue" and a.status.value == "open"]
+    assert late.node == "review"
+    assert [s["suspended_at"][:16] for s in late.evidence["suspensions"]] == ["2026-03-04T11:00"]
