@@ -134,8 +134,14 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         what = WENT_AHEAD.get(e.get("went_ahead") or "", e.get("went_ahead") or "")
         name = e.get("went_ahead_node_name") or e.get("went_ahead_node")
         node = f"“{name}”" if name and e.get("went_ahead") == "node" else f"（环节“{name}”）" if name else ""
-        return (f"必经环节“{e.get('skipped_node_name') or e.get('skipped_node')}”尚未完成，"
-                f"{moment(e.get('went_ahead_at'))} 即已{what}{node}，事件 {e.get('went_ahead_event_id')}。")
+        skipped = f"必经环节“{e.get('skipped_node_name') or e.get('skipped_node')}”"
+        if e.get("returned_event_id"):  # done once, then undone by a return, and not done again
+            returned_to = e.get("returned_to_node_name") or e.get("returned_to_node")
+            skipped += (f"经 {moment(e.get('returned_at'))} 退回“{returned_to}”（事件 {e['returned_event_id']}）"
+                        f"须重新办理，尚未重新完成")
+        else:
+            skipped += "尚未完成"
+        return (f"{skipped}，{moment(e.get('went_ahead_at'))} 即已{what}{node}，事件 {e.get('went_ahead_event_id')}。")
     if rule == "backfill":
         parts = []
         burst = e.get("burst")

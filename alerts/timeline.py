@@ -43,6 +43,8 @@ class Skip:
     node: str
     went_ahead: CaseEvent  # the node completion, decision or closing that did not wait
     what: str  # "node" | "decision" | "closing" | "acceptance"
+    # The return (退回) that undid the node's earlier completion, when it had completed before.
+    undone_by: CaseEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     done: dict[str, datetime] = {}
     open_cycles: dict[str, NodeCycle] = {}
     skipped: set[str] = set()
+    undone: dict[str, CaseEvent] = {}  # completed nodes a return undid, and that return
     open_suspension: CaseEvent | None = None
     cycles, skips = timeline.cycles, timeline.skips
 
@@ -161,6 +164,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             cycles.append(NodeCycle(node_id, cycle.clock_start, event))
         if node_id not in done:
             done[node_id] = now
+            undone.pop(node_id, None)
         # The clocks of the nodes now ready (all they require done) start.
         for other in next_nodes[node_id]:
             if other not in done and other not in open_cycles and done.keys() >= requires[other]:
@@ -170,7 +174,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
         for node_id in required_nodes:
             if node_id not in done and node_id not in skipped:
                 skipped.add(node_id)
-                skips.append(Skip(node_id, event, what))
+                skips.append(Skip(node_id, event, what, undone.get(node_id)))
 
     for event in events:
         kind = event.type
@@ -201,7 +205,8 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 timeline.unknown_nodes.append(event)
                 continue
             for dependent in plan.dependents[node_id]:
-                done.pop(dependent, None)
+                if done.pop(dependent, None) is not None:
+                    undone[dependent] = event
                 open_cycles.pop(dependent, None)
             open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
         elif kind is EventType.SUSPENDED:

@@ -28,9 +28,20 @@ def _skipped(view: CaseView) -> list[Finding]:
              "went_ahead_node": event.node,
              "went_ahead_node_name": ahead.name if ahead else None,
              "went_ahead_event_id": event.event_id,
-             "went_ahead_at": local(view, event.occurred_at)},
+             "went_ahead_at": local(view, event.occurred_at),
+             **_undone_evidence(view, skip)},
             node=skip.node, officer_id=event.officer_id))
     return findings
+
+
+def _undone_evidence(view: CaseView, skip) -> dict:
+    """The return that undid a skipped node's earlier completion (it had to be done again)."""
+    returned = skip.undone_by
+    if returned is None:
+        return {}
+    to = view.item.node(returned.node) if returned.node else None
+    return {"returned_event_id": returned.event_id, "returned_at": local(view, returned.occurred_at),
+            "returned_to_node": returned.node, "returned_to_node_name": to.name if to else None}
 
 
 def _push_limit(view: CaseView, event: CaseEvent) -> datetime:

@@ -317,3 +317,24 @@ def test_a_late_nodes_evidence_lists_only_the_suspensions_that_stopped_its_clock
     (late,) = [a for a in state.alerts.values() if a.rule.value == "node_overdue" and a.status.value == "open"]
     assert late.node == "review"
     assert [s["suspended_at"][:16] for s in late.evidence["suspensions"]] == ["2026-03-04T11:00"]
+
+
+def test_a_node_returned_and_not_done_again_says_so_in_its_evidence():
+    """Found by a black-box test: a node done, then returned (退回) and not done again, was said
+    to be "not yet completed", while the case file listed its completion: the evidence names the
+    return that undid it. A node never done says only that it is not completed."""
+    from alerts.describe import describe_alert
+
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+              ev("node_completed", at(2026, 3, 4), node="review"),
+              ev("returned", at(2026, 3, 4, 12), node="review", reason="意见不明", event_id="ret-1"),
+              ev("node_completed", at(2026, 3, 5), node="approve"), ev("closed", at(2026, 3, 6))]
+    state = run(events, at(2026, 5, 1))
+    (skip,) = [a for a in state.alerts.values() if a.rule.value == "skipped_node" and a.status.value == "open"]
+    assert skip.node == "review" and skip.evidence["returned_event_id"] == "ret-1"
+    assert skip.evidence["returned_to_node"] == "review"
+    text = describe_alert(skip.to_json())
+    assert "退回“审核”" in text and "ret-1" in text and "尚未重新完成" in text, text
+    never = run([e for e in events if e.event_id != "ret-1" and e.node != "review"], at(2026, 5, 1))
+    (plain,) = [a for a in never.alerts.values() if a.rule.value == "skipped_node" and a.status.value == "open"]
+    assert "returned_event_id" not in plain.evidence and "退回" not in describe_alert(plain.to_json())
