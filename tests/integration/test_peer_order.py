@@ -18,6 +18,7 @@ CATALOG = {
         "code": "320200-CF-SCJG-0009", "name": "对未按规定公示信息的处罚", "category": "penalty",
         "department": "SCJG", "promised_days": 60, "legal_days": 90, "status": "active",
         "nodes": [{"id": "decide", "name": "决定"}],
+        "decision_node": "decide",  # the decision completes it (no node_completed of its own)
         "discretion": {"V-PUB-01": [{"tier": "light", "min": 1, "max": 1000000}]},
     }],
 }
