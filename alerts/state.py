@@ -140,17 +140,20 @@ def content_differences(held: CaseEvent, copy: CaseEvent) -> list[tuple[str, Any
     differences = [(name, value, theirs[name]) for name, value in mine.items()
                    if orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
                    != orjson.dumps(theirs[name], option=orjson.OPT_SORT_KEYS)]
-    if held.channel and copy.channel and held.channel != copy.channel:
+    if _channels_differ(held, copy):
         differences.append(("channel", held.channel.value, copy.channel.value))
     return differences
 
 
+def _channels_differ(held: CaseEvent, copy: CaseEvent) -> bool:
+    """Both state a channel, and not the same (a copy that states none says nothing else)."""
+    return bool(held.channel and copy.channel and held.channel != copy.channel)
+
+
 def same_fact(held: CaseEvent, copy: CaseEvent) -> bool:
     """Whether a copy of an event the case holds (its event_id) is that event again, not another
-    fact under its id (`content_differences`)."""
-    if content_of(held) != content_of(copy):
-        return False
-    return not (held.channel and copy.channel and held.channel != copy.channel)
+    fact under its id (`content_differences`, in one comparison of `content_of`)."""
+    return content_of(held) == content_of(copy) and not _channels_differ(held, copy)
 
 
 def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:

@@ -275,13 +275,15 @@ def _leading_comments(text: str) -> Iterator[str]:
         yield line
 
 
-def user_scope(args, settings: Settings):
-    """The scope asked for with --department / --region, checked against the catalog."""
+def user_scope(args, settings: Settings, catalog=None):
+    """The scope asked for with --department / --region, checked against the catalog (`catalog`,
+    when the command has read it already)."""
     from sinks.scope import Scope
 
     if not args.department and not args.region:
         return Scope.everything()
-    catalog = _load_catalog(args, settings, "a scope (--department / --region) is checked against the catalog")
+    if catalog is None:
+        catalog = _load_catalog(args, settings, "a scope (--department / --region) is checked against the catalog")
     return Scope.of(args.department, args.region).resolve(catalog)
 
 
@@ -292,14 +294,16 @@ def _load_catalog(args, settings: Settings, why: str):
     return load_catalog(read_yaml(_catalog_path(args, settings, why), "catalog"))
 
 
-def _local_time(args, settings: Settings):
-    """The timezone times are shown in: the catalog's (`timezone`, as its cases are judged in), or
-    Asia/Shanghai when no catalog is named (--catalog or SUNLIGHT_CATALOG)."""
+def _scope_and_local_time(args, settings: Settings):
+    """`user_scope`, and the timezone times are shown in: the catalog's (`timezone`, as its cases
+    are judged in), or Asia/Shanghai when no catalog is named (--catalog or SUNLIGHT_CATALOG). The
+    catalog is read once for both."""
     from zoneinfo import ZoneInfo
 
     if not (getattr(args, "catalog", None) or settings.catalog):
-        return ZoneInfo("Asia/Shanghai")
-    return ZoneInfo(_load_catalog(args, settings, "").timezone)
+        return user_scope(args, settings), ZoneInfo("Asia/Shanghai")
+    catalog = _load_catalog(args, settings, "")
+    return user_scope(args, settings, catalog), ZoneInfo(catalog.timezone)
 
 
 def _catalog_path(args, settings: Settings, why: str) -> Path:
@@ -617,7 +621,7 @@ def cmd_tickets_list(args, settings: Settings) -> int:
     from alerts.tickets import STATUS_TITLE
     from sinks.queries import pending_tickets, stored_tickets
 
-    scope, local = user_scope(args, settings), _local_time(args, settings)
+    scope, local = _scope_and_local_time(args, settings)
     with _store(settings) as client:
         found = stored_tickets(client, scope, status=args.status, tz=local)
         pending = pending_tickets(client, scope)
@@ -643,7 +647,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     from alerts.tickets import KIND_TITLE, NOTICE_STATUS_TITLE, RESOLUTION_TITLE, STATUS_TITLE, STEP_TITLE
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
-    scope, local = user_scope(args, settings), _local_time(args, settings)
+    scope, local = _scope_and_local_time(args, settings)
     with _store(settings) as client:
         found = stored_tickets(client, scope, ticket_id=args.ticket_id, tz=local)
         history = ticket_history(client, scope, args.ticket_id, tz=local)

@@ -98,14 +98,19 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
 
 
 def _gone_ahead(t: Timeline) -> dict[str, datetime]:
-    """Each skipped node: when the case first went ahead without it (a node still running is late
-    only if its limit passed before that: until then the case waited for it)."""
+    """Each skipped node: when the case first went ahead without it."""
     out: dict[str, datetime] = {}
     for skip in t.skips:
         moment = skip.went_ahead.occurred_at
         if skip.node not in out or moment < out[skip.node]:
             out[skip.node] = moment
     return out
+
+
+def _waited_for(node_id: str, limit: datetime, gone_ahead: dict[str, datetime]) -> bool:
+    """Whether the case still waited for a running node when its limit passed: nothing had gone
+    ahead without it by then (`_gone_ahead`). Only then can the node be late."""
+    return node_id not in gone_ahead or limit < gone_ahead[node_id]
 
 
 def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
@@ -126,7 +131,7 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
             # (that is before anything went ahead without it: a case withdrawn or closed after that
             # leaves it late; a case that went ahead of it before its limit skipped it, no more)
             late = (node.required and limit <= now and t.open_at(limit)
-                    and (cycle.node not in gone_ahead or limit < gone_ahead[cycle.node]))
+                    and _waited_for(cycle.node, limit, gone_ahead))
         if not late:
             continue
         evidence = {
@@ -231,7 +236,7 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
         node = index.get(cycle.node)
         if cycle.completed is None and node is not None and node.days is not None and node.required:
             limit = t.node_limit(cycle, node.days, view.calendar)
-            if limit is not None and (cycle.node not in gone_ahead or limit < gone_ahead[cycle.node]):
+            if limit is not None and _waited_for(cycle.node, limit, gone_ahead):
                 moments.append(limit)
     for index, suspension in enumerate(t.suspensions):  # when a back-dating starts to cover an overrun
         if _backdated(view, suspension):
