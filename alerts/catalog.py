@@ -124,7 +124,6 @@ class ProcessPlan:
     position: Mapping[str, int]
     roots: tuple[str, ...]  # nodes that require nothing: their clocks start at acceptance
     prerequisites: Mapping[str, tuple[str, ...]]  # every node a node requires, directly or not, earliest first
-    dependents: Mapping[str, frozenset[str]]  # a node and every node that requires it, directly or not
     next_nodes: Mapping[str, tuple[str, ...]]  # the nodes that require a node directly
     requires: Mapping[str, frozenset[str]]  # the nodes a node requires directly
     by_acceptance: tuple[str, ...]
@@ -146,13 +145,6 @@ class ProcessPlan:
                     found.add(current)
                     stack.extend(index[current].requires)
             prerequisites[node.id] = tuple(n.id for n in item.nodes if n.id in found)
-        dependents = {}
-        for node in item.nodes:
-            out = {node.id}
-            for other in item.nodes:
-                if any(r in out for r in other.requires):
-                    out.add(other.id)
-            dependents[node.id] = frozenset(out)
         next_nodes = {n.id: tuple(o.id for o in item.nodes if n.id in o.requires) for n in item.nodes}
         by_acceptance = tuple(n.id for n in item.nodes if n.completed_by is CompletedBy.ACCEPTED)
         by_closing = tuple(n.id for n in item.nodes if n.completed_by is CompletedBy.CLOSED)
@@ -166,7 +158,7 @@ class ProcessPlan:
             cut = position[item.decision_node]
             before = [n.id for n in item.nodes[:cut] if n.required]
             before_decision = tuple(dict.fromkeys(before + list(prerequisites[item.decision_node])))
-        return cls(index, position, tuple(n.id for n in item.nodes if not n.requires), prerequisites, dependents,
+        return cls(index, position, tuple(n.id for n in item.nodes if not n.requires), prerequisites,
                    next_nodes, {n.id: frozenset(n.requires) for n in item.nodes}, by_acceptance, by_closing,
                    before_closing, before_decision)
 

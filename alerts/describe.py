@@ -136,8 +136,7 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         node = f"“{name}”" if name and e.get("went_ahead") == "node" else f"（环节“{name}”）" if name else ""
         skipped = f"必经环节“{e.get('skipped_node_name') or e.get('skipped_node')}”"
         if e.get("returned_event_id"):  # done once, then undone by a return, and not done again
-            returned_to = e.get("returned_to_node_name") or e.get("returned_to_node")
-            skipped += (f"经 {moment(e.get('returned_at'))} 退回“{returned_to}”（事件 {e['returned_event_id']}）"
+            skipped += (f"已于 {moment(e.get('returned_at'))} 被退回（事件 {e['returned_event_id']}）"
                         f"须重新办理，尚未重新完成")
         else:
             skipped += "尚未完成"

@@ -204,10 +204,14 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             if node_id not in index:
                 timeline.unknown_nodes.append(event)
                 continue
-            for dependent in plan.dependents[node_id]:
-                if done.pop(dependent, None) is not None:
-                    undone[dependent] = event
-                open_cycles.pop(dependent, None)
+            # Sent back to `node` to be redone (the contract): that node must be done again, and
+            # its clock starts anew; what was done after it stands. The nodes that require it and
+            # are not done wait for it again: their clocks stop until it is done.
+            if done.pop(node_id, None) is not None:
+                undone[node_id] = event
+            for waiting in next_nodes[node_id]:
+                if waiting not in done:
+                    open_cycles.pop(waiting, None)
             open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
         elif kind is EventType.SUSPENDED:
             if open_suspension is None:

@@ -73,6 +73,22 @@ CASES = {
          ev("returned", at(2026, 3, 4, 12), node="review", reason="意见不明"),
          ev("node_completed", at(2026, 3, 5), node="approve"), ev("closed", at(2026, 3, 6))],
         at(2026, 5, 1), {("skipped_node", "review")}),
+    # The contract: returned is "sent back to `node` to be redone". The node returned to must be
+    # done again; what was done after it stands (a red card on a review that was done, for not
+    # being done twice, accused a department of what the contract does not require).
+    "returned to an earlier node, only that node redone": (
+        [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+         ev("node_completed", at(2026, 3, 4), node="review"),
+         ev("returned", at(2026, 3, 4, 12), node="undertake", reason="材料不全"),
+         ev("node_completed", at(2026, 3, 5), node="undertake"),
+         ev("node_completed", at(2026, 3, 5, 15), node="approve"), ev("closed", at(2026, 3, 6))],
+        at(2026, 5, 1), set()),
+    "returned to an earlier node, closed without redoing it": (
+        [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+         ev("node_completed", at(2026, 3, 4), node="review"),
+         ev("returned", at(2026, 3, 4, 12), node="undertake", reason="材料不全"),
+         ev("node_completed", at(2026, 3, 5, 15), node="approve"), ev("closed", at(2026, 3, 6))],
+        at(2026, 5, 1), {("skipped_node", "undertake")}),
     "approved straight after acceptance": (
         [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="approve"),
          ev("closed", at(2026, 3, 3, 15))], at(2026, 5, 1),
@@ -334,7 +350,7 @@ def test_a_node_returned_and_not_done_again_says_so_in_its_evidence():
     assert skip.node == "review" and skip.evidence["returned_event_id"] == "ret-1"
     assert skip.evidence["returned_to_node"] == "review"
     text = describe_alert(skip.to_json())
-    assert "退回“审核”" in text and "ret-1" in text and "尚未重新完成" in text, text
+    assert "必经环节“审核”已于" in text and "被退回" in text and "ret-1" in text and "尚未重新完成" in text, text
     never = run([e for e in events if e.event_id != "ret-1" and e.node != "review"], at(2026, 5, 1))
     (plain,) = [a for a in never.alerts.values() if a.rule.value == "skipped_node" and a.status.value == "open"]
     assert "returned_event_id" not in plain.evidence and "退回" not in describe_alert(plain.to_json())
