@@ -11,7 +11,7 @@ class RuleConfig:
     burst_registration_minutes: float = 10.0
     # ... while the times it states span at least this long,
     burst_stated_span_hours: float = 24.0
-    burst_min_events: int = 3
+    burst_min_events: int = 2  # acceptance and closing: the contract's own example
     # or an event registered this long after it happened (online and window channels),
     registration_lag_hours: float = 48.0
     # while self-built systems (channel import) may push a month's cases by this day of

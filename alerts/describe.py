@@ -161,7 +161,7 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，倒签 {days(e.get('backdated_hours'))} 小时；"
                 f"若自登记时起挂起，办理时限为 {moment(e.get('deadline_as_registered'))}，案件{ended}即已超期；"
-                f"按倒签的挂起时间，时限延至 {moment(e.get('deadline_as_stated'))}，超期因此被掩盖。")
+                f"按倒签的挂起时间，时限延至 {moment(e.get('deadline_as_stated'))}，其间的超期因此被掩盖。")
     if rule == "retroactive_suspension":
         return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，此时不计该挂起的办理时限"

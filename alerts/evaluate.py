@@ -115,13 +115,15 @@ def labels_of(state: CaseState, item: Item, judge: Judge) -> Labels:
 
 def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
     item = item_of(state, judge)
-    view = CaseView(read_timeline(state.events, item), item, judge.calendar, judge.config, state.verdicts)
+    labels = labels_of(state, item, judge)
+    department = judge.catalog.departments.get(labels.department)
+    view = CaseView(read_timeline(state.events, item), item, judge.calendar, judge.config, state.verdicts,
+                    self_built=bool(department and department.self_built))
     findings: list[Finding] = []
     for family in RULE_FAMILIES:
         findings.extend(family.detect(view, now))
     upcoming = deadlines.due(view, now)
-    return Evaluation(findings, min(upcoming) if upcoming else None, labels_of(state, item, judge),
-                      view.timeline.deadline(judge.calendar))
+    return Evaluation(findings, min(upcoming) if upcoming else None, labels, view.timeline.deadline(judge.calendar))
 
 
 def case_clock(state: CaseState, now: datetime) -> datetime:

@@ -380,7 +380,7 @@ def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 def push_deadline(month: str, push_day: int, tz: ZoneInfo) -> datetime:
     """The end (24:00 local) of `push_day` of the next month: a month's pushes are on time up to
-    it, that moment included (as the backfill rule's `_push_limit`), late after it."""
+    it, that moment included (as the backfill rule's `CaseView.push_limit`), late after it."""
     _, following = month_bounds(month, tz)
     day = min(push_day, monthrange(following.year, following.month)[1])
     return following.replace(day=day) + timedelta(days=1)

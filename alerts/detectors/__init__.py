@@ -8,12 +8,15 @@ that a timer looks at a case only when something about it is due.
 
 from __future__ import annotations
 
+from calendar import monthrange
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from alerts.calendar import WorkCalendar
 from alerts.catalog import Item
 from alerts.config import RuleConfig
+from alerts.events import CaseEvent, Channel
 from alerts.timeline import Timeline
 
 
@@ -25,3 +28,22 @@ class CaseView:
     config: RuleConfig
     # The peer groups' outlier verdicts on the case's decisions: event_id -> evidence.
     verdicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The case's department runs its own system and pushes its cases (the catalog's `self_built`).
+    self_built: bool = False
+
+    def pushed(self, event: CaseEvent) -> bool:
+        """Whether `event` came in a self-built system's push: channel import, or no channel stated
+        by a self-built department. Its registration is the push, a month at once by design: it is
+        judged against the push deadline (`push_limit`), and says nothing of when it was recorded
+        in the department's own system."""
+        return event.channel is Channel.IMPORT or (event.channel is None and self.self_built)
+
+    def push_limit(self, event: CaseEvent) -> datetime:
+        """Self-built systems push a month's cases by `import_push_day` of the next month (24:00)."""
+        occurred = self.calendar.local(event.occurred_at)
+        year, month = (occurred.year + 1, 1) if occurred.month == 12 else (occurred.year, occurred.month + 1)
+        day = min(self.config.import_push_day, monthrange(year, month)[1])
+        return self.calendar.midnight(occurred.date().replace(year=year, month=month, day=day)) + timedelta(days=1)
+
+    def pushed_in_time(self, event: CaseEvent) -> bool:
+        return self.pushed(event) and event.recorded_at <= self.push_limit(event)

@@ -160,7 +160,9 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
     for index, suspension in enumerate(t.suspensions):
         before = t.deadline(view.calendar, [s.pause for s in t.suspensions[:index]])
         event = suspension.suspended
-        if before is None:
+        if before is None or view.pushed_in_time(event):
+            # A self-built system's push registers a month at once: when it was registered says
+            # nothing of when the department recorded it (a push after its deadline is backfill).
             continue
         evidence = {"deadline_without_suspension": local(view, before),
                     "suspension_occurred_at": local(view, event.occurred_at),
@@ -206,14 +208,15 @@ def _deadline_as_registered(view: CaseView, index: int) -> datetime | None:
 
 def _overrun_covered(view: CaseView, index: int, now: datetime) -> tuple[datetime, datetime] | None:
     """(the deadline had suspension `index` begun when it was registered, the deadline as stated)
-    when the back-dating is what keeps the case from being overdue (at its end, or now); else None."""
+    when the back-dating covered an overrun: the case was still open when that deadline passed (by
+    `now`), which the stated time pushed later; else None. Once it held it holds, whatever the
+    clock does after: the case then also overdue as stated does not undo the back-dating."""
     t = view.timeline
     as_registered = _deadline_as_registered(view, index)
     as_stated = t.deadline(view.calendar)
     if as_registered is None or as_stated is None:
         return None
-    ended = t.end.occurred_at if t.end is not None else now
-    if as_registered < ended <= as_stated and as_registered <= now:
+    if as_registered < as_stated and as_registered <= now and t.open_at(as_registered):
         return as_registered, as_stated
     return None
 

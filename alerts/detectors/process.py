@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from calendar import monthrange
 from datetime import datetime, timedelta
 
 from alerts.detectors import CaseView
 from alerts.detectors.deadlines import local
-from alerts.events import CaseEvent, Channel, EventType
+from alerts.events import EventType
 from alerts.model import Finding, Rule
 
 
@@ -44,14 +43,6 @@ def _undone_evidence(view: CaseView, skip) -> dict:
             "returned_to_node": returned.node, "returned_to_node_name": to.name if to else None}
 
 
-def _push_limit(view: CaseView, event: CaseEvent) -> datetime:
-    """Self-built systems push a month's cases by `import_push_day` of the next month (24:00)."""
-    occurred = view.calendar.local(event.occurred_at)
-    year, month = (occurred.year + 1, 1) if occurred.month == 12 else (occurred.year, occurred.month + 1)
-    day = min(view.config.import_push_day, monthrange(year, month)[1])
-    return view.calendar.midnight(occurred.date().replace(year=year, month=month, day=day)) + timedelta(days=1)
-
-
 def _backfill(view: CaseView) -> list[Finding]:
     t = view.timeline
     cfg = view.config
@@ -64,7 +55,7 @@ def _backfill(view: CaseView) -> list[Finding]:
         # Self-built systems push a month's cases at once by design (channel import): their
         # registration is judged against the push deadline below, not as a burst.
         span = [e for e in handled if t.accepted.occurred_at <= e.occurred_at <= t.end.occurred_at
-                and e.channel is not Channel.IMPORT]
+                and not view.pushed(e)]
         if len(span) >= cfg.burst_min_events:
             registered = (max(e.recorded_at for e in span) - min(e.recorded_at for e in span))
             stated = (max(e.occurred_at for e in span) - min(e.occurred_at for e in span))
@@ -86,8 +77,8 @@ def _backfill(view: CaseView) -> list[Finding]:
     late = []
     lag_limit = timedelta(hours=cfg.registration_lag_hours)
     for event in handled:
-        if event.channel is Channel.IMPORT:
-            limit = _push_limit(view, event)
+        if view.pushed(event):
+            limit = view.push_limit(event)
             if event.recorded_at > limit:
                 late.append((event, f"pushed after {local(view, limit)}"))
         elif event.recorded_at - event.occurred_at > lag_limit:

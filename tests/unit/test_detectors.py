@@ -6,11 +6,15 @@ undertake) -> approve(1) -> close. 2026-03-02 is a Monday; its deadline is the
 end of Monday 2026-03-16, its last working day starts 2026-03-16 00:00.
 """
 
+import dataclasses
 import random
+from datetime import datetime, timezone
 
 import pytest
 
-from tests.unit.helpers import PENALTY, active, at, ev, run
+from alerts.evaluate import judge_case
+
+from tests.unit.helpers import PENALTY, active, at, ev, judge, run
 
 
 def handled(close_at=None, with_review=True, **times):
@@ -105,6 +109,12 @@ CASES = {
     "one step registered days late": (
         handled(at(2026, 3, 6))[:1] + [ev("node_completed", at(2026, 3, 3), at(2026, 3, 6, 9), node="undertake")]
         + handled(at(2026, 3, 6))[2:], at(2026, 5, 1), {("backfill", None)}),
+    # The contract's own example, "acceptance-to-closing registered within minutes while the
+    # stated times span days", with nothing between: it needed three events (found by a black-box test).
+    "acceptance and closing registered together, stated two days apart": (
+        [ev("accepted", at(2026, 3, 2, 10), at(2026, 3, 4, 8, 1)), ev("closed", at(2026, 3, 4, 8), at(2026, 3, 4, 8, 3))],
+        at(2026, 5, 1), {("backfill", None), ("skipped_node", "undertake"), ("skipped_node", "review"),
+                         ("skipped_node", "approve")}),
     "a suspension registered after the deadline": (
         handled()[:4] + [ev("suspended", at(2026, 3, 5, 16), at(2026, 3, 18, 9), reason="supplement"),
                          ev("resumed", at(2026, 3, 10, 9), at(2026, 3, 18, 9, 5)),
@@ -293,6 +303,62 @@ def test_a_stated_deadline_is_read_as_it_was_validated():
     assert overdue.evidence["deadline"] == "2026-03-05T00:00:00+08:00"
 
 
+def _from(department, events):
+    return [dataclasses.replace(e, department=department) for e in events]
+
+
+def _pushed_case(recorded, channel=None, suffix=""):
+    """A licence case handled in March, on time with a two-day hearing, all registered at `recorded`."""
+    return [ev(kind, t, recorded, node=node, channel=channel, event_id=f"{kind}-{node}{suffix}", **attrs)
+            for kind, t, node, attrs in [
+                ("accepted", at(2026, 3, 2, 10), None, {}), ("node_completed", at(2026, 3, 3), "undertake", {}),
+                ("suspended", at(2026, 3, 4, 10), None, {"reason": "hearing"}), ("resumed", at(2026, 3, 6, 10), None, {}),
+                ("node_completed", at(2026, 3, 9), "review", {}), ("node_completed", at(2026, 3, 10), "approve", {}),
+                ("closed", at(2026, 3, 17, 10), None, {})]]
+
+
+def test_a_suspension_in_a_monthly_push_is_not_back_dated():
+    """Found by a black-box test: a self-built system's push of last month's cases by the 5th (the
+    contract) registers every event at the push, so each suspension in it was 'registered after the
+    deadline had passed': a red card for every pushed case that was suspended. A push says nothing of
+    when the department recorded it; a late push is backfill, and its suspensions are judged as registered."""
+    assert active(run(_pushed_case(at(2026, 4, 3, 9), "import"), at(2026, 5, 1))) == set()
+    late = active(run(_pushed_case(at(2026, 4, 7, 9), "import"), at(2026, 5, 1)))
+    assert late == {("backfill", None), ("retroactive_suspension", None)}
+    # Registered online a month late, not pushed: a back-dated suspension, and late registrations.
+    online = active(run(_pushed_case(at(2026, 4, 3, 9), "online"), at(2026, 5, 1)))
+    assert online == {("backfill", None), ("retroactive_suspension", None)}
+
+
+def test_a_self_built_departments_push_that_states_no_channel_is_a_push():
+    """Found by a black-box test: the catalog's `self_built` (the department runs its own system and
+    pushes its data) was read by nothing, so a self-built department's push on time that left out
+    the optional channel was judged as registered a month late: two red cards. ZJJ is self-built in
+    the contract's example catalog, SCJG is not."""
+    assert active(run(_from("ZJJ", _pushed_case(at(2026, 4, 3, 9))), at(2026, 5, 1))) == set()
+    assert active(run(_from("ZJJ", _pushed_case(at(2026, 4, 7, 9))), at(2026, 5, 1))) == {
+        ("backfill", None), ("retroactive_suspension", None)}
+    assert active(run(_from("SCJG", _pushed_case(at(2026, 4, 3, 9))), at(2026, 5, 1))) == {
+        ("backfill", None), ("retroactive_suspension", None)}
+    # A self-built department's event that states another channel is judged as that channel says.
+    assert ("backfill", None) in active(run(_from("ZJJ", _pushed_case(at(2026, 4, 3, 9), "window")), at(2026, 5, 1)))
+
+
+def test_a_back_dating_that_covered_an_overrun_stays_when_the_case_is_later_overdue_as_stated():
+    """Found by a black-box test: an open case's back-dated suspension covered its overrun (red),
+    and when the clock later passed the deadline as stated too, the card was withdrawn, no new fact
+    having come: 'withdrawn' means facts that arrived later show it never held. It held."""
+    events = CASES["a suspension back-dated to cover an overrun"][0][:-1]  # not closed
+    raised_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    covered = run(events, at(2026, 3, 17, 12))
+    (card,) = [a for a in covered.alerts.values() if a.rule.value == "retroactive_suspension"]
+    assert card.status.value == "open"
+    later = judge_case(covered, judge(), at(2026, 5, 1), raised_at).state
+    assert later.alerts[card.alert_id].status.value == "open"
+    assert active(later) == active(run(events, at(2026, 5, 1))) == {
+        ("retroactive_suspension", None), ("overdue", None), ("deadline_near", None)}
+
+
 def test_a_back_dating_that_covers_an_overrun_is_told_in_words():
     from alerts.describe import describe_evidence
 
@@ -300,7 +366,7 @@ def test_a_back_dating_that_covers_an_overrun_is_told_in_words():
     (alert,) = [a for a in run(events, now).alerts.values() if a.rule.value == "retroactive_suspension"]
     assert alert.evidence["deadline_as_stated"] > alert.evidence["ended_at"] > alert.evidence["deadline_as_registered"]
     text = describe_evidence("retroactive_suspension", alert.evidence)
-    assert "倒签 47 小时" in text and "超期因此被掩盖" in text, text
+    assert "倒签 47 小时" in text and "其间的超期因此被掩盖" in text, text
 
 
 def test_a_case_accepted_after_the_deadline_it_states_is_overdue_from_its_acceptance():
