@@ -119,30 +119,70 @@ class Timeline:
 def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
     """Event time first; events stated at the same moment in the order the process runs:
     acceptance, suspensions, then nodes and the decision where the catalog puts them (the
-    decision at its decision node), then closing, then ratings; whatever their ids."""
+    decision at its decision node), then returns (after what the node that sent the case back
+    did at that moment; before the node returned to is done again), then closing, then ratings;
+    whatever their ids. A suspension and a resumption stated at one moment: the one that changes
+    the clock first (a running case is suspended, then resumed; a suspended one resumed, then
+    suspended again), whatever their ids."""
+    if all(a.occurred_at < b.occurred_at for a, b in zip(events, events[1:])):
+        return list(events)  # the common case: a case's history, in event-time order, no two at once
     position = item.plan.position
     last = len(item.nodes)
     decision_at = position.get(item.decision_node or "", last - 0.5) + 0.1
+    returned_at = {(e.occurred_at, e.node) for e in events if e.type is EventType.RETURNED}
 
     def stage(e: CaseEvent) -> float:
         kind = e.type
         if kind is EventType.NODE_COMPLETED:
+            if (e.occurred_at, e.node) in returned_at:
+                return last + 0.75  # done again after the return to it stated at the same moment
             return position.get(e.node or "", last)
         if kind is EventType.ACCEPTED:
             return -2
         if kind is EventType.SUSPENDED or kind is EventType.RESUMED:
             return -1
         if kind is EventType.RETURNED:
-            return position.get(e.node or "", last) - 0.25
+            return last + 0.5
         if kind is EventType.DECIDED:
             return decision_at
         if kind is EventType.CLOSED or kind is EventType.WITHDRAWN:
             return last + 1
         return last + 2  # rated
 
-    if all(a.occurred_at < b.occurred_at for a, b in zip(events, events[1:])):
-        return list(events)  # the common case: a case's history, in event-time order, no two at once
-    return sorted(events, key=lambda e: (e.occurred_at, stage(e), e.recorded_at, e.event_id))
+    ordered = sorted(events, key=lambda e: (e.occurred_at, stage(e), e.recorded_at, e.event_id))
+    return _clock_changes_first(ordered)
+
+
+_CLOCK = (EventType.SUSPENDED, EventType.RESUMED)
+
+
+def _clock_changes_first(events: list[CaseEvent]) -> list[CaseEvent]:
+    """`events` with each run of suspensions and resumptions stated at one moment put in the
+    order in which each changes the clock, if it can: resumed while suspended, suspended while
+    running (by ids, a resumption could come first and resume nothing, and the suspension stated
+    with it stop the clock for good; or a new suspension be dropped inside the one it follows)."""
+    out: list[CaseEvent] = []
+    suspended = False
+    i = 0
+    while i < len(events):
+        event = events[i]
+        if event.type not in _CLOCK:
+            out.append(event)
+            i += 1
+            continue
+        j = i
+        while j < len(events) and events[j].type in _CLOCK and events[j].occurred_at == event.occurred_at:
+            j += 1
+        run = events[i:j]
+        while run:
+            wanted = EventType.RESUMED if suspended else EventType.SUSPENDED
+            pick = next((e for e in run if e.type is wanted), run[0])
+            run.remove(pick)
+            out.append(pick)
+            if pick.type is wanted:
+                suspended = not suspended
+        i = j
+    return out
 
 
 def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:

@@ -420,3 +420,56 @@ def test_a_node_returned_and_not_done_again_says_so_in_its_evidence():
     never = run([e for e in events if e.event_id != "ret-1" and e.node != "review"], at(2026, 5, 1))
     (plain,) = [a for a in never.alerts.values() if a.rule.value == "skipped_node" and a.status.value == "open"]
     assert "returned_event_id" not in plain.evidence and "退回" not in describe_alert(plain.to_json())
+
+
+@pytest.mark.parametrize("ids", [("a-suspend", "z-resume"), ("z-suspend", "a-resume")])
+def test_a_resumption_and_a_new_suspension_stated_at_one_moment_keep_the_clock_stopped(ids):
+    """Found by a black-box test: a case resumed and suspended again at the same minute (window
+    systems stamp to the minute) was ordered by event ids. With the suspension's id first, it was
+    dropped inside the open suspension and the resumption ended that: the clock ran for two weeks
+    it was stopped, a false red card. Resumed first, then suspended again, whatever the ids."""
+    suspend_id, resume_id = ids
+    moment = at(2026, 3, 5, 10)
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 2, 15), node="undertake"),
+              ev("suspended", at(2026, 3, 3, 0), reason="supplement"),
+              ev("resumed", moment, moment, event_id=resume_id),
+              ev("suspended", moment, moment, event_id=suspend_id, reason="expert_review"),
+              ev("resumed", at(2026, 3, 20, 0)), ev("node_completed", at(2026, 3, 20, 8), node="review"),
+              ev("node_completed", at(2026, 3, 20, 9), node="approve"), ev("closed", at(2026, 3, 20, 10))]
+    assert active(run(events, at(2026, 5, 1))) == set()
+
+
+@pytest.mark.parametrize("ids", [("a-suspend", "z-resume"), ("z-suspend", "a-resume")])
+def test_a_suspension_and_a_resumption_stated_at_one_moment_stop_the_clock_for_no_time(ids):
+    """The mirror: a running case suspended and resumed at one moment. With the resumption's id
+    first it resumed nothing, and the suspension then stopped the clock for good: an open case never
+    overdue, a true red card missed."""
+    suspend_id, resume_id = ids
+    moment = at(2026, 3, 4, 10)
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+              ev("suspended", moment, moment, event_id=suspend_id, reason="other"),
+              ev("resumed", moment, moment, event_id=resume_id)]
+    assert ("overdue", None) in active(run(events, at(2026, 5, 1)))
+
+
+@pytest.mark.parametrize("ids", [("a-review", "z-return"), ("z-review", "a-return")])
+def test_a_return_stated_with_the_completion_of_the_node_that_sent_it_back_follows_it(ids):
+    """Found by a black-box test: the reviewer completes 审核 and returns the case to 承办 at the
+    same minute. The return was placed at 承办's place in the process, before the review, so the
+    review 'went ahead' of an undone 承办: a false red card, though both were done again."""
+    review_id, return_id = ids
+    moment = at(2026, 3, 4, 10)
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+              ev("node_completed", moment, moment, node="review", event_id=review_id),
+              ev("returned", moment, moment, node="undertake", event_id=return_id, reason="材料不全"),
+              ev("node_completed", at(2026, 3, 5, 10), node="undertake"),
+              ev("node_completed", at(2026, 3, 5, 11), node="review"),
+              ev("node_completed", at(2026, 3, 5, 12), node="approve"), ev("closed", at(2026, 3, 5, 13))]
+    assert active(run(events, at(2026, 5, 1))) == set()
+    # Returned to 承办 and 承办 done again at the same moment: done (the return, then the redo).
+    redone = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+              ev("node_completed", at(2026, 3, 4), node="review"),
+              ev("node_completed", moment, moment, node="undertake", event_id=review_id),
+              ev("returned", moment, moment, node="undertake", event_id=return_id),
+              ev("node_completed", at(2026, 3, 5, 12), node="approve"), ev("closed", at(2026, 3, 5, 13))]
+    assert active(run(redone, at(2026, 5, 1))) == set()
