@@ -154,7 +154,8 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
 def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
     """A suspension registered after the deadline it would extend had already passed; or one
     back-dated to cover an overrun: registered well after the moment it states, with the case
-    overdue had it begun when it was registered, and not as stated."""
+    (or else one of its nodes with a limit of its own) still running when the limit it would have
+    had, had the suspension begun when it was registered, passed, a limit the stated time pushed later."""
     t = view.timeline
     findings = []
     for index, suspension in enumerate(t.suspensions):
@@ -184,6 +185,18 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
                  "deadline_as_stated": local(view, as_stated),
                  "ended_at": local(view, t.end.occurred_at) if t.end is not None else None},
                 subject=event.event_id, officer_id=event.officer_id))
+            continue
+        node_covered = _node_overrun_covered(view, index, now)
+        if node_covered is not None:
+            cycle, node, as_registered, as_stated = node_covered
+            findings.append(Finding(
+                Rule.RETROACTIVE_SUSPENSION, event.case_id, as_registered,
+                {**evidence, "covered_node": node.id, "covered_node_name": node.name, "node_days": node.days,
+                 "node_clock_started_at": local(view, cycle.clock_start),
+                 "node_deadline_as_registered": local(view, as_registered),
+                 "node_deadline_as_stated": local(view, as_stated),
+                 "node_completed_at": local(view, cycle.completed.occurred_at) if cycle.completed else None},
+                subject=event.event_id, officer_id=event.officer_id))
     return findings
 
 
@@ -193,8 +206,8 @@ def _backdated(view: CaseView, suspension: Suspension) -> bool:
     return event.recorded_at - event.occurred_at > timedelta(minutes=view.config.suspension_backdating_minutes)
 
 
-def _deadline_as_registered(view: CaseView, index: int) -> datetime | None:
-    """The case's deadline had suspension `index` begun when it was registered (not before)."""
+def _pauses_as_registered(view: CaseView, index: int) -> list:
+    """The case's suspensions, suspension `index` begun when it was registered (not before)."""
     t = view.timeline
     pauses = [s.pause for s in t.suspensions]
     end = pauses[index][1]
@@ -203,7 +216,48 @@ def _deadline_as_registered(view: CaseView, index: int) -> datetime | None:
         del pauses[index]  # over before it was registered: nothing of it would remain
     else:
         pauses[index] = (registered, end)
-    return t.deadline(view.calendar, pauses)
+    return pauses
+
+
+def _deadline_as_registered(view: CaseView, index: int) -> datetime | None:
+    """The case's deadline had suspension `index` begun when it was registered (not before)."""
+    return view.timeline.deadline(view.calendar, _pauses_as_registered(view, index))
+
+
+def _node_limits_as_registered(view: CaseView, index: int):
+    """(cycle, node, its limit had suspension `index` begun when it was registered, its limit as
+    stated) for each run of a node with its own limit that the back-dating moved later."""
+    t = view.timeline
+    pauses = None
+    for cycle in t.cycles:
+        node = view.item.plan.index.get(cycle.node)
+        if node is None or node.days is None:
+            continue
+        as_stated = t.node_limit(cycle, node.days, view.calendar)
+        if pauses is None:
+            pauses = _pauses_as_registered(view, index)
+        as_registered = view.calendar.deadline(cycle.clock_start, node.days, pauses)
+        if as_registered is not None and as_stated is not None and as_registered < as_stated:
+            yield cycle, node, as_registered, as_stated
+
+
+def _node_overrun_covered(view: CaseView, index: int, now: datetime):
+    """The first node whose overrun the back-dating of suspension `index` covered: the node still
+    running (by `now`) when the limit it would have had, had the suspension begun when it was
+    registered, passed, and that limit earlier than the one as stated; else None. As for the case's
+    deadline, once it held it holds."""
+    t = view.timeline
+    gone_ahead = _gone_ahead(t)
+    for cycle, node, as_registered, as_stated in _node_limits_as_registered(view, index):
+        if as_registered > now:
+            continue
+        if cycle.completed is not None:
+            running = cycle.completed.occurred_at > as_registered
+        else:
+            running = t.open_at(as_registered) and _waited_for(cycle.node, as_registered, gone_ahead)
+        if running:
+            return cycle, node, as_registered, as_stated
+    return None
 
 
 def _overrun_covered(view: CaseView, index: int, now: datetime) -> tuple[datetime, datetime] | None:
@@ -242,8 +296,10 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
             if limit is not None and _waited_for(cycle.node, limit, gone_ahead):
                 moments.append(limit)
     for index, suspension in enumerate(t.suspensions):  # when a back-dating starts to cover an overrun
-        if _backdated(view, suspension):
+        if _backdated(view, suspension) and not view.pushed_in_time(suspension.suspended):
             moment = _deadline_as_registered(view, index)
             if moment is not None:
                 moments.append(moment)
+            moments.extend(limit for cycle, _, limit, _ in _node_limits_as_registered(view, index)
+                           if cycle.completed is None or cycle.completed.occurred_at > limit)
     return [m for m in moments if m > now and t.open_at(m)]

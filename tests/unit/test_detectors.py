@@ -473,3 +473,34 @@ def test_a_return_stated_with_the_completion_of_the_node_that_sent_it_back_follo
               ev("returned", moment, moment, node="undertake", event_id=return_id),
               ev("node_completed", at(2026, 3, 5, 12), node="approve"), ev("closed", at(2026, 3, 5, 13))]
     assert active(run(redone, at(2026, 5, 1))) == set()
+
+
+def test_a_suspension_back_dated_to_cover_a_nodes_overrun_is_retroactive():
+    """Found by a black-box test: a suspension back-dated to cover a node's overrun raised
+    nothing (the node's clock stopped as stated, so no node_overdue; the case on time; registered
+    within 48 hours, so no backfill): the contract's 'back-dated to cover an overrun' read for the
+    case's deadline only. 承办 (5 days) from Monday 03-02 has until the end of Monday 03-09."""
+    from alerts.describe import describe_evidence
+
+    events = [ev("accepted", at(2026, 3, 2, 10)),
+              ev("suspended", at(2026, 3, 8, 10), at(2026, 3, 10, 8), reason="supplement", event_id="s1"),
+              ev("resumed", at(2026, 3, 10, 8), at(2026, 3, 10, 8, 5)),
+              ev("node_completed", at(2026, 3, 10, 9), node="undertake"),
+              ev("node_completed", at(2026, 3, 10, 15), node="review"),
+              ev("node_completed", at(2026, 3, 11, 9), node="approve"), ev("closed", at(2026, 3, 11, 10))]
+    state = run(events, at(2026, 5, 1))
+    assert active(state) == {("retroactive_suspension", None)}
+    (card,) = [a for a in state.alerts.values() if a.rule.value == "retroactive_suspension"]
+    assert card.evidence["covered_node"] == "undertake"
+    assert card.evidence["node_deadline_as_registered"] == "2026-03-10T00:00:00+08:00"
+    assert card.event_time == at(2026, 3, 10, 0)
+    text = describe_evidence("retroactive_suspension", card.evidence)
+    assert "环节“承办”限时 5 个工作日" in text and "环节超时因此被掩盖" in text, text
+    # Registered as it began: no back-dating, nothing to say (the node was not late as stated).
+    honest = [e if e.event_id != "s1" else ev("suspended", at(2026, 3, 8, 10), at(2026, 3, 8, 10, 10),
+                                               reason="supplement", event_id="s1") for e in events]
+    assert active(run(honest, at(2026, 5, 1))) == set()
+    # The same, still running: raised when the limit as registered passes, not before.
+    running = events[:3]
+    assert active(run(running, at(2026, 3, 9, 23))) == set()
+    assert ("retroactive_suspension", None) in active(run(running, at(2026, 3, 10, 1)))
