@@ -130,6 +130,7 @@ class ProcessPlan:
     by_closing: tuple[str, ...]
     before_closing: tuple[str, ...]  # required nodes closing does not complete, and what the ones it completes require
     before_decision: tuple[str, ...]  # required nodes before the decision node, and its prerequisites
+    needed: frozenset[str]  # required nodes and every node one of them requires, optional or not
 
     @classmethod
     def of(cls, item: "Item") -> "ProcessPlan":
@@ -160,7 +161,9 @@ class ProcessPlan:
             before_decision = tuple(dict.fromkeys(before + list(prerequisites[item.decision_node])))
         return cls(index, position, tuple(n.id for n in item.nodes if not n.requires), prerequisites,
                    next_nodes, {n.id: frozenset(n.requires) for n in item.nodes}, by_acceptance, by_closing,
-                   before_closing, before_decision)
+                   before_closing, before_decision,
+                   frozenset(n.id for n in item.nodes if n.required)
+                   | {p for n in item.nodes if n.required for p in prerequisites[n.id]})
 
 
 @dataclass(frozen=True, slots=True)

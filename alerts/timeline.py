@@ -247,12 +247,15 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             # Sent back to `node` to be redone (the contract): that node must be done again, and
             # its clock starts anew; what was done after it stands. The nodes that require it and
             # are not done wait for it again: their clocks stop until it is done.
+            # A node still running when returned to keeps its clock (a return must not give a late
+            # node new time).
             if done.pop(node_id, None) is not None:
                 undone[node_id] = event
             for waiting in next_nodes[node_id]:
                 if waiting not in done:
                     open_cycles.pop(waiting, None)
-            open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
+            if node_id not in open_cycles:
+                open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
         elif kind is EventType.SUSPENDED:
             if open_suspension is None:
                 open_suspension = event

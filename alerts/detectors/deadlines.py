@@ -117,7 +117,7 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
     t = view.timeline
     out: dict[str, Finding] = {}
     gone_ahead = _gone_ahead(t)
-    index = view.item.plan.index
+    index, needed = view.item.plan.index, view.item.plan.needed
     for cycle in t.cycles:
         node = index.get(cycle.node)
         if node is None or node.days is None or cycle.node in out:
@@ -130,7 +130,7 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
         else:  # still running: late once its limit passed while the case was open and waited for it
             # (that is before anything went ahead without it: a case withdrawn or closed after that
             # leaves it late; a case that went ahead of it before its limit skipped it, no more)
-            late = (node.required and limit <= now and t.open_at(limit)
+            late = (cycle.node in needed and limit <= now and t.open_at(limit)
                     and _waited_for(cycle.node, limit, gone_ahead))
         if not late:
             continue
@@ -254,7 +254,8 @@ def _node_overrun_covered(view: CaseView, index: int, now: datetime):
         if cycle.completed is not None:
             running = cycle.completed.occurred_at > as_registered
         else:
-            running = t.open_at(as_registered) and _waited_for(cycle.node, as_registered, gone_ahead)
+            running = (cycle.node in view.item.plan.needed and t.open_at(as_registered)
+                       and _waited_for(cycle.node, as_registered, gone_ahead))
         if running:
             return cycle, node, as_registered, as_stated
     return None
@@ -288,10 +289,10 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
         near = near_moment(view, deadline)
         moments.extend(m for m in (near, overdue_moment(t, deadline)) if m is not None)
     gone_ahead = _gone_ahead(t)
-    index = view.item.plan.index
+    index, needed = view.item.plan.index, view.item.plan.needed
     for cycle in t.cycles:
         node = index.get(cycle.node)
-        if cycle.completed is None and node is not None and node.days is not None and node.required:
+        if cycle.completed is None and node is not None and node.days is not None and cycle.node in needed:
             limit = t.node_limit(cycle, node.days, view.calendar)
             if limit is not None and _waited_for(cycle.node, limit, gone_ahead):
                 moments.append(limit)
@@ -301,5 +302,6 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
             if moment is not None:
                 moments.append(moment)
             moments.extend(limit for cycle, _, limit, _ in _node_limits_as_registered(view, index)
-                           if cycle.completed is None or cycle.completed.occurred_at > limit)
+                           if (cycle.node in needed if cycle.completed is None
+                               else cycle.completed.occurred_at > limit))
     return [m for m in moments if m > now and t.open_at(m)]

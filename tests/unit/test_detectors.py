@@ -504,3 +504,32 @@ def test_a_suspension_back_dated_to_cover_a_nodes_overrun_is_retroactive():
     running = events[:3]
     assert active(run(running, at(2026, 3, 9, 23))) == set()
     assert ("retroactive_suspension", None) in active(run(running, at(2026, 3, 10, 1)))
+
+
+def test_a_node_returned_to_while_still_running_keeps_its_clock():
+    """Found by a black-box test: a case returned to 承办 before 承办 was ever done restarted its
+    clock, so a 承办 already past its five days was not late (a return gave it new time)."""
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("returned", at(2026, 3, 9, 15), node="undertake"),
+              ev("node_completed", at(2026, 3, 11), node="undertake")]
+    assert ("node_overdue", "undertake") in active(run(events, at(2026, 3, 12)))
+
+
+def test_an_optional_node_a_required_one_waits_for_is_late_while_it_runs():
+    """Found by a black-box test: an optional node with its own limit that a required node
+    requires was never late while the case waited for it (only required nodes were): the case
+    cannot go on without it, so it is waited for as a required one is."""
+    from alerts.catalog import load_catalog
+    from alerts.calendar import WorkCalendar
+    from alerts.evaluate import Judge
+
+    catalog = load_catalog({
+        "departments": [{"code": "D", "name": "局"}],
+        "items": [{"code": "I", "name": "事项", "category": "licensing", "department": "D", "promised_days": 20,
+                   "nodes": [{"id": "a", "name": "甲", "days": 1},
+                             {"id": "b", "name": "乙", "days": 1, "required": False},
+                             {"id": "c", "name": "丙", "requires": ["b"]},
+                             {"id": "d", "name": "丁", "days": 1, "required": False, "requires": ["a"]}]}]})
+    j = Judge(catalog, WorkCalendar(on_missing_year=lambda year: None))
+    events = [ev("accepted", at(2026, 3, 2, 10), item="I"), ev("node_completed", at(2026, 3, 2, 15), node="a", item="I")]
+    found = active(run(events, at(2026, 3, 10), j))
+    assert ("node_overdue", "b") in found and ("node_overdue", "d") not in found
