@@ -575,9 +575,13 @@ class Pipeline:
             if not any(hole.next_try <= now for hole in holes):
                 continue
             topic = self._agent_topics(tp.topic)[-1]
-            if (topic, tp.partition) not in nudged:
-                nudged.add((topic, tp.partition))
-                await self.send(topic, b"", orjson.dumps({"nudge": True}), tp.partition)
+            # Through the same partition of the nudge topic, or one this worker holds when that
+            # topic has fewer (an extra partition of case-events): the agent reads every due hole.
+            held = self._held_partitions(topic)
+            partition = tp.partition if tp.partition in held else min(held, default=None)
+            if partition is not None and (topic, partition) not in nudged:
+                nudged.add((topic, partition))
+                await self.send(topic, b"", orjson.dumps({"nudge": True}), partition)
 
     async def _start_offset(self, tp) -> int | None:
         """Where the consumer group starts reading a partition: its committed offset, or with none

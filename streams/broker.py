@@ -278,7 +278,9 @@ async def end_offsets_of(bootstrap: str, topics: Iterable[str], confirm: bool) -
 
 async def committed_offsets_of(bootstrap: str, group: str, topics: Iterable[str],
                                partitions: int) -> dict[str, dict[int, int]]:
-    """The offsets `group` has committed in several topics, with one client (by topic)."""
+    """The offsets `group` has committed in several topics, with one client (by topic): in the
+    first `partitions` partitions and in any more a topic has (case-events created by another client
+    with more partitions than the workers use: its extra partitions are read and sent on too)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
@@ -287,7 +289,7 @@ async def committed_offsets_of(bootstrap: str, group: str, topics: Iterable[str]
         out: dict[str, dict[int, int]] = {}
         for topic in topics:
             out[topic] = {}
-            for partition in range(partitions):
+            for partition in sorted(set(range(partitions)) | (consumer.partitions_for_topic(topic) or set())):
                 offset = await consumer.committed(TopicPartition(topic, partition))
                 if offset is not None and offset >= 0:
                     out[topic][partition] = offset

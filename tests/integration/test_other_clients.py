@@ -119,3 +119,50 @@ def test_an_agent_that_fails_outside_its_units_fails_the_worker_instead_of_leavi
 
     failure = asyncio.run(run())
     assert isinstance(failure, PipelineFailed) and "Unrecognized partition" in str(failure)
+
+
+def test_a_topic_with_more_partitions_than_the_workers_is_read_from_where_the_group_left_it(tmp_path):
+    """Found by a black-box test: case-events created with more partitions than SUNLIGHT_PARTITIONS
+    (a client wrote before the first worker started, and the broker auto-created it). The events
+    in the extra partitions are taken and sent on to their case's partition; but after a restart
+    the group's offsets were asked for the first SUNLIGHT_PARTITIONS partitions only, so the extra
+    ones looked unread from their start: read again (every event a duplicate, every bad one a
+    second letter), and the nudge for that 'hole' went to a partition the internal topic lacks,
+    which stopped the worker on every start after the first."""
+    from streams.broker import create_topics
+
+    settings = pipeline_settings(tmp_path / "data", partitions=2)
+    events = [event(f"XP-{n}", f"XP-{n}-a", "accepted", 2) for n in range(6)]
+
+    async def until(condition, timeout=30.0):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition() and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+
+    async def run():
+        with EmbeddedBroker() as broker:
+            await create_topics(broker.bootstrap, [("case-events", 3)])
+            from aiokafka import AIOKafkaProducer
+
+            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+            await producer.start()
+            try:
+                for item in events:  # all in the partition the workers do not use
+                    await producer.send_and_wait("case-events", orjson.dumps(item), key=item["case_id"].encode(),
+                                                 partition=2)
+            finally:
+                await producer.stop()
+            async with running_pipeline(settings, CONTRACT / "catalog.example.yaml", broker=broker) as running:
+                await until(lambda: running.pipeline.progress.events_new == len(events))
+                first = running.pipeline.progress.events_new
+            assert first == len(events)
+            # Where the worker starts reading each partition: the extra one's committed offset too.
+            committed = await committed_offsets(broker.bootstrap, settings.app_id, "case-events", settings.partitions)
+            assert committed.get(2) == len(events)
+            async with running_pipeline(settings, CONTRACT / "catalog.example.yaml", broker=broker) as running:
+                await asyncio.sleep(15)  # past the stall window (5 s, checked every few) after which an unread partition is read directly
+                progress = running.pipeline.progress
+                assert (progress.events_new, progress.events_duplicate, progress.dead_letters) == (0, 0, 0)
+
+    asyncio.run(run())

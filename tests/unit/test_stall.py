@@ -30,7 +30,7 @@ def quiet_partition(monkeypatch):
 
     fake = SimpleNamespace(assigned={tp}, app=SimpleNamespace(consumer=SimpleNamespace(highwater=lambda _: 20)),
                            last_seen={}, next_offsets={tp: 10}, holes={}, behind_since={},
-                           _agent_topics=lambda topic: agent, send=send)
+                           _agent_topics=lambda topic: agent, send=send, _held_partitions=lambda topic: {1})
     return fake, tp, agent, kept
 
 
