@@ -105,6 +105,9 @@ def home_partition(case_id: str, partitions: int) -> int:
     return (murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def decode_event(raw: bytes | None) -> CaseEvent:
     """A case event from its wire bytes, or InvalidEvent with the reason."""
     if not raw or len(raw) > MAX_MESSAGE_BYTES:
@@ -115,6 +118,8 @@ def decode_event(raw: bytes | None) -> CaseEvent:
     try:
         return parse_event(orjson.loads(raw))
     except orjson.JSONDecodeError as exc:
+        if raw.startswith(UTF8_BOM):  # RFC 8259 lets a parser ignore one (.NET and PowerShell producers write it),
+            return decode_event(raw[len(UTF8_BOM):])  # as `sunlight replay` does a file's
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as bad:  # JSON's own message names the first character, wherever the byte is

@@ -165,3 +165,15 @@ def test_a_message_that_is_not_utf8_says_where_its_bad_byte_is():
     assert refused.value.reason == "invalid_utf8"
     at = bad.index(b"\xe7\x8e")
     assert f"byte 0xe7 at offset {at} of the message's {len(bad)} bytes" in refused.value.detail
+
+
+def test_a_record_that_begins_with_a_byte_order_mark_is_the_event_it_holds():
+    """Found by a black-box test: a record from a producer that writes a UTF-8 byte order mark
+    (.NET, PowerShell) was a dead letter ('BOM is not supported', naming no case), while the same
+    line in a file given to `sunlight replay` was taken. RFC 8259 lets a parser ignore it."""
+    raw = orjson.dumps({"event_id": "b1", "case_id": "B-1", "item_code": "I", "type": "accepted",
+                        "occurred_at": "2026-03-02T10:00:00+08:00", "recorded_at": "2026-03-02T10:01:00+08:00"})
+    assert decode_event(b"\xef\xbb\xbf" + raw) == decode_event(raw)
+    with pytest.raises(InvalidEvent) as refused:
+        decode_event(b"\xef\xbb\xbf")
+    assert refused.value.reason == "empty"
