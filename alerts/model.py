@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any, Mapping
 
 
@@ -71,6 +71,12 @@ def alert_id(rule: Rule, case_id: str, node: str | None = None, subject: str | N
     """A stable fingerprint of the alert's identifying labels."""
     labels = "\x1f".join((rule.value, case_id, node or "", subject or ""))
     return hashlib.blake2b(labels.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def local_store_time(moment: datetime, tz: tzinfo) -> str:
+    """A time as the store gives it back (to the millisecond), in zone `tz`."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000).astimezone(tz).isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +137,22 @@ class Alert:
     def bump(self, **changes: Any) -> "Alert":
         return replace(self, version=self.version + 1, stored=None, **changes)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, tz: tzinfo | None = None) -> dict[str, Any]:
         """The contract's alert format (section 3), plus `version`, `title` and, for a withdrawn
-        alert, `withdrawn_reason`."""
+        alert, `withdrawn_reason`. With `tz` (the catalog's: the alerts topic), both times are in
+        that zone, as precisely as the store keeps them: as `alerts export` gives them, and
+        the same however often a version is published (a state read back from the store held its
+        times in UTC, a fresh one in the offset an event stated)."""
+        if tz is None:
+            raised_at, event_time = store_time(self.raised_at), self.event_time.isoformat()
+        else:
+            # (the store keeps event_time to the microsecond: migration 0003)
+            raised_at, event_time = local_store_time(self.raised_at, tz), self.event_time.astimezone(tz).isoformat()
         out = {
             "alert_id": self.alert_id, "rule": self.rule.value, "severity": self.severity.value,
             "case_id": self.case_id, "item_code": self.item_code, "department": self.department,
             "region": self.region, "officer_id": self.officer_id, "node": self.node,
-            "raised_at": store_time(self.raised_at), "event_time": self.event_time.isoformat(),
+            "raised_at": raised_at, "event_time": event_time,
             "evidence": dict(self.evidence), "status": self.status.value, "version": self.version,
             "title": f"{SEVERITY_TITLE[self.severity]}·{RULE_TITLE[self.rule]}",
         }

@@ -267,7 +267,7 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
                 facts.append(fact_of(event, *penalty, not tiers or any(t.contains(penalty[1]) for t in tiers)))
     pipeline.restore(states, facts, settled)
     tickets, at_rest, pipeline.untaken_alerts = _stored_tickets(client, alerts, pipeline.catalog.ticket_policy(),
-                                                                settled)
+                                                                settled, pipeline.catalog.judge.calendar.tz)
     pipeline.restore_tickets(tickets, at_rest)
     pipeline.unsent_notices = _unfinished_notices(client)
     if states or settled:
@@ -287,7 +287,7 @@ def _unfinished_notices(client) -> list[tuple[bytes, bytes]]:
             for record in unfinished_notices(client, FINISHED)]
 
 
-def _stored_tickets(client, alerts: dict[str, list], policy, settled: set[str]
+def _stored_tickets(client, alerts: dict[str, list], policy, settled: set[str], tz=None
                     ) -> tuple[dict, set[str], list[tuple[bytes, bytes]]]:
     """Each case's tickets as the store last holds them (`streams.tickets.tickets_from_store`),
     but those at rest of the cases that have settled: left in the store (their ids returned),
@@ -296,7 +296,7 @@ def _stored_tickets(client, alerts: dict[str, list], policy, settled: set[str]
     from sinks.queries import stored_ticket_states
     from streams.tickets import tickets_from_store
 
-    cases, untaken = tickets_from_store(stored_ticket_states(client), alerts, policy)
+    cases, untaken = tickets_from_store(stored_ticket_states(client), alerts, policy, tz)
     in_store = {case_id for case_id, tickets in cases.items() if case_id in settled and tickets.at_rest}
     return {c: t for c, t in cases.items() if c not in in_store}, in_store, untaken
 

@@ -230,7 +230,7 @@ class Outputs:
         version, or one published again: at least once)."""
         metrics.ALERTS_PUBLISHED.labels(alert.rule.value, alert.status.value).inc()
         self.writer.add("alerts", alert_row(alert))
-        payload, key = orjson.dumps(alert.to_json()), alert.case_id.encode()
+        payload, key = orjson.dumps(alert.to_json(self.catalog.judge.calendar.tz)), alert.case_id.encode()
         topic = self.settings.alerts_topic
         self.writer.batch.after_write.append(lambda k=key, v=payload: self.send(topic, k, v, None))
 

@@ -329,7 +329,7 @@ def _redelivered(held: CaseTickets, work: TicketWork) -> bool:
     return any(action.action_id in t.actions for _, action in work.actions for t in held.tickets.values())
 
 
-def tickets_from_store(rows, alerts: dict[str, list[Alert]], policy: TicketPolicy
+def tickets_from_store(rows, alerts: dict[str, list[Alert]], policy: TicketPolicy, tz=None
                        ) -> tuple[dict[str, CaseTickets], list[tuple[bytes, bytes]]]:
     """Cases' tickets from the store: the latest stored state of each ticket (`rows` of case_id
     and `tickets.state`), with each case's stored alerts (latest versions) that open no ticket
@@ -354,7 +354,7 @@ def tickets_from_store(rows, alerts: dict[str, list[Alert]], policy: TicketPolic
             ticket = tickets.tickets.get(alert.rule.value) if tickets else None
             bundled = ticket.alerts.get(alert.alert_id) if ticket else None
             if bundled is None or bundled.version < alert.version:
-                untaken.append((case_id.encode(), orjson.dumps(alert.to_json())))
+                untaken.append((case_id.encode(), orjson.dumps(alert.to_json(tz))))  # as first published
         if others:
             cases.setdefault(case_id, CaseTickets(case_id)).others.update(others)
     return cases, untaken

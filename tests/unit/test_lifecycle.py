@@ -59,3 +59,22 @@ def test_an_alert_version_reads_the_same_published_again_from_the_store():
     stored = replace(first, raised_at=first.raised_at.replace(microsecond=518000).astimezone(timezone(timedelta(hours=8))))
     assert first.to_json() == stored.to_json() == Alert.from_json(first.to_json()).to_json()
     assert first.to_json()["raised_at"] == "2026-03-02T00:00:00.518000+00:00"
+
+
+def test_an_alert_on_its_topic_reads_in_the_catalogs_zone_however_its_moments_came():
+    """Found by a black-box test: on the alerts topic, raised_at was in UTC while `alerts export`
+    gives local time, and event_time in the offset its moment came with (an event's stated offset,
+    the catalog's, or UTC once read back from the store): one alert version published twice read
+    differently. With the catalog's zone both read as the export gives them, to the millisecond."""
+    from dataclasses import replace
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    (fresh,) = reconcile({}, [Finding(Rule.OVERDUE, "C1", datetime(2026, 3, 17, tzinfo=shanghai), {"a": 1})], LABELS,
+                         T0.replace(microsecond=518886))[1]
+    read_back = replace(fresh, event_time=fresh.event_time.astimezone(timezone.utc),
+                        raised_at=fresh.raised_at.replace(microsecond=518000).astimezone(timezone(timedelta(hours=-5))))
+    assert fresh.to_json(shanghai) == read_back.to_json(shanghai)
+    assert fresh.to_json(shanghai)["event_time"] == "2026-03-17T00:00:00+08:00"
+    assert fresh.to_json(shanghai)["raised_at"] == "2026-03-02T08:00:00.518000+08:00"
