@@ -64,10 +64,19 @@ def _quiet_faust_logging() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+# How long a worker with a broker of its own, sent SIGTERM, takes the events that broker holds.
+DRAIN_SECONDS = 30.0
+
+
 @asynccontextmanager
 async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
-                           broker: broker_mod.EmbeddedBroker | None = None) -> AsyncIterator[Running]:
-    """Start (embedded broker,) store, topics and a Faust worker; stop them on exit."""
+                           broker: broker_mod.EmbeddedBroker | None = None,
+                           drain_on_signal: bool = False) -> AsyncIterator[Running]:
+    """Start (embedded broker,) store, topics and a Faust worker; stop them on exit.
+
+    `drain_on_signal` (a long-lived worker): with a broker of its own, which keeps its log in
+    memory and dies with the process, a SIGTERM first lets the agents take the events the broker
+    holds (`_drain_then_stop`), or a client's acknowledged events would be lost with it."""
     own_broker = None
     if settings.kafka:
         bootstrap = settings.kafka
@@ -116,7 +125,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
                               quiet=True, redirect_stdouts=False, override_logging=False, daemon=False)
         worker.spinner = None  # Faust draws a terminal spinner on stdout even when quiet: no control codes in logs
         await worker.start()
-        _stop_on_signals(pipeline, worker)
+        _stop_on_signals(pipeline, worker, drain=drain_on_signal and own_broker is not None)
         if pipeline.untaken_alerts:  # written by the last process, never taken by its ticket agent
             await produce(bootstrap, settings.alerts_topic, pipeline.untaken_alerts)
             pipeline.untaken_alerts = []
@@ -203,7 +212,7 @@ async def running_worker(settings: Settings, catalog_path: Path) -> AsyncIterato
 
     health = await start_health(settings.metrics_port)
     try:
-        async with running_pipeline(settings, catalog_path) as running:
+        async with running_pipeline(settings, catalog_path, drain_on_signal=True) as running:
             if health is not None:
                 health.attach(running.pipeline)
             try:
@@ -216,10 +225,20 @@ async def running_worker(settings: Settings, catalog_path: Path) -> AsyncIterato
             await health.stop()
 
 
-def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker) -> None:
+def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker, drain: bool = False) -> None:
     """SIGTERM and SIGINT stop the worker cleanly: the agents know they are stopping (so their
-    cancellation is no crash), and the worker stops its services in order."""
+    cancellation is no crash), and the worker stops its services in order. With `drain`, the first
+    signal lets the agents take what the worker's own broker holds first; a second stops at once."""
     loop = asyncio.get_running_loop()
+    draining = False
+
+    def signalled() -> None:
+        nonlocal draining
+        if drain and not draining and not pipeline.stopping:
+            draining = True
+            worker.stopping_on_signal = asyncio.ensure_future(_drain_then_stop(pipeline, worker, stop))
+        else:
+            stop()
 
     def stop() -> None:
         if not pipeline.stopping:
@@ -233,7 +252,52 @@ def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker) -> None:
             worker.stopping_on_signal = asyncio.ensure_future(_stop_worker(pipeline, worker))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, signalled)
+
+
+async def _drain_then_stop(pipeline: Pipeline, worker: faust.Worker, stop: Callable[[], None]) -> None:
+    """Let the agents take every event the worker's own broker holds at the signal (up to
+    `DRAIN_SECONDS`), then stop (its `_flush_while_stopping` writes them). Events a client sends
+    after the signal, or not taken in time, die with the broker: said in the log, with their number."""
+    topic = pipeline.settings.case_events_topic
+    try:
+        ends = await broker_mod.end_offsets(pipeline.bootstrap, topic, confirm=pipeline.settings.tansu)
+        left = await _left_to_take(pipeline, topic, ends)
+        if left:
+            log.warning("stopping: taking the %d events the embedded broker holds first (it keeps them in memory "
+                        "only); a second signal stops at once", left)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+        while left and not pipeline.stopping and pipeline.failure is None and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+            left = await _left_to_take(pipeline, topic, ends)
+        after = await broker_mod.end_offsets(pipeline.bootstrap, topic, confirm=pipeline.settings.tansu)
+        lost = await _left_to_take(pipeline, topic, after)
+        if lost:
+            log.error("stopping: %d events in the embedded broker were not taken (sent after the signal, or not "
+                      "taken within %.0f s) and are lost with it: send them again, or run workers on a Kafka "
+                      "cluster (SUNLIGHT_KAFKA)", lost, DRAIN_SECONDS)
+    except Exception:
+        log.exception("stopping: could not take what the embedded broker holds")
+    finally:
+        if worker.stopping_on_signal is not asyncio.current_task():  # a second signal began the stop
+            await asyncio.shield(worker.stopping_on_signal)
+        elif pipeline.stopping:  # the pipeline is leaving (it failed meanwhile), and waits for this stop
+            await _stop_worker(pipeline, worker)
+        else:
+            stop()
+            await asyncio.shield(worker.stopping_on_signal)
+
+
+async def _left_to_take(pipeline: Pipeline, topic: str, ends: dict[int, int]) -> int:
+    """How many offsets of `topic` before `ends` the agents have neither taken nor committed (an
+    offset that holds no record, a transaction's marker, is never taken, but committed past)."""
+    taken = pipeline.progress.taken
+    left = {p: end - 1 - taken.get((topic, p), -1) for p, end in ends.items() if taken.get((topic, p), -1) < end - 1}
+    if not left:
+        return 0
+    committed = await committed_offsets(pipeline, pipeline.bootstrap, topic)
+    return sum(n for p, n in left.items() if committed.get(p, 0) < ends[p])
 
 
 def restore_from_store(pipeline: Pipeline, client) -> int:
