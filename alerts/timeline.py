@@ -244,11 +244,10 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             if node_id not in index:
                 timeline.unknown_nodes.append(event)
                 continue
-            # Sent back to `node` to be redone (the contract): that node must be done again, and
-            # its clock starts anew; what was done after it stands. The nodes that require it and
-            # are not done wait for it again: their clocks stop until it is done.
-            # A node still running when returned to keeps its clock (a return must not give a late
-            # node new time).
+            # Sent back to `node` to be redone (the contract): that node must be done again, its
+            # clock starting anew at the return (one still running keeps its clock: a return must
+            # not give a late node new time); what was done after it stands. The nodes that
+            # require it and are not done wait for it again: their clocks stop until it is done.
             if done.pop(node_id, None) is not None:
                 undone[node_id] = event
             for waiting in next_nodes[node_id]:

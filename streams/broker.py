@@ -190,12 +190,12 @@ async def _check_partition_counts(admin, topics: list[tuple[str, int]]) -> None:
     counts = {topic["topic"]: len(topic.get("partitions") or ()) for topic in described}
     short = [(name, counts[name], wanted) for name, wanted in topics if 0 < counts.get(name, wanted) < wanted]
     if short:
-        name, has, wanted = short[0]
+        wanted = short[0][2]
+        named = ", ".join(f"{name} has {has} partition{'s' if has != 1 else ''}" for name, has, _ in short)
         raise BrokerError(
-            f"topic {name} has {has} partition{'s' if has != 1 else ''}, fewer than the {wanted} the workers use "
+            f"topic{'s' if len(short) > 1 else ''} {named}: fewer than the {wanted} the workers use "
             f"(SUNLIGHT_PARTITIONS={wanted}): create the topics with {wanted} partitions before any client writes "
-            f"to them (deploy/compose/kafka/create-topics.sh), or set SUNLIGHT_PARTITIONS to the topics' count"
-            + (f"; {len(short) - 1} more topics are short too" if len(short) > 1 else ""))
+            f"to them (deploy/compose/kafka/create-topics.sh), or set SUNLIGHT_PARTITIONS to the topics' count")
 
 
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],

@@ -46,4 +46,5 @@ class CaseView:
         return self.calendar.midnight(occurred.date().replace(year=year, month=month, day=day)) + timedelta(days=1)
 
     def pushed_in_time(self, event: CaseEvent) -> bool:
+        """Pushed (`pushed`), and by the push deadline."""
         return self.pushed(event) and event.recorded_at <= self.push_limit(event)
