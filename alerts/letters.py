@@ -86,6 +86,9 @@ def letter_id(topic: str, raw: bytes, reason: str) -> str:
     return digest.hexdigest()
 
 
+KEY_CHARS = 1000
+
+
 def make_letter(topic: str, partition: int, offset: int, key: bytes | str | None, raw: bytes, reason: str,
                 detail: str, catalog: Catalog | None = None) -> DeadLetter:
     """A letter for a refused message; the case, department and region are read from its
@@ -100,6 +103,8 @@ def make_letter(topic: str, partition: int, offset: int, key: bytes | str | None
         encoding += f"; truncated from {len(raw)} bytes"
     if isinstance(key, bytes):
         key = key.decode("utf-8", "replace")
+    if key is not None and len(key) > KEY_CHARS:  # a case id is short; a key of megabytes is not kept whole
+        key = f"{key[:KEY_CHARS]}… (cut from {len(key)} characters)"
     labels = _labels(raw, catalog)
     return DeadLetter(letter_id(topic, raw, reason), reason, detail[:2000], topic, partition, offset, key,
                       text, encoding, **labels)

@@ -333,8 +333,9 @@ class CaseSteps:
         record, event, home = sent[0]
         log.warning("%s[%s]: %d events not in their case's partition (the contract keys an event by its case_id; "
                     "the first, at offset %s, of case %s, keyed %r) sent on to their case's partition (%s: %d)",
-                    unit.topic, unit.partition, len(sent), record.offset, event.case_id, record.key, event.case_id,
-                    home)
+                    unit.topic, unit.partition, len(sent), record.offset, event.case_id,
+                    record.key if record.key is None or len(record.key) <= 200 else record.key[:200] + b"...",
+                    event.case_id, home)
 
     async def case(self, case_id: str, work: CaseWork, unit: Unit, now: datetime, hold: bool) -> None:
         """`hold`: the input is incomplete (a replay): the case's facts are taken, and it is judged

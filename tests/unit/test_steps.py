@@ -362,3 +362,13 @@ def test_a_tombstones_letter_keeps_no_payload_not_the_text_null():
     harness.run(Unit("case-events", 1, [SimpleNamespace(offset=0, key=b"U1", value=None), record(1, b"")]))
     letters = harness.rows("dead_letters")
     assert [(r["offset"], r["reason"], r["payload"]) for r in letters] == [(0, "empty", ""), (1, "empty", "")]
+
+
+def test_a_letter_keeps_a_key_of_megabytes_cut():
+    """Found by a black-box test: a record's key of 2 MB was carried whole into its dead letter
+    (the store's row, the DLQ record); a case id is short, so the key is kept to 1,000 characters."""
+    from alerts.letters import make_letter
+
+    letter = make_letter("case-events", 0, 7, b"K" * 2_000_000, b"not json", "invalid_json", "bad")
+    assert len(letter.key) < 1100 and letter.key.startswith("K" * 1000) and "2000000" in letter.key
+    assert make_letter("case-events", 0, 7, b"CASE-1", b"not json", "invalid_json", "bad").key == "CASE-1"
