@@ -101,11 +101,14 @@ def make_letter(topic: str, partition: int, offset: int, key: bytes | str | None
         text, encoding = base64.b64encode(cut).decode(), "base64"
     if len(raw) > PAYLOAD_BYTES:
         encoding += f"; truncated from {len(raw)} bytes"
+    named_case = _case_of_key(key)
     if isinstance(key, bytes):
         key = key.decode("utf-8", "replace")
     if key is not None and len(key) > KEY_CHARS:  # a case id is short; a key of megabytes is not kept whole
         key = f"{key[:KEY_CHARS]}… (cut from {len(key)} characters)"
     labels = _labels(raw, catalog)
+    if not labels.get("case_id") and named_case:  # a payload that names none (empty, a tombstone, not
+        labels["case_id"] = named_case  # JSON): the contract keys an event by its case_id
     return DeadLetter(letter_id(topic, raw, reason), reason, detail[:2000], topic, partition, offset, key,
                       text, encoding, **labels)
 
@@ -113,6 +116,16 @@ def make_letter(topic: str, partition: int, offset: int, key: bytes | str | None
 # Read for its labels, whole, up to this size (parsing 16 MB takes some tens of milliseconds; a
 # message refused as too large is often just over a broker's 1 MB, or a few MB).
 LABELLED_BYTES = 16 * 1024 * 1024
+
+
+def _case_of_key(key: bytes | str | None) -> str | None:
+    """A record's key as the case it names: UTF-8 text of a case id's length, else None."""
+    if isinstance(key, bytes):
+        try:
+            key = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return key if key and len(key) <= 128 and key.isprintable() else None
 
 
 def _labels(raw: bytes, catalog: Catalog | None) -> dict[str, Any]:

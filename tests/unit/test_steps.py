@@ -372,3 +372,14 @@ def test_a_letter_keeps_a_key_of_megabytes_cut():
     letter = make_letter("case-events", 0, 7, b"K" * 2_000_000, b"not json", "invalid_json", "bad")
     assert len(letter.key) < 1100 and letter.key.startswith("K" * 1000) and "2000000" in letter.key
     assert make_letter("case-events", 0, 7, b"CASE-1", b"not json", "invalid_json", "bad").key == "CASE-1"
+
+
+def test_a_letter_for_a_payload_that_names_no_case_names_the_case_its_key_names():
+    """Found by a black-box test: a tombstone (no value) keyed by its case was a letter naming no
+    case; the contract keys an event by its case_id, so the key names it (not a binary key)."""
+    from alerts.letters import make_letter
+
+    assert make_letter("case-events", 0, 7, b"CASE-A", b"", "empty", "message of 0 bytes").case_id == "CASE-A"
+    assert make_letter("case-events", 0, 7, b"\xff\xfe", b"", "empty", "message of 0 bytes").case_id is None
+    payload = b'{"case_id": "CASE-B", "event_id": 1}'  # what the payload names comes first
+    assert make_letter("case-events", 0, 7, b"CASE-A", payload, "invalid_event", "bad").case_id == "CASE-B"
