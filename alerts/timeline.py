@@ -49,10 +49,12 @@ class Skip:
 
 @dataclass(frozen=True, slots=True)
 class NodeCycle:
-    """One run of a node: its clock started, and maybe it completed."""
+    """One run of a node: its clock started, and maybe it completed, or was stopped (`stopped_at`)
+    when a node it requires was returned to, the case waiting for that node again."""
     node: str
     clock_start: datetime
     completed: CaseEvent | None
+    stopped_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -119,9 +121,9 @@ class Timeline:
 def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
     """Event time first; events stated at the same moment in the order the process runs:
     acceptance, suspensions, then nodes and the decision where the catalog puts them (the
-    decision at its decision node), then returns (after what the node that sent the case back
-    did at that moment; before the node returned to is done again), then closing, then ratings;
-    whatever their ids. A suspension and a resumption stated at one moment: the one that changes
+    decision at its decision node), then closing, then returns (after what the node that sent
+    the case back did at that moment, a node's first completion included; before the node
+    returned to is done again), then ratings; whatever their ids. A suspension and a resumption stated at one moment: the one that changes
     the clock first (a running case is suspended, then resumed; a suspended one resumed, then
     suspended again), whatever their ids."""
     if all(a.occurred_at < b.occurred_at for a, b in zip(events, events[1:])):
@@ -130,19 +132,24 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
     last = len(item.nodes)
     decision_at = position.get(item.decision_node or "", last - 0.5) + 0.1
     returned_at = {(e.occurred_at, e.node) for e in events if e.type is EventType.RETURNED}
+    first_done: dict[str | None, datetime] = {}
+    if returned_at:
+        for e in events:
+            if e.type is EventType.NODE_COMPLETED and (e.node not in first_done or e.occurred_at < first_done[e.node]):
+                first_done[e.node] = e.occurred_at
 
     def stage(e: CaseEvent) -> float:
         kind = e.type
         if kind is EventType.NODE_COMPLETED:
-            if (e.occurred_at, e.node) in returned_at:
-                return last + 0.75  # done again after the return to it stated at the same moment
+            if (e.occurred_at, e.node) in returned_at and first_done[e.node] < e.occurred_at:
+                return last + 1.75  # done again after the return to it stated at the same moment
             return position.get(e.node or "", last)
         if kind is EventType.ACCEPTED:
             return -2
         if kind is EventType.SUSPENDED or kind is EventType.RESUMED:
             return -1
         if kind is EventType.RETURNED:
-            return last + 0.5
+            return last + 1.5  # after the closing too: a case closed at that moment was closed
         if kind is EventType.DECIDED:
             return decision_at
         if kind is EventType.CLOSED or kind is EventType.WITHDRAWN:
@@ -239,6 +246,11 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 for node_id in plan.by_acceptance:
                     check(plan.prerequisites[node_id], event, "acceptance")
                     complete(node_id, event)
+            else:  # accepted again (returned to 受理 for 补正): redoes the nodes acceptance completes
+                for node_id in plan.by_acceptance:
+                    if node_id not in done:
+                        check(plan.prerequisites[node_id], event, "acceptance")
+                        complete(node_id, event)
         elif kind is EventType.RETURNED:
             node_id = event.node or ""
             if node_id not in index:
@@ -248,12 +260,15 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             # clock starting anew at the return (one still running keeps its clock: a return must
             # not give a late node new time); what was done after it stands. The nodes that
             # require it and are not done wait for it again: their clocks stop until it is done.
-            if done.pop(node_id, None) is not None:
+            # A node whose clock had not started (what it requires not done) starts it when they are.
+            was_done = done.pop(node_id, None) is not None
+            if was_done:
                 undone[node_id] = event
             for waiting in next_nodes[node_id]:
-                if waiting not in done:
-                    open_cycles.pop(waiting, None)
-            if node_id not in open_cycles:
+                stopped = open_cycles.pop(waiting, None) if waiting not in done else None
+                if stopped is not None:  # its run so far stays (late already, it was late)
+                    cycles.append(NodeCycle(waiting, stopped.clock_start, None, event.occurred_at))
+            if was_done and node_id not in open_cycles:
                 open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
         elif kind is EventType.SUSPENDED:
             if open_suspension is None:

@@ -129,8 +129,10 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
             late = cycle.completed.occurred_at > limit
         else:  # still running: late once its limit passed while the case was open and waited for it
             # (that is before anything went ahead without it: a case withdrawn or closed after that
-            # leaves it late; a case that went ahead of it before its limit skipped it, no more)
+            # leaves it late; a case that went ahead of it before its limit skipped it, no more; a
+            # run stopped by a return to a node it requires, late if its limit passed before that)
             late = (cycle.node in needed and limit <= now and t.open_at(limit)
+                    and (cycle.stopped_at is None or limit < cycle.stopped_at)
                     and _waited_for(cycle.node, limit, gone_ahead))
         if not late:
             continue
@@ -138,6 +140,7 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
             "node_name": node.name, "node_days": node.days,
             "clock_started_at": local(view, cycle.clock_start), "node_deadline": local(view, limit),
             "completed_at": local(view, cycle.completed.occurred_at) if cycle.completed else None,
+            **({"stopped_at": local(view, cycle.stopped_at)} if cycle.stopped_at is not None else {}),
             "suspensions": _suspension_evidence(
                 view, cycle.clock_start, cycle.completed.occurred_at if cycle.completed else limit),
         }
@@ -161,20 +164,26 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
     for index, suspension in enumerate(t.suspensions):
         before = t.deadline(view.calendar, [s.pause for s in t.suspensions[:index]])
         event = suspension.suspended
-        if before is None or view.pushed_in_time(event):
-            # A self-built system's push registers a month at once: when it was registered says
-            # nothing of when the department recorded it (a push after its deadline is backfill).
+        if before is None:
             continue
+        pushed = view.pushed_in_time(event)
+        # A self-built system's push registers a month at once: when it was registered says nothing
+        # of when the department recorded it, so the time it states is the only one known (a push
+        # after its deadline is backfill, and judged as registered).
+        registered = event.occurred_at if pushed else event.recorded_at
         evidence = {"deadline_without_suspension": local(view, before),
                     "suspension_occurred_at": local(view, event.occurred_at),
                     "suspension_recorded_at": local(view, event.recorded_at),
                     "backdated_hours": round((event.recorded_at - event.occurred_at).total_seconds() / 3600, 2),
                     "reason": event.attrs.get("reason"), "event_id": event.event_id}
-        if event.recorded_at > before:
-            findings.append(Finding(Rule.RETROACTIVE_SUSPENSION, event.case_id, event.recorded_at, evidence,
+        if pushed:  # its registration is the push: no back-dating to tell
+            evidence["pushed"] = True
+            del evidence["backdated_hours"]
+        if registered > before:
+            findings.append(Finding(Rule.RETROACTIVE_SUSPENSION, event.case_id, registered, evidence,
                                     subject=event.event_id, officer_id=event.officer_id))
             continue
-        if not _backdated(view, suspension):
+        if pushed or not _backdated(view, suspension):
             continue
         covered = _overrun_covered(view, index, now)
         if covered is not None:
@@ -255,6 +264,7 @@ def _node_overrun_covered(view: CaseView, index: int, now: datetime):
             running = cycle.completed.occurred_at > as_registered
         else:
             running = (cycle.node in view.item.plan.needed and t.open_at(as_registered)
+                       and (cycle.stopped_at is None or as_registered < cycle.stopped_at)
                        and _waited_for(cycle.node, as_registered, gone_ahead))
         if running:
             return cycle, node, as_registered, as_stated
@@ -294,7 +304,8 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
         node = index.get(cycle.node)
         if cycle.completed is None and node is not None and node.days is not None and cycle.node in needed:
             limit = t.node_limit(cycle, node.days, view.calendar)
-            if limit is not None and _waited_for(cycle.node, limit, gone_ahead):
+            if (limit is not None and _waited_for(cycle.node, limit, gone_ahead)
+                    and (cycle.stopped_at is None or limit < cycle.stopped_at)):
                 moments.append(limit)
     for index, suspension in enumerate(t.suspensions):  # when a back-dating starts to cover an overrun
         if _backdated(view, suspension) and not view.pushed_in_time(suspension.suspended):

@@ -533,3 +533,94 @@ def test_an_optional_node_a_required_one_waits_for_is_late_while_it_runs():
     events = [ev("accepted", at(2026, 3, 2, 10), item="I"), ev("node_completed", at(2026, 3, 2, 15), node="a", item="I")]
     found = active(run(events, at(2026, 3, 10), j))
     assert ("node_overdue", "b") in found and ("node_overdue", "d") not in found
+
+
+def test_a_return_to_a_node_whose_clock_has_not_started_does_not_start_it():
+    """Found by a black-box test: a case returned to 审核 before 承办 (which 审核 requires) was
+    done started 审核's clock at the return: a false node_overdue (审核 done in its two days from
+    承办's completion), and a false retroactive_suspension on that clock."""
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("returned", at(2026, 3, 2, 11), node="review"),
+              ev("node_completed", at(2026, 3, 5, 10), node="undertake"),
+              ev("node_completed", at(2026, 3, 9, 10), node="review"),
+              ev("node_completed", at(2026, 3, 9, 12), node="approve"), ev("closed", at(2026, 3, 9, 13))]
+    assert active(run(events, at(2026, 5, 1))) == set()
+
+
+@pytest.mark.parametrize("ids", [("a-x", "b-z", "c-ret"), ("c-x", "b-z", "a-ret")])
+def test_a_first_completion_stated_with_a_return_to_it_comes_before_the_return(ids):
+    """Found by a black-box test: 承办 done, 审核 done and the case returned to 承办, all stamped
+    the same minute, 承办 done again the next day. 承办's first completion was put after the return
+    (as a redo is), so 审核 'went ahead' of it: a false red card. Only a completion after an earlier
+    one is the redo."""
+    undertake_id, review_id, return_id = ids
+    moment = at(2026, 3, 3, 10)
+    events = [ev("accepted", at(2026, 3, 2, 10)),
+              ev("node_completed", moment, moment, node="undertake", event_id=undertake_id),
+              ev("node_completed", moment, moment, node="review", event_id=review_id),
+              ev("returned", moment, moment, node="undertake", event_id=return_id),
+              ev("node_completed", at(2026, 3, 4, 10), node="undertake"),
+              ev("node_completed", at(2026, 3, 4, 11), node="review"),
+              ev("node_completed", at(2026, 3, 4, 12), node="approve"), ev("closed", at(2026, 3, 4, 13))]
+    assert active(run(events, at(2026, 5, 1))) == set()
+
+
+def test_a_second_acceptance_after_a_return_to_acceptance_redoes_it():
+    """Found by a black-box test: returned to 受理 (completed_by: accepted) for 补正, then accepted
+    again: the second acceptance did not redo 受理, so a false skipped_node on it."""
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+              ev("returned", at(2026, 3, 4, 10), node="accept"), ev("accepted", at(2026, 3, 4, 11)),
+              ev("node_completed", at(2026, 3, 5, 10), node="undertake"),
+              ev("node_completed", at(2026, 3, 5, 11), node="review"),
+              ev("node_completed", at(2026, 3, 5, 12), node="approve"), ev("closed", at(2026, 3, 5, 13))]
+    assert active(run(events, at(2026, 5, 1))) == set()
+    never = [e for e in events if not (e.type.value == "accepted" and e.occurred_at == at(2026, 3, 4, 11))]
+    assert ("skipped_node", "accept") in active(run(never, at(2026, 5, 1)))
+
+
+def test_a_node_late_before_a_return_to_what_it_requires_stays_late():
+    """Found by a black-box test: 审核 (2 days) waited for past its limit, then the case was
+    returned to 承办 (which 审核 requires) and both were done again: the yellow card raised while 审核
+    was late was withdrawn by the return, as if it never held. It held."""
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 2, 15), node="undertake"),
+              ev("returned", at(2026, 3, 6, 10), node="undertake"),
+              ev("node_completed", at(2026, 3, 6, 15), node="undertake"),
+              ev("node_completed", at(2026, 3, 9, 10), node="review"),
+              ev("node_completed", at(2026, 3, 9, 12), node="approve"), ev("closed", at(2026, 3, 9, 13))]
+    state = run(events, at(2026, 5, 1))
+    assert active(state) == {("node_overdue", "review")}
+    (late,) = [a for a in state.alerts.values() if a.rule.value == "node_overdue" and a.status.value == "open"]
+    assert late.evidence["stopped_at"] == "2026-03-06T10:00:00+08:00" and late.evidence["completed_at"] is None
+    # Split as a live worker sees it: raised at the limit, and not withdrawn by the return.
+    first = run(events[:2], at(2026, 3, 5, 12))
+    assert ("node_overdue", "review") in active(first)
+    # Returned before its limit: not late.
+    early = [events[0], events[1], ev("returned", at(2026, 3, 3, 10), node="undertake")] + events[3:]
+    assert active(run(early, at(2026, 5, 1))) == set()
+
+
+def test_a_suspension_pushed_on_time_that_states_a_moment_after_the_deadline_is_retroactive():
+    """Found by a black-box test: a self-built system pushed (on time) a suspension stated after
+    the case's deadline had passed; the push's registration was set aside, and nothing else was
+    judged: the same case entered online had its red card. The stated time is the one known."""
+    from alerts.describe import describe_evidence
+
+    pushed = at(2026, 4, 3, 9)
+    events = [ev(kind, t, pushed, node=node, channel="import", **attrs) for kind, t, node, attrs in [
+        ("accepted", at(2026, 3, 2, 10), None, {}), ("node_completed", at(2026, 3, 3), "undertake", {}),
+        ("suspended", at(2026, 3, 18, 10), None, {"reason": "hearing"}), ("resumed", at(2026, 3, 20, 10), None, {}),
+        ("node_completed", at(2026, 3, 23), "review", {}), ("node_completed", at(2026, 3, 23, 12), "approve", {}),
+        ("closed", at(2026, 3, 23, 15), None, {})]]
+    state = run(events, at(2026, 5, 1))
+    assert ("retroactive_suspension", None) in active(state)
+    (card,) = [a for a in state.alerts.values() if a.rule.value == "retroactive_suspension"]
+    assert card.evidence["pushed"] is True and "backdated_hours" not in card.evidence
+    assert "自建系统" in describe_evidence("retroactive_suspension", card.evidence)
+
+
+def test_a_return_stated_with_the_closing_comes_after_it():
+    """Found by a black-box test: a return and the closing stamped the same minute were read
+    return first, so the case closed with the node undone: a red card on a reading the contract
+    does not force (read the other way, the case was closed and the return changed nothing)."""
+    moment = at(2026, 3, 5, 10)
+    events = handled() + [ev("returned", moment, moment, node="review"), ev("closed", moment, moment)]
+    assert active(run(events, at(2026, 5, 1))) == set()
