@@ -123,9 +123,9 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
     acceptance, suspensions, then nodes and the decision where the catalog puts them (the
     decision at its decision node), then closing, then returns (after what the node that sent
     the case back did at that moment, a node's first completion included; before the node
-    returned to is done again), then ratings; whatever their ids. A suspension and a resumption stated at one moment: the one that changes
-    the clock first (a running case is suspended, then resumed; a suspended one resumed, then
-    suspended again), whatever their ids."""
+    returned to is done again), then ratings; whatever their ids. A suspension and a resumption
+    stated at one moment: the one that changes the clock first (a running case is suspended, then
+    resumed; a suspended one resumed, then suspended again), whatever their ids."""
     if all(a.occurred_at < b.occurred_at for a, b in zip(events, events[1:])):
         return list(events)  # the common case: a case's history, in event-time order, no two at once
     position = item.plan.position
