@@ -131,18 +131,13 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
     position = item.plan.position
     last = len(item.nodes)
     decision_at = position.get(item.decision_node or "", last - 0.5) + 0.1
-    returned_at = {(e.occurred_at, e.node) for e in events if e.type is EventType.RETURNED}
-    first_done: dict[str | None, datetime] = {}
-    if returned_at:
-        for e in events:
-            if e.type is EventType.NODE_COMPLETED and (e.node not in first_done or e.occurred_at < first_done[e.node]):
-                first_done[e.node] = e.occurred_at
+    redos = _redos(events, item)
 
     def stage(e: CaseEvent) -> float:
         kind = e.type
+        if e.event_id in redos:
+            return last + 1.75  # done again after the return to it stated at the same moment
         if kind is EventType.NODE_COMPLETED:
-            if (e.occurred_at, e.node) in returned_at and first_done[e.node] < e.occurred_at:
-                return last + 1.75  # done again after the return to it stated at the same moment
             return position.get(e.node or "", last)
         if kind is EventType.ACCEPTED:
             return -2
@@ -158,6 +153,30 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
 
     ordered = sorted(events, key=lambda e: (e.occurred_at, stage(e), e.recorded_at, e.event_id))
     return _clock_changes_first(ordered)
+
+
+def _redos(events: Sequence[CaseEvent], item: Item) -> set[str]:
+    """The event ids of the completions that redo a node returned to at the same moment: every
+    completion of that node then (its own event, or an acceptance for a node acceptance completes)
+    but its first one, when the node had not been done before (by time, then registration, then id)."""
+    returned_at = {(e.occurred_at, e.node) for e in events if e.type is EventType.RETURNED}
+    if not returned_at:
+        return set()
+    by_acceptance = item.plan.by_acceptance
+    completions: dict[str | None, list[CaseEvent]] = {}
+    for e in events:
+        if e.type is EventType.NODE_COMPLETED:
+            completions.setdefault(e.node, []).append(e)
+        elif e.type is EventType.ACCEPTED:
+            for node in by_acceptance:
+                completions.setdefault(node, []).append(e)
+    redos: set[str] = set()
+    for moment, node in returned_at:
+        done = sorted(completions.get(node, ()), key=lambda e: (e.occurred_at, e.recorded_at, e.event_id))
+        at_moment = [e for e in done if e.occurred_at == moment]
+        first_is_here = bool(done) and done[0].occurred_at == moment
+        redos.update(e.event_id for e in (at_moment[1:] if first_is_here else at_moment))
+    return redos
 
 
 _CLOCK = (EventType.SUSPENDED, EventType.RESUMED)
@@ -196,7 +215,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     events = process_order(events, item)
     timeline = Timeline(events=events, promised_days=item.promised_days)
     plan = item.plan
-    index, next_nodes, requires = plan.index, plan.next_nodes, plan.requires
+    index, waiting_on, requires = plan.index, plan.waiting_on, plan.requires
     done: dict[str, datetime] = {}
     open_cycles: dict[str, NodeCycle] = {}
     skipped: set[str] = set()
@@ -212,8 +231,9 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
         if node_id not in done:
             done[node_id] = now
             undone.pop(node_id, None)
-        # The clocks of the nodes now ready (all they require done) start.
-        for other in next_nodes[node_id]:
+        # The clocks of the nodes now ready (all they require done) start: the next ones, and
+        # further ones whose clocks a return to this node stopped.
+        for other in waiting_on[node_id]:
             if other not in done and other not in open_cycles and done.keys() >= requires[other]:
                 open_cycles[other] = NodeCycle(other, now, None)
 
@@ -259,12 +279,13 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             # Sent back to `node` to be redone (the contract): that node must be done again, its
             # clock starting anew at the return (one still running keeps its clock: a return must
             # not give a late node new time); what was done after it stands. The nodes that
-            # require it and are not done wait for it again: their clocks stop until it is done.
+            # require it (directly or not) and are not done wait for it again: their clocks stop
+            # until it is done.
             # A node whose clock had not started (what it requires not done) starts it when they are.
             was_done = done.pop(node_id, None) is not None
             if was_done:
                 undone[node_id] = event
-            for waiting in next_nodes[node_id]:
+            for waiting in waiting_on[node_id]:
                 stopped = open_cycles.pop(waiting, None) if waiting not in done else None
                 if stopped is not None:  # its run so far stays (late already, it was late)
                     cycles.append(NodeCycle(waiting, stopped.clock_start, None, event.occurred_at))

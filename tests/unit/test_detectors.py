@@ -624,3 +624,50 @@ def test_a_return_stated_with_the_closing_comes_after_it():
     moment = at(2026, 3, 5, 10)
     events = handled() + [ev("returned", moment, moment, node="review"), ev("closed", moment, moment)]
     assert active(run(events, at(2026, 5, 1))) == set()
+
+
+@pytest.mark.parametrize("redo", ["accepted", "node_completed"])
+def test_a_return_to_acceptance_redone_in_the_same_minute_is_redone(redo):
+    """Found by a black-box test: returned to 受理 and accepted again (or 受理 completed again) in
+    the same minute: the redo was read before the return, so the case closed with 受理 undone, a
+    false red card."""
+    moment = at(2026, 3, 4, 10)
+    again = (ev("accepted", moment, moment, event_id="a-redo") if redo == "accepted"
+             else ev("node_completed", moment, moment, node="accept", event_id="a-redo"))
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3, 10), node="undertake"),
+              ev("node_completed", at(2026, 3, 3, 11), node="review"),
+              ev("returned", moment, moment, node="accept", event_id="z-return"), again,
+              ev("node_completed", at(2026, 3, 4, 15), node="approve"), ev("closed", at(2026, 3, 5, 10))]
+    assert active(run(events, at(2026, 5, 1))) == set()
+
+
+@pytest.mark.parametrize("ids", [("a", "b", "c"), ("c", "b", "a"), ("b", "c", "a")])
+def test_a_node_done_returned_and_done_again_in_one_minute_is_done(ids):
+    """Found by a black-box test: 承办 done, returned to and done again, all stamped one minute:
+    both completions were read as first ones, before the return, so 承办 was undone when 审核 went
+    ahead: a false red card. The first (by registration, then id) is the first, the other the redo."""
+    moment = at(2026, 3, 3, 10)
+    first_id, return_id, redo_id = ids
+    events = [ev("accepted", at(2026, 3, 2, 10)),
+              ev("node_completed", moment, moment, node="undertake", event_id=f"{first_id}-1"),
+              ev("returned", moment, at(2026, 3, 3, 10, 1), node="undertake", event_id=f"{return_id}-2"),
+              ev("node_completed", moment, at(2026, 3, 3, 10, 2), node="undertake", event_id=f"{redo_id}-3"),
+              ev("node_completed", at(2026, 3, 3, 11), node="review"),
+              ev("node_completed", at(2026, 3, 3, 12), node="approve"), ev("closed", at(2026, 3, 3, 13))]
+    assert active(run(events, at(2026, 5, 1))) == set()
+
+
+def test_a_node_waiting_through_another_for_a_returned_node_stops_its_clock():
+    """Found by a black-box test: returned to 受理, a node that requires it through 承办 kept its
+    clock (a yellow card), while its completing before 受理 was done again would be a red skip of
+    受理: it waits for 受理 again, so its clock stops, and starts again when 受理 is done."""
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3, 10), node="undertake"),
+              ev("returned", at(2026, 3, 3, 15), node="accept"), ev("accepted", at(2026, 3, 4, 10)),
+              ev("node_completed", at(2026, 3, 6, 10), node="review"),  # two days from the redo
+              ev("node_completed", at(2026, 3, 6, 12), node="approve"), ev("closed", at(2026, 3, 6, 13))]
+    assert active(run(events, at(2026, 5, 1))) == set()
+    # Still waiting for 受理 (never accepted again): 审核 is not running, so not late.
+    assert ("node_overdue", "review") not in active(run(events[:3], at(2026, 3, 20)))
+    # Accepted again, and 审核 then past its two days: late, counted from the redo.
+    late = active(run(events[:4], at(2026, 3, 9, 1)))
+    assert ("node_overdue", "review") in late
