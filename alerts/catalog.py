@@ -124,7 +124,6 @@ class ProcessPlan:
     position: Mapping[str, int]
     roots: tuple[str, ...]  # nodes that require nothing: their clocks start at acceptance
     prerequisites: Mapping[str, tuple[str, ...]]  # every node a node requires, directly or not, earliest first
-    next_nodes: Mapping[str, tuple[str, ...]]  # the nodes that require a node directly
     waiting_on: Mapping[str, tuple[str, ...]]  # the nodes that require a node, directly or not
     requires: Mapping[str, frozenset[str]]  # the nodes a node requires directly
     by_acceptance: tuple[str, ...]
@@ -147,7 +146,6 @@ class ProcessPlan:
                     found.add(current)
                     stack.extend(index[current].requires)
             prerequisites[node.id] = tuple(n.id for n in item.nodes if n.id in found)
-        next_nodes = {n.id: tuple(o.id for o in item.nodes if n.id in o.requires) for n in item.nodes}
         waiting_on = {n.id: tuple(o.id for o in item.nodes if n.id in prerequisites[o.id]) for n in item.nodes}
         by_acceptance = tuple(n.id for n in item.nodes if n.completed_by is CompletedBy.ACCEPTED)
         by_closing = tuple(n.id for n in item.nodes if n.completed_by is CompletedBy.CLOSED)
@@ -162,7 +160,7 @@ class ProcessPlan:
             before = [n.id for n in item.nodes[:cut] if n.required]
             before_decision = tuple(dict.fromkeys(before + list(prerequisites[item.decision_node])))
         return cls(index, position, tuple(n.id for n in item.nodes if not n.requires), prerequisites,
-                   next_nodes, waiting_on, {n.id: frozenset(n.requires) for n in item.nodes}, by_acceptance, by_closing,
+                   waiting_on, {n.id: frozenset(n.requires) for n in item.nodes}, by_acceptance, by_closing,
                    before_closing, before_decision,
                    frozenset(n.id for n in item.nodes if n.required)
                    | {p for n in item.nodes if n.required for p in prerequisites[n.id]})
