@@ -107,10 +107,17 @@ def _gone_ahead(t: Timeline) -> dict[str, datetime]:
     return out
 
 
-def _waited_for(node_id: str, limit: datetime, gone_ahead: dict[str, datetime]) -> bool:
-    """Whether the case still waited for a running node when its limit passed: nothing had gone
-    ahead without it by then (`_gone_ahead`). Only then can the node be late."""
-    return node_id not in gone_ahead or limit < gone_ahead[node_id]
+def _running_at(t: Timeline, cycle, moment: datetime, needed: frozenset[str],
+                gone_ahead: dict[str, datetime]) -> bool:
+    """Whether a run of a node was still going at `moment`, the case waiting for it: completed
+    after it; or not completed, a node the case needs (`ProcessPlan.needed`), the case open, the
+    run not stopped by a return before then, and nothing gone ahead without it (`_gone_ahead`).
+    Only then can the node be late at that moment."""
+    if cycle.completed is not None:
+        return cycle.completed.occurred_at > moment
+    return (cycle.node in needed and t.open_at(moment)
+            and (cycle.stopped_at is None or moment < cycle.stopped_at)
+            and (cycle.node not in gone_ahead or moment < gone_ahead[cycle.node]))
 
 
 def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
@@ -125,15 +132,12 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
         limit = t.node_limit(cycle, node.days, view.calendar)
         if limit is None:
             continue
-        if cycle.completed is not None:
-            late = cycle.completed.occurred_at > limit
-        else:  # still running: late once its limit passed while the case was open and waited for it
-            # (that is before anything went ahead without it: a case withdrawn or closed after that
-            # leaves it late; a case that went ahead of it before its limit skipped it, no more; a
-            # run stopped by a return to a node it requires, late if its limit passed before that)
-            late = (cycle.node in needed and limit <= now and t.open_at(limit)
-                    and (cycle.stopped_at is None or limit < cycle.stopped_at)
-                    and _waited_for(cycle.node, limit, gone_ahead))
+        # Completed after its limit; or still running: late once its limit passed while the case
+        # was open and waited for it (before anything went ahead without it: a case withdrawn or
+        # closed after that leaves it late; a case that went ahead of it before its limit skipped
+        # it, no more; a run stopped by a return to a node it requires, late if its limit passed
+        # before that).
+        late = (cycle.completed is not None or limit <= now) and _running_at(t, cycle, limit, needed, gone_ahead)
         if not late:
             continue
         evidence = {
@@ -258,15 +262,7 @@ def _node_overrun_covered(view: CaseView, index: int, now: datetime):
     t = view.timeline
     gone_ahead = _gone_ahead(t)
     for cycle, node, as_registered, as_stated in _node_limits_as_registered(view, index):
-        if as_registered > now:
-            continue
-        if cycle.completed is not None:
-            running = cycle.completed.occurred_at > as_registered
-        else:
-            running = (cycle.node in view.item.plan.needed and t.open_at(as_registered)
-                       and (cycle.stopped_at is None or as_registered < cycle.stopped_at)
-                       and _waited_for(cycle.node, as_registered, gone_ahead))
-        if running:
+        if as_registered <= now and _running_at(t, cycle, as_registered, view.item.plan.needed, gone_ahead):
             return cycle, node, as_registered, as_stated
     return None
 
@@ -302,10 +298,9 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     index, needed = view.item.plan.index, view.item.plan.needed
     for cycle in t.cycles:
         node = index.get(cycle.node)
-        if cycle.completed is None and node is not None and node.days is not None and cycle.node in needed:
+        if cycle.completed is None and node is not None and node.days is not None:
             limit = t.node_limit(cycle, node.days, view.calendar)
-            if (limit is not None and _waited_for(cycle.node, limit, gone_ahead)
-                    and (cycle.stopped_at is None or limit < cycle.stopped_at)):
+            if limit is not None and _running_at(t, cycle, limit, needed, gone_ahead):
                 moments.append(limit)
     for index, suspension in enumerate(t.suspensions):  # when a back-dating starts to cover an overrun
         if _backdated(view, suspension) and not view.pushed_in_time(suspension.suspended):
@@ -313,6 +308,5 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
             if moment is not None:
                 moments.append(moment)
             moments.extend(limit for cycle, _, limit, _ in _node_limits_as_registered(view, index)
-                           if (cycle.node in needed if cycle.completed is None
-                               else cycle.completed.occurred_at > limit))
+                           if _running_at(t, cycle, limit, needed, gone_ahead))
     return [m for m in moments if m > now and t.open_at(m)]
