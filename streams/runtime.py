@@ -291,13 +291,11 @@ async def _drain_then_stop(pipeline: Pipeline, worker: faust.Worker, stop: Calla
 
 async def _left_to_take(pipeline: Pipeline, topic: str, ends: dict[int, int]) -> int:
     """How many offsets of `topic` before `ends` the agents have neither taken nor committed (an
-    offset that holds no record, a transaction's marker, is never taken, but committed past)."""
-    taken = pipeline.progress.taken
-    left = {p: end - 1 - taken.get((topic, p), -1) for p, end in ends.items() if taken.get((topic, p), -1) < end - 1}
-    if not left:
+    offset that holds no record, a transaction's marker, is never taken, but committed past), with
+    those Faust skipped and the agents still have to read (`Pipeline.holes`)."""
+    if not _untaken(pipeline, topic, ends, {}):
         return 0
-    committed = await committed_offsets(pipeline, pipeline.bootstrap, topic)
-    return sum(n for p, n in left.items() if committed.get(p, 0) < ends[p])
+    return sum(_untaken(pipeline, topic, ends, await committed_offsets(pipeline, pipeline.bootstrap, topic)).values())
 
 
 def restore_from_store(pipeline: Pipeline, client) -> int:
@@ -378,12 +376,22 @@ async def committed_offsets(pipeline: Pipeline, bootstrap: str, topic: str | Non
                                               settings.partitions)
 
 
+def _untaken(pipeline: Pipeline, topic: str, ends: dict[int, int], committed: dict[int, int]) -> dict[int, int]:
+    """Per partition of `topic`, how many offsets before `ends` the agents have not taken (and no
+    earlier run committed), counting the holes Faust left that are still to be read
+    (`Pipeline.retry_holes`). Empty when everything up to `ends` is taken."""
+    taken = pipeline.progress.taken
+    untaken = {p: end - 1 - taken.get((topic, p), -1) for p, end in ends.items()
+               if taken.get((topic, p), -1) < end - 1 and committed.get(p, 0) < end}
+    for tp, holes in pipeline.holes.items():
+        if tp.topic == topic and holes:
+            untaken[tp.partition] = untaken.get(tp.partition, 0) + sum(hole.end - hole.start for hole in holes)
+    return untaken
+
+
 def _taken_to_end(pipeline: Pipeline, topic: str, ends: dict[int, int], committed: dict[int, int]) -> bool:
     """Whether the agents have taken every message of `topic` up to `ends` (or an earlier run committed it)."""
-    taken = pipeline.progress.taken
-    if any(holes for tp, holes in pipeline.holes.items() if tp.topic == topic):
-        return False  # messages not delivered, still to be read (Pipeline.retry_holes)
-    return all(taken.get((topic, p), -1) >= end - 1 or committed.get(p, 0) >= end for p, end in ends.items())
+    return not _untaken(pipeline, topic, ends, committed)
 
 
 async def _wait_for_topics(pipeline: Pipeline, topics: Iterable[str], deadline: float
