@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from bench.workload import city, events_file, own_store_env, replay_command  # noqa: E402
 
 SHOWN = ("Pipeline.case_agent", "Pipeline.ticket_agent", "Pipeline.peer_agent", "Pipeline.notifier",
-         "decode_case_unit", "step_many", "encode_state", "Pipeline.flush", "ClickHouseWriter.write",
+         "decode_case_unit", "step_many", "encode_state", "WriteStep.flush", "ClickHouseWriter.write",
          "_through_pipeline", "running_pipeline")
 
 

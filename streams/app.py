@@ -20,20 +20,21 @@ from datetime import datetime, timezone
 
 import faust
 import orjson
-from faust.types import Message
 
 from alerts.peers import PenaltyFact, add_decisions, seed_group
 from alerts.retention import evict_at
 from alerts.state import CaseState
-from sinks.writer import Batch, ClickHouseWriter
-from streams import broker as broker_mod, faust_patches, metrics
+from sinks.writer import ClickHouseWriter
+from streams import faust_patches, metrics
 from streams.catalog_source import CatalogSource
+from streams.delivery import DeliveryWatch
 from streams.settings import Settings
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, decode_peer_unit, home_partition
 from streams.store import CaseStore, GroupStore, HeldDecisions
 from streams.notices import NoticeLog, NoticeSteps
 from streams.tickets import TicketStore, TicketSteps, decode_ticket_unit, route_unit
 from streams.timers import DeadlineIndex
+from streams.write_step import WriteStep
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ NOTICES_TABLE = "notice-log"
 TICKET_CACHE_SIZE = 20_000
 STATE_CACHE_SIZE = 50_000
 GROUP_CACHE_SIZE = 2_000
-STALL_SECONDS = 5.0  # a partition behind its log with nothing delivered this long has lost its tail
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 faust_patches.apply()
@@ -52,15 +52,6 @@ faust_patches.apply()
 
 class PipelineFailed(RuntimeError):
     """The worker cannot go on (its deadline index could not be rebuilt): it must stop, loudly."""
-
-
-@dataclass
-class Hole:
-    """Offsets start..end-1 of a partition that Faust did not deliver, waiting to be read directly."""
-    start: int
-    end: int
-    next_try: float = 0.0  # loop time of the next attempt to read them
-    delay: float = 0.5  # doubles with each failed attempt, up to 30 s
 
 
 @dataclass
@@ -108,7 +99,6 @@ class Pipeline:
         self.clock = clock
         self.index = DeadlineIndex()
         self.progress = Progress(case_events_topic=settings.case_events_topic)
-        self.flush_lock = asyncio.Lock()
         self.fire_lock = asyncio.Lock()
         self.index_ready = False
         self.stopping = False  # set when the worker is asked to stop (a signal, the end of a replay)
@@ -116,24 +106,12 @@ class Pipeline:
         self.failed = asyncio.Event()
         # Cases whose withdrawals wait for the end of a replay's input: case -> partition.
         self.held: dict[str, int] = {}
-        # Written batches whose alerts are not all published yet, or whose messages are not acked.
-        self.unfinished: list[Batch] = []
-        # By topic partition: the next offset expected, and the ranges not yet read (see missing_before).
-        self.next_offsets: dict = {}
-        self.holes: dict = {}
-        self.start_offsets: dict[str, dict[int, int]] = {}  # by topic, read when first needed
         self.assigned: set = set()  # the partitions of the agents' topics this worker holds
         self.catalog_rows_pending = False  # a reloaded catalog the store has not taken yet
         # Cases whose state or tickets were written since streams.health.Watch last counted them
         # (sets while a watch counts them, as `sunlight worker` does; None: nobody counts).
         self.touched_cases: set[str] | None = None
         self.touched_tickets: set[str] | None = None
-        # Loop time of the last unit: by topic partition (or its assignment), and by agent (its topics).
-        self.last_seen: dict = {}
-        # tp -> when its log was first seen reaching past what its agent had (the wait for
-        # delivery counts from there, not from the partition's last unit: after a quiet hour, or a
-        # replay's intake that publishes no alert, new messages are not a stall).
-        self.behind_since: dict = {}
         # Tansu quirk: group joins wait about half the session timeout, so keep it short there.
         session = settings.session_timeout or (6.0 if tansu else 30.0)
         self.app = faust.App(
@@ -159,12 +137,13 @@ class Pipeline:
         )
         app = self.app
         # Each agent's topics, by topic; the last of them is the one a nudge goes through (its
-        # internal topic, or its only one: see retry_holes).
+        # internal topic, or its only one: see streams.delivery).
         self.agent_topics: dict[str, tuple[str, ...]] = {topic: group for group in (
             (settings.case_events_topic, settings.ticks_topic), (settings.peers_topic,),
             (settings.alerts_topic, settings.ticket_ticks_topic), (settings.ticket_actions_topic,),
             (settings.notices_topic,)) for topic in group}
         faust_patches.deliver_units(self.agent_topics)
+        self.delivery = DeliveryWatch(app, bootstrap, settings, self.agent_topics, self.assigned, self.send)
         units = faust_patches.UNIT_CODEC
         self.events_topic = app.topic(settings.case_events_topic, settings.ticks_topic, key_serializer="raw",
                                       value_serializer=units, partitions=settings.partitions)
@@ -191,6 +170,7 @@ class Pipeline:
         self.held_decisions = HeldDecisions()
         self.outbox = faust_patches.Outbox(app, settings.partitions)
         self.outputs = Outputs(writer, self.send, self.outbox, settings, self.progress, catalog)
+        self.write_step = WriteStep(writer, self.outbox, self._refused_row)
         self.case_steps = CaseSteps(self.store, catalog, clock, self.outputs, self.progress)
         self.case_steps.unwatched = self._unwatched
         self.case_steps.hold_back = self._hold_back
@@ -223,7 +203,7 @@ class Pipeline:
         app.timer(settings.tick_interval)(self.let_go_settled)
         app.timer(settings.catalog_reload_interval)(self.reload_catalog)
         app.timer(settings.catalog_reload_interval)(self.reload_silences)
-        app.timer(1.0)(self.retry_holes)
+        app.timer(1.0)(self.delivery.retry)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
 
@@ -279,7 +259,7 @@ class Pipeline:
             async for event in stream.noack().events():
                 message = event.message
                 unit = Unit(message.topic, message.partition, message.value, message)
-                for missing in await self.missing_before(unit):
+                for missing in await self.delivery.missing_before(unit):
                     await self._run(steps, missing)
                 await self._run(steps, unit)
                 await self._hold_back()
@@ -360,7 +340,7 @@ class Pipeline:
             lambda c=case_id, p=partition, k=self.tickets_table.data.get(case_id): self._let_tickets_go(c, p, k))
 
     async def _let_tickets_go(self, case_id: str, partition: int, stored: bytes | None) -> None:
-        if partition in self._held_partitions(self.settings.alerts_topic) and not self._case_held(case_id):
+        if partition in self.delivery.held_partitions(self.settings.alerts_topic) and not self._case_held(case_id):
             self._let_tickets_go_now(case_id, partition, stored)
 
     def _let_tickets_go_now(self, case_id: str, partition: int, stored: bytes | None) -> None:
@@ -466,139 +446,6 @@ class Pipeline:
             self.writer.on_written(acknowledge)
         return held.count
 
-    # -- messages Faust did not deliver -------------------------------------------------------------
-
-    async def missing_before(self, unit: Unit) -> list[Unit]:
-        """The messages of this partition that Faust did not deliver before this unit, read directly.
-
-        Faust 0.15 can lose messages it has fetched when the consumer group rebalances (seen after
-        a restart, while the dead worker's membership expires): the agent then receives a
-        partition's messages with a hole before them. Seeking Faust's consumer back does not help
-        (its fetch loop has already moved past them). So each partition's offsets are checked
-        against the next one expected (at first the committed offset), and the missing messages
-        are read with a consumer of their own and run through the steps here, before this unit,
-        and acknowledged like any other. A hole that cannot be read now stays uncommitted and is
-        tried again with the partition's next messages (and `retry_holes` nudges the partition).
-        Offsets that are not in the log at all (Tansu's s3 storage leaves some after a crash) are
-        simply not there.
-        """
-        tp = unit.message.tp
-        self.last_seen[tp] = self.last_seen[self._agent_topics(tp.topic)] = asyncio.get_running_loop().time()
-        self.behind_since.pop(tp, None)
-        expected = self.next_offsets.get(tp)
-        if expected is None:  # the first unit since the partition was assigned
-            expected = await self._start_offset(tp)
-        self.next_offsets[tp] = max(unit.last_offset + 1, expected or 0)
-        first = unit.first_offset
-        if expected is not None and first > expected:
-            metrics.OFFSET_GAPS.labels(tp.topic).inc(first - expected)
-            faust_patches.keep_uncommitted(self.app.consumer, tp, expected, first)
-            self.holes.setdefault(tp, []).append(Hole(expected, first))
-        missing: list[Unit] = []
-        now = asyncio.get_running_loop().time()
-        # Holes of any topic this agent reads, in this partition: run in this unit's partition, so
-        # that the table writes go to the right changelog partition.
-        agent_topics = self._agent_topics(tp.topic)
-        due = [(hole_tp, hole) for hole_tp, holes in self.holes.items() for hole in list(holes)
-               if hole_tp.partition == tp.partition and hole_tp.topic in agent_topics and hole.next_try <= now]
-        for hole_tp, hole in due:
-            try:
-                records = await broker_mod.fetch_range(self.bootstrap, hole_tp.topic, hole_tp.partition,
-                                                       hole.start, hole.end, timeout=10.0,
-                                                       isolation_level=self.settings.isolation_level)
-            except Exception as exc:
-                metrics.HOLE_READ_FAILURES.labels(hole_tp.topic).inc()
-                hole.delay = min(2 * hole.delay, 30.0)
-                hole.next_try = now + hole.delay
-                log.error("%s[%s]: offsets %d..%d were not delivered and could not be read yet (%s); they stay "
-                          "uncommitted and are tried again with the partition's messages after %.0f s",
-                          hole_tp.topic, hole_tp.partition, hole.start, hole.end - 1, exc, hole.delay)
-                continue
-            self.holes[hole_tp].remove(hole)
-            # Offsets the log holds no record at (a transaction's commit marker, a compacted record)
-            # are done: the records' own span is acknowledged with them, the edges are counted here.
-            first_record = records[0].offset if records else hole.end
-            last_record = records[-1].offset if records else hole.end - 1
-            faust_patches.count_as_done(self.app.consumer, hole_tp, hole.start, first_record)
-            faust_patches.count_as_done(self.app.consumer, hole_tp, last_record + 1, hole.end)
-            if len(records) < hole.end - hole.start:
-                log.info("%s[%s]: offsets %d..%d hold %d records; the other offsets hold none (transaction "
-                         "markers, or records compacted away) and count as done", hole_tp.topic,
-                         hole_tp.partition, hole.start, hole.end - 1, len(records))
-            else:
-                log.warning("%s[%s]: offsets %d..%d were not delivered to the agent; read them directly",
-                            hole_tp.topic, hole_tp.partition, hole.start, hole.end - 1)
-            if records:
-                last = records[-1]
-                message = Message(topic=hole_tp.topic, partition=hole_tp.partition, offset=last.offset,
-                                  timestamp=last.timestamp / 1000.0, timestamp_type=last.timestamp_type,
-                                  headers=last.headers, key=last.key, value=records, checksum=None, tp=hole_tp)
-                missing.append(Unit(hole_tp.topic, hole_tp.partition, records, message))
-        return missing
-
-    def _agent_topics(self, topic: str) -> tuple[str, ...]:
-        return self.agent_topics.get(topic, (self.settings.case_events_topic, self.settings.ticks_topic))
-
-    async def retry_holes(self) -> None:
-        """Nudge each partition with a hole due to be read again: its agent reads holes only while
-        it handles a unit of that partition (stream context), and the partition may have none.
-
-        A hole at the end of a partition shows no later unit to reveal it: a partition whose log
-        reaches past what its agent has seen, with nothing delivered for `STALL_SECONDS`, has
-        its tail taken for a hole (read directly; should it only have been slow, reading it
-        twice changes nothing)."""
-        now = asyncio.get_running_loop().time()
-        for tp in list(self.assigned):
-            high = self.app.consumer.highwater(tp)
-            if high is None or now - self.last_seen.get(tp, now) < STALL_SECONDS:
-                continue
-            if now - self.last_seen.get(self._agent_topics(tp.topic), 0.0) < STALL_SECONDS:
-                continue  # its agent is busy: the partition's units may be waiting in its buffer
-            expected = self.next_offsets.get(tp)
-            if expected is None:
-                expected = await self._start_offset(tp)
-            if expected is None or high <= expected:
-                self.behind_since.pop(tp, None)
-                continue
-            since = self.behind_since.setdefault(tp, now)
-            if now - since >= STALL_SECONDS:
-                log.warning("%s[%s]: offsets %d..%d are in the log but were not delivered for %.0f s; reading "
-                            "them directly", tp.topic, tp.partition, expected, high - 1, now - since)
-                metrics.OFFSET_GAPS.labels(tp.topic).inc(high - expected)
-                faust_patches.keep_uncommitted(self.app.consumer, tp, expected, high)
-                self.holes.setdefault(tp, []).append(Hole(expected, high))
-                self.next_offsets[tp] = high
-                self.last_seen[tp] = now
-                self.behind_since.pop(tp, None)
-        nudged = set()
-        for tp, holes in self.holes.items():
-            if not any(hole.next_try <= now for hole in holes):
-                continue
-            topic = self._agent_topics(tp.topic)[-1]
-            # Through the same partition of the nudge topic, or one this worker holds when that
-            # topic has fewer (an extra partition of case-events): the agent reads every due hole.
-            held = self._held_partitions(topic)
-            partition = tp.partition if tp.partition in held else min(held, default=None)
-            if partition is not None and (topic, partition) not in nudged:
-                nudged.add((topic, partition))
-                await self.send(topic, b"", orjson.dumps({"nudge": True}), partition)
-
-    async def _start_offset(self, tp) -> int | None:
-        """Where the consumer group starts reading a partition: its committed offset, or with none
-        the log's start (asked of the broker: Faust's own copy is not always there yet)."""
-        starts = self.start_offsets.get(tp.topic)
-        if starts is None:
-            try:
-                committed = await broker_mod.committed_offsets(self.bootstrap, self.settings.app_id, tp.topic,
-                                                               self.settings.partitions)
-                starts = {**await broker_mod.beginning_offsets(self.bootstrap, tp.topic), **committed}
-            except Exception as exc:
-                log.error("could not read where %s starts, so messages missing before the first one "
-                          "delivered would go unnoticed: %s", tp.topic, exc)
-                return None
-            self.start_offsets[tp.topic] = starts
-        return starts.get(tp.partition)
-
     # -- restoring from the store -------------------------------------------------------------------
 
     def restore(self, states: dict[str, CaseState], facts: list[PenaltyFact], settled: set[str]) -> None:
@@ -655,7 +502,7 @@ class Pipeline:
         return len(due)
 
     async def _let_go(self, case_id: str, partition: int, stored: bytes, due) -> None:
-        if partition not in self._held_partitions(self.settings.case_events_topic):
+        if partition not in self.delivery.held_partitions(self.settings.case_events_topic):
             return  # revoked meanwhile: its new owner decides
         if self.store.awaited(case_id) or case_id in self.index:
             # A unit is applying it, or its judgement is due (a case restored from the store, judged
@@ -743,70 +590,8 @@ class Pipeline:
             return len(due)
 
     async def flush(self) -> bool:
-        """Write what is buffered, then publish its alerts and acknowledge its messages.
-
-        A batch is acknowledged only once its rows are written and every alert of it is
-        published: a batch whose publishing fails stays, written, and is finished first by the
-        next flush (its rows are not written twice)."""
-        async with self.flush_lock:
-            if not await self._finish_written():
-                return False
-            batch = self.writer.take()
-            if batch.count == 0 and not batch.acks and not batch.after_write:
-                return True
-            loop = asyncio.get_running_loop()
-            try:
-                seconds = await loop.run_in_executor(self.writer.executor, self.writer.write, batch)
-            except Exception as exc:
-                self.writer.failures += 1
-                self.writer.last_error = str(exc)
-                metrics.SINK_FAILURES.inc()
-                refused = None
-                if batch.failed_attempts + 1 >= self.writer.isolate_after:
-                    try:  # is it the store, or some rows it refuses?
-                        refused = await loop.run_in_executor(self.writer.executor, self.writer.isolate, batch)
-                    except Exception as again:
-                        log.error("ClickHouse is unavailable, %d rows kept for retry: %s", batch.count, again)
-                if refused is None:
-                    self.writer.put_back(batch)
-                    log.error("ClickHouse write failed, %d rows kept for retry: %s", batch.count, exc)
-                    return False
-                for item in refused:
-                    await self._refused_row(item)
-                await self.outbox.send()
-                seconds = 0.0
-            self.writer.last_error = None  # written (or its refused rows set aside): the store answers
-            metrics.SINK_FLUSH_SECONDS.observe(seconds)
-            if batch.count:  # a flush of acknowledgements only writes no batch
-                metrics.SINK_BATCH_ROWS.observe(batch.count)
-            for table, rows in batch.rows.items():
-                metrics.SINK_ROWS.labels(table).inc(len(rows))
-            self.writer.written(batch)
-            self.unfinished.append(batch)
-            finished = await self._finish_written()
-            metrics.SINK_PENDING_ROWS.set(self.writer.pending_rows)
-            return finished
-
-    async def _finish_written(self) -> bool:
-        """Publish the alerts of written batches, then acknowledge their messages, oldest first."""
-        while self.unfinished:
-            batch = self.unfinished[0]
-            while batch.after_write:
-                try:
-                    await batch.after_write[0]()
-                except Exception as exc:
-                    metrics.PUBLISH_FAILURES.inc()
-                    log.error("publishing a written alert failed, %d left to publish; its messages stay "
-                              "unacknowledged until it is published: %s", len(batch.after_write), exc)
-                    return False
-                batch.after_write.pop(0)
-            for ack in batch.acks:
-                ack()
-            self.unfinished.pop(0)
-        # The tombstones of the cases and tickets the callbacks let go: sent now, not left for a
-        # timer that a stop may not wait for (the changelog would keep cases let go).
-        await self.outbox.send()
-        return True
+        """Write what is buffered, publish its alerts, acknowledge its messages (`streams.write_step`)."""
+        return await self.write_step.flush()
 
     async def _refused_row(self, item) -> None:
         """A row ClickHouse refused while it accepted the rest of its batch: to the DLQ, not lost."""
@@ -863,13 +648,7 @@ class Pipeline:
     async def _on_revoked(self, sender, revoked, **kwargs) -> None:
         await self.flush()
         await self.outbox.send()  # states and tombstones in hand reach the changelog before it is read again
-        for tp in revoked:  # the next owner starts from the committed offsets
-            self.next_offsets.pop(tp, None)
-            self.holes.pop(tp, None)
-            self.assigned.discard(tp)
-            self.last_seen.pop(tp, None)
-            self.behind_since.pop(tp, None)
-        self.start_offsets.clear()
+        self.delivery.on_revoked(revoked)  # the next owner starts from the committed offsets
         self.store.forget_cache()
         self.groups.forget_cache()
         # Decisions held for the end of a replay's input: the next owner has them again (unacknowledged).
@@ -886,11 +665,7 @@ class Pipeline:
         self.ticket_index.drop_partitions({tp.partition for tp in revoked if tp.topic == self.settings.alerts_topic})
 
     async def _on_assigned(self, sender, assigned, **kwargs) -> None:
-        now = asyncio.get_running_loop().time()
-        for tp in assigned:
-            if tp.topic in self.agent_topics and tp not in self.assigned:
-                self.assigned.add(tp)
-                self.last_seen[tp] = now
+        self.delivery.on_assigned(assigned, asyncio.get_running_loop().time())
         self.index_ready = False
         asyncio.ensure_future(self._rebuild_index())
 
@@ -901,7 +676,7 @@ class Pipeline:
         while not recovery.completed.is_set():
             await asyncio.sleep(0.1)
         try:
-            held_partitions = self._held_partitions(self.settings.case_events_topic)
+            held_partitions = self.delivery.held_partitions(self.settings.case_events_topic)
             for case_id, partition, next_due, held, settled in self.indexed_cases():
                 if next_due:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
@@ -914,7 +689,7 @@ class Pipeline:
                 for case_id, partition in self.restored_unjudged().items():
                     if partition in held_partitions:
                         self.index.schedule(case_id, _EPOCH, partition)
-            held_ticket_partitions = self._held_partitions(self.settings.alerts_topic)
+            held_ticket_partitions = self.delivery.held_partitions(self.settings.alerts_topic)
             seeds = [(case_id, held.next_due) for case_id, held in self.ticket_store.seeds.items()]
             for case_id, next_due in [*self.ticket_store.stored(), *seeds]:
                 partition = partition_of(case_id, partitions)
@@ -926,10 +701,6 @@ class Pipeline:
             return
         self.index_ready = True
         metrics.OPEN_DEADLINES.set(len(self.index))
-
-    def _held_partitions(self, topic: str) -> set[int]:
-        """The partitions of `topic` this worker holds now."""
-        return {tp.partition for tp in self.assigned if tp.topic == topic}
 
     def indexed_cases(self):
         """(case_id, partition, next_due, held withdrawals) of every case in the table this worker holds."""

@@ -292,7 +292,7 @@ async def _drain_then_stop(pipeline: Pipeline, worker: faust.Worker, stop: Calla
 async def _left_to_take(pipeline: Pipeline, topic: str, ends: dict[int, int]) -> int:
     """How many offsets of `topic` before `ends` the agents have neither taken nor committed (an
     offset that holds no record, a transaction's marker, is never taken, but committed past), with
-    those Faust skipped and the agents still have to read (`Pipeline.holes`)."""
+    those Faust skipped and the agents still have to read (`DeliveryWatch.holes`)."""
     if not _untaken(pipeline, topic, ends, {}):
         return 0
     return sum(_untaken(pipeline, topic, ends, await committed_offsets(pipeline, pipeline.bootstrap, topic)).values())
@@ -379,11 +379,11 @@ async def committed_offsets(pipeline: Pipeline, bootstrap: str, topic: str | Non
 def _untaken(pipeline: Pipeline, topic: str, ends: dict[int, int], committed: dict[int, int]) -> dict[int, int]:
     """Per partition of `topic`, how many offsets before `ends` the agents have not taken (and no
     earlier run committed), counting the holes Faust left that are still to be read
-    (`Pipeline.retry_holes`). Empty when everything up to `ends` is taken."""
+    (`streams.delivery`). Empty when everything up to `ends` is taken."""
     taken = pipeline.progress.taken
     untaken = {p: end - 1 - taken.get((topic, p), -1) for p, end in ends.items()
                if taken.get((topic, p), -1) < end - 1 and committed.get(p, 0) < end}
-    for tp, holes in pipeline.holes.items():
+    for tp, holes in pipeline.delivery.holes.items():
         if tp.topic == topic and holes:
             untaken[tp.partition] = untaken.get(tp.partition, 0) + sum(hole.end - hole.start for hole in holes)
     return untaken

@@ -4,7 +4,7 @@ A *unit* is what one fetch returned for one partition (`streams.faust_patches`):
 take units, not messages. Each unit goes through the same steps:
 
 1. **take**: the unit, and before it any messages of its partition Faust failed to deliver
-   (`Pipeline.missing_before`, read directly);
+   (`DeliveryWatch.missing_before`, streams/delivery.py, read directly);
 2. **decode**: wire bytes to domain values, per message: case events (checked against the
    contract), ticks and verdicts; what cannot be read becomes a dead letter with its reason
    (`decode_case_unit`, `decode_peer_unit`);
@@ -14,7 +14,7 @@ take units, not messages. Each unit goes through the same steps:
 4. **write**: one state per case per unit into the table and its changelog; rows into the
    batching writer; alerts, peer facts, verdicts and dead letters to their topics (`Outputs`);
 5. **commit**: the unit is acknowledged once the writer has written its rows and published
-   its alerts (`Pipeline.flush`), so no offset is committed past unwritten data.
+   its alerts (`streams.write_step`), so no offset is committed past unwritten data.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def decode_ticket_unit(unit: Unit, ticks_topic: str) -> tuple[dict[str, TicketWo
 
 def route_action(raw: bytes | None) -> tuple[str, Action] | None:
     """The case an action record belongs to, and the action (None for a nudge, see
-    `Pipeline.retry_holes`); ActionRefused when it is not one."""
+    `DeliveryWatch.retry`, streams/delivery.py); ActionRefused when it is not one."""
     if not raw or len(raw) > MAX_ACTION_BYTES:
         raise ActionRefused("malformed_action", f"an action of {len(raw or b'')} bytes")
     try:

@@ -6,14 +6,15 @@ from types import SimpleNamespace
 from faust.types import TP
 
 from streams import runtime
-from streams.app import Hole, Progress
+from streams.app import Progress
+from streams.delivery import Hole
 
 
 def _pipeline(taken: dict[int, int], holes: dict[int, list[Hole]] | None = None):
     progress = Progress()
     progress.taken.update({("case-events", p): offset for p, offset in taken.items()})
     return SimpleNamespace(progress=progress, bootstrap="unused",
-                           holes={TP("case-events", p): list(h) for p, h in (holes or {}).items()})
+                           delivery=SimpleNamespace(holes={TP("case-events", p): list(h) for p, h in (holes or {}).items()}))
 
 
 def _left(pipeline, ends, committed, monkeypatch) -> int:
@@ -39,17 +40,17 @@ def test_what_is_not_taken_is_counted_unless_an_earlier_run_committed_it(monkeyp
 
 
 def test_holes_faust_left_count_as_not_taken_in_the_wait_and_in_the_drain(monkeypatch):
-    """Offsets 3..5 were not delivered (read again by Pipeline.retry_holes); the agents took later
+    """Offsets 3..5 were not delivered (read again by DeliveryWatch.retry); the agents took later
     ones. Until the hole is read, neither the wait nor the drain may count the partition as done."""
     pipeline = _pipeline({0: 9}, holes={0: [Hole(3, 6)]})
     assert not runtime._taken_to_end(pipeline, "case-events", {0: 10}, {})
     assert _left(pipeline, {0: 10}, {}, monkeypatch) == 3
-    pipeline.holes[TP("case-events", 0)].clear()
+    pipeline.delivery.holes[TP("case-events", 0)].clear()
     assert _left(pipeline, {0: 10}, {}, monkeypatch) == 0
 
 
 def test_holes_of_another_topic_are_not_this_ones(monkeypatch):
     pipeline = _pipeline({0: 9})
-    pipeline.holes[TP("alerts", 0)] = [Hole(0, 4)]
+    pipeline.delivery.holes[TP("alerts", 0)] = [Hole(0, 4)]
     assert runtime._taken_to_end(pipeline, "case-events", {0: 10}, {})
     assert _left(pipeline, {0: 10}, {}, monkeypatch) == 0

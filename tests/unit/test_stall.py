@@ -8,8 +8,9 @@ import asyncio
 from collections import namedtuple
 from types import SimpleNamespace
 
-from streams import app as app_module
-from streams.app import STALL_SECONDS, Pipeline
+from streams import delivery as delivery_module
+from streams.delivery import STALL_SECONDS, DeliveryWatch
+from streams.write_step import WriteStep
 
 TP = namedtuple("TP", "topic partition")
 
@@ -19,7 +20,7 @@ def quiet_partition(monkeypatch):
     reaches 20 (a replay's alerts, published at the end of its input; the first alert after a
     quiet hour)."""
     kept = []
-    monkeypatch.setattr(app_module.faust_patches, "keep_uncommitted", lambda consumer, tp, start, end: kept.append(
+    monkeypatch.setattr(delivery_module.faust_patches, "keep_uncommitted", lambda consumer, tp, start, end: kept.append(
         (tp, start, end)))
     tp = TP("alerts", 1)
     agent = ("alerts", "sunlight-ticket-ticks")
@@ -28,9 +29,10 @@ def quiet_partition(monkeypatch):
     async def send(topic, key, value, partition):
         sent.append((topic, partition))
 
-    fake = SimpleNamespace(assigned={tp}, app=SimpleNamespace(consumer=SimpleNamespace(highwater=lambda _: 20)),
-                           last_seen={}, next_offsets={tp: 10}, holes={}, behind_since={},
-                           _agent_topics=lambda topic: agent, send=send, _held_partitions=lambda topic: {1})
+    fake = DeliveryWatch(SimpleNamespace(consumer=SimpleNamespace(highwater=lambda _: 20)), "unused",
+                         SimpleNamespace(case_events_topic="case-events", ticks_topic="sunlight-case-ticks"),
+                         {topic: agent for topic in agent}, {tp}, send)
+    fake.next_offsets[tp] = 10
     return fake, tp, agent, kept
 
 
@@ -40,11 +42,11 @@ def test_messages_that_just_came_after_a_quiet_while_are_not_a_stall(monkeypatch
     async def run():
         now = asyncio.get_running_loop().time()
         fake.last_seen.update({tp: now - 60, agent: now - 60})
-        await Pipeline.retry_holes(fake)
+        await fake.retry()
         first = (list(kept), dict(fake.holes))
         # Still not delivered STALL_SECONDS after they were first seen: now they are a stall.
         fake.behind_since[tp] -= STALL_SECONDS + 1
-        await Pipeline.retry_holes(fake)
+        await fake.retry()
         return first
 
     first = asyncio.run(run())
@@ -71,6 +73,7 @@ def test_the_tombstones_of_what_a_flush_lets_go_leave_with_that_flush():
         outbox.pending[("sunlight-cases-changelog", 0)] = [(b"C1", None)]
 
     batch = SimpleNamespace(after_write=[let_go], acks=[])
-    fake = SimpleNamespace(unfinished=[batch], outbox=outbox)
-    assert asyncio.run(Pipeline._finish_written(fake)) is True
+    step = WriteStep(SimpleNamespace(), outbox, refused=None)
+    step.unfinished.append(batch)
+    assert asyncio.run(step.finish_written()) is True
     assert sent_at == [{("sunlight-cases-changelog", 0): [(b"C1", None)]}]
