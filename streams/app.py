@@ -32,6 +32,7 @@ from streams.settings import Settings
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, decode_peer_unit, home_partition
 from streams.store import CaseStore, GroupStore, HeldDecisions
 from streams.notices import NoticeLog, NoticeSteps
+from streams.read_back import StoreReadBack
 from streams.tickets import TicketStore, TicketSteps, decode_ticket_unit, route_unit
 from streams.timers import DeadlineIndex
 from streams.write_step import WriteStep
@@ -93,9 +94,8 @@ class Pipeline:
         self.bootstrap = bootstrap
         self.catalog = catalog
         self.writer = writer
-        # Reads the stream waits on, beside the writer (sinks.writer.StoreReader); without one
-        # they take their turn on the writer's thread.
-        self.reader = None
+        # What the tables let go, read back from the store when needed.
+        self.read_back = StoreReadBack(writer, settings.flush_interval, lambda: self.stopping, catalog.ticket_policy)
         self.clock = clock
         self.index = DeadlineIndex()
         self.progress = Progress(case_events_topic=settings.case_events_topic)
@@ -161,7 +161,7 @@ class Pipeline:
         self.table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions, value_type=bytes)
         self.peers = app.Table(PEERS_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
         self.store = CaseStore(self.table, self._write_case, STATE_CACHE_SIZE, self._delete_case)
-        self.store.load = self._read_cases
+        self.store.load = self.read_back.cases
         # Settled cases by the moment they may be let go (alerts.retention), on the stream clock.
         self.retention = settings.case_retention
         self.evictions = DeadlineIndex()
@@ -177,7 +177,7 @@ class Pipeline:
         self.tickets_table = app.Table(TICKETS_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
         self.ticket_store = TicketStore(self.tickets_table, self._write_tickets, TICKET_CACHE_SIZE,
                                         self._delete_tickets)
-        self.ticket_store.load = self._read_tickets
+        self.ticket_store.load = self.read_back.tickets
         self.ticket_index = DeadlineIndex()
         self.silences: tuple = ()  # read from the store (sinks.queries.stored_silences), kept current
         self.ticket_steps = TicketSteps(self.ticket_store, catalog, clock, self.outputs, self.ticket_policy,
@@ -185,7 +185,7 @@ class Pipeline:
         self.ticket_steps.hold_back = self._hold_back
         self.notice_table = app.Table(NOTICES_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
         self.notice_log = NoticeLog(self.notice_table, self._write_notice, self._delete_notice)
-        self.notice_log.load = self._read_notice_statuses
+        self.notice_log.load = self.read_back.notice_statuses
         # From the store, for a fresh embedded broker: notices recorded but never handled, and alert
         # versions written but never taken by the ticket agent (streams.runtime.restore_from_store).
         self.unsent_notices: list[tuple[bytes, bytes]] = []
@@ -367,12 +367,6 @@ class Pipeline:
     def _delete_notice(self, notice_id: str, partition: int) -> None:
         self.outbox.delete_table(self.notice_table, notice_id, partition)
 
-    async def _read_notice_statuses(self, notice_ids: list[str]) -> dict[str, str]:
-        """The statuses the store's notice log holds of these notices (let go from the table)."""
-        from sinks.queries import notice_statuses
-
-        return await self._read_back(notice_statuses, notice_ids)
-
     def _write_tickets(self, case_id: str, stored: bytes, partition: int) -> None:
         self.outbox.write_table(self.tickets_table, case_id, stored, partition)
 
@@ -513,44 +507,6 @@ class Pipeline:
             self._let_tickets_go_after_write(case_id, partition)  # their latest change may be in the batch being filled
             if self.touched_cases is not None:
                 self.touched_cases.add(case_id)
-
-    async def _read_cases(self, case_ids: list[str]) -> dict[str, CaseState]:
-        """The states the store holds of these cases (let go earlier)."""
-        from sinks.case_history import states_of
-
-        states = await self._read_back(states_of, case_ids)
-        metrics.CASES_BROUGHT_BACK.inc(len(states))
-        return states
-
-    async def _read_tickets(self, case_ids: list[str]) -> dict:
-        """The tickets the store holds of these cases (let go with them earlier)."""
-        from streams.tickets import tickets_in_store
-
-        return await self._read_back(tickets_in_store, case_ids, self.catalog.ticket_policy())
-
-    async def _read_back(self, read, case_ids: list[str], *args):
-        """`read(client, case_ids, *args)` on the store's reader. While the store cannot be read,
-        the unit waits and the read is tried again: a case taken for new would be judged (or its
-        tickets started) without its history."""
-        from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
-
-        loop = asyncio.get_running_loop()
-        delay = self.settings.flush_interval
-        while True:
-            try:
-                return await (self.reader or self.writer).run(read, case_ids, *args)
-            except (DatabaseError, OperationalError, OSError) as exc:  # the store; anything else fails the unit
-                metrics.CASE_READ_FAILURES.inc()
-                # The store's last error: a stop does not wait for this unit (streams.runtime).
-                self.writer.last_error = str(exc)
-                log.error("could not read %d cases back from the store (tried again in %.1f s): %s",
-                          len(case_ids), delay, exc)
-                until = loop.time() + delay
-                while loop.time() < until:
-                    if self.stopping:  # the unit stays uncommitted, and is delivered again
-                        raise asyncio.CancelledError()
-                    await asyncio.sleep(min(0.25, delay))
-                delay = min(2 * delay, 30.0)
 
     # -- timers ------------------------------------------------------------------------------------
 

@@ -115,7 +115,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         writer = ClickHouseWriter(client, max_rows=settings.flush_rows,
                                   max_pending_rows=settings.sink_max_pending_rows)
         pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), settings.tansu)
-        reader = pipeline.reader = StoreReader(connect(settings.clickhouse, settings.data_dir))
+        reader = pipeline.read_back.reader = StoreReader(connect(settings.clickhouse, settings.data_dir))
         pipeline.silences = pipeline.read_silences()
         await broker_mod.create_topics(bootstrap, pipeline.topics())
         if own_broker is not None:

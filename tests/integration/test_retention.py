@@ -212,7 +212,7 @@ def test_reading_cases_back_does_not_wait_for_the_writer(tmp_path):
             released = threading.Event()
             busy = asyncio.get_running_loop().run_in_executor(pipeline.writer.executor, released.wait, 2.0)
             started = time.monotonic()
-            states = await pipeline._read_cases([*known, "NO-SUCH-CASE"])
+            states = await pipeline.read_back.cases([*known, "NO-SUCH-CASE"])
             took = time.monotonic() - started
             released.set()
             await busy
