@@ -527,6 +527,24 @@ def on_action(ticket: Ticket | None, action: Action, calendar: WorkCalendar, now
     return Outcome(ticket, (ticket,), notices)
 
 
+def act(ticket: Ticket | None, action: Action, policy: TicketPolicy, calendar: WorkCalendar, now: datetime,
+        alert: Alert | None = None) -> Outcome:
+    """An action at its moment: first what the clock did to the ticket before the action's time (by
+    `now` at the latest: an action's stated time never moves the clock), then the action. A reply
+    that comes after the deadline finds the ticket overdue and escalated, as live, whichever
+    process takes it first; its version is the one the actor saw if only those steps of the clock
+    came between. Raises ActionRefused as `on_action` does (the clock's steps then come with the
+    next `advance`)."""
+    if ticket is None or action.kind is ActionKind.OPEN or action.action_id in ticket.actions:
+        return on_action(ticket, action, calendar, now, alert)
+    before = advance(ticket, policy, calendar, min(action.at, now))
+    if not before.versions:
+        return on_action(ticket, action, calendar, now, alert)
+    seen = replace(action, version=before.ticket.version) if action.version == ticket.version else action
+    out = on_action(before.ticket, seen, calendar, now, alert)
+    return Outcome(out.ticket, before.versions + out.versions, before.notices + out.notices)
+
+
 def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar, alert: Alert | None) -> Outcome:
     if action.department != INSPECTORS:
         raise ActionRefused("wrong_department", f"only inspectors ({INSPECTORS}) may open a ticket")

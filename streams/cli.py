@@ -718,7 +718,8 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     department = args.department or (current["department"] if kind is ActionKind.REPLY and current else INSPECTORS)
     action = {"action_id": args.action_id or str(uuid.uuid4()), "ticket_id": ticket_id,
               "version": args.version if args.version is not None else (current["version"] if current else None),
-              "actor": args.actor, "department": department, "kind": kind.value, "text": args.text,
+              "actor": args.actor or (department if kind is ActionKind.REPLY else os.environ.get("USER") or "inspector"),
+              "department": department, "kind": kind.value, "text": args.text,
               "at": (_parse_now(args.now) or datetime.now(timezone.utc)).isoformat()}
     if kind is ActionKind.OPEN:
         action["alert_id"] = args.alert
@@ -1171,7 +1172,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             act.add_argument("ticket_id")
         act.add_argument("--text", required=text_required, default="")
-        act.add_argument("--actor", default=os.environ.get("USER") or "inspector", help="who acts")
+        act.add_argument("--actor", help="who acts (default: a reply, the answering department's code; "
+                         "otherwise the user, $USER)")
         act.add_argument("--department", help="the acting department (a reply: the ticket's; otherwise "
                          "the inspectors, 'inspection')")
         act.add_argument("--version", type=int, help="the ticket version acted on (default: the stored one)")

@@ -36,6 +36,10 @@ class WallClock:
     def observe(self, partition: int, event_time: datetime) -> datetime:
         return self.now()
 
+    def latest(self) -> datetime:
+        """The latest moment this clock judges at: now."""
+        return self.now()
+
     def finish(self) -> None:
         pass
 
@@ -64,6 +68,12 @@ class EventTimeClock:
         if partition is None:
             return max(self.watermarks.values(), default=_EPOCH)
         return self.watermarks.get(partition, _EPOCH)
+
+    def latest(self) -> datetime:
+        """The latest moment this clock judges at: the replay's `--now`. A ticket action is applied
+        after the clock's steps due by its own time up to this (`alerts.tickets.act`): the command
+        that applies it (`sunlight tickets reply --now T`) runs no input that moves the watermark."""
+        return self.limit
 
     def finish(self) -> None:
         self.finished = True

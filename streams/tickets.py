@@ -8,7 +8,8 @@ action routed there from ``ticket-actions``). Per unit:
 1. **decode**: alert versions, actions and ticks, grouped by case; what cannot be read becomes a
    dead letter with its reason;
 2. **apply**: per case, its alert versions (`alerts.tickets.on_alert`), its actions
-   (`on_action`; a refused one goes to the dead letters with its reason and changes nothing),
+   (`act`: the clock's steps due before it, then the action; a refused one goes to the dead
+   letters with its reason and changes nothing),
    then the clock (`advance`), all at the partition's clock;
 3. **write**: the case's tickets, one record, into the table and its changelog; each new ticket
    version as a row of ``tickets``; each notice recorded in ``notices`` before anything sends it;
@@ -28,8 +29,8 @@ import orjson
 
 from alerts.model import Alert
 from alerts.notices import NoticeText, render_notice
-from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Ticket, TicketPolicy, TicketStatus, advance,
-                            case_of, on_action, on_alert, standing_notices)
+from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Ticket, TicketPolicy, TicketStatus, act,
+                            advance, case_of, on_alert, standing_notices)
 from sinks.rows import notice_row, ticket_row
 from streams import metrics
 from streams.notices import HELD, HELD_VERSION, notice_to_json
@@ -266,7 +267,7 @@ class TicketSteps:
                 if alert is not None and alert.rule.value != rule:
                     alert = None
             try:
-                out = on_action(tickets.get(rule), action, calendar, now, alert)
+                out = act(tickets.get(rule), action, policy, calendar, self.clock.latest(), alert)
             except ActionRefused as exc:
                 metrics.TICKET_ACTIONS.labels(action.kind.value, exc.reason).inc()
                 await self.out.dead_letter(record, unit.topic, unit.partition, exc.reason, exc.detail)

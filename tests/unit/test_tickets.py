@@ -11,7 +11,7 @@ import pytest
 from alerts.calendar import WorkCalendar
 from alerts.model import Alert, AlertStatus, Rule, Severity
 from alerts.tickets import (INSPECTORS, Action, ActionKind, ActionRefused, Ladder, Resolution, Silence, Step,
-                            TicketPolicy, TicketStatus, advance, case_of, on_action, on_alert, ticket_id)
+                            TicketPolicy, TicketStatus, act, advance, case_of, on_action, on_alert, ticket_id)
 
 CST = timezone(timedelta(hours=8))
 CAL = WorkCalendar(on_missing_year=lambda year: None)
@@ -188,6 +188,31 @@ def test_a_reply_before_the_deadline_stops_the_ladder_and_a_return_starts_it_aga
     assert not advance(t, POLICY, CAL, datetime(2026, 4, 1, tzinfo=CST)).notices
     t = on_action(t, action("return", 2, INSPECTORS, "补充材料"), CAL, t.opened_at).ticket
     assert [n.step for n in advance(t, POLICY, CAL, datetime(2026, 3, 6, 1, tzinfo=CST)).notices] == [Step.LEVEL_1]
+
+
+def test_a_reply_after_the_deadline_finds_the_ticket_overdue_whichever_process_takes_it_first():
+    """A ticket stored open (a replay at --now before its deadline); the next process to touch it
+    is a reply, at a moment past the deadline and level 2. Before, the reply came first and the
+    ticket was never overdue (逾期 否, no escalation), while `serve` taking it first escalated it:
+    the record depended on which command came first."""
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    late = action("reply", t.version, at=datetime(2026, 3, 20, 12, tzinfo=CST))
+    out = act(t, late, POLICY, CAL, late.at)
+    assert out.ticket.status is TicketStatus.REPLIED
+    assert out.ticket.overdue and out.ticket.escalation_level == 2
+    assert [c.kind for c in out.changes] == ["level_1", "level_2", "reply"]
+    assert [n.step for n in out.notices] == [Step.LEVEL_1, Step.LEVEL_2]
+    # The same as when the clock's steps came first, at their ticks.
+    ticked = advance(t, POLICY, CAL, late.at).ticket
+    assert act(ticked, replace(late, version=ticked.version), POLICY, CAL, late.at).ticket == out.ticket
+    # An action's stated time never moves the clock: stated in the future, only the steps due by now.
+    early = act(t, replace(late, action_id="future"), POLICY, CAL, datetime(2026, 3, 6, 1, tzinfo=CST))
+    assert early.ticket.escalation_level == 1 and [c.kind for c in early.changes] == ["level_1", "reply"]
+    # A reply before the deadline takes no step of the clock; a stale version is still refused.
+    on_time = act(t, replace(late, at=datetime(2026, 3, 3, 9, tzinfo=CST)), POLICY, CAL, late.at)
+    assert not on_time.ticket.overdue and [c.kind for c in on_time.changes] == ["reply"]
+    with pytest.raises(ActionRefused, match="stale_version"):
+        act(t, replace(late, version=t.version - 1), POLICY, CAL, late.at)
 
 
 def test_an_inspector_opens_a_ticket_by_hand_from_a_yellow_alert():
