@@ -4,9 +4,11 @@ Working days are Monday-Friday, minus statutory holidays, plus the make-up
 working days (调休) of each year's State Council notice. The `chinese_calendar`
 package holds those notices up to the year it was released; an override
 mapping (loaded by the caller from a file) adds local changes and later years.
-A date in a year that neither covers is still counted, as Monday-Friday, but
-never silently: `on_missing_year` is called once per such year, and
-`missing_years` records it for the caller to show.
+A date in a year that neither covers is still counted, as Monday-Friday minus
+the holidays whose dates the law itself fixes (元旦, 劳动节, 国庆节, 清明节: 1
+January 2027 is no working day before the 2027 notice is out), but never
+silently: `on_missing_year` is called once per such year, and `missing_years`
+records it for the caller to show.
 
 Deadlines follow the contract: a limit of N working days counts whole working
 days after the day the clock starts, and ends at 24:00 local time of the last
@@ -43,6 +45,25 @@ def _warn_missing_year(year: int) -> None:
                   MissingCalendarYear, stacklevel=3)
 
 
+# The holidays whose dates the law itself fixes (《全国年节及纪念日放假办法》, as revised in 2024):
+# 元旦 1 January, 劳动节 1-2 May, 国庆节 1-3 October, and 清明节 on the day of the solar term.
+# The lunar ones (春节, 端午节, 中秋节), the days given in lieu and the make-up working days come
+# with each year's State Council notice only.
+_FIXED_HOLIDAYS = frozenset({(1, 1), (5, 1), (5, 2), (10, 1), (10, 2), (10, 3)})
+
+
+def _fixed_holiday(day: date) -> bool:
+    """Is `day` a holiday by date alone, in a year whose State Council notice the calendar lacks?"""
+    if (day.month, day.day) in _FIXED_HOLIDAYS:
+        return True
+    if day.month == 4 and 3 <= day.day <= 6:
+        try:
+            return any(name == "清明" for _, name in chinese_calendar.get_solar_terms(day, day))
+        except Exception:  # a year beyond the package's solar terms
+            return False
+    return False
+
+
 class WorkCalendar:
     def __init__(self, overrides: Mapping[date, bool] | None = None,
                  timezone: str = "Asia/Shanghai",
@@ -72,7 +93,7 @@ class WorkCalendar:
                 if day.year not in self.missing_years and day.year not in self._override_years:
                     self.missing_years.add(day.year)
                     self.on_missing_year(day.year)
-                result = day.weekday() < 5
+                result = day.weekday() < 5 and not _fixed_holiday(day)
         self._cache[day] = result
         return result
 

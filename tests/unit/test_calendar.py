@@ -81,12 +81,27 @@ def test_a_deadline_that_crosses_into_a_year_without_data_warns_once_and_counts_
     seen = []
     cal = WorkCalendar(on_missing_year=seen.append)
     deadline = cal.deadline(at(2026, 12, 28, 10), 5)
-    # 12-29, 12-30, 12-31 (2026 data), then 2027 without data: Fri 1-1, Mon 1-4 as weekdays.
-    assert deadline == at(2027, 1, 5)
+    # 12-29, 12-30, 12-31 (2026 data), then 2027 without data: Fri 1-1 is 元旦 by law (before,
+    # it was counted as a working day: a case accepted 12-31 with one day was overdue on 1-2),
+    # then Mon 1-4 and Tue 1-5 as weekdays.
+    assert deadline == at(2027, 1, 6)
+    assert cal.deadline(at(2026, 12, 31, 10), 1) == at(2027, 1, 5)
     assert seen == [2027]
     cal.deadline(at(2026, 12, 28, 10), 8)
     assert seen == [2027]
     assert cal.missing_years == {2027}
+
+
+def test_in_a_year_without_data_the_holidays_the_law_fixes_by_date_are_no_working_days():
+    cal = WorkCalendar(on_missing_year=lambda year: None)
+    # 2027: 元旦 Fri 1-1, 清明 Mon 4-5 (the solar term), 劳动节 on a weekend (Sat 5-1, Sun 5-2),
+    # 国庆节 Fri 10-1 (10-2, 10-3 a weekend). 2028: 劳动节 Mon 5-1 and Tue 5-2, 国庆节 Mon 10-2, Tue 10-3.
+    assert not any(cal.is_workday(d) for d in (date(2027, 1, 1), date(2027, 4, 5), date(2027, 10, 1),
+                                                date(2028, 5, 1), date(2028, 5, 2), date(2028, 10, 2),
+                                                date(2028, 10, 3)))
+    assert all(cal.is_workday(d) for d in (date(2027, 1, 4), date(2027, 4, 6), date(2027, 5, 3),
+                                           date(2028, 10, 4)))
+    assert cal.missing_years == {2027, 2028}
 
 
 def test_the_default_warning_is_loud():
