@@ -221,6 +221,19 @@ class WorkCalendar:
             raise ValueError(f"deadline of {days} working days after {start} is beyond "
                              f"{_MAX_SCAN_DAYS} days") from None
 
+    def stated_deadline(self, start: datetime, stated: datetime, pauses: Sequence[Pause] = (),
+                        tz: ZoneInfo | None = None) -> datetime | None:
+        """A deadline the source system states as a moment, for a clock started at `start`, with
+        suspended time not counted: the clock holds the working time from the day after the
+        start's day up to `stated`, and the pauses move the moment it runs out, never before
+        `stated`. None when a pause that has not ended stops it before it runs out."""
+        tz = tz or self.tz
+        budget = self._share(self.midnight(self.local(start, tz).date() + timedelta(days=1), tz), stated, tz)
+        if not pauses or budget <= _EPSILON:
+            return stated
+        moved = self._deadline(start, budget, pauses, tz)  # type: ignore[arg-type]  (working days, in part)
+        return None if moved is None else max(stated, moved)
+
     def working_days_between(self, start: datetime, end: datetime, pauses: Sequence[Pause] = (),
                              tz: ZoneInfo | None = None) -> float:
         """Working days the clock ran from the day after `start` up to `end`."""

@@ -105,17 +105,21 @@ class Timeline:
 
     def deadline(self, calendar: WorkCalendar, pauses: Sequence[Pause] | None = None) -> datetime | None:
         """The promised deadline: counted in working days from acceptance, suspended time added;
-        or, when the acceptance states one (attrs.deadline), that moment as stated."""
+        or, when the acceptance states one (attrs.deadline), that moment moved by the suspended
+        working time before it (`WorkCalendar.stated_deadline`)."""
         if self.accepted is None:
             return None
-        if self.stated_deadline is not None:
-            return self.stated_deadline
         if pauses is not None:
-            return calendar.deadline(self.accepted.occurred_at, self.promised_days, pauses)
+            return self._deadline_with(calendar, pauses)
         if self._deadline is None or self._deadline[0] is not calendar:
-            self._deadline = (calendar, calendar.deadline(self.accepted.occurred_at, self.promised_days,
-                                                          self.pauses))
+            self._deadline = (calendar, self._deadline_with(calendar, self.pauses))
         return self._deadline[1]
+
+    def _deadline_with(self, calendar: WorkCalendar, pauses: Sequence[Pause]) -> datetime | None:
+        assert self.accepted is not None
+        if self.stated_deadline is not None:
+            return calendar.stated_deadline(self.accepted.occurred_at, self.stated_deadline, pauses)
+        return calendar.deadline(self.accepted.occurred_at, self.promised_days, pauses)
 
 
 def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:

@@ -248,6 +248,30 @@ def test_a_deadline_stated_by_the_source_system_is_used_as_stated():
     assert overdue.evidence["deadline_source"] == "stated by the source system"
 
 
+def test_a_stated_deadline_moves_with_the_suspended_time_before_it():
+    """The contract: overdue when the case passes its deadline, suspended time not counted. A
+    deadline the source states was returned as stated, whatever the suspensions: a case suspended
+    for a hearing for four working days and closed within them got a false red card, and one
+    suspended for good was overdue all the same (found by a black-box test)."""
+    accepted = ev("accepted", at(2026, 3, 2, 10), deadline="2026-03-10T00:00:00+08:00")
+    hearing = [ev("suspended", at(2026, 3, 3, 10), reason="hearing"), ev("resumed", at(2026, 3, 9, 10))]
+    # 03-03 10:00 to 03-09 10:00 is four working days: the deadline moves from 03-10 to 03-14 00:00.
+    def deadline_rules(state):
+        return {rule for rule, _ in active(state) if rule in ("overdue", "deadline_near")}
+
+    closed = run([accepted, *hearing, ev("closed", at(2026, 3, 11, 10))], at(2026, 5, 1))
+    assert deadline_rules(closed) == set()
+    still_open = run([accepted, *hearing], at(2026, 5, 1))
+    overdue = next(a for a in still_open.alerts.values() if a.rule.value == "overdue")
+    assert overdue.evidence["deadline"] == "2026-03-14T00:00:00+08:00"
+    assert overdue.evidence["deadline_source"] == "stated by the source system"
+    assert deadline_rules(run([accepted, hearing[0]], at(2026, 5, 1))) == set()  # suspended for good: stopped
+    # A suspension after the deadline as stated does not move it back into time.
+    late = run([accepted, ev("suspended", at(2026, 3, 12, 10), reason="hearing")], at(2026, 5, 1))
+    assert next(a for a in late.alerts.values() if a.rule.value == "overdue").evidence["deadline"] == \
+        "2026-03-10T00:00:00+08:00"
+
+
 @pytest.mark.parametrize("stated", ["2026-03-08T12:00:00+08:00", "2026-03-09T00:00:00+08:00"])
 def test_a_stated_deadline_on_a_day_off_is_near_from_the_last_working_day_before_it(stated):
     """The contract: deadline_near when an open case reaches its last working day before the
