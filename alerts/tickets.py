@@ -215,6 +215,10 @@ class Ticket:
     # A closed (or withdrawn) ticket opened again by hand is a new round: its notices have ids of
     # their own (`_notice`), so that they are sent, each once, whatever the first round sent.
     round: int = 1
+    # Made by a process that sends no notices (a replay or import without --notify): history. The
+    # department was never told of it, so no later process tells anyone of its steps either (its
+    # notices are recorded, held); an inspector who opens it again by hand starts a round that is.
+    quiet: bool = False
 
     @property
     def open_alerts(self) -> list[BundledAlert]:
@@ -258,6 +262,9 @@ class Outcome:
         return bool(self.changes) or self.ticket is not None and self.ticket.status is TicketStatus.SETTLING
 
 
+QUIET_NOTE = "历史数据生成的督办件，部门未收到督办通知，不发升级通知"
+
+
 def ticket_id(case_id: str, rule: Rule) -> str:
     """Readable and stable: the case and the rule (one ticket per case and rule)."""
     return f"{case_id}/{rule.value}"
@@ -296,14 +303,16 @@ def returned_at(notice: Notice) -> int | None:
 # -- alerts ---------------------------------------------------------------------------------------
 
 def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar: WorkCalendar,
-             now: datetime, seen_at: datetime | None = None) -> Outcome:
+             now: datetime, seen_at: datetime | None = None, quiet: bool = False) -> Outcome:
     """An alert version reaches the tickets of its case. Opens a settling ticket for a rule that
     opens tickets, updates the bundle, withdraws the ticket when all its alerts are withdrawn.
 
     `seen_at` (live operation: the wall clock): when the finding reached the tickets. A finding
     whose facts arrived late (a history pushed to a live worker) settles from then, not from its
     business time, long past: else its ticket would open and escalate at once, to the head and the
-    inspection office, before the facts that take it away (arriving seconds later) could."""
+    inspection office, before the facts that take it away (arriving seconds later) could.
+
+    `quiet`: the process sends no notices (history): a ticket it makes is `Ticket.quiet`."""
     if ticket is None:
         # A withdrawn version is kept too: an older version of the alert arriving after it is then
         # known to be older, whatever the order.
@@ -311,7 +320,7 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
             return Outcome(None)
         ladder = policy.ladder(alert.rule, alert.severity)
         ticket = Ticket(ticket_id(alert.case_id, alert.rule), alert.case_id, alert.rule, alert.severity,
-                        alert.item_code, alert.department, alert.region, {}, ladder=ladder)
+                        alert.item_code, alert.department, alert.region, {}, ladder=ladder, quiet=quiet)
     known = ticket.alerts.get(alert.alert_id)
     if known is not None and known.version >= alert.version:
         return Outcome(ticket)  # a redelivery, or an older version after a newer one
@@ -376,7 +385,8 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
             break
         # A silence stops the step's notice, never the step: the ticket's record stays true.
         silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
-        quiet = f"（静默 {silence.silence_id} 期间，不发通知：{silence.reason}）" if silence else ""
+        quiet = (f"（静默 {silence.silence_id} 期间，不发通知：{silence.reason}）" if silence else
+                 f"（{QUIET_NOTE}）" if ticket.quiet else "")
         if not ticket.overdue:
             ticket, _ = _change(ticket, due, SYSTEM, "level_1", "答复期限已到，未答复，升级至部门负责人" + quiet,
                                 overdue=True, escalation_level=1)
@@ -565,7 +575,7 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
                       alert.item_code, alert.department, alert.region, {})
     else:  # opened before: a new round
         base = replace(ticket, round=ticket.round + 1) if ticket.opened_at is not None else ticket
-    base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True,
+    base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True, quiet=False,
                    status=TicketStatus.SETTLING, overdue=False, escalation_level=0, resolution=None,
                    actions=base.actions | {action.action_id})
     opened = _open(base, calendar, action.at, actor=action.actor, text=action.text or "人工发起督办")

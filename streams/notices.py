@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 FINISHED = ("sent", "held", "failed")
 HELD = "recorded only: sending was off (replay without --notify)"
+QUIET_HELD = ("recorded only: the ticket was made from history (a replay or import without --notify) and its "
+              "department never had its opening notice")
 # The notice log's versions: recorded (1); held as recorded, by a process with sending off (2); the
 # notifier's outcome (3). A later row of a lower version never replaces a higher one, so a notice
 # recorded again (a redelivery, the step reached again) keeps what happened to it.

@@ -41,6 +41,7 @@ def ticket_to_json(ticket: Ticket) -> dict[str, Any]:
         "last": None if last is None else [last.version, last.at.isoformat(), last.actor, last.kind, last.text,
                                            last.status.value],
         **({"round": ticket.round} if ticket.round > 1 else {}),
+        **({"quiet": True} if ticket.quiet else {}),
     }
 
 
@@ -63,6 +64,7 @@ def ticket_from_json(obj: dict[str, Any]) -> Ticket:
         last=None if last is None else Change(last[0], datetime.fromisoformat(last[1]), last[2], last[3], last[4],
                                               TicketStatus(last[5])),
         round=int(obj.get("round", 1)),
+        quiet=bool(obj.get("quiet", False)),
     )
 
 

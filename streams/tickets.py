@@ -29,11 +29,11 @@ import orjson
 
 from alerts.model import Alert
 from alerts.notices import NoticeText, render_notice
-from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Ticket, TicketPolicy, TicketStatus, act,
-                            advance, case_of, on_alert, standing_notices)
+from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Step, Ticket, TicketPolicy, TicketStatus,
+                            act, advance, case_of, on_alert, standing_notices)
 from sinks.rows import notice_row, ticket_row
 from streams import metrics
-from streams.notices import HELD, HELD_VERSION, notice_to_json
+from streams.notices import HELD, HELD_VERSION, QUIET_HELD, notice_to_json
 from streams.steps import Letter, Unit, utcnow
 from streams.store import InStoreOnly, TableStore
 from streams.ticket_codec import ticket_to_json, tickets_from_json, tickets_to_json
@@ -254,7 +254,8 @@ class TicketSteps:
             ticket = tickets.get(alert.rule.value)
             if ticket is None and not policy.opens(alert.rule, alert.severity):
                 continue
-            out = on_alert(ticket, alert, policy, calendar, now, seen_at=now if self.clock.live else None)
+            out = on_alert(ticket, alert, policy, calendar, now, seen_at=now if self.clock.live else None,
+                           quiet=not self.out.settings.notify)
             if out.ticket is not None:
                 tickets[alert.rule.value] = out.ticket
             versions += out.versions
@@ -303,12 +304,15 @@ class TicketSteps:
         for notice in notices:
             ticket = tickets[notice.ticket_id.rpartition("/")[2]]
             rendered = render_notice(notice, ticket, self.catalog.judge.catalog, texts)
-            if not self.out.settings.notify:
-                # Sending is off (`replay`, `import` without --notify): held as it is recorded, never
-                # handed to a notifier, so that no later process with a channel sends it either.
-                # Above a recorded row (a later process's, of the same notice), below the
-                # notifier's outcome (a notice sent before, recorded again here).
-                self.out.writer.add("notices", notice_row(rendered, written_at, status="held", last_error=HELD,
+            if not self.out.settings.notify or (ticket.quiet and notice.step is not Step.RETURNED):
+                # Sending is off (`replay`, `import` without --notify), or the ticket was made so
+                # (history: its department never heard of it, `Ticket.quiet`; a return answers its
+                # reply): held as it is recorded, never handed to a notifier, so that no later
+                # process with a channel sends it either. Above a recorded row (a later process's,
+                # of the same notice), below the notifier's outcome (a notice sent before, recorded
+                # again here).
+                held = HELD if not self.out.settings.notify else QUIET_HELD
+                self.out.writer.add("notices", notice_row(rendered, written_at, status="held", last_error=held,
                                                           version=HELD_VERSION))
                 metrics.NOTICES.labels(notice.step.value, "held").inc()
                 continue

@@ -252,12 +252,16 @@ def test_replay_records_notices_and_sends_them_only_with_notify(accepted_case, m
              smtp=smtp)
     _, _, notices = read(data)
     assert [(n["step"], n["status"]) for n in notices] == [("opened", "held")]
-    # Later runs with sending on mail what happens from then on, never the history recorded before.
+    # A later run with sending on records the steps of that ticket, made from history, but mails
+    # nobody: its department never had the opening notice, and before, its head was the first to
+    # hear of it, as a ticket overdue (found by a black-box test).
     sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-21T08:00:00+08:00",
              "--notify", smtp=smtp)
-    _, _, notices = read(data)
-    assert [(n["step"], n["status"]) for n in notices] == [("opened", "held"), ("level_1", "sent")]
-    assert [r[0] for r in mails(box)] == [["scjg-head@example.gov.cn"]]
+    tickets, _, notices = read(data)
+    assert [(n["step"], n["status"]) for n in notices] == [("opened", "held"), ("level_1", "held")]
+    assert "made from history" in notices[1]["last_error"]
+    assert tickets[0]["overdue"] and tickets[0]["escalation_level"] == 1
+    assert mails(box) == []
     assert "--notify needs a channel" in sunlight(data, "replay", str(events), "--catalog", str(CATALOG),
                                                  "--notify", expect=1).stderr
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import orjson
@@ -184,3 +184,33 @@ def test_tickets_go_with_their_case_only_as_the_written_rows_left_them():
     fake.store.keep.clear()
     Pipeline._let_tickets_go_now(fake, "U1", 0, harness.table.data["U1"])
     assert "U1" not in harness.table.data and fake.touched_tickets == {"U1"}
+
+
+def test_a_ticket_made_from_history_tells_no_one_of_its_steps_in_a_process_that_sends():
+    """A replay without --notify opened the ticket (its notice held, never sent); `serve` or a
+    worker took it over later and mailed its escalations at once, to the head and the inspection
+    office, about a ticket the department had never been told of (found by a black-box test)."""
+    from alerts.tickets import QUIET_NOTE
+    from streams.notices import QUIET_HELD
+
+    red, _ = case_alerts()
+    replay = Harness()
+    replay.steps.out.settings.notify = False
+    replay.steps.clock = EventTimeClock(red.event_time + timedelta(hours=2))
+    replay.steps.clock.finished = True
+    replay.alerts(red)
+    opened = replay.held().tickets["overdue"]
+    assert opened.status is TicketStatus.OPEN and opened.quiet and not opened.overdue
+    assert [r["status"] for r in replay.writer.batch.rows["notices"]] == ["held"]
+
+    live = Harness()  # sends notices; its clock is weeks later
+    live.reads_back_from(replay)
+    unit = Unit("ticket-ticks", 0, [record(0, {"case_id": "U1", "now": NOW.isoformat()})])
+    asyncio.run(live.steps.process(unit, *decode_ticket_unit(unit, "ticket-ticks")))
+    ticket = live.held().tickets["overdue"]
+    assert ticket.overdue and ticket.escalation_level == 2 and ticket.quiet
+    assert QUIET_NOTE in ticket.last.text
+    notices = live.writer.batch.rows["notices"]
+    assert [(r["step"], r["status"], r["last_error"]) for r in notices] == [
+        ("level_1", "held", QUIET_HELD), ("level_2", "held", QUIET_HELD)]
+    assert not live.writer.batch.after_write  # nothing handed to the notifier

@@ -226,6 +226,16 @@ def test_an_inspector_opens_a_ticket_by_hand_from_a_yellow_alert():
         on_action(None, replace(act, department="SCJG"), CAL, act.at, yellow)
 
 
+def test_a_ticket_from_history_opened_again_by_hand_is_a_round_the_department_is_told_of():
+    quiet = on_alert(None, alert(), POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST), quiet=True).ticket
+    assert quiet.quiet and quiet.status is TicketStatus.OPEN
+    closed = on_action(quiet, action("close", quiet.version, INSPECTORS, "历史件"), CAL, quiet.opened_at).ticket
+    again = on_action(closed, action("open", None, INSPECTORS, "重新督办", alert_id=alert().alert_id,
+                                     at=datetime(2026, 4, 1, 9, tzinfo=CST)), CAL, datetime(2026, 4, 1, 9, tzinfo=CST))
+    assert not again.ticket.quiet and again.ticket.round == 2
+    assert [n.step for n in again.notices] == [Step.OPENED]
+
+
 def test_opening_by_hand_a_ticket_already_open_says_so():
     """A red card's ticket opened by itself: the red card is the ticket's own (not among the alerts
     a hand opens from), which made the refusal say there was no open alert."""
