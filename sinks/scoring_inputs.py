@@ -6,6 +6,8 @@ What is counted (see docs/scoring.md):
 * cases of the month: cases whose acceptance (``cases.accepted_at``) falls in the local month;
 * of those, the cases with a standing (not withdrawn) yellow or red alert;
 * tickets opened in the month, each as it stands now (latest version; settling ones are no one's yet);
+  a ticket opened again by hand in a later month is a new round there, and its earlier round stays
+  in its own month as that round ended;
 * ``rated`` events that occurred in the month;
 * per department, the import-channel events that occurred in the month and their last
   ``recorded_at`` (when the self-built system pushed them, not when Sunlight stored them);
@@ -67,7 +69,10 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
 
     query = ScopedQuery(
         "ticket_id, department, region, status", "tickets FINAL",
-        where="version > 0 AND (ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)"
+        # Each round of a ticket (opened again by hand: a new round, `Ticket.round`, in its state
+        # from round 2 on) is a supervision of the month it opened in, as its round ended or stands.
+        where="version > 0 AND (ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets WHERE version > 0 "
+              "GROUP BY ticket_id, greatest(JSONExtractInt(state, 'round'), 1))"
               " AND opened_at >= {start:DateTime64(6, 'UTC')} AND opened_at < {end:DateTime64(6, 'UTC')}",
         tail="ORDER BY ticket_id")
     sql, parameters = query.sql(scope)

@@ -1,0 +1,66 @@
+"""A ticket opened again by hand in a later month is a new supervision there; its first round stays
+in the month it opened in (sinks.scoring_inputs.month_facts, 督办完成率)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from alerts.calendar import WorkCalendar
+from alerts.model import Alert, Rule, Severity
+from alerts.tickets import INSPECTORS, Action, ActionKind, TicketPolicy, advance, on_action, on_alert
+from sinks.clickhouse import connect
+from sinks.migrations import migrate
+from sinks.rows import ticket_row
+from sinks.scoring_inputs import month_facts
+from sinks.writer import Batch, ClickHouseWriter
+from streams.ticket_codec import ticket_to_json
+
+CST = timezone(timedelta(hours=8))
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+CAL = WorkCalendar(on_missing_year=lambda year: None)
+POLICY = TicketPolicy()
+
+
+def test_a_ticket_reopened_in_a_later_month_leaves_the_earlier_month_its_unanswered_round(tmp_path):
+    """Before, each ticket counted once, as its latest version: closed in April and opened again,
+    its March round left March (督办 0/1 became 0/0, 无数据, full points), and the department that
+    never answered moved up the ranking (found by a black-box test)."""
+    opened_at = datetime(2026, 3, 10, 10, tzinfo=CST)
+    red = Alert(alert_id="A1", rule=Rule.OVERDUE, severity=Severity.RED, case_id="C4", item_code="I-1",
+                department="DC", region="320200", officer_id=None, node=None, raised_at=opened_at,
+                event_time=opened_at, evidence={})
+    versions = []
+    out = on_alert(None, red, POLICY, CAL, opened_at + timedelta(hours=2))
+    versions += out.versions
+    out = advance(out.ticket, POLICY, CAL, datetime(2026, 3, 31, tzinfo=CST))  # overdue, escalated
+    versions += out.versions
+    ticket = out.ticket
+
+    def by_inspector(kind, version, at, **extra):
+        return Action(f"{kind}-{version}", ticket.ticket_id, version, "张督查", INSPECTORS, ActionKind(kind), "说明",
+                      at, **extra)
+
+    out = on_action(ticket, by_inspector("close", ticket.version, datetime(2026, 4, 2, 10, tzinfo=CST)), CAL, None)
+    versions += out.versions
+    out = on_action(out.ticket, by_inspector("open", None, datetime(2026, 4, 2, 11, tzinfo=CST), alert_id="A1"),
+                    CAL, None)
+    versions += out.versions
+    assert out.ticket.round == 2
+
+    client = connect(None, tmp_path)
+    try:
+        migrate(client)
+        batch = Batch()
+        for version in versions:
+            batch.add("tickets", ticket_row(version, datetime.now(timezone.utc),
+                                            orjson.dumps(ticket_to_json(version)).decode()))
+        ClickHouseWriter(client).write(batch)
+        march = month_facts(client, "2026-03", SHANGHAI).tickets
+        april = month_facts(client, "2026-04", SHANGHAI).tickets
+    finally:
+        client.close()
+    assert [(t.ticket_id, t.status) for t in march] == [("C4/overdue", "closed")]
+    assert [(t.ticket_id, t.status) for t in april] == [("C4/overdue", "open")]
