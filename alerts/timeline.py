@@ -12,8 +12,10 @@ implements the process model of the catalog:
 * A node may complete only after the nodes it `requires` (and what they require); the decision (if the
   item names a decision node) only after every required node before that node;
   closing only after every required node. Anything else is a skip.
-* `returned` sends the case back to a node: that node and everything that
-  depends on it must be done again, and the node's own clock restarts.
+* `returned` sends the case back to a node: that node must be done again, its own
+  clock restarting; the nodes waiting for it stop their clocks, which start again from
+  the start once it is done (a new run, as the contract starts a node's clock when what
+  it requires has completed), a run late before the return staying late.
 """
 
 from __future__ import annotations
