@@ -43,7 +43,9 @@ from starlette.routing import Route
 
 from alerts.describe import describe_evidence, local_moment, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
-from alerts.tickets import INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, STATUS_TITLE, ticket_id as make_ticket_id
+from alerts.notices import RECIPIENT_TITLE
+from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, NOTICE_STATUS_TITLE, STATUS_TITLE, STEP_TITLE,
+                            ticket_id as make_ticket_id)
 from sinks.scope import Scope, UnknownScope
 from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, Users, check_secret_key, loose_mode
 from streams.console.links import LinkRefused, Links
@@ -186,7 +188,8 @@ def _environment() -> jinja2.Environment:
     env.globals.update(RULE_TITLE={r.value: t for r, t in RULE_TITLE.items()},
                        SEVERITY_TITLE={s.value: t for s, t in SEVERITY_TITLE.items()},
                        STATUS_TITLE={s.value: t for s, t in STATUS_TITLE.items()}, KIND_TITLE=KIND_TITLE,
-                       ROLE_TITLE=ROLE_TITLE, MAX_TEXT=MAX_TEXT_CHARS)
+                       ROLE_TITLE=ROLE_TITLE, MAX_TEXT=MAX_TEXT_CHARS, STEP_TITLE=STEP_TITLE,
+                       NOTICE_STATUS_TITLE=NOTICE_STATUS_TITLE, RECIPIENT_TITLE=RECIPIENT_TITLE)
     return env
 
 
@@ -452,7 +455,7 @@ class Console:
         `kind`, or the `alert_id` a ticket was to be opened from), put back into its form."""
         from alerts.casefile import case_file
         from alerts.events import parse_event
-        from sinks.queries import alerts_of_case, case_events_of, stored_tickets, ticket_history
+        from sinks.queries import alerts_of_case, case_events_of, stored_notices, stored_tickets, ticket_history
 
         scope = request.state.scope
         judge = self.backend.judge()
@@ -465,12 +468,14 @@ class Console:
             tickets = stored_tickets(client, scope, tz=judge.calendar.tz, case_id=case_id)
             histories = {t["ticket_id"]: ticket_history(client, scope, t["ticket_id"], tz=judge.calendar.tz)
                          for t in tickets}
-            return events, alerts, tickets, histories
+            notices = {t["ticket_id"]: stored_notices(client, scope, t["ticket_id"], tz=judge.calendar.tz)
+                       for t in tickets}
+            return events, alerts, tickets, histories, notices
 
         found = await self.backend.read(read)
         if found is None:
             return self.refuse(request, 404, "办件不存在，或不在您的查看范围内。")
-        events, alerts, tickets, histories = found
+        events, alerts, tickets, histories, notices = found
         item = judge.catalog.item(events[0]["item_code"])
         if item is None:
             return self.refuse(request, 404, f"办件的事项 {events[0]['item_code']} 不在职权目录中。")
@@ -485,6 +490,7 @@ class Console:
                                  and (ticket is None or ticket["status"] in ("closed", "withdrawn")))
         for ticket in tickets:
             ticket["history"] = histories.get(ticket["ticket_id"], [])
+            ticket["notices"] = notices.get(ticket["ticket_id"], [])
             ticket["evidence_text"] = [(a["status"], describe_evidence(ticket["rule"], a["evidence"]))
                                        for a in ticket["evidence"].values()]
             ticket["actions"] = self._actions_for(user, ticket)

@@ -236,6 +236,19 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             expect(status).to_have_attribute("data-ticket-status", "closed")
             history = inspector.locator("#t-overdue .history li")
             expect(history).to_have_count(5)  # opened by hand, reply, return, reply, accept
+            # Beside the history, the notices and what became of each (before, only `sunlight
+            # tickets show` said that a notice had failed).
+            notices = inspector.locator("#t-overdue .notices li")
+            for _ in range(120):  # the notifier records "sent" just after the server took the mail
+                if [notices.nth(i).get_attribute("data-notice-status") for i in range(notices.count())] == \
+                        ["sent", "sent"]:
+                    break
+                time.sleep(0.5)
+                inspector.reload()
+            expect(notices).to_have_count(2)
+            expect(notices.nth(0)).to_contain_text("督办通知")
+            expect(notices.nth(1)).to_contain_text("退回重办通知")
+            expect(notices.nth(1)).to_contain_text("已发送")
             inspector.screenshot(path=str(IMAGES / "case.png"), full_page=True)
 
             # The department's link now shows the ticket closed, and offers no form.
