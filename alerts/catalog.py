@@ -50,7 +50,9 @@ class Department:
 
     @property
     def ticket_contact(self) -> Person | None:
-        return self.contact or self.head
+        """Who receives new and returned tickets: the contact, or the head when the contact has no
+        address (a name alone cannot be sent to)."""
+        return self.contact if self.contact is not None and self.contact.email else self.head or self.contact
 
 
 class CompletedBy(enum.StrEnum):

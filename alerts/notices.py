@@ -23,7 +23,7 @@ from alerts.tickets import Notice, Step, Ticket, returned_at
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
-          "return_reason")
+          "return_reason", "level_1_note")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -127,12 +127,24 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "level_2_at": moment(_local(ticket.level_2_at, catalog)),
         "how_to_reply": how_to_reply(ticket, link, catalog), "reply_link": link.url if link else NO_LINK,
         "return_reason": return_reason(notice, ticket),
+        "level_1_note": level_1_note(ticket, department),
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
                           person.name if person else "", person.email if person and person.email else "",
                           subject.format(**values), body.format(**values), ticket.department, ticket.region or "",
                           notice.at, message_id(notice.notice_id))
+
+
+def level_1_note(ticket: Ticket, department) -> str:
+    """What came of level 1, for the level-2 notice to the discipline-inspection office: said as
+    it was, never a head urged who was not told."""
+    if ticket.level_1_held:
+        return "升级至部门负责人时处于静默期，未通知部门负责人，"
+    head = department.head if department is not None else None
+    if head is None or not head.email:
+        return "职权目录未登记部门负责人邮箱，升级通知未能送达部门负责人，"
+    return "经提请部门负责人督促后，"
 
 
 def return_reason(notice: Notice, ticket: Ticket) -> str:

@@ -219,6 +219,8 @@ class Ticket:
     # department was never told of it, so no later process tells anyone of its steps either (its
     # notices are recorded, held); an inspector who opens it again by hand starts a round that is.
     quiet: bool = False
+    # Its level 1 was reached within a silence: recorded, the head not told (the level-2 notice says so).
+    level_1_held: bool = False
 
     @property
     def open_alerts(self) -> list[BundledAlert]:
@@ -342,7 +344,7 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
         # Live, a finding that arrived late would open it only after settling (`stands_from`): not
         # from a moment to come, but from now.
         ticket, change = _change(ticket, at, SYSTEM, "reopened", "新的预警成立，督办件重新生效",
-                                 status=TicketStatus.OPEN, overdue=False, escalation_level=0,
+                                 status=TicketStatus.OPEN, overdue=False, escalation_level=0, level_1_held=False,
                                  **_times(ticket, calendar, min(opens_at, at)))
         out = advance(ticket, policy, calendar, now)
         return Outcome(out.ticket, (ticket, *out.versions), out.notices)
@@ -389,7 +391,7 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
                  f"（{QUIET_NOTE}）" if ticket.quiet else "")
         if not ticket.overdue:
             ticket, _ = _change(ticket, due, SYSTEM, "level_1", "答复期限已到，未答复，升级至部门负责人" + quiet,
-                                overdue=True, escalation_level=1)
+                                overdue=True, escalation_level=1, level_1_held=silence is not None)
             step = Step.LEVEL_1
         else:
             ticket, _ = _change(ticket, due, SYSTEM, "level_2", "逾期仍未答复，升级至纪检监察机构" + quiet,
@@ -576,7 +578,8 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
     else:  # opened before: a new round
         base = replace(ticket, round=ticket.round + 1) if ticket.opened_at is not None else ticket
     base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True, quiet=False,
-                   status=TicketStatus.SETTLING, overdue=False, escalation_level=0, resolution=None,
+                   status=TicketStatus.SETTLING, overdue=False, escalation_level=0, level_1_held=False,
+                   resolution=None,
                    actions=base.actions | {action.action_id})
     opened = _open(base, calendar, action.at, actor=action.actor, text=action.text or "人工发起督办")
     return Outcome(opened, (opened,), (_notice(opened, Step.OPENED, action.at),))

@@ -32,6 +32,10 @@ class NoticeError(RuntimeError):
     """A notice could not be sent; the message never holds a password or token."""
 
 
+class NoAddress(NoticeError):
+    """The catalog names no address for the recipient: trying again cannot help."""
+
+
 class ChannelError(ValueError):
     """A notice channel is configured wrongly (SUNLIGHT_SMTP, SUNLIGHT_WEBHOOK)."""
 
@@ -87,8 +91,8 @@ class SmtpSender:
         import aiosmtplib
 
         if not notice.recipient_email:
-            raise NoticeError(f"the catalog names no address for the {notice.recipient_role} of "
-                              f"{notice.department}")
+            raise NoAddress(f"职权目录未登记收件人邮箱（the catalog names no address for the "
+                            f"{notice.recipient_role} of {notice.department}）")
         try:
             await aiosmtplib.send(self.message(notice), hostname=self.hostname, port=self.port,
                                   username=self.username, password=self.password, use_tls=self.use_tls,

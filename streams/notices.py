@@ -26,7 +26,7 @@ import orjson
 
 from alerts.notices import RenderedNotice
 from alerts.tickets import Step
-from sinks.notify import NoticeError
+from sinks.notify import NoAddress, NoticeError
 from sinks.rows import notice_row
 from streams import metrics
 from streams.steps import Unit, utcnow
@@ -147,16 +147,22 @@ class NoticeSteps:
             return "failed", 0, "no channel: set SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or SUNLIGHT_WEBHOOK"
         pending = list(self.senders)
         error = ""
+        no_address = ""  # a channel that can never send this notice: not tried again
         for attempt in range(1, self.attempts + 1):
             failed = []
             for sender in pending:
                 try:
                     await sender.send(notice)
+                except NoAddress as exc:
+                    no_address = str(exc)
                 except NoticeError as exc:
                     failed.append(sender)
                     error = str(exc)
             pending = failed
             if not pending:
+                if no_address:
+                    log.error("notice %s not sent: %s", notice.notice_id, no_address)
+                    return "failed", attempt, no_address
                 return "sent", attempt, ""
             if attempt < self.attempts:
                 log.warning("notice %s not sent (attempt %d of %d), trying again: %s", notice.notice_id, attempt,

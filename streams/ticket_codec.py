@@ -42,6 +42,7 @@ def ticket_to_json(ticket: Ticket) -> dict[str, Any]:
                                            last.status.value],
         **({"round": ticket.round} if ticket.round > 1 else {}),
         **({"quiet": True} if ticket.quiet else {}),
+        **({"level_1_held": True} if ticket.level_1_held else {}),
     }
 
 
@@ -65,6 +66,7 @@ def ticket_from_json(obj: dict[str, Any]) -> Ticket:
                                               TicketStatus(last[5])),
         round=int(obj.get("round", 1)),
         quiet=bool(obj.get("quiet", False)),
+        level_1_held=bool(obj.get("level_1_held", False)),
     )
 
 

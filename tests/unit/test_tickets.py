@@ -428,3 +428,44 @@ def test_a_returned_notice_says_why_the_reply_was_returned():
                       datetime(2026, 3, 4, tzinfo=CST)).ticket
     again = render_notice(notice, later, catalog, load_templates())  # rendered once more, after a later change
     assert "另案处理" not in again.body
+
+
+def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
+    """It said "经提请部门负责人督促后" (after the head was urged) when the catalog had no address
+    for the head, or a silence held level 1's notice: the head had never been told (found by a
+    black-box test). And a contact with a name but no address is no one to send to: the head is."""
+    from pathlib import Path
+
+    import yaml
+
+    from alerts.catalog import load_catalog
+    from alerts.notices import render_notice
+    from sinks.notify import load_templates
+
+    root = Path(__file__).resolve().parents[1] / "data" / "contract"
+    raw = yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8"))
+    red = replace(alert(), item_code="320200-XK-SCJG-0001", evidence={"node": "review", "went_ahead": "decision"})
+    t = on_alert(None, red, POLICY, CAL, red.event_time).ticket
+    t = advance(t, POLICY, CAL, datetime(2026, 3, 2, 12, tzinfo=CST)).ticket  # open
+    texts = load_templates()
+
+    def level_2_body(catalog, policy=POLICY):
+        out = advance(t, policy, CAL, datetime(2026, 3, 20, tzinfo=CST))
+        (notice,) = [n for n in out.notices if n.step is Step.LEVEL_2]
+        return render_notice(notice, out.ticket, catalog, texts).body
+
+    assert "经提请部门负责人督促后，至" in level_2_body(load_catalog(raw))
+    silence = Silence("S2", datetime(2026, 3, 9, tzinfo=CST), "机构调整", department="SCJG")
+    held = level_2_body(load_catalog(raw), replace(POLICY, silences=(silence,)))
+    assert "静默期，未通知部门负责人" in held and "经提请" not in held
+    scjg = raw["departments"][0]
+    scjg["head"] = {"name": "市场监管局局长"}  # no address
+    scjg["contact"] = {"name": "法规科"}  # no address either
+    catalog = load_catalog(raw)
+    assert "未登记部门负责人邮箱" in level_2_body(catalog)
+    assert catalog.departments["SCJG"].ticket_contact.name == "市场监管局局长"
+    scjg["head"] = {"name": "市场监管局局长", "email": "scjg-head@example.gov.cn"}
+    settling = on_alert(None, red, POLICY, CAL, red.event_time).ticket
+    (notice,) = advance(settling, POLICY, CAL, datetime(2026, 3, 3, tzinfo=CST)).notices
+    opened = render_notice(notice, t, load_catalog(raw), texts)
+    assert opened.recipient_email == "scjg-head@example.gov.cn"  # before: "", and the notice failed
