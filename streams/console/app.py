@@ -79,7 +79,8 @@ RESULT_TEXT = {
     "wrong_department": "无权对该督办件执行此操作。",
     "unknown_ticket": "督办件不存在。",
     "unknown_alert": "预警不存在或已撤回，未能发起督办。",
-    "text_too_long": f"内容过长（最多 {MAX_TEXT_CHARS} 字）。",
+    "text_too_long": f"内容过长（最多 {MAX_TEXT_CHARS} 字），请删减后重新提交。",
+    "empty_reply": "请填写核实情况及整改措施。",
     "malformed_action": "内容不完整，操作未执行。",
 }
 # Results after which a form's text is not needed again: the action was applied, or is on its way.
@@ -382,6 +383,12 @@ class Console:
             except UnknownScope:
                 note = "所选部门或地区不在职权目录中。"
                 scope = None
+        unknown = [title for title, value, known in (
+            ("规则", filters["rule"], {r.value for r in Rule}), ("预警级别", filters["severity"], {s.value for s in Severity}),
+            ("状态", filters["status"], {"open", "withdrawn", "all"})) if value and value not in known]
+        if unknown:  # a typed or stale address: said, not shown as an empty list
+            note = f"筛选条件无效（{'、'.join(unknown)}），请重新选择。"
+            scope = None
 
         asked = page_number(params.get("page"))
 
@@ -526,7 +533,7 @@ class Console:
         allowed = INSPECTOR_KINDS if user.inspector else ("reply",)
         if kind not in allowed:
             return self.refuse(request, 403, "您的角色不能执行此操作。")
-        text = str(form.get("text") or "").strip()
+        text = form_text(form)
         action_id = str(form.get("action_id") or "")
         if not ACTION_ID.match(action_id):
             return self.refuse(request, 400, "表单不完整，请返回刷新页面后重试。")
@@ -578,7 +585,7 @@ class Console:
     @staticmethod
     def _draft(form) -> dict | None:
         """A reply form's text and name, to keep on a refusal page (none when it holds no text)."""
-        text = str(form.get("text") or "").strip()
+        text = form_text(form)
         return {"text": text[:20 * MAX_TEXT_CHARS], "actor": " ".join(str(form.get("actor") or "").split())[:50]} \
             if text else None
 
@@ -644,14 +651,14 @@ class Console:
         if not form.get("csrf") or not hmac.compare_digest(str(form.get("csrf")).encode("utf-8", "surrogatepass"),
                                                            self.links.csrf(token).encode()):
             return self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请重新打开答复链接后重试。", draft)
-        text = str(form.get("text") or "").strip()
+        text = form_text(form)
         action_id = str(form.get("action_id") or "")
         if not ACTION_ID.match(action_id):
             return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。", draft)
-        if not text:
-            return self.refuse(request, 400, "请填写核实情况及整改措施。")
-        if len(text) > MAX_TEXT_CHARS:
-            return self.refuse(request, 400, RESULT_TEXT["text_too_long"], draft)
+        if not text or len(text) > MAX_TEXT_CHARS:
+            # The reply page again, its form holding what was typed, with what to change.
+            return self._reply_page(request, granted, "text_too_long" if text else "empty_reply",
+                                    draft=draft, status=400)
         version = form_version(form)
         if version is None:
             return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。", draft)
@@ -687,13 +694,30 @@ class Console:
         ]
 
 
+def form_text(form) -> str:
+    """A form's text as the person typed it: a browser sends each line break of a textarea as CRLF
+    and counts it as one character against `maxlength` (a 2,000-character answer with line breaks
+    was refused as too long)."""
+    return str(form.get("text") or "").replace("\r\n", "\n").strip()
+
+
 def create_app(settings: Settings, backend: Backend, users: Users | None = None,
                links: Links | None = None) -> Starlette:
     key = check_secret_key(settings.secret_key)
     users = users or Users(users_path(settings))
     links = links or Links(settings.public_url or "", key, settings.reply_link_days)
     console = Console(settings, backend, users, links)
-    app = Starlette(routes=console.routes(), middleware=[Middleware(SecurityHeaders)])
+    async def not_found(request: Request, exc: Exception) -> Response:
+        request.state.session = request.state.user = None
+        return console.refuse(request, 404, "页面不存在。")
+
+    async def failed(request: Request, exc: Exception) -> Response:
+        log.error("console: %s %s failed: %r", request.method, request.url.path, exc)
+        request.state.session = request.state.user = None
+        return console.refuse(request, 500, "系统内部错误，请稍后重试；如仍不能办理，请联系系统管理员。")
+
+    app = Starlette(routes=console.routes(), middleware=[Middleware(SecurityHeaders)],
+                    exception_handlers={404: not_found, 500: failed})
     app.state.console = console
     return app
 

@@ -81,7 +81,10 @@ class Links:
                 and isinstance(payload.get("d"), str) and isinstance(payload.get("e"), int)
                 and isinstance(payload.get("v"), int)):
             raise LinkRefused("invalid")
-        expires = datetime.fromtimestamp(payload["e"], timezone.utc)
+        try:
+            expires = datetime.fromtimestamp(payload["e"], timezone.utc)
+        except (OverflowError, OSError, ValueError):  # signed, but no moment at all
+            raise LinkRefused("invalid") from None
         if (now or self.clock()) >= expires:
             raise LinkRefused("expired")
         return ReplyGrant(payload["t"], payload["d"], expires, payload["v"])

@@ -624,3 +624,34 @@ def test_a_refused_reply_or_action_keeps_its_text_in_the_form(console, monkeypat
 
 async def _answer(result: str) -> str:
     return result
+
+
+def test_what_a_person_gets_wrong_is_said_in_chinese_and_keeps_the_form(console):
+    """Found by a black-box test: a 2,000-character answer with line breaks was refused as too
+    long (the browser sends CRLF, and counts each as one character against maxlength); an empty
+    or too long reply gave a page without the form; a signed link whose expiry is no moment gave
+    a 500 in English; an unknown address an English "Not Found"; filters that name no rule,
+    level or status an empty list with no word."""
+    app, published, links = console
+    zjj = path_of(links.make(ZJJ_TICKET, "ZJJ", in_a_week(), 1))
+    csrf = links.csrf(zjj.rsplit("/", 1)[1])
+    lines = "\r\n".join(["甲" * 1000, "乙" * 999])  # 1,999 characters and one line break: 2,000 as typed
+    assert Client(app).post(zjj, {"csrf": csrf, "text": lines, "version": "1", "action_id": "1" * 32}).status == 303
+    assert published[-1]["text"] == lines.replace("\r\n", "\n")
+    for text, said in (("  ", "请填写核实情况及整改措施"), ("丙" * 2001, "请删减后重新提交")):
+        page = Client(app).post(zjj, {"csrf": csrf, "text": text, "version": "1", "action_id": "2" * 32})
+        assert page.status == 400 and said in page.text and "<textarea" in page.text
+    assert "丙" * 2001 in page.text  # what was typed stays in the form
+    overflow = Links("https://console.city.example", links.secret_key).serializer.dumps(
+        {"t": ZJJ_TICKET, "d": "ZJJ", "e": 10 ** 20, "v": 1})
+    answer = Client(app).get(f"/reply/{overflow}")
+    assert answer.status == 403 and "此答复链接无效" in answer.text
+    for path in ("/reply/", "/nowhere"):
+        answer = Client(app).get(path)
+        assert answer.status == 404 and "页面不存在" in answer.text and "Not Found" not in answer.text
+    inspector = Client(app)
+    assert inspector.sign_in("检查员", "inspector-password").status == 303
+    for query in ("rule=nope", "severity=purple", "status=bogus"):
+        page = inspector.get(f"/alerts?{query}")
+        assert page.status == 200 and "筛选条件无效" in page.text, query
+    assert "筛选条件无效" not in inspector.get("/alerts?rule=overdue&severity=red&status=all").text
