@@ -23,7 +23,7 @@ from alerts.tickets import Notice, Step, Ticket, returned_at
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
-          "return_reason", "level_1_note")
+          "return_reason", "level_1_note", "reply_by", "instructions")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -128,6 +128,8 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "how_to_reply": how_to_reply(ticket, link, catalog), "reply_link": link.url if link else NO_LINK,
         "return_reason": return_reason(notice, ticket),
         "level_1_note": level_1_note(ticket, department),
+        "reply_by": reply_by(notice, ticket, catalog),
+        "instructions": instructions(notice, ticket),
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
@@ -145,6 +147,23 @@ def level_1_note(ticket: Ticket, department) -> str:
     if head is None or not head.email:
         return "职权目录未登记部门负责人邮箱，升级通知未能送达部门负责人，"
     return "经提请部门负责人督促后，"
+
+
+def reply_by(notice: Notice, ticket: Ticket, catalog: Catalog) -> str:
+    """How the notice asks for the answer: by the deadline, or, once it has passed (a reply returned
+    after it: the ticket keeps its deadline), at once."""
+    deadline = moment(_local(ticket.deadline, catalog))
+    if ticket.deadline is not None and notice.at >= ticket.deadline:
+        return f"答复期限 {deadline} 已过，请立即"
+    return f"请于 {deadline} 前"
+
+
+def instructions(notice: Notice, ticket: Ticket) -> str:
+    """An inspector's note on a ticket opened by hand (督办说明), for its opening notice."""
+    last = ticket.last
+    if notice.step is not Step.OPENED or last is None or last.kind != "open" or not last.text.strip():
+        return ""
+    return f"\n\n督办说明：{last.text.strip()}"
 
 
 def return_reason(notice: Notice, ticket: Ticket) -> str:

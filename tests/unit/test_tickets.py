@@ -469,3 +469,38 @@ def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
     (notice,) = advance(settling, POLICY, CAL, datetime(2026, 3, 3, tzinfo=CST)).notices
     opened = render_notice(notice, t, load_catalog(raw), texts)
     assert opened.recipient_email == "scjg-head@example.gov.cn"  # before: "", and the notice failed
+
+
+def test_a_return_after_the_deadline_asks_for_the_answer_at_once_and_a_hand_opening_carries_its_note():
+    """A returned ticket keeps its deadline: its notice asked "请于 <a past date> 前重新答复" (found
+    by a black-box test). And the note an inspector typed opening a ticket by hand was on the reply
+    page but not in the mail."""
+    from pathlib import Path
+
+    import yaml
+
+    from alerts.catalog import load_catalog
+    from alerts.notices import render_notice
+    from sinks.notify import load_templates
+
+    root = Path(__file__).resolve().parents[1] / "data" / "contract"
+    catalog = load_catalog(yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8")))
+    texts = load_templates()
+    red = replace(alert(), item_code="320200-XK-SCJG-0001")
+    t = advance(on_alert(None, red, POLICY, CAL, red.event_time).ticket, POLICY, CAL,
+                datetime(2026, 3, 2, 12, tzinfo=CST)).ticket
+    t = on_action(t, action("reply", 1), CAL, None).ticket
+    for at, asked in ((datetime(2026, 3, 4, 9, tzinfo=CST), "请于 2026-03-06 00:00 前重新答复"),
+                      (datetime(2026, 3, 20, 9, tzinfo=CST), "答复期限 2026-03-06 00:00 已过，请立即重新答复")):
+        out = on_action(t, action("return", 2, INSPECTORS, "整改不到位", at=at, action_id=f"r{at.day}"), CAL, None)
+        (notice,) = out.notices
+        assert asked in render_notice(notice, out.ticket, catalog, texts).body
+    yellow = replace(alert(rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW), item_code="320200-XK-SCJG-0001")
+    by_hand = action("open", None, INSPECTORS, "请重点核查承办环节超时原因", ticket=ticket_id("C-1", Rule.NODE_OVERDUE),
+                     alert_id=yellow.alert_id)
+    out = on_action(None, by_hand, CAL, by_hand.at, yellow)
+    body = render_notice(out.notices[0], out.ticket, catalog, texts).body
+    assert "\n\n督办说明：请重点核查承办环节超时原因\n" in body
+    plain = render_notice(advance(on_alert(None, red, POLICY, CAL, red.event_time).ticket, POLICY, CAL,
+                                  datetime(2026, 3, 2, 12, tzinfo=CST)).notices[0], t, catalog, texts).body
+    assert "督办说明" not in plain
