@@ -109,8 +109,8 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
     returned, level 1); without one the notice says how to reply otherwise."""
     if link is None and texts.links is not None:
         link = texts.links(ticket, notice)
-    if notice.step is Step.LEVEL_2:
-        link = None  # to the discipline-inspection office, who do not answer the ticket
+    if notice.step in (Step.LEVEL_2, Step.WITHDRAWN):
+        link = None  # to the discipline-inspection office, who do not answer the ticket; or nothing to answer
     person = recipient(notice, ticket, catalog)
     department = catalog.departments.get(ticket.department)
     item = catalog.item(ticket.item_code)

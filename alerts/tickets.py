@@ -59,6 +59,7 @@ class Step(enum.StrEnum):
     RETURNED = "returned"  # to the department's contact
     LEVEL_1 = "level_1"  # to the department head
     LEVEL_2 = "level_2"  # to the discipline-inspection office
+    WITHDRAWN = "withdrawn"  # to each the round's notices reached: its alerts were all withdrawn
 
 
 STATUS_TITLE: Mapping[TicketStatus, str] = {
@@ -73,6 +74,7 @@ KIND_TITLE: Mapping[str, str] = {
 
 STEP_TITLE: Mapping[str, str] = {
     "opened": "督办通知", "returned": "退回重办通知", "level_1": "升级至部门负责人", "level_2": "升级至纪检监察机构",
+    "withdrawn": "撤销通知",
 }
 RESOLUTION_TITLE: Mapping[str, str] = {"accepted": "答复经审核通过", "closed_by_inspector": "督查人员办结"}
 NOTICE_STATUS_TITLE: Mapping[str, str] = {
@@ -285,12 +287,29 @@ def _change(ticket: Ticket, at: datetime, actor: str, kind: str, text: str, **up
     return replace(ticket, version=change.version, last=change, **updates), change
 
 
-def _notice(ticket: Ticket, step: Step, at: datetime) -> Notice:
-    recipient = {Step.OPENED: "contact", Step.RETURNED: "contact", Step.LEVEL_1: "head",
-                 Step.LEVEL_2: "inspection_office"}[step]
-    suffix = f"@{ticket.version}" if step is Step.RETURNED else ""
+def _notice(ticket: Ticket, step: Step, at: datetime, recipient: str | None = None) -> Notice:
+    recipient = recipient or {Step.OPENED: "contact", Step.RETURNED: "contact", Step.LEVEL_1: "head",
+                              Step.LEVEL_2: "inspection_office"}[step]
+    suffix = (f"@{ticket.version}" if step is Step.RETURNED else
+              f"/{recipient}" if step is Step.WITHDRAWN else "")
     round_ = f"/r{ticket.round}" if ticket.round > 1 else ""  # the first round's ids as they always were
     return Notice(f"{ticket.ticket_id}/{step.value}{suffix}{round_}", ticket.ticket_id, step, recipient, at)
+
+
+def withdrawal_notices(ticket: Ticket, at: datetime) -> list[Notice]:
+    """A ticket withdrawn (all its alerts withdrawn: the finding never held) after its round's
+    notices went out: each they reached is told, the contact of its opening, the head of its level
+    1 (unless a silence held it), the discipline-inspection office of its level 2. An accusation
+    made in writing is taken back in writing. A finding that stands again opens a new round
+    (`on_alert`), told again from its opening."""
+    if ticket.opened_at is None:
+        return []
+    told = ["contact"]
+    if ticket.escalation_level >= 1 and not ticket.level_1_held:
+        told.append("head")
+    if ticket.escalation_level >= 2:
+        told.append("inspection_office")
+    return [_notice(ticket, Step.WITHDRAWN, at, recipient) for recipient in told]
 
 
 def returned_at(notice: Notice) -> int | None:
@@ -340,18 +359,20 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
         if not live:
             return Outcome(ticket)
         # Another alert of the bundle stands (it arrived after the others were withdrawn): the
-        # ticket is open again, from when that finding would have opened it.
+        # ticket is open again, from when that finding would have opened it, as a new round: its
+        # department was told of the withdrawal, so it is told of the ticket again, and the ladder's
+        # notices are the new round's.
         # Live, a finding that arrived late would open it only after settling (`stands_from`): not
         # from a moment to come, but from now.
         ticket, change = _change(ticket, at, SYSTEM, "reopened", "新的预警成立，督办件重新生效",
                                  status=TicketStatus.OPEN, overdue=False, escalation_level=0, level_1_held=False,
-                                 **_times(ticket, calendar, min(opens_at, at)))
+                                 round=ticket.round + 1, **_times(ticket, calendar, min(opens_at, at)))
         out = advance(ticket, policy, calendar, now)
-        return Outcome(out.ticket, (ticket, *out.versions), out.notices)
+        return Outcome(out.ticket, (ticket, *out.versions), (_notice(ticket, Step.OPENED, at), *out.notices))
     if not live:
         ticket, change = _change(ticket, at, SYSTEM, "withdrawn", "督办件所涉预警已全部撤回",
                                  status=TicketStatus.WITHDRAWN)
-        return Outcome(ticket, (ticket,))
+        return Outcome(ticket, (ticket,), tuple(withdrawal_notices(ticket, at)))
     if not ticket.manual and opens_at < ticket.opened_at and ticket.active:
         # A finding that arrived late but stood earlier: the ticket runs from when it would have
         # opened had the finding been on time, as live operation would have had it (the ladder's
@@ -431,6 +452,8 @@ def standing_notices(ticket: Ticket) -> list[Notice]:
         notices.append(_notice(ticket, Step.LEVEL_2, ticket.level_2_at))
     if ticket.last is not None and ticket.last.kind == ActionKind.RETURN.value:
         notices.append(_notice(ticket, Step.RETURNED, ticket.last.at))
+    if ticket.last is not None and ticket.last.kind == "withdrawn":
+        notices += withdrawal_notices(ticket, ticket.last.at)
     return notices
 
 

@@ -98,7 +98,7 @@ LINK_REFUSAL = {
 INSPECTOR_KINDS = ("open", "accept", "return", "close")
 TEXT_NEEDED = ("reply", "return", "close")
 ACTION_ID = re.compile(r"^[0-9a-f]{32}$")
-OPENINGS = ("opened", "open")  # the changes that start a round of supervision, each with its notice and link
+OPENINGS = ("opened", "open", "reopened")  # the changes that start a round, each with its notice and link
 
 
 # -- the store and the actions topic ------------------------------------------------------------------
