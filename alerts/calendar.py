@@ -190,7 +190,8 @@ class WorkCalendar:
         self._deadlines[key] = result
         return result
 
-    def _deadline(self, start: datetime, days: int, pauses: Sequence[Pause], tz: ZoneInfo) -> datetime | None:
+    def _deadline(self, start: datetime, days: float, pauses: Sequence[Pause], tz: ZoneInfo) -> datetime | None:
+        """`days` working days from the day after `start`'s; a part of a day only with `pauses`."""
         start_day = self.local(start, tz).date()
         if days == 0:
             return self.midnight(start_day + timedelta(days=1), tz)
@@ -231,7 +232,7 @@ class WorkCalendar:
         budget = self._share(self.midnight(self.local(start, tz).date() + timedelta(days=1), tz), stated, tz)
         if not pauses or budget <= _EPSILON:
             return stated
-        moved = self._deadline(start, budget, pauses, tz)  # type: ignore[arg-type]  (working days, in part)
+        moved = self._deadline(start, budget, pauses, tz)
         return None if moved is None else max(stated, moved)
 
     def working_days_between(self, start: datetime, end: datetime, pauses: Sequence[Pause] = (),

@@ -408,14 +408,14 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
             break
         # A silence stops the step's notice, never the step: the ticket's record stays true.
         silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
-        quiet = (f"（静默 {silence.silence_id} 期间，不发通知：{silence.reason}）" if silence else
-                 f"（{QUIET_NOTE}）" if ticket.quiet else "")
+        unsent = (f"（静默 {silence.silence_id} 期间，不发通知：{silence.reason}）" if silence else
+                  f"（{QUIET_NOTE}）" if ticket.quiet else "")
         if not ticket.overdue:
-            ticket, _ = _change(ticket, due, SYSTEM, "level_1", "答复期限已到，未答复，升级至部门负责人" + quiet,
+            ticket, _ = _change(ticket, due, SYSTEM, "level_1", "答复期限已到，未答复，升级至部门负责人" + unsent,
                                 overdue=True, escalation_level=1, level_1_held=silence is not None)
             step = Step.LEVEL_1
         else:
-            ticket, _ = _change(ticket, due, SYSTEM, "level_2", "逾期仍未答复，升级至纪检监察机构" + quiet,
+            ticket, _ = _change(ticket, due, SYSTEM, "level_2", "逾期仍未答复，升级至纪检监察机构" + unsent,
                                 escalation_level=2)
             step = Step.LEVEL_2
         versions.append(ticket)
@@ -602,8 +602,7 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
         base = replace(ticket, round=ticket.round + 1) if ticket.opened_at is not None else ticket
     base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True, quiet=False,
                    status=TicketStatus.SETTLING, overdue=False, escalation_level=0, level_1_held=False,
-                   resolution=None,
-                   actions=base.actions | {action.action_id})
+                   resolution=None, actions=base.actions | {action.action_id})
     opened = _open(base, calendar, action.at, actor=action.actor, text=action.text or "人工发起督办")
     return Outcome(opened, (opened,), (_notice(opened, Step.OPENED, action.at),))
 
