@@ -23,7 +23,7 @@ from alerts.tickets import Notice, Step, Ticket, returned_at
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
-          "return_reason", "level_1_note", "reply_by", "instructions")
+          "return_reason", "level_1_note", "reply_by", "instructions", "resolution")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -109,7 +109,7 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
     returned, level 1); without one the notice says how to reply otherwise."""
     if link is None and texts.links is not None:
         link = texts.links(ticket, notice)
-    if notice.step in (Step.LEVEL_2, Step.WITHDRAWN):
+    if notice.step in (Step.LEVEL_2, Step.WITHDRAWN, Step.CLOSED):
         link = None  # to the discipline-inspection office, who do not answer the ticket; or nothing to answer
     person = recipient(notice, ticket, catalog)
     department = catalog.departments.get(ticket.department)
@@ -130,6 +130,7 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "level_1_note": level_1_note(ticket, department),
         "reply_by": reply_by(notice, ticket, catalog),
         "instructions": instructions(notice, ticket),
+        "resolution": resolution(ticket),
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
@@ -164,6 +165,17 @@ def instructions(notice: Notice, ticket: Ticket) -> str:
     if notice.step is not Step.OPENED or last is None or last.kind != "open" or not last.text.strip():
         return ""
     return f"\n\n督办说明：{last.text.strip()}"
+
+
+def resolution(ticket: Ticket) -> str:
+    """How a closed ticket ended, for its closing notice: its reply accepted, or closed by an
+    inspector with their reason."""
+    last = ticket.last
+    if last is None or last.kind not in ("accept", "close"):
+        return ""
+    if last.kind == "accept":
+        return "贵单位的答复经审核通过，督办件办结。" + (f"审核意见：{last.text.strip()}" if last.text.strip() else "")
+    return f"督查人员已将督办件办结。办结理由：{last.text.strip()}"
 
 
 def return_reason(notice: Notice, ticket: Ticket) -> str:

@@ -60,6 +60,7 @@ class Step(enum.StrEnum):
     LEVEL_1 = "level_1"  # to the department head
     LEVEL_2 = "level_2"  # to the discipline-inspection office
     WITHDRAWN = "withdrawn"  # to each the round's notices reached: its alerts were all withdrawn
+    CLOSED = "closed"  # to the department's contact: an inspector accepted its reply, or closed the ticket
 
 
 STATUS_TITLE: Mapping[TicketStatus, str] = {
@@ -74,7 +75,7 @@ KIND_TITLE: Mapping[str, str] = {
 
 STEP_TITLE: Mapping[str, str] = {
     "opened": "督办通知", "returned": "退回重办通知", "level_1": "升级至部门负责人", "level_2": "升级至纪检监察机构",
-    "withdrawn": "撤销通知",
+    "withdrawn": "撤销通知", "closed": "办结通知",
 }
 RESOLUTION_TITLE: Mapping[str, str] = {"accepted": "答复经审核通过", "closed_by_inspector": "督查人员办结"}
 NOTICE_STATUS_TITLE: Mapping[str, str] = {
@@ -289,7 +290,7 @@ def _change(ticket: Ticket, at: datetime, actor: str, kind: str, text: str, **up
 
 def _notice(ticket: Ticket, step: Step, at: datetime, recipient: str | None = None) -> Notice:
     recipient = recipient or {Step.OPENED: "contact", Step.RETURNED: "contact", Step.LEVEL_1: "head",
-                              Step.LEVEL_2: "inspection_office"}[step]
+                              Step.LEVEL_2: "inspection_office", Step.CLOSED: "contact"}[step]
     suffix = (f"@{ticket.version}" if step is Step.RETURNED else
               f"/{recipient}" if step is Step.WITHDRAWN else "")
     round_ = f"/r{ticket.round}" if ticket.round > 1 else ""  # the first round's ids as they always were
@@ -454,6 +455,8 @@ def standing_notices(ticket: Ticket) -> list[Notice]:
         notices.append(_notice(ticket, Step.RETURNED, ticket.last.at))
     if ticket.last is not None and ticket.last.kind == "withdrawn":
         notices += withdrawal_notices(ticket, ticket.last.at)
+    if ticket.last is not None and ticket.last.kind in (ActionKind.ACCEPT.value, ActionKind.CLOSE.value):
+        notices.append(_notice(ticket, Step.CLOSED, ticket.last.at))
     return notices
 
 
@@ -559,6 +562,8 @@ def on_action(ticket: Ticket | None, action: Action, calendar: WorkCalendar, now
     ticket, change = _change(ticket, at, action.actor, action.kind.value, action.text, **updates)
     if action.kind is ActionKind.RETURN:
         notices = (_notice(ticket, Step.RETURNED, at),)
+    elif action.kind in (ActionKind.ACCEPT, ActionKind.CLOSE):  # the department learns how it ended
+        notices = (_notice(ticket, Step.CLOSED, at),)
     return Outcome(ticket, (ticket,), notices)
 
 

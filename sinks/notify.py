@@ -11,8 +11,9 @@ DEFAULT_TEMPLATES = Path(__file__).with_name("templates")
 
 
 def load_templates(directory: Path | None = None) -> NoticeText:
-    """One file per ladder step (`opened.txt`, `returned.txt`, `level_1.txt`, `level_2.txt`):
-    the first line is the subject, the rest the body. A missing file falls back to the default."""
+    """One file per step (`opened.txt`, `returned.txt`, `level_1.txt`, `level_2.txt`, `withdrawn.txt`,
+    `closed.txt`): the first line is the subject, the rest the body. A missing file falls back to
+    the default."""
     templates = {}
     for step in Step:
         path = (directory or DEFAULT_TEMPLATES) / f"{step.value}.txt"

@@ -241,14 +241,15 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             notices = inspector.locator("#t-overdue .notices li")
             for _ in range(120):  # the notifier records "sent" just after the server took the mail
                 if [notices.nth(i).get_attribute("data-notice-status") for i in range(notices.count())] == \
-                        ["sent", "sent"]:
+                        ["sent", "sent", "sent"]:
                     break
                 time.sleep(0.5)
                 inspector.reload()
-            expect(notices).to_have_count(2)
+            expect(notices).to_have_count(3)
             expect(notices.nth(0)).to_contain_text("督办通知")
             expect(notices.nth(1)).to_contain_text("退回重办通知")
-            expect(notices.nth(1)).to_contain_text("已发送")
+            expect(notices.nth(2)).to_contain_text("办结通知")
+            expect(notices.nth(2)).to_contain_text("已发送")
             inspector.screenshot(path=str(IMAGES / "case.png"), full_page=True)
 
             # The department's link now shows the ticket closed, and offers no form.
@@ -258,6 +259,7 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             phone.close()
         finally:
             browser.close()
-    assert len([m for _, m in box.received if ticket in m.get_content()]) == 2  # opened, returned: once each
+    # opened, returned, closed: once each
+    assert len([m for _, m in box.received if ticket in m.get_content()]) == 3
     for name in ("alerts", "case", "reply", "reply-phone"):
         assert (IMAGES / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -116,13 +116,15 @@ def test_the_whole_loop_through_the_commands(accepted_case, mail_server):
     assert [h["kind"] for h in history] == ["opened", "level_1", "reply", "return", "reply", "accept"]
     assert [h["status"] for h in history] == ["open", "open", "replied", "returned", "replied", "closed"]
     assert history[2]["text"] == "经核实，因系统故障延误，已办结"
-    assert [n["step"] for n in notices] == ["opened", "level_1", "returned"]
+    assert [n["step"] for n in notices] == ["opened", "level_1", "returned", "closed"]
     assert notices[2]["recipient_email"] == "scjg-fagui@example.gov.cn" and "未获通过" in notices[2]["subject"]
-    assert [n["status"] for n in notices] == ["sent", "sent", "sent"]
+    assert notices[3]["recipient_email"] == "scjg-fagui@example.gov.cn" and "已办结" in notices[3]["subject"]
+    assert [n["status"] for n in notices] == ["sent", "sent", "sent", "sent"]
     received = mails(box)
     assert [r[0] for r in received] == [["scjg-fagui@example.gov.cn"], ["scjg-head@example.gov.cn"],
+                                        ["scjg-fagui@example.gov.cn"],
                                         ["scjg-fagui@example.gov.cn"]]  # each step once, none lost
-    assert len({r[2] for r in received}) == 3
+    assert len({r[2] for r in received}) == 4
     # Handling the ticket never changes the alert: its finding still holds.
     exported = [orjson.loads(line) for line in sunlight(data, "alerts", "export").stdout.splitlines()]
     assert [(a["rule"], a["status"]) for a in exported if a["case_id"] == "C-T1" and a["rule"] == "overdue"] == [
@@ -355,7 +357,7 @@ def test_the_loop_survives_a_kill_at_each_step(accepted_case, mail_server, tmp_p
         took.append(time.monotonic() - started)
     calm_tickets, calm_history, calm_notices = read(calm)
     calm_ids = {n["message_id"] for n in calm_notices}
-    assert [n["step"] for n in calm_notices] == ["opened", "level_1", "returned"] and len(calm_ids) == 3
+    assert [n["step"] for n in calm_notices] == ["opened", "level_1", "returned", "closed"] and len(calm_ids) == 4
     box.received.clear()
 
     rng = random.Random(2026)

@@ -555,3 +555,31 @@ def test_a_ticket_withdrawn_after_its_notices_went_out_is_taken_back_in_writing(
                      datetime(2026, 3, 23, 11, tzinfo=CST))
     assert again.ticket.status is TicketStatus.OPEN and again.ticket.round == 2
     assert [n.notice_id for n in again.notices] == ["C-1/skipped_node/opened/r2"]
+
+
+def test_the_department_learns_how_its_ticket_ended():
+    """An inspector's accept or close was told to no one: the department learnt it only by looking
+    (found by a black-box test)."""
+    from pathlib import Path
+
+    import yaml
+
+    from alerts.catalog import load_catalog
+    from alerts.notices import render_notice
+    from sinks.notify import load_templates
+
+    root = Path(__file__).resolve().parents[1] / "data" / "contract"
+    catalog = load_catalog(yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8")))
+    texts = load_templates()
+    red = replace(alert(), item_code="320200-XK-SCJG-0001")
+    t = advance(on_alert(None, red, POLICY, CAL, red.event_time).ticket, POLICY, CAL,
+                datetime(2026, 3, 2, 12, tzinfo=CST)).ticket
+    replied = on_action(t, action("reply", 1), CAL, None).ticket
+    accepted = on_action(replied, action("accept", 2, INSPECTORS, ""), CAL, None)
+    closed = on_action(t, action("close", 1, INSPECTORS, "已移送纪检监察机构处理"), CAL, None)
+    for out, said in ((accepted, "答复经审核通过"), (closed, "办结理由：已移送纪检监察机构处理")):
+        (notice,) = out.notices
+        assert (notice.step, notice.recipient) == (Step.CLOSED, "contact")
+        letter = render_notice(notice, out.ticket, catalog, texts)
+        assert letter.subject.startswith("【督办办结】") and said in letter.body and "http" not in letter.body
+        assert letter.recipient_email == "scjg-fagui@example.gov.cn"
