@@ -11,6 +11,8 @@ import orjson
 from alerts.calendar import WorkCalendar
 from alerts.model import Alert, Rule, Severity
 from alerts.tickets import INSPECTORS, Action, ActionKind, TicketPolicy, advance, on_action, on_alert
+from dashboards import queries as q
+from dashboards.macros import TimeRange, expand
 from sinks.clickhouse import connect
 from sinks.migrations import migrate
 from sinks.rows import ticket_row
@@ -60,7 +62,17 @@ def test_a_ticket_reopened_in_a_later_month_leaves_the_earlier_month_its_unanswe
         ClickHouseWriter(client).write(batch)
         march = month_facts(client, "2026-03", SHANGHAI).tickets
         april = month_facts(client, "2026-04", SHANGHAI).tickets
+        # The wall screen's 本月督办完成率 counts as the score does (it kept the latest version of
+        # each ticket: March lost its round there too, and disagreed with `sunlight score`).
+        wall = {}
+        for month, end in (("2026-03", datetime(2026, 3, 31, 23, 59, tzinfo=CST)),
+                           ("2026-04", datetime(2026, 4, 30, 23, 59, tzinfo=CST))):
+            sql = expand(q.WALL_TICKET_COMPLETION.sql, TimeRange(end - timedelta(days=1), end))
+            result = client.query(sql)
+            wall[month] = dict(zip(result.column_names, result.result_rows[0]))
     finally:
         client.close()
     assert [(t.ticket_id, t.status) for t in march] == [("C4/overdue", "closed")]
     assert [(t.ticket_id, t.status) for t in april] == [("C4/overdue", "open")]
+    assert (wall["2026-03"]["tickets"], wall["2026-03"]["completed"]) == (1, 1)
+    assert (wall["2026-04"]["tickets"], wall["2026-04"]["completed"]) == (1, 0)
