@@ -42,6 +42,22 @@ class UnknownNode(LookupError):
         super().__init__(f"node {node!r} is not a node of item {item_code!r} in the catalog")
 
 
+class UnknownDepartment(LookupError):
+    """An event that names a department the catalog lacks: its case would be no department's (no
+    region, no one to send its tickets to, counted in no score)."""
+    def __init__(self, department: str):
+        super().__init__(f"department {department!r} is not in the catalog (its departments: code); an event "
+                         f"without a department is its item's")
+
+
+REFUSAL_REASON = {UnknownItem: "unknown_item", UnknownNode: "unknown_node", UnknownDepartment: "unknown_department"}
+
+
+def refusal_reason(exc: LookupError) -> str:
+    """The dead letter's reason for an event the catalog refuses (`known`)."""
+    return REFUSAL_REASON[type(exc)]
+
+
 @dataclass(frozen=True, slots=True)
 class Judge:
     """What every case is judged against: the catalog, the working-day calendar and the thresholds."""
@@ -164,10 +180,13 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
 
 
 def known(event: CaseEvent, judge: Judge) -> None:
-    """UnknownItem or UnknownNode when the catalog lacks the event's item, or its item the node."""
+    """UnknownItem, UnknownNode or UnknownDepartment when the catalog lacks the event's item, its
+    item the node, or the department the event names."""
     item = judge.item(event.item_code)
     if event.node is not None and event.type in NODE_EVENTS and item.node(event.node) is None:
         raise UnknownNode(item.code, event.node)
+    if event.department and event.department not in judge.catalog.departments:
+        raise UnknownDepartment(event.department)
 
 
 def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
@@ -217,7 +236,7 @@ class CaseBatch:
     outcome: Outcome | None  # the judgement, when anything changed
     new: list[CaseEvent]
     duplicates: list[CaseEvent]
-    refused: list[tuple[CaseEvent, LookupError]]  # unknown items and nodes, with why
+    refused: list[tuple[CaseEvent, LookupError]]  # unknown items, nodes and departments, with why
     # (the copy, the version the case holds) of events of this unit that came again under an
     # event_id the case holds, with other content (`alerts.state.same_fact`): refused
     conflicts: list[tuple[CaseEvent, CaseEvent]] = field(default_factory=list)
@@ -238,7 +257,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     for event in events:
         try:
             known(event, judge)
-        except (UnknownItem, UnknownNode) as exc:
+        except (UnknownItem, UnknownNode, UnknownDepartment) as exc:
             refused.append((event, exc))
             continue
         state, is_new = apply(state, event)

@@ -34,6 +34,7 @@ REASON_TITLE: dict[str, str] = {
     "empty": "空消息",
     "unknown_item": "未知事项",
     "unknown_node": "未知环节",
+    "unknown_department": "未知部门",
     "item_left_catalog": "事项已移出目录",
     "case_too_large": "办件事件过多",
     "conflicting_duplicate": "同一事件内容不一致",

@@ -28,8 +28,8 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from alerts.detectors.discretion import penalty_of
-from alerts.evaluate import (Judge, Outcome, UnknownItem, UnknownNode, evaluate, judge_case, known, step,
-                             step_many)
+from alerts.evaluate import (Judge, Outcome, UnknownDepartment, UnknownItem, UnknownNode, evaluate, judge_case,
+                             known, refusal_reason, step, step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
 from alerts.letters import DeadLetter, make_letter
 from alerts.model import Alert
@@ -321,9 +321,8 @@ class CaseSteps:
         for record, event, home in elsewhere:
             try:
                 known(event, self.catalog.judge)
-            except (UnknownItem, UnknownNode) as exc:
-                reason = "unknown_item" if isinstance(exc, UnknownItem) else "unknown_node"
-                await self.out.dead_letter(record, unit.topic, unit.partition, reason, str(exc))
+            except (UnknownItem, UnknownNode, UnknownDepartment) as exc:
+                await self.out.dead_letter(record, unit.topic, unit.partition, refusal_reason(exc), str(exc))
                 continue
             self.out.outbox.add(unit.topic, event.case_id.encode(), record.value, home)
             sent.append((record, event, home))
@@ -347,8 +346,7 @@ class CaseSteps:
         batch = step_many(state, events, work.verdicts, judge, now, utcnow(), judging=not hold)
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
-            reason = "unknown_item" if isinstance(exc, UnknownItem) else "unknown_node"
-            await self.out.dead_letter(records[id(event)], unit.topic, partition, reason, str(exc))
+            await self.out.dead_letter(records[id(event)], unit.topic, partition, refusal_reason(exc), str(exc))
         for copy, held in batch.conflicts:
             await self.conflicting(copy, held, records[id(copy)], unit)
         result = batch.outcome

@@ -269,6 +269,7 @@ def test_every_reason_a_message_is_refused_for_has_its_chinese_title():
     pattern = re.compile(r'(?:InvalidEvent|Refused|dead_letter|Letter|make_letter)\((?:[^()"]|\([^()]*\)|f?"[^"]*"(?=\s*,))*?'
                          r'"([a-z]+(?:_[a-z0-9]+)*)"(?:\s*[,)]| if \w+ else "([a-z_]+)")'
                          r'|reason = "([a-z_]+)"(?: if .* else "([a-z_]+)")?'
+                         r'|Unknown[A-Z]\w+: "([a-z_]+)"'
                          r'|^(?:UNREADABLE_ROW|CASE_INCOMPLETE) = "([a-z_]+)"', re.MULTILINE)
     for path in [*root.joinpath("alerts").rglob("*.py"), *root.joinpath("streams").rglob("*.py")]:
         if "console" in path.parts:
@@ -278,6 +279,6 @@ def test_every_reason_a_message_is_refused_for_has_its_chinese_title():
     given -= {"supplement"}  # a notice's kind, not a reason
     assert {"invalid_json", "invalid_utf8", "empty", "too_large", "schema", "unknown_item", "unknown_node",
             "case_too_large", "conflicting_duplicate", "store_refused", "item_left_catalog", "unreadable_row",
-            "case_incomplete", "stale_version"} <= given
+            "case_incomplete", "stale_version", "unknown_department"} <= given
     assert given - set(REASON_TITLE) == set()
     assert all(CJK.search(title) for title in REASON_TITLE.values())

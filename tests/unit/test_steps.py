@@ -383,3 +383,17 @@ def test_a_letter_for_a_payload_that_names_no_case_names_the_case_its_key_names(
     assert make_letter("case-events", 0, 7, b"\xff\xfe", b"", "empty", "message of 0 bytes").case_id is None
     payload = b'{"case_id": "CASE-B", "event_id": 1}'  # what the payload names comes first
     assert make_letter("case-events", 0, 7, b"CASE-A", payload, "invalid_event", "bad").case_id == "CASE-B"
+
+
+def test_an_event_naming_a_department_the_catalog_lacks_is_a_dead_letter_and_the_rest_goes_on():
+    """Before, it was taken: its case's alerts and tickets named department ZZZ, no region, no one
+    to notify, and no score counted it (found by a black-box test). A case's events without a
+    department are its item's; one that names a catalog department is taken as before."""
+    records = [record(50, {**HISTORY[0], "department": "ZZZ"}), record(51, {**HISTORY[1], "department": "ZJJ"}),
+               record(52, event("o", "accepted", at(2026, 3, 2), case="U2"))]
+    harness = Harness()
+    harness.run(Unit("case-events", 0, records))
+    letters = [(r["offset"], r["reason"]) for r in harness.rows("dead_letters")]
+    assert letters == [(50, "unknown_department")]
+    assert "'ZZZ' is not in the catalog" in harness.rows("dead_letters")[0]["detail"]
+    assert sorted(r["event_id"] for r in harness.rows("case_events")) == ["o", "u"]
