@@ -29,6 +29,14 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {value!r}") from None
 
 
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    """A TCP port to listen on (0: off, or any free one where the command says so)."""
+    value = _float(env, name, default)
+    if value != int(value) or not 0 <= value <= 65535:
+        raise SystemExit(f"{name} must be a port number from 0 to 65535, got {env.get(name)!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka: str | None = None  # bootstrap servers; None = the embedded broker
@@ -122,11 +130,11 @@ class Settings:
             webhook=env.get("SUNLIGHT_WEBHOOK") or None,
             notice_attempts=int(_float(env, "SUNLIGHT_NOTICE_ATTEMPTS", 4)),
             notice_retry_seconds=_float(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5),
-            metrics_port=int(_float(env, "SUNLIGHT_METRICS_PORT", 9464)),
+            metrics_port=_port(env, "SUNLIGHT_METRICS_PORT", 9464),
             grafana_url=env.get("SUNLIGHT_GRAFANA_URL") or None,
             grafana_token=env.get("SUNLIGHT_GRAFANA_TOKEN") or None,
             grafana_clickhouse_password=env.get("SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD") or None,
-            http_port=int(_float(env, "SUNLIGHT_HTTP_PORT", 8080)),
+            http_port=_port(env, "SUNLIGHT_HTTP_PORT", 8080),
             public_url=env.get("SUNLIGHT_PUBLIC_URL") or None,
             secret_key=env.get("SUNLIGHT_SECRET_KEY") or None,
             users_file=Path(env["SUNLIGHT_USERS"]) if env.get("SUNLIGHT_USERS") else None,
