@@ -92,8 +92,10 @@ class SmtpSender:
         import aiosmtplib
 
         if not notice.recipient_email:
-            raise NoAddress(f"职权目录未登记收件人邮箱（the catalog names no address for the "
-                            f"{notice.recipient_role} of {notice.department}）")
+            from alerts.notices import RECIPIENT_TITLE
+
+            raise NoAddress(f"职权目录未登记{RECIPIENT_TITLE.get(notice.recipient_role, '收件人')}的邮箱"
+                            f"（部门 {notice.department}）")
         try:
             await aiosmtplib.send(self.message(notice), hostname=self.hostname, port=self.port,
                                   username=self.username, password=self.password, use_tls=self.use_tls,

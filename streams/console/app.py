@@ -440,13 +440,15 @@ class Console:
         from sinks.queries import pending_tickets, stored_tickets
 
         status = request.query_params.get("status") or ""
-        if status not in STATUS_TITLE or status == "settling":
+        note = None
+        if status and (status not in STATUS_TITLE or status == "settling"):
+            note = "筛选条件无效（状态），已显示全部督办件。"
             status = ""
         scope = request.state.scope
         found, pending = await self.backend.read(
             lambda client: (stored_tickets(client, scope, status=status or None), pending_tickets(client, scope)))
         catalog = self.backend.judge().catalog
-        return self.page("tickets.html", request, tickets=found, chosen=status, pending=pending,
+        return self.page("tickets.html", request, tickets=found, chosen=status, pending=pending, note=note,
                          department_names={d.code: d.name for d in catalog.departments.values()})
 
     async def case(self, request: Request) -> Response:
@@ -716,8 +718,12 @@ def create_app(settings: Settings, backend: Backend, users: Users | None = None,
         request.state.session = request.state.user = None
         return console.refuse(request, 500, "系统内部错误，请稍后重试；如仍不能办理，请联系系统管理员。")
 
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        request.state.session = request.state.user = None
+        return console.refuse(request, 405, "不支持此操作方式，请通过页面上的链接和按钮操作。")
+
     app = Starlette(routes=console.routes(), middleware=[Middleware(SecurityHeaders)],
-                    exception_handlers={404: not_found, 500: failed})
+                    exception_handlers={404: not_found, 405: not_allowed, 500: failed})
     app.state.console = console
     return app
 

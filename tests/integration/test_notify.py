@@ -35,7 +35,7 @@ def test_a_notice_without_an_address_fails_with_the_reason(mail_server):
     from dataclasses import replace
 
     nobody = replace(NOTICE, recipient_email="")
-    with pytest.raises(NoticeError, match="no address"):
+    with pytest.raises(NoticeError, match="职权目录未登记部门负责人的邮箱"):
         asyncio.run(sender.send(nobody))
     # The notifier fails it at once: no attempt can give it an address (before, four attempts
     # with back-off, holding the notifier's partition meanwhile).
@@ -43,7 +43,7 @@ def test_a_notice_without_an_address_fails_with_the_reason(mail_server):
 
     steps = NoticeSteps(None, [sender], True, None, attempts=4, retry_seconds=5.0)
     status, attempts, error = asyncio.run(asyncio.wait_for(steps.deliver(nobody), 3.0))
-    assert (status, attempts) == ("failed", 1) and "未登记收件人邮箱" in error
+    assert (status, attempts) == ("failed", 1) and "未登记部门负责人的邮箱" in error
 
 
 def test_the_webhook_posts_json_with_the_notice_id_as_idempotency_key():
