@@ -29,8 +29,8 @@ import orjson
 
 from alerts.model import Alert
 from alerts.notices import NoticeText, render_notice
-from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Step, Ticket, TicketPolicy, TicketStatus,
-                            act, advance, case_of, on_alert, standing_notices)
+from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Resolution, Step, Ticket, TicketPolicy,
+                            TicketStatus, act, advance, case_of, on_alert, standing_notices)
 from sinks.rows import notice_row, ticket_row
 from streams import metrics
 from streams.notices import HELD, HELD_VERSION, QUIET_HELD, notice_to_json
@@ -304,13 +304,15 @@ class TicketSteps:
         for notice in notices:
             ticket = tickets[notice.ticket_id.rpartition("/")[2]]
             rendered = render_notice(notice, ticket, self.catalog.judge.catalog, texts)
-            if not self.out.settings.notify or (ticket.quiet and notice.step is not Step.RETURNED):
+            answers_reply = notice.step is Step.RETURNED or (
+                notice.step is Step.CLOSED and ticket.resolution is Resolution.ACCEPTED)
+            if not self.out.settings.notify or (ticket.quiet and not answers_reply):
                 # Sending is off (`replay`, `import` without --notify), or the ticket was made so
-                # (history: its department never heard of it, `Ticket.quiet`; a return answers its
-                # reply): held as it is recorded, never handed to a notifier, so that no later
-                # process with a channel sends it either. Above a recorded row (a later process's,
-                # of the same notice), below the notifier's outcome (a notice sent before, recorded
-                # again here).
+                # (history: its department never heard of it, `Ticket.quiet`; only a return or an
+                # acceptance, which answer its reply, reach it): held as it is recorded, never
+                # handed to a notifier, so that no later process with a channel sends it either.
+                # Above a recorded row (a later process's, of the same notice), below the
+                # notifier's outcome (a notice sent before, recorded again here).
                 held = HELD if not self.out.settings.notify else QUIET_HELD
                 self.out.writer.add("notices", notice_row(rendered, written_at, status="held", last_error=held,
                                                           version=HELD_VERSION))

@@ -214,3 +214,12 @@ def test_a_ticket_made_from_history_tells_no_one_of_its_steps_in_a_process_that_
     assert [(r["step"], r["status"], r["last_error"]) for r in notices] == [
         ("level_1", "held", QUIET_HELD), ("level_2", "held", QUIET_HELD)]
     assert not live.writer.batch.after_write  # nothing handed to the notifier
+    # An inspector closing it (history cleared up) tells the department nothing either.
+    close = {"action_id": "close-1", "ticket_id": "U1/overdue", "version": ticket.version, "actor": "张督查",
+             "department": "inspection", "kind": "close", "text": "历史件，不再督办", "at": NOW.isoformat()}
+    unit = Unit("ticket-ticks", 0, [record(1, {"action": close})])
+    asyncio.run(live.steps.process(unit, *decode_ticket_unit(unit, "ticket-ticks")))
+    assert live.held().tickets["overdue"].status is TicketStatus.CLOSED
+    closing = [r for r in live.writer.batch.rows["notices"] if r["step"] == "closed"]
+    assert [(r["status"], r["last_error"]) for r in closing] == [("held", QUIET_HELD)]
+    assert not live.writer.batch.after_write
