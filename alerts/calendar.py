@@ -191,10 +191,18 @@ class WorkCalendar:
         return result
 
     def _deadline(self, start: datetime, days: float, pauses: Sequence[Pause], tz: ZoneInfo) -> datetime | None:
-        """`days` working days from the day after `start`'s; a part of a day only with `pauses`."""
+        """`days` working days from the day after `start`'s; a part of a day only with `pauses`.
+
+        0 days (即办) is the rest of the day the clock starts, suspended time not counted; a clock
+        started on a day off has the next working day."""
         start_day = self.local(start, tz).date()
         if days == 0:
-            return self.midnight(start_day + timedelta(days=1), tz)
+            if not self.is_workday(start_day):
+                return self._deadline(start, 1, pauses, tz)
+            day_end = self.midnight(start_day + timedelta(days=1), tz)
+            if not pauses:
+                return day_end
+            return self._runs_out(start, self._part(start_day, start, day_end, tz), pauses, tz, days)
         if start_day.toordinal() + _MAX_SCAN_DAYS > date.max.toordinal():
             raise ValueError(f"deadline of {days} working days after {start} is beyond {_MAX_SCAN_DAYS} days")
         if not pauses:  # the end of the n-th working day after the start's day
@@ -203,8 +211,13 @@ class WorkCalendar:
             except ValueError:
                 raise ValueError(f"deadline of {days} working days after {start} is beyond "
                                  f"{_MAX_SCAN_DAYS} days") from None
-        cursor = self.midnight(start_day + timedelta(days=1), tz)  # the day of the start is not counted
-        remaining = float(days)
+        # The day of the start is not counted.
+        return self._runs_out(self.midnight(start_day + timedelta(days=1), tz), float(days), pauses, tz, days)
+
+    def _runs_out(self, cursor: datetime, remaining: float, pauses: Sequence[Pause], tz: ZoneInfo,
+                  days: float) -> datetime | None:
+        """When `remaining` working days, counted from `cursor`, run out, the pauses not counted;
+        None when a pause that has not ended comes first."""
         for pause_start, pause_end in merge_pauses(pauses):
             if pause_end is not None and pause_end <= cursor:
                 continue
@@ -219,20 +232,23 @@ class WorkCalendar:
         try:
             return self._advance(cursor, remaining, tz)
         except ValueError:
-            raise ValueError(f"deadline of {days} working days after {start} is beyond "
+            raise ValueError(f"deadline of {days} working days from {cursor} is beyond "
                              f"{_MAX_SCAN_DAYS} days") from None
 
     def stated_deadline(self, start: datetime, stated: datetime, pauses: Sequence[Pause] = (),
                         tz: ZoneInfo | None = None) -> datetime | None:
         """A deadline the source system states as a moment, for a clock started at `start`, with
         suspended time not counted: the clock holds the working time from the day after the
-        start's day up to `stated`, and the pauses move the moment it runs out, never before
-        `stated`. None when a pause that has not ended stops it before it runs out."""
+        start's day (from the start itself for a moment within its day) up to `stated`, and the
+        pauses move the moment it runs out, never before `stated`. None when a pause that has not
+        ended stops it before it runs out."""
         tz = tz or self.tz
-        budget = self._share(self.midnight(self.local(start, tz).date() + timedelta(days=1), tz), stated, tz)
+        day_end = self.midnight(self.local(start, tz).date() + timedelta(days=1), tz)
+        cursor = start if stated <= day_end else day_end
+        budget = self._share(cursor, stated, tz)
         if not pauses or budget <= _EPSILON:
             return stated
-        moved = self._deadline(start, budget, pauses, tz)
+        moved = self._runs_out(cursor, budget, pauses, tz, budget)
         return None if moved is None else max(stated, moved)
 
     def working_days_between(self, start: datetime, end: datetime, pauses: Sequence[Pause] = (),

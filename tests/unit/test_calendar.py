@@ -144,17 +144,23 @@ def test_merge_pauses_joins_overlaps_and_keeps_open_ends():
 def _walk_deadline(cal, start, days, pauses, tz):
     """The reference: walk day by day, a working day's running time counted as its share."""
     start_day = start.astimezone(tz).date()
-    if days == 0:
-        return cal.midnight(start_day + timedelta(days=1), tz)
     merged = merge_pauses(pauses)
-    remaining, day = float(days), start_day
+    remaining, day, first = float(days), start_day, None
+    if days == 0:  # 即办: the rest of the start's day (a day off: the next working day)
+        if not cal.is_workday(start_day):
+            return _walk_deadline(cal, start, 1, pauses, tz)
+        day_end = cal.midnight(start_day + timedelta(days=1), tz)
+        if not merged:
+            return day_end
+        remaining = (day_end - start).total_seconds() / (day_end - cal.midnight(start_day, tz)).total_seconds()
+        day, first = start_day - timedelta(days=1), start
     for _ in range(20000):
         day += timedelta(days=1)
         if not cal.is_workday(day):
             continue
         day_start, day_end = cal.midnight(day, tz), cal.midnight(day + timedelta(days=1), tz)
         length = (day_end - day_start).total_seconds()
-        cursor = day_start
+        cursor, first = first or day_start, None
         for p_start, p_end in merged + [(day_end, day_end)]:
             if p_end is not None and p_end <= cursor:
                 continue
@@ -193,7 +199,7 @@ def test_deadlines_with_pauses_match_the_day_by_day_walk(zone):
         want = _walk_deadline(cal, start, days, pauses, tz)
         got = cal.deadline(start, days, pauses)
         assert got == want or abs((got - want).total_seconds()) < 1e-3, (start, days, pauses)
-        if want is not None:
+        if want is not None and days:
             used = cal.working_days_between(start, want, [p for p in pauses if p[1] is not None])
             if all(p[1] is not None for p in pauses):
                 assert used == pytest.approx(days, abs=1e-3)
@@ -220,3 +226,21 @@ def test_a_ten_year_deadline_with_suspensions_costs_what_a_short_one_does():
         return len(looked_at)
 
     assert cost(5, 1) <= cost(3650, 1) <= 4 * len(pauses) + 4
+
+
+def test_a_limit_of_no_days_is_the_rest_of_the_day_with_suspended_time_not_counted():
+    """即办 (0 working days): before, always 24:00 of the day the clock started, whatever the
+    suspensions and whether that day was a working day (found by a black-box test: a case
+    suspended at 10:00 for good got a red card at midnight, one accepted online on a Saturday too)."""
+    cal = WorkCalendar(on_missing_year=lambda year: None)
+    monday = at(2026, 3, 2, 9)
+    assert cal.deadline(monday, 0) == at(2026, 3, 3)
+    assert cal.deadline(monday, 0, [(at(2026, 3, 2, 10), None)]) is None  # stopped for good
+    # 15 hours left at 09:00; suspended 10:00 to 09:00 the next day: 14 left, to 23:00 Tuesday.
+    assert cal.deadline(monday, 0, [(at(2026, 3, 2, 10), at(2026, 3, 3, 9))]) == at(2026, 3, 3, 23)
+    # A day off: the next working day (Saturday 7 March 2026 -> Monday 9 March, 24:00).
+    assert cal.deadline(at(2026, 3, 7, 9), 0) == at(2026, 3, 10)
+    # A stated moment within the day of acceptance moves with a suspension the same way.
+    assert cal.stated_deadline(monday, at(2026, 3, 2, 18), [(at(2026, 3, 2, 10), at(2026, 3, 3, 10))]) == \
+        at(2026, 3, 3, 18)
+    assert cal.stated_deadline(monday, at(2026, 3, 2, 18)) == at(2026, 3, 2, 18)
