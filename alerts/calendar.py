@@ -40,8 +40,10 @@ class MissingCalendarYear(UserWarning):
 
 
 def _warn_missing_year(year: int) -> None:
-    warnings.warn(f"no working-day calendar for {year}: counting Monday-Friday as working days; "
-                  f"add the State Council notice for {year} to the calendar override file",
+    warnings.warn(f"no working-day calendar for {year}: counting Monday-Friday as working days, minus the "
+                  f"holidays the law fixes by date (元旦, 劳动节, 国庆节, 清明节); add the State Council notice "
+                  f"for {year} (春节, 端午节, 中秋节, days in lieu, make-up working days) to the calendar "
+                  f"override file",
                   MissingCalendarYear, stacklevel=3)
 
 

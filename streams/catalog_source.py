@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def _missing_year(year: int) -> None:
-    log.warning("no working-day calendar for %s: counting Monday-Friday as working days; add the "
-                "State Council notice for %s to the calendar override file (SUNLIGHT_CALENDAR_OVERRIDES)",
-                year, year)
+    log.warning("no working-day calendar for %s: counting Monday-Friday as working days, minus the holidays "
+                "the law fixes by date (元旦, 劳动节, 国庆节, 清明节); add the State Council notice for %s (春节, "
+                "端午节, 中秋节, days in lieu, make-up working days) to the calendar override file "
+                "(SUNLIGHT_CALENDAR_OVERRIDES)", year, year)
     metrics.CALENDAR_MISSING_YEARS.inc()
 
 
