@@ -105,9 +105,12 @@ _STATE_FIELDS = tuple(CaseState.__dataclass_fields__)
 
 
 def _content(event: CaseEvent) -> dict[str, Any]:
+    attrs = _same_numbers(event.attrs)
+    if event.stated_deadline is not None:  # a moment, in whatever offset it was written
+        attrs = {**attrs, "deadline": store_time(event.stated_deadline)}
     return {"type": event.type.value, "item_code": event.item_code, "occurred_at": store_time(event.occurred_at),
             "recorded_at": store_time(event.recorded_at), "node": event.node or None,
-            "officer_id": event.officer_id or None, "attrs": _same_numbers(event.attrs)}
+            "officer_id": event.officer_id or None, "attrs": attrs}
 
 
 def _same_numbers(value: Any) -> Any:
