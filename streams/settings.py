@@ -32,7 +32,7 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
 def _port(env: dict[str, str], name: str, default: int) -> int:
     """A TCP port to listen on (0: off, or any free one where the command says so)."""
     value = _float(env, name, default)
-    if value != int(value) or not 0 <= value <= 65535:
+    if not 0 <= value <= 65535 or value != int(value):
         raise SystemExit(f"{name} must be a port number from 0 to 65535, got {env.get(name)!r}")
     return int(value)
 

@@ -21,7 +21,7 @@ def test_a_good_now_keeps_its_offset():
     assert cli._parse_now(None) is None
 
 
-@pytest.mark.parametrize("value", ["70000", "-1", "80.5"])
+@pytest.mark.parametrize("value", ["70000", "-1", "80.5", "inf", "nan"])
 def test_a_port_out_of_range_is_said_not_a_traceback(value):
     """SUNLIGHT_METRICS_PORT=70000 stopped `sunlight worker` with an OverflowError from bind()
     (found by a black-box test); the same for the console's port."""
