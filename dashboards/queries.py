@@ -58,6 +58,7 @@ from typing import Mapping
 from alerts.letters import REASON_TITLE
 from alerts.model import RULE_TITLE, SEVERITY_TITLE
 from dashboards.macros import variable_names
+from sinks.rows import TICKET_ROUND
 
 
 @dataclass(frozen=True)
@@ -157,12 +158,12 @@ _ALERT_FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:sin
 # from round 2 on): the 督办完成率 counts rounds in the month they opened, as `sunlight score` does
 # (sinks.scoring_inputs.month_facts).
 _TICKET_ROUNDS_NOW = """(
-    SELECT ticket_id, department, status, opened_at, greatest(JSONExtractInt(state, 'round'), 1) AS round
+    SELECT ticket_id, department, status, opened_at, {round} AS round
     FROM tickets
     WHERE version > 0
     ORDER BY ticket_id, round, version DESC
     LIMIT 1 BY ticket_id, round
-)"""
+)""".format(round=TICKET_ROUND)
 
 _TICKETS_NOW = """(
     SELECT ticket_id, case_id, rule, severity, department, status, overdue, escalation_level, opened_at, deadline

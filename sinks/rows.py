@@ -116,6 +116,11 @@ def redriven_rows(letters: list[dict[str, Any]], at: datetime) -> list[dict[str,
     return rows
 
 
+# A ticket row's round, in ClickHouse: its stored state names it from round 2 on
+# (`streams.ticket_codec`). The 督办完成率 counts rounds, in `sunlight score` and on the wall screen.
+TICKET_ROUND = "greatest(JSONExtractInt(state, 'round'), 1)"
+
+
 def ticket_row(ticket: Ticket, written_at: datetime, state: str) -> dict[str, Any]:
     """A ticket version: the ticket as it stood after its latest change (`ticket.last`), with its
     stored form (`state`, JSON). A ticket still settling is version 0 (kept for a restart; no

@@ -35,6 +35,7 @@ import orjson
 
 from alerts.scoring import (CaseFact, LetterFact, MonthFacts, MonthScores, PushFact, RatingFact, TicketFact,
                             month_bounds)
+from sinks.rows import TICKET_ROUND
 from sinks.scope import Scope, ScopedQuery
 
 
@@ -69,10 +70,10 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
 
     query = ScopedQuery(
         "ticket_id, department, region, status", "tickets FINAL",
-        # Each round of a ticket (opened again by hand: a new round, `Ticket.round`, in its state
-        # from round 2 on) is a supervision of the month it opened in, as its round ended or stands.
+        # Each round of a ticket (opened again: a new round, `Ticket.round`) is a supervision of the
+        # month it opened in, as its round ended or stands.
         where="version > 0 AND (ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets WHERE version > 0 "
-              "GROUP BY ticket_id, greatest(JSONExtractInt(state, 'round'), 1))"
+              f"GROUP BY ticket_id, {TICKET_ROUND})"
               " AND opened_at >= {start:DateTime64(6, 'UTC')} AND opened_at < {end:DateTime64(6, 'UTC')}",
         tail="ORDER BY ticket_id")
     sql, parameters = query.sql(scope)
