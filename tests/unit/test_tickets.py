@@ -31,6 +31,31 @@ def action(kind, version, department="SCJG", text="已整改", at=datetime(2026,
                   ActionKind(kind), text, at, alert_id)
 
 
+LICENCE = "320200-XK-SCJG-0001"  # the contract example catalog's licence item
+
+
+def contract_catalog_raw() -> dict:
+    """The contract's example catalog as its YAML reads (a test may change it before loading)."""
+    import yaml
+
+    from tests.unit.helpers import CONTRACT
+
+    return yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
+
+
+def contract_catalog():
+    from alerts.catalog import load_catalog
+
+    return load_catalog(contract_catalog_raw())
+
+
+def licence_ticket(opened_by=datetime(2026, 3, 2, 12, tzinfo=CST), **changes):
+    """A red card on the contract's licence item (`changes` to the alert) and its ticket, advanced
+    to `opened_by`: open from 11:00, an hour after the finding."""
+    red = replace(alert(), item_code=LICENCE, **changes)
+    return red, advance(on_alert(None, red, POLICY, CAL, red.event_time).ticket, POLICY, CAL, opened_by).ticket
+
+
 def opened(at=datetime(2026, 3, 2, 11, 0, tzinfo=CST)):
     outcome = on_alert(None, alert(), POLICY, CAL, at)
     return outcome
@@ -332,16 +357,10 @@ def test_a_policy_file_names_the_rules_and_their_ladders():
 
 
 def test_a_notice_names_its_recipient_from_the_catalog_and_says_what_happened_in_chinese():
-    from pathlib import Path
-
-    import yaml
-
-    from alerts.catalog import load_catalog
     from alerts.notices import message_id, render_notice
     from sinks.notify import load_templates
 
-    root = Path(__file__).resolve().parents[1] / "data" / "contract"
-    catalog = load_catalog(yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8")))
+    catalog = contract_catalog()
     red = replace(alert(), item_code="320200-XK-SCJG-0001", evidence={"node": "review", "went_ahead": "decision"})
     t = on_alert(None, red, POLICY, CAL, red.event_time).ticket
     out = advance(t, POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST))
@@ -419,19 +438,11 @@ def test_a_closed_ticket_opened_again_by_hand_is_a_new_round_with_its_own_notice
 def test_a_returned_notice_says_why_the_reply_was_returned():
     # Found by a black-box test: the notice said only that the answer was returned, not why; the
     # department could read the inspector's reason nowhere but on the reply page.
-    from pathlib import Path
-
-    import yaml
-
-    from alerts.catalog import load_catalog
     from alerts.notices import render_notice
     from sinks.notify import load_templates
 
-    root = Path(__file__).resolve().parents[1] / "data" / "contract"
-    catalog = load_catalog(yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8")))
-    red = replace(alert(), item_code="320200-XK-SCJG-0001")
-    t = advance(on_alert(None, red, POLICY, CAL, red.event_time).ticket, POLICY, CAL,
-                datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    catalog = contract_catalog()
+    red, t = licence_ticket(datetime(2026, 3, 2, 11, tzinfo=CST))
     t = on_action(t, action("reply", t.version), CAL, datetime(2026, 3, 3, 9, tzinfo=CST)).ticket
     out = on_action(t, action("return", t.version, INSPECTORS, "整改措施未落实到具体责任人"), CAL,
                     datetime(2026, 3, 3, 10, tzinfo=CST))
@@ -448,19 +459,12 @@ def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
     """It said "经提请部门负责人督促后" (after the head was urged) when the catalog had no address
     for the head, or a silence held level 1's notice: the head had never been told (found by a
     black-box test). And a contact with a name but no address is no one to send to: the head is."""
-    from pathlib import Path
-
-    import yaml
-
     from alerts.catalog import load_catalog
     from alerts.notices import render_notice
     from sinks.notify import load_templates
 
-    root = Path(__file__).resolve().parents[1] / "data" / "contract"
-    raw = yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8"))
-    red = replace(alert(), item_code="320200-XK-SCJG-0001", evidence={"node": "review", "went_ahead": "decision"})
-    t = on_alert(None, red, POLICY, CAL, red.event_time).ticket
-    t = advance(t, POLICY, CAL, datetime(2026, 3, 2, 12, tzinfo=CST)).ticket  # open
+    raw = contract_catalog_raw()
+    red, t = licence_ticket(evidence={"node": "review", "went_ahead": "decision"})
     texts = load_templates()
 
     def level_2_body(catalog, policy=POLICY):
@@ -489,20 +493,12 @@ def test_a_return_after_the_deadline_asks_for_the_answer_at_once_and_a_hand_open
     """A returned ticket keeps its deadline: its notice asked "请于 <a past date> 前重新答复" (found
     by a black-box test). And the note an inspector typed opening a ticket by hand was on the reply
     page but not in the mail."""
-    from pathlib import Path
-
-    import yaml
-
-    from alerts.catalog import load_catalog
     from alerts.notices import render_notice
     from sinks.notify import load_templates
 
-    root = Path(__file__).resolve().parents[1] / "data" / "contract"
-    catalog = load_catalog(yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8")))
+    catalog = contract_catalog()
     texts = load_templates()
-    red = replace(alert(), item_code="320200-XK-SCJG-0001")
-    t = advance(on_alert(None, red, POLICY, CAL, red.event_time).ticket, POLICY, CAL,
-                datetime(2026, 3, 2, 12, tzinfo=CST)).ticket
+    red, t = licence_ticket()
     t = on_action(t, action("reply", 1), CAL, None).ticket
     for at, asked in ((datetime(2026, 3, 4, 9, tzinfo=CST), "请于 2026-03-06 00:00 前重新答复"),
                       (datetime(2026, 3, 20, 9, tzinfo=CST), "答复期限 2026-03-06 00:00 已过，请立即重新答复")):
@@ -525,11 +521,6 @@ def test_a_ticket_withdrawn_after_its_notices_went_out_is_taken_back_in_writing(
     discipline-inspection office told none of them (found by a black-box test): the accusation
     stood in their mailboxes. Each told is told of the withdrawal; a finding that stands again
     opens a new round, told again from its opening."""
-    from pathlib import Path
-
-    import yaml
-
-    from alerts.catalog import load_catalog
     from alerts.notices import render_notice
     from sinks.notify import load_templates
 
@@ -539,8 +530,7 @@ def test_a_ticket_withdrawn_after_its_notices_went_out_is_taken_back_in_writing(
     assert [(n.step, n.recipient) for n in gone.notices] == [
         (Step.WITHDRAWN, "contact"), (Step.WITHDRAWN, "head"), (Step.WITHDRAWN, "inspection_office")]
     assert len({n.notice_id for n in gone.notices}) == 3
-    root = Path(__file__).resolve().parents[1] / "data" / "contract"
-    catalog = load_catalog(yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8")))
+    catalog = contract_catalog()
     ticket = replace(gone.ticket, item_code="320200-XK-SCJG-0001")
     letter = render_notice(gone.notices[2], ticket, catalog, load_templates())
     assert letter.subject.startswith("【督办撤销】") and "无需答复" in letter.body
@@ -560,20 +550,12 @@ def test_a_ticket_withdrawn_after_its_notices_went_out_is_taken_back_in_writing(
 def test_the_department_learns_how_its_ticket_ended():
     """An inspector's accept or close was told to no one: the department learnt it only by looking
     (found by a black-box test)."""
-    from pathlib import Path
-
-    import yaml
-
-    from alerts.catalog import load_catalog
     from alerts.notices import render_notice
     from sinks.notify import load_templates
 
-    root = Path(__file__).resolve().parents[1] / "data" / "contract"
-    catalog = load_catalog(yaml.safe_load((root / "catalog.example.yaml").read_text(encoding="utf-8")))
+    catalog = contract_catalog()
     texts = load_templates()
-    red = replace(alert(), item_code="320200-XK-SCJG-0001")
-    t = advance(on_alert(None, red, POLICY, CAL, red.event_time).ticket, POLICY, CAL,
-                datetime(2026, 3, 2, 12, tzinfo=CST)).ticket
+    red, t = licence_ticket()
     replied = on_action(t, action("reply", 1), CAL, None).ticket
     accepted = on_action(replied, action("accept", 2, INSPECTORS, ""), CAL, None)
     closed = on_action(t, action("close", 1, INSPECTORS, "已移送纪检监察机构处理"), CAL, None)
