@@ -31,31 +31,34 @@ from alerts.timeline import read_timeline
 RULE_FAMILIES = (deadlines, process, discretion)
 
 
-class UnknownItem(LookupError):
+class NotInCatalog(LookupError):
+    """An event the catalog refuses (`known`): kept as a dead letter with `reason`."""
+    reason = ""
+
+
+class UnknownItem(NotInCatalog):
+    reason = "unknown_item"
+
     def __init__(self, item_code: str):
         super().__init__(f"item code {item_code!r} is not in the catalog")
         self.item_code = item_code
 
 
-class UnknownNode(LookupError):
+class UnknownNode(NotInCatalog):
+    reason = "unknown_node"
+
     def __init__(self, item_code: str, node: str):
         super().__init__(f"node {node!r} is not a node of item {item_code!r} in the catalog")
 
 
-class UnknownDepartment(LookupError):
+class UnknownDepartment(NotInCatalog):
     """An event that names a department the catalog lacks: its case would be no department's (no
     region, no one to send its tickets to, counted in no score)."""
+    reason = "unknown_department"
+
     def __init__(self, department: str):
         super().__init__(f"department {department!r} is not in the catalog (its departments: code); an event "
                          f"without a department is its item's")
-
-
-REFUSAL_REASON = {UnknownItem: "unknown_item", UnknownNode: "unknown_node", UnknownDepartment: "unknown_department"}
-
-
-def refusal_reason(exc: LookupError) -> str:
-    """The dead letter's reason for an event the catalog refuses (`known`)."""
-    return REFUSAL_REASON[type(exc)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +183,8 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
 
 
 def known(event: CaseEvent, judge: Judge) -> None:
-    """UnknownItem, UnknownNode or UnknownDepartment when the catalog lacks the event's item, its
-    item the node, or the department the event names."""
+    """NotInCatalog (UnknownItem, UnknownNode, UnknownDepartment) when the catalog lacks the event's
+    item, its item the node, or the department the event names."""
     item = judge.item(event.item_code)
     if event.node is not None and event.type in NODE_EVENTS and item.node(event.node) is None:
         raise UnknownNode(item.code, event.node)
@@ -236,7 +239,7 @@ class CaseBatch:
     outcome: Outcome | None  # the judgement, when anything changed
     new: list[CaseEvent]
     duplicates: list[CaseEvent]
-    refused: list[tuple[CaseEvent, LookupError]]  # unknown items, nodes and departments, with why
+    refused: list[tuple[CaseEvent, NotInCatalog]]  # unknown items, nodes and departments, with why
     # (the copy, the version the case holds) of events of this unit that came again under an
     # event_id the case holds, with other content (`alerts.state.same_fact`): refused
     conflicts: list[tuple[CaseEvent, CaseEvent]] = field(default_factory=list)
@@ -252,12 +255,12 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     theirs. Unknown items and nodes are refused before they touch the state."""
     new: list[CaseEvent] = []
     duplicates: list[CaseEvent] = []
-    refused: list[tuple[CaseEvent, LookupError]] = []
+    refused: list[tuple[CaseEvent, NotInCatalog]] = []
     conflicts: list[tuple[CaseEvent, CaseEvent]] = []
     for event in events:
         try:
             known(event, judge)
-        except (UnknownItem, UnknownNode, UnknownDepartment) as exc:
+        except NotInCatalog as exc:
             refused.append((event, exc))
             continue
         state, is_new = apply(state, event)

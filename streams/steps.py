@@ -28,8 +28,8 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from alerts.detectors.discretion import penalty_of
-from alerts.evaluate import (Judge, Outcome, UnknownDepartment, UnknownItem, UnknownNode, evaluate, judge_case,
-                             known, refusal_reason, step, step_many)
+from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, judge_case, known, step,
+                             step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
 from alerts.letters import DeadLetter, make_letter
 from alerts.model import Alert
@@ -321,8 +321,8 @@ class CaseSteps:
         for record, event, home in elsewhere:
             try:
                 known(event, self.catalog.judge)
-            except (UnknownItem, UnknownNode, UnknownDepartment) as exc:
-                await self.out.dead_letter(record, unit.topic, unit.partition, refusal_reason(exc), str(exc))
+            except NotInCatalog as exc:
+                await self.out.dead_letter(record, unit.topic, unit.partition, exc.reason, str(exc))
                 continue
             self.out.outbox.add(unit.topic, event.case_id.encode(), record.value, home)
             sent.append((record, event, home))
@@ -346,7 +346,7 @@ class CaseSteps:
         batch = step_many(state, events, work.verdicts, judge, now, utcnow(), judging=not hold)
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
-            await self.out.dead_letter(records[id(event)], unit.topic, partition, refusal_reason(exc), str(exc))
+            await self.out.dead_letter(records[id(event)], unit.topic, partition, exc.reason, str(exc))
         for copy, held in batch.conflicts:
             await self.conflicting(copy, held, records[id(copy)], unit)
         result = batch.outcome

@@ -269,7 +269,6 @@ def test_every_reason_a_message_is_refused_for_has_its_chinese_title():
     pattern = re.compile(r'(?:InvalidEvent|Refused|dead_letter|Letter|make_letter)\((?:[^()"]|\([^()]*\)|f?"[^"]*"(?=\s*,))*?'
                          r'"([a-z]+(?:_[a-z0-9]+)*)"(?:\s*[,)]| if \w+ else "([a-z_]+)")'
                          r'|reason = "([a-z_]+)"(?: if .* else "([a-z_]+)")?'
-                         r'|Unknown[A-Z]\w+: "([a-z_]+)"'
                          r'|^(?:UNREADABLE_ROW|CASE_INCOMPLETE) = "([a-z_]+)"', re.MULTILINE)
     for path in [*root.joinpath("alerts").rglob("*.py"), *root.joinpath("streams").rglob("*.py")]:
         if "console" in path.parts:
