@@ -13,11 +13,15 @@ from alerts.catalog import Item
 from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, days, describe_alert, local_moment,
                              moment)
 from alerts.events import CaseEvent, EventType
+from alerts.letters import REASON_TITLE
 from alerts.timeline import process_order, read_timeline
 
 
 def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], item: Item,
-              calendar: WorkCalendar, department_name: str | None = None) -> dict[str, Any]:
+              calendar: WorkCalendar, department_name: str | None = None,
+              waiting: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`waiting`: the case's refused events it waits for (event_id -> the letter's reason,
+    `sinks.queries.refused_case_events`): until they come corrected the case is not judged."""
     ordered = process_order(events, item)
     timeline = read_timeline(events, item)
     local = calendar.local
@@ -51,7 +55,15 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
                      {"text": f"受理（{moment(local(late_acceptance.occurred_at))}）在办结或撤回"
                               f"（{moment(local(timeline.end.occurred_at))}）之后，办理时限无从起算。"}),
         "alerts": [{**alert, "text": describe_alert(alert)} for alert in alerts],
+        "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
+                        for event_id, reason in (waiting or {}).items()],
+        "waiting_text": WAITING_TEXT if waiting else None,
     }
+
+
+# What a case that waits for refused events is told to the people who read its file.
+WAITING_TEXT = ("该办件有事件被拒收（见死信队列 sunlight dlq list），事实不完整，暂缓评判：在更正的事件重新提交"
+                "（sunlight dlq redrive）之前，不新发也不撤销预警。")
 
 
 def _accepted_after_the_end(events: Sequence[CaseEvent], timeline) -> CaseEvent | None:
@@ -144,7 +156,11 @@ def render(file: Mapping[str, Any]) -> str:
         out.append(f"  {row['seq']:>3}  {local_moment(row['occurred_at'], tz):<16}  "
                    f"{local_moment(row['recorded_at'], tz):<16}  "
                    f"{row['type_title']:<6}  {node:<14}  {(row['officer_id'] or '')[:10]:<10}  {row['event_id']}")
-    out += ["", "办理时限：", *("  " + line for line in file["deadline"]["text"].splitlines()), "", "预警："]
+    out += ["", "办理时限：", *("  " + line for line in file["deadline"]["text"].splitlines()), ""]
+    if file.get("waiting_for"):
+        out += ["暂缓评判：", f"  {file['waiting_text']}",
+                *(f"  被拒收的事件 {w['event_id']}：{w['reason_title']}" for w in file["waiting_for"]), ""]
+    out.append("预警：")
     if not file["alerts"]:
         out.append("  无")
     for alert in file["alerts"]:

@@ -25,7 +25,7 @@ from alerts.events import NODE_EVENTS, CaseEvent, EventType
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding
 from alerts.peers import Verdict
-from alerts.state import CaseState, apply, apply_verdict, same_fact
+from alerts.state import CaseState, apply, apply_verdict, refuse, same_fact
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -163,7 +163,10 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     `cause`: what led to this judgement, in words (the new event), recorded as the reason of
     any withdrawal. `hold_withdrawals`: the input is not complete yet (a replay), so alerts
     that lost their finding stay as published, and the state keeps them with their cause
-    (`held_withdrawals`) for the judgement that makes them."""
+    (`held_withdrawals`) for the judgement that makes them. A case with refused events is not
+    judged (`held_back`)."""
+    if state.refused:
+        return held_back(state, judge)
     now = case_clock(state, now)
     result = evaluate(state, judge, now)
     supported = {f.alert_id for f in result.findings}
@@ -180,6 +183,20 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
         state = state.evolve(alerts=alerts, next_due=result.next_due, judged_at=now, held_withdrawals=held,
                              revision=state.revision + 1)
     return Outcome(state, changed, result.labels, result.deadline)
+
+
+def held_back(state: CaseState, judge: Judge) -> Outcome:
+    """A case some of whose events were refused (`CaseState.refused`: dead letters naming it) is
+    not judged until they arrive corrected: judged without them it may look late, or its nodes
+    skipped (a refused acceptance made every closed case a red `skipped_node`). Its alerts stand
+    as last published, none raised and none withdrawn, and nothing is due for it: the corrected
+    event has it judged. Its case row is written (labels), once it has an event."""
+    if state.next_due is not None:
+        state = state.evolve(next_due=None, revision=state.revision + 1)
+    if not state.events:
+        return Outcome(state, [], None, None)
+    item = item_of(state, judge)
+    return Outcome(state, [], labels_of(state, item, judge), read_timeline(state.events, item).deadline(judge.calendar))
 
 
 def known(event: CaseEvent, judge: Judge) -> None:
@@ -246,22 +263,32 @@ class CaseBatch:
 
 
 def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[Verdict], judge: Judge,
-              now: datetime, raised_at: datetime, hold_withdrawals: bool = False, judging: bool = True) -> CaseBatch:
+              now: datetime, raised_at: datetime, hold_withdrawals: bool = False, judging: bool = True,
+              refusals: list[tuple[str, str, str]] = ()) -> CaseBatch:
     """Apply a case's events (and its peer groups' verdicts) of one unit, then judge it once
-    (without `judging`: `awaiting_judgement`).
+    (without `judging`: `awaiting_judgement`). `refusals`: (event_id, case_id, reason) of the
+    case's events the pipeline refused before they could be read as events (`refuse`); an event
+    the catalog refuses here is recorded so too: the case is held back until it comes corrected
+    (`held_back`).
 
     The result is the one `step` gives event by event: the detectors read the whole history and
     time never runs backwards for a case, so one judgement at the unit's clock is the last of
-    theirs. Unknown items and nodes are refused before they touch the state."""
+    theirs. Unknown items, nodes and departments are refused before they touch the state."""
     new: list[CaseEvent] = []
     duplicates: list[CaseEvent] = []
     refused: list[tuple[CaseEvent, NotInCatalog]] = []
     conflicts: list[tuple[CaseEvent, CaseEvent]] = []
+    marked = False
+    for event_id, case_id, reason in refusals:
+        state, moved = refuse(state, case_id, event_id, reason)
+        marked = marked or moved
     for event in events:
         try:
             known(event, judge)
         except NotInCatalog as exc:
             refused.append((event, exc))
+            state, moved = refuse(state, event.case_id, event.event_id, exc.reason)
+            marked = marked or moved
             continue
         state, is_new = apply(state, event)
         if not is_new:
@@ -279,6 +306,8 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         if moved:
             changed = True
             cause = cause or f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）"
+    if not changed and marked:  # only an event refused: the case is held back from now on
+        return CaseBatch(state, held_back(state, judge), new, duplicates, refused, conflicts)
     if not changed or state is None:
         return CaseBatch(state, None, new, duplicates, refused, conflicts)
     if not judging:

@@ -129,17 +129,48 @@ def _case_of_key(key: bytes | str | None) -> str | None:
     return key if key and len(key) <= 128 and key.isprintable() else None
 
 
-def _labels(raw: bytes, catalog: Catalog | None) -> dict[str, Any]:
+def _payload_object(raw: bytes | None) -> dict | None:
     try:
-        obj = orjson.loads(raw) if len(raw) <= LABELLED_BYTES else None
+        obj = orjson.loads(raw) if raw and len(raw) <= LABELLED_BYTES else None
     except orjson.JSONDecodeError:
-        obj = None
-    if not isinstance(obj, dict):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _text(obj: dict, name: str, limit: int = 128) -> str | None:
+    value = obj.get(name)
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
+# The refusals of a case event that leave its case without one of its facts: the case is held
+# back (not judged) until the event comes corrected (`alerts.state.refuse`). Not these: a
+# conflicting copy (the case holds the event), a case too large (the case keeps what it has, and
+# a copy of the event would be refused again), what the store refused (the case has the event).
+HOLDS_ITS_CASE = frozenset({"schema", "bad_time", "impossible_time", "too_large", "unknown_item", "unknown_node",
+                            "unknown_department"})
+
+
+def refused_event(raw: bytes | None, reason: str, key: bytes | str | None = None) -> tuple[str, str] | None:
+    """(case_id, event_id) of a refused case event whose refusal holds its case back
+    (`HOLDS_ITS_CASE`), as its letter names them (`make_letter`: the case from the payload, else
+    the record's key); else None (a letter that names no event cannot be matched by a corrected
+    one, and holds nothing)."""
+    if reason not in HOLDS_ITS_CASE:
+        return None
+    obj = _payload_object(raw)
+    if obj is None:
+        return None
+    case_id, event_id = _text(obj, "case_id") or _case_of_key(key), _text(obj, "event_id")
+    return (case_id, event_id) if case_id and event_id else None
+
+
+def _labels(raw: bytes, catalog: Catalog | None) -> dict[str, Any]:
+    obj = _payload_object(raw)
+    if obj is None:
         return {}
 
     def text(name: str, limit: int = 128) -> str | None:
-        value = obj.get(name)
-        return value if isinstance(value, str) and 0 < len(value) <= limit else None
+        return _text(obj, name, limit)
 
     department, region = text("department"), text("region", 32)
     item = catalog.item(text("item_code") or "") if catalog is not None else None

@@ -28,7 +28,8 @@ ENDED_TYPES = frozenset(t.value for t in ENDED)
 
 def settled_since(state: CaseState) -> datetime | None:
     """The event time from which the case has settled (its latest event), or None while it has not."""
-    if state.next_due is not None or state.held_withdrawals or state.judged_at is None or not state.events:
+    if (state.next_due is not None or state.held_withdrawals or state.refused or state.judged_at is None
+            or not state.events):
         return None
     if not any(event.type in ENDED for event in state.events):
         return None

@@ -40,6 +40,11 @@ class CaseState:
     # a replay's input (alerts.lifecycle), with what took their finding away: alert_id -> cause.
     # The case must be judged again then.
     held_withdrawals: Mapping[str, str] = field(default_factory=dict)
+    # Events of the case the pipeline refused (dead letters whose payload names the case and the
+    # event: event_id -> the letter's reason), until an event under that id arrives (the corrected
+    # one, redriven). While any is missing the case is not judged (`alerts.evaluate.judge_case`):
+    # its facts are incomplete, and judged without them it may look late or skipped.
+    refused: Mapping[str, str] = field(default_factory=dict)
     # Increases with every change, so a store keyed by case keeps the newest row.
     revision: int = 0
 
@@ -84,6 +89,7 @@ class CaseState:
             "next_due": self.next_due.isoformat() if self.next_due else None,
             "judged_at": self.judged_at.isoformat() if self.judged_at else None,
             "held_withdrawals": dict(self.held_withdrawals),
+            "refused": dict(self.refused),
             "revision": self.revision,
         }
 
@@ -97,6 +103,7 @@ class CaseState:
             next_due=datetime.fromisoformat(obj["next_due"]) if obj.get("next_due") else None,
             judged_at=datetime.fromisoformat(obj["judged_at"]) if obj.get("judged_at") else None,
             held_withdrawals=dict(obj.get("held_withdrawals") or {}),
+            refused=dict(obj.get("refused") or {}),
             revision=int(obj.get("revision", 0)),
         )
 
@@ -168,6 +175,9 @@ def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:
         raise ValueError(f"event {event.event_id} is for case {event.case_id}, not {state.case_id}")
     if state.has(event.event_id):
         return state, False
+    refused = state.refused
+    if event.event_id in refused:  # the event a dead letter held back, corrected
+        refused = {k: v for k, v in refused.items() if k != event.event_id}
     events = state.events
     if not events or events[-1].order_key <= event.order_key:  # the common case: in order
         events = (*events, event)
@@ -175,7 +185,20 @@ def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:
         ordered = list(events)
         insort(ordered, event, key=lambda e: e.order_key)
         events = tuple(ordered)
-    return state.evolve(events=events, revision=state.revision + 1), True
+    return state.evolve(events=events, refused=refused, revision=state.revision + 1), True
+
+
+def refuse(state: CaseState | None, case_id: str, event_id: str, reason: str) -> tuple[CaseState, bool]:
+    """Record that an event of the case was refused (a dead letter, `reason`): the case waits for
+    it. Returns the new state and whether anything changed; an event the case holds already (a bad
+    copy of it) or one recorded as refused changes nothing."""
+    if state is None:
+        state = CaseState(case_id=case_id)
+    if state.case_id != case_id:
+        raise ValueError(f"refused event {event_id} is for case {case_id}, not {state.case_id}")
+    if event_id in state.refused or state.has(event_id):
+        return state, False
+    return state.evolve(refused={**state.refused, event_id: reason}, revision=state.revision + 1), True
 
 
 def apply_verdict(state: CaseState, event_id: str, evidence: Mapping[str, Any] | None) -> tuple[CaseState, bool]:
@@ -191,9 +214,10 @@ def apply_verdict(state: CaseState, event_id: str, evidence: Mapping[str, Any] |
 
 
 def restored(case_id: str, events: list[CaseEvent], alerts: list[Alert], revision: int = 0,
-             judged_at: datetime | None = None) -> CaseState:
+             judged_at: datetime | None = None, refused: Mapping[str, str] | None = None) -> CaseState:
     """A case's state rebuilt from what a store holds: its events, its published alerts (the
-    open outlier alerts give back the peer verdicts they came from), its revision and clock."""
+    open outlier alerts give back the peer verdicts they came from), its revision and clock, and
+    its events still refused (the open dead letters that hold it, `refused`)."""
     verdicts = {}
     for alert in alerts:
         event_id = alert.evidence.get("event_id")
@@ -206,4 +230,5 @@ def restored(case_id: str, events: list[CaseEvent], alerts: list[Alert], revisio
     unique = {e.event_id: e for e in events}
     return CaseState(case_id=case_id, events=tuple(sorted(unique.values(), key=lambda e: e.order_key)),
                      alerts={a.alert_id: a for a in alerts}, verdicts=verdicts, revision=revision,
-                     judged_at=judged_at)
+                     judged_at=judged_at,
+                     refused={k: v for k, v in (refused or {}).items() if k not in unique})

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from alerts.letters import HOLDS_ITS_CASE
 from sinks.scope import Scope, ScopedQuery
 
 ALERT_COLUMNS = ("alert_id", "rule", "severity", "case_id", "item_code", "department", "region",
@@ -176,6 +177,22 @@ def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None
         if judged_at is not None and judged_at.tzinfo is None:
             judged_at = judged_at.replace(tzinfo=timezone.utc)
         out[case_id] = (int(revision), judged_at)
+    return out
+
+
+def refused_case_events(client, case_ids: list[str] | None = None) -> dict[str, dict[str, str]]:
+    """The events each case waits for (of some cases, with `case_ids`): its open dead letters
+    whose refusal holds it back (`alerts.letters.HOLDS_ITS_CASE`), event_id -> reason."""
+    conditions = ["status = 'open'", "reason IN {reasons:Array(String)}", "case_id IS NOT NULL",
+                  "event_id IS NOT NULL"]
+    parameters: dict[str, Any] = {"reasons": sorted(HOLDS_ITS_CASE), **_of_cases(case_ids)}
+    if case_ids is not None:
+        conditions.append(_OF_CASES)
+    query = ScopedQuery("case_id, event_id, reason", "dead_letters FINAL", where=" AND ".join(conditions),
+                        tail="ORDER BY received_at, letter_id")
+    out: dict[str, dict[str, str]] = {}
+    for case_id, event_id, reason in query.run(client, Scope.everything(), parameters):
+        out.setdefault(case_id, {}).setdefault(event_id, reason)
     return out
 
 

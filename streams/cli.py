@@ -425,7 +425,7 @@ def cmd_cases_show(args, settings: Settings) -> int:
     from alerts.events import parse_event
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
-    from sinks.queries import alerts_of_case, case_events_of
+    from sinks.queries import alerts_of_case, case_events_of, refused_case_events
     from streams.catalog_source import load_judge
 
     catalog_path = _catalog_path(args, settings, "a case's process order and deadline are read from the catalog")
@@ -436,17 +436,19 @@ def cmd_cases_show(args, settings: Settings) -> int:
         migrate(client)
         events = [parse_event(e) for e in case_events_of(client, scope, args.case_id)]
         alerts = alerts_of_case(client, scope, args.case_id, tz=judge.calendar.tz)
+        waiting = refused_case_events(client, [args.case_id]).get(args.case_id, {}) if events else {}
     finally:
         client.close()
     if not events:
         print(f"sunlight: case {args.case_id} is not in the store" + ("" if scope.unrestricted else
-              f" within {scope.describe()}"), file=sys.stderr)
+              f" within {scope.describe()}") + " (events refused as dead letters are not: sunlight dlq list)",
+              file=sys.stderr)
         return 2
     item = judge.catalog.item(events[0].item_code)
     if item is None:
         raise CatalogError(f"item {events[0].item_code!r} of case {args.case_id} is not in the catalog {catalog_path}")
     department = judge.catalog.departments.get(events[0].department or item.department)
-    file = case_file(events, alerts, item, judge.calendar, department.name if department else None)
+    file = case_file(events, alerts, item, judge.calendar, department.name if department else None, waiting)
     if args.format == "json":
         sys.stdout.buffer.write(orjson.dumps(file, default=str, option=orjson.OPT_INDENT_2) + b"\n")
     else:

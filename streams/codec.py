@@ -4,7 +4,9 @@ A compact JSON array, trusted when read back: Sunlight wrote it, after validatin
 event once on the way in, so decoding builds the events without checking them again.
 
     [2, case_id, partition, revision, next_due, judged_at, [event rows], {alert_id: alert},
-     {event_id: verdict evidence}, {alert_id: held withdrawal cause}]
+     {event_id: verdict evidence}, {alert_id: held withdrawal cause}, {event_id: refusal reason}]
+
+The last element is there only when the case has refused events (`CaseState.refused`).
 
 An event row is [event_id, item_code, type, occurred_at, recorded_at, node, officer_id,
 department, region, channel, attrs]. Each event and each alert keeps its encoded form once
@@ -77,7 +79,7 @@ def encode_state(state: CaseState, partition: int) -> bytes:
         FORMAT, state.case_id, partition, state.revision, _iso(state.next_due), _iso(state.judged_at),
         fragment(b"[" + b",".join(event_row(e) for e in state.events) + b"]"),
         {k: fragment(alert_json(a)) for k, a in state.alerts.items()},
-        state.verdicts, state.held_withdrawals,
+        state.verdicts, state.held_withdrawals, *((state.refused,) if state.refused else ()),
     ]))
 
 
@@ -86,12 +88,13 @@ def decode_state(data: bytes) -> tuple[CaseState, int]:
     obj = orjson.loads(data)
     if isinstance(obj, dict):  # written by a version before FORMAT 2
         return CaseState.from_json(obj), int(obj.get("partition", 0))
-    _, case_id, partition, revision, next_due, judged_at, rows, alerts, verdicts, held = obj
+    _, case_id, partition, revision, next_due, judged_at, rows, alerts, verdicts, held = obj[:10]
     events = tuple(_event(case_id, row) for row in rows)
     return CaseState(
         case_id=case_id, events=events, alerts={k: Alert.from_json(a) for k, a in alerts.items()},
         verdicts=verdicts, next_due=shared_time(next_due) if next_due else None,
-        judged_at=shared_time(judged_at) if judged_at else None, held_withdrawals=held, revision=revision,
+        judged_at=shared_time(judged_at) if judged_at else None, held_withdrawals=held,
+        refused=obj[10] if len(obj) > 10 else {}, revision=revision,
     ), partition
 
 
@@ -104,7 +107,8 @@ def stored_index_entry(data: bytes) -> tuple[int, str | None, bool, datetime | N
         return partition, obj.get("next_due"), bool(obj.get("held_withdrawals")), settled_since(state)
     partition, next_due, judged_at, rows, held = obj[2], obj[4], obj[5], obj[6], obj[9]
     settled = None
-    if (next_due is None and not held and judged_at is not None and any(row[2] in ENDED_TYPES for row in rows)
+    if (next_due is None and not held and len(obj) <= 10 and judged_at is not None
+            and any(row[2] in ENDED_TYPES for row in rows)
             and (rows[0][7] is not None or not any(row[7] for row in rows))):  # alerts.retention: departments
         settled = max(datetime.fromisoformat(row[3]) for row in rows)
     return partition, next_due, bool(held), settled

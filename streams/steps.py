@@ -31,7 +31,7 @@ from alerts.detectors.discretion import penalty_of
 from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, judge_case, known, step,
                              step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
-from alerts.letters import DeadLetter, make_letter
+from alerts.letters import DeadLetter, make_letter, refused_event
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
@@ -78,6 +78,9 @@ class CaseWork:
     tick: datetime | None = None  # the latest moment a tick asks the case to be judged at
     tick_record: Any = None
     verdicts: list[Verdict] = field(default_factory=list)
+    # (event_id, case_id, reason) of the case's events refused before they could be read as
+    # events (`alerts.evaluate.step_many`): the case is held back until they come corrected
+    refusals: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +99,8 @@ class Decoded:
     latest: datetime | None = None  # the latest event time in the unit
     # (record, event, its case's partition) of the events that are not in their case's partition
     elsewhere: list[tuple[Any, CaseEvent, int]] = field(default_factory=list)
+    # (case_id, event_id, reason, its case's partition) of refused events whose case is elsewhere
+    refusals_elsewhere: list[tuple[str, str, str, int]] = field(default_factory=list)
 
 
 def home_partition(case_id: str, partitions: int) -> int:
@@ -145,6 +150,11 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
                 if "verdict" in signal:
                     verdict = Verdict.from_json(signal["verdict"])
                     cases.setdefault(verdict.case_id, CaseWork()).verdicts.append(verdict)
+                elif "refused" in signal:  # an event of the case refused in another partition
+                    refused = signal["refused"]
+                    case_id = str(refused["case_id"])
+                    cases.setdefault(case_id, CaseWork()).refusals.append(
+                        (str(refused["event_id"]), case_id, str(refused["reason"])))
                 else:
                     work = cases.setdefault(str(signal["case_id"]), CaseWork())
                     moment = datetime.fromisoformat(signal["now"])
@@ -161,6 +171,14 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
             event = decode_event(record.value)
         except InvalidEvent as exc:
             out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
+            named = refused_event(record.value, exc.reason, record.key)
+            if named is not None:  # its case waits for it (`alerts.state.refuse`)
+                case_id, event_id = named
+                home = unit.partition if partitions is None else home_partition(case_id, partitions)
+                if home == unit.partition:
+                    cases.setdefault(case_id, CaseWork()).refusals.append((event_id, case_id, exc.reason))
+                else:
+                    out.refusals_elsewhere.append((case_id, event_id, exc.reason, home))
             continue
         if partitions is not None:
             home = homes.get(event.case_id)
@@ -246,6 +264,8 @@ class Outputs:
 
     def rewrite(self, state: CaseState, judge: Judge, clock_now: datetime, alerts: list[Alert] | None = None) -> None:
         """A case's current rows again, and its alerts (or these of them) published again (at least once)."""
+        if not state.events:  # known only by refused events: no rows
+            return
         result = evaluate(state, judge, state.judged_at or clock_now)
         self.case(state, result.labels, result.deadline)
         for alert in state.alerts.values() if alerts is None else alerts:
@@ -253,6 +273,12 @@ class Outputs:
 
     async def fact(self, fact: PenaltyFact) -> None:
         self.outbox.add(self.settings.peers_topic, fact.group.encode(), orjson.dumps(fact.to_json()))
+
+    def refused_elsewhere(self, case_id: str, event_id: str, reason: str, home: int) -> None:
+        """Tell a case in another partition that one of its events was refused here (its letter
+        is written here): the case is held back there until the event comes corrected."""
+        self.outbox.add(self.settings.ticks_topic, case_id.encode(),
+                        orjson.dumps({"refused": {"case_id": case_id, "event_id": event_id, "reason": reason}}), home)
 
     async def verdict(self, verdict: Verdict) -> None:
         self.progress.verdicts_sent += 1
@@ -308,6 +334,8 @@ class CaseSteps:
             await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail)
         if decoded.elsewhere:
             await self.send_on(unit, decoded.elsewhere)
+        for case_id, event_id, reason, home in decoded.refusals_elsewhere:
+            self.out.refused_elsewhere(case_id, event_id, reason, home)
         for case_id, work in decoded.cases.items():
             await self.case(case_id, work, unit, now, hold)
             if self.hold_back is not None:
@@ -323,6 +351,7 @@ class CaseSteps:
                 known(event, self.catalog.judge)
             except NotInCatalog as exc:
                 await self.out.dead_letter(record, unit.topic, unit.partition, exc.reason, str(exc))
+                self.out.refused_elsewhere(event.case_id, event.event_id, exc.reason, home)
                 continue
             self.out.outbox.add(unit.topic, event.case_id.encode(), record.value, home)
             sent.append((record, event, home))
@@ -343,7 +372,8 @@ class CaseSteps:
         partition = unit.partition
         state = await self.store.get(case_id, partition)
         events = [event for _, event in work.events]
-        batch = step_many(state, events, work.verdicts, judge, now, utcnow(), judging=not hold)
+        batch = step_many(state, events, work.verdicts, judge, now, utcnow(), judging=not hold,
+                          refusals=work.refusals)
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
             await self.out.dead_letter(records[id(event)], unit.topic, partition, exc.reason, str(exc))

@@ -464,7 +464,8 @@ class Console:
         `kind`, or the `alert_id` a ticket was to be opened from), put back into its form."""
         from alerts.casefile import case_file
         from alerts.events import parse_event
-        from sinks.queries import alerts_of_case, case_events_of, stored_notices, stored_tickets, ticket_history
+        from sinks.queries import (alerts_of_case, case_events_of, refused_case_events, stored_notices, stored_tickets,
+                                   ticket_history)
 
         scope = request.state.scope
         judge = self.backend.judge()
@@ -479,18 +480,19 @@ class Console:
                          for t in tickets}
             notices = {t["ticket_id"]: stored_notices(client, scope, t["ticket_id"], tz=judge.calendar.tz)
                        for t in tickets}
-            return events, alerts, tickets, histories, notices
+            waiting = refused_case_events(client, [case_id]).get(case_id, {})
+            return events, alerts, tickets, histories, notices, waiting
 
         found = await self.backend.read(read)
         if found is None:
             return self.refuse(request, 404, "办件不存在，或不在您的查看范围内。")
-        events, alerts, tickets, histories, notices = found
+        events, alerts, tickets, histories, notices, waiting = found
         item = judge.catalog.item(events[0]["item_code"])
         if item is None:
             return self.refuse(request, 404, f"办件的事项 {events[0]['item_code']} 不在职权目录中。")
         department = judge.catalog.departments.get(events[0].get("department") or item.department)
         file = case_file([parse_event(e) for e in events], alerts, item, judge.calendar,
-                         department.name if department else None)
+                         department.name if department else None, waiting)
         by_rule = {t["rule"]: t for t in tickets}
         for alert in file["alerts"]:
             ticket = by_rule.get(alert["rule"])

@@ -80,6 +80,13 @@ def city(now: datetime) -> list[dict]:
         if node:
             event["node"] = node
         events.append(event)
+    # C-W5: its acceptance is refused (promised days written as text), its other steps came: it
+    # waits for the corrected acceptance (before, a red skipped_node: "closed without 受理").
+    for event in [e for e in events if e["case_id"] == "C-W4"]:
+        event = {**event, "case_id": "C-W5", "event_id": event["event_id"].replace("W4", "W5")}
+        if event["type"] == "accepted":
+            event["attrs"] = {"promised_days": "五"}
+        events.append(event)
     return events
 
 
@@ -162,6 +169,13 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             inspector.fill("#password", "inspector-password")
             inspector.click("button:has-text('登录')")
             expect(inspector).to_have_url(f"{base}/alerts")
+
+            # A case whose acceptance was refused says it waits for it, and has no alert.
+            inspector.goto(f"{base}/cases/C-W5")
+            expect(inspector.locator("[data-waiting]")).to_contain_text("暂缓评判")
+            expect(inspector.locator("[data-waiting]")).to_contain_text("被拒收的事件 C-W5-01：字段不符合格式")
+            expect(inspector.locator(".alert")).to_have_count(0)
+            inspector.goto(f"{base}/alerts")
 
             # Finds a red alert: the overdue case C-W1.
             inspector.select_option("select[name=severity]", "red")

@@ -147,6 +147,52 @@ def test_dead_letters_are_kept_in_the_store_listed_and_redriven(scenario, tmp_pa
     assert shown.returncode == 0 and "X-CASE" in shown.stdout.decode()
 
 
+def test_a_case_whose_acceptance_is_a_dead_letter_waits_for_it_across_commands_and_is_judged_when_redriven(
+        scenario, baseline, tmp_path):
+    """Before, a replay judged such a case on its other events: closed "without 受理", a red
+    `skipped_node` against a case that had been accepted (found by a black-box test). It now waits
+    for the corrected acceptance, in the replay, in a later command on the same store (the letter
+    holds it there), and is judged when the corrected event is redriven: as the clean history is."""
+    alerts = baseline[0]
+    judged = found_by_case(alerts)
+    by_case: dict[str, list[dict]] = {}
+    for event in scenario.events:
+        by_case.setdefault(event["case_id"], []).append(event)
+    case = next(c for c, events in by_case.items()
+                if {"accepted", "closed"} <= {e["type"] for e in events} and judged.get(c)
+                and not judged[c] & {"discretion_outlier", "discretion_out_of_range"})
+    cases = [c for c in by_case if c not in judged][:30] + [case]
+    acceptance = next(e for e in by_case[case] if e["type"] == "accepted")
+    bad = {**acceptance, "attrs": {**acceptance.get("attrs", {}), "promised_days": "five"}}
+    events = [bad if e is acceptance else e for c in cases for e in by_case[c]]
+    catalog, file = write_inputs(tmp_path, scenario, sorted(events, key=lambda e: e["occurred_at"]))
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    now = ["--now", NOW.isoformat()]
+
+    def exported():
+        out = sunlight(["alerts", "export", "--all"], env)
+        assert out.returncode == 0, out.stderr.decode()[-3000:]
+        return [orjson.loads(line) for line in out.stdout.splitlines()]
+
+    for _ in range(2):  # the second command finds the case in the store, held by its letter
+        done = sunlight(["replay", str(file), "--catalog", str(catalog), *now], env)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        assert [a for a in exported() if a["case_id"] == case] == []
+    letters = [orjson.loads(line) for line in sunlight(["dlq", "list", "--format", "jsonl"], env).stdout.splitlines()]
+    assert [(x["reason"], x["case_id"], x["event_id"]) for x in letters] == [("schema", case, acceptance["event_id"])]
+    shown = sunlight(["cases", "show", case, "--catalog", str(catalog)], env).stdout.decode()
+    assert "暂缓评判" in shown and f"被拒收的事件 {acceptance['event_id']}：字段不符合格式" in shown
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_bytes(orjson.dumps(acceptance) + b"\n")
+    redrive = sunlight(["dlq", "redrive", str(fixed), "--catalog", str(catalog), *now], env)
+    assert redrive.returncode == 0, redrive.stderr.decode()[-3000:]
+    after = exported()
+    assert identity([a for a in after if a["case_id"] == case]) == identity([a for a in alerts if a["case_id"] == case])
+    assert not [a for a in after if a["status"] == "withdrawn"]
+    assert "暂缓评判" not in sunlight(["cases", "show", case, "--catalog", str(catalog)], env).stdout.decode()
+
+
 def test_a_second_process_on_the_data_directory_is_told_who_holds_it(scenario, tmp_path):
     catalog, _ = write_inputs(tmp_path, scenario)
     env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")}

@@ -93,3 +93,14 @@ def test_a_time_in_the_repeated_hour_of_a_dst_change_is_shown_with_its_offset():
     lines = {line.split()[-1]: line for line in render(file).splitlines() if line.strip().startswith(("1 ", "2 ", "3 "))}
     assert "2026-10-25 02:30+02:00" in lines["n1"] and "2026-10-25 02:30+01:00" in lines["n2"], lines
     assert "2026-10-23 11:00  " in lines["a"] and "+0" not in lines["a"], lines
+
+
+def test_a_case_that_waits_for_a_refused_event_says_so_and_why():
+    j = judge()
+    events = [ev("node_completed", at(2026, 3, 3), case="K5", node="undertake", event_id="u"),
+              ev("closed", at(2026, 3, 20, 10), case="K5", event_id="c")]
+    file = case_file(events, [], j.catalog.item(LICENCE), j.calendar, waiting={"a": "schema"})
+    assert file["waiting_for"] == [{"event_id": "a", "reason": "schema", "reason_title": "字段不符合格式"}]
+    text = render(file)
+    assert "暂缓评判" in text and "被拒收的事件 a：字段不符合格式" in text and "sunlight dlq redrive" in text
+    assert "暂缓评判" not in render(case_file(events, [], j.catalog.item(LICENCE), j.calendar))

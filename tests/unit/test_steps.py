@@ -397,3 +397,100 @@ def test_an_event_naming_a_department_the_catalog_lacks_is_a_dead_letter_and_the
     assert letters == [(50, "unknown_department")]
     assert "'ZZZ' is not in the catalog" in harness.rows("dead_letters")[0]["detail"]
     assert sorted(r["event_id"] for r in harness.rows("case_events")) == ["o", "u"]
+
+
+def test_a_refused_acceptance_holds_its_case_back_until_it_comes_corrected():
+    """A case whose acceptance was a dead letter (promised_days written as text) was judged on its
+    other events: closed without 受理, a red `skipped_node` against a case that was accepted (found
+    by a black-box test). It waits for the corrected acceptance, and is judged then, as if the
+    event had come right the first time."""
+    bad = {**HISTORY[0], "attrs": {"promised_days": "five"}}
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(i, e) for i, e in enumerate([bad, *HISTORY[1:]])]))
+    assert [(r["offset"], r["reason"], r["event_id"]) for r in harness.rows("dead_letters")] == [(0, "schema", "a")]
+    held, _ = decode_state(harness.table.data["U1"])
+    assert dict(held.refused) == {"a": "schema"} and held.next_due is None
+    assert harness.rows("alerts") == [] and not held.alerts
+    assert [r["status"] for r in harness.rows("cases")] == ["closed"]  # its row, without a judgement
+    # A tick, or another unit of its events, judges nothing while it waits.
+    harness.run(Unit("case-events", 1, [record(10, HISTORY[4])]))
+    assert harness.rows("alerts") == []
+    # The corrected acceptance (the same event_id) ends the wait: the alerts of the whole history.
+    harness.run(Unit("case-events", 1, [record(11, HISTORY[0])]))
+    judged, _ = decode_state(harness.table.data["U1"])
+    from alerts.events import parse_event
+
+    reference = None
+    for raw in HISTORY:
+        reference = step(reference, parse_event(raw), harness.judge, NOW, NOW).state
+    assert not judged.refused
+    assert {a.alert_id for a in judged.alerts.values()} == \
+        {a.alert_id for a in reference.alerts.values() if a.status is AlertStatus.OPEN}
+    assert "skipped_node" not in {a.rule.value for a in judged.alerts.values()}
+    assert sorted(r["rule"] for r in harness.rows("alerts")) == ["deadline_near", "overdue"]
+
+
+def test_an_event_the_catalog_refuses_holds_its_case_and_a_case_known_only_by_it_waits_too():
+    """An unknown node id for the review (a misspelt node) made the case's review look skipped. And
+    a case whose first event is refused is kept as one that waits, so that its next events are not
+    judged without it; it has no rows until it has events."""
+    harness = Harness()
+    misspelt = {**HISTORY[2], "node": "reveiw"}
+    harness.run(Unit("case-events", 0, [record(i, e) for i, e in enumerate([*HISTORY[:2], misspelt, *HISTORY[3:]])]))
+    held, _ = decode_state(harness.table.data["U1"])
+    assert dict(held.refused) == {"r": "unknown_node"} and not held.alerts
+    first = {**event("x", "accepted", at(2026, 3, 2, 10), case="U3"), "item_code": "NO-SUCH-ITEM"}
+    harness.run(Unit("case-events", 0, [record(20, first)]))
+    waiting, _ = decode_state(harness.table.data["U3"])
+    assert not waiting.events and dict(waiting.refused) == {"x": "unknown_item"}
+    assert [r["case_id"] for r in harness.rows("cases")] == ["U1"]
+    harness.run(Unit("case-events", 0, [record(21, event("y", "closed", at(2026, 3, 20), case="U3"))]))
+    assert not [r for r in harness.rows("alerts") if r["case_id"] == "U3"]
+
+
+def test_a_refusal_in_another_partition_holds_the_case_in_its_own():
+    """A client that keys by something else puts a bad event in another partition than its case:
+    the letter is written where it came in, and the case's partition is told (through the ticks
+    topic, keyed by the case), where the case then waits for it."""
+    from streams.steps import home_partition
+
+    case = next(c for c in (f"R{n}" for n in range(50)) if home_partition(c, 4) != 2)
+    home = home_partition(case, 4)
+    bad = {**event("a", "accepted", at(2026, 3, 2, 10), case=case), "attrs": {"promised_days": "five"}}
+    away = Harness()
+    unit = Unit("case-events", 2, [record(5, bad)])
+    asyncio.run(away.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
+    assert [(r["offset"], r["reason"]) for r in away.rows("dead_letters")] == [(5, "schema")]
+    told = [(key, value) for topic, key, value in away.sent if topic == "ticks"]
+    assert [key for key, _ in told] == [case.encode()] and away.partitions_sent[case.encode()] == home
+    there = Harness()
+    rest = [event(e, k, w, n, case=case) for e, k, w, n in
+            (("u", "node_completed", at(2026, 3, 3), "undertake"), ("r", "node_completed", at(2026, 3, 4), "review"),
+             ("p", "node_completed", at(2026, 3, 5), "approve"), ("c", "closed", at(2026, 3, 20, 10), None))]
+    there.run(Unit("ticks", home, [SimpleNamespace(offset=0, key=case.encode(), value=told[0][1])]))
+    there.run(Unit("case-events", home, [record(i, e) for i, e in enumerate(rest)]))
+    waiting, _ = decode_state(there.table.data[case])
+    assert dict(waiting.refused) == {"a": "schema"} and there.rows("alerts") == []
+
+
+def test_a_held_case_is_stored_and_read_back_waiting_and_never_settles():
+    from alerts.retention import settled_since
+    from alerts.state import refuse, restored
+    from streams.codec import encode_state, stored_index_entry
+    from alerts.events import parse_event
+
+    state = None
+    for raw in HISTORY[1:]:
+        state = step(state, parse_event(raw), judge(), NOW, NOW).state
+    assert settled_since(state) is not None  # closed, judged, nothing due: it would settle
+    held, moved = refuse(state, "U1", "a", "schema")
+    assert moved and settled_since(held) is None
+    again, _ = decode_state(encode_state(held, 3))
+    assert dict(again.refused) == {"a": "schema"}
+    assert stored_index_entry(encode_state(held, 3))[3] is None
+    assert stored_index_entry(encode_state(state, 3))[3] is not None
+    assert "refused" not in orjson.dumps(orjson.loads(encode_state(state, 3))).decode()  # no cost when none
+    # Refusing an event the case holds changes nothing; the store's letters of events it holds hold nothing.
+    assert refuse(held, "U1", "u", "schema") == (held, False)
+    assert dict(restored("U1", list(state.events), [], refused={"u": "schema", "a": "schema"}).refused) == \
+        {"a": "schema"}
