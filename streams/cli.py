@@ -298,12 +298,18 @@ def _scope_and_local_time(args, settings: Settings):
     """`user_scope`, and the timezone times are shown in: the catalog's (`timezone`, as its cases
     are judged in), or Asia/Shanghai when no catalog is named (--catalog or SUNLIGHT_CATALOG). The
     catalog is read once for both."""
+    scope, local, _ = _scope_local_time_and_catalog(args, settings)
+    return scope, local
+
+
+def _scope_local_time_and_catalog(args, settings: Settings):
+    """`_scope_and_local_time`, and the catalog (None when none is named)."""
     from zoneinfo import ZoneInfo
 
     if not (getattr(args, "catalog", None) or settings.catalog):
-        return user_scope(args, settings), ZoneInfo("Asia/Shanghai")
+        return user_scope(args, settings), ZoneInfo("Asia/Shanghai"), None
     catalog = _load_catalog(args, settings, "")
-    return user_scope(args, settings, catalog), ZoneInfo(catalog.timezone)
+    return user_scope(args, settings, catalog), ZoneInfo(catalog.timezone), catalog
 
 
 def _catalog_path(args, settings: Settings, why: str) -> Path:
@@ -326,6 +332,14 @@ def _print_jsonl(records) -> None:
     for record in records:
         out.write(orjson.dumps(record, default=str) + b"\n")
     out.flush()
+
+
+def _require_store(settings: Settings) -> None:
+    """A command that only reads the store, on an embedded one that is not there (a mistyped
+    SUNLIGHT_DATA_DIR), says so instead of creating an empty store and finding nothing in it."""
+    if settings.embedded_store and not (Path(settings.data_dir) / "clickhouse").is_dir():
+        raise SystemExit(f"sunlight: no store in {Path(settings.data_dir).resolve()} (SUNLIGHT_DATA_DIR): nothing has "
+                         f"been replayed or imported there")
 
 
 @contextmanager
@@ -402,6 +416,7 @@ def cmd_access_add_user(args, settings: Settings) -> int:
 
 
 def cmd_export(args, settings: Settings) -> int:
+    _require_store(settings)
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import export_alerts
@@ -431,6 +446,7 @@ def cmd_cases_show(args, settings: Settings) -> int:
     catalog_path = _catalog_path(args, settings, "a case's process order and deadline are read from the catalog")
     judge = load_judge(catalog_path, settings.calendar_overrides)
     scope = user_scope(args, settings)
+    _require_store(settings)
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
@@ -461,9 +477,14 @@ def cmd_dlq_list(args, settings: Settings) -> int:
     from alerts.describe import moment
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
+    from alerts.letters import REASON_TITLE
     from sinks.queries import dead_letters
 
+    if args.reason and args.reason not in REASON_TITLE:
+        raise SystemExit(f"sunlight: --reason {args.reason}: not a reason a letter is refused for; one of: "
+                         f"{', '.join(sorted(REASON_TITLE))}")
     scope = user_scope(args, settings)
+    _require_store(settings)
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
@@ -619,6 +640,7 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
 
 
 def cmd_tickets_list(args, settings: Settings) -> int:
+    _require_store(settings)
     from alerts.describe import moment
     from alerts.tickets import STATUS_TITLE
     from sinks.queries import pending_tickets, stored_tickets
@@ -644,12 +666,13 @@ def cmd_tickets_list(args, settings: Settings) -> int:
 
 
 def cmd_tickets_show(args, settings: Settings) -> int:
+    _require_store(settings)
     from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, moment
     from alerts.events import EventType
     from alerts.tickets import KIND_TITLE, NOTICE_STATUS_TITLE, RESOLUTION_TITLE, STATUS_TITLE, STEP_TITLE
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
-    scope, local = _scope_and_local_time(args, settings)
+    scope, local, catalog = _scope_local_time_and_catalog(args, settings)
     with _store(settings) as client:
         found = stored_tickets(client, scope, ticket_id=args.ticket_id, tz=local)
         history = ticket_history(client, scope, args.ticket_id, tz=local)
@@ -683,7 +706,10 @@ def cmd_tickets_show(args, settings: Settings) -> int:
             kind = EVENT_TITLE[EventType(event["type"])]
         except (ValueError, KeyError):
             kind = event["type"]
-        lines.append(f"  {moment(occurred)}  {kind}" + (f"  {event['node']}" if event.get('node') else ""))
+        item = catalog.item(event["item_code"]) if catalog is not None else None
+        node = item.node(event["node"]) if item is not None and event.get("node") else None
+        lines.append(f"  {moment(occurred)}  {kind}" + (f"  {node.name if node else event['node']}"
+                                                         if event.get('node') else ""))
     lines += ["", "督办记录："]
     for change in history:
         lines.append(f"  v{change['version']}  {moment(change['changed_at'])}  {change['actor']}  "
@@ -795,6 +821,7 @@ def cmd_silences_add(args, settings: Settings) -> int:
 
 
 def cmd_silences_list(args, settings: Settings) -> int:
+    _require_store(settings)
     from datetime import timezone
 
     from alerts.tickets import Silence

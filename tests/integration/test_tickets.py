@@ -145,12 +145,16 @@ def test_tickets_are_shown_in_the_catalogs_timezone(tmp_path):
     events.write_bytes(orjson.dumps({
         "event_id": "C-T1-01", "case_id": "C-T1", "item_code": ITEM, "type": "accepted",
         "occurred_at": "2026-03-02T09:00:00+01:00", "recorded_at": "2026-03-02T09:01:00+01:00",
+        "department": "SCJG", "region": "320200", "channel": "window"}) + b"\n" + orjson.dumps({
+        "event_id": "C-T1-02", "case_id": "C-T1", "item_code": ITEM, "type": "node_completed", "node": "undertake",
+        "occurred_at": "2026-03-03T09:00:00+01:00", "recorded_at": "2026-03-03T09:01:00+01:00",
         "department": "SCJG", "region": "320200", "channel": "window"}) + b"\n")
     data = tmp_path / "data"
     sunlight(data, "replay", str(events), "--catalog", str(catalog), "--now", "2026-03-17T03:00:00+01:00")
     shown = sunlight(data, "tickets", "show", TICKET, "--catalog", str(catalog)).stdout
     assert "生成：2026-03-17 01:00" in shown and "答复期限：2026-03-21 00:00" in shown, shown
     assert "2026-03-02 09:00  受理" in shown, shown
+    assert "2026-03-03 09:00  环节办结  承办" in shown, shown  # the node's name, as `cases show` gives it
     listed = sunlight(data, "tickets", "list", "--catalog", str(catalog)).stdout
     assert TICKET in listed and "2026-03-21 00:00" in listed, listed
     exported = [orjson.loads(line) for line in

@@ -3,6 +3,7 @@
 import pytest
 
 from streams import cli
+from tests.unit.helpers import CONTRACT
 
 
 @pytest.mark.parametrize("text, words", [
@@ -31,3 +32,41 @@ def test_a_port_out_of_range_is_said_not_a_traceback(value):
         with pytest.raises(SystemExit, match=f"{name} must be a port number from 0 to 65535"):
             Settings.from_env({name: value})
     assert Settings.from_env({"SUNLIGHT_METRICS_PORT": "0"}).metrics_port == 0
+
+
+@pytest.mark.parametrize("args", [["alerts", "export"], ["dlq", "list"], ["tickets", "list"],
+                                  ["tickets", "show", "C1/overdue"], ["silences", "list"],
+                                  ["cases", "show", "C1", "--catalog", str(CONTRACT / "catalog.example.yaml")]])
+def test_a_command_that_reads_the_store_on_a_directory_without_one_says_so_and_creates_nothing(
+        args, tmp_path, monkeypatch):
+    """`cases show` on a mistyped SUNLIGHT_DATA_DIR created an empty store there and said the case
+    was not in it (found by a black-box test)."""
+    missing = tmp_path / "sunlight-dat"
+    monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(missing))
+    monkeypatch.delenv("SUNLIGHT_CLICKHOUSE", raising=False)
+    with pytest.raises(SystemExit) as refused:
+        cli.main(args)
+    assert str(refused.value) == (f"sunlight: no store in {missing.resolve()} (SUNLIGHT_DATA_DIR): nothing has been "
+                                  f"replayed or imported there")
+    assert not missing.exists()
+
+
+def test_a_dead_letter_reason_that_is_none_is_refused_with_the_reasons_there_are(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["dlq", "list", "--reason", "unknown-item"])
+    assert str(refused.value).startswith("sunlight: --reason unknown-item: not a reason a letter is refused for; "
+                                         "one of: ") and "unknown_item" in str(refused.value)
+
+
+def test_a_command_that_reads_a_store_that_is_there_reads_it(tmp_path, monkeypatch, capsys):
+    """The check above was once written under `_store`'s decorator, which left `_store` a bare
+    generator: every command that reads through it failed with a TypeError."""
+    from sinks.clickhouse import connect
+
+    connect(None, tmp_path).close()  # a store, empty
+    monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SUNLIGHT_CLICKHOUSE", raising=False)
+    assert cli.main(["tickets", "list", "--format", "jsonl"]) == 0
+    assert cli.main(["silences", "list"]) == 0
+    assert capsys.readouterr().err == ""
