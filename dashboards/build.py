@@ -18,13 +18,18 @@ Variables take their options from the catalog's copy in the store (`queries.VARI
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from typing import Mapping
 
 from grafana_foundation_sdk.builders import barchart, common as common_b, dashboard as dash_b, prometheus, stat, table, \
     timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common, dashboard
 
+from alerts.letters import REASON_TITLE
+from alerts.model import RULE_TITLE, SEVERITY_TITLE
+from alerts.tickets import STEP_TITLE
 from dashboards import queries as q
 from dashboards.clickhouse import PLUGIN_TYPE, ClickHouseQueryBuilder
 
@@ -239,9 +244,30 @@ class PromPanel:
     exprs: tuple[tuple[str, str], ...]  # (PromQL, legend)
 
 
+def titled(expr: str, label: str, titles: Mapping[str, str]) -> str:
+    """`expr` with each value of `label` that `titles` names replaced by its title (PromQL's
+    label_replace, one per value; a value not named stays as it is), so that a legend of
+    `{{label}}` reads in Chinese, as the rest of the dashboards do."""
+    for code, title in sorted(titles.items()):
+        if not re.fullmatch(r"\w+", code) or '"' in title or "\\" in title:
+            raise ValueError(f"{label} {code!r} -> {title!r}: not a plain code and title")
+        expr = f'label_replace({expr}, "{label}", "{title}", "{label}", "{code}")'
+    return expr
+
+
+# What the health panels' legends say for the metrics' label values.
+OUTCOME_TITLE = {"new": "新事件", "duplicate": "重复事件"}
+LEGEND_TITLES: dict[str, Mapping[str, str]] = {
+    "outcome": OUTCOME_TITLE, "reason": REASON_TITLE, "step": STEP_TITLE,
+    "rule": {rule.value: title for rule, title in RULE_TITLE.items()},
+    "severity": {severity.value: title for severity, title in SEVERITY_TITLE.items()},
+}
+
+
 HEALTH_PANELS = (
     PromPanel("事件处理速率", "每秒处理的办件事件数，按结果（新事件、重复事件）。", "ops",
-              (('sum by (outcome) (rate(sunlight_events_processed_total[$__rate_interval]))', "{{outcome}}"),)),
+              ((titled('sum by (outcome) (rate(sunlight_events_processed_total[$__rate_interval]))', "outcome",
+                       OUTCOME_TITLE), "{{outcome}}"),)),
     PromPanel("消费滞后", "各输入分区的消费滞后（末端偏移量减已提交偏移量，条）。持续上升说明处理跟不上。", "none",
               (('sum by (topic, partition) (sunlight_consumer_lag)', "{{topic}}/{{partition}}"),)),
     PromPanel("写库延迟", "ClickHouse 批量写入耗时的 P50 与 P95（秒）。", "s",
@@ -253,14 +279,17 @@ HEALTH_PANELS = (
               (('sum(rate(sunlight_sink_failures_total[$__rate_interval]))', "失败/秒"),
                ('sum(sunlight_sink_pending_rows)', "待写行数"))),
     PromPanel("死信速率", "每秒进入死信队列的消息数，按原因。", "ops",
-              (('sum by (reason) (rate(sunlight_events_dead_lettered_total[$__rate_interval]))', "{{reason}}"),)),
+              ((titled('sum by (reason) (rate(sunlight_events_dead_lettered_total[$__rate_interval]))', "reason",
+                       REASON_TITLE), "{{reason}}"),)),
     PromPanel("到期计时积压", "按流时钟已到期但尚未触发的期限与督办计时个数，以及在办办件数。", "none",
               (('sum(sunlight_due_timer_backlog)', "到期未触发"), ('sum(sunlight_open_cases)', "在办办件"))),
     PromPanel("通知失败", "每个时间段内发送失败的通知数，按催办步骤。", "none",
-              (('sum by (step) (increase(sunlight_notices_total{status="failed"}[$__rate_interval]))', "{{step}}"),)),
+              ((titled('sum by (step) (increase(sunlight_notices_total{status="failed"}[$__rate_interval]))', "step",
+                       STEP_TITLE), "{{step}}"),)),
     PromPanel("预警产生速率", "每分钟新产生的预警数，按规则和等级。", "none",
-              (('sum by (rule, severity) (rate(sunlight_alerts_raised_total[$__rate_interval])) * 60',
-                "{{rule}} {{severity}}"),)),
+              ((titled(titled('sum by (rule, severity) (rate(sunlight_alerts_raised_total[$__rate_interval])) * 60',
+                              "rule", LEGEND_TITLES["rule"]), "severity", LEGEND_TITLES["severity"]),
+                "{{severity}}·{{rule}}"),)),
 )
 
 

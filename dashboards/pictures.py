@@ -75,7 +75,7 @@ def metric_results(model: Mapping, registry) -> dict[int, Result]:
             continue
         rows = []
         for expr, target in zip(exprs, panel["targets"]):
-            legend = re.sub(r"\{\{.*?\}\}", "", target.get("legendFormat") or "").strip(" /") or "当前值"
+            legend = re.sub(r"\{\{.*?\}\}", "", target.get("legendFormat") or "").strip(" /·") or "当前值"
             rows.append([f"{legend}（本进程累计）",
                          sum(total(name.removesuffix("_total"), matchers) for name, matchers in _METRIC.findall(expr))])
         results[panel["id"]] = Result(("指标", "值"), rows)

@@ -67,3 +67,33 @@ def test_rules_speak_chinese_to_people_and_label_severity():
 def test_alertmanager_config_is_valid():
     out = _run("amtool", "check-config", str(ALERTMANAGER))
     assert "SUCCESS" in out
+
+
+@needs_promtool
+def test_the_health_dashboards_legends_read_in_chinese_in_prometheus_itself(tmp_path):
+    """The health panels' legends showed the metrics' label codes (unknown_item, level_1,
+    skipped_node red), found by a black-box test; each panel's query now gives the titles, which
+    promtool's PromQL engine evaluates here. A code without a title stays as it is."""
+    from dashboards.build import HEALTH_PANELS
+
+    queries = {legend: expr.replace("$__rate_interval", "5m") for panel in HEALTH_PANELS
+               for expr, legend in panel.exprs if "{{" in legend and "topic" not in legend}
+    series = [("sunlight_events_processed_total", 'outcome="new"'),
+              ("sunlight_events_dead_lettered_total", 'reason="unknown_item"'),
+              ("sunlight_events_dead_lettered_total", 'reason="some_new_reason"'),
+              ("sunlight_notices_total", 'step="level_1", status="failed"'),
+              ("sunlight_alerts_raised_total", 'rule="skipped_node", severity="red"')]
+    expected = {"{{outcome}}": [('{outcome="新事件"}', 1)],
+                "{{reason}}": [('{reason="未知事项"}', 1), ('{reason="some_new_reason"}', 1)],
+                "{{step}}": [('{step="升级至部门负责人"}', 300)],
+                "{{severity}}·{{rule}}": [('{rule="跳过环节", severity="红牌"}', 60)]}
+    assert set(queries) == set(expected)
+    tests = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": f"{name}{{{labels}}}", "values": "0+60x20"} for name, labels in series],
+        "promql_expr_test": [{"expr": queries[legend], "eval_time": "10m",
+                              "exp_samples": [{"labels": labels, "value": value} for labels, value in samples]}
+                             for legend, samples in expected.items()]}]}
+    path = tmp_path / "legends.test.yml"
+    path.write_text(yaml.safe_dump(tests, allow_unicode=True), encoding="utf-8")
+    _run(promtool, "test", "rules", str(path), cwd=tmp_path)
