@@ -35,7 +35,7 @@ from alerts.letters import DeadLetter, make_letter, refused_event
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
-from alerts.state import CaseState, content_differences
+from alerts.state import CaseState, content_differences, refuse
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from streams import metrics
 from streams.codec import encode_state
@@ -468,11 +468,15 @@ class CaseSteps:
         them one at a time, and refuse each one that would."""
         judge = self.catalog.judge
         partition = unit.partition
+        written = state
+        for event_id, case_id, reason in work.refusals:  # as `step_many` records them
+            state, _ = refuse(state, case_id, event_id, reason)
         for record, event in work.events:
             try:
                 outcome = step(state, event, judge, now, utcnow(), judging=not hold)
-            except LookupError:
-                continue  # refused already
+            except NotInCatalog as exc:  # its letter is written already
+                state, _ = refuse(state, event.case_id, event.event_id, exc.reason)
+                continue
             if not outcome.is_new:
                 continue
             stored = encode_state(outcome.state, partition)
@@ -482,7 +486,7 @@ class CaseSteps:
                                            f"{len(stored)} bytes of state, more than the {MAX_STATE_BYTES} bytes "
                                            f"one changelog record may hold; the case keeps its earlier events")
                 continue
-            state = outcome.state
+            state = written = outcome.state
             await self.store.put(state, partition, stored)
             self.out.event(event, judge.item(event.item_code).department)
             self.out.outcome(outcome)
@@ -490,3 +494,5 @@ class CaseSteps:
             fact = penalty_fact(event, judge)
             if fact is not None:
                 await self.out.fact(fact)
+        if state is not written:  # events refused after the last one taken: the case waits for them
+            await self.store.put(state, partition, encode_state(state, partition))

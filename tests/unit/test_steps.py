@@ -494,3 +494,19 @@ def test_a_held_case_is_stored_and_read_back_waiting_and_never_settles():
     assert refuse(held, "U1", "u", "schema") == (held, False)
     assert dict(restored("U1", list(state.events), [], refused={"u": "schema", "a": "schema"}).refused) == \
         {"a": "schema"}
+
+
+def test_a_case_too_large_for_its_unit_still_waits_for_the_events_refused_in_it(monkeypatch):
+    """The unit that would make the case too large is taken event by event; an event refused in it
+    holds the case as in any other unit."""
+    import streams.steps
+
+    harness = Harness()
+    harness.run(Unit("case-events", 0, [record(0, HISTORY[0])]))
+    monkeypatch.setattr(streams.steps, "MAX_STATE_BYTES", len(harness.table.data["U1"]) + 300)
+    misspelt = {**HISTORY[2], "node": "reveiw"}
+    harness.run(Unit("case-events", 0, [record(i, e) for i, e in enumerate([HISTORY[1], misspelt, *HISTORY[3:]], 1)]))
+    assert "case_too_large" in {r["reason"] for r in harness.rows("dead_letters")}
+    held, _ = decode_state(harness.table.data["U1"])
+    assert dict(held.refused) == {"r": "unknown_node"}
+    assert "skipped_node" not in {a.rule.value for a in held.alerts.values()}
