@@ -20,8 +20,11 @@ from alerts.timeline import process_order, read_timeline
 def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], item: Item,
               calendar: WorkCalendar, department_name: str | None = None,
               waiting: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """`waiting`: the case's refused events it waits for (event_id -> the letter's reason,
-    `sinks.queries.refused_case_events`): until they come corrected the case is not judged."""
+    """`waiting`: the case's refused events (event_id -> the letter's reason,
+    `sinks.queries.refused_case_events`); those it does not hold since, it waits for: until they
+    come corrected the case is not judged."""
+    held = {event.event_id for event in events}
+    waiting = {k: v for k, v in (waiting or {}).items() if k not in held}
     ordered = process_order(events, item)
     timeline = read_timeline(events, item)
     local = calendar.local
@@ -56,7 +59,7 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
                               f"（{moment(local(timeline.end.occurred_at))}）之后，办理时限无从起算。"}),
         "alerts": [{**alert, "text": describe_alert(alert)} for alert in alerts],
         "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
-                        for event_id, reason in (waiting or {}).items()],
+                        for event_id, reason in waiting.items()],
         "waiting_text": WAITING_TEXT if waiting else None,
     }
 

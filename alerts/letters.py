@@ -138,16 +138,22 @@ def _payload_object(raw: bytes | None) -> dict | None:
 
 
 def _text(obj: dict, name: str, limit: int = 128) -> str | None:
+    """A label as text; a whole number as its digits (a client that wrote `"case_id": 42` means
+    the case its other events name "42")."""
     value = obj.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     return value if isinstance(value, str) and 0 < len(value) <= limit else None
 
 
 # The refusals of a case event that leave its case without one of its facts: the case is held
-# back (not judged) until the event comes corrected (`alerts.state.refuse`). Not these: a
-# conflicting copy (the case holds the event), a case too large (the case keeps what it has, and
-# a copy of the event would be refused again), what the store refused (the case has the event).
+# back (not judged) until the event comes corrected (`alerts.state.refuse`); an import's rows it
+# could not read, or held back with them, too (the import sends none of the case's rows, but its
+# later events may come from elsewhere). Not these: a conflicting copy (the case holds the
+# event), a case too large (the case keeps what it has, and a copy of the event would be refused
+# again), what the store refused (the case has the event).
 HOLDS_ITS_CASE = frozenset({"schema", "bad_time", "impossible_time", "too_large", "unknown_item", "unknown_node",
-                            "unknown_department"})
+                            "unknown_department", "unreadable_row", "case_incomplete"})
 
 
 def refused_event(raw: bytes | None, reason: str, key: bytes | str | None = None) -> tuple[str, str] | None:

@@ -104,3 +104,9 @@ def test_a_case_that_waits_for_a_refused_event_says_so_and_why():
     text = render(file)
     assert "暂缓评判" in text and "被拒收的事件 a：字段不符合格式" in text and "sunlight dlq redrive" in text
     assert "暂缓评判" not in render(case_file(events, [], j.catalog.item(LICENCE), j.calendar))
+    # A letter of an event the case holds since (sent again, corrected, under its id) holds nothing:
+    # it said 暂缓评判 of a case that had been judged (found by a black-box test).
+    assert [w["event_id"] for w in case_file(events, [], j.catalog.item(LICENCE), j.calendar,
+                                             waiting={"u": "schema", "a": "schema"})["waiting_for"]] == ["a"]
+    judged = case_file(events, [], j.catalog.item(LICENCE), j.calendar, waiting={"u": "schema"})
+    assert judged["waiting_for"] == [] and "暂缓评判" not in render(judged)

@@ -510,3 +510,19 @@ def test_a_case_too_large_for_its_unit_still_waits_for_the_events_refused_in_it(
     held, _ = decode_state(harness.table.data["U1"])
     assert dict(held.refused) == {"r": "unknown_node"}
     assert "skipped_node" not in {a.rule.value for a in held.alerts.values()}
+
+
+def test_a_refused_event_whose_ids_are_numbers_holds_the_case_its_other_events_name():
+    """`"case_id": 42` is refused (the contract's ids are text); its letter named no case, so case
+    "42" was judged without its acceptance: a red skipped_node (found by a black-box test)."""
+    from alerts.letters import refused_event
+
+    assert refused_event(orjson.dumps({"case_id": 42, "event_id": 4301}), "schema") == ("42", "4301")
+    assert refused_event(orjson.dumps({"case_id": True, "event_id": "x"}), "schema") is None
+    harness = Harness()
+    rest = [{**e, "case_id": "42"} for e in HISTORY[1:]]
+    harness.run(Unit("case-events", 0, [record(0, {**HISTORY[0], "case_id": 42}),
+                                        *(record(i, e) for i, e in enumerate(rest, 1))]))
+    held, _ = decode_state(harness.table.data["42"])
+    assert dict(held.refused) == {"a": "schema"} and harness.rows("alerts") == []
+    assert [(r["case_id"], r["event_id"]) for r in harness.rows("dead_letters")] == [("42", "a")]
