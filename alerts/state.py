@@ -213,11 +213,8 @@ def apply_verdict(state: CaseState, event_id: str, evidence: Mapping[str, Any] |
     return state.evolve(verdicts=verdicts, revision=state.revision + 1), True
 
 
-def restored(case_id: str, events: list[CaseEvent], alerts: list[Alert], revision: int = 0,
-             judged_at: datetime | None = None, refused: Mapping[str, str] | None = None) -> CaseState:
-    """A case's state rebuilt from what a store holds: its events, its published alerts (the
-    open outlier alerts give back the peer verdicts they came from), its revision and clock, and
-    its events still refused (the open dead letters that hold it, `refused`)."""
+def _verdicts_of(alerts: list[Alert]) -> dict[str, dict[str, Any]]:
+    """The peer verdicts the open outlier alerts came from."""
     verdicts = {}
     for alert in alerts:
         event_id = alert.evidence.get("event_id")
@@ -227,6 +224,17 @@ def restored(case_id: str, events: list[CaseEvent], alerts: list[Alert], revisio
                 if isinstance(evidence.get(key), str):
                     evidence[key] = datetime.fromisoformat(evidence[key]).astimezone(timezone.utc).isoformat()
             verdicts[str(event_id)] = evidence
+    return verdicts
+
+
+def restored(case_id: str, events: list[CaseEvent], alerts: list[Alert], revision: int = 0,
+             judged_at: datetime | None = None, verdicts: Mapping[str, Mapping[str, Any]] | None = None,
+             refused: Mapping[str, str] | None = None) -> CaseState:
+    """A case's state rebuilt from what a store holds: its events, its published alerts, its
+    revision and clock, its peer verdicts (`verdicts`; None: a store that did not keep them, and
+    the open outlier alerts give back the verdicts they came from), and its events still refused
+    (the open dead letters that hold it, `refused`)."""
+    verdicts = _verdicts_of(alerts) if verdicts is None else {k: dict(v) for k, v in verdicts.items()}
     unique = {e.event_id: e for e in events}
     return CaseState(case_id=case_id, events=tuple(sorted(unique.values(), key=lambda e: e.order_key)),
                      alerts={a.alert_id: a for a in alerts}, verdicts=verdicts, revision=revision,

@@ -47,7 +47,7 @@ def stored_states(client, events: dict[str, list[CaseEvent]], alerts: dict[str, 
     clocks = stored_case_clocks(client, Scope.everything(), case_ids)
     if refused is None:
         refused = refused_case_events(client, case_ids)
-    return {case_id: restored(case_id, case_events, alerts.get(case_id, []), *clocks.get(case_id, (0, None)),
+    return {case_id: restored(case_id, case_events, alerts.get(case_id, []), *clocks.get(case_id, (0, None, None)),
                               refused=refused.get(case_id))
             for case_id, case_events in events.items()}
 

@@ -167,16 +167,17 @@ def settled_cases(client, basis: str) -> list[str]:
 
 
 def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None
-                       ) -> dict[str, tuple[int, datetime | None]]:
+                       ) -> dict[str, tuple[int, datetime | None, dict | None]]:
     """The latest stored revision of each case's state in scope (of some cases, with `case_ids`),
-    and the clock it was judged at."""
-    query = ScopedQuery("case_id, max(revision), argMax(judged_at, revision)", "cases",
+    the clock it was judged at, and the peer verdicts it held (None for a row written before
+    migration 0013 kept them)."""
+    query = ScopedQuery("case_id, max(revision), argMax(judged_at, revision), argMax(verdicts, revision)", "cases",
                         where=_OF_CASES if case_ids is not None else "", tail="GROUP BY case_id")
     out = {}
-    for case_id, revision, judged_at in query.run(client, scope, _of_cases(case_ids)):
+    for case_id, revision, judged_at, verdicts in query.run(client, scope, _of_cases(case_ids)):
         if judged_at is not None and judged_at.tzinfo is None:
             judged_at = judged_at.replace(tzinfo=timezone.utc)
-        out[case_id] = (int(revision), judged_at)
+        out[case_id] = (int(revision), judged_at, orjson.loads(verdicts) if verdicts else None)
     return out
 
 

@@ -31,7 +31,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("case_id", _STR), ("item_code", _STR), ("department", _STR), ("region", _STR), ("status", _STR),
         ("accepted_at", _BT), ("ended_at", _BT), ("deadline", _BT), ("event_count", pa.uint32()),
         ("open_alerts", pa.uint32()), ("revision", pa.uint64()), ("updated_at", _TS), ("judged_at", _BT),
-        ("settled_since", _BT), ("judged_under", _STR),
+        ("settled_since", _BT), ("judged_under", _STR), ("verdicts", _STR),
     ]),
     "alerts": pa.schema([
         ("alert_id", _STR), ("rule", _STR), ("severity", _STR), ("case_id", _STR), ("item_code", _STR),
@@ -89,7 +89,7 @@ def case_row(state: CaseState, item_code: str, department: str, region: str | No
         "status": state.status, "accepted_at": accepted, "ended_at": ended, "deadline": deadline,
         "event_count": len(state.events), "open_alerts": open_alerts, "revision": state.revision,
         "updated_at": updated_at, "judged_at": state.judged_at, "settled_since": settled_since(state),
-        "judged_under": judged_under,
+        "judged_under": judged_under, "verdicts": _json(dict(state.verdicts)),
     }
 
 

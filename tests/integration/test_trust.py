@@ -193,6 +193,35 @@ def test_a_case_whose_acceptance_is_a_dead_letter_waits_for_it_across_commands_a
     assert "暂缓评判" not in sunlight(["cases", "show", case, "--catalog", str(catalog)], env).stdout.decode()
 
 
+def test_a_fining_case_that_waits_across_commands_keeps_its_peer_verdicts(scenario, baseline, tmp_path):
+    """A case waiting for a refused event gets its peer group's verdict but raises no alert for it.
+    Read back in a later command, it had its verdicts back only from its open outlier alerts: the
+    corrected event, redriven, judged it without the verdict, and its true `discretion_outlier` was
+    never raised (found by a black-box test). The store now keeps a case's verdicts."""
+    alerts = baseline[0]
+    outliers = {a["case_id"] for a in alerts if a["rule"] == "discretion_outlier" and a["status"] != "withdrawn"}
+    by_case: dict[str, list[dict]] = {}
+    for event in scenario.events:
+        by_case.setdefault(event["case_id"], []).append(event)
+    case, step = next((c, e) for c in sorted(outliers) for e in by_case[c] if e["type"] == "node_completed")
+    bad = {**step, "node": step["node"] + "-misspelt"}
+    events = [bad if e is step else e for e in scenario.events]
+    catalog, file = write_inputs(tmp_path, scenario, events)
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    now = ["--now", NOW.isoformat()]
+    done = sunlight(["replay", str(file), "--catalog", str(catalog), *now], env)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_bytes(orjson.dumps(step) + b"\n")
+    redrive = sunlight(["dlq", "redrive", str(fixed), "--catalog", str(catalog), *now], env)
+    assert redrive.returncode == 0, redrive.stderr.decode()[-3000:]
+    out = sunlight(["alerts", "export"], env)
+    after = [orjson.loads(line) for line in out.stdout.splitlines()]
+    assert "discretion_outlier" in {a["rule"] for a in after if a["case_id"] == case}
+    assert identity([a for a in after if a["case_id"] == case]) == identity([a for a in alerts if a["case_id"] == case])
+
+
 def test_a_second_process_on_the_data_directory_is_told_who_holds_it(scenario, tmp_path):
     catalog, _ = write_inputs(tmp_path, scenario)
     env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")}
