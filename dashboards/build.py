@@ -217,6 +217,7 @@ def inspector() -> dash_b.Dashboard:
                           counts=("letters",)))
     d.with_panel(data_table(q.DLQ_BY_REASON, Place(6, 35, 6, 8)))
     d.with_panel(data_table(q.DLQ_LATEST, Place(12, 35, 12, 8)))
+    d.with_panel(data_table(q.CASES_WAITING, Place(0, 43, 24, 8), links={"case_id": CASE_LINK}))
     return d
 
 

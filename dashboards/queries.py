@@ -55,7 +55,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from alerts.letters import REASON_TITLE
+from alerts.letters import HOLDS_ITS_CASE, REASON_TITLE
 from alerts.model import RULE_TITLE, SEVERITY_TITLE
 from dashboards.macros import variable_names
 from sinks.rows import TICKET_ROUND
@@ -576,6 +576,34 @@ ORDER BY letters DESC, reason
 """,
 )
 
+_HOLDING_LETTERS = f"""status = 'open' AND reason IN {_sql_array(sorted(HOLDS_ITS_CASE))}
+    AND case_id IS NOT NULL AND event_id IS NOT NULL"""
+
+CASES_WAITING = Panel(
+    name="cases_waiting",
+    title="暂缓评判的办件",
+    description="有事件被拒收（进入死信队列）而事实不完整的办件：在更正的事件重新提交（sunlight dlq redrive）之前，"
+                "不新发也不撤销预警。最早的在前，最多200件。",
+    doc="Cases that wait for refused events (open dead letters that name the case and an event it "
+        "does not hold, docs/faults.md): not judged until the events come corrected; the oldest "
+        "first, at most 200.",
+    labels={"case_id": "办件编号", "department_name": "部门", "refused_events": "被拒收事件数", "reasons": "原因",
+            "since": "最早拒收时间"},
+    columns=("case_id", "department_name", "refused_events", "reasons", "since"),
+    sql=f"""{_NAMES}
+SELECT case_id, {_department_name()} AS department_name, count() AS refused_events,
+    arrayStringConcat(arraySort(groupUniqArray({_REASON_TITLE})), '、') AS reasons, min(received_at) AS since
+FROM dead_letters FINAL
+WHERE {_HOLDING_LETTERS}
+    AND (case_id, event_id) NOT IN (
+        SELECT case_id, event_id FROM case_events
+        WHERE case_id IN (SELECT case_id FROM dead_letters FINAL WHERE {_HOLDING_LETTERS}))
+GROUP BY case_id, department
+ORDER BY since, case_id
+LIMIT 200
+""",
+)
+
 # -- the department head's view ---------------------------------------------------------------
 
 DEPARTMENT_OPEN_CARDS = Panel(
@@ -812,6 +840,7 @@ PANELS: dict[str, Panel] = {p.name: p for p in (
     DLQ_SIZE,
     DLQ_LATEST,
     DLQ_BY_REASON,
+    CASES_WAITING,
     DEPARTMENT_OPEN_CARDS,
     DEPARTMENT_OPEN_ALERTS,
     DEPARTMENT_TICKETS,

@@ -45,6 +45,12 @@ def city(tmp_path_factory):
     catalog, _ = write_inputs(directory, scenario)
     settings = pipeline_settings(directory / "data")
     bad = [(b"bad-1", b"{not json"), (None, b"\xff\xfe")]
+    # A new case whose acceptance is refused (it waits for it), and a bad copy of an event a case
+    # holds (it waits for nothing).
+    first = scenario.events[0]
+    waiting = {**first, "case_id": "W-1", "event_id": "W-1-a", "attrs": {"promised_days": "five"}}
+    bad += [(b"W-1", orjson.dumps(waiting)),
+            (first["case_id"].encode(), orjson.dumps({**first, "attrs": {"promised_days": "five"}}))]
 
     async def run():
         async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
@@ -210,10 +216,14 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     assert ran["case_timeline"][0][0]["event"] == "受理"
     assert len(ran["case_evidence"][0]) == sum(a["case_id"] == case_id for a in alerts)
     assert all(orjson.loads(r["evidence"]) for r in ran["case_evidence"][0])
-    assert one("dlq_size")["waiting"] == 2
+    assert one("dlq_size")["waiting"] == 4
     assert sorted((r["reason"], r["reason_title"]) for r in ran["dlq_latest"][0]) == [
-        ("invalid_json", "不是JSON"), ("invalid_utf8", "不是UTF-8文本")]
-    assert [(r["reason_title"], r["letters"]) for r in ran["dlq_by_reason"][0]] == [("不是JSON", 1), ("不是UTF-8文本", 1)]
+        ("invalid_json", "不是JSON"), ("invalid_utf8", "不是UTF-8文本"), ("schema", "字段不符合格式"),
+        ("schema", "字段不符合格式")]
+    assert [(r["reason_title"], r["letters"]) for r in ran["dlq_by_reason"][0]] == [
+        ("字段不符合格式", 2), ("不是JSON", 1), ("不是UTF-8文本", 1)]
+    assert [(r["case_id"], r["refused_events"], r["reasons"]) for r in ran["cases_waiting"][0]] == [
+        ("W-1", 1, "字段不符合格式")]
     # Steps by their names in the case's item, not the node ids (before: review, decide, ...).
     item = next(i for i in scenario.catalog["items"] if i["code"] == one("case_summary")["item_name"]
                 or i["name"] == one("case_summary")["item_name"])
