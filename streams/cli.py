@@ -475,9 +475,9 @@ def cmd_cases_show(args, settings: Settings) -> int:
 def cmd_dlq_list(args, settings: Settings) -> int:
     """The dead letters kept in the store (open ones; with --all the redriven ones too)."""
     from alerts.describe import moment
+    from alerts.letters import REASON_TITLE
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
-    from alerts.letters import REASON_TITLE
     from sinks.queries import dead_letters
 
     if args.reason and args.reason not in REASON_TITLE:
