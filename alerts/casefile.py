@@ -66,7 +66,7 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
 
 # What a case that waits for refused events is told to the people who read its file.
 WAITING_TEXT = ("该办件有事件被拒收（见死信队列 sunlight dlq list），事实不完整，暂缓评判：在更正的事件重新提交"
-                "（sunlight dlq redrive）之前，不新发也不撤销预警。")
+                "（sunlight dlq redrive）之前，不新发预警；已发的预警在已到达的事实不再支持时撤销。")
 
 
 def _accepted_after_the_end(events: Sequence[CaseEvent], timeline) -> CaseEvent | None:

@@ -163,40 +163,36 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     `cause`: what led to this judgement, in words (the new event), recorded as the reason of
     any withdrawal. `hold_withdrawals`: the input is not complete yet (a replay), so alerts
     that lost their finding stay as published, and the state keeps them with their cause
-    (`held_withdrawals`) for the judgement that makes them. A case with refused events is not
-    judged (`held_back`)."""
-    if state.refused:
-        return held_back(state, judge)
+    (`held_withdrawals`) for the judgement that makes them.
+
+    A case that waits for refused events (`CaseState.refused`) raises nothing: judged without
+    them it may look late, or its nodes skipped (a refused acceptance made every closed case a red
+    `skipped_node`). Its published alerts are judged as any case's, so one that the facts it has no
+    longer support is withdrawn (a finding raised on part of its events, before the rest came), and
+    nothing is due for it: the corrected event has it judged in full."""
+    if not state.events:  # known only by refused events: nothing to judge
+        if state.next_due is None:
+            return Outcome(state, [], None, None)
+        return Outcome(state.evolve(next_due=None, revision=state.revision + 1), [], None, None)
     now = case_clock(state, now)
     result = evaluate(state, judge, now)
-    supported = {f.alert_id for f in result.findings}
+    findings, next_due = result.findings, result.next_due
+    if state.refused:
+        standing = {k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}
+        findings, next_due = [f for f in findings if f.alert_id in standing], None
+    supported = {f.alert_id for f in findings}
     default = withdrawal_reason(cause) if cause else "重新评判时，已到达的事实不再支持该情形"
     unsupported = {k: state.held_withdrawals.get(k, default) for k, a in state.alerts.items()
                    if a.status is not AlertStatus.WITHDRAWN and k not in supported}
-    alerts, changed = reconcile(state.alerts, result.findings, result.labels, raised_at, hold_withdrawals,
-                                unsupported)
+    alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, hold_withdrawals, unsupported)
     held = unsupported if hold_withdrawals else {}
-    if (changed or result.next_due != state.next_due or now != state.judged_at
+    if (changed or next_due != state.next_due or now != state.judged_at
             or held != dict(state.held_withdrawals)):
         # The clock is part of the state: an event that arrives later with an older clock is
         # judged at this one (the rules may need it: a deadline passed while the case waited).
-        state = state.evolve(alerts=alerts, next_due=result.next_due, judged_at=now, held_withdrawals=held,
+        state = state.evolve(alerts=alerts, next_due=next_due, judged_at=now, held_withdrawals=held,
                              revision=state.revision + 1)
     return Outcome(state, changed, result.labels, result.deadline)
-
-
-def held_back(state: CaseState, judge: Judge) -> Outcome:
-    """A case some of whose events were refused (`CaseState.refused`: dead letters naming it) is
-    not judged until they arrive corrected: judged without them it may look late, or its nodes
-    skipped (a refused acceptance made every closed case a red `skipped_node`). Its alerts stand
-    as last published, none raised and none withdrawn, and nothing is due for it: the corrected
-    event has it judged. Its case row is written (labels), once it has an event."""
-    if state.next_due is not None:
-        state = state.evolve(next_due=None, revision=state.revision + 1)
-    if not state.events:
-        return Outcome(state, [], None, None)
-    item = item_of(state, judge)
-    return Outcome(state, [], labels_of(state, item, judge), read_timeline(state.events, item).deadline(judge.calendar))
 
 
 def known(event: CaseEvent, judge: Judge) -> None:
@@ -268,8 +264,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     """Apply a case's events (and its peer groups' verdicts) of one unit, then judge it once
     (without `judging`: `awaiting_judgement`). `refusals`: (event_id, case_id, reason) of the
     case's events the pipeline refused before they could be read as events (`refuse`); an event
-    the catalog refuses here is recorded so too: the case is held back until it comes corrected
-    (`held_back`).
+    the catalog refuses here is recorded so too: the case waits for it (`judge_case`).
 
     The result is the one `step` gives event by event: the detectors read the whole history and
     time never runs backwards for a case, so one judgement at the unit's clock is the last of
@@ -306,8 +301,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         if moved:
             changed = True
             cause = cause or f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）"
-    if not changed and marked:  # only an event refused: the case is held back from now on
-        return CaseBatch(state, held_back(state, judge), new, duplicates, refused, conflicts)
+    changed = changed or marked  # an event refused: the case waits for it from now on
     if not changed or state is None:
         return CaseBatch(state, None, new, duplicates, refused, conflicts)
     if not judging:

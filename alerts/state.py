@@ -42,7 +42,7 @@ class CaseState:
     held_withdrawals: Mapping[str, str] = field(default_factory=dict)
     # Events of the case the pipeline refused (dead letters whose payload names the case and the
     # event: event_id -> the letter's reason), until an event under that id arrives (the corrected
-    # one, redriven). While any is missing the case is not judged (`alerts.evaluate.judge_case`):
+    # one, redriven). While any is missing the case raises no alert (`alerts.evaluate.judge_case`):
     # its facts are incomplete, and judged without them it may look late or skipped.
     refused: Mapping[str, str] = field(default_factory=dict)
     # Increases with every change, so a store keyed by case keeps the newest row.

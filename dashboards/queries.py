@@ -583,9 +583,9 @@ CASES_WAITING = Panel(
     name="cases_waiting",
     title="暂缓评判的办件",
     description="有事件被拒收（进入死信队列）而事实不完整的办件：在更正的事件重新提交（sunlight dlq redrive）之前，"
-                "不新发也不撤销预警。最早的在前，最多200件。",
+                "不新发预警。最早的在前，最多200件。",
     doc="Cases that wait for refused events (open dead letters that name the case and an event it "
-        "does not hold, docs/faults.md): not judged until the events come corrected; the oldest "
+        "does not hold, docs/faults.md): they raise no alert until the events come corrected; the oldest "
         "first, at most 200.",
     labels={"case_id": "办件编号", "department_name": "部门", "refused_events": "被拒收事件数", "reasons": "原因",
             "since": "最早拒收时间"},

@@ -302,7 +302,7 @@ class Outbox:
     def __init__(self, app: faust.App, partitions: int):
         self.app = app
         self.partitions = list(range(partitions))
-        self.pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        self.pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, list]]] = {}
         # One send at a time: the agents share the outbox, and a key's records (a state, then its
         # tombstone) must reach their partition in the order they were added.
         self.sending = asyncio.Lock()
@@ -313,7 +313,8 @@ class Outbox:
         # key comes back unit after unit. Bounded: cleared when full.
         self.placed: dict[bytes, int] = {}
 
-    def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+    def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
+            headers: list[tuple[str, bytes]] | None = None) -> None:
         if partition is None:  # as the producer would place it: by key (Kafka's default partitioner)
             partition = self.placed.get(key) if key is not None else None
             if partition is None:
@@ -322,7 +323,7 @@ class Outbox:
                     if len(self.placed) >= PLACED_KEYS:
                         self.placed.clear()
                     self.placed[key] = partition
-        self.pending.setdefault((topic, partition), []).append((key, value))
+        self.pending.setdefault((topic, partition), []).append((key, value, headers or []))
 
     def write_table(self, table, key: str, value: bytes, partition: int) -> None:
         """Put `value` in the table's data and its changelog record (raw bytes) in the outbox."""
@@ -343,11 +344,11 @@ class Outbox:
             producer = self.app.producer._ensure_producer()
             for (topic, partition), records in pending.items():
                 batch = producer.create_batch()
-                for key, value in records:
-                    if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
-                        await producer.send_batch(batch, topic, partition=partition)
+                for key, value, headers in records:
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full: send,
+                        await producer.send_batch(batch, topic, partition=partition)  # start another
                         batch = producer.create_batch()
-                        batch.append(key=key, value=value, timestamp=None)
+                        batch.append(key=key, value=value, timestamp=None, headers=headers)
                 await producer.send_batch(batch, topic, partition=partition)
 
 

@@ -97,10 +97,11 @@ class Decoded:
     cases: dict[str, CaseWork] = field(default_factory=dict)
     letters: list[Letter] = field(default_factory=list)
     latest: datetime | None = None  # the latest event time in the unit
-    # (record, event, its case's partition) of the events that are not in their case's partition
-    elsewhere: list[tuple[Any, CaseEvent, int]] = field(default_factory=list)
-    # (case_id, event_id, reason, its case's partition) of refused events whose case is elsewhere
-    refusals_elsewhere: list[tuple[str, str, str, int]] = field(default_factory=list)
+    # (record, event, its case's partition) of the events that are not in their case's partition,
+    # in the unit's order; in place of the event, the case id of one refused here that names its
+    # case (its letter is written here; it is sent on for its case to wait for it there,
+    # `REFUSED_ELSEWHERE`)
+    elsewhere: list[tuple[Any, CaseEvent | str, int]] = field(default_factory=list)
 
 
 def home_partition(case_id: str, partitions: int) -> int:
@@ -108,6 +109,19 @@ def home_partition(case_id: str, partitions: int) -> int:
     case id sends them with Kafka's default partitioner (murmur2), as the contract asks and as
     Sunlight keys its own records about the case (ticks, verdicts, alerts)."""
     return (murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+# The header of a record sent on to its case's partition after it was refused where it came in:
+# its letter is written there, with the offset the client's record had; in its case's partition
+# it is refused again without a letter, and its case waits for it, in the order of its case's
+# other events (a client that keys by something else, or places by another partitioner, sends a
+# case's events to another partition, whence they are all sent on in order).
+REFUSED_ELSEWHERE = "sunlight-refused-elsewhere"
+REFUSED_HEADERS = [(REFUSED_ELSEWHERE, b"1")]
+
+
+def refused_elsewhere(record) -> bool:
+    return any(name == REFUSED_ELSEWHERE for name, _ in (getattr(record, "headers", None) or ()))
 
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -150,11 +164,6 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
                 if "verdict" in signal:
                     verdict = Verdict.from_json(signal["verdict"])
                     cases.setdefault(verdict.case_id, CaseWork()).verdicts.append(verdict)
-                elif "refused" in signal:  # an event of the case refused in another partition
-                    refused = signal["refused"]
-                    case_id = str(refused["case_id"])
-                    cases.setdefault(case_id, CaseWork()).refusals.append(
-                        (str(refused["event_id"]), case_id, str(refused["reason"])))
                 else:
                     work = cases.setdefault(str(signal["case_id"]), CaseWork())
                     moment = datetime.fromisoformat(signal["now"])
@@ -170,15 +179,17 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
         try:
             event = decode_event(record.value)
         except InvalidEvent as exc:
-            out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
+            lettered = refused_elsewhere(record)
+            if not lettered:
+                out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
             named = refused_event(record.value, exc.reason, record.key)
             if named is not None:  # its case waits for it (`alerts.state.refuse`)
                 case_id, event_id = named
-                home = unit.partition if partitions is None else home_partition(case_id, partitions)
+                home = unit.partition if partitions is None or lettered else home_partition(case_id, partitions)
                 if home == unit.partition:
                     cases.setdefault(case_id, CaseWork()).refusals.append((event_id, case_id, exc.reason))
                 else:
-                    out.refusals_elsewhere.append((case_id, event_id, exc.reason, home))
+                    out.elsewhere.append((record, case_id, home))
             continue
         if partitions is not None:
             home = homes.get(event.case_id)
@@ -274,12 +285,6 @@ class Outputs:
     async def fact(self, fact: PenaltyFact) -> None:
         self.outbox.add(self.settings.peers_topic, fact.group.encode(), orjson.dumps(fact.to_json()))
 
-    def refused_elsewhere(self, case_id: str, event_id: str, reason: str, home: int) -> None:
-        """Tell a case in another partition that one of its events was refused here (its letter
-        is written here): the case is held back there until the event comes corrected."""
-        self.outbox.add(self.settings.ticks_topic, case_id.encode(),
-                        orjson.dumps({"refused": {"case_id": case_id, "event_id": event_id, "reason": reason}}), home)
-
     async def verdict(self, verdict: Verdict) -> None:
         self.progress.verdicts_sent += 1
         self.outbox.add(self.settings.ticks_topic, verdict.case_id.encode(),
@@ -334,24 +339,27 @@ class CaseSteps:
             await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail)
         if decoded.elsewhere:
             await self.send_on(unit, decoded.elsewhere)
-        for case_id, event_id, reason, home in decoded.refusals_elsewhere:
-            self.out.refused_elsewhere(case_id, event_id, reason, home)
         for case_id, work in decoded.cases.items():
             await self.case(case_id, work, unit, now, hold)
             if self.hold_back is not None:
                 await self.hold_back()
 
-    async def send_on(self, unit: Unit, elsewhere: list[tuple[Any, CaseEvent, int]]) -> None:
+    async def send_on(self, unit: Unit, elsewhere: list[tuple[Any, CaseEvent | str, int]]) -> None:
         """Events found outside their case's partition, each to its case's partition keyed by the
         case id, with the unit's other records (committed after them: at least once, and a copy
-        sent twice is one event). One the catalog refuses is a dead letter here, where it came in."""
+        sent twice is one event), in the unit's order. One refused (by the contract, or the
+        catalog) is a dead letter here, where it came in, and is sent on all the same, marked
+        (`REFUSED_ELSEWHERE`), for its case to wait for it in the order of its other events."""
         sent = []
         for record, event, home in elsewhere:
+            if isinstance(event, str):  # refused here, its letter written: its case waits for it there
+                self.out.outbox.add(unit.topic, event.encode(), record.value, home, headers=REFUSED_HEADERS)
+                continue
             try:
                 known(event, self.catalog.judge)
             except NotInCatalog as exc:
                 await self.out.dead_letter(record, unit.topic, unit.partition, exc.reason, str(exc))
-                self.out.refused_elsewhere(event.case_id, event.event_id, exc.reason, home)
+                self.out.outbox.add(unit.topic, event.case_id.encode(), record.value, home, headers=REFUSED_HEADERS)
                 continue
             self.out.outbox.add(unit.topic, event.case_id.encode(), record.value, home)
             sent.append((record, event, home))
@@ -376,7 +384,8 @@ class CaseSteps:
                           refusals=work.refusals)
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
-            await self.out.dead_letter(records[id(event)], unit.topic, partition, exc.reason, str(exc))
+            if not refused_elsewhere(records[id(event)]):  # else its letter was written where it came in
+                await self.out.dead_letter(records[id(event)], unit.topic, partition, exc.reason, str(exc))
         for copy, held in batch.conflicts:
             await self.conflicting(copy, held, records[id(copy)], unit)
         result = batch.outcome

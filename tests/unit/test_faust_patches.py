@@ -301,12 +301,12 @@ def test_the_outbox_places_a_keyed_record_where_the_producer_would():
             for key in keys:
                 outbox.add("alerts", key, key)
                 partition = partitioner(key, [0, 1, 2, 3], [0, 1, 2, 3])
-                assert outbox.pending[("alerts", partition)][-1] == (key, key)
+                assert outbox.pending[("alerts", partition)][-1] == (key, key, [])
                 assert len(outbox.placed) <= 50
     finally:
         faust_patches.PLACED_KEYS = kept
     outbox.add("ticks", None, b"t", partition=2)
-    assert outbox.pending[("ticks", 2)] == [(None, b"t")]
+    assert outbox.pending[("ticks", 2)] == [(None, b"t", [])]
     for _ in range(40):  # a record without a key: spread, never remembered
         outbox.add("letters", None, b"x")
     assert None not in outbox.placed

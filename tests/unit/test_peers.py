@@ -297,11 +297,11 @@ def test_held_decisions_are_released_once_and_a_revoked_partition_keeps_none_of_
 
 
 def test_a_case_read_back_has_the_verdicts_the_store_kept_not_those_of_its_alerts():
-    """A case that waits for a refused event takes its group's "not an outlier" without withdrawing
-    its open outlier alert. Read back from its alerts, the verdict came back, and the yellow card
-    was never withdrawn once the corrected event came (found by a black-box test): the store keeps
-    the case's verdicts (migration 0013), read back as they were; a row written before gives
-    them from the alerts as before."""
+    """A case that waits for a refused event takes its group's outlier verdict without raising
+    an alert for it. Read back from its alerts, the verdict was lost, and the true outlier was never
+    raised once the corrected event came (found by a black-box test): the store keeps the case's
+    verdicts (migration 0013), read back as they were; a row written before gives them from the
+    alerts as before."""
     from alerts.peers import Verdict
     from alerts.state import refuse, restored
     from sinks.rows import case_row
@@ -310,15 +310,12 @@ def test_a_case_read_back_has_the_verdicts_the_store_kept_not_those_of_its_alert
     events = [ev("accepted", at(2026, 3, 2), case="P8", item=PENALTY),
               ev("decided", at(2026, 3, 3), case="P8", item=PENALTY, event_id="d8", decision="penalize",
                  violation_code="V-FOOD-124", penalty_amount=95000)]
-    state = run(events, at(2026, 3, 5), j)
+    held, _ = refuse(run(events, at(2026, 3, 5), j), "P8", "r1", "schema")
     outlier = Verdict("P8", "d8", PENALTY, "V-FOOD-124", {"penalty_amount": 95000, "peers": 30, "event_id": "d8"})
-    state = judge_verdict(state, outlier, j, at(2026, 3, 5), at(2026, 3, 5)).state
-    held, _ = refuse(state, "P8", "r1", "schema")
-    cleared = judge_verdict(held, Verdict("P8", "d8", PENALTY, "V-FOOD-124", None), j, at(2026, 3, 6),
-                            at(2026, 3, 6)).state
-    alerts = list(cleared.alerts.values())
-    assert [a.status for a in alerts if a.rule is Rule.DISCRETION_OUTLIER] == [AlertStatus.OPEN]  # held
-    row = case_row(cleared, PENALTY, "SCJG", None, None, at(2026, 3, 6))
-    back = restored("P8", list(cleared.events), alerts, verdicts=orjson.loads(row["verdicts"]))
-    assert dict(back.verdicts) == {}
-    assert set(restored("P8", list(cleared.events), alerts).verdicts) == {"d8"}  # before: from the alerts
+    waiting = judge_verdict(held, outlier, j, at(2026, 3, 5), at(2026, 3, 5)).state
+    alerts = list(waiting.alerts.values())
+    assert Rule.DISCRETION_OUTLIER not in {a.rule for a in alerts}  # not raised while it waits
+    row = case_row(waiting, PENALTY, "SCJG", None, None, at(2026, 3, 6))
+    back = restored("P8", list(waiting.events), alerts, verdicts=orjson.loads(row["verdicts"]))
+    assert set(back.verdicts) == {"d8"}
+    assert dict(restored("P8", list(waiting.events), alerts).verdicts) == {}  # before: from the alerts, lost
