@@ -179,13 +179,14 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
         try:
             event = decode_event(record.value)
         except InvalidEvent as exc:
-            lettered = refused_elsewhere(record)
-            if not lettered:
-                out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
             named = refused_event(record.value, exc.reason, record.key)
+            home = unit.partition if named is None or partitions is None else home_partition(named[0], partitions)
+            # Sent on by Sunlight, refused and lettered where it came in (only ever to its case's
+            # partition: a record marked so elsewhere, or naming no case, is a client's, lettered here)
+            if named is None or home != unit.partition or not refused_elsewhere(record):
+                out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
             if named is not None:  # its case waits for it (`alerts.state.refuse`)
                 case_id, event_id = named
-                home = unit.partition if partitions is None or lettered else home_partition(case_id, partitions)
                 if home == unit.partition:
                     cases.setdefault(case_id, CaseWork()).refusals.append((event_id, case_id, exc.reason))
                 else:

@@ -573,3 +573,19 @@ def test_a_waiting_case_raises_nothing_and_withdraws_what_its_new_facts_take_awa
     judged, _ = decode_state(harness.table.data["U1"])
     assert not judged.refused
     assert {a.rule.value for a in judged.alerts.values() if a.status is AlertStatus.OPEN} <= {"deadline_near", "overdue"}
+
+
+def test_a_clients_record_marked_as_sent_on_is_lettered_where_it_is_not_its_cases_or_names_no_case():
+    """The mark spares a second letter only for a copy Sunlight sent on to its case's partition:
+    a client's record that carries it elsewhere, or names no case, is a dead letter all the same."""
+    from streams.steps import REFUSED_HEADERS, home_partition
+
+    case = next(c for c in (f"R{n}" for n in range(50)) if home_partition(c, 4) != 2)
+    bad = {**event("a", "accepted", at(2026, 3, 2, 10), case=case), "attrs": {"promised_days": "five"}}
+    marked = [SimpleNamespace(offset=1, key=None, value=orjson.dumps(bad), headers=REFUSED_HEADERS),
+              SimpleNamespace(offset=2, key=None, value=b"{not json", headers=REFUSED_HEADERS)]
+    harness = Harness()
+    unit = Unit("case-events", 2, marked)
+    asyncio.run(harness.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
+    assert [(r["offset"], r["reason"]) for r in harness.rows("dead_letters")] == [(1, "schema"), (2, "invalid_json")]
+    assert case not in harness.table.data  # its case waits in its own partition, where it is sent on
