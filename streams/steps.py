@@ -28,7 +28,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from alerts.detectors.discretion import penalty_of
-from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, judge_case, known, step,
+from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, judge_case, step,
                              step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
 from alerts.letters import DeadLetter, make_letter, refused_event
@@ -97,11 +97,9 @@ class Decoded:
     cases: dict[str, CaseWork] = field(default_factory=dict)
     letters: list[Letter] = field(default_factory=list)
     latest: datetime | None = None  # the latest event time in the unit
-    # (record, event, its case's partition) of the events that are not in their case's partition,
-    # in the unit's order; in place of the event, the case id of one refused here that names its
-    # case (its letter is written here; it is sent on for its case to wait for it there,
-    # `REFUSED_ELSEWHERE`)
-    elsewhere: list[tuple[Any, CaseEvent | str, int]] = field(default_factory=list)
+    # (record, case id, its case's partition) of the events that are not in their case's partition,
+    # in the unit's order, refused ones that name their case too (`SENT_FROM`)
+    elsewhere: list[tuple[Any, str, int]] = field(default_factory=list)
 
 
 def home_partition(case_id: str, partitions: int) -> int:
@@ -111,17 +109,31 @@ def home_partition(case_id: str, partitions: int) -> int:
     return (murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
 
 
-# The header of a record sent on to its case's partition after it was refused where it came in:
-# its letter is written there, with the offset the client's record had; in its case's partition
-# it is refused again without a letter, and its case waits for it, in the order of its case's
-# other events (a client that keys by something else, or places by another partitioner, sends a
-# case's events to another partition, whence they are all sent on in order).
-REFUSED_ELSEWHERE = "sunlight-refused-elsewhere"
-REFUSED_HEADERS = [(REFUSED_ELSEWHERE, b"1")]
+# The headers of a record sent on to its case's partition (a client that keys by something else,
+# or places by another partitioner, sends a case's events to another partition, whence they are
+# all sent on, in order, refused ones that name their case too): where it came in, as
+# b"partition:offset", and the key it came with, if any. A letter for it is written in its case's
+# partition, once, naming those (`letter_origin`); a client's record that carries the headers
+# can only misname them.
+SENT_FROM = "sunlight-sent-from"
+SENT_KEY = "sunlight-sent-key"
 
 
-def refused_elsewhere(record) -> bool:
-    return any(name == REFUSED_ELSEWHERE for name, _ in (getattr(record, "headers", None) or ()))
+def letter_origin(record, partition: int) -> tuple[int, int, bytes | None]:
+    """(partition, offset, key) a letter for `record` names: where and how the client's record came in."""
+    headers = dict(getattr(record, "headers", None) or ())
+    if SENT_FROM in headers:
+        try:
+            origin, offset = headers[SENT_FROM].decode().split(":")
+            return int(origin), int(offset), headers.get(SENT_KEY)
+        except (UnicodeDecodeError, ValueError):
+            pass
+    return partition, record.offset, record.key
+
+
+def sent_on_headers(record, partition: int) -> list[tuple[str, bytes]]:
+    origin, offset, key = letter_origin(record, partition)
+    return [(SENT_FROM, b"%d:%d" % (origin, offset)), *(((SENT_KEY, key),) if key is not None else ())]
 
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -181,23 +193,20 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
         except InvalidEvent as exc:
             named = refused_event(record.value, exc.reason, record.key)
             home = unit.partition if named is None or partitions is None else home_partition(named[0], partitions)
-            # Sent on by Sunlight, refused and lettered where it came in (only ever to its case's
-            # partition: a record marked so elsewhere, or naming no case, is a client's, lettered here)
-            if named is None or home != unit.partition or not refused_elsewhere(record):
-                out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
+            if home != unit.partition:  # lettered in its case's partition, where its case waits for it
+                out.elsewhere.append((record, named[0], home))
+                continue
+            out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
             if named is not None:  # its case waits for it (`alerts.state.refuse`)
                 case_id, event_id = named
-                if home == unit.partition:
-                    cases.setdefault(case_id, CaseWork()).refusals.append((event_id, case_id, exc.reason))
-                else:
-                    out.elsewhere.append((record, case_id, home))
+                cases.setdefault(case_id, CaseWork()).refusals.append((event_id, case_id, exc.reason))
             continue
         if partitions is not None:
             home = homes.get(event.case_id)
             if home is None:
                 home = homes[event.case_id] = home_partition(event.case_id, partitions)
             if home != unit.partition:
-                out.elsewhere.append((record, event, home))
+                out.elsewhere.append((record, event.case_id, home))
                 continue
         cases.setdefault(event.case_id, CaseWork()).events.append((record, event))
         if latest is None or event.occurred_at > latest:
@@ -297,10 +306,10 @@ class Outputs:
         value = record.value
         # A tombstone (no value) keeps no payload; what is not bytes (an internal record decoded) as JSON.
         raw = value if isinstance(value, bytes) else b"" if value is None else orjson.dumps(value)
-        letter = make_letter(topic, partition, record.offset, record.key, raw, reason, detail,
-                             self.catalog.judge.catalog)
-        log.warning("dead-lettered %s[%s]@%s: %s: %s", topic, partition, record.offset, reason, detail[:300])
-        await self.keep_letter(letter, record.key)
+        partition, offset, key = letter_origin(record, partition)  # a record sent on: as it came in
+        letter = make_letter(topic, partition, offset, key, raw, reason, detail, self.catalog.judge.catalog)
+        log.warning("dead-lettered %s[%s]@%s: %s: %s", topic, partition, offset, reason, detail[:300])
+        await self.keep_letter(letter, key)
 
     async def keep_letter(self, letter: DeadLetter, key: bytes | None) -> None:
         self.progress.dead_letters += 1
@@ -345,34 +354,22 @@ class CaseSteps:
             if self.hold_back is not None:
                 await self.hold_back()
 
-    async def send_on(self, unit: Unit, elsewhere: list[tuple[Any, CaseEvent | str, int]]) -> None:
+    async def send_on(self, unit: Unit, elsewhere: list[tuple[Any, str, int]]) -> None:
         """Events found outside their case's partition, each to its case's partition keyed by the
         case id, with the unit's other records (committed after them: at least once, and a copy
-        sent twice is one event), in the unit's order. One refused (by the contract, or the
-        catalog) is a dead letter here, where it came in, and is sent on all the same, marked
-        (`REFUSED_ELSEWHERE`), for its case to wait for it in the order of its other events."""
-        sent = []
-        for record, event, home in elsewhere:
-            if isinstance(event, str):  # refused here, its letter written: its case waits for it there
-                self.out.outbox.add(unit.topic, event.encode(), record.value, home, headers=REFUSED_HEADERS)
-                continue
-            try:
-                known(event, self.catalog.judge)
-            except NotInCatalog as exc:
-                await self.out.dead_letter(record, unit.topic, unit.partition, exc.reason, str(exc))
-                self.out.outbox.add(unit.topic, event.case_id.encode(), record.value, home, headers=REFUSED_HEADERS)
-                continue
-            self.out.outbox.add(unit.topic, event.case_id.encode(), record.value, home)
-            sent.append((record, event, home))
-        if not sent:
-            return
-        metrics.EVENTS_REROUTED.inc(len(sent))
-        record, event, home = sent[0]
+        sent twice is one event), in the unit's order, marked with where each came in
+        (`SENT_FROM`). One that is refused (by the contract or the catalog) is refused there, a
+        dead letter naming this position, and its case waits for it in the order of its events."""
+        for record, case_id, home in elsewhere:
+            self.out.outbox.add(unit.topic, case_id.encode(), record.value, home,
+                                headers=sent_on_headers(record, unit.partition))
+        metrics.EVENTS_REROUTED.inc(len(elsewhere))
+        record, case_id, home = elsewhere[0]
         log.warning("%s[%s]: %d events not in their case's partition (the contract keys an event by its case_id; "
                     "the first, at offset %s, of case %s, keyed %r) sent on to their case's partition (%s: %d)",
-                    unit.topic, unit.partition, len(sent), record.offset, event.case_id,
+                    unit.topic, unit.partition, len(elsewhere), record.offset, case_id,
                     record.key if record.key is None or len(record.key) <= 200 else record.key[:200] + b"...",
-                    event.case_id, home)
+                    case_id, home)
 
     async def case(self, case_id: str, work: CaseWork, unit: Unit, now: datetime, hold: bool) -> None:
         """`hold`: the input is incomplete (a replay): the case's facts are taken, and it is judged
@@ -385,8 +382,7 @@ class CaseSteps:
                           refusals=work.refusals)
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
-            if not refused_elsewhere(records[id(event)]):  # else its letter was written where it came in
-                await self.out.dead_letter(records[id(event)], unit.topic, partition, exc.reason, str(exc))
+            await self.out.dead_letter(records[id(event)], unit.topic, partition, exc.reason, str(exc))
         for copy, held in batch.conflicts:
             await self.conflicting(copy, held, records[id(copy)], unit)
         result = batch.outcome

@@ -237,7 +237,7 @@ def test_an_event_outside_its_cases_partition_is_sent_on_there_keyed_by_its_case
     records = [record(10 + i, event(f"{c}-a", "accepted", at(2026, 3, 2, 10), case=c))
                for i, c in enumerate(here + away)]
     records[2].key = None  # no key at all
-    # One the catalog refuses is a letter where it came in, with its own key and offset.
+    # One the catalog refuses is sent on too: its letter, in its case's partition, names where it came in.
     records.append(record(20, {**event(f"{away[0]}-x", "accepted", at(2026, 3, 2, 10), case=away[0]),
                                "item_code": "NO-SUCH-ITEM"}))
     harness = Harness()
@@ -247,12 +247,20 @@ def test_an_event_outside_its_cases_partition_is_sent_on_there_keyed_by_its_case
     assert sorted(r["case_id"] for r in harness.rows("case_events")) == sorted(here)
     sent_on = [(topic, key, orjson.loads(value)["case_id"], headers)
                for (topic, key, value), headers in zip(harness.sent, harness.headers_sent) if topic == "case-events"]
-    assert sorted(s[:3] for s in sent_on if not s[3]) == sorted(("case-events", c.encode(), c) for c in away)
+    assert sorted(s[:3] for s in sent_on) == sorted([("case-events", c.encode(), c) for c in away]
+                                                    + [("case-events", away[0].encode(), away[0])])
+    assert [s[3] for s in sent_on] == [[("sunlight-sent-from", f"2:{r.offset}".encode()),
+                                        *([("sunlight-sent-key", r.key)] if r.key is not None else [])]
+                                       for r in records if orjson.loads(r.value)["case_id"] in away]
     assert harness.partitions_sent == {c.encode(): home_partition(c, 4) for c in away}
-    assert [(r["offset"], r["partition"], r["reason"]) for r in harness.rows("dead_letters")] == \
-        [(20, 2, "unknown_item")]
-    # The refused one is sent on too, marked: its case waits for it there (no second letter).
-    assert [s[2:] for s in sent_on if s[3]] == [(away[0], [("sunlight-refused-elsewhere", b"1")])]
+    assert harness.rows("dead_letters") == []
+    there = Harness()
+    key, value, headers = next((key, value, headers) for (topic, key, value), headers
+                               in zip(harness.sent, harness.headers_sent) if b"NO-SUCH-ITEM" in value)
+    there.run(Unit("case-events", home_partition(away[0], 4),
+                   [SimpleNamespace(offset=7, key=key, value=value, headers=headers)]))
+    assert [(r["offset"], r["partition"], r["reason"], r["key"]) for r in there.rows("dead_letters")] == \
+        [(20, 2, "unknown_item", "k")]  # where and with which key the client sent it
 
 
 def test_a_byte_order_mark_before_the_first_line_is_not_part_of_the_first_event(tmp_path):
@@ -456,11 +464,11 @@ def test_an_event_the_catalog_refuses_holds_its_case_and_a_case_known_only_by_it
 
 def test_a_refusal_in_another_partition_holds_the_case_in_its_own_in_the_order_of_its_events():
     """A client that places by another partitioner (librdkafka's default) or keys by something else
-    puts a case's events in another partition than its home. The bad acceptance's letter is written
-    where it came in, with the client's offset; the record is sent on with the case's other events,
-    in their order and marked, and in the case's partition the case waits for it, no second letter.
-    Before, the refusal went through the ticks topic and came after the case's events: a red
-    `skipped_node` while the case waited (found by a black-box test, 4 cases of 4)."""
+    puts a case's events in another partition than its home. The bad acceptance is sent on with the
+    case's other events, in their order, marked with where it came in; in the case's partition it is
+    a dead letter naming that position, once, and the case waits for it. Before, the refusal went
+    through the ticks topic and came after the case's events: a red `skipped_node` while the case
+    waited (found by a black-box test, 4 cases of 4)."""
     from streams.steps import home_partition
 
     case = next(c for c in (f"R{n}" for n in range(50)) if home_partition(c, 4) != 2)
@@ -472,7 +480,7 @@ def test_a_refusal_in_another_partition_holds_the_case_in_its_own_in_the_order_o
     away = Harness()
     unit = Unit("case-events", 2, [record(5 + i, e) for i, e in enumerate([bad, *rest])])
     asyncio.run(away.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
-    assert [(r["offset"], r["partition"], r["reason"]) for r in away.rows("dead_letters")] == [(5, 2, "schema")]
+    assert away.rows("dead_letters") == []
     forwarded = [(key, value, headers) for (topic, key, value), headers in zip(away.sent, away.headers_sent)
                  if topic == "case-events"]
     assert [orjson.loads(value)["event_id"] for _, value, _ in forwarded] == ["a", "u", "r", "p", "c"]
@@ -483,17 +491,7 @@ def test_a_refusal_in_another_partition_holds_the_case_in_its_own_in_the_order_o
     there.run(Unit("case-events", home, records))
     waiting, _ = decode_state(there.table.data[case])
     assert dict(waiting.refused) == {"a": "schema"} and there.rows("alerts") == []
-    assert there.rows("dead_letters") == []
-    # The same for an event the catalog refuses (a misspelt node): one letter, where it came in.
-    misspelt = {**rest[1], "node": "reveiw", "case_id": case}
-    unit = Unit("case-events", 2, [record(20, misspelt)])
-    away = Harness()
-    asyncio.run(away.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
-    (key, value), headers = away.sent[-1][1:], away.headers_sent[-1]
-    assert [r["reason"] for r in away.rows("dead_letters")] == ["unknown_node"] and headers
-    there.run(Unit("case-events", home, [SimpleNamespace(offset=9, key=key, value=value, headers=headers)]))
-    assert there.rows("dead_letters") == [] and dict(decode_state(there.table.data[case])[0].refused) == \
-        {"a": "schema"}  # "r" was refused too, but the case holds an "r" (a bad copy of it changes nothing)
+    assert [(r["partition"], r["offset"], r["reason"]) for r in there.rows("dead_letters")] == [(2, 5, "schema")]
 
 
 def test_a_held_case_is_stored_and_read_back_waiting_and_never_settles():
@@ -575,17 +573,19 @@ def test_a_waiting_case_raises_nothing_and_withdraws_what_its_new_facts_take_awa
     assert {a.rule.value for a in judged.alerts.values() if a.status is AlertStatus.OPEN} <= {"deadline_near", "overdue"}
 
 
-def test_a_clients_record_marked_as_sent_on_is_lettered_where_it_is_not_its_cases_or_names_no_case():
-    """The mark spares a second letter only for a copy Sunlight sent on to its case's partition:
-    a client's record that carries it elsewhere, or names no case, is a dead letter all the same."""
-    from streams.steps import REFUSED_HEADERS, home_partition
+def test_a_clients_record_that_carries_the_sent_on_mark_is_a_dead_letter_all_the_same():
+    """The mark only says where a record came in: a client's record that carries it (a mirror that
+    copies headers) is lettered as any, in its case's partition, never spared (a black-box test
+    found one, marked otherwise, lettered nowhere)."""
+    from streams.steps import SENT_FROM, home_partition
 
-    case = next(c for c in (f"R{n}" for n in range(50)) if home_partition(c, 4) != 2)
+    case = next(c for c in (f"R{n}" for n in range(50)) if home_partition(c, 4) == 2)
     bad = {**event("a", "accepted", at(2026, 3, 2, 10), case=case), "attrs": {"promised_days": "five"}}
-    marked = [SimpleNamespace(offset=1, key=None, value=orjson.dumps(bad), headers=REFUSED_HEADERS),
-              SimpleNamespace(offset=2, key=None, value=b"{not json", headers=REFUSED_HEADERS)]
+    marked = [SimpleNamespace(offset=1, key=None, value=orjson.dumps(bad), headers=[(SENT_FROM, b"3:99")]),
+              SimpleNamespace(offset=2, key=None, value=b"{not json", headers=[(SENT_FROM, b"garbage")])]
     harness = Harness()
     unit = Unit("case-events", 2, marked)
     asyncio.run(harness.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
-    assert [(r["offset"], r["reason"]) for r in harness.rows("dead_letters")] == [(1, "schema"), (2, "invalid_json")]
-    assert case not in harness.table.data  # its case waits in its own partition, where it is sent on
+    assert [(r["partition"], r["offset"], r["reason"], r["key"]) for r in harness.rows("dead_letters")] == [
+        (3, 99, "schema", None), (2, 2, "invalid_json", None)]
+    assert dict(decode_state(harness.table.data[case])[0].refused) == {"a": "schema"}
