@@ -193,11 +193,11 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
         except InvalidEvent as exc:
             named = refused_event(record.value, exc.reason, record.key)
             home = unit.partition if named is None or partitions is None else home_partition(named[0], partitions)
-            if home != unit.partition:  # lettered in its case's partition, where its case waits for it
-                out.elsewhere.append((record, named[0], home))
-                continue
+            if home != unit.partition and exc.reason != "too_large":  # (a producer would refuse to send
+                out.elsewhere.append((record, named[0], home))  # that on) lettered in its case's partition,
+                continue  # where its case waits for it
             out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
-            if named is not None:  # its case waits for it (`alerts.state.refuse`)
+            if named is not None and home == unit.partition:  # its case waits for it (`alerts.state.refuse`)
                 case_id, event_id = named
                 cases.setdefault(case_id, CaseWork()).refusals.append((event_id, case_id, exc.reason))
             continue

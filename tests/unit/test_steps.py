@@ -589,3 +589,16 @@ def test_a_clients_record_that_carries_the_sent_on_mark_is_a_dead_letter_all_the
     assert [(r["partition"], r["offset"], r["reason"], r["key"]) for r in harness.rows("dead_letters")] == [
         (3, 99, "schema", None), (2, 2, "invalid_json", None)]
     assert dict(decode_state(harness.table.data[case])[0].refused) == {"a": "schema"}
+
+def test_a_message_too_large_outside_its_cases_partition_is_lettered_where_it_came_in():
+    """Sent on, it would be a record the producer refuses to send (over a broker's 1 MB): it is a
+    dead letter where it came in, and its case, elsewhere, does not learn of it (docs/faults.md)."""
+    from streams.steps import home_partition
+
+    case = next(c for c in (f"R{n}" for n in range(50)) if home_partition(c, 4) != 2)
+    huge = {**event("a", "accepted", at(2026, 3, 2, 10), case=case), "attrs": {"opinion": "x" * 1_100_000}}
+    harness = Harness()
+    unit = Unit("case-events", 2, [record(3, huge)])
+    asyncio.run(harness.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
+    assert [(r["partition"], r["offset"], r["reason"]) for r in harness.rows("dead_letters")] == [(2, 3, "too_large")]
+    assert [topic for topic, _, _ in harness.sent] == ["dlq"] and not harness.table.data
