@@ -39,12 +39,16 @@ class MissingCalendarYear(UserWarning):
     pass
 
 
+def missing_year_text(year: int, override_file: str = "the calendar override file") -> str:
+    """What a year without holiday data is counted as, and what to add: said by the warning below
+    and by the pipeline's log (`streams.catalog_source`)."""
+    return (f"no working-day calendar for {year}: counting Monday-Friday as working days, minus the holidays "
+            f"the law fixes by date (元旦, 劳动节, 国庆节, 清明节); add the State Council notice for {year} (春节, "
+            f"端午节, 中秋节, days in lieu, make-up working days) to {override_file}")
+
+
 def _warn_missing_year(year: int) -> None:
-    warnings.warn(f"no working-day calendar for {year}: counting Monday-Friday as working days, minus the "
-                  f"holidays the law fixes by date (元旦, 劳动节, 国庆节, 清明节); add the State Council notice "
-                  f"for {year} (春节, 端午节, 中秋节, days in lieu, make-up working days) to the calendar "
-                  f"override file",
-                  MissingCalendarYear, stacklevel=3)
+    warnings.warn(missing_year_text(year), MissingCalendarYear, stacklevel=3)
 
 
 # The holidays whose dates the law itself fixes (《全国年节及纪念日放假办法》, as revised in 2024):

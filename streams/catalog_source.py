@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from alerts.calendar import WorkCalendar, load_overrides, parse_office_hours
+from alerts.calendar import WorkCalendar, load_overrides, missing_year_text, parse_office_hours
 from alerts.catalog import CatalogError, load_catalog
 from alerts.config import RuleConfig
 from alerts.evaluate import Judge, judging_basis
@@ -24,10 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def _missing_year(year: int) -> None:
-    log.warning("no working-day calendar for %s: counting Monday-Friday as working days, minus the holidays "
-                "the law fixes by date (元旦, 劳动节, 国庆节, 清明节); add the State Council notice for %s (春节, "
-                "端午节, 中秋节, days in lieu, make-up working days) to the calendar override file "
-                "(SUNLIGHT_CALENDAR_OVERRIDES)", year, year)
+    log.warning("%s", missing_year_text(year, "the calendar override file (SUNLIGHT_CALENDAR_OVERRIDES)"))
     metrics.CALENDAR_MISSING_YEARS.inc()
 
 
