@@ -40,9 +40,37 @@ def file_bytes(path: Path, what: str, error: type[Exception] = CatalogError) -> 
         raise error(f"{what} {path}: {exc.strerror or exc}") from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping: by default the last one
+    wins without a word (a department's complaints, a rule's limit or an item's days written
+    twice, the first silently lost). Keys merged in (`<<: *anchor`) may be overridden, as YAML
+    means them to be."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: the base loader says so
+                    break
+                if first is not key_node:
+                    raise _DuplicateKey(f"{key!r} is written twice in one mapping (lines {first.start_mark.line + 1} "
+                                        f"and {key_node.start_mark.line + 1})")
+        return super().construct_mapping(node, deep=deep)
+
+
 def yaml_of(text: bytes, path: Path | str, what: str, error: type[Exception] = CatalogError):
     """A YAML document from a file's bytes (UTF-8, a BOM ignored); text in another encoding (GBK,
-    from many Chinese systems) or invalid YAML is `error`, in one line."""
+    from many Chinese systems), invalid YAML or a key written twice in one mapping is `error`, in
+    one line."""
     try:
         decoded = text.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -50,7 +78,7 @@ def yaml_of(text: bytes, path: Path | str, what: str, error: type[Exception] = C
         raise error(f"{what} {path} is not UTF-8 text (line {line}: byte 0x{text[exc.start]:02x}); save it as "
                     f"UTF-8 (a file from a Chinese system is often GBK: iconv -f GBK -t UTF-8)") from None
     try:
-        return yaml.safe_load(decoded)
+        return yaml.load(decoded, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise error(f"{what} {path} is not valid YAML: {exc}") from None
 

@@ -96,3 +96,19 @@ def test_the_rules_digest_follows_the_domain_code():
         assert rules_digest() != first
     finally:
         extra.unlink()
+
+
+def test_a_key_written_twice_in_a_yaml_file_is_refused_naming_both_lines(tmp_path):
+    # Found by a black-box test: an inputs file with a department written twice lost the first's
+    # complaint without a word (PyYAML keeps the last); a catalog or rulebook the same.
+    from alerts.catalog import CatalogError
+    from streams.catalog_source import read_yaml, yaml_of
+
+    path = tmp_path / "catalog.yaml"
+    path.write_text("departments:\n  - code: A\n    name: 甲\n    code: B\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"catalog .*catalog.yaml is not valid YAML: 'code' is written twice "
+                                           r"in one mapping \(lines 2 and 4\)"):
+        read_yaml(path, "catalog")
+    # The same key in two mappings, and keys merged in and then overridden, are YAML as meant.
+    assert yaml_of(b"a: {k: 1}\nb: {k: 2}\n", "f", "x") == {"a": {"k": 1}, "b": {"k": 2}}
+    assert yaml_of(b"a: &base {k: 1, j: 1}\nb:\n  <<: *base\n  k: 2\n", "f", "x")["b"] == {"k": 2, "j": 1}
