@@ -12,6 +12,7 @@ import io
 from collections import defaultdict
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -356,6 +357,11 @@ def test_a_bad_input_file_is_refused_clearly(month, inputs, message, monkeypatch
     (["--format", "xlsx"], "--format xlsx needs --output"),
     (["--format", "csv", "--output", "{tmp}/missing/2026-04.csv"], "not a file in an existing directory"),
     (["--output", "{tmp}"], "not a file in an existing directory"),
+    # Found by a black-box test: each of these stored a version of the month before.
+    (["--output", "/proc/sunlight-2026-04.csv"], "--output /proc/sunlight-2026-04.csv: cannot be written"),
+    (["--inputs", "{tmp}/twice.yaml"], "inputs {tmp}/twice.yaml is not valid YAML: 'SCJG' is written twice in one "
+                                       "mapping (lines 3 and 5)"),
+    (["--month", "2099-01"], "month 2099-01 has not begun"),
 ])
 def test_a_refused_command_stores_nothing(month, options, message, monkeypatch, capfdbinary, tmp_path):
     """Options are checked before the store is opened: a refused command (xlsx without --output,
@@ -365,13 +371,16 @@ def test_a_refused_command_stores_nothing(month, options, message, monkeypatch, 
     def versions():
         client = connect(None, directory / "data")
         try:
-            return client.query("SELECT count(), max(version) FROM scores WHERE month = '2026-04'").result_rows[0]
+            return client.query("SELECT count(), max(version) FROM scores").result_rows[0]
         finally:
             client.close()
 
     before = versions()
     (tmp_path / "bad.yaml").write_text("field_groups: [unclosed\n", encoding="utf-8")
     (tmp_path / "gbk.yaml").write_bytes(f"month: '{MONTH}'\n# 部门\n".encode("gbk"))
+    (tmp_path / "twice.yaml").write_text(f"month: '{MONTH}'\ndepartments:\n  SCJG: {{complaints: [{{points: 3, "
+                                         f"reason: 投诉}}]}}\n  JTJ: {{spot_checks: 1}}\n  SCJG: {{spot_checks: 1}}\n",
+                                         encoding="utf-8")
     monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(directory / "data"))
     monkeypatch.delenv("SUNLIGHT_CLICKHOUSE", raising=False)
     with pytest.raises(SystemExit) as refused:
@@ -379,3 +388,16 @@ def test_a_refused_command_stores_nothing(month, options, message, monkeypatch, 
                   *(o.format(tmp=tmp_path) for o in options)])
     assert message.format(tmp=tmp_path) in str(refused.value)
     assert versions() == before
+    assert not Path("/proc/sunlight-2026-04.csv").exists()
+
+
+def test_a_month_is_not_scored_over_a_data_directory_without_a_store(month, monkeypatch, tmp_path):
+    # Found by a black-box test: a mistyped SUNLIGHT_DATA_DIR made an empty store and published
+    # every department unranked.
+    scenario, catalog, inputs, _, _, _ = month
+    monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(tmp_path / "typo"))
+    monkeypatch.delenv("SUNLIGHT_CLICKHOUSE", raising=False)
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["score", "--month", MONTH, "--catalog", str(catalog), "--output", str(tmp_path / "s.csv")])
+    assert f"no store in {tmp_path / 'typo'}" in str(refused.value)
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "s.csv").exists()
