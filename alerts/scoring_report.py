@@ -108,6 +108,10 @@ def xlsx_bytes(scores: MonthScores) -> bytes:
         sheet.cell(sheet.max_row, 1).font = Font(bold=True)
         for subject in scores.unranked:
             sheet.append(row(subject))
+    for cells in sheet.iter_rows():
+        for cell in cells:
+            if cell.data_type == "f":  # text that begins with "=" (a name, a reason): text, never a formula
+                cell.data_type = "s"
     for index, text in enumerate(head, start=1):
         sheet.column_dimensions[get_column_letter(index)].width = max(8, min(30, _width(text) + 2))
     sheet.freeze_panes = "A3"

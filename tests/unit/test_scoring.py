@@ -361,3 +361,19 @@ def test_a_good_input_file():
     assert inputs.of("department", "A").spot_checks == 2 and inputs.of("department", "B").spot_checks == 0
     assert inputs.of("region", "320211").coverage.online == 4
     assert str(inputs.of("region", "320211").complaints[0].points) == "1/2"
+
+
+def test_text_that_begins_with_an_equals_sign_is_text_in_the_workbook():
+    # Found by a black-box test: a department named "=SUM(1,2)" was written as a formula.
+    import io
+
+    from openpyxl import load_workbook
+
+    from alerts.scoring_report import xlsx_bytes
+
+    catalog = load_catalog({"departments": [{"code": "A", "name": "=SUM(1,2)", "region": "320200"}],
+                            "items": [item("A-1", "A")]})
+    book = load_workbook(io.BytesIO(xlsx_bytes(score_month(rulebook(), "department", catalog,
+                                                           MonthFacts(MONTH, cases=cases("A", 1))))))
+    cells = [c for r in book.active.iter_rows() for c in r if c.value == "=SUM(1,2)"]
+    assert cells and all(c.data_type == "s" for c in cells)
