@@ -9,11 +9,12 @@ What is counted (see docs/scoring.md):
   a ticket opened again by hand in a later month is a new round there, and its earlier round stays
   in its own month as that round ended;
 * ``rated`` events that occurred in the month;
-* per department, the import-channel events that occurred in the month and their last
+* per department, the events that occurred in the month on the ``import`` channel or on none
+  stated (pushed, for a self-built department, as the backfill rule reads it), and their last
   ``recorded_at`` (when the self-built system pushed them, not when Sunlight stored them);
 * dead letters of the data a department pushed: letters of the case-events topic (the
-  ``case_events_topic`` passed in, ``Settings.case_events_topic``) whose payload is an
-  ``import``-channel event naming a department, that occurred in the month (a payload without a
+  ``case_events_topic`` passed in, ``Settings.case_events_topic``) whose payload is an event on the
+  ``import`` channel or on none, naming a department, that occurred in the month (a payload without a
   readable ``occurred_at`` counts in the month Sunlight received it), redriven or not: the data
   was not to the standard when it was pushed. Other letters (a refused ticket action, an online
   or window event) are not about pushed data. The query reads only letters received since the
@@ -90,8 +91,10 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
         # Not a rating (absent, null): kept as "", which the scoring does not count.
         ratings.append(RatingFact(event_id, department, region, rating if isinstance(rating, str) else ""))
 
+    # Pushed: channel `import`, or none stated (a self-built department's system, as the backfill
+    # rule reads it: alerts.detectors.CaseView.pushed); only self-built departments' are scored.
     query = ScopedQuery("department, count(), max(recorded_at)", "case_events FINAL",
-                        where="channel = 'import' AND occurred_at >= {start:DateTime64(6, 'UTC')} "
+                        where="channel IN ('import', '') AND occurred_at >= {start:DateTime64(6, 'UTC')} "
                               "AND occurred_at < {end:DateTime64(6, 'UTC')}",
                         tail="GROUP BY department ORDER BY department")
     sql, parameters = query.sql(scope)
@@ -101,14 +104,14 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
     query = ScopedQuery("letter_id, department, region, payload, received_at", "dead_letters FINAL",
                         where="topic = {topic:String} AND department != '' "
                               "AND received_at >= {start:DateTime64(6, 'UTC')} "
-                              "AND JSONExtractString(payload, 'channel') = 'import'",
+                              "AND JSONExtractString(payload, 'channel') IN ('import', '')",
                         tail="ORDER BY letter_id")
     sql, parameters = query.sql(scope)
     letters = []
     rows = client.query(sql, parameters={**parameters, **window, "topic": case_events_topic}).result_rows
     for letter_id, department, region, payload, received_at in rows:
         event = _event(payload)
-        if event is None or event.get("channel") != "import":
+        if event is None or event.get("channel") not in ("import", "", None):
             continue
         moment = _occurred(event) or _utc(received_at)
         if start <= moment < end:

@@ -95,6 +95,11 @@ def month(tmp_path_factory):
     unrated = next(e for e in scenario.events if e["event_id"] == "C11000106-06")
     assert unrated["department"] == "STJ" and unrated["attrs"] == {"rating": "satisfied"}
     unrated["attrs"] = {}
+    # A self-built department's push that states no channel is pushed data, as the backfill rule
+    # reads it (before, not counted: a department pushing only such events had no data, full points).
+    scenario.events.append({"event_id": "ZJJ-NOCHANNEL-1", "case_id": "IZJJ-NOCHANNEL", "item_code": zjj_item,
+                            "type": "accepted", "occurred_at": "2026-04-20T10:00:00+08:00",
+                            "recorded_at": "2026-05-05T09:00:00+08:00", "department": "ZJJ", "region": "320200"})
     settings = pipeline_settings(directory / "data")
     acted = {}
 
@@ -199,7 +204,7 @@ def expected(scenario, alerts, tickets, by: str) -> dict[str, dict]:
             self_built = any(d["code"] in members and d.get("self_built") for d in catalog["departments"])
             deduction = 0
             if self_built:
-                pushed = [e for e in events if e["department"] in members and e["channel"] == "import"
+                pushed = [e for e in events if e["department"] in members and e.get("channel") in ("import", None)
                           and START <= local(e["occurred_at"]) < END]
                 if pushed and max(local(e["recorded_at"]) for e in pushed) >= PUSH_DEADLINE:
                     deduction += 5
@@ -261,6 +266,10 @@ def test_sunlight_score_reproduces_the_month_by_hand(month, by, monkeypatch, cap
         assert unranked == ["KJJ"]
         assert parts["JTJ"]["data_exchange"]["inputs"]["late"] is True
         assert parts["ZJJ"]["data_exchange"]["inputs"]["late"] is False
+        pushed = [e for e in scenario.events if e["department"] == "ZJJ" and e.get("channel") in ("import", None)
+                  and START <= local(e["occurred_at"]) < END]
+        assert any("channel" not in e for e in pushed)
+        assert parts["ZJJ"]["data_exchange"]["inputs"]["import_events"] == len(pushed)
         assert parts["ZJJ"]["data_exchange"]["inputs"]["dead_letters"] == 1
         assert parts["ZJJ"]["data_exchange"]["points"] == 5 and parts["JTJ"]["data_exchange"]["points"] == 5
         assert parts["JTJ"]["data_exchange"]["inputs"]["dead_letters"] == 0  # neither refused message was a push
