@@ -103,11 +103,18 @@ OPENINGS = ("opened", "open", "reopened")  # the changes that start a round, eac
 
 # -- the store and the actions topic ------------------------------------------------------------------
 
+def field(form, name: str) -> str:
+    """A form's field as text; none when it is not text: a file part of a multipart form, whose
+    description (`UploadFile(filename=...)`) was recorded as a reply's text before."""
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
 def form_version(form) -> int | None:
     """The ticket version a form was drawn at; None when it is not one (a version is a small
     count: a number past 2**31 is no version, and would not fit the action's record)."""
     try:
-        version = int(str(form.get("version") or ""))
+        version = int(field(form, "version"))
     except ValueError:
         return None
     return version if 0 <= version < 2 ** 31 else None
@@ -180,12 +187,25 @@ class Backend:
 
 # -- the application ------------------------------------------------------------------------------------
 
+def notice_error_text(last_error: str) -> str:
+    """Why a notice was held or failed, in words for the page: the pipeline records it for the
+    log and the operators (streams.notices), in English, with the sender's own error."""
+    from streams.notices import HELD, QUIET_HELD
+
+    if last_error == HELD:
+        return "仅记录，未发送：发送功能未开启（回放或导入时未加 --notify）"
+    if last_error == QUIET_HELD:
+        return "仅记录，未发送：督办件由历史数据生成，该部门未收到过立件通知"
+    return f"发送失败（系统记录：{last_error}）"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["moment"] = moment
     env.filters["local_moment"] = lambda value, tz: local_moment(value, ZoneInfo(tz))
     env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.filters["notice_error"] = notice_error_text
     env.globals.update(RULE_TITLE={r.value: t for r, t in RULE_TITLE.items()},
                        SEVERITY_TITLE={s.value: t for s, t in SEVERITY_TITLE.items()},
                        STATUS_TITLE={s.value: t for s, t in STATUS_TITLE.items()}, KIND_TITLE=KIND_TITLE,
@@ -277,7 +297,7 @@ class Console:
             return None, self.refuse(request, 403, "请先登录。")
         if request.method == "POST":
             form = await request.form()
-            if not self.sessions.csrf_ok(request.state.session, form.get("csrf")):
+            if not self.sessions.csrf_ok(request.state.session, field(form, "csrf")):
                 return None, self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请返回刷新页面后重试。")
         try:
             request.state.scope = self.scope_of(user)
@@ -326,9 +346,9 @@ class Console:
     async def login(self, request: Request) -> Response:
         self.signed_in(request)
         form = await request.form()
-        if not self.sessions.csrf_ok(request.state.session, form.get("csrf")):
+        if not self.sessions.csrf_ok(request.state.session, field(form, "csrf")):
             return self.refuse(request, 403, "登录表单已失效，请刷新页面后重试。")
-        name, password = str(form.get("name") or "")[:64], str(form.get("password") or "")[:256]
+        name, password = field(form, "name")[:64], field(form, "password")[:256]
         keys = ((self.name_failures, f"name:{name}"),
                 (self.address_failures, f"address:{request.client.host if request.client else ''}"))
         until = max((t for t in (throttle.blocked_until(key) for throttle, key in keys) if t is not None), default=None)
@@ -376,6 +396,8 @@ class Console:
         catalog = self.backend.judge().catalog
         scope = request.state.scope
         note = None
+        if not user.inspector:  # a head's view is their department's, whatever the address says
+            filters["department"] = filters["region"] = ""
         if user.inspector and (filters["department"] or filters["region"]):
             try:  # as `alerts export --department/--region`: checked against the catalog
                 scope = Scope.of([filters["department"]] if filters["department"] else [],
@@ -399,7 +421,6 @@ class Console:
             def page_of(number: int):
                 return alert_page(client, scope, rule=filters["rule"], severity=filters["severity"],
                                   status=filters["status"], case_contains=filters["case"],
-                                  department="" if user.inspector else filters["department"],
                                   limit=MAX_ALERTS_SHOWN, offset=(number - 1) * MAX_ALERTS_SHOWN)
 
             number = asked
@@ -533,12 +554,12 @@ class Console:
         from sinks.queries import export_alerts, stored_tickets
 
         form = await request.form()
-        kind = str(form.get("kind") or "")
+        kind = field(form, "kind")
         allowed = INSPECTOR_KINDS if user.inspector else ("reply",)
         if kind not in allowed:
             return self.refuse(request, 403, "您的角色不能执行此操作。")
         text = form_text(form)
-        action_id = str(form.get("action_id") or "")
+        action_id = field(form, "action_id")
         if not ACTION_ID.match(action_id):
             return self.refuse(request, 400, "表单不完整，请返回刷新页面后重试。")
         if len(text) > MAX_TEXT_CHARS:
@@ -547,14 +568,14 @@ class Console:
             return self.refuse(request, 400, "请填写答复、退回理由或办结理由。")
         scope = request.state.scope
         if kind == "open":
-            case_id, alert_id = str(form.get("case_id") or ""), str(form.get("alert_id") or "")
+            case_id, alert_id = field(form, "case_id"), field(form, "alert_id")
             alerts = await self.backend.read(lambda c: list(export_alerts(c, scope, case_id=case_id)))
             alert = next((a for a in alerts if a["alert_id"] == alert_id), None)
             if alert is None:
                 return self.refuse(request, 404, RESULT_TEXT["unknown_alert"])
             ticket_id, version = make_ticket_id(alert["case_id"], Rule(alert["rule"])), None
         else:
-            ticket_id = str(form.get("ticket_id") or "")
+            ticket_id = field(form, "ticket_id")
             found = await self.backend.read(lambda c: stored_tickets(c, scope, ticket_id=ticket_id))
             if not found:
                 return self.refuse(request, 404, "督办件不存在，或不在您的查看范围内。")
@@ -590,7 +611,7 @@ class Console:
     def _draft(form) -> dict | None:
         """A reply form's text and name, to keep on a refusal page (none when it holds no text)."""
         text = form_text(form)
-        return {"text": text[:20 * MAX_TEXT_CHARS], "actor": " ".join(str(form.get("actor") or "").split())[:50]} \
+        return {"text": text[:20 * MAX_TEXT_CHARS], "actor": " ".join(field(form, "actor").split())[:50]} \
             if text else None
 
     async def _grant(self, request: Request, draft: dict | None = None):
@@ -652,11 +673,11 @@ class Console:
             return refused
         token, grant, ticket, _ = granted
         draft = self._draft(form)
-        if not form.get("csrf") or not hmac.compare_digest(str(form.get("csrf")).encode("utf-8", "surrogatepass"),
+        if not field(form, "csrf") or not hmac.compare_digest(field(form, "csrf").encode("utf-8", "surrogatepass"),
                                                            self.links.csrf(token).encode()):
             return self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请重新打开答复链接后重试。", draft)
         text = form_text(form)
-        action_id = str(form.get("action_id") or "")
+        action_id = field(form, "action_id")
         if not ACTION_ID.match(action_id):
             return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。", draft)
         if not text or len(text) > MAX_TEXT_CHARS:
@@ -669,7 +690,7 @@ class Console:
         catalog = self.backend.judge().catalog
         department = catalog.departments.get(grant.department)
         # The department answers: its name is the actor, whoever holds the link; the name they give is a note.
-        who = " ".join(str(form.get("actor") or "").split())[:50]
+        who = " ".join(field(form, "actor").split())[:50]
         name = department.name if department else grant.department
         actor = f"{name}（{who}）" if who else name
         action = {"action_id": action_id, "ticket_id": ticket["ticket_id"], "version": version, "actor": actor,
@@ -702,7 +723,7 @@ def form_text(form) -> str:
     """A form's text as the person typed it: a browser sends each line break of a textarea as CRLF
     and counts it as one character against `maxlength` (a 2,000-character answer with line breaks
     was refused as too long)."""
-    return str(form.get("text") or "").replace("\r\n", "\n").strip()
+    return field(form, "text").replace("\r\n", "\n").strip()
 
 
 def create_app(settings: Settings, backend: Backend, users: Users | None = None,
@@ -720,12 +741,16 @@ def create_app(settings: Settings, backend: Backend, users: Users | None = None,
         request.state.session = request.state.user = None
         return console.refuse(request, 500, "系统内部错误，请稍后重试；如仍不能办理，请联系系统管理员。")
 
+    async def bad_request(request: Request, exc: Exception) -> Response:
+        # Starlette's own refusal of a form it cannot read (a part over 1 MB, too many fields).
+        return console.refuse(request, 400, "表单过大或格式不正确（每项不超过 1 MB），请缩短内容后重试。")
+
     async def not_allowed(request: Request, exc: Exception) -> Response:
         request.state.session = request.state.user = None
         return console.refuse(request, 405, "不支持此操作方式，请通过页面上的链接和按钮操作。")
 
     app = Starlette(routes=console.routes(), middleware=[Middleware(SecurityHeaders)],
-                    exception_handlers={404: not_found, 405: not_allowed, 500: failed})
+                    exception_handlers={400: bad_request, 404: not_found, 405: not_allowed, 500: failed})
     app.state.console = console
     return app
 
