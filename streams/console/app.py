@@ -477,7 +477,7 @@ class Console:
         if refused:
             return refused
         return await self._case_page(request, user, request.path_params["case_id"],
-                                     request.query_params.get("result") or "")
+                                     self._result_asked(request, f"case:{request.path_params['case_id']}"))
 
     async def _case_page(self, request: Request, user: User, case_id: str, result: str,
                          draft: dict | None = None, status: int = 200) -> Response:
@@ -597,8 +597,23 @@ class Console:
                      "alert_id": action.get("alert_id")}
             return await self._case_page(request, user, case_id, result, draft=draft, status=409)
         rule = ticket_id.rpartition("/")[2]
-        return RedirectResponse(f"/cases/{quote(case_id, safe='')}?{urlencode({'result': result})}#t-{rule}",
+        return RedirectResponse(f"/cases/{quote(case_id, safe='')}?{self._result_said(f'case:{case_id}', result)}#t-{rule}",
                                 status_code=303)
+
+    def _result_said(self, page: str, result: str) -> str:
+        """The query that shows an action's result on the page it returns to, signed: a result
+        typed into an address (`?result=applied` on a ticket nobody answered) shows nothing."""
+        return urlencode({"result": result, "sig": self._result_signature(page, result)})
+
+    def _result_asked(self, request: Request, page: str) -> str:
+        result = request.query_params.get("result") or ""
+        signature = request.query_params.get("sig") or ""
+        return result if result and hmac.compare_digest(
+            signature.encode("utf-8", "surrogatepass"), self._result_signature(page, result).encode()) else ""
+
+    def _result_signature(self, page: str, result: str) -> str:
+        return hmac.new(self.links.secret_key.encode(), f"result:{page}:{result}".encode("utf-8", "surrogatepass"),
+                        "sha256").hexdigest()[:32]
 
     async def _publish(self, ticket_id: str, action: dict) -> str:
         await self.backend.publish([(ticket_id.encode(), orjson.dumps(action))])
@@ -647,7 +662,7 @@ class Console:
         granted, refused = await self._grant(request)
         if refused:
             return refused
-        return self._reply_page(request, granted, request.query_params.get("result") or "")
+        return self._reply_page(request, granted, self._result_asked(request, f"reply:{granted[0]}"))
 
     def _reply_page(self, request: Request, granted, result: str, draft: dict | None = None,
                     status: int = 200) -> Response:
@@ -704,7 +719,7 @@ class Console:
             if refused:
                 return refused
             return self._reply_page(request, granted, result, draft={"text": text, "actor": who}, status=409)
-        return RedirectResponse(f"/reply/{token}?{urlencode({'result': result})}", status_code=303)
+        return RedirectResponse(f"/reply/{token}?{self._result_said(f'reply:{token}', result)}", status_code=303)
 
     def routes(self) -> list[Route]:
         return [

@@ -711,3 +711,28 @@ def test_why_a_notice_was_held_is_said_in_chinese_on_the_case_page(console):
     assert "发送失败（系统记录：no channel: set SUNLIGHT_SMTP" in page
     assert notice_error_text(HELD).startswith("仅记录，未发送：发送功能未开启")
     assert notice_error_text(QUIET_HELD).startswith("仅记录，未发送：督办件由历史数据生成")
+
+
+def test_an_action_s_result_is_shown_only_where_the_action_sent_the_person(console, monkeypatch):
+    # Found by a black-box test: "?result=applied" typed into a case's or a reply link's address
+    # showed "已办理" where nothing had been done.
+    app, published, links = console
+    inspector = Client(app)
+    assert inspector.sign_in("检查员", "inspector-password").status == 303
+    zjj = path_of(links.make(ZJJ_TICKET, "ZJJ", in_a_week(), 1))
+    for page in ("/cases/C-B", zjj):
+        for forged in ("?result=applied", "?result=applied&sig=0", "?result=stale_version"):
+            text = (inspector if page.startswith("/cases") else Client(app)).get(page + forged).text
+            assert "已办理" not in text and "督办件已有更新" not in text, page + forged
+    monkeypatch.setattr(Backend, "wait", lambda self, ticket_id, action_id, timeout=None: _answer("applied"))
+    answer = Client(app).post(zjj, {"csrf": links.csrf(zjj.rsplit("/", 1)[1]), "text": "已整改", "version": "1",
+                                    "action_id": "9" * 32})
+    assert answer.status == 303 and "sig=" in answer.header("location")
+    assert "已办理" in Client(app).get(answer.header("location")).text
+    # The signature is the page's: moved to another ticket's link, it shows nothing.
+    other = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week(), 1))
+    query = answer.header("location").partition("?")[2]
+    assert "已办理" not in Client(app).get(f"{other}?{query}").text
+    answer = inspector.post("/act", {"csrf": inspector.csrf("/cases/C-B"), "kind": "close", "ticket_id": ZJJ_TICKET,
+                                     "version": "2", "text": "已核实", "action_id": "a1" * 16})
+    assert answer.status == 303 and "已办理" in inspector.get(answer.header("location").partition("#")[0]).text
