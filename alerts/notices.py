@@ -84,6 +84,24 @@ def recipient(notice: Notice, ticket: Ticket, catalog: Catalog) -> Person | None
     return department.head if notice.recipient == "head" else department.ticket_contact
 
 
+def told_once(notices: list[Notice], ticket_of: Callable[[Notice], Ticket], catalog: Catalog) -> list[Notice]:
+    """`notices` with each ticket's withdrawal told once to each person: a department without a
+    contact of its own has its head receive new tickets (`Department.ticket_contact`), and the head
+    was told of a withdrawal twice, as the contact and as the head. The first (the contact's)
+    stands for both."""
+    out, told = [], set()
+    for notice in notices:
+        if notice.step is Step.WITHDRAWN:
+            person = recipient(notice, ticket_of(notice), catalog)
+            if person is not None:
+                who = (notice.ticket_id, person.email or person.name)
+                if who in told:
+                    continue
+                told.add(who)
+        out.append(notice)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyLink:
     """The signed, expiring address at which the department answers a ticket without an account

@@ -69,7 +69,7 @@ STATUS_TITLE: Mapping[TicketStatus, str] = {
 }
 KIND_TITLE: Mapping[str, str] = {
     "opened": "生成督办件", "reply": "部门答复", "accept": "审核通过", "return": "退回重办", "close": "督办办结",
-    "open": "人工督办", "withdrawn": "撤销 (预警已撤回)", "overdue": "逾期未答复", "level_1": "升级至部门负责人",
+    "open": "人工督办", "withdrawn": "撤销（预警已撤回）", "overdue": "逾期未答复", "level_1": "升级至部门负责人",
     "level_2": "升级至纪检监察机构", "alerts": "预警更新", "reopened": "重新生效",
 }
 

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import orjson
 
 from alerts.model import Alert
-from alerts.notices import NoticeText, render_notice
+from alerts.notices import NoticeText, render_notice, told_once
 from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Resolution, Step, Ticket, TicketPolicy,
                             TicketStatus, act, advance, case_of, on_alert, standing_notices)
 from sinks.rows import notice_row, ticket_row
@@ -301,6 +301,7 @@ class TicketSteps:
             metrics.TICKET_CHANGES.labels(version.last.kind if version.last else "settling").inc()
         texts = self.texts()
         topic = self.out.settings.notices_topic
+        notices = told_once(notices, lambda n: tickets[n.ticket_id.rpartition("/")[2]], self.catalog.judge.catalog)
         for notice in notices:
             ticket = tickets[notice.ticket_id.rpartition("/")[2]]
             rendered = render_notice(notice, ticket, self.catalog.judge.catalog, texts)

@@ -565,3 +565,25 @@ def test_the_department_learns_how_its_ticket_ended():
         letter = render_notice(notice, out.ticket, catalog, texts)
         assert letter.subject.startswith("【督办办结】") and said in letter.body and "http" not in letter.body
         assert letter.recipient_email == "scjg-fagui@example.gov.cn"
+
+
+def test_a_head_who_stands_in_for_the_contact_is_told_of_a_withdrawal_once():
+    # Found by a black-box test: a department without a contact had its head told of a withdrawal
+    # twice, as the contact and as the head, in two identical mails.
+    from alerts.catalog import load_catalog
+    from alerts.notices import recipient, told_once
+
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST)).ticket  # level 2 reached
+    gone = on_alert(t, alert(status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL, datetime(2026, 3, 21, tzinfo=CST))
+    ticket = replace(gone.ticket, item_code=LICENCE)
+    raw = contract_catalog_raw()
+    for department in raw["departments"]:
+        department.pop("contact", None)
+    alone = load_catalog(raw)
+    kept = told_once(list(gone.notices), lambda n: ticket, alone)
+    assert [n.recipient for n in kept] == ["contact", "inspection_office"]
+    assert recipient(kept[0], ticket, alone) == alone.departments[ticket.department].head
+    # A department with a contact of its own: each told.
+    with_contact = contract_catalog()
+    assert with_contact.departments[ticket.department].contact is not None
+    assert told_once(list(gone.notices), lambda n: ticket, with_contact) == list(gone.notices)
