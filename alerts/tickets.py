@@ -407,6 +407,10 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         due = ticket.next_due
         if due is None or now < due:
             break
+        if ticket.last is not None and ticket.last.kind == ActionKind.RETURN.value:
+            # A step due while the ticket was not active (its late answer waited for the inspector)
+            # is taken at the return, not dated before it: a ticket's history never runs backwards.
+            due = max(due, ticket.last.at)
         # A silence stops the step's notice, never the step: the ticket's record stays true.
         silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
         unsent = (f"（静默 {silence.silence_id} 期间，不发通知：{silence.reason}）" if silence else
@@ -559,6 +563,14 @@ def on_action(ticket: Ticket | None, action: Action, calendar: WorkCalendar, now
         updates.update(status=TicketStatus.CLOSED, resolution=Resolution.CLOSED_BY_INSPECTOR)
     elif action.kind is ActionKind.RETURN:
         updates["status"] = TicketStatus.RETURNED
+        if not ticket.overdue and ticket.deadline is not None and ticket.deadline <= at:
+            # Answered in time, and the deadline passed while the answer waited for the inspector:
+            # the department's clock did not run then. It has the reply days again from the return
+            # (before, the ladder took level 1 and level 2 at once, dated before the return, and told
+            # the head and the inspection office it had not answered).
+            deadline = calendar.deadline(at, ticket.ladder.reply_days)
+            updates.update(deadline=deadline, level_2_at=calendar.deadline(deadline - timedelta(microseconds=1),
+                                                                           ticket.ladder.level_2_days))
     ticket, change = _change(ticket, at, action.actor, action.kind.value, action.text, **updates)
     if action.kind is ActionKind.RETURN:
         notices = (_notice(ticket, Step.RETURNED, at),)

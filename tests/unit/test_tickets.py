@@ -492,19 +492,36 @@ def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
 def test_a_return_after_the_deadline_asks_for_the_answer_at_once_and_a_hand_opening_carries_its_note():
     """A returned ticket keeps its deadline: its notice asked "请于 <a past date> 前重新答复" (found
     by a black-box test). And the note an inspector typed opening a ticket by hand was on the reply
-    page but not in the mail."""
+    page but not in the mail. An answer given in time and returned after the deadline has its
+    reply days again from the return (found by a black-box test: the ladder took level 1 and level
+    2 at once, dated before the return, and told the head and the inspection office that the
+    department had not answered)."""
     from alerts.notices import render_notice
     from sinks.notify import load_templates
 
     catalog = contract_catalog()
     texts = load_templates()
     red, t = licence_ticket()
-    t = on_action(t, action("reply", 1), CAL, None).ticket
+    t = on_action(t, action("reply", 1), CAL, None).ticket  # 3 March: in time (deadline 6 March 00:00)
     for at, asked in ((datetime(2026, 3, 4, 9, tzinfo=CST), "请于 2026-03-06 00:00 前重新答复"),
-                      (datetime(2026, 3, 20, 9, tzinfo=CST), "答复期限 2026-03-06 00:00 已过，请立即重新答复")):
+                      (datetime(2026, 3, 20, 9, tzinfo=CST), "请于 2026-03-26 00:00 前重新答复")):
         out = on_action(t, action("return", 2, INSPECTORS, "整改不到位", at=at, action_id=f"r{at.day}"), CAL, None)
         (notice,) = out.notices
         assert asked in render_notice(notice, out.ticket, catalog, texts).body
+    later = advance(out.ticket, POLICY, CAL, datetime(2026, 3, 20, 12, tzinfo=CST))
+    assert not later.versions and not later.notices and later.ticket.next_due == datetime(2026, 3, 26, tzinfo=CST)
+    # Answered late (after level 1), returned after the level-2 moment: the deadline stands, and
+    # level 2 comes at the return, not dated before it.
+    late = act(t := licence_ticket()[1], action("reply", 1, at=datetime(2026, 3, 9, 9, tzinfo=CST)), POLICY, CAL,
+               datetime(2026, 3, 9, 9, tzinfo=CST))
+    assert late.ticket.overdue and late.ticket.escalation_level == 1
+    back = datetime(2026, 3, 20, 9, tzinfo=CST)
+    out = on_action(late.ticket, action("return", late.ticket.version, INSPECTORS, "整改不到位", at=back,
+                                        action_id="late-return"), CAL, None)
+    assert "答复期限 2026-03-06 00:00 已过，请立即重新答复" in render_notice(out.notices[0], out.ticket, catalog, texts).body
+    level_2 = advance(out.ticket, POLICY, CAL, datetime(2026, 3, 20, 12, tzinfo=CST))
+    assert [(v.last.kind, v.last.at) for v in level_2.versions] == [("level_2", back)]
+    assert [(n.step, n.at) for n in level_2.notices] == [(Step.LEVEL_2, back)]
     yellow = replace(alert(rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW), item_code="320200-XK-SCJG-0001")
     by_hand = action("open", None, INSPECTORS, "请重点核查承办环节超时原因", ticket=ticket_id("C-1", Rule.NODE_OVERDUE),
                      alert_id=yellow.alert_id)
