@@ -87,10 +87,16 @@ class NoticeLog:
             return orjson.loads(stored)["status"]
         return read.get(notice_id)
 
-    def finish(self, notice_id: str, status: str, attempts: int, partition: int) -> bytes:
-        stored = orjson.dumps({"status": status, "attempts": attempts})
+    def finish(self, notice_id: str, status: str, attempts: int, partition: int, error: str = "") -> bytes:
+        stored = orjson.dumps({"status": status, "attempts": attempts, "error": error})
         self.write(notice_id, stored, partition)
         return stored
+
+    def held_finished(self, notice_id: str) -> tuple[bytes, dict[str, Any]] | None:
+        """The table's record of a finished notice (and what it says), if the table holds one: its
+        row in the store may never have been written (a crash between the two)."""
+        stored = self.table.data.get(notice_id)
+        return (stored, orjson.loads(stored)) if stored else None
 
     def let_go(self, notice_id: str, partition: int, stored: bytes) -> bool:
         """Let a finished notice go from the table once its row is written (the store answers for
@@ -126,15 +132,27 @@ class NoticeSteps:
         read = await self.notices.read_back(notice.notice_id for notice in notices)
         for notice in notices:
             if self.notices.status(notice.notice_id, read) in FINISHED:
-                continue  # a redelivery, or the same step reached again: one notice per step
+                # A redelivery, or the same step reached again: one notice per step. Finished in the
+                # table, its row is written again: a crash after the table's record and before the
+                # row left the store saying `recorded`, and a later process sent it again.
+                held = self.notices.held_finished(notice.notice_id)
+                if held is not None:
+                    stored, done = held
+                    self._record(notice, done["status"], done.get("attempts", 0), done.get("error", ""), stored,
+                                 unit.partition)
+                continue
             status, attempts, error = await self.deliver(notice)
-            stored = self.notices.finish(notice.notice_id, status, attempts, unit.partition)
-            self.writer.add("notices", notice_row(notice, utcnow(), status=status, attempts=attempts,
-                                                  last_error=error, version=FINISHED_VERSION))
-            # Once that row is written, the store answers for the notice.
-            self.writer.batch.after_write.append(
-                lambda n=notice.notice_id, p=unit.partition, s=stored: self._let_go(n, p, s))
+            stored = self.notices.finish(notice.notice_id, status, attempts, unit.partition, error)
+            self._record(notice, status, attempts, error, stored, unit.partition)
             metrics.NOTICES.labels(notice.step.value, status).inc()
+
+    def _record(self, notice: RenderedNotice, status: str, attempts: int, error: str, stored: bytes,
+                partition: int) -> None:
+        """The finished notice's row in the store's notice log; once written, the store answers for it."""
+        self.writer.add("notices", notice_row(notice, utcnow(), status=status, attempts=attempts,
+                                              last_error=error, version=FINISHED_VERSION))
+        self.writer.batch.after_write.append(
+            lambda n=notice.notice_id, p=partition, s=stored: self._let_go(n, p, s))
 
     async def _let_go(self, notice_id: str, partition: int, stored: bytes) -> None:
         if self.notices.let_go(notice_id, partition, stored):

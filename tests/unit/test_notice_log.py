@@ -43,3 +43,40 @@ def test_a_notice_whose_row_the_store_refused_stays_in_the_table():
     log.keep.add("C-1/overdue/opened")  # as the pipeline marks a refused notice row
     assert not log.let_go("C-1/overdue/opened", 0, stored) and deleted == []
     assert log.status("C-1/overdue/opened", {}) == "sent"
+
+
+def test_a_notice_finished_in_the_table_but_not_in_the_store_has_its_row_written_on_redelivery():
+    """Found by a black-box test: killed after the table's record of a sent notice and before its
+    row was written, the restarted notifier skipped the redelivered notice (finished, said the
+    table), so the store kept it `recorded` and a later process mailed it again."""
+    from datetime import datetime, timezone
+
+    import orjson
+
+    from alerts.notices import RenderedNotice
+    from alerts.tickets import Step
+    from streams.notices import FINISHED_VERSION, NoticeSteps, notice_to_json
+    from streams.steps import Unit
+
+    log, table, deleted = log_with_table()
+    notice = RenderedNotice("C-1/overdue/level_2", "C-1/overdue", Step.LEVEL_2, "inspection_office", "纪检组",
+                            "jijian@example.gov.cn", "【督办升级】", "正文", "SCJG", "320200",
+                            datetime(2026, 3, 10, tzinfo=timezone.utc), "<m@sunlight.local>")
+    log.finish(notice.notice_id, "sent", 1, 0)  # the table's record, restored from its changelog
+    rows, after_write, sent = [], [], []
+    writer = SimpleNamespace(add=lambda table, row: rows.append((table, row)),
+                             batch=SimpleNamespace(after_write=after_write))
+
+    class Sender:
+        async def send(self, n):
+            sent.append(n)
+
+    steps = NoticeSteps(log, [Sender()], True, writer)
+    record = SimpleNamespace(offset=7, key=b"C-1", value=orjson.dumps(notice_to_json(notice)))
+    asyncio.run(steps.process(Unit("sunlight-notices", 0, [record]), None))
+    assert sent == []  # not sent again
+    assert [(t, r["notice_id"], r["status"], r["version"]) for t, r in rows] == [
+        ("notices", notice.notice_id, "sent", FINISHED_VERSION)]
+    for let_go in after_write:  # once the row is written, the table lets it go
+        asyncio.run(let_go())
+    assert deleted == [notice.notice_id]
