@@ -82,7 +82,9 @@ class Settings:
     mail_from: str = "sunlight@localhost"
     webhook: str | None = None  # a JSON webhook for notices (WeCom/DingTalk bridges)
     notify: bool = True  # send notices (`replay` and `import` turn it off unless --notify)
-    notice_attempts: int = 4
+    # Tried for about two minutes (0.5, 1, 2 ... 30, 30, 30 s apart): a mail server restarted for
+    # half a minute lost every notice due meanwhile with 4 attempts (3.5 s).
+    notice_attempts: int = 10
     notice_retry_seconds: float = 0.5  # doubles with each attempt, at most 30 s
     # The worker's HTTP port for /metrics (Prometheus), /healthz and /readyz; 0 turns it off, so
     # that several workers can share a host (each with its own port).
@@ -128,7 +130,7 @@ class Settings:
             smtp=env.get("SUNLIGHT_SMTP") or None,
             mail_from=env.get("SUNLIGHT_MAIL_FROM") or "sunlight@localhost",
             webhook=env.get("SUNLIGHT_WEBHOOK") or None,
-            notice_attempts=int(_float(env, "SUNLIGHT_NOTICE_ATTEMPTS", 4)),
+            notice_attempts=int(_float(env, "SUNLIGHT_NOTICE_ATTEMPTS", 10)),
             notice_retry_seconds=_float(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5),
             metrics_port=_port(env, "SUNLIGHT_METRICS_PORT", 9464),
             grafana_url=env.get("SUNLIGHT_GRAFANA_URL") or None,

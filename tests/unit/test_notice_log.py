@@ -80,3 +80,46 @@ def test_a_notice_finished_in_the_table_but_not_in_the_store_has_its_row_written
     for let_go in after_write:  # once the row is written, the table lets it go
         asyncio.run(let_go())
     assert deleted == [notice.notice_id]
+
+
+def test_a_mail_server_down_for_a_minute_loses_no_notice_with_the_default_settings(monkeypatch):
+    """Found by a black-box test: with 4 attempts (3.5 s of back-off) a mail server restarted for
+    half a minute failed, for good, every notice due meanwhile. Time here is virtual: the
+    notifier's sleeps move a clock that the sender reads."""
+    from datetime import datetime, timezone
+
+    import streams.notices as notices
+    from alerts.notices import RenderedNotice
+    from alerts.tickets import Step
+    from sinks.notify import NoticeError
+    from streams.settings import Settings
+
+    clock = [0.0]
+
+    async def sleep(seconds):
+        clock[0] += seconds
+
+    monkeypatch.setattr(notices.asyncio, "sleep", sleep)
+
+    class Server:
+        def __init__(self, down_for):
+            self.down_for = down_for
+
+        async def send(self, notice):
+            if clock[0] < self.down_for:
+                raise NoticeError("Error connecting to 127.0.0.1 on port 25: [Errno 111] Connection refused")
+
+    settings = Settings.from_env({})
+    notice = RenderedNotice("C-1/overdue/opened", "C-1/overdue", Step.OPENED, "contact", "法规科", "fgk@example.gov.cn",
+                            "【督办通知】", "正文", "SCJG", "320200", datetime(2026, 3, 10, tzinfo=timezone.utc), "<m@x>")
+
+    def deliver(down_for):
+        clock[0] = 0.0
+        steps = notices.NoticeSteps(None, [Server(down_for)], True, None, attempts=settings.notice_attempts,
+                                    retry_seconds=settings.notice_retry_seconds)
+        return asyncio.run(steps.deliver(notice))
+
+    assert deliver(60.0)[0] == "sent"
+    status, attempts, error = deliver(3600.0)  # an hour: failed, with why and how often it was tried
+    assert (status, attempts) == ("failed", settings.notice_attempts) and "Connection refused" in error
+    assert 100 <= clock[0] <= 180
