@@ -43,9 +43,10 @@ Who may see which rows is not in this SQL: a user's scope (departments, regions)
 server's row policies to apply, through the viewer's datasource user. A dashboard variable
 narrows what is shown, it never grants or withholds access.
 
-Status words: an alert is "open" (待处置) while its status is ``open`` or ``acknowledged``;
-``resolved`` ones are handled and ``withdrawn`` ones never held (kept only for the audit
-trail). A case is "in progress" (在办) while its status is ``open`` or ``suspended``. A ticket is
+Status words: an alert is waiting to be dealt with (待处置) while it stands (its status is
+``open`` or ``acknowledged``) and its ticket is active, or it has no ticket and its case is in
+progress (``_PENDING``); one that stands otherwise is dealt with (已处置: its ticket closed, or
+its case finished with no ticket); ``withdrawn`` ones never held (kept only for the audit trail). A case is "in progress" (在办) while its status is ``open`` or ``suspended``. A ticket is
 "completed" (督办完成) once the department replied (``replied``) or it is ``closed``; withdrawn
 tickets never reached a department and do not count.
 """
@@ -123,6 +124,18 @@ _MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')
 # The first moment of the 30 local days that end with the day of "now" (that day included).
 _DAYS_30_START = "toDateTime(toDate($__toTime, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
 _OPEN = "status IN ('open', 'acknowledged')"
+# Not dealt with yet (the rest of 待处置): an alert's ticket (its case and rule's) is active
+# (settling, open, returned, or replied and waiting for the inspector); or it has no ticket, or
+# one withdrawn, and its case is still in progress. Handling is recorded on the ticket, never on
+# the alert (the contract): an alert whose ticket was closed, or one on a finished case that no
+# ticket took up, has been dealt with. Before, every alert that stands counted, for good: a
+# yellow card never left the wall, nor a red card whose ticket was accepted.
+_TICKET_STATUS = "(SELECT ticket_id, argMax(status, version) AS status FROM tickets GROUP BY ticket_id)"
+_UNHANDLED = f"""(concat(case_id, '/', rule) IN (SELECT ticket_id FROM {_TICKET_STATUS}
+        WHERE status NOT IN ('closed', 'withdrawn'))
+    OR (concat(case_id, '/', rule) NOT IN (SELECT ticket_id FROM {_TICKET_STATUS} WHERE status = 'closed')
+        AND case_id IN (SELECT case_id FROM cases FINAL WHERE status IN ('open', 'suspended'))))"""
+_PENDING = f"{_OPEN} AND {_UNHANDLED}"
 # A case open at the end of the range ("now" of the screen): not yet finished then (a past day
 # shows the cases finished since as they were); one suspended now is left out, its clock stopped.
 # With `deadline < $__toTime` beside it, the acceptance is not read: a case accepted after a past
@@ -197,14 +210,15 @@ FROM (
 WALL_OPEN_CARDS = Panel(
     name="wall_open_cards",
     title="待处置红黄牌（实时）",
-    description="当前仍待处置（未处置或已签收）的红牌、黄牌预警总数。实时状态，不随时间范围变化。",
+    description="当前待处置的红牌、黄牌预警总数：预警成立，且其督办件尚未办结（无督办件的，办件仍在办理中）。"
+                "督办件已办结、或办件已办结且未立督办件的预警视为已处置。实时状态，不随时间范围变化。",
     doc="Alerts waiting to be dealt with now, red and yellow: the wall's headline.",
     labels={"red": "红牌（条）", "yellow": "黄牌（条）"},
     columns=("red", "yellow"),
     sql=f"""
 SELECT countIf(severity = 'red') AS red, countIf(severity = 'yellow') AS yellow
 FROM alerts FINAL
-WHERE {_OPEN}
+WHERE {_PENDING}
 """,
 )
 
@@ -219,7 +233,7 @@ WALL_CARDS_BY_DEPARTMENT = Panel(
 SELECT {_department_name()} AS department_name,
     countIf(severity = 'red') AS red, countIf(severity = 'yellow') AS yellow
 FROM alerts FINAL
-WHERE {_OPEN}
+WHERE {_PENDING}
 GROUP BY department
 ORDER BY red DESC, yellow DESC, department_name
 """,
@@ -379,7 +393,7 @@ OPEN_ALERTS_BY_RULE = Panel(
     sql=f"""
 SELECT {_RULE_TITLE} AS rule_title, {_SEVERITY_TITLE} AS severity_title, count() AS open_alerts
 FROM alerts FINAL
-WHERE {_OPEN} AND {_ALERT_FILTERS}
+WHERE {_PENDING} AND {_ALERT_FILTERS}
 GROUP BY rule, severity
 ORDER BY severity = 'red' DESC, open_alerts DESC, rule_title
 """,
@@ -400,7 +414,7 @@ SELECT raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_tit
     {_department_name()} AS department_name, {_item_name()} AS item_name, title,
     if(status = 'acknowledged', '已签收', '待处置') AS state
 FROM alerts FINAL
-WHERE {_OPEN} AND {_ALERT_FILTERS} AND $__timeFilter(event_time)
+WHERE {_PENDING} AND {_ALERT_FILTERS} AND $__timeFilter(event_time)
 ORDER BY raised_at DESC, alert_id
 LIMIT 200
 """,
@@ -420,7 +434,7 @@ SELECT
     countIf(severity = 'yellow') AS yellow,
     countIf(severity = 'red') AS red,
     count() AS alerts,
-    countIf({_OPEN}) AS still_open
+    countIf({_PENDING}) AS still_open
 FROM alerts FINAL
 WHERE status != 'withdrawn' AND {_ALERT_FILTERS} AND $__timeFilter(event_time)
 GROUP BY department
@@ -517,8 +531,7 @@ CASE_EVIDENCE = Panel(
     columns=("raised_at", "severity_title", "rule_title", "state", "evidence"),
     sql=f"""WITH {_NODES.strip()}
 SELECT raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title,
-    transform(status, ['open', 'acknowledged', 'resolved', 'withdrawn'], ['待处置', '已签收', '已处置', '已撤销'], status)
-        AS state,
+    multiIf(status = 'withdrawn', '已撤销', status = 'acknowledged', '已签收', {_PENDING}, '待处置', '已处置') AS state,
     {_node_name()} AS node_name, evidence, withdrawn_reason
 FROM alerts FINAL
 WHERE case_id = ${{case_id:singlequote}}
@@ -616,7 +629,7 @@ DEPARTMENT_OPEN_CARDS = Panel(
     sql=f"""
 SELECT countIf(severity = 'red') AS red, countIf(severity = 'yellow') AS yellow
 FROM alerts FINAL
-WHERE {_OPEN} AND department = ${{department:singlequote}}
+WHERE {_PENDING} AND department = ${{department:singlequote}}
 """,
 )
 
@@ -632,7 +645,7 @@ DEPARTMENT_OPEN_ALERTS = Panel(
 SELECT raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title, case_id,
     {_item_name()} AS item_name, {_node_name()} AS node_name, title
 FROM alerts FINAL
-WHERE {_OPEN} AND department = ${{department:singlequote}}
+WHERE {_PENDING} AND department = ${{department:singlequote}}
 ORDER BY severity = 'red' DESC, raised_at DESC, alert_id
 LIMIT 200
 """,
