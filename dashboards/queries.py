@@ -124,6 +124,12 @@ _MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')
 # The first moment of the 30 local days that end with the day of "now" (that day included).
 _DAYS_30_START = "toDateTime(toDate($__toTime, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
 _OPEN = "status IN ('open', 'acknowledged')"
+# A deadline is stored as the moment it ends (24:00 of its last working day, i.e. the next local
+# midnight); its last day is the local day before that moment. Days late count the local days since
+# that last day (the day after it is the first day late: 1), days left the days to it, today
+# included (1 on the last day itself); dateDiff from the stored moment was a day short of each.
+_LAST_DAY = "(deadline - INTERVAL 1 MICROSECOND)"
+_DAYS_LATE = f"dateDiff('day', {_LAST_DAY}, $__toTime, 'Asia/Shanghai')"
 # Not dealt with yet (the rest of 待处置): an alert's ticket (its case and rule's) is active
 # (settling, open, returned, or replied and waiting for the inspector); or it has no ticket, or
 # one withdrawn, and its case is still in progress. Handling is recorded on the ticket, never on
@@ -253,7 +259,7 @@ OVERDUE_CASES = Panel(
     columns=("case_id", "department_name", "item_name", "deadline", "days_late"),
     sql=f"""{_NAMES}
 SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name, deadline,
-    dateDiff('day', deadline, $__toTime, 'Asia/Shanghai') AS days_late
+    {_DAYS_LATE} AS days_late
 FROM cases FINAL
 WHERE {_OPEN_AT_END} AND deadline < $__toTime
 ORDER BY deadline ASC, case_id
@@ -278,7 +284,7 @@ SELECT
     {_department_name()} AS department_name,
     count() AS overdue_cases,
     countIf(deadline < $__toTime - INTERVAL 30 DAY) AS over_30_days,
-    max(dateDiff('day', deadline, $__toTime, 'Asia/Shanghai')) AS worst_days_late
+    max({_DAYS_LATE}) AS worst_days_late
 FROM cases FINAL
 WHERE {_OPEN_AT_END} AND deadline < $__toTime
 GROUP BY department
@@ -722,7 +728,8 @@ ORDER BY closed_cases DESC, item_name
 DEPARTMENT_CASE_LIST = Panel(
     name="department_case_list",
     title="本部门在办办件清单",
-    description="所选部门在办（办理中或挂起）的办件，期限最近的在前：承诺时限、剩余天数、事件数和待处置预警数，最多200件。",
+    description="所选部门在办（办理中或挂起）的办件，期限最近的在前：承诺时限、剩余天数（含当天，期限最后一天为1；负数为已超期天数）、"
+                "事件数和待处置预警数，最多200件。",
     doc="One department's cases in progress (open or suspended), the most urgent first: deadline, "
         "days left at the end of the range, events so far and the alerts standing against each. "
         "At most 200.",
@@ -732,7 +739,7 @@ DEPARTMENT_CASE_LIST = Panel(
     sql=f"""{_NAMES}
 SELECT
     case_id, {_item_name()} AS item_name, if(status = 'suspended', '挂起', '在办') AS state, accepted_at, deadline,
-    dateDiff('day', $__toTime, deadline, 'Asia/Shanghai') AS days_left,
+    if(deadline > $__toTime, dateDiff('day', $__toTime, {_LAST_DAY}, 'Asia/Shanghai') + 1, -{_DAYS_LATE}) AS days_left,
     event_count, open_alerts
 FROM cases FINAL
 WHERE department = ${{department:singlequote}} AND status IN ('open', 'suspended')

@@ -203,8 +203,14 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
         moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
         return moment.astimezone(shanghai).date()
 
+    # The stored deadline is the moment it ends, 24:00 of its last day: the day after that day is
+    # the first day late (1; it said 0 on the day the red card was raised: found by a black-box test).
+    def last_day(deadline) -> date:
+        return local_day(deadline - timedelta(microseconds=1))
+
     assert [r["days_late"] for r in overdue_rows] == [
-        (local_day(rng.end) - local_day(r["deadline"])).days for r in overdue_rows]
+        (local_day(rng.end) - last_day(r["deadline"])).days for r in overdue_rows]
+    assert all(r["days_late"] >= 1 for r in overdue_rows)
     assert all(r["item_name"] in item_names.values() for r in overdue_rows)
     assert sum(r["overdue_cases"] for r in ran["overdue_open_cases_by_department"][0]) == len(overdue)
     overdue_alerts = {a["case_id"] for a in alerts if a["rule"] == "overdue" and a["status"] != "withdrawn"}
@@ -263,6 +269,12 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     in_progress = client.query("SELECT count() FROM cases FINAL WHERE department = %(d)s AND status IN "
                                "('open', 'suspended')", parameters={"d": department}).result_rows[0][0]
     assert len(ran["department_case_list"][0]) == min(200, in_progress)
+    # Days left count the last day itself (1 on it), and days late as negatives once it has passed.
+    end = ran["department_case_list"][1].end
+    for row in ran["department_case_list"][0]:
+        if row["deadline"] is not None:
+            gap = (last_day(row["deadline"]) - local_day(end)).days
+            assert row["days_left"] == (gap + 1 if gap >= 0 else gap), row
 
     # -- the monthly scores (the fixture scored the range's last month twice) --------------------
     month_scored = rng.end.strftime("%Y-%m")
