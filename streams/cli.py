@@ -943,8 +943,18 @@ def cmd_dashboards_export(args, settings: Settings) -> int:
         print(f"sunlight: {exc}", file=sys.stderr)
         return 2
     directory = Path(args.dir)
-    written = export(directory, dashboards, Path(args.provisioning) if args.provisioning else None,
-                     args.dashboards_path)
+    # Both places checked before anything is written: a file where a directory is to be was a
+    # traceback, or the dashboards written and then the provisioning refused.
+    for option, place in (("DIR", directory), ("--provisioning", Path(args.provisioning) if args.provisioning else None)):
+        if place is not None and place.exists() and not place.is_dir():
+            print(f"sunlight: {option} {place}: a file is there, not a directory", file=sys.stderr)
+            return 2
+    try:
+        written = export(directory, dashboards, Path(args.provisioning) if args.provisioning else None,
+                         args.dashboards_path)
+    except OSError as exc:
+        print(f"sunlight: cannot write the dashboards to {directory}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"wrote {len(written)} files: {len(dashboards)} dashboards in {directory}"
           + (f", provisioning YAML in {args.provisioning}" if args.provisioning else ""), file=sys.stderr)
     for path in stale_files(directory, dashboards):

@@ -585,6 +585,14 @@ def test_export_writes_every_dashboard_and_the_provisioning_files(tmp_path, dash
     result = run_cli("dashboards", "export", str(tmp_path / "dashboards"), env=cli_env())
     assert result.returncode == 0 and "gone.json is no dashboard any more" in result.stderr
 
+    # A file where a directory is to be: one line and nothing written (a traceback before, or the
+    # dashboards written and then the provisioning refused: found by a black-box test).
+    (tmp_path / "a-file").write_text("")
+    for args in ((str(tmp_path / "a-file"),), (str(tmp_path / "elsewhere"), "--provisioning", str(tmp_path / "a-file"))):
+        result = run_cli("dashboards", "export", *args, env=cli_env())
+        assert result.returncode == 2 and "a file is there, not a directory" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "elsewhere").exists()
+
 
 def test_the_committed_deploy_files_equal_a_fresh_export(tmp_path, dashboards):
     """deploy/grafana cannot drift from the code: regenerate it with
