@@ -132,7 +132,8 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
     person = recipient(notice, ticket, catalog)
     department = catalog.departments.get(ticket.department)
     item = catalog.item(ticket.item_code)
-    evidence = "；".join(describe_evidence(ticket.rule.value, a.evidence) for a in ticket.open_alerts) \
+    # One sentence per alert of the bundle, each ending as written (joined by "；" they read "。；").
+    evidence = "".join(describe_evidence(ticket.rule.value, a.evidence) for a in ticket.open_alerts) \
         or "（所涉预警已撤回）"
     values: dict[str, Any] = {
         "recipient": person.name if person else RECIPIENT_TITLE[notice.recipient],

@@ -604,3 +604,19 @@ def test_a_head_who_stands_in_for_the_contact_is_told_of_a_withdrawal_once():
     with_contact = contract_catalog()
     assert with_contact.departments[ticket.department].contact is not None
     assert told_once(list(gone.notices), lambda n: ticket, with_contact) == list(gone.notices)
+
+
+def test_a_ticket_bundling_two_findings_gives_each_as_its_own_sentence():
+    # Found by a black-box test: the evidence of two skipped nodes read "…事件 A7-close。；必经环节…".
+    from alerts.notices import render_notice
+    from sinks.notify import load_templates
+
+    first = replace(alert("N2"), item_code=LICENCE, evidence={"skipped_node_name": "审核", "went_ahead": "closed",
+                                                                "went_ahead_event_id": "A7-close"})
+    second = replace(alert("N3"), item_code=LICENCE, evidence={"skipped_node_name": "决定", "went_ahead": "closed",
+                                                                 "went_ahead_event_id": "A7-close"})
+    t = on_alert(None, first, POLICY, CAL, first.event_time).ticket
+    t = on_alert(t, second, POLICY, CAL, second.event_time).ticket
+    opened = advance(t, POLICY, CAL, datetime(2026, 3, 2, 12, tzinfo=CST))
+    body = render_notice(opened.notices[0], opened.ticket, contract_catalog(), load_templates()).body
+    assert "“审核”" in body and "“决定”" in body and "。；" not in body
