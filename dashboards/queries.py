@@ -171,19 +171,20 @@ def _chosen(variable: str, column: str) -> str:
 _REGION = "ifNull(region, '')"
 _ALERT_FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:singlequote}) "
                   f"AND {_chosen('department', 'department')} AND {_chosen('region', _REGION)}")
-# The tickets as they stand: the newest version of each (version 0 is a ticket still settling,
-# which no department has seen).
-# Each round of each ticket as it stands (a ticket opened again is a new round, `round` in its state
-# from round 2 on): the 督办完成率 counts rounds in the month they opened, as `sunlight score` does
-# (sinks.scoring_inputs.month_facts).
-_TICKET_ROUNDS_NOW = """(
+# Each round of each ticket as it stood at the end of the range, its newest version changed by
+# then (a ticket opened again is a new round, `round` in its state from round 2 on; version 0 is a
+# ticket still settling, which no department has seen): the 督办完成率 counts rounds in the month
+# they opened, as `sunlight score` does (sinks.scoring_inputs.month_facts), and a past day's rate
+# counts no answer given after it.
+_TICKET_ROUNDS_AT_END = """(
     SELECT ticket_id, department, status, opened_at, {round} AS round
     FROM tickets
-    WHERE version > 0
+    WHERE version > 0 AND changed_at <= $__toTime
     ORDER BY ticket_id, round, version DESC
     LIMIT 1 BY ticket_id, round
 )""".format(round=TICKET_ROUND)
 
+# The tickets as they stand: the newest version of each.
 _TICKETS_NOW = """(
     SELECT ticket_id, case_id, rule, severity, department, status, overdue, escalation_level, opened_at, deadline
     FROM tickets
@@ -310,16 +311,17 @@ WHERE status = 'closed' AND $__timeFilter(ended_at)
 WALL_TICKET_COMPLETION = Panel(
     name="wall_ticket_completion",
     title="本月督办完成率",
-    description="本月（截至所选时段末）发出的督办件中，部门已答复或已办结的比例；已撤销的督办件不计。",
+    description="本月（截至所选时段末）发出的督办件中，截至时段末部门已答复或已办结的比例；已撤销的督办件不计。",
     doc="Of the supervision tickets opened this local month up to the end of the range (withdrawn "
         "ones left out), the share the department replied to or that are closed: 督办完成率. Each "
-        "round of a ticket counts in the month it opened in, as `sunlight score` counts it.",
+        "round of a ticket counts in the month it opened in, as `sunlight score` counts it, and as it "
+        "stood at the end of the range (a past day's rate counts no answer given after it).",
     labels={"completion_rate": "督办完成率", "completed": "已完成（件）", "tickets": "督办件数"},
     columns=("completion_rate", "completed", "tickets"),
     sql=f"""
 SELECT if(count() = 0, NULL, round(countIf(status IN ('replied', 'closed')) / count(), 4)) AS completion_rate,
     countIf(status IN ('replied', 'closed')) AS completed, count() AS tickets
-FROM {_TICKET_ROUNDS_NOW}
+FROM {_TICKET_ROUNDS_AT_END}
 WHERE status != 'withdrawn' AND opened_at >= {_MONTH_START} AND opened_at <= $__toTime
 """,
 )
