@@ -414,16 +414,17 @@ LIVE_ALERTS = Panel(
     doc="Alerts found in the range (by the finding's business time) that are still open, within the "
         "filters, newest first, at most 200: the inspectors' live list. The case number links to "
         "the case's timeline and evidence (the case_id variable).",
-    labels={"raised_at": "预警时间", "severity_title": "等级", "rule_title": "规则", "case_id": "办件编号",
-            "department_name": "部门", "item_name": "事项", "title": "预警", "state": "状态"},
-    columns=("raised_at", "severity_title", "rule_title", "case_id", "department_name", "item_name", "title"),
+    labels={"event_time": "发生时间", "raised_at": "系统预警时间", "severity_title": "等级", "rule_title": "规则",
+            "case_id": "办件编号", "department_name": "部门", "item_name": "事项", "title": "预警", "state": "状态"},
+    columns=("event_time", "raised_at", "severity_title", "rule_title", "case_id", "department_name", "item_name",
+             "title"),
     sql=f"""{_NAMES}
-SELECT raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title, case_id,
+SELECT event_time, raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title, case_id,
     {_department_name()} AS department_name, {_item_name()} AS item_name, title,
     if(status = 'acknowledged', '已签收', '待处置') AS state
 FROM alerts FINAL
 WHERE {_PENDING} AND {_ALERT_FILTERS} AND $__timeFilter(event_time)
-ORDER BY raised_at DESC, alert_id
+ORDER BY event_time DESC, alert_id
 LIMIT 200
 """,
 )
@@ -534,16 +535,17 @@ CASE_EVIDENCE = Panel(
     description="针对所选办件的全部预警及其证据（包括已处置和已撤销的，已撤销的注明原因）。",
     doc="Every alert about the chosen case, with its evidence (the facts the rule judged), "
         "including resolved and withdrawn ones (with why it was withdrawn).",
-    labels={"raised_at": "预警时间", "severity_title": "等级", "rule_title": "规则", "state": "状态",
+    labels={"event_time": "发生时间", "raised_at": "系统预警时间", "severity_title": "等级", "rule_title": "规则",
+            "state": "状态",
             "node_name": "环节", "evidence": "证据", "withdrawn_reason": "撤销原因"},
-    columns=("raised_at", "severity_title", "rule_title", "state", "evidence"),
+    columns=("event_time", "raised_at", "severity_title", "rule_title", "state", "evidence"),
     sql=f"""WITH {_NODES.strip()}
-SELECT raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title,
+SELECT event_time, raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title,
     multiIf(status = 'withdrawn', '已撤销', status = 'acknowledged', '已签收', {_PENDING}, '待处置', '已处置') AS state,
     {_node_name()} AS node_name, evidence, withdrawn_reason
 FROM alerts FINAL
 WHERE case_id = ${{case_id:singlequote}}
-ORDER BY raised_at, alert_id
+ORDER BY event_time, alert_id
 """,
 )
 
@@ -646,15 +648,15 @@ DEPARTMENT_OPEN_ALERTS = Panel(
     title="本部门待处置预警",
     description="所选部门当前待处置的预警，红牌在前、最新的在前，最多200条。",
     doc="The chosen department's open alerts, red first then newest first, at most 200.",
-    labels={"raised_at": "预警时间", "severity_title": "等级", "rule_title": "规则", "case_id": "办件编号",
-            "item_name": "事项", "node_name": "环节", "title": "预警"},
-    columns=("raised_at", "severity_title", "rule_title", "case_id", "item_name", "node_name"),
+    labels={"event_time": "发生时间", "raised_at": "系统预警时间", "severity_title": "等级", "rule_title": "规则",
+            "case_id": "办件编号", "item_name": "事项", "node_name": "环节", "title": "预警"},
+    columns=("event_time", "raised_at", "severity_title", "rule_title", "case_id", "item_name", "node_name"),
     sql=f"""{_NAMES.rstrip()},{_NODES.rstrip()}
-SELECT raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title, case_id,
+SELECT event_time, raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title, case_id,
     {_item_name()} AS item_name, {_node_name()} AS node_name, title
 FROM alerts FINAL
 WHERE {_PENDING} AND department = ${{department:singlequote}}
-ORDER BY severity = 'red' DESC, raised_at DESC, alert_id
+ORDER BY severity = 'red' DESC, event_time DESC, alert_id
 LIMIT 200
 """,
 )
