@@ -1074,14 +1074,15 @@ def cmd_score(args, settings: Settings) -> int:
     return 0
 
 
-def _score_data(format: str, scores, to_file: bool) -> bytes:
+def _score_data(output_format: str, scores, to_file: bool) -> bytes:
+    """The month's scores in the format asked for (CSV written to a file carries a BOM for Excel)."""
     from alerts import scoring_report
 
-    if format == "jsonl":
+    if output_format == "jsonl":
         return b"".join(orjson.dumps(r, default=str) + b"\n" for r in scoring_report.jsonl_records(scores))
-    if format == "csv":
+    if output_format == "csv":
         return scoring_report.csv_text(scores).encode("utf-8-sig" if to_file else "utf-8")
-    if format == "xlsx":
+    if output_format == "xlsx":
         return scoring_report.xlsx_bytes(scores)
     return scoring_report.table_text(scores).encode("utf-8")
 
