@@ -407,7 +407,10 @@ FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:singlequot
            "AND department IN (${department:singlequote}) AND ifNull(region, '') IN (${region:singlequote})")
 REFERENCE = {
     "wall_cases_today": """
-SELECT countIf(type = 'accepted'), countIf(type = 'closed') FROM case_events FINAL WHERE $__timeFilter(occurred_at)""",
+SELECT countIf(kind = 'accepted'), countIf(kind = 'closed' AND case_id IN (SELECT case_id FROM cases FINAL WHERE status = 'closed'))
+FROM (SELECT case_id, type AS kind, min(occurred_at) AS first_at FROM case_events FINAL
+      WHERE type IN ('accepted', 'closed') GROUP BY case_id, type)
+WHERE $__timeFilter(first_at)""",
     "wall_open_cards": f"""
 SELECT countIf(severity = 'red'), countIf(severity = 'yellow') FROM alerts FINAL WHERE {OPEN}""",
     "overdue_open_cases_by_department": """

@@ -198,19 +198,18 @@ _TICKETS_NOW = """(
 WALL_CASES_TODAY = Panel(
     name="wall_cases_today",
     title="今日受理与办结",
-    description="所选时段（默认今日）内新受理的办件数与办结的办件数，按业务发生时间统计。",
+    description="所选时段（默认今日）内受理的办件数与办结的办件数，按业务发生时间统计；一件办件只计一次（重复的受理、办结事件不重复计）。",
     doc="Cases accepted (受理) and finished (办结) in the dashboard's range (today on the wall), "
-        "by when it happened.",
+        "by when it happened: each case once, at its acceptance and at its end (`cases.accepted_at`, "
+        "`cases.ended_at`, the first of its accepted and closed events), so that a second `closed` "
+        "event of a closed case is not a second case finished.",
     labels={"accepted": "今日受理（件）", "closed": "今日办结（件）"},
     columns=("accepted", "closed"),
     sql="""
-SELECT countIf(type = 'accepted') AS accepted, countIf(type = 'closed') AS closed
-FROM (
-    SELECT type
-    FROM case_events
-    WHERE $__timeFilter(occurred_at) AND type IN ('accepted', 'closed')
-    LIMIT 1 BY case_id, event_id
-)
+SELECT countIf(($__timeFilter(accepted_at))) AS accepted,
+    countIf(status = 'closed' AND ($__timeFilter(ended_at))) AS closed
+FROM cases FINAL
+WHERE ($__timeFilter(accepted_at)) OR (status = 'closed' AND ($__timeFilter(ended_at)))
 """,
 )
 
