@@ -180,6 +180,18 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
         await admin.close()
 
 
+async def broker_answers(bootstrap: str, timeout: float) -> None:
+    """Raise unless a broker of `bootstrap` answers a Kafka request (api versions and metadata,
+    with a client of its own, closed at once) within `timeout` seconds: a worker's readiness."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+    finally:
+        await admin.close()
+
+
 async def _check_partition_counts(admin, topics: list[tuple[str, int]]) -> None:
     """Refuse a topic that exists with fewer partitions than the workers use: a case's records go
     to the partition its key gives among the workers' count, which that topic lacks (a topic

@@ -5,8 +5,8 @@ several workers can share a host, each with a port of its own):
 
 - ``/metrics``: every metric of `streams.metrics` (Prometheus' text format);
 - ``/healthz``: 200 while the process is alive (a liveness probe);
-- ``/readyz``: 200 when the worker holds partitions, its tables are recovered and its store
-  answers; else 503 with the reason (a readiness probe).
+- ``/readyz``: 200 when the worker holds partitions, its tables are recovered, and its Kafka
+  broker and its store answer; else 503 with the reason (a readiness probe).
 
 The short, many commands (`replay`, `import`, `demo`) serve nothing.
 
@@ -34,6 +34,7 @@ from alerts.calendar import DEFAULT_OFFICE_HOURS, is_office_hours
 from sinks.clickhouse import scrub
 from streams import metrics
 from streams.app import partition_of
+from streams.broker import broker_answers
 from streams.codec import stored_case_status
 from streams.faust_patches import committed_offsets
 from streams.ticket_codec import stored_ticket_statuses
@@ -41,6 +42,7 @@ from streams.ticket_codec import stored_ticket_statuses
 log = logging.getLogger(__name__)
 
 STORE_CHECK_TIMEOUT = 5.0
+BROKER_CHECK_TIMEOUT = 5.0
 LAG_REQUEST_TIMEOUT = 5.0  # the one broker request of the lag: a partition's log start
 OPEN_STATUSES = ("open", "suspended")
 TICKET_STATUSES = ("open", "replied", "returned", "closed", "withdrawn")  # settling tickets are not yet tickets
@@ -99,6 +101,9 @@ class Watch:
         self.store_ok: bool | None = None  # None: not checked yet
         self.store_error = ""
         self._store_check: asyncio.Future | None = None
+        self.broker_ok: bool | None = None  # None: not checked yet
+        self.broker_error = ""
+        self.ask_broker = broker_answers  # (bootstrap, timeout) -> raises unless a broker answers
         self.lag_partitions: set[tuple[str, str]] = set()
         self.log_starts: dict = {}  # TopicPartition -> the first offset of its log, while held
         self._case_partitions: set[int] = set()  # the case-events partitions held, as of this count
@@ -109,16 +114,23 @@ class Watch:
     # readiness ----------------------------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, str]:
-        """(ready, reason): partitions assigned, tables recovered, store reachable."""
+        """(ready, reason): broker reachable, partitions assigned, tables recovered, store reachable.
+
+        A worker whose broker went away keeps its partitions (no rebalance reaches it) and takes
+        nothing: it is not ready, whatever it held before."""
         pipeline = self.pipeline
         if pipeline.failure is not None:
             return False, f"the worker failed: {pipeline.failure}"
         if pipeline.stopping:
             return False, "the worker is stopping"
+        if self.broker_ok is False:
+            return False, f"the Kafka broker is unreachable: {self.broker_error}"
         if not pipeline.assigned:
             return False, "no partitions assigned (yet)"
         if not pipeline.app.tables.recovery.completed.is_set() or not pipeline.index_ready:
             return False, "tables are being recovered"
+        if self.broker_ok is None:
+            return False, "the Kafka broker has not been checked yet"
         if self.store_ok is None:
             return False, "the store has not been checked yet"
         if not self.store_ok:
@@ -142,6 +154,18 @@ class Watch:
             server = self.pipeline.settings.clickhouse
             text = (scrub(str(exc), server) if server else str(exc)) or repr(exc)
             self.store_ok, self.store_error = False, text.splitlines()[0][:300]
+
+    async def check_broker(self) -> None:
+        """Ask a broker of the bootstrap servers for its api versions and metadata, with a client of
+        its own (the consumer's connections belong to its own thread and retry for ever)."""
+        try:
+            await self.ask_broker(self.pipeline.bootstrap, BROKER_CHECK_TIMEOUT)
+            self.broker_ok, self.broker_error = True, ""
+        except asyncio.TimeoutError:
+            self.broker_ok, self.broker_error = False, f"no answer within {BROKER_CHECK_TIMEOUT:.0f} s"
+        except Exception as exc:
+            text = str(exc) or repr(exc)
+            self.broker_ok, self.broker_error = False, text.splitlines()[0][:300]
 
     # gauges -----------------------------------------------------------------------------------------------
 
@@ -250,7 +274,7 @@ class Watch:
             try:
                 if now >= next_store:
                     next_store = now + self.store_interval
-                    await self.check_store()
+                    await asyncio.gather(self.check_broker(), self.check_store())
                 await self.count()
                 self.set_gauges()
                 if now >= next_lag:

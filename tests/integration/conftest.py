@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -76,6 +78,17 @@ def pipeline_settings(data_dir: Path, **changes) -> Settings:
     base = dict(data_dir=data_dir, partitions=2, session_timeout=3.0, tick_interval=0.2, flush_interval=0.3)
     base.update(changes)
     return Settings(**base)
+
+
+def http_get(url: str) -> tuple[int | None, str]:
+    """(status, body) of a GET; (None, the error) when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return None, str(exc)
 
 
 def standalone_settings(broker: EmbeddedBroker, data_dir: Path, **changes: str) -> dict[str, str]:

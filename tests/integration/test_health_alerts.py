@@ -27,9 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -39,7 +37,7 @@ import yaml
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.runtime import produce
-from tests.integration.conftest import CHDB_HTTP_STAND_IN, standalone_settings
+from tests.integration.conftest import CHDB_HTTP_STAND_IN, http_get, standalone_settings
 from tests.unit.helpers import CONTRACT, LICENCE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,16 +75,6 @@ class Webhook:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-def _get(url: str) -> tuple[int | None, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError as exc:
-        return None, str(exc)
 
 
 def _wait(what: str, check, timeout: float, processes=(), logs: Path | None = None):
@@ -183,7 +171,7 @@ def test_a_failing_store_raises_the_sink_alert_in_alertmanager(tmp_path):
                  f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
                 stdout=logs["prometheus"], stderr=subprocess.STDOUT)
             store = f"http://127.0.0.1:{ports['clickhouse']}/default?compress=false"
-            wait("the test's ClickHouse endpoint", lambda: _get(f"{store}&query=SELECT%201")[0] == 200, 30,
+            wait("the test's ClickHouse endpoint", lambda: http_get(f"{store}&query=SELECT%201")[0] == 200, 30,
                   [("clickhouse", processes["clickhouse"])])
 
             (tmp_path / "data").mkdir()  # made by the embedded store only; Faust keeps its files there
@@ -196,8 +184,8 @@ def test_a_failing_store_raises_the_sink_alert_in_alertmanager(tmp_path):
                                                             stdout=subprocess.DEVNULL, stderr=logs["worker"])
             base = f"http://127.0.0.1:{ports['worker']}"
             running = list(processes.items())
-            wait("the worker to be ready", lambda: _get(f"{base}/readyz") == (200, "ready\n"), 60, running)
-            assert _get(f"{base}/healthz") == (200, "ok\n")
+            wait("the worker to be ready", lambda: http_get(f"{base}/readyz") == (200, "ready\n"), 60, running)
+            assert http_get(f"{base}/healthz") == (200, "ok\n")
 
             # The store goes away; events arrive; every write of them fails.
             _stop(processes.pop("clickhouse"))
@@ -205,7 +193,7 @@ def test_a_failing_store_raises_the_sink_alert_in_alertmanager(tmp_path):
             asyncio.run(produce(broker.bootstrap, "case-events",
                                 [(e["case_id"].encode(), orjson.dumps(e)) for e in EVENTS]))
             status, reason = wait("/readyz to report the store", lambda: (
-                (answer := _get(f"{base}/readyz"))[0] == 503 and "store is unreachable" in answer[1] and answer),
+                (answer := http_get(f"{base}/readyz"))[0] == 503 and "store is unreachable" in answer[1] and answer),
                 30, running)
 
             # Prometheus scraped the worker's /metrics ...
@@ -214,19 +202,19 @@ def test_a_failing_store_raises_the_sink_alert_in_alertmanager(tmp_path):
             # (with a Kafka cluster, a unit of new cases first asks the store whether they were let
             # go, and those reads fail before any write: streams.store.CaseStore.bring_back)
             def failures_scraped():
-                status, body = _get(api + urllib.parse.quote(
+                status, body = http_get(api + urllib.parse.quote(
                     'sunlight_sink_failures_total{job="sunlight-worker"} '
                     '+ sunlight_case_read_failures_total{job="sunlight-worker"} > 0'))
                 return status == 200 and json.loads(body)["data"]["result"]
 
             scraped = wait("Prometheus to scrape store failures", failures_scraped, TIMEOUT, running)
             assert scraped[0]["metric"]["instance"] == f"127.0.0.1:{ports['worker']}"
-            wait("Prometheus to see the worker not ready", lambda: json.loads(_get(api + urllib.parse.quote(
+            wait("Prometheus to see the worker not ready", lambda: json.loads(http_get(api + urllib.parse.quote(
                 'sunlight_ready{job="sunlight-worker"} == 0'))[1])["data"]["result"], 15, running)
 
             # ... and the sink-failing alert reached Alertmanager, and through it the ops webhook.
             def alert_in_alertmanager():
-                status, body = _get(f"http://127.0.0.1:{ports['alertmanager']}/api/v2/alerts")
+                status, body = http_get(f"http://127.0.0.1:{ports['alertmanager']}/api/v2/alerts")
                 return status == 200 and [a for a in json.loads(body)
                                           if a["labels"].get("alertname") == "SunlightSinkFailing"]
 

@@ -272,6 +272,9 @@ class _Pipeline:
         self.recovered = asyncio.Event()
         self.app = SimpleNamespace(tables=SimpleNamespace(recovery=SimpleNamespace(completed=self.recovered)))
         self.store_fails = store_fails
+        with socket.socket() as free:  # a port nothing listens on
+            free.bind(("127.0.0.1", 0))
+            self.bootstrap = f"127.0.0.1:{free.getsockname()[1]}"
         # A server store whose URL holds a password: a reason on /readyz must never show it.
         self.settings = SimpleNamespace(clickhouse="http://sunlight:s3cret-pw@127.0.0.1:9/db")
         self.writer = SimpleNamespace(lock=__import__("threading").Lock(), executor=None, pending_rows=7,
@@ -282,6 +285,11 @@ class _Pipeline:
         if self.store_fails:
             raise ConnectionRefusedError("Connection refused: http://sunlight:s3cret-pw@127.0.0.1:9/db")
         return 1
+
+
+async def _broker_answers(bootstrap: str, timeout: float) -> None:
+    assert timeout > 0
+    return None
 
 
 async def _get_async(port: int, path: str) -> tuple[int, str]:
@@ -313,6 +321,15 @@ def test_health_server_answers_metrics_healthz_and_readyz():
             assert (await _get_async(port, "/readyz"))[1] == "tables are being recovered\n"
             pipeline.recovered.set()
             pipeline.index_ready = True
+            assert (await _get_async(port, "/readyz"))[1] == "the Kafka broker has not been checked yet\n"
+            # No broker where the worker's bootstrap servers point (a broker that went away): the
+            # real check, against a port nothing listens on.
+            await watch.check_broker()
+            status, body = await _get_async(port, "/readyz")
+            assert status == 503 and body.startswith("the Kafka broker is unreachable: "), body
+            assert _sample("sunlight_ready") == 0
+            watch.ask_broker = _broker_answers  # the broker is back
+            await watch.check_broker()
             assert (await _get_async(port, "/readyz"))[1] == "the store has not been checked yet\n"
             await watch.check_store()
             assert await _get_async(port, "/readyz") == (200, "ready\n")
