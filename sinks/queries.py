@@ -344,11 +344,23 @@ def stored_notices(client, scope: Scope, ticket_id: str | None = None,
     return _notices(client, scope, "", {}, tz)
 
 
-def notice_statuses(client, notice_ids: list[str]) -> dict[str, str]:
-    """The status each of these notices has in the notice log (those it holds): what the notifier
-    reads back for a notice its table let go once the notice's finished row was written."""
-    return dict(client.query("SELECT notice_id, status FROM notices FINAL WHERE notice_id IN {ids:Array(String)}",
-                             parameters={"ids": list(notice_ids)}).result_rows)
+def notice_statuses(client, notice_ids: list[str]) -> dict[str, tuple[str, int]]:
+    """The status and row version each of these notices has in the notice log (those it holds):
+    what the notifier reads back for a notice its table let go once the notice's finished row was
+    written (the version says which resend round it stands at)."""
+    rows = client.query("SELECT notice_id, status, version FROM notices FINAL WHERE notice_id IN {ids:Array(String)}",
+                        parameters={"ids": list(notice_ids)}).result_rows
+    return {notice_id: (status, int(version)) for notice_id, status, version in rows}
+
+
+def failed_notices(client, ticket_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """The notices whose latest outcome is `failed` (of these tickets, or all), as `stored_notices`
+    gives them, each with its row version: what `sunlight notices resend` delivers again."""
+    where, parameters = "status = 'failed'", {}
+    if ticket_ids:
+        where += " AND ticket_id IN {tickets:Array(String)}"
+        parameters["tickets"] = list(ticket_ids)
+    return _notices(client, Scope.everything(), where, parameters, ZoneInfo("Asia/Shanghai"))
 
 
 def unfinished_notices(client, finished: tuple[str, ...]) -> list[dict[str, Any]]:

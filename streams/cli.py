@@ -795,6 +795,52 @@ def _ticket_and_current(args, settings: Settings, kind, everything) -> tuple[str
         return args.ticket_id, current
 
 
+def cmd_notices_resend(args, settings: Settings) -> int:
+    """Deliver again the notices whose latest outcome is `failed` (a mail server down for longer
+    than the notifier's attempts), as they were recorded: each as the notifier's next resend round
+    of it. On the embedded defaults a short pipeline sends them (the
+    channels of SUNLIGHT_SMTP, SUNLIGHT_WEBHOOK) and the outcome of each is printed; with
+    SUNLIGHT_KAFKA they are published to the running workers' notifier."""
+    import dataclasses
+
+    from sinks.queries import failed_notices, notice_statuses
+    from streams.notices import FINISHED_VERSION, notice_from_json, resend_request
+
+    if not (settings.smtp or settings.webhook):
+        raise SystemExit("sunlight: resending needs a channel: SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or "
+                         "SUNLIGHT_WEBHOOK")
+    with _store(settings) as client:
+        failed = failed_notices(client, args.ticket)
+    if not failed:
+        print("no failed notices" + (f" of {', '.join(args.ticket)}" if args.ticket else ""), file=sys.stderr)
+        return 0
+    messages = [(record["ticket_id"].rpartition("/")[0].encode(),
+                 orjson.dumps(resend_request(notice_from_json(record), record["version"] - FINISHED_VERSION + 1)))
+                for record in failed]
+    if settings.kafka:
+        from streams.runtime import produce
+
+        asyncio.run(produce(settings.kafka, settings.notices_topic, messages))
+        print(f"published {len(messages)} failed notice(s) to {settings.notices_topic} to be sent again",
+              file=sys.stderr)
+        return 0
+    catalog = _catalog_path(args, settings, "notices resend on the embedded defaults runs the pipeline and needs "
+                                            "a catalog")
+    asyncio.run(_push(dataclasses.replace(settings, notify=True), messages, catalog, _parse_now(args.now),
+                      show_progress=False, topic=settings.notices_topic))
+    with _store(settings) as client:
+        outcome = notice_statuses(client, [record["notice_id"] for record in failed])
+        again = {record["notice_id"]: record for record in failed_notices(client, args.ticket)}
+    for record in failed:
+        status = outcome.get(record["notice_id"], ("failed", 0))[0]
+        why = f": {again[record['notice_id']]['last_error']}" if record["notice_id"] in again else ""
+        print(f"{record['notice_id']} → {record['recipient_name'] or record['recipient_role']}: {status}{why}")
+    still = sum(record["notice_id"] in again for record in failed)
+    print(f"{len(failed) - still} of {len(failed)} failed notice(s) sent" + (f"; {still} failed again" if still else ""),
+          file=sys.stderr)
+    return 1 if still else 0
+
+
 SILENCE_INSERT = ("silence_id", "item_code", "department", "until", "reason", "created_by", "created_at",
                   "expired_at", "version")
 
@@ -1258,6 +1304,17 @@ def build_parser() -> argparse.ArgumentParser:
         act.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
         act.add_argument("--now", help="the clock tickets are judged against (default: the wall clock)")
         act.set_defaults(func=cmd_tickets_act, kind=kind)
+
+    notices = sub.add_parser("notices", help="the notices of supervision tickets: deliver failed ones again")
+    notices_sub = notices.add_subparsers(dest="notices_command", required=True)
+    resend = notices_sub.add_parser("resend", help="deliver again every notice whose latest outcome is failed "
+                                    "(once the mail server is back)")
+    resend.add_argument("--ticket", action="append", help="only this ticket's failed notices (repeatable)")
+    resend.add_argument("--catalog", help="on the embedded defaults, the catalog the pipeline runs with "
+                        "(default: SUNLIGHT_CATALOG)")
+    resend.add_argument("--now", help="on the embedded defaults, the pipeline's clock (RFC 3339 with an offset; "
+                        "default: now): the tickets' moments due by then are taken too")
+    resend.set_defaults(func=cmd_notices_resend)
 
     silences = sub.add_parser("silences", help="stop tickets and notices (never alerts) for an item or a "
                               "department, for a while")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from alerts.tickets import Step
+
 REGISTRY = CollectorRegistry()
 
 EVENTS_PROCESSED = Counter("sunlight_events_processed_total", "Case events applied to case state, by outcome (new, duplicate)",
@@ -50,6 +52,11 @@ TICKET_ACTIONS = Counter("sunlight_ticket_actions_total", "Ticket actions applie
                          registry=REGISTRY)
 NOTICES = Counter("sunlight_notices_total", "Notices by ladder step and status (recorded, sent, failed, held)", ["step", "status"],
                   registry=REGISTRY)
+# Every step and status from 0: a series born at its first failure shows no increase, and the
+# SunlightNoticesFailing rule would miss the first notice that fails.
+for _step in Step:
+    for _status in ("recorded", "held", "sent", "failed"):
+        NOTICES.labels(_step.value, _status)
 OPEN_TICKET_DEADLINES = Gauge("sunlight_open_ticket_deadlines", "Cases whose tickets wait for a moment",
                               registry=REGISTRY)
 

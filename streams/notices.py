@@ -13,6 +13,12 @@ The outcome goes to the table and its changelog with the unit, and to the notice
 version of the notice's row; the unit is committed after that row is written. A crash between a
 server's acceptance and that record sends the notice again on redelivery, with the same
 Message-ID and idempotency key.
+
+A failed notice is tried again only when asked (`sunlight notices resend`, once the mail server is
+back), as it was recorded (one the catalog gave no address fails again, saying so): the request is the notice again with its round (`resend`:
+1, 2, ...), and a notice that failed in an earlier round is delivered again; its row's version is
+`FINISHED_VERSION` plus the round, so the latest outcome stands in the store. A request for a
+notice sent meanwhile, or for a round already taken, does nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +58,11 @@ def notice_to_json(notice: RenderedNotice) -> dict[str, Any]:
             "message_id": notice.message_id}
 
 
+def resend_request(notice: RenderedNotice, round_: int) -> dict[str, Any]:
+    """The notifier's input asking it to deliver a failed notice again, in resend round `round_`."""
+    return {**notice_to_json(notice), "resend": round_}
+
+
 def notice_from_json(obj: dict[str, Any]) -> RenderedNotice:
     return RenderedNotice(obj["notice_id"], obj["ticket_id"], Step(obj["step"]), obj["recipient_role"],
                           obj["recipient_name"], obj["recipient_email"], obj["subject"], obj["body"],
@@ -80,15 +91,25 @@ class NoticeLog:
             return await self.load(asked)
         return {}
 
-    def status(self, notice_id: str, read: dict[str, str]) -> str | None:
-        """The notice's status: the table's, or else what `read_back` found in the store."""
+    def standing(self, notice_id: str, read: dict[str, tuple[str, int]]) -> tuple[str | None, int]:
+        """The notice's status and resend round: the table's, or else what `read_back` found in the
+        store (its status and row version); (None, 0) when neither knows it."""
         stored = self.table.data.get(notice_id)
         if stored:
-            return orjson.loads(stored)["status"]
-        return read.get(notice_id)
+            record = orjson.loads(stored)
+            return record["status"], record.get("round", 0)
+        found = read.get(notice_id)
+        if found is None:
+            return None, 0
+        status, version = found
+        return status, max(0, version - FINISHED_VERSION)
 
-    def finish(self, notice_id: str, status: str, attempts: int, partition: int, error: str = "") -> bytes:
-        stored = orjson.dumps({"status": status, "attempts": attempts, "error": error})
+    def status(self, notice_id: str, read: dict[str, tuple[str, int]]) -> str | None:
+        return self.standing(notice_id, read)[0]
+
+    def finish(self, notice_id: str, status: str, attempts: int, partition: int, error: str = "",
+               round_: int = 0) -> bytes:
+        stored = orjson.dumps({"status": status, "attempts": attempts, "error": error, "round": round_})
         self.write(notice_id, stored, partition)
         return stored
 
@@ -118,39 +139,49 @@ class NoticeSteps:
         self.retry_seconds = retry_seconds
 
     async def process(self, unit: Unit, dead_letter) -> None:
-        notices = []
+        notices: list[tuple[RenderedNotice, int]] = []  # each with its resend round (0: not a resend)
         for record in unit.records:
             try:
                 value = orjson.loads(record.value)
                 if value == {"nudge": True}:
                     continue
-                notices.append(notice_from_json(value))
+                resend = value.get("resend", 0)
+                if not isinstance(resend, int) or isinstance(resend, bool) or resend < 0:
+                    raise ValueError(f"resend must be a round number, got {resend!r}")
+                notices.append((notice_from_json(value), resend))
             except Exception as exc:  # an internal message Sunlight did not write: kept, never fatal
                 await dead_letter(record, unit.topic, unit.partition, "internal_error", f"unreadable notice: {exc}")
         if not notices:
             return
-        read = await self.notices.read_back(notice.notice_id for notice in notices)
-        for notice in notices:
-            if self.notices.status(notice.notice_id, read) in FINISHED:
-                # A redelivery, or the same step reached again: one notice per step. Finished in the
-                # table, its row is written again: a crash after the table's record and before the
-                # row left the store saying `recorded`, and a later process sent it again.
+        read = await self.notices.read_back(notice.notice_id for notice, _ in notices)
+        for notice, resend in notices:
+            status, round_ = self.notices.standing(notice.notice_id, read)
+            # A notice is delivered once; a failed one again in each later round asked for.
+            due = status not in FINISHED if not resend else (status == "failed" and round_ < resend)
+            if not due:
+                # A redelivery, the same step reached again, or a resend of a round taken (or of a
+                # notice sent meanwhile). Finished in the table, its row is written again: a crash
+                # after the table's record and before the row left the store saying `recorded`, and a
+                # later process sent it again.
                 held = self.notices.held_finished(notice.notice_id)
-                if held is not None:
+                if held is not None and (not resend or round_ == resend):
                     stored, done = held
                     self._record(notice, done["status"], done.get("attempts", 0), done.get("error", ""), stored,
-                                 unit.partition)
+                                 unit.partition, done.get("round", 0))
                 continue
             status, attempts, error = await self.deliver(notice)
-            stored = self.notices.finish(notice.notice_id, status, attempts, unit.partition, error)
-            self._record(notice, status, attempts, error, stored, unit.partition)
+            stored = self.notices.finish(notice.notice_id, status, attempts, unit.partition, error, resend)
+            self._record(notice, status, attempts, error, stored, unit.partition, resend)
             metrics.NOTICES.labels(notice.step.value, status).inc()
+            if resend:
+                log.info("notice %s delivered again (resend round %d): %s", notice.notice_id, resend, status)
 
     def _record(self, notice: RenderedNotice, status: str, attempts: int, error: str, stored: bytes,
-                partition: int) -> None:
-        """The finished notice's row in the store's notice log; once written, the store answers for it."""
+                partition: int, round_: int = 0) -> None:
+        """The finished notice's row in the store's notice log (a resend's round above the first
+        outcome); once written, the store answers for it."""
         self.writer.add("notices", notice_row(notice, utcnow(), status=status, attempts=attempts,
-                                              last_error=error, version=FINISHED_VERSION))
+                                              last_error=error, version=FINISHED_VERSION + round_))
         self.writer.batch.after_write.append(
             lambda n=notice.notice_id, p=partition, s=stored: self._let_go(n, p, s))
 

@@ -309,6 +309,47 @@ def test_a_notice_that_keeps_failing_is_recorded_as_failed_without_the_password(
     assert tickets[0]["status"] == "open"  # the stream went on
 
 
+def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(accepted_case, mail_server):
+    """A mail server down for longer than the notifier's attempts failed the notices due meanwhile
+    for good, and nothing could send them again (found by a black-box test)."""
+    import socket
+
+    events, data = accepted_case
+    box, smtp = mail_server
+    with socket.socket() as probe:  # a port nobody listens on: the mail server is down
+        probe.bind(("127.0.0.1", 0))
+        down = f"smtp://127.0.0.1:{probe.getsockname()[1]}?starttls=0"
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
+             "--notify", smtp=down)
+    _, _, notices = read(data)
+    assert [(n["step"], n["status"]) for n in notices] == [("opened", "failed")]
+    notice_id = notices[0]["notice_id"]
+
+    # Asked while it is still down: tried again, failed again, said so.
+    still = sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-03-17T03:10:00+08:00",
+                     expect=1, smtp=down)
+    assert f"{notice_id} → " in still.stdout and ": failed: SMTP 127.0.0.1" in still.stdout
+    assert "0 of 1 failed notice(s) sent; 1 failed again" in still.stderr
+    assert box.received == []
+
+    # Back: sent, once, with the notice's own Message-ID; the store says sent.
+    done = sunlight(data, "notices", "resend", "--ticket", TICKET, "--catalog", str(CATALOG),
+                    "--now", "2026-03-17T03:20:00+08:00", smtp=smtp)
+    assert f"{notice_id} → " in done.stdout and ": sent" in done.stdout, done.stdout
+    assert [(rcpt, subject, message_id) for rcpt, subject, message_id, _ in mails(box)] == [
+        ([notices[0]["recipient_email"]], notices[0]["subject"], notices[0]["message_id"])]
+    _, _, notices = read(data)
+    assert [(n["notice_id"], n["status"], n["last_error"]) for n in notices] == [(notice_id, "sent", "")]
+
+    # Nothing failed is left: a second resend sends nothing, nor does a later run of the pipeline.
+    again = sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-03-17T03:30:00+08:00",
+                     smtp=smtp)
+    assert "no failed notices" in again.stderr
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T04:00:00+08:00",
+             "--notify", smtp=smtp)
+    assert len(box.received) == 1
+
+
 LOOP = [  # (command, --now, extra arguments): the loop of test_the_whole_loop_through_the_commands
     ("replay", "2026-03-17T03:00:00+08:00", ()),
     ("replay", "2026-03-21T08:00:00+08:00", ()),

@@ -372,3 +372,13 @@ def test_a_port_in_use_is_a_clear_error_naming_the_setting():
 
 def test_port_zero_turns_the_server_off():
     assert asyncio.run(health.start_health(0)) is None
+
+
+def test_every_notice_step_and_status_is_exposed_from_zero():
+    """A labelled series born at its first failure shows Prometheus no increase: the
+    SunlightNoticesFailing rule would miss the first notice that failed."""
+    from alerts.tickets import Step
+
+    for step in Step:
+        for status in ("recorded", "held", "sent", "failed"):
+            assert _sample("sunlight_notices_total", step=step.value, status=status) is not None

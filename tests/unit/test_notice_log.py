@@ -29,7 +29,7 @@ def test_a_finished_notice_is_let_go_once_written_and_then_read_from_the_store()
     assert log.let_go("C-1/overdue/opened", 0, stored) and deleted == ["C-1/overdue/opened"]
 
     async def store(ids):
-        return {i: "sent" for i in ids}
+        return {i: ("sent", 3) for i in ids}
 
     log.load = store
     read = asyncio.run(log.read_back(["C-1/overdue/opened", "C-1/overdue/opened"]))
@@ -123,3 +123,57 @@ def test_a_mail_server_down_for_a_minute_loses_no_notice_with_the_default_settin
     status, attempts, error = deliver(3600.0)  # an hour: failed, with why and how often it was tried
     assert (status, attempts) == ("failed", settings.notice_attempts) and "Connection refused" in error
     assert 100 <= clock[0] <= 180
+
+
+def test_a_failed_notice_is_delivered_again_once_per_resend_round_and_a_sent_one_never():
+    from datetime import datetime, timezone
+
+    import orjson
+
+    from alerts.notices import RenderedNotice
+    from alerts.tickets import Step
+    from sinks.notify import NoticeError
+    from streams.notices import FINISHED_VERSION, NoticeSteps, notice_to_json, resend_request
+    from streams.steps import Unit
+
+    log, table, deleted = log_with_table()
+    stored_rows: dict[str, tuple[str, int]] = {}
+
+    async def store(ids):  # the store's notice log: the latest status and version of each
+        return {i: stored_rows[i] for i in ids if i in stored_rows}
+
+    log.load = store
+    notice = RenderedNotice("C-1/overdue/opened", "C-1/overdue", Step.OPENED, "contact", "法规科", "fgk@example.gov.cn",
+                            "【督办通知】", "正文", "SCJG", "320200", datetime(2026, 3, 10, tzinfo=timezone.utc), "<m@x>")
+    rows, after_write, sent = [], [], []
+    writer = SimpleNamespace(add=lambda table, row: rows.append(row), batch=SimpleNamespace(after_write=after_write))
+    server = SimpleNamespace(down=True)
+
+    class Sender:
+        async def send(self, n):
+            if server.down:
+                raise NoticeError("SMTP 127.0.0.1:25: Connection refused")
+            sent.append(n.notice_id)
+
+    steps = NoticeSteps(log, [Sender()], True, writer, attempts=1)
+
+    def take(value: dict) -> list[tuple[str, int]]:
+        rows.clear()
+        record = SimpleNamespace(offset=1, key=b"C-1", value=orjson.dumps(value))
+        asyncio.run(steps.process(Unit("sunlight-notices", 0, [record]), None))
+        for let_go in after_write:  # written: the store answers for it, the table lets it go
+            asyncio.run(let_go())
+        after_write.clear()
+        for row in rows:
+            stored_rows[row["notice_id"]] = (row["status"], row["version"])
+        return [(row["status"], row["version"]) for row in rows]
+
+    assert take(notice_to_json(notice)) == [("failed", FINISHED_VERSION)]
+    assert take(notice_to_json(notice)) == []  # a redelivery: finished, not tried again
+    assert take(resend_request(notice, 1)) == [("failed", FINISHED_VERSION + 1)]  # still down
+    assert take(resend_request(notice, 1)) == []  # that round is taken
+    server.down = False
+    assert take(resend_request(notice, 2)) == [("sent", FINISHED_VERSION + 2)]
+    assert take(resend_request(notice, 2)) == [] and take(resend_request(notice, 3)) == []  # sent: never again
+    assert sent == [notice.notice_id]
+    assert table.data == {}  # every finished record let go once its row was written
