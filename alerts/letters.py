@@ -1,8 +1,9 @@
 """Dead letters: messages that could not be processed, kept with the reason, never lost.
 
 A letter is identified by what was refused: the topic it came from, its bytes and the
-reason, so the same bad message refused again (a re-import of the same file, a redelivery)
-is the same letter. Its source position (partition, offset) is kept as where it was last
+reason (and its key, when the key is what names its case: a payload that names none), so the
+same bad message refused again (a re-import of the same file, a redelivery) is the same letter,
+and one payload refused under two cases' keys is two letters, each holding its case. Its source position (partition, offset) is kept as where it was last
 seen. Where the payload names them, the letter carries the case, event, department and
 region, so that a department sees its own letters, as it sees its own alerts. A letter is
 `open` until a corrected event replaces it (`redriven`). Pure: bytes in, a letter out.
@@ -79,9 +80,10 @@ class DeadLetter:
                 "region": self.region, "payload": self.payload, "payload_encoding": self.payload_encoding}
 
 
-def letter_id(topic: str, raw: bytes, reason: str) -> str:
+def letter_id(topic: str, raw: bytes, reason: str, key: bytes | None = None) -> str:
+    """`key`: the record's key when it names the letter's case (the payload names none)."""
     digest = hashlib.blake2b(digest_size=16)
-    for part in (topic.encode(), raw, reason.encode()):
+    for part in (topic.encode(), raw, reason.encode(), *(() if key is None else (b"key", key))):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
@@ -108,9 +110,11 @@ def make_letter(topic: str, partition: int, offset: int, key: bytes | str | None
     if key is not None and len(key) > KEY_CHARS:  # a case id is short; a key of megabytes is not kept whole
         key = f"{key[:KEY_CHARS]}… (cut from {len(key)} characters)"
     labels = _labels(raw, catalog)
+    case_key = None
     if not labels.get("case_id") and named_case:  # a payload that names none (empty, a tombstone, not
         labels["case_id"] = named_case  # JSON): the contract keys an event by its case_id
-    return DeadLetter(letter_id(topic, raw, reason), reason, detail[:2000], topic, partition, offset, key,
+        case_key = named_case.encode()  # and the same bytes under another case's key are another letter
+    return DeadLetter(letter_id(topic, raw, reason, case_key), reason, detail[:2000], topic, partition, offset, key,
                       text, encoding, **labels)
 
 

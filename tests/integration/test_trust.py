@@ -471,3 +471,37 @@ def test_a_case_closed_after_one_replays_clock_is_overdue_by_the_next_replays(tm
     other = [event("OTHER-1", "o1", "accepted", datetime(2026, 3, 17, 9, tzinfo=local))]
     second, _ = replay(settings, catalog, as_messages(other), now=datetime(2026, 3, 17, 12, tzinfo=local))
     assert {a["rule"] for a in second if a["case_id"] == "LATE-1"} == {"deadline_near", "overdue"}
+
+
+def test_one_refused_payload_under_two_cases_keys_holds_both_cases_across_commands(tmp_path):
+    """Found by a black-box test with other Kafka clients: an acceptance naming no case_id, sent
+    under the keys of two cases, was one letter in the store (its id ignored the key); the next
+    process restored the wait of one case only, and judged the other without its refused
+    acceptance: red `skipped_node` cards on a case whose acceptance was only refused."""
+    from tests.unit.helpers import CONTRACT, LICENCE
+
+    catalog = CONTRACT / "catalog.example.yaml"
+    settings = pipeline_settings(tmp_path / "data")
+    refused = orjson.dumps({"event_id": "DUPREF-1", "item_code": LICENCE, "type": "accepted",
+                            "occurred_at": "2026-03-02T10:00:00+08:00", "recorded_at": "2026-03-02T10:05:00+08:00"})
+
+    def event(case: str, kind: str, day: int, **fields) -> tuple[bytes, bytes]:
+        return case.encode(), orjson.dumps({
+            "event_id": f"{case}-{kind}", "case_id": case, "item_code": LICENCE, "type": kind,
+            "occurred_at": f"2026-03-{day:02d}T10:00:00+08:00", "recorded_at": f"2026-03-{day:02d}T10:05:00+08:00",
+            **fields})
+
+    cases = ("XW1", "XW2")
+    first, _ = replay(settings, catalog, [(case.encode(), refused) for case in cases]
+                      + [event(case, "closed", 4) for case in cases])
+    assert [a for a in first if a["case_id"] in cases] == []
+    client = connect(None, tmp_path / "data")
+    try:
+        letters = list(dead_letters(client, Scope.everything()))
+    finally:
+        client.close()
+    assert sorted(letter["case_id"] for letter in letters) == list(cases)
+
+    # The next process restores both waits from the store's open letters: neither is judged.
+    second, _ = replay(settings, catalog, [event(case, "rated", 5, attrs={"rating": "satisfied"}) for case in cases])
+    assert [(a["case_id"], a["rule"]) for a in second if a["case_id"] in cases] == []

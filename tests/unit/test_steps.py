@@ -399,6 +399,28 @@ def test_a_letter_for_a_payload_that_names_no_case_names_the_case_its_key_names(
     assert make_letter("case-events", 0, 7, b"CASE-A", payload, "invalid_event", "bad").case_id == "CASE-B"
 
 
+def test_one_payload_refused_under_two_cases_keys_is_two_letters_and_the_same_one_again_is_one():
+    """Found by a black-box test: a letter was identified by its topic, bytes and reason only, so a
+    payload naming no case refused under the keys of two cases was one letter, stored once, naming
+    the last; after a restart the other case no longer waited, and was judged without its refused
+    acceptance (red skipped_node cards)."""
+    from alerts.letters import make_letter
+
+    raw = b'{"event_id": "DUPREF-1", "type": "accepted"}'  # no case_id: its key names the case
+    first, second = (make_letter("case-events", p, o, key, raw, "schema", "case_id missing")
+                     for p, o, key in ((0, 7, b"XW1"), (1, 9, b"XW2")))
+    assert (first.case_id, second.case_id) == ("XW1", "XW2") and first.letter_id != second.letter_id
+    # The same message refused again (a redelivery, elsewhere) is the same letter.
+    assert make_letter("case-events", 3, 50, b"XW1", raw, "schema", "case_id missing").letter_id == first.letter_id
+    # A tombstone and an empty record of two cases: two letters.
+    assert (make_letter("case-events", 0, 1, b"XTOMB", b"", "empty", "0 bytes").letter_id
+            != make_letter("case-events", 0, 2, b"XEMPTY", b"", "empty", "0 bytes").letter_id)
+    # A payload that names its case is the same letter under any key (its identity is unchanged).
+    named = b'{"case_id": "CASE-B", "event_id": "e1"}'
+    assert (make_letter("case-events", 0, 7, b"CASE-B", named, "schema", "bad").letter_id
+            == make_letter("case-events", 0, 7, None, named, "schema", "bad").letter_id)
+
+
 def test_an_event_naming_a_department_the_catalog_lacks_is_a_dead_letter_and_the_rest_goes_on():
     """Before, it was taken: its case's alerts and tickets named department ZZZ, no region, no one
     to notify, and no score counted it (found by a black-box test). A case's events without a
