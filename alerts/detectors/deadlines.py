@@ -87,7 +87,10 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
                                     {**_case_evidence(view, deadline), "last_day_started_at": local(view, near)},
                                     officer_id=t.officer()))
         passed = overdue_moment(t, deadline)
-        if passed <= now and t.open_at(passed):
+        # Accepted after the deadline it states, a case is late whenever it ends: finished at the
+        # very moment of its acceptance (a case registered online all at once), it was still finished
+        # after the deadline (a second later it had a card; at the same second it had none).
+        if passed <= now and (t.open_at(passed) or (passed > deadline and t.ended_at == passed)):
             evidence = _case_evidence(view, deadline)
             if passed > deadline:
                 evidence["accepted_after_deadline"] = True
