@@ -187,8 +187,10 @@ class CatalogSource:
             self.basis = judging_basis(self.judge, self.rules)
         except Exception as exc:  # whatever is wrong with the new file, the running catalog stays
             metrics.CATALOG_RELOADS.labels("rejected").inc()
+            metrics.CATALOG_REFUSED.set(1)  # until the files are mended: an edit that never took effect
             log.error("catalog reload refused, keeping the previous catalog: %s", exc)
             return False
         metrics.CATALOG_RELOADS.labels("loaded").inc()
+        metrics.CATALOG_REFUSED.set(0)
         log.info("catalog reloaded from %s: %d items", self.catalog_path, len(self.judge.catalog.items))
         return True

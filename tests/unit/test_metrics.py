@@ -42,7 +42,7 @@ AGREED = {
     "sunlight_alerts_raised_total": ("rule", "severity"), "sunlight_open_cases": (),
     "sunlight_due_timer_backlog": (), "sunlight_consumer_lag": ("topic", "partition"),
     "sunlight_sink_batch_rows": (), "sunlight_tickets": ("status",), "sunlight_office_hours": (),
-    "sunlight_ready": (),
+    "sunlight_ready": (), "sunlight_catalog_refused": (),
 }
 
 
@@ -150,10 +150,17 @@ def test_the_office_hours_gauge_is_set_from_the_catalog_calendar(tmp_path):
     assert source.maybe_reload()
     watch.set_office_hours(_at(2026, 9, 29, 13, 30))
     assert _sample("sunlight_office_hours") == 1
+    assert _sample("sunlight_catalog_refused") == 0
     write("17:00-09:00")  # refused, like any bad catalog: the hours in force stay
     assert not source.maybe_reload()
     watch.set_office_hours(_at(2026, 9, 29, 13, 30))
     assert _sample("sunlight_office_hours") == 1
+    # ... and says so for as long as the files on disk are the refused ones (an edit that never took
+    # effect had only a counter, which no rule watched: found by a black-box test).
+    assert _sample("sunlight_catalog_refused") == 1
+    assert not source.maybe_reload() and _sample("sunlight_catalog_refused") == 1  # unchanged since
+    write(["08:30-12:00", "13:00-17:30"])
+    assert source.maybe_reload() and _sample("sunlight_catalog_refused") == 0
 
 
 def _sample(name: str, **labels) -> float | None:
