@@ -58,6 +58,7 @@ from typing import Mapping
 
 from alerts.letters import HOLDS_ITS_CASE, REASON_TITLE
 from alerts.model import RULE_TITLE, SEVERITY_TITLE
+from alerts.tickets import STATUS_TITLE as TICKET_STATUS_TITLE
 from dashboards.macros import variable_names
 from sinks.rows import TICKET_ROUND
 
@@ -89,6 +90,9 @@ _SEVERITY_TITLE = (f"transform(severity, {_sql_array(s.value for s in SEVERITY_T
 _RULE_TITLE = (f"transform(rule, {_sql_array(r.value for r in RULE_TITLE)}, "
                f"{_sql_array(RULE_TITLE.values())}, rule)")
 _REASON_TITLE = (f"transform(reason, {_sql_array(REASON_TITLE)}, {_sql_array(REASON_TITLE.values())}, reason)")
+# A ticket's status in the words of `sunlight tickets` and the console (alerts.tickets.STATUS_TITLE).
+_TICKET_STATUS_TITLE = (f"transform(status, {_sql_array(s.value for s in TICKET_STATUS_TITLE)}, "
+                        f"{_sql_array(TICKET_STATUS_TITLE.values())}, status)")
 
 # Department and item names from the catalog's copy, as scalars computed once per query (a JOIN
 # would be planned against the big table); a code the catalog does not know shows as itself.
@@ -673,7 +677,7 @@ DEPARTMENT_TICKETS = Panel(
     columns=("ticket_id", "case_id", "state", "deadline", "hours_left"),
     sql=f"""
 SELECT ticket_id, case_id, {_RULE_TITLE} AS rule_title,
-    transform(status, ['open', 'returned', 'replied'], ['待答复', '已退回', '待审核'], status) AS state,
+    {_TICKET_STATUS_TITLE} AS state,
     opened_at, deadline, dateDiff('hour', $__toTime, deadline) AS hours_left,
     if(overdue = 1, '是', '否') AS is_overdue, escalation_level
 FROM {_TICKETS_NOW.format(where=" AND department = ${department:singlequote}")}
