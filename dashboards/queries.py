@@ -766,12 +766,21 @@ _SCORE_PARTS = (("coverage", "部门覆盖"), ("publication", "权力公开"), (
                 ("rating", "行政相对人评议"), ("supervision", "督办及落实"), ("other", "其他"))
 
 
+# A subject's notes (说明), as `sunlight score` writes them (alerts.scoring_report.row): each part's
+# title and note, in the rulebook's order, joined by "；".
+_SCORE_NOTES = ("arrayStringConcat(arrayFilter(x -> x != '', arrayMap(part -> "
+                "if(JSONExtractString(part.2, 'note') = '', '', "
+                "concat(JSONExtractString(part.2, 'title'), JSONExtractString(part.2, 'note'))), "
+                "JSONExtractKeysAndValuesRaw(parts))), '；')")
+
+
 def _ranking(attachment: str, parts: tuple[str, ...]) -> str:
     columns = ",\n    ".join(f"if(has(part_keys, '{key}'), part_points[indexOf(part_keys, '{key}')], NULL) AS {key}"
                               for key in parts)
     return f"""
 SELECT if(ranked = 1, toString(rank), '不排名') AS rank_text, subject, name AS subject_name, cases, total,
-    {columns}
+    {columns},
+    {_SCORE_NOTES} AS notes
 FROM scores FINAL
 WHERE attachment = '{attachment}' AND month = {_SCORE_MONTH}
     AND version = (SELECT max(version) FROM scores WHERE attachment = '{attachment}' AND month = {_SCORE_MONTH})
@@ -788,23 +797,24 @@ SCORES_DEPARTMENTS = Panel(
     name="scores_departments",
     title="市级部门绩效考核排名",
     description="所选时段末所在月份的市级部门得分（附件2），按总分排名；当月无办件的部门不排名、列在最后。"
-                "同一月份重新计算后显示最新一版。",
+                "同一月份重新计算后显示最新一版。说明列与 sunlight score 的说明相同（如某项无数据、按满分计）。",
     doc="The city departments' scores of the local month the range ends in (attachment 2), the month's "
         "latest version, ranked; departments without a case that month last, marked 不排名.",
     labels={"rank_text": "名次", "subject": "部门编码", "subject_name": "部门", "cases": "办件数", "total": "总分",
-            **{key: _PART_TITLE[key] for key in _DEPARTMENT_PARTS}},
-    columns=("rank_text", "subject", "subject_name", "cases", "total", *_DEPARTMENT_PARTS),
+            **{key: _PART_TITLE[key] for key in _DEPARTMENT_PARTS}, "notes": "说明"},
+    columns=("rank_text", "subject", "subject_name", "cases", "total", *_DEPARTMENT_PARTS, "notes"),
     sql=_ranking("department", _DEPARTMENT_PARTS),
 )
 
 SCORES_REGIONS = Panel(
     name="scores_regions",
     title="市(县)区绩效考核排名",
-    description="所选时段末所在月份的市(县)区得分（附件1），按总分排名；当月无办件的地区不排名、列在最后。",
+    description="所选时段末所在月份的市(县)区得分（附件1），按总分排名；当月无办件的地区不排名、列在最后。"
+                "说明列与 sunlight score 的说明相同。",
     doc="The regions' scores of the local month the range ends in (attachment 1), latest version, ranked.",
     labels={"rank_text": "名次", "subject": "地区编码", "subject_name": "地区", "cases": "办件数", "total": "总分",
-            **{key: _PART_TITLE[key] for key in _REGION_PARTS}},
-    columns=("rank_text", "subject", "subject_name", "cases", "total", *_REGION_PARTS),
+            **{key: _PART_TITLE[key] for key in _REGION_PARTS}, "notes": "说明"},
+    columns=("rank_text", "subject", "subject_name", "cases", "total", *_REGION_PARTS, "notes"),
     sql=_ranking("region", _REGION_PARTS),
 )
 

@@ -331,6 +331,10 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
         assert [r["rank_text"] for r in shown] == [str(r["rank"]) if r["ranked"] else "不排名" for r in stored]
         assert all(r[key] == stored[i]["parts"][key]["points"] for i, r in enumerate(shown)
                    for key in stored[i]["parts"])
+        # 说明 as `sunlight score` writes it (the panel had none: found by a black-box test).
+        assert [r["notes"] for r in shown] == ["；".join(f"{p['title']}{p['note']}" for p in r["parts"].values()
+                                                         if p.get("note")) for r in stored]
+        assert any(r["notes"] for r in shown)
     assert {r["subject"] for r in ran["scores_departments"][0]} == {
         d["code"] for d in scenario.catalog["departments"] if d["region"] == "320200"}
     assert "不排名" in {r["rank_text"] for r in ran["scores_regions"][0]}  # a district without a case that month
