@@ -266,10 +266,10 @@ LEGEND_TITLES: dict[str, Mapping[str, str]] = {
 
 
 HEALTH_PANELS = (
-    PromPanel("事件处理速率", "每秒处理的办件事件数，按结果（新事件、重复事件）。", "ops",
+    PromPanel("事件处理速率", "每秒处理的办件事件数，按结果（新事件、重复事件）。", "suffix: 条/秒",
               ((titled('sum by (outcome) (rate(sunlight_events_processed_total[$__rate_interval]))', "outcome",
                        OUTCOME_TITLE), "{{outcome}}"),)),
-    PromPanel("消费滞后", "各输入分区的消费滞后（末端偏移量减已提交偏移量，条）。持续上升说明处理跟不上。", "none",
+    PromPanel("消费滞后", "各输入分区的消费滞后（末端偏移量减已提交偏移量，条）。持续上升说明处理跟不上。", "suffix: 条",
               (('sum by (topic, partition) (sunlight_consumer_lag)', "{{topic}}/{{partition}}"),)),
     PromPanel("写库延迟", "ClickHouse 批量写入耗时的 P50 与 P95（秒）。", "s",
               (('histogram_quantile(0.95, sum by (le) (rate(sunlight_sink_flush_seconds_bucket[$__rate_interval])))',
@@ -279,7 +279,7 @@ HEALTH_PANELS = (
     PromPanel("写库失败与积压", "每秒写库失败次数与尚未写入的行数。", "none",
               (('sum(rate(sunlight_sink_failures_total[$__rate_interval]))', "失败/秒"),
                ('sum(sunlight_sink_pending_rows)', "待写行数"))),
-    PromPanel("死信速率", "每秒进入死信队列的消息数，按原因。", "ops",
+    PromPanel("死信速率", "每秒进入死信队列的消息数，按原因。", "suffix: 条/秒",
               ((titled('sum by (reason) (rate(sunlight_events_dead_lettered_total[$__rate_interval]))', "reason",
                        REASON_TITLE), "{{reason}}"),)),
     PromPanel("到期计时积压", "按流时钟已到期但尚未触发的期限与督办计时个数，以及在办办件数。", "none",
@@ -287,7 +287,7 @@ HEALTH_PANELS = (
     PromPanel("通知失败", "每个时间段内发送失败的通知数，按催办步骤。", "none",
               ((titled('sum by (step) (increase(sunlight_notices_total{status="failed"}[$__rate_interval]))', "step",
                        STEP_TITLE), "{{step}}"),)),
-    PromPanel("预警产生速率", "每分钟新产生的预警数，按规则和等级。", "none",
+    PromPanel("预警产生速率", "每分钟新产生的预警数，按规则和等级。", "suffix: 条/分钟",
               ((titled(titled('sum by (rule, severity) (rate(sunlight_alerts_raised_total[$__rate_interval])) * 60',
                               "rule", LEGEND_TITLES["rule"]), "severity", LEGEND_TITLES["severity"]),
                 "{{severity}}·{{rule}}"),)),

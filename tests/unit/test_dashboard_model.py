@@ -166,6 +166,16 @@ def test_chinese_titles_labels_and_a_description_on_every_panel(uid):
                     assert CJK.search(prop["value"])
 
 
+@pytest.mark.parametrize("uid", sorted(DASHBOARDS))
+def test_counts_are_shown_in_chinese_units(uid):
+    """Found by a black-box test: the health panels' rates read "ops/s" (Grafana's ops unit); a
+    count is said as 条, per second or per minute, through a custom suffix."""
+    for panel in panels(DASHBOARDS[uid]):
+        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        assert unit is None or unit in ("none", "s", "percentunit", "dateTimeAsIso") or (
+            unit.startswith("suffix:") and CJK.search(unit)), f"{panel['title']}: unit {unit!r}"
+
+
 def test_every_column_a_panel_shows_has_a_chinese_label():
     for panel in queries.PANELS.values():
         assert set(panel.columns) - {"time"} <= set(panel.labels), panel.name
