@@ -406,11 +406,13 @@ class TicketFact:
 
 @dataclass(frozen=True)
 class RatingFact:
-    """A `rated` event that occurred in the month."""
+    """A `rated` event that occurred in the month; the facts come in each case's order (occurred_at,
+    then event_id), so that a case's first rating is its first fact."""
     event_id: str
     department: str
     region: str
     rating: str
+    case_id: str = ""  # "": a case of its own
 
 
 @dataclass(frozen=True)
@@ -680,11 +682,17 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         value = rule.points if no_data else p["factor"] * rate
     elif rule.key == "rating":
         # Only the contract's ratings count; a `rated` event without one (or with another value) is
-        # neither satisfied nor dissatisfied.
+        # neither satisfied nor dissatisfied. One rating per case (一事一评): its first of the month;
+        # a later one of the same case (a second push, a rating sent again) is not counted either way.
         mine_all = [r for r in facts.ratings if mine(r)]
-        ratings = [r for r in mine_all if r.rating in RATINGS]
+        valid = [r for r in mine_all if r.rating in RATINGS]
+        first: dict[str, RatingFact] = {}
+        for r in valid:
+            first.setdefault(r.case_id or f"event:{r.event_id}", r)
+        ratings = list(first.values())
         satisfied = sum(1 for r in ratings if r.rating in SATISFIED)
-        inputs = {"satisfied": satisfied, "ratings": len(ratings), "not_counted": len(mine_all) - len(ratings)}
+        inputs = {"satisfied": satisfied, "ratings": len(ratings), "not_counted": len(mine_all) - len(valid),
+                  "repeated": len(valid) - len(ratings)}
         rate = _rate(satisfied, len(ratings))
         no_data = rate is None
         value = rule.points if no_data else p["factor"] * rate
@@ -737,7 +745,8 @@ def basis(part: PartScore) -> str:
         return f"完成 {i['tickets_done']}/{i['tickets']}"
     if part.key == "rating":
         uncounted = f" 未计 {i['not_counted']}" if i.get("not_counted") else ""  # events without a known rating
-        return f"满意 {i['satisfied']}/{i['ratings']}{uncounted}"
+        repeated = f" 重复评议 {i['repeated']}" if i.get("repeated") else ""  # a case's later ratings (一事一评)
+        return f"满意 {i['satisfied']}/{i['ratings']}{uncounted}{repeated}"
     if part.key == "data_exchange":
         if not i["self_built"]:
             return "不适用"

@@ -8,7 +8,8 @@ What is counted (see docs/scoring.md):
 * tickets opened in the month, each as it stands now (latest version; settling ones are no one's yet);
   a ticket opened again by hand in a later month is a new round there, and its earlier round stays
   in its own month as that round ended;
-* ``rated`` events that occurred in the month;
+* ``rated`` events that occurred in the month, each case's in order (its first rating counts:
+  一事一评);
 * per department, the events that occurred in the month on the ``import`` channel or on none
   stated (pushed, for a self-built department, as the backfill rule reads it), and their last
   ``recorded_at`` (when the self-built system pushed them, not when Sunlight stored them);
@@ -80,16 +81,17 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
     sql, parameters = query.sql(scope)
     tickets = tuple(TicketFact(*row) for row in client.query(sql, parameters={**parameters, **window}).result_rows)
 
-    query = ScopedQuery("event_id, department, region, attrs", "case_events FINAL",
+    query = ScopedQuery("event_id, department, region, attrs, case_id", "case_events FINAL",
                         where="type = 'rated' AND occurred_at >= {start:DateTime64(6, 'UTC')} "
                               "AND occurred_at < {end:DateTime64(6, 'UTC')}",
-                        tail="ORDER BY event_id")
+                        tail="ORDER BY case_id, occurred_at, event_id")  # each case's first rating first
     sql, parameters = query.sql(scope)
     ratings = []
-    for event_id, department, region, attrs in client.query(sql, parameters={**parameters, **window}).result_rows:
+    for event_id, department, region, attrs, case_id in client.query(
+            sql, parameters={**parameters, **window}).result_rows:
         rating = (orjson.loads(attrs) if attrs else {}).get("rating")
         # Not a rating (absent, null): kept as "", which the scoring does not count.
-        ratings.append(RatingFact(event_id, department, region, rating if isinstance(rating, str) else ""))
+        ratings.append(RatingFact(event_id, department, region, rating if isinstance(rating, str) else "", case_id))
 
     # Pushed: channel `import`, or none stated (a self-built department's system, as the backfill
     # rule reads it: alerts.detectors.CaseView.pushed); only self-built departments' are scored.

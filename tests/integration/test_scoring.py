@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -95,6 +95,13 @@ def month(tmp_path_factory):
     unrated = next(e for e in scenario.events if e["event_id"] == "C11000106-06")
     assert unrated["department"] == "STJ" and unrated["attrs"] == {"rating": "satisfied"}
     unrated["attrs"] = {}
+    # The other STJ case rated in April is rated again, dissatisfied, an hour later: one rating per
+    # case (一事一评), its first; the second is not counted (before, both were).
+    rated = next(e for e in scenario.events if e["type"] == "rated" and e["department"] == "STJ"
+                 and e is not unrated and START <= local(e["occurred_at"]) < END - timedelta(hours=1))
+    later = (datetime.fromisoformat(rated["occurred_at"]) + timedelta(hours=1)).isoformat()
+    scenario.events.append({**rated, "event_id": f"{rated['event_id']}-again", "attrs": {"rating": "dissatisfied"},
+                            "occurred_at": later, "recorded_at": later})
     # A self-built department's push that states no channel is pushed data, as the backfill rule
     # reads it (before, not counted: a department pushing only such events had no data, full points).
     scenario.events.append({"event_id": "ZJJ-NOCHANNEL-1", "case_id": "IZJJ-NOCHANNEL", "item_code": zjj_item,
@@ -216,8 +223,14 @@ def expected(scenario, alerts, tickets, by: str) -> dict[str, dict]:
         cap = 20 if by == "region" else 10
         parts["操作规范"] = clamp(10 * (1 - irregular / len(cases)), cap) if cases else cap
         if by == "department":
-            ratings = [e["attrs"]["rating"] for e in events if e["type"] == "rated" and e["department"] in members
-                       and START <= local(e["occurred_at"]) < END and e.get("attrs", {}).get("rating")]
+            first_rating: dict[str, tuple] = {}  # one per case (一事一评): its first of the month
+            for e in events:
+                if (e["type"] == "rated" and e["department"] in members and START <= local(e["occurred_at"]) < END
+                        and e.get("attrs", {}).get("rating")):
+                    moment = (local(e["occurred_at"]), e["event_id"])
+                    if e["case_id"] not in first_rating or moment < first_rating[e["case_id"]][0]:
+                        first_rating[e["case_id"]] = (moment, e["attrs"]["rating"])
+            ratings = [rating for _, rating in first_rating.values()]
             good = sum(1 for r in ratings if r in ("satisfied", "basically_satisfied"))
             parts["行政相对人评议"] = 10 * good / len(ratings) if ratings else 10
         month_tickets = [t for t in tickets if t["department"] in members and t["status"] != "withdrawn"
@@ -275,6 +288,7 @@ def test_sunlight_score_reproduces_the_month_by_hand(month, by, monkeypatch, cap
         assert parts["JTJ"]["data_exchange"]["inputs"]["dead_letters"] == 0  # neither refused message was a push
         assert parts["STJ"]["rating"]["inputs"]["ratings"] == 1 and parts["STJ"]["rating"]["points"] == 10
         assert parts["STJ"]["rating"]["inputs"]["not_counted"] == 1
+        assert parts["STJ"]["rating"]["inputs"]["repeated"] == 1
         assert parts["SCJG"]["data_exchange"]["note"].startswith("不适用")
         assert parts["WJW"]["maintenance"]["points"] == 0
         assert parts["KJJ"]["conformity"]["no_data"] is True

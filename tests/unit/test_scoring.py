@@ -271,6 +271,23 @@ def test_only_the_known_ratings_count():
     assert rating.no_data and rating.points == 10
 
 
+def test_one_rating_per_case_its_first():
+    """一事一评 (the rules' 行政相对人评议): a case rated twice in the month (a dissatisfied rating, then
+    a satisfied one pushed later) counts once, by its first rating; before, every rating counted,
+    and a case's second rating could outweigh its first (found by a black-box test)."""
+    from alerts.scoring import basis
+
+    facts = MonthFacts(MONTH, cases=cases("A", 2),
+                       ratings=(RatingFact("r1", "A", "320200", "", "C1"),  # no rating: not the case's rating
+                                RatingFact("r2", "A", "320200", "dissatisfied", "C1"),
+                                RatingFact("r3", "A", "320200", "satisfied", "C1"),
+                                RatingFact("r4", "A", "320200", "satisfied", "C2")))
+    rating = part(score_month(rulebook(), "department", CATALOG, facts), "A", "rating")
+    assert (rating.points, rating.inputs["satisfied"], rating.inputs["ratings"]) == (5, 1, 2)  # 10 × 1/2
+    assert (rating.inputs["not_counted"], rating.inputs["repeated"]) == (1, 1)
+    assert basis(rating) == "满意 1/2 未计 1 重复评议 1"
+
+
 @pytest.mark.parametrize("last, late", [
     (datetime(2026, 5, 5, 23, 59, 59, 999999, tzinfo=TZ), False),  # the last moment of the 5th
     (datetime(2026, 5, 6, 0, 0, tzinfo=TZ), False),  # 24:00 of the 5th itself: the deadline, on time
