@@ -35,8 +35,18 @@ class CaseView:
         """Whether `event` came in a self-built system's push: channel import, or no channel stated
         by a self-built department. Its registration is the push, a month at once by design: it is
         judged against the push deadline (`push_limit`), and says nothing of when it was recorded
-        in the department's own system."""
-        return event.channel is Channel.IMPORT or (event.channel is None and self.self_built)
+        in the department's own system.
+
+        Channel import from a department the catalog does not mark self-built is a push only in a
+        case that came wholly by import (its acceptance did too: a history imported). Joining a
+        case accepted online or at a window, it is judged as that case's events are: naming the
+        channel must not move a registration off the 48-hour rule (a department whose back-dated
+        closing, sent as `import` weeks later, withdrew a standing red card with no backfill card:
+        found by a black-box test)."""
+        if event.channel is Channel.IMPORT:
+            accepted = self.timeline.accepted
+            return self.self_built or accepted is None or accepted.channel is Channel.IMPORT
+        return event.channel is None and self.self_built
 
     def push_limit(self, event: CaseEvent) -> datetime:
         """Self-built systems push a month's cases by `import_push_day` of the next month (24:00)."""

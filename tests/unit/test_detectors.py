@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import pytest
 
 from alerts.evaluate import judge_case
+from alerts.events import Channel
 
 from tests.unit.helpers import PENALTY, active, at, ev, judge, run
 
@@ -366,6 +367,29 @@ def test_a_self_built_departments_push_that_states_no_channel_is_a_push():
         ("backfill", None), ("retroactive_suspension", None)}
     # A self-built department's event that states another channel is judged as that channel says.
     assert ("backfill", None) in active(run(_from("ZJJ", _pushed_case(at(2026, 4, 3, 9), "window")), at(2026, 5, 1)))
+
+
+def test_a_department_not_self_built_cannot_take_a_case_accepted_online_off_the_48_hour_rule_by_naming_import():
+    """Found by a black-box test: SCJG (not self-built) accepted a case online, let it run past its
+    deadline (a red overdue card), then sent the rest of its handling back-dated, weeks later, as
+    channel `import`: judged as a push (on time by the 5th of the next month) it withdrew the
+    overdue card and raised no backfill card. A case that came wholly by import (a history
+    imported) is still a push."""
+    accepted = ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc")
+    standing = run([accepted], at(2026, 3, 20, 12))
+    assert ("overdue", None) in active(standing)
+    later = [ev(kind, t, at(2026, 3, 25, 10), node=node, channel="import", event_id=f"late-{kind}-{node}")
+             for kind, t, node in [("node_completed", at(2026, 3, 5), "undertake"),
+                                   ("node_completed", at(2026, 3, 6), "review"),
+                                   ("node_completed", at(2026, 3, 9), "approve"), ("closed", at(2026, 3, 10), None)]]
+    after = run([accepted, *later], at(2026, 3, 26, 12))
+    (card,) = [a for a in after.alerts.values() if a.rule.value == "backfill"]
+    assert card.status.value == "open" and card.evidence["late_registration_count"] == 4
+    # The same case wholly imported (its acceptance too) is a history pushed by the 5th: no card.
+    imported = [dataclasses.replace(accepted, channel=Channel.IMPORT, recorded_at=at(2026, 3, 25, 10)), *later]
+    assert ("backfill", None) not in active(run(imported, at(2026, 3, 26, 12)))
+    # A self-built department's import joining a case accepted online is its push, as before.
+    assert ("backfill", None) not in active(run(_from("ZJJ", [accepted, *later]), at(2026, 3, 26, 12)))
 
 
 def test_a_back_dating_that_covered_an_overrun_stays_when_the_case_is_later_overdue_as_stated():
