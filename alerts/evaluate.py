@@ -23,7 +23,7 @@ from alerts.describe import event_cause, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
 from alerts.events import NODE_EVENTS, CaseEvent, EventType
 from alerts.lifecycle import Labels, reconcile
-from alerts.model import Alert, AlertStatus, Finding
+from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
 from alerts.state import CaseState, apply, apply_verdict, refuse, same_fact
 from alerts.timeline import read_timeline
@@ -156,6 +156,11 @@ def case_clock(state: CaseState, now: datetime) -> datetime:
     return now if state.judged_at is None or now >= state.judged_at else state.judged_at
 
 
+# The rules that judge how a case's events were registered (back-dated, registered late): raised
+# while the case waits for refused events (`judge_case`).
+CONDUCT_RULES = frozenset({Rule.BACKFILL, Rule.RETROACTIVE_SUSPENSION})
+
+
 def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime,
                hold_withdrawals: bool = False, cause: str | None = None) -> Outcome:
     """Re-evaluate a case at `now` (or at its last judgement's clock, if that is later).
@@ -169,7 +174,11 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     them it may look late, or its nodes skipped (a refused acceptance made every closed case a red
     `skipped_node`). Its published alerts are judged as any case's, so one that the facts it has no
     longer support is withdrawn (a finding raised on part of its events, before the rest came), and
-    nothing is due for it: the corrected event has it judged in full."""
+    nothing is due for it: the corrected event has it judged in full. But the rules of how its
+    events were registered (`CONDUCT_RULES`: backfill, retroactive_suspension) are raised: they
+    judge each event's own registration, which a refused event does not change, and without them a
+    department could send one junk event, then a back-dated closing, and have its red card withdrawn
+    with no backfill card for the back-dating (found by a black-box test)."""
     if not state.events:  # known only by refused events: nothing to judge
         if state.next_due is None:
             return Outcome(state, [], None, None)
@@ -179,7 +188,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     findings, next_due = result.findings, result.next_due
     if state.refused:
         standing = {k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}
-        findings, next_due = [f for f in findings if f.alert_id in standing], None
+        findings, next_due = [f for f in findings if f.alert_id in standing or f.rule in CONDUCT_RULES], None
     supported = {f.alert_id for f in findings}
     default = withdrawal_reason(cause) if cause else "重新评判时，已到达的事实不再支持该情形"
     unsupported = {k: state.held_withdrawals.get(k, default) for k, a in state.alerts.items()

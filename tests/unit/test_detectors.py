@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from alerts.evaluate import judge_case
+from alerts.evaluate import judge_case, step
 from alerts.events import Channel
 
 from tests.unit.helpers import PENALTY, active, at, ev, judge, run
@@ -390,6 +390,31 @@ def test_a_department_not_self_built_cannot_take_a_case_accepted_online_off_the_
     assert ("backfill", None) not in active(run(imported, at(2026, 3, 26, 12)))
     # A self-built department's import joining a case accepted online is its push, as before.
     assert ("backfill", None) not in active(run(_from("ZJJ", [accepted, *later]), at(2026, 3, 26, 12)))
+
+
+def test_a_case_that_waits_for_a_junk_event_still_earns_the_cards_of_a_back_dating():
+    """Found by a black-box test: a department let its case run past the deadline (a red overdue
+    card), sent one junk event (refused: the case waits for it, raising nothing), then its handling
+    back-dated, weeks late, online. The card was withdrawn, as facts that no longer support it
+    withdraw it, and the backfill card the back-dating earns was never raised: a cover-up. How each
+    event was registered is judged while the case waits; other new findings still wait."""
+    from alerts.state import refuse
+
+    accepted = ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc")
+    standing = run([accepted], at(2026, 3, 20, 12))
+    assert ("overdue", None) in active(standing)
+    waiting, _ = refuse(standing, "C1", "junk", "unknown_node")
+    state = waiting
+    for kind, t, node in [("node_completed", at(2026, 3, 5), "undertake"), ("node_completed", at(2026, 3, 6), "review"),
+                          ("node_completed", at(2026, 3, 9), "approve"), ("closed", at(2026, 3, 10), None)]:
+        late = ev(kind, t, at(2026, 3, 25, 10), node=node, channel="online", event_id=f"late-{kind}-{node}")
+        state = step(state, late, judge(), at(2026, 3, 26, 12), datetime(2026, 1, 1, tzinfo=timezone.utc)).state
+    assert dict(state.refused) == {"junk": "unknown_node"}
+    cards = {(a.rule.value, a.status.value) for a in state.alerts.values()}
+    assert ("backfill", "open") in cards  # the back-dating is on record while the case waits
+    assert ("overdue", "withdrawn") in cards
+    # A finding that is not about registration still waits (a node limit, say): nothing else is new.
+    assert {a.rule.value for a in state.alerts.values()} - {a.rule.value for a in standing.alerts.values()} == {"backfill"}
 
 
 def test_a_back_dating_that_covered_an_overrun_stays_when_the_case_is_later_overdue_as_stated():
