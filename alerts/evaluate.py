@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from alerts.calendar import WorkCalendar
 from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
-from alerts.describe import event_cause, withdrawal_reason
+from alerts.describe import event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
 from alerts.events import NODE_EVENTS, CaseEvent, EventType
 from alerts.lifecycle import Labels, reconcile
@@ -190,9 +190,12 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
         standing = {k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}
         findings, next_due = [f for f in findings if f.alert_id in standing or f.rule in CONDUCT_RULES], None
     supported = {f.alert_id for f in findings}
-    default = withdrawal_reason(cause) if cause else "重新评判时，已到达的事实不再支持该情形"
-    unsupported = {k: state.held_withdrawals.get(k, default) for k, a in state.alerts.items()
-                   if a.status is not AlertStatus.WITHDRAWN and k not in supported}
+    unsupported: dict[str, str] = {}
+    lost = [k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN and k not in supported]
+    if lost:
+        default = withdrawal_reason(cause) if cause else rejudged_reason(state.events, state.judged_at,
+                                                                           judge.calendar.tz)
+        unsupported = {k: state.held_withdrawals.get(k, default) for k in lost}
     alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, hold_withdrawals, unsupported)
     held = unsupported if hold_withdrawals else {}
     if (changed or next_due != state.next_due or now != state.judged_at

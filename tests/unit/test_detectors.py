@@ -8,7 +8,7 @@ end of Monday 2026-03-16, its last working day starts 2026-03-16 00:00.
 
 import dataclasses
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -415,6 +415,37 @@ def test_a_case_that_waits_for_a_junk_event_still_earns_the_cards_of_a_back_dati
     assert ("overdue", "withdrawn") in cards
     # A finding that is not about registration still waits (a node limit, say): nothing else is new.
     assert {a.rule.value for a in state.alerts.values()} - {a.rule.value for a in standing.alerts.values()} == {"backfill"}
+
+
+def test_a_card_withdrawn_by_several_new_facts_at_once_names_them_or_says_none_came_since():
+    """Found by a black-box test: judged once for all the facts a replay or an import brought (no
+    single event to name), a withdrawal said only 重新评判时，已到达的事实不再支持该情形, so an
+    inspector could not tell which event took the card down. It names the events registered since
+    the last judgement, or says that none was: facts that all claim a registration before a
+    judgement that did not have them (the registration back-dated too) are to be checked."""
+    accepted = ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc")
+    standing = run([accepted], at(2026, 3, 20, 12))
+    assert ("overdue", None) in active(standing)
+    raised_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def withdrawn_after(recorded):
+        state = standing
+        for kind, t, node in [("node_completed", at(2026, 3, 5), "undertake"), ("node_completed", at(2026, 3, 6), "review"),
+                              ("node_completed", at(2026, 3, 9), "approve"), ("closed", at(2026, 3, 10), None)]:
+            late = ev(kind, t, recorded(t), node=node, event_id=f"{kind}-{node}")
+            state = step(state, late, judge(), at(2026, 3, 26, 12), raised_at, judging=False).state
+        judged = judge_case(state, judge(), at(2026, 3, 26, 12), raised_at).state
+        (card,) = [a for a in judged.alerts.values() if a.rule.value == "overdue"]
+        assert card.status.value == "withdrawn"
+        return card.withdrawn_reason
+
+    registered_late = withdrawn_after(lambda t: at(2026, 3, 25, 10))
+    assert registered_late.startswith("重新评判时，已到达的事实不再支持该情形：上次评判 2026-03-20 12:00 之后登记的"), \
+        registered_late
+    assert "“办结”事件（closed-None）（登记于 2026-03-25 10:00）" in registered_late and "等 4 个事件" in registered_late
+    back_dated = withdrawn_after(lambda t: t + timedelta(minutes=5))
+    assert back_dated == ("重新评判时，已到达的事实不再支持该情形（上次评判 2026-03-20 12:00 之后到达的事实均自称登记于"
+                          "该次评判之前，请核对其登记时间）")
 
 
 def test_a_back_dating_that_covered_an_overrun_stays_when_the_case_is_later_overdue_as_stated():
