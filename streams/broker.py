@@ -200,6 +200,15 @@ async def _check_partition_counts(admin, topics: list[tuple[str, int]]) -> None:
         return
     described = await admin.describe_topics([name for name, _ in topics])
     counts = {topic["topic"]: len(topic.get("partitions") or ()) for topic in described}
+    more = [(name, counts[name], wanted) for name, wanted in topics
+            if counts.get(name, 0) > wanted and not name.endswith("__assignor-__leader")]
+    if more:  # taken, and each event sent on to its case's partition among the workers' count
+        log.warning("topic%s %s: more than the %d the workers use (SUNLIGHT_PARTITIONS=%d); the events in the "
+                    "extra partitions are sent on to their case's partition (counted in "
+                    "sunlight_events_rerouted_total, not the clients' fault): set SUNLIGHT_PARTITIONS to the "
+                    "topics' count unless they were created with too many by mistake",
+                    "s" if len(more) > 1 else "",
+                    ", ".join(f"{name} has {has} partitions" for name, has, _ in more), more[0][2], more[0][2])
     short = [(name, counts[name], wanted) for name, wanted in topics if 0 < counts.get(name, wanted) < wanted]
     if short:
         wanted = short[0][2]

@@ -365,6 +365,13 @@ class CaseSteps:
                                 headers=sent_on_headers(record, unit.partition))
         metrics.EVENTS_REROUTED.inc(len(elsewhere))
         record, case_id, home = elsewhere[0]
+        workers = self.out.settings.partitions
+        if unit.partition >= workers:  # the topic has more partitions than the workers use: not the clients
+            log.warning("%s[%s]: %d events in a partition beyond the %d the workers use (SUNLIGHT_PARTITIONS=%d, "
+                        "fewer than the topic has) sent on to their case's partition among those %d; the clients "
+                        "that wrote them are not at fault: set SUNLIGHT_PARTITIONS to the topic's partition count",
+                        unit.topic, unit.partition, len(elsewhere), workers, workers, workers)
+            return
         log.warning("%s[%s]: %d events not in their case's partition (the contract keys an event by its case_id; "
                     "the first, at offset %s, of case %s, keyed %r) sent on to their case's partition (%s: %d)",
                     unit.topic, unit.partition, len(elsewhere), record.offset, case_id,

@@ -122,7 +122,7 @@ def test_an_agent_that_fails_outside_its_units_fails_the_worker_instead_of_leavi
     assert isinstance(failure, PipelineFailed) and "Unrecognized partition" in str(failure)
 
 
-def test_a_topic_with_more_partitions_than_the_workers_is_read_from_where_the_group_left_it(tmp_path):
+def test_a_topic_with_more_partitions_than_the_workers_is_read_from_where_the_group_left_it(tmp_path, caplog):
     """Found by a black-box test: case-events created with more partitions than SUNLIGHT_PARTITIONS
     (a client wrote before the first worker started, and the broker auto-created it). The events
     in the extra partitions are taken and sent on to their case's partition; but after a restart
@@ -158,6 +158,14 @@ def test_a_topic_with_more_partitions_than_the_workers_is_read_from_where_the_gr
                 await until(lambda: running.pipeline.progress.events_new == len(events))
                 first = running.pipeline.progress.events_new
             assert first == len(events)
+            # Said at start, and the events sent on are not blamed on the clients that keyed them
+            # right (the warning said "the contract keys an event by its case_id": found by a
+            # black-box test).
+            said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+            assert any("case-events has 3 partitions: more than the 2 the workers use (SUNLIGHT_PARTITIONS=2)" in m
+                       for m in said), said
+            moved = [m for m in said if "sent on to their case's partition" in m and "case-events[2]" in m]
+            assert moved and all("beyond the 2 the workers use" in m and "not at fault" in m for m in moved), moved
             # Where the worker starts reading each partition: the extra one's committed offset too.
             committed = await committed_offsets(broker.bootstrap, settings.app_id, "case-events", settings.partitions)
             assert committed.get(2) == len(events)

@@ -33,7 +33,8 @@ class Harness:
         self.writer = SimpleNamespace(batch=Batch())
         self.writer.add = self.writer.batch.add
         self.judge = judge()
-        settings = SimpleNamespace(alerts_topic="alerts", peers_topic="peers", ticks_topic="ticks", dlq_topic="dlq")
+        settings = SimpleNamespace(alerts_topic="alerts", peers_topic="peers", ticks_topic="ticks", dlq_topic="dlq",
+                                   partitions=4)
         self.progress = Progress()
         catalog = SimpleNamespace(judge=self.judge, basis=judging_basis(self.judge))
         self.store = CaseStore(self.table, self.write, cache_size=10)
