@@ -803,15 +803,18 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     SUNLIGHT_KAFKA they are published to the running workers' notifier."""
     import dataclasses
 
-    from sinks.queries import failed_notices, notice_statuses
-    from streams.notices import FINISHED_VERSION, notice_from_json, resend_request
+    from sinks.queries import failed_notices, notice_statuses, unfinished_notices
+    from streams.notices import FINISHED, FINISHED_VERSION, notice_from_json, resend_request
 
     if not (settings.smtp or settings.webhook):
         raise SystemExit("sunlight: resending needs a channel: SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or "
                          "SUNLIGHT_WEBHOOK")
     with _store(settings) as client:
         failed = failed_notices(client, args.ticket)
-    if not failed:
+        # Recorded and never tried (the last process stopped first): any pipeline on these defaults
+        # sends them, this one too, and says so.
+        backlog = [] if settings.kafka else unfinished_notices(client, FINISHED)
+    if not failed and not backlog:
         print("no failed notices" + (f" of {', '.join(args.ticket)}" if args.ticket else ""), file=sys.stderr)
         return 0
     messages = [(record["ticket_id"].rpartition("/")[0].encode(),
@@ -829,16 +832,20 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     asyncio.run(_push(dataclasses.replace(settings, notify=True), messages, catalog, _parse_now(args.now),
                       show_progress=False, topic=settings.notices_topic))
     with _store(settings) as client:
-        outcome = notice_statuses(client, [record["notice_id"] for record in failed])
-        again = {record["notice_id"]: record for record in failed_notices(client, args.ticket)}
-    for record in failed:
-        status = outcome.get(record["notice_id"], ("failed", 0))[0]
+        outcome = notice_statuses(client, [record["notice_id"] for record in failed + backlog])
+        again = {record["notice_id"]: record for record in failed_notices(client)}
+    for record in failed + backlog:
+        status = outcome.get(record["notice_id"], ("recorded", 0))[0]
         why = f": {again[record['notice_id']]['last_error']}" if record["notice_id"] in again else ""
         print(f"{record['notice_id']} → {record['recipient_name'] or record['recipient_role']}: {status}{why}")
     still = sum(record["notice_id"] in again for record in failed)
     print(f"{len(failed) - still} of {len(failed)} failed notice(s) sent" + (f"; {still} failed again" if still else ""),
           file=sys.stderr)
-    return 1 if still else 0
+    if backlog:
+        sent = sum(outcome.get(record["notice_id"], ("",))[0] == "sent" for record in backlog)
+        print(f"also {sent} of {len(backlog)} notice(s) recorded and never tried (the last process stopped before "
+              f"sending them) sent", file=sys.stderr)
+    return 1 if still or any(record["notice_id"] in again for record in backlog) else 0
 
 
 SILENCE_INSERT = ("silence_id", "item_code", "department", "until", "reason", "created_by", "created_at",

@@ -332,14 +332,35 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     assert "0 of 1 failed notice(s) sent; 1 failed again" in still.stderr
     assert box.received == []
 
+    # A notice recorded and never tried (a process killed before sending it): any pipeline on these
+    # defaults sends it, this one too, and says so (it mailed it without a word: found by a
+    # black-box test).
+    from datetime import datetime, timezone
+
+    from alerts.notices import RenderedNotice
+    from alerts.tickets import Step
+    from sinks.rows import notice_row, to_arrow
+
+    backlog = RenderedNotice(f"{TICKET}/closed", TICKET, Step.CLOSED, "contact", notices[0]["recipient_name"],
+                             notices[0]["recipient_email"], "【督办办结】", "正文", notices[0]["department"],
+                             notices[0]["region"], datetime(2026, 3, 17, tzinfo=timezone.utc), "<backlog@sunlight.local>")
+    client = connect(None, data)
+    try:
+        client.insert_arrow("notices", to_arrow("notices", [notice_row(backlog, datetime.now(timezone.utc))]))
+    finally:
+        client.close()
+
     # Back: sent, once, with the notice's own Message-ID; the store says sent.
     done = sunlight(data, "notices", "resend", "--ticket", TICKET, "--catalog", str(CATALOG),
                     "--now", "2026-03-17T03:20:00+08:00", smtp=smtp)
     assert f"{notice_id} → " in done.stdout and ": sent" in done.stdout, done.stdout
-    assert [(rcpt, subject, message_id) for rcpt, subject, message_id, _ in mails(box)] == [
-        ([notices[0]["recipient_email"]], notices[0]["subject"], notices[0]["message_id"])]
+    assert f"{backlog.notice_id} → " in done.stdout and "also 1 of 1 notice(s) recorded and never tried" in done.stderr
+    assert sorted((rcpt, subject, message_id) for rcpt, subject, message_id, _ in mails(box)) == sorted([
+        ([notices[0]["recipient_email"]], notices[0]["subject"], notices[0]["message_id"]),
+        ([notices[0]["recipient_email"]], backlog.subject, backlog.message_id)])
     _, _, notices = read(data)
-    assert [(n["notice_id"], n["status"], n["last_error"]) for n in notices] == [(notice_id, "sent", "")]
+    assert sorted((n["notice_id"], n["status"], n["last_error"]) for n in notices) == [
+        (backlog.notice_id, "sent", ""), (notice_id, "sent", "")]
 
     # Nothing failed is left: a second resend sends nothing, nor does a later run of the pipeline.
     again = sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-03-17T03:30:00+08:00",
@@ -347,7 +368,7 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     assert "no failed notices" in again.stderr
     sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T04:00:00+08:00",
              "--notify", smtp=smtp)
-    assert len(box.received) == 1
+    assert len(box.received) == 2
 
 
 LOOP = [  # (command, --now, extra arguments): the loop of test_the_whole_loop_through_the_commands
