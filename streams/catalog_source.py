@@ -145,6 +145,7 @@ class CatalogSource:
         self.basis = judging_basis(self.judge, self.rules)
         self.texts = load_templates(templates_dir)
         self._stamp = self._mtime()
+        self.refused = False  # the files on disk were refused at the last reload
 
     def _load(self) -> tuple[Judge, TicketPolicy, tuple]:
         """The judge, the ticket policy and the office hours, from one reading of the catalog file.
@@ -188,9 +189,15 @@ class CatalogSource:
         except Exception as exc:  # whatever is wrong with the new file, the running catalog stays
             metrics.CATALOG_RELOADS.labels("rejected").inc()
             metrics.CATALOG_REFUSED.set(1)  # until the files are mended: an edit that never took effect
+            self.refused = True
             log.error("catalog reload refused, keeping the previous catalog: %s", exc)
             return False
         metrics.CATALOG_RELOADS.labels("loaded").inc()
         metrics.CATALOG_REFUSED.set(0)
-        log.info("catalog reloaded from %s: %d items", self.catalog_path, len(self.judge.catalog.items))
+        # After a refusal, said as loudly as the refusal was (an operator who mended the file reads
+        # the same log level).
+        log.log(logging.WARNING if self.refused else logging.INFO, "catalog reloaded from %s: %d items%s",
+                self.catalog_path, len(self.judge.catalog.items),
+                " (the refused edit is mended: this catalog is in force)" if self.refused else "")
+        self.refused = False
         return True

@@ -5,6 +5,7 @@ calendar, the state gauges are counted from the pipeline's state, and the health
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 import urllib.error
@@ -122,7 +123,7 @@ def test_office_hours_from_the_catalog():
             parse_office_hours(wrong)
 
 
-def test_the_office_hours_gauge_is_set_from_the_catalog_calendar(tmp_path):
+def test_the_office_hours_gauge_is_set_from_the_catalog_calendar(tmp_path, caplog):
     import os
 
     import yaml
@@ -160,7 +161,11 @@ def test_the_office_hours_gauge_is_set_from_the_catalog_calendar(tmp_path):
     assert _sample("sunlight_catalog_refused") == 1
     assert not source.maybe_reload() and _sample("sunlight_catalog_refused") == 1  # unchanged since
     write(["08:30-12:00", "13:00-17:30"])
-    assert source.maybe_reload() and _sample("sunlight_catalog_refused") == 0
+    with caplog.at_level(logging.INFO, logger="streams.catalog_source"):
+        assert source.maybe_reload() and _sample("sunlight_catalog_refused") == 0
+    # The mend is said at the refusal's level, not below what the worker logs (found by a black-box test).
+    (mended,) = [r for r in caplog.records if "catalog reloaded" in r.getMessage()]
+    assert mended.levelno == logging.WARNING and "the refused edit is mended" in mended.getMessage()
 
 
 def _sample(name: str, **labels) -> float | None:
