@@ -155,6 +155,16 @@ class EmbeddedBroker:
         self.stop()
 
 
+async def started(client) -> None:
+    """Start an aiokafka client, closing it if that fails (a broker that is down): left unclosed,
+    each failed start leaked its connections and logged "Unclosed AIOKafkaConsumer"."""
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise
+
+
 async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0) -> None:
     """Create topics with explicit partition counts; existing ones are left as they are."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -229,7 +239,7 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | N
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1024 * 1024,
                                 enable_idempotence=False, acks="all")
-    await producer.start()
+    await started(producer)
     ends: dict[int, int] = {}
     try:
         partitions = sorted(await producer.partitions_for(topic))
@@ -282,7 +292,7 @@ async def end_offsets_of(bootstrap: str, topics: Iterable[str], confirm: bool) -
 
     topics = list(topics)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
+    await started(consumer)
     try:
         wanted = [TopicPartition(topic, p) for topic in topics
                   for p in sorted(consumer.partitions_for_topic(topic) or set())]
@@ -305,7 +315,7 @@ async def committed_offsets_of(bootstrap: str, group: str, topics: Iterable[str]
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
+    await started(consumer)
     try:
         out: dict[str, dict[int, int]] = {}
         for topic in topics:
@@ -324,7 +334,7 @@ async def beginning_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
+    await started(consumer)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         listed = await consumer.beginning_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
@@ -346,7 +356,7 @@ async def fetch_range(bootstrap: str, topic: str, partition: int, start: int, en
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 fetch_max_wait_ms=50, isolation_level=isolation_level)
-    await consumer.start()
+    await started(consumer)
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])

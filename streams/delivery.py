@@ -63,6 +63,7 @@ class DeliveryWatch:
         self.next_offsets: dict = {}
         self.holes: dict = {}
         self.start_offsets: dict[str, dict[int, int]] = {}  # by topic, read when first needed
+        self.unread_starts: set[str] = set()  # topics whose start could not be read (said once each)
         # Loop time of the last unit: by topic partition (or its assignment), and by agent (its topics).
         self.last_seen: dict = {}
         # tp -> when its log was first seen reaching past what its agent had (the wait for
@@ -205,8 +206,14 @@ class DeliveryWatch:
                                                                self.settings.partitions)
                 starts = {**await broker_mod.beginning_offsets(self.bootstrap, tp.topic), **committed}
             except Exception as exc:
-                log.error("could not read where %s starts, so messages missing before the first one "
-                          "delivered would go unnoticed: %s", tp.topic, exc)
+                if tp.topic not in self.unread_starts:  # once per topic until it is read: asked every round
+                    self.unread_starts.add(tp.topic)
+                    log.error("could not read where %s starts, so messages missing before the first one "
+                              "delivered would go unnoticed (asked again each round, said again once read): %s",
+                              tp.topic, exc)
                 return None
+            if tp.topic in self.unread_starts:
+                self.unread_starts.discard(tp.topic)
+                log.warning("read where %s starts, after failing to", tp.topic)
             self.start_offsets[tp.topic] = starts
         return starts.get(tp.partition)

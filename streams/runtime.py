@@ -60,8 +60,11 @@ OWN_BROKER_SESSION_TIMEOUT = 2.0
 
 
 def _quiet_faust_logging() -> None:
+    from streams.log_limits import limit_repeats
+
     for name in ("faust", "mode", "aiokafka", "kafka"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    limit_repeats()  # a broker that is down: an error per connection attempt, thousands a minute
 
 
 # How long a worker with a broker of its own, sent SIGTERM, takes the events that broker holds.
