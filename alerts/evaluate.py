@@ -25,7 +25,7 @@ from alerts.events import NODE_EVENTS, CaseEvent, EventType
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
-from alerts.state import CaseState, apply, apply_verdict, refuse, same_fact
+from alerts.state import CaseState, apply, apply_verdict, refusal, refuse, refused_type, same_fact
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -156,9 +156,13 @@ def case_clock(state: CaseState, now: datetime) -> datetime:
     return now if state.judged_at is None or now >= state.judged_at else state.judged_at
 
 
-# The rules that judge how a case's events were registered (back-dated, registered late): raised
-# while the case waits for refused events (`judge_case`).
-CONDUCT_RULES = frozenset({Rule.BACKFILL, Rule.RETROACTIVE_SUSPENSION})
+# Raised while a case waits for refused events (`judge_case`): late registration, which judges
+# each event's registration against its own time; and, while it waits only for events that cannot
+# move its deadline nor end it (`OFF_THE_DEADLINE`; its acceptance, suspensions and end can), the
+# rules of that deadline, a back-dated suspension's among them.
+REGISTRATION_RULES = frozenset({Rule.BACKFILL})
+DEADLINE_RULES = frozenset({Rule.OVERDUE, Rule.DEADLINE_NEAR, Rule.RETROACTIVE_SUSPENSION})
+OFF_THE_DEADLINE = frozenset({EventType.NODE_COMPLETED, EventType.DECIDED, EventType.RATED, EventType.RETURNED})
 
 
 def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime,
@@ -170,15 +174,21 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     that lost their finding stay as published, and the state keeps them with their cause
     (`held_withdrawals`) for the judgement that makes them.
 
-    A case that waits for refused events (`CaseState.refused`) raises nothing: judged without
-    them it may look late, or its nodes skipped (a refused acceptance made every closed case a red
-    `skipped_node`). Its published alerts are judged as any case's, so one that the facts it has no
-    longer support is withdrawn (a finding raised on part of its events, before the rest came), and
-    nothing is due for it: the corrected event has it judged in full. But the rules of how its
-    events were registered (`CONDUCT_RULES`: backfill, retroactive_suspension) are raised: they
-    judge each event's own registration, which a refused event does not change, and without them a
-    department could send one junk event, then a back-dated closing, and have its red card withdrawn
-    with no backfill card for the back-dating (found by a black-box test)."""
+    A case that waits for refused events (`CaseState.refused`) raises nothing new, but for the two
+    exceptions below: judged without them it may look late, or its nodes
+    skipped (a refused acceptance made every closed case a red `skipped_node`). Its published
+    alerts are judged as any case's, so one that the facts it has no longer support is withdrawn
+    (a finding raised on part of its events, before the rest came), and nothing is due for it:
+    the corrected event has it judged in full. Two exceptions, both found by black-box tests:
+    * an event registered long after it happened is `backfill` whatever else the case holds: else
+      a department sent one junk event, then its handling back-dated weeks late, and its red card
+      was withdrawn with no card for the back-dating;
+    * when every event it waits for is of a type that cannot move its deadline nor end it
+      (`OFF_THE_DEADLINE`: a node, a decision, a rating, a return), its deadline's rules
+      (`DEADLINE_RULES`, a back-dated suspension's too) are judged and due as any case's: else one
+      junk node event sent before the deadline kept the case from ever being overdue. A refused
+      suspension could move the deadline: then a later suspension would look back-dated, falsely.
+    """
     if not state.events:  # known only by refused events: nothing to judge
         if state.next_due is None:
             return Outcome(state, [], None, None)
@@ -188,7 +198,10 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     findings, next_due = result.findings, result.next_due
     if state.refused:
         standing = {k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}
-        findings, next_due = [f for f in findings if f.alert_id in standing or f.rule in CONDUCT_RULES], None
+        deadline_known = all(refused_type(kept) in OFF_THE_DEADLINE for kept in state.refused.values())
+        raised = REGISTRATION_RULES | DEADLINE_RULES if deadline_known else REGISTRATION_RULES
+        findings = [f for f in findings if f.alert_id in standing or f.rule in raised]
+        next_due = next_due if deadline_known else None
     supported = {f.alert_id for f in findings}
     unsupported: dict[str, str] = {}
     lost = [k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN and k not in supported]
@@ -294,7 +307,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
             known(event, judge)
         except NotInCatalog as exc:
             refused.append((event, exc))
-            state, moved = refuse(state, event.case_id, event.event_id, exc.reason)
+            state, moved = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value))
             marked = marked or moved
             continue
         state, is_new = apply(state, event)

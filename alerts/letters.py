@@ -174,6 +174,13 @@ def refused_event(raw: bytes | None, reason: str, key: bytes | str | None = None
     return (case_id, event_id) if case_id and event_id else None
 
 
+def refused_event_type(raw: bytes | None) -> str | None:
+    """The `type` a refused event's payload names, if it names one (its case waits for it: what
+    it could change of the case, `alerts.state.refusal`)."""
+    obj = _payload_object(raw)
+    return _text(obj, "type") if obj is not None else None
+
+
 def _labels(raw: bytes, catalog: Catalog | None) -> dict[str, Any]:
     obj = _payload_object(raw)
     if obj is None:

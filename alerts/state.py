@@ -188,9 +188,24 @@ def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:
     return state.evolve(events=events, refused=refused, revision=state.revision + 1), True
 
 
+def refusal(reason: str, event_type: str | None = None) -> str:
+    """What `CaseState.refused` keeps of a refused event: its letter's reason, and `@type` when the
+    event names one of the contract's types (what it could have changed: `refused_type`)."""
+    return f"{reason}@{event_type}" if event_type in _EVENT_TYPES else reason
+
+
+def refused_type(kept: str) -> EventType | None:
+    """The type of a refused event as `refusal` kept it; None when it named none (or an unknown one)."""
+    _, _, event_type = kept.partition("@")
+    return EventType(event_type) if event_type in _EVENT_TYPES else None
+
+
+_EVENT_TYPES = frozenset(t.value for t in EventType)
+
+
 def refuse(state: CaseState | None, case_id: str, event_id: str, reason: str) -> tuple[CaseState, bool]:
-    """Record that an event of the case was refused (a dead letter, `reason`): the case waits for
-    it. Returns the new state and whether anything changed; an event the case holds already (a bad
+    """Record that an event of the case was refused (a dead letter, `reason`, as `refusal` makes it):
+    the case waits for it. Returns the new state and whether anything changed; an event the case holds already (a bad
     copy of it) or one recorded as refused changes nothing."""
     if state is None:
         state = CaseState(case_id=case_id)

@@ -46,7 +46,7 @@ def stored_states(client, events: dict[str, list[CaseEvent]], alerts: dict[str, 
     view), with the events it waits for (`refused`, else read: `refused_case_events`)."""
     clocks = stored_case_clocks(client, Scope.everything(), case_ids)
     if refused is None:
-        refused = refused_case_events(client, case_ids)
+        refused = refused_case_events(client, case_ids, as_kept=True)
     return {case_id: restored(case_id, case_events, alerts.get(case_id, []), *clocks.get(case_id, (0, None, None)),
                               refused=refused.get(case_id))
             for case_id, case_events in events.items()}
@@ -64,7 +64,7 @@ def states_of(client, case_ids: list[str]) -> dict[str, CaseState]:
     a dead letter that holds it back). A cheap look first which of them it holds (usually none: a
     unit's cases are mostly new)."""
     held = sorted(cases_with_events(client, case_ids))
-    refused = refused_case_events(client, case_ids)
+    refused = refused_case_events(client, case_ids, as_kept=True)
     states = stored_states(client, stored_case_events(client, held), stored_case_alerts(client, held), held,
                            refused) if held else {}
     return {**states, **waiting_only(refused, states)}
@@ -79,7 +79,7 @@ def store_seeds(client, basis: str) -> tuple[dict[str, CaseState], set[str], dic
     store's history."""
     settled = set(settled_cases(client, basis))
     alerts = stored_case_alerts(client)
-    refused = refused_case_events(client)
+    refused = refused_case_events(client, as_kept=True)
     with_events = cases_with_events(client)
     pending = sorted(with_events - settled)
     states: dict[str, CaseState] = {}

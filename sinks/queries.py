@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from alerts.letters import HOLDS_ITS_CASE
+from alerts.state import refusal
 from sinks.scope import Scope, ScopedQuery
 
 ALERT_COLUMNS = ("alert_id", "rule", "severity", "case_id", "item_code", "department", "region",
@@ -181,19 +182,22 @@ def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None
     return out
 
 
-def refused_case_events(client, case_ids: list[str] | None = None) -> dict[str, dict[str, str]]:
+def refused_case_events(client, case_ids: list[str] | None = None,
+                        as_kept: bool = False) -> dict[str, dict[str, str]]:
     """The events each case waits for (of some cases, with `case_ids`): its open dead letters
-    whose refusal holds it back (`alerts.letters.HOLDS_ITS_CASE`), event_id -> reason."""
+    whose refusal holds it back (`alerts.letters.HOLDS_ITS_CASE`), event_id -> reason; with
+    `as_kept`, as the case's state keeps it (`alerts.state.refusal`: with the type its payload
+    names), for a state restored from the store."""
     conditions = ["status = 'open'", "reason IN {reasons:Array(String)}", "case_id IS NOT NULL",
                   "event_id IS NOT NULL"]
     parameters: dict[str, Any] = {"reasons": sorted(HOLDS_ITS_CASE), **_of_cases(case_ids)}
     if case_ids is not None:
         conditions.append(_OF_CASES)
-    query = ScopedQuery("case_id, event_id, reason", "dead_letters FINAL", where=" AND ".join(conditions),
-                        tail="ORDER BY received_at, letter_id")
+    query = ScopedQuery("case_id, event_id, reason, JSONExtractString(payload, 'type')", "dead_letters FINAL",
+                        where=" AND ".join(conditions), tail="ORDER BY received_at, letter_id")
     out: dict[str, dict[str, str]] = {}
-    for case_id, event_id, reason in query.run(client, Scope.everything(), parameters):
-        out.setdefault(case_id, {}).setdefault(event_id, reason)
+    for case_id, event_id, reason, event_type in query.run(client, Scope.everything(), parameters):
+        out.setdefault(case_id, {}).setdefault(event_id, refusal(reason, event_type) if as_kept else reason)
     return out
 
 

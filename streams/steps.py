@@ -31,11 +31,11 @@ from alerts.detectors.discretion import penalty_of
 from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, judge_case, step,
                              step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
-from alerts.letters import DeadLetter, make_letter, refused_event
+from alerts.letters import DeadLetter, make_letter, refused_event, refused_event_type
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
-from alerts.state import CaseState, content_differences, refuse
+from alerts.state import CaseState, content_differences, refusal, refuse
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from streams import metrics
 from streams.codec import encode_state
@@ -199,7 +199,8 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
             out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
             if named is not None and home == unit.partition:  # its case waits for it (`alerts.state.refuse`)
                 case_id, event_id = named
-                cases.setdefault(case_id, CaseWork()).refusals.append((event_id, case_id, exc.reason))
+                kept = refusal(exc.reason, refused_event_type(record.value))
+                cases.setdefault(case_id, CaseWork()).refusals.append((event_id, case_id, kept))
             continue
         if partitions is not None:
             home = homes.get(event.case_id)
@@ -488,7 +489,7 @@ class CaseSteps:
             try:
                 outcome = step(state, event, judge, now, utcnow(), judging=not hold)
             except NotInCatalog as exc:  # its letter is written already
-                state, _ = refuse(state, event.case_id, event.event_id, exc.reason)
+                state, _ = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value))
                 continue
             if not outcome.is_new:
                 continue

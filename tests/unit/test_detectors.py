@@ -417,6 +417,51 @@ def test_a_case_that_waits_for_a_junk_event_still_earns_the_cards_of_a_back_dati
     assert {a.rule.value for a in state.alerts.values()} - {a.rule.value for a in standing.alerts.values()} == {"backfill"}
 
 
+def test_a_junk_node_event_sent_before_the_deadline_does_not_keep_the_case_from_being_overdue():
+    """Found by a black-box test: a department sent one node event with a node the catalog lacks
+    (refused: the case waits for it) before its case's deadline, and the case was never overdue:
+    a waiting case raised nothing. A node, a decision, a rating or a return cannot move a case's
+    deadline nor end it, so its deadline's rules are judged while it waits for only such events;
+    a refused acceptance, suspension, resumption, closing or withdrawal (or one whose type is
+    unreadable) could, and holds them still."""
+    from alerts.state import refusal, refuse
+
+    accepted = ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc")
+    before = run([accepted], at(2026, 3, 10, 12))
+    raised_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def later(kept: str):
+        waiting, _ = refuse(before, "C1", "junk", kept)
+        judged = judge_case(waiting, judge(), at(2026, 4, 20, 12), raised_at).state
+        return {a.rule.value for a in judged.alerts.values() if a.status.value == "open"}, judged.next_due
+
+    for harmless in ("node_completed", "decided", "rated", "returned"):
+        rules, _ = later(refusal("unknown_node", harmless))
+        assert {"overdue", "deadline_near"} <= rules and "skipped_node" not in rules, harmless
+    waiting, _ = refuse(before, "C1", "junk", refusal("unknown_node", "node_completed"))
+    assert judge_case(waiting, judge(), at(2026, 3, 10, 12), raised_at).state.next_due is not None  # it is due
+    for could_change in (refusal("schema", "closed"), refusal("schema", "suspended"), refusal("schema", "accepted"),
+                         refusal("schema", "withdrawn"), refusal("schema", "resumed"), "invalid_json", "schema"):
+        rules, due = later(could_change)
+        assert "overdue" not in rules and due is None, could_change
+
+
+def test_a_case_waiting_for_a_refused_suspension_is_not_judged_back_dated_by_its_next_one():
+    """Found by reviewing the change above: the refused suspension would have moved the deadline,
+    so a later suspension, registered on time, looked registered after it: a false red card while
+    the case waited."""
+    from alerts.state import refusal, refuse
+
+    accepted = ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc")
+    waiting, _ = refuse(run([accepted], at(2026, 3, 4, 12)), "C1", "s1", refusal("schema", "suspended"))
+    raised_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    state = waiting
+    for event in (ev("resumed", at(2026, 3, 12, 9), event_id="r1"),
+                  ev("suspended", at(2026, 3, 18, 9), event_id="s2", reason="hearing")):
+        state = step(state, event, judge(), at(2026, 3, 18, 12), raised_at).state
+    assert "retroactive_suspension" not in {a.rule.value for a in state.alerts.values()}
+
+
 def test_a_card_withdrawn_by_several_new_facts_at_once_names_them_or_says_none_came_since():
     """Found by a black-box test: judged once for all the facts a replay or an import brought (no
     single event to name), a withdrawal said only 重新评判时，已到达的事实不再支持该情形, so an

@@ -446,7 +446,7 @@ def test_a_refused_acceptance_holds_its_case_back_until_it_comes_corrected():
     harness.run(Unit("case-events", 1, [record(i, e) for i, e in enumerate([bad, *HISTORY[1:]])]))
     assert [(r["offset"], r["reason"], r["event_id"]) for r in harness.rows("dead_letters")] == [(0, "schema", "a")]
     held, _ = decode_state(harness.table.data["U1"])
-    assert dict(held.refused) == {"a": "schema"} and held.next_due is None
+    assert dict(held.refused) == {"a": "schema@accepted"} and held.next_due is None
     assert harness.rows("alerts") == [] and not held.alerts
     assert [r["status"] for r in harness.rows("cases")] == ["closed"]  # its row, without a judgement
     # A tick, or another unit of its events, judges nothing while it waits.
@@ -475,11 +475,14 @@ def test_an_event_the_catalog_refuses_holds_its_case_and_a_case_known_only_by_it
     misspelt = {**HISTORY[2], "node": "reveiw"}
     harness.run(Unit("case-events", 0, [record(i, e) for i, e in enumerate([*HISTORY[:2], misspelt, *HISTORY[3:]])]))
     held, _ = decode_state(harness.table.data["U1"])
-    assert dict(held.refused) == {"r": "unknown_node"} and not held.alerts
+    assert dict(held.refused) == {"r": "unknown_node@node_completed"}
+    # A node event cannot move the case's deadline nor end it: its deadline's cards are raised while
+    # it waits (closed after its deadline, it was late), its process's are not (review looks skipped).
+    assert {a.rule.value for a in held.alerts.values()} == {"overdue", "deadline_near"}
     first = {**event("x", "accepted", at(2026, 3, 2, 10), case="U3"), "item_code": "NO-SUCH-ITEM"}
     harness.run(Unit("case-events", 0, [record(20, first)]))
     waiting, _ = decode_state(harness.table.data["U3"])
-    assert not waiting.events and dict(waiting.refused) == {"x": "unknown_item"}
+    assert not waiting.events and dict(waiting.refused) == {"x": "unknown_item@accepted"}
     assert [r["case_id"] for r in harness.rows("cases")] == ["U1"]
     harness.run(Unit("case-events", 0, [record(21, event("y", "closed", at(2026, 3, 20), case="U3"))]))
     assert not [r for r in harness.rows("alerts") if r["case_id"] == "U3"]
@@ -513,7 +516,7 @@ def test_a_refusal_in_another_partition_holds_the_case_in_its_own_in_the_order_o
                for i, (key, value, headers) in enumerate(forwarded)]
     there.run(Unit("case-events", home, records))
     waiting, _ = decode_state(there.table.data[case])
-    assert dict(waiting.refused) == {"a": "schema"} and there.rows("alerts") == []
+    assert dict(waiting.refused) == {"a": "schema@accepted"} and there.rows("alerts") == []
     assert [(r["partition"], r["offset"], r["reason"]) for r in there.rows("dead_letters")] == [(2, 5, "schema")]
 
 
@@ -552,7 +555,7 @@ def test_a_case_too_large_for_its_unit_still_waits_for_the_events_refused_in_it(
     harness.run(Unit("case-events", 0, [record(i, e) for i, e in enumerate([HISTORY[1], misspelt, *HISTORY[3:]], 1)]))
     assert "case_too_large" in {r["reason"] for r in harness.rows("dead_letters")}
     held, _ = decode_state(harness.table.data["U1"])
-    assert dict(held.refused) == {"r": "unknown_node"}
+    assert dict(held.refused) == {"r": "unknown_node@node_completed"}
     assert "skipped_node" not in {a.rule.value for a in held.alerts.values()}
 
 
@@ -568,7 +571,7 @@ def test_a_refused_event_whose_ids_are_numbers_holds_the_case_its_other_events_n
     harness.run(Unit("case-events", 0, [record(0, {**HISTORY[0], "case_id": 42}),
                                         *(record(i, e) for i, e in enumerate(rest, 1))]))
     held, _ = decode_state(harness.table.data["42"])
-    assert dict(held.refused) == {"a": "schema"} and harness.rows("alerts") == []
+    assert dict(held.refused) == {"a": "schema@accepted"} and harness.rows("alerts") == []
     assert [(r["case_id"], r["event_id"]) for r in harness.rows("dead_letters")] == [("42", "a")]
 
 
@@ -585,7 +588,7 @@ def test_a_waiting_case_raises_nothing_and_withdraws_what_its_new_facts_take_awa
     misspelt = {**HISTORY[2], "node": "reveiw"}
     harness.run(Unit("case-events", 0, [record(2, HISTORY[1]), record(3, misspelt), record(4, HISTORY[3])]))
     held, _ = decode_state(harness.table.data["U1"])
-    assert dict(held.refused) == {"r": "unknown_node"} and held.next_due is None
+    assert dict(held.refused) == {"r": "unknown_node@node_completed"} and held.next_due is None
     standing = {(a.rule.value, a.node) for a in held.alerts.values() if a.status is AlertStatus.OPEN}
     assert ("skipped_node", "undertake") not in standing and ("skipped_node", "approve") not in standing
     assert ("skipped_node", "review") in standing  # the missing event's to take away
@@ -611,7 +614,7 @@ def test_a_clients_record_that_carries_the_sent_on_mark_is_a_dead_letter_all_the
     asyncio.run(harness.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
     assert [(r["partition"], r["offset"], r["reason"], r["key"]) for r in harness.rows("dead_letters")] == [
         (3, 99, "schema", None), (2, 2, "invalid_json", None)]
-    assert dict(decode_state(harness.table.data[case])[0].refused) == {"a": "schema"}
+    assert dict(decode_state(harness.table.data[case])[0].refused) == {"a": "schema@accepted"}
 
 def test_a_message_too_large_outside_its_cases_partition_is_lettered_where_it_came_in():
     """Sent on, it would be a record the producer refuses to send (over a broker's 1 MB): it is a
