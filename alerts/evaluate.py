@@ -21,7 +21,7 @@ from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
 from alerts.describe import event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
-from alerts.events import NODE_EVENTS, CaseEvent, EventType
+from alerts.events import NODE_EVENTS, CaseEvent, Channel, EventType
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
@@ -137,7 +137,8 @@ def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
     labels = labels_of(state, item, judge)
     department = judge.catalog.departments.get(labels.department)
     view = CaseView(read_timeline(state.events, item), item, judge.calendar, judge.config, state.verdicts,
-                    self_built=bool(department and department.self_built))
+                    self_built=bool(department and department.self_built),
+                    imported=all(e.channel is Channel.IMPORT for e in state.events if e.type is EventType.ACCEPTED))
     findings: list[Finding] = []
     for family in RULE_FAMILIES:
         findings.extend(family.detect(view, now))

@@ -30,6 +30,8 @@ class CaseView:
     verdicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The case's department runs its own system and pushes its cases (the catalog's `self_built`).
     self_built: bool = False
+    # Every acceptance of the case came by import (or none has come yet): a history imported.
+    imported: bool = True
 
     def pushed(self, event: CaseEvent) -> bool:
         """Whether `event` came in a self-built system's push: channel import, or no channel stated
@@ -38,14 +40,14 @@ class CaseView:
         in the department's own system.
 
         Channel import from a department the catalog does not mark self-built is a push only in a
-        case that came wholly by import (its acceptance did too: a history imported). Joining a
-        case accepted online or at a window, it is judged as that case's events are: naming the
-        channel must not move a registration off the 48-hour rule (a department whose back-dated
-        closing, sent as `import` weeks later, withdrew a standing red card with no backfill card:
-        found by a black-box test)."""
+        case that came wholly by import (every acceptance of it did too: a history imported).
+        Joining a case accepted online or at a window, it is judged as that case's events are:
+        naming the channel must not move a registration off the 48-hour rule (a department whose
+        back-dated closing, sent as `import` weeks later, withdrew a standing red card with no
+        backfill card: found by a black-box test), nor may another acceptance sent as `import`
+        (`imported` looks at every acceptance, not the earliest stated: found by review)."""
         if event.channel is Channel.IMPORT:
-            accepted = self.timeline.accepted
-            return self.self_built or accepted is None or accepted.channel is Channel.IMPORT
+            return self.self_built or self.imported
         return event.channel is None and self.self_built
 
     def push_limit(self, event: CaseEvent) -> datetime:

@@ -390,6 +390,10 @@ def test_a_department_not_self_built_cannot_take_a_case_accepted_online_off_the_
     assert ("backfill", None) not in active(run(imported, at(2026, 3, 26, 12)))
     # A self-built department's import joining a case accepted online is its push, as before.
     assert ("backfill", None) not in active(run(_from("ZJJ", [accepted, *later]), at(2026, 3, 26, 12)))
+    # Nor does another acceptance sent as import, stated earlier, make the case one that came by
+    # import (found by review: the earliest stated acceptance decided).
+    earlier = ev("accepted", at(2026, 3, 2, 8, 59), at(2026, 3, 25, 10), channel="import", event_id="acc-import")
+    assert ("backfill", None) in active(run([accepted, earlier, *later], at(2026, 3, 26, 12)))
 
 
 def test_a_case_that_waits_for_a_junk_event_still_earns_the_cards_of_a_back_dating():
