@@ -95,15 +95,16 @@ REJUDGED = "重新评判时，已到达的事实不再支持该情形"
 def rejudged_reason(events: "list[CaseEvent]", judged_at: datetime | None, tz: ZoneInfo, shown: int = 3) -> str:
     """Why an alert was withdrawn when a case was judged once for several new facts (the end of a
     replay or an import on a store that had judged it before): the events registered after the last
-    judgement (`judged_at`), which are what came since; or, when none was, that the facts that came
-    all say they were registered before it, which the inspector should check (a department that
-    back-dates the registration too)."""
+    judgement (`judged_at`, its clock), which are what came since; when none was, only that the facts
+    no longer support it. (Saying then that the facts claim a registration before a judgement that
+    did not have them would accuse every honest history: a replay's clock, `--now`, is after all
+    of its events: found by review.)"""
     if judged_at is None:
         return REJUDGED
     judged = moment(judged_at.astimezone(tz))
     since = sorted((e for e in events if e.recorded_at > judged_at), key=lambda e: (e.recorded_at, e.event_id))
     if not since:
-        return f"{REJUDGED}（上次评判 {judged} 之后到达的事实均自称登记于该次评判之前，请核对其登记时间）"
+        return REJUDGED
     named = "、".join(f"{event_cause(e)}（登记于 {moment(e.recorded_at.astimezone(tz))}）" for e in since[:shown])
     more = f"等 {len(since)} 个事件" if len(since) > shown else ""
     return f"{REJUDGED}：上次评判 {judged} 之后登记的{named}{more}"
