@@ -191,11 +191,40 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
 
 
 async def broker_answers(bootstrap: str, timeout: float) -> None:
-    """Raise unless a broker of `bootstrap` answers a Kafka request (api versions and metadata,
-    with a client of its own, closed at once) within `timeout` seconds: a worker's readiness."""
+    """Raise unless a broker of `bootstrap` answers a Kafka request (api versions and metadata)
+    within `timeout` seconds: a worker's readiness. Each bootstrap host is asked at once with a
+    client of its own, closed after: one client tries its hosts one after another, so a hung first
+    host used up the whole time and a healthy cluster with one broker down looked unreachable
+    (found by review). The first answer is enough; the other asks end by their own timeout."""
+    hosts = [host.strip() for host in bootstrap.split(",") if host.strip()] or [bootstrap]
+    asks = {asyncio.ensure_future(_broker_answers(host, timeout)) for host in hosts}
+    _ASKING.update(asks)
+    for ask in asks:
+        ask.add_done_callback(_asked)
+    error: BaseException | None = None
+    pending = asks
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for ask in done:
+            if ask.exception() is None:
+                return  # the rest close themselves, unawaited
+            error = ask.exception()
+    raise error  # every host failed: the last error
+
+
+_ASKING: set[asyncio.Future] = set()  # asks still running after an answer came: kept until they end
+
+
+def _asked(ask: asyncio.Future) -> None:
+    _ASKING.discard(ask)
+    if not ask.cancelled():
+        ask.exception()  # retrieved: a host that did not answer after another did is no news
+
+
+async def _broker_answers(host: str, timeout: float) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=host, request_timeout_ms=int(timeout * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.broker import EmbeddedBroker, create_topics, end_offsets
@@ -80,3 +81,37 @@ def _is_zombie(pid: int) -> bool:
             return stat.read().rpartition(")")[2].split()[0] == "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_broker_answers_though_another_bootstrap_host_hangs():
+    """Found by review: the readiness check's one client tried its bootstrap hosts one after
+    another, so a hung first host (a broker stopped, packets dropped) used up the whole time and a
+    cluster with one broker down looked unreachable: /readyz flapped."""
+    import socket
+    import time
+
+    from streams.broker import broker_answers
+
+    hung = [socket.socket() for _ in range(3)]
+    try:
+        for sock in hung:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(16)  # accepts connections, never answers
+        silent = [f"127.0.0.1:{sock.getsockname()[1]}" for sock in hung]
+        with EmbeddedBroker() as broker:
+            async def check():
+                answered = []
+                for _ in range(2):  # aiokafka shuffles its hosts: three hung ones, twice
+                    started = time.monotonic()
+                    await broker_answers(",".join([*silent, broker.bootstrap]), 5.0)
+                    answered.append(time.monotonic() - started)
+                started = time.monotonic()
+                with pytest.raises(asyncio.TimeoutError):
+                    await broker_answers(",".join(silent), 1.0)
+                return answered, time.monotonic() - started
+
+            answered, given_up = asyncio.run(check())
+        assert max(answered) < 2.0 and given_up < 3.0
+    finally:
+        for sock in hung:
+            sock.close()
