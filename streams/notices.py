@@ -80,12 +80,12 @@ class NoticeLog:
         self.table = table
         self.write = write
         self.delete = delete  # (notice_id, partition): out of the table's data, a tombstone in its changelog
-        # Reading statuses back: async (notice_ids) -> {notice_id: status} of those the store holds.
+        # Reading statuses back: async (notice_ids) -> {notice_id: (status, row version)} of those the store holds.
         self.load: Callable | None = None
         self.keep: set[str] = set()  # notices whose row the store refused: the table answers for them
 
-    async def read_back(self, notice_ids) -> dict[str, str]:
-        """The stored statuses of those of these notices that the table does not hold."""
+    async def read_back(self, notice_ids) -> dict[str, tuple[str, int]]:
+        """The stored (status, row version) of those of these notices that the table does not hold."""
         asked = [notice_id for notice_id in dict.fromkeys(notice_ids) if not self.table.data.get(notice_id)]
         if asked and self.load is not None:
             return await self.load(asked)

@@ -42,8 +42,8 @@ class StoreReadBack:
 
         return await self._read(tickets_in_store, case_ids, self.ticket_policy())
 
-    async def notice_statuses(self, notice_ids: list[str]) -> dict[str, str]:
-        """The statuses the store's notice log holds of these notices (let go from the table)."""
+    async def notice_statuses(self, notice_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """The (status, row version) the store's notice log holds of these notices (let go from the table)."""
         from sinks.queries import notice_statuses
 
         return await self._read(notice_statuses, notice_ids)

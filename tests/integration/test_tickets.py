@@ -371,6 +371,44 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     assert len(box.received) == 2
 
 
+def test_a_resend_skips_the_notices_of_tickets_since_ended_and_with_kafka_needs_no_channel(accepted_case,
+                                                                                            mail_server):
+    """Found by review: a failed opening of a ticket closed since was mailed again (news of a ticket
+    that is over), and with SUNLIGHT_KAFKA, where the workers send, the command still asked for a
+    channel of its own."""
+    import socket
+
+    from streams.broker import EmbeddedBroker, create_topics
+    from tests.integration.conftest import read_all
+
+    events, data = accepted_case
+    box, smtp = mail_server
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"smtp://127.0.0.1:{probe.getsockname()[1]}?starttls=0"
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
+             "--notify", smtp=down)
+    _, _, (opening,) = read(data)
+    assert opening["status"] == "failed"
+
+    # With Kafka: published for the workers' notifier, no channel of its own needed.
+    with EmbeddedBroker() as broker:
+        asyncio.run(create_topics(broker.bootstrap, [("sunlight-notices", 2)]))
+        published = sunlight(data, "notices", "resend", SUNLIGHT_KAFKA=broker.bootstrap, SUNLIGHT_BROKER_FLAVOUR="tansu",
+                             SUNLIGHT_PARTITIONS="2")
+        assert "published 1 failed notice(s)" in published.stderr
+        (record,) = asyncio.run(read_all(broker.bootstrap, "sunlight-notices"))
+        assert orjson.loads(record.value)["notice_id"] == opening["notice_id"] and orjson.loads(record.value)["resend"] == 1
+
+    # The ticket is closed meanwhile (its closing notice fails too): the opening is not news any more.
+    act(data, "close", "2026-03-17T04:00:00+08:00", TICKET, "--text", "已核实", smtp=down)
+    done = sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-03-17T05:00:00+08:00",
+                    smtp=smtp)
+    assert f"{opening['notice_id']}: not sent again, its ticket is since closed" in done.stderr
+    assert [subject for _, subject, _, _ in mails(box)] == [n["subject"] for n in read(data)[2] if n["step"] == "closed"]
+    assert len(box.received) == 1
+
+
 LOOP = [  # (command, --now, extra arguments): the loop of test_the_whole_loop_through_the_commands
     ("replay", "2026-03-17T03:00:00+08:00", ()),
     ("replay", "2026-03-21T08:00:00+08:00", ()),
