@@ -402,6 +402,17 @@ def settle(client, timeout: float = 600.0) -> float:
 
 MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')), 'Asia/Shanghai')"
 OPEN = "status IN ('open', 'acknowledged')"
+# Waiting to be dealt with (待处置, dashboards.queries._PENDING), the plain way: the alert stands, and
+# its ticket (its case and rule's, latest version) is active, or it has none (or one withdrawn) and
+# its case is in progress; the alert's ticket and case joined, not looked up.
+PENDING_ALERTS = f"""(SELECT a.alert_id AS alert_id, a.case_id AS case_id, a.rule AS rule, a.severity AS severity,
+        a.department AS department, a.region AS region, a.event_time AS event_time, a.raised_at AS raised_at
+    FROM (SELECT * FROM alerts FINAL) AS a
+    LEFT JOIN (SELECT ticket_id, argMax(status, version) AS ticket_status FROM tickets GROUP BY ticket_id) AS t
+        ON t.ticket_id = concat(a.case_id, '/', a.rule)
+    LEFT JOIN (SELECT case_id, status AS case_status FROM cases FINAL) AS c ON c.case_id = a.case_id
+    WHERE a.{OPEN} AND (t.ticket_status NOT IN ('', 'closed', 'withdrawn')
+        OR (t.ticket_status IN ('', 'withdrawn') AND c.case_status IN ('open', 'suspended'))))"""
 DAYS_30_START = "toDateTime(toDate($__toTime, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
 FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:singlequote}) "
            "AND department IN (${department:singlequote}) AND ifNull(region, '') IN (${region:singlequote})")
@@ -412,9 +423,10 @@ FROM (SELECT case_id, type AS kind, min(occurred_at) AS first_at FROM case_event
       WHERE type IN ('accepted', 'closed') GROUP BY case_id, type)
 WHERE $__timeFilter(first_at)""",
     "wall_open_cards": f"""
-SELECT countIf(severity = 'red'), countIf(severity = 'yellow') FROM alerts FINAL WHERE {OPEN}""",
+SELECT countIf(severity = 'red'), countIf(severity = 'yellow') FROM {PENDING_ALERTS}""",
     "overdue_open_cases_by_department": """
-SELECT count(), countIf(deadline < $__toTime - INTERVAL 30 DAY), max(dateDiff('day', deadline, $__toTime, 'Asia/Shanghai'))
+SELECT count(), countIf(deadline < $__toTime - INTERVAL 30 DAY),
+    max(dateDiff('day', toDate(deadline - INTERVAL 1 MICROSECOND, 'Asia/Shanghai'), toDate($__toTime, 'Asia/Shanghai')))
 FROM cases FINAL
 WHERE accepted_at <= $__toTime AND (ended_at IS NULL OR ended_at > $__toTime) AND status != 'suspended'
   AND deadline < $__toTime
@@ -432,12 +444,13 @@ FROM case_events FINAL
 WHERE occurred_at >= toStartOfHour($__toTime - INTERVAL 23 HOUR, 'Asia/Shanghai') AND occurred_at <= $__toTime
 GROUP BY hour""",
     "open_alerts_by_rule": f"""
-SELECT count() FROM alerts FINAL WHERE {OPEN} AND {FILTERS} GROUP BY rule, severity""",
+SELECT count() FROM {PENDING_ALERTS} WHERE {FILTERS} GROUP BY rule, severity""",
     "live_alerts": f"""
-SELECT raised_at, case_id FROM alerts FINAL WHERE {OPEN} AND {FILTERS} AND $__timeFilter(event_time)
-ORDER BY raised_at DESC, alert_id LIMIT 200""",
+SELECT raised_at, case_id FROM {PENDING_ALERTS} WHERE {FILTERS} AND $__timeFilter(event_time)
+ORDER BY event_time DESC, alert_id LIMIT 200""",
     "alerts_by_department": f"""
-SELECT countIf(severity = 'yellow'), countIf(severity = 'red'), count(), countIf({OPEN})
+SELECT countIf(severity = 'yellow'), countIf(severity = 'red'), count(),
+    countIf(alert_id IN (SELECT alert_id FROM {PENDING_ALERTS}))
 FROM alerts FINAL WHERE status != 'withdrawn' AND {FILTERS} AND $__timeFilter(event_time) GROUP BY department""",
     "irregularity_rate_by_department": f"""
 SELECT count(), countIf(case_id IN (SELECT case_id FROM alerts FINAL WHERE status != 'withdrawn'
