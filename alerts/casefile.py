@@ -67,7 +67,7 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
 # What a case that waits for refused events is told to the people who read its file.
 WAITING_TEXT = ("该办件有事件被拒收（见死信队列 sunlight dlq list），事实不完整，暂缓评判：在更正的事件重新提交"
                 "（sunlight dlq redrive）之前，除事件登记迟延（网下运行、网上登记）外不新发预警；被拒收的仅为环节、"
-                "决定、评议或退回事件时，办理时限类预警（临近到期、超时、倒签挂起）照常发出；"
+                "决定、评议或退回事件时，临近到期、超时预警照常发出；"
                 "已发的预警在已到达的事实不再支持时撤销。")
 
 

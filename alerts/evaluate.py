@@ -21,7 +21,7 @@ from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
 from alerts.describe import event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
-from alerts.events import NODE_EVENTS, CaseEvent, Channel, EventType
+from alerts.events import NODE_EVENTS, OFF_THE_DEADLINE, CaseEvent, Channel, EventType
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
@@ -132,13 +132,22 @@ def labels_of(state: CaseState, item: Item, judge: Judge) -> Labels:
     return Labels(item.code, department, region)
 
 
+def came_by_import(events) -> bool:
+    """Whether the case came by import: its acceptance registered first did (or none has come yet).
+    Not the earliest stated one: an acceptance sent as import weeks later, stated earlier, made an
+    online case's import events pushes; nor every one: a later online re-acceptance (补正) made a
+    history imported on time late (both found by review)."""
+    acceptances = [e for e in events if e.type is EventType.ACCEPTED]
+    return not acceptances or min(acceptances, key=lambda e: (e.recorded_at, e.event_id)).channel is Channel.IMPORT
+
+
 def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
     item = item_of(state, judge)
     labels = labels_of(state, item, judge)
     department = judge.catalog.departments.get(labels.department)
     view = CaseView(read_timeline(state.events, item), item, judge.calendar, judge.config, state.verdicts,
                     self_built=bool(department and department.self_built),
-                    imported=all(e.channel is Channel.IMPORT for e in state.events if e.type is EventType.ACCEPTED))
+                    imported=came_by_import(state.events))
     findings: list[Finding] = []
     for family in RULE_FAMILIES:
         findings.extend(family.detect(view, now))
@@ -160,10 +169,10 @@ def case_clock(state: CaseState, now: datetime) -> datetime:
 # Raised while a case waits for refused events (`judge_case`): late registration, which judges
 # each event's registration against its own time; and, while it waits only for events that cannot
 # move its deadline nor end it (`OFF_THE_DEADLINE`; its acceptance, suspensions and end can), the
-# rules of that deadline, a back-dated suspension's among them.
+# rules of that deadline alone. Not retroactive_suspension: it also judges node runs, which a
+# missing node event changes (a false red card, found by review).
 REGISTRATION_RULES = frozenset({Rule.BACKFILL})
-DEADLINE_RULES = frozenset({Rule.OVERDUE, Rule.DEADLINE_NEAR, Rule.RETROACTIVE_SUSPENSION})
-OFF_THE_DEADLINE = frozenset({EventType.NODE_COMPLETED, EventType.DECIDED, EventType.RATED, EventType.RETURNED})
+DEADLINE_RULES = frozenset({Rule.OVERDUE, Rule.DEADLINE_NEAR})
 
 
 def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime,
@@ -186,9 +195,8 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
       was withdrawn with no card for the back-dating;
     * when every event it waits for is of a type that cannot move its deadline nor end it
       (`OFF_THE_DEADLINE`: a node, a decision, a rating, a return), its deadline's rules
-      (`DEADLINE_RULES`, a back-dated suspension's too) are judged and due as any case's: else one
-      junk node event sent before the deadline kept the case from ever being overdue. A refused
-      suspension could move the deadline: then a later suspension would look back-dated, falsely.
+      (`DEADLINE_RULES`: overdue, deadline_near) are judged and due as any case's: else one junk
+      node event sent before the deadline kept the case from ever being overdue.
     """
     if not state.events:  # known only by refused events: nothing to judge
         if state.next_due is None:

@@ -40,6 +40,9 @@ class Channel(enum.StrEnum):
 DECISIONS = frozenset({"approve", "reject", "penalize", "no_penalty"})
 RATINGS = frozenset({"satisfied", "basically_satisfied", "dissatisfied"})
 NODE_EVENTS = frozenset({EventType.NODE_COMPLETED, EventType.RETURNED})
+# The events that cannot move a case's deadline nor end it (its acceptance, suspensions and end
+# can): a case that waits only for refused events of these is judged on its deadline.
+OFF_THE_DEADLINE = frozenset({EventType.NODE_COMPLETED, EventType.DECIDED, EventType.RATED, EventType.RETURNED})
 
 # Times outside this window are treated as impossible, not as facts.
 EARLIEST_TIME = datetime(1990, 1, 1, tzinfo=timezone.utc)

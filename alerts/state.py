@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from alerts.events import CaseEvent, EventType, parse_event
+from alerts.events import OFF_THE_DEADLINE, CaseEvent, EventType, parse_event
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
@@ -190,8 +190,22 @@ def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:
 
 def refusal(reason: str, event_type: str | None = None) -> str:
     """What `CaseState.refused` keeps of a refused event: its letter's reason, and `@type` when the
-    event names one of the contract's types (what it could have changed: `refused_type`)."""
-    return f"{reason}@{event_type}" if event_type in _EVENT_TYPES else reason
+    event names one of the contract's types (what it could have changed: `refused_type`). Not for
+    an import's rows held back with an unreadable one (`UNTYPED_REASONS`): the unreadable row, which
+    names no event, may be the closing."""
+    return f"{reason}@{event_type}" if event_type in _EVENT_TYPES and reason not in UNTYPED_REASONS else reason
+
+
+UNTYPED_REASONS = frozenset({"case_incomplete", "unreadable_row"})
+
+
+def cautious(kept: str, other: str) -> str:
+    """Of two records of one event refused twice (sent again, refused again, as another type), the
+    one that holds more back: untyped, or of a type that can move the case's deadline."""
+    def holds(value: str) -> bool:
+        return refused_type(value) not in OFF_THE_DEADLINE
+
+    return other if holds(other) and not holds(kept) else kept
 
 
 def refused_type(kept: str) -> EventType | None:
@@ -205,14 +219,20 @@ _EVENT_TYPES = frozenset(t.value for t in EventType)
 
 def refuse(state: CaseState | None, case_id: str, event_id: str, reason: str) -> tuple[CaseState, bool]:
     """Record that an event of the case was refused (a dead letter, `reason`, as `refusal` makes it):
-    the case waits for it. Returns the new state and whether anything changed; an event the case holds already (a bad
-    copy of it) or one recorded as refused changes nothing."""
+    the case waits for it. Returns the new state and whether anything changed: an event the case
+    holds already (a bad copy of it) changes nothing, nor does one recorded as refused, but that
+    the more cautious of the two records stands (`cautious`)."""
     if state is None:
         state = CaseState(case_id=case_id)
     if state.case_id != case_id:
         raise ValueError(f"refused event {event_id} is for case {case_id}, not {state.case_id}")
-    if event_id in state.refused or state.has(event_id):
+    if state.has(event_id):
         return state, False
+    if event_id in state.refused:  # refused again: the more cautious record stands
+        kept = cautious(state.refused[event_id], reason)
+        if kept == state.refused[event_id]:
+            return state, False
+        return state.evolve(refused={**state.refused, event_id: kept}, revision=state.revision + 1), True
     return state.evolve(refused={**state.refused, event_id: reason}, revision=state.revision + 1), True
 
 

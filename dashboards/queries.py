@@ -609,7 +609,7 @@ CASES_WAITING = Panel(
     name="cases_waiting",
     title="暂缓评判的办件",
     description="有事件被拒收（进入死信队列）而事实不完整的办件：在更正的事件重新提交（sunlight dlq redrive）之前，"
-                "除事件登记迟延外不新发预警（被拒收的仅为环节、决定、评议或退回事件时，办理时限类预警照常发出）。"
+                "除事件登记迟延外不新发预警（被拒收的仅为环节、决定、评议或退回事件时，临近到期、超时预警照常发出）。"
                 "最早的在前，最多200件。",
     doc="Cases that wait for refused events (open dead letters that name the case and an event it "
         "does not hold, docs/faults.md): until the events come corrected they raise no alert but late "

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from alerts.letters import HOLDS_ITS_CASE
-from alerts.state import refusal
+from alerts.state import cautious, refusal
 from sinks.scope import Scope, ScopedQuery
 
 ALERT_COLUMNS = ("alert_id", "rule", "severity", "case_id", "item_code", "department", "region",
@@ -197,7 +197,9 @@ def refused_case_events(client, case_ids: list[str] | None = None,
                         where=" AND ".join(conditions), tail="ORDER BY received_at, letter_id")
     out: dict[str, dict[str, str]] = {}
     for case_id, event_id, reason, event_type in query.run(client, Scope.everything(), parameters):
-        out.setdefault(case_id, {}).setdefault(event_id, refusal(reason, event_type) if as_kept else reason)
+        waits = out.setdefault(case_id, {})
+        kept = refusal(reason, event_type) if as_kept else reason
+        waits[event_id] = cautious(waits[event_id], kept) if event_id in waits and as_kept else waits.get(event_id, kept)
     return out
 
 

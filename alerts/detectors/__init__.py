@@ -30,7 +30,8 @@ class CaseView:
     verdicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The case's department runs its own system and pushes its cases (the catalog's `self_built`).
     self_built: bool = False
-    # Every acceptance of the case came by import (or none has come yet): a history imported.
+    # The case came by import (its acceptance registered first did, or none has come yet): a
+    # history imported (`alerts.evaluate.came_by_import`).
     imported: bool = True
 
     def pushed(self, event: CaseEvent) -> bool:
@@ -40,12 +41,12 @@ class CaseView:
         in the department's own system.
 
         Channel import from a department the catalog does not mark self-built is a push only in a
-        case that came wholly by import (every acceptance of it did too: a history imported).
+        case that came by import (its acceptance registered first did too: a history imported).
         Joining a case accepted online or at a window, it is judged as that case's events are:
         naming the channel must not move a registration off the 48-hour rule (a department whose
         back-dated closing, sent as `import` weeks later, withdrew a standing red card with no
         backfill card: found by a black-box test), nor may another acceptance sent as `import`
-        (`imported` looks at every acceptance, not the earliest stated: found by review)."""
+        later (`imported`: found by review)."""
         if event.channel is Channel.IMPORT:
             return self.self_built or self.imported
         return event.channel is None and self.self_built

@@ -394,6 +394,11 @@ def test_a_department_not_self_built_cannot_take_a_case_accepted_online_off_the_
     # import (found by review: the earliest stated acceptance decided).
     earlier = ev("accepted", at(2026, 3, 2, 8, 59), at(2026, 3, 25, 10), channel="import", event_id="acc-import")
     assert ("backfill", None) in active(run([accepted, earlier, *later], at(2026, 3, 26, 12)))
+    # And a history imported on time stays a push when an online re-acceptance (补正) comes later:
+    # the acceptance registered first decides (found by review: every acceptance had to be import).
+    history = [dataclasses.replace(e, channel=Channel.IMPORT) for e in [accepted, *later]]
+    again = ev("accepted", at(2026, 3, 27, 9), channel="online", event_id="acc-again")
+    assert ("backfill", None) not in active(run([*history, again], at(2026, 3, 27, 12)))
 
 
 def test_a_case_that_waits_for_a_junk_event_still_earns_the_cards_of_a_back_dating():
@@ -464,6 +469,44 @@ def test_a_case_waiting_for_a_refused_suspension_is_not_judged_back_dated_by_its
                   ev("suspended", at(2026, 3, 18, 9), event_id="s2", reason="hearing")):
         state = step(state, event, judge(), at(2026, 3, 18, 12), raised_at).state
     assert "retroactive_suspension" not in {a.rule.value for a in state.alerts.values()}
+
+
+def test_a_case_waiting_for_a_refused_node_is_not_judged_back_dated_by_its_nodes_runs():
+    """Found by review: retroactive_suspension also judges node runs, which a missing node event
+    changes: a suspension registered a day late looked as if it covered the approve node's overrun,
+    a false red card while the case waited for that node's refused event."""
+    from alerts.state import refusal, refuse
+
+    acc = ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc")
+    und = ev("node_completed", at(2026, 3, 3, 9), node="undertake", event_id="und")
+    rev = ev("node_completed", at(2026, 3, 4, 9), node="review", event_id="rev")
+    apv = ev("node_completed", at(2026, 3, 4, 10), node="approve", event_id="apv")
+    sus = ev("suspended", at(2026, 3, 5, 9), at(2026, 3, 6, 9), event_id="s1", reason="hearing")
+    res = ev("resumed", at(2026, 3, 10, 9), event_id="r1")
+    now = at(2026, 3, 13, 12)
+    assert "retroactive_suspension" not in {r for r, _ in active(run([acc, und, rev, apv, sus, res], now))}
+    state, _ = refuse(run([acc, und, rev], at(2026, 3, 4, 9, 30)), "C1", "apv",
+                      refusal("unknown_department", "node_completed"))
+    for event in (sus, res):
+        state = step(state, event, judge(), now, datetime(2026, 1, 1, tzinfo=timezone.utc)).state
+    assert "retroactive_suspension" not in {a.rule.value for a in state.alerts.values()}
+
+
+def test_an_event_refused_twice_is_kept_by_its_more_cautious_record_and_import_holds_stay_untyped():
+    """Found by review: an event refused first as a node event, then again as a closing, kept the
+    first record and the case was judged overdue though a closing was pending; and an import's
+    rows held back with an unreadable row (which names no event: maybe the closing) were typed as
+    the node events they were."""
+    from alerts.state import refusal, refuse, refused_type
+
+    accepted = run([ev("accepted", at(2026, 3, 2, 9), event_id="acc")], at(2026, 3, 10, 12))
+    waiting, _ = refuse(accepted, "C1", "e", refusal("unknown_node", "node_completed"))
+    again, moved = refuse(waiting, "C1", "e", refusal("bad_time", "closed"))
+    assert moved and refused_type(again.refused["e"]).value == "closed"
+    assert refuse(again, "C1", "e", refusal("unknown_node", "node_completed")) == (again, False)
+    judged = judge_case(again, judge(), at(2026, 4, 20, 12), datetime(2026, 1, 1, tzinfo=timezone.utc)).state
+    assert "overdue" not in {a.rule.value for a in judged.alerts.values()}
+    assert refusal("case_incomplete", "node_completed") == "case_incomplete"
 
 
 def test_a_card_withdrawn_by_several_new_facts_at_once_names_the_events_registered_since():
