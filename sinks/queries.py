@@ -199,7 +199,10 @@ def refused_case_events(client, case_ids: list[str] | None = None,
     for case_id, event_id, reason, event_type in query.run(client, Scope.everything(), parameters):
         waits = out.setdefault(case_id, {})
         kept = refusal(reason, event_type) if as_kept else reason
-        waits[event_id] = cautious(waits[event_id], kept) if event_id in waits and as_kept else waits.get(event_id, kept)
+        if event_id not in waits:
+            waits[event_id] = kept
+        elif as_kept:  # refused more than once: the record that holds more back
+            waits[event_id] = cautious(waits[event_id], kept)
     return out
 
 
