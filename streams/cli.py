@@ -798,9 +798,9 @@ def _ticket_and_current(args, settings: Settings, kind, everything) -> tuple[str
 def cmd_notices_resend(args, settings: Settings) -> int:
     """Deliver again the notices whose latest outcome is `failed` (a mail server down for longer
     than the notifier's attempts), as they were recorded: each as the notifier's next resend round
-    of it. On the embedded defaults a short pipeline sends them (the
-    channels of SUNLIGHT_SMTP, SUNLIGHT_WEBHOOK) and the outcome of each is printed; with
-    SUNLIGHT_KAFKA they are published to the running workers' notifier."""
+    of it; not those of tickets closed or withdrawn since. On the embedded defaults a short
+    pipeline sends them (the channels of SUNLIGHT_SMTP, SUNLIGHT_WEBHOOK) and the outcome of each is
+    printed; with SUNLIGHT_KAFKA they are published to the running workers' notifier."""
     import dataclasses
 
     from sinks.queries import failed_notices, notice_statuses, stored_tickets, unfinished_notices
@@ -850,8 +850,8 @@ def cmd_notices_resend(args, settings: Settings) -> int:
         why = f": {again[record['notice_id']]['last_error']}" if record["notice_id"] in again else ""
         print(f"{record['notice_id']} → {record['recipient_name'] or record['recipient_role']}: {status}{why}")
     still = sum(record["notice_id"] in again for record in failed)
-    print(f"{len(failed) - still} of {len(failed)} failed notice(s) sent" + (f"; {still} failed again" if still else ""),
-          file=sys.stderr)
+    print(f"{len(failed) - still} of {len(failed)} failed notice(s) sent"
+          + (f"; {still} failed again" if still else ""), file=sys.stderr)
     if backlog:
         sent = sum(outcome.get(record["notice_id"], ("",))[0] == "sent" for record in backlog)
         print(f"also {sent} of {len(backlog)} notice(s) recorded and never tried (the last process stopped before "
