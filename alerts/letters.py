@@ -3,10 +3,11 @@
 A letter is identified by what was refused: the topic it came from, its bytes and the
 reason (and its key, when the key is what names its case: a payload that names none), so the
 same bad message refused again (a re-import of the same file, a redelivery) is the same letter,
-and one payload refused under two cases' keys is two letters, each holding its case. Its source position (partition, offset) is kept as where it was last
-seen. Where the payload names them, the letter carries the case, event, department and
-region, so that a department sees its own letters, as it sees its own alerts. A letter is
-`open` until a corrected event replaces it (`redriven`). Pure: bytes in, a letter out.
+and one payload refused under two cases' keys is two letters, each holding its case. Its source
+position (partition, offset) is kept as where it was last seen. Where the payload names them,
+the letter carries the case, event, department and region, so that a department sees its own
+letters, as it sees its own alerts. A letter is `open` until a corrected event replaces it
+(`redriven`). Pure: bytes in, a letter out.
 """
 
 from __future__ import annotations
