@@ -119,6 +119,16 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
             if extra:
                 lines.append(f"期间计入的周末（调休上班）：{_dates(extra)}。")
         lines.append(f"办理时限截止：{moment(out['deadline'])}。")
+    for r in timeline.reopenings:
+        node = item.node(r.returned.node or "")
+        out.setdefault("reopened", []).append({"ended_at": calendar.local(r.ended.occurred_at).isoformat(),
+                                               "returned_at": calendar.local(r.returned.occurred_at).isoformat(),
+                                               "returned_to_node": r.returned.node})
+        lines.append(f"曾于 {moment(calendar.local(r.ended.occurred_at).isoformat())} "
+                     f"{'办结' if r.ended.type is EventType.CLOSED else '撤回'}，"
+                     f"又于 {moment(calendar.local(r.returned.occurred_at).isoformat())} 退回至"
+                     f"“{node.name if node else r.returned.node}”重办，案件自此重新在办；"
+                     f"其间案件不在办，此后仍按原时限计算。")
     if timeline.end is not None:
         used = calendar.working_days_between(accepted.occurred_at, timeline.end.occurred_at, timeline.pauses)
         out["ended_at"] = calendar.local(timeline.end.occurred_at).isoformat()

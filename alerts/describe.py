@@ -128,12 +128,20 @@ def _deadline(evidence: Mapping[str, Any]) -> str:
             f"时限截止 {moment(evidence.get('deadline'))}")
 
 
+def _reopened(evidence: Mapping[str, Any]) -> str:
+    """How a case that ended was sent back to be redone (evidence `reopened`), as a clause."""
+    return "".join(f"{moment(r.get('ended_at'))} {'办结' if r.get('ended_by') == 'closed' else '撤回'}后，"
+                   f"又于 {moment(r.get('returned_at'))} 退回至“{r.get('returned_to_node_name') or r.get('returned_to_node')}”重办；"
+                   for r in evidence.get("reopened") or ())
+
+
 def _ended(evidence: Mapping[str, Any]) -> str:
     if not evidence.get("ended_at"):
-        return "至今未办结"
+        return _reopened(evidence) + "至今未办结"
     how = "办结" if evidence.get("ended_by") == "closed" else "撤回"
     used = evidence.get("working_days_used")
-    return f"于 {moment(evidence['ended_at'])} {how}" + (f"，实际用时 {days(used)} 个工作日" if used is not None else "")
+    return (_reopened(evidence) + f"于 {moment(evidence['ended_at'])} {how}"
+            + (f"，实际用时 {days(used)} 个工作日" if used is not None else ""))
 
 
 def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
@@ -145,6 +153,8 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
     if rule == "overdue":
         if e.get("accepted_after_deadline"):
             return f"{_deadline(e)}。案件受理时已超过该时限；{_ended(e)}。"
+        if e.get("open_again_from"):
+            return f"{_deadline(e)}。案件曾在时限内办结或撤回，时限届满后又退回重办、重新在办；{_ended(e)}。"
         return f"{_deadline(e)}。时限届满时案件仍未办结；{_ended(e)}。"
     if rule == "node_overdue":
         done = (f"{moment(e['completed_at'])} 完成，用时 {days(e.get('working_days_used'))} 个工作日"

@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import orjson
 
@@ -43,6 +43,8 @@ NODE_EVENTS = frozenset({EventType.NODE_COMPLETED, EventType.RETURNED})
 # The events that cannot move a case's deadline nor end it (its acceptance, suspensions and end
 # can): a case that waits only for refused events of these is judged on its deadline.
 OFF_THE_DEADLINE = frozenset({EventType.NODE_COMPLETED, EventType.DECIDED, EventType.RATED, EventType.RETURNED})
+# The events that end a case (办结, 撤回), unless a return stated after them reopens it (`end_in_force`).
+ENDING = frozenset({EventType.CLOSED, EventType.WITHDRAWN})
 
 # Times outside this window are treated as impossible, not as facts.
 EARLIEST_TIME = datetime(1990, 1, 1, tzinfo=timezone.utc)
@@ -115,6 +117,23 @@ class CaseEvent:
         if self.attrs:
             out["attrs"] = dict(self.attrs)
         return out
+
+
+def end_in_force(steps: Iterable[tuple[str, datetime]]) -> int | None:
+    """Of a case's events in event-time order, given as (type, occurred_at) pairs, the position of
+    the one that ends the case as they stand: its closing or withdrawal, unless a return (退回)
+    stated after it sent the case back to be redone, which opens the case again until it ends
+    again. None: the case has not ended. (A return stated at the very moment of the closing does
+    not reopen it: the case was closed then.)"""
+    end: int | None = None
+    ended_at: datetime | None = None
+    for position, (kind, occurred_at) in enumerate(steps):
+        if end is None:
+            if kind in ENDING:
+                end, ended_at = position, occurred_at
+        elif kind == EventType.RETURNED and ended_at is not None and occurred_at > ended_at:
+            end = ended_at = None
+    return end
 
 
 def parse_time(value: Any, name: str) -> datetime:

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from alerts.events import EventType
 from alerts.state import CaseState
 
-ENDED = frozenset({EventType.CLOSED, EventType.WITHDRAWN})
-ENDED_TYPES = frozenset(t.value for t in ENDED)
 
 
 def settled_since(state: CaseState) -> datetime | None:
@@ -31,7 +28,7 @@ def settled_since(state: CaseState) -> datetime | None:
     if (state.next_due is not None or state.held_withdrawals or state.refused or state.judged_at is None
             or not state.events):
         return None
-    if not any(event.type in ENDED for event in state.events):
+    if state.ended_by is None:
         return None
     if state.events[0].department is None and any(event.department for event in state.events):
         return None  # the store would give it back under another department (see above)

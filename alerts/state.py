@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from alerts.events import OFF_THE_DEADLINE, CaseEvent, EventType, parse_event
+from alerts.events import ENDING, OFF_THE_DEADLINE, CaseEvent, EventType, end_in_force, parse_event
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
@@ -67,18 +67,24 @@ class CaseState:
 
     @property
     def status(self) -> str:
-        """open, suspended, closed or withdrawn, as the events in hand show it."""
+        """open, suspended, closed or withdrawn, as the events in hand show it (a case sent back to
+        be redone after it ended is open again: `end_in_force`)."""
+        end = self.ended_by
+        if end is not None:
+            return end.type.value
         suspended = False
         for event in self.events:
-            if event.type is EventType.CLOSED:
-                return "closed"
-            if event.type is EventType.WITHDRAWN:
-                return "withdrawn"
             if event.type is EventType.SUSPENDED:
                 suspended = True
-            elif event.type is EventType.RESUMED:
+            elif event.type is EventType.RESUMED or event.type in ENDING:  # an end ends a suspension
                 suspended = False
         return "suspended" if suspended else "open"
+
+    @property
+    def ended_by(self) -> CaseEvent | None:
+        """The closing or withdrawal that ends the case as its events stand (`end_in_force`)."""
+        end = end_in_force((e.type, e.occurred_at) for e in self.events)
+        return None if end is None else self.events[end]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -59,11 +59,20 @@ class NodeCycle:
     stopped_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Reopening:
+    """A case ended (closed or withdrawn) and then sent back to a node to be redone: open again
+    from the return until it ends again."""
+    ended: CaseEvent
+    returned: CaseEvent
+
+
 @dataclass(slots=True)
 class Timeline:
     events: Sequence[CaseEvent]
     accepted: CaseEvent | None = None
-    end: CaseEvent | None = None  # closed or withdrawn
+    end: CaseEvent | None = None  # closed or withdrawn (and not reopened since)
+    reopenings: list[Reopening] = field(default_factory=list)  # ends a later return undid
     suspensions: list[Suspension] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)
     cycles: list[NodeCycle] = field(default_factory=list)
@@ -94,10 +103,27 @@ class Timeline:
     def ended_at(self) -> datetime | None:
         return self.end.occurred_at if self.end else None
 
+    @property
+    def first_ended_at(self) -> datetime | None:
+        """When the case first ended, even if a return reopened it since."""
+        return self.reopenings[0].ended.occurred_at if self.reopenings else self.ended_at
+
     def open_at(self, moment: datetime) -> bool:
-        """Was the case accepted and not yet closed or withdrawn at `moment`?"""
-        return (self.accepted is not None and self.accepted.occurred_at <= moment
-                and (self.end is None or self.end.occurred_at > moment))
+        """Was the case accepted and not yet closed or withdrawn at `moment` (nor between an end and
+        the return that reopened it)?"""
+        if self.accepted is None or self.accepted.occurred_at > moment:
+            return False
+        if any(r.ended.occurred_at <= moment < r.returned.occurred_at for r in self.reopenings):
+            return False
+        return self.end is None or self.end.occurred_at > moment
+
+    def open_from(self, moment: datetime) -> datetime | None:
+        """The first moment at or after `moment` at which the case is open: `moment` itself, or the
+        return that reopened it afterwards; None if neither."""
+        if self.open_at(moment):
+            return moment
+        return next((r.returned.occurred_at for r in self.reopenings
+                     if r.returned.occurred_at > moment and self.open_at(r.returned.occurred_at)), None)
 
     def officer(self) -> str | None:
         for event in reversed(self.events):
@@ -251,8 +277,13 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
 
     for event in events:
         kind = event.type
-        if timeline.end is not None and kind is not EventType.RATED:
-            continue  # nothing after the end of the case changes how it was handled
+        if timeline.end is not None:
+            if kind is EventType.RETURNED and event.occurred_at > timeline.end.occurred_at:
+                # Sent back to be redone after it ended: the case is open again (`end_in_force`).
+                timeline.reopenings.append(Reopening(timeline.end, event))
+                timeline.end = None
+            elif kind is not EventType.RATED:
+                continue  # nothing else after the end of the case changes how it was handled
         if kind is EventType.NODE_COMPLETED:
             node_id = event.node or ""
             if node_id not in index:
@@ -313,6 +344,9 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                     complete(decision, event)
         elif kind is EventType.CLOSED or kind is EventType.WITHDRAWN:
             timeline.end = event
+            if open_suspension is not None:  # its end ends a suspension still running
+                timeline.suspensions.append(Suspension(open_suspension, None, event.occurred_at))
+                open_suspension = None
             if kind is EventType.CLOSED:
                 check(plan.before_closing, event, "closing")
                 for node_id in plan.by_closing:

@@ -82,7 +82,8 @@ def case_row(state: CaseState, item_code: str, department: str, region: str | No
              deadline: datetime | None, updated_at: datetime, judged_under: str = "") -> dict[str, Any]:
     """`judged_under`: the basis the state was judged under (`alerts.evaluate.judging_basis`)."""
     accepted = next((e.occurred_at for e in state.events if e.type.value == "accepted"), None)
-    ended = next((e.occurred_at for e in state.events if e.type.value in ("closed", "withdrawn")), None)
+    end = state.ended_by
+    ended = end.occurred_at if end is not None else None
     open_alerts = sum(1 for a in state.alerts.values() if a.status is not AlertStatus.WITHDRAWN)
     return {
         "case_id": state.case_id, "item_code": item_code, "department": department, "region": region or "",

@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
-from alerts.events import Channel, CaseEvent, EventType, shared_time
+from alerts.events import ENDING, Channel, CaseEvent, EventType, end_in_force, shared_time
 from alerts.model import Alert
 from alerts.peers import Decision, PeerGroup
-from alerts.retention import ENDED_TYPES, settled_since
+from alerts.retention import settled_since
 from alerts.state import CaseState
 
 FORMAT = 2
@@ -108,7 +108,7 @@ def stored_index_entry(data: bytes) -> tuple[int, str | None, bool, datetime | N
     partition, next_due, judged_at, rows, held = obj[2], obj[4], obj[5], obj[6], obj[9]
     settled = None
     if (next_due is None and not held and len(obj) <= 10 and judged_at is not None
-            and any(row[2] in ENDED_TYPES for row in rows)
+            and _stored_end(rows) is not None
             and (rows[0][7] is not None or not any(row[7] for row in rows))):  # alerts.retention: departments
         settled = max(datetime.fromisoformat(row[3]) for row in rows)
     return partition, next_due, bool(held), settled
@@ -123,16 +123,26 @@ def stored_case_status(data: bytes | None) -> tuple[int, str] | None:
     if isinstance(obj, dict):  # an earlier format
         state, partition = decode_state(data)
         return partition, state.status
+    rows = obj[6]  # event rows: [event_id, item_code, type, occurred_at, ...]
+    end = _stored_end(rows)
+    if end is not None:
+        return obj[2], rows[end][2]
     suspended = False
-    for row in obj[6]:  # event rows: [event_id, item_code, type, ...]
+    for row in rows:
         kind = row[2]
-        if kind in ("closed", "withdrawn"):
-            return obj[2], kind
         if kind == "suspended":
             suspended = True
-        elif kind == "resumed":
+        elif kind == "resumed" or kind in ENDING:
             suspended = False
     return obj[2], "suspended" if suspended else "open"
+
+
+def _stored_end(rows: list[list[Any]]) -> int | None:
+    """`alerts.events.end_in_force` of stored event rows (a time parsed only where it matters)."""
+    first = next((i for i, row in enumerate(rows) if row[2] in ENDING), None)
+    if first is None or not any(row[2] == "returned" for row in rows[first:]):
+        return first
+    return end_in_force((row[2], datetime.fromisoformat(row[3])) for row in rows)
 
 
 def _event(case_id: str, row: list[Any]) -> CaseEvent:

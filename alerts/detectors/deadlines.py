@@ -50,6 +50,11 @@ def near_moment(view: CaseView, deadline: datetime) -> datetime | None:
         last_day -= timedelta(days=1)
 
 
+def _node_name(view: CaseView, node_id: str | None) -> str | None:
+    node = view.item.node(node_id or "")
+    return node.name if node is not None else None
+
+
 def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:
     t = view.timeline
     evidence: dict[str, Any] = {
@@ -59,6 +64,11 @@ def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:
         "deadline_source": "stated by the source system" if t.stated_deadline else "promised working days",
         "suspensions": _suspension_evidence(view),
     }
+    if t.reopenings:  # ended, then sent back to be redone
+        evidence["reopened"] = [{"ended_at": local(view, r.ended.occurred_at), "ended_by": r.ended.type.value,
+                                 "returned_at": local(view, r.returned.occurred_at),
+                                 "returned_to_node": r.returned.node,
+                                 "returned_to_node_name": _node_name(view, r.returned.node)} for r in t.reopenings]
     if t.end is not None:
         evidence["ended_at"] = local(view, t.end.occurred_at)
         evidence["ended_by"] = t.end.type.value
@@ -90,11 +100,16 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
         # Accepted after the deadline it states, a case is late whenever it ends: finished at the
         # very moment of its acceptance (a case registered online all at once), it was still finished
         # after the deadline (a second later it had a card; at the same second it had none).
-        if passed <= now and (t.open_at(passed) or (passed > deadline and t.ended_at == passed)):
+        # Ended by then and reopened afterwards (sent back to be redone), it was open past its
+        # deadline from the return.
+        late_from = passed if passed > deadline and t.first_ended_at == passed else t.open_from(passed)
+        if late_from is not None and late_from <= now:
             evidence = _case_evidence(view, deadline)
             if passed > deadline:
                 evidence["accepted_after_deadline"] = True
-            findings.append(Finding(Rule.OVERDUE, case_id, passed, evidence, officer_id=t.officer()))
+            if late_from > passed:
+                evidence["open_again_from"] = local(view, late_from)
+            findings.append(Finding(Rule.OVERDUE, case_id, late_from, evidence, officer_id=t.officer()))
     findings.extend(_node_overdue(view, now))
     findings.extend(_retroactive_suspensions(view, now))
     return findings
@@ -296,7 +311,8 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     deadline = t.deadline(view.calendar)
     if deadline is not None:
         near = near_moment(view, deadline)
-        moments.extend(m for m in (near, overdue_moment(t, deadline)) if m is not None)
+        # Overdue from the deadline, or from the return that reopened a case ended by then.
+        moments.extend(m for m in (near, t.open_from(overdue_moment(t, deadline))) if m is not None)
     gone_ahead = _gone_ahead(t)
     index, needed = view.item.plan.index, view.item.plan.needed
     for cycle in t.cycles:

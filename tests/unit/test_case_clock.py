@@ -35,7 +35,7 @@ def test_a_stale_tick_does_not_withdraw_an_overdue_alert():
     assert open_alerts(late.state) == open_alerts(state)
 
 
-def case_events(draw_times, closed_after, suspended):
+def case_events(draw_times, closed_after, suspended, reopened=None):
     names = ["undertake", "review", "approve"]
     events = [ev("accepted", START, case="P", event_id="a")]
     for name, offset in zip(names, draw_times):
@@ -46,6 +46,11 @@ def case_events(draw_times, closed_after, suspended):
         events.append(ev("resumed", START + begin + length, case="P", event_id="r"))
     if closed_after is not None:
         events.append(ev("closed", START + closed_after, case="P", event_id="c"))
+        if reopened is not None:  # sent back to be redone after it was closed, and maybe closed again
+            returned, closed_again = reopened
+            events.append(ev("returned", START + closed_after + returned, case="P", node="review", event_id="t"))
+            if closed_again is not None:
+                events.append(ev("closed", START + closed_after + returned + closed_again, case="P", event_id="c2"))
     return events
 
 
@@ -55,9 +60,11 @@ moments = st.integers(min_value=-5 * 24, max_value=60 * 24).map(lambda h: START 
 
 @settings(max_examples=300, deadline=None)
 @given(times=st.lists(hours, min_size=0, max_size=3), closed_after=st.none() | hours,
-       suspended=st.none() | st.tuples(hours, hours), data=st.data())
-def test_any_interleaving_of_events_and_ticks_ends_judged_at_the_latest_clock(times, closed_after, suspended, data):
-    events = case_events(times, closed_after, suspended)
+       suspended=st.none() | st.tuples(hours, hours), reopened=st.none() | st.tuples(hours, st.none() | hours),
+       data=st.data())
+def test_any_interleaving_of_events_and_ticks_ends_judged_at_the_latest_clock(times, closed_after, suspended,
+                                                                             reopened, data):
+    events = case_events(times, closed_after, suspended, reopened)
     order = data.draw(st.permutations(events))
     # Events arrive in any order, each with whatever clock its partition had (a restarted
     # clock may be behind); ticks come in between with any clock, stale ones included.

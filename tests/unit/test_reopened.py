@@ -1,0 +1,130 @@
+"""A case closed (or withdrawn) and then sent back to a node to be redone (退回) is open again.
+
+Found by a black-box test: every event after a case's first end was ignored, so a department
+that registered 办结 early, inside the time limit, and then returned the case and finished it
+weeks later had no overdue card, nor a skipped node for a step it never redid: closing early
+stopped the clock for good. The time rules now judge the case open from the return until it
+ends again (not between the end and the return); a return stated at the very moment of the
+closing reopens nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from alerts.casefile import case_file, render
+from alerts.describe import describe_evidence
+from alerts.evaluate import judge_case
+from alerts.events import end_in_force
+from alerts.retention import settled_since
+from alerts.state import CaseState
+from sinks.rows import case_row
+from streams.codec import encode_state, stored_case_status, stored_index_entry
+from tests.unit.helpers import active, at, ev, judge, run
+
+RAISED = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def handled(case: str) -> list:
+    """A 10-working-day licence accepted 2026-03-02 (deadline 2026-03-17 00:00), every node done and
+    closed on 03-05, well in time."""
+    return [ev("accepted", at(2026, 3, 2), case=case),
+            ev("node_completed", at(2026, 3, 3), case=case, node="undertake"),
+            ev("node_completed", at(2026, 3, 4), case=case, node="review"),
+            ev("node_completed", at(2026, 3, 5), case=case, node="approve"),
+            ev("closed", at(2026, 3, 5, 12), case=case)]
+
+
+def cards(state: CaseState) -> dict:
+    return {(a.rule.value, a.node): a for a in state.alerts.values() if a.status.value != "withdrawn"}
+
+
+def test_a_case_closed_in_time_then_returned_and_finished_after_its_deadline_is_overdue():
+    events = handled("R1") + [ev("returned", at(2026, 3, 10), case="R1", node="review", reason="材料有误"),
+                              ev("node_completed", at(2026, 3, 30), case="R1", node="review"),
+                              ev("node_completed", at(2026, 3, 30, 11), case="R1", node="approve"),
+                              ev("closed", at(2026, 3, 30, 12), case="R1")]
+    state = run(events, at(2026, 4, 10))
+    found = cards(state)
+    assert set(found) == {("overdue", None), ("deadline_near", None), ("node_overdue", "review")}
+    overdue = found[("overdue", None)]
+    assert overdue.event_time == at(2026, 3, 17, 0)  # open at its deadline: the return came before
+    assert overdue.evidence["reopened"] == [{
+        "ended_at": "2026-03-05T12:00:00+08:00", "ended_by": "closed", "returned_at": "2026-03-10T10:00:00+08:00",
+        "returned_to_node": "review", "returned_to_node_name": "审核"}]
+    assert overdue.evidence["ended_at"] == "2026-03-30T12:00:00+08:00"
+    text = describe_evidence("overdue", overdue.evidence)
+    assert "时限届满时案件仍未办结" in text and "退回至“审核”重办" in text and "于 2026-03-30 12:00 办结" in text
+    assert state.status == "closed"
+
+
+def test_a_case_returned_after_its_deadline_is_overdue_from_the_return_not_before():
+    events = handled("R2") + [ev("returned", at(2026, 3, 20), case="R2", node="review"),
+                              ev("node_completed", at(2026, 3, 20, 15), case="R2", node="review"),
+                              ev("closed", at(2026, 3, 20, 16), case="R2")]
+    found = cards(run(events, at(2026, 4, 10)))
+    assert set(found) == {("overdue", None)}  # closed on the last day's 00:00: no deadline_near
+    overdue = found[("overdue", None)]
+    assert overdue.event_time == at(2026, 3, 20)
+    assert overdue.evidence["open_again_from"] == "2026-03-20T10:00:00+08:00"
+    assert "时限届满后又退回重办" in describe_evidence("overdue", overdue.evidence)
+
+
+def test_a_node_returned_to_after_the_closing_and_not_redone_is_skipped_at_the_next_closing():
+    events = handled("R3") + [ev("returned", at(2026, 3, 6), case="R3", node="review"),
+                              ev("closed", at(2026, 3, 9), case="R3")]
+    found = cards(run(events, at(2026, 4, 10)))
+    assert set(found) == {("skipped_node", "review")}
+    assert found[("skipped_node", "review")].evidence["returned_at"] == "2026-03-06T10:00:00+08:00"
+
+
+def test_a_return_stated_at_the_moment_of_the_closing_or_a_redo_in_time_raises_nothing():
+    assert active(run(handled("R4") + [ev("returned", at(2026, 3, 5, 12), case="R4", node="review")],
+                      at(2026, 4, 10))) == set()
+    assert active(run(handled("R5") + [ev("returned", at(2026, 3, 6), case="R5", node="review"),
+                                       ev("node_completed", at(2026, 3, 6, 11), case="R5", node="review"),
+                                       ev("closed", at(2026, 3, 9), case="R5")], at(2026, 4, 10))) == set()
+
+
+def test_a_reopened_case_is_open_in_its_state_its_row_its_stored_form_and_does_not_settle():
+    state = run(handled("R6") + [ev("returned", at(2026, 3, 12), case="R6", node="review")], at(2026, 3, 13))
+    assert state.status == "open" and state.ended_by is None
+    row = case_row(state, "X", "SCJG", None, None, RAISED)
+    assert row["status"] == "open" and row["ended_at"] is None
+    stored = encode_state(state, 2)
+    assert stored_case_status(stored) == (2, "open")
+    assert settled_since(state) is None and stored_index_entry(stored)[3] is None
+    # Due at its last day (it is open again), and overdue once its deadline passed.
+    assert state.next_due == at(2026, 3, 16, 0)
+    later = judge_case(state, judge(), at(2026, 3, 18), RAISED).state
+    assert ("overdue", None) in cards(later)
+
+
+def test_a_reopening_stated_ahead_of_the_clock_is_due_at_the_return():
+    # Judged at a clock before the return it already holds (a live source a little ahead), the case
+    # must be judged again at the return, past its deadline, not left closed in time for good.
+    events = handled("R7") + [ev("returned", at(2026, 3, 20), case="R7", node="review")]
+    state = run(events, at(2026, 3, 19))
+    assert cards(state) == {} and state.next_due == at(2026, 3, 20)
+    assert ("overdue", None) in cards(judge_case(state, judge(), at(2026, 3, 20, 12), RAISED).state)
+
+
+def test_the_case_file_says_when_the_case_was_sent_back_after_its_end():
+    j = judge()
+    events = handled("R8") + [ev("returned", at(2026, 3, 10), case="R8", node="review"),
+                              ev("node_completed", at(2026, 3, 30), case="R8", node="review"),
+                              ev("closed", at(2026, 3, 30, 12), case="R8")]
+    item = j.catalog.items["320200-XK-SCJG-0001"]
+    text = render(case_file(run(events, at(2026, 4, 10)).events, [], item, j.calendar, "市场监管局"))
+    assert "曾于 2026-03-05 12:00 办结，又于 2026-03-10 10:00 退回至“审核”重办" in text
+    assert "实际于 2026-03-30 12:00 办结" in text and "超过时限" in text
+
+
+def test_end_in_force_follows_returns_strictly_after_each_end():
+    t = [at(2026, 3, d) for d in range(1, 8)]
+    assert end_in_force([("accepted", t[0]), ("closed", t[1])]) == 1
+    assert end_in_force([("accepted", t[0]), ("closed", t[1]), ("returned", t[1])]) == 1
+    assert end_in_force([("accepted", t[0]), ("closed", t[1]), ("returned", t[2])]) is None
+    assert end_in_force([("accepted", t[0]), ("withdrawn", t[1]), ("returned", t[2]), ("closed", t[3])]) == 3
+    assert end_in_force([("accepted", t[0]), ("closed", t[1]), ("closed", t[2])]) == 1
+    assert end_in_force([("accepted", t[0]), ("returned", t[1])]) is None
