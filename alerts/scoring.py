@@ -440,6 +440,8 @@ class MonthFacts:
     ratings: tuple[RatingFact, ...] = ()
     pushes: tuple[PushFact, ...] = ()
     letters: tuple[LetterFact, ...] = ()
+    # When the store was read (None: not known): whether the month's push day has passed.
+    as_of: datetime | None = None
 
 
 DONE_TICKETS = frozenset({"replied", "closed"})  # 已回复、处理
@@ -703,17 +705,24 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         letters = [f for f in facts.letters if f.department in self_built]
         # "By the 5th" ends at 24:00 of the 5th, which is on time, as in the backfill rule and the
         # contract's deadlines (a deadline "ends at 24:00"): late is after it.
-        late = any(f.last_recorded_at > deadline for f in pushes)
+        # A self-built department that pushed nothing of the month by then did not push in time
+        # (未及时推送): silence must not score better than a late push.
+        past_due = facts.as_of is not None and facts.as_of > deadline
+        silent = [d for d in self_built if not any(f.department == d for f in (*pushes, *letters))]
+        not_pushed = silent if past_due else []
+        late = any(f.last_recorded_at > deadline for f in pushes) or bool(not_pushed)
         inputs = {"self_built": bool(self_built), "import_events": sum(f.events for f in pushes),
                   "last_push": max((f.last_recorded_at for f in pushes), default=None),
-                  "push_deadline": deadline, "late": late, "dead_letters": len(letters)}
+                  "push_deadline": deadline, "late": late, "dead_letters": len(letters), "not_pushed": not_pushed}
         if inputs["last_push"] is not None:
             inputs["last_push"] = inputs["last_push"].astimezone(tz)
         value = p["base"] - (p["late"] if late else 0) - (p["nonstandard"] if letters else 0)
         if not self_built:
             value, note = rule.points, "不适用（非自建系统部门）"
+        elif not_pushed:
+            note = f"截至 {deadline.astimezone(tz):%Y-%m-%d %H:%M} 未推送当月数据：{'、'.join(not_pushed)}"
         elif not pushes and not letters:
-            no_data = True
+            no_data, note = True, "" if facts.as_of is None else "推送期限未到，暂无推送数据"
     elif rule.key == "other":
         deducted = sum((c.points for c in supplied.complaints), Fraction(0))
         inputs = {"deducted": float(deducted), "complaints": [{"points": float(c.points), "reason": c.reason}
@@ -753,6 +762,8 @@ def basis(part: PartScore) -> str:
         words = [f"推送 {i['import_events']}"]
         if i["last_push"] is not None:
             words.append(f"末次 {i['last_push']:%m-%d}" + ("（逾期）" if i["late"] else ""))
+        if i.get("not_pushed"):
+            words.append(f"未推送 {'、'.join(i['not_pushed'])}（逾期）")
         if i["dead_letters"]:
             words.append(f"不规范 {i['dead_letters']}")
         return " ".join(words)

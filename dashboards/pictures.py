@@ -19,6 +19,7 @@ after the replay (a total, not a rate); the picture says so in the panel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import sys
 import tempfile
@@ -140,7 +141,7 @@ def score_months(data_dir: Path, catalog: dict, now: datetime) -> None:
     client = connect(None, data_dir)
     try:
         for month in (previous.strftime("%Y-%m"), now.strftime("%Y-%m")):
-            facts = month_facts(client, month, TZ)
+            facts = dataclasses.replace(month_facts(client, month, TZ), as_of=now)
             for attachment in ("department", "region"):
                 write_scores(client, score_month(rulebook, attachment, load_catalog(catalog), facts),
                              "wuxi", "no inputs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import logging
 import os
@@ -1116,7 +1117,8 @@ def cmd_score(args, settings: Settings) -> int:
                   file=sys.stderr)
         _require_store(settings)  # a month scored over an empty store: every department unranked
         with _output_file(args.output) as output, _store(settings) as client:
-            facts = month_facts(client, month, tz, case_events_topic=settings.case_events_topic)
+            facts = dataclasses.replace(month_facts(client, month, tz, case_events_topic=settings.case_events_topic),
+                                        as_of=now)
             scores = score_month(rulebook, args.by, catalog, facts, inputs)
             data = _score_data(args.format, scores, to_file=output is not None)
             version = write_scores(client, scores, digest(rulebook_text), digest(inputs_text),

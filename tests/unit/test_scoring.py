@@ -14,7 +14,8 @@ import yaml
 
 from alerts.catalog import load_catalog
 from alerts.scoring import (CaseFact, LetterFact, MonthFacts, PushFact, RatingFact, ScoringError, TicketFact,
-                            load_inputs, load_rulebook, push_deadline, score_month)
+                            basis, load_inputs, load_rulebook, push_deadline, score_month)
+from alerts.catalog import Category
 from tests.unit.helpers import broken
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -394,3 +395,34 @@ def test_text_that_begins_with_an_equals_sign_is_text_in_the_workbook():
                                                            MonthFacts(MONTH, cases=cases("A", 1))))))
     cells = [c for r in book.active.iter_rows() for c in r if c.value == "=SUM(1,2)"]
     assert cells and all(c.data_type == "s" for c in cells)
+
+
+@pytest.mark.parametrize("as_of, points, late, not_pushed", [
+    (None, 10, False, []),  # when the store was read is not known: no data, as before
+    (datetime(2026, 5, 5, 12, 0, tzinfo=TZ), 10, False, []),  # the push day has not passed yet
+    (datetime(2026, 5, 6, 0, 0, 1, tzinfo=TZ), 5, True, ["B"]),  # it has: 未及时推送
+])
+def test_a_self_built_department_that_pushes_nothing_does_not_score_better_than_a_late_one(
+        as_of, points, late, not_pushed):
+    """Found by a black-box test: a self-built department that pushed nothing of the month got
+    full marks for 数据对接, more than one that pushed late (−5): "未及时推送、填报或导入，扣5分"."""
+    silent = MonthFacts(MONTH, cases=cases("B", 2), as_of=as_of)
+    exchange = part(score_month(rulebook(), "department", CATALOG, silent), "B", "data_exchange")
+    assert (exchange.points, exchange.inputs["late"], exchange.inputs["not_pushed"]) == (points, late, not_pushed)
+    assert exchange.no_data is (not late)
+    if late:
+        assert exchange.note == "截至 2026-05-06 00:00 未推送当月数据：B" and "未推送 B（逾期）" in basis(exchange)
+    pushed_late = MonthFacts(MONTH, cases=cases("B", 2), as_of=as_of,
+                             pushes=(PushFact("B", 2, datetime(2026, 5, 7, tzinfo=TZ)),))
+    late_part = part(score_month(rulebook(), "department", CATALOG, pushed_late), "B", "data_exchange")
+    if as_of is not None and as_of > datetime(2026, 5, 6, tzinfo=TZ):
+        assert exchange.points <= late_part.points
+
+
+def test_expropriation_items_are_held_to_the_other_items_ten_requirements():
+    """The rules name only 行政征收事项 (7 requirements); 行政征用 (`expropriation`) is none of the
+    named kinds, so it is one of 其他事项 (10)."""
+    book = rulebook()
+    assert book.group_of(Category.EXPROPRIATION).name == "其他"
+    assert book.group_of(Category.LEVY).name == "征收"
+    assert len(book.group_of(Category.EXPROPRIATION).requirements) == 10
