@@ -547,17 +547,33 @@ def subjects(catalog: Catalog, rulebook: Rulebook, attachment: str) -> list[_Sub
                   if rulebook.city_region and d.region in (rulebook.city_region, None, "")] or departments
         return [_Subject("department", d.code, d.name, d.code, d.region or "", frozenset({d.code})) for d in chosen]
     regions = sorted({d.region for d in departments if d.region})
-    chosen_regions = [r for r in regions if r != rulebook.city_region] or regions
+    chosen_regions = [r for r in regions if r != rulebook.city_region]
+    if not chosen_regions and regions:  # the city alone is no 市(县)区
+        raise ScoringError(f"the catalog places every department in the city's own region ({rulebook.city_region}): "
+                           f"no 市(县)区 to score by region (the city departments are scored with --by department)")
     return [_Subject("region", r, r, "", r, frozenset(d.code for d in departments if d.region == r))
             for r in chosen_regions]
+
+
+def city_region_unknown(catalog: Catalog, rulebook: Rulebook) -> str | None:
+    """A warning when the rulebook's `city_region` is no region of the catalog's departments (a
+    rulebook of another city, or a typing error): then every department is scored as a city
+    department, and every region as a 市(县)区."""
+    regions = sorted({d.region for d in catalog.departments.values() if d.region})
+    if rulebook.city_region and regions and rulebook.city_region not in regions:
+        return (f"the rulebook's city_region {rulebook.city_region} is no region of the catalog "
+                f"({', '.join(regions)}): every department is scored as a city department, every region "
+                f"as a 市(县)区")
+    return None
 
 
 def check_inputs_scored(inputs: MonthInputs, catalog: Catalog, rulebook: Rulebook) -> None:
     """Refuse inputs that no attachment would use: a department that attachment 2 does not score (a
     region's department is scored with its region), a region that attachment 1 does not score (the
     city's own). Accepted, their spot checks or deductions were lost without a word."""
-    scored = {"department": {s.code for s in subjects(catalog, rulebook, "department")},
-              "region": {s.code for s in subjects(catalog, rulebook, "region")}}
+    scored = {attachment: {s.code for s in subjects(catalog, rulebook, attachment)}
+              for attachment, given in (("department", inputs.departments), ("region", inputs.regions))
+              if given and attachment in rulebook.attachments}
     for code in inputs.departments:
         if "department" in rulebook.attachments and code not in scored["department"]:
             region = catalog.departments[code].region

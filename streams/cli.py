@@ -1082,7 +1082,8 @@ def cmd_score(args, settings: Settings) -> int:
     version in `scores`. See docs/scoring.md."""
     from zoneinfo import ZoneInfo
 
-    from alerts.scoring import ScoringError, check_inputs_scored, load_inputs, month_bounds, parse_month, score_month
+    from alerts.scoring import (ScoringError, check_inputs_scored, city_region_unknown, load_inputs, month_bounds,
+                                parse_month, score_month)
     from sinks.scoring_inputs import digest, month_facts, write_scores
     from streams.catalog_source import file_bytes, rulebook_file, yaml_of
 
@@ -1109,6 +1110,9 @@ def cmd_score(args, settings: Settings) -> int:
             check_inputs_scored(inputs, catalog, rulebook)
         if args.by not in rulebook.attachments:
             raise ScoringError(f"the rulebook has no {args.by} attachment")
+        unknown_city = city_region_unknown(catalog, rulebook)
+        if unknown_city:
+            print(f"note: {unknown_city}", file=sys.stderr)
         for warning in rulebook.inconsistencies(args.by):
             print(f"note: {warning} (as the rules are written; a city may correct it with --rulebook)",
                   file=sys.stderr)

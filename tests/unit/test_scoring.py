@@ -426,3 +426,21 @@ def test_expropriation_items_are_held_to_the_other_items_ten_requirements():
     assert book.group_of(Category.EXPROPRIATION).name == "其他"
     assert book.group_of(Category.LEVY).name == "征收"
     assert len(book.group_of(Category.EXPROPRIATION).requirements) == 10
+
+
+def test_a_catalog_of_city_departments_only_has_no_region_to_rank_and_a_foreign_city_region_is_said():
+    """Found by a black-box test: `--by region` over a catalog of city departments ranked the city
+    itself under 附件1 (市(县)区), and a rulebook's wrong `city_region` scored every department,
+    district ones included, as a city department without a word."""
+    from alerts.scoring import city_region_unknown
+
+    city_only = load_catalog({"departments": [{"code": "A", "name": "市甲局", "region": "320200"}],
+                              "items": [item("A-1", "A")]})
+    with pytest.raises(ScoringError, match="no 市\\(县\\)区 to score by region"):
+        score_month(rulebook(), "region", city_only, MonthFacts(MONTH, cases=cases("A", 1)))
+    assert score_month(rulebook(), "department", city_only, MonthFacts(MONTH, cases=cases("A", 1))).ranked
+    assert city_region_unknown(CATALOG, rulebook()) is None
+    foreign = copy.deepcopy(RULEBOOK_RAW)
+    foreign["city_region"] = "999999"
+    assert "city_region 999999 is no region of the catalog (320200, 320211)" in city_region_unknown(
+        CATALOG, rulebook(foreign))
