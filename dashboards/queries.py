@@ -502,7 +502,8 @@ CASE_SUMMARY = Panel(
     sql=f"""{_NAMES}
 SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name,
     transform(status, ['open', 'suspended', 'closed', 'withdrawn'], ['在办', '挂起', '办结', '撤回'], status) AS state,
-    accepted_at, deadline, ended_at, event_count, open_alerts
+    accepted_at, deadline, ended_at, event_count,
+    (SELECT count() FROM alerts FINAL WHERE case_id = ${{case_id:singlequote}} AND {_PENDING}) AS open_alerts
 FROM cases FINAL
 WHERE case_id = ${{case_id:singlequote}}
 """,
@@ -749,8 +750,13 @@ DEPARTMENT_CASE_LIST = Panel(
 SELECT
     case_id, {_item_name()} AS item_name, if(status = 'suspended', '挂起', '在办') AS state, accepted_at, deadline,
     if(deadline > $__toTime, dateDiff('day', $__toTime, {_LAST_DAY}, 'Asia/Shanghai') + 1, -{_DAYS_LATE}) AS days_left,
-    event_count, open_alerts
+    event_count, pending.open_alerts AS open_alerts
 FROM cases FINAL
+LEFT JOIN (
+    SELECT case_id, count() AS open_alerts FROM alerts FINAL
+    WHERE {_PENDING} AND department = ${{department:singlequote}}
+    GROUP BY case_id
+) AS pending USING (case_id)
 WHERE department = ${{department:singlequote}} AND status IN ('open', 'suspended')
 ORDER BY deadline ASC NULLS LAST, case_id
 LIMIT 200

@@ -69,8 +69,17 @@ def city(tmp_path_factory):
             reply = {"action_id": "a-1", "ticket_id": target["ticket_id"], "version": target["version"],
                      "actor": "李四", "department": target["department"], "kind": "reply", "text": "已整改",
                      "at": NOW.isoformat()}
+            # An inspector closes another of its tickets, on a case still in progress: that card
+            # stands and has been dealt with (已处置).
+            ended = {e["case_id"] for e in scenario.events if e["type"] in ("closed", "withdrawn")}
+            other = next(t for t in open_tickets[1:] if t["department"] == target["department"]
+                         and t["case_id"] not in ended)
+            close = {"action_id": "a-2", "ticket_id": other["ticket_id"], "version": other["version"],
+                     "actor": "王五", "department": "inspection", "kind": "close", "text": "已核实",
+                     "at": NOW.isoformat()}
             await produce(running.bootstrap, settings.ticket_actions_topic,
-                          [(target["ticket_id"].encode(), orjson.dumps(reply))])
+                          [(target["ticket_id"].encode(), orjson.dumps(reply)),
+                           (other["ticket_id"].encode(), orjson.dumps(close))])
             await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
 
     asyncio.run(run())
@@ -238,7 +247,13 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
                      and month_start.timestamp() <= datetime.fromisoformat(t["opened_at"]).timestamp() <= rng.end.timestamp()]
     completion = one("wall_ticket_completion")
     assert completion["tickets"] == len(month_tickets) > 0
-    assert completion["completed"] == sum(t["status"] in ("replied", "closed") for t in month_tickets)
+    # As each stood at the end of the range (the fixture's close came after it).
+    versions = client.query("SELECT ticket_id, version, status, changed_at FROM tickets WHERE version > 0").result_rows
+    at_end = {}
+    for ticket_id, version, status, changed_at in sorted(versions, key=lambda r: r[1]):
+        if changed_at.replace(tzinfo=timezone.utc) <= rng.end:
+            at_end[ticket_id] = status
+    assert completion["completed"] == sum(at_end.get(t["ticket_id"]) in ("replied", "closed") for t in month_tickets)
     # The panel on the last moment of the month the answered ticket opened in, before its reply:
     # the reply is not counted there (before, a past day's rate counted answers given after it, as
     # the tickets stand now: found by a black-box test).
@@ -275,6 +290,16 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     standing = [a for a in alerts if a["status"] != "withdrawn" and in_range(a["event_time"], rng)]
     assert sum(r["alerts"] for r in ran["alerts_by_department"][0]) == len(standing)
     assert one("case_summary")["case_id"] == case_id
+    # 待处置预警 counts the case's cards still to be dealt with, not every one standing (found by a
+    # black-box test: a card whose ticket was closed still counted there).
+    pending_by_case = Counter(a["case_id"] for a in open_alerts)
+    assert one("case_summary")["open_alerts"] == pending_by_case[case_id]
+    closed = next(t for t in tickets if t["status"] == "closed")
+    (summary,) = run_panel(client, *next((p, t) for p, t in clickhouse_targets(dashboards["sunlight-inspector"])
+                                         if p["title"] == q.CASE_SUMMARY.title),
+                           rng, {**every, "case_id": Variable("case_id", closed["case_id"])})
+    assert summary["open_alerts"] == pending_by_case[closed["case_id"]] < sum(
+        is_open(a) for a in alerts if a["case_id"] == closed["case_id"])
     events_of_case = {e["event_id"] for e in scenario.events if e["case_id"] == case_id}
     assert len(ran["case_timeline"][0]) == len(events_of_case)
     assert ran["case_timeline"][0][0]["event"] == "受理"
@@ -317,6 +342,7 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     # Days left count the last day itself (1 on it), and days late as negatives once it has passed.
     end = ran["department_case_list"][1].end
     for row in ran["department_case_list"][0]:
+        assert row["open_alerts"] == pending_by_case[row["case_id"]], row
         if row["deadline"] is not None:
             gap = (last_day(row["deadline"]) - local_day(end)).days
             assert row["days_left"] == (gap + 1 if gap >= 0 else gap), row
