@@ -41,7 +41,12 @@ def attrs_in_words(attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(title, value) of each of an event's facts, for a person to read."""
     out = []
     for key, value in attrs.items():
-        words = ATTR_VALUE.get(key, {}).get(value, value) if isinstance(value, str) else value
+        if key == "discretion_tier" and isinstance(value, str):
+            words = tier_name(value)
+        elif key == "penalty_amount" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            words = money(value)
+        else:
+            words = ATTR_VALUE.get(key, {}).get(value, value) if isinstance(value, str) else value
         out.append((ATTR_TITLE.get(key, key), words if isinstance(words, str) else json.dumps(words, ensure_ascii=False)))
     return out
 
@@ -209,21 +214,39 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，此时不计该挂起的办理时限"
                 f"（{moment(e.get('deadline_without_suspension'))}）已过，倒签 {days(e.get('backdated_hours'))} 小时。")
     if rule == "discretion_out_of_range":
-        tiers = "、".join(f"{t['tier']} {money(t['min'])}–{money(t['max'])}" for t in e.get("tiers") or [])
-        claimed = f"，自称适用“{e['claimed_tier']}”档" if e.get("claimed_tier") else ""
+        tiers = "、".join(f"{tier_name(t['tier'])} {money(t['min'])}–{money(t['max'])}" for t in e.get("tiers") or [])
+        claimed = f"，自称适用“{tier_name(e['claimed_tier'])}”档" if e.get("claimed_tier") else ""
         return (f"{moment(e.get('decided_at'))} 对违法行为 {e.get('violation_code')} 处罚 {money(e.get('penalty_amount'))}"
                 f"{claimed}；自由裁量基准为 {tiers}；问题：{_PROBLEM.get(e.get('problem') or '', e.get('problem'))}。")
     if rule == "discretion_outlier":
         low, high = (e.get("usual_range") or [None, None])[:2]
         direction = "高于" if e.get("direction") == "above" else "低于"
         return (f"{moment(e.get('decided_at'))} 对违法行为 {e.get('violation_code')} 处罚 {money(e.get('penalty_amount'))}；"
-                f"此前同类处罚 {e.get('peers')} 件，通常在 {money(e.get('peer_low'))}–{money(e.get('peer_high'))} 之间"
+                f"同类处罚 {e.get('peers')} 件{_peers_span(e)}，通常在 {money(e.get('peer_low'))}–{money(e.get('peer_high'))} 之间"
                 f"（中位数 {money(e.get('peer_median'))}），放宽后的合理范围为 {money(low)}–{money(high)}，"
                 f"本案{direction}该范围。")
     return "；".join(f"{k}: {v}" for k, v in e.items())
 
 
 _PROBLEM = {"outside every tier": "超出全部裁量档次"}
+# Benchmark tiers (自由裁量基准档次) a catalog may name by an English code, as the contract's example
+# does; a tier named otherwise (in Chinese) is shown as named.
+TIER_TITLE = {"light": "从轻", "lighter": "减轻", "mitigated": "减轻", "normal": "一般", "general": "一般",
+              "standard": "一般", "heavy": "从重", "severe": "从重", "aggravated": "从重", "exempt": "不予处罚"}
+
+
+def tier_name(tier: Any) -> str:
+    """A benchmark tier in words: 从重（heavy） for a code the catalog gives in English, else as named."""
+    title = TIER_TITLE.get(str(tier).strip().lower()) if tier is not None else None
+    return f"{title}（{tier}）" if title else str(tier)
+
+
+def _peers_span(evidence: Mapping[str, Any]) -> str:
+    """When the peers were decided: before the case, or (a case among a group's first) also after it."""
+    start, end = evidence.get("peers_decided_from"), evidence.get("peers_decided_to")
+    if not start or not end:
+        return ""
+    return f"（决定于 {moment(start)} 至 {moment(end)}）"
 
 
 def describe_alert(alert: Mapping[str, Any]) -> str:

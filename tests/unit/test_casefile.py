@@ -110,3 +110,23 @@ def test_a_case_that_waits_for_a_refused_event_says_so_and_why():
                                              waiting={"u": "schema", "a": "schema"})["waiting_for"]] == ["a"]
     judged = case_file(events, [], j.catalog.item(LICENCE), j.calendar, waiting={"u": "schema"})
     assert judged["waiting_for"] == [] and "暂缓评判" not in render(judged)
+
+
+def test_benchmark_tiers_named_by_english_codes_are_read_in_chinese_and_peers_are_not_said_to_be_earlier():
+    """Found by a black-box test: the evidence read "自称适用“heavy”档；自由裁量基准为 light ¥5,000–…"
+    to inspectors and departments, and an outlier judged against a group's first peers, decided
+    after it, said they were "此前" (earlier)."""
+    from alerts.describe import describe_evidence, tier_name
+
+    text = describe_evidence("discretion_out_of_range", {
+        "decided_at": "2026-03-16T15:00:00+08:00", "violation_code": "V-1", "penalty_amount": 150000,
+        "claimed_tier": "heavy", "problem": "outside every tier",
+        "tiers": [{"tier": "light", "min": 5000, "max": 20000}, {"tier": "从重", "min": 50000, "max": 100000}]})
+    assert "自称适用“从重（heavy）”档" in text and "从轻（light） ¥5,000–¥20,000" in text
+    assert "从重 ¥50,000–¥100,000" in text and tier_name("其他档") == "其他档"
+    outlier = describe_evidence("discretion_outlier", {
+        "decided_at": "2026-06-10T10:00:00+08:00", "violation_code": "V-1", "penalty_amount": 900, "peers": 20,
+        "peer_low": 5000, "peer_high": 9000, "peer_median": 7000, "usual_range": [2500, 18000],
+        "direction": "below", "peers_decided_from": "2026-06-01T09:00:00+08:00",
+        "peers_decided_to": "2026-09-02T09:00:00+08:00"})
+    assert "此前" not in outlier and "同类处罚 20 件（决定于 2026-06-01 09:00 至 2026-09-02 09:00）" in outlier
