@@ -931,6 +931,7 @@ def cmd_silences_expire(args, settings: Settings) -> int:
 
 
 def cmd_worker(args, settings: Settings) -> int:
+    from streams.notices import channel_missing
     from streams.runtime import running_worker
 
     catalog = _catalog_path(args, settings, "worker needs a catalog")
@@ -938,6 +939,8 @@ def cmd_worker(args, settings: Settings) -> int:
     async def run() -> int:
         async with running_worker(settings, catalog) as running:  # serves /metrics, /healthz, /readyz
             log.warning("worker running against %s; Ctrl-C to stop", running.bootstrap)
+            if settings.notify and channel_missing(settings):
+                log.warning("%s", channel_missing(settings))
             stopped = asyncio.ensure_future(running.worker.wait_until_stopped())  # SIGINT / SIGTERM
             failed = asyncio.ensure_future(running.pipeline.failed.wait())
             await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)

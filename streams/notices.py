@@ -42,6 +42,17 @@ log = logging.getLogger(__name__)
 
 FINISHED = ("sent", "held", "failed")
 HELD = "recorded only: sending was off (replay without --notify)"
+# The failure recorded (and shown on the case page) when no channel is configured.
+NO_CHANNEL = "no channel: set SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or SUNLIGHT_WEBHOOK"
+
+
+def channel_missing(settings) -> str | None:
+    """A warning for a process that delivers notices with no channel configured: each would fail."""
+    if settings.smtp or settings.webhook:
+        return None
+    return ("no notice channel: set SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or SUNLIGHT_WEBHOOK; until then every "
+            "ticket notice fails (recorded as failed; `sunlight notices resend` sends them once a channel is set)")
+
 QUIET_HELD = ("recorded only: the ticket was made from history (a replay or import without --notify) and its "
               "department never had its opening notice")
 # The notice log's versions: recorded (1); held as recorded, by a process with sending off (2); the
@@ -194,7 +205,7 @@ class NoticeSteps:
         if not self.notify:
             return "held", 0, HELD
         if not self.senders:
-            return "failed", 0, "no channel: set SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or SUNLIGHT_WEBHOOK"
+            return "failed", 0, NO_CHANNEL
         pending = list(self.senders)
         error = ""
         no_address = ""  # a channel that can never send this notice: not tried again

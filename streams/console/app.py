@@ -190,8 +190,10 @@ class Backend:
 def notice_error_text(last_error: str) -> str:
     """Why a notice was held or failed, in words for the page: the pipeline records it for the
     log and the operators (streams.notices), in English, with the sender's own error."""
-    from streams.notices import HELD, QUIET_HELD
+    from streams.notices import HELD, NO_CHANNEL, QUIET_HELD
 
+    if last_error == NO_CHANNEL:
+        return "发送失败：系统未配置发送渠道（邮件或 Webhook），请运维人员配置后重发（sunlight notices resend）"
     if last_error == HELD:
         return "仅记录，未发送：发送功能未开启（回放或导入时未加 --notify）"
     if last_error == QUIET_HELD:
@@ -816,6 +818,10 @@ async def serve(settings: Settings, catalog_path: Path, host: str = "0.0.0.0", c
     links = Links(settings.public_url or "", key, settings.reply_link_days)
     if not settings.public_url:
         log.warning("SUNLIGHT_PUBLIC_URL is not set: notices carry no reply link")
+    from streams.notices import channel_missing
+
+    if settings.kafka is None and settings.notify and channel_missing(settings):  # this process sends them
+        log.warning("%s", channel_missing(settings))
     publish_to = settings.ticket_actions_topic
     action_topics = (settings.ticket_actions_topic, settings.ticket_ticks_topic)
     loop = asyncio.get_running_loop()
