@@ -670,10 +670,10 @@ LIMIT 200
 DEPARTMENT_TICKETS = Panel(
     name="department_tickets",
     title="本部门督办件及期限",
-    description="所选部门尚未办结的督办件：状态、答复期限、距期限的小时数（负数为已逾期）和催办级别，期限最近的在前。",
-    doc="The chosen department's tickets not yet closed or withdrawn: status, answer deadline, hours "
-        "left at the end of the range (negative: overdue) and escalation level, nearest deadline "
-        "first.",
+    description="所选部门尚未办结的督办件：状态、答复期限、距期限的整小时数（不足一小时不计；负数为已逾期）和催办级别，期限最近的在前。",
+    doc="The chosen department's tickets not yet closed or withdrawn: status, answer deadline, whole "
+        "hours left at the end of the range (rounded down: negative as soon as it is overdue) and "
+        "escalation level, nearest deadline first.",
     labels={"ticket_id": "督办件", "case_id": "办件编号", "rule_title": "规则", "state": "状态",
             "opened_at": "发出时间", "deadline": "答复期限", "hours_left": "剩余（小时）",
             "is_overdue": "已逾期", "escalation_level": "催办级别"},
@@ -681,7 +681,7 @@ DEPARTMENT_TICKETS = Panel(
     sql=f"""
 SELECT ticket_id, case_id, {_RULE_TITLE} AS rule_title,
     {_TICKET_STATUS_TITLE} AS state,
-    opened_at, deadline, dateDiff('hour', $__toTime, deadline) AS hours_left,
+    opened_at, deadline, toInt64(floor(dateDiff('second', $__toTime, deadline) / 3600)) AS hours_left,
     if(overdue = 1, '是', '否') AS is_overdue, escalation_level
 FROM {_TICKETS_NOW.format(where=" AND department = ${department:singlequote}")}
 WHERE status IN ('open', 'returned', 'replied')

@@ -12,6 +12,7 @@ values are checked against the store and the scenario.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -333,6 +334,13 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     from alerts.tickets import STATUS_TITLE, TicketStatus
     assert {r["ticket_id"]: r["state"] for r in ran["department_tickets"][0]} == {
         t["ticket_id"]: STATUS_TITLE[TicketStatus(t["status"])] for t in active if t["department"] == department}
+    # Whole hours left, rounded down: 128.65 is 128, and 10 minutes overdue is −1, not 0 (found by
+    # a black-box test: dateDiff('hour') counted hour boundaries crossed).
+    range_end = ran["department_tickets"][1].end
+    for row in ran["department_tickets"][0]:
+        if row["deadline"] is not None:
+            left = (row["deadline"].replace(tzinfo=timezone.utc) - range_end).total_seconds()
+            assert row["hours_left"] == math.floor(left / 3600), row
     month = one("department_month_so_far")
     assert month["accepted"] > 0 and month["closed"] == sum(r["closed_cases"]
                                                             for r in ran["cases_handled_per_item_this_month"][0])
