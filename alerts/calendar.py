@@ -5,9 +5,9 @@ working days (调休) of each year's State Council notice. The `chinese_calendar
 package holds those notices up to the year it was released; an override
 mapping (loaded by the caller from a file) adds local changes and later years.
 A date in a year that neither covers is still counted, as Monday-Friday minus
-the holidays whose dates the law itself fixes (元旦, 劳动节, 国庆节, 清明节: 1
-January 2027 is no working day before the 2027 notice is out), but never
-silently: `on_missing_year` is called once per such year, and `missing_years`
+the holidays whose dates the law itself fixes (元旦, 春节 from 除夕 to 初三, 清明节,
+劳动节, 端午节, 中秋节, 国庆节: 1 January and 5-8 February 2027 are no working
+days before the 2027 notice is out), but never silently: `on_missing_year` is called once per such year, and `missing_years`
 records it for the caller to show.
 
 Deadlines follow the contract: a limit of N working days counts whole working
@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
+from lunardate import LunarDate
 
 Pause = tuple[datetime, "datetime | None"]
 
@@ -43,8 +44,8 @@ def missing_year_text(year: int, override_file: str = "the calendar override fil
     """What a year without holiday data is counted as, and what to add: said by the warning below
     and by the pipeline's log (`streams.catalog_source`)."""
     return (f"no working-day calendar for {year}: counting Monday-Friday as working days, minus the holidays "
-            f"the law fixes by date (元旦, 劳动节, 国庆节, 清明节); add the State Council notice for {year} (春节, "
-            f"端午节, 中秋节, days in lieu, make-up working days) to {override_file}")
+            f"the law fixes (元旦, 春节 除夕-初三, 清明节, 劳动节, 端午节, 中秋节, 国庆节); add the State Council "
+            f"notice for {year} (its days in lieu and make-up working days) to {override_file}")
 
 
 def _warn_missing_year(year: int) -> None:
@@ -52,15 +53,36 @@ def _warn_missing_year(year: int) -> None:
 
 
 # The holidays whose dates the law itself fixes (《全国年节及纪念日放假办法》, as revised in 2024):
-# 元旦 1 January, 劳动节 1-2 May, 国庆节 1-3 October, and 清明节 on the day of the solar term.
-# The lunar ones (春节, 端午节, 中秋节), the days given in lieu and the make-up working days come
-# with each year's State Council notice only.
+# 元旦 1 January, 劳动节 1-2 May, 国庆节 1-3 October, 清明节 on the day of the solar term, and on
+# lunar dates 春节 (除夕 and 正月初一 to 初三), 端午节 (五月初五) and 中秋节 (八月十五). Only the days
+# given in lieu and the make-up working days come with each year's State Council notice.
 _FIXED_HOLIDAYS = frozenset({(1, 1), (5, 1), (5, 2), (10, 1), (10, 2), (10, 3)})
 
 
+def _lunar_holidays(year: int) -> frozenset[date]:
+    """春节 (除夕 to 初三), 端午节 and 中秋节 of the Gregorian `year` (none beyond lunardate's range)."""
+    out = set()
+    for lunar_year in (year - 1, year):  # a lunar year's 除夕 may fall in the next Gregorian year
+        try:
+            new_year = LunarDate(lunar_year + 1, 1, 1).to_solar_date()
+            out.update(new_year + timedelta(days=offset) for offset in range(-1, 3))
+            out.add(LunarDate(lunar_year, 5, 5).to_solar_date())
+            out.add(LunarDate(lunar_year, 8, 15).to_solar_date())
+        except ValueError:  # outside lunardate's table (1900-2099)
+            continue
+    return frozenset(d for d in out if d.year == year)
+
+
+_LUNAR: dict[int, frozenset[date]] = {}
+
+
 def _fixed_holiday(day: date) -> bool:
-    """Is `day` a holiday by date alone, in a year whose State Council notice the calendar lacks?"""
+    """Is `day` a holiday by the law alone, in a year whose State Council notice the calendar lacks?"""
     if (day.month, day.day) in _FIXED_HOLIDAYS:
+        return True
+    if day.year not in _LUNAR:
+        _LUNAR[day.year] = _lunar_holidays(day.year)
+    if day in _LUNAR[day.year]:
         return True
     if day.month == 4 and 3 <= day.day <= 6:
         try:

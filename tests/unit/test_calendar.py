@@ -244,3 +244,30 @@ def test_a_limit_of_no_days_is_the_rest_of_the_day_with_suspended_time_not_count
     assert cal.stated_deadline(monday, at(2026, 3, 2, 18), [(at(2026, 3, 2, 10), at(2026, 3, 3, 10))]) == \
         at(2026, 3, 3, 18)
     assert cal.stated_deadline(monday, at(2026, 3, 2, 18)) == at(2026, 3, 2, 18)
+
+
+def test_in_a_year_without_data_the_lunar_holidays_the_law_fixes_are_no_working_days():
+    """Found by a black-box test: a case accepted on 2027-02-04 and closed on 02-19 had a false red
+    overdue card, 除夕 (Fri 02-05) and 初三 (Mon 02-08) counted as working days. The law fixes
+    春节 (除夕 to 初三), 端午节 and 中秋节 on lunar dates; only days in lieu wait for the notice."""
+    cal = WorkCalendar(on_missing_year=lambda year: None)
+    # 2027: 除夕 Fri 02-05 to 初三 Mon 02-08, 端午 Wed 06-09, 中秋 Wed 09-15.
+    assert not any(cal.is_workday(d) for d in (date(2027, 2, 5), date(2027, 2, 8), date(2027, 6, 9),
+                                                date(2027, 9, 15)))
+    assert all(cal.is_workday(d) for d in (date(2027, 2, 4), date(2027, 2, 9), date(2027, 6, 10)))
+    assert cal.deadline(datetime(2027, 2, 4, 10, tzinfo=TZ), 10) == datetime(2027, 2, 23, tzinfo=TZ)
+
+
+def test_the_lunar_holidays_computed_agree_with_the_state_council_notices_of_the_known_years():
+    """The computation checked against the notices chinesecalendar holds: 正月初一, 初二, 端午 and
+    中秋 since 2008 (the law's dates then), and 除夕 and 初三 too since 2025 (the 2024 revision)."""
+    import chinese_calendar
+
+    from alerts.calendar import _lunar_holidays
+
+    for year in range(2008, 2027):
+        days = sorted(_lunar_holidays(year))
+        spring = [d for d in days if d.month <= 2]
+        assert len(spring) == 4 and len(days) == 6, (year, days)
+        checked = spring[1:3] + days[4:] if year < 2025 else days
+        assert all(chinese_calendar.is_holiday(d) for d in checked), (year, checked)
