@@ -282,6 +282,11 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 # Sent back to be redone after it ended: the case is open again (`end_in_force`).
                 timeline.reopenings.append(Reopening(timeline.end, event))
                 timeline.end = None
+            elif kind is EventType.DECIDED:
+                # Dated after the end, a penalty still answers to its benchmark (the discretion
+                # rules): dating the decision after 结案 must not take it out of review.
+                timeline.decisions.append(event)
+                continue
             elif kind is not EventType.RATED:
                 continue  # nothing else after the end of the case changes how it was handled
         if kind is EventType.NODE_COMPLETED:

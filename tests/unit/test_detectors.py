@@ -314,6 +314,16 @@ def test_discretion_out_of_range(amount, tier, expected):
     assert found == expected
 
 
+def test_a_penalty_dated_after_the_closing_still_answers_to_its_benchmark():
+    """Found by a black-box test: a fine outside every tier, its decision dated an hour after the
+    closing, had no red card (every event after the end was ignored): dating the decision after
+    结案 took it out of review."""
+    accepted, decided = penalty_case("P2", 150000, "heavy")
+    closed = ev("closed", at(2026, 3, 3, 9), case="P2", item=PENALTY)
+    state = run([accepted, closed, decided], at(2026, 3, 4))
+    assert ("discretion_out_of_range", None) in active(state)
+
+
 def test_a_violation_without_a_benchmark_is_not_judged():
     state = run(penalty_case("P1", 10 ** 7, violation="V-UNKNOWN"), at(2026, 3, 4))
     assert not {r for r in active(state) if r[0].startswith("discretion")}
