@@ -288,8 +288,12 @@ class Outputs:
         """A case's current rows again, and its alerts (or these of them) published again (at least once)."""
         if not state.events:  # known only by refused events: no rows
             return
-        result = evaluate(state, judge, state.judged_at or clock_now)
-        self.case(state, result.labels, result.deadline)
+        try:
+            result = evaluate(state, judge, state.judged_at or clock_now)
+        except NotInCatalog:  # its item left the catalog: not judged (said once, `CaseSteps.unwatched`),
+            pass              # its alerts stand as they were
+        else:
+            self.case(state, result.labels, result.deadline)
         for alert in state.alerts.values() if alerts is None else alerts:
             self.alert(alert)
 

@@ -350,6 +350,37 @@ def test_a_case_whose_item_leaves_the_catalog_is_recorded_not_dropped_silently(t
     assert LICENCE in letters[0]["detail"]
 
 
+def test_a_second_run_with_a_case_whose_item_left_the_catalog_raises_no_internal_error(tmp_path):
+    """Found by a black-box test: on a store whose case's item has since left the catalog, the
+    case's tick went to `Outputs.rewrite`, which judged it again: a traceback and an
+    internal_error dead letter besides the item_left_catalog one."""
+    import yaml
+
+    from tests.unit.helpers import CONTRACT, LICENCE
+
+    raw = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    events = [{"event_id": f"G-{n}", "case_id": "GONE-1", "item_code": LICENCE, "type": kind,
+               "occurred_at": f"2026-03-0{n + 2}T10:00:00+08:00", "recorded_at": f"2026-03-0{n + 2}T10:05:00+08:00",
+               **({"node": node} if node else {})}
+              for n, (kind, node) in enumerate([("accepted", None), ("node_completed", "undertake")])]
+    settings = pipeline_settings(tmp_path / "data")
+    alerts, _ = replay(settings, catalog, [(b"GONE-1", orjson.dumps(e)) for e in events])
+    assert alerts, "the open case has cards (deadline_near, overdue, node limits)"
+    catalog.write_text(yaml.safe_dump({**raw, "items": raw["items"][1:]}, allow_unicode=True), encoding="utf-8")
+    later = {**events[-1], "event_id": "G-9", "node": "review", "occurred_at": "2026-03-10T10:00:00+08:00",
+             "recorded_at": "2026-03-10T10:05:00+08:00"}
+    again, _ = replay(settings, catalog, [(b"GONE-1", orjson.dumps(later))])
+    client = connect(None, tmp_path / "data")
+    try:
+        reasons = [r[0] for r in client.query("SELECT reason FROM dead_letters FINAL").result_rows]
+    finally:
+        client.close()
+    assert "internal_error" not in reasons and "item_left_catalog" in reasons
+    assert {a["alert_id"]: a["status"] for a in again} == {a["alert_id"]: a["status"] for a in alerts}
+
+
 def test_a_failed_alert_publish_keeps_its_messages_unacknowledged_until_published(scenario, baseline, tmp_path,
                                                                                  monkeypatch):
     from streams.app import Pipeline
