@@ -27,6 +27,7 @@ from alerts.state import CaseState
 from sinks.writer import ClickHouseWriter
 from streams import faust_patches, metrics
 from streams.catalog_source import CatalogSource
+from streams.codec import decode_state
 from streams.delivery import DeliveryWatch
 from streams.settings import Settings
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, decode_peer_unit, home_partition
@@ -165,6 +166,10 @@ class Pipeline:
         # Settled cases by the moment they may be let go (alerts.retention), on the stream clock.
         self.retention = settings.case_retention
         self.evictions = DeadlineIndex()
+        # Settled cases recovered from the changelog, whose rows this process has not written: a
+        # process killed after a state's changelog record and before its rows' insert left the
+        # store without them, and once let go the case would be read back from that store.
+        self.unconfirmed: set[str] = set()
         self.groups = GroupStore(self.peers, self._write_group, GROUP_CACHE_SIZE)
         # A replay's decisions, held by the peer agent until the input is complete (`_peer_unit`).
         self.held_decisions = HeldDecisions()
@@ -312,6 +317,7 @@ class Pipeline:
                 continue
             self.index.schedule(case_id, state.next_due, unit.partition)
             self.evictions.schedule(case_id, evict_at(state, self.retention), unit.partition)
+            self.unconfirmed.discard(case_id)  # its rows are in the batch, written before it is let go
             if state.held_withdrawals:
                 self.held[case_id] = unit.partition
             else:
@@ -492,6 +498,9 @@ class Pipeline:
         for case_id, partition, now in due:
             stored = self.table.data.get(case_id)
             if stored:
+                if case_id in self.unconfirmed:  # its rows go into this batch, before it is let go
+                    self.unconfirmed.discard(case_id)
+                    self.outputs.every_row_again(decode_state(stored)[0], self.catalog.judge, now)
                 batch.after_write.append(lambda c=case_id, p=partition, s=stored, t=now: self._let_go(c, p, s, t))
         return len(due)
 
@@ -638,6 +647,7 @@ class Pipeline:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
                 elif settled is not None and self.retention is not None and partition in held_partitions:
                     self.evictions.schedule(case_id, settled + self.retention, partition)
+                    self.unconfirmed.add(case_id)
                 if held:
                     self.held[case_id] = partition
             partitions = list(range(self.settings.partitions))

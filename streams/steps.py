@@ -284,6 +284,14 @@ class Outputs:
                 metrics.ALERTS_RAISED.labels(alert.rule.value, alert.severity.value).inc()
             self.alert(alert)
 
+    def every_row_again(self, state: CaseState, judge: Judge, clock_now: datetime) -> None:
+        """Every row of a case again (its events, its case row, its alerts, published again): for a
+        state recovered from the changelog whose rows may never have been written."""
+        for event in state.events:
+            item = judge.catalog.item(event.item_code)
+            self.event(event, item.department if item is not None else event.department or "")
+        self.rewrite(state, judge, clock_now)
+
     def rewrite(self, state: CaseState, judge: Judge, clock_now: datetime, alerts: list[Alert] | None = None) -> None:
         """A case's current rows again, and its alerts (or these of them) published again (at least once)."""
         if not state.events:  # known only by refused events: no rows

@@ -14,7 +14,7 @@ import orjson
 
 from alerts.scenario import generate
 from sinks.clickhouse import connect
-from streams.broker import EmbeddedBroker, committed_offsets
+from streams.broker import EmbeddedBroker, committed_offsets, produce
 from tests.integration.conftest import (NOW, as_messages, identity, pipeline_settings, replay, standalone_settings,
                                         write_inputs)
 
@@ -164,3 +164,88 @@ def test_killed_in_the_middle_of_a_unit_loses_and_doubles_nothing(scenario, base
     finally:
         client.close()
     assert stored_cases(tmp_path / "data") == expected_cases
+
+
+# `sunlight worker`, dying (as kill -9) right after its first insert into case_events, before the
+# cases and alerts inserts of the same batch.
+DIES_BETWEEN_INSERTS = """
+import os, sys
+from sinks import writer
+from streams import cli
+
+real_write = writer.ClickHouseWriter.write
+
+def write(self, batch):
+    rows = batch.rows.get("case_events") or []
+    if rows and batch.rows.get("alerts"):
+        with self.lock:
+            self.client.insert_arrow("case_events", writer.to_arrow("case_events", rows))
+        os._exit(9)
+    return real_write(self, batch)
+
+writer.ClickHouseWriter.write = write
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+# `sunlight worker` whose first unit of case events waits a few seconds: the let-go timer runs first.
+FIRST_UNIT_LATE = """
+import asyncio, sys
+from streams import steps, cli
+
+real_process, seen = steps.CaseSteps.process, [0]
+
+async def process(self, *args, **kwargs):
+    seen[0] += 1
+    if seen[0] == 1:
+        await asyncio.sleep(4)
+    return await real_process(self, *args, **kwargs)
+
+steps.CaseSteps.process = process
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_worker_killed_between_two_inserts_loses_no_card_of_a_case_it_then_lets_go(tmp_path):
+    """Found by a black-box test: a worker killed after a batch's case_events insert and before its
+    alerts insert left the cases' states, with their red cards, in the changelog only. The next
+    worker recovered them settled (closed long ago) and let them go at its first round, before the
+    redelivered events came back; read back from the store, the cases had their events and no
+    alert, and were never judged again: the red cards were lost for good."""
+    from tests.unit.helpers import CONTRACT, LICENCE
+
+    catalog = CONTRACT / "catalog.example.yaml"
+    cases = [f"K-{n}" for n in range(6)]
+    messages = []
+    for case_id in cases:  # closed without 承办, 审核, 批准: three red skipped_node cards each
+        for kind, day in (("accepted", 2), ("closed", 3)):
+            event = {"event_id": f"{case_id}-{kind}", "case_id": case_id, "item_code": LICENCE, "type": kind,
+                     "occurred_at": f"2026-03-0{day}T10:00:00+08:00", "recorded_at": f"2026-03-0{day}T10:05:00+08:00"}
+            messages.append((case_id.encode(), orjson.dumps(event)))
+    with EmbeddedBroker() as broker:
+        env = {**os.environ, **standalone_settings(broker, tmp_path / "data", SUNLIGHT_TICK_INTERVAL="0.2",
+                                                   SUNLIGHT_FLUSH_INTERVAL="0.3", SUNLIGHT_CATALOG=str(catalog))}
+        dying = subprocess.Popen([sys.executable, "-c", DIES_BETWEEN_INSERTS, "worker"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(8)  # joined its group
+        asyncio.run(produce(broker.bootstrap, "case-events", messages))
+        _, err = dying.communicate(timeout=120)
+        assert dying.returncode == 9, err.decode()[-3000:]
+        assert asyncio.run(committed(broker.bootstrap, 2)) < len(messages)
+        restarted = subprocess.Popen([sys.executable, "-c", FIRST_UNIT_LATE, "worker"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while asyncio.run(committed(broker.bootstrap, 2)) < len(messages) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(2)  # its last rows written
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            _, err = restarted.communicate(timeout=120)
+        assert restarted.returncode == 0, err.decode()[-3000:]
+    client = connect(None, tmp_path / "data")
+    try:
+        stored = client.query("SELECT case_id, node FROM alerts FINAL WHERE status = 'open' "
+                              "AND rule = 'skipped_node'").result_rows
+    finally:
+        client.close()
+    assert sorted(stored) == sorted((c, n) for c in cases for n in ("undertake", "review", "approve"))
