@@ -51,6 +51,16 @@ class UnknownNode(NotInCatalog):
         super().__init__(f"node {node!r} is not a node of item {item_code!r} in the catalog")
 
 
+class ItemMismatch(NotInCatalog):
+    """An event naming another item than the events its case holds: one case is handled under one
+    item, and judged under the wrong one its nodes looked skipped (false red cards; found by a
+    black-box test). Refused like an unknown item: its case waits for it (`judge_case`)."""
+    reason = "item_mismatch"
+
+    def __init__(self, event_item: str, case_item: str):
+        super().__init__(f"the event names item {event_item!r}, but its case's events name item {case_item!r}")
+
+
 class UnknownDepartment(NotInCatalog):
     """An event that names a department the catalog lacks: its case would be no department's (no
     region, no one to send its tickets to, counted in no score)."""
@@ -239,6 +249,13 @@ def known(event: CaseEvent, judge: Judge) -> None:
         raise UnknownDepartment(event.department)
 
 
+def same_item(state: CaseState | None, event: CaseEvent) -> None:
+    """ItemMismatch when the case holds events of another item than the event's (the one its
+    first events named: the first come is kept, the other refused, whatever the order)."""
+    if state is not None and state.events and event.item_code != state.item_code:
+        raise ItemMismatch(event.item_code, state.item_code or "")
+
+
 def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
          raised_at: datetime, hold_withdrawals: bool = False, judging: bool = True) -> Outcome:
     """Apply one event and re-judge the case (without `judging`: `awaiting_judgement`).
@@ -247,6 +264,7 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
     the outcome has `is_new` False and the state as it was.
     """
     known(event, judge)  # unknown items and nodes are refused before they touch the state
+    same_item(state, event)
     new_state, is_new = apply(state, event)
     if not is_new:
         return Outcome(new_state, [], None, None, is_new=False)
@@ -314,6 +332,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     for event in events:
         try:
             known(event, judge)
+            same_item(state, event)
         except NotInCatalog as exc:
             refused.append((event, exc))
             state, moved = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value))

@@ -885,3 +885,26 @@ def test_a_node_waiting_through_another_for_a_returned_node_stops_its_clock():
     # Accepted again, and 审核 then past its two days: late, counted from the redo.
     late = active(run(events[:4], at(2026, 3, 9, 1)))
     assert ("node_overdue", "review") in late
+
+
+def test_events_naming_another_item_than_their_case_are_refused_and_the_case_waits():
+    """Found by a black-box test: a case accepted under a licence whose other events named a
+    penalty item was judged under the licence: three false red skipped_node cards (its penalty
+    nodes unknown to the licence) and no discretion card, with no dead letter."""
+    from alerts.evaluate import ItemMismatch, step_many
+
+    j = judge()
+    events = [ev("accepted", at(2026, 3, 2), case="MX")] + [
+        ev("node_completed", at(2026, 3, 3 + n), case="MX", item=PENALTY, node=node)
+        for n, node in enumerate(("file", "investigate", "legal_review", "notify", "decide", "serve"))] + [
+        ev("decided", at(2026, 3, 9, 11), case="MX", item=PENALTY, decision="penalize",
+           violation_code="V-FOOD-124", penalty_amount=150000),
+        ev("closed", at(2026, 3, 9, 12), case="MX", item=PENALTY)]
+    for order in (events, events[::-1]):
+        batch = step_many(None, order, [], j, at(2026, 4, 10), datetime(2026, 1, 1, tzinfo=timezone.utc))
+        kept_item = batch.state.item_code
+        refused = [e for e, exc in batch.refused if isinstance(exc, ItemMismatch)]
+        assert refused and all(e.item_code != kept_item for e in refused)
+        assert {e.event_id for e in refused} <= set(batch.state.refused)
+        cards = {(a.rule.value, a.node) for a in batch.state.alerts.values() if a.status.value != "withdrawn"}
+        assert not any(rule == "skipped_node" for rule, _ in cards), cards  # no accusation on a mixed history
