@@ -253,6 +253,11 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     skipped: set[str] = set()
     undone: dict[str, CaseEvent] = {}  # completed nodes a return undid, and that return
     open_suspension: CaseEvent | None = None
+    # Suspensions stated while one runs (a hearing, then an expert review before the hearing is
+    # over): each needs its resumption before the clock runs again, but the case's last
+    # resumption always resumes it (a suspension sent twice must not stop the clock for good).
+    nested = 0
+    last_resumption = next((e for e in reversed(events) if e.type is EventType.RESUMED), None)
     cycles, skips = timeline.cycles, timeline.skips
 
     def complete(node_id: str, event: CaseEvent) -> None:
@@ -336,10 +341,14 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
         elif kind is EventType.SUSPENDED:
             if open_suspension is None:
                 open_suspension = event
+            else:
+                nested += 1
         elif kind is EventType.RESUMED:
-            if open_suspension is not None:
+            if open_suspension is not None and nested and event is not last_resumption:
+                nested -= 1  # resumes the suspension stated inside: the outer one still runs
+            elif open_suspension is not None:
                 timeline.suspensions.append(Suspension(open_suspension, event, event.occurred_at))
-                open_suspension = None
+                open_suspension, nested = None, 0
         elif kind is EventType.DECIDED:
             timeline.decisions.append(event)
             decision = item.decision_node
@@ -351,7 +360,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             timeline.end = event
             if open_suspension is not None:  # its end ends a suspension still running
                 timeline.suspensions.append(Suspension(open_suspension, None, event.occurred_at))
-                open_suspension = None
+                open_suspension, nested = None, 0
             if kind is EventType.CLOSED:
                 check(plan.before_closing, event, "closing")
                 for node_id in plan.by_closing:

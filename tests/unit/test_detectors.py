@@ -908,3 +908,28 @@ def test_events_naming_another_item_than_their_case_are_refused_and_the_case_wai
         assert {e.event_id for e in refused} <= set(batch.state.refused)
         cards = {(a.rule.value, a.node) for a in batch.state.alerts.values() if a.status.value != "withdrawn"}
         assert not any(rule == "skipped_node" for rule, _ in cards), cards  # no accusation on a mixed history
+
+
+def test_a_suspension_stated_while_another_runs_keeps_the_clock_stopped_until_both_are_resumed():
+    """Found by a black-box test: hearing suspended 03-04, expert review suspended 03-05, resumed
+    03-06, resumed 03-10: the second suspension was dropped and the first resumption restarted the
+    clock, so the case closed on 03-19 had a false red overdue card (its deadline is 03-21)."""
+    from alerts.timeline import read_timeline
+
+    events = [ev("accepted", at(2026, 3, 2), case="S2"),
+              ev("node_completed", at(2026, 3, 3), case="S2", node="undertake"),
+              ev("suspended", at(2026, 3, 4), case="S2", reason="hearing"),
+              ev("suspended", at(2026, 3, 5), case="S2", reason="expert_review"),
+              ev("resumed", at(2026, 3, 6), case="S2"), ev("resumed", at(2026, 3, 10), case="S2"),
+              ev("node_completed", at(2026, 3, 18), case="S2", node="review"),
+              ev("node_completed", at(2026, 3, 19), case="S2", node="approve"),
+              ev("closed", at(2026, 3, 19, 12), case="S2")]
+    state = run(events, at(2026, 4, 10))
+    assert ("overdue", None) not in active(state)
+    timeline = read_timeline(state.events, judge().catalog.item("320200-XK-SCJG-0001"))
+    assert [(s.suspended.occurred_at, s.end) for s in timeline.suspensions] == [(at(2026, 3, 4), at(2026, 3, 10))]
+    assert timeline.deadline(judge().calendar) == at(2026, 3, 21, 0)
+    # A suspension sent twice and resumed once is resumed by it: the clock does not stop for good.
+    twice = [ev("accepted", at(2026, 3, 2), case="S3"), ev("suspended", at(2026, 3, 4), case="S3", reason="other"),
+             ev("suspended", at(2026, 3, 4, 11), case="S3", reason="other"), ev("resumed", at(2026, 3, 6), case="S3")]
+    assert ("overdue", None) in active(run(twice, at(2026, 4, 10)))
