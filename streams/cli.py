@@ -588,6 +588,12 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
     finally:
         client.close()
     by_id = {letter["letter_id"]: letter for letter in open_letters}
+    for letter_id, _ in corrections:
+        letter = by_id.get(letter_id or "")
+        if letter is not None and letter["topic"] != settings.case_events_topic:
+            raise SystemExit(f"sunlight: letter {letter_id} is a refused message of {letter['topic']} "
+                             f"({letter['reason']}), not a case event: it is not sent again; act on the ticket "
+                             f"anew (`sunlight tickets show|reply|accept|return|close`, or the console)")
     by_event: dict[tuple, list[dict]] = {}
     for letter in open_letters:
         if letter["case_id"] and letter["event_id"]:

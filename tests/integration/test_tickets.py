@@ -183,6 +183,15 @@ def test_hostile_actions_go_to_the_dead_letters_and_change_nothing(accepted_case
     letters = [orjson.loads(line) for line in sunlight(data, "dlq", "list", "--format", "jsonl").stdout.splitlines()]
     assert sorted(letter["reason"] for letter in letters) == sorted(
         ["unknown_ticket", "wrong_department", "text_too_long", "stale_version", "wrong_department"])
+    # A refused action is not a case event to send again: `dlq redrive` says so, and adds no letter
+    # (before, it read the action as an event: "1 not stored" and a new schema letter).
+    stale = next(letter for letter in letters if letter["reason"] == "stale_version")
+    again = events.parent / "stale-letter.jsonl"
+    again.write_bytes(orjson.dumps(stale) + b"\n")
+    redrive = sunlight(data, "dlq", "redrive", str(again), "--catalog", str(CATALOG), expect=1)
+    assert "not a case event" in redrive.stderr, redrive.stderr[-2000:]
+    after = [orjson.loads(line) for line in sunlight(data, "dlq", "list", "--format", "jsonl").stdout.splitlines()]
+    assert len(after) == len(letters)
 
 
 def test_bad_json_on_the_actions_topic_is_a_dead_letter_and_the_next_action_applies(tmp_path):
