@@ -97,22 +97,27 @@ def withdrawal_reason(cause: str) -> str:
 REJUDGED = "重新评判时，已到达的事实不再支持该情形"
 
 
-def rejudged_reason(events: "list[CaseEvent]", judged_at: datetime | None, tz: ZoneInfo, shown: int = 3) -> str:
+def rejudged_reason(events: "list[CaseEvent]", judged_at: datetime | None, tz: ZoneInfo,
+                    arrived: "tuple[str, ...]" = (), shown: int = 3) -> str:
     """Why an alert was withdrawn when a case was judged once for several new facts (the end of a
-    replay or an import on a store that had judged it before): the events registered after the last
-    judgement (`judged_at`, its clock), which are what came since; when none was, only that the facts
-    no longer support it. (Saying then that the facts claim a registration before a judgement that
-    did not have them would accuse every honest history: a replay's clock, `--now`, is after all
-    of its events: found by review.)"""
+    replay or an import on a store that had judged it before): the events that arrived since the
+    last judgement (`arrived`, as the state recorded them, whatever registration time they claim:
+    a cover-up back-dates it; found by a black-box test), else those registered after its clock
+    (`judged_at`); when neither names any, only that the facts no longer support it. (Saying then
+    that the facts claim a registration before a judgement that did not have them would accuse
+    every honest history: a replay's clock, `--now`, is after all of its events: found by review.)"""
     if judged_at is None:
         return REJUDGED
     judged = moment(judged_at.astimezone(tz))
-    since = sorted((e for e in events if e.recorded_at > judged_at), key=lambda e: (e.recorded_at, e.event_id))
+    came = set(arrived)
+    since = sorted((e for e in events if e.event_id in came or (not came and e.recorded_at > judged_at)),
+                   key=lambda e: (e.recorded_at, e.event_id))
     if not since:
         return REJUDGED
     named = "、".join(f"{event_cause(e)}（登记于 {moment(e.recorded_at.astimezone(tz))}）" for e in since[:shown])
     more = f"等 {len(since)} 个事件" if len(since) > shown else ""
-    return f"{REJUDGED}：上次评判 {judged} 之后登记的{named}{more}"
+    what = "到达" if came else "登记"
+    return f"{REJUDGED}：上次评判 {judged} 之后{what}的{named}{more}"
 
 
 def _suspensions(evidence: Mapping[str, Any]) -> str:

@@ -226,15 +226,15 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     lost = [k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN and k not in supported]
     if lost:
         default = withdrawal_reason(cause) if cause else rejudged_reason(state.events, state.judged_at,
-                                                                           judge.calendar.tz)
+                                                                           judge.calendar.tz, state.arrived)
         unsupported = {k: state.held_withdrawals.get(k, default) for k in lost}
     alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, hold_withdrawals, unsupported)
     held = unsupported if hold_withdrawals else {}
     if (changed or next_due != state.next_due or now != state.judged_at
-            or held != dict(state.held_withdrawals)):
+            or held != dict(state.held_withdrawals) or state.arrived):
         # The clock is part of the state: an event that arrives later with an older clock is
         # judged at this one (the rules may need it: a deadline passed while the case waited).
-        state = state.evolve(alerts=alerts, next_due=next_due, judged_at=now, held_withdrawals=held,
+        state = state.evolve(alerts=alerts, next_due=next_due, judged_at=now, held_withdrawals=held, arrived=(),
                              revision=state.revision + 1)
     return Outcome(state, changed, result.labels, result.deadline)
 
@@ -269,7 +269,7 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
     if not is_new:
         return Outcome(new_state, [], None, None, is_new=False)
     if not judging:
-        return awaiting_judgement(new_state)
+        return awaiting_judgement(new_state, [event])
     return judge_case(new_state, judge, now, raised_at, hold_withdrawals, event_cause(event))
 
 
@@ -278,13 +278,16 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
 JUDGE_AT_ONCE = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def awaiting_judgement(state: CaseState) -> Outcome:
+def awaiting_judgement(state: CaseState, new: "list[CaseEvent]" = ()) -> Outcome:
     """A case whose facts changed while the input is incomplete (a replay): not judged yet, so
     that no alert is raised on a history whose later facts have not arrived (fed out of order, a
     case looks late, or its nodes skipped, until they do). Its alerts stand as last published; it
     is due at once (`JUDGE_AT_ONCE`), for the judgement at the end of the input, which sees every
     fact: an inspector sees only the final word."""
-    return Outcome(state.evolve(next_due=JUDGE_AT_ONCE, revision=state.revision + 1), [], None, None)
+    # What came since its last judgement (none yet: nothing to withdraw, nothing kept).
+    arrived = state.arrived if state.judged_at is None else state.arrived + tuple(
+        e.event_id for e in new if e.event_id not in state.arrived)
+    return Outcome(state.evolve(next_due=JUDGE_AT_ONCE, arrived=arrived, revision=state.revision + 1), [], None, None)
 
 
 def judge_verdict(state: CaseState, verdict: Verdict, judge: Judge, now: datetime, raised_at: datetime,
@@ -358,6 +361,6 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     if not changed or state is None:
         return CaseBatch(state, None, new, duplicates, refused, conflicts)
     if not judging:
-        return CaseBatch(state, awaiting_judgement(state), new, duplicates, refused, conflicts)
+        return CaseBatch(state, awaiting_judgement(state, new), new, duplicates, refused, conflicts)
     return CaseBatch(state, judge_case(state, judge, now, raised_at, hold_withdrawals, cause), new, duplicates,
                      refused, conflicts)

@@ -45,6 +45,10 @@ class CaseState:
     # one, redriven). While any is missing the case raises no alert (`alerts.evaluate.judge_case`):
     # its facts are incomplete, and judged without them it may look late or skipped.
     refused: Mapping[str, str] = field(default_factory=dict)
+    # The events taken since the case was last judged (while a replay's input is incomplete,
+    # `alerts.evaluate.awaiting_judgement`): what a withdrawal at the next judgement names, whatever
+    # registration time they claim (`alerts.describe.rejudged_reason`). Empty once judged.
+    arrived: tuple[str, ...] = ()
     # Increases with every change, so a store keyed by case keeps the newest row.
     revision: int = 0
 
@@ -96,6 +100,7 @@ class CaseState:
             "judged_at": self.judged_at.isoformat() if self.judged_at else None,
             "held_withdrawals": dict(self.held_withdrawals),
             "refused": dict(self.refused),
+            "arrived": list(self.arrived),
             "revision": self.revision,
         }
 
@@ -110,6 +115,7 @@ class CaseState:
             judged_at=datetime.fromisoformat(obj["judged_at"]) if obj.get("judged_at") else None,
             held_withdrawals=dict(obj.get("held_withdrawals") or {}),
             refused=dict(obj.get("refused") or {}),
+            arrived=tuple(obj.get("arrived") or ()),
             revision=int(obj.get("revision", 0)),
         )
 

@@ -79,8 +79,15 @@ def encode_state(state: CaseState, partition: int) -> bytes:
         FORMAT, state.case_id, partition, state.revision, _iso(state.next_due), _iso(state.judged_at),
         fragment(b"[" + b",".join(event_row(e) for e in state.events) + b"]"),
         {k: fragment(alert_json(a)) for k, a in state.alerts.items()},
-        state.verdicts, state.held_withdrawals, *((state.refused,) if state.refused else ()),
+        state.verdicts, state.held_withdrawals, *_tail(state),
     ]))
+
+
+def _tail(state: CaseState) -> tuple:
+    """The optional last fields of a stored state: refused (10), arrived (11), left out when empty."""
+    if state.arrived:
+        return dict(state.refused), list(state.arrived)
+    return (state.refused,) if state.refused else ()
 
 
 def decode_state(data: bytes) -> tuple[CaseState, int]:
@@ -94,7 +101,8 @@ def decode_state(data: bytes) -> tuple[CaseState, int]:
         case_id=case_id, events=events, alerts={k: Alert.from_json(a) for k, a in alerts.items()},
         verdicts=verdicts, next_due=shared_time(next_due) if next_due else None,
         judged_at=shared_time(judged_at) if judged_at else None, held_withdrawals=held,
-        refused=obj[10] if len(obj) > 10 else {}, revision=revision,
+        refused=obj[10] if len(obj) > 10 else {}, arrived=tuple(obj[11]) if len(obj) > 11 else (),
+        revision=revision,
     ), partition
 
 

@@ -541,12 +541,15 @@ def test_a_card_withdrawn_by_several_new_facts_at_once_names_the_events_register
         return card.withdrawn_reason
 
     registered_late = withdrawn_after(lambda t: at(2026, 3, 25, 10))
-    assert registered_late.startswith("重新评判时，已到达的事实不再支持该情形：上次评判 2026-03-20 12:00 之后登记的"), \
+    assert registered_late.startswith("重新评判时，已到达的事实不再支持该情形：上次评判 2026-03-20 12:00 之后到达的"), \
         registered_late
     assert "“办结”事件（closed-None）（登记于 2026-03-25 10:00）" in registered_late and "等 4 个事件" in registered_late
-    # None registered since (a history whose clock is after all of it, or a registration
-    # back-dated too): no event to name, and no accusation of honest histories.
-    assert withdrawn_after(lambda t: t + timedelta(minutes=5)) == "重新评判时，已到达的事实不再支持该情形"
+    # Their registration back-dated too (claimed before the judgement that did not have them): the
+    # events that arrived are named all the same (before, the withdrawal named nothing: found by a
+    # black-box test), with the registration they claim, which says nothing against them.
+    back_dated = withdrawn_after(lambda t: t + timedelta(minutes=5))
+    assert "之后到达的" in back_dated and "（node_completed-undertake）（登记于 2026-03-05 10:05）" in back_dated
+    assert "等 4 个事件" in back_dated
 
 
 def test_a_back_dating_that_covered_an_overrun_stays_when_the_case_is_later_overdue_as_stated():
@@ -933,3 +936,24 @@ def test_a_suspension_stated_while_another_runs_keeps_the_clock_stopped_until_bo
     twice = [ev("accepted", at(2026, 3, 2), case="S3"), ev("suspended", at(2026, 3, 4), case="S3", reason="other"),
              ev("suspended", at(2026, 3, 4, 11), case="S3", reason="other"), ev("resumed", at(2026, 3, 6), case="S3")]
     assert ("overdue", None) in active(run(twice, at(2026, 4, 10)))
+
+
+def test_the_events_taken_while_a_case_awaits_its_judgement_are_kept_until_it_is_judged():
+    """`CaseState.arrived`: what the next judgement's withdrawals name; stored with the state (a
+    restart between the intake and the judgement keeps it), and cleared by the judgement."""
+    from alerts.evaluate import judge_case, step_many
+    from streams.codec import decode_state, encode_state
+
+    raised_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    events = [ev("accepted", at(2026, 3, 2), case="AR", event_id="a1"),
+              ev("node_completed", at(2026, 3, 3), case="AR", node="undertake", event_id="n1")]
+    first = step_many(None, events[:1], [], judge(), at(2026, 3, 4), raised_at, judging=False).outcome.state
+    assert first.arrived == ()  # never judged: nothing to withdraw, nothing kept
+    before = judge_case(first, judge(), at(2026, 3, 4), raised_at).state
+    held = step_many(before, events[1:], [], judge(), at(2026, 3, 4), raised_at, judging=False).outcome.state
+    assert held.arrived == ("n1",)
+    again = step_many(held, events[1:], [], judge(), at(2026, 3, 4), raised_at, judging=False).state
+    assert again.arrived == ("n1",)  # a duplicate adds nothing
+    assert decode_state(encode_state(held, 3)) == (held, 3)
+    judged = judge_case(held, judge(), at(2026, 3, 4), raised_at).state
+    assert judged.arrived == () and decode_state(encode_state(judged, 3))[0].arrived == ()
