@@ -653,12 +653,12 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
     if rule.key == "coverage":
         coverage = supplied.coverage
         if coverage is None:
-            value, no_data, note = rule.points, True, "未报送部门覆盖数据"
+            value, no_data, note = p["factor"], True, "未报送部门覆盖数据"
             inputs = {"in_scope": None, "vertical": None, "online": None}
         else:
             inputs = {"in_scope": coverage.in_scope, "vertical": coverage.vertical, "online": coverage.online}
             rate = _rate(coverage.online, coverage.in_scope - coverage.vertical)
-            value = p["factor"] * rate if rate is not None else rule.points
+            value = p["factor"] * rate if rate is not None else p["factor"]
             no_data = rate is None
     elif rule.key == "publication":
         missing = {i.code: missing_requirements(i, rulebook) for i in items}
@@ -677,7 +677,7 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         rate = _rate(with_cases, len(items) - suspended)
         if rate is None:
             no_data = True
-            value = rule.points - p["per"] * m
+            value = p["factor"] - p["per"] * m
         else:
             # 本部分基础得分 = factor × rate; 得分 = 基础得分 − per × m.
             inputs["rate"] = float(_round(rate * 100) / 100)  # 0.6667, not 0.6667000000000001
@@ -690,14 +690,14 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         inputs = {"cases_with_alerts": irregular, "cases": len(cases)}
         rate = _rate(irregular, len(cases))
         no_data = rate is None
-        value = rule.points if no_data else p["factor"] * (1 - rate)
+        value = p["factor"] if no_data else p["factor"] * (1 - rate)
     elif rule.key == "supervision":
         tickets = [t for t in facts.tickets if mine(t) and t.status in COUNTED_TICKETS]
         done = sum(1 for t in tickets if t.status in DONE_TICKETS)
         inputs = {"tickets_done": done, "tickets": len(tickets)}
         rate = _rate(done, len(tickets))
         no_data = rate is None
-        value = rule.points if no_data else p["factor"] * rate
+        value = p["factor"] if no_data else p["factor"] * rate
     elif rule.key == "rating":
         # Only the contract's ratings count; a `rated` event without one (or with another value) is
         # neither satisfied nor dissatisfied. One rating per case (一事一评): its first of the month;
@@ -713,7 +713,7 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
                   "repeated": len(valid) - len(ratings)}
         rate = _rate(satisfied, len(ratings))
         no_data = rate is None
-        value = rule.points if no_data else p["factor"] * rate
+        value = p["factor"] if no_data else p["factor"] * rate
     elif rule.key == "data_exchange":
         self_built = [d for d in sorted(subject.departments) if catalog.departments[d].self_built]
         deadline = push_deadline(facts.month, rulebook.push_day, tz)

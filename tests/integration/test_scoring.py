@@ -221,7 +221,7 @@ def expected(scenario, alerts, tickets, by: str) -> dict[str, dict]:
         parts["权力库维护"] = clamp(10 - 2 * supplied.get("unapplied_changes", 0), 10)
         irregular = sum(1 for e in cases if e["case_id"] in standing)
         cap = 20 if by == "region" else 10
-        parts["操作规范"] = clamp(10 * (1 - irregular / len(cases)), cap) if cases else cap
+        parts["操作规范"] = clamp(10 * (1 - irregular / len(cases)), cap) if cases else 10  # no data: as perfect
         if by == "department":
             first_rating: dict[str, tuple] = {}  # one per case (一事一评): its first of the month
             for e in events:
@@ -237,7 +237,7 @@ def expected(scenario, alerts, tickets, by: str) -> dict[str, dict]:
                          and START <= local(t["opened_at"]) < END]
         done = sum(1 for t in month_tickets if t["status"] in ("replied", "closed"))
         factor = 5 if by == "region" else 10
-        parts["督办及落实"] = clamp(factor * done / len(month_tickets), 10) if month_tickets else 10
+        parts["督办及落实"] = clamp(factor * done / len(month_tickets), 10) if month_tickets else factor
         parts["其他"] = clamp(10 - sum(c["points"] for c in supplied.get("complaints", [])), 10)
         rounded = {k: points(v) for k, v in parts.items()}
         out[subject] = {"total": sum(rounded.values()), "parts": rounded, "cases": len(cases)}

@@ -444,3 +444,16 @@ def test_a_catalog_of_city_departments_only_has_no_region_to_rank_and_a_foreign_
     foreign["city_region"] = "999999"
     assert "city_region 999999 is no region of the catalog (320200, 320211)" in city_region_unknown(
         CATALOG, rulebook(foreign))
+
+
+def test_a_part_with_no_data_scores_what_a_perfect_record_scores_never_more():
+    """Found by a black-box test: as the rules are written, 督办及落实 of a region is 5 × 督办完成率
+    (of 10 points) and 操作规范 10 × (1 − 不规范率) (of 20); a region with no ticket got 10 and one
+    that completed every ticket 5: silence outscored a perfect record."""
+    perfect = MonthFacts(MONTH, cases=cases("D1", 2, "D1-1", region="320211"),
+                         tickets=(TicketFact("t1", "D1", "320211", "closed"),))
+    silent = MonthFacts(MONTH)
+    for key in ("supervision", "conformity"):
+        done = part(score_month(rulebook(), "region", CATALOG, perfect), "320211", key)
+        none = part(score_month(rulebook(), "region", CATALOG, silent), "320211", key)
+        assert none.no_data and none.points == done.points < none.max, (key, none, done)
