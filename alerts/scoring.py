@@ -180,7 +180,10 @@ def load_rulebook(raw: Any) -> Rulebook:
             raise ScoringError(f"{where}: must be a mapping with categories and requirements")
         _keys(entry, {"categories", "requirements"}, where)
         categories = []
-        for value in entry.get("categories") or []:
+        listed = entry.get("categories") or []
+        if not isinstance(listed, list):
+            raise ScoringError(f"{where}: categories must be a list (e.g. [licensing]), got {listed!r}")
+        for value in listed:
             try:
                 category = Category(value)
             except ValueError:
@@ -313,7 +316,9 @@ def load_inputs(raw: Any, catalog: Catalog, month: str) -> MonthInputs:
     if stated is None:
         raise ScoringError("inputs: missing month (YYYY-MM): the file is for one month")
     if str(stated) != month:
-        raise ScoringError(f"inputs: the file is for month {stated!r}, but {month} is being scored")
+        shown = f"'{stated}'" if not isinstance(stated, str) else repr(stated)  # a date YAML read: as written
+        raise ScoringError(f"inputs: the file is for month {shown}, but {month} is being scored"
+                           + (" (write the month as YYYY-MM)" if not isinstance(stated, str) else ""))
     known_regions = {d.region for d in catalog.departments.values() if d.region}
     out: dict[str, dict[str, SubjectInputs]] = {"departments": {}, "regions": {}}
     for section, known, label in (("departments", set(catalog.departments), "department"),

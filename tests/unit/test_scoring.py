@@ -457,3 +457,16 @@ def test_a_part_with_no_data_scores_what_a_perfect_record_scores_never_more():
         done = part(score_month(rulebook(), "region", CATALOG, perfect), "320211", key)
         none = part(score_month(rulebook(), "region", CATALOG, silent), "320211", key)
         assert none.no_data and none.points == done.points < none.max, (key, none, done)
+
+
+def test_a_month_read_as_a_date_and_categories_written_as_one_word_are_refused_in_words():
+    """Found by a black-box test: `month: 2026-04-01` was refused as "datetime.date(2026, 4, 1)", and
+    `categories: licensing` as "category 'l' is not one of ..."."""
+    from datetime import date
+
+    with pytest.raises(ScoringError, match=r"month '2026-04-01', but 2026-04 is being scored \(write the month as YYYY-MM\)"):
+        load_inputs({"month": date(2026, 4, 1)}, CATALOG, MONTH)
+    raw = copy.deepcopy(RULEBOOK_RAW)
+    raw["field_groups"]["许可"]["categories"] = "licensing"
+    with pytest.raises(ScoringError, match=r"categories must be a list \(e.g. \[licensing\]\), got 'licensing'"):
+        load_rulebook(raw)
