@@ -50,7 +50,7 @@ async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime
 
 
 async def _push(settings: Settings, messages: list, catalog: Path, now: datetime | None,
-                show_progress: bool = True, topic: str | None = None, letters: list = ()) -> dict:
+                show_progress: bool = True, topic: str | None = None, letters: list = (), clock=None) -> dict:
     """Run the pipeline over `messages` (case events, or other input such as ticket actions:
     `topic`) and wait until every message is processed and written; `letters` (an import's dead
     letters) are kept as the pipeline keeps its own."""
@@ -61,11 +61,11 @@ async def _push(settings: Settings, messages: list, catalog: Path, now: datetime
         await produce(running.bootstrap, topic or settings.case_events_topic, messages, on_sent=on_sent)
         return len(messages)
 
-    return await _through_pipeline(settings, catalog, now, show_progress, send, letters)
+    return await _through_pipeline(settings, catalog, now, show_progress, send, letters, clock)
 
 
 async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | None, show_progress: bool,
-                            send, letters: list = ()) -> dict:
+                            send, letters: list = (), clock=None) -> dict:
     """Start the pipeline, `send(running, on_total, on_sent)` its input (returns how many messages;
     tells the progress bar how many there are, then how many are sent), and wait until everything
     in the input topic is processed and written."""
@@ -73,7 +73,7 @@ async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | N
 
     from streams.runtime import keep_letters, replay_clock, running_pipeline, topic_ends, wait_until_processed
 
-    async with running_pipeline(settings, catalog, clock=replay_clock(now)) as running:
+    async with running_pipeline(settings, catalog, clock=clock or replay_clock(now)) as running:
         if letters:
             await keep_letters(settings, running.bootstrap, letters, writer=running.pipeline.writer)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -89,6 +89,14 @@ async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | N
         progress = running.pipeline.progress
         return {"events": count, "new": progress.events_new, "duplicates": progress.events_duplicate,
                 "dead_lettered": progress.dead_letters, "alert_changes": progress.alerts_changed}
+
+
+def _command_clock(args):
+    """The clock of a command acting on the store now (`streams.clock.CommandClock`)."""
+    from streams.clock import CommandClock
+    from streams.steps import utcnow
+
+    return CommandClock(_parse_now(args.now) or utcnow())
 
 
 def cmd_replay(args, settings: Settings) -> int:
@@ -769,7 +777,7 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     catalog = _catalog_path(args, settings, "tickets on the embedded defaults runs "
                                             "the pipeline and needs a catalog")
     asyncio.run(_push(settings, messages, catalog, _parse_now(args.now), show_progress=False,
-                      topic=settings.ticket_actions_topic))
+                      topic=settings.ticket_actions_topic, clock=_command_clock(args)))
     with _store(settings) as client:
         after = stored_tickets(client, everything, ticket_id=ticket_id)
         applied = action["action_id"] in (ticket_state(client, ticket_id) or {}).get("actions", ())
@@ -848,7 +856,7 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     catalog = _catalog_path(args, settings, "notices resend on the embedded defaults runs the pipeline and needs "
                                             "a catalog")
     asyncio.run(_push(dataclasses.replace(settings, notify=True), messages, catalog, _parse_now(args.now),
-                      show_progress=False, topic=settings.notices_topic))
+                      show_progress=False, topic=settings.notices_topic, clock=_command_clock(args)))
     with _store(settings) as client:
         outcome = notice_statuses(client, [record["notice_id"] for record in failed + backlog])
         again = {record["notice_id"]: record for record in failed_notices(client)}

@@ -29,6 +29,9 @@ class WallClock:
     # Time goes on by itself: cases restored from the store are judged at once, not at an end of
     # input that never comes.
     live = True
+    # A finding reaches the tickets when it is raised: it settles from then if its business time is
+    # long past (`alerts.tickets.on_alert`'s `seen_at`).
+    findings_seen_now = True
 
     def now(self, partition: int | None = None) -> datetime:
         return datetime.now(timezone.utc)
@@ -49,6 +52,9 @@ class WallClock:
 
 class EventTimeClock:
     live = False  # restored cases are judged at the end of the input (`Pipeline.judge_restored_cases`)
+    # A history's findings settle from their business time: a replay gives the tickets live operation
+    # would have produced by `--now` with its facts on time.
+    findings_seen_now = False
 
     def __init__(self, limit: datetime):
         self.limit = limit
@@ -106,3 +112,13 @@ class EachUnitJudgedClock(EventTimeClock):
 
     input_incomplete = False
     tickets_held = False
+
+
+class CommandClock(EventTimeClock):
+    """The clock of a command that acts on a store now (a ticket action, a notice resend on the
+    embedded defaults): event time up to `now`, but what its judgements raise reaches the tickets
+    now, as live (`findings_seen_now`). Before, a ticket action on a replayed history judged the
+    cases still open at the wall clock, and each new finding's ticket settled from its business
+    time, months past: opened, escalated to the head and to the inspection office and mailed, all
+    at once (found by a black-box test)."""
+    findings_seen_now = True

@@ -254,7 +254,7 @@ class TicketSteps:
             ticket = tickets.get(alert.rule.value)
             if ticket is None and not policy.opens(alert.rule, alert.severity):
                 continue
-            out = on_alert(ticket, alert, policy, calendar, now, seen_at=now if self.clock.live else None,
+            out = on_alert(ticket, alert, policy, calendar, now, seen_at=now if self.clock.findings_seen_now else None,
                            quiet=not self.out.settings.notify)
             if out.ticket is not None:
                 tickets[alert.rule.value] = out.ticket

@@ -703,3 +703,38 @@ def test_an_action_with_its_version_beside_a_running_worker_is_only_published(tm
         refused = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "reply", "C-1/overdue", "--version",
                                   "2", "--text", "x"], env=env, capture_output=True, text=True, timeout=120)
         assert refused.returncode != 0 and "--department" in refused.stderr
+
+
+def test_a_ticket_action_on_a_replayed_history_mails_no_history(mail_server, tmp_path):
+    """Found by a black-box test: after a replay without --notify, one `tickets reply` judged the
+    cases still open at the wall clock, and each new finding's ticket settled from its business
+    time, months past: opened, escalated to the head and the inspection office, and mailed (33
+    mails), all in the same second. A command's findings now reach the tickets when it raises
+    them (`streams.clock.CommandClock`), and settle from then."""
+    from alerts.scenario import generate
+
+    box, smtp = mail_server
+    scenario = generate(cases=120, violation_rate=0.1, seed=1, now=NOW)
+    catalog, events = write_inputs(tmp_path, scenario)
+    data = tmp_path / "data"
+    sunlight(data, "replay", str(events), "--catalog", str(catalog), "--now", NOW.isoformat(), smtp=smtp)
+    assert box.received == []  # history: held
+    client = connect(None, data)
+    try:
+        before = {t["ticket_id"] for t in stored_tickets(client, Scope.everything())}
+        target = next(t for t in stored_tickets(client, Scope.everything(), status="open"))
+    finally:
+        client.close()
+    still_open = {e["case_id"] for e in scenario.events} - {
+        e["case_id"] for e in scenario.events if e["type"] in ("closed", "withdrawn")}
+    assert still_open, "the city has cases still open at its end, judged again at the wall clock"
+    sunlight(data, "tickets", "reply", target["ticket_id"], "--text", "已整改", "--department",
+             target["department"], "--catalog", str(catalog), smtp=smtp)
+    assert box.received == [], [m["Subject"] for _, m in box.received]
+    client = connect(None, data)
+    try:
+        after = stored_tickets(client, Scope.everything())
+    finally:
+        client.close()
+    opened_now = [t for t in after if t["ticket_id"] not in before and t["status"] != "settling"]
+    assert opened_now == []  # new findings settle from now: an hour to go
