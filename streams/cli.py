@@ -106,7 +106,24 @@ def cmd_replay(args, settings: Settings) -> int:
     print(f"replayed {summary['events']} events: {summary['new']} new, {summary['duplicates']} duplicates, "
           f"{summary['dead_lettered']} to the dead-letter topic; {summary['alert_changes']} alert changes",
           file=sys.stderr)
+    if settings.notify:
+        _say_failed_notices(settings)
     return 0
+
+
+def _say_failed_notices(settings: Settings) -> None:
+    """After sending notices: how many failed for good, and how to send them again (a mail server
+    down for the whole run said nothing before: found by a black-box test)."""
+    from sinks.queries import failed_notices
+
+    if settings.kafka and settings.embedded_store:
+        return  # the workers send them, into a store of theirs
+    with _store(settings) as client:
+        failed = failed_notices(client)
+    if failed:
+        print(f"note: {len(failed)} notice(s) could not be delivered (the mail server or webhook refused or was "
+              f"unreachable for all attempts): `sunlight notices resend` sends them again once it is back",
+              file=sys.stderr)
 
 
 def _notify(settings: Settings, args) -> Settings:

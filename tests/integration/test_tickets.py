@@ -738,3 +738,18 @@ def test_a_ticket_action_on_a_replayed_history_mails_no_history(mail_server, tmp
         client.close()
     opened_now = [t for t in after if t["ticket_id"] not in before and t["status"] != "settling"]
     assert opened_now == []  # new findings settle from now: an hour to go
+
+
+def test_a_replay_whose_notices_all_failed_says_so(accepted_case):
+    """Found by a black-box test: `replay --notify` with the mail server refusing every notice
+    printed its summary as if nothing had happened."""
+    import socket
+
+    events, data = accepted_case
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-20T10:00:00+08:00",
+                    "--notify", smtp=f"smtp://127.0.0.1:{port}?starttls=0")
+    assert "notice(s) could not be delivered" in done.stderr and "sunlight notices resend" in done.stderr, \
+        done.stderr[-2000:]
