@@ -80,6 +80,14 @@ def days(value: float | int | None) -> str:
     return f"{value:g}" if isinstance(value, int) or float(value).is_integer() else f"{value:.2f}"
 
 
+def hours(value: float | int | None) -> str:
+    """A lag in hours, to a tenth, with the days it makes when it is two days or more."""
+    if value is None:
+        return "—"
+    text = f"{float(value):.1f}".removesuffix(".0") + " 小时"
+    return text + (f"（约 {float(value) / 24:.1f} 天）".replace(".0 天", " 天") if value >= 48 else "")
+
+
 def money(value: float | int | None) -> str:
     return "—" if value is None else f"¥{value:,.2f}".replace(".00", "")
 
@@ -193,9 +201,11 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         late = e.get("late_registrations") or []
         if late:
             first = late[0]
-            parts.append(f"{e.get('late_registration_count', len(late))} 个事件滞后登记，如 {first['event_id']}："
+            count = e.get('late_registration_count', len(late))
+            which = f"，如 {first['event_id']}" if count > 1 else f"：{first['event_id']}"
+            parts.append(f"{count} 个事件滞后登记{which}，"
                          f"{moment(first['occurred_at'])} 发生，{moment(first['recorded_at'])} 才登记"
-                         f"（滞后 {days(first['lag_hours'])} 小时）")
+                         f"（滞后 {hours(first['lag_hours'])}）")
         return "疑似网下运行、网上补录：" + "；".join(parts) + "。"
     if rule == "retroactive_suspension" and e.get("deadline_as_registered"):
         ended = f"{moment(e['ended_at'])} 办结" if e.get("ended_at") else "至今仍在办理"

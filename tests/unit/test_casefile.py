@@ -130,3 +130,16 @@ def test_benchmark_tiers_named_by_english_codes_are_read_in_chinese_and_peers_ar
         "direction": "below", "peers_decided_from": "2026-06-01T09:00:00+08:00",
         "peers_decided_to": "2026-09-02T09:00:00+08:00"})
     assert "此前" not in outlier and "同类处罚 20 件（决定于 2026-06-01 09:00 至 2026-09-02 09:00）" in outlier
+
+
+def test_a_late_registration_reads_in_hours_to_a_tenth_with_the_days_and_one_event_is_not_an_example():
+    """Found by a black-box test: '1 个事件滞后登记，如 …' (如 before the only one) and '滞后 382.67 小时'."""
+    from alerts.describe import describe_evidence
+
+    one = {"late_registration_count": 1, "late_registrations": [
+        {"event_id": "E-1", "occurred_at": "2026-03-02T10:00:00+08:00", "recorded_at": "2026-03-18T08:40:00+08:00",
+         "lag_hours": 382.6667}]}
+    text = describe_evidence("backfill", one)
+    assert "1 个事件滞后登记：E-1，2026-03-02 10:00 发生" in text and "滞后 382.7 小时（约 15.9 天）" in text and "如" not in text
+    two = {**one, "late_registration_count": 2}
+    assert "2 个事件滞后登记，如 E-1，2026-03-02 10:00 发生" in describe_evidence("backfill", two)
