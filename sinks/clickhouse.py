@@ -46,13 +46,27 @@ def scrub(text: str, server_url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
+def server_interface(server_url: str) -> str:
+    """`http` or `https`, as the URL's scheme says. clickhouse-connect reads the host, port and
+    credentials of a DSN but not its scheme: https:// on a port other than 443 or 8443 went as
+    plain HTTP, the password with it, and a URL without a scheme reached localhost (found by a
+    black-box test). Anything but http:// or https:// with a host is refused."""
+    parts = urlsplit(server_url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise StoreError(f"SUNLIGHT_CLICKHOUSE must be an http:// or https:// URL with a host, such as "
+                         f"https://user:password@clickhouse.example:8443/default (got {redact(server_url)!r})")
+    return scheme
+
+
 def connect(server_url: str | None, data_dir: Path, shared_broker: bool = False):
     """A clickhouse-connect client: the server at `server_url`, or chdb in `data_dir`.
     `shared_broker`: the process is a worker on a Kafka cluster others may consume too (only what
     a refusal advises depends on it)."""
     if server_url:
+        interface = server_interface(server_url)
         try:
-            return clickhouse_connect.get_client(dsn=server_url)
+            return clickhouse_connect.get_client(dsn=server_url, interface=interface)
         except Exception as exc:
             raise StoreError(f"cannot reach ClickHouse at {redact(server_url)}: "
                              f"{scrub(str(exc), server_url)}") from None

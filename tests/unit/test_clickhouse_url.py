@@ -1,0 +1,31 @@
+"""The ClickHouse server URL is read with its scheme (found by a black-box test: clickhouse-connect
+ignores a DSN's scheme, so https:// on a port other than 443 or 8443 sent the password in plain
+HTTP, and a URL without a scheme reached localhost)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sinks import clickhouse
+from sinks.clickhouse import StoreError, connect
+
+
+@pytest.mark.parametrize("url, interface", [
+    ("https://sunlight:secret@clickhouse.example:9440/sunlight", "https"),
+    ("HTTPS://clickhouse.example", "https"),
+    ("http://sunlight:secret@clickhouse:8123/sunlight", "http"),
+])
+def test_the_scheme_chooses_http_or_https(monkeypatch, tmp_path, url, interface):
+    seen = {}
+    monkeypatch.setattr(clickhouse.clickhouse_connect, "get_client", lambda **kwargs: seen.update(kwargs) or "client")
+    assert connect(url, tmp_path) == "client"
+    assert seen == {"dsn": url, "interface": interface}
+
+
+@pytest.mark.parametrize("url", ["clickhouse.example:8123", "not-a-url", "ftp://clickhouse.example/x",
+                                 "https://:secret@/sunlight"])
+def test_a_url_without_an_http_scheme_or_a_host_is_refused_with_its_password_hidden(monkeypatch, tmp_path, url):
+    monkeypatch.setattr(clickhouse.clickhouse_connect, "get_client", lambda **kwargs: pytest.fail("connected"))
+    with pytest.raises(StoreError, match="must be an http:// or https:// URL with a host") as refused:
+        connect(url, tmp_path)
+    assert "secret" not in str(refused.value)
