@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from alerts.letters import REASON_TITLE
 from alerts.tickets import Step
 
 REGISTRY = CollectorRegistry()
@@ -24,6 +25,13 @@ EVENTS_CONFLICTING = Counter("sunlight_events_conflicting_total",
                              "(refused as conflicting_duplicate dead letters)", registry=REGISTRY)
 EVENTS_DEAD_LETTERED = Counter("sunlight_events_dead_lettered_total", "Messages sent to the DLQ, by reason",
                                ["reason"], registry=REGISTRY)
+# Every known reason and outcome from 0, as the notices below: Prometheus's increase() does not
+# count a series' first sample, so a first burst of letters of a new reason (or the first events
+# after a start) went unseen by SunlightDeadLettersGrowing (found by a black-box test).
+for _reason in REASON_TITLE:
+    EVENTS_DEAD_LETTERED.labels(_reason)
+for _outcome in ("new", "duplicate"):
+    EVENTS_PROCESSED.labels(_outcome)
 ALERTS_PUBLISHED = Counter("sunlight_alerts_published_total", "Alert versions published, by rule and status",
                            ["rule", "status"], registry=REGISTRY)
 TICKS_SENT = Counter("sunlight_deadline_ticks_total", "Cases re-judged because something fell due",

@@ -394,3 +394,15 @@ def test_every_notice_step_and_status_is_exposed_from_zero():
     for step in Step:
         for status in ("recorded", "held", "sent", "failed"):
             assert _sample("sunlight_notices_total", step=step.value, status=status) is not None
+
+
+def test_every_dead_letter_reason_and_event_outcome_is_exposed_from_zero():
+    """Found by a black-box test with a real Prometheus: the first burst of letters of a new reason
+    (and the first events after a start) showed no increase, and SunlightDeadLettersGrowing
+    stayed silent for them."""
+    from alerts.letters import REASON_TITLE
+
+    for reason in REASON_TITLE:
+        assert _sample("sunlight_events_dead_lettered_total", reason=reason) is not None, reason
+    for outcome in ("new", "duplicate"):
+        assert _sample("sunlight_events_processed_total", outcome=outcome) is not None
