@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,7 +14,7 @@ def _retention(env: dict[str, str]) -> float | None:
     if value == "never":
         return None
     days = _float(env, "SUNLIGHT_CASE_RETENTION_DAYS", 30.0)
-    if days < 0:
+    if not 0 <= days < 10 ** 6:
         raise SystemExit(f"SUNLIGHT_CASE_RETENTION_DAYS must be a number of days (0 or more) or 'never', "
                          f"got {value!r}")
     return days
@@ -27,6 +28,28 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         return float(value)
     except ValueError:
         raise SystemExit(f"{name} must be a number, got {value!r}") from None
+
+
+def _bounded(env: dict[str, str], name: str, default: float, *, least: float, above: bool = False,
+             whole: bool = False) -> float:
+    """A finite number from the environment of at least `least` (more than it with `above`; a
+    whole number with `whole`), else a one-line error: a bad value gave a traceback, a hang that
+    ignored SIGTERM (no room for rows), or an idle worker burning a core (timers every 0 s),
+    found by a black-box test."""
+    value = _float(env, name, default)
+    if (not math.isfinite(value) or value < least or (above and value == least)
+            or (whole and value != int(value))):
+        kind = "a whole number" if whole else "a number"
+        bound = f"more than {least:g}" if above else f"{least:g} or more"
+        raise SystemExit(f"{name} must be {kind} of {bound}, got {env.get(name)!r}")
+    return int(value) if whole else value
+
+
+def _flavour(env: dict[str, str]) -> str:
+    value = (env.get("SUNLIGHT_BROKER_FLAVOUR") or "kafka").strip().lower()
+    if value not in ("kafka", "tansu"):
+        raise SystemExit(f"SUNLIGHT_BROKER_FLAVOUR must be kafka or tansu, got {env.get('SUNLIGHT_BROKER_FLAVOUR')!r}")
+    return value
 
 
 def _port(env: dict[str, str], name: str, default: int) -> int:
@@ -112,26 +135,28 @@ class Settings:
         catalog = env.get("SUNLIGHT_CATALOG")
         return cls(
             kafka=env.get("SUNLIGHT_KAFKA") or None,
-            broker_flavour=(env.get("SUNLIGHT_BROKER_FLAVOUR") or "kafka").lower(),
+            broker_flavour=_flavour(env),
             clickhouse=env.get("SUNLIGHT_CLICKHOUSE") or None,
             data_dir=Path(env.get("SUNLIGHT_DATA_DIR") or "sunlight-data"),
             catalog=Path(catalog) if catalog else None,
             calendar_overrides=Path(overrides) if overrides else None,
             app_id=env.get("SUNLIGHT_APP_ID") or "sunlight",
-            partitions=int(_float(env, "SUNLIGHT_PARTITIONS", 4)),
-            flush_interval=_float(env, "SUNLIGHT_FLUSH_INTERVAL", 0.25),
-            tick_interval=_float(env, "SUNLIGHT_TICK_INTERVAL", 0.25),
-            unit_max_messages=int(_float(env, "SUNLIGHT_UNIT_MAX_MESSAGES", 2000)),
-            sink_max_pending_rows=int(_float(env, "SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000)),
-            fetch_max_wait=_float(env, "SUNLIGHT_FETCH_MAX_WAIT", 0) if env.get("SUNLIGHT_FETCH_MAX_WAIT") else None,
-            session_timeout=_float(env, "SUNLIGHT_SESSION_TIMEOUT", 0) if env.get("SUNLIGHT_SESSION_TIMEOUT") else None,
+            partitions=_bounded(env, "SUNLIGHT_PARTITIONS", 4, least=1, whole=True),
+            flush_interval=_bounded(env, "SUNLIGHT_FLUSH_INTERVAL", 0.25, least=0, above=True),
+            tick_interval=_bounded(env, "SUNLIGHT_TICK_INTERVAL", 0.25, least=0, above=True),
+            unit_max_messages=_bounded(env, "SUNLIGHT_UNIT_MAX_MESSAGES", 2000, least=1, whole=True),
+            sink_max_pending_rows=_bounded(env, "SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000, least=1, whole=True),
+            fetch_max_wait=(_bounded(env, "SUNLIGHT_FETCH_MAX_WAIT", 0, least=0)
+                            if env.get("SUNLIGHT_FETCH_MAX_WAIT") else None),
+            session_timeout=(_bounded(env, "SUNLIGHT_SESSION_TIMEOUT", 0, least=0, above=True)
+                             if env.get("SUNLIGHT_SESSION_TIMEOUT") else None),
             tickets_policy=Path(env["SUNLIGHT_TICKETS"]) if env.get("SUNLIGHT_TICKETS") else None,
             notice_templates=Path(env["SUNLIGHT_NOTICE_TEMPLATES"]) if env.get("SUNLIGHT_NOTICE_TEMPLATES") else None,
             smtp=env.get("SUNLIGHT_SMTP") or None,
             mail_from=env.get("SUNLIGHT_MAIL_FROM") or "sunlight@localhost",
             webhook=env.get("SUNLIGHT_WEBHOOK") or None,
-            notice_attempts=int(_float(env, "SUNLIGHT_NOTICE_ATTEMPTS", 10)),
-            notice_retry_seconds=_float(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5),
+            notice_attempts=_bounded(env, "SUNLIGHT_NOTICE_ATTEMPTS", 10, least=1, whole=True),
+            notice_retry_seconds=_bounded(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5, least=0),
             metrics_port=_port(env, "SUNLIGHT_METRICS_PORT", 9464),
             grafana_url=env.get("SUNLIGHT_GRAFANA_URL") or None,
             grafana_token=env.get("SUNLIGHT_GRAFANA_TOKEN") or None,
@@ -140,7 +165,7 @@ class Settings:
             public_url=env.get("SUNLIGHT_PUBLIC_URL") or None,
             secret_key=env.get("SUNLIGHT_SECRET_KEY") or None,
             users_file=Path(env["SUNLIGHT_USERS"]) if env.get("SUNLIGHT_USERS") else None,
-            reply_link_days=_float(env, "SUNLIGHT_REPLY_LINK_DAYS", 14.0),
+            reply_link_days=_bounded(env, "SUNLIGHT_REPLY_LINK_DAYS", 14.0, least=0, above=True),
             case_retention_days=_retention(env),
         )
 

@@ -3,6 +3,7 @@
 import pytest
 
 from streams import cli
+from streams.settings import Settings
 from tests.unit.helpers import CONTRACT
 
 
@@ -70,3 +71,25 @@ def test_a_command_that_reads_a_store_that_is_there_reads_it(tmp_path, monkeypat
     assert cli.main(["tickets", "list", "--format", "jsonl"]) == 0
     assert cli.main(["silences", "list"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SUNLIGHT_PARTITIONS", "0"), ("SUNLIGHT_PARTITIONS", "-1"), ("SUNLIGHT_PARTITIONS", "2.5"),
+    ("SUNLIGHT_PARTITIONS", "nan"), ("SUNLIGHT_PARTITIONS", "inf"), ("SUNLIGHT_UNIT_MAX_MESSAGES", "0"),
+    ("SUNLIGHT_SINK_MAX_PENDING_ROWS", "0"), ("SUNLIGHT_SINK_MAX_PENDING_ROWS", "-1"),
+    ("SUNLIGHT_NOTICE_ATTEMPTS", "0"), ("SUNLIGHT_NOTICE_ATTEMPTS", "1e400"), ("SUNLIGHT_SESSION_TIMEOUT", "-1"),
+    ("SUNLIGHT_FLUSH_INTERVAL", "-1"), ("SUNLIGHT_TICK_INTERVAL", "0"), ("SUNLIGHT_CASE_RETENTION_DAYS", "nan"),
+    ("SUNLIGHT_CASE_RETENTION_DAYS", "inf"), ("SUNLIGHT_BROKER_FLAVOUR", "redpanda"),
+])
+def test_a_setting_out_of_range_is_a_one_line_error(name, value):
+    """Found by a black-box test: these gave tracebacks, a hang that ignored SIGTERM (no room for
+    rows), a silent 2 for 2.5 partitions, an idle worker burning a core (timers every 0 s), or a
+    Tansu cluster read without its workarounds."""
+    with pytest.raises(SystemExit) as refused:
+        Settings.from_env({name: value})
+    assert str(refused.value).startswith(name) and repr(value) in str(refused.value)
+
+
+def test_a_broker_flavour_is_read_whatever_its_case_and_spaces():
+    assert Settings.from_env({"SUNLIGHT_BROKER_FLAVOUR": " Tansu "}).broker_flavour == "tansu"
+    assert Settings.from_env({}).broker_flavour == "kafka"
