@@ -161,12 +161,17 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
 def level_1_note(ticket: Ticket, department) -> str:
     """What came of level 1, for the level-2 notice to the discipline-inspection office: said as
     it was, never a head urged who was not told."""
+    contact = department.ticket_contact if department is not None else None
+    never_told = ("职权目录未登记该部门联系人及负责人的邮箱，督办通知未能送达该部门，"
+                  if contact is None or not contact.email else "")
     if ticket.level_1_held:
-        return "升级至部门负责人时处于静默期，未通知部门负责人，"
+        return never_told + "升级至部门负责人时处于静默期，未通知部门负责人，"
     head = department.head if department is not None else None
     if head is None or not head.email:
-        return "职权目录未登记部门负责人邮箱，升级通知未能送达部门负责人，"
-    return "经提请部门负责人督促后，"
+        return never_told + ("" if never_told else "职权目录未登记部门负责人邮箱，") + "升级通知未能送达部门负责人，"
+    # What the system did, not what came of it: whether the mail reached the head is in the
+    # notice log (a failed level 1 was said before as "经提请部门负责人督促后": found by a black-box test).
+    return "已向部门负责人发出督促通知（送达情况见通知记录），"
 
 
 def reply_by(notice: Notice, ticket: Ticket, catalog: Catalog) -> str:

@@ -472,7 +472,7 @@ def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
         (notice,) = [n for n in out.notices if n.step is Step.LEVEL_2]
         return render_notice(notice, out.ticket, catalog, texts).body
 
-    assert "经提请部门负责人督促后，至" in level_2_body(load_catalog(raw))
+    assert "已向部门负责人发出督促通知（送达情况见通知记录），至" in level_2_body(load_catalog(raw))
     silence = Silence("S2", datetime(2026, 3, 9, tzinfo=CST), "机构调整", department="SCJG")
     held = level_2_body(load_catalog(raw), replace(POLICY, silences=(silence,)))
     assert "静默期，未通知部门负责人" in held and "经提请" not in held
@@ -480,7 +480,10 @@ def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
     scjg["head"] = {"name": "市场监管局局长"}  # no address
     scjg["contact"] = {"name": "法规科"}  # no address either
     catalog = load_catalog(raw)
-    assert "未登记部门负责人邮箱" in level_2_body(catalog)
+    never = level_2_body(catalog)
+    # Neither address: the department itself never heard of the ticket, and the office is told so
+    # (before, only that the head's address was missing: found by a black-box test).
+    assert "督办通知未能送达该部门" in never and "升级通知未能送达部门负责人" in never and "督促通知" not in never
     assert catalog.departments["SCJG"].ticket_contact.name == "市场监管局局长"
     scjg["head"] = {"name": "市场监管局局长", "email": "scjg-head@example.gov.cn"}
     settling = on_alert(None, red, POLICY, CAL, red.event_time).ticket
