@@ -451,8 +451,8 @@ def standing_notices(ticket: Ticket) -> list[Notice]:
     if not ticket.visible or ticket.opened_at is None:
         return []
     notices = [_notice(ticket, Step.OPENED, ticket.opened_at)]
-    if ticket.escalation_level >= 1 and ticket.deadline is not None:
-        notices.append(_notice(ticket, Step.LEVEL_1, ticket.deadline))
+    if ticket.escalation_level >= 1 and ticket.deadline is not None and not ticket.level_1_held:
+        notices.append(_notice(ticket, Step.LEVEL_1, ticket.deadline))  # a silence held it: never due
     if ticket.escalation_level >= 2 and ticket.level_2_at is not None:
         notices.append(_notice(ticket, Step.LEVEL_2, ticket.level_2_at))
     if ticket.last is not None and ticket.last.kind == ActionKind.RETURN.value:
