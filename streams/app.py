@@ -166,9 +166,10 @@ class Pipeline:
         # Settled cases by the moment they may be let go (alerts.retention), on the stream clock.
         self.retention = settings.case_retention
         self.evictions = DeadlineIndex()
-        # Settled cases recovered from the changelog, whose rows this process has not written: a
-        # process killed after a state's changelog record and before its rows' insert left the
-        # store without them, and once let go the case would be read back from that store.
+        # Settled cases recovered from the changelog: a process killed after a state's changelog
+        # record and before its rows' inserts left the store without them, and once let go the case
+        # would be read back from that store (its red cards lost for good). Before such a case is
+        # let go, what the store lacks of it is written (`Outputs.missing_rows`).
         self.unconfirmed: set[str] = set()
         self.groups = GroupStore(self.peers, self._write_group, GROUP_CACHE_SIZE)
         # A replay's decisions, held by the peer agent until the input is complete (`_peer_unit`).
@@ -317,7 +318,6 @@ class Pipeline:
                 continue
             self.index.schedule(case_id, state.next_due, unit.partition)
             self.evictions.schedule(case_id, evict_at(state, self.retention), unit.partition)
-            self.unconfirmed.discard(case_id)  # its rows are in the batch, written before it is let go
             if state.held_withdrawals:
                 self.held[case_id] = unit.partition
             else:
@@ -494,13 +494,15 @@ class Pipeline:
         if not self.index_ready or self.clock.input_incomplete:
             return 0
         due = self.evictions.pop_due(self.clock.now)
+        unconfirmed = [case_id for case_id, _, _ in due if case_id in self.unconfirmed]
+        in_store = await self.read_back.held(unconfirmed) if unconfirmed else {}
         batch = self.writer.batch
         for case_id, partition, now in due:
             stored = self.table.data.get(case_id)
             if stored:
-                if case_id in self.unconfirmed:  # its rows go into this batch, before it is let go
+                if case_id in self.unconfirmed:  # what the store lacks goes into this batch, before it is let go
                     self.unconfirmed.discard(case_id)
-                    self.outputs.every_row_again(decode_state(stored)[0], self.catalog.judge, now)
+                    self.outputs.missing_rows(decode_state(stored)[0], in_store.get(case_id), self.catalog.judge, now)
                 batch.after_write.append(lambda c=case_id, p=partition, s=stored, t=now: self._let_go(c, p, s, t))
         return len(due)
 
@@ -647,7 +649,7 @@ class Pipeline:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
                 elif settled is not None and self.retention is not None and partition in held_partitions:
                     self.evictions.schedule(case_id, settled + self.retention, partition)
-                    self.unconfirmed.add(case_id)
+                    self.unconfirmed.add(case_id)  # checked against the store when it is let go
                 if held:
                     self.held[case_id] = partition
             partitions = list(range(self.settings.partitions))

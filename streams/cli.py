@@ -616,9 +616,11 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
     for letter_id, _ in corrections:
         letter = by_id.get(letter_id or "")
         if letter is not None and letter["topic"] != settings.case_events_topic:
+            act = (": act on the ticket anew (`sunlight tickets show|reply|accept|return|close`, or the console)"
+                   if letter["topic"] in (settings.ticket_actions_topic, settings.ticket_ticks_topic)
+                   and letter["reason"] != "item_left_catalog" else "")
             raise SystemExit(f"sunlight: letter {letter_id} is a refused message of {letter['topic']} "
-                             f"({letter['reason']}), not a case event: it is not sent again; act on the ticket "
-                             f"anew (`sunlight tickets show|reply|accept|return|close`, or the console)")
+                             f"({letter['reason']}), not a case event to send again{act}")
     by_event: dict[tuple, list[dict]] = {}
     for letter in open_letters:
         if letter["case_id"] and letter["event_id"]:

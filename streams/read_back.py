@@ -36,6 +36,12 @@ class StoreReadBack:
         metrics.CASES_BROUGHT_BACK.inc(len(states))
         return states
 
+    async def held(self, case_ids: list[str]) -> dict[str, CaseState]:
+        """What the store holds of these cases still in hand (not brought back: checked)."""
+        from sinks.case_history import states_of
+
+        return await self._read(states_of, case_ids)
+
     async def tickets(self, case_ids: list[str]) -> dict:
         """The tickets the store holds of these cases (let go with them earlier)."""
         from streams.tickets import tickets_in_store

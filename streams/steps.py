@@ -284,13 +284,22 @@ class Outputs:
                 metrics.ALERTS_RAISED.labels(alert.rule.value, alert.severity.value).inc()
             self.alert(alert)
 
-    def every_row_again(self, state: CaseState, judge: Judge, clock_now: datetime) -> None:
-        """Every row of a case again (its events, its case row, its alerts, published again): for a
-        state recovered from the changelog whose rows may never have been written."""
-        for event in state.events:
+    def missing_rows(self, state: CaseState, in_store: CaseState | None, judge: Judge, clock_now: datetime) -> None:
+        """What the store lacks of a state recovered from the changelog (`in_store`: what it holds):
+        its missing events, and its alert versions it lacks, written and published (never
+        published before: a version is published once written); with them its case row. Nothing
+        when the store has it all: a restart publishes nothing again (the ticket agent would take a
+        version it holds for a redelivery)."""
+        events = {e.event_id for e in in_store.events} if in_store is not None else set()
+        versions = {k: a.version for k, a in in_store.alerts.items()} if in_store is not None else {}
+        missing_events = [e for e in state.events if e.event_id not in events]
+        missing_alerts = [a for k, a in state.alerts.items() if versions.get(k, 0) < a.version]
+        if not missing_events and not missing_alerts:
+            return
+        for event in missing_events:
             item = judge.catalog.item(event.item_code)
             self.event(event, item.department if item is not None else event.department or "")
-        self.rewrite(state, judge, clock_now)
+        self.rewrite(state, judge, clock_now, missing_alerts)
 
     def rewrite(self, state: CaseState, judge: Judge, clock_now: datetime, alerts: list[Alert] | None = None) -> None:
         """A case's current rows again, and its alerts (or these of them) published again (at least once)."""

@@ -628,3 +628,23 @@ def test_a_message_too_large_outside_its_cases_partition_is_lettered_where_it_ca
     asyncio.run(harness.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
     assert [(r["partition"], r["offset"], r["reason"]) for r in harness.rows("dead_letters")] == [(2, 3, "too_large")]
     assert [topic for topic, _, _ in harness.sent] == ["dlq"] and not harness.table.data
+
+
+def test_a_recovered_case_has_only_what_the_store_lacks_written_before_it_is_let_go():
+    """`Outputs.missing_rows`: nothing when the store has the case's events and alert versions (a
+    restart publishes nothing again: the ticket agent would take a version it holds for a
+    redelivery and record its notices again, found by review); the alert versions it lacks
+    (a process killed between its inserts) written and published, with the case row."""
+    from tests.unit.helpers import ev, run
+
+    h = Harness()
+    state = run([ev("accepted", at(2026, 3, 2), case="R"), ev("closed", at(2026, 3, 3), case="R")], at(2026, 3, 4))
+    assert len(state.alerts) == 3  # three skipped nodes
+    h.steps.out.missing_rows(state, state, h.judge, NOW)
+    assert h.rows("alerts") == [] and h.rows("cases") == [] and h.writer.batch.after_write == []
+    lacking = state.evolve(alerts=dict(list(state.alerts.items())[:1]))
+    h.steps.out.missing_rows(state, lacking, h.judge, NOW)
+    assert len(h.rows("alerts")) == 2 and len(h.rows("cases")) == 1 and h.rows("case_events") == []
+    assert len(h.writer.batch.after_write) == 2  # each published once written
+    h.steps.out.missing_rows(state, None, h.judge, NOW)  # nothing of it in the store
+    assert len(h.rows("case_events")) == 2 and len(h.rows("alerts")) == 5
