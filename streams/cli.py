@@ -116,14 +116,14 @@ def _say_failed_notices(settings: Settings) -> None:
     down for the whole run said nothing before: found by a black-box test)."""
     from sinks.queries import failed_notices
 
-    if settings.kafka and settings.embedded_store:
-        return  # the workers send them, into a store of theirs
+    if settings.kafka:
+        return  # the workers send them, later
     with _store(settings) as client:
         failed = failed_notices(client)
     if failed:
-        print(f"note: {len(failed)} notice(s) could not be delivered (the mail server or webhook refused or was "
-              f"unreachable for all attempts): `sunlight notices resend` sends them again once it is back",
-              file=sys.stderr)
+        print(f"note: the notice log holds {len(failed)} notice(s) not delivered (the mail server or webhook "
+              f"refused or was unreachable for all attempts): `sunlight notices resend` sends them again once it "
+              f"is back", file=sys.stderr)
 
 
 def _notify(settings: Settings, args) -> Settings:
