@@ -622,8 +622,11 @@ class Pipeline:
         self.held_decisions.drop_partitions({tp.partition for tp in revoked if tp.topic == self.settings.peers_topic})
         self.index.drop_partitions({tp.partition for tp in revoked
                                     if tp.topic == self.settings.case_events_topic})
-        self.evictions.drop_partitions({tp.partition for tp in revoked
-                                        if tp.topic == self.settings.case_events_topic})
+        case_partitions = {tp.partition for tp in revoked if tp.topic == self.settings.case_events_topic}
+        self.evictions.drop_partitions(case_partitions)
+        if case_partitions and self.unconfirmed:  # the next owner checks them
+            every = list(range(self.settings.partitions))
+            self.unconfirmed = {c for c in self.unconfirmed if partition_of(c, every) not in case_partitions}
         ticks_revoked = {tp.partition for tp in revoked if tp.topic == self.settings.ticks_topic}
         if ticks_revoked:  # their ticks go to the next owner
             partitions = list(range(self.settings.partitions))
