@@ -26,7 +26,7 @@ from typing import Sequence
 
 from alerts.calendar import Pause, WorkCalendar
 from alerts.catalog import Item
-from alerts.events import CaseEvent, EventType
+from alerts.events import ENDING, CaseEvent, EventType
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +163,14 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
     position = item.plan.position
     last = len(item.nodes)
     decision_at = position.get(item.decision_node or "", last - 0.5) + 0.1
-    redos = _redos(events, item)
+    first_end = min((e.occurred_at for e in events if e.type in ENDING), default=None)
+    redos = _redos(events, item, first_end)
 
     def stage(e: CaseEvent) -> float:
         kind = e.type
+        if kind is EventType.RETURNED and first_end is not None and e.occurred_at > first_end:
+            # Reopening a case ended earlier: before what is done again, and ended again, at its moment.
+            return -0.5
         if e.event_id in redos:
             return last + 1.75  # done again after the return to it stated at the same moment
         if kind is EventType.NODE_COMPLETED:
@@ -187,11 +191,12 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
     return _clock_changes_first(ordered)
 
 
-def _redos(events: Sequence[CaseEvent], item: Item) -> set[str]:
+def _redos(events: Sequence[CaseEvent], item: Item, first_end: datetime | None = None) -> set[str]:
     """The event ids of the completions that redo a node returned to at the same moment: every
     completion of that node then (its own event, or an acceptance for a node acceptance completes)
     but its first one, when the node had not been done before (by time, then registration, then id)."""
-    returned_at = {(e.occurred_at, e.node) for e in events if e.type is EventType.RETURNED}
+    returned_at = {(e.occurred_at, e.node) for e in events if e.type is EventType.RETURNED
+                   and (first_end is None or e.occurred_at <= first_end)}  # not a reopening (`stage`)
     if not returned_at:
         return set()
     by_acceptance = item.plan.by_acceptance
@@ -243,6 +248,15 @@ def _clock_changes_first(events: list[CaseEvent]) -> list[CaseEvent]:
     return out
 
 
+def _inner_resumptions(events: Sequence[CaseEvent]) -> set[int]:
+    """The resumptions (by `id`) followed, before the case's first end, by another resumption with
+    no suspension between: each can only be resuming a suspension stated inside another."""
+    first_end = min((e.occurred_at for e in events if e.type in ENDING), default=None)
+    clock = [e for e in events if e.type is EventType.SUSPENDED or e.type is EventType.RESUMED]
+    return {id(a) for a, b in zip(clock, clock[1:]) if a.type is EventType.RESUMED and b.type is EventType.RESUMED
+            and (first_end is None or b.occurred_at <= first_end)}
+
+
 def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     events = process_order(events, item)
     timeline = Timeline(events=events, promised_days=item.promised_days)
@@ -254,10 +268,11 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     undone: dict[str, CaseEvent] = {}  # completed nodes a return undid, and that return
     open_suspension: CaseEvent | None = None
     # Suspensions stated while one runs (a hearing, then an expert review before the hearing is
-    # over): each needs its resumption before the clock runs again, but the case's last
-    # resumption always resumes it (a suspension sent twice must not stop the clock for good).
+    # over): a resumption resumes only the inner one when the next change of the clock before the
+    # case's end is another resumption; else it resumes the case (a suspension sent twice must
+    # neither stop the clock for good nor stretch to a later, unrelated suspension's resumption).
     nested = 0
-    last_resumption = next((e for e in reversed(events) if e.type is EventType.RESUMED), None)
+    inner_resumptions = _inner_resumptions(events)
     cycles, skips = timeline.cycles, timeline.skips
 
     def complete(node_id: str, event: CaseEvent) -> None:
@@ -344,7 +359,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             else:
                 nested += 1
         elif kind is EventType.RESUMED:
-            if open_suspension is not None and nested and event is not last_resumption:
+            if open_suspension is not None and nested and id(event) in inner_resumptions:
                 nested -= 1  # resumes the suspension stated inside: the outer one still runs
             elif open_suspension is not None:
                 timeline.suspensions.append(Suspension(open_suspension, event, event.occurred_at))

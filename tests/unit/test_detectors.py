@@ -936,6 +936,13 @@ def test_a_suspension_stated_while_another_runs_keeps_the_clock_stopped_until_bo
     twice = [ev("accepted", at(2026, 3, 2), case="S3"), ev("suspended", at(2026, 3, 4), case="S3", reason="other"),
              ev("suspended", at(2026, 3, 4, 11), case="S3", reason="other"), ev("resumed", at(2026, 3, 6), case="S3")]
     assert ("overdue", None) in active(run(twice, at(2026, 4, 10)))
+    # Nor does it stretch to a later suspension's resumption (found by review: an early duplicate
+    # suspension hid the overrun before an honest suspension weeks later, and that suspension's
+    # registration after the deadline).
+    later = twice + [ev("node_completed", at(2026, 3, 20), case="S3", node="undertake"),
+                     ev("suspended", at(2026, 3, 25), case="S3", reason="other"),
+                     ev("resumed", at(2026, 3, 26), case="S3")]
+    assert {("overdue", None), ("retroactive_suspension", None)} <= active(run(later, at(2026, 4, 10)))
 
 
 def test_the_events_taken_while_a_case_awaits_its_judgement_are_kept_until_it_is_judged():

@@ -128,3 +128,20 @@ def test_end_in_force_follows_returns_strictly_after_each_end():
     assert end_in_force([("accepted", t[0]), ("withdrawn", t[1]), ("returned", t[2]), ("closed", t[3])]) == 3
     assert end_in_force([("accepted", t[0]), ("closed", t[1]), ("closed", t[2])]) == 1
     assert end_in_force([("accepted", t[0]), ("returned", t[1])]) is None
+
+
+def test_a_return_and_a_closing_again_at_one_moment_end_the_case_whatever_their_registration():
+    """Found by review: a return reopening a case and the closing that ended it again, stated at one
+    moment, left the case open for good (the closing was read first and skipped: a false red
+    overdue card), and its status followed their registration times."""
+    from datetime import timedelta
+
+    moment = at(2026, 3, 10)
+    for returned_first in (True, False):
+        events = handled("R9") + [
+            ev("returned", moment, moment + timedelta(minutes=5 if returned_first else 6), case="R9", node="approve"),
+            ev("node_completed", moment, moment + timedelta(minutes=5), case="R9", node="approve"),
+            ev("closed", moment, moment + timedelta(minutes=6 if returned_first else 5), case="R9")]
+        state = run(events, at(2026, 4, 10))
+        assert cards(state) == {} and state.status == "closed"
+        assert stored_case_status(encode_state(state, 0)) == (0, "closed") and settled_since(state) is not None
