@@ -61,7 +61,14 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
         "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
                         for event_id, reason in waiting.items()],
         "waiting_text": WAITING_TEXT if waiting else None,
+        "mixed_items_text": (MIXED_ITEMS_TEXT.format(items="、".join(sorted({e.item_code for e in events})))
+                             if len({e.item_code for e in events}) > 1 else None),
     }
+
+
+# What a case whose events name two items is told (`alerts.evaluate.judge_case`).
+MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}），无法按单一事项的办理流程和时限评判，暂缓评判：除事件登记迟延"
+                    "（网下运行、网上登记）外不新发预警；请核实事项编码并更正来源系统的数据。")
 
 
 # What a case that waits for refused events is told to the people who read its file.
@@ -175,6 +182,8 @@ def render(file: Mapping[str, Any]) -> str:
     if file.get("waiting_for"):
         out += ["暂缓评判：", f"  {file['waiting_text']}",
                 *(f"  被拒收的事件 {w['event_id']}：{w['reason_title']}" for w in file["waiting_for"]), ""]
+    if file.get("mixed_items_text"):
+        out += ["暂缓评判：", f"  {file['mixed_items_text']}", ""]
     out.append("预警：")
     if not file["alerts"]:
         out.append("  无")

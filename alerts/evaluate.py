@@ -51,16 +51,6 @@ class UnknownNode(NotInCatalog):
         super().__init__(f"node {node!r} is not a node of item {item_code!r} in the catalog")
 
 
-class ItemMismatch(NotInCatalog):
-    """An event naming another item than the events its case holds: one case is handled under one
-    item, and judged under the wrong one its nodes looked skipped (false red cards; found by a
-    black-box test). Refused like an unknown item: its case waits for it (`judge_case`)."""
-    reason = "item_mismatch"
-
-    def __init__(self, event_item: str, case_item: str):
-        super().__init__(f"the event names item {event_item!r}, but its case's events name item {case_item!r}")
-
-
 class UnknownDepartment(NotInCatalog):
     """An event that names a department the catalog lacks: its case would be no department's (no
     region, no one to send its tickets to, counted in no score)."""
@@ -215,9 +205,14 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     now = case_clock(state, now)
     result = evaluate(state, judge, now)
     findings, next_due = result.findings, result.next_due
-    if state.refused:
+    mixed = len({e.item_code for e in state.events}) > 1
+    if state.refused or mixed:
+        # A case whose events name two items (one of them mistyped, or a case number reused) is
+        # judged under its acceptance's, the other's nodes unknown to it: its nodes would look
+        # skipped (false red cards, found by a black-box test). It waits as a case waiting for its
+        # refused events does, whatever the order its events came in (`casefile` says why).
         standing = {k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}
-        deadline_known = all(refused_type(kept) in OFF_THE_DEADLINE for kept in state.refused.values())
+        deadline_known = not mixed and all(refused_type(kept) in OFF_THE_DEADLINE for kept in state.refused.values())
         raised = REGISTRATION_RULES | DEADLINE_RULES if deadline_known else REGISTRATION_RULES
         findings = [f for f in findings if f.alert_id in standing or f.rule in raised]
         next_due = next_due if deadline_known else None
@@ -249,13 +244,6 @@ def known(event: CaseEvent, judge: Judge) -> None:
         raise UnknownDepartment(event.department)
 
 
-def same_item(state: CaseState | None, event: CaseEvent) -> None:
-    """ItemMismatch when the case holds events of another item than the event's (the one its
-    first events named: the first come is kept, the other refused, whatever the order)."""
-    if state is not None and state.events and event.item_code != state.item_code:
-        raise ItemMismatch(event.item_code, state.item_code or "")
-
-
 def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
          raised_at: datetime, hold_withdrawals: bool = False, judging: bool = True) -> Outcome:
     """Apply one event and re-judge the case (without `judging`: `awaiting_judgement`).
@@ -264,7 +252,6 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
     the outcome has `is_new` False and the state as it was.
     """
     known(event, judge)  # unknown items and nodes are refused before they touch the state
-    same_item(state, event)
     new_state, is_new = apply(state, event)
     if not is_new:
         return Outcome(new_state, [], None, None, is_new=False)
@@ -335,7 +322,6 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     for event in events:
         try:
             known(event, judge)
-            same_item(state, event)
         except NotInCatalog as exc:
             refused.append((event, exc))
             state, moved = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value))

@@ -37,7 +37,6 @@ REASON_TITLE: dict[str, str] = {
     "unknown_item": "未知事项",
     "unknown_node": "未知环节",
     "unknown_department": "未知部门",
-    "item_mismatch": "事项编码与办件不一致",
     "item_left_catalog": "事项已移出目录",
     "case_too_large": "办件事件过多",
     "conflicting_duplicate": "同一事件内容不一致",
@@ -159,7 +158,7 @@ def _text(obj: dict, name: str, limit: int = 128) -> str | None:
 # event), a case too large (the case keeps what it has, and a copy of the event would be refused
 # again), what the store refused (the case has the event).
 HOLDS_ITS_CASE = frozenset({"schema", "bad_time", "impossible_time", "too_large", "unknown_item", "unknown_node",
-                            "unknown_department", "item_mismatch", "unreadable_row", "case_incomplete"})
+                            "unknown_department", "unreadable_row", "case_incomplete"})
 
 
 def refused_event(raw: bytes | None, reason: str, key: bytes | str | None = None) -> tuple[str, str] | None:
