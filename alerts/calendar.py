@@ -63,13 +63,12 @@ def _lunar_holidays(year: int) -> frozenset[date]:
     """春节 (除夕 to 初三), 端午节 and 中秋节 of the Gregorian `year` (none beyond lunardate's range)."""
     out = set()
     for lunar_year in (year - 1, year):  # a lunar year's 除夕 may fall in the next Gregorian year
-        try:
-            new_year = LunarDate(lunar_year + 1, 1, 1).to_solar_date()
-            out.update(new_year + timedelta(days=offset) for offset in range(-1, 3))
-            out.add(LunarDate(lunar_year, 5, 5).to_solar_date())
-            out.add(LunarDate(lunar_year, 8, 15).to_solar_date())
-        except ValueError:  # outside lunardate's table (1900-2099)
-            continue
+        for month, day, days in ((1, 1, range(-1, 3)), (5, 5, (0,)), (8, 15, (0,))):
+            try:
+                start = LunarDate(lunar_year + (month == 1), month, day).to_solar_date()
+            except ValueError:  # outside lunardate's table (1900-2099)
+                continue
+            out.update(start + timedelta(days=offset) for offset in days)
     return frozenset(d for d in out if d.year == year)
 
 

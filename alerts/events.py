@@ -122,20 +122,22 @@ class CaseEvent:
 def end_in_force(steps: Iterable[tuple[str, datetime]]) -> int | None:
     """Of a case's events in event-time order, given as (type, occurred_at) pairs, the position of
     the one that ends the case as they stand: its closing or withdrawal, unless a return (退回)
-    stated after it sent the case back to be redone, which opens the case again until it ends
-    again. None: the case has not ended. (A return stated at the very moment of the closing does
+    stated after a closing sent the case back to be redone, which opens the case again until it
+    ends again (a withdrawal, 撤回/作废, is final). None: the case has not ended. (A return stated at the very moment of the closing does
     not reopen it: the case was closed then. One stated at the moment of a later closing reopens
     the earlier end, and that closing ends the case again: at one moment a return comes first,
     as `alerts.timeline.process_order` reads it, whatever the registration times.)"""
     end: int | None = None
     ended_at: datetime | None = None
+    ended_by: str | None = None
     ordered = sorted(enumerate(steps), key=lambda s: (s[1][1], 0 if s[1][0] == EventType.RETURNED else 1))
     for position, (kind, occurred_at) in ordered:
         if end is None:
             if kind in ENDING:
-                end, ended_at = position, occurred_at
-        elif kind == EventType.RETURNED and ended_at is not None and occurred_at > ended_at:
-            end = ended_at = None
+                end, ended_at, ended_by = position, occurred_at, kind
+        elif (kind == EventType.RETURNED and ended_by == EventType.CLOSED and ended_at is not None
+              and occurred_at > ended_at):  # a withdrawal (撤回/作废) is final
+            end = ended_at = ended_by = None
     return end
 
 

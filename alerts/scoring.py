@@ -545,7 +545,7 @@ class _Subject:
 def subjects(catalog: Catalog, rulebook: Rulebook, attachment: str) -> list[_Subject]:
     """Who is scored: city departments (the rulebook's `city_region`, and a department without a
     region, which no district holds; every department when the catalog has none there) or regions
-    (every region but the city's own; all when that leaves none)."""
+    (every region but the city's own; a catalog of the city's departments only has none to rank)."""
     departments = sorted(catalog.departments.values(), key=lambda d: d.code)
     if attachment == "department":
         chosen = [d for d in departments

@@ -61,8 +61,8 @@ class NodeCycle:
 
 @dataclass(frozen=True, slots=True)
 class Reopening:
-    """A case ended (closed or withdrawn) and then sent back to a node to be redone: open again
-    from the return until it ends again."""
+    """A case closed and then sent back to a node to be redone: open again from the return until
+    it ends again (a withdrawal, 撤回/作废, is final)."""
     ended: CaseEvent
     returned: CaseEvent
 
@@ -298,7 +298,8 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     for event in events:
         kind = event.type
         if timeline.end is not None:
-            if kind is EventType.RETURNED and event.occurred_at > timeline.end.occurred_at:
+            if (kind is EventType.RETURNED and timeline.end.type is EventType.CLOSED
+                    and event.occurred_at > timeline.end.occurred_at):
                 # Sent back to be redone after it ended: the case is open again (`end_in_force`).
                 timeline.reopenings.append(Reopening(timeline.end, event))
                 timeline.end = None

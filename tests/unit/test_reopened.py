@@ -1,4 +1,4 @@
-"""A case closed (or withdrawn) and then sent back to a node to be redone (退回) is open again.
+"""A case closed and then sent back to a node to be redone (退回) is open again (a withdrawal is final).
 
 Found by a black-box test: every event after a case's first end was ignored, so a department
 that registered 办结 early, inside the time limit, and then returned the case and finished it
@@ -125,7 +125,9 @@ def test_end_in_force_follows_returns_strictly_after_each_end():
     assert end_in_force([("accepted", t[0]), ("closed", t[1])]) == 1
     assert end_in_force([("accepted", t[0]), ("closed", t[1]), ("returned", t[1])]) == 1
     assert end_in_force([("accepted", t[0]), ("closed", t[1]), ("returned", t[2])]) is None
-    assert end_in_force([("accepted", t[0]), ("withdrawn", t[1]), ("returned", t[2]), ("closed", t[3])]) == 3
+    # A withdrawal (撤回/作废) is final: a return after it reopens nothing (found by review).
+    assert end_in_force([("accepted", t[0]), ("withdrawn", t[1]), ("returned", t[2]), ("closed", t[3])]) == 1
+    assert end_in_force([("accepted", t[0]), ("closed", t[1]), ("returned", t[2]), ("closed", t[3])]) == 3
     assert end_in_force([("accepted", t[0]), ("closed", t[1]), ("closed", t[2])]) == 1
     assert end_in_force([("accepted", t[0]), ("returned", t[1])]) is None
 
@@ -145,3 +147,12 @@ def test_a_return_and_a_closing_again_at_one_moment_end_the_case_whatever_their_
         state = run(events, at(2026, 4, 10))
         assert cards(state) == {} and state.status == "closed"
         assert stored_case_status(encode_state(state, 0)) == (0, "closed") and settled_since(state) is not None
+
+
+def test_a_return_after_a_withdrawal_reopens_nothing():
+    """Found by review: a case withdrawn (撤回/作废: it ends unfinished, for good) and then
+    returned to a node had overdue, deadline_near and node_overdue cards for good."""
+    events = [ev("accepted", at(2026, 3, 2), case="W1"), ev("withdrawn", at(2026, 3, 3), case="W1", reason="申请人撤回"),
+              ev("returned", at(2026, 3, 4), case="W1", node="undertake")]
+    state = run(events, at(2026, 4, 10))
+    assert cards(state) == {} and state.status == "withdrawn"
