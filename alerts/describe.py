@@ -172,7 +172,7 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         if e.get("accepted_after_deadline"):
             return f"{_deadline(e)}。案件受理时已超过该时限；{_ended(e)}。"
         if e.get("open_again_from"):
-            return f"{_deadline(e)}。案件曾在时限内办结或撤回，时限届满后又退回重办、重新在办；{_ended(e)}。"
+            return f"{_deadline(e)}。案件曾在时限内办结，时限届满后又退回重办、重新在办；{_ended(e)}。"
         return f"{_deadline(e)}。时限届满时案件仍未办结；{_ended(e)}。"
     if rule == "node_overdue":
         done = (f"{moment(e['completed_at'])} 完成，用时 {days(e.get('working_days_used'))} 个工作日"

@@ -617,8 +617,7 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
         letter = by_id.get(letter_id or "")
         if letter is not None and letter["topic"] != settings.case_events_topic:
             act = (": act on the ticket anew (`sunlight tickets show|reply|accept|return|close`, or the console)"
-                   if letter["topic"] in (settings.ticket_actions_topic, settings.ticket_ticks_topic)
-                   and letter["reason"] != "item_left_catalog" else "")
+                   if letter["topic"] in (settings.ticket_actions_topic, settings.ticket_ticks_topic) else "")
             raise SystemExit(f"sunlight: letter {letter_id} is a refused message of {letter['topic']} "
                              f"({letter['reason']}), not a case event to send again{act}")
     by_event: dict[tuple, list[dict]] = {}
