@@ -127,6 +127,9 @@ def end_in_force(steps: Iterable[tuple[str, datetime]]) -> int | None:
     not reopen it: the case was closed then. One stated at the moment of a later closing reopens
     the earlier end, and that closing ends the case again: at one moment a return comes first,
     as `alerts.timeline.process_order` reads it, whatever the registration times.)"""
+    steps = list(steps)
+    if not any(kind == EventType.RETURNED for kind, _ in steps):  # the common case: the first end
+        return next((position for position, (kind, _) in enumerate(steps) if kind in ENDING), None)
     end: int | None = None
     ended_at: datetime | None = None
     ended_by: str | None = None
