@@ -61,15 +61,16 @@ _FIXED_HOLIDAYS = frozenset({(1, 1), (5, 1), (5, 2), (10, 1), (10, 2), (10, 3)})
 
 def _lunar_holidays(year: int) -> frozenset[date]:
     """春节 (除夕 to 初三), 端午节 and 中秋节 of the Gregorian `year` (none beyond lunardate's range)."""
-    out = set()
-    for lunar_year in (year - 1, year):  # a lunar year's 除夕 may fall in the next Gregorian year
-        for month, day, days in ((1, 1, range(-1, 3)), (5, 5, (0,)), (8, 15, (0,))):
-            try:
-                start = LunarDate(lunar_year + (month == 1), month, day).to_solar_date()
-            except ValueError:  # outside lunardate's table (1900-2099)
-                continue
-            out.update(start + timedelta(days=offset) for offset in days)
-    return frozenset(d for d in out if d.year == year)
+    out: set[date] = set()
+    # The lunar year's 正月初一 falls in late January or February (除夕 the day before), 端午 in May
+    # or June, 中秋 in September or October: all in the Gregorian year of the same number.
+    for month, day, offsets in ((1, 1, range(-1, 3)), (5, 5, (0,)), (8, 15, (0,))):
+        try:
+            start = LunarDate(year, month, day).to_solar_date()
+        except ValueError:  # outside lunardate's table (1900-2099)
+            continue
+        out.update(start + timedelta(days=offset) for offset in offsets)
+    return frozenset(out)
 
 
 _LUNAR: dict[int, frozenset[date]] = {}

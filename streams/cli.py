@@ -971,8 +971,9 @@ def cmd_worker(args, settings: Settings) -> int:
     async def run() -> int:
         async with running_worker(settings, catalog) as running:  # serves /metrics, /healthz, /readyz
             log.warning("worker running against %s; Ctrl-C to stop", running.bootstrap)
-            if settings.notify and channel_missing(settings):
-                log.warning("%s", channel_missing(settings))
+            missing = channel_missing(settings) if settings.notify else None
+            if missing:
+                log.warning("%s", missing)
             stopped = asyncio.ensure_future(running.worker.wait_until_stopped())  # SIGINT / SIGTERM
             failed = asyncio.ensure_future(running.pipeline.failed.wait())
             await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)

@@ -820,8 +820,9 @@ async def serve(settings: Settings, catalog_path: Path, host: str = "0.0.0.0", c
         log.warning("SUNLIGHT_PUBLIC_URL is not set: notices carry no reply link")
     from streams.notices import channel_missing
 
-    if settings.kafka is None and settings.notify and channel_missing(settings):  # this process sends them
-        log.warning("%s", channel_missing(settings))
+    missing = channel_missing(settings) if settings.kafka is None and settings.notify else None
+    if missing:  # this process sends them
+        log.warning("%s", missing)
     publish_to = settings.ticket_actions_topic
     action_topics = (settings.ticket_actions_topic, settings.ticket_ticks_topic)
     loop = asyncio.get_running_loop()
