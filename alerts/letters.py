@@ -157,6 +157,10 @@ def _text(obj: dict, name: str, limit: int = 128) -> str | None:
 # later events may come from elsewhere). Not these: a conflicting copy (the case holds the
 # event), a case too large (the case keeps what it has, and a copy of the event would be refused
 # again), what the store refused (the case has the event).
+# Refusals that say nothing about the message sent: Sunlight's own failure (a bug, the store
+# refusing a row). A department's push is not scored 不规范 for them (`sinks.scoring_inputs`).
+SUNLIGHTS_OWN = frozenset({"internal_error", "store_refused"})
+
 HOLDS_ITS_CASE = frozenset({"schema", "bad_time", "impossible_time", "too_large", "unknown_item", "unknown_node",
                             "unknown_department", "unreadable_row", "case_incomplete"})
 

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from alerts.letters import SUNLIGHTS_OWN
 from alerts.scoring import (CaseFact, LetterFact, MonthFacts, MonthScores, PushFact, RatingFact, TicketFact,
                             month_bounds)
 from sinks.rows import TICKET_ROUND
@@ -105,12 +106,14 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
 
     query = ScopedQuery("letter_id, department, region, payload, received_at", "dead_letters FINAL",
                         where="topic = {topic:String} AND department != '' "
+                              "AND reason NOT IN {own:Array(String)} "
                               "AND received_at >= {start:DateTime64(6, 'UTC')} "
                               "AND JSONExtractString(payload, 'channel') IN ('import', '')",
                         tail="ORDER BY letter_id")
     sql, parameters = query.sql(scope)
     letters = []
-    rows = client.query(sql, parameters={**parameters, **window, "topic": case_events_topic}).result_rows
+    rows = client.query(sql, parameters={**parameters, **window, "topic": case_events_topic,
+                                         "own": sorted(SUNLIGHTS_OWN)}).result_rows
     for letter_id, department, region, payload, received_at in rows:
         event = _event(payload)
         if event is None or event.get("channel") not in ("import", "", None):

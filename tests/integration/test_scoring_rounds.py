@@ -78,3 +78,29 @@ def test_a_ticket_reopened_in_a_later_month_leaves_the_earlier_month_its_unanswe
     # (the score, run later, counts it as it stands now, closed).
     assert (wall["2026-03"]["tickets"], wall["2026-03"]["completed"]) == (1, 0)
     assert (wall["2026-04"]["tickets"], wall["2026-04"]["completed"]) == (1, 0)
+
+
+def test_a_letter_for_sunlights_own_failure_is_not_the_departments_nonstandard_push(tmp_path):
+    """Before, a letter that Sunlight's own bug (internal_error) or the store (store_refused) wrote
+    for a department's pushed event cost that department 数据对接's 5 points as 不规范, as a
+    malformed event does (found by a black-box test). The department's own refusals still count."""
+    from alerts.letters import make_letter
+    from sinks.rows import dead_letter_row
+
+    def letter(event_id: str, reason: str) -> dict:
+        event = {"event_id": event_id, "case_id": event_id, "item_code": "I-1", "department": "ZJJ",
+                 "type": "accepted", "occurred_at": "2026-04-20T10:00:00+08:00", "channel": "import"}
+        made = make_letter("case-events", 0, 0, event_id.encode(), orjson.dumps(event), reason, "why")
+        return dead_letter_row(made, datetime(2026, 5, 2, tzinfo=timezone.utc))
+
+    client = connect(None, tmp_path)
+    try:
+        migrate(client)
+        batch = Batch()
+        for event_id, reason in (("e1", "internal_error"), ("e2", "store_refused"), ("e3", "schema")):
+            batch.add("dead_letters", letter(event_id, reason))
+        ClickHouseWriter(client).write(batch)
+        facts = month_facts(client, "2026-04", SHANGHAI)
+    finally:
+        client.close()
+    assert [(f.department, f.letter_id) for f in facts.letters] == [("ZJJ", letter("e3", "schema")["letter_id"])]
