@@ -741,7 +741,7 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         if not self_built:
             value, note = rule.points, "不适用（非自建系统部门）"
         elif not_pushed:
-            note = f"截至 {deadline.astimezone(tz):%Y-%m-%d %H:%M} 未推送当月数据：{'、'.join(not_pushed)}"
+            note = f"截至 {_as_day_ends(deadline.astimezone(tz), '%Y-%m-%d')} 未推送当月数据：{'、'.join(not_pushed)}"
         elif not pushes and not letters:
             no_data, note = True, "" if facts.as_of is None else "推送期限未到，暂无推送数据"
     elif rule.key == "other":
@@ -755,6 +755,15 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         note = "无数据"
     return PartScore(rule.key, rule.title, float(rule.points), float(_round(_clamp(value, rule.points))),
                      inputs, rule.formula, no_data, note)
+
+
+def _as_day_ends(moment: datetime, day: str, exact: bool = True) -> str:
+    """A local moment as a person reads a deadline: local midnight as 24:00 of the day before (a
+    push at 2026-06-06 00:00 is on time for "by the 5th", and reads 06-05 24:00, not 06-06);
+    other moments as their day, with the time when `exact`."""
+    if (moment.hour, moment.minute, moment.second, moment.microsecond) == (0, 0, 0, 0):
+        return f"{moment - timedelta(days=1):{day}} 24:00"
+    return f"{moment:{day} %H:%M}" if exact else f"{moment:{day}}"
 
 
 def basis(part: PartScore) -> str:
@@ -782,7 +791,7 @@ def basis(part: PartScore) -> str:
             return "不适用"
         words = [f"推送 {i['import_events']}"]
         if i["last_push"] is not None:
-            words.append(f"末次 {i['last_push']:%m-%d}" + ("（逾期）" if i["late"] else ""))
+            words.append(f"末次 {_as_day_ends(i['last_push'], '%m-%d', exact=False)}" + ("（逾期）" if i["late"] else ""))
         if i.get("not_pushed"):
             words.append(f"未推送 {'、'.join(i['not_pushed'])}（逾期）")
         if i["dead_letters"]:

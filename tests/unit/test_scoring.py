@@ -289,19 +289,22 @@ def test_one_rating_per_case_its_first():
     assert basis(rating) == "满意 1/2 未计 1 重复评议 1"
 
 
-@pytest.mark.parametrize("last, late", [
-    (datetime(2026, 5, 5, 23, 59, 59, 999999, tzinfo=TZ), False),  # the last moment of the 5th
-    (datetime(2026, 5, 6, 0, 0, tzinfo=TZ), False),  # 24:00 of the 5th itself: the deadline, on time
-    (datetime(2026, 5, 6, 0, 0, 0, 1, tzinfo=TZ), True),  # after it
-    (datetime(2026, 5, 5, 16, 0, 0, 1, tzinfo=ZoneInfo("UTC")), True),  # the same, in UTC
-    (datetime(2026, 5, 5, 15, 59, 59, tzinfo=ZoneInfo("UTC")), False),
+@pytest.mark.parametrize("last, late, said", [
+    (datetime(2026, 5, 5, 23, 59, 59, 999999, tzinfo=TZ), False, "末次 05-05"),  # the last moment of the 5th
+    # 24:00 of the 5th itself: the deadline, on time; it read 末次 05-06, late to a person reading
+    # "每月5日前" (found by a black-box test)
+    (datetime(2026, 5, 6, 0, 0, tzinfo=TZ), False, "末次 05-05 24:00"),
+    (datetime(2026, 5, 6, 0, 0, 0, 1, tzinfo=TZ), True, "末次 05-06（逾期）"),  # after it
+    (datetime(2026, 5, 5, 16, 0, 0, 1, tzinfo=ZoneInfo("UTC")), True, "末次 05-06（逾期）"),  # the same, in UTC
+    (datetime(2026, 5, 5, 15, 59, 59, tzinfo=ZoneInfo("UTC")), False, "末次 05-05"),
 ])
-def test_the_push_deadline_is_24_00_of_push_day(last, late):
+def test_the_push_deadline_is_24_00_of_push_day(last, late, said):
     """"By the 5th" ends at 24:00 of the 5th, on time as the backfill rule and the contract's
     deadlines count it; late is after it."""
     facts = MonthFacts(MONTH, cases=cases("B", 1), pushes=(PushFact("B", 1, last),))
     exchange = part(score_month(rulebook(), "department", CATALOG, facts), "B", "data_exchange")
     assert (exchange.inputs["late"], exchange.points) == (late, 5 if late else 10)
+    assert basis(exchange) == f"推送 1 {said}"
 
 
 def test_region_parts_as_written_and_as_a_city_corrects_them():
@@ -411,7 +414,7 @@ def test_a_self_built_department_that_pushes_nothing_does_not_score_better_than_
     assert (exchange.points, exchange.inputs["late"], exchange.inputs["not_pushed"]) == (points, late, not_pushed)
     assert exchange.no_data is (not late)
     if late:
-        assert exchange.note == "截至 2026-05-06 00:00 未推送当月数据：B" and "未推送 B（逾期）" in basis(exchange)
+        assert exchange.note == "截至 2026-05-05 24:00 未推送当月数据：B" and "未推送 B（逾期）" in basis(exchange)
     pushed_late = MonthFacts(MONTH, cases=cases("B", 2), as_of=as_of,
                              pushes=(PushFact("B", 2, datetime(2026, 5, 7, tzinfo=TZ)),))
     late_part = part(score_month(rulebook(), "department", CATALOG, pushed_late), "B", "data_exchange")
