@@ -66,6 +66,7 @@ class Progress:
     events_new: int = 0
     events_duplicate: int = 0
     dead_letters: int = 0
+    letters_by_reason: dict[str, int] = field(default_factory=dict)
     alerts_changed: int = 0
 
     @property

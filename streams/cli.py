@@ -88,7 +88,8 @@ async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | N
             await wait_until_processed(running.pipeline, ends, on_progress=lambda n: bar.update(done, completed=n))
         progress = running.pipeline.progress
         return {"events": count, "new": progress.events_new, "duplicates": progress.events_duplicate,
-                "dead_lettered": progress.dead_letters, "alert_changes": progress.alerts_changed}
+                "dead_lettered": progress.dead_letters, "alert_changes": progress.alerts_changed,
+                "conflicting": progress.letters_by_reason.get("conflicting_duplicate", 0)}
 
 
 def _command_clock(args):
@@ -106,6 +107,8 @@ def cmd_replay(args, settings: Settings) -> int:
     print(f"replayed {summary['events']} events: {summary['new']} new, {summary['duplicates']} duplicates, "
           f"{summary['dead_lettered']} to the dead-letter topic; {summary['alert_changes']} alert changes",
           file=sys.stderr)
+    if summary.get("conflicting"):
+        print(_CONFLICTING.format(n=summary["conflicting"], what="replay").strip(), file=sys.stderr)
     if settings.notify:
         _say_failed_notices(settings)
     return 0
@@ -232,7 +235,17 @@ def _import_summary(source: Path, result, mapping, processed: dict | None, topic
     else:
         lines.append(f"{events}: {processed['new']} imported, {processed['duplicates']} already stored, "
                      f"{processed['dead_lettered']} refused by the pipeline (see {dlq_topic})")
+        if processed.get("conflicting"):
+            lines.append(_CONFLICTING.format(n=processed["conflicting"], what="import"))
     return "\n".join(lines)
+
+
+# Said when events came under ids the store holds with other content: a file imported before and
+# read otherwise now (another mapping, or a Sunlight whose reading changed: docs/importing.md).
+_CONFLICTING = ("  {n} of them came under ids this store already holds with other content "
+                "(conflicting_duplicate): the store keeps what it took first. If the file went into this "
+                "store before and reads otherwise now (edited, another mapping, or an upgraded Sunlight), "
+                "{what} it into a fresh store (another SUNLIGHT_DATA_DIR); docs/importing.md, \"Upgrading\".")
 
 
 def _catalog_if_any(path):

@@ -335,6 +335,8 @@ class Outputs:
 
     async def keep_letter(self, letter: DeadLetter, key: bytes | None) -> None:
         self.progress.dead_letters += 1
+        by_reason = self.progress.letters_by_reason
+        by_reason[letter.reason] = by_reason.get(letter.reason, 0) + 1
         metrics.EVENTS_DEAD_LETTERED.labels(letter.reason).inc()
         self.writer.add("dead_letters", dead_letter_row(letter, utcnow()))
         self.outbox.add(self.settings.dlq_topic, key if isinstance(key, bytes) else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -533,3 +534,27 @@ def test_a_json_line_that_is_no_event_holds_its_case_back(tmp_path):
     assert [(r.number, r.case_id) for r in result.rejected] == [(2, "J1"), (5, None)]
     assert [(r.number, r.case_id) for r in result.held] == [(1, "J1"), (3, "J1")]
     assert [e["event_id"] for e in result.events] == ["J2-1"]
+
+
+def test_a_file_imported_again_and_read_otherwise_says_the_store_keeps_its_first_reading(tmp_path):
+    """Before, a log imported again after its reading changed (another mapping, or an upgraded
+    Sunlight whose importer reads dates otherwise) said only "N refused by the pipeline": every
+    changed event under its old id was a conflicting_duplicate letter, and nothing said that the
+    store kept the old reading nor how to replace it (found by a black-box test of an upgrade)."""
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    mapping = (REAL / "roadtraffic.mapping.yaml").read_text(encoding="utf-8")
+    other = tmp_path / "other.mapping.yaml"
+    other.write_text(mapping.replace("officer_id: org:resource\n", ""), encoding="utf-8")
+    args = [str(REAL / "roadtraffic100traces.csv"), "--catalog", str(REAL / "roadtraffic.catalog.yaml"),
+            "--now", "2013-01-01T00:00:00+01:00"]
+    first = sunlight(["import", args[0], "--mapping", str(REAL / "roadtraffic.mapping.yaml"), *args[1:]], env, tmp_path)
+    assert first.returncode == 0, first.stderr.decode()[-2000:]
+    assert "conflicting_duplicate" not in first.stderr.decode()
+    again = sunlight(["import", args[0], "--mapping", str(other), *args[1:]], env, tmp_path)
+    said = again.stderr.decode()
+    assert again.returncode == 0, said[-2000:]
+    refused = int(re.search(r"(\d+) refused by the pipeline", said).group(1))
+    assert refused > 0
+    assert (f"{refused} of them came under ids this store already holds with other content (conflicting_duplicate): "
+            "the store keeps what it took first") in said and "import it into a fresh store" in said
