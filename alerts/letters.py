@@ -157,6 +157,12 @@ def _text(obj: dict, name: str, limit: int = 128) -> str | None:
 # later events may come from elsewhere). Not these: a conflicting copy (the case holds the
 # event), a case too large (the case keeps what it has, and a copy of the event would be refused
 # again), what the store refused (the case has the event).
+# The refusals of a ticket action (`alerts.tickets.ActionRefused`): the person who acted is told
+# (the console's page, the ticket command's output, both read from the letter); kept as a record,
+# nothing for an operator to redrive (`dlq redrive` refuses them). Not waiting, not alerted on.
+TOLD_TO_WHO_ACTED = frozenset({"malformed_action", "wrong_department", "unknown_ticket", "unknown_alert",
+                               "not_allowed", "text_too_long", "stale_version"})
+
 # Refusals that say nothing about the message sent: Sunlight's own failure (a bug, the store
 # refusing a row). A department's push is not scored 不规范 for them (`sinks.scoring_inputs`).
 SUNLIGHTS_OWN = frozenset({"internal_error", "store_refused"})
@@ -194,6 +200,15 @@ def _labels(raw: bytes, catalog: Catalog | None) -> dict[str, Any]:
     def text(name: str, limit: int = 128) -> str | None:
         return _text(obj, name, limit)
 
+    action = obj.get("action")
+    if isinstance(action, dict) and "ticket_id" in action:
+        # A ticket action refused (sent on by the ticket agent as {"action": ...}): the department
+        # that acted, when it is one of the catalog's (an inspector's actions carry `INSPECTORS`),
+        # so that a department sees its own refused replies (`dlq list --department`, row policies).
+        department = _text(action, "department")
+        known = catalog is not None and department in catalog.departments
+        return {"department": department if known else "",
+                "region": catalog.departments[department].region or "" if known else ""}
     department, region = text("department"), text("region", 32)
     item = catalog.item(text("item_code") or "") if catalog is not None else None
     if department is None and item is not None:

@@ -56,7 +56,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from alerts.letters import HOLDS_ITS_CASE, REASON_TITLE
+from alerts.letters import HOLDS_ITS_CASE, REASON_TITLE, TOLD_TO_WHO_ACTED
 from alerts.model import RULE_TITLE, SEVERITY_TITLE
 from alerts.tickets import STATUS_TITLE as TICKET_STATUS_TITLE
 from dashboards.macros import variable_names
@@ -553,15 +553,20 @@ ORDER BY event_time, alert_id
 """,
 )
 
+# A letter that waits for someone: not redriven, and not a refused ticket action (the person who
+# acted was told; nothing to redrive: `alerts.letters.TOLD_TO_WHO_ACTED`).
+_LETTER_WAITING = f"status != 'redriven' AND reason NOT IN {_sql_array(sorted(TOLD_TO_WHO_ACTED))}"
+
 DLQ_SIZE = Panel(
     name="dlq_size",
     title="死信队列",
-    description="无法处理的消息（死信）：待处理的条数与累计条数；已重投的不再计入待处理。",
-    doc="The dead letters waiting (not redriven) and all of them.",
+    description="无法处理的消息（死信）：待处理的条数与累计条数；已重投的和已告知操作人的督办操作（如操作过时）不计入待处理。",
+    doc="The dead letters waiting (not redriven, not a refused ticket action: its actor was told) "
+        "and all of them.",
     labels={"waiting": "待处理死信", "letters": "累计死信"},
     columns=("waiting", "letters"),
-    sql="""
-SELECT countIf(status != 'redriven') AS waiting, count() AS letters
+    sql=f"""
+SELECT countIf({_LETTER_WAITING}) AS waiting, count() AS letters
 FROM dead_letters FINAL
 """,
 )
@@ -578,7 +583,8 @@ DLQ_LATEST = Panel(
     sql=f"""{_NAMES}
 SELECT received_at, {_REASON_TITLE} AS reason_title, reason, detail, topic, case_id,
     {_department_name()} AS department_name,
-    if(status = 'redriven', '已重投', '待处理') AS state
+    multiIf(status = 'redriven', '已重投', reason IN {_sql_array(sorted(TOLD_TO_WHO_ACTED))}, '已告知操作人',
+        '待处理') AS state
 FROM dead_letters FINAL
 ORDER BY received_at DESC, letter_id
 LIMIT 50
@@ -588,8 +594,9 @@ LIMIT 50
 DLQ_BY_REASON = Panel(
     name="dlq_by_reason",
     title="待处理死信原因分布",
-    description="死信队列中尚未重投的死信，按原因统计，并注明每种原因最近一次收到的时间。",
-    doc="The dead letters waiting (not redriven), per reason, with when the newest of each came: "
+    description="死信队列中待处理的死信（未重投，且不是已告知操作人的督办操作），按原因统计，并注明每种原因最近一次收到的时间。",
+    doc="The dead letters waiting (not redriven, not a refused ticket action), per reason, with when "
+        "the newest of each came: "
         "what is in the DLQ now, whenever it arrived (received_at is the worker's clock, not "
         "business time, so it is not filtered by the dashboard's range).",
     labels={"reason_title": "原因", "reason": "原因代码", "letters": "条数", "latest": "最近收到"},
@@ -597,7 +604,7 @@ DLQ_BY_REASON = Panel(
     sql=f"""
 SELECT {_REASON_TITLE} AS reason_title, reason, count() AS letters, max(received_at) AS latest
 FROM dead_letters FINAL
-WHERE status != 'redriven'
+WHERE {_LETTER_WAITING}
 GROUP BY reason
 ORDER BY letters DESC, reason
 """,

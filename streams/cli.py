@@ -248,6 +248,15 @@ _CONFLICTING = ("  {n} of them came under ids this store already holds with othe
                 "{what} it into a fresh store (another SUNLIGHT_DATA_DIR); docs/importing.md, \"Upgrading\".")
 
 
+def _letter_line(letter: dict, moment) -> str:
+    """A letter as a line of `dlq list`'s table. The source and the case are never cut (a topic's
+    name cut to the column width cut its offset: `sunlight-ticket-ticks[3]@1` for offset 15)."""
+    source = f"{letter['topic']}[{letter['partition']}]@{letter['offset']}"
+    detail = " ".join(letter["detail"].split())[:80]
+    return (f"{moment(letter['received_at']):<16}  {letter['reason']:<18}  {source:<26}  "
+            f"{letter['case_id'] or '':<14}  {letter['department'][:8]:<8}  {letter['status']:<8}  {detail}")
+
+
 def _catalog_if_any(path):
     """The catalog, to name the department of a dead letter whose row names only its item; none
     when no catalog is given (a letter then names what its row names)."""
@@ -538,10 +547,7 @@ def cmd_dlq_list(args, settings: Settings) -> int:
         return 0
     print(f"{'收到时间':<16}  {'原因':<18}  {'来源':<26}  {'办件':<14}  {'部门':<8}  {'状态':<8}  详情")
     for letter in letters:
-        source = f"{letter['topic']}[{letter['partition']}]@{letter['offset']}"
-        detail = " ".join(letter["detail"].split())[:80]
-        print(f"{moment(letter['received_at']):<16}  {letter['reason']:<18}  {source[:26]:<26}  "
-              f"{(letter['case_id'] or '')[:14]:<14}  {letter['department'][:8]:<8}  {letter['status']:<8}  {detail}")
+        print(_letter_line(letter, moment))
     print(f"{len(letters)} letters" + ("" if args.all else " open") + "; `sunlight dlq list --format jsonl` gives "
           "each with its payload and letter_id; `sunlight dlq redrive FILE` sends corrected events back")
     return 0

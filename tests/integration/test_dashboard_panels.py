@@ -78,9 +78,13 @@ def city(tmp_path_factory):
             close = {"action_id": "a-2", "ticket_id": other["ticket_id"], "version": other["version"],
                      "actor": "王五", "department": "inspection", "kind": "close", "text": "已核实",
                      "at": NOW.isoformat()}
+            # The same reply sent again from a second tab, on the version already answered: refused
+            # (stale_version), told to the department, waiting for no one.
+            stale = {**reply, "action_id": "a-3", "text": "已整改（重复提交）"}
             await produce(running.bootstrap, settings.ticket_actions_topic,
                           [(target["ticket_id"].encode(), orjson.dumps(reply)),
-                           (other["ticket_id"].encode(), orjson.dumps(close))])
+                           (other["ticket_id"].encode(), orjson.dumps(close)),
+                           (target["ticket_id"].encode(), orjson.dumps(stale))])
             await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
 
     asyncio.run(run())
@@ -306,10 +310,17 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     assert ran["case_timeline"][0][0]["event"] == "受理"
     assert len(ran["case_evidence"][0]) == sum(a["case_id"] == case_id for a in alerts)
     assert all(orjson.loads(r["evidence"]) for r in ran["case_evidence"][0])
-    assert one("dlq_size")["waiting"] == 4
-    assert sorted((r["reason"], r["reason_title"]) for r in ran["dlq_latest"][0]) == [
-        ("invalid_json", "不是JSON"), ("invalid_utf8", "不是UTF-8文本"), ("schema", "字段不符合格式"),
-        ("schema", "字段不符合格式")]
+    # A refused ticket action (a second tab's stale reply) is listed, told to who acted, and does not
+    # wait (found by a black-box test: it stayed 待处理 for good, with nothing to redrive).
+    assert (one("dlq_size")["waiting"], one("dlq_size")["letters"]) == (4, 5)
+    assert sorted((r["reason"], r["reason_title"], r["state"]) for r in ran["dlq_latest"][0]) == [
+        ("invalid_json", "不是JSON", "待处理"), ("invalid_utf8", "不是UTF-8文本", "待处理"),
+        ("schema", "字段不符合格式", "待处理"), ("schema", "字段不符合格式", "待处理"),
+        ("stale_version", "督办件已更新（操作过时）", "已告知操作人")]
+    # It names the department that acted (it named none: not in that department's `dlq list`).
+    refused = next(r for r in ran["dlq_latest"][0] if r["reason"] == "stale_version")
+    replied = next(t for t in tickets if t["case_id"] == refused["case_id"])
+    assert refused["department_name"] == catalog_names[replied["department"]]
     assert [(r["reason_title"], r["letters"]) for r in ran["dlq_by_reason"][0]] == [
         ("字段不符合格式", 2), ("不是JSON", 1), ("不是UTF-8文本", 1)]
     assert [(r["case_id"], r["refused_events"], r["reasons"]) for r in ran["cases_waiting"][0]] == [

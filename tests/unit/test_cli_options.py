@@ -93,3 +93,13 @@ def test_a_setting_out_of_range_is_a_one_line_error(name, value):
 def test_a_broker_flavour_is_read_whatever_its_case_and_spaces():
     assert Settings.from_env({"SUNLIGHT_BROKER_FLAVOUR": " Tansu "}).broker_flavour == "tansu"
     assert Settings.from_env({}).broker_flavour == "kafka"
+
+
+def test_a_dead_letter_line_shows_its_whole_source_and_case():
+    """Found by a black-box test: the source column was cut to 26 characters, so a letter of
+    sunlight-ticket-ticks at offset 15 read `sunlight-ticket-ticks[3]@1`."""
+    letter = {"received_at": "2026-12-04T19:31:29+08:00", "reason": "stale_version", "topic": "sunlight-ticket-ticks",
+              "partition": 3, "offset": 15, "case_id": "C-2026-000000001234", "department": "JTJ", "status": "open",
+              "detail": "acts on version 1, the ticket is at version 3"}
+    line = cli._letter_line(letter, lambda at: at[:16])
+    assert "sunlight-ticket-ticks[3]@15 " in line and " C-2026-000000001234 " in line
