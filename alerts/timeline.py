@@ -302,6 +302,16 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                     and event.occurred_at > timeline.end.occurred_at):
                 # Sent back to be redone after it ended: the case is open again (`end_in_force`).
                 timeline.reopenings.append(Reopening(timeline.end, event))
+                # The case was not open between: the clocks of the nodes still running at the
+                # closing stopped there (a node limit falling in between was no one's to keep: a
+                # yellow card counted the closed week, found by a black-box test) and start anew at
+                # the return, but for the nodes that wait for the node returned to.
+                returned_to = event.node or ""
+                for node_id in [n for n in open_cycles if n not in done]:
+                    stopped = open_cycles.pop(node_id)
+                    cycles.append(NodeCycle(node_id, stopped.clock_start, None, timeline.end.occurred_at))
+                    if node_id not in waiting_on.get(returned_to, ()):
+                        open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
                 timeline.end = None
             elif kind is EventType.DECIDED:
                 # Dated after the end, a penalty still answers to its benchmark (the discretion
@@ -372,6 +382,11 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 check(plan.before_decision, event, "decision")
                 if item.decided_completes:
                     complete(decision, event)
+            elif decision is not None:
+                # Decided again while a return has sent a node before the decision back to be
+                # redone (法制审核 returned, the penalty decided before it was redone): the decision
+                # went ahead of it, as a node completed then would (missed: found by a black-box test).
+                check([n for n in plan.before_decision if n in undone], event, "decision")
         elif kind is EventType.CLOSED or kind is EventType.WITHDRAWN:
             timeline.end = event
             if open_suspension is not None:  # its end ends a suspension still running

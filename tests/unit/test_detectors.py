@@ -970,3 +970,32 @@ def test_the_events_taken_while_a_case_awaits_its_judgement_are_kept_until_it_is
     assert decode_state(encode_state(held, 3)) == (held, 3)
     judged = judge_case(held, judge(), at(2026, 3, 4), raised_at).state
     assert judged.arrived == () and decode_state(encode_state(judged, 3))[0].arrived == ()
+
+
+def test_a_decision_made_while_a_node_before_it_was_sent_back_goes_ahead_of_it():
+    """Found by a black-box test: 决定 done, 法制审核 returned to be redone, the penalty decided an
+    hour later and 法制审核 redone the next day: no card, though a node completed then would have
+    had one (and the same file without the 决定 node event had the red skipped card)."""
+    def case(*middle) -> list:
+        nodes = ["file", "investigate", "legal_review", "notify", "decide"]
+        events = [ev("accepted", at(2026, 3, 2, 9), case="D1", item=PENALTY)]
+        events += [ev("node_completed", at(2026, 3, 3, 9 + n), case="D1", item=PENALTY, node=node)
+                   for n, node in enumerate(nodes)]
+        return events + [ev("returned", at(2026, 3, 5, 14), case="D1", item=PENALTY, node="legal_review"),
+                         *middle,
+                         ev("node_completed", at(2026, 3, 6, 10), case="D1", item=PENALTY, node="serve"),
+                         ev("closed", at(2026, 3, 6, 11), case="D1", item=PENALTY)]
+
+    def decision(moment):
+        return ev("decided", moment, case="D1", item=PENALTY, decision="penalize", violation_code="V-FOOD-124",
+                  penalty_amount=10000, discretion_tier="light")
+
+    def redone(moment):
+        return ev("node_completed", moment, case="D1", item=PENALTY, node="legal_review")
+
+    ahead = run(case(decision(at(2026, 3, 5, 15)), redone(at(2026, 3, 6, 9))), at(2026, 4, 1))
+    assert active(ahead) == {("skipped_node", "legal_review")}
+    (card,) = [a for a in ahead.alerts.values() if a.status.value != "withdrawn"]
+    assert card.evidence["returned_at"] == "2026-03-05T14:00:00+08:00"
+    # Redone before the decision: nothing.
+    assert active(run(case(redone(at(2026, 3, 5, 14, 30)), decision(at(2026, 3, 5, 15))), at(2026, 4, 1))) == set()

@@ -156,3 +156,29 @@ def test_a_return_after_a_withdrawal_reopens_nothing():
               ev("returned", at(2026, 3, 4), case="W1", node="undertake")]
     state = run(events, at(2026, 4, 10))
     assert cards(state) == {} and state.status == "withdrawn"
+
+
+def test_a_node_limit_that_fell_while_the_case_was_closed_is_not_a_late_node():
+    """Found by a black-box test: closed without 批准 (a red skipped card, right), returned to it a
+    week later and done within the hour, the case also had a yellow node_overdue card for 批准
+    whose limit fell in the week it was closed, its working days counting that week."""
+    events = [ev("accepted", at(2026, 3, 2, 9), case="G1"),
+              ev("node_completed", at(2026, 3, 2, 10), case="G1", node="undertake"),
+              ev("node_completed", at(2026, 3, 2, 11), case="G1", node="review"),
+              ev("closed", at(2026, 3, 2, 12), case="G1"),
+              ev("returned", at(2026, 3, 9, 9), case="G1", node="approve"),
+              ev("node_completed", at(2026, 3, 9, 10), case="G1", node="approve"),
+              ev("closed", at(2026, 3, 9, 11), case="G1")]
+    assert active(run(events, at(2026, 4, 10))) == {("skipped_node", "approve")}
+    # Not done after the return within its limit (one working day from the return): late, from
+    # the return, not from before the closing.
+    slow = events[:5] + [ev("node_completed", at(2026, 3, 12, 10), case="G1", node="approve"),
+                         ev("closed", at(2026, 3, 12, 11), case="G1")]
+    found = cards(run(slow, at(2026, 4, 10)))
+    assert set(found) == {("skipped_node", "approve"), ("node_overdue", "approve")}
+    assert found[("node_overdue", "approve")].evidence["clock_started_at"] == "2026-03-09T09:00:00+08:00"
+    # A node already late at the closing stays late.
+    late = [ev("accepted", at(2026, 3, 2, 9), case="G2"), ev("closed", at(2026, 3, 12, 12), case="G2"),
+            ev("returned", at(2026, 3, 13, 9), case="G2", node="undertake"),
+            ev("node_completed", at(2026, 3, 13, 10), case="G2", node="undertake")]
+    assert ("node_overdue", "undertake") in active(run(late, at(2026, 3, 13, 11)))
