@@ -23,7 +23,7 @@ from alerts.tickets import Notice, Step, Ticket, returned_at
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
-          "return_reason", "level_1_note", "reply_by", "instructions", "resolution")
+          "return_reason", "level_1_note", "reply_by", "instructions", "resolution", "if_unanswered")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -150,6 +150,7 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "reply_by": reply_by(notice, ticket, catalog),
         "instructions": instructions(notice, ticket),
         "resolution": resolution(ticket),
+        "if_unanswered": if_unanswered(person, department),
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
@@ -172,6 +173,17 @@ def level_1_note(ticket: Ticket, department) -> str:
     # What the system did, not what came of it: whether the mail reached the head is in the
     # notice log (a failed level 1 was said before as "经提请部门负责人督促后": found by a black-box test).
     return "已向部门负责人发出督促通知（送达情况见通知记录），"
+
+
+def if_unanswered(person, department) -> str:
+    """What comes of no answer by the deadline, told to `person`, whom the notice reaches: a
+    department's contact, that the head will be asked to urge it; the head themself (the catalog
+    gives no contact with an address), not that they will be reported to themselves (found by a
+    black-box test), but another urging and then the discipline-inspection office."""
+    head = department.head if department is not None else None
+    if person is None or head is None or person != head:
+        return "逾期未答复的，将按规定提请部门负责人督促办理。"
+    return "逾期未答复的，将再次发出督促通知；仍未答复的，将按规定提交纪检监察机构。"
 
 
 def reply_by(notice: Notice, ticket: Ticket, catalog: Catalog) -> str:

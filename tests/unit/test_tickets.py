@@ -374,6 +374,14 @@ def test_a_notice_names_its_recipient_from_the_catalog_and_says_what_happened_in
     assert "食品经营许可" in opened.body and "2026-03-06 00:00" in opened.body and "C-1/skipped_node" in opened.body
     assert opened.message_id == message_id(opened.notice_id)  # the same notice, the same Message-ID
     assert len({r.message_id for r in rendered}) == 3
+    assert "逾期未答复的，将按规定提请部门负责人督促办理。" in opened.body
+    # A department whose head is the one the ticket reaches (no contact in the catalog) was told
+    # it would be reported to its head (found by a black-box test).
+    scjg = catalog.departments["SCJG"]
+    no_contact = replace(catalog, departments={**catalog.departments, "SCJG": replace(scjg, contact=None)})
+    to_head = render_notice(out.notices[0], out.ticket, no_contact, texts)
+    assert to_head.recipient_email == "scjg-head@example.gov.cn" and "提请部门负责人" not in to_head.body
+    assert "仍未答复的，将按规定提交纪检监察机构" in to_head.body
 
 
 def test_a_city_s_template_with_an_unknown_field_is_refused(tmp_path):
