@@ -1,11 +1,15 @@
-"""The deployment files (deploy/): validated with the tools at hand and checked against the worker.
+"""The deployment files (deploy/): validated with the tools at hand and checked against the worker
+and the console (`sunlight serve`).
 
 * deploy/compose/docker-compose.yml through Debian's `docker-compose config` (skipped with the
   reason when docker-compose is missing; CI installs it);
 * every Kubernetes manifest through kubernetes-validate, strict, against a pinned version;
 * consistency with the code: the probe paths and ports are the worker's (`/healthz`, `/readyz`,
-  the Settings default metrics port), every SUNLIGHT_* variable the files set is one the code
-  reads, the topics created up front are the workers' topics, every file compose mounts exists;
+  the Settings default metrics port) and the console's (`/healthz` on its HTTP port), every
+  SUNLIGHT_* variable the files set is one the code reads, the topics created up front are the
+  workers' topics, every file compose mounts exists, the workers and the console share the key
+  and the public address of the reply links, the console's users file is kept, and the commands
+  the files give for adding users are the CLI's;
 * the two small programs the image adds (deploy/docker/healthcheck.py and migrate.py) run.
 """
 
@@ -46,7 +50,10 @@ K8S_VERSION = "1.31.0"
 KAFKA_SESSION_TIMEOUT = 30
 
 DEFAULT_METRICS_PORT = Settings().metrics_port
-WORKER_SECRET_NAMES = {"SUNLIGHT_CLICKHOUSE", "SUNLIGHT_SMTP", "SUNLIGHT_WEBHOOK"}
+WORKER_SECRET_NAMES = {"SUNLIGHT_CLICKHOUSE", "SUNLIGHT_SMTP", "SUNLIGHT_WEBHOOK", "SUNLIGHT_SECRET_KEY"}
+# What an operator puts in .env for the required values that are not passwords.
+REQUIRED_VALUES = {"SUNLIGHT_SECRET_KEY": "TestKey-0123456789abcdefghijklmnopqrstuvwxyz",
+                   "SUNLIGHT_PUBLIC_URL": "https://sunlight.example.gov.cn"}
 
 
 def _names_read(path: Path, pattern: str) -> set[str]:
@@ -84,14 +91,19 @@ def _run_config(env_file: Path) -> subprocess.CompletedProcess:
                           cwd=COMPOSE_DIR, env=env, capture_output=True, text=True, timeout=120)
 
 
-def _filled_env_file(directory: Path) -> Path:
-    """.env.example with every empty (required) value filled in, as an operator would."""
+def _filled_env_file(directory: Path, leave_empty: str | None = None) -> Path:
+    """.env.example with every empty (required) value filled in, as an operator would (but
+    `leave_empty`)."""
     lines = []
     for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
         match = re.fullmatch(r"([A-Z0-9_]+)=", line)
-        lines.append(f"{line}Test{match.group(1).lower().replace('_', '')}9" if match
-                     and "PASSWORD" in match.group(1) else line)
-    path = directory / "test.env"
+        name = match.group(1) if match else None
+        if name and name != leave_empty and "PASSWORD" in name:
+            line += f"Test{name.lower().replace('_', '')}9"
+        elif name and name != leave_empty and name in REQUIRED_VALUES:
+            line += REQUIRED_VALUES[name]
+        lines.append(line)
+    path = directory / (f"without-{leave_empty}.env" if leave_empty else "test.env")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -126,7 +138,8 @@ def _bind_mounts(service: dict) -> dict[str, Path]:
 
 
 def _workers(compose: dict) -> dict[str, dict]:
-    """The long-running Sunlight services: the image's entrypoint (`sunlight worker`), not a one-shot."""
+    """The long-running Sunlight services that run the image's entrypoint (`sunlight worker`): not
+    a one-shot, not the console (`sunlight serve`)."""
     return {name: service for name, service in compose["services"].items()
             if "SUNLIGHT_KAFKA" in _environment(service) and "entrypoint" not in service}
 
@@ -195,7 +208,8 @@ def test_compose_sets_only_real_settings(compose):
     for name, service in compose["services"].items():
         env = _environment(service)
         sunlight = {key for key in env if key.startswith("SUNLIGHT_")}
-        allowed = SETTING_NAMES if name in _workers(compose) or name == "migrate" else SETTING_NAMES | CLI_NAMES
+        allowed = (SETTING_NAMES if name in _workers(compose) or name in ("migrate", "console")
+                   else SETTING_NAMES | CLI_NAMES)
         assert sunlight <= allowed, (name, sunlight - allowed)
         if sunlight:
             Settings.from_env(env)  # every value parses
@@ -287,6 +301,172 @@ def test_prometheus_scrapes_every_worker_and_alerts_through_alertmanager(compose
         host = mounts[mounted[0]] / inside[len(mounted[0]) + 1:]
         assert list(host.parent.glob(host.name)), f"{pattern}: no file matches {host}"
 
+# --- the console in compose -------------------------------------------------------------------
+
+CONSOLE_COMMAND = ["sunlight", "serve", "--catalog", "/etc/sunlight/catalog.yaml"]
+
+
+def _console_settings(service: dict) -> Settings:
+    return Settings.from_env(_environment(service))
+
+
+def _asgi_get(app, path: str) -> tuple[int, str]:
+    """GET `path` of an ASGI application, in this process: (status, body)."""
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080)}
+    asyncio.run(app(scope, receive, send))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body").decode()
+
+
+def _console_answers(settings: Settings, path: str, tmp_path: Path) -> tuple[int, str]:
+    """What the console `sunlight serve` runs with these settings answers at `path` (server mode:
+    a store that is not asked, no pipeline of its own)."""
+    from dataclasses import replace
+
+    from streams.console.app import Backend, create_app
+
+    settings = replace(settings, users_file=tmp_path / "users.json", data_dir=tmp_path)
+    return _asgi_get(create_app(settings, Backend(None, lambda: None, lambda messages: None)), path)
+
+
+def test_compose_runs_the_console_in_server_mode_from_the_workers_image(compose):
+    console = compose["services"]["console"]
+    assert console["entrypoint"] + console["command"] == CONSOLE_COMMAND
+    workers = _workers(compose)
+    assert "console" not in workers and workers
+    worker = next(iter(workers.values()))
+    assert console["image"] == worker["image"] and console["build"] == worker["build"]
+    settings = _console_settings(console)
+    worker_settings = Settings.from_env(_environment(worker))
+    # Server mode (docs/console.md, "How it runs"): the workers' Kafka and ClickHouse server, no
+    # pipeline and no embedded store of its own.
+    assert settings.kafka == worker_settings.kafka and settings.kafka
+    assert settings.clickhouse == worker_settings.clickhouse and not settings.embedded_store
+    mounts = _bind_mounts(console)
+    # The catalog it is given is the workers' catalog file.
+    assert mounts[CONSOLE_COMMAND[-1]] == _bind_mounts(worker)[str(worker_settings.catalog)]
+    # It starts when the workers do: topics, store, migrations and roles in place.
+    assert console["depends_on"] == worker["depends_on"]
+    assert console["restart"] == "unless-stopped"
+    assert console["stop_signal"] == "SIGTERM" and console["stop_grace_period"].endswith("s")
+
+
+def test_compose_gives_the_workers_and_the_console_one_key_and_public_address(compose):
+    from streams.console.auth import MIN_KEY_LENGTH
+    from streams.console.links import notice_links
+
+    console = _console_settings(compose["services"]["console"])
+    assert console.secret_key == REQUIRED_VALUES["SUNLIGHT_SECRET_KEY"] and len(console.secret_key) >= MIN_KEY_LENGTH
+    assert console.public_url == REQUIRED_VALUES["SUNLIGHT_PUBLIC_URL"]
+    for name, worker in _workers(compose).items():
+        settings = Settings.from_env(_environment(worker))
+        # The worker signs the links in its notices with the key the console checks them with.
+        assert (settings.secret_key, settings.public_url) == (console.secret_key, console.public_url), name
+        assert notice_links(settings) is not None, name  # notices carry a reply link
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_VALUES))
+def test_compose_refuses_to_start_without_the_console_key_or_address(tmp_path, name):
+    done = _run_config(_filled_env_file(tmp_path, leave_empty=name))
+    assert done.returncode != 0
+    assert f"set {name} in .env" in done.stderr
+
+
+def test_compose_console_is_health_checked_and_published_on_its_http_port(compose, tmp_path):
+    console = compose["services"]["console"]
+    settings = _console_settings(console)
+    test = console["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    url = re.search(r"http://([0-9.]+):(\d+)(/\w+)", test[3])
+    assert url.groups() == ("127.0.0.1", str(settings.http_port), "/healthz")
+    # The console serves it (`serve` listens on SUNLIGHT_HTTP_PORT: streams/console/app.py)...
+    assert _console_answers(settings, "/healthz", tmp_path) == (200, "ok")
+    assert _console_answers(settings, "/readyz", tmp_path)[0] == 404  # it has no /readyz
+    # ...and the check's program says 0 for a 200, not 0 for a 503 or nothing listening.
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Endpoints)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        def check(port: int, path: str = "/healthz") -> int:
+            code = test[3].replace(url.group(0), f"http://127.0.0.1:{port}{path}")
+            return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode
+
+        assert check(server.server_address[1]) == 0
+        assert check(server.server_address[1], "/readyz") != 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert check(_free_port()) != 0
+    # Published on the host's loopback only, like Grafana and Prometheus.
+    published = [p.split(":") for p in console["ports"]]
+    assert published == [["127.0.0.1", str(settings.http_port), f"{settings.http_port}/tcp"]]
+
+
+def test_compose_keeps_the_console_users_on_a_volume(compose):
+    from streams.console.app import users_path
+
+    console = compose["services"]["console"]
+    users = users_path(_console_settings(console))
+    named = {}
+    for volume in console["volumes"]:
+        source, target = volume.split(":")[:2]
+        if not source.startswith(("/", ".")):
+            named[target] = source
+    target = next(t for t in named if users.is_relative_to(t))
+    assert named[target] in compose["volumes"]
+    # A new volume takes the owner of the image's directory it is mounted on: that must be the
+    # image's user, who writes the file (`users add` writes a temporary file next to it).
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    assert f"chown 10001:10001 {target}" in dockerfile and "USER 10001:10001" in dockerfile
+
+
+def _documented(text: str, prefix: str) -> list[list[str]]:
+    """The arguments after `prefix` of each command a file's comments give on a line of its own."""
+    import shlex
+
+    lines = [line.lstrip() for line in text.splitlines() if line.lstrip().startswith("#")]
+    return [shlex.split(line.lstrip("# ")[len(prefix):], comments=True) for line in lines
+            if line.lstrip("# ").startswith(prefix)]
+
+
+def _sunlight(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO),
+           "SUNLIGHT_NEW_USER_PASSWORD": "a-test-password"}
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_compose_says_how_to_add_console_users_with_the_real_cli(compose, tmp_path):
+    console = compose["services"]["console"]
+    commands = _documented(COMPOSE_FILE.read_text(encoding="utf-8"), "docker-compose run --rm --no-deps console ")
+    assert [args[:2] for args in commands if args[:2] == ["users", "add"]], commands
+    env = _environment(console)
+    # As in the container (entrypoint `sunlight`), with the users file and the catalog here.
+    env.update(SUNLIGHT_USERS=str(tmp_path / "users.json"),
+               SUNLIGHT_CATALOG=str(_bind_mounts(console)[env["SUNLIGHT_CATALOG"]]))
+    for args in commands:
+        done = _sunlight(console["entrypoint"][1:] + args, env, tmp_path)
+        assert done.returncode == 0, (args, done.stderr)
+    listed = _sunlight(console["entrypoint"][1:] + ["users", "list"], env, tmp_path).stdout
+    for args in commands:
+        if args[:2] == ["users", "add"]:
+            assert args[2] in listed
+    example = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert "docker-compose run --rm --no-deps console users add" in example
+    assert "secrets.token_urlsafe(32)" in example and "secrets.token_urlsafe(32)" in COMPOSE_FILE.read_text()
+
 # --- the topic-creating script, against a stand-in for kafka-topics.sh -------------------------
 
 FAKE_KAFKA_TOPICS = """#!/usr/bin/env bash
@@ -371,7 +551,7 @@ def test_the_validator_is_strict_about_a_misspelt_field():
     # What the test above relies on: a typo is an error, not an ignored extra key.
     from kubernetes_validate.utils import ValidationError, validate
 
-    deployment = _one("Deployment")
+    deployment = _one("Deployment", "sunlight-worker")
     broken = yaml.safe_load(yaml.safe_dump(deployment))
     container = broken["spec"]["template"]["spec"]["containers"][0]
     container["readinesProbe"] = container.pop("readinessProbe")
@@ -459,7 +639,7 @@ def test_the_budget_and_the_service_select_the_workers():
     budget = _one("PodDisruptionBudget")
     assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert budget["spec"]["maxUnavailable"] == 1
-    service = _one("Service")
+    service = _one("Service", "sunlight-worker-metrics")
     assert service["spec"]["selector"].items() <= labels.items()
     port = service["spec"]["ports"][0]
     assert port["port"] == DEFAULT_METRICS_PORT and port["targetPort"] == "metrics"
@@ -469,12 +649,129 @@ def test_the_migration_job_runs_the_image_migration_command():
     job = _one("Job", "sunlight-migrate")
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["sunlight-migrate"]
-    worker = _one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    worker = _one("Deployment", "sunlight-worker")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == worker["image"] and container["envFrom"] == worker["envFrom"]
     assert "/usr/local/bin/sunlight-migrate" in DOCKERFILE.read_text(encoding="utf-8")
     # Not in the directory applied with the workers: it runs first, on its own.
     assert next(path for path, doc in _manifests() if doc["kind"] == "Job").parent != K8S_DIR
 
+
+def _console_pod() -> dict:
+    return _one("Deployment", "sunlight-console")["spec"]["template"]
+
+
+def _console_container() -> dict:
+    return next(c for c in _console_pod()["spec"]["containers"] if c["name"] == "console")
+
+
+def _pod_env(container: dict) -> dict[str, str]:
+    """The environment a container gets from its ConfigMaps, Secrets (the template, with a real
+    key instead of its placeholder) and own `env`."""
+    env = {}
+    for ref in container.get("envFrom", []):
+        if "configMapRef" in ref:
+            env.update(_one("ConfigMap", ref["configMapRef"]["name"])["data"])
+        else:
+            env.update(_one("Secret", ref["secretRef"]["name"])["stringData"])
+    env.update({item["name"]: item["value"] for item in container.get("env", [])})
+    if env.get("SUNLIGHT_SECRET_KEY") == "REPLACE-ME":
+        env["SUNLIGHT_SECRET_KEY"] = REQUIRED_VALUES["SUNLIGHT_SECRET_KEY"]
+    return env
+
+
+def test_the_console_runs_in_server_mode_with_the_workers_config():
+    from streams.console.links import notice_links
+
+    pod = _console_pod()
+    container = _console_container()
+    worker_pod = _one("Deployment", "sunlight-worker")["spec"]["template"]
+    worker = worker_pod["spec"]["containers"][0]
+    assert container["command"] + container["args"] == CONSOLE_COMMAND
+    assert container["image"] == worker["image"]
+    # The same ConfigMap and Secret: one SUNLIGHT_SECRET_KEY and SUNLIGHT_PUBLIC_URL for both.
+    assert container["envFrom"] == worker["envFrom"]
+    own = {item["name"] for item in container.get("env", [])}
+    assert own <= SETTING_NAMES and not own & {"SUNLIGHT_SECRET_KEY", "SUNLIGHT_PUBLIC_URL", "SUNLIGHT_KAFKA",
+                                                "SUNLIGHT_CLICKHOUSE"}
+    settings = Settings.from_env(_pod_env(container))
+    worker_settings = Settings.from_env(_pod_env(worker))
+    assert settings.kafka and not settings.embedded_store  # server mode
+    assert settings.secret_key and settings.public_url
+    assert (settings.secret_key, settings.public_url) == (worker_settings.secret_key, worker_settings.public_url)
+    assert notice_links(worker_settings) is not None  # the workers' notices carry a reply link
+    assert "SUNLIGHT_PUBLIC_URL" in _settings_env() and "SUNLIGHT_SECRET_KEY" in _one("Secret")["stringData"]
+    # The catalog `serve` is given is the catalog ConfigMap, mounted as for the workers.
+    catalog = Path(container["args"][-1])
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(catalog.parent))
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["name"] == "sunlight-catalog" and "subPath" not in mount
+    # The same restrictions as the workers.
+    assert pod["spec"]["securityContext"] == worker_pod["spec"]["securityContext"]
+    assert container["securityContext"] == worker["securityContext"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert any(m["mountPath"] == settings.data_dir.as_posix() for m in container["volumeMounts"])
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+
+
+def test_the_console_has_one_replica():
+    # Sign-outs and sign-in limits are kept in the console's memory (streams/console/auth.py).
+    from streams.console.auth import Sessions, Throttle
+
+    assert "_revoked" in Sessions("k" * 40, secure=True).__dict__ and "_failures" in Throttle(5).__dict__
+    assert _one("Deployment", "sunlight-console")["spec"]["replicas"] == 1
+
+
+def test_the_console_probes_and_service_are_its_endpoints(tmp_path):
+    container = _console_container()
+    settings = Settings.from_env(_pod_env(container))
+    port = next(p for p in container["ports"] if p["name"] == "http")
+    assert port["containerPort"] == settings.http_port
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        probe = container[kind]["httpGet"]
+        assert _container_port(container, probe["port"]) == settings.http_port, kind
+        assert _console_answers(settings, probe["path"], tmp_path)[0] == 200, (kind, probe["path"])
+    labels = _console_pod()["metadata"]["labels"]
+    service = _one("Service", "sunlight-console")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(settings.http_port, "http")]
+    # The Service, the budget and the Deployment of the workers never take the console's pods in, and
+    # the console's selectors take no worker.
+    worker_deployment = _one("Deployment", "sunlight-worker")
+    worker_labels = worker_deployment["spec"]["template"]["metadata"]["labels"]
+    for selector in (worker_deployment["spec"]["selector"]["matchLabels"],
+                     _one("Service", "sunlight-worker-metrics")["spec"]["selector"],
+                     _one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"]):
+        assert not selector.items() <= labels.items(), selector
+    for selector in (_one("Deployment", "sunlight-console")["spec"]["selector"]["matchLabels"],
+                     service["spec"]["selector"]):
+        assert not selector.items() <= worker_labels.items(), selector
+
+
+def test_the_console_users_file_is_a_secret_mounted_read_only(tmp_path):
+    from streams.console.app import users_path
+
+    pod = _console_pod()
+    container = _console_container()
+    users = users_path(Settings.from_env(_pod_env(container)))
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == users.parent.as_posix())
+    assert mount["readOnly"] is True and "subPath" not in mount  # updates reach the running console
+    secret = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])["secret"]
+    assert "items" not in secret and secret["secretName"] != "sunlight-secrets"
+    assert secret["defaultMode"] & 0o007 == 0  # not readable by others
+    # The file comments say how to make it: `sunlight users add` (the real CLI), then a Secret of
+    # that name with the file under the name the console reads.
+    text = (K8S_DIR / "console.yaml").read_text(encoding="utf-8")
+    assert f"create secret generic {secret['secretName']} --from-file={users.name}=" in text
+    (tmp_path / "catalog.yaml").write_text(_one("ConfigMap", "sunlight-catalog")["data"]["catalog.yaml"],
+                                           encoding="utf-8")
+    commands = _documented(text, "sunlight ")
+    assert [args for args in commands if args[:2] == ["users", "add"]], commands
+    env = {"SUNLIGHT_USERS": str(tmp_path / users.name)}
+    for args in commands:
+        if args[:2] == ["users", "add"]:
+            done = _sunlight(args, env, tmp_path)
+            assert done.returncode == 0, (args, done.stderr)
+            assert args[2] in _sunlight(["users", "list"], env, tmp_path).stdout
 
 # --- the image -------------------------------------------------------------------------------
 
