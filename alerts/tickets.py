@@ -28,6 +28,24 @@ from alerts.model import SEVERITY as SEVERITY_OF, Alert, AlertStatus, Rule, Seve
 
 MAX_TEXT_CHARS = 2000
 SYSTEM = "sunlight"  # the actor of the changes the clock and the alerts make
+SYSTEM_TITLE = "电子监察系统"  # how people read SYSTEM as an actor (pages, `tickets show`)
+
+
+def actor_title(actor: str) -> str:
+    """An actor of a ticket's history as people read it: the system's changes by name in Chinese."""
+    return SYSTEM_TITLE if actor == SYSTEM else actor
+
+
+def rounds(history: list[dict]) -> list[tuple[int, list[dict]]]:
+    """A ticket's history (`sinks.queries.ticket_history`, oldest first) by round, oldest first:
+    (round, its versions)."""
+    out: list[tuple[int, list[dict]]] = []
+    for version in history:
+        number = version.get("round", 1)
+        if not out or out[-1][0] != number:
+            out.append((number, []))
+        out[-1][1].append(version)
+    return out
 INSPECTORS = "inspection"  # the department code an inspector's actions carry
 
 
@@ -77,6 +95,9 @@ STEP_TITLE: Mapping[str, str] = {
     "opened": "督办通知", "returned": "退回重办通知", "level_1": "升级至部门负责人", "level_2": "升级至纪检监察机构",
     "withdrawn": "撤销通知", "closed": "办结通知",
 }
+# A ticket's escalation level in words (0: with the department; 1: its head urged; 2: the
+# discipline-inspection office told).
+ESCALATION_TITLE: Mapping[int, str] = {0: "未升级", 1: "已升级至部门负责人", 2: "已升级至纪检监察机构"}
 RESOLUTION_TITLE: Mapping[str, str] = {"accepted": "答复经审核通过", "closed_by_inspector": "督查人员办结"}
 NOTICE_STATUS_TITLE: Mapping[str, str] = {
     "recorded": "待发送", "sent": "已发送", "held": "仅记录未发送", "failed": "发送失败",

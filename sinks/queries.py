@@ -16,6 +16,7 @@ import orjson
 from alerts.letters import HOLDS_ITS_CASE
 from alerts.state import cautious, refusal
 from sinks.scope import Scope, ScopedQuery
+from sinks.rows import TICKET_ROUND
 
 ALERT_COLUMNS = ("alert_id", "rule", "severity", "case_id", "item_code", "department", "region",
                  "officer_id", "node", "raised_at", "event_time", "evidence", "status", "version", "title",
@@ -316,12 +317,13 @@ def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: s
 
 
 def ticket_history(client, scope: Scope, ticket_id: str, tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> list[dict]:
-    """Every version of a ticket, oldest first."""
-    query = ScopedQuery(", ".join(TICKET_COLUMNS), "tickets FINAL",
+    """Every version of a ticket, oldest first, each with its round (a ticket closed or withdrawn
+    and opened again starts a new one)."""
+    query = ScopedQuery(", ".join((*TICKET_COLUMNS, TICKET_ROUND)), "tickets FINAL",
                         where="ticket_id = {ticket_id:String} AND version > 0", tail="ORDER BY version")
     sql, parameters = query.sql(scope)
-    return [_ticket_record(row, tz) for row in client.query(sql, parameters={**parameters, "ticket_id": ticket_id})
-            .result_rows]
+    return [{**_ticket_record(row[:-1], tz), "round": int(row[-1])}
+            for row in client.query(sql, parameters={**parameters, "ticket_id": ticket_id}).result_rows]
 
 
 def stored_ticket_states(client, case_ids: list[str] | None = None) -> list[tuple[str, str]]:

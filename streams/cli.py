@@ -721,7 +721,8 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     _require_store(settings)
     from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, moment
     from alerts.events import EventType
-    from alerts.tickets import KIND_TITLE, NOTICE_STATUS_TITLE, RESOLUTION_TITLE, STATUS_TITLE, STEP_TITLE
+    from alerts.tickets import (ESCALATION_TITLE, KIND_TITLE, NOTICE_STATUS_TITLE, RESOLUTION_TITLE, STATUS_TITLE,
+                                STEP_TITLE, actor_title, rounds)
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
     scope, local, catalog = _scope_local_time_and_catalog(args, settings)
@@ -742,7 +743,8 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     lines = [f"督办件 {ticket['ticket_id']}（第 {ticket['version']} 版）",
              f"  状态：{STATUS_TITLE.get(ticket['status'], ticket['status'])}"
              + (f"（{RESOLUTION_TITLE.get(ticket['resolution'], ticket['resolution'])}）" if ticket['resolution'] else "")
-             + ("，已逾期" if ticket['overdue'] else "") + f"，升级级别 {ticket['escalation_level']}",
+             + ("，已逾期" if ticket['overdue'] else "")
+             + f"，{ESCALATION_TITLE.get(ticket['escalation_level'], ticket['escalation_level'])}",
              f"  部门：{ticket['department']}  办件：{ticket['case_id']}  事项：{ticket['item_code']}",
              f"  生成：{moment(ticket['opened_at'])}  答复期限：{moment(ticket['deadline'])}  "
              f"二级升级：{moment(ticket['level_2_at'])}", "", "预警："]
@@ -763,9 +765,14 @@ def cmd_tickets_show(args, settings: Settings) -> int:
         lines.append(f"  {moment(occurred)}  {kind}" + (f"  {node.name if node else event['node']}"
                                                          if event.get('node') else ""))
     lines += ["", "督办记录："]
-    for change in history:
-        lines.append(f"  v{change['version']}  {moment(change['changed_at'])}  {change['actor']}  "
-                     f"{KIND_TITLE.get(change['kind'], change['kind'])}" + (f"：{change['text']}" if change['text'] else ""))
+    by_round = rounds(history)
+    for number, versions in by_round:
+        if len(by_round) > 1:
+            lines.append(f" 第 {number} 轮" + ("（已结束）" if number != by_round[-1][0] else ""))
+        for change in versions:
+            lines.append(f"  v{change['version']}  {moment(change['changed_at'])}  {actor_title(change['actor'])}  "
+                         f"{KIND_TITLE.get(change['kind'], change['kind'])}"
+                         + (f"：{change['text']}" if change['text'] else ""))
     lines += ["", "通知："]
     for notice in notices:
         lines.append(f"  {moment(notice['due_at'])}  {STEP_TITLE.get(notice['step'], notice['step'])} → "

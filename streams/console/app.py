@@ -45,7 +45,7 @@ from alerts.describe import describe_evidence, local_moment, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.notices import RECIPIENT_TITLE
 from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, NOTICE_STATUS_TITLE, STATUS_TITLE, STEP_TITLE,
-                            ticket_id as make_ticket_id)
+                            ESCALATION_TITLE, actor_title, rounds, ticket_id as make_ticket_id)
 from sinks.scope import Scope, UnknownScope
 from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, Users, check_secret_key, loose_mode
 from streams.console.links import LinkRefused, Links
@@ -208,11 +208,14 @@ def _environment() -> jinja2.Environment:
     env.filters["local_moment"] = lambda value, tz: local_moment(value, ZoneInfo(tz))
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["notice_error"] = notice_error_text
+    env.filters["actor"] = actor_title
+    env.filters["rounds"] = rounds
     env.globals.update(RULE_TITLE={r.value: t for r, t in RULE_TITLE.items()},
                        SEVERITY_TITLE={s.value: t for s, t in SEVERITY_TITLE.items()},
                        STATUS_TITLE={s.value: t for s, t in STATUS_TITLE.items()}, KIND_TITLE=KIND_TITLE,
                        ROLE_TITLE=ROLE_TITLE, MAX_TEXT=MAX_TEXT_CHARS, STEP_TITLE=STEP_TITLE,
-                       NOTICE_STATUS_TITLE=NOTICE_STATUS_TITLE, RECIPIENT_TITLE=RECIPIENT_TITLE)
+                       NOTICE_STATUS_TITLE=NOTICE_STATUS_TITLE, RECIPIENT_TITLE=RECIPIENT_TITLE,
+                       ESCALATION_TITLE=ESCALATION_TITLE)
     return env
 
 
@@ -267,8 +270,12 @@ class Console:
     def page(self, name: str, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
         session = getattr(request.state, "session", None)
         user = getattr(request.state, "user", None)
+        # A head's department by its name in the catalog (the page header showed its code).
+        departments = self.backend.judge().catalog.departments if user is not None and user.department else {}
+        user_department = departments[user.department].name if user is not None and user.department in departments \
+            else (user.department if user is not None else None)
         html = self.env.get_template(name).render(
-            user=user, csrf=self.sessions.csrf(session) if session else "", **context)
+            user=user, user_department=user_department, csrf=self.sessions.csrf(session) if session else "", **context)
         return HTMLResponse(html, status_code=status)
 
     def refuse(self, request: Request, status: int, message: str, draft: dict | None = None) -> HTMLResponse:
