@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from zoneinfo import ZoneInfo
 
 import logging
 
@@ -266,8 +267,24 @@ def panels_of(dashboard: Mapping) -> list[Mapping]:
     return found
 
 
+def in_zone(results: Mapping[int, Result], zone: str | None) -> dict[int, Result]:
+    """The results' times in the dashboard's time zone, as Grafana shows them (the store gives a
+    UTC column's times without a zone: 承诺时限 2026-03-31 00:00 was drawn 03-30 16:00)."""
+    if not zone or zone in ("browser", "utc"):
+        return dict(results)
+    tz = ZoneInfo(zone)
+
+    def moved(value):
+        if not isinstance(value, datetime):
+            return value
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(tz)
+
+    return {key: Result(r.columns, [[moved(v) for v in row] for row in r.rows], r.error) for key, r in results.items()}
+
+
 def render(dashboard: Mapping, results: Mapping[int, Result], path: Path) -> Path:
-    """Draw `dashboard` with each panel's results to the PNG `path`."""
+    """Draw `dashboard` with each panel's results to the PNG `path`, times in its time zone."""
+    results = in_zone(results, dashboard.get("timezone"))
     font = cjk_font()
     plt.rcParams["font.family"] = [font]
     plt.rcParams["axes.unicode_minus"] = False

@@ -291,3 +291,19 @@ def test_every_reason_a_message_is_refused_for_has_its_chinese_title():
             "case_incomplete", "stale_version", "unknown_department"} <= given
     assert given - set(REASON_TITLE) == set()
     assert all(CJK.search(title) for title in REASON_TITLE.values())
+
+
+def test_a_picture_shows_times_in_the_dashboard_s_time_zone():
+    """Found by a black-box test: the pictures drew a UTC column's times as they came from the
+    store (承诺时限 2026-03-30 16:00), where Grafana, in the dashboard's Asia/Shanghai, shows 03-31 00:00."""
+    from datetime import date, datetime, timezone
+
+    from dashboards.render import Result, in_zone
+
+    naive_utc = datetime(2026, 3, 30, 16, 0)
+    aware = datetime(2026, 3, 30, 16, 0, tzinfo=timezone.utc)
+    moved = in_zone({1: Result(["deadline", "day", "n"], [[naive_utc, date(2026, 3, 30), 3], [aware, None, 4]])},
+                    "Asia/Shanghai")[1]
+    assert [[str(v) for v in row] for row in moved.rows] == [
+        ["2026-03-31 00:00:00+08:00", "2026-03-30", "3"], ["2026-03-31 00:00:00+08:00", "None", "4"]]
+    assert all(m["timezone"] == "Asia/Shanghai" for m in DASHBOARDS.values())
