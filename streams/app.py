@@ -198,7 +198,8 @@ class Pipeline:
         self.unsent_notices: list[tuple[bytes, bytes]] = []
         self.untaken_alerts: list[tuple[bytes, bytes]] = []
         self.notice_steps = NoticeSteps(self.notice_log, notice_senders(settings), settings.notify, writer,
-                                        settings.notice_attempts, settings.notice_retry_seconds)
+                                        settings.notice_attempts, settings.notice_retry_seconds,
+                                        settings.notice_concurrency)
         app.agent(self.events_topic, name="case-agent")(self.case_agent)
         app.agent(self.peers_topic, name="peer-agent")(self.peer_agent)
         app.agent(self.ticket_topic, name="ticket-agent")(self.ticket_agent)

@@ -141,14 +141,19 @@ class NoticeLog:
 
 
 class NoticeSteps:
+    """`concurrency`: how many notices of a unit are delivered at once, each ticket's in order (its
+    opening before its escalation); one at a time, a burst of notices, or a mail server down (each
+    notice two minutes of attempts), queued every later notice behind them."""
+
     def __init__(self, notices: NoticeLog, senders: list, notify: bool, writer, attempts: int = 4,
-                 retry_seconds: float = 0.5):
+                 retry_seconds: float = 0.5, concurrency: int = 8):
         self.notices = notices
         self.senders = senders
         self.notify = notify
         self.writer = writer
         self.attempts = max(1, attempts)
         self.retry_seconds = retry_seconds
+        self.concurrency = max(1, concurrency)
 
     async def process(self, unit: Unit, dead_letter) -> None:
         notices: list[tuple[RenderedNotice, int]] = []  # each with its resend round (0: not a resend)
@@ -166,27 +171,41 @@ class NoticeSteps:
         if not notices:
             return
         read = await self.notices.read_back(notice.notice_id for notice, _ in notices)
+        by_ticket: dict[str, list[tuple[RenderedNotice, int]]] = {}
         for notice, resend in notices:
-            status, round_ = self.notices.standing(notice.notice_id, read)
-            # A notice is delivered once; a failed one again in each later round asked for.
-            due = status not in FINISHED if not resend else (status == "failed" and round_ < resend)
-            if not due:
-                # A redelivery, the same step reached again, or a resend of a round taken (or of a
-                # notice sent meanwhile). Finished in the table, its row is written again: a crash
-                # after the table's record and before the row left the store saying `recorded`, and a
-                # later process sent it again.
-                held = self.notices.held_finished(notice.notice_id)
-                if held is not None and (not resend or round_ == resend):
-                    stored, done = held
-                    self._record(notice, done["status"], done.get("attempts", 0), done.get("error", ""), stored,
-                                 unit.partition, done.get("round", 0))
-                continue
+            by_ticket.setdefault(notice.ticket_id, []).append((notice, resend))
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def in_order(ticket_notices: list[tuple[RenderedNotice, int]]) -> None:
+            for notice, resend in ticket_notices:
+                await self._one(notice, resend, read, unit.partition, gate)
+
+        await asyncio.gather(*(in_order(ticket_notices) for ticket_notices in by_ticket.values()))
+
+    async def _one(self, notice: RenderedNotice, resend: int, read: dict, partition: int,
+                   gate: asyncio.Semaphore) -> None:
+        """One notice: delivered (or held, or failed) and recorded, unless it is finished already."""
+        status, round_ = self.notices.standing(notice.notice_id, read)
+        # A notice is delivered once; a failed one again in each later round asked for.
+        due = status not in FINISHED if not resend else (status == "failed" and round_ < resend)
+        if not due:
+            # A redelivery, the same step reached again, or a resend of a round taken (or of a
+            # notice sent meanwhile). Finished in the table, its row is written again: a crash
+            # after the table's record and before the row left the store saying `recorded`, and a
+            # later process sent it again.
+            held = self.notices.held_finished(notice.notice_id)
+            if held is not None and (not resend or round_ == resend):
+                stored, done = held
+                self._record(notice, done["status"], done.get("attempts", 0), done.get("error", ""), stored,
+                             partition, done.get("round", 0))
+            return
+        async with gate:
             status, attempts, error = await self.deliver(notice)
-            stored = self.notices.finish(notice.notice_id, status, attempts, unit.partition, error, resend)
-            self._record(notice, status, attempts, error, stored, unit.partition, resend)
-            metrics.NOTICES.labels(notice.step.value, status).inc()
-            if resend:
-                log.info("notice %s delivered again (resend round %d): %s", notice.notice_id, resend, status)
+        stored = self.notices.finish(notice.notice_id, status, attempts, partition, error, resend)
+        self._record(notice, status, attempts, error, stored, partition, resend)
+        metrics.NOTICES.labels(notice.step.value, status).inc()
+        if resend:
+            log.info("notice %s delivered again (resend round %d): %s", notice.notice_id, resend, status)
 
     def _record(self, notice: RenderedNotice, status: str, attempts: int, error: str, stored: bytes,
                 partition: int, round_: int = 0) -> None:

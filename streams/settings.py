@@ -109,6 +109,7 @@ class Settings:
     # half a minute lost every notice due meanwhile with 4 attempts (3.5 s).
     notice_attempts: int = 10
     notice_retry_seconds: float = 0.5  # doubles with each attempt, at most 30 s
+    notice_concurrency: int = 8  # notices delivered at once (each ticket's in order)
     # The worker's HTTP port for /metrics (Prometheus), /healthz and /readyz; 0 turns it off, so
     # that several workers can share a host (each with its own port).
     metrics_port: int = 9464
@@ -157,6 +158,7 @@ class Settings:
             webhook=env.get("SUNLIGHT_WEBHOOK") or None,
             notice_attempts=_bounded(env, "SUNLIGHT_NOTICE_ATTEMPTS", 10, least=1, whole=True),
             notice_retry_seconds=_bounded(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5, least=0),
+            notice_concurrency=_bounded(env, "SUNLIGHT_NOTICE_CONCURRENCY", 8, least=1, whole=True),
             metrics_port=_port(env, "SUNLIGHT_METRICS_PORT", 9464),
             grafana_url=env.get("SUNLIGHT_GRAFANA_URL") or None,
             grafana_token=env.get("SUNLIGHT_GRAFANA_TOKEN") or None,
