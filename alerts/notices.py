@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
@@ -82,6 +82,28 @@ def recipient(notice: Notice, ticket: Ticket, catalog: Catalog) -> Person | None
     if department is None:
         return None
     return department.head if notice.recipient == "head" else department.ticket_contact
+
+
+def readdressed(notice: RenderedNotice, catalog: Catalog) -> RenderedNotice:
+    """A recorded notice addressed as the catalog gives its recipient now (the same role of the same
+    department), for a resend: a notice that failed because the catalog had no address fails
+    again for good unless the corrected catalog is read (found by a black-box test). The text is
+    the recorded one; its salutation names the person now addressed. Unchanged when the catalog
+    gives no address for that role now."""
+    if notice.recipient_role == "inspection_office":
+        person = catalog.inspection_office
+    else:
+        department = catalog.departments.get(notice.department)
+        person = None if department is None else (
+            department.head if notice.recipient_role == "head" else department.ticket_contact)
+    if person is None or not person.email or (person.email, person.name) == (notice.recipient_email,
+                                                                            notice.recipient_name):
+        return notice
+    body = notice.body
+    salutation = f"{notice.recipient_name or RECIPIENT_TITLE.get(notice.recipient_role, '')}："
+    if body.startswith(salutation):
+        body = f"{person.name}：" + body[len(salutation):]
+    return replace(notice, recipient_name=person.name, recipient_email=person.email, body=body)
 
 
 def told_once(notices: list[Notice], ticket_of: Callable[[Notice], Ticket], catalog: Catalog) -> list[Notice]:

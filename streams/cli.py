@@ -864,6 +864,7 @@ def cmd_notices_resend(args, settings: Settings) -> int:
 
     from sinks.queries import failed_notices, notice_statuses, stored_tickets, unfinished_notices
     from sinks.scope import Scope
+    from alerts.notices import readdressed
     from streams.notices import FINISHED, FINISHED_VERSION, notice_from_json, resend_request
 
     if not settings.kafka and not (settings.smtp or settings.webhook):  # with Kafka the workers send
@@ -887,9 +888,21 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     if not failed and not backlog:
         print("no failed notices" + (f" of {', '.join(args.ticket)}" if args.ticket else ""), file=sys.stderr)
         return 0
-    messages = [(record["ticket_id"].rpartition("/")[0].encode(),
-                 orjson.dumps(resend_request(notice_from_json(record), record["version"] - FINISHED_VERSION + 1)))
-                for record in failed]
+    # Each to its recipient as the catalog names them now, when it can be read (a notice that failed
+    # for want of an address goes to the one since added), else as recorded.
+    named = getattr(args, "catalog", None) or settings.catalog
+    current = _catalog_if_any(named)
+    messages, addressed = [], {}
+    for record in failed:
+        notice = notice_from_json(record)
+        if current is not None:
+            notice = readdressed(notice, current)
+            if notice.recipient_email != record["recipient_email"]:
+                print(f"{record['notice_id']}: to {notice.recipient_name} <{notice.recipient_email}>, as the catalog "
+                      f"names them now (recorded: {record['recipient_email'] or 'no address'})", file=sys.stderr)
+        addressed[record["notice_id"]] = notice.recipient_name
+        messages.append((record["ticket_id"].rpartition("/")[0].encode(),
+                         orjson.dumps(resend_request(notice, record["version"] - FINISHED_VERSION + 1))))
     if settings.kafka:
         from streams.runtime import produce
 
@@ -907,7 +920,8 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     for record in failed + backlog:
         status = outcome.get(record["notice_id"], ("recorded", 0))[0]
         why = f": {again[record['notice_id']]['last_error']}" if record["notice_id"] in again else ""
-        print(f"{record['notice_id']} → {record['recipient_name'] or record['recipient_role']}: {status}{why}")
+        name = addressed.get(record["notice_id"]) or record["recipient_name"]
+        print(f"{record['notice_id']} → {name or record['recipient_role']}: {status}{why}")
     still = sum(record["notice_id"] in again for record in failed)
     print(f"{len(failed) - still} of {len(failed)} failed notice(s) sent"
           + (f"; {still} failed again" if still else ""), file=sys.stderr)

@@ -15,7 +15,8 @@ server's acceptance and that record sends the notice again on redelivery, with t
 Message-ID and idempotency key.
 
 A failed notice is tried again only when asked (`sunlight notices resend`, once the mail server is
-back), as it was recorded (one the catalog gave no address fails again, saying so): the request
+back), as it was recorded but addressed as the catalog names its recipient now
+(`alerts.notices.readdressed`): the request
 is the notice again with its round (`resend`: 1, 2, ...), and a notice that failed in an earlier
 round is delivered again; its row's version is `FINISHED_VERSION` plus the round, so the latest
 outcome stands in the store. A request for a notice sent meanwhile, or for a round already

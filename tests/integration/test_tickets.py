@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 
 from sinks.clickhouse import connect
 from sinks.queries import stored_notices, stored_tickets, ticket_history
@@ -753,3 +754,33 @@ def test_a_replay_whose_notices_all_failed_says_so(accepted_case):
                     "--notify", smtp=f"smtp://127.0.0.1:{port}?starttls=0")
     assert "notice(s) not delivered" in done.stderr and "sunlight notices resend" in done.stderr, \
         done.stderr[-2000:]
+
+
+def test_a_notice_failed_for_want_of_an_address_goes_to_the_address_since_added(accepted_case, mail_server, tmp_path):
+    """Found by a black-box test: a notice that failed because the catalog gave its recipient no
+    address was resent as recorded, and failed again for good, however the catalog was corrected."""
+    events, data = accepted_case
+    box, smtp = mail_server
+    raw = yaml.safe_load(CATALOG.read_text(encoding="utf-8"))
+    scjg = next(d for d in raw["departments"] if d["code"] == "SCJG")
+    contact = scjg.pop("contact")
+    scjg["head"] = {"name": scjg["head"]["name"]}  # no address for anyone of SCJG
+    lacking = tmp_path / "lacking.yaml"
+    lacking.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    sunlight(data, "replay", str(events), "--catalog", str(lacking), "--now", "2026-03-17T03:00:00+08:00",
+             "--notify", smtp=smtp)
+    _, _, notices = read(data)
+    assert [(n["step"], n["status"], n["recipient_email"]) for n in notices] == [("opened", "failed", "")]
+    assert "职权目录未登记" in notices[0]["last_error"] and box.received == []
+    scjg["contact"] = {**contact, "name": "法规科新科长", "email": "new-fagui@example.gov.cn"}
+    corrected = tmp_path / "corrected.yaml"
+    corrected.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    done = sunlight(data, "notices", "resend", "--catalog", str(corrected), "--now", "2026-03-17T03:10:00+08:00",
+                    smtp=smtp)
+    assert "as the catalog names them now (recorded: no address)" in done.stderr, done.stderr
+    assert f"{notices[0]['notice_id']} → 法规科新科长: sent" in done.stdout, done.stdout
+    ((rcpt, subject, message_id, body),) = mails(box)
+    assert rcpt == ["new-fagui@example.gov.cn"] and message_id == notices[0]["message_id"]
+    assert body.startswith("法规科新科长：")
+    _, _, notices = read(data)
+    assert [(n["status"], n["recipient_email"]) for n in notices] == [("sent", "new-fagui@example.gov.cn")]
