@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import logging
 import signal
 from contextlib import asynccontextmanager
@@ -69,6 +70,30 @@ def _quiet_faust_logging() -> None:
 
 # How long a worker with a broker of its own, sent SIGTERM, takes the events that broker holds.
 DRAIN_SECONDS = 30.0
+# How often a worker checks the broker it started is still running, and how long its stop may
+# take once that broker is gone.
+BROKER_WATCH_SECONDS = 1.0
+BROKER_GONE_STOP_SECONDS = 10.0
+
+
+async def _watch_own_broker(pipeline: Pipeline, broker: broker_mod.EmbeddedBroker) -> None:
+    """A worker's own broker that exits (killed, out of memory) takes its log with it, and the
+    worker could neither take events nor fire deadlines: it fails, to exit non-zero for its
+    supervisor to restart it (it stayed alive and quiet, /healthz 200, ignoring SIGTERM: found by
+    a black-box test)."""
+    while broker.process is not None and broker.process.poll() is None:
+        await asyncio.sleep(BROKER_WATCH_SECONDS)
+    if broker.process is not None and not pipeline.stopping:
+        pipeline.fail(broker_mod.BrokerError(
+            f"the embedded broker (tansu) exited with status {broker.process.returncode}: the events it held in "
+            f"memory are lost; restart the worker (its state comes back from the store), or run workers on a "
+            f"Kafka cluster (SUNLIGHT_KAFKA)"))
+
+
+def _exit_at_once(status: int) -> None:
+    """Leave the process now (what is not written is not committed: delivered again at the next start)."""
+    logging.shutdown()
+    os._exit(status)
 
 
 @asynccontextmanager
@@ -103,6 +128,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     writer = None
     reader = None
     pipeline = None
+    watching = None
     leaving_on_error = False
     try:
         catalog = CatalogSource(catalog_path, settings.calendar_overrides, settings.tickets_policy,
@@ -129,6 +155,8 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         worker.spinner = None  # Faust draws a terminal spinner on stdout even when quiet: no control codes in logs
         await worker.start()
         _stop_on_signals(pipeline, worker, drain=drain_on_signal and own_broker is not None)
+        if own_broker is not None:
+            watching = asyncio.ensure_future(_watch_own_broker(pipeline, own_broker))
         if pipeline.untaken_alerts:  # written by the last process, never taken by its ticket agent
             await produce(bootstrap, settings.alerts_topic, pipeline.untaken_alerts)
             pipeline.untaken_alerts = []
@@ -142,8 +170,22 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         leaving_on_error = True
         raise
     finally:
+        if watching is not None:
+            watching.cancel()
         if pipeline is not None:
             pipeline.stopping = True
+        if own_broker is not None and own_broker.process is not None and own_broker.process.poll() is not None \
+                and worker is not None:
+            # Faust's stop waits on a broker that is gone (a commit, the producer's flush) without
+            # end: what is not written is not committed either way, and the broker's log is gone.
+            worker.app.conf.stream_wait_empty = False
+            try:
+                await asyncio.wait_for(asyncio.shield(_stop_worker(None, worker)), BROKER_GONE_STOP_SECONDS)
+            except asyncio.TimeoutError:
+                log.error("the embedded broker is gone and the worker did not stop within %.0f s: exiting",
+                          BROKER_GONE_STOP_SECONDS)
+                _exit_at_once(1)
+            worker = None
         if worker is not None:
             # A stop a signal began (`_stop_on_signals`) is under way, its course set: wait for
             # it (the loop must not close before it ends: the consumer's thread would be left running).
@@ -240,6 +282,12 @@ def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker, drain: bool = Fal
         if drain and not draining and not pipeline.stopping:
             draining = True
             worker.stopping_on_signal = asyncio.ensure_future(_drain_then_stop(pipeline, worker, stop))
+        elif pipeline.stopping and getattr(worker, "stopping_on_signal", None) is not None:
+            # A stop is under way and another signal came (it waits on a broker or a store that
+            # does not answer, say): stop at once, as an operator pressing Ctrl-C again expects.
+            log.warning("a second signal while stopping: exiting at once (what is not written is not committed, "
+                        "and is processed again at the next start)")
+            _exit_at_once(1)
         else:
             stop()
 

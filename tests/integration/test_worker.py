@@ -157,3 +157,38 @@ def test_a_worker_on_its_own_broker_takes_what_the_broker_holds_before_it_stops(
     assert export.returncode == 0, export.stderr[-2000:]
     judged = {orjson.loads(line)["case_id"] for line in export.stdout.splitlines() if line.strip()}
     assert judged == {f"D-{n}" for n in range(cases)}
+
+
+def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
+    """Found by a black-box test: `sunlight worker` without SUNLIGHT_KAFKA, its broker process
+    killed, stayed alive for good: /healthz 200, no deadline card, SIGTERM and SIGINT ignored
+    (its stop waited on the dead broker). It now fails, saying why, and exits 1 for its supervisor
+    to restart it."""
+    import re
+    from pathlib import Path
+
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
+           "SUNLIGHT_METRICS_PORT": "0", "SUNLIGHT_CATALOG": str(CONTRACT / "catalog.example.yaml")}
+    env.pop("SUNLIGHT_KAFKA", None)
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = ""
+        deadline = time.monotonic() + 90
+        while "worker running against" not in seen and time.monotonic() < deadline and worker.poll() is None:
+            seen += worker.stderr.readline()
+        port = re.search(r"worker running against 127\.0\.0\.1:(\d+);", seen).group(1)
+        children = [int(pid) for task in Path(f"/proc/{worker.pid}/task").iterdir()
+                    for pid in (task / "children").read_text().split()]
+        brokers = [pid for pid in children
+                   if f"127.0.0.1:{port}" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+        assert brokers, children
+        for pid in brokers:
+            os.kill(pid, signal.SIGKILL)
+        _, rest = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    err = seen + rest
+    assert worker.returncode == 1, err[-3000:]
+    assert "the embedded broker (tansu) exited" in err and "restart the worker" in err, err[-3000:]

@@ -54,3 +54,35 @@ def test_holes_of_another_topic_are_not_this_ones(monkeypatch):
     pipeline.delivery.holes[TP("alerts", 0)] = [Hole(0, 4)]
     assert runtime._taken_to_end(pipeline, "case-events", {0: 10}, {})
     assert _left(pipeline, {0: 10}, {}, monkeypatch) == 0
+
+
+def test_a_signal_while_a_stop_is_under_way_exits_at_once(monkeypatch):
+    """Found by a black-box test: a stop waiting on a broker that was gone ignored every later
+    SIGTERM and SIGINT (12 minutes, until kill -9). A signal while a stop is under way now exits."""
+    import signal
+
+    exits: list[int] = []
+    monkeypatch.setattr(runtime, "_exit_at_once", exits.append)
+
+    async def never_stops(pipeline, worker):
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(runtime, "_stop_worker", never_stops)
+
+    async def run():
+        handlers = {}
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(loop, "add_signal_handler", lambda sig, callback: handlers.setdefault(sig, callback))
+        pipeline = SimpleNamespace(stopping=False, writer=SimpleNamespace(batch=SimpleNamespace(failed_attempts=0),
+                                                                           last_error=None))
+        worker = SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(stream_wait_empty=True)),
+                                 stopping_on_signal=None)
+        runtime._stop_on_signals(pipeline, worker)
+        handlers[signal.SIGTERM]()  # the stop begins (and hangs)
+        await asyncio.sleep(0)
+        assert pipeline.stopping and exits == []
+        handlers[signal.SIGINT]()
+        assert exits == [1]
+        worker.stopping_on_signal.cancel()
+
+    asyncio.run(run())
