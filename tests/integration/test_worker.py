@@ -118,22 +118,11 @@ def test_a_worker_on_its_own_broker_takes_what_the_broker_holds_before_it_stops(
     own, which keeps its log in memory. A client's events, acknowledged by that broker, and not yet
     taken when SIGTERM came, died with it: 2,348, 2,201 or 1,312 of 2,366 stored, exit 0, no word.
     The first signal now lets the agents take what the broker holds, then stops."""
-    import re
-
     from kafka import KafkaProducer
 
     cases = 600
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
-           "SUNLIGHT_METRICS_PORT": "0", "SUNLIGHT_CATALOG": str(CONTRACT / "catalog.example.yaml")}
-    env.pop("SUNLIGHT_KAFKA", None)
-    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env, worker, seen, bootstrap = _worker_on_its_own_broker(tmp_path)
     try:
-        seen = ""
-        deadline = time.monotonic() + 90
-        while "worker running against" not in seen and time.monotonic() < deadline and worker.poll() is None:
-            seen += worker.stderr.readline()
-        bootstrap = re.search(r"worker running against (\S+);", seen).group(1)
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
         for n in range(cases):
             for i, kind in enumerate(("accepted", "closed")):
@@ -164,20 +153,11 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     killed, stayed alive for good: /healthz 200, no deadline card, SIGTERM and SIGINT ignored
     (its stop waited on the dead broker). It now fails, saying why, and exits 1 for its supervisor
     to restart it."""
-    import re
     from pathlib import Path
 
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
-           "SUNLIGHT_METRICS_PORT": "0", "SUNLIGHT_CATALOG": str(CONTRACT / "catalog.example.yaml")}
-    env.pop("SUNLIGHT_KAFKA", None)
-    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, worker, seen, bootstrap = _worker_on_its_own_broker(tmp_path)
     try:
-        seen = ""
-        deadline = time.monotonic() + 90
-        while "worker running against" not in seen and time.monotonic() < deadline and worker.poll() is None:
-            seen += worker.stderr.readline()
-        port = re.search(r"worker running against 127\.0\.0\.1:(\d+);", seen).group(1)
+        port = bootstrap.rpartition(":")[2]
         children = [int(pid) for task in Path(f"/proc/{worker.pid}/task").iterdir()
                     for pid in (task / "children").read_text().split()]
         brokers = [pid for pid in children
@@ -192,3 +172,24 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     err = seen + rest
     assert worker.returncode == 1, err[-3000:]
     assert "the embedded broker (tansu) exited" in err and "restart the worker" in err, err[-3000:]
+
+
+def _worker_on_its_own_broker(tmp_path):
+    """`sunlight worker` without SUNLIGHT_KAFKA, once it runs: (env, process, its log so far, the
+    address of the broker it started)."""
+    import re
+
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
+           "SUNLIGHT_METRICS_PORT": "0", "SUNLIGHT_CATALOG": str(CONTRACT / "catalog.example.yaml")}
+    env.pop("SUNLIGHT_KAFKA", None)
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.monotonic() + 90
+    while "worker running against" not in seen and time.monotonic() < deadline and worker.poll() is None:
+        seen += worker.stderr.readline()
+    found = re.search(r"worker running against (\S+);", seen)
+    if found is None:
+        worker.kill()
+        raise AssertionError(seen[-3000:])
+    return env, worker, seen, found.group(1)
