@@ -14,6 +14,7 @@ tables: they send a tick to the partition that holds the case.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -73,6 +74,20 @@ class Progress:
     def processed_offsets(self) -> dict[int, int]:
         """The last case-events offset processed, by partition."""
         return {p: offset for (topic, p), offset in self.taken.items() if topic == self.case_events_topic}
+
+
+def _tick_delivered(index: DeadlineIndex, case_id: str, partition: int, now: datetime, ticked: set[str] | None,
+                    delivery: asyncio.Future) -> None:
+    """A tick the broker never took (the producer gave up on it) is due again, unless its case was
+    scheduled anew meanwhile: else the card it was to raise was lost until a restart."""
+    if delivery.cancelled() or delivery.exception() is None:
+        return
+    if ticked is not None:
+        ticked.discard(case_id)
+    if case_id not in index:
+        index.schedule(case_id, now, partition)
+    log.warning("the due moment of %s was not delivered (%s): tried again at the next tick", case_id,
+                delivery.exception())
 
 
 def topic_names(settings: Settings) -> list[tuple[str, int]]:
@@ -551,11 +566,22 @@ class Pipeline:
             if not self.index_ready or self.clock.input_incomplete:
                 return 0
             due = index.pop_due(self.clock.now)
-            for case_id, partition, now in due:
+            for n, (case_id, partition, now) in enumerate(due):
+                try:
+                    delivery = await self.app.producer.send(
+                        topic, case_id.encode(), orjson.dumps({"case_id": case_id, "now": now.isoformat()}),
+                        partition, None, None)
+                except Exception as exc:
+                    # Not sent (the broker unreachable): this case and those after it are due again
+                    # at the next tick; popped and dropped, their cards were lost until a restart.
+                    for left, left_partition, left_now in due[n:]:
+                        index.schedule(left, left_now, left_partition)
+                    log.warning("%d due moment(s) not sent to %s, tried again at the next tick: %s", len(due) - n,
+                                topic, exc)
+                    return n
                 if ticked is not None:
                     ticked.add(case_id)
-                await self.send(topic, case_id.encode(), orjson.dumps({"case_id": case_id, "now": now.isoformat()}),
-                                partition)
+                delivery.add_done_callback(functools.partial(_tick_delivered, index, case_id, partition, now, ticked))
             return len(due)
 
     async def flush(self) -> bool:

@@ -231,7 +231,10 @@ class Watch:
         self.set_office_hours()
         if pipeline.index_ready:
             now_of = pipeline.clock.now
-            metrics.DUE_TIMER_BACKLOG.set(pipeline.index.due_count(now_of) + pipeline.ticket_index.due_count(now_of))
+            # Due and not popped yet, and popped but whose tick its agent has not taken yet (on its
+            # way, or held up by a broker that does not answer: it read 0 then, while no card came).
+            metrics.DUE_TIMER_BACKLOG.set(pipeline.index.due_count(now_of) + pipeline.ticket_index.due_count(now_of)
+                                          + len(pipeline.store.ticked))
         metrics.SINK_PENDING_ROWS.set(pipeline.writer.pending_rows)
         metrics.READY.set(1 if self.readiness()[0] else 0)
 

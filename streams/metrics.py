@@ -76,7 +76,7 @@ ALERTS_RAISED = Counter("sunlight_alerts_raised_total", "Alerts newly raised (th
 OPEN_CASES = Gauge("sunlight_open_cases", "Cases open or suspended in the partitions this worker holds",
                    registry=REGISTRY)
 DUE_TIMER_BACKLOG = Gauge("sunlight_due_timer_backlog", "Deadline and ticket moments already due on the stream "
-                          "clock and not yet fired", registry=REGISTRY)
+                          "clock and not yet fired, or fired and not yet taken by their agent", registry=REGISTRY)
 CONSUMER_LAG = Gauge("sunlight_consumer_lag", "Messages of an input partition this worker holds not yet committed "
                      "(end offset minus committed offset)", ["topic", "partition"], registry=REGISTRY)
 SINK_BATCH_ROWS = Histogram("sunlight_sink_batch_rows", "Rows per ClickHouse batch write", registry=REGISTRY,
