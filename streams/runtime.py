@@ -111,7 +111,9 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     elif broker is not None:
         bootstrap = broker.bootstrap
     else:
-        own_broker = broker = broker_mod.EmbeddedBroker().start()
+        # A fixed port (SUNLIGHT_EMBEDDED_BROKER_PORT) keeps the address its clients send to across
+        # restarts; by default any free one, said in the log.
+        own_broker = broker = broker_mod.EmbeddedBroker(port=settings.embedded_broker_port).start()
         bootstrap = broker.bootstrap
         if settings.session_timeout is None:
             # Nobody else knows this broker's port: this worker is its group's only member, and

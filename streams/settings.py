@@ -113,6 +113,7 @@ class Settings:
     # The worker's HTTP port for /metrics (Prometheus), /healthz and /readyz; 0 turns it off, so
     # that several workers can share a host (each with its own port).
     metrics_port: int = 9464
+    embedded_broker_port: int = 0  # the port of a broker a process starts itself (0: any free one)
     grafana_url: str | None = None  # `sunlight dashboards push`: the Grafana to provision
     grafana_token: str | None = field(default=None, repr=False)  # its service-account token (never logged)
     # The password of the Grafana datasource's ClickHouse user (kept only in Grafana's secureJsonData).
@@ -160,6 +161,7 @@ class Settings:
             notice_retry_seconds=_bounded(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5, least=0),
             notice_concurrency=_bounded(env, "SUNLIGHT_NOTICE_CONCURRENCY", 8, least=1, whole=True),
             metrics_port=_port(env, "SUNLIGHT_METRICS_PORT", 9464),
+            embedded_broker_port=_port(env, "SUNLIGHT_EMBEDDED_BROKER_PORT", 0),
             grafana_url=env.get("SUNLIGHT_GRAFANA_URL") or None,
             grafana_token=env.get("SUNLIGHT_GRAFANA_TOKEN") or None,
             grafana_clickhouse_password=env.get("SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD") or None,

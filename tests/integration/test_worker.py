@@ -155,9 +155,14 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     to restart it."""
     from pathlib import Path
 
-    _, worker, seen, bootstrap = _worker_on_its_own_broker(tmp_path)
+    from streams.broker import free_port
+
+    # At the port asked for (SUNLIGHT_EMBEDDED_BROKER_PORT), its clients' address across restarts
+    # (any free port, a new one at every start, before: found by the same test).
+    port = str(free_port())
+    _, worker, seen, bootstrap = _worker_on_its_own_broker(tmp_path, SUNLIGHT_EMBEDDED_BROKER_PORT=port)
     try:
-        port = bootstrap.rpartition(":")[2]
+        assert bootstrap == f"127.0.0.1:{port}"
         children = [int(pid) for task in Path(f"/proc/{worker.pid}/task").iterdir()
                     for pid in (task / "children").read_text().split()]
         brokers = [pid for pid in children
@@ -174,13 +179,13 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     assert "the embedded broker (tansu) exited" in err and "restart the worker" in err, err[-3000:]
 
 
-def _worker_on_its_own_broker(tmp_path):
+def _worker_on_its_own_broker(tmp_path, **settings: str):
     """`sunlight worker` without SUNLIGHT_KAFKA, once it runs: (env, process, its log so far, the
     address of the broker it started)."""
     import re
 
     env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
-           "SUNLIGHT_METRICS_PORT": "0", "SUNLIGHT_CATALOG": str(CONTRACT / "catalog.example.yaml")}
+           "SUNLIGHT_METRICS_PORT": "0", "SUNLIGHT_CATALOG": str(CONTRACT / "catalog.example.yaml"), **settings}
     env.pop("SUNLIGHT_KAFKA", None)
     worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
