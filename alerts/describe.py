@@ -8,6 +8,7 @@ them, in local business time, to the minute.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
@@ -89,7 +90,26 @@ def hours(value: float | int | None) -> str:
 
 
 def money(value: float | int | None) -> str:
-    return "—" if value is None else f"¥{value:,.2f}".replace(".00", "")
+    """An amount in yuan, to the fen; an amount finer than that as given (¥4,999.999 shown as
+    ¥5,000 read as inside a tier that starts at ¥5,000, beside a finding that it is outside)."""
+    if value is None:
+        return "—"
+    if round(float(value), 2) == float(value) or not math.isfinite(float(value)):
+        return f"¥{value:,.2f}".replace(".00", "")
+    whole, _, fraction = repr(float(value)).partition(".")
+    if "e" in fraction or "e" in whole:
+        return f"¥{float(value):,.10f}".rstrip("0")
+    return f"¥{int(whole):,}.{fraction}" if whole.lstrip("-").isdigit() else f"¥{value}"
+
+
+def tier_span(tier: Mapping[str, Any]) -> str:
+    """A benchmark tier's amounts in words: ¥5,000–¥20,000; open-ended, ¥8,000 以上 (or 以下)."""
+    low, high = tier.get("min"), tier.get("max")
+    if high is None or (isinstance(high, float) and math.isinf(high)):
+        return f"{money(low)} 以上"
+    if low is None:
+        return f"{money(high)} 以下"
+    return f"{money(low)}–{money(high)}"
 
 
 def event_cause(event: CaseEvent) -> str:
@@ -229,10 +249,10 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，此时不计该挂起的办理时限"
                 f"（{moment(e.get('deadline_without_suspension'))}）已过，倒签 {days(e.get('backdated_hours'))} 小时。")
     if rule == "discretion_out_of_range":
-        tiers = "、".join(f"{tier_name(t['tier'])} {money(t['min'])}–{money(t['max'])}" for t in e.get("tiers") or [])
+        tiers = "、".join(f"{tier_name(t['tier'])} {tier_span(t)}" for t in e.get("tiers") or [])
         claimed = f"，自称适用“{tier_name(e['claimed_tier'])}”档" if e.get("claimed_tier") else ""
         return (f"{moment(e.get('decided_at'))} 对违法行为 {e.get('violation_code')} 处罚 {money(e.get('penalty_amount'))}"
-                f"{claimed}；自由裁量基准为 {tiers}；问题：{_PROBLEM.get(e.get('problem') or '', e.get('problem'))}。")
+                f"{claimed}；自由裁量基准为 {tiers}；问题：{_problem(e)}。")
     if rule == "discretion_outlier":
         low, high = (e.get("usual_range") or [None, None])[:2]
         direction = "高于" if e.get("direction") == "above" else "低于"
@@ -243,7 +263,18 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
     return "；".join(f"{k}: {v}" for k, v in e.items())
 
 
-_PROBLEM = {"outside every tier": "超出全部裁量档次"}
+def _problem(evidence: Mapping[str, Any]) -> str:
+    """What is wrong with a fine (`alerts.detectors.discretion`), in Chinese: two of the three
+    problems name the tier claimed, and were shown in English in the notice mailed to the head."""
+    problem = str(evidence.get("problem") or "")
+    claimed = tier_name(evidence.get("claimed_tier"))
+    if problem == "outside every tier":
+        return "超出全部裁量档次"
+    if problem.startswith("claims tier"):
+        return f"自称适用的“{claimed}”档不在该违法行为的裁量基准中"
+    if problem.startswith("outside the claimed tier"):
+        return f"处罚金额不在自称适用的“{claimed}”档范围内"
+    return problem
 # Benchmark tiers (自由裁量基准档次) a catalog may name by an English code, as the contract's example
 # does; a tier named otherwise (in Chinese) is shown as named.
 TIER_TITLE = {"light": "从轻", "lighter": "减轻", "mitigated": "减轻", "normal": "一般", "general": "一般",

@@ -143,3 +143,21 @@ def test_a_late_registration_reads_in_hours_to_a_tenth_with_the_days_and_one_eve
     assert "1 个事件滞后登记：E-1，2026-03-02 10:00 发生" in text and "滞后 382.7 小时（约 15.9 天）" in text and "如" not in text
     two = {**one, "late_registration_count": 2}
     assert "2 个事件滞后登记，如 E-1，2026-03-02 10:00 发生" in describe_evidence("backfill", two)
+
+
+def test_a_fine_outside_its_tier_is_said_in_chinese_with_amounts_that_show_why():
+    """Found by a black-box test: two of the three problems of a fine were mailed in English
+    (问题：outside the claimed tier 'light'), ¥4,999.999 read as ¥5,000 beside "outside the tier
+    ¥5,000–¥20,000", and an open-ended tier read ¥8,000–—."""
+    from alerts.describe import describe_evidence
+
+    evidence = {"decided_at": "2026-03-03T10:00:00+08:00", "violation_code": "V-1", "penalty_amount": 4999.999,
+                "claimed_tier": "light", "problem": "outside the claimed tier 'light'",
+                "tiers": [{"tier": "light", "min": 5000, "max": 20000}, {"tier": "heavy", "min": 60000, "max": None}]}
+    text = describe_evidence("discretion_out_of_range", evidence)
+    assert "处罚 ¥4,999.999" in text and "从重（heavy） ¥60,000 以上" in text
+    assert "问题：处罚金额不在自称适用的“从轻（light）”档范围内" in text and "outside" not in text
+    unknown = {**evidence, "claimed_tier": "extreme", "problem": "claims tier 'extreme', which the benchmark does not have"}
+    assert "问题：自称适用的“extreme”档不在该违法行为的裁量基准中" in describe_evidence("discretion_out_of_range", unknown)
+    assert "¥5,000–¥20,000" in text and "¥1,234.50" in describe_evidence(
+        "discretion_out_of_range", {**evidence, "penalty_amount": 1234.5})
