@@ -417,8 +417,14 @@ def _bounded(group: PeerGroup, config: RuleConfig) -> PeerGroup:
 
 
 def seed_group(facts: Sequence[PenaltyFact], config: RuleConfig = RuleConfig()) -> PeerGroup | None:
+    return seed_group_with_verdicts(facts, config)[0]
+
+
+def seed_group_with_verdicts(facts: Sequence[PenaltyFact], config: RuleConfig = RuleConfig()
+                             ) -> tuple[PeerGroup | None, dict[str, Verdict]]:
     """A group rebuilt from stored decisions, in decision order, as if it had judged them all
-    (their verdicts are taken as sent: the stored alerts hold them).
+    (their verdicts are taken as sent: the stored alerts hold them), with each decision's final
+    verdict (the caller sends those its case does not hold: judged under another catalog).
 
     The decisions go in as units of `outlier_window`, as the pipeline adds a unit's decisions:
     the same group as adding them one by one (`add_decisions`; a property test holds them
@@ -427,7 +433,9 @@ def seed_group(facts: Sequence[PenaltyFact], config: RuleConfig = RuleConfig()) 
     with long ids): which of the oldest decisions are dropped there depends on how many came at
     once, by a few, for seeding as for the pipeline's units."""
     group = None
+    final: dict[str, Verdict] = {}  # each decision's verdict as the group last judged it (`Decision.sent`)
     ordered = sorted(facts, key=lambda f: (f.decided_at, f.event_id))
     for start in range(0, len(ordered), config.outlier_window):
-        group, _ = add_decisions(group, ordered[start:start + config.outlier_window], config)
-    return group
+        group, verdicts = add_decisions(group, ordered[start:start + config.outlier_window], config)
+        final.update((v.event_id, v) for v in verdicts)
+    return group, final

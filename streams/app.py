@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 import faust
 import orjson
 
-from alerts.peers import PenaltyFact, add_decisions, seed_group
+from alerts.peers import NOT_OUTLIER, PenaltyFact, add_decisions, seed_group_with_verdicts
 from alerts.retention import evict_at
 from alerts.state import CaseState
 from sinks.writer import ClickHouseWriter
@@ -212,6 +212,7 @@ class Pipeline:
         # versions written but never taken by the ticket agent (streams.runtime.restore_from_store).
         self.unsent_notices: list[tuple[bytes, bytes]] = []
         self.untaken_alerts: list[tuple[bytes, bytes]] = []
+        self.unsent_verdicts: list[tuple[bytes, bytes]] = []  # judged otherwise at restore (`restore`)
         self.notice_steps = NoticeSteps(self.notice_log, notice_senders(settings), settings.notify, writer,
                                         settings.notice_attempts, settings.notice_retry_seconds,
                                         settings.notice_concurrency)
@@ -465,15 +466,27 @@ class Pipeline:
 
     # -- restoring from the store -------------------------------------------------------------------
 
-    def restore(self, states: dict[str, CaseState], facts: list[PenaltyFact], settled: set[str]) -> None:
+    def restore(self, states: dict[str, CaseState], facts: list[PenaltyFact], settled: set[str],
+                held_verdicts: dict[tuple[str, str], str] | None = None) -> None:
         """Seed case states and peer groups from the store, and name the settled cases it keeps (see
-        streams.runtime.restore_from_store)."""
+        streams.runtime.restore_from_store). `held_verdicts`: the digest of the verdict each case
+        holds on its decisions, (case, event) -> digest (none held: not an outlier); a decision
+        judged otherwise now (the catalog's tiers or the thresholds changed since: its peers are
+        others) has its verdict sent to its case once the pipeline runs (`unsent_verdicts`): else
+        the case kept the outlier card of the old judgement, or lacked the new one."""
         self.store.seed(states, settled)
         by_group: dict[str, list[PenaltyFact]] = {}
         for fact in facts:
             by_group.setdefault(fact.group, []).append(fact)
         config = self.catalog.judge.config
-        self.groups.seeds = {key: seed_group(group, config) for key, group in by_group.items()}
+        self.groups.seeds = {}
+        for key, group_facts in by_group.items():
+            self.groups.seeds[key], verdicts = seed_group_with_verdicts(group_facts, config)
+            if held_verdicts is None:
+                continue
+            self.unsent_verdicts += [
+                (verdict.case_id.encode(), orjson.dumps({"verdict": verdict.to_json()})) for verdict in verdicts.values()
+                if held_verdicts.get((verdict.case_id, verdict.event_id), NOT_OUTLIER) != verdict.digest]
 
     def restore_tickets(self, cases: dict, at_rest: set[str]) -> None:
         """Seed cases' tickets from the store (their moments are indexed once the index is rebuilt),

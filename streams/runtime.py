@@ -162,6 +162,11 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         if pipeline.untaken_alerts:  # written by the last process, never taken by its ticket agent
             await produce(bootstrap, settings.alerts_topic, pipeline.untaken_alerts)
             pipeline.untaken_alerts = []
+        if pipeline.unsent_verdicts:  # judged otherwise than the cases hold (`Pipeline.restore`)
+            log.info("%d peer verdicts judged otherwise than their cases hold (the catalog's tiers or the thresholds "
+                     "changed): sent to their cases", len(pipeline.unsent_verdicts))
+            await produce(bootstrap, settings.ticks_topic, pipeline.unsent_verdicts)
+            pipeline.unsent_verdicts = []
         if pipeline.unsent_notices:  # recorded by the last process, never handled: to the notifier
             await produce(bootstrap, settings.notices_topic, pipeline.unsent_notices)
             pipeline.unsent_notices = []
@@ -380,7 +385,7 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
             if penalty is not None and item is not None:
                 tiers = item.discretion.get(penalty[0], ())
                 facts.append(fact_of(event, *penalty, not tiers or any(t.contains(penalty[1]) for t in tiers)))
-    pipeline.restore(states, facts, settled)
+    pipeline.restore(states, facts, settled, _held_verdicts(states, alerts))
     tickets, at_rest, pipeline.untaken_alerts = _stored_tickets(client, alerts, pipeline.catalog.ticket_policy(),
                                                                 settled, pipeline.catalog.judge.calendar.tz)
     pipeline.restore_tickets(tickets, at_rest)
@@ -389,6 +394,25 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
         log.info("restored %d cases from the store; %d settled ones stay there until needed", len(states),
                  len(settled))
     return len(states)
+
+
+def _held_verdicts(states: dict, alerts: dict[str, list]) -> dict[tuple[str, str], str]:
+    """The digest of each peer verdict the cases hold, (case, decision event) -> digest: a seeded
+    case's from its state; a settled case's from its open outlier alerts (a digest that differs by
+    form only sends a verdict the case finds it holds, and nothing changes)."""
+    from alerts.peers import Verdict
+    from alerts.state import _verdicts_of
+
+    held: dict[tuple[str, str], str] = {}
+    for case_id, case_alerts in alerts.items():
+        verdicts = states[case_id].verdicts if case_id in states else _verdicts_of(case_alerts)
+        for event_id, evidence in verdicts.items():
+            held[(case_id, event_id)] = Verdict(case_id, event_id, "", "", evidence).digest
+    for case_id, state in states.items():
+        if case_id not in alerts:
+            for event_id, evidence in state.verdicts.items():
+                held[(case_id, event_id)] = Verdict(case_id, event_id, "", "", evidence).digest
+    return held
 
 
 def _unfinished_notices(client) -> list[tuple[bytes, bytes]]:

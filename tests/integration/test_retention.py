@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 
 import orjson
 import pytest
@@ -534,3 +535,31 @@ def test_a_changed_catalog_judges_the_settled_cases_again(tmp_path):
         assert now_settled == set(settled_cases(client, basis_of(changed))) and set(closed) & now_settled
     finally:
         client.close()
+
+
+def test_changed_discretion_tiers_judge_the_fines_peers_again(tmp_path, caplog):
+    """Found by a black-box test: after the benchmark tiers changed, the next process rebuilt the
+    peer groups under the new tiers (fines now outside every tier are no one's peers) but took
+    every verdict as sent: the cases kept the outlier cards of the old peers, and lacked the new
+    ones, unlike one run under the new catalog. The verdicts judged otherwise are sent to their
+    cases; a process under an unchanged catalog sends none. tests/data/outlier_tiers (the
+    tester's files): 20 fines of about ¥1,000, 8 of ¥100, one of ¥300; the light tier starts at
+    ¥100, then at ¥200."""
+    import logging
+
+    data = Path(__file__).resolve().parents[1] / "data" / "outlier_tiers"
+    events = [orjson.loads(line) for line in (data / "events.jsonl").read_bytes().splitlines()]
+    for before, after in (("cat-r1.yaml", "cat-r2.yaml"), ("cat-r2.yaml", "cat-r1.yaml")):
+        store = tmp_path / before
+        first, _, _ = asyncio.run(_run(pipeline_settings(store), data / before, [as_messages(events)]))
+        fresh, _, _ = asyncio.run(_run(pipeline_settings(tmp_path / f"fresh-{after}"), data / after,
+                                       [as_messages(events)]))
+        assert identity(fresh) != identity(first), "the change must change some card"
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="streams.runtime")
+        again, _, _ = asyncio.run(_run(pipeline_settings(store), data / after, [as_messages(events[:1])]))
+        assert identity(again) == identity(fresh), (before, after)
+        assert "peer verdicts judged otherwise than their cases hold" in caplog.text
+        caplog.clear()
+        asyncio.run(_run(pipeline_settings(store), data / after, [as_messages(events[:1])]))
+        assert "peer verdicts judged otherwise" not in caplog.text
