@@ -229,7 +229,10 @@ def _attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
     amount = value.get("penalty_amount")
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))
                                or not 0 <= amount < 1e13):
-        raise InvalidEvent("schema", f"attrs.penalty_amount must be a number >= 0, got {amount!r}")
+        # Below 10^13 yuan (ten trillion: no fine is near it), a bound that keeps every amount exact
+        # to the fen in a float and in the store's Float64.
+        raise InvalidEvent("schema", f"attrs.penalty_amount must be a number from 0 to below 10^13 (yuan), "
+                                     f"got {amount!r}")
     try:
         written = orjson.dumps(value, default=str)
     except TypeError:

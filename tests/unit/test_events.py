@@ -41,6 +41,8 @@ def test_a_valid_event_parses_with_its_offset_kept():
     ({"recorded_at": "2026-03-01T09:15:00+08:00"}, "impossible_time", "before occurred_at"),
     ({"attrs": {"promised_days": -1}}, "schema", "promised_days"),
     ({"attrs": {"penalty_amount": "lots"}}, "schema", "penalty_amount"),
+    # It said "must be a number >= 0" of 1e16, which is one (found by a black-box test).
+    ({"attrs": {"penalty_amount": 1e16}}, "schema", "from 0 to below 10^13 (yuan), got 1e+16"),
     ({"attrs": {"decision": "maybe"}}, "schema", "decision"),
     ({"attrs": {"decision": ["approve"]}}, "schema", "decision"),
     ({"attrs": {"rating": {"x": 1}}}, "schema", "rating"),
