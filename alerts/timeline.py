@@ -163,12 +163,13 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
     position = item.plan.position
     last = len(item.nodes)
     decision_at = position.get(item.decision_node or "", last - 0.5) + 0.1
-    first_end = min((e.occurred_at for e in events if e.type in ENDING), default=None)
-    redos = _redos(events, item, first_end)
+    reopening = _reopening_returns(events)
+    reopened_at = {e.occurred_at for e in events if e.event_id in reopening}
+    redos = _redos(events, item, reopening)
 
     def stage(e: CaseEvent) -> float:
         kind = e.type
-        if kind is EventType.RETURNED and first_end is not None and e.occurred_at > first_end:
+        if e.event_id in reopening:
             # Reopening a case ended earlier: before what is done again, and ended again, at its moment.
             return -0.5
         if e.event_id in redos:
@@ -176,7 +177,9 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
         if kind is EventType.NODE_COMPLETED:
             return position.get(e.node or "", last)
         if kind is EventType.ACCEPTED:
-            return -2
+            # Accepted again at the moment a return reopened the case to 受理: after that return
+            # (read first, it came while the case was closed and was dropped: a false red card).
+            return -0.25 if e.occurred_at in reopened_at else -2
         if kind is EventType.SUSPENDED or kind is EventType.RESUMED:
             return -1
         if kind is EventType.RETURNED:
@@ -191,12 +194,36 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
     return _clock_changes_first(ordered)
 
 
-def _redos(events: Sequence[CaseEvent], item: Item, first_end: datetime | None = None) -> set[str]:
+def _reopening_returns(events: Sequence[CaseEvent]) -> set[str]:
+    """The event ids of the returns that reopen an ended case: stated after its end in force, as
+    the case stands before their moment (a return at the very moment of a closing reopens nothing:
+    the case was open until then, and it is read after that closing; one at the moment of a later
+    closing reopens the earlier end, and comes first). By moment, as `alerts.events.end_in_force`."""
+    if not any(e.type is EventType.RETURNED for e in events):
+        return set()
+    by_moment: dict[datetime, list[CaseEvent]] = {}
+    for e in events:
+        by_moment.setdefault(e.occurred_at, []).append(e)
+    reopening: set[str] = set()
+    ended_by: EventType | None = None
+    for moment in sorted(by_moment):
+        at_moment = by_moment[moment]
+        returns = [e for e in at_moment if e.type is EventType.RETURNED]
+        if ended_by is not None and returns:
+            reopening.update(e.event_id for e in returns)  # after a withdrawal they change nothing
+            if ended_by is EventType.CLOSED:
+                ended_by = None
+        if ended_by is None:
+            ended_by = next((e.type for e in at_moment if e.type in ENDING), None)
+    return reopening
+
+
+def _redos(events: Sequence[CaseEvent], item: Item, reopening: set[str] = frozenset()) -> set[str]:
     """The event ids of the completions that redo a node returned to at the same moment: every
     completion of that node then (its own event, or an acceptance for a node acceptance completes)
     but its first one, when the node had not been done before (by time, then registration, then id)."""
     returned_at = {(e.occurred_at, e.node) for e in events if e.type is EventType.RETURNED
-                   and (first_end is None or e.occurred_at <= first_end)}  # not a reopening (`stage`)
+                   and e.event_id not in reopening}  # a reopening comes first anyway (`stage`)
     if not returned_at:
         return set()
     by_acceptance = item.plan.by_acceptance

@@ -182,3 +182,29 @@ def test_a_node_limit_that_fell_while_the_case_was_closed_is_not_a_late_node():
             ev("returned", at(2026, 3, 13, 9), case="G2", node="undertake"),
             ev("node_completed", at(2026, 3, 13, 10), case="G2", node="undertake")]
     assert ("node_overdue", "undertake") in active(run(late, at(2026, 3, 13, 11)))
+
+
+def test_a_return_at_a_later_closing_s_moment_reopens_nothing_and_a_re_acceptance_at_a_reopening_follows_it():
+    """Found by review: (1) closed, reopened, closed again at T with a return to 审核 also at T: a
+    false red skipped_node (every return after the first end was read before what was stated at
+    its moment, though the case was open then); the same tie at the first closing gave nothing.
+    (2) Reopened by a return to 受理 and accepted again at that moment: the acceptance was read
+    first, while the case was closed, and dropped: a false red skipped_node for 受理."""
+    import random
+
+    again = handled("R10") + [ev("returned", at(2026, 3, 6, 9), case="R10", node="approve"),
+                              ev("node_completed", at(2026, 3, 6, 10), case="R10", node="approve"),
+                              ev("closed", at(2026, 3, 6, 12), case="R10"),
+                              ev("returned", at(2026, 3, 6, 12), case="R10", node="review")]
+    accepted_again = handled("R11") + [ev("returned", at(2026, 3, 6, 9), case="R11", node="accept"),
+                                       ev("accepted", at(2026, 3, 6, 9), case="R11"),
+                                       ev("node_completed", at(2026, 3, 6, 10), case="R11", node="undertake"),
+                                       ev("node_completed", at(2026, 3, 6, 11), case="R11", node="review"),
+                                       ev("node_completed", at(2026, 3, 6, 11, 30), case="R11", node="approve"),
+                                       ev("closed", at(2026, 3, 6, 12), case="R11")]
+    for events in (again, accepted_again):
+        for seed in range(6):
+            shuffled = list(events)
+            random.Random(seed).shuffle(shuffled)
+            state = run(shuffled, at(2026, 4, 10))
+            assert cards(state) == {} and state.status == "closed", (events[0].case_id, seed)
