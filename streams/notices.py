@@ -181,7 +181,14 @@ class NoticeSteps:
             for notice, resend in ticket_notices:
                 await self._one(notice, resend, read, unit.partition, gate)
 
-        await asyncio.gather(*(in_order(ticket_notices) for ticket_notices in by_ticket.values()))
+        # A task group: one ticket's failure (an error no sender wraps) cancels the others, rather than
+        # leaving them sending for a unit already given up (gather left them running).
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for ticket_notices in by_ticket.values():
+                    tasks.create_task(in_order(ticket_notices))
+        except ExceptionGroup as failed:  # the error itself, for the unit's dead letters to name
+            raise failed.exceptions[0] from None
 
     async def _one(self, notice: RenderedNotice, resend: int, read: dict, partition: int,
                    gate: asyncio.Semaphore) -> None:

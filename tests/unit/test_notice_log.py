@@ -223,3 +223,43 @@ def test_notices_of_different_tickets_are_delivered_at_once_and_each_ticket_s_in
         # C-0's escalation starts only once its opening went out.
         assert events.index(("end", "C-0/overdue/opened")) < events.index(("start", "C-0/overdue/level_1"))
         assert all(log.status(n.notice_id, {}) == "sent" for n in given)
+
+
+def test_an_error_delivering_one_ticket_s_notice_stops_the_others_of_its_unit():
+    """Found by review: delivered at once (gather), an error no sender wraps failed the unit while
+    the other tickets' notices went on being sent for a unit already given up."""
+    from datetime import datetime, timezone
+
+    import orjson
+    import pytest
+
+    from alerts.notices import RenderedNotice
+    from alerts.tickets import Step
+    from streams.notices import NoticeSteps, notice_to_json
+    from streams.steps import Unit
+
+    def notice(ticket: str) -> RenderedNotice:
+        return RenderedNotice(f"{ticket}/opened", ticket, Step.OPENED, "contact", "科室", "k@example.gov.cn", "主题",
+                              "正文", "SCJG", "320200", datetime(2026, 3, 10, tzinfo=timezone.utc), f"<{ticket}>")
+
+    finished: list[str] = []
+
+    class Sender:
+        async def send(self, n):
+            if n.ticket_id == "C-bad/overdue":
+                raise RuntimeError("a bug in a sender")
+            await asyncio.sleep(0.05)
+            finished.append(n.notice_id)
+
+    log, table, deleted = log_with_table()
+    writer = SimpleNamespace(add=lambda table, row: None, batch=SimpleNamespace(after_write=[]))
+    records = [SimpleNamespace(offset=i, key=b"k", value=orjson.dumps(notice_to_json(notice(t))))
+               for i, t in enumerate(("C-1/overdue", "C-bad/overdue", "C-2/overdue"))]
+
+    async def run():
+        with pytest.raises(RuntimeError, match="a bug in a sender"):
+            await NoticeSteps(log, [Sender()], True, writer).process(Unit("sunlight-notices", 0, records), None)
+        await asyncio.sleep(0.1)  # nothing left running sends afterwards
+
+    asyncio.run(run())
+    assert finished == [] and not table.data
