@@ -157,11 +157,13 @@ def _text(obj: dict, name: str, limit: int = 128) -> str | None:
 # later events may come from elsewhere). Not these: a conflicting copy (the case holds the
 # event), a case too large (the case keeps what it has, and a copy of the event would be refused
 # again), what the store refused (the case has the event).
-# The refusals of a ticket action (`alerts.tickets.ActionRefused`): the person who acted is told
-# (the console's page, the ticket command's output, both read from the letter); kept as a record,
-# nothing for an operator to redrive (`dlq redrive` refuses them). Not waiting, not alerted on.
-TOLD_TO_WHO_ACTED = frozenset({"malformed_action", "wrong_department", "unknown_ticket", "unknown_alert",
-                               "not_allowed", "text_too_long", "stale_version"})
+# The refusals of a ticket action the ticket had moved past (another person's action came first: a
+# stale second tab, two inspectors at once): the person who acted is told where they acted (the
+# console's page, the ticket command's output, both read from the letter), and nothing is to be
+# redriven (`dlq redrive` refuses ticket actions). Kept as a record; not waiting, not alerted on.
+# A malformed action, one naming a ticket or alert that does not exist, or another department's
+# ticket is an error of whatever sent it (an OA system's integration): it waits, and is alerted on.
+OVERTAKEN_ACTIONS = frozenset({"stale_version", "not_allowed"})
 
 # Refusals that say nothing about the message sent: Sunlight's own failure (a bug, the store
 # refusing a row). A department's push is not scored 不规范 for them (`sinks.scoring_inputs`).

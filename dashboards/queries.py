@@ -56,7 +56,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from alerts.letters import HOLDS_ITS_CASE, REASON_TITLE, TOLD_TO_WHO_ACTED
+from alerts.letters import HOLDS_ITS_CASE, OVERTAKEN_ACTIONS, REASON_TITLE
 from alerts.model import RULE_TITLE, SEVERITY_TITLE
 from alerts.tickets import STATUS_TITLE as TICKET_STATUS_TITLE
 from dashboards.macros import variable_names
@@ -553,16 +553,16 @@ ORDER BY event_time, alert_id
 """,
 )
 
-# A letter that waits for someone: not redriven, and not a refused ticket action (the person who
-# acted was told; nothing to redrive: `alerts.letters.TOLD_TO_WHO_ACTED`).
-_LETTER_WAITING = f"status != 'redriven' AND reason NOT IN {_sql_array(sorted(TOLD_TO_WHO_ACTED))}"
+# A letter that waits for someone: not redriven, and not a ticket action the ticket had moved past
+# (the person who acted was told; nothing to redrive: `alerts.letters.OVERTAKEN_ACTIONS`).
+_LETTER_WAITING = f"status != 'redriven' AND reason NOT IN {_sql_array(sorted(OVERTAKEN_ACTIONS))}"
 
 DLQ_SIZE = Panel(
     name="dlq_size",
     title="死信队列",
-    description="无法处理的消息（死信）：待处理的条数与累计条数；已重投的和已告知操作人的督办操作（如操作过时）不计入待处理。",
-    doc="The dead letters waiting (not redriven, not a refused ticket action: its actor was told) "
-        "and all of them.",
+    description="无法处理的消息（死信）：待处理的条数与累计条数；已重投的和已告知操作人的过时督办操作（督办件已更新或状态已变）不计入待处理。",
+    doc="The dead letters waiting (not redriven, not a ticket action the ticket had moved past: its "
+        "actor was told) and all of them.",
     labels={"waiting": "待处理死信", "letters": "累计死信"},
     columns=("waiting", "letters"),
     sql=f"""
@@ -583,7 +583,7 @@ DLQ_LATEST = Panel(
     sql=f"""{_NAMES}
 SELECT received_at, {_REASON_TITLE} AS reason_title, reason, detail, topic, case_id,
     {_department_name()} AS department_name,
-    multiIf(status = 'redriven', '已重投', reason IN {_sql_array(sorted(TOLD_TO_WHO_ACTED))}, '已告知操作人',
+    multiIf(status = 'redriven', '已重投', reason IN {_sql_array(sorted(OVERTAKEN_ACTIONS))}, '已告知操作人',
         '待处理') AS state
 FROM dead_letters FINAL
 ORDER BY received_at DESC, letter_id
@@ -594,8 +594,8 @@ LIMIT 50
 DLQ_BY_REASON = Panel(
     name="dlq_by_reason",
     title="待处理死信原因分布",
-    description="死信队列中待处理的死信（未重投，且不是已告知操作人的督办操作），按原因统计，并注明每种原因最近一次收到的时间。",
-    doc="The dead letters waiting (not redriven, not a refused ticket action), per reason, with when "
+    description="死信队列中待处理的死信（未重投，且不是已告知操作人的过时督办操作），按原因统计，并注明每种原因最近一次收到的时间。",
+    doc="The dead letters waiting (not redriven, not an overtaken ticket action), per reason, with when "
         "the newest of each came: "
         "what is in the DLQ now, whenever it arrived (received_at is the worker's clock, not "
         "business time, so it is not filtered by the dashboard's range).",
