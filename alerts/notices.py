@@ -103,6 +103,13 @@ def readdressed(notice: RenderedNotice, catalog: Catalog) -> RenderedNotice:
     salutation = f"{notice.recipient_name or RECIPIENT_TITLE.get(notice.recipient_role, '')}："
     if body.startswith(salutation):
         body = f"{person.name}：" + body[len(salutation):]
+    # What no answer leads to, as said to the one now addressed (a contact added since was told
+    # what was said to the head: found by review).
+    if notice.recipient_role != "inspection_office":
+        said = if_unanswered(person, catalog.departments.get(notice.department))
+        for sentence in (UNANSWERED_TO_CONTACT, UNANSWERED_TO_HEAD):
+            if sentence != said:
+                body = body.replace(sentence, said)
     return replace(notice, recipient_name=person.name, recipient_email=person.email, body=body)
 
 
@@ -204,8 +211,12 @@ def if_unanswered(person, department) -> str:
     black-box test), but another urging and then the discipline-inspection office."""
     head = department.head if department is not None else None
     if person is None or head is None or person != head:
-        return "逾期未答复的，将按规定提请部门负责人督促办理。"
-    return "逾期未答复的，将再次发出督促通知；仍未答复的，将按规定提交纪检监察机构。"
+        return UNANSWERED_TO_CONTACT
+    return UNANSWERED_TO_HEAD
+
+
+UNANSWERED_TO_CONTACT = "逾期未答复的，将按规定提请部门负责人督促办理。"
+UNANSWERED_TO_HEAD = "逾期未答复的，将再次发出督促通知；仍未答复的，将按规定提交纪检监察机构。"
 
 
 def reply_by(notice: Notice, ticket: Ticket, catalog: Catalog) -> str:

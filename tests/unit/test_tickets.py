@@ -382,6 +382,13 @@ def test_a_notice_names_its_recipient_from_the_catalog_and_says_what_happened_in
     to_head = render_notice(out.notices[0], out.ticket, no_contact, texts)
     assert to_head.recipient_email == "scjg-head@example.gov.cn" and "提请部门负责人" not in to_head.body
     assert "仍未答复的，将按规定提交纪检监察机构" in to_head.body
+    # Resent once the catalog names a contact, it tells the contact what comes of no answer to them
+    # (it kept what was said to the head: found by review).
+    from alerts.notices import readdressed
+
+    to_contact = readdressed(to_head, catalog)
+    assert to_contact.recipient_email == "scjg-fagui@example.gov.cn" and to_contact.body.startswith("市场监管局法规科：")
+    assert "提请部门负责人督促办理" in to_contact.body and "纪检监察机构" not in to_contact.body
 
 
 def test_a_city_s_template_with_an_unknown_field_is_refused(tmp_path):
