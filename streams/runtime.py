@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import logging
+import os
 import signal
 from contextlib import asynccontextmanager
 import dataclasses
