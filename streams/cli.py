@@ -891,7 +891,10 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     # Each to its recipient as the catalog names them now, when it can be read (a notice that failed
     # for want of an address goes to the one since added), else as recorded.
     named = getattr(args, "catalog", None) or settings.catalog
-    current = _catalog_if_any(named)
+    try:
+        current = _catalog_if_any(named)
+    except ValueError as exc:  # CatalogError, a YAML error: said in one line, as every command says it
+        raise SystemExit(f"sunlight: the catalog {named} is refused: {exc}") from None
     messages, addressed = [], {}
     for record in failed:
         notice = notice_from_json(record)
