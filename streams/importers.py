@@ -30,7 +30,10 @@ def read_csv(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, 
     """The rows of a CSV file (UTF-8, a BOM ignored, comma-separated, with a header row that holds
     every one of `columns`, the columns a mapping reads)."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+        # Strict: a stray quote opening a field that no quote closes is an error, not the rest of
+        # the file read as one field (the rows after it were dropped without a word: found by a
+        # black-box test).
+        reader = csv.DictReader(handle, strict=True)
         try:
             header = reader.fieldnames
             if not header:
@@ -38,10 +41,19 @@ def read_csv(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, 
             missing = sorted(columns - set(header))
             if missing:
                 raise LogFormatError(_missing_columns(path, missing, header))
+            twice = sorted({c for c in header if header.count(c) > 1 and c in columns})
+            if twice:  # the last copy was read, whatever the first held (found by a black-box test)
+                raise LogFormatError(f"{path}: the header names column{'s' if len(twice) > 1 else ''} "
+                                     f"{', '.join(repr(c) for c in twice)} more than once; the mapping reads "
+                                     f"{'them' if len(twice) > 1 else 'it'}: keep one")
             for row in reader:
                 if None in row:
                     raise LogFormatError(f"{path}, line {reader.line_num}: more fields than the header has")
                 yield row
+        except csv.Error as exc:
+            raise LogFormatError(f"{path}, line {reader.line_num}: {exc} (a quote \" that opens a field no quote "
+                                 f"closes reads the lines after it as one field: check the quotes before this "
+                                 f"line)") from None
         except UnicodeDecodeError as exc:
             raise LogFormatError(f"{path}: not UTF-8 text ({exc.reason}, {_where_not_utf8(path)}); save the "
                                  f"file as UTF-8 (Excel: 'CSV UTF-8'; a file from a Chinese system is often GBK: "
