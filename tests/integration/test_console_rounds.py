@@ -4,9 +4,6 @@ serves one data directory per process, so not beside test_console_security's).""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
-
-import orjson
 
 from sinks.clickhouse import connect
 from streams.catalog_source import load_judge
@@ -14,49 +11,17 @@ from streams.console.app import Backend, create_app
 from streams.console.links import Links
 from tests.integration.conftest import pipeline_settings
 from tests.integration.test_console_security import EXAMPLE, KEY, Client, in_a_week, path_of
+from tests.integration.test_scoring_rounds import reopened_ticket, store_tickets
 
 
 def test_a_reply_page_shows_this_round_and_keeps_the_earlier_ones_apart(tmp_path):
     """Found by a black-box test: a ticket closed and opened again showed the department every
     round's history unmarked (an escalation to the discipline-inspection office of a round it was
     never told of among it), and the system's own steps by "sunlight"."""
-    from alerts.model import Alert, Rule, Severity
-    from alerts.calendar import WorkCalendar
-    from alerts.tickets import INSPECTORS, Action, ActionKind, TicketPolicy, advance, on_action, on_alert
-    from sinks.migrations import migrate
-    from sinks.rows import ticket_row
-    from sinks.writer import Batch, ClickHouseWriter
-    from streams.ticket_codec import ticket_to_json
-
-    cst, cal, policy = timezone(timedelta(hours=8)), WorkCalendar(on_missing_year=lambda year: None), TicketPolicy()
-    opened_at = datetime(2026, 3, 10, 10, tzinfo=cst)
-    red = Alert(alert_id="A1", rule=Rule.OVERDUE, severity=Severity.RED, case_id="C-R", item_code="320200-XK-SCJG-0001",
-                department="SCJG", region="320200", officer_id=None, node=None, raised_at=opened_at,
-                event_time=opened_at, evidence={})
-    out = on_alert(None, red, policy, cal, opened_at + timedelta(hours=2))
-    versions = list(out.versions)
-    out = advance(out.ticket, policy, cal, datetime(2026, 3, 31, tzinfo=cst))  # escalated twice
-    versions += out.versions
-    ticket = out.ticket
-
-    def by_inspector(kind, version, at, **extra):
-        return Action(f"{kind}-{version}", ticket.ticket_id, version, "张督查", INSPECTORS, ActionKind(kind), "核实中",
-                      at, **extra)
-
-    out = on_action(ticket, by_inspector("close", ticket.version, datetime(2026, 4, 2, 10, tzinfo=cst)), cal, None)
-    versions += out.versions
-    out = on_action(out.ticket, by_inspector("open", None, datetime(2026, 4, 2, 11, tzinfo=cst), alert_id="A1"),
-                    cal, None)
-    versions += out.versions
-    current = out.ticket
+    versions, current = reopened_ticket("C-R", "320200-XK-SCJG-0001", "SCJG")
     client = connect(None, tmp_path / "data")
     try:
-        migrate(client)
-        batch = Batch()
-        for version in versions:
-            batch.add("tickets", ticket_row(version, datetime.now(timezone.utc),
-                                            orjson.dumps(ticket_to_json(version)).decode()))
-        ClickHouseWriter(client).write(batch)
+        store_tickets(client, versions)
         judge = load_judge(EXAMPLE, None)
         settings = pipeline_settings(tmp_path / "data", secret_key=KEY, public_url="https://console.city.example",
                                      users_file=tmp_path / "users.json")

@@ -26,13 +26,13 @@ CAL = WorkCalendar(on_missing_year=lambda year: None)
 POLICY = TicketPolicy()
 
 
-def test_a_ticket_reopened_in_a_later_month_leaves_the_earlier_month_its_unanswered_round(tmp_path):
-    """Before, each ticket counted once, as its latest version: closed in April and opened again,
-    its March round left March (督办 0/1 became 0/0, 无数据, full points), and the department that
-    never answered moved up the ranking (found by a black-box test)."""
+def reopened_ticket(case_id: str, item_code: str, department: str):
+    """The versions of a red overdue ticket opened 10 March 2026, escalated twice by the 31st, closed
+    by an inspector on 2 April and opened again by hand an hour later (its second round), and the
+    ticket as it stands."""
     opened_at = datetime(2026, 3, 10, 10, tzinfo=CST)
-    red = Alert(alert_id="A1", rule=Rule.OVERDUE, severity=Severity.RED, case_id="C4", item_code="I-1",
-                department="DC", region="320200", officer_id=None, node=None, raised_at=opened_at,
+    red = Alert(alert_id="A1", rule=Rule.OVERDUE, severity=Severity.RED, case_id=case_id, item_code=item_code,
+                department=department, region="320200", officer_id=None, node=None, raised_at=opened_at,
                 event_time=opened_at, evidence={})
     versions = []
     out = on_alert(None, red, POLICY, CAL, opened_at + timedelta(hours=2))
@@ -50,16 +50,29 @@ def test_a_ticket_reopened_in_a_later_month_leaves_the_earlier_month_its_unanswe
     out = on_action(out.ticket, by_inspector("open", None, datetime(2026, 4, 2, 11, tzinfo=CST), alert_id="A1"),
                     CAL, None)
     versions += out.versions
-    assert out.ticket.round == 2
+    return versions, out.ticket
+
+
+def store_tickets(client, versions) -> None:
+    """Ticket versions into a migrated store, as the pipeline writes them."""
+    migrate(client)
+    batch = Batch()
+    for version in versions:
+        batch.add("tickets", ticket_row(version, datetime.now(timezone.utc),
+                                        orjson.dumps(ticket_to_json(version)).decode()))
+    ClickHouseWriter(client).write(batch)
+
+
+def test_a_ticket_reopened_in_a_later_month_leaves_the_earlier_month_its_unanswered_round(tmp_path):
+    """Before, each ticket counted once, as its latest version: closed in April and opened again,
+    its March round left March (督办 0/1 became 0/0, 无数据, full points), and the department that
+    never answered moved up the ranking (found by a black-box test)."""
+    versions, ticket = reopened_ticket("C4", "I-1", "DC")
+    assert ticket.round == 2
 
     client = connect(None, tmp_path)
     try:
-        migrate(client)
-        batch = Batch()
-        for version in versions:
-            batch.add("tickets", ticket_row(version, datetime.now(timezone.utc),
-                                            orjson.dumps(ticket_to_json(version)).decode()))
-        ClickHouseWriter(client).write(batch)
+        store_tickets(client, versions)
         march = month_facts(client, "2026-03", SHANGHAI).tickets
         april = month_facts(client, "2026-04", SHANGHAI).tickets
         # The wall screen's 本月督办完成率 counts as the score does (it kept the latest version of
