@@ -404,14 +404,10 @@ def _held_verdicts(states: dict, alerts: dict[str, list]) -> dict[tuple[str, str
     from alerts.state import _verdicts_of
 
     held: dict[tuple[str, str], str] = {}
-    for case_id, case_alerts in alerts.items():
-        verdicts = states[case_id].verdicts if case_id in states else _verdicts_of(case_alerts)
+    for case_id in states.keys() | alerts.keys():
+        verdicts = states[case_id].verdicts if case_id in states else _verdicts_of(alerts[case_id])
         for event_id, evidence in verdicts.items():
             held[(case_id, event_id)] = Verdict(case_id, event_id, "", "", evidence).digest
-    for case_id, state in states.items():
-        if case_id not in alerts:
-            for event_id, evidence in state.verdicts.items():
-                held[(case_id, event_id)] = Verdict(case_id, event_id, "", "", evidence).digest
     return held
 
 
