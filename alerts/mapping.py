@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Iterable, Iterator, Mapping
@@ -199,6 +200,9 @@ class Skipped(ValueError):
     pass
 
 
+BLANK_ROW = "skipped: blank, every field empty"
+
+
 class RowStatus(enum.Enum):
     IMPORTED = "imported"
     REJECTED = "rejected"  # the row cannot be read: the reason says why
@@ -236,7 +240,9 @@ def parse_log_time(value: Any, tz: ZoneInfo, what: str) -> datetime:
         try:
             moment = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
         except ValueError:
-            raise Rejected(f"{what} {text!r} is not a time") from None
+            moment = _year_first(text)
+            if moment is None:
+                raise Rejected(f"{what} {text!r} is not a time ({TIME_FORMATS})") from None
     if moment.tzinfo is None:
         localised = moment.replace(tzinfo=tz)
         # A wall time that does not exist in tz (a DST gap) does not survive the round trip.
@@ -248,6 +254,30 @@ def parse_log_time(value: Any, tz: ZoneInfo, what: str) -> datetime:
                            f"daylight saving ends): write it with its UTC offset")
         moment = localised
     return moment
+
+
+# The times a log may hold, as said where one cannot be read.
+TIME_FORMATS = ("the times read are ISO 8601, 2025-09-25 10:00:00 or 2025-09-25T10:00:00+08:00, and dates "
+                "written year first, 2025/9/25 10:00 or 2025年9月25日 10:00")
+# A date written year first with other separators or without leading zeros, as spreadsheets and
+# Chinese systems export it (2025/9/25 10:00:00, 2025.9.25, 2025年9月25日 10时): unambiguous, unlike
+# 25/12/2011, which stays unread.
+_YEAR_FIRST = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
+                         r"(?:(?:\s+|T|\s*(?=\d))(\d{1,2})\s*[:时]\s*(\d{1,2})\s*(?:[:分]\s*(\d{1,2})(\.\d+)?\s*秒?)?\s*分?)?"
+                         r"\s*(Z|[+-]\d{2}:?\d{2})?")
+
+
+def _year_first(text: str) -> datetime | None:
+    match = _YEAR_FIRST.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    iso = f"{year}-{int(month):02d}-{int(day):02d}T{int(hour or 0):02d}:{int(minute or 0):02d}:{int(second or 0):02d}"
+    iso += (fraction or "") + (offset or "")
+    try:
+        return datetime.fromisoformat(iso)
+    except ValueError:  # a month 13, a day 32
+        return None
 
 
 def _number(value: Any, name: str) -> float | int:
@@ -271,6 +301,11 @@ def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator
     stated: dict[tuple[str, str], tuple[int, Any]] = {}  # (case, case-level column) -> first row, value
     out: list[MappedRow] = []
     for number, row in enumerate(rows, start=1):
+        if not any(str(value).strip() for value in row.values() if value is not None):
+            # A row with every field empty (",,,,": a spreadsheet's blank rows saved as CSV) is no
+            # row of a case: rejected, it was a dead letter charged to no one's fault.
+            out.append(MappedRow(number, RowStatus.SKIPPED, reason=BLANK_ROW))
+            continue
         try:
             event = _map_row(row, mapping, seen)
             _check_case_columns(row, number, event["case_id"], mapping, stated)

@@ -205,8 +205,9 @@ def cmd_import(args, settings: Settings) -> int:
               file=sys.stderr)
     if (result.rejected or result.held) and not result.events:
         first = (result.rejected or result.held)[0]
-        print(f"sunlight: no row of {source.name} could be imported; the first reason: {first.reason}",
-              file=sys.stderr)
+        print(f"sunlight: no row of {source.name} could be imported; the first reason: {first.reason}"
+              + (". Once the file is corrected, import it again under the same name: it replaces these rows' "
+                 "dead letters" if result.rejected else ""), file=sys.stderr)
         return 1
     return 0
 

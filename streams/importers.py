@@ -6,6 +6,8 @@ File reading lives here; turning a row into a contract event is `alerts.mapping`
 from __future__ import annotations
 
 import csv
+import gzip
+import math
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -75,41 +77,100 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def read_xes(path: Path) -> Iterator[dict[str, Any]]:
-    """Events of an XES (IEEE 1849) log as flat rows; trace attributes prefixed with 'case:'."""
-    trace: dict[str, Any] = {}
-    depth_event = False
+def _open_log(path: Path):
+    """A log file opened for reading bytes; a `.gz` one decompressed (an XES log is often kept as
+    `.xes.gz`: read as it is, it was refused as text in another encoding)."""
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _log_bytes(path: Path) -> bytes:
+    with _open_log(path) as handle:
+        return handle.read()
+
+
+# XES attribute elements that hold other attributes, not a value of their own.
+_XES_COLLECTIONS = frozenset({"list", "container"})
+
+
+def _xes_value(tag: str, value: str | None) -> str | None:
+    """An XES attribute's value as a row holds it. A float that is not a number (PM4Py writes a
+    missing value of a numeric column as `<float value="nan">`) is no value; a whole float
+    (`558.0`: PM4Py writes an integer column with gaps as floats) is written as the whole number,
+    so that an officer or an article number reads as the source wrote it."""
+    if tag != "float" or value is None:
+        return value
     try:
-        for action, element in ET.iterparse(str(path), events=("start", "end")):
-            tag = _local(element.tag)
-            if action == "start":
-                if tag == "trace":
-                    trace = {}
-                elif tag == "event":
-                    depth_event = True
-                continue
-            if tag == "event":
-                row = dict(trace)
-                for child in element:
-                    key = child.get("key")
-                    if key is not None and _local(child.tag) not in ("list", "container"):
-                        row[key] = child.get("value")
-                depth_event = False
-                element.clear()
-                yield row
-            elif tag == "trace":
-                element.clear()
-            elif not depth_event and element.get("key") is not None and tag not in ("list", "container"):
-                trace[f"case:{element.get('key')}"] = element.get("value")
+        number = float(value)
+    except ValueError:
+        return value
+    if math.isnan(number):
+        return None
+    if math.isfinite(number) and number == int(number) and abs(number) < 2 ** 53:
+        return str(int(number))
+    return value
+
+
+def read_xes(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, Any]]:
+    """Events of an XES (IEEE 1849) log as flat rows; trace attributes (the trace's own, not those
+    nested in another attribute) prefixed with 'case:'. Each of `columns` (the attributes a mapping
+    reads) must be in the log somewhere: one the log never has is refused once it is read (a
+    misspelt `case_end` gave every case no closing, and false overdue cards, without a word)."""
+    trace: dict[str, Any] = {}
+    parents: list[str] = []  # the tags of the elements open around the one read
+    seen: set[str] = set()
+    try:
+        with _open_log(path) as handle:
+            for action, element in ET.iterparse(handle, events=("start", "end")):
+                tag = _local(element.tag)
+                if action == "start":
+                    if tag == "trace":
+                        trace = {}
+                    parents.append(tag)
+                    continue
+                parents.pop()
+                if tag == "event":
+                    row = dict(trace)
+                    for child in element:
+                        key, kind = child.get("key"), _local(child.tag)
+                        if key is not None and kind not in _XES_COLLECTIONS:
+                            value = _xes_value(kind, child.get("value"))
+                            if value is not None:
+                                row[key] = value
+                    element.clear()
+                    seen.update(row)
+                    yield row
+                elif tag == "trace":
+                    element.clear()
+                elif (parents and parents[-1] == "trace" and element.get("key") is not None
+                      and tag not in _XES_COLLECTIONS):
+                    value = _xes_value(tag, element.get("value"))
+                    if value is not None:
+                        trace[f"case:{element.get('key')}"] = value
     except ET.ParseError as exc:
         where = _where_not_utf8(path)
         hint = (f"; it is not UTF-8 text ({where}): save it as UTF-8 (from a Chinese system, often GBK: "
                 f"iconv -f GBK -t UTF-8)") if where != "somewhere in the file" else ""
         raise LogFormatError(f"{path}: not well-formed XES: {exc}{hint}") from None
+    except (OSError, EOFError) as exc:
+        if not path.name.lower().endswith(".gz"):
+            raise
+        raise LogFormatError(f"{path}: cannot be read as gzip ({exc})") from None  # not gzip, or cut short
     except ValueError as exc:  # an encoding the XML parser cannot read ("multi-byte encodings are not supported")
         raise LogFormatError(f"{path}: XES in an encoding that cannot be read ({exc}): save it as UTF-8 (from a "
                              f"Chinese system, often GBK: iconv -f GBK -t UTF-8, and the declaration "
                              f"encoding=\"UTF-8\")") from None
+    missing = sorted(columns - seen)
+    if missing:
+        raise LogFormatError(_missing_attributes(path, missing, seen))
+
+
+def _missing_attributes(path: Path, missing: list[str], seen: set[str]) -> str:
+    trace = sorted(key for key in seen if key.startswith("case:"))
+    event = sorted(key for key in seen if not key.startswith("case:"))
+    return (f"{path}: the mapping reads attribute{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)}, which no event of the log has (a trace's own attributes "
+            f"are read as case:KEY); its traces have {', '.join(repr(k) for k in trace) or 'none'}, its events "
+            f"{', '.join(repr(k) for k in event) or 'none'}")
 
 
 @dataclass
@@ -163,7 +224,10 @@ class ImportResult:
 def _where_not_utf8(path: Path) -> str:
     """Where a file's first byte that is not UTF-8 is (the reader decodes in chunks, so its own
     line count is where the chunk began, not where the byte is)."""
-    data = Path(path).read_bytes()
+    try:
+        data = _log_bytes(Path(path))
+    except (OSError, EOFError):
+        return "somewhere in the file"
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -183,10 +247,13 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
     if mapping is None or mapping.format == "jsonl":
         rows = hold_broken_cases(list(_jsonl_events(path, result)))
     else:
-        rows = map_rows(read_csv(path, mapping.columns()) if mapping.format == "csv" else read_xes(path), mapping)
+        rows = map_rows(read_csv(path, mapping.columns()) if mapping.format == "csv"
+                        else read_xes(path, mapping.columns()), mapping)
     seen: set[str] = set()
+    numbers: set[int] = set()  # a JSON line's number is its line's, blank lines not counted among the rows
     for mapped in rows:
-        result.rows = max(result.rows, mapped.number)
+        numbers.add(mapped.number)
+        result.rows = len(numbers)
         if mapped.status is RowStatus.SKIPPED:
             result.skipped[mapped.reason] += 1
         elif mapped.status is RowStatus.REJECTED:
@@ -274,7 +341,8 @@ def hold_cases_left_open(result: ImportResult, left: list[dict], replaced: list[
             waiting.setdefault(letter["case_id"], letter)
     cases = {event["case_id"] for event in result.events}
     why = {case: f"held back: case {case} has rows an earlier import could not take ({letter['detail']}); "
-                 f"imported without them the case would be judged on steps it lacks: import its corrected file"
+                 f"imported without them the case would be judged on steps it lacks: import the corrected "
+                 f"{letter['detail'].split(', row ', 1)[0]} under that name (it replaces those rows)"
            for case, letter in waiting.items() if case in cases}
     result.hold(why)
     replaced[:] = [letter for letter in replaced if letter["case_id"] not in why]

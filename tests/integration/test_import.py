@@ -289,13 +289,26 @@ def test_a_header_without_the_mapped_columns_or_text_not_in_utf8_is_refused_in_o
     assert out.returncode == 2 and "Traceback" not in out.stderr.decode()
     assert "not UTF-8 text" in out.stderr.decode(), out.stderr.decode()[-2000:]
     assert "line 3, byte" in out.stderr.decode()  # where the GBK text is (it said "after line 0")
-    # Every row rejected is a failure, not a success that imported nothing.
+    # Every row rejected is a failure, not a success that imported nothing. The reason names the
+    # times that are read, and the corrected file imported under the same name replaces the letters.
+    first_rows = list(csv.DictReader(lines))[:4]
     bad = tmp_path / "bad.csv"
-    write_rows(bad, [{**row, "time:timestamp": "later"} for row in list(csv.DictReader(lines))[:4]])
+    write_rows(bad, [{**row, "time:timestamp": "11/10/2011 13:45"} for row in first_rows])
     out = sunlight(["import", str(bad), "--mapping", str(REAL / "receipt.mapping.yaml"),
                     "--catalog", str(REAL / "receipt.catalog.yaml")], env, tmp_path)
     assert out.returncode == 1, out.stderr.decode()[-2000:]
-    assert "no row of bad.csv could be imported" in out.stderr.decode()
+    assert "no row of bad.csv could be imported; the first reason: time:timestamp '11/10/2011 13:45' is not a " \
+           "time (the times read are ISO 8601" in out.stderr.decode()
+    assert "import it again under the same name: it replaces these rows' dead letters" in out.stderr.decode()
+    # Corrected as a spreadsheet writes times (year first), which was not read either.
+    write_rows(bad, [{**row, "time:timestamp": row["time:timestamp"].replace("-", "/")} for row in first_rows])
+    assert "2011/10/11 13:45:40.276000+02:00" in bad.read_text()
+    out = sunlight(["import", str(bad), "--mapping", str(REAL / "receipt.mapping.yaml"),
+                    "--catalog", str(REAL / "receipt.catalog.yaml"), "--now", "2013-01-01T00:00:00+01:00"],
+                   env, tmp_path)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert "bad.csv: 4 rows read: 4 steps, 0 rejected, 0 held back" in out.stderr.decode()
+    assert "4 dead letters an earlier import of bad.csv left are replaced" in out.stderr.decode()
 
 
 def test_an_export_cut_short_by_its_reader_ends_quietly(tmp_path):
@@ -382,8 +395,9 @@ def test_rows_an_import_cannot_take_are_dead_letters_and_hold_their_case_back(tm
     write(later, [log[rows_of_case[-1] - 1]])
     partial = sunlight([*args[:1], str(later), *args[2:]], env, tmp_path)
     assert partial.returncode == 1 and "replaced" not in partial.stderr.decode()
-    assert f"held back: case {case} has rows an earlier import could not take" in (
-        tmp_path / "fines.csv.rejects.jsonl").read_text()
+    held_reasons = (tmp_path / "fines.csv.rejects.jsonl").read_text()
+    assert f"held back: case {case} has rows an earlier import could not take" in held_reasons
+    assert "import the corrected fines.csv under that name (it replaces those rows)" in held_reasons
     assert {k["status"] for k in letters()} == {"open"}
     # Its held rows cannot be redriven alone: the case would come in without row 7.
     held_only = tmp_path / "held.jsonl"

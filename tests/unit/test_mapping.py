@@ -238,7 +238,7 @@ def test_a_case_with_a_rejected_row_is_held_back_whole():
         (1, RowStatus.REJECTED, "c1"), (2, RowStatus.HELD, "c1"), (3, RowStatus.IMPORTED, "c2"),
         (4, RowStatus.SKIPPED, None), (5, RowStatus.IMPORTED, "c3")]
     assert "'25/12/2011' is not a time" in out[0].reason
-    assert out[1].reason.startswith("held back: row 1 of case c1 was rejected (dl '25/12/2011' is not a time)")
+    assert out[1].reason.startswith("held back: row 1 of case c1 was rejected (dl '25/12/2011' is not a time (")
     assert out[1].event["node"] == "check"  # kept, for a redrive once row 1 is corrected
     assert out[0].labels == {"channel": "import", "case_id": "c1", "item_code": "ITEM", "officer_id": "r",
                              "occurred_at": "2011-10-28T10:00:00+02:00"}
@@ -247,7 +247,7 @@ def test_a_case_with_a_rejected_row_is_held_back_whole():
     ends = [{"case": "c1", "act": "Receive", "ts": "2011-10-28 10:00:00+02:00", "who": "r", "end": "soon"}]
     out = list(map_rows(ends, load_mapping({**MAPPING, "case_end": {"column": "end"}})))
     assert [(r.number, r.status) for r in out] == [(1, RowStatus.REJECTED)]
-    assert out[0].reason == "end 'soon' is not a time"
+    assert out[0].reason.startswith("end 'soon' is not a time (the times read are ISO 8601")
 
 
 def test_a_case_level_value_is_read_on_every_row_and_must_agree():
@@ -295,3 +295,41 @@ def test_dates_a_source_writes_at_another_time_of_day_are_dates():
     assert before["c1"] == "2011-10-27T01:06:40+02:00"
     with pytest.raises(MappingError, match="dates_written_at"):
         load_mapping({**MAPPING, "dates_written_at": ["1 past midnight"]})
+
+
+@pytest.mark.parametrize("written, read", [
+    ("2025/9/25 10:00:00", "2025-09-25T10:00:00+08:00"),  # Excel's and many Chinese systems' export
+    ("2025/9/25 8:05", "2025-09-25T08:05:00+08:00"),
+    ("2025.09.25", "2025-09-25T00:00:00+08:00"),
+    ("2025-9-5 10:00:00.5", "2025-09-05T10:00:00.500000+08:00"),
+    ("2025年9月25日 10:00:00", "2025-09-25T10:00:00+08:00"),
+    ("2025年9月25日", "2025-09-25T00:00:00+08:00"),
+    ("2025/9/25 10:00:00+00:00", "2025-09-25T10:00:00+00:00"),
+])
+def test_a_time_written_year_first_without_leading_zeros_is_read(written, read):
+    """A log exported from a spreadsheet wrote every time 2025/9/25 10:00:00: each row was
+    rejected as "not a time", and the reason did not say which times are read."""
+    ((_, event, reason),) = mapped(rows(("c1", "Receive", written, "r1", "", "")), timezone="Asia/Shanghai")
+    assert event is not None, reason
+    assert event["occurred_at"] == read
+
+
+@pytest.mark.parametrize("written", ["25/09/2025 10:00", "9/25/2025", "2025/13/25", "2025/9/25 25:00"])
+def test_a_time_that_is_not_read_says_which_are(written):
+    """Day or month first is ambiguous (05/06/2025): never guessed."""
+    ((_, event, reason),) = mapped(rows(("c1", "Receive", written, "r1", "", "")))
+    assert event is None
+    assert reason == (f"ts {written!r} is not a time (the times read are ISO 8601, 2025-09-25 10:00:00 or "
+                      f"2025-09-25T10:00:00+08:00, and dates written year first, 2025/9/25 10:00 or "
+                      f"2025年9月25日 10:00)")
+
+
+def test_a_row_with_every_field_empty_is_skipped_not_rejected():
+    """A spreadsheet saved as CSV ends in rows of commas (",,,,"): each was an unreadable row, a
+    dead letter charged to the department's data-exchange score. The rows keep their numbers."""
+    data = rows(("c1", "Receive", "2011-10-29 10:00:00+02:00", "r1", "", ""), ("", "", "", "", "", ""),
+                ("c1", "Check", "2011-10-30 10:00:00+02:00", "r1", "", ""), ("", " ", "", None, "", ""))
+    out = list(map_rows(data, load_mapping(MAPPING)))
+    assert [(r.number, r.status, r.reason) for r in out] == [
+        (1, RowStatus.IMPORTED, None), (2, RowStatus.SKIPPED, "skipped: blank, every field empty"),
+        (3, RowStatus.IMPORTED, None), (4, RowStatus.SKIPPED, "skipped: blank, every field empty")]
