@@ -41,7 +41,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from statistics import median
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 
@@ -387,6 +387,34 @@ def add_decisions(group: PeerGroup | None, facts: Sequence[PenaltyFact], config:
         window.advance(current)
         previous = position
     return _bounded(replace(group, decisions=tuple(decisions)), config), verdicts
+
+
+def rejudged(group: PeerGroup, within: Callable[[float], bool], config: RuleConfig = RuleConfig()
+             ) -> tuple[PeerGroup, list[Verdict]]:
+    """The group under a reloaded catalog whose benchmark tiers or thresholds may differ: each
+    decision flagged anew by `within` (is its amount inside a tier: a peer of others), every
+    decision judged again, and the verdicts that differ from those sent. A decision that was an
+    outlier and can no longer be judged (too few peers within the tiers now) is sent as not one:
+    its case keeps no card its peers no longer support. Positions whose peers a trimmed group no
+    longer holds are left as judged."""
+    decisions = [d if d.within_benchmark == within(d.amount) else replace(d, within_benchmark=not d.within_benchmark,
+                                                                             stored=None)
+                 for d in group.decisions]
+    lowest = 2 * config.outlier_window if group.trimmed else 0
+    verdicts: list[Verdict] = []
+    window: _Window | None = None
+    for position in range(lowest, len(decisions)):
+        if window is None:
+            window = _Window(decisions, position, config)
+        current = decisions[position]
+        verdict = window.verdict(decisions, position, group)
+        if verdict is None and current.outlier:
+            verdict = Verdict(current.case_id, current.event_id, group.item_code, group.violation_code, None)
+        if verdict is not None and verdict.digest != current.sent:
+            verdicts.append(verdict)
+            decisions[position] = replace(current, sent=verdict.digest, stored=None)
+        window.advance(decisions[position])
+    return replace(group, decisions=tuple(decisions)), verdicts
 
 
 def _reach(index: int, config: RuleConfig) -> int:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import faust
 import orjson
 
-from alerts.peers import NOT_OUTLIER, PenaltyFact, add_decisions, seed_group_with_verdicts
+from alerts.evaluate import NotInCatalog
+from alerts.peers import NOT_OUTLIER, PenaltyFact, add_decisions, rejudged, seed_group_with_verdicts
 from alerts.retention import evict_at
 from alerts.state import CaseState
 from sinks.writer import ClickHouseWriter
@@ -31,7 +32,8 @@ from streams.catalog_source import CatalogSource
 from streams.codec import decode_state
 from streams.delivery import DeliveryWatch
 from streams.settings import Settings
-from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, decode_peer_unit, home_partition
+from streams.steps import (CaseSteps, Outputs, Unit, benchmark_of, decode_case_unit, decode_peer_unit,
+                           home_partition)
 from streams.store import CaseStore, GroupStore, HeldDecisions
 from streams.notices import NoticeLog, NoticeSteps
 from streams.read_back import StoreReadBack
@@ -444,9 +446,9 @@ class Pipeline:
         return False
 
     async def _join_groups(self, groups: dict[str, list[PenaltyFact]], partition: int) -> None:
-        config = self.catalog.judge.config
+        judge = self.catalog.judge
         for key, facts in groups.items():
-            group, verdicts = add_decisions(self.groups.get(key), facts, config)
+            group, verdicts = add_decisions(self.groups.get(key), _flagged(facts, judge), judge.config)
             self.groups.put(group, partition)
             for verdict in verdicts:
                 await self.outputs.verdict(verdict)
@@ -617,10 +619,44 @@ class Pipeline:
         await self.outputs.keep_letter(letter, key.encode() or None)
 
     async def reload_catalog(self) -> None:
+        before = self.catalog.judge
         if self.catalog.maybe_reload():
             self.catalog_rows_pending = True
+            await self.rejudge_groups(before)
         if self.catalog_rows_pending:  # again on the next tick while the store refuses it
             self.catalog_rows_pending = not await self.write_catalog_rows()
+
+    async def rejudge_groups(self, before) -> int:
+        """After a reload that changed a violation's benchmark tiers, or the outlier thresholds: each
+        peer group of it this worker holds, its decisions flagged under the new tiers and judged
+        again (`alerts.peers.rejudged`); the verdicts that changed go to their cases. Else the
+        groups kept the old flags until a restart: fines now outside every tier stayed peers, and
+        the cases kept the old peers' outlier cards and lacked the new ones. Returns how many
+        verdicts were sent."""
+        after = self.catalog.judge
+        sent = 0
+        for key in [k for k, v in self.groups.table.data.items() if v] + list(self.groups.seeds):
+            group = self.groups.get(key)
+            if group is None or not group.decisions:
+                continue
+            try:
+                within = benchmark_of(after, group.item_code, group.violation_code)
+                unchanged = (after.config == before.config and before.item(group.item_code).discretion.get(
+                    group.violation_code) == after.item(group.item_code).discretion.get(group.violation_code))
+            except NotInCatalog:  # an item added or gone: its cases are judged as the catalog says
+                continue
+            if unchanged:
+                continue
+            group, verdicts = rejudged(group, within, after.config)
+            self.groups.put(group, home_partition(key, self.settings.partitions))
+            for verdict in verdicts:
+                await self.outputs.verdict(verdict)
+            sent += len(verdicts)
+        await self.outbox.send()
+        if sent:
+            log.info("catalog reloaded: %d peer verdicts judged otherwise under its benchmark tiers sent to their "
+                     "cases", sent)
+        return sent
 
     async def write_catalog_rows(self) -> bool:
         """The reloaded catalog into the store, for the dashboards' names and variables; False when
@@ -636,8 +672,6 @@ class Pipeline:
 
     def ticket_policy(self):
         """The catalog's ticket policy with the silences in force."""
-        from dataclasses import replace
-
         return replace(self.catalog.ticket_policy(), silences=self.silences)
 
     def read_silences(self) -> tuple:
@@ -744,6 +778,20 @@ def notice_senders(settings: Settings) -> list:
     if settings.webhook:
         senders.append(WebhookSender(settings.webhook))
     return senders
+
+
+def _flagged(facts: list[PenaltyFact], judge) -> list[PenaltyFact]:
+    """Facts flagged within the benchmark or not under the catalog in force as they join their
+    group: one made by a case under a catalog reloaded since (on its way through the peers topic)
+    carries the old tiers' flag. A fact of an item the catalog lacks now keeps its own."""
+    flagged = []
+    for fact in facts:
+        try:
+            within = benchmark_of(judge, fact.item_code, fact.violation_code)(fact.amount)
+        except NotInCatalog:
+            within = fact.within_benchmark
+        flagged.append(fact if within == fact.within_benchmark else replace(fact, within_benchmark=within))
+    return flagged
 
 
 def partition_of(case_id: str, partitions: list[int]) -> int:

@@ -241,8 +241,15 @@ def penalty_fact(event: CaseEvent, judge: Judge) -> PenaltyFact | None:
     if penalty is None:
         return None
     violation, amount = penalty
-    tiers = judge.item(event.item_code).discretion.get(violation, ())
-    return fact_of(event, violation, amount, within_benchmark=not tiers or any(t.contains(amount) for t in tiers))
+    return fact_of(event, violation, amount, within_benchmark=benchmark_of(judge, event.item_code, violation)(amount))
+
+
+def benchmark_of(judge: Judge, item_code: str, violation: str) -> Callable[[float], bool]:
+    """Whether an amount is within the benchmark of an item's violation (inside one of its tiers,
+    or it has none): a fine outside every tier is judged, but is no one's peer. UnknownItem when
+    the catalog lacks the item."""
+    tiers = judge.item(item_code).discretion.get(violation, ())
+    return lambda amount: not tiers or any(tier.contains(amount) for tier in tiers)
 
 
 class Outputs:

@@ -563,3 +563,53 @@ def test_changed_discretion_tiers_judge_the_fines_peers_again(tmp_path, caplog):
         caplog.clear()
         asyncio.run(_run(pipeline_settings(store), data / after, [as_messages(events[:1])]))
         assert "peer verdicts judged otherwise" not in caplog.text
+
+
+def test_changed_discretion_tiers_reloaded_while_running_judge_the_fines_peers_again(tmp_path, caplog):
+    """The same change of tiers, reloaded by a running worker (a worker on a Kafka cluster restores
+    its groups from their changelog, not from the store, so it never rebuilds them): the groups
+    kept the old flags, and the cases the old peers' cards, until a restart. The reloaded tiers
+    judge the groups again, and the cases' outlier cards end as one run under the new catalog
+    gives them (a case's own rules, such as discretion_out_of_range, take the new catalog when the
+    case is next judged, and every case is judged again by the next process: docs/architecture.md)."""
+    import logging
+    import os
+    import shutil
+    import time
+
+    data = Path(__file__).resolve().parents[1] / "data" / "outlier_tiers"
+    events = [orjson.loads(line) for line in (data / "events.jsonl").read_bytes().splitlines()]
+    fresh, _, _ = asyncio.run(_run(pipeline_settings(tmp_path / "fresh"), data / "cat-r2.yaml",
+                                   [as_messages(events)]))
+    fresh = outliers(fresh)
+    catalog = tmp_path / "catalog.yaml"
+    shutil.copyfile(data / "cat-r1.yaml", catalog)
+
+    async def reloaded() -> tuple[list, list]:
+        settings = pipeline_settings(tmp_path / "store")
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            pipeline = running.pipeline
+            await produce(running.bootstrap, settings.case_events_topic, as_messages(events))
+            await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
+            with pipeline.writer.lock:
+                before = outliers(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
+            shutil.copyfile(data / "cat-r2.yaml", catalog)
+            os.utime(catalog, ns=(time.time_ns(), time.time_ns() + 10 ** 9))  # a stamp the reload sees
+            caplog.set_level(logging.INFO, logger="streams.app")
+            await pipeline.reload_catalog()
+            deadline = time.monotonic() + 60
+            while True:  # the verdicts go to their cases through the verdicts topic, then are written
+                await asyncio.sleep(0.5)
+                with pipeline.writer.lock:
+                    after = outliers(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
+                if identity(after) == identity(fresh) or time.monotonic() > deadline:
+                    return before, after
+
+    before, after = asyncio.run(reloaded())
+    assert identity(before) != identity(fresh), "the change must change some card"
+    assert identity(after) == identity(fresh)
+    assert "peer verdicts judged otherwise under its benchmark tiers sent to their cases" in caplog.text
+
+
+def outliers(alerts) -> list[dict]:
+    return [a for a in alerts if a["rule"] == Rule.DISCRETION_OUTLIER.value]

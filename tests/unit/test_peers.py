@@ -319,3 +319,35 @@ def test_a_case_read_back_has_the_verdicts_the_store_kept_not_those_of_its_alert
     back = restored("P8", list(waiting.events), alerts, verdicts=orjson.loads(row["verdicts"]))
     assert set(back.verdicts) == {"d8"}
     assert dict(restored("P8", list(waiting.events), alerts).verdicts) == {}  # before: from the alerts, lost
+
+
+def test_a_group_rejudged_under_other_tiers_is_the_group_fed_under_them():
+    """A reloaded catalog's tiers: the group's decisions flagged anew and judged again send the
+    verdicts that make each case hold what a group fed under the new tiers sent last."""
+    from dataclasses import replace
+
+    from alerts.peers import rejudged
+
+    facts = [fact(i, 1000 + 10 * (i % 5)) for i in range(20)] + [fact(20 + i, 100) for i in range(8)]
+    facts.append(fact(40, 300))
+    old, new = (lambda amount: amount >= 100), (lambda amount: amount >= 200)
+    under_old, sent_old = feed([replace(f, within_benchmark=old(f.amount)) for f in facts])
+    under_new, sent_new = feed([replace(f, within_benchmark=new(f.amount)) for f in facts])
+    assert latest(sent_old) != latest(sent_new), "the change must change some verdict"
+    group, verdicts = rejudged(under_old, new, CONFIG)
+    assert {**latest(sent_old), **latest(verdicts)} == latest(sent_new)
+    assert [(d.within_benchmark, d.sent) for d in group.decisions] == \
+        [(d.within_benchmark, d.sent) for d in under_new.decisions]
+    assert rejudged(group, new, CONFIG)[1] == []  # judged under them already: nothing to send
+
+
+def test_an_outlier_whose_peers_leave_the_benchmark_is_sent_as_none():
+    """Too few peers within the new tiers to judge it: its outlier card is not left standing."""
+    from alerts.peers import NOT_OUTLIER, rejudged
+
+    facts = [fact(i, 1000 + 10 * (i % 5)) for i in range(20)] + [fact(30, 100)]
+    group, sent = feed(facts)
+    assert latest(sent)["E30"] is True
+    group, verdicts = rejudged(group, lambda amount: amount < 1000, CONFIG)
+    assert [(v.event_id, v.outlier) for v in verdicts] == [("E30", False)]
+    assert group.decisions[-1].sent == NOT_OUTLIER
