@@ -239,7 +239,9 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，倒签 {days(e.get('backdated_hours'))} 小时；"
                 f"环节“{e.get('covered_node_name') or e.get('covered_node')}”限时 {e.get('node_days')} 个工作日，"
                 f"若自登记时起挂起，应于 {moment(e.get('node_deadline_as_registered'))} 前完成，实际{done}；"
-                f"按倒签的挂起时间，时限延至 {moment(e.get('node_deadline_as_stated'))}，环节超时因此被掩盖。")
+                + (f"按倒签的挂起时间，时限延至 {moment(e.get('node_deadline_as_stated'))}，环节超时因此被掩盖。"
+                   if e.get("node_deadline_as_stated") else
+                   "按倒签的挂起时间，环节时限自所述挂起时起停止计算（至今未恢复办理），环节超时因此被掩盖。"))
     if rule == "retroactive_suspension" and e.get("pushed"):
         return (f"挂起事件 {e.get('event_id')}（自建系统于 {moment(e.get('suspension_recorded_at'))} 推送）"
                 f"所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，此时不计该挂起的办理时限"

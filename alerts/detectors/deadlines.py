@@ -257,7 +257,10 @@ def _deadline_as_registered(view: CaseView, index: int) -> datetime | None:
 
 def _node_limits_as_registered(view: CaseView, index: int):
     """(cycle, node, its limit had suspension `index` begun when it was registered, its limit as
-    stated) for each run of a node with its own limit that the back-dating moved later."""
+    stated) for each run of a node with its own limit that the back-dating moved later. The limit
+    as stated is None while the case stays suspended (no limit runs out): later than any, so an
+    overrun the back-dating covers is found while the suspension lasts (it was found only once
+    the case resumed, maybe months later: a black-box test)."""
     t = view.timeline
     pauses = None
     for cycle in t.cycles:
@@ -268,7 +271,7 @@ def _node_limits_as_registered(view: CaseView, index: int):
         if pauses is None:
             pauses = _pauses_as_registered(view, index)
         as_registered = view.calendar.deadline(cycle.clock_start, node.days, pauses)
-        if as_registered is not None and as_stated is not None and as_registered < as_stated:
+        if as_registered is not None and (as_stated is None or as_registered < as_stated):
             yield cycle, node, as_registered, as_stated
 
 

@@ -723,6 +723,30 @@ def test_a_suspension_back_dated_to_cover_a_nodes_overrun_is_retroactive():
     assert ("retroactive_suspension", None) in active(run(running, at(2026, 3, 10, 1)))
 
 
+def test_a_suspension_back_dated_to_cover_a_nodes_overrun_is_retroactive_while_it_lasts():
+    """Found by a black-box test: the same back-dated suspension never resumed raised nothing
+    (the node's limit as stated is none while the case is suspended), so an officer who missed a
+    node's limit could back-date a 补正 and leave the case suspended: no card for months."""
+    from alerts.describe import describe_evidence
+
+    events = [ev("accepted", at(2026, 3, 2, 10)),
+              ev("suspended", at(2026, 3, 8, 10), at(2026, 3, 10, 8), reason="supplement", event_id="s1")]
+    assert active(run(events, at(2026, 3, 10, 9))) == {("retroactive_suspension", None)}
+    (card,) = [a for a in run(events, at(2026, 5, 1)).alerts.values() if a.rule.value == "retroactive_suspension"]
+    assert card.evidence["covered_node"] == "undertake" and card.evidence["node_deadline_as_stated"] is None
+    assert card.event_time == at(2026, 3, 10, 0)
+    text = describe_evidence("retroactive_suspension", card.evidence)
+    assert "环节时限自所述挂起时起停止计算（至今未恢复办理），环节超时因此被掩盖" in text and "—" not in text, text
+    # The node done while suspended: the same card, the node's completion in it.
+    done = [*events, ev("node_completed", at(2026, 3, 11, 9), node="undertake")]
+    (card,) = [a for a in run(done, at(2026, 5, 1)).alerts.values() if a.rule.value == "retroactive_suspension"]
+    assert card.evidence["node_completed_at"] == "2026-03-11T09:00:00+08:00"
+    # Registered before the limit as registered passed: no overrun to cover, whatever comes after.
+    early = [ev("accepted", at(2026, 3, 2, 10)),
+             ev("suspended", at(2026, 3, 8, 10), at(2026, 3, 9, 20), reason="supplement", event_id="s1")]
+    assert active(run(early, at(2026, 5, 1))) == set()
+
+
 def test_a_node_returned_to_while_still_running_keeps_its_clock():
     """Found by a black-box test: a case returned to 承办 before 承办 was ever done restarted its
     clock, so a 承办 already past its five days was not late (a return gave it new time)."""
