@@ -119,11 +119,13 @@ class Timeline:
 
     def open_from(self, moment: datetime) -> datetime | None:
         """The first moment at or after `moment` at which the case is open: `moment` itself, or the
-        return that reopened it afterwards; None if neither."""
+        return that reopened it afterwards; None if neither. A return reopens the case even when
+        what is redone and the closing that ends it again come at its very moment (stamped to the
+        minute or the day): the return comes first (`stage`), so the case was open then (found by a
+        black-box test: a minute later it was late, at the same minute it was not)."""
         if self.open_at(moment):
             return moment
-        return next((r.returned.occurred_at for r in self.reopenings
-                     if r.returned.occurred_at > moment and self.open_at(r.returned.occurred_at)), None)
+        return next((r.returned.occurred_at for r in self.reopenings if r.returned.occurred_at > moment), None)
 
     def officer(self) -> str | None:
         for event in reversed(self.events):

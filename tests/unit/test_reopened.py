@@ -70,6 +70,32 @@ def test_a_case_returned_after_its_deadline_is_overdue_from_the_return_not_befor
     assert "时限届满后又退回重办" in describe_evidence("overdue", overdue.evidence)
 
 
+def test_a_case_returned_after_its_deadline_redone_and_closed_at_the_return_s_moment_is_overdue():
+    """Found by a black-box oracle (46 cases): the return, the redo and the closing stamped at one
+    minute gave no card, while the closing a minute later gave the red one: the return comes first,
+    so the case was open past its deadline then. A return and a closing alone at that moment too
+    (its skipped node besides)."""
+    redone = handled("R6") + [ev("returned", at(2026, 3, 20), case="R6", node="review"),
+                              ev("node_completed", at(2026, 3, 20), case="R6", node="review"),
+                              ev("node_completed", at(2026, 3, 20), case="R6", node="approve"),
+                              ev("closed", at(2026, 3, 20), case="R6")]
+    for events, expected in ((redone, {("overdue", None)}),
+                             (handled("R7") + [ev("returned", at(2026, 3, 20), case="R7", node="review"),
+                                               ev("closed", at(2026, 3, 20), case="R7")],
+                              {("overdue", None), ("skipped_node", "review")})):
+        found = cards(run(events, at(2026, 4, 10)))
+        assert set(found) == expected
+        overdue = found[("overdue", None)]
+        assert overdue.event_time == at(2026, 3, 20)
+        assert overdue.evidence["open_again_from"] == "2026-03-20T10:00:00+08:00"
+        assert overdue.evidence["ended_at"] == "2026-03-20T10:00:00+08:00"
+    # Returned before the deadline and ended again at that moment: in time.
+    early = handled("R8") + [ev("returned", at(2026, 3, 10), case="R8", node="review"),
+                             ev("node_completed", at(2026, 3, 10), case="R8", node="review"),
+                             ev("closed", at(2026, 3, 10), case="R8")]
+    assert active(run(early, at(2026, 4, 10))) == set()
+
+
 def test_a_node_returned_to_after_the_closing_and_not_redone_is_skipped_at_the_next_closing():
     events = handled("R3") + [ev("returned", at(2026, 3, 6), case="R3", node="review"),
                               ev("closed", at(2026, 3, 9), case="R3")]
