@@ -280,10 +280,15 @@ class WorkCalendar:
         return None if moved is None else max(stated, moved)
 
     def working_days_between(self, start: datetime, end: datetime, pauses: Sequence[Pause] = (),
-                             tz: ZoneInfo | None = None) -> float:
-        """Working days the clock ran from the day after `start` up to `end`."""
+                             tz: ZoneInfo | None = None, limit: datetime | None = None) -> float:
+        """Working days the clock ran from the day after `start` up to `end`; from `start` itself when
+        its `limit` ran out by the end of the start's day (即办, a deadline stated within the day, or
+        one passed before the start), as the clock counted it (`deadline`, `stated_deadline`): else a
+        case of such a clock used "0 working days" on its overdue card, however late it ended."""
         tz = tz or self.tz
         cursor = self.midnight(self.local(start, tz).date() + timedelta(days=1), tz)
+        if limit is not None and limit <= cursor:
+            cursor = start
         used = 0.0
         for pause_start, pause_end in merge_pauses(pauses):
             if cursor >= end:

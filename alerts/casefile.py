@@ -108,7 +108,9 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
         source = "（受理事件另行约定）" if timeline.promised_days != item.promised_days else "（事项目录）"
         basis = (f"承诺时限 {timeline.promised_days} 个工作日{source}，自 {moment(out['accepted_at'])} 受理，"
                  f"受理当日不计，自次日起按中国法定工作日计算（周末、法定节假日不计，调休上班日计入），"
-                 f"截止于最后一个工作日 24:00。")
+                 f"截止于最后一个工作日 24:00。" if timeline.promised_days else
+                 f"即办件{source}，{moment(out['accepted_at'])} 受理，当日办结，截止于受理当日 24:00"
+                 f"（受理日不是工作日的，截止于其后第一个工作日 24:00）。")
     lines = [basis]
     if pauses:
         spans = "；".join(f"{moment(p['from'])} 至 {moment(p['to']) if p['to'] else '未恢复'}"
@@ -137,7 +139,8 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
                      f"“{node.name if node else r.returned.node}”重办，案件自此重新在办；"
                      f"其间案件不在办，此后仍按原时限计算。")
     if timeline.end is not None:
-        used = calendar.working_days_between(accepted.occurred_at, timeline.end.occurred_at, timeline.pauses)
+        used = calendar.working_days_between(accepted.occurred_at, timeline.end.occurred_at, timeline.pauses,
+                                             limit=deadline)
         out["ended_at"] = calendar.local(timeline.end.occurred_at).isoformat()
         out["working_days_used"] = used
         how = "办结" if timeline.end.type is EventType.CLOSED else "撤回"

@@ -160,6 +160,8 @@ def _suspensions(evidence: Mapping[str, Any]) -> str:
 def _deadline(evidence: Mapping[str, Any]) -> str:
     if evidence.get("deadline_source") == "stated by the source system":
         basis = "办理系统给定的办理时限"
+    elif evidence.get("promised_days") == 0:
+        basis = "即办件（当日办结，截止于受理当日 24:00，受理日不是工作日的顺延至其后第一个工作日）"
     else:
         basis = f"承诺时限 {evidence.get('promised_days')} 个工作日（受理当日不计，截止于最后一个工作日 24:00）"
     return (f"{moment(evidence.get('accepted_at'))} 受理，{basis}，{_suspensions(evidence)}，"

@@ -73,7 +73,7 @@ def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:
         evidence["ended_at"] = local(view, t.end.occurred_at)
         evidence["ended_by"] = t.end.type.value
         evidence["working_days_used"] = view.calendar.working_days_between(
-            t.accepted.occurred_at, t.end.occurred_at, t.pauses) if t.accepted else None
+            t.accepted.occurred_at, t.end.occurred_at, t.pauses, limit=deadline) if t.accepted else None
     return evidence
 
 
@@ -168,7 +168,7 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
         }
         if cycle.completed is not None:
             evidence["working_days_used"] = view.calendar.working_days_between(
-                cycle.clock_start, cycle.completed.occurred_at, t.pauses)
+                cycle.clock_start, cycle.completed.occurred_at, t.pauses, limit=limit)
             evidence["completed_event_id"] = cycle.completed.event_id
         officer = cycle.completed.officer_id if cycle.completed else t.officer()
         out[cycle.node] = Finding(Rule.NODE_OVERDUE, t.accepted.case_id, limit, evidence,

@@ -15,7 +15,7 @@ import pytest
 from alerts.evaluate import judge_case, step
 from alerts.events import Channel
 
-from tests.unit.helpers import PENALTY, active, at, ev, judge, run
+from tests.unit.helpers import LICENCE, PENALTY, active, at, ev, judge, run
 
 
 def handled(close_at=None, with_review=True, **times):
@@ -1023,3 +1023,39 @@ def test_a_decision_made_while_a_node_before_it_was_sent_back_goes_ahead_of_it()
     assert card.evidence["returned_at"] == "2026-03-05T14:00:00+08:00"
     # Redone before the decision: nothing.
     assert active(run(case(redone(at(2026, 3, 5, 14, 30)), decision(at(2026, 3, 5, 15))), at(2026, 4, 1))) == set()
+
+
+def test_a_clock_that_runs_out_on_its_start_day_counts_the_working_days_used_from_the_start():
+    """Found by a black-box oracle: 447 of 3,001 overdue cards of ended cases said the case used
+    "0 working days" (即办, a deadline stated within the acceptance day, or passed before it): the
+    days used were counted from the next day, as for a clock that runs out later, while the
+    deadline beside them was the end of the acceptance day."""
+    from alerts.casefile import case_file
+    from alerts.describe import describe_evidence
+
+    def overdue(events):
+        state = run(events, at(2026, 12, 1))
+        (card,) = [a for a in state.alerts.values() if a.rule.value == "overdue"]
+        return state, card
+
+    # 即办 accepted Friday 10:00, closed Saturday 10:00: 14 of Friday's 24 hours.
+    events = [ev("accepted", at(2026, 10, 30, 10), promised_days=0), ev("closed", at(2026, 10, 31, 10))]
+    state, card = overdue(events)
+    assert card.evidence["deadline"] == "2026-10-31T00:00:00+08:00"
+    assert card.evidence["working_days_used"] == round(14 / 24, 4)
+    text = describe_evidence("overdue", card.evidence)
+    assert "即办件（当日办结，截止于受理当日 24:00" in text and "受理当日不计" not in text, text
+    j = judge()
+    filed = case_file(state.events, [], j.item(LICENCE), j.calendar)
+    assert filed["deadline"]["working_days_used"] == round(14 / 24, 4)
+    assert "即办件（受理事件另行约定），2026-10-30 10:00 受理，当日办结" in filed["deadline"]["text"]
+    # A deadline stated within the acceptance day, and one passed before the acceptance.
+    _, card = overdue([ev("accepted", at(2026, 10, 29, 9), deadline=at(2026, 10, 29, 9, 30).isoformat()),
+                       ev("closed", at(2026, 10, 29, 11, 42))])
+    assert card.evidence["working_days_used"] == round((2 * 60 + 42) / (24 * 60), 4)
+    _, card = overdue([ev("accepted", at(2026, 10, 29, 10), deadline=at(2026, 10, 29, 9).isoformat()),
+                       ev("closed", at(2026, 10, 29, 12))])
+    assert card.evidence["working_days_used"] == round(2 / 24, 4)
+    # A three-day clock still starts the day after: accepted Monday, closed the next Monday 10:00.
+    _, card = overdue([ev("accepted", at(2026, 11, 2, 10), promised_days=3), ev("closed", at(2026, 11, 9, 10))])
+    assert card.evidence["working_days_used"] == round(4 + 10 / 24, 4)
