@@ -364,9 +364,7 @@ def _check_case_columns(row: Mapping[str, Any], number: int, case_id: str, mappi
             continue
         if what in ("case end", "accept_attrs.deadline"):
             moment = parse_log_time(raw, mapping.timezone, column)
-            local = moment.astimezone(mapping.timezone)
-            value: Any = (end_of_day(local, mapping.timezone) if date_only and is_a_date(local, mapping.dates_written_at)
-                          else moment)
+            value: Any = (date_end(moment, mapping) or moment) if date_only else moment
         else:
             value = str(raw).strip()
         first = stated.setdefault((case_id, column), (number, value))
@@ -425,19 +423,31 @@ def is_a_date(local: datetime, written_at: frozenset[time] = frozenset()) -> boo
 
 
 def end_of_day(local: datetime, tz: ZoneInfo) -> datetime:
-    """24:00 of a local time's day (the next day's 00:00, in `tz`)."""
-    return (datetime(local.year, local.month, local.day, tzinfo=tz) + timedelta(days=1)).astimezone(tz)
+    """24:00 of a local time's day, in its own zone or offset (the next day's 00:00), given in `tz`."""
+    return (datetime(local.year, local.month, local.day, tzinfo=local.tzinfo) + timedelta(days=1)).astimezone(tz)
+
+
+def date_end(moment: datetime, mapping: LogMapping) -> datetime | None:
+    """The end of the day a value of a date-only column stands for, when it is a date; else None.
+    A date as written (midnight in the offset it carries: 2010-11-29 00:00:00+01:00), or in the
+    mapping's timezone (a date a tool converted to UTC: 2010-11-28 23:00:00+00:00, with the
+    timezone of the source). Read only in the mapping's timezone, a date written with its own
+    offset was a moment under `timezone: UTC` (or the default), and 68 cases of the receipt log
+    that ended on their deadline's day were overdue (found by a black-box test)."""
+    for local in (moment, moment.astimezone(mapping.timezone)):
+        if is_a_date(local, mapping.dates_written_at):
+            return end_of_day(local, mapping.timezone)
+    return None
 
 
 def _case_end(row: Mapping[str, Any], event: dict, mapping: LogMapping, steps: Iterable[datetime] = ()) -> dict:
     """The `closed` event a case-level end column stands for; with `takes_steps_within_seconds`,
     at the latest of the case's `steps` recorded that long after the end value, if any."""
     moment = parse_log_time(row.get(mapping.case_end), mapping.timezone, mapping.case_end)
-    local = moment.astimezone(mapping.timezone)
-    if mapping.case_end_date_only and is_a_date(local, mapping.dates_written_at):
+    if mapping.case_end_date_only:
         # A date: the case closed some time that day, so at its end. A value with a time of day
         # in the same column is the moment the case closed, and is kept.
-        moment = end_of_day(local, mapping.timezone)
+        moment = date_end(moment, mapping) or moment
     window = mapping.case_end_takes_steps_within
     if window is not None:
         moment = max((step for step in steps if moment < step <= moment + window), default=moment)
@@ -506,9 +516,8 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict:
                 continue
             if name == "deadline":
                 moment = parse_log_time(value, mapping.timezone, column)
-                local = moment.astimezone(mapping.timezone)
-                if name in mapping.accept_attrs_date_only and is_a_date(local, mapping.dates_written_at):
-                    moment = end_of_day(local, mapping.timezone)  # a date: the deadline runs to its end
+                if name in mapping.accept_attrs_date_only:
+                    moment = date_end(moment, mapping) or moment  # a date: the deadline runs to its end
                 attrs[name] = moment.isoformat()
             else:
                 attrs[name] = _number(value, name) if name in NUMBER_ATTRS else str(value)

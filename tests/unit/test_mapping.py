@@ -1,5 +1,7 @@
 """Mapping foreign log rows to contract events: columns, activities, times kept exactly."""
 
+from datetime import datetime, timedelta, timezone as dt_timezone
+
 import pytest
 
 from alerts.mapping import MappingError, RowStatus, load_mapping, map_rows
@@ -333,3 +335,28 @@ def test_a_row_with_every_field_empty_is_skipped_not_rejected():
     assert [(r.number, r.status, r.reason) for r in out] == [
         (1, RowStatus.IMPORTED, None), (2, RowStatus.SKIPPED, "skipped: blank, every field empty"),
         (3, RowStatus.IMPORTED, None), (4, RowStatus.SKIPPED, "skipped: blank, every field empty")]
+
+
+@pytest.mark.parametrize("timezone", ["Europe/Amsterdam", "UTC", "Asia/Shanghai"])
+def test_a_date_written_with_its_own_offset_is_a_date_whatever_the_mapping_s_timezone(timezone):
+    """Found by a black-box test: the receipt log's end and deadline dates carry their offset
+    (2010-11-29 01:06:40+01:00, a date as the source writes them); read under `timezone: UTC`, as
+    the docs suggest for a log in UTC, or the default, they were moments, and 68 cases that ended
+    on their deadline's day were overdue. A date as written is a date in any timezone."""
+    raw = [{"case": "c1", "act": "Receive", "ts": "2010-11-20 10:00:00+01:00", "who": "r",
+            "dl": "2010-11-29 01:06:40+01:00", "end": "2010-11-29 01:06:40+01:00"}]
+    out = list(map_rows(raw, load_mapping({**MAPPING, "timezone": timezone, "dates_written_at": ["01:06:40"],
+                                           "accept_attrs": {"deadline": {"column": "dl", "date_only": True}},
+                                           "case_end": {"column": "end", "date_only": True}})))
+    accepted, closed = (row.event for row in out)
+    end_of_day = datetime(2010, 11, 30, tzinfo=dt_timezone(timedelta(hours=1)))
+    assert datetime.fromisoformat(accepted["attrs"]["deadline"]) == end_of_day
+    assert datetime.fromisoformat(closed["occurred_at"]) == end_of_day
+
+
+def test_a_date_a_tool_converted_to_utc_is_a_date_in_the_mapping_s_timezone():
+    """PM4Py writes XES in UTC: the date 2010-11-29 of Amsterdam reads 2010-11-28 23:00:00+00:00."""
+    raw = [{"case": "c1", "act": "Receive", "ts": "2010-11-20 09:00:00+00:00", "who": "r",
+            "end": "2010-11-28 23:00:00+00:00"}]
+    out = list(map_rows(raw, load_mapping({**MAPPING, "case_end": {"column": "end", "date_only": True}})))
+    assert datetime.fromisoformat(out[1].event["occurred_at"]) == datetime(2010, 11, 29, 23, tzinfo=dt_timezone.utc)
