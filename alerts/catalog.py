@@ -8,6 +8,7 @@ department and the field, so an operator can fix the file without guessing.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -101,9 +102,25 @@ class Item:
     decision_node: str | None = None
     decided_completes: bool = False
     _plan: "ProcessPlan | None" = field(default=None, compare=False, repr=False)
+    _tiers: "dict[str, tuple[Tier, ...]] | None" = field(default=None, compare=False, repr=False)
 
     def node(self, node_id: str) -> Node | None:
         return self.plan.index.get(node_id)
+
+    def tiers(self, violation: str) -> tuple[Tier, ...]:
+        """The benchmark tiers of a violation code (none: no benchmark), the code read as a source
+        may write it: spaces around it, and a whole number written as a float (`7.0` for `7`, as a
+        spreadsheet or PM4Py writes an integer column with gaps) are the same code. Compared
+        character for character, a log whose codes read `7` against a catalog keyed `7.0` (or an
+        Excel cell `7.0 `) lost every discretion card without a word (found by a black-box test)."""
+        exact = self.discretion.get(violation)
+        if exact is not None:
+            return exact
+        index = self._tiers
+        if index is None:
+            index = {violation_key(code): tiers for code, tiers in self.discretion.items()}
+            object.__setattr__(self, "_tiers", index)
+        return index.get(violation_key(violation), ())
 
     @property
     def plan(self) -> "ProcessPlan":
@@ -237,6 +254,17 @@ def _nodes(raw: Any, where: str) -> tuple[Node, ...]:
         if required:
             last_required = node_id
     return tuple(nodes)
+
+
+_WHOLE_FLOAT = re.compile(r"(-?\d+)\.0+")
+
+
+def violation_key(code: str) -> str:
+    """A violation code as benchmarks are matched by: without spaces around it, and a whole number
+    written as a float without its fraction (`7.0` is `7`; `07` stays `07`)."""
+    code = code.strip()
+    whole = _WHOLE_FLOAT.fullmatch(code)
+    return whole.group(1) if whole else code
 
 
 def _discretion(raw: Any, where: str) -> dict[str, tuple[Tier, ...]]:

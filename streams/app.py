@@ -641,8 +641,8 @@ class Pipeline:
                 continue
             try:
                 within = benchmark_of(after, group.item_code, group.violation_code)
-                unchanged = (after.config == before.config and before.item(group.item_code).discretion.get(
-                    group.violation_code) == after.item(group.item_code).discretion.get(group.violation_code))
+                unchanged = (after.config == before.config and before.item(group.item_code).tiers(group.violation_code)
+                             == after.item(group.item_code).tiers(group.violation_code))
             except NotInCatalog:  # an item added or gone: its cases are judged as the catalog says
                 continue
             if unchanged:

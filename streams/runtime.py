@@ -383,7 +383,7 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
             penalty = penalty_of(event)
             item = judge.catalog.item(event.item_code)
             if penalty is not None and item is not None:
-                tiers = item.discretion.get(penalty[0], ())
+                tiers = item.tiers(penalty[0])
                 facts.append(fact_of(event, *penalty, not tiers or any(t.contains(penalty[1]) for t in tiers)))
     pipeline.restore(states, facts, settled, _held_verdicts(states, alerts))
     tickets, at_rest, pipeline.untaken_alerts = _stored_tickets(client, alerts, pipeline.catalog.ticket_policy(),

@@ -248,7 +248,7 @@ def benchmark_of(judge: Judge, item_code: str, violation: str) -> Callable[[floa
     """Whether an amount is within the benchmark of an item's violation (inside one of its tiers,
     or it has none): a fine outside every tier is judged, but is no one's peer. UnknownItem when
     the catalog lacks the item."""
-    tiers = judge.item(item_code).discretion.get(violation, ())
+    tiers = judge.item(item_code).tiers(violation)
     return lambda amount: not tiers or any(tier.contains(amount) for tier in tiers)
 
 

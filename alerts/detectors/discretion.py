@@ -35,7 +35,7 @@ def _out_of_range(view: CaseView) -> list[Finding]:
         if penalty is None:
             continue
         violation, amount = penalty
-        tiers = view.item.discretion.get(violation)
+        tiers = view.item.tiers(violation)
         if not tiers:
             continue  # no benchmark for this violation: nothing to judge against
         claimed = event.attrs.get("discretion_tier")

@@ -324,6 +324,26 @@ def test_a_penalty_dated_after_the_closing_still_answers_to_its_benchmark():
     assert ("discretion_out_of_range", None) in active(state)
 
 
+def test_a_violation_code_is_matched_as_a_source_writes_it():
+    """Found by a black-box test: codes were matched character for character, so a log whose codes
+    read `7` (PM4Py's XES of an integer column) against a catalog keyed `7.0` (the CSV's), or an Excel
+    cell `7.0 `, lost every discretion card without a word."""
+    import dataclasses
+
+    from alerts.catalog import Tier, violation_key
+
+    assert [violation_key(c) for c in ("7", "7.0", " 7.00 ", "07", "7.5", "V-FOOD-124 ")] == \
+        ["7", "7", "7", "07", "7.5", "V-FOOD-124"]
+    j = judge()
+    item = j.item(PENALTY)
+    keyed = dataclasses.replace(item, discretion={"7.0": (Tier("light", 10, 100),)}, _tiers=None)
+    assert keyed.tiers("7") == keyed.tiers(" 7.0 ") == (Tier("light", 10, 100),)
+    assert keyed.tiers("07") == () and keyed.tiers("7.5") == ()
+    for written in ("V-FOOD-124 ", " V-FOOD-124"):
+        state = run(penalty_case("P9", 150000, "heavy", violation=written), at(2026, 3, 4))
+        assert ("discretion_out_of_range", None) in active(state), written
+
+
 def test_a_violation_without_a_benchmark_is_not_judged():
     state = run(penalty_case("P1", 10 ** 7, violation="V-UNKNOWN"), at(2026, 3, 4))
     assert not {r for r in active(state) if r[0].startswith("discretion")}
