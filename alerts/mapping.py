@@ -222,6 +222,7 @@ class MappedRow:
     labels: Mapping[str, str] = field(default_factory=dict)
     columns: Mapping[str, Any] | None = None  # a rejected row as read
     derived: bool = False  # a case's closing, made from its case-level end column: not a row of its own
+    activity: str | None = None  # an imported row's activity as written (what a rejected row is known by)
 
 
 def _value(row: Mapping[str, Any], source: Mapping[str, str]) -> Any:
@@ -317,7 +318,8 @@ def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator
             out.append(MappedRow(number, RowStatus.REJECTED, reason=str(exc), case_id=labels.get("case_id"),
                                  labels=labels, columns=dict(row)))
             continue
-        out.append(MappedRow(number, RowStatus.IMPORTED, event, case_id=event["case_id"]))
+        out.append(MappedRow(number, RowStatus.IMPORTED, event, case_id=event["case_id"],
+                             activity=str(row.get(mapping.activity) or "").strip()))
         case_id = event["case_id"]
         if window is not None:
             steps.setdefault(case_id, []).append(datetime.fromisoformat(event["occurred_at"]))

@@ -168,7 +168,7 @@ def cmd_import(args, settings: Settings) -> int:
             left = open_import_letters(client)
         finally:
             client.close()
-        replaced = replaced_letters(left, source, result)
+        replaced = replaced_letters(left, source, result, mapping)
         hold_cases_left_open(result, left, replaced)
     with open(rejects, "wb") as handle:
         for row in (*result.rejected, *result.held):

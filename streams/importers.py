@@ -183,6 +183,7 @@ class ImportResult:
     duplicated_in_file: int = 0
     raw_lines: dict[int, bytes] = field(default_factory=dict)  # a rejected JSON line as read
     numbers: dict[str, tuple[int, bool]] = field(default_factory=dict)  # event id -> its row, and derived
+    activities: set[tuple[str, str]] = field(default_factory=set)  # (case, activity as written) of rows imported
 
     def hold(self, cases: dict[str, str]) -> None:
         """Hold back the events of these cases (case -> why), as rows of a case with a rejected row are."""
@@ -266,6 +267,8 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
             seen.add(mapped.event["event_id"])
             result.events.append(mapped.event)
             result.numbers[mapped.event["event_id"]] = (mapped.number, mapped.derived)
+            if mapped.activity:
+                result.activities.add((mapped.event["case_id"], mapped.activity))
     return result
 
 
@@ -301,23 +304,48 @@ def whole_cases(result: ImportResult) -> set[str]:
     return {event["case_id"] for event in result.events} - broken
 
 
-def replaced_letters(letters: list[dict], source: Path, result: ImportResult) -> list[dict]:
+def replaced_letters(letters: list[dict], source: Path, result: ImportResult,
+                     mapping: LogMapping | None = None) -> list[dict]:
     """Of the open letters an earlier import of a file of this name left (by their detail), those
-    this import replaces: a held row whose event it brought in; a rejected row whose case it
-    brought in whole, with a row at the same number, once every held row of that case is brought
+    this import replaces: a held row's whose event it brought in; a rejected row's whose case it
+    brought in whole, with that row back (`_row_back`), once every held row of that case is brought
     in too. Another file that only shares the name (next month's export) replaces none of a case
     it does not bring in again."""
     prefix = f"{source.name}, row "
     mine = [letter for letter in letters
             if letter["partition"] == IMPORT_PARTITION and (letter["detail"] or "").startswith(prefix)]
     events = {event["event_id"] for event in result.events}
-    whole, rows = whole_cases(result), result.rows_of_cases
+    whole = whole_cases(result)
     held = [letter for letter in mine if letter["reason"] == CASE_INCOMPLETE]
     replaced = [letter for letter in held if letter["event_id"] in events]
     waiting = {letter["case_id"] for letter in held if letter["event_id"] not in events}
     replaced += [letter for letter in mine if letter["reason"] == UNREADABLE_ROW and letter["case_id"] in whole
-                 and letter["case_id"] not in waiting and (letter["case_id"], letter["offset"]) in rows]
+                 and letter["case_id"] not in waiting and _row_back(letter, result, events, mapping)]
     return replaced
+
+
+def _row_back(letter: dict, result: ImportResult, events: set[str], mapping: LogMapping | None) -> bool:
+    """Whether this import brings back the row a rejected row's letter stands for. A row with an
+    activity the mapping reads (rejected for its time or another value): a row of its case with that
+    activity (the file exported again in another order, where the same number was another case's
+    row: the case stayed held back for good, its cards lost, found by a black-box test). A JSON
+    line that names its event: that event. Otherwise (the activity itself unreadable): a row of
+    its case at the same number, the file corrected in place."""
+    same_number = (letter["case_id"], letter["offset"]) in result.rows_of_cases
+    try:
+        payload = orjson.loads(letter["payload"])
+    except (orjson.JSONDecodeError, TypeError):
+        return same_number
+    if not isinstance(payload, dict):
+        return same_number
+    if mapping is None or mapping.format == "jsonl":
+        named = payload.get("event_id")
+        return named in events if isinstance(named, str) and named else same_number
+    activity = (payload.get("columns") or {}).get(mapping.activity)
+    activity = activity.strip() if isinstance(activity, str) else ""
+    if activity and (activity in mapping.activities or mapping.unmapped == "node"):
+        return (letter["case_id"], activity) in result.activities
+    return same_number
 
 
 def open_import_letters(client) -> list[dict]:
