@@ -51,6 +51,11 @@ covers each one.
    never come: `stop_waiting_for_acknowledgements` ends the wait. Faust then commits what is
    acknowledged, as always (`_acked`, not `_unacked_messages`, decides what is committed), so
    the messages left are delivered again on the next start.
+10. **Signal handlers at the start** (mode-streaming 0.7.1, the worker library Faust runs on:
+   `Worker.default_on_first_start`, mode/worker.py, "self.install_signal_handlers()"): mode puts SIGTERM
+   and SIGINT on handlers of its own as the worker's start begins, whose stop runs in a task
+   nobody waits for. `after_signal_handlers` runs Sunlight's own installation right after mode's,
+   so that a signal while the worker starts is Sunlight's to handle (`streams.runtime`).
 """
 
 from __future__ import annotations
@@ -373,3 +378,16 @@ def stop_waiting_for_acknowledgements(consumer) -> int:
     if woken is not None and not woken.done():
         woken.set_result(None)
     return waiting
+
+
+def after_signal_handlers(worker, install: Callable[[], None]) -> None:
+    """Run `install` right after mode installs the worker's signal handlers, as its start begins
+    (patch 10): mode's other handlers (SIGUSR1: the stacks) stay; what `install` sets replaces
+    mode's for the same signals."""
+    install_modes = worker.install_signal_handlers
+
+    def install_signal_handlers() -> None:
+        install_modes()
+        install()
+
+    worker.install_signal_handlers = install_signal_handlers

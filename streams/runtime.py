@@ -155,8 +155,9 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         worker = faust.Worker(pipeline.app, loop=asyncio.get_running_loop(), loglevel="WARNING",
                               quiet=True, redirect_stdouts=False, override_logging=False, daemon=False)
         worker.spinner = None  # Faust draws a terminal spinner on stdout even when quiet: no control codes in logs
+        held = _hold_signals_while_starting(worker)
         await worker.start()
-        _stop_on_signals(pipeline, worker, drain=drain_on_signal and own_broker is not None)
+        _stop_on_signals(pipeline, worker, drain=drain_on_signal and own_broker is not None, held=held)
         if own_broker is not None:
             watching = asyncio.ensure_future(_watch_own_broker(pipeline, own_broker))
         if pipeline.untaken_alerts:  # written by the last process, never taken by its ticket agent
@@ -277,10 +278,41 @@ async def running_worker(settings: Settings, catalog_path: Path) -> AsyncIterato
             await health.stop()
 
 
-def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker, drain: bool = False) -> None:
+def _hold_signals_while_starting(worker: faust.Worker) -> list[int]:
+    """SIGTERM and SIGINT while the worker starts are held (the list returned), and the stop they
+    ask for begins once it has started (`_stop_on_signals`); a second one exits at once.
+
+    Mode installs signal handlers of its own as the worker's start begins. Its stop ran in a task
+    nobody waited for, alongside the start: the worker's `wait_until_stopped` returned at once, our
+    `_stop_worker` found the worker stopping and returned, the store closed, and `asyncio.run`,
+    cancelling what was left, waited for Faust's stop, whose consumer thread ended only at mode's
+    60 s shutdown timeout (a worker sent SIGTERM within its first seconds, busy or not, did not
+    exit within 45 s: found by a flaky test). Mode's other handlers (SIGUSR1: the stacks) stay."""
+    loop = asyncio.get_running_loop()
+    held: list[int] = []
+
+    def hold(sig: int) -> None:
+        if held:
+            log.warning("a second signal while starting: exiting at once")
+            _exit_at_once(1)
+        held.append(sig)
+        log.warning("a signal while the worker starts: it stops once started (a second signal exits at once)")
+
+    def hold_signals() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, hold, sig)
+
+    faust_patches.after_signal_handlers(worker, hold_signals)  # mode sets its own as the start begins
+    hold_signals()
+    return held
+
+
+def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker, drain: bool = False,
+                     held: list[int] | None = None) -> None:
     """SIGTERM and SIGINT stop the worker cleanly: the agents know they are stopping (so their
     cancellation is no crash), and the worker stops its services in order. With `drain`, the first
-    signal lets the agents take what the worker's own broker holds first; a second stops at once."""
+    signal lets the agents take what the worker's own broker holds first; a second stops at once.
+    A signal `held` while the worker started begins the stop now."""
     loop = asyncio.get_running_loop()
     draining = False
 
@@ -311,6 +343,8 @@ def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker, drain: bool = Fal
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signalled)
+    if held:
+        signalled()
 
 
 async def _drain_then_stop(pipeline: Pipeline, worker: faust.Worker, stop: Callable[[], None]) -> None:

@@ -374,3 +374,24 @@ def test_the_stops_wait_for_acknowledgements_ends_when_told_and_commits_only_wha
     assert still_waiting
     assert took < 0.5  # woken, not left to its one-second wait
     assert commits[-2:] == ["commit_and_end_transactions", "False"]
+
+
+def test_sunlight_s_signal_handlers_follow_mode_s_at_the_start():
+    """Patch 10: mode 0.7.1 installs its signal handlers as the worker's start begins; Sunlight's
+    are installed right after (a SIGTERM then was mode's, whose stop nobody waited for)."""
+    from importlib.metadata import version
+
+    from mode import worker as mode_worker
+
+    assert version("mode-streaming") == "0.7.1"
+    assert "self.install_signal_handlers()" in inspect.getsource(mode_worker.Worker.default_on_first_start)
+    calls: list[str] = []
+
+    class Worker:
+        def install_signal_handlers(self) -> None:
+            calls.append("mode")
+
+    worker = Worker()
+    faust_patches.after_signal_handlers(worker, lambda: calls.append("sunlight"))
+    worker.install_signal_handlers()
+    assert calls == ["mode", "sunlight"]

@@ -86,3 +86,73 @@ def test_a_signal_while_a_stop_is_under_way_exits_at_once(monkeypatch):
         worker.stopping_on_signal.cancel()
 
     asyncio.run(run())
+
+
+def _signals_and_worker(monkeypatch):
+    """The loop's signal handlers (by signal), mode's own handlers (recorded when called), and a worker
+    whose start installs them."""
+    import signal
+
+    handlers: dict = {}
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "add_signal_handler",
+                        lambda sig, callback, *args: handlers.__setitem__(sig, lambda: callback(*args)))
+    modes: list = []
+
+    def install_modes() -> None:  # mode's Worker.install_signal_handlers, as worker.start() begins
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            handlers[sig] = lambda sig=sig: modes.append(sig)
+
+    pipeline = SimpleNamespace(stopping=False, writer=SimpleNamespace(batch=SimpleNamespace(failed_attempts=0),
+                                                                       last_error=None))
+    worker = SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(stream_wait_empty=True)),
+                             stopping_on_signal=None, install_signal_handlers=install_modes)
+    return handlers, modes, pipeline, worker
+
+
+def test_a_signal_while_the_worker_starts_stops_it_once_started(monkeypatch):
+    """Found by a flaky test: SIGTERM while `worker.start()` ran (a busy machine, a slow start) went
+    to mode's own handler, whose stop nobody waited for: the worker left its context at once, and
+    the loop's close waited 60 s for Faust's consumer thread (its assignment callback's main-thread
+    queue cancelled), then exited with an ERROR. The signal is now held, and the worker's own
+    stop begins once it has started; mode's other handlers (SIGUSR1) stay."""
+    import signal
+
+    stops: list = []
+
+    async def stop_worker(pipeline, worker):
+        stops.append(worker)
+
+    monkeypatch.setattr(runtime, "_stop_worker", stop_worker)
+
+    async def run():
+        handlers, modes, pipeline, worker = _signals_and_worker(monkeypatch)
+        held = runtime._hold_signals_while_starting(worker)
+        worker.install_signal_handlers()  # the start begins
+        handlers[signal.SIGTERM]()  # while it starts
+        assert held and modes == [] and not pipeline.stopping and worker.stopping_on_signal is None
+        handlers[signal.SIGUSR1]()
+        assert modes == [signal.SIGUSR1]
+        runtime._stop_on_signals(pipeline, worker, held=held)  # started
+        assert pipeline.stopping
+        await worker.stopping_on_signal
+        assert stops == [worker]
+
+    asyncio.run(run())
+
+
+def test_a_second_signal_while_the_worker_starts_exits_at_once(monkeypatch):
+    import signal
+
+    exits: list[int] = []
+    monkeypatch.setattr(runtime, "_exit_at_once", exits.append)
+
+    async def run():
+        handlers, _, _, worker = _signals_and_worker(monkeypatch)
+        runtime._hold_signals_while_starting(worker)
+        handlers[signal.SIGTERM]()
+        assert exits == []
+        handlers[signal.SIGINT]()
+        assert exits == [1]
+
+    asyncio.run(run())
