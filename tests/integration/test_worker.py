@@ -77,16 +77,6 @@ def test_a_worker_sent_sigterm_while_busy_stops_and_loses_nothing(tmp_path):
         committed = asyncio.run(committed_offsets(bootstrap, "sunlight", "case-events", 4))
         return all(committed.get(p, 0) >= end for p, end in ends.items())
 
-    def stopped(worker) -> tuple[float, str]:
-        worker.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        try:
-            _, err = worker.communicate(timeout=45)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-        return time.monotonic() - started, err
-
     with EmbeddedBroker() as broker:
         env = {**os.environ, **standalone_settings(broker, tmp_path / "data", SUNLIGHT_PARTITIONS="4",
                                                     SUNLIGHT_CATALOG=str(CONTRACT / "catalog.example.yaml"))}
@@ -99,7 +89,7 @@ def test_a_worker_sent_sigterm_while_busy_stops_and_loses_nothing(tmp_path):
             sending = threading.Thread(target=stream_in, args=(broker.bootstrap, messages(round_)))
             sending.start()
             time.sleep(0.6)
-            took, err = stopped(worker)
+            took, err = _stopped(worker)
             err = seen + err
             sending.join()
             assert worker.returncode == 0 and took < 20, f"round {round_}: the stop took {took:.1f} s: {err[-3000:]}"
@@ -108,7 +98,7 @@ def test_a_worker_sent_sigterm_while_busy_stops_and_loses_nothing(tmp_path):
         deadline = time.monotonic() + 120
         while not everything_committed(broker.bootstrap) and time.monotonic() < deadline:
             time.sleep(0.5)  # takes the rest, writes it, commits
-        _, err = stopped(last)
+        _, err = _stopped(last)
         assert last.returncode == 0, err[-3000:]
         export = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export"], env=env,
                                 capture_output=True, timeout=120)
@@ -129,16 +119,21 @@ def test_a_worker_sent_sigterm_while_it_starts_stops_cleanly(tmp_path):
                                                     SUNLIGHT_CATALOG=str(CONTRACT / "catalog.example.yaml"))}
         worker = start_worker(env, broker.bootstrap)  # its topics just created: `worker.start()` under way
         time.sleep(0.5)
-        worker.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        try:
-            _, err = worker.communicate(timeout=30)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-        took = time.monotonic() - started
+        took, err = _stopped(worker)
     assert worker.returncode == 0 and took < 20, f"the stop took {took:.1f} s: {err[-3000:]}"
     assert "Traceback" not in err and " ERROR " not in err, err[-3000:]
+
+
+def _stopped(worker, timeout: float = 45.0) -> tuple[float, str]:
+    """SIGTERM to a worker: how long it took to exit (killed after `timeout`), and its log."""
+    worker.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    try:
+        _, err = worker.communicate(timeout=timeout)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    return time.monotonic() - started, err
 
 
 def _running(worker, timeout: float = 90.0) -> str:
