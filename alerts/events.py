@@ -119,6 +119,10 @@ class CaseEvent:
         return out
 
 
+# At one moment: a return first, then a closing, then a withdrawal (`alerts.timeline.process_order`).
+_AT_ONE_MOMENT = {EventType.RETURNED: 0, EventType.CLOSED: 1, EventType.WITHDRAWN: 2}
+
+
 def end_in_force(steps: Iterable[tuple[str, datetime]]) -> int | None:
     """Of a case's events in event-time order, given as (type, occurred_at) pairs, the position of
     the one that ends the case as they stand: its closing or withdrawal, unless a return (退回)
@@ -126,14 +130,20 @@ def end_in_force(steps: Iterable[tuple[str, datetime]]) -> int | None:
     ends again (a withdrawal, 撤回/作废, is final). None: the case has not ended. (A return stated at the very moment of the closing does
     not reopen it: the case was closed then. One stated at the moment of a later closing reopens
     the earlier end, and that closing ends the case again: at one moment a return comes first,
-    as `alerts.timeline.process_order` reads it, whatever the registration times.)"""
+    as `alerts.timeline.process_order` reads it, whatever the registration times. A closing and a
+    withdrawal at one moment: the closing, whatever their ids; the withdrawal then changes nothing.)"""
     steps = list(steps)
     if not any(kind == EventType.RETURNED for kind, _ in steps):  # the common case: the first end
-        return next((position for position, (kind, _) in enumerate(steps) if kind in ENDING), None)
+        first = next((position for position, (kind, _) in enumerate(steps) if kind in ENDING), None)
+        if first is None or steps[first][0] == EventType.CLOSED:
+            return first
+        at = steps[first][1]  # a closing at the moment of the withdrawal comes first
+        return next((position for position, (kind, moment) in enumerate(steps)
+                     if kind == EventType.CLOSED and moment == at), first)
     end: int | None = None
     ended_at: datetime | None = None
     ended_by: str | None = None
-    ordered = sorted(enumerate(steps), key=lambda s: (s[1][1], 0 if s[1][0] == EventType.RETURNED else 1))
+    ordered = sorted(enumerate(steps), key=lambda s: (s[1][1], _AT_ONE_MOMENT.get(s[1][0], 3)))
     for position, (kind, occurred_at) in ordered:
         if end is None:
             if kind in ENDING:

@@ -188,8 +188,10 @@ def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
             return last + 1.5  # after the closing too: a case closed at that moment was closed
         if kind is EventType.DECIDED:
             return decision_at
-        if kind is EventType.CLOSED or kind is EventType.WITHDRAWN:
+        if kind is EventType.CLOSED:
             return last + 1
+        if kind is EventType.WITHDRAWN:
+            return last + 1.1  # after a closing at that moment, whatever their ids: that closing is the end
         return last + 2  # rated
 
     ordered = sorted(events, key=lambda e: (e.occurred_at, stage(e), e.recorded_at, e.event_id))
@@ -215,8 +217,9 @@ def _reopening_returns(events: Sequence[CaseEvent]) -> set[str]:
             reopening.update(e.event_id for e in returns)  # after a withdrawal they change nothing
             if ended_by is EventType.CLOSED:
                 ended_by = None
-        if ended_by is None:
-            ended_by = next((e.type for e in at_moment if e.type in ENDING), None)
+        if ended_by is None:  # a closing before a withdrawal at one moment (`process_order`)
+            ended = {e.type for e in at_moment} & ENDING
+            ended_by = EventType.CLOSED if EventType.CLOSED in ended else next(iter(ended), None)
     return reopening
 
 

@@ -148,7 +148,8 @@ def stored_case_status(data: bytes | None) -> tuple[int, str] | None:
 def _stored_end(rows: list[list[Any]]) -> int | None:
     """`alerts.events.end_in_force` of stored event rows (a time parsed only where it matters)."""
     first = next((i for i, row in enumerate(rows) if row[2] in ENDING), None)
-    if first is None or not any(row[2] == "returned" for row in rows[first:]):
+    if first is None or not any(row[2] == "returned" or (row[2] == "closed" and rows[first][2] != "closed")
+                                for row in rows[first:]):
         return first
     return end_in_force((row[2], datetime.fromisoformat(row[3])) for row in rows)
 

@@ -234,3 +234,22 @@ def test_a_return_at_a_later_closing_s_moment_reopens_nothing_and_a_re_acceptanc
             random.Random(seed).shuffle(shuffled)
             state = run(shuffled, at(2026, 4, 10))
             assert cards(state) == {} and state.status == "closed", (events[0].case_id, seed)
+
+
+def test_a_closing_and_a_withdrawal_at_one_moment_are_read_the_same_whatever_their_ids():
+    """Found by a black-box oracle: with the closing's id before the withdrawal's the case was
+    closed without its last node (a red skipped_node); with the ids the other way round it was
+    withdrawn, no card. The closing comes first at one moment (it went ahead without the node
+    either way); the withdrawal then changes nothing."""
+    outcomes = set()
+    for closing_id, withdrawal_id in (("c-8", "c-9"), ("c-9", "c-8")):
+        events = [ev("accepted", at(2026, 3, 2), case="W1"),
+                  ev("node_completed", at(2026, 3, 3), case="W1", node="undertake"),
+                  ev("node_completed", at(2026, 3, 4), case="W1", node="review"),
+                  ev("closed", at(2026, 3, 5), at(2026, 3, 5), case="W1", event_id=closing_id),
+                  ev("withdrawn", at(2026, 3, 5), at(2026, 3, 5), case="W1", event_id=withdrawal_id)]
+        for order in (events, events[::-1]):
+            state = run(order, at(2026, 4, 10))
+            outcomes.add((frozenset(active(state)), state.status, state.ended_by.type.value))
+            outcomes.add(stored_case_status(encode_state(state, 0)))
+    assert outcomes == {(frozenset({("skipped_node", "approve")}), "closed", "closed"), (0, "closed")}
