@@ -480,7 +480,7 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict:
     rule = mapping.activities.get(activity)
     if rule is None:
         if mapping.unmapped == "skip":
-            raise Skipped("activity not in the mapping")
+            raise Skipped(f"activity {activity!r} not in the mapping")  # named: a misspelt one shows
         if mapping.unmapped == "reject":
             raise Rejected(f"activity {activity!r} is not in the mapping")
         rule = ActivityRule(EventType.NODE_COMPLETED, activity)
@@ -507,9 +507,9 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict:
     if rule.node:
         event["node"] = rule.node
     for name, source in mapping.fields.items():
-        value = _value(row, source)
-        if value not in (None, ""):
-            event[name] = str(value)
+        value = str(_value(row, source) or "").strip()  # "Resource21 " is Resource21 (an Excel cell)
+        if value:
+            event[name] = value
     attrs = {}
     if rule.type is EventType.ACCEPTED:
         for name, column in mapping.accept_attrs.items():
@@ -525,9 +525,9 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict:
                 attrs[name] = _number(value, name) if name in NUMBER_ATTRS else str(value)
     for name, source in mapping.attrs.items():
         value = _value(row, source)
-        if value in (None, ""):
+        if value is None or not str(value).strip():
             continue
-        attrs[name] = _number(value, name) if name in NUMBER_ATTRS else str(value)
+        attrs[name] = _number(value, name) if name in NUMBER_ATTRS else str(value).strip()
     if attrs:
         event["attrs"] = attrs
     parse_event(event)  # the contract's checks, so that what is imported is what the stream accepts

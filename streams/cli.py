@@ -203,6 +203,12 @@ def cmd_import(args, settings: Settings) -> int:
     if settled:
         print(f"  {settled} dead letters an earlier import of {source.name} left are replaced (marked redriven)",
               file=sys.stderr)
+    if (processed is not None and result.events and not processed["new"] and not processed["duplicates"]
+            and processed["dead_lettered"]):
+        print(f"sunlight: no event of {source.name} was taken: the pipeline refused every one (see "
+              f"{settings.dlq_topic}: sunlight dlq list); an item code, node or department the catalog does not "
+              f"have is the usual reason", file=sys.stderr)
+        return 1
     if (result.rejected or result.held) and not result.events:
         first = (result.rejected or result.held)[0]
         print(f"sunlight: no row of {source.name} could be imported; the first reason: {first.reason}"
@@ -219,15 +225,27 @@ def _writable(path: Path, what: str) -> Path:
     return path
 
 
+SKIP_REASONS_SHOWN = 8  # the most frequent reasons rows were skipped for, named in an import's summary
+
+
 def _import_summary(source: Path, result, mapping, processed: dict | None, topic: str, dlq_topic: str) -> str:
     """What an import did, in counts that add up: the rows read are the steps imported, the rows
     rejected, held back, skipped and repeated; the events are those steps and the closings made
     from a case-level end column, each new, already stored or refused by the pipeline."""
     skipped = sum(result.skipped.values())
-    why = "; ".join(f"{n} {reason.removeprefix('skipped: ')}" for reason, n in sorted(result.skipped.items()))
+    reasons = sorted(result.skipped.items(), key=lambda item: (-item[1], item[0]))
+    why = "; ".join(f"{n} {reason.removeprefix('skipped: ')}" for reason, n in reasons[:SKIP_REASONS_SHOWN])
+    if len(reasons) > SKIP_REASONS_SHOWN:
+        why += f"; {sum(n for _, n in reasons[SKIP_REASONS_SHOWN:])} for {len(reasons) - SKIP_REASONS_SHOWN} other reasons"
     lines = [f"{source.name}: {result.rows} rows read: {result.rows_imported} steps, {result.rows_rejected} rejected, "
              f"{result.rows_held} held back with them (the rest of their cases), {skipped} skipped"
              + (f" ({why})" if why else "") + f", {result.duplicated_in_file} repeated in the file"]
+    if result.repeated_steps:
+        many = result.repeated_steps > 1
+        lines.append(f"  {result.repeated_steps} row{'s' if many else ''} repeat{'' if many else 's'} the case, "
+                     f"step and time of an earlier row: each is "
+                     f"imported as a step of its own (a row exported twice is a step done twice; remove the "
+                     f"copies and import the file into a fresh store)")
     events = f"  {len(result.events)} events"
     if result.closings:
         events += f" ({result.rows_imported} steps and {result.closings} closings from {mapping.case_end})"

@@ -199,6 +199,13 @@ class ImportResult:
         self.events = kept
 
     @property
+    def repeated_steps(self) -> int:
+        """Imported rows that repeat the case, step and time of an earlier row (each is a step)."""
+        seen = Counter((e["case_id"], e["type"], e.get("node"), e["occurred_at"]) for e in self.events
+                       if not self.numbers[e["event_id"]][1])
+        return sum(n - 1 for n in seen.values())
+
+    @property
     def closings(self) -> int:
         """Of the events, closings made from a case-level end column (no row of their own)."""
         return sum(self.numbers[event["event_id"]][1] for event in self.events)

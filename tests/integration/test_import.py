@@ -311,6 +311,23 @@ def test_a_header_without_the_mapped_columns_or_text_not_in_utf8_is_refused_in_o
     assert "4 dead letters an earlier import of bad.csv left are replaced" in out.stderr.decode()
 
 
+def test_an_import_whose_every_event_the_pipeline_refuses_fails(tmp_path):
+    """Found by a black-box test: a mapping whose item code the catalog lacks had every event
+    refused (unknown_item), exit status 0 and no line saying that nothing was taken."""
+    road = yaml.safe_load((REAL / "roadtraffic.mapping.yaml").read_text())
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({**road, "item_code": {"value": "IT-ROAD-FINX"}}, allow_unicode=True))
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    out = sunlight(["import", str(REAL / "roadtraffic100traces.csv"), "--mapping", str(wrong),
+                    "--catalog", str(REAL / "roadtraffic.catalog.yaml"), "--now", "2013-01-01T00:00:00+01:00"],
+                   env, tmp_path)
+    assert out.returncode == 1, out.stderr.decode()[-2000:]
+    assert "390 events: 0 imported, 0 already stored, 390 refused by the pipeline" in out.stderr.decode()
+    assert "sunlight: no event of roadtraffic100traces.csv was taken: the pipeline refused every one" in \
+        out.stderr.decode()
+
+
 def test_an_export_cut_short_by_its_reader_ends_quietly(tmp_path):
     env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
     env.pop("SUNLIGHT_KAFKA", None)

@@ -127,3 +127,28 @@ def _write(folder, text: str):
     path = folder / "log.xes"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_the_summary_names_the_most_frequent_skip_reasons_and_counts_repeated_steps(tmp_path):
+    """An identical row exported twice is two steps (two decisions, two red cards) while the
+    summary said "0 repeated in the file": it now says how many rows repeat an earlier one's case,
+    step and time. Skipped activities are named, the most frequent first, at most eight."""
+    from streams.cli import SKIP_REASONS_SHOWN, _import_summary
+
+    log = tmp_path / "log.csv"
+    skipped = [f"C1,Step {n},2026-03-0{2 + n % 3}T10:00:00+08:00" for n in range(SKIP_REASONS_SHOWN + 2)]
+    log.write_text("case,activity,time\n" + "\n".join(["C1,受理,2026-03-02T10:00:00+08:00",
+                                                         "C1,审查,2026-03-03T10:00:00+08:00",
+                                                         "C1,审查,2026-03-03T10:00:00+08:00", *skipped,
+                                                         "C1,Step 0,2026-03-05T10:00:00+08:00"]) + "\n",
+                   encoding="utf-8")
+    mapping = load_mapping({"case_id": "case", "activity": "activity", "time": "time", "item_code": {"value": "I"},
+                            "unmapped": "skip", "activities": {"受理": {"type": "accepted"}, "审查": {"node": "review"}}})
+    result = convert(log, mapping)
+    assert result.repeated_steps == 1
+    summary = _import_summary(log, result, mapping, None, "case-events", "case-events-dlq")
+    assert (f"log.csv: {SKIP_REASONS_SHOWN + 6} rows read: 3 steps, 0 rejected, 0 held back with them (the rest of "
+            f"their cases), {SKIP_REASONS_SHOWN + 3} skipped (2 activity 'Step 0' not in the mapping; 1 activity "
+            f"'Step 1' not in the mapping;") in summary
+    assert "; 2 for 2 other reasons), 0 repeated in the file" in summary
+    assert "1 row repeats the case, step and time of an earlier row" in summary

@@ -360,3 +360,15 @@ def test_a_date_a_tool_converted_to_utc_is_a_date_in_the_mapping_s_timezone():
             "end": "2010-11-28 23:00:00+00:00"}]
     out = list(map_rows(raw, load_mapping({**MAPPING, "case_end": {"column": "end", "date_only": True}})))
     assert datetime.fromisoformat(out[1].event["occurred_at"]) == datetime(2010, 11, 29, 23, tzinfo=dt_timezone.utc)
+
+
+def test_a_skipped_activity_is_named_and_cells_are_read_without_their_spaces():
+    """Found by a black-box test: with `unmapped: skip` a misspelt acceptance gave "1434 skipped
+    (1434 activity not in the mapping)" and 1,318 false red cards, the activity unnamed; an Excel
+    cell "Resource21 " was another officer than "Resource21", and "7.0 " another violation."""
+    out = list(map_rows(rows(("c1", "Confirmation of Receipt", "2011-10-29 10:00:00+02:00", "r1", "", ""),
+                             ("c1", "Fine", "2011-10-29 11:00:00+02:00", "Resource21 ", " 35.0 ", "7.0 ")),
+                        load_mapping({**MAPPING, "unmapped": "skip"})))
+    assert out[0].reason == "skipped: activity 'Confirmation of Receipt' not in the mapping"
+    assert out[1].event["officer_id"] == "Resource21"
+    assert out[1].event["attrs"] == {"penalty_amount": 35.0, "violation_code": "7.0"}
