@@ -57,8 +57,8 @@ class UnknownDepartment(NotInCatalog):
     reason = "unknown_department"
 
     def __init__(self, department: str):
-        super().__init__(f"department {department!r} is not in the catalog (its departments: code); an event "
-                         f"without a department is its item's")
+        super().__init__(f"department {department!r} is not in the catalog, which names its departments by "
+                         f"their code; an event without a department is its item's")
 
 
 @dataclass(frozen=True, slots=True)
