@@ -346,8 +346,8 @@ def _row_back(letter: dict, result: ImportResult, events: set[str], mapping: Log
     if not isinstance(payload, dict):
         return same_number
     if mapping is None or mapping.format == "jsonl":
-        named = payload.get("event_id")
-        return named in events if isinstance(named, str) and named else same_number
+        named = payload.get("event_id")  # corrected in place, a line may come back under another id
+        return same_number or (isinstance(named, str) and named in events)
     activity = (payload.get("columns") or {}).get(mapping.activity)
     activity = activity.strip() if isinstance(activity, str) else ""
     if activity and (activity in mapping.activities or mapping.unmapped == "node"):

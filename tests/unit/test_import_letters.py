@@ -57,3 +57,21 @@ def test_a_corrected_json_line_replaces_its_letter_by_its_event(tmp_path):
                                 event.format(n=1, kind="accepted", at="2026-03-02T10:00:00+08:00")]) + "\n",
                      encoding="utf-8")
     assert len(replaced_letters(left, fixed, convert(fixed, None), None)) == 2
+
+
+def test_a_json_line_corrected_in_place_under_another_event_id_replaces_its_letter(tmp_path):
+    """Review: a line refused for its event id (too long), corrected in place with another id,
+    left its letter open and its case held back for good."""
+    event = ('{{"event_id": "{id}", "case_id": "C1", "item_code": "I", "type": "{kind}", '
+             '"occurred_at": "2026-03-0{day}T10:00:00+08:00", "recorded_at": "2026-03-05T10:00:00+08:00"}}')
+    bad = tmp_path / "bad" / "log.jsonl"
+    bad.parent.mkdir()
+    bad.write_text(event.format(id="e1", kind="accepted", day=2) + "\n"
+                   + event.format(id="x" * 129, kind="closed", day=4) + "\n", encoding="utf-8")
+    left = [asdict(letter) for letter in import_letters(convert(bad, None), bad, "case-events", None)]
+    assert sorted(letter["reason"] for letter in left) == ["case_incomplete", "unreadable_row"]
+    fixed = tmp_path / "fixed" / "log.jsonl"
+    fixed.parent.mkdir()
+    fixed.write_text(event.format(id="e1", kind="accepted", day=2) + "\n"
+                     + event.format(id="e2", kind="closed", day=4) + "\n", encoding="utf-8")
+    assert len(replaced_letters(left, fixed, convert(fixed, None), None)) == 2
