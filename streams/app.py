@@ -446,8 +446,8 @@ class Pipeline:
         return False
 
     async def _join_groups(self, groups: dict[str, list[PenaltyFact]], partition: int) -> None:
-        judge = self.catalog.judge
         for key, facts in groups.items():
+            judge = self.catalog.judge  # per group: a reload may come between two (the loop awaits)
             group, verdicts = add_decisions(self.groups.get(key), _flagged(facts, judge), judge.config)
             self.groups.put(group, partition)
             for verdict in verdicts:
