@@ -82,6 +82,13 @@ class LogMapping:
     lifecycle_completes: frozenset[str] = frozenset({COMPLETE})
     lifecycle_named: bool = False  # named by the mapping: the file must have the column
 
+    def required_columns(self) -> set[str]:
+        """The columns every row needs (the case, the activity, the time; the event id and the
+        registration time when the mapping names them; the lifecycle when it names it)."""
+        named = {self.case_id, self.activity, self.time, self.recorded_time, self.event_id,
+                 self.lifecycle if self.lifecycle_named else None}
+        return {name for name in named if name}
+
     def columns(self) -> set[str]:
         """Every column (or XES attribute) the mapping reads and a file must have."""
         named = {self.case_id, self.activity, self.time, self.recorded_time, self.event_id, self.case_end,

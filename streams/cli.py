@@ -240,6 +240,11 @@ def _import_summary(source: Path, result, mapping, processed: dict | None, topic
     lines = [f"{source.name}: {result.rows} rows read: {result.rows_imported} steps, {result.rows_rejected} rejected, "
              f"{result.rows_held} held back with them (the rest of their cases), {skipped} skipped"
              + (f" ({why})" if why else "") + f", {result.duplicated_in_file} repeated in the file"]
+    if result.absent:
+        names = ", ".join(repr(c) for c in sorted(result.absent))
+        lines.append(f"  warning: no event of the log has {names}, which the mapping reads (a case's end, a fine's "
+                     f"amount, ...): read as absent from every row; if the name is misspelt, correct the mapping "
+                     f"and import the file into a fresh store")
     if result.repeated_steps:
         many = result.repeated_steps > 1
         lines.append(f"  {result.repeated_steps} row{'s' if many else ''} repeat{'' if many else 's'} the case, "

@@ -110,14 +110,20 @@ def _xes_value(tag: str, value: str | None) -> str | None:
     return value
 
 
-def read_xes(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, Any]]:
+def read_xes(path: Path, columns: set[str] = frozenset(), optional: set[str] = frozenset(),
+             absent: set[str] | None = None) -> Iterator[dict[str, Any]]:
     """Events of an XES (IEEE 1849) log as flat rows; trace attributes (the trace's own, not those
-    nested in another attribute) prefixed with 'case:'. Each of `columns` (the attributes a mapping
-    reads) must be in the log somewhere: one the log never has is refused once it is read (a
-    misspelt `case_end` gave every case no closing, and false overdue cards, without a word)."""
+    nested in another attribute) prefixed with 'case:'. Each of `columns` (the attributes every
+    row needs) must be in the log somewhere: one the log never has is refused once it is read. Of
+    `optional` (those a mapping reads where a row has them: a case's end, a fine's amount), those
+    no event has and the log does not declare (`<global>`, an XES log's header) are put in
+    `absent`: an export of open cases has no end date, but a misspelt `case_end` gave every case no
+    closing, and false overdue cards, without a word."""
     trace: dict[str, Any] = {}
     parents: list[str] = []  # the tags of the elements open around the one read
     seen: set[str] = set()
+    declared: set[str] = set()  # the attributes the log's <global> elements declare
+    scope = "event"
     try:
         with _open_log(path) as handle:
             for action, element in ET.iterparse(handle, events=("start", "end")):
@@ -125,9 +131,14 @@ def read_xes(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, 
                 if action == "start":
                     if tag == "trace":
                         trace = {}
+                    elif tag == "global":
+                        scope = element.get("scope", "event")
                     parents.append(tag)
                     continue
                 parents.pop()
+                if parents and parents[-1] == "global" and element.get("key") is not None:
+                    declared.add(f"case:{element.get('key')}" if scope == "trace" else element.get("key"))
+                    continue
                 if tag == "event":
                     row = dict(trace)
                     for child in element:
@@ -162,6 +173,8 @@ def read_xes(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, 
     missing = sorted(columns - seen)
     if missing:
         raise LogFormatError(_missing_attributes(path, missing, seen))
+    if absent is not None:
+        absent.update(optional - seen - declared)
 
 
 def _missing_attributes(path: Path, missing: list[str], seen: set[str]) -> str:
@@ -184,6 +197,7 @@ class ImportResult:
     raw_lines: dict[int, bytes] = field(default_factory=dict)  # a rejected JSON line as read
     numbers: dict[str, tuple[int, bool]] = field(default_factory=dict)  # event id -> its row, and derived
     activities: set[tuple[str, str]] = field(default_factory=set)  # (case, activity as written) of rows imported
+    absent: set[str] = field(default_factory=set)  # XES attributes the mapping reads that no event has
 
     def hold(self, cases: dict[str, str]) -> None:
         """Hold back the events of these cases (case -> why), as rows of a case with a rejected row are."""
@@ -255,8 +269,9 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
     if mapping is None or mapping.format == "jsonl":
         rows = hold_broken_cases(list(_jsonl_events(path, result)))
     else:
+        required = mapping.required_columns()
         rows = map_rows(read_csv(path, mapping.columns()) if mapping.format == "csv"
-                        else read_xes(path, mapping.columns()), mapping)
+                        else read_xes(path, required, mapping.columns() - required, result.absent), mapping)
     seen: set[str] = set()
     numbers: set[int] = set()  # a JSON line's number is its line's, blank lines not counted among the rows
     for mapped in rows:
