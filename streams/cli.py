@@ -205,9 +205,11 @@ def cmd_import(args, settings: Settings) -> int:
               file=sys.stderr)
     if (processed is not None and result.events and not processed["new"] and not processed["duplicates"]
             and processed["dead_lettered"]):
+        why = ("the store holds each under its id with other content (above)"
+               if processed.get("conflicting") == processed["dead_lettered"] else
+               "an item code, node or department the catalog does not have is the usual reason")
         print(f"sunlight: no event of {source.name} was taken: the pipeline refused every one (see "
-              f"{settings.dlq_topic}: sunlight dlq list); an item code, node or department the catalog does not "
-              f"have is the usual reason", file=sys.stderr)
+              f"{settings.dlq_topic}: sunlight dlq list); {why}", file=sys.stderr)
         return 1
     if (result.rejected or result.held) and not result.events:
         first = (result.rejected or result.held)[0]
