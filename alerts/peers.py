@@ -45,12 +45,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 
+from alerts.catalog import violation_key
 from alerts.config import RuleConfig
 from alerts.events import CaseEvent
 
 
 def group_key(item_code: str, violation_code: str) -> str:
-    return f"{item_code}\x1f{violation_code}"
+    """The peer group of an item's violation: the code as benchmarks match it (`violation_key`), so
+    that fines written `7` and `7.0` (an XES and a CSV export) are one another's peers, as they
+    answer to one benchmark."""
+    return f"{item_code}\x1f{violation_key(violation_code)}"
 
 
 @dataclass(frozen=True, slots=True)

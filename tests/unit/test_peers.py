@@ -351,3 +351,15 @@ def test_an_outlier_whose_peers_leave_the_benchmark_is_sent_as_none():
     group, verdicts = rejudged(group, lambda amount: amount < 1000, CONFIG)
     assert [(v.event_id, v.outlier) for v in verdicts] == [("E30", False)]
     assert group.decisions[-1].sent == NOT_OUTLIER
+
+
+def test_fines_of_one_violation_written_two_ways_are_one_another_s_peers():
+    """Review: benchmarks matched `7` and `7.0` as one code, but the peer groups kept them apart,
+    so a fine's outlier card depended on how its source wrote the code."""
+    from dataclasses import replace
+
+    facts = [fact(i, 1000 + 10 * (i % 5), violation="7.0" if i % 2 else "7") for i in range(20)]
+    facts.append(replace(fact(30, 100), violation_code=" 7 "))
+    assert {f.group for f in facts} == {f"{PENALTY}\x1f7"}
+    group, sent = feed(facts)
+    assert latest(sent)["E30"] is True and len(group.decisions) == 21
