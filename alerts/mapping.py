@@ -268,8 +268,8 @@ def parse_log_time(value: Any, tz: ZoneInfo, what: str) -> datetime:
 TIME_FORMATS = ("the times read are ISO 8601, 2025-09-25 10:00:00 or 2025-09-25T10:00:00+08:00, and dates "
                 "written year first, 2025/9/25 10:00 or 2025年9月25日 10:00")
 # A date written year first with other separators or without leading zeros, as spreadsheets and
-# Chinese systems export it (2025/9/25 10:00:00, 2025.9.25, 2025年9月25日 10时): unambiguous, unlike
-# 25/12/2011, which stays unread.
+# Chinese systems export it (2025/9/25 10:00:00, 2025.9.25, 2025年9月25日 10时5分): unambiguous,
+# unlike 25/12/2011, which stays unread. A time of day needs its minutes.
 _YEAR_FIRST = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
                          r"(?:(?:\s+|T|\s*(?=\d))(\d{1,2})\s*[:时]\s*(\d{1,2})\s*(?:[:分]\s*(\d{1,2})(\.\d+)?\s*秒?)?\s*分?)?"
                          r"\s*(Z|[+-]\d{2}:?\d{2})?")
@@ -521,7 +521,7 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict:
     if rule.type is EventType.ACCEPTED:
         for name, column in mapping.accept_attrs.items():
             value = row.get(column)
-            if value in (None, ""):
+            if value is None or not str(value).strip():
                 continue
             if name == "deadline":
                 moment = parse_log_time(value, mapping.timezone, column)
@@ -529,7 +529,7 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict:
                     moment = date_end(moment, mapping) or moment  # a date: the deadline runs to its end
                 attrs[name] = moment.isoformat()
             else:
-                attrs[name] = _number(value, name) if name in NUMBER_ATTRS else str(value)
+                attrs[name] = _number(value, name) if name in NUMBER_ATTRS else str(value).strip()
     for name, source in mapping.attrs.items():
         value = _value(row, source)
         if value is None or not str(value).strip():
