@@ -278,7 +278,27 @@ async def running_worker(settings: Settings, catalog_path: Path) -> AsyncIterato
             await health.stop()
 
 
-def _hold_signals_while_starting(worker: faust.Worker) -> list[int]:
+# How long a signal held while the worker starts waits for the start (a broker out of reach can
+# hold it for good: a supervisor's one SIGTERM was then ignored until its SIGKILL).
+HELD_SIGNAL_EXIT_SECONDS = 20.0
+
+
+class HeldSignals(list):
+    """The signals held while the worker started, and the timer that ends a start taking too long."""
+    timer: asyncio.TimerHandle | None = None
+
+    def started(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+def _start_too_long() -> None:
+    log.error("the worker did not finish starting within %d s of a signal to stop: exiting at once (what it "
+              "took is not committed and comes again)", HELD_SIGNAL_EXIT_SECONDS)
+    _exit_at_once(1)
+
+
+def _hold_signals_while_starting(worker: faust.Worker) -> HeldSignals:
     """SIGTERM and SIGINT while the worker starts are held (the list returned), and the stop they
     ask for begins once it has started (`_stop_on_signals`); a second one exits at once.
 
@@ -289,14 +309,16 @@ def _hold_signals_while_starting(worker: faust.Worker) -> list[int]:
     60 s shutdown timeout (a worker sent SIGTERM within its first seconds, busy or not, did not
     exit within 45 s: found by a flaky test). Mode's other handlers (SIGUSR1: the stacks) stay."""
     loop = asyncio.get_running_loop()
-    held: list[int] = []
+    held = HeldSignals()
 
     def hold(sig: int) -> None:
         if held:
             log.warning("a second signal while starting: exiting at once")
             _exit_at_once(1)
         held.append(sig)
-        log.warning("a signal while the worker starts: it stops once started (a second signal exits at once)")
+        log.warning("a signal while the worker starts: it stops once started (a second signal exits at once; "
+                    "a start not done within %d s exits then)", HELD_SIGNAL_EXIT_SECONDS)
+        held.timer = loop.call_later(HELD_SIGNAL_EXIT_SECONDS, _start_too_long)
 
     def hold_signals() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -308,11 +330,13 @@ def _hold_signals_while_starting(worker: faust.Worker) -> list[int]:
 
 
 def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker, drain: bool = False,
-                     held: list[int] | None = None) -> None:
+                     held: HeldSignals | None = None) -> None:
     """SIGTERM and SIGINT stop the worker cleanly: the agents know they are stopping (so their
     cancellation is no crash), and the worker stops its services in order. With `drain`, the first
     signal lets the agents take what the worker's own broker holds first; a second stops at once.
     A signal `held` while the worker started begins the stop now."""
+    if isinstance(held, HeldSignals):
+        held.started()
     loop = asyncio.get_running_loop()
     draining = False
 

@@ -156,3 +156,32 @@ def test_a_second_signal_while_the_worker_starts_exits_at_once(monkeypatch):
         assert exits == [1]
 
     asyncio.run(run())
+
+
+def test_a_signal_held_while_a_start_takes_too_long_exits(monkeypatch):
+    """Review: a start that never ends (a broker out of reach) held a supervisor's one SIGTERM for
+    good. A held signal waits `HELD_SIGNAL_EXIT_SECONDS` for the start, then the process exits;
+    a start done in time cancels that."""
+    import signal
+
+    exits: list[int] = []
+    monkeypatch.setattr(runtime, "_exit_at_once", exits.append)
+    monkeypatch.setattr(runtime, "HELD_SIGNAL_EXIT_SECONDS", 0.05)
+
+    async def run():
+        handlers, _, pipeline, worker = _signals_and_worker(monkeypatch)
+        held = runtime._hold_signals_while_starting(worker)
+        handlers[signal.SIGTERM]()
+        await asyncio.sleep(0.2)
+        assert exits == [1]
+        exits.clear()
+        handlers, _, pipeline, worker = _signals_and_worker(monkeypatch)
+        held = runtime._hold_signals_while_starting(worker)
+        handlers[signal.SIGTERM]()
+        monkeypatch.setattr(runtime, "_stop_worker", lambda pipeline, worker: asyncio.sleep(0))
+        runtime._stop_on_signals(pipeline, worker, held=held)  # started in time
+        await asyncio.sleep(0.2)
+        assert exits == []
+        await worker.stopping_on_signal
+
+    asyncio.run(run())
