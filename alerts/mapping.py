@@ -270,9 +270,10 @@ TIME_FORMATS = ("the times read are ISO 8601, 2025-09-25 10:00:00 or 2025-09-25T
 # A date written year first with other separators or without leading zeros, as spreadsheets and
 # Chinese systems export it (2025/9/25 10:00:00, 2025.9.25, 2025年9月25日 10时5分): unambiguous,
 # unlike 25/12/2011, which stays unread. A time of day needs its minutes.
-_YEAR_FIRST = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
-                         r"(?:(?:\s+|T|\s*(?=\d))(\d{1,2})\s*[:时]\s*(\d{1,2})\s*(?:[:分]\s*(\d{1,2})(\.\d+)?\s*秒?)?\s*分?)?"
-                         r"\s*(Z|[+-]\d{2}:?\d{2})?")
+_YEAR_FIRST = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"  # the date
+                         r"(?:(?:\s+|T|\s*(?=\d))(\d{1,2})\s*[:时]\s*(\d{1,2})"  # hours and minutes
+                         r"\s*(?:[:分]\s*(\d{1,2})(\.\d+)?\s*秒?)?\s*分?)?"  # seconds
+                         r"\s*(Z|[+-]\d{2}:?\d{2})?")  # the offset
 
 
 def _year_first(text: str) -> datetime | None:

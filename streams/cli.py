@@ -238,7 +238,8 @@ def _import_summary(source: Path, result, mapping, processed: dict | None, topic
     reasons = sorted(result.skipped.items(), key=lambda item: (-item[1], item[0]))
     why = "; ".join(f"{n} {reason.removeprefix('skipped: ')}" for reason, n in reasons[:SKIP_REASONS_SHOWN])
     if len(reasons) > SKIP_REASONS_SHOWN:
-        why += f"; {sum(n for _, n in reasons[SKIP_REASONS_SHOWN:])} for {len(reasons) - SKIP_REASONS_SHOWN} other reasons"
+        rest = reasons[SKIP_REASONS_SHOWN:]
+        why += f"; {sum(n for _, n in rest)} for {len(rest)} other reasons"
     lines = [f"{source.name}: {result.rows} rows read: {result.rows_imported} steps, {result.rows_rejected} rejected, "
              f"{result.rows_held} held back with them (the rest of their cases), {skipped} skipped"
              + (f" ({why})" if why else "") + f", {result.duplicated_in_file} repeated in the file"]
