@@ -413,15 +413,26 @@ class Pipeline:
         Faust flushes the producer before it commits offsets)."""
         await self.app.producer.send(topic, key, value, partition, None, None)
 
-    async def _unwatched(self, record, topic: str, partition: int, case_id: str, error: Exception) -> None:
+    async def _unwatched(self, record, topic: str, partition: int, case_id: str, error: Exception,
+                         state: CaseState | None = None) -> None:
         """A case whose item left the catalog is no longer judged: said, counted and kept with the
-        dead letters, so that nobody takes its silence for a clean case."""
+        dead letters, so that nobody takes its silence for a clean case. One letter per case and
+        item, whatever tick found it: its payload names the case, the item and the department (each
+        start judges such a case again, and a letter per tick added one per case at every start,
+        without a department: found by a black-box test)."""
         from alerts.letters import make_letter
 
         metrics.CASES_UNWATCHED.inc()
         log.error("case %s is no longer watched: %s (it is judged again when an event arrives after the item "
                   "returns to the catalog)", case_id, error)
-        letter = make_letter(topic, partition, record.offset, record.key, record.value, "item_left_catalog",
+        first = state.events[0] if state is not None and state.events else None
+        # The department its events name, else the one its cards were raised under (the item's).
+        known = [e.department for e in state.events] + [a.department for a in state.alerts.values()] if state else []
+        department = next((d for d in known if d), None)
+        payload = orjson.dumps({"case_id": case_id, "item_code": getattr(error, "item_code", None)
+                                or (first.item_code if first else None), "department": department,
+                                "region": first.region if first else None})
+        letter = make_letter(topic, partition, record.offset, record.key, payload, "item_left_catalog",
                              f"case {case_id} is no longer watched: {error}", self.catalog.judge.catalog)
         await self.outputs.keep_letter(letter, record.key)
 

@@ -367,7 +367,7 @@ class CaseSteps:
         self.clock = clock
         self.out = outputs
         self.progress = progress
-        self.unwatched: Callable | None = None  # (record, topic, partition, case_id, error): set by the pipeline
+        self.unwatched: Callable | None = None  # (record, topic, partition, case_id, error, state): the pipeline's
         self.hold_back: Callable | None = None  # awaited after each case: backpressure, set by the pipeline
 
     async def process(self, unit: Unit, decoded: Decoded) -> None:
@@ -430,7 +430,7 @@ class CaseSteps:
                 judged = judge_case(result.state if result else batch.state, judge, max(now, tick), utcnow())
             except UnknownItem as exc:
                 if self.unwatched is not None:
-                    await self.unwatched(work.tick_record, unit.topic, partition, case_id, exc)
+                    await self.unwatched(work.tick_record, unit.topic, partition, case_id, exc, batch.state)
                 judged = None
             if judged is not None and (result is None or judged.state is not result.state):
                 result = judged if result is None else Outcome(judged.state, result.changed + judged.changed,
