@@ -516,6 +516,23 @@ class Pipeline:
             self.index.schedule(case_id, _EPOCH, partition)
         return len(pending)
 
+    def judge_cases_again(self) -> int:
+        """After a reload that changed what cases are judged against: every case this worker holds,
+        judged at the clock under the new catalog (what the next process would do). Else a case with
+        nothing due kept the cards of the old limits (a red overdue, and its ticket, for a case whose
+        time limit was lengthened) until an event of its came, and one whose limit was shortened had
+        its card only at the moment the old limit set (found by a black-box test). A replay whose
+        input is not complete judges every case at its end anyway. Returns how many."""
+        if self.clock.input_incomplete:
+            return 0
+        partitions = list(range(self.settings.partitions))
+        cases = [case_id for case_id, stored in self.table.data.items() if stored] + list(self.store.seeds)
+        for case_id in cases:
+            self.index.schedule(case_id, _EPOCH, partition_of(case_id, partitions))
+        if cases:
+            log.warning("catalog reloaded: the %d cases this worker holds are judged again under it", len(cases))
+        return len(cases)
+
     def restored_unjudged(self) -> dict[str, int]:
         """The cases restored from the store and not judged since, by partition: the seeds no unit
         has taken, and those a unit took without changing them (events they already held, as a
@@ -630,10 +647,12 @@ class Pipeline:
         await self.outputs.keep_letter(letter, key.encode() or None)
 
     async def reload_catalog(self) -> None:
-        before = self.catalog.judge
+        before, basis = self.catalog.judge, self.catalog.basis
         if self.catalog.maybe_reload():
             self.catalog_rows_pending = True
             await self.rejudge_groups(before)
+            if self.catalog.basis != basis:
+                self.judge_cases_again()
         if self.catalog_rows_pending:  # again on the next tick while the store refuses it
             self.catalog_rows_pending = not await self.write_catalog_rows()
 

@@ -196,7 +196,9 @@ class CatalogSource:
         metrics.CATALOG_REFUSED.set(0)
         # After a refusal, said as loudly as the refusal was (an operator who mended the file reads
         # the same log level).
-        log.log(logging.WARNING if self.refused else logging.INFO, "catalog reloaded from %s: %d items%s",
+        # A warning, as the refusal is: the log at its default level is where an operator who edited
+        # the ConfigMap looks for the edit taking effect (at INFO it said nothing).
+        log.warning("catalog reloaded from %s: %d items%s",
                 self.catalog_path, len(self.judge.catalog.items),
                 " (the refused edit is mended: this catalog is in force)" if self.refused else "")
         self.refused = False

@@ -569,9 +569,9 @@ def test_changed_discretion_tiers_reloaded_while_running_judge_the_fines_peers_a
     """The same change of tiers, reloaded by a running worker (a worker on a Kafka cluster restores
     its groups from their changelog, not from the store, so it never rebuilds them): the groups
     kept the old flags, and the cases the old peers' cards, until a restart. The reloaded tiers
-    judge the groups again, and the cases' outlier cards end as one run under the new catalog
-    gives them (a case's own rules, such as discretion_out_of_range, take the new catalog when the
-    case is next judged, and every case is judged again by the next process: docs/architecture.md)."""
+    judge the groups again, and the cases' outlier cards end as one run under the new catalog gives
+    them (these cases have settled and are in the store: their own rules, such as
+    discretion_out_of_range, take the new catalog when the next process judges them)."""
     import logging
     import os
     import shutil
@@ -613,3 +613,54 @@ def test_changed_discretion_tiers_reloaded_while_running_judge_the_fines_peers_a
 
 def outliers(alerts) -> list[dict]:
     return [a for a in alerts if a["rule"] == Rule.DISCRETION_OUTLIER.value]
+
+
+def test_a_reloaded_time_limit_judges_the_open_cases_again(tmp_path, caplog):
+    """Found by a black-box test: after the catalog lengthened an item's time limit, an open case
+    with nothing due kept its red overdue card (and its ticket) until an event of its came or the
+    worker restarted. A reload that changes what cases are judged against judges every case the
+    worker holds again, at the clock."""
+    import logging
+    import os
+    import time
+
+    import yaml
+
+    from tests.unit.helpers import CONTRACT, LICENCE
+
+    raw = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    accepted = {"event_id": "T-1", "case_id": "TL-1", "item_code": LICENCE, "type": "accepted",
+                "occurred_at": "2026-05-04T10:00:00+08:00", "recorded_at": "2026-05-04T10:00:00+08:00"}
+
+    def open_cards(alerts) -> set[str]:
+        return {a["rule"] for a in alerts if a["status"] != "withdrawn" and a["case_id"] == "TL-1"}
+
+    async def run() -> tuple[set, set]:
+        settings = pipeline_settings(tmp_path / "store")
+        async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
+            pipeline = running.pipeline
+            await produce(running.bootstrap, settings.case_events_topic, as_messages([accepted]))
+            await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
+            with pipeline.writer.lock:
+                before = open_cards(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
+            longer = {**raw, "items": [{**item, "promised_days": 60} if item["code"] == LICENCE else item
+                                       for item in raw["items"]]}
+            catalog.write_text(yaml.safe_dump(longer, allow_unicode=True), encoding="utf-8")
+            os.utime(catalog, ns=(time.time_ns(), time.time_ns() + 10 ** 9))
+            caplog.set_level(logging.WARNING, logger="streams.app")
+            await pipeline.reload_catalog()
+            deadline = time.monotonic() + 60
+            while True:
+                await asyncio.sleep(0.5)
+                await pipeline.flush()
+                with pipeline.writer.lock:
+                    after = open_cards(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
+                if "overdue" not in after or time.monotonic() > deadline:
+                    return before, after
+
+    before, after = asyncio.run(run())
+    assert {"overdue", "deadline_near"} <= before  # ten working days from 05-04 ran out before 06-01
+    assert "overdue" not in after and "deadline_near" not in after
+    assert "the 1 cases this worker holds are judged again under it" in caplog.text
