@@ -292,6 +292,48 @@ def _discretion(raw: Any, where: str) -> dict[str, tuple[Tier, ...]]:
     return out
 
 
+# The keys the catalog format has, by where they are (the contract's, and Sunlight's additions:
+# decision_node, the ticket policy, office hours). Others are kept by other systems, or misspelt.
+_KEYS = {
+    "catalog": {"departments", "items", "timezone", "inspection_office", "tickets", "office_hours"},
+    "department": {"code", "name", "region", "head", "contact", "self_built"},
+    "item": {"code", "name", "category", "department", "promised_days", "legal_days", "status", "nodes",
+             "discretion", "public", "decision_node"},
+    "node": {"id", "name", "days", "completed_by", "required", "requires"},
+    "tier": {"tier", "min", "max"},
+}
+
+
+def unknown_keys(raw: Any) -> list[str]:
+    """Where a catalog document has keys the format does not (`discretoin:`, a node's `dyas:`), as
+    "item 'X': discretoin": they are not read, so a misspelt one takes away what it meant (a
+    benchmark, a time limit) without a word. Said, not refused: other systems may add their own."""
+    found: list[str] = []
+
+    def check(entry: Any, kind: str, where: str) -> None:
+        if isinstance(entry, dict):
+            found.extend(f"{where}: {key}" for key in entry if key not in _KEYS[kind])
+
+    if not isinstance(raw, dict):
+        return found
+    check(raw, "catalog", "catalog")
+    for department in raw.get("departments") or ():
+        check(department, "department", f"department {department.get('code')!r}" if isinstance(department, dict)
+              else "department")
+    for item in raw.get("items") or ():
+        if not isinstance(item, dict):
+            continue
+        where = f"item {item.get('code')!r}"
+        check(item, "item", where)
+        for node in item.get("nodes") or ():
+            check(node, "node", f"{where}, node {node.get('id')!r}" if isinstance(node, dict) else where)
+        discretion = item.get("discretion")
+        for violation, tiers in (discretion.items() if isinstance(discretion, dict) else ()):
+            for tier in tiers if isinstance(tiers, list) else ():
+                check(tier, "tier", f"{where}, discretion {violation!r}")
+    return found
+
+
 def load_catalog(raw: Any) -> Catalog:
     """Build a `Catalog` from the parsed YAML document."""
     if not isinstance(raw, dict):

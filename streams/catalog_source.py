@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from alerts.calendar import WorkCalendar, load_overrides, missing_year_text, parse_office_hours
-from alerts.catalog import CatalogError, load_catalog
+from alerts.catalog import CatalogError, load_catalog, unknown_keys
 from alerts.config import RuleConfig
 from alerts.evaluate import Judge, judging_basis
 from alerts.notices import NoticeText
@@ -155,6 +155,10 @@ class CatalogSource:
         `office_hours`, else 9:00-17:00 on working days."""
         raw = read_yaml(self.catalog_path, "catalog")
         judge = load_judge(self.catalog_path, self.overrides_path, raw=raw)
+        unread = unknown_keys(raw)
+        if unread:  # a misspelt key takes away what it meant (a benchmark, a time limit) without a word
+            log.warning("catalog %s has keys the catalog format does not, which are not read (misspelt?): %s",
+                        self.catalog_path, "; ".join(unread[:20]) + ("; ..." if len(unread) > 20 else ""))
         fields = raw if isinstance(raw, dict) else {}
         try:
             if self.tickets_path is not None:
