@@ -75,6 +75,19 @@ class Judge:
         return item
 
 
+def judges_otherwise(before: Judge, after: Judge) -> bool:
+    """Whether cases may be judged otherwise under `after` than under `before`: its items, the
+    departments' regions and self-built flags, the time zone, the calendar or the thresholds
+    differ. A contact's address, a department's name or the inspection office do not (a reload of
+    those judges no case again: it would republish every card a worker holds)."""
+    def departments(judge: Judge) -> dict:
+        return {code: (d.region, d.self_built) for code, d in judge.catalog.departments.items()}
+
+    return (before.catalog.items != after.catalog.items or departments(before) != departments(after)
+            or before.catalog.timezone != after.catalog.timezone or before.config != after.config
+            or before.calendar.overrides != after.calendar.overrides or str(before.calendar.tz) != str(after.calendar.tz))
+
+
 def judging_basis(judge: Judge, rules: str = "") -> str:
     """A digest of what a case's alerts depend on besides its events and the clock: the catalog,
     the calendar's overrides and time zone, the thresholds, and `rules` (what stands for the

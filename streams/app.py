@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 import faust
 import orjson
 
-from alerts.evaluate import NotInCatalog
+from alerts.evaluate import NotInCatalog, judges_otherwise
 from alerts.peers import NOT_OUTLIER, PenaltyFact, add_decisions, rejudged, seed_group_with_verdicts
 from alerts.retention import evict_at
 from alerts.state import CaseState
@@ -647,11 +647,11 @@ class Pipeline:
         await self.outputs.keep_letter(letter, key.encode() or None)
 
     async def reload_catalog(self) -> None:
-        before, basis = self.catalog.judge, self.catalog.basis
+        before = self.catalog.judge
         if self.catalog.maybe_reload():
             self.catalog_rows_pending = True
             await self.rejudge_groups(before)
-            if self.catalog.basis != basis:
+            if judges_otherwise(before, self.catalog.judge):
                 self.judge_cases_again()
         if self.catalog_rows_pending:  # again on the next tick while the store refuses it
             self.catalog_rows_pending = not await self.write_catalog_rows()

@@ -139,3 +139,31 @@ def test_keys_the_catalog_format_does_not_have_are_named(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="streams.catalog_source"):
         CatalogSource(catalog)
     assert "has keys the catalog format does not, which are not read (misspelt?): catalog: thresholds;" in caplog.text
+
+
+def test_only_an_edit_that_changes_what_cases_are_judged_against_judges_them_again():
+    """Review: any reload judged every held case again and so republished every card, a contact's
+    new address included."""
+    import copy
+
+    from alerts.calendar import WorkCalendar
+    from alerts.evaluate import Judge, judges_otherwise
+
+    raw = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
+
+    def judge_of(document) -> Judge:
+        return Judge(load_catalog(document), WorkCalendar(on_missing_year=lambda year: None))
+
+    base = judge_of(raw)
+    contact = copy.deepcopy(raw)
+    contact["departments"][0]["contact"] = {"name": "新联系人", "email": "new@example.gov.cn"}
+    contact["departments"][0]["name"] = "改名后的部门"
+    assert not judges_otherwise(base, judge_of(contact))
+    for change in (lambda d: d["items"][0].update(promised_days=30),
+                   lambda d: d["items"][0]["nodes"][1].update(days=9),
+                   lambda d: d["departments"][0].update(region="999999"),
+                   lambda d: d["departments"][0].update(self_built=True),
+                   lambda d: d.update(timezone="UTC")):
+        changed = copy.deepcopy(raw)
+        change(changed)
+        assert judges_otherwise(base, judge_of(changed)), changed
