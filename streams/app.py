@@ -197,6 +197,7 @@ class Pipeline:
         self.write_step = WriteStep(writer, self.outbox, self._refused_row)
         self.case_steps = CaseSteps(self.store, catalog, clock, self.outputs, self.progress)
         self.case_steps.unwatched = self._unwatched
+        self.unwatched_said: set[str] = set()  # the letters of cases no longer watched, kept by this process
         self.case_steps.hold_back = self._hold_back
         self.tickets_table = app.Table(TICKETS_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
         self.ticket_store = TicketStore(self.tickets_table, self._write_tickets, TICKET_CACHE_SIZE,
@@ -422,9 +423,6 @@ class Pipeline:
         without a department: found by a black-box test)."""
         from alerts.letters import make_letter
 
-        metrics.CASES_UNWATCHED.inc()
-        log.error("case %s is no longer watched: %s (it is judged again when an event arrives after the item "
-                  "returns to the catalog)", case_id, error)
         first = state.events[0] if state is not None and state.events else None
         # The department its events name, else the one its cards were raised under (the item's).
         known = [e.department for e in state.events] + [a.department for a in state.alerts.values()] if state else []
@@ -434,6 +432,12 @@ class Pipeline:
                                 "region": first.region if first else None})
         letter = make_letter(topic, partition, record.offset, record.key, payload, "item_left_catalog",
                              f"case {case_id} is no longer watched: {error}", self.catalog.judge.catalog)
+        if letter.letter_id in self.unwatched_said:  # judged again (a reload, a tick): said once a process
+            return
+        self.unwatched_said.add(letter.letter_id)
+        metrics.CASES_UNWATCHED.inc()
+        log.error("case %s is no longer watched: %s (it is judged again when an event arrives after the item "
+                  "returns to the catalog)", case_id, error)
         await self.outputs.keep_letter(letter, record.key)
 
     # -- peer groups --------------------------------------------------------------------------------

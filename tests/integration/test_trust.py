@@ -340,6 +340,10 @@ def test_a_case_whose_item_leaves_the_catalog_is_recorded_not_dropped_silently(t
                 await asyncio.sleep(0.1)
             while (REGISTRY.get_sample_value("sunlight_cases_unwatched_total") or 0.0) == before and loop.time() < end:
                 await asyncio.sleep(0.2)
+            # Judged again (as a later reload judges every held case): said once (review: each
+            # judgement counted, logged and sent the letter again, and set off the DLQ alert).
+            assert running.pipeline.judge_cases_again() == 1
+            await asyncio.sleep(2)
             await running.pipeline.flush()
             with running.pipeline.writer.lock:
                 return list(dead_letters(running.client, Scope.everything(), reason="item_left_catalog"))
