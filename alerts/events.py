@@ -131,8 +131,7 @@ def end_in_force(steps: Iterable[tuple[str, datetime]]) -> int | None:
     not reopen it: the case was closed then. One stated at the moment of a later closing reopens
     the earlier end, and that closing ends the case again: at one moment a return comes first,
     as `alerts.timeline.process_order` reads it, whatever the registration times. A closing and a
-    withdrawal at one moment: the closing, whatever their ids, and the case is withdrawn for good: a
-    later return reopens nothing.)"""
+    withdrawal at one moment: the closing, whatever their ids; the withdrawal then changes nothing.)"""
     steps = list(steps)
     if not any(kind == EventType.RETURNED for kind, _ in steps):  # the common case: the first end
         first = next((position for position, (kind, _) in enumerate(steps) if kind in ENDING), None)
@@ -149,8 +148,6 @@ def end_in_force(steps: Iterable[tuple[str, datetime]]) -> int | None:
         if end is None:
             if kind in ENDING:
                 end, ended_at, ended_by = position, occurred_at, kind
-        elif kind == EventType.WITHDRAWN and occurred_at == ended_at:  # closed and withdrawn at once: final
-            ended_by = kind
         elif (kind == EventType.RETURNED and ended_by == EventType.CLOSED and ended_at is not None
               and occurred_at > ended_at):  # a withdrawal (撤回/作废) is final
             end = ended_at = ended_by = None

@@ -217,9 +217,9 @@ def _reopening_returns(events: Sequence[CaseEvent]) -> set[str]:
             reopening.update(e.event_id for e in returns)  # after a withdrawal they change nothing
             if ended_by is EventType.CLOSED:
                 ended_by = None
-        if ended_by is None:  # a closing and a withdrawal at one moment: withdrawn, for good
+        if ended_by is None:  # a closing before a withdrawal at one moment (`process_order`)
             ended = {e.type for e in at_moment} & ENDING
-            ended_by = EventType.WITHDRAWN if EventType.WITHDRAWN in ended else next(iter(ended), None)
+            ended_by = EventType.CLOSED if EventType.CLOSED in ended else next(iter(ended), None)
     return reopening
 
 
@@ -327,13 +327,11 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 skipped.add(node_id)
                 skips.append(Skip(node_id, event, what, undone.get(node_id)))
 
-    withdrawn_at = {e.occurred_at for e in events if e.type is EventType.WITHDRAWN}
     for event in events:
         kind = event.type
         if timeline.end is not None:
             if (kind is EventType.RETURNED and timeline.end.type is EventType.CLOSED
-                    and event.occurred_at > timeline.end.occurred_at
-                    and timeline.end.occurred_at not in withdrawn_at):  # withdrawn then too: final
+                    and event.occurred_at > timeline.end.occurred_at):
                 # Sent back to be redone after it ended: the case is open again (`end_in_force`).
                 timeline.reopenings.append(Reopening(timeline.end, event))
                 # The case was not open between: the clocks of the nodes still running at the
