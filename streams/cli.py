@@ -149,7 +149,7 @@ def cmd_import(args, settings: Settings) -> int:
     from sinks.migrations import migrate
     from streams.catalog_source import read_yaml
     from streams.importers import (convert, hold_cases_left_open, import_letters, mark_replaced, open_import_letters,
-                                   replaced_letters)
+                                   refused_letters_replaced, replaced_letters)
 
     settings = _notify(settings, args)
     source = Path(args.file)
@@ -189,11 +189,12 @@ def cmd_import(args, settings: Settings) -> int:
         processed = asyncio.run(_push(settings, messages, catalog, _parse_now(args.now),
                                       show_progress=sys.stderr.isatty(), letters=letters))
         kept = f"kept as dead letters in {settings.dlq_topic} and the store: sunlight dlq list"
-    settled = 0
-    if replaced and processed is not None:  # its events are stored: the letters they replace are done
+    settled = refused = 0
+    if processed is not None:  # its events are stored: the letters they replace are done
         client = connect(settings.clickhouse, settings.data_dir)
         try:
-            settled = mark_replaced(client, replaced, datetime.now(timezone.utc))
+            settled = mark_replaced(client, replaced, datetime.now(timezone.utc)) if replaced else 0
+            refused = mark_replaced(client, refused_letters_replaced(client, result), datetime.now(timezone.utc))
         finally:
             client.close()
     print(_import_summary(source, result, mapping, processed, settings.case_events_topic, settings.dlq_topic),
@@ -203,6 +204,9 @@ def cmd_import(args, settings: Settings) -> int:
     if settled:
         print(f"  {settled} dead letters an earlier import of {source.name} left are replaced (marked redriven)",
               file=sys.stderr)
+    if refused:
+        print(f"  {refused} dead letters of these events, refused by the pipeline before, are replaced (marked "
+              f"redriven): the events are stored now", file=sys.stderr)
     if (processed is not None and result.events and not processed["new"] and not processed["duplicates"]
             and processed["dead_lettered"]):
         why = ("the store holds each under its id with other content (above)"

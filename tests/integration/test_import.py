@@ -326,6 +326,15 @@ def test_an_import_whose_every_event_the_pipeline_refuses_fails(tmp_path):
     assert "390 events: 0 imported, 0 already stored, 390 refused by the pipeline" in out.stderr.decode()
     assert "sunlight: no event of roadtraffic100traces.csv was taken: the pipeline refused every one" in \
         out.stderr.decode()
+    # The file imported again with its mapping corrected: the events are stored, and the letters
+    # of their refusal replaced (they stayed open, charged to the department's score).
+    fixed = sunlight(["import", str(REAL / "roadtraffic100traces.csv"), "--mapping",
+                      str(REAL / "roadtraffic.mapping.yaml"), "--catalog", str(REAL / "roadtraffic.catalog.yaml"),
+                      "--now", "2013-01-01T00:00:00+01:00"], env, tmp_path)
+    assert fixed.returncode == 0, fixed.stderr.decode()[-2000:]
+    assert "390 dead letters of these events, refused by the pipeline before, are replaced" in fixed.stderr.decode()
+    listed = sunlight(["dlq", "list", "--format", "jsonl"], env, tmp_path)
+    assert listed.returncode == 0 and listed.stdout == b"", listed.stdout[:500]
 
 
 def test_an_export_cut_short_by_its_reader_ends_quietly(tmp_path):
