@@ -34,7 +34,7 @@ from streams.delivery import DeliveryWatch
 from streams.settings import Settings
 from streams.steps import (CaseSteps, Outputs, Unit, benchmark_of, decode_case_unit, decode_peer_unit,
                            home_partition)
-from streams.store import CaseStore, GroupStore, HeldDecisions
+from streams.store import CaseStore, GroupStore, HeldDecisions, held_keys
 from streams.notices import NoticeLog, NoticeSteps
 from streams.read_back import StoreReadBack
 from streams.tickets import TicketStore, TicketSteps, decode_ticket_unit, route_unit
@@ -530,7 +530,7 @@ class Pipeline:
         if self.clock.input_incomplete:
             return 0
         partitions = list(range(self.settings.partitions))
-        cases = [case_id for case_id, stored in self.table.data.items() if stored] + list(self.store.seeds)
+        cases = held_keys(self.store)
         for case_id in cases:
             self.index.schedule(case_id, _EPOCH, partition_of(case_id, partitions))
         if cases:
@@ -669,7 +669,7 @@ class Pipeline:
         verdicts were sent."""
         after = self.catalog.judge
         sent = 0
-        for key in [k for k, v in self.groups.table.data.items() if v] + list(self.groups.seeds):
+        for key in held_keys(self.groups):
             group = self.groups.get(key)
             if group is None or not group.decisions:
                 continue

@@ -212,6 +212,12 @@ class CaseStore:
                 yield (case_id, *stored_index_entry(stored))
 
 
+def held_keys(store) -> list[str]:
+    """The keys a store (`CaseStore`, `TableStore`) holds: those its table's partitions here hold,
+    then its seeds from the store (not yet in the table)."""
+    return [key for key, stored in store.table.data.items() if stored] + list(store.seeds)
+
+
 class TableStore:
     """Values of a Faust table of the partitions a worker holds (stored bytes), the decoded ones used
     most recently in front, and seeds from the store for keys the table lacks (a fresh embedded
