@@ -91,11 +91,10 @@ class LogMapping:
 
     def columns(self) -> set[str]:
         """Every column (or XES attribute) the mapping reads and a file must have."""
-        named = {self.case_id, self.activity, self.time, self.recorded_time, self.event_id, self.case_end,
-                 self.lifecycle if self.lifecycle_named else None, *self.accept_attrs.values()}
+        named = {self.case_end, *self.accept_attrs.values()}
         for source in (self.item_code, *self.fields.values(), *self.attrs.values()):
             named.add(source.get("column"))
-        return {name for name in named if name}
+        return self.required_columns() | {name for name in named if name}
 
 
 def _source(raw: Any, where: str) -> dict[str, str]:

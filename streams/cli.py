@@ -252,9 +252,10 @@ def _import_summary(source: Path, result, mapping, processed: dict | None, topic
         lines.append(f"  warning: no event of the log has {names}, which the mapping reads (a case's end, a fine's "
                      f"amount, ...): read as absent from every row; if the name is misspelt, correct the mapping "
                      f"and import the file into a fresh store")
-    if result.repeated_steps:
-        many = result.repeated_steps > 1
-        lines.append(f"  {result.repeated_steps} row{'s' if many else ''} repeat{'' if many else 's'} the case, "
+    repeated = result.repeated_steps  # counted over every event: once
+    if repeated:
+        many = repeated > 1
+        lines.append(f"  {repeated} row{'s' if many else ''} repeat{'' if many else 's'} the case, "
                      f"step and time of an earlier row: each is "
                      f"imported as a step of its own (a row exported twice is a step done twice; remove the "
                      f"copies and import the file into a fresh store)")

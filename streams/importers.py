@@ -276,7 +276,6 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
     numbers: set[int] = set()  # a JSON line's number is its line's, blank lines not counted among the rows
     for mapped in rows:
         numbers.add(mapped.number)
-        result.rows = len(numbers)
         if mapped.status is RowStatus.SKIPPED:
             result.skipped[mapped.reason] += 1
         elif mapped.status is RowStatus.REJECTED:
@@ -291,6 +290,7 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
             result.numbers[mapped.event["event_id"]] = (mapped.number, mapped.derived)
             if mapped.activity:
                 result.activities.add((mapped.event["case_id"], mapped.activity))
+    result.rows = len(numbers)
     if mapping is not None:
         _refuse_absent_case_columns(path, mapping, result.absent)
     return result
@@ -352,23 +352,24 @@ def replaced_letters(letters: list[dict], source: Path, result: ImportResult,
     mine = [letter for letter in letters
             if letter["partition"] == IMPORT_PARTITION and (letter["detail"] or "").startswith(prefix)]
     events = {event["event_id"] for event in result.events}
-    whole = whole_cases(result)
+    whole, rows = whole_cases(result), result.rows_of_cases
     held = [letter for letter in mine if letter["reason"] == CASE_INCOMPLETE]
     replaced = [letter for letter in held if letter["event_id"] in events]
     waiting = {letter["case_id"] for letter in held if letter["event_id"] not in events}
     replaced += [letter for letter in mine if letter["reason"] == UNREADABLE_ROW and letter["case_id"] in whole
-                 and letter["case_id"] not in waiting and _row_back(letter, result, events, mapping)]
+                 and letter["case_id"] not in waiting and _row_back(letter, result, rows, events, mapping)]
     return replaced
 
 
-def _row_back(letter: dict, result: ImportResult, events: set[str], mapping: LogMapping | None) -> bool:
+def _row_back(letter: dict, result: ImportResult, rows: set[tuple[str, int]], events: set[str],
+              mapping: LogMapping | None) -> bool:
     """Whether this import brings back the row a rejected row's letter stands for. A row with an
     activity the mapping reads (rejected for its time or another value): a row of its case with that
     activity (the file exported again in another order, where the same number was another case's
     row: the case stayed held back for good, its cards lost, found by a black-box test). A JSON
     line that names its event: that event. Otherwise (the activity itself unreadable): a row of
     its case at the same number, the file corrected in place."""
-    same_number = (letter["case_id"], letter["offset"]) in result.rows_of_cases
+    same_number = (letter["case_id"], letter["offset"]) in rows  # `ImportResult.rows_of_cases`
     try:
         payload = orjson.loads(letter["payload"])
     except (orjson.JSONDecodeError, TypeError):
