@@ -80,6 +80,17 @@ def pipeline_settings(data_dir: Path, **changes) -> Settings:
     return Settings(**base)
 
 
+def store_rows(data_dir: Path, sql: str) -> list[tuple]:
+    """The rows of a query of the embedded store in `data_dir` (no process may hold it then)."""
+    from sinks.clickhouse import connect
+
+    client = connect(None, data_dir)
+    try:
+        return [tuple(row) for row in client.query(sql).result_rows]
+    finally:
+        client.close()
+
+
 def http_get(url: str) -> tuple[int | None, str]:
     """(status, body) of a GET; (None, the error) when nothing answers."""
     try:

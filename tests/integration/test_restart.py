@@ -16,7 +16,7 @@ from alerts.scenario import generate
 from sinks.clickhouse import connect
 from streams.broker import EmbeddedBroker, committed_offsets, produce
 from tests.integration.conftest import (NOW, as_messages, identity, pipeline_settings, replay, standalone_settings,
-                                        write_inputs)
+                                        store_rows, write_inputs)
 
 
 async def committed(bootstrap: str, partitions: int) -> int:
@@ -111,12 +111,8 @@ def test_kill_and_restart_mid_stream(tmp_path):
 
 def stored_cases(data_dir):
     """What the store says of each case (FINAL: the newest revision), all but revision and times of writing."""
-    client = connect(None, data_dir)
-    try:
-        rows = client.query("SELECT case_id, item_code, department, region, status, accepted_at, ended_at, "
-                            "deadline, event_count, open_alerts FROM cases FINAL").result_rows
-    finally:
-        client.close()
+    rows = store_rows(data_dir, "SELECT case_id, item_code, department, region, status, accepted_at, ended_at, "
+                                "deadline, event_count, open_alerts FROM cases FINAL")
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
@@ -242,10 +238,6 @@ def test_a_worker_killed_between_two_inserts_loses_no_card_of_a_case_it_then_let
             restarted.send_signal(signal.SIGTERM)
             _, err = restarted.communicate(timeout=120)
         assert restarted.returncode == 0, err.decode()[-3000:]
-    client = connect(None, tmp_path / "data")
-    try:
-        stored = client.query("SELECT case_id, node FROM alerts FINAL WHERE status = 'open' "
-                              "AND rule = 'skipped_node'").result_rows
-    finally:
-        client.close()
+    stored = store_rows(tmp_path / "data", "SELECT case_id, node FROM alerts FINAL WHERE status = 'open' "
+                                           "AND rule = 'skipped_node'")
     assert sorted(stored) == sorted((c, n) for c in cases for n in ("undertake", "review", "approve"))

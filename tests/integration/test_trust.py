@@ -19,7 +19,7 @@ from sinks.queries import dead_letters, export_alerts
 from sinks.scope import Scope
 from streams.runtime import produce, replay_clock, running_pipeline, topic_ends, wait_until_processed
 from tests.integration.conftest import (NOW, as_messages, identity, pipeline_settings, read_all, replay, standalone_settings,
-                                        write_inputs)
+                                        store_rows, write_inputs)
 
 
 def histories(records):
@@ -376,23 +376,15 @@ def test_a_second_run_with_a_case_whose_item_left_the_catalog_raises_no_internal
     later = {**events[-1], "event_id": "G-9", "node": "review", "occurred_at": "2026-03-10T10:00:00+08:00",
              "recorded_at": "2026-03-10T10:05:00+08:00"}
     again, _ = replay(settings, catalog, [(b"GONE-1", orjson.dumps(later))])
-    client = connect(None, tmp_path / "data")
-    try:
-        reasons = [r[0] for r in client.query("SELECT reason FROM dead_letters FINAL").result_rows]
-    finally:
-        client.close()
+    reasons = [row[0] for row in store_rows(tmp_path / "data", "SELECT reason FROM dead_letters FINAL")]
     assert "internal_error" not in reasons and "item_left_catalog" in reasons
     assert {a["alert_id"]: a["status"] for a in again} == {a["alert_id"]: a["status"] for a in alerts}
     # Every later start judges the case again: still one letter for it, with its department (a
     # letter per start, named by no department, was found by a black-box test).
     replay(settings, catalog, [(b"GONE-1", orjson.dumps(later))])
-    client = connect(None, tmp_path / "data")
-    try:
-        left = client.query("SELECT case_id, department FROM dead_letters FINAL "
-                            "WHERE reason = 'item_left_catalog'").result_rows
-    finally:
-        client.close()
-    assert [tuple(row) for row in left] == [("GONE-1", "SCJG")]
+    left = store_rows(tmp_path / "data", "SELECT case_id, department FROM dead_letters FINAL "
+                                         "WHERE reason = 'item_left_catalog'")
+    assert left == [("GONE-1", "SCJG")]
 
 
 def test_a_failed_alert_publish_keeps_its_messages_unacknowledged_until_published(scenario, baseline, tmp_path,
