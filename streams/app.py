@@ -22,19 +22,20 @@ from datetime import datetime, timezone
 import faust
 import orjson
 
-from alerts.evaluate import NotInCatalog, judges_otherwise
-from alerts.peers import NOT_OUTLIER, PenaltyFact, add_decisions, rejudged, seed_group_with_verdicts
+from alerts.evaluate import NotInCatalog
+from alerts.peers import NOT_OUTLIER, PenaltyFact, add_decisions, seed_group_with_verdicts
 from alerts.retention import evict_at
 from alerts.state import CaseState
 from sinks.writer import ClickHouseWriter
 from streams import faust_patches, metrics
+from streams.catalog_reload import CatalogReload
 from streams.catalog_source import CatalogSource
 from streams.codec import decode_state
 from streams.delivery import DeliveryWatch
 from streams.settings import Settings
 from streams.steps import (CaseSteps, Outputs, Unit, benchmark_of, decode_case_unit, decode_peer_unit,
                            home_partition)
-from streams.store import CaseStore, GroupStore, HeldDecisions, held_keys
+from streams.store import CaseStore, GroupStore, HeldDecisions
 from streams.notices import NoticeLog, NoticeSteps
 from streams.read_back import StoreReadBack
 from streams.tickets import TicketStore, TicketSteps, decode_ticket_unit, route_unit
@@ -126,7 +127,6 @@ class Pipeline:
         # Cases whose withdrawals wait for the end of a replay's input: case -> partition.
         self.held: dict[str, int] = {}
         self.assigned: set = set()  # the partitions of the agents' topics this worker holds
-        self.catalog_rows_pending = False  # a reloaded catalog the store has not taken yet
         # Cases whose state or tickets were written since streams.health.Watch last counted them
         # (sets while a watch counts them, as `sunlight worker` does; None: nobody counts).
         self.touched_cases: set[str] | None = None
@@ -216,6 +216,8 @@ class Pipeline:
         self.unsent_notices: list[tuple[bytes, bytes]] = []
         self.untaken_alerts: list[tuple[bytes, bytes]] = []
         self.unsent_verdicts: list[tuple[bytes, bytes]] = []  # judged otherwise at restore (`restore`)
+        self.catalog_reload = CatalogReload(catalog, self.store, self.groups, self.index, self.outputs, clock,
+                                            settings.partitions)
         self.notice_steps = NoticeSteps(self.notice_log, notice_senders(settings), settings.notify, writer,
                                         settings.notice_attempts, settings.notice_retry_seconds,
                                         settings.notice_concurrency)
@@ -228,7 +230,7 @@ class Pipeline:
         app.timer(settings.tick_interval)(self.fire_ticket_due)
         app.timer(settings.flush_interval)(self.flush)
         app.timer(settings.tick_interval)(self.let_go_settled)
-        app.timer(settings.catalog_reload_interval)(self.reload_catalog)
+        app.timer(settings.catalog_reload_interval)(self.catalog_reload.run)
         app.timer(settings.catalog_reload_interval)(self.reload_silences)
         app.timer(1.0)(self.delivery.retry)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -520,23 +522,6 @@ class Pipeline:
             self.index.schedule(case_id, _EPOCH, partition)
         return len(pending)
 
-    def judge_cases_again(self) -> int:
-        """After a reload that changed what cases are judged against: every case this worker holds,
-        judged at the clock under the new catalog (what the next process would do). Else a case with
-        nothing due kept the cards of the old limits (a red overdue, and its ticket, for a case whose
-        time limit was lengthened) until an event of its came, and one whose limit was shortened had
-        its card only at the moment the old limit set (found by a black-box test). A replay whose
-        input is not complete judges every case at its end anyway. Returns how many."""
-        if self.clock.input_incomplete:
-            return 0
-        partitions = list(range(self.settings.partitions))
-        cases = held_keys(self.store)
-        for case_id in cases:
-            self.index.schedule(case_id, _EPOCH, partition_of(case_id, partitions))
-        if cases:
-            log.warning("catalog reloaded: the %d cases this worker holds are judged again under it", len(cases))
-        return len(cases)
-
     def restored_unjudged(self) -> dict[str, int]:
         """The cases restored from the store and not judged since, by partition: the seeds no unit
         has taken, and those a unit took without changing them (events they already held, as a
@@ -649,60 +634,6 @@ class Pipeline:
                              self.catalog.judge.catalog)
         log.error("ClickHouse refused a %s row of case %s, sent to the DLQ: %s", item.table, key, item.error[:300])
         await self.outputs.keep_letter(letter, key.encode() or None)
-
-    async def reload_catalog(self) -> None:
-        before = self.catalog.judge
-        if self.catalog.maybe_reload():
-            self.catalog_rows_pending = True
-            await self.rejudge_groups(before)
-            if judges_otherwise(before, self.catalog.judge):
-                self.judge_cases_again()
-        if self.catalog_rows_pending:  # again on the next tick while the store refuses it
-            self.catalog_rows_pending = not await self.write_catalog_rows()
-
-    async def rejudge_groups(self, before) -> int:
-        """After a reload that changed a violation's benchmark tiers, or the outlier thresholds: each
-        peer group of it this worker holds, its decisions flagged under the new tiers and judged
-        again (`alerts.peers.rejudged`); the verdicts that changed go to their cases. Else the
-        groups kept the old flags until a restart: fines now outside every tier stayed peers, and
-        the cases kept the old peers' outlier cards and lacked the new ones. Returns how many
-        verdicts were sent."""
-        after = self.catalog.judge
-        sent = 0
-        for key in held_keys(self.groups):
-            group = self.groups.get(key)
-            if group is None or not group.decisions:
-                continue
-            try:
-                within = benchmark_of(after, group.item_code, group.violation_code)
-                unchanged = (after.config == before.config and before.item(group.item_code).tiers(group.violation_code)
-                             == after.item(group.item_code).tiers(group.violation_code))
-            except NotInCatalog:  # an item added or gone: its cases are judged as the catalog says
-                continue
-            if unchanged:
-                continue
-            group, verdicts = rejudged(group, within, after.config)
-            self.groups.put(group, home_partition(key, self.settings.partitions))
-            for verdict in verdicts:
-                await self.outputs.verdict(verdict)
-            sent += len(verdicts)
-        await self.outbox.send()
-        if sent:
-            log.info("catalog reloaded: %d peer verdicts judged otherwise under its benchmark tiers sent to their "
-                     "cases", sent)
-        return sent
-
-    async def write_catalog_rows(self) -> bool:
-        """The reloaded catalog into the store, for the dashboards' names and variables; False when
-        the store refused it (the dashboards show the previous copy meanwhile)."""
-        from sinks.catalog_rows import write_catalog
-
-        try:
-            await self.writer.run(write_catalog, self.catalog.judge.catalog)
-        except Exception as exc:  # the store is down: tried again on the next reload tick
-            log.warning("could not write the reloaded catalog to the store (will try again): %s", exc)
-            return False
-        return True
 
     def ticket_policy(self):
         """The catalog's ticket policy with the silences in force."""

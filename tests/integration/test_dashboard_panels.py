@@ -548,10 +548,10 @@ def test_the_catalog_copy_follows_a_reload_of_the_catalog(tmp_path):
 
             sinks.catalog_rows.write_catalog = refused_once
             try:
-                await running.pipeline.reload_catalog()
+                await running.pipeline.catalog_reload.run()
                 with running.pipeline.writer.lock:
                     assert names(running.client) == before
-                await running.pipeline.reload_catalog()  # the file has not changed since
+                await running.pipeline.catalog_reload.run()  # the file has not changed since
             finally:
                 sinks.catalog_rows.write_catalog = real
             assert len(calls) == 2

@@ -595,8 +595,8 @@ def test_changed_discretion_tiers_reloaded_while_running_judge_the_fines_peers_a
                 before = outliers(export_alerts(running.client, Scope.everything(), include_withdrawn=True))
             shutil.copyfile(data / "cat-r2.yaml", catalog)
             os.utime(catalog, ns=(time.time_ns(), time.time_ns() + 10 ** 9))  # a stamp the reload sees
-            caplog.set_level(logging.INFO, logger="streams.app")
-            await pipeline.reload_catalog()
+            caplog.set_level(logging.INFO, logger="streams.catalog_reload")
+            await pipeline.catalog_reload.run()
             deadline = time.monotonic() + 60
             while True:  # the verdicts go to their cases through the verdicts topic, then are written
                 await asyncio.sleep(0.5)
@@ -649,8 +649,8 @@ def test_a_reloaded_time_limit_judges_the_open_cases_again(tmp_path, caplog):
                                        for item in raw["items"]]}
             catalog.write_text(yaml.safe_dump(longer, allow_unicode=True), encoding="utf-8")
             os.utime(catalog, ns=(time.time_ns(), time.time_ns() + 10 ** 9))
-            caplog.set_level(logging.WARNING, logger="streams.app")
-            await pipeline.reload_catalog()
+            caplog.set_level(logging.WARNING, logger="streams.catalog_reload")
+            await pipeline.catalog_reload.run()
             deadline = time.monotonic() + 60
             while True:
                 await asyncio.sleep(0.5)

@@ -342,7 +342,7 @@ def test_a_case_whose_item_leaves_the_catalog_is_recorded_not_dropped_silently(t
                 await asyncio.sleep(0.2)
             # Judged again (as a later reload judges every held case): said once (review: each
             # judgement counted, logged and sent the letter again, and set off the DLQ alert).
-            assert running.pipeline.judge_cases_again() == 1
+            assert running.pipeline.catalog_reload.judge_cases_again() == 1
             await asyncio.sleep(2)
             await running.pipeline.flush()
             with running.pipeline.writer.lock:
