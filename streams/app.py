@@ -24,14 +24,13 @@ import orjson
 
 from alerts.evaluate import NotInCatalog
 from alerts.peers import NOT_OUTLIER, PenaltyFact, add_decisions, seed_group_with_verdicts
-from alerts.retention import evict_at
 from alerts.state import CaseState
 from sinks.writer import ClickHouseWriter
 from streams import faust_patches, metrics
 from streams.catalog_reload import CatalogReload
 from streams.catalog_source import CatalogSource
-from streams.codec import decode_state
 from streams.delivery import DeliveryWatch
+from streams.let_go import LetGo
 from streams.settings import Settings
 from streams.steps import (CaseSteps, Outputs, Unit, benchmark_of, decode_case_unit, decode_peer_unit,
                            home_partition)
@@ -181,14 +180,6 @@ class Pipeline:
         self.peers = app.Table(PEERS_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
         self.store = CaseStore(self.table, self._write_case, STATE_CACHE_SIZE, self._delete_case)
         self.store.load = self.read_back.cases
-        # Settled cases by the moment they may be let go (alerts.retention), on the stream clock.
-        self.retention = settings.case_retention
-        self.evictions = DeadlineIndex()
-        # Settled cases recovered from the changelog: a process killed after a state's changelog
-        # record and before its rows' inserts left the store without them, and once let go the case
-        # would be read back from that store (its red cards lost for good). Before such a case is
-        # let go, what the store lacks of it is written (`Outputs.missing_rows`).
-        self.unconfirmed: set[str] = set()
         self.groups = GroupStore(self.peers, self._write_group, GROUP_CACHE_SIZE)
         # A replay's decisions, held by the peer agent until the input is complete (`_peer_unit`).
         self.held_decisions = HeldDecisions()
@@ -216,6 +207,12 @@ class Pipeline:
         self.unsent_notices: list[tuple[bytes, bytes]] = []
         self.untaken_alerts: list[tuple[bytes, bytes]] = []
         self.unsent_verdicts: list[tuple[bytes, bytes]] = []  # judged otherwise at restore (`restore`)
+        # Settled cases let go of the tables once the store holds them (`streams.let_go`).
+        self.let_go = LetGo(self.store, self.table, self.ticket_store, self.tickets_table, self.outputs,
+                            self.read_back, self.delivery, clock, self.index, settings, catalog,
+                            lambda: self.index_ready)
+        self.let_go.noted_case = self._note_case
+        self.let_go.noted_tickets = self._note_tickets
         self.catalog_reload = CatalogReload(catalog, self.store, self.groups, self.index, self.outputs, clock,
                                             settings.partitions)
         self.notice_steps = NoticeSteps(self.notice_log, notice_senders(settings), settings.notify, writer,
@@ -229,7 +226,7 @@ class Pipeline:
         app.timer(settings.tick_interval)(self.fire_due)
         app.timer(settings.tick_interval)(self.fire_ticket_due)
         app.timer(settings.flush_interval)(self.flush)
-        app.timer(settings.tick_interval)(self.let_go_settled)
+        app.timer(settings.tick_interval)(self.let_go.settled)
         app.timer(settings.catalog_reload_interval)(self.catalog_reload.run)
         app.timer(settings.catalog_reload_interval)(self.reload_silences)
         app.timer(1.0)(self.delivery.retry)
@@ -261,7 +258,7 @@ class Pipeline:
         async def steps(unit: Unit) -> None:
             cases, letters = decode_ticket_unit(unit, self.settings.ticket_ticks_topic)
             await self.ticket_steps.process(unit, cases, letters)
-            self.let_tickets_go_after_their_cases()
+            self.let_go.tickets_after_their_cases()
             self.index_tickets()
 
         await self._consume(stream, steps)
@@ -340,7 +337,7 @@ class Pipeline:
             if state is None:
                 continue
             self.index.schedule(case_id, state.next_due, unit.partition)
-            self.evictions.schedule(case_id, evict_at(state, self.retention), unit.partition)
+            self.let_go.schedule(case_id, state, unit.partition)
             if state.held_withdrawals:
                 self.held[case_id] = unit.partition
             else:
@@ -350,35 +347,13 @@ class Pipeline:
         self.store.written.clear()
         metrics.OPEN_DEADLINES.set(len(self.index))
 
-    def let_tickets_go_after_their_cases(self) -> None:
-        """Tickets written at rest while their case is let go (read back for a late alert or an
-        action, or still running when the case went): let go too, once their rows are written."""
-        for case_id, partition in self.ticket_store.written.items():
-            held = self.ticket_store.cache.get(case_id)
-            if held is not None and held.at_rest and not self._case_held(case_id):
-                self._let_tickets_go_after_write(case_id, partition)
+    def _note_case(self, case_id: str) -> None:
+        if self.touched_cases is not None:  # counted by status again (streams.health.Watch)
+            self.touched_cases.add(case_id)
 
-    def _case_held(self, case_id: str) -> bool:
-        store = self.store
-        return bool(self.table.data.get(case_id)) or case_id in store.seeds or case_id in store.in_hand
-
-    def _let_tickets_go_after_write(self, case_id: str, partition: int) -> None:
-        """Let the case's tickets go, if at rest, once the batch being filled (which holds their
-        latest rows, or comes after them) is written, and if their record has not changed by then."""
-        self.writer.batch.after_write.append(
-            lambda c=case_id, p=partition, k=self.tickets_table.data.get(case_id): self._let_tickets_go(c, p, k))
-
-    async def _let_tickets_go(self, case_id: str, partition: int, stored: bytes | None) -> None:
-        if partition in self.delivery.held_partitions(self.settings.alerts_topic) and not self._case_held(case_id):
-            self._let_tickets_go_now(case_id, partition, stored)
-
-    def _let_tickets_go_now(self, case_id: str, partition: int, stored: bytes | None) -> None:
-        """Let a case's tickets go if their record is still `stored` (whose rows are written), and
-        none of the case's rows was refused by the store."""
-        if case_id in self.store.keep or self.tickets_table.data.get(case_id) is not stored:
-            return
-        if self.ticket_store.evict(case_id, partition) and self.touched_tickets is not None:
-            self.touched_tickets.add(case_id)  # counted by status again (streams.health.Watch)
+    def _note_tickets(self, case_id: str) -> None:
+        if self.touched_tickets is not None:
+            self.touched_tickets.add(case_id)
 
     def index_tickets(self) -> None:
         for case_id, partition in self.ticket_store.written.items():
@@ -530,44 +505,6 @@ class Pipeline:
         partitions = list(range(self.settings.partitions))
         return {case_id: partition_of(case_id, partitions) for case_id in (*self.store.seeds, *self.store.from_store)}
 
-    # -- letting settled cases go, and reading them back ----------------------------------------------
-
-    async def let_go_settled(self) -> int:
-        """Let go of the cases settled for the retention by their partition's clock: each once the
-        rows written before now are in the store (after the writer's current batch), and only if its
-        state has not changed meanwhile (`CaseStore.evict`). Returns how many were found due."""
-        await self.outbox.send()  # the tombstones of the last round, should no unit come to send them
-        # Not while a replay's input is incomplete: a history fed at full speed has its peer groups
-        # send verdicts to decisions of cases settled long before on the stream clock, and each
-        # would be read back from the store (docs/performance.md, "Settled cases").
-        if not self.index_ready or self.clock.input_incomplete:
-            return 0
-        due = self.evictions.pop_due(self.clock.now)
-        unconfirmed = [case_id for case_id, _, _ in due if case_id in self.unconfirmed]
-        in_store = await self.read_back.held(unconfirmed) if unconfirmed else {}
-        batch = self.writer.batch
-        for case_id, partition, now in due:
-            stored = self.table.data.get(case_id)
-            if stored:
-                if case_id in self.unconfirmed:  # what the store lacks goes into this batch, before it is let go
-                    self.unconfirmed.discard(case_id)
-                    self.outputs.missing_rows(decode_state(stored)[0], in_store.get(case_id), self.catalog.judge, now)
-                batch.after_write.append(lambda c=case_id, p=partition, s=stored, t=now: self._let_go(c, p, s, t))
-        return len(due)
-
-    async def _let_go(self, case_id: str, partition: int, stored: bytes, due) -> None:
-        if partition not in self.delivery.held_partitions(self.settings.case_events_topic):
-            return  # revoked meanwhile: its new owner decides
-        if self.store.awaited(case_id) or case_id in self.index:
-            # A unit is applying it, or its judgement is due (a case restored from the store, judged
-            # at the end of the input or at once when live) or on its way: try again on the next round.
-            self.evictions.schedule(case_id, due, partition)
-        elif self.store.evict(case_id, partition, stored):
-            metrics.CASES_LET_GO.inc()
-            self._let_tickets_go_after_write(case_id, partition)  # their latest change may be in the batch being filled
-            if self.touched_cases is not None:
-                self.touched_cases.add(case_id)
-
     # -- timers ------------------------------------------------------------------------------------
 
     async def fire_due(self) -> int:
@@ -663,10 +600,7 @@ class Pipeline:
         self.index.drop_partitions({tp.partition for tp in revoked
                                     if tp.topic == self.settings.case_events_topic})
         case_partitions = {tp.partition for tp in revoked if tp.topic == self.settings.case_events_topic}
-        self.evictions.drop_partitions(case_partitions)
-        if case_partitions and self.unconfirmed:  # the next owner checks them
-            every = list(range(self.settings.partitions))
-            self.unconfirmed = {c for c in self.unconfirmed if partition_of(c, every) not in case_partitions}
+        self.let_go.drop_partitions(case_partitions)
         ticks_revoked = {tp.partition for tp in revoked if tp.topic == self.settings.ticks_topic}
         if ticks_revoked:  # their ticks go to the next owner
             partitions = list(range(self.settings.partitions))
@@ -690,9 +624,8 @@ class Pipeline:
             for case_id, partition, next_due, held, settled in self.indexed_cases():
                 if next_due:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
-                elif settled is not None and self.retention is not None and partition in held_partitions:
-                    self.evictions.schedule(case_id, settled + self.retention, partition)
-                    self.unconfirmed.add(case_id)  # checked against the store when it is let go
+                elif settled is not None and partition in held_partitions:
+                    self.let_go.recovered(case_id, settled, partition)
                 if held:
                     self.held[case_id] = partition
             partitions = list(range(self.settings.partitions))

@@ -63,7 +63,7 @@ async def let_go_due(pipeline) -> None:
     deadline = loop.time() + 60
     while True:
         await pipeline.flush()
-        if not pipeline.evictions.any_due(pipeline.clock.now) and not pipeline.writer.batch.after_write:
+        if not pipeline.let_go.evictions.any_due(pipeline.clock.now) and not pipeline.writer.batch.after_write:
             return
         assert loop.time() < deadline, "settled cases were not let go"
         await asyncio.sleep(0.2)
@@ -327,7 +327,7 @@ def test_a_case_read_back_is_not_let_go_while_its_judgement_is_due_or_on_its_way
             judge, fire = pipeline.judge_restored_cases, pipeline.fire_due
 
             async def let_go_round():
-                await pipeline.let_go_settled()
+                await pipeline.let_go.settled()
                 while not await pipeline.flush():
                     await asyncio.sleep(0.1)
 

@@ -166,24 +166,26 @@ def test_tickets_go_with_their_case_only_as_the_written_rows_left_them():
     """Before, tickets found at rest when their case was let go went, even when a unit had
     changed them since the batch that was just written (their newest rows still in the next
     one), or when the store had refused one of the case's rows: read back, they were stale."""
-    from streams.app import Pipeline
+    from streams.let_go import LetGo
 
     red, yellow = case_alerts()
     harness = Harness()
     harness.alerts(replace(red, status=AlertStatus.WITHDRAWN), yellow)
     assert harness.held().at_rest
     written = harness.table.data["U1"]
-    fake = SimpleNamespace(tickets_table=harness.table, ticket_store=harness.store, store=SimpleNamespace(keep=set()),
-                           touched_tickets=set())
+    noted: set[str] = set()
+    let_go = LetGo(SimpleNamespace(keep=set()), {}, harness.store, harness.table, None, None, None, None, None,
+                   SimpleNamespace(case_retention=None), None, lambda: True)
+    let_go.noted_tickets = noted.add
     harness.alerts(replace(yellow, version=yellow.version + 1))  # changed since: its rows are not written yet
-    Pipeline._let_tickets_go_now(fake, "U1", 0, written)
+    let_go.tickets_now("U1", 0, written)
     assert "U1" in harness.table.data
-    fake.store.keep.add("U1")  # a row of the case refused by the store: the store cannot give it back whole
-    Pipeline._let_tickets_go_now(fake, "U1", 0, harness.table.data["U1"])
+    let_go.store.keep.add("U1")  # a row of the case refused by the store: the store cannot give it back whole
+    let_go.tickets_now("U1", 0, harness.table.data["U1"])
     assert "U1" in harness.table.data
-    fake.store.keep.clear()
-    Pipeline._let_tickets_go_now(fake, "U1", 0, harness.table.data["U1"])
-    assert "U1" not in harness.table.data and fake.touched_tickets == {"U1"}
+    let_go.store.keep.clear()
+    let_go.tickets_now("U1", 0, harness.table.data["U1"])
+    assert "U1" not in harness.table.data and noted == {"U1"}
 
 
 def test_a_ticket_made_from_history_tells_no_one_of_its_steps_in_a_process_that_sends():
