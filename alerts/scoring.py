@@ -418,6 +418,7 @@ class RatingFact:
     region: str
     rating: str
     case_id: str = ""  # "": a case of its own
+    rated_before: bool = False  # the case had a rating in an earlier month: this one is a repeat (一事一评)
 
 
 @dataclass(frozen=True)
@@ -430,10 +431,13 @@ class PushFact:
 
 @dataclass(frozen=True)
 class LetterFact:
-    """A dead letter about the month's data (its event occurred in the month)."""
+    """A dead letter about the month's data (its event occurred in the month). `pushed_at`: when it
+    was pushed, as its event states (`recorded_at`, as a push's), else when it was received; None:
+    not known, not late."""
     letter_id: str
     department: str
     region: str
+    pushed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -705,13 +709,15 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         value = p["factor"] if no_data else p["factor"] * rate
     elif rule.key == "rating":
         # Only the contract's ratings count; a `rated` event without one (or with another value) is
-        # neither satisfied nor dissatisfied. One rating per case (一事一评): its first of the month;
-        # a later one of the same case (a second push, a rating sent again) is not counted either way.
+        # neither satisfied nor dissatisfied. One rating per case (一事一评): its first, in the month it
+        # was given; a later one of the same case (a second push, a rating sent again), in that month
+        # or after, is not counted either way.
         mine_all = [r for r in facts.ratings if mine(r)]
         valid = [r for r in mine_all if r.rating in RATINGS]
         first: dict[str, RatingFact] = {}
         for r in valid:
-            first.setdefault(r.case_id or f"event:{r.event_id}", r)
+            if not r.rated_before:
+                first.setdefault(r.case_id or f"event:{r.event_id}", r)
         ratings = list(first.values())
         satisfied = sum(1 for r in ratings if r.rating in SATISFIED)
         inputs = {"satisfied": satisfied, "ratings": len(ratings), "not_counted": len(mine_all) - len(valid),
@@ -731,10 +737,14 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         past_due = facts.as_of is not None and facts.as_of > deadline
         silent = [d for d in self_built if not any(f.department == d for f in (*pushes, *letters))]
         not_pushed = silent if past_due else []
-        late = any(f.last_recorded_at > deadline for f in pushes) or bool(not_pushed)
+        # A push refused whole is still a push, and a late one is late (未及时推送) as well as not
+        # to the standard (不符合规范): two deductions, as a late push of valid data has the first.
+        late_letters = [f for f in letters if f.pushed_at is not None and f.pushed_at > deadline]
+        late = any(f.last_recorded_at > deadline for f in pushes) or bool(late_letters) or bool(not_pushed)
         inputs = {"self_built": bool(self_built), "import_events": sum(f.events for f in pushes),
                   "last_push": max((f.last_recorded_at for f in pushes), default=None),
-                  "push_deadline": deadline, "late": late, "dead_letters": len(letters), "not_pushed": not_pushed}
+                  "push_deadline": deadline, "late": late, "dead_letters": len(letters),
+                  "dead_letters_late": len(late_letters), "not_pushed": not_pushed}
         if inputs["last_push"] is not None:
             inputs["last_push"] = inputs["last_push"].astimezone(tz)
         value = p["base"] - (p["late"] if late else 0) - (p["nonstandard"] if letters else 0)
@@ -795,7 +805,8 @@ def basis(part: PartScore) -> str:
         if i.get("not_pushed"):
             words.append(f"未推送 {'、'.join(i['not_pushed'])}（逾期）")
         if i["dead_letters"]:
-            words.append(f"不规范 {i['dead_letters']}")
+            late = f"（逾期推送 {i['dead_letters_late']}）" if i.get("dead_letters_late") else ""
+            words.append(f"不规范 {i['dead_letters']}{late}")
         return " ".join(words)
     if part.key == "other":
         return f"扣 {_number(Fraction(str(i['deducted'])))}" if i["deducted"] else "—"

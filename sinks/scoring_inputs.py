@@ -9,7 +9,7 @@ What is counted (see docs/scoring.md):
   a ticket opened again by hand in a later month is a new round there, and its earlier round stays
   in its own month as that round ended;
 * ``rated`` events that occurred in the month, each case's in order (its first rating counts:
-  一事一评);
+  一事一评), each marked when its case was rated in an earlier month (then none of them counts);
 * per department, the events that occurred in the month on the ``import`` channel or on none
   stated (pushed, for a self-built department, as the backfill rule reads it), and their last
   ``recorded_at`` (when the self-built system pushed them, not when Sunlight stored them);
@@ -20,7 +20,9 @@ What is counted (see docs/scoring.md):
   was not to the standard when it was pushed. Other letters (a refused ticket action, an online
   or window event) are not about pushed data. The query reads only letters received since the
   month began (``received_at``: a push cannot be refused before it happened), filtered by topic
-  and channel in ClickHouse; only those payloads are parsed here.
+  and channel in ClickHouse; only those payloads are parsed here. A letter's push time is its
+  event's ``recorded_at``, as a push's is (else when Sunlight received it): a push refused whole
+  after the push day is late as well as not to the standard.
 
 Scoring is the office's work over the whole city: these queries are unscoped
 (``Scope.everything()``); the rows written are scoped by department and region.
@@ -35,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from alerts.events import RATINGS
 from alerts.letters import SUNLIGHTS_OWN
 from alerts.scoring import (CaseFact, LetterFact, MonthFacts, MonthScores, PushFact, RatingFact, TicketFact,
                             month_bounds)
@@ -87,12 +90,20 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
                               "AND occurred_at < {end:DateTime64(6, 'UTC')}",
                         tail="ORDER BY case_id, occurred_at, event_id")  # each case's first rating first
     sql, parameters = query.sql(scope)
+    rows = client.query(sql, parameters={**parameters, **window}).result_rows
+    # Cases rated in an earlier month (一事一评: that rating was the case's one).
+    rated = sorted({case_id for *_, case_id in rows if case_id})
+    rated_before = {row[0] for row in client.query(
+        "SELECT DISTINCT case_id FROM case_events FINAL WHERE type = 'rated' AND case_id IN {ids:Array(String)} "
+        "AND occurred_at < {start:DateTime64(6, 'UTC')} "
+        "AND JSONExtractString(attrs, 'rating') IN {ratings:Array(String)}",
+        parameters={"ids": rated, "start": window["start"], "ratings": sorted(RATINGS)}).result_rows} if rated else set()
     ratings = []
-    for event_id, department, region, attrs, case_id in client.query(
-            sql, parameters={**parameters, **window}).result_rows:
+    for event_id, department, region, attrs, case_id in rows:
         rating = (orjson.loads(attrs) if attrs else {}).get("rating")
         # Not a rating (absent, null): kept as "", which the scoring does not count.
-        ratings.append(RatingFact(event_id, department, region, rating if isinstance(rating, str) else "", case_id))
+        ratings.append(RatingFact(event_id, department, region, rating if isinstance(rating, str) else "", case_id,
+                                  case_id in rated_before))
 
     # Pushed: channel `import`, or none stated (a self-built department's system, as the backfill
     # rule reads it: alerts.detectors.CaseView.pushed); only self-built departments' are scored.
@@ -118,9 +129,9 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
         event = _event(payload)
         if event is None or event.get("channel") not in ("import", "", None):
             continue
-        moment = _occurred(event) or _utc(received_at)
+        moment = _moment(event, "occurred_at") or _utc(received_at)
         if start <= moment < end:
-            letters.append(LetterFact(letter_id, department, region))
+            letters.append(LetterFact(letter_id, department, region, _moment(event, "recorded_at") or _utc(received_at)))
     return MonthFacts(month, cases, irregular, tickets, tuple(ratings), pushes, tuple(letters))
 
 
@@ -132,9 +143,10 @@ def _event(payload: str) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _occurred(event: dict[str, Any]) -> datetime | None:
+def _moment(event: dict[str, Any], field: str) -> datetime | None:
+    """An event's time as it states it, in UTC; None when absent or not a time with an offset."""
     try:
-        moment = datetime.fromisoformat(event["occurred_at"])
+        moment = datetime.fromisoformat(event[field])
     except (KeyError, TypeError, ValueError):
         return None
     return moment.astimezone(timezone.utc) if moment.tzinfo else None

@@ -102,6 +102,14 @@ def month(tmp_path_factory):
     later = (datetime.fromisoformat(rated["occurred_at"]) + timedelta(hours=1)).isoformat()
     scenario.events.append({**rated, "event_id": f"{rated['event_id']}-again", "attrs": {"rating": "dissatisfied"},
                             "occurred_at": later, "recorded_at": later})
+    # A case of another department rated in March is rated again in April: April's is a repeat
+    # (一事一评: one rating per case; before, each month counted the case's first of the month).
+    city = {d["code"] for d in scenario.catalog["departments"] if d["region"] == "320200"}  # scored by department
+    again = next(e for e in scenario.events if e["type"] == "rated" and e["department"] in city - {"STJ", "ZJJ"}
+                 and START <= local(e["occurred_at"]) < END and e["attrs"].get("rating") == "satisfied")
+    march = (START - timedelta(days=2)).isoformat()
+    scenario.events.append({**again, "event_id": f"{again['event_id']}-march", "attrs": {"rating": "dissatisfied"},
+                            "occurred_at": march, "recorded_at": march})
     # A self-built department's push that states no channel is pushed data, as the backfill rule
     # reads it (before, not counted: a department pushing only such events had no data, full points).
     scenario.events.append({"event_id": "ZJJ-NOCHANNEL-1", "case_id": "IZJJ-NOCHANNEL", "item_code": zjj_item,
@@ -223,14 +231,13 @@ def expected(scenario, alerts, tickets, by: str) -> dict[str, dict]:
         cap = 20 if by == "region" else 10
         parts["操作规范"] = clamp(10 * (1 - irregular / len(cases)), cap) if cases else 10  # no data: as perfect
         if by == "department":
-            first_rating: dict[str, tuple] = {}  # one per case (一事一评): its first of the month
+            first_rating: dict[str, tuple] = {}  # one per case (一事一评): its first, in the month it was given
             for e in events:
-                if (e["type"] == "rated" and e["department"] in members and START <= local(e["occurred_at"]) < END
-                        and e.get("attrs", {}).get("rating")):
+                if e["type"] == "rated" and e["department"] in members and e.get("attrs", {}).get("rating"):
                     moment = (local(e["occurred_at"]), e["event_id"])
                     if e["case_id"] not in first_rating or moment < first_rating[e["case_id"]][0]:
                         first_rating[e["case_id"]] = (moment, e["attrs"]["rating"])
-            ratings = [rating for _, rating in first_rating.values()]
+            ratings = [rating for (moment, _), rating in first_rating.values() if START <= moment < END]
             good = sum(1 for r in ratings if r in ("satisfied", "basically_satisfied"))
             parts["行政相对人评议"] = 10 * good / len(ratings) if ratings else 10
         month_tickets = [t for t in tickets if t["department"] in members and t["status"] != "withdrawn"
@@ -284,11 +291,15 @@ def test_sunlight_score_reproduces_the_month_by_hand(month, by, monkeypatch, cap
         assert any("channel" not in e for e in pushed)
         assert parts["ZJJ"]["data_exchange"]["inputs"]["import_events"] == len(pushed)
         assert parts["ZJJ"]["data_exchange"]["inputs"]["dead_letters"] == 1
+        # pushed by 05-03 as its event states (received months later, when the test ran): not late
+        assert parts["ZJJ"]["data_exchange"]["inputs"]["dead_letters_late"] == 0
         assert parts["ZJJ"]["data_exchange"]["points"] == 5 and parts["JTJ"]["data_exchange"]["points"] == 5
         assert parts["JTJ"]["data_exchange"]["inputs"]["dead_letters"] == 0  # neither refused message was a push
         assert parts["STJ"]["rating"]["inputs"]["ratings"] == 1 and parts["STJ"]["rating"]["points"] == 10
         assert parts["STJ"]["rating"]["inputs"]["not_counted"] == 1
         assert parts["STJ"]["rating"]["inputs"]["repeated"] == 1
+        rated_in_march = next(e for e in scenario.events if e["event_id"].endswith("-march"))
+        assert parts[rated_in_march["department"]]["rating"]["inputs"]["repeated"] >= 1
         assert parts["SCJG"]["data_exchange"]["note"].startswith("不适用")
         assert parts["WJW"]["maintenance"]["points"] == 0
         assert parts["KJJ"]["conformity"]["no_data"] is True

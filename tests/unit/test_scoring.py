@@ -197,6 +197,33 @@ def test_a_late_push_and_floors_and_caps():
     assert part(score_month(rulebook(), "department", many, MonthFacts(MONTH)), "A", "publication").points == 0
 
 
+def test_a_late_push_refused_whole_is_late_and_not_to_the_standard():
+    """A self-built department whose only push of the month came after the 5th and was refused
+    whole lost 5 (不符合规范), as one that pushed bad data on time: its lateness was read from its
+    stored pushes alone (found by an independent scorer)."""
+    def exchange(letter: LetterFact):
+        facts = MonthFacts(MONTH, cases=cases("B", 1), letters=(letter,), as_of=datetime(2026, 6, 1, tzinfo=TZ))
+        return part(score_month(rulebook(), "department", CATALOG, facts), "B", "data_exchange")
+
+    late = exchange(LetterFact("l1", "B", "320200", datetime(2026, 5, 20, 10, tzinfo=TZ)))
+    assert (late.points, late.inputs["late"], late.inputs["dead_letters_late"]) == (0, True, 1)
+    assert "不规范 1（逾期推送 1）" in basis(late)
+    on_time = exchange(LetterFact("l1", "B", "320200", datetime(2026, 5, 5, 23, 59, tzinfo=TZ)))
+    assert (on_time.points, on_time.inputs["late"]) == (5, False)
+    unknown = exchange(LetterFact("l1", "B", "320200"))  # no time known: not counted late
+    assert unknown.points == 5
+
+
+def test_a_case_rated_in_an_earlier_month_is_not_counted_again():
+    """一事一评: one rating per case. A case rated satisfied in April and dissatisfied in May counted
+    in both months (the first of each month), so May scored 0 on it (found by an independent scorer)."""
+    facts = MonthFacts(MONTH, cases=cases("A", 2), ratings=(
+        RatingFact("r1", "A", "320200", "dissatisfied", "K1", rated_before=True),
+        RatingFact("r2", "A", "320200", "satisfied", "K2")))
+    rating = part(score_month(rulebook(), "department", CATALOG, facts), "A", "rating")
+    assert (rating.points, rating.inputs["ratings"], rating.inputs["repeated"]) == (10, 1, 1)
+
+
 def test_the_cases_of_a_suspended_item_do_not_count_as_an_item_that_ran_online():
     """事项在线运行率 = 在线办件事项数/(总静态事项数−挂起事项数): both over the items that are to
     run. Counted among all items, the cases of a suspended item made up for an item that never
