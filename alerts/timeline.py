@@ -20,6 +20,7 @@ implements the process model of the catalog:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Sequence
@@ -281,12 +282,20 @@ def _clock_changes_first(events: list[CaseEvent]) -> list[CaseEvent]:
 
 
 def _inner_resumptions(events: Sequence[CaseEvent]) -> set[int]:
-    """The resumptions (by `id`) followed, before the case's first end, by another resumption with
-    no suspension between: each can only be resuming a suspension stated inside another."""
-    first_end = min((e.occurred_at for e in events if e.type in ENDING), default=None)
+    """The resumptions (by `id`) followed, before the case's next end, by another resumption with
+    no suspension between: each can only be resuming a suspension stated inside another. The next
+    end, not the first: a case closed and sent back is open again, and its suspensions after the
+    return are read as in a case never closed (found by an independent oracle: a close-and-return
+    on the day of acceptance made a nested suspension's first resumption restart the clock)."""
+    ends = sorted(e.occurred_at for e in events if e.type in ENDING)
     clock = [e for e in events if e.type is EventType.SUSPENDED or e.type is EventType.RESUMED]
-    return {id(a) for a, b in zip(clock, clock[1:]) if a.type is EventType.RESUMED and b.type is EventType.RESUMED
-            and (first_end is None or b.occurred_at <= first_end)}
+    inner = set()
+    for a, b in zip(clock, clock[1:]):
+        if a.type is EventType.RESUMED and b.type is EventType.RESUMED:
+            following = bisect_left(ends, a.occurred_at)  # the first end at or after `a`
+            if following == len(ends) or b.occurred_at <= ends[following]:
+                inner.add(id(a))
+    return inner
 
 
 def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:

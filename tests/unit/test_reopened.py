@@ -272,3 +272,33 @@ def test_a_withdrawal_after_a_closing_changes_nothing_whatever_its_moment():
             outcomes.add((frozenset(active(state)), state.ended_by.occurred_at,
                           stored_case_status(encode_state(state, 0))))
     assert outcomes == {(frozenset({("overdue", None)}), at(2026, 3, 21, 12), (0, "closed"))}
+
+
+def test_a_suspension_stated_inside_another_after_a_reopening_is_read_as_in_a_case_never_closed():
+    """Found by an independent oracle: hearing suspended 03-04, expert review suspended 03-05, resumed
+    03-12, resumed 03-17: the clock stops until 03-17. In a case closed by mistake at 09:10 on its day
+    of acceptance and returned at 09:20, the nested suspension was read against that first end, so
+    the 03-12 resumption restarted the clock: a false red overdue (and yellow deadline_near) that the
+    same facts without the early close-and-return do not raise."""
+    from alerts.timeline import read_timeline
+
+    def case(name: str, reopened: bool) -> list:
+        early = [ev("closed", at(2026, 3, 2, 10, 10), case=name),
+                 ev("returned", at(2026, 3, 2, 10, 20), case=name, node="undertake", reason="误操作")] if reopened else []
+        return [ev("accepted", at(2026, 3, 2), case=name), *early,
+                ev("node_completed", at(2026, 3, 3), case=name, node="undertake"),
+                ev("suspended", at(2026, 3, 4), case=name, reason="hearing"),
+                ev("suspended", at(2026, 3, 5), case=name, reason="expert_review"),
+                ev("resumed", at(2026, 3, 12), case=name), ev("resumed", at(2026, 3, 17), case=name),
+                ev("node_completed", at(2026, 3, 18), case=name, node="review"),
+                ev("node_completed", at(2026, 3, 18, 11), case=name, node="approve"),
+                ev("closed", at(2026, 3, 19, 10), case=name)]
+
+    plain, reopened = run(case("N1", False), at(2026, 4, 10)), run(case("N2", True), at(2026, 4, 10))
+    item = judge().catalog.item("320200-XK-SCJG-0001")
+    for state in (plain, reopened):
+        timeline = read_timeline(state.events, item)
+        assert [(s.suspended.occurred_at, s.end) for s in timeline.suspensions] == [(at(2026, 3, 4), at(2026, 3, 17))]
+        assert ("overdue", None) not in cards(state) and ("deadline_near", None) not in cards(state)
+    # The early closing skipped every node: that is all the close-and-return changes.
+    assert set(cards(reopened)) - set(cards(plain)) == {("skipped_node", n) for n in ("undertake", "review", "approve")}
