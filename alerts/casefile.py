@@ -86,6 +86,19 @@ def _accepted_after_the_end(events: Sequence[CaseEvent], timeline) -> CaseEvent 
     return min((e for e in events if e.type is EventType.ACCEPTED), key=lambda e: e.occurred_at, default=None)
 
 
+def _reason(reason: str | None) -> str:
+    return SUSPENSION_REASON.get(reason or "", reason or "未说明")
+
+
+def _inside(inner: list[dict[str, Any]]) -> str:
+    """Suspensions stated while another ran, in words: the clock stayed stopped until each was resumed
+    too (a pause listed alone, with its first reason, hid the expert review that kept it going)."""
+    if not inner:
+        return ""
+    stated = "、".join(f"{moment(i['from'])} {_reason(i['reason'])}" for i in inner)
+    return f"；其间另行挂起：{stated}"
+
+
 def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
     accepted = timeline.accepted
     if accepted is None:
@@ -93,7 +106,9 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
     deadline = timeline.deadline(calendar)
     pauses = [{"from": calendar.local(s.suspended.occurred_at).isoformat(),
                "to": calendar.local(s.end).isoformat() if s.end else None,
-               "reason": s.suspended.attrs.get("reason")} for s in timeline.suspensions]
+               "reason": s.suspended.attrs.get("reason"),
+               "inner": [{"from": calendar.local(e.occurred_at).isoformat(), "reason": e.attrs.get("reason")}
+                         for e in s.inner]} for s in timeline.suspensions]
     out: dict[str, Any] = {
         "accepted_at": calendar.local(accepted.occurred_at).isoformat(),
         "promised_days": None if timeline.stated_deadline else timeline.promised_days,
@@ -114,7 +129,7 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
     lines = [basis]
     if pauses:
         spans = "；".join(f"{moment(p['from'])} 至 {moment(p['to']) if p['to'] else '未恢复'}"
-                         f"（{SUSPENSION_REASON.get(p['reason'] or '', p['reason'] or '未说明')}）" for p in pauses)
+                         f"（{_reason(p['reason'])}{_inside(p['inner'])}）" for p in pauses)
         lines.append(f"挂起 {len(pauses)} 次：{spans}；挂起期间的工作时间不计入，时限相应顺延。")
     if deadline is None:
         lines.append("案件挂起中，时限暂停计算。")

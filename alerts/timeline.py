@@ -35,6 +35,7 @@ class Suspension:
     suspended: CaseEvent
     resumed: CaseEvent | None
     end: datetime | None  # the resumption, or the end of the case, or None (still suspended)
+    inner: tuple[CaseEvent, ...] = ()  # suspensions stated while this one ran (its clock stop covers them)
 
     @property
     def pause(self) -> Pause:
@@ -313,6 +314,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     # case's end is another resumption; else it resumes the case (a suspension sent twice must
     # neither stop the clock for good nor stretch to a later, unrelated suspension's resumption).
     nested = 0
+    inside: list[CaseEvent] = []  # the suspensions stated while the open one runs
     inner_resumptions = _inner_resumptions(events)
     cycles, skips = timeline.cycles, timeline.skips
 
@@ -410,12 +412,13 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 open_suspension = event
             else:
                 nested += 1
+                inside.append(event)
         elif kind is EventType.RESUMED:
             if open_suspension is not None and nested and id(event) in inner_resumptions:
                 nested -= 1  # resumes the suspension stated inside: the outer one still runs
             elif open_suspension is not None:
-                timeline.suspensions.append(Suspension(open_suspension, event, event.occurred_at))
-                open_suspension, nested = None, 0
+                timeline.suspensions.append(Suspension(open_suspension, event, event.occurred_at, tuple(inside)))
+                open_suspension, nested, inside = None, 0, []
         elif kind is EventType.DECIDED:
             timeline.decisions.append(event)
             decision = item.decision_node
@@ -431,15 +434,15 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
         elif kind is EventType.CLOSED or kind is EventType.WITHDRAWN:
             timeline.end = event
             if open_suspension is not None:  # its end ends a suspension still running
-                timeline.suspensions.append(Suspension(open_suspension, None, event.occurred_at))
-                open_suspension, nested = None, 0
+                timeline.suspensions.append(Suspension(open_suspension, None, event.occurred_at, tuple(inside)))
+                open_suspension, nested, inside = None, 0, []
             if kind is EventType.CLOSED:
                 check(plan.before_closing, event, "closing")
                 for node_id in plan.by_closing:
                     if node_id not in done:
                         complete(node_id, event)
     if open_suspension is not None:
-        timeline.suspensions.append(Suspension(open_suspension, None, timeline.ended_at))
+        timeline.suspensions.append(Suspension(open_suspension, None, timeline.ended_at, tuple(inside)))
     # Nodes still running: their clocks are open cycles.
     timeline.cycles.extend(c for c in open_cycles.values() if c.node not in done)
     return timeline

@@ -161,3 +161,19 @@ def test_a_fine_outside_its_tier_is_said_in_chinese_with_amounts_that_show_why()
     assert "问题：自称适用的“extreme”档不在该违法行为的裁量基准中" in describe_evidence("discretion_out_of_range", unknown)
     assert "¥5,000–¥20,000" in text and "¥1,234.50" in describe_evidence(
         "discretion_out_of_range", {**evidence, "penalty_amount": 1234.5})
+
+
+def test_a_suspension_stated_while_another_ran_is_named_in_the_pause():
+    """Found by an independent oracle: a hearing, then an expert review stated before it was over,
+    showed as 挂起 1 次 with the hearing alone, though the expert review's resumption is what
+    restarted the clock."""
+    j = judge()
+    events = [ev("accepted", at(2026, 3, 2)), ev("suspended", at(2026, 3, 4), reason="hearing"),
+              ev("suspended", at(2026, 3, 5), reason="expert_review"),
+              ev("resumed", at(2026, 3, 12)), ev("resumed", at(2026, 3, 17))]
+    state = run(events, at(2026, 3, 20))
+    file = case_file(state.events, [], j.catalog.item(LICENCE), j.calendar)
+    assert file["deadline"]["suspensions"][0]["inner"] == [{"from": "2026-03-05T10:00:00+08:00",
+                                                            "reason": "expert_review"}]
+    text = render(file)
+    assert "挂起 1 次：2026-03-04 10:00 至 2026-03-17 10:00（听证；其间另行挂起：2026-03-05 10:00 专家评审）" in text
