@@ -75,26 +75,31 @@ class Judge:
         return item
 
 
-def judges_otherwise(before: Judge, after: Judge) -> bool:
-    """Whether cases may be judged otherwise under `after` than under `before`: its items, the
-    departments' regions and self-built flags, the time zone, the calendar or the thresholds
-    differ. A contact's address, a department's name or the inspection office do not (a reload of
-    those judges no case again: it would republish every card a worker holds)."""
-    def departments(judge: Judge) -> dict:
-        return {code: (d.region, d.self_built) for code, d in judge.catalog.departments.items()}
+def judged_against(judge: Judge) -> tuple:
+    """What a case's alerts depend on besides its events and the clock: the items, the departments'
+    regions and self-built flags, the time zones, the calendar's overrides and the thresholds. Not a
+    contact's address, a department's name or the inspection office: those reach the tickets and
+    their notices, never a card."""
+    departments = {code: (d.region, d.self_built) for code, d in judge.catalog.departments.items()}
+    return (judge.catalog.items, departments, judge.catalog.timezone, judge.calendar.overrides,
+            str(judge.calendar.tz), judge.config)
 
-    return (before.catalog.items != after.catalog.items or departments(before) != departments(after)
-            or before.catalog.timezone != after.catalog.timezone or before.config != after.config
-            or before.calendar.overrides != after.calendar.overrides or str(before.calendar.tz) != str(after.calendar.tz))
+
+def judges_otherwise(before: Judge, after: Judge) -> bool:
+    """Whether cases may be judged otherwise under `after` than under `before` (`judged_against`):
+    a reload of a contact's address judges no case again (it would republish every card a worker
+    holds)."""
+    return judged_against(before) != judged_against(after)
 
 
 def judging_basis(judge: Judge, rules: str = "") -> str:
-    """A digest of what a case's alerts depend on besides its events and the clock: the catalog,
-    the calendar's overrides and time zone, the thresholds, and `rules` (what stands for the
+    """A digest of what a case was judged against (`judged_against`) and `rules` (what stands for the
     rules' own code and the calendar's holiday tables: `streams.catalog_source`). A case judged
-    under another basis may be judged otherwise now. Canonical, so the same in every process:
-    fields in order, mappings and sets sorted."""
-    text = repr(_canonical((judge.catalog, judge.calendar.overrides, str(judge.calendar.tz), judge.config, rules)))
+    under another basis may be judged otherwise now; one judged under this basis before a
+    contact's address changed is judged alike (before, the digest took the whole catalog, and such
+    an edit had the next start judge every stored case again). Canonical, so the same in every
+    process: fields in order, mappings and sets sorted."""
+    text = repr(_canonical((judged_against(judge), rules)))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -146,7 +146,7 @@ def cases_with_events(client, case_ids: list[str] | None = None) -> set[str]:
 
 def settled_cases(client, basis: str) -> list[str]:
     """The stored cases whose latest state had settled (`cases.settled_since`) under the judging
-    `basis` in force (`cases.judged_under`: the same catalog, calendar, thresholds and rules), when the
+    `basis` in force (`cases.judged_under`: judged against the same items, calendar, thresholds and rules), when the
     store holds that state whole: as many events as the state counted, and no row of the case
     refused or dead-lettered. The pipeline's own state, not a user's view. A case row is written after the
     other rows of its batch (`sinks.writer.in_write_order`), so a settled row stands for them.

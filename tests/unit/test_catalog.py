@@ -79,7 +79,17 @@ def test_the_judging_basis_is_the_same_in_every_process_and_changes_with_what_ju
               judging_basis(Judge(catalog, WorkCalendar({}, catalog.timezone), replace(RuleConfig(), outlier_window=400)),
                             "rules"),
               judging_basis(judge, "other rules")]
-    assert len({judging_basis(judge, "rules"), *others}) == 5
+    self_built = load_catalog({**raw, "departments": [{**d, "self_built": not d.get("self_built", False)}
+                                                       for d in raw["departments"]]})
+    others.append(judging_basis(Judge(self_built, WorkCalendar({}, self_built.timezone)), "rules"))
+    assert len({judging_basis(judge, "rules"), *others}) == 6
+    # A contact's address, a department's name or the inspection office judge no case otherwise:
+    # the next start judges no stored case again for them (before, the digest took the whole catalog).
+    addressed = load_catalog({**raw, "departments": [{**d, "name": d["name"] + "（新）", "head": {
+        "name": "新局长", "email": "new-head@example.gov.cn"}} for d in raw["departments"]],
+        "inspection_office": {"name": "纪检监察室", "email": "jjjc@example.gov.cn"}})
+    addressed_judge = Judge(addressed, WorkCalendar({}, addressed.timezone))
+    assert judging_basis(addressed_judge, "rules") == judging_basis(judge, "rules")
 
 
 def test_the_rules_digest_follows_the_domain_code():
