@@ -374,8 +374,6 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
     opens_at = min(a.stands_from for a in live) + ticket.ladder.settle if live else None
     if ticket.status is TicketStatus.SETTLING:
         return advance(replace(ticket, opens_at=opens_at), policy, calendar, now)
-    if ticket.status is TicketStatus.CLOSED:
-        return Outcome(ticket)  # the record of a closed ticket stays as it was
     at = max(now, ticket.last.at) if ticket.last else now
     if ticket.status is TicketStatus.WITHDRAWN:
         if not live:
@@ -386,12 +384,19 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
         # notices are the new round's.
         # Live, a finding that arrived late would open it only after settling (`stands_from`): not
         # from a moment to come, but from now.
-        ticket, change = _change(ticket, at, SYSTEM, "reopened", "新的预警成立，督办件重新生效",
-                                 status=TicketStatus.OPEN, overdue=False, escalation_level=0, level_1_held=False,
-                                 round=ticket.round + 1, **_times(ticket, calendar, min(opens_at, at)))
-        out = advance(ticket, policy, calendar, now)
-        return Outcome(out.ticket, (ticket, *out.versions), (_notice(ticket, Step.OPENED, at), *out.notices))
+        return _new_round(ticket, policy, calendar, now, at, min(opens_at, at))
+    if ticket.status is TicketStatus.CLOSED and alert.status is not AlertStatus.WITHDRAWN \
+            and (known is None or known.status is AlertStatus.WITHDRAWN) and policy.opens(alert.rule, alert.severity):
+        # A finding its closed round did not answer (a node skipped that the first card did not
+        # name, found after the inspector accepted the reply): a new round, as for a withdrawn
+        # ticket. Before, the closed record stayed as it was, and the red card reached no ticket
+        # and no one (found by a black-box test).
+        return _new_round(ticket, policy, calendar, now, at, min(alerts[alert.alert_id].stands_from
+                                                                 + ticket.ladder.settle, at))
     if not live:
+        # A closed ticket too: the department was told of a finding that never held; it is taken
+        # back in writing, and the ticket no longer counts as supervision done (before, it stayed
+        # closed, its card shown 有效 though withdrawn).
         ticket, change = _change(ticket, at, SYSTEM, "withdrawn", "督办件所涉预警已全部撤回",
                                  status=TicketStatus.WITHDRAWN)
         return Outcome(ticket, (ticket,), tuple(withdrawal_notices(ticket, at)))
@@ -403,8 +408,32 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
                                  f"预警 {alert.alert_id} 迟到，督办起始时间提前", **_times(ticket, calendar, opens_at))
         out = advance(ticket, policy, calendar, now)
         return Outcome(out.ticket, (ticket, *out.versions), out.notices)
-    ticket, change = _change(ticket, at, SYSTEM, "alerts", f"预警 {alert.alert_id} 更新为第 {alert.version} 版")
+    ticket, change = _change(ticket, at, SYSTEM, "alerts", _alert_change(alert, known))
     return Outcome(ticket, (ticket,))
+
+
+def _alert_change(alert: Alert, known: BundledAlert | None) -> str:
+    """An alert's change to a ticket's bundle in words: added, withdrawn or updated, and its node
+    (before, each was "更新为第 N 版", a withdrawal included)."""
+    node = f"（环节 {alert.node}）" if alert.node else ""
+    if alert.status is AlertStatus.WITHDRAWN:
+        return f"预警 {alert.alert_id}{node} 已撤回"
+    if known is None:
+        return f"新增预警 {alert.alert_id}{node}"
+    if known.status is AlertStatus.WITHDRAWN:
+        return f"预警 {alert.alert_id}{node} 重新成立"
+    return f"预警 {alert.alert_id}{node} 更新为第 {alert.version} 版"
+
+
+def _new_round(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: datetime, at: datetime,
+               opened_at: datetime) -> Outcome:
+    """A finding stands that the ticket's last round did not answer: the ticket is open again, from
+    `opened_at`, as a new round, told to its department again from its opening."""
+    ticket, _ = _change(ticket, at, SYSTEM, "reopened", "新的预警成立，督办件重新生效",
+                        status=TicketStatus.OPEN, overdue=False, escalation_level=0, level_1_held=False,
+                        resolution=None, round=ticket.round + 1, **_times(ticket, calendar, opened_at))
+    out = advance(ticket, policy, calendar, now)
+    return Outcome(out.ticket, (ticket, *out.versions), (_notice(ticket, Step.OPENED, at), *out.notices))
 
 
 # -- the clock -------------------------------------------------------------------------------------

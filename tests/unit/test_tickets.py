@@ -168,6 +168,45 @@ def test_the_loop_reply_return_reply_accept():
     assert t.last.actor == "张三" and t.last.kind == "accept"
 
 
+def closed_ticket():
+    """The N2 card's ticket, replied to and accepted on 3 March (round 1 closed)."""
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    t = on_action(t, action("reply", 1), CAL, t.opened_at).ticket
+    t = on_action(t, action("accept", 2, INSPECTORS, ""), CAL, t.opened_at).ticket
+    assert t.status is TicketStatus.CLOSED
+    return t
+
+
+def test_a_red_card_its_closed_ticket_did_not_answer_opens_a_new_round():
+    """Found by a black-box test: a node skipped at the closing, found after the inspector accepted
+    the reply about another skipped node, stood as a red card that reached no ticket and no one (the
+    closed record stayed as it was)."""
+    at = datetime(2026, 3, 9, 10, tzinfo=CST)
+    out = on_alert(closed_ticket(), alert("N4", at=at), POLICY, CAL, at + timedelta(hours=2))
+    assert out.ticket.status is TicketStatus.OPEN and out.ticket.round == 2 and out.ticket.resolution is None
+    assert out.ticket.opened_at == at + timedelta(hours=1)  # settled from the new finding
+    assert [n.notice_id for n in out.notices] == ["C-1/skipped_node/opened/r2"]
+    assert out.changes[0].kind == "reopened"
+    # A new version of the card the closed round answered changes nothing of its record but the bundle.
+    same = on_alert(closed_ticket(), alert("N2", version=2), POLICY, CAL, at)
+    assert same.ticket.status is TicketStatus.CLOSED and not same.notices
+    assert [c.text for c in same.changes] == ["预警 skipped_node-N2（环节 N2） 更新为第 2 版"]
+
+
+def test_a_closed_ticket_whose_cards_are_all_withdrawn_is_withdrawn_and_taken_back_in_writing():
+    """Found by a black-box test: a closing dated before the deadline withdrew the overdue card of a
+    ticket that had gone to the head and was closed; the ticket stayed 已办结, its card shown 有效,
+    and no one was told the accusation had not held."""
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 7, tzinfo=CST)).ticket  # overdue: head told
+    t = on_action(t, action("reply", t.version, at=datetime(2026, 3, 7, 9, tzinfo=CST)), CAL, t.opened_at).ticket
+    t = on_action(t, action("accept", t.version, INSPECTORS, ""), CAL, t.opened_at).ticket
+    assert t.status is TicketStatus.CLOSED and t.escalation_level == 1
+    out = on_alert(t, alert("N2", status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL,
+                   datetime(2026, 3, 12, tzinfo=CST))
+    assert out.ticket.status is TicketStatus.WITHDRAWN and not out.ticket.open_alerts
+    assert sorted(n.recipient for n in out.notices) == ["contact", "head"]
+
+
 def test_an_action_the_ticket_s_status_forbids_is_refused_in_words():
     """Said in Chinese, and in English that reads ("cannot be replyed" before)."""
     t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
