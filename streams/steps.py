@@ -119,15 +119,27 @@ SENT_FROM = "sunlight-sent-from"
 SENT_KEY = "sunlight-sent-key"
 
 
+_MAX_PARTITION = 2 ** 31 - 1  # Kafka's partition numbers and offsets (int32, int64)
+_MAX_OFFSET = 2 ** 63 - 1
+
+
 def letter_origin(record, partition: int) -> tuple[int, int, bytes | None]:
-    """(partition, offset, key) a letter for `record` names: where and how the client's record came in."""
+    """(partition, offset, key) a letter for `record` names: where and how the client's record came
+    in. A header that is not a position Kafka can have (no value, not text, numbers out of range:
+    another client may send anything) is ignored, and the record's own position named: before, a
+    null value or a 24-digit offset failed every unit that held the record, and the worker with it,
+    at every start (found by a black-box test)."""
     headers = dict(getattr(record, "headers", None) or ())
-    if SENT_FROM in headers:
+    sent_from = headers.get(SENT_FROM)
+    if isinstance(sent_from, bytes):
         try:
-            origin, offset = headers[SENT_FROM].decode().split(":")
-            return int(origin), int(offset), headers.get(SENT_KEY)
+            origin, offset = (int(part) for part in sent_from.decode().split(":"))
         except (UnicodeDecodeError, ValueError):
             pass
+        else:
+            key = headers.get(SENT_KEY)
+            if 0 <= origin <= _MAX_PARTITION and 0 <= offset <= _MAX_OFFSET:
+                return origin, offset, key if isinstance(key, bytes) else None
     return partition, record.offset, record.key
 
 

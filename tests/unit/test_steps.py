@@ -264,6 +264,25 @@ def test_an_event_outside_its_cases_partition_is_sent_on_there_keyed_by_its_case
         [(20, 2, "unknown_item", "k")]  # where and with which key the client sent it
 
 
+@pytest.mark.parametrize("sent_from", [None, b"1:99999999999999999999999", b"99999999999:1", b"-1:5", b"1:2:3",
+                                       b"\xff:1"])
+def test_a_position_header_another_client_set_wrong_names_the_records_own_position(sent_from):
+    """Found by a black-box test with other Kafka clients: a record carrying `sunlight-sent-from` with
+    no value failed its unit with an AttributeError, one with a 24-digit offset failed the letter's
+    JSON (and the internal_error letter after it): the worker stopped, at every start."""
+    from streams.steps import letter_origin
+
+    harness = Harness()
+    bad = record(7, {**HISTORY[0], "item_code": "NO-SUCH-ITEM"})
+    bad.headers = [("sunlight-sent-from", sent_from), ("sunlight-sent-key", None)]
+    assert letter_origin(bad, 1) == (1, 7, bad.key)
+    unit = Unit("case-events", 1, [bad, record(8, HISTORY[0])])
+    harness.run(unit)
+    assert [(r["offset"], r["partition"], r["reason"]) for r in harness.rows("dead_letters")] == \
+        [(7, 1, "unknown_item")]
+    assert "U1" in harness.table.data  # and the rest of the unit is processed
+
+
 def test_a_byte_order_mark_before_the_first_line_is_not_part_of_the_first_event(tmp_path):
     """Before, a JSON-lines file saved by a Windows tool lost its first event to the DLQ
     (invalid_json: BOM), and the rest of its case was judged without it."""
