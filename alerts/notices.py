@@ -23,7 +23,8 @@ from alerts.tickets import Notice, Step, Ticket, returned_at
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
-          "return_reason", "level_1_note", "reply_by", "instructions", "resolution", "if_unanswered")
+          "return_reason", "level_1_note", "reply_by", "instructions", "resolution", "if_unanswered",
+          "level_2_why", "level_2_what")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -176,6 +177,7 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "how_to_reply": how_to_reply(ticket, link, catalog), "reply_link": link.url if link else NO_LINK,
         "return_reason": return_reason(notice, ticket),
         "level_1_note": level_1_note(ticket, department),
+        **level_2_reason(ticket, catalog),
         "reply_by": reply_by(notice, ticket, catalog),
         "instructions": instructions(notice, ticket),
         "resolution": resolution(ticket),
@@ -186,6 +188,19 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
                           person.name if person else "", person.email if person and person.email else "",
                           subject.format(**values), body.format(**values), ticket.department, ticket.region or "",
                           notice.at, message_id(notice.notice_id))
+
+
+def level_2_reason(ticket: Ticket, catalog: Catalog) -> dict[str, str]:
+    """Why the ticket goes to the discipline-inspection office, for the level-2 notice's subject
+    (`level_2_why`) and body (`level_2_what`): no answer by the level-2 moment, or an answer given
+    late and returned by the inspector after that moment (the notice said "仍未答复" of a department
+    that had answered: found by a black-box test)."""
+    if ticket.level_2_on_return is not None:
+        returned = moment(_local(ticket.level_2_on_return, catalog))
+        return {"level_2_why": "逾期答复经审核退回",
+                "level_2_what": f"部门逾期后作出答复，该答复于 {returned} 经审核退回重办"}
+    return {"level_2_why": "逾期仍未答复",
+            "level_2_what": f"至 {moment(_local(ticket.level_2_at, catalog))} 仍未答复"}
 
 
 def level_1_note(ticket: Ticket, department) -> str:

@@ -245,6 +245,10 @@ class Ticket:
     quiet: bool = False
     # Its level 1 was reached within a silence: recorded, the head not told (the level-2 notice says so).
     level_1_held: bool = False
+    # Its level 2 fell due while a late reply waited for the inspector, and was taken when the
+    # inspector returned that reply, at this moment: the level-2 notice says the department did
+    # answer, late, and was returned (it said "仍未答复", found by a black-box test).
+    level_2_on_return: datetime | None = None
 
     @property
     def open_alerts(self) -> list[BundledAlert]:
@@ -431,7 +435,7 @@ def _new_round(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now
     `opened_at`, as a new round, told to its department again from its opening."""
     ticket, _ = _change(ticket, at, SYSTEM, "reopened", "新的预警成立，督办件重新生效",
                         status=TicketStatus.OPEN, overdue=False, escalation_level=0, level_1_held=False,
-                        resolution=None, round=ticket.round + 1, **_times(ticket, calendar, opened_at))
+                        level_2_on_return=None, resolution=None, round=ticket.round + 1, **_times(ticket, calendar, opened_at))
     out = advance(ticket, policy, calendar, now)
     return Outcome(out.ticket, (ticket, *out.versions), (_notice(ticket, Step.OPENED, at), *out.notices))
 
@@ -457,9 +461,11 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         due = ticket.next_due
         if due is None or now < due:
             break
+        on_return = None
         if ticket.last is not None and ticket.last.kind == ActionKind.RETURN.value:
             # A step due while the ticket was not active (its late answer waited for the inspector)
             # is taken at the return, not dated before it: a ticket's history never runs backwards.
+            on_return = ticket.last.at if due < ticket.last.at else None
             due = max(due, ticket.last.at)
         # A silence stops the step's notice, never the step: the ticket's record stays true.
         silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
@@ -470,8 +476,9 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
                                 overdue=True, escalation_level=1, level_1_held=silence is not None)
             step = Step.LEVEL_1
         else:
-            ticket, _ = _change(ticket, due, SYSTEM, "level_2", "逾期仍未答复，升级至纪检监察机构" + unsent,
-                                escalation_level=2)
+            why = "逾期答复经审核退回" if on_return is not None else "逾期仍未答复"
+            ticket, _ = _change(ticket, due, SYSTEM, "level_2", f"{why}，升级至纪检监察机构" + unsent,
+                                escalation_level=2, level_2_on_return=on_return)
             step = Step.LEVEL_2
         versions.append(ticket)
         if silence is None:
@@ -669,7 +676,7 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
         base = replace(ticket, round=ticket.round + 1) if ticket.opened_at is not None else ticket
     base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True, quiet=False,
                    status=TicketStatus.SETTLING, overdue=False, escalation_level=0, level_1_held=False,
-                   resolution=None, actions=base.actions | {action.action_id})
+                   level_2_on_return=None, resolution=None, actions=base.actions | {action.action_id})
     opened = _open(base, calendar, action.at, actor=action.actor, text=action.text or "人工发起督办")
     return Outcome(opened, (opened,), (_notice(opened, Step.OPENED, action.at),))
 

@@ -43,6 +43,7 @@ def ticket_to_json(ticket: Ticket) -> dict[str, Any]:
         **({"round": ticket.round} if ticket.round > 1 else {}),
         **({"quiet": True} if ticket.quiet else {}),
         **({"level_1_held": True} if ticket.level_1_held else {}),
+        **({"level_2_on_return": _time(ticket.level_2_on_return)} if ticket.level_2_on_return else {}),
     }
 
 
@@ -67,6 +68,7 @@ def ticket_from_json(obj: dict[str, Any]) -> Ticket:
         round=int(obj.get("round", 1)),
         quiet=bool(obj.get("quiet", False)),
         level_1_held=bool(obj.get("level_1_held", False)),
+        level_2_on_return=_parse(obj.get("level_2_on_return")),
     )
 
 

@@ -585,6 +585,16 @@ def test_a_return_after_the_deadline_asks_for_the_answer_at_once_and_a_hand_open
     level_2 = advance(out.ticket, POLICY, CAL, datetime(2026, 3, 20, 12, tzinfo=CST))
     assert [(v.last.kind, v.last.at) for v in level_2.versions] == [("level_2", back)]
     assert [(n.step, n.at) for n in level_2.notices] == [(Step.LEVEL_2, back)]
+    # And says so: the department answered, late, and was returned; it did not "仍未答复" (found
+    # by a black-box test). One that never answered is told as before.
+    told = render_notice(level_2.notices[0], level_2.ticket, catalog, texts)
+    assert told.subject.endswith("逾期答复经审核退回") and "仍未答复" not in told.subject + told.body
+    assert "部门逾期后作出答复，该答复于 2026-03-20 09:00 经审核退回重办，现提交贵机构" in told.body
+    from streams.ticket_codec import ticket_from_json, ticket_to_json
+    assert ticket_from_json(ticket_to_json(level_2.ticket)) == level_2.ticket
+    silent = advance(licence_ticket()[1], POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST))
+    unanswered = render_notice(silent.notices[-1], silent.ticket, catalog, texts)
+    assert unanswered.subject.endswith("逾期仍未答复") and "至 2026-03-10 00:00 仍未答复，现提交贵机构" in unanswered.body
     yellow = replace(alert(rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW), item_code="320200-XK-SCJG-0001")
     by_hand = action("open", None, INSPECTORS, "请重点核查承办环节超时原因", ticket=ticket_id("C-1", Rule.NODE_OVERDUE),
                      alert_id=yellow.alert_id)
