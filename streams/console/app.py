@@ -278,10 +278,13 @@ class Console:
             user=user, user_department=user_department, csrf=self.sessions.csrf(session) if session else "", **context)
         return HTMLResponse(html, status_code=status)
 
-    def refuse(self, request: Request, status: int, message: str, draft: dict | None = None) -> HTMLResponse:
-        """The refusal page; `draft` is a form's text that was not submitted, shown to be copied."""
-        return self.page("refused.html", request, status=status, message=message, draft=draft,
-                         draft_note=DRAFT_LOST if draft else None)
+    def refuse(self, request: Request, status: int, message: str, draft: dict | None = None,
+               sign_in: str | None = None) -> HTMLResponse:
+        """The refusal page; `draft` is a form's text that was not submitted, shown to be copied;
+        `sign_in`, the sign-in address that leads back to the page."""
+        return self.page("refused.html", request, status=status, message=message,
+                         draft={"actor": None, **draft} if draft else None,
+                         draft_note=DRAFT_LOST if draft else None, sign_in=sign_in)
 
     def signed_in(self, request: Request) -> User | None:
         session = self.sessions.loads(request.cookies.get(COOKIE))
@@ -302,8 +305,16 @@ class Console:
         user = self.signed_in(request)
         if user is None:
             if request.method == "GET":
-                return None, RedirectResponse("/login", status_code=303)
-            return None, self.refuse(request, 403, "请先登录。")
+                return None, RedirectResponse(login_address(request.url.path, request.url.query), status_code=303)
+            # The session ended (signed out in another tab, or older than a session lives) while a
+            # form was open: what was typed is shown to be copied, with the way back to the case
+            # (before, a bare "请先登录" lost a long return reason: found by a black-box test).
+            form = await request.form()
+            text = form_text(form)
+            case_id = field(form, "case_id")
+            back = f"/cases/{quote(case_id, safe='')}" if case_id else "/alerts"
+            return None, self.refuse(request, 403, "登录已失效（已退出登录或超过登录有效期），操作未执行。请重新登录。",
+                                     draft={"text": text} if text else None, sign_in=login_address(back))
         if request.method == "POST":
             form = await request.form()
             if not self.sessions.csrf_ok(request.state.session, field(form, "csrf")):
@@ -342,13 +353,13 @@ class Console:
     async def login_form(self, request: Request) -> Response:
         user = self.signed_in(request)
         if user is not None:
-            return RedirectResponse("/alerts", status_code=303)
-        return self._login_page(request, None, 200)
+            return RedirectResponse(local_page(request.query_params.get("next")), status_code=303)
+        return self._login_page(request, None, 200, request.query_params.get("next"))
 
-    def _login_page(self, request: Request, error: str | None, status: int) -> Response:
+    def _login_page(self, request: Request, error: str | None, status: int, next_page: str | None = None) -> Response:
         session = request.state.session or self.sessions.new(None)
         request.state.session = session
-        response = self.page("login.html", request, status=status, error=error)
+        response = self.page("login.html", request, status=status, error=error, next_page=local_page(next_page))
         self.sessions.set_cookie(response, session)
         return response
 
@@ -358,6 +369,7 @@ class Console:
         if not self.sessions.csrf_ok(request.state.session, field(form, "csrf")):
             return self.refuse(request, 403, "登录表单已失效，请刷新页面后重试。")
         name, password = field(form, "name")[:64], field(form, "password")[:256]
+        next_page = local_page(field(form, "next"))
         keys = ((self.name_failures, f"name:{name}"),
                 (self.address_failures, f"address:{request.client.host if request.client else ''}"))
         until = max((t for t in (throttle.blocked_until(key) for throttle, key in keys) if t is not None), default=None)
@@ -367,9 +379,9 @@ class Console:
         if user is None:
             for throttle, key in keys:
                 throttle.failed(key)
-            return self._login_page(request, "用户名或密码错误。", 401)
+            return self._login_page(request, "用户名或密码错误。", 401, next_page)
         self.name_failures.forget(keys[0][1])
-        response = RedirectResponse("/alerts", status_code=303)
+        response = RedirectResponse(next_page, status_code=303)
         session = self.sessions.new(user.name, self.users.credential(user.name))  # a new session: a new nonce
         self.sessions.set_cookie(response, session)
         return response
@@ -486,7 +498,7 @@ class Console:
         if refused:
             return refused
         return await self._case_page(request, user, request.path_params["case_id"],
-                                     self._result_asked(request, f"case:{request.path_params['case_id']}"))
+                                     await self._result_asked(request, f"case:{request.path_params['case_id']}"))
 
     async def _case_page(self, request: Request, user: User, case_id: str, result: str,
                          draft: dict | None = None, status: int = 200) -> Response:
@@ -541,8 +553,8 @@ class Console:
                                any(t["ticket_id"] == draft["ticket_id"] and draft["kind"] in t["actions"]
                                    for t in tickets))
         return self.page("case.html", request, status=status, file=file, tickets=tickets,
-                         result=RESULT_TEXT.get(result), draft=draft, draft_note=DRAFT_KEPT,
-                         new_action_id=lambda: uuid.uuid4().hex)
+                         result=RESULT_TEXT.get(result), result_ok=result in SETTLED_RESULTS, draft=draft,
+                         draft_note=DRAFT_KEPT, new_action_id=lambda: uuid.uuid4().hex)
 
     @staticmethod
     def _actions_for(user: User, ticket: dict) -> list[str]:
@@ -580,14 +592,14 @@ class Console:
             case_id, alert_id = field(form, "case_id"), field(form, "alert_id")
             alerts = await self.backend.read(lambda c: list(export_alerts(c, scope, case_id=case_id)))
             alert = next((a for a in alerts if a["alert_id"] == alert_id), None)
-            if alert is None:
-                return self.refuse(request, 404, RESULT_TEXT["unknown_alert"])
+            if alert is None:  # withdrawn since the page was drawn: the 督办说明 typed is shown to be copied
+                return self.refuse(request, 404, RESULT_TEXT["unknown_alert"], draft={"text": text} if text else None)
             ticket_id, version = make_ticket_id(alert["case_id"], Rule(alert["rule"])), None
         else:
             ticket_id = field(form, "ticket_id")
             found = await self.backend.read(lambda c: stored_tickets(c, scope, ticket_id=ticket_id))
             if not found:
-                return self.refuse(request, 404, "督办件不存在，或不在您的查看范围内。")
+                return self.refuse(request, 404, "督办件不存在，或不在您的查看范围内。", draft={"text": text} if text else None)
             case_id = found[0]["case_id"]
             version = form_version(form)
             if version is None:
@@ -606,22 +618,33 @@ class Console:
                      "alert_id": action.get("alert_id")}
             return await self._case_page(request, user, case_id, result, draft=draft, status=409)
         rule = ticket_id.rpartition("/")[2]
-        return RedirectResponse(f"/cases/{quote(case_id, safe='')}?{self._result_said(f'case:{case_id}', result)}#t-{rule}",
-                                status_code=303)
+        said = self._result_said(f"case:{case_id}", result, ticket_id, action_id)
+        return RedirectResponse(f"/cases/{quote(case_id, safe='')}?{said}#t-{rule}", status_code=303)
 
-    def _result_said(self, page: str, result: str) -> str:
-        """The query that shows an action's result on the page it returns to, signed: a result
-        typed into an address (`?result=applied` on a ticket nobody answered) shows nothing."""
-        return urlencode({"result": result, "sig": self._result_signature(page, result)})
+    def _result_said(self, page: str, result: str, ticket_id: str, action_id: str) -> str:
+        """The query that shows an action's result on the page it returns to, signed with the action
+        it is the result of: a result typed into an address (`?result=applied` on a ticket nobody
+        answered) shows nothing, and one kept in the history says what came of that action (before,
+        every applied action of a case had the same address, and a "pending" one said 已提交 for good,
+        whatever came of it: found by a black-box test)."""
+        return urlencode({"result": result, "ticket": ticket_id, "action": action_id,
+                          "sig": self._result_signature(page, result, ticket_id, action_id)})
 
-    def _result_asked(self, request: Request, page: str) -> str:
-        result = request.query_params.get("result") or ""
-        signature = request.query_params.get("sig") or ""
-        return result if result and hmac.compare_digest(
-            signature.encode("utf-8", "surrogatepass"), self._result_signature(page, result).encode()) else ""
+    async def _result_asked(self, request: Request, page: str) -> str:
+        """The result an address shows, if signed: a pending one as it stands now."""
+        query = request.query_params
+        result, ticket_id, action_id = query.get("result") or "", query.get("ticket") or "", query.get("action") or ""
+        signature = query.get("sig") or ""
+        if not result or not hmac.compare_digest(signature.encode("utf-8", "surrogatepass"),
+                                                 self._result_signature(page, result, ticket_id, action_id).encode()):
+            return ""
+        if result == "pending":
+            return await self.backend.wait(ticket_id, action_id, timeout=0)
+        return result
 
-    def _result_signature(self, page: str, result: str) -> str:
-        return hmac.new(self.links.secret_key.encode(), f"result:{page}:{result}".encode("utf-8", "surrogatepass"),
+    def _result_signature(self, page: str, result: str, ticket_id: str, action_id: str) -> str:
+        said = f"result:{page}:{result}:{ticket_id}:{action_id}"
+        return hmac.new(self.links.secret_key.encode(), said.encode("utf-8", "surrogatepass"),
                         "sha256").hexdigest()[:32]
 
     async def _publish(self, ticket_id: str, action: dict) -> str:
@@ -671,7 +694,7 @@ class Console:
         granted, refused = await self._grant(request)
         if refused:
             return refused
-        return self._reply_page(request, granted, self._result_asked(request, f"reply:{granted[0]}"))
+        return self._reply_page(request, granted, await self._result_asked(request, f"reply:{granted[0]}"))
 
     def _reply_page(self, request: Request, granted, result: str, draft: dict | None = None,
                     status: int = 200) -> Response:
@@ -688,7 +711,8 @@ class Console:
                          link_csrf=self.links.csrf(token), expires_at=grant.expires_at.astimezone(
                              self.backend.judge().calendar.tz).isoformat(),
                          action_id=uuid.uuid4().hex, can_reply=ticket["status"] in ACTIVE,
-                         result=RESULT_TEXT.get(result), draft=draft, draft_note=DRAFT_KEPT)
+                         result=RESULT_TEXT.get(result), result_ok=result in SETTLED_RESULTS, draft=draft,
+                         draft_note=DRAFT_KEPT)
 
     async def reply(self, request: Request) -> Response:
         form = await request.form()
@@ -728,7 +752,8 @@ class Console:
             if refused:
                 return refused
             return self._reply_page(request, granted, result, draft={"text": text, "actor": who}, status=409)
-        return RedirectResponse(f"/reply/{token}?{self._result_said(f'reply:{token}', result)}", status_code=303)
+        said = self._result_said(f"reply:{token}", result, ticket["ticket_id"], action["action_id"])
+        return RedirectResponse(f"/reply/{token}?{said}", status_code=303)
 
     def routes(self) -> list[Route]:
         return [
@@ -741,6 +766,21 @@ class Console:
             Route("/reply/{token}", self.reply_form, methods=["GET"]),
             Route("/reply/{token}", self.reply, methods=["POST"]),
         ]
+
+
+def local_page(address: str | None) -> str:
+    """Where to go after signing in: a page of the console (a path, never another site: `//host`
+    or a scheme would take the person elsewhere), else the alert list."""
+    if not address or not address.startswith("/") or address.startswith("//") or "\\" in address \
+            or address.startswith("/login"):
+        return "/alerts"
+    return address
+
+
+def login_address(path: str, query: str = "") -> str:
+    """The sign-in page, leading back to `path` (with its query) once signed in."""
+    page = local_page(f"{path}?{query}" if query else path)
+    return "/login" if page == "/alerts" else f"/login?{urlencode({'next': page})}"
 
 
 def form_text(form) -> str:

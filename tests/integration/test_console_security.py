@@ -202,14 +202,27 @@ INSPECTOR_PAGES = ["/alerts", "/alerts?severity=red", "/tickets", "/cases/C-A", 
 def test_every_inspector_route_is_refused_without_a_session(console, store):
     app, published, _ = console
     anonymous = Client(app)
+    from urllib.parse import quote
+
     for path in INSPECTOR_PAGES:
         answer = anonymous.get(path)
-        assert answer.status == 303 and answer.header("location") == "/login", path
+        # To the sign-in page, which leads back to the page once signed in.
+        back = "/login" if path == "/alerts" else f"/login?next={quote(path, safe='')}"  # the default page
+        assert answer.status == 303 and answer.header("location") == back, path
         assert "C-A" not in answer.text
     for path in ["/act", "/logout"]:
-        answer = anonymous.post(path, {"kind": "close", "ticket_id": SCJG_TICKET, "version": "2", "text": "x",
-                                       "action_id": "0" * 32})
+        answer = anonymous.post(path, {"kind": "close", "ticket_id": SCJG_TICKET, "version": "2",
+                                       "text": "退回理由写了一下午", "case_id": "C-A", "action_id": "0" * 32})
         assert answer.status == 403, path
+        # What was typed is shown to be copied, with the way back to the case (found by a black-box
+        # test: a session that ended while a form was open lost a long return reason).
+        assert "登录已失效" in answer.text and "退回理由写了一下午" in answer.text
+        assert 'href="/login?next=%2Fcases%2FC-A"' in answer.text
+    # Signing in goes back to that page, and only to a page of the console.
+    page = anonymous.get("/login?next=%2Fcases%2FC-A")
+    assert 'name="next" value="/cases/C-A"' in page.text
+    for elsewhere in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        assert 'name="next" value="/alerts"' in anonymous.get(f"/login?next={quote(elsewhere, safe='')}").text
     # An altered or forged cookie is no session either.
     forged = Client(app)
     forged.cookies["sunlight_session"] = "eyJ1Ijoi5qOA5p-l5ZGYIiwibiI6IngifQ.forged.signature"
@@ -644,6 +657,19 @@ async def _answer(result: str) -> str:
     return result
 
 
+def test_a_ticket_opened_from_an_alert_withdrawn_meanwhile_keeps_the_note_typed(console):
+    """Found by a black-box test: the inspector typed a 督办说明, a late event withdrew the alert, and
+    the refusal (404) showed nothing of the text."""
+    app, published, _ = console
+    inspector = Client(app)
+    inspector.sign_in("检查员", "inspector-password")
+    answer = inspector.post("/act", {"csrf": inspector.csrf("/cases/C-A"), "kind": "open", "case_id": "C-A",
+                                     "alert_id": "no-such-alert", "text": "请重点核查受理环节", "action_id": "c3" * 16})
+    assert answer.status == 404 and "预警不存在或已撤回" in answer.text
+    assert '<textarea id="kept-text" readonly rows="6">请重点核查受理环节</textarea>' in answer.text
+    assert published == []
+
+
 def test_what_a_person_gets_wrong_is_said_in_chinese_and_keeps_the_form(console):
     """Found by a black-box test: a 2,000-character answer with line breaks was refused as too
     long (the browser sends CRLF, and counts each as one character against maxlength); an empty
@@ -736,3 +762,18 @@ def test_an_action_s_result_is_shown_only_where_the_action_sent_the_person(conso
     answer = inspector.post("/act", {"csrf": inspector.csrf("/cases/C-B"), "kind": "close", "ticket_id": ZJJ_TICKET,
                                      "version": "2", "text": "已核实", "action_id": "a1" * 16})
     assert answer.status == 303 and "已办理" in inspector.get(answer.header("location").partition("#")[0]).text
+    # Found by a black-box test: the address was the case's and the result's alone, the same for
+    # every action applied on the case, and a "pending" one said 已提交 for good, whatever came of it.
+    # It names its action now, and a pending result is looked up again when the page is drawn.
+    outcome = {"now": "pending"}
+    monkeypatch.setattr(Backend, "wait", lambda self, ticket_id, action_id, timeout=None: _answer(outcome["now"]))
+    pending = inspector.post("/act", {"csrf": inspector.csrf("/cases/C-B"), "kind": "close", "ticket_id": ZJJ_TICKET,
+                                      "version": "2", "text": "已核实", "action_id": "b2" * 16})
+    page = pending.header("location").partition("#")[0]
+    assert "action=" + "b2" * 16 in page and page != answer.header("location").partition("#")[0]
+    assert "已提交" in inspector.get(page).text
+    outcome["now"] = "stale_version"  # refused by the pipeline meanwhile: said so, as a refusal
+    text = inspector.get(page).text
+    assert "已提交" not in text and '<div class="error" role="alert">督办件已有更新' in text
+    outcome["now"] = "applied"
+    assert '<div class="flash" role="status">已办理' in inspector.get(page).text
