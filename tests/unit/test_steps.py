@@ -283,6 +283,25 @@ def test_a_position_header_another_client_set_wrong_names_the_records_own_positi
     assert "U1" in harness.table.data  # and the rest of the unit is processed
 
 
+def test_an_event_in_gbk_names_its_event_in_its_letter_and_its_case_waits_for_it():
+    """Found by a black-box test with other Kafka clients: a Windows source that writes its JSON in
+    GBK has only its events with Chinese text refused (invalid_utf8), and the letter named no event,
+    so the case did not wait: an acceptance with an opinion in Chinese refused, its case closed
+    without it had red skipped_node cards for a handling that had an acceptance."""
+    accepted = {**HISTORY[0], "attrs": {"opinion": "材料齐全，予以受理"}}
+    gbk = orjson.dumps(accepted).decode().encode("gbk")
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, gbk), *(record(i, e) for i, e in enumerate(HISTORY[1:], 1))]))
+    (letter,) = harness.rows("dead_letters")
+    assert (letter["reason"], letter["event_id"], letter["case_id"]) == ("invalid_utf8", "a", "U1")
+    stored, _ = decode_state(harness.table.data["U1"])
+    assert not [a for a in stored.alerts.values() if a.status is AlertStatus.OPEN and a.severity.value == "red"]
+    # The corrected event, in UTF-8, is the case's acceptance: judged whole.
+    harness.run(Unit("case-events", 1, [record(9, accepted)]))
+    stored, _ = decode_state(harness.table.data["U1"])
+    assert not stored.refused and [e.event_id for e in stored.events] == ["a", "u", "r", "p", "c"]
+
+
 def test_a_byte_order_mark_before_the_first_line_is_not_part_of_the_first_event(tmp_path):
     """Before, a JSON-lines file saved by a Windows tool lost its first event to the DLQ
     (invalid_json: BOM), and the rest of its case was judged without it."""
