@@ -8,6 +8,7 @@ department and the field, so an operator can fix the file without guessing.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -282,7 +283,13 @@ def _discretion(raw: Any, where: str) -> dict[str, tuple[Tier, ...]]:
             if not isinstance(tier, dict):
                 raise CatalogError(f"{tier_where}: each tier needs tier, min and max")
             name = str(_require(tier, "tier", tier_where))
+            # An open-ended tier (十万元以上) states one bound: the other is none (before, a tier
+            # without `max` refused the whole catalog; found by an independent oracle).
             low, high = tier.get("min"), tier.get("max")
+            if low is None and high is None:
+                raise CatalogError(f"{tier_where}, tier {name!r}: needs min or max (or both)")
+            low = -math.inf if low is None else low
+            high = math.inf if high is None else high
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
                 raise CatalogError(f"{tier_where}, tier {name!r}: min and max must be numbers")
             if low > high:

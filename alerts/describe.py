@@ -105,17 +105,22 @@ def money(value: float | int | None) -> str:
 def tier_span(tier: Mapping[str, Any]) -> str:
     """A benchmark tier's amounts in words: ¥5,000–¥20,000; open-ended, ¥8,000 以上 (or 以下)."""
     low, high = tier.get("min"), tier.get("max")
+    if low is not None and isinstance(low, float) and math.isinf(low):
+        low = None
     if high is None or (isinstance(high, float) and math.isinf(high)):
-        return f"{money(low)} 以上"
+        return f"{money(low)} 以上" if low is not None else "不限金额"
     if low is None:
         return f"{money(high)} 以下"
     return f"{money(low)}–{money(high)}"
 
 
-def event_cause(event: CaseEvent) -> str:
-    """The event that changed a judgement, in words: `2026-03-20 10:00 的“办结”事件（C1-05）`."""
+def event_cause(event: CaseEvent, tz: ZoneInfo) -> str:
+    """The event that changed a judgement, in words, at local business time: `2026-03-20 10:00 的
+    “办结”事件（C1-05）` (before, in the offset the source wrote it in: a closing written in UTC read
+    as done at 01:30 at night, registered eight hours later; found by an independent oracle)."""
     node = f"（环节 {event.node}）" if event.node else ""
-    return f"{moment(event.occurred_at)} 的“{EVENT_TITLE[event.type]}”事件{node}（{event.event_id}）"
+    at = moment(event.occurred_at.astimezone(tz))
+    return f"{at} 的“{EVENT_TITLE[event.type]}”事件{node}（{event.event_id}）"
 
 
 def withdrawal_reason(cause: str) -> str:
@@ -142,7 +147,7 @@ def rejudged_reason(events: "list[CaseEvent]", judged_at: datetime | None, tz: Z
                    key=lambda e: (e.recorded_at, e.event_id))
     if not since:
         return REJUDGED
-    named = "、".join(f"{event_cause(e)}（登记于 {moment(e.recorded_at.astimezone(tz))}）" for e in since[:shown])
+    named = "、".join(f"{event_cause(e, tz)}（登记于 {moment(e.recorded_at.astimezone(tz))}）" for e in since[:shown])
     more = f"等 {len(since)} 个事件" if len(since) > shown else ""
     what = "到达" if came else "登记"
     return f"{REJUDGED}：上次评判 {judged} 之后{what}的{named}{more}"

@@ -275,7 +275,7 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
         return Outcome(new_state, [], None, None, is_new=False)
     if not judging:
         return awaiting_judgement(new_state, [event])
-    return judge_case(new_state, judge, now, raised_at, hold_withdrawals, event_cause(event))
+    return judge_case(new_state, judge, now, raised_at, hold_withdrawals, event_cause(event, judge.calendar.tz))
 
 
 # When a case whose facts changed while a replay's input is incomplete is due to be judged: at
@@ -353,7 +353,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
                 continue
         (new if is_new else duplicates).append(event)
     changed = bool(new)
-    cause = event_cause(new[-1]) if new else None
+    cause = event_cause(new[-1], judge.calendar.tz) if new else None
     for verdict in verdicts:
         if state is None:
             break

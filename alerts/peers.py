@@ -4,7 +4,7 @@ An outlier is a fine that few or none of its peers impose (`judge_amount`). Fine
 multiplicatively and peers sit in several benchmark tiers, so the rule works on the peers'
 own amounts, not on a distance from their median:
 
-1. the peers that are themselves far out are set aside: beyond `outlier_fence` (3) times the
+1. the peers that are themselves far out are set aside: beyond `outlier_fence` (1.5) times the
    interquartile range of the peers' log amounts (at least the margin's), below their first
    quartile or above their third (Tukey's far-out fences, in log space). This holds while fewer than a quarter of the
    peers are far out; when more impose an amount, it is a practice, not an outlier;

@@ -1,5 +1,7 @@
 """A case file an inspector can check by hand, and alerts in words."""
 
+from dataclasses import replace
+
 from alerts.casefile import case_file, render
 from alerts.describe import describe_alert
 from alerts.model import RULE_TITLE, Rule
@@ -47,6 +49,15 @@ def test_a_withdrawn_alert_says_why():
     assert all("表明该情形不成立" in a.withdrawn_reason for a in withdrawn)
     text = describe_alert(withdrawn[0].to_json())
     assert "已撤销" in text and "撤销原因" in text and "“环节办结”事件" in text
+    # The event's time at local business time, whatever offset its source wrote (found by an
+    # independent oracle: a completion written in UTC read as done at 07:00, not 15:00).
+    from datetime import timezone
+
+    state = run(events, at(2026, 3, 4), j)
+    state = step(state, replace(late[0], occurred_at=late[0].occurred_at.astimezone(timezone.utc)), j,
+                 at(2026, 3, 4), at(2026, 3, 4)).state
+    (reason,) = [a.withdrawn_reason for a in state.alerts.values() if a.status.value == "withdrawn"]
+    assert reason.startswith("2026-03-02 15:00 的“环节办结”事件")
 
 
 def test_every_rule_reads_in_chinese():

@@ -314,6 +314,36 @@ def test_discretion_out_of_range(amount, tier, expected):
     assert found == expected
 
 
+def test_an_open_ended_tier_states_one_bound():
+    """Found by an independent oracle: a benchmark's top tier written without `max` (十万元以上), as
+    real benchmarks have it, refused the whole catalog. A tier states min, max or both."""
+    from alerts.catalog import CatalogError, load_catalog
+    from alerts.describe import tier_span
+    from alerts.evaluate import Judge
+    import yaml
+
+    from tests.unit.helpers import CONTRACT
+
+    raw = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
+    item = next(i for i in raw["items"] if i["code"] == PENALTY)
+    violation = next(iter(item["discretion"]))
+    item["discretion"][violation] = [{"tier": "light", "max": 20000}, {"tier": "normal", "min": 20000, "max": 60000},
+                                     {"tier": "heavy", "min": 60000}]
+    catalog = load_catalog(raw)
+    j = Judge(catalog, judge().calendar)
+    for amount, tier, expected in ((150000, "heavy", set()), (5, "light", set()),
+                                   (150000, "normal", {("discretion_out_of_range", None)})):
+        state = run([dataclasses.replace(e, attrs={**e.attrs, "violation_code": violation})
+                     if e.type.value == "decided" else e
+                     for e in penalty_case("P9", amount, tier)], at(2026, 3, 4), j)
+        assert {r for r in active(state) if r[0].startswith("discretion")} == expected, (amount, tier)
+    assert [tier_span({"min": t.min, "max": t.max}) for t in catalog.item(PENALTY).tiers(violation)] == \
+        ["¥20,000 以下", "¥20,000–¥60,000", "¥60,000 以上"]
+    item["discretion"][violation] = [{"tier": "any"}]
+    with pytest.raises(CatalogError, match="needs min or max"):
+        load_catalog(raw)
+
+
 def test_a_penalty_dated_after_the_closing_still_answers_to_its_benchmark():
     """Found by a black-box test: a fine outside every tier, its decision dated an hour after the
     closing, had no red card (every event after the end was ignored): dating the decision after
