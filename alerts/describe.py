@@ -114,11 +114,12 @@ def tier_span(tier: Mapping[str, Any]) -> str:
     return f"{money(low)}–{money(high)}"
 
 
-def event_cause(event: CaseEvent, tz: ZoneInfo) -> str:
+def event_cause(event: CaseEvent, tz: ZoneInfo, node_names: Mapping[str, str] | None = None) -> str:
     """The event that changed a judgement, in words, at local business time: `2026-03-20 10:00 的
     “办结”事件（C1-05）` (before, in the offset the source wrote it in: a closing written in UTC read
     as done at 01:30 at night, registered eight hours later; found by an independent oracle)."""
-    node = f"（环节 {event.node}）" if event.node else ""
+    name = (node_names or {}).get(event.node or "")
+    node = f"（环节 {name or event.node}）" if event.node else ""  # by its name, as the case's events are shown
     at = moment(event.occurred_at.astimezone(tz))
     return f"{at} 的“{EVENT_TITLE[event.type]}”事件{node}（{event.event_id}）"
 
@@ -131,7 +132,7 @@ REJUDGED = "重新评判时，已到达的事实不再支持该情形"
 
 
 def rejudged_reason(events: "list[CaseEvent]", judged_at: datetime | None, tz: ZoneInfo,
-                    arrived: "tuple[str, ...]" = (), shown: int = 3) -> str:
+                    arrived: "tuple[str, ...]" = (), shown: int = 3, node_names: Mapping[str, str] | None = None) -> str:
     """Why an alert was withdrawn when a case was judged once for several new facts (the end of a
     replay or an import on a store that had judged it before): the events that arrived since the
     last judgement (`arrived`, as the state recorded them, whatever registration time they claim:
@@ -147,7 +148,8 @@ def rejudged_reason(events: "list[CaseEvent]", judged_at: datetime | None, tz: Z
                    key=lambda e: (e.recorded_at, e.event_id))
     if not since:
         return REJUDGED
-    named = "、".join(f"{event_cause(e, tz)}（登记于 {moment(e.recorded_at.astimezone(tz))}）" for e in since[:shown])
+    named = "、".join(f"{event_cause(e, tz, node_names)}（登记于 {moment(e.recorded_at.astimezone(tz))}）"
+                     for e in since[:shown])
     more = f"等 {len(since)} 个事件" if len(since) > shown else ""
     what = "到达" if came else "登记"
     return f"{REJUDGED}：上次评判 {judged} 之后{what}的{named}{more}"
@@ -307,7 +309,15 @@ def _peers_span(evidence: Mapping[str, Any]) -> str:
 def describe_alert(alert: Mapping[str, Any]) -> str:
     """One alert (its JSON form): title, status and evidence in words; a withdrawn one with why."""
     status = STATUS_TITLE.get(alert.get("status") or "", alert.get("status"))
-    text = f"【{alert.get('title')}】{status}。{describe_evidence(alert['rule'], alert.get('evidence') or {})}"
-    if alert.get("status") == "withdrawn" and alert.get("withdrawn_reason"):
-        text += f" 撤销原因：{alert['withdrawn_reason']}。"
-    return text
+    return f"【{alert.get('title')}】{status}。{alert_text(alert)}"
+
+
+def alert_text(alert: Mapping[str, Any]) -> str:
+    """An alert's evidence in words; a withdrawn one says why first, and its evidence as what the
+    card said when raised (before, "实际至今未完成" stood beside a reason saying it was done, and
+    the alert list showed the stale evidence alone: found by a black-box test)."""
+    evidence = describe_evidence(alert["rule"], alert.get("evidence") or {})
+    if alert.get("status") != "withdrawn":
+        return evidence
+    reason = alert.get("withdrawn_reason")
+    return (f"撤销原因：{reason}。" if reason else "") + f"预警生成时的情况：{evidence}"

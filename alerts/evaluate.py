@@ -85,6 +85,17 @@ def judged_against(judge: Judge) -> tuple:
             str(judge.calendar.tz), judge.config)
 
 
+def node_names(judge: Judge, item_code: str) -> dict[str, str]:
+    """An item's node names by id, for words an inspector reads (none for an item not in the catalog)."""
+    item = judge.catalog.item(item_code)
+    return {node.id: node.name for node in item.nodes} if item is not None else {}
+
+
+def cause_of(event: CaseEvent, judge: Judge) -> str:
+    """The event that changed a judgement, in words: at local time, its node by name."""
+    return event_cause(event, judge.calendar.tz, node_names(judge, event.item_code))
+
+
 def judges_otherwise(before: Judge, after: Judge) -> bool:
     """Whether cases may be judged otherwise under `after` than under `before` (`judged_against`):
     a reload of a contact's address judges no case again (it would republish every card a worker
@@ -238,8 +249,9 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     unsupported: dict[str, str] = {}
     lost = [k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN and k not in supported]
     if lost:
-        default = withdrawal_reason(cause) if cause else rejudged_reason(state.events, state.judged_at,
-                                                                           judge.calendar.tz, state.arrived)
+        default = withdrawal_reason(cause) if cause else rejudged_reason(
+            state.events, state.judged_at, judge.calendar.tz, state.arrived,
+            node_names=node_names(judge, state.events[0].item_code))
         unsupported = {k: state.held_withdrawals.get(k, default) for k in lost}
     alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, hold_withdrawals, unsupported)
     held = unsupported if hold_withdrawals else {}
@@ -275,7 +287,7 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
         return Outcome(new_state, [], None, None, is_new=False)
     if not judging:
         return awaiting_judgement(new_state, [event])
-    return judge_case(new_state, judge, now, raised_at, hold_withdrawals, event_cause(event, judge.calendar.tz))
+    return judge_case(new_state, judge, now, raised_at, hold_withdrawals, cause_of(event, judge))
 
 
 # When a case whose facts changed while a replay's input is incomplete is due to be judged: at
@@ -353,7 +365,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
                 continue
         (new if is_new else duplicates).append(event)
     changed = bool(new)
-    cause = event_cause(new[-1], judge.calendar.tz) if new else None
+    cause = cause_of(new[-1], judge) if new else None
     for verdict in verdicts:
         if state is None:
             break

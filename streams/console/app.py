@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from alerts.describe import describe_evidence, local_moment, moment
+from alerts.describe import alert_text, describe_evidence, local_moment, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.notices import RECIPIENT_TITLE
 from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, NOTICE_STATUS_TITLE, STATUS_TITLE, STEP_TITLE,
@@ -455,7 +455,7 @@ class Console:
             return found, total, number, tickets
 
         found, total, number, tickets = await self.backend.read(read)
-        rows = [{**alert, "text": describe_evidence(alert["rule"], alert["evidence"]),
+        rows = [{**alert, "text": alert_text(alert),
                  "ticket": tickets.get(f"{alert['case_id']}/{alert['rule']}")} for alert in found]
         departments = sorted(catalog.departments.values(), key=lambda d: d.code)
         regions = sorted({d.region for d in departments if d.region})
