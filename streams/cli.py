@@ -1164,6 +1164,7 @@ def cmd_users_add(args, settings: Settings) -> int:
 
         Scope.of([args.department]).resolve(_load_catalog(args, settings, "a head's department is checked "
                                                                           "against the catalog"))
+    args.name = args.name.strip()  # as the sign-in form reads it
     password = os.environ.get("SUNLIGHT_NEW_USER_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
     if not password:
         raise SystemExit("sunlight: a password is needed (SUNLIGHT_NEW_USER_PASSWORD or the prompt)")

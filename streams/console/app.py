@@ -192,13 +192,14 @@ def notice_error_text(last_error: str) -> str:
     log and the operators (streams.notices), in English, with the sender's own error."""
     from streams.notices import HELD, NO_CHANNEL, QUIET_HELD
 
+    # Said after the notice's status (发送失败, 仅记录未发送), so only why (before, 发送失败 twice).
     if last_error == NO_CHANNEL:
-        return "发送失败：系统未配置发送渠道（邮件或 Webhook），请运维人员配置后重发（sunlight notices resend）"
+        return "原因：系统未配置发送渠道（邮件或 Webhook），请运维人员配置后重发（sunlight notices resend）"
     if last_error == HELD:
-        return "仅记录，未发送：发送功能未开启（回放或导入时未加 --notify）"
+        return "原因：发送功能未开启（回放或导入时未加 --notify）"
     if last_error == QUIET_HELD:
-        return "仅记录，未发送：督办件由历史数据生成，该部门未收到过立件通知"
-    return f"发送失败（系统记录：{last_error}）"
+        return "原因：督办件由历史数据生成，该部门未收到过立件通知"
+    return f"原因（系统记录）：{last_error}"
 
 
 def _environment() -> jinja2.Environment:
@@ -368,7 +369,7 @@ class Console:
         form = await request.form()
         if not self.sessions.csrf_ok(request.state.session, field(form, "csrf")):
             return self.refuse(request, 403, "登录表单已失效，请刷新页面后重试。")
-        name, password = field(form, "name")[:64], field(form, "password")[:256]
+        name, password = field(form, "name").strip()[:64], field(form, "password")[:256]
         next_page = local_page(field(form, "next"))
         keys = ((self.name_failures, f"name:{name}"),
                 (self.address_failures, f"address:{request.client.host if request.client else ''}"))

@@ -169,7 +169,10 @@ def loose_mode(path: Path) -> str | None:
 
 
 def add_user(path: Path, name: str, role: str, department: str | None, password: str) -> bool:
-    """Add or replace a user; True when the user is new. The file is written whole (0600)."""
+    """Add or replace a user; True when the user is new. The file is written whole (0600). The name
+    loses spaces around it, as the sign-in form's does (before, ' 张 三 ' was kept padded, and
+    "张 三" could not sign in: found by a black-box test)."""
+    name = name.strip()
     if role not in ROLES:
         raise ConsoleConfigError(f"role must be one of {', '.join(ROLES)}")
     if role == "head" and not department:

@@ -734,9 +734,11 @@ def test_why_a_notice_was_held_is_said_in_chinese_on_the_case_page(console):
     assert inspector.sign_in("检查员", "inspector-password").status == 303
     page = inspector.get("/cases/C-B").text
     assert 'data-notice-status="failed"' in page  # no channel was configured for the pipeline
-    assert "发送失败：系统未配置发送渠道（邮件或 Webhook）" in page
-    assert notice_error_text(HELD).startswith("仅记录，未发送：发送功能未开启")
-    assert notice_error_text(QUIET_HELD).startswith("仅记录，未发送：督办件由历史数据生成")
+    # The status once, then why (found by a black-box test: "发送失败 发送失败（系统记录：…）").
+    assert '<span class="tag red">发送失败</span> <span class="muted">原因：系统未配置发送渠道（邮件或 Webhook）' in page
+    assert page.count("发送失败") == page.count('<span class="tag red">发送失败</span>')
+    assert notice_error_text(HELD).startswith("原因：发送功能未开启")
+    assert notice_error_text(QUIET_HELD).startswith("原因：督办件由历史数据生成")
 
 
 def test_an_action_s_result_is_shown_only_where_the_action_sent_the_person(console, monkeypatch):

@@ -37,6 +37,9 @@ def test_the_users_file_holds_roles_and_hashes_never_a_password(tmp_path):
     assert (head.role, head.department, head.inspector) == ("head", "ZJJ", False)
     assert users.authenticate("局长", "head-password") is None
     assert users.authenticate("nobody", "inspector-password") is None
+    # Spaces around a name are not part of it (found by a black-box test: ' 张 三 ' kept padded).
+    assert add_user(path, " 张 三 ", "inspector", None, "zhangsan-password") is True
+    assert Users(path).authenticate("张 三", "zhangsan-password") is not None
     with pytest.raises(ConsoleConfigError, match="needs --department"):
         add_user(path, "无部门", "head", None, "some-password")
     with pytest.raises(ConsoleConfigError, match="role"):
