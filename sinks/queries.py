@@ -316,6 +316,32 @@ def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: s
     return [_ticket_record(row, tz) for row in client.query(sql, parameters={**scoped, **parameters}).result_rows]
 
 
+def ticket_page(client, scope: Scope, status: str = "", overdue: bool = False, limit: int = 300, offset: int = 0,
+                tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> tuple[list[dict[str, Any]], int]:
+    """The console's ticket list: the latest version of the tickets in scope anyone may see, of a
+    `status` (all when none), only the overdue with `overdue`; those waiting for the department
+    first (open, returned), then for the inspector (replied), then the ended; by deadline within
+    each (the ticket id breaks ties, so pages do not overlap); at most `limit` after the first
+    `offset`, and how many match (before, every ticket of every year on one page)."""
+    conditions = ["version > 0",
+                  "(ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)"]
+    parameters: dict[str, Any] = {}
+    if status:
+        conditions.append("status = {status:String}")
+        parameters["status"] = status
+    if overdue:
+        conditions.append("overdue")
+    where = " AND ".join(conditions)
+    sql, scoped = ScopedQuery("count()", "tickets FINAL", where=where).sql(scope)
+    total = int(client.query(sql, parameters={**scoped, **parameters}).result_rows[0][0])
+    order = ("ORDER BY multiIf(status IN ('open', 'returned'), 0, status = 'replied', 1, 2), deadline, ticket_id "
+             "LIMIT {limit:UInt32} OFFSET {offset:UInt64}")
+    sql, scoped = ScopedQuery(", ".join(TICKET_COLUMNS), "tickets FINAL", where=where, tail=order).sql(scope)
+    rows = [_ticket_record(row, tz) for row in client.query(
+        sql, parameters={**scoped, **parameters, "limit": limit, "offset": offset}).result_rows]
+    return rows, total
+
+
 def ticket_history(client, scope: Scope, ticket_id: str, tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> list[dict]:
     """Every version of a ticket, oldest first, each with its round (a ticket closed or withdrawn
     and opened again starts a new one)."""

@@ -65,6 +65,7 @@ def region_names() -> Mapping[str, str]:
 HERE = Path(__file__).parent
 ACTION_WAIT_SECONDS = 15.0
 MAX_ALERTS_SHOWN = 300
+MAX_TICKETS_SHOWN = 200
 # Failed sign-ins allowed in SIGN_IN_WINDOW seconds, per user name and per client address (an
 # office behind one address shares its allowance), before 429.
 SIGN_IN_FAILURES_PER_NAME = 5
@@ -480,18 +481,53 @@ class Console:
         user, refused = await self.guarded(request)
         if refused:
             return refused
-        from sinks.queries import pending_tickets, stored_tickets
+        from sinks.queries import pending_tickets, ticket_page
 
-        status = request.query_params.get("status") or ""
+        params = request.query_params
+        status = params.get("status") or ""
+        department = (params.get("department") or "") if user.inspector else ""  # a head's are their own
+        overdue = params.get("overdue") == "1"
         note = None
         if status and (status not in STATUS_TITLE or status == "settling"):
             note = "筛选条件无效（状态），已显示全部督办件。"
             status = ""
-        scope = request.state.scope
-        found, pending = await self.backend.read(
-            lambda client: (stored_tickets(client, scope, status=status or None), pending_tickets(client, scope)))
         catalog = self.backend.judge().catalog
-        return self.page("tickets.html", request, tickets=found, chosen=status, pending=pending, note=note,
+        scope = request.state.scope
+        pending_scope = scope
+        if department:
+            try:
+                scope = Scope.of([department]).resolve(catalog)
+            except UnknownScope:
+                note, scope = "所选部门不在职权目录中。", None
+        asked = page_number(params.get("page"))
+
+        def read(client):  # filtered, ordered and cut in the SQL: a page's worth
+            pending = pending_tickets(client, pending_scope)
+            if scope is None:
+                return [], 0, 1, pending
+            number = asked
+            found, total = ticket_page(client, scope, status=status, overdue=overdue, limit=MAX_TICKETS_SHOWN,
+                                       offset=(number - 1) * MAX_TICKETS_SHOWN)
+            if not found and number > 1 and total:  # past the last page: the last
+                number = max(1, -(-total // MAX_TICKETS_SHOWN))
+                found, total = ticket_page(client, scope, status=status, overdue=overdue, limit=MAX_TICKETS_SHOWN,
+                                           offset=(number - 1) * MAX_TICKETS_SHOWN)
+            return found, total, number, pending
+
+        found, total, number, pending = await self.backend.read(read)
+        chosen = {"status": status, "department": department, "overdue": "1" if overdue else ""}
+
+        def link(to: int) -> str:  # the same filters, another page
+            return "/tickets?" + urlencode({**{k: v for k, v in chosen.items() if v}, **({"page": to} if to > 1 else {})})
+
+        pages = max(1, -(-total // MAX_TICKETS_SHOWN))
+        paging = {"number": number, "pages": pages, "first": (number - 1) * MAX_TICKETS_SHOWN + 1,
+                  "last": (number - 1) * MAX_TICKETS_SHOWN + len(found), "total": total,
+                  "previous": link(number - 1) if number > 1 else None,
+                  "next": link(number + 1) if number < pages else None}
+        departments = sorted(catalog.departments.values(), key=lambda d: d.code)
+        return self.page("tickets.html", request, tickets=found, chosen=status, filters=chosen, pending=pending,
+                         note=note, paging=paging, departments=departments,
                          department_names={d.code: d.name for d in catalog.departments.values()})
 
     async def case(self, request: Request) -> Response:
