@@ -338,6 +338,20 @@ def withdrawal_notices(ticket: Ticket, at: datetime) -> list[Notice]:
     return [_notice(ticket, Step.WITHDRAWN, at, recipient) for recipient in told]
 
 
+# What a withdrawal notice takes back, by its recipient: the notice of the step that reached them.
+_TOLD_BY = {"contact": Step.OPENED, "head": Step.LEVEL_1, "inspection_office": Step.LEVEL_2}
+
+
+def taken_back(notice_id: str, ticket_id: str, recipient: str) -> str | None:
+    """The id of the notice a withdrawal notice (`…/withdrawn/head`, `…/withdrawn/head/r2`) takes
+    back from its recipient, of the same round (`_notice`); None for another notice."""
+    prefix = f"{ticket_id}/{Step.WITHDRAWN.value}/{recipient}"
+    step = _TOLD_BY.get(recipient)
+    if step is None or not notice_id.startswith(prefix):
+        return None
+    return f"{ticket_id}/{step.value}{notice_id[len(prefix):]}"
+
+
 def returned_at(notice: Notice) -> int | None:
     """The ticket version a return's notice was made at, as `_notice` names it (`…/returned@4`,
     `…/returned@4/r2`); None for another step's."""

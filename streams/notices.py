@@ -33,7 +33,7 @@ from typing import Any, Callable
 import orjson
 
 from alerts.notices import RenderedNotice
-from alerts.tickets import Step
+from alerts.tickets import Step, taken_back
 from sinks.notify import NoAddress, NoticeError
 from sinks.rows import notice_row
 from streams import metrics
@@ -61,6 +61,17 @@ QUIET_HELD = ("recorded only: the ticket was made from history (a replay or impo
 # recorded again (a redelivery, the step reached again) keeps what happened to it.
 HELD_VERSION = 2
 FINISHED_VERSION = 3
+
+
+NEVER_REACHED = ("recorded only: the notice this withdrawal takes back never reached its recipient "
+                 "(not sent, or failed), so there is nothing to take back")
+
+
+def _takes_back(notice: RenderedNotice) -> str | None:
+    """The notice a withdrawal notice takes back from its recipient, if it is one."""
+    if notice.step is not Step.WITHDRAWN:
+        return None
+    return taken_back(notice.notice_id, notice.ticket_id, notice.recipient_role)
 
 
 def notice_to_json(notice: RenderedNotice) -> dict[str, Any]:
@@ -171,7 +182,9 @@ class NoticeSteps:
                 await dead_letter(record, unit.topic, unit.partition, "internal_error", f"unreadable notice: {exc}")
         if not notices:
             return
-        read = await self.notices.read_back(notice.notice_id for notice, _ in notices)
+        asked = [notice.notice_id for notice, _ in notices]
+        asked += [earlier for notice, _ in notices if (earlier := _takes_back(notice)) is not None]
+        read = await self.notices.read_back(asked)
         by_ticket: dict[str, list[tuple[RenderedNotice, int]]] = {}
         for notice, resend in notices:
             by_ticket.setdefault(notice.ticket_id, []).append((notice, resend))
@@ -207,8 +220,15 @@ class NoticeSteps:
                 self._record(notice, done["status"], done.get("attempts", 0), done.get("error", ""), stored,
                              partition, done.get("round", 0))
             return
-        async with gate:
-            status, attempts, error = await self.deliver(notice)
+        earlier = _takes_back(notice)
+        if earlier is not None and self.notices.status(earlier, read) != "sent":
+            # The notice it would take back never reached them (no address, sending off, failed):
+            # there is nothing to take back from them (before, a head never told was told of a
+            # withdrawal, once an address was added; found by a black-box test).
+            status, attempts, error = "held", 0, NEVER_REACHED
+        else:
+            async with gate:
+                status, attempts, error = await self.deliver(notice)
         stored = self.notices.finish(notice.notice_id, status, attempts, partition, error, resend)
         self._record(notice, status, attempts, error, stored, partition, resend)
         metrics.NOTICES.labels(notice.step.value, status).inc()

@@ -263,3 +263,55 @@ def test_an_error_delivering_one_ticket_s_notice_stops_the_others_of_its_unit():
 
     asyncio.run(run())
     assert finished == [] and not table.data
+
+
+def test_a_withdrawal_is_sent_only_to_those_its_ticket_reached():
+    """Found by a black-box test: a head without an address was never told of level 1 (failed), yet
+    the ticket's withdrawal was recorded for them, failed too, counted among the undelivered, and
+    sent once an address was added: a head told of the withdrawal of a ticket they never heard of."""
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    import orjson
+
+    from alerts.notices import RenderedNotice
+    from alerts.tickets import Step, taken_back
+    from sinks.notify import NoAddress
+    from streams.notices import NEVER_REACHED, NoticeSteps, notice_to_json
+    from streams.steps import Unit
+
+    assert taken_back("C-1/overdue/withdrawn/head/r2", "C-1/overdue", "head") == "C-1/overdue/level_1/r2"
+    assert taken_back("C-1/overdue/withdrawn/contact", "C-1/overdue", "contact") == "C-1/overdue/opened"
+    assert taken_back("C-1/overdue/level_1", "C-1/overdue", "head") is None
+    log, table, deleted = log_with_table()
+    rows, sent = [], []
+    writer = SimpleNamespace(add=lambda table, row: rows.append(row), batch=SimpleNamespace(after_write=[]))
+
+    class Sender:
+        async def send(self, n):
+            if not n.recipient_email:
+                raise NoAddress("职权目录未登记部门负责人的邮箱")
+            sent.append(n.notice_id)
+
+    def notice(notice_id: str, step: Step, role: str, email: str) -> RenderedNotice:
+        return RenderedNotice(notice_id, "C-1/overdue", step, role, "某某", email, "主题", "正文", "SCJG", "320200",
+                              datetime(2026, 3, 10, tzinfo=timezone.utc), "<m@x>")
+
+    told = [notice("C-1/overdue/opened", Step.OPENED, "contact", "fgk@example.gov.cn"),
+            notice("C-1/overdue/level_1", Step.LEVEL_1, "head", "")]
+    taken = [notice("C-1/overdue/withdrawn/contact", Step.WITHDRAWN, "contact", "fgk@example.gov.cn"),
+             notice("C-1/overdue/withdrawn/head", Step.WITHDRAWN, "head", "head@example.gov.cn")]  # an address now
+    steps = NoticeSteps(log, [Sender()], True, writer, attempts=1)
+    records = [SimpleNamespace(offset=n, key=b"C-1", value=orjson.dumps(notice_to_json(x)))
+               for n, x in enumerate([*told, *taken])]
+    asyncio.run(steps.process(Unit("sunlight-notices", 0, records), None))
+    status = {row["notice_id"]: (row["status"], row["last_error"]) for row in rows}
+    assert sent == ["C-1/overdue/opened", "C-1/overdue/withdrawn/contact"]
+    assert status["C-1/overdue/level_1"][0] == "failed"
+    assert status["C-1/overdue/withdrawn/head"] == ("held", NEVER_REACHED)
+    # One the head was told of is taken back from them.
+    reached = replace(taken[1], notice_id="C-1/overdue/withdrawn/head/r2")
+    log.finish("C-1/overdue/level_1/r2", "sent", 1, 0)
+    asyncio.run(steps.process(Unit("sunlight-notices", 0, [SimpleNamespace(
+        offset=9, key=b"C-1", value=orjson.dumps(notice_to_json(reached)))]), None))
+    assert sent[-1] == "C-1/overdue/withdrawn/head/r2"
