@@ -153,8 +153,10 @@ UTF8_BOM = b"\xef\xbb\xbf"
 
 def decode_event(raw: bytes | None) -> CaseEvent:
     """A case event from its wire bytes, or InvalidEvent with the reason."""
+    if raw is None:  # a tombstone, as a client deleting a key sends: no event (said so, not "0 bytes")
+        raise InvalidEvent("empty", "a record without a value (null: a tombstone), not an event")
     if not raw or len(raw) > MAX_MESSAGE_BYTES:
-        raise InvalidEvent("too_large" if raw else "empty", f"message of {len(raw or b'')} bytes")
+        raise InvalidEvent("too_large" if raw else "empty", f"message of {len(raw)} bytes")
     event = wire_event(raw)  # compiled decoding; None sends the message to the contract's parser
     if event is not None:
         return event

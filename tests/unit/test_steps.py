@@ -415,6 +415,9 @@ def test_a_tombstones_letter_keeps_no_payload_not_the_text_null():
     harness.run(Unit("case-events", 1, [SimpleNamespace(offset=0, key=b"U1", value=None), record(1, b"")]))
     letters = harness.rows("dead_letters")
     assert [(r["offset"], r["reason"], r["payload"]) for r in letters] == [(0, "empty", ""), (1, "empty", "")]
+    # Each says what it was (found by a black-box test: a tombstone read "message of 0 bytes").
+    assert [r["detail"] for r in letters] == ["a record without a value (null: a tombstone), not an event",
+                                              "message of 0 bytes"]
 
 
 def test_a_letter_keeps_a_key_of_megabytes_cut():
