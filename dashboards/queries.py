@@ -911,6 +911,13 @@ PANELS: dict[str, Panel] = {p.name: p for p in (
 VARIABLE_QUERIES: dict[str, str] = {
     "department": "SELECT code AS value, concat(name, '（', code, '）') AS label "
                   "FROM catalog_departments FINAL WHERE in_catalog = 1 ORDER BY code",
+    # The department view's one department: of those whose cases the viewer's datasource user may
+    # read (the row policies on `cases`), so that a head's view opens on their own department. Its
+    # options were the whole catalog, the first by code chosen: a head's view opened on another
+    # department and showed 红牌 0 / 黄牌 0, a false all-clear (found by a black-box test).
+    "own_department": "SELECT code AS value, concat(name, '（', code, '）') AS label "
+                      "FROM catalog_departments FINAL WHERE in_catalog = 1 "
+                      "AND code IN (SELECT DISTINCT department FROM cases) ORDER BY code",
     "region": "SELECT DISTINCT region AS value, region AS label "
               "FROM catalog_departments FINAL WHERE in_catalog = 1 AND region != '' ORDER BY value",
     "rule": "SELECT code AS value, title AS label FROM catalog_codes FINAL "

@@ -508,6 +508,14 @@ def test_variables_and_the_time_range_narrow_what_panels_show(city, store):
         client.command("DELETE FROM alerts WHERE alert_id LIKE 'stray-%'")
     assert counted(every) == everything
 
+    # The department view's one department is of those whose cases the viewer may read: a head's
+    # datasource user, under the row policy on `cases`, has their own first (before, the catalog's
+    # first by code: another department's empty view, 红牌 0, for every head; a black-box test).
+    with_cases = sorted({e["department"] or "" for e in scenario.events} - {""})
+    assert options(client, "own_department") == sorted(set(with_cases) & set(options(client, "department")))
+    scoped = q.VARIABLE_QUERIES["own_department"].replace("FROM cases", "FROM (SELECT * FROM cases WHERE department = 'ZJJ')")
+    assert [row[0] for row in client.query(scoped).result_rows] == ["ZJJ"]  # as a policy limiting it to ZJJ would
+
     (wall_panel, wall_target), = [(p, t) for p, t in clickhouse_targets(all_dashboards()["sunlight-wall"])
                                   if p["title"] == q.WALL_CASES_TODAY.title]
     before = TimeRange(rng.start - timedelta(days=30), rng.start)
