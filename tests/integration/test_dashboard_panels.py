@@ -446,6 +446,17 @@ def test_a_past_day_and_the_filters_are_judged_as_they_stood_and_as_chosen(city,
         assert {r["case_id"] for r in rows} == overdue_then and len(rows) <= 100
         by_department = run_panel(client, *wall[q.OVERDUE_OPEN_CASES_BY_DEPARTMENT.title], day, {})
         assert sum(r["overdue_cases"] for r in by_department) == len(overdue_then)
+        # 超期30天以上 counts the days as 超期天数 and 最长超期 do, 30 included (以上): a case 30 days
+        # late was in 最长超期 30 but not among them (found by a black-box test).
+        thirty = False
+        for days in range(26, 31):
+            end = TimeRange(rng.start, day.end + timedelta(days=days))
+            listed = run_panel(client, *wall[q.OVERDUE_CASES.title], end, {})
+            counted = run_panel(client, *wall[q.OVERDUE_OPEN_CASES_BY_DEPARTMENT.title], end, {})
+            assert len(listed) < 100
+            assert sum(r["over_30_days"] for r in counted) == sum(r["days_late"] >= 30 for r in listed), days
+            thirty |= any(r["days_late"] == 30 for r in listed)
+        assert thirty  # a case exactly 30 days late was among those checked
     finally:
         client.command(f"DELETE FROM cases WHERE case_id = '{late['case_id']}' AND revision = {finished['revision']}")
     # The trend and the pulse of that day are its own 30 days and 24 hours, not the last ones up to now.
