@@ -459,12 +459,16 @@ IRREGULARITY_RATE_BY_DEPARTMENT = Panel(
     name="irregularity_rate_by_department",
     title="本月各部门不规范率",
     description="本月（截至所选时段末）各部门受理的办件中，至少有一条成立的黄牌或红牌预警的比例，受上方规则、等级、部门、区域筛选"
-                "（规则、等级选“全部”时即考核口径的不规范率）。",
+                "（规则、等级选“全部”时即考核口径的不规范率）。预警按目前已知的情况计，含所选时段末之后才发现的"
+                "（与月度考核一致），因此回看过去某日时可能高于当日所见。",
     doc="For the cases a department accepted (受理) in the local month of the range's end, up to "
         "it: how many drew at least one yellow or red alert that still stands (resolved counts, "
         "withdrawn does not), over all of them: the department's 不规范率. Within the inspector's "
         "filters: departments and regions narrow the cases, rules and severities the alerts that "
-        "count (with all of them, the rate of the monthly scoring).",
+        "count (with all of them, the rate of the monthly scoring). The alerts are those that stand "
+        "now, also those found after the range's end, as the monthly scoring counts them: on a past "
+        "day the rate can be above what the wall showed that day, and the description says so (a "
+        "black-box test read it as the rate as it stood).",
     labels={"department_name": "部门", "cases": "受理件数", "irregular_cases": "不规范件数",
             "irregularity_rate": "不规范率"},
     columns=("department_name", "cases", "irregular_cases", "irregularity_rate"),
