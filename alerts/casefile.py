@@ -72,9 +72,12 @@ MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}），无法�
 
 
 # What a case that waits for refused events is told to the people who read its file.
-WAITING_TEXT = ("该办件有事件被拒收（见死信队列 sunlight dlq list），事实不完整，暂缓评判：在更正的事件重新提交"
-                "（sunlight dlq redrive）之前，除事件登记迟延（网下运行、网上登记）外不新发预警；被拒收的仅为环节、"
-                "决定、评议或退回事件时，临近到期、超时预警照常发出；"
+# In the words of an inspector or a head, who cannot run the CLI: who corrects it, not how (the
+# operators' commands, `sunlight dlq list` and `redrive`, read as instructions to them before; found
+# by a black-box test).
+WAITING_TEXT = ("该办件有事件因数据不符合规范被系统拒收，事实不完整，暂缓评判：在来源系统更正并重新推送这些事件"
+                "（由运维人员在死信队列中核对、重新提交）之前，除事件登记迟延（网下运行、网上登记）外不新发预警；"
+                "被拒收的仅为环节、决定、评议或退回事件时，临近到期、超时预警照常发出；"
                 "已发的预警在已到达的事实不再支持时撤销。")
 
 
