@@ -339,6 +339,17 @@ def test_an_open_ended_tier_states_one_bound():
         assert {r for r in active(state) if r[0].startswith("discretion")} == expected, (amount, tier)
     assert [tier_span({"min": t.min, "max": t.max}) for t in catalog.item(PENALTY).tiers(violation)] == \
         ["¥20,000 以下", "¥20,000–¥60,000", "¥60,000 以上"]
+    # Its card reads back as judged: an open end is none in the evidence, not an infinity JSON
+    # turns to null (every decode raised the card's version again; found by review).
+    from alerts.evaluate import judge_case
+    from streams.codec import decode_state, encode_state
+
+    state = run([dataclasses.replace(e, attrs={**e.attrs, "violation_code": violation}) if e.type.value == "decided"
+                 else e for e in penalty_case("P8", 150000, "normal")], at(2026, 3, 4), j)
+    (card,) = [a for a in state.alerts.values() if a.rule.value == "discretion_out_of_range"]
+    assert card.evidence["tiers"][0]["min"] is None and card.evidence["tiers"][2]["max"] is None
+    again = judge_case(decode_state(encode_state(state, 0))[0], j, at(2026, 3, 5), at(2026, 3, 5))
+    assert not again.changed
     item["discretion"][violation] = [{"tier": "any"}]
     with pytest.raises(CatalogError, match="needs min or max"):
         load_catalog(raw)
