@@ -119,6 +119,8 @@ def make_letter(topic: str, partition: int, offset: int, key: bytes | str | None
                       text, encoding, **labels)
 
 
+UTF8_BOM = b"\xef\xbb\xbf"  # before a record's JSON, as .NET and PowerShell producers write one (RFC 8259 lets it be)
+
 # Read for its labels, whole, up to this size (parsing 16 MB takes some tens of milliseconds; a
 # message refused as too large is often just over a broker's 1 MB, or a few MB).
 LABELLED_BYTES = 16 * 1024 * 1024
@@ -142,6 +144,8 @@ def _payload_object(raw: bytes | None) -> dict | None:
     skipped_node cards for a handling that had an acceptance; found by a black-box test)."""
     if not raw or len(raw) > LABELLED_BYTES:
         return None
+    if raw.startswith(UTF8_BOM):  # as the event's own decoding reads it (`streams.steps.decode_event`)
+        raw = raw[len(UTF8_BOM):]
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -338,8 +338,10 @@ def withdrawal_notices(ticket: Ticket, at: datetime) -> list[Notice]:
     return [_notice(ticket, Step.WITHDRAWN, at, recipient) for recipient in told]
 
 
-# What a withdrawal notice takes back, by its recipient: the notice of the step that reached them.
-_TOLD_BY = {"contact": Step.OPENED, "head": Step.LEVEL_1, "inspection_office": Step.LEVEL_2}
+# What a withdrawal notice takes back from those the ladder escalated to: the notice of the step
+# that reached them. The department's contact is always told: its round may have reached it by a
+# return's or a closing's notice, or through its own answer, whatever came of the opening's.
+_TOLD_BY = {"head": Step.LEVEL_1, "inspection_office": Step.LEVEL_2}
 
 
 def taken_back(notice_id: str, ticket_id: str, recipient: str) -> str | None:
@@ -385,32 +387,35 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
     known = ticket.alerts.get(alert.alert_id)
     if known is not None and known.version >= alert.version:
         return Outcome(ticket)  # a redelivery, or an older version after a newer one
-    seen = known.seen_at if known is not None else seen_at  # when the finding first reached the tickets
+    # When the finding first reached the tickets; one withdrawn and standing again is a new finding
+    # (kept from its first sighting, a card standing again weeks later settled from then: at once).
+    again = known is not None and known.status is AlertStatus.WITHDRAWN and alert.status is not AlertStatus.WITHDRAWN
+    seen = seen_at if known is None or again else known.seen_at
     alerts = {**ticket.alerts, alert.alert_id: BundledAlert.of(alert, seen)}
     ticket = replace(ticket, alerts=alerts)
     live = ticket.open_alerts
     opens_at = min(a.stands_from for a in live) + ticket.ladder.settle if live else None
     if ticket.status is TicketStatus.SETTLING:
+        if opens_at is not None and ticket.last is not None:  # a new round: never before the last one's end
+            opens_at = max(opens_at, ticket.last.at)
         return advance(replace(ticket, opens_at=opens_at), policy, calendar, now)
     at = max(now, ticket.last.at) if ticket.last else now
     if ticket.status is TicketStatus.WITHDRAWN:
-        if not live:
-            return Outcome(ticket)
+        if not live or not policy.opens(alert.rule, alert.severity):
+            return Outcome(ticket)  # a round an inspector opened by hand is opened again by hand
         # Another alert of the bundle stands (it arrived after the others were withdrawn): the
-        # ticket is open again, from when that finding would have opened it, as a new round: its
-        # department was told of the withdrawal, so it is told of the ticket again, and the ladder's
-        # notices are the new round's.
-        # Live, a finding that arrived late would open it only after settling (`stands_from`): not
-        # from a moment to come, but from now.
-        return _new_round(ticket, policy, calendar, now, at, min(opens_at, at))
-    if ticket.status is TicketStatus.CLOSED and alert.status is not AlertStatus.WITHDRAWN \
-            and (known is None or known.status is AlertStatus.WITHDRAWN) and policy.opens(alert.rule, alert.severity):
+        # ticket opens again once that finding has settled, as a new round: its department was
+        # told of the withdrawal, so it is told of the ticket again, and the ladder's notices are
+        # the new round's.
+        return _new_round(ticket, policy, calendar, now, opens_at, quiet)
+    unanswered = alert.status is not AlertStatus.WITHDRAWN and (known is None or again)
+    if ticket.status is TicketStatus.CLOSED and unanswered and policy.opens(alert.rule, alert.severity):
         # A finding its closed round did not answer (a node skipped that the first card did not
-        # name, found after the inspector accepted the reply): a new round, as for a withdrawn
-        # ticket. Before, the closed record stayed as it was, and the red card reached no ticket
-        # and no one (found by a black-box test).
-        return _new_round(ticket, policy, calendar, now, at, min(alerts[alert.alert_id].stands_from
-                                                                 + ticket.ladder.settle, at))
+        # name, found after the inspector accepted the reply, or a card withdrawn and standing
+        # again): a new round, as for a withdrawn ticket. Before, the closed record stayed as it
+        # was, and the red card reached no ticket and no one (found by a black-box test).
+        return _new_round(ticket, policy, calendar, now, alerts[alert.alert_id].stands_from + ticket.ladder.settle,
+                          quiet)
     if not live:
         # A closed ticket too: the department was told of a finding that never held; it is taken
         # back in writing, and the ticket no longer counts as supervision done (before, it stayed
@@ -443,15 +448,19 @@ def _alert_change(alert: Alert, known: BundledAlert | None) -> str:
     return f"预警 {alert.alert_id}{node} 更新为第 {alert.version} 版"
 
 
-def _new_round(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: datetime, at: datetime,
-               opened_at: datetime) -> Outcome:
-    """A finding stands that the ticket's last round did not answer: the ticket is open again, from
-    `opened_at`, as a new round, told to its department again from its opening."""
-    ticket, _ = _change(ticket, at, SYSTEM, "reopened", "新的预警成立，督办件重新生效",
-                        status=TicketStatus.OPEN, overdue=False, escalation_level=0, level_1_held=False,
-                        level_2_on_return=None, resolution=None, round=ticket.round + 1, **_times(ticket, calendar, opened_at))
-    out = advance(ticket, policy, calendar, now)
-    return Outcome(out.ticket, (ticket, *out.versions), (_notice(ticket, Step.OPENED, at), *out.notices))
+def _new_round(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: datetime, opens_at: datetime,
+               quiet: bool) -> Outcome:
+    """A finding stands that the ticket's last round did not answer: a new round settles, as a first
+    one does, and opens at `opens_at` (the finding's, never before the last round's end), told to its
+    department from its opening, unless a silence holds it (`advance`). Before, it opened at once,
+    from the finding's business time or first sighting: dated weeks back, before the round it
+    followed, it escalated to the head and the inspection office in the same breath (found by
+    review). Made by a process that sends nothing (`quiet`), it is history as any ticket it makes."""
+    last = ticket.last.at if ticket.last is not None else opens_at
+    ticket = replace(ticket, status=TicketStatus.SETTLING, opens_at=max(opens_at, last), round=ticket.round + 1,
+                     overdue=False, escalation_level=0, level_1_held=False, level_2_on_return=None, resolution=None,
+                     silenced_by=None, manual=False, quiet=quiet)
+    return advance(ticket, policy, calendar, now)
 
 
 # -- the clock -------------------------------------------------------------------------------------
@@ -464,7 +473,7 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
     if ticket.status is TicketStatus.SETTLING:
         if ticket.opens_at is None or now < ticket.opens_at or not ticket.open_alerts:
             return Outcome(ticket)
-        at = ticket.opens_at
+        at = max(ticket.opens_at, ticket.last.at) if ticket.last is not None else ticket.opens_at
         silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, at)), None)
         if silence is not None:  # opens when the silence ends, if its alerts still stand
             return Outcome(replace(ticket, silenced_by=silence.silence_id, opens_at=silence.until))
@@ -476,11 +485,14 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         if due is None or now < due:
             break
         on_return = None
-        if ticket.last is not None and ticket.last.kind == ActionKind.RETURN.value:
-            # A step due while the ticket was not active (its late answer waited for the inspector)
-            # is taken at the return, not dated before it: a ticket's history never runs backwards.
-            on_return = ticket.last.at if due < ticket.last.at else None
-            due = max(due, ticket.last.at)
+        if ticket.last is not None and due < ticket.last.at:
+            # A step due before the ticket's last change is taken at that change, not dated before
+            # it: a ticket's history never runs backwards. A step due while the ticket was not active
+            # (its late answer waited for the inspector) is taken at the return; one due while the
+            # worker was away, or while a second replay's alerts came first, when they were recorded
+            # (a level 1 was dated two days before the alert updates above it: found by a black-box test).
+            on_return = ticket.last.at if ticket.last.kind == ActionKind.RETURN.value else None
+            due = ticket.last.at
         # A silence stops the step's notice, never the step: the ticket's record stays true.
         silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
         unsent = (f"（静默 {silence.silence_id} 期间，不发通知：{silence.reason}）" if silence else
@@ -508,10 +520,16 @@ def _times(ticket: Ticket, calendar: WorkCalendar, at: datetime) -> dict[str, da
     return {"opened_at": at, "deadline": deadline, "level_2_at": level_2_at}
 
 
-def _open(ticket: Ticket, calendar: WorkCalendar, at: datetime, actor: str = SYSTEM,
-          text: str = "红牌预警持续有效，生成督办件") -> Ticket:
-    ticket, _ = _change(ticket, at, actor, "opened" if actor == SYSTEM else "open", text,
-                        status=TicketStatus.OPEN, **_times(ticket, calendar, at))
+def _open(ticket: Ticket, calendar: WorkCalendar, at: datetime, actor: str = SYSTEM, text: str | None = None) -> Ticket:
+    """The ticket opens at `at`: by the system once its findings have settled (a later round's
+    opening is `reopened`: a new finding after the last round), or by an inspector's hand."""
+    if actor != SYSTEM:
+        kind = "open"
+    elif ticket.opened_at is not None:
+        kind, text = "reopened", text or "新的预警成立，督办件重新生效"
+    else:
+        kind, text = "opened", text or "红牌预警持续有效，生成督办件"
+    ticket, _ = _change(ticket, at, actor, kind, text or "", status=TicketStatus.OPEN, **_times(ticket, calendar, at))
     return ticket
 
 
@@ -691,8 +709,12 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
     base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True, quiet=False,
                    status=TicketStatus.SETTLING, overdue=False, escalation_level=0, level_1_held=False,
                    level_2_on_return=None, resolution=None, actions=base.actions | {action.action_id})
-    opened = _open(base, calendar, action.at, actor=action.actor, text=action.text or "人工发起督办")
-    return Outcome(opened, (opened,), (_notice(opened, Step.OPENED, action.at),))
+    # At the later of the action's time and the ticket's last change, as every action (a round
+    # opened again "on 05-10" of a ticket closed on 06-01 was dated before its closing: an
+    # independent scorer saw version 5 dated before version 4).
+    at = max(action.at, ticket.last.at) if ticket is not None and ticket.last is not None else action.at
+    opened = _open(base, calendar, at, actor=action.actor, text=action.text or "人工发起督办")
+    return Outcome(opened, (opened,), (_notice(opened, Step.OPENED, at),))
 
 
 # -- configuration ----------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ def department() -> dash_b.Dashboard:
     d = _base(DEPARTMENT_UID, "部门视图", "部门负责人视图：所选部门的待处置预警、督办件及期限、本月以来的办件情况。"
               "能看到哪些数据由 ClickHouse 的行策略（各自的数据源用户）决定，部门变量只是筛选。", "now/M")
     d.with_variable(catalog_variable("department", "部门", "要查看的部门：本人数据源用户的行策略允许查看其办件的部门，"
-                                     "部门负责人打开即为本部门", multi=False, query="own_department"))
+                                     "部门负责人打开即为本部门（尚无办件的部门不列出）", multi=False, query="own_department"))
     d.with_panel(big_stat(q.DEPARTMENT_OPEN_CARDS, Place(0, 0, 8, 6), colors=[(None, "green"), (1, "orange")],
                           value_size=64))
     d.with_panel(big_stat(q.DEPARTMENT_MONTH_SO_FAR, Place(8, 0, 16, 6), units={"on_time_rate": RATE},

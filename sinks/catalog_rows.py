@@ -9,7 +9,7 @@ again leaves what ``FINAL`` shows unchanged. A code that was in the store and is
 catalog gets a new row with ``in_catalog = 0`` (alerts may still name it).
 
 It is called where the pipeline starts (`streams.runtime.running_pipeline`, after `migrate`) and
-where the catalog file is reloaded (`streams.app.Pipeline.reload_catalog`).
+where the catalog file is reloaded (`streams.catalog_reload.CatalogReload.run`).
 """
 
 from __future__ import annotations

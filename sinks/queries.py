@@ -290,13 +290,17 @@ def _ticket_record(row, tz: ZoneInfo) -> dict[str, Any]:
     return record
 
 
+# A ticket as it stands: its latest version, once anyone may see it (not while it settles).
+_LATEST_VISIBLE = ("version > 0",
+                   "(ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)")
+
+
 def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: str | None = None,
                    tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), case_id: str | None = None,
                    ticket_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """The latest version of every ticket in scope that anyone may see (not those still settling);
     of one case with `case_id`, of those named with `ticket_ids`."""
-    conditions = ["version > 0",
-                  "(ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)"]
+    conditions = list(_LATEST_VISIBLE)
     parameters: dict[str, Any] = {}
     if status is not None:
         conditions.append("status = {status:String}")
@@ -320,11 +324,10 @@ def ticket_page(client, scope: Scope, status: str = "", overdue: bool = False, l
                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> tuple[list[dict[str, Any]], int]:
     """The console's ticket list: the latest version of the tickets in scope anyone may see, of a
     `status` (all when none), only the overdue with `overdue`; those waiting for the department
-    first (open, returned), then for the inspector (replied), then the ended; by deadline within
-    each (the ticket id breaks ties, so pages do not overlap); at most `limit` after the first
+    first (open, returned), then for the inspector (replied), by deadline, then the ended, latest
+    deadline first (the ticket id breaks ties, so pages do not overlap); at most `limit` after the first
     `offset`, and how many match (before, every ticket of every year on one page)."""
-    conditions = ["version > 0",
-                  "(ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)"]
+    conditions = list(_LATEST_VISIBLE)
     parameters: dict[str, Any] = {}
     if status:
         conditions.append("status = {status:String}")
@@ -334,8 +337,10 @@ def ticket_page(client, scope: Scope, status: str = "", overdue: bool = False, l
     where = " AND ".join(conditions)
     sql, scoped = ScopedQuery("count()", "tickets FINAL", where=where).sql(scope)
     total = int(client.query(sql, parameters={**scoped, **parameters}).result_rows[0][0])
-    order = ("ORDER BY multiIf(status IN ('open', 'returned'), 0, status = 'replied', 1, 2), deadline, ticket_id "
-             "LIMIT {limit:UInt32} OFFSET {offset:UInt64}")
+    # The ended (closed, withdrawn) latest first: page 1 of 已办结 is this year's, not the oldest.
+    order = ("ORDER BY multiIf(status IN ('open', 'returned'), 0, status = 'replied', 1, 2), "
+             "if(status IN ('closed', 'withdrawn'), -toUnixTimestamp64Micro(deadline), toUnixTimestamp64Micro(deadline)), "
+             "ticket_id LIMIT {limit:UInt32} OFFSET {offset:UInt64}")
     sql, scoped = ScopedQuery(", ".join(TICKET_COLUMNS), "tickets FINAL", where=where, tail=order).sql(scope)
     rows = [_ticket_record(row, tz) for row in client.query(
         sql, parameters={**scoped, **parameters, "limit": limit, "offset": offset}).result_rows]

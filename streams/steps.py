@@ -31,7 +31,7 @@ from alerts.detectors.discretion import penalty_of
 from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, judge_case, step,
                              step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
-from alerts.letters import DeadLetter, make_letter, refused_event, refused_event_type
+from alerts.letters import UTF8_BOM, DeadLetter, make_letter, refused_event, refused_event_type
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
@@ -148,7 +148,6 @@ def sent_on_headers(record, partition: int) -> list[tuple[str, bytes]]:
     return [(SENT_FROM, b"%d:%d" % (origin, offset)), *(((SENT_KEY, key),) if key is not None else ())]
 
 
-UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def decode_event(raw: bytes | None) -> CaseEvent:

@@ -84,6 +84,14 @@ RESULT_TEXT = {
     "empty_reply": "请填写核实情况及整改措施。",
     "malformed_action": "内容不完整，操作未执行。",
 }
+def result_text(result: str) -> str | None:
+    """An action's result in words; a refusal this page has no words for, said as one (before, a
+    reason missing here, `internal_error` say, showed nothing at all: found by review)."""
+    if not result:
+        return None
+    return RESULT_TEXT.get(result, "操作未执行，请稍后刷新页面查看督办件的最新情况，或联系运维人员。")
+
+
 # Results after which a form's text is not needed again: the action was applied, or is on its way.
 SETTLED_RESULTS = ("applied", "pending")
 DRAFT_KEPT = "您填写的内容尚未提交，已保留在下方：请确认最新情况后再次提交。"
@@ -592,7 +600,7 @@ class Console:
                                any(t["ticket_id"] == draft["ticket_id"] and draft["kind"] in t["actions"]
                                    for t in tickets))
         return self.page("case.html", request, status=status, file=file, tickets=tickets,
-                         result=RESULT_TEXT.get(result), result_ok=result in SETTLED_RESULTS, draft=draft,
+                         result=result_text(result), result_ok=result in SETTLED_RESULTS, draft=draft,
                          draft_note=DRAFT_KEPT, new_action_id=lambda: uuid.uuid4().hex)
 
     @staticmethod
@@ -750,7 +758,7 @@ class Console:
                          link_csrf=self.links.csrf(token), expires_at=grant.expires_at.astimezone(
                              self.backend.judge().calendar.tz).isoformat(),
                          action_id=uuid.uuid4().hex, can_reply=ticket["status"] in ACTIVE,
-                         result=RESULT_TEXT.get(result), result_ok=result in SETTLED_RESULTS, draft=draft,
+                         result=result_text(result), result_ok=result in SETTLED_RESULTS, draft=draft,
                          draft_note=DRAFT_KEPT)
 
     async def reply(self, request: Request) -> Response:

@@ -822,3 +822,5 @@ def test_an_action_s_result_is_shown_only_where_the_action_sent_the_person(conso
     assert "已提交" not in text and '<div class="error" role="alert">督办件已有更新' in text
     outcome["now"] = "applied"
     assert '<div class="flash" role="status">已办理' in inspector.get(page).text
+    outcome["now"] = "internal_error"  # a reason the page has no words for: said as a refusal, not nothing
+    assert '<div class="error" role="alert">操作未执行' in inspector.get(page).text

@@ -302,6 +302,22 @@ def test_an_event_in_gbk_names_its_event_in_its_letter_and_its_case_waits_for_it
     assert not stored.refused and [e.event_id for e in stored.events] == ["a", "u", "r", "p", "c"]
 
 
+def test_a_refused_event_after_a_byte_order_mark_holds_its_case_as_without_one():
+    """Found by review: the event's decoding skips a BOM, its letter's reading did not: a BOM-prefixed
+    acceptance refused for its time named no event, and its case was judged without it."""
+    from alerts.letters import refused_event
+
+    bad = orjson.dumps({**HISTORY[0], "occurred_at": "2026-03-02 10:00"})
+    assert refused_event(b"\xef\xbb\xbf" + bad, "bad_time") == refused_event(bad, "bad_time") == ("U1", "a")
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, b"\xef\xbb\xbf" + bad),
+                                        *(record(i, e) for i, e in enumerate(HISTORY[1:], 1))]))
+    (letter,) = harness.rows("dead_letters")
+    assert (letter["reason"], letter["event_id"]) == ("bad_time", "a")
+    stored, _ = decode_state(harness.table.data["U1"])
+    assert stored.refused and not [a for a in stored.alerts.values() if a.severity.value == "red"]
+
+
 def test_a_byte_order_mark_before_the_first_line_is_not_part_of_the_first_event(tmp_path):
     """Before, a JSON-lines file saved by a Windows tool lost its first event to the DLQ
     (invalid_json: BOM), and the rest of its case was judged without it."""

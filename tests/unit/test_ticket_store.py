@@ -111,10 +111,12 @@ def test_tickets_at_rest_are_let_go_and_read_back_when_an_alert_wakes_them():
     after = second.held()
     ticket = after.tickets["overdue"]
     assert ticket.status is TicketStatus.OPEN
-    # Reopened, then the ladder's steps long due since (overdue, level 1, level 2), each a version.
+    # A new round, its versions going on from the store's: opened after the round it follows ended,
+    # never from the finding's business time weeks back (it escalated at once then: found by review).
     assert second.ticket_rows() == [(ticket.ticket_id, v)
                                     for v in range(before.tickets["overdue"].version + 1, ticket.version + 1)]
-    assert ticket.version > before.tickets["overdue"].version + 1
+    assert ticket.round == 2 and ticket.opened_at >= before.tickets["overdue"].last.at
+    assert [r[1] for r in second.ticket_rows()][0] == before.tickets["overdue"].version + 1
     assert after.others == before.others, "the yellow card an inspector may still open a ticket from"
 
 

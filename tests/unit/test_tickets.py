@@ -131,8 +131,8 @@ def test_one_ticket_bundles_a_rule_s_alerts_and_is_withdrawn_only_when_all_are()
 
 
 def test_live_a_withdrawn_ticket_reopened_by_a_late_finding_runs_from_now_not_from_a_moment_to_come():
-    """Settled from when it arrived, the finding's opening lies an hour ahead; the reopened ticket
-    ran from then (its opened_at in the future, its deadline a day late)."""
+    """Settled from when it arrived, the finding's opening lies an hour ahead: the new round opens
+    then, as a first round would (it once ran from a moment to come: its opened_at in the future)."""
     at = datetime(2026, 3, 10, 23, 30, tzinfo=CST)
     t = on_alert(None, alert("N2"), POLICY, CAL, datetime(2026, 3, 2, 10, 0, tzinfo=CST)).ticket
     t = advance(t, POLICY, CAL, datetime(2026, 3, 2, 12, tzinfo=CST)).ticket
@@ -140,8 +140,13 @@ def test_live_a_withdrawn_ticket_reopened_by_a_late_finding_runs_from_now_not_fr
                  seen_at=at - timedelta(hours=1)).ticket
     assert t.status is TicketStatus.WITHDRAWN
     out = on_alert(t, alert("N3", at=datetime(2026, 3, 5, 10, tzinfo=CST)), POLICY, CAL, at, seen_at=at)
-    assert out.ticket.status is TicketStatus.OPEN and out.ticket.opened_at == at
-    assert out.ticket.deadline == datetime(2026, 3, 14, tzinfo=CST)  # 3 working days after the 10th
+    # A new round settles as a first one does (a card withdrawn again within the hour reaches no one),
+    # then runs from its opening.
+    assert out.ticket.status is TicketStatus.SETTLING and out.ticket.opens_at == at + timedelta(hours=1)
+    opened_round = advance(out.ticket, POLICY, CAL, at + timedelta(hours=2))
+    assert opened_round.ticket.status is TicketStatus.OPEN and opened_round.ticket.opened_at == at + timedelta(hours=1)
+    assert opened_round.ticket.deadline == datetime(2026, 3, 17, tzinfo=CST)  # 3 working days after the 11th
+    assert [n.notice_id for n in opened_round.notices] == ["C-1/skipped_node/opened/r2"]
 
 
 def test_silence_escalates_to_the_head_at_the_deadline_then_to_the_inspection_office():
@@ -193,6 +198,57 @@ def test_a_red_card_its_closed_ticket_did_not_answer_opens_a_new_round():
     assert [c.text for c in same.changes] == ["预警 skipped_node-N2（环节 N2） 更新为第 2 版"]
 
 
+def test_a_new_round_never_opens_before_the_round_it_follows_ended_nor_escalates_at_once():
+    """Found by review: a finding dated before the closing (a replay, a redrive) opened the new round
+    at its business time, before round 1 closed, and levels 1 and 2 went out in the same breath;
+    live, a card standing again weeks after it was first seen settled from its first sighting."""
+    closed = closed_ticket()  # accepted on 3 March
+    early = alert("N4", at=datetime(2026, 2, 20, 10, tzinfo=CST))
+    out = on_alert(closed, early, POLICY, CAL, datetime(2026, 3, 4, 9, tzinfo=CST))
+    assert out.ticket.round == 2 and out.ticket.opened_at == closed.last.at
+    assert [n.step for n in out.notices] == [Step.OPENED]  # nothing due yet: 3 working days from then
+    # Live: N2 withdrawn, then standing again on 20 March, weeks after it was first seen.
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    t = on_alert(t, alert("N2", status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL,
+                 datetime(2026, 3, 2, 12, tzinfo=CST), seen_at=datetime(2026, 3, 2, 12, tzinfo=CST)).ticket
+    assert t.status is TicketStatus.WITHDRAWN
+    back = datetime(2026, 3, 20, 10, tzinfo=CST)
+    out = on_alert(t, alert("N2", version=3), POLICY, CAL, back, seen_at=back)
+    assert out.ticket.status is TicketStatus.SETTLING and out.ticket.opens_at == back + timedelta(hours=1)
+    assert not out.notices
+
+
+def test_a_new_round_is_history_when_its_process_sends_nothing_and_waits_out_a_silence():
+    """Found by review: a new round kept the closed round's `quiet` (a live red card's round held
+    every notice), and opened within a silence, telling the department at once."""
+    closed = replace(closed_ticket(), quiet=True)
+    at = datetime(2026, 3, 9, 10, tzinfo=CST)
+    live = on_alert(closed, alert("N4", at=at), POLICY, CAL, at + timedelta(hours=2))
+    assert not live.ticket.quiet and [n.step for n in live.notices] == [Step.OPENED]
+    history = on_alert(closed_ticket(), alert("N4", at=at), POLICY, CAL, at + timedelta(hours=2), quiet=True)
+    assert history.ticket.quiet
+    silence = Silence("S1", datetime(2026, 3, 12, tzinfo=CST), "流程修订中", department="SCJG")
+    silenced = on_alert(closed_ticket(), alert("N4", at=at), replace(POLICY, silences=(silence,)), CAL,
+                        at + timedelta(hours=2))
+    assert silenced.ticket.status is TicketStatus.SETTLING and not silenced.notices
+    assert silenced.ticket.opens_at == silence.until
+
+
+def test_a_round_opened_by_hand_from_a_yellow_card_is_opened_again_by_hand():
+    """Found by review: a hand-opened yellow ticket, closed, its card withdrawn (the ticket with it)
+    and standing again, reopened by itself and escalated: the policy opens no ticket for it."""
+    yellow = alert(rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW)
+    by_hand = action("open", None, INSPECTORS, "请核查", ticket=ticket_id("C-1", Rule.NODE_OVERDUE),
+                     alert_id=yellow.alert_id)
+    t = on_action(None, by_hand, CAL, by_hand.at, yellow).ticket
+    t = on_action(t, action("close", t.version, INSPECTORS, "已核实", ticket=t.ticket_id), CAL, by_hand.at).ticket
+    t = on_alert(t, replace(yellow, status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL,
+                 datetime(2026, 3, 5, tzinfo=CST)).ticket
+    assert t.status is TicketStatus.WITHDRAWN
+    out = on_alert(t, replace(yellow, version=3), POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST))
+    assert out.ticket.status is TicketStatus.WITHDRAWN and not out.notices and not out.changes
+
+
 def test_a_closed_ticket_whose_cards_are_all_withdrawn_is_withdrawn_and_taken_back_in_writing():
     """Found by a black-box test: a closing dated before the deadline withdrew the overdue card of a
     ticket that had gone to the head and was closed; the ticket stayed 已办结, its card shown 有效,
@@ -205,6 +261,30 @@ def test_a_closed_ticket_whose_cards_are_all_withdrawn_is_withdrawn_and_taken_ba
                    datetime(2026, 3, 12, tzinfo=CST))
     assert out.ticket.status is TicketStatus.WITHDRAWN and not out.ticket.open_alerts
     assert sorted(n.recipient for n in out.notices) == ["contact", "head"]
+
+
+def test_a_step_due_before_the_ticket_s_last_change_is_taken_at_that_change():
+    """Found by a black-box test: a second replay's alert updates were recorded at its clock (27th),
+    then the level 1 that fell due on the 6th was dated the 6th, after them: a history running
+    backwards. It is taken when the ticket's last change was recorded."""
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    later = datetime(2026, 3, 27, 8, tzinfo=CST)
+    t = on_alert(t, alert("N3"), POLICY, CAL, later).ticket  # another card of the bundle, recorded on the 27th
+    assert t.last.at == later and t.last.text == "新增预警 skipped_node-N3（环节 N3）"
+    out = advance(t, POLICY, CAL, later)
+    assert [(v.last.kind, v.last.at) for v in out.versions] == [("level_1", later), ("level_2", later)]
+    assert [n.at for n in out.notices] == [later, later]
+    assert "退回" not in out.ticket.last.text and out.ticket.level_2_on_return is None
+
+
+def test_a_closed_ticket_opened_again_by_hand_at_an_earlier_stated_time_is_dated_after_its_closing():
+    """Found by an independent scorer: `tickets open --now 2026-05-10` on a ticket closed on 06-01
+    made version 5 dated before version 4."""
+    closed = closed_ticket()
+    earlier = closed.last.at - timedelta(days=20)
+    again = action("open", None, INSPECTORS, "复查", at=earlier, alert_id=alert().alert_id)
+    out = on_action(closed, again, CAL, earlier, None)
+    assert out.ticket.round == 2 and out.ticket.last.at == closed.last.at == out.notices[0].at
 
 
 def test_an_action_the_ticket_s_status_forbids_is_refused_in_words():
