@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,32 @@ class RefusedRow:
 
 
 class StoreUnavailable(RuntimeError):
-    """Not one row of the batch could be written."""
+    """The batch could not be written now (not one row, or the store says it cannot write at all)."""
+
+
+# ClickHouse error codes that say the store cannot write now, whatever the rows: its disk is full,
+# its memory or its parts are at a limit, it is read-only, busy or cut off. A row refused with one
+# of these is not refused for good: the batch stays buffered and is tried again (before, a full
+# disk had every row of an outage bisected into `store_refused` dead letters, their offsets
+# committed: events and alerts missing from the store; found by a black-box test).
+STORE_STATE_CODES = frozenset({
+    74, 75, 76,  # CANNOT_READ_FROM_FILE_DESCRIPTOR, CANNOT_WRITE_TO_FILE_DESCRIPTOR, CANNOT_OPEN_FILE
+    159, 164, 202, 209, 210,  # TIMEOUT_EXCEEDED, READONLY, TOO_MANY_SIMULTANEOUS_QUERIES, SOCKET_TIMEOUT, NETWORK_ERROR
+    236, 241, 242, 243, 252,  # ABORTED, MEMORY_LIMIT_EXCEEDED, TABLE_IS_READ_ONLY, NOT_ENOUGH_SPACE, TOO_MANY_PARTS
+    319, 425, 999, 1001,  # UNKNOWN_STATUS_OF_INSERT, SYSTEM_ERROR, KEEPER_EXCEPTION, STD_EXCEPTION (filesystem errors)
+    60, 81, 497, 516,  # UNKNOWN_TABLE, UNKNOWN_DATABASE, ACCESS_DENIED, AUTHENTICATION_FAILED: the store's set-up
+})
+_CODE = re.compile(r"\bCode: (\d+)\b")
+_NO_SPACE = ("no space left on device", "not enough space")
+
+
+def store_cannot_write(error: BaseException) -> bool:
+    """Whether an insert's error says the store cannot write now, not that it refuses these rows."""
+    text = str(error)
+    found = _CODE.search(text)
+    if found is not None and int(found.group(1)) in STORE_STATE_CODES:
+        return True
+    return any(words in text.lower() for words in _NO_SPACE) or isinstance(error, (ConnectionError, TimeoutError))
 
 
 def in_write_order(rows: dict[str, list]) -> list[tuple[str, list]]:
@@ -114,7 +140,8 @@ class ClickHouseWriter:
         """Write what can be written, bisecting down to the rows the store refuses.
 
         Returns the refused rows (removed from `batch.rows`). Raises `StoreUnavailable`, with
-        the batch untouched, if no row at all could be written."""
+        the batch untouched, if no row at all could be written, or if an insert failed because the
+        store cannot write now (`store_cannot_write`: a full disk refuses every row, one by one)."""
         refused: list[RefusedRow] = []
         written = 0
         with self.lock:
@@ -132,6 +159,8 @@ class ClickHouseWriter:
                         self.client.insert_arrow(table, to_arrow(table, part))
                         written += len(part)
                     except Exception as exc:
+                        if store_cannot_write(exc):  # not these rows: the store (what is written is written
+                            raise StoreUnavailable(str(exc)[:2000]) from None  # again: at least once)
                         if len(part) > 1:
                             middle = len(part) // 2
                             stack += [part[middle:], part[:middle]]

@@ -57,3 +57,33 @@ def test_a_case_whose_rows_the_store_refuses_is_not_written_as_settled():
                for row in rows}
     assert written == {"A": None, "B": SETTLED}
     writer.executor.shutdown()
+
+
+def test_a_store_that_cannot_write_now_keeps_the_batch_rather_than_refusing_its_rows():
+    """Found by a black-box test: with the data directory's disk full, every insert failed with
+    NOT_ENOUGH_SPACE while `SELECT 1` answered, so the batch was bisected row by row into
+    `store_refused` dead letters (their offsets then committed): the outage's events and alerts
+    were missing from the store for good. A store that cannot write keeps the batch buffered."""
+    import pytest
+
+    from sinks.writer import StoreUnavailable, store_cannot_write
+
+    class Full(Store):
+        def insert_arrow(self, table, data):
+            raise RuntimeError("Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space. "
+                               "(NOT_ENOUGH_SPACE) (version 26.9.1)")
+
+    writer = ClickHouseWriter(Full(set()))
+    batch = Batch()
+    for table, row in (("cases", case("A")), ("alerts", alert("a1", "A")), ("alerts", alert("a2", "A"))):
+        batch.add(table, row)
+    with pytest.raises(StoreUnavailable, match="NOT_ENOUGH_SPACE"):
+        writer.isolate(batch)
+    assert batch.count == 3 and len(batch.rows["alerts"]) == 2  # kept, to be tried again
+    writer.executor.shutdown()
+    assert store_cannot_write(OSError(28, "No space left on device"))
+    assert store_cannot_write(RuntimeError("Code: 241. DB::Exception: Memory limit (total) exceeded"))
+    # A row the store refuses for what it holds is refused, as before.
+    assert not store_cannot_write(RuntimeError("Code: 53. DB::Exception: Type mismatch in IN or VALUES section"))
+    assert not store_cannot_write(OverflowError("Python int too large to convert to C long"))
+
