@@ -13,11 +13,27 @@ def _retention(env: dict[str, str]) -> float | None:
     value = (env.get("SUNLIGHT_CASE_RETENTION_DAYS") or "").strip().lower()
     if value == "never":
         return None
-    days = _float(env, "SUNLIGHT_CASE_RETENTION_DAYS", 30.0)
+    try:
+        days = _float(env, "SUNLIGHT_CASE_RETENTION_DAYS", 30.0)
+    except SystemExit:  # said whole: 'never' is a value too
+        days = -1.0
     if not 0 <= days < 10 ** 6:
         raise SystemExit(f"SUNLIGHT_CASE_RETENTION_DAYS must be a number of days (0 or more) or 'never', "
                          f"got {value!r}")
     return days
+
+
+def _public_url(env: dict[str, str]) -> str | None:
+    """The console's address, the start of every reply link mailed: a web address (before, one
+    without its scheme was taken, and the links in notices were no links at all; found by a
+    black-box test)."""
+    value = (env.get("SUNLIGHT_PUBLIC_URL") or "").strip()
+    if not value:
+        return None
+    if not value.lower().startswith(("https://", "http://")) or len(value.split("://", 1)[1].strip("/")) == 0:
+        raise SystemExit(f"SUNLIGHT_PUBLIC_URL must be the console's web address, starting https:// "
+                         f"(e.g. https://sunlight.example.gov.cn), got {value!r}")
+    return value
 
 
 def _float(env: dict[str, str], name: str, default: float) -> float:
@@ -166,7 +182,7 @@ class Settings:
             grafana_token=env.get("SUNLIGHT_GRAFANA_TOKEN") or None,
             grafana_clickhouse_password=env.get("SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD") or None,
             http_port=_port(env, "SUNLIGHT_HTTP_PORT", 8080),
-            public_url=env.get("SUNLIGHT_PUBLIC_URL") or None,
+            public_url=_public_url(env),
             secret_key=env.get("SUNLIGHT_SECRET_KEY") or None,
             users_file=Path(env["SUNLIGHT_USERS"]) if env.get("SUNLIGHT_USERS") else None,
             reply_link_days=_bounded(env, "SUNLIGHT_REPLY_LINK_DAYS", 14.0, least=0, above=True),

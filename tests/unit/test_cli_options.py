@@ -80,6 +80,8 @@ def test_a_command_that_reads_a_store_that_is_there_reads_it(tmp_path, monkeypat
     ("SUNLIGHT_NOTICE_ATTEMPTS", "0"), ("SUNLIGHT_NOTICE_ATTEMPTS", "1e400"), ("SUNLIGHT_SESSION_TIMEOUT", "-1"),
     ("SUNLIGHT_FLUSH_INTERVAL", "-1"), ("SUNLIGHT_TICK_INTERVAL", "0"), ("SUNLIGHT_CASE_RETENTION_DAYS", "nan"),
     ("SUNLIGHT_CASE_RETENTION_DAYS", "inf"), ("SUNLIGHT_BROKER_FLAVOUR", "redpanda"),
+    ("SUNLIGHT_CASE_RETENTION_DAYS", "forever"), ("SUNLIGHT_PUBLIC_URL", "sunlight.example.gov.cn"),
+    ("SUNLIGHT_PUBLIC_URL", "https://"),
 ])
 def test_a_setting_out_of_range_is_a_one_line_error(name, value):
     """Found by a black-box test: these gave tracebacks, a hang that ignored SIGTERM (no room for
@@ -88,6 +90,17 @@ def test_a_setting_out_of_range_is_a_one_line_error(name, value):
     with pytest.raises(SystemExit) as refused:
         Settings.from_env({name: value})
     assert str(refused.value).startswith(name) and repr(value) in str(refused.value)
+
+
+def test_a_setting_refused_says_what_it_takes():
+    """Found by a black-box test: "forever" for the retention was told only "must be a number", and
+    a console address without its scheme was taken (the reply links mailed were no links at all)."""
+    with pytest.raises(SystemExit, match="or 'never'"):
+        Settings.from_env({"SUNLIGHT_CASE_RETENTION_DAYS": "forever"})
+    with pytest.raises(SystemExit, match="starting https://"):
+        Settings.from_env({"SUNLIGHT_PUBLIC_URL": "sunlight.example.gov.cn"})
+    assert Settings.from_env({"SUNLIGHT_PUBLIC_URL": " https://sunlight.example.gov.cn/ "}).public_url == \
+        "https://sunlight.example.gov.cn/"
 
 
 def test_a_broker_flavour_is_read_whatever_its_case_and_spaces():
