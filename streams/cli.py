@@ -1563,17 +1563,28 @@ def main(argv: list[str] | None = None) -> int:
         from sinks.notify import ChannelError
         from streams.app import PipelineFailed
         from streams.console.auth import ConsoleConfigError
+        from sinks.migrations import MigrationFailed, MigrationInterrupted
 
-        if isinstance(exc, (IsADirectoryError, NotADirectoryError, PermissionError, FileNotFoundError)) \
-                and exc.filename:  # a file named on the command line that cannot be read or written
-            print(f"sunlight: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        if isinstance(exc, (IsADirectoryError, NotADirectoryError, PermissionError, FileNotFoundError,
+                            FileExistsError)) and exc.filename:  # a file that cannot be read or written
+            setting = " (SUNLIGHT_DATA_DIR)" if _under(exc.filename, settings.data_dir) else ""
+            print(f"sunlight: {exc.filename}{setting}: {exc.strerror}", file=sys.stderr)
             return 2
         if isinstance(exc, (CatalogError, BrokerError, FileNotFoundError, MappingError, LogFormatError,
                             FlowchartError, UnknownScope, StoreError, PipelineFailed, ChannelError,
-                            ConsoleConfigError)):
+                            ConsoleConfigError, MigrationFailed, MigrationInterrupted)):
             print(f"sunlight: {exc}", file=sys.stderr)
             return 2
         raise
+
+
+def _under(path, directory) -> bool:
+    """Whether `path` is the data directory or in it: an error there names the setting to mend (a data
+    directory that is a file, or not writable, was a traceback or a bare path; found by a black-box test)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(directory).resolve())
+    except (OSError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from sinks.clickhouse import StoreError, connect, redact
-from sinks.migrations import MigrationInterrupted, all_migrations, migrate
+from sinks.migrations import MigrationFailed, MigrationInterrupted, all_migrations, migrate
 from streams.settings import Settings
 
 
@@ -27,7 +27,7 @@ def main() -> int:
         return 2
     try:
         ran = migrate(client)
-    except MigrationInterrupted as exc:
+    except (MigrationInterrupted, MigrationFailed) as exc:
         print(f"sunlight-migrate: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -45,6 +45,12 @@ class MigrationInterrupted(RuntimeError):
     """The other direction of a migration was interrupted; finish that first."""
 
 
+class MigrationFailed(RuntimeError):
+    """A migration's statement failed (the ClickHouse user may not create tables, the disk is
+    full...): said in one line with the migration and its step, not as a traceback (found by a
+    black-box test); it resumes at that step once the cause is mended."""
+
+
 @dataclass(frozen=True)
 class Step:
     """Statements run, and run again after a crash, as one step.
@@ -127,7 +133,11 @@ def _run(client, migration: Migration, direction: Direction, state: Progress | N
 
 def migrate(client) -> list[int]:
     """Apply every migration not applied yet; returns the versions applied now."""
-    states = progress(client)
+    try:
+        states = progress(client)
+    except Exception as exc:
+        raise MigrationFailed(f"cannot read or create the migrations ledger (schema_migrations): {_first_line(exc)}; "
+                              "the ClickHouse user needs the rights to create and alter the store's tables") from exc
     ran = []
     for migration in all_migrations():
         state = states.get(migration.version)
@@ -137,9 +147,19 @@ def migrate(client) -> list[int]:
                     f"rolling back migration {migration.version} ({migration.name}) stopped after "
                     f"{state.steps_done} of {len(migration.backwards)} steps; run the rollback again to finish it")
             continue
-        _run(client, migration, "forwards", state)
+        try:
+            _run(client, migration, "forwards", state)
+        except Exception as exc:
+            raise MigrationFailed(f"migration {migration.version:04d} ({migration.name}) failed: {_first_line(exc)}; "
+                                  "mend the cause (the ClickHouse user's rights, the disk) and start again: it "
+                                  "resumes where it stopped") from exc
         ran.append(migration.version)
     return ran
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:500]
 
 
 def rollback(client, to_version: int = 0) -> list[int]:

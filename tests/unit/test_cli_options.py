@@ -116,3 +116,35 @@ def test_a_dead_letter_line_shows_its_whole_source_and_case():
               "detail": "acts on version 1, the ticket is at version 3"}
     line = cli._letter_line(letter, lambda at: at[:16])
     assert "sunlight-ticket-ticks[3]@15 " in line and " C-2026-000000001234 " in line
+
+
+def test_a_data_directory_that_is_a_file_is_said_in_one_line_naming_the_setting(tmp_path, monkeypatch, capsys):
+    """Found by a black-box test: a traceback (FileExistsError)."""
+    from streams import cli
+
+    afile = tmp_path / "data"
+    afile.write_text("not a directory", encoding="utf-8")
+    monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(afile))
+    monkeypatch.delenv("SUNLIGHT_CLICKHOUSE", raising=False)
+
+    def starts(args, settings):  # as a worker or a replay starts: its data directory made first
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    monkeypatch.setattr(cli, "cmd_export", starts)
+    assert cli.main(["alerts", "export"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sunlight: {afile} (SUNLIGHT_DATA_DIR): ") and "Traceback" not in err
+
+
+def test_a_migration_that_fails_says_which_and_how_it_resumes():
+    """Found by a black-box test: a ClickHouse user without the right to create tables had the
+    worker print a 40-line traceback."""
+    from sinks.migrations import MigrationFailed, migrate
+
+    class Denied:
+        def command(self, sql):
+            raise RuntimeError("Code: 497. DB::Exception: default: Not enough privileges. (ACCESS_DENIED)\nStack: ...")
+
+    with pytest.raises(MigrationFailed, match=r"schema_migrations.*ACCESS_DENIED.*rights") as failed:
+        migrate(Denied())
+    assert "\n" not in str(failed.value)
