@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Callable, Iterable
@@ -153,7 +154,7 @@ class Watch:
             # /readyz is unauthenticated: the server URL's password never goes out in a reason.
             server = self.pipeline.settings.clickhouse
             text = (scrub(str(exc), server) if server else str(exc)) or repr(exc)
-            self.store_ok, self.store_error = False, text.splitlines()[0][:300]
+            self.store_ok, self.store_error = False, _cause_first(text)
 
     async def check_broker(self) -> None:
         """Ask a broker of the bootstrap servers for its api versions and metadata, with a client of
@@ -165,7 +166,7 @@ class Watch:
             self.broker_ok, self.broker_error = False, f"no answer within {BROKER_CHECK_TIMEOUT:.0f} s"
         except Exception as exc:
             text = str(exc) or repr(exc)
-            self.broker_ok, self.broker_error = False, text.splitlines()[0][:300]
+            self.broker_ok, self.broker_error = False, _cause_first(text)
 
     # gauges -----------------------------------------------------------------------------------------------
 
@@ -388,3 +389,18 @@ async def start_health(port: int, host: str = "0.0.0.0") -> HealthServer | None:
     server = await HealthServer(port, host).start()
     log.info("serving /metrics, /healthz and /readyz on port %d", server.port)
     return server
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\][^'\")\]]*")
+
+
+def _cause_first(text: str, limit: int = 300) -> str:
+    """An error's first line for a probe's reason, its system cause first when it names one
+    (`[Errno 111] Connection refused`): a client's error spent 300 characters on the request's
+    address before it (found by a black-box test)."""
+    first = text.splitlines()[0] if text.strip() else text
+    cause = _ERRNO.search(text)
+    if cause is not None:
+        first = f"{cause.group(0).strip()} — {first}"
+    return first[:limit]
+

@@ -356,6 +356,14 @@ def test_health_server_answers_metrics_healthz_and_readyz():
             assert status == 503 and body.startswith("the store is unreachable: Connection refused"), body
             assert "s3cret-pw" not in body and "sunlight:***@" in body
             assert _sample("sunlight_ready") == 0
+            # A client's long error: its system cause first, not cut off behind the request's address
+            # (found by a black-box test: 300 characters of URL, then nothing).
+            from streams.health import _cause_first
+            long = ("Error HTTPConnectionPool(host='ch', port=8123): Max retries exceeded with url: /?"
+                    + "date_time_input_format=best_effort&" * 20 + " (Caused by NewConnectionError('<x>: Failed to "
+                    "establish a new connection: [Errno 111] Connection refused'))")
+            assert _cause_first(long).startswith("[Errno 111] Connection refused — Error HTTPConnectionPool")
+            assert len(_cause_first(long)) == 300
             pipeline.store_fails = False
             await watch.check_store()
             pipeline.failure = RuntimeError("the deadline index could not be rebuilt")
