@@ -6,7 +6,8 @@
 The port is the worker's own setting, read the way the worker reads it
 (`Settings.from_env().metrics_port`, SUNLIGHT_METRICS_PORT, default 9464). Exit 0 on HTTP 200,
 1 otherwise (not listening, 503, timeout), 2 when metrics are turned off (port 0): a health
-check cannot work then, so say so instead of failing for an unclear reason.
+check cannot work then, so say so instead of failing for an unclear reason. Docker counts any exit
+but 0 as unhealthy: a deployment without metrics drops the health check (docs/deploy.md).
 """
 
 from __future__ import annotations
