@@ -52,6 +52,8 @@ SINK_FAILURES = Counter("sunlight_sink_failures_total", "Failed ClickHouse batch
 SINK_FLUSH_SECONDS = Histogram("sunlight_sink_flush_seconds", "Time to write one batch to ClickHouse (seconds)", registry=REGISTRY)
 SINK_PENDING_ROWS = Gauge("sunlight_sink_pending_rows", "Rows buffered, not yet written", registry=REGISTRY)
 CATALOG_RELOADS = Counter("sunlight_catalog_reloads_total", "Catalog reloads, by outcome (loaded, or rejected: the previous catalog stays)", ["outcome"], registry=REGISTRY)
+for _outcome in ("loaded", "rejected"):  # from 0, as the docs say every labelled counter starts
+    CATALOG_RELOADS.labels(_outcome)
 CATALOG_REFUSED = Gauge("sunlight_catalog_refused", "1 while the catalog files as they are on disk were refused at their "
                         "last reload (the previous catalog stays in force), else 0", registry=REGISTRY)
 CALENDAR_MISSING_YEARS = Gauge("sunlight_calendar_missing_years", "Years counted without holiday data",

@@ -65,6 +65,19 @@ def test_every_agreed_metric_is_declared_with_help_text_and_its_labels():
         assert tuple(collector._labelnames) == labels, name
 
 
+def test_counters_with_a_fixed_set_of_outcomes_are_exposed_from_zero():
+    """A series born at its first increase shows no increase to a rule (`increase()`): docs/metrics.md
+    says every outcome starts at 0 (catalog reloads had no series until the first; found by a
+    black-box test)."""
+    from prometheus_client import generate_latest
+
+    text = generate_latest(metrics.REGISTRY).decode()
+    for sample in ('sunlight_catalog_reloads_total{outcome="loaded"}', 'sunlight_catalog_reloads_total{outcome="rejected"}',
+                   'sunlight_events_processed_total{outcome="new"}',
+                   'sunlight_events_dead_lettered_total{reason="store_refused"}'):
+        assert sample in text, sample
+
+
 def test_every_declared_metric_has_help_and_a_sunlight_name():
     for name, collector in _declared().items():
         assert name.startswith("sunlight_"), name
