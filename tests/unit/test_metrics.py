@@ -72,7 +72,8 @@ def test_counters_with_a_fixed_set_of_outcomes_are_exposed_from_zero():
     from prometheus_client import generate_latest
 
     text = generate_latest(metrics.REGISTRY).decode()
-    for sample in ('sunlight_catalog_reloads_total{outcome="loaded"}', 'sunlight_catalog_reloads_total{outcome="rejected"}',
+    for sample in ('sunlight_catalog_reloads_total{outcome="loaded"}',
+                   'sunlight_catalog_reloads_total{outcome="rejected"}',
                    'sunlight_events_processed_total{outcome="new"}',
                    'sunlight_events_dead_lettered_total{reason="store_refused"}'):
         assert sample in text, sample
