@@ -102,7 +102,8 @@ def big_stat(panel: q.Panel, place: Place, unit: str = "none", colors=None, unit
         .color_mode(common.BigValueColorMode.BACKGROUND_SOLID).text_mode(common.BigValueTextMode.VALUE_AND_NAME) \
         .justify_mode(common.BigValueJustifyMode.CENTER).orientation(common.VizOrientation.HORIZONTAL) \
         .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields("")) \
-        .text(common_b.VizTextDisplayOptions().title_size(32).value_size(value_size)).decimals(0)
+        .text(common_b.VizTextDisplayOptions().title_size(32).value_size(value_size)).decimals(0) \
+        .no_value("无数据")  # a rate of nothing (no case closed yet today) in the hall's language, not "No data"
     builder.thresholds(_thresholds(*(colors or [(None, "blue")])))
     if fixed:
         builder.color_scheme(dash_b.FieldColor().mode(dashboard.FieldColorModeId.FIXED).fixed_color(fixed))

@@ -725,7 +725,8 @@ WHERE department = ${{department:singlequote}}
 CASES_HANDLED_PER_ITEM_THIS_MONTH = Panel(
     name="cases_handled_per_item_this_month",
     title="本月各事项办结情况",
-    description="所选部门本月（截至所选时段末）各权力事项的办结件数、按时办结件数、按时办结率和平均办理天数。",
+    description="所选部门本月（截至所选时段末）各权力事项的办结件数、按时办结件数、按时办结率和平均办理天数"
+                "（受理至办结的自然日，含周末、节假日和挂起时间；承诺时限按工作日计）。",
     doc="Cases of the chosen department finished (办结) in the local month of the range's end, per "
         "power item (权力事项): how many, how many within the promised deadline, the on-time rate "
         "and the mean handling time in days.",
