@@ -82,7 +82,8 @@ def alert_page(client, scope: Scope, rule: str = "", severity: str = "", status:
             conditions.append(f"{name} = {{{name}:String}}")
             parameters[name] = value
     if case_contains:
-        conditions.append("position(case_id, {case_contains:String}) > 0")
+        # Whatever case the person types it in (c0700023 for C0700023: found by a black-box test).
+        conditions.append("positionCaseInsensitiveUTF8(case_id, {case_contains:String}) > 0")
         parameters["case_contains"] = case_contains
     where = " AND ".join(conditions)
     sql, scoped = ScopedQuery("count()", "alerts FINAL", where=where).sql(scope)
