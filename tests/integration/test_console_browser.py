@@ -57,18 +57,24 @@ def sunlight(env: dict, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
+# A case number as long as the contract allows (128), with no place to break it: it widened the alert
+# list past a phone's and a desktop's width, for everyone viewing that page (found by a black-box test).
+LONG = "C-" + "7" * 126
+
+
 def city(now: datetime) -> list[dict]:
     """Three licence cases of SCJG, accepted weeks ago and never finished (red: overdue), and one
     finished in time."""
     cst = timezone(timedelta(hours=8))
     events = []
-    for number, days_ago in ((1, 30), (2, 26), (3, 35)):
+    for number, days_ago in ((1, 30), (2, 26), (3, 35), (LONG, 33)):
         accepted = (now - timedelta(days=days_ago)).astimezone(cst).replace(hour=9, minute=30, second=0,
                                                                              microsecond=0)
-        events.append({"event_id": f"C-W{number}-01", "case_id": f"C-W{number}", "item_code": ITEM,
+        case, first = (f"C-W{number}", f"C-W{number}-01") if number != LONG else (LONG, "C-WL-01")
+        events.append({"event_id": first, "case_id": case, "item_code": ITEM,
                        "type": "accepted", "occurred_at": accepted.isoformat(),
                        "recorded_at": (accepted + timedelta(minutes=2)).isoformat(), "department": "SCJG",
-                       "region": "320200", "channel": "window", "officer_id": f"scjg-0{number}"})
+                       "region": "320200", "channel": "window", "officer_id": f"scjg-{len(events) + 1:02d}"})
     accepted = (now - timedelta(days=6)).astimezone(cst).replace(hour=10, minute=0, second=0, microsecond=0)
     for seq, (kind, node, hours) in enumerate([("accepted", None, 0), ("node_completed", "undertake", 20),
                                                ("node_completed", "review", 30), ("node_completed", "approve", 40),
@@ -181,6 +187,8 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             inspector.select_option("select[name=severity]", "red")
             inspector.click("button:has-text('筛选')")
             row = inspector.locator("tr", has=inspector.locator("a", has_text="C-W1"))
+            expect(inspector.locator("tr", has=inspector.locator("a", has_text=LONG))).to_contain_text("红牌")
+            assert inspector.evaluate("document.documentElement.scrollWidth") <= 1280  # the long number wraps
             expect(row).to_contain_text("红牌")
             expect(row).to_contain_text("超时办结")
             expect(row).to_contain_text("未督办")
