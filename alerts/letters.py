@@ -144,7 +144,7 @@ def _payload_object(raw: bytes | None) -> dict | None:
     skipped_node cards for a handling that had an acceptance; found by a black-box test)."""
     if not raw or len(raw) > LABELLED_BYTES:
         return None
-    if raw.startswith(UTF8_BOM):  # as the event's own decoding reads it (`streams.steps.decode_event`)
+    while raw.startswith(UTF8_BOM):  # as the event's own decoding reads it (`streams.steps.decode_event`)
         raw = raw[len(UTF8_BOM):]
     try:
         obj = orjson.loads(raw)

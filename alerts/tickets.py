@@ -249,6 +249,11 @@ class Ticket:
     # inspector returned that reply, at this moment: the level-2 notice says the department did
     # answer, late, and was returned (it said "仍未答复", found by a black-box test).
     level_2_on_return: datetime | None = None
+    # A closed or withdrawn ticket's coming round: the cards its last round did not answer, settling
+    # until `opens_at`; the ended round stays as it is meanwhile (its record, its rows). `pending_quiet`:
+    # made by a process that sends nothing, the round is history (`quiet`).
+    pending: frozenset[str] = frozenset()
+    pending_quiet: bool = False
 
     @property
     def open_alerts(self) -> list[BundledAlert]:
@@ -264,10 +269,17 @@ class Ticket:
         return self.status is not TicketStatus.SETTLING
 
     @property
+    def pending_alerts(self) -> list[BundledAlert]:
+        """The standing cards a coming round is for (those the last round did not answer)."""
+        return [a for a in self.open_alerts if a.alert_id in self.pending]
+
+    @property
     def next_due(self) -> datetime | None:
         """The next moment the clock changes this ticket, if any."""
         if self.status is TicketStatus.SETTLING:
             return self.opens_at if self.open_alerts else None
+        if self.status in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
+            return self.opens_at if self.pending_alerts else None  # a coming round's opening
         if not self.active:
             return None
         if not self.overdue:
@@ -400,28 +412,27 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
             opens_at = max(opens_at, ticket.last.at)
         return advance(replace(ticket, opens_at=opens_at), policy, calendar, now)
     at = max(now, ticket.last.at) if ticket.last else now
-    if ticket.status is TicketStatus.WITHDRAWN:
-        if not live or not policy.opens(alert.rule, alert.severity):
-            return Outcome(ticket)  # a round an inspector opened by hand is opened again by hand
-        # Another alert of the bundle stands (it arrived after the others were withdrawn): the
-        # ticket opens again once that finding has settled, as a new round: its department was
-        # told of the withdrawal, so it is told of the ticket again, and the ladder's notices are
-        # the new round's.
-        return _new_round(ticket, policy, calendar, now, opens_at, quiet)
-    unanswered = alert.status is not AlertStatus.WITHDRAWN and (known is None or again)
-    if ticket.status is TicketStatus.CLOSED and unanswered and policy.opens(alert.rule, alert.severity):
-        # A finding its closed round did not answer (a node skipped that the first card did not
-        # name, found after the inspector accepted the reply, or a card withdrawn and standing
-        # again): a new round, as for a withdrawn ticket. Before, the closed record stayed as it
-        # was, and the red card reached no ticket and no one (found by a black-box test).
-        return _new_round(ticket, policy, calendar, now, alerts[alert.alert_id].stands_from + ticket.ladder.settle,
-                          quiet)
+    if ticket.status in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
+        # A finding the last round did not answer (a card standing after the others were withdrawn,
+        # a node skipped that the closed round's cards did not name, a card withdrawn and standing
+        # again) starts a new round: it settles as a first one does, from that finding, never from
+        # before the last round ended, and opens by the clock (`advance`), told to the department
+        # from its opening; the ended round stays as it is meanwhile. Before, a closed record stayed
+        # as it was (the red card reached no ticket and no one: a black-box test), then a new round
+        # opened at once, backdated, escalating in the same breath (found by review). A round an
+        # inspector opened by hand (a yellow card's) is opened again by hand.
+        unanswered = alert.status is not AlertStatus.WITHDRAWN and (known is None or again)
+        if unanswered and policy.opens(alert.rule, alert.severity):
+            ticket = replace(ticket, pending=ticket.pending | {alert.alert_id}, pending_quiet=quiet)
+        ticket = _coming_round(ticket)
+        if ticket.status is TicketStatus.WITHDRAWN or (alert.alert_id in ticket.pending and live):
+            return advance(ticket, policy, calendar, now)
     if not live:
         # A closed ticket too: the department was told of a finding that never held; it is taken
         # back in writing, and the ticket no longer counts as supervision done (before, it stayed
         # closed, its card shown 有效 though withdrawn).
         ticket, change = _change(ticket, at, SYSTEM, "withdrawn", "督办件所涉预警已全部撤回",
-                                 status=TicketStatus.WITHDRAWN)
+                                 status=TicketStatus.WITHDRAWN, pending=frozenset(), opens_at=None)
         return Outcome(ticket, (ticket,), tuple(withdrawal_notices(ticket, at)))
     if not ticket.manual and opens_at < ticket.opened_at and ticket.active:
         # A finding that arrived late but stood earlier: the ticket runs from when it would have
@@ -448,19 +459,18 @@ def _alert_change(alert: Alert, known: BundledAlert | None) -> str:
     return f"预警 {alert.alert_id}{node} 更新为第 {alert.version} 版"
 
 
-def _new_round(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: datetime, opens_at: datetime,
-               quiet: bool) -> Outcome:
-    """A finding stands that the ticket's last round did not answer: a new round settles, as a first
-    one does, and opens at `opens_at` (the finding's, never before the last round's end), told to its
-    department from its opening, unless a silence holds it (`advance`). Before, it opened at once,
-    from the finding's business time or first sighting: dated weeks back, before the round it
-    followed, it escalated to the head and the inspection office in the same breath (found by
-    review). Made by a process that sends nothing (`quiet`), it is history as any ticket it makes."""
-    last = ticket.last.at if ticket.last is not None else opens_at
-    ticket = replace(ticket, status=TicketStatus.SETTLING, opens_at=max(opens_at, last), round=ticket.round + 1,
-                     overdue=False, escalation_level=0, level_1_held=False, level_2_on_return=None, resolution=None,
-                     silenced_by=None, manual=False, quiet=quiet)
-    return advance(ticket, policy, calendar, now)
+def _coming_round(ticket: Ticket) -> Ticket:
+    """A closed or withdrawn ticket's coming round: it opens once the earliest of its standing cards
+    has stood for the settling time, never before the last round's end; none while none stands."""
+    standing = ticket.pending_alerts
+    if not standing:
+        return replace(ticket, opens_at=None) if ticket.opens_at is not None else ticket
+    opens_at = min(a.stands_from for a in standing) + ticket.ladder.settle
+    if ticket.last is not None:
+        opens_at = max(opens_at, ticket.last.at)
+    if ticket.silenced_by is not None and ticket.opens_at is not None:  # waiting out a silence already
+        opens_at = max(opens_at, ticket.opens_at)
+    return replace(ticket, opens_at=opens_at)
 
 
 # -- the clock -------------------------------------------------------------------------------------
@@ -470,6 +480,20 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
     Each step happens at its own moment (not at `now`), so a late tick changes nothing."""
     versions: list[Ticket] = []
     notices: list[Notice] = []
+    if ticket.status in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
+        due = ticket.next_due
+        if due is None or now < due:
+            return Outcome(ticket)
+        silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
+        if silence is not None:  # opens when the silence ends, if its cards still stand
+            return Outcome(replace(ticket, silenced_by=silence.silence_id, opens_at=silence.until))
+        ticket = replace(ticket, round=ticket.round + 1, overdue=False, escalation_level=0, level_1_held=False,
+                         level_2_on_return=None, resolution=None, silenced_by=None, manual=False,
+                         quiet=ticket.pending_quiet, pending=frozenset(), pending_quiet=False, opens_at=None)
+        at = max(due, ticket.last.at) if ticket.last is not None else due
+        ticket = _open(ticket, calendar, at)
+        versions.append(ticket)
+        notices.append(_notice(ticket, Step.OPENED, at))
     if ticket.status is TicketStatus.SETTLING:
         if ticket.opens_at is None or now < ticket.opens_at or not ticket.open_alerts:
             return Outcome(ticket)
@@ -708,7 +732,8 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
         base = replace(ticket, round=ticket.round + 1) if ticket.opened_at is not None else ticket
     base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True, quiet=False,
                    status=TicketStatus.SETTLING, overdue=False, escalation_level=0, level_1_held=False,
-                   level_2_on_return=None, resolution=None, actions=base.actions | {action.action_id})
+                   level_2_on_return=None, resolution=None, pending=frozenset(), pending_quiet=False,
+                   opens_at=None, silenced_by=None, actions=base.actions | {action.action_id})
     # At the later of the action's time and the ticket's last change, as every action (a round
     # opened again "on 05-10" of a ticket closed on 06-01 was dated before its closing: an
     # independent scorer saw version 5 dated before version 4).

@@ -57,22 +57,39 @@ class StoreUnavailable(RuntimeError):
 # committed: events and alerts missing from the store; found by a black-box test).
 STORE_STATE_CODES = frozenset({
     74, 75, 76,  # CANNOT_READ_FROM_FILE_DESCRIPTOR, CANNOT_WRITE_TO_FILE_DESCRIPTOR, CANNOT_OPEN_FILE
-    159, 164, 202, 209, 210,  # TIMEOUT_EXCEEDED, READONLY, TOO_MANY_SIMULTANEOUS_QUERIES, SOCKET_TIMEOUT, NETWORK_ERROR
-    236, 241, 242, 243, 252,  # ABORTED, MEMORY_LIMIT_EXCEEDED, TABLE_IS_READ_ONLY, NOT_ENOUGH_SPACE, TOO_MANY_PARTS
+    164, 202, 209, 210,  # READONLY, TOO_MANY_SIMULTANEOUS_QUERIES, SOCKET_TIMEOUT, NETWORK_ERROR
+    236, 242, 243, 252,  # ABORTED, TABLE_IS_READ_ONLY, NOT_ENOUGH_SPACE, TOO_MANY_PARTS
     319, 425, 999, 1001,  # UNKNOWN_STATUS_OF_INSERT, SYSTEM_ERROR, KEEPER_EXCEPTION, STD_EXCEPTION (filesystem errors)
     60, 81, 497, 516,  # UNKNOWN_TABLE, UNKNOWN_DATABASE, ACCESS_DENIED, AUTHENTICATION_FAILED: the store's set-up
 })
+# Codes a smaller insert may not meet (a query's memory or time limit): halved on, and the store's
+# state only when one row alone still meets them (review: a batch halving would write was held).
+SIZE_CODES = frozenset({159, 241})  # TIMEOUT_EXCEEDED, MEMORY_LIMIT_EXCEEDED
 _CODE = re.compile(r"\bCode: (\d+)\b")
 _NO_SPACE = ("no space left on device", "not enough space")
 
 
-def store_cannot_write(error: BaseException) -> bool:
-    """Whether an insert's error says the store cannot write now, not that it refuses these rows."""
-    text = str(error)
-    found = _CODE.search(text)
-    if found is not None and int(found.group(1)) in STORE_STATE_CODES:
+def _code(error: BaseException) -> int | None:
+    """ClickHouse's error code: the client's own attribute (both drivers set it), else its text's."""
+    code = getattr(error, "code", None)
+    if isinstance(code, int):
+        return code
+    found = _CODE.search(str(error))
+    return int(found.group(1)) if found else None
+
+
+def store_cannot_write(error: BaseException, rows: int = 1) -> bool:
+    """Whether an insert of `rows` rows failed because the store cannot write now, not because it
+    refuses these rows: a code of the store's state, a transport failure (the client's
+    OperationalError, a connection or a timeout), or, with no code, a full disk."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    code = _code(error)
+    if code in STORE_STATE_CODES or (code in SIZE_CODES and rows <= 1):
         return True
-    return any(words in text.lower() for words in _NO_SPACE) or isinstance(error, (ConnectionError, TimeoutError))
+    if isinstance(error, (OperationalError, ConnectionError, TimeoutError)):
+        return True
+    return code is None and (isinstance(error, OSError) or any(w in str(error).lower() for w in _NO_SPACE))
 
 
 def in_write_order(rows: dict[str, list]) -> list[tuple[str, list]]:
@@ -159,8 +176,8 @@ class ClickHouseWriter:
                         self.client.insert_arrow(table, to_arrow(table, part))
                         written += len(part)
                     except Exception as exc:
-                        if store_cannot_write(exc):  # not these rows: the store (what is written is written
-                            raise StoreUnavailable(str(exc)[:2000]) from None  # again: at least once)
+                        if store_cannot_write(exc, len(part)):  # not these rows: the store (what is written
+                            raise StoreUnavailable(str(exc)[:2000]) from None  # is written again: at least once)
                         if len(part) > 1:
                             middle = len(part) // 2
                             stack += [part[middle:], part[:middle]]

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 def _retention(env: dict[str, str]) -> float | None:
@@ -30,7 +31,9 @@ def _public_url(env: dict[str, str]) -> str | None:
     value = (env.get("SUNLIGHT_PUBLIC_URL") or "").strip()
     if not value:
         return None
-    if not value.lower().startswith(("https://", "http://")) or len(value.split("://", 1)[1].strip("/")) == 0:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname or parts.query or parts.fragment \
+            or any(c.isspace() for c in value):
         raise SystemExit(f"SUNLIGHT_PUBLIC_URL must be the console's web address, starting https:// "
                          f"(e.g. https://sunlight.example.gov.cn), got {value!r}")
     return value

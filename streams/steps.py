@@ -148,8 +148,6 @@ def sent_on_headers(record, partition: int) -> list[tuple[str, bytes]]:
     return [(SENT_FROM, b"%d:%d" % (origin, offset)), *(((SENT_KEY, key),) if key is not None else ())]
 
 
-
-
 def decode_event(raw: bytes | None) -> CaseEvent:
     """A case event from its wire bytes, or InvalidEvent with the reason."""
     if raw is None:  # a tombstone, as a client deleting a key sends: no event (said so, not "0 bytes")

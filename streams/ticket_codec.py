@@ -44,6 +44,8 @@ def ticket_to_json(ticket: Ticket) -> dict[str, Any]:
         **({"quiet": True} if ticket.quiet else {}),
         **({"level_1_held": True} if ticket.level_1_held else {}),
         **({"level_2_on_return": _time(ticket.level_2_on_return)} if ticket.level_2_on_return else {}),
+        **({"pending": sorted(ticket.pending)} if ticket.pending else {}),
+        **({"pending_quiet": True} if ticket.pending_quiet else {}),
     }
 
 
@@ -69,6 +71,8 @@ def ticket_from_json(obj: dict[str, Any]) -> Ticket:
         quiet=bool(obj.get("quiet", False)),
         level_1_held=bool(obj.get("level_1_held", False)),
         level_2_on_return=_parse(obj.get("level_2_on_return")),
+        pending=frozenset(obj.get("pending") or ()),
+        pending_quiet=bool(obj.get("pending_quiet", False)),
     )
 
 

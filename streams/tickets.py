@@ -59,8 +59,8 @@ class CaseTickets:
         """Nothing more will happen to these tickets by the clock or by a department: each is
         closed, withdrawn, or settling with nothing left to open it. (An alert or an inspector may
         still wake them: then they are read back from the store.)"""
-        return all(t.status in _AT_REST or t.status is TicketStatus.SETTLING and t.next_due is None
-                   for t in self.tickets.values())
+        return all((t.status in _AT_REST or t.status is TicketStatus.SETTLING) and t.next_due is None
+                   for t in self.tickets.values())  # a closed ticket's coming round is due: not at rest
 
     @classmethod
     def decode(cls, case_id: str, raw: bytes) -> "CaseTickets":

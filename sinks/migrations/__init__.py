@@ -137,7 +137,8 @@ def migrate(client) -> list[int]:
         states = progress(client)
     except Exception as exc:
         raise MigrationFailed(f"cannot read or create the migrations ledger (schema_migrations): {_first_line(exc)}; "
-                              "the ClickHouse user needs the rights to create and alter the store's tables") from exc
+                              "the store must answer, and its user have the rights to create and alter its "
+                              "tables") from exc
     ran = []
     for migration in all_migrations():
         state = states.get(migration.version)
@@ -151,7 +152,7 @@ def migrate(client) -> list[int]:
             _run(client, migration, "forwards", state)
         except Exception as exc:
             raise MigrationFailed(f"migration {migration.version:04d} ({migration.name}) failed: {_first_line(exc)}; "
-                                  "mend the cause (the ClickHouse user's rights, the disk) and start again: it "
+                                  "mend the cause (the store's connection, its user's rights, its disk) and start again: it "
                                   "resumes where it stopped") from exc
         ran.append(migration.version)
     return ran

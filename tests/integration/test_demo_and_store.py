@@ -85,8 +85,10 @@ def columns(client, table: str) -> set[str]:
                                            parameters={"t": table}).result_rows}
 
 
-class Killed(Exception):
-    """Stands for kill -9: raised right after the statement it interrupts took effect."""
+class Killed(BaseException):
+    """Stands for kill -9: raised right after the statement it interrupts took effect. A process
+    killed runs no handler of its own: a BaseException, as no `except Exception` (a migration's
+    error said in one line, `MigrationFailed`) takes it for an error of the store."""
 
 
 class KilledAfter:

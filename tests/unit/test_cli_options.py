@@ -81,7 +81,8 @@ def test_a_command_that_reads_a_store_that_is_there_reads_it(tmp_path, monkeypat
     ("SUNLIGHT_FLUSH_INTERVAL", "-1"), ("SUNLIGHT_TICK_INTERVAL", "0"), ("SUNLIGHT_CASE_RETENTION_DAYS", "nan"),
     ("SUNLIGHT_CASE_RETENTION_DAYS", "inf"), ("SUNLIGHT_BROKER_FLAVOUR", "redpanda"),
     ("SUNLIGHT_CASE_RETENTION_DAYS", "forever"), ("SUNLIGHT_PUBLIC_URL", "sunlight.example.gov.cn"),
-    ("SUNLIGHT_PUBLIC_URL", "https://"),
+    ("SUNLIGHT_PUBLIC_URL", "https://"), ("SUNLIGHT_PUBLIC_URL", "https:///reply"),
+    ("SUNLIGHT_PUBLIC_URL", "https://?x=1"), ("SUNLIGHT_PUBLIC_URL", "https://host name"),
 ])
 def test_a_setting_out_of_range_is_a_one_line_error(name, value):
     """Found by a black-box test: these gave tracebacks, a hang that ignored SIGTERM (no room for

@@ -141,8 +141,9 @@ def test_live_a_withdrawn_ticket_reopened_by_a_late_finding_runs_from_now_not_fr
     assert t.status is TicketStatus.WITHDRAWN
     out = on_alert(t, alert("N3", at=datetime(2026, 3, 5, 10, tzinfo=CST)), POLICY, CAL, at, seen_at=at)
     # A new round settles as a first one does (a card withdrawn again within the hour reaches no one),
-    # then runs from its opening.
-    assert out.ticket.status is TicketStatus.SETTLING and out.ticket.opens_at == at + timedelta(hours=1)
+    # then runs from its opening; the withdrawn round stays as it is meanwhile.
+    assert out.ticket.status is TicketStatus.WITHDRAWN and out.ticket.next_due == at + timedelta(hours=1)
+    assert not out.changes and out.ticket.round == 1
     opened_round = advance(out.ticket, POLICY, CAL, at + timedelta(hours=2))
     assert opened_round.ticket.status is TicketStatus.OPEN and opened_round.ticket.opened_at == at + timedelta(hours=1)
     assert opened_round.ticket.deadline == datetime(2026, 3, 17, tzinfo=CST)  # 3 working days after the 11th
@@ -214,7 +215,7 @@ def test_a_new_round_never_opens_before_the_round_it_follows_ended_nor_escalates
     assert t.status is TicketStatus.WITHDRAWN
     back = datetime(2026, 3, 20, 10, tzinfo=CST)
     out = on_alert(t, alert("N2", version=3), POLICY, CAL, back, seen_at=back)
-    assert out.ticket.status is TicketStatus.SETTLING and out.ticket.opens_at == back + timedelta(hours=1)
+    assert out.ticket.status is TicketStatus.WITHDRAWN and out.ticket.next_due == back + timedelta(hours=1)
     assert not out.notices
 
 
@@ -230,8 +231,42 @@ def test_a_new_round_is_history_when_its_process_sends_nothing_and_waits_out_a_s
     silence = Silence("S1", datetime(2026, 3, 12, tzinfo=CST), "流程修订中", department="SCJG")
     silenced = on_alert(closed_ticket(), alert("N4", at=at), replace(POLICY, silences=(silence,)), CAL,
                         at + timedelta(hours=2))
-    assert silenced.ticket.status is TicketStatus.SETTLING and not silenced.notices
-    assert silenced.ticket.opens_at == silence.until
+    assert silenced.ticket.status is TicketStatus.CLOSED and not silenced.notices
+    assert silenced.ticket.next_due == silence.until
+    after = advance(silenced.ticket, replace(POLICY, silences=(silence,)), CAL, silence.until + timedelta(minutes=1))
+    assert [n.notice_id for n in after.notices] == ["C-1/skipped_node/opened/r2"]
+    assert after.ticket.opened_at == silence.until
+
+
+def test_the_ended_round_stays_as_it_is_while_the_next_one_settles():
+    """Found by review: a settling new round was the ended round's record turned settling: written as
+    a row under the ended round's last version (its closing overwritten: resolution gone, round 2),
+    an answered card's new version reopened it backdated at once, a card withdrawn while it settled
+    left the closed ticket never withdrawn, and a hand opening then skipped a round number."""
+    closed = closed_ticket()
+    found = datetime(2026, 3, 9, 10, tzinfo=CST)
+    pending = on_alert(closed, alert("N4", at=found), POLICY, CAL, found + timedelta(minutes=5)).ticket
+    assert (pending.status, pending.version, pending.resolution, pending.round) == (
+        TicketStatus.CLOSED, closed.version, closed.resolution, 1)
+    assert pending.next_due == found + timedelta(hours=1)
+    # A new version of the card the closed round answered: recorded on it; the round still settles.
+    again = on_alert(pending, alert("N2", version=2), POLICY, CAL, found + timedelta(minutes=10))
+    assert [c.kind for c in again.changes] == ["alerts"] and again.ticket.status is TicketStatus.CLOSED
+    assert again.ticket.next_due == found + timedelta(hours=1) and not again.notices
+    # The new card withdrawn within the hour: no round; then the answered card withdrawn: the closed
+    # ticket is withdrawn, and those it reached told.
+    gone = on_alert(again.ticket, alert("N4", at=found, status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL,
+                    found + timedelta(minutes=20)).ticket
+    assert gone.status is TicketStatus.CLOSED and gone.next_due is None
+    out = on_alert(gone, alert("N2", status=AlertStatus.WITHDRAWN, version=3), POLICY, CAL,
+                   found + timedelta(minutes=30))
+    assert out.ticket.status is TicketStatus.WITHDRAWN and [n.recipient for n in out.notices] == ["contact"]
+    # Opened by hand while a round settles: the next round, not one after it.
+    by_hand = action("open", None, INSPECTORS, "复查", at=found + timedelta(minutes=15), alert_id="skipped_node-N4")
+    opened_by_hand = on_action(pending, by_hand, CAL, found + timedelta(minutes=15), None).ticket
+    assert opened_by_hand.round == 2 and not opened_by_hand.pending
+    from streams.ticket_codec import ticket_from_json, ticket_to_json
+    assert ticket_from_json(ticket_to_json(pending)) == pending
 
 
 def test_a_round_opened_by_hand_from_a_yellow_card_is_opened_again_by_hand():

@@ -82,7 +82,11 @@ def test_a_store_that_cannot_write_now_keeps_the_batch_rather_than_refusing_its_
     assert batch.count == 3 and len(batch.rows["alerts"]) == 2  # kept, to be tried again
     writer.executor.shutdown()
     assert store_cannot_write(OSError(28, "No space left on device"))
-    assert store_cannot_write(RuntimeError("Code: 241. DB::Exception: Memory limit (total) exceeded"))
+    # A query's memory limit: halved on while there is more than a row to halve (review).
+    memory = RuntimeError("Code: 241. DB::Exception: Memory limit (for query) exceeded")
+    assert not store_cannot_write(memory, 500) and store_cannot_write(memory, 1)
+    from clickhouse_connect.driver.exceptions import OperationalError
+    assert store_cannot_write(OperationalError("Error HTTPConnectionPool ... executing HTTP request attempt 1"))
     # A row the store refuses for what it holds is refused, as before.
     assert not store_cannot_write(RuntimeError("Code: 53. DB::Exception: Type mismatch in IN or VALUES section"))
     assert not store_cannot_write(OverflowError("Python int too large to convert to C long"))
