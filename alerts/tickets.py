@@ -408,8 +408,6 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
     live = ticket.open_alerts
     opens_at = min(a.stands_from for a in live) + ticket.ladder.settle if live else None
     if ticket.status is TicketStatus.SETTLING:
-        if opens_at is not None and ticket.last is not None:  # a new round: never before the last one's end
-            opens_at = max(opens_at, ticket.last.at)
         return advance(replace(ticket, opens_at=opens_at), policy, calendar, now)
     at = max(now, ticket.last.at) if ticket.last else now
     if ticket.status in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
