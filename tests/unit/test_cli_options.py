@@ -149,3 +149,16 @@ def test_a_migration_that_fails_says_which_and_how_it_resumes():
     with pytest.raises(MigrationFailed, match=r"schema_migrations.*ACCESS_DENIED.*rights") as failed:
         migrate(Denied())
     assert "\n" not in str(failed.value)
+
+
+def test_the_workers_help_names_the_settings_an_operator_looks_for(capsys):
+    """Found by a black-box test: `sunlight worker --help` named no setting."""
+    from streams import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["worker", "--help"])
+    text = capsys.readouterr().out
+    for setting in ("SUNLIGHT_KAFKA", "SUNLIGHT_CLICKHOUSE", "SUNLIGHT_DATA_DIR", "SUNLIGHT_CATALOG",
+                    "SUNLIGHT_PARTITIONS", "SUNLIGHT_METRICS_PORT", "exit status"):
+        assert setting in text, setting
+    assert f"(default {Settings.from_env({}).partitions})" in text
