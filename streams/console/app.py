@@ -77,6 +77,7 @@ RESULT_TEXT = {
     "pending": "已提交，系统正在处理，请稍后刷新页面查看结果。",
     "stale_version": "督办件已有更新，操作未执行：请查看最新情况后重新操作。",
     "not_allowed": "督办件当前状态不允许此操作。",
+    "already_open": "该督办件已由他人发起，正在办理中，无需重复发起。",
     "wrong_department": "无权对该督办件执行此操作。",
     "unknown_ticket": "督办件不存在。",
     "unknown_alert": "预警不存在或已撤回，未能发起督办。",
@@ -658,6 +659,8 @@ class Console:
         if kind == "open":
             action["alert_id"] = alert_id
         result = await self._publish(ticket_id, action)
+        if kind == "open" and result == "not_allowed":  # only an open ticket refuses an opening: said so
+            result = "already_open"  # (found by a black-box test: two inspectors, one ticket)
         if result not in SETTLED_RESULTS and text:
             # Refused (most often: the ticket changed since the page was drawn): the page again, as it
             # is now, with the text in its form, so that nothing typed is lost.

@@ -714,6 +714,22 @@ def test_a_ticket_opened_from_an_alert_withdrawn_meanwhile_keeps_the_note_typed(
     assert published == []
 
 
+def test_a_second_inspector_opening_an_opened_ticket_is_told_so(console, store, monkeypatch):
+    """Found by a black-box test: the second of two inspectors opening one ticket was told only
+    "督办件当前状态不允许此操作"."""
+    from sinks.queries import export_alerts
+    from sinks.scope import Scope
+
+    app, published, _ = console
+    alert = next(a for a in export_alerts(store[3], Scope.everything()) if a["case_id"] == "C-A")
+    monkeypatch.setattr(Backend, "wait", lambda self, ticket_id, action_id, timeout=None: _answer("not_allowed"))
+    inspector = Client(app)
+    inspector.sign_in("检查员", "inspector-password")
+    answer = inspector.post("/act", {"csrf": inspector.csrf("/cases/C-A"), "kind": "open", "case_id": "C-A",
+                                     "alert_id": alert["alert_id"], "text": "请核查", "action_id": "d4" * 16})
+    assert answer.status == 409 and "已由他人发起，正在办理中" in answer.text and "请核查" in answer.text
+
+
 def test_what_a_person_gets_wrong_is_said_in_chinese_and_keeps_the_form(console):
     """Found by a black-box test: a 2,000-character answer with line breaks was refused as too
     long (the browser sends CRLF, and counts each as one character against maxlength); an empty
