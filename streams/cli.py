@@ -1449,7 +1449,9 @@ def build_parser() -> argparse.ArgumentParser:
     resend.add_argument("--catalog", help="on the embedded defaults, the catalog the pipeline runs with "
                         "(default: SUNLIGHT_CATALOG)")
     resend.add_argument("--now", help="on the embedded defaults, the pipeline's clock (RFC 3339 with an offset; "
-                        "default: now): the tickets' moments due by then are taken too")
+                        "default: now): the tickets' moments due by then are taken too, when there is "
+                        "something to resend (else nothing runs: `sunlight replay` of an empty file moves "
+                        "the tickets' clock)")
     resend.set_defaults(func=cmd_notices_resend)
 
     silences = sub.add_parser("silences", help="stop tickets and notices (never alerts) for an item or a "

@@ -255,7 +255,7 @@ class TicketSteps:
             if ticket is None and not policy.opens(alert.rule, alert.severity):
                 continue
             out = on_alert(ticket, alert, policy, calendar, now, seen_at=now if self.clock.findings_seen_now else None,
-                           quiet=not self.out.settings.notify)
+                           quiet=not self.out.settings.notify, clock=False)  # opened below, the unit's cards in
             if out.ticket is not None:
                 tickets[alert.rule.value] = out.ticket
             versions += out.versions

@@ -131,7 +131,10 @@ def test_a_seeded_process_asks_the_store_only_for_the_cases_it_left_there():
     assert harness.asked == [], "a case the store was not left holding is new"
     harness.alerts(replace(yellow, version=yellow.version + 1))
     assert harness.asked == [["U1"]]
-    assert harness.held().tickets["overdue"].status is TicketStatus.WITHDRAWN
+    # The red card and its withdrawal came in one unit: the ticket never opened (it opens once the
+    # unit's cards are all in its bundle), and it is read back as it was left.
+    held = harness.held().tickets["overdue"]
+    assert held.status is TicketStatus.SETTLING and held.next_due is None and not held.visible
 
 
 def test_a_seed_a_unit_took_without_changing_it_stays_after_the_cache_drops_it():
@@ -227,3 +230,19 @@ def test_a_ticket_made_from_history_tells_no_one_of_its_steps_in_a_process_that_
     closing = [r for r in live.writer.batch.rows["notices"] if r["step"] == "closed"]
     assert [(r["status"], r["last_error"]) for r in closing] == [("held", QUIET_HELD)]
     assert not live.writer.batch.after_write
+
+
+def test_a_ticket_opens_with_every_card_its_unit_brought():
+    """Found by a black-box test: one event raised three skipped_node cards; a replay's ticket opened
+    at the first, holding one card, and the other two were "added" at the replay's clock, after its
+    opening and its escalations, though the notices named all three."""
+    red, _ = case_alerts()
+    cards = [replace(red, rule=Rule.SKIPPED_NODE, alert_id=f"skip-{node}", node=node)
+             for node in ("undertake", "review", "approve")]
+    harness = Harness()
+    harness.alerts(*cards)
+    ticket = harness.held().tickets["skipped_node"]
+    assert ticket.status is not TicketStatus.SETTLING and set(ticket.alerts) == {c.alert_id for c in cards}
+    rows = [r for r in harness.writer.batch.rows["tickets"] if r["ticket_id"] == ticket.ticket_id]
+    assert rows[0]["kind"] == "opened" and sorted(rows[0]["alert_ids"]) == sorted(c.alert_id for c in cards)
+    assert "alerts" not in [r["kind"] for r in rows]  # nothing "added" after the opening
