@@ -139,9 +139,18 @@ def page_number(text: str | None) -> int:
     return min(max(number, 1), 10 ** 9)
 
 
-def pages_of(total: int) -> int:
-    """How many pages of the alert list `total` alerts fill (an empty list is one page)."""
-    return max(1, -(-total // MAX_ALERTS_SHOWN))
+def pages_of(total: int, size: int) -> int:
+    """How many pages of `size` rows a list of `total` rows fills (an empty list is one page)."""
+    return max(1, -(-total // size))
+
+
+def paging_of(number: int, total: int, shown: int, size: int, link: Callable[[int], str]) -> dict[str, Any]:
+    """A list's page `number` (of `size` rows, `shown` of them on it) for the pager: where it
+    stands and the addresses of the pages before and after (`link`: the same filters, another page)."""
+    pages = pages_of(total, size)
+    return {"number": number, "pages": pages, "total": total, "first": (number - 1) * size + 1,
+            "last": (number - 1) * size + shown, "previous": link(number - 1) if number > 1 else None,
+            "next": link(number + 1) if number < pages else None}
 
 
 @dataclass
@@ -460,7 +469,7 @@ class Console:
             number = asked
             found, total = page_of(number)
             if not found and number > 1:  # past the last page (the list shrank, or a number typed in): the last
-                number = pages_of(total)
+                number = pages_of(total, MAX_ALERTS_SHOWN)
                 if total:
                     found, total = page_of(number)
             names = sorted({f"{a['case_id']}/{a['rule']}" for a in found})
@@ -477,11 +486,7 @@ class Console:
             chosen = {name: value for name, value in filters.items() if value and (name, value) != ("status", "open")}
             return "/alerts?" + urlencode({**chosen, **({"page": to} if to > 1 else {})})
 
-        pages = pages_of(total)
-        paging = {"number": number, "pages": pages, "first": (number - 1) * MAX_ALERTS_SHOWN + 1,
-                  "last": (number - 1) * MAX_ALERTS_SHOWN + len(rows),
-                  "previous": link(number - 1) if number > 1 else None,
-                  "next": link(number + 1) if number < pages else None}
+        paging = paging_of(number, total, len(rows), MAX_ALERTS_SHOWN, link)
         return self.page("alerts.html", request, rows=rows, total=total, filters=filters, paging=paging,
                          departments=departments, regions=regions, region_names=region_names(),
                          rules=[r.value for r in Rule],
@@ -520,7 +525,7 @@ class Console:
             found, total = ticket_page(client, scope, status=status, overdue=overdue, limit=MAX_TICKETS_SHOWN,
                                        offset=(number - 1) * MAX_TICKETS_SHOWN)
             if not found and number > 1 and total:  # past the last page: the last
-                number = max(1, -(-total // MAX_TICKETS_SHOWN))
+                number = pages_of(total, MAX_TICKETS_SHOWN)
                 found, total = ticket_page(client, scope, status=status, overdue=overdue, limit=MAX_TICKETS_SHOWN,
                                            offset=(number - 1) * MAX_TICKETS_SHOWN)
             return found, total, number, pending
@@ -531,11 +536,7 @@ class Console:
         def link(to: int) -> str:  # the same filters, another page
             return "/tickets?" + urlencode({**{k: v for k, v in chosen.items() if v}, **({"page": to} if to > 1 else {})})
 
-        pages = max(1, -(-total // MAX_TICKETS_SHOWN))
-        paging = {"number": number, "pages": pages, "first": (number - 1) * MAX_TICKETS_SHOWN + 1,
-                  "last": (number - 1) * MAX_TICKETS_SHOWN + len(found), "total": total,
-                  "previous": link(number - 1) if number > 1 else None,
-                  "next": link(number + 1) if number < pages else None}
+        paging = paging_of(number, total, len(found), MAX_TICKETS_SHOWN, link)
         departments = sorted(catalog.departments.values(), key=lambda d: d.code)
         return self.page("tickets.html", request, tickets=found, chosen=status, filters=chosen, pending=pending,
                          note=note, paging=paging, departments=departments,
