@@ -645,6 +645,7 @@ class Pipeline:
             return
         self.index_ready = True
         metrics.OPEN_DEADLINES.set(len(self.index))
+        metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))
 
     def indexed_cases(self):
         """(case_id, partition, next_due, held withdrawals) of every case in the table this worker holds."""

@@ -784,3 +784,30 @@ def test_a_notice_failed_for_want_of_an_address_goes_to_the_address_since_added(
     assert body.startswith("法规科新科长：")
     _, _, notices = read(data)
     assert [(n["status"], n["recipient_email"]) for n in notices] == [("sent", "new-fagui@example.gov.cn")]
+
+
+def test_a_restarted_worker_counts_the_ticket_deadlines_it_restored(accepted_case):
+    """`sunlight_open_ticket_deadlines` read 0 after a restart until a ticket unit came, though the
+    index held the restored tickets' moments (an operator's panel showed no ticket waiting)."""
+    from datetime import datetime, timezone
+
+    from streams import metrics
+
+    events, data = accepted_case
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00")
+    assert read(data)[0][0]["status"] == "open"
+    metrics.OPEN_TICKET_DEADLINES.set(0)  # as in a new process
+
+    async def run():
+        clock = replay_clock(datetime(2026, 3, 16, 19, tzinfo=timezone.utc))
+        async with running_pipeline(pipeline_settings(data), CATALOG, clock=clock) as running:
+            pipeline = running.pipeline
+            for _ in range(600):
+                if pipeline.index_ready:
+                    break
+                await asyncio.sleep(0.05)
+            return pipeline.index_ready, len(pipeline.ticket_index), metrics.OPEN_TICKET_DEADLINES._value.get()
+
+    ready, indexed, shown = asyncio.run(run())
+    assert ready and indexed == 1
+    assert shown == indexed
