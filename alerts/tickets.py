@@ -451,10 +451,16 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
     return Outcome(ticket, (ticket,))
 
 
+# Where an alert's evidence names its node (skipped_node, node_overdue, a node's overrun covered).
+_NODE_NAME_KEYS = ("skipped_node_name", "node_name", "covered_node_name")
+
+
 def _alert_change(alert: Alert, known: BundledAlert | None) -> str:
     """An alert's change to a ticket's bundle in words: added, withdrawn or updated, and its node
-    (before, each was "更新为第 N 版", a withdrawal included)."""
-    node = f"（环节 {alert.node}）" if alert.node else ""
+    (before, each was "更新为第 N 版", a withdrawal included), by the node's name as its evidence
+    gives it (the ticket's history named the node's id, which no head reads)."""
+    name = next((alert.evidence.get(key) for key in _NODE_NAME_KEYS if alert.evidence.get(key)), alert.node)
+    node = f"（环节“{name}”）" if alert.node else ""
     if alert.status is AlertStatus.WITHDRAWN:
         return f"预警 {alert.alert_id}{node} 已撤回"
     if known is None:

@@ -196,7 +196,7 @@ def test_a_red_card_its_closed_ticket_did_not_answer_opens_a_new_round():
     # A new version of the card the closed round answered changes nothing of its record but the bundle.
     same = on_alert(closed_ticket(), alert("N2", version=2), POLICY, CAL, at)
     assert same.ticket.status is TicketStatus.CLOSED and not same.notices
-    assert [c.text for c in same.changes] == ["预警 skipped_node-N2（环节 N2） 更新为第 2 版"]
+    assert [c.text for c in same.changes] == ["预警 skipped_node-N2（环节“N2”） 更新为第 2 版"]
 
 
 def test_a_new_round_never_opens_before_the_round_it_follows_ended_nor_escalates_at_once():
@@ -305,7 +305,7 @@ def test_a_step_due_before_the_ticket_s_last_change_is_taken_at_that_change():
     t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
     later = datetime(2026, 3, 27, 8, tzinfo=CST)
     t = on_alert(t, alert("N3"), POLICY, CAL, later).ticket  # another card of the bundle, recorded on the 27th
-    assert t.last.at == later and t.last.text == "新增预警 skipped_node-N3（环节 N3）"
+    assert t.last.at == later and t.last.text == "新增预警 skipped_node-N3（环节“N3”）"
     out = advance(t, POLICY, CAL, later)
     assert [(v.last.kind, v.last.at) for v in out.versions] == [("level_1", later), ("level_2", later)]
     assert [n.at for n in out.notices] == [later, later]
@@ -808,3 +808,15 @@ def test_a_ticket_bundling_two_findings_gives_each_as_its_own_sentence():
     opened = advance(t, POLICY, CAL, datetime(2026, 3, 2, 12, tzinfo=CST))
     body = render_notice(opened.notices[0], opened.ticket, contract_catalog(), load_templates()).body
     assert "“审核”" in body and "“决定”" in body and "。；" not in body
+
+
+def test_a_bundle_change_names_the_node_by_its_name():
+    """The ticket's history said "新增预警 …（环节 N3）", the catalog's id of the node, which a head
+    does not know; the evidence carries its name."""
+    t = opened().ticket
+    named = replace(alert("N3"), evidence={"node": "N3", "skipped_node_name": "现场核查"})
+    assert on_alert(t, named, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket.last.text == (
+        "新增预警 skipped_node-N3（环节“现场核查”）")
+    late = replace(alert("N3", rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW),
+                   evidence={"node_name": "审核"})
+    assert "（环节“审核”）" in on_alert(t, late, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket.last.text
