@@ -130,3 +130,33 @@ def test_a_catalog_that_names_its_decision_node_has_it_completed_by_the_decision
     events = [e for e in whole_process() if e.node != "approve"]
     decided = [*events[:-1], ev("decided", at(2026, 3, 5), decision="approve"), events[-1]]
     assert active(run(decided, at(2026, 5, 1), judge)) == set()
+
+
+@pytest.mark.parametrize("ids, name, decides", [
+    (("shouli", "chengban", "shenhe", "jueding", "banjie"), "决定", True),
+    (("n1", "n2", "n3", "n4", "n5"), "局长 审批", True),
+    (("n1", "n2", "n3", "n4", "n5"), "作出行政许可决定", True),
+    (("n1", "n2", "n3", "n4", "n5"), "执行许可决定", False),  # after the decision, not where it is made
+    (("n1", "n2", "n3", "n4", "n5"), "告知拟作出的决定", False),
+])
+def test_the_node_where_a_case_is_decided_is_known_by_its_chinese_name_whatever_its_id(ids, name, decides):
+    """Found by a black-box test: only the ids decide/approve/decision made a decision node, so in a
+    catalog with pinyin or numbered ids a case decided before a step the decision needs raised
+    nothing, while the same catalog with English ids raised a red card."""
+    raw = copy.deepcopy(RAW)
+    nodes = raw["items"][0]["nodes"]
+    del nodes[2]  # site_check: the five required steps remain
+    old = [n["id"] for n in nodes]
+    for node, new in zip(nodes, ids):
+        node["id"] = new
+        node.pop("requires", None)
+        node["name"] = name if new == ids[3] else node["name"].replace("批准", "签发")
+    judge = Judge(load_catalog(raw), WorkCalendar(on_missing_year=lambda year: None))
+    assert judge.catalog.item(LICENCE).decision_node == (ids[3] if decides else None)
+    rename = dict(zip(old, ids))
+    events = [ev("accepted", at(2026, 3, 2, 10)), ev("decided", at(2026, 3, 2, 11), decision="approve"),
+              ev("node_completed", at(2026, 3, 3), node=rename["undertake"]),
+              ev("node_completed", at(2026, 3, 4), node=rename["review"]),
+              ev("node_completed", at(2026, 3, 5), node=rename["approve"]), ev("closed", at(2026, 3, 6, 10))]
+    skipped = {node for rule, node in active(run(events, at(2026, 5, 1), judge)) if rule == "skipped_node"}
+    assert skipped == ({rename["undertake"], rename["review"]} if decides else set())
