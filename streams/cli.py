@@ -20,16 +20,31 @@ from streams.settings import Settings
 log = logging.getLogger("sunlight")
 
 
-def _parse_now(text: str | None) -> datetime | None:
+def _parse_now(text: str | None, option: str = "--now") -> datetime | None:
     if text is None:
         return None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"sunlight: --now must be an RFC 3339 time such as 2026-03-02T09:15:00+08:00, got {text!r}")
+        raise SystemExit(f"sunlight: {option} must be an RFC 3339 time such as 2026-03-02T09:15:00+08:00, "
+                         f"got {text!r}")
     if moment.tzinfo is None:
-        raise SystemExit(f"sunlight: --now needs a UTC offset, got {text!r}")
+        raise SystemExit(f"sunlight: {option} needs a UTC offset, got {text!r}")
     return moment
+
+
+def _local_zone(args, settings: Settings):
+    """The catalog's timezone (--catalog or SUNLIGHT_CATALOG), Asia/Shanghai when none is named."""
+    from zoneinfo import ZoneInfo
+
+    if not (getattr(args, "catalog", None) or settings.catalog):
+        return ZoneInfo("Asia/Shanghai")
+    return ZoneInfo(_load_catalog(args, settings, "").timezone)
+
+
+def _silence_time(moment: datetime, local) -> str:
+    """A silence's moment as people read it: in the catalog's timezone, to the minute."""
+    return moment.astimezone(local).strftime("%Y-%m-%d %H:%M")
 
 
 async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime | None,
@@ -451,8 +466,11 @@ def cmd_access_apply(args, settings: Settings) -> int:
     from sinks.access import policy_statements
 
     catalog = _load_catalog(args, settings, "roles are made for the catalog's departments and regions")
-    if args.print:
-        for statement in policy_statements(catalog, args.database or "default"):
+    if args.print:  # for the database `apply` would use: that of SUNLIGHT_CLICKHOUSE, read without connecting
+        from urllib.parse import urlsplit
+
+        url_database = urlsplit(settings.clickhouse).path.strip("/") if settings.clickhouse else ""
+        for statement in policy_statements(catalog, args.database or url_database or "default"):
             print(statement + ";")
         return 0
     client = _server_client(settings)
@@ -982,13 +1000,19 @@ def cmd_silences_add(args, settings: Settings) -> int:
         raise CatalogError(f"item {args.item!r} is not in the catalog")
     if args.department and args.department not in catalog.departments:
         raise CatalogError(f"department {args.department!r} is not in the catalog")
-    until = _parse_now(args.until)
+    until = _parse_now(args.until, "--until")
     silence_id = "S-" + uuid.uuid4().hex[:10]
     with _store(settings) as client:
         client.insert("silences", [[silence_id, args.item, args.department, until, args.reason, args.actor,
                                     datetime.now(timezone.utc), None, 1]], column_names=SILENCE_INSERT)
     target = f"事项 {args.item}" if args.item else f"部门 {args.department}"
-    print(f"{silence_id}: {target} 静默至 {until.isoformat()}（{args.reason}）；督办件与通知暂停，预警照常")
+    from zoneinfo import ZoneInfo
+
+    # The stream's clock decides (a replay with an earlier --now is silenced): said when the wall
+    # clock has passed it already, as `silences list` will show it ended (found by a docs review).
+    past = "。按当前时间此静默已结束，只对时钟更早的回放和导入有效" if until <= datetime.now(timezone.utc) else ""
+    print(f"{silence_id}: {target} 静默至 {_silence_time(until, ZoneInfo(catalog.timezone))}（{args.reason}）；"
+          f"督办件与通知暂停，预警照常{past}")
     return 0
 
 
@@ -1000,6 +1024,7 @@ def cmd_silences_list(args, settings: Settings) -> int:
 
     from sinks.queries import stored_silences
 
+    local = _local_zone(args, settings)
     with _store(settings) as client:
         found = stored_silences(client)
     if args.format == "jsonl":
@@ -1011,9 +1036,9 @@ def cmd_silences_list(args, settings: Settings) -> int:
     now = datetime.now(timezone.utc)
     for record in found:
         ends = Silence.from_record(record).until
-        state = "生效中" if ends > now else "已结束"
+        state = "生效中" if ends > now else "已结束"  # by the wall clock, as the list says
         target = f"事项 {record['item_code']}" if record["item_code"] else f"部门 {record['department']}"
-        print(f"{record['silence_id']}  {target}  至 {ends.isoformat()[:16]}  {state}  {record['reason']}  "
+        print(f"{record['silence_id']}  {target}  至 {_silence_time(ends, local)}  {state}  {record['reason']}  "
               f"（{record['created_by']}）")
     return 0
 
@@ -1023,7 +1048,8 @@ def cmd_silences_expire(args, settings: Settings) -> int:
 
     from sinks.queries import stored_silences
 
-    at = _parse_now(args.at) or datetime.now(timezone.utc)
+    at = _parse_now(args.at, "--at") or datetime.now(timezone.utc)
+    local = _local_zone(args, settings)
     with _store(settings) as client:
         found = [r for r in stored_silences(client) if r["silence_id"] == args.silence_id]
         if not found:
@@ -1033,7 +1059,7 @@ def cmd_silences_expire(args, settings: Settings) -> int:
                                     datetime.fromisoformat(record["until"]), record["reason"], record["created_by"],
                                     datetime.fromisoformat(record["created_at"]), at, record["version"] + 1]],
                       column_names=SILENCE_INSERT)
-    print(f"{args.silence_id}: 已于 {at.isoformat()} 结束")
+    print(f"{args.silence_id}: 已于 {_silence_time(at, local)} 结束")
     return 0
 
 
@@ -1370,7 +1396,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_user.add_argument("user")
     add_user.add_argument("--department", action="append", default=[], metavar="CODE")
     add_user.add_argument("--region", action="append", default=[], metavar="CODE")
-    add_user.add_argument("--everything", action="store_true", help="no restriction (operators, the pipeline)")
+    add_user.add_argument("--everything", action="store_true", help="no restriction on what it reads (operators; it grants SELECT only, so not the pipeline's own user)")
     add_user.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
     add_user.set_defaults(func=cmd_access_add_user)
 
@@ -1467,12 +1493,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--catalog", help="the catalog the item or department is checked against "
                      "(default: SUNLIGHT_CATALOG)")
     add.set_defaults(func=cmd_silences_add)
-    listing = silences_sub.add_parser("list", help="every silence, in force or not")
+    listing = silences_sub.add_parser("list", help="every silence, in force or not by the wall clock; times in "
+                                      "the catalog's timezone (Asia/Shanghai when none is named)")
     listing.add_argument("--format", choices=["table", "jsonl"], default="table")
+    listing.add_argument("--catalog", help="the catalog whose timezone times are shown in (default: SUNLIGHT_CATALOG)")
     listing.set_defaults(func=cmd_silences_list)
     expire = silences_sub.add_parser("expire", help="end a silence now (or at --at)")
     expire.add_argument("silence_id")
     expire.add_argument("--at", help="RFC 3339 time with an offset (default: now)")
+    expire.add_argument("--catalog", help="the catalog whose timezone the time is shown in (default: SUNLIGHT_CATALOG)")
     expire.set_defaults(func=cmd_silences_expire)
 
     grafana = sub.add_parser("dashboards", help="Grafana: push the dashboards and datasources, or export them "
@@ -1537,7 +1566,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser(
         "worker", help="run a long-lived stream worker", formatter_class=argparse.RawDescriptionHelpFormatter,
         # What an operator looks for first (found by a black-box test: the help named no setting).
-        epilog="settings (environment; all of them: deploy/compose/.env.example and docs/deploy.md):\n"
+        epilog="settings (environment; README.md lists every one, with its default):\n"
                "  SUNLIGHT_KAFKA        Kafka bootstrap servers (unset: an embedded broker, one process)\n"
                "  SUNLIGHT_CLICKHOUSE   ClickHouse server URL (unset: the embedded store in SUNLIGHT_DATA_DIR)\n"
                "  SUNLIGHT_DATA_DIR     the embedded store and the tables' files (default ./sunlight-data)\n"

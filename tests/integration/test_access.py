@@ -70,6 +70,20 @@ def test_access_commands_refuse_the_embedded_store(tmp_path):
     assert "need a ClickHouse server" in done.stderr.decode()
 
 
+def test_printed_statements_are_for_the_database_apply_would_use():
+    """Found by a docs review: `--print` always named the database `default`, while `apply` runs
+    against the URL's (`sunlight` in the compose file)."""
+    url = "http://reader:pw@clickhouse.city.example:8123/sunlight"
+    printed = sunlight("access", "apply", "--catalog", str(EXAMPLE_CATALOG), "--print",
+                       env_changes={"SUNLIGHT_CLICKHOUSE": url})
+    assert printed.returncode == 0, printed.stderr
+    out = printed.stdout.decode()
+    assert "`sunlight`.`alerts`" in out and "`default`." not in out
+    told = sunlight("access", "apply", "--catalog", str(EXAMPLE_CATALOG), "--print", "--database", "other",
+                    env_changes={"SUNLIGHT_CLICKHOUSE": url})
+    assert "`other`.`alerts`" in told.stdout.decode()
+
+
 def test_no_secret_is_printed_or_logged(tmp_path):
     """The ClickHouse password and a new user's password appear nowhere in output or logs, at -v."""
     catalog = EXAMPLE_CATALOG

@@ -508,8 +508,12 @@ def test_a_silence_holds_tickets_and_notices_never_the_alerts(accepted_case):
     assert [n["step"] for n in notices] == ["opened"]
     listed = sunlight(data, "silences", "list", "--format", "jsonl").stdout.splitlines()
     assert [orjson.loads(line)["silence_id"] for line in listed] == [silence_id]
-    assert "部门 SCJG" in sunlight(data, "silences", "list").stdout
-    sunlight(data, "silences", "expire", silence_id, "--at", "2026-03-18T00:00:00+08:00")
+    # Times as people read them, in the catalog's timezone (the list cut a UTC time to its minute,
+    # expire printed +00:00), and a silence the wall clock has passed said so when it was added.
+    assert "部门 SCJG  至 2026-03-19 00:00  已结束" in sunlight(data, "silences", "list").stdout
+    assert "静默至 2026-03-19 00:00" in added and "按当前时间此静默已结束" in added
+    assert f"{silence_id}: 已于 2026-03-18 00:00 结束" in sunlight(
+        data, "silences", "expire", silence_id, "--at", "2026-03-17T16:00:00+00:00").stdout
     assert orjson.loads(sunlight(data, "silences", "list", "--format", "jsonl").stdout)["expired_at"].startswith(
         "2026-03-18T00:00")
     assert "not in the catalog" in sunlight(data, "silences", "add", "--item", "NOPE", "--until",
