@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from alerts.calendar import WorkCalendar
 from alerts.catalog import Item
-from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, days, describe_alert, local_moment,
-                             moment)
+from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, days, deadline_moment, describe_alert,
+                             local_moment, moment)
 from alerts.events import CaseEvent, EventType
 from alerts.letters import REASON_TITLE
 from alerts.timeline import process_order, read_timeline
@@ -121,7 +121,7 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
         "deadline": calendar.local(deadline).isoformat() if deadline else None,
     }
     if timeline.stated_deadline is not None:
-        basis = f"办理系统在受理时给定的办理时限：{moment(out['deadline'])}。"
+        basis = f"办理系统在受理时给定的办理时限：{deadline_moment(out['deadline'])}。"
     else:
         source = "（受理事件另行约定）" if timeline.promised_days != item.promised_days else "（事项目录）"
         basis = (f"承诺时限 {timeline.promised_days} 个工作日{source}，自 {moment(out['accepted_at'])} 受理，"
@@ -145,7 +145,7 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
                 lines.append(f"期间不计的工作日（法定节假日）：{_dates(off)}。")
             if extra:
                 lines.append(f"期间计入的周末（调休上班）：{_dates(extra)}。")
-        lines.append(f"办理时限截止：{moment(out['deadline'])}。")
+        lines.append(f"办理时限截止：{deadline_moment(out['deadline'])}。")
     for r in timeline.reopenings:
         node = item.node(r.returned.node or "")
         out.setdefault("reopened", []).append({"ended_at": calendar.local(r.ended.occurred_at).isoformat(),

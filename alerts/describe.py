@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
@@ -62,6 +62,18 @@ def moment(value: str | datetime | None) -> str:
         return "—"
     text = value.isoformat() if isinstance(value, datetime) else str(value)
     return text[:16].replace("T", " ")
+
+
+def deadline_moment(value: str | datetime | None) -> str:
+    """A deadline as the contract words it: one that ends at midnight is '2026-03-13 24:00', the end
+    of its last day (before, '2026-03-14 00:00': a deadline on a Friday read as on the Saturday,
+    and a source's deadline of the 21st as the 22nd; found by a black-box test on a real log)."""
+    if value is None:
+        return moment(value)
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if (at.hour, at.minute, at.second, at.microsecond) != (0, 0, 0, 0):
+        return moment(value)
+    return f"{(at - timedelta(days=1)).date().isoformat()} 24:00"
 
 
 def local_moment(value: str | None, tz: ZoneInfo) -> str:
@@ -172,7 +184,7 @@ def _deadline(evidence: Mapping[str, Any]) -> str:
     else:
         basis = f"承诺时限 {evidence.get('promised_days')} 个工作日（受理当日不计，截止于最后一个工作日 24:00）"
     return (f"{moment(evidence.get('accepted_at'))} 受理，{basis}，{_suspensions(evidence)}，"
-            f"时限截止 {moment(evidence.get('deadline'))}")
+            f"时限截止 {deadline_moment(evidence.get('deadline'))}")
 
 
 def _reopened(evidence: Mapping[str, Any]) -> str:
@@ -207,7 +219,7 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         done = (f"{moment(e['completed_at'])} 完成，用时 {days(e.get('working_days_used'))} 个工作日"
                 if e.get("completed_at") else "至今未完成")
         return (f"环节“{e.get('node_name')}”限时 {e.get('node_days')} 个工作日，自 {moment(e.get('clock_started_at'))} "
-                f"起算，{_suspensions(e)}，应于 {moment(e.get('node_deadline'))} 前完成；实际{done}。")
+                f"起算，{_suspensions(e)}，应于 {deadline_moment(e.get('node_deadline'))} 前完成；实际{done}。")
     if rule == "skipped_node":
         what = WENT_AHEAD.get(e.get("went_ahead") or "", e.get("went_ahead") or "")
         name = e.get("went_ahead_node_name") or e.get("went_ahead_node")
@@ -240,25 +252,25 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         ended = f"{moment(e['ended_at'])} 办结" if e.get("ended_at") else "至今仍在办理"
         return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，倒签 {days(e.get('backdated_hours'))} 小时；"
-                f"若自登记时起挂起，办理时限为 {moment(e.get('deadline_as_registered'))}，案件{ended}即已超期；"
-                f"按倒签的挂起时间，时限延至 {moment(e.get('deadline_as_stated'))}，其间的超期因此被掩盖。")
+                f"若自登记时起挂起，办理时限为 {deadline_moment(e.get('deadline_as_registered'))}，案件{ended}即已超期；"
+                f"按倒签的挂起时间，时限延至 {deadline_moment(e.get('deadline_as_stated'))}，其间的超期因此被掩盖。")
     if rule == "retroactive_suspension" and e.get("node_deadline_as_registered"):
         done = f"{moment(e['node_completed_at'])} 才完成" if e.get("node_completed_at") else "至今未完成"
         return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，倒签 {days(e.get('backdated_hours'))} 小时；"
                 f"环节“{e.get('covered_node_name') or e.get('covered_node')}”限时 {e.get('node_days')} 个工作日，"
-                f"若自登记时起挂起，应于 {moment(e.get('node_deadline_as_registered'))} 前完成，实际{done}；"
-                + (f"按倒签的挂起时间，时限延至 {moment(e.get('node_deadline_as_stated'))}，环节超时因此被掩盖。"
+                f"若自登记时起挂起，应于 {deadline_moment(e.get('node_deadline_as_registered'))} 前完成，实际{done}；"
+                + (f"按倒签的挂起时间，时限延至 {deadline_moment(e.get('node_deadline_as_stated'))}，环节超时因此被掩盖。"
                    if e.get("node_deadline_as_stated") else
                    "按倒签的挂起时间，环节时限自所述挂起时起停止计算（至今未恢复办理），环节超时因此被掩盖。"))
     if rule == "retroactive_suspension" and e.get("pushed"):
         return (f"挂起事件 {e.get('event_id')}（自建系统于 {moment(e.get('suspension_recorded_at'))} 推送）"
                 f"所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，此时不计该挂起的办理时限"
-                f"（{moment(e.get('deadline_without_suspension'))}）已过。")
+                f"（{deadline_moment(e.get('deadline_without_suspension'))}）已过。")
     if rule == "retroactive_suspension":
         return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，此时不计该挂起的办理时限"
-                f"（{moment(e.get('deadline_without_suspension'))}）已过，倒签 {days(e.get('backdated_hours'))} 小时。")
+                f"（{deadline_moment(e.get('deadline_without_suspension'))}）已过，倒签 {days(e.get('backdated_hours'))} 小时。")
     if rule == "discretion_out_of_range":
         tiers = "、".join(f"{tier_name(t['tier'])} {tier_span(t)}" for t in e.get("tiers") or [])
         claimed = f"，自称适用“{tier_name(e['claimed_tier'])}”档" if e.get("claimed_tier") else ""

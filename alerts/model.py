@@ -56,7 +56,7 @@ SEVERITY: Mapping[Rule, Severity] = {
 # Chinese labels for people who read alerts (dashboards, notices, tickets).
 RULE_TITLE: Mapping[Rule, str] = {
     Rule.DEADLINE_NEAR: "临近办理时限",
-    Rule.OVERDUE: "超时办结",
+    Rule.OVERDUE: "办理超时",  # open or closed late (was 超时办结, "closed late", on cases still open)
     Rule.NODE_OVERDUE: "环节超时",
     Rule.SKIPPED_NODE: "跳过环节",
     Rule.BACKFILL: "网下运行、网上登记",

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from alerts.catalog import Catalog, Person
-from alerts.describe import describe_evidence, moment
+from alerts.describe import deadline_moment, describe_evidence, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule
 from alerts.tickets import Notice, Step, Ticket, returned_at
 
@@ -172,8 +172,8 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "item": item.name if item else ticket.item_code, "item_code": ticket.item_code,
         "rule": RULE_TITLE[Rule(ticket.rule)], "severity": SEVERITY_TITLE[ticket.severity],
         "ticket_id": ticket.ticket_id, "version": ticket.version, "evidence": evidence,
-        "opened_at": moment(_local(ticket.opened_at, catalog)), "deadline": moment(_local(ticket.deadline, catalog)),
-        "level_2_at": moment(_local(ticket.level_2_at, catalog)),
+        "opened_at": moment(_local(ticket.opened_at, catalog)), "deadline": deadline_moment(_local(ticket.deadline, catalog)),
+        "level_2_at": deadline_moment(_local(ticket.level_2_at, catalog)),
         "how_to_reply": how_to_reply(ticket, link, catalog), "reply_link": link.url if link else NO_LINK,
         "return_reason": return_reason(notice, ticket),
         "level_1_note": level_1_note(ticket, department),
@@ -200,7 +200,7 @@ def level_2_reason(ticket: Ticket, catalog: Catalog) -> dict[str, str]:
         return {"level_2_why": "逾期答复经审核退回",
                 "level_2_what": f"部门逾期后作出答复，该答复于 {returned} 经审核退回重办"}
     return {"level_2_why": "逾期仍未答复",
-            "level_2_what": f"至 {moment(_local(ticket.level_2_at, catalog))} 仍未答复"}
+            "level_2_what": f"至 {deadline_moment(_local(ticket.level_2_at, catalog))} 仍未答复"}
 
 
 def level_1_note(ticket: Ticket, department) -> str:
@@ -237,7 +237,7 @@ UNANSWERED_TO_HEAD = "逾期未答复的，将再次发出督促通知；仍未�
 def reply_by(notice: Notice, ticket: Ticket, catalog: Catalog) -> str:
     """How the notice asks for the answer: by the deadline, or, once it has passed (a reply returned
     after it: the ticket keeps its deadline), at once."""
-    deadline = moment(_local(ticket.deadline, catalog))
+    deadline = deadline_moment(_local(ticket.deadline, catalog))
     if ticket.deadline is not None and notice.at >= ticket.deadline:
         return f"答复期限 {deadline} 已过，请立即"
     return f"请于 {deadline} 前"

@@ -216,9 +216,10 @@ LETTER_COLUMNS = ("letter_id", "reason", "detail", "topic", "partition", "offset
 def dead_letters(client, scope: Scope, reason: str | None = None, include_redriven: bool = False,
                  letter_ids: list[str] | None = None, tz: ZoneInfo = ZoneInfo("Asia/Shanghai"),
                  payload_containing: str | None = None, topics: tuple[str, ...] | list[str] | None = None,
-                 limit: int | None = None) -> Iterator[dict[str, Any]]:
+                 limit: int | None = None, case_id: str | None = None) -> Iterator[dict[str, Any]]:
     """The latest version of every dead letter in scope, oldest first (with `payload_containing`:
-    those whose payload holds that text; with `topics`: refused on those topics; at most `limit`).
+    those whose payload holds that text; with `topics`: refused on those topics; with `case_id`:
+    those naming that case; at most `limit`).
     A letter that names no department is seen only by an unrestricted scope (operators)."""
     conditions = []
     parameters: dict[str, Any] = {}
@@ -230,6 +231,9 @@ def dead_letters(client, scope: Scope, reason: str | None = None, include_redriv
     if letter_ids is not None:
         conditions.append("letter_id IN {letter_ids:Array(String)}")
         parameters["letter_ids"] = list(letter_ids)
+    if case_id is not None:
+        conditions.append("case_id = {case_id:String}")
+        parameters["case_id"] = case_id
     if payload_containing is not None:
         conditions.append("position(payload, {containing:String}) > 0")
         parameters["containing"] = payload_containing

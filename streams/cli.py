@@ -155,6 +155,14 @@ def _notify(settings: Settings, args) -> Settings:
     return dataclasses.replace(settings, notify=notify)
 
 
+def _write_rejects(rejects: Path, source: Path, result) -> None:
+    with open(rejects, "wb") as handle:
+        for row in (*result.rejected, *result.held):
+            handle.write(orjson.dumps({"file": str(source), "row": row.number, "status": row.status.value,
+                                       "case_id": row.case_id, "reason": row.reason,
+                                       **({"closing": True} if row.derived else {})}) + b"\n")
+
+
 def cmd_import(args, settings: Settings) -> int:
     """Import a log: map it, write rejects, and push it through the pipeline (or only publish it)."""
     from datetime import timezone
@@ -185,11 +193,10 @@ def cmd_import(args, settings: Settings) -> int:
             client.close()
         replaced = replaced_letters(left, source, result, mapping)
         hold_cases_left_open(result, left, replaced)
-    with open(rejects, "wb") as handle:
-        for row in (*result.rejected, *result.held):
-            handle.write(orjson.dumps({"file": str(source), "row": row.number, "status": row.status.value,
-                                       "case_id": row.case_id, "reason": row.reason,
-                                       **({"closing": True} if row.derived else {})}) + b"\n")
+    if not (result.rejected or result.held):  # no file of nothing (an earlier run's would be stale: it goes)
+        rejects.unlink(missing_ok=True)
+    else:
+        _write_rejects(rejects, source, result)
     messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in result.events]
     if settings.kafka:
         from streams.runtime import produce
@@ -535,10 +542,12 @@ def cmd_cases_show(args, settings: Settings) -> int:
     alert with its evidence in words (withdrawn ones marked, with why)."""
     from alerts.casefile import case_file, render
     from alerts.catalog import CatalogError
+    from alerts.describe import moment
     from alerts.events import parse_event
+    from alerts.letters import REASON_TITLE
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
-    from sinks.queries import alerts_of_case, case_events_of, refused_case_events
+    from sinks.queries import alerts_of_case, case_events_of, dead_letters, refused_case_events
     from streams.catalog_source import load_judge
 
     catalog_path = _catalog_path(args, settings, "a case's process order and deadline are read from the catalog")
@@ -551,8 +560,20 @@ def cmd_cases_show(args, settings: Settings) -> int:
         events = [parse_event(e) for e in case_events_of(client, scope, args.case_id)]
         alerts = alerts_of_case(client, scope, args.case_id, tz=judge.calendar.tz)
         waiting = refused_case_events(client, [args.case_id]).get(args.case_id, {}) if events else {}
+        letters = [] if events else list(dead_letters(client, scope, case_id=args.case_id, tz=judge.calendar.tz))
     finally:
         client.close()
+    if not events and letters:  # every event of it refused, or held back by an import: it waits (暂缓评判)
+        if args.format == "json":
+            sys.stdout.buffer.write(orjson.dumps({"case_id": args.case_id, "events": [], "dead_letters": letters},
+                                                 default=str, option=orjson.OPT_INDENT_2) + b"\n")
+            return 0
+        print(f"办件 {args.case_id} 尚无入库的事件，暂缓评判：以下 {len(letters)} 条消息被拒收（死信），"
+              f"更正后以 sunlight dlq redrive 重新提交。")
+        for letter in letters:
+            print(f"  {moment(letter['received_at'])}  事件 {letter['event_id'] or '（未能读出）'}  "
+                  f"{REASON_TITLE.get(letter['reason'], letter['reason'])}（{letter['reason']}）  {letter['detail']}")
+        return 0
     if not events:
         print(f"sunlight: case {args.case_id} is not in the store" + ("" if scope.unrestricted else
               f" within {scope.describe()}") + " (events refused as dead letters are not: sunlight dlq list)",
@@ -743,7 +764,7 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
 
 def cmd_tickets_list(args, settings: Settings) -> int:
     _require_store(settings)
-    from alerts.describe import moment
+    from alerts.describe import deadline_moment
     from alerts.tickets import STATUS_TITLE
     from sinks.queries import pending_tickets, stored_tickets
 
@@ -760,7 +781,7 @@ def cmd_tickets_list(args, settings: Settings) -> int:
     print(f"{'督办件':<34} {'部门':<8} {'状态':<8} {'逾期':<4} {'升级':<4} {'答复期限':<17} 版本")
     for t in found:
         print(f"{t['ticket_id']:<36} {t['department']:<10} {STATUS_TITLE.get(t['status'], t['status']):<8} "
-              f"{'是' if t['overdue'] else '否':<5} {t['escalation_level']:<5} {moment(t['deadline']):<19} "
+              f"{'是' if t['overdue'] else '否':<5} {t['escalation_level']:<5} {deadline_moment(t['deadline']):<19} "
               f"{t['version']}")
     if pending:
         print("\n待处置（按督办件）：" + "；".join(f"{d} 待答复 {a}（逾期 {o}）、待审核 {r}" for d, a, r, o in pending))
@@ -769,7 +790,7 @@ def cmd_tickets_list(args, settings: Settings) -> int:
 
 def cmd_tickets_show(args, settings: Settings) -> int:
     _require_store(settings)
-    from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, moment
+    from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, deadline_moment, moment
     from alerts.events import EventType
     from alerts.tickets import (ESCALATION_TITLE, KIND_TITLE, NOTICE_STATUS_TITLE, RESOLUTION_TITLE, STATUS_TITLE,
                                 STEP_TITLE, actor_title, rounds)
@@ -796,7 +817,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
              + ("，已逾期" if ticket['overdue'] else "")
              + f"，{ESCALATION_TITLE.get(ticket['escalation_level'], ticket['escalation_level'])}",
              f"  部门：{ticket['department']}  办件：{ticket['case_id']}  事项：{ticket['item_code']}",
-             f"  生成：{moment(ticket['opened_at'])}  答复期限：{moment(ticket['deadline'])}  "
+             f"  生成：{moment(ticket['opened_at'])}  答复期限：{deadline_moment(ticket['deadline'])}  "
              f"二级升级：{moment(ticket['level_2_at'])}", "", "预警："]
     from alerts.describe import describe_evidence
 

@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from alerts.describe import alert_text, describe_evidence, local_moment, moment
+from alerts.describe import alert_text, describe_evidence, deadline_moment, local_moment, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.notices import RECIPIENT_TITLE
 from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, NOTICE_STATUS_TITLE, STATUS_TITLE, STEP_TITLE,
@@ -227,6 +227,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["moment"] = moment
+    env.filters["deadline"] = deadline_moment
     env.filters["local_moment"] = lambda value, tz: local_moment(value, ZoneInfo(tz))
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["notice_error"] = notice_error_text

@@ -190,7 +190,7 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             expect(inspector.locator("tr", has=inspector.locator("a", has_text=LONG))).to_contain_text("红牌")
             assert inspector.evaluate("document.documentElement.scrollWidth") <= 1280  # the long number wraps
             expect(row).to_contain_text("红牌")
-            expect(row).to_contain_text("超时办结")
+            expect(row).to_contain_text("办理超时")
             expect(row).to_contain_text("未督办")
             inspector.screenshot(path=str(IMAGES / "alerts.png"), full_page=True)
             row.locator("a", has_text="C-W1").click()

@@ -252,7 +252,7 @@ def test_an_inspector_sees_everything_and_a_head_only_their_department(console):
     inspector = Client(app)
     assert inspector.sign_in("检查员", "inspector-password").status == 303
     listing = inspector.get("/alerts").text
-    assert "C-A" in listing and "C-B" in listing and "超时办结" in listing
+    assert "C-A" in listing and "C-B" in listing and "办理超时" in listing
     assert "320200 无锡市</option>" in listing  # the region filter names its regions, not only their codes
     assert inspector.get("/cases/C-A").status == 200
     head = Client(app)

@@ -88,12 +88,12 @@ def test_the_whole_loop_through_the_commands(accepted_case, mail_server):
     assert tickets[0]["opened_at"].startswith("2026-03-17T01:00")
     assert tickets[0]["deadline"].startswith("2026-03-21T00:00")  # 3 working days: Wed, Thu, Fri
     assert [(n["step"], n["recipient_email"]) for n in notices] == [("opened", "scjg-fagui@example.gov.cn")]
-    assert "市市场监督管理局" in notices[0]["subject"] and "超时办结" in notices[0]["subject"]
-    assert "请于 2026-03-21 00:00 前" in notices[0]["body"] and "食品经营许可" in notices[0]["body"]
+    assert "市市场监督管理局" in notices[0]["subject"] and "办理超时" in notices[0]["subject"]
+    assert "请于 2026-03-20 24:00 前" in notices[0]["body"] and "食品经营许可" in notices[0]["body"]
     assert notices[0]["status"] == "sent"
     received = mails(box)
     assert [(r[0], r[1]) for r in received] == [(["scjg-fagui@example.gov.cn"], notices[0]["subject"])]
-    assert received[0][2] == notices[0]["message_id"] and "请于 2026-03-21 00:00 前" in received[0][3]
+    assert received[0][2] == notices[0]["message_id"] and "请于 2026-03-20 24:00 前" in received[0][3]
 
     # No reply by the deadline: overdue, level 1 to the head (the same events again change nothing else).
     sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-21T08:00:00+08:00",
@@ -153,11 +153,11 @@ def test_tickets_are_shown_in_the_catalogs_timezone(tmp_path):
     data = tmp_path / "data"
     sunlight(data, "replay", str(events), "--catalog", str(catalog), "--now", "2026-03-17T03:00:00+01:00")
     shown = sunlight(data, "tickets", "show", TICKET, "--catalog", str(catalog)).stdout
-    assert "生成：2026-03-17 01:00" in shown and "答复期限：2026-03-21 00:00" in shown, shown
+    assert "生成：2026-03-17 01:00" in shown and "答复期限：2026-03-20 24:00" in shown, shown
     assert "2026-03-02 09:00  受理" in shown, shown
     assert "2026-03-03 09:00  环节办结  承办" in shown, shown  # the node's name, as `cases show` gives it
     listed = sunlight(data, "tickets", "list", "--catalog", str(catalog)).stdout
-    assert TICKET in listed and "2026-03-21 00:00" in listed, listed
+    assert TICKET in listed and "2026-03-20 24:00" in listed, listed
     exported = [orjson.loads(line) for line in
                 sunlight(data, "tickets", "list", "--format", "jsonl", "--catalog", str(catalog)).stdout.splitlines()]
     assert [t["deadline"] for t in exported] == ["2026-03-21T00:00:00+01:00"]

@@ -132,6 +132,13 @@ def test_dead_letters_are_kept_in_the_store_listed_and_redriven(scenario, tmp_pa
     assert sunlight(["replay", str(events), "--catalog", str(catalog), *now], env).returncode == 0
     again = [orjson.loads(line) for line in sunlight(["dlq", "list", "--format", "jsonl"], env).stdout.splitlines()]
     assert sorted(letter["letter_id"] for letter in again) == sorted(letter["letter_id"] for letter in letters)
+    # A case whose every event was refused is shown with its letters, not as unknown (found by a
+    # black-box test on a real log: "case … is not in the store", though it waited for them).
+    waiting = sunlight(["cases", "show", "X-CASE", "--catalog", str(catalog)], env)
+    assert waiting.returncode == 0, waiting.stderr.decode()
+    assert "暂缓评判" in waiting.stdout.decode() and "事件 X-1  未知事项（unknown_item）" in waiting.stdout.decode()
+    assert sunlight(["cases", "show", "X-CASE", "--catalog", str(catalog), "--department", "ZJJ"],
+                    env).returncode == 2  # another department's letter stays unseen
     # The corrected event replaces its letter.
     fixed = tmp_path / "fixed.jsonl"
     fixed.write_bytes(orjson.dumps({**bad[0], "item_code": item}) + b"\n")

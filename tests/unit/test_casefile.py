@@ -193,3 +193,23 @@ def test_a_suspension_stated_while_another_ran_is_named_in_the_pause():
                                                             "reason": "expert_review"}]
     text = render(file)
     assert "挂起 1 次：2026-03-04 10:00 至 2026-03-17 10:00（听证；其间另行挂起：2026-03-05 10:00 专家评审）" in text
+
+
+def test_a_deadline_that_ends_at_midnight_reads_as_24_00_of_its_last_day():
+    """Found by a black-box test on the real receipt log: a deadline ending on a Friday read
+    as the Saturday at 00:00, and a source's stated deadline of the 21st read as the 22nd; the
+    contract says a deadline ends at 24:00 of its last day. An open late case's card was titled
+    超时办结 (closed late)."""
+    from alerts.describe import deadline_moment
+
+    j = judge()
+    events = [ev("accepted", at(2026, 3, 2, 10), case="K9")]  # 10 working days: Monday 16 March, 24:00
+    state = run(events, at(2026, 3, 20), j)
+    overdue = next(a.to_json() for a in state.alerts.values() if a.rule is Rule.OVERDUE)
+    assert overdue["evidence"]["deadline"].startswith("2026-03-17T00:00")
+    assert "时限截止 2026-03-16 24:00" in describe_alert(overdue)
+    assert "办结" not in overdue["title"]
+    file = case_file(events, [overdue], j.catalog.item(LICENCE), j.calendar, "市市场监督管理局")
+    assert "办理时限截止：2026-03-16 24:00" in file["deadline"]["text"]
+    assert deadline_moment("2026-03-13T17:30:00+08:00") == "2026-03-13 17:30"  # any other moment as it is
+    assert deadline_moment("2026-03-01T00:00:00+08:00") == "2026-02-28 24:00" and deadline_moment(None) == "—"

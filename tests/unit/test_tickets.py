@@ -525,7 +525,7 @@ def test_a_notice_names_its_recipient_from_the_catalog_and_says_what_happened_in
         (Step.LEVEL_2, "jijian@example.gov.cn")]
     opened = rendered[0]
     assert opened.subject.startswith("【督办通知】市市场监督管理局") and "跳过环节" in opened.subject
-    assert "食品经营许可" in opened.body and "2026-03-06 00:00" in opened.body and "C-1/skipped_node" in opened.body
+    assert "食品经营许可" in opened.body and "2026-03-05 24:00" in opened.body and "C-1/skipped_node" in opened.body
     assert opened.message_id == message_id(opened.notice_id)  # the same notice, the same Message-ID
     assert len({r.message_id for r in rendered}) == 3
     assert "逾期未答复的，将按规定提请部门负责人督促办理。" in opened.body
@@ -681,8 +681,8 @@ def test_a_return_after_the_deadline_asks_for_the_answer_at_once_and_a_hand_open
     texts = load_templates()
     red, t = licence_ticket()
     t = on_action(t, action("reply", 1), CAL, None).ticket  # 3 March: in time (deadline 6 March 00:00)
-    for at, asked in ((datetime(2026, 3, 4, 9, tzinfo=CST), "请于 2026-03-06 00:00 前重新答复"),
-                      (datetime(2026, 3, 20, 9, tzinfo=CST), "请于 2026-03-26 00:00 前重新答复")):
+    for at, asked in ((datetime(2026, 3, 4, 9, tzinfo=CST), "请于 2026-03-05 24:00 前重新答复"),
+                      (datetime(2026, 3, 20, 9, tzinfo=CST), "请于 2026-03-25 24:00 前重新答复")):
         out = on_action(t, action("return", 2, INSPECTORS, "整改不到位", at=at, action_id=f"r{at.day}"), CAL, None)
         (notice,) = out.notices
         assert asked in render_notice(notice, out.ticket, catalog, texts).body
@@ -696,7 +696,7 @@ def test_a_return_after_the_deadline_asks_for_the_answer_at_once_and_a_hand_open
     back = datetime(2026, 3, 20, 9, tzinfo=CST)
     out = on_action(late.ticket, action("return", late.ticket.version, INSPECTORS, "整改不到位", at=back,
                                         action_id="late-return"), CAL, None)
-    assert "答复期限 2026-03-06 00:00 已过，请立即重新答复" in render_notice(out.notices[0], out.ticket, catalog, texts).body
+    assert "答复期限 2026-03-05 24:00 已过，请立即重新答复" in render_notice(out.notices[0], out.ticket, catalog, texts).body
     level_2 = advance(out.ticket, POLICY, CAL, datetime(2026, 3, 20, 12, tzinfo=CST))
     assert [(v.last.kind, v.last.at) for v in level_2.versions] == [("level_2", back)]
     assert [(n.step, n.at) for n in level_2.notices] == [(Step.LEVEL_2, back)]
@@ -709,7 +709,7 @@ def test_a_return_after_the_deadline_asks_for_the_answer_at_once_and_a_hand_open
     assert ticket_from_json(ticket_to_json(level_2.ticket)) == level_2.ticket
     silent = advance(licence_ticket()[1], POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST))
     unanswered = render_notice(silent.notices[-1], silent.ticket, catalog, texts)
-    assert unanswered.subject.endswith("逾期仍未答复") and "至 2026-03-10 00:00 仍未答复，现提交贵机构" in unanswered.body
+    assert unanswered.subject.endswith("逾期仍未答复") and "至 2026-03-09 24:00 仍未答复，现提交贵机构" in unanswered.body
     yellow = replace(alert(rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW), item_code="320200-XK-SCJG-0001")
     by_hand = action("open", None, INSPECTORS, "请重点核查承办环节超时原因", ticket=ticket_id("C-1", Rule.NODE_OVERDUE),
                      alert_id=yellow.alert_id)
