@@ -195,10 +195,11 @@ def render(file: Mapping[str, Any]) -> str:
     out.append(f"  {'#':>3}  {'发生时间':<16}  {'登记时间':<16}  {'事件':<6}  {'环节':<14}  {'承办人':<10}  事件编号")
     tz = ZoneInfo(file["timezone"])
     for row in file["events"]:
-        node = (row["node_name"] or row["node"] or "")[:14]
+        node = row["node_name"] or row["node"] or ""  # whole, the columns after it pushed (a name cut to 14
+        # characters, "T02 Check conf", was no name an inspector could look up: found on a real log)
         out.append(f"  {row['seq']:>3}  {local_moment(row['occurred_at'], tz):<16}  "
                    f"{local_moment(row['recorded_at'], tz):<16}  "
-                   f"{row['type_title']:<6}  {node:<14}  {(row['officer_id'] or '')[:10]:<10}  {row['event_id']}")
+                   f"{row['type_title']:<6}  {node:<14}  {row['officer_id'] or '':<10}  {row['event_id']}")
     out += ["", "办理时限：", *("  " + line for line in file["deadline"]["text"].splitlines()), ""]
     if file.get("waiting_for"):
         out += ["暂缓评判：", f"  {file['waiting_text']}",

@@ -66,6 +66,9 @@ def _quiet_faust_logging() -> None:
     for name in ("faust", "mode", "aiokafka", "kafka"):
         logging.getLogger(name).setLevel(logging.ERROR)
     limit_repeats()  # a broker that is down: an error per connection attempt, thousands a minute
+    # A source sending junk: a warning per dead letter (an import against the wrong catalog printed
+    # one per event, 390 lines before its summary). The first of each reason, then one per 30 s.
+    limit_repeats(("streams.steps",))
 
 
 # How long a worker with a broker of its own, sent SIGTERM, takes the events that broker holds.

@@ -348,7 +348,8 @@ class Outputs:
         raw = value if isinstance(value, bytes) else b"" if value is None else orjson.dumps(value)
         partition, offset, key = letter_origin(record, partition)  # a record sent on: as it came in
         letter = make_letter(topic, partition, offset, key, raw, reason, detail, self.catalog.judge.catalog)
-        log.warning("dead-lettered %s[%s]@%s: %s: %s", topic, partition, offset, reason, detail[:300])
+        # The reason in the template: each reason's lines are limited apart (`streams.log_limits`).
+        log.warning("dead-lettered (" + reason + ") %s[%s]@%s: %s", topic, partition, offset, detail[:300])
         await self.keep_letter(letter, key)
 
     async def keep_letter(self, letter: DeadLetter, key: bytes | None) -> None:

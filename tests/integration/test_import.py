@@ -199,6 +199,20 @@ def test_the_receipt_item_is_what_the_flowchart_importer_makes(tmp_path):
     assert yaml.safe_load(copy.read_text())["items"][0]["nodes"] == committed
 
 
+def test_a_log_imported_against_the_wrong_catalog_says_so_in_a_few_lines(tmp_path):
+    """Found by a black-box test: 390 warnings, one per refused event, came before the summary."""
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    done = sunlight(["import", str(REAL / "roadtraffic100traces.csv"),
+                     "--mapping", str(REAL / "roadtraffic.mapping.yaml"),
+                     "--catalog", str(REAL / "receipt.catalog.yaml"), "--now", "2013-01-01T00:00:00+01:00"],
+                    env, tmp_path)
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "390 refused by the pipeline" in err
+    assert err.count("dead-lettered (unknown_item)") == 1, err[:3000]
+    assert "IT-ROAD-FINE' is not in the catalog" in err
+
+
 def test_road_traffic_fines_against_illustrative_benchmarks(tmp_path):
     env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
     env.pop("SUNLIGHT_KAFKA", None)

@@ -213,3 +213,16 @@ def test_a_deadline_that_ends_at_midnight_reads_as_24_00_of_its_last_day():
     assert "办理时限截止：2026-03-16 24:00" in file["deadline"]["text"]
     assert deadline_moment("2026-03-13T17:30:00+08:00") == "2026-03-13 17:30"  # any other moment as it is
     assert deadline_moment("2026-03-01T00:00:00+08:00") == "2026-02-28 24:00" and deadline_moment(None) == "—"
+
+
+def test_the_text_case_file_shows_node_names_and_officers_whole():
+    """Found on the real receipt log: node names were cut to 14 characters ("T02 Check conf")."""
+    j = judge()
+    long_name = "T02 Check confirmation of receipt"
+    item = j.catalog.item(LICENCE)
+    item = replace(item, nodes=tuple(replace(n, name=long_name) if n.id == "undertake" else n for n in item.nodes))
+    events = [ev("accepted", at(2026, 3, 2, 10), case="K8", event_id="e1"),
+              replace(ev("node_completed", at(2026, 3, 3, 9), case="K8", node="undertake", event_id="e2"),
+                      officer_id="officer-with-a-long-id-0001")]
+    shown = render(case_file(events, [], item, j.calendar, "市市场监督管理局"))
+    assert long_name in shown and "officer-with-a-long-id-0001" in shown
