@@ -199,14 +199,21 @@ def test_the_receipt_item_is_what_the_flowchart_importer_makes(tmp_path):
     assert yaml.safe_load(copy.read_text())["items"][0]["nodes"] == committed
 
 
-def test_a_log_imported_against_the_wrong_catalog_says_so_in_a_few_lines(tmp_path):
-    """Found by a black-box test: 390 warnings, one per refused event, came before the summary."""
+def import_road_traffic(tmp_path, catalog: str):
+    """The road-traffic sample imported against `catalog` (a file in tests/data/real): (the command's
+    outcome, its environment)."""
     env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
     env.pop("SUNLIGHT_KAFKA", None)
     done = sunlight(["import", str(REAL / "roadtraffic100traces.csv"),
                      "--mapping", str(REAL / "roadtraffic.mapping.yaml"),
-                     "--catalog", str(REAL / "receipt.catalog.yaml"), "--now", "2013-01-01T00:00:00+01:00"],
+                     "--catalog", str(REAL / catalog), "--now", "2013-01-01T00:00:00+01:00"],
                     env, tmp_path)
+    return done, env
+
+
+def test_a_log_imported_against_the_wrong_catalog_says_so_in_a_few_lines(tmp_path):
+    """Found by a black-box test: 390 warnings, one per refused event, came before the summary."""
+    done, _ = import_road_traffic(tmp_path, "receipt.catalog.yaml")
     err = done.stderr.decode()
     assert done.returncode == 1 and "390 refused by the pipeline" in err
     assert err.count("dead-lettered (unknown_item)") == 1, err[:3000]
@@ -214,12 +221,7 @@ def test_a_log_imported_against_the_wrong_catalog_says_so_in_a_few_lines(tmp_pat
 
 
 def test_road_traffic_fines_against_illustrative_benchmarks(tmp_path):
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
-    env.pop("SUNLIGHT_KAFKA", None)
-    done = sunlight(["import", str(REAL / "roadtraffic100traces.csv"),
-                     "--mapping", str(REAL / "roadtraffic.mapping.yaml"),
-                     "--catalog", str(REAL / "roadtraffic.catalog.yaml"), "--now", "2013-01-01T00:00:00+01:00"],
-                    env, tmp_path)
+    done, env = import_road_traffic(tmp_path, "roadtraffic.catalog.yaml")
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert "390 rows read: 390 steps, 0 rejected" in done.stderr.decode()
     export = sunlight(["alerts", "export"], env, tmp_path)
