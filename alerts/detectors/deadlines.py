@@ -154,8 +154,10 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
         # was open and waited for it (before anything went ahead without it: a case withdrawn or
         # closed after that leaves it late; a case that went ahead of it before its limit skipped
         # it, no more; a run stopped by a return to a node it requires, late if its limit passed
-        # before that).
-        late = (cycle.completed is not None or limit <= now) and _running_at(t, cycle, limit, needed, gone_ahead)
+        # before that). Either way only once the clock has passed the limit, as a case is overdue
+        # (a completion stated after the clock raised a card dated after it, while the case's own
+        # overdue waited: found by a black-box test replaying with an earlier --now).
+        late = limit <= now and _running_at(t, cycle, limit, needed, gone_ahead)
         if not late:
             continue
         evidence = {
@@ -320,7 +322,9 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     index, needed = view.item.plan.index, view.item.plan.needed
     for cycle in t.cycles:
         node = index.get(cycle.node)
-        if cycle.completed is None and node is not None and node.days is not None:
+        # A run completed after the clock's now (a completion stated ahead of it) may still be late.
+        if node is not None and node.days is not None and (cycle.completed is None
+                                                            or cycle.completed.occurred_at > now):
             limit = t.node_limit(cycle, node.days, view.calendar)
             if limit is not None and _running_at(t, cycle, limit, needed, gone_ahead):
                 moments.append(limit)

@@ -1120,3 +1120,18 @@ def test_a_clock_that_runs_out_on_its_start_day_counts_the_working_days_used_fro
     # A three-day clock still starts the day after: accepted Monday, closed the next Monday 10:00.
     _, card = overdue([ev("accepted", at(2026, 11, 2, 10), promised_days=3), ev("closed", at(2026, 11, 9, 10))])
     assert card.evidence["working_days_used"] == round(4 + 10 / 24, 4)
+
+
+def test_a_node_completed_after_its_limit_is_late_only_once_the_clock_has_passed_the_limit():
+    """Found by a black-box test replaying a file with an earlier --now: a completion stated after
+    the clock raised node_overdue dated after the clock, while the case's own overdue waited for it.
+    Now both wait; the limit is the case's next moment to be judged."""
+    events = handled(at(2026, 3, 11, 15), undertake=at(2026, 3, 10), review=at(2026, 3, 10, 15),
+                     approve=at(2026, 3, 11))
+    limit = at(2026, 3, 10, 0)  # 5 working days after Monday 2 March: Monday 9 March, 24:00
+    early = run(events, at(2026, 3, 6))
+    assert active(early) == set() and early.next_due == limit
+    assert ("node_overdue", "undertake") in active(run(events, limit))
+    (late,) = [a for a in run(events, at(2026, 5, 1)).alerts.values()
+               if a.rule.value == "node_overdue" and a.status.value == "open"]
+    assert late.event_time == limit
