@@ -1417,7 +1417,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_user.add_argument("user")
     add_user.add_argument("--department", action="append", default=[], metavar="CODE")
     add_user.add_argument("--region", action="append", default=[], metavar="CODE")
-    add_user.add_argument("--everything", action="store_true", help="no restriction on what it reads (operators; it grants SELECT only, so not the pipeline's own user)")
+    add_user.add_argument("--everything", action="store_true",
+                          help="no restriction on what it reads (operators; SELECT only: not the pipeline's own user)")
     add_user.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
     add_user.set_defaults(func=cmd_access_add_user)
 
