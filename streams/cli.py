@@ -304,11 +304,18 @@ _CONFLICTING = ("  {n} of them came under ids this store already holds with othe
 
 def _letter_line(letter: dict, moment) -> str:
     """A letter as a line of `dlq list`'s table. The source and the case are never cut (a topic's
-    name cut to the column width cut its offset: `sunlight-ticket-ticks[3]@1` for offset 15)."""
+    name cut to the column width cut its offset: `sunlight-ticket-ticks[3]@1` for offset 15). Its
+    reason and state in words, as the inspector's dashboard gives them (the state was `open`, and a
+    refused ticket action already told to who acted read as waiting: found by a black-box test)."""
+    from alerts.letters import OVERTAKEN_ACTIONS, REASON_TITLE
+
     source = f"{letter['topic']}[{letter['partition']}]@{letter['offset']}"
     detail = " ".join(letter["detail"].split())[:80]
-    return (f"{moment(letter['received_at']):<16}  {letter['reason']:<18}  {source:<26}  "
-            f"{letter['case_id'] or '':<14}  {letter['department'][:8]:<8}  {letter['status']:<8}  {detail}")
+    reason = f"{REASON_TITLE.get(letter['reason'], letter['reason'])}（{letter['reason']}）"
+    state = ("已重投" if letter["status"] == "redriven" else "已告知操作人" if letter["reason"] in OVERTAKEN_ACTIONS
+             else "待处理")
+    return (f"{moment(letter['received_at']):<16}  {reason:<18}  {source:<26}  "
+            f"{letter['case_id'] or '':<14}  {letter['department'][:8]:<8}  {state:<6}  {detail}")
 
 
 def _catalog_if_any(path):
@@ -619,8 +626,8 @@ def cmd_dlq_list(args, settings: Settings) -> int:
     print(f"{'收到时间':<16}  {'原因':<18}  {'来源':<26}  {'办件':<14}  {'部门':<8}  {'状态':<8}  详情")
     for letter in letters:
         print(_letter_line(letter, moment))
-    print(f"{len(letters)} letters" + ("" if args.all else " open") + "; `sunlight dlq list --format jsonl` gives "
-          "each with its payload and letter_id; `sunlight dlq redrive FILE` sends corrected events back")
+    print(f"共 {len(letters)} 条死信" + ("" if args.all else "（未重投的）") + "；`sunlight dlq list --format jsonl` "
+          "给出每条的原文和 letter_id，更正后的事件以 `sunlight dlq redrive FILE` 重新提交")
     return 0
 
 

@@ -117,6 +117,10 @@ def test_a_dead_letter_line_shows_its_whole_source_and_case():
               "detail": "acts on version 1, the ticket is at version 3"}
     line = cli._letter_line(letter, lambda at: at[:16])
     assert "sunlight-ticket-ticks[3]@15 " in line and " C-2026-000000001234 " in line
+    # Its reason and state in words (found by a black-box test: `open`, though whoever acted was told).
+    assert "督办件已更新（操作过时）（stale_version）" in line and " 已告知操作人 " in line and " open " not in line
+    assert " 待处理 " in cli._letter_line({**letter, "reason": "schema"}, lambda at: at[:16])
+    assert " 已重投 " in cli._letter_line({**letter, "reason": "schema", "status": "redriven"}, lambda at: at[:16])
 
 
 def test_a_data_directory_that_is_a_file_is_said_in_one_line_naming_the_setting(tmp_path, monkeypatch, capsys):
