@@ -169,6 +169,19 @@ def settled_cases(client, basis: str) -> list[str]:
     return [row[0] for row in client.query(sql, parameters={"basis": basis}).result_rows]
 
 
+def cases_judged_otherwise(client, basis: str) -> list[str]:
+    """The stored cases whose latest state was judged under another `basis` than the one in force
+    (`cases.judged_under`, `alerts.evaluate.judging_basis`): a catalog changed since, by a reload the
+    cases did not meet (let go of the tables then) or while the workers were stopped."""
+    sql = """
+        SELECT case_id FROM (
+            SELECT case_id, argMax(judged_under, (revision, updated_at)) AS basis FROM cases GROUP BY case_id
+        ) WHERE basis != {basis:String}
+        ORDER BY case_id
+    """
+    return [row[0] for row in client.query(sql, parameters={"basis": basis}).result_rows]
+
+
 def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None
                        ) -> dict[str, tuple[int, datetime | None, dict | None]]:
     """The latest stored revision of each case's state in scope (of some cases, with `case_ids`),

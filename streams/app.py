@@ -120,6 +120,7 @@ class Pipeline:
         self.progress = Progress(case_events_topic=settings.case_events_topic)
         self.fire_lock = asyncio.Lock()
         self.index_ready = False
+        self.seeded = False  # seeded from the store at start (a fresh embedded broker: `restore`)
         self.stopping = False  # set when the worker is asked to stop (a signal, the end of a replay)
         self.failure: BaseException | None = None  # set when the worker cannot go on
         self.failed = asyncio.Event()
@@ -214,7 +215,8 @@ class Pipeline:
         self.let_go.noted_case = self._note_case
         self.let_go.noted_tickets = self._note_tickets
         self.catalog_reload = CatalogReload(catalog, self.store, self.groups, self.index, self.outputs, clock,
-                                            settings.partitions)
+                                            settings.partitions,
+                                            lambda: self.delivery.held_partitions(settings.case_events_topic))
         self.notice_steps = NoticeSteps(self.notice_log, notice_senders(settings), settings.notify, writer,
                                         settings.notice_attempts, settings.notice_retry_seconds,
                                         settings.notice_concurrency)
@@ -469,6 +471,7 @@ class Pipeline:
         others) has its verdict sent to its case once the pipeline runs (`unsent_verdicts`): else
         the case kept the outlier card of the old judgement, or lacked the new one."""
         self.store.seed(states, settled)
+        self.seeded = True
         by_group: dict[str, list[PenaltyFact]] = {}
         for fact in facts:
             by_group.setdefault(fact.group, []).append(fact)
@@ -646,6 +649,12 @@ class Pipeline:
         self.index_ready = True
         metrics.OPEN_DEADLINES.set(len(self.index))
         metrics.OPEN_TICKET_DEADLINES.set(len(self.ticket_index))
+        if not self.seeded and self.clock.live:
+            # The table recovered from the changelog (a broker that outlives the process: a Kafka
+            # cluster) was judged under whatever catalog was in force then: the cases judged under
+            # another are looked up in the store on the reload timer (a fresh embedded broker seeds
+            # them from the store instead: `streams.runtime.restore_from_store`).
+            self.catalog_reload.stored_pending = True
 
     def indexed_cases(self):
         """(case_id, partition, next_due, held withdrawals) of every case in the table this worker holds."""

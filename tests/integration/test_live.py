@@ -169,3 +169,47 @@ def test_a_history_pushed_late_to_a_live_worker_reaches_no_department(tmp_path):
     assert raised, "the acceptance alone looks overdue on the wall clock"
     assert not [a for a in standing if a["rule"] == "overdue"]  # withdrawn by the closing
     assert tickets == [] and notices == []  # no department heard of it
+
+
+def test_cases_judged_under_an_earlier_catalog_are_judged_again_under_the_one_in_force(tmp_path):
+    """Found by a black-box test with two workers on a shared broker: a time limit lengthened while
+    the workers were stopped judged nothing again (a start takes the catalog as it finds it), and
+    one lengthened under running workers only reached the cases their tables held: a case let go
+    kept its red overdue card. Both kinds are judged again from the store's `judged_under`."""
+    from streams.broker import EmbeddedBroker
+
+    raw = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    when = datetime(2026, 3, 2, 10, tzinfo=TZ)  # 10 working days: overdue from 17 March
+    closing = {"event_id": "LET-GO-9", "case_id": "LET-GO", "item_code": LICENCE, "type": "closed",
+               "occurred_at": "2026-03-19T15:00:00+08:00", "recorded_at": "2026-03-19T15:01:00+08:00"}
+    # 10 May: the late closing is long settled (30 days' retention), the open case long overdue.
+    clock = ShiftedWallClock(datetime(2026, 5, 10, 10, tzinfo=TZ) - datetime.now(timezone.utc))
+    settings = pipeline_settings(tmp_path / "data", tick_interval=0.2)
+    object.__setattr__(settings, "catalog_reload_interval", 0.2)
+
+    def overdue(running):
+        return {a["case_id"] for a in stored(running) if a["rule"] in ("overdue", "deadline_near")}
+
+    def lengthen(days):
+        changed = {**raw, "items": [dict(raw["items"][0], promised_days=days), *raw["items"][1:]]}
+        catalog.write_text(yaml.safe_dump(changed, allow_unicode=True), encoding="utf-8")
+
+    async def run(broker):
+        async with running_pipeline(settings, catalog, clock=clock, broker=broker) as running:
+            await produce(running.bootstrap, settings.case_events_topic,
+                          [(b"OPEN", orjson.dumps(accepted("OPEN", when))),
+                           (b"LET-GO", orjson.dumps(accepted("LET-GO", when))), (b"LET-GO", orjson.dumps(closing))])
+            assert await wait_for(lambda: overdue(running) == {"OPEN", "LET-GO"})
+            assert await wait_for(lambda: running.pipeline.store.evicted >= 1)  # LET-GO left the table
+            lengthen(40)  # under the running worker: 40 working days end on 28 April, still passed
+            assert await wait_for(lambda: running.pipeline.catalog.judge.catalog.item(LICENCE).promised_days == 40)
+            # LET-GO, closed within 40 days, loses its cards though the table no longer held it.
+            assert await wait_for(lambda: overdue(running) == {"OPEN"}, timeout=60), overdue(running)
+        lengthen(60)  # while stopped: 60 working days end late in May
+        async with running_pipeline(settings, catalog, clock=clock, broker=broker) as running:
+            assert await wait_for(lambda: overdue(running) == set(), timeout=60), overdue(running)
+
+    with EmbeddedBroker() as broker:
+        asyncio.run(run(broker))
