@@ -398,7 +398,8 @@ def load_catalog(raw: Any) -> Catalog:
         nodes = _nodes(entry.get("nodes"), where)
         decision_node = entry.get("decision_node")
         if decision_node is None:
-            decision_node = next((n.id for n in nodes if _decides(n)), None)
+            decision_node = (next((n.id for n in nodes if n.id in _DECISION_IDS), None)
+                             or next((n.id for n in nodes if _decides(n)), None))
         elif decision_node not in {n.id for n in nodes}:
             raise CatalogError(f"{where}: decision_node {decision_node!r} is not one of its nodes")
         public = entry.get("public") or {}
@@ -416,18 +417,21 @@ def load_catalog(raw: Any) -> Catalog:
 
 
 # A node where the case is decided, when the catalog does not name it (`decision_node`): by its id in
-# English, or by its name as Chinese catalogs write it (before, ids alone: a catalog with pinyin or
+# English, else by its name as Chinese catalogs write it (before, ids alone: a catalog with pinyin or
 # numbered ids had no decision node, and a penalty decided before its investigation raised no card;
-# found by a black-box test). A name that only ends in 决定 is not enough: 执行处罚决定 and
-# 告知拟作出的决定 are not where the decision is made.
+# found by a black-box test). Names exactly, or 作出…决定 but the acceptance's or the filing's: a
+# node picked after the decision would have every case decided "before" the steps between them,
+# a false red card each (结案审批, 归档审批, 执行处罚决定 and 告知拟作出的决定 are not where the decision
+# is made; found by a review), and one picked before it only misses cards.
 _DECISION_IDS = frozenset({"decide", "approve", "decision"})
-_DECISION_NAMES = frozenset({"决定", "审批", "批准", "核准", "审定"})
-_DECISION_NAME = re.compile(r"作出\S{0,10}决定|\S{0,4}(审批|批准|核准)(决定)?")
+_DECISION_NAMES = frozenset({"决定", "审批", "批准", "核准", "审定", "处罚决定", "行政处罚决定", "许可决定", "审批决定",
+                             "审查决定", "集体讨论决定"})
+_DECISION_NAME = re.compile(r"作出(?!受理|不予受理|立案)\S{0,10}决定")
 
 
 def _decides(node: Node) -> bool:
     name = "".join(node.name.split())
-    return node.id in _DECISION_IDS or name in _DECISION_NAMES or bool(_DECISION_NAME.fullmatch(name))
+    return name in _DECISION_NAMES or bool(_DECISION_NAME.fullmatch(name))
 
 
 def _person(raw: Any, where: str) -> Person | None:

@@ -169,17 +169,20 @@ def settled_cases(client, basis: str) -> list[str]:
     return [row[0] for row in client.query(sql, parameters={"basis": basis}).result_rows]
 
 
-def cases_judged_otherwise(client, basis: str) -> list[str]:
-    """The stored cases whose latest state was judged under another `basis` than the one in force
-    (`cases.judged_under`, `alerts.evaluate.judging_basis`): a catalog changed since, by a reload the
-    cases did not meet (let go of the tables then) or while the workers were stopped."""
+def cases_judged_otherwise(client, basis: str, item_codes: list[str]) -> list[str]:
+    """The stored cases of these items whose latest state was judged under another `basis` than the
+    one in force (`cases.judged_under`, `alerts.evaluate.judging_basis`): a catalog changed since, by
+    a reload the cases did not meet (let go of the tables then) or while the workers were stopped.
+    Only the catalog's items: a case whose item left it is no longer judged, so its row never
+    changes basis, and it would be asked for at every start (found by a review)."""
     sql = """
         SELECT case_id FROM (
-            SELECT case_id, argMax(judged_under, (revision, updated_at)) AS basis FROM cases GROUP BY case_id
-        ) WHERE basis != {basis:String}
+            SELECT case_id, argMax(tuple(judged_under, item_code), (revision, updated_at)) AS latest
+            FROM cases GROUP BY case_id
+        ) WHERE latest.1 != {basis:String} AND latest.2 IN {items:Array(String)}
         ORDER BY case_id
     """
-    return [row[0] for row in client.query(sql, parameters={"basis": basis}).result_rows]
+    return [row[0] for row in client.query(sql, parameters={"basis": basis, "items": item_codes}).result_rows]
 
 
 def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None

@@ -120,7 +120,8 @@ class CatalogReload:
         if self.clock.input_incomplete:  # a replay judges its cases at the end of its input
             return 0
         try:
-            stale = await self.out.writer.run(cases_judged_otherwise, self.catalog.basis)
+            stale = await self.out.writer.run(cases_judged_otherwise, self.catalog.basis,
+                                              sorted(self.catalog.judge.catalog.items))
         except Exception as exc:
             log.warning("could not ask the store which cases were judged under another catalog (will try again): %s",
                         exc)

@@ -194,7 +194,8 @@ def cmd_import(args, settings: Settings) -> int:
         replaced = replaced_letters(left, source, result, mapping)
         hold_cases_left_open(result, left, replaced)
     if not (result.rejected or result.held):  # no file of nothing (an earlier run's would be stale: it goes)
-        rejects.unlink(missing_ok=True)
+        if rejects.is_file():  # never a device (`--rejects /dev/null`, found by a review)
+            rejects.unlink()
     else:
         _write_rejects(rejects, source, result)
     messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in result.events]
@@ -481,9 +482,12 @@ def cmd_access_apply(args, settings: Settings) -> int:
 
     catalog = _load_catalog(args, settings, "roles are made for the catalog's departments and regions")
     if args.print:  # for the database `apply` would use: that of SUNLIGHT_CLICKHOUSE, read without connecting
-        from urllib.parse import urlsplit
+        from urllib.parse import parse_qs, unquote, urlsplit
 
-        url_database = urlsplit(settings.clickhouse).path.strip("/") if settings.clickhouse else ""
+        # As clickhouse-connect reads a DSN: the path's first segment, else ?database=.
+        url = urlsplit(settings.clickhouse or "")
+        url_database = (unquote(url.path[1:].split("/")[0]) or parse_qs(url.query).get("database", [""])[0]
+                        if settings.clickhouse else "")
         for statement in policy_statements(catalog, args.database or url_database or "default"):
             print(statement + ";")
         return 0
@@ -575,8 +579,8 @@ def cmd_cases_show(args, settings: Settings) -> int:
             sys.stdout.buffer.write(orjson.dumps({"case_id": args.case_id, "events": [], "dead_letters": letters},
                                                  default=str, option=orjson.OPT_INDENT_2) + b"\n")
             return 0
-        print(f"办件 {args.case_id} 尚无入库的事件，暂缓评判：以下 {len(letters)} 条消息被拒收（死信），"
-              f"更正后以 sunlight dlq redrive 重新提交。")
+        print(f"办件 {args.case_id} 尚无入库的事件，暂缓评判：以下 {len(letters)} 条消息被拒收（死信）。"
+              f"更正事件（或事项目录）后，以 sunlight dlq redrive 重新提交。")
         for letter in letters:
             print(f"  {moment(letter['received_at'])}  事件 {letter['event_id'] or '（未能读出）'}  "
                   f"{REASON_TITLE.get(letter['reason'], letter['reason'])}（{letter['reason']}）  {letter['detail']}")
@@ -623,7 +627,7 @@ def cmd_dlq_list(args, settings: Settings) -> int:
     if not letters:
         print("没有死信 (no dead letters" + (f" with reason {args.reason}" if args.reason else "") + ")")
         return 0
-    print(f"{'收到时间':<16}  {'原因':<18}  {'来源':<26}  {'办件':<14}  {'部门':<8}  {'状态':<8}  详情")
+    print(f"{'收到时间':<16}  {'原因':<18}  {'来源':<26}  {'办件':<14}  {'部门':<8}  {'状态':<6}  详情")
     for letter in letters:
         print(_letter_line(letter, moment))
     print(f"共 {len(letters)} 条死信" + ("" if args.all else "（未重投的）") + "；`sunlight dlq list --format jsonl` "
@@ -825,7 +829,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
              + f"，{ESCALATION_TITLE.get(ticket['escalation_level'], ticket['escalation_level'])}",
              f"  部门：{ticket['department']}  办件：{ticket['case_id']}  事项：{ticket['item_code']}",
              f"  生成：{moment(ticket['opened_at'])}  答复期限：{deadline_moment(ticket['deadline'])}  "
-             f"二级升级：{moment(ticket['level_2_at'])}", "", "预警："]
+             f"二级升级：{deadline_moment(ticket['level_2_at'])}", "", "预警："]
     from alerts.describe import describe_evidence
 
     for alert_id, alert in ticket["evidence"].items():

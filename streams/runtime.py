@@ -67,8 +67,9 @@ def _quiet_faust_logging() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     limit_repeats()  # a broker that is down: an error per connection attempt, thousands a minute
     # A source sending junk: a warning per dead letter (an import against the wrong catalog printed
-    # one per event, 390 lines before its summary). The first of each reason, then one per 30 s.
-    limit_repeats(("streams.steps",))
+    # one per event, 390 lines before its summary). The first of each reason, then at most one per
+    # 30 s, which says how many it held back since.
+    limit_repeats(("streams.steps.dead_letters",))
 
 
 # How long a worker with a broker of its own, sent SIGTERM, takes the events that broker holds.

@@ -42,6 +42,7 @@ from streams.codec import encode_state
 from streams.event_wire import wire_event
 
 log = logging.getLogger(__name__)
+letters_log = logging.getLogger(__name__ + ".dead_letters")  # limited: `streams.runtime._quiet_faust_logging`
 
 MAX_MESSAGE_BYTES = 1_000_000
 # A case's state is one changelog record, and Kafka refuses records over 1 MB. No real case has
@@ -349,7 +350,7 @@ class Outputs:
         partition, offset, key = letter_origin(record, partition)  # a record sent on: as it came in
         letter = make_letter(topic, partition, offset, key, raw, reason, detail, self.catalog.judge.catalog)
         # The reason in the template: each reason's lines are limited apart (`streams.log_limits`).
-        log.warning("dead-lettered (" + reason + ") %s[%s]@%s: %s", topic, partition, offset, detail[:300])
+        letters_log.warning("dead-lettered (" + reason + ") %s[%s]@%s: %s", topic, partition, offset, detail[:300])
         await self.keep_letter(letter, key)
 
     async def keep_letter(self, letter: DeadLetter, key: bytes | None) -> None:

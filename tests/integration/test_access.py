@@ -82,6 +82,10 @@ def test_printed_statements_are_for_the_database_apply_would_use():
     told = sunlight("access", "apply", "--catalog", str(EXAMPLE_CATALOG), "--print", "--database", "other",
                     env_changes={"SUNLIGHT_CLICKHOUSE": url})
     assert "`other`.`alerts`" in told.stdout.decode()
+    for written in (url + "/", url + "/more", "http://reader:pw@clickhouse.city.example:8123/?database=sunlight"):
+        again = sunlight("access", "apply", "--catalog", str(EXAMPLE_CATALOG), "--print",
+                         env_changes={"SUNLIGHT_CLICKHOUSE": written})
+        assert "`sunlight`.`alerts`" in again.stdout.decode(), written
 
 
 def test_no_secret_is_printed_or_logged(tmp_path):

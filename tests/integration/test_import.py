@@ -216,7 +216,7 @@ def test_a_log_imported_against_the_wrong_catalog_says_so_in_a_few_lines(tmp_pat
     done, _ = import_road_traffic(tmp_path, "receipt.catalog.yaml")
     err = done.stderr.decode()
     assert done.returncode == 1 and "390 refused by the pipeline" in err
-    assert err.count("dead-lettered (unknown_item)") == 1, err[:3000]
+    assert 1 <= err.count("dead-lettered (unknown_item)") <= 3, err[:3000]  # one per 30 s at most
     assert "IT-ROAD-FINE' is not in the catalog" in err
 
 

@@ -213,3 +213,23 @@ def test_cases_judged_under_an_earlier_catalog_are_judged_again_under_the_one_in
 
     with EmbeddedBroker() as broker:
         asyncio.run(run(broker))
+
+
+def test_the_cases_of_an_item_no_longer_in_the_catalog_are_not_asked_for_again(tmp_path):
+    """Found by a review: such a case is no longer judged, so its row never changes basis, and every
+    start on a Kafka cluster read it back and logged it unwatched again."""
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from sinks.queries import cases_judged_otherwise
+
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        now = datetime(2026, 5, 10, tzinfo=timezone.utc)
+        rows = [[case_id, item, "SCJG", "320200", "closed", 1, now, basis]
+                for case_id, item, basis in (("KEPT", "I-1", "old"), ("GONE", "I-9", "old"), ("SAME", "I-1", "new"))]
+        client.insert("cases", rows, column_names=["case_id", "item_code", "department", "region", "status",
+                                                   "revision", "updated_at", "judged_under"])
+        assert cases_judged_otherwise(client, "new", ["I-1"]) == ["KEPT"]
+    finally:
+        client.close()

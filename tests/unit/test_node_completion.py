@@ -134,10 +134,13 @@ def test_a_catalog_that_names_its_decision_node_has_it_completed_by_the_decision
 
 @pytest.mark.parametrize("ids, name, decides", [
     (("shouli", "chengban", "shenhe", "jueding", "banjie"), "决定", True),
-    (("n1", "n2", "n3", "n4", "n5"), "局长 审批", True),
+    (("n1", "n2", "n3", "n4", "n5"), "审 批", True),
     (("n1", "n2", "n3", "n4", "n5"), "作出行政许可决定", True),
+    (("n1", "n2", "n3", "n4", "n5"), "集体讨论决定", True),
     (("n1", "n2", "n3", "n4", "n5"), "执行许可决定", False),  # after the decision, not where it is made
     (("n1", "n2", "n3", "n4", "n5"), "告知拟作出的决定", False),
+    (("n1", "n2", "n3", "n4", "n5"), "结案审批", False),  # found by a review: false red cards on every case
+    (("n1", "n2", "n3", "n4", "n5"), "作出受理决定", False),
 ])
 def test_the_node_where_a_case_is_decided_is_known_by_its_chinese_name_whatever_its_id(ids, name, decides):
     """Found by a black-box test: only the ids decide/approve/decision made a decision node, so in a
@@ -160,3 +163,14 @@ def test_the_node_where_a_case_is_decided_is_known_by_its_chinese_name_whatever_
               ev("node_completed", at(2026, 3, 5), node=rename["approve"]), ev("closed", at(2026, 3, 6, 10))]
     skipped = {node for rule, node in active(run(events, at(2026, 5, 1), judge)) if rule == "skipped_node"}
     assert skipped == ({rename["undertake"], rename["review"]} if decides else set())
+
+
+def test_an_english_decision_id_wins_over_an_earlier_node_named_like_a_decision():
+    """Found by a review: 立案审批 first, then decide (作出处罚决定): the first node found by either
+    its id or its name won, so the filing step became the decision node and a decision made before
+    the investigation raised nothing."""
+    raw = copy.deepcopy(RAW)
+    nodes = raw["items"][1]["nodes"]
+    nodes[0]["name"] = "立案审批"
+    nodes[nodes.index(next(n for n in nodes if n["id"] == "decide"))]["name"] = "作出处罚决定"
+    assert load_catalog(raw).item("320200-CF-SCJG-0007").decision_node == "decide"
