@@ -89,6 +89,9 @@ _SEVERITY_TITLE = (f"transform(severity, {_sql_array(s.value for s in SEVERITY_T
                    f"{_sql_array(SEVERITY_TITLE.values())}, severity)")
 _RULE_TITLE = (f"transform(rule, {_sql_array(r.value for r in RULE_TITLE)}, "
                f"{_sql_array(RULE_TITLE.values())}, rule)")
+# An alert's title from its severity and rule as they are titled now, not as its stored row was
+# titled when written (an overdue card written before 2026-12-04 says 超时办结, "closed late").
+_ALERT_TITLE = f"concat({_SEVERITY_TITLE}, '·', {_RULE_TITLE})"
 _REASON_TITLE = (f"transform(reason, {_sql_array(REASON_TITLE)}, {_sql_array(REASON_TITLE.values())}, reason)")
 # A ticket's status in the words of `sunlight tickets` and the console (alerts.tickets.STATUS_TITLE).
 _TICKET_STATUS_TITLE = (f"transform(status, {_sql_array(s.value for s in TICKET_STATUS_TITLE)}, "
@@ -424,7 +427,7 @@ LIVE_ALERTS = Panel(
              "title"),
     sql=f"""{_NAMES}
 SELECT event_time, raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title, case_id,
-    {_department_name()} AS department_name, {_item_name()} AS item_name, title,
+    {_department_name()} AS department_name, {_item_name()} AS item_name, {_ALERT_TITLE} AS title,
     if(status = 'acknowledged', '已签收', '待处置') AS state
 FROM alerts FINAL
 WHERE {_PENDING} AND {_ALERT_FILTERS} AND $__timeFilter(event_time)
@@ -671,7 +674,7 @@ DEPARTMENT_OPEN_ALERTS = Panel(
     columns=("event_time", "raised_at", "severity_title", "rule_title", "case_id", "item_name", "node_name"),
     sql=f"""{_NAMES.rstrip()},{_NODES.rstrip()}
 SELECT event_time, raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title, case_id,
-    {_item_name()} AS item_name, {_node_name()} AS node_name, title
+    {_item_name()} AS item_name, {_node_name()} AS node_name, {_ALERT_TITLE} AS title
 FROM alerts FINAL
 WHERE {_PENDING} AND department = ${{department:singlequote}}
 ORDER BY severity = 'red' DESC, event_time DESC, alert_id

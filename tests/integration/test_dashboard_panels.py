@@ -602,3 +602,25 @@ def test_every_dashboard_draws_with_its_panels_results(city, store, tmp_path):
             assert picture.size == (WIDTH_PX, rows * ROW_PX)
             # Drawn, not blank: the panels' numbers and lines give many colours.
             assert len(picture.convert("RGB").getcolors(maxcolors=1 << 20) or ()) > 50, uid
+
+
+def test_an_alert_written_under_an_older_title_is_shown_under_the_title_of_now(city, store):
+    """An overdue card written before 2026-12-04 is titled 超时办结 ("closed late") in its row, which
+    the lists showed beside the rule's title of now, 办理超时, for cases still open."""
+    scenario, _, alerts, _, rng = city
+    client = store
+    model = all_dashboards()["sunlight-inspector"]
+    (panel, target), = [(p, t) for p, t in clickhouse_targets(model) if p["title"] == q.LIVE_ALERTS.title]
+    every = {name: Variable(name, [ALL], options(client, name), all_value=q.all_value_of(name))
+             for name in ("rule", "severity", "department", "region")}
+    overdue = next(a for a in alerts if is_open(a) and a["rule"] == "overdue" and in_range(a["event_time"], rng))
+    found = client.query("SELECT * FROM alerts FINAL WHERE alert_id = %(a)s", parameters={"a": overdue["alert_id"]})
+    row = dict(zip(found.column_names, found.result_rows[0]))
+    try:
+        client.insert("alerts", [list({**row, "alert_id": "old-title", "title": "红牌·超时办结"}.values())],
+                      column_names=list(row))
+        shown = [r["title"] for r in run_panel(client, panel, target, rng, every)
+                 if r["case_id"] == row["case_id"] and r["rule_title"] == "办理超时"]
+        assert shown == ["红牌·办理超时", "红牌·办理超时"]  # the card and its copy under the old title
+    finally:
+        client.command("DELETE FROM alerts WHERE alert_id = 'old-title'")
