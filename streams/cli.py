@@ -303,16 +303,23 @@ _CONFLICTING = ("  {n} of them came under ids this store already holds with othe
                 "{what} it into a fresh store (another SUNLIGHT_DATA_DIR); docs/importing.md, \"Upgrading\".")
 
 
+def _reason_words(reason: str) -> str:
+    """A dead letter's reason as people read it, with its code (for `dlq list --reason`)."""
+    from alerts.letters import REASON_TITLE
+
+    return f"{REASON_TITLE.get(reason, reason)}（{reason}）"
+
+
 def _letter_line(letter: dict, moment) -> str:
     """A letter as a line of `dlq list`'s table. The source and the case are never cut (a topic's
     name cut to the column width cut its offset: `sunlight-ticket-ticks[3]@1` for offset 15). Its
     reason and state in words, as the inspector's dashboard gives them (the state was `open`, and a
     refused ticket action already told to who acted read as waiting: found by a black-box test)."""
-    from alerts.letters import OVERTAKEN_ACTIONS, REASON_TITLE
+    from alerts.letters import OVERTAKEN_ACTIONS
 
     source = f"{letter['topic']}[{letter['partition']}]@{letter['offset']}"
     detail = " ".join(letter["detail"].split())[:80]
-    reason = f"{REASON_TITLE.get(letter['reason'], letter['reason'])}（{letter['reason']}）"
+    reason = _reason_words(letter["reason"])
     state = ("已重投" if letter["status"] == "redriven" else "已告知操作人" if letter["reason"] in OVERTAKEN_ACTIONS
              else "待处理")
     return (f"{moment(letter['received_at']):<16}  {reason:<18}  {source:<26}  "
@@ -417,7 +424,7 @@ def _scope_local_time_and_catalog(args, settings: Settings):
     from zoneinfo import ZoneInfo
 
     if not (getattr(args, "catalog", None) or settings.catalog):
-        return user_scope(args, settings), ZoneInfo("Asia/Shanghai"), None
+        return user_scope(args, settings), _local_zone(args, settings), None
     catalog = _load_catalog(args, settings, "")
     return user_scope(args, settings, catalog), ZoneInfo(catalog.timezone), catalog
 
@@ -555,7 +562,6 @@ def cmd_cases_show(args, settings: Settings) -> int:
     from alerts.catalog import CatalogError
     from alerts.describe import moment
     from alerts.events import parse_event
-    from alerts.letters import REASON_TITLE
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import alerts_of_case, case_events_of, dead_letters, refused_case_events
@@ -583,7 +589,7 @@ def cmd_cases_show(args, settings: Settings) -> int:
               f"更正事件（或事项目录）后，以 sunlight dlq redrive 重新提交。")
         for letter in letters:
             print(f"  {moment(letter['received_at'])}  事件 {letter['event_id'] or '（未能读出）'}  "
-                  f"{REASON_TITLE.get(letter['reason'], letter['reason'])}（{letter['reason']}）  {letter['detail']}")
+                  f"{_reason_words(letter['reason'])}  {letter['detail']}")
         return 0
     if not events:
         print(f"sunlight: case {args.case_id} is not in the store" + ("" if scope.unrestricted else
