@@ -127,6 +127,13 @@ def rules_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def in_force(basis: str) -> None:
+    """`sunlight_catalog_in_force` names this basis alone: workers whose series differ judge the same
+    cases under different catalogs (the SunlightCatalogsDiffer rule), which nothing showed before."""
+    metrics.CATALOG_IN_FORCE.clear()
+    metrics.CATALOG_IN_FORCE.labels(basis).set(1)
+
+
 class CatalogSource:
     """Holds the current Judge and reloads it when the catalog file changes.
 
@@ -143,6 +150,7 @@ class CatalogSource:
         self.rules = rules_digest()
         # What each case row records it was judged under (`cases.judged_under`).
         self.basis = judging_basis(self.judge, self.rules)
+        in_force(self.basis)
         self.texts = load_templates(templates_dir)
         self._stamp = self._mtime()
         self.refused = False  # the files on disk were refused at the last reload
@@ -189,13 +197,15 @@ class CatalogSource:
         self._stamp = stamp
         try:
             self.judge, self.policy, self.office_hours = self._load()
-            self.basis = judging_basis(self.judge, self.rules)
+            basis = judging_basis(self.judge, self.rules)
         except Exception as exc:  # whatever is wrong with the new file, the running catalog stays
             metrics.CATALOG_RELOADS.labels("rejected").inc()
             metrics.CATALOG_REFUSED.set(1)  # until the files are mended: an edit that never took effect
             self.refused = True
             log.error("catalog reload refused, keeping the previous catalog: %s", exc)
             return False
+        self.basis = basis
+        in_force(basis)
         metrics.CATALOG_RELOADS.labels("loaded").inc()
         metrics.CATALOG_REFUSED.set(0)
         # After a refusal, said as loudly as the refusal was (an operator who mended the file reads

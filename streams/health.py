@@ -136,6 +136,10 @@ class Watch:
             return False, "the store has not been checked yet"
         if not self.store_ok:
             return False, f"the store is unreachable: {self.store_error}"
+        if not self.counted():
+            # Ready with sunlight_open_cases still NaN (for up to the watch's interval) read as a
+            # worker that holds cases it cannot count (found by a black-box test).
+            return False, "the open cases and tickets are being counted"
         return True, "ready"
 
     async def check_store(self) -> None:
@@ -191,6 +195,10 @@ class Watch:
 
     def _held(self, topic: str) -> set[int]:
         return {tp.partition for tp in self.pipeline.assigned if tp.topic == topic}
+
+    def counted(self) -> bool:
+        """The censuses are of the partitions held now (`count` rebuilt them since they changed)."""
+        return self.counted_for == frozenset(self.pipeline.assigned)
 
     async def count(self) -> None:
         """Open cases and tickets by status: the cases written since the last count, or every case
@@ -298,7 +306,8 @@ class Watch:
                 raise
             except Exception as exc:  # a gauge left as it was never stops the worker
                 log.warning("could not update the state gauges: %s", exc)
-            await asyncio.sleep(self.interval)
+            # Soon again while a recovery is not counted yet: /readyz waits for the count.
+            await asyncio.sleep(self.interval if self.counted() else min(self.interval, 0.1))
 
     def start(self) -> None:
         pipeline = self.pipeline

@@ -56,6 +56,9 @@ for _outcome in ("loaded", "rejected"):  # from 0, as the docs say every labelle
     CATALOG_RELOADS.labels(_outcome)
 CATALOG_REFUSED = Gauge("sunlight_catalog_refused", "1 while the catalog files as they are on disk were refused at their "
                         "last reload (the previous catalog stays in force), else 0", registry=REGISTRY)
+CATALOG_IN_FORCE = Gauge("sunlight_catalog_in_force", "1 for the judging basis this worker judges under (a digest "
+                         "of the catalog's items, departments, calendar and rules, as each case row records in "
+                         "cases.judged_under); one series per worker", ["basis"], registry=REGISTRY)
 CALENDAR_MISSING_YEARS = Gauge("sunlight_calendar_missing_years", "Years counted without holiday data",
                                registry=REGISTRY)
 TICKET_CHANGES = Counter("sunlight_ticket_changes_total", "Supervision ticket versions written", ["kind"],

@@ -43,7 +43,7 @@ AGREED = {
     "sunlight_alerts_raised_total": ("rule", "severity"), "sunlight_open_cases": (),
     "sunlight_due_timer_backlog": (), "sunlight_consumer_lag": ("topic", "partition"),
     "sunlight_sink_batch_rows": (), "sunlight_tickets": ("status",), "sunlight_office_hours": (),
-    "sunlight_ready": (), "sunlight_catalog_refused": (),
+    "sunlight_ready": (), "sunlight_catalog_refused": (), "sunlight_catalog_in_force": ("basis",),
 }
 
 
@@ -186,6 +186,40 @@ def test_the_office_hours_gauge_is_set_from_the_catalog_calendar(tmp_path, caplo
     assert len(reloads) == 2 and {r.levelno for r in reloads} == {logging.WARNING}
 
 
+def test_the_catalog_in_force_is_named_by_its_basis_alone_and_follows_a_reload(tmp_path):
+    """Which catalog a worker judges under was nowhere to be seen: two workers given different files
+    judged the same cases otherwise and no metric said so (SunlightCatalogsDiffer watches this)."""
+    import os
+
+    import yaml
+
+    from streams.catalog_source import CatalogSource
+
+    catalog_file = tmp_path / "catalog.yaml"
+    raw = yaml.safe_load((REPO / "tests" / "data" / "contract" / "catalog.example.yaml").read_text(encoding="utf-8"))
+
+    def write(days: int) -> None:
+        raw["items"][0]["promised_days"] = days
+        catalog_file.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        os.utime(catalog_file, ns=(1, catalog_file.stat().st_mtime_ns + 10**9))
+
+    def in_force() -> dict[str, float]:
+        return {sample.labels["basis"]: sample.value for sample in metrics.CATALOG_IN_FORCE.collect()[0].samples}
+
+    write(10)
+    source = CatalogSource(catalog_file)
+    first = source.basis
+    assert in_force() == {first: 1}
+    write(5)  # a time limit changed: judged otherwise
+    assert source.maybe_reload() and source.basis != first
+    assert in_force() == {source.basis: 1}
+    second = source.basis
+    catalog_file.write_text("items: [", encoding="utf-8")  # refused: the catalog in force stays, and is said
+    os.utime(catalog_file, ns=(1, catalog_file.stat().st_mtime_ns + 10**9))
+    assert not source.maybe_reload()
+    assert in_force() == {second: 1}
+
+
 def _sample(name: str, **labels) -> float | None:
     return metrics.REGISTRY.get_sample_value(name, labels or None)
 
@@ -306,7 +340,13 @@ class _Pipeline:
             free.bind(("127.0.0.1", 0))
             self.bootstrap = f"127.0.0.1:{free.getsockname()[1]}"
         # A server store whose URL holds a password: a reason on /readyz must never show it.
-        self.settings = SimpleNamespace(clickhouse="http://sunlight:s3cret-pw@127.0.0.1:9/db")
+        self.settings = SimpleNamespace(clickhouse="http://sunlight:s3cret-pw@127.0.0.1:9/db",
+                                        case_events_topic="case-events", alerts_topic="alerts", partitions=1)
+        from streams.store import Recent
+
+        self.table, self.tickets_table = SimpleNamespace(data={}), SimpleNamespace(data={})
+        self.store, self.ticket_store = SimpleNamespace(cache=Recent(10)), SimpleNamespace(cache=Recent(10))
+        self.touched_cases, self.touched_tickets = set(), set()
         self.writer = SimpleNamespace(lock=__import__("threading").Lock(), executor=None, pending_rows=7,
                                       ping=lambda: self._command("SELECT 1"))
 
@@ -362,6 +402,11 @@ def test_health_server_answers_metrics_healthz_and_readyz():
             await watch.check_broker()
             assert (await _get_async(port, "/readyz"))[1] == "the store has not been checked yet\n"
             await watch.check_store()
+            # Not ready before the open cases are counted: sunlight_open_cases read NaN for up to
+            # the watch's interval beside a /readyz that said ready (found by a black-box test).
+            assert (await _get_async(port, "/readyz"))[1] == "the open cases and tickets are being counted\n"
+            await watch.count()
+            assert _sample("sunlight_open_cases") == 0
             assert await _get_async(port, "/readyz") == (200, "ready\n")
             assert _sample("sunlight_ready") == 1
             pipeline.store_fails = True
