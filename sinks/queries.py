@@ -174,15 +174,28 @@ def cases_judged_otherwise(client, basis: str, item_codes: list[str]) -> list[st
     one in force (`cases.judged_under`, `alerts.evaluate.judging_basis`): a catalog changed since, by
     a reload the cases did not meet (let go of the tables then) or while the workers were stopped.
     Only the catalog's items: a case whose item left it is no longer judged, so its row never
-    changes basis, and it would be asked for at every start (found by a review)."""
+    changes basis, and it would be asked for at every start (found by a review).
+
+    Asked at every assignment on a Kafka cluster, so sized for a province: first whether any row
+    of a catalog item was judged under another basis at all (a scan of two low-cardinality
+    columns), then the latest row of each case by `FINAL` (the table is a ReplacingMergeTree by
+    revision, ordered by case id: the latest revision, a row written again replacing the one
+    before, as `settled_cases` reads it), merged in key order rather than every case id grouped
+    in memory (`bench/stale_catalog_query.py`: at 2M cases, 0.01 s when every case is judged
+    under the catalog in force, 0.13 s when all were judged again after a change, both 0.5–1 s
+    before)."""
+    parameters = {"basis": basis, "items": item_codes}
+    any_stale = """
+        SELECT 1 FROM cases WHERE judged_under != {basis:String} AND item_code IN {items:Array(String)} LIMIT 1
+    """
+    if not client.query(any_stale, parameters=parameters).result_rows:
+        return []
     sql = """
-        SELECT case_id FROM (
-            SELECT case_id, argMax(tuple(judged_under, item_code), (revision, updated_at)) AS latest
-            FROM cases GROUP BY case_id
-        ) WHERE latest.1 != {basis:String} AND latest.2 IN {items:Array(String)}
+        SELECT case_id FROM cases FINAL
+        WHERE judged_under != {basis:String} AND item_code IN {items:Array(String)}
         ORDER BY case_id
     """
-    return [row[0] for row in client.query(sql, parameters={"basis": basis, "items": item_codes}).result_rows]
+    return [row[0] for row in client.query(sql, parameters=parameters).result_rows]
 
 
 def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None

@@ -233,3 +233,33 @@ def test_the_cases_of_an_item_no_longer_in_the_catalog_are_not_asked_for_again(t
         assert cases_judged_otherwise(client, "new", ["I-1"]) == ["KEPT"]
     finally:
         client.close()
+
+
+def test_a_case_is_judged_under_the_basis_of_its_latest_row_whatever_the_rows_before_it(tmp_path):
+    """The question is read by each case's latest row (`FINAL`, since it is asked at every
+    assignment: grouping every case id of a province's store in memory took its writer's thread),
+    and not asked at all when no row of another basis is stored."""
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from sinks.queries import cases_judged_otherwise
+
+    client = connect(None, tmp_path / "data")
+    columns = ["case_id", "item_code", "department", "region", "status", "revision", "updated_at", "judged_under"]
+    at = datetime(2026, 5, 10, tzinfo=timezone.utc)
+    try:
+        migrate(client)
+        client.insert("cases", [["A", "I-1", "SCJG", "320200", "open", 1, at, "new"]], column_names=columns)
+        assert cases_judged_otherwise(client, "new", ["I-1"]) == []
+        for rows in (
+            [["AGAIN", "I-1", "SCJG", "320200", "open", 1, at, "old"]],  # judged again since: not stale
+            [["AGAIN", "I-1", "SCJG", "320200", "closed", 2, at + timedelta(days=1), "new"]],
+            [["BACK", "I-1", "SCJG", "320200", "open", 1, at, "new"]],  # its latest under the old one: stale
+            [["BACK", "I-1", "SCJG", "320200", "closed", 2, at + timedelta(days=1), "old"]],
+            [["REWRITTEN", "I-1", "SCJG", "320200", "open", 3, at, "old"]],  # written again, same revision
+            [["REWRITTEN", "I-1", "SCJG", "320200", "open", 3, at + timedelta(hours=1), "new"]],
+        ):  # each its own insert: its own part, none merged yet
+            client.insert("cases", rows, column_names=columns)
+        assert cases_judged_otherwise(client, "new", ["I-1"]) == ["BACK"]
+        assert cases_judged_otherwise(client, "old", ["I-1"]) == ["A", "AGAIN", "REWRITTEN"]
+    finally:
+        client.close()
