@@ -927,8 +927,9 @@ VARIABLE_QUERIES: dict[str, str] = {
     "own_department": "SELECT code AS value, concat(name, '（', code, '）') AS label "
                       "FROM catalog_departments FINAL WHERE in_catalog = 1 "
                       "AND code IN (SELECT DISTINCT department FROM cases) ORDER BY code",
-    "region": "SELECT DISTINCT region AS value, region AS label "
-              "FROM catalog_departments FINAL WHERE in_catalog = 1 AND region != '' ORDER BY value",
+    # A region by its name where the rulebook gives one (滨湖区（320211）), else by its code.
+    "region": "SELECT code AS value, if(title = code, code, concat(title, '（', code, '）')) AS label "
+              "FROM catalog_codes FINAL WHERE kind = 'region' AND in_catalog = 1 ORDER BY code",
     "rule": "SELECT code AS value, title AS label FROM catalog_codes FINAL "
             "WHERE kind = 'rule' AND in_catalog = 1 ORDER BY code",
     "severity": "SELECT code AS value, title AS label FROM catalog_codes FINAL "

@@ -1,7 +1,7 @@
 """Write the power catalog into the store (migration ``0006_catalog``), for the dashboards.
 
 `write_catalog` copies the departments, the items and the codes people pick from (rules,
-severities, categories, with their Chinese titles) into ``catalog_departments``,
+severities, categories, the departments' regions, with their Chinese titles) into ``catalog_departments``,
 ``catalog_items`` and ``catalog_codes``, and each item's nodes into ``catalog_nodes``
 (migration ``0011_catalog_nodes``). Every row of one copy carries the same version (the
 moment it is written, in microseconds), so the newest copy wins and writing the same catalog
@@ -15,6 +15,7 @@ where the catalog file is reloaded (`streams.catalog_reload.CatalogReload.run`).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from alerts.catalog import Catalog, Category
@@ -55,14 +56,24 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def write_catalog(client, catalog: Catalog, version: int | None = None) -> int:
+def region_rows(catalog: Catalog, region_names: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(`region`, code, name) of the regions the catalog's departments are in: the name from
+    `region_names` (the scoring rulebook's, as the console and the scores name them), else the
+    code itself, so that the dashboards' 区域 can say 滨湖区 where they said 320211."""
+    codes = sorted({d.region for d in catalog.departments.values() if d.region})
+    return [("region", code, region_names.get(code, code)) for code in codes]
+
+
+def write_catalog(client, catalog: Catalog, version: int | None = None,
+                  region_names: Mapping[str, str] | None = None) -> int:
     """Write one copy of `catalog`; returns the version written."""
     version = version if version is not None else time.time_ns() // 1000
     at = datetime.fromtimestamp(version / 1e6, timezone.utc)
     departments = [[d.code, d.name, d.region or "", 1, version, at] for d in catalog.departments.values()]
     items = [[i.code, i.name, i.department, i.category.value, i.promised_days, i.legal_days, i.status, 1, version, at]
              for i in catalog.items.values()]
-    codes = [[kind, code, title, 1, version, at] for kind, code, title in code_rows()]
+    codes = [[kind, code, title, 1, version, at]
+             for kind, code, title in (*code_rows(), *region_rows(catalog, region_names or {}))]
     nodes = [[i.code, n.id, n.name, 1, version, at] for i in catalog.items.values() for n in i.nodes]
     for table, columns, rows, key in (("catalog_departments", DEPARTMENT_COLUMNS, departments, "code"),
                                       ("catalog_items", ITEM_COLUMNS, items, "code"),

@@ -21,7 +21,7 @@ from typing import Callable
 
 from alerts.evaluate import NotInCatalog, judges_otherwise
 from alerts.peers import rejudged
-from streams.catalog_source import CatalogSource
+from streams.catalog_source import CatalogSource, default_rulebook
 from streams.steps import Outputs, benchmark_of, home_partition
 from streams.store import CaseStore, GroupStore, held_keys
 from streams.timers import DeadlineIndex
@@ -142,7 +142,8 @@ class CatalogReload:
         from sinks.catalog_rows import write_catalog
 
         try:
-            await self.out.writer.run(write_catalog, self.catalog.judge.catalog)
+            await self.out.writer.run(write_catalog, self.catalog.judge.catalog, None,
+                                      default_rulebook().region_names)
         except Exception as exc:  # the store is down: tried again on the next reload tick
             log.warning("could not write the reloaded catalog to the store (will try again): %s", exc)
             return False

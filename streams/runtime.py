@@ -31,7 +31,7 @@ from sinks.writer import ClickHouseWriter, StoreReader
 from streams import broker as broker_mod, faust_patches
 from streams.broker import produce
 from streams.app import Pipeline
-from streams.catalog_source import CatalogSource
+from streams.catalog_source import CatalogSource, default_rulebook
 from streams.clock import EventTimeClock, WallClock
 from streams.settings import Settings
 
@@ -146,7 +146,8 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's tables live here with a server store too
         client = connect(settings.clickhouse, settings.data_dir, shared_broker=settings.kafka is not None)
         migrate(client)
-        write_catalog(client, catalog.judge.catalog)  # for the dashboards' names and variables
+        # for the dashboards' names and variables
+        write_catalog(client, catalog.judge.catalog, region_names=default_rulebook().region_names)
         writer = ClickHouseWriter(client, max_rows=settings.flush_rows,
                                   max_pending_rows=settings.sink_max_pending_rows)
         pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), settings.tansu)

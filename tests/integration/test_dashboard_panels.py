@@ -163,6 +163,13 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     assert set(options(client, "rule")) >= {a["rule"] for a in alerts}
     assert options(client, "severity") == ["red", "yellow"]
     assert options(client, "region") == sorted({d["region"] for d in scenario.catalog["departments"]})
+    # ... each named as the console and the scores name it (the 区域 list showed bare codes).
+    from streams.catalog_source import default_rulebook
+
+    named = default_rulebook().region_names
+    labels = dict(client.query(q.VARIABLE_QUERIES["region"]).result_rows)
+    assert labels == {code: f"{named[code]}（{code}）" if code in named else code for code in options(client, "region")}
+    assert "滨湖区（320211）" in labels.values() or not {"320211"} & set(labels)
     every = {name: Variable(name, [ALL], options(client, name), all_value=q.all_value_of(name)) for name in ("rule", "severity", "department", "region")}
 
     active = [t for t in tickets if t["status"] in ("open", "returned", "replied")]
@@ -559,11 +566,11 @@ def test_the_catalog_copy_follows_a_reload_of_the_catalog(tmp_path):
 
             real, calls = sinks.catalog_rows.write_catalog, []
 
-            def refused_once(client, catalog):
+            def refused_once(client, catalog, *rest):
                 calls.append(1)
                 if len(calls) == 1:
                     raise ConnectionError("store down")
-                return real(client, catalog)
+                return real(client, catalog, *rest)
 
             sinks.catalog_rows.write_catalog = refused_once
             try:
