@@ -75,19 +75,7 @@ def node_id_for(name: str, used: set[str], element_id: str = "") -> str:
 
 
 def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        hint = ""
-        if isinstance(text, bytes):
-            try:
-                text.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                hint = (f"; it is not UTF-8 text (byte 0x{text[bad.start]:02x} at offset {bad.start}): save it as "
-                        f"UTF-8 (from a Chinese system, often GBK: iconv -f GBK -t UTF-8)")
-        raise FlowchartError(f"not well-formed BPMN XML: {exc}{hint}") from None
-    except ValueError as exc:  # an encoding the XML parser cannot read ("multi-byte encodings are not supported")
-        raise FlowchartError(f"BPMN in an encoding that cannot be read ({exc}): save it as UTF-8") from None
+    root = _xml_root(text, "BPMN")
     processes = [e for e in root.iter() if _local(e.tag) == "process"]
     if len(processes) != 1:
         raise FlowchartError(f"expected one <process>, found {len(processes)}")
@@ -107,14 +95,23 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
     ends = [i for i, k in kinds.items() if k == "endEvent"]
     if len(starts) != 1 or len(ends) != 1:
         raise FlowchartError(f"expected one start and one end event, found {len(starts)} and {len(ends)}")
-    successors: dict[str, list[str]] = {i: [] for i in kinds}
-    predecessors: dict[str, list[str]] = {i: [] for i in kinds}
     for source, target in flows:
         if source not in kinds or target not in kinds:
             raise FlowchartError(f"sequence flow {source} -> {target} refers to an unknown element")
+    return _flow_nodes(kinds, names, flows, strict)
+
+
+def _flow_nodes(kinds: dict[str, str], names: dict[str, str], flows: list[tuple[str, str]],
+                strict: bool) -> list[FlowNode]:
+    """The nodes of a flow graph in BPMN's terms (`kinds`: one startEvent, one endEvent, tasks,
+    exclusive and parallel gateways; `names` of the tasks; `flows` between them, all known)."""
+    successors: dict[str, list[str]] = {i: [] for i in kinds}
+    predecessors: dict[str, list[str]] = {i: [] for i in kinds}
+    for source, target in flows:
         successors[source].append(target)
         predecessors[target].append(source)
-    start, end = starts[0], ends[0]
+    start = next(i for i, k in kinds.items() if k == "startEvent")
+    end = next(i for i, k in kinds.items() if k == "endEvent")
     order = list(kinds)  # document order
 
     # Loops: back edges of a depth-first walk from the start; their members form cycles.
@@ -185,6 +182,143 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
     if not nodes:
         raise FlowchartError("the process has no tasks")
     return nodes
+
+
+def _xml_root(text: str | bytes, what: str) -> ET.Element:
+    try:
+        return ET.fromstring(text)
+    except ET.ParseError as exc:
+        hint = ""
+        if isinstance(text, bytes):
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                hint = (f"; it is not UTF-8 text (byte 0x{text[bad.start]:02x} at offset {bad.start}): save it as "
+                        f"UTF-8 (from a Chinese system, often GBK: iconv -f GBK -t UTF-8)")
+        raise FlowchartError(f"not well-formed {what} XML: {exc}{hint}") from None
+    except ValueError as exc:  # an encoding the XML parser cannot read ("multi-byte encodings are not supported")
+        raise FlowchartError(f"{what} in an encoding that cannot be read ({exc}): save it as UTF-8") from None
+
+
+def _child(element: ET.Element, *path: str) -> ET.Element | None:
+    """The first descendant along `path` of local tag names, whatever the namespace."""
+    for tag in path:
+        element = next((c for c in element if _local(c.tag) == tag), None)
+        if element is None:
+            return None
+    return element
+
+
+def _text(element: ET.Element, *path: str) -> str:
+    found = _child(element, *path, "text")
+    return (found.text or "").strip() if found is not None else ""
+
+
+def _tokens(element: ET.Element, *path: str) -> int:
+    text = _text(element, *path)
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        raise FlowchartError(f"{_local(element.tag)} {element.get('id')!r}: {'/'.join(path)} is not a number of "
+                             f"tokens: {text!r}") from None
+
+
+def read_pnml(text: str | bytes, strict: bool = False) -> list[FlowNode]:
+    """A Petri net in PNML (the process models process-mining tools such as PM4Py and ProM write)
+    turned into an item's nodes, as a flowchart is. The net must be a workflow net: one place
+    marked with one token at the start (its source), one place that ends it (its final marking,
+    else the one place without outgoing arcs), arcs of weight one. It is read as a flowchart:
+    a place is an exclusive choice and merge, a labelled transition a task (with a parallel split
+    or join where it has several output or input places), a silent one (ProM's `$invisible$`, or
+    no label) a parallel gateway, which passes the flow on. So a task that every firing sequence
+    from the source to the end passes is `required`, one that a choice or a silent skip avoids is
+    optional, and a node `requires` the nearest tasks every path has done before it. Two
+    transitions with one label are refused: the catalog names one node per activity."""
+    root = _xml_root(text, "PNML")
+    nets = [e for e in root.iter() if _local(e.tag) == "net"]
+    if len(nets) != 1:
+        raise FlowchartError(f"expected one <net> (a PNML Petri net), found {len(nets)}")
+    net = nets[0]
+    places: list[str] = []
+    transitions: dict[str, str] = {}  # id -> label ("" when silent)
+    arcs: list[tuple[str, str]] = []
+    marked: dict[str, int] = {}
+    order: list[str] = []
+    for element in net.iter():
+        kind, ident = _local(element.tag), element.get("id")
+        if ident is None:  # a reference, such as a final marking's <place idref=...>
+            continue
+        if kind == "place":
+            places.append(ident)
+            order.append(ident)
+            if tokens := _tokens(element, "initialMarking"):
+                marked[ident] = tokens
+        elif kind == "transition":
+            tool = _child(element, "toolspecific")
+            silent = tool is not None and tool.get("activity") == "$invisible$"
+            transitions[ident] = "" if silent else _text(element, "name")
+            order.append(ident)
+        elif kind == "arc":
+            weight = _tokens(element, "inscription") or 1
+            if weight != 1:
+                raise FlowchartError(f"arc {ident!r} has weight {weight}: only arcs of weight one can be expressed "
+                                     f"in the catalog")
+            arcs.append((element.get("source"), element.get("target")))
+    if not transitions:
+        raise FlowchartError("the net has no transitions")
+    place_set = set(places)
+    for source, target in arcs:
+        if not ((source in place_set and target in transitions) or (source in transitions and target in place_set)):
+            raise FlowchartError(f"arc {source} -> {target} does not join a place and a transition of the net")
+    finals = [e.get("idref") for marking in net.iter() if _local(marking.tag) == "finalmarkings"
+              for e in marking.iter() if _local(e.tag) == "place" and _tokens(e) > 0]
+    if not finals:
+        finals = [p for p in places if not any(source == p for source, _ in arcs)]
+    if len(marked) != 1 or next(iter(marked.values())) != 1 or len(finals) != 1:
+        raise FlowchartError(f"not a workflow net: expected one place marked with one token at the start and one "
+                             f"place that ends the process, found {len(marked)} marked ({sorted(marked)}) and "
+                             f"{len(finals)} ending ({sorted(finals)})")
+    start, end = next(iter(marked)), finals[0]
+    if start == end:
+        raise FlowchartError(f"place {start!r} both starts and ends the process")
+    labels: dict[str, str] = {}
+    for ident, label in transitions.items():
+        if label and label in labels:
+            raise FlowchartError(f"transitions {labels[label]!r} and {ident!r} share the label {label!r}: the "
+                                 f"catalog has one node per activity")
+        labels.setdefault(label, ident)
+    inputs = {t: [s for s, target in arcs if target == t] for t in transitions}
+    outputs = {t: [target for s, target in arcs if s == t] for t in transitions}
+    kinds: dict[str, str] = {}
+    names: dict[str, str] = {}
+    flows: list[tuple[str, str]] = []
+    for ident in order:
+        if ident in place_set:
+            kinds[ident] = "startEvent" if ident == start else "endEvent" if ident == end else "exclusiveGateway"
+            names[ident] = ""
+            continue
+        if not inputs[ident] or not outputs[ident]:
+            raise FlowchartError(f"transition {transitions[ident] or ident!r} has no "
+                                 f"{'input' if not inputs[ident] else 'output'} place: it cannot be expressed in "
+                                 f"the catalog")
+        if not transitions[ident]:
+            kinds[ident], names[ident] = "parallelGateway", ""
+            flows += [(place, ident) for place in inputs[ident]] + [(ident, place) for place in outputs[ident]]
+            continue
+        kinds[ident], names[ident] = "task", transitions[ident]
+        entry, leave = ident, ident
+        if len(inputs[ident]) > 1:  # waits for every input place: a parallel join before the task
+            entry = f"{ident}#join"
+            kinds[entry], names[entry] = "parallelGateway", ""
+            flows.append((entry, ident))
+        if len(outputs[ident]) > 1:  # marks every output place: a parallel split after it
+            leave = f"{ident}#split"
+            kinds[leave], names[leave] = "parallelGateway", ""
+            flows.append((ident, leave))
+        flows += [(place, entry) for place in inputs[ident]] + [(leave, place) for place in outputs[ident]]
+    if any(target == start for _, target in flows):
+        raise FlowchartError(f"the start place {start!r} has input arcs")
+    return _flow_nodes(kinds, names, flows, strict)
 
 
 def _reach(origin: str, edges: dict[str, list[str]], skip: set[tuple[str, str]]) -> set[str]:

@@ -358,14 +358,16 @@ def _keep_import_letters(settings: Settings, letters: list) -> str:
 
 
 def cmd_import_bpmn(args, settings: Settings) -> int:
-    """Turn a BPMN flowchart into an item's nodes: print them, or write them into a catalog file."""
+    """Turn a BPMN flowchart (or, with `import-pnml`, a Petri net) into an item's nodes: print
+    them, or write them into a catalog file."""
     import yaml
 
     from alerts.catalog import load_catalog
-    from alerts.flowchart import catalog_nodes, read_bpmn
+    from alerts.flowchart import catalog_nodes, read_bpmn, read_pnml
     from streams.catalog_source import read_yaml
 
-    nodes = catalog_nodes(read_bpmn(Path(args.file).read_bytes(), strict=args.strict),
+    read = read_pnml if args.catalog_command == "import-pnml" else read_bpmn
+    nodes = catalog_nodes(read(Path(args.file).read_bytes(), strict=args.strict),
                           accepted=args.accepted_completes, closed=args.closed_completes)
     if not args.catalog:
         sys.stdout.write(yaml.safe_dump({"code": args.item, "nodes": nodes}, allow_unicode=True, sort_keys=False))
@@ -1397,18 +1399,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     catalog = sub.add_parser("catalog", help="the power catalog")
     catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
-    bpmn = catalog_sub.add_parser("import-bpmn", help="an item's nodes from a BPMN 2.0 flowchart (流程图)")
-    bpmn.add_argument("file")
-    bpmn.add_argument("--item", required=True, help="the item code")
-    bpmn.add_argument("--catalog", help="write the nodes into this catalog file (default: print them)")
-    bpmn.add_argument("--strict", action="store_true", help="refuse loops instead of accepting them as re-work")
-    bpmn.add_argument("--accepted-completes", action="append", default=[], metavar="NODE",
-                      help="a node (id or task name) that the case's acceptance completes, e.g. its 受理 task "
-                           "(repeatable; a flowchart cannot say it)")
-    bpmn.add_argument("--closed-completes", action="append", default=[], metavar="NODE",
-                      help="a node (id or task name) that the case's closing completes, e.g. its 办结 task "
-                           "(repeatable)")
-    bpmn.set_defaults(func=cmd_import_bpmn)
+    for command, what in (("import-bpmn", "a BPMN 2.0 flowchart (流程图)"),
+                          ("import-pnml", "a Petri net in PNML (a workflow net, as PM4Py or ProM write)")):
+        model = catalog_sub.add_parser(command, help=f"an item's nodes from {what}")
+        model.add_argument("file")
+        model.add_argument("--item", required=True, help="the item code")
+        model.add_argument("--catalog", help="write the nodes into this catalog file (default: print them)")
+        model.add_argument("--strict", action="store_true", help="refuse loops instead of accepting them as re-work")
+        model.add_argument("--accepted-completes", action="append", default=[], metavar="NODE",
+                           help="a node (id or task name) that the case's acceptance completes, e.g. its 受理 task "
+                                "(repeatable; a process model cannot say it)")
+        model.add_argument("--closed-completes", action="append", default=[], metavar="NODE",
+                           help="a node (id or task name) that the case's closing completes, e.g. its 办结 task "
+                                "(repeatable)")
+        model.set_defaults(func=cmd_import_bpmn)
 
     alerts = sub.add_parser("alerts", help="stored alerts")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)

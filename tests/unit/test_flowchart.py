@@ -3,7 +3,7 @@
 import pytest
 
 from alerts.catalog import load_catalog
-from alerts.flowchart import FlowchartError, catalog_nodes, read_bpmn
+from alerts.flowchart import FlowchartError, catalog_nodes, read_bpmn, read_pnml
 
 
 def bpmn(elements: str, flows: list[tuple[str, str]]) -> str:
@@ -103,3 +103,79 @@ def test_tasks_named_in_chinese_keep_their_bpmn_ids():
     assert [(n.id, n.name) for n in nodes] == [("Activity_0sl1", "受理"), ("Activity_1sh", "审核"), ("01", "01 办结"),
                                                ("node", "送达")]  # an id that is no identifier is not taken
     assert nodes[1].requires == ("Activity_0sl1",)
+
+
+# -- Petri nets (PNML) ------------------------------------------------------------------------------
+
+
+def pnml(transitions: dict[str, str | None], arcs: list[tuple[str, str]], start: str = "i", end: str = "o",
+         final: bool = True, namespace: bool = False) -> str:
+    """A workflow net: places are the arcs' ends that are not transitions; `transitions` maps an id
+    to its label, None for a silent one (ProM's $invisible$, as PM4Py writes it)."""
+    places = [n for arc in arcs for n in arc if n not in transitions]
+    body = "".join(f'<place id="{p}"><name><text>{p}</text></name>'
+                   + ('<initialMarking><text>1</text></initialMarking>' if p == start else '') + '</place>'
+                   for p in dict.fromkeys(places))
+    for ident, label in transitions.items():
+        if label is None:
+            body += (f'<transition id="{ident}"><name><text>{ident}</text></name>'
+                     f'<toolspecific tool="ProM" version="6.4" activity="$invisible$"/></transition>')
+        else:
+            body += f'<transition id="{ident}"><name><text>{label}</text></name></transition>'
+    body += "".join(f'<arc id="a{n}" source="{a}" target="{b}"/>' for n, (a, b) in enumerate(arcs))
+    markings = (f'<finalmarkings><marking><place idref="{end}"><text>1</text></place></marking></finalmarkings>'
+                if final else "")
+    xmlns = ' xmlns="http://www.pnml.org/version-2009/grammar/pnml"' if namespace else ""
+    return f'<?xml version="1.0"?><pnml{xmlns}><net id="n" type="pt"><page id="p0">{body}</page>{markings}</net></pnml>'
+
+
+def test_a_petri_net_is_read_as_its_flowchart_would_be():
+    """A sequence, a choice with a silent skip (optional), and a parallel split and join (the join
+    requires both branches): as in the flowcharts above, whatever the namespace or final marking."""
+    transitions = {"ta": "A1 accept", "skip": None, "tb": "B1 check", "split": None, "tc": "C1 left",
+                   "td": "D1 right", "join": None, "te": "E1 close"}
+    arcs = [("i", "ta"), ("ta", "p1"), ("p1", "tb"), ("p1", "skip"), ("tb", "p2"), ("skip", "p2"),
+            ("p2", "split"), ("split", "p3"), ("split", "p4"), ("p3", "tc"), ("p4", "td"), ("tc", "p5"),
+            ("td", "p6"), ("p5", "join"), ("p6", "join"), ("join", "p7"), ("p7", "te"), ("te", "o")]
+    expected = [("A1", True, ()), ("B1", False, ("A1",)), ("C1", True, ("A1",)), ("D1", True, ("A1",)),
+                ("E1", True, ("C1", "D1"))]
+    for final, namespace in ((True, False), (False, True)):
+        assert shape(read_pnml(pnml(transitions, arcs, final=final, namespace=namespace))) == expected
+    # A labelled transition that itself joins and splits: a parallel join before it, a split after.
+    visible = {"ta": "A1", "tb": "B1", "tc": "C1", "td": "D1", "te": "E1"}
+    arcs = [("i", "ta"), ("ta", "p1"), ("ta", "p2"), ("p1", "tb"), ("p2", "tc"), ("tb", "p3"), ("tc", "p4"),
+            ("p3", "td"), ("p4", "td"), ("td", "p5"), ("p5", "te"), ("te", "o")]
+    assert shape(read_pnml(pnml(visible, arcs))) == [("A1", True, ()), ("B1", True, ("A1",)), ("C1", True, ("A1",)),
+                                                     ("D1", True, ("B1", "C1")), ("E1", True, ("D1",))]
+
+
+def test_a_loop_in_a_petri_net_is_rework():
+    transitions = {"ta": "A1", "tb": "B1", "redo": None, "done": None, "tc": "C1"}
+    arcs = [("i", "ta"), ("ta", "p1"), ("p1", "tb"), ("tb", "p2"), ("p2", "redo"), ("redo", "p1"),
+            ("p2", "done"), ("done", "p3"), ("p3", "tc"), ("tc", "o")]
+    nodes = read_pnml(pnml(transitions, arcs))
+    assert shape(nodes) == [("A1", True, ()), ("B1", True, ("A1",)), ("C1", True, ("B1",))]
+    assert [n.rework for n in nodes] == [False, True, False]
+    with pytest.raises(FlowchartError, match="loops back"):
+        read_pnml(pnml(transitions, arcs), strict=True)
+
+
+@pytest.mark.parametrize("xml, words", [
+    ("<pnml><net", "not well-formed PNML"),
+    ("<definitions><process id='p'/></definitions>", r"expected one <net> \(a PNML Petri net\), found 0"),
+    (pnml({"ta": "A1", "tb": "A1"}, [("i", "ta"), ("ta", "p"), ("p", "tb"), ("tb", "o")]),
+     "share the label 'A1'"),
+    (pnml({"ta": "A1"}, [("i", "ta"), ("ta", "o")]).replace('<arc id="a1"', '<arc id="a1"><inscription><text>2'
+                                                            '</text></inscription></arc><arc id="x"'),
+     "weight 2"),
+    (pnml({"ta": "A1"}, [("i", "ta"), ("ta", "o")]).replace("<text>1</text></initialMarking>",
+                                                            "<text>2</text></initialMarking>"),
+     "not a workflow net"),
+    (pnml({"ta": "A1", "tb": "B1"}, [("i", "ta"), ("ta", "o"), ("i", "tb"), ("tb", "o2")], final=False),
+     "not a workflow net.*2 ending"),
+    (pnml({"ta": "A1", "tz": "Z1"}, [("i", "ta"), ("ta", "o"), ("tz", "o")]), "'Z1' has no input place"),
+    (pnml({"ta": "A1"}, [("i", "ta"), ("ta", "ta")]), "does not join a place and a transition"),
+])
+def test_what_a_petri_net_cannot_say_in_the_catalog_is_refused(xml, words):
+    with pytest.raises(FlowchartError, match=words):
+        read_pnml(xml)
