@@ -20,6 +20,11 @@ the embedded broker (`TANSU_QUIRKS` below; `streams.app` reads it):
   `create_topics` with the partition count the app expects.
 * Group joins wait about half the session timeout: the embedded settings use a
   short session timeout.
+* A group's leader that leaves while the group is forming (after another member
+  left first: two workers stopped at once) stays its leader, no member, never
+  evicted, and no member can join again: against a Tansu that outlives the
+  process, a consumer that led several members stops without LeaveGroup and is
+  evicted instead (`streams.faust_patches`, patch 11).
 * A waiting fetch is not answered when records arrive: Tansu holds it for the whole
   fetch wait, which Faust hard-codes at 1.5 s, so every message (and every timer tick,
   which goes through a topic) could wait up to 1.5 s (measured: p50 0.26 s, max 0.69 s;

@@ -1,4 +1,5 @@
-"""Every change Sunlight makes to faust-streaming's internals, in one place.
+"""Every change Sunlight makes to faust-streaming's internals (and to those of mode and aiokafka,
+which it runs on), in one place.
 
 Written against faust-streaming 0.15.3 (pinned in pyproject.toml); `apply` refuses another
 version, because each patch below relies on the lines it names. `tests/unit/test_faust_patches.py`
@@ -56,11 +57,24 @@ covers each one.
    and SIGINT on handlers of its own as the worker's start begins, whose stop runs in a task
    nobody waits for. `after_signal_handlers` runs Sunlight's own installation right after mode's,
    so that a signal while the worker starts is Sunlight's to handle (`streams.runtime`).
+11. **Leaving a group on Tansu** (aiokafka 0.14.0, the client Faust runs on: `GroupCoordinator.close`,
+   aiokafka/consumer/group_coordinator.py, "await self._maybe_leave_group()"; the members a leader
+   is given in `_perform_assignment`, "members = response.members"): Tansu 0.6.0 does not clear a
+   group's leader when the leader leaves a group that is forming, which it is once another member
+   has left first (two workers stopped at once, the follower's LeaveGroup first). The group then
+   keeps a leader that is no member and is never evicted: every member that joins afterwards is a
+   follower whose SyncGroup is answered REBALANCE_IN_PROGRESS for ever, and the workers hang in
+   "the worker is starting" (found by a black-box test: about one stop of two workers in four).
+   Tansu does clear a leader it evicts, so with `set_stay_when_leading_others(True)` a consumer
+   that led a group of several members does not send LeaveGroup when it stops: the coordinator
+   evicts it after the session timeout. A follower, or a leader alone in its group, leaves as
+   before (a lone leader's LeaveGroup finds the group formed, which clears it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Optional
 
 import faust
@@ -69,6 +83,8 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.consumer import consecutive_numbers
 from faust.types import TP
 
+log = logging.getLogger(__name__)
+
 FAUST_VERSION = "0.15.3"
 UNIT_CODEC = "sunlight-unit"
 
@@ -76,6 +92,7 @@ _unit_topics: set[str] = set()
 _fetch_max_wait_ms: int | None = None
 _isolation_level: str | None = None
 _confirm_highwaters: Callable[[str, dict], Awaitable[dict]] | None = None
+_stay_when_leading_others = False
 _applied = False
 
 
@@ -126,6 +143,15 @@ def apply() -> None:
     from faust.tables.manager import TableManager
 
     TableManager.on_start = _table_manager_start
+    from aiokafka.consumer.group_coordinator import CoordinatorGroupRebalance, GroupCoordinator
+
+    global _perform_assignment, _maybe_leave_group, _on_join_follower
+    _perform_assignment = GroupCoordinator._perform_assignment
+    _maybe_leave_group = GroupCoordinator._maybe_leave_group
+    _on_join_follower = CoordinatorGroupRebalance._on_join_follower
+    GroupCoordinator._perform_assignment = _assign_as_leader
+    GroupCoordinator._maybe_leave_group = _leave_unless_leading_others
+    CoordinatorGroupRebalance._on_join_follower = _join_as_follower
     _applied = True
 
 
@@ -236,6 +262,44 @@ def set_isolation_level(level: str | None) -> None:
     if level not in (None, "read_committed", "read_uncommitted"):
         raise ValueError(f"isolation level {level!r}: read_committed or read_uncommitted")
     _isolation_level = level
+
+
+# -- 11. leaving a group on Tansu ---------------------------------------------------------------------
+
+# aiokafka's own methods, set by `apply`.
+_perform_assignment: Any = None
+_maybe_leave_group: Any = None
+_on_join_follower: Any = None
+
+
+def set_stay_when_leading_others(stay: bool) -> None:
+    """Whether a consumer that led a group of several members leaves it without LeaveGroup when it
+    stops (patch 11: True against a Tansu broker that outlives the process)."""
+    global _stay_when_leading_others
+    _stay_when_leading_others = stay
+
+
+async def _assign_as_leader(self, response):
+    """GroupCoordinator._perform_assignment, noting how many members this leader was given."""
+    self.sunlight_led_members = len(response.members)
+    return await _perform_assignment(self, response)
+
+
+async def _join_as_follower(self):
+    """CoordinatorGroupRebalance._on_join_follower: this member no longer leads."""
+    self._coordinator.sunlight_led_members = 0
+    return await _on_join_follower(self)
+
+
+async def _leave_unless_leading_others(self) -> None:
+    """GroupCoordinator._maybe_leave_group, except for the leader of several members on Tansu:
+    its generation is reset as after a LeaveGroup, and none is sent."""
+    if _stay_when_leading_others and self.generation > 0 and getattr(self, "sunlight_led_members", 0) > 1:
+        log.info("leaving group %s without LeaveGroup (it led %d members; Tansu would keep a leader that left): "
+                 "evicted after the session timeout", self.group_id, self.sunlight_led_members)
+        self.reset_generation()
+        return
+    await _maybe_leave_group(self)
 
 
 # -- 4. high watermarks ---------------------------------------------------------------------------

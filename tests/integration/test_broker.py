@@ -115,3 +115,65 @@ def test_a_broker_answers_though_another_bootstrap_host_hangs():
     finally:
         for sock in hung:
             sock.close()
+
+
+def _group_member(bootstrap: str, topic: str):
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="stuck", enable_auto_commit=False,
+                            session_timeout_ms=3000, heartbeat_interval_ms=500, fetch_max_wait_ms=100)
+
+
+async def _assigned(consumer, within: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if consumer.assignment():
+            return True
+        try:
+            await asyncio.wait_for(consumer.getmany(timeout_ms=100), 0.5)
+        except asyncio.TimeoutError:
+            pass
+    return False
+
+
+def test_a_group_whose_leader_stops_last_takes_new_members():
+    """Tansu 0.6.0 keeps a group's leader that leaves after another member has left, and then no
+    member can join (streams/faust_patches.py, patch 11): two workers stopped at once hung in "the
+    worker is starting" until the broker went (found by a black-box test). A leader of several
+    members stops without LeaveGroup, is evicted after the session timeout, and a new member
+    joins. Fails without the patch: the new member is never assigned."""
+    from streams import faust_patches
+
+    faust_patches.apply()
+
+    async def run(bootstrap: str) -> bool:
+        await create_topics(bootstrap, [("grouped", 2)])
+        leader = _group_member(bootstrap, "grouped")
+        await leader.start()
+        assert await _assigned(leader, 20)
+        follower = _group_member(bootstrap, "grouped")
+        await follower.start()
+        assert await asyncio.wait_for(asyncio.gather(_assigned(leader, 20), _assigned(follower, 20)), 30)
+        assert getattr(leader._coordinator, "sunlight_led_members", 0) == 2
+        assert getattr(follower._coordinator, "sunlight_led_members", 0) == 0
+        await follower.stop()  # the follower's LeaveGroup first: the group is forming
+        await leader.stop()
+        newcomer = _group_member(bootstrap, "grouped")
+        try:  # the session timeout (3 s) and a join: well within (its start waits for the join)
+            await asyncio.wait_for(newcomer.start(), 25)
+            return await asyncio.wait_for(_assigned(newcomer, 20), 25)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            try:  # a member that never joined may not stop either (its join never ends)
+                await asyncio.wait_for(newcomer.stop(), 10)
+            except asyncio.TimeoutError:
+                pass
+
+    faust_patches.set_stay_when_leading_others(True)
+    try:
+        with EmbeddedBroker() as broker:
+            assert asyncio.run(run(broker.bootstrap))
+    finally:
+        faust_patches.set_stay_when_leading_others(False)

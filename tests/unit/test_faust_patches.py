@@ -46,6 +46,11 @@ def test_the_faust_lines_the_patches_rely_on_are_there():
     assert "consumer.end_offsets(partitions)" in inspect.getsource(driver_module)  # high watermarks
     assert "self._committed_offset.update(committable_offsets)" in consumer_source  # what committed_offsets reads
     assert "while not self.should_stop and self._unacked_messages:" in consumer_source  # the stop's wait
+    from aiokafka.consumer import group_coordinator
+
+    coordinator_source = inspect.getsource(group_coordinator)
+    assert "await self._maybe_leave_group()" in coordinator_source  # leaving a group on Tansu: the stop's leave
+    assert "members = response.members" in coordinator_source  # ... and the members a leader is given
 
 
 def test_apply_installs_every_patch():
@@ -53,6 +58,40 @@ def test_apply_installs_every_patch():
     assert faust_consumer.Consumer._new_offset is faust_patches._new_offset
     assert TableManager.on_start is faust_patches._table_manager_start
     assert "_fetch_max_wait_ms" in inspect.getsource(driver.AIOKafkaConsumerThread._create_worker_consumer)
+    from aiokafka.consumer.group_coordinator import CoordinatorGroupRebalance, GroupCoordinator
+
+    assert GroupCoordinator._maybe_leave_group is faust_patches._leave_unless_leading_others
+    assert GroupCoordinator._perform_assignment is faust_patches._assign_as_leader
+    assert CoordinatorGroupRebalance._on_join_follower is faust_patches._join_as_follower
+
+
+def test_only_a_leader_of_several_members_stays_in_its_group_and_only_when_told():
+    """Patch 11 (the whole path against a real Tansu: tests/integration/test_broker.py)."""
+    class Coordinator:
+        group_id, generation, _group_instance_id, member_id = "sunlight", 4, None, "m-1"
+
+        def __init__(self, led: int):
+            self.sunlight_led_members, self.sent = led, []
+
+        async def _send_req(self, request):
+            self.sent.append(type(request).__name__)
+
+        def reset_generation(self):
+            self.generation = -1
+
+    def left(led: int, stay: bool) -> tuple[list[str], int]:
+        coordinator = Coordinator(led)
+        faust_patches.set_stay_when_leading_others(stay)
+        try:
+            asyncio.run(faust_patches._leave_unless_leading_others(coordinator))
+        finally:
+            faust_patches.set_stay_when_leading_others(False)
+        return coordinator.sent, coordinator.generation
+
+    assert left(2, stay=True) == ([], -1)  # reset as after a leave, none sent
+    assert left(1, stay=True) == (["LeaveGroupRequest"], -1)  # a leader alone leaves
+    assert left(0, stay=True) == (["LeaveGroupRequest"], -1)  # a follower leaves
+    assert left(2, stay=False) == (["LeaveGroupRequest"], -1)  # on a Kafka cluster, as aiokafka does
 
 
 # -- 1. units -------------------------------------------------------------------------------------
