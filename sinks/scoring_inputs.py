@@ -56,12 +56,22 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
     start, end = (t.astimezone(timezone.utc) for t in month_bounds(month, tz))
     window = {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)}
 
-    latest_cases = ("(SELECT case_id, argMax(item_code, revision) AS item_code, argMax(department, revision) AS "
-                    "department, argMax(region, revision) AS region, argMax(accepted_at, revision) AS accepted "
-                    "FROM cases GROUP BY case_id)")
+    # A case counts in the month it was accepted; one never registered as accepted (its acceptance
+    # missing from the source, or a process without one, such as a fine decided at once), in the
+    # month its first event happened. Before, such a case was in no month: a department whose
+    # acceptances were missing had no 办件, escaped its 不规范率 and the ranking, while its cases'
+    # alerts and tickets counted (found by an independent scorer).
+    latest = ("SELECT case_id, argMax(item_code, revision) AS item_code, argMax(department, revision) AS "
+              "department, argMax(region, revision) AS region, argMax(accepted_at, revision) AS accepted "
+              "FROM cases GROUP BY case_id")
+    latest_cases = (f"(SELECT l.case_id AS case_id, l.item_code AS item_code, l.department AS department, "
+                    f"l.region AS region, if(l.accepted IS NULL, f.first_at, l.accepted) AS counted_at "
+                    f"FROM ({latest}) AS l LEFT JOIN ("
+                    f"SELECT case_id, min(occurred_at) AS first_at FROM case_events "
+                    f"WHERE type != 'rated' AND case_id IN (SELECT case_id FROM ({latest}) WHERE accepted IS NULL) "
+                    f"GROUP BY case_id) AS f ON l.case_id = f.case_id)")
     query = ScopedQuery("case_id, item_code, department, region", latest_cases,
-                        where="accepted IS NOT NULL AND accepted >= {start:DateTime64(6, 'UTC')} "
-                              "AND accepted < {end:DateTime64(6, 'UTC')}",
+                        where="counted_at >= {start:DateTime64(6, 'UTC')} AND counted_at < {end:DateTime64(6, 'UTC')}",
                         tail="ORDER BY case_id")
     sql, parameters = query.sql(scope)
     cases = tuple(CaseFact(*row) for row in client.query(sql, parameters={**parameters, **window}).result_rows)

@@ -4,6 +4,7 @@ in the month it opened in (sinks.scoring_inputs.month_facts, 督办完成率).""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -117,3 +118,54 @@ def test_a_letter_for_sunlights_own_failure_is_not_the_departments_nonstandard_p
     finally:
         client.close()
     assert [(f.department, f.letter_id) for f in facts.letters] == [("ZJJ", letter("e3", "schema")["letter_id"])]
+
+
+def test_a_case_never_accepted_counts_in_the_month_of_its_first_event(tmp_path):
+    """A case whose acceptance the source never registered was in no month: its department had no
+    办件 (当月无办件, not ranked, 操作规范 无数据) while its red cards and tickets counted (found by an
+    independent scorer). It counts in the month its first event happened, and its cards with it."""
+    import yaml
+
+    from tests.integration.conftest import as_messages, pipeline_settings, replay
+
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text((Path(__file__).resolve().parents[1] / "data" / "contract" / "catalog.example.yaml").read_text(encoding="utf-8"),
+                       encoding="utf-8")
+    item = yaml.safe_load(catalog.read_text(encoding="utf-8"))["items"][0]["code"]
+
+    def event(case_id: str, n: int, kind: str, day: str, node: str | None = None) -> dict:
+        at = f"{day}T10:00:00+08:00"
+        return {"event_id": f"{case_id}-{n}", "case_id": case_id, "item_code": item, "type": kind,
+                "occurred_at": at, "recorded_at": at, **({"node": node} if node else {})}
+
+    events = [
+        event("ACCEPTED", 1, "accepted", "2026-04-10"), event("ACCEPTED", 2, "node_completed", "2026-04-13", "undertake"),
+        # never accepted: its first event in April (and a skipped 受理: a red card), closed in April
+        event("UNACCEPTED", 1, "node_completed", "2026-04-20", "undertake"), event("UNACCEPTED", 2, "closed", "2026-04-21"),
+        # never accepted: its first event in March, closed in April
+        event("MARCH", 1, "node_completed", "2026-03-30", "undertake"), event("MARCH", 2, "closed", "2026-04-02"),
+    ]
+    settings = pipeline_settings(tmp_path / "data")
+    alerts, _ = replay(settings, catalog, as_messages(events), now=datetime(2026, 5, 1, tzinfo=timezone.utc))
+    assert any(a["case_id"] == "UNACCEPTED" and a["severity"] == "red" for a in alerts)
+    from dashboards.macros import ALL, Variable
+
+    client = connect(None, settings.data_dir)
+    try:
+        april, march = month_facts(client, "2026-04", SHANGHAI), month_facts(client, "2026-03", SHANGHAI)
+        # The inspector's 本月各部门不规范率 counts them as the score does.
+        every = {name: Variable(name, [ALL], [row[0] for row in client.query(q.VARIABLE_QUERIES[name]).result_rows],
+                                all_value=q.all_value_of(name)) for name in ("rule", "severity", "department", "region")}
+        panel = {}
+        for month, end in (("2026-03", datetime(2026, 3, 31, 23, 59, tzinfo=CST)),
+                           ("2026-04", datetime(2026, 4, 30, 23, 59, tzinfo=CST))):
+            result = client.query(expand(q.IRREGULARITY_RATE_BY_DEPARTMENT.sql, TimeRange(end - timedelta(days=1), end),
+                                         every))
+            rows = [dict(zip(result.column_names, row)) for row in result.result_rows]
+            panel[month] = (sum(r["cases"] for r in rows), sum(r["irregular_cases"] for r in rows))
+    finally:
+        client.close()
+    assert sorted(c.case_id for c in april.cases) == ["ACCEPTED", "UNACCEPTED"]
+    assert "UNACCEPTED" in april.irregular_cases
+    assert [c.case_id for c in march.cases] == ["MARCH"]
+    assert panel["2026-04"] == (2, len(april.irregular_cases)) and panel["2026-03"] == (1, len(march.irregular_cases))
