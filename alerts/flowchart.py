@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 SUPPORTED = {"task", "userTask", "manualTask", "serviceTask", "scriptTask", "businessRuleTask", "sendTask",
              "receiveTask", "exclusiveGateway", "parallelGateway", "startEvent", "endEvent"}
@@ -102,9 +102,11 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
 
 
 def _flow_nodes(kinds: dict[str, str], names: dict[str, str], flows: list[tuple[str, str]],
-                strict: bool) -> list[FlowNode]:
+                strict: bool, id_of: Callable[[str, set[str], str], str] | None = None) -> list[FlowNode]:
     """The nodes of a flow graph in BPMN's terms (`kinds`: one startEvent, one endEvent, tasks,
-    exclusive and parallel gateways; `names` of the tasks; `flows` between them, all known)."""
+    exclusive and parallel gateways; `names` of the tasks; `flows` between them, all known).
+    `id_of(name, used, element_id)` names a node (`node_id_for` unless said)."""
+    id_of = id_of or node_id_for
     successors: dict[str, list[str]] = {i: [] for i in kinds}
     predecessors: dict[str, list[str]] = {i: [] for i in kinds}
     for source, target in flows:
@@ -170,7 +172,7 @@ def _flow_nodes(kinds: dict[str, str], names: dict[str, str], flows: list[tuple[
                 must[node], changed = value, True
     required = must[end]
     used: set[str] = set()
-    ids = {i: node_id_for(names[i] or i, used, i) for i in topo if kinds[i] in TASKS}
+    ids = {i: id_of(names[i] or i, used, i) for i in topo if kinds[i] in TASKS}
     nodes = []
     for task in (i for i in topo if kinds[i] in TASKS):
         before = must[task] - {task}
@@ -254,15 +256,17 @@ def read_pnml(text: str | bytes, strict: bool = False) -> list[FlowNode]:
             if tokens := _tokens(element, "initialMarking"):
                 marked[ident] = tokens
         elif kind == "transition":
-            tool = _child(element, "toolspecific")
-            silent = tool is not None and tool.get("activity") == "$invisible$"
-            transitions[ident] = "" if silent else _text(element, "name")
+            transitions[ident] = "" if _silent(element) else _text(element, "name")
             order.append(ident)
         elif kind == "arc":
             weight = _tokens(element, "inscription") or 1
             if weight != 1:
                 raise FlowchartError(f"arc {ident!r} has weight {weight}: only arcs of weight one can be expressed "
                                      f"in the catalog")
+            arc_type = _text(element, "arctype") or "normal"
+            if arc_type != "normal":  # PM4Py writes inhibitor and reset arcs so
+                raise FlowchartError(f"arc {ident!r} is an {arc_type} arc: only normal arcs can be expressed in the "
+                                     f"catalog")
             arcs.append((element.get("source"), element.get("target")))
     if not transitions:
         raise FlowchartError("the net has no transitions")
@@ -274,6 +278,9 @@ def read_pnml(text: str | bytes, strict: bool = False) -> list[FlowNode]:
               for e in marking.iter() if _local(e.tag) == "place" and _tokens(e) > 0]
     if not finals:
         finals = [p for p in places if not any(source == p for source, _ in arcs)]
+    unknown = [f for f in finals if f not in place_set]
+    if unknown:
+        raise FlowchartError(f"the final marking names places the net does not have: {unknown}")
     if len(marked) != 1 or next(iter(marked.values())) != 1 or len(finals) != 1:
         raise FlowchartError(f"not a workflow net: expected one place marked with one token at the start and one "
                              f"place that ends the process, found {len(marked)} marked ({sorted(marked)}) and "
@@ -281,6 +288,8 @@ def read_pnml(text: str | bytes, strict: bool = False) -> list[FlowNode]:
     start, end = next(iter(marked)), finals[0]
     if start == end:
         raise FlowchartError(f"place {start!r} both starts and ends the process")
+    if any(source == end for source, _ in arcs):
+        raise FlowchartError(f"not a workflow net: the place that ends the process ({end!r}) has output arcs")
     labels: dict[str, str] = {}
     for ident, label in transitions.items():
         if label and label in labels:
@@ -318,7 +327,35 @@ def read_pnml(text: str | bytes, strict: bool = False) -> list[FlowNode]:
         flows += [(place, entry) for place in inputs[ident]] + [(leave, place) for place in outputs[ident]]
     if any(target == start for _, target in flows):
         raise FlowchartError(f"the start place {start!r} has input arcs")
-    return _flow_nodes(kinds, names, flows, strict)
+    return _flow_nodes(kinds, names, flows, strict, id_of=_label_id)
+
+
+def _silent(transition: ET.Element) -> bool:
+    """A silent transition, as ProM marks it (`activity="$invisible$"` on a toolspecific) or as
+    PM4Py marks it besides in a stochastic net (`<property key="invisible">true</property>`), on
+    any of its toolspecific elements, or one without a label."""
+    for tool in (c for c in transition if _local(c.tag) == "toolspecific"):
+        if tool.get("activity") == "$invisible$":
+            return True
+        if any(_local(p.tag) == "property" and p.get("key") == "invisible" and (p.text or "").strip() == "true"
+               for p in tool):
+            return True
+    return not _text(transition, "name")
+
+
+def _label_id(name: str, used: set[str], element_id: str) -> str:
+    """A Petri net's node id: from its label, as an event log names the activity. A label with Latin
+    letters as a flowchart's task name (`node_id_for`); one without (受理, 审核) is its own id, since
+    the transitions' ids are often random (PM4Py writes a uuid for each) and would change at every
+    export."""
+    if re.search(r"[A-Za-z]", name):
+        return node_id_for(name, used)
+    base = re.sub(r"\s+", "_", name.strip())
+    candidate, n = base, 2
+    while candidate in used:
+        candidate, n = f"{base}_{n}", n + 1
+    used.add(candidate)
+    return candidate
 
 
 def _reach(origin: str, edges: dict[str, list[str]], skip: set[tuple[str, str]]) -> set[str]:

@@ -175,7 +175,42 @@ def test_a_loop_in_a_petri_net_is_rework():
      "not a workflow net.*2 ending"),
     (pnml({"ta": "A1", "tz": "Z1"}, [("i", "ta"), ("ta", "o"), ("tz", "o")]), "'Z1' has no input place"),
     (pnml({"ta": "A1"}, [("i", "ta"), ("ta", "ta")]), "does not join a place and a transition"),
+    (pnml({"ta": "A1"}, [("i", "ta"), ("ta", "o")]).replace('idref="o"', 'idref="nowhere"'),
+     r"final marking names places the net does not have: \['nowhere'\]"),
+    (pnml({"ta": "A1"}, [("i", "ta"), ("ta", "o")]).replace('<arc id="a1"', '<arc id="a1"><arctype><text>inhibitor'
+                                                            '</text></arctype></arc><arc id="x"'),
+     "inhibitor arc"),
+    (pnml({"ta": "A1", "reopen": "R1"}, [("i", "ta"), ("ta", "o"), ("o", "reopen"), ("reopen", "p")]),
+     "ends the process .* has output arcs"),
 ])
 def test_what_a_petri_net_cannot_say_in_the_catalog_is_refused(xml, words):
     with pytest.raises(FlowchartError, match=words):
         read_pnml(xml)
+
+
+def test_a_stochastic_net_s_silent_transitions_are_silent():
+    """PM4Py writes a stochastic net's timing before ProM's $invisible$, and marks a silent
+    transition there too: only the first toolspecific was read, so every silent transition was a
+    task named by its id, and a required one (`tau_end`) a red card on every closed case (found by
+    a review)."""
+    xml = pnml({"ta": "A1", "skip": None, "tb": "B1", "tau_end": None},
+               [("i", "ta"), ("i", "skip"), ("ta", "p1"), ("skip", "p1"), ("p1", "tb"), ("tb", "p2"),
+                ("p2", "tau_end"), ("tau_end", "o")])
+    stochastic = ('<toolspecific tool="StochasticPetriNet" version="0.2"><property key="distributionType">IMMEDIATE'
+                  '</property><property key="invisible">true</property></toolspecific>')
+    xml = xml.replace('<toolspecific tool="ProM"', stochastic + '<toolspecific tool="ProM"')
+    assert shape(read_pnml(xml)) == [("A1", False, ()), ("B1", True, ())]
+    # ... and marked silent by the stochastic element alone
+    alone = xml.replace('<toolspecific tool="ProM" version="6.4" activity="$invisible$"/>', "")
+    assert shape(read_pnml(alone)) == [("A1", False, ()), ("B1", True, ())]
+
+
+def test_a_petri_net_s_chinese_labels_are_its_node_ids():
+    """PM4Py gives each transition a random uuid for its id: a label without Latin letters took it
+    (or `node`, `node_2`), so a second export of the same model renamed every node (found by a
+    review). The label is the id, as the event log names the activity."""
+    ids = {"9f2c-1": "受理", "a77e-2": "审核", "0b1d-3": "办 结"}
+    arcs = [("i", "9f2c-1"), ("9f2c-1", "p1"), ("p1", "a77e-2"), ("a77e-2", "p2"), ("p2", "0b1d-3"), ("0b1d-3", "o")]
+    nodes = read_pnml(pnml(ids, arcs))
+    assert [(n.id, n.name, n.requires) for n in nodes] == [("受理", "受理", ()), ("审核", "审核", ("受理",)),
+                                                           ("办_结", "办 结", ("审核",))]
