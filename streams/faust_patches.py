@@ -145,12 +145,14 @@ def apply() -> None:
     TableManager.on_start = _table_manager_start
     from aiokafka.consumer.group_coordinator import CoordinatorGroupRebalance, GroupCoordinator
 
-    global _perform_assignment, _maybe_leave_group, _on_join_follower
+    global _perform_assignment, _maybe_leave_group, _on_join_follower, _close
     _perform_assignment = GroupCoordinator._perform_assignment
     _maybe_leave_group = GroupCoordinator._maybe_leave_group
     _on_join_follower = CoordinatorGroupRebalance._on_join_follower
+    _close = GroupCoordinator.close
     GroupCoordinator._perform_assignment = _assign_as_leader
     GroupCoordinator._maybe_leave_group = _leave_unless_leading_others
+    GroupCoordinator.close = _close_staying_if_leading_others
     CoordinatorGroupRebalance._on_join_follower = _join_as_follower
     _applied = True
 
@@ -270,6 +272,7 @@ def set_isolation_level(level: str | None) -> None:
 _perform_assignment: Any = None
 _maybe_leave_group: Any = None
 _on_join_follower: Any = None
+_close: Any = None
 
 
 def set_stay_when_leading_others(stay: bool) -> None:
@@ -291,10 +294,19 @@ async def _join_as_follower(self):
     return await _on_join_follower(self)
 
 
+async def _close_staying_if_leading_others(self) -> None:
+    """GroupCoordinator.close, noting that the leave it ends with is the stop's."""
+    self.sunlight_stopping = True
+    await _close(self)
+
+
 async def _leave_unless_leading_others(self) -> None:
-    """GroupCoordinator._maybe_leave_group, except for the leader of several members on Tansu:
-    its generation is reset as after a LeaveGroup, and none is sent."""
-    if _stay_when_leading_others and self.generation > 0 and getattr(self, "sunlight_led_members", 0) > 1:
+    """GroupCoordinator._maybe_leave_group, except for the leader of several members on Tansu as it
+    stops: its generation is reset as after a LeaveGroup, and none is sent. A leave for another
+    cause (its poll interval exceeded: the heartbeat's) is sent as before: the member rejoins at
+    once, and an old member of it left leading would stall the group until evicted."""
+    if (_stay_when_leading_others and getattr(self, "sunlight_stopping", False) and self.generation > 0
+            and getattr(self, "sunlight_led_members", 0) > 1):
         log.info("leaving group %s without LeaveGroup (it led %d members; Tansu would keep a leader that left): "
                  "evicted after the session timeout", self.group_id, self.sunlight_led_members)
         self.reset_generation()

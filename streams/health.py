@@ -205,6 +205,8 @@ class Watch:
         of the tables after the partitions held changed."""
         pipeline = self.pipeline
         if not pipeline.index_ready:  # recovering: what this worker will hold is not known yet
+            # Counted again once recovered, even for the same partitions (/readyz waits for it).
+            self.counted_for = None
             metrics.OPEN_CASES.set(float("nan"))
             for status in TICKET_STATUSES:
                 metrics.TICKETS.labels(status).set(float("nan"))

@@ -61,6 +61,7 @@ def test_apply_installs_every_patch():
     from aiokafka.consumer.group_coordinator import CoordinatorGroupRebalance, GroupCoordinator
 
     assert GroupCoordinator._maybe_leave_group is faust_patches._leave_unless_leading_others
+    assert GroupCoordinator.close is faust_patches._close_staying_if_leading_others
     assert GroupCoordinator._perform_assignment is faust_patches._assign_as_leader
     assert CoordinatorGroupRebalance._on_join_follower is faust_patches._join_as_follower
 
@@ -70,8 +71,8 @@ def test_only_a_leader_of_several_members_stays_in_its_group_and_only_when_told(
     class Coordinator:
         group_id, generation, _group_instance_id, member_id = "sunlight", 4, None, "m-1"
 
-        def __init__(self, led: int):
-            self.sunlight_led_members, self.sent = led, []
+        def __init__(self, led: int, stopping: bool):
+            self.sunlight_led_members, self.sunlight_stopping, self.sent = led, stopping, []
 
         async def _send_req(self, request):
             self.sent.append(type(request).__name__)
@@ -79,8 +80,8 @@ def test_only_a_leader_of_several_members_stays_in_its_group_and_only_when_told(
         def reset_generation(self):
             self.generation = -1
 
-    def left(led: int, stay: bool) -> tuple[list[str], int]:
-        coordinator = Coordinator(led)
+    def left(led: int, stay: bool, stopping: bool = True) -> tuple[list[str], int]:
+        coordinator = Coordinator(led, stopping)
         faust_patches.set_stay_when_leading_others(stay)
         try:
             asyncio.run(faust_patches._leave_unless_leading_others(coordinator))
@@ -92,6 +93,9 @@ def test_only_a_leader_of_several_members_stays_in_its_group_and_only_when_told(
     assert left(1, stay=True) == (["LeaveGroupRequest"], -1)  # a leader alone leaves
     assert left(0, stay=True) == (["LeaveGroupRequest"], -1)  # a follower leaves
     assert left(2, stay=False) == (["LeaveGroupRequest"], -1)  # on a Kafka cluster, as aiokafka does
+    # A leave that is not the stop's (the heartbeat's, its poll interval exceeded) is sent: the member
+    # rejoins at once, and its old self left leading would stall the group (found by a review).
+    assert left(2, stay=True, stopping=False) == (["LeaveGroupRequest"], -1)
 
 
 # -- 1. units -------------------------------------------------------------------------------------

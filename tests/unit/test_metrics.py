@@ -409,6 +409,14 @@ def test_health_server_answers_metrics_healthz_and_readyz():
             assert _sample("sunlight_open_cases") == 0
             assert await _get_async(port, "/readyz") == (200, "ready\n")
             assert _sample("sunlight_ready") == 1
+            # A rebalance that gives back the same partitions: counted again before ready (the
+            # partitions held had not changed, and the worker was ready with NaN: found by a review).
+            pipeline.index_ready = False
+            await watch.count()
+            pipeline.index_ready = True
+            assert (await _get_async(port, "/readyz"))[1] == "the open cases and tickets are being counted\n"
+            await watch.count()
+            assert await _get_async(port, "/readyz") == (200, "ready\n")
             pipeline.store_fails = True
             await watch.check_store()
             status, body = await _get_async(port, "/readyz")
