@@ -8,7 +8,7 @@ person can check number by number. The formulas are the rulebook's (default: the
 the office publishes it; the total is the sum of the rounded parts.
 
 A part with nothing to count (0 of 0: no tickets, no ratings, no cases) gets its full points
-and is marked `no_data`. A subject (department or region) with no case accepted in the month
+and is marked `no_data`. A subject (department or region) with no case of the month
 is scored but not ranked: it is listed separately, as the rules say.
 """
 
@@ -393,7 +393,7 @@ def push_deadline(month: str, push_day: int, tz: ZoneInfo) -> datetime:
 
 @dataclass(frozen=True)
 class CaseFact:
-    """A case accepted in the month."""
+    """A case of the month: accepted in it, or never accepted and first handled in it."""
     case_id: str
     item_code: str
     department: str

@@ -3,7 +3,8 @@ scores written back (table ``scores``, migration 0007).
 
 What is counted (see docs/scoring.md):
 
-* cases of the month: cases whose acceptance (``cases.accepted_at``) falls in the local month;
+* cases of the month: cases whose acceptance (``cases.accepted_at``) falls in the local month, and
+  cases never registered as accepted whose first step (no rating nor withdrawal) falls in it;
 * of those, the cases with a standing (not withdrawn) yellow or red alert;
 * tickets opened in the month, each as it stands now (latest version; settling ones are no one's yet);
   a ticket opened again by hand in a later month is a new round there, and its earlier round stays
@@ -58,9 +59,10 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
 
     # A case counts in the month it was accepted; one never registered as accepted (its acceptance
     # missing from the source, or a process without one, such as a fine decided at once), in the
-    # month its first event happened. Before, such a case was in no month: a department whose
-    # acceptances were missing had no 办件, escaped its 不规范率 and the ranking, while its cases'
-    # alerts and tickets counted (found by an independent scorer).
+    # month its first step happened (a rating or a withdrawal is none: a record only voided was never
+    # handled, and would dilute the rate; found by a review). Before, such a case was in no month: a
+    # department whose acceptances were missing had no 办件, escaped its 不规范率 and the ranking,
+    # while its cases' alerts and tickets counted (found by an independent scorer).
     latest = ("SELECT case_id, argMax(item_code, revision) AS item_code, argMax(department, revision) AS "
               "department, argMax(region, revision) AS region, argMax(accepted_at, revision) AS accepted "
               "FROM cases GROUP BY case_id")
@@ -68,7 +70,8 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
                     f"l.region AS region, if(l.accepted IS NULL, f.first_at, l.accepted) AS counted_at "
                     f"FROM ({latest}) AS l LEFT JOIN ("
                     f"SELECT case_id, min(occurred_at) AS first_at FROM case_events "
-                    f"WHERE type != 'rated' AND case_id IN (SELECT case_id FROM ({latest}) WHERE accepted IS NULL) "
+                    f"WHERE type NOT IN ('rated', 'withdrawn') "
+                    f"AND case_id IN (SELECT case_id FROM ({latest}) WHERE accepted IS NULL) "
                     f"GROUP BY case_id) AS f ON l.case_id = f.case_id)")
     query = ScopedQuery("case_id, item_code, department, region", latest_cases,
                         where="counted_at >= {start:DateTime64(6, 'UTC')} AND counted_at < {end:DateTime64(6, 'UTC')}",

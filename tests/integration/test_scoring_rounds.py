@@ -144,6 +144,8 @@ def test_a_case_never_accepted_counts_in_the_month_of_its_first_event(tmp_path):
         event("UNACCEPTED", 1, "node_completed", "2026-04-20", "undertake"), event("UNACCEPTED", 2, "closed", "2026-04-21"),
         # never accepted: its first event in March, closed in April
         event("MARCH", 1, "node_completed", "2026-03-30", "undertake"), event("MARCH", 2, "closed", "2026-04-02"),
+        # never accepted, only voided: never handled, no case of any month (it would dilute the rate)
+        event("VOIDED", 1, "withdrawn", "2026-04-15"),
     ]
     settings = pipeline_settings(tmp_path / "data")
     alerts, _ = replay(settings, catalog, as_messages(events), now=datetime(2026, 5, 1, tzinfo=timezone.utc))
