@@ -54,6 +54,7 @@ from dashboards.build import all_dashboards, clickhouse_targets  # noqa: E402
 from dashboards.macros import ALL, Variable, dashboard_range, expand, panel_range  # noqa: E402
 from dashboards.queries import PANELS, VARIABLE_QUERIES  # noqa: E402
 from sinks.catalog_rows import code_rows  # noqa: E402
+from streams.catalog_source import default_rulebook  # noqa: E402
 from sinks.clickhouse import connect  # noqa: E402
 from sinks.migrations import migrate  # noqa: E402
 
@@ -358,7 +359,12 @@ INSERT INTO catalog_items SELECT item_code, concat('事项', toString(any(item))
     ['licensing', 'penalty', 'confirmation', 'inspection', 'levy'][intDiv(any(item), 40) % 5 + 1],
     any(promised_days), NULL, 'active', 1, 1, {self.T}
 FROM bench_gen.plan GROUP BY item_code""")
-        self.c.insert("catalog_codes", [[kind, code, title, 1, 1, self.now] for kind, code, title in code_rows()],
+        # The regions of the departments, named as `sinks.catalog_rows.region_rows` names them (the
+        # 区域 variable's options: without them, it has none).
+        named = default_rulebook().region_names
+        regions = [("region", code, named.get(code, code)) for code in REGIONS]
+        self.c.insert("catalog_codes", [[kind, code, title, 1, 1, self.now] for kind, code, title in
+                                        (*code_rows(), *regions)],
                       column_names=["kind", "code", "title", "in_catalog", "version", "written_at"])
         self.c.command(f"""
 INSERT INTO tickets (ticket_id, version, case_id, rule, severity, item_code, department, region, status, resolution,
@@ -425,7 +431,10 @@ WHERE $__timeFilter(first_at)""",
     "wall_open_cards": f"""
 SELECT countIf(severity = 'red'), countIf(severity = 'yellow') FROM {PENDING_ALERTS}""",
     "overdue_open_cases_by_department": """
-SELECT count(), countIf(deadline < $__toTime - INTERVAL 30 DAY),
+SELECT count(),
+    -- 以上 includes the number: days late counted as the worst delay counts them (a case 30 days
+    -- late is among them), not as 30 days of elapsed time (the panel since 192247d)
+    countIf(dateDiff('day', toDate(deadline - INTERVAL 1 MICROSECOND, 'Asia/Shanghai'), toDate($__toTime, 'Asia/Shanghai')) >= 30),
     max(dateDiff('day', toDate(deadline - INTERVAL 1 MICROSECOND, 'Asia/Shanghai'), toDate($__toTime, 'Asia/Shanghai')))
 FROM cases FINAL
 WHERE accepted_at <= $__toTime AND (ended_at IS NULL OR ended_at > $__toTime) AND status != 'suspended'
@@ -456,8 +465,11 @@ FROM alerts FINAL WHERE status != 'withdrawn' AND {FILTERS} AND $__timeFilter(ev
 SELECT count(), countIf(case_id IN (SELECT case_id FROM alerts FINAL WHERE status != 'withdrawn'
                                     AND rule IN (${{rule:singlequote}}) AND severity IN (${{severity:singlequote}})))
 FROM cases FINAL
-WHERE accepted_at >= {MONTH_START} AND accepted_at <= $__toTime AND department IN (${{department:singlequote}})
-  AND region IN (${{region:singlequote}})
+WHERE ((accepted_at >= {MONTH_START} AND accepted_at <= $__toTime)
+       OR (accepted_at IS NULL AND case_id IN (SELECT case_id FROM case_events FINAL WHERE type NOT IN ('rated', 'withdrawn')
+                                               GROUP BY case_id HAVING min(occurred_at) >= {MONTH_START}
+                                               AND min(occurred_at) <= $__toTime)))
+  AND department IN (${{department:singlequote}}) AND region IN (${{region:singlequote}})
 GROUP BY department""",
     "case_timeline": """
 SELECT occurred_at, recorded_at FROM case_events FINAL WHERE case_id = ${case_id:singlequote}
