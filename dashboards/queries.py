@@ -461,11 +461,13 @@ ORDER BY red DESC, yellow DESC, department_name
 IRREGULARITY_RATE_BY_DEPARTMENT = Panel(
     name="irregularity_rate_by_department",
     title="本月各部门不规范率",
-    description="本月（截至所选时段末）各部门受理的办件（未登记受理的按其首个办理环节的时间计入）中，至少有一条成立的黄牌或红牌预警的比例，受上方规则、等级、部门、区域筛选"
+    description="本月（截至所选时段末）各部门受理的办件（未登记受理的按其首个办理环节的时间计入）中，"
+                "至少有一条成立的黄牌或红牌预警的比例，受上方规则、等级、部门、区域筛选"
                 "（规则、等级选“全部”时即考核口径的不规范率）。预警按目前已知的情况计，含所选时段末之后才发现的"
                 "（与月度考核一致），因此回看过去某日时可能高于当日所见。",
     doc="For the cases a department accepted (受理) in the local month of the range's end, up to "
-        "it (a case never registered as accepted: by its first step, as the scoring counts it): how many drew at least one yellow or red alert that still stands (resolved counts, "
+        "it (a case never registered as accepted: by its first step, as the scoring counts it): how "
+        "many drew at least one yellow or red alert that still stands (resolved counts, "
         "withdrawn does not), over all of them: the department's 不规范率. Within the inspector's "
         "filters: departments and regions narrow the cases, rules and severities the alerts that "
         "count (with all of them, the rate of the monthly scoring). The alerts are those that stand "

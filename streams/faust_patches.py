@@ -266,54 +266,6 @@ def set_isolation_level(level: str | None) -> None:
     _isolation_level = level
 
 
-# -- 11. leaving a group on Tansu ---------------------------------------------------------------------
-
-# aiokafka's own methods, set by `apply`.
-_perform_assignment: Any = None
-_maybe_leave_group: Any = None
-_on_join_follower: Any = None
-_close: Any = None
-
-
-def set_stay_when_leading_others(stay: bool) -> None:
-    """Whether a consumer that led a group of several members leaves it without LeaveGroup when it
-    stops (patch 11: True against a Tansu broker that outlives the process)."""
-    global _stay_when_leading_others
-    _stay_when_leading_others = stay
-
-
-async def _assign_as_leader(self, response):
-    """GroupCoordinator._perform_assignment, noting how many members this leader was given."""
-    self.sunlight_led_members = len(response.members)
-    return await _perform_assignment(self, response)
-
-
-async def _join_as_follower(self):
-    """CoordinatorGroupRebalance._on_join_follower: this member no longer leads."""
-    self._coordinator.sunlight_led_members = 0
-    return await _on_join_follower(self)
-
-
-async def _close_staying_if_leading_others(self) -> None:
-    """GroupCoordinator.close, noting that the leave it ends with is the stop's."""
-    self.sunlight_stopping = True
-    await _close(self)
-
-
-async def _leave_unless_leading_others(self) -> None:
-    """GroupCoordinator._maybe_leave_group, except for the leader of several members on Tansu as it
-    stops: its generation is reset as after a LeaveGroup, and none is sent. A leave for another
-    cause (its poll interval exceeded: the heartbeat's) is sent as before: the member rejoins at
-    once, and an old member of it left leading would stall the group until evicted."""
-    if (_stay_when_leading_others and getattr(self, "sunlight_stopping", False) and self.generation > 0
-            and getattr(self, "sunlight_led_members", 0) > 1):
-        log.info("leaving group %s without LeaveGroup (it led %d members; Tansu would keep a leader that left): "
-                 "evicted after the session timeout", self.group_id, self.sunlight_led_members)
-        self.reset_generation()
-        return
-    await _maybe_leave_group(self)
-
-
 # -- 4. high watermarks ---------------------------------------------------------------------------
 
 def confirm_highwaters(confirm: Callable[[str, dict], Awaitable[dict]] | None) -> None:
@@ -467,3 +419,51 @@ def after_signal_handlers(worker, install: Callable[[], None]) -> None:
         install()
 
     worker.install_signal_handlers = install_signal_handlers
+
+
+# -- 11. leaving a group on Tansu ---------------------------------------------------------------------
+
+# aiokafka's own methods, set by `apply`.
+_perform_assignment: Any = None
+_maybe_leave_group: Any = None
+_on_join_follower: Any = None
+_close: Any = None
+
+
+def set_stay_when_leading_others(stay: bool) -> None:
+    """Whether a consumer that led a group of several members leaves it without LeaveGroup when it
+    stops (patch 11: True against a Tansu broker that outlives the process)."""
+    global _stay_when_leading_others
+    _stay_when_leading_others = stay
+
+
+async def _assign_as_leader(self, response):
+    """GroupCoordinator._perform_assignment, noting how many members this leader was given."""
+    self.sunlight_led_members = len(response.members)
+    return await _perform_assignment(self, response)
+
+
+async def _join_as_follower(self):
+    """CoordinatorGroupRebalance._on_join_follower: this member no longer leads."""
+    self._coordinator.sunlight_led_members = 0
+    return await _on_join_follower(self)
+
+
+async def _close_staying_if_leading_others(self) -> None:
+    """GroupCoordinator.close, noting that the leave it ends with is the stop's."""
+    self.sunlight_stopping = True
+    await _close(self)
+
+
+async def _leave_unless_leading_others(self) -> None:
+    """GroupCoordinator._maybe_leave_group, except for the leader of several members on Tansu as it
+    stops: its generation is reset as after a LeaveGroup, and none is sent. A leave for another
+    cause (its poll interval exceeded: the heartbeat's) is sent as before: the member rejoins at
+    once, and an old member of it left leading would stall the group until evicted."""
+    if (_stay_when_leading_others and getattr(self, "sunlight_stopping", False) and self.generation > 0
+            and getattr(self, "sunlight_led_members", 0) > 1):
+        log.info("leaving group %s without LeaveGroup (it led %d members; Tansu would keep a leader that left): "
+                 "evicted after the session timeout", self.group_id, self.sunlight_led_members)
+        self.reset_generation()
+        return
+    await _maybe_leave_group(self)
