@@ -317,6 +317,7 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     assert ran["case_timeline"][0][0]["event"] == "受理"
     assert len(ran["case_evidence"][0]) == sum(a["case_id"] == case_id for a in alerts)
     assert all(orjson.loads(r["evidence"]) for r in ran["case_evidence"][0])
+    assert sum(r["state"] == "待处置" for r in ran["case_evidence"][0]) == pending_by_case[case_id]
     # A refused ticket action (a second tab's stale reply) is listed, told to who acted, and does not
     # wait (found by a black-box test: it stayed 待处理 for good, with nothing to redrive).
     assert (one("dlq_size")["waiting"], one("dlq_size")["letters"]) == (4, 5)
