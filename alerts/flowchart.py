@@ -67,6 +67,11 @@ def node_id_for(name: str, used: set[str], element_id: str = "") -> str:
         base = element_id
     else:
         base = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").lower() or "node"
+    return _unique(base, used)
+
+
+def _unique(base: str, used: set[str]) -> str:
+    """`base`, or `base_2`, `base_3`, ... if taken; noted as taken."""
     candidate, n = base, 2
     while candidate in used:
         candidate, n = f"{base}_{n}", n + 1
@@ -350,12 +355,7 @@ def _label_id(name: str, used: set[str], element_id: str) -> str:
     export."""
     if re.search(r"[A-Za-z]", name):
         return node_id_for(name, used)
-    base = re.sub(r"\s+", "_", name.strip())
-    candidate, n = base, 2
-    while candidate in used:
-        candidate, n = f"{base}_{n}", n + 1
-    used.add(candidate)
-    return candidate
+    return _unique(re.sub(r"\s+", "_", name.strip()), used)
 
 
 def _reach(origin: str, edges: dict[str, list[str]], skip: set[tuple[str, str]]) -> set[str]:
