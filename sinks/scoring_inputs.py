@@ -71,7 +71,8 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
                     f"FROM ({latest}) AS l LEFT JOIN ("
                     f"SELECT case_id, min(occurred_at) AS first_at FROM case_events "
                     f"WHERE type NOT IN ('rated', 'withdrawn') "
-                    f"AND case_id IN (SELECT case_id FROM ({latest}) WHERE accepted IS NULL) "
+                    # any revision without acceptance: a superset, read only where the latest has none
+                    f"AND case_id IN (SELECT case_id FROM cases WHERE accepted_at IS NULL) "
                     f"GROUP BY case_id) AS f ON l.case_id = f.case_id)")
     query = ScopedQuery("case_id, item_code, department, region", latest_cases,
                         where="counted_at >= {start:DateTime64(6, 'UTC')} AND counted_at < {end:DateTime64(6, 'UTC')}",
