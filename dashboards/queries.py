@@ -144,13 +144,17 @@ _DAYS_LATE = f"dateDiff('day', {_LAST_DAY}, $__toTime, 'Asia/Shanghai')"
 # ticket took up, has been dealt with. Before, every alert that stands counted, for good: a
 # yellow card never left the wall, nor a red card whose ticket was accepted.
 _TICKET_STATUS = "(SELECT ticket_id, argMax(status, version) AS status FROM tickets GROUP BY ticket_id)"
+# The alert's ticket (its case and rule's) was not closed.
+_TICKET_NOT_CLOSED = f"concat(case_id, '/', rule) NOT IN (SELECT ticket_id FROM {_TICKET_STATUS} WHERE status = 'closed')"
+
+
 def _unhandled(cases: str = "") -> str:
     """`cases`: a condition on `cases` that narrows its lookup where the alerts are of known cases
     (one case's drill-down reads one case's latest row, not every case's)."""
     narrowed = f"{cases} AND " if cases else ""
     return f"""(concat(case_id, '/', rule) IN (SELECT ticket_id FROM {_TICKET_STATUS}
         WHERE status NOT IN ('closed', 'withdrawn'))
-    OR (concat(case_id, '/', rule) NOT IN (SELECT ticket_id FROM {_TICKET_STATUS} WHERE status = 'closed')
+    OR ({_TICKET_NOT_CLOSED}
         AND case_id IN (SELECT case_id FROM cases FINAL WHERE {narrowed}status IN ('open', 'suspended'))))"""
 
 
@@ -160,8 +164,7 @@ _PENDING_OF_THE_CASE = f"{_OPEN} AND {_unhandled('case_id = ${case_id:singlequot
 # The same of an alert whose case is known to be in progress (a list of cases in progress): its
 # ticket active, or none closed. Without `cases FINAL` a second time, which cost a department's
 # case list 50 ms at 10M events.
-_PENDING_IN_PROGRESS = (f"{_OPEN} AND concat(case_id, '/', rule) NOT IN "
-                        f"(SELECT ticket_id FROM {_TICKET_STATUS} WHERE status = 'closed')")
+_PENDING_IN_PROGRESS = f"{_OPEN} AND {_TICKET_NOT_CLOSED}"
 # A case open at the end of the range ("now" of the screen): not yet finished then (a past day
 # shows the cases finished since as they were); one suspended now is left out, its clock stopped.
 # With `deadline < $__toTime` beside it, the acceptance is not read: a case accepted after a past
