@@ -41,7 +41,7 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
                      "attrs": dict(event.attrs), "attrs_text": attrs_in_words(event.attrs)})
     status = "未受理"
     ended = None if timeline.end is None else "已办结" if timeline.end.type is EventType.CLOSED else "已撤回"
-    late_acceptance = _accepted_after_the_end(events, timeline)
+    late_acceptance = _accepted_after_the_end(timeline)
     if late_acceptance is not None:  # the end came first: the case is not one still to be accepted
         status = f"{ended}（受理登记在其后）"
     elif timeline.accepted is not None:
@@ -54,9 +54,8 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
         "case_id": first.case_id if first else None, "item_code": item.code, "item_name": item.name,
         "department": (first.department if first and first.department else item.department),
         "department_name": department_name, "status": status, "timezone": calendar.tz.key, "events": rows,
-        "deadline": (_deadline(timeline, item, calendar) if late_acceptance is None else
-                     {"text": f"受理（{moment(local(late_acceptance.occurred_at))}）在办结或撤回"
-                              f"（{moment(local(timeline.end.occurred_at))}）之后，办理时限无从起算。"}),
+        "deadline": (_deadline(timeline, item, calendar) if late_acceptance is None
+                     else _deadline_after_the_end(timeline, late_acceptance, calendar)),
         "alerts": [{**alert, "text": describe_alert(alert)} for alert in alerts],
         "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
                         for event_id, reason in waiting.items()],
@@ -81,12 +80,25 @@ WAITING_TEXT = ("该办件有事件因数据不符合规范被系统拒收，事
                 "已发的预警在已到达的事实不再支持时撤销。")
 
 
-def _accepted_after_the_end(events: Sequence[CaseEvent], timeline) -> CaseEvent | None:
-    """The acceptance of a case whose closing or withdrawal came before it (the timeline, which
-    reads nothing after the end, has none): the case file says so, not "not yet accepted"."""
-    if timeline.accepted is not None or timeline.end is None:
-        return None
-    return min((e for e in events if e.type is EventType.ACCEPTED), key=lambda e: e.occurred_at, default=None)
+def _accepted_after_the_end(timeline) -> CaseEvent | None:
+    """The acceptance of a case whose closing or withdrawal came before it (the timeline reads
+    nothing after the end, and starts no clock there): the case file says so, not "not yet accepted"."""
+    return timeline.late_acceptance if timeline.accepted is None and timeline.end is not None else None
+
+
+def _deadline_after_the_end(timeline, late_acceptance: CaseEvent, calendar: WorkCalendar) -> dict[str, Any]:
+    """What the file says of the time limit of a case accepted after it ended: none counted from the
+    acceptance; the one its source states, and whether the end kept it (`deadlines.ended_before_acceptance`)."""
+    local = calendar.local
+    ended = "办结" if timeline.end.type is EventType.CLOSED else "撤回"
+    text = f"受理（{moment(local(late_acceptance.occurred_at))}）登记在{ended}（{moment(local(timeline.end.occurred_at))}）之后"
+    stated = late_acceptance.stated_deadline
+    deadline = calendar.stated_deadline(late_acceptance.occurred_at, stated) if stated is not None else None
+    if deadline is None:
+        return {"text": text + "，按承诺工作日计算的办理时限无从起算。"}
+    kept = "已超过" if timeline.end.occurred_at > deadline else "未超过"
+    return {"text": text + f"；来源系统载明的办理时限为 {deadline_moment(local(deadline))}，{ended}时{kept}该时限。",
+            "deadline": local(deadline).isoformat(), "stated_by_source": True}
 
 
 def _reason(reason: str | None) -> str:

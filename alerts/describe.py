@@ -210,6 +210,9 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         return (f"{_deadline(e)}。{moment(e.get('last_day_started_at'))} 进入最后一个工作日时案件仍在办理；"
                 f"{_ended(e)}。")
     if rule == "overdue":
+        if e.get("ended_before_acceptance"):
+            how = "办结" if e.get("ended_by") == "closed" else "撤回"
+            return f"{_deadline(e)}。案件{how}之后才登记受理，{how}时已超过该时限；{_ended(e)}。"
         if e.get("accepted_after_deadline"):
             return f"{_deadline(e)}。案件受理时已超过该时限；{_ended(e)}。"
         if e.get("open_again_from"):

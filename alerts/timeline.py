@@ -74,6 +74,9 @@ class Timeline:
     events: Sequence[CaseEvent]
     accepted: CaseEvent | None = None
     end: CaseEvent | None = None  # closed or withdrawn (and not reopened since)
+    # The first acceptance registered after the end, when none came before it: it starts no clock
+    # (nothing after the end changes how the case was handled), but says when the case was known.
+    late_acceptance: CaseEvent | None = None
     reopenings: list[Reopening] = field(default_factory=list)  # ends a later return undid
     suspensions: list[Suspension] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)
@@ -356,6 +359,9 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                     if node_id not in waiting_on.get(returned_to, ()):
                         open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
                 timeline.end = None
+            elif kind is EventType.ACCEPTED and timeline.accepted is None:
+                timeline.late_acceptance = timeline.late_acceptance or event
+                continue
             elif kind is EventType.DECIDED:
                 # Dated after the end, a penalty still answers to its benchmark (the discretion
                 # rules): dating the decision after 结案 must not take it out of review.

@@ -83,10 +83,37 @@ def overdue_moment(t: Timeline, deadline: datetime) -> datetime:
     return max(deadline, t.accepted.occurred_at)
 
 
+def ended_before_acceptance(view: CaseView) -> tuple[datetime, datetime] | None:
+    """A case closed or withdrawn after the deadline its source states, its acceptance registered
+    only after that end (registered online afterwards): when that was known (its acceptance), and
+    the deadline. Its clock never ran, yet it was finished late (found on the receipt log: case-6147,
+    five months past its deadline, had a skipped_node card and no overdue). A deadline counted in
+    working days from the acceptance cannot have passed before it."""
+    t = view.timeline
+    accepted = t.late_acceptance
+    if accepted is None or accepted.stated_deadline is None or t.end is None:
+        return None
+    deadline = view.calendar.stated_deadline(accepted.occurred_at, accepted.stated_deadline)
+    if deadline is None or t.end.occurred_at <= deadline:
+        return None
+    return accepted.occurred_at, deadline
+
+
+def _overdue_ended_before_acceptance(view: CaseView, now: datetime) -> list[Finding]:
+    late = ended_before_acceptance(view)
+    if late is None or late[0] > now:
+        return []
+    t, (known_at, deadline) = view.timeline, late
+    evidence = {**_case_evidence(view, deadline), "accepted_at": local(view, known_at), "promised_days": None,
+                "deadline_source": "stated by the source system", "working_days_used": None,
+                "accepted_after_deadline": True, "ended_before_acceptance": True}
+    return [Finding(Rule.OVERDUE, t.end.case_id, known_at, evidence, officer_id=t.officer())]
+
+
 def detect(view: CaseView, now: datetime) -> list[Finding]:
     t = view.timeline
     if t.accepted is None:
-        return []
+        return _overdue_ended_before_acceptance(view, now)
     findings: list[Finding] = []
     case_id = t.accepted.case_id
     deadline = t.deadline(view.calendar)
@@ -311,7 +338,8 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     still open at the moments before it, so its deadline may yet pass while it was open."""
     t: Timeline = view.timeline
     if t.accepted is None:
-        return []
+        late = ended_before_acceptance(view)
+        return [late[0]] if late is not None else []
     moments = []
     deadline = t.deadline(view.calendar)
     if deadline is not None:

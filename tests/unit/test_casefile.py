@@ -86,6 +86,14 @@ def test_a_case_accepted_after_it_closed_is_not_said_to_be_waiting_for_acceptanc
     assert file["status"] == "已办结（受理登记在其后）"
     assert "尚未受理" not in file["deadline"]["text"] and "之后" in file["deadline"]["text"]
     assert "尚未受理" not in render(file)
+    assert "无从起算" in file["deadline"]["text"]  # a deadline counted from its acceptance
+    # Its source's deadline stands, and the file says whether its end kept it (the receipt log's
+    # case-6147: five months late, its acceptance registered after its end).
+    for closed, kept in ((at(2026, 3, 9, 10), "已超过"), (at(2026, 3, 4, 10), "未超过")):
+        stated = case_file([ev("closed", closed, case="K4", event_id="c"),
+                            ev("accepted", at(2026, 3, 20, 9), case="K4", event_id="a",
+                               deadline="2026-03-05T00:00:00+08:00")], [], j.catalog.item(LICENCE), j.calendar)
+        assert f"来源系统载明的办理时限为 2026-03-04 24:00，办结时{kept}该时限" in stated["deadline"]["text"]
     waiting = case_file([ev("node_completed", at(2026, 3, 2), case="K3", node="undertake")], [],
                         j.catalog.item(LICENCE), j.calendar)
     assert waiting["status"] == "未受理" and "尚未受理" in waiting["deadline"]["text"]

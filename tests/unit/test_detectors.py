@@ -665,6 +665,32 @@ def test_a_case_accepted_after_the_deadline_it_states_is_overdue_from_its_accept
     assert ("overdue", None) not in active(run(on_time, at(2026, 5, 1)))
 
 
+def test_a_case_closed_after_its_stated_deadline_and_accepted_after_its_closing_is_overdue():
+    """Found on the receipt log (case-6147: its stated deadline 2011-04-19, its end 2011-09-16, its
+    receipt registered 2011-09-19): a case whose acceptance is registered after its closing had a
+    skipped_node card and no overdue, five months late: its clock never started. Finished after its
+    deadline, it is late whatever order its registrations came in; finished before it, it is not."""
+    from alerts.describe import describe_evidence
+
+    stated = dict(deadline="2026-03-05T00:00:00+08:00")
+    late = [ev("closed", at(2026, 3, 9, 10)), ev("accepted", at(2026, 3, 10, 10), **stated)]
+    assert ("overdue", None) not in active(run(late, at(2026, 3, 10, 9)))  # not before the case is known
+    for events in (late, late[::-1]):
+        state = run(events, at(2026, 5, 1))
+        (card,) = [a for a in state.alerts.values() if a.rule.value == "overdue"]
+        assert card.status.value == "open" and card.event_time == at(2026, 3, 10, 10)
+        assert card.evidence["ended_before_acceptance"] is True and card.evidence["working_days_used"] is None
+        assert card.evidence["ended_at"] == "2026-03-09T10:00:00+08:00"
+        text = describe_evidence("overdue", card.evidence)
+        assert "办结之后才登记受理" in text and "办结时已超过该时限" in text and "实际用时" not in text, text
+    # Closed by its deadline and accepted afterwards: on time, whatever the registration's delay.
+    in_time = [ev("closed", at(2026, 3, 4, 10)), ev("accepted", at(2026, 3, 10, 10), **stated)]
+    assert ("overdue", None) not in active(run(in_time, at(2026, 5, 1)))
+    # Closed before its acceptance, both before a computed deadline (working days from acceptance).
+    computed = [ev("closed", at(2026, 3, 9, 10)), ev("accepted", at(2026, 3, 10, 10))]
+    assert ("overdue", None) not in active(run(computed, at(2026, 5, 1)))
+
+
 def test_a_late_nodes_evidence_lists_only_the_suspensions_that_stopped_its_clock():
     """Found by a black-box test: a node's yellow card listed the case's suspension before the
     node's clock started, and its text said the suspended time was not counted."""
