@@ -81,23 +81,23 @@ WAITING_TEXT = ("该办件有事件因数据不符合规范被系统拒收，事
 
 
 def _accepted_after_the_end(timeline) -> CaseEvent | None:
-    """The acceptance of a case whose closing or withdrawal came before it (the timeline reads
-    nothing after the end, and starts no clock there): the case file says so, not "not yet accepted"."""
-    return timeline.late_acceptance if timeline.accepted is None and timeline.end is not None else None
+    """The acceptance of a case whose closing or withdrawal came before it, and stands: the case
+    file says so, not "not yet accepted" nor "in progress"."""
+    return timeline.accepted if timeline.accepted_after_end and timeline.end is not None else None
 
 
 def _deadline_after_the_end(timeline, late_acceptance: CaseEvent, calendar: WorkCalendar) -> dict[str, Any]:
     """What the file says of the time limit of a case accepted after it ended: none counted from the
-    acceptance; the one its source states, and whether the end kept it (`deadlines.ended_before_acceptance`)."""
+    acceptance; the one its source states, and whether the end kept it (`deadlines.late_from`)."""
     local = calendar.local
     ended = "办结" if timeline.end.type is EventType.CLOSED else "撤回"
     text = f"受理（{moment(local(late_acceptance.occurred_at))}）登记在{ended}（{moment(local(timeline.end.occurred_at))}）之后"
-    stated = late_acceptance.stated_deadline
-    deadline = calendar.stated_deadline(late_acceptance.occurred_at, stated) if stated is not None else None
+    deadline = timeline.deadline(calendar) if timeline.stated_deadline is not None else None
     if deadline is None:
         return {"text": text + "，按承诺工作日计算的办理时限无从起算。"}
     kept = "已超过" if timeline.end.occurred_at > deadline else "未超过"
-    return {"text": text + f"；来源系统载明的办理时限为 {deadline_moment(local(deadline))}，{ended}时{kept}该时限。",
+    moved = "顺延挂起时间后" if timeline.suspensions else ""
+    return {"text": text + f"；来源系统载明的办理时限{moved}为 {deadline_moment(local(deadline))}，{ended}时{kept}该时限。",
             "deadline": local(deadline).isoformat(), "stated_by_source": True}
 
 

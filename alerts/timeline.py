@@ -74,9 +74,10 @@ class Timeline:
     events: Sequence[CaseEvent]
     accepted: CaseEvent | None = None
     end: CaseEvent | None = None  # closed or withdrawn (and not reopened since)
-    # The first acceptance registered after the end, when none came before it: it starts no clock
-    # (nothing after the end changes how the case was handled), but says when the case was known.
-    late_acceptance: CaseEvent | None = None
+    # The acceptance was registered only after the case had ended (none before it): it starts no
+    # node's clock and completes no node (nothing after the end changes how the case was handled),
+    # but it is the case's acceptance, for its deadline (`clock_start`) and a return that reopens it.
+    accepted_after_end: bool = False
     reopenings: list[Reopening] = field(default_factory=list)  # ends a later return undid
     suspensions: list[Suspension] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)
@@ -153,7 +154,13 @@ class Timeline:
     def _deadline_with(self, calendar: WorkCalendar, pauses: Sequence[Pause]) -> datetime | None:
         assert self.accepted is not None
         if self.stated_deadline is not None:
-            return calendar.stated_deadline(self.accepted.occurred_at, self.stated_deadline, pauses)
+            # Accepted only after its end, a case's clock for the deadline its source states runs
+            # from its first event: its suspensions before the acceptance stopped it all the same
+            # (from the acceptance, a hearing that kept a case closed in time from its deadline
+            # counted for nothing: a false red card, found by an independent oracle).
+            start = (min(e.occurred_at for e in self.events) if self.accepted_after_end
+                     else self.accepted.occurred_at)
+            return calendar.stated_deadline(start, self.stated_deadline, pauses)
         return calendar.deadline(self.accepted.occurred_at, self.promised_days, pauses)
 
 
@@ -360,7 +367,11 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                         open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
                 timeline.end = None
             elif kind is EventType.ACCEPTED and timeline.accepted is None:
-                timeline.late_acceptance = timeline.late_acceptance or event
+                timeline.accepted, timeline.accepted_after_end = event, True
+                days = event.attrs.get("promised_days")
+                if isinstance(days, int):
+                    timeline.promised_days = days
+                timeline.stated_deadline = event.stated_deadline
                 continue
             elif kind is EventType.DECIDED:
                 # Dated after the end, a penalty still answers to its benchmark (the discretion

@@ -73,7 +73,8 @@ def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:
         evidence["ended_at"] = local(view, t.end.occurred_at)
         evidence["ended_by"] = t.end.type.value
         evidence["working_days_used"] = view.calendar.working_days_between(
-            t.accepted.occurred_at, t.end.occurred_at, t.pauses, limit=deadline) if t.accepted else None
+            t.accepted.occurred_at, t.end.occurred_at, t.pauses, limit=deadline) \
+            if t.accepted and t.accepted.occurred_at <= t.end.occurred_at else None  # none: ended first
     return evidence
 
 
@@ -83,37 +84,25 @@ def overdue_moment(t: Timeline, deadline: datetime) -> datetime:
     return max(deadline, t.accepted.occurred_at)
 
 
-def ended_before_acceptance(view: CaseView) -> tuple[datetime, datetime] | None:
-    """A case closed or withdrawn after the deadline its source states, its acceptance registered
-    only after that end (registered online afterwards): when that was known (its acceptance), and
-    the deadline. Its clock never ran, yet it was finished late (found on the receipt log: case-6147,
-    five months past its deadline, had a skipped_node card and no overdue). A deadline counted in
-    working days from the acceptance cannot have passed before it."""
-    t = view.timeline
-    accepted = t.late_acceptance
-    if accepted is None or accepted.stated_deadline is None or t.end is None:
-        return None
-    deadline = view.calendar.stated_deadline(accepted.occurred_at, accepted.stated_deadline)
-    if deadline is None or t.end.occurred_at <= deadline:
-        return None
-    return accepted.occurred_at, deadline
-
-
-def _overdue_ended_before_acceptance(view: CaseView, now: datetime) -> list[Finding]:
-    late = ended_before_acceptance(view)
-    if late is None or late[0] > now:
-        return []
-    t, (known_at, deadline) = view.timeline, late
-    evidence = {**_case_evidence(view, deadline), "accepted_at": local(view, known_at), "promised_days": None,
-                "deadline_source": "stated by the source system", "working_days_used": None,
-                "accepted_after_deadline": True, "ended_before_acceptance": True}
-    return [Finding(Rule.OVERDUE, t.end.case_id, known_at, evidence, officer_id=t.officer())]
+def late_from(t: Timeline, deadline: datetime) -> datetime | None:
+    """When the case is open past its deadline (the alert's moment), or None. From the deadline; from
+    its acceptance when the deadline it states had passed by then (a case accepted late is open past
+    it from the start), even when it ended at that very moment (registered online all at once: it
+    was finished after the deadline; a second later it had a card, at the same second none), or
+    ended after the deadline but before its acceptance was registered (registered online afterwards:
+    receipt case-6147, five months late, had no card); or from the return that reopened a case ended
+    by then."""
+    passed = overdue_moment(t, deadline)
+    first_end = t.first_ended_at
+    if first_end is not None and deadline < first_end <= t.accepted.occurred_at:
+        return passed
+    return t.open_from(passed)
 
 
 def detect(view: CaseView, now: datetime) -> list[Finding]:
     t = view.timeline
     if t.accepted is None:
-        return _overdue_ended_before_acceptance(view, now)
+        return []
     findings: list[Finding] = []
     case_id = t.accepted.case_id
     deadline = t.deadline(view.calendar)
@@ -124,19 +113,16 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
                                     {**_case_evidence(view, deadline), "last_day_started_at": local(view, near)},
                                     officer_id=t.officer()))
         passed = overdue_moment(t, deadline)
-        # Accepted after the deadline it states, a case is late whenever it ends: finished at the
-        # very moment of its acceptance (a case registered online all at once), it was still finished
-        # after the deadline (a second later it had a card; at the same second it had none).
-        # Ended by then and reopened afterwards (sent back to be redone), it was open past its
-        # deadline from the return.
-        late_from = passed if passed > deadline and t.first_ended_at == passed else t.open_from(passed)
-        if late_from is not None and late_from <= now:
+        late = late_from(t, deadline)
+        if late is not None and late <= now:
             evidence = _case_evidence(view, deadline)
             if passed > deadline:
                 evidence["accepted_after_deadline"] = True
-            if late_from > passed:
-                evidence["open_again_from"] = local(view, late_from)
-            findings.append(Finding(Rule.OVERDUE, case_id, late_from, evidence, officer_id=t.officer()))
+            if t.first_ended_at is not None and deadline < t.first_ended_at < t.accepted.occurred_at:
+                evidence["ended_before_acceptance"] = True  # late at its end, registered accepted after it
+            if late > passed:
+                evidence["open_again_from"] = local(view, late)
+            findings.append(Finding(Rule.OVERDUE, case_id, late, evidence, officer_id=t.officer()))
     findings.extend(_node_overdue(view, now))
     findings.extend(_retroactive_suspensions(view, now))
     return findings
@@ -338,14 +324,13 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     still open at the moments before it, so its deadline may yet pass while it was open."""
     t: Timeline = view.timeline
     if t.accepted is None:
-        late = ended_before_acceptance(view)
-        return [late[0]] if late is not None else []
+        return []
     moments = []
     deadline = t.deadline(view.calendar)
     if deadline is not None:
         near = near_moment(view, deadline)
         # Overdue from the deadline, or from the return that reopened a case ended by then.
-        moments.extend(m for m in (near, t.open_from(overdue_moment(t, deadline))) if m is not None)
+        moments.extend(m for m in (near, late_from(t, deadline)) if m is not None)
     gone_ahead = _gone_ahead(t)
     index, needed = view.item.plan.index, view.item.plan.needed
     for cycle in t.cycles:

@@ -691,6 +691,45 @@ def test_a_case_closed_after_its_stated_deadline_and_accepted_after_its_closing_
     assert ("overdue", None) not in active(run(computed, at(2026, 5, 1)))
 
 
+def test_a_case_accepted_after_its_end_keeps_its_suspensions_and_its_card_when_a_return_reopens_it():
+    """Found by an independent oracle of the rules (against the first version of the fix above): the
+    deadline of a case accepted after its end ran from the acceptance, so a hearing before it that
+    kept the case in time counted for nothing (a false red card); and a return that reopened it left
+    it with no acceptance: its true card was withdrawn at the return, and a case reopened for weeks
+    had none at all (one accepted a minute after the return had both cards)."""
+    from alerts.describe import describe_evidence
+
+    stated = dict(deadline="2026-03-05T00:00:00+08:00")
+    hearing = [ev("suspended", at(2026, 3, 2, 10), reason="hearing"), ev("resumed", at(2026, 3, 8, 10)),
+               ev("closed", at(2026, 3, 9, 10))]
+    for events in (hearing + [ev("accepted", at(2026, 3, 10, 10), **stated)],
+                   [ev("accepted", at(2026, 3, 1, 10), **stated)] + hearing,
+                   [hearing[0], hearing[2], ev("accepted", at(2026, 3, 10, 10), **stated)]):  # never resumed
+        assert ("overdue", None) not in active(run(events, at(2026, 5, 1))), events
+    late = [ev("closed", at(2026, 3, 9, 10)), ev("accepted", at(2026, 3, 10, 10), **stated)]
+    returned = ev("returned", at(2026, 3, 11, 10), node="approve")
+    for events in (late + [returned], [returned] + late[::-1]):
+        state = run(events, at(2026, 5, 1))
+        (card,) = [a for a in state.alerts.values() if a.rule.value == "overdue"]
+        assert card.status.value == "open" and card.event_time == at(2026, 3, 10, 10)
+        text = describe_evidence("overdue", card.evidence)
+        assert "案件办结之后才登记受理，办结时已超过该时限" in text and "退回" in text, text
+    # Raised before the return came, it stands after it.
+    raised = run(late, at(2026, 3, 10, 11))
+    after = step(raised, returned, judge(), at(2026, 5, 1), datetime(2026, 1, 1, tzinfo=timezone.utc)).state
+    assert [a.status.value for a in after.alerts.values() if a.rule.value == "overdue"] == ["open"]
+    # Closed in time before its acceptance, then reopened and left open: late once its deadline,
+    # counted from the acceptance, passes while it is open again; the same a minute either side.
+    for accepted_at in (at(2026, 3, 11, 9, 59), at(2026, 3, 10, 10)):
+        reopened = [ev("closed", at(2026, 3, 4, 10)), ev("accepted", accepted_at), returned]
+        state = run(reopened, at(2026, 5, 1))
+        assert {("overdue", None), ("deadline_near", None)} <= active(state)
+        (card,) = [a for a in state.alerts.values() if a.rule.value == "overdue"]
+        assert "ended_before_acceptance" not in card.evidence  # in time at its end: late only once reopened
+    later = [ev("closed", at(2026, 3, 4, 10)), returned, ev("accepted", at(2026, 3, 11, 10, 1))]
+    assert {("overdue", None), ("deadline_near", None)} <= active(run(later, at(2026, 5, 1)))
+
+
 def test_a_late_nodes_evidence_lists_only_the_suspensions_that_stopped_its_clock():
     """Found by a black-box test: a node's yellow card listed the case's suspension before the
     node's clock started, and its text said the suspended time was not counted."""
