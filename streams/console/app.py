@@ -83,6 +83,8 @@ RESULT_TEXT = {
     "unknown_alert": "预警不存在或已撤回，未能发起督办。",
     "text_too_long": f"内容过长（最多 {MAX_TEXT_CHARS} 字），请删减后重新提交。",
     "empty_reply": "请填写核实情况及整改措施。",
+    "empty_return": "请填写退回理由。",
+    "empty_close": "请填写办结理由。",
     "malformed_action": "内容不完整，操作未执行。",
 }
 def result_text(result: str) -> str | None:
@@ -97,6 +99,8 @@ def result_text(result: str) -> str | None:
 SETTLED_RESULTS = ("applied", "pending")
 DRAFT_KEPT = "您填写的内容尚未提交，已保留在下方：请确认最新情况后再次提交。"
 DRAFT_LOST = "您填写的内容未能提交，已保留在下方：请复制保存，再通过最新督办通知中的链接或 OA 系统提交。"
+# The same, to a signed-in user of the console (an inspector or a head), whose way back is the case page.
+DRAFT_LOST_SIGNED_IN = "您填写的内容未能提交，已保留在下方：请复制保存，登录后回到办件页面再次提交。"
 LINK_REFUSAL = {
     "invalid": "此答复链接无效：链接内容不完整或已被改动。请使用督办通知中的原始链接。",
     "expired": "此答复链接已过期。请联系督办人员重新发送通知，或经 OA 系统提交答复。",
@@ -107,6 +111,7 @@ LINK_REFUSAL = {
 }
 INSPECTOR_KINDS = ("open", "accept", "return", "close")
 TEXT_NEEDED = ("reply", "return", "close")
+EMPTY_TEXT = {"reply": "empty_reply", "return": "empty_return", "close": "empty_close"}  # what each lacks
 ACTION_ID = re.compile(r"^[0-9a-f]{32}$")
 OPENINGS = ("opened", "open", "reopened")  # the changes that start a round, each with its notice and link
 
@@ -302,12 +307,12 @@ class Console:
         return HTMLResponse(html, status_code=status)
 
     def refuse(self, request: Request, status: int, message: str, draft: dict | None = None,
-               sign_in: str | None = None) -> HTMLResponse:
-        """The refusal page; `draft` is a form's text that was not submitted, shown to be copied;
-        `sign_in`, the sign-in address that leads back to the page."""
+               sign_in: str | None = None, draft_note: str = DRAFT_LOST) -> HTMLResponse:
+        """The refusal page; `draft` is a form's text that was not submitted, shown to be copied, with
+        `draft_note` (where to submit it again); `sign_in`, the sign-in address that leads back to the page."""
         return self.page("refused.html", request, status=status, message=message,
                          draft={"actor": None, **draft} if draft else None,
-                         draft_note=DRAFT_LOST if draft else None, sign_in=sign_in)
+                         draft_note=draft_note if draft else None, sign_in=sign_in)
 
     def signed_in(self, request: Request) -> User | None:
         session = self.sessions.loads(request.cookies.get(COOKIE))
@@ -328,7 +333,7 @@ class Console:
         user = self.signed_in(request)
         if user is None:
             if request.method == "GET":
-                return None, RedirectResponse(login_address(request.url.path, request.url.query), status_code=303)
+                return None, RedirectResponse(login_address(path_as_sent(request), request.url.query), status_code=303)
             # The session ended (signed out in another tab, or older than a session lives) while a
             # form was open: what was typed is shown to be copied, with the way back to the case
             # (before, a bare "请先登录" lost a long return reason: found by a black-box test).
@@ -337,7 +342,8 @@ class Console:
             case_id = field(form, "case_id")
             back = f"/cases/{quote(case_id, safe='')}" if case_id else "/alerts"
             return None, self.refuse(request, 403, "登录已失效（已退出登录或超过登录有效期），操作未执行。请重新登录。",
-                                     draft={"text": text} if text else None, sign_in=login_address(back))
+                                     draft={"text": text} if text else None, sign_in=login_address(back),
+                                     draft_note=DRAFT_LOST_SIGNED_IN)
         if request.method == "POST":
             form = await request.form()
             if not self.sessions.csrf_ok(request.state.session, field(form, "csrf")):
@@ -633,27 +639,36 @@ class Console:
         action_id = field(form, "action_id")
         if not ACTION_ID.match(action_id):
             return self.refuse(request, 400, "表单不完整，请返回刷新页面后重试。")
-        if len(text) > MAX_TEXT_CHARS:
-            return self.refuse(request, 400, RESULT_TEXT["text_too_long"])
-        if kind in TEXT_NEEDED and not text:
-            return self.refuse(request, 400, "请填写答复、退回理由或办结理由。")
         scope = request.state.scope
+        kept = {"text": text[:20 * MAX_TEXT_CHARS]} if text else None
         if kind == "open":
             case_id, alert_id = field(form, "case_id"), field(form, "alert_id")
             alerts = await self.backend.read(lambda c: list(export_alerts(c, scope, case_id=case_id)))
             alert = next((a for a in alerts if a["alert_id"] == alert_id), None)
-            if alert is None:  # withdrawn since the page was drawn: the 督办说明 typed is shown to be copied
-                return self.refuse(request, 404, RESULT_TEXT["unknown_alert"], draft={"text": text} if text else None)
-            ticket_id, version = make_ticket_id(alert["case_id"], Rule(alert["rule"])), None
+            ticket_id = make_ticket_id(alert["case_id"], Rule(alert["rule"])) if alert is not None else ""
+            version = None
         else:
             ticket_id = field(form, "ticket_id")
             found = await self.backend.read(lambda c: stored_tickets(c, scope, ticket_id=ticket_id))
             if not found:
-                return self.refuse(request, 404, "督办件不存在，或不在您的查看范围内。", draft={"text": text} if text else None)
+                return self.refuse(request, 404, "督办件不存在，或不在您的查看范围内。", draft=kept,
+                                   draft_note=DRAFT_LOST_SIGNED_IN)
             case_id = found[0]["case_id"]
             version = form_version(form)
             if version is None:
-                return self.refuse(request, 400, "表单不完整，请返回刷新页面后重试。")
+                return self.refuse(request, 400, "表单不完整，请返回刷新页面后重试。", draft=kept,
+                                   draft_note=DRAFT_LOST_SIGNED_IN)
+        draft = {"kind": kind, "text": text[:20 * MAX_TEXT_CHARS], "ticket_id": ticket_id,
+                 "alert_id": field(form, "alert_id") if kind == "open" else None}
+        # Refused before it is sent: the case page again, its form holding what was typed, with what
+        # to change (before, a page titled 无法访问 with no form: found by a black-box test). An alert
+        # withdrawn since the page was drawn leaves the text to be copied, on the case's page.
+        refused_as = ("unknown_alert" if kind == "open" and not ticket_id else
+                      "text_too_long" if len(text) > MAX_TEXT_CHARS else
+                      EMPTY_TEXT[kind] if kind in TEXT_NEEDED and not text else None)
+        if refused_as is not None:
+            return await self._case_page(request, user, case_id, refused_as, draft=draft,
+                                         status=404 if refused_as == "unknown_alert" else 400)
         department = INSPECTORS if user.inspector else user.department
         action = {"action_id": action_id, "ticket_id": ticket_id, "version": version, "actor": user.name,
                   "department": department, "kind": kind, "text": text,
@@ -666,8 +681,6 @@ class Console:
         if result not in SETTLED_RESULTS and text:
             # Refused (most often: the ticket changed since the page was drawn): the page again, as it
             # is now, with the text in its form, so that nothing typed is lost.
-            draft = {"kind": kind, "text": text, "ticket_id": ticket_id,
-                     "alert_id": action.get("alert_id")}
             return await self._case_page(request, user, case_id, result, draft=draft, status=409)
         rule = ticket_id.rpartition("/")[2]
         said = self._result_said(f"case:{case_id}", result, ticket_id, action_id)
@@ -781,9 +794,11 @@ class Console:
         if not ACTION_ID.match(action_id):
             return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。", draft)
         if not text or len(text) > MAX_TEXT_CHARS:
-            # The reply page again, its form holding what was typed, with what to change.
+            # The reply page again, its form holding what was typed (the name too, when the text was
+            # blank: the next reply went without it, found by a black-box test), with what to change.
+            named = draft or {"text": "", "actor": " ".join(field(form, "actor").split())[:50]}
             return self._reply_page(request, granted, "text_too_long" if text else "empty_reply",
-                                    draft=draft, status=400)
+                                    draft=named, status=400)
         version = form_version(form)
         if version is None:
             return self.refuse(request, 400, "表单不完整，请重新打开答复链接后重试。", draft)
@@ -827,6 +842,13 @@ def local_page(address: str | None) -> str:
             or address.startswith("/login"):
         return "/alerts"
     return address
+
+
+def path_as_sent(request: Request) -> str:
+    """The path as the browser sent it, still percent-encoded: decoded, a case id holding `%2F` or
+    `%25` came back after signing in as another (`C%2F25` as `C/25`: found by a black-box test)."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("ascii") if raw and raw.isascii() else quote(request.url.path)
 
 
 def login_address(path: str, query: str = "") -> str:

@@ -60,6 +60,8 @@ def sunlight(env: dict, *args: str) -> subprocess.CompletedProcess:
 # A case number as long as the contract allows (128), with no place to break it: it widened the alert
 # list past a phone's and a desktop's width, for everyone viewing that page (found by a black-box test).
 LONG = "C-" + "7" * 126
+# A link to a department's OA, as replies hold them (it widened the case page: a black-box test).
+OA_LINK = "https://oa.wuxi.gov.cn/document/attachment/" + "2026120512345678" * 7 + "/整改报告.pdf"
 
 
 def city(now: datetime) -> list[dict]:
@@ -222,8 +224,13 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             desktop.goto(first_link)
             desktop.screenshot(path=str(IMAGES / "reply.png"), full_page=True)
             desktop.close()
+            # A blank answer (spaces pass the browser's `required`) comes back with the name typed.
             department.fill("#actor", "法规科 李科长")
-            department.fill("#text", "经核实，因承办人员休假交接不到位造成超期，已于当日办结。")
+            department.fill("#text", "   ")
+            department.click("button:has-text('提交答复')")
+            expect(department.locator(".error[role=alert]")).to_contain_text("请填写核实情况及整改措施")
+            expect(department.locator("#actor")).to_have_value("法规科 李科长")
+            department.fill("#text", f"经核实，因承办人员休假交接不到位造成超期，已于当日办结。整改材料见 {OA_LINK}")
             department.click("button:has-text('提交答复')")
             expect(department.locator(".flash[role=status]")).to_have_text("已办理。")
             expect(department.locator("[data-ticket-status]")).to_have_text("已答复待审核")
@@ -232,6 +239,12 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             inspector.reload()
             expect(status).to_have_text("已答复待审核")
             expect(inspector.locator("#t-overdue")).to_contain_text("交接不到位")
+            assert inspector.evaluate("document.documentElement.scrollWidth") <= 1280  # the long link wraps
+            # A blank reason comes back on the case page, in its form, with what to write.
+            inspector.fill("#t-overdue textarea[name=text] >> nth=0", "  ")
+            inspector.click("#t-overdue button:has-text('退回重办')")
+            expect(inspector.locator(".error[role=alert]")).to_contain_text("请填写退回理由")
+            expect(inspector.locator("h1")).to_have_text("办件 C-W1")
             inspector.fill("#t-overdue textarea[name=text] >> nth=0", "请补充整改措施及责任追究情况")
             inspector.click("#t-overdue button:has-text('退回重办')")
             expect(inspector.locator(".flash[role=status]")).to_have_text("已办理。")
@@ -278,6 +291,20 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             department.goto(second_link)
             expect(department.locator("[data-ticket-status]")).to_have_text("已办结")
             expect(department.locator("textarea")).to_have_count(0)
+            assert department.evaluate("document.documentElement.scrollWidth") <= 390  # the long link wraps
+
+            # A case number as long as the contract allows wraps on its case page and on its reply
+            # page on a phone (both were three times a phone's width: found by a black-box test).
+            inspector.goto(f"{base}/cases/{LONG}")
+            red = inspector.locator(".alert[data-rule=overdue][data-severity=red]")
+            red.locator("textarea").fill("请核实")
+            red.locator("button:has-text('发起督办')").click()
+            expect(inspector.locator(".flash[role=status]")).to_have_text("已办理。")
+            assert inspector.evaluate("document.documentElement.scrollWidth") <= 1280
+            (_, body), = wait_for_mail(box, f"{LONG}/overdue", 1)
+            department.goto(reply_link(body, base))
+            expect(department.locator("h1")).to_have_text("答复督办件")
+            assert department.evaluate("document.documentElement.scrollWidth") <= 390
             phone.close()
         finally:
             browser.close()

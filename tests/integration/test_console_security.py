@@ -218,6 +218,12 @@ def test_every_inspector_route_is_refused_without_a_session(console, store):
         # test: a session that ended while a form was open lost a long return reason).
         assert "登录已失效" in answer.text and "退回理由写了一下午" in answer.text
         assert 'href="/login?next=%2Fcases%2FC-A"' in answer.text
+        assert "登录后回到办件页面再次提交" in answer.text and "OA" not in answer.text  # not a department's way
+    # A case id holding `%` (or `%2F`) comes back as itself after signing in (it came back as
+    # `C%2F25` read as `C/25`: found by a black-box test).
+    answer = anonymous.get("/cases/C%252F25")
+    assert answer.header("location") == "/login?next=%2Fcases%2FC%25252F25"
+    assert 'name="next" value="/cases/C%252F25"' in anonymous.get(answer.header("location")).text
     # Signing in goes back to that page, and only to a page of the console.
     page = anonymous.get("/login?next=%2Fcases%2FC-A")
     assert 'name="next" value="/cases/C-A"' in page.text
@@ -641,6 +647,9 @@ def test_the_ticket_list_pages_through_every_ticket_waiting_ones_first_with_its_
     # Neither ticket's deadline has passed at the fixture's clock: the filter leaves both out.
     assert 'name="overdue" value="1" checked' in overdue and listed(overdue) == late == []
     assert "没有督办件" in overdue
+    # The order said is the order shown: the ended latest first (it said "each by deadline", found
+    # by a black-box test; `sinks.queries.ticket_page` sorts them so that page 1 is this year's).
+    assert "均按答复期限先后；再次已办结、已撤销，答复期限最近的在前" in inspector.get("/tickets").text
 
 
 def test_a_refused_reply_or_action_keeps_its_text_in_the_form(console, monkeypatch):
@@ -710,7 +719,40 @@ def test_a_ticket_opened_from_an_alert_withdrawn_meanwhile_keeps_the_note_typed(
     answer = inspector.post("/act", {"csrf": inspector.csrf("/cases/C-A"), "kind": "open", "case_id": "C-A",
                                      "alert_id": "no-such-alert", "text": "请重点核查受理环节", "action_id": "c3" * 16})
     assert answer.status == 404 and "预警不存在或已撤回" in answer.text
-    assert '<textarea id="kept-text" readonly rows="6">请重点核查受理环节</textarea>' in answer.text
+    # On the case's page, the text to copy (before, a page titled 无法访问 that told an inspector to
+    # submit through a notice's link or OA, which inspectors have not: found by a black-box test).
+    assert "<h1>办件 C-A</h1>" in answer.text and "无法访问" not in answer.text and "OA" not in answer.text
+    assert '<p class="evidence" data-draft>请重点核查受理环节</p>' in answer.text
+    assert published == []
+
+
+def test_an_inspector_s_blank_or_too_long_reason_comes_back_in_its_form_on_the_case_page(console):
+    """Found by a black-box test: a blank (whitespace only) return or close reason, which the
+    browser's `required` lets through, gave a page titled 无法访问 with "请填写答复、退回理由或办结理由"
+    and no form; a reason too long (pasted, or sent by a script) was dropped there. A department's
+    blank reply through its link kept the text's form but not the name typed."""
+    import html
+    import re
+
+    app, published, links = console
+    inspector = Client(app)
+    inspector.sign_in("检查员", "inspector-password")
+    long_reason = "退" * 2001
+    for kind, text, said in (("return", " \r\n ", "请填写退回理由。"), ("close", "", "请填写办结理由。"),
+                             ("return", long_reason, "内容过长")):
+        answer = inspector.post("/act", {"csrf": inspector.csrf("/cases/C-A"), "kind": kind, "ticket_id": SCJG_TICKET,
+                                         "version": "2", "text": text, "action_id": "e5" * 16})
+        assert answer.status == 400 and said in answer.text, (kind, answer.text[-2000:])
+        assert "<h1>办件 C-A</h1>" in answer.text and "无法访问" not in answer.text
+        [form] = [f for f in re.findall(r"<form .*?</form>", answer.text, flags=re.S)
+                  if f'name="kind" value="{kind}"' in f and SCJG_TICKET in f]
+        typed = html.unescape(re.search(r"<textarea[^>]*>(.*?)</textarea>", form, flags=re.S).group(1))
+        assert typed == text.strip()
+    assert published == []
+    zjj = path_of(links.make(ZJJ_TICKET, "ZJJ", in_a_week(), 1))
+    answer = Client(app).post(zjj, {"csrf": links.csrf(zjj.rsplit("/", 1)[1]), "text": "   ", "version": "1",
+                                    "action_id": "f6" * 16, "actor": "王 科长"})
+    assert answer.status == 400 and "请填写核实情况及整改措施" in answer.text and 'value="王 科长"' in answer.text
     assert published == []
 
 
