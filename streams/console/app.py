@@ -234,7 +234,7 @@ def _environment() -> jinja2.Environment:
     env.filters["moment"] = moment
     env.filters["deadline"] = deadline_moment
     env.filters["local_moment"] = lambda value, tz: local_moment(value, ZoneInfo(tz))
-    env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.filters["case_address"] = lambda value: case_address(str(value))
     env.filters["notice_error"] = notice_error_text
     env.filters["actor"] = actor_title
     env.filters["rounds"] = rounds
@@ -340,7 +340,7 @@ class Console:
             form = await request.form()
             text = form_text(form)
             case_id = field(form, "case_id")
-            back = f"/cases/{quote(case_id, safe='')}" if case_id else "/alerts"
+            back = case_address(case_id) if case_id else "/alerts"
             return None, self.refuse(request, 403, "登录已失效（已退出登录或超过登录有效期），操作未执行。请重新登录。",
                                      draft={"text": text} if text else None, sign_in=login_address(back),
                                      draft_note=DRAFT_LOST_SIGNED_IN)
@@ -553,8 +553,8 @@ class Console:
         user, refused = await self.guarded(request)
         if refused:
             return refused
-        return await self._case_page(request, user, request.path_params["case_id"],
-                                     await self._result_asked(request, f"case:{request.path_params['case_id']}"))
+        case_id = request.path_params.get("case_id", request.query_params.get("id", ""))  # `case_address`
+        return await self._case_page(request, user, case_id, await self._result_asked(request, f"case:{case_id}"))
 
     async def _case_page(self, request: Request, user: User, case_id: str, result: str,
                          draft: dict | None = None, status: int = 200) -> Response:
@@ -684,7 +684,7 @@ class Console:
             return await self._case_page(request, user, case_id, result, draft=draft, status=409)
         rule = ticket_id.rpartition("/")[2]
         said = self._result_said(f"case:{case_id}", result, ticket_id, action_id)
-        return RedirectResponse(f"/cases/{quote(case_id, safe='')}?{said}#t-{rule}", status_code=303)
+        return RedirectResponse(f"{case_address(case_id, said)}#t-{rule}", status_code=303)
 
     def _result_said(self, page: str, result: str, ticket_id: str, action_id: str) -> str:
         """The query that shows an action's result on the page it returns to, signed with the action
@@ -829,7 +829,8 @@ class Console:
             Route("/", self.home), Route("/login", self.login_form, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]), Route("/logout", self.logout, methods=["POST"]),
             Route("/alerts", self.alerts), Route("/tickets", self.tickets),
-            Route("/cases/{case_id:path}", self.case), Route("/act", self.act, methods=["POST"]),
+            Route("/cases/{case_id:path}", self.case), Route("/case", self.case),
+            Route("/act", self.act, methods=["POST"]),
             Route("/reply/{token}", self.reply_form, methods=["GET"]),
             Route("/reply/{token}", self.reply, methods=["POST"]),
         ]
@@ -842,6 +843,14 @@ def local_page(address: str | None) -> str:
             or address.startswith("/login"):
         return "/alerts"
     return address
+
+
+def case_address(case_id: str, query: str = "") -> str:
+    """A case's page. A case id that is `.` or `..` is a dot segment in a path, which the browser
+    removes (`/cases/..` opened the console's home): such a case is addressed by its query instead."""
+    if case_id in (".", ".."):
+        return f"/case?{urlencode({'id': case_id})}" + (f"&{query}" if query else "")
+    return f"/cases/{quote(case_id, safe='')}" + (f"?{query}" if query else "")
 
 
 def path_as_sent(request: Request) -> str:
