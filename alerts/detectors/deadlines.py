@@ -192,7 +192,8 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
 
 
 def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
-    """A suspension registered after the deadline it would extend had already passed; or one
+    """A suspension registered after the deadline it would extend had already passed, of a case late
+    against that deadline (open past it, or ended after it); or one
     back-dated to cover an overrun: registered well after the moment it states, with the case
     (or else one of its nodes with a limit of its own) still running when the limit it would have
     had, had the suspension begun when it was registered, passed, a limit the stated time pushed later."""
@@ -216,7 +217,10 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
         if pushed:  # its registration is the push: no back-dating to tell
             evidence["pushed"] = True
             del evidence["backdated_hours"]
-        if registered > before:
+        # Only if the case was late against that deadline: one that had ended in time without the
+        # suspension gained nothing by it (a red card for covering an overrun that never was, beside
+        # its backfill card for the late registration: found by an independent oracle).
+        if registered > before and late_from(t, before) is not None:
             findings.append(Finding(Rule.RETROACTIVE_SUSPENSION, event.case_id, registered, evidence,
                                     subject=event.event_id, officer_id=event.officer_id))
             continue
