@@ -192,8 +192,7 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
 
 
 def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
-    """A suspension registered after the deadline it would extend had already passed, of a case late
-    against that deadline (open past it, or ended after it); or one
+    """A suspension registered after the deadline it would extend had already passed; or one
     back-dated to cover an overrun: registered well after the moment it states, with the case
     (or else one of its nodes with a limit of its own) still running when the limit it would have
     had, had the suspension begun when it was registered, passed, a limit the stated time pushed later."""
@@ -217,10 +216,7 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
         if pushed:  # its registration is the push: no back-dating to tell
             evidence["pushed"] = True
             del evidence["backdated_hours"]
-        # Only if the case was late against that deadline: one that had ended in time without the
-        # suspension gained nothing by it (a red card for covering an overrun that never was, beside
-        # its backfill card for the late registration: found by an independent oracle).
-        if registered > before and late_from(t, before) is not None:
+        if registered > before:
             findings.append(Finding(Rule.RETROACTIVE_SUSPENSION, event.case_id, registered, evidence,
                                     subject=event.event_id, officer_id=event.officer_id))
             continue

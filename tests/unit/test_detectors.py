@@ -121,14 +121,15 @@ CASES = {
                          ev("resumed", at(2026, 3, 10, 9), at(2026, 3, 18, 9, 5)),
                          ev("closed", at(2026, 3, 18, 10))],
         at(2026, 5, 1), {("retroactive_suspension", None), ("backfill", None)}),
-    # Registered after the deadline too, but of a case that had closed in time without it: it
-    # extended nothing and covered no overrun; the late registration is backfill's (it had both red
-    # cards: found by an independent oracle).
+    # Registered after the deadline too, of a case that had closed in time without it: the contract
+    # reads "a suspension registered after the deadline had passed", with no condition on the case
+    # (事后补挂起: added after the fact), beside its backfill for the late registration. An oracle
+    # read it as covering no overrun; the contract is fixed (kept as it reads, 2026-12-05).
     "a suspension registered after the deadline, of a case closed in time": (
         handled()[:4] + [ev("suspended", at(2026, 3, 4, 12), at(2026, 3, 20, 10), reason="other"),
                          ev("resumed", at(2026, 3, 5, 9), at(2026, 3, 20, 10, 5)),
                          ev("closed", at(2026, 3, 6, 10))],
-        at(2026, 4, 30), {("backfill", None)}),
+        at(2026, 4, 30), {("retroactive_suspension", None), ("backfill", None)}),
     # The contract's second case: a suspension back-dated to cover an overrun. Registered before
     # the deadline (so not the case above), 47 hours after the moment it states (not yet a
     # late registration), it stops the clock for Thursday and Friday: as stated the case closes
