@@ -283,6 +283,28 @@ def dead_letters(client, scope: Scope, reason: str | None = None, include_redriv
         yield record
 
 
+REFUSED_EVENT_COLUMNS = ("letter_id", "reason", "detail", "case_id", "event_id", "department", "received_at")
+
+
+def refused_events_page(client, scope: Scope, told: frozenset[str] | set[str], limit: int, offset: int = 0,
+                        tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> tuple[list[dict[str, Any]], int]:
+    """The console's list of refused messages in scope that wait for a correction: the open dead
+    letters but those of reasons in `told` (a ticket action its ticket had moved past: the person who
+    acted was told), newest first, `limit` from `offset`; and how many there are."""
+    where = "status = 'open' AND reason NOT IN {told:Array(String)}"
+    parameters: dict[str, Any] = {"told": sorted(told)}
+    (total,), = ScopedQuery("count()", "dead_letters FINAL", where=where).run(client, scope, parameters)
+    rows = ScopedQuery(", ".join(REFUSED_EVENT_COLUMNS), "dead_letters FINAL", where=where,
+                       tail="ORDER BY received_at DESC, letter_id LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
+                       ).run(client, scope, {**parameters, "limit": limit, "offset": offset})
+    found = []
+    for row in rows:
+        record = dict(zip(REFUSED_EVENT_COLUMNS, row))
+        record["received_at"] = _time(record["received_at"], tz)
+        found.append(record)
+    return found, int(total)
+
+
 def case_events_of(client, scope: Scope, case_id: str) -> list[dict[str, Any]]:
     """One case's stored events in scope, in the contract's JSON form (times in UTC)."""
     query = ScopedQuery(", ".join(EVENT_COLUMNS), "case_events FINAL", where="case_id = {case_id:String}",

@@ -66,6 +66,7 @@ HERE = Path(__file__).parent
 ACTION_WAIT_SECONDS = 15.0
 MAX_ALERTS_SHOWN = 300
 MAX_TICKETS_SHOWN = 200
+MAX_LETTERS_SHOWN = 200
 # Failed sign-ins allowed in SIGN_IN_WINDOW seconds, per user name and per client address (an
 # office behind one address shares its allowance), before 429.
 SIGN_IN_FAILURES_PER_NAME = 5
@@ -549,6 +550,35 @@ class Console:
                          note=note, paging=paging, departments=departments,
                          department_names={d.code: d.name for d in catalog.departments.values()})
 
+    async def refused_events(self, request: Request) -> Response:
+        """被拒收的事件: what a department must correct in its source system, and why its cases wait
+        (each case's page says so for that case only; before, only operators could list them)."""
+        user, refused = await self.guarded(request)
+        if refused:
+            return refused
+        from alerts.letters import OVERTAKEN_ACTIONS, REASON_TITLE
+        from sinks.queries import refused_events_page
+
+        scope, tz = request.state.scope, self.backend.judge().calendar.tz
+        asked = page_number(request.query_params.get("page"))
+
+        def read(client):
+            number = asked
+            found, total = refused_events_page(client, scope, OVERTAKEN_ACTIONS, MAX_LETTERS_SHOWN,
+                                               (number - 1) * MAX_LETTERS_SHOWN, tz=tz)
+            if not found and number > 1 and total:  # past the last page: the last
+                number = pages_of(total, MAX_LETTERS_SHOWN)
+                found, total = refused_events_page(client, scope, OVERTAKEN_ACTIONS, MAX_LETTERS_SHOWN,
+                                                   (number - 1) * MAX_LETTERS_SHOWN, tz=tz)
+            return found, total, number
+
+        found, total, number = await self.backend.read(read)
+        paging = paging_of(number, total, len(found), MAX_LETTERS_SHOWN,
+                           lambda to: "/letters" + (f"?page={to}" if to > 1 else ""))
+        catalog = self.backend.judge().catalog
+        return self.page("letters.html", request, letters=found, paging=paging, REASON_TITLE=REASON_TITLE,
+                         department_names={d.code: d.name for d in catalog.departments.values()})
+
     async def case(self, request: Request) -> Response:
         user, refused = await self.guarded(request)
         if refused:
@@ -830,6 +860,7 @@ class Console:
             Route("/login", self.login, methods=["POST"]), Route("/logout", self.logout, methods=["POST"]),
             Route("/alerts", self.alerts), Route("/tickets", self.tickets),
             Route("/cases/{case_id:path}", self.case), Route("/case", self.case),
+            Route("/letters", self.refused_events),
             Route("/act", self.act, methods=["POST"]),
             Route("/reply/{token}", self.reply_form, methods=["GET"]),
             Route("/reply/{token}", self.reply, methods=["POST"]),

@@ -184,6 +184,13 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             expect(inspector.locator("[data-waiting]")).to_contain_text("暂缓评判")
             expect(inspector.locator("[data-waiting]")).to_contain_text("被拒收的事件 C-W5-01：字段不符合格式")
             expect(inspector.locator(".alert")).to_have_count(0)
+            # The list of refused events leads to it too, with why it was refused.
+            inspector.click("nav a:has-text('被拒收事件')")
+            refusal = inspector.locator("tr[data-letter]", has=inspector.locator("a", has_text="C-W5"))
+            expect(refusal).to_contain_text("字段不符合格式")
+            expect(refusal).to_contain_text("C-W5-01")
+            refusal.locator("a", has_text="C-W5").click()
+            expect(inspector.locator("[data-waiting]")).to_contain_text("暂缓评判")
             inspector.goto(f"{base}/alerts")
 
             # Finds a red alert: the overdue case C-W1.

@@ -56,7 +56,10 @@ def store(tmp_path_factory):
     catalog.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     events = [_event("C-A", "320200-XK-SCJG-0001", "SCJG", officer_id="<img src=x onerror=alert(1)>",
                      attrs={"opinion": HOSTILE}),
-              _event("C-B", "320200-XK-ZJJ-0001", "ZJJ")]
+              _event("C-B", "320200-XK-ZJJ-0001", "ZJJ"),
+              # Refused: an item the catalog lacks (SCJG's), and a time that is no time (ZJJ's).
+              _event("C-X", "320200-XK-SCJG-9999", "SCJG"),
+              {**_event("C-Y", "320200-XK-ZJJ-0001", "ZJJ"), "occurred_at": "昨天上午"}]
     settings = pipeline_settings(directory / "data")
 
     async def run():
@@ -273,6 +276,29 @@ def test_an_inspector_sees_everything_and_a_head_only_their_department(console):
     assert head.get("/cases/C-A").status == 404
     assert head.get("/cases/C-B").status == 200
     assert "C-A" not in head.get("/tickets").text
+
+
+def test_a_department_lists_its_refused_events_and_an_inspector_every_one(console):
+    """Before, only operators could list the refused events (`sunlight dlq list`, Grafana): a head
+    learned that a case waited for one only on that case's page."""
+    import re
+
+    app, _, _ = console
+    inspector = Client(app)
+    inspector.sign_in("检查员", "inspector-password")
+    page = inspector.get("/letters")
+    assert page.status == 200 and "被拒收的事件" in page.text and 'href="/letters"' in page.text
+    rows = re.findall(r'<tr data-letter=.*?</tr>', page.text, flags=re.S)
+    by_case = {re.search(r'data-label="办件">(?:<a [^>]*>)?([^<]*)<', row).group(1): row for row in rows}
+    assert set(by_case) == {"C-X", "C-Y"}  # not the stale ticket action: its actor was told
+    assert "未知事项" in by_case["C-X"] and "市场监督管理局" in by_case["C-X"]
+    assert "时间格式错误" in by_case["C-Y"] or "字段不符合格式" in by_case["C-Y"]
+    assert "共 2 条" in page.text
+    head = Client(app)
+    head.sign_in("住建局长", "head-password-1")
+    mine = head.get("/letters").text
+    assert "C-Y" in mine and "C-X" not in mine and "共 1 条" in mine
+    assert Client(app).get("/letters").status == 303  # signed in only
 
 
 def test_cookies_are_signed_httponly_samesite_and_secure_over_https(console):
