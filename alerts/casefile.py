@@ -81,9 +81,12 @@ WAITING_TEXT = ("该办件有事件因数据不符合规范被系统拒收，事
 
 
 def _accepted_after_the_end(timeline) -> CaseEvent | None:
-    """The acceptance of a case whose closing or withdrawal came before it, and stands: the case
-    file says so, not "not yet accepted" nor "in progress"."""
-    return timeline.accepted if timeline.accepted_after_end and timeline.end is not None else None
+    """The acceptance of a case whose closing or withdrawal came before it, and stands (not one
+    reopened by a return and ended again since): the case file says so, not "not yet accepted" nor
+    "in progress"."""
+    end = timeline.end
+    late = timeline.accepted_after_end and end is not None and end.occurred_at <= timeline.accepted.occurred_at
+    return timeline.accepted if late else None
 
 
 def _deadline_after_the_end(timeline, late_acceptance: CaseEvent, calendar: WorkCalendar) -> dict[str, Any]:

@@ -211,7 +211,8 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
                 f"{_ended(e)}。")
     if rule == "overdue":
         if e.get("ended_before_acceptance"):
-            how = "撤回" if e.get("ended_by") == "withdrawn" else "办结"  # a return reopens only a closing
+            first = e["ended_before_acceptance"]
+            how = "撤回" if isinstance(first, Mapping) and first.get("ended_by") == "withdrawn" else "办结"
             return f"{_deadline(e)}。案件{how}之后才登记受理，{how}时已超过该时限；{_ended(e)}。"
         if e.get("accepted_after_deadline"):
             return f"{_deadline(e)}。案件受理时已超过该时限；{_ended(e)}。"

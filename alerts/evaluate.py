@@ -181,7 +181,8 @@ def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
     for family in RULE_FAMILIES:
         findings.extend(family.detect(view, now))
     upcoming = deadlines.due(view, now)
-    return Evaluation(findings, min(upcoming) if upcoming else None, labels, view.timeline.deadline(judge.calendar))
+    return Evaluation(findings, min(upcoming) if upcoming else None, labels,
+                      view.timeline.stored_deadline(judge.calendar))
 
 
 def case_clock(state: CaseState, now: datetime) -> datetime:

@@ -76,7 +76,7 @@ class Timeline:
     end: CaseEvent | None = None  # closed or withdrawn (and not reopened since)
     # The acceptance was registered only after the case had ended (none before it): it starts no
     # node's clock and completes no node (nothing after the end changes how the case was handled),
-    # but it is the case's acceptance, for its deadline (`clock_start`) and a return that reopens it.
+    # but it is the case's acceptance, for its deadline and for a return that reopens the case.
     accepted_after_end: bool = False
     reopenings: list[Reopening] = field(default_factory=list)  # ends a later return undid
     suspensions: list[Suspension] = field(default_factory=list)
@@ -113,6 +113,18 @@ class Timeline:
     def first_ended_at(self) -> datetime | None:
         """When the case first ended, even if a return reopened it since."""
         return self.reopenings[0].ended.occurred_at if self.reopenings else self.ended_at
+
+    def end_by_acceptance(self) -> CaseEvent | None:
+        """The end (closing or withdrawal) in force at the acceptance: the last one at or before it,
+        not undone by a return before it (a case finished and registered accepted only afterwards,
+        or at that very moment, online all at once). None for a case accepted before it ended."""
+        if self.accepted is None:
+            return None
+        at = self.accepted.occurred_at
+        ends = [r.ended for r in self.reopenings if r.ended.occurred_at <= at < r.returned.occurred_at]
+        if self.end is not None and self.end.occurred_at <= at:
+            ends.append(self.end)
+        return max(ends, key=lambda e: e.occurred_at, default=None)
 
     def open_at(self, moment: datetime) -> bool:
         """Was the case accepted and not yet closed or withdrawn at `moment` (nor between an end and
@@ -151,15 +163,24 @@ class Timeline:
             self._deadline = (calendar, self._deadline_with(calendar, self.pauses))
         return self._deadline[1]
 
+    def stored_deadline(self, calendar: WorkCalendar) -> datetime | None:
+        """The deadline the case's row stores (the wall's 按时办结率 reads it): none for a case that
+        ended before its acceptance was registered whose deadline would count from that acceptance
+        (no clock ran: "无从起算", as its file says; it was stored as after its end, on time)."""
+        if (self.accepted_after_end and self.stated_deadline is None and self.end is not None
+                and self.accepted is not None and self.end.occurred_at <= self.accepted.occurred_at):
+            return None
+        return self.deadline(calendar)
+
     def _deadline_with(self, calendar: WorkCalendar, pauses: Sequence[Pause]) -> datetime | None:
         assert self.accepted is not None
         if self.stated_deadline is not None:
-            # Accepted only after its end, a case's clock for the deadline its source states runs
-            # from its first event: its suspensions before the acceptance stopped it all the same
-            # (from the acceptance, a hearing that kept a case closed in time from its deadline
-            # counted for nothing: a false red card, found by an independent oracle).
-            start = (min(e.occurred_at for e in self.events) if self.accepted_after_end
-                     else self.accepted.occurred_at)
+            # The clock of a deadline its source states runs from the case's first event: its
+            # suspensions before an acceptance registered late stopped it all the same (from the
+            # acceptance, a hearing that kept a case closed in time counted for nothing: a false red
+            # card, found by an independent oracle; and registering the acceptance later still gave
+            # the hearing back, found by review). Without suspensions the deadline is as stated.
+            start = min(self.accepted.occurred_at, min(e.occurred_at for e in self.events))
             return calendar.stated_deadline(start, self.stated_deadline, pauses)
         return calendar.deadline(self.accepted.occurred_at, self.promised_days, pauses)
 
@@ -342,6 +363,13 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             if other not in done and other not in open_cycles and done.keys() >= requires[other]:
                 open_cycles[other] = NodeCycle(other, now, None)
 
+    def take_acceptance(event: CaseEvent) -> None:
+        timeline.accepted = event
+        days = event.attrs.get("promised_days")
+        if isinstance(days, int):
+            timeline.promised_days = days
+        timeline.stated_deadline = event.stated_deadline
+
     def check(required_nodes: Sequence[str], event: CaseEvent, what: str) -> None:
         for node_id in required_nodes:
             if node_id not in done and node_id not in skipped:
@@ -367,11 +395,8 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                         open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
                 timeline.end = None
             elif kind is EventType.ACCEPTED and timeline.accepted is None:
-                timeline.accepted, timeline.accepted_after_end = event, True
-                days = event.attrs.get("promised_days")
-                if isinstance(days, int):
-                    timeline.promised_days = days
-                timeline.stated_deadline = event.stated_deadline
+                take_acceptance(event)
+                timeline.accepted_after_end = True
                 continue
             elif kind is EventType.DECIDED:
                 # Dated after the end, a penalty still answers to its benchmark (the discretion
@@ -389,11 +414,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             complete(node_id, event)
         elif kind is EventType.ACCEPTED:
             if timeline.accepted is None:
-                timeline.accepted = event
-                days = event.attrs.get("promised_days")
-                if isinstance(days, int):
-                    timeline.promised_days = days
-                timeline.stated_deadline = event.stated_deadline
+                take_acceptance(event)
                 for node_id in plan.roots:
                     open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
                 for node_id in plan.by_acceptance:

@@ -13,6 +13,7 @@ from typing import Any
 
 from alerts.detectors import CaseView
 from alerts.model import Finding, Rule
+from alerts.events import CaseEvent
 from alerts.timeline import Suspension, Timeline
 
 _TINY = timedelta(microseconds=1)
@@ -93,10 +94,16 @@ def late_from(t: Timeline, deadline: datetime) -> datetime | None:
     receipt case-6147, five months late, had no card); or from the return that reopened a case ended
     by then."""
     passed = overdue_moment(t, deadline)
-    first_end = t.first_ended_at
-    if first_end is not None and deadline < first_end <= t.accepted.occurred_at:
+    if _finished_late_by_acceptance(t, deadline) is not None:
         return passed
     return t.open_from(passed)
+
+
+def _finished_late_by_acceptance(t: Timeline, deadline: datetime) -> CaseEvent | None:
+    """The end in force at the acceptance, if it came after the deadline: the case was finished
+    late before (or as) its acceptance was registered."""
+    end = t.end_by_acceptance()
+    return end if end is not None and end.occurred_at > deadline else None
 
 
 def detect(view: CaseView, now: datetime) -> list[Finding]:
@@ -118,8 +125,12 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
             evidence = _case_evidence(view, deadline)
             if passed > deadline:
                 evidence["accepted_after_deadline"] = True
-            if t.first_ended_at is not None and deadline < t.first_ended_at < t.accepted.occurred_at:
-                evidence["ended_before_acceptance"] = True  # late at its end, registered accepted after it
+            finished = _finished_late_by_acceptance(t, deadline)
+            if finished is not None and finished.occurred_at < t.accepted.occurred_at:
+                # Late at that end, registered accepted after it: how and when it ended then (a case
+                # reopened since may have ended otherwise later).
+                evidence["ended_before_acceptance"] = {"ended_at": local(view, finished.occurred_at),
+                                                       "ended_by": finished.type.value}
             if late > passed:
                 evidence["open_again_from"] = local(view, late)
             findings.append(Finding(Rule.OVERDUE, case_id, late, evidence, officer_id=t.officer()))
@@ -326,11 +337,12 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     if t.accepted is None:
         return []
     moments = []
+    late = None
     deadline = t.deadline(view.calendar)
     if deadline is not None:
         near = near_moment(view, deadline)
-        # Overdue from the deadline, or from the return that reopened a case ended by then.
-        moments.extend(m for m in (near, late_from(t, deadline)) if m is not None)
+        late = late_from(t, deadline)  # the case need not be open then (`late_from`)
+        moments.extend(m for m in (near, late) if m is not None)
     gone_ahead = _gone_ahead(t)
     index, needed = view.item.plan.index, view.item.plan.needed
     for cycle in t.cycles:
@@ -348,4 +360,7 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
                 moments.append(moment)
             moments.extend(limit for cycle, _, limit, _ in _node_limits_as_registered(view, index)
                            if _running_at(t, cycle, limit, needed, gone_ahead))
-    return [m for m in moments if m > now and t.open_at(m)]
+    # A case finished late before, or as, its acceptance was registered is not open at the moment
+    # it is late from, its acceptance: that moment is due all the same (live, an acceptance stated a
+    # moment ahead of the clock never got its card: found by review).
+    return [m for m in moments if m > now and (t.open_at(m) or m == late)]

@@ -101,7 +101,21 @@ SETTLED_RESULTS = ("applied", "pending")
 DRAFT_KEPT = "您填写的内容尚未提交，已保留在下方：请确认最新情况后再次提交。"
 DRAFT_LOST = "您填写的内容未能提交，已保留在下方：请复制保存，再通过最新督办通知中的链接或 OA 系统提交。"
 # The same, to a signed-in user of the console (an inspector or a head), whose way back is the case page.
-DRAFT_LOST_SIGNED_IN = "您填写的内容未能提交，已保留在下方：请复制保存，登录后回到办件页面再次提交。"
+DRAFT_LOST_SIGNED_IN = "您填写的内容未能提交，已保留在下方：请复制保存，回到办件页面刷新后再次提交。"
+DRAFT_LOST_SIGN_IN = "您填写的内容未能提交，已保留在下方：请复制保存，重新登录后回到办件页面再次提交。"
+# The note beside a text refused before it was sent (blank, or too long): nothing changed meanwhile.
+TO_FIX = frozenset({"text_too_long", "empty_reply", "empty_return", "empty_close"})
+DRAFT_TO_FIX = "请按提示修改后再次提交。"
+
+
+def kept_text(text: str) -> str:
+    """What of a form's text is kept to be shown again (a text far over the limit is cut)."""
+    return text[:20 * MAX_TEXT_CHARS]
+
+
+def actor_named(form) -> str:
+    """The name a reply gives (`actor`), spaces made single, at most 50 characters."""
+    return " ".join(field(form, "actor").split())[:50]
 LINK_REFUSAL = {
     "invalid": "此答复链接无效：链接内容不完整或已被改动。请使用督办通知中的原始链接。",
     "expired": "此答复链接已过期。请联系督办人员重新发送通知，或经 OA 系统提交答复。",
@@ -343,12 +357,16 @@ class Console:
             case_id = field(form, "case_id")
             back = case_address(case_id) if case_id else "/alerts"
             return None, self.refuse(request, 403, "登录已失效（已退出登录或超过登录有效期），操作未执行。请重新登录。",
-                                     draft={"text": text} if text else None, sign_in=login_address(back),
-                                     draft_note=DRAFT_LOST_SIGNED_IN)
+                                     draft={"text": kept_text(text)} if text else None, sign_in=login_address(back),
+                                     draft_note=DRAFT_LOST_SIGN_IN)
         if request.method == "POST":
             form = await request.form()
             if not self.sessions.csrf_ok(request.state.session, field(form, "csrf")):
-                return None, self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请返回刷新页面后重试。")
+                # A page drawn before signing in again (in another tab): the text typed is kept.
+                text = form_text(form)
+                return None, self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请返回刷新页面后重试。",
+                                         draft={"text": kept_text(text)} if text else None,
+                                         draft_note=DRAFT_LOST_SIGNED_IN)
         try:
             request.state.scope = self.scope_of(user)
         except UnknownScope:
@@ -640,7 +658,8 @@ class Console:
                                    for t in tickets))
         return self.page("case.html", request, status=status, file=file, tickets=tickets,
                          result=result_text(result), result_ok=result in SETTLED_RESULTS, draft=draft,
-                         draft_note=DRAFT_KEPT, new_action_id=lambda: uuid.uuid4().hex)
+                         draft_note=DRAFT_TO_FIX if result in TO_FIX else DRAFT_KEPT,
+                         new_action_id=lambda: uuid.uuid4().hex)
 
     @staticmethod
     def _actions_for(user: User, ticket: dict) -> list[str]:
@@ -670,7 +689,7 @@ class Console:
         if not ACTION_ID.match(action_id):
             return self.refuse(request, 400, "表单不完整，请返回刷新页面后重试。")
         scope = request.state.scope
-        kept = {"text": text[:20 * MAX_TEXT_CHARS]} if text else None
+        kept = {"text": kept_text(text)} if text else None
         if kind == "open":
             case_id, alert_id = field(form, "case_id"), field(form, "alert_id")
             alerts = await self.backend.read(lambda c: list(export_alerts(c, scope, case_id=case_id)))
@@ -688,7 +707,7 @@ class Console:
             if version is None:
                 return self.refuse(request, 400, "表单不完整，请返回刷新页面后重试。", draft=kept,
                                    draft_note=DRAFT_LOST_SIGNED_IN)
-        draft = {"kind": kind, "text": text[:20 * MAX_TEXT_CHARS], "ticket_id": ticket_id,
+        draft = {"kind": kind, "text": kept_text(text), "ticket_id": ticket_id,
                  "alert_id": field(form, "alert_id") if kind == "open" else None}
         # Refused before it is sent: the case page again, its form holding what was typed, with what
         # to change (before, a page titled 无法访问 with no form: found by a black-box test). An alert
@@ -753,8 +772,7 @@ class Console:
     def _draft(form) -> dict | None:
         """A reply form's text and name, to keep on a refusal page (none when it holds no text)."""
         text = form_text(form)
-        return {"text": text[:20 * MAX_TEXT_CHARS], "actor": " ".join(field(form, "actor").split())[:50]} \
-            if text else None
+        return {"text": kept_text(text), "actor": actor_named(form)} if text else None
 
     async def _grant(self, request: Request, draft: dict | None = None):
         """The ticket a link allows, or the refusal page (with `draft`, a reply's text not submitted)."""
@@ -807,7 +825,7 @@ class Console:
                              self.backend.judge().calendar.tz).isoformat(),
                          action_id=uuid.uuid4().hex, can_reply=ticket["status"] in ACTIVE,
                          result=result_text(result), result_ok=result in SETTLED_RESULTS, draft=draft,
-                         draft_note=DRAFT_KEPT)
+                         draft_note=DRAFT_TO_FIX if result in TO_FIX else DRAFT_KEPT)
 
     async def reply(self, request: Request) -> Response:
         form = await request.form()
@@ -826,7 +844,7 @@ class Console:
         if not text or len(text) > MAX_TEXT_CHARS:
             # The reply page again, its form holding what was typed (the name too, when the text was
             # blank: the next reply went without it, found by a black-box test), with what to change.
-            named = draft or {"text": "", "actor": " ".join(field(form, "actor").split())[:50]}
+            named = draft or {"text": "", "actor": actor_named(form)}
             return self._reply_page(request, granted, "text_too_long" if text else "empty_reply",
                                     draft=named, status=400)
         version = form_version(form)
@@ -835,7 +853,7 @@ class Console:
         catalog = self.backend.judge().catalog
         department = catalog.departments.get(grant.department)
         # The department answers: its name is the actor, whoever holds the link; the name they give is a note.
-        who = " ".join(field(form, "actor").split())[:50]
+        who = actor_named(form)
         name = department.name if department else grant.department
         actor = f"{name}（{who}）" if who else name
         action = {"action_id": action_id, "ticket_id": ticket["ticket_id"], "version": version, "actor": actor,

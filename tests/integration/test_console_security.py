@@ -774,6 +774,19 @@ def test_an_inspector_s_blank_or_too_long_reason_comes_back_in_its_form_on_the_c
                   if f'name="kind" value="{kind}"' in f and SCJG_TICKET in f]
         typed = html.unescape(re.search(r"<textarea[^>]*>(.*?)</textarea>", form, flags=re.S).group(1))
         assert typed == text.strip()
+        # Nothing changed meanwhile: the note says to mend it, not to check the latest state (review).
+        assert "请按提示修改后再次提交" in answer.text and "请确认最新情况" not in answer.text
+    # A blank reason for a ticket whose form is gone (ZJJ's is the department's to answer): no
+    # empty box of "what was typed" (review).
+    answer = inspector.post("/act", {"csrf": inspector.csrf("/cases/C-B"), "kind": "return", "ticket_id": ZJJ_TICKET,
+                                     "version": "1", "text": "  ", "action_id": "e7" * 16})
+    assert answer.status == 400 and "请填写退回理由" in answer.text and "data-draft" not in answer.text
+    # A page drawn before signing in again (in another tab) has a stale check code: refused, the
+    # text kept to copy (it was lost: review).
+    stale = inspector.post("/act", {"csrf": "x" * 40, "kind": "return", "ticket_id": SCJG_TICKET, "version": "2",
+                                    "text": "退回理由写了一上午", "action_id": "e8" * 16})
+    assert stale.status == 403 and "表单已失效" in stale.text and "退回理由写了一上午" in stale.text
+    assert "回到办件页面刷新后再次提交" in stale.text and "重新登录" not in stale.text  # signed in as they are
     assert published == []
     zjj = path_of(links.make(ZJJ_TICKET, "ZJJ", in_a_week(), 1))
     answer = Client(app).post(zjj, {"csrf": links.csrf(zjj.rsplit("/", 1)[1]), "text": "   ", "version": "1",

@@ -94,6 +94,22 @@ def test_a_case_accepted_after_it_closed_is_not_said_to_be_waiting_for_acceptanc
                             ev("accepted", at(2026, 3, 20, 9), case="K4", event_id="a",
                                deadline="2026-03-05T00:00:00+08:00")], [], j.catalog.item(LICENCE), j.calendar)
         assert f"来源系统载明的办理时限为 2026-03-04 24:00，办结时{kept}该时限" in stated["deadline"]["text"]
+    # Reopened by a return and closed again after its acceptance, it is a case closed after its
+    # acceptance like any (it read 已办结（受理登记在其后）, the later closing said to precede it: review).
+    again = case_file(events + [ev("returned", at(2026, 3, 21, 9), case="K2", node="approve"),
+                                ev("closed", at(2026, 3, 25, 9), case="K2")], [], j.catalog.item(LICENCE), j.calendar)
+    assert again["status"] == "已办结" and "之后" not in again["deadline"]["text"]
+    # The case's row stores no deadline counted from an acceptance registered after the end (the
+    # wall's 按时办结率 counted such a case on time); a stated one, and one reopened since, it does.
+    from alerts.evaluate import evaluate
+    from tests.unit.helpers import run
+
+    assert evaluate(run(events, at(2026, 5, 1), j), j, at(2026, 5, 1)).deadline is None
+    stated_events = [events[0], ev("accepted", at(2026, 3, 20, 9), case="K2", event_id="a",
+                                   deadline="2026-03-05T00:00:00+08:00")]
+    assert evaluate(run(stated_events, at(2026, 5, 1), j), j, at(2026, 5, 1)).deadline == at(2026, 3, 5, 0)
+    reopened = events + [ev("returned", at(2026, 3, 21, 9), case="K2", node="approve")]
+    assert evaluate(run(reopened, at(2026, 5, 1), j), j, at(2026, 5, 1)).deadline is not None
     waiting = case_file([ev("node_completed", at(2026, 3, 2), case="K3", node="undertake")], [],
                         j.catalog.item(LICENCE), j.calendar)
     assert waiting["status"] == "未受理" and "尚未受理" in waiting["deadline"]["text"]

@@ -688,7 +688,9 @@ def test_a_case_closed_after_its_stated_deadline_and_accepted_after_its_closing_
         state = run(events, at(2026, 5, 1))
         (card,) = [a for a in state.alerts.values() if a.rule.value == "overdue"]
         assert card.status.value == "open" and card.event_time == at(2026, 3, 10, 10)
-        assert card.evidence["ended_before_acceptance"] is True and card.evidence["working_days_used"] is None
+        assert card.evidence["ended_before_acceptance"] == {"ended_at": "2026-03-09T10:00:00+08:00",
+                                                            "ended_by": "closed"}
+        assert card.evidence["working_days_used"] is None
         assert card.evidence["ended_at"] == "2026-03-09T10:00:00+08:00"
         text = describe_evidence("overdue", card.evidence)
         assert "办结之后才登记受理" in text and "办结时已超过该时限" in text and "实际用时" not in text, text
@@ -737,6 +739,43 @@ def test_a_case_accepted_after_its_end_keeps_its_suspensions_and_its_card_when_a
         assert "ended_before_acceptance" not in card.evidence  # in time at its end: late only once reopened
     later = [ev("closed", at(2026, 3, 4, 10)), returned, ev("accepted", at(2026, 3, 11, 10, 1))]
     assert {("overdue", None), ("deadline_near", None)} <= active(run(later, at(2026, 5, 1)))
+
+
+def test_a_case_finished_late_before_its_acceptance_is_judged_by_the_end_in_force_then():
+    """Found by review of the two tests above. (1) Live, an acceptance stated a moment ahead of the
+    clock (a source's clock ahead) left the case with nothing due at its acceptance, since it is not
+    open then: its card never came. (2) A case closed in time, returned, closed again late and
+    accepted after: the first end, undone by the return, decided, so no card. (3) Reopened and
+    withdrawn since, its card said it had been withdrawn before its acceptance: it had been closed.
+    (4) Accepted after a hearing but before its closing, the hearing counted for nothing, while the
+    same acceptance registered after the closing counted it: a department could avoid the card by
+    registering later."""
+    from alerts.describe import describe_evidence
+
+    stated = dict(deadline="2026-03-05T00:00:00+08:00")
+    raised_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    j = judge()
+    closed = ev("closed", at(2026, 3, 9, 10), at(2026, 3, 9, 10, 1))
+    accepted = ev("accepted", at(2026, 3, 10, 10), at(2026, 3, 10, 9, 57), **stated)
+    state = step(None, closed, j, closed.recorded_at, raised_at).state
+    state = step(state, accepted, j, accepted.recorded_at, raised_at).state
+    assert ("overdue", None) not in active(state) and state.next_due == at(2026, 3, 10, 10)
+    ticked = judge_case(state, j, at(2026, 3, 10, 10), raised_at).state
+    assert ("overdue", None) in active(ticked)
+    again = [ev("closed", at(2026, 3, 3, 10)), ev("returned", at(2026, 3, 4, 10), node="approve"),
+             ev("closed", at(2026, 3, 9, 10)), ev("accepted", at(2026, 3, 10, 10), **stated)]
+    (card,) = [a for a in run(again, at(2026, 5, 1)).alerts.values() if a.rule.value == "overdue"]
+    assert card.status.value == "open" and card.evidence["ended_before_acceptance"]["ended_at"].startswith("2026-03-09")
+    withdrawn = [ev("closed", at(2026, 3, 9, 10)), ev("accepted", at(2026, 3, 10, 10), **stated),
+                 ev("returned", at(2026, 3, 11, 10), node="approve"), ev("withdrawn", at(2026, 3, 12, 10))]
+    (card,) = [a for a in run(withdrawn, at(2026, 5, 1)).alerts.values() if a.rule.value == "overdue"]
+    text = describe_evidence("overdue", card.evidence)
+    assert "案件办结之后才登记受理，办结时已超过该时限" in text and "撤回之后" not in text, text
+    hearing = [ev("suspended", at(2026, 3, 2, 10), reason="hearing"), ev("resumed", at(2026, 3, 8, 10)),
+               ev("closed", at(2026, 3, 9, 10))]
+    for accepted_at in (at(2026, 3, 1, 10), at(2026, 3, 8, 12), at(2026, 3, 10, 10)):
+        events = hearing + [ev("accepted", accepted_at, **stated)]
+        assert ("overdue", None) not in active(run(events, at(2026, 5, 1))), accepted_at
 
 
 def test_a_late_nodes_evidence_lists_only_the_suspensions_that_stopped_its_clock():
