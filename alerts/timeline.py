@@ -175,12 +175,14 @@ class Timeline:
     def _deadline_with(self, calendar: WorkCalendar, pauses: Sequence[Pause]) -> datetime | None:
         assert self.accepted is not None
         if self.stated_deadline is not None:
-            # The clock of a deadline its source states runs from the case's first event: its
-            # suspensions before an acceptance registered late stopped it all the same (from the
-            # acceptance, a hearing that kept a case closed in time counted for nothing: a false red
-            # card, found by an independent oracle; and registering the acceptance later still gave
-            # the hearing back, found by review). Without suspensions the deadline is as stated.
-            start = min(self.accepted.occurred_at, min(e.occurred_at for e in self.events))
+            # The case clock starts at the acceptance (the contract), and suspensions before it stop
+            # nothing (a 补正 before 受理, as real feeds have them, gave a stated deadline its time
+            # back for every case: found by review). But a case accepted only after its end had no
+            # clock at all: the deadline its source states is read from its first event, its
+            # suspensions before the acceptance counted (from the acceptance, a hearing that kept a
+            # case closed in time counted for nothing: a false red card, found by an oracle).
+            start = (min(e.occurred_at for e in self.events) if self.accepted_after_end
+                     else self.accepted.occurred_at)
             return calendar.stated_deadline(start, self.stated_deadline, pauses)
         return calendar.deadline(self.accepted.occurred_at, self.promised_days, pauses)
 

@@ -284,15 +284,21 @@ def dead_letters(client, scope: Scope, reason: str | None = None, include_redriv
 
 
 REFUSED_EVENT_COLUMNS = ("letter_id", "reason", "detail", "case_id", "event_id", "department", "received_at")
+# An open letter of a refused event that holds its case back (`alerts.letters.HOLDS_ITS_CASE`).
+_HOLDING = ("status = 'open' AND reason IN {holding:Array(String)} AND case_id IS NOT NULL "
+            "AND event_id IS NOT NULL")
 
 
-def refused_events_page(client, scope: Scope, told: frozenset[str] | set[str], limit: int, offset: int = 0,
+def refused_events_page(client, scope: Scope, limit: int, offset: int = 0,
                         tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> tuple[list[dict[str, Any]], int]:
-    """The console's list of refused messages in scope that wait for a correction: the open dead
-    letters but those of reasons in `told` (a ticket action its ticket had moved past: the person who
-    acted was told), newest first, `limit` from `offset`; and how many there are."""
-    where = "status = 'open' AND reason NOT IN {told:Array(String)}"
-    parameters: dict[str, Any] = {"told": sorted(told)}
+    """The console's list of refused events in scope that hold their case back until corrected: the
+    open letters of a reason that holds (`HOLDS_ITS_CASE`) whose event the case has not received
+    since (corrected and pushed again under its id: as the dashboards' 暂缓评判的办件 reads them),
+    newest first, `limit` from `offset`; and how many there are. A conflicting copy, a case too
+    large, Sunlight's own failures and refused ticket actions hold no case: not listed."""
+    where = (f"{_HOLDING} AND (case_id, event_id) NOT IN (SELECT case_id, event_id FROM case_events "
+             f"WHERE case_id IN (SELECT case_id FROM dead_letters FINAL WHERE {_HOLDING}))")
+    parameters: dict[str, Any] = {"holding": sorted(HOLDS_ITS_CASE)}
     (total,), = ScopedQuery("count()", "dead_letters FINAL", where=where).run(client, scope, parameters)
     rows = ScopedQuery(", ".join(REFUSED_EVENT_COLUMNS), "dead_letters FINAL", where=where,
                        tail="ORDER BY received_at DESC, letter_id LIMIT {limit:UInt32} OFFSET {offset:UInt64}"

@@ -131,6 +131,7 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
                 # reopened since may have ended otherwise later).
                 evidence["ended_before_acceptance"] = {"ended_at": local(view, finished.occurred_at),
                                                        "ended_by": finished.type.value}
+                evidence["working_days_used"] = None  # counted from the acceptance, it read as quick work
             if late > passed:
                 evidence["open_again_from"] = local(view, late)
             findings.append(Finding(Rule.OVERDUE, case_id, late, evidence, officer_id=t.officer()))

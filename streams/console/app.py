@@ -574,7 +574,7 @@ class Console:
         user, refused = await self.guarded(request)
         if refused:
             return refused
-        from alerts.letters import OVERTAKEN_ACTIONS, REASON_TITLE
+        from alerts.letters import REASON_TITLE
         from sinks.queries import refused_events_page
 
         scope, tz = request.state.scope, self.backend.judge().calendar.tz
@@ -582,11 +582,11 @@ class Console:
 
         def read(client):
             number = asked
-            found, total = refused_events_page(client, scope, OVERTAKEN_ACTIONS, MAX_LETTERS_SHOWN,
-                                               (number - 1) * MAX_LETTERS_SHOWN, tz=tz)
+            found, total = refused_events_page(client, scope, MAX_LETTERS_SHOWN, (number - 1) * MAX_LETTERS_SHOWN,
+                                               tz=tz)
             if not found and number > 1 and total:  # past the last page: the last
                 number = pages_of(total, MAX_LETTERS_SHOWN)
-                found, total = refused_events_page(client, scope, OVERTAKEN_ACTIONS, MAX_LETTERS_SHOWN,
+                found, total = refused_events_page(client, scope, MAX_LETTERS_SHOWN,
                                                    (number - 1) * MAX_LETTERS_SHOWN, tz=tz)
             return found, total, number
 
@@ -610,16 +610,16 @@ class Console:
         `kind`, or the `alert_id` a ticket was to be opened from), put back into its form."""
         from alerts.casefile import case_file
         from alerts.events import parse_event
-        from sinks.queries import (alerts_of_case, case_events_of, refused_case_events, stored_notices, stored_tickets,
-                                   ticket_history)
+        from sinks.queries import (alerts_of_case, case_events_of, dead_letters, refused_case_events, stored_notices,
+                                   stored_tickets, ticket_history)
 
         scope = request.state.scope
         judge = self.backend.judge()
 
         def read(client):
             events = case_events_of(client, scope, case_id)
-            if not events:
-                return None
+            if not events:  # known only by refused events, if at all (`refused_only`)
+                return list(dead_letters(client, scope, case_id=case_id, tz=judge.calendar.tz)) or None
             alerts = alerts_of_case(client, scope, case_id, tz=judge.calendar.tz)
             tickets = stored_tickets(client, scope, tz=judge.calendar.tz, case_id=case_id)
             histories = {t["ticket_id"]: ticket_history(client, scope, t["ticket_id"], tz=judge.calendar.tz)
@@ -632,6 +632,10 @@ class Console:
         found = await self.backend.read(read)
         if found is None:
             return self.refuse(request, 404, "办件不存在，或不在您的查看范围内。")
+        if isinstance(found, list):  # no event stored, only refused ones: it waits for them (a 404 before)
+            from alerts.letters import REASON_TITLE
+            return self.page("case_refused.html", request, case_id=case_id, letters=found,
+                             REASON_TITLE=REASON_TITLE)
         events, alerts, tickets, histories, notices, waiting = found
         item = judge.catalog.item(events[0]["item_code"])
         if item is None:

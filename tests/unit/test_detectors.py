@@ -747,10 +747,11 @@ def test_a_case_finished_late_before_its_acceptance_is_judged_by_the_end_in_forc
     open then: its card never came. (2) A case closed in time, returned, closed again late and
     accepted after: the first end, undone by the return, decided, so no card. (3) Reopened and
     withdrawn since, its card said it had been withdrawn before its acceptance: it had been closed.
-    (4) Accepted after a hearing but before its closing, the hearing counted for nothing, while the
-    same acceptance registered after the closing counted it: a department could avoid the card by
-    registering later."""
+    (4) A hearing before the acceptance stops no clock (the case clock starts at the acceptance, and
+    a 补正 before 受理 is common): a case accepted before its closing is late against the deadline
+    as stated; only a case accepted after its end, which had no clock, counts it (above)."""
     from alerts.describe import describe_evidence
+    from alerts.evaluate import evaluate
 
     stated = dict(deadline="2026-03-05T00:00:00+08:00")
     raised_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -773,9 +774,20 @@ def test_a_case_finished_late_before_its_acceptance_is_judged_by_the_end_in_forc
     assert "案件办结之后才登记受理，办结时已超过该时限" in text and "撤回之后" not in text, text
     hearing = [ev("suspended", at(2026, 3, 2, 10), reason="hearing"), ev("resumed", at(2026, 3, 8, 10)),
                ev("closed", at(2026, 3, 9, 10))]
-    for accepted_at in (at(2026, 3, 1, 10), at(2026, 3, 8, 12), at(2026, 3, 10, 10)):
+    for accepted_at, late in ((at(2026, 3, 1, 10), False), (at(2026, 3, 8, 12), True), (at(2026, 3, 10, 10), False)):
         events = hearing + [ev("accepted", accepted_at, **stated)]
-        assert ("overdue", None) not in active(run(events, at(2026, 5, 1))), accepted_at
+        assert (("overdue", None) in active(run(events, at(2026, 5, 1)))) is late, accepted_at
+    # A 补正 before 受理, registered on time: the deadline as stated (found by review: it moved).
+    before = [ev("suspended", at(2026, 2, 16, 10), reason="supplement"), ev("resumed", at(2026, 3, 1, 10)),
+              ev("accepted", at(2026, 3, 2, 10), deadline="2026-03-10T00:00:00+08:00"),
+              ev("node_completed", at(2026, 3, 3), node="undertake"), ev("node_completed", at(2026, 3, 4), node="review"),
+              ev("node_completed", at(2026, 3, 5), node="approve"), ev("closed", at(2026, 3, 12, 10))]
+    state = run(before, at(2026, 5, 1))
+    assert {("overdue", None), ("deadline_near", None)} <= active(state)
+    assert evaluate(state, j, at(2026, 5, 1)).deadline == at(2026, 3, 10, 0)
+    # Reopened after its late acceptance and withdrawn since: no working days "used" from the acceptance.
+    (card,) = [a for a in run(withdrawn, at(2026, 5, 1)).alerts.values() if a.rule.value == "overdue"]
+    assert card.evidence["working_days_used"] is None and "实际用时" not in describe_evidence("overdue", card.evidence)
 
 
 def test_a_late_nodes_evidence_lists_only_the_suspensions_that_stopped_its_clock():
