@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.detectors import CaseView
-from alerts.model import Finding, Rule
 from alerts.events import CaseEvent
+from alerts.model import Finding, Rule
 from alerts.timeline import Suspension, Timeline
 
 _TINY = timedelta(microseconds=1)

@@ -116,6 +116,8 @@ def kept_text(text: str) -> str:
 def actor_named(form) -> str:
     """The name a reply gives (`actor`), spaces made single, at most 50 characters."""
     return " ".join(field(form, "actor").split())[:50]
+
+
 LINK_REFUSAL = {
     "invalid": "此答复链接无效：链接内容不完整或已被改动。请使用督办通知中的原始链接。",
     "expired": "此答复链接已过期。请联系督办人员重新发送通知，或经 OA 系统提交答复。",
@@ -618,7 +620,7 @@ class Console:
 
         def read(client):
             events = case_events_of(client, scope, case_id)
-            if not events:  # known only by refused events, if at all (`refused_only`)
+            if not events:  # known only by refused events, if at all: their letters (`case_refused.html`)
                 return list(dead_letters(client, scope, case_id=case_id, tz=judge.calendar.tz)) or None
             alerts = alerts_of_case(client, scope, case_id, tz=judge.calendar.tz)
             tickets = stored_tickets(client, scope, tz=judge.calendar.tz, case_id=case_id)
