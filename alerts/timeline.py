@@ -417,6 +417,13 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
         elif kind is EventType.ACCEPTED:
             if timeline.accepted is None:
                 take_acceptance(event)
+                # No node's clock runs before the case's (the contract: "accepted: the case clock
+                # starts"): a node whose prerequisites were stated done before the acceptance starts
+                # its clock at it, and a run over before it was not timed (an oracle found a yellow
+                # card dated two weeks before the case was accepted, for a node done at acceptance).
+                cycles.clear()
+                for node_id in list(open_cycles):
+                    open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
                 for node_id in plan.roots:
                     open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
                 for node_id in plan.by_acceptance:

@@ -790,6 +790,24 @@ def test_a_case_finished_late_before_its_acceptance_is_judged_by_the_end_in_forc
     assert card.evidence["working_days_used"] is None and "实际用时" not in describe_evidence("overdue", card.evidence)
 
 
+def test_no_node_s_clock_runs_before_the_case_is_accepted():
+    """Found by an independent oracle: a node whose prerequisite was stated done two weeks before the
+    acceptance had its clock started then, and a yellow node_overdue dated before the case existed,
+    though it was done at the acceptance; the same node left undone had none (the case was not
+    open at that limit). Its clock starts at the acceptance; a run over before it was not timed."""
+    early = [ev("node_completed", at(2026, 1, 27, 16), node="review"), ev("accepted", at(2026, 2, 13, 8)),
+             ev("node_completed", at(2026, 2, 13, 8), node="approve"), ev("closed", at(2026, 2, 13, 8))]
+    state = run(early, at(2026, 2, 14))
+    assert "node_overdue" not in {r for r, _ in active(state)}
+    assert {("skipped_node", "accept"), ("skipped_node", "undertake")} <= active(state)  # as before
+    # Started at the acceptance, the node's clock still runs out: late a working day later.
+    late = early[:2] + [ev("node_completed", at(2026, 2, 18, 8), node="approve")]
+    (card,) = [a for a in run(late, at(2026, 3, 1)).alerts.values() if a.rule.value == "node_overdue"]
+    assert card.node == "approve" and card.evidence["clock_started_at"] == "2026-02-13T08:00:00+08:00"
+    for events in (late[::-1], [late[1], late[0], late[2]]):
+        assert active(run(events, at(2026, 3, 1))) == active(run(late, at(2026, 3, 1)))
+
+
 def test_a_late_nodes_evidence_lists_only_the_suspensions_that_stopped_its_clock():
     """Found by a black-box test: a node's yellow card listed the case's suspension before the
     node's clock started, and its text said the suspended time was not counted."""
