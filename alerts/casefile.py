@@ -84,9 +84,7 @@ def _accepted_after_the_end(timeline) -> CaseEvent | None:
     """The acceptance of a case whose closing or withdrawal came before it, and stands (not one
     reopened by a return and ended again since): the case file says so, not "not yet accepted" nor
     "in progress"."""
-    end = timeline.end
-    late = timeline.accepted_after_end and end is not None and end.occurred_at <= timeline.accepted.occurred_at
-    return timeline.accepted if late else None
+    return timeline.accepted if timeline.ended_before_acceptance else None
 
 
 def _deadline_after_the_end(timeline, late_acceptance: CaseEvent, calendar: WorkCalendar) -> dict[str, Any]:

@@ -163,12 +163,17 @@ class Timeline:
             self._deadline = (calendar, self._deadline_with(calendar, self.pauses))
         return self._deadline[1]
 
+    @property
+    def ended_before_acceptance(self) -> bool:
+        """Accepted after its end, and that end stands (not reopened by a return and ended again)."""
+        return (self.accepted_after_end and self.end is not None and self.accepted is not None
+                and self.end.occurred_at <= self.accepted.occurred_at)
+
     def stored_deadline(self, calendar: WorkCalendar) -> datetime | None:
         """The deadline the case's row stores (the wall's 按时办结率 reads it): none for a case that
         ended before its acceptance was registered whose deadline would count from that acceptance
         (no clock ran: "无从起算", as its file says; it was stored as after its end, on time)."""
-        if (self.accepted_after_end and self.stated_deadline is None and self.end is not None
-                and self.accepted is not None and self.end.occurred_at <= self.accepted.occurred_at):
+        if self.ended_before_acceptance and self.stated_deadline is None:
             return None
         return self.deadline(calendar)
 

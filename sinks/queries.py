@@ -213,15 +213,19 @@ def stored_case_clocks(client, scope: Scope, case_ids: list[str] | None = None
     return out
 
 
+# An open letter of a refused event that holds its case back (`alerts.letters.HOLDS_ITS_CASE`).
+_HOLDING = ("status = 'open' AND reason IN {holding:Array(String)} AND case_id IS NOT NULL "
+            "AND event_id IS NOT NULL")
+
+
 def refused_case_events(client, case_ids: list[str] | None = None,
                         as_kept: bool = False) -> dict[str, dict[str, str]]:
     """The events each case waits for (of some cases, with `case_ids`): its open dead letters
     whose refusal holds it back (`alerts.letters.HOLDS_ITS_CASE`), event_id -> reason; with
     `as_kept`, as the case's state keeps it (`alerts.state.refusal`: with the type its payload
     names), for a state restored from the store."""
-    conditions = ["status = 'open'", "reason IN {reasons:Array(String)}", "case_id IS NOT NULL",
-                  "event_id IS NOT NULL"]
-    parameters: dict[str, Any] = {"reasons": sorted(HOLDS_ITS_CASE), **_of_cases(case_ids)}
+    conditions = [_HOLDING]
+    parameters: dict[str, Any] = {"holding": sorted(HOLDS_ITS_CASE), **_of_cases(case_ids)}
     if case_ids is not None:
         conditions.append(_OF_CASES)
     query = ScopedQuery("case_id, event_id, reason, JSONExtractString(payload, 'type')", "dead_letters FINAL",
@@ -284,9 +288,6 @@ def dead_letters(client, scope: Scope, reason: str | None = None, include_redriv
 
 
 REFUSED_EVENT_COLUMNS = ("letter_id", "reason", "detail", "case_id", "event_id", "department", "received_at")
-# An open letter of a refused event that holds its case back (`alerts.letters.HOLDS_ITS_CASE`).
-_HOLDING = ("status = 'open' AND reason IN {holding:Array(String)} AND case_id IS NOT NULL "
-            "AND event_id IS NOT NULL")
 
 
 def refused_events_page(client, scope: Scope, limit: int, offset: int = 0,
