@@ -64,7 +64,6 @@ DISTRICTS = [
     ("320211", "滨湖区", [("BHSCJG", "滨湖区市场监督管理局"), ("BHZJJ", "滨湖区住房和城乡建设局")]),
     ("320213", "梁溪区", [("LXSCJG", "梁溪区市场监督管理局"), ("LXWJW", "梁溪区卫生健康委员会")]),
 ]
-REGION_NAMES = {CITY_REGION: "无锡市", **{code: name for code, name, _ in DISTRICTS}}
 # Departments that run their own system and push their cases (channel import): the first pushes
 # on time, the second late (after the 5th of the next month).
 SELF_BUILT = ("ZJJ", "JTJ")

@@ -109,11 +109,6 @@ class Timeline:
     def ended_at(self) -> datetime | None:
         return self.end.occurred_at if self.end else None
 
-    @property
-    def first_ended_at(self) -> datetime | None:
-        """When the case first ended, even if a return reopened it since."""
-        return self.reopenings[0].ended.occurred_at if self.reopenings else self.ended_at
-
     def end_by_acceptance(self) -> CaseEvent | None:
         """The end (closing or withdrawal) in force at the acceptance: the last one at or before it,
         not undone by a return before it (a case finished and registered accepted only afterwards,

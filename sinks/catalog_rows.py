@@ -52,10 +52,6 @@ def code_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def region_rows(catalog: Catalog, region_names: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """(`region`, code, name) of the regions the catalog's departments are in: the name from
     `region_names` (the scoring rulebook's, as the console and the scores name them), else the

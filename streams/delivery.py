@@ -22,10 +22,10 @@ import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-import orjson
 from faust.types import Message
 
 from streams import broker as broker_mod, faust_patches, metrics
+from streams.internal_wire import NUDGE
 from streams.settings import Settings
 from streams.steps import Unit
 
@@ -194,7 +194,7 @@ class DeliveryWatch:
             partition = tp.partition if tp.partition in held else min(held, default=None)
             if partition is not None and (topic, partition) not in nudged:
                 nudged.add((topic, partition))
-                await self.send(topic, b"", orjson.dumps({"nudge": True}), partition)
+                await self.send(topic, b"", NUDGE, partition)
 
     async def start_offset(self, tp) -> int | None:
         """Where the consumer group starts reading a partition: its committed offset, or with none

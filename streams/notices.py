@@ -37,6 +37,7 @@ from alerts.tickets import Step, taken_back
 from sinks.notify import NoAddress, NoticeError
 from sinks.rows import notice_row
 from streams import metrics
+from streams.internal_wire import is_nudge
 from streams.steps import Unit, utcnow
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class NoticeSteps:
         for record in unit.records:
             try:
                 value = orjson.loads(record.value)
-                if value == {"nudge": True}:
+                if is_nudge(value):
                     continue
                 resend = value.get("resend", 0)
                 if not isinstance(resend, int) or isinstance(resend, bool) or resend < 0:

@@ -40,6 +40,7 @@ from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from streams import metrics
 from streams.codec import encode_state
 from streams.event_wire import wire_event
+from streams.internal_wire import is_nudge, verdict_signal
 
 log = logging.getLogger(__name__)
 letters_log = logging.getLogger(__name__ + ".dead_letters")  # limited: `streams.runtime._quiet_faust_logging`
@@ -183,7 +184,7 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
         for record in unit.records:
             try:
                 signal = orjson.loads(record.value)
-                if "nudge" in signal:
+                if is_nudge(signal):
                     continue  # only to have the partition's holes read
                 if "verdict" in signal:
                     verdict = Verdict.from_json(signal["verdict"])
@@ -234,7 +235,7 @@ def decode_peer_unit(unit: Unit) -> tuple[dict[str, list[PenaltyFact]], list[Let
     for record in unit.records:
         try:
             value = orjson.loads(record.value)
-            if "nudge" in value:
+            if is_nudge(value):
                 continue
             fact = PenaltyFact.from_json(value)
         except Exception as exc:
@@ -337,9 +338,7 @@ class Outputs:
         self.outbox.add(self.settings.peers_topic, fact.group.encode(), orjson.dumps(fact.to_json()))
 
     async def verdict(self, verdict: Verdict) -> None:
-        self.progress.verdicts_sent += 1
-        self.outbox.add(self.settings.ticks_topic, verdict.case_id.encode(),
-                        orjson.dumps({"verdict": verdict.to_json()}))
+        self.outbox.add(self.settings.ticks_topic, verdict.case_id.encode(), verdict_signal(verdict))
 
     async def dead_letter(self, record: Any, topic: str, partition: int, reason: str, detail: str) -> None:
         """Refuse a message: to the store's dead letters and the DLQ topic, with the reason. Never

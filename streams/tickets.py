@@ -33,6 +33,7 @@ from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Resolutio
                             TicketStatus, act, advance, case_of, on_alert, standing_notices)
 from sinks.rows import notice_row, ticket_row
 from streams import metrics
+from streams.internal_wire import is_nudge, routed_action
 from streams.notices import HELD, HELD_VERSION, QUIET_HELD, notice_to_json
 from streams.steps import Letter, Unit, utcnow
 from streams.store import InStoreOnly, TableStore
@@ -168,7 +169,7 @@ def decode_ticket_unit(unit: Unit, ticks_topic: str) -> tuple[dict[str, TicketWo
             if unit.topic != ticks_topic:
                 alert = Alert.from_json(value)
                 cases.setdefault(alert.case_id, TicketWork()).alerts.append(alert)
-            elif "nudge" in value:
+            elif is_nudge(value):
                 continue
             elif "action" in value:
                 action = Action.from_json(value["action"])
@@ -192,7 +193,7 @@ def route_action(raw: bytes | None) -> tuple[str, Action] | None:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ActionRefused("invalid_json", str(exc)) from None
-    if obj == {"nudge": True}:
+    if is_nudge(obj):
         return None
     action = Action.from_json(obj)
     return case_of(action.ticket_id), action
@@ -209,7 +210,7 @@ async def route_unit(unit: Unit, outputs, ticks_topic: str) -> None:
             continue
         if routed is not None:
             case_id, action = routed
-            outputs.outbox.add(ticks_topic, case_id.encode(), orjson.dumps({"action": action.to_json()}))
+            outputs.outbox.add(ticks_topic, case_id.encode(), routed_action(action))
 
 
 class TicketSteps:

@@ -33,7 +33,6 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import jinja2
-import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.datastructures import MutableHeaders
@@ -45,10 +44,11 @@ from alerts.describe import alert_text, describe_evidence, deadline_moment, loca
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.notices import RECIPIENT_TITLE
 from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, NOTICE_STATUS_TITLE, STATUS_TITLE, STEP_TITLE,
-                            ESCALATION_TITLE, actor_title, rounds, ticket_id as make_ticket_id)
+                            ESCALATION_TITLE, Action, ActionKind, actor_title, rounds, ticket_id as make_ticket_id)
 from sinks.scope import Scope, UnknownScope
 from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, Users, check_secret_key, loose_mode
 from streams.console.links import LinkRefused, Links
+from streams.internal_wire import ticket_action
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -725,11 +725,8 @@ class Console:
             return await self._case_page(request, user, case_id, refused_as, draft=draft,
                                          status=404 if refused_as == "unknown_alert" else 400)
         department = INSPECTORS if user.inspector else user.department
-        action = {"action_id": action_id, "ticket_id": ticket_id, "version": version, "actor": user.name,
-                  "department": department, "kind": kind, "text": text,
-                  "at": datetime.now(timezone.utc).isoformat()}
-        if kind == "open":
-            action["alert_id"] = alert_id
+        action = Action(action_id, ticket_id, version, user.name, department, ActionKind(kind), text,
+                        datetime.now(timezone.utc), alert_id if kind == "open" else None)
         result = await self._publish(ticket_id, action)
         if kind == "open" and result == "not_allowed":  # only an open ticket refuses an opening: said so
             result = "already_open"  # (found by a black-box test: two inspectors, one ticket)
@@ -767,10 +764,10 @@ class Console:
         return hmac.new(self.links.secret_key.encode(), said.encode("utf-8", "surrogatepass"),
                         "sha256").hexdigest()[:32]
 
-    async def _publish(self, ticket_id: str, action: dict) -> str:
-        await self.backend.publish([(ticket_id.encode(), orjson.dumps(action))])
-        log.info("console: %s on %s by %s (action %s)", action["kind"], ticket_id, action["actor"], action["action_id"])
-        return await self.backend.wait(ticket_id, action["action_id"])
+    async def _publish(self, ticket_id: str, action: Action) -> str:
+        await self.backend.publish([(ticket_id.encode(), ticket_action(action))])
+        log.info("console: %s on %s by %s (action %s)", action.kind.value, ticket_id, action.actor, action.action_id)
+        return await self.backend.wait(ticket_id, action.action_id)
 
     # -- reply links ---------------------------------------------------------------------------------------
 
@@ -862,9 +859,8 @@ class Console:
         who = actor_named(form)
         name = department.name if department else grant.department
         actor = f"{name}（{who}）" if who else name
-        action = {"action_id": action_id, "ticket_id": ticket["ticket_id"], "version": version, "actor": actor,
-                  "department": grant.department, "kind": "reply", "text": text,
-                  "at": datetime.now(timezone.utc).isoformat()}
+        action = Action(action_id, ticket["ticket_id"], version, actor, grant.department, ActionKind.REPLY, text,
+                        datetime.now(timezone.utc))
         result = await self._publish(ticket["ticket_id"], action)
         if result not in SETTLED_RESULTS:
             # Refused (most often: the ticket was escalated or changed while the reply was written):
@@ -873,7 +869,7 @@ class Console:
             if refused:
                 return refused
             return self._reply_page(request, granted, result, draft={"text": text, "actor": who}, status=409)
-        said = self._result_said(f"reply:{token}", result, ticket["ticket_id"], action["action_id"])
+        said = self._result_said(f"reply:{token}", result, ticket["ticket_id"], action.action_id)
         return RedirectResponse(f"/reply/{token}?{said}", status_code=303)
 
     def routes(self) -> list[Route]:
