@@ -532,7 +532,9 @@ def missing_requirements(item: Item, rulebook: Rulebook) -> list[str]:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, (str, list, dict, tuple)) and not (
+    """Not published: absent, empty, or said not to be (`false`, as YAML also reads `no`: before,
+    `流程图: no` counted as a published flowchart; found by an independent scorer)."""
+    return value is None or value is False or (isinstance(value, (str, list, dict, tuple)) and not (
         value.strip() if isinstance(value, str) else value))
 
 

@@ -110,6 +110,17 @@ def month(tmp_path_factory):
     march = (START - timedelta(days=2)).isoformat()
     scenario.events.append({**again, "event_id": f"{again['event_id']}-march", "attrs": {"rating": "dissatisfied"},
                             "occurred_at": march, "recorded_at": march})
+    # Records that are no case (only rated; withdrawn, then rated): their ratings are no case's and
+    # do not count (before, they weighed on the department's 满意率; found by an independent scorer).
+    stj_item = next(i["code"] for i in scenario.catalog["items"] if i["department"] == "STJ")
+    for number, types in enumerate((["rated"], ["withdrawn", "rated"])):
+        for step, kind in enumerate(types):
+            moment = (START + timedelta(days=3, hours=step)).isoformat()
+            scenario.events.append({"event_id": f"NOCASE-{number}-{step}", "case_id": f"NOCASE-{number}",
+                                    "item_code": stj_item, "type": kind, "occurred_at": moment,
+                                    "recorded_at": moment, "channel": "online", "department": "STJ",
+                                    "region": "320200",
+                                    **({"attrs": {"rating": "dissatisfied"}} if kind == "rated" else {})})
     # A self-built department's push that states no channel is pushed data, as the backfill rule
     # reads it (before, not counted: a department pushing only such events had no data, full points).
     scenario.events.append({"event_id": "ZJJ-NOCHANNEL-1", "case_id": "IZJJ-NOCHANNEL", "item_code": zjj_item,
@@ -232,8 +243,10 @@ def expected(scenario, alerts, tickets, by: str) -> dict[str, dict]:
         parts["操作规范"] = clamp(10 * (1 - irregular / len(cases)), cap) if cases else 10  # no data: as perfect
         if by == "department":
             first_rating: dict[str, tuple] = {}  # one per case (一事一评): its first, in the month it was given
+            handled = {e["case_id"] for e in scenario.events if e["type"] not in ("rated", "withdrawn")}
             for e in events:
-                if e["type"] == "rated" and e["department"] in members and e.get("attrs", {}).get("rating"):
+                if e["type"] == "rated" and e["department"] in members and e.get("attrs", {}).get("rating") \
+                        and e["case_id"] in handled:
                     moment = (local(e["occurred_at"]), e["event_id"])
                     if e["case_id"] not in first_rating or moment < first_rating[e["case_id"]][0]:
                         first_rating[e["case_id"]] = (moment, e["attrs"]["rating"])

@@ -500,3 +500,19 @@ def test_a_month_read_as_a_date_and_categories_written_as_one_word_are_refused_i
     raw["field_groups"]["许可"]["categories"] = "licensing"
     with pytest.raises(ScoringError, match=r"categories must be a list \(e.g. \[licensing\]\), got 'licensing'"):
         load_rulebook(raw)
+
+
+def test_a_field_written_no_or_false_is_not_published():
+    """Found by an independent scorer: YAML reads `流程图: no` as false, and false counted as a
+    published flowchart (two requirements met); 0 and text stay what they say."""
+    from alerts.scoring import missing_requirements
+
+    def missing(**public):
+        catalog = load_catalog({"departments": [{"code": "A", "name": "市甲局", "region": "320200"}],
+                                "items": [item("A-1", "A", public={**FULL_LICENSING, **public})]})
+        return missing_requirements(catalog.item("A-1"), rulebook())
+
+    assert missing() == []
+    assert len(missing(**yaml.safe_load("流程图: no"))) == 2
+    assert len(missing(流程图=False, 联系电话="")) == 3
+    assert missing(联系电话=0, 流程图="no") == []  # a number, and the text "no", are what was published
