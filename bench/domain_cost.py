@@ -58,6 +58,9 @@ class Writer:
     def add(self, table, row):
         self.batch.add(table, row)
 
+    def corrected(self, case_id, event_id, at):
+        self.batch.correct(case_id, event_id, at)
+
     def to_arrow(self) -> int:
         batch, self.batch = self.batch, Batch()
         for table, rows in batch.rows.items():

@@ -31,7 +31,8 @@ from alerts.detectors.discretion import penalty_of
 from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, judge_case, step,
                              step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
-from alerts.letters import UTF8_BOM, DeadLetter, make_letter, refused_event, refused_event_type
+from alerts.letters import (UTF8_BOM, DeadLetter, make_letter, refused_event, refused_event_type,
+                            wrapped_event_hint)
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
@@ -161,6 +162,11 @@ def decode_event(raw: bytes | None) -> CaseEvent:
         return event
     try:
         return parse_event(orjson.loads(raw))
+    except InvalidEvent as exc:
+        hint = wrapped_event_hint(raw) if exc.reason == "schema" else None  # (an event sent wrapped, or
+        if hint is None:  # encoded twice: what to change, said)
+            raise
+        raise InvalidEvent(exc.reason, f"{exc.detail}; {hint}") from None
     except orjson.JSONDecodeError as exc:
         if raw.startswith(UTF8_BOM):  # RFC 8259 lets a parser ignore one (.NET and PowerShell producers write it),
             return decode_event(raw[len(UTF8_BOM):])  # as `sunlight replay` does a file's
@@ -169,7 +175,8 @@ def decode_event(raw: bytes | None) -> CaseEvent:
         except UnicodeDecodeError as bad:  # JSON's own message names the first character, wherever the byte is
             raise InvalidEvent("invalid_utf8", f"not UTF-8 text: byte 0x{raw[bad.start]:02x} at offset {bad.start} "
                                                f"of the message's {len(raw)} bytes ({bad.reason})") from None
-        raise InvalidEvent("invalid_json", str(exc)) from None
+        hint = wrapped_event_hint(raw)  # NaN, or several events in one record
+        raise InvalidEvent("invalid_json", f"{exc}; {hint}" if hint else str(exc)) from None
 
 
 def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None) -> Decoded:
@@ -279,6 +286,10 @@ class Outputs:
 
     def event(self, event: CaseEvent, department: str) -> None:
         self.writer.add("case_events", event_row(event, department, utcnow()))
+
+    def corrected(self, event: CaseEvent, at: datetime) -> None:
+        """A refused event that came since, corrected: its letters are marked once its row is written."""
+        self.writer.corrected(event.case_id, event.event_id, at)
 
     def case(self, state: CaseState, outcome_labels, deadline) -> None:
         labels = outcome_labels
@@ -460,6 +471,10 @@ class CaseSteps:
             await self.store.put(result.state, partition, stored)
             for event in (*batch.new, *again):
                 self.out.event(event, judge.item(event.item_code).department)
+            waited = {event_id for event_id, _, _ in work.refusals}.union(state.refused if state else ())
+            for event in batch.new:
+                if event.event_id in waited:
+                    self.out.corrected(event, utcnow())
             self.out.outcome(result)
             # A tick that changed no alert, only the clock: it may be one delivered again after a
             # crash that came after the state's changelog record and before its rows were written

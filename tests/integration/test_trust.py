@@ -200,6 +200,42 @@ def test_a_case_whose_acceptance_is_a_dead_letter_waits_for_it_across_commands_a
     assert "暂缓评判" not in sunlight(["cases", "show", case, "--catalog", str(catalog)], env).stdout.decode()
 
 
+def test_a_refused_event_its_source_sends_again_corrected_marks_its_letter(scenario, tmp_path):
+    """Found by a black-box test with other clients: only `sunlight dlq redrive` marked a letter
+    redriven, and it cannot while a worker holds the embedded store, so a refused event that its
+    source system sent again, corrected, through Kafka left its letter 待处理 for good (in `dlq
+    list`, and on the wall's dead-letter panels). The pipeline now marks it once the corrected
+    event is stored. A conflicting copy's letter names an event its case holds, and stays open."""
+    by_case: dict[str, list[dict]] = {}
+    for event in scenario.events:
+        by_case.setdefault(event["case_id"], []).append(event)
+    closed = [c for c, events in by_case.items() if {"accepted", "closed"} <= {e["type"] for e in events}]
+    case, other = closed[0], closed[1]
+    acceptance = next(e for e in by_case[case] if e["type"] == "accepted")
+    bad = {**acceptance, "attrs": {**acceptance.get("attrs", {}), "promised_days": "five"}}
+    ending = by_case[other][-1]
+    copy = {**ending, "officer_id": (ending.get("officer_id") or "") + "-changed"}
+    events = [bad if e is acceptance else e for c in (case, other) for e in by_case[c]] + [copy]
+    catalog, _ = write_inputs(tmp_path, scenario, events)
+    settings = pipeline_settings(tmp_path / "data")
+    replay(settings, catalog, as_messages(events))
+
+    def letters(**options):
+        client = connect(None, tmp_path / "data")
+        try:
+            return sorted((x["reason"], x["case_id"], x["event_id"], x["status"])
+                          for x in dead_letters(client, Scope.everything(), **options))
+        finally:
+            client.close()
+
+    waiting = ("schema", case, acceptance["event_id"])
+    conflicting = ("conflicting_duplicate", other, ending["event_id"])
+    assert letters() == sorted([(*waiting, "open"), (*conflicting, "open")])
+    replay(settings, catalog, as_messages([acceptance]))  # the source sends it again, corrected
+    assert letters() == [(*conflicting, "open")]
+    assert letters(include_redriven=True) == sorted([(*waiting, "redriven"), (*conflicting, "open")])
+
+
 def test_a_fining_case_that_waits_across_commands_keeps_its_peer_verdicts(scenario, baseline, tmp_path):
     """A case waiting for a refused event gets its peer group's verdict but raises no alert for it.
     Read back in a later command, it had its verdicts back only from its open outlier alerts: the

@@ -32,6 +32,7 @@ class Harness:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.writer = SimpleNamespace(batch=Batch())
         self.writer.add = self.writer.batch.add
+        self.writer.corrected = self.writer.batch.correct
         self.judge = judge()
         settings = SimpleNamespace(alerts_topic="alerts", peers_topic="peers", ticks_topic="ticks", dlq_topic="dlq",
                                    partitions=4)
@@ -300,6 +301,51 @@ def test_an_event_in_gbk_names_its_event_in_its_letter_and_its_case_waits_for_it
     harness.run(Unit("case-events", 1, [record(9, accepted)]))
     stored, _ = decode_state(harness.table.data["U1"])
     assert not stored.refused and [e.event_id for e in stored.events] == ["a", "u", "r", "p", "c"]
+
+
+def _connect_envelope(event: dict) -> bytes:
+    return orjson.dumps({"schema": {"type": "struct", "optional": False}, "payload": event})
+
+
+@pytest.mark.parametrize("wrapped, reason, hint", [
+    (lambda e: orjson.dumps(e).replace(b'"officer_id":"OFF-1"', b'"officer_id":NaN'), "invalid_json",
+     "NaN and Infinity are not JSON"),
+    (lambda e: orjson.dumps(orjson.dumps(e).decode()), "schema", "encoded twice"),
+    (_connect_envelope, "schema", "Kafka Connect envelope"),
+    (lambda e: orjson.dumps([e, HISTORY[1]]), "schema", "an array of 2 events"),
+    (lambda e: orjson.dumps(e) + b"\n" + orjson.dumps(HISTORY[1]), "invalid_json", "holds 2 JSON values"),
+], ids=["nan", "encoded_twice", "connect_envelope", "array", "lines"])
+def test_an_event_sent_wrapped_names_its_event_in_its_letter_and_its_case_waits_for_it(wrapped, reason, hint):
+    """Found by a black-box test with other Kafka clients: an acceptance sent with NaN for a number
+    (Python's json.dumps writes an empty pandas cell so), encoded twice, in a Kafka Connect envelope
+    (Connect's default), or with the next event in one record was refused naming no event, and its
+    case, closed without it, had red skipped_node cards for a handling that had an acceptance."""
+    accepted = {**HISTORY[0], "officer_id": "OFF-1"}
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, wrapped(accepted)),
+                                        *(record(i, e) for i, e in enumerate(HISTORY[1:], 1))]))
+    (letter,) = harness.rows("dead_letters")
+    assert (letter["reason"], letter["event_id"], letter["case_id"]) == (reason, "a", "U1")
+    assert hint in letter["detail"]
+    stored, _ = decode_state(harness.table.data["U1"])
+    assert stored.refused and not [a for a in stored.alerts.values() if a.status is AlertStatus.OPEN]
+    # The corrected event is the case's acceptance: judged whole, and its letter marked once written.
+    assert not harness.writer.batch.corrected
+    harness.run(Unit("case-events", 1, [record(9, accepted)]))
+    stored, _ = decode_state(harness.table.data["U1"])
+    assert not stored.refused and [e.event_id for e in stored.events] == ["a", "u", "r", "p", "c"]
+    assert list(harness.writer.batch.corrected) == [("U1", "a")]
+
+
+def test_a_plain_event_or_junk_is_not_read_as_wrapped():
+    from alerts.letters import refused_event, wrapped_event
+
+    plain = orjson.dumps(HISTORY[0])
+    assert wrapped_event(plain) == (None, None)  # the event itself: read as it is, not as wrapped
+    for junk in (b"not json", b"[]", b'"text"', b"[1, 2]", b'{"schema": 1, "payload": {"event_id": "a"}} x',
+                 b"\xff\xfe", b"NaN"):
+        assert wrapped_event(junk) == (None, None), junk
+        assert refused_event(junk, "invalid_json", b"U1") is None, junk  # a letter that names no event holds nothing
 
 
 def test_a_refused_event_after_a_byte_order_mark_holds_its_case_as_without_one():

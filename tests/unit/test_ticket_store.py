@@ -45,6 +45,7 @@ class Harness:
         self.changelog: list[tuple[str, bool]] = []  # (case, a value or a tombstone)
         self.writer = SimpleNamespace(batch=Batch())
         self.writer.add = self.writer.batch.add
+        self.writer.corrected = self.writer.batch.correct
         source = CatalogSource(CONTRACT / "catalog.example.yaml")
         settings = SimpleNamespace(alerts_topic="alerts", notices_topic="notices", dlq_topic="dlq", notify=True)
         outbox = SimpleNamespace(add=lambda topic, key, value, partition=None: None)

@@ -91,3 +91,38 @@ def test_a_store_that_cannot_write_now_keeps_the_batch_rather_than_refusing_its_
     assert not store_cannot_write(RuntimeError("Code: 53. DB::Exception: Type mismatch in IN or VALUES section"))
     assert not store_cannot_write(OverflowError("Python int too large to convert to C long"))
 
+
+
+def test_letters_of_corrected_events_are_marked_after_the_rows_and_not_for_an_event_the_store_refused():
+    """A refused event that came since, corrected, has its letters marked once the batch's rows are
+    written (`mark_letters_corrected`); one whose own row the store refused corrected nothing."""
+    class Marks(Store):
+        def __init__(self):
+            super().__init__(refused=set())
+            self.marked: list[list] = []
+
+        def command(self, sql: str, parameters=None):
+            if parameters is not None:
+                self.marked.append(parameters["keys"])
+                assert self.inserts, "marked before the rows that correct the letters were written"
+            return 1
+
+        def insert_arrow(self, table, data):
+            if any(row.get("event_id") == "refused-row" for row in data.to_pylist()):
+                raise RuntimeError("Code: 27. DB::Exception: Cannot parse input (CANNOT_PARSE_INPUT_ASSERTION_FAILED)")
+            super().insert_arrow(table, data)
+
+    store = Marks()
+    writer = ClickHouseWriter(store)
+    batch = Batch()
+    batch.add("case_events", {"case_id": "A", "event_id": "e1"})
+    batch.add("case_events", {"case_id": "B", "event_id": "refused-row"})
+    batch.correct("A", "e1", SETTLED)
+    batch.correct("B", "refused-row", SETTLED)
+    writer.write(Batch(rows={"case_events": [{"case_id": "C", "event_id": "e3"}]}, count=1))
+    assert store.marked == []  # nothing corrected: no statement
+    refused = writer.isolate(batch)
+    assert [item.row["event_id"] for item in refused] == ["refused-row"]
+    assert store.marked == [[("A", "e1")]]
+    writer.executor.shutdown()
+
