@@ -13,7 +13,18 @@ DEFAULT_TEMPLATES = Path(__file__).with_name("templates")
 def load_templates(directory: Path | None = None) -> NoticeText:
     """One file per step (`opened.txt`, `returned.txt`, `level_1.txt`, `level_2.txt`, `withdrawn.txt`,
     `closed.txt`): the first line is the subject, the rest the body. A missing file falls back to
-    the default."""
+    the default. A directory that is none, or holds no template of these names (misspelt: `opend.txt`),
+    is a TemplateError: a setting that changes nothing is said, not run with the default wording
+    (found by a black-box test)."""
+    if directory is not None:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise TemplateError(f"the notice templates directory {directory} does not exist or is not a directory")
+        names = {f"{step.value}.txt" for step in Step}
+        if not any((directory / name).is_file() for name in names):
+            found = sorted(p.name for p in directory.iterdir())[:10]
+            raise TemplateError(f"the notice templates directory {directory} holds none of {', '.join(sorted(names))}"
+                                f" (it holds: {', '.join(found) or 'nothing'})")
     templates = {}
     for step in Step:
         path = (directory or DEFAULT_TEMPLATES) / f"{step.value}.txt"

@@ -127,11 +127,15 @@ def rules_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def in_force(basis: str) -> None:
+def in_force(basis: str, judge: Judge) -> None:
     """`sunlight_catalog_in_force` names this basis alone: workers whose series differ judge the same
-    cases under different catalogs (the SunlightCatalogsDiffer rule), which nothing showed before."""
+    cases under different catalogs (the SunlightCatalogsDiffer rule), which nothing showed before.
+    `sunlight_calendar_missing_years` counts the years the calendar in force lacks, so far (a
+    calendar override file that brings them sets it back to 0: the SunlightCalendarYearMissing rule
+    resolves)."""
     metrics.CATALOG_IN_FORCE.clear()
     metrics.CATALOG_IN_FORCE.labels(basis).set(1)
+    metrics.CALENDAR_MISSING_YEARS.set(len(judge.calendar.missing_years))
 
 
 class CatalogSource:
@@ -150,7 +154,7 @@ class CatalogSource:
         self.rules = rules_digest()
         # What each case row records it was judged under (`cases.judged_under`).
         self.basis = judging_basis(self.judge, self.rules)
-        in_force(self.basis)
+        in_force(self.basis, self.judge)
         self.texts = load_templates(templates_dir)
         self._stamp = self._mtime()
         self.refused = False  # the files on disk were refused at the last reload
@@ -205,7 +209,7 @@ class CatalogSource:
             log.error("catalog reload refused, keeping the previous catalog: %s", exc)
             return False
         self.basis = basis
-        in_force(basis)
+        in_force(basis, self.judge)
         metrics.CATALOG_RELOADS.labels("loaded").inc()
         metrics.CATALOG_REFUSED.set(0)
         # After a refusal, said as loudly as the refusal was (an operator who mended the file reads

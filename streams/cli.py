@@ -749,9 +749,10 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
 
         asyncio.run(produce(settings.kafka, settings.case_events_topic, messages))
         if settings.embedded_store:
-            print(f"sent {len(messages)} corrected events to {settings.case_events_topic}; the letters are "
-                  f"marked once the worker has stored them: run `sunlight dlq redrive` with "
-                  f"SUNLIGHT_CLICKHOUSE set, or check `sunlight dlq list` later", file=sys.stderr)
+            print(f"sent {len(messages)} corrected events to {settings.case_events_topic}; the worker marks "
+                  f"the letters of refused events once it has stored them under their event ids (`sunlight "
+                  f"dlq list --all` shows them redriven); a letter replaced by an event under another id stays "
+                  f"open on an embedded store", file=sys.stderr)
             return 0
     else:
         catalog = _catalog_path(args, settings, "dlq redrive on the embedded defaults runs "
@@ -1646,6 +1647,7 @@ def main(argv: list[str] | None = None) -> int:
         from sinks.scope import UnknownScope
         from streams.importers import LogFormatError
 
+        from alerts.notices import TemplateError
         from sinks.notify import ChannelError
         from streams.app import PipelineFailed
         from streams.console.auth import ConsoleConfigError
@@ -1655,6 +1657,9 @@ def main(argv: list[str] | None = None) -> int:
                             FileExistsError)) and exc.filename:  # a file that cannot be read or written
             setting = " (SUNLIGHT_DATA_DIR)" if _under(exc.filename, settings.data_dir) else ""
             print(f"sunlight: {exc.filename}{setting}: {exc.strerror}", file=sys.stderr)
+            return 2
+        if isinstance(exc, TemplateError):  # the city's notice templates: the setting that names them
+            print(f"sunlight: {exc} (SUNLIGHT_NOTICE_TEMPLATES)", file=sys.stderr)
             return 2
         if isinstance(exc, (CatalogError, BrokerError, FileNotFoundError, MappingError, LogFormatError,
                             FlowchartError, UnknownScope, StoreError, PipelineFailed, ChannelError,

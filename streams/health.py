@@ -115,7 +115,8 @@ class Watch:
     # readiness ----------------------------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, str]:
-        """(ready, reason): broker reachable, partitions assigned, tables recovered, store reachable.
+        """(ready, reason): broker reachable, partitions assigned, tables recovered, store reachable and
+        writing (its last write, or read of cases let go, did not fail).
 
         A worker whose broker went away keeps its partitions (no rebalance reaches it) and takes
         nothing: it is not ready, whatever it held before."""
@@ -136,6 +137,12 @@ class Watch:
             return False, "the store has not been checked yet"
         if not self.store_ok:
             return False, f"the store is unreachable: {self.store_error}"
+        refused = pipeline.writer.last_error
+        if refused is not None:
+            # It answers SELECT 1 but refuses the writes (read-only, a full disk): the rows wait and
+            # nothing is committed (before, /readyz said ready all the while, and the SinkFailing
+            # runbook sent the operator to it; found by a black-box test).
+            return False, f"the store fails to write or read back: {self._said(refused)}"
         if not self.counted():
             # Ready with sunlight_open_cases still NaN (for up to the watch's interval) read as a
             # worker that holds cases it cannot count (found by a black-box test).
@@ -155,10 +162,13 @@ class Watch:
         except asyncio.TimeoutError:
             self.store_ok, self.store_error = False, f"no answer to SELECT 1 within {STORE_CHECK_TIMEOUT:.0f} s"
         except Exception as exc:
-            # /readyz is unauthenticated: the server URL's password never goes out in a reason.
-            server = self.pipeline.settings.clickhouse
-            text = (scrub(str(exc), server) if server else str(exc)) or repr(exc)
-            self.store_ok, self.store_error = False, _cause_first(text)
+            self.store_ok, self.store_error = False, self._said(str(exc) or repr(exc))
+
+    def _said(self, error: str) -> str:
+        """A store's error as /readyz says it: unauthenticated, so the server URL's password never
+        goes out in a reason; its system cause first."""
+        server = self.pipeline.settings.clickhouse
+        return _cause_first(scrub(error, server) if server else error)
 
     async def check_broker(self) -> None:
         """Ask a broker of the bootstrap servers for its api versions and metadata, with a client of
@@ -176,7 +186,7 @@ class Watch:
 
     def _case_labels(self, case_id: str) -> tuple[str, ...]:
         pipeline = self.pipeline
-        state = pipeline.store.cache.get(case_id)
+        state = pipeline.store.cache.get(case_id) or pipeline.store.seeds.get(case_id)
         if state is not None:
             status = state.status
         else:
@@ -188,7 +198,7 @@ class Watch:
 
     def _ticket_labels(self, case_id: str) -> tuple[str, ...]:
         pipeline = self.pipeline
-        held = pipeline.ticket_store.cache.get(case_id)
+        held = pipeline.ticket_store.cache.get(case_id) or pipeline.ticket_store.seeds.get(case_id)
         if held is not None:
             return tuple(t.status.value for t in held.tickets.values())
         return stored_ticket_statuses(pipeline.tickets_table.data.get(case_id))
@@ -216,10 +226,17 @@ class Watch:
         touched_cases, pipeline.touched_cases = pipeline.touched_cases or set(), set()
         touched_tickets, pipeline.touched_tickets = pipeline.touched_tickets or set(), set()
         if held != self.counted_for:
-            await self.cases.rebuild(pipeline.table.data.keys())
+            # The tables, and the states a fresh embedded broker was seeded with from the store, which
+            # stay seeds until something of their case comes (before, the tickets restored after a
+            # restart were not counted: sunlight_tickets said 0 beside 6 open; found by a black-box test).
+            partitions = list(range(pipeline.settings.partitions))
+            case_partitions = self._case_partitions
+            await self.cases.rebuild([*pipeline.table.data.keys(), *(
+                key for key in pipeline.store.seeds if key not in pipeline.table.data
+                and partition_of(key, partitions) in case_partitions)])
             ticket_partitions = self._held(pipeline.settings.alerts_topic)
-            await self.tickets.rebuild(key for key in pipeline.tickets_table.data.keys()
-                                       if partition_of(key, list(range(pipeline.settings.partitions))) in ticket_partitions)
+            await self.tickets.rebuild(key for key in {*pipeline.tickets_table.data.keys(), *pipeline.ticket_store.seeds}
+                                       if partition_of(key, partitions) in ticket_partitions)
             self.counted_for = held  # only once both are whole: a failed rebuild is tried again
         else:
             self.cases.refresh(touched_cases)

@@ -70,6 +70,9 @@ def _quiet_faust_logging() -> None:
     # one per event, 390 lines before its summary). The first of each reason, then at most one per
     # 30 s, which says how many it held back since.
     limit_repeats(("streams.steps.dead_letters",))
+    # A store that is down or refuses writes: two errors per flush attempt and the client's own
+    # warnings, 8 to 25 lines a second (found by a black-box test); its recovery is said once.
+    limit_repeats(("streams.write_step", "streams.read_back", "clickhouse_connect", "urllib3"))
 
 
 # How long a worker with a broker of its own, sent SIGTERM, takes the events that broker holds.

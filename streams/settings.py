@@ -71,6 +71,28 @@ def _flavour(env: dict[str, str]) -> str:
     return value
 
 
+def _bootstrap(env: dict[str, str]) -> str | None:
+    """The Kafka cluster's bootstrap servers, `host:port[,host:port...]` (a host alone is on 9092);
+    a list that is none is a one-line error (before, `host:notaport` gave two tracebacks from deep
+    in the Kafka client; found by a black-box test)."""
+    value = (env.get("SUNLIGHT_KAFKA") or "").strip()
+    if not value:
+        return None
+    servers = [server.strip() for server in value.split(",")]
+    for server in servers:
+        host, port = server, "9092"
+        if server.startswith("["):  # an IPv6 address: [::1]:9092
+            host, _, rest = server[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ("9092" if not rest else "?")
+        elif ":" in server:
+            host, _, port = server.rpartition(":")
+        if not host or any(c.isspace() or c in "/@" for c in host) or not port.isdigit() \
+                or not 0 < int(port) <= 65535:
+            raise SystemExit(f"SUNLIGHT_KAFKA must be the Kafka cluster's bootstrap servers, host:port separated "
+                             f"by commas (e.g. kafka-1:9092,kafka-2:9092), got {value!r}")
+    return ",".join(servers)
+
+
 def _port(env: dict[str, str], name: str, default: int) -> int:
     """A TCP port to listen on (0: off, or any free one where the command says so)."""
     value = _float(env, name, default)
@@ -155,7 +177,7 @@ class Settings:
         overrides = env.get("SUNLIGHT_CALENDAR_OVERRIDES")
         catalog = env.get("SUNLIGHT_CATALOG")
         return cls(
-            kafka=env.get("SUNLIGHT_KAFKA") or None,
+            kafka=_bootstrap(env),
             broker_flavour=_flavour(env),
             clickhouse=env.get("SUNLIGHT_CLICKHOUSE") or None,
             data_dir=Path(env.get("SUNLIGHT_DATA_DIR") or "sunlight-data"),

@@ -64,6 +64,9 @@ class WriteStep:
                     await self.refused(item)
                 await self.outbox.send()
                 seconds = 0.0
+            if self.writer.last_error is not None and batch.failed_attempts:
+                log.warning("ClickHouse writes again: %d rows written after %d failed attempts", batch.count,
+                            batch.failed_attempts)
             self.writer.last_error = None  # written (or its refused rows set aside): the store answers
             metrics.SINK_FLUSH_SECONDS.observe(seconds)
             if batch.count:  # a flush of acknowledgements only writes no batch

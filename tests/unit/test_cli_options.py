@@ -83,6 +83,8 @@ def test_a_command_that_reads_a_store_that_is_there_reads_it(tmp_path, monkeypat
     ("SUNLIGHT_CASE_RETENTION_DAYS", "forever"), ("SUNLIGHT_PUBLIC_URL", "sunlight.example.gov.cn"),
     ("SUNLIGHT_PUBLIC_URL", "https://"), ("SUNLIGHT_PUBLIC_URL", "https:///reply"),
     ("SUNLIGHT_PUBLIC_URL", "https://?x=1"), ("SUNLIGHT_PUBLIC_URL", "https://host name"),
+    ("SUNLIGHT_KAFKA", "not-a-host:notaport"), ("SUNLIGHT_KAFKA", "kafka://kafka-1:9092"),
+    ("SUNLIGHT_KAFKA", "kafka-1:70000"), ("SUNLIGHT_KAFKA", "kafka-1:9092,"), ("SUNLIGHT_KAFKA", ":9092"),
 ])
 def test_a_setting_out_of_range_is_a_one_line_error(name, value):
     """Found by a black-box test: these gave tracebacks, a hang that ignored SIGTERM (no room for
@@ -91,6 +93,14 @@ def test_a_setting_out_of_range_is_a_one_line_error(name, value):
     with pytest.raises(SystemExit) as refused:
         Settings.from_env({name: value})
     assert str(refused.value).startswith(name) and repr(value) in str(refused.value)
+
+
+def test_bootstrap_servers_are_read_as_the_kafka_client_takes_them():
+    from streams.settings import Settings
+
+    for value, read in (("kafka-1:9092,kafka-2:9092", "kafka-1:9092,kafka-2:9092"), ("localhost", "localhost"),
+                        (" a:1 , b:2 ", "a:1,b:2"), ("[::1]:9092", "[::1]:9092"), ("", None)):
+        assert Settings.from_env({"SUNLIGHT_KAFKA": value}).kafka == read
 
 
 def test_a_setting_refused_says_what_it_takes():

@@ -39,3 +39,13 @@ def test_the_limit_is_put_once_on_the_libraries_loggers_and_holds_back_their_chi
         for _ in range(50):
             child.error("Unable connect to %r", "node-1")
     assert [r.getMessage() for r in caplog.records if r.name == "test-library.conn"] == ["Unable connect to 'node-1'"]
+
+
+def test_a_store_that_fails_every_flush_is_said_once_a_window():
+    """A read-only store logged two errors per flush attempt and the client's warnings: 8 to 25
+    lines a second (found by a black-box test). The pipeline's logging limits them too."""
+    from streams.runtime import _quiet_faust_logging
+
+    _quiet_faust_logging()
+    for name in ("streams.write_step", "streams.read_back", "clickhouse_connect", "urllib3"):
+        assert any(isinstance(f, RepeatLimit) for f in logging.getLogger(name).filters), name

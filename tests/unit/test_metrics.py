@@ -220,6 +220,30 @@ def test_the_catalog_in_force_is_named_by_its_basis_alone_and_follows_a_reload(t
     assert in_force() == {second: 1}
 
 
+def test_the_missing_calendar_years_are_the_calendar_in_force_s_and_an_override_file_clears_them(tmp_path):
+    """A deadline into a year without holiday data was said only in the log, and the gauge only ever
+    rose (each reload's calendar counted the year again); it is the calendar in force's count, which
+    the SunlightCalendarYearMissing rule watches, and an override file that brings the year clears it."""
+    import os
+    from datetime import datetime, timezone
+
+    from streams.catalog_source import CatalogSource
+
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("holidays: []\n", encoding="utf-8")
+    source = CatalogSource(REPO / "tests" / "data" / "contract" / "catalog.example.yaml", overrides_path=overrides)
+    assert _sample("sunlight_calendar_missing_years") == 0
+    calendar, far = source.judge.calendar, 2090  # a year no holiday table has
+    calendar.deadline(datetime(far, 12, 20, 2, tzinfo=timezone.utc), 20)  # runs into the year after: no data
+    assert _sample("sunlight_calendar_missing_years") == 2
+    calendar.deadline(datetime(far, 12, 20, 2, tzinfo=timezone.utc), 25)
+    assert _sample("sunlight_calendar_missing_years") == 2  # the same years: counted once
+    overrides.write_text(f"holidays: [{far}-01-01, {far + 1}-01-01]\n", encoding="utf-8")
+    os.utime(overrides, ns=(1, overrides.stat().st_mtime_ns + 10**9))
+    assert source.maybe_reload()
+    assert _sample("sunlight_calendar_missing_years") == 0
+
+
 def _sample(name: str, **labels) -> float | None:
     return metrics.REGISTRY.get_sample_value(name, labels or None)
 
@@ -294,8 +318,8 @@ def test_open_cases_and_tickets_are_counted_from_the_tables_then_from_what_was_w
         index_ready=True, assigned={TopicPartition("case-events", 0), TopicPartition("alerts", 0),
                                     TopicPartition("alerts", 1)},
         settings=SimpleNamespace(case_events_topic="case-events", alerts_topic="alerts", partitions=2),
-        table=SimpleNamespace(data=table), store=SimpleNamespace(cache=Recent(10)),
-        tickets_table=SimpleNamespace(data=tickets), ticket_store=SimpleNamespace(cache=Recent(10)),
+        table=SimpleNamespace(data=table), store=SimpleNamespace(cache=Recent(10), seeds={}),
+        tickets_table=SimpleNamespace(data=tickets), ticket_store=SimpleNamespace(cache=Recent(10), seeds={}),
         touched_cases=set(), touched_tickets=set())
     watch = Watch(pipeline)
     asyncio.run(watch.count())  # first: every case of the held partitions (D is in partition 1)
@@ -312,6 +336,29 @@ def test_open_cases_and_tickets_are_counted_from_the_tables_then_from_what_was_w
     assert _sample("sunlight_open_cases") == 2  # B and E
     assert [_sample("sunlight_tickets", status=s) for s in ("open", "replied", "closed")] == [0, 0, 3]
     assert pipeline.touched_cases == set() and pipeline.touched_tickets == set()
+
+
+def test_the_cases_and_tickets_a_fresh_embedded_broker_was_seeded_with_are_counted():
+    """After a restart on an embedded broker, the cases and tickets restored from the store stay
+    seeds until something of their case comes: sunlight_tickets said 0 beside 6 open tickets
+    (found by a black-box test)."""
+    from streams.app import partition_of
+    from streams.store import Recent
+    from alerts.tickets import TicketStatus
+
+    home = next(f"S{n}" for n in range(100) if partition_of(f"S{n}", [0, 1]) == 0)
+    away = next(f"S{n}" for n in range(100) if partition_of(f"S{n}", [0, 1]) == 1)
+    tickets = SimpleNamespace(tickets={"overdue": SimpleNamespace(status=TicketStatus.OPEN)})  # as CaseTickets
+    pipeline = SimpleNamespace(
+        index_ready=True, assigned={TopicPartition("case-events", 0), TopicPartition("alerts", 0)},
+        settings=SimpleNamespace(case_events_topic="case-events", alerts_topic="alerts", partitions=2),
+        table=SimpleNamespace(data={}), tickets_table=SimpleNamespace(data={}),
+        store=SimpleNamespace(cache=Recent(10), seeds={home: _state(home, "accepted"), away: _state(away, "accepted")}),
+        ticket_store=SimpleNamespace(cache=Recent(10), seeds={home: tickets}),
+        touched_cases=set(), touched_tickets=set())
+    asyncio.run(Watch(pipeline).count())
+    assert _sample("sunlight_open_cases") == 1  # the other is another partition's (another worker's)
+    assert _sample("sunlight_tickets", status="open") == 1
 
 
 # -- the HTTP server -----------------------------------------------------------------------------------------
@@ -345,10 +392,11 @@ class _Pipeline:
         from streams.store import Recent
 
         self.table, self.tickets_table = SimpleNamespace(data={}), SimpleNamespace(data={})
-        self.store, self.ticket_store = SimpleNamespace(cache=Recent(10)), SimpleNamespace(cache=Recent(10))
+        self.store, self.ticket_store = (SimpleNamespace(cache=Recent(10), seeds={}),
+                                         SimpleNamespace(cache=Recent(10), seeds={}))
         self.touched_cases, self.touched_tickets = set(), set()
         self.writer = SimpleNamespace(lock=__import__("threading").Lock(), executor=None, pending_rows=7,
-                                      ping=lambda: self._command("SELECT 1"))
+                                      ping=lambda: self._command("SELECT 1"), last_error=None)
 
     def _command(self, sql: str):
         assert sql == "SELECT 1"
@@ -433,6 +481,16 @@ def test_health_server_answers_metrics_healthz_and_readyz():
             assert len(_cause_first(long)) == 300
             pipeline.store_fails = False
             await watch.check_store()
+            assert await _get_async(port, "/readyz") == (200, "ready\n")
+            # It answers SELECT 1 but refuses every write (read-only, a full disk): not ready, with
+            # the store's words (before, ready all the while; found by a black-box test).
+            pipeline.writer.last_error = ("Code: 164. DB::Exception: Table is in readonly mode, "
+                                          "http://sunlight:s3cret-pw@127.0.0.1:9/db (READONLY)")
+            status, body = await _get_async(port, "/readyz")
+            assert status == 503 and body.startswith("the store fails to write or read back: Code: 164"), body
+            assert "s3cret-pw" not in body
+            pipeline.writer.last_error = None  # written again
+            assert await _get_async(port, "/readyz") == (200, "ready\n")
             pipeline.failure = RuntimeError("the deadline index could not be rebuilt")
             assert await _get_async(port, "/readyz") == (
                 503, "the worker failed: the deadline index could not be rebuilt\n")

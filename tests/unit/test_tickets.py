@@ -556,6 +556,19 @@ def test_a_city_s_template_with_an_unknown_field_is_refused(tmp_path):
     assert load_templates(tmp_path).templates[Step.OPENED][0] == "【督办】{department}"
 
 
+def test_a_templates_directory_that_is_none_or_holds_no_template_is_refused(tmp_path):
+    """Found by a black-box test: SUNLIGHT_NOTICE_TEMPLATES naming a directory that does not exist, or
+    one whose only file is misspelt (opend.txt), started silently and mailed the default wording."""
+    from alerts.notices import TemplateError
+    from sinks.notify import load_templates
+
+    with pytest.raises(TemplateError, match="does not exist"):
+        load_templates(tmp_path / "nowhere")
+    (tmp_path / "opend.txt").write_text("【督办】{department}\n请答复。\n", encoding="utf-8")
+    with pytest.raises(TemplateError, match="holds none of .*opened.txt.* \\(it holds: opend.txt\\)"):
+        load_templates(tmp_path)
+
+
 def test_a_silence_stops_an_escalation_s_notice_but_not_the_escalation():
     t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
     silence = Silence("S2", datetime(2026, 3, 9, tzinfo=CST), "机构调整", department="SCJG")

@@ -126,3 +126,40 @@ def test_letters_of_corrected_events_are_marked_after_the_rows_and_not_for_an_ev
     assert store.marked == [[("A", "e1")]]
     writer.executor.shutdown()
 
+
+def test_a_store_that_refuses_writes_then_takes_them_is_said_to_write_again(caplog):
+    """An operator saw a flood of errors while the store refused writes, and nothing when it took
+    them again (found by a black-box test): the recovery is said, with how many attempts failed."""
+    import asyncio
+    import logging
+    from types import SimpleNamespace
+
+    from streams.write_step import WriteStep
+
+    class ReadOnly(Store):
+        def __init__(self):
+            super().__init__(refused=set())
+            self.failing = 2
+
+        def insert_arrow(self, table, data):
+            if self.failing:
+                self.failing -= 1
+                raise RuntimeError("Code: 164. DB::Exception: Table is in readonly mode (READONLY)")
+            super().insert_arrow(table, data)
+
+    async def nothing():
+        return None
+
+    writer = ClickHouseWriter(ReadOnly(), isolate_after=10)
+    step = WriteStep(writer, SimpleNamespace(send=nothing), refused=None)
+    writer.add("alerts", alert("a1", "A"))
+
+    async def run():
+        return [await step.flush() for _ in range(3)]
+
+    with caplog.at_level(logging.WARNING, logger="streams.write_step"):
+        assert asyncio.run(run()) == [False, False, True]
+    assert writer.last_error is None
+    said = [r.getMessage() for r in caplog.records if "writes again" in r.getMessage()]
+    assert said == ["ClickHouse writes again: 1 rows written after 2 failed attempts"]
+    writer.executor.shutdown()
