@@ -73,6 +73,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_in_use(port: int) -> bool:
+    """Whether something listens on this loopback port (a port only in TIME_WAIT, as a broker just
+    stopped leaves it, is free: SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def _dying_with_this_process() -> list[str]:
     """The prefix that makes a child die with the thread that starts it (Linux's parent-death
     signal, set by util-linux's setpriv before it execs the child). The broker runs in a
@@ -110,6 +122,10 @@ class EmbeddedBroker:
     def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
         if not self.port:
             self.port = free_port()
+        elif port_in_use(self.port):  # else its check below would find whatever listens there (another
+            # worker's broker: this worker ran against it, then stopped saying its own broker had exited)
+            raise BrokerError(f"the embedded broker's port {self.port} (SUNLIGHT_EMBEDDED_BROKER_PORT) is in use "
+                              f"by another process: stop it, or choose another port")
         url = f"tcp://127.0.0.1:{self.port}"
         binary = tansu_binary()
         if not binary.exists():
@@ -167,8 +183,10 @@ async def started(client) -> None:
         raise
 
 
-async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0) -> None:
-    """Create topics with explicit partition counts; existing ones are left as they are."""
+async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0,
+                        setting: str = "SUNLIGHT_KAFKA") -> None:
+    """Create topics with explicit partition counts; existing ones are left as they are. `setting`:
+    what names the broker, said if it cannot be reached."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -177,7 +195,7 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
         await admin.start()
     except KafkaConnectionError as exc:  # the first contact with the broker: an operator's error, said plainly
         await admin.close()
-        raise BrokerError(f"cannot reach the Kafka broker at {bootstrap} (SUNLIGHT_KAFKA): {exc}") from None
+        raise BrokerError(f"cannot reach the Kafka broker at {bootstrap} ({setting}): {exc}") from None
     try:
         existing = set(await admin.list_topics())
         topics = list(topics)

@@ -156,7 +156,8 @@ def decode_event(raw: bytes | None) -> CaseEvent:
     if raw is None:  # a tombstone, as a client deleting a key sends: no event (said so, not "0 bytes")
         raise InvalidEvent("empty", "a record without a value (null: a tombstone), not an event")
     if not raw or len(raw) > MAX_MESSAGE_BYTES:
-        raise InvalidEvent("too_large" if raw else "empty", f"message of {len(raw)} bytes")
+        raise InvalidEvent("too_large" if raw else "empty", f"message of {len(raw)} bytes" + (
+            f", more than the {MAX_MESSAGE_BYTES:,} an event may have" if raw else ""))
     event = wire_event(raw)  # compiled decoding; None sends the message to the contract's parser
     if event is not None:
         return event

@@ -38,6 +38,18 @@ def test_the_broker_stops_and_frees_its_port():
         assert sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def test_a_fixed_port_in_use_is_refused_naming_the_setting_and_a_restart_on_its_own_port_is_not():
+    """Found by a black-box test: with SUNLIGHT_EMBEDDED_BROKER_PORT taken by another worker's broker,
+    the new worker ran against that broker, then stopped saying its own had exited."""
+    from streams.broker import BrokerError
+
+    with EmbeddedBroker() as other:
+        with pytest.raises(BrokerError, match=f"port {other.port} .SUNLIGHT_EMBEDDED_BROKER_PORT. is in use"):
+            EmbeddedBroker(port=other.port).start()
+        other.restart(kill=True)  # its own port, just freed: taken again
+        assert other.process is not None and other.process.poll() is None
+
+
 def test_the_broker_dies_with_the_process_that_started_it():
     """A worker killed with SIGKILL cannot stop its embedded broker: the broker must not outlive
     it (orphaned brokers kept their ports and memory until the machine restarted)."""

@@ -731,6 +731,8 @@ def test_a_message_too_large_outside_its_cases_partition_is_lettered_where_it_ca
     asyncio.run(harness.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
     assert [(r["partition"], r["offset"], r["reason"]) for r in harness.rows("dead_letters")] == [(2, 3, "too_large")]
     assert [topic for topic, _, _ in harness.sent] == ["dlq"] and not harness.table.data
+    # It says the limit it is over (found by a black-box test: only its own size was said).
+    assert harness.rows("dead_letters")[0]["detail"].endswith("bytes, more than the 1,000,000 an event may have")
 
 
 def test_a_recovered_case_has_only_what_the_store_lacks_written_before_it_is_let_go():
