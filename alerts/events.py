@@ -58,7 +58,7 @@ _MAX_ID = 128
 MAX_ATTRS_BYTES = 16 * 1024
 # orjson, which writes states and rows, nests no deeper than 254 levels, attrs inside them.
 MAX_ATTRS_DEPTH = 200
-_LIMITS = {"event_id": _MAX_ID, "case_id": _MAX_ID, "item_code": _MAX_ID, "node": _MAX_ID,
+FIELD_LIMITS = {"event_id": _MAX_ID, "case_id": _MAX_ID, "item_code": _MAX_ID, "node": _MAX_ID,
            "officer_id": _MAX_ID, "department": _MAX_ID, "region": 32}
 
 
@@ -169,7 +169,7 @@ def parse_time(value: Any, name: str) -> datetime:
         raise InvalidEvent("bad_time", f"{name} has no UTC offset: {text!r}")
     if not EARLIEST_TIME <= parsed < LATEST_TIME:
         raise InvalidEvent("impossible_time", f"{name} {text!r} is outside 1990..2099")
-    return _shared_zone(parsed, offset)
+    return shared_zone(parsed, offset)
 
 
 _ZONES: dict[timedelta, tzinfo] = {timedelta(0): timezone.utc}
@@ -177,10 +177,10 @@ _ZONES: dict[timedelta, tzinfo] = {timedelta(0): timezone.utc}
 
 def shared_time(text: str) -> datetime:
     """A time written by Sunlight itself (ISO 8601 with an offset), read without checks."""
-    return _shared_zone(datetime.fromisoformat(text))
+    return shared_zone(datetime.fromisoformat(text))
 
 
-def _shared_zone(parsed: datetime, offset: timedelta | None = None) -> datetime:
+def shared_zone(parsed: datetime, offset: timedelta | None = None) -> datetime:
     """The time with one shared tzinfo per UTC offset (`fromisoformat` makes a new one each time,
     about 100 bytes for every time a worker holds)."""
     if offset is None:
@@ -207,8 +207,8 @@ def _string(obj: Mapping[str, Any], name: str, required: bool, shared: bool = Fa
         raise InvalidEvent("schema", f"{name} must be a string, got {_kind(value)}")
     if required and not value:
         raise InvalidEvent("schema", f"{name} must not be empty")
-    if len(value) > _LIMITS[name]:
-        raise InvalidEvent("schema", f"{name} is longer than {_LIMITS[name]} characters")
+    if len(value) > FIELD_LIMITS[name]:
+        raise InvalidEvent("schema", f"{name} is longer than {FIELD_LIMITS[name]} characters")
     return sys.intern(value) if shared else value
 
 
@@ -216,7 +216,7 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
+def read_attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
     if "attrs" not in obj:
         return {}
     value = obj["attrs"]
@@ -294,7 +294,7 @@ def parse_event(obj: Any) -> CaseEvent:
     node = _string(obj, "node", required=False, shared=True)
     if event_type in NODE_EVENTS and not node:
         raise InvalidEvent("schema", f"a {event_type.value} event must name its node")
-    attrs = _attrs(obj)
+    attrs = read_attrs(obj)
     # Added to the contract: a deadline the source system states itself. Parsed once, here,
     # so that what passes validation is what the rules read.
     stated_deadline = parse_time(attrs["deadline"], "attrs.deadline") if "deadline" in attrs else None

@@ -92,7 +92,7 @@ class PartRule:
 
     @property
     def formula(self) -> str:
-        return FORMULAS[self.key].format(**{k: _number(v) for k, v in self.params.items()})
+        return FORMULAS[self.key].format(**{k: number_text(v) for k, v in self.params.items()})
 
 
 @dataclass(frozen=True)
@@ -127,12 +127,12 @@ class Rulebook:
             for part in attachment.parts:
                 best = part.formula_max
                 if best != part.points:
-                    out.append(f"{attachment.title} {part.title}: worth {_number(part.points)} points, but its "
-                               f"formula ({part.formula}) gives at most {_number(best)}")
+                    out.append(f"{attachment.title} {part.title}: worth {number_text(part.points)} points, but its "
+                               f"formula ({part.formula}) gives at most {number_text(best)}")
         return out
 
 
-def _number(value: Fraction | Decimal | float | int) -> str:
+def number_text(value: Fraction | Decimal | float | int) -> str:
     text = format(Decimal(value.numerator) / Decimal(value.denominator) if isinstance(value, Fraction)
                   else Decimal(str(value)), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
@@ -243,7 +243,7 @@ def load_rulebook(raw: Any) -> Rulebook:
             parts.append(PartRule(kind, str(part["title"]), points, params))
         total = sum(p.points for p in parts)
         if total != 100:
-            raise ScoringError(f"{where}: the parts' points add up to {_number(total)}, not 100 (百分制)")
+            raise ScoringError(f"{where}: the parts' points add up to {number_text(total)}, not 100 (百分制)")
         attachments[key] = Attachment(key, str(entry.get("title") or key), tuple(parts))
     city_region = raw.get("city_region")
     return Rulebook(str(raw.get("name") or "rulebook"), str(raw.get("source") or ""),
@@ -811,5 +811,5 @@ def basis(part: PartScore) -> str:
             words.append(f"不规范 {i['dead_letters']}{late}")
         return " ".join(words)
     if part.key == "other":
-        return f"扣 {_number(Fraction(str(i['deducted'])))}" if i["deducted"] else "—"
+        return f"扣 {number_text(Fraction(str(i['deducted'])))}" if i["deducted"] else "—"
     return ""

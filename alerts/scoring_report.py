@@ -12,7 +12,7 @@ import io
 import unicodedata
 from typing import Any
 
-from alerts.scoring import SUBJECT_TITLE, MonthScores, SubjectScore, _number, basis
+from alerts.scoring import SUBJECT_TITLE, MonthScores, SubjectScore, number_text, basis
 
 UNRANKED_TITLE = "当月无办件、不参与排名的{subject}（单独列出）"
 
@@ -21,7 +21,7 @@ def headers(scores: MonthScores) -> list[str]:
     subject = SUBJECT_TITLE[scores.attachment]
     out = ["名次", f"{subject}编码", f"{subject}名称", "办件数"]
     for _, title, points in scores.part_titles:
-        out += [f"{title}（{_number(points)}分）", f"{title}依据"]
+        out += [f"{title}（{number_text(points)}分）", f"{title}依据"]
     return out + ["总分", "说明"]
 
 
@@ -55,7 +55,7 @@ def csv_text(scores: MonthScores) -> str:
 
 
 def _cell(value: Any) -> str:
-    return _number(value) if isinstance(value, float) else str(value)
+    return number_text(value) if isinstance(value, float) else str(value)
 
 
 def _width(text: str) -> int:

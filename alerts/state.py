@@ -260,7 +260,7 @@ def apply_verdict(state: CaseState, event_id: str, evidence: Mapping[str, Any] |
     return state.evolve(verdicts=verdicts, revision=state.revision + 1), True
 
 
-def _verdicts_of(alerts: list[Alert]) -> dict[str, dict[str, Any]]:
+def verdicts_of(alerts: list[Alert]) -> dict[str, dict[str, Any]]:
     """The peer verdicts the open outlier alerts came from."""
     verdicts = {}
     for alert in alerts:
@@ -281,7 +281,7 @@ def restored(case_id: str, events: list[CaseEvent], alerts: list[Alert], revisio
     revision and clock, its peer verdicts (`verdicts`; None: a store that did not keep them, and
     the open outlier alerts give back the verdicts they came from), and its events still refused
     (the open dead letters that hold it, `refused`)."""
-    verdicts = _verdicts_of(alerts) if verdicts is None else {k: dict(v) for k, v in verdicts.items()}
+    verdicts = verdicts_of(alerts) if verdicts is None else {k: dict(v) for k, v in verdicts.items()}
     unique = {e.event_id: e for e in events}
     return CaseState(case_id=case_id, events=tuple(sorted(unique.values(), key=lambda e: e.order_key)),
                      alerts={a.alert_id: a for a in alerts}, verdicts=verdicts, revision=revision,

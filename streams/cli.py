@@ -109,10 +109,9 @@ async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | N
 
 def _command_clock(args):
     """The clock of a command acting on the store now (`streams.clock.CommandClock`)."""
-    from streams.clock import CommandClock
-    from streams.steps import utcnow
+    from streams.clock import CommandClock, wall_now
 
-    return CommandClock(_parse_now(args.now) or utcnow())
+    return CommandClock(_parse_now(args.now) or wall_now())
 
 
 def cmd_replay(args, settings: Settings) -> int:
@@ -165,14 +164,13 @@ def _write_rejects(rejects: Path, source: Path, result) -> None:
 
 def cmd_import(args, settings: Settings) -> int:
     """Import a log: map it, write rejects, and push it through the pipeline (or only publish it)."""
-    from datetime import timezone
-
     from alerts.mapping import load_mapping
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from streams.catalog_source import read_yaml
+    from streams.clock import wall_now
     from streams.importers import (convert, hold_cases_left_open, import_letters, mark_replaced, open_import_letters,
-                                   refused_letters_replaced, replaced_letters)
+                                   refused_letters_waiting, replaced_letters, whose_events_are_stored)
 
     settings = _notify(settings, args)
     source = Path(args.file)
@@ -183,12 +181,13 @@ def cmd_import(args, settings: Settings) -> int:
     result = convert(source, mapping)
     # What earlier imports left open (rows rejected or held): this import replaces them, or holds
     # back the rest of those cases too. Read where the store can be read from here.
-    left, replaced = [], []
+    left, replaced, waiting = [], [], []
     if not settings.kafka or not settings.embedded_store:
         client = connect(settings.clickhouse, settings.data_dir)
         try:
             migrate(client)
             left = open_import_letters(client)
+            waiting = refused_letters_waiting(client, result)
         finally:
             client.close()
         replaced = replaced_letters(left, source, result, mapping)
@@ -216,8 +215,8 @@ def cmd_import(args, settings: Settings) -> int:
     if processed is not None:  # its events are stored: the letters they replace are done
         client = connect(settings.clickhouse, settings.data_dir)
         try:
-            settled = mark_replaced(client, replaced, datetime.now(timezone.utc)) if replaced else 0
-            refused = mark_replaced(client, refused_letters_replaced(client, result), datetime.now(timezone.utc))
+            settled = mark_replaced(client, replaced, wall_now()) if replaced else 0
+            refused = mark_replaced(client, whose_events_are_stored(client, waiting), wall_now())
         finally:
             client.close()
     print(_import_summary(source, result, mapping, processed, settings.case_events_topic, settings.dlq_topic),
@@ -702,13 +701,12 @@ def read_redrive(path: Path) -> list[tuple[str | None, dict]]:
 
 def cmd_dlq_redrive(args, settings: Settings) -> int:
     """Send corrected events back through the pipeline, and mark the letters they replace."""
-    from datetime import timezone
-
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import dead_letters, stored_event_keys
     from sinks.rows import redriven_rows, to_arrow
     from sinks.scope import Scope
+    from streams.clock import wall_now
 
     settings = _notify(settings, args)
     corrections = read_redrive(Path(args.file))
@@ -768,7 +766,7 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
             if len(stored) == len(replaces) or clock.monotonic() >= deadline:
                 break
             clock.sleep(1.0)
-        marked = redriven_rows([letter for key in stored for letter in replaces[key]], datetime.now(timezone.utc))
+        marked = redriven_rows([letter for key in stored for letter in replaces[key]], wall_now())
         if marked:
             client.insert_arrow("dead_letters", to_arrow("dead_letters", marked))
     finally:
@@ -877,11 +875,11 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     """An action on a ticket: published to the ticket-actions topic; on the embedded defaults, a
     short pipeline applies it (as `replay` does), and the result is read back."""
     import uuid
-    from datetime import timezone
 
     from alerts.tickets import INSPECTORS, STATUS_TITLE, Action, ActionKind
     from sinks.queries import dead_letters, stored_tickets, ticket_state
     from sinks.scope import Scope
+    from streams.clock import wall_now
     from streams.internal_wire import ticket_action
 
     everything = Scope.everything()
@@ -899,7 +897,7 @@ def cmd_tickets_act(args, settings: Settings) -> int:
                     version=args.version if args.version is not None else (current["version"] if current else None),
                     actor=args.actor or (department if kind is ActionKind.REPLY else os.environ.get("USER") or "inspector"),
                     department=department, kind=kind, text=args.text,
-                    at=_parse_now(args.now) or datetime.now(timezone.utc),
+                    at=_parse_now(args.now) or wall_now(),
                     alert_id=args.alert if kind is ActionKind.OPEN else None)
     messages = [(ticket_id.encode(), ticket_action(action))]
     if settings.kafka:
@@ -1032,9 +1030,9 @@ SILENCE_INSERT = ("silence_id", "item_code", "department", "until", "reason", "c
 
 def cmd_silences_add(args, settings: Settings) -> int:
     import uuid
-    from datetime import timezone
 
     from alerts.catalog import CatalogError
+    from streams.clock import wall_now
 
     catalog = _load_catalog(args, settings, "a silence's item or department is checked against the catalog")
     if args.item and catalog.item(args.item) is None:
@@ -1045,13 +1043,13 @@ def cmd_silences_add(args, settings: Settings) -> int:
     silence_id = "S-" + uuid.uuid4().hex[:10]
     with _store(settings) as client:
         client.insert("silences", [[silence_id, args.item, args.department, until, args.reason, args.actor,
-                                    datetime.now(timezone.utc), None, 1]], column_names=SILENCE_INSERT)
+                                    wall_now(), None, 1]], column_names=SILENCE_INSERT)
     target = f"事项 {args.item}" if args.item else f"部门 {args.department}"
     from zoneinfo import ZoneInfo
 
     # The stream's clock decides (a replay with an earlier --now is silenced): said when the wall
     # clock has passed it already, as `silences list` will show it ended (found by a docs review).
-    past = "。按当前时间此静默已结束，只对时钟更早的回放和导入有效" if until <= datetime.now(timezone.utc) else ""
+    past = "。按当前时间此静默已结束，只对时钟更早的回放和导入有效" if until <= wall_now() else ""
     print(f"{silence_id}: {target} 静默至 {_silence_time(until, ZoneInfo(catalog.timezone))}（{args.reason}）；"
           f"督办件与通知暂停，预警照常{past}")
     return 0
@@ -1059,11 +1057,9 @@ def cmd_silences_add(args, settings: Settings) -> int:
 
 def cmd_silences_list(args, settings: Settings) -> int:
     _require_store(settings)
-    from datetime import timezone
-
     from alerts.tickets import Silence
-
     from sinks.queries import stored_silences
+    from streams.clock import wall_now
 
     local = _local_zone(args, settings)
     with _store(settings) as client:
@@ -1074,7 +1070,7 @@ def cmd_silences_list(args, settings: Settings) -> int:
     if not found:
         print("没有静默 (no silences)")
         return 0
-    now = datetime.now(timezone.utc)
+    now = wall_now()
     for record in found:
         ends = Silence.from_record(record).until
         state = "生效中" if ends > now else "已结束"  # by the wall clock, as the list says
@@ -1085,11 +1081,10 @@ def cmd_silences_list(args, settings: Settings) -> int:
 
 
 def cmd_silences_expire(args, settings: Settings) -> int:
-    from datetime import timezone
-
     from sinks.queries import stored_silences
+    from streams.clock import wall_now
 
-    at = _parse_now(args.at, "--at") or datetime.now(timezone.utc)
+    at = _parse_now(args.at, "--at") or wall_now()
     local = _local_zone(args, settings)
     with _store(settings) as client:
         found = [r for r in stored_silences(client) if r["silence_id"] == args.silence_id]

@@ -22,6 +22,12 @@ from datetime import datetime, timezone
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+def wall_now() -> datetime:
+    """The wall clock, for when something is done: a row written, an action taken, a command run,
+    a notice sent. Never the moment the rules judge at, which the stream passes in (a clock above)."""
+    return datetime.now(timezone.utc)
+
+
 class WallClock:
     # Live: facts arrive as they happen; each is judged at once, and a withdrawal is published at once.
     input_incomplete = False
@@ -34,7 +40,7 @@ class WallClock:
     findings_seen_now = True
 
     def now(self, partition: int | None = None) -> datetime:
-        return datetime.now(timezone.utc)
+        return wall_now()
 
     def observe(self, partition: int, event_time: datetime) -> datetime:
         return self.now()

@@ -6,7 +6,6 @@ import asyncio
 import sys
 import zlib
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -21,7 +20,7 @@ from alerts.scenario import generate
 from alerts.tickets import INSPECTORS, STATUS_TITLE, TicketStatus
 from sinks.queries import alerts_by_rule_and_department, export_alerts, stored_tickets
 from sinks.scope import Scope
-from streams.clock import EachUnitJudgedClock
+from streams.clock import EachUnitJudgedClock, wall_now
 from streams.runtime import produce, running_pipeline, wait_until_processed
 from streams.settings import Settings
 
@@ -68,7 +67,7 @@ def _view(counts: list[tuple[str, str, int]], latest: list[dict], status: str,
 
 
 async def run_demo(settings: Settings, duration: float | None = None, cases: int = 800, seed: int = 0) -> int:
-    now = datetime.now(timezone.utc)
+    now = wall_now()
     scenario = generate(cases=cases, seed=seed, now=now)
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ is accepted, what is refused and why, and the event built are the same with or w
   around it or a lower-case "z", which the parser repairs, goes to the parser;
 - `attrs` is kept as raw JSON and decoded by orjson, as the parser's caller decodes it (msgspec
   keeps integers beyond 64 bits exact where orjson makes them floats), then checked by the
-  parser's own `_attrs`.
+  parser's own `read_attrs`.
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ import msgspec
 import orjson
 
 from alerts.events import (
-    CLOCK_SKEW, EARLIEST_TIME, LATEST_TIME, NODE_EVENTS, CaseEvent, Channel, EventType, InvalidEvent, _LIMITS,
-    _attrs, _shared_zone, parse_time,
+    CLOCK_SKEW, EARLIEST_TIME, FIELD_LIMITS, LATEST_TIME, NODE_EVENTS, CaseEvent, Channel, EventType, InvalidEvent,
+    parse_time, read_attrs, shared_zone,
 )
 
 _UNSET = msgspec.UNSET
 _Unset = msgspec.UnsetType
-_Required = Annotated[str, msgspec.Meta(min_length=1, max_length=_LIMITS["event_id"])]
-_Name = Annotated[str, msgspec.Meta(max_length=_LIMITS["node"])]
-_Region = Annotated[str, msgspec.Meta(max_length=_LIMITS["region"])]
+_Required = Annotated[str, msgspec.Meta(min_length=1, max_length=FIELD_LIMITS["event_id"])]
+_Name = Annotated[str, msgspec.Meta(max_length=FIELD_LIMITS["node"])]
+_Region = Annotated[str, msgspec.Meta(max_length=FIELD_LIMITS["region"])]
 _TimeText = Annotated[str, msgspec.Meta(max_length=40)]  # the parser refuses longer times
-assert len({_LIMITS[name] for name in ("event_id", "case_id", "item_code", "node", "officer_id",
+assert len({FIELD_LIMITS[name] for name in ("event_id", "case_id", "item_code", "node", "officer_id",
                                        "department")}) == 1, "one length limit for ids and names"
 
 
@@ -88,7 +88,7 @@ def _time(text: str) -> datetime | None:
     offset = parsed.utcoffset()
     if offset is None:
         return None
-    return _shared_zone(parsed, offset)
+    return shared_zone(parsed, offset)
 
 
 def _shared(value: str | _Unset) -> str | None:
@@ -115,7 +115,7 @@ def wire_event(raw: bytes) -> CaseEvent | None:
         try:
             value = orjson.loads(memoryview(wire.attrs))  # type: ignore[arg-type]
             if value:  # an empty object needs no checks
-                attrs = _attrs({"attrs": value})
+                attrs = read_attrs({"attrs": value})
                 if "deadline" in attrs:
                     stated_deadline = parse_time(attrs["deadline"], "attrs.deadline")
             elif isinstance(value, dict):

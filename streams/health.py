@@ -25,7 +25,7 @@ import errno
 import logging
 import re
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable, Iterable
 
 from aiohttp import web
@@ -36,6 +36,7 @@ from sinks.clickhouse import scrub
 from streams import metrics
 from streams.app import partition_of
 from streams.broker import broker_answers
+from streams.clock import wall_now
 from streams.codec import stored_case_status
 from streams.faust_patches import committed_offsets
 from streams.ticket_codec import stored_ticket_statuses
@@ -251,7 +252,7 @@ class Watch:
         if judge is not self._judge:  # started, or the catalog was reloaded
             self._judge = judge
             self.office_hours = catalog.office_hours
-        now = now or datetime.now(timezone.utc)
+        now = now or wall_now()
         metrics.OFFICE_HOURS.set(1 if is_office_hours(judge.calendar, now, self.office_hours) else 0)
 
     def set_gauges(self) -> None:

@@ -386,19 +386,27 @@ def _row_back(letter: dict, result: ImportResult, rows: set[tuple[str, int]], ev
     return same_number
 
 
-def refused_letters_replaced(client, result: ImportResult) -> list[dict]:
-    """The pipeline's open letters of events this import brought in, now stored: a file imported
-    again with its mapping or catalog corrected brings them in under their ids (before, the 9,906
-    unknown_item letters of the first import stayed open, charged to the department's data-exchange
-    score, though every event was stored: found by a black-box test). A conflicting_duplicate's
-    event is stored with the content it was refused against: its letter stays."""
-    from sinks.queries import dead_letters, stored_event_keys
+def refused_letters_waiting(client, result: ImportResult) -> list[dict]:
+    """The pipeline's open letters of events this import brings in, read before it does: a file
+    imported again with its mapping or catalog corrected brings them in under their ids (before,
+    the 9,906 unknown_item letters of the first import stayed open, charged to the department's
+    data-exchange score, though every event was stored: found by a black-box test). A
+    conflicting_duplicate's event is stored with the content it was refused against: its letter
+    stays. Read before, as the pipeline marks those whose events it stores
+    (`sinks.writer.mark_letters_corrected`), so that the import can say how many it replaced."""
+    from sinks.queries import dead_letters
     from sinks.scope import Scope
 
     keys = {(event["case_id"], event["event_id"]) for event in result.events}
-    letters = [letter for letter in dead_letters(client, Scope.everything())
-               if letter["partition"] != IMPORT_PARTITION and letter["reason"] != "conflicting_duplicate"
-               and (letter["case_id"], letter["event_id"]) in keys]
+    return [letter for letter in dead_letters(client, Scope.everything())
+            if letter["partition"] != IMPORT_PARTITION and letter["reason"] != "conflicting_duplicate"
+            and (letter["case_id"], letter["event_id"]) in keys]
+
+
+def whose_events_are_stored(client, letters: list[dict]) -> list[dict]:
+    """Of these letters, those whose events the store holds now."""
+    from sinks.queries import stored_event_keys
+
     stored = stored_event_keys(client, sorted({(letter["case_id"], letter["event_id"]) for letter in letters}))
     return [letter for letter in letters if (letter["case_id"], letter["event_id"]) in stored]
 

@@ -38,7 +38,8 @@ from sinks.notify import NoAddress, NoticeError
 from sinks.rows import notice_row
 from streams import metrics
 from streams.internal_wire import is_nudge
-from streams.steps import Unit, utcnow
+from streams.clock import wall_now
+from streams.steps import Unit
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ class NoticeSteps:
                 partition: int, round_: int = 0) -> None:
         """The finished notice's row in the store's notice log (a resend's round above the first
         outcome); once written, the store answers for it."""
-        self.writer.add("notices", notice_row(notice, utcnow(), status=status, attempts=attempts,
+        self.writer.add("notices", notice_row(notice, wall_now(), status=status, attempts=attempts,
                                               last_error=error, version=FINISHED_VERSION + round_))
         self.writer.batch.after_write.append(
             lambda n=notice.notice_id, p=partition, s=stored: self._let_go(n, p, s))

@@ -471,11 +471,11 @@ def _held_verdicts(states: dict, alerts: dict[str, list]) -> dict[tuple[str, str
     case's from its state; a settled case's from its open outlier alerts (a digest that differs by
     form only sends a verdict the case finds it holds, and nothing changes)."""
     from alerts.peers import Verdict
-    from alerts.state import _verdicts_of
+    from alerts.state import verdicts_of
 
     held: dict[tuple[str, str], str] = {}
     for case_id in states.keys() | alerts.keys():
-        verdicts = states[case_id].verdicts if case_id in states else _verdicts_of(alerts[case_id])
+        verdicts = states[case_id].verdicts if case_id in states else verdicts_of(alerts[case_id])
         for event_id, evidence in verdicts.items():
             held[(case_id, event_id)] = Verdict(case_id, event_id, "", "", evidence).digest
     return held
@@ -652,8 +652,8 @@ def check_running(pipeline: Pipeline) -> None:
 
 
 def replay_clock(now: datetime | None):
-    from streams.steps import utcnow
-    return EventTimeClock(now or utcnow())
+    from streams.clock import wall_now
+    return EventTimeClock(now or wall_now())
 
 
 async def keep_letters(settings: Settings, bootstrap: str, letters: list, client=None, writer=None) -> None:
@@ -662,9 +662,9 @@ async def keep_letters(settings: Settings, bootstrap: str, letters: list, client
     running pipeline's `writer` (its one client, on its thread, under its lock), or a `client` of
     this process's own; neither when the store belongs to a worker elsewhere."""
     from sinks.rows import dead_letter_row, to_arrow
-    from streams.steps import utcnow
+    from streams.clock import wall_now
 
-    now = utcnow()
+    now = wall_now()
 
     def insert(store) -> None:
         store.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(letter, now) for letter in letters]))

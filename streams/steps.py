@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 import orjson
@@ -39,6 +39,7 @@ from alerts.retention import settled_since
 from alerts.state import CaseState, content_differences, refusal, refuse
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from streams import metrics
+from streams.clock import wall_now
 from streams.codec import encode_state
 from streams.event_wire import wire_event
 from streams.internal_wire import is_nudge, verdict_signal
@@ -50,10 +51,6 @@ MAX_MESSAGE_BYTES = 1_000_000
 # A case's state is one changelog record, and Kafka refuses records over 1 MB. No real case has
 # thousands of events; one that would pass this bound is refused (case_too_large), not stored.
 MAX_STATE_BYTES = 900_000
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass
@@ -286,7 +283,7 @@ class Outputs:
         self.catalog = catalog
 
     def event(self, event: CaseEvent, department: str) -> None:
-        self.writer.add("case_events", event_row(event, department, utcnow()))
+        self.writer.add("case_events", event_row(event, department, wall_now()))
 
     def corrected(self, event: CaseEvent, at: datetime) -> None:
         """A refused event that came since, corrected: its letters are marked once its row is written."""
@@ -295,7 +292,7 @@ class Outputs:
     def case(self, state: CaseState, outcome_labels, deadline) -> None:
         labels = outcome_labels
         self.writer.add("cases", case_row(state, labels.item_code, labels.department, labels.region, deadline,
-                                          utcnow(), self.catalog.basis))
+                                          wall_now(), self.catalog.basis))
 
     def alert(self, alert: Alert) -> None:
         """Buffer an alert version for ClickHouse; it goes to the alerts topic once written (a new
@@ -369,7 +366,7 @@ class Outputs:
         by_reason = self.progress.letters_by_reason
         by_reason[letter.reason] = by_reason.get(letter.reason, 0) + 1
         metrics.EVENTS_DEAD_LETTERED.labels(letter.reason).inc()
-        self.writer.add("dead_letters", dead_letter_row(letter, utcnow()))
+        self.writer.add("dead_letters", dead_letter_row(letter, wall_now()))
         self.outbox.add(self.settings.dlq_topic, key if isinstance(key, bytes) else None,
                         orjson.dumps(letter.to_json()))
 
@@ -440,7 +437,7 @@ class CaseSteps:
         partition = unit.partition
         state = await self.store.get(case_id, partition)
         events = [event for _, event in work.events]
-        batch = step_many(state, events, work.verdicts, judge, now, utcnow(), judging=not hold,
+        batch = step_many(state, events, work.verdicts, judge, now, wall_now(), judging=not hold,
                           refusals=work.refusals)
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
@@ -451,7 +448,7 @@ class CaseSteps:
         tick = None if hold else work.tick
         if tick is not None and batch.state is not None and batch.state.events:
             try:
-                judged = judge_case(result.state if result else batch.state, judge, max(now, tick), utcnow())
+                judged = judge_case(result.state if result else batch.state, judge, max(now, tick), wall_now())
             except UnknownItem as exc:
                 if self.unwatched is not None:
                     await self.unwatched(work.tick_record, unit.topic, partition, case_id, exc, batch.state)
@@ -475,7 +472,7 @@ class CaseSteps:
             waited = {event_id for event_id, _, _ in work.refusals}.union(state.refused if state else ())
             for event in batch.new:
                 if event.event_id in waited:
-                    self.out.corrected(event, utcnow())
+                    self.out.corrected(event, wall_now())
             self.out.outcome(result)
             # A tick that changed no alert, only the clock: it may be one delivered again after a
             # crash that came after the state's changelog record and before its rows were written
@@ -545,7 +542,7 @@ class CaseSteps:
             state, _ = refuse(state, case_id, event_id, reason)
         for record, event in work.events:
             try:
-                outcome = step(state, event, judge, now, utcnow(), judging=not hold)
+                outcome = step(state, event, judge, now, wall_now(), judging=not hold)
             except NotInCatalog as exc:  # its letter is written already
                 state, _ = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value))
                 continue

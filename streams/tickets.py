@@ -35,7 +35,8 @@ from sinks.rows import notice_row, ticket_row
 from streams import metrics
 from streams.internal_wire import is_nudge, routed_action
 from streams.notices import HELD, HELD_VERSION, QUIET_HELD, notice_to_json
-from streams.steps import Letter, Unit, utcnow
+from streams.clock import wall_now
+from streams.steps import Letter, Unit
 from streams.store import InStoreOnly, TableStore
 from streams.ticket_codec import ticket_to_json, tickets_from_json, tickets_to_json
 
@@ -295,7 +296,7 @@ class TicketSteps:
             self.store.put(CaseTickets(case_id, tickets, others), unit.partition)
         elif work.tick or work.alerts:
             self.store.written[case_id] = unit.partition  # its next moment is indexed again
-        written_at = utcnow()
+        written_at = wall_now()
         versions += [t for rule, t in tickets.items() if not t.visible and t != held.tickets.get(rule)]
         for version in versions:
             self.out.writer.add("tickets", ticket_row(version, written_at, orjson.dumps(ticket_to_json(version)).decode()))

@@ -47,6 +47,7 @@ from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, NOTICE_STATU
                             ESCALATION_TITLE, Action, ActionKind, actor_title, rounds, ticket_id as make_ticket_id)
 from sinks.scope import Scope, UnknownScope
 from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, Users, check_secret_key, loose_mode
+from streams.clock import wall_now
 from streams.console.links import LinkRefused, Links
 from streams.internal_wire import ticket_action
 from streams.settings import Settings
@@ -726,7 +727,7 @@ class Console:
                                          status=404 if refused_as == "unknown_alert" else 400)
         department = INSPECTORS if user.inspector else user.department
         action = Action(action_id, ticket_id, version, user.name, department, ActionKind(kind), text,
-                        datetime.now(timezone.utc), alert_id if kind == "open" else None)
+                        wall_now(), alert_id if kind == "open" else None)
         result = await self._publish(ticket_id, action)
         if kind == "open" and result == "not_allowed":  # only an open ticket refuses an opening: said so
             result = "already_open"  # (found by a black-box test: two inspectors, one ticket)
@@ -860,7 +861,7 @@ class Console:
         name = department.name if department else grant.department
         actor = f"{name}（{who}）" if who else name
         action = Action(action_id, ticket["ticket_id"], version, actor, grant.department, ActionKind.REPLY, text,
-                        datetime.now(timezone.utc))
+                        wall_now())
         result = await self._publish(ticket["ticket_id"], action)
         if result not in SETTLED_RESULTS:
             # Refused (most often: the ticket was escalated or changed while the reply was written):

@@ -21,6 +21,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from alerts.notices import ReplyLink
 from alerts.tickets import Notice, Ticket
+from streams.clock import wall_now
 
 SALT = "sunlight.reply-link.v1"
 DEFAULT_DAYS = 14.0
@@ -44,13 +45,9 @@ class ReplyGrant:
     version: int
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class Links:
     def __init__(self, public_url: str, secret_key: str, days: float = DEFAULT_DAYS,
-                 clock: Callable[[], datetime] = _utcnow):
+                 clock: Callable[[], datetime] = wall_now):
         self.base = public_url.rstrip("/")
         self.secret_key = secret_key
         self.days = days
