@@ -545,12 +545,15 @@ def cmd_export(args, settings: Settings) -> int:
     from sinks.migrations import migrate
     from sinks.queries import export_alerts
 
-    scope = user_scope(args, settings)
+    # Times in the catalog's zone, as the alerts topic carries them (before, Asia/Shanghai whatever
+    # the catalog said: a Rome decision late in the evening read as the next day; found by a
+    # black-box test on the road-traffic log).
+    scope, local = _scope_and_local_time(args, settings)
     log.info("exporting alerts of %s", scope.describe())
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
-        _print_jsonl(export_alerts(client, scope, include_withdrawn=args.all))
+        _print_jsonl(export_alerts(client, scope, include_withdrawn=args.all, tz=local))
     finally:
         client.close()
     return 0

@@ -81,6 +81,7 @@ class CaseWork:
     # (event_id, case_id, reason) of the case's events refused before they could be read as
     # events (`alerts.evaluate.step_many`): the case is held back until they come corrected
     refusals: list[tuple[str, str, str]] = field(default_factory=list)
+    refused_at: dict[str, int] = field(default_factory=dict)  # event_id -> the offset of its first refusal
 
 
 @dataclass
@@ -218,7 +219,9 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
             if named is not None and home == unit.partition:  # its case waits for it (`alerts.state.refuse`)
                 case_id, event_id = named
                 kept = refusal(exc.reason, refused_event_type(record.value))
-                cases.setdefault(case_id, CaseWork()).refusals.append((event_id, case_id, kept))
+                work = cases.setdefault(case_id, CaseWork())
+                work.refusals.append((event_id, case_id, kept))
+                work.refused_at.setdefault(event_id, record.offset)
             continue
         if partitions is not None:
             home = homes.get(event.case_id)
@@ -469,9 +472,13 @@ class CaseSteps:
             await self.store.put(result.state, partition, stored)
             for event in (*batch.new, *again):
                 self.out.event(event, judge.item(event.item_code).department)
-            waited = {event_id for event_id, _, _ in work.refusals}.union(state.refused if state else ())
+            # The events its case waited for, come corrected: refused before this unit, or earlier in
+            # it (a bad copy that comes after the event the case holds corrects nothing: its letter
+            # stays, in whatever units the two come).
+            waited = state.refused if state is not None else {}
             for event in batch.new:
-                if event.event_id in waited:
+                refused_at = work.refused_at.get(event.event_id)
+                if event.event_id in waited or (refused_at is not None and refused_at < records[id(event)].offset):
                     self.out.corrected(event, wall_now())
             self.out.outcome(result)
             # A tick that changed no alert, only the clock: it may be one delivered again after a

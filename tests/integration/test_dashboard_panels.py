@@ -139,16 +139,24 @@ def is_open(alert) -> bool:
 
 
 def pending_of(client, scenario):
-    """Whether an alert waits to be dealt with (待处置): it stands, and its ticket is active, or it
-    has no ticket (or one withdrawn) and its case is in progress by the scenario's events."""
-    status = dict(client.query("SELECT ticket_id, argMax(status, version) FROM tickets GROUP BY ticket_id")
-                  .result_rows)
+    """Whether an alert waits to be dealt with (待处置): it stands, and its ticket is active; or no
+    ticket closed it (none, one withdrawn, or one closed before it was raised) and its case is in
+    progress by the scenario's events, or a ticket of its rule and severity was closed before it
+    (its next round is to come)."""
+    latest = {ticket_id: (status, severity, set(alert_ids)) for ticket_id, status, severity, alert_ids in client.query(
+        "SELECT ticket_id, argMax(status, version), argMax(severity, version), argMax(alert_ids, version) "
+        "FROM tickets GROUP BY ticket_id").result_rows}
     ended = {e["case_id"] for e in scenario.events if e["type"] in ("closed", "withdrawn")}
 
     def pending(alert) -> bool:
-        ticket = status.get(f"{alert['case_id']}/{alert['rule']}")
-        return is_open(alert) and ((ticket is not None and ticket not in ("closed", "withdrawn"))
-                                   or (ticket != "closed" and alert["case_id"] not in ended))
+        status, severity, closed_with = latest.get(f"{alert['case_id']}/{alert['rule']}", (None, None, set()))
+        if not is_open(alert):
+            return False
+        if status is not None and status not in ("closed", "withdrawn"):
+            return True
+        if status == "closed" and alert["alert_id"] in closed_with:
+            return False
+        return alert["case_id"] not in ended or (status == "closed" and severity == alert["severity"])
     return pending
 
 
@@ -227,7 +235,7 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     want = Counter(catalog_names[a["department"]] for a in open_alerts if a["severity"] == "red")
     assert {r["department_name"]: r["red"] for r in by_department if r["red"]} == dict(want)
 
-    overdue = client.query("SELECT case_id FROM cases FINAL WHERE status = 'open' AND deadline < %(t)s",
+    overdue = client.query("SELECT case_id FROM cases FINAL WHERE status IN ('open', 'suspended') AND deadline < %(t)s",
                            parameters={"t": rng.end}).result_rows
     overdue_rows = ran["overdue_cases"][0]
     assert len(overdue_rows) == min(100, len(overdue)) and overdue_rows[0]["days_late"] >= 0
@@ -448,7 +456,7 @@ def test_a_past_day_and_the_filters_are_judged_as_they_stood_and_as_chosen(city,
         client.insert("cases", [list(finished.values())], column_names=list(finished))
         overdue_then = {case for case, c in cases().items()
                         if utc(c["accepted_at"]) <= day.end and (c["ended_at"] is None or utc(c["ended_at"]) > day.end)
-                        and c["status"] != "suspended" and c["deadline"] is not None and utc(c["deadline"]) < day.end}
+                        and c["deadline"] is not None and utc(c["deadline"]) < day.end}
         assert late["case_id"] in overdue_then
         rows = run_panel(client, *wall[q.OVERDUE_CASES.title], day, {})
         assert {r["case_id"] for r in rows} == overdue_then and len(rows) <= 100

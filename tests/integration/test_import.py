@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -617,3 +618,26 @@ def test_a_file_imported_again_and_read_otherwise_says_the_store_keeps_its_first
     assert refused > 0
     assert (f"{refused} of them came under ids this store already holds with other content (conflicting_duplicate): "
             "the store keeps what it took first") in said and "import it into a fresh store" in said
+
+
+def test_alerts_are_exported_in_the_catalogs_zone(tmp_path):
+    """Found by a black-box test on the road-traffic log: `alerts export` wrote every time at +08:00
+    whatever the catalog's zone (Europe/Rome here), while the alerts topic and `cases show` use the
+    catalog's: a decision late in an Italian evening read as the next day."""
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    env.pop("SUNLIGHT_CATALOG", None)
+    catalog = str(REAL / "roadtraffic.catalog.yaml")
+    done = sunlight(["import", str(REAL / "roadtraffic100traces.csv"), "--mapping", str(REAL / "roadtraffic.mapping.yaml"),
+                     "--catalog", catalog, "--now", "2013-01-01T00:00:00+01:00"], env, tmp_path)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    out = sunlight(["alerts", "export", "--catalog", catalog], env, tmp_path)
+    alerts = [orjson.loads(line) for line in out.stdout.splitlines()]
+    assert alerts, out.stderr.decode()[-2000:]
+    for alert in alerts:
+        assert alert["event_time"][-6:] in ("+01:00", "+02:00") and alert["raised_at"][-6:] in ("+01:00", "+02:00")
+    # Without a catalog named, the default zone, as every command says (the same moments).
+    plain = [orjson.loads(line) for line in sunlight(["alerts", "export"], env, tmp_path).stdout.splitlines()]
+    assert {a["event_time"][-6:] for a in plain} == {"+08:00"}
+    assert sorted(datetime.fromisoformat(a["event_time"]) for a in plain) == \
+        sorted(datetime.fromisoformat(a["event_time"]) for a in alerts)

@@ -337,6 +337,22 @@ def test_an_event_sent_wrapped_names_its_event_in_its_letter_and_its_case_waits_
     assert list(harness.writer.batch.corrected) == [("U1", "a")]
 
 
+def test_an_event_corrected_in_the_unit_of_its_refusal_marks_its_letter_and_a_bad_copy_after_it_does_not():
+    """The letter of a refused event is marked once the case stores the event corrected
+    (`sinks.writer.mark_letters_corrected`), in the refusal's unit too; a bad copy that comes after
+    the event its case holds corrects nothing, and its letter stays, whatever the units."""
+    bad = orjson.dumps({**HISTORY[0], "occurred_at": "2026-03-02 10:00"})
+    corrected = Harness()
+    corrected.run(Unit("case-events", 1, [record(0, bad), record(1, HISTORY[0])]))
+    assert list(corrected.writer.batch.corrected) == [("U1", "a")]
+    for units in ([[record(0, HISTORY[0]), record(1, bad)]], [[record(0, HISTORY[0])], [record(1, bad)]]):
+        copy = Harness()
+        for records in units:
+            copy.run(Unit("case-events", 1, records))
+        assert [r["reason"] for r in copy.rows("dead_letters")] == ["bad_time"]
+        assert not copy.writer.batch.corrected
+
+
 def test_a_plain_event_or_junk_is_not_read_as_wrapped():
     from alerts.letters import refused_event, wrapped_event
 
