@@ -572,7 +572,9 @@ SELECT occurred_at, recorded_at,
     transform(type, ['accepted', 'node_completed', 'suspended', 'resumed', 'returned', 'decided', 'closed', 'withdrawn',
                      'rated'],
               ['受理', '环节办结', '挂起', '恢复', '退回', '作出决定', '办结', '撤回', '评价'], type) AS event,
-    {_node_name()} AS node_name, officer_id, channel, attrs
+    {_node_name()} AS node_name, officer_id,
+    transform(channel, ['online', 'window', 'import', ''], ['网上办理', '窗口办理', '系统导入', '未注明'], channel) AS channel,
+    attrs
 FROM (
     SELECT * FROM case_events
     WHERE case_id = ${{case_id:singlequote}}

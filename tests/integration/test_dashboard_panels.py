@@ -323,6 +323,8 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     events_of_case = {e["event_id"] for e in scenario.events if e["case_id"] == case_id}
     assert len(ran["case_timeline"][0]) == len(events_of_case)
     assert ran["case_timeline"][0][0]["event"] == "受理"
+    # Its channel in words (it showed online / window: found by a black-box test).
+    assert {r["channel"] for r in ran["case_timeline"][0]} <= {"网上办理", "窗口办理", "系统导入", "未注明"}
     assert len(ran["case_evidence"][0]) == sum(a["case_id"] == case_id for a in alerts)
     assert all(orjson.loads(r["evidence"]) for r in ran["case_evidence"][0])
     assert sum(r["state"] == "待处置" for r in ran["case_evidence"][0]) == pending_by_case[case_id]
