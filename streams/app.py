@@ -110,7 +110,7 @@ class Pipeline:
                  clock, tansu: bool):
         self.settings = settings
         self.bootstrap = bootstrap
-        self.catalog = catalog
+        self.catalog_source = catalog
         self.writer = writer
         # What the tables let go, read back from the store when needed.
         self.read_back = StoreReadBack(writer, settings.flush_interval, lambda: self.stopping, catalog.ticket_policy)
@@ -409,7 +409,7 @@ class Pipeline:
                                 or (first.item_code if first else None), "department": department,
                                 "region": first.region if first else None})
         letter = make_letter(topic, partition, record.offset, record.key, payload, "item_left_catalog",
-                             f"case {case_id} is no longer watched: {error}", self.catalog.judge.catalog)
+                             f"case {case_id} is no longer watched: {error}", self.catalog_source.judge.catalog)
         if letter.letter_id in self.unwatched_said:  # judged again (a reload, a tick): said once a process
             return
         self.unwatched_said.add(letter.letter_id)
@@ -440,7 +440,7 @@ class Pipeline:
 
     async def _join_groups(self, groups: dict[str, list[PenaltyFact]], partition: int) -> None:
         for key, facts in groups.items():
-            judge = self.catalog.judge  # per group: a reload may come between two (the loop awaits)
+            judge = self.catalog_source.judge  # per group: a reload may come between two (the loop awaits)
             group, verdicts = add_decisions(self.groups.get(key), _flagged(facts, judge), judge.config)
             self.groups.put(group, partition)
             for verdict in verdicts:
@@ -474,7 +474,7 @@ class Pipeline:
         by_group: dict[str, list[PenaltyFact]] = {}
         for fact in facts:
             by_group.setdefault(fact.group, []).append(fact)
-        config = self.catalog.judge.config
+        config = self.catalog_source.judge.config
         self.groups.seeds = {}
         for key, group_facts in by_group.items():
             self.groups.seeds[key], verdicts = seed_group_with_verdicts(group_facts, config)
@@ -569,13 +569,13 @@ class Pipeline:
             self.notice_log.keep.add(str(item.row.get("notice_id")))
         payload = orjson.dumps(item.row, default=str)
         letter = make_letter(f"clickhouse:{item.table}", -1, -1, key or None, payload, "store_refused", item.error,
-                             self.catalog.judge.catalog)
+                             self.catalog_source.judge.catalog)
         log.error("ClickHouse refused a %s row of case %s, sent to the DLQ: %s", item.table, key, item.error[:300])
         await self.outputs.keep_letter(letter, key.encode() or None)
 
     def ticket_policy(self):
         """The catalog's ticket policy with the silences in force."""
-        return replace(self.catalog.ticket_policy(), silences=self.silences)
+        return replace(self.catalog_source.ticket_policy(), silences=self.silences)
 
     def read_silences(self) -> tuple:
         with self.writer.lock:

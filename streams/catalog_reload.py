@@ -34,7 +34,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 class CatalogReload:
     def __init__(self, catalog: CatalogSource, store: CaseStore, groups: GroupStore, index: DeadlineIndex,
                  outputs: Outputs, clock, partitions: int, held_partitions: Callable[[], set[int]] = set):
-        self.catalog = catalog
+        self.catalog_source = catalog
         self.store = store
         self.groups = groups
         self.index = index
@@ -46,11 +46,11 @@ class CatalogReload:
         self.stored_pending = False  # the store's cases judged under another catalog: to be looked up
 
     async def run(self) -> None:
-        before = self.catalog.judge
-        if self.catalog.maybe_reload():
+        before = self.catalog_source.judge
+        if self.catalog_source.maybe_reload():
             self.rows_pending = True
             await self.rejudge_groups(before)
-            if judges_otherwise(before, self.catalog.judge):
+            if judges_otherwise(before, self.catalog_source.judge):
                 self.judge_cases_again()
                 self.stored_pending = True
         if self.rows_pending:  # again on the next tick while the store refuses it
@@ -65,7 +65,7 @@ class CatalogReload:
         groups kept the old flags until a restart: fines now outside every tier stayed peers, and
         the cases kept the old peers' outlier cards and lacked the new ones. Returns how many
         verdicts were sent."""
-        after = self.catalog.judge
+        after = self.catalog_source.judge
         sent = 0
         for key in held_keys(self.groups):
             group = self.groups.get(key)
@@ -120,8 +120,8 @@ class CatalogReload:
         if self.clock.input_incomplete:  # a replay judges its cases at the end of its input
             return 0
         try:
-            stale = await self.out.writer.run(cases_judged_otherwise, self.catalog.basis,
-                                              sorted(self.catalog.judge.catalog.items))
+            stale = await self.out.writer.run(cases_judged_otherwise, self.catalog_source.basis,
+                                              sorted(self.catalog_source.judge.catalog.items))
         except Exception as exc:
             log.warning("could not ask the store which cases were judged under another catalog (will try again): %s",
                         exc)
@@ -142,7 +142,7 @@ class CatalogReload:
         from sinks.catalog_rows import write_catalog
 
         try:
-            await self.out.writer.run(write_catalog, self.catalog.judge.catalog, None,
+            await self.out.writer.run(write_catalog, self.catalog_source.judge.catalog, None,
                                       default_rulebook().region_names)
         except Exception as exc:  # the store is down: tried again on the next reload tick
             log.warning("could not write the reloaded catalog to the store (will try again): %s", exc)

@@ -247,7 +247,7 @@ class Watch:
             metrics.TICKETS.labels(status).set(self.tickets.count(status))
 
     def set_office_hours(self, now: datetime | None = None) -> None:
-        catalog = self.pipeline.catalog
+        catalog = self.pipeline.catalog_source
         judge = catalog.judge
         if judge is not self._judge:  # started, or the catalog was reloaded
             self._judge = judge

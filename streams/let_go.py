@@ -36,7 +36,7 @@ class LetGo:
         self.clock = clock
         self.index = index  # the cases' due moments: a case with one on its way is not let go yet
         self.settings = settings
-        self.catalog = catalog
+        self.catalog_source = catalog
         self.ready = ready  # the deadline index is rebuilt: the cases held are known
         self.retention: timedelta | None = settings.case_retention
         # Settled cases by the moment they may be let go (alerts.retention), on the stream clock.
@@ -84,7 +84,7 @@ class LetGo:
             if stored:
                 if case_id in self.unconfirmed:  # what the store lacks goes into this batch, before it is let go
                     self.unconfirmed.discard(case_id)
-                    self.out.missing_rows(decode_state(stored)[0], in_store.get(case_id), self.catalog.judge, now)
+                    self.out.missing_rows(decode_state(stored)[0], in_store.get(case_id), self.catalog_source.judge, now)
                 batch.after_write.append(lambda c=case_id, p=partition, s=stored, t=now: self._case(c, p, s, t))
         return len(due)
 

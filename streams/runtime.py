@@ -445,8 +445,8 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
     from alerts.peers import fact_of
     from sinks.case_history import store_seeds, stored_case_events
 
-    states, settled, alerts = store_seeds(client, pipeline.catalog.basis)
-    judge = pipeline.catalog.judge
+    states, settled, alerts = store_seeds(client, pipeline.catalog_source.basis)
+    judge = pipeline.catalog_source.judge
     facts = []
     for case_events in stored_case_events(client, types=(EventType.DECIDED.value,)).values():
         for event in case_events:
@@ -456,8 +456,8 @@ def restore_from_store(pipeline: Pipeline, client) -> int:
                 tiers = item.tiers(penalty[0])
                 facts.append(fact_of(event, *penalty, not tiers or any(t.contains(penalty[1]) for t in tiers)))
     pipeline.restore(states, facts, settled, _held_verdicts(states, alerts))
-    tickets, at_rest, pipeline.untaken_alerts = _stored_tickets(client, alerts, pipeline.catalog.ticket_policy(),
-                                                                settled, pipeline.catalog.judge.calendar.tz)
+    tickets, at_rest, pipeline.untaken_alerts = _stored_tickets(client, alerts, pipeline.catalog_source.ticket_policy(),
+                                                                settled, pipeline.catalog_source.judge.calendar.tz)
     pipeline.restore_tickets(tickets, at_rest)
     pipeline.unsent_notices = _unfinished_notices(client)
     if states or settled:

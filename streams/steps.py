@@ -283,7 +283,7 @@ class Outputs:
         self.outbox = outbox  # .add(topic, key, value, partition=None): a record with the unit's others
         self.settings = settings
         self.progress = progress
-        self.catalog = catalog
+        self.catalog_source = catalog
 
     def event(self, event: CaseEvent, department: str) -> None:
         self.writer.add("case_events", event_row(event, department, wall_now()))
@@ -295,14 +295,14 @@ class Outputs:
     def case(self, state: CaseState, outcome_labels, deadline) -> None:
         labels = outcome_labels
         self.writer.add("cases", case_row(state, labels.item_code, labels.department, labels.region, deadline,
-                                          wall_now(), self.catalog.basis))
+                                          wall_now(), self.catalog_source.basis))
 
     def alert(self, alert: Alert) -> None:
         """Buffer an alert version for ClickHouse; it goes to the alerts topic once written (a new
         version, or one published again: at least once)."""
         metrics.ALERTS_PUBLISHED.labels(alert.rule.value, alert.status.value).inc()
         self.writer.add("alerts", alert_row(alert))
-        payload, key = orjson.dumps(alert.to_json(self.catalog.judge.calendar.tz)), alert.case_id.encode()
+        payload, key = orjson.dumps(alert.to_json(self.catalog_source.judge.calendar.tz)), alert.case_id.encode()
         topic = self.settings.alerts_topic
         self.writer.batch.after_write.append(lambda k=key, v=payload: self.send(topic, k, v, None))
 
@@ -359,7 +359,7 @@ class Outputs:
         # A tombstone (no value) keeps no payload; what is not bytes (an internal record decoded) as JSON.
         raw = value if isinstance(value, bytes) else b"" if value is None else orjson.dumps(value)
         partition, offset, key = letter_origin(record, partition)  # a record sent on: as it came in
-        letter = make_letter(topic, partition, offset, key, raw, reason, detail, self.catalog.judge.catalog)
+        letter = make_letter(topic, partition, offset, key, raw, reason, detail, self.catalog_source.judge.catalog)
         # The reason in the template: each reason's lines are limited apart (`streams.log_limits`).
         letters_log.warning("dead-lettered (" + reason + ") %s[%s]@%s: %s", topic, partition, offset, detail[:300])
         await self.keep_letter(letter, key)
@@ -387,7 +387,7 @@ class CaseSteps:
 
     def __init__(self, store, catalog, clock, outputs: Outputs, progress):
         self.store = store
-        self.catalog = catalog
+        self.catalog_source = catalog
         self.clock = clock
         self.out = outputs
         self.progress = progress
@@ -436,7 +436,7 @@ class CaseSteps:
     async def case(self, case_id: str, work: CaseWork, unit: Unit, now: datetime, hold: bool) -> None:
         """`hold`: the input is incomplete (a replay): the case's facts are taken, and it is judged
         once the input is complete (`alerts.evaluate.awaiting_judgement`); a tick has nothing to do."""
-        judge = self.catalog.judge
+        judge = self.catalog_source.judge
         partition = unit.partition
         state = await self.store.get(case_id, partition)
         events = [event for _, event in work.events]
@@ -542,7 +542,7 @@ class CaseSteps:
                         hold: bool) -> None:
         """The unit's events would make the case's state too large for one changelog record: take
         them one at a time, and refuse each one that would."""
-        judge = self.catalog.judge
+        judge = self.catalog_source.judge
         partition = unit.partition
         written = state
         for event_id, case_id, reason in work.refusals:  # as `step_many` records them

@@ -220,7 +220,7 @@ class TicketSteps:
     def __init__(self, store: TicketStore, catalog, clock, outputs, policy: Callable[[], TicketPolicy],
                  texts: Callable[[], NoticeText]):
         self.store = store
-        self.catalog = catalog
+        self.catalog_source = catalog
         self.clock = clock
         self.out = outputs
         self.policy = policy
@@ -241,7 +241,7 @@ class TicketSteps:
             self.store.in_hand = set()
 
     async def case(self, case_id: str, work: TicketWork, unit: Unit, now: datetime) -> None:
-        calendar = self.catalog.judge.calendar
+        calendar = self.catalog_source.judge.calendar
         policy = self.policy()
         held = self.store.get(case_id, unit.partition)
         tickets = dict(held.tickets)
@@ -303,10 +303,10 @@ class TicketSteps:
             metrics.TICKET_CHANGES.labels(version.last.kind if version.last else "settling").inc()
         texts = self.texts()
         topic = self.out.settings.notices_topic
-        notices = told_once(notices, lambda n: tickets[n.ticket_id.rpartition("/")[2]], self.catalog.judge.catalog)
+        notices = told_once(notices, lambda n: tickets[n.ticket_id.rpartition("/")[2]], self.catalog_source.judge.catalog)
         for notice in notices:
             ticket = tickets[notice.ticket_id.rpartition("/")[2]]
-            rendered = render_notice(notice, ticket, self.catalog.judge.catalog, texts)
+            rendered = render_notice(notice, ticket, self.catalog_source.judge.catalog, texts)
             answers_reply = notice.step is Step.RETURNED or (
                 notice.step is Step.CLOSED and ticket.resolution is Resolution.ACCEPTED)
             if not self.out.settings.notify or (ticket.quiet and not answers_reply):

@@ -1013,7 +1013,7 @@ async def serve(settings: Settings, catalog_path: Path, host: str = "0.0.0.0", c
 
         async with running_pipeline(settings, catalog_path, clock=clock) as running:
             pipeline = running.pipeline  # its notices carry the reply link (streams.runtime)
-            backend = Backend(running.client, lambda: pipeline.catalog.judge, partial(produce, running.bootstrap,
+            backend = Backend(running.client, lambda: pipeline.catalog_source.judge, partial(produce, running.bootstrap,
                               publish_to), lock=pipeline.writer.lock, executor=pipeline.writer.executor,
                               failure=lambda: pipeline.failure, action_topics=action_topics)
             server = _server(create_app(settings, backend, users, links), host, settings.http_port)

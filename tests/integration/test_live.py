@@ -95,10 +95,10 @@ def test_the_catalog_changes_while_the_worker_runs(tmp_path):
             # A broken catalog is refused; the running one stays in force.
             catalog.write_text("items: [", encoding="utf-8")
             await asyncio.sleep(1.0)
-            assert running.pipeline.catalog.judge.catalog.item(LICENCE) is not None
+            assert running.pipeline.catalog_source.judge.catalog.item(LICENCE) is not None
             catalog.write_text(yaml.safe_dump({**raw, "items": raw["items"] + [new_item]}, allow_unicode=True),
                                encoding="utf-8")
-            assert await wait_for(lambda: running.pipeline.catalog.judge.catalog.item(new_item["code"]))
+            assert await wait_for(lambda: running.pipeline.catalog_source.judge.catalog.item(new_item["code"]))
             send = [(b"NEW-2", orjson.dumps(accepted("NEW-2", when, new_item["code"])))]
             await produce(running.bootstrap, settings.case_events_topic, send)
             assert await wait_for(lambda: progress.events_new == 1)
@@ -204,7 +204,7 @@ def test_cases_judged_under_an_earlier_catalog_are_judged_again_under_the_one_in
             assert await wait_for(lambda: overdue(running) == {"OPEN", "LET-GO"})
             assert await wait_for(lambda: running.pipeline.store.evicted >= 1)  # LET-GO left the table
             lengthen(40)  # under the running worker: 40 working days end on 28 April, still passed
-            assert await wait_for(lambda: running.pipeline.catalog.judge.catalog.item(LICENCE).promised_days == 40)
+            assert await wait_for(lambda: running.pipeline.catalog_source.judge.catalog.item(LICENCE).promised_days == 40)
             # LET-GO, closed within 40 days, loses its cards though the table no longer held it.
             assert await wait_for(lambda: overdue(running) == {"OPEN"}, timeout=60), overdue(running)
         lengthen(60)  # while stopped: 60 working days end late in May

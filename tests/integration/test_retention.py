@@ -267,7 +267,7 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
                 seen.update(tickets=stored_tickets(running.client, Scope.everything()))
             # An inspector opens a ticket by hand from a yellow card of a case whose tickets and
             # alerts stayed in the store: they are read back for it.
-            policy = pipeline.catalog.ticket_policy()
+            policy = pipeline.catalog_source.ticket_policy()
             yellow = next(a for a in alerts if a["case_id"] in seen["tickets_in_store"] and a["status"] == "open"
                           and not policy.opens(Rule(a["rule"]), Severity(a["severity"])))
             action = {"action_id": "by-hand-1", "ticket_id": f"{yellow['case_id']}/{yellow['rule']}",

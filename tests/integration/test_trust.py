@@ -379,7 +379,7 @@ def test_a_case_whose_item_leaves_the_catalog_is_recorded_not_dropped_silently(t
                 await asyncio.sleep(0.1)
             catalog.write_text(yaml.safe_dump({**raw, "items": raw["items"][1:]}, allow_unicode=True),
                                encoding="utf-8")
-            while running.pipeline.catalog.judge.catalog.item(LICENCE) is not None and loop.time() < end:
+            while running.pipeline.catalog_source.judge.catalog.item(LICENCE) is not None and loop.time() < end:
                 await asyncio.sleep(0.1)
             while (REGISTRY.get_sample_value("sunlight_cases_unwatched_total") or 0.0) == before and loop.time() < end:
                 await asyncio.sleep(0.2)

@@ -154,7 +154,7 @@ def test_the_office_hours_gauge_is_set_from_the_catalog_calendar(tmp_path, caplo
 
     write("08:00-12:00")
     source = CatalogSource(catalog_file)
-    watch = Watch(SimpleNamespace(catalog=source))
+    watch = Watch(SimpleNamespace(catalog_source=source))
     watch.set_office_hours(_at(2026, 10, 10, 10))  # make-up Saturday, within 08:00-12:00
     assert _sample("sunlight_office_hours") == 1
     watch.set_office_hours(_at(2026, 10, 1, 10))  # holiday
