@@ -108,6 +108,17 @@ class WorkCalendar:
         self._years: dict[int, list[int]] = {}
         self._deadlines: dict[tuple, datetime | None] = {}
 
+    def has_holiday_data(self, year: int) -> bool:
+        """Whether the year's days off in lieu and make-up working days are known (an override of the
+        year, or the installed holiday tables)."""
+        if year in self._override_years:
+            return True
+        try:
+            chinese_calendar.is_workday(date(year, 1, 1))
+        except NotImplementedError:
+            return False
+        return True
+
     def is_workday(self, day: date) -> bool:
         cached = self._cache.get(day)
         if cached is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -183,7 +184,8 @@ def wrapped_event(raw: bytes | None) -> tuple[dict | None, str | None]:
     how it was sent: a common mistake of a sending system that leaves the event readable.
 
     - `nan`: NaN or Infinity for a number (Python's `json.dumps` writes an empty pandas cell so),
-      which JSON has not;
+      which JSON has not; `loose`: other JSON only a lenient parser reads (a lone surrogate, a
+      number out of range);
     - `encoded_twice`: a JSON string that holds the event's JSON;
     - `connect_envelope`: the event in `payload` of a Kafka Connect envelope (`JsonConverter` with
       `schemas.enable=true`, Connect's default);
@@ -223,15 +225,19 @@ def wrapped_event(raw: bytes | None) -> tuple[dict | None, str | None]:
     if how is None:
         try:
             orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            how = "nan"  # read loosely only: NaN or Infinity
+        except orjson.JSONDecodeError:  # read loosely only: NaN or Infinity, or else (a lone surrogate,
+            how = "nan" if _NAN.search(raw) else "loose"  # a number out of range: found by review)
         else:
             return None, None  # one plain object: the event itself, not wrapped
     return first, how
 
 
+_NAN = re.compile(rb"(?<![\w\"])-?(?:NaN|Infinity)(?![\w\"])")
+
 _WRAPPED_HINT = {
     "nan": "NaN and Infinity are not JSON (RFC 8259): write null, or leave the field out",
+    "loose": ("only a lenient parser reads it (a lone surrogate in a string, a number out of range): "
+              "send strict JSON (RFC 8259)"),
     "encoded_twice": "the record is a JSON string that holds the event: it was encoded twice",
     "connect_envelope": ("the event is the `payload` of a Kafka Connect envelope: send the event itself "
                          "(JsonConverter with schemas.enable=false)"),

@@ -58,8 +58,8 @@ class Writer:
     def add(self, table, row):
         self.batch.add(table, row)
 
-    def corrected(self, case_id, event_id, at):
-        self.batch.correct(case_id, event_id, at)
+    def corrected(self, case_id, event_id, correction):
+        self.batch.correct(case_id, event_id, correction)
 
     def to_arrow(self) -> int:
         batch, self.batch = self.batch, Batch()

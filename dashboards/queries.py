@@ -44,9 +44,9 @@ server's row policies to apply, through the viewer's datasource user. A dashboar
 narrows what is shown, it never grants or withholds access.
 
 Status words: an alert is waiting to be dealt with (待处置) while it stands (its status is
-``open`` or ``acknowledged``) and its ticket is active; or no ticket closed it and its case is in
-progress, or its ticket closed a round before it was raised (its next round is to come:
-``_PENDING``); one that stands otherwise is dealt with (已处置: its ticket closed with it, or its
+``open`` or ``acknowledged``) and its ticket is active; or a round is coming for it (its closed or
+withdrawn ticket holds it for the next round, or that ticket, not opened by hand, ended before it
+came); or no closed round answered it and its case is in progress (``_PENDING``); one that stands otherwise is dealt with (已处置: its ticket closed with it, or its
 case finished with no ticket); ``withdrawn`` ones never held (kept only for the audit trail). A case is "in progress" (在办) while its status is ``open`` or ``suspended``. A ticket is
 "completed" (督办完成) once the department replied (``replied``) or it is ``closed``; withdrawn
 tickets never reached a department and do not count.
@@ -144,14 +144,27 @@ _DAYS_LATE = f"dateDiff('day', {_LAST_DAY}, $__toTime, 'Asia/Shanghai')"
 # the alert (the contract): an alert whose ticket was closed, or one on a finished case that no
 # ticket took up, has been dealt with. Before, every alert that stands counted, for good: a
 # yellow card never left the wall, nor a red card whose ticket was accepted.
-_TICKET_STATUS = ("(SELECT ticket_id, argMax(status, version) AS status, argMax(severity, version) AS severity, "
-                  "argMax(alert_ids, version) AS alert_ids FROM tickets GROUP BY ticket_id)")
-# The alert's ticket (its case and rule's) was not closed with it: a card raised after the round
-# that a ticket closed is not among that round's alerts, and opens the next round (before, it read
-# 已处置 on a finished case, and dropped off every 待处置 count while a silence held its round: a
-# false all-clear, found by a black-box test).
-_TICKET_NOT_CLOSED = (f"(concat(case_id, '/', rule), alert_id) NOT IN (SELECT ticket_id, arrayJoin(alert_ids) "
-                      f"FROM {_TICKET_STATUS} WHERE status = 'closed')")
+# Each ticket's latest row: its status, the cards it holds, and the cards of its coming round (a
+# closed or withdrawn ticket's `pending`, in its stored state).
+_TICKET_STATUS = ("(SELECT ticket_id, argMax(status, version) AS status, argMax(manual, version) AS manual, "
+                  "argMax(alert_ids, version) AS alert_ids, "
+                  "JSONExtract(argMax(state, version), 'pending', 'Array(String)') AS coming FROM tickets "
+                  "GROUP BY ticket_id)")
+# The alert's ticket (its case and rule's) was not closed with it: its closed round did not answer
+# it (a card raised after that round is not among its cards, or is among the next round's).
+_TICKET_NOT_CLOSED = (f"(concat(case_id, '/', rule), alert_id) NOT IN (SELECT ticket_id, "
+                      f"arrayJoin(arrayFilter(a -> NOT has(coming, a), alert_ids)) FROM {_TICKET_STATUS} "
+                      f"WHERE status = 'closed')")
+# A round is coming for it: a closed or withdrawn ticket holds it for its next round, or an automatic
+# ticket (not opened by hand: an inspector opens those again by hand) ended before the card came.
+# Before, such a card read 已处置 on a finished case, and left every 待处置 count while a silence held
+# the round back: a false all-clear (found by a black-box test).
+_ROUND_COMING = (f"((concat(case_id, '/', rule), alert_id) IN (SELECT ticket_id, arrayJoin(coming) FROM {_TICKET_STATUS}"
+                 f" WHERE status IN ('closed', 'withdrawn'))"
+                 f" OR ((concat(case_id, '/', rule), alert_id) NOT IN (SELECT ticket_id, arrayJoin(alert_ids) FROM "
+                 f"{_TICKET_STATUS} WHERE status IN ('closed', 'withdrawn'))"
+                 f" AND concat(case_id, '/', rule) IN (SELECT ticket_id FROM {_TICKET_STATUS}"
+                 f" WHERE status IN ('closed', 'withdrawn') AND manual = 0)))")
 
 
 def _unhandled(cases: str = "") -> str:
@@ -160,10 +173,9 @@ def _unhandled(cases: str = "") -> str:
     narrowed = f"{cases} AND " if cases else ""
     return f"""(concat(case_id, '/', rule) IN (SELECT ticket_id FROM {_TICKET_STATUS}
         WHERE status NOT IN ('closed', 'withdrawn'))
+    OR {_ROUND_COMING}
     OR ({_TICKET_NOT_CLOSED}
-        AND (case_id IN (SELECT case_id FROM cases FINAL WHERE {narrowed}status IN ('open', 'suspended'))
-            OR (concat(case_id, '/', rule), severity) IN (SELECT ticket_id, severity FROM {_TICKET_STATUS}
-                WHERE status = 'closed'))))"""
+        AND case_id IN (SELECT case_id FROM cases FINAL WHERE {narrowed}status IN ('open', 'suspended'))))"""
 
 
 _PENDING = f"{_OPEN} AND {_unhandled()}"

@@ -36,15 +36,25 @@ class Batch:
     count: int = 0
     failed_attempts: int = 0
     # (case_id, event_id) of refused events that came since, corrected: their letters are marked
-    # once the batch's rows are written (`mark_letters_corrected`), with when the event came
-    corrected: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    # once the batch's rows are written (`mark_letters_corrected`)
+    corrected: dict[tuple[str, str], "Correction"] = field(default_factory=dict)
 
     def add(self, table: str, row: dict[str, Any]) -> None:
         self.rows.setdefault(table, []).append(row)
         self.count += 1
 
-    def correct(self, case_id: str, event_id: str, at: datetime) -> None:
-        self.corrected[(case_id, event_id)] = at
+    def correct(self, case_id: str, event_id: str, correction: "Correction") -> None:
+        self.corrected.setdefault((case_id, event_id), correction)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Where and when a refused event came corrected: the letters it replaces are those received
+    before `since` (the start of the unit that brought it), or before it in its partition."""
+    at: datetime  # when it was applied (the letters' `redriven_at`)
+    partition: int
+    offset: int
+    since: datetime
 
 
 _LETTER_FIELDS = ("letter_id, reason, detail, topic, partition, offset, key, case_id, event_id, department, region, "
@@ -52,21 +62,26 @@ _LETTER_FIELDS = ("letter_id, reason, detail, topic, partition, offset, key, cas
 LETTERS_CORRECTED = f"""INSERT INTO dead_letters ({_LETTER_FIELDS}, status, redriven_at, version)
 SELECT {_LETTER_FIELDS}, 'redriven', {{at:DateTime64(3, 'UTC')}}, version + 1 FROM dead_letters FINAL
 WHERE status = 'open' AND reason IN {{holding:Array(String)}} AND case_id IN {{cases:Array(String)}}
-  AND has({{keys:Array(Tuple(String, String))}}, (assumeNotNull(case_id), assumeNotNull(event_id)))"""
+  AND arrayExists(k -> k.1 = assumeNotNull(case_id) AND k.2 = assumeNotNull(event_id)
+                       AND ((partition = k.3 AND offset < k.4) OR received_at < k.5),
+                  {{keys:Array(Tuple(String, String, Int32, Int64, DateTime64(3, 'UTC')))}})"""
 
 
-def mark_letters_corrected(client, corrected: Mapping[tuple[str, str], datetime]) -> None:
+def mark_letters_corrected(client, corrected: Mapping[tuple[str, str], Correction]) -> None:
     """Mark `redriven` the open letters of refused events that their cases now hold: corrected and
     sent again under their ids, by `sunlight dlq redrive` or by the source system itself (before,
     only the redrive command marked them, and it cannot while a worker holds an embedded store:
     the letters of events corrected through Kafka stayed 待处理 for good, in `dlq list` and on the
     wall's dead-letter panels; found by a black-box test with other clients). A letter that holds
-    no case (a conflicting copy names an event its case holds) is not one of them."""
+    no case (a conflicting copy names an event its case holds) is not one of them, nor a letter of
+    a bad copy that came after the correction (written in the same batch: found by review)."""
     if not corrected:
         return
     client.command(LETTERS_CORRECTED, parameters={
-        "at": max(corrected.values()), "holding": sorted(HOLDS_ITS_CASE),
-        "cases": sorted({case_id for case_id, _ in corrected}), "keys": sorted(corrected)})
+        "at": max(c.at for c in corrected.values()), "holding": sorted(HOLDS_ITS_CASE),
+        "cases": sorted({case_id for case_id, _ in corrected}),
+        "keys": sorted((case_id, event_id, c.partition, c.offset, c.since)
+                       for (case_id, event_id), c in corrected.items())})
 
 
 @dataclass
@@ -159,9 +174,9 @@ class ClickHouseWriter:
     def add(self, table: str, row: dict[str, Any]) -> None:
         self.batch.add(table, row)
 
-    def corrected(self, case_id: str, event_id: str, at: datetime) -> None:
+    def corrected(self, case_id: str, event_id: str, correction: Correction) -> None:
         """A refused event came since, corrected: its letters are marked with the batch's write."""
-        self.batch.correct(case_id, event_id, at)
+        self.batch.correct(case_id, event_id, correction)
 
     def on_written(self, ack: Ack) -> None:
         self.batch.acks.append(ack)
@@ -222,7 +237,7 @@ class ClickHouseWriter:
                 lost = {(item.row.get("case_id"), item.row.get("event_id")) for item in refused
                         if item.table == "case_events"}  # a corrected event the store refused corrects nothing
                 try:
-                    mark_letters_corrected(self.client, {k: at for k, at in batch.corrected.items() if k not in lost})
+                    mark_letters_corrected(self.client, {k: c for k, c in batch.corrected.items() if k not in lost})
                 except Exception as exc:  # the letters stay open: said, not a reason to hold the batch
                     log.warning("could not mark %d corrected dead letters: %s", len(batch.corrected), exc)
         if written == 0:

@@ -215,7 +215,7 @@ class Pipeline:
         self.let_go.noted_tickets = self._note_tickets
         self.catalog_reload = CatalogReload(catalog, self.store, self.groups, self.index, self.outputs, clock,
                                             settings.partitions,
-                                            lambda: self.delivery.held_partitions(settings.case_events_topic))
+                                            lambda: self.delivery.assigned_partitions(settings.case_events_topic))
         self.notice_steps = NoticeSteps(self.notice_log, notice_senders(settings), settings.notify, writer,
                                         settings.notice_attempts, settings.notice_retry_seconds,
                                         settings.notice_concurrency)
@@ -621,24 +621,24 @@ class Pipeline:
         while not recovery.completed.is_set():
             await asyncio.sleep(0.1)
         try:
-            held_partitions = self.delivery.held_partitions(self.settings.case_events_topic)
+            assigned_partitions = self.delivery.assigned_partitions(self.settings.case_events_topic)
             for case_id, partition, next_due, held, settled in self.indexed_cases():
                 if next_due:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
-                elif settled is not None and partition in held_partitions:
+                elif settled is not None and partition in assigned_partitions:
                     self.let_go.recovered(case_id, settled, partition)
                 if held:
                     self.held[case_id] = partition
             partitions = list(range(self.settings.partitions))
             if self.clock.live:  # the cases restored from the store: judged at the next tick
                 for case_id, partition in self.restored_unjudged().items():
-                    if partition in held_partitions:
+                    if partition in assigned_partitions:
                         self.index.schedule(case_id, _EPOCH, partition)
-            held_ticket_partitions = self.delivery.held_partitions(self.settings.alerts_topic)
+            assigned_ticket_partitions = self.delivery.assigned_partitions(self.settings.alerts_topic)
             seeds = [(case_id, held.next_due) for case_id, held in self.ticket_store.seeds.items()]
             for case_id, next_due in [*self.ticket_store.stored(), *seeds]:
                 partition = partition_of(case_id, partitions)
-                if partition in held_ticket_partitions:
+                if partition in assigned_ticket_partitions:
                     self.ticket_index.schedule(case_id, next_due, partition)
         except Exception as exc:
             log.exception("could not rebuild the deadline index from the case table; the worker stops")

@@ -33,7 +33,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 class CatalogReload:
     def __init__(self, catalog: CatalogSource, store: CaseStore, groups: GroupStore, index: DeadlineIndex,
-                 outputs: Outputs, clock, partitions: int, held_partitions: Callable[[], set[int]] = set):
+                 outputs: Outputs, clock, partitions: int, assigned_partitions: Callable[[], set[int]] = set):
         self.catalog_source = catalog
         self.store = store
         self.groups = groups
@@ -41,7 +41,7 @@ class CatalogReload:
         self.out = outputs
         self.clock = clock
         self.partitions = partitions
-        self.held_partitions = held_partitions  # () -> the case partitions this worker holds now
+        self.assigned_partitions = assigned_partitions  # () -> the case partitions this worker holds now
         self.rows_pending = False  # a reloaded catalog the store has not taken yet
         self.stored_pending = False  # the store's cases judged under another catalog: to be looked up
 
@@ -126,7 +126,7 @@ class CatalogReload:
             log.warning("could not ask the store which cases were judged under another catalog (will try again): %s",
                         exc)
             return None
-        held = self.held_partitions()
+        held = self.assigned_partitions()
         cases = [(case_id, partition) for case_id in stale
                  if (partition := home_partition(case_id, self.partitions)) in held]
         for case_id, partition in cases:

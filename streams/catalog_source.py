@@ -199,6 +199,7 @@ class CatalogSource:
         if stamp == self._stamp:
             return False
         self._stamp = stamp
+        before = self.judge.calendar
         try:
             self.judge, self.policy, self.office_hours = self._load()
             basis = judging_basis(self.judge, self.rules)
@@ -209,6 +210,11 @@ class CatalogSource:
             log.error("catalog reload refused, keeping the previous catalog: %s", exc)
             return False
         self.basis = basis
+        # The years the calendar before found missing stay missing unless this one has them (before,
+        # any reload set sunlight_calendar_missing_years to 0 until a deadline ran into them again:
+        # found by review). Said once: the new calendar does not say them again.
+        self.judge.calendar.missing_years |= {year for year in before.missing_years
+                                              if not self.judge.calendar.has_holiday_data(year)}
         in_force(basis, self.judge)
         metrics.CATALOG_RELOADS.labels("loaded").inc()
         metrics.CATALOG_REFUSED.set(0)

@@ -751,9 +751,10 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
         asyncio.run(produce(settings.kafka, settings.case_events_topic, messages))
         if settings.embedded_store:
             print(f"sent {len(messages)} corrected events to {settings.case_events_topic}; the worker marks "
-                  f"the letters of refused events once it has stored them under their event ids (`sunlight "
-                  f"dlq list --all` shows them redriven); a letter replaced by an event under another id stays "
-                  f"open on an embedded store", file=sys.stderr)
+                  f"redriven the letters that held their cases once it has stored the events under their ids "
+                  f"(`sunlight dlq list --all` shows them); other letters (another id, or a refusal that held no "
+                  f"case: item_left_catalog, case_too_large, store_refused, internal_error) stay open on an "
+                  f"embedded store", file=sys.stderr)
             return 0
     else:
         catalog = _catalog_path(args, settings, "dlq redrive on the embedded defaults runs "

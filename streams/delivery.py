@@ -75,7 +75,7 @@ class DeliveryWatch:
         """The topics of the agent that reads `topic`."""
         return self.agent_topics.get(topic, (self.settings.case_events_topic, self.settings.ticks_topic))
 
-    def held_partitions(self, topic: str) -> set[int]:
+    def assigned_partitions(self, topic: str) -> set[int]:
         """The partitions of `topic` this worker holds now."""
         return {tp.partition for tp in self.assigned if tp.topic == topic}
 
@@ -190,7 +190,7 @@ class DeliveryWatch:
             topic = self.topics_of_agent(tp.topic)[-1]
             # Through the same partition of the nudge topic, or one this worker holds when that
             # topic has fewer (an extra partition of case-events): the agent reads every due hole.
-            held = self.held_partitions(topic)
+            held = self.assigned_partitions(topic)
             partition = tp.partition if tp.partition in held else min(held, default=None)
             if partition is not None and (topic, partition) not in nudged:
                 nudged.add((topic, partition))

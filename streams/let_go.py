@@ -89,7 +89,7 @@ class LetGo:
         return len(due)
 
     async def _case(self, case_id: str, partition: int, stored: bytes, due) -> None:
-        if partition not in self.delivery.held_partitions(self.settings.case_events_topic):
+        if partition not in self.delivery.assigned_partitions(self.settings.case_events_topic):
             return  # revoked meanwhile: its new owner decides
         if self.store.awaited(case_id) or case_id in self.index:
             # A unit is applying it, or its judgement is due (a case restored from the store, judged
@@ -119,7 +119,7 @@ class LetGo:
             lambda c=case_id, p=partition, k=self.tickets_table.data.get(case_id): self._tickets(c, p, k))
 
     async def _tickets(self, case_id: str, partition: int, stored: bytes | None) -> None:
-        if partition in self.delivery.held_partitions(self.settings.alerts_topic) and not self.case_held(case_id):
+        if partition in self.delivery.assigned_partitions(self.settings.alerts_topic) and not self.case_held(case_id):
             self.tickets_now(case_id, partition, stored)
 
     def tickets_now(self, case_id: str, partition: int, stored: bytes | None) -> None:

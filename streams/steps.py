@@ -38,6 +38,7 @@ from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
 from alerts.state import CaseState, content_differences, refusal, refuse
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
+from sinks.writer import Correction
 from streams import metrics
 from streams.clock import wall_now
 from streams.codec import encode_state
@@ -61,6 +62,7 @@ class Unit:
     partition: int
     records: list  # each with .offset, .key, .value
     message: Any = None
+    started: datetime = field(default_factory=wall_now)  # when it was taken (before any letter of it)
 
     @property
     def first_offset(self) -> int:
@@ -288,9 +290,9 @@ class Outputs:
     def event(self, event: CaseEvent, department: str) -> None:
         self.writer.add("case_events", event_row(event, department, wall_now()))
 
-    def corrected(self, event: CaseEvent, at: datetime) -> None:
+    def corrected(self, event: CaseEvent, correction: Correction) -> None:
         """A refused event that came since, corrected: its letters are marked once its row is written."""
-        self.writer.corrected(event.case_id, event.event_id, at)
+        self.writer.corrected(event.case_id, event.event_id, correction)
 
     def case(self, state: CaseState, outcome_labels, deadline) -> None:
         labels = outcome_labels
@@ -479,7 +481,8 @@ class CaseSteps:
             for event in batch.new:
                 refused_at = work.refused_at.get(event.event_id)
                 if event.event_id in waited or (refused_at is not None and refused_at < records[id(event)].offset):
-                    self.out.corrected(event, wall_now())
+                    self.out.corrected(event, Correction(wall_now(), unit.partition, records[id(event)].offset,
+                                                         unit.started))
             self.out.outcome(result)
             # A tick that changed no alert, only the clock: it may be one delivered again after a
             # crash that came after the state's changelog record and before its rows were written

@@ -139,24 +139,27 @@ def is_open(alert) -> bool:
 
 
 def pending_of(client, scenario):
-    """Whether an alert waits to be dealt with (待处置): it stands, and its ticket is active; or no
-    ticket closed it (none, one withdrawn, or one closed before it was raised) and its case is in
-    progress by the scenario's events, or a ticket of its rule and severity was closed before it
-    (its next round is to come)."""
-    latest = {ticket_id: (status, severity, set(alert_ids)) for ticket_id, status, severity, alert_ids in client.query(
-        "SELECT ticket_id, argMax(status, version), argMax(severity, version), argMax(alert_ids, version) "
-        "FROM tickets GROUP BY ticket_id").result_rows}
+    """Whether an alert waits to be dealt with (待处置): it stands, and its ticket is active; or a round
+    is coming for it (its ended ticket holds it for the next round, or that ticket, not opened by
+    hand, ended before it came); or no closed round answered it and its case is in progress by the
+    scenario's events."""
+    latest = {ticket_id: (status, manual, set(alert_ids), set(orjson.loads(state).get("pending") or ()))
+              for ticket_id, status, manual, alert_ids, state in client.query(
+                  "SELECT ticket_id, argMax(status, version), argMax(manual, version), argMax(alert_ids, version), "
+                  "argMax(state, version) FROM tickets GROUP BY ticket_id").result_rows}
     ended = {e["case_id"] for e in scenario.events if e["type"] in ("closed", "withdrawn")}
 
     def pending(alert) -> bool:
-        status, severity, closed_with = latest.get(f"{alert['case_id']}/{alert['rule']}", (None, None, set()))
+        status, manual, cards, coming = latest.get(f"{alert['case_id']}/{alert['rule']}", (None, 0, set(), set()))
+        card = alert["alert_id"]
         if not is_open(alert):
             return False
         if status is not None and status not in ("closed", "withdrawn"):
             return True
-        if status == "closed" and alert["alert_id"] in closed_with:
-            return False
-        return alert["case_id"] not in ended or (status == "closed" and severity == alert["severity"])
+        if status in ("closed", "withdrawn") and (card in coming or (not manual and card not in cards)):
+            return True
+        answered = status == "closed" and card in cards and card not in coming
+        return not answered and alert["case_id"] not in ended
     return pending
 
 

@@ -43,8 +43,6 @@ def test_a_card_raised_after_its_ticket_closed_a_round_waits_and_a_case_suspende
         insert(client, "alerts", [
             alert("old", "X21"),  # its ticket's round closed with it: dealt with
             alert("new", "X21"),  # raised after that round, its next round held back (a silence): waits
-            # A card of another severity on the finished case opens no ticket round: dealt with.
-            alert("yellow", "X21", severity="yellow"),
             alert("done", "Y1"),  # its case finished with no ticket: dealt with
             alert("active", "Y2")])  # its ticket open: waits
         insert(client, "tickets", [ticket("X21", "open", ["old"], 1), ticket("X21", "closed", ["old"], 2),
@@ -64,3 +62,62 @@ def test_a_card_raised_after_its_ticket_closed_a_round_waits_and_a_case_suspende
         assert overdue == {"X14"}
     finally:
         client.close()
+
+
+def _rows_of(*tickets) -> list[dict]:
+    """Ticket rows as the pipeline writes them (`sinks.rows.ticket_row`, with the stored state)."""
+    import orjson
+
+    from sinks.rows import ticket_row
+    from streams.ticket_codec import ticket_to_json
+
+    columns = ("ticket_id", "version", "case_id", "rule", "severity", "department", "item_code", "status",
+               "alert_ids", "manual", "changed_at", "written_at", "state")
+    rows = [ticket_row(t, NOW, orjson.dumps(ticket_to_json(t)).decode()) for t in tickets]
+    return [{k: row[k] for k in columns} for row in rows]
+
+
+def _pending_of(tmp_path, alerts: list[dict], tickets: list[dict], case_id: str) -> set[str]:
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        insert(client, "alerts", alerts)
+        insert(client, "tickets", tickets)
+        insert(client, "cases", [case(case_id, "closed", NOW - timedelta(days=40), ended_at=NOW - timedelta(days=1))])
+        return {row[0] for row in client.query(f"SELECT alert_id FROM alerts FINAL WHERE {q._PENDING}").result_rows}
+    finally:
+        client.close()
+
+
+def test_a_card_waiting_for_the_next_round_still_waits_after_an_update_of_the_card_its_round_answered(tmp_path):
+    """Found by review: a change recorded on the closed ticket (a new version of the card the closed
+    round answered) lists every card of its bundle, the waiting one too, and it read 已处置 again.
+    The ticket's stored state names the coming round's cards (`pending`)."""
+    from alerts.tickets import on_alert
+    from tests.unit.test_tickets import CAL, CST, POLICY, alert as card, closed_ticket
+
+    closed = closed_ticket()
+    found = datetime(2026, 3, 9, 10, tzinfo=CST)
+    waiting = on_alert(closed, card("N4", at=found), POLICY, CAL, found + timedelta(minutes=5))
+    assert not waiting.versions  # the round settles: no row yet
+    (updated,) = on_alert(waiting.ticket, card("N2", version=2), POLICY, CAL, found + timedelta(minutes=10)).versions
+    cards = [{**alert(a.alert_id, "C-1"), "case_id": a.case_id} for a in (card("N2"), card("N4"))]
+    assert _pending_of(tmp_path, cards, _rows_of(closed, updated), "C-1") == {card("N4").alert_id}
+
+
+def test_a_yellow_card_after_a_round_opened_by_hand_is_not_waiting_for_one(tmp_path):
+    """Found by review: an inspector opened a yellow card's ticket by hand and closed it; a later
+    yellow card of its rule on the finished case is opened again by hand only (docs/tickets.md):
+    no round is coming for it, and it is dealt with as any card on a finished case with no ticket."""
+    from alerts.tickets import INSPECTORS, Rule, Severity, on_action, ticket_id
+    from tests.unit.test_tickets import CAL, action, alert as card
+
+    first = card(rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW)
+    act = action("open", None, INSPECTORS, "人工督办", ticket=ticket_id("C-1", Rule.NODE_OVERDUE),
+                 alert_id=first.alert_id)
+    opened = on_action(None, act, CAL, act.at, first).ticket
+    closed = on_action(opened, action("close", opened.version, INSPECTORS, "已核实", ticket=opened.ticket_id),
+                       CAL, act.at).ticket
+    later = card("N3", rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW)
+    cards = [{**alert(a.alert_id, "C-1", rule="node_overdue", severity="yellow")} for a in (first, later)]
+    assert _pending_of(tmp_path, cards, _rows_of(opened, closed), "C-1") == set()

@@ -238,6 +238,10 @@ def test_the_missing_calendar_years_are_the_calendar_in_force_s_and_an_override_
     assert _sample("sunlight_calendar_missing_years") == 2
     calendar.deadline(datetime(far, 12, 20, 2, tzinfo=timezone.utc), 25)
     assert _sample("sunlight_calendar_missing_years") == 2  # the same years: counted once
+    overrides.write_text("holidays: []\nworkdays: []\n", encoding="utf-8")  # a reload that brings neither
+    os.utime(overrides, ns=(1, overrides.stat().st_mtime_ns + 10**9))
+    assert source.maybe_reload()
+    assert _sample("sunlight_calendar_missing_years") == 2  # still missing (it went to 0: found by review)
     overrides.write_text(f"holidays: [{far}-01-01, {far + 1}-01-01]\n", encoding="utf-8")
     os.utime(overrides, ns=(1, overrides.stat().st_mtime_ns + 10**9))
     assert source.maybe_reload()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sinks.writer import Batch, ClickHouseWriter, in_write_order
+from sinks.writer import Batch, ClickHouseWriter, Correction, in_write_order
 
 SETTLED = datetime(2026, 3, 5, tzinfo=timezone.utc)
 
@@ -103,7 +103,7 @@ def test_letters_of_corrected_events_are_marked_after_the_rows_and_not_for_an_ev
 
         def command(self, sql: str, parameters=None):
             if parameters is not None:
-                self.marked.append(parameters["keys"])
+                self.marked.append([key[:2] for key in parameters["keys"]])
                 assert self.inserts, "marked before the rows that correct the letters were written"
             return 1
 
@@ -117,8 +117,8 @@ def test_letters_of_corrected_events_are_marked_after_the_rows_and_not_for_an_ev
     batch = Batch()
     batch.add("case_events", {"case_id": "A", "event_id": "e1"})
     batch.add("case_events", {"case_id": "B", "event_id": "refused-row"})
-    batch.correct("A", "e1", SETTLED)
-    batch.correct("B", "refused-row", SETTLED)
+    batch.correct("A", "e1", Correction(SETTLED, 0, 5, SETTLED))
+    batch.correct("B", "refused-row", Correction(SETTLED, 0, 6, SETTLED))
     writer.write(Batch(rows={"case_events": [{"case_id": "C", "event_id": "e3"}]}, count=1))
     assert store.marked == []  # nothing corrected: no statement
     refused = writer.isolate(batch)
@@ -127,7 +127,7 @@ def test_letters_of_corrected_events_are_marked_after_the_rows_and_not_for_an_ev
     writer.executor.shutdown()
 
 
-def test_a_store_that_refuses_writes_then_takes_them_is_said_to_write_again(caplog):
+def test_a_store_that_refuses_writes_then_takes_them_is_said_to_write_again(caplog, monkeypatch):
     """An operator saw a flood of errors while the store refused writes, and nothing when it took
     them again (found by a black-box test): the recovery is said, with how many attempts failed."""
     import asyncio
@@ -150,6 +150,9 @@ def test_a_store_that_refuses_writes_then_takes_them_is_said_to_write_again(capl
     async def nothing():
         return None
 
+    # The pipeline's repeat limit (`streams.log_limits`, installed by whatever ran the pipeline before
+    # in this process) would hold back or annotate the line: not what this test is about.
+    monkeypatch.setattr(logging.getLogger("streams.write_step"), "filters", [])
     writer = ClickHouseWriter(ReadOnly(), isolate_after=10)
     step = WriteStep(writer, SimpleNamespace(send=nothing), refused=None)
     writer.add("alerts", alert("a1", "A"))
