@@ -166,13 +166,16 @@ def _payload_object(raw: bytes | None) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
+_SPACE = re.compile(r"\s*")
+
+
 def _loose_values(text: str) -> list[Any]:
     """The JSON values a text holds one after another, read loosely (NaN and Infinity taken as
     numbers, as Python's `json.dumps` writes them by default); ValueError when it holds anything
     else."""
     decoder, values, at = json.JSONDecoder(), [], 0
     while True:
-        at = len(text) - len(text[at:].lstrip())
+        at = _SPACE.match(text, at).end()  # (not a copy of the rest per value: many lines in one record)
         if at == len(text):
             return values
         value, at = decoder.raw_decode(text, at)
