@@ -220,8 +220,7 @@ def wrapped_event(raw: bytes | None) -> tuple[dict | None, str | None]:
             first, how = json.loads(first), "encoded_twice"
         except ValueError:
             return None, None
-    if isinstance(first, dict) and "case_id" not in first and isinstance(first.get("payload"), dict) \
-            and "schema" in first:
+    if _connect_envelope(first):
         first, how = first["payload"], how or "connect_envelope"
     if not isinstance(first, dict):
         return None, None
@@ -233,6 +232,12 @@ def wrapped_event(raw: bytes | None) -> tuple[dict | None, str | None]:
         else:
             return None, None  # one plain object: the event itself, not wrapped
     return first, how
+
+
+def _connect_envelope(value: Any) -> bool:
+    """A Kafka Connect envelope (`{"schema": ..., "payload": {...}}`), not an event of its own."""
+    return (isinstance(value, dict) and "case_id" not in value and "schema" in value
+            and isinstance(value.get("payload"), dict))
 
 
 _NAN = re.compile(rb"(?<![\w\"])-?(?:NaN|Infinity)(?![\w\"])")
@@ -261,7 +266,7 @@ def wrapped_event_hint(raw: bytes | None) -> str | None:
 def _event_named(raw: bytes | None) -> dict | None:
     """The JSON object a refused record holds, or the event it holds wrapped (`wrapped_event`)."""
     obj = _payload_object(raw)
-    if obj is not None and not (isinstance(obj.get("payload"), dict) and "schema" in obj and "case_id" not in obj):
+    if obj is not None and not _connect_envelope(obj):
         return obj
     return wrapped_event(raw)[0] or obj
 

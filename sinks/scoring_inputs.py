@@ -63,6 +63,8 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
     # handled, and would dilute the rate; found by a review). Before, such a case was in no month: a
     # department whose acceptances were missing had no 办件, escaped its 不规范率 and the ranking,
     # while its cases' alerts and tickets counted (found by an independent scorer).
+    # An event that handles a case: a rating or a withdrawal is none.
+    a_step = "type NOT IN ('rated', 'withdrawn')"
     latest = ("SELECT case_id, argMax(item_code, revision) AS item_code, argMax(department, revision) AS "
               "department, argMax(region, revision) AS region, argMax(accepted_at, revision) AS accepted "
               "FROM cases GROUP BY case_id")
@@ -70,7 +72,7 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
                     f"l.region AS region, if(l.accepted IS NULL, f.first_at, l.accepted) AS counted_at "
                     f"FROM ({latest}) AS l LEFT JOIN ("
                     f"SELECT case_id, min(occurred_at) AS first_at FROM case_events "
-                    f"WHERE type NOT IN ('rated', 'withdrawn') "
+                    f"WHERE {a_step} "
                     # any revision without acceptance: a superset, read only where the latest has none
                     f"AND case_id IN (SELECT case_id FROM cases WHERE accepted_at IS NULL) "
                     f"GROUP BY case_id) AS f ON l.case_id = f.case_id)")
@@ -105,7 +107,7 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
     query = ScopedQuery("event_id, department, region, attrs, case_id", "case_events FINAL",
                         where="type = 'rated' AND occurred_at >= {start:DateTime64(6, 'UTC')} "
                               "AND occurred_at < {end:DateTime64(6, 'UTC')} AND case_id IN (SELECT case_id "
-                              "FROM case_events WHERE type NOT IN ('rated', 'withdrawn'))",
+                              f"FROM case_events WHERE {a_step})",
                         tail="ORDER BY case_id, occurred_at, event_id")  # each case's first rating first
     sql, parameters = query.sql(scope)
     rows = client.query(sql, parameters={**parameters, **window}).result_rows
