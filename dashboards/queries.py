@@ -57,7 +57,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from alerts.letters import HOLDS_ITS_CASE, OVERTAKEN_ACTIONS, REASON_TITLE
+from alerts.letters import HOLDS_ITS_CASE, OVERTAKEN_ACTIONS, REASON_ADVICE, REASON_TITLE
 from alerts.model import RULE_TITLE, SEVERITY_TITLE
 from alerts.tickets import STATUS_TITLE as TICKET_STATUS_TITLE
 from dashboards.macros import variable_names
@@ -94,6 +94,8 @@ _RULE_TITLE = (f"transform(rule, {_sql_array(r.value for r in RULE_TITLE)}, "
 # titled when written (an overdue card written before 2026-12-04 says 超时办结, "closed late").
 _ALERT_TITLE = f"concat({_SEVERITY_TITLE}, '·', {_RULE_TITLE})"
 _REASON_TITLE = (f"transform(reason, {_sql_array(REASON_TITLE)}, {_sql_array(REASON_TITLE.values())}, reason)")
+# What to do about a letter, by its reason (alerts.letters.REASON_ADVICE; none for a reason not listed).
+_REASON_ADVICE = f"transform(reason, {_sql_array(REASON_ADVICE)}, {_sql_array(REASON_ADVICE.values())}, '')"
 # A ticket's status in the words of `sunlight tickets` and the console (alerts.tickets.STATUS_TITLE).
 _TICKET_STATUS_TITLE = (f"transform(status, {_sql_array(s.value for s in TICKET_STATUS_TITLE)}, "
                         f"{_sql_array(TICKET_STATUS_TITLE.values())}, status)")
@@ -599,9 +601,10 @@ ORDER BY occurred_at, event_id
 CASE_EVIDENCE = Panel(
     name="case_evidence",
     title="预警证据",
-    description="针对所选办件的全部预警及其证据（包括已处置和已撤销的，已撤销的注明原因）。",
-    doc="Every alert about the chosen case, with its evidence (the facts the rule judged), "
-        "including resolved and withdrawn ones (with why it was withdrawn).",
+    description="针对所选办件的全部预警及其证据（包括已处置和已撤销的，已撤销的注明原因）。证据以文字说明，与办件档案和督办通知中的相同。",
+    doc="Every alert about the chosen case, with its evidence (the facts the rule judged) in words, "
+        "as `sunlight cases show` and the notices give it (its JSON for a row written before the "
+        "store kept the words), including resolved and withdrawn ones (with why it was withdrawn).",
     labels={"event_time": "发生时间", "raised_at": "系统预警时间", "severity_title": "等级", "rule_title": "规则",
             "state": "状态",
             "node_name": "环节", "evidence": "证据", "withdrawn_reason": "撤销原因"},
@@ -610,7 +613,7 @@ CASE_EVIDENCE = Panel(
 SELECT event_time, raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title,
     multiIf(status = 'withdrawn', '已撤销', status = 'acknowledged', '已签收', {_PENDING_OF_THE_CASE}, '待处置', '已处置')
         AS state,
-    {_node_name()} AS node_name, evidence, withdrawn_reason
+    {_node_name()} AS node_name, if(evidence_text != '', evidence_text, evidence) AS evidence, withdrawn_reason
 FROM alerts FINAL
 WHERE case_id = ${{case_id:singlequote}}
 ORDER BY event_time, alert_id
@@ -638,14 +641,16 @@ FROM dead_letters FINAL
 DLQ_LATEST = Panel(
     name="dlq_latest",
     title="最新死信及原因",
-    description="最近收到的50条死信：时间、原因（及其代码，供 sunlight dlq list --reason 查询）、说明、来源和涉及的办件。",
-    doc="The 50 newest dead letters: when, why (the reason in Chinese, its code, the detail), where "
-        "from, which case.",
-    labels={"received_at": "收到时间", "reason_title": "原因", "reason": "原因代码", "detail": "说明", "topic": "来源",
-            "case_id": "办件编号", "department_name": "部门", "state": "状态"},
-    columns=("received_at", "reason_title", "reason", "detail", "topic", "state"),
+    description="最近收到的50条死信：时间、原因（及其代码，供 sunlight dlq list --reason 查询）、处理办法、"
+                "系统说明（系统原文，指出出错的字段和取值，供修正来源系统）、来源和涉及的办件。",
+    doc="The 50 newest dead letters: when, why (the reason in Chinese, its code), what to do (in "
+        "Chinese, by reason), the detail (the system's own words), where from, which case.",
+    labels={"received_at": "收到时间", "reason_title": "原因", "reason": "原因代码", "advice": "处理办法",
+            "detail": "系统说明（原文）", "topic": "来源", "case_id": "办件编号", "department_name": "部门",
+            "state": "状态"},
+    columns=("received_at", "reason_title", "reason", "advice", "detail", "topic", "state"),
     sql=f"""{_NAMES}
-SELECT received_at, {_REASON_TITLE} AS reason_title, reason, detail, topic, case_id,
+SELECT received_at, {_REASON_TITLE} AS reason_title, reason, {_REASON_ADVICE} AS advice, detail, topic, case_id,
     {_department_name()} AS department_name,
     multiIf(status = 'redriven', '已重投', reason IN {_sql_array(sorted(OVERTAKEN_ACTIONS))}, '已告知操作人',
         '待处理') AS state
@@ -658,15 +663,16 @@ LIMIT 50
 DLQ_BY_REASON = Panel(
     name="dlq_by_reason",
     title="待处理死信原因分布",
-    description="死信队列中待处理的死信（未重投，且不是已告知操作人的过时督办操作），按原因统计，并注明每种原因最近一次收到的时间。",
+    description="死信队列中待处理的死信（未重投，且不是已告知操作人的过时督办操作），按原因统计，并注明每种原因最近一次收到的时间和处理办法。",
     doc="The dead letters waiting (not redriven, not an overtaken ticket action), per reason, with when "
         "the newest of each came: "
         "what is in the DLQ now, whenever it arrived (received_at is the worker's clock, not "
         "business time, so it is not filtered by the dashboard's range).",
-    labels={"reason_title": "原因", "reason": "原因代码", "letters": "条数", "latest": "最近收到"},
-    columns=("reason_title", "reason", "letters", "latest"),
+    labels={"reason_title": "原因", "reason": "原因代码", "letters": "条数", "latest": "最近收到", "advice": "处理办法"},
+    columns=("reason_title", "reason", "letters", "latest", "advice"),
     sql=f"""
-SELECT {_REASON_TITLE} AS reason_title, reason, count() AS letters, max(received_at) AS latest
+SELECT {_REASON_TITLE} AS reason_title, reason, count() AS letters, max(received_at) AS latest,
+    {_REASON_ADVICE} AS advice
 FROM dead_letters FINAL
 WHERE {_LETTER_WAITING}
 GROUP BY reason

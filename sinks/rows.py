@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from alerts.describe import describe_evidence
 from alerts.events import CaseEvent
 from alerts.letters import DeadLetter, redriven
 from alerts.model import Alert, AlertStatus
@@ -37,7 +38,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("alert_id", _STR), ("rule", _STR), ("severity", _STR), ("case_id", _STR), ("item_code", _STR),
         ("department", _STR), ("region", _STR), ("officer_id", _STR), ("node", _STR), ("raised_at", _TS),
         ("event_time", _BT), ("evidence", _STR), ("status", _STR), ("version", pa.uint64()), ("title", _STR),
-        ("withdrawn_reason", _STR),
+        ("withdrawn_reason", _STR), ("evidence_text", _STR),
     ]),
     "tickets": pa.schema([
         ("ticket_id", _STR), ("version", pa.uint32()), ("case_id", _STR), ("rule", _STR), ("severity", _STR),
@@ -95,9 +96,11 @@ def case_row(state: CaseState, item_code: str, department: str, region: str | No
 
 
 def alert_row(alert: Alert) -> dict[str, Any]:
+    """An alert version, with its evidence in words for the screens (`evidence_text`)."""
     data = alert.to_json()
     return {**data, "raised_at": alert.raised_at, "event_time": alert.event_time,
-            "evidence": _json(data["evidence"]), "withdrawn_reason": alert.withdrawn_reason}
+            "evidence": _json(data["evidence"]), "withdrawn_reason": alert.withdrawn_reason,
+            "evidence_text": describe_evidence(data["rule"], data["evidence"])}
 
 
 def dead_letter_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]:

@@ -21,6 +21,8 @@ import orjson
 import pytest
 
 from alerts.catalog import load_catalog
+from alerts.describe import describe_evidence
+from alerts.letters import REASON_ADVICE
 from alerts.scenario import generate
 from alerts.scoring import score_month
 from dashboards import queries as q
@@ -329,7 +331,11 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     # Its channel in words (it showed online / window: found by a black-box test).
     assert {r["channel"] for r in ran["case_timeline"][0]} <= {"网上办理", "窗口办理", "系统导入", "未注明"}
     assert len(ran["case_evidence"][0]) == sum(a["case_id"] == case_id for a in alerts)
-    assert all(orjson.loads(r["evidence"]) for r in ran["case_evidence"][0])
+    # The evidence in words, as `sunlight cases show` gives it (it was the raw JSON, English keys:
+    # found by a test of the screens); none of it is left as a key the rule's sentences lack.
+    assert Counter(r["evidence"] for r in ran["case_evidence"][0]) == Counter(
+        describe_evidence(a["rule"], a["evidence"]) for a in alerts if a["case_id"] == case_id)
+    assert all("{" not in r["evidence"] and not r["evidence"].isascii() for r in ran["case_evidence"][0])
     assert sum(r["state"] == "待处置" for r in ran["case_evidence"][0]) == pending_by_case[case_id]
     # A refused ticket action (a second tab's stale reply) is listed, told to who acted, and does not
     # wait (found by a black-box test: it stayed 待处理 for good, with nothing to redrive).
@@ -338,6 +344,8 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
         ("invalid_json", "不是JSON", "待处理"), ("invalid_utf8", "不是UTF-8文本", "待处理"),
         ("schema", "字段不符合格式", "待处理"), ("schema", "字段不符合格式", "待处理"),
         ("stale_version", "督办件已更新（操作过时）", "已告知操作人")]
+    # Each with what to do, in Chinese (the detail alone is the system's English).
+    assert all(r["advice"] == REASON_ADVICE[r["reason"]] for r in ran["dlq_latest"][0] + ran["dlq_by_reason"][0])
     # It names the department that acted (it named none: not in that department's `dlq list`).
     refused = next(r for r in ran["dlq_latest"][0] if r["reason"] == "stale_version")
     replied = next(t for t in tickets if t["case_id"] == refused["case_id"])

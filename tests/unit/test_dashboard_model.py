@@ -299,6 +299,18 @@ def test_every_reason_a_message_is_refused_for_has_its_chinese_title():
     assert all(CJK.search(title) for title in REASON_TITLE.values())
 
 
+def test_every_dead_letter_reason_says_what_to_do_in_chinese():
+    """The DLQ panels' 说明 was the system's English detail alone: the people at the screens were
+    not told what to do. Every reason with a title has advice, in Chinese, on both panels."""
+    from alerts.letters import REASON_ADVICE, REASON_TITLE
+
+    assert set(REASON_ADVICE) == set(REASON_TITLE)
+    assert all(CJK.search(advice) for advice in REASON_ADVICE.values())
+    for panel in (queries.DLQ_LATEST, queries.DLQ_BY_REASON):
+        assert "advice" in panel.columns and CJK.search(panel.labels["advice"])
+        assert all(advice in panel.sql for advice in REASON_ADVICE.values())
+
+
 def test_a_picture_shows_times_in_the_dashboard_s_time_zone():
     """Found by a black-box test: the pictures drew a UTC column's times as they came from the
     store (承诺时限 2026-03-30 16:00), where Grafana, in the dashboard's Asia/Shanghai, shows 03-31 00:00."""
