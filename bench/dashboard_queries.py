@@ -74,6 +74,8 @@ SEVERITY_TITLES = {severity.value: title for severity, title in SEVERITY_TITLE.i
 LIVE_HOURS = 2          # the last hours written as small streaming batches
 LIVE_BATCHES = 24
 # The columns `cases_select` gives, in its order (the table has more since: settled_since, judged_under).
+ALERT_COLUMNS = ("alert_id, rule, severity, case_id, item_code, department, region, officer_id, node, raised_at, "
+                 "event_time, evidence, status, version, title, withdrawn_reason, evidence_text")
 CASE_COLUMNS = ("case_id, item_code, department, region, status, accepted_at, ended_at, deadline, event_count, "
                 "open_alerts, revision, updated_at, judged_at")
 # The columns `events_select` gives (the table has more since: department_named, NULL as for rows before it).
@@ -283,13 +285,18 @@ WHERE m >= 1 AND {where}"""
                     "'\",\"promised_days\":', toString(promised_days), ',\"events\":', toString(kept_eff), "
                     "',\"rule\":\"', rule, '\",\"version\":', toString(v), '}')")
         titles = arr(f"{SEVERITY_TITLES[s]}·{t}" for s, t in RULE_TITLES.values())
+        # The evidence in words, as long as the writer's (`alerts.describe`: about 120 characters).
+        evidence_text = ("concat(toString(event_time_v), ' 受理，承诺时限 ', toString(promised_days), "
+                         "' 个工作日（受理当日不计，截止于最后一个工作日 24:00），无挂起，时限截止 ', toString(deadline), "
+                         "'。时限届满时案件仍未办结；至今未办结。')")
         return f"""
 SELECT alert_id, rule, severity, case_id, item_code, department,
     if(sipHash64(i, j, 35) % 20 = 0, NULL, region) AS region, officer_id, node,
     raised_at, event_time_v AS event_time, {evidence} AS evidence,
     if(v = versions, final_status, 'open') AS status, v AS version,
     transform(rule, {arr(RULE_TITLES)}, {titles}, '') AS title,
-    if(status = 'withdrawn', '后续事件表明该情形不成立', NULL) AS withdrawn_reason
+    if(status = 'withdrawn', '后续事件表明该情形不成立', NULL) AS withdrawn_reason,
+    {evidence_text} AS evidence_text
 FROM (
     SELECT *, arrayJoin(range(1, versions + 1)) AS v,
         if(versions = 1, raised_first,
@@ -314,7 +321,7 @@ WHERE {where}"""
         before = self.kept_at(lo) if lo else "0"
         self.c.command(f"INSERT INTO cases ({CASE_COLUMNS}) " + self.cases_select(self.kept_at(hi), f"m > {before}"))
         after_lo = f"raised_at > {lo} AND " if lo else ""
-        self.c.command("INSERT INTO alerts " + self.alerts_select(f"{after_lo}raised_at <= {hi}"))
+        self.c.command(f"INSERT INTO alerts ({ALERT_COLUMNS}) " + self.alerts_select(f"{after_lo}raised_at <= {hi}"))
 
     def history(self) -> None:
         """Up to three days ago in bulk, merged: one row per key, as after the background merges."""
