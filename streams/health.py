@@ -230,6 +230,10 @@ class Watch:
             # The tables, and the states a fresh embedded broker was seeded with from the store, which
             # stay seeds until something of their case comes (before, the tickets restored after a
             # restart were not counted: sunlight_tickets said 0 beside 6 open; found by a black-box test).
+            # A table keeps the keys of partitions revoked from this worker (Faust's memory store
+            # drops nothing): a case's labels are read only of the partitions held
+            # (`_case_labels`, by the partition its stored state names, with no hash of its key);
+            # a ticket's stored form names none, so its keys are filtered here.
             partitions = list(range(pipeline.settings.partitions))
             case_partitions = self._case_partitions
             await self.cases.rebuild([*pipeline.table.data.keys(), *(
