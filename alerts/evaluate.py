@@ -206,13 +206,11 @@ DEADLINE_RULES = frozenset({Rule.OVERDUE, Rule.DEADLINE_NEAR})
 
 
 def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime,
-               hold_withdrawals: bool = False, cause: str | None = None) -> Outcome:
+               cause: str | None = None) -> Outcome:
     """Re-evaluate a case at `now` (or at its last judgement's clock, if that is later).
 
     `cause`: what led to this judgement, in words (the new event), recorded as the reason of
-    any withdrawal. `hold_withdrawals`: the input is not complete yet (a replay), so alerts
-    that lost their finding stay as published, and the state keeps them with their cause
-    (`held_withdrawals`) for the judgement that makes them.
+    any withdrawal.
 
     A case that waits for refused events (`CaseState.refused`) raises nothing new, but for the two
     exceptions below: judged without them it may look late, or its nodes
@@ -250,17 +248,15 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     unsupported: dict[str, str] = {}
     lost = [k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN and k not in supported]
     if lost:
-        default = withdrawal_reason(cause) if cause else rejudged_reason(
+        reason = withdrawal_reason(cause) if cause else rejudged_reason(
             state.events, state.judged_at, judge.calendar.tz, state.arrived,
             node_names=node_names(judge, state.events[0].item_code))
-        unsupported = {k: state.held_withdrawals.get(k, default) for k in lost}
-    alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, hold_withdrawals, unsupported)
-    held = unsupported if hold_withdrawals else {}
-    if (changed or next_due != state.next_due or now != state.judged_at
-            or held != dict(state.held_withdrawals) or state.arrived):
+        unsupported = dict.fromkeys(lost, reason)
+    alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, unsupported)
+    if changed or next_due != state.next_due or now != state.judged_at or state.arrived:
         # The clock is part of the state: an event that arrives later with an older clock is
         # judged at this one (the rules may need it: a deadline passed while the case waited).
-        state = state.evolve(alerts=alerts, next_due=next_due, judged_at=now, held_withdrawals=held, arrived=(),
+        state = state.evolve(alerts=alerts, next_due=next_due, judged_at=now, arrived=(),
                              revision=state.revision + 1)
     return Outcome(state, changed, result.labels, result.deadline)
 
@@ -276,7 +272,7 @@ def known(event: CaseEvent, judge: Judge) -> None:
 
 
 def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
-         raised_at: datetime, hold_withdrawals: bool = False, judging: bool = True) -> Outcome:
+         raised_at: datetime, judging: bool = True) -> Outcome:
     """Apply one event and re-judge the case (without `judging`: `awaiting_judgement`).
 
     A redelivered event (its event_id is already in the case) changes nothing:
@@ -288,7 +284,7 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
         return Outcome(new_state, [], None, None, is_new=False)
     if not judging:
         return awaiting_judgement(new_state, [event])
-    return judge_case(new_state, judge, now, raised_at, hold_withdrawals, cause_of(event, judge))
+    return judge_case(new_state, judge, now, raised_at, cause_of(event, judge))
 
 
 # When a case whose facts changed while a replay's input is incomplete is due to be judged: at
@@ -308,14 +304,12 @@ def awaiting_judgement(state: CaseState, new: "list[CaseEvent]" = ()) -> Outcome
     return Outcome(state.evolve(next_due=JUDGE_AT_ONCE, arrived=arrived, revision=state.revision + 1), [], None, None)
 
 
-def judge_verdict(state: CaseState, verdict: Verdict, judge: Judge, now: datetime, raised_at: datetime,
-                  hold_withdrawals: bool = False) -> Outcome:
+def judge_verdict(state: CaseState, verdict: Verdict, judge: Judge, now: datetime, raised_at: datetime) -> Outcome:
     """Take a peer group's verdict on one of the case's decisions, and re-judge the case."""
     new_state, changed = apply_verdict(state, verdict.event_id, verdict.evidence)
     if not changed:
         return Outcome(state, [], None, None, is_new=False)
-    return judge_case(new_state, judge, now, raised_at, hold_withdrawals,
-                      f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）")
+    return judge_case(new_state, judge, now, raised_at, f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）")
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +326,7 @@ class CaseBatch:
 
 
 def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[Verdict], judge: Judge,
-              now: datetime, raised_at: datetime, hold_withdrawals: bool = False, judging: bool = True,
+              now: datetime, raised_at: datetime, judging: bool = True,
               refusals: list[tuple[str, str, str]] = ()) -> CaseBatch:
     """Apply a case's events (and its peer groups' verdicts) of one unit, then judge it once
     (without `judging`: `awaiting_judgement`). `refusals`: (event_id, case_id, reason) of the
@@ -379,5 +373,4 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         return CaseBatch(state, None, new, duplicates, refused, conflicts)
     if not judging:
         return CaseBatch(state, awaiting_judgement(state, new), new, duplicates, refused, conflicts)
-    return CaseBatch(state, judge_case(state, judge, now, raised_at, hold_withdrawals, cause), new, duplicates,
-                     refused, conflicts)
+    return CaseBatch(state, judge_case(state, judge, now, raised_at, cause), new, duplicates, refused, conflicts)

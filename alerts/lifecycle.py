@@ -11,11 +11,6 @@ it returns the alerts to keep and the ones whose publication changed:
 * a published alert no finding supports any more is `withdrawn` (facts that
   arrived later show it never held), never deleted;
 * a withdrawn alert whose finding holds again is reopened.
-
-With `hold_withdrawals` (a replay before its input is exhausted), an alert no finding
-supports is left as it was published, not withdrawn yet: a history fed out of order may take
-a finding away and give it back several times before all its events are in, and an inspector
-must see only the final word. The caller judges the case again once the input is complete.
 """
 
 from __future__ import annotations
@@ -44,16 +39,15 @@ def to_alert(finding: Finding, labels: Labels, raised_at: datetime) -> Alert:
 
 
 def reconcile(previous: Mapping[str, Alert], findings: Iterable[Finding], labels: Labels,
-              raised_at: datetime, hold_withdrawals: bool = False,
-              reasons: Mapping[str, str] | None = None) -> tuple[dict[str, Alert], list[Alert]]:
+              raised_at: datetime, reasons: Mapping[str, str] | None = None) -> tuple[dict[str, Alert], list[Alert]]:
     """`reasons`: why an alert that loses its finding is withdrawn, by alert_id."""
     reasons = reasons or {}
     current: dict[str, Alert] = dict(previous)
     changed: list[Alert] = []
-    held: set[str] = set()
+    supported: set[str] = set()
     for finding in findings:
         candidate = to_alert(finding, labels, raised_at)
-        held.add(candidate.alert_id)
+        supported.add(candidate.alert_id)
         before = previous.get(candidate.alert_id)
         if before is None:
             update = candidate
@@ -66,7 +60,7 @@ def reconcile(previous: Mapping[str, Alert], findings: Iterable[Finding], labels
         current[update.alert_id] = update
         changed.append(update)
     for alert_id, before in previous.items():
-        if alert_id not in held and before.status is not AlertStatus.WITHDRAWN and not hold_withdrawals:
+        if alert_id not in supported and before.status is not AlertStatus.WITHDRAWN:
             update = before.bump(status=AlertStatus.WITHDRAWN, withdrawn_reason=reasons.get(alert_id))
             current[alert_id] = update
             changed.append(update)

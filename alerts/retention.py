@@ -3,9 +3,9 @@ changelog) some retention after the case has settled, and comes back from the st
 about it arrives later (`streams.store.CaseStore`).
 
 A case has *settled* when nothing more can be due for it by the clock alone: it is closed or
-withdrawn, its last judgement left no moment to look at it again (`next_due`), and no
-withdrawal waits for the end of a replay's input. From then on only a new fact (a late event,
-a rating, a peer group's verdict) can change its alerts, and the store holds everything needed
+withdrawn and nothing is due for it (`next_due`: a moment its last judgement left, or at once
+while it waits for the end of a replay's input). From then on only a new fact (a late event, a
+rating, a peer group's verdict) can change its alerts, and the store holds everything needed
 to judge that fact: the case's events, its alerts and its clock.
 
 The store keeps an event that names no department under its item's department, and since
@@ -25,8 +25,7 @@ from alerts.state import CaseState
 
 def settled_since(state: CaseState) -> datetime | None:
     """The event time from which the case has settled (its latest event), or None while it has not."""
-    if (state.next_due is not None or state.held_withdrawals or state.refused or state.judged_at is None
-            or not state.events):
+    if state.next_due is not None or state.refused or state.judged_at is None or not state.events:
         return None
     if state.ended_by is None:
         return None

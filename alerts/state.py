@@ -36,10 +36,6 @@ class CaseState:
     # The clock of the judgement behind `alerts`: a case is never judged at an earlier moment
     # (time does not run backwards for a case; a late tick or a restarted clock cannot undo it).
     judged_at: datetime | None = None
-    # Open alerts the last judgement no longer supports, whose withdrawal waits for the end of
-    # a replay's input (alerts.lifecycle), with what took their finding away: alert_id -> cause.
-    # The case must be judged again then.
-    held_withdrawals: Mapping[str, str] = field(default_factory=dict)
     # Events of the case the pipeline refused (dead letters whose payload names the case and the
     # event: event_id -> the letter's reason), until an event under that id arrives (the corrected
     # one, redriven). While any is missing the case raises no alert (`alerts.evaluate.judge_case`):
@@ -98,7 +94,6 @@ class CaseState:
             "verdicts": {k: dict(v) for k, v in self.verdicts.items()},
             "next_due": self.next_due.isoformat() if self.next_due else None,
             "judged_at": self.judged_at.isoformat() if self.judged_at else None,
-            "held_withdrawals": dict(self.held_withdrawals),
             "refused": dict(self.refused),
             "arrived": list(self.arrived),
             "revision": self.revision,
@@ -113,7 +108,6 @@ class CaseState:
             verdicts=dict(obj.get("verdicts") or {}),
             next_due=datetime.fromisoformat(obj["next_due"]) if obj.get("next_due") else None,
             judged_at=datetime.fromisoformat(obj["judged_at"]) if obj.get("judged_at") else None,
-            held_withdrawals=dict(obj.get("held_withdrawals") or {}),
             refused=dict(obj.get("refused") or {}),
             arrived=tuple(obj.get("arrived") or ()),
             revision=int(obj.get("revision", 0)),

@@ -123,8 +123,6 @@ class Pipeline:
         self.stopping = False  # set when the worker is asked to stop (a signal, the end of a replay)
         self.failure: BaseException | None = None  # set when the worker cannot go on
         self.failed = asyncio.Event()
-        # Cases whose withdrawals wait for the end of a replay's input: case -> partition.
-        self.held: dict[str, int] = {}
         self.assigned: set = set()  # the partitions of the agents' topics this worker holds
         # Cases whose state or tickets were written since streams.health.Watch last counted them
         # (sets while a watch counts them, as `sunlight worker` does; None: nobody counts).
@@ -332,17 +330,13 @@ class Pipeline:
             await self.flush()
 
     def index_states(self, unit: Unit) -> None:
-        """Keep the deadline index and the held withdrawals in step with the states just written."""
+        """Keep the deadline and eviction indexes in step with the states just written."""
         for case_id in self.store.written:
             state = self.store.cache.get(case_id)
             if state is None:
                 continue
             self.index.schedule(case_id, state.next_due, unit.partition)
             self.let_go.schedule(case_id, state, unit.partition)
-            if state.held_withdrawals:
-                self.held[case_id] = unit.partition
-            else:
-                self.held.pop(case_id, None)
         if self.touched_cases is not None:  # counted by status on a timer (streams.health.Watch)
             self.touched_cases |= self.store.written
         self.store.written.clear()
@@ -491,10 +485,8 @@ class Pipeline:
 
     async def judge_restored_cases(self) -> int:
         """Judge, at the current clock, every case restored from the store that no new fact has
-        changed (`restored_unjudged`), and every case whose withdrawals waited for the end of the
-        input."""
+        changed (`restored_unjudged`)."""
         pending = self.restored_unjudged()
-        pending.update(self.held)
         for case_id, partition in pending.items():
             self.index.schedule(case_id, _EPOCH, partition)
         return len(pending)
@@ -622,13 +614,11 @@ class Pipeline:
             await asyncio.sleep(0.1)
         try:
             assigned_partitions = self.delivery.assigned_partitions(self.settings.case_events_topic)
-            for case_id, partition, next_due, held, settled in self.indexed_cases():
+            for case_id, partition, next_due, settled in self.indexed_cases():
                 if next_due:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
                 elif settled is not None and partition in assigned_partitions:
                     self.let_go.recovered(case_id, settled, partition)
-                if held:
-                    self.held[case_id] = partition
             partitions = list(range(self.settings.partitions))
             if self.clock.live:  # the cases restored from the store: judged at the next tick
                 for case_id, partition in self.restored_unjudged().items():
@@ -655,7 +645,7 @@ class Pipeline:
             self.catalog_reload.stored_pending = True
 
     def indexed_cases(self):
-        """(case_id, partition, next_due, held withdrawals) of every case in the table this worker holds."""
+        """(case_id, partition, next_due, settled since) of every case in the table this worker holds."""
         return self.store.stored()
 
     def fail(self, error: BaseException) -> None:

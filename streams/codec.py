@@ -4,9 +4,18 @@ A compact JSON array, trusted when read back: Sunlight wrote it, after validatin
 event once on the way in, so decoding builds the events without checking them again.
 
     [2, case_id, partition, revision, next_due, judged_at, [event rows], {alert_id: alert},
-     {event_id: verdict evidence}, {alert_id: held withdrawal cause}, {event_id: refusal reason}]
+     {event_id: verdict evidence}, {}, {event_id: refusal reason}, [event_id arrived]]
 
-The last element is there only when the case has refused events (`CaseState.refused`).
+The last two elements are there only when the case has refused events (`CaseState.refused`) or
+events taken since its last judgement (`CaseState.arrived`; refused is written, empty, before
+them).
+
+The tenth element is always written empty. It held the withdrawals a replay once kept back until
+its input was complete ({alert_id: cause}); a replay now judges nothing before then
+(`alerts.evaluate.awaiting_judgement`). The slot stays so that a record keeps its layout for a
+worker of either version. A record written before that change whose slot is not empty still
+reads: its case is due at once (`JUDGE_AT_ONCE`), so the judgement those withdrawals waited for
+is made (at the end of a replay, at the next tick live), with the reason any re-judgement gives.
 
 An event row is [event_id, item_code, type, occurred_at, recorded_at, node, officer_id,
 department, region, channel, attrs]. Each event and each alert keeps its encoded form once
@@ -23,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from alerts.evaluate import JUDGE_AT_ONCE
 from alerts.events import ENDING, Channel, CaseEvent, EventType, end_in_force, shared_time
 from alerts.model import Alert
 from alerts.peers import Decision, PeerGroup
@@ -79,7 +89,7 @@ def encode_state(state: CaseState, partition: int) -> bytes:
         FORMAT, state.case_id, partition, state.revision, _iso(state.next_due), _iso(state.judged_at),
         fragment(b"[" + b",".join(event_row(e) for e in state.events) + b"]"),
         {k: fragment(alert_json(a)) for k, a in state.alerts.items()},
-        state.verdicts, state.held_withdrawals, *_tail(state),
+        state.verdicts, {}, *_tail(state),
     ]))
 
 
@@ -94,32 +104,37 @@ def decode_state(data: bytes) -> tuple[CaseState, int]:
     """A stored state and the partition it was stored for."""
     obj = orjson.loads(data)
     if isinstance(obj, dict):  # written by a version before FORMAT 2
-        return CaseState.from_json(obj), int(obj.get("partition", 0))
+        state = CaseState.from_json(obj)
+        if obj.get("held_withdrawals"):
+            state = state.evolve(next_due=JUDGE_AT_ONCE)
+        return state, int(obj.get("partition", 0))
     _, case_id, partition, revision, next_due, judged_at, rows, alerts, verdicts, held = obj[:10]
     events = tuple(_event(case_id, row) for row in rows)
     return CaseState(
         case_id=case_id, events=events, alerts={k: Alert.from_json(a) for k, a in alerts.items()},
-        verdicts=verdicts, next_due=shared_time(next_due) if next_due else None,
-        judged_at=shared_time(judged_at) if judged_at else None, held_withdrawals=held,
+        verdicts=verdicts, next_due=JUDGE_AT_ONCE if held else shared_time(next_due) if next_due else None,
+        judged_at=shared_time(judged_at) if judged_at else None,
         refused=obj[10] if len(obj) > 10 else {}, arrived=tuple(obj[11]) if len(obj) > 11 else (),
         revision=revision,
     ), partition
 
 
-def stored_index_entry(data: bytes) -> tuple[int, str | None, bool, datetime | None]:
-    """(partition, next_due, has held withdrawals, settled since) of a stored state, for rebuilding
-    the deadline and eviction indexes without building the state (`alerts.retention`)."""
+def stored_index_entry(data: bytes) -> tuple[int, str | None, datetime | None]:
+    """(partition, next_due, settled since) of a stored state, for rebuilding the deadline and
+    eviction indexes without building the state (`alerts.retention`); `decode_state`'s answers."""
     obj = orjson.loads(data)
     if isinstance(obj, dict):
         state, partition = decode_state(data)
-        return partition, obj.get("next_due"), bool(obj.get("held_withdrawals")), settled_since(state)
+        return partition, _iso(state.next_due), settled_since(state)
     partition, next_due, judged_at, rows, held = obj[2], obj[4], obj[5], obj[6], obj[9]
+    if held:  # held withdrawals of an earlier version: due at once (see above)
+        return partition, JUDGE_AT_ONCE.isoformat(), None
     settled = None
-    if (next_due is None and not held and len(obj) <= 10 and judged_at is not None
+    if (next_due is None and len(obj) <= 10 and judged_at is not None
             and _stored_end(rows) is not None
             and (rows[0][7] is not None or not any(row[7] for row in rows))):  # alerts.retention: departments
         settled = max(datetime.fromisoformat(row[3]) for row in rows)
-    return partition, next_due, bool(held), settled
+    return partition, next_due, settled
 
 
 def stored_case_status(data: bytes | None) -> tuple[int, str] | None:

@@ -205,8 +205,8 @@ class CaseStore:
     def forget_cache(self) -> None:
         self.cache.clear()
 
-    def stored(self) -> Iterator[tuple[str, int, str | None, bool, datetime | None]]:
-        """(case_id, partition, next_due, has held withdrawals, settled since) of every case in the table."""
+    def stored(self) -> Iterator[tuple[str, int, str | None, datetime | None]]:
+        """(case_id, partition, next_due, settled since) of every case in the table."""
         for case_id, stored in list(self.table.data.items()):
             if stored:
                 yield (case_id, *stored_index_entry(stored))

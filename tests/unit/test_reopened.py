@@ -119,7 +119,7 @@ def test_a_reopened_case_is_open_in_its_state_its_row_its_stored_form_and_does_n
     assert row["status"] == "open" and row["ended_at"] is None
     stored = encode_state(state, 2)
     assert stored_case_status(stored) == (2, "open")
-    assert settled_since(state) is None and stored_index_entry(stored)[3] is None
+    assert settled_since(state) is None and stored_index_entry(stored)[2] is None
     # Due at its last day (it is open again), and overdue once its deadline passed.
     assert state.next_due == at(2026, 3, 16, 0)
     later = judge_case(state, judge(), at(2026, 3, 18), RAISED).state

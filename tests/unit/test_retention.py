@@ -23,7 +23,7 @@ def city_states():
     states = {}
     for obj in sorted(scenario.events, key=lambda e: e["occurred_at"]):
         event = parse_event(obj)
-        outcome = step(states.get(event.case_id), event, judge, event.occurred_at, NOW, False)
+        outcome = step(states.get(event.case_id), event, judge, event.occurred_at, NOW)
         states[event.case_id] = outcome.state
     return states
 
@@ -36,9 +36,9 @@ def test_only_ended_cases_with_nothing_due_settle_at_their_latest_event():
         since = settled_since(state)
         ended = state.status in ("closed", "withdrawn")
         if since is None:
-            assert not ended or state.next_due is not None or state.held_withdrawals or state.judged_at is None
+            assert not ended or state.next_due is not None or state.judged_at is None
         else:
-            assert ended and state.next_due is None and not state.held_withdrawals
+            assert ended and state.next_due is None
             assert since == max(e.occurred_at for e in state.events)
 
 
@@ -51,10 +51,9 @@ def test_retention_none_keeps_every_case_and_a_retention_counts_from_the_latest_
 
 def test_the_stored_form_gives_the_same_answer_as_the_state():
     for state in city_states().values():
-        partition, next_due, held, since = stored_index_entry(encode_state(state, 3))
+        partition, next_due, since = stored_index_entry(encode_state(state, 3))
         assert partition == 3
         assert next_due == (state.next_due.isoformat() if state.next_due else None)
-        assert held == bool(state.held_withdrawals)
         assert since == settled_since(state)
 
 
@@ -103,7 +102,7 @@ def test_a_case_the_store_would_give_back_under_another_department_never_settles
     unnamed = state.evolve(events=(replace(first, department=None), *rest))
     assert any(e.department for e in rest)
     assert settled_since(unnamed) is None
-    assert stored_index_entry(encode_state(unnamed, 0))[3] is None
+    assert stored_index_entry(encode_state(unnamed, 0))[2] is None
     nameless = state.evolve(events=tuple(replace(e, department=None) for e in state.events))
     assert settled_since(nameless) == settled_since(state)  # every label comes from the item: alike
 

@@ -657,8 +657,8 @@ def test_a_held_case_is_stored_and_read_back_waiting_and_never_settles():
     assert moved and settled_since(held) is None
     again, _ = decode_state(encode_state(held, 3))
     assert dict(again.refused) == {"a": "schema"}
-    assert stored_index_entry(encode_state(held, 3))[3] is None
-    assert stored_index_entry(encode_state(state, 3))[3] is not None
+    assert stored_index_entry(encode_state(held, 3))[2] is None
+    assert stored_index_entry(encode_state(state, 3))[2] is not None
     assert "refused" not in orjson.dumps(orjson.loads(encode_state(state, 3))).decode()  # no cost when none
     # Refusing an event the case holds changes nothing; the store's letters of events it holds hold nothing.
     assert refuse(held, "U1", "u", "schema") == (held, False)
