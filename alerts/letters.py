@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -124,10 +124,11 @@ KEY_CHARS = 1000
 
 
 def make_letter(topic: str, partition: int, offset: int, key: bytes | str | None, raw: bytes, reason: str,
-                detail: str, catalog: Catalog | None = None) -> DeadLetter:
+                detail: str, catalog: Catalog | None = None, read: RefusedRecord | None = None) -> DeadLetter:
     """A letter for a refused message; the case, department and region are read from its
     payload when it is a JSON object that names them (the department falls back on the
-    catalog's item, the region on the catalog's department)."""
+    catalog's item, the region on the catalog's department). `read`: the record as its refusal
+    read it already (`read_refused`)."""
     cut = raw[:PAYLOAD_BYTES]
     try:
         text, encoding = cut.decode("utf-8"), "utf-8"
@@ -140,7 +141,7 @@ def make_letter(topic: str, partition: int, offset: int, key: bytes | str | None
         key = key.decode("utf-8", "replace")
     if key is not None and len(key) > KEY_CHARS:  # a case id is short; a key of megabytes is not kept whole
         key = f"{key[:KEY_CHARS]}… (cut from {len(key)} characters)"
-    labels = _labels(raw, catalog)
+    labels = _labels(read_refused(raw, read), catalog)
     case_key = None
     if not labels.get("case_id") and named_case:  # a payload that names none (empty, a tombstone, not
         labels["case_id"] = named_case  # JSON): the contract keys an event by its case_id
@@ -282,21 +283,49 @@ _WRAPPED_HINT = {
 }
 
 
-def wrapped_event_hint(raw: bytes | None) -> str | None:
+@dataclass(frozen=True, slots=True)
+class RefusedRecord:
+    """A refused record read once for what it names: its payload as a plain JSON object
+    (`_payload_object`) and the event it holds wrapped (`wrapped_event`), each read when first
+    asked. The hint, the letter's labels and what its case waits for read the same record; made
+    once per refusal (`streams.steps.decode_event`) and passed to each, the record is parsed once,
+    not once for each (found by review: up to three lenient parses of one refused record)."""
+    raw: bytes | None
+    _read: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def payload(self) -> dict | None:
+        if "payload" not in self._read:
+            self._read["payload"] = _payload_object(self.raw)
+        return self._read["payload"]
+
+    @property
+    def wrapped(self) -> tuple[dict | None, str | None]:
+        if "wrapped" not in self._read:
+            self._read["wrapped"] = wrapped_event(self.raw)
+        return self._read["wrapped"]
+
+
+def read_refused(raw: bytes | None, read: RefusedRecord | None = None) -> RefusedRecord:
+    """`read` when it is the reading of `raw` (the same bytes), else a reading of `raw`."""
+    return read if read is not None and read.raw is raw else RefusedRecord(raw)
+
+
+def wrapped_event_hint(raw: bytes | None, read: RefusedRecord | None = None) -> str | None:
     """What to change when a record holds its event wrapped (`wrapped_event`), in words; else None."""
-    _, how = wrapped_event(raw)
+    _, how = read_refused(raw, read).wrapped
     if how is None:
         return None
     kind, _, n = how.partition(":")
     return _WRAPPED_HINT[kind].format(n=n)
 
 
-def _event_named(raw: bytes | None) -> dict | None:
+def _event_named(read: RefusedRecord) -> dict | None:
     """The JSON object a refused record holds, or the event it holds wrapped (`wrapped_event`)."""
-    obj = _payload_object(raw)
+    obj = read.payload
     if obj is not None and not _connect_envelope(obj):
         return obj
-    return wrapped_event(raw)[0] or obj
+    return read.wrapped[0] or obj
 
 
 def _text(obj: dict, name: str, limit: int = 128) -> str | None:
@@ -331,31 +360,32 @@ HOLDS_ITS_CASE = frozenset({"schema", "bad_time", "impossible_time", "too_large"
                             "invalid_json"})  # a record that names its event only (`wrapped_event`: NaN, ...)
 
 
-def refused_event(raw: bytes | None, reason: str, key: bytes | str | None = None) -> tuple[str, str] | None:
+def refused_event(raw: bytes | None, reason: str, key: bytes | str | None = None,
+                  read: RefusedRecord | None = None) -> tuple[str, str] | None:
     """(case_id, event_id) of a refused case event whose refusal holds its case back
     (`HOLDS_ITS_CASE`), as its letter names them (`make_letter`: the case from the payload, else
     the record's key); else None (a letter that names no event cannot be matched by a corrected
     one, and holds nothing)."""
     if reason not in HOLDS_ITS_CASE:
         return None
-    obj = _event_named(raw)
+    obj = _event_named(read_refused(raw, read))
     if obj is None:
         return None
     case_id, event_id = _text(obj, "case_id") or _case_of_key(key), _text(obj, "event_id")
     return (case_id, event_id) if case_id and event_id else None
 
 
-def refused_event_type(raw: bytes | None) -> str | None:
+def refused_event_type(raw: bytes | None, read: RefusedRecord | None = None) -> str | None:
     """The `type` a refused event's payload names, if it names one (its case waits for it: what
     it could change of the case, `alerts.state.refusal`). Read from a plain JSON object only, as
     the store reads it back (`sinks.queries.refused_case_events`): a wrapped event
     (`wrapped_event`) holds its case as one of any type."""
-    obj = _payload_object(raw)
+    obj = read_refused(raw, read).payload
     return _text(obj, "type") if obj is not None else None
 
 
-def _labels(raw: bytes, catalog: Catalog | None) -> dict[str, Any]:
-    obj = _event_named(raw)
+def _labels(read: RefusedRecord, catalog: Catalog | None) -> dict[str, Any]:
+    obj = _event_named(read)
     if obj is None:
         return {}
 

@@ -31,7 +31,7 @@ from alerts.detectors.discretion import penalty_of
 from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, judge_case, step,
                              step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
-from alerts.letters import (UTF8_BOM, DeadLetter, make_letter, refused_event, refused_event_type,
+from alerts.letters import (UTF8_BOM, DeadLetter, RefusedRecord, make_letter, refused_event, refused_event_type,
                             wrapped_event_hint)
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
@@ -93,6 +93,7 @@ class Letter:
     partition: int
     reason: str
     detail: str
+    read: RefusedRecord | None = None  # the record as its refusal read it (`RefusedEvent`)
 
 
 @dataclass
@@ -151,33 +152,43 @@ def sent_on_headers(record, partition: int) -> list[tuple[str, bytes]]:
     return [(SENT_FROM, b"%d:%d" % (origin, offset)), *(((SENT_KEY, key),) if key is not None else ())]
 
 
-def decode_event(raw: bytes | None) -> CaseEvent:
-    """A case event from its wire bytes, or InvalidEvent with the reason."""
+class RefusedEvent(InvalidEvent):
+    """A record refused as a case event, with the reading of it its refusal began (`read`): the
+    hint, the letter and what its case waits for read the record once (`alerts.letters.RefusedRecord`)."""
+
+    def __init__(self, reason: str, detail: str, read: RefusedRecord):
+        super().__init__(reason, detail)
+        self.read = read
+
+
+def decode_event(raw: bytes | None, read: RefusedRecord | None = None) -> CaseEvent:
+    """A case event from its wire bytes, or RefusedEvent (an InvalidEvent) with the reason.
+    `read`: the reading of the record as it came (for the bytes after a byte order mark)."""
     if raw is None:  # a tombstone, as a client deleting a key sends: no event (said so, not "0 bytes")
-        raise InvalidEvent("empty", "a record without a value (null: a tombstone), not an event")
+        raise RefusedEvent("empty", "a record without a value (null: a tombstone), not an event", RefusedRecord(raw))
     if not raw or len(raw) > MAX_MESSAGE_BYTES:
-        raise InvalidEvent("too_large" if raw else "empty", f"message of {len(raw)} bytes" + (
-            f", more than the {MAX_MESSAGE_BYTES:,} an event may have" if raw else ""))
+        raise RefusedEvent("too_large" if raw else "empty", f"message of {len(raw)} bytes" + (
+            f", more than the {MAX_MESSAGE_BYTES:,} an event may have" if raw else ""), read or RefusedRecord(raw))
     event = wire_event(raw)  # compiled decoding; None sends the message to the contract's parser
     if event is not None:
         return event
     try:
         return parse_event(orjson.loads(raw))
     except InvalidEvent as exc:
-        hint = wrapped_event_hint(raw) if exc.reason == "schema" else None  # (an event sent wrapped, or
-        if hint is None:  # encoded twice: what to change, said)
-            raise
-        raise InvalidEvent(exc.reason, f"{exc.detail}; {hint}") from None
+        read = read or RefusedRecord(raw)
+        hint = wrapped_event_hint(raw, read) if exc.reason == "schema" else None  # (an event sent wrapped,
+        raise RefusedEvent(exc.reason, f"{exc.detail}; {hint}" if hint else exc.detail, read) from None  # or twice encoded)
     except orjson.JSONDecodeError as exc:
+        read = read or RefusedRecord(raw)
         if raw.startswith(UTF8_BOM):  # RFC 8259 lets a parser ignore one (.NET and PowerShell producers write it),
-            return decode_event(raw[len(UTF8_BOM):])  # as `sunlight replay` does a file's
+            return decode_event(raw[len(UTF8_BOM):], read)  # as `sunlight replay` does a file's
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as bad:  # JSON's own message names the first character, wherever the byte is
-            raise InvalidEvent("invalid_utf8", f"not UTF-8 text: byte 0x{raw[bad.start]:02x} at offset {bad.start} "
-                                               f"of the message's {len(raw)} bytes ({bad.reason})") from None
-        hint = wrapped_event_hint(raw)  # NaN, or several events in one record
-        raise InvalidEvent("invalid_json", f"{exc}; {hint}" if hint else str(exc)) from None
+            raise RefusedEvent("invalid_utf8", f"not UTF-8 text: byte 0x{raw[bad.start]:02x} at offset {bad.start} "
+                                               f"of the message's {len(raw)} bytes ({bad.reason})", read) from None
+        hint = wrapped_event_hint(raw, read)  # NaN, or several events in one record
+        raise RefusedEvent("invalid_json", f"{exc}; {hint}" if hint else str(exc), read) from None
 
 
 def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None) -> Decoded:
@@ -211,16 +222,17 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
     for record in unit.records:
         try:
             event = decode_event(record.value)
-        except InvalidEvent as exc:
-            named = refused_event(record.value, exc.reason, record.key)
+        except RefusedEvent as exc:
+            read = exc.read
+            named = refused_event(record.value, exc.reason, record.key, read)
             home = unit.partition if named is None or partitions is None else home_partition(named[0], partitions)
             if home != unit.partition and exc.reason != "too_large":  # (a producer would refuse to send
                 out.elsewhere.append((record, named[0], home))  # that on) lettered in its case's partition,
                 continue  # where its case waits for it
-            out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail))
+            out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail, read))
             if named is not None and home == unit.partition:  # its case waits for it (`alerts.state.refuse`)
                 case_id, event_id = named
-                kept = refusal(exc.reason, refused_event_type(record.value))
+                kept = refusal(exc.reason, refused_event_type(record.value, read))
                 work = cases.setdefault(case_id, CaseWork())
                 work.refusals.append((event_id, case_id, kept))
                 work.refused_at.setdefault(event_id, record.offset)
@@ -354,14 +366,17 @@ class Outputs:
     async def verdict(self, verdict: Verdict) -> None:
         self.outbox.add(self.settings.ticks_topic, verdict.case_id.encode(), verdict_signal(verdict))
 
-    async def dead_letter(self, record: Any, topic: str, partition: int, reason: str, detail: str) -> None:
+    async def dead_letter(self, record: Any, topic: str, partition: int, reason: str, detail: str,
+                          read: RefusedRecord | None = None) -> None:
         """Refuse a message: to the store's dead letters and the DLQ topic, with the reason. Never
-        raises: a letter that cannot be sent is logged, and kept in the store."""
+        raises: a letter that cannot be sent is logged, and kept in the store. `read`: the record
+        as its refusal read it already."""
         value = record.value
         # A tombstone (no value) keeps no payload; what is not bytes (an internal record decoded) as JSON.
         raw = value if isinstance(value, bytes) else b"" if value is None else orjson.dumps(value)
         partition, offset, key = letter_origin(record, partition)  # a record sent on: as it came in
-        letter = make_letter(topic, partition, offset, key, raw, reason, detail, self.catalog_source.judge.catalog)
+        letter = make_letter(topic, partition, offset, key, raw, reason, detail, self.catalog_source.judge.catalog,
+                             read)
         # The reason in the template: each reason's lines are limited apart (`streams.log_limits`).
         letters_log.warning("dead-lettered (" + reason + ") %s[%s]@%s: %s", topic, partition, offset, detail[:300])
         await self.keep_letter(letter, key)
@@ -403,7 +418,8 @@ class CaseSteps:
         now = self.clock.now(partition)
         hold = self.clock.input_incomplete
         for letter in decoded.letters:
-            await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail)
+            await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail,
+                                       read=letter.read)
         if decoded.elsewhere:
             await self.send_on(unit, decoded.elsewhere)
         for case_id, work in decoded.cases.items():

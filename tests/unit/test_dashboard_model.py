@@ -280,9 +280,9 @@ def test_every_reason_a_message_is_refused_for_has_its_chinese_title():
 
     root = Path(__file__).resolve().parents[2]
     given = set()
-    # The reason given to a letter where it is made: a refusal's first argument, or the reason
-    # argument of dead_letter / Letter / make_letter (after the record, topic and partition).
-    pattern = re.compile(r'(?:InvalidEvent|Refused|dead_letter|Letter|make_letter)\((?:[^()"]|\([^()]*\)|f?"[^"]*"(?=\s*,))*?'
+    # The reason given to a letter where it is made: a refusal's first argument (`streams.steps.RefusedEvent`
+    # too), or the reason argument of dead_letter / Letter / make_letter (after the record, topic and partition).
+    pattern = re.compile(r'(?:InvalidEvent|RefusedEvent|Refused|dead_letter|Letter|make_letter)\((?:[^()"]|\([^()]*\)|f?"[^"]*"(?=\s*,))*?'
                          r'"([a-z]+(?:_[a-z0-9]+)*)"(?:\s*[,)]| if \w+ else "([a-z_]+)")'
                          r'|reason = "([a-z_]+)"(?: if .* else "([a-z_]+)")?'
                          r'|^(?:UNREADABLE_ROW|CASE_INCOMPLETE) = "([a-z_]+)"', re.MULTILINE)

@@ -773,3 +773,32 @@ def test_a_recovered_case_has_only_what_the_store_lacks_written_before_it_is_let
     assert len(h.writer.batch.after_write) == 2  # each published once written
     h.steps.out.missing_rows(state, None, h.judge, NOW)  # nothing of it in the store
     assert len(h.rows("case_events")) == 2 and len(h.rows("alerts")) == 5
+
+
+@pytest.mark.parametrize("raw", [
+    orjson.dumps({**HISTORY[0], "officer_id": "OFF-1"}).replace(b'"officer_id":"OFF-1"', b'"officer_id":NaN'),
+    orjson.dumps([HISTORY[0], HISTORY[1]]),
+    b"\xef\xbb\xbf" + orjson.dumps({**HISTORY[0], "occurred_at": "2026-03-02 10:00"}),
+], ids=["nan", "array", "bom_bad_time"])
+def test_a_refused_record_is_read_once_for_its_hint_its_letter_and_what_its_case_waits_for(monkeypatch, raw):
+    """Found by review: a refused record was parsed leniently once for its detail's hint, once for
+    its letter's labels and once for what its case waits for (and its plain object as often). One
+    reading (`alerts.letters.RefusedRecord`) now serves all three; the letter and the case's wait
+    are the same as before."""
+    import alerts.letters
+
+    calls = {"_loose_values": 0, "_payload_object": 0}
+    for name in calls:
+        original = getattr(alerts.letters, name)
+
+        def counted(*args, _name=name, _original=original):
+            calls[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(alerts.letters, name, counted)
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, raw)]))
+    (letter,) = harness.rows("dead_letters")
+    assert (letter["case_id"], letter["event_id"]) == ("U1", "a")
+    assert decode_state(harness.table.data["U1"])[0].refused
+    assert calls["_loose_values"] <= 1 and calls["_payload_object"] == 1, calls
