@@ -495,10 +495,7 @@ class CaseSteps:
             # stays, in whatever units the two come).
             waited = state.refused if state is not None else {}
             for event in batch.new:
-                refused_at = work.refused_at.get(event.event_id)
-                if event.event_id in waited or (refused_at is not None and refused_at < records[id(event)].offset):
-                    self.out.corrected(event, Correction(wall_now(), unit.partition, records[id(event)].offset,
-                                                         unit.started))
+                self.came_corrected(event, records[id(event)], waited, work, unit)
             self.out.outcome(result)
             # A tick that changed no alert, only the clock: it may be one delivered again after a
             # crash that came after the state's changelog record and before its rows were written
@@ -543,6 +540,15 @@ class CaseSteps:
             if fact is not None:
                 await self.out.fact(fact)
 
+    def came_corrected(self, event: CaseEvent, record, waited, work: CaseWork, unit: Unit) -> None:
+        """An event the case takes, which it waited for (`waited`: refused before the unit), or
+        whose refusal came earlier in the unit: its letters are marked once its row is written
+        (`sinks.writer.mark_letters_corrected`). A bad copy that comes after the event the case
+        holds corrects nothing: its letter stays, in whatever units the two come."""
+        refused_at = work.refused_at.get(event.event_id)
+        if event.event_id in waited or (refused_at is not None and refused_at < record.offset):
+            self.out.corrected(event, Correction(wall_now(), unit.partition, record.offset, unit.started))
+
     async def conflicting(self, copy: CaseEvent, held: CaseEvent, record, unit: Unit) -> None:
         """An event that came again under an event_id the case holds, with other content: not the
         same event delivered twice, but another fact under its id. The version the case holds
@@ -560,10 +566,13 @@ class CaseSteps:
     async def too_large(self, state: CaseState | None, work: CaseWork, unit: Unit, now: datetime,
                         hold: bool) -> None:
         """The unit's events would make the case's state too large for one changelog record: take
-        them one at a time, and refuse each one that would."""
+        them one at a time, and refuse each one that would. An event the case waited for, taken,
+        marks its letters as in any unit; one refused here leaves its case waiting, and its letters
+        open."""
         judge = self.catalog_source.judge
         partition = unit.partition
         written = state
+        waited = state.refused if state is not None else {}
         for event_id, case_id, reason in work.refusals:  # as `step_many` records them
             state, _ = refuse(state, case_id, event_id, reason)
         for record, event in work.events:
@@ -584,6 +593,7 @@ class CaseSteps:
             state = written = outcome.state
             await self.store.put(state, partition, stored)
             self.out.event(event, judge.item(event.item_code).department)
+            self.came_corrected(event, record, waited, work, unit)
             self.out.outcome(outcome)
             self.progress.events_new += 1
             fact = penalty_fact(event, judge)

@@ -802,3 +802,29 @@ def test_a_refused_record_is_read_once_for_its_hint_its_letter_and_what_its_case
     assert (letter["case_id"], letter["event_id"]) == ("U1", "a")
     assert decode_state(harness.table.data["U1"])[0].refused
     assert calls["_loose_values"] <= 1 and calls["_payload_object"] == 1, calls
+
+
+def test_an_event_its_case_waited_for_taken_in_a_unit_too_large_marks_its_letter(monkeypatch):
+    """Found by review: a unit that would make its case too large is taken event by event
+    (`CaseSteps.too_large`), and there the event the case waited for, taken, left its letter
+    待处理 for good. One refused there as case_too_large leaves its case waiting: its letter stays."""
+    import streams.steps
+
+    bad = orjson.dumps({**HISTORY[2], "occurred_at": "2026-03-04 00:00"})  # bad_time: the case waits for r
+    from alerts.events import parse_event
+    from streams.codec import encode_state
+
+    for room, marked in ((50, [("U1", "r")]), (-50, [])):
+        harness = Harness()
+        harness.run(Unit("case-events", 0, [record(0, HISTORY[0]), record(1, bad)]))
+        waiting = decode_state(harness.table.data["U1"])[0]
+        assert dict(waiting.refused) == {"r": "bad_time@node_completed"}
+        clock = harness.steps.clock
+        clock.observe(0, parse_event(HISTORY[4]).occurred_at)  # as the next unit's will
+        with_r = encode_state(step(waiting, parse_event(HISTORY[2]), harness.judge, clock.now(0), NOW).state, 0)
+        monkeypatch.setattr(streams.steps, "MAX_STATE_BYTES", len(with_r) + room)  # room for r alone, or not
+        harness.run(Unit("case-events", 0, [record(2, HISTORY[2]), record(3, HISTORY[4])]))  # with c, too large
+        assert "case_too_large" in {r["reason"] for r in harness.rows("dead_letters")}
+        held, _ = decode_state(harness.table.data["U1"])
+        assert held.has("r") == bool(marked) and bool(held.refused) == (not marked)
+        assert list(harness.writer.batch.corrected) == marked
