@@ -6,7 +6,8 @@ same bad message refused again (a re-import of the same file, a redelivery) is t
 and one payload refused under two cases' keys is two letters, each holding its case. Its source
 position (partition, offset) is kept as where it was last seen. Where the payload names them,
 the letter carries the case, event, department and region, so that a department sees its own
-letters, as it sees its own alerts. A letter is `open` until a corrected event replaces it
+letters, as it sees its own alerts (a letter that names its case but no department, a tombstone
+keyed by its case say, gets those of the case from the worker that holds it: `filed_under`). A letter is `open` until a corrected event replaces it
 (`redriven`). Pure: bytes in, a letter out.
 """
 
@@ -409,6 +410,16 @@ def _labels(read: RefusedRecord, catalog: Catalog | None) -> dict[str, Any]:
         region = catalog.departments[department].region
     return {"case_id": text("case_id"), "event_id": text("event_id"), "department": department or "",
             "region": region or ""}
+
+
+def filed_under(letter: DeadLetter, department: str, region: str) -> DeadLetter:
+    """A letter that names its case but no department (a tombstone or an unreadable record keyed
+    by its case), filed under the department and region its case has, as the worker knows them,
+    so that the department sees its own letter, as it sees its own alerts; a letter that names
+    its department stays as it is."""
+    if letter.department or not letter.case_id:
+        return letter
+    return replace(letter, department=department, region=region or letter.region)
 
 
 def redriven(letter: DeadLetter, at: datetime) -> DeadLetter:

@@ -28,11 +28,11 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from alerts.detectors.discretion import penalty_of
-from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, judge_case, step,
-                             step_many)
+from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, item_of, judge_case, labels_of,
+                             step, step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
-from alerts.letters import (UTF8_BOM, DeadLetter, RefusedRecord, make_letter, refused_event, refused_event_type,
-                            wrapped_event_hint)
+from alerts.letters import (UTF8_BOM, DeadLetter, RefusedRecord, filed_under, make_letter, refused_event,
+                            refused_event_type, wrapped_event_hint)
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
@@ -367,16 +367,22 @@ class Outputs:
         self.outbox.add(self.settings.ticks_topic, verdict.case_id.encode(), verdict_signal(verdict))
 
     async def dead_letter(self, record: Any, topic: str, partition: int, reason: str, detail: str,
-                          read: RefusedRecord | None = None) -> None:
+                          read: RefusedRecord | None = None,
+                          case_labels: Callable[[str], tuple[str, str] | None] | None = None) -> None:
         """Refuse a message: to the store's dead letters and the DLQ topic, with the reason. Never
         raises: a letter that cannot be sent is logged, and kept in the store. `read`: the record
-        as its refusal read it already."""
+        as its refusal read it already; `case_labels`: (department, region) of a case the worker
+        holds, for a letter that names its case but no department (`alerts.letters.filed_under`)."""
         value = record.value
         # A tombstone (no value) keeps no payload; what is not bytes (an internal record decoded) as JSON.
         raw = value if isinstance(value, bytes) else b"" if value is None else orjson.dumps(value)
         partition, offset, key = letter_origin(record, partition)  # a record sent on: as it came in
         letter = make_letter(topic, partition, offset, key, raw, reason, detail, self.catalog_source.judge.catalog,
                              read)
+        if case_labels is not None and letter.case_id and not letter.department:
+            labels = case_labels(letter.case_id)
+            if labels is not None:
+                letter = filed_under(letter, *labels)
         # The reason in the template: each reason's lines are limited apart (`streams.log_limits`).
         letters_log.warning("dead-lettered (" + reason + ") %s[%s]@%s: %s", topic, partition, offset, detail[:300])
         await self.keep_letter(letter, key)
@@ -419,13 +425,28 @@ class CaseSteps:
         hold = self.clock.input_incomplete
         for letter in decoded.letters:
             await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail,
-                                       read=letter.read)
+                                       read=letter.read, case_labels=self.case_labels)
         if decoded.elsewhere:
             await self.send_on(unit, decoded.elsewhere)
         for case_id, work in decoded.cases.items():
             await self.case(case_id, work, unit, now, hold)
             if self.hold_back is not None:
                 await self.hold_back()
+
+    def case_labels(self, case_id: str) -> tuple[str, str] | None:
+        """(department, region) of a case this worker holds (in its table, or seeded from the store;
+        not read back for a letter), as its case row files it; None for a case it does not hold,
+        or knows only by refused events."""
+        state = self.store.peek(case_id)
+        if state is None or not state.events:
+            return None
+        judge = self.catalog_source.judge
+        try:
+            labels = labels_of(state, item_of(state, judge), judge)
+        except UnknownItem:  # its item left the catalog: what its events name, if anything
+            department = next((e.department for e in state.events if e.department), None)
+            return (department, next((e.region for e in state.events if e.region), None) or "") if department else None
+        return labels.department, labels.region or ""
 
     async def send_on(self, unit: Unit, elsewhere: list[tuple[Any, str, int]]) -> None:
         """Events found outside their case's partition, each to its case's partition keyed by the

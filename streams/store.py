@@ -145,6 +145,17 @@ class CaseStore:
             await self.put(state, partition, encode_state(state, partition), from_store=from_store)
         return state
 
+    def peek(self, case_id: str) -> CaseState | None:
+        """The case's state if this worker holds it (its cache, its table, or a seed from the store),
+        without taking a seed into the table or reading the store."""
+        state = self.cache.get(case_id)
+        if state is not None:
+            return state
+        stored = self.table.data.get(case_id)
+        if stored:
+            return decode_state(stored)[0]
+        return self.seeds.get(case_id)
+
     async def put(self, state: CaseState, partition: int, stored: bytes, from_store: bool = False) -> None:
         if from_store:
             self.from_store.add(state.case_id)

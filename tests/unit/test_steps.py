@@ -828,3 +828,20 @@ def test_an_event_its_case_waited_for_taken_in_a_unit_too_large_marks_its_letter
         held, _ = decode_state(harness.table.data["U1"])
         assert held.has("r") == bool(marked) and bool(held.refused) == (not marked)
         assert list(harness.writer.batch.corrected) == marked
+
+
+def test_a_letter_keyed_by_a_case_the_worker_holds_is_filed_under_its_department():
+    """Found by review: a tombstone or an unreadable record keyed by its case named the case but no
+    department or region, so the department did not see its own letter (`dlq list --department`,
+    the row policies) as it sees its own alerts. The case's state gives them; a case the worker does
+    not hold leaves them empty."""
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, HISTORY[0])]))
+    item = harness.judge.item(LICENCE)
+    region = harness.judge.catalog.departments[item.department].region or ""
+    harness.run(Unit("case-events", 1, [SimpleNamespace(offset=1, key=b"U1", value=None),
+                                        SimpleNamespace(offset=2, key=b"U1", value=b"{not json"),
+                                        SimpleNamespace(offset=3, key=b"U9", value=None)]))
+    assert [(r["case_id"], r["department"], r["region"]) for r in harness.rows("dead_letters")] == [
+        ("U1", item.department, region), ("U1", item.department, region), ("U9", "", "")]
+    assert item.department and region
