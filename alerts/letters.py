@@ -7,8 +7,8 @@ and one payload refused under two cases' keys is two letters, each holding its c
 position (partition, offset) is kept as where it was last seen. Where the payload names them,
 the letter carries the case, event, department and region, so that a department sees its own
 letters, as it sees its own alerts (a letter that names its case but no department, a tombstone
-keyed by its case say, gets those of the case from the worker that holds it: `filed_under`). A letter is `open` until a corrected event replaces it
-(`redriven`). Pure: bytes in, a letter out.
+keyed by its case say, gets those of the case from the worker that holds it: `filed_under`). A
+letter is `open` until a corrected event replaces it (`redriven`). Pure: bytes in, a letter out.
 """
 
 from __future__ import annotations
