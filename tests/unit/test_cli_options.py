@@ -3,6 +3,7 @@
 import pytest
 
 from streams import cli
+from streams.commands import common, dlq
 from streams.settings import Settings
 from tests.unit.helpers import CONTRACT
 
@@ -14,13 +15,13 @@ from tests.unit.helpers import CONTRACT
 def test_a_bad_now_is_refused_in_the_cli_s_own_words(text, words):
     """A bad --now was the one refusal without the `sunlight:` prefix (a black-box test found it)."""
     with pytest.raises(SystemExit) as refused:
-        cli._parse_now(text)
+        common._parse_now(text)
     assert str(refused.value).startswith(words)
 
 
 def test_a_good_now_keeps_its_offset():
-    assert cli._parse_now("2026-03-02T09:15:00+08:00").isoformat() == "2026-03-02T09:15:00+08:00"
-    assert cli._parse_now(None) is None
+    assert common._parse_now("2026-03-02T09:15:00+08:00").isoformat() == "2026-03-02T09:15:00+08:00"
+    assert common._parse_now(None) is None
 
 
 @pytest.mark.parametrize("value", ["70000", "-1", "80.5", "inf", "nan"])
@@ -125,12 +126,12 @@ def test_a_dead_letter_line_shows_its_whole_source_and_case():
     letter = {"received_at": "2026-12-04T19:31:29+08:00", "reason": "stale_version", "topic": "sunlight-ticket-ticks",
               "partition": 3, "offset": 15, "case_id": "C-2026-000000001234", "department": "JTJ", "status": "open",
               "detail": "acts on version 1, the ticket is at version 3"}
-    line = cli._letter_line(letter, lambda at: at[:16])
+    line = dlq._letter_line(letter, lambda at: at[:16])
     assert "sunlight-ticket-ticks[3]@15 " in line and " C-2026-000000001234 " in line
     # Its reason and state in words (found by a black-box test: `open`, though whoever acted was told).
     assert "督办件已更新（操作过时）（stale_version）" in line and " 已告知操作人 " in line and " open " not in line
-    assert " 待处理 " in cli._letter_line({**letter, "reason": "schema"}, lambda at: at[:16])
-    assert " 已重投 " in cli._letter_line({**letter, "reason": "schema", "status": "redriven"}, lambda at: at[:16])
+    assert " 待处理 " in dlq._letter_line({**letter, "reason": "schema"}, lambda at: at[:16])
+    assert " 已重投 " in dlq._letter_line({**letter, "reason": "schema", "status": "redriven"}, lambda at: at[:16])
 
 
 def test_a_data_directory_that_is_a_file_is_said_in_one_line_naming_the_setting(tmp_path, monkeypatch, capsys):

@@ -145,7 +145,7 @@ def test_the_summary_names_the_most_frequent_skip_reasons_and_counts_repeated_st
     """An identical row exported twice is two steps (two decisions, two red cards) while the
     summary said "0 repeated in the file": it now says how many rows repeat an earlier one's case,
     step and time. Skipped activities are named, the most frequent first, at most eight."""
-    from streams.cli import SKIP_REASONS_SHOWN, _import_summary
+    from streams.commands.importing import SKIP_REASONS_SHOWN, _import_summary
 
     log = tmp_path / "log.csv"
     skipped = [f"C1,Step {n},2026-03-0{2 + n % 3}T10:00:00+08:00" for n in range(SKIP_REASONS_SHOWN + 2)]

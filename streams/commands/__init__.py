@@ -1,0 +1,1 @@
+"""The `sunlight` commands, one module per command group; `streams.cli` assembles the parser."""

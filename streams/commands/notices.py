@@ -1,0 +1,92 @@
+"""`sunlight notices resend`: the tickets' notices that failed, delivered again."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import orjson
+
+from streams.commands.common import _parse_now, _push, _command_clock, _catalog_if_any, _catalog_path, _store
+from streams.settings import Settings
+
+
+def cmd_notices_resend(args, settings: Settings) -> int:
+    """Deliver again the notices whose latest outcome is `failed` (a mail server down for longer
+    than the notifier's attempts), as they were recorded: each as the notifier's next resend round
+    of it; not those of tickets closed or withdrawn since. On the embedded defaults a short
+    pipeline sends them (the channels of SUNLIGHT_SMTP, SUNLIGHT_WEBHOOK) and the outcome of each is
+    printed; with SUNLIGHT_KAFKA they are published to the running workers' notifier."""
+    import dataclasses
+
+    from sinks.queries import failed_notices, notice_statuses, stored_tickets, unfinished_notices
+    from sinks.scope import Scope
+    from alerts.notices import readdressed
+    from streams.notices import FINISHED, FINISHED_VERSION, notice_from_json, resend_request
+
+    if not settings.kafka and not (settings.smtp or settings.webhook):  # with Kafka the workers send
+        raise SystemExit("sunlight: resending needs a channel: SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or "
+                         "SUNLIGHT_WEBHOOK")
+    with _store(settings) as client:
+        failed = failed_notices(client, args.ticket)
+        # A notice of a ticket closed or withdrawn since is not news any more (an escalation to the
+        # inspection office of a ticket since closed), but for the closing or withdrawal itself.
+        ended = {t["ticket_id"]: t["status"] for t in stored_tickets(
+            client, Scope.everything(), ticket_ids=sorted({r["ticket_id"] for r in failed}))
+            if t["status"] in ("closed", "withdrawn")} if failed else {}
+        stale = [r for r in failed if r["ticket_id"] in ended and r["step"] != ended[r["ticket_id"]]]
+        failed = [r for r in failed if r not in stale]
+        # Recorded and never tried (the last process stopped first): any pipeline on these defaults
+        # sends them, this one too, and says so.
+        backlog = [] if settings.kafka else unfinished_notices(client, FINISHED)
+    for record in stale:
+        print(f"{record['notice_id']}: not sent again, its ticket is since {ended[record['ticket_id']]}",
+              file=sys.stderr)
+    if not failed and not backlog:
+        print("no failed notices" + (f" of {', '.join(args.ticket)}" if args.ticket else ""), file=sys.stderr)
+        return 0
+    # Each to its recipient as the catalog names them now, when it can be read (a notice that failed
+    # for want of an address goes to the one since added), else as recorded.
+    named = getattr(args, "catalog", None) or settings.catalog
+    try:
+        current = _catalog_if_any(named)
+    except ValueError as exc:  # CatalogError, a YAML error: said in one line, as every command says it
+        raise SystemExit(f"sunlight: the catalog {named} is refused: {exc}") from None
+    messages, addressed = [], {}
+    for record in failed:
+        notice = notice_from_json(record)
+        if current is not None:
+            notice = readdressed(notice, current)
+            if notice.recipient_email != record["recipient_email"]:
+                print(f"{record['notice_id']}: to {notice.recipient_name} <{notice.recipient_email}>, as the catalog "
+                      f"names them now (recorded: {record['recipient_email'] or 'no address'})", file=sys.stderr)
+        addressed[record["notice_id"]] = notice.recipient_name
+        messages.append((record["ticket_id"].rpartition("/")[0].encode(),
+                         orjson.dumps(resend_request(notice, record["version"] - FINISHED_VERSION + 1))))
+    if settings.kafka:
+        from streams.runtime import produce
+
+        asyncio.run(produce(settings.kafka, settings.notices_topic, messages))
+        print(f"published {len(messages)} failed notice(s) to {settings.notices_topic} to be sent again",
+              file=sys.stderr)
+        return 0
+    catalog = _catalog_path(args, settings, "notices resend on the embedded defaults runs the pipeline and needs "
+                                            "a catalog")
+    asyncio.run(_push(dataclasses.replace(settings, notify=True), messages, catalog, _parse_now(args.now),
+                      show_progress=False, topic=settings.notices_topic, clock=_command_clock(args)))
+    with _store(settings) as client:
+        outcome = notice_statuses(client, [record["notice_id"] for record in failed + backlog])
+        again = {record["notice_id"]: record for record in failed_notices(client)}
+    for record in failed + backlog:
+        status = outcome.get(record["notice_id"], ("recorded", 0))[0]
+        why = f": {again[record['notice_id']]['last_error']}" if record["notice_id"] in again else ""
+        name = addressed.get(record["notice_id"]) or record["recipient_name"]
+        print(f"{record['notice_id']} → {name or record['recipient_role']}: {status}{why}")
+    still = sum(record["notice_id"] in again for record in failed)
+    print(f"{len(failed) - still} of {len(failed)} failed notice(s) sent"
+          + (f"; {still} failed again" if still else ""), file=sys.stderr)
+    if backlog:
+        sent = sum(outcome.get(record["notice_id"], ("",))[0] == "sent" for record in backlog)
+        print(f"also {sent} of {len(backlog)} notice(s) recorded and never tried (the last process stopped before "
+              f"sending them) sent", file=sys.stderr)
+    return 1 if still or any(record["notice_id"] in again for record in backlog) else 0

@@ -1,0 +1,106 @@
+"""`sunlight demo`, `sunlight replay` and `sunlight worker`: the commands that run the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from streams.commands.common import _parse_now, _through_pipeline, _notify, _CONFLICTING, _catalog_path, _store
+from streams.settings import Settings
+
+log = logging.getLogger("sunlight")
+
+
+async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime | None,
+                  show_progress: bool = True) -> dict:
+    """The file is sent by a process of its own (`streams.replay_feed`), which reads it while the
+    pipeline starts."""
+    from streams.replay_feed import FileFeed
+    from streams.runtime import check_running
+
+    feed = await FileFeed.start(events, settings.case_events_topic)
+    try:
+        return await _through_pipeline(
+            settings, catalog, now, show_progress,
+            lambda running, on_total, on_sent: feed.send(running.bootstrap, on_total, on_sent,
+                                                         check=lambda: check_running(running.pipeline)))
+    finally:
+        await feed.close()
+
+
+def cmd_replay(args, settings: Settings) -> int:
+    settings = _notify(settings, args)
+    summary = asyncio.run(_replay(settings, Path(args.events), Path(args.catalog), _parse_now(args.now),
+                                  show_progress=sys.stderr.isatty()))
+    print(f"replayed {summary['events']} events: {summary['new']} new, {summary['duplicates']} duplicates, "
+          f"{summary['dead_lettered']} to the dead-letter topic; {summary['alert_changes']} alert changes",
+          file=sys.stderr)
+    if summary.get("conflicting"):
+        print(_CONFLICTING.format(n=summary["conflicting"], what="replay").strip(), file=sys.stderr)
+    if settings.notify:
+        _say_failed_notices(settings)
+    return 0
+
+
+def _say_failed_notices(settings: Settings) -> None:
+    """After sending notices: how many failed for good, and how to send them again (a mail server
+    down for the whole run said nothing before: found by a black-box test)."""
+    from sinks.queries import failed_notices
+
+    if settings.kafka:
+        return  # the workers send them, later
+    with _store(settings) as client:
+        failed = failed_notices(client)
+    if failed:
+        print(f"note: the notice log holds {len(failed)} notice(s) not delivered (the mail server or webhook "
+              f"refused or was unreachable for all attempts): `sunlight notices resend` sends them again once it "
+              f"is back", file=sys.stderr)
+
+
+def cmd_worker(args, settings: Settings) -> int:
+    from streams.notices import channel_missing
+    from streams.runtime import running_worker
+
+    catalog = _catalog_path(args, settings, "worker needs a catalog")
+
+    async def run() -> int:
+        async with running_worker(settings, catalog) as running:  # serves /metrics, /healthz, /readyz
+            log.warning("worker running against %s; Ctrl-C to stop", running.bootstrap)
+            missing = channel_missing(settings) if settings.notify else None
+            if missing:
+                log.warning("%s", missing)
+            stopped = asyncio.ensure_future(running.worker.wait_until_stopped())  # SIGINT / SIGTERM
+            failed = asyncio.ensure_future(running.pipeline.failed.wait())
+            await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (stopped, failed):
+                waiter.cancel()
+            if running.pipeline.failure is not None:
+                # A worker that cannot fire deadlines must not run on quietly: exit non-zero, so
+                # that its supervisor restarts it.
+                print(f"sunlight: the worker stops: {running.pipeline.failure}", file=sys.stderr)
+                return 1
+            crashed = running.worker.crash_reason
+            if crashed is not None and not running.pipeline.stopping:
+                # A service of Faust's crashed (its fetcher, say, on a batch it cannot read), and the
+                # worker stopped by itself: not a clean stop.
+                print(f"sunlight: the worker stopped on an error: {crashed!r} (see the log above)", file=sys.stderr)
+                return 1
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    from streams.demo import run_demo
+
+    import dataclasses
+
+    # The demo's notices are sent only where a channel is configured (a demo mails nobody by surprise).
+    settings = dataclasses.replace(settings, notify=bool(settings.smtp or settings.webhook))
+    return asyncio.run(run_demo(settings, duration=args.duration, cases=args.cases, seed=args.seed))

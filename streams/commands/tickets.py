@@ -1,0 +1,178 @@
+"""`sunlight tickets list|show|reply|accept|return|close|open`: supervision tickets (督办件)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import datetime
+
+import orjson
+
+from streams.commands.common import (
+    _parse_now, _push, _command_clock, _scope_and_local_time, _scope_local_time_and_catalog, _catalog_path,
+    _print_jsonl, _require_store, _store)
+from streams.settings import Settings
+
+
+def cmd_tickets_list(args, settings: Settings) -> int:
+    _require_store(settings)
+    from alerts.describe import deadline_moment
+    from alerts.tickets import STATUS_TITLE
+    from sinks.queries import pending_tickets, stored_tickets
+
+    scope, local = _scope_and_local_time(args, settings)
+    with _store(settings) as client:
+        found = stored_tickets(client, scope, status=args.status, tz=local)
+        pending = pending_tickets(client, scope)
+    if args.format == "jsonl":
+        _print_jsonl(found)
+        return 0
+    if not found:
+        print("没有督办件 (no tickets" + (f" with status {args.status}" if args.status else "") + ")")
+        return 0
+    print(f"{'督办件':<34} {'部门':<8} {'状态':<8} {'逾期':<4} {'升级':<4} {'答复期限':<17} 版本")
+    for t in found:
+        print(f"{t['ticket_id']:<36} {t['department']:<10} {STATUS_TITLE.get(t['status'], t['status']):<8} "
+              f"{'是' if t['overdue'] else '否':<5} {t['escalation_level']:<5} {deadline_moment(t['deadline']):<19} "
+              f"{t['version']}")
+    if pending:
+        print("\n待处置（按督办件）：" + "；".join(f"{d} 待答复 {a}（逾期 {o}）、待审核 {r}" for d, a, r, o in pending))
+    return 0
+
+
+def cmd_tickets_show(args, settings: Settings) -> int:
+    _require_store(settings)
+    from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, deadline_moment, moment
+    from alerts.events import EventType
+    from alerts.tickets import (ESCALATION_TITLE, KIND_TITLE, NOTICE_STATUS_TITLE, RESOLUTION_TITLE, STATUS_TITLE,
+                                STEP_TITLE, actor_title, rounds)
+    from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
+
+    scope, local, catalog = _scope_local_time_and_catalog(args, settings)
+    with _store(settings) as client:
+        found = stored_tickets(client, scope, ticket_id=args.ticket_id, tz=local)
+        history = ticket_history(client, scope, args.ticket_id, tz=local)
+        notices = stored_notices(client, scope, args.ticket_id, tz=local)
+        events = list(case_events_of(client, scope, found[0]["case_id"])) if found else []
+    if not found:
+        print(f"sunlight: ticket {args.ticket_id} is not in the store" + ("" if scope.unrestricted else
+              f" within {scope.describe()}"), file=sys.stderr)
+        return 2
+    ticket = found[0]
+    if args.format == "json":
+        out = {"ticket": ticket, "history": history, "notices": notices, "events": events}
+        sys.stdout.buffer.write(orjson.dumps(out, default=str, option=orjson.OPT_INDENT_2) + b"\n")
+        return 0
+    lines = [f"督办件 {ticket['ticket_id']}（第 {ticket['version']} 版）",
+             f"  状态：{STATUS_TITLE.get(ticket['status'], ticket['status'])}"
+             + (f"（{RESOLUTION_TITLE.get(ticket['resolution'], ticket['resolution'])}）" if ticket['resolution'] else "")
+             + ("，已逾期" if ticket['overdue'] else "")
+             + f"，{ESCALATION_TITLE.get(ticket['escalation_level'], ticket['escalation_level'])}",
+             f"  部门：{ticket['department']}  办件：{ticket['case_id']}  事项：{ticket['item_code']}",
+             f"  生成：{moment(ticket['opened_at'])}  答复期限：{deadline_moment(ticket['deadline'])}  "
+             f"二级升级：{deadline_moment(ticket['level_2_at'])}", "", "预警："]
+    from alerts.describe import describe_evidence
+
+    for alert_id, alert in ticket["evidence"].items():
+        lines.append(f"  [{ALERT_STATUS_TITLE.get(alert['status'], alert['status'])}] "
+                     f"{describe_evidence(ticket['rule'], alert['evidence'])}")
+    lines += ["", "办件过程："]
+    for event in events:
+        occurred = datetime.fromisoformat(event["occurred_at"]).astimezone(local)
+        try:
+            kind = EVENT_TITLE[EventType(event["type"])]
+        except (ValueError, KeyError):
+            kind = event["type"]
+        item = catalog.item(event["item_code"]) if catalog is not None else None
+        node = item.node(event["node"]) if item is not None and event.get("node") else None
+        lines.append(f"  {moment(occurred)}  {kind}" + (f"  {node.name if node else event['node']}"
+                                                         if event.get('node') else ""))
+    lines += ["", "督办记录："]
+    by_round = rounds(history)
+    for number, versions in by_round:
+        if len(by_round) > 1:
+            lines.append(f" 第 {number} 轮" + ("（已结束）" if number != by_round[-1][0] else ""))
+        for change in versions:
+            lines.append(f"  v{change['version']}  {moment(change['changed_at'])}  {actor_title(change['actor'])}  "
+                         f"{KIND_TITLE.get(change['kind'], change['kind'])}"
+                         + (f"：{change['text']}" if change['text'] else ""))
+    lines += ["", "通知："]
+    for notice in notices:
+        lines.append(f"  {moment(notice['due_at'])}  {STEP_TITLE.get(notice['step'], notice['step'])} → "
+                     f"{notice['recipient_name'] or notice['recipient_role']} <{notice['recipient_email'] or '无地址'}>  "
+                     f"{NOTICE_STATUS_TITLE.get(notice['status'], notice['status'])}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_tickets_act(args, settings: Settings) -> int:
+    """An action on a ticket: published to the ticket-actions topic; on the embedded defaults, a
+    short pipeline applies it (as `replay` does), and the result is read back."""
+    import uuid
+
+    from alerts.tickets import INSPECTORS, STATUS_TITLE, Action, ActionKind
+    from sinks.queries import dead_letters, stored_tickets, ticket_state
+    from sinks.scope import Scope
+    from streams.clock import wall_now
+    from streams.internal_wire import ticket_action
+
+    everything = Scope.everything()
+    kind = ActionKind(args.kind)
+    if settings.kafka and kind is not ActionKind.OPEN and args.version is not None:
+        # Everything the action needs is given: only published, the store left to the worker (an
+        # embedded store is open in one process only, the worker's).
+        if kind is ActionKind.REPLY and not args.department:
+            raise SystemExit("sunlight: a reply with --version names the answering department: --department CODE")
+        ticket_id, current = args.ticket_id, None
+    else:
+        ticket_id, current = _ticket_and_current(args, settings, kind, everything)
+    department = args.department or (current["department"] if kind is ActionKind.REPLY and current else INSPECTORS)
+    action = Action(action_id=args.action_id or str(uuid.uuid4()), ticket_id=ticket_id,
+                    version=args.version if args.version is not None else (current["version"] if current else None),
+                    actor=args.actor or (department if kind is ActionKind.REPLY else os.environ.get("USER") or "inspector"),
+                    department=department, kind=kind, text=args.text,
+                    at=_parse_now(args.now) or wall_now(),
+                    alert_id=args.alert if kind is ActionKind.OPEN else None)
+    messages = [(ticket_id.encode(), ticket_action(action))]
+    if settings.kafka:
+        from streams.runtime import produce
+
+        asyncio.run(produce(settings.kafka, settings.ticket_actions_topic, messages))
+        print(f"published {kind.value} on {ticket_id} to {settings.ticket_actions_topic} "
+              f"(action {action.action_id})", file=sys.stderr)
+        return 0
+    catalog = _catalog_path(args, settings, "tickets on the embedded defaults runs "
+                                            "the pipeline and needs a catalog")
+    asyncio.run(_push(settings, messages, catalog, _parse_now(args.now), show_progress=False,
+                      topic=settings.ticket_actions_topic, clock=_command_clock(args)))
+    with _store(settings) as client:
+        after = stored_tickets(client, everything, ticket_id=ticket_id)
+        applied = action.action_id in (ticket_state(client, ticket_id) or {}).get("actions", ())
+        refused = list(dead_letters(client, everything, payload_containing=action.action_id))
+    if after and applied:
+        ticket = after[0]
+        print(f"{ticket_id}: {STATUS_TITLE.get(ticket['status'], ticket['status'])}（第 {ticket['version']} 版）")
+        return 0
+    reason = f"{refused[0]['reason']}: {refused[0]['detail']}" if refused else "not applied"
+    print(f"sunlight: {kind.value} on {ticket_id} refused: {reason}", file=sys.stderr)
+    return 2
+
+
+def _ticket_and_current(args, settings: Settings, kind, everything) -> tuple[str, dict | None]:
+    """The ticket an action is on, and its latest stored form (None for one opened from an alert)."""
+    from alerts.model import Rule
+    from alerts.tickets import ActionKind, ticket_id as make_ticket_id
+    from sinks.queries import export_alerts, stored_tickets
+
+    with _store(settings) as client:
+        if kind is ActionKind.OPEN:
+            alert = next((a for a in export_alerts(client, everything) if a["alert_id"] == args.alert), None)
+            if alert is None:
+                raise SystemExit(f"sunlight: no open alert {args.alert} in the store (sunlight alerts export)")
+            return make_ticket_id(alert["case_id"], Rule(alert["rule"])), None
+        found = stored_tickets(client, everything, ticket_id=args.ticket_id)
+        current = found[0] if found else None
+        if current is None and args.version is None:
+            raise SystemExit(f"sunlight: ticket {args.ticket_id} is not in the store (sunlight tickets list)")
+        return args.ticket_id, current
