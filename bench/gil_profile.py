@@ -30,7 +30,7 @@ from bench.workload import city, events_file, own_store_env, replay_command  # n
 
 SHOWN = ("Pipeline.case_agent", "Pipeline.ticket_agent", "Pipeline.peer_agent", "Pipeline.notifier",
          "decode_case_unit", "step_many", "encode_state", "WriteStep.flush", "ClickHouseWriter.write",
-         "_through_pipeline", "running_pipeline")
+         "through_pipeline", "running_pipeline")
 
 
 def main() -> None:

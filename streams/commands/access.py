@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from streams.commands.common import _load_catalog
+from streams.commands.common import catalog_for
 from streams.settings import Settings
 
 
@@ -22,7 +22,7 @@ def cmd_access_apply(args, settings: Settings) -> int:
     """Create a role and row policies per department and region of the catalog (idempotent)."""
     from sinks.access import policy_statements
 
-    catalog = _load_catalog(args, settings, "roles are made for the catalog's departments and regions")
+    catalog = catalog_for(args, settings, "roles are made for the catalog's departments and regions")
     if args.print:  # for the database `apply` would use: that of SUNLIGHT_CLICKHOUSE, read without connecting
         from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -53,7 +53,7 @@ def cmd_access_add_user(args, settings: Settings) -> int:
     from sinks.access import ALL_ROLE, department_role, region_role, user_statements
     from sinks.scope import Scope
 
-    catalog = _load_catalog(args, settings, "a user's scope is checked against the catalog")
+    catalog = catalog_for(args, settings, "a user's scope is checked against the catalog")
     if args.everything:
         roles = [ALL_ROLE]
     else:

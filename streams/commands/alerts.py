@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from streams.commands.common import _scope_and_local_time, _print_jsonl, _require_store
+from streams.commands.common import scope_and_local_time, print_jsonl, require_store
 from streams.settings import Settings
 
 log = logging.getLogger("sunlight")
 
 
 def cmd_export(args, settings: Settings) -> int:
-    _require_store(settings)
+    require_store(settings)
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import export_alerts
@@ -19,12 +19,12 @@ def cmd_export(args, settings: Settings) -> int:
     # Times in the catalog's zone, as the alerts topic carries them (before, Asia/Shanghai whatever
     # the catalog said: a Rome decision late in the evening read as the next day; found by a
     # black-box test on the road-traffic log).
-    scope, local = _scope_and_local_time(args, settings)
+    scope, local = scope_and_local_time(args, settings)
     log.info("exporting alerts of %s", scope.describe())
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
-        _print_jsonl(export_alerts(client, scope, include_withdrawn=args.all, tz=local))
+        print_jsonl(export_alerts(client, scope, include_withdrawn=args.all, tz=local))
     finally:
         client.close()
     return 0

@@ -6,7 +6,7 @@ import sys
 
 import orjson
 
-from streams.commands.common import _reason_words, user_scope, _catalog_path, _require_store
+from streams.commands.common import reason_words, user_scope, catalog_path_for, require_store
 from streams.settings import Settings
 
 
@@ -22,10 +22,10 @@ def cmd_cases_show(args, settings: Settings) -> int:
     from sinks.queries import alerts_of_case, case_events_of, dead_letters, refused_case_events
     from streams.catalog_source import load_judge
 
-    catalog_path = _catalog_path(args, settings, "a case's process order and deadline are read from the catalog")
+    catalog_path = catalog_path_for(args, settings, "a case's process order and deadline are read from the catalog")
     judge = load_judge(catalog_path, settings.calendar_overrides)
     scope = user_scope(args, settings)
-    _require_store(settings)
+    require_store(settings)
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
@@ -44,7 +44,7 @@ def cmd_cases_show(args, settings: Settings) -> int:
               f"更正事件（或事项目录）后，以 sunlight dlq redrive 重新提交。")
         for letter in letters:
             print(f"  {moment(letter['received_at'])}  事件 {letter['event_id'] or '（未能读出）'}  "
-                  f"{_reason_words(letter['reason'])}  {letter['detail']}")
+                  f"{reason_words(letter['reason'])}  {letter['detail']}")
         return 0
     if not events:
         print(f"sunlight: case {args.case_id} is not in the store" + ("" if scope.unrestricted else

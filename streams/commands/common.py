@@ -1,7 +1,6 @@
 """What more than one command group uses: options read the same way (--now, --catalog, a scope),
 the store opened or required, JSON lines printed, and the pipeline run over a command's input on
-the embedded defaults. The leading underscores are those the helpers had in streams/cli.py: they
-are the commands' own, not an interface for the rest of the code."""
+the embedded defaults. Each command group's module imports what it needs from here."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import orjson
 from streams.settings import Settings
 
 
-def _parse_now(text: str | None, option: str = "--now") -> datetime | None:
+def parse_now(text: str | None, option: str = "--now") -> datetime | None:
     if text is None:
         return None
     try:
@@ -28,16 +27,16 @@ def _parse_now(text: str | None, option: str = "--now") -> datetime | None:
     return moment
 
 
-def _local_zone(args, settings: Settings):
+def local_zone(args, settings: Settings):
     """The catalog's timezone (--catalog or SUNLIGHT_CATALOG), Asia/Shanghai when none is named."""
     from zoneinfo import ZoneInfo
 
     if not (getattr(args, "catalog", None) or settings.catalog):
         return ZoneInfo("Asia/Shanghai")
-    return ZoneInfo(_load_catalog(args, settings, "").timezone)
+    return ZoneInfo(catalog_for(args, settings, "").timezone)
 
 
-async def _push(settings: Settings, messages: list, catalog: Path, now: datetime | None,
+async def push_events(settings: Settings, messages: list, catalog: Path, now: datetime | None,
                 show_progress: bool = True, topic: str | None = None, letters: list = (), clock=None) -> dict:
     """Run the pipeline over `messages` (case events, or other input such as ticket actions:
     `topic`) and wait until every message is processed and written; `letters` (an import's dead
@@ -49,10 +48,10 @@ async def _push(settings: Settings, messages: list, catalog: Path, now: datetime
         await produce(running.bootstrap, topic or settings.case_events_topic, messages, on_sent=on_sent)
         return len(messages)
 
-    return await _through_pipeline(settings, catalog, now, show_progress, send, letters, clock)
+    return await through_pipeline(settings, catalog, now, show_progress, send, letters, clock)
 
 
-async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | None, show_progress: bool,
+async def through_pipeline(settings: Settings, catalog: Path, now: datetime | None, show_progress: bool,
                             send, letters: list = (), clock=None) -> dict:
     """Start the pipeline, `send(running, on_total, on_sent)` its input (returns how many messages;
     tells the progress bar how many there are, then how many are sent), and wait until everything
@@ -80,14 +79,14 @@ async def _through_pipeline(settings: Settings, catalog: Path, now: datetime | N
                 "conflicting": progress.letters_by_reason.get("conflicting_duplicate", 0)}
 
 
-def _command_clock(args):
+def command_clock(args):
     """The clock of a command acting on the store now (`streams.clock.CommandClock`)."""
     from streams.clock import CommandClock, wall_now
 
-    return CommandClock(_parse_now(args.now) or wall_now())
+    return CommandClock(parse_now(args.now) or wall_now())
 
 
-def _notify(settings: Settings, args) -> Settings:
+def notify_settings(settings: Settings, args) -> Settings:
     """History pushed through the pipeline records its notices; it sends them only with --notify."""
     import dataclasses
 
@@ -98,7 +97,7 @@ def _notify(settings: Settings, args) -> Settings:
     return dataclasses.replace(settings, notify=notify)
 
 
-def _writable(path: Path, what: str) -> Path:
+def writable_path(path: Path, what: str) -> Path:
     """A file to write: a directory, or a path in no directory, ends the command in one line."""
     if path.is_dir() or not path.resolve().parent.is_dir():
         raise SystemExit(f"sunlight: {what} {path}: not a file in an existing directory")
@@ -107,20 +106,20 @@ def _writable(path: Path, what: str) -> Path:
 
 # Said when events came under ids the store holds with other content: a file imported before and
 # read otherwise now (another mapping, or a Sunlight whose reading changed: docs/importing.md).
-_CONFLICTING = ("  {n} of them came under ids this store already holds with other content "
+CONFLICTING_NOTE = ("  {n} of them came under ids this store already holds with other content "
                 "(conflicting_duplicate): the store keeps what it took first. If the file went into this "
                 "store before and reads otherwise now (edited, another mapping, or an upgraded Sunlight), "
                 "{what} it into a fresh store (another SUNLIGHT_DATA_DIR); docs/importing.md, \"Upgrading\".")
 
 
-def _reason_words(reason: str) -> str:
+def reason_words(reason: str) -> str:
     """A dead letter's reason as people read it, with its code (for `dlq list --reason`)."""
     from alerts.letters import REASON_TITLE
 
     return f"{REASON_TITLE.get(reason, reason)}（{reason}）"
 
 
-def _catalog_if_any(path):
+def catalog_if_any(path):
     """The catalog, to name the department of a dead letter whose row names only its item; none
     when no catalog is given (a letter then names what its row names)."""
     from alerts.catalog import load_catalog
@@ -137,36 +136,36 @@ def user_scope(args, settings: Settings, catalog=None):
     if not args.department and not args.region:
         return Scope.everything()
     if catalog is None:
-        catalog = _load_catalog(args, settings, "a scope (--department / --region) is checked against the catalog")
+        catalog = catalog_for(args, settings, "a scope (--department / --region) is checked against the catalog")
     return Scope.of(args.department, args.region).resolve(catalog)
 
 
-def _load_catalog(args, settings: Settings, why: str):
+def catalog_for(args, settings: Settings, why: str):
     from alerts.catalog import load_catalog
     from streams.catalog_source import read_yaml
 
-    return load_catalog(read_yaml(_catalog_path(args, settings, why), "catalog"))
+    return load_catalog(read_yaml(catalog_path_for(args, settings, why), "catalog"))
 
 
-def _scope_and_local_time(args, settings: Settings):
+def scope_and_local_time(args, settings: Settings):
     """`user_scope`, and the timezone times are shown in: the catalog's (`timezone`, as its cases
     are judged in), or Asia/Shanghai when no catalog is named (--catalog or SUNLIGHT_CATALOG). The
     catalog is read once for both."""
-    scope, local, _ = _scope_local_time_and_catalog(args, settings)
+    scope, local, _ = scope_local_time_and_catalog(args, settings)
     return scope, local
 
 
-def _scope_local_time_and_catalog(args, settings: Settings):
-    """`_scope_and_local_time`, and the catalog (None when none is named)."""
+def scope_local_time_and_catalog(args, settings: Settings):
+    """`scope_and_local_time`, and the catalog (None when none is named)."""
     from zoneinfo import ZoneInfo
 
     if not (getattr(args, "catalog", None) or settings.catalog):
-        return user_scope(args, settings), _local_zone(args, settings), None
-    catalog = _load_catalog(args, settings, "")
+        return user_scope(args, settings), local_zone(args, settings), None
+    catalog = catalog_for(args, settings, "")
     return user_scope(args, settings, catalog), ZoneInfo(catalog.timezone), catalog
 
 
-def _catalog_path(args, settings: Settings, why: str) -> Path:
+def catalog_path_for(args, settings: Settings, why: str) -> Path:
     """The catalog file named by --catalog or SUNLIGHT_CATALOG; none named, or a name that is no
     file, ends the command saying which."""
     named = getattr(args, "catalog", None) or settings.catalog
@@ -180,7 +179,7 @@ def _catalog_path(args, settings: Settings, why: str) -> Path:
     return path
 
 
-def _print_jsonl(records) -> None:
+def print_jsonl(records) -> None:
     """One JSON object per line on stdout (times and other values as their strings)."""
     out = sys.stdout.buffer
     for record in records:
@@ -188,7 +187,7 @@ def _print_jsonl(records) -> None:
     out.flush()
 
 
-def _require_store(settings: Settings) -> None:
+def require_store(settings: Settings) -> None:
     """A command that only reads the store, on an embedded one that is not there (a mistyped
     SUNLIGHT_DATA_DIR), says so instead of creating an empty store and finding nothing in it."""
     if settings.embedded_store and not (Path(settings.data_dir) / "clickhouse").is_dir():
@@ -197,7 +196,7 @@ def _require_store(settings: Settings) -> None:
 
 
 @contextmanager
-def _store(settings: Settings):
+def open_store(settings: Settings):
     """A client of the store, migrated, closed afterwards."""
     from sinks.clickhouse import connect
     from sinks.migrations import migrate

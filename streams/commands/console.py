@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 
-from streams.commands.common import _load_catalog, _catalog_path
+from streams.commands.common import catalog_for, catalog_path_for
 from streams.settings import Settings
 
 
@@ -14,7 +14,7 @@ def cmd_serve(args, settings: Settings) -> int:
     """The console (docs/console.md): on the embedded defaults with the pipeline in this process."""
     from streams.console.app import serve
 
-    catalog = _catalog_path(args, settings, "serve needs a catalog")
+    catalog = catalog_path_for(args, settings, "serve needs a catalog")
     try:
         return asyncio.run(serve(settings, catalog, host=args.host))
     except KeyboardInterrupt:
@@ -33,7 +33,7 @@ def cmd_users_add(args, settings: Settings) -> int:
     if args.department:
         from sinks.scope import Scope
 
-        Scope.of([args.department]).resolve(_load_catalog(args, settings, "a head's department is checked "
+        Scope.of([args.department]).resolve(catalog_for(args, settings, "a head's department is checked "
                                                                           "against the catalog"))
     args.name = args.name.strip()  # as the sign-in form reads it
     password = os.environ.get("SUNLIGHT_NEW_USER_PASSWORD") or getpass.getpass(f"password for {args.name}: ")

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from streams.commands.common import (
-    _parse_now, _push, _notify, _reason_words, user_scope, _catalog_path, _print_jsonl, _require_store)
+    parse_now, push_events, notify_settings, reason_words, user_scope, catalog_path_for, print_jsonl, require_store)
 from streams.settings import Settings
 
 
@@ -22,7 +22,7 @@ def _letter_line(letter: dict, moment) -> str:
 
     source = f"{letter['topic']}[{letter['partition']}]@{letter['offset']}"
     detail = " ".join(letter["detail"].split())[:80]
-    reason = _reason_words(letter["reason"])
+    reason = reason_words(letter["reason"])
     state = ("已重投" if letter["status"] == "redriven" else "已告知操作人" if letter["reason"] in OVERTAKEN_ACTIONS
              else "待处理")
     return (f"{moment(letter['received_at']):<16}  {reason:<18}  {source:<26}  "
@@ -41,7 +41,7 @@ def cmd_dlq_list(args, settings: Settings) -> int:
         raise SystemExit(f"sunlight: --reason {args.reason}: not a reason a letter is refused for; one of: "
                          f"{', '.join(sorted(REASON_TITLE))}")
     scope = user_scope(args, settings)
-    _require_store(settings)
+    require_store(settings)
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
@@ -49,7 +49,7 @@ def cmd_dlq_list(args, settings: Settings) -> int:
     finally:
         client.close()
     if args.format == "jsonl":
-        _print_jsonl(letters)
+        print_jsonl(letters)
         return 0
     if not letters:
         print("没有死信 (no dead letters" + (f" with reason {args.reason}" if args.reason else "") + ")")
@@ -128,7 +128,7 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
     from sinks.scope import Scope
     from streams.clock import wall_now
 
-    settings = _notify(settings, args)
+    settings = notify_settings(settings, args)
     corrections = read_redrive(Path(args.file))
     if not corrections:
         raise SystemExit(f"sunlight: {args.file} holds no events")
@@ -174,9 +174,9 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
                   f"embedded store", file=sys.stderr)
             return 0
     else:
-        catalog = _catalog_path(args, settings, "dlq redrive on the embedded defaults runs "
+        catalog = catalog_path_for(args, settings, "dlq redrive on the embedded defaults runs "
                                                 "the pipeline and needs a catalog")
-        asyncio.run(_push(settings, messages, catalog, _parse_now(args.now), show_progress=sys.stderr.isatty()))
+        asyncio.run(push_events(settings, messages, catalog, parse_now(args.now), show_progress=sys.stderr.isatty()))
     import time as clock
 
     client = connect(settings.clickhouse, settings.data_dir)

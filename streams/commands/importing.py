@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from streams.commands.common import _parse_now, _push, _notify, _writable, _CONFLICTING, _catalog_if_any, _catalog_path
+from streams.commands.common import parse_now, push_events, notify_settings, writable_path, CONFLICTING_NOTE, catalog_if_any, catalog_path_for
 from streams.settings import Settings
 
 
@@ -31,11 +31,11 @@ def cmd_import(args, settings: Settings) -> int:
     from streams.importers import (convert, hold_cases_left_open, import_letters, mark_replaced, open_import_letters,
                                    refused_letters_waiting, replaced_letters, whose_events_are_stored)
 
-    settings = _notify(settings, args)
+    settings = notify_settings(settings, args)
     source = Path(args.file)
-    catalog = None if settings.kafka else _catalog_path(args, settings, "import on the embedded defaults runs "
+    catalog = None if settings.kafka else catalog_path_for(args, settings, "import on the embedded defaults runs "
                                                                           "the pipeline and needs a catalog")
-    rejects = _writable(Path(args.rejects or f"{source.name}.rejects.jsonl"), "--rejects")
+    rejects = writable_path(Path(args.rejects or f"{source.name}.rejects.jsonl"), "--rejects")
     mapping = load_mapping(read_yaml(Path(args.mapping), "mapping")) if args.mapping else None
     result = convert(source, mapping)
     # What earlier imports left open (rows rejected or held): this import replaces them, or holds
@@ -61,13 +61,13 @@ def cmd_import(args, settings: Settings) -> int:
         from streams.runtime import produce
 
         letters = import_letters(result, source, settings.case_events_topic,
-                                 _catalog_if_any(args.catalog or settings.catalog))
+                                 catalog_if_any(args.catalog or settings.catalog))
         asyncio.run(produce(settings.kafka, settings.case_events_topic, messages))
         kept = _keep_import_letters(settings, letters)
         processed = None
     else:
-        letters = import_letters(result, source, settings.case_events_topic, _catalog_if_any(catalog))
-        processed = asyncio.run(_push(settings, messages, catalog, _parse_now(args.now),
+        letters = import_letters(result, source, settings.case_events_topic, catalog_if_any(catalog))
+        processed = asyncio.run(push_events(settings, messages, catalog, parse_now(args.now),
                                       show_progress=sys.stderr.isatty(), letters=letters))
         kept = f"kept as dead letters in {settings.dlq_topic} and the store: sunlight dlq list"
     settled = refused = 0
@@ -142,7 +142,7 @@ def _import_summary(source: Path, result, mapping, processed: dict | None, topic
         lines.append(f"{events}: {processed['new']} imported, {processed['duplicates']} already stored, "
                      f"{processed['dead_lettered']} refused by the pipeline (see {dlq_topic})")
         if processed.get("conflicting"):
-            lines.append(_CONFLICTING.format(n=processed["conflicting"], what="import"))
+            lines.append(CONFLICTING_NOTE.format(n=processed["conflicting"], what="import"))
     return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ import sys
 
 import orjson
 
-from streams.commands.common import _parse_now, _push, _command_clock, _catalog_if_any, _catalog_path, _store
+from streams.commands.common import parse_now, push_events, command_clock, catalog_if_any, catalog_path_for, open_store
 from streams.settings import Settings
 
 
@@ -27,7 +27,7 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     if not settings.kafka and not (settings.smtp or settings.webhook):  # with Kafka the workers send
         raise SystemExit("sunlight: resending needs a channel: SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or "
                          "SUNLIGHT_WEBHOOK")
-    with _store(settings) as client:
+    with open_store(settings) as client:
         failed = failed_notices(client, args.ticket)
         # A notice of a ticket closed or withdrawn since is not news any more (an escalation to the
         # inspection office of a ticket since closed), but for the closing or withdrawal itself.
@@ -49,7 +49,7 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     # for want of an address goes to the one since added), else as recorded.
     named = getattr(args, "catalog", None) or settings.catalog
     try:
-        current = _catalog_if_any(named)
+        current = catalog_if_any(named)
     except ValueError as exc:  # CatalogError, a YAML error: said in one line, as every command says it
         raise SystemExit(f"sunlight: the catalog {named} is refused: {exc}") from None
     messages, addressed = [], {}
@@ -70,11 +70,11 @@ def cmd_notices_resend(args, settings: Settings) -> int:
         print(f"published {len(messages)} failed notice(s) to {settings.notices_topic} to be sent again",
               file=sys.stderr)
         return 0
-    catalog = _catalog_path(args, settings, "notices resend on the embedded defaults runs the pipeline and needs "
+    catalog = catalog_path_for(args, settings, "notices resend on the embedded defaults runs the pipeline and needs "
                                             "a catalog")
-    asyncio.run(_push(dataclasses.replace(settings, notify=True), messages, catalog, _parse_now(args.now),
-                      show_progress=False, topic=settings.notices_topic, clock=_command_clock(args)))
-    with _store(settings) as client:
+    asyncio.run(push_events(dataclasses.replace(settings, notify=True), messages, catalog, parse_now(args.now),
+                      show_progress=False, topic=settings.notices_topic, clock=command_clock(args)))
+    with open_store(settings) as client:
         outcome = notice_statuses(client, [record["notice_id"] for record in failed + backlog])
         again = {record["notice_id"]: record for record in failed_notices(client)}
     for record in failed + backlog:

@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from streams.commands.common import _parse_now, _through_pipeline, _notify, _CONFLICTING, _catalog_path, _store
+from streams.commands.common import parse_now, through_pipeline, notify_settings, CONFLICTING_NOTE, catalog_path_for, open_store
 from streams.settings import Settings
 
 log = logging.getLogger("sunlight")
@@ -23,7 +23,7 @@ async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime
 
     feed = await FileFeed.start(events, settings.case_events_topic)
     try:
-        return await _through_pipeline(
+        return await through_pipeline(
             settings, catalog, now, show_progress,
             lambda running, on_total, on_sent: feed.send(running.bootstrap, on_total, on_sent,
                                                          check=lambda: check_running(running.pipeline)))
@@ -32,14 +32,14 @@ async def _replay(settings: Settings, events: Path, catalog: Path, now: datetime
 
 
 def cmd_replay(args, settings: Settings) -> int:
-    settings = _notify(settings, args)
-    summary = asyncio.run(_replay(settings, Path(args.events), Path(args.catalog), _parse_now(args.now),
+    settings = notify_settings(settings, args)
+    summary = asyncio.run(_replay(settings, Path(args.events), Path(args.catalog), parse_now(args.now),
                                   show_progress=sys.stderr.isatty()))
     print(f"replayed {summary['events']} events: {summary['new']} new, {summary['duplicates']} duplicates, "
           f"{summary['dead_lettered']} to the dead-letter topic; {summary['alert_changes']} alert changes",
           file=sys.stderr)
     if summary.get("conflicting"):
-        print(_CONFLICTING.format(n=summary["conflicting"], what="replay").strip(), file=sys.stderr)
+        print(CONFLICTING_NOTE.format(n=summary["conflicting"], what="replay").strip(), file=sys.stderr)
     if settings.notify:
         _say_failed_notices(settings)
     return 0
@@ -52,7 +52,7 @@ def _say_failed_notices(settings: Settings) -> None:
 
     if settings.kafka:
         return  # the workers send them, later
-    with _store(settings) as client:
+    with open_store(settings) as client:
         failed = failed_notices(client)
     if failed:
         print(f"note: the notice log holds {len(failed)} notice(s) not delivered (the mail server or webhook "
@@ -64,7 +64,7 @@ def cmd_worker(args, settings: Settings) -> int:
     from streams.notices import channel_missing
     from streams.runtime import running_worker
 
-    catalog = _catalog_path(args, settings, "worker needs a catalog")
+    catalog = catalog_path_for(args, settings, "worker needs a catalog")
 
     async def run() -> int:
         async with running_worker(settings, catalog) as running:  # serves /metrics, /healthz, /readyz

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from streams.commands.common import _writable, _load_catalog, _require_store, _store
+from streams.commands.common import writable_path, catalog_for, require_store, open_store
 from streams.settings import Settings
 
 
@@ -29,11 +29,11 @@ def cmd_score(args, settings: Settings) -> int:
     if args.format == "xlsx" and not args.output:
         raise SystemExit("sunlight: --format xlsx needs --output FILE.xlsx")
     if args.output:
-        _writable(Path(args.output), "--output")
+        writable_path(Path(args.output), "--output")
     try:
         month = parse_month(args.month)
         rulebook_text, rulebook = rulebook_file(Path(args.rulebook) if args.rulebook else None)
-        catalog = _load_catalog(args, settings, "scores count the catalog's items and published fields")
+        catalog = catalog_for(args, settings, "scores count the catalog's items and published fields")
         catalog_sha256 = digest(Path(args.catalog or settings.catalog).read_bytes())  # beside the catalog just read
         tz = ZoneInfo(catalog.timezone)
         start, end = month_bounds(month, tz)
@@ -57,8 +57,8 @@ def cmd_score(args, settings: Settings) -> int:
         if end > now:
             print(f"note: month {month} is not over: its scores count what the store holds until now",
                   file=sys.stderr)
-        _require_store(settings)  # a month scored over an empty store: every department unranked
-        with _output_file(args.output) as output, _store(settings) as client:
+        require_store(settings)  # a month scored over an empty store: every department unranked
+        with _output_file(args.output) as output, open_store(settings) as client:
             facts = dataclasses.replace(month_facts(client, month, tz, case_events_topic=settings.case_events_topic),
                                         as_of=now)
             scores = score_month(rulebook, args.by, catalog, facts, inputs)

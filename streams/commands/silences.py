@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from streams.commands.common import _parse_now, _local_zone, _load_catalog, _print_jsonl, _require_store, _store
+from streams.commands.common import parse_now, local_zone, catalog_for, print_jsonl, require_store, open_store
 from streams.settings import Settings
 
 
@@ -23,14 +23,14 @@ def cmd_silences_add(args, settings: Settings) -> int:
     from alerts.catalog import CatalogError
     from streams.clock import wall_now
 
-    catalog = _load_catalog(args, settings, "a silence's item or department is checked against the catalog")
+    catalog = catalog_for(args, settings, "a silence's item or department is checked against the catalog")
     if args.item and catalog.item(args.item) is None:
         raise CatalogError(f"item {args.item!r} is not in the catalog")
     if args.department and args.department not in catalog.departments:
         raise CatalogError(f"department {args.department!r} is not in the catalog")
-    until = _parse_now(args.until, "--until")
+    until = parse_now(args.until, "--until")
     silence_id = "S-" + uuid.uuid4().hex[:10]
-    with _store(settings) as client:
+    with open_store(settings) as client:
         client.insert("silences", [[silence_id, args.item, args.department, until, args.reason, args.actor,
                                     wall_now(), None, 1]], column_names=SILENCE_INSERT)
     target = f"事项 {args.item}" if args.item else f"部门 {args.department}"
@@ -45,16 +45,16 @@ def cmd_silences_add(args, settings: Settings) -> int:
 
 
 def cmd_silences_list(args, settings: Settings) -> int:
-    _require_store(settings)
+    require_store(settings)
     from alerts.tickets import Silence
     from sinks.queries import stored_silences
     from streams.clock import wall_now
 
-    local = _local_zone(args, settings)
-    with _store(settings) as client:
+    local = local_zone(args, settings)
+    with open_store(settings) as client:
         found = stored_silences(client)
     if args.format == "jsonl":
-        _print_jsonl(found)
+        print_jsonl(found)
         return 0
     if not found:
         print("没有静默 (no silences)")
@@ -73,9 +73,9 @@ def cmd_silences_expire(args, settings: Settings) -> int:
     from sinks.queries import stored_silences
     from streams.clock import wall_now
 
-    at = _parse_now(args.at, "--at") or wall_now()
-    local = _local_zone(args, settings)
-    with _store(settings) as client:
+    at = parse_now(args.at, "--at") or wall_now()
+    local = local_zone(args, settings)
+    with open_store(settings) as client:
         found = [r for r in stored_silences(client) if r["silence_id"] == args.silence_id]
         if not found:
             raise SystemExit(f"sunlight: no silence {args.silence_id} (sunlight silences list)")

@@ -10,23 +10,23 @@ from datetime import datetime
 import orjson
 
 from streams.commands.common import (
-    _parse_now, _push, _command_clock, _scope_and_local_time, _scope_local_time_and_catalog, _catalog_path,
-    _print_jsonl, _require_store, _store)
+    parse_now, push_events, command_clock, scope_and_local_time, scope_local_time_and_catalog, catalog_path_for,
+    print_jsonl, require_store, open_store)
 from streams.settings import Settings
 
 
 def cmd_tickets_list(args, settings: Settings) -> int:
-    _require_store(settings)
+    require_store(settings)
     from alerts.describe import deadline_moment
     from alerts.tickets import STATUS_TITLE
     from sinks.queries import pending_tickets, stored_tickets
 
-    scope, local = _scope_and_local_time(args, settings)
-    with _store(settings) as client:
+    scope, local = scope_and_local_time(args, settings)
+    with open_store(settings) as client:
         found = stored_tickets(client, scope, status=args.status, tz=local)
         pending = pending_tickets(client, scope)
     if args.format == "jsonl":
-        _print_jsonl(found)
+        print_jsonl(found)
         return 0
     if not found:
         print("没有督办件 (no tickets" + (f" with status {args.status}" if args.status else "") + ")")
@@ -42,15 +42,15 @@ def cmd_tickets_list(args, settings: Settings) -> int:
 
 
 def cmd_tickets_show(args, settings: Settings) -> int:
-    _require_store(settings)
+    require_store(settings)
     from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, deadline_moment, moment
     from alerts.events import EventType
     from alerts.tickets import (ESCALATION_TITLE, KIND_TITLE, NOTICE_STATUS_TITLE, RESOLUTION_TITLE, STATUS_TITLE,
                                 STEP_TITLE, actor_title, rounds)
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
-    scope, local, catalog = _scope_local_time_and_catalog(args, settings)
-    with _store(settings) as client:
+    scope, local, catalog = scope_local_time_and_catalog(args, settings)
+    with open_store(settings) as client:
         found = stored_tickets(client, scope, ticket_id=args.ticket_id, tz=local)
         history = ticket_history(client, scope, args.ticket_id, tz=local)
         notices = stored_notices(client, scope, args.ticket_id, tz=local)
@@ -132,7 +132,7 @@ def cmd_tickets_act(args, settings: Settings) -> int:
                     version=args.version if args.version is not None else (current["version"] if current else None),
                     actor=args.actor or (department if kind is ActionKind.REPLY else os.environ.get("USER") or "inspector"),
                     department=department, kind=kind, text=args.text,
-                    at=_parse_now(args.now) or wall_now(),
+                    at=parse_now(args.now) or wall_now(),
                     alert_id=args.alert if kind is ActionKind.OPEN else None)
     messages = [(ticket_id.encode(), ticket_action(action))]
     if settings.kafka:
@@ -142,11 +142,11 @@ def cmd_tickets_act(args, settings: Settings) -> int:
         print(f"published {kind.value} on {ticket_id} to {settings.ticket_actions_topic} "
               f"(action {action.action_id})", file=sys.stderr)
         return 0
-    catalog = _catalog_path(args, settings, "tickets on the embedded defaults runs "
+    catalog = catalog_path_for(args, settings, "tickets on the embedded defaults runs "
                                             "the pipeline and needs a catalog")
-    asyncio.run(_push(settings, messages, catalog, _parse_now(args.now), show_progress=False,
-                      topic=settings.ticket_actions_topic, clock=_command_clock(args)))
-    with _store(settings) as client:
+    asyncio.run(push_events(settings, messages, catalog, parse_now(args.now), show_progress=False,
+                      topic=settings.ticket_actions_topic, clock=command_clock(args)))
+    with open_store(settings) as client:
         after = stored_tickets(client, everything, ticket_id=ticket_id)
         applied = action.action_id in (ticket_state(client, ticket_id) or {}).get("actions", ())
         refused = list(dead_letters(client, everything, payload_containing=action.action_id))
@@ -165,7 +165,7 @@ def _ticket_and_current(args, settings: Settings, kind, everything) -> tuple[str
     from alerts.tickets import ActionKind, ticket_id as make_ticket_id
     from sinks.queries import export_alerts, stored_tickets
 
-    with _store(settings) as client:
+    with open_store(settings) as client:
         if kind is ActionKind.OPEN:
             alert = next((a for a in export_alerts(client, everything) if a["alert_id"] == args.alert), None)
             if alert is None:

@@ -15,13 +15,13 @@ from tests.unit.helpers import CONTRACT
 def test_a_bad_now_is_refused_in_the_cli_s_own_words(text, words):
     """A bad --now was the one refusal without the `sunlight:` prefix (a black-box test found it)."""
     with pytest.raises(SystemExit) as refused:
-        common._parse_now(text)
+        common.parse_now(text)
     assert str(refused.value).startswith(words)
 
 
 def test_a_good_now_keeps_its_offset():
-    assert common._parse_now("2026-03-02T09:15:00+08:00").isoformat() == "2026-03-02T09:15:00+08:00"
-    assert common._parse_now(None) is None
+    assert common.parse_now("2026-03-02T09:15:00+08:00").isoformat() == "2026-03-02T09:15:00+08:00"
+    assert common.parse_now(None) is None
 
 
 @pytest.mark.parametrize("value", ["70000", "-1", "80.5", "inf", "nan"])
@@ -62,7 +62,7 @@ def test_a_dead_letter_reason_that_is_none_is_refused_with_the_reasons_there_are
 
 
 def test_a_command_that_reads_a_store_that_is_there_reads_it(tmp_path, monkeypatch, capsys):
-    """The check above was once written under `_store`'s decorator, which left `_store` a bare
+    """The check above was once written under `open_store`'s decorator, which left `open_store` a bare
     generator: every command that reads through it failed with a TypeError."""
     from sinks.clickhouse import connect
 
