@@ -35,8 +35,9 @@ from streams.let_go import LetGo
 from streams.settings import Settings
 from streams.steps import (CaseSteps, Outputs, Unit, benchmark_of, decode_case_unit, decode_peer_unit,
                            home_partition)
-from streams.store import CaseStore, GroupStore, HeldDecisions
-from streams.notices import NoticeLog, NoticeSteps
+from streams.codec import stored_index_entry
+from streams.store import CaseStore, GroupStore, HeldDecisions, forget_partitions
+from streams.notices import NoticeLog, NoticeSteps, stored_notice_partition
 from streams.read_back import StoreReadBack
 from streams.tickets import TicketStore, TicketSteps, decode_ticket_unit, route_unit
 from streams.timers import DeadlineIndex
@@ -600,6 +601,29 @@ class Pipeline:
             self.store.ticked = {c for c in self.store.ticked if partition_of(c, partitions) not in ticks_revoked}
         self.ticket_store.forget_cache()
         self.ticket_index.drop_partitions({tp.partition for tp in revoked if tp.topic == self.settings.alerts_topic})
+        self.forget_revoked(revoked)
+
+    def forget_revoked(self, revoked) -> None:
+        """Out of the tables' data, what they hold of the partitions revoked from this worker (their
+        next owner's now). Faust's memory store kept it: it drops only the keys it recovered, once
+        the next recovery is over, never those written since. Kept, a revoked partition's cases
+        were indexed again at the next assignment and ticked on their stale deadlines, judged again
+        at a catalog reload, and its peer groups judged again there too, their stale copies written
+        over their owner's in the changelog and their verdicts sent to the cases; a partition given
+        back was recovered over them, which left the cases, tickets and notices its owner had let
+        go meanwhile once compaction had removed their tombstones. Each key's partition: the one a
+        case's stored state names (no hash of a million keys), a notice's record names, and the
+        key's own (a case's tickets, a peer group: `home_partition`)."""
+        n = self.settings.partitions
+
+        def of(topic: str) -> set[int]:
+            return {tp.partition for tp in revoked if tp.topic == topic}
+
+        forget_partitions(self.table, of(self.settings.case_events_topic), lambda _, stored: stored_index_entry(stored)[0])
+        forget_partitions(self.tickets_table, of(self.settings.alerts_topic), lambda key, _: home_partition(key, n))
+        forget_partitions(self.peers, of(self.settings.peers_topic), lambda key, _: home_partition(key, n))
+        forget_partitions(self.notice_table, of(self.settings.notices_topic),
+                          lambda _, stored: stored_notice_partition(stored))
 
     async def _on_assigned(self, sender, assigned, **kwargs) -> None:
         self.delivery.on_assigned(assigned, asyncio.get_running_loop().time())

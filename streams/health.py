@@ -230,18 +230,17 @@ class Watch:
             # The tables, and the states a fresh embedded broker was seeded with from the store, which
             # stay seeds until something of their case comes (before, the tickets restored after a
             # restart were not counted: sunlight_tickets said 0 beside 6 open; found by a black-box test).
-            # A table keeps the keys of partitions revoked from this worker (Faust's memory store
-            # drops nothing): a case's labels are read only of the partitions held
-            # (`_case_labels`, by the partition its stored state names, with no hash of its key);
-            # a ticket's stored form names none, so its keys are filtered here.
+            # The tables hold the partitions held (those revoked are let go of at once:
+            # `Pipeline.forget_revoked`); the seeds, of the partitions held only.
             partitions = list(range(pipeline.settings.partitions))
             case_partitions = self._case_partitions
             await self.cases.rebuild([*pipeline.table.data.keys(), *(
                 key for key in pipeline.store.seeds if key not in pipeline.table.data
                 and partition_of(key, partitions) in case_partitions)])
             ticket_partitions = self._held(pipeline.settings.alerts_topic)
-            await self.tickets.rebuild(key for key in {*pipeline.tickets_table.data.keys(), *pipeline.ticket_store.seeds}
-                                       if partition_of(key, partitions) in ticket_partitions)
+            await self.tickets.rebuild([*pipeline.tickets_table.data.keys(), *(
+                key for key in pipeline.ticket_store.seeds if key not in pipeline.tickets_table.data
+                and partition_of(key, partitions) in ticket_partitions)])
             self.counted_for = held  # only once both are whole: a failed rebuild is tried again
         else:
             self.cases.refresh(touched_cases)

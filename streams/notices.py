@@ -135,7 +135,8 @@ class NoticeLog:
 
     def finish(self, notice_id: str, status: str, attempts: int, partition: int, error: str = "",
                round_: int = 0) -> bytes:
-        stored = orjson.dumps({"status": status, "attempts": attempts, "error": error, "round": round_})
+        stored = orjson.dumps({"status": status, "attempts": attempts, "error": error, "round": round_,
+                               "partition": partition})
         self.write(notice_id, stored, partition)
         return stored
 
@@ -152,6 +153,12 @@ class NoticeLog:
             return False
         self.delete(notice_id, partition)
         return True
+
+
+def stored_notice_partition(stored: bytes) -> int | None:
+    """The partition a notice's record in the table was written in (its case's); None for a record
+    written before records named it."""
+    return orjson.loads(stored).get("partition")
 
 
 class NoticeSteps:

@@ -223,6 +223,20 @@ class CaseStore:
                 yield (case_id, *stored_index_entry(stored))
 
 
+def forget_partitions(table, partitions: set[int], partition_of: Callable[[str, bytes], int | None]) -> int:
+    """Take the keys of `partitions` out of a table's data, and out of nothing else (no tombstone:
+    the changelog is their next owner's). `partition_of`: the partition of a key, given its stored
+    value (None: not known, kept). For the partitions revoked from this worker
+    (`streams.app.Pipeline.forget_revoked`). Returns how many keys went."""
+    if not partitions:
+        return 0
+    data = table.data
+    gone = [key for key, stored in data.items() if stored and partition_of(key, stored) in partitions]
+    for key in gone:
+        data.pop(key, None)
+    return len(gone)
+
+
 def held_keys(store) -> list[str]:
     """The keys a store (`CaseStore`, `TableStore`) holds: those its table's partitions here hold,
     then its seeds from the store (not yet in the table)."""
