@@ -628,6 +628,10 @@ class Pipeline:
     async def _on_assigned(self, sender, assigned, **kwargs) -> None:
         self.delivery.on_assigned(assigned, asyncio.get_running_loop().time())
         self.index_ready = False
+        # Faust sets `completed` at its first recovery and never clears it: the index of every later
+        # assignment was rebuilt before its partitions were recovered, without the cases of those
+        # it was given. This assignment's recovery, which starts after this signal, sets it again.
+        self.app.tables.recovery.completed.clear()
         asyncio.ensure_future(self._rebuild_index())
 
     async def _rebuild_index(self) -> None:

@@ -122,3 +122,26 @@ def test_a_partition_revoked_leaves_the_tables_and_nothing_of_it_is_judged_or_wr
     # The group held is written again; the other worker's is not overwritten with this one's stale copy.
     assert list(written) == [0], written
 
+
+def test_the_index_of_a_later_assignment_is_rebuilt_once_its_partitions_are_recovered(tmp_path):
+    worker = pipeline(tmp_path)
+    recovery = worker.app.tables.recovery
+    recovery.completed.set()  # the first assignment's recovery, long over
+    given = case_in(1)
+
+    async def assigned_again():
+        await worker._on_assigned(None, partitions(worker, {0, 1}))  # partition 1 given back
+        await asyncio.sleep(0.3)
+        rebuilt_early = worker.index_ready
+        # The recovery reads partition 1's changelog into the table, then completes.
+        state = open_case(given)
+        worker.table.data[given] = encode_state(state, 1)
+        recovery.completed.set()
+        for _ in range(50):
+            if worker.index_ready:
+                break
+            await asyncio.sleep(0.02)
+        return rebuilt_early
+
+    assert not asyncio.run(assigned_again()), "the index was rebuilt before the partitions given were recovered"
+    assert worker.index_ready and given in worker.index
