@@ -601,44 +601,43 @@ class Pipeline:
             self.store.ticked = {c for c in self.store.ticked if partition_of(c, partitions) not in ticks_revoked}
         self.ticket_store.forget_cache()
         self.ticket_index.drop_partitions({tp.partition for tp in revoked if tp.topic == self.settings.alerts_topic})
-        self.forget_revoked(revoked)
 
-    def forget_revoked(self, revoked) -> None:
-        """Out of the tables' data, what they hold of the partitions revoked from this worker (their
-        next owner's now). Faust's memory store kept it: it drops only the keys it recovered, once
-        the next recovery is over, never those written since. Kept, a revoked partition's cases
-        were indexed again at the next assignment and ticked on their stale deadlines, judged again
-        at a catalog reload, and its peer groups judged again there too, their stale copies written
-        over their owner's in the changelog and their verdicts sent to the cases; a partition given
-        back was recovered over them, which left the cases, tickets and notices its owner had let
-        go meanwhile once compaction had removed their tombstones. Each key's partition: the one a
-        case's stored state names (no hash of a million keys), a notice's record names, and the
-        key's own (a case's tickets, a peer group: `home_partition`)."""
+    def forget_unassigned(self, assigned) -> None:
+        """Out of the tables' data, what they hold of the partitions this worker no longer holds
+        (their next owner's now), once an assignment is known: a revocation names every partition
+        (aiokafka's rebalance is eager), kept ones too. Faust's memory store drops only the keys
+        it recovered, once the next recovery is over, never those written since. Kept, another
+        worker's cases were indexed again at the next assignment and ticked on their stale
+        deadlines, judged again at a catalog reload, and its peer groups judged again there too,
+        their stale copies written over their owner's in the changelog and their verdicts sent to
+        the cases; and a partition given back was recovered over them, which left the cases,
+        tickets and notices its owner had let go meanwhile once compaction had removed their
+        tombstones. Each key's partition: the one a case's stored state names (no hash of a
+        million keys), a notice's record names, and the key's own (a case's tickets, a peer
+        group: `home_partition`)."""
         n = self.settings.partitions
 
-        def of(topic: str) -> set[int]:
-            return {tp.partition for tp in revoked if tp.topic == topic}
+        def not_held(topic: str) -> set[int]:
+            return set(range(n)) - {tp.partition for tp in assigned if tp.topic == topic}
 
-        forget_partitions(self.table, of(self.settings.case_events_topic), lambda _, stored: stored_index_entry(stored)[0])
-        forget_partitions(self.tickets_table, of(self.settings.alerts_topic), lambda key, _: home_partition(key, n))
-        forget_partitions(self.peers, of(self.settings.peers_topic), lambda key, _: home_partition(key, n))
-        forget_partitions(self.notice_table, of(self.settings.notices_topic),
+        forget_partitions(self.table, not_held(self.settings.case_events_topic),
+                          lambda _, stored: stored_index_entry(stored)[0])
+        forget_partitions(self.tickets_table, not_held(self.settings.alerts_topic), lambda key, _: home_partition(key, n))
+        forget_partitions(self.peers, not_held(self.settings.peers_topic), lambda key, _: home_partition(key, n))
+        forget_partitions(self.notice_table, not_held(self.settings.notices_topic),
                           lambda _, stored: stored_notice_partition(stored))
 
     async def _on_assigned(self, sender, assigned, **kwargs) -> None:
+        faust_patches.recovery_begins(self.app)  # the index waits for this assignment's recovery
+        self.forget_unassigned(assigned)
         self.delivery.on_assigned(assigned, asyncio.get_running_loop().time())
         self.index_ready = False
-        # Faust sets `completed` at its first recovery and never clears it: the index of every later
-        # assignment was rebuilt before its partitions were recovered, without the cases of those
-        # it was given. This assignment's recovery, which starts after this signal, sets it again.
-        self.app.tables.recovery.completed.clear()
         asyncio.ensure_future(self._rebuild_index())
 
     async def _rebuild_index(self) -> None:
         """After recovery, index the open deadlines of the cases this worker now holds. If that
         fails, the worker cannot fire deadlines: it says so and stops (`failed`), never hangs."""
-        recovery = self.app.tables.recovery
-        while not recovery.completed.is_set():
+        while not faust_patches.recovery_done(self.app):
             await asyncio.sleep(0.1)
         try:
             assigned_partitions = self.delivery.assigned_partitions(self.settings.case_events_topic)

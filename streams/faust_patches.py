@@ -69,6 +69,14 @@ covers each one.
    that led a group of several members does not send LeaveGroup when it stops: the coordinator
    evicts it after the session timeout. A follower, or a leader alone in its group, leaves as
    before (a lone leader's LeaveGroup finds the group formed, which clears it).
+12. **Recovery done, of each assignment** (`Recovery.completed`, faust/tables/recovery.py: set in
+   `__init__` and in `_resume_streams`, "self.completed.set()", and never cleared): it says that
+   the first recovery is over, not that of the latest assignment. `recovery_begins` clears it
+   when an assignment is signalled (`App.on_partitions_assigned`, sent after
+   `tables.on_rebalance` has started that assignment's recovery, which sets it again once the
+   partitions given are read), so that `recovery_done` is this assignment's. Before, every
+   index after the first was rebuilt before its partitions were recovered, without the cases of
+   those given, and /readyz said ready meanwhile.
 """
 
 from __future__ import annotations
@@ -467,3 +475,14 @@ async def _leave_unless_leading_others(self) -> None:
         self.reset_generation()
         return
     await _maybe_leave_group(self)
+
+
+def recovery_begins(app) -> None:
+    """An assignment was signalled: its tables are not recovered until its recovery sets
+    `completed` again (patch 12)."""
+    app.tables.recovery.completed.clear()
+
+
+def recovery_done(app) -> bool:
+    """Whether the recovery of the latest assignment is over (patch 12)."""
+    return app.tables.recovery.completed.is_set()

@@ -38,7 +38,7 @@ from streams.app import partition_of
 from streams.broker import broker_answers
 from streams.clock import wall_now
 from streams.codec import stored_case_status
-from streams.faust_patches import committed_offsets
+from streams.faust_patches import committed_offsets, recovery_done
 from streams.ticket_codec import stored_ticket_statuses
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Watch:
             return False, f"the Kafka broker is unreachable: {self.broker_error}"
         if not pipeline.assigned:
             return False, "no partitions assigned (yet)"
-        if not pipeline.app.tables.recovery.completed.is_set() or not pipeline.index_ready:
+        if not recovery_done(pipeline.app) or not pipeline.index_ready:
             return False, "tables are being recovered"
         if self.broker_ok is None:
             return False, "the Kafka broker has not been checked yet"
@@ -230,8 +230,8 @@ class Watch:
             # The tables, and the states a fresh embedded broker was seeded with from the store, which
             # stay seeds until something of their case comes (before, the tickets restored after a
             # restart were not counted: sunlight_tickets said 0 beside 6 open; found by a black-box test).
-            # The tables hold the partitions held (those revoked are let go of at once:
-            # `Pipeline.forget_revoked`); the seeds, of the partitions held only.
+            # The tables hold the partitions held (the others are let go of once an assignment is
+            # known: `Pipeline.forget_unassigned`); the seeds, of the partitions held only.
             partitions = list(range(pipeline.settings.partitions))
             case_partitions = self._case_partitions
             await self.cases.rebuild([*pipeline.table.data.keys(), *(

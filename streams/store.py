@@ -226,8 +226,8 @@ class CaseStore:
 def forget_partitions(table, partitions: set[int], partition_of: Callable[[str, bytes], int | None]) -> int:
     """Take the keys of `partitions` out of a table's data, and out of nothing else (no tombstone:
     the changelog is their next owner's). `partition_of`: the partition of a key, given its stored
-    value (None: not known, kept). For the partitions revoked from this worker
-    (`streams.app.Pipeline.forget_revoked`). Returns how many keys went."""
+    value (None: not known, kept). For the partitions this worker no longer holds
+    (`streams.app.Pipeline.forget_unassigned`). Returns how many keys went."""
     if not partitions:
         return 0
     data = table.data

@@ -51,6 +51,10 @@ def test_the_faust_lines_the_patches_rely_on_are_there():
     coordinator_source = inspect.getsource(group_coordinator)
     assert "await self._maybe_leave_group()" in coordinator_source  # leaving a group on Tansu: the stop's leave
     assert "members = response.members" in coordinator_source  # ... and the members a leader is given
+    import faust.tables.recovery as recovery_module
+
+    recovery_source = inspect.getsource(recovery_module)  # recovery done: set, never cleared, by Faust
+    assert "self.completed.set()" in recovery_source and "completed.clear()" not in recovery_source
 
 
 def test_apply_installs_every_patch():

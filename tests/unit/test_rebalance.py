@@ -1,6 +1,7 @@
 """What a worker holds after a rebalance, in its real Pipeline (no broker): the tables let go of the
-partitions revoked from it (`Pipeline.forget_revoked`), and the deadline index of an assignment is
-rebuilt once that assignment's partitions are recovered (`Pipeline._on_assigned`).
+partitions it no longer holds once assigned others (`Pipeline.forget_unassigned`), and the deadline
+index of an assignment is rebuilt once that assignment's partitions are recovered
+(`Pipeline._on_assigned`, `streams.faust_patches.recovery_begins`).
 
 Found by a review of Faust's memory store (faust-streaming 0.15.3): it drops only the keys it
 recovered from a changelog, and only once the next recovery is over, so every state a worker
@@ -121,6 +122,21 @@ def test_a_partition_revoked_leaves_the_tables_and_nothing_of_it_is_judged_or_wr
                if topic == changelog}
     # The group held is written again; the other worker's is not overwritten with this one's stale copy.
     assert list(written) == [0], written
+
+
+def test_a_rebalance_that_revokes_every_partition_keeps_those_assigned_again(tmp_path):
+    """aiokafka's rebalance is eager: the revocation names every partition the worker held, those
+    it is given again too. Their keys stay (the recovery of a partition kept reads its changelog
+    from where it had read, not from the start: a key dropped at the revocation would be lost)."""
+    worker = pipeline(tmp_path)
+    keys = write_both_partitions(worker)
+
+    async def rebalance():
+        await worker._on_revoked(None, partitions(worker, {0, 1}))
+        await worker._on_assigned(None, partitions(worker, {0}))
+
+    asyncio.run(rebalance())
+    assert held(worker) == {table: {keys[0][table]} for table in keys[0]}
 
 
 def test_the_index_of_a_later_assignment_is_rebuilt_once_its_partitions_are_recovered(tmp_path):
