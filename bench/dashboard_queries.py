@@ -413,7 +413,7 @@ def settle(client, timeout: float = 600.0) -> float:
 # -- reference queries: the obvious, slow and surely correct form of each panel ---------------
 # In the panels' own form (macros, variables), expanded with the same range and values.
 
-MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')), 'Asia/Shanghai')"
+MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime_ms, 'Asia/Shanghai')), 'Asia/Shanghai')"
 OPEN = "status IN ('open', 'acknowledged')"
 # Waiting to be dealt with (待处置, dashboards.queries._PENDING), the plain way: the alert stands, and
 # its ticket (its case and rule's, latest version) is active, or it has none (or one withdrawn) and
@@ -426,7 +426,7 @@ PENDING_ALERTS = f"""(SELECT a.alert_id AS alert_id, a.case_id AS case_id, a.rul
     LEFT JOIN (SELECT case_id, status AS case_status FROM cases FINAL) AS c ON c.case_id = a.case_id
     WHERE a.{OPEN} AND (t.ticket_status NOT IN ('', 'closed', 'withdrawn')
         OR (t.ticket_status IN ('', 'withdrawn') AND c.case_status IN ('open', 'suspended'))))"""
-DAYS_30_START = "toDateTime(toDate($__toTime, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
+DAYS_30_START = "toDateTime(toDate($__toTime_ms, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
 FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:singlequote}) "
            "AND department IN (${department:singlequote}) AND ifNull(region, '') IN (${region:singlequote})")
 REFERENCE = {
@@ -434,48 +434,48 @@ REFERENCE = {
 SELECT countIf(kind = 'accepted'), countIf(kind = 'closed' AND case_id IN (SELECT case_id FROM cases FINAL WHERE status = 'closed'))
 FROM (SELECT case_id, type AS kind, min(occurred_at) AS first_at FROM case_events FINAL
       WHERE type IN ('accepted', 'closed') GROUP BY case_id, type)
-WHERE $__timeFilter(first_at)""",
+WHERE $__timeFilter_ms(first_at)""",
     "wall_open_cards": f"""
 SELECT countIf(severity = 'red'), countIf(severity = 'yellow') FROM {PENDING_ALERTS}""",
     "overdue_open_cases_by_department": """
 SELECT count(),
     -- 以上 includes the number: days late counted as the worst delay counts them (a case 30 days
     -- late is among them), not as 30 days of elapsed time (the panel since 192247d)
-    countIf(dateDiff('day', toDate(deadline - INTERVAL 1 MICROSECOND, 'Asia/Shanghai'), toDate($__toTime, 'Asia/Shanghai')) >= 30),
-    max(dateDiff('day', toDate(deadline - INTERVAL 1 MICROSECOND, 'Asia/Shanghai'), toDate($__toTime, 'Asia/Shanghai')))
+    countIf(dateDiff('day', toDate(deadline - INTERVAL 1 MICROSECOND, 'Asia/Shanghai'), toDate($__toTime_ms, 'Asia/Shanghai')) >= 30),
+    max(dateDiff('day', toDate(deadline - INTERVAL 1 MICROSECOND, 'Asia/Shanghai'), toDate($__toTime_ms, 'Asia/Shanghai')))
 FROM cases FINAL
-WHERE accepted_at <= $__toTime AND (ended_at IS NULL OR ended_at > $__toTime) AND status != 'suspended'
-  AND deadline < $__toTime
+WHERE accepted_at <= $__toTime_ms AND (ended_at IS NULL OR ended_at > $__toTime_ms) AND status != 'suspended'
+  AND deadline < $__toTime_ms
 GROUP BY department""",
     "wall_on_time_rate": """
-SELECT count() FROM cases FINAL WHERE status = 'closed' AND $__timeFilter(ended_at)""",
+SELECT count() FROM cases FINAL WHERE status = 'closed' AND $__timeFilter_ms(ended_at)""",
     "wall_trend_30d": f"""
 SELECT formatDateTime(toDate(occurred_at, 'Asia/Shanghai'), '%m-%d') AS day, countIf(type = 'accepted'),
     countIf(type = 'closed')
-FROM case_events FINAL WHERE occurred_at >= {DAYS_30_START} AND occurred_at <= $__toTime GROUP BY day""",
+FROM case_events FINAL WHERE occurred_at >= {DAYS_30_START} AND occurred_at <= $__toTime_ms GROUP BY day""",
     "events_over_time": """
 SELECT formatDateTime(toStartOfHour(occurred_at, 'Asia/Shanghai'), '%H:00', 'Asia/Shanghai') AS hour, count(),
     countIf(type = 'accepted'), countIf(type = 'closed')
 FROM case_events FINAL
-WHERE occurred_at >= toStartOfHour($__toTime - INTERVAL 23 HOUR, 'Asia/Shanghai') AND occurred_at <= $__toTime
+WHERE occurred_at >= toStartOfHour($__toTime_ms - INTERVAL 23 HOUR, 'Asia/Shanghai') AND occurred_at <= $__toTime_ms
 GROUP BY hour""",
     "open_alerts_by_rule": f"""
 SELECT count() FROM {PENDING_ALERTS} WHERE {FILTERS} GROUP BY rule, severity""",
     "live_alerts": f"""
-SELECT raised_at, case_id FROM {PENDING_ALERTS} WHERE {FILTERS} AND $__timeFilter(event_time)
+SELECT raised_at, case_id FROM {PENDING_ALERTS} WHERE {FILTERS} AND $__timeFilter_ms(event_time)
 ORDER BY event_time DESC, alert_id LIMIT 200""",
     "alerts_by_department": f"""
 SELECT countIf(severity = 'yellow'), countIf(severity = 'red'), count(),
     countIf(alert_id IN (SELECT alert_id FROM {PENDING_ALERTS}))
-FROM alerts FINAL WHERE status != 'withdrawn' AND {FILTERS} AND $__timeFilter(event_time) GROUP BY department""",
+FROM alerts FINAL WHERE status != 'withdrawn' AND {FILTERS} AND $__timeFilter_ms(event_time) GROUP BY department""",
     "irregularity_rate_by_department": f"""
 SELECT count(), countIf(case_id IN (SELECT case_id FROM alerts FINAL WHERE status != 'withdrawn'
                                     AND rule IN (${{rule:singlequote}}) AND severity IN (${{severity:singlequote}})))
 FROM cases FINAL
-WHERE ((accepted_at >= {MONTH_START} AND accepted_at <= $__toTime)
+WHERE ((accepted_at >= {MONTH_START} AND accepted_at <= $__toTime_ms)
        OR (accepted_at IS NULL AND case_id IN (SELECT case_id FROM case_events FINAL WHERE type NOT IN ('rated', 'withdrawn')
                                                GROUP BY case_id HAVING min(occurred_at) >= {MONTH_START}
-                                               AND min(occurred_at) <= $__toTime)))
+                                               AND min(occurred_at) <= $__toTime_ms)))
   AND department IN (${{department:singlequote}}) AND region IN (${{region:singlequote}})
 GROUP BY department""",
     "case_timeline": """
@@ -489,7 +489,7 @@ WHERE department = ${department:singlequote} AND version > 0
 ORDER BY deadline ASC NULLS LAST, ticket_id""",
     "cases_handled_per_item_this_month": f"""
 SELECT count(), countIf(ended_at <= deadline)
-FROM cases FINAL WHERE status = 'closed' AND ended_at >= {MONTH_START} AND ended_at <= $__toTime
+FROM cases FINAL WHERE status = 'closed' AND ended_at >= {MONTH_START} AND ended_at <= $__toTime_ms
   AND department = ${{department:singlequote}}
 GROUP BY item_code""",
     "department_case_list": """
@@ -563,14 +563,14 @@ _NAMES = """WITH
 PROPOSED_PANELS = {
     "overdue_open_cases_by_department": _NAMES + """
 SELECT transform(toString(department), _departments.1, _departments.2, toString(department)) AS department_name,
-       count() AS overdue_cases, countIf(deadline < $__toTime - INTERVAL 30 DAY) AS over_30_days,
-       max(dateDiff('day', deadline, $__toTime)) AS worst_days_late
-FROM dashboard.cases_in_progress WHERE status = 'open' AND deadline < $__toTime
+       count() AS overdue_cases, countIf(deadline < $__toTime_ms - INTERVAL 30 DAY) AS over_30_days,
+       max(dateDiff('day', deadline, $__toTime_ms)) AS worst_days_late
+FROM dashboard.cases_in_progress WHERE status = 'open' AND deadline < $__toTime_ms
 GROUP BY department ORDER BY overdue_cases DESC, department_name""",
     "department_case_list": _NAMES + """
 SELECT case_id, transform(toString(item_code), _items.1, _items.2, toString(item_code)) AS item_name,
        if(status = 'suspended', '挂起', '在办') AS state, accepted_at, deadline,
-       dateDiff('day', $__toTime, deadline) AS days_left, event_count, open_alerts
+       dateDiff('day', $__toTime_ms, deadline) AS days_left, event_count, open_alerts
 FROM dashboard.cases_in_progress WHERE department = ${department:singlequote}
 ORDER BY deadline ASC NULLS LAST, case_id LIMIT 200""",
 }

@@ -28,7 +28,7 @@ Relative times (``now``, ``now-30d``, ``now/d``, ``now-1M/M``) are resolved agai
 replaces a relative dashboard range by the last that long up to now, and is ignored on an
 absolute one (a day picked on the calendar), as Grafana does (``applyPanelTimeOverrides``:
 "if (_isString(timeRange.raw.from))"; the scenes' ``PanelTimeRange`` alike). The dashboards here
-use none: a panel that shows "the last 30 days" counts them back from ``$__toTime`` in its SQL,
+use none: a panel that shows "the last 30 days" counts them back from ``$__toTime_ms`` in its SQL,
 so that it follows a past day too.
 """
 

@@ -9,8 +9,8 @@ tests and `bench/dashboard_queries.py`.
 
 The SQL takes its values the way Grafana gives them, as text pasted into it:
 
-* time through the plugin's macros: ``$__timeFilter(col)`` for "in the dashboard's range",
-  ``$__toTime`` for "now" (the end of the range: the moment the screen shows), ``$__fromTime``,
+* time through the plugin's macros: ``$__timeFilter_ms(col)`` for "in the dashboard's range",
+  ``$__toTime_ms`` for "now" (the end of the range: the moment the screen shows), ``$__fromTime_ms``,
   ``$__timeInterval(col)`` for time buckets. Never ``now()``: a panel can be checked on replayed
   history, and a wall screen can show any past day. Local business days and months are
   Asia/Shanghai;
@@ -130,16 +130,16 @@ def _node_name(item: str = "item_code", node: str = "node") -> str:
 
 
 # "Now" is the end of the dashboard's range; the local month it falls in starts at:
-_MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime, 'Asia/Shanghai')), 'Asia/Shanghai')"
+_MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime_ms, 'Asia/Shanghai')), 'Asia/Shanghai')"
 # The first moment of the 30 local days that end with the day of "now" (that day included).
-_DAYS_30_START = "toDateTime(toDate($__toTime, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
+_DAYS_30_START = "toDateTime(toDate($__toTime_ms, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
 _OPEN = "status IN ('open', 'acknowledged')"
 # A deadline is stored as the moment it ends (24:00 of its last working day, i.e. the next local
 # midnight); its last day is the local day before that moment. Days late count the local days since
 # that last day (the day after it is the first day late: 1), days left the days to it, today
 # included (1 on the last day itself); dateDiff from the stored moment was a day short of each.
 _LAST_DAY = "(deadline - INTERVAL 1 MICROSECOND)"
-_DAYS_LATE = f"dateDiff('day', {_LAST_DAY}, $__toTime, 'Asia/Shanghai')"
+_DAYS_LATE = f"dateDiff('day', {_LAST_DAY}, $__toTime_ms, 'Asia/Shanghai')"
 # Not dealt with yet (the rest of 待处置): an alert's ticket (its case and rule's) is active
 # (settling, open, returned, or replied and waiting for the inspector); or it has no ticket, or
 # one withdrawn, and its case is still in progress. Handling is recorded on the ticket, never on
@@ -189,13 +189,13 @@ _PENDING_OF_THE_CASE = f"{_OPEN} AND {_unhandled('case_id = ${case_id:singlequot
 _PENDING_IN_PROGRESS = f"{_OPEN} AND {_TICKET_NOT_CLOSED}"
 # A case open at the end of the range ("now" of the screen): not yet finished then (a past day
 # shows the cases finished since as they were). A case suspended before its deadline has none
-# stored while its clock stands still (`deadline < $__toTime` leaves it out); one suspended only
+# stored while its clock stands still (`deadline < $__toTime_ms` leaves it out); one suspended only
 # after its deadline had passed is overdue all the same (before, every suspended case was left
 # out: a case suspended a month late, its red overdue card standing, dropped off the overdue lists;
-# found by a black-box test). With `deadline < $__toTime` beside it, the acceptance is not read: a
+# found by a black-box test). With `deadline < $__toTime_ms` beside it, the acceptance is not read: a
 # case accepted after a past day whose stated deadline had already passed then would be listed for
 # that day too (a case that rare costs no column read on every screen refresh: ~15 ms at 10M events).
-_OPEN_AT_END = "(ended_at IS NULL OR ended_at > $__toTime)"
+_OPEN_AT_END = "(ended_at IS NULL OR ended_at > $__toTime_ms)"
 # A department or region filter left on 全部 holds ALL_VALUE (the variables' custom all value,
 # dashboards.build): every row, also those of a region or department the catalog does not list
 # (an event's own region, a department without one, one that left the catalog), which the list of
@@ -227,7 +227,7 @@ _ALERT_FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:sin
 _TICKET_ROUNDS_AT_END = """(
     SELECT ticket_id, department, status, opened_at, {round} AS round
     FROM tickets
-    WHERE version > 0 AND changed_at <= $__toTime
+    WHERE version > 0 AND changed_at <= $__toTime_ms
     ORDER BY ticket_id, round, version DESC
     LIMIT 1 BY ticket_id, round
 )""".format(round=TICKET_ROUND)
@@ -254,10 +254,10 @@ WALL_CASES_TODAY = Panel(
     labels={"accepted": "今日受理（件）", "closed": "今日办结（件）"},
     columns=("accepted", "closed"),
     sql="""
-SELECT countIf(($__timeFilter(accepted_at))) AS accepted,
-    countIf(status = 'closed' AND ($__timeFilter(ended_at))) AS closed
+SELECT countIf(($__timeFilter_ms(accepted_at))) AS accepted,
+    countIf(status = 'closed' AND ($__timeFilter_ms(ended_at))) AS closed
 FROM cases FINAL
-WHERE ($__timeFilter(accepted_at)) OR (status = 'closed' AND ($__timeFilter(ended_at)))
+WHERE ($__timeFilter_ms(accepted_at)) OR (status = 'closed' AND ($__timeFilter_ms(ended_at)))
 """,
 )
 
@@ -312,7 +312,7 @@ OVERDUE_CASES = Panel(
 SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name, deadline,
     {_DAYS_LATE} AS days_late
 FROM cases FINAL
-WHERE {_OPEN_AT_END} AND deadline < $__toTime
+WHERE {_OPEN_AT_END} AND deadline < $__toTime_ms
 ORDER BY deadline ASC, case_id
 LIMIT 100
 """,
@@ -339,7 +339,7 @@ SELECT
     countIf({_DAYS_LATE} >= 30) AS over_30_days,
     max({_DAYS_LATE}) AS worst_days_late
 FROM cases FINAL
-WHERE {_OPEN_AT_END} AND deadline < $__toTime
+WHERE {_OPEN_AT_END} AND deadline < $__toTime_ms
 GROUP BY department
 ORDER BY overdue_cases DESC, department_name
 """,
@@ -356,7 +356,7 @@ WALL_ON_TIME_RATE = Panel(
 SELECT if(count() = 0, NULL, round(countIf(ended_at <= deadline) / count(), 4)) AS on_time_rate,
     count() AS closed_cases
 FROM cases FINAL
-WHERE status = 'closed' AND $__timeFilter(ended_at)
+WHERE status = 'closed' AND $__timeFilter_ms(ended_at)
 """,
 )
 
@@ -374,7 +374,7 @@ WALL_TICKET_COMPLETION = Panel(
 SELECT if(count() = 0, NULL, round(countIf(status IN ('replied', 'closed')) / count(), 4)) AS completion_rate,
     countIf(status IN ('replied', 'closed')) AS completed, count() AS tickets
 FROM {_TICKET_ROUNDS_AT_END}
-WHERE status != 'withdrawn' AND opened_at >= {_MONTH_START} AND opened_at <= $__toTime
+WHERE status != 'withdrawn' AND opened_at >= {_MONTH_START} AND opened_at <= $__toTime_ms
 """,
 )
 
@@ -383,7 +383,7 @@ WALL_TREND_30D = Panel(
     title="近30日受理与办结趋势",
     description="截至所选时段末的30天（按本地日）每天受理和办结的办件数。",
     doc="Cases accepted and finished per local day over the 30 local days up to the end of the range "
-        "(a day with none shows 0), counted back from $__toTime in the SQL, so that a past day shown "
+        "(a day with none shows 0), counted back from $__toTime_ms in the SQL, so that a past day shown "
         "on the wall has its own 30 days (Grafana's relative time override would count from now, "
         "and is ignored on a day picked on the calendar). Read from the cases as they stand (a "
         "case's accepted_at and, once closed, ended_at are the times of its accepted and closed "
@@ -396,15 +396,15 @@ SELECT formatDateTime(day_start, '%m-%d') AS day, accepted, closed
 FROM (
     SELECT toDate(moment, 'Asia/Shanghai') AS day_start, countIf(role = 1) AS accepted, countIf(role = 2) AS closed
     FROM (
-        SELECT arrayJoin(arrayFilter(x -> x.2 >= {_DAYS_30_START} AND x.2 <= $__toTime,
+        SELECT arrayJoin(arrayFilter(x -> x.2 >= {_DAYS_30_START} AND x.2 <= $__toTime_ms,
                    [(1, accepted_at), (2, if(status = 'closed', ended_at, NULL))])) AS pair,
             pair.1 AS role, assumeNotNull(pair.2) AS moment
         FROM cases FINAL
-        WHERE (accepted_at >= {_DAYS_30_START} AND accepted_at <= $__toTime)
-           OR (status = 'closed' AND ended_at >= {_DAYS_30_START} AND ended_at <= $__toTime)
+        WHERE (accepted_at >= {_DAYS_30_START} AND accepted_at <= $__toTime_ms)
+           OR (status = 'closed' AND ended_at >= {_DAYS_30_START} AND ended_at <= $__toTime_ms)
     )
     GROUP BY day_start
-    ORDER BY day_start WITH FILL FROM toDate({_DAYS_30_START}, 'Asia/Shanghai') TO toDate($__toTime, 'Asia/Shanghai') + 1
+    ORDER BY day_start WITH FILL FROM toDate({_DAYS_30_START}, 'Asia/Shanghai') TO toDate($__toTime_ms, 'Asia/Shanghai') + 1
 )
 ORDER BY day_start
 """,
@@ -417,7 +417,7 @@ EVENTS_OVER_TIME = Panel(
                 "按事件计，同一办件重复登记的受理或办结各计一次，故可多于“今日受理与办结”的件数。",
     doc="Case events per local hour over the 24 clock hours up to the end of the range, its own hour "
         "included (an hour with none shows 0), by when they happened: all events, new cases accepted "
-        "(受理) and cases finished (办结): the live pulse. Counted back from $__toTime in the SQL, as "
+        "(受理) and cases finished (办结): the live pulse. Counted back from $__toTime_ms in the SQL, as "
         "the 30-day trend. Events, not cases: a second acceptance or closing of a case counts, so its "
         "legends say 事件 (a black-box test read them as cases beside 今日受理与办结).",
     labels={"hour": "时间", "events": "全部事件", "accepted": "受理事件", "closed": "办结事件"},
@@ -430,12 +430,12 @@ FROM (
     FROM (
         SELECT occurred_at, type
         FROM case_events
-        WHERE occurred_at >= toStartOfHour($__toTime - INTERVAL 23 HOUR, 'Asia/Shanghai') AND occurred_at <= $__toTime
+        WHERE occurred_at >= toStartOfHour($__toTime_ms - INTERVAL 23 HOUR, 'Asia/Shanghai') AND occurred_at <= $__toTime_ms
         LIMIT 1 BY case_id, event_id
     )
     GROUP BY hour_start
     ORDER BY hour_start WITH FILL
-        FROM toStartOfHour($__toTime - INTERVAL 23 HOUR, 'Asia/Shanghai') TO toStartOfHour($__toTime, 'Asia/Shanghai') + 1
+        FROM toStartOfHour($__toTime_ms - INTERVAL 23 HOUR, 'Asia/Shanghai') TO toStartOfHour($__toTime_ms, 'Asia/Shanghai') + 1
         STEP 3600
 )
 ORDER BY hour_start
@@ -477,7 +477,7 @@ SELECT event_time, raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE}
     {_department_name()} AS department_name, {_item_name()} AS item_name, {_ALERT_TITLE} AS title,
     if(status = 'acknowledged', '已签收', '待处置') AS state
 FROM alerts FINAL
-WHERE {_PENDING} AND {_ALERT_FILTERS} AND $__timeFilter(event_time)
+WHERE {_PENDING} AND {_ALERT_FILTERS} AND $__timeFilter_ms(event_time)
 ORDER BY event_time DESC, alert_id
 LIMIT 200
 """,
@@ -499,7 +499,7 @@ SELECT
     count() AS alerts,
     countIf({_PENDING}) AS still_open
 FROM alerts FINAL
-WHERE status != 'withdrawn' AND {_ALERT_FILTERS} AND $__timeFilter(event_time)
+WHERE status != 'withdrawn' AND {_ALERT_FILTERS} AND $__timeFilter_ms(event_time)
 GROUP BY department
 ORDER BY red DESC, yellow DESC, department_name
 """,
@@ -533,7 +533,7 @@ SELECT
         -- version of an alert is about its one case, so none is left out by the case filter),
         -- over cases with any revision accepted in the month or none (a superset of the month's cases).
         SELECT case_id FROM alerts
-        WHERE case_id IN (SELECT case_id FROM cases WHERE (accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime)
+        WHERE case_id IN (SELECT case_id FROM cases WHERE (accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime_ms)
                                                           OR accepted_at IS NULL)
             AND rule IN (${{rule:singlequote}}) AND severity IN (${{severity:singlequote}})
         GROUP BY alert_id, case_id
@@ -541,12 +541,12 @@ SELECT
     )) AS irregular_cases,
     round(irregular_cases / cases, 4) AS irregularity_rate
 FROM cases FINAL
-WHERE ((accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime) OR (accepted_at IS NULL AND case_id IN (
+WHERE ((accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime_ms) OR (accepted_at IS NULL AND case_id IN (
         -- A case never registered as accepted counts in the month of its first step (not a rating
         -- nor a withdrawal), as the monthly scoring counts it (sinks.scoring_inputs.month_facts).
         SELECT case_id FROM case_events
         WHERE case_id IN (SELECT case_id FROM cases WHERE accepted_at IS NULL) AND type NOT IN ('rated', 'withdrawn')
-        GROUP BY case_id HAVING min(occurred_at) >= {_MONTH_START} AND min(occurred_at) <= $__toTime)))
+        GROUP BY case_id HAVING min(occurred_at) >= {_MONTH_START} AND min(occurred_at) <= $__toTime_ms)))
   AND {_chosen('department', 'department')} AND {_chosen('region', 'region')}
 GROUP BY department
 ORDER BY irregularity_rate DESC, department_name
@@ -758,7 +758,7 @@ DEPARTMENT_TICKETS = Panel(
     sql=f"""
 SELECT ticket_id, case_id, {_RULE_TITLE} AS rule_title,
     {_TICKET_STATUS_TITLE} AS state,
-    opened_at, deadline, toInt64(floor(dateDiff('second', $__toTime, deadline) / 3600)) AS hours_left,
+    opened_at, deadline, toInt64(floor(dateDiff('second', $__toTime_ms, deadline) / 3600)) AS hours_left,
     if(overdue = 1, '是', '否') AS is_overdue, escalation_level
 FROM {_TICKETS_NOW.format(where=" AND department = ${department:singlequote}")}
 WHERE status IN ('open', 'returned', 'replied')
@@ -776,9 +776,9 @@ DEPARTMENT_MONTH_SO_FAR = Panel(
     columns=("accepted", "closed", "on_time", "on_time_rate"),
     sql=f"""
 SELECT
-    countIf(accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime) AS accepted,
-    countIf(status = 'closed' AND ended_at >= {_MONTH_START} AND ended_at <= $__toTime) AS closed,
-    countIf(status = 'closed' AND ended_at >= {_MONTH_START} AND ended_at <= $__toTime AND ended_at <= deadline)
+    countIf(accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime_ms) AS accepted,
+    countIf(status = 'closed' AND ended_at >= {_MONTH_START} AND ended_at <= $__toTime_ms) AS closed,
+    countIf(status = 'closed' AND ended_at >= {_MONTH_START} AND ended_at <= $__toTime_ms AND ended_at <= deadline)
         AS on_time,
     if(closed = 0, NULL, round(on_time / closed, 4)) AS on_time_rate
 FROM cases FINAL
@@ -806,7 +806,7 @@ SELECT
     round(on_time / closed_cases, 4) AS on_time_rate,
     round(avg(dateDiff('second', accepted_at, ended_at)) / 86400, 1) AS mean_days
 FROM cases FINAL
-WHERE status = 'closed' AND ended_at >= {_MONTH_START} AND ended_at <= $__toTime
+WHERE status = 'closed' AND ended_at >= {_MONTH_START} AND ended_at <= $__toTime_ms
   AND department = ${{department:singlequote}}
 GROUP BY item_code
 ORDER BY closed_cases DESC, item_name
@@ -827,7 +827,7 @@ DEPARTMENT_CASE_LIST = Panel(
     sql=f"""{_NAMES}
 SELECT
     case_id, {_item_name()} AS item_name, if(status = 'suspended', '挂起', '在办') AS state, accepted_at, deadline,
-    if(deadline > $__toTime, dateDiff('day', $__toTime, {_LAST_DAY}, 'Asia/Shanghai') + 1, -{_DAYS_LATE}) AS days_left,
+    if(deadline > $__toTime_ms, dateDiff('day', $__toTime_ms, {_LAST_DAY}, 'Asia/Shanghai') + 1, -{_DAYS_LATE}) AS days_left,
     event_count, pending.open_alerts AS open_alerts
 FROM cases FINAL
 LEFT JOIN (
@@ -845,8 +845,8 @@ LIMIT 200
 # -- the monthly scores (绩效考核, table `scores`, written by `sunlight score`) -----------------------
 
 # The month shown: the local month the end of the dashboard's range falls in, as 'YYYY-MM'.
-_SCORE_MONTH = ("concat(toString(toYear(toDateTime($__toTime, 'Asia/Shanghai'))), '-', "
-                "leftPad(toString(toMonth(toDateTime($__toTime, 'Asia/Shanghai'))), 2, '0'))")
+_SCORE_MONTH = ("concat(toString(toYear(toDateTime($__toTime_ms, 'Asia/Shanghai'))), '-', "
+                "leftPad(toString(toMonth(toDateTime($__toTime_ms, 'Asia/Shanghai'))), 2, '0'))")
 # Every kind of part a rulebook may hold (alerts.scoring.PART_KINDS), with its column and title.
 _SCORE_PARTS = (("coverage", "部门覆盖"), ("publication", "权力公开"), ("operation", "权力运行"),
                 ("data_exchange", "数据对接"), ("maintenance", "权力库维护"), ("conformity", "操作规范"),
