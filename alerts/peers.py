@@ -28,7 +28,7 @@ the decision, its versions are the case's). A group keeps a bounded summary of i
 latest `outlier_group_size` decisions, and never more than `peer_group_max_bytes` of stored
 JSON. It never refuses a decision: one older than everything kept is judged against the
 earliest decisions kept. (A replay gives its groups every decision at once, once its input is
-complete: `streams.app.Pipeline.judge_held_decisions`.)
+complete: `streams.peer_steps.PeerSteps.judge_held_decisions`.)
 """
 
 from __future__ import annotations

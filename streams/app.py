@@ -4,11 +4,11 @@ The case agent consumes two co-partitioned topics, ``case-events`` (the contract
 and ``sunlight-case-ticks`` (internal: a timer asking for a case to be re-judged, or a peer
 group's verdict on one of the case's decisions). The peer agent consumes
 ``sunlight-penalty-peers`` (fining decisions, keyed by item and violation). Both take *units*,
-what one fetch returned for one partition (`streams.faust_patches`), and run them through the
-steps of `streams.steps`: decode, apply and evaluate, write; a unit is acknowledged once its
-rows are written and its alerts published, so Faust never commits an offset past unwritten
-data. Faust changes a table only inside stream iteration, so the timers never touch the
-tables: they send a tick to the partition that holds the case.
+what one fetch returned for one partition (`streams.faust_patches`), and run them through their
+steps (`streams.steps.CaseSteps`, `streams.peer_steps.PeerSteps`): decode, apply and evaluate,
+write; a unit is acknowledged once its rows are written and its alerts published, so Faust never
+commits an offset past unwritten data. Faust changes a table only inside stream iteration, so the
+timers never touch the tables: they send a tick to the partition that holds the case.
 """
 
 from __future__ import annotations
@@ -22,20 +22,19 @@ from datetime import datetime, timezone
 import faust
 import orjson
 
-from alerts.evaluate import NotInCatalog
-from alerts.peers import NOT_OUTLIER, PenaltyFact, add_decisions, seed_group_with_verdicts
+from alerts.peers import PenaltyFact
 from alerts.state import CaseState
 from sinks.writer import ClickHouseWriter
 from streams import faust_patches, metrics
 from streams.catalog_reload import CatalogReload
 from streams.catalog_source import CatalogSource
 from streams.delivery import DeliveryWatch
-from streams.internal_wire import tick, verdict_signal
+from streams.internal_wire import tick
 from streams.let_go import LetGo
 from streams.settings import Settings
-from streams.steps import (CaseSteps, Outputs, Unit, benchmark_of, decode_case_unit, decode_peer_unit,
-                           home_partition)
 from streams.codec import stored_index_entry
+from streams.peer_steps import PeerSteps
+from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, home_partition
 from streams.store import CaseStore, GroupStore, HeldDecisions, forget_partitions
 from streams.notices import NoticeLog, NoticeSteps, stored_notice_partition
 from streams.read_back import StoreReadBack
@@ -180,7 +179,7 @@ class Pipeline:
         self.store = CaseStore(self.table, self._write_case, STATE_CACHE_SIZE, self._delete_case)
         self.store.load = self.read_back.cases
         self.groups = GroupStore(self.peers, self._write_group, GROUP_CACHE_SIZE)
-        # A replay's decisions, held by the peer agent until the input is complete (`_peer_unit`).
+        # A replay's decisions, held by the peer agent until the input is complete (`PeerSteps.process`).
         self.held_decisions = HeldDecisions()
         self.outbox = faust_patches.Outbox(app, settings.partitions)
         self.outputs = Outputs(writer, self.send, self.outbox, settings, self.progress, catalog)
@@ -189,6 +188,8 @@ class Pipeline:
         self.case_steps.unwatched = self._unwatched
         self.unwatched_said: set[str] = set()  # the letters of cases no longer watched, kept by this process
         self.case_steps.hold_back = self._hold_back
+        self.peer_steps = PeerSteps(self.groups, self.held_decisions, catalog, clock, self.outputs)
+        self.peer_steps.hold_back = self._hold_back
         self.tickets_table = app.Table(TICKETS_TABLE, default=None, partitions=settings.partitions, value_type=bytes)
         self.ticket_store = TicketStore(self.tickets_table, self._write_tickets, TICKET_CACHE_SIZE,
                                         self._delete_tickets)
@@ -205,7 +206,6 @@ class Pipeline:
         # versions written but never taken by the ticket agent (streams.runtime.restore_from_store).
         self.unsent_notices: list[tuple[bytes, bytes]] = []
         self.untaken_alerts: list[tuple[bytes, bytes]] = []
-        self.unsent_verdicts: list[tuple[bytes, bytes]] = []  # judged otherwise at restore (`restore`)
         # Settled cases let go of the tables once the store holds them (`streams.let_go`).
         self.let_go = LetGo(self.store, self.table, self.ticket_store, self.tickets_table, self.outputs,
                             self.read_back, self.delivery, clock, self.index, settings, catalog,
@@ -251,7 +251,7 @@ class Pipeline:
 
     async def peer_agent(self, stream):
         """Penalty peer groups: decisions join their group, and the verdicts that change go to their cases."""
-        await self._consume(stream, self._peer_unit)
+        await self._consume(stream, self.peer_steps.process)
 
     async def ticket_agent(self, stream):
         """Supervision tickets: alert versions, routed actions and ticks, per case (streams.tickets)."""
@@ -300,7 +300,7 @@ class Pipeline:
 
     async def _run(self, steps, unit: Unit) -> None:
         """The steps over a unit; it is acknowledged once its rows are written, or, when the steps
-        hold it (True: a replay's decisions, `_peer_unit`), once what it holds is judged and written."""
+        hold it (True: a replay's decisions, `PeerSteps.process`), once what it holds is judged and written."""
         held = False
         try:
             held = bool(await steps(unit))
@@ -413,71 +413,16 @@ class Pipeline:
                   "returns to the catalog)", case_id, error)
         await self.outputs.keep_letter(letter, record.key)
 
-    # -- peer groups --------------------------------------------------------------------------------
-
-    async def _peer_unit(self, unit: Unit) -> bool:
-        """Returns True when the unit is held: acknowledged once its decisions are judged.
-
-        While a replay's input is incomplete, the decisions are held, not judged: a group keeps its
-        latest `outlier_group_size` decisions, and a history fed out of order by more than that
-        would have its late, older decisions judged against the earliest kept instead of their own
-        peers. Once every decision is in (`judge_held_decisions`), each group takes them at once, in
-        decision order, as if the file had been sorted."""
-        groups, letters = decode_peer_unit(unit)
-        for letter in letters:
-            await self.outputs.dead_letter(letter.record, letter.topic, letter.partition, letter.reason,
-                                           letter.detail)
-        if self.clock.input_incomplete and not self.held_decisions.released:
-            self.held_decisions.hold(unit.partition, groups)
-            return True
-        await self._join_groups(groups, unit.partition)
-        return False
-
-    async def _join_groups(self, groups: dict[str, list[PenaltyFact]], partition: int) -> None:
-        for key, facts in groups.items():
-            judge = self.catalog_source.judge  # per group: a reload may come between two (the loop awaits)
-            group, verdicts = add_decisions(self.groups.get(key), _flagged(facts, judge), judge.config)
-            self.groups.put(group, partition)
-            for verdict in verdicts:
-                await self.outputs.verdict(verdict)
-            await self._hold_back()
-
-    async def judge_held_decisions(self) -> int:
-        """The end of a replay's input, before its cases are judged: every held decision joins its
-        group, group by group, and the verdicts go to their cases; the held units are acknowledged
-        once written, like any other. Returns how many decisions were held."""
-        held = self.held_decisions.release()
-        for partition, groups in held.groups.items():
-            await self._join_groups(groups, partition)
-            await self.outbox.send()
-        for acknowledge in held.acks:
-            self.writer.on_written(acknowledge)
-        return held.count
-
     # -- restoring from the store -------------------------------------------------------------------
 
     def restore(self, states: dict[str, CaseState], facts: list[PenaltyFact], settled: set[str],
                 held_verdicts: dict[tuple[str, str], str] | None = None) -> None:
         """Seed case states and peer groups from the store, and name the settled cases it keeps (see
-        streams.runtime.restore_from_store). `held_verdicts`: the digest of the verdict each case
-        holds on its decisions, (case, event) -> digest (none held: not an outlier); a decision
-        judged otherwise now (the catalog's tiers or the thresholds changed since: its peers are
-        others) has its verdict sent to its case once the pipeline runs (`unsent_verdicts`): else
-        the case kept the outlier card of the old judgement, or lacked the new one."""
+        streams.runtime.restore_from_store); `held_verdicts`: the verdicts the cases hold
+        (`PeerSteps.restore`)."""
         self.store.seed(states, settled)
         self.seeded = True
-        by_group: dict[str, list[PenaltyFact]] = {}
-        for fact in facts:
-            by_group.setdefault(fact.group, []).append(fact)
-        config = self.catalog_source.judge.config
-        self.groups.seeds = {}
-        for key, group_facts in by_group.items():
-            self.groups.seeds[key], verdicts = seed_group_with_verdicts(group_facts, config)
-            if held_verdicts is None:
-                continue
-            self.unsent_verdicts += [
-                (verdict.case_id.encode(), verdict_signal(verdict)) for verdict in verdicts.values()
-                if held_verdicts.get((verdict.case_id, verdict.event_id), NOT_OUTLIER) != verdict.digest]
+        self.peer_steps.restore(facts, held_verdicts)
 
     def restore_tickets(self, cases: dict, at_rest: set[str]) -> None:
         """Seed cases' tickets from the store (their moments are indexed once the index is rebuilt),
@@ -701,20 +646,6 @@ def notice_senders(settings: Settings) -> list:
     if settings.webhook:
         senders.append(WebhookSender(settings.webhook))
     return senders
-
-
-def _flagged(facts: list[PenaltyFact], judge) -> list[PenaltyFact]:
-    """Facts flagged within the benchmark or not under the catalog in force as they join their
-    group: one made by a case under a catalog reloaded since (on its way through the peers topic)
-    carries the old tiers' flag. A fact of an item the catalog lacks now keeps its own."""
-    flagged = []
-    for fact in facts:
-        try:
-            within = benchmark_of(judge, fact.item_code, fact.violation_code)(fact.amount)
-        except NotInCatalog:
-            within = fact.within_benchmark
-        flagged.append(fact if within == fact.within_benchmark else replace(fact, within_benchmark=within))
-    return flagged
 
 
 def partition_of(case_id: str, partitions: list[int]) -> int:

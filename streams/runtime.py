@@ -175,11 +175,12 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         if pipeline.untaken_alerts:  # written by the last process, never taken by its ticket agent
             await produce(bootstrap, settings.alerts_topic, pipeline.untaken_alerts)
             pipeline.untaken_alerts = []
-        if pipeline.unsent_verdicts:  # judged otherwise than the cases hold (`Pipeline.restore`)
+        peer_steps = pipeline.peer_steps
+        if peer_steps.unsent_verdicts:  # judged otherwise than the cases hold (`PeerSteps.restore`)
             log.info("%d peer verdicts judged otherwise than their cases hold (the catalog's tiers or the thresholds "
-                     "changed): sent to their cases", len(pipeline.unsent_verdicts))
-            await produce(bootstrap, settings.ticks_topic, pipeline.unsent_verdicts)
-            pipeline.unsent_verdicts = []
+                     "changed): sent to their cases", len(peer_steps.unsent_verdicts))
+            await produce(bootstrap, settings.ticks_topic, peer_steps.unsent_verdicts)
+            peer_steps.unsent_verdicts = []
         if pipeline.unsent_notices:  # recorded by the last process, never handled: to the notifier
             await produce(bootstrap, settings.notices_topic, pipeline.unsent_notices)
             pipeline.unsent_notices = []
@@ -589,8 +590,8 @@ async def wait_until_processed(pipeline: Pipeline, ends: dict[int, int],
     await _wait_for_topics(pipeline, (settings.case_events_topic,), deadline)
     await _wait_for_topics(pipeline, internal, deadline)
     # Every decision is in: the peer groups judge them, in decision order whatever the input's,
-    # and their cases take the verdicts before they are judged (`Pipeline.judge_held_decisions`).
-    if await pipeline.judge_held_decisions():
+    # and their cases take the verdicts before they are judged (`PeerSteps.judge_held_decisions`).
+    if await pipeline.peer_steps.judge_held_decisions():
         await _wait_for_topics(pipeline, internal, deadline)
     # End of input: the clock moves to --now and every case whose facts changed is judged, with
     # the restored cases that received no new event; their rows are written and their alerts

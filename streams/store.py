@@ -290,8 +290,8 @@ class GroupStore(TableStore):
 @dataclass
 class HeldDecisions:
     """A replay's fining decisions by peers-topic partition and group, held until its input is
-    complete (`streams.app.Pipeline._peer_unit`), with the acknowledgements of the units they came
-    in: nothing is committed past decisions not yet judged and written."""
+    complete (`streams.peer_steps.PeerSteps.process`), with the acknowledgements of the units they
+    came in: nothing is committed past decisions not yet judged and written."""
     groups: dict[int, dict[str, list[PenaltyFact]]] = field(default_factory=dict)
     acks: list[Callable[[], None]] = field(default_factory=list)
     ack_partitions: list[int] = field(default_factory=list)

@@ -55,7 +55,7 @@ def judge_city(catalog_raw, events, now, history=None, as_they_come=False):
             tiers = judge.item(event.item_code).discretion.get(penalty[0], ())
             within = not tiers or any(t.contains(penalty[1]) for t in tiers)
             fact = fact_of(event, penalty[0], penalty[1], within)
-            if not as_they_come:  # held until the input is complete (`Pipeline.judge_held_decisions`)
+            if not as_they_come:  # held until the input is complete (`PeerSteps.judge_held_decisions`)
                 decisions.setdefault(fact.group, []).append(fact)
                 continue
             groups[fact.group], verdicts = add_decision(groups.get(fact.group), fact, judge.config)
