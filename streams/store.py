@@ -47,31 +47,41 @@ LET_GO_REMEMBERED = 1_000_000
 
 
 class InStoreOnly:
-    """Which keys the store holds that a table lacks, as far as a process can tell: those it let
-    go, and those it left in the store when it started from it (`seed`). Unseeded (a cluster's
-    changelog may have dropped any key, by other workers or earlier processes), or past
-    `LET_GO_REMEMBERED` of them, every key the table lacks may be in the store."""
+    """Which keys the store holds that a table lacks, as far as a process can tell: those it left
+    in the store when it started from it (`seed`: `at_start`), and those it let go since
+    (`let_go`). Unseeded (a cluster's changelog may have dropped any key, by other workers or
+    earlier processes), or past `LET_GO_REMEMBERED` of them together, every key the table lacks
+    may be in the store."""
 
     def __init__(self):
         self.seeded = False
-        self.keys: set[str] = set()
+        self.at_start: set[str] = set()
+        self.let_go: set[str] = set()
 
     def seed(self, keys) -> None:
         keys = set(keys)
         self.seeded = len(keys) <= LET_GO_REMEMBERED
-        self.keys = keys if self.seeded else set()
+        self.at_start = keys if self.seeded else set()
 
     def add(self, key: str) -> None:
-        if self.seeded:
-            self.keys.add(key)
-            if len(self.keys) > LET_GO_REMEMBERED:  # bounded: from now on, every miss is asked
-                self.seeded = False
-                self.keys = set()
+        """A key let go: the store holds it, the table no longer does."""
+        if self.seeded and key not in self.at_start:
+            self.let_go.add(key)
+            if len(self.let_go) + len(self.at_start) > LET_GO_REMEMBERED:  # bounded: from now on,
+                self.seeded = False                                        # every miss is asked
+                self.at_start, self.let_go = set(), set()
+
+    def taken(self, key: str) -> bool:
+        """A key read back from the store: whether it was one left there at start (no longer so)."""
+        if key in self.at_start:
+            self.at_start.discard(key)
+            return True
+        return False
 
     def to_ask(self, keys, held: Callable[[str], bool]) -> list[str]:
         """Of `keys`, those not held that the store may hold."""
         if self.seeded:
-            return [k for k in keys if k in self.keys and not held(k)]
+            return [k for k in keys if (k in self.let_go or k in self.at_start) and not held(k)]
         return [k for k in keys if not held(k)]
 
 
@@ -94,16 +104,12 @@ class CaseStore:
         # Reading cases back from the store: async (case_ids) -> {case_id: state} of those it holds.
         self.load: Callable | None = None
         # Seeded from the store at start (a fresh embedded broker): a case the table lacks is then
-        # in the store only if this process let it go (`let_go`) or it had settled there before
-        # (`settled_in_store`). Otherwise the table's changelog may have dropped any case (other
-        # workers, earlier processes), and every case a unit holds that the table lacks is asked
-        # of the store.
-        self.seeded_from_store = False
-        self.let_go: set[str] = set()
-        # Seeded: the cases that had settled in the store when this process started, left there
-        # (`sinks.case_history.store_seeds`). Read back like a case let go, but as seeds: their
-        # rows and alerts were in the store before this process began.
-        self.settled_in_store: set[str] = set()
+        # in the store only if this process let it go (`in_store.let_go`) or it had settled there
+        # before (`in_store.at_start`, `sinks.case_history.store_seeds`: read back like a case let
+        # go, but as seeds, their rows and alerts in the store before this process began).
+        # Otherwise the table's changelog may have dropped any case (other workers, earlier
+        # processes), and every case a unit holds that the table lacks is asked of the store.
+        self.in_store = InStoreOnly()
         # The cases of the unit being applied, from `bring_back` to its end: never let go meanwhile
         # (the unit may wait between its cases, while a flush lets settled cases go).
         self.in_hand: set[str] = set()
@@ -126,8 +132,7 @@ class CaseStore:
         of those that have. Past `LET_GO_REMEMBERED` of those, every case the table lacks is asked
         of the store, as on a cluster."""
         self.seeds = dict(states)
-        self.seeded_from_store = len(settled) <= LET_GO_REMEMBERED
-        self.settled_in_store = set(settled) if self.seeded_from_store else set()
+        self.in_store.seed(settled)
 
     async def get(self, case_id: str, partition: int) -> CaseState | None:
         state = self.cache.use(case_id)
@@ -173,22 +178,19 @@ class CaseStore:
         if self.load is None:
             return
         data, cache, seeds = self.table.data, self.cache, self.seeds
-        let_go, settled = self.let_go, self.settled_in_store
-        if self.seeded_from_store:
-            asked = [c for c in case_ids if (c in let_go or c in settled) and c not in cache and not data.get(c)]
-        else:
-            asked = [c for c in case_ids if c not in cache and c not in seeds and not data.get(c)]
+        asked = self.in_store.to_ask(case_ids, self._held)
         if not asked:
             return
         states = await self.load(asked)
         for case_id, state in states.items():
             if case_id not in cache and not data.get(case_id):  # nothing new came meanwhile
                 seeds[case_id] = state
-                if case_id in settled:  # a seed like the others, its rows written before this process
-                    settled.discard(case_id)
-                else:
-                    self.read_back.add(case_id)
+                if not self.in_store.taken(case_id):  # else a seed like the others, its rows written
+                    self.read_back.add(case_id)       # before this process
                 self.brought_back += 1
+
+    def _held(self, case_id: str) -> bool:
+        return case_id in self.cache or case_id in self.seeds or bool(self.table.data.get(case_id))
 
     def awaited(self, case_id: str) -> bool:
         """Whether a unit has the case in hand or a tick is on its way to it: not to be let go now,
@@ -204,12 +206,7 @@ class CaseStore:
         self.delete(case_id, partition)
         self.cache.pop(case_id, None)
         self.from_store.discard(case_id)
-        if self.seeded_from_store:
-            self.let_go.add(case_id)
-            if len(self.let_go) + len(self.settled_in_store) > LET_GO_REMEMBERED:  # bounded: from now on,
-                self.seeded_from_store = False                                     # every miss is asked
-                self.let_go = set()
-                self.settled_in_store = set()
+        self.in_store.add(case_id)
         self.evicted += 1
         return True
 

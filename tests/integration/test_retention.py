@@ -254,9 +254,9 @@ def test_a_process_started_on_the_store_seeds_only_the_cases_that_have_not_settl
         async with running_pipeline(settings, catalog, clock=replay_clock(NOW)) as running:
             pipeline = running.pipeline
             store = pipeline.store
-            seen.update(seeded=set(store.seeds), settled=set(store.settled_in_store),
+            seen.update(seeded=set(store.seeds), settled=set(store.in_store.at_start),
                         ticket_seeds=set(pipeline.ticket_store.seeds),
-                        tickets_in_store=set(pipeline.ticket_store.in_store.keys))
+                        tickets_in_store=set(pipeline.ticket_store.in_store.at_start))
             await produce(running.bootstrap, settings.case_events_topic, as_messages(again))
             await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
             seen.update(brought_back=store.brought_back, published=pipeline.progress.alerts_changed)
@@ -346,7 +346,7 @@ def test_a_case_read_back_is_not_let_go_while_its_judgement_is_due_or_on_its_way
             await wait_until_processed(pipeline, await topic_ends(running), timeout=600)
             seen.update(brought_back=pipeline.store.brought_back, published=pipeline.progress.alerts_changed)
             await let_go_due(pipeline)
-            seen.update(let_go=set(pipeline.store.let_go))
+            seen.update(let_go=set(pipeline.store.in_store.let_go))
 
     asyncio.run(second())
     assert seen["brought_back"] == len(chosen) and seen["published"] == 0
@@ -514,7 +514,7 @@ def test_a_changed_catalog_judges_the_settled_cases_again(tmp_path):
 
     async def second():
         async with running_pipeline(settings, changed, clock=replay_clock(NOW)) as running:
-            seen.update(seeded=set(running.pipeline.store.seeds), settled=set(running.pipeline.store.settled_in_store))
+            seen.update(seeded=set(running.pipeline.store.seeds), settled=set(running.pipeline.store.in_store.at_start))
             await produce(running.bootstrap, settings.case_events_topic, as_messages(reimport))
             await wait_until_processed(running.pipeline, await topic_ends(running), timeout=600)
             with running.pipeline.writer.lock:

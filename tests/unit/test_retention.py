@@ -147,12 +147,42 @@ def test_a_seeded_store_remembers_a_bounded_number_of_cases_let_go_then_asks_for
         return {}
 
     store = CaseStore(table, write=lambda *a: None, cache_size=10, delete=lambda key, p: table.data.pop(key))
-    store.load, store.seeded_from_store = load, True
+    store.load, store.in_store.seeded = load, True
     for n in range(3):
         assert store.evict(f"C{n}", 0, table.data[f"C{n}"])
     asyncio.run(store.bring_back(["C0", "new"]))
-    assert asked == [["C0"]] and store.let_go == {"C0", "C1", "C2"}  # a new case is not asked
+    assert asked == [["C0"]] and store.in_store.let_go == {"C0", "C1", "C2"}  # a new case is not asked
     assert store.evict("C3", 0, table.data["C3"])  # the fourth: past the bound
-    assert store.let_go == set() and not store.seeded_from_store
+    assert store.in_store.let_go == set() and not store.in_store.seeded
     asyncio.run(store.bring_back(["C1", "new", "C5"]))
     assert asked[-1] == ["C1", "new"]  # every miss; C5 is in the table
+
+
+def test_a_seeded_store_reads_a_case_back_once_until_it_is_taken_and_a_settled_one_as_a_seed_from_the_store():
+    """A case let go is read back for a unit; one whose unit failed before taking it is held as a
+    seed, and a later unit's case is not asked of the store again (as on a cluster, and as the
+    tickets do). A case that had settled in the store at start comes back as a seed whose rows are
+    in the store; one this process let go, as a case read back (written again on a redelivery)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.store import CaseStore
+
+    states = iter(city_states().values())
+    let_go, settled = next(states), next(states)
+    table = SimpleNamespace(data={let_go.case_id: b"state"})
+    asked: list[list[str]] = []
+
+    async def load(case_ids):
+        asked.append(sorted(case_ids))
+        return {s.case_id: s for s in (let_go, settled) if s.case_id in case_ids}
+
+    store = CaseStore(table, write=lambda *a: None, cache_size=10, delete=lambda key, p: table.data.pop(key))
+    store.seed({}, {settled.case_id})
+    store.load = load
+    assert store.evict(let_go.case_id, 0, table.data[let_go.case_id])
+    asyncio.run(store.bring_back([let_go.case_id, settled.case_id, "new"]))
+    assert asked == [sorted([let_go.case_id, settled.case_id])]
+    assert store.read_back == {let_go.case_id} and store.in_store.at_start == set()
+    asyncio.run(store.bring_back([let_go.case_id, settled.case_id]))  # the first unit took neither
+    assert len(asked) == 1 and store.brought_back == 2
