@@ -50,16 +50,11 @@ class Batch:
 @dataclass(frozen=True)
 class Correction:
     """Where and when a refused event came corrected: the letters it replaces are those received
-    before `since` (the start of the unit that brought it), or before it in its partition.
-    `again`: a copy of an event its case held already (delivered again after a crash that came
-    after the case's changelog record and before the batch's rows and marking were written): of
-    its partition, only the letters before it are replaced, as at its first delivery (a bad copy
-    that came after the event the case held is not, whenever it was received)."""
+    before `since` (the start of the unit that brought it), or before it in its partition."""
     at: datetime  # when it was applied (the letters' `redriven_at`)
     partition: int
     offset: int
     since: datetime
-    again: bool = False
 
 
 _LETTER_FIELDS = ("letter_id, reason, detail, topic, partition, offset, key, case_id, event_id, department, region, "
@@ -68,8 +63,8 @@ LETTERS_CORRECTED = f"""INSERT INTO dead_letters ({_LETTER_FIELDS}, status, redr
 SELECT {_LETTER_FIELDS}, 'redriven', {{at:DateTime64(3, 'UTC')}}, version + 1 FROM dead_letters FINAL
 WHERE status = 'open' AND reason IN {{holding:Array(String)}} AND case_id IN {{cases:Array(String)}}
   AND arrayExists(k -> k.1 = assumeNotNull(case_id) AND k.2 = assumeNotNull(event_id)
-                       AND ((partition = k.3 AND offset < k.4) OR (received_at < k.5 AND NOT (k.6 AND partition = k.3))),
-                  {{keys:Array(Tuple(String, String, Int32, Int64, DateTime64(3, 'UTC'), Bool))}})"""
+                       AND ((partition = k.3 AND offset < k.4) OR received_at < k.5),
+                  {{keys:Array(Tuple(String, String, Int32, Int64, DateTime64(3, 'UTC')))}})"""
 
 
 def mark_letters_corrected(client, corrected: Mapping[tuple[str, str], Correction]) -> None:
@@ -85,7 +80,7 @@ def mark_letters_corrected(client, corrected: Mapping[tuple[str, str], Correctio
     client.command(LETTERS_CORRECTED, parameters={
         "at": max(c.at for c in corrected.values()), "holding": sorted(HOLDS_ITS_CASE),
         "cases": sorted({case_id for case_id, _ in corrected}),
-        "keys": sorted((case_id, event_id, c.partition, c.offset, c.since, c.again)
+        "keys": sorted((case_id, event_id, c.partition, c.offset, c.since)
                        for (case_id, event_id), c in corrected.items())})
 
 

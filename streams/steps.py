@@ -550,11 +550,6 @@ class CaseSteps:
             # `cases.settled_since`. Its case row again, with it, so that the next process on the
             # store leaves the case there.
             self.out.case(state, result.labels, result.deadline)
-        # A copy of an event the case held before the unit: delivered again after a crash that came
-        # after the case's changelog record (or, for a case seeded from the store, its rows) and
-        # before its letters were marked, it marks them as its first delivery would have.
-        for event in _held_already(state, batch.duplicates):
-            self.came_again(event, records[id(event)], work, unit)
         self.progress.events_new += len(batch.new)
         self.progress.events_duplicate += len(batch.duplicates)
         if batch.new:
@@ -574,16 +569,6 @@ class CaseSteps:
         refused_at = work.refused_at.get(event.event_id)
         if event.event_id in waited or (refused_at is not None and refused_at < record.offset):
             self.out.corrected(event, Correction(wall_now(), unit.partition, record.offset, unit.started))
-
-    def came_again(self, event: CaseEvent, record, work: CaseWork, unit: Unit) -> None:
-        """A copy of an event its case held before the unit: the letters of its event received
-        before it are marked (`Correction.again`: of its partition, those before it only), as its
-        first delivery marked them, or would have had its batch been written (a copy whose
-        refusal came earlier in the unit, as at its first delivery). A letter of a bad copy after
-        the event the case held stays open; an event never refused has no letter to mark."""
-        refused_at = work.refused_at.get(event.event_id)
-        again = refused_at is None or refused_at > record.offset
-        self.out.corrected(event, Correction(wall_now(), unit.partition, record.offset, unit.started, again))
 
     async def conflicting(self, copy: CaseEvent, held: CaseEvent, record, unit: Unit) -> None:
         """An event that came again under an event_id the case holds, with other content: not the
