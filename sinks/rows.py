@@ -100,7 +100,16 @@ def alert_row(alert: Alert) -> dict[str, Any]:
     data = alert.to_json()
     return {**data, "raised_at": alert.raised_at, "event_time": alert.event_time,
             "evidence": _json(data["evidence"]), "withdrawn_reason": alert.withdrawn_reason,
-            "evidence_text": describe_evidence(data["rule"], data["evidence"])}
+            "evidence_text": _in_words(data["rule"], data["evidence"])}
+
+
+def _in_words(rule: str, evidence: dict) -> str:
+    """The evidence in words for the screens; empty (the panel shows its JSON) for evidence the
+    sentences cannot read, which must not keep the alert itself from being written."""
+    try:
+        return describe_evidence(rule, evidence)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ""
 
 
 def dead_letter_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]:

@@ -124,6 +124,7 @@ class Pipeline:
         self.failure: BaseException | None = None  # set when the worker cannot go on
         self.failed = asyncio.Event()
         self.assigned: set = set()  # the partitions of the agents' topics this worker holds
+        self.assignments = 0  # how many assignments this worker was given (`_rebuild_index`)
         # Cases whose state or tickets were written since streams.health.Watch last counted them
         # (sets while a watch counts them, as `sunlight worker` does; None: nobody counts).
         self.touched_cases: set[str] | None = None
@@ -577,19 +578,28 @@ class Pipeline:
         self.forget_unassigned(assigned)
         self.delivery.on_assigned(assigned, asyncio.get_running_loop().time())
         self.index_ready = False
-        asyncio.ensure_future(self._rebuild_index())
+        self.assignments += 1
+        asyncio.ensure_future(self._rebuild_index(self.assignments))
 
-    async def _rebuild_index(self) -> None:
+    async def _rebuild_index(self, assignment: int | None = None) -> None:
         """After recovery, index the open deadlines of the cases this worker now holds. If that
-        fails, the worker cannot fire deadlines: it says so and stops (`failed`), never hangs."""
+        fails, the worker cannot fire deadlines: it says so and stops (`failed`), never hangs.
+        `assignment`: the assignment it is for (`assignments`); one that a later assignment
+        overtook while it waited does nothing (the later one's rebuild does it), and each indexes
+        the partitions held only (found by review: a rebuild still waiting when the next
+        revocation came indexed the partitions on their way to another worker)."""
         while not faust_patches.recovery_done(self.app):
             await asyncio.sleep(0.1)
+        if assignment is not None and assignment != self.assignments:
+            return
         try:
             assigned_partitions = self.delivery.assigned_partitions(self.settings.case_events_topic)
             for case_id, partition, next_due, settled in self.indexed_cases():
+                if partition not in assigned_partitions:
+                    continue
                 if next_due:
                     self.index.schedule(case_id, datetime.fromisoformat(next_due), partition)
-                elif settled is not None and partition in assigned_partitions:
+                elif settled is not None:
                     self.let_go.recovered(case_id, settled, partition)
             partitions = list(range(self.settings.partitions))
             if self.clock.live:  # the cases restored from the store: judged at the next tick

@@ -69,9 +69,10 @@ covers each one.
    that led a group of several members does not send LeaveGroup when it stops: the coordinator
    evicts it after the session timeout. A follower, or a leader alone in its group, leaves as
    before (a lone leader's LeaveGroup finds the group formed, which clears it).
-12. **Recovery done, of each assignment** (`Recovery.completed`, faust/tables/recovery.py: set in
-   `__init__` and in `_resume_streams`, "self.completed.set()", and never cleared): it says that
-   the first recovery is over, not that of the latest assignment. `recovery_begins` clears it
+12. **Recovery done, of each assignment** (`Recovery.completed`, faust/tables/recovery.py: created
+   unset, set when a recovery ends, in `on_recovery_completed` or `_resume_streams`,
+   "self.completed.set()", and never cleared): it says that the first recovery is over, not that
+   of the latest assignment. `recovery_begins` clears it
    when an assignment is signalled (`App.on_partitions_assigned`, sent after
    `tables.on_rebalance` has started that assignment's recovery, which sets it again once the
    partitions given are read), so that `recovery_done` is this assignment's. Before, every

@@ -55,6 +55,10 @@ def test_the_faust_lines_the_patches_rely_on_are_there():
 
     recovery_source = inspect.getsource(recovery_module)  # recovery done: set, never cleared, by Faust
     assert "self.completed.set()" in recovery_source and "completed.clear()" not in recovery_source
+    from faust.app.base import App
+
+    assigned_source = inspect.getsource(App._on_partitions_assigned)  # ... and an assignment's recovery
+    assert assigned_source.index("self.tables.on_rebalance") < assigned_source.index("self.on_partitions_assigned.send")
 
 
 def test_apply_installs_every_patch():

@@ -42,6 +42,9 @@ def pipeline(tmp_path) -> Pipeline:
     worker.flush = _nothing
     worker.outbox.send = _nothing  # what is written stays in `outbox.pending`, to be looked at
     worker.delivery.on_assigned(partitions(worker, {0, 1}), 0.0)
+    # No standby copies: the tables let go of every partition not assigned (`forget_unassigned`),
+    # which would drop a standby's keys while Faust kept reading its changelog.
+    assert worker.app.conf.table_standby_replicas == 0
     return worker
 
 
@@ -161,3 +164,28 @@ def test_the_index_of_a_later_assignment_is_rebuilt_once_its_partitions_are_reco
 
     assert not asyncio.run(assigned_again()), "the index was rebuilt before the partitions given were recovered"
     assert worker.index_ready and given in worker.index
+
+
+def test_a_rebuild_overtaken_by_the_next_rebalance_indexes_no_partition_on_its_way_out(tmp_path):
+    """The recovery of an assignment can end after the next revocation has come (found by review):
+    its rebuild, still waiting, then indexed every case of the table, those of the partitions
+    going to another worker too, whose ticks the next assignment's rebuild never took back."""
+    worker = pipeline(tmp_path)
+    keys = write_both_partitions(worker)
+    recovery = worker.app.tables.recovery
+
+    async def overtaken():
+        await worker._on_assigned(None, partitions(worker, {0, 1}))  # its recovery not over yet
+        await worker._on_revoked(None, partitions(worker, {0, 1}))  # the next rebalance (eager)
+        recovery.completed.set()  # the first assignment's recovery ends now
+        await asyncio.sleep(0.3)
+        await worker._on_assigned(None, partitions(worker, {0}))
+        recovery.completed.set()
+        for _ in range(50):
+            if worker.index_ready:
+                break
+            await asyncio.sleep(0.02)
+
+    asyncio.run(overtaken())
+    assert worker.index_ready
+    assert keys[0]["cases"] in worker.index and keys[1]["cases"] not in worker.index
