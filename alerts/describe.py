@@ -220,7 +220,7 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
             return f"{_deadline(e)}。案件曾在时限内办结，时限届满后又退回重办、重新在办；{_ended(e)}。"
         return f"{_deadline(e)}。时限届满时案件仍未办结；{_ended(e)}。"
     if rule == "node_overdue":
-        done = (f"{moment(e['completed_at'])} 完成，用时 {days(e.get('working_days_used'))} 个工作日"
+        done = (f"于 {moment(e['completed_at'])} 完成，用时 {days(e.get('working_days_used'))} 个工作日"
                 if e.get("completed_at") else "至今未完成")
         return (f"环节“{e.get('node_name')}”限时 {e.get('node_days')} 个工作日，自 {moment(e.get('clock_started_at'))} "
                 f"起算，{_suspensions(e)}，应于 {deadline_moment(e.get('node_deadline'))} 前完成；实际{done}。")
@@ -253,13 +253,13 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
                          f"（滞后 {hours(first['lag_hours'])}）")
         return "疑似网下运行、网上补录：" + "；".join(parts) + "。"
     if rule == "retroactive_suspension" and e.get("deadline_as_registered"):
-        ended = f"{moment(e['ended_at'])} 办结" if e.get("ended_at") else "至今仍在办理"
+        ended = f"于 {moment(e['ended_at'])} 办结" if e.get("ended_at") else "至今仍在办理"
         return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，倒签 {days(e.get('backdated_hours'))} 小时；"
                 f"若自登记时起挂起，办理时限为 {deadline_moment(e.get('deadline_as_registered'))}，案件{ended}即已超期；"
                 f"按倒签的挂起时间，时限延至 {deadline_moment(e.get('deadline_as_stated'))}，其间的超期因此被掩盖。")
     if rule == "retroactive_suspension" and e.get("node_deadline_as_registered"):
-        done = f"{moment(e['node_completed_at'])} 才完成" if e.get("node_completed_at") else "至今未完成"
+        done = f"于 {moment(e['node_completed_at'])} 才完成" if e.get("node_completed_at") else "至今未完成"
         return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，倒签 {days(e.get('backdated_hours'))} 小时；"
                 f"环节“{e.get('covered_node_name') or e.get('covered_node')}”限时 {e.get('node_days')} 个工作日，"
@@ -326,6 +326,14 @@ def describe_alert(alert: Mapping[str, Any]) -> str:
     """One alert (its JSON form): title, status and evidence in words; a withdrawn one with why."""
     status = STATUS_TITLE.get(alert.get("status") or "", alert.get("status"))
     return f"【{alert.get('title')}】{status}。{alert_text(alert)}"
+
+
+def evidence_words(rule: str, evidence: Mapping[str, Any], status: str) -> str:
+    """An alert's evidence in words as a screen shows it beside the alert's status: a withdrawn
+    one's as what the card said when raised (the 预警证据 panel showed it as current, "至今未办结"
+    beside a case closed since: found by a black-box test)."""
+    text = describe_evidence(rule, evidence)
+    return f"预警生成时的情况：{text}" if status == "withdrawn" else text
 
 
 def alert_text(alert: Mapping[str, Any]) -> str:

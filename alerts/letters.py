@@ -58,23 +58,23 @@ REASON_TITLE: dict[str, str] = {
 # What to do about a letter of each reason, for the people at the screens: its detail is the
 # system's own words (English, naming the field and the value), for whoever mends the sender.
 REASON_ADVICE: dict[str, str] = {
-    "invalid_json": "来源系统须发送一个符合数据规范的JSON对象，修正后以原事件编号重新发送。",
+    "invalid_json": "来源系统须发送一个符合数据规范的JSON对象，修正后以原事件编号重新发送；无法看出事件编号的，由运维人员按死信编号重投（sunlight dlq redrive）。",
     "invalid_utf8": "来源系统须以UTF-8编码发送，修正后以原事件编号重新发送。",
     "schema": "按说明中指出的字段（缺失、多余或取值不符）修正后，以原事件编号重新发送。",
-    "bad_time": "时间须为带时区的ISO 8601格式（如2026-03-02T09:00:00+08:00），修正后重新发送。",
+    "bad_time": "时间须为带时区的ISO 8601格式（如2026-03-02T09:00:00+08:00），修正后以原事件编号重新发送。",
     "impossible_time": "时间不合理（不在1990至2099年之间，或登记早于发生），核实后以原事件编号重新发送。",
-    "too_large": "消息超过大小上限，精简附加字段（attrs）后重新发送。",
-    "empty": "空消息，不含事件；反复出现的，检查来源系统的发送程序。",
-    "unknown_item": "事项编码不在事项目录中：核对编码后重新发送，或在目录中补充该事项后重投。",
-    "unknown_node": "环节不在该事项的办理流程中：核对环节编码后重新发送，或在目录中补充该环节后重投。",
-    "unknown_department": "部门编码不在目录中：核对编码后重新发送，或在目录中补充该部门后重投。",
+    "too_large": "消息超过大小上限，精简附加字段（attrs）后以原事件编号重新发送。",
+    "empty": "空消息，不含事件，无从重投，仅作记录；反复出现的，检查来源系统的发送程序。",
+    "unknown_item": "事项编码不在事项目录中：核对编码后以原事件编号重新发送，或在目录中补充该事项后重投。",
+    "unknown_node": "环节不在该事项的办理流程中：核对环节编码后以原事件编号重新发送，或在目录中补充该环节后重投。",
+    "unknown_department": "部门编码不在目录中：核对编码后以原事件编号重新发送，或在目录中补充该部门后重投。",
     "item_left_catalog": "事项已移出目录，其事件不再评判；确需监察的，将事项恢复到目录后重投。",
     "case_too_large": "该办件的事件数超过上限，后续事件未存储：核查来源系统是否重复推送该办件。",
-    "conflicting_duplicate": "同一事件编号再次发送而内容不同，系统保留原有内容；更正的事实须使用新的事件编号。",
+    "conflicting_duplicate": "同一事件编号再次发送而内容不同，系统保留原有内容，该死信仅作记录；更正的事实须使用新的事件编号。",
     "store_refused": "存储拒绝写入，属系统自身原因，不计入部门不规范；存储恢复后由运维人员重投。",
     "internal_error": "系统内部错误，不计入部门不规范；运维人员查看日志后重投。",
-    "unreadable_row": "导入文件中该行无法读取，修正该行后重新导入。",
-    "case_incomplete": "同一办件另有无法读取的行，整件暂缓导入；修正那些行后重新导入。",
+    "unreadable_row": "导入文件中该行无法读取，修正该行后以原文件名重新导入。",
+    "case_incomplete": "同一办件另有无法读取的行，整件暂缓导入；修正那些行后以原文件名重新导入。",
     "malformed_action": "督办操作内容不完整，未执行：检查发出该操作的系统（如OA接口）。",
     "wrong_department": "对非本部门的督办件操作，未执行：检查发出该操作的系统或账号。",
     "unknown_ticket": "督办件不存在，操作未执行：核对督办件编号。",
@@ -404,7 +404,10 @@ def _labels(read: RefusedRecord, catalog: Catalog | None) -> dict[str, Any]:
                 "region": catalog.departments[department].region or "" if known else ""}
     department, region = text("department"), text("region", 32)
     item = catalog.item(text("item_code") or "") if catalog is not None else None
-    if department is None and item is not None:
+    # None named, or one the catalog lacks (an `unknown_department` letter): the item's, whose
+    # department can mend what sent it (before, the letter was filed under the unknown code, which
+    # no department's scope holds).
+    if item is not None and (department is None or department not in catalog.departments):
         department = item.department
     if region is None and catalog is not None and department in catalog.departments:
         region = catalog.departments[department].region

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from alerts.describe import describe_evidence
+from alerts.describe import evidence_words
 from alerts.events import CaseEvent
 from alerts.letters import DeadLetter, redriven
 from alerts.model import Alert, AlertStatus
@@ -100,14 +100,15 @@ def alert_row(alert: Alert) -> dict[str, Any]:
     data = alert.to_json()
     return {**data, "raised_at": alert.raised_at, "event_time": alert.event_time,
             "evidence": _json(data["evidence"]), "withdrawn_reason": alert.withdrawn_reason,
-            "evidence_text": _in_words(data["rule"], data["evidence"])}
+            "evidence_text": _in_words(data["rule"], data["evidence"], data["status"])}
 
 
-def _in_words(rule: str, evidence: dict) -> str:
-    """The evidence in words for the screens; empty (the panel shows its JSON) for evidence the
-    sentences cannot read, which must not keep the alert itself from being written."""
+def _in_words(rule: str, evidence: dict, status: str) -> str:
+    """The evidence in words for the screens (a withdrawn alert's as when it was raised); empty
+    (the panel shows its JSON) for evidence the sentences cannot read, which must not keep the
+    alert itself from being written."""
     try:
-        return describe_evidence(rule, evidence)
+        return evidence_words(rule, evidence, status)
     except (KeyError, TypeError, ValueError, AttributeError):
         return ""
 

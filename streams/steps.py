@@ -423,9 +423,13 @@ class CaseSteps:
             self.clock.observe(partition, decoded.latest)
         now = self.clock.now(partition)
         hold = self.clock.input_incomplete
+        def labels(case_id: str) -> tuple[str, str] | None:
+            work = decoded.cases.get(case_id)
+            return self.case_labels(case_id, [event for _, event in work.events] if work else ())
+
         for letter in decoded.letters:
             await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail,
-                                       read=letter.read, case_labels=self.case_labels)
+                                       read=letter.read, case_labels=labels)
         if decoded.elsewhere:
             await self.send_on(unit, decoded.elsewhere)
         for case_id, work in decoded.cases.items():
@@ -433,11 +437,15 @@ class CaseSteps:
             if self.hold_back is not None:
                 await self.hold_back()
 
-    def case_labels(self, case_id: str) -> tuple[str, str] | None:
+    def case_labels(self, case_id: str, arriving: list[CaseEvent] | tuple = ()) -> tuple[str, str] | None:
         """(department, region) of a case this worker holds (in its table, or seeded from the store;
-        not read back for a letter), as its case row files it; None for a case it does not hold,
-        or knows only by refused events."""
+        not read back for a letter), as its case row files it, or of one whose first events arrive
+        in the same unit (`arriving`: a tombstone right after a case's acceptance was filed under no
+        department; found by a black-box test); None for a case it does not hold, or knows only by
+        refused events."""
         state = self.store.peek(case_id)
+        if (state is None or not state.events) and arriving:
+            state = CaseState(case_id=case_id, events=tuple(arriving))
         if state is None or not state.events:
             return None
         judge = self.catalog_source.judge

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from alerts.catalog import load_catalog
-from alerts.describe import describe_evidence
+from alerts.describe import evidence_words
 from alerts.letters import REASON_ADVICE
 from alerts.scenario import generate
 from alerts.scoring import score_month
@@ -334,7 +334,7 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     # The evidence in words, as `sunlight cases show` gives it (it was the raw JSON, English keys:
     # found by a test of the screens); none of it is left as a key the rule's sentences lack.
     assert Counter(r["evidence"] for r in ran["case_evidence"][0]) == Counter(
-        describe_evidence(a["rule"], a["evidence"]) for a in alerts if a["case_id"] == case_id)
+        evidence_words(a["rule"], a["evidence"], a["status"]) for a in alerts if a["case_id"] == case_id)
     assert all("{" not in r["evidence"] and not r["evidence"].isascii() for r in ran["case_evidence"][0])
     assert sum(r["state"] == "待处置" for r in ran["case_evidence"][0]) == pending_by_case[case_id]
     # A refused ticket action (a second tab's stale reply) is listed, told to who acted, and does not

@@ -7,10 +7,10 @@ from alerts.model import Alert
 from sinks.rows import alert_row
 
 
-def alert(rule: str, evidence: dict) -> Alert:
+def alert(rule: str, evidence: dict, status: str = "open") -> Alert:
     return Alert.from_json({"alert_id": "A1", "rule": rule, "severity": "red", "case_id": "C1", "item_code": "I",
                             "department": "D", "raised_at": "2026-03-20T09:00:00+08:00",
-                            "event_time": "2026-03-14T00:00:00+08:00", "evidence": evidence, "status": "open"})
+                            "event_time": "2026-03-14T00:00:00+08:00", "evidence": evidence, "status": status})
 
 
 def test_an_alert_row_holds_its_evidence_in_the_sentences_the_notices_give():
@@ -21,8 +21,31 @@ def test_an_alert_row_holds_its_evidence_in_the_sentences_the_notices_give():
     assert "2026-03-09 24:00" in row["evidence_text"] and "至今未办结" in row["evidence_text"]
 
 
+def test_a_withdrawn_alert_s_words_say_they_are_what_it_said_when_raised():
+    """Found by a black-box test: the 预警证据 panel showed a withdrawn card's "至今未办结" as current,
+    beside a case closed since; `cases show` says it was the situation when the card was raised."""
+    evidence = {"accepted_at": "2026-03-02T09:00:00+08:00", "promised_days": 5, "suspensions": [],
+                "deadline": "2026-03-10T00:00:00+08:00"}
+    row = alert_row(alert("overdue", evidence, "withdrawn"))
+    assert row["evidence_text"] == "预警生成时的情况：" + describe_evidence("overdue", evidence)
+
+
 def test_evidence_the_sentences_cannot_read_leaves_the_words_empty_and_the_row_written():
     """A burst without its counts (an evidence shape the sentences do not know): the row is still
     written, its JSON shown instead of words."""
     row = alert_row(alert("backfill", {"burst": {"registered_from": "2026-03-02T09:00:00+08:00"}}))
     assert row["evidence_text"] == "" and row["evidence"]
+
+
+def test_a_time_in_the_sentences_is_set_apart_from_the_words_before_it():
+    """Found by a black-box test: "实际2026-03-30 13:51 完成" and "案件2026-05-25 12:00 办结"."""
+    node = describe_evidence("node_overdue", {"node_name": "审查", "node_days": 2, "clock_started_at": "2026-03-02T09:00:00+08:00",
+                                              "node_deadline": "2026-03-05T00:00:00+08:00",
+                                              "completed_at": "2026-03-30T13:51:00+08:00", "working_days_used": 20})
+    assert "实际于 2026-03-30 13:51 完成" in node
+    backdated = describe_evidence("retroactive_suspension", {
+        "event_id": "E5", "suspension_occurred_at": "2026-05-01T09:00:00+08:00",
+        "suspension_recorded_at": "2026-05-20T09:00:00+08:00", "backdated_hours": 456,
+        "deadline_as_registered": "2026-05-16T00:00:00+08:00", "deadline_as_stated": "2026-06-01T00:00:00+08:00",
+        "ended_at": "2026-05-25T12:00:00+08:00"})
+    assert "案件于 2026-05-25 12:00 办结即已超期" in backdated

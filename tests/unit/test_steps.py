@@ -845,3 +845,25 @@ def test_a_letter_keyed_by_a_case_the_worker_holds_is_filed_under_its_department
     assert [(r["case_id"], r["department"], r["region"]) for r in harness.rows("dead_letters")] == [
         ("U1", item.department, region), ("U1", item.department, region), ("U9", "", "")]
     assert item.department and region
+
+
+def test_a_letter_keyed_by_a_case_whose_first_events_come_in_the_same_unit_is_filed_under_its_department():
+    """Found by a black-box test: a broken record and a tombstone sent right after a case's
+    acceptance, in one unit, were filed under no department (the case was not held yet)."""
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, HISTORY[0]), SimpleNamespace(offset=1, key=b"U1", value=b"{not json"),
+                                        SimpleNamespace(offset=2, key=b"U1", value=None)]))
+    item = harness.judge.item(LICENCE)
+    region = harness.judge.catalog.departments[item.department].region or ""
+    assert [(r["case_id"], r["department"], r["region"]) for r in harness.rows("dead_letters")] == [
+        ("U1", item.department, region)] * 2
+
+
+def test_a_letter_naming_a_department_the_catalog_lacks_is_filed_under_its_item_s():
+    """Found by a black-box test: an `unknown_department` letter was filed under the unknown code,
+    which no department's scope holds; the item's department, which can mend its sender, saw nothing."""
+    harness = Harness()
+    harness.run(Unit("case-events", 0, [record(50, {**HISTORY[0], "department": "ZZZ"})]))
+    item = harness.judge.item(LICENCE)
+    (letter,) = harness.rows("dead_letters")
+    assert (letter["reason"], letter["department"]) == ("unknown_department", item.department)
