@@ -114,6 +114,9 @@ def read_redrive(path: Path) -> list[tuple[str | None, dict]]:
                                      f"to send again; write the corrected event as {{\"letter_id\": ..., \"event\": "
                                      f"{{...}}}}")
                 out.append((str(obj["letter_id"]), event))
+            elif "letter_id" in obj:  # a letter named, with no event: it was sent as one, and refused as a new letter
+                raise SystemExit(f"sunlight: {path}:{number}: letter {obj['letter_id']} names no corrected event; "
+                                 f"write it as {{\"letter_id\": ..., \"event\": {{...}}}}")
             else:
                 out.append((None, obj))
     return out

@@ -177,3 +177,17 @@ def test_the_workers_help_names_the_settings_an_operator_looks_for(capsys):
                     "SUNLIGHT_PARTITIONS", "SUNLIGHT_METRICS_PORT", "exit status"):
         assert setting in text, setting
     assert f"(default {Settings.from_env({}).partitions})" in text
+
+
+def test_a_redrive_line_naming_a_letter_but_no_event_is_refused_with_what_to_write(tmp_path):
+    """Found by a black-box test: {"letter_id": X} alone was sent as an event, refused, and kept as a
+    new letter (schema: type None), the one it named left open."""
+    from streams.commands.dlq import read_redrive
+
+    path = tmp_path / "redrive.jsonl"
+    path.write_text('{"letter_id": "L1"}\n', encoding="utf-8")
+    with pytest.raises(SystemExit) as refused:
+        read_redrive(path)
+    assert "letter L1 names no corrected event" in str(refused.value) and '"event"' in str(refused.value)
+    path.write_text('{"letter_id": "L1", "event": {"case_id": "C1"}}\n{"case_id": "C2"}\n', encoding="utf-8")
+    assert read_redrive(path) == [("L1", {"case_id": "C1"}), (None, {"case_id": "C2"})]
