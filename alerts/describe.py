@@ -189,7 +189,7 @@ def _deadline(evidence: Mapping[str, Any]) -> str:
 
 def _reopened(evidence: Mapping[str, Any]) -> str:
     """How a case that ended was sent back to be redone (evidence `reopened`), as a clause."""
-    return "".join(f"{moment(r.get('ended_at'))} {'办结' if r.get('ended_by') == 'closed' else '撤回'}后，"
+    return "".join(f"{deadline_moment(r.get('ended_at'))} {'办结' if r.get('ended_by') == 'closed' else '撤回'}后，"
                    f"又于 {moment(r.get('returned_at'))} 退回至“{r.get('returned_to_node_name') or r.get('returned_to_node')}”重办；"
                    for r in evidence.get("reopened") or ())
 
@@ -199,7 +199,7 @@ def _ended(evidence: Mapping[str, Any]) -> str:
         return _reopened(evidence) + "至今未办结"
     how = "办结" if evidence.get("ended_by") == "closed" else "撤回"
     used = evidence.get("working_days_used")
-    return (_reopened(evidence) + f"于 {moment(evidence['ended_at'])} {how}"
+    return (_reopened(evidence) + f"于 {deadline_moment(evidence['ended_at'])} {how}"
             + (f"，实际用时 {days(used)} 个工作日" if used is not None else ""))
 
 
@@ -234,7 +234,10 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
                         f"须重新办理，尚未重新完成")
         else:
             skipped += "尚未完成"
-        return (f"{skipped}，{moment(e.get('went_ahead_at'))} 即已{what}{node}，事件 {e.get('went_ahead_event_id')}。")
+        # A closing at midnight is the end of the day before (a date-only end column closes the case at
+        # 24:00 of its date: "2010-12-02 00:00 即已办结" was a day late; found by a black-box test).
+        went = deadline_moment if e.get("went_ahead") == "closing" else moment
+        return (f"{skipped}，{went(e.get('went_ahead_at'))} 即已{what}{node}，事件 {e.get('went_ahead_event_id')}。")
     if rule == "backfill":
         parts = []
         burst = e.get("burst")
@@ -253,7 +256,7 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
                          f"（滞后 {hours(first['lag_hours'])}）")
         return "疑似网下运行、网上补录：" + "；".join(parts) + "。"
     if rule == "retroactive_suspension" and e.get("deadline_as_registered"):
-        ended = f"于 {moment(e['ended_at'])} 办结" if e.get("ended_at") else "至今仍在办理"
+        ended = f"于 {deadline_moment(e['ended_at'])} 办结" if e.get("ended_at") else "至今仍在办理"
         return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，倒签 {days(e.get('backdated_hours'))} 小时；"
                 f"若自登记时起挂起，办理时限为 {deadline_moment(e.get('deadline_as_registered'))}，案件{ended}即已超期；"

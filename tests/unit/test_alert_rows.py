@@ -49,3 +49,16 @@ def test_a_time_in_the_sentences_is_set_apart_from_the_words_before_it():
         "deadline_as_registered": "2026-05-16T00:00:00+08:00", "deadline_as_stated": "2026-06-01T00:00:00+08:00",
         "ended_at": "2026-05-25T12:00:00+08:00"})
     assert "案件于 2026-05-25 12:00 办结即已超期" in backdated
+
+
+def test_a_closing_at_midnight_reads_as_the_end_of_the_day_before():
+    """Found by a black-box test on the receipt log: a case whose source gives its end as a date
+    (closed at 24:00 of it, `alerts.mapping`) read "于 2010-12-02 00:00 办结", a day late."""
+    evidence = {"accepted_at": "2010-11-20T09:00:00+01:00", "promised_days": 5, "suspensions": [],
+                "deadline": "2010-11-27T00:00:00+01:00", "ended_at": "2010-12-02T00:00:00+01:00",
+                "ended_by": "closed", "working_days_used": 8}
+    assert "于 2010-12-01 24:00 办结" in describe_evidence("overdue", evidence)
+    skipped = describe_evidence("skipped_node", {"skipped_node_name": "审查", "went_ahead": "closing",
+                                                  "went_ahead_at": "2010-12-02T00:00:00+01:00",
+                                                  "went_ahead_event_id": "E9"})
+    assert "2010-12-01 24:00 即已办结" in skipped
