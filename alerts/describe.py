@@ -221,7 +221,9 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         return f"{_deadline(e)}。时限届满时案件仍未办结；{_ended(e)}。"
     if rule == "node_overdue":
         done = (f"于 {moment(e['completed_at'])} 完成，用时 {days(e.get('working_days_used'))} 个工作日"
-                if e.get("completed_at") else "至今未完成")
+                if e.get("completed_at") else
+                # a run a return stopped after its limit (found by a black-box test: it read "至今未完成")
+                f"未完成，{moment(e['stopped_at'])} 因案件退回至前置环节重办而中止" if e.get("stopped_at") else "至今未完成")
         return (f"环节“{e.get('node_name')}”限时 {e.get('node_days')} 个工作日，自 {moment(e.get('clock_started_at'))} "
                 f"起算，{_suspensions(e)}，应于 {deadline_moment(e.get('node_deadline'))} 前完成；实际{done}。")
     if rule == "skipped_node":

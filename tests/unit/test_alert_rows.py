@@ -62,3 +62,12 @@ def test_a_closing_at_midnight_reads_as_the_end_of_the_day_before():
                                                   "went_ahead_at": "2010-12-02T00:00:00+01:00",
                                                   "went_ahead_event_id": "E9"})
     assert "2010-12-01 24:00 即已办结" in skipped
+
+
+def test_a_node_run_a_return_stopped_says_so():
+    """Found by a black-box test: a node late, then stopped by a return, read "实际至今未完成"."""
+    text = describe_evidence("node_overdue", {"node_name": "审查", "node_days": 2,
+                                              "clock_started_at": "2026-03-02T09:00:00+08:00",
+                                              "node_deadline": "2026-03-05T00:00:00+08:00", "completed_at": None,
+                                              "stopped_at": "2026-03-09T10:00:00+08:00"})
+    assert "实际未完成，2026-03-09 10:00 因案件退回至前置环节重办而中止" in text and "至今" not in text
