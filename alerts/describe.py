@@ -167,6 +167,14 @@ def rejudged_reason(events: "list[CaseEvent]", judged_at: datetime | None, tz: Z
     return f"{REJUDGED}：上次评判 {judged} 之后{what}的{named}{more}"
 
 
+def _suspension_event(evidence: Mapping[str, Any]) -> str:
+    """'挂起事件 E5（专家评审）': a backdated suspension and its reason, when it states one (it was
+    left out: found by a black-box test)."""
+    reason = evidence.get("reason")
+    why = f"（{SUSPENSION_REASON.get(reason, reason)}）" if reason else ""
+    return f"挂起事件 {evidence.get('event_id')}{why or ' '}"
+
+
 def _suspensions(evidence: Mapping[str, Any]) -> str:
     items = evidence.get("suspensions") or []
     if not items:
@@ -259,13 +267,13 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         return "疑似网下运行、网上补录：" + "；".join(parts) + "。"
     if rule == "retroactive_suspension" and e.get("deadline_as_registered"):
         ended = f"于 {deadline_moment(e['ended_at'])} 办结" if e.get("ended_at") else "至今仍在办理"
-        return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
+        return (f"{_suspension_event(e)}所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，倒签 {days(e.get('backdated_hours'))} 小时；"
                 f"若自登记时起挂起，办理时限为 {deadline_moment(e.get('deadline_as_registered'))}，案件{ended}即已超期；"
                 f"按倒签的挂起时间，时限延至 {deadline_moment(e.get('deadline_as_stated'))}，其间的超期因此被掩盖。")
     if rule == "retroactive_suspension" and e.get("node_deadline_as_registered"):
         done = f"于 {moment(e['node_completed_at'])} 才完成" if e.get("node_completed_at") else "至今未完成"
-        return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
+        return (f"{_suspension_event(e)}所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，倒签 {days(e.get('backdated_hours'))} 小时；"
                 f"环节“{e.get('covered_node_name') or e.get('covered_node')}”限时 {e.get('node_days')} 个工作日，"
                 f"若自登记时起挂起，应于 {deadline_moment(e.get('node_deadline_as_registered'))} 前完成，实际{done}；"
@@ -273,11 +281,11 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
                    if e.get("node_deadline_as_stated") else
                    "按倒签的挂起时间，环节时限自所述挂起时起停止计算（至今未恢复办理），环节超时因此被掩盖。"))
     if rule == "retroactive_suspension" and e.get("pushed"):
-        return (f"挂起事件 {e.get('event_id')}（自建系统于 {moment(e.get('suspension_recorded_at'))} 推送）"
+        return (f"{_suspension_event(e)}由自建系统于 {moment(e.get('suspension_recorded_at'))} 推送，"
                 f"所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，此时不计该挂起的办理时限"
                 f"（{deadline_moment(e.get('deadline_without_suspension'))}）已过。")
     if rule == "retroactive_suspension":
-        return (f"挂起事件 {e.get('event_id')} 所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
+        return (f"{_suspension_event(e)}所述挂起时间为 {moment(e.get('suspension_occurred_at'))}，"
                 f"但直到 {moment(e.get('suspension_recorded_at'))} 才登记，此时不计该挂起的办理时限"
                 f"（{deadline_moment(e.get('deadline_without_suspension'))}）已过，倒签 {days(e.get('backdated_hours'))} 小时。")
     if rule == "discretion_out_of_range":

@@ -71,3 +71,12 @@ def test_a_node_run_a_return_stopped_says_so():
                                               "node_deadline": "2026-03-05T00:00:00+08:00", "completed_at": None,
                                               "stopped_at": "2026-03-09T10:00:00+08:00"})
     assert "实际未完成，2026-03-09 10:00 因案件退回至前置环节重办而中止" in text and "至今" not in text
+
+
+def test_a_backdated_suspension_s_words_give_its_reason():
+    """Found by a black-box test: the reason the suspension states (专家评审) was left out."""
+    text = describe_evidence("retroactive_suspension", {
+        "event_id": "E5", "reason": "expert_review", "suspension_occurred_at": "2026-05-01T09:00:00+08:00",
+        "suspension_recorded_at": "2026-05-20T09:00:00+08:00", "backdated_hours": 456,
+        "deadline_without_suspension": "2026-05-16T00:00:00+08:00"})
+    assert text.startswith("挂起事件 E5（专家评审）所述挂起时间为 2026-05-01 09:00")
