@@ -423,9 +423,13 @@ class CaseSteps:
             self.clock.observe(partition, decoded.latest)
         now = self.clock.now(partition)
         hold = self.clock.input_incomplete
+        known: dict[str, tuple[str, str] | None] = {}  # a case's labels, looked up once per unit
+
         def labels(case_id: str) -> tuple[str, str] | None:
-            work = decoded.cases.get(case_id)
-            return self.case_labels(case_id, [event for _, event in work.events] if work else ())
+            if case_id not in known:
+                work = decoded.cases.get(case_id)
+                known[case_id] = self.case_labels(case_id, [event for _, event in work.events] if work else ())
+            return known[case_id]
 
         for letter in decoded.letters:
             await self.out.dead_letter(letter.record, letter.topic, letter.partition, letter.reason, letter.detail,
