@@ -21,7 +21,7 @@ from typing import Callable
 
 from alerts.evaluate import NotInCatalog, judges_otherwise
 from alerts.peers import rejudged
-from streams.catalog_source import CatalogSource, default_rulebook
+from streams.catalog_source import CatalogSource
 from streams.steps import Outputs, benchmark_of, home_partition
 from streams.store import CaseStore, GroupStore, held_keys
 from streams.timers import DeadlineIndex
@@ -143,7 +143,7 @@ class CatalogReload:
 
         try:
             await self.out.writer.run(write_catalog, self.catalog_source.judge.catalog, None,
-                                      default_rulebook().region_names)
+                                      self.catalog_source.region_names)
         except Exception as exc:  # the store is down: tried again on the next reload tick
             log.warning("could not write the reloaded catalog to the store (will try again): %s", exc)
             return False

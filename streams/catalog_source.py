@@ -98,9 +98,16 @@ def rulebook_file(path: Path | None) -> tuple[bytes, Rulebook]:
 
 
 @functools.cache
+def city_rulebook(path: Path | None = None) -> Rulebook:
+    """The city's rulebook (`Settings.rulebook`, SUNLIGHT_RULEBOOK), else the default one, read once
+    per process: the region names of the dashboards' 区域 and of the console (before, always the
+    default's, so another city's regions showed as codes, or as Wuxi's names)."""
+    return rulebook_file(path)[1]
+
+
 def default_rulebook() -> Rulebook:
-    """The default rulebook, read once per process (the console's and the pictures' region names)."""
-    return rulebook_file(None)[1]
+    """The default rulebook (the pictures' region names, of the demo city)."""
+    return city_rulebook(None)
 
 
 def load_judge(catalog_path: Path, overrides_path: Path | None = None,
@@ -145,11 +152,14 @@ class CatalogSource:
     """
 
     def __init__(self, catalog_path: Path, overrides_path: Path | None = None, tickets_path: Path | None = None,
-                 templates_dir: Path | None = None):
+                 templates_dir: Path | None = None, rulebook_path: Path | None = None):
         self.catalog_path = Path(catalog_path)
         self.overrides_path = overrides_path
         self.tickets_path = tickets_path
         self.templates_dir = templates_dir
+        # The city's region names (滨湖区 ...), from its rulebook: read at start, so that a rulebook
+        # that cannot be read stops the start with its error, as a catalog does.
+        self.region_names = city_rulebook(rulebook_path).region_names
         self.judge, self.policy, self.office_hours = self._load()
         self.rules = rules_digest()
         # What each case row records it was judged under (`cases.judged_under`).

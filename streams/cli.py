@@ -260,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--format", choices=["table", "csv", "xlsx", "jsonl"], default="table")
     score.add_argument("--inputs", metavar="FILE", help="the month's input file (YAML): spot checks m, "
                        "unapplied catalog changes p, complaint deductions, coverage")
-    score.add_argument("--rulebook", metavar="FILE", help="a city's own rulebook (default: alerts/rulebooks/wuxi.yaml)")
+    score.add_argument("--rulebook", metavar="FILE", help="a city's own rulebook (default: SUNLIGHT_RULEBOOK, else "
+                                                         "alerts/rulebooks/wuxi.yaml)")
     score.add_argument("--catalog", help="catalog file (default: SUNLIGHT_CATALOG)")
     score.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout (required for xlsx)")
     score.set_defaults(func=cmd_score)
@@ -318,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if isinstance(exc, TemplateError):  # the city's notice templates: the setting that names them
             print(f"sunlight: {exc} (SUNLIGHT_NOTICE_TEMPLATES)", file=sys.stderr)
+            return 2
+        from alerts.scoring import ScoringError
+
+        if isinstance(exc, ScoringError):  # the city's rulebook, read at start for its region names
+            print(f"sunlight: {exc}" + (" (SUNLIGHT_RULEBOOK)" if settings.rulebook else ""), file=sys.stderr)
             return 2
         if isinstance(exc, (CatalogError, BrokerError, FileNotFoundError, MappingError, LogFormatError,
                             FlowchartError, UnknownScope, StoreError, PipelineFailed, ChannelError,

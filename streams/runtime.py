@@ -31,7 +31,7 @@ from sinks.writer import ClickHouseWriter, StoreReader
 from streams import broker as broker_mod, faust_patches
 from streams.broker import produce
 from streams.app import Pipeline
-from streams.catalog_source import CatalogSource, default_rulebook
+from streams.catalog_source import CatalogSource
 from streams.clock import EventTimeClock, WallClock
 from streams.settings import Settings
 
@@ -144,7 +144,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     leaving_on_error = False
     try:
         catalog = CatalogSource(catalog_path, settings.calendar_overrides, settings.tickets_policy,
-                                settings.notice_templates)
+                                settings.notice_templates, settings.rulebook)
         # Notices carry the console's signed reply link (none without SUNLIGHT_PUBLIC_URL).
         from streams.console.links import notice_links
         catalog.texts = catalog.texts.with_links(notice_links(settings))
@@ -153,7 +153,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         client = connect(settings.clickhouse, settings.data_dir, shared_broker=settings.kafka is not None)
         migrate(client)
         # for the dashboards' names and variables
-        write_catalog(client, catalog.judge.catalog, region_names=default_rulebook().region_names)
+        write_catalog(client, catalog.judge.catalog, region_names=catalog.region_names)
         writer = ClickHouseWriter(client, max_rows=settings.flush_rows,
                                   max_pending_rows=settings.sink_max_pending_rows)
         pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), settings.tansu)

@@ -111,6 +111,9 @@ class Settings:
     data_dir: Path = Path("sunlight-data")
     catalog: Path | None = None
     calendar_overrides: Path | None = None
+    # The city's scoring rulebook (SUNLIGHT_RULEBOOK): its region names on the dashboards, the
+    # console and the notices of `sunlight score`; None: the default (alerts/rulebooks/wuxi.yaml).
+    rulebook: Path | None = None
     app_id: str = "sunlight"
     partitions: int = 4
     # Seconds between writes to ClickHouse (sooner when flush_rows are waiting), and between looks
@@ -183,6 +186,7 @@ class Settings:
             data_dir=Path(env.get("SUNLIGHT_DATA_DIR") or "sunlight-data"),
             catalog=Path(catalog) if catalog else None,
             calendar_overrides=Path(overrides) if overrides else None,
+            rulebook=Path(env["SUNLIGHT_RULEBOOK"]) if env.get("SUNLIGHT_RULEBOOK") else None,
             app_id=env.get("SUNLIGHT_APP_ID") or "sunlight",
             partitions=_bounded(env, "SUNLIGHT_PARTITIONS", 4, least=1, whole=True),
             flush_interval=_bounded(env, "SUNLIGHT_FLUSH_INTERVAL", 0.25, least=0, above=True),

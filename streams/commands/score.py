@@ -32,7 +32,7 @@ def cmd_score(args, settings: Settings) -> int:
         writable_path(Path(args.output), "--output")
     try:
         month = parse_month(args.month)
-        rulebook_text, rulebook = rulebook_file(Path(args.rulebook) if args.rulebook else None)
+        rulebook_text, rulebook = rulebook_file(Path(args.rulebook) if args.rulebook else settings.rulebook)
         catalog = catalog_for(args, settings, "scores count the catalog's items and published fields")
         catalog_sha256 = digest(Path(args.catalog or settings.catalog).read_bytes())  # beside the catalog just read
         tz = ZoneInfo(catalog.timezone)

@@ -55,12 +55,13 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def region_names() -> Mapping[str, str]:
-    """Region codes' names (滨湖区 ...), from the default rulebook (`alerts.scoring.load_rulebook`):
-    administrative division codes are national, so a code it does not name is shown as it is."""
-    from streams.catalog_source import default_rulebook
+def region_names(settings: Settings) -> Mapping[str, str]:
+    """Region codes' names (滨湖区 ...), from the city's rulebook (SUNLIGHT_RULEBOOK, else the
+    default: `alerts.scoring.load_rulebook`): administrative division codes are national, so a
+    code it does not name is shown as it is."""
+    from streams.catalog_source import city_rulebook
 
-    return default_rulebook().region_names
+    return city_rulebook(settings.rulebook).region_names
 
 
 HERE = Path(__file__).parent
@@ -517,7 +518,7 @@ class Console:
 
         paging = paging_of(number, total, len(rows), MAX_ALERTS_SHOWN, link)
         return self.page("alerts.html", request, rows=rows, total=total, filters=filters, paging=paging,
-                         departments=departments, regions=regions, region_names=region_names(),
+                         departments=departments, regions=regions, region_names=region_names(self.settings),
                          rules=[r.value for r in Rule],
                          severities=[s.value for s in Severity], note=note,
                          department_names={d.code: d.name for d in departments})
@@ -1036,7 +1037,7 @@ async def serve(settings: Settings, catalog_path: Path, host: str = "0.0.0.0", c
     from streams.catalog_source import CatalogSource
 
     source = CatalogSource(catalog_path, settings.calendar_overrides, settings.tickets_policy,
-                           settings.notice_templates)
+                           settings.notice_templates, settings.rulebook)
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)

@@ -438,6 +438,18 @@ def test_a_refused_command_stores_nothing(month, options, message, monkeypatch, 
     assert not Path("/proc/sunlight-2026-04.csv").exists()
 
 
+def test_the_city_s_rulebook_setting_is_the_score_s_default(month, monkeypatch, tmp_path):
+    """SUNLIGHT_RULEBOOK (the rulebook the workers name the regions by) is read when --rulebook is
+    not given: a missing one is refused, as --rulebook's is, and nothing is stored."""
+    scenario, catalog, inputs, _, _, directory = month
+    monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(directory / "data"))
+    monkeypatch.delenv("SUNLIGHT_CLICKHOUSE", raising=False)
+    monkeypatch.setenv("SUNLIGHT_RULEBOOK", str(tmp_path / "missing.yaml"))
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["score", "--month", MONTH, "--catalog", str(catalog), "--inputs", str(inputs)])
+    assert f"rulebook {tmp_path}/missing.yaml does not exist" in str(refused.value)
+
+
 def test_a_month_is_not_scored_over_a_data_directory_without_a_store(month, monkeypatch, tmp_path):
     # Found by a black-box test: a mistyped SUNLIGHT_DATA_DIR made an empty store and published
     # every department unranked.
