@@ -150,9 +150,21 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
                    if letter["topic"] in (settings.ticket_actions_topic, settings.ticket_ticks_topic) else "")
             raise SystemExit(f"sunlight: letter {letter_id} is a refused message of {letter['topic']} "
                              f"({letter['reason']}), not a case event to send again{act}")
+    for letter_id, event in corrections:
+        letter = by_id.get(letter_id or "")
+        if (letter is not None and letter["reason"] == "conflicting_duplicate"
+                and str(event.get("event_id")) == letter["event_id"]):
+            raise SystemExit(f"sunlight: letter {letter_id} is a copy of event {letter['event_id']}, which case "
+                             f"{letter['case_id']} holds with other content: sent again under that id it changes "
+                             f"nothing (the case keeps the version it holds); send the corrected fact under an "
+                             f"event_id of its own, naming the letter")
+    # The letters an event sent again replaces: those of its (case, event) that held the case. Not a
+    # conflicting copy's: its case holds the event, so the event is found stored whatever was sent,
+    # and the copy's letter was marked redriven though its change was never taken (found by a
+    # black-box test); only a corrected fact under an id of its own, naming the letter, replaces it.
     by_event: dict[tuple, list[dict]] = {}
     for letter in open_letters:
-        if letter["case_id"] and letter["event_id"]:
+        if letter["case_id"] and letter["event_id"] and letter["reason"] != "conflicting_duplicate":
             by_event.setdefault((letter["case_id"], letter["event_id"]), []).append(letter)
     _refuse_a_case_still_missing_rows(corrections, open_letters)
     replaces: dict[tuple[str, str], list[dict]] = {}

@@ -236,6 +236,46 @@ def test_a_refused_event_its_source_sends_again_corrected_marks_its_letter(scena
     assert letters(include_redriven=True) == sorted([(*waiting, "redriven"), (*conflicting, "open")])
 
 
+def test_a_conflicting_copy_s_letter_is_replaced_only_by_a_fact_under_an_id_of_its_own(scenario, tmp_path):
+    """Found by a black-box test: `dlq redrive` of a conflicting copy's letter said "1 dead letters
+    marked redriven" though the copy was refused again (its case holds the event: found stored
+    whatever was sent), and a redrive of the event as held marked the copy's letter too, its change
+    never taken. Sent under its id the copy is refused with what to do; a corrected fact under an
+    id of its own, naming the letter, replaces it."""
+    by_case: dict[str, list[dict]] = {}
+    for event in scenario.events:
+        by_case.setdefault(event["case_id"], []).append(event)
+    case = next(c for c, events in by_case.items() if {"accepted", "closed"} <= {e["type"] for e in events})
+    ending = by_case[case][-1]
+    copy = {**ending, "officer_id": (ending.get("officer_id") or "") + "-changed"}
+    catalog, file = write_inputs(tmp_path, scenario, [*by_case[case], copy])
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    now = ["--now", NOW.isoformat()]
+    assert sunlight(["replay", str(file), "--catalog", str(catalog), *now], env).returncode == 0
+
+    def letters():
+        out = sunlight(["dlq", "list", "--all", "--format", "jsonl"], env)
+        return [orjson.loads(line) for line in out.stdout.splitlines()]
+
+    (letter,) = letters()
+    assert (letter["reason"], letter["status"]) == ("conflicting_duplicate", "open")
+    held = tmp_path / "held.jsonl"  # the event as the case holds it, sent again
+    held.write_bytes(orjson.dumps(ending) + b"\n")
+    assert sunlight(["dlq", "redrive", str(held), "--catalog", str(catalog), *now], env).returncode == 0
+    assert [x["status"] for x in letters()] == ["open"]
+    again = tmp_path / "again.jsonl"  # the copy under its id, naming its letter
+    again.write_bytes(orjson.dumps({"letter_id": letter["letter_id"], "event": copy}) + b"\n")
+    refused = sunlight(["dlq", "redrive", str(again), "--catalog", str(catalog), *now], env)
+    assert refused.returncode != 0 and b"under an event_id of its own" in refused.stderr
+    assert [x["status"] for x in letters()] == ["open"]
+    fact = tmp_path / "fact.jsonl"  # the corrected fact under an id of its own, naming the letter
+    fact.write_bytes(orjson.dumps({"letter_id": letter["letter_id"],
+                                   "event": {**copy, "event_id": ending["event_id"] + "-2"}}) + b"\n")
+    assert sunlight(["dlq", "redrive", str(fact), "--catalog", str(catalog), *now], env).returncode == 0
+    assert [x["status"] for x in letters()] == ["redriven"]
+
+
 def test_a_fining_case_that_waits_across_commands_keeps_its_peer_verdicts(scenario, baseline, tmp_path):
     """A case waiting for a refused event gets its peer group's verdict but raises no alert for it.
     Read back in a later command, it had its verdicts back only from its open outlier alerts: the
