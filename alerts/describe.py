@@ -353,8 +353,6 @@ def alert_text(alert: Mapping[str, Any]) -> str:
     """An alert's evidence in words; a withdrawn one says why first, and its evidence as what the
     card said when raised (before, "实际至今未完成" stood beside a reason saying it was done, and
     the alert list showed the stale evidence alone: found by a black-box test)."""
-    evidence = describe_evidence(alert["rule"], alert.get("evidence") or {})
-    if alert.get("status") != "withdrawn":
-        return evidence
-    reason = alert.get("withdrawn_reason")
-    return (f"撤销原因：{reason}。" if reason else "") + f"预警生成时的情况：{evidence}"
+    words = evidence_words(alert["rule"], alert.get("evidence") or {}, alert.get("status") or "")
+    reason = alert.get("withdrawn_reason") if alert.get("status") == "withdrawn" else None
+    return (f"撤销原因：{reason}。" if reason else "") + words
