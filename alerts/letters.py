@@ -17,8 +17,9 @@ import base64
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -284,27 +285,23 @@ _WRAPPED_HINT = {
 }
 
 
-@dataclass(frozen=True, slots=True)
 class RefusedRecord:
     """A refused record read once for what it names: its payload as a plain JSON object
     (`_payload_object`) and the event it holds wrapped (`wrapped_event`), each read when first
     asked. The hint, the letter's labels and what its case waits for read the same record; made
     once per refusal (`streams.steps.decode_event`) and passed to each, the record is parsed once,
     not once for each (found by review: up to three lenient parses of one refused record)."""
-    raw: bytes | None
-    _read: dict = field(default_factory=dict, compare=False, repr=False)
 
-    @property
+    def __init__(self, raw: bytes | None):
+        self.raw = raw
+
+    @cached_property
     def payload(self) -> dict | None:
-        if "payload" not in self._read:
-            self._read["payload"] = _payload_object(self.raw)
-        return self._read["payload"]
+        return _payload_object(self.raw)
 
-    @property
+    @cached_property
     def wrapped(self) -> tuple[dict | None, str | None]:
-        if "wrapped" not in self._read:
-            self._read["wrapped"] = wrapped_event(self.raw)
-        return self._read["wrapped"]
+        return wrapped_event(self.raw)
 
 
 def read_refused(raw: bytes | None, read: RefusedRecord | None = None) -> RefusedRecord:
