@@ -207,6 +207,12 @@ class Watch:
     def _held(self, topic: str) -> set[int]:
         return {tp.partition for tp in self.pipeline.assigned if tp.topic == topic}
 
+    def _keys_held(self, table, seeds, held: set[int]) -> list:
+        """The keys of a table, and its seeds of the partitions `held` that it does not hold yet."""
+        partitions = list(range(self.pipeline.settings.partitions))
+        return [*table.data.keys(), *(key for key in seeds if key not in table.data
+                                      and partition_of(key, partitions) in held)]
+
     def counted(self) -> bool:
         """The censuses are of the partitions held now (`count` rebuilt them since they changed)."""
         return self.counted_for == frozenset(self.pipeline.assigned)
@@ -232,15 +238,9 @@ class Watch:
             # restart were not counted: sunlight_tickets said 0 beside 6 open; found by a black-box test).
             # The tables hold the partitions held (the others are let go of once an assignment is
             # known: `Pipeline.forget_unassigned`); the seeds, of the partitions held only.
-            partitions = list(range(pipeline.settings.partitions))
-            case_partitions = self._case_partitions
-            await self.cases.rebuild([*pipeline.table.data.keys(), *(
-                key for key in pipeline.store.seeds if key not in pipeline.table.data
-                and partition_of(key, partitions) in case_partitions)])
-            ticket_partitions = self._held(pipeline.settings.alerts_topic)
-            await self.tickets.rebuild([*pipeline.tickets_table.data.keys(), *(
-                key for key in pipeline.ticket_store.seeds if key not in pipeline.tickets_table.data
-                and partition_of(key, partitions) in ticket_partitions)])
+            await self.cases.rebuild(self._keys_held(pipeline.table, pipeline.store.seeds, self._case_partitions))
+            await self.tickets.rebuild(self._keys_held(pipeline.tickets_table, pipeline.ticket_store.seeds,
+                                                       self._held(pipeline.settings.alerts_topic)))
             self.counted_for = held  # only once both are whole: a failed rebuild is tried again
         else:
             self.cases.refresh(touched_cases)
