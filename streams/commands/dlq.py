@@ -143,17 +143,16 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
     finally:
         client.close()
     by_id = {letter["letter_id"]: letter for letter in open_letters}
-    for letter_id, _ in corrections:
+    for letter_id, event in corrections:
         letter = by_id.get(letter_id or "")
-        if letter is not None and letter["topic"] != settings.case_events_topic:
+        if letter is None:
+            continue
+        if letter["topic"] != settings.case_events_topic:
             act = (": act on the ticket anew (`sunlight tickets show|reply|accept|return|close`, or the console)"
                    if letter["topic"] in (settings.ticket_actions_topic, settings.ticket_ticks_topic) else "")
             raise SystemExit(f"sunlight: letter {letter_id} is a refused message of {letter['topic']} "
                              f"({letter['reason']}), not a case event to send again{act}")
-    for letter_id, event in corrections:
-        letter = by_id.get(letter_id or "")
-        if (letter is not None and letter["reason"] == "conflicting_duplicate"
-                and str(event.get("event_id")) == letter["event_id"]):
+        if letter["reason"] == "conflicting_duplicate" and str(event.get("event_id")) == letter["event_id"]:
             raise SystemExit(f"sunlight: letter {letter_id} is a copy of event {letter['event_id']}, which case "
                              f"{letter['case_id']} holds with other content: sent again under that id it changes "
                              f"nothing (the case keeps the version it holds); send the corrected fact under an "
