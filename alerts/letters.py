@@ -8,7 +8,8 @@ position (partition, offset) is kept as where it was last seen. Where the payloa
 the letter carries the case, event, department and region, so that a department sees its own
 letters, as it sees its own alerts (a letter that names its case but no department, a tombstone
 keyed by its case say, gets those of the case from the worker that holds it: `filed_under`). A
-letter is `open` until a corrected event replaces it (`redriven`). Pure: bytes in, a letter out.
+letter is `open` until a corrected event replaces it (`redriven`), or an operator closes it with
+a reason (`closed`: one no corrected event can replace). Pure: bytes in, a letter out.
 """
 
 from __future__ import annotations
@@ -65,12 +66,12 @@ REASON_ADVICE: dict[str, str] = {
     "bad_time": "时间须为带时区的ISO 8601格式（如2026-03-02T09:00:00+08:00），修正后以原事件编号重新发送。",
     "impossible_time": "时间不合理（不在1990至2099年之间，或登记早于发生），核实后以原事件编号重新发送。",
     "too_large": "消息超过大小上限，精简附加字段（attrs）后以原事件编号重新发送。",
-    "empty": "空消息，不含事件，无从重投，仅作记录；反复出现的，检查来源系统的发送程序。",
+    "empty": "空消息（含删除标记），不含事件，无从重投：反复出现的，检查来源系统的发送程序；核查后由运维人员注明原因关闭（sunlight dlq close）。",
     "unknown_item": "事项编码不在事项目录中：核对编码后以原事件编号重新发送，或在目录中补充该事项后重投。",
     "unknown_node": "环节不在该事项的办理流程中：核对环节编码后以原事件编号重新发送，或在目录中补充该环节后重投。",
     "unknown_department": "部门编码不在目录中：核对编码后以原事件编号重新发送，或在目录中补充该部门后重投。",
-    "item_left_catalog": "事项已移出目录，其事件不再评判；确需监察的，将事项恢复到目录后重投。",
-    "case_too_large": "该办件的事件数超过上限，后续事件未存储：核查来源系统是否重复推送该办件。",
+    "item_left_catalog": "事项已移出目录，其事件不再评判；确需监察的，将事项恢复到目录后重投，否则由运维人员注明原因关闭（sunlight dlq close）。",
+    "case_too_large": "该办件的事件数超过上限，后续事件未存储：核查来源系统是否重复推送该办件，核查后由运维人员注明原因关闭（sunlight dlq close）。",
     "conflicting_duplicate": "同一事件编号再次发送而内容不同，系统保留原有内容；更正的事实须使用新的事件编号，经运维人员以 sunlight dlq redrive 指明本死信重投后，本死信标记为已重投。",
     "store_refused": "存储拒绝写入，属系统自身原因，不计入部门不规范；存储恢复后由运维人员重投。",
     "internal_error": "系统内部错误，不计入部门不规范；运维人员查看日志后重投。",
@@ -101,9 +102,12 @@ class DeadLetter:
     event_id: str | None = None
     department: str = ""
     region: str = ""
-    status: str = "open"  # open | redriven
+    status: str = "open"  # open | redriven | closed
     redriven_at: datetime | None = None
     version: int = 1
+    closed_at: datetime | None = None  # closed by an operator (`closed`): when, who, and why
+    closed_by: str | None = None
+    closed_reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The letter as the DLQ topic carries it (`error` is the detail, as before)."""
@@ -425,3 +429,30 @@ def filed_under(letter: DeadLetter, department: str, region: str) -> DeadLetter:
 def redriven(letter: DeadLetter, at: datetime) -> DeadLetter:
     """The letter, marked as replaced by a corrected event."""
     return replace(letter, status="redriven", redriven_at=at, version=letter.version + 1)
+
+
+CLOSING_REASON_CHARS = 500
+
+
+def why_not_closed(letter: DeadLetter, case_waits: bool) -> str | None:
+    """Why an operator may not close this letter, in one line; None when they may.
+
+    Only an open letter is closed. Not one whose case waits for its event (`case_waits`: a refusal
+    that holds its case, `HOLDS_ITS_CASE`, whose case has not received the event since): the case
+    raises no alert but late registrations until the event comes corrected, and a closed letter
+    would take it off the lists that say so, a case judged on nothing, out of sight. Its cure is
+    the corrected event (`sunlight dlq redrive`)."""
+    if letter.status != "open":
+        return f"it is {letter.status} already"
+    if case_waits:
+        return (f"case {letter.case_id} waits for its event {letter.event_id}, and raises no alert but late "
+                f"registrations until it comes corrected: send the corrected event (`sunlight dlq redrive`) "
+                f"instead of closing the letter")
+    return None
+
+
+def closed(letter: DeadLetter, at: datetime, by: str, reason: str) -> DeadLetter:
+    """The letter, closed by an operator (`by`), for `reason`: no longer waiting for anyone, kept
+    with who closed it and why (`sunlight dlq close`)."""
+    return replace(letter, status="closed", closed_at=at, closed_by=by, closed_reason=reason,
+                   version=letter.version + 1)

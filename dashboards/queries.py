@@ -621,16 +621,18 @@ ORDER BY event_time, alert_id
 """,
 )
 
-# A letter that waits for someone: not redriven, and not a ticket action the ticket had moved past
-# (the person who acted was told; nothing to redrive: `alerts.letters.OVERTAKEN_ACTIONS`).
-_LETTER_WAITING = f"status != 'redriven' AND reason NOT IN {_sql_array(sorted(OVERTAKEN_ACTIONS))}"
+# A letter that waits for someone: open (not redriven, not closed by an operator), and not a ticket
+# action the ticket had moved past (the person who acted was told; nothing to redrive:
+# `alerts.letters.OVERTAKEN_ACTIONS`).
+_LETTER_WAITING = f"status = 'open' AND reason NOT IN {_sql_array(sorted(OVERTAKEN_ACTIONS))}"
 
 DLQ_SIZE = Panel(
     name="dlq_size",
     title="死信队列",
-    description="无法处理的消息（死信）：待处理的条数与累计条数；已重投的和已告知操作人的过时督办操作（督办件已更新或状态已变）不计入待处理。",
-    doc="The dead letters waiting (not redriven, not a ticket action the ticket had moved past: its "
-        "actor was told) and all of them.",
+    description="无法处理的消息（死信）：待处理的条数与累计条数；已重投的、运维人员注明原因关闭的（sunlight dlq close），"
+                "和已告知操作人的过时督办操作（督办件已更新或状态已变）不计入待处理。",
+    doc="The dead letters waiting (not redriven, not closed by an operator, not a ticket action the "
+        "ticket had moved past: its actor was told) and all of them.",
     labels={"waiting": "待处理死信", "letters": "累计死信"},
     columns=("waiting", "letters"),
     sql=f"""
@@ -643,9 +645,10 @@ DLQ_LATEST = Panel(
     name="dlq_latest",
     title="最新死信及原因",
     description="最近收到的50条死信：时间、原因（及其代码，供 sunlight dlq list --reason 查询）、处理办法、"
-                "系统说明（系统原文，指出出错的字段和取值，供修正来源系统）、来源和涉及的办件。",
+                "系统说明（系统原文，指出出错的字段和取值，供修正来源系统）、来源、涉及的办件和状态（关闭的注明谁关闭及原因）。",
     doc="The 50 newest dead letters: when, why (the reason in Chinese, its code), what to do (in "
-        "Chinese, by reason), the detail (the system's own words), where from, which case.",
+        "Chinese, by reason), the detail (the system's own words), where from, which case, and its "
+        "state (a closed one with who closed it and why).",
     labels={"received_at": "收到时间", "reason_title": "原因", "reason": "原因代码", "advice": "处理办法",
             "detail": "系统说明（原文）", "topic": "来源", "case_id": "办件编号", "department_name": "部门",
             "state": "状态"},
@@ -653,8 +656,9 @@ DLQ_LATEST = Panel(
     sql=f"""{_NAMES}
 SELECT received_at, {_REASON_TITLE} AS reason_title, reason, {_REASON_ADVICE} AS advice, detail, topic, case_id,
     {_department_name()} AS department_name,
-    multiIf(status = 'redriven', '已重投', reason IN {_sql_array(sorted(OVERTAKEN_ACTIONS))}, '已告知操作人',
-        '待处理') AS state
+    multiIf(status = 'redriven', '已重投', status = 'closed',
+        concat('已关闭（', ifNull(closed_by, ''), '：', ifNull(closed_reason, ''), '）'),
+        reason IN {_sql_array(sorted(OVERTAKEN_ACTIONS))}, '已告知操作人', '待处理') AS state
 FROM dead_letters FINAL
 ORDER BY received_at DESC, letter_id
 LIMIT 50
@@ -664,8 +668,8 @@ LIMIT 50
 DLQ_BY_REASON = Panel(
     name="dlq_by_reason",
     title="待处理死信原因分布",
-    description="死信队列中待处理的死信（未重投，且不是已告知操作人的过时督办操作），按原因统计，并注明每种原因最近一次收到的时间和处理办法。",
-    doc="The dead letters waiting (not redriven, not an overtaken ticket action), per reason, with when "
+    description="死信队列中待处理的死信（未重投、未关闭，且不是已告知操作人的过时督办操作），按原因统计，并注明每种原因最近一次收到的时间和处理办法。",
+    doc="The dead letters waiting (not redriven, not closed, not an overtaken ticket action), per reason, with when "
         "the newest of each came: "
         "what is in the DLQ now, whenever it arrived (received_at is the worker's clock, not "
         "business time, so it is not filtered by the dashboard's range).",

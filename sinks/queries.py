@@ -243,20 +243,21 @@ def refused_case_events(client, case_ids: list[str] | None = None,
 
 LETTER_COLUMNS = ("letter_id", "reason", "detail", "topic", "partition", "offset", "key", "case_id", "event_id",
                   "department", "region", "payload", "payload_encoding", "received_at", "status", "redriven_at",
-                  "version")
+                  "version", "closed_at", "closed_by", "closed_reason")
 
 
-def dead_letters(client, scope: Scope, reason: str | None = None, include_redriven: bool = False,
+def dead_letters(client, scope: Scope, reason: str | None = None, include_done: bool = False,
                  letter_ids: list[str] | None = None, tz: ZoneInfo = ZoneInfo("Asia/Shanghai"),
                  payload_containing: str | None = None, topics: tuple[str, ...] | list[str] | None = None,
                  limit: int | None = None, case_id: str | None = None) -> Iterator[dict[str, Any]]:
-    """The latest version of every dead letter in scope, oldest first (with `payload_containing`:
+    """The latest version of every open dead letter in scope (with `include_done`: also those
+    redriven or closed), oldest first (with `payload_containing`:
     those whose payload holds that text; with `topics`: refused on those topics; with `case_id`:
     those naming that case; at most `limit`).
     A letter that names no department is seen only by an unrestricted scope (operators)."""
     conditions = []
     parameters: dict[str, Any] = {}
-    if not include_redriven:
+    if not include_done:
         conditions.append("status = 'open'")
     if reason:
         conditions.append("reason = {reason:String}")
@@ -282,8 +283,9 @@ def dead_letters(client, scope: Scope, reason: str | None = None, include_redriv
     for row in client.query(sql, parameters={**parameters, **scope_parameters}).result_rows:
         record = dict(zip(LETTER_COLUMNS, row))
         record["received_at"] = _time(record["received_at"], tz)
-        if record["redriven_at"] is not None:
-            record["redriven_at"] = _time(record["redriven_at"], tz)
+        for moment in ("redriven_at", "closed_at"):
+            if record[moment] is not None:
+                record[moment] = _time(record[moment], tz)
         yield record
 
 

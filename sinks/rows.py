@@ -58,7 +58,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("letter_id", _STR), ("reason", _STR), ("detail", _STR), ("topic", _STR), ("partition", pa.int32()),
         ("offset", pa.int64()), ("key", _STR), ("case_id", _STR), ("event_id", _STR), ("department", _STR),
         ("region", _STR), ("payload", _STR), ("payload_encoding", _STR), ("received_at", _TS), ("status", _STR),
-        ("redriven_at", _TS), ("version", pa.uint64()),
+        ("redriven_at", _TS), ("version", pa.uint64()), ("closed_at", _TS), ("closed_by", _STR),
+        ("closed_reason", _STR),
     ]),
 }
 
@@ -117,17 +118,21 @@ def dead_letter_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]
     row = letter.to_json()
     del row["error"]
     return {**row, "received_at": received_at, "status": letter.status, "redriven_at": letter.redriven_at,
-            "version": letter.version}
+            "version": letter.version, "closed_at": letter.closed_at, "closed_by": letter.closed_by,
+            "closed_reason": letter.closed_reason}
+
+
+def stored_letter(letter: dict[str, Any]) -> DeadLetter:
+    """A letter as `sinks.queries.dead_letters` reads it (times as text), for a new version of it.
+    Only open letters get one, so the times of a redrive or a closing are not carried."""
+    fields = {k: letter[k] for k in DeadLetter.__dataclass_fields__ if k in letter}
+    return DeadLetter(**{**fields, "redriven_at": None, "closed_at": None})
 
 
 def redriven_rows(letters: list[dict[str, Any]], at: datetime) -> list[dict[str, Any]]:
     """New versions of stored letters (as `sinks.queries.dead_letters` reads them), marked replaced."""
-    rows = []
-    for letter in letters:
-        fields = {k: letter[k] for k in DeadLetter.__dataclass_fields__ if k in letter}
-        fields["redriven_at"] = None
-        rows.append(dead_letter_row(redriven(DeadLetter(**fields), at), datetime.fromisoformat(letter["received_at"])))
-    return rows
+    return [dead_letter_row(redriven(stored_letter(letter), at), datetime.fromisoformat(letter["received_at"]))
+            for letter in letters]
 
 
 # A ticket row's round, in ClickHouse: its stored state names it from round 2 on

@@ -17,7 +17,7 @@ What is counted (see docs/scoring.md):
 * dead letters of the data a department pushed: letters of the case-events topic (the
   ``case_events_topic`` passed in, ``Settings.case_events_topic``) whose payload is an event on the
   ``import`` channel or on none, naming a department, that occurred in the month (a payload without a
-  readable ``occurred_at`` counts in the month Sunlight received it), redriven or not: the data
+  readable ``occurred_at`` counts in the month Sunlight received it), redriven, closed or not: the data
   was not to the standard when it was pushed. Other letters (a refused ticket action, an online
   or window event) are not about pushed data. The query reads only letters received since the
   month began (``received_at``: a push cannot be refused before it happened), filtered by topic

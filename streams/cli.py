@@ -16,7 +16,7 @@ from streams.commands.cases import cmd_cases_show
 from streams.commands.catalog import cmd_import_bpmn
 from streams.commands.console import cmd_serve, cmd_users_add, cmd_users_list
 from streams.commands.dashboards import cmd_dashboards_push, cmd_dashboards_export
-from streams.commands.dlq import cmd_dlq_list, cmd_dlq_redrive
+from streams.commands.dlq import cmd_dlq_close, cmd_dlq_list, cmd_dlq_redrive
 from streams.commands.importing import cmd_import
 from streams.commands.notices import cmd_notices_resend
 from streams.commands.pipeline import cmd_replay, cmd_worker, cmd_demo
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = dlq_sub.add_parser("list", help="the dead letters kept in the store")
     listing.add_argument("--reason", help="only letters refused for this reason (e.g. unknown_item)")
     listing.add_argument("--format", choices=["table", "jsonl"], default="table")
-    listing.add_argument("--all", action="store_true", help="also the letters already redriven")
+    listing.add_argument("--all", action="store_true", help="also the letters already redriven or closed")
     listing.add_argument("--department", action="append", default=[], metavar="CODE")
     listing.add_argument("--region", action="append", default=[], metavar="CODE")
     listing.add_argument("--catalog", help="the catalog a scope is checked against (default: SUNLIGHT_CATALOG)")
@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--wait", type=float, default=60.0, help="with SUNLIGHT_KAFKA: seconds to wait for the "
                          "worker to store the events before marking letters")
     redrive.set_defaults(func=cmd_dlq_redrive)
+    closing = dlq_sub.add_parser("close", help="close open letters that no corrected event can replace (a "
+                                 "tombstone, a record naming no event, a refusal dealt with by hand), with the reason; "
+                                 "kept, with who closed them and why")
+    closing.add_argument("letter_ids", nargs="+", metavar="LETTER_ID", help="as `sunlight dlq list --format jsonl` "
+                         "gives them")
+    closing.add_argument("--reason", required=True, help="why, in words the inspectors read (shown with the letter)")
+    closing.add_argument("--by", help="who closes them (default: the login name)")
+    closing.set_defaults(func=cmd_dlq_close)
 
     tickets = sub.add_parser("tickets", help="supervision tickets (督办件): list, show, and act on them")
     tickets_sub = tickets.add_subparsers(dest="tickets_command", required=True)

@@ -1,9 +1,11 @@
-"""`sunlight dlq list|redrive`: the dead letters kept in the store, and corrected events sent again."""
+"""`sunlight dlq list|redrive|close`: the dead letters kept in the store, corrected events sent
+again, and letters an operator closes."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -23,14 +25,16 @@ def _letter_line(letter: dict, moment) -> str:
     source = f"{letter['topic']}[{letter['partition']}]@{letter['offset']}"
     detail = " ".join(letter["detail"].split())[:80]
     reason = reason_words(letter["reason"])
-    state = ("已重投" if letter["status"] == "redriven" else "已告知操作人" if letter["reason"] in OVERTAKEN_ACTIONS
-             else "待处理")
+    state = ("已重投" if letter["status"] == "redriven" else "已关闭" if letter["status"] == "closed"
+             else "已告知操作人" if letter["reason"] in OVERTAKEN_ACTIONS else "待处理")
+    if letter["status"] == "closed":  # who closed it and why, before the system's detail
+        detail = f"{letter['closed_by']}关闭：{' '.join((letter['closed_reason'] or '').split())}；{detail}"[:120]
     return (f"{moment(letter['received_at']):<16}  {reason:<18}  {source:<26}  "
             f"{letter['case_id'] or '':<14}  {letter['department'][:8]:<8}  {state:<6}  {detail}")
 
 
 def cmd_dlq_list(args, settings: Settings) -> int:
-    """The dead letters kept in the store (open ones; with --all the redriven ones too)."""
+    """The dead letters kept in the store (open ones; with --all those redriven or closed too)."""
     from alerts.describe import moment
     from alerts.letters import REASON_TITLE
     from sinks.clickhouse import connect
@@ -45,7 +49,7 @@ def cmd_dlq_list(args, settings: Settings) -> int:
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
-        letters = list(dead_letters(client, scope, reason=args.reason, include_redriven=args.all))
+        letters = list(dead_letters(client, scope, reason=args.reason, include_done=args.all))
     finally:
         client.close()
     if args.format == "jsonl":
@@ -57,8 +61,9 @@ def cmd_dlq_list(args, settings: Settings) -> int:
     print(f"{'收到时间':<16}  {'原因':<18}  {'来源':<26}  {'办件':<14}  {'部门':<8}  {'状态':<6}  详情")
     for letter in letters:
         print(_letter_line(letter, moment))
-    print(f"共 {len(letters)} 条死信" + ("" if args.all else "（未重投的）") + "；`sunlight dlq list --format jsonl` "
-          "给出每条的原文和 letter_id，更正后的事件以 `sunlight dlq redrive FILE` 重新提交")
+    print(f"共 {len(letters)} 条死信" + ("" if args.all else "（未重投、未关闭的）") + "；`sunlight dlq list --format jsonl` "
+          "给出每条的原文和 letter_id，更正后的事件以 `sunlight dlq redrive FILE` 重新提交；无法以更正事件替代的，"
+          "以 `sunlight dlq close LETTER_ID --reason 说明` 关闭")
     return 0
 
 
@@ -211,3 +216,62 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
           f"redriven" + (f"; {refused} not stored (refused again: see `sunlight dlq list`)" if refused else ""),
           file=sys.stderr)
     return 0 if refused == 0 else 1
+
+
+def cmd_dlq_close(args, settings: Settings) -> int:
+    """Close open letters no corrected event can replace, with the reason: a new version of each,
+    `closed`, kept with who closed it, when and why. All or none: a letter that cannot be closed
+    (not found, not open, or its case waits for its event: `alerts.letters.why_not_closed`) stops
+    the command before anything is written."""
+    import getpass
+
+    from alerts.letters import CLOSING_REASON_CHARS, HOLDS_ITS_CASE, closed, why_not_closed
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+    from sinks.queries import dead_letters, stored_event_keys
+    from sinks.rows import dead_letter_row, stored_letter, to_arrow
+    from sinks.scope import Scope
+    from streams.clock import wall_now
+
+    reason = " ".join(args.reason.split())
+    if not reason:
+        raise SystemExit("sunlight: --reason is empty: say why the letters are closed (the inspectors read it)")
+    if len(reason) > CLOSING_REASON_CHARS:
+        raise SystemExit(f"sunlight: --reason is {len(reason)} characters; at most {CLOSING_REASON_CHARS}")
+    try:
+        by = " ".join((args.by if args.by is not None else getpass.getuser()).split())
+    except (KeyError, OSError):  # no login name for this user id (a container, say)
+        by = ""
+    if not by:
+        raise SystemExit("sunlight: who closes the letters is not known: name yourself with --by")
+    wanted = list(dict.fromkeys(args.letter_ids))
+    require_store(settings)
+    client = connect(settings.clickhouse, settings.data_dir)
+    try:
+        migrate(client)
+        found = {letter["letter_id"]: letter
+                 for letter in dead_letters(client, Scope.everything(), include_done=True, letter_ids=wanted)}
+        missing = [letter_id for letter_id in wanted if letter_id not in found]
+        if missing:
+            raise SystemExit(f"sunlight: no dead letter {missing[0]} (`sunlight dlq list --all --format jsonl` "
+                             f"gives the letters' ids)" + (f"; {len(missing) - 1} more not found"
+                                                           if len(missing) > 1 else ""))
+        held = {(found[i]["case_id"], found[i]["event_id"]) for i in wanted
+                if found[i]["reason"] in HOLDS_ITS_CASE and found[i]["case_id"] and found[i]["event_id"]}
+        stored = stored_event_keys(client, sorted(held))
+        letters = [stored_letter(found[i]) for i in wanted]
+        for letter in letters:
+            waits = (letter.case_id, letter.event_id) in held and (letter.case_id, letter.event_id) not in stored
+            why = why_not_closed(letter, waits)
+            if why:
+                raise SystemExit(f"sunlight: letter {letter.letter_id} ({letter.reason}) is not closed: {why}; "
+                                 f"nothing was closed")
+        at = wall_now()
+        rows = [dead_letter_row(closed(letter, at, by, reason), datetime.fromisoformat(found[letter.letter_id]["received_at"]))
+                for letter in letters]
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", rows))
+    finally:
+        client.close()
+    print(f"closed {len(rows)} dead letters (by {by}: {reason}); `sunlight dlq list --all` shows them",
+          file=sys.stderr)
+    return 0

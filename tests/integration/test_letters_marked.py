@@ -30,7 +30,7 @@ def test_a_bad_copy_that_comes_after_the_correction_keeps_its_letter_open_in_the
         writer.write(harness.writer.batch)
         writer.executor.shutdown()
         letters = sorted((x["offset"], x["status"]) for x in dead_letters(client, Scope.everything(),
-                                                                           include_redriven=True))
+                                                                           include_done=True))
         assert letters == [(0, "redriven"), (2, "open")]
     finally:
         client.close()

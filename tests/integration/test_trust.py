@@ -233,7 +233,7 @@ def test_a_refused_event_its_source_sends_again_corrected_marks_its_letter(scena
     assert letters() == sorted([(*waiting, "open"), (*conflicting, "open")])
     replay(settings, catalog, as_messages([acceptance]))  # the source sends it again, corrected
     assert letters() == [(*conflicting, "open")]
-    assert letters(include_redriven=True) == sorted([(*waiting, "redriven"), (*conflicting, "open")])
+    assert letters(include_done=True) == sorted([(*waiting, "redriven"), (*conflicting, "open")])
 
 
 def test_a_conflicting_copy_s_letter_is_replaced_only_by_a_fact_under_an_id_of_its_own(scenario, tmp_path):
@@ -274,6 +274,66 @@ def test_a_conflicting_copy_s_letter_is_replaced_only_by_a_fact_under_an_id_of_i
                                    "event": {**copy, "event_id": ending["event_id"] + "-2"}}) + b"\n")
     assert sunlight(["dlq", "redrive", str(fact), "--catalog", str(catalog), *now], env).returncode == 0
     assert [x["status"] for x in letters()] == ["redriven"]
+
+
+def test_an_operator_closes_a_letter_no_event_can_replace_with_who_and_why(scenario, tmp_path):
+    """A letter no corrected event can replace (here a conflicting copy the source sent by mistake;
+    a tombstone, a record naming no event) stayed 待处理 for good: the wall's count of letters
+    waiting never came back to 0. An operator closes it with a reason, kept with who closed it. A
+    letter whose case waits for its event is not closed (the case raises no alert until the event
+    comes corrected: closing it would hide that), and one such letter stops the whole command."""
+    by_case: dict[str, list[dict]] = {}
+    for event in scenario.events:
+        by_case.setdefault(event["case_id"], []).append(event)
+    copied, held = [c for c, events in by_case.items() if {"accepted", "closed"} <= {e["type"] for e in events}][:2]
+    ending = by_case[copied][-1]
+    copy = {**ending, "officer_id": (ending.get("officer_id") or "") + "-changed"}
+    step = next(e for e in by_case[held] if e["type"] == "accepted")
+    misspelt = {**step, "item_code": step["item_code"] + "-misspelt"}
+    kept = [e for e in by_case[held] if e is not step]
+    catalog, file = write_inputs(tmp_path, scenario, [*by_case[copied], copy, *kept, misspelt])
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    assert sunlight(["replay", str(file), "--catalog", str(catalog), "--now", NOW.isoformat()], env).returncode == 0
+
+    def letters(*extra):
+        out = sunlight(["dlq", "list", "--format", "jsonl", *extra], env)
+        return {x["reason"]: x for x in map(orjson.loads, out.stdout.splitlines())}
+
+    def waiting_on_the_wall():
+        from dashboards import queries as q
+
+        client = connect(None, tmp_path / "data")
+        try:
+            (waiting, _), = client.query(q.DLQ_SIZE.sql).result_rows
+            states = [row[-1] for row in client.query(q.DLQ_LATEST.sql).result_rows]
+        finally:
+            client.close()
+        return waiting, sorted(states)
+
+    before = letters()
+    conflicting, holding = before["conflicting_duplicate"]["letter_id"], before["unknown_item"]["letter_id"]
+    assert waiting_on_the_wall() == (2, ["待处理", "待处理"])
+    close = ["dlq", "close", "--by", "张三"]
+    refused = sunlight([*close, conflicting, holding, "--reason", "来源系统误发"], env)
+    assert refused.returncode != 0 and f"case {held} waits for its event".encode() in refused.stderr
+    assert b"nothing was closed" in refused.stderr and letters().keys() == before.keys()
+    blank = sunlight([*close, conflicting, "--reason", "  "], env)
+    assert blank.returncode != 0 and b"--reason is empty" in blank.stderr
+    unknown = sunlight([*close, "no-such-letter", "--reason", "x"], env)
+    assert unknown.returncode != 0 and b"no dead letter no-such-letter" in unknown.stderr
+
+    done = sunlight([*close, conflicting, "--reason", "来源系统误发，已核实无误"], env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert list(letters()) == ["unknown_item"]
+    closed = letters("--all")["conflicting_duplicate"]
+    assert (closed["status"], closed["closed_by"], closed["closed_reason"]) == ("closed", "张三", "来源系统误发，已核实无误")
+    assert closed["closed_at"] and closed["letter_id"] == conflicting
+    assert waiting_on_the_wall() == (1, sorted(["待处理", "已关闭（张三：来源系统误发，已核实无误）"]))
+    table = sunlight(["dlq", "list", "--all"], env).stdout.decode()
+    assert "已关闭" in table and "张三关闭：来源系统误发" in table
+    again = sunlight([*close, conflicting, "--reason", "再次关闭"], env)
+    assert again.returncode != 0 and b"it is closed already" in again.stderr
 
 
 def test_a_fining_case_that_waits_across_commands_keeps_its_peer_verdicts(scenario, baseline, tmp_path):
