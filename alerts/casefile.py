@@ -48,7 +48,7 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
         status = "在办"
         if ended is not None:
             status = ended
-        elif timeline.suspensions and timeline.suspensions[-1].resumed is None:
+        elif timeline.suspensions and timeline.suspensions[-1].end is None:
             status = "挂起中"
     return {
         "case_id": first.case_id if first else None, "item_code": item.code, "item_name": item.name,
@@ -123,6 +123,9 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
     pauses = [{"from": calendar.local(s.suspended.occurred_at).isoformat(),
                "to": calendar.local(s.end).isoformat() if s.end else None,
                "reason": s.suspended.attrs.get("reason"),
+               # before the case clock started (a 补正 before 受理, ended by the acceptance at the
+               # latest: `alerts.timeline`): it stops nothing
+               "before_acceptance": s.end is not None and s.end <= accepted.occurred_at,
                "inner": [{"from": calendar.local(e.occurred_at).isoformat(), "reason": e.attrs.get("reason")}
                          for e in s.inner]} for s in timeline.suspensions]
     out: dict[str, Any] = {
@@ -145,7 +148,8 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
     lines = [basis]
     if pauses:
         spans = "；".join(f"{moment(p['from'])} 至 {moment(p['to']) if p['to'] else '未恢复'}"
-                         f"（{_reason(p['reason'])}{_inside(p['inner'])}）" for p in pauses)
+                         f"（{_reason(p['reason'])}{_inside(p['inner'])}"
+                         f"{'；在受理之前，不计入时限' if p['before_acceptance'] else ''}）" for p in pauses)
         lines.append(f"挂起 {len(pauses)} 次：{spans}；挂起期间的工作时间不计入，时限相应顺延。")
     if deadline is None:
         lines.append("案件挂起中，时限暂停计算。")

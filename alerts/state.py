@@ -72,13 +72,18 @@ class CaseState:
         end = self.ended_by
         if end is not None:
             return end.type.value
-        suspended = False
+        suspended_at: datetime | None = None
+        accepted = False
         for event in self.events:
             if event.type is EventType.SUSPENDED:
-                suspended = True
+                suspended_at = suspended_at or event.occurred_at
             elif event.type is EventType.RESUMED or event.type in ENDING:  # an end ends a suspension
-                suspended = False
-        return "suspended" if suspended else "open"
+                suspended_at = None
+            elif event.type is EventType.ACCEPTED and not accepted:
+                accepted = True  # the first acceptance ends one stated before it (`alerts.timeline`;
+                if suspended_at is not None and suspended_at < event.occurred_at:  # at one moment
+                    suspended_at = None  # the acceptance comes first: `process_order`)
+        return "suspended" if suspended_at is not None else "open"
 
     @property
     def ended_by(self) -> CaseEvent | None:

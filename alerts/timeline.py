@@ -34,7 +34,9 @@ from alerts.events import ENDING, CaseEvent, EventType
 class Suspension:
     suspended: CaseEvent
     resumed: CaseEvent | None
-    end: datetime | None  # the resumption, or the end of the case, or None (still suspended)
+    # the resumption, or the end of the case, or the acceptance (of one stated before it), or None
+    # (still suspended)
+    end: datetime | None
     inner: tuple[CaseEvent, ...] = ()  # suspensions stated while this one ran (its clock stop covers them)
 
     @property
@@ -417,6 +419,14 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
         elif kind is EventType.ACCEPTED:
             if timeline.accepted is None:
                 take_acceptance(event)
+                if open_suspension is not None:
+                    # A suspension stated before the acceptance (a 补正 before 受理) ends at it: the
+                    # case clock starts at the acceptance (the contract), and a clock not started was
+                    # not stopped. One never resumed stopped the clock for good, and the case raised
+                    # no deadline alert however late it ended (found by a black-box test).
+                    timeline.suspensions.append(
+                        Suspension(open_suspension, None, event.occurred_at, tuple(inside)))
+                    open_suspension, nested, inside = None, 0, []
                 # No node's clock runs before the case's (the contract: "accepted: the case clock
                 # starts"): a node whose prerequisites were stated done before the acceptance starts
                 # its clock at it, and a run over before it was not timed (an oracle found a yellow

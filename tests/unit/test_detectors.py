@@ -790,6 +790,35 @@ def test_a_case_finished_late_before_its_acceptance_is_judged_by_the_end_in_forc
     assert card.evidence["working_days_used"] is None and "实际用时" not in describe_evidence("overdue", card.evidence)
 
 
+def test_a_suspension_stated_before_the_acceptance_ends_at_it():
+    """Found by a black-box test: a 补正 stated before 受理 and never resumed stopped the case clock
+    for good, the clock it stopped not yet started (the contract: "accepted: the case clock
+    starts"); a case closed weeks late raised no deadline alert, and one never closed sat 挂起中
+    with its time paused. The acceptance ends such a suspension: a resumption after it resumes
+    nothing. A suspension stated at the acceptance's moment is the case's own (process order:
+    acceptance first), and one stated after it stops the clock as ever."""
+    from alerts.casefile import case_file
+    from alerts.evaluate import evaluate
+
+    j = judge()
+    supplement = ev("suspended", at(2026, 2, 27, 10), reason="supplement")
+    accepted = ev("accepted", at(2026, 3, 2, 10))  # 10 working days: due 2026-03-16 24:00
+    late = ev("closed", at(2026, 3, 20, 11))
+    for events in ([supplement, accepted, late], [supplement, accepted, ev("resumed", at(2026, 3, 19, 10)), late],
+                   [accepted, supplement, late], [supplement, accepted]):
+        state = run(events, at(2026, 4, 30))
+        assert {("overdue", None), ("deadline_near", None)} <= active(state), events
+        assert state.status == ("open" if late not in events else "closed")
+        assert evaluate(state, j, at(2026, 4, 30)).deadline == at(2026, 3, 17, 0)
+    file = case_file([supplement, accepted], [], j.catalog.item(LICENCE), j.calendar)
+    assert file["status"] == "在办" and "在受理之前，不计入时限" in file["deadline"]["text"], file
+    for own in ([accepted, ev("suspended", at(2026, 3, 2, 10), reason="hearing"), late],
+                [accepted, ev("suspended", at(2026, 3, 2, 11), reason="hearing"), late]):
+        state = run(own, at(2026, 4, 30))
+        assert ("overdue", None) not in active(state) and state.status == "closed"
+        assert evaluate(state, j, at(2026, 4, 30)).deadline > at(2026, 3, 20, 11)
+
+
 def test_no_node_s_clock_runs_before_the_case_is_accepted():
     """Found by an independent oracle: a node whose prerequisite was stated done two weeks before the
     acceptance had its clock started then, and a yellow node_overdue dated before the case existed,
