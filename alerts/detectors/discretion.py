@@ -25,6 +25,14 @@ def penalty_of(event: CaseEvent) -> tuple[str, float] | None:
     return str(violation), float(amount)
 
 
+def tier_key(name: str) -> str:
+    """A tier's name as a source may write it: spaces around it or doubled inside, and capitals
+    (`"normal "`, `"Normal"` for `normal`), are the same tier, as spaces around a violation code are
+    the same code (`Item.tiers`). Compared character for character, a fine inside the tier it
+    claimed was a red card "outside the claimed tier" (found by a black-box test)."""
+    return " ".join(name.split()).casefold()
+
+
 def detect(view: CaseView, now: datetime) -> list[Finding]:
     return _out_of_range(view) + outlier_findings(view)
 
@@ -40,13 +48,14 @@ def _out_of_range(view: CaseView) -> list[Finding]:
         if not tiers:
             continue  # no benchmark for this violation: nothing to judge against
         claimed = event.attrs.get("discretion_tier")
-        containing = [t.tier for t in tiers if t.contains(amount)]
+        named = tier_key(claimed) if claimed else ""
+        containing = {tier_key(t.tier) for t in tiers if t.contains(amount)}
         problem = None
         if not containing:
             problem = "outside every tier"
-        elif claimed and claimed not in {t.tier for t in tiers}:
+        elif named and named not in {tier_key(t.tier) for t in tiers}:
             problem = f"claims tier {claimed!r}, which the benchmark does not have"
-        elif claimed and claimed not in containing:
+        elif named and named not in containing:
             problem = f"outside the claimed tier {claimed!r}"
         if problem is None:
             continue

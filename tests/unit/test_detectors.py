@@ -316,6 +316,13 @@ def penalty_case(case, amount, tier=None, violation="V-FOOD-124"):
     (1000, None, {("discretion_out_of_range", None)}),
     (30000, "light", {("discretion_out_of_range", None)}),
     (30000, "extreme", {("discretion_out_of_range", None)}),
+    # A tier's name as a spreadsheet writes it: spaces around it, capitals (found by a black-box test)
+    (30000, "normal ", set()),
+    (30000, " Normal", set()),
+    (30000, "NORMAL", set()),
+    (30000, "  ", set()),                # no tier claimed
+    (30000, " Light ", {("discretion_out_of_range", None)}),
+    (30000, "nor mal", {("discretion_out_of_range", None)}),
 ])
 def test_discretion_out_of_range(amount, tier, expected):
     state = run(penalty_case("P1", amount, tier), at(2026, 3, 4))
