@@ -159,12 +159,36 @@ def rejudged_reason(events: "list[CaseEvent]", judged_at: datetime | None, tz: Z
     since = sorted((e for e in events if e.event_id in came or (not came and e.recorded_at > judged_at)),
                    key=lambda e: (e.recorded_at, e.event_id))
     if not since:
-        return REJUDGED
+        # No fact came since: the case was judged again under another catalog (or other rules),
+        # and says so (before, "the facts no longer support it" alone, for a red card a catalog
+        # edit withdrew: found by a black-box test). What changed in a deadline: `deadline_change`.
+        return f"{REJUDGED}：上次评判 {judged} 之后没有新的事件到达，按现行事项目录和评判规则重新评判"
     named = "、".join(f"{event_cause(e, tz, node_names)}（登记于 {moment(e.recorded_at.astimezone(tz))}）"
                      for e in since[:shown])
     more = f"等 {len(since)} 个事件" if len(since) > shown else ""
     what = "到达" if came else "登记"
     return f"{REJUDGED}：上次评判 {judged} 之后{what}的{named}{more}"
+
+
+def deadline_change(evidence: Mapping[str, Any], deadline: datetime | None, promised_days: int | None,
+                    tz: ZoneInfo) -> str:
+    """What became of a withdrawn deadline card's deadline (`overdue`, `deadline_near`), appended to
+    its reason: '；承诺时限由 1 个工作日改为 10 个工作日，办理时限截止由 … 变为 …'; '' when neither
+    changed. The card's evidence keeps what it was raised on; this says what the case is judged on
+    now (a catalog's limit lengthened, a suspension stated back, a deadline the source restated)."""
+    parts = []
+    was_days = evidence.get("promised_days")
+    if isinstance(was_days, int) and promised_days is not None and was_days != promised_days:
+        parts.append(f"承诺时限由 {was_days} 个工作日改为 {promised_days} 个工作日")
+    was = evidence.get("deadline")
+    if isinstance(was, str) and deadline is not None:
+        try:
+            moved = datetime.fromisoformat(was) != deadline
+        except ValueError:
+            moved = False
+        if moved:
+            parts.append(f"办理时限截止由 {deadline_moment(was)} 变为 {deadline_moment(deadline.astimezone(tz))}")
+    return "；" + "，".join(parts) if parts else ""
 
 
 def _suspension_event(evidence: Mapping[str, Any]) -> str:

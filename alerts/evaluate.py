@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from alerts.calendar import WorkCalendar
 from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
-from alerts.describe import event_cause, rejudged_reason, withdrawal_reason
+from alerts.describe import deadline_change, event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
 from alerts.events import NODE_EVENTS, OFF_THE_DEADLINE, CaseEvent, Channel, EventType
 from alerts.lifecycle import Labels, reconcile
@@ -135,6 +135,7 @@ class Evaluation:
     next_due: datetime | None
     labels: Labels
     deadline: datetime | None
+    promised_days: int | None = None  # the working days the deadline counts (None: stated by the source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +182,9 @@ def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
     for family in RULE_FAMILIES:
         findings.extend(family.detect(view, now))
     upcoming = deadlines.due(view, now)
-    return Evaluation(findings, min(upcoming) if upcoming else None, labels,
-                      view.timeline.stored_deadline(judge.calendar))
+    timeline = view.timeline
+    return Evaluation(findings, min(upcoming) if upcoming else None, labels, timeline.stored_deadline(judge.calendar),
+                      None if timeline.stated_deadline else timeline.promised_days)
 
 
 def case_clock(state: CaseState, now: datetime) -> datetime:
@@ -252,6 +254,13 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
             state.events, state.judged_at, judge.calendar.tz, state.arrived,
             node_names=node_names(judge, state.events[0].item_code))
         unsupported = dict.fromkeys(lost, reason)
+        covered = any(f.rule is Rule.RETROACTIVE_SUSPENSION for f in findings)
+        for alert_id in lost:
+            alert = state.alerts[alert_id]
+            if alert.rule in DEADLINE_RULES:  # what its deadline became, and why
+                unsupported[alert_id] = reason + deadline_change(alert.evidence, result.deadline,
+                                                                 result.promised_days, judge.calendar.tz) + (
+                    "；所述挂起系事后补登，已另发红牌“事后补挂起”" if covered else "")
     alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, unsupported)
     if changed or next_due != state.next_due or now != state.judged_at or state.arrived:
         # The clock is part of the state: an event that arrives later with an older clock is

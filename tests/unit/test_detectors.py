@@ -629,6 +629,42 @@ def test_a_card_withdrawn_by_several_new_facts_at_once_names_the_events_register
     assert "等 4 个事件" in back_dated
 
 
+def test_a_deadline_card_withdrawn_says_what_its_deadline_became_and_why():
+    """Found by a black-box test: a catalog edit (the item's time limit lengthened from 1 to 10
+    working days) withdrew a closed case's red overdue card with "重新评判时，已到达的事实不再支持
+    该情形" alone: no fact had come, and nothing said what did. It says no event came since, and
+    what became of the time limit and the deadline. A back-dated suspension's withdrawal of the
+    card it covers says the suspension was registered after the fact, with its own red card."""
+    from alerts.catalog import load_catalog
+    from alerts.evaluate import Judge
+    import yaml
+
+    from tests.unit.helpers import CONTRACT
+
+    raw = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
+    (item,) = [i for i in raw["items"] if i["code"] == LICENCE]
+    item["promised_days"] = 1
+    short = Judge(load_catalog(raw), judge().calendar)
+    raised_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    events = [ev("accepted", at(2026, 3, 2)), ev("closed", at(2026, 3, 10))]
+    late = run(events, at(2026, 4, 30), short)
+    assert {("overdue", None), ("deadline_near", None)} <= active(late)
+    rejudged = judge_case(late, judge(), at(2026, 4, 30), raised_at).state  # the catalog's 10 days
+    reasons = {a.rule.value: a.withdrawn_reason for a in rejudged.alerts.values() if a.status.value == "withdrawn"}
+    assert set(reasons) == {"overdue", "deadline_near"}
+    assert reasons["overdue"] == ("重新评判时，已到达的事实不再支持该情形：上次评判 2026-04-30 10:00 之后没有新的事件到达，"
+                                  "按现行事项目录和评判规则重新评判；承诺时限由 1 个工作日改为 10 个工作日，"
+                                  "办理时限截止由 2026-03-03 24:00 变为 2026-03-16 24:00")
+    events = CASES["a suspension back-dated to cover an overrun"][0]
+    standing = run([e for e in events if e.type.value != "suspended"], at(2026, 3, 30))
+    assert ("overdue", None) in active(standing)
+    suspension = next(e for e in events if e.type.value == "suspended")
+    covered = step(standing, suspension, judge(), at(2026, 3, 30), raised_at).state
+    assert ("retroactive_suspension", None) in active(covered) and ("overdue", None) not in active(covered)
+    (reason,) = [a.withdrawn_reason for a in covered.alerts.values() if a.rule.value == "overdue"]
+    assert "办理时限截止由" in reason and reason.endswith("；所述挂起系事后补登，已另发红牌“事后补挂起”"), reason
+
+
 def test_a_back_dating_that_covered_an_overrun_stays_when_the_case_is_later_overdue_as_stated():
     """Found by a black-box test: an open case's back-dated suspension covered its overrun (red),
     and when the clock later passed the deadline as stated too, the card was withdrawn, no new fact
