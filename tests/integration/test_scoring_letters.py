@@ -1,0 +1,54 @@
+"""Which dead letters dock a self-built department's 数据对接 (−5: data pushed not to the standard),
+and in which month (sinks.scoring_inputs.month_facts)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from alerts.letters import DeadLetter
+from sinks.clickhouse import connect
+from sinks.migrations import migrate
+from sinks.rows import dead_letter_row, to_arrow
+from sinks.scoring_inputs import month_facts
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NOVEMBER_3 = datetime(2026, 11, 3, 2, tzinfo=timezone.utc)
+
+
+def letter(letter_id: str, reason: str, department: str, **event) -> tuple[DeadLetter, datetime]:
+    payload = {"event_id": letter_id, "case_id": f"C-{letter_id}", "item_code": "I1", "type": "accepted",
+               "department": department, "occurred_at": "2026-10-15T10:00:00+08:00",
+               "recorded_at": "2026-11-02T10:00:00+08:00", **event}
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return DeadLetter(letter_id, reason, "refused", "case-events", 0, 1, f"C-{letter_id}",
+                      orjson.dumps(payload).decode(), "utf-8", case_id=f"C-{letter_id}", event_id=letter_id,
+                      department=department, region="320200"), NOVEMBER_3
+
+
+def test_a_push_refused_for_its_channel_or_its_time_s_offset_docks_the_month_it_is_about(tmp_path):
+    """Found by a black-box test: a self-built system's event sent with `"channel": "Import"` was
+    refused and listed under its department, yet its 数据对接 stayed 10 (only `import` and none
+    counted: the misspelt channel, itself data not to the standard, escaped); and an October push
+    whose times lacked their offset (`bad_time`) docked November, the month the letter came."""
+    letters = [letter("misspelt", "schema", "SA", channel="Import"),
+               letter("no-offset", "bad_time", "SC", channel="import", occurred_at="2026-10-15 10:00:00",
+                      recorded_at="2026-11-02 10:00:00"),
+               letter("none", "unknown_item", "SB"),
+               letter("online", "schema", "SD", channel="online"),
+               letter("window", "schema", "SE", channel="window"),
+               letter("last-night", "bad_time", "SF", channel="import", occurred_at="2026-10-31T23:30:00")]
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(*pair) for pair in letters]))
+        october = month_facts(client, "2026-10", SHANGHAI)
+        november = month_facts(client, "2026-11", SHANGHAI)
+    finally:
+        client.close()
+    assert sorted(f.department for f in october.letters) == ["SA", "SB", "SC", "SF"]
+    assert november.letters == ()
+    (pushed,) = [f for f in october.letters if f.department == "SC"]
+    assert pushed.pushed_at == datetime(2026, 11, 2, 2, tzinfo=timezone.utc)  # its recorded_at, at local time
