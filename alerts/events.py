@@ -123,6 +123,32 @@ class CaseEvent:
 _AT_ONE_MOMENT = {EventType.RETURNED: 0, EventType.CLOSED: 1, EventType.WITHDRAWN: 2}
 
 
+def suspended_at_last(steps: Iterable[tuple[str, datetime | str]]) -> bool:
+    """Of a case's events in event-time order, given as (type, occurred_at) pairs (a time as a
+    datetime or as ISO text, parsed only where it matters), whether a suspension still stops its
+    clock after the last: one not resumed since, nor ended by an end, nor by the first acceptance
+    when it was stated before it (the case clock starts at the acceptance, `alerts.timeline`; one
+    stated at the acceptance's very moment is the case's own: the acceptance comes first). The
+    status the dashboards and the metrics read (`CaseState.status`, `streams.codec`), as the case
+    file and the deadline read the timeline."""
+    running: datetime | str | None = None  # when the latest suspension still running was stated
+    accepted = False
+    for kind, at in steps:
+        if kind == EventType.SUSPENDED:
+            running = at
+        elif kind == EventType.RESUMED or kind in ENDING:
+            running = None
+        elif kind == EventType.ACCEPTED and not accepted:
+            accepted = True
+            if running is not None and _moment(running) < _moment(at):
+                running = None
+    return running is not None
+
+
+def _moment(at: datetime | str) -> datetime:
+    return at if isinstance(at, datetime) else datetime.fromisoformat(at)
+
+
 def end_in_force(steps: Iterable[tuple[str, datetime]]) -> int | None:
     """Of a case's events in event-time order, given as (type, occurred_at) pairs, the position of
     the one that ends the case as they stand: its closing or withdrawal, unless a return (退回)

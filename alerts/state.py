@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from alerts.events import ENDING, OFF_THE_DEADLINE, CaseEvent, EventType, end_in_force, parse_event
+from alerts.events import OFF_THE_DEADLINE, CaseEvent, EventType, end_in_force, parse_event, suspended_at_last
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
@@ -72,18 +72,7 @@ class CaseState:
         end = self.ended_by
         if end is not None:
             return end.type.value
-        suspended_at: datetime | None = None
-        accepted = False
-        for event in self.events:
-            if event.type is EventType.SUSPENDED:
-                suspended_at = suspended_at or event.occurred_at
-            elif event.type is EventType.RESUMED or event.type in ENDING:  # an end ends a suspension
-                suspended_at = None
-            elif event.type is EventType.ACCEPTED and not accepted:
-                accepted = True  # the first acceptance ends one stated before it (`alerts.timeline`;
-                if suspended_at is not None and suspended_at < event.occurred_at:  # at one moment
-                    suspended_at = None  # the acceptance comes first: `process_order`)
-        return "suspended" if suspended_at is not None else "open"
+        return "suspended" if suspended_at_last((e.type, e.occurred_at) for e in self.events) else "open"
 
     @property
     def ended_by(self) -> CaseEvent | None:

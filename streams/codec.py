@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from alerts.evaluate import JUDGE_AT_ONCE
-from alerts.events import ENDING, Channel, CaseEvent, EventType, end_in_force, shared_time
+from alerts.events import ENDING, Channel, CaseEvent, EventType, end_in_force, shared_time, suspended_at_last
 from alerts.model import Alert
 from alerts.peers import Decision, PeerGroup
 from alerts.retention import settled_since
@@ -139,7 +139,7 @@ def stored_index_entry(data: bytes) -> tuple[int, str | None, datetime | None]:
 
 def stored_case_status(data: bytes | None) -> tuple[int, str] | None:
     """(partition, status) of a stored state, without building the state: the status follows the
-    case's event rows (closed or withdrawn ends it; suspended until resumed)."""
+    case's event rows (closed or withdrawn ends it; suspended as `alerts.events.suspended_at_last`)."""
     if not data:
         return None
     obj = orjson.loads(data)
@@ -150,14 +150,7 @@ def stored_case_status(data: bytes | None) -> tuple[int, str] | None:
     end = _stored_end(rows)
     if end is not None:
         return obj[2], rows[end][2]
-    suspended = False
-    for row in rows:
-        kind = row[2]
-        if kind == "suspended":
-            suspended = True
-        elif kind == "resumed" or kind in ENDING:
-            suspended = False
-    return obj[2], "suspended" if suspended else "open"
+    return obj[2], "suspended" if suspended_at_last((row[2], row[3]) for row in rows) else "open"
 
 
 def _stored_end(rows: list[list[Any]]) -> int | None:

@@ -855,6 +855,20 @@ def test_a_suspension_stated_before_the_acceptance_ends_at_it():
         assert evaluate(state, j, at(2026, 4, 30)).deadline == at(2026, 3, 17, 0)
     file = case_file([supplement, accepted], [], j.catalog.item(LICENCE), j.calendar)
     assert file["status"] == "在办" and "在受理之前，不计入时限" in file["deadline"]["text"], file
+    # The status the dashboards and the open-cases gauge read says the same, from the state and from
+    # its stored record (found by review: the record's reading still had the case suspended), and a
+    # suspension stated at the acceptance's moment but registered before it still runs.
+    from streams.codec import encode_state, stored_case_status
+
+    at_acceptance = ev("suspended", at(2026, 3, 2, 10), at(2026, 3, 2, 10, 1), reason="hearing")
+    for events, status, suspended in (([supplement, accepted], "open", False),
+                                      ([supplement, at_acceptance, accepted], "suspended", True),
+                                      ([accepted, supplement], "open", False),
+                                      ([accepted, ev("suspended", at(2026, 3, 3), reason="hearing")], "suspended", True)):
+        state = run(events, at(2026, 4, 30))
+        assert (state.status, stored_case_status(encode_state(state, 0))) == (status, (0, status)), events
+        filed = case_file(list(state.events), [], j.catalog.item(LICENCE), j.calendar)
+        assert (filed["status"] == "挂起中") is suspended, events
     for own in ([accepted, ev("suspended", at(2026, 3, 2, 10), reason="hearing"), late],
                 [accepted, ev("suspended", at(2026, 3, 2, 11), reason="hearing"), late]):
         state = run(own, at(2026, 4, 30))
