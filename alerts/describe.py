@@ -162,7 +162,7 @@ def rejudged_reason(events: "list[CaseEvent]", judged_at: datetime | None, tz: Z
         # No fact came since: the case was judged again under another catalog (or other rules),
         # and says so (before, "the facts no longer support it" alone, for a red card a catalog
         # edit withdrew: found by a black-box test). What changed in a deadline: `deadline_change`.
-        return f"{REJUDGED}：上次评判 {judged} 之后没有新的事件到达，按现行事项目录和评判规则重新评判"
+        return f"{REJUDGED}：上次评判 {judged} 之后没有登记新的事件，按现行事项目录和评判规则重新评判"
     named = "、".join(f"{event_cause(e, tz, node_names)}（登记于 {moment(e.recorded_at.astimezone(tz))}）"
                      for e in since[:shown])
     more = f"等 {len(since)} 个事件" if len(since) > shown else ""

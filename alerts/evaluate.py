@@ -254,7 +254,10 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
             state.events, state.judged_at, judge.calendar.tz, state.arrived,
             node_names=node_names(judge, state.events[0].item_code))
         unsupported = dict.fromkeys(lost, reason)
-        covered = any(f.rule is Rule.RETROACTIVE_SUSPENSION for f in findings)
+        # A back-dated suspension that moved the deadline now: its card raised by this judgement
+        # (one standing from before did not take this card down: a catalog edit did, say).
+        standing = {k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}
+        covered = any(f.rule is Rule.RETROACTIVE_SUSPENSION and f.alert_id not in standing for f in findings)
         for alert_id in lost:
             alert = state.alerts[alert_id]
             if alert.rule in DEADLINE_RULES:  # what its deadline became, and why

@@ -646,13 +646,13 @@ def test_a_deadline_card_withdrawn_says_what_its_deadline_became_and_why():
     item["promised_days"] = 1
     short = Judge(load_catalog(raw), judge().calendar)
     raised_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    events = [ev("accepted", at(2026, 3, 2)), ev("closed", at(2026, 3, 10))]
-    late = run(events, at(2026, 4, 30), short)
+    events_closed_late = [ev("accepted", at(2026, 3, 2)), ev("closed", at(2026, 3, 10))]
+    late = run(events_closed_late, at(2026, 4, 30), short)
     assert {("overdue", None), ("deadline_near", None)} <= active(late)
     rejudged = judge_case(late, judge(), at(2026, 4, 30), raised_at).state  # the catalog's 10 days
     reasons = {a.rule.value: a.withdrawn_reason for a in rejudged.alerts.values() if a.status.value == "withdrawn"}
     assert set(reasons) == {"overdue", "deadline_near"}
-    assert reasons["overdue"] == ("重新评判时，已到达的事实不再支持该情形：上次评判 2026-04-30 10:00 之后没有新的事件到达，"
+    assert reasons["overdue"] == ("重新评判时，已到达的事实不再支持该情形：上次评判 2026-04-30 10:00 之后没有登记新的事件，"
                                   "按现行事项目录和评判规则重新评判；承诺时限由 1 个工作日改为 10 个工作日，"
                                   "办理时限截止由 2026-03-03 24:00 变为 2026-03-16 24:00")
     events = CASES["a suspension back-dated to cover an overrun"][0]
@@ -663,6 +663,13 @@ def test_a_deadline_card_withdrawn_says_what_its_deadline_became_and_why():
     assert ("retroactive_suspension", None) in active(covered) and ("overdue", None) not in active(covered)
     (reason,) = [a.withdrawn_reason for a in covered.alerts.values() if a.rule.value == "overdue"]
     assert "办理时限截止由" in reason and reason.endswith("；所述挂起系事后补登，已另发红牌“事后补挂起”"), reason
+    # A back-dated card standing from before did not take the card down: a catalog edit did (review).
+    registered_late = ev("suspended", at(2026, 2, 27, 10), at(2026, 3, 20, 10), reason="supplement")
+    late = run([registered_late, *events_closed_late], at(2026, 4, 30), short)
+    assert {("retroactive_suspension", None), ("overdue", None)} <= active(late)
+    rejudged = judge_case(late, judge(), at(2026, 4, 30), raised_at).state
+    (reason,) = [a.withdrawn_reason for a in rejudged.alerts.values() if a.rule.value == "overdue"]
+    assert "承诺时限由 1 个工作日改为 10 个工作日" in reason and "事后补挂起" not in reason, reason
 
 
 def test_a_back_dating_that_covered_an_overrun_stays_when_the_case_is_later_overdue_as_stated():
