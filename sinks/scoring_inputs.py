@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from alerts.events import RATINGS
+from alerts.events import EARLIEST_TIME, LATEST_TIME, RATINGS
 from alerts.letters import SUNLIGHTS_OWN
 from alerts.scoring import (CaseFact, LetterFact, MonthFacts, MonthScores, PushFact, RatingFact, TicketFact,
                             month_bounds)
@@ -140,7 +140,7 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
                         where="topic = {topic:String} AND department != '' "
                               "AND reason NOT IN {own:Array(String)} "
                               "AND received_at >= {start:DateTime64(6, 'UTC')} "
-                              "AND JSONExtractString(payload, 'channel') NOT IN ('online', 'window')",
+                              "AND lower(trimBoth(JSONExtractString(payload, 'channel'))) NOT IN ('online', 'window')",
                         tail="ORDER BY letter_id")
     sql, parameters = query.sql(scope)
     letters = []
@@ -148,9 +148,12 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
                                          "own": sorted(SUNLIGHTS_OWN)}).result_rows
     for letter_id, department, region, payload, received_at in rows:
         event = _event(payload)
-        if event is None or event.get("channel") in NOT_PUSHED:
+        if event is None or _channel(event) in NOT_PUSHED:
             continue
-        moment = _moment(event, "occurred_at", tz) or _utc(received_at)
+        received = _utc(received_at)
+        moment = _moment(event, "occurred_at", tz)
+        if moment is None or moment > received:  # no time to read, or one after it came: a year mistyped
+            moment = received
         if start <= moment < end:
             letters.append(LetterFact(letter_id, department, region,
                                       _moment(event, "recorded_at", tz) or _utc(received_at)))
@@ -165,24 +168,33 @@ def _event(payload: str) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-# A refused event that states one of these channels, as the contract spells them, is an online or
-# window registration, not pushed data. Any other (`import`, none, or a channel the contract does
-# not know: `"Import"` is itself data not to the standard) is the pushing system's (before, only
-# `import` and none counted, so a push refused for its misspelt channel escaped the −5: found by a
-# black-box test).
+# A refused event that states one of these channels (whatever its capitals or spaces: `"Online"`
+# is the platform's own registration, misspelt) is an online or window registration, not pushed
+# data. Any other (`import`, none, or one the contract does not know: `"Import "` or `"推送"` is
+# itself data not to the standard) is the pushing system's (before, only `import` and none
+# counted, so a push refused for its misspelt channel escaped the −5: found by a black-box test).
 NOT_PUSHED = ("online", "window")
+
+
+def _channel(event: dict[str, Any]) -> Any:
+    channel = event.get("channel")
+    return channel.strip().lower() if isinstance(channel, str) else channel
 
 
 def _moment(event: dict[str, Any], field: str, tz: ZoneInfo) -> datetime | None:
     """An event's time as it states it, in UTC; a time without an offset (refused as `bad_time` for
     that) read at the month's local time, for the month it is about (before, it counted in the month
     the letter was received: an October push refused in November was docked in November; found by a
-    black-box test); None when absent or not a time."""
+    black-box test); None when absent, not a time, or not a possible one (outside 1990..2099, as the
+    contract's `impossible_time`: .NET's empty date 0001-01-01, which crashed the scoring in UTC:
+    found by review), so that the letter counts in the month it was received (as does one stating a
+    time after it was received: 2062 for 2026)."""
     try:
         moment = datetime.fromisoformat(event[field])
-    except (KeyError, TypeError, ValueError):
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=tz)).astimezone(timezone.utc)
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=tz)).astimezone(timezone.utc)
+    return moment if EARLIEST_TIME <= moment < LATEST_TIME else None
 
 
 def digest(data: bytes) -> str:
