@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from alerts.describe import evidence_words
 from alerts.events import CaseEvent
-from alerts.letters import DeadLetter, redriven
+from alerts.letters import DeadLetter
 from alerts.model import Alert, AlertStatus
 from alerts.retention import settled_since
 from alerts.state import CaseState
@@ -123,16 +123,11 @@ def dead_letter_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]
 
 
 def stored_letter(letter: dict[str, Any]) -> DeadLetter:
-    """A letter as `sinks.queries.dead_letters` reads it (times as text), for a new version of it.
-    Only open letters get one, so the times of a redrive or a closing are not carried."""
+    """A letter as `sinks.queries.dead_letters` reads it (its times as text, not carried: what is
+    judged of it needs none: `alerts.letters.why_not_closed`)."""
     fields = {k: letter[k] for k in DeadLetter.__dataclass_fields__ if k in letter}
     return DeadLetter(**{**fields, "redriven_at": None, "closed_at": None})
 
-
-def redriven_rows(letters: list[dict[str, Any]], at: datetime) -> list[dict[str, Any]]:
-    """New versions of stored letters (as `sinks.queries.dead_letters` reads them), marked replaced."""
-    return [dead_letter_row(redriven(stored_letter(letter), at), datetime.fromisoformat(letter["received_at"]))
-            for letter in letters]
 
 
 # A ticket row's round, in ClickHouse: its stored state names it from round 2 on

@@ -67,6 +67,32 @@ WHERE status = 'open' AND reason IN {{holding:Array(String)}} AND case_id IN {{c
                   {{keys:Array(Tuple(String, String, Int32, Int64, DateTime64(3, 'UTC')))}})"""
 
 
+# A letter marked by a command (`dlq redrive`, an import, `dlq close`): the new version is made from
+# the letter as the store holds it at that moment, and only if it is still open, in one statement
+# (before, from the letter as the command had read it, minutes before its pipeline run ended: a
+# close and a redrive of one letter each wrote version 2, the later insert won, and the close that
+# had said "closed" was lost; found by review).
+LETTERS_REDRIVEN = f"""INSERT INTO dead_letters ({_LETTER_FIELDS}, status, redriven_at, version)
+SELECT {_LETTER_FIELDS}, 'redriven', {{at:DateTime64(3, 'UTC')}}, version + 1 FROM dead_letters FINAL
+WHERE status = 'open' AND letter_id IN {{ids:Array(String)}}"""
+LETTERS_CLOSED = f"""INSERT INTO dead_letters ({_LETTER_FIELDS}, status, version, closed_at, closed_by, closed_reason)
+SELECT {_LETTER_FIELDS}, 'closed', version + 1, {{at:DateTime64(3, 'UTC')}}, {{by:String}}, {{reason:String}}
+FROM dead_letters FINAL WHERE status = 'open' AND letter_id IN {{ids:Array(String)}}"""
+
+
+def mark_letters_redriven(client, letter_ids: list[str], at: datetime) -> None:
+    """Mark `redriven` those of these letters still open (replaced by a corrected event)."""
+    if letter_ids:
+        client.command(LETTERS_REDRIVEN, parameters={"ids": sorted(set(letter_ids)), "at": at})
+
+
+def close_letters(client, letter_ids: list[str], at: datetime, by: str, reason: str) -> None:
+    """Close those of these letters still open: by an operator, `by`, for `reason` (`dlq close`)."""
+    if letter_ids:
+        client.command(LETTERS_CLOSED, parameters={"ids": sorted(set(letter_ids)), "at": at, "by": by,
+                                                   "reason": reason})
+
+
 def mark_letters_corrected(client, corrected: Mapping[tuple[str, str], Correction]) -> None:
     """Mark `redriven` the open letters of refused events that their cases now hold: corrected and
     sent again under their ids, by `sunlight dlq redrive` or by the source system itself (before,

@@ -442,12 +442,10 @@ def hold_cases_left_open(result: ImportResult, left: list[dict], replaced: list[
 
 def mark_replaced(client, letters: list[dict], at: datetime) -> int:
     """Mark these letters redriven (replaced by the import that brought their rows in)."""
-    from sinks.rows import redriven_rows, to_arrow
+    from sinks.writer import mark_letters_redriven
 
-    marked = redriven_rows(letters, at)
-    if marked:
-        client.insert_arrow("dead_letters", to_arrow("dead_letters", marked))
-    return len(marked)
+    mark_letters_redriven(client, [letter["letter_id"] for letter in letters], at)
+    return len(letters)
 
 
 def _jsonl_events(path: Path, result: ImportResult) -> Iterator[MappedRow]:

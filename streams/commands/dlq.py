@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -132,7 +131,7 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import dead_letters, stored_event_keys
-    from sinks.rows import redriven_rows, to_arrow
+    from sinks.writer import mark_letters_redriven
     from sinks.scope import Scope
     from streams.clock import wall_now
 
@@ -206,9 +205,8 @@ def cmd_dlq_redrive(args, settings: Settings) -> int:
             if len(stored) == len(replaces) or clock.monotonic() >= deadline:
                 break
             clock.sleep(1.0)
-        marked = redriven_rows([letter for key in stored for letter in replaces[key]], wall_now())
-        if marked:
-            client.insert_arrow("dead_letters", to_arrow("dead_letters", marked))
+        marked = sorted({letter["letter_id"] for key in stored for letter in replaces[key]})
+        mark_letters_redriven(client, marked, wall_now())
     finally:
         client.close()
     refused = len(replaces) - len(stored)
@@ -222,15 +220,18 @@ def cmd_dlq_close(args, settings: Settings) -> int:
     """Close open letters no corrected event can replace, with the reason: a new version of each,
     `closed`, kept with who closed it, when and why. All or none: a letter that cannot be closed
     (not found, not open, or its case waits for its event: `alerts.letters.why_not_closed`) stops
-    the command before anything is written."""
+    the command before anything is written. A letter that something else marks between the check
+    and the write (a worker's correction, an import) is left as that marked it, and said
+    (`sinks.writer.close_letters` closes only letters still open)."""
     import getpass
 
-    from alerts.letters import CLOSING_REASON_CHARS, HOLDS_ITS_CASE, closed, why_not_closed
+    from alerts.letters import CLOSING_REASON_CHARS, HOLDS_ITS_CASE, why_not_closed
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import dead_letters, stored_event_keys
-    from sinks.rows import dead_letter_row, stored_letter, to_arrow
+    from sinks.rows import stored_letter
     from sinks.scope import Scope
+    from sinks.writer import close_letters
     from streams.clock import wall_now
 
     reason = " ".join(args.reason.split())
@@ -249,8 +250,12 @@ def cmd_dlq_close(args, settings: Settings) -> int:
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
-        found = {letter["letter_id"]: letter
-                 for letter in dead_letters(client, Scope.everything(), include_done=True, letter_ids=wanted)}
+
+        def read() -> dict[str, dict]:
+            return {letter["letter_id"]: letter
+                    for letter in dead_letters(client, Scope.everything(), include_done=True, letter_ids=wanted)}
+
+        found = read()
         missing = [letter_id for letter_id in wanted if letter_id not in found]
         if missing:
             raise SystemExit(f"sunlight: no dead letter {missing[0]} (`sunlight dlq list --all --format jsonl` "
@@ -259,19 +264,22 @@ def cmd_dlq_close(args, settings: Settings) -> int:
         held = {(found[i]["case_id"], found[i]["event_id"]) for i in wanted
                 if found[i]["reason"] in HOLDS_ITS_CASE and found[i]["case_id"] and found[i]["event_id"]}
         stored = stored_event_keys(client, sorted(held))
-        letters = [stored_letter(found[i]) for i in wanted]
-        for letter in letters:
+        for letter in (stored_letter(found[i]) for i in wanted):
             waits = (letter.case_id, letter.event_id) in held and (letter.case_id, letter.event_id) not in stored
             why = why_not_closed(letter, waits)
             if why:
                 raise SystemExit(f"sunlight: letter {letter.letter_id} ({letter.reason}) is not closed: {why}; "
                                  f"nothing was closed")
         at = wall_now()
-        rows = [dead_letter_row(closed(letter, at, by, reason), datetime.fromisoformat(found[letter.letter_id]["received_at"]))
-                for letter in letters]
-        client.insert_arrow("dead_letters", to_arrow("dead_letters", rows))
+        close_letters(client, wanted, at, by, reason)
+        after = read()  # a letter redriven meanwhile (a worker, an import) stays as that left it
+        rows = [i for i in wanted if after[i]["status"] == "closed" and after[i]["closed_by"] == by
+                and after[i]["closed_reason"] == reason]
+        overtaken = [f"{i} ({after[i]['status']})" for i in wanted if i not in rows]
     finally:
         client.close()
+    if overtaken:
+        print(f"sunlight: not closed, changed meanwhile: {', '.join(overtaken)}", file=sys.stderr)
     print(f"closed {len(rows)} dead letters (by {by}: {reason}); `sunlight dlq list --all` shows them",
           file=sys.stderr)
-    return 0
+    return 1 if overtaken else 0

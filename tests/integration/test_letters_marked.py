@@ -34,3 +34,32 @@ def test_a_bad_copy_that_comes_after_the_correction_keeps_its_letter_open_in_the
         assert letters == [(0, "redriven"), (2, "open")]
     finally:
         client.close()
+
+
+def test_a_close_and_a_redrive_of_one_letter_mark_it_once_whichever_comes_second(tmp_path):
+    """Found by review: `dlq close` and a redrive (or an import) each wrote the letter's next version
+    from the letter as they had read it, minutes apart: both wrote version 2, the later insert won,
+    and a close that had said "closed" was lost (or a true redrive undone). Each now marks only a
+    letter still open, as the store holds it at that moment."""
+    from datetime import datetime, timezone
+
+    from alerts.letters import DeadLetter
+    from sinks.rows import dead_letter_row, to_arrow
+    from sinks.writer import close_letters, mark_letters_redriven
+
+    at = datetime(2026, 3, 2, 2, tzinfo=timezone.utc)
+    letters = [DeadLetter(i, "empty", "a tombstone", "case-events", 0, n, None, "", "utf-8") for n, i in
+               enumerate(["closed-first", "redriven-first"])]
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(x, at) for x in letters]))
+        close_letters(client, ["closed-first"], at, "张三", "误发")
+        mark_letters_redriven(client, ["redriven-first"], at)
+        mark_letters_redriven(client, ["closed-first"], at)  # read while it was open, marked after the close
+        close_letters(client, ["redriven-first"], at, "张三", "误发")
+        stored = {x["letter_id"]: (x["status"], x["closed_by"], x["version"])
+                  for x in dead_letters(client, Scope.everything(), include_done=True)}
+    finally:
+        client.close()
+    assert stored == {"closed-first": ("closed", "张三", 2), "redriven-first": ("redriven", None, 2)}
