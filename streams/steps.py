@@ -311,12 +311,19 @@ class Outputs:
         self.writer.add("cases", case_row(state, labels.item_code, labels.department, labels.region, deadline,
                                           wall_now(), self.catalog_source.basis))
 
-    def alert(self, alert: Alert) -> None:
+    def alert(self, alert: Alert, state: CaseState | None = None) -> None:
         """Buffer an alert version for ClickHouse; it goes to the alerts topic once written (a new
-        version, or one published again: at least once)."""
+        version, or one published again: at least once). With its case's `state`, the record says
+        from when the case was online (`case_online_from`, the first registration of its events, an
+        addition to the contract's alert): a history pushed late (a self-built system's month, a
+        monthly import) has its tickets settle from then, not from business times long past, in a
+        replay or an import as live (`alerts.tickets.BundledAlert.stands_from`)."""
         metrics.ALERTS_PUBLISHED.labels(alert.rule.value, alert.status.value).inc()
         self.writer.add("alerts", alert_row(alert))
-        payload, key = orjson.dumps(alert.to_json(self.catalog_source.judge.calendar.tz)), alert.case_id.encode()
+        record = alert.to_json(self.catalog_source.judge.calendar.tz)
+        if state is not None and state.events:
+            record["case_online_from"] = min(e.recorded_at for e in state.events).isoformat()
+        payload, key = orjson.dumps(record), alert.case_id.encode()
         topic = self.settings.alerts_topic
         self.writer.batch.after_write.append(lambda k=key, v=payload: self.send(topic, k, v, None))
 
@@ -328,7 +335,7 @@ class Outputs:
         for alert in outcome.changed:
             if alert.version == 1:  # newly raised (a redelivery changes nothing, so counts nothing)
                 metrics.ALERTS_RAISED.labels(alert.rule.value, alert.severity.value).inc()
-            self.alert(alert)
+            self.alert(alert, outcome.state)
 
     def missing_rows(self, state: CaseState, in_store: CaseState | None, judge: Judge, clock_now: datetime) -> None:
         """What the store lacks of a state recovered from the changelog (`in_store`: what it holds):
@@ -358,7 +365,7 @@ class Outputs:
         else:
             self.case(state, result.labels, result.deadline)
         for alert in state.alerts.values() if alerts is None else alerts:
-            self.alert(alert)
+            self.alert(alert, state)
 
     async def fact(self, fact: PenaltyFact) -> None:
         self.outbox.add(self.settings.peers_topic, fact.group.encode(), orjson.dumps(fact.to_json()))
@@ -540,7 +547,7 @@ class CaseSteps:
                 changed = {alert.alert_id for alert in result.changed}
                 for alert in result.state.alerts.values():
                     if alert.alert_id not in changed:
-                        self.out.alert(alert)
+                        self.out.alert(alert, result.state)
         elif state is not None and case_id not in self.store.from_store:
             # Nothing changed: a redelivery, or a tick or verdict sent again after a crash. Its
             # rows may not have been written, nor its alerts published: write them again (the

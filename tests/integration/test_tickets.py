@@ -745,6 +745,56 @@ def test_a_ticket_action_on_a_replayed_history_mails_no_history(mail_server, tmp
     assert opened_now == []  # new findings settle from now: an hour to go
 
 
+def test_a_history_pushed_late_has_its_tickets_settle_from_when_it_came_online(mail_server, tmp_path):
+    """Found by a black-box test: a case handled in November and pushed on 5 December (a self-built
+    system's month at once), replayed or imported with --notify, had its ticket opened on its
+    November business time and escalated twice: the contact (told to reply by a date two weeks
+    gone), the head and the inspection office ("no reply by …") were all mailed in the same second.
+    A replay or an import now settles a finding from when its case came online, as a live worker
+    settles it from when it came; a case registered as it was handled is unchanged."""
+    box, smtp = mail_server
+    late, on_time = tmp_path / "late.jsonl", tmp_path / "on_time.jsonl"
+
+    def history(case: str, registered: str | None) -> bytes:
+        steps = [("accepted", "2026-11-16T09:00:00+08:00", None), ("closed", "2026-12-04T10:00:00+08:00", None)]
+        return b"".join(orjson.dumps({
+            "event_id": f"{case}-{n}", "case_id": case, "item_code": ITEM, "type": kind, "occurred_at": at,
+            "recorded_at": registered or at, "department": "SCJG", "region": "320200", "channel": "window",
+            **({"node": node} if node else {})}) + b"\n" for n, (kind, at, node) in enumerate(steps))
+
+    late.write_bytes(history("C-LATE", "2026-12-05T20:00:00+08:00"))  # overdue since 1 December 00:00
+    on_time.write_bytes(history("C-T1", None))
+    data = tmp_path / "data"
+    sunlight(data, "replay", str(late), "--catalog", str(CATALOG), "--now", "2026-12-05T20:30:00+08:00", "--notify",
+             smtp=smtp)
+    client = connect(None, data)
+    try:
+        assert stored_tickets(client, Scope.everything()) == []  # settling: an hour from when it came online
+    finally:
+        client.close()
+    assert box.received == []
+    sunlight(data, "replay", str(late), "--catalog", str(CATALOG), "--now", "2026-12-07T12:00:00+08:00", "--notify",
+             smtp=smtp)
+    client = connect(None, data)
+    try:
+        tickets = {t["ticket_id"]: t for t in stored_tickets(client, Scope.everything())}
+    finally:
+        client.close()
+    assert {"C-LATE/overdue", "C-LATE/backfill", "C-LATE/skipped_node"} == set(tickets)  # pushed weeks late: backfill
+    for ticket in tickets.values():
+        assert (ticket["status"], ticket["escalation_level"]) == ("open", 0), ticket
+        assert ticket["opened_at"].startswith("2026-12-05T21:00") and ticket["deadline"].startswith("2026-12-10T00:00")
+    assert len(mails(box)) == 3 and all(m[0] == [mails(box)[0][0][0]] for m in mails(box))  # the contact, once each
+    other = tmp_path / "other"  # registered as handled: settles from its business time, as before
+    sunlight(other, "replay", str(on_time), "--catalog", str(CATALOG), "--now", "2026-12-07T12:00:00+08:00")
+    client = connect(None, other)
+    try:
+        (ticket,) = [t for t in stored_tickets(client, Scope.everything()) if t["ticket_id"] == "C-T1/overdue"]
+    finally:
+        client.close()
+    assert ticket["opened_at"].startswith("2026-12-01T01:00") and ticket["escalation_level"] == 1, ticket
+
+
 def test_a_replay_whose_notices_all_failed_says_so(accepted_case):
     """Found by a black-box test: `replay --notify` with the mail server refusing every notice
     printed its summary as if nothing had happened."""
