@@ -115,16 +115,16 @@ def readdressed(notice: RenderedNotice, catalog: Catalog) -> RenderedNotice:
 
 
 def told_once(notices: list[Notice], ticket_of: Callable[[Notice], Ticket], catalog: Catalog) -> list[Notice]:
-    """`notices` with each ticket's withdrawal told once to each person: a department without a
-    contact of its own has its head receive new tickets (`Department.ticket_contact`), and the head
-    was told of a withdrawal twice, as the contact and as the head. The first (the contact's)
-    stands for both."""
+    """`notices` with each ticket's withdrawal or closing told once to each person: a department
+    without a contact of its own has its head receive new tickets (`Department.ticket_contact`),
+    and the head was told of a withdrawal twice, as the contact and as the head. The first (the
+    contact's) stands for both."""
     out, told = [], set()
     for notice in notices:
-        if notice.step is Step.WITHDRAWN:
+        if notice.step in (Step.WITHDRAWN, Step.CLOSED):
             person = recipient(notice, ticket_of(notice), catalog)
             if person is not None:
-                who = (notice.ticket_id, person.email or person.name)
+                who = (notice.ticket_id, notice.step, person.email or person.name)
                 if who in told:
                     continue
                 told.add(who)
@@ -258,7 +258,7 @@ def resolution(ticket: Ticket) -> str:
     if last is None or last.kind not in ("accept", "close"):
         return ""
     if last.kind == "accept":
-        return "贵单位的答复经审核通过，督办件办结。" + (f"审核意见：{last.text.strip()}" if last.text.strip() else "")
+        return "该部门的答复经审核通过，督办件办结。" + (f"审核意见：{last.text.strip()}" if last.text.strip() else "")
     return f"督查人员已将督办件办结。办结理由：{last.text.strip()}"
 
 

@@ -103,6 +103,20 @@ NOTICE_STATUS_TITLE: Mapping[str, str] = {
     "recorded": "待发送", "sent": "已发送", "held": "仅记录未发送", "failed": "发送失败",
 }
 
+
+def notice_outcome(status: str, at: str | None, attempts: int) -> str:
+    """A notice's state in words, with when it was sent (or last failed) and after how many tries,
+    as the notice log keeps it (`notices.updated_at`, `attempts`): its due time alone said "sent"
+    of a mail that left two weeks later, and a notice sent on its third try showed no failure
+    (found by a black-box test: a department's "we only got it on the 5th" could not be checked)."""
+    title = NOTICE_STATUS_TITLE.get(status, status)
+    when = (at or "")[:16].replace("T", " ")
+    if status == "sent" and when:
+        return f"{title}（{when} 发出" + (f"，第 {attempts} 次尝试）" if attempts > 1 else "）")
+    if status == "failed" and when:
+        return f"{title}（{when}，已尝试 {attempts} 次）"
+    return title
+
 _VERB = {ActionKind.OPEN: "督办", ActionKind.REPLY: "答复", ActionKind.ACCEPT: "审核通过", ActionKind.RETURN: "退回重办",
          ActionKind.CLOSE: "办结"}
 _DONE = {ActionKind.OPEN: "opened", ActionKind.REPLY: "replied to", ActionKind.ACCEPT: "accepted",
@@ -329,25 +343,38 @@ def _notice(ticket: Ticket, step: Step, at: datetime, recipient: str | None = No
     recipient = recipient or {Step.OPENED: "contact", Step.RETURNED: "contact", Step.LEVEL_1: "head",
                               Step.LEVEL_2: "inspection_office", Step.CLOSED: "contact"}[step]
     suffix = (f"@{ticket.version}" if step is Step.RETURNED else
-              f"/{recipient}" if step is Step.WITHDRAWN else "")
+              f"/{recipient}" if step is Step.WITHDRAWN or (step is Step.CLOSED and recipient != "contact") else "")
     round_ = f"/r{ticket.round}" if ticket.round > 1 else ""  # the first round's ids as they always were
     return Notice(f"{ticket.ticket_id}/{step.value}{suffix}{round_}", ticket.ticket_id, step, recipient, at)
 
 
-def withdrawal_notices(ticket: Ticket, at: datetime) -> list[Notice]:
-    """A ticket withdrawn (all its alerts withdrawn: the finding never held) after its round's
-    notices went out: each they reached is told, the contact of its opening, the head of its level
-    1 (unless a silence held it), the discipline-inspection office of its level 2. An accusation
-    made in writing is taken back in writing. A finding that stands again opens a new round
-    (`on_alert`), told again from its opening."""
-    if ticket.opened_at is None:
-        return []
+def _reached(ticket: Ticket) -> list[str]:
+    """Whom the round's notices reached: the contact of its opening, the head of its level 1 (unless
+    a silence held it), the discipline-inspection office of its level 2."""
     told = ["contact"]
     if ticket.escalation_level >= 1 and not ticket.level_1_held:
         told.append("head")
     if ticket.escalation_level >= 2:
         told.append("inspection_office")
-    return [_notice(ticket, Step.WITHDRAWN, at, recipient) for recipient in told]
+    return told
+
+
+def withdrawal_notices(ticket: Ticket, at: datetime) -> list[Notice]:
+    """A ticket withdrawn (all its alerts withdrawn: the finding never held) after its round's
+    notices went out: each they reached is told (`_reached`). An accusation made in writing is
+    taken back in writing. A finding that stands again opens a new round (`on_alert`), told again
+    from its opening."""
+    if ticket.opened_at is None:
+        return []
+    return [_notice(ticket, Step.WITHDRAWN, at, recipient) for recipient in _reached(ticket)]
+
+
+def closing_notices(ticket: Ticket, at: datetime) -> list[Notice]:
+    """A ticket ended by an inspector (its answer accepted, or closed): each its round's notices
+    reached learns how it ended (`_reached`), as of a withdrawal. Before, only the contact was told:
+    the head and the inspection office kept a referral open in their inbox with no word of its
+    end (found by a black-box test). The contact's notice keeps its id (`…/closed`)."""
+    return [_notice(ticket, Step.CLOSED, at, recipient) for recipient in _reached(ticket)]
 
 
 # What a withdrawal notice takes back from those the ladder escalated to: the notice of the step
@@ -357,13 +384,18 @@ _TOLD_BY = {"head": Step.LEVEL_1, "inspection_office": Step.LEVEL_2}
 
 
 def taken_back(notice_id: str, ticket_id: str, recipient: str) -> str | None:
-    """The id of the notice a withdrawal notice (`…/withdrawn/head`, `…/withdrawn/head/r2`) takes
-    back from its recipient, of the same round (`_notice`); None for another notice."""
-    prefix = f"{ticket_id}/{Step.WITHDRAWN.value}/{recipient}"
+    """The id of the notice a withdrawal's or a closing's notice to the head or the office
+    (`…/withdrawn/head`, `…/closed/inspection_office/r2`) follows up, of the same round
+    (`_notice`): the one that reached them; None for another notice. A head or an office that
+    notice never reached is not told of the end (nothing to take back or to close)."""
     step = _TOLD_BY.get(recipient)
-    if step is None or not notice_id.startswith(prefix):
+    if step is None:
         return None
-    return f"{ticket_id}/{step.value}{notice_id[len(prefix):]}"
+    for ending in (Step.WITHDRAWN, Step.CLOSED):
+        prefix = f"{ticket_id}/{ending.value}/{recipient}"
+        if notice_id.startswith(prefix):
+            return f"{ticket_id}/{step.value}{notice_id[len(prefix):]}"
+    return None
 
 
 def returned_at(notice: Notice) -> int | None:
@@ -584,7 +616,7 @@ def standing_notices(ticket: Ticket) -> list[Notice]:
     if ticket.last is not None and ticket.last.kind == "withdrawn":
         notices += withdrawal_notices(ticket, ticket.last.at)
     if ticket.last is not None and ticket.last.kind in (ActionKind.ACCEPT.value, ActionKind.CLOSE.value):
-        notices.append(_notice(ticket, Step.CLOSED, ticket.last.at))
+        notices += closing_notices(ticket, ticket.last.at)
     return notices
 
 
@@ -698,8 +730,8 @@ def on_action(ticket: Ticket | None, action: Action, calendar: WorkCalendar, now
     ticket, change = _change(ticket, at, action.actor, action.kind.value, action.text, **updates)
     if action.kind is ActionKind.RETURN:
         notices = (_notice(ticket, Step.RETURNED, at),)
-    elif action.kind in (ActionKind.ACCEPT, ActionKind.CLOSE):  # the department learns how it ended
-        notices = (_notice(ticket, Step.CLOSED, at),)
+    elif action.kind in (ActionKind.ACCEPT, ActionKind.CLOSE):  # those it reached learn how it ended
+        notices = tuple(closing_notices(ticket, at))
     return Outcome(ticket, (ticket,), notices)
 
 

@@ -440,7 +440,7 @@ def ticket_state(client, ticket_id: str) -> dict[str, Any] | None:
 
 NOTICE_COLUMNS = ("notice_id", "ticket_id", "step", "recipient_role", "recipient_name", "recipient_email",
                   "subject", "body", "department", "region", "due_at", "status", "attempts", "last_error",
-                  "message_id", "version")
+                  "message_id", "version", "updated_at")
 
 
 def stored_notices(client, scope: Scope, ticket_id: str | None = None,
@@ -483,6 +483,7 @@ def _notices(client, scope: Scope, where: str, parameters: dict[str, Any], tz: Z
     for row in query.run(client, scope, parameters):
         record = dict(zip(NOTICE_COLUMNS, row))
         record["due_at"] = _time(record["due_at"], tz)
+        record["updated_at"] = _time(record["updated_at"], tz)  # when it was sent, failed or recorded
         out.append(record)
     return out
 

@@ -65,13 +65,13 @@ HELD_VERSION = 2
 FINISHED_VERSION = 3
 
 
-NEVER_REACHED = ("recorded only: the notice this withdrawal takes back never reached its recipient "
-                 "(not sent, or failed), so there is nothing to take back")
+NEVER_REACHED = ("recorded only: the notice this withdrawal or closing follows up never reached its recipient "
+                 "(not sent, or failed), so there is nothing to take back or close")
 
 
 def _takes_back(notice: RenderedNotice) -> str | None:
-    """The notice a withdrawal notice takes back from its recipient, if it is one."""
-    if notice.step is not Step.WITHDRAWN:
+    """The notice a withdrawal's or a closing's notice follows up with its recipient, if it is one."""
+    if notice.step not in (Step.WITHDRAWN, Step.CLOSED):
         return None
     return taken_back(notice.notice_id, notice.ticket_id, notice.recipient_role)
 

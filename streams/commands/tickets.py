@@ -45,7 +45,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     require_store(settings)
     from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, deadline_moment, moment
     from alerts.events import EventType
-    from alerts.tickets import (ESCALATION_TITLE, KIND_TITLE, NOTICE_STATUS_TITLE, RESOLUTION_TITLE, STATUS_TITLE,
+    from alerts.tickets import (ESCALATION_TITLE, KIND_TITLE, RESOLUTION_TITLE, STATUS_TITLE, notice_outcome,
                                 STEP_TITLE, actor_title, rounds)
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
@@ -101,7 +101,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     for notice in notices:
         lines.append(f"  {moment(notice['due_at'])}  {STEP_TITLE.get(notice['step'], notice['step'])} → "
                      f"{notice['recipient_name'] or notice['recipient_role']} <{notice['recipient_email'] or '无地址'}>  "
-                     f"{NOTICE_STATUS_TITLE.get(notice['status'], notice['status'])}")
+                     f"{notice_outcome(notice['status'], notice['updated_at'], notice['attempts'])}")
     print("\n".join(lines))
     return 0
 

@@ -43,7 +43,7 @@ from starlette.routing import Route
 from alerts.describe import alert_text, describe_evidence, deadline_moment, local_moment, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.notices import RECIPIENT_TITLE
-from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, NOTICE_STATUS_TITLE, STATUS_TITLE, STEP_TITLE,
+from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, STATUS_TITLE, STEP_TITLE, notice_outcome,
                             ESCALATION_TITLE, Action, ActionKind, actor_title, rounds, ticket_id as make_ticket_id)
 from sinks.scope import Scope, UnknownScope
 from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, Users, check_secret_key, loose_mode
@@ -243,7 +243,7 @@ def notice_error_text(last_error: str) -> str:
     if last_error == QUIET_HELD:
         return "原因：督办件由历史数据生成，该部门未收到过立件通知"
     if last_error == NEVER_REACHED:
-        return "原因：此前的督办通知未送达该收件人，无需撤销"
+        return "原因：此前的督办通知未送达该收件人，无需告知撤销或办结"
     return f"原因（系统记录）：{last_error}"
 
 
@@ -261,7 +261,7 @@ def _environment() -> jinja2.Environment:
                        SEVERITY_TITLE={s.value: t for s, t in SEVERITY_TITLE.items()},
                        STATUS_TITLE={s.value: t for s, t in STATUS_TITLE.items()}, KIND_TITLE=KIND_TITLE,
                        ROLE_TITLE=ROLE_TITLE, MAX_TEXT=MAX_TEXT_CHARS, STEP_TITLE=STEP_TITLE,
-                       NOTICE_STATUS_TITLE=NOTICE_STATUS_TITLE, RECIPIENT_TITLE=RECIPIENT_TITLE,
+                       notice_outcome=notice_outcome, RECIPIENT_TITLE=RECIPIENT_TITLE,
                        ESCALATION_TITLE=ESCALATION_TITLE)
     return env
 

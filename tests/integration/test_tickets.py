@@ -17,6 +17,7 @@ import orjson
 import pytest
 import yaml
 
+from alerts.describe import moment
 from sinks.clickhouse import connect
 from sinks.queries import stored_notices, stored_tickets, ticket_history
 from sinks.scope import Scope
@@ -117,15 +118,17 @@ def test_the_whole_loop_through_the_commands(accepted_case, mail_server):
     assert [h["kind"] for h in history] == ["opened", "level_1", "reply", "return", "reply", "accept"]
     assert [h["status"] for h in history] == ["open", "open", "replied", "returned", "replied", "closed"]
     assert history[2]["text"] == "经核实，因系统故障延误，已办结"
-    assert [n["step"] for n in notices] == ["opened", "level_1", "returned", "closed"]
+    assert [n["step"] for n in notices] == ["opened", "level_1", "returned", "closed", "closed"]
     assert notices[2]["recipient_email"] == "scjg-fagui@example.gov.cn" and "未获通过" in notices[2]["subject"]
     assert notices[3]["recipient_email"] == "scjg-fagui@example.gov.cn" and "已办结" in notices[3]["subject"]
-    assert [n["status"] for n in notices] == ["sent", "sent", "sent", "sent"]
+    # The head it was escalated to learns how it ended too
+    assert notices[4]["recipient_email"] == "scjg-head@example.gov.cn" and "已办结" in notices[4]["subject"]
+    assert [n["status"] for n in notices] == ["sent"] * 5
     received = mails(box)
     assert [r[0] for r in received] == [["scjg-fagui@example.gov.cn"], ["scjg-head@example.gov.cn"],
-                                        ["scjg-fagui@example.gov.cn"],
-                                        ["scjg-fagui@example.gov.cn"]]  # each step once, none lost
-    assert len({r[2] for r in received}) == 4
+                                        ["scjg-fagui@example.gov.cn"], ["scjg-fagui@example.gov.cn"],
+                                        ["scjg-head@example.gov.cn"]]  # each step once, none lost
+    assert len({r[2] for r in received}) == 5
     # Handling the ticket never changes the alert: its finding still holds.
     exported = [orjson.loads(line) for line in sunlight(data, "alerts", "export").stdout.splitlines()]
     assert [(a["rule"], a["status"]) for a in exported if a["case_id"] == "C-T1" and a["rule"] == "overdue"] == [
@@ -334,6 +337,10 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     _, _, notices = read(data)
     assert [(n["step"], n["status"]) for n in notices] == [("opened", "failed")]
     notice_id = notices[0]["notice_id"]
+    # The log says when it failed and after how many tries (found by a black-box test: its due time
+    # alone was shown, for a notice sent weeks later, or after failures it did not show).
+    shown = sunlight(data, "tickets", "show", TICKET, "--catalog", str(CATALOG)).stdout
+    assert "发送失败（" in shown and "，已尝试 2 次）" in shown, shown
 
     # Asked while it is still down: tried again, failed again, said so.
     still = sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-03-17T03:10:00+08:00",
@@ -371,6 +378,11 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     _, _, notices = read(data)
     assert sorted((n["notice_id"], n["status"], n["last_error"]) for n in notices) == [
         (backlog.notice_id, "sent", ""), (notice_id, "sent", "")]
+    shown = sunlight(data, "tickets", "show", TICKET, "--catalog", str(CATALOG)).stdout
+    sent = next(line for line in shown.splitlines() if "升级" not in line and "已发送（" in line and "督办通知" in line)
+    sent_at = next(n["updated_at"] for n in notices if n["notice_id"] == notice_id)
+    assert f"已发送（{moment(sent_at)} 发出" in sent, shown
+    assert not sent.split("已发送（")[1].startswith("2026-03-17")  # when it left, not when it was due
 
     # Nothing failed is left: a second resend sends nothing, nor does a later run of the pipeline.
     again = sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-03-17T03:30:00+08:00",
@@ -471,7 +483,8 @@ def test_the_loop_survives_a_kill_at_each_step(accepted_case, mail_server, tmp_p
         took.append(time.monotonic() - started)
     calm_tickets, calm_history, calm_notices = read(calm)
     calm_ids = {n["message_id"] for n in calm_notices}
-    assert [n["step"] for n in calm_notices] == ["opened", "level_1", "returned", "closed"] and len(calm_ids) == 4
+    assert [n["step"] for n in calm_notices] == ["opened", "level_1", "returned", "closed", "closed"]
+    assert len(calm_ids) == 5
     box.received.clear()
 
     rng = random.Random(2026)
@@ -487,7 +500,8 @@ def test_the_loop_survives_a_kill_at_each_step(accepted_case, mail_server, tmp_p
 
     assert same(tickets) == same(calm_tickets)
     assert same(history) == same(calm_history)
-    assert same(notices, ("version", "attempts")) == same(calm_notices, ("version", "attempts"))
+    unstable = ("version", "attempts", "updated_at")  # when each was sent: the wall clock
+    assert same(notices, unstable) == same(calm_notices, unstable)
     received = [str(m["Message-ID"]) for _, m in box.received]
     assert set(received) == calm_ids  # none lost, none invented
 

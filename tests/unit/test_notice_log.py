@@ -283,6 +283,11 @@ def test_a_withdrawal_is_sent_only_to_those_its_ticket_reached():
     assert taken_back("C-1/overdue/withdrawn/head/r2", "C-1/overdue", "head") == "C-1/overdue/level_1/r2"
     assert taken_back("C-1/overdue/withdrawn/contact", "C-1/overdue", "contact") is None  # the department: always
     assert taken_back("C-1/overdue/level_1", "C-1/overdue", "head") is None
+    # A closing's notice to the office follows up its level 2 (found by a black-box test: the office
+    # was never told of the end of a referral it had)
+    assert taken_back("C-1/overdue/closed/inspection_office/r2", "C-1/overdue", "inspection_office") == \
+        "C-1/overdue/level_2/r2"
+    assert taken_back("C-1/overdue/closed", "C-1/overdue", "contact") is None
     log, table, deleted = log_with_table()
     rows, sent = [], []
     writer = SimpleNamespace(add=lambda table, row: rows.append(row), batch=SimpleNamespace(after_write=[]))

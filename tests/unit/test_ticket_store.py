@@ -229,7 +229,8 @@ def test_a_ticket_made_from_history_tells_no_one_of_its_steps_in_a_process_that_
     asyncio.run(live.steps.process(unit, *decode_ticket_unit(unit, "ticket-ticks")))
     assert live.held().tickets["overdue"].status is TicketStatus.CLOSED
     closing = [r for r in live.writer.batch.rows["notices"] if r["step"] == "closed"]
-    assert [(r["status"], r["last_error"]) for r in closing] == [("held", QUIET_HELD)]
+    assert [(r["recipient_role"], r["status"], r["last_error"]) for r in closing] == [
+        ("contact", "held", QUIET_HELD), ("head", "held", QUIET_HELD), ("inspection_office", "held", QUIET_HELD)]
     assert not live.writer.batch.after_write
 
 

@@ -11,7 +11,8 @@ import pytest
 from alerts.calendar import WorkCalendar
 from alerts.model import Alert, AlertStatus, Rule, Severity
 from alerts.tickets import (INSPECTORS, Action, ActionKind, ActionRefused, Ladder, Resolution, Silence, Step,
-                            TicketPolicy, TicketStatus, act, advance, case_of, on_action, on_alert, ticket_id)
+                            TicketPolicy, TicketStatus, act, advance, case_of, on_action, on_alert, standing_notices,
+                            ticket_id)
 
 CST = timezone(timedelta(hours=8))
 CAL = WorkCalendar(on_missing_year=lambda year: None)
@@ -783,6 +784,43 @@ def test_the_department_learns_how_its_ticket_ended():
         letter = render_notice(notice, out.ticket, catalog, texts)
         assert letter.subject.startswith("【督办办结】") and said in letter.body and "http" not in letter.body
         assert letter.recipient_email == "scjg-fagui@example.gov.cn"
+
+
+def test_those_an_escalated_ticket_reached_learn_how_it_ended():
+    """Found by a black-box test: a ticket escalated to the head and the inspection office, then
+    answered and accepted, was told ended to the contact alone: the head and the office kept a
+    referral open in their inbox with no word of its end. Each its round reached is told, as of a
+    withdrawal; the contact's notice keeps its id, and a head who stands in for the contact is told
+    once."""
+    from alerts.notices import render_notice, told_once
+    from sinks.notify import load_templates
+
+    catalog = contract_catalog()
+    texts = load_templates()
+    _, t = licence_ticket()
+    escalated = advance(t, POLICY, CAL, t.level_2_at + timedelta(hours=1)).ticket
+    assert escalated.escalation_level == 2
+    replied = on_action(escalated, action("reply", escalated.version), CAL, None).ticket
+    accepted = on_action(replied, action("accept", replied.version, INSPECTORS, ""), CAL, None)
+    assert [(n.recipient, n.notice_id) for n in accepted.notices] == [
+        ("contact", f"{t.ticket_id}/closed"), ("head", f"{t.ticket_id}/closed/head"),
+        ("inspection_office", f"{t.ticket_id}/closed/inspection_office")]
+    assert standing_notices(accepted.ticket)[-3:] == list(accepted.notices)
+    letters = [render_notice(n, accepted.ticket, catalog, texts) for n in accepted.notices]
+    assert all(x.subject.startswith("【督办办结】") and "答复经审核通过" in x.body for x in letters)
+    assert all("贵单位" not in x.body and "市场监督管理局督办件" in x.body for x in letters), letters[2].body
+    # Not escalated: the contact alone, as before.
+    (notice,) = on_action(on_action(t, action("reply", 1), CAL, None).ticket, action("accept", 2, INSPECTORS, ""),
+                          CAL, None).notices
+    assert notice.recipient == "contact"
+    # A department without a contact of its own: its head is told once.
+    from alerts.catalog import load_catalog
+
+    raw = contract_catalog_raw()
+    for department in raw["departments"]:
+        department.pop("contact", None)
+    once = told_once(list(accepted.notices), lambda n: accepted.ticket, load_catalog(raw))
+    assert [n.recipient for n in once] == ["contact", "inspection_office"]
 
 
 def test_a_head_who_stands_in_for_the_contact_is_told_of_a_withdrawal_once():
