@@ -427,9 +427,6 @@ def filed_under(letter: DeadLetter, department: str, region: str) -> DeadLetter:
 
 
 CLOSING_REASON_CHARS = 500
-# An import's refusals: the case they name is held back from later imports of its file until the
-# row is read (`streams.importers`).
-IMPORT_HOLDS = frozenset({"unreadable_row", "case_incomplete"})
 
 
 def why_not_closed(letter: DeadLetter, case_waits: bool) -> str | None:
@@ -439,14 +436,12 @@ def why_not_closed(letter: DeadLetter, case_waits: bool) -> str | None:
     that holds its case, `HOLDS_ITS_CASE`, whose case has not received the event since): the case
     raises no alert but late registrations until the event comes corrected, and a closed letter
     would take it off the lists that say so, a case judged on nothing, out of sight. Its cure is
-    the corrected event (`sunlight dlq redrive`). Nor an import's letter that holds its case back
-    from later imports (`IMPORT_HOLDS`): its cure is the corrected file."""
+    the corrected event (`sunlight dlq redrive`). An import's letter (`unreadable_row`,
+    `case_incomplete`) may be closed: its case is then let into later imports without the row, the
+    operator's decision, with its reason (a junk row that is no step of the case held it back for
+    good, the file corrected or not: found by review)."""
     if letter.status != "open":
         return f"it is {letter.status} already"
-    if letter.reason in IMPORT_HOLDS and letter.case_id:
-        # (closed, the next import brought the case in without that step: found by review)
-        return (f"its case {letter.case_id} is held back from imports until its row is read: import the corrected "
-                f"file under the same name instead of closing the letter")
     if case_waits:
         return (f"case {letter.case_id} waits for its event {letter.event_id}, and raises no alert but late "
                 f"registrations until it comes corrected: send the corrected event (`sunlight dlq redrive`) "

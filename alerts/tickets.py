@@ -20,10 +20,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from alerts.calendar import WorkCalendar
-from alerts.events import Refused
+from alerts.events import CaseEvent, EventType, Refused
 from alerts.model import SEVERITY as SEVERITY_OF, Alert, AlertStatus, Rule, Severity
 
 MAX_TEXT_CHARS = 2000
@@ -319,6 +319,22 @@ class Outcome:
 
 
 QUIET_NOTE = "历史数据生成的督办件，部门未收到督办通知，不发升级通知"
+
+
+def facts_registered_at(alert: Alert, events: "Sequence[CaseEvent]") -> datetime | None:
+    """When the facts a finding rests on were registered online, as its case's events say: the
+    case's acceptance and the events stated at the finding's own moment (the one that went ahead
+    of a skipped node, the decision judged, the suspension back-dated); None without either. A
+    replay or an import settles the finding's ticket from then if it is later than its business
+    time, as a live worker settles it from when the facts came (`BundledAlert.stands_from`): a
+    month pushed late had its tickets opened on business times weeks past, escalated to the head
+    and the inspection office and mailed in one second (found by a black-box test). Not the case's
+    first registration (a rating pushed on time made a case pushed late look online: found by
+    review), nor its last (a node's registration back-dated weeks later would hold an overdue
+    card's ticket that stood meanwhile)."""
+    moments = [e.recorded_at for e in events
+               if e.occurred_at == alert.event_time or e.type is EventType.ACCEPTED]
+    return max(moments) if moments else None
 
 
 def ticket_id(case_id: str, rule: Rule) -> str:

@@ -37,6 +37,7 @@ from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
 from alerts.state import CaseState, content_differences, refusal, refuse
+from alerts.tickets import facts_registered_at
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from sinks.writer import Correction
 from streams import metrics
@@ -314,15 +315,17 @@ class Outputs:
     def alert(self, alert: Alert, state: CaseState | None = None) -> None:
         """Buffer an alert version for ClickHouse; it goes to the alerts topic once written (a new
         version, or one published again: at least once). With its case's `state`, the record says
-        from when the case was online (`case_online_from`, the first registration of its events, an
-        addition to the contract's alert): a history pushed late (a self-built system's month, a
-        monthly import) has its tickets settle from then, not from business times long past, in a
-        replay or an import as live (`alerts.tickets.BundledAlert.stands_from`)."""
+        when the facts the finding rests on were registered (`facts_registered_at`, an addition to
+        the contract's alert: `alerts.tickets.facts_registered_at`): a history pushed late (a
+        self-built system's month, a monthly import) has its tickets settle from then, not from
+        business times long past, in a replay or an import as live."""
         metrics.ALERTS_PUBLISHED.labels(alert.rule.value, alert.status.value).inc()
         self.writer.add("alerts", alert_row(alert))
-        record = alert.to_json(self.catalog_source.judge.calendar.tz)
-        if state is not None and state.events:
-            record["case_online_from"] = min(e.recorded_at for e in state.events).isoformat()
+        tz = self.catalog_source.judge.calendar.tz
+        record = alert.to_json(tz)
+        registered = facts_registered_at(alert, state.events) if state is not None else None
+        if registered is not None:
+            record["facts_registered_at"] = registered.astimezone(tz).isoformat()
         payload, key = orjson.dumps(record), alert.case_id.encode()
         topic = self.settings.alerts_topic
         self.writer.batch.after_write.append(lambda k=key, v=payload: self.send(topic, k, v, None))

@@ -157,8 +157,8 @@ class TicketStore(TableStore):
 @dataclass
 class TicketWork:
     alerts: list[Alert] = field(default_factory=list)
-    # From when each alert's case was online (its record's `case_online_from`), by alert_id
-    online_from: dict[str, datetime] = field(default_factory=dict)
+    # When the facts of each alert were registered (its record's `facts_registered_at`), by alert_id
+    registered: dict[str, datetime] = field(default_factory=dict)
     actions: list[tuple[Any, Action]] = field(default_factory=list)  # (record, action)
     tick: bool = False
 
@@ -171,10 +171,11 @@ def decode_ticket_unit(unit: Unit, ticks_topic: str) -> tuple[dict[str, TicketWo
             value = orjson.loads(record.value)
             if unit.topic != ticks_topic:
                 alert = Alert.from_json(value)
+                registered = _aware_time(value.get("facts_registered_at"))
                 work = cases.setdefault(alert.case_id, TicketWork())
                 work.alerts.append(alert)
-                if value.get("case_online_from"):
-                    work.online_from[alert.alert_id] = datetime.fromisoformat(value["case_online_from"])
+                if registered is not None:
+                    work.registered[alert.alert_id] = registered
             elif is_nudge(value):
                 continue
             elif "action" in value:
@@ -188,6 +189,16 @@ def decode_ticket_unit(unit: Unit, ticks_topic: str) -> tuple[dict[str, TicketWo
             letters.append(Letter(record, unit.topic, unit.partition, "internal_error",
                                   f"unreadable message on {unit.topic}: {exc}"))
     return cases, letters
+
+
+def _aware_time(text: Any) -> datetime | None:
+    """A time with its offset from an alert record's addition; None when absent or unreadable (the
+    alert is taken as without it: settled from its business time)."""
+    try:
+        at = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return at if at is not None and at.tzinfo is not None else None
 
 
 def route_action(raw: bytes | None) -> tuple[str, Action] | None:
@@ -261,11 +272,11 @@ class TicketSteps:
             ticket = tickets.get(alert.rule.value)
             if ticket is None and not policy.opens(alert.rule, alert.severity):
                 continue
-            # Live, a finding is seen when it comes; in a replay or an import, not before its case was
-            # online: a history pushed late (a self-built system's month at once) had each ticket
-            # opened, escalated and mailed to the contact, the head and the inspection office in one
-            # second, its reply deadline weeks gone (found by a black-box test).
-            seen = now if self.clock.findings_seen_now else work.online_from.get(alert.alert_id)
+            # Live, a finding is seen when it comes; in a replay or an import, not before its facts
+            # were registered: a history pushed late (a self-built system's month at once) had each
+            # ticket opened, escalated and mailed to the contact, the head and the inspection office
+            # in one second, its reply deadline weeks gone (found by a black-box test).
+            seen = now if self.clock.findings_seen_now else work.registered.get(alert.alert_id)
             out = on_alert(ticket, alert, policy, calendar, now, seen_at=seen,
                            quiet=not self.out.settings.notify, clock=False)  # opened below, the unit's cards in
             if out.ticket is not None:
@@ -374,7 +385,7 @@ def tickets_from_store(rows, alerts: dict[str, list[Alert]], policy: TicketPolic
             ticket = tickets.tickets.get(alert.rule.value) if tickets else None
             bundled = ticket.alerts.get(alert.alert_id) if ticket else None
             if bundled is None or bundled.version < alert.version:
-                untaken.append((case_id.encode(), orjson.dumps(alert.to_json(tz))))  # as first published
+                untaken.append((case_id.encode(), orjson.dumps(alert.to_json(tz))))  # as published, less facts_registered_at
         if others:
             cases.setdefault(case_id, CaseTickets(case_id)).others.update(others)
     return cases, untaken

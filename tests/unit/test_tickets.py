@@ -823,6 +823,28 @@ def test_those_an_escalated_ticket_reached_learn_how_it_ended():
     assert [n.recipient for n in once] == ["contact", "inspection_office"]
 
 
+def test_a_finding_s_facts_are_registered_when_its_acceptance_and_its_own_event_were():
+    """When a replay's or an import's ticket settles from (`facts_registered_at`): the acceptance's
+    and the finding's own event's registration, not the case's first (a rating registered on time
+    made a case pushed weeks late look online, its tickets escalated at once: found by review), nor
+    its last (a node registered weeks late would hold an overdue card that stood meanwhile)."""
+    from alerts.tickets import facts_registered_at
+    from tests.unit.helpers import at, ev
+
+    pushed = at(2026, 12, 5, 20)
+    accepted = ev("accepted", at(2026, 11, 16, 9), pushed)
+    rating = ev("rated", at(2026, 11, 16, 10), at(2026, 11, 16, 10), rating="satisfied")
+    closing = ev("closed", at(2026, 11, 20, 10), pushed)
+    overdue = replace(alert("O1"), rule=Rule.OVERDUE, event_time=at(2026, 12, 1, 0))
+    skipped = replace(alert("S1"), event_time=closing.occurred_at)
+    assert facts_registered_at(overdue, [accepted, rating, closing]) == pushed
+    on_time = ev("accepted", at(2026, 11, 16, 9), at(2026, 11, 16, 9, 5))
+    assert facts_registered_at(skipped, [on_time, rating, closing]) == pushed  # the closing came late
+    late_node = ev("node_completed", at(2026, 11, 18, 10), pushed, node="review")
+    assert facts_registered_at(overdue, [on_time, late_node]) == on_time.recorded_at
+    assert facts_registered_at(overdue, [rating]) is None
+
+
 def test_a_head_who_stands_in_for_the_contact_is_told_of_a_withdrawal_once():
     # Found by a black-box test: a department without a contact had its head told of a withdrawal
     # twice, as the contact and as the head, in two identical mails.
