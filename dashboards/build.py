@@ -118,6 +118,8 @@ def big_stat(panel: q.Panel, place: Place, unit: str = "none", colors=None, unit
 def data_table(panel: q.Panel, place: Place, units=None, links: dict[str, str] | None = None):
     builder = table.Panel().filterable(False).cell_height(common.TableCellHeight.SM)
     _labels(builder, panel, units)
+    for column in panel.hidden:
+        builder.override_by_name(column, [dashboard.DynamicConfigValue(id_val="custom.hidden", value=True)])
     for column, url in (links or {}).items():
         builder.override_by_name(column, [dashboard.DynamicConfigValue(
             id_val="links", value=[{"title": "查看办件时间线和证据", "url": url}])])

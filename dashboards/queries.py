@@ -75,6 +75,9 @@ class Panel:
     labels: Mapping[str, str] = field(default_factory=dict)
     # Columns the panel must show (checked by the tests against the store).
     columns: tuple[str, ...] = ()
+    # Columns the query returns for its order, its links and the tests, and the table hides (a
+    # deadline's raw moment beside its words: `_deadline_text`).
+    hidden: tuple[str, ...] = ()
 
     @property
     def variables(self) -> set[str]:
@@ -140,6 +143,16 @@ _OPEN = "status IN ('open', 'acknowledged')"
 # included (1 on the last day itself); dateDiff from the stored moment was a day short of each.
 _LAST_DAY = "(deadline - INTERVAL 1 MICROSECOND)"
 _DAYS_LATE = f"dateDiff('day', {_LAST_DAY}, $__toTime_ms, 'Asia/Shanghai')"
+
+
+def _deadline_text(column: str) -> str:
+    """A deadline as the contract words it, as `sunlight cases show` and the notices give it
+    (`alerts.describe.deadline_moment`): one that ends at midnight is '2026-03-09 24:00', the end of
+    its last day. Shown raw, Grafana gave '2026-03-10 00:00', a day late beside 超期天数 (a Saturday
+    make-up working day read as the Sunday of a holiday: found by a black-box test)."""
+    return (f"if({column} = toStartOfDay({column}, 'Asia/Shanghai'), "
+            f"concat(formatDateTime({column} - INTERVAL 1 DAY, '%Y-%m-%d', 'Asia/Shanghai'), ' 24:00'), "
+            f"formatDateTime({column}, '%Y-%m-%d %H:%i', 'Asia/Shanghai'))")
 # Not dealt with yet (the rest of 待处置): an alert's ticket (its case and rule's) is active
 # (settling, open, returned, or replied and waiting for the inspector); or it has no ticket, or
 # one withdrawn, and its case is still in progress. Handling is recorded on the ticket, never on
@@ -306,12 +319,13 @@ OVERDUE_CASES = Panel(
         "counted (left out of past days too: the store keeps a case's deadline as it stands now); "
         "one suspended only after its deadline had passed is (before, every suspended case was left "
         "out: found by a black-box test).",
-    labels={"case_id": "办件编号", "department_name": "部门", "item_name": "事项", "deadline": "承诺时限",
+    labels={"case_id": "办件编号", "department_name": "部门", "item_name": "事项", "deadline_text": "承诺时限",
             "days_late": "超期天数"},
-    columns=("case_id", "department_name", "item_name", "deadline", "days_late"),
+    columns=("case_id", "department_name", "item_name", "deadline_text", "days_late"),
+    hidden=("deadline",),
     sql=f"""{_NAMES}
-SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name, deadline,
-    {_DAYS_LATE} AS days_late
+SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name,
+    {_deadline_text("deadline")} AS deadline_text, {_DAYS_LATE} AS days_late, deadline
 FROM cases FINAL
 WHERE {_OPEN_AT_END} AND deadline < $__toTime_ms
 ORDER BY deadline ASC, case_id
@@ -560,13 +574,14 @@ CASE_SUMMARY = Panel(
     description="所选办件（由预警清单点击带入）的当前状态、受理时间、承诺时限和预警数。",
     doc="The chosen case (the case_id variable, set by the live list's link) as it stands.",
     labels={"case_id": "办件编号", "department_name": "部门", "item_name": "事项", "state": "状态",
-            "accepted_at": "受理时间", "deadline": "承诺时限", "ended_at": "办结时间", "event_count": "事件数",
+            "accepted_at": "受理时间", "deadline_text": "承诺时限", "ended_at": "办结时间", "event_count": "事件数",
             "open_alerts": "待处置预警"},
-    columns=("case_id", "department_name", "item_name", "state", "accepted_at", "deadline"),
+    columns=("case_id", "department_name", "item_name", "state", "accepted_at", "deadline_text"),
+    hidden=("deadline",),
     sql=f"""{_NAMES}
 SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name,
     transform(status, ['open', 'suspended', 'closed', 'withdrawn'], ['在办', '挂起', '办结', '撤回'], status) AS state,
-    accepted_at, deadline, ended_at, event_count,
+    accepted_at, {_deadline_text("deadline")} AS deadline_text, ended_at, event_count, deadline,
     (SELECT count() FROM alerts FINAL WHERE case_id = ${{case_id:singlequote}} AND {_PENDING_OF_THE_CASE}) AS open_alerts
 FROM cases FINAL
 WHERE case_id = ${{case_id:singlequote}}
@@ -757,14 +772,16 @@ DEPARTMENT_TICKETS = Panel(
         "hours left at the end of the range (rounded down: negative as soon as it is overdue) and "
         "escalation level, nearest deadline first.",
     labels={"ticket_id": "督办件", "case_id": "办件编号", "rule_title": "规则", "state": "状态",
-            "opened_at": "发出时间", "deadline": "答复期限", "hours_left": "剩余（小时）",
+            "opened_at": "发出时间", "deadline_text": "答复期限", "hours_left": "剩余（小时）",
             "is_overdue": "已逾期", "escalation_level": "催办级别"},
-    columns=("ticket_id", "case_id", "state", "deadline", "hours_left"),
+    columns=("ticket_id", "case_id", "state", "deadline_text", "hours_left"),
+    hidden=("deadline",),
     sql=f"""
 SELECT ticket_id, case_id, {_RULE_TITLE} AS rule_title,
     {_TICKET_STATUS_TITLE} AS state,
-    opened_at, deadline, toInt64(floor(dateDiff('second', $__toTime_ms, deadline) / 3600)) AS hours_left,
-    if(overdue = 1, '是', '否') AS is_overdue, escalation_level
+    opened_at, {_deadline_text("deadline")} AS deadline_text,
+    toInt64(floor(dateDiff('second', $__toTime_ms, deadline) / 3600)) AS hours_left,
+    if(overdue = 1, '是', '否') AS is_overdue, escalation_level, deadline
 FROM {_TICKETS_NOW.format(where=" AND department = ${department:singlequote}")}
 WHERE status IN ('open', 'returned', 'replied')
 ORDER BY deadline ASC NULLS LAST, ticket_id
@@ -827,13 +844,15 @@ DEPARTMENT_CASE_LIST = Panel(
         "days left at the end of the range, events so far and the alerts standing against each. "
         "At most 200.",
     labels={"case_id": "办件编号", "item_name": "事项", "state": "状态", "accepted_at": "受理时间",
-            "deadline": "承诺时限", "days_left": "剩余（天）", "event_count": "事件数", "open_alerts": "待处置预警"},
-    columns=("case_id", "item_name", "state", "deadline", "days_left"),
+            "deadline_text": "承诺时限", "days_left": "剩余（天）", "event_count": "事件数", "open_alerts": "待处置预警"},
+    columns=("case_id", "item_name", "state", "deadline_text", "days_left"),
+    hidden=("deadline",),
     sql=f"""{_NAMES}
 SELECT
-    case_id, {_item_name()} AS item_name, if(status = 'suspended', '挂起', '在办') AS state, accepted_at, deadline,
+    case_id, {_item_name()} AS item_name, if(status = 'suspended', '挂起', '在办') AS state, accepted_at,
+    {_deadline_text("deadline")} AS deadline_text,
     if(deadline > $__toTime_ms, dateDiff('day', $__toTime_ms, {_LAST_DAY}, 'Asia/Shanghai') + 1, -{_DAYS_LATE}) AS days_left,
-    event_count, pending.open_alerts AS open_alerts
+    event_count, pending.open_alerts AS open_alerts, deadline
 FROM cases FINAL
 LEFT JOIN (
     -- every case of the list is in progress: an alert is pending unless its ticket was closed

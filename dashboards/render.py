@@ -180,7 +180,10 @@ def _draw_table(ax, panel, result: Result, theme: str) -> None:
     unit, decimals = _field_config(panel)
     height_px = ax.bbox.height
     visible = max(1, int((height_px - 24) // 22))
-    columns = list(result.columns)[:8]
+    hidden = {c for c, o in _overrides(panel).items() if o.get("custom.hidden")}
+    shown = [i for i, c in enumerate(result.columns) if c not in hidden][:8]
+    result = Result([result.columns[i] for i in shown], [[row[i] for i in shown] for row in result.rows], result.error)
+    columns = list(result.columns)
     widths = [max(len(_name(panel, str(c))) * 2, *(len(_format(r[i], None, decimals)) for r in result.rows[:visible]))
               for i, c in enumerate(columns)]
     total = sum(min(w, 28) for w in widths) or 1

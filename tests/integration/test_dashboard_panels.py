@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from alerts.catalog import load_catalog
-from alerts.describe import evidence_words
+from alerts.describe import deadline_moment, evidence_words
 from alerts.letters import REASON_ADVICE
 from alerts.scenario import generate
 from alerts.scoring import score_month
@@ -259,6 +259,14 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
 
     assert [r["days_late"] for r in overdue_rows] == [
         (local_day(rng.end) - last_day(r["deadline"])).days for r in overdue_rows]
+    # The deadline in the contract's words, as `cases show` gives it: a day ending at midnight is
+    # "24:00" of its last day, not 00:00 of the next (found by a black-box test: a day late on the wall)
+    def worded(deadline) -> str:
+        moment = deadline if deadline.tzinfo else deadline.replace(tzinfo=timezone.utc)
+        return deadline_moment(moment.astimezone(shanghai))
+
+    assert [r["deadline_text"] for r in overdue_rows] == [worded(r["deadline"]) for r in overdue_rows]
+    assert any(r["deadline_text"].endswith(" 24:00") for r in overdue_rows)
     assert all(r["days_late"] >= 1 for r in overdue_rows)
     assert all(r["item_name"] in item_names.values() for r in overdue_rows)
     assert sum(r["overdue_cases"] for r in ran["overdue_open_cases_by_department"][0]) == len(overdue)
