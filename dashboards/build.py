@@ -93,6 +93,9 @@ def _thresholds(*steps: tuple[float | None, str]) -> dash_b.ThresholdsConfig:
         [dashboard.Threshold(value=v, color=c) for v, c in steps])
 
 
+NO_VALUE_COLOUR = "#808080"  # grey: the base of a stat's thresholds, for no value at all
+
+
 def big_stat(panel: q.Panel, place: Place, unit: str = "none", colors=None, units=None, value_size: int = 96,
              fixed: str | None = None, counts: tuple[str, ...] = ()):
     """A stat panel readable across a hall: values only, large, on a coloured background. The
@@ -104,7 +107,14 @@ def big_stat(panel: q.Panel, place: Place, unit: str = "none", colors=None, unit
         .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields("")) \
         .text(common_b.VizTextDisplayOptions().title_size(32).value_size(value_size)).decimals(0) \
         .no_value("无数据")  # a rate of nothing (no case closed yet today) in the hall's language, not "No data"
-    builder.thresholds(_thresholds(*(colors or [(None, "blue")])))
+    steps = list(colors or [(None, "blue")])
+    if steps[0][0] is None and len(steps) > 1:
+        # No value (no row, the store unreachable, a rate of nothing) takes the base step: grey, not
+        # the first real step's colour (a green 无数据 read as an all-clear on the wall while the
+        # store was down, a red one as a failing rate each morning: found by a black-box test).
+        # Every value shown here is 0 or more: the first real step starts at 0.
+        steps = [(None, NO_VALUE_COLOUR), (0, steps[0][1]), *steps[1:]]
+    builder.thresholds(_thresholds(*steps))
     if fixed:
         builder.color_scheme(dash_b.FieldColor().mode(dashboard.FieldColorModeId.FIXED).fixed_color(fixed))
     _labels(builder, panel, units)

@@ -215,6 +215,20 @@ def test_the_wall_is_large_and_dark():
     assert not [p["title"] for d in DASHBOARDS.values() for p in panels(d) if p.get("timeFrom")]
 
 
+def test_a_stat_with_no_value_is_grey_not_an_all_clear_nor_an_alarm():
+    """Found by a black-box test: with no row (the store unreachable, no case closed yet today) a
+    stat tile takes its base threshold's colour: 待处置红黄牌 and 死信队列 read 无数据 on green, an
+    all-clear, and the rates on red. No value is grey; a value takes the steps it always had."""
+    graded = [p for d in DASHBOARDS.values() for p in panels(d) if p["type"] == "stat"
+              and len(p["fieldConfig"]["defaults"]["thresholds"]["steps"]) > 1]
+    assert {p["title"] for p in graded} >= {"按时办结率", "死信队列", "本部门待处置红黄牌"}
+    for panel in graded:
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert steps[0] == {"value": None, "color": build.NO_VALUE_COLOUR} and steps[1]["value"] == 0, panel["title"]
+    rate = next(p for p in graded if p["title"] == "按时办结率")["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["color"] for s in rate[1:]] == ["red", "orange", "green"]
+
+
 # -- expansion as Grafana and the plugin do it --------------------------------------------------
 
 NOW = datetime(2026, 6, 1, 4, 30, tzinfo=timezone.utc)  # 12:30 in Shanghai
