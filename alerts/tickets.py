@@ -117,6 +117,7 @@ def notice_outcome(status: str, at: str | None, attempts: int) -> str:
         return f"{title}（{when}，已尝试 {attempts} 次）"
     return title
 
+
 _VERB = {ActionKind.OPEN: "督办", ActionKind.REPLY: "答复", ActionKind.ACCEPT: "审核通过", ActionKind.RETURN: "退回重办",
          ActionKind.CLOSE: "办结"}
 _DONE = {ActionKind.OPEN: "opened", ActionKind.REPLY: "replied to", ActionKind.ACCEPT: "accepted",
@@ -321,10 +322,11 @@ class Outcome:
 QUIET_NOTE = "历史数据生成的督办件，部门未收到督办通知，不发升级通知"
 
 
-def facts_registered_at(alert: Alert, events: "Sequence[CaseEvent]") -> datetime | None:
+def facts_registered_at(alert: Alert, events: Sequence[CaseEvent]) -> datetime | None:
     """When the facts a finding rests on were registered online, as its case's events say: the
-    case's acceptance and the events stated at the finding's own moment (the one that went ahead
-    of a skipped node, the decision judged, the suspension back-dated); None without either. A
+    case's acceptance (its first registered: a re-acceptance for 补正 weeks later is not when the
+    case came) and the events stated at the finding's own moment (the one that went ahead of a
+    skipped node, the decision judged, the suspension back-dated); None without either. A
     replay or an import settles the finding's ticket from then if it is later than its business
     time, as a live worker settles it from when the facts came (`BundledAlert.stands_from`): a
     month pushed late had its tickets opened on business times weeks past, escalated to the head
@@ -332,8 +334,10 @@ def facts_registered_at(alert: Alert, events: "Sequence[CaseEvent]") -> datetime
     first registration (a rating pushed on time made a case pushed late look online: found by
     review), nor its last (a node's registration back-dated weeks later would hold an overdue
     card's ticket that stood meanwhile)."""
-    moments = [e.recorded_at for e in events
-               if e.occurred_at == alert.event_time or e.type is EventType.ACCEPTED]
+    moments = [e.recorded_at for e in events if e.occurred_at == alert.event_time]
+    accepted = [e.recorded_at for e in events if e.type is EventType.ACCEPTED]
+    if accepted:
+        moments.append(min(accepted))
     return max(moments) if moments else None
 
 

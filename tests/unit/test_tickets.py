@@ -843,6 +843,8 @@ def test_a_finding_s_facts_are_registered_when_its_acceptance_and_its_own_event_
     late_node = ev("node_completed", at(2026, 11, 18, 10), pushed, node="review")
     assert facts_registered_at(overdue, [on_time, late_node]) == on_time.recorded_at
     assert facts_registered_at(overdue, [rating]) is None
+    again = ev("accepted", at(2026, 11, 30, 9), pushed)  # accepted again (补正), registered late
+    assert facts_registered_at(overdue, [on_time, again]) == on_time.recorded_at
 
 
 def test_a_head_who_stands_in_for_the_contact_is_told_of_a_withdrawal_once():
