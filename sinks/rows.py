@@ -129,7 +129,6 @@ def stored_letter(letter: dict[str, Any]) -> DeadLetter:
     return DeadLetter(**{**fields, "redriven_at": None, "closed_at": None})
 
 
-
 # A ticket row's round, in ClickHouse: its stored state names it from round 2 on
 # (`streams.ticket_codec`). The 督办完成率 counts rounds, in `sunlight score` and on the wall screen.
 TICKET_ROUND = "greatest(JSONExtractInt(state, 'round'), 1)"

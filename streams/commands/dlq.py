@@ -273,13 +273,13 @@ def cmd_dlq_close(args, settings: Settings) -> int:
         at = wall_now()
         close_letters(client, wanted, at, by, reason)
         after = read()  # a letter redriven meanwhile (a worker, an import) stays as that left it
-        rows = [i for i in wanted if after[i]["status"] == "closed" and after[i]["closed_by"] == by
-                and after[i]["closed_reason"] == reason]
-        overtaken = [f"{i} ({after[i]['status']})" for i in wanted if i not in rows]
+        closed_now = [i for i in wanted if after[i]["status"] == "closed" and after[i]["closed_by"] == by
+                      and after[i]["closed_reason"] == reason]
+        overtaken = [f"{i} ({after[i]['status']})" for i in wanted if i not in closed_now]
     finally:
         client.close()
     if overtaken:
         print(f"sunlight: not closed, changed meanwhile: {', '.join(overtaken)}", file=sys.stderr)
-    print(f"closed {len(rows)} dead letters (by {by}: {reason}); `sunlight dlq list --all` shows them",
+    print(f"closed {len(closed_now)} dead letters (by {by}: {reason}); `sunlight dlq list --all` shows them",
           file=sys.stderr)
     return 1 if overtaken else 0
