@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-import unicodedata
 from typing import Any
 
+from alerts.describe import display_width, table_lines
 from alerts.scoring import SUBJECT_TITLE, MonthScores, SubjectScore, number_text, basis
 
 UNRANKED_TITLE = "当月无办件、不参与排名的{subject}（单独列出）"
@@ -58,27 +58,15 @@ def _cell(value: Any) -> str:
     return number_text(value) if isinstance(value, float) else str(value)
 
 
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _width(text))
-
-
 def table_text(scores: MonthScores) -> str:
     head = headers(scores)
     ranked = [[_cell(c) for c in row(s)] for s in scores.ranked]
     unranked = [[_cell(c) for c in row(s)] for s in scores.unranked]
-    widths = [max(_width(r[i]) for r in [head, *ranked, *unranked]) for i in range(len(head))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(_pad(c, w) for c, w in zip(cells, widths)).rstrip()
-
-    lines = [title(scores), line(head)]
-    lines += [line(r) for r in ranked] or ["（当月没有办件，无排名）"]
+    head_line, *body = table_lines(head, ranked + unranked)  # one set of column widths for both parts
+    lines = [title(scores), head_line]
+    lines += body[:len(ranked)] or ["（当月没有办件，无排名）"]
     if unranked:
-        lines += ["", UNRANKED_TITLE.format(subject=SUBJECT_TITLE[scores.attachment]), *(line(r) for r in unranked)]
+        lines += ["", UNRANKED_TITLE.format(subject=SUBJECT_TITLE[scores.attachment]), *body[len(ranked):]]
     return "\n".join(lines) + "\n"
 
 
@@ -113,7 +101,7 @@ def xlsx_bytes(scores: MonthScores) -> bytes:
             if cell.data_type == "f":  # text that begins with "=" (a name, a reason): text, never a formula
                 cell.data_type = "s"
     for index, text in enumerate(head, start=1):
-        sheet.column_dimensions[get_column_letter(index)].width = max(8, min(30, _width(text) + 2))
+        sheet.column_dimensions[get_column_letter(index)].width = max(8, min(30, display_width(text) + 2))
     sheet.freeze_panes = "A3"
     out = io.BytesIO()
     book.save(out)

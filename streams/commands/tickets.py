@@ -17,7 +17,7 @@ from streams.settings import Settings
 
 def cmd_tickets_list(args, settings: Settings) -> int:
     require_store(settings)
-    from alerts.describe import deadline_moment
+    from alerts.describe import deadline_moment, table_lines
     from alerts.tickets import STATUS_TITLE
     from sinks.queries import pending_tickets, stored_tickets
 
@@ -31,11 +31,10 @@ def cmd_tickets_list(args, settings: Settings) -> int:
     if not found:
         print("没有督办件 (no tickets" + (f" with status {args.status}" if args.status else "") + ")")
         return 0
-    print(f"{'督办件':<34} {'部门':<8} {'状态':<8} {'逾期':<4} {'升级':<4} {'答复期限':<17} 版本")
-    for t in found:
-        print(f"{t['ticket_id']:<36} {t['department']:<10} {STATUS_TITLE.get(t['status'], t['status']):<8} "
-              f"{'是' if t['overdue'] else '否':<5} {t['escalation_level']:<5} {deadline_moment(t['deadline']):<19} "
-              f"{t['version']}")
+    print("\n".join(table_lines(
+        ["督办件", "部门", "状态", "逾期", "升级", "答复期限", "版本"],
+        [[t["ticket_id"], t["department"], STATUS_TITLE.get(t["status"], t["status"]), "是" if t["overdue"] else "否",
+          str(t["escalation_level"]), deadline_moment(t["deadline"]), str(t["version"])] for t in found])))
     if pending:
         print("\n待处置（按督办件）：" + "；".join(f"{d} 待答复 {a}（逾期 {o}）、待审核 {r}" for d, a, r, o in pending))
     return 0

@@ -80,3 +80,14 @@ def test_a_backdated_suspension_s_words_give_its_reason():
         "suspension_recorded_at": "2026-05-20T09:00:00+08:00", "backdated_hours": 456,
         "deadline_without_suspension": "2026-05-16T00:00:00+08:00"})
     assert text.startswith("挂起事件 E5（专家评审）所述挂起时间为 2026-05-01 09:00")
+
+
+def test_a_text_table_lines_up_whatever_chinese_its_cells_hold():
+    """Found by a black-box test: `tickets list` padded by Python's character count, so a status of
+    six Chinese characters (已答复待审核) pushed the rest of its line out of line."""
+    from alerts.describe import display_width, table_lines
+
+    lines = table_lines(["督办件", "状态", "版本"], [["C-1/overdue", "已答复待审核", "3"], ["C-22/backfill", "待答复", "12"]])
+    assert display_width("已答复待审核") == 12 and display_width("C-1") == 3
+    starts = {display_width(line[:line.rindex(line.split()[-1])]) for line in lines}
+    assert len(starts) == 1, lines  # the last column starts at one terminal column on every line
