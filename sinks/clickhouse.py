@@ -125,6 +125,14 @@ def _lock(path: Path, shared_broker: bool = False) -> None:
                              f"process: workers that share a Kafka cluster (SUNLIGHT_KAFKA) in one consumer group "
                              f"must share one store, a ClickHouse server (SUNLIGHT_CLICKHOUSE); do not give them "
                              f"data directories of their own (see docs/deploy.md)") from None
+        if command.split()[1:2] in (["serve"], ["worker"]):
+            # It runs until stopped, and a command acting on this store's data cannot use another
+            # directory (found by a black-box test: `notices resend` beside `serve` was told to).
+            raise StoreInUse(f"the data directory {data_dir} is in use by {who}, which runs until it is "
+                             f"stopped. One directory can be open in one process at a time: stop it, run this "
+                             f"command, then start it again; or run the long-lived processes on a ClickHouse "
+                             f"server (SUNLIGHT_CLICKHOUSE) and a Kafka cluster (SUNLIGHT_KAFKA), beside which "
+                             f"commands run at any time (docs/deploy.md)") from None
         raise StoreInUse(f"the data directory {data_dir} is in use by {who}. One directory can be open in one "
                          f"process at a time: wait for that process to finish or stop it, or use another "
                          f"directory, e.g. SUNLIGHT_DATA_DIR={data_dir}-2 (a ClickHouse server, "

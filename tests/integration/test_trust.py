@@ -381,6 +381,22 @@ def test_a_second_process_on_the_data_directory_is_told_who_holds_it(scenario, t
     finally:
         holder.close()
     assert sunlight(["alerts", "export"], env).returncode == 0
+    # Held by the console (or a worker), which runs until stopped: another directory is no answer
+    # for a command acting on this store's data (found by a black-box test: `notices resend`
+    # beside `sunlight serve` was told to use one).
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.argv = ['sunlight', 'serve']; "
+                               "from pathlib import Path; from sinks.clickhouse import connect; "
+                               f"connect(None, Path({str(tmp_path / 'data')!r})); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, env=env)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        refused = sunlight(["dlq", "list"], env)
+        message = refused.stderr.decode()
+        assert refused.returncode == 2 and f"in use by process {holder.pid} (sunlight serve), which runs until" in message
+        assert "stop it, run this command, then start it again" in message and "-2" not in message, message
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_a_second_worker_on_a_kafka_cluster_is_told_to_share_a_server_store_not_to_split_it(scenario, tmp_path):
