@@ -236,19 +236,19 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     result = evaluate(state, judge, now)
     findings, next_due = result.findings, result.next_due
     mixed = len({e.item_code for e in state.events}) > 1
+    standing = {k: a for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}  # published
     if state.refused or mixed:
         # A case whose events name two items (one of them mistyped, or a case number reused) is
         # judged under its acceptance's, the other's nodes unknown to it: its nodes would look
         # skipped (false red cards, found by a black-box test). It waits as a case waiting for its
         # refused events does, whatever the order its events came in (`casefile` says why).
-        standing = {k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}
         deadline_known = not mixed and all(refused_type(kept) in OFF_THE_DEADLINE for kept in state.refused.values())
         raised = REGISTRATION_RULES | DEADLINE_RULES if deadline_known else REGISTRATION_RULES
         findings = [f for f in findings if f.alert_id in standing or f.rule in raised]
         next_due = next_due if deadline_known else None
     supported = {f.alert_id for f in findings}
     unsupported: dict[str, str] = {}
-    lost = [k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN and k not in supported]
+    lost = [k for k in standing if k not in supported]
     if lost:
         reason = withdrawal_reason(cause) if cause else rejudged_reason(
             state.events, state.judged_at, judge.calendar.tz, state.arrived,
@@ -256,10 +256,9 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
         unsupported = dict.fromkeys(lost, reason)
         # A back-dated suspension that moved the deadline now: its card raised by this judgement
         # (one standing from before did not take this card down: a catalog edit did, say).
-        standing = {k for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}
         covered = any(f.rule is Rule.RETROACTIVE_SUSPENSION and f.alert_id not in standing for f in findings)
         for alert_id in lost:
-            alert = state.alerts[alert_id]
+            alert = standing[alert_id]
             if alert.rule in DEADLINE_RULES:  # what its deadline became, and why
                 unsupported[alert_id] = reason + deadline_change(alert.evidence, result.deadline,
                                                                  result.promised_days, judge.calendar.tz) + (
