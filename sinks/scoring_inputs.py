@@ -140,12 +140,13 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
                         where="topic = {topic:String} AND department != '' "
                               "AND reason NOT IN {own:Array(String)} "
                               "AND received_at >= {start:DateTime64(6, 'UTC')} "
-                              "AND lower(trimBoth(JSONExtractString(payload, 'channel'))) NOT IN ('online', 'window')",
+                              "AND lower(trimBoth(JSONExtractString(payload, 'channel'))) "
+                              "NOT IN {not_pushed:Array(String)}",
                         tail="ORDER BY letter_id")
     sql, parameters = query.sql(scope)
     letters = []
     rows = client.query(sql, parameters={**parameters, **window, "topic": case_events_topic,
-                                         "own": sorted(SUNLIGHTS_OWN)}).result_rows
+                                         "own": sorted(SUNLIGHTS_OWN), "not_pushed": list(NOT_PUSHED)}).result_rows
     for letter_id, department, region, payload, received_at in rows:
         event = _event(payload)
         if event is None or _channel(event) in NOT_PUSHED:
