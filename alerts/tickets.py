@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from alerts.calendar import WorkCalendar
+from alerts.describe import moment
 from alerts.events import CaseEvent, EventType, Refused
 from alerts.model import SEVERITY as SEVERITY_OF, Alert, AlertStatus, Rule, Severity
 
@@ -110,7 +111,7 @@ def notice_outcome(status: str, at: str | None, attempts: int) -> str:
     of a mail that left two weeks later, and a notice sent on its third try showed no failure
     (found by a black-box test: a department's "we only got it on the 5th" could not be checked)."""
     title = NOTICE_STATUS_TITLE.get(status, status)
-    when = (at or "")[:16].replace("T", " ")
+    when = moment(at) if at else ""
     if status == "sent" and when:
         return f"{title}（{when} 发出" + (f"，第 {attempts} 次尝试）" if attempts > 1 else "）")
     if status == "failed" and when:
