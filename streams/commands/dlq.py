@@ -14,22 +14,34 @@ from streams.commands.common import (
 from streams.settings import Settings
 
 
-def _letter_line(letter: dict, moment) -> str:
-    """A letter as a line of `dlq list`'s table. The source and the case are never cut (a topic's
-    name cut to the column width cut its offset: `sunlight-ticket-ticks[3]@1` for offset 15). Its
-    reason and state in words, as the inspector's dashboard gives them (the state was `open`, and a
-    refused ticket action already told to who acted read as waiting: found by a black-box test)."""
+LETTER_COLUMNS = ("收到时间", "原因", "来源", "办件", "部门", "状态", "详情")
+
+
+def letter_cells(letter: dict, moment) -> list[str]:
+    """A letter as the cells of `dlq list`'s table. The source and the case are never cut (a topic's
+    name cut to the column width cut its offset: `sunlight-ticket-ticks[3]@1` for offset 15), nor the
+    department. Its reason and state in words, as the inspector's dashboard gives them (the state was
+    `open`, and a refused ticket action already told to who acted read as waiting: found by a
+    black-box test)."""
     from alerts.letters import OVERTAKEN_ACTIONS
 
     source = f"{letter['topic']}[{letter['partition']}]@{letter['offset']}"
     detail = " ".join(letter["detail"].split())[:80]
-    reason = reason_words(letter["reason"])
     state = ("已重投" if letter["status"] == "redriven" else "已关闭" if letter["status"] == "closed"
              else "已告知操作人" if letter["reason"] in OVERTAKEN_ACTIONS else "待处理")
     if letter["status"] == "closed":  # who closed it and why, before the system's detail
         detail = f"{letter['closed_by']}关闭：{' '.join((letter['closed_reason'] or '').split())}；{detail}"[:120]
-    return (f"{moment(letter['received_at']):<16}  {reason:<18}  {source:<26}  "
-            f"{letter['case_id'] or '':<14}  {letter['department'][:8]:<8}  {state:<6}  {detail}")
+    return [moment(letter["received_at"]), reason_words(letter["reason"]), source, letter["case_id"] or "",
+            letter["department"], state, detail]
+
+
+def letter_table(letters: list[dict], moment) -> list[str]:
+    """`dlq list`'s table, lined up by the columns a terminal gives each character (padded by
+    Python's character count, a Chinese reason or department pushed the rest of its line out of
+    line, and a department's name was cut to 8 characters: found by a black-box test)."""
+    from alerts.describe import table_lines
+
+    return table_lines(LETTER_COLUMNS, [letter_cells(letter, moment) for letter in letters])
 
 
 def cmd_dlq_list(args, settings: Settings) -> int:
@@ -57,9 +69,7 @@ def cmd_dlq_list(args, settings: Settings) -> int:
     if not letters:
         print("没有死信 (no dead letters" + (f" with reason {args.reason}" if args.reason else "") + ")")
         return 0
-    print(f"{'收到时间':<16}  {'原因':<18}  {'来源':<26}  {'办件':<14}  {'部门':<8}  {'状态':<6}  详情")
-    for letter in letters:
-        print(_letter_line(letter, moment))
+    print("\n".join(letter_table(letters, moment)))
     print(f"共 {len(letters)} 条死信" + ("" if args.all else "（未重投、未关闭的）") + "；`sunlight dlq list --format jsonl` "
           "给出每条的原文和 letter_id，更正后的事件以 `sunlight dlq redrive FILE` 重新提交；无法以更正事件替代的，"
           "以 `sunlight dlq close LETTER_ID --reason 说明` 关闭")

@@ -126,12 +126,33 @@ def test_a_dead_letter_line_shows_its_whole_source_and_case():
     letter = {"received_at": "2026-12-04T19:31:29+08:00", "reason": "stale_version", "topic": "sunlight-ticket-ticks",
               "partition": 3, "offset": 15, "case_id": "C-2026-000000001234", "department": "JTJ", "status": "open",
               "detail": "acts on version 1, the ticket is at version 3"}
-    line = dlq._letter_line(letter, lambda at: at[:16])
-    assert "sunlight-ticket-ticks[3]@15 " in line and " C-2026-000000001234 " in line
+    cells = dlq.letter_cells(letter, lambda at: at[:16])
+    assert "sunlight-ticket-ticks[3]@15" in cells and "C-2026-000000001234" in cells
     # Its reason and state in words (found by a black-box test: `open`, though whoever acted was told).
-    assert "督办件已更新（操作过时）（stale_version）" in line and " 已告知操作人 " in line and " open " not in line
-    assert " 待处理 " in dlq._letter_line({**letter, "reason": "schema"}, lambda at: at[:16])
-    assert " 已重投 " in dlq._letter_line({**letter, "reason": "schema", "status": "redriven"}, lambda at: at[:16])
+    assert "督办件已更新（操作过时）（stale_version）" in cells and "已告知操作人" in cells and "open" not in cells
+    assert "待处理" in dlq.letter_cells({**letter, "reason": "schema"}, lambda at: at[:16])
+    assert "已重投" in dlq.letter_cells({**letter, "reason": "schema", "status": "redriven"}, lambda at: at[:16])
+
+
+def test_the_dead_letter_table_lines_up_whatever_chinese_its_cells_hold():
+    """Found by a black-box test: padded by Python's character count, a letter whose reason is
+    longer in Chinese pushed its source, case and state out of line with the heading's, and a
+    department's name was cut to 8 characters."""
+    from alerts.describe import display_width
+
+    letter = {"received_at": "2026-12-04T19:31:29+08:00", "reason": "schema", "topic": "case-events", "partition": 0,
+              "offset": 7, "case_id": "C-1", "department": "市市场监督管理局行政审批科", "status": "open", "detail": "x"}
+    lines = dlq.letter_table([letter, {**letter, "reason": "stale_version", "topic": "sunlight-ticket-actions",
+                                       "department": "JTJ", "case_id": "C-2026-000000001234"}], lambda at: at[:16])
+    assert "市市场监督管理局行政审批科" in lines[1]
+    for column in ("来源", "办件", "部门", "状态"):
+        heading_at = display_width(lines[0][:lines[0].index(column)])
+        value_starts = {display_width(line[:line.index(value)]) for line, value in
+                        zip(lines[1:], {"来源": ["case-events[0]@7", "sunlight-ticket-actions[0]@7"],
+                                        "办件": ["C-1 ", "C-2026-000000001234"],
+                                        "部门": ["市市场监督管理局行政审批科", "JTJ"],
+                                        "状态": ["待处理", "已告知操作人"]}[column])}
+        assert value_starts == {heading_at}, column
 
 
 def test_a_data_directory_that_is_a_file_is_said_in_one_line_naming_the_setting(tmp_path, monkeypatch, capsys):
