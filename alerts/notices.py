@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import string
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
 from alerts.catalog import Catalog, Person
@@ -69,6 +69,37 @@ class RenderedNotice:
     region: str
     due_at: datetime
     message_id: str
+
+
+ENDED = ("closed", "withdrawn")
+
+
+def no_longer_news(step: str, ticket_status: str | None) -> bool:
+    """A notice of a ticket closed or withdrawn since is not news any more (an escalation to the
+    inspection office of a ticket since closed), but for the closing or withdrawal itself: not
+    sent again, by hand or by the clock."""
+    return ticket_status in ENDED and step != ticket_status
+
+
+@dataclass(frozen=True, slots=True)
+class ResendPolicy:
+    """When a worker sends a failed notice again by itself (`streams.notice_resend`): `first_wait`
+    after it failed, then after twice as long at each later round, at most `longest_wait` apart,
+    for at most `rounds` rounds in all (`sunlight notices resend` rounds count too). Before, a
+    mail server down for longer than the notifier's two minutes of attempts lost every notice due
+    meanwhile until an operator asked, and `sunlight serve` on the embedded defaults held the store
+    that `notices resend` needs (found by a black-box test)."""
+    first_wait: timedelta
+    rounds: int
+    longest_wait: timedelta = timedelta(hours=6)
+
+    def due(self, failed_at: datetime, rounds_taken: int, now: datetime) -> bool:
+        """Whether a notice that failed at `failed_at`, after `rounds_taken` resend rounds, is sent
+        again at `now`."""
+        if rounds_taken >= self.rounds or self.first_wait <= timedelta(0):
+            return False
+        wait = min(self.first_wait * 2 ** min(rounds_taken, 32), self.longest_wait)
+        return now - failed_at >= wait
 
 
 def message_id(notice_id: str, domain: str = "sunlight.local") -> str:

@@ -470,6 +470,17 @@ def failed_notices(client, ticket_ids: list[str] | None = None) -> list[dict[str
     return _notices(client, Scope.everything(), where, parameters, ZoneInfo("Asia/Shanghai"))
 
 
+def failed_notices_and_their_tickets(client, ticket_ids: list[str] | None = None
+                                     ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The notices whose latest outcome is `failed` (`failed_notices`), and the status of each of
+    their tickets as it stands now, by ticket id: what a resend, asked or by the clock, decides on."""
+    failed = failed_notices(client, ticket_ids)
+    if not failed:
+        return [], {}
+    tickets = stored_tickets(client, Scope.everything(), ticket_ids=sorted({r["ticket_id"] for r in failed}))
+    return failed, {t["ticket_id"]: t["status"] for t in tickets}
+
+
 def unfinished_notices(client, finished: tuple[str, ...]) -> list[dict[str, Any]]:
     """The notices recorded and not finished (`finished`: the statuses that finish one), as
     `stored_notices` gives them: what the notifier was to handle when the last process stopped."""

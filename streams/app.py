@@ -17,11 +17,12 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import faust
 import orjson
 
+from alerts.notices import ResendPolicy
 from alerts.peers import PenaltyFact
 from alerts.state import CaseState
 from sinks.writer import ClickHouseWriter
@@ -36,6 +37,7 @@ from streams.codec import stored_index_entry
 from streams.peer_steps import PeerSteps
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, home_partition
 from streams.store import CaseStore, GroupStore, HeldDecisions, forget_partitions
+from streams.notice_resend import NoticeResend
 from streams.notices import NoticeLog, NoticeSteps, stored_notice_partition
 from streams.read_back import StoreReadBack
 from streams.tickets import TicketStore, TicketSteps, decode_ticket_unit, route_unit
@@ -219,6 +221,10 @@ class Pipeline:
         self.notice_steps = NoticeSteps(self.notice_log, notice_senders(settings), settings.notify, writer,
                                         settings.notice_attempts, settings.notice_retry_seconds,
                                         settings.notice_concurrency)
+        self.notice_resend = NoticeResend(
+            ResendPolicy(timedelta(seconds=settings.notice_resend_after), settings.notice_resend_rounds),
+            lambda fn, *args: writer.run(fn, *args), catalog, self.send, settings.notices_topic, settings.partitions,
+            lambda: self.delivery.assigned_partitions(settings.notices_topic))
         app.agent(self.events_topic, name="case-agent")(self.case_agent)
         app.agent(self.peers_topic, name="peer-agent")(self.peer_agent)
         app.agent(self.ticket_topic, name="ticket-agent")(self.ticket_agent)
@@ -231,6 +237,8 @@ class Pipeline:
         app.timer(settings.catalog_reload_interval)(self.catalog_reload.run)
         app.timer(settings.catalog_reload_interval)(self.reload_silences)
         app.timer(1.0)(self.delivery.retry)
+        if settings.notify and self.notice_steps.senders and settings.notice_resend_after > 0:
+            app.timer(min(settings.notice_resend_after, 60.0))(self.notice_resend.run)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
 

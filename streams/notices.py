@@ -14,8 +14,9 @@ version of the notice's row; the unit is committed after that row is written. A 
 server's acceptance and that record sends the notice again on redelivery, with the same
 Message-ID and idempotency key.
 
-A failed notice is tried again only when asked (`sunlight notices resend`, once the mail server is
-back), as it was recorded but addressed as the catalog names its recipient now
+A failed notice is tried again when asked (`sunlight notices resend`, once the mail server is
+back) and by the clock (`streams.notice_resend`, after a wait that doubles with each round), as it
+was recorded but addressed as the catalog names its recipient now
 (`alerts.notices.readdressed`): the request
 is the notice again with its round (`resend`: 1, 2, ...), and a notice that failed in an earlier
 round is delivered again; its row's version is `FINISHED_VERSION` plus the round, so the latest

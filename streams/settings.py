@@ -154,6 +154,11 @@ class Settings:
     notice_attempts: int = 10
     notice_retry_seconds: float = 0.5  # doubles with each attempt, at most 30 s
     notice_concurrency: int = 8  # notices delivered at once (each ticket's in order)
+    # A failed notice is sent again by the worker itself this long (seconds) after it failed, then
+    # after twice as long at each later round, at most 6 h apart, for `notice_resend_rounds` rounds
+    # in all (alerts.notices.ResendPolicy); 0: only when asked (`sunlight notices resend`).
+    notice_resend_after: float = 600.0
+    notice_resend_rounds: int = 8
     # The worker's HTTP port for /metrics (Prometheus), /healthz and /readyz; 0 turns it off, so
     # that several workers can share a host (each with its own port).
     metrics_port: int = 9464
@@ -205,6 +210,8 @@ class Settings:
             notice_attempts=_bounded(env, "SUNLIGHT_NOTICE_ATTEMPTS", 10, least=1, whole=True),
             notice_retry_seconds=_bounded(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5, least=0),
             notice_concurrency=_bounded(env, "SUNLIGHT_NOTICE_CONCURRENCY", 8, least=1, whole=True),
+            notice_resend_after=_bounded(env, "SUNLIGHT_NOTICE_RESEND_AFTER", 600.0, least=0),
+            notice_resend_rounds=_bounded(env, "SUNLIGHT_NOTICE_RESEND_ROUNDS", 8, least=0, whole=True),
             metrics_port=_port(env, "SUNLIGHT_METRICS_PORT", 9464),
             embedded_broker_port=_port(env, "SUNLIGHT_EMBEDDED_BROKER_PORT", 0),
             grafana_url=env.get("SUNLIGHT_GRAFANA_URL") or None,

@@ -19,28 +19,22 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     printed; with SUNLIGHT_KAFKA they are published to the running workers' notifier."""
     import dataclasses
 
-    from sinks.queries import failed_notices, notice_statuses, stored_tickets, unfinished_notices
-    from sinks.scope import Scope
-    from alerts.notices import readdressed
+    from sinks.queries import failed_notices, failed_notices_and_their_tickets, notice_statuses, unfinished_notices
+    from alerts.notices import no_longer_news, readdressed
     from streams.notices import FINISHED, FINISHED_VERSION, notice_from_json, resend_request
 
     if not settings.kafka and not (settings.smtp or settings.webhook):  # with Kafka the workers send
         raise SystemExit("sunlight: resending needs a channel: SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or "
                          "SUNLIGHT_WEBHOOK")
     with open_store(settings) as client:
-        failed = failed_notices(client, args.ticket)
-        # A notice of a ticket closed or withdrawn since is not news any more (an escalation to the
-        # inspection office of a ticket since closed), but for the closing or withdrawal itself.
-        ended = {t["ticket_id"]: t["status"] for t in stored_tickets(
-            client, Scope.everything(), ticket_ids=sorted({r["ticket_id"] for r in failed}))
-            if t["status"] in ("closed", "withdrawn")} if failed else {}
-        stale = [r for r in failed if r["ticket_id"] in ended and r["step"] != ended[r["ticket_id"]]]
+        failed, standing = failed_notices_and_their_tickets(client, args.ticket)
+        stale = [r for r in failed if no_longer_news(r["step"], standing.get(r["ticket_id"]))]
         failed = [r for r in failed if r not in stale]
         # Recorded and never tried (the last process stopped first): any pipeline on these defaults
         # sends them, this one too, and says so.
         backlog = [] if settings.kafka else unfinished_notices(client, FINISHED)
     for record in stale:
-        print(f"{record['notice_id']}: not sent again, its ticket is since {ended[record['ticket_id']]}",
+        print(f"{record['notice_id']}: not sent again, its ticket is since {standing[record['ticket_id']]}",
               file=sys.stderr)
     if not failed and not backlog:
         print("no failed notices" + (f" of {', '.join(args.ticket)}" if args.ticket else ""), file=sys.stderr)

@@ -237,7 +237,7 @@ def notice_error_text(last_error: str) -> str:
 
     # Said after the notice's status (发送失败, 仅记录未发送), so only why (before, 发送失败 twice).
     if last_error == NO_CHANNEL:
-        return "原因：系统未配置发送渠道（邮件或 Webhook），请运维人员配置后重发（sunlight notices resend）"
+        return "原因：系统未配置发送渠道（邮件或 Webhook），运维人员配置后将自动重发"
     if last_error == HELD:
         return "原因：发送功能未开启（回放或导入时未加 --notify）"
     if last_error == QUIET_HELD:

@@ -303,6 +303,27 @@ def test_a_replays_notices_carry_the_consoles_signed_reply_link(accepted_case, m
     assert (grant.ticket_id, grant.department) == (TICKET, "SCJG")
 
 
+def smtp_down() -> str:
+    """A SUNLIGHT_SMTP URL of a port nobody listens on: the mail server is down."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"smtp://127.0.0.1:{probe.getsockname()[1]}?starttls=0"
+
+
+def failed_opening(accepted_case) -> tuple[Path, dict, str]:
+    """The accepted case replayed with --notify while the mail server is down: (the data directory,
+    its ticket's opening notice, failed, and the SMTP URL that is down)."""
+    events, data = accepted_case
+    down = smtp_down()
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
+             "--notify", smtp=down)
+    _, _, (opening,) = read(data)
+    assert (opening["step"], opening["status"]) == ("opened", "failed")
+    return data, opening, down
+
+
 def test_a_notice_that_keeps_failing_is_recorded_as_failed_without_the_password(accepted_case):
     import socket
 
@@ -325,18 +346,11 @@ def test_a_notice_that_keeps_failing_is_recorded_as_failed_without_the_password(
 def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(accepted_case, mail_server):
     """A mail server down for longer than the notifier's attempts failed the notices due meanwhile
     for good, and nothing could send them again (found by a black-box test)."""
-    import socket
-
-    events, data = accepted_case
+    events, _ = accepted_case
     box, smtp = mail_server
-    with socket.socket() as probe:  # a port nobody listens on: the mail server is down
-        probe.bind(("127.0.0.1", 0))
-        down = f"smtp://127.0.0.1:{probe.getsockname()[1]}?starttls=0"
-    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
-             "--notify", smtp=down)
-    _, _, notices = read(data)
-    assert [(n["step"], n["status"]) for n in notices] == [("opened", "failed")]
-    notice_id = notices[0]["notice_id"]
+    data, opening, down = failed_opening(accepted_case)
+    notices = [opening]
+    notice_id = opening["notice_id"]
     # The log says when it failed and after how many tries (found by a black-box test: its due time
     # alone was shown, for a notice sent weeks later, or after failures it did not show).
     shown = sunlight(data, "tickets", "show", TICKET, "--catalog", str(CATALOG)).stdout
@@ -392,25 +406,53 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     assert len(box.received) == 2
 
 
+def test_a_running_worker_sends_a_failed_notice_again_by_itself_once_the_mail_server_is_back(accepted_case,
+                                                                                            mail_server):
+    """Found by a black-box test: a notice failed for good (the mail server down for longer than
+    the notifier's attempts) stayed failed until an operator ran `sunlight notices resend`, and
+    `sunlight serve` on the embedded defaults holds the store that command needs: nobody was told."""
+    import signal
+    import time
+
+    box, smtp = mail_server
+    data, opening, _ = failed_opening(accepted_case)
+
+    # A worker (on its own broker, the store restored) with the mail server back.
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(data), "SUNLIGHT_PARTITIONS": "2", "SUNLIGHT_METRICS_PORT": "0",
+           "SUNLIGHT_CATALOG": str(CATALOG), "SUNLIGHT_SMTP": smtp, "SUNLIGHT_MAIL_FROM": "sunlight@city.example",
+           "SUNLIGHT_NOTICE_RESEND_AFTER": "1"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    env.pop("SUNLIGHT_CLICKHOUSE", None)
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while (time.monotonic() < deadline and worker.poll() is None
+               and opening["message_id"] not in [message_id for _, _, message_id, _ in mails(box)]):
+            time.sleep(0.5)
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, err[-3000:]
+    again = [m for m in mails(box) if m[2] == opening["message_id"]]
+    assert [(rcpt, subject) for rcpt, subject, _, _ in again] == [([opening["recipient_email"]], opening["subject"])], \
+        err[-3000:]
+    _, _, notices = read(data)
+    assert [(n["status"], n["version"]) for n in notices if n["notice_id"] == opening["notice_id"]] == [("sent", 4)]
+
+
 def test_a_resend_skips_the_notices_of_tickets_since_ended_and_with_kafka_needs_no_channel(accepted_case,
                                                                                             mail_server):
     """Found by review: a failed opening of a ticket closed since was mailed again (news of a ticket
     that is over), and with SUNLIGHT_KAFKA, where the workers send, the command still asked for a
     channel of its own."""
-    import socket
-
     from streams.broker import EmbeddedBroker, create_topics
     from tests.integration.conftest import read_all
 
-    events, data = accepted_case
     box, smtp = mail_server
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        down = f"smtp://127.0.0.1:{probe.getsockname()[1]}?starttls=0"
-    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
-             "--notify", smtp=down)
-    _, _, (opening,) = read(data)
-    assert opening["status"] == "failed"
+    data, opening, down = failed_opening(accepted_case)
 
     # With Kafka: published for the workers' notifier, no channel of its own needed.
     with EmbeddedBroker() as broker:

@@ -320,3 +320,78 @@ def test_a_withdrawal_is_sent_only_to_those_its_ticket_reached():
     asyncio.run(steps.process(Unit("sunlight-notices", 0, [SimpleNamespace(
         offset=9, key=b"C-1", value=orjson.dumps(notice_to_json(reached)))]), None))
     assert sent[-1] == "C-1/overdue/withdrawn/head/r2"
+
+
+def test_a_failed_notice_is_due_again_after_a_wait_that_doubles_each_round_up_to_a_cap():
+    """Found by a black-box test: a mail server down for longer than the notifier's attempts
+    (about two minutes) lost every notice due meanwhile until an operator asked for them again."""
+    from datetime import datetime, timedelta, timezone
+
+    from alerts.notices import ResendPolicy
+
+    policy = ResendPolicy(timedelta(minutes=10), rounds=3, longest_wait=timedelta(minutes=30))
+    failed = datetime(2026, 3, 17, 9, tzinfo=timezone.utc)
+    assert not policy.due(failed, 0, failed + timedelta(minutes=9, seconds=59))
+    assert policy.due(failed, 0, failed + timedelta(minutes=10))
+    assert not policy.due(failed, 1, failed + timedelta(minutes=19)) and policy.due(failed, 1, failed + timedelta(minutes=20))
+    assert not policy.due(failed, 2, failed + timedelta(minutes=29)) and policy.due(failed, 2, failed + timedelta(minutes=30))
+    assert not policy.due(failed, 3, failed + timedelta(days=30))  # its rounds are spent: only when asked
+    assert not ResendPolicy(timedelta(0), rounds=3).due(failed, 0, failed + timedelta(days=1))  # turned off
+    assert ResendPolicy(timedelta(hours=1), rounds=99).due(failed, 90, failed + timedelta(hours=6))  # no overflow
+
+
+def test_the_clock_asks_again_for_the_failed_notices_due_of_its_own_partitions_only():
+    """What a worker's resend timer asks the notifier for (streams.notice_resend): the failed
+    notices whose wait is over, as the catalog addresses them now; not a notice of a ticket since
+    closed, not one whose recipient still has no address, not one of another worker's partition."""
+    from datetime import datetime, timedelta, timezone
+
+    import orjson
+
+    from alerts.notices import RenderedNotice, ResendPolicy
+    from alerts.tickets import Step
+    from streams.notice_resend import NoticeResend
+    from streams.notices import FINISHED_VERSION, notice_to_json
+    from streams.steps import home_partition
+    from dataclasses import replace
+
+    from tests.unit.helpers import example_catalog
+
+    now = datetime(2026, 3, 17, 10, tzinfo=timezone.utc)
+
+    def failed(case_id: str, step: Step, email: str, rounds: int = 0, ago: timedelta = timedelta(hours=1),
+               role: str = "contact") -> dict:
+        notice = RenderedNotice(f"{case_id}/overdue/{step.value}", f"{case_id}/overdue", step, role, "某人", email,
+                                "【督办通知】", "某人：正文", "SCJG", "320200", now - timedelta(days=1), "<m@x>")
+        return {**notice_to_json(notice), "version": FINISHED_VERSION + rounds,
+                "updated_at": (now - ago).isoformat(), "status": "failed"}
+
+    # Case ids of both partitions of two.
+    mine = [f"C-{n}" for n in range(40) if home_partition(f"C-{n}", 2) == 0][:5]
+    theirs = next(f"C-{n}" for n in range(40) if home_partition(f"C-{n}", 2) == 1)
+    records = [
+        failed(mine[0], Step.OPENED, "a@example.gov.cn"),  # due: an hour since, first round
+        failed(mine[1], Step.OPENED, "b@example.gov.cn", rounds=1, ago=timedelta(minutes=15)),  # waits 20 min
+        failed(mine[2], Step.LEVEL_2, "c@example.gov.cn"),  # its ticket is closed since: not news
+        failed(mine[3], Step.OPENED, ""),  # no address then; the catalog gives the contact one now
+        failed(mine[4], Step.OPENED, "", role="inspection_office"),  # still none (see below): not asked
+        failed(theirs, Step.OPENED, "d@example.gov.cn"),  # the other worker's
+    ]
+    standing = {f"{mine[2]}/overdue": "closed", f"{mine[0]}/overdue": "open"}
+    sent = []
+
+    async def run_on_store(fn):
+        return records, standing
+
+    async def send(topic, key, value, partition):
+        sent.append((topic, key, orjson.loads(value), partition))
+
+    no_office = SimpleNamespace(judge=SimpleNamespace(catalog=replace(example_catalog(), inspection_office=None)))
+    step = NoticeResend(ResendPolicy(timedelta(minutes=10), rounds=8), run_on_store, no_office, send,
+                        "sunlight-notices", 2, lambda: {0}, now=lambda: now)
+    assert asyncio.run(step.run()) == 2
+    contact = no_office.judge.catalog.departments["SCJG"].ticket_contact.email  # as the catalog names them now
+    assert [(topic, key, value["notice_id"], value["resend"], value["recipient_email"], partition)
+            for topic, key, value, partition in sent] == [
+        ("sunlight-notices", mine[0].encode(), f"{mine[0]}/overdue/opened", 1, contact, 0),
+        ("sunlight-notices", mine[3].encode(), f"{mine[3]}/overdue/opened", 1, contact, 0)]

@@ -1,0 +1,75 @@
+"""Failed notices sent again by the clock: a step on a timer of every long-lived pipeline.
+
+A notice fails for good once the notifier's attempts (about two minutes) are spent: a mail server
+down for an afternoon. Before, it stayed failed until an operator ran `sunlight notices resend`,
+which `sunlight serve` on the embedded defaults kept from the store it holds; a department head
+was never told of an escalation while nobody looked (found by a black-box test).
+
+Each run reads the notices whose latest outcome is `failed` from the store, with their tickets'
+status, and asks the notifier to deliver again, as `sunlight notices resend` does, each one that
+`alerts.notices.ResendPolicy` says is due (its wait after the failure doubling with each round),
+addressed as the catalog names its recipient now. Not sent again: a notice of a ticket closed or
+withdrawn since (`no_longer_news`), one whose recipient still has no address (it would fail
+again, and a webhook that took it would be posted again), and those of partitions another worker
+holds (it asks for them). A request the notifier already took changes nothing (its round is
+taken), so a request published twice, or lost and published on the next run, is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Awaitable, Callable
+
+import orjson
+
+from alerts.notices import ResendPolicy, no_longer_news, readdressed
+from streams import metrics
+from streams.catalog_source import CatalogSource
+from streams.clock import wall_now
+from streams.notices import FINISHED_VERSION, notice_from_json, resend_request
+from streams.steps import home_partition
+
+log = logging.getLogger(__name__)
+
+
+class NoticeResend:
+    def __init__(self, policy: ResendPolicy, run_on_store: Callable[..., Awaitable], catalog: CatalogSource,
+                 send: Callable[[str, bytes, bytes, int], Awaitable], topic: str, partitions: int,
+                 held_partitions: Callable[[], set[int]], now: Callable[[], datetime] = wall_now):
+        self.policy = policy
+        self.run_on_store = run_on_store  # async (fn, *args): fn(client, *args) on the store's thread
+        self.catalog_source = catalog
+        self.send = send  # async (topic, key, value, partition)
+        self.topic = topic
+        self.partitions = partitions
+        self.held_partitions = held_partitions  # () -> the notices topic's partitions this worker holds
+        self.now = now
+
+    async def run(self) -> int:
+        """Ask the notifier to send again the failed notices due; returns how many were asked for."""
+        from sinks.queries import failed_notices_and_their_tickets
+
+        try:
+            failed, standing = await self.run_on_store(failed_notices_and_their_tickets)
+        except Exception as exc:  # the store is down: asked on the next run
+            log.warning("could not read the failed notices from the store (will try again): %s", exc)
+            return 0
+        now, held, catalog = self.now(), self.held_partitions(), self.catalog_source.judge.catalog
+        asked = 0
+        for record in failed:
+            case_id = record["ticket_id"].rpartition("/")[0]
+            partition = home_partition(case_id, self.partitions)
+            rounds = record["version"] - FINISHED_VERSION
+            if (partition not in held or no_longer_news(record["step"], standing.get(record["ticket_id"]))
+                    or not self.policy.due(datetime.fromisoformat(record["updated_at"]), rounds, now)):
+                continue
+            notice = readdressed(notice_from_json(record), catalog)
+            if not notice.recipient_email:
+                continue
+            await self.send(self.topic, case_id.encode(), orjson.dumps(resend_request(notice, rounds + 1)), partition)
+            asked += 1
+        if asked:
+            metrics.NOTICES_RESENT.inc(asked)
+            log.info("%d failed notice(s) sent to the notifier to be delivered again", asked)
+        return asked
