@@ -473,6 +473,26 @@ def test_a_letter_for_an_event_of_megabytes_names_its_case_and_department():
     assert (letter.case_id, letter.department) == ("U1", "SCJG")
 
 
+def test_an_event_too_large_to_be_read_whole_still_names_its_event_and_its_case_waits_for_it():
+    """Found by a black-box test with other clients: a review of 17 MB (an attachment, a few kB
+    once compressed, so a broker took it) was refused naming no event, and its case was judged
+    without it: a false red skipped_node for a review that was done. It is scanned for its ids."""
+    from alerts.letters import LABELLED_BYTES, refused_event
+
+    huge = {**HISTORY[2], "attrs": {"attachment": "x" * (LABELLED_BYTES + 1024), "type": "closed"}}
+    raw = orjson.dumps(huge)
+    assert len(raw) > LABELLED_BYTES
+    assert refused_event(raw, "too_large") == ("U1", "r")
+    harness = Harness()
+    harness.run(Unit("case-events", 0, [record(0, HISTORY[0]), record(1, HISTORY[1]), record(2, huge),
+                                        record(3, HISTORY[3]), record(4, HISTORY[4])]))
+    assert [(r["reason"], r["case_id"], r["event_id"]) for r in harness.rows("dead_letters")] == [("too_large", "U1", "r")]
+    held, _ = decode_state(harness.table.data["U1"])
+    # It names no type (an attachment's "type" is not the event's): the case is held back whole.
+    assert dict(held.refused) == {"r": "too_large"}
+    assert "skipped_node" not in {a.rule.value for a in held.alerts.values()}
+
+
 def test_a_copy_whose_numbers_are_written_otherwise_is_the_same_event():
     """Found by a black-box test: a fine of 30000 sent again as 30000.0 (the same JSON number,
     written by another client) was refused as another fact under the event's id."""
