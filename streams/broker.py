@@ -151,8 +151,14 @@ class EmbeddedBroker:
         raise BrokerError(f"Tansu did not listen on {self.bootstrap} within {timeout:.0f}s")
 
     def stop(self) -> None:
+        """Stop the broker. One that keeps its log in memory is killed at once: asked to stop, Tansu
+        went on acknowledging its clients' records for 5 s while it closed their connections,
+        records that died with it uncounted (found by a black-box test with other clients)."""
         if self.process is None:
             return
+        if self.storage.startswith("memory:") and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
         stop_process(self.process)
         if self.process.stderr:
             self.process.stderr.close()

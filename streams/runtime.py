@@ -81,6 +81,8 @@ DRAIN_SECONDS = 30.0
 # take once that broker is gone.
 BROKER_WATCH_SECONDS = 1.0
 BROKER_GONE_STOP_SECONDS = 10.0
+# How long the count of what dies with the worker's own broker may take (`_say_what_dies_with_the_broker`).
+LOST_COUNT_SECONDS = 10.0
 
 
 async def _watch_own_broker(pipeline: Pipeline, broker: broker_mod.EmbeddedBroker) -> None:
@@ -229,7 +231,35 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         if client is not None:
             client.close()
         if own_broker is not None:
+            if drain_on_signal and pipeline is not None and own_broker.process is not None \
+                    and own_broker.process.poll() is None:
+                await _say_what_dies_with_the_broker(pipeline)
             own_broker.stop()
+
+
+async def _say_what_dies_with_the_broker(pipeline: Pipeline) -> int:
+    """Count, once the worker has stopped and just before its own broker stops, the events that
+    broker holds and the worker never took: they die with it, and the log says how many. Counted
+    at the signal instead, the events a client went on sending while the worker stopped (the
+    broker acknowledged them for seconds) were lost without a word (found by a black-box test with
+    other clients). Returns how many; 0 when the broker did not answer (said so)."""
+    topic = pipeline.settings.case_events_topic
+    try:
+        ends = await asyncio.wait_for(broker_mod.end_offsets(pipeline.bootstrap, topic,
+                                                             confirm=pipeline.settings.tansu), LOST_COUNT_SECONDS)
+        committed = await asyncio.wait_for(committed_offsets(pipeline, pipeline.bootstrap, topic), LOST_COUNT_SECONDS)
+        # By the commits, not by what the agents took: a unit taken while the worker stopped and
+        # never written is lost with the broker too (counted by what was taken, 5 of 424 were said).
+        lost = sum(max(0, end - committed.get(partition, 0)) for partition, end in ends.items())
+    except Exception as exc:
+        log.warning("stopping: could not count the events the embedded broker holds and this worker did not take "
+                    "(they are lost with it): %s", exc)
+        return 0
+    if lost:
+        log.error("stopping: %d events in the embedded broker were not taken (sent after the signal, or not taken "
+                  "within %.0f s of it) and are lost with it: send them again, or run workers on a Kafka cluster "
+                  "(SUNLIGHT_KAFKA)", lost, DRAIN_SECONDS)
+    return lost
 
 
 async def _stop_worker(pipeline: Pipeline | None, worker: faust.Worker) -> None:
@@ -400,12 +430,6 @@ async def _drain_then_stop(pipeline: Pipeline, worker: faust.Worker, stop: Calla
         while left and not pipeline.stopping and pipeline.failure is None and loop.time() < deadline:
             await asyncio.sleep(0.2)
             left = await _left_to_take(pipeline, topic, ends)
-        after = await broker_mod.end_offsets(pipeline.bootstrap, topic, confirm=pipeline.settings.tansu)
-        lost = await _left_to_take(pipeline, topic, after)
-        if lost:
-            log.error("stopping: %d events in the embedded broker were not taken (sent after the signal, or not "
-                      "taken within %.0f s) and are lost with it: send them again, or run workers on a Kafka "
-                      "cluster (SUNLIGHT_KAFKA)", lost, DRAIN_SECONDS)
     except Exception:
         log.exception("stopping: could not take what the embedded broker holds")
     finally:
