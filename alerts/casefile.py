@@ -12,7 +12,7 @@ from alerts.calendar import WorkCalendar
 from alerts.catalog import Item
 from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, days, deadline_moment, describe_alert,
                              local_moment, moment)
-from alerts.events import CaseEvent, EventType
+from alerts.events import CaseEvent, EventType, own_events
 from alerts.letters import REASON_TITLE
 from alerts.timeline import process_order, read_timeline
 
@@ -26,7 +26,7 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
     held = {event.event_id for event in events}
     waiting = {k: v for k, v in (waiting or {}).items() if k not in held}
     ordered = process_order(events, item)
-    timeline = read_timeline(events, item)
+    timeline = read_timeline(own_events(events, item.code), item)  # its deadline, as it is judged
     local = calendar.local
     first = ordered[0] if ordered else None
     rows = []
@@ -60,14 +60,18 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
         "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
                         for event_id, reason in waiting.items()],
         "waiting_text": WAITING_TEXT if waiting else None,
-        "mixed_items_text": (MIXED_ITEMS_TEXT.format(items="、".join(sorted({e.item_code for e in events})))
-                             if len({e.item_code for e in events}) > 1 else None),
+        "mixed_items_text": (MIXED_ITEMS_TEXT.format(
+            items="、".join(sorted({e.item_code for e in events})), item=item.code,
+            others="、".join(e.event_id for e in ordered if e.item_code != item.code))
+            if len({e.item_code for e in events}) > 1 else None),
     }
 
 
 # What a case whose events name two items is told (`alerts.evaluate.judge_case`).
-MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}），无法按单一事项的办理流程和时限评判，暂缓评判：除事件登记迟延"
-                    "（网下运行、网上登记）外不新发预警；请核实事项编码并更正来源系统的数据。")
+MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}）：按最先登记的受理所属事项 {item} 的办理流程和时限评判，"
+                    "其他事项的事件（{others}）暂不计入，暂缓评判：除事件登记迟延（网下运行、网上登记）外不新发预警；"
+                    "这些事件仅为环节、决定、评议或退回时，临近到期、超时预警照常发出；已发的预警在该事项的事实"
+                    "不再支持时撤销。请核实事项编码并更正来源系统的数据。")
 
 
 # What a case that waits for refused events is told to the people who read its file.

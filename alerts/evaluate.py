@@ -21,7 +21,7 @@ from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
 from alerts.describe import deadline_change, event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
-from alerts.events import NODE_EVENTS, OFF_THE_DEADLINE, CaseEvent, Channel, EventType
+from alerts.events import NODE_EVENTS, OFF_THE_DEADLINE, CaseEvent, Channel, EventType, case_item_code, own_events
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
@@ -149,8 +149,7 @@ class Outcome:
 
 
 def item_of(state: CaseState, judge: Judge) -> Item:
-    accepted = next((e for e in state.events if e.type is EventType.ACCEPTED), None)
-    return judge.item((accepted or state.events[0]).item_code)
+    return judge.item(case_item_code(state.events))
 
 
 def labels_of(state: CaseState, item: Item, judge: Judge) -> Labels:
@@ -172,12 +171,14 @@ def came_by_import(events) -> bool:
 
 
 def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
+    """The findings on a case at `now`, judged on the events that name its item (`own_events`)."""
     item = item_of(state, judge)
     labels = labels_of(state, item, judge)
     department = judge.catalog.departments.get(labels.department)
-    view = CaseView(read_timeline(state.events, item), item, judge.calendar, judge.config, state.verdicts,
+    events = own_events(state.events, item.code)
+    view = CaseView(read_timeline(events, item), item, judge.calendar, judge.config, state.verdicts,
                     self_built=bool(department and department.self_built),
-                    imported=came_by_import(state.events))
+                    imported=came_by_import(events))
     findings: list[Finding] = []
     for family in RULE_FAMILIES:
         findings.extend(family.detect(view, now))
@@ -235,14 +236,20 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     now = case_clock(state, now)
     result = evaluate(state, judge, now)
     findings, next_due = result.findings, result.next_due
-    mixed = len({e.item_code for e in state.events}) > 1
+    item_code = case_item_code(state.events)
+    set_aside = [e for e in state.events if e.item_code != item_code]
     standing = {k: a for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}  # published
-    if state.refused or mixed:
+    if state.refused or set_aside:
         # A case whose events name two items (one of them mistyped, or a case number reused) is
-        # judged under its acceptance's, the other's nodes unknown to it: its nodes would look
-        # skipped (false red cards, found by a black-box test). It waits as a case waiting for its
-        # refused events does, whatever the order its events came in (`casefile` says why).
-        deadline_known = not mixed and all(refused_type(kept) in OFF_THE_DEADLINE for kept in state.refused.values())
+        # judged under the item of its acceptance registered first (`case_item_code`) on the events
+        # that name it; those that name another are set aside, and the case waits for them as for
+        # refused events of their types, whatever the order its events came in (`casefile` says
+        # why). Judged with them, the other item's nodes unknown to it, its nodes looked skipped
+        # (false red cards); judged on nothing, one event of another item withdrew its true red
+        # cards, and one node event of another item kept an open case from ever being overdue
+        # (each found by a black-box test).
+        deadline_known = (all(refused_type(kept) in OFF_THE_DEADLINE for kept in state.refused.values())
+                          and all(e.type in OFF_THE_DEADLINE for e in set_aside))
         raised = REGISTRATION_RULES | DEADLINE_RULES if deadline_known else REGISTRATION_RULES
         findings = [f for f in findings if f.alert_id in standing or f.rule in raised]
         next_due = next_due if deadline_known else None
@@ -252,7 +259,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     if lost:
         reason = withdrawal_reason(cause) if cause else rejudged_reason(
             state.events, state.judged_at, judge.calendar.tz, state.arrived,
-            node_names=node_names(judge, state.events[0].item_code))
+            node_names=node_names(judge, item_code))
         unsupported = dict.fromkeys(lost, reason)
         # A back-dated suspension that moved the deadline now: its card raised by this judgement
         # (one standing from before did not take this card down: a catalog edit did, say).

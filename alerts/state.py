@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from alerts.events import OFF_THE_DEADLINE, CaseEvent, EventType, end_in_force, parse_event, suspended_at_last
+from alerts.events import OFF_THE_DEADLINE, CaseEvent, EventType, case_item_code, end_in_force, parse_event, suspended_at_last
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
@@ -57,7 +57,8 @@ class CaseState:
 
     @property
     def item_code(self) -> str | None:
-        return self.events[0].item_code if self.events else None
+        """The item the case is judged under (`alerts.events.case_item_code`)."""
+        return case_item_code(self.events) if self.events else None
 
     def has(self, event_id: str) -> bool:
         return any(e.event_id == event_id for e in self.events)

@@ -16,7 +16,7 @@ def cmd_cases_show(args, settings: Settings) -> int:
     from alerts.casefile import case_file, render
     from alerts.catalog import CatalogError
     from alerts.describe import moment
-    from alerts.events import parse_event
+    from alerts.events import case_item_code, parse_event
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import alerts_of_case, case_events_of, dead_letters, refused_case_events
@@ -51,9 +51,10 @@ def cmd_cases_show(args, settings: Settings) -> int:
               f" within {scope.describe()}") + " (events refused as dead letters are not: sunlight dlq list)",
               file=sys.stderr)
         return 2
-    item = judge.catalog.item(events[0].item_code)
+    item_code = case_item_code(events)  # the item it is judged under (`alerts.evaluate.judge_case`)
+    item = judge.catalog.item(item_code)
     if item is None:
-        raise CatalogError(f"item {events[0].item_code!r} of case {args.case_id} is not in the catalog {catalog_path}")
+        raise CatalogError(f"item {item_code!r} of case {args.case_id} is not in the catalog {catalog_path}")
     department = judge.catalog.departments.get(events[0].department or item.department)
     file = case_file(events, alerts, item, judge.calendar, department.name if department else None, waiting)
     if args.format == "json":

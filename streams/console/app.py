@@ -613,7 +613,7 @@ class Console:
         """A case's page; `draft` is an action's text the pipeline refused (its `ticket_id` and
         `kind`, or the `alert_id` a ticket was to be opened from), put back into its form."""
         from alerts.casefile import case_file
-        from alerts.events import parse_event
+        from alerts.events import case_item_code, parse_event
         from sinks.queries import (alerts_of_case, case_events_of, dead_letters, refused_case_events, stored_notices,
                                    stored_tickets, ticket_history)
 
@@ -641,12 +641,13 @@ class Console:
             return self.page("case_refused.html", request, case_id=case_id, letters=found,
                              REASON_TITLE=REASON_TITLE)
         events, alerts, tickets, histories, notices, waiting = found
-        item = judge.catalog.item(events[0]["item_code"])
+        parsed = [parse_event(e) for e in events]
+        item_code = case_item_code(parsed)  # the item it is judged under (`alerts.evaluate.judge_case`)
+        item = judge.catalog.item(item_code)
         if item is None:
-            return self.refuse(request, 404, f"办件的事项 {events[0]['item_code']} 不在职权目录中。")
+            return self.refuse(request, 404, f"办件的事项 {item_code} 不在职权目录中。")
         department = judge.catalog.departments.get(events[0].get("department") or item.department)
-        file = case_file([parse_event(e) for e in events], alerts, item, judge.calendar,
-                         department.name if department else None, waiting)
+        file = case_file(parsed, alerts, item, judge.calendar, department.name if department else None, waiting)
         by_rule = {t["rule"]: t for t in tickets}
         for alert in file["alerts"]:
             ticket = by_rule.get(alert["rule"])

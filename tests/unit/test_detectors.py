@@ -1230,14 +1230,64 @@ def test_a_case_whose_events_name_two_items_waits_whatever_their_order():
     for order in (events, events[::-1], events[3:] + events[:3]):
         batch = step_many(None, order, [], j, at(2026, 4, 10), datetime(2026, 1, 1, tzinfo=timezone.utc))
         assert batch.refused == []
-        outcomes.append({(a.rule.value, a.node) for a in batch.state.alerts.values() if a.status.value != "withdrawn"})
-        assert batch.state.next_due is None  # nothing due: it waits for a correction
+        judged = batch.outcome.state  # (batch.state is the case before its judgement)
+        outcomes.append({(a.rule.value, a.node) for a in judged.alerts.values() if a.status.value != "withdrawn"})
+        assert judged.next_due is None  # nothing due: it waits for a correction
     assert outcomes[0] == outcomes[1] == outcomes[2]
     assert not any(rule in ("skipped_node", "overdue", "node_overdue") for rule, _ in outcomes[0]), outcomes[0]
     from alerts.casefile import case_file, render
 
     text = render(case_file(events, [], j.catalog.item("320200-XK-SCJG-0001"), j.calendar))
     assert "该办件的事件分属不同事项（320200-CF-SCJG-0007、320200-XK-SCJG-0001）" in text and "暂缓评判" in text
+
+
+def test_an_acceptance_of_another_item_registered_after_the_closing_withdraws_no_true_card():
+    """Found by a black-box test: a licence case closed without its approval had its true red
+    skipped_node card; one `accepted` naming another item, back-dated before the case's own
+    acceptance and registered after the closing, became the case's item (the earliest stated
+    acceptance), and the card was withdrawn with no other raised: one event erased a red card.
+    The case is judged under the item of its acceptance registered first, on the events that name
+    it; the other item's event is set aside, and the case waits for it."""
+    from alerts.casefile import case_file, render
+
+    own = [ev("accepted", at(2026, 3, 2, 9), case="M4", event_id="m1"),
+           ev("node_completed", at(2026, 3, 2, 10), case="M4", node="undertake", event_id="m2"),
+           ev("node_completed", at(2026, 3, 2, 10, 30), case="M4", node="review", event_id="m3"),
+           ev("closed", at(2026, 3, 2, 11), case="M4", event_id="m4")]
+    skipped = active(run(own, at(2026, 3, 2, 12)))
+    assert ("skipped_node", "approve") in skipped
+    other = ev("accepted", at(2026, 3, 2, 8, 59), recorded=at(2026, 3, 2, 12), case="M4", item=PENALTY,
+               event_id="m5")
+    j = judge()
+    assert active(run(own + [other], at(2026, 3, 2, 13), j)) == skipped  # it came last
+    later = run(own, at(2026, 3, 2, 12), j)
+    from alerts.evaluate import step
+
+    after = step(later, other, j, at(2026, 3, 2, 13), datetime(2026, 1, 1, tzinfo=timezone.utc)).state
+    assert active(after) == skipped
+    assert not any(a.status.value == "withdrawn" for a in after.alerts.values())
+    text = render(case_file(own + [other], [], j.catalog.item(LICENCE), j.calendar))
+    assert "320200-CF-SCJG-0007" in text and "暂缓评判" in text
+
+
+def test_a_node_event_of_another_item_does_not_keep_an_open_case_from_being_overdue():
+    """Found by a black-box test: an open licence case 3.5 months past its deadline, one of whose
+    node events named another item, raised nothing at all: its deadline, known from its own
+    acceptance, was not judged. A node event cannot move the deadline: the case's deadline rules
+    are judged, as for a case that waits for a refused node event."""
+    events = [ev("accepted", at(2026, 3, 2, 9), case="M3", event_id="n1"),
+              ev("node_completed", at(2026, 3, 3, 10), case="M3", item=PENALTY, node="investigate", event_id="n2")]
+    from alerts.evaluate import step_many
+
+    j, raised_at = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for order in (events, events[::-1]):
+        state = step_many(None, order, [], j, at(2026, 6, 20), raised_at).outcome.state
+        assert active(state) == {("overdue", None), ("deadline_near", None)}, order
+    # An event of another item that could move the deadline (a suspension): it is not known, and
+    # nothing is due, as for a case waiting for a refused suspension.
+    moved = step_many(None, events + [ev("suspended", at(2026, 3, 4), case="M3", item=PENALTY, event_id="n3")], [],
+                      j, at(2026, 6, 20), raised_at).outcome.state
+    assert active(moved) == set() and moved.next_due is None
 
 
 def test_a_suspension_stated_while_another_runs_keeps_the_clock_stopped_until_both_are_resumed():
