@@ -396,12 +396,26 @@ def catalog_nodes(nodes: list[FlowNode], accepted: Sequence[str] = (), closed: S
     out = [n.to_catalog() for n in nodes]
     for event, names in (("accepted", accepted), ("closed", closed)):
         for name in names:
-            matches = [entry for entry in out if name in (entry["id"], entry["name"])]
-            if not matches:
-                raise FlowchartError(f"no task {name!r} in the flowchart to be completed by {event}: its nodes "
-                                     f"are {[entry['id'] for entry in out]}")
-            for entry in matches:
+            for entry in _named(out, name, event):
                 if entry.get("completed_by") not in (None, event):
                     raise FlowchartError(f"task {name!r} cannot be completed both by accepted and by closed")
                 entry["completed_by"] = event
     return out
+
+
+def decision_node(entries: list[dict], name: str) -> str:
+    """The id of the node, named by id or task name among an item's `nodes` (`catalog_nodes`),
+    that the case's decision (`decided`) completes: the item's `decision_node`. A flowchart
+    cannot say where the case is decided, and a node the log records as the decision but that
+    nothing completes would be a skipped_node red card on every case."""
+    by_id = [entry for entry in entries if entry["id"] == name]  # an id before another task's name
+    return (by_id or _named(entries, name, "decided"))[0]["id"]
+
+
+def _named(entries: list[dict], name: str, event: str) -> list[dict]:
+    """The entries whose node id or task name is `name`; none is refused, naming the nodes there are."""
+    matches = [entry for entry in entries if name in (entry["id"], entry["name"])]
+    if not matches:
+        raise FlowchartError(f"no task {name!r} in the flowchart to be completed by {event}: its nodes "
+                             f"are {[entry['id'] for entry in entries]}")
+    return matches

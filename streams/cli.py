@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         model.add_argument("--closed-completes", action="append", default=[], metavar="NODE",
                            help="a node (id or task name) that the case's closing completes, e.g. its 办结 task "
                                 "(repeatable)")
+        model.add_argument("--decided-completes", metavar="NODE",
+                           help="the node (id or task name) that the case's decision (decided) completes, e.g. its "
+                                "决定 task: the item's decision_node (kept from the catalog when not given)")
         model.set_defaults(func=cmd_import_bpmn)
 
     alerts = sub.add_parser("alerts", help="stored alerts")

@@ -1,6 +1,7 @@
 """BPMN flowcharts to catalog nodes: sequences, exclusive and parallel gateways, loops."""
 
 import pytest
+import yaml
 
 from alerts.catalog import load_catalog
 from alerts.flowchart import FlowchartError, catalog_nodes, read_bpmn, read_pnml
@@ -90,6 +91,61 @@ def test_the_caller_names_the_nodes_acceptance_and_closing_complete():
         catalog_nodes(nodes, accepted=["Z9"])
     with pytest.raises(FlowchartError, match="both"):
         catalog_nodes(nodes, accepted=["A1"], closed=["A1"])
+
+
+LICENSING = bpmn('<userTask id="shouli" name="受理"/><userTask id="shencha" name="审查"/>'
+                 '<userTask id="jueding" name="作出许可决定"/><userTask id="songda" name="送达"/>',
+                 [("s", "shouli"), ("shouli", "shencha"), ("shencha", "jueding"), ("jueding", "songda"),
+                  ("songda", "e")])
+
+
+def test_the_caller_names_the_node_the_decision_completes(tmp_path, capsys):
+    """Found by a black-box test: a flowchart task that the log records as the case's decision
+    (`decided`) was a node nothing completed, so every case was a false skipped_node red card for
+    it (the road-traffic net's Create Fine: 100 cards on 100 cases); only a `decision_node` written
+    by hand avoided it. `--decided-completes` names it, as the item's decision_node."""
+    from alerts.calendar import WorkCalendar
+    from alerts.evaluate import Judge
+    from streams import cli
+    from tests.unit.helpers import active, at, ev, run
+
+    flowchart = tmp_path / "licence.bpmn"
+    flowchart.write_text(LICENSING, encoding="utf-8")
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("items:\n- code: XK-1\n  name: 许可\n  category: licensing\n  department: D\n"
+                       "  promised_days: 20\n", encoding="utf-8")
+    command = ["catalog", "import-bpmn", str(flowchart), "--item", "XK-1", "--catalog", str(catalog),
+               "--accepted-completes", "受理"]
+    assert cli.main([*command, "--decided-completes", "作出许可决定"]) == 0
+    item = yaml.safe_load(catalog.read_text(encoding="utf-8"))["items"][0]
+    assert list(item) == ["code", "name", "category", "department", "promised_days", "decision_node", "nodes"]
+    assert item["decision_node"] == "jueding"
+    judge = Judge(load_catalog(yaml.safe_load(catalog.read_text(encoding="utf-8"))),
+                  WorkCalendar(on_missing_year=lambda year: None))
+    case = [ev("accepted", at(2026, 3, 2), item="XK-1"), ev("node_completed", at(2026, 3, 3), item="XK-1",
+                                                            node="shencha"),
+            ev("decided", at(2026, 3, 4), item="XK-1", decision="approve"),
+            ev("node_completed", at(2026, 3, 5), item="XK-1", node="songda"), ev("closed", at(2026, 3, 5, 16),
+                                                                                 item="XK-1")]
+    assert active(run(case, at(2026, 5, 1), judge)) == set()
+    # Imported again without the option, the item keeps its decision node (by id, too).
+    assert cli.main(command) == 0
+    assert yaml.safe_load(catalog.read_text(encoding="utf-8"))["items"][0]["decision_node"] == "jueding"
+    assert cli.main([*command, "--decided-completes", "songda"]) == 0
+    assert yaml.safe_load(catalog.read_text(encoding="utf-8"))["items"][0]["decision_node"] == "songda"
+    # Printed, the item has it too; a node the flowchart lacks is refused with the nodes it has.
+    assert cli.main(command[:5] + ["--decided-completes", "审查"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["decision_node"] == "shencha"
+    assert cli.main([*command, "--decided-completes", "批准"]) == 2
+    assert "no task '批准' in the flowchart to be completed by decided: its nodes are ['shouli', 'shencha', " \
+           "'jueding', 'songda']" in capsys.readouterr().err
+    # A flowchart without the decision node the catalog names is refused, not written.
+    before = catalog.read_text(encoding="utf-8")
+    flowchart.write_text(LICENSING.replace('id="songda"', 'id="fasong"').replace('"songda"', '"fasong"'),
+                         encoding="utf-8")
+    with pytest.raises(SystemExit, match="decision_node 'songda' is not a node of .*--decided-completes NODE"):
+        cli.main(command)
+    assert catalog.read_text(encoding="utf-8") == before
 
 
 def test_tasks_named_in_chinese_keep_their_bpmn_ids():
