@@ -14,7 +14,8 @@ What a catalog can say is narrower than BPMN, so the translation is:
   `strict=True` a loop is refused with the tasks it contains.
 
 Anything else the catalog cannot express (inclusive or event-based gateways, sub-processes,
-more than one start or end) is refused with a clear error.
+more than one start or end, two tasks of one name: a log names a step by its name, so it could
+complete one of them only) is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -103,6 +104,13 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
     for source, target in flows:
         if source not in kinds or target not in kinds:
             raise FlowchartError(f"sequence flow {source} -> {target} refers to an unknown element")
+    named: dict[str, str] = {}
+    for ident in (i for i, k in kinds.items() if k in TASKS and names[i]):
+        if names[ident] in named:  # a log names the step by its name, which would reach one of them only
+            raise FlowchartError(f"tasks {named[names[ident]]!r} and {ident!r} are both named {names[ident]!r}: the "
+                                 f"catalog has one node per activity, and an event log names the step by one name; "
+                                 f"give each task a name of its own, or draw one task if they are one step")
+        named[names[ident]] = ident
     return _flow_nodes(kinds, names, flows, strict)
 
 
