@@ -13,6 +13,10 @@ What a catalog can say is narrower than BPMN, so the translation is:
   return) is optional. A node done once stays done, so doing it again is accepted. With
   `strict=True` a loop is refused with the tasks it contains.
 
+* annotations and data (text annotations, groups, data objects and stores) are ignored, and an
+  intermediate event on one path (a timer's wait, a message or signal waited for or sent) passes
+  the flow on.
+
 Anything else the catalog cannot express (inclusive or event-based gateways, sub-processes,
 more than one start or end, two tasks of one name: a log names a step by its name, so it could
 complete one of them only) is refused with a clear error.
@@ -29,8 +33,14 @@ SUPPORTED = {"task", "userTask", "manualTask", "serviceTask", "scriptTask", "bus
              "receiveTask", "exclusiveGateway", "parallelGateway", "startEvent", "endEvent"}
 TASKS = {"task", "userTask", "manualTask", "serviceTask", "scriptTask", "businessRuleTask", "sendTask",
          "receiveTask"}
+# Annotations and data, beside the control flow: nothing a case's path passes.
 IGNORED = {"sequenceFlow", "incoming", "outgoing", "documentation", "extensionElements", "laneSet",
-           "conditionExpression", "dataObject", "dataObjectReference", "textAnnotation", "association"}
+           "conditionExpression", "dataObject", "dataObjectReference", "dataStoreReference", "property",
+           "textAnnotation", "association", "group"}
+# An intermediate event on one path (a wait of 5 days, for a message, a signal or a condition; a
+# notice sent on the way) passes the flow on, as a task that is no node would.
+INTERMEDIATE = {"intermediateCatchEvent", "intermediateThrowEvent"}
+PASSED_ON = {"timer", "message", "signal", "conditional"}
 
 
 class FlowchartError(ValueError):
@@ -92,11 +102,19 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
         kind = _local(element.tag)
         if kind == "sequenceFlow":
             flows.append((element.get("sourceRef"), element.get("targetRef")))
-        elif kind in SUPPORTED:
-            kinds[element.get("id")] = kind
-            names[element.get("id")] = (element.get("name") or "").strip()
+        elif kind in SUPPORTED or kind in INTERMEDIATE:
+            ident, name = element.get("id"), (element.get("name") or "").strip()
+            kinds[ident], names[ident] = kind, name
+            definitions = [_local(c.tag).removesuffix("EventDefinition") for c in element
+                           if _local(c.tag).endswith("EventDefinition")]
+            if kind in INTERMEDIATE and any(d not in PASSED_ON for d in definitions):
+                raise FlowchartError(f"{_described(kind, ident, name)} is a {' and '.join(definitions)} event, "
+                                     f"which cannot be expressed in the catalog: only a "
+                                     f"{', '.join(sorted(PASSED_ON))} event on one path is passed through; draw the "
+                                     f"flow it stands for with sequence flows and gateways")
         elif kind not in IGNORED:
-            raise FlowchartError(f"{kind} {element.get('id')!r} cannot be expressed in the catalog")
+            raise FlowchartError(f"{_described(kind, element.get('id'), (element.get('name') or '').strip())} cannot "
+                                 f"be expressed in the catalog")
     starts = [i for i, k in kinds.items() if k == "startEvent"]
     ends = [i for i, k in kinds.items() if k == "endEvent"]
     if len(starts) != 1 or len(ends) != 1:
@@ -104,6 +122,12 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
     for source, target in flows:
         if source not in kinds or target not in kinds:
             raise FlowchartError(f"sequence flow {source} -> {target} refers to an unknown element")
+    for ident in (i for i, k in kinds.items() if k in INTERMEDIATE):
+        into, out = sum(t == ident for _, t in flows), sum(s == ident for s, _ in flows)
+        if (into, out) != (1, 1):
+            raise FlowchartError(f"{_described(kinds[ident], ident, names[ident])} has {into} incoming and {out} "
+                                 f"outgoing sequence flows: an intermediate event is passed through only on one path "
+                                 f"(one flow in, one out); draw a gateway beside it where paths split or meet")
     named: dict[str, str] = {}
     for ident in (i for i, k in kinds.items() if k in TASKS and names[i]):
         if names[ident] in named:  # a log names the step by its name, which would reach one of them only
@@ -114,10 +138,16 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
     return _flow_nodes(kinds, names, flows, strict)
 
 
+def _described(kind: str, ident: str | None, name: str) -> str:
+    """`intermediateCatchEvent 'Timer_1' (等待5日)`: an element as an error names it."""
+    return f"{kind} {ident!r}" + (f" ({name})" if name else "")
+
+
 def _flow_nodes(kinds: dict[str, str], names: dict[str, str], flows: list[tuple[str, str]],
                 strict: bool, id_of: Callable[[str, set[str], str], str] | None = None) -> list[FlowNode]:
     """The nodes of a flow graph in BPMN's terms (`kinds`: one startEvent, one endEvent, tasks,
-    exclusive and parallel gateways; `names` of the tasks; `flows` between them, all known).
+    exclusive and parallel gateways, intermediate events on one path, which pass the flow on;
+    `names` of the tasks; `flows` between them, all known).
     `id_of(name, used, element_id)` names a node (`node_id_for` unless said)."""
     id_of = id_of or node_id_for
     successors: dict[str, list[str]] = {i: [] for i in kinds}

@@ -87,6 +87,30 @@ def test_what_cannot_be_expressed_is_refused(xml, words):
         read_bpmn(xml)
 
 
+def test_annotations_and_data_are_ignored_and_an_intermediate_event_on_one_path_passes_the_flow_on():
+    """Found by a black-box test: a data store (审批库), a group, a timer (等待5日) drawn on a
+    licensing flowchart refused the whole flowchart, though none of them changes a case's path."""
+    plain = shape(read_bpmn(bpmn(tasks("A1", "B1"), [("s", "A1"), ("A1", "B1"), ("B1", "e")])))
+    drawn = ('<dataStoreReference id="ds" name="审批库"/><group id="g" categoryValueRef="cv"/>'
+             '<textAnnotation id="t"><text>注</text></textAnnotation><association id="as" sourceRef="A1" targetRef="t"/>'
+             '<dataObjectReference id="do"/><property id="pr" name="p"/>')
+    for wait in ('<intermediateCatchEvent id="w" name="等待5日"><timerEventDefinition/></intermediateCatchEvent>',
+                 '<intermediateCatchEvent id="w"><messageEventDefinition/></intermediateCatchEvent>',
+                 '<intermediateThrowEvent id="w" name="通知"/>'):
+        xml = bpmn(tasks("A1", "B1") + drawn + wait, [("s", "A1"), ("A1", "w"), ("w", "B1"), ("B1", "e")])
+        assert shape(read_bpmn(xml)) == plain
+    # Not on one path, or an event that is no wait (a link jumps elsewhere): refused, named, with what to do.
+    timer = '<intermediateCatchEvent id="w" name="等待5日"><timerEventDefinition/></intermediateCatchEvent>'
+    forked = bpmn(tasks("A1", "B1") + timer, [("s", "A1"), ("A1", "w"), ("w", "B1"), ("w", "e"), ("B1", "e")])
+    with pytest.raises(FlowchartError, match=r"intermediateCatchEvent 'w' \(等待5日\) has 1 incoming and 2 outgoing "
+                                             r"sequence flows.*draw a gateway"):
+        read_bpmn(forked)
+    link = bpmn(tasks("A1") + '<intermediateThrowEvent id="l"><linkEventDefinition/></intermediateThrowEvent>',
+                [("s", "A1"), ("A1", "l"), ("l", "e")])
+    with pytest.raises(FlowchartError, match="intermediateThrowEvent 'l' is a link event.*draw the flow"):
+        read_bpmn(link)
+
+
 def test_the_caller_names_the_nodes_acceptance_and_closing_complete():
     nodes = read_bpmn(bpmn(tasks("A1", "B1", "C1"), [("s", "A1"), ("A1", "B1"), ("B1", "C1"), ("C1", "e")]))
     plain = catalog_nodes(nodes)
