@@ -3,7 +3,7 @@
 What a catalog can say is narrower than BPMN, so the translation is:
 
 * tasks become nodes, in a topological order of the flow (document order breaks ties);
-* a task on every path from the start to the end is `required`; a task behind an exclusive
+* a task on every path from the start to an end is `required`; a task behind an exclusive
   gateway (选择分支) that some paths avoid is optional;
 * a node `requires` the nearest tasks that must have completed before it on every path: behind
   a parallel join (并行汇聚), the last task of each branch;
@@ -11,14 +11,15 @@ What a catalog can say is narrower than BPMN, so the translation is:
   once or again, is `required` (a case closed without it skipped it) and requires what every
   path has done before it, as outside a loop; a task that only the way back passes (a 补正 on
   return) is optional. A node done once stays done, so doing it again is accepted. With
-  `strict=True` a loop is refused with the tasks it contains.
-
+  `strict=True` a loop is refused with the tasks it contains;
 * annotations and data (text annotations, groups, data objects and stores) are ignored, and an
   intermediate event on one path (a timer's wait, a message or signal waited for or sent) passes
-  the flow on.
+  the flow on;
+* several end events (准予, 不予许可) each end a path: a task is required when every path to any
+  of them passes it.
 
 Anything else the catalog cannot express (inclusive or event-based gateways, sub-processes,
-more than one start or end, two tasks of one name: a log names a step by its name, so it could
+more than one start, two tasks of one name: a log names a step by its name, so it could
 complete one of them only) is refused with a clear error.
 """
 
@@ -115,10 +116,13 @@ def read_bpmn(text: str | bytes, strict: bool = False) -> list[FlowNode]:
         elif kind not in IGNORED:
             raise FlowchartError(f"{_described(kind, element.get('id'), (element.get('name') or '').strip())} cannot "
                                  f"be expressed in the catalog")
-    starts = [i for i, k in kinds.items() if k == "startEvent"]
-    ends = [i for i, k in kinds.items() if k == "endEvent"]
-    if len(starts) != 1 or len(ends) != 1:
-        raise FlowchartError(f"expected one start and one end event, found {len(starts)} and {len(ends)}")
+    starts = [_described("startEvent", i, names[i]) for i, k in kinds.items() if k == "startEvent"]
+    if len(starts) != 1:
+        raise FlowchartError(f"expected one start event, found {len(starts)}{': ' if starts else ''}"
+                             f"{', '.join(starts)}: draw one, with an exclusive gateway after it where cases begin "
+                             f"in different ways")
+    if "endEvent" not in kinds.values():
+        raise FlowchartError("the process has no end event: draw one where each path ends")
     for source, target in flows:
         if source not in kinds or target not in kinds:
             raise FlowchartError(f"sequence flow {source} -> {target} refers to an unknown element")
@@ -145,7 +149,7 @@ def _described(kind: str, ident: str | None, name: str) -> str:
 
 def _flow_nodes(kinds: dict[str, str], names: dict[str, str], flows: list[tuple[str, str]],
                 strict: bool, id_of: Callable[[str, set[str], str], str] | None = None) -> list[FlowNode]:
-    """The nodes of a flow graph in BPMN's terms (`kinds`: one startEvent, one endEvent, tasks,
+    """The nodes of a flow graph in BPMN's terms (`kinds`: one startEvent, endEvents, tasks,
     exclusive and parallel gateways, intermediate events on one path, which pass the flow on;
     `names` of the tasks; `flows` between them, all known).
     `id_of(name, used, element_id)` names a node (`node_id_for` unless said)."""
@@ -156,7 +160,7 @@ def _flow_nodes(kinds: dict[str, str], names: dict[str, str], flows: list[tuple[
         successors[source].append(target)
         predecessors[target].append(source)
     start = next(i for i, k in kinds.items() if k == "startEvent")
-    end = next(i for i, k in kinds.items() if k == "endEvent")
+    ends = [i for i, k in kinds.items() if k == "endEvent"]
     order = list(kinds)  # document order
 
     # Loops: back edges of a depth-first walk from the start; their members form cycles.
@@ -213,7 +217,10 @@ def _flow_nodes(kinds: dict[str, str], names: dict[str, str], flows: list[tuple[
             value = base | ({node} if kinds[node] in TASKS else set())
             if value != must[node]:
                 must[node], changed = value, True
-    required = must[end]
+    # Each end event ends a path (准予, 不予许可): required is what every path to any of them has done.
+    # Parallel branches that end at ends of their own are read so too: their tasks are optional
+    # (joined before one end, they are required).
+    required = set.intersection(*(must[end] for end in ends))
     used: set[str] = set()
     ids = {i: id_of(names[i] or i, used, i) for i in topo if kinds[i] in TASKS}
     nodes = []

@@ -111,6 +111,28 @@ def test_annotations_and_data_are_ignored_and_an_intermediate_event_on_one_path_
         read_bpmn(link)
 
 
+def test_each_end_event_ends_a_path():
+    """Found by a black-box test: a licensing flowchart with two end events (准予 and 不予许可, common
+    in Chinese flowcharts) was refused, "found 1 and 2", without naming them. Each ends a path: a
+    task every path to either passes is required; one that the refusal's path avoids is not."""
+    two_ends = ('<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"><process id="p">'
+                '<startEvent id="s"/><endEvent id="yes" name="准予"/><endEvent id="no" name="不予许可"/>'
+                + tasks("A1", "B1", "C1", "D1") + '<exclusiveGateway id="x"/>'
+                + "".join(f'<sequenceFlow id="f{i}" sourceRef="{a}" targetRef="{b}"/>' for i, (a, b) in enumerate(
+                    [("s", "A1"), ("A1", "B1"), ("B1", "x"), ("x", "C1"), ("C1", "yes"), ("x", "D1"), ("D1", "no")]))
+                + '</process></definitions>')
+    assert shape(read_bpmn(two_ends)) == [("A1", True, ()), ("B1", True, ("A1",)), ("C1", False, ("B1",)),
+                                          ("D1", False, ("B1",))]
+    # Two start events, or none, or no end: named, with what to draw.
+    with pytest.raises(FlowchartError, match=r"expected one start event, found 2: startEvent 's', startEvent 's2' "
+                                             r"\(窗口\): draw one"):
+        read_bpmn(two_ends.replace('<startEvent id="s"/>', '<startEvent id="s"/><startEvent id="s2" name="窗口"/>'))
+    with pytest.raises(FlowchartError, match="found 0: draw one"):
+        read_bpmn(two_ends.replace('<startEvent id="s"/>', ""))
+    with pytest.raises(FlowchartError, match="no end event: draw one where each path ends"):
+        read_bpmn(bpmn(tasks("A1"), [("s", "A1")]).replace('<endEvent id="e"/>', ""))
+
+
 def test_the_caller_names_the_nodes_acceptance_and_closing_complete():
     nodes = read_bpmn(bpmn(tasks("A1", "B1", "C1"), [("s", "A1"), ("A1", "B1"), ("B1", "C1"), ("C1", "e")]))
     plain = catalog_nodes(nodes)
