@@ -20,7 +20,7 @@ import orjson
 from alerts.catalog import Catalog
 from alerts.events import InvalidEvent, parse_event
 from alerts.letters import DeadLetter, make_letter
-from alerts.mapping import LogMapping, MappedRow, RowStatus, hold_broken_cases, map_rows
+from alerts.mapping import LogMapping, MappedRow, RowStatus, hold_broken_cases, map_rows, other_fact_under_id
 from streams.replay_feed import json_lines
 
 
@@ -195,7 +195,8 @@ class ImportResult:
     skipped: Counter = field(default_factory=Counter)  # reason -> rows that are not steps
     duplicated_in_file: int = 0
     raw_lines: dict[int, bytes] = field(default_factory=dict)  # a rejected JSON line as read
-    numbers: dict[str, tuple[int, bool]] = field(default_factory=dict)  # event id -> its row, and derived
+    # (case, event id) -> its row, and whether derived (an id is its case's: `other_fact_under_id`)
+    numbers: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
     activities: set[tuple[str, str]] = field(default_factory=set)  # (case, activity as written) of rows imported
     absent: set[str] = field(default_factory=set)  # XES attributes the mapping reads that no event has
 
@@ -207,7 +208,7 @@ class ImportResult:
             if why is None:
                 kept.append(event)
                 continue
-            number, derived = self.numbers[event["event_id"]]
+            number, derived = self.numbers[_key(event)]
             self.held.append(MappedRow(number, RowStatus.HELD, event, reason=why, case_id=event["case_id"],
                                        derived=derived))
         self.events = kept
@@ -216,19 +217,19 @@ class ImportResult:
     def repeated_steps(self) -> int:
         """Imported rows that repeat the case, step and time of an earlier row (each is a step)."""
         seen = Counter((e["case_id"], e["type"], e.get("node"), e["occurred_at"]) for e in self.events
-                       if not self.numbers[e["event_id"]][1])
+                       if not self.numbers[_key(e)][1])
         return sum(n - 1 for n in seen.values())
 
     @property
     def closings(self) -> int:
         """Of the events, closings made from a case-level end column (no row of their own)."""
-        return sum(self.numbers[event["event_id"]][1] for event in self.events)
+        return sum(self.numbers[_key(event)][1] for event in self.events)
 
     @property
     def rows_of_cases(self) -> set[tuple[str, int]]:
         """(case, row number) of each imported row."""
-        return {(event["case_id"], self.numbers[event["event_id"]][0]) for event in self.events
-                if not self.numbers[event["event_id"]][1]}
+        return {(event["case_id"], self.numbers[_key(event)][0]) for event in self.events
+                if not self.numbers[_key(event)][1]}
 
     @property
     def rows_imported(self) -> int:
@@ -241,6 +242,11 @@ class ImportResult:
     @property
     def rows_held(self) -> int:
         return sum(not row.derived for row in self.held)
+
+
+def _key(event: dict) -> tuple[str, str]:
+    """An event's key: its case and its id, which names one fact of its case (the store's key)."""
+    return event["case_id"], event["event_id"]
 
 
 def _where_not_utf8(path: Path) -> str:
@@ -272,7 +278,7 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
         required = mapping.required_columns()
         rows = map_rows(read_csv(path, mapping.columns()) if mapping.format == "csv"
                         else read_xes(path, required, mapping.columns() - required, result.absent), mapping)
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()  # an id is its case's: the same id in another case is another event
     numbers: set[int] = set()  # a JSON line's number is its line's, blank lines not counted among the rows
     for mapped in rows:
         numbers.add(mapped.number)
@@ -282,12 +288,12 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
             result.rejected.append(mapped)
         elif mapped.status is RowStatus.HELD:
             result.held.append(mapped)
-        elif mapped.event["event_id"] in seen:
+        elif _key(mapped.event) in seen:
             result.duplicated_in_file += 1
         else:
-            seen.add(mapped.event["event_id"])
+            seen.add(_key(mapped.event))
             result.events.append(mapped.event)
-            result.numbers[mapped.event["event_id"]] = (mapped.number, mapped.derived)
+            result.numbers[_key(mapped.event)] = (mapped.number, mapped.derived)
             if mapped.activity:
                 result.activities.add((mapped.event["case_id"], mapped.activity))
     result.rows = len(numbers)
@@ -351,17 +357,17 @@ def replaced_letters(letters: list[dict], source: Path, result: ImportResult,
     prefix = f"{source.name}, row "
     mine = [letter for letter in letters
             if letter["partition"] == IMPORT_PARTITION and (letter["detail"] or "").startswith(prefix)]
-    events = {event["event_id"] for event in result.events}
+    events = {_key(event) for event in result.events}
     whole, rows = whole_cases(result), result.rows_of_cases
     held = [letter for letter in mine if letter["reason"] == CASE_INCOMPLETE]
-    replaced = [letter for letter in held if letter["event_id"] in events]
-    waiting = {letter["case_id"] for letter in held if letter["event_id"] not in events}
+    replaced = [letter for letter in held if _key(letter) in events]
+    waiting = {letter["case_id"] for letter in held if _key(letter) not in events}
     replaced += [letter for letter in mine if letter["reason"] == UNREADABLE_ROW and letter["case_id"] in whole
                  and letter["case_id"] not in waiting and _row_back(letter, result, rows, events, mapping)]
     return replaced
 
 
-def _row_back(letter: dict, result: ImportResult, rows: set[tuple[str, int]], events: set[str],
+def _row_back(letter: dict, result: ImportResult, rows: set[tuple[str, int]], events: set[tuple[str, str]],
               mapping: LogMapping | None) -> bool:
     """Whether this import brings back the row a rejected row's letter stands for. A row with an
     activity the mapping reads (rejected for its time or another value): a row of its case with that
@@ -378,7 +384,7 @@ def _row_back(letter: dict, result: ImportResult, rows: set[tuple[str, int]], ev
         return same_number
     if mapping is None or mapping.format == "jsonl":
         named = payload.get("event_id")  # corrected in place, a line may come back under another id
-        return same_number or (isinstance(named, str) and named in events)
+        return same_number or (isinstance(named, str) and (letter["case_id"], named) in events)
     activity = (payload.get("columns") or {}).get(mapping.activity)
     activity = activity.strip() if isinstance(activity, str) else ""
     if activity and (activity in mapping.activities or mapping.unmapped == "node"):
@@ -397,18 +403,18 @@ def refused_letters_waiting(client, result: ImportResult) -> list[dict]:
     from sinks.queries import dead_letters
     from sinks.scope import Scope
 
-    keys = {(event["case_id"], event["event_id"]) for event in result.events}
+    keys = {_key(event) for event in result.events}
     return [letter for letter in dead_letters(client, Scope.everything())
             if letter["partition"] != IMPORT_PARTITION and letter["reason"] != "conflicting_duplicate"
-            and (letter["case_id"], letter["event_id"]) in keys]
+            and _key(letter) in keys]
 
 
 def whose_events_are_stored(client, letters: list[dict]) -> list[dict]:
     """Of these letters, those whose events the store holds now."""
     from sinks.queries import stored_event_keys
 
-    stored = stored_event_keys(client, sorted({(letter["case_id"], letter["event_id"]) for letter in letters}))
-    return [letter for letter in letters if (letter["case_id"], letter["event_id"]) in stored]
+    stored = stored_event_keys(client, sorted({_key(letter) for letter in letters}))
+    return [letter for letter in letters if _key(letter) in stored]
 
 
 def open_import_letters(client) -> list[dict]:
@@ -451,6 +457,7 @@ def mark_replaced(client, letters: list[dict], at: datetime) -> int:
 def _jsonl_events(path: Path, result: ImportResult) -> Iterator[MappedRow]:
     """Contract events, one per line; a line that is not one is rejected, and kept as read for its
     dead letter (its case, where the line names one, is held back with it)."""
+    facts: dict[tuple[str, str], tuple[int, dict]] = {}  # (case, event id) -> its first line, its event
     with open(path, "rb") as handle:
         for number, line in json_lines(handle):
             try:
@@ -470,4 +477,10 @@ def _jsonl_events(path: Path, result: ImportResult) -> Iterator[MappedRow]:
                 continue
             if isinstance(obj, dict):
                 obj.setdefault("channel", "import")
+            other = other_fact_under_id(obj, number, facts)
+            if other:  # sent on, the store kept the first and refused it as a conflicting_duplicate
+                result.raw_lines[number] = bytes(line)
+                yield MappedRow(number, RowStatus.REJECTED, reason=f"{other}; give each its own event_id",
+                                case_id=obj["case_id"])
+                continue
             yield MappedRow(number, RowStatus.IMPORTED, obj, case_id=obj.get("case_id"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 
+import orjson
 import pytest
 
 from alerts.mapping import load_mapping
@@ -183,3 +184,39 @@ def test_an_xes_log_without_the_case_end_the_mapping_reads_is_refused_before_any
         convert(path, load_mapping({**base, "case_end": {"column": "case:end_date"}}))
     result = convert(path, load_mapping({**base, "officer_id": "org:resource", "attrs": {"penalty_amount": "amount"}}))
     assert len(result.events) == 1 and result.absent == {"org:resource", "amount"}
+
+
+def test_an_event_id_numbered_within_each_case_keeps_every_case_and_one_id_for_two_facts_is_rejected(tmp_path):
+    """Black-box: with `event_id` mapped to a column numbered 1..n within each case, the second
+    case's rows were "repeated in the file" (their ids were the first case's) and dropped: a whole
+    case lost, exit 0, no reject. An id is its case's (the store keys events by case and id): the
+    ids are kept as they are. A row exported twice is still one event; the same id of a case on
+    another fact is rejected, with what to change, and holds its case back."""
+    log = tmp_path / "log.csv"
+    log.write_text("case,event,activity,time\n"
+                   "A1,1,受理,2025-03-03 09:00:00\nA1,2,审查,2025-03-03 10:00:00\n"
+                   "A2,1,受理,2025-03-04 09:00:00\nA2,2,审查,2025-03-04 10:00:00\n"
+                   "A2,2,审查,2025-03-04 10:00:00\n"  # the same row again: one event
+                   "A3,1,受理,2025-03-05 09:00:00\nA3,1,审查,2025-03-05 10:00:00\n", encoding="utf-8")
+    mapping = load_mapping({"case_id": "case", "activity": "activity", "time": "time", "event_id": "event",
+                            "item_code": {"value": "I"},
+                            "activities": {"受理": {"type": "accepted"}, "审查": {"node": "review"}}})
+    result = convert(log, mapping)
+    assert [(e["case_id"], e["event_id"]) for e in result.events] == [("A1", "1"), ("A1", "2"), ("A2", "1"),
+                                                                     ("A2", "2")]
+    assert result.duplicated_in_file == 1 and result.rows_imported == 4
+    assert [(row.number, row.case_id) for row in result.rejected] == [(7, "A3")]
+    assert result.rejected[0].reason.startswith("event id '1' of case A3 is row 6's already, another fact (node, "
+                                                "occurred_at, recorded_at, type differ)")
+    assert "give each row its own id in column 'event', or leave event_id out of the mapping" in result.rejected[0].reason
+    assert [(row.number, row.case_id) for row in result.held] == [(6, "A3")]
+    events = [{"event_id": "1", "case_id": case, "item_code": "I", "type": "accepted",
+               "occurred_at": at, "recorded_at": at} for case, at in (("C1", "2026-03-02T10:00:00+08:00"),
+                                                                      ("C2", "2026-03-02T10:00:00+08:00"),
+                                                                      ("C2", "2026-03-03T10:00:00+08:00"))]
+    lines = tmp_path / "log.jsonl"
+    lines.write_text("".join(orjson.dumps(event).decode() + "\n" for event in events))
+    result = convert(lines, None)
+    assert [e["case_id"] for e in result.events] == ["C1"] and result.duplicated_in_file == 0
+    assert [(row.number, row.case_id) for row in result.rejected] == [(3, "C2")]
+    assert [row.number for row in result.held] == [2]
