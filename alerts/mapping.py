@@ -26,7 +26,9 @@ from datetime import datetime, time, timedelta
 from typing import Any, Iterable, Iterator, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from alerts.catalog import CompletedBy, Item, Node
 from alerts.events import EventType, InvalidEvent, parse_event
+from alerts.flowchart import node_id_for
 
 NUMBER_ATTRS = frozenset({"penalty_amount", "promised_days"})
 # The XES lifecycle extension's attribute (PM4Py's column), and its value for a step done.
@@ -196,6 +198,56 @@ def _lifecycle(raw: dict) -> tuple[str | None, frozenset[str], bool]:
             return str(value["column"]), frozenset(c.strip().lower() for c in completes), True
     raise MappingError("mapping: lifecycle must be a column name, {column: NAME, complete: [VALUE, ...]} "
                        "or false (every row is a step done)")
+
+
+def _named_as(activity: str, node: Node) -> bool:
+    """Is this node the activity's, as a flowchart or Petri-net import names it: its name, its id as
+    written, or the id an import makes of the name (`Create Fine` -> `create_fine`, `T02 Check ...`
+    -> `T02`, 受理 -> 受理)?"""
+    words = activity.split()
+    if " ".join(node.name.split()).casefold() == " ".join(words).casefold() or node.id == activity.strip():
+        return True
+    if any("A" <= c <= "Z" or "a" <= c <= "z" for c in activity):
+        return node.id == node_id_for(activity, set())
+    return node.id == "_".join(words)
+
+
+def nodes_left_undone(mapping: LogMapping, item: Item) -> list[str]:
+    """Why this mapping and this catalog item would accuse every case of skipping a node: an
+    activity the mapping makes a case-level event (the decision, the acceptance, the closing) has a
+    node of its own in the item (by its name, or the id a flowchart import makes of it) that
+    neither that event completes (no `decision_node`, no `completed_by`) nor any activity of the
+    mapping does. Each case did the step, and each got a red skipped_node card for it: the road
+    traffic log with its net imported by import-pnml, one per case (found by a black-box test).
+    One sentence per such activity, saying what to add."""
+    done_by_steps = {rule.node for rule in mapping.activities.values() if rule.type is EventType.NODE_COMPLETED}
+    why = []
+    for activity, rule in mapping.activities.items():
+        if rule.type not in (EventType.DECIDED, EventType.ACCEPTED, EventType.CLOSED):
+            continue
+        for node in item.nodes:
+            if not _named_as(activity, node) or node.id in done_by_steps:
+                continue
+            if rule.type is EventType.DECIDED:
+                if item.decided_completes and item.decision_node == node.id:
+                    continue
+                why.append(f"activity {activity!r} is mapped as the decision (type: decided), and item {item.code} "
+                           f"has a node {node.id!r} ({node.name}) for it that the decision does not complete and "
+                           f"no activity of the mapping completes: every case would get a red skipped_node card "
+                           f"for it. Add 'decision_node: {node.id}' to item {item.code} in the catalog (the decision "
+                           f"then completes it), or map the activity as that node ('{activity}: "
+                           f"{{node: {node.id}}}')")
+                continue
+            event = CompletedBy(rule.type.value)
+            if node.completed_by is event:
+                continue
+            what = "acceptance" if event is CompletedBy.ACCEPTED else "closing"
+            why.append(f"activity {activity!r} is mapped as the case's {what} (type: {event.value}), and item "
+                       f"{item.code} has a node {node.id!r} ({node.name}) for it that the {what} does not complete "
+                       f"and no activity of the mapping completes: every case would get a red skipped_node card "
+                       f"for it. Add 'completed_by: {event.value}' to node {node.id} of item {item.code} in the "
+                       f"catalog (importing the flowchart: --{event.value}-completes \"{node.name}\")")
+    return why
 
 
 class Rejected(ValueError):

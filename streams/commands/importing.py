@@ -38,6 +38,9 @@ def cmd_import(args, settings: Settings) -> int:
     rejects = writable_path(Path(args.rejects or f"{source.name}.rejects.jsonl"), "--rejects")
     mapping = load_mapping(read_yaml(Path(args.mapping), "mapping")) if args.mapping else None
     result = convert(source, mapping)
+    known = catalog_if_any(catalog or args.catalog or settings.catalog)
+    if mapping is not None and known is not None:
+        _refuse_nodes_left_undone(mapping, known, result)
     # What earlier imports left open (rows rejected or held): this import replaces them, or holds
     # back the rest of those cases too. Read where the store can be read from here.
     left, replaced, waiting = [], [], []
@@ -60,13 +63,12 @@ def cmd_import(args, settings: Settings) -> int:
     if settings.kafka:
         from streams.runtime import produce
 
-        letters = import_letters(result, source, settings.case_events_topic,
-                                 catalog_if_any(args.catalog or settings.catalog))
+        letters = import_letters(result, source, settings.case_events_topic, known)
         asyncio.run(produce(settings.kafka, settings.case_events_topic, messages))
         kept = _keep_import_letters(settings, letters)
         processed = None
     else:
-        letters = import_letters(result, source, settings.case_events_topic, catalog_if_any(catalog))
+        letters = import_letters(result, source, settings.case_events_topic, known)
         processed = asyncio.run(push_events(settings, messages, catalog, parse_now(args.now),
                                       show_progress=sys.stderr.isatty(), letters=letters))
         kept = f"kept as dead letters in {settings.dlq_topic} and the store: sunlight dlq list"
@@ -103,6 +105,20 @@ def cmd_import(args, settings: Settings) -> int:
                  "dead letters" if result.rejected else ""), file=sys.stderr)
         return 1
     return 0
+
+
+def _refuse_nodes_left_undone(mapping, catalog, result) -> None:
+    """Refuse, before anything is sent, a mapping and catalog that would accuse every case of
+    skipping a node (`alerts.mapping.nodes_left_undone`), for the items the log's rows name."""
+    from alerts.mapping import MappingError, nodes_left_undone
+
+    codes = {row.event["item_code"] for row in result.held if row.event} | {e["item_code"] for e in result.events}
+    why = [reason for code in sorted(codes) if code in catalog.items
+           for reason in nodes_left_undone(mapping, catalog.items[code])]
+    if why:
+        raise MappingError(f"mapping and catalog disagree, nothing was imported: {why[0]}"
+                           + (f". And {len(why) - 1} more such activit{'ies' if len(why) > 2 else 'y'}: "
+                              + "; ".join(why[1:]) if len(why) > 1 else "") + ".")
 
 
 SKIP_REASONS_SHOWN = 8  # the most frequent reasons rows were skipped for, named in an import's summary

@@ -641,3 +641,25 @@ def test_alerts_are_exported_in_the_catalogs_zone(tmp_path):
     assert {a["event_time"][-6:] for a in plain} == {"+08:00"}
     assert sorted(datetime.fromisoformat(a["event_time"]) for a in plain) == \
         sorted(datetime.fromisoformat(a["event_time"]) for a in alerts)
+
+
+def test_a_decision_whose_node_nothing_completes_is_refused_before_anything_is_sent(tmp_path, monkeypatch, capsys):
+    """Black-box: the road-traffic item made by import-pnml has no decision_node, so the decision
+    (Create Fine) completed no node create_fine and each of the 100 cases got a false red
+    skipped_node card. Refused before anything is sent or stored, saying what to add."""
+    from streams import cli
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("SUNLIGHT_DATA_DIR", str(data))
+    monkeypatch.delenv("SUNLIGHT_KAFKA", raising=False)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text((REAL / "roadtraffic.catalog.yaml").read_text().replace("  decision_node: create_fine\n", ""))
+    status = cli.main(["import", str(REAL / "roadtraffic100traces.csv"), "--mapping",
+                       str(REAL / "roadtraffic.mapping.yaml"), "--catalog", str(catalog),
+                       "--rejects", str(tmp_path / "rejects.jsonl")])
+    said = capsys.readouterr().err
+    assert status == 2 and said.count("\n") == 1, said
+    assert ("activity 'Create Fine' is mapped as the decision (type: decided), and item IT-ROAD-FINE has a node "
+            "'create_fine' (Create Fine)" in said)
+    assert "Add 'decision_node: create_fine' to item IT-ROAD-FINE" in said
+    assert not data.exists()

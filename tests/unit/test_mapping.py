@@ -372,3 +372,47 @@ def test_a_skipped_activity_is_named_and_cells_are_read_without_their_spaces():
     assert out[0].reason == "skipped: activity 'Confirmation of Receipt' not in the mapping"
     assert out[1].event["officer_id"] == "Resource21"
     assert out[1].event["attrs"] == {"penalty_amount": 35.0, "violation_code": "7.0"}
+
+
+def _item(nodes, **entry):
+    from alerts.catalog import load_catalog
+
+    raw = {"departments": [{"code": "D", "name": "D"}],
+           "items": [{"code": "ITEM", "name": "Item", "category": "penalty", "department": "D", "promised_days": 5,
+                      "nodes": nodes, **entry}]}
+    return load_catalog(raw).items["ITEM"]
+
+
+def test_a_case_level_activity_that_is_also_a_node_nothing_completes_is_named_with_what_to_add():
+    """Black-box: the road-traffic net imported with import-pnml has a node create_fine for Create
+    Fine, which the mapping makes the decision; nothing completed the node, and every case got a
+    red skipped_node card. The mapping and item are refused, naming the activity, node and item,
+    and what to add; a node the catalog has completed by the event, or a step completes, is fine."""
+    from alerts.mapping import nodes_left_undone
+
+    mapping = load_mapping({**MAPPING, "activities": {**MAPPING["activities"], "Closed": {"type": "closed"}}})
+    nodes = [{"id": "receive", "name": "Receive"}, {"id": "create_fine", "name": "Create fine"},
+             {"id": "check", "name": "Check"}, {"id": "closed", "name": "Case closed"}]
+    why = nodes_left_undone(mapping, _item(nodes))
+    assert len(why) == 2
+    assert why[0].startswith("activity 'Receive' is mapped as the case's acceptance (type: accepted), and item ITEM "
+                             "has a node 'receive' (Receive) for it")
+    assert why[0].endswith("Add 'completed_by: accepted' to node receive of item ITEM in the catalog (importing the "
+                           "flowchart: --accepted-completes \"Receive\")")
+    assert "activity 'Fine' is mapped as the decision" not in " ".join(why)  # Fine is no node's name
+    assert why[1].startswith("activity 'Closed' is mapped as the case's closing (type: closed), and item ITEM has a "
+                             "node 'closed' (Case closed)")
+    mapping = load_mapping({**MAPPING, "activities": {"Create Fine": {"type": "decided"}}})
+    why = nodes_left_undone(mapping, _item(nodes))
+    assert why == ["activity 'Create Fine' is mapped as the decision (type: decided), and item ITEM has a node "
+                   "'create_fine' (Create fine) for it that the decision does not complete and no activity of the "
+                   "mapping completes: every case would get a red skipped_node card for it. Add 'decision_node: "
+                   "create_fine' to item ITEM in the catalog (the decision then completes it), or map the activity "
+                   "as that node ('Create Fine: {node: create_fine}')"]
+    assert nodes_left_undone(mapping, _item(nodes, decision_node="create_fine")) == []
+    done = [{**node, "completed_by": "accepted"} if node["id"] == "receive" else node for node in nodes]
+    assert nodes_left_undone(load_mapping(MAPPING), _item(done)) == []
+    zh = load_mapping({**MAPPING, "activities": {"作出 许可决定": {"type": "decided"}, "核查": {"node": "作出_许可决定"}}})
+    assert nodes_left_undone(zh, _item([{"id": "作出_许可决定", "name": "决定"}])) == []  # a step completes it
+    zh = load_mapping({**MAPPING, "activities": {"作出许可决定": {"type": "decided"}}})
+    assert len(nodes_left_undone(zh, _item([{"id": "Activity_decide", "name": "作出许可决定"}]))) == 1
