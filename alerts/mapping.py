@@ -506,8 +506,13 @@ def is_a_date(local: datetime, written_at: frozenset[time] = frozenset()) -> boo
 
 
 def end_of_day(local: datetime, tz: ZoneInfo) -> datetime:
-    """24:00 of a local time's day, in its own zone or offset (the next day's 00:00), given in `tz`."""
-    return (datetime(local.year, local.month, local.day, tzinfo=local.tzinfo) + timedelta(days=1)).astimezone(tz)
+    """24:00 of a local time's day (the next day's 00:00), given in `tz`: on `tz`'s calendar when
+    the time is written in `tz`'s offset at that moment, else in the offset it carries. A day is
+    counted on its zone's calendar: a day a daylight-saving switch shortens or lengthens ends at the
+    zone's midnight (2011-10-30 00:00:00+02:00 in Amsterdam ends 2011-10-31 00:00:00+01:00); a day
+    added to the fixed offset ended an hour off (found by a black-box test)."""
+    zone = tz if local.utcoffset() == local.astimezone(tz).utcoffset() else local.tzinfo
+    return (datetime(local.year, local.month, local.day, tzinfo=zone) + timedelta(days=1)).astimezone(tz)
 
 
 def date_end(moment: datetime, mapping: LogMapping) -> datetime | None:

@@ -416,3 +416,22 @@ def test_a_case_level_activity_that_is_also_a_node_nothing_completes_is_named_wi
     assert nodes_left_undone(zh, _item([{"id": "作出_许可决定", "name": "决定"}])) == []  # a step completes it
     zh = load_mapping({**MAPPING, "activities": {"作出许可决定": {"type": "decided"}}})
     assert len(nodes_left_undone(zh, _item([{"id": "Activity_decide", "name": "作出许可决定"}]))) == 1
+
+
+def test_a_date_on_a_daylight_saving_switch_day_runs_to_the_zone_s_midnight():
+    """Black-box: a deadline 2011-10-30 00:00:00+02:00 (Amsterdam, the day summer time ends) ended
+    at 2011-10-31 00:00+02:00, a day added in the fixed offset: 23:00 of the 30th, so a case closed
+    at 23:30 that day was overdue, and the same date written in UTC was not. The receipt log's
+    case-11214 (deadline 2012-03-25, the day summer time begins) ran an hour too long."""
+    raw = [{"case": case, "act": "Receive", "ts": "2011-10-20 10:00:00+02:00", "who": "r", "dl": deadline,
+            "end": end} for case, deadline, end in (("c1", "2011-10-30 00:00:00+02:00", "2011-10-30 00:00:00+02:00"),
+                                                    ("c2", "2011-10-29 22:00:00Z", "2011-10-29 22:00:00Z"),
+                                                    ("c3", "2012-03-25 00:00:00+01:00", "2012-03-25 00:00:00+01:00"),
+                                                    ("c4", "2012-03-25 00:00:00+05:00", "2012-03-25 00:00:00+05:00"))]
+    out = list(map_rows(raw, load_mapping({**MAPPING, "accept_attrs": {"deadline": {"column": "dl", "date_only": True}},
+                                           "case_end": {"column": "end", "date_only": True}})))
+    deadlines = {row.event["case_id"]: row.event["attrs"]["deadline"] for row in out if row.event["type"] == "accepted"}
+    closings = {row.event["case_id"]: row.event["occurred_at"] for row in out if row.event["type"] == "closed"}
+    expected = {"c1": "2011-10-31T00:00:00+01:00", "c2": "2011-10-31T00:00:00+01:00",
+                "c3": "2012-03-26T00:00:00+02:00", "c4": "2012-03-25T21:00:00+02:00"}  # c4: not the zone's offset
+    assert deadlines == expected and closings == expected
