@@ -99,11 +99,25 @@ class LogMapping:
         return self.required_columns() | {name for name in named if name}
 
 
+def _text(value: Any, what: str) -> str:
+    """A name the log writes (an activity, a node id, a constant), as text. YAML reads an unquoted
+    01, 1.10, 0x1F or No as 1, 1.1, 31 or false, which no str() can turn back into what was written:
+    every row was then rejected as "activity '01' is not in the mapping", though the mapping had it
+    (found by a black-box test). Refused, saying to quote it."""
+    if isinstance(value, str):
+        return value
+    kind = ("true/false" if isinstance(value, bool) else "a number" if isinstance(value, (int, float))
+            else "empty" if value is None else f"a {type(value).__name__}")
+    raise MappingError(f"mapping: {what} {value!r} is read by YAML as {kind}, not as the text written: quote it "
+                       f"('01', '1.10', 'No')")
+
+
 def _source(raw: Any, where: str) -> dict[str, str]:
     if isinstance(raw, str):
         return {"column": raw}
     if isinstance(raw, dict) and len(raw) == 1 and next(iter(raw)) in ("column", "value"):
-        return {k: str(v) for k, v in raw.items()}
+        key, value = next(iter(raw.items()))
+        return {key: _text(value, f"{where}.{key}") if key == "value" else str(value)}
     raise MappingError(f"mapping: {where} must be a column name, {{column: NAME}} or {{value: CONSTANT}}")
 
 
@@ -122,6 +136,7 @@ def load_mapping(raw: Any) -> LogMapping:
             raise MappingError(f"mapping: missing required field {key!r}")
     activities = {}
     for name, rule in (raw.get("activities") or {}).items():
+        name = _text(name, "activity")
         rule = rule or {}
         if not isinstance(rule, dict):
             raise MappingError(f"mapping: activity {name!r} must map to {{type: ..., node: ...}}")
@@ -130,9 +145,11 @@ def load_mapping(raw: Any) -> LogMapping:
         except ValueError:
             raise MappingError(f"mapping: activity {name!r} has unknown type {rule.get('type')!r}") from None
         node = rule.get("node")
+        if node is not None:
+            node = _text(node, f"activity {name!r}: node")
         if kind in (EventType.NODE_COMPLETED, EventType.RETURNED) and not node:
             raise MappingError(f"mapping: activity {name!r} is a {kind.value} and needs a node")
-        activities[str(name)] = ActivityRule(kind, str(node) if node else None)
+        activities[name] = ActivityRule(kind, node or None)
     unmapped = str(raw.get("unmapped", "reject"))
     if unmapped not in ("node", "skip", "reject"):
         raise MappingError(f"mapping: unmapped must be node, skip or reject, got {unmapped!r}")

@@ -435,3 +435,24 @@ def test_a_date_on_a_daylight_saving_switch_day_runs_to_the_zone_s_midnight():
     expected = {"c1": "2011-10-31T00:00:00+01:00", "c2": "2011-10-31T00:00:00+01:00",
                 "c3": "2012-03-26T00:00:00+02:00", "c4": "2012-03-25T21:00:00+02:00"}  # c4: not the zone's offset
     assert deadlines == expected and closings == expected
+
+
+def test_activity_names_and_node_ids_yaml_reads_as_numbers_or_booleans_are_refused_saying_to_quote_them():
+    """Black-box: activities 01, 1.10, 0x1F and No became 1, 1.1, 31 and false, and every row was
+    rejected as "activity '01' is not in the mapping", though the mapping visibly had it."""
+    import yaml
+
+    head = "case_id: case\nactivity: act\ntime: ts\nitem_code: {value: X}\n"
+    for text, said in (("activities:\n  01: {type: accepted}\n", "mapping: activity 1 is read by YAML as a number"),
+                       ("activities:\n  1.10: {node: a}\n", "activity 1.1 is read by YAML as a number"),
+                       ("activities:\n  0x1F: {node: a}\n", "activity 31 is read"),
+                       ("activities:\n  No: {node: a}\n", "activity False is read by YAML as true/false"),
+                       ("activities:\n  Check: {node: 0110}\n", "activity 'Check': node 72 is read by YAML as a "
+                                                               "number"),
+                       ("activities: {}\ndepartment: {value: 0110}\n", "department.value 72 is read")):
+        raw = yaml.safe_load(head + text)
+        with pytest.raises(MappingError, match="quote it") as refused:
+            load_mapping(raw)
+        assert said in str(refused.value)
+    quoted = load_mapping(yaml.safe_load(head + "activities:\n  '01': {type: accepted}\n  'No': {node: '1.10'}\n"))
+    assert set(quoted.activities) == {"01", "No"} and quoted.activities["No"].node == "1.10"
