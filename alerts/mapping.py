@@ -267,6 +267,30 @@ def nodes_left_undone(mapping: LogMapping, item: Item) -> list[str]:
     return why
 
 
+def nodes_named_otherwise(mapping: LogMapping, item: Item, nodes: Iterable[str]) -> str | None:
+    """Why the events of a log, which name these `nodes`, would be refused, when the mapping makes
+    activities it does not list nodes by their names (`unmapped: node`: the node id is the activity) and the item has no
+    node of that id but one named as the activity, or with the id a flowchart or Petri-net import
+    makes of it (`Create Fine` -> `create_fine`); else None. Sent as they were, every such event
+    was a dead letter, `unknown_node`, with no word of the node the catalog has (found by a
+    black-box test). Says what to add to the mapping."""
+    if mapping.unmapped != "node":
+        return None
+    found = {}
+    listed = {rule.node for rule in mapping.activities.values()}
+    for activity in sorted(set(nodes) - listed):
+        if item.node(activity) is None:
+            node = next((node for node in item.nodes if _named_as(activity, node)), None)
+            if node is not None:
+                found[activity] = node.id
+    if not found:
+        return None
+    rules = ", ".join(f"'{activity}': {{node: {node}}}" for activity, node in found.items())
+    return (f"with 'unmapped: node' an activity not in the mapping completes the node whose id is its name, and "
+            f"item {item.code} has no node of that id for {len(found)} activit{'ies' if len(found) > 1 else 'y'} "
+            f"of the log but a node with another id for each: add them to the mapping's activities: {rules}")
+
+
 class Rejected(ValueError):
     pass
 

@@ -40,7 +40,7 @@ def cmd_import(args, settings: Settings) -> int:
     result = convert(source, mapping)
     known = catalog_if_any(catalog or args.catalog or settings.catalog)
     if mapping is not None and known is not None:
-        _refuse_nodes_left_undone(mapping, known, result)
+        _refuse_what_the_catalog_contradicts(mapping, known, result)
     # What earlier imports left open (rows rejected or held): this import replaces them, or holds
     # back the rest of those cases too. Read where the store can be read from here.
     left, replaced, waiting = [], [], []
@@ -107,18 +107,23 @@ def cmd_import(args, settings: Settings) -> int:
     return 0
 
 
-def _refuse_nodes_left_undone(mapping, catalog, result) -> None:
+def _refuse_what_the_catalog_contradicts(mapping, catalog, result) -> None:
     """Refuse, before anything is sent, a mapping and catalog that would accuse every case of
-    skipping a node (`alerts.mapping.nodes_left_undone`), for the items the log's rows name."""
-    from alerts.mapping import MappingError, nodes_left_undone
+    skipping a node (`alerts.mapping.nodes_left_undone`), or whose events would name nodes the
+    item has under other ids (`nodes_named_otherwise`), for the items the log's rows name."""
+    from alerts.mapping import MappingError, nodes_left_undone, nodes_named_otherwise
 
-    codes = {row.event["item_code"] for row in result.held if row.event} | {e["item_code"] for e in result.events}
-    why = [reason for code in sorted(codes) if code in catalog.items
-           for reason in nodes_left_undone(mapping, catalog.items[code])]
+    events = [row.event for row in result.held if row.event] + result.events
+    why = []
+    for code in sorted({event["item_code"] for event in events}):
+        item = catalog.items.get(code)
+        if item is not None:
+            why += nodes_left_undone(mapping, item)
+            named = {event["node"] for event in events if event["item_code"] == code and event.get("node")}
+            why += filter(None, [nodes_named_otherwise(mapping, item, named)])
     if why:
         raise MappingError(f"mapping and catalog disagree, nothing was imported: {why[0]}"
-                           + (f". And {len(why) - 1} more such activit{'ies' if len(why) > 2 else 'y'}: "
-                              + "; ".join(why[1:]) if len(why) > 1 else "") + ".")
+                           + "".join(f". Also: {reason}" for reason in why[1:]) + ".")
 
 
 SKIP_REASONS_SHOWN = 8  # the most frequent reasons rows were skipped for, named in an import's summary

@@ -456,3 +456,31 @@ def test_activity_names_and_node_ids_yaml_reads_as_numbers_or_booleans_are_refus
         assert said in str(refused.value)
     quoted = load_mapping(yaml.safe_load(head + "activities:\n  '01': {type: accepted}\n  'No': {node: '1.10'}\n"))
     assert set(quoted.activities) == {"01", "No"} and quoted.activities["No"].node == "1.10"
+
+
+def test_unmapped_node_activities_the_catalog_has_under_other_ids_are_refused_naming_those_ids(tmp_path):
+    """Black-box: `unmapped: node` against a catalog made by import-pnml (node ids are slugs of the
+    activity names): every event a dead letter, unknown_node, no word of the node the catalog has.
+    Refused before anything is sent, with the mapping lines to add."""
+    from alerts.catalog import load_catalog
+    from streams.commands.importing import _refuse_what_the_catalog_contradicts
+    from streams.importers import convert
+
+    log = tmp_path / "log.csv"
+    log.write_text("case,act,ts\nc1,Receive,2026-03-02 10:00:00\nc1,Send Fine,2026-03-03 10:00:00\n"
+                   "c1,check,2026-03-04 10:00:00\nc1,Pay,2026-03-05 10:00:00\n", encoding="utf-8")
+    mapping = load_mapping({**MAPPING, "unmapped": "node", "activities": {"Receive": {"type": "accepted"}},
+                            "officer_id": None, "attrs": {}})
+    item = {"code": "ITEM", "name": "Item", "category": "penalty", "department": "D", "promised_days": 5,
+            "nodes": [{"id": "send_fine", "name": "Send Fine"}, {"id": "check", "name": "Check"},
+                      {"id": "receive", "name": "Receive", "completed_by": "accepted"}]}
+    catalog = load_catalog({"departments": [{"code": "D", "name": "D"}], "items": [item]})
+    with pytest.raises(MappingError) as refused:
+        _refuse_what_the_catalog_contradicts(mapping, catalog, convert(log, mapping))
+    assert str(refused.value) == (
+        "mapping and catalog disagree, nothing was imported: with 'unmapped: node' an activity not in the mapping "
+        "completes the node whose id is its name, and item ITEM has no node of that id for 1 activity of the log but "
+        "a node with another id for each: add them to the mapping's activities: 'Send Fine': {node: send_fine}.")
+    # Pay is no node at all: the pipeline refuses it (unknown_node), as before; check is a node's id.
+    log.write_text("case,act,ts\nc1,Receive,2026-03-02 10:00:00\nc1,check,2026-03-04 10:00:00\n", encoding="utf-8")
+    _refuse_what_the_catalog_contradicts(mapping, catalog, convert(log, mapping))
