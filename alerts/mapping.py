@@ -322,6 +322,17 @@ class MappedRow:
     columns: Mapping[str, Any] | None = None  # a rejected row as read
     derived: bool = False  # a case's closing, made from its case-level end column: not a row of its own
     activity: str | None = None  # an imported row's activity as written (what a rejected row is known by)
+    line: int | None = None  # the file's line the row begins at, where it differs from its number (a CSV file)
+
+    @property
+    def where(self) -> str:
+        """The row as a person finds it: its number, and the file's line (a CSV file has a header,
+        and may have blank lines and fields quoted across lines)."""
+        return where(self.number, self.line)
+
+
+def where(number: int, line: int | None) -> str:
+    return f"row {number} (line {line})" if line is not None else f"row {number}"
 
 
 def _value(row: Mapping[str, Any], source: Mapping[str, str]) -> Any:
@@ -389,70 +400,74 @@ def _number(value: Any, name: str) -> float | int:
     return int(number) if name == "promised_days" else number
 
 
-def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping) -> Iterator[MappedRow]:
+def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping,
+             lines: Mapping[int, int] | None = None) -> Iterator[MappedRow]:
     """Each row, mapped: its contract event, or why it is rejected, held or skipped. A case's
     closing (`case_end`) follows its first row that carries the end value; with
     `takes_steps_within_seconds`, every closing comes after the last row, once its steps are known.
-    A case with a rejected row is held back whole, so the rows come once the whole log is read."""
+    A case with a rejected row is held back whole, so the rows come once the whole log is read.
+    `lines`: the file's line each row number begins at, where the reader knows it (filled as the
+    rows are read), said beside the row's number."""
     seen: dict[tuple, int] = {}
     ended: set[str] = set()
     window = mapping.case_end_takes_steps_within
-    held: dict[str, tuple[int, Mapping[str, Any], dict]] = {}  # case -> the row its closing comes from
+    held: dict[str, tuple[int, int | None, Mapping[str, Any], dict]] = {}  # case -> the row its closing is of
     steps: dict[str, list[datetime]] = {}
-    stated: dict[tuple[str, str], tuple[int, Any]] = {}  # (case, case-level column) -> first row, value
-    facts: dict[tuple[str, str], tuple[int, dict]] = {}  # (case, source's event id) -> first row, its event
+    stated: dict[tuple[str, str], tuple[str, Any]] = {}  # (case, case-level column) -> first row, value
+    facts: dict[tuple[str, str], tuple[str, dict]] = {}  # (case, source's event id) -> first row, its event
     out: list[MappedRow] = []
     for number, row in enumerate(rows, start=1):
+        line = lines.get(number) if lines else None
         if not any(str(value).strip() for value in row.values() if value is not None):
             # A row with every field empty (",,,,": a spreadsheet's blank rows saved as CSV) is no
             # row of a case: rejected, it was a dead letter charged to no one's fault.
-            out.append(MappedRow(number, RowStatus.SKIPPED, reason=BLANK_ROW))
+            out.append(MappedRow(number, RowStatus.SKIPPED, reason=BLANK_ROW, line=line))
             continue
         try:
             event = _map_row(row, mapping, seen)
-            _check_case_columns(row, number, event["case_id"], mapping, stated)
+            _check_case_columns(row, where(number, line), event["case_id"], mapping, stated)
             if mapping.event_id:
-                other = other_fact_under_id(event, number, facts)
+                other = other_fact_under_id(event, where(number, line), facts)
                 if other:
                     raise Rejected(f"{other}; give each row its own id in column {mapping.event_id!r}, or leave "
                                    f"event_id out of the mapping (the ids are then derived from the case, "
                                    f"activity and time)")
         except Skipped as exc:
-            out.append(MappedRow(number, RowStatus.SKIPPED, reason=f"skipped: {exc}"))
+            out.append(MappedRow(number, RowStatus.SKIPPED, reason=f"skipped: {exc}", line=line))
             continue
         except (Rejected, InvalidEvent) as exc:
             labels = _labels(row, mapping)
             out.append(MappedRow(number, RowStatus.REJECTED, reason=str(exc), case_id=labels.get("case_id"),
-                                 labels=labels, columns=dict(row)))
+                                 labels=labels, columns=dict(row), line=line))
             continue
         out.append(MappedRow(number, RowStatus.IMPORTED, event, case_id=event["case_id"],
-                             activity=str(row.get(mapping.activity) or "").strip()))
+                             activity=str(row.get(mapping.activity) or "").strip(), line=line))
         case_id = event["case_id"]
         if window is not None:
             steps.setdefault(case_id, []).append(datetime.fromisoformat(event["occurred_at"]))
         if mapping.case_end and case_id not in ended and row.get(mapping.case_end):
             ended.add(case_id)
             if window is not None:
-                held[case_id] = (number, row, event)
+                held[case_id] = (number, line, row, event)
                 continue
-            out.append(_closing(number, row, event, mapping, ()))
-    for case_id, (number, row, event) in held.items():
-        out.append(_closing(number, row, event, mapping, steps.get(case_id, ())))
+            out.append(_closing(number, line, row, event, mapping, ()))
+    for case_id, (number, line, row, event) in held.items():
+        out.append(_closing(number, line, row, event, mapping, steps.get(case_id, ())))
     yield from hold_broken_cases(out)
 
 
-def other_fact_under_id(event: dict, number: int, facts: dict[tuple[str, str], tuple[int, dict]]) -> str | None:
+def other_fact_under_id(event: dict, row: str, facts: dict[tuple[str, str], tuple[str, dict]]) -> str | None:
     """Why a row is rejected when its event id names another fact of its case, else None. An event
     id is one fact's within its case: the store keys events by case and id, and a source's id
     column is often numbered 1..n within each case, so the same id in another case is another
     event (read as a repeat, a whole case was dropped without a word: found by a black-box test).
     The same id of the same case with the same content is the row exported twice: one event.
-    `facts` keeps each (case, id)'s first row and event."""
-    first = facts.setdefault((event["case_id"], event["event_id"]), (number, event))
+    `facts` keeps each (case, id)'s first row (as `row` names it: `where`) and event."""
+    first = facts.setdefault((event["case_id"], event["event_id"]), (row, event))
     if first[1] == event:
         return None
     differ = sorted(key for key in first[1].keys() | event.keys() if first[1].get(key) != event.get(key))
-    return (f"event id {event['event_id']!r} of case {event['case_id']} is row {first[0]}'s already, another fact "
+    return (f"event id {event['event_id']!r} of case {event['case_id']} is that of {first[0]} already, another fact "
             f"({', '.join(differ)} differ): an event id names one fact of its case")
 
 
@@ -468,12 +483,13 @@ def hold_broken_cases(rows: list[MappedRow]) -> Iterator[MappedRow]:
             yield mapped
             continue
         yield MappedRow(mapped.number, RowStatus.HELD, mapped.event, case_id=mapped.case_id, derived=mapped.derived,
-                        reason=f"held back: row {first.number} of case {first.case_id} was rejected ({first.reason}); "
+                        line=mapped.line,
+                        reason=f"held back: {first.where} of case {first.case_id} was rejected ({first.reason}); "
                                f"imported without it the case would be judged on steps it lacks")
 
 
-def _check_case_columns(row: Mapping[str, Any], number: int, case_id: str, mapping: LogMapping,
-                        stated: dict[tuple[str, str], tuple[int, Any]]) -> None:
+def _check_case_columns(row: Mapping[str, Any], place: str, case_id: str, mapping: LogMapping,
+                        stated: dict[tuple[str, str], tuple[str, Any]]) -> None:
     """A case-level column (the end, the acceptance's attributes) read on every row that has it
     (a log flattened from XES repeats them on each row): a value that cannot be read, or that
     differs from the one an earlier row of the case gave, rejects the row (and so holds the case
@@ -491,9 +507,9 @@ def _check_case_columns(row: Mapping[str, Any], number: int, case_id: str, mappi
             value: Any = (date_end(moment, mapping) or moment) if date_only else moment
         else:
             value = str(raw).strip()
-        first = stated.setdefault((case_id, column), (number, value))
+        first = stated.setdefault((case_id, column), (place, value))
         if first[1] != value:
-            raise Rejected(f"{what} ({column}) {raw!r} differs from {_shown(first[1])} on row {first[0]} of case "
+            raise Rejected(f"{what} ({column}) {raw!r} differs from {_shown(first[1])} on {first[0]} of case "
                            f"{case_id}: a case has one")
 
 
@@ -520,16 +536,16 @@ def _labels(row: Mapping[str, Any], mapping: LogMapping) -> dict[str, str]:
     return labels
 
 
-def _closing(number: int, row: Mapping[str, Any], event: dict, mapping: LogMapping,
+def _closing(number: int, line: int | None, row: Mapping[str, Any], event: dict, mapping: LogMapping,
              steps: Iterable[datetime]) -> MappedRow:
     try:
         return MappedRow(number, RowStatus.IMPORTED, _case_end(row, event, mapping, steps), case_id=event["case_id"],
-                         derived=True)
+                         derived=True, line=line)
     except (Rejected, InvalidEvent) as exc:
         labels = {key: event[key] for key in ("case_id", "item_code", "department", "region", "channel")
                   if key in event}
         return MappedRow(number, RowStatus.REJECTED, reason=f"case end: {exc}", case_id=event["case_id"],
-                         labels=labels, columns=dict(row), derived=True)
+                         labels=labels, columns=dict(row), derived=True, line=line)
 
 
 def _moment_key(moment: datetime, mapping: LogMapping) -> str:
@@ -609,7 +625,9 @@ def _map_row(row: Mapping[str, Any], mapping: LogMapping, seen: dict) -> dict:
         if mapping.unmapped == "skip":
             raise Skipped(f"activity {activity!r} not in the mapping")  # named: a misspelt one shows
         if mapping.unmapped == "reject":
-            raise Rejected(f"activity {activity!r} is not in the mapping")
+            raise Rejected(f"activity {activity!r} is not in the mapping: add it to the mapping's activities, or set "
+                           f"'unmapped: skip' (its rows are not steps) or 'unmapped: node' (it completes the node "
+                           f"whose id is its name)")
         rule = ActivityRule(EventType.NODE_COMPLETED, activity)
     occurred = parse_log_time(row.get(mapping.time), mapping.timezone, mapping.time)
     recorded = (parse_log_time(row.get(mapping.recorded_time), mapping.timezone, mapping.recorded_time)

@@ -28,9 +28,12 @@ class LogFormatError(ValueError):
     pass
 
 
-def read_csv(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, str]]:
+def read_csv(path: Path, columns: set[str] = frozenset(), lines: dict[int, int] | None = None
+             ) -> Iterator[dict[str, str]]:
     """The rows of a CSV file (UTF-8, a BOM ignored, comma-separated, with a header row that holds
-    every one of `columns`, the columns a mapping reads)."""
+    every one of `columns`, the columns a mapping reads). `lines` gets the line each row begins at,
+    by its number (1: the first row after the header), as it is read: blank lines and fields quoted
+    across lines make the two differ, and a person looks a row up by its line."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
         # Strict: a stray quote opening a field that no quote closes is an error, not the rest of
         # the file read as one field (the rows after it were dropped without a word: found by a
@@ -48,9 +51,11 @@ def read_csv(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, 
                 raise LogFormatError(f"{path}: the header names column{'s' if len(twice) > 1 else ''} "
                                      f"{', '.join(repr(c) for c in twice)} more than once; the mapping reads "
                                      f"{'them' if len(twice) > 1 else 'it'}: keep one")
-            for row in reader:
+            for number, row in enumerate(reader, start=1):
                 if None in row:
                     raise LogFormatError(f"{path}, line {reader.line_num}: more fields than the header has")
+                if lines is not None:  # the reader is at the row's last line: less the breaks inside its fields
+                    lines[number] = reader.line_num - sum(_line_breaks(value) for value in row.values())
                 yield row
         except csv.Error as exc:
             raise LogFormatError(f"{path}, line {reader.line_num}: {exc} (a quote \" that opens a field no quote "
@@ -60,6 +65,11 @@ def read_csv(path: Path, columns: set[str] = frozenset()) -> Iterator[dict[str, 
             raise LogFormatError(f"{path}: not UTF-8 text ({exc.reason}, {_where_not_utf8(path)}); save the "
                                  f"file as UTF-8 (Excel: 'CSV UTF-8'; a file from a Chinese system is often GBK: "
                                  f"iconv -f GBK -t UTF-8)") from None
+
+
+def _line_breaks(value: str | None) -> int:
+    """How many lines a field read from a CSV file ends (a quoted field may span lines)."""
+    return 0 if not value else value.count("\n") + value.count("\r") - value.count("\r\n")
 
 
 def _missing_columns(path: Path, missing: list[str], header: list[str]) -> str:
@@ -276,8 +286,9 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
         rows = hold_broken_cases(list(_jsonl_events(path, result)))
     else:
         required = mapping.required_columns()
-        rows = map_rows(read_csv(path, mapping.columns()) if mapping.format == "csv"
-                        else read_xes(path, required, mapping.columns() - required, result.absent), mapping)
+        lines: dict[int, int] = {}
+        rows = map_rows(read_csv(path, mapping.columns(), lines) if mapping.format == "csv"
+                        else read_xes(path, required, mapping.columns() - required, result.absent), mapping, lines)
     seen: set[tuple[str, str]] = set()  # an id is its case's: the same id in another case is another event
     numbers: set[int] = set()  # a JSON line's number is its line's, blank lines not counted among the rows
     for mapped in rows:
@@ -334,10 +345,10 @@ def import_letters(result: ImportResult, source: Path, topic: str, catalog: Cata
         raw = result.raw_lines.get(mapped.number) or orjson.dumps(
             {**mapped.labels, "row": mapped.number, "columns": mapped.columns or {}}, default=str)
         letters.append(make_letter(topic, IMPORT_PARTITION, mapped.number, mapped.case_id, raw, UNREADABLE_ROW,
-                                   f"{source.name}, row {mapped.number}: {mapped.reason}", catalog))
+                                   f"{source.name}, {mapped.where}: {mapped.reason}", catalog))
     for mapped in result.held:
         letters.append(make_letter(topic, IMPORT_PARTITION, mapped.number, mapped.case_id, orjson.dumps(mapped.event),
-                                   CASE_INCOMPLETE, f"{source.name}, row {mapped.number}: {mapped.reason}", catalog))
+                                   CASE_INCOMPLETE, f"{source.name}, {mapped.where}: {mapped.reason}", catalog))
     return letters
 
 
@@ -477,7 +488,7 @@ def _jsonl_events(path: Path, result: ImportResult) -> Iterator[MappedRow]:
                 continue
             if isinstance(obj, dict):
                 obj.setdefault("channel", "import")
-            other = other_fact_under_id(obj, number, facts)
+            other = other_fact_under_id(obj, f"line {number}", facts)
             if other:  # sent on, the store kept the first and refused it as a conflicting_duplicate
                 result.raw_lines[number] = bytes(line)
                 yield MappedRow(number, RowStatus.REJECTED, reason=f"{other}; give each its own event_id",

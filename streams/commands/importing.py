@@ -16,7 +16,9 @@ from streams.settings import Settings
 def _write_rejects(rejects: Path, source: Path, result) -> None:
     with open(rejects, "wb") as handle:
         for row in (*result.rejected, *result.held):
-            handle.write(orjson.dumps({"file": str(source), "row": row.number, "status": row.status.value,
+            handle.write(orjson.dumps({"file": str(source), "row": row.number,
+                                       **({"line": row.line} if row.line is not None else {}),
+                                       "status": row.status.value,
                                        "case_id": row.case_id, "reason": row.reason,
                                        **({"closing": True} if row.derived else {})}) + b"\n")
 

@@ -417,7 +417,7 @@ def test_rows_an_import_cannot_take_are_dead_letters_and_hold_their_case_back(tm
     assert {(k["topic"], k["partition"], k["case_id"], k["department"], k["region"], k["status"]) for k in kept} == {
         ("case-events", -1, case, "POLIZIA", "IT", "open")}
     unreadable = next(k for k in kept if k["reason"] == "unreadable_row")
-    assert "fines.csv, row 7: time:timestamp '25/12/2006' is not a time" in unreadable["detail"]
+    assert "fines.csv, row 7 (line 8): time:timestamp '25/12/2006' is not a time" in unreadable["detail"]
     assert orjson.loads(unreadable["payload"])["columns"]["concept:name"] == log[6]["concept:name"]
     client = connect(None, tmp_path / "data")
     try:

@@ -206,7 +206,8 @@ def test_an_event_id_numbered_within_each_case_keeps_every_case_and_one_id_for_t
                                                                      ("A2", "2")]
     assert result.duplicated_in_file == 1 and result.rows_imported == 4
     assert [(row.number, row.case_id) for row in result.rejected] == [(7, "A3")]
-    assert result.rejected[0].reason.startswith("event id '1' of case A3 is row 6's already, another fact (node, "
+    assert result.rejected[0].reason.startswith("event id '1' of case A3 is that of row 6 (line 7) already, another "
+                                                "fact (node, "
                                                 "occurred_at, recorded_at, type differ)")
     assert "give each row its own id in column 'event', or leave event_id out of the mapping" in result.rejected[0].reason
     assert [(row.number, row.case_id) for row in result.held] == [(6, "A3")]
@@ -220,3 +221,31 @@ def test_an_event_id_numbered_within_each_case_keeps_every_case_and_one_id_for_t
     assert [e["case_id"] for e in result.events] == ["C1"] and result.duplicated_in_file == 0
     assert [(row.number, row.case_id) for row in result.rejected] == [(3, "C2")]
     assert [row.number for row in result.held] == [2]
+
+
+def test_a_rejected_csv_row_is_named_by_its_line_too_and_an_unmapped_activity_says_what_to_change(tmp_path):
+    """Black-box: a row rejected at line 8 (after a field quoted over three lines and two blank
+    lines) was reported as "row 3"; and "activity X is not in the mapping" did not say what to
+    change. The rejects file, the reasons and the dead letters name the line beside the row."""
+    from streams.commands.importing import _write_rejects
+    from streams.importers import import_letters
+
+    log = tmp_path / "log.csv"
+    log.write_text('case,activity,time,note\nB1,受理,2025-03-03 09:00:00,"line one\nline two\nline three"\n\n\n'
+                   'B1,审查,2025-03-03 10:00:00,ok\nB1,现场核查,2025-03-04 10:00,x\r\nB1,审查,03/04/2025 10:00,bad\n',
+                   encoding="utf-8")
+    mapping = load_mapping({"case_id": "case", "activity": "activity", "time": "time", "item_code": {"value": "I"},
+                            "activities": {"受理": {"type": "accepted"}, "审查": {"node": "review"}}})
+    result = convert(log, mapping)
+    assert [(row.number, row.line) for row in result.rejected] == [(3, 8), (4, 9)]
+    assert result.rejected[0].reason == ("activity '现场核查' is not in the mapping: add it to the mapping's activities, "
+                                         "or set 'unmapped: skip' (its rows are not steps) or 'unmapped: node' (it "
+                                         "completes the node whose id is its name)")
+    assert [(row.number, row.line) for row in result.held] == [(1, 2), (2, 7)]
+    assert result.held[0].reason.startswith("held back: row 3 (line 8) of case B1 was rejected (activity '现场核查'")
+    rejects = tmp_path / "rejects.jsonl"
+    _write_rejects(rejects, log, result)
+    assert [(r["row"], r["line"]) for r in map(orjson.loads, rejects.read_bytes().splitlines())] == [
+        (3, 8), (4, 9), (1, 2), (2, 7)]
+    letters = import_letters(result, log, "case-events", None)
+    assert letters[1].detail.startswith("log.csv, row 4 (line 9): time '03/04/2025 10:00' is not a time")
