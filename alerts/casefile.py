@@ -12,17 +12,19 @@ from alerts.calendar import WorkCalendar
 from alerts.catalog import Item
 from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, days, deadline_moment, describe_alert,
                              local_moment, moment)
-from alerts.events import CaseEvent, EventType, own_events
+from alerts.events import READ_BY_NO_RULE, CaseEvent, EventType, own_events
 from alerts.letters import REASON_TITLE
+from alerts.state import refused_type
 from alerts.timeline import process_order, read_timeline
 
 
 def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], item: Item,
               calendar: WorkCalendar, department_name: str | None = None,
               waiting: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """`waiting`: the case's refused events (event_id -> the letter's reason,
-    `sinks.queries.refused_case_events`); those it does not hold since, it waits for: until they
-    come corrected the case is not judged."""
+    """`waiting`: the case's refused events (event_id -> the letter's reason, with the type its
+    payload names as the case's state keeps it: `sinks.queries.refused_case_events(as_kept=True)`);
+    those it does not hold since, it waits for: until they come corrected the case is not judged,
+    but when they are ratings only, which no rule reads (`alerts.events.READ_BY_NO_RULE`)."""
     held = {event.event_id for event in events}
     waiting = {k: v for k, v in (waiting or {}).items() if k not in held}
     ordered = process_order(events, item)
@@ -58,8 +60,10 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
                      else _deadline_after_the_end(timeline, late_acceptance, calendar)),
         "alerts": [{**alert, "text": describe_alert(alert)} for alert in alerts],
         "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
-                        for event_id, reason in waiting.items()],
-        "waiting_text": WAITING_TEXT if waiting else None,
+                        for event_id, reason in ((k, kept.partition("@")[0]) for k, kept in waiting.items())],
+        "waiting_text": (None if not waiting else WAITING_TEXT
+                         if any(refused_type(kept) not in READ_BY_NO_RULE for kept in waiting.values())
+                         else RATINGS_ONLY_TEXT),
         "mixed_items_text": (MIXED_ITEMS_TEXT.format(
             items="、".join(sorted({e.item_code for e in events})), item=item.code,
             others="、".join(e.event_id for e in ordered if e.item_code != item.code))
@@ -70,8 +74,13 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
 # What a case whose events name two items is told (`alerts.evaluate.judge_case`).
 MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}）：按最先登记的受理所属事项 {item} 的办理流程和时限评判，"
                     "其他事项的事件（{others}）暂不计入，暂缓评判：除事件登记迟延（网下运行、网上登记）外不新发预警；"
-                    "这些事件仅为环节、决定、评议或退回时，临近到期、超时预警照常发出；已发的预警在该事项的事实"
+                    "这些事件仅为环节、决定或退回时，临近到期、超时预警照常发出，仅为评议时照常评判；已发的预警在该事项的事实"
                     "不再支持时撤销。请核实事项编码并更正来源系统的数据。")
+
+
+# What a case whose only refused events are ratings is told: it is judged as any case.
+RATINGS_ONLY_TEXT = ("该办件有评议（好差评）事件因数据不符合规范被系统拒收，请在来源系统更正并重新推送；"
+                     "评议不影响预警，办件照常评判。")
 
 
 # What a case that waits for refused events is told to the people who read its file.
@@ -80,7 +89,7 @@ MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}）：按最�
 # by a black-box test).
 WAITING_TEXT = ("该办件有事件因数据不符合规范被系统拒收，事实不完整，暂缓评判：在来源系统更正并重新推送这些事件"
                 "（由运维人员在死信队列中核对、重新提交）之前，除事件登记迟延（网下运行、网上登记）外不新发预警；"
-                "被拒收的仅为环节、决定、评议或退回事件时，临近到期、超时预警照常发出；"
+                "被拒收的仅为环节、决定或退回事件时，临近到期、超时预警照常发出；"
                 "已发的预警在已到达的事实不再支持时撤销。")
 
 

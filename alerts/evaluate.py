@@ -21,7 +21,8 @@ from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
 from alerts.describe import deadline_change, event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
-from alerts.events import NODE_EVENTS, OFF_THE_DEADLINE, CaseEvent, Channel, EventType, case_item_code, own_events
+from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel, EventType,
+                           case_item_code, own_events)
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
@@ -237,9 +238,13 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     result = evaluate(state, judge, now)
     findings, next_due = result.findings, result.next_due
     item_code = case_item_code(state.events)
-    set_aside = [e for e in state.events if e.item_code != item_code]
+    # Ratings aside: no rule reads one, so a refused rating, or one naming another item, holds
+    # nothing back (a junk rating kept a case closed without its last node from its red card: found
+    # by a black-box test).
+    holding = [kept for kept in state.refused.values() if refused_type(kept) not in READ_BY_NO_RULE]
+    set_aside = [e for e in state.events if e.item_code != item_code and e.type not in READ_BY_NO_RULE]
     standing = {k: a for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}  # published
-    if state.refused or set_aside:
+    if holding or set_aside:
         # A case whose events name two items (one of them mistyped, or a case number reused) is
         # judged under the item of its acceptance registered first (`case_item_code`) on the events
         # that name it; those that name another are set aside, and the case waits for them as for
@@ -248,7 +253,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
         # (false red cards); judged on nothing, one event of another item withdrew its true red
         # cards, and one node event of another item kept an open case from ever being overdue
         # (each found by a black-box test).
-        deadline_known = (all(refused_type(kept) in OFF_THE_DEADLINE for kept in state.refused.values())
+        deadline_known = (all(refused_type(kept) in OFF_THE_DEADLINE for kept in holding)
                           and all(e.type in OFF_THE_DEADLINE for e in set_aside))
         raised = REGISTRATION_RULES | DEADLINE_RULES if deadline_known else REGISTRATION_RULES
         findings = [f for f in findings if f.alert_id in standing or f.rule in raised]

@@ -43,6 +43,9 @@ NODE_EVENTS = frozenset({EventType.NODE_COMPLETED, EventType.RETURNED})
 # The events that cannot move a case's deadline nor end it (its acceptance, suspensions and end
 # can): a case that waits only for refused events of these is judged on its deadline.
 OFF_THE_DEADLINE = frozenset({EventType.NODE_COMPLETED, EventType.DECIDED, EventType.RATED, EventType.RETURNED})
+# The events no rule reads: a case's ratings (好差评) are scored, never judged; one refused, or of
+# another item, holds nothing back (`alerts.evaluate.judge_case`).
+READ_BY_NO_RULE = frozenset({EventType.RATED})
 # The events that end a case (办结, 撤回), unless a return stated after them reopens it (`end_in_force`).
 ENDING = frozenset({EventType.CLOSED, EventType.WITHDRAWN})
 

@@ -31,7 +31,7 @@ def cmd_cases_show(args, settings: Settings) -> int:
         migrate(client)
         events = [parse_event(e) for e in case_events_of(client, scope, args.case_id)]
         alerts = alerts_of_case(client, scope, args.case_id, tz=judge.calendar.tz)
-        waiting = refused_case_events(client, [args.case_id]).get(args.case_id, {}) if events else {}
+        waiting = refused_case_events(client, [args.case_id], as_kept=True).get(args.case_id, {}) if events else {}
         letters = [] if events else list(dead_letters(client, scope, case_id=args.case_id, tz=judge.calendar.tz))
     finally:
         client.close()

@@ -630,7 +630,7 @@ class Console:
                          for t in tickets}
             notices = {t["ticket_id"]: stored_notices(client, scope, t["ticket_id"], tz=judge.calendar.tz)
                        for t in tickets}
-            waiting = refused_case_events(client, [case_id]).get(case_id, {})
+            waiting = refused_case_events(client, [case_id], as_kept=True).get(case_id, {})
             return events, alerts, tickets, histories, notices, waiting
 
         found = await self.backend.read(read)

@@ -1290,6 +1290,30 @@ def test_a_node_event_of_another_item_does_not_keep_an_open_case_from_being_over
     assert active(moved) == set() and moved.next_due is None
 
 
+def test_a_refused_rating_holds_no_card_back():
+    """Found by a black-box test: a case closed without its approval, whose rating was refused (a
+    value outside the contract's), raised no skipped_node card, in one batch, and could not be
+    released (its letter's case waited for the rating). No rule reads a rating: the case is judged
+    as any case; a refused acceptance still holds it back."""
+    from alerts.casefile import case_file, render
+    from alerts.evaluate import step_many
+
+    j, raised_at = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    events = [ev("accepted", at(2026, 3, 2, 9), case="T4", event_id="t1"),
+              ev("node_completed", at(2026, 3, 2, 10), case="T4", node="undertake", event_id="t2"),
+              ev("closed", at(2026, 3, 2, 11), case="T4", event_id="t3")]
+    judged = step_many(None, events, [], j, at(2026, 3, 3), raised_at, refusals=[("t4", "T4", "schema@rated")])
+    assert ("skipped_node", "approve") in active(judged.outcome.state)
+    assert dict(judged.outcome.state.refused) == {"t4": "schema@rated"}  # its letter is still open
+    held = step_many(None, events, [], j, at(2026, 3, 3), raised_at, refusals=[("t0", "T4", "schema@accepted")])
+    assert not any(rule == "skipped_node" for rule, _ in active(held.outcome.state))
+    text = render(case_file(events, [], j.catalog.item(LICENCE), j.calendar, waiting={"t4": "schema@rated"}))
+    assert "评议不影响预警，办件照常评判" in text and "除事件登记迟延" not in text
+    text = render(case_file(events, [], j.catalog.item(LICENCE), j.calendar,
+                            waiting={"t4": "schema@rated", "t0": "schema@accepted"}))
+    assert "除事件登记迟延" in text and "被拒收的事件 t0：" in text
+
+
 def test_a_suspension_stated_while_another_runs_keeps_the_clock_stopped_until_both_are_resumed():
     """Found by a black-box test: hearing suspended 03-04, expert review suspended 03-05, resumed
     03-06, resumed 03-10: the second suspension was dropped and the first resumption restarted the
