@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from alerts.catalog import Catalog
+from alerts.events import READ_BY_NO_RULE
 
 PAYLOAD_BYTES = 256 * 1024  # kept of a payload; base64 of this stays well under Kafka's 1 MB record
 
@@ -454,6 +455,20 @@ def filed_under(letter: DeadLetter, department: str, region: str) -> DeadLetter:
     if letter.department or not letter.case_id:
         return letter
     return replace(letter, department=department, region=region or letter.region)
+
+
+def holds_judgement(letter: DeadLetter) -> bool:
+    """Whether a letter's refused event holds its case's judgement back (`HOLDS_ITS_CASE`, naming
+    its case and event), unless it is of a type no rule reads (a rating,
+    `alerts.events.READ_BY_NO_RULE`): an operator may close that one."""
+    if letter.reason not in HOLDS_ITS_CASE or not letter.case_id or not letter.event_id:
+        return False
+    try:  # the payload as the pipeline read it (its type read as `refused_event_type` reads it there)
+        raw = (base64.b64decode(letter.payload) if letter.payload_encoding.startswith("base64")
+               else letter.payload.encode())
+    except ValueError:
+        return True
+    return refused_event_type(raw) not in {t.value for t in READ_BY_NO_RULE}
 
 
 CLOSING_REASON_CHARS = 500

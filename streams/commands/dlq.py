@@ -235,7 +235,7 @@ def cmd_dlq_close(args, settings: Settings) -> int:
     (`sinks.writer.close_letters` closes only letters still open)."""
     import getpass
 
-    from alerts.letters import CLOSING_REASON_CHARS, HOLDS_ITS_CASE, why_not_closed
+    from alerts.letters import CLOSING_REASON_CHARS, holds_judgement, why_not_closed
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import dead_letters, stored_event_keys
@@ -271,10 +271,10 @@ def cmd_dlq_close(args, settings: Settings) -> int:
             raise SystemExit(f"sunlight: no dead letter {missing[0]} (`sunlight dlq list --all --format jsonl` "
                              f"gives the letters' ids)" + (f"; {len(missing) - 1} more not found"
                                                            if len(missing) > 1 else ""))
-        held = {(found[i]["case_id"], found[i]["event_id"]) for i in wanted
-                if found[i]["reason"] in HOLDS_ITS_CASE and found[i]["case_id"] and found[i]["event_id"]}
+        letters = [stored_letter(found[i]) for i in wanted]
+        held = {(letter.case_id, letter.event_id) for letter in letters if holds_judgement(letter)}
         stored = stored_event_keys(client, sorted(held))
-        for letter in (stored_letter(found[i]) for i in wanted):
+        for letter in letters:
             waits = (letter.case_id, letter.event_id) in held and (letter.case_id, letter.event_id) not in stored
             why = why_not_closed(letter, waits)
             if why:

@@ -34,3 +34,27 @@ def test_only_an_open_letter_whose_case_does_not_wait_for_it_is_closed():
     # An import's row not read: the operator may let its case into later imports without it.
     row = replace(LETTER, reason="unreadable_row", case_id="C3", topic="import:cases.csv")
     assert why_not_closed(row, case_waits=False) is None
+
+
+def test_a_refused_rating_holds_no_judgement_back_so_its_letter_may_be_closed():
+    """Found by a black-box test: a refused rating's letter could not be closed ("case T4 waits for
+    its event"), though no rule reads a rating (`alerts.events.READ_BY_NO_RULE`)."""
+    import orjson
+
+    from alerts.letters import holds_judgement, make_letter
+
+    def letter(event_type: str, raw: bytes | None = None):
+        payload = raw or orjson.dumps({"event_id": "T4-9", "case_id": "T4", "type": event_type, "item_code": "X"})
+        return make_letter("case-events", 0, 3, b"T4", payload, "schema", "bad rating")
+
+    assert not holds_judgement(letter("rated"))
+    assert holds_judgement(letter("accepted")) and holds_judgement(letter("node_completed"))
+    # Kept as base64 (GBK): its type read as the pipeline read it.
+    gbk = '{"event_id": "T4-9", "case_id": "T4", "type": "rated", "attrs": {"comment": "很差"}}'.encode("gbk")
+    assert letter("rated", gbk).payload_encoding.startswith("base64") and not holds_judgement(letter("rated", gbk))
+    unread = '{"event_id": "T4-9", "case_id": "T4", "type": "评议"}'.encode("gbk")
+    assert holds_judgement(letter("rated", unread))  # its type unread: it holds
+    # A letter that holds no case (a conflicting copy) holds nothing.
+    copy = make_letter("case-events", 0, 3, b"T4", orjson.dumps({"event_id": "T4-9", "case_id": "T4"}),
+                       "conflicting_duplicate", "another fact")
+    assert not holds_judgement(copy)
