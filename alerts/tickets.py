@@ -89,7 +89,7 @@ STATUS_TITLE: Mapping[TicketStatus, str] = {
 KIND_TITLE: Mapping[str, str] = {
     "opened": "生成督办件", "reply": "部门答复", "accept": "审核通过", "return": "退回重办", "close": "督办办结",
     "open": "人工督办", "withdrawn": "撤销（预警已撤回）", "overdue": "逾期未答复", "level_1": "升级至部门负责人",
-    "level_2": "升级至纪检监察机构", "alerts": "预警更新", "reopened": "重新生效",
+    "level_2": "升级至纪检监察机构", "alerts": "预警更新", "reopened": "重新生效", "held_sent": "静默结束补发通知",
 }
 
 STEP_TITLE: Mapping[str, str] = {
@@ -259,8 +259,12 @@ class Ticket:
     # department was never told of it, so no later process tells anyone of its steps either (its
     # notices are recorded, held); an inspector who opens it again by hand starts a round that is.
     quiet: bool = False
-    # Its level 1 was reached within a silence: recorded, the head not told (the level-2 notice says so).
+    # Its level 1 (level 2) was reached within a silence: recorded, the head (the discipline-inspection
+    # office) not told meanwhile; told when the silence ends, if the ticket is still waiting for the
+    # department then (`held_until`: the end of the latest silence that held a step's notice).
     level_1_held: bool = False
+    level_2_held: bool = False
+    held_until: datetime | None = None
     # Its level 2 fell due while a late reply waited for the inspector, and was taken when the
     # inspector returned that reply, at this moment: the level-2 notice says the department did
     # answer, late, and was returned (it said "仍未答复", found by a black-box test).
@@ -298,11 +302,17 @@ class Ticket:
             return self.opens_at if self.pending_alerts else None  # a coming round's opening
         if not self.active:
             return None
+        due = self.escalation_due
+        if self.held_until is not None:  # the notices a silence held, sent when it ends
+            due = self.held_until if due is None else min(due, self.held_until)
+        return due
+
+    @property
+    def escalation_due(self) -> datetime | None:
+        """When an active ticket's next escalation step falls due, if any."""
         if not self.overdue:
             return self.deadline
-        if self.escalation_level < 2:
-            return self.level_2_at
-        return None
+        return self.level_2_at if self.escalation_level < 2 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +385,7 @@ def _reached(ticket: Ticket) -> list[str]:
     told = ["contact"]
     if ticket.escalation_level >= 1 and not ticket.level_1_held:
         told.append("head")
-    if ticket.escalation_level >= 2:
+    if ticket.escalation_level >= 2 and not ticket.level_2_held:
         told.append("inspection_office")
     return told
 
@@ -552,13 +562,17 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         if silence is not None:  # opens when the silence ends, if its cards still stand
             return Outcome(replace(ticket, silenced_by=silence.silence_id, opens_at=silence.until))
         ticket = replace(ticket, round=ticket.round + 1, overdue=False, escalation_level=0, level_1_held=False,
-                         level_2_on_return=None, resolution=None, silenced_by=None, manual=False,
+                         level_2_held=False, held_until=None, level_2_on_return=None, resolution=None, silenced_by=None, manual=False,
                          quiet=ticket.pending_quiet, pending=frozenset(), pending_quiet=False, opens_at=None)
         at = max(due, ticket.last.at) if ticket.last is not None else due
         ticket = _open(ticket, calendar, at)
         versions.append(ticket)
         notices.append(_notice(ticket, Step.OPENED, at))
     if ticket.status is TicketStatus.SETTLING:
+        if (ticket.silenced_by is not None and ticket.opens_at is not None and now < ticket.opens_at
+                and not _silenced(ticket, policy, now)):
+            # The silence it waits out was expired early: it opens now (it waited for the old end).
+            ticket = replace(ticket, opens_at=now)
         if ticket.opens_at is None or now < ticket.opens_at or not ticket.open_alerts:
             return Outcome(ticket)
         at = max(ticket.opens_at, ticket.last.at) if ticket.last is not None else ticket.opens_at
@@ -569,7 +583,17 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         versions.append(ticket)
         notices.append(_notice(ticket, Step.OPENED, at))
     while ticket.active:
-        due = ticket.next_due
+        due, held_until = ticket.escalation_due, ticket.held_until
+        if held_until is not None:
+            # The silence that held a step's notice ends at `held_until`, or ended sooner (expired
+            # early: none holds the ticket now); before the next step, the notices are sent then.
+            ends = held_until if now >= held_until else now if not _silenced(ticket, policy, now) else None
+            if ends is not None and (due is None or ends <= due):
+                ticket, sent = _send_held(ticket, policy, ends)
+                if sent:
+                    versions.append(ticket)
+                    notices.extend(sent)
+                continue
         if due is None or now < due:
             break
         on_return = None
@@ -583,21 +607,54 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
             due = ticket.last.at
         # A silence stops the step's notice, never the step: the ticket's record stays true.
         silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
-        unsent = (f"（静默 {silence.silence_id} 期间，不发通知：{silence.reason}）" if silence else
-                  f"（{QUIET_NOTE}）" if ticket.quiet else "")
+        unsent = (f"（{QUIET_NOTE}）" if ticket.quiet else
+                  f"（静默 {silence.silence_id} 期间，暂不发通知，静默结束后补发：{silence.reason}）" if silence else "")
+        held = {} if silence is None or ticket.quiet else {
+            "held_until": silence.until if ticket.held_until is None else max(ticket.held_until, silence.until)}
         if not ticket.overdue:
             ticket, _ = _change(ticket, due, SYSTEM, "level_1", "答复期限已到，未答复，升级至部门负责人" + unsent,
-                                overdue=True, escalation_level=1, level_1_held=silence is not None)
+                                overdue=True, escalation_level=1, level_1_held=silence is not None, **held)
             step = Step.LEVEL_1
         else:
             why = "逾期答复经审核退回" if on_return is not None else "逾期仍未答复"
             ticket, _ = _change(ticket, due, SYSTEM, "level_2", f"{why}，升级至纪检监察机构" + unsent,
-                                escalation_level=2, level_2_on_return=on_return)
+                                escalation_level=2, level_2_on_return=on_return, level_2_held=silence is not None,
+                                **held)
             step = Step.LEVEL_2
         versions.append(ticket)
         if silence is None:
             notices.append(_notice(ticket, step, due))
     return Outcome(ticket, tuple(versions), tuple(notices))
+
+
+def ended_sooner(before: tuple[Silence, ...], after: tuple[Silence, ...]) -> bool:
+    """Whether a silence of `before` ends sooner in `after` (expired early, or gone): the tickets
+    that wait it out are to be looked at again now, not at its old end."""
+    ends = {s.silence_id: s.until for s in after}
+    return any(ends.get(s.silence_id) is None or ends[s.silence_id] < s.until for s in before)
+
+
+def _silenced(ticket: Ticket, policy: TicketPolicy, at: datetime) -> "Silence | None":
+    """The silence in force for the ticket's item or department at `at`, if any."""
+    return next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, at)), None)
+
+
+def _send_held(ticket: Ticket, policy: TicketPolicy, at: datetime) -> tuple[Ticket, list[Notice]]:
+    """The escalation notices a silence held, sent when it ends, if the ticket still waits for the
+    department: its head, its discipline-inspection office told then, as a change of its own.
+    Before, a level 2 reached within a silence was never sent: nobody was told of an escalated
+    ticket (found by a black-box test). A silence in force at its end (extended, or another one)
+    holds them until that one ends."""
+    silence = _silenced(ticket, policy, at)
+    if silence is not None:  # (it covers `at`, so it ends later: the clock moves on)
+        return replace(ticket, held_until=silence.until), []
+    if ticket.last is not None and at < ticket.last.at:  # a ticket's history never runs backwards
+        at = ticket.last.at
+    steps = [step for step, held in ((Step.LEVEL_1, ticket.level_1_held), (Step.LEVEL_2, ticket.level_2_held)) if held]
+    ticket, _ = _change(ticket, at, SYSTEM, "held_sent", "静默已结束，补发静默期间未发出的升级通知（" +
+                        "、".join(STEP_TITLE[step.value] for step in steps) + "）",
+                        level_1_held=False, level_2_held=False, held_until=None)
+    return ticket, [_notice(ticket, step, at) for step in steps]
 
 
 def _times(ticket: Ticket, calendar: WorkCalendar, at: datetime) -> dict[str, datetime]:
@@ -630,7 +687,7 @@ def standing_notices(ticket: Ticket) -> list[Notice]:
     notices = [_notice(ticket, Step.OPENED, ticket.opened_at)]
     if ticket.escalation_level >= 1 and ticket.deadline is not None and not ticket.level_1_held:
         notices.append(_notice(ticket, Step.LEVEL_1, ticket.deadline))  # a silence held it: never due
-    if ticket.escalation_level >= 2 and ticket.level_2_at is not None:
+    if ticket.escalation_level >= 2 and ticket.level_2_at is not None and not ticket.level_2_held:
         notices.append(_notice(ticket, Step.LEVEL_2, ticket.level_2_at))
     if ticket.last is not None and ticket.last.kind == ActionKind.RETURN.value:
         notices.append(_notice(ticket, Step.RETURNED, ticket.last.at))
@@ -796,7 +853,7 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
         base = replace(ticket, round=ticket.round + 1) if ticket.opened_at is not None else ticket
     base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True, quiet=False,
                    status=TicketStatus.SETTLING, overdue=False, escalation_level=0, level_1_held=False,
-                   level_2_on_return=None, resolution=None, pending=frozenset(), pending_quiet=False,
+                   level_2_held=False, held_until=None, level_2_on_return=None, resolution=None, pending=frozenset(), pending_quiet=False,
                    opens_at=None, silenced_by=None, actions=base.actions | {action.action_id})
     # At the later of the action's time and the ticket's last change, as every action (a round
     # opened again "on 05-10" of a ticket closed on 06-01 was dated before its closing: an

@@ -36,7 +36,7 @@ from streams.settings import Settings
 from streams.codec import stored_index_entry
 from streams.peer_steps import PeerSteps
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, home_partition
-from streams.store import CaseStore, GroupStore, HeldDecisions, forget_partitions
+from streams.store import CaseStore, GroupStore, HeldDecisions, forget_partitions, held_keys
 from streams.notice_resend import NoticeResend
 from streams.notices import NoticeLog, NoticeSteps, stored_notice_partition
 from streams.read_back import StoreReadBack
@@ -529,11 +529,21 @@ class Pipeline:
             return _silences(self.writer.client)
 
     async def reload_silences(self) -> None:
-        """Silences added or expired (by `sunlight silences`, in the store) take effect here."""
+        """Silences added or expired (by `sunlight silences`, in the store) take effect here. One
+        that ends sooner (expired early) has every case's tickets this worker holds looked at now:
+        those waiting it out open, and the notices it held are sent (they waited for its old end)."""
+        from alerts.tickets import ended_sooner
+
         try:
-            self.silences = await self.writer.run(_silences)
+            silences = await self.writer.run(_silences)
         except Exception as exc:  # the store is down: the silences in force stay
             log.warning("could not read the silences from the store, keeping %d: %s", len(self.silences), exc)
+            return
+        before, self.silences = self.silences, silences
+        if ended_sooner(before, silences) and self.index_ready:
+            for case_id in held_keys(self.ticket_store):
+                partition = home_partition(case_id, self.settings.partitions)
+                self.ticket_index.schedule(case_id, self.clock.now(partition), partition)
 
     # -- rebalancing ---------------------------------------------------------------------------------
 

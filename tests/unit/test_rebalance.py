@@ -189,3 +189,31 @@ def test_a_rebuild_overtaken_by_the_next_rebalance_indexes_no_partition_on_its_w
     asyncio.run(overtaken())
     assert worker.index_ready
     assert keys[0]["cases"] in worker.index and keys[1]["cases"] not in worker.index
+
+
+def test_a_silence_expired_early_has_the_tickets_held_here_looked_at_now(tmp_path):
+    """The tickets that wait out a silence are due at its end; one expired early (`sunlight
+    silences expire`) left them waiting for the old end: the reload of the silences has every case
+    whose tickets this worker holds looked at at once (streams.app.Pipeline.reload_silences)."""
+    from datetime import datetime, timezone
+
+    from alerts.tickets import Silence, ended_sooner
+
+    worker = pipeline(tmp_path)
+    worker.index_ready = True
+    case = case_in(1)
+    worker.tickets_table.data[case] = b"{}"  # a case whose tickets this worker holds
+    silence = Silence("S1", datetime(2030, 1, 1, tzinfo=timezone.utc), "机构调整", department="SCJG")
+    worker.silences = (silence,)
+    now = datetime(2026, 3, 5, tzinfo=timezone.utc)
+    worker.clock = SimpleNamespace(now=lambda partition=None: now)
+
+    async def stored(fn):  # the store's silences: the same, expired
+        return (Silence("S1", datetime(2026, 3, 4, tzinfo=timezone.utc), "机构调整", department="SCJG"),)
+
+    worker.writer.run = stored
+    asyncio.run(worker.reload_silences())
+    assert worker.ticket_index.pop_due(lambda partition: now) == [(case, 1, now)]
+    # Unchanged, or only a new silence: nothing is looked at again.
+    assert not ended_sooner((silence,), (silence,))
+    assert not ended_sooner((), (silence,)) and ended_sooner((silence,), ())

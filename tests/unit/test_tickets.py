@@ -575,14 +575,65 @@ def test_a_silence_stops_an_escalation_s_notice_but_not_the_escalation():
     silence = Silence("S2", datetime(2026, 3, 9, tzinfo=CST), "机构调整", department="SCJG")
     out = advance(t, replace(POLICY, silences=(silence,)), CAL, datetime(2026, 3, 20, tzinfo=CST))
     assert out.ticket.escalation_level == 2 and out.ticket.overdue
-    assert [n.step for n in out.notices] == [Step.LEVEL_2]  # level 1 fell in the silence, level 2 after it
-    assert "静默 S2" in out.versions[0].last.text
-    # Recorded again after a redelivery, the record's notices leave out the one the silence held
-    # (before, level 1 was among them, and the notifier, which never had it, sent it weeks late:
-    # found by review).
+    # Level 1 fell in the silence: recorded, its notice held, and sent when the silence ended,
+    # before level 2 (before, the head was never told: found by a black-box test).
+    assert [(n.step, n.at) for n in out.notices] == [(Step.LEVEL_1, silence.until),
+                                                         (Step.LEVEL_2, out.ticket.level_2_at)]
+    assert [v.last.kind for v in out.versions] == ["level_1", "held_sent", "level_2"]
+    assert "静默 S2" in out.versions[0].last.text and out.versions[1].last.at == silence.until
+    assert "补发" in out.versions[1].last.text
     from alerts.tickets import standing_notices
 
-    assert [n.step for n in standing_notices(out.ticket)] == [Step.OPENED, Step.LEVEL_2]
+    assert [n.step for n in standing_notices(out.ticket)] == [Step.OPENED, Step.LEVEL_1, Step.LEVEL_2]
+    # Recorded again after a redelivery while the silence still holds it, the record's notices leave
+    # out the one held (before, the notifier, which never had it, sent it during the silence: found
+    # by review).
+    during = advance(t, replace(POLICY, silences=(silence,)), CAL, datetime(2026, 3, 8, tzinfo=CST))
+    assert during.notices == () and during.ticket.level_1_held and during.ticket.next_due == silence.until
+    assert [n.step for n in standing_notices(during.ticket)] == [Step.OPENED]
+
+
+def test_escalations_within_a_silence_are_told_when_it_ends_unless_the_ticket_ended_or_another_silence_holds():
+    """Found by a black-box test: a level 2 reached within a silence was never sent, after it
+    neither: the discipline-inspection office never learnt of an escalated ticket."""
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    long = Silence("S3", datetime(2026, 3, 16, tzinfo=CST), "机构调整", department="SCJG")
+    policy = replace(POLICY, silences=(long,))
+    both = advance(t, policy, CAL, datetime(2026, 3, 13, tzinfo=CST))
+    assert both.ticket.escalation_level == 2 and both.notices == ()
+    assert both.ticket.next_due == long.until
+    ended = advance(both.ticket, policy, CAL, datetime(2026, 3, 16, 0, 0, 1, tzinfo=CST))
+    assert [(n.step, n.at) for n in ended.notices] == [(Step.LEVEL_1, long.until), (Step.LEVEL_2, long.until)]
+    assert ended.ticket.held_until is None and not ended.ticket.level_2_held
+    assert advance(ended.ticket, policy, CAL, datetime(2026, 4, 1, tzinfo=CST)).notices == ()  # once
+    # Extended meanwhile (another silence from its end): held until that one ends.
+    longer = replace(POLICY, silences=(long, Silence("S4", datetime(2026, 3, 20, tzinfo=CST), "延长",
+                                                      department="SCJG")))
+    still = advance(both.ticket, longer, CAL, datetime(2026, 3, 17, tzinfo=CST))
+    assert still.notices == () and still.ticket.held_until == datetime(2026, 3, 20, tzinfo=CST)
+    # Expired early (its end moved to 03-14 10:00): told at the next tick after that, not on 03-16.
+    early = replace(POLICY, silences=(replace(long, until=datetime(2026, 3, 14, 10, tzinfo=CST)),))
+    told = advance(both.ticket, early, CAL, datetime(2026, 3, 14, 10, 0, 1, tzinfo=CST))
+    assert [n.step for n in told.notices] == [Step.LEVEL_1, Step.LEVEL_2]
+    assert told.versions[-1].last.at == datetime(2026, 3, 14, 10, 0, 1, tzinfo=CST)
+    # Closed within the silence: nobody is told of an escalation that is over.
+    closed = on_action(both.ticket, action("close", both.ticket.version, INSPECTORS, "已核实"), CAL,
+                       datetime(2026, 3, 14, tzinfo=CST))
+    assert [n.recipient for n in closed.notices] == ["contact"]  # only whom the round reached
+    assert advance(closed.ticket, policy, CAL, datetime(2026, 4, 1, tzinfo=CST)).notices == ()
+
+
+def test_a_ticket_waiting_out_a_silence_expired_early_opens_at_the_next_tick():
+    """An inspector who ended a silence early (`silences expire`) saw its tickets open only at the
+    silence's old end: the ticket kept the end it was told when it began to wait."""
+    silence = Silence("S5", datetime(2026, 3, 20, tzinfo=CST), "机构调整", department="SCJG")
+    waiting = on_alert(None, alert(), replace(POLICY, silences=(silence,)), CAL,
+                       datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    assert waiting.status.value == "settling" and waiting.opens_at == silence.until
+    expired = replace(POLICY, silences=(replace(silence, until=datetime(2026, 3, 5, 9, tzinfo=CST)),))
+    out = advance(waiting, expired, CAL, datetime(2026, 3, 5, 9, 0, 1, tzinfo=CST))
+    assert out.ticket.status.value == "open" and [n.step for n in out.notices] == [Step.OPENED]
+    assert out.ticket.opened_at == datetime(2026, 3, 5, 9, 0, 1, tzinfo=CST)
 
 
 def test_a_ticket_s_record_says_which_notices_were_due():
@@ -662,9 +713,14 @@ def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
         return render_notice(notice, out.ticket, catalog, texts).body
 
     assert "已向部门负责人发出督促通知（送达情况见通知记录），至" in level_2_body(load_catalog(raw))
+    # A silence held level 1's notice until it ended, before level 2: the head was told then.
     silence = Silence("S2", datetime(2026, 3, 9, tzinfo=CST), "机构调整", department="SCJG")
     held = level_2_body(load_catalog(raw), replace(POLICY, silences=(silence,)))
-    assert "静默期，未通知部门负责人" in held and "经提请" not in held
+    assert "已向部门负责人发出督促通知" in held and "经提请" not in held
+    # One made from history (quiet) told nobody of its level 1: the office is told so.
+    from alerts.notices import level_1_note
+
+    assert "静默期，未通知部门负责人" in level_1_note(replace(t, level_1_held=True), load_catalog(raw).departments["SCJG"])
     scjg = raw["departments"][0]
     scjg["head"] = {"name": "市场监管局局长"}  # no address
     scjg["contact"] = {"name": "法规科"}  # no address either
