@@ -19,7 +19,8 @@ from typing import Any, Mapping
 
 import orjson
 
-from alerts.events import OFF_THE_DEADLINE, CaseEvent, EventType, case_item_code, end_in_force, parse_event, suspended_at_last
+from alerts.events import (OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, EventType, case_item_code, end_in_force,
+                           parse_event, suspended_at_last)
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
@@ -202,11 +203,14 @@ UNTYPED_REASONS = frozenset({"case_incomplete", "unreadable_row"})
 
 def cautious(kept: str, other: str) -> str:
     """Of two records of one event refused twice (sent again, refused again, as another type), the
-    one that holds more back: untyped, or of a type that can move the case's deadline."""
-    def holds(value: str) -> bool:
-        return refused_type(value) not in OFF_THE_DEADLINE
+    one that holds more back: untyped, or of a type that can move the case's deadline, before one
+    that cannot, before a rating, which holds nothing back (kept first, a rating refused again as a
+    node let the case raise false skipped_node cards: found by review)."""
+    def holds(value: str) -> int:
+        kind = refused_type(value)
+        return 0 if kind in READ_BY_NO_RULE else 1 if kind in OFF_THE_DEADLINE else 2
 
-    return other if holds(other) and not holds(kept) else kept
+    return other if holds(other) > holds(kept) else kept
 
 
 def refused_type(kept: str) -> EventType | None:

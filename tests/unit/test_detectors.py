@@ -594,6 +594,14 @@ def test_an_event_refused_twice_is_kept_by_its_more_cautious_record_and_import_h
     judged = judge_case(again, judge(), at(2026, 4, 20, 12), datetime(2026, 1, 1, tzinfo=timezone.utc)).state
     assert "overdue" not in {a.rule.value for a in judged.alerts.values()}
     assert refusal("case_incomplete", "node_completed") == "case_incomplete"
+    # A rating holds nothing back: refused again as a node, the node's record is kept, whichever
+    # came first (kept first, the rating let the case raise false skipped_node cards: found by review).
+    from alerts.state import cautious
+
+    for first, second in (("schema@rated", "unknown_node@node_completed"),
+                          ("unknown_node@node_completed", "schema@rated")):
+        assert cautious(first, second) == "unknown_node@node_completed"
+    assert cautious("schema@rated", "schema") == "schema"
 
 
 def test_a_card_withdrawn_by_several_new_facts_at_once_names_the_events_registered_since():
