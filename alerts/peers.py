@@ -143,8 +143,15 @@ class Decision:
     stored: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
-    def order_key(self) -> tuple[datetime, str]:
-        return (self.decided_at, self.event_id)
+    def order_key(self) -> tuple[datetime, str, str]:
+        return (self.decided_at, self.event_id, self.case_id)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Its case and event: an event id is its case's (a log numbering its rows 1..n within each
+        case gives the decisions of two cases one id: keyed by the id alone, the second was taken
+        for the first redelivered, and left out of the comparison: found by review)."""
+        return (self.case_id, self.event_id)
 
     @property
     def outlier(self) -> bool:
@@ -355,19 +362,18 @@ def add_decisions(group: PeerGroup | None, facts: Sequence[PenaltyFact], config:
     intermediate ones."""
     group = group or PeerGroup(facts[0].group)
     decisions = list(group.decisions)
-    by_event = {d.event_id for d in decisions}
-    redelivered: set[str] = set()
+    held = {d.key for d in decisions}
+    redelivered: set[tuple[str, str]] = set()
     for fact in facts:
-        if fact.event_id in by_event:
-            redelivered.add(fact.event_id)
+        if (fact.case_id, fact.event_id) in held:
+            redelivered.add((fact.case_id, fact.event_id))
             continue
-        key = (fact.decided_at, fact.event_id)
-        index = bisect_left(decisions, key, key=lambda d: (d.decided_at, d.event_id))
+        index = bisect_left(decisions, (fact.decided_at, fact.event_id, fact.case_id), key=lambda d: d.order_key)
         decisions.insert(index, Decision(fact.decided_at, fact.event_id, fact.case_id, fact.amount,
                                          fact.within_benchmark))
-        by_event.add(fact.event_id)
-    added = {f.event_id for f in facts}
-    touched = [i for i, d in enumerate(decisions) if d.event_id in added]
+        held.add((fact.case_id, fact.event_id))
+    added = {(f.case_id, f.event_id) for f in facts}
+    touched = [i for i, d in enumerate(decisions) if d.key in added]
     if not touched:
         return group, []
     first = touched[0]
@@ -385,7 +391,7 @@ def add_decisions(group: PeerGroup | None, facts: Sequence[PenaltyFact], config:
             window = _Window(decisions, position, config)
         verdict = window.verdict(decisions, position, group)
         current = decisions[position]
-        if verdict is not None and (verdict.digest != current.sent or current.event_id in redelivered):
+        if verdict is not None and (verdict.digest != current.sent or current.key in redelivered):
             verdicts.append(verdict)
             decisions[position] = replace(current, sent=verdict.digest, stored=None)
         window.advance(current)
@@ -453,7 +459,7 @@ def seed_group(facts: Sequence[PenaltyFact], config: RuleConfig = RuleConfig()) 
 
 
 def seed_group_with_verdicts(facts: Sequence[PenaltyFact], config: RuleConfig = RuleConfig()
-                             ) -> tuple[PeerGroup | None, dict[str, Verdict]]:
+                             ) -> tuple[PeerGroup | None, dict[tuple[str, str], Verdict]]:
     """A group rebuilt from stored decisions, in decision order, as if it had judged them all
     (their verdicts are taken as sent: the stored alerts hold them), with each decision's final
     verdict (the caller sends those its case does not hold: judged under another catalog).
@@ -465,9 +471,10 @@ def seed_group_with_verdicts(facts: Sequence[PenaltyFact], config: RuleConfig = 
     with long ids): which of the oldest decisions are dropped there depends on how many came at
     once, by a few, for seeding as for the pipeline's units."""
     group = None
-    final: dict[str, Verdict] = {}  # each decision's verdict as the group last judged it (`Decision.sent`)
-    ordered = sorted(facts, key=lambda f: (f.decided_at, f.event_id))
+    # Each decision's verdict as the group last judged it (`Decision.sent`), by case and event.
+    final: dict[tuple[str, str], Verdict] = {}
+    ordered = sorted(facts, key=lambda f: (f.decided_at, f.event_id, f.case_id))
     for start in range(0, len(ordered), config.outlier_window):
         group, verdicts = add_decisions(group, ordered[start:start + config.outlier_window], config)
-        final.update((v.event_id, v) for v in verdicts)
+        final.update(((v.case_id, v.event_id), v) for v in verdicts)
     return group, final

@@ -363,3 +363,21 @@ def test_fines_of_one_violation_written_two_ways_are_one_another_s_peers():
     assert {f.group for f in facts} == {f"{PENALTY}\x1f7"}
     group, sent = feed(facts)
     assert latest(sent)["E30"] is True and len(group.decisions) == 21
+
+
+def test_decisions_of_two_cases_under_one_event_id_are_two_peers():
+    """Found by review: an event id is its case's (a log numbering its rows 1..n within each case
+    gives every case's decision the id "3"); keyed by the id alone, a group kept one decision of
+    thirty, the others taken for its redeliveries, and their outlier cards were never judged."""
+    from alerts.peers import seed_group_with_verdicts
+
+    same_id = [PenaltyFact(f"C{i}", "3", PENALTY, "V1", 10_000.0, START + timedelta(minutes=i)) for i in range(30)]
+    same_id.append(PenaltyFact("C30", "3", PENALTY, "V1", 500_000.0, START + timedelta(minutes=30)))
+    group, sent = feed(same_id)
+    assert len(group.decisions) == 31
+    assert [(v.case_id, v.outlier) for v in sent if v.outlier] == [("C30", True)]
+    seeded, final = seed_group_with_verdicts(same_id)
+    assert len(seeded.decisions) == 31 and final[("C30", "3")].outlier
+    # One decision sent again is still one decision.
+    again, _ = add_decision(group, same_id[5])
+    assert len(again.decisions) == 31
