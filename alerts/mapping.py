@@ -117,6 +117,9 @@ def _source(raw: Any, where: str) -> dict[str, str]:
         return {"column": raw}
     if isinstance(raw, dict) and len(raw) == 1 and next(iter(raw)) in ("column", "value"):
         key, value = next(iter(raw.items()))
+        if (key == "value" and where.startswith("attrs.") and isinstance(value, (int, float))
+                and not isinstance(value, bool)):
+            return {key: str(value)}  # an attribute's number meant as one (promised_days: {value: 20}), as before
         return {key: _text(value, f"{where}.{key}") if key == "value" else str(value)}
     raise MappingError(f"mapping: {where} must be a column name, {{column: NAME}} or {{value: CONSTANT}}")
 
@@ -238,12 +241,16 @@ def nodes_left_undone(mapping: LogMapping, item: Item) -> list[str]:
     traffic log with its net imported by import-pnml, one per case (found by a black-box test).
     One sentence per such activity, saying what to add."""
     done_by_steps = {rule.node for rule in mapping.activities.values() if rule.type is EventType.NODE_COMPLETED}
+    # A node no card can be raised for is no accusation: optional, and required by no other node
+    # (before, an optional 不予许可 branch's task named like the closing refused the import: found
+    # by review).
+    accusing = {n.id for n in item.nodes if n.required} | {r for n in item.nodes for r in n.requires}
     why = []
     for activity, rule in mapping.activities.items():
         if rule.type not in (EventType.DECIDED, EventType.ACCEPTED, EventType.CLOSED):
             continue
         for node in item.nodes:
-            if not _named_as(activity, node) or node.id in done_by_steps:
+            if not _named_as(activity, node) or node.id in done_by_steps or node.id not in accusing:
                 continue
             if rule.type is EventType.DECIDED:
                 if item.decided_completes and item.decision_node == node.id:

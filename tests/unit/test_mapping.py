@@ -416,6 +416,12 @@ def test_a_case_level_activity_that_is_also_a_node_nothing_completes_is_named_wi
     assert nodes_left_undone(zh, _item([{"id": "作出_许可决定", "name": "决定"}])) == []  # a step completes it
     zh = load_mapping({**MAPPING, "activities": {"作出许可决定": {"type": "decided"}}})
     assert len(nodes_left_undone(zh, _item([{"id": "Activity_decide", "name": "作出许可决定"}]))) == 1
+    # An optional node no other node requires raises no card: no accusation, not refused (found by
+    # review: a 不予许可 branch's optional task named like the closing refused the import).
+    optional = [{"id": "Activity_decide", "name": "作出许可决定", "required": False}]
+    assert nodes_left_undone(zh, _item(optional)) == []
+    required_by_another = optional + [{"id": "serve", "name": "送达", "requires": ["Activity_decide"]}]
+    assert len(nodes_left_undone(zh, _item(required_by_another))) == 1
 
 
 def test_a_date_on_a_daylight_saving_switch_day_runs_to_the_zone_s_midnight():
@@ -456,6 +462,9 @@ def test_activity_names_and_node_ids_yaml_reads_as_numbers_or_booleans_are_refus
         assert said in str(refused.value)
     quoted = load_mapping(yaml.safe_load(head + "activities:\n  '01': {type: accepted}\n  'No': {node: '1.10'}\n"))
     assert set(quoted.activities) == {"01", "No"} and quoted.activities["No"].node == "1.10"
+    # An attribute's number is meant as one (found by review: `promised_days: {value: 20}` was refused).
+    numbered = load_mapping(yaml.safe_load(head + "activities: {}\nattrs:\n  promised_days: {value: 20}\n"))
+    assert numbered.attrs["promised_days"] == {"value": "20"}
 
 
 def test_unmapped_node_activities_the_catalog_has_under_other_ids_are_refused_naming_those_ids(tmp_path):
