@@ -463,12 +463,20 @@ def holds_judgement(letter: DeadLetter) -> bool:
     `alerts.events.READ_BY_NO_RULE`): an operator may close that one."""
     if letter.reason not in HOLDS_ITS_CASE or not letter.case_id or not letter.event_id:
         return False
-    try:  # the payload as the pipeline read it (its type read as `refused_event_type` reads it there)
-        raw = (base64.b64decode(letter.payload) if letter.payload_encoding.startswith("base64")
-               else letter.payload.encode())
+    return stored_event_type(letter.payload, letter.payload_encoding) not in {t.value for t in READ_BY_NO_RULE}
+
+
+def stored_event_type(payload: str, encoding: str) -> str | None:
+    """The type a letter's payload names, read from it as the store keeps it (base64 when it was not
+    UTF-8: GBK, say) as the pipeline read it when it refused it (`refused_event_type`); None when it
+    names none. Read by SQL's JSON functions, a base64 payload named none: a GBK rating held its
+    case back once the case was read back from the store, not while the pipeline held it (found by
+    review)."""
+    try:
+        raw = base64.b64decode(payload) if encoding.startswith("base64") else payload.encode()
     except ValueError:
-        return True
-    return refused_event_type(raw) not in {t.value for t in READ_BY_NO_RULE}
+        return None
+    return refused_event_type(raw)
 
 
 CLOSING_REASON_CHARS = 500

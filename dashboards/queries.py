@@ -57,6 +57,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from alerts.events import READ_BY_NO_RULE
 from alerts.letters import HOLDS_ITS_CASE, OVERTAKEN_ACTIONS, REASON_ADVICE, REASON_TITLE
 from alerts.model import RULE_TITLE, SEVERITY_TITLE
 from alerts.tickets import STATUS_TITLE as TICKET_STATUS_TITLE
@@ -700,19 +701,23 @@ ORDER BY letters DESC, reason
 """,
 )
 
+# Not a rating's: no rule reads one, so it holds no judgement back (`alerts.events.READ_BY_NO_RULE`;
+# one kept as base64, GBK, is read by no SQL, and listed).
 _HOLDING_LETTERS = f"""status = 'open' AND reason IN {_sql_array(sorted(HOLDS_ITS_CASE))}
-    AND case_id IS NOT NULL AND event_id IS NOT NULL"""
+    AND case_id IS NOT NULL AND event_id IS NOT NULL
+    AND JSONExtractString(payload, 'type') NOT IN {_sql_array(sorted(t.value for t in READ_BY_NO_RULE))}"""
 
 CASES_WAITING = Panel(
     name="cases_waiting",
     title="暂缓评判的办件",
     description="有事件被拒收（进入死信队列）而事实不完整的办件：在更正的事件重新提交（sunlight dlq redrive）之前，"
-                "除事件登记迟延外不新发预警（被拒收的仅为评议事件时照常评判；仅为环节、决定或退回事件时，临近到期、超时预警照常发出）。"
+                "除事件登记迟延外不新发预警（被拒收的仅为环节、决定或退回事件时，临近到期、超时预警照常发出；"
+                "被拒收的评议不影响评判，不列入）。"
                 "最早的在前，最多200件。",
     doc="Cases that wait for refused events (open dead letters that name the case and an event it "
         "does not hold, docs/faults.md): until the events come corrected they raise no alert but late "
-        "registrations (and their deadline's, when only node, decision or return events are refused; "
-        "a case whose only refused events are ratings is judged in full); the oldest first, at most 200.",
+        "registrations (and their deadline's, when only node, decision or return events are refused); "
+        "refused ratings hold nothing back and are not listed; the oldest first, at most 200.",
     labels={"case_id": "办件编号", "department_name": "部门", "refused_events": "被拒收事件数", "reasons": "原因",
             "since": "最早拒收时间"},
     columns=("case_id", "department_name", "refused_events", "reasons", "since"),

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from alerts.letters import HOLDS_ITS_CASE
+from alerts.events import READ_BY_NO_RULE
+from alerts.letters import HOLDS_ITS_CASE, stored_event_type
 from alerts.state import cautious, refusal
 from sinks.scope import Scope, ScopedQuery
 from sinks.rows import TICKET_ROUND
@@ -228,10 +229,15 @@ def refused_case_events(client, case_ids: list[str] | None = None,
     parameters: dict[str, Any] = {"holding": sorted(HOLDS_ITS_CASE), **_of_cases(case_ids)}
     if case_ids is not None:
         conditions.append(_OF_CASES)
-    query = ScopedQuery("case_id, event_id, reason, JSONExtractString(payload, 'type')", "dead_letters FINAL",
+    # The type by SQL's JSON functions; a payload kept as base64 (not UTF-8) is read here, as the
+    # pipeline read it (`alerts.letters.stored_event_type`).
+    query = ScopedQuery("case_id, event_id, reason, JSONExtractString(payload, 'type'), "
+                        "if(startsWith(payload_encoding, 'base64'), payload, '')", "dead_letters FINAL",
                         where=" AND ".join(conditions), tail="ORDER BY received_at, letter_id")
     out: dict[str, dict[str, str]] = {}
-    for case_id, event_id, reason, event_type in query.run(client, Scope.everything(), parameters):
+    for case_id, event_id, reason, event_type, encoded in query.run(client, Scope.everything(), parameters):
+        if encoded:
+            event_type = stored_event_type(encoded, "base64") or ""
         waits = out.setdefault(case_id, {})
         kept = refusal(reason, event_type) if as_kept else reason
         if event_id not in waits:
@@ -289,6 +295,11 @@ def dead_letters(client, scope: Scope, reason: str | None = None, include_done: 
         yield record
 
 
+# Not a rating's letter: no rule reads one, so it holds no judgement back (`READ_BY_NO_RULE`).
+_NOT_RATINGS = ("JSONExtractString(payload, 'type') NOT IN ("
+                + ", ".join(f"'{t.value}'" for t in sorted(READ_BY_NO_RULE)) + ")")
+
+
 REFUSED_EVENT_COLUMNS = ("letter_id", "reason", "detail", "case_id", "event_id", "department", "received_at")
 
 
@@ -299,8 +310,8 @@ def refused_events_page(client, scope: Scope, limit: int, offset: int = 0,
     since (corrected and pushed again under its id: as the dashboards' 暂缓评判的办件 reads them),
     newest first, `limit` from `offset`; and how many there are. A conflicting copy, a case too
     large, Sunlight's own failures and refused ticket actions hold no case: not listed."""
-    where = (f"{_HOLDING} AND (case_id, event_id) NOT IN (SELECT case_id, event_id FROM case_events "
-             f"WHERE case_id IN (SELECT case_id FROM dead_letters FINAL WHERE {_HOLDING}))")
+    where = (f"{_HOLDING} AND {_NOT_RATINGS} AND (case_id, event_id) NOT IN (SELECT case_id, event_id FROM "
+             f"case_events WHERE case_id IN (SELECT case_id FROM dead_letters FINAL WHERE {_HOLDING}))")
     parameters: dict[str, Any] = {"holding": sorted(HOLDS_ITS_CASE)}
     (total,), = ScopedQuery("count()", "dead_letters FINAL", where=where).run(client, scope, parameters)
     rows = ScopedQuery(", ".join(REFUSED_EVENT_COLUMNS), "dead_letters FINAL", where=where,

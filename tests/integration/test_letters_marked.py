@@ -63,3 +63,41 @@ def test_a_close_and_a_redrive_of_one_letter_mark_it_once_whichever_comes_second
     finally:
         client.close()
     assert stored == {"closed-first": ("closed", "张三", 2), "redriven-first": ("redriven", None, 2)}
+
+
+def test_a_refused_gbk_rating_read_back_from_the_store_holds_its_case_no_more_than_in_the_pipeline(tmp_path):
+    """Found by review: a rating in GBK is kept as base64; the pipeline read its type (rated: it
+    holds nothing back), but the store's read named none (SQL's JSON functions cannot read base64),
+    so a case read back from the store held everything back."""
+    from datetime import datetime, timezone
+
+    from alerts.letters import make_letter
+    from sinks.queries import refused_case_events
+    from sinks.rows import dead_letter_row, to_arrow
+
+    gbk = '{"event_id": "R1", "case_id": "G1", "type": "rated", "attrs": {"comment": "很差"}}'.encode("gbk")
+    letter = make_letter("case-events", 0, 4, b"G1", gbk, "invalid_utf8", "not UTF-8")
+    assert letter.payload_encoding.startswith("base64")
+    plain = make_letter("case-events", 0, 5, b"G2", orjson.dumps({"event_id": "N1", "case_id": "G2",
+                                                                  "type": "node_completed"}), "unknown_node", "x")
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        at = datetime(2026, 3, 5, tzinfo=timezone.utc)
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(letter, at),
+                                                                       dead_letter_row(plain, at)]))
+        assert refused_case_events(client, ["G1", "G2"], as_kept=True) == {
+            "G1": {"R1": "invalid_utf8@rated"}, "G2": {"N1": "unknown_node@node_completed"}}
+        # A rating's letter in UTF-8 holds nothing back: not among the console's refused events that
+        # hold their case, nor on the 暂缓评判 panel (found by review: listed, while judged in full).
+        from dashboards.queries import CASES_WAITING
+        from sinks.queries import refused_events_page
+
+        rating = make_letter("case-events", 0, 6, b"G3", orjson.dumps({"event_id": "R3", "case_id": "G3",
+                                                                        "type": "rated", "rating": 9}), "schema", "x")
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(rating, at)]))
+        listed, total = refused_events_page(client, Scope.everything(), 10)
+        assert {r["case_id"] for r in listed} == {"G1", "G2"} and total == 2
+        assert {row[0] for row in client.query(CASES_WAITING.sql).result_rows} == {"G1", "G2"}
+    finally:
+        client.close()
