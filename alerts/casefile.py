@@ -28,6 +28,8 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
     held = {event.event_id for event in events}
     waiting = {k: v for k, v in (waiting or {}).items() if k not in held}
     ordered = process_order(events, item)
+    # The events of another item that hold its judgement back (a rating holds nothing back).
+    set_aside = [e for e in ordered if e.item_code != item.code and e.type not in READ_BY_NO_RULE]
     timeline = read_timeline(own_events(events, item.code), item)  # its deadline, as it is judged
     local = calendar.local
     first = ordered[0] if ordered else None
@@ -66,15 +68,14 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
                          else RATINGS_ONLY_TEXT),
         "mixed_items_text": (MIXED_ITEMS_TEXT.format(
             items="、".join(sorted({e.item_code for e in events})), item=item.code,
-            others="、".join(e.event_id for e in ordered if e.item_code != item.code))
-            if len({e.item_code for e in events}) > 1 else None),
+            others="、".join(e.event_id for e in set_aside)) if set_aside else None),
     }
 
 
 # What a case whose events name two items is told (`alerts.evaluate.judge_case`).
-MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}）：按最先登记的受理所属事项 {item} 的办理流程和时限评判，"
+MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}）：按多数事件所属事项 {item} 的办理流程和时限评判，"
                     "其他事项的事件（{others}）暂不计入，暂缓评判：除事件登记迟延（网下运行、网上登记）外不新发预警；"
-                    "这些事件仅为环节、决定或退回时，临近到期、超时预警照常发出，仅为评议时照常评判；已发的预警在该事项的事实"
+                    "这些事件仅为环节、决定或退回时，临近到期、超时预警照常发出；已发的预警在该事项的事实"
                     "不再支持时撤销。请核实事项编码并更正来源系统的数据。")
 
 

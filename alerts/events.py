@@ -350,12 +350,22 @@ def parse_event(obj: Any) -> CaseEvent:
 
 
 def case_item_code(events: Sequence[CaseEvent]) -> str:
-    """The item a case is judged under: the one its acceptance registered first names (else its
-    event registered first). Not the earliest stated: an acceptance of another item, back-dated
-    and registered after the case closed, made it the case's item, and withdrew the case's true red
-    skipped_node card (found by a black-box test)."""
-    acceptances = [e for e in events if e.type is EventType.ACCEPTED]
-    return min(acceptances or events, key=lambda e: (e.recorded_at, e.occurred_at, e.event_id)).item_code
+    """The item a case is judged under: the one most of its events name (ratings aside: no rule
+    reads them); of items named as often, the one its acceptance registered first names (else its
+    event registered first). Not the earliest stated acceptance's: one of another item, back-dated
+    and registered after the case closed, made it the case's item and withdrew its true red
+    skipped_node card; nor the first registered acceptance's alone, whose registration time a
+    source states too (both found, by a black-box test and by review)."""
+    counts: dict[str, int] = {}
+    for event in events:
+        if event.type not in READ_BY_NO_RULE:
+            counts[event.item_code] = counts.get(event.item_code, 0) + 1
+    if len(counts) == 1:
+        return next(iter(counts))
+    most = max(counts.values(), default=0)
+    named = [e for e in events if counts.get(e.item_code, 0) == most] or list(events)
+    acceptances = [e for e in named if e.type is EventType.ACCEPTED]
+    return min(acceptances or named, key=lambda e: (e.recorded_at, e.occurred_at, e.event_id)).item_code
 
 
 def own_events(events: Sequence[CaseEvent], item_code: str) -> Sequence[CaseEvent]:

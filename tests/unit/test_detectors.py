@@ -1276,6 +1276,12 @@ def test_an_acceptance_of_another_item_registered_after_the_closing_withdraws_no
     assert not any(a.status.value == "withdrawn" for a in after.alerts.values())
     text = render(case_file(own + [other], [], j.catalog.item(LICENCE), j.calendar))
     assert "320200-CF-SCJG-0007" in text and "暂缓评判" in text
+    # Its registration back-dated too (a source states it): the case's item is the one most of
+    # its events name, and the card stands (found by review).
+    forged = ev("accepted", at(2026, 3, 2, 8, 59), recorded=at(2026, 3, 2, 8, 59), case="M4", item=PENALTY,
+                event_id="m6")
+    after = step(later, forged, j, at(2026, 3, 2, 13), datetime(2026, 1, 1, tzinfo=timezone.utc)).state
+    assert active(after) == skipped
 
 
 def test_a_node_event_of_another_item_does_not_keep_an_open_case_from_being_overdue():
@@ -1320,6 +1326,12 @@ def test_a_refused_rating_holds_no_card_back():
     text = render(case_file(events, [], j.catalog.item(LICENCE), j.calendar,
                             waiting={"t4": "schema@rated", "t0": "schema@accepted"}))
     assert "除事件登记迟延" in text and "被拒收的事件 t0：" in text
+    # A rating naming another item holds nothing back either, and the file does not say it does
+    # (found by review: 暂缓评判 beside two red cards raised).
+    rated = ev("rated", at(2026, 3, 3), case="T4", item=PENALTY, event_id="t5", rating="satisfied")
+    judged = step_many(None, events + [rated], [], j, at(2026, 3, 4), raised_at)
+    assert ("skipped_node", "approve") in active(judged.outcome.state)
+    assert "分属不同事项" not in render(case_file(events + [rated], [], j.catalog.item(LICENCE), j.calendar))
 
 
 def test_a_suspension_stated_while_another_runs_keeps_the_clock_stopped_until_both_are_resumed():
