@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 from alerts.catalog import Catalog, Person
 from alerts.describe import deadline_moment, describe_evidence, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule
-from alerts.tickets import Notice, Step, Ticket, returned_at
+from alerts.tickets import Notice, Step, Ticket, TicketStatus, returned_at
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
@@ -76,9 +76,12 @@ ENDED = ("closed", "withdrawn")
 
 def no_longer_news(step: str, ticket_status: str | None) -> bool:
     """A notice of a ticket closed or withdrawn since is not news any more (an escalation to the
-    inspection office of a ticket since closed), but for the closing or withdrawal itself: not
-    sent again, by hand or by the clock."""
-    return ticket_status in ENDED and step != ticket_status
+    inspection office of a ticket since closed), but for the closing or withdrawal itself; nor a
+    return (退回重办) the department has answered since (found by review): not sent again, by hand
+    or by the clock."""
+    if ticket_status in ENDED:
+        return step != ticket_status
+    return step == Step.RETURNED.value and ticket_status not in (None, TicketStatus.RETURNED.value)
 
 
 @dataclass(frozen=True, slots=True)

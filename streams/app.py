@@ -224,7 +224,8 @@ class Pipeline:
         self.notice_resend = NoticeResend(
             ResendPolicy(timedelta(seconds=settings.notice_resend_after), settings.notice_resend_rounds),
             lambda fn, *args: writer.run(fn, *args), catalog, self.send, settings.notices_topic, settings.partitions,
-            lambda: self.delivery.assigned_partitions(settings.notices_topic))
+            lambda: self.delivery.assigned_partitions(settings.notices_topic),
+            sending=bool(settings.notify and self.notice_steps.senders and settings.notice_resend_after > 0))
         app.agent(self.events_topic, name="case-agent")(self.case_agent)
         app.agent(self.peers_topic, name="peer-agent")(self.peer_agent)
         app.agent(self.ticket_topic, name="ticket-agent")(self.ticket_agent)
@@ -237,8 +238,8 @@ class Pipeline:
         app.timer(settings.catalog_reload_interval)(self.catalog_reload.run)
         app.timer(settings.catalog_reload_interval)(self.reload_silences)
         app.timer(1.0)(self.delivery.retry)
-        if settings.notify and self.notice_steps.senders and settings.notice_resend_after > 0:
-            app.timer(min(settings.notice_resend_after, 60.0))(self.notice_resend.run)
+        # Every minute (sooner with a shorter first wait): the failed notices counted, those due asked for.
+        app.timer(min(settings.notice_resend_after or 60.0, 60.0))(self.notice_resend.run)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
 

@@ -72,6 +72,8 @@ NOTICES = Counter("sunlight_notices_total", "Notices by ladder step and status (
 for _step in Step:
     for _status in ("recorded", "held", "sent", "failed"):
         NOTICES.labels(_step.value, _status)
+NOTICES_FAILED = Gauge("sunlight_notices_failed", "Notices whose latest outcome in the store is failed, of tickets "
+                       "for which they are still news (the same count on every worker)", registry=REGISTRY)
 NOTICES_RESENT = Counter("sunlight_notices_resent_total", "Failed notices a worker asked its notifier to deliver "
                          "again by itself (streams.notice_resend)", registry=REGISTRY)
 OPEN_TICKET_DEADLINES = Gauge("sunlight_open_ticket_deadlines", "Cases whose tickets wait for a moment",

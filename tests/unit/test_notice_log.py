@@ -389,9 +389,28 @@ def test_the_clock_asks_again_for_the_failed_notices_due_of_its_own_partitions_o
     no_office = SimpleNamespace(judge=SimpleNamespace(catalog=replace(example_catalog(), inspection_office=None)))
     step = NoticeResend(ResendPolicy(timedelta(minutes=10), rounds=8), run_on_store, no_office, send,
                         "sunlight-notices", 2, lambda: {0}, now=lambda: now)
+    from streams import metrics
+
     assert asyncio.run(step.run()) == 2
+    assert metrics.NOTICES_FAILED._value.get() == 5  # all but the escalation of a ticket closed since
     contact = no_office.judge.catalog.departments["SCJG"].ticket_contact.email  # as the catalog names them now
     assert [(topic, key, value["notice_id"], value["resend"], value["recipient_email"], partition)
             for topic, key, value, partition in sent] == [
         ("sunlight-notices", mine[0].encode(), f"{mine[0]}/overdue/opened", 1, contact, 0),
         ("sunlight-notices", mine[3].encode(), f"{mine[3]}/overdue/opened", 1, contact, 0)]
+    # Asked again before its outcome reached the store: not asked twice for one round (found by
+    # review: every run asked again, each a notice's two minutes of attempts while the server is down).
+    sent.clear()
+    assert asyncio.run(step.run()) == 0 and sent == []
+    records[0] = {**records[0], "version": FINISHED_VERSION + 1, "updated_at": (now - timedelta(hours=1)).isoformat()}
+    assert asyncio.run(step.run()) == 1 and sent[0][2]["resend"] == 2  # failed again: its next round
+    # A return the department has answered since is not news; one it has not is.
+    from alerts.notices import no_longer_news
+
+    assert no_longer_news("returned", "replied") and not no_longer_news("returned", "returned")
+    assert not no_longer_news("level_1", "replied") and no_longer_news("level_2", "closed")
+    # With no channel, the failed notices are counted and none is asked for.
+    counting = NoticeResend(ResendPolicy(timedelta(minutes=10), rounds=8), run_on_store, no_office, send,
+                            "sunlight-notices", 2, lambda: {0}, now=lambda: now, sending=False)
+    sent.clear()
+    assert asyncio.run(counting.run()) == 0 and sent == [] and metrics.NOTICES_FAILED._value.get() == 5
