@@ -360,6 +360,9 @@ def load_catalog(raw: Any) -> Catalog:
             raise CatalogError(f"{where}: must be a mapping")
         code = str(_require(entry, "code", where))
         where = f"department {code!r}"
+        if code in departments:  # the last copy won: another region, another head told of escalations
+            raise CatalogError(f"{where}: duplicate department code (department #{index + 1} repeats an earlier "
+                               f"one; keep one entry per department)")
         region = entry.get("region")
         self_built = entry.get("self_built", False)
         if not isinstance(self_built, bool):

@@ -34,6 +34,8 @@ def test_the_contract_example_loads_with_default_requires():
     (("items", 0, "nodes", 3, "requires"), ["approve"], "requires 'approve', which is not an earlier node"),
     (("items", 1, "discretion", "V-FOOD-124", 0, "min"), 90000, "min 90000 is above max"),
     (("items", 1, "code"), "320200-XK-SCJG-0001", "duplicate item code"),
+    # The last copy won: another region, another head told of escalations (found by a black-box test).
+    (("departments", 1, "code"), "SCJG", "department 'SCJG': duplicate department code"),
     (("departments", 0, "name"), KeyError, "department 'SCJG': missing required field 'name'"),
     (("timezone",), "Asia/Shangai", "timezone 'Asia/Shangai' is not an IANA timezone"),
     (("departments",), 5, "departments must be a list"),
