@@ -145,6 +145,10 @@ class Pipeline:
             autodiscover=False,
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=session,
+            # Faust refuses a session timeout above the request timeout (90 s by default): the
+            # consumer's thread crashed with 230 lines of tracebacks for SUNLIGHT_SESSION_TIMEOUT=120
+            # (found by a black-box test).
+            broker_request_timeout=max(90.0, session + 30.0),
             broker_heartbeat_interval=min(session / 3, 3.0),
             broker_commit_interval=1.0,
             table_standby_replicas=0,

@@ -217,3 +217,13 @@ def test_a_silence_expired_early_has_the_tickets_held_here_looked_at_now(tmp_pat
     # Unchanged, or only a new silence: nothing is looked at again.
     assert not ended_sooner((silence,), (silence,))
     assert not ended_sooner((), (silence,)) and ended_sooner((silence,), ())
+
+
+def test_a_long_session_timeout_gets_a_request_timeout_above_it(tmp_path):
+    """Found by a black-box test: SUNLIGHT_SESSION_TIMEOUT=120 crashed the worker's consumer
+    (Faust: the session timeout cannot be greater than the request timeout, 90 s by default)."""
+    settings = Settings(data_dir=tmp_path, partitions=2, session_timeout=120.0)
+    worker = Pipeline(settings, "127.0.0.1:9", CatalogSource(CONTRACT / "catalog.example.yaml"),
+                      SimpleNamespace(full=False, over_capacity=False), WallClock(), False)
+    assert worker.app.conf.broker_request_timeout > worker.app.conf.broker_session_timeout == 120.0
+    assert pipeline(tmp_path / "short").app.conf.broker_request_timeout == 90.0  # Faust's default otherwise
