@@ -74,7 +74,12 @@ class SmtpSender:
             raise ChannelError("SUNLIGHT_SMTP must look like smtp://user:password@host:587?starttls=1")
         query = parse_qs(parts.query)
         self.hostname = parts.hostname
-        self.port = parts.port or (465 if parts.scheme == "smtps" else 25)
+        try:
+            port = parts.port
+        except ValueError:  # a port that is none (a traceback before: found by a black-box test)
+            raise ChannelError("SUNLIGHT_SMTP: the port after the host must be a number from 1 to 65535, as in "
+                               "smtp://user:password@host:587?starttls=1") from None
+        self.port = port or (465 if parts.scheme == "smtps" else 25)
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         self.use_tls = parts.scheme == "smtps"

@@ -50,16 +50,17 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
 
 
 def _bounded(env: dict[str, str], name: str, default: float, *, least: float, above: bool = False,
-             whole: bool = False) -> float:
+             whole: bool = False, most: float | None = None) -> float:
     """A finite number from the environment of at least `least` (more than it with `above`; a
     whole number with `whole`), else a one-line error: a bad value gave a traceback, a hang that
     ignored SIGTERM (no room for rows), or an idle worker burning a core (timers every 0 s),
     found by a black-box test."""
     value = _float(env, name, default)
     if (not math.isfinite(value) or value < least or (above and value == least)
-            or (whole and value != int(value))):
+            or (whole and value != int(value)) or (most is not None and value > most)):
         kind = "a whole number" if whole else "a number"
         bound = f"more than {least:g}" if above else f"{least:g} or more"
+        bound += f" and at most {most:g}" if most is not None else ""
         raise SystemExit(f"{name} must be {kind} of {bound}, got {env.get(name)!r}")
     return int(value) if whole else value
 
@@ -210,7 +211,8 @@ class Settings:
             notice_attempts=_bounded(env, "SUNLIGHT_NOTICE_ATTEMPTS", 10, least=1, whole=True),
             notice_retry_seconds=_bounded(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5, least=0),
             notice_concurrency=_bounded(env, "SUNLIGHT_NOTICE_CONCURRENCY", 8, least=1, whole=True),
-            notice_resend_after=_bounded(env, "SUNLIGHT_NOTICE_RESEND_AFTER", 600.0, least=0),
+            # At most 30 days (1e15 s overflowed a timedelta: found by a black-box test).
+            notice_resend_after=_bounded(env, "SUNLIGHT_NOTICE_RESEND_AFTER", 600.0, least=0, most=30 * 86400.0),
             notice_resend_rounds=_bounded(env, "SUNLIGHT_NOTICE_RESEND_ROUNDS", 8, least=0, whole=True),
             metrics_port=_port(env, "SUNLIGHT_METRICS_PORT", 9464),
             embedded_broker_port=_port(env, "SUNLIGHT_EMBEDDED_BROKER_PORT", 0),

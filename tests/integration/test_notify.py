@@ -82,3 +82,6 @@ def test_an_smtp_url_is_read_and_its_password_never_shown():
     assert SmtpSender("smtps://mail.city.example", "x@y").port == 465
     with pytest.raises(ChannelError):
         SmtpSender("http://mail.city.example", "x@y")
+    for port in ("notaport", "99999"):  # a traceback before (found by a black-box test)
+        with pytest.raises(ChannelError, match="port after the host must be a number"):
+            SmtpSender(f"smtp://u:p@mail.city.example:{port}", "x@y")

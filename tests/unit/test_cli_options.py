@@ -86,6 +86,7 @@ def test_a_command_that_reads_a_store_that_is_there_reads_it(tmp_path, monkeypat
     ("SUNLIGHT_PUBLIC_URL", "https://?x=1"), ("SUNLIGHT_PUBLIC_URL", "https://host name"),
     ("SUNLIGHT_KAFKA", "not-a-host:notaport"), ("SUNLIGHT_KAFKA", "kafka://kafka-1:9092"),
     ("SUNLIGHT_KAFKA", "kafka-1:70000"), ("SUNLIGHT_KAFKA", "kafka-1:9092,"), ("SUNLIGHT_KAFKA", ":9092"),
+    ("SUNLIGHT_NOTICE_RESEND_AFTER", "1e15"), ("SUNLIGHT_NOTICE_RESEND_AFTER", "-5"),
 ])
 def test_a_setting_out_of_range_is_a_one_line_error(name, value):
     """Found by a black-box test: these gave tracebacks, a hang that ignored SIGTERM (no room for
