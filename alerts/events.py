@@ -305,10 +305,19 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+# The contract's required fields of a case event, in its order.
+REQUIRED_FIELDS = ("event_id", "case_id", "item_code", "type", "occurred_at", "recorded_at")
+
+
 def parse_event(obj: Any) -> CaseEvent:
     """Validate one decoded JSON value and build a `CaseEvent`."""
     if not isinstance(obj, dict):
         raise InvalidEvent("schema", f"a case event must be a JSON object, got {type(obj).__name__}")
+    missing = [name for name in REQUIRED_FIELDS if name not in obj]
+    if missing:  # said first and all at once ({} read "type must be one of ..., got 'None'": found by a black-box test)
+        raise InvalidEvent("schema", "missing required field" + ("s " if len(missing) > 1 else " ")
+                           + ", ".join(repr(name) for name in missing) + " (a case event has "
+                           + ", ".join(REQUIRED_FIELDS) + ")")
     try:
         event_type = EventType(obj.get("type"))
     except ValueError:

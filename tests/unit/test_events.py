@@ -49,6 +49,8 @@ def test_a_valid_event_parses_with_its_offset_kept():
     ({"channel": "fax"}, "schema", "channel"),
     ({"case_id": "x" * 129}, "schema", "longer than 128"),
     ({"case_id": 7}, "schema", "must be a string"),
+    # Found by a black-box test: {} read "type must be one of [...], got 'None'".
+    ({"type": None, "occurred_at": None}, "schema", "missing required fields 'type', 'occurred_at'"),
 ])
 def test_invalid_events_are_refused_with_a_reason(change, reason, words):
     obj = {**VALID, **change}
