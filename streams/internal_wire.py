@@ -40,6 +40,13 @@ def verdict_signal(verdict: Verdict) -> bytes:
     return orjson.dumps({"verdict": verdict.to_json()})
 
 
+def refusal_signal(case_id: str, event_id: str, kept: str) -> bytes:
+    """A case event refused outside its case's partition and too large to be sent on there: its
+    case's partition is told of the refusal (`alerts.state.refusal`'s record), so that the case
+    waits for it there as for one refused in its own partition."""
+    return orjson.dumps({"refused": {"case_id": case_id, "event_id": event_id, "kept": kept}})
+
+
 def routed_action(action: Action) -> bytes:
     return orjson.dumps({"action": action.to_json()})
 

@@ -44,7 +44,7 @@ from streams import metrics
 from streams.clock import wall_now
 from streams.codec import encode_state
 from streams.event_wire import wire_event
-from streams.internal_wire import is_nudge, verdict_signal
+from streams.internal_wire import is_nudge, refusal_signal, verdict_signal
 
 log = logging.getLogger(__name__)
 letters_log = logging.getLogger(__name__ + ".dead_letters")  # limited: `streams.runtime._quiet_faust_logging`
@@ -105,6 +105,9 @@ class Decoded:
     # (record, case id, its case's partition) of the events that are not in their case's partition,
     # in the unit's order, refused ones that name their case too (`SENT_FROM`)
     elsewhere: list[tuple[Any, str, int]] = field(default_factory=list)
+    # (case id, event id, the refusal as kept, its case's partition) of events refused outside
+    # their case's partition as too large to be sent on: lettered here, their cases told there
+    refused_elsewhere: list[tuple[str, str, str, int]] = field(default_factory=list)
 
 
 def home_partition(case_id: str, partitions: int) -> int:
@@ -209,6 +212,11 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
                 if "verdict" in signal:
                     verdict = Verdict.from_json(signal["verdict"])
                     cases.setdefault(verdict.case_id, CaseWork()).verdicts.append(verdict)
+                elif "refused" in signal:  # refused in another partition, too large to be sent on
+                    refused = signal["refused"]
+                    case_id = str(refused["case_id"])
+                    cases.setdefault(case_id, CaseWork()).refusals.append(
+                        (str(refused["event_id"]), case_id, str(refused["kept"])))
                 else:
                     work = cases.setdefault(str(signal["case_id"]), CaseWork())
                     moment = datetime.fromisoformat(signal["now"])
@@ -231,9 +239,12 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
                 out.elsewhere.append((record, named[0], home))  # that on) lettered in its case's partition,
                 continue  # where its case waits for it
             out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail, read))
-            if named is not None and home == unit.partition:  # its case waits for it (`alerts.state.refuse`)
+            if named is not None:  # its case waits for it (`alerts.state.refuse`)
                 case_id, event_id = named
                 kept = refusal(exc.reason, refused_event_type(record.value, read))
+                if home != unit.partition:  # too large to be sent on: its case's partition told of it
+                    out.refused_elsewhere.append((case_id, event_id, kept, home))
+                    continue
                 work = cases.setdefault(case_id, CaseWork())
                 work.refusals.append((event_id, case_id, kept))
                 work.refused_at.setdefault(event_id, record.offset)
@@ -446,6 +457,11 @@ class CaseSteps:
                                        read=letter.read, case_labels=labels)
         if decoded.elsewhere:
             await self.send_on(unit, decoded.elsewhere)
+        for case_id, event_id, kept, home in decoded.refused_elsewhere:
+            # Before, such a case never waited for its event: judged without it, a false red
+            # skipped_node for a node that was done (found by review).
+            self.out.outbox.add(self.out.settings.ticks_topic, case_id.encode(),
+                                refusal_signal(case_id, event_id, kept), home)
         for case_id, work in decoded.cases.items():
             await self.case(case_id, work, unit, now, hold)
             if self.hold_back is not None:

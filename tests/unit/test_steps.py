@@ -759,9 +759,11 @@ def test_a_clients_record_that_carries_the_sent_on_mark_is_a_dead_letter_all_the
         (3, 99, "schema", None), (2, 2, "invalid_json", None)]
     assert dict(decode_state(harness.table.data[case])[0].refused) == {"a": "schema@accepted"}
 
-def test_a_message_too_large_outside_its_cases_partition_is_lettered_where_it_came_in():
+def test_a_message_too_large_outside_its_cases_partition_is_lettered_where_it_came_in_and_its_case_told():
     """Sent on, it would be a record the producer refuses to send (over a broker's 1 MB): it is a
-    dead letter where it came in, and its case, elsewhere, does not learn of it (docs/faults.md)."""
+    dead letter where it came in, and its case's partition is told of the refusal (a small signal
+    on the ticks topic), where its case waits for it. Before, the case never learnt of it and was
+    judged without it: a false red skipped_node (found by review)."""
     from streams.steps import home_partition
 
     case = next(c for c in (f"R{n}" for n in range(50)) if home_partition(c, 4) != 2)
@@ -770,7 +772,17 @@ def test_a_message_too_large_outside_its_cases_partition_is_lettered_where_it_ca
     unit = Unit("case-events", 2, [record(3, huge)])
     asyncio.run(harness.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
     assert [(r["partition"], r["offset"], r["reason"]) for r in harness.rows("dead_letters")] == [(2, 3, "too_large")]
-    assert [topic for topic, _, _ in harness.sent] == ["dlq"] and not harness.table.data
+    assert [topic for topic, _, _ in harness.sent] == ["dlq", "ticks"] and not harness.table.data
+    (signal,) = [(key, value) for topic, key, value in harness.sent if topic == "ticks"]
+    assert signal[0] == case.encode() and harness.partitions_sent[case.encode()] == home_partition(case, 4)
+    # Taken in the case's partition, with its other events: the case waits for it.
+    home = home_partition(case, 4)
+    closed = event("c", "closed", at(2026, 3, 20, 10), case=case)
+    harness.run(Unit("ticks", home, [SimpleNamespace(offset=0, key=case.encode(), value=signal[1])]))
+    harness.run(Unit("case-events", home, [record(0, closed)]))
+    held, _ = decode_state(harness.table.data[case])
+    assert dict(held.refused) == {"a": "too_large@accepted"}
+    assert not any(a.rule.value == "skipped_node" for a in held.alerts.values())
     # It says the limit it is over (found by a black-box test: only its own size was said).
     assert harness.rows("dead_letters")[0]["detail"].endswith("bytes, more than the 1,000,000 an event may have")
 
