@@ -590,7 +590,9 @@ def test_the_worker_probes_are_the_workers_endpoints():
     assert pod["spec"]["terminationGracePeriodSeconds"] > KAFKA_SESSION_TIMEOUT
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    # One worker at a time, the old one leaving first: a surge pod beside as many workers as
+    # partitions would get none, never be ready (/readyz: no partitions assigned), and hold the rollout.
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
     # More workers than partitions would sit idle.
     assert deployment["spec"]["replicas"] <= Settings.from_env(_settings_env()).partitions
 
