@@ -89,14 +89,19 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
             return counts, latest, tickets
 
         answered: set[str] = set()
+        seen: dict[str, int] = {}  # each ticket's version at the last look
 
         async def departments_answer(tickets: list[dict]) -> None:
             """Simulated departments: about half answer their tickets (the rest escalate), and the
-            inspector accepts what they answer."""
+            inspector accepts what they answer. A ticket is acted on once its version stood since
+            the last look: the store's copy can lag the ticket agent's, and an action on a version
+            since moved on is refused (a demo left some twenty such letters: found by a black-box test)."""
             actions = []
             for ticket in tickets:
                 key = f"{ticket['ticket_id']}@{ticket['version']}"
-                if key in answered or ticket["status"] not in ("open", "replied"):
+                steady = seen.get(ticket["ticket_id"]) == ticket["version"]
+                seen[ticket["ticket_id"]] = ticket["version"]
+                if key in answered or ticket["status"] not in ("open", "replied") or not steady:
                     continue
                 if ticket["status"] == "open" and zlib.crc32(ticket["ticket_id"].encode()) % 2:
                     continue  # this department stays silent
