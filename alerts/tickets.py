@@ -562,8 +562,9 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         if silence is not None:  # opens when the silence ends, if its cards still stand
             return Outcome(replace(ticket, silenced_by=silence.silence_id, opens_at=silence.until))
         ticket = replace(ticket, round=ticket.round + 1, overdue=False, escalation_level=0, level_1_held=False,
-                         level_2_held=False, held_until=None, level_2_on_return=None, resolution=None, silenced_by=None, manual=False,
-                         quiet=ticket.pending_quiet, pending=frozenset(), pending_quiet=False, opens_at=None)
+                         level_2_held=False, held_until=None, level_2_on_return=None, resolution=None,
+                         silenced_by=None, manual=False, quiet=ticket.pending_quiet, pending=frozenset(),
+                         pending_quiet=False, opens_at=None)
         at = max(due, ticket.last.at) if ticket.last is not None else due
         ticket = _open(ticket, calendar, at)
         versions.append(ticket)
@@ -853,8 +854,9 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
         base = replace(ticket, round=ticket.round + 1) if ticket.opened_at is not None else ticket
     base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True, quiet=False,
                    status=TicketStatus.SETTLING, overdue=False, escalation_level=0, level_1_held=False,
-                   level_2_held=False, held_until=None, level_2_on_return=None, resolution=None, pending=frozenset(), pending_quiet=False,
-                   opens_at=None, silenced_by=None, actions=base.actions | {action.action_id})
+                   level_2_held=False, held_until=None, level_2_on_return=None, resolution=None,
+                   pending=frozenset(), pending_quiet=False, opens_at=None, silenced_by=None,
+                   actions=base.actions | {action.action_id})
     # At the later of the action's time and the ticket's last change, as every action (a round
     # opened again "on 05-10" of a ticket closed on 06-01 was dated before its closing: an
     # independent scorer saw version 5 dated before version 4).
