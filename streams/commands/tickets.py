@@ -55,8 +55,13 @@ def cmd_tickets_show(args, settings: Settings) -> int:
         notices = stored_notices(client, scope, args.ticket_id, tz=local)
         events = list(case_events_of(client, scope, found[0]["case_id"])) if found else []
     if not found:
+        # A ticket is stored once it opens: one whose red card is settling, or that waits out a
+        # silence, is not yet (the bare "not in the store" read as no ticket at all: found by a
+        # black-box test of silences).
         print(f"sunlight: ticket {args.ticket_id} is not in the store" + ("" if scope.unrestricted else
-              f" within {scope.describe()}"), file=sys.stderr)
+              f" within {scope.describe()}") + " (a ticket is stored once it opens: one whose red card is still "
+              "settling, or that waits out a silence (`sunlight silences list`), is not yet; "
+              "`sunlight tickets list` gives those open)", file=sys.stderr)
         return 2
     ticket = found[0]
     if args.format == "json":
