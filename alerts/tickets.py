@@ -265,6 +265,7 @@ class Ticket:
     level_1_held: bool = False
     level_2_held: bool = False
     held_until: datetime | None = None
+    held_by: str | None = None  # the silence whose end `held_until` is (it may end sooner: expired early)
     # Its level 2 fell due while a late reply waited for the inspector, and was taken when the
     # inspector returned that reply, at this moment: the level-2 notice says the department did
     # answer, late, and was returned (it said "仍未答复", found by a black-box test).
@@ -295,17 +296,45 @@ class Ticket:
 
     @property
     def next_due(self) -> datetime | None:
-        """The next moment the clock changes this ticket, if any."""
+        """The next moment the clock changes this ticket, if any, as its record says."""
+        return self.due_under(())
+
+    def due_under(self, silences: Sequence["Silence"]) -> datetime | None:
+        """The next moment the clock changes this ticket, with each wait on a silence ending when
+        that silence ends as `silences` have it now: one expired early (`silences expire`) ends
+        its tickets' waits then, not at the end they were told (found by a black-box test and by
+        review: a restart, a rebalance or an expiry at a later moment left them the old end)."""
         if self.status is TicketStatus.SETTLING:
-            return self.opens_at if self.open_alerts else None
+            return self._opening_under(silences) if self.open_alerts else None
         if self.status in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
-            return self.opens_at if self.pending_alerts else None  # a coming round's opening
+            return self._opening_under(silences) if self.pending_alerts else None  # a coming round's opening
         if not self.active:
             return None
         due = self.escalation_due
-        if self.held_until is not None:  # the notices a silence held, sent when it ends
-            due = self.held_until if due is None else min(due, self.held_until)
+        held = self.held_end(silences)
+        if held is not None:  # the notices a silence held, sent when it ends
+            due = held if due is None else min(due, held)
         return due
+
+    def held_end(self, silences: Sequence["Silence"]) -> datetime | None:
+        """When the silence that held a step's notice ends, as `silences` have it now."""
+        if self.held_until is None:
+            return None
+        return _silence_end(silences, self.held_by, self.held_until)
+
+    def _opening_under(self, silences: Sequence["Silence"]) -> datetime | None:
+        """When a settling ticket (or a coming round) opens: a wait on a silence that ends sooner
+        ends then, never before the ticket's cards have settled (nor the last round's end)."""
+        if self.silenced_by is None or self.opens_at is None:
+            return self.opens_at
+        end = _silence_end(silences, self.silenced_by, self.opens_at)
+        if end >= self.opens_at:
+            return self.opens_at
+        cards = self.open_alerts if self.status is TicketStatus.SETTLING else self.pending_alerts
+        settled = min(a.stands_from for a in cards) + self.ladder.settle if cards else end
+        if self.status is not TicketStatus.SETTLING and self.last is not None:
+            settled = max(settled, self.last.at)
+        return max(end, settled)
 
     @property
     def escalation_due(self) -> datetime | None:
@@ -477,7 +506,10 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
     live = ticket.open_alerts
     opens_at = min(a.stands_from for a in live) + ticket.ladder.settle if live else None
     if ticket.status is TicketStatus.SETTLING:
-        ticket = replace(ticket, opens_at=opens_at)
+        # Its opening settles from its cards again; a silence in force then holds it again
+        # (`advance`). A silence it waited out before is no longer its wait (kept, a card standing
+        # again weeks later opened at once, without its settling time: found by review).
+        ticket = replace(ticket, opens_at=opens_at, silenced_by=None)
         return advance(ticket, policy, calendar, now) if clock else Outcome(ticket)
     at = max(now, ticket.last.at) if ticket.last else now
     if ticket.status in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
@@ -555,14 +587,14 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
     versions: list[Ticket] = []
     notices: list[Notice] = []
     if ticket.status in (TicketStatus.CLOSED, TicketStatus.WITHDRAWN):
-        due = ticket.next_due
+        due = ticket.due_under(policy.silences)
         if due is None or now < due:
             return Outcome(ticket)
         silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
         if silence is not None:  # opens when the silence ends, if its cards still stand
             return Outcome(replace(ticket, silenced_by=silence.silence_id, opens_at=silence.until))
         ticket = replace(ticket, round=ticket.round + 1, overdue=False, escalation_level=0, level_1_held=False,
-                         level_2_held=False, held_until=None, level_2_on_return=None, resolution=None,
+                         level_2_held=False, held_until=None, held_by=None, level_2_on_return=None, resolution=None,
                          silenced_by=None, manual=False, quiet=ticket.pending_quiet, pending=frozenset(),
                          pending_quiet=False, opens_at=None)
         at = max(due, ticket.last.at) if ticket.last is not None else due
@@ -570,13 +602,10 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         versions.append(ticket)
         notices.append(_notice(ticket, Step.OPENED, at))
     if ticket.status is TicketStatus.SETTLING:
-        if (ticket.silenced_by is not None and ticket.opens_at is not None and now < ticket.opens_at
-                and not _silenced(ticket, policy, now)):
-            # The silence it waits out was expired early: it opens now (it waited for the old end).
-            ticket = replace(ticket, opens_at=now)
-        if ticket.opens_at is None or now < ticket.opens_at or not ticket.open_alerts:
+        opens = ticket.due_under(policy.silences)  # a silence it waits out may have ended sooner
+        if opens is None or now < opens:
             return Outcome(ticket)
-        at = max(ticket.opens_at, ticket.last.at) if ticket.last is not None else ticket.opens_at
+        at = max(opens, ticket.last.at) if ticket.last is not None else opens
         silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, at)), None)
         if silence is not None:  # opens when the silence ends, if its alerts still stand
             return Outcome(replace(ticket, silenced_by=silence.silence_id, opens_at=silence.until))
@@ -584,17 +613,15 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         versions.append(ticket)
         notices.append(_notice(ticket, Step.OPENED, at))
     while ticket.active:
-        due, held_until = ticket.escalation_due, ticket.held_until
-        if held_until is not None:
-            # The silence that held a step's notice ends at `held_until`, or ended sooner (expired
-            # early: none holds the ticket now); before the next step, the notices are sent then.
-            ends = held_until if now >= held_until else now if not _silenced(ticket, policy, now) else None
-            if ends is not None and (due is None or ends <= due):
-                ticket, sent = _send_held(ticket, policy, ends)
-                if sent:
-                    versions.append(ticket)
-                    notices.extend(sent)
-                continue
+        due, ends = ticket.escalation_due, ticket.held_end(policy.silences)
+        if ends is not None and now >= ends and (due is None or ends <= due):
+            # The silence that held a step's notice ended (at its end, or sooner: expired early),
+            # before the next step: the notices are sent, dated at its end.
+            ticket, sent = _send_held(ticket, policy, ends)
+            if sent:
+                versions.append(ticket)
+                notices.extend(sent)
+            continue
         if due is None or now < due:
             break
         on_return = None
@@ -610,8 +637,9 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
         unsent = (f"（{QUIET_NOTE}）" if ticket.quiet else
                   f"（静默 {silence.silence_id} 期间，暂不发通知，静默结束后补发：{silence.reason}）" if silence else "")
-        held = {} if silence is None or ticket.quiet else {
-            "held_until": silence.until if ticket.held_until is None else max(ticket.held_until, silence.until)}
+        held = {} if silence is None or ticket.quiet else (
+            {"held_until": silence.until, "held_by": silence.silence_id}
+            if ticket.held_until is None or silence.until > ticket.held_until else {})
         if not ticket.overdue:
             ticket, _ = _change(ticket, due, SYSTEM, "level_1", "答复期限已到，未答复，升级至部门负责人" + unsent,
                                 overdue=True, escalation_level=1, level_1_held=silence is not None, **held)
@@ -626,6 +654,13 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         if silence is None:
             notices.append(_notice(ticket, step, due))
     return Outcome(ticket, tuple(versions), tuple(notices))
+
+
+def _silence_end(silences: Sequence[Silence], silence_id: str | None, recorded: datetime) -> datetime:
+    """A silence's end as `silences` have it now, if it ends sooner than `recorded` (the end a
+    ticket was told when it began to wait); else `recorded`."""
+    silence = next((s for s in silences if s.silence_id == silence_id), None) if silence_id else None
+    return silence.until if silence is not None and silence.until < recorded else recorded
 
 
 def ended_sooner(before: tuple[Silence, ...], after: tuple[Silence, ...]) -> bool:
@@ -648,13 +683,13 @@ def _send_held(ticket: Ticket, policy: TicketPolicy, at: datetime) -> tuple[Tick
     holds them until that one ends."""
     silence = _silenced(ticket, policy, at)
     if silence is not None:  # (it covers `at`, so it ends later: the clock moves on)
-        return replace(ticket, held_until=silence.until), []
+        return replace(ticket, held_until=silence.until, held_by=silence.silence_id), []
     if ticket.last is not None and at < ticket.last.at:  # a ticket's history never runs backwards
         at = ticket.last.at
     steps = [step for step, held in ((Step.LEVEL_1, ticket.level_1_held), (Step.LEVEL_2, ticket.level_2_held)) if held]
     ticket, _ = _change(ticket, at, SYSTEM, "held_sent", "静默已结束，补发静默期间未发出的升级通知（" +
                         "、".join(STEP_TITLE[step.value] for step in steps) + "）",
-                        level_1_held=False, level_2_held=False, held_until=None)
+                        level_1_held=False, level_2_held=False, held_until=None, held_by=None)
     return ticket, [_notice(ticket, step, at) for step in steps]
 
 
@@ -854,7 +889,7 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
         base = replace(ticket, round=ticket.round + 1) if ticket.opened_at is not None else ticket
     base = replace(base, alerts={**base.alerts, bundled.alert_id: bundled}, manual=True, quiet=False,
                    status=TicketStatus.SETTLING, overdue=False, escalation_level=0, level_1_held=False,
-                   level_2_held=False, held_until=None, level_2_on_return=None, resolution=None,
+                   level_2_held=False, held_until=None, held_by=None, level_2_on_return=None, resolution=None,
                    pending=frozenset(), pending_quiet=False, opens_at=None, silenced_by=None,
                    actions=base.actions | {action.action_id})
     # At the later of the action's time and the ticket's last change, as every action (a round

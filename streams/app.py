@@ -203,6 +203,7 @@ class Pipeline:
         self.ticket_store.load = self.read_back.tickets
         self.ticket_index = DeadlineIndex()
         self.silences: tuple = ()  # read from the store (sinks.queries.stored_silences), kept current
+        self.silences_ended = False  # a silence ended sooner, not yet looked at (`reload_silences`)
         self.ticket_steps = TicketSteps(self.ticket_store, catalog, clock, self.outputs, self.ticket_policy,
                                         catalog.notice_text)
         self.ticket_steps.hold_back = self._hold_back
@@ -369,7 +370,7 @@ class Pipeline:
         for case_id, partition in self.ticket_store.written.items():
             held = self.ticket_store.cache.get(case_id)
             if held is not None:
-                self.ticket_index.schedule(case_id, held.next_due, partition)
+                self.ticket_index.schedule(case_id, held.due_under(self.silences), partition)
         if self.touched_tickets is not None:
             self.touched_tickets.update(self.ticket_store.written)
         self.ticket_store.written.clear()
@@ -545,7 +546,10 @@ class Pipeline:
             log.warning("could not read the silences from the store, keeping %d: %s", len(self.silences), exc)
             return
         before, self.silences = self.silences, silences
-        if ended_sooner(before, silences) and self.index_ready:
+        # Seen while the index is rebuilt (a rebalance), it is looked at once the index is ready.
+        self.silences_ended = self.silences_ended or ended_sooner(before, silences)
+        if self.silences_ended and self.index_ready:
+            self.silences_ended = False
             for case_id in held_keys(self.ticket_store):
                 partition = home_partition(case_id, self.settings.partitions)
                 self.ticket_index.schedule(case_id, self.clock.now(partition), partition)
@@ -630,8 +634,8 @@ class Pipeline:
                     if partition in assigned_partitions:
                         self.index.schedule(case_id, _EPOCH, partition)
             assigned_ticket_partitions = self.delivery.assigned_partitions(self.settings.alerts_topic)
-            seeds = [(case_id, held.next_due) for case_id, held in self.ticket_store.seeds.items()]
-            for case_id, next_due in [*self.ticket_store.stored(), *seeds]:
+            seeds = [(case_id, held.due_under(self.silences)) for case_id, held in self.ticket_store.seeds.items()]
+            for case_id, next_due in [*self.ticket_store.stored(self.silences), *seeds]:
                 partition = partition_of(case_id, partitions)
                 if partition in assigned_ticket_partitions:
                     self.ticket_index.schedule(case_id, next_due, partition)

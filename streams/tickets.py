@@ -72,7 +72,12 @@ class CaseTickets:
 
     @property
     def next_due(self) -> datetime | None:
-        return min((t.next_due for t in self.tickets.values() if t.next_due is not None), default=None)
+        return self.due_under(())
+
+    def due_under(self, silences) -> datetime | None:
+        """The next moment the clock changes one of its tickets, under the silences in force now
+        (`alerts.tickets.Ticket.due_under`)."""
+        return min((due for t in self.tickets.values() if (due := t.due_under(silences)) is not None), default=None)
 
 
 class TicketStore(TableStore):
@@ -147,11 +152,11 @@ class TicketStore(TableStore):
         self.evicted += 1
         return True
 
-    def stored(self):
-        """(case_id, next_due) of every case in the table this worker holds."""
+    def stored(self, silences=()):
+        """(case_id, next due) of every case in the table this worker holds, under `silences`."""
         for case_id, stored in list(self.table.data.items()):
             if stored:
-                yield case_id, CaseTickets.decode(case_id, stored).next_due
+                yield case_id, CaseTickets.decode(case_id, stored).due_under(silences)
 
 
 @dataclass

@@ -611,11 +611,22 @@ def test_escalations_within_a_silence_are_told_when_it_ends_unless_the_ticket_en
                                                       department="SCJG")))
     still = advance(both.ticket, longer, CAL, datetime(2026, 3, 17, tzinfo=CST))
     assert still.notices == () and still.ticket.held_until == datetime(2026, 3, 20, tzinfo=CST)
-    # Expired early (its end moved to 03-14 10:00): told at the next tick after that, not on 03-16.
+    # Expired early (its end moved to 03-14 10:00): told at the next tick after that, not on 03-16,
+    # dated at the silence's end; its due moment under the silences now says so (for the index).
     early = replace(POLICY, silences=(replace(long, until=datetime(2026, 3, 14, 10, tzinfo=CST)),))
+    assert both.ticket.due_under(early.silences) == datetime(2026, 3, 14, 10, tzinfo=CST)
     told = advance(both.ticket, early, CAL, datetime(2026, 3, 14, 10, 0, 1, tzinfo=CST))
     assert [n.step for n in told.notices] == [Step.LEVEL_1, Step.LEVEL_2]
-    assert told.versions[-1].last.at == datetime(2026, 3, 14, 10, 0, 1, tzinfo=CST)
+    assert told.versions[-1].last.at == datetime(2026, 3, 14, 10, tzinfo=CST)
+    # Looked at only later, after the next step was due: the held notices still go first, dated
+    # at the silence's end (found by review: level 2 went out first, the held level 1 dated later).
+    level_1_only = Silence("S6", datetime(2026, 3, 30, tzinfo=CST), "机构调整", department="SCJG")
+    held_1 = advance(t, replace(POLICY, silences=(level_1_only,)), CAL, datetime(2026, 3, 7, tzinfo=CST)).ticket
+    assert held_1.level_1_held and held_1.escalation_level == 1
+    ended_6th = replace(POLICY, silences=(replace(level_1_only, until=datetime(2026, 3, 8, 9, tzinfo=CST)),))
+    late_look = advance(held_1, ended_6th, CAL, datetime(2026, 3, 20, tzinfo=CST))
+    assert [(v.last.kind, v.last.at) for v in late_look.versions] == [
+        ("held_sent", datetime(2026, 3, 8, 9, tzinfo=CST)), ("level_2", held_1.level_2_at)]
     # Closed within the silence: nobody is told of an escalation that is over.
     closed = on_action(both.ticket, action("close", both.ticket.version, INSPECTORS, "已核实"), CAL,
                        datetime(2026, 3, 14, tzinfo=CST))
@@ -631,9 +642,47 @@ def test_a_ticket_waiting_out_a_silence_expired_early_opens_at_the_next_tick():
                        datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
     assert waiting.status.value == "settling" and waiting.opens_at == silence.until
     expired = replace(POLICY, silences=(replace(silence, until=datetime(2026, 3, 5, 9, tzinfo=CST)),))
+    assert waiting.due_under(expired.silences) == datetime(2026, 3, 5, 9, tzinfo=CST)
     out = advance(waiting, expired, CAL, datetime(2026, 3, 5, 9, 0, 1, tzinfo=CST))
     assert out.ticket.status.value == "open" and [n.step for n in out.notices] == [Step.OPENED]
-    assert out.ticket.opened_at == datetime(2026, 3, 5, 9, 0, 1, tzinfo=CST)
+    assert out.ticket.opened_at == datetime(2026, 3, 5, 9, tzinfo=CST)  # when the silence ended
+    # Expired before its cards had settled: it opens once they have, not before (never sooner
+    # than a ticket no silence held).
+    too_soon = replace(POLICY, silences=(replace(silence, until=datetime(2026, 3, 2, 10, 30, tzinfo=CST)),))
+    assert waiting.due_under(too_soon.silences) == waiting.ladder.settle + min(
+        a.stands_from for a in waiting.open_alerts)
+
+
+def test_a_card_standing_again_after_its_ticket_waited_out_a_silence_settles_again():
+    """Found by review: a ticket that once waited out a silence kept its `silenced_by`; its card
+    withdrawn, then standing again weeks later, opened at once, without its settling hour."""
+    silence = Silence("S1", datetime(2026, 3, 2, 12, tzinfo=CST), "机构调整", department="SCJG")
+    policy = replace(POLICY, silences=(silence,))
+    waiting = on_alert(None, alert(), policy, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    assert waiting.silenced_by == "S1"
+    gone = on_alert(waiting, alert(status=AlertStatus.WITHDRAWN, version=2), policy, CAL,
+                    datetime(2026, 3, 2, 11, 30, tzinfo=CST)).ticket
+    back_at = datetime(2026, 3, 20, 10, tzinfo=CST)
+    again = on_alert(gone, alert(version=3, at=back_at), policy, CAL, back_at + timedelta(minutes=1))
+    assert again.ticket.status is TicketStatus.SETTLING and again.notices == ()
+    assert again.ticket.next_due == back_at + again.ticket.ladder.settle
+
+
+def test_a_closed_ticket_s_coming_round_waiting_out_a_silence_expired_early_opens_then():
+    """Found by review: the next round of a closed ticket, waiting out a silence, opened at the
+    silence's old end after it was expired early."""
+    t = advance(opened().ticket, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket
+    closed = on_action(t, action("close", t.version, INSPECTORS, "已核实"), CAL, datetime(2026, 3, 3, tzinfo=CST)).ticket
+    silence = Silence("S7", datetime(2026, 3, 20, tzinfo=CST), "机构调整", department="SCJG")
+    policy = replace(POLICY, silences=(silence,))
+    other = alert(node="N3", at=datetime(2026, 3, 4, 9, tzinfo=CST))
+    pending = on_alert(closed, other, policy, CAL, datetime(2026, 3, 4, 9, 5, tzinfo=CST)).ticket
+    waiting = advance(pending, policy, CAL, datetime(2026, 3, 4, 10, 30, tzinfo=CST)).ticket
+    assert waiting.status is TicketStatus.CLOSED and waiting.silenced_by == "S7"
+    expired = replace(POLICY, silences=(replace(silence, until=datetime(2026, 3, 6, 9, tzinfo=CST)),))
+    assert waiting.due_under(expired.silences) == datetime(2026, 3, 6, 9, tzinfo=CST)
+    out = advance(waiting, expired, CAL, datetime(2026, 3, 6, 9, 1, tzinfo=CST))
+    assert out.ticket.status is TicketStatus.OPEN and out.ticket.round == 2
 
 
 def test_a_ticket_s_record_says_which_notices_were_due():
