@@ -246,7 +246,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     standing = {k: a for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}  # published
     if holding or set_aside:
         # A case whose events name two items (one of them mistyped, or a case number reused) is
-        # judged under the item of its acceptance registered first (`case_item_code`) on the events
+        # judged under the item most of its events name (`case_item_code`) on the events
         # that name it; those that name another are set aside, and the case waits for them as for
         # refused events of their types, whatever the order its events came in (`casefile` says
         # why). Judged with them, the other item's nodes unknown to it, its nodes looked skipped

@@ -101,8 +101,14 @@ class ResendPolicy:
         again at `now`."""
         if rounds_taken >= self.rounds or self.first_wait <= timedelta(0):
             return False
-        wait = min(self.first_wait * 2 ** min(rounds_taken, 32), self.longest_wait)
-        return now - failed_at >= wait
+        return now - failed_at >= self.wait(rounds_taken)
+
+    def wait(self, rounds_taken: int) -> timedelta:
+        """The wait after a failure in its round `rounds_taken` (0: the first failure): in seconds,
+        capped before it becomes a timedelta (a day doubled 30 times overflowed one: found by
+        review), and never capped below the first wait."""
+        return timedelta(seconds=min(self.first_wait.total_seconds() * 2.0 ** min(rounds_taken, 64),
+                                     max(self.longest_wait, self.first_wait).total_seconds()))
 
 
 def message_id(notice_id: str, domain: str = "sunlight.local") -> str:

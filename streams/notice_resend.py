@@ -11,8 +11,9 @@ status, and asks the notifier to deliver again, as `sunlight notices resend` doe
 addressed as the catalog names its recipient now. Not sent again: a notice of a ticket closed or
 withdrawn since (`no_longer_news`), one whose recipient still has no address (it would fail
 again, and a webhook that took it would be posted again), and those of partitions another worker
-holds (it asks for them). A request the notifier already took changes nothing (its round is
-taken), so a request published twice, or lost and published on the next run, is harmless.
+holds (it asks for them). Each round is asked for once, and again only if its wait passes with
+no outcome in the store (a request lost); a request the notifier already took changes nothing (its
+round is taken), so one published twice is harmless.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ class NoticeResend:
                  sending: bool = True):
         self.policy = policy
         self.sending = sending  # a channel is set and sending is on: else the run only counts them
-        # The round last asked for of each failed notice: asked once, not again at every run
-        # while its outcome has not reached the store (found by review: 100 failed notices gave
-        # 500 requests in five runs, each a notice's two minutes of attempts while the server is down).
-        self.asked: dict[str, int] = {}
+        # The round last asked for of each failed notice, and when: asked once, not again at every
+        # run while its outcome has not reached the store (found by review: 100 failed notices gave
+        # 500 requests in five runs, each a notice's two minutes of attempts while the server is
+        # down); asked again once that round's wait has passed with no outcome (a request lost).
+        self.asked: dict[str, tuple[int, datetime]] = {}
         self.run_on_store = run_on_store  # async (fn, *args): fn(client, *args) on the store's thread
         self.catalog_source = catalog
         self.send = send  # async (topic, key, value, partition)
@@ -73,14 +75,15 @@ class NoticeResend:
             case_id = record["ticket_id"].rpartition("/")[0]
             partition = home_partition(case_id, self.partitions)
             rounds = record["version"] - FINISHED_VERSION
-            if (partition not in held or self.asked.get(record["notice_id"], 0) > rounds
+            asked_round, asked_at = self.asked.get(record["notice_id"], (0, now))
+            if (partition not in held or (asked_round > rounds and now - asked_at < self.policy.wait(rounds))
                     or not self.policy.due(datetime.fromisoformat(record["updated_at"]), rounds, now)):
                 continue
             notice = readdressed(notice_from_json(record), catalog)
             if not notice.recipient_email:
                 continue
             await self.send(self.topic, case_id.encode(), orjson.dumps(resend_request(notice, rounds + 1)), partition)
-            self.asked[record["notice_id"]] = rounds + 1
+            self.asked[record["notice_id"]] = (rounds + 1, now)
             asked += 1
         if asked:
             metrics.NOTICES_RESENT.inc(asked)

@@ -338,6 +338,9 @@ def test_a_failed_notice_is_due_again_after_a_wait_that_doubles_each_round_up_to
     assert not policy.due(failed, 3, failed + timedelta(days=30))  # its rounds are spent: only when asked
     assert not ResendPolicy(timedelta(0), rounds=3).due(failed, 0, failed + timedelta(days=1))  # turned off
     assert ResendPolicy(timedelta(hours=1), rounds=99).due(failed, 90, failed + timedelta(hours=6))  # no overflow
+    # A first wait of a day, 40 rounds: no overflow at round 30 (found by review), never capped below it.
+    daily = ResendPolicy(timedelta(days=1), rounds=40)
+    assert daily.wait(30) == timedelta(days=1) and daily.due(failed, 30, failed + timedelta(days=1))
 
 
 def test_the_clock_asks_again_for_the_failed_notices_due_of_its_own_partitions_only():
@@ -402,6 +405,16 @@ def test_the_clock_asks_again_for_the_failed_notices_due_of_its_own_partitions_o
     # review: every run asked again, each a notice's two minutes of attempts while the server is down).
     sent.clear()
     assert asyncio.run(step.run()) == 0 and sent == []
+    # No outcome once that round's wait has passed (the request lost): asked again, once.
+    clock = [now + timedelta(minutes=11)]
+    later = NoticeResend(ResendPolicy(timedelta(minutes=10), rounds=8), run_on_store, no_office, send,
+                         "sunlight-notices", 2, lambda: {0}, now=lambda: clock[0])
+    later.asked = dict(step.asked)
+    assert asyncio.run(later.run()) == 3  # and the one whose 20-minute wait has passed meanwhile
+    assert {(value["notice_id"], value["resend"]) for _, _, value, _ in sent} == {
+        (f"{mine[0]}/overdue/opened", 1), (f"{mine[3]}/overdue/opened", 1), (f"{mine[1]}/overdue/opened", 2)}
+    assert asyncio.run(later.run()) == 0  # asked again just now
+    sent.clear()
     records[0] = {**records[0], "version": FINISHED_VERSION + 1, "updated_at": (now - timedelta(hours=1)).isoformat()}
     assert asyncio.run(step.run()) == 1 and sent[0][2]["resend"] == 2  # failed again: its next round
     # A return the department has answered since is not news; one it has not is.
