@@ -590,7 +590,7 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         due = ticket.due_under(policy.silences)
         if due is None or now < due:
             return Outcome(ticket)
-        silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
+        silence = _silenced(ticket, policy, due)
         if silence is not None:  # opens when the silence ends, if its cards still stand
             return Outcome(replace(ticket, silenced_by=silence.silence_id, opens_at=silence.until))
         ticket = replace(ticket, round=ticket.round + 1, overdue=False, escalation_level=0, level_1_held=False,
@@ -606,7 +606,7 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         if opens is None or now < opens:
             return Outcome(ticket)
         at = max(opens, ticket.last.at) if ticket.last is not None else opens
-        silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, at)), None)
+        silence = _silenced(ticket, policy, at)
         if silence is not None:  # opens when the silence ends, if its alerts still stand
             return Outcome(replace(ticket, silenced_by=silence.silence_id, opens_at=silence.until))
         ticket = _open(ticket, calendar, at)
@@ -634,7 +634,7 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
             on_return = ticket.last.at if ticket.last.kind == ActionKind.RETURN.value else None
             due = ticket.last.at
         # A silence stops the step's notice, never the step: the ticket's record stays true.
-        silence = next((s for s in policy.silences if s.covers(ticket.item_code, ticket.department, due)), None)
+        silence = _silenced(ticket, policy, due)
         unsent = (f"（{QUIET_NOTE}）" if ticket.quiet else
                   f"（静默 {silence.silence_id} 期间，暂不发通知，静默结束后补发：{silence.reason}）" if silence else "")
         held = {} if silence is None or ticket.quiet else (
