@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ from streams.runtime import produce, replay_clock, running_pipeline, topic_ends,
 from streams.settings import Settings
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+CONTRACT_CATALOG = Path(__file__).resolve().parents[1] / "data" / "contract" / "catalog.example.yaml"
 
 
 def pytest_collection_modifyitems(items):
@@ -243,3 +246,37 @@ def mail_server():
         yield box, f"smtp://127.0.0.1:{port}?starttls=0"
     finally:
         controller.stop()
+
+
+def worker_on_its_own_broker(tmp_path, **settings: str):
+    """`sunlight worker` without SUNLIGHT_KAFKA, once it runs: (env, process, its log so far, the
+    address of the broker it started)."""
+    import re
+
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
+           "SUNLIGHT_METRICS_PORT": "0", "SUNLIGHT_CATALOG": str(CONTRACT_CATALOG), **settings}
+    env.pop("SUNLIGHT_KAFKA", None)
+    env.pop("SUNLIGHT_CLICKHOUSE", None)  # its own store in the data directory, too
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.monotonic() + 90
+    while "worker running against" not in seen and time.monotonic() < deadline and worker.poll() is None:
+        seen += worker.stderr.readline()
+    found = re.search(r"worker running against (\S+);", seen)
+    if found is None:
+        worker.kill()
+        raise AssertionError(seen[-3000:])
+    return env, worker, seen, found.group(1)
+
+
+def stopped_worker(worker, timeout: float = 45.0) -> tuple[float, str]:
+    """SIGTERM to a worker: how long it took to exit (killed after `timeout`), and its log."""
+    worker.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    try:
+        _, err = worker.communicate(timeout=timeout)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    return time.monotonic() - started, err

@@ -411,30 +411,22 @@ def test_a_running_worker_sends_a_failed_notice_again_by_itself_once_the_mail_se
     """Found by a black-box test: a notice failed for good (the mail server down for longer than
     the notifier's attempts) stayed failed until an operator ran `sunlight notices resend`, and
     `sunlight serve` on the embedded defaults holds the store that command needs: nobody was told."""
-    import signal
     import time
+
+    from tests.integration.conftest import stopped_worker, worker_on_its_own_broker
 
     box, smtp = mail_server
     data, opening, _ = failed_opening(accepted_case)
 
     # A worker (on its own broker, the store restored) with the mail server back.
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(data), "SUNLIGHT_PARTITIONS": "2", "SUNLIGHT_METRICS_PORT": "0",
-           "SUNLIGHT_CATALOG": str(CATALOG), "SUNLIGHT_SMTP": smtp, "SUNLIGHT_MAIL_FROM": "sunlight@city.example",
-           "SUNLIGHT_NOTICE_RESEND_AFTER": "1"}
-    env.pop("SUNLIGHT_KAFKA", None)
-    env.pop("SUNLIGHT_CLICKHOUSE", None)
-    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        deadline = time.monotonic() + 120
-        while (time.monotonic() < deadline and worker.poll() is None
-               and opening["message_id"] not in [message_id for _, _, message_id, _ in mails(box)]):
-            time.sleep(0.5)
-        worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    _, worker, _, _ = worker_on_its_own_broker(data.parent, SUNLIGHT_CATALOG=str(CATALOG), SUNLIGHT_SMTP=smtp,
+                                               SUNLIGHT_MAIL_FROM="sunlight@city.example",
+                                               SUNLIGHT_NOTICE_RESEND_AFTER="1")
+    deadline = time.monotonic() + 120
+    while (time.monotonic() < deadline and worker.poll() is None
+           and opening["message_id"] not in [message_id for _, _, message_id, _ in mails(box)]):
+        time.sleep(0.5)
+    _, err = stopped_worker(worker, timeout=60)
     assert worker.returncode == 0, err[-3000:]
     again = [m for m in mails(box) if m[2] == opening["message_id"]]
     assert [(rcpt, subject) for rcpt, subject, _, _ in again] == [([opening["recipient_email"]], opening["subject"])], \

@@ -13,7 +13,7 @@ import orjson
 
 from streams.broker import EmbeddedBroker
 from streams.runtime import produce
-from tests.integration.conftest import standalone_settings, start_worker
+from tests.integration.conftest import standalone_settings, start_worker, stopped_worker, worker_on_its_own_broker
 from tests.unit.helpers import CONTRACT, LICENCE
 
 EVENTS = [
@@ -89,7 +89,7 @@ def test_a_worker_sent_sigterm_while_busy_stops_and_loses_nothing(tmp_path):
             sending = threading.Thread(target=stream_in, args=(broker.bootstrap, messages(round_)))
             sending.start()
             time.sleep(0.6)
-            took, err = _stopped(worker)
+            took, err = stopped_worker(worker)
             err = seen + err
             sending.join()
             assert worker.returncode == 0 and took < 20, f"round {round_}: the stop took {took:.1f} s: {err[-3000:]}"
@@ -98,7 +98,7 @@ def test_a_worker_sent_sigterm_while_busy_stops_and_loses_nothing(tmp_path):
         deadline = time.monotonic() + 120
         while not everything_committed(broker.bootstrap) and time.monotonic() < deadline:
             time.sleep(0.5)  # takes the rest, writes it, commits
-        _, err = _stopped(last)
+        _, err = stopped_worker(last)
         assert last.returncode == 0, err[-3000:]
         export = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export"], env=env,
                                 capture_output=True, timeout=120)
@@ -119,21 +119,9 @@ def test_a_worker_sent_sigterm_while_it_starts_stops_cleanly(tmp_path):
                                                     SUNLIGHT_CATALOG=str(CONTRACT / "catalog.example.yaml"))}
         worker = start_worker(env, broker.bootstrap)  # its topics just created: `worker.start()` under way
         time.sleep(0.5)
-        took, err = _stopped(worker)
+        took, err = stopped_worker(worker)
     assert worker.returncode == 0 and took < 20, f"the stop took {took:.1f} s: {err[-3000:]}"
     assert "Traceback" not in err and " ERROR " not in err, err[-3000:]
-
-
-def _stopped(worker, timeout: float = 45.0) -> tuple[float, str]:
-    """SIGTERM to a worker: how long it took to exit (killed after `timeout`), and its log."""
-    worker.send_signal(signal.SIGTERM)
-    started = time.monotonic()
-    try:
-        _, err = worker.communicate(timeout=timeout)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-    return time.monotonic() - started, err
 
 
 def _running(worker, timeout: float = 90.0) -> str:
@@ -156,7 +144,7 @@ def test_a_worker_on_its_own_broker_takes_what_the_broker_holds_before_it_stops(
     from kafka import KafkaProducer
 
     cases = 600
-    env, worker, seen, bootstrap = _worker_on_its_own_broker(tmp_path)
+    env, worker, seen, bootstrap = worker_on_its_own_broker(tmp_path)
     try:
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
         for n in range(cases):
@@ -196,7 +184,7 @@ def test_events_a_client_sends_while_a_worker_on_its_own_broker_stops_are_counte
 
     from sinks.clickhouse import connect
 
-    env, worker, seen, bootstrap = _worker_on_its_own_broker(tmp_path)
+    env, worker, seen, bootstrap = worker_on_its_own_broker(tmp_path)
     acknowledged, stop_sending = [], threading.Event()
 
     def send() -> None:  # a client that keeps sending, one case event at a time, acks=all
@@ -255,7 +243,7 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     # At the port asked for (SUNLIGHT_EMBEDDED_BROKER_PORT), its clients' address across restarts
     # (any free port, a new one at every start, before: found by the same test).
     port = str(free_port())
-    _, worker, seen, bootstrap = _worker_on_its_own_broker(tmp_path, SUNLIGHT_EMBEDDED_BROKER_PORT=port)
+    _, worker, seen, bootstrap = worker_on_its_own_broker(tmp_path, SUNLIGHT_EMBEDDED_BROKER_PORT=port)
     try:
         assert bootstrap == f"127.0.0.1:{port}"
         children = [int(pid) for task in Path(f"/proc/{worker.pid}/task").iterdir()
@@ -272,24 +260,3 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     err = seen + rest
     assert worker.returncode == 1, err[-3000:]
     assert "the embedded broker (tansu) exited" in err and "restart the worker" in err, err[-3000:]
-
-
-def _worker_on_its_own_broker(tmp_path, **settings: str):
-    """`sunlight worker` without SUNLIGHT_KAFKA, once it runs: (env, process, its log so far, the
-    address of the broker it started)."""
-    import re
-
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2",
-           "SUNLIGHT_METRICS_PORT": "0", "SUNLIGHT_CATALOG": str(CONTRACT / "catalog.example.yaml"), **settings}
-    env.pop("SUNLIGHT_KAFKA", None)
-    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seen = ""
-    deadline = time.monotonic() + 90
-    while "worker running against" not in seen and time.monotonic() < deadline and worker.poll() is None:
-        seen += worker.stderr.readline()
-    found = re.search(r"worker running against (\S+);", seen)
-    if found is None:
-        worker.kill()
-        raise AssertionError(seen[-3000:])
-    return env, worker, seen, found.group(1)
