@@ -14,7 +14,7 @@ from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, day
                              local_moment, moment)
 from alerts.events import READ_BY_NO_RULE, CaseEvent, EventType, own_events
 from alerts.letters import REASON_TITLE
-from alerts.state import refused_type
+from alerts.state import after_the_end, holds_back, refused_type
 from alerts.timeline import process_order, read_timeline
 
 
@@ -24,13 +24,15 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
     """`waiting`: the case's refused events (event_id -> the letter's reason, with the type its
     payload names as the case's state keeps it: `sinks.queries.refused_case_events(as_kept=True)`);
     those it does not hold since, it waits for: until they come corrected the case is not judged,
-    but when they are ratings only, which no rule reads (`alerts.events.READ_BY_NO_RULE`)."""
+    but when none holds it back (`alerts.state.holds_back`: ratings, which no rule reads, and nodes
+    stated after the case's end)."""
     held = {event.event_id for event in events}
     waiting = {k: v for k, v in (waiting or {}).items() if k not in held}
     ordered = process_order(events, item)
     # The events of another item that hold its judgement back (a rating holds nothing back).
-    set_aside = [e for e in ordered if e.item_code != item.code and e.type not in READ_BY_NO_RULE]
     timeline = read_timeline(own_events(events, item.code), item)  # its deadline, as it is judged
+    set_aside = [e for e in ordered if e.item_code != item.code and e.type not in READ_BY_NO_RULE
+                 and not after_the_end(e.type, e.occurred_at, timeline.ended_at)]
     local = calendar.local
     first = ordered[0] if ordered else None
     rows = []
@@ -64,8 +66,9 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
         "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
                         for event_id, reason in ((k, kept.partition("@")[0]) for k, kept in waiting.items())],
         "waiting_text": (None if not waiting else WAITING_TEXT
-                         if any(refused_type(kept) not in READ_BY_NO_RULE for kept in waiting.values())
-                         else RATINGS_ONLY_TEXT),
+                         if any(holds_back(kept, timeline.ended_at) for kept in waiting.values())
+                         else RATINGS_ONLY_TEXT if all(refused_type(kept) in READ_BY_NO_RULE for kept in waiting.values())
+                         else NOT_HOLDING_TEXT),
         "mixed_items_text": (MIXED_ITEMS_TEXT.format(
             items="、".join(sorted({e.item_code for e in events})), item=item.code,
             others="、".join(e.event_id for e in set_aside)) if set_aside else None),
@@ -82,6 +85,12 @@ MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}）：按多�
 # What a case whose only refused events are ratings is told: it is judged as any case.
 RATINGS_ONLY_TEXT = ("该办件有评议（好差评）事件因数据不符合规范被系统拒收，请在来源系统更正并重新推送；"
                      "评议不影响预警，办件照常评判。")
+
+
+# What a case is told whose refused events are ratings or nodes stated after its end (办结后才完成的
+# 环节), none of which changes how it was handled (`alerts.state.holds_back`): it is judged as any case.
+NOT_HOLDING_TEXT = ("该办件有事件因数据不符合规范被系统拒收，请在来源系统更正并重新推送；"
+                    "被拒收的仅为评议或所述时间在办结（撤回）之后的环节，不影响对办理过程的评判，办件照常评判。")
 
 
 # What a case that waits for refused events is told to the people who read its file.

@@ -26,7 +26,8 @@ from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseE
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
-from alerts.state import CaseState, apply, apply_verdict, refusal, refuse, refused_type, same_fact
+from alerts.state import (CaseState, after_the_end, apply, apply_verdict, holds_back, refusal, refuse, refused_type,
+                          same_fact)
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -137,6 +138,7 @@ class Evaluation:
     labels: Labels
     deadline: datetime | None
     promised_days: int | None = None  # the working days the deadline counts (None: stated by the source)
+    ended_at: datetime | None = None  # when the end in force ended the case (`Timeline.end`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,7 @@ def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
     upcoming = deadlines.due(view, now)
     timeline = view.timeline
     return Evaluation(findings, min(upcoming) if upcoming else None, labels, timeline.stored_deadline(judge.calendar),
-                      None if timeline.stated_deadline else timeline.promised_days)
+                      None if timeline.stated_deadline else timeline.promised_days, timeline.ended_at)
 
 
 def case_clock(state: CaseState, now: datetime) -> datetime:
@@ -237,12 +239,14 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     now = case_clock(state, now)
     result = evaluate(state, judge, now)
     findings, next_due = result.findings, result.next_due
-    item_code = case_item_code(state.events)
+    item_code = result.labels.item_code  # `case_item_code`, as `evaluate` found it
     # Ratings aside: no rule reads one, so a refused rating, or one naming another item, holds
     # nothing back (a junk rating kept a case closed without its last node from its red card: found
     # by a black-box test).
-    holding = [kept for kept in state.refused.values() if refused_type(kept) not in READ_BY_NO_RULE]
-    set_aside = [e for e in state.events if e.item_code != item_code and e.type not in READ_BY_NO_RULE]
+    # Nor does a node stated after the case's end (`holds_back`).
+    holding = [kept for kept in state.refused.values() if holds_back(kept, result.ended_at)]
+    set_aside = [e for e in state.events if e.item_code != item_code and e.type not in READ_BY_NO_RULE
+                 and not after_the_end(e.type, e.occurred_at, result.ended_at)]
     standing = {k: a for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}  # published
     if holding or set_aside:
         # A case whose events name two items (one of them mistyped, or a case number reused) is
@@ -372,7 +376,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
             known(event, judge)
         except NotInCatalog as exc:
             refused.append((event, exc))
-            state, moved = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value))
+            state, moved = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value, event.occurred_at))
             marked = marked or moved
             continue
         state, is_new = apply(state, event)

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from alerts.catalog import Catalog
-from alerts.events import READ_BY_NO_RULE
+from alerts.events import CLOCK_SKEW, READ_BY_NO_RULE, InvalidEvent, parse_time
 
 PAYLOAD_BYTES = 256 * 1024  # kept of a payload; base64 of this stays well under Kafka's 1 MB record
 
@@ -417,6 +417,26 @@ def refused_event_type(raw: bytes | None, read: RefusedRecord | None = None) -> 
     return _text(obj, "type") if obj is not None else None
 
 
+def refused_event_time(raw: bytes | None, read: RefusedRecord | None = None) -> datetime | None:
+    """When a refused event's payload states it happened (`stated_time`), read as `refused_event_type`
+    reads its type: what its case needs to know whether the event could change it
+    (`alerts.state.holds_back`)."""
+    obj = read_refused(raw, read).payload
+    return stated_time(obj) if obj is not None else None
+
+
+def stated_time(obj: dict) -> datetime | None:
+    """The `occurred_at` an event's JSON object states, when it states that and its `recorded_at`
+    readably, the one not before the other, as `alerts.events.parse_event` takes them; else None
+    (a time the event was refused for is no time to judge by)."""
+    try:
+        occurred = parse_time(obj.get("occurred_at"), "occurred_at")
+        recorded = parse_time(obj.get("recorded_at"), "recorded_at")
+    except InvalidEvent:
+        return None
+    return occurred if recorded + CLOCK_SKEW >= occurred else None
+
+
 def _labels(read: RefusedRecord, catalog: Catalog | None) -> dict[str, Any]:
     obj = _event_named(read)
     if obj is None:
@@ -472,11 +492,21 @@ def stored_event_type(payload: str, encoding: str) -> str | None:
     names none. Read by SQL's JSON functions, a base64 payload named none: a GBK rating held its
     case back once the case was read back from the store, not while the pipeline held it (found by
     review)."""
+    raw = _stored_raw(payload, encoding)
+    return refused_event_type(raw) if raw is not None else None
+
+
+def stored_event_time(payload: str, encoding: str) -> datetime | None:
+    """When a letter's payload, as the store keeps it, states its event happened (`refused_event_time`)."""
+    raw = _stored_raw(payload, encoding)
+    return refused_event_time(raw) if raw is not None else None
+
+
+def _stored_raw(payload: str, encoding: str) -> bytes | None:
     try:
-        raw = base64.b64decode(payload) if encoding.startswith("base64") else payload.encode()
+        return base64.b64decode(payload) if encoding.startswith("base64") else payload.encode()
     except ValueError:
         return None
-    return refused_event_type(raw)
 
 
 CLOSING_REASON_CHARS = 500

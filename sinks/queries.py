@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from alerts.events import READ_BY_NO_RULE
-from alerts.letters import HOLDS_ITS_CASE, stored_event_type
+from alerts.letters import HOLDS_ITS_CASE, stated_time, stored_event_time, stored_event_type
 from alerts.state import cautious, refusal
 from sinks.scope import Scope, ScopedQuery
 from sinks.rows import TICKET_ROUND
@@ -223,23 +223,27 @@ def refused_case_events(client, case_ids: list[str] | None = None,
                         as_kept: bool = False) -> dict[str, dict[str, str]]:
     """The events each case waits for (of some cases, with `case_ids`): its open dead letters
     whose refusal holds it back (`alerts.letters.HOLDS_ITS_CASE`), event_id -> reason; with
-    `as_kept`, as the case's state keeps it (`alerts.state.refusal`: with the type its payload
-    names), for a state restored from the store."""
+    `as_kept`, as the case's state keeps it (`alerts.state.refusal`: with the type and the time its
+    payload names), for a state restored from the store."""
     conditions = [_HOLDING]
     parameters: dict[str, Any] = {"holding": sorted(HOLDS_ITS_CASE), **_of_cases(case_ids)}
     if case_ids is not None:
         conditions.append(_OF_CASES)
-    # The type by SQL's JSON functions; a payload kept as base64 (not UTF-8) is read here, as the
-    # pipeline read it (`alerts.letters.stored_event_type`).
+    # The type and the times by SQL's JSON functions; a payload kept as base64 (not UTF-8) is read
+    # here, as the pipeline read it (`alerts.letters.stored_event_type`, `stored_event_time`).
     query = ScopedQuery("case_id, event_id, reason, JSONExtractString(payload, 'type'), "
+                        "JSONExtractString(payload, 'occurred_at'), JSONExtractString(payload, 'recorded_at'), "
                         "if(startsWith(payload_encoding, 'base64'), payload, '')", "dead_letters FINAL",
                         where=" AND ".join(conditions), tail="ORDER BY received_at, letter_id")
     out: dict[str, dict[str, str]] = {}
-    for case_id, event_id, reason, event_type, encoded in query.run(client, Scope.everything(), parameters):
+    for case_id, event_id, reason, event_type, occurred, recorded, encoded in query.run(
+            client, Scope.everything(), parameters):
         if encoded:
-            event_type = stored_event_type(encoded, "base64") or ""
+            event_type, stated = stored_event_type(encoded, "base64") or "", stored_event_time(encoded, "base64")
+        else:
+            stated = stated_time({"occurred_at": occurred, "recorded_at": recorded})
         waits = out.setdefault(case_id, {})
-        kept = refusal(reason, event_type) if as_kept else reason
+        kept = refusal(reason, event_type, stated) if as_kept else reason
         if event_id not in waits:
             waits[event_id] = kept
         elif as_kept:  # refused more than once: the record that holds more back

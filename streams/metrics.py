@@ -30,8 +30,7 @@ EVENTS_DEAD_LETTERED = Counter("sunlight_events_dead_lettered_total", "Messages 
 # after a start) went unseen by SunlightDeadLettersGrowing (found by a black-box test).
 for _reason in REASON_TITLE:
     EVENTS_DEAD_LETTERED.labels(_reason)
-for _outcome in ("new", "duplicate"):
-    EVENTS_PROCESSED.labels(_outcome)
+EVENTS_NEW, EVENTS_DUPLICATE = EVENTS_PROCESSED.labels("new"), EVENTS_PROCESSED.labels("duplicate")  # per case
 ALERTS_PUBLISHED = Counter("sunlight_alerts_published_total", "Alert versions published, by rule and status",
                            ["rule", "status"], registry=REGISTRY)
 TICKS_SENT = Counter("sunlight_deadline_ticks_total", "Cases re-judged because something fell due",

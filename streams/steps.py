@@ -32,7 +32,7 @@ from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate
                              step, step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
 from alerts.letters import (UTF8_BOM, DeadLetter, RefusedRecord, filed_under, make_letter, refused_event,
-                            refused_event_type, wrapped_event_hint)
+                            refused_event_time, refused_event_type, wrapped_event_hint)
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
@@ -241,7 +241,8 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
             out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail, read))
             if named is not None:  # its case waits for it (`alerts.state.refuse`)
                 case_id, event_id = named
-                kept = refusal(exc.reason, refused_event_type(record.value, read))
+                kept = refusal(exc.reason, refused_event_type(record.value, read),
+                               refused_event_time(record.value, read))
                 if home != unit.partition:  # too large to be sent on: its case's partition told of it
                     out.refused_elsewhere.append((case_id, event_id, kept, home))
                     continue
@@ -591,9 +592,9 @@ class CaseSteps:
         self.progress.events_new += len(batch.new)
         self.progress.events_duplicate += len(batch.duplicates)
         if batch.new:
-            metrics.EVENTS_PROCESSED.labels("new").inc(len(batch.new))
+            metrics.EVENTS_NEW.inc(len(batch.new))
         if batch.duplicates:
-            metrics.EVENTS_PROCESSED.labels("duplicate").inc(len(batch.duplicates))
+            metrics.EVENTS_DUPLICATE.inc(len(batch.duplicates))
         for event in (*batch.new, *batch.duplicates):  # a redelivered decision's fact may have been lost too
             fact = penalty_fact(event, judge)
             if fact is not None:
@@ -638,7 +639,7 @@ class CaseSteps:
             try:
                 outcome = step(state, event, judge, now, wall_now(), judging=not hold)
             except NotInCatalog as exc:  # its letter is written already
-                state, _ = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value))
+                state, _ = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value, event.occurred_at))
                 continue
             if not outcome.is_new:
                 continue

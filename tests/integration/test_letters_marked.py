@@ -99,5 +99,21 @@ def test_a_refused_gbk_rating_read_back_from_the_store_holds_its_case_no_more_th
         listed, total = refused_events_page(client, Scope.everything(), 10)
         assert {r["case_id"] for r in listed} == {"G1", "G2"} and total == 2
         assert {row[0] for row in client.query(CASES_WAITING.sql).result_rows} == {"G1", "G2"}
+        # A node event's stated time is kept, as the pipeline keeps it (a node stated after its case's
+        # end holds nothing back: `alerts.state.holds_back`), read from base64 too; not a time it
+        # was refused for (registered before it happened).
+        times = {"occurred_at": "2026-03-04T10:00:00+08:00", "recorded_at": "2026-03-04T10:00:00+08:00"}
+        timed = [make_letter("case-events", 0, 7, b"G4", orjson.dumps({"event_id": "N4", "case_id": "G4",
+                                                                        "type": "node_completed", **times}), "schema", "x"),
+                 make_letter("case-events", 0, 8, b"G4", orjson.dumps(
+                     {"event_id": "N5", "case_id": "G4", "type": "node_completed", "node": "审核", **times}
+                 ).decode().encode("gbk"), "invalid_utf8", "x"),
+                 make_letter("case-events", 0, 9, b"G4", orjson.dumps(
+                     {"event_id": "N6", "case_id": "G4", "type": "node_completed", **times,
+                      "recorded_at": "2026-03-01T10:00:00+08:00"}), "impossible_time", "x")]
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(x, at) for x in timed]))
+        assert refused_case_events(client, ["G4"], as_kept=True) == {"G4": {
+            "N4": "schema@node_completed@2026-03-04T02:00:00+00:00",
+            "N5": "invalid_utf8@node_completed@2026-03-04T02:00:00+00:00", "N6": "impossible_time@node_completed"}}
     finally:
         client.close()

@@ -1334,6 +1334,42 @@ def test_a_refused_rating_holds_no_card_back():
     assert "分属不同事项" not in render(case_file(events + [rated], [], j.catalog.item(LICENCE), j.calendar))
 
 
+def test_a_refused_node_event_stated_after_the_closing_holds_no_card_back():
+    """Found by a black-box test: a case closed without its approval, one of whose node events was
+    refused (an unknown node, or a field outside the contract) and stated after the closing, raised
+    no skipped_node card: it waited for the event. No node after the end changes how the case was
+    handled; one stated before the closing, one whose time was unreadable, or one after an end a
+    return undid, still holds the case back."""
+    from alerts.casefile import NOT_HOLDING_TEXT, WAITING_TEXT, case_file
+    from alerts.evaluate import step_many
+    from alerts.state import refusal
+
+    j, raised_at = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    events = [ev("accepted", at(2026, 3, 2, 9), case="T6", event_id="u1"),
+              ev("node_completed", at(2026, 3, 2, 10), case="T6", node="undertake", event_id="u2"),
+              ev("closed", at(2026, 3, 2, 11), case="T6", event_id="u3")]
+
+    def judged(kept, extra=()):
+        return active(step_many(None, events + list(extra), [], j, at(2026, 3, 3), raised_at,
+                                refusals=[("u4", "T6", kept)]).outcome.state)
+
+    after = refusal("schema", "node_completed", at(2026, 3, 2, 12))
+    assert ("skipped_node", "approve") in judged(after)
+    assert ("skipped_node", "approve") not in judged(refusal("schema", "node_completed", at(2026, 3, 2, 10, 30)))
+    assert ("skipped_node", "approve") not in judged(refusal("schema", "node_completed"))  # no time to read
+    # The end undone by a return after it (and the case not ended again): the node may be done yet.
+    returned = ev("returned", at(2026, 3, 2, 11, 30), case="T6", node="undertake", event_id="u5")
+    assert ("skipped_node", "approve") not in judged(after, [returned])
+    # An unknown node refused by the catalog keeps the time it states, as a letter's does.
+    unknown = ev("node_completed", at(2026, 3, 2, 12), case="T6", node="no-such-node", event_id="u6")
+    assert ("skipped_node", "approve") in active(step_many(None, events + [unknown], [], j, at(2026, 3, 3),
+                                                           raised_at).outcome.state)
+    item = j.catalog.item(LICENCE)
+    assert case_file(events, [], item, j.calendar, waiting={"u4": after})["waiting_text"] == NOT_HOLDING_TEXT
+    before = refusal("schema", "node_completed", at(2026, 3, 2, 10, 30))
+    assert case_file(events, [], item, j.calendar, waiting={"u4": before})["waiting_text"] == WAITING_TEXT
+
+
 def test_a_suspension_stated_while_another_runs_keeps_the_clock_stopped_until_both_are_resumed():
     """Found by a black-box test: hearing suspended 03-04, expert review suspended 03-05, resumed
     03-06, resumed 03-10: the second suspension was dropped and the first resumption restarted the

@@ -610,6 +610,21 @@ def test_a_refused_acceptance_holds_its_case_back_until_it_comes_corrected():
     assert sorted(r["rule"] for r in harness.rows("alerts")) == ["deadline_near", "overdue"]
 
 
+def test_a_refused_node_event_stated_after_the_closing_holds_no_card_back_in_the_pipeline():
+    """Found by a black-box test: a case closed without its approval raised no red skipped_node card
+    while its junk node event, stated after the closing, lay refused. The refusal keeps the time
+    the event states: a node after the end changes nothing, and the card is raised; one stated
+    before the closing still holds the case back."""
+    closed_without_approval = [HISTORY[0], HISTORY[1], HISTORY[2], HISTORY[4]]
+    for when, raised in ((at(2026, 3, 21), True), (at(2026, 3, 6), False)):
+        junk = {**event("p", "node_completed", when, "approve"), "channel": "fax"}  # outside the contract
+        harness = Harness()
+        harness.run(Unit("case-events", 0, [record(i, e) for i, e in enumerate([*closed_without_approval, junk])]))
+        held, _ = decode_state(harness.table.data["U1"])
+        assert dict(held.refused) == {"p": f"schema@node_completed@{when.astimezone(timezone.utc).isoformat()}"}
+        assert ("skipped_node" in {a.rule.value for a in held.alerts.values()}) is raised, when
+
+
 def test_an_event_the_catalog_refuses_holds_its_case_and_a_case_known_only_by_it_waits_too():
     """An unknown node id for the review (a misspelt node) made the case's review look skipped. And
     a case whose first event is refused is kept as one that waits, so that its next events are not
@@ -618,7 +633,7 @@ def test_an_event_the_catalog_refuses_holds_its_case_and_a_case_known_only_by_it
     misspelt = {**HISTORY[2], "node": "reveiw"}
     harness.run(Unit("case-events", 0, [record(i, e) for i, e in enumerate([*HISTORY[:2], misspelt, *HISTORY[3:]])]))
     held, _ = decode_state(harness.table.data["U1"])
-    assert dict(held.refused) == {"r": "unknown_node@node_completed"}
+    assert dict(held.refused) == {"r": "unknown_node@node_completed@2026-03-04T02:00:00+00:00"}
     # A node event cannot move the case's deadline nor end it: its deadline's cards are raised while
     # it waits (closed after its deadline, it was late), its process's are not (review looks skipped).
     assert {a.rule.value for a in held.alerts.values()} == {"overdue", "deadline_near"}
@@ -698,7 +713,7 @@ def test_a_case_too_large_for_its_unit_still_waits_for_the_events_refused_in_it(
     harness.run(Unit("case-events", 0, [record(i, e) for i, e in enumerate([HISTORY[1], misspelt, *HISTORY[3:]], 1)]))
     assert "case_too_large" in {r["reason"] for r in harness.rows("dead_letters")}
     held, _ = decode_state(harness.table.data["U1"])
-    assert dict(held.refused) == {"r": "unknown_node@node_completed"}
+    assert dict(held.refused) == {"r": "unknown_node@node_completed@2026-03-04T02:00:00+00:00"}
     assert "skipped_node" not in {a.rule.value for a in held.alerts.values()}
 
 
@@ -731,7 +746,7 @@ def test_a_waiting_case_raises_nothing_and_withdraws_what_its_new_facts_take_awa
     misspelt = {**HISTORY[2], "node": "reveiw"}
     harness.run(Unit("case-events", 0, [record(2, HISTORY[1]), record(3, misspelt), record(4, HISTORY[3])]))
     held, _ = decode_state(harness.table.data["U1"])
-    assert dict(held.refused) == {"r": "unknown_node@node_completed"} and held.next_due is None
+    assert dict(held.refused) == {"r": "unknown_node@node_completed@2026-03-04T02:00:00+00:00"} and held.next_due is None
     standing = {(a.rule.value, a.node) for a in held.alerts.values() if a.status is AlertStatus.OPEN}
     assert ("skipped_node", "undertake") not in standing and ("skipped_node", "approve") not in standing
     assert ("skipped_node", "review") in standing  # the missing event's to take away
