@@ -300,6 +300,28 @@ def test_the_case_may_override_its_promised_days():
     assert active(run(events, at(2026, 3, 6, 1))) == {("deadline_near", None), ("overdue", None)}
 
 
+def test_a_second_acceptance_back_dated_with_a_longer_promise_does_not_withdraw_the_overdue():
+    """Found by a black-box test: an open case past its deadline, then a second acceptance stated a
+    day before the first, registered two months later, with `promised_days: 300`: the red overdue
+    was withdrawn. The clock starts at the earliest stated acceptance, the promise is the one
+    registered first; one acceptance still overrides the catalog's days."""
+    from alerts.model import AlertStatus
+
+    first = ev("accepted", at(2026, 3, 2, 9), case="A2", event_id="a1")
+    state = run([first], at(2026, 4, 20))
+    assert ("overdue", None) in active(state)
+    forged = ev("accepted", at(2026, 3, 1, 9), recorded=at(2026, 5, 1), case="A2", event_id="a2", promised_days=300)
+    after = step(state, forged, judge(), at(2026, 5, 2), datetime(2026, 1, 1, tzinfo=timezone.utc)).state
+    assert ("overdue", None) in active(after)
+    assert not any(a.status is AlertStatus.WITHDRAWN for a in after.alerts.values())
+    for order in ([first, forged], [forged, first]):
+        assert ("overdue", None) in active(run(order, at(2026, 5, 2)))
+    # Registered first, the longer promise is the case's (as one acceptance's would be).
+    honest = ev("accepted", at(2026, 3, 1, 9), case="A2", event_id="a2", promised_days=300)
+    assert ("overdue", None) not in active(run([first, honest], at(2026, 5, 2)))
+    assert ("overdue", None) not in active(run([honest], at(2026, 5, 2)))
+
+
 def penalty_case(case, amount, tier=None, violation="V-FOOD-124"):
     attrs = {"decision": "penalize", "violation_code": violation, "penalty_amount": amount}
     if tier:
