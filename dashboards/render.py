@@ -59,12 +59,27 @@ class Result:
 
 
 def cjk_font() -> str:
-    names = {font.name for font in font_manager.fontManager.ttflist}
-    for name in CJK_FONTS:
-        if name in names:
-            return name
+    name = _known_cjk_font()
+    if name is None:
+        # matplotlib caches the fonts it found when it first ran: a font installed since (`.ci/run`
+        # installs one on a machine where matplotlib may have run before) is not in that list.
+        known = {font.fname for font in font_manager.fontManager.ttflist}
+        for path in font_manager.findSystemFonts():
+            if path not in known:
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # a font file matplotlib cannot read
+                    continue
+        name = _known_cjk_font()
+    if name is not None:
+        return name
     raise RenderError("no CJK font found (install Debian's fonts-wqy-zenhei or fonts-noto-cjk): "
                       "the pictures would show boxes instead of Chinese")
+
+
+def _known_cjk_font() -> str | None:
+    names = {font.name for font in font_manager.fontManager.ttflist}
+    return next((name for name in CJK_FONTS if name in names), None)
 
 
 def _number(value) -> float | None:

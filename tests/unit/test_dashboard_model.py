@@ -339,3 +339,20 @@ def test_a_picture_shows_times_in_the_dashboard_s_time_zone():
     assert [[str(v) for v in row] for row in moved.rows] == [
         ["2026-03-31 00:00:00+08:00", "2026-03-30", "3"], ["2026-03-31 00:00:00+08:00", "None", "4"]]
     assert all(m["timezone"] == "Asia/Shanghai" for m in DASHBOARDS.values())
+
+
+def test_a_cjk_font_installed_after_matplotlib_cached_its_font_list_is_found(monkeypatch):
+    """Found on a new machine: `.ci/run` installed the CJK font after matplotlib had cached its font
+    list, and the dashboards' pictures refused to render ("no CJK font found"). A font missing from
+    the cached list is looked for among the system's fonts before giving up."""
+    from matplotlib import font_manager
+
+    from dashboards.render import CJK_FONTS, cjk_font
+
+    manager = font_manager.fontManager
+    if not any(font.name in CJK_FONTS for font in manager.ttflist):
+        cjk_font()  # installed, not yet listed: found, or no CJK font on this machine at all
+    files = {font.fname for font in manager.ttflist if font.name in CJK_FONTS}
+    cached = [font for font in manager.ttflist if font.fname not in files]  # as cached before the install
+    monkeypatch.setattr(manager, "ttflist", cached)
+    assert cjk_font() in CJK_FONTS
