@@ -77,8 +77,8 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
 
 # What a case whose events name two items is told (`alerts.evaluate.judge_case`).
 MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}）：按多数事件所属事项 {item} 的办理流程和时限评判，"
-                    "其他事项的事件（{others}）暂不计入，暂缓评判：除事件登记迟延（网下运行、网上登记）外不新发预警；"
-                    "这些事件仅为环节、决定或退回时，临近到期、超时预警照常发出；已发的预警在该事项的事实"
+                    "其他事项的事件（{others}）暂不计入，暂缓评判：除事件登记迟延（网下运行、网上登记）和处罚金额超出裁量基准外不新发预警；"
+                    "这些事件仅为环节、决定或退回时，临近到期、超时和事后补挂起预警照常发出；已发的预警在该事项的事实"
                     "不再支持时撤销。请核实事项编码并更正来源系统的数据。")
 
 
@@ -98,8 +98,8 @@ NOT_HOLDING_TEXT = ("该办件有事件因数据不符合规范被系统拒收�
 # operators' commands, `sunlight dlq list` and `redrive`, read as instructions to them before; found
 # by a black-box test).
 WAITING_TEXT = ("该办件有事件因数据不符合规范被系统拒收，事实不完整，暂缓评判：在来源系统更正并重新推送这些事件"
-                "（由运维人员在死信队列中核对、重新提交）之前，除事件登记迟延（网下运行、网上登记）外不新发预警；"
-                "被拒收的仅为环节、决定或退回事件时，临近到期、超时预警照常发出；"
+                "（由运维人员在死信队列中核对、重新提交）之前，除事件登记迟延（网下运行、网上登记）和处罚金额超出裁量基准外不新发预警；"
+                "被拒收的仅为环节、决定或退回事件时，临近到期、超时和事后补挂起预警照常发出；"
                 "已发的预警在已到达的事实不再支持时撤销。")
 
 

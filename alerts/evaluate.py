@@ -202,13 +202,30 @@ def case_clock(state: CaseState, now: datetime) -> datetime:
     return now if state.judged_at is None or now >= state.judged_at else state.judged_at
 
 
-# Raised while a case waits for refused events (`judge_case`): late registration, which judges
-# each event's registration against its own time; and, while it waits only for events that cannot
-# move its deadline nor end it (`OFF_THE_DEADLINE`; its acceptance, suspensions and end can), the
-# rules of that deadline alone. Not retroactive_suspension: it also judges node runs, which a
-# missing node event changes (a false red card, found by review).
+# Raised while a case waits for refused events (`judge_case`, `raised_while_waiting`): late
+# registration, which judges each event's registration against its own time; and, while it waits
+# only for events that cannot move its deadline nor end it (`OFF_THE_DEADLINE`; its acceptance,
+# suspensions and end can), the rules of that deadline, with a suspension registered after it or
+# back-dated to cover the case's overrun. Not a suspension covering a node's overrun: node runs
+# change with a missing node event (a false red card, found by review).
 REGISTRATION_RULES = frozenset({Rule.BACKFILL})
 DEADLINE_RULES = frozenset({Rule.OVERDUE, Rule.DEADLINE_NEAR})
+
+
+def raised_while_waiting(finding: Finding, deadline_known: bool) -> bool:
+    """Whether a case that waits for refused events, or sets aside events of another item, raises
+    `finding` all the same (`judge_case`): a late registration; a fine outside the benchmark of the
+    item its decision names, which no other event changes (found by a black-box test: one junk
+    event kept a fine of 8,000 against a maximum of 5,000 from its card); and, with its deadline
+    known (it waits only for events that cannot move it), its deadline's rules and a suspension
+    that moved that deadline after the fact (else a suspension registered after the deadline, with
+    one junk node event, withdrew a true red overdue and raised nothing: found by a black-box test)."""
+    rule = finding.rule
+    if rule in REGISTRATION_RULES or rule is Rule.DISCRETION_OUT_OF_RANGE:
+        return True
+    if not deadline_known:
+        return False
+    return rule in DEADLINE_RULES or (rule is Rule.RETROACTIVE_SUSPENSION and "covered_node" not in finding.evidence)
 
 
 def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime,
@@ -223,14 +240,17 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     skipped (a refused acceptance made every closed case a red `skipped_node`). Its published
     alerts are judged as any case's, so one that the facts it has no longer support is withdrawn
     (a finding raised on part of its events, before the rest came), and nothing is due for it:
-    the corrected event has it judged in full. Two exceptions, both found by black-box tests:
+    the corrected event has it judged in full. Three exceptions (`raised_while_waiting`), all found
+    by black-box tests:
     * an event registered long after it happened is `backfill` whatever else the case holds: else
       a department sent one junk event, then its handling back-dated weeks late, and its red card
       was withdrawn with no card for the back-dating;
+    * a fine outside its item's benchmark is `discretion_out_of_range`, whatever else it holds;
     * when every event it waits for is of a type that cannot move its deadline nor end it
       (`OFF_THE_DEADLINE`: a node, a decision, a rating, a return), its deadline's rules
-      (`DEADLINE_RULES`: overdue, deadline_near) are judged and due as any case's: else one junk
-      node event sent before the deadline kept the case from ever being overdue.
+      (`DEADLINE_RULES`: overdue, deadline_near), and a suspension that moved that deadline after
+      the fact, are judged and due as any case's: else one junk node event sent before the
+      deadline kept the case from ever being overdue.
     """
     if not state.events:  # known only by refused events: nothing to judge
         if state.next_due is None:
@@ -259,8 +279,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
         # (each found by a black-box test).
         deadline_known = (all(refused_type(kept) in OFF_THE_DEADLINE for kept in holding)
                           and all(e.type in OFF_THE_DEADLINE for e in set_aside))
-        raised = REGISTRATION_RULES | DEADLINE_RULES if deadline_known else REGISTRATION_RULES
-        findings = [f for f in findings if f.alert_id in standing or f.rule in raised]
+        findings = [f for f in findings if f.alert_id in standing or raised_while_waiting(f, deadline_known)]
         next_due = next_due if deadline_known else None
     supported = {f.alert_id for f in findings}
     unsupported: dict[str, str] = {}

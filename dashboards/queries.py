@@ -57,11 +57,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from alerts.events import READ_BY_NO_RULE
 from alerts.letters import HOLDS_ITS_CASE, OVERTAKEN_ACTIONS, REASON_ADVICE, REASON_TITLE
 from alerts.model import RULE_TITLE, SEVERITY_TITLE
 from alerts.tickets import STATUS_TITLE as TICKET_STATUS_TITLE
 from dashboards.macros import variable_names
+from sinks.queries import NOT_A_RATING
 from sinks.rows import TICKET_ROUND
 
 
@@ -701,22 +701,22 @@ ORDER BY letters DESC, reason
 """,
 )
 
-# Not a rating's: no rule reads one, so it holds no judgement back (`alerts.events.READ_BY_NO_RULE`;
-# one kept as base64, GBK, is read by no SQL, and listed).
+# Not a rating's (`sinks.queries.NOT_A_RATING`; one kept as base64, GBK, is read by no SQL, and listed).
 _HOLDING_LETTERS = f"""status = 'open' AND reason IN {_sql_array(sorted(HOLDS_ITS_CASE))}
     AND case_id IS NOT NULL AND event_id IS NOT NULL
-    AND JSONExtractString(payload, 'type') NOT IN {_sql_array(sorted(t.value for t in READ_BY_NO_RULE))}"""
+    AND {NOT_A_RATING}"""
 
 CASES_WAITING = Panel(
     name="cases_waiting",
     title="暂缓评判的办件",
     description="有事件被拒收（进入死信队列）而事实不完整的办件：在更正的事件重新提交（sunlight dlq redrive）之前，"
-                "除事件登记迟延外不新发预警（被拒收的仅为环节、决定或退回事件时，临近到期、超时预警照常发出；"
+                "除事件登记迟延和处罚金额超出裁量基准外不新发预警（被拒收的仅为环节、决定或退回事件时，临近到期、超时和事后补挂起预警照常发出；"
                 "被拒收的评议不影响评判，不列入）。"
                 "最早的在前，最多200件。",
     doc="Cases that wait for refused events (open dead letters that name the case and an event it "
         "does not hold, docs/faults.md): until the events come corrected they raise no alert but late "
-        "registrations (and their deadline's, when only node, decision or return events are refused); "
+        "registrations and fines outside their benchmark (and their deadline's, with suspensions that "
+        "moved it after the fact, when only node, decision or return events are refused); "
         "refused ratings hold nothing back and are not listed; the oldest first, at most 200.",
     labels={"case_id": "办件编号", "department_name": "部门", "refused_events": "被拒收事件数", "reasons": "原因",
             "since": "最早拒收时间"},

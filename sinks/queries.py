@@ -299,8 +299,9 @@ def dead_letters(client, scope: Scope, reason: str | None = None, include_done: 
         yield record
 
 
-# Not a rating's letter: no rule reads one, so it holds no judgement back (`READ_BY_NO_RULE`).
-_NOT_RATINGS = ("JSONExtractString(payload, 'type') NOT IN ("
+# Not a rating's letter: no rule reads one, so it holds no judgement back (`READ_BY_NO_RULE`; one
+# kept as base64, GBK, is read by no SQL). The dashboards' 暂缓评判 panels use it too.
+NOT_A_RATING = ("JSONExtractString(payload, 'type') NOT IN ("
                 + ", ".join(f"'{t.value}'" for t in sorted(READ_BY_NO_RULE)) + ")")
 
 
@@ -314,7 +315,7 @@ def refused_events_page(client, scope: Scope, limit: int, offset: int = 0,
     since (corrected and pushed again under its id: as the dashboards' 暂缓评判的办件 reads them),
     newest first, `limit` from `offset`; and how many there are. A conflicting copy, a case too
     large, Sunlight's own failures and refused ticket actions hold no case: not listed."""
-    where = (f"{_HOLDING} AND {_NOT_RATINGS} AND (case_id, event_id) NOT IN (SELECT case_id, event_id FROM "
+    where = (f"{_HOLDING} AND {NOT_A_RATING} AND (case_id, event_id) NOT IN (SELECT case_id, event_id FROM "
              f"case_events WHERE case_id IN (SELECT case_id FROM dead_letters FINAL WHERE {_HOLDING}))")
     parameters: dict[str, Any] = {"holding": sorted(HOLDS_ITS_CASE)}
     (total,), = ScopedQuery("count()", "dead_letters FINAL", where=where).run(client, scope, parameters)

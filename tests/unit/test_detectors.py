@@ -1392,6 +1392,56 @@ def test_a_refused_node_event_stated_after_the_closing_holds_no_card_back():
     assert case_file(events, [], item, j.calendar, waiting={"u4": before})["waiting_text"] == WAITING_TEXT
 
 
+def test_a_suspension_registered_after_the_deadline_is_a_card_while_the_case_waits_for_a_node():
+    """Found by a black-box test: a case closed after its deadline, then a suspension stated on the
+    deadline's last day and registered after it (17 hours later: no backfill), and one junk node
+    event (refused, or of another item): the red overdue was withdrawn and no card raised, while
+    the same suspension alone raised retroactive_suspension. The case waits only for a node: its
+    deadline is known, and so is a suspension that moved it after the fact."""
+    from alerts.evaluate import step_many
+
+    j, raised_at = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    handled_late = [ev("accepted", at(2026, 3, 2, 9), case="F1", event_id="f1"),
+                    ev("node_completed", at(2026, 3, 3), case="F1", node="undertake", event_id="f2"),
+                    ev("node_completed", at(2026, 3, 4), case="F1", node="review", event_id="f3"),
+                    ev("node_completed", at(2026, 3, 5), case="F1", node="approve", event_id="f4"),
+                    ev("closed", at(2026, 3, 20), case="F1", event_id="f5")]
+    late_suspension = ev("suspended", at(2026, 3, 16, 9), recorded=at(2026, 3, 17, 2), case="F1", event_id="f6",
+                         reason="other")
+    other_item = ev("node_completed", at(2026, 3, 4), case="F1", item=PENALTY, node="investigate", event_id="f7")
+    alone = active(run(handled_late + [late_suspension], at(2026, 6, 30)))
+    assert ("retroactive_suspension", None) in alone and ("overdue", None) not in alone
+    refused = [("f8", "F1", "unknown_node@node_completed")]
+    for extra, refusals in (([], refused), ([other_item], [])):
+        published = step_many(None, handled_late + extra, [], j, at(2026, 6, 30), raised_at, refusals=refusals)
+        assert ("overdue", None) in active(published.outcome.state)
+        later = step_many(published.outcome.state, [late_suspension], [], j, at(2026, 6, 30), raised_at)
+        cards = later.outcome.state.alerts.values()
+        assert ("retroactive_suspension", None) in active(later.outcome.state), extra
+        withdrawn = [a for a in cards if a.rule.value == "overdue" and a.status.value == "withdrawn"]
+        assert withdrawn and "事后补挂起" in withdrawn[0].withdrawn_reason
+        # In one batch too.
+        whole = step_many(None, handled_late + extra + [late_suspension], [], j, at(2026, 6, 30), raised_at,
+                          refusals=refusals)
+        assert ("retroactive_suspension", None) in active(whole.outcome.state)
+
+
+def test_a_fine_outside_its_benchmark_is_a_card_while_the_case_waits_for_another_event():
+    """Found by a black-box test: a fine outside every tier of its violation raised no red
+    discretion_out_of_range while its case waited for one refused event, or set aside one event of
+    another item. The card judges the decision against its own item's benchmark alone."""
+    from alerts.evaluate import step_many
+
+    j, raised_at = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    fined = penalty_case("F2", 1000)
+    refused = step_many(None, fined, [], j, at(2026, 3, 4), raised_at,
+                        refusals=[("x1", "F2", "schema@suspended")]).outcome.state
+    assert active(refused) == {("discretion_out_of_range", None)}
+    stray = ev("node_completed", at(2026, 3, 3, 12), case="F2", item=LICENCE, node="undertake")
+    mixed = step_many(None, fined + [stray], [], j, at(2026, 3, 4), raised_at).outcome.state
+    assert active(mixed) == {("discretion_out_of_range", None)}
+
+
 def test_a_suspension_stated_while_another_runs_keeps_the_clock_stopped_until_both_are_resumed():
     """Found by a black-box test: hearing suspended 03-04, expert review suspended 03-05, resumed
     03-06, resumed 03-10: the second suspension was dropped and the first resumption restarted the
