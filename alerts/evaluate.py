@@ -209,6 +209,8 @@ def case_clock(state: CaseState, now: datetime) -> datetime:
 # back-dated to cover the case's overrun. Not a suspension covering a node's overrun: node runs
 # change with a missing node event (a false red card, found by review).
 REGISTRATION_RULES = frozenset({Rule.BACKFILL})
+# Said of a card withdrawn by facts among which some were registered late (`judge_case`).
+BACKFILLED_TEXT = "；其中有事件系事后补登，已另发红牌“网下运行、网上登记”"
 DEADLINE_RULES = frozenset({Rule.OVERDUE, Rule.DEADLINE_NEAR})
 
 
@@ -292,12 +294,21 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
         # A back-dated suspension that moved the deadline now: its card raised by this judgement
         # (one standing from before did not take this card down: a catalog edit did, say).
         covered = any(f.rule is Rule.RETROACTIVE_SUSPENSION and f.alert_id not in standing for f in findings)
+        # Late registrations among the facts that took it down: the backfill card this judgement
+        # raised, or added to (a closing back-dated before the deadline and registered days later
+        # withdrew the overdue, and its reason did not say the closing had a card of its own: found
+        # by a black-box test).
+        backfilled = any(f.rule is Rule.BACKFILL and (f.alert_id not in standing
+                                                      or f.evidence != standing[f.alert_id].evidence)
+                         for f in findings)
         for alert_id in lost:
             alert = standing[alert_id]
             if alert.rule in DEADLINE_RULES:  # what its deadline became, and why
                 unsupported[alert_id] = reason + deadline_change(alert.evidence, result.deadline,
                                                                  result.promised_days, judge.calendar.tz) + (
                     "；所述挂起系事后补登，已另发红牌“事后补挂起”" if covered else "")
+            if backfilled:
+                unsupported[alert_id] += BACKFILLED_TEXT
     alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, unsupported)
     if changed or next_due != state.next_due or now != state.judged_at or state.arrived:
         # The clock is part of the state: an event that arrives later with an older clock is

@@ -1426,6 +1426,29 @@ def test_a_suspension_registered_after_the_deadline_is_a_card_while_the_case_wai
         assert ("retroactive_suspension", None) in active(whole.outcome.state)
 
 
+def test_a_card_withdrawn_by_a_late_registered_fact_says_that_fact_has_its_own_card():
+    """Found by a black-box test: an open case past its deadline, then its closing stated before the
+    deadline and registered a month later: the red overdue was withdrawn, its reason naming the
+    closing, and a red backfill raised, but the reason did not say so (a suspension's did). A
+    withdrawal by facts registered on time says nothing of the kind."""
+    from alerts.evaluate import BACKFILLED_TEXT
+
+    j, raised_at = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    opened = [ev("accepted", at(2026, 3, 2, 9), case="B7", event_id="b1"),
+              ev("node_completed", at(2026, 3, 3), case="B7", node="undertake", event_id="b2"),
+              ev("node_completed", at(2026, 3, 4), case="B7", node="review", event_id="b3"),
+              ev("node_completed", at(2026, 3, 5), case="B7", node="approve", event_id="b4")]
+    state = run(opened, at(2026, 4, 20), j)
+    assert ("overdue", None) in active(state)
+    for closing, said in ((ev("closed", at(2026, 3, 6), recorded=at(2026, 4, 21), case="B7", event_id="b5"), True),
+                          (ev("closed", at(2026, 3, 6), case="B7", event_id="b5"), False)):
+        after = step(state, closing, j, at(2026, 4, 22), raised_at).state
+        withdrawn = [a for a in after.alerts.values() if a.rule.value == "overdue"]
+        assert withdrawn[0].status.value == "withdrawn"
+        assert (BACKFILLED_TEXT in withdrawn[0].withdrawn_reason) is said
+        assert (("backfill", None) in active(after)) is said
+
+
 def test_a_fine_outside_its_benchmark_is_a_card_while_the_case_waits_for_another_event():
     """Found by a black-box test: a fine outside every tier of its violation raised no red
     discretion_out_of_range while its case waited for one refused event, or set aside one event of
