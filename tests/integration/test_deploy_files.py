@@ -290,6 +290,12 @@ def test_prometheus_scrapes_every_worker_and_alerts_through_alertmanager(compose
     for name, worker in _workers(compose).items():
         port = Settings.from_env(_environment(worker)).metrics_port
         assert f"{name}:{port}" in targets, (name, sorted(targets))
+    # The console too, on its HTTP port, under the job SunlightConsoleDown selects.
+    console = Settings.from_env(_environment(compose["services"]["console"]))
+    assert console.metrics_port, "the console serves /metrics only with SUNLIGHT_METRICS_PORT set"
+    jobs = {job["job_name"]: {t for static in job.get("static_configs", []) for t in static.get("targets", [])}
+            for job in config.get("scrape_configs", [])}
+    assert jobs.get("sunlight-console") == {f"console:{console.http_port}"}
     alertmanagers = {target for group in config.get("alerting", {}).get("alertmanagers", [])
                      for static in group.get("static_configs", []) for target in static.get("targets", [])}
     assert "alertmanager:9093" in alertmanagers
