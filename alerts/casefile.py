@@ -139,7 +139,7 @@ def _inside(inner: list[dict[str, Any]]) -> str:
 
 
 def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
-    accepted = timeline.accepted
+    accepted = timeline.clock_accepted  # of several acceptances, the one registered first
     if accepted is None:
         return {"text": "案件尚未受理，办理时限未起算。"}
     deadline = timeline.deadline(calendar)
@@ -169,6 +169,10 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
                  f"即办件{source}，{moment(out['accepted_at'])} 受理，当日办结，截止于受理当日 24:00"
                  f"（受理日不是工作日的，截止于其后第一个工作日 24:00）。")
     lines = [basis]
+    if timeline.deadline_from is not None:
+        out["earliest_acceptance_at"] = calendar.local(timeline.accepted.occurred_at).isoformat()
+        lines.append(f"另有受理事件所述受理时间为 {moment(out['earliest_acceptance_at'])}，但登记在后："
+                     f"时限按最先登记的受理（{moment(out['accepted_at'])}）及其承诺时限计算。")
     if pauses:
         spans = "；".join(f"{moment(p['from'])} 至 {moment(p['to']) if p['to'] else '未恢复'}"
                          f"（{_reason(p['reason'])}{_inside(p['inner'])}"

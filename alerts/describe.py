@@ -230,7 +230,9 @@ def _deadline(evidence: Mapping[str, Any]) -> str:
         basis = "即办件（当日办结，截止于受理当日 24:00，受理日不是工作日的顺延至其后第一个工作日）"
     else:
         basis = f"承诺时限 {evidence.get('promised_days')} 个工作日（受理当日不计，截止于最后一个工作日 24:00）"
-    return (f"{moment(evidence.get('accepted_at'))} 受理，{basis}，{_suspensions(evidence)}，"
+    earlier = evidence.get("earliest_acceptance_at")
+    other = (f"（另一受理事件所述受理时间为 {moment(earlier)}，登记在后，时限不从其起算）" if earlier else "")
+    return (f"{moment(evidence.get('accepted_at'))} 受理{other}，{basis}，{_suspensions(evidence)}，"
             f"时限截止 {deadline_moment(evidence.get('deadline'))}")
 
 

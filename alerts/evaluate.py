@@ -22,7 +22,7 @@ from alerts.config import RuleConfig
 from alerts.describe import deadline_change, event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
 from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel, EventType,
-                           case_item_code, own_events)
+                           case_item_code, own_events, registered_first)
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
@@ -170,7 +170,7 @@ def came_by_import(events) -> bool:
     online case's import events pushes; nor every one: a later online re-acceptance (补正) made a
     history imported on time late (both found by review)."""
     acceptances = [e for e in events if e.type is EventType.ACCEPTED]
-    return not acceptances or min(acceptances, key=lambda e: (e.recorded_at, e.event_id)).channel is Channel.IMPORT
+    return not acceptances or registered_first(acceptances).channel is Channel.IMPORT
 
 
 def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:

@@ -374,7 +374,14 @@ def case_item_code(events: Sequence[CaseEvent]) -> str:
     most = max(counts.values(), default=0)
     named = [e for e in events if counts.get(e.item_code, 0) == most] or list(events)
     acceptances = [e for e in named if e.type is EventType.ACCEPTED]
-    return min(acceptances or named, key=lambda e: (e.recorded_at, e.occurred_at, e.event_id)).item_code
+    return registered_first(acceptances or named).item_code
+
+
+def registered_first(events: Sequence[CaseEvent]) -> CaseEvent:
+    """The event registered first; of those registered at one moment, the one stated first, then
+    by event_id: the one order every "registered first" of a case reads (its item, its deadline's
+    acceptance, whether it came by import)."""
+    return min(events, key=lambda e: (e.recorded_at, e.occurred_at, e.event_id))
 
 
 def own_events(events: Sequence[CaseEvent], item_code: str) -> Sequence[CaseEvent]:

@@ -27,7 +27,7 @@ from typing import Sequence
 
 from alerts.calendar import Pause, WorkCalendar
 from alerts.catalog import Item
-from alerts.events import ENDING, CaseEvent, EventType
+from alerts.events import ENDING, CaseEvent, EventType, registered_first
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +88,9 @@ class Timeline:
     unknown_nodes: list[CaseEvent] = field(default_factory=list)
     promised_days: int = 0
     stated_deadline: datetime | None = None
+    # Of several acceptances, the one the deadline counts from, with its terms, when that is not
+    # `accepted` (the earliest stated): the one registered first (`_terms_from`).
+    deadline_from: CaseEvent | None = None
     # The deadline with every suspension, once computed: detect, due and evaluate all need it.
     _deadline: tuple[WorkCalendar, datetime | None] | None = None
     _pauses: tuple[Pause, ...] | None = None
@@ -106,6 +109,12 @@ class Timeline:
         if key not in self._limits:
             self._limits[key] = calendar.deadline(cycle.clock_start, days, self.pauses)
         return self._limits[key]
+
+    @property
+    def clock_accepted(self) -> CaseEvent | None:
+        """The acceptance the deadline counts from, at its moment and on its terms (`deadline_from`,
+        else `accepted`)."""
+        return self.deadline_from or self.accepted
 
     @property
     def ended_at(self) -> datetime | None:
@@ -184,9 +193,9 @@ class Timeline:
             # suspensions before the acceptance counted (from the acceptance, a hearing that kept a
             # case closed in time counted for nothing: a false red card, found by an oracle).
             start = (min(e.occurred_at for e in self.events) if self.accepted_after_end
-                     else self.accepted.occurred_at)
+                     else self.clock_accepted.occurred_at)
             return calendar.stated_deadline(start, self.stated_deadline, pauses)
-        return calendar.deadline(self.accepted.occurred_at, self.promised_days, pauses)
+        return calendar.deadline(self.clock_accepted.occurred_at, self.promised_days, pauses)
 
 
 def process_order(events: Sequence[CaseEvent], item: Item) -> list[CaseEvent]:
@@ -335,15 +344,17 @@ def _inner_resumptions(events: Sequence[CaseEvent]) -> set[int]:
 
 
 def _terms_from(events: Sequence[CaseEvent]) -> CaseEvent | None:
-    """Of several acceptances, the one whose terms (`promised_days`, a stated deadline) the case
-    keeps: the one registered first. The clock starts at the earliest stated acceptance (a
-    back-dated one only makes the case later), but its promise is the one the case was registered
-    with: a second acceptance, back-dated and registered after the deadline with 300 promised
-    days, withdrew a true red `overdue` (found by a black-box test). None for one acceptance."""
+    """Of several acceptances, the one the case's deadline counts from, at its moment and on its
+    terms (`promised_days`, a stated deadline): the one registered first. A second acceptance,
+    back-dated and registered after the deadline with 300 promised days, withdrew a true red
+    `overdue` (found by a black-box test); the moment of one and the terms of the other made a
+    deadline neither states, and a false red card (found by review). The case is accepted at the
+    earliest stated one all the same (its nodes' clocks, whether it was open). None for one
+    acceptance."""
     acceptances = [e for e in events if e.type is EventType.ACCEPTED]
     if len(acceptances) < 2:
         return None
-    return min(acceptances, key=lambda e: (e.recorded_at, e.occurred_at, e.event_id))
+    return registered_first(acceptances)
 
 
 def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
@@ -388,6 +399,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
         if isinstance(days, int):
             timeline.promised_days = days
         timeline.stated_deadline = promise.stated_deadline
+        timeline.deadline_from = promise if promise is not event else None
 
     def check(required_nodes: Sequence[str], event: CaseEvent, what: str) -> None:
         for node_id in required_nodes:

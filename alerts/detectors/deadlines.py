@@ -58,13 +58,16 @@ def _node_name(view: CaseView, node_id: str | None) -> str | None:
 
 def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:
     t = view.timeline
+    counted = t.clock_accepted
     evidence: dict[str, Any] = {
-        "accepted_at": local(view, t.accepted.occurred_at if t.accepted else None),
+        "accepted_at": local(view, counted.occurred_at if counted else None),
         "promised_days": None if t.stated_deadline else t.promised_days,
         "deadline": local(view, deadline),
         "deadline_source": "stated by the source system" if t.stated_deadline else "promised working days",
         "suspensions": _suspension_evidence(view),
     }
+    if t.deadline_from is not None:  # several acceptances: counted from the one registered first
+        evidence["earliest_acceptance_at"] = local(view, t.accepted.occurred_at)
     if t.reopenings:  # ended, then sent back to be redone
         evidence["reopened"] = [{"ended_at": local(view, r.ended.occurred_at), "ended_by": r.ended.type.value,
                                  "returned_at": local(view, r.returned.occurred_at),
@@ -74,8 +77,8 @@ def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:
         evidence["ended_at"] = local(view, t.end.occurred_at)
         evidence["ended_by"] = t.end.type.value
         evidence["working_days_used"] = view.calendar.working_days_between(
-            t.accepted.occurred_at, t.end.occurred_at, t.pauses, limit=deadline) \
-            if t.accepted and t.accepted.occurred_at <= t.end.occurred_at else None  # none: ended first
+            counted.occurred_at, t.end.occurred_at, t.pauses, limit=deadline) \
+            if counted and counted.occurred_at <= t.end.occurred_at else None  # none: ended first
     return evidence
 
 

@@ -306,6 +306,7 @@ def test_a_second_acceptance_back_dated_with_a_longer_promise_does_not_withdraw_
     was withdrawn. The clock starts at the earliest stated acceptance, the promise is the one
     registered first; one acceptance still overrides the catalog's days."""
     from alerts.model import AlertStatus
+    from alerts.timeline import read_timeline
 
     first = ev("accepted", at(2026, 3, 2, 9), case="A2", event_id="a1")
     state = run([first], at(2026, 4, 20))
@@ -320,6 +321,19 @@ def test_a_second_acceptance_back_dated_with_a_longer_promise_does_not_withdraw_
     honest = ev("accepted", at(2026, 3, 1, 9), case="A2", event_id="a2", promised_days=300)
     assert ("overdue", None) not in active(run([first, honest], at(2026, 5, 2)))
     assert ("overdue", None) not in active(run([honest], at(2026, 5, 2)))
+    # The deadline counts from the first registered acceptance's moment, on its terms: not the
+    # moment of one and the promise of the other, a deadline neither states (found by review: a
+    # red overdue that neither acceptance alone gave).
+    a = ev("accepted", at(2026, 3, 10, 9), case="A3", event_id="a1", promised_days=10)
+    b = ev("accepted", at(2026, 3, 2, 9), recorded=at(2026, 3, 11), case="A3", event_id="a2", promised_days=20)
+    closed = ev("closed", at(2026, 3, 20), case="A3", event_id="a3")
+    for acceptances in ([a], [b], [a, b], [b, a]):
+        state = run(acceptances + [closed], at(2026, 5, 2))
+        assert ("overdue", None) not in active(state), acceptances
+    both = read_timeline(run([a, b, closed], at(2026, 5, 2)).events, judge().catalog.item(LICENCE))
+    assert both.accepted is b and both.clock_accepted is a
+    assert both.deadline(judge().calendar) == read_timeline([a, closed], judge().catalog.item(LICENCE)).deadline(
+        judge().calendar)
 
 
 def penalty_case(case, amount, tier=None, violation="V-FOOD-124"):
