@@ -237,7 +237,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     `cause`: what led to this judgement, in words (the new event), recorded as the reason of
     any withdrawal.
 
-    A case that waits for refused events (`CaseState.refused`) raises nothing new, but for the two
+    A case that waits for refused events (`CaseState.refused`) raises nothing new, but for the
     exceptions below: judged without them it may look late, or its nodes
     skipped (a refused acceptance made every closed case a red `skipped_node`). Its published
     alerts are judged as any case's, so one that the facts it has no longer support is withdrawn

@@ -413,15 +413,25 @@ def refused_event_type(raw: bytes | None, read: RefusedRecord | None = None) -> 
     it could change of the case, `alerts.state.refusal`). Read from a plain JSON object only, as
     the store reads it back (`sinks.queries.refused_case_events`): a wrapped event
     (`wrapped_event`) holds its case as one of any type."""
-    obj = read_refused(raw, read).payload
+    obj = _as_stored(raw, read).payload
     return _text(obj, "type") if obj is not None else None
+
+
+def _as_stored(raw: bytes | None, read: RefusedRecord | None) -> RefusedRecord:
+    """A refused record as its letter keeps it (the first `PAYLOAD_BYTES`): what the pipeline reads
+    of its type and time is what the store reads back (`stored_event_type`, `stored_event_time`).
+    Read whole, a node event of 400 kB named its type and time to the pipeline and none to the store:
+    a case let go by the one was held back by the other (found by review)."""
+    if raw is not None and len(raw) > PAYLOAD_BYTES:
+        return RefusedRecord(raw[:PAYLOAD_BYTES])
+    return read_refused(raw, read)
 
 
 def refused_event_time(raw: bytes | None, read: RefusedRecord | None = None) -> datetime | None:
     """When a refused event's payload states it happened (`stated_time`), read as `refused_event_type`
     reads its type: what its case needs to know whether the event could change it
     (`alerts.state.holds_back`)."""
-    obj = read_refused(raw, read).payload
+    obj = _as_stored(raw, read).payload
     return stated_time(obj) if obj is not None else None
 
 
@@ -517,7 +527,8 @@ def why_not_closed(letter: DeadLetter, case_waits: bool) -> str | None:
 
     Only an open letter is closed. Not one whose case waits for its event (`case_waits`: a refusal
     that holds its case, `HOLDS_ITS_CASE`, whose case has not received the event since): the case
-    raises no alert but late registrations until the event comes corrected, and a closed letter
+    raises only the few alerts no missing event changes (`alerts.evaluate.raised_while_waiting`)
+    until the event comes corrected, and a closed letter
     would take it off the lists that say so, a case judged on nothing, out of sight. Its cure is
     the corrected event (`sunlight dlq redrive`). An import's letter (`unreadable_row`,
     `case_incomplete`) may be closed: its case is then let into later imports without the row, the
@@ -526,7 +537,7 @@ def why_not_closed(letter: DeadLetter, case_waits: bool) -> str | None:
     if letter.status != "open":
         return f"it is {letter.status} already"
     if case_waits:
-        return (f"case {letter.case_id} waits for its event {letter.event_id}, and raises no alert but late "
-                f"registrations until it comes corrected: send the corrected event (`sunlight dlq redrive`) "
+        return (f"case {letter.case_id} waits for its event {letter.event_id}, and raises no new alert but the few no "
+                f"missing event changes (late registrations, among them) until it comes corrected: send the corrected event (`sunlight dlq redrive`) "
                 f"instead of closing the letter")
     return None

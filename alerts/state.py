@@ -213,14 +213,20 @@ UNTYPED_REASONS = frozenset({"case_incomplete", "unreadable_row"})
 
 def cautious(kept: str, other: str) -> str:
     """Of two records of one event refused twice (sent again, refused again, as another type), the
-    one that holds more back: untyped, or of a type that can move the case's deadline, before one
-    that cannot, before a rating, which holds nothing back (kept first, a rating refused again as a
-    node let the case raise false skipped_node cards: found by review)."""
-    def holds(value: str) -> int:
-        kind = refused_type(value)
-        return 0 if kind in READ_BY_NO_RULE else 1 if kind in OFF_THE_DEADLINE else 2
+    one that holds more back (`_holding`), whichever came first: untyped, or of a type that can move
+    the case's deadline, before one that cannot, before a rating, which holds nothing back (kept
+    first, a rating refused again as a node let the case raise false skipped_node cards: found by
+    review); of node events, one with no time before one with a time (which may be after the case's
+    end, `after_the_end`), and of two times the earlier (found by review: the copy stated after the
+    closing, come first, let the case raise red cards the other copy could undo)."""
+    return max(kept, other, key=_holding)
 
-    return other if holds(other) > holds(kept) else kept
+
+def _holding(value: str) -> tuple:
+    kind = refused_type(value)
+    stated = refused_time(value)
+    group = 0 if kind in READ_BY_NO_RULE else 1 if kind in OFF_THE_DEADLINE else 2
+    return (group, stated is None, -stated.timestamp() if stated is not None else 0.0, value)
 
 
 def refused_type(kept: str) -> EventType | None:

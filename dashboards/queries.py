@@ -710,7 +710,7 @@ CASES_WAITING = Panel(
     name="cases_waiting",
     title="暂缓评判的办件",
     description="有事件被拒收（进入死信队列）而事实不完整的办件：在更正的事件重新提交（sunlight dlq redrive）之前，"
-                "除事件登记迟延和处罚金额超出裁量基准外不新发预警（被拒收的仅为环节、决定或退回事件时，临近到期、超时和事后补挂起预警照常发出；"
+                "除事件登记迟延和处罚金额超出裁量基准外不新发预警（被拒收的仅为环节、决定或退回事件时，临近到期、超时预警及涉及办理时限的事后补挂起预警照常发出；"
                 "被拒收的评议不影响评判，不列入）。"
                 "最早的在前，最多200件。",
     doc="Cases that wait for refused events (open dead letters that name the case and an event it "

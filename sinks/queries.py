@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from alerts.events import READ_BY_NO_RULE
-from alerts.letters import HOLDS_ITS_CASE, stated_time, stored_event_time, stored_event_type
+from alerts.letters import HOLDS_ITS_CASE, stored_event_time, stored_event_type
 from alerts.state import cautious, refusal
 from sinks.scope import Scope, ScopedQuery
 from sinks.rows import TICKET_ROUND
@@ -229,21 +229,17 @@ def refused_case_events(client, case_ids: list[str] | None = None,
     parameters: dict[str, Any] = {"holding": sorted(HOLDS_ITS_CASE), **_of_cases(case_ids)}
     if case_ids is not None:
         conditions.append(_OF_CASES)
-    # The type and the times by SQL's JSON functions; a payload kept as base64 (not UTF-8) is read
-    # here, as the pipeline read it (`alerts.letters.stored_event_type`, `stored_event_time`).
-    query = ScopedQuery("case_id, event_id, reason, JSONExtractString(payload, 'type'), "
-                        "JSONExtractString(payload, 'occurred_at'), JSONExtractString(payload, 'recorded_at'), "
-                        "if(startsWith(payload_encoding, 'base64'), payload, '')", "dead_letters FINAL",
-                        where=" AND ".join(conditions), tail="ORDER BY received_at, letter_id")
+    # The type and the time read from the payload here, by the very functions the pipeline read them
+    # with when it refused the event (`alerts.letters.stored_event_type`, `stored_event_time`): SQL's
+    # JSON functions read no base64 (GBK), and took the first of two keys of one name, not the last.
+    columns = "case_id, event_id, reason" + (", payload, payload_encoding" if as_kept else ", '', ''")
+    query = ScopedQuery(columns, "dead_letters FINAL", where=" AND ".join(conditions),
+                        tail="ORDER BY received_at, letter_id")
     out: dict[str, dict[str, str]] = {}
-    for case_id, event_id, reason, event_type, occurred, recorded, encoded in query.run(
-            client, Scope.everything(), parameters):
-        if encoded:
-            event_type, stated = stored_event_type(encoded, "base64") or "", stored_event_time(encoded, "base64")
-        else:
-            stated = stated_time({"occurred_at": occurred, "recorded_at": recorded})
+    for case_id, event_id, reason, payload, encoding in query.run(client, Scope.everything(), parameters):
         waits = out.setdefault(case_id, {})
-        kept = refusal(reason, event_type, stated) if as_kept else reason
+        kept = (refusal(reason, stored_event_type(payload, encoding), stored_event_time(payload, encoding))
+                if as_kept else reason)
         if event_id not in waits:
             waits[event_id] = kept
         elif as_kept:  # refused more than once: the record that holds more back

@@ -117,3 +117,42 @@ def test_a_refused_gbk_rating_read_back_from_the_store_holds_its_case_no_more_th
             "N5": "invalid_utf8@node_completed@2026-03-04T02:00:00+00:00", "N6": "impossible_time@node_completed"}}
     finally:
         client.close()
+
+
+def test_what_a_case_waits_for_reads_the_same_from_the_store_as_in_the_pipeline(tmp_path):
+    """Found by review: the pipeline read a refused event's type and time from the whole record,
+    the store from what its letter keeps (256 kB) by SQL's JSON functions: a 400 kB node event
+    stated after its case's closing let the case go in the pipeline and held it once read back from
+    the store, and of two `occurred_at` keys the pipeline took the last, SQL the first. Both read
+    the letter's payload with the same functions now."""
+    from datetime import datetime, timezone
+
+    from alerts.letters import make_letter, refused_event_time, refused_event_type
+    from alerts.state import refusal
+    from sinks.queries import refused_case_events
+    from sinks.rows import dead_letter_row, to_arrow
+
+    times = '"occurred_at": "2026-03-04T12:00:00+08:00", "recorded_at": "2026-03-04T12:00:00+08:00"'
+    raws = {
+        "P1": f'{{"event_id": "P1", "case_id": "S1", "type": "node_completed", {times}}}'.encode(),
+        "P2": f'{{"event_id": "P2", "case_id": "S1", "type": "node_completed", "node": "审核", {times}}}'.encode("gbk"),
+        "P3": ('{"event_id": "P3", "case_id": "S1", "type": "node_completed", '
+               '"occurred_at": "2026-03-01T12:00:00+08:00", ' + times + '}').encode(),
+        "P4": (f'{{"event_id": "P4", "case_id": "S1", "type": "node_completed", {times}, '
+               f'"attrs": {{"scan": "{"x" * 400_000}"}}}}').encode(),
+        "P5": f'{{"event_id": "P5", "case_id": "S1", "type": "rated", {times}}}'.encode(),
+    }
+    reasons = {"P1": "schema", "P2": "invalid_utf8", "P3": "schema", "P4": "too_large", "P5": "schema"}
+    letters = [make_letter("case-events", 0, n, b"S1", raw, reasons[k], "x") for n, (k, raw) in enumerate(raws.items())]
+    in_the_pipeline = {k: refusal(reasons[k], refused_event_type(raw), refused_event_time(raw)) for k, raw in raws.items()}
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        at = datetime(2026, 3, 5, tzinfo=timezone.utc)
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(x, at) for x in letters]))
+        assert refused_case_events(client, ["S1"], as_kept=True) == {"S1": in_the_pipeline}
+    finally:
+        client.close()
+    assert in_the_pipeline["P1"] == in_the_pipeline["P2"].replace("invalid_utf8", "schema") \
+        == "schema@node_completed@2026-03-04T04:00:00+00:00"
+    assert in_the_pipeline["P4"] == "too_large"  # its letter keeps 256 kB of it, no JSON: held whole
