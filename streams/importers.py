@@ -20,7 +20,8 @@ import orjson
 from alerts.catalog import Catalog
 from alerts.events import InvalidEvent, parse_event
 from alerts.letters import DeadLetter, make_letter
-from alerts.mapping import LogMapping, MappedRow, RowStatus, hold_broken_cases, map_rows, other_fact_under_id
+from alerts.mapping import (DateTally, LogMapping, MappedRow, RowStatus, hold_broken_cases, map_rows,
+                            other_fact_under_id)
 from streams.replay_feed import json_lines
 
 
@@ -209,6 +210,7 @@ class ImportResult:
     numbers: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
     activities: set[tuple[str, str]] = field(default_factory=set)  # (case, activity as written) of rows imported
     absent: set[str] = field(default_factory=set)  # XES attributes the mapping reads that no event has
+    dates: DateTally = field(default_factory=DateTally)  # the date-only values' times of day
 
     def hold(self, cases: dict[str, str]) -> None:
         """Hold back the events of these cases (case -> why), as rows of a case with a rejected row are."""
@@ -288,7 +290,8 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
         required = mapping.required_columns()
         lines: dict[int, int] = {}
         rows = map_rows(read_csv(path, mapping.columns(), lines) if mapping.format == "csv"
-                        else read_xes(path, required, mapping.columns() - required, result.absent), mapping, lines)
+                        else read_xes(path, required, mapping.columns() - required, result.absent), mapping, lines,
+                        result.dates)
     seen: set[tuple[str, str]] = set()  # an id is its case's: the same id in another case is another event
     numbers: set[int] = set()  # a JSON line's number is its line's, blank lines not counted among the rows
     for mapped in rows:

@@ -155,8 +155,8 @@ def test_import_then_export_and_reimport_changes_nothing(tmp_path):
     now = datetime.fromisoformat("2013-01-01T00:00:00+01:00")
     # Open past the deadline: from the deadline, or from the receipt when the deadline had passed by
     # then, and then whenever it ends, even at the receipt itself: the 15 cases whose end date is
-    # written a second before their receipt (one act: the end takes the steps recorded within 60 s
-    # of it) were finished a day to two months late, without a card (found by a black-box test).
+    # written a second before their receipt (one act: the steps recorded within 60 s of the end
+    # were done by it) were finished a day to two months late, without a card (found by a black-box test).
     def ended(c):
         if c not in end:
             return now

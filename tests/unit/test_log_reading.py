@@ -170,6 +170,29 @@ def test_the_summary_names_the_most_frequent_skip_reasons_and_counts_repeated_st
             in _import_summary(log, result, mapping, None, "case-events", "case-events-dlq"))
 
 
+def test_the_summary_warns_when_no_date_is_written_at_the_time_the_mapping_says(tmp_path):
+    """Found by a black-box test: the receipt log exported with minutes only (`2011/11/29 01:06`)
+    imported with nothing said, its dates, no longer at the mapping's `dates_written_at`
+    01:06:40, read as moments: 40 false red overdue cards. The summary says so; a log whose dates
+    are written as the mapping says, or one with no date-only value, says nothing."""
+    from streams.commands.importing import _import_summary
+
+    mapping = load_mapping({"case_id": "case", "activity": "activity", "time": "time", "item_code": {"value": "I"},
+                            "timezone": "Europe/Amsterdam", "activities": {"Receive": {"type": "accepted"}},
+                            "case_end": {"column": "end", "date_only": True}, "dates_written_at": ["01:06:40"]})
+
+    def summary(end: str) -> str:
+        log = tmp_path / "log.csv"
+        log.write_text("case,activity,time,end\n" f"C1,Receive,2011-11-20 10:00:00+01:00,{end}\n", encoding="utf-8")
+        result = convert(log, mapping)
+        return _import_summary(log, result, mapping, None, "case-events", "case-events-dlq")
+
+    warning = "warning: no date-only value of the log is written at 01:06:40 (the mapping's dates_written_at)"
+    assert warning in summary("2011/11/29 01:06")
+    assert warning not in summary("2011-11-29 01:06:40+01:00")
+    assert warning not in summary("")
+
+
 def test_an_xes_log_without_the_case_end_the_mapping_reads_is_refused_before_anything_is_sent(tmp_path):
     """Review: warned of only in the summary, after the push, a misspelt case_end left every case
     open: a false red overdue card each. A case-level column no event has refuses the file; a
