@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Iterable, Iterator, Mapping
@@ -409,23 +410,25 @@ def _number(value: Any, name: str) -> float | int:
 
 @dataclass
 class DateTally:
-    """The times of day a log's date-only values are written at that the mapping names
-    (`LogMapping.dates_written_at`): one it names that no value has is a date written otherwise
-    now, each read as a moment (an export with minutes only, `2011/11/29 01:06`, made 40 false red
-    overdue cards of the receipt log without a word: found by a black-box test)."""
-    values: int = 0
-    written_at: set[time] = field(default_factory=set)
+    """The times of day of a log's date-only values read as moments (not dates: not at 00:00 nor
+    at a `LogMapping.dates_written_at` time), by column, once per case: many at one time of day are
+    dates written otherwise than the mapping says (an export with minutes only, `2011/11/29 01:06`,
+    made 40 false red overdue cards of the receipt log without a word: found by a black-box test).
+    A moment is rarely written at one time to the second as a tenth of its column is."""
+    values: Counter = field(default_factory=Counter)
+    moments_at: dict[str, Counter] = field(default_factory=dict)
 
-    def read(self, moment: datetime, mapping: LogMapping) -> None:
-        self.values += 1
-        for local in (moment, moment.astimezone(mapping.timezone)):
-            of_day = local.time().replace(microsecond=0, tzinfo=None)
-            if of_day in mapping.dates_written_at:
-                self.written_at.add(of_day)
+    def read(self, column: str, moment: datetime, mapping: LogMapping) -> None:
+        self.values[column] += 1
+        if date_end(moment, mapping) is None:
+            at = moment.time().replace(microsecond=0, tzinfo=None)
+            self.moments_at.setdefault(column, Counter())[at] += 1
 
-    def unmatched(self, mapping: LogMapping) -> list[time]:
-        """The mapping's `dates_written_at` no value was written at (none when no value was read)."""
-        return sorted(mapping.dates_written_at - self.written_at) if self.values else []
+    def dates_like(self) -> list[tuple[str, time, int, int]]:
+        """(column, time of day, values at it, values of the column) where at least five values,
+        and a tenth of the column's, are moments at one time of day."""
+        return sorted((column, at, n, self.values[column]) for column, counts in self.moments_at.items()
+                      for at, n in counts.items() if n >= 5 and n * 10 >= self.values[column])
 
 
 def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping,
@@ -466,32 +469,35 @@ def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping,
             out.append(MappedRow(number, RowStatus.REJECTED, reason=str(exc), case_id=labels.get("case_id"),
                                  labels=labels, columns=dict(row), line=line))
             continue
-        _done_by_the_end(event, row, mapping)
         out.append(MappedRow(number, RowStatus.IMPORTED, event, case_id=event["case_id"],
                              activity=str(row.get(mapping.activity) or "").strip(), line=line))
         case_id = event["case_id"]
         if mapping.case_end and case_id not in ended and row.get(mapping.case_end):
             ended.add(case_id)
             out.append(_closing(number, line, row, event, mapping))
+    if mapping.case_end_takes_steps_within is not None:
+        _done_by_the_end(out, mapping, {case: value for (case, column), (_, value) in stated.items()
+                                        if column == mapping.case_end})
     yield from hold_broken_cases(out)
 
 
-def _done_by_the_end(event: dict, row: Mapping[str, Any], mapping: LogMapping) -> None:
-    """With `takes_steps_within_seconds`: a step its row says was recorded that soon after the
-    case's end value (the row's own) was done by the end, as a source that stamps the end a moment
-    before it records the last steps means it: its `occurred_at` is the end, its `recorded_at` the
-    time written. Before, the closing moved to the last such step instead, which only the whole
-    file knew: a log split into two imports stored two closings, and a case ended on its deadline's
-    last second was overdue by a receipt recorded 30 s later (found by a black-box test)."""
+def _done_by_the_end(out: list[MappedRow], mapping: LogMapping, ends: Mapping[str, datetime]) -> None:
+    """With `takes_steps_within_seconds`: a step recorded that soon after its case's end value
+    (`ends`, as the file gives it, on any of the case's rows) was done by the end, as a source
+    that stamps the end a moment before it records the last steps means it: its `occurred_at` is
+    the end, its `recorded_at` the time written. Once every row is read: a row compared with an
+    earlier one under the same id is compared as written. Before, the closing moved to the last
+    such step instead: a log split into two imports stored two closings, and a case ended on its
+    deadline's last second was overdue by a receipt recorded 30 s later (found by a black-box
+    test). A file without its case's end value moves none of the case's steps."""
     window = mapping.case_end_takes_steps_within
-    if window is None or not row.get(mapping.case_end) or event["type"] in ("closed", "withdrawn"):
-        return
-    try:
-        end = _end_moment(row, mapping)
-    except Rejected:  # its closing says why
-        return
-    if end < datetime.fromisoformat(event["occurred_at"]) <= end + window:
-        event["occurred_at"] = end.isoformat()
+    for mapped in out:
+        event = mapped.event
+        if mapped.status is not RowStatus.IMPORTED or mapped.derived or event["type"] in ("closed", "withdrawn"):
+            continue
+        end = ends.get(event["case_id"])
+        if end is not None and end < datetime.fromisoformat(event["occurred_at"]) <= end + window:
+            event["occurred_at"] = end.isoformat()
 
 
 def other_fact_under_id(event: dict, row: str, facts: dict[tuple[str, str], tuple[str, dict]]) -> str | None:
@@ -542,8 +548,8 @@ def _check_case_columns(row: Mapping[str, Any], place: str, case_id: str, mappin
             continue
         if what in ("case end", "accept_attrs.deadline"):
             moment = parse_log_time(raw, mapping.timezone, column)
-            if date_only and dates is not None:
-                dates.read(moment, mapping)
+            if date_only and dates is not None and (case_id, column) not in stated:
+                dates.read(column, moment, mapping)
             value: Any = (date_end(moment, mapping) or moment) if date_only else moment
         else:
             value = str(raw).strip()

@@ -37,7 +37,7 @@ def near_moment(view: CaseView, deadline: datetime) -> datetime | None:
     """00:00 local time of the last working day before the deadline; None if that is not after
     acceptance. A computed deadline ends a working day; one the source states may fall on a day
     off, and its last working day is then the one before it."""
-    accepted = view.timeline.accepted
+    accepted = view.timeline.clock_accepted  # the acceptance the deadline counts from
     if accepted is None:
         return None
     calendar = view.calendar
@@ -83,9 +83,10 @@ def _case_evidence(view: CaseView, deadline: datetime) -> dict[str, Any]:
 
 
 def overdue_moment(t: Timeline, deadline: datetime) -> datetime:
-    """When the open case is past its deadline: the deadline, or its acceptance when the deadline it
-    states had already passed then (a case accepted late is open past its deadline from the start)."""
-    return max(deadline, t.accepted.occurred_at)
+    """When the open case is past its deadline: the deadline, or its acceptance (the one the deadline
+    counts from, `Timeline.clock_accepted`) when the deadline it states had already passed then (a
+    case accepted late is open past its deadline from the start)."""
+    return max(deadline, t.clock_accepted.occurred_at)
 
 
 def late_from(t: Timeline, deadline: datetime) -> datetime | None:

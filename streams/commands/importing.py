@@ -149,13 +149,11 @@ def _import_summary(source: Path, result, mapping, processed: dict | None, topic
         lines.append(f"  warning: no event of the log has {names}, which the mapping reads (a case's end, a fine's "
                      f"amount, ...): read as absent from every row; if the name is misspelt, correct the mapping "
                      f"and import the file into a fresh store")
-    unmatched = result.dates.unmatched(mapping) if mapping is not None else []
-    if unmatched:
-        at = ", ".join(t.isoformat() for t in unmatched)
-        lines.append(f"  warning: no date-only value of the log is written at {at} (the mapping's dates_written_at): "
-                     f"a value written otherwise is read as a moment, not a date (a date at 01:06 would end the case "
-                     f"at 01:06, not at 24:00); if the export's time format changed (minutes only, say), correct "
-                     f"dates_written_at and import the file into a fresh store")
+    for column, at, n, values in result.dates.dates_like():
+        lines.append(f"  warning: {n} of the {values} cases' values of {column} (date_only) are written at {at}, "
+                     f"one time of day, and read as moments, not dates (a date read so ends its case or deadline "
+                     f"at {at}, not at 24:00): if they are dates, add \"{at}\" to the mapping's dates_written_at "
+                     f"and import the file into a fresh store")
     repeated = result.repeated_steps  # counted over every event: once
     if repeated:
         many = repeated > 1

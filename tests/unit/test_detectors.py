@@ -334,6 +334,12 @@ def test_a_second_acceptance_back_dated_with_a_longer_promise_does_not_withdraw_
     assert both.accepted is b and both.clock_accepted is a
     assert both.deadline(judge().calendar) == read_timeline([a, closed], judge().catalog.item(LICENCE)).deadline(
         judge().calendar)
+    # Accepted, as first registered, after the deadline it states: overdue from that acceptance, and
+    # said so, whatever a back-dated acceptance registered later says (found by review).
+    late = ev("accepted", at(2026, 3, 20, 9), case="A4", event_id="a1", deadline=at(2026, 3, 10).isoformat())
+    early = ev("accepted", at(2026, 3, 1, 9), recorded=at(2026, 4, 1), case="A4", event_id="a2")
+    cards = {a.rule.value: a for a in run([late, early], at(2026, 4, 10)).alerts.values()}
+    assert cards["overdue"].event_time == at(2026, 3, 20, 9) and cards["overdue"].evidence["accepted_after_deadline"]
 
 
 def penalty_case(case, amount, tier=None, violation="V-FOOD-124"):

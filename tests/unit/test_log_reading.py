@@ -170,27 +170,35 @@ def test_the_summary_names_the_most_frequent_skip_reasons_and_counts_repeated_st
             in _import_summary(log, result, mapping, None, "case-events", "case-events-dlq"))
 
 
-def test_the_summary_warns_when_no_date_is_written_at_the_time_the_mapping_says(tmp_path):
+def test_the_summary_warns_when_many_dates_read_as_moments_share_one_time_of_day(tmp_path):
     """Found by a black-box test: the receipt log exported with minutes only (`2011/11/29 01:06`)
     imported with nothing said, its dates, no longer at the mapping's `dates_written_at`
-    01:06:40, read as moments: 40 false red overdue cards. The summary says so; a log whose dates
-    are written as the mapping says, or one with no date-only value, says nothing."""
+    01:06:40, read as moments: 40 false red overdue cards. The summary says so when at least five
+    cases, and a tenth of them, have a date-only value read as a moment at one time of day; dates
+    at the times the mapping names, moments at many times, or a few at one, say nothing (found by
+    review: a first version warned of any file with no value at a `dates_written_at` time)."""
     from streams.commands.importing import _import_summary
 
     mapping = load_mapping({"case_id": "case", "activity": "activity", "time": "time", "item_code": {"value": "I"},
                             "timezone": "Europe/Amsterdam", "activities": {"Receive": {"type": "accepted"}},
                             "case_end": {"column": "end", "date_only": True}, "dates_written_at": ["01:06:40"]})
 
-    def summary(end: str) -> str:
+    def summary(ends: list[str]) -> str:
         log = tmp_path / "log.csv"
-        log.write_text("case,activity,time,end\n" f"C1,Receive,2011-11-20 10:00:00+01:00,{end}\n", encoding="utf-8")
+        log.write_text("case,activity,time,end\n" + "".join(
+            f"C{n},Receive,2011-11-20 10:00:00+01:00,{end}\nC{n},Receive,2011-11-20 11:00:00+01:00,{end}\n"
+            for n, end in enumerate(ends)), encoding="utf-8")
         result = convert(log, mapping)
         return _import_summary(log, result, mapping, None, "case-events", "case-events-dlq")
 
-    warning = "warning: no date-only value of the log is written at 01:06:40 (the mapping's dates_written_at)"
-    assert warning in summary("2011/11/29 01:06")
-    assert warning not in summary("2011-11-29 01:06:40+01:00")
-    assert warning not in summary("")
+    minutes = [f"2011/11/{10 + n} 01:06" for n in range(6)]
+    warned = summary(minutes + [f"2011-11-{10 + n} 1{n}:23:45+01:00" for n in range(6)])
+    assert ("warning: 6 of the 12 cases' values of end (date_only) are written at 01:06:00, one time of day, and "
+            "read as moments" in warned and 'add "01:06:00" to the mapping\'s dates_written_at' in warned)
+    assert "warning: " not in summary([f"2011-11-{10 + n} 01:06:40+01:00" for n in range(6)]
+                                      + [f"2011-11-{10 + n} 00:00:00+01:00" for n in range(6)])
+    assert "warning: " not in summary([f"2011-11-{10 + n} 1{n}:23:45+01:00" for n in range(9)])
+    assert "warning: " not in summary(minutes[:4] + [""] * 8)
 
 
 def test_an_xes_log_without_the_case_end_the_mapping_reads_is_refused_before_anything_is_sent(tmp_path):

@@ -179,6 +179,22 @@ def test_an_end_stamped_just_before_the_last_steps_is_when_they_were_done():
     for first, second in (([data[0], *data[2:]], [data[1]]), (data[1:], data[:1])):
         split = {e["event_id"]: e for part in (first, second) for _, e, _ in mapped(part, case_end=end)}
         assert split == whole
+    # A row without the end value (a log that fills it on some rows) is moved by its case's value on
+    # another row, before or after it (found by review: only the rows with it moved, and the receipt,
+    # without it, came after the check that required it: a false red skipped_node).
+    sparse = [row("c4", "Receive", "2011-10-20 10:00:03+02:00", ""),
+              row("c4", "Check", "2011-10-20 10:00:04+02:00", "2011-10-20 10:00:00+02:00"),
+              row("c5", "Check", "2011-10-20 10:00:04+02:00", "2011-10-20 10:00:00+02:00"),
+              row("c5", "Receive", "2011-10-20 10:00:03+02:00", "")]
+    moved = {(e["case_id"], e["type"]): e["occurred_at"] for _, e, _ in mapped(sparse, case_end=end)}
+    assert set(moved.values()) == {"2011-10-20T10:00:00+02:00"}
+    # A row exported twice is one event, its id given by the source (found by review: the first
+    # copy, moved before the second was compared with it, made the second "another fact").
+    twice = [{**row("c6", "Receive", "2011-10-20 10:00:03+02:00", "2011-10-20 10:00:00+02:00"), "id": "g1"}] * 2
+    out = mapped(twice, case_end=end, event_id="id")
+    copies = [e for _, e, _ in out if e and e["event_id"] == "g1"]
+    assert [reason for _, e, reason in out if e is None] == [] and len(copies) == 2 and copies[0] == copies[1]
+    assert copies[0]["occurred_at"] == "2011-10-20T10:00:00+02:00"
 
 
 @pytest.mark.parametrize("within", [0, -5, "soon", True])
