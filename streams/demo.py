@@ -154,6 +154,10 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
                     last_summary = elapsed
                     print(summary_line(elapsed, pipeline.progress.events_new, len(scenario.events), total, state,
                                        tickets), flush=True)
+                if pipeline.failure is not None:
+                    raise pipeline.failure
+                if pipeline.stopping:  # Ctrl-C (or SIGTERM) stops the worker: the demo ends with it
+                    break
                 if feeding.done() and feeding.exception():
                     raise feeding.exception()
                 if duration is not None and elapsed >= duration:
@@ -164,6 +168,8 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
                 live.stop()
         if not feeding.done():
             feeding.cancel()
+        elif not feeding.cancelled() and feeding.exception() is not None and not pipeline.stopping:
+            raise feeding.exception()
         if live is None:
             print(summary_line(loop.time() - started, pipeline.progress.events_new, len(scenario.events), total,
                                "stopped", tickets), flush=True)

@@ -38,6 +38,37 @@ def test_the_demo_shows_every_rule_within_a_minute(tmp_path):
     assert "督办件 tickets:" in last and "已办结" in last
 
 
+def test_ctrl_c_stops_the_demo(tmp_path):
+    """Found on a new machine: Ctrl-C stopped the demo's worker, and the demo went on showing its
+    screen ("watching the clock") for as long as anyone waited, its pipeline stopped. The first
+    signal ends it, cleanly, with its last summary."""
+    import signal
+    import time
+
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("SUNLIGHT_KAFKA", None)
+    env.pop("SUNLIGHT_CLICKHOUSE", None)
+    for when in (b"feeding events", b"watching the clock"):  # while the events come, and after
+        data = tmp_path / when.decode().replace(" ", "-")
+        demo = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--cases", "200"],
+                                env={**env, "SUNLIGHT_DATA_DIR": str(data)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            line = b""
+            deadline = time.monotonic() + 120
+            while when not in line and time.monotonic() < deadline and demo.poll() is None:
+                line = demo.stdout.readline()
+            assert when in line, line
+            demo.send_signal(signal.SIGINT)
+            out, err = demo.communicate(timeout=60)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+        assert demo.returncode == 0, err.decode()[-3000:]
+        assert "stopped" in [line for line in out.decode().splitlines() if "Sunlight demo:" in line][-1]
+        assert b"second signal" not in err
+
+
 def test_migrations_apply_once_and_roll_back(tmp_path):
     client = connect(None, tmp_path)
     try:
