@@ -65,14 +65,21 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
         "alerts": [{**alert, "text": describe_alert(alert)} for alert in alerts],
         "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
                         for event_id, reason in ((k, kept.partition("@")[0]) for k, kept in waiting.items())],
-        "waiting_text": (None if not waiting else WAITING_TEXT
-                         if any(holds_back(kept, timeline.ended_at) for kept in waiting.values())
-                         else RATINGS_ONLY_TEXT if all(refused_type(kept) in READ_BY_NO_RULE for kept in waiting.values())
-                         else NOT_HOLDING_TEXT),
+        "waiting_text": _waiting_text(waiting, timeline.ended_at),
         "mixed_items_text": (MIXED_ITEMS_TEXT.format(
             items="、".join(sorted({e.item_code for e in events})), item=item.code,
             others="、".join(e.event_id for e in set_aside)) if set_aside else None),
     }
+
+
+def _waiting_text(waiting: Mapping[str, str], ended_at) -> str | None:
+    """What the file says of the refused events the case waits for (`alerts.state.holds_back`)."""
+    if not waiting:
+        return None
+    if any(holds_back(kept, ended_at) for kept in waiting.values()):
+        return WAITING_TEXT
+    return RATINGS_ONLY_TEXT if all(refused_type(kept) in READ_BY_NO_RULE for kept in waiting.values()) \
+        else NOT_HOLDING_TEXT
 
 
 # What a case whose events name two items is told (`alerts.evaluate.judge_case`).

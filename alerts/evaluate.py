@@ -406,7 +406,8 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
             known(event, judge)
         except NotInCatalog as exc:
             refused.append((event, exc))
-            state, moved = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value, event.occurred_at))
+            kept = refusal(exc.reason, event.type.value, event.occurred_at)
+            state, moved = refuse(state, event.case_id, event.event_id, kept)
             marked = marked or moved
             continue
         state, is_new = apply(state, event)
