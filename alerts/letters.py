@@ -527,9 +527,8 @@ def why_not_closed(letter: DeadLetter, case_waits: bool) -> str | None:
 
     Only an open letter is closed. Not one whose case waits for its event (`case_waits`: a refusal
     that holds its case, `HOLDS_ITS_CASE`, whose case has not received the event since): the case
-    raises only the few alerts no missing event changes (`alerts.evaluate.raised_while_waiting`)
-    until the event comes corrected, and a closed letter
-    would take it off the lists that say so, a case judged on nothing, out of sight. Its cure is
+    raises only the alerts no missing event could change (`alerts.evaluate.raised_while_waiting`)
+    until the event comes corrected, and a closed letter would take it off the lists that say so, a case judged on nothing, out of sight. Its cure is
     the corrected event (`sunlight dlq redrive`). An import's letter (`unreadable_row`,
     `case_incomplete`) may be closed: its case is then let into later imports without the row, the
     operator's decision, with its reason (a junk row that is no step of the case held it back for
@@ -537,7 +536,7 @@ def why_not_closed(letter: DeadLetter, case_waits: bool) -> str | None:
     if letter.status != "open":
         return f"it is {letter.status} already"
     if case_waits:
-        return (f"case {letter.case_id} waits for its event {letter.event_id}, and raises no new alert but the few no "
-                f"missing event changes (late registrations, among them) until it comes corrected: send the corrected event (`sunlight dlq redrive`) "
-                f"instead of closing the letter")
+        return (f"case {letter.case_id} waits for its event {letter.event_id}, and raises only the alerts no "
+                f"missing event could change (late registrations, among them) until it comes corrected: send the "
+                f"corrected event (`sunlight dlq redrive`) instead of closing the letter")
     return None
