@@ -435,9 +435,9 @@ def map_rows(rows: Iterable[Mapping[str, Any]], mapping: LogMapping,
              lines: Mapping[int, int] | None = None, dates: DateTally | None = None) -> Iterator[MappedRow]:
     """Each row, mapped: its contract event, or why it is rejected, held or skipped. A case's
     closing (`case_end`) follows its first row that carries the end value; with
-    `takes_steps_within_seconds`, a step recorded that soon after its row's end value is done at
-    the end (`_done_by_the_end`). Each row is read alone, so a log split into several files maps
-    alike. A case with a rejected row is held back whole, so the rows come once the whole log is read.
+    `takes_steps_within_seconds`, a step recorded that soon after its case's end value (on any of
+    the case's rows) is done at the end (`_done_by_the_end`), so a log split into several files
+    whose rows carry the end value maps alike. A case with a rejected row is held back whole, so the rows come once the whole log is read.
     `lines`: the file's line each row number begins at, where the reader knows it (filled as the
     rows are read), said beside the row's number. `dates`: tallies the date-only values read."""
     seen: dict[tuple, int] = {}
