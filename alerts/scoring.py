@@ -511,6 +511,9 @@ class MonthScores:
     ranked: tuple[SubjectScore, ...]
     unranked: tuple[SubjectScore, ...]  # no case this month: not ranked (单独列出)
     part_titles: tuple[tuple[str, str, float], ...]  # (key, title, points) in the rulebook's order
+    # Scored before the month ended: what the store held until then (a provisional score, 暂计).
+    provisional_as_of: datetime | None = None
+    inputs_given: bool = True  # False: no spot checks, unapplied changes, complaints nor coverage supplied
 
     @property
     def all(self) -> tuple[SubjectScore, ...]:
@@ -603,6 +606,7 @@ def score_month(rulebook: Rulebook, attachment: str, catalog: Catalog, facts: Mo
     """Every subject's parts and total for the month, ranked (ties share a rank)."""
     if attachment not in rulebook.attachments:
         raise ScoringError(f"the rulebook has no attachment {attachment!r} (it has {', '.join(rulebook.attachments)})")
+    inputs_given = inputs is not None
     inputs = inputs or MonthInputs(facts.month)
     if inputs.month != facts.month:
         raise ScoringError(f"inputs are for {inputs.month}, facts for {facts.month}")
@@ -621,8 +625,10 @@ def score_month(rulebook: Rulebook, attachment: str, catalog: Catalog, facts: Mo
             rank, previous = position, subject.total
         out.append(_with_rank(subject, rank))
     unranked = tuple(sorted((s for s in scored if not s.cases), key=lambda s: s.code))
+    _, month_end = month_bounds(facts.month, tz)
+    provisional = facts.as_of if facts.as_of is not None and facts.as_of < month_end else None
     return MonthScores(facts.month, attachment, rules.title, rulebook.name, tuple(out), unranked,
-                       tuple((p.key, p.title, float(p.points)) for p in rules.parts))
+                       tuple((p.key, p.title, float(p.points)) for p in rules.parts), provisional, inputs_given)
 
 
 def _with_rank(subject: SubjectScore, rank: int) -> SubjectScore:

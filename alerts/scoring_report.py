@@ -37,8 +37,16 @@ def row(subject: SubjectScore) -> list[Any]:
 
 
 def title(scores: MonthScores) -> str:
+    """The title, with what a 通报 must not leave out: a month not over is scored as it stood (暂计),
+    and one scored without the month's inputs counts none of them (found by a black-box test: said only
+    on standard error, in English, the title of a workbook pasted into a 通报 read as final)."""
     year, month = scores.month.split("-")
-    return f"{year}年{int(month)}月 {scores.title} 得分"
+    marks = []
+    if scores.provisional_as_of is not None:
+        marks.append(f"暂计，截至 {scores.provisional_as_of:%Y-%m-%d %H:%M}")
+    if not scores.inputs_given:
+        marks.append("未提供考核输入：抽查、未落实变更、投诉按 0 计，事项覆盖率未提供")
+    return f"{year}年{int(month)}月 {scores.title} 得分" + (f"（{'；'.join(marks)}）" if marks else "")
 
 
 def jsonl_records(scores: MonthScores) -> list[dict[str, Any]]:

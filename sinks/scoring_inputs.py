@@ -104,11 +104,19 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
 
     # The ratings of cases: of a record with no step but ratings and withdrawals, which is no case
     # (above), none counts (before, it weighed on its department's 满意率 while it was in no month's
-    # 办件; found by an independent scorer).
-    query = ScopedQuery("event_id, department, region, attrs, case_id", "case_events FINAL",
-                        where="type = 'rated' AND occurred_at >= {start:DateTime64(6, 'UTC')} "
-                              "AND occurred_at < {end:DateTime64(6, 'UTC')} AND case_id IN (SELECT case_id "
-                              f"FROM case_events WHERE {a_step})",
+    # 办件; found by an independent scorer). A rating is its case's: under the department and
+    # region the case is counted under (its latest row), not those its rating event names or its
+    # item had then (a rating system that knows no department filed it under the item's, and an item
+    # moved to another department in the catalog left its ratings behind: found by a black-box test).
+    rated_cases = ("(SELECT e.event_id AS event_id, c.department AS department, c.region AS region, "
+                   "e.attrs AS attrs, e.case_id AS case_id, e.occurred_at AS occurred_at "
+                   "FROM case_events AS e FINAL INNER JOIN (SELECT case_id, argMax(department, revision) AS "
+                   "department, argMax(region, revision) AS region FROM cases GROUP BY case_id) AS c "
+                   "ON e.case_id = c.case_id "
+                   "WHERE e.type = 'rated' AND e.occurred_at >= {start:DateTime64(6, 'UTC')} "
+                   "AND e.occurred_at < {end:DateTime64(6, 'UTC')})")
+    query = ScopedQuery("event_id, department, region, attrs, case_id", rated_cases,
+                        where=f"case_id IN (SELECT case_id FROM case_events WHERE {a_step})",
                         tail="ORDER BY case_id, occurred_at, event_id")  # each case's first rating first
     sql, parameters = query.sql(scope)
     rows = client.query(sql, parameters={**parameters, **window}).result_rows

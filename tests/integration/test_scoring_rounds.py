@@ -171,3 +171,38 @@ def test_a_case_never_accepted_counts_in_the_month_of_its_first_event(tmp_path):
     assert "UNACCEPTED" in april.irregular_cases
     assert [c.case_id for c in march.cases] == ["MARCH"]
     assert panel["2026-04"] == (2, len(april.irregular_cases)) and panel["2026-03"] == (1, len(march.irregular_cases))
+
+
+def test_a_rating_counts_for_the_department_its_case_is_counted_under(tmp_path):
+    """Found by a black-box test: a rating was filed under its event's department (the item's, for a
+    rating system that knows no department), not its case's: the department that handled the case
+    had 满意 0/0 (无数据), one with no case of its own 满意 1/1; and an item moved to another department
+    moved its cases, not their ratings."""
+    from alerts.evaluate import step_many
+    from sinks.rows import case_row, event_row
+    from tests.unit.helpers import ev, judge
+
+    j, at = judge(), datetime(2026, 3, 2, 9, tzinfo=CST)
+    item = j.catalog.item("320200-XK-SCJG-0001")
+    events = [ev("accepted", at, case="K1", event_id="k1", department="ZJJ"),
+              ev("closed", at + timedelta(days=1), case="K1", event_id="k2", department="ZJJ"),
+              ev("rated", at + timedelta(days=2), case="K1", event_id="k3", rating="satisfied")]
+    state = step_many(None, events, [], j, at + timedelta(days=3), at).outcome.state
+    client = connect(None, tmp_path)
+    try:
+        migrate(client)
+        batch = Batch()
+        for event in events:
+            batch.add("case_events", event_row(event, item.department, at))
+        batch.add("cases", case_row(state, item.code, "ZJJ", "320200", None, at))
+        ClickHouseWriter(client).write(batch)
+        ratings = month_facts(client, "2026-03", SHANGHAI).ratings
+        assert [(r.event_id, r.department) for r in ratings] == [("k3", "ZJJ")]
+        # The case's latest row under another department (its item moved): its rating moves too.
+        moved = state.evolve(revision=state.revision + 1)
+        batch = Batch()
+        batch.add("cases", case_row(moved, item.code, "WJW", "320200", None, at))
+        ClickHouseWriter(client).write(batch)
+        assert [(r.event_id, r.department) for r in month_facts(client, "2026-03", SHANGHAI).ratings] == [("k3", "WJW")]
+    finally:
+        client.close()

@@ -516,3 +516,23 @@ def test_a_field_written_no_or_false_is_not_published():
     assert len(missing(**yaml.safe_load("流程图: no"))) == 2
     assert len(missing(流程图=False, 联系电话="")) == 3
     assert missing(联系电话=0, 流程图="no") == []  # a number, and the text "no", are what was published
+
+
+def test_a_month_scored_before_it_ends_or_without_its_inputs_says_so_in_its_title():
+    """Found by a black-box test: a month not over, or scored without --inputs, was said to be so
+    only on standard error, in English; the workbook's title, pasted into a 通报, read as final."""
+    import dataclasses
+
+    from alerts.scoring_report import table_text, title
+
+    facts = MonthFacts(MONTH, cases=cases("A", 2), irregular_cases=frozenset(), tickets=(), ratings=(), pushes=(),
+                       letters=())
+    inputs = load_inputs({"month": MONTH}, CATALOG, MONTH)
+    final = score_month(rulebook(), "department", CATALOG, dataclasses.replace(facts, as_of=datetime(2026, 5, 2, tzinfo=TZ)),
+                        inputs)
+    assert title(final) == "2026年4月 市级部门绩效考核（附件2） 得分"
+    early = score_month(rulebook(), "department", CATALOG,
+                        dataclasses.replace(facts, as_of=datetime(2026, 4, 20, 15, 30, tzinfo=TZ)))
+    assert title(early) == ("2026年4月 市级部门绩效考核（附件2） 得分（暂计，截至 2026-04-20 15:30；"
+                            "未提供考核输入：抽查、未落实变更、投诉按 0 计，事项覆盖率未提供）")
+    assert table_text(early).startswith(title(early) + "\n")
