@@ -92,14 +92,16 @@ class SmtpSender:
 
     def message(self, notice: RenderedNotice):
         from email.message import EmailMessage
-        from email.utils import formatdate
+        from datetime import datetime, timezone
+        from email.utils import format_datetime
 
         message = EmailMessage()
         message["From"] = self.mail_from
         message["To"] = notice.recipient_email
         message["Subject"] = notice.subject
         message["Message-ID"] = notice.message_id
-        message["Date"] = formatdate(localtime=False)
+        # In UTC, said so (+0000): formatdate's -0000 reads "zone unknown" (RFC 5322; found by a black-box test).
+        message["Date"] = format_datetime(datetime.now(timezone.utc))
         message["X-Sunlight-Notice"] = notice.notice_id
         message.set_content(notice.body, charset="utf-8")
         return message

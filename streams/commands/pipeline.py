@@ -54,10 +54,19 @@ def _say_failed_notices(settings: Settings) -> None:
         return  # the workers send them, later
     with open_store(settings) as client:
         failed = failed_notices(client)
-    if failed:
-        print(f"note: the notice log holds {len(failed)} notice(s) not delivered (the mail server or webhook "
+    # A notice to no one (the catalog names no address for its recipient) waits for the catalog, not
+    # for the mail server (said so, a resend was the advice: found by a black-box test).
+    unaddressed = [n for n in failed if not n.get("recipient_email")]
+    refused = len(failed) - len(unaddressed)
+    if refused:
+        print(f"note: the notice log holds {refused} notice(s) not delivered (the mail server or webhook "
               f"refused or was unreachable for all attempts): `sunlight notices resend` sends them again once it "
               f"is back", file=sys.stderr)
+    if unaddressed:
+        roles = sorted({n.get("recipient_role") or "recipient" for n in unaddressed})
+        print(f"note: {len(unaddressed)} notice(s) not delivered because the catalog names no email address for "
+              f"their recipient ({', '.join(roles)}): add the department's contact or head email, or the "
+              f"inspection_office's, to the catalog, then `sunlight notices resend` sends them", file=sys.stderr)
 
 
 def cmd_worker(args, settings: Settings) -> int:

@@ -326,12 +326,14 @@ class Console:
         return HTMLResponse(html, status_code=status)
 
     def refuse(self, request: Request, status: int, message: str, draft: dict | None = None,
-               sign_in: str | None = None, draft_note: str = DRAFT_LOST) -> HTMLResponse:
+               sign_in: str | None = None, draft_note: str = DRAFT_LOST, back: str | None = None) -> HTMLResponse:
         """The refusal page; `draft` is a form's text that was not submitted, shown to be copied, with
-        `draft_note` (where to submit it again); `sign_in`, the sign-in address that leads back to the page."""
+        `draft_note` (where to submit it again); `sign_in`, the sign-in address that leads back to the page;
+        `back`, the page to go back to (a case's), for a signed-in user."""
         return self.page("refused.html", request, status=status, message=message,
                          draft={"actor": None, **draft} if draft else None,
-                         draft_note=draft_note if draft else None, sign_in=sign_in)
+                         draft_note=draft_note if draft else None, sign_in=sign_in,
+                         back=back if back and back != "/alerts" else None)
 
     def signed_in(self, request: Request) -> User | None:
         session = self.sessions.loads(request.cookies.get(COOKIE))
@@ -358,8 +360,7 @@ class Console:
             # (before, a bare "请先登录" lost a long return reason: found by a black-box test).
             form = await request.form()
             text = form_text(form)
-            case_id = field(form, "case_id")
-            back = case_address(case_id) if case_id else "/alerts"
+            back = _case_page_of(form)
             return None, self.refuse(request, 403, "登录已失效（已退出登录或超过登录有效期），操作未执行。请重新登录。",
                                      draft={"text": kept_text(text)} if text else None, sign_in=login_address(back),
                                      draft_note=DRAFT_LOST_SIGN_IN)
@@ -370,6 +371,7 @@ class Console:
                 text = form_text(form)
                 return None, self.refuse(request, 403, "表单已失效（缺少或错误的校验码），请返回刷新页面后重试。",
                                          draft={"text": kept_text(text)} if text else None,
+                                         back=_case_page_of(form),
                                          draft_note=DRAFT_LOST_SIGNED_IN)
         try:
             request.state.scope = self.scope_of(user)
@@ -918,6 +920,17 @@ def login_address(path: str, query: str = "") -> str:
     """The sign-in page, leading back to `path` (with its query) once signed in."""
     page = local_page(f"{path}?{query}" if query else path)
     return "/login" if page == "/alerts" else f"/login?{urlencode({'next': page})}"
+
+
+def _case_page_of(form) -> str:
+    """The case page a form was sent from: its case, or its ticket's (`alerts.tickets.ticket_id`:
+    case/rule). For the way back only, never to act: a form of a ticket's action carries no case id,
+    and its sign-in link led to the alert list (found by a black-box test)."""
+    case_id = field(form, "case_id")
+    if not case_id:
+        case_id, sep, _ = field(form, "ticket_id").rpartition("/")
+        case_id = case_id if sep else ""
+    return case_address(case_id) if case_id else "/alerts"
 
 
 def form_text(form) -> str:

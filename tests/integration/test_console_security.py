@@ -214,15 +214,18 @@ def test_every_inspector_route_is_refused_without_a_session(console, store):
         back = "/login" if path == "/alerts" else f"/login?next={quote(path, safe='')}"  # the default page
         assert answer.status == 303 and answer.header("location") == back, path
         assert "C-A" not in answer.text
-    for path in ["/act", "/logout"]:
-        answer = anonymous.post(path, {"kind": "close", "ticket_id": SCJG_TICKET, "version": "2",
-                                       "text": "退回理由写了一下午", "case_id": "C-A", "action_id": "0" * 32})
-        assert answer.status == 403, path
-        # What was typed is shown to be copied, with the way back to the case (found by a black-box
-        # test: a session that ended while a form was open lost a long return reason).
-        assert "登录已失效" in answer.text and "退回理由写了一下午" in answer.text
-        assert 'href="/login?next=%2Fcases%2FC-A"' in answer.text
-        assert "登录后回到办件页面再次提交" in answer.text and "OA" not in answer.text  # not a department's way
+    # As the case page's forms send them: a ticket's action names its ticket (case/rule), an opening
+    # its case (the sign-in link of a ticket's action led to the alert list: found by a black-box test).
+    for form in ({"kind": "close", "ticket_id": SCJG_TICKET, "version": "2"},
+                 {"kind": "open", "case_id": "C-A", "alert_id": "x"}):
+        for path in ["/act", "/logout"]:
+            answer = anonymous.post(path, {**form, "text": "退回理由写了一下午", "action_id": "0" * 32})
+            assert answer.status == 403, path
+            # What was typed is shown to be copied, with the way back to the case (found by a black-box
+            # test: a session that ended while a form was open lost a long return reason).
+            assert "登录已失效" in answer.text and "退回理由写了一下午" in answer.text
+            assert 'href="/login?next=%2Fcases%2FC-A"' in answer.text, (form, path)
+            assert "登录后回到办件页面再次提交" in answer.text and "OA" not in answer.text  # not a department's way
     # A case id holding `%` (or `%2F`) comes back as itself after signing in (it came back as
     # `C%2F25` read as `C/25`: found by a black-box test).
     answer = anonymous.get("/cases/C%252F25")
@@ -255,6 +258,19 @@ def test_every_inspector_route_is_refused_without_a_session(console, store):
     assert stranger.sign_in("检查员", "wrong-password").status == 401
     assert stranger.get("/alerts").status == 303
     assert published == []
+
+
+def test_a_form_of_an_older_session_leads_back_to_its_case(console):
+    """Found by a black-box test: a form drawn before signing out and in again (in another tab) was
+    refused as stale, its page saying to go back to the case and refresh, with a link to the alert
+    list only."""
+    app, _, _ = console
+    inspector = Client(app)
+    inspector.sign_in("检查员", "inspector-password")
+    answer = inspector.post("/act", {"csrf": "an-older-session", "kind": "return", "ticket_id": SCJG_TICKET,
+                                     "version": "2", "text": "理由", "action_id": "0" * 32})
+    assert answer.status == 403 and "表单已失效" in answer.text and "理由" in answer.text
+    assert '<a href="/cases/C-A">回到办件页面</a>' in answer.text
 
 
 def test_an_inspector_sees_everything_and_a_head_only_their_department(console):

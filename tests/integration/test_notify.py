@@ -27,6 +27,7 @@ def test_a_mail_carries_the_notice_s_own_message_id_and_chinese_text(mail_server
     assert first["Message-ID"] == second["Message-ID"] == NOTICE.message_id
     assert first["Subject"] == NOTICE.subject and first["From"] == "sunlight@city.example"
     assert first.get_content().replace("\r\n", "\n") == NOTICE.body
+    assert first["Date"].endswith("+0000")  # its zone said (-0000 reads "zone unknown": found by a black-box test)
 
 
 def test_a_notice_without_an_address_fails_with_the_reason(mail_server):

@@ -873,8 +873,11 @@ def test_a_notice_failed_for_want_of_an_address_goes_to_the_address_since_added(
     scjg["head"] = {"name": scjg["head"]["name"]}  # no address for anyone of SCJG
     lacking = tmp_path / "lacking.yaml"
     lacking.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    sunlight(data, "replay", str(events), "--catalog", str(lacking), "--now", "2026-03-17T03:00:00+08:00",
-             "--notify", smtp=smtp)
+    done = sunlight(data, "replay", str(events), "--catalog", str(lacking), "--now", "2026-03-17T03:00:00+08:00",
+                    "--notify", smtp=smtp)
+    # Said to be for want of an address, not of a mail server (found by a black-box test).
+    assert "1 notice(s) not delivered because the catalog names no email address" in done.stderr, done.stderr
+    assert "the mail server or webhook refused" not in done.stderr
     _, _, notices = read(data)
     assert [(n["step"], n["status"], n["recipient_email"]) for n in notices] == [("opened", "failed", "")]
     assert "职权目录未登记" in notices[0]["last_error"] and box.received == []
