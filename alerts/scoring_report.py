@@ -45,12 +45,16 @@ def title(scores: MonthScores) -> str:
     if scores.provisional_as_of is not None:
         marks.append(f"暂计，截至 {scores.provisional_as_of:%Y-%m-%d %H:%M}")
     if not scores.inputs_given:
-        marks.append("未提供考核输入：抽查、未落实变更、投诉按 0 计，事项覆盖率未提供")
+        marks.append("未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计，事项覆盖率未提供")
     return f"{year}年{int(month)}月 {scores.title} 得分" + (f"（{'；'.join(marks)}）" if marks else "")
 
 
 def jsonl_records(scores: MonthScores) -> list[dict[str, Any]]:
-    return [s.as_json(scores.month) for s in scores.all]
+    """Each subject's record, with what the title says of the whole month (`title`): scored as it
+    stood before its end (`provisional_as_of`), or without the month's inputs (`inputs_given`)."""
+    marks = {"provisional_as_of": scores.provisional_as_of.isoformat() if scores.provisional_as_of else None,
+             "inputs_given": scores.inputs_given}
+    return [{**s.as_json(scores.month), **marks} for s in scores.all]
 
 
 def csv_text(scores: MonthScores) -> str:

@@ -126,7 +126,7 @@ class Timeline:
         or at that very moment, online all at once). None for a case accepted before it ended."""
         if self.accepted is None:
             return None
-        at = self.accepted.occurred_at
+        at = self.clock_accepted.occurred_at  # the acceptance the deadline counts from
         ends = [r.ended for r in self.reopenings if r.ended.occurred_at <= at < r.returned.occurred_at]
         if self.end is not None and self.end.occurred_at <= at:
             ends.append(self.end)

@@ -130,7 +130,7 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
             if passed > deadline:
                 evidence["accepted_after_deadline"] = True
             finished = _finished_late_by_acceptance(t, deadline)
-            if finished is not None and finished.occurred_at < t.accepted.occurred_at:
+            if finished is not None and finished.occurred_at < t.clock_accepted.occurred_at:
                 # Late at that end, registered accepted after it: how and when it ended then (a case
                 # reopened since may have ended otherwise later).
                 evidence["ended_before_acceptance"] = {"ended_at": local(view, finished.occurred_at),

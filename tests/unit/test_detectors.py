@@ -340,6 +340,15 @@ def test_a_second_acceptance_back_dated_with_a_longer_promise_does_not_withdraw_
     early = ev("accepted", at(2026, 3, 1, 9), recorded=at(2026, 4, 1), case="A4", event_id="a2")
     cards = {a.rule.value: a for a in run([late, early], at(2026, 4, 10)).alerts.values()}
     assert cards["overdue"].event_time == at(2026, 3, 20, 9) and cards["overdue"].evidence["accepted_after_deadline"]
+    # Closed between the two acceptances' moments, after the deadline: finished late, in any order
+    # (found by review: the end in force at "the acceptance" was read at the earliest stated one,
+    # and the true red overdue was withdrawn).
+    closed = ev("closed", at(2026, 3, 15), case="A4", event_id="a3")
+    import itertools
+
+    for order in itertools.permutations([late, early, closed]):
+        cards = run(list(order), at(2026, 5, 10)).alerts.values()
+        assert [(a.rule.value, a.status.value) for a in cards if a.rule.value == "overdue"] == [("overdue", "open")], order
 
 
 def penalty_case(case, amount, tier=None, violation="V-FOOD-124"):

@@ -534,5 +534,10 @@ def test_a_month_scored_before_it_ends_or_without_its_inputs_says_so_in_its_titl
     early = score_month(rulebook(), "department", CATALOG,
                         dataclasses.replace(facts, as_of=datetime(2026, 4, 20, 15, 30, tzinfo=TZ)))
     assert title(early) == ("2026年4月 市级部门绩效考核（附件2） 得分（暂计，截至 2026-04-20 15:30；"
-                            "未提供考核输入：抽查、未落实变更、投诉按 0 计，事项覆盖率未提供）")
+                            "未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计，事项覆盖率未提供）")
     assert table_text(early).startswith(title(early) + "\n")
+    from alerts.scoring_report import jsonl_records
+
+    assert {(r["provisional_as_of"], r["inputs_given"]) for r in jsonl_records(early)} == {
+        ("2026-04-20T15:30:00+08:00", False)}
+    assert {(r["provisional_as_of"], r["inputs_given"]) for r in jsonl_records(final)} == {(None, True)}
