@@ -70,10 +70,6 @@ class CaseTickets:
         return cls(case_id, tickets_from_json(obj["tickets"]),
                    {a["alert_id"]: Alert.from_json(a) for a in obj["others"]})
 
-    @property
-    def next_due(self) -> datetime | None:
-        return self.due_under(())
-
     def due_under(self, silences) -> datetime | None:
         """The next moment the clock changes one of its tickets, under the silences in force now
         (`alerts.tickets.Ticket.due_under`)."""
