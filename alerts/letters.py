@@ -27,6 +27,7 @@ import orjson
 
 from alerts.catalog import Catalog
 from alerts.events import CLOCK_SKEW, READ_BY_NO_RULE, InvalidEvent, parse_time
+from alerts.state import refusal
 
 PAYLOAD_BYTES = 256 * 1024  # kept of a payload; base64 of this stays well under Kafka's 1 MB record
 
@@ -419,7 +420,7 @@ def refused_event_type(raw: bytes | None, read: RefusedRecord | None = None) -> 
 
 def _as_stored(raw: bytes | None, read: RefusedRecord | None) -> RefusedRecord:
     """A refused record as its letter keeps it (the first `PAYLOAD_BYTES`): what the pipeline reads
-    of its type and time is what the store reads back (`stored_event_type`, `stored_event_time`).
+    of its type and time is what the store reads back (`stored_event_type`, `stored_refusal`).
     Read whole, a node event of 400 kB named its type and time to the pipeline and none to the store:
     a case let go by the one was held back by the other (found by review)."""
     if raw is not None and len(raw) > PAYLOAD_BYTES:
@@ -427,12 +428,16 @@ def _as_stored(raw: bytes | None, read: RefusedRecord | None) -> RefusedRecord:
     return read_refused(raw, read)
 
 
-def refused_event_time(raw: bytes | None, read: RefusedRecord | None = None) -> datetime | None:
-    """When a refused event's payload states it happened (`stated_time`), read as `refused_event_type`
-    reads its type: what its case needs to know whether the event could change it
-    (`alerts.state.holds_back`)."""
+def kept_refusal(reason: str, raw: bytes | None, read: RefusedRecord | None = None) -> str:
+    """What a case keeps of its refused event (`alerts.state.refusal`): the letter's reason, with the
+    type and the time (`stated_time`) its payload names, read once, as its letter keeps it
+    (`_as_stored`): what the case needs to know whether the event could change it
+    (`alerts.state.holds_back`), the same in the pipeline and read back from the store
+    (`stored_refusal`)."""
     obj = _as_stored(raw, read).payload
-    return stated_time(obj) if obj is not None else None
+    if obj is None:
+        return refusal(reason)
+    return refusal(reason, _text(obj, "type"), stated_time(obj))
 
 
 def stated_time(obj: dict) -> datetime | None:
@@ -506,10 +511,10 @@ def stored_event_type(payload: str, encoding: str) -> str | None:
     return refused_event_type(raw) if raw is not None else None
 
 
-def stored_event_time(payload: str, encoding: str) -> datetime | None:
-    """When a letter's payload, as the store keeps it, states its event happened (`refused_event_time`)."""
-    raw = _stored_raw(payload, encoding)
-    return refused_event_time(raw) if raw is not None else None
+def stored_refusal(reason: str, payload: str, encoding: str) -> str:
+    """What a case keeps of its refused event, read from its letter as the store keeps it
+    (`kept_refusal`)."""
+    return kept_refusal(reason, _stored_raw(payload, encoding))
 
 
 def _stored_raw(payload: str, encoding: str) -> bytes | None:

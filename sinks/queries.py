@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from alerts.events import READ_BY_NO_RULE
-from alerts.letters import HOLDS_ITS_CASE, stored_event_time, stored_event_type
-from alerts.state import cautious, refusal
+from alerts.letters import HOLDS_ITS_CASE, stored_refusal
+from alerts.state import cautious
 from sinks.scope import Scope, ScopedQuery
 from sinks.rows import TICKET_ROUND
 
@@ -230,7 +230,7 @@ def refused_case_events(client, case_ids: list[str] | None = None,
     if case_ids is not None:
         conditions.append(_OF_CASES)
     # The type and the time read from the payload here, by the very functions the pipeline read them
-    # with when it refused the event (`alerts.letters.stored_event_type`, `stored_event_time`): SQL's
+    # with when it refused the event (`alerts.letters.stored_refusal`): SQL's
     # JSON functions read no base64 (GBK), and took the first of two keys of one name, not the last.
     columns = "case_id, event_id, reason" + (", payload, payload_encoding" if as_kept else ", '', ''")
     query = ScopedQuery(columns, "dead_letters FINAL", where=" AND ".join(conditions),
@@ -238,8 +238,7 @@ def refused_case_events(client, case_ids: list[str] | None = None,
     out: dict[str, dict[str, str]] = {}
     for case_id, event_id, reason, payload, encoding in query.run(client, Scope.everything(), parameters):
         waits = out.setdefault(case_id, {})
-        kept = (refusal(reason, stored_event_type(payload, encoding), stored_event_time(payload, encoding))
-                if as_kept else reason)
+        kept = stored_refusal(reason, payload, encoding) if as_kept else reason
         if event_id not in waits:
             waits[event_id] = kept
         elif as_kept:  # refused more than once: the record that holds more back

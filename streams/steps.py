@@ -32,7 +32,7 @@ from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate
                              step, step_many)
 from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
 from alerts.letters import (UTF8_BOM, DeadLetter, RefusedRecord, filed_under, make_letter, refused_event,
-                            refused_event_time, refused_event_type, wrapped_event_hint)
+                            kept_refusal, wrapped_event_hint)
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
@@ -241,8 +241,7 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
             out.letters.append(Letter(record, unit.topic, unit.partition, exc.reason, exc.detail, read))
             if named is not None:  # its case waits for it (`alerts.state.refuse`)
                 case_id, event_id = named
-                kept = refusal(exc.reason, refused_event_type(record.value, read),
-                               refused_event_time(record.value, read))
+                kept = kept_refusal(exc.reason, record.value, read)
                 if home != unit.partition:  # too large to be sent on: its case's partition told of it
                     out.refused_elsewhere.append((case_id, event_id, kept, home))
                     continue

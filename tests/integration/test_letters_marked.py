@@ -127,8 +127,7 @@ def test_what_a_case_waits_for_reads_the_same_from_the_store_as_in_the_pipeline(
     the letter's payload with the same functions now."""
     from datetime import datetime, timezone
 
-    from alerts.letters import make_letter, refused_event_time, refused_event_type
-    from alerts.state import refusal
+    from alerts.letters import kept_refusal, make_letter
     from sinks.queries import refused_case_events
     from sinks.rows import dead_letter_row, to_arrow
 
@@ -144,7 +143,7 @@ def test_what_a_case_waits_for_reads_the_same_from_the_store_as_in_the_pipeline(
     }
     reasons = {"P1": "schema", "P2": "invalid_utf8", "P3": "schema", "P4": "too_large", "P5": "schema"}
     letters = [make_letter("case-events", 0, n, b"S1", raw, reasons[k], "x") for n, (k, raw) in enumerate(raws.items())]
-    in_the_pipeline = {k: refusal(reasons[k], refused_event_type(raw), refused_event_time(raw)) for k, raw in raws.items()}
+    in_the_pipeline = {k: kept_refusal(reasons[k], raw) for k, raw in raws.items()}
     client = connect(None, tmp_path / "data")
     try:
         migrate(client)
