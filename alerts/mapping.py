@@ -418,9 +418,10 @@ class DateTally:
     values: Counter = field(default_factory=Counter)
     moments_at: dict[str, Counter] = field(default_factory=dict)
 
-    def read(self, column: str, moment: datetime, mapping: LogMapping) -> None:
+    def read(self, column: str, moment: datetime, is_date: bool) -> None:
+        """A value of a date-only column, read as a date (`date_end`) or as a moment."""
         self.values[column] += 1
-        if date_end(moment, mapping) is None:
+        if not is_date:
             at = moment.time().replace(microsecond=0, tzinfo=None)
             self.moments_at.setdefault(column, Counter())[at] += 1
 
@@ -548,9 +549,10 @@ def _check_case_columns(row: Mapping[str, Any], place: str, case_id: str, mappin
             continue
         if what in ("case end", "accept_attrs.deadline"):
             moment = parse_log_time(raw, mapping.timezone, column)
+            end = date_end(moment, mapping) if date_only else None
             if date_only and dates is not None and (case_id, column) not in stated:
-                dates.read(column, moment, mapping)
-            value: Any = (date_end(moment, mapping) or moment) if date_only else moment
+                dates.read(column, moment, is_date=end is not None)
+            value: Any = end or moment
         else:
             value = str(raw).strip()
         first = stated.setdefault((case_id, column), (place, value))
