@@ -14,7 +14,7 @@ from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, day
                              local_moment, moment)
 from alerts.events import READ_BY_NO_RULE, CaseEvent, EventType, own_events
 from alerts.letters import REASON_TITLE
-from alerts.state import after_the_end, holds_back, refused_type
+from alerts.state import holds_back, refused_type, set_aside_events
 from alerts.timeline import process_order, read_timeline
 
 
@@ -31,8 +31,7 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
     ordered = process_order(events, item)
     # The events of another item that hold its judgement back (a rating holds nothing back).
     timeline = read_timeline(own_events(events, item.code), item)  # its deadline, as it is judged
-    set_aside = [e for e in ordered if e.item_code != item.code and e.type not in READ_BY_NO_RULE
-                 and not after_the_end(e.type, e.occurred_at, timeline.ended_at)]
+    set_aside = set_aside_events(ordered, item.code, timeline.ended_at)
     local = calendar.local
     first = ordered[0] if ordered else None
     rows = []

@@ -21,13 +21,13 @@ from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
 from alerts.describe import deadline_change, event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
-from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel, EventType,
+from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, CaseEvent, Channel, EventType,
                            case_item_code, own_events, registered_first)
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
-from alerts.state import (CaseState, after_the_end, apply, apply_verdict, holds_back, refusal, refuse, refused_type,
-                          same_fact)
+from alerts.state import (CaseState, apply, apply_verdict, holds_back, refusal, refuse, refused_type, same_fact,
+                          set_aside_events)
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -267,8 +267,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     # by a black-box test).
     # Nor does a node stated after the case's end (`holds_back`).
     holding = [kept for kept in state.refused.values() if holds_back(kept, result.ended_at)]
-    set_aside = [e for e in state.events if e.item_code != item_code and e.type not in READ_BY_NO_RULE
-                 and not after_the_end(e.type, e.occurred_at, result.ended_at)]
+    set_aside = set_aside_events(state.events, item_code, result.ended_at)
     standing = {k: a for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}  # published
     if holding or set_aside:
         # A case whose events name two items (one of them mistyped, or a case number reused) is

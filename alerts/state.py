@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import orjson
 
@@ -247,6 +247,14 @@ def holds_back(kept: str, ended_at: datetime | None) -> bool:
     of how the case was handled (`after_the_end`)."""
     kind = refused_type(kept)
     return kind not in READ_BY_NO_RULE and not after_the_end(kind, refused_time(kept), ended_at)
+
+
+def set_aside_events(events: Sequence[CaseEvent], item_code: str, ended_at: datetime | None) -> list[CaseEvent]:
+    """The events of a case judged under `item_code` that name another item and hold its judgement
+    back as refused events would (`alerts.evaluate.judge_case`; the case file lists them): not its
+    ratings (no rule reads one), nor its nodes stated after its end (`after_the_end`)."""
+    return [e for e in events if e.item_code != item_code and e.type not in READ_BY_NO_RULE
+            and not after_the_end(e.type, e.occurred_at, ended_at)]
 
 
 def after_the_end(kind: EventType | None, stated: datetime | None, ended_at: datetime | None) -> bool:
