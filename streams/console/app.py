@@ -44,7 +44,8 @@ from alerts.describe import alert_text, describe_evidence, deadline_moment, loca
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.notices import RECIPIENT_TITLE
 from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, STATUS_TITLE, STEP_TITLE, notice_outcome,
-                            ESCALATION_TITLE, Action, ActionKind, actor_title, rounds, ticket_id as make_ticket_id)
+                            ESCALATION_TITLE, Action, ActionKind, ActionRefused, actor_title, case_of, rounds,
+                            ticket_id as make_ticket_id)
 from sinks.scope import Scope, UnknownScope
 from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, Users, check_secret_key, loose_mode
 from streams.clock import wall_now
@@ -928,8 +929,10 @@ def _case_page_of(form) -> str:
     and its sign-in link led to the alert list (found by a black-box test)."""
     case_id = field(form, "case_id")
     if not case_id:
-        case_id, sep, _ = field(form, "ticket_id").rpartition("/")
-        case_id = case_id if sep else ""
+        try:
+            case_id = case_of(field(form, "ticket_id"))
+        except ActionRefused:  # no ticket id
+            case_id = ""
     return case_address(case_id) if case_id else "/alerts"
 
 
