@@ -26,8 +26,8 @@ from alerts.events import (ENDING, NODE_EVENTS, OFF_THE_DEADLINE, CaseEvent, Cha
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
-from alerts.state import (CaseState, apply, apply_verdict, holds_back, refusal, refuse, refused_type, same_fact,
-                          set_aside_events)
+from alerts.state import (CaseState, apply, apply_verdict, catalog_refusal, holds_back, refuse, refused_type,
+                          same_fact, set_aside_events)
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -442,8 +442,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
             known(event, judge)
         except NotInCatalog as exc:
             refused.append((event, exc))
-            kept = refusal(exc.reason, event.type.value, event.occurred_at)
-            state, moved = refuse(state, event.case_id, event.event_id, kept)
+            state, moved = refuse(state, event.case_id, event.event_id, catalog_refusal(exc.reason, event))
             marked = marked or moved
             continue
         state, is_new = apply(state, event)

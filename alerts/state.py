@@ -203,6 +203,11 @@ def refusal(reason: str, event_type: str | None = None, stated: datetime | None 
     return f"{reason}@{event_type}@{stated.astimezone(timezone.utc).isoformat()}"
 
 
+def catalog_refusal(reason: str, event: CaseEvent) -> str:
+    """`refusal` of an event read whole and then refused (by the catalog): its type and its time."""
+    return refusal(reason, event.type.value, event.occurred_at)
+
+
 # The refused events whose time is kept: the only ones whose time decides whether they hold their
 # case back (`after_the_end`).
 _TIMED = frozenset({EventType.NODE_COMPLETED.value})

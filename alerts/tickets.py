@@ -387,10 +387,19 @@ def ticket_id(case_id: str, rule: Rule) -> str:
 
 
 def case_of(ticket_id_: str) -> str:
+    return _parts(ticket_id_)[0]
+
+
+def rule_of(ticket_id_: str) -> str:
+    """The rule (its value) of a ticket id, as `ticket_id` writes it: a case's tickets are keyed by it."""
+    return _parts(ticket_id_)[1]
+
+
+def _parts(ticket_id_: str) -> tuple[str, str]:
     case_id, sep, rule = ticket_id_.rpartition("/")
     if not sep or not case_id or rule not in Rule.__members__.values():
         raise ActionRefused("unknown_ticket", f"{ticket_id_!r} is not a ticket id (case/rule)")
-    return case_id
+    return case_id, rule
 
 
 def _change(ticket: Ticket, at: datetime, actor: str, kind: str, text: str, **updates: Any) -> tuple[Ticket, Change]:

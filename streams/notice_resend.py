@@ -25,6 +25,7 @@ from typing import Awaitable, Callable
 import orjson
 
 from alerts.notices import ResendPolicy, no_longer_news, readdressed
+from alerts.tickets import case_of
 from streams import metrics
 from streams.catalog_source import CatalogSource
 from streams.clock import wall_now
@@ -72,7 +73,7 @@ class NoticeResend:
         now, held, catalog = self.now(), self.held_partitions(), self.catalog_source.judge.catalog
         asked = 0
         for record in news:
-            case_id = record["ticket_id"].rpartition("/")[0]
+            case_id = case_of(record["ticket_id"])
             partition = home_partition(case_id, self.partitions)
             rounds = record["version"] - FINISHED_VERSION
             asked_round, asked_at = self.asked.get(record["notice_id"], (0, now))

@@ -510,10 +510,11 @@ def _unfinished_notices(client) -> list[tuple[bytes, bytes]]:
     """The notices recorded but not yet handled by the notifier when the last process stopped (sent
     to it again). The finished ones stay in the store: the notifier reads back the status of a
     notice its table does not hold (`streams.notices.NoticeLog`)."""
+    from alerts.tickets import case_of
     from sinks.queries import unfinished_notices
     from streams.notices import FINISHED, notice_from_json, notice_to_json
 
-    return [(record["ticket_id"].rpartition("/")[0].encode(), orjson.dumps(notice_to_json(notice_from_json(record))))
+    return [(case_of(record["ticket_id"]).encode(), orjson.dumps(notice_to_json(notice_from_json(record))))
             for record in unfinished_notices(client, FINISHED)]
 
 

@@ -36,7 +36,7 @@ from alerts.letters import (UTF8_BOM, DeadLetter, RefusedRecord, filed_under, ma
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
-from alerts.state import CaseState, content_differences, refusal, refuse
+from alerts.state import CaseState, catalog_refusal, content_differences, refuse
 from alerts.tickets import facts_registered_at
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from sinks.writer import Correction
@@ -638,7 +638,7 @@ class CaseSteps:
             try:
                 outcome = step(state, event, judge, now, wall_now(), judging=not hold)
             except NotInCatalog as exc:  # its letter is written already
-                state, _ = refuse(state, event.case_id, event.event_id, refusal(exc.reason, event.type.value, event.occurred_at))
+                state, _ = refuse(state, event.case_id, event.event_id, catalog_refusal(exc.reason, event))
                 continue
             if not outcome.is_new:
                 continue

@@ -30,7 +30,7 @@ import orjson
 from alerts.model import Alert
 from alerts.notices import NoticeText, render_notice, told_once
 from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Resolution, Step, Ticket, TicketPolicy,
-                            TicketStatus, act, advance, case_of, on_alert, standing_notices)
+                            TicketStatus, act, advance, case_of, on_alert, rule_of, standing_notices)
 from sinks.rows import notice_row, ticket_row
 from streams import metrics
 from streams.internal_wire import is_nudge, routed_action
@@ -285,7 +285,7 @@ class TicketSteps:
             versions += out.versions
             notices += out.notices
         for record, action in work.actions:
-            rule = action.ticket_id.rpartition("/")[2]
+            rule = rule_of(action.ticket_id)
             alert = None
             if action.kind is ActionKind.OPEN:
                 alert = others.get(action.alert_id or "")
@@ -325,9 +325,9 @@ class TicketSteps:
             metrics.TICKET_CHANGES.labels(version.last.kind if version.last else "settling").inc()
         texts = self.texts()
         topic = self.out.settings.notices_topic
-        notices = told_once(notices, lambda n: tickets[n.ticket_id.rpartition("/")[2]], self.catalog_source.judge.catalog)
+        notices = told_once(notices, lambda n: tickets[rule_of(n.ticket_id)], self.catalog_source.judge.catalog)
         for notice in notices:
-            ticket = tickets[notice.ticket_id.rpartition("/")[2]]
+            ticket = tickets[rule_of(notice.ticket_id)]
             rendered = render_notice(notice, ticket, self.catalog_source.judge.catalog, texts)
             answers_reply = notice.step is Step.RETURNED or (
                 notice.step is Step.CLOSED and ticket.resolution is Resolution.ACCEPTED)
