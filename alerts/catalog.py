@@ -149,7 +149,7 @@ class ProcessPlan:
     by_acceptance: tuple[str, ...]
     by_closing: tuple[str, ...]
     before_closing: tuple[str, ...]  # required nodes closing does not complete, and what the ones it completes require
-    before_decision: tuple[str, ...]  # required nodes before the decision node, and its prerequisites
+    before_decision: tuple[str, ...]  # the decision node's prerequisites
     needed: frozenset[str]  # required nodes and every node one of them requires, optional or not
 
     @classmethod
@@ -174,11 +174,14 @@ class ProcessPlan:
         closing_requires = {p for n in by_closing for p in prerequisites[n]}
         before_closing = tuple(n.id for n in item.nodes
                                if (n.required or n.id in closing_requires) and n.id not in by_closing)
+        # What the decision must find done: what its node requires (and what those require), as
+        # that node's own completion would. With the default `requires` (the nearest earlier
+        # required node), every required node before it; not a parallel branch a flowchart lists
+        # before it (a decision made before such a branch raised red cards its node's own event
+        # did not: found by a black-box test).
         before_decision: tuple[str, ...] = ()
         if item.decision_node is not None and item.decision_node in index:
-            cut = position[item.decision_node]
-            before = [n.id for n in item.nodes[:cut] if n.required]
-            before_decision = tuple(dict.fromkeys(before + list(prerequisites[item.decision_node])))
+            before_decision = prerequisites[item.decision_node]
         return cls(index, position, tuple(n.id for n in item.nodes if not n.requires), prerequisites,
                    waiting_on, {n.id: frozenset(n.requires) for n in item.nodes}, by_acceptance, by_closing,
                    before_closing, before_decision,

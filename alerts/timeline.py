@@ -10,7 +10,7 @@ implements the process model of the catalog:
   only by its own `node_completed` event, so a case closed without its last step has
   skipped it.
 * A node may complete only after the nodes it `requires` (and what they require); the decision (if the
-  item names a decision node) only after every required node before that node;
+  item names a decision node) only after what that node requires, as that node itself;
   closing only after every required node. Anything else is a skip.
 * `returned` sends the case back to a node: that node must be done again, its own
   clock restarting; the nodes waiting for it stop their clocks, which start again from

@@ -132,6 +132,37 @@ def test_a_catalog_that_names_its_decision_node_has_it_completed_by_the_decision
     assert active(run(decided, at(2026, 5, 1), judge)) == set()
 
 
+def test_a_decision_waits_for_what_its_node_requires_not_for_a_parallel_branch_listed_before_it():
+    """Found by a black-box test: a flowchart's parallel branches (T02 -> T03 beside T04, the
+    decision node, both after T01) are listed one after the other, and a decision made before
+    T02 and T03, which the decision node does not require, raised two red skipped_node cards,
+    while the same node completed by its own event raised none. The decision is checked as its
+    node's own completion is: against what that node requires; closing still needs every required
+    node."""
+    raw = copy.deepcopy(RAW)
+    item = raw["items"][0]
+    item["decision_node"] = "decide"
+    item["nodes"] = [{"id": "T01", "name": "受理", "completed_by": "accepted"},
+                     {"id": "T02", "name": "勘查", "requires": ["T01"]},
+                     {"id": "T03", "name": "复核", "requires": ["T02"]},
+                     {"id": "decide", "name": "决定", "requires": ["T01"]},
+                     {"id": "T05", "name": "送达", "requires": ["T03", "decide"]},
+                     {"id": "T08", "name": "办结", "completed_by": "closed"}]
+    judge = Judge(load_catalog(raw), WorkCalendar(on_missing_year=lambda year: None))
+    accepted = ev("accepted", at(2026, 3, 2, 9))
+    branch = [ev("node_completed", at(2026, 3, 3), node="T02"), ev("node_completed", at(2026, 3, 4), node="T03")]
+    rest = [ev("node_completed", at(2026, 3, 5), node="T05"), ev("closed", at(2026, 3, 6))]
+    by_decision = [accepted, ev("decided", at(2026, 3, 2, 10), decision="approve"), *branch, *rest]
+    by_node = [accepted, ev("node_completed", at(2026, 3, 2, 10), node="decide"), *branch, *rest]
+    assert active(run(by_node, at(2026, 5, 1), judge)) == set()
+    assert active(run(by_decision, at(2026, 5, 1), judge)) == set()
+    # A node the decision's node requires is still waited for; a branch skipped is still a skip.
+    early = [ev("decided", at(2026, 3, 1, 10), decision="approve"), accepted, *branch, *rest]
+    assert ("skipped_node", "T01") in active(run(early, at(2026, 5, 1), judge))
+    without_t03 = [accepted, ev("decided", at(2026, 3, 2, 10), decision="approve"), branch[0], *rest]
+    assert active(run(without_t03, at(2026, 5, 1), judge)) == {("skipped_node", "T03")}
+
+
 @pytest.mark.parametrize("ids, name, decides", [
     (("shouli", "chengban", "shenhe", "jueding", "banjie"), "决定", True),
     (("n1", "n2", "n3", "n4", "n5"), "审 批", True),
