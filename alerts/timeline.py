@@ -271,13 +271,17 @@ def _reopening_returns(events: Sequence[CaseEvent]) -> set[str]:
 
 def _redos(events: Sequence[CaseEvent], item: Item, reopening: set[str] = frozenset()) -> set[str]:
     """The event ids of the completions that redo a node returned to at the same moment: every
-    completion of that node then (its own event, or an acceptance for a node acceptance completes)
-    but its first one, when the node had not been done before (by time, then registration, then id)."""
+    completion of that node then (its own event, an acceptance for a node acceptance completes, a
+    decision for the decision node the decision completes) but its first one, when the node had
+    not been done before (by time, then registration, then id). A decision made again at the
+    moment of the return to its node was read before that return (a false red skipped_node: found
+    by a black-box test)."""
     returned_at = {(e.occurred_at, e.node) for e in events if e.type is EventType.RETURNED
                    and e.event_id not in reopening}  # a reopening comes first anyway (`stage`)
     if not returned_at:
         return set()
     by_acceptance = item.plan.by_acceptance
+    by_decision = item.decision_node if item.decided_completes else None
     completions: dict[str | None, list[CaseEvent]] = {}
     for e in events:
         if e.type is EventType.NODE_COMPLETED:
@@ -285,6 +289,8 @@ def _redos(events: Sequence[CaseEvent], item: Item, reopening: set[str] = frozen
         elif e.type is EventType.ACCEPTED:
             for node in by_acceptance:
                 completions.setdefault(node, []).append(e)
+        elif e.type is EventType.DECIDED and by_decision is not None:
+            completions.setdefault(by_decision, []).append(e)
     redos: set[str] = set()
     for moment, node in returned_at:
         done = sorted(completions.get(node, ()), key=lambda e: (e.occurred_at, e.recorded_at, e.event_id))

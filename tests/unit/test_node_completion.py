@@ -10,7 +10,7 @@ import yaml
 from alerts.calendar import WorkCalendar
 from alerts.catalog import CatalogError, CompletedBy, load_catalog
 from alerts.evaluate import Judge
-from tests.unit.helpers import CONTRACT, LICENCE, active, at, ev, run
+from tests.unit.helpers import CONTRACT, LICENCE, PENALTY, active, at, ev, run
 
 RAW = yaml.safe_load((CONTRACT / "catalog.example.yaml").read_text(encoding="utf-8"))
 
@@ -161,6 +161,39 @@ def test_a_decision_waits_for_what_its_node_requires_not_for_a_parallel_branch_l
     assert ("skipped_node", "T01") in active(run(early, at(2026, 5, 1), judge))
     without_t03 = [accepted, ev("decided", at(2026, 3, 2, 10), decision="approve"), branch[0], *rest]
     assert active(run(without_t03, at(2026, 5, 1), judge)) == {("skipped_node", "T03")}
+
+
+def test_a_decision_made_again_at_the_moment_of_a_return_to_its_node_redoes_it():
+    """Found by a black-box test: a penalty decided, served, then returned to its decision node and
+    decided again at the moment of the return: the second decision was read before the return,
+    which then undid the node, and the closing raised a red skipped_node for it; the same redo by
+    the node's own event, or a minute later, raised nothing."""
+    raw = copy.deepcopy(RAW)
+    raw["items"][1]["decision_node"] = "decide"
+    judge = Judge(load_catalog(raw), WorkCalendar(on_missing_year=lambda year: None))
+
+    def case(first, redo):
+        return [ev("accepted", at(2026, 3, 2, 9), item=PENALTY),
+                *[ev("node_completed", at(2026, 3, 3, h), item=PENALTY, node=n)
+                  for h, n in ((9, "file"), (10, "investigate"), (11, "legal_review"), (12, "notify"))],
+                first, ev("node_completed", at(2026, 3, 5, 10), item=PENALTY, node="serve"),
+                ev("returned", at(2026, 3, 5, 11), item=PENALTY, node="decide"), redo,
+                ev("node_completed", at(2026, 3, 5, 13), item=PENALTY, node="serve"),
+                ev("closed", at(2026, 3, 5, 15), item=PENALTY)]
+
+    def decided(moment):
+        return ev("decided", moment, item=PENALTY, decision="penalize", violation_code="V-FOOD-124",
+                  penalty_amount=30000, discretion_tier="normal")
+
+    def node(moment):
+        return ev("node_completed", moment, item=PENALTY, node="decide")
+
+    for first in (decided(at(2026, 3, 4, 10)), node(at(2026, 3, 4, 10))):
+        for redo in (decided(at(2026, 3, 5, 11)), node(at(2026, 3, 5, 11)), decided(at(2026, 3, 5, 11, 1))):
+            assert active(run(case(first, redo), at(2026, 5, 1), judge)) == set(), (first.type, redo)
+        # Not redone: the closing went ahead of it.
+        undone = [e for e in case(first, decided(at(2026, 3, 5, 11))) if e.type.value != "decided" or e is first]
+        assert ("skipped_node", "decide") in active(run(undone, at(2026, 5, 1), judge))
 
 
 @pytest.mark.parametrize("ids, name, decides", [
