@@ -12,7 +12,7 @@ The result depends on the catalog, the set of events and the clock only.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timezone
 
@@ -93,9 +93,14 @@ def node_names(judge: Judge, item_code: str) -> dict[str, str]:
     return {node.id: node.name for node in item.nodes} if item is not None else {}
 
 
-def cause_of(event: CaseEvent, judge: Judge) -> str:
-    """The event that changed a judgement, in words: at local time, its node by name."""
-    return event_cause(event, judge.calendar.tz, node_names(judge, event.item_code))
+def cause_of(events: Sequence[CaseEvent], judge: Judge, shown: int = 3) -> str:
+    """The events that changed a judgement, in words: at local time, their nodes by name. All the
+    new events of a judgement, not the last one alone: which of them showed a card never held
+    is not known (a withdrawal named a node event that came with the acceptance that took the card
+    down: found by a black-box test with other clients, which batch as they please)."""
+    names = node_names(judge, events[0].item_code)
+    named = "、".join(event_cause(e, judge.calendar.tz, names) for e in events[:shown])
+    return named + (f"等 {len(events)} 个事件" if len(events) > shown else "")
 
 
 def judges_otherwise(before: Judge, after: Judge) -> bool:
@@ -264,11 +269,11 @@ def could_bring_the_deadline_earlier(kind: EventType | None, events: Sequence[Ca
 
 
 def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime,
-               cause: str | None = None) -> Outcome:
+               cause: str | Callable[[], str] | None = None) -> Outcome:
     """Re-evaluate a case at `now` (or at its last judgement's clock, if that is later).
 
-    `cause`: what led to this judgement, in words (the new event), recorded as the reason of
-    any withdrawal.
+    `cause`: what led to this judgement, in words (the new events), recorded as the reason of
+    any withdrawal; or what says it, called only then.
 
     A case that waits for refused events (`CaseState.refused`) raises nothing new, but for the
     exceptions below: judged without them it may look late, or its nodes
@@ -323,7 +328,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     unsupported: dict[str, str] = {}
     lost = [k for k in standing if k not in supported and k not in held]
     if lost:
-        reason = withdrawal_reason(cause) if cause else rejudged_reason(
+        reason = withdrawal_reason(cause() if callable(cause) else cause) if cause else rejudged_reason(
             state.events, state.judged_at, judge.calendar.tz, state.arrived,
             node_names=node_names(judge, item_code))
         unsupported = dict.fromkeys(lost, reason)
@@ -377,7 +382,7 @@ def step(state: CaseState | None, event: CaseEvent, judge: Judge, now: datetime,
         return Outcome(new_state, [], None, None, is_new=False)
     if not judging:
         return awaiting_judgement(new_state, [event])
-    return judge_case(new_state, judge, now, raised_at, cause_of(event, judge))
+    return judge_case(new_state, judge, now, raised_at, lambda: cause_of([event], judge))
 
 
 # When a case whose facts changed while a replay's input is incomplete is due to be judged: at
@@ -453,7 +458,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
                 continue
         (new if is_new else duplicates).append(event)
     changed = bool(new)
-    cause = cause_of(new[-1], judge) if new else None
+    cause = (lambda: cause_of(new, judge)) if new else None  # in words only for a withdrawal
     for verdict in verdicts:
         if state is None:
             break

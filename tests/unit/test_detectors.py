@@ -1698,3 +1698,27 @@ def test_a_node_completed_after_its_limit_is_late_only_once_the_clock_has_passed
     (late,) = [a for a in run(events, at(2026, 5, 1)).alerts.values()
                if a.rule.value == "node_overdue" and a.status.value == "open"]
     assert late.event_time == limit
+
+
+def test_a_card_withdrawn_by_events_that_came_together_names_them_all():
+    """Found by a black-box test with other clients: a case's node came alone (a red skipped_node
+    for its acceptance), then its acceptance and another node in one batch; the withdrawal named
+    the other node, the last of the batch, as the event that showed the card never held. Which
+    of the events that came together did is not known: the reason names each (up to three)."""
+    from alerts.evaluate import step_many
+
+    j, raised_at = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    undertaken = ev("node_completed", at(2026, 3, 3), case="W1", node="undertake", event_id="w2")
+    alone = step_many(None, [undertaken], [], j, at(2026, 3, 4), raised_at)
+    assert ("skipped_node", "accept") in active(alone.outcome.state)
+    together = [ev("accepted", at(2026, 3, 2, 9), case="W1", event_id="w1"),
+                ev("node_completed", at(2026, 3, 4), case="W1", node="review", event_id="w3")]
+    later = step_many(alone.outcome.state, together, [], j, at(2026, 3, 5), raised_at)
+    (card,) = [a for a in later.outcome.state.alerts.values() if a.node == "accept"]
+    assert card.status.value == "withdrawn"
+    assert "（w1）" in card.withdrawn_reason and "（w3）" in card.withdrawn_reason, card.withdrawn_reason
+    assert "“受理”事件" in card.withdrawn_reason
+    # One event: that one.
+    alone_again = step_many(alone.outcome.state, together[:1], [], j, at(2026, 3, 5), raised_at)
+    (card,) = [a for a in alone_again.outcome.state.alerts.values() if a.node == "accept"]
+    assert card.withdrawn_reason.endswith("（w1）表明该情形不成立"), card.withdrawn_reason
