@@ -260,7 +260,11 @@ def wrapped_event(raw: bytes | None) -> tuple[dict | None, str | None]:
     - `connect_envelope`: the event in `payload` of a Kafka Connect envelope (`JsonConverter` with
       `schemas.enable=true`, Connect's default);
     - `array:N`, `lines:N`: N events in one record, as an array or as JSON lines (the first is
-      returned).
+      returned);
+    - `schema_registry`: the JSON after a schema registry's framing (a zero byte and a 4-byte
+      schema id: confluent-kafka's `JSONSerializer`); `utf16`: JSON in UTF-16 (.NET's
+      `Encoding.Unicode`), with or without its byte-order mark (both found by a black-box test
+      with other clients: refused naming no event, their cases raised false red cards).
 
     (None, None) for anything else. Its ids name the event and its case in the letter, so that the
     case waits for it (`refused_event`): judged without it, the case may look late or skipped (a
@@ -270,8 +274,9 @@ def wrapped_event(raw: bytes | None) -> tuple[dict | None, str | None]:
         return None, None
     while raw.startswith(UTF8_BOM):
         raw = raw[len(UTF8_BOM):]
+    text, framing = _unframed(raw)
     try:
-        values = _loose_values(raw.decode("utf-8"))
+        values = _loose_values(text if text is not None else raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None, None
     if not values:
@@ -291,6 +296,8 @@ def wrapped_event(raw: bytes | None) -> tuple[dict | None, str | None]:
         first, how = first["payload"], how or "connect_envelope"
     if not isinstance(first, dict):
         return None, None
+    if framing is not None:
+        return first, how or framing
     if how is None:
         try:
             orjson.loads(raw)
@@ -299,6 +306,28 @@ def wrapped_event(raw: bytes | None) -> tuple[dict | None, str | None]:
         else:
             return None, None  # one plain object: the event itself, not wrapped
     return first, how
+
+
+def _unframed(raw: bytes) -> tuple[str | None, str | None]:
+    """(the text, how it was framed) of a record sent in a schema registry's framing or in UTF-16
+    (`wrapped_event`); (None, None) for anything else."""
+    if raw[:1] == b"\x00" and raw[5:6] in (b"{", b"["):  # magic byte 0, a 4-byte schema id, then JSON
+        try:
+            return raw[5:].decode("utf-8"), "schema_registry"
+        except UnicodeDecodeError:
+            return None, None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        encoding = "utf-16"  # its byte-order mark says which
+    elif raw[1:2] == b"\x00" and raw[:1] in (b"{", b"["):
+        encoding = "utf-16-le"
+    elif raw[:1] == b"\x00" and raw[1:2] in (b"{", b"["):
+        encoding = "utf-16-be"
+    else:
+        return None, None
+    try:
+        return raw.decode(encoding), "utf16"
+    except UnicodeDecodeError:
+        return None, None
 
 
 def _connect_envelope(value: Any) -> bool:
@@ -318,6 +347,9 @@ _WRAPPED_HINT = {
                          "(JsonConverter with schemas.enable=false)"),
     "array": "the record is an array of {n} events: send one event per record",
     "lines": "the record holds {n} JSON values: send one event per record",
+    "schema_registry": ("the record is framed by a schema registry serializer (a zero byte and a 4-byte schema "
+                        "id before the JSON): send the event's JSON itself, without the registry's serializer"),
+    "utf16": "the record is UTF-16 text: send the event's JSON in UTF-8 (RFC 8259)",
 }
 
 

@@ -189,8 +189,10 @@ def decode_event(raw: bytes | None, read: RefusedRecord | None = None) -> CaseEv
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as bad:  # JSON's own message names the first character, wherever the byte is
+            hint = wrapped_event_hint(raw, read)  # UTF-16
             raise RefusedEvent("invalid_utf8", f"not UTF-8 text: byte 0x{raw[bad.start]:02x} at offset {bad.start} "
-                                               f"of the message's {len(raw)} bytes ({bad.reason})", read) from None
+                                               f"of the message's {len(raw)} bytes ({bad.reason})"
+                                               + (f"; {hint}" if hint else ""), read) from None
         hint = wrapped_event_hint(raw, read)  # NaN, or several events in one record
         raise RefusedEvent("invalid_json", f"{exc}; {hint}" if hint else str(exc), read) from None
 

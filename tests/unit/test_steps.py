@@ -314,12 +314,17 @@ def _connect_envelope(event: dict) -> bytes:
     (_connect_envelope, "schema", "Kafka Connect envelope"),
     (lambda e: orjson.dumps([e, HISTORY[1]]), "schema", "an array of 2 events"),
     (lambda e: orjson.dumps(e) + b"\n" + orjson.dumps(HISTORY[1]), "invalid_json", "holds 2 JSON values"),
-], ids=["nan", "encoded_twice", "connect_envelope", "array", "lines"])
+    (lambda e: b"\x00\x00\x00\x00\x07" + orjson.dumps(e), "invalid_json", "schema registry serializer"),
+    (lambda e: orjson.dumps(e).decode().encode("utf-16"), "invalid_utf8", "UTF-16"),
+    (lambda e: orjson.dumps(e).decode().encode("utf-16-le"), "invalid_json", "UTF-16"),
+], ids=["nan", "encoded_twice", "connect_envelope", "array", "lines", "schema_registry", "utf16", "utf16_no_bom"])
 def test_an_event_sent_wrapped_names_its_event_in_its_letter_and_its_case_waits_for_it(wrapped, reason, hint):
     """Found by a black-box test with other Kafka clients: an acceptance sent with NaN for a number
     (Python's json.dumps writes an empty pandas cell so), encoded twice, in a Kafka Connect envelope
     (Connect's default), or with the next event in one record was refused naming no event, and its
-    case, closed without it, had red skipped_node cards for a handling that had an acceptance."""
+    case, closed without it, had red skipped_node cards for a handling that had an acceptance. So
+    was one framed by a schema registry's serializer (confluent-kafka's JSONSerializer), or written
+    in UTF-16 (.NET's Encoding.Unicode)."""
     accepted = {**HISTORY[0], "officer_id": "OFF-1"}
     harness = Harness()
     harness.run(Unit("case-events", 1, [record(0, wrapped(accepted)),
