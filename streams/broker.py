@@ -13,7 +13,8 @@ the embedded broker (where each is handled is named with it):
   decide when a table's changelog recovery is complete, so table state could
   come back short after a restart. Faust's consumer confirms each end offset
   with a fetch (`confirm_end_offsets`, installed by `streams.faust_patches`).
-* Idempotent and transactional producers fail: the processing guarantee stays
+* aiokafka's idempotent and transactional producers fail (other clients' work,
+  though aborted transactions are not honoured): the processing guarantee stays
   ``at_least_once`` and the sinks are idempotent instead.
 * Auto-created topics get 4 partitions and Faust then refuses mismatched
   changelogs: every topic, changelogs included, is created explicitly by

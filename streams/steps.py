@@ -428,6 +428,14 @@ def _held_already(state: CaseState | None, duplicates) -> list[CaseEvent]:
     return [event for event in duplicates if event.event_id in before]
 
 
+# An event keyed by its case, in another partition: placed by another partitioner than the Java
+# client's murmur2 (librdkafka's default is consistent_random; found by a black-box test with
+# confluent-kafka, whose clients were told they had keyed wrongly).
+PARTITIONER_HINT = ("; it was keyed by its case, but placed by another partitioner than the Java client's "
+                    "(murmur2): a librdkafka client (confluent-kafka, kcat, .NET, Go) needs "
+                    "partitioner=murmur2_random")
+
+
 class CaseSteps:
     """Apply and evaluate, then write: what the case agent does with a decoded unit."""
 
@@ -506,11 +514,12 @@ class CaseSteps:
                         "that wrote them are not at fault: set SUNLIGHT_PARTITIONS to the topic's partition count",
                         unit.topic, unit.partition, len(elsewhere), workers, workers, workers)
             return
+        keyed_by_case = record.key == case_id.encode()
         log.warning("%s[%s]: %d events not in their case's partition (the contract keys an event by its case_id; "
-                    "the first, at offset %s, of case %s, keyed %r) sent on to their case's partition (%s: %d)",
+                    "the first, at offset %s, of case %s, keyed %r) sent on to their case's partition (%s: %d)%s",
                     unit.topic, unit.partition, len(elsewhere), record.offset, case_id,
                     record.key if record.key is None or len(record.key) <= 200 else record.key[:200] + b"...",
-                    case_id, home)
+                    case_id, home, PARTITIONER_HINT if keyed_by_case else "")
 
     async def case(self, case_id: str, work: CaseWork, unit: Unit, now: datetime, hold: bool) -> None:
         """`hold`: the input is incomplete (a replay): the case's facts are taken, and it is judged

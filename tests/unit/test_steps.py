@@ -651,6 +651,26 @@ def test_an_event_the_catalog_refuses_holds_its_case_and_a_case_known_only_by_it
     assert not [r for r in harness.rows("alerts") if r["case_id"] == "U3"]
 
 
+def test_events_keyed_by_their_case_in_another_partition_are_said_to_be_placed_by_another_partitioner(caplog):
+    """Found by a black-box test with confluent-kafka: events keyed exactly by their case, placed by
+    librdkafka's default partitioner (consistent_random, not the Java client's murmur2), were
+    logged as if their client had keyed them by something else; the log now says which setting
+    places them. Events keyed otherwise are told as before."""
+    from streams.steps import PARTITIONER_HINT, home_partition
+
+    away = [c for c in (f"P{n}" for n in range(20)) if home_partition(c, 4) != 2][:2]
+    for keys, hinted in (([c.encode() for c in away], True), ([b"other", None], False)):
+        records = [record(10 + i, event(f"{c}-a", "accepted", at(2026, 3, 2, 10), case=c)) for i, c in enumerate(away)]
+        for r, key in zip(records, keys):
+            r.key = key
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="streams.steps"):
+            asyncio.run(Harness().steps.process(Unit("case-events", 2, records),
+                                                decode_case_unit(Unit("case-events", 2, records), "ticks", partitions=4)))
+        (warning,) = [r.getMessage() for r in caplog.records if "not in their case's partition" in r.getMessage()]
+        assert (PARTITIONER_HINT in warning) is hinted, warning
+
+
 def test_a_refusal_in_another_partition_holds_the_case_in_its_own_in_the_order_of_its_events():
     """A client that places by another partitioner (librdkafka's default) or keys by something else
     puts a case's events in another partition than its home. The bad acceptance is sent on with the
