@@ -41,12 +41,23 @@ def title(scores: MonthScores) -> str:
     and one scored without the month's inputs counts none of them (found by a black-box test: said only
     on standard error, in English, the title of a workbook pasted into a 通报 read as final)."""
     year, month = scores.month.split("-")
+    marks = scoring_marks(scores)
+    return f"{year}年{int(month)}月 {scores.title} 得分" + (f"（{'；'.join(marks)}）" if marks else "")
+
+
+def scoring_marks(scores: MonthScores) -> list[str]:
+    """What the scores are not, in words (`title`): final (暂计), or with the month's inputs."""
     marks = []
     if scores.provisional_as_of is not None:
         marks.append(f"暂计，截至 {scores.provisional_as_of:%Y-%m-%d %H:%M}")
     if not scores.inputs_given:
         marks.append("未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计，事项覆盖率未提供")
-    return f"{year}年{int(month)}月 {scores.title} 得分" + (f"（{'；'.join(marks)}）" if marks else "")
+    return marks
+
+
+# The CSV's last column: a file has no title, so every row says what the title would (`scoring_marks`).
+STATUS_HEADER = "计分状态"
+FINAL = "月度已结束，考核输入已提供"
 
 
 def jsonl_records(scores: MonthScores) -> list[dict[str, Any]]:
@@ -58,11 +69,15 @@ def jsonl_records(scores: MonthScores) -> list[dict[str, Any]]:
 
 
 def csv_text(scores: MonthScores) -> str:
+    """The table as CSV, each row ending with what the title says of the whole month
+    (`STATUS_HEADER`): a CSV has no title, and one of a month not over read as final (found by a
+    black-box test)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(headers(scores))
+    writer.writerow([*headers(scores), STATUS_HEADER])
+    status = "；".join(scoring_marks(scores)) or FINAL
     for subject in scores.all:
-        writer.writerow([_cell(c) for c in row(subject)])
+        writer.writerow([*(_cell(c) for c in row(subject)), status])
     return out.getvalue()
 
 

@@ -339,8 +339,8 @@ def test_formats_and_a_recomputation_on_record(month, monkeypatch, capfdbinary, 
     out, _ = score(monkeypatch, capfdbinary, directory, catalog, "--inputs", str(inputs), "--format", "csv")
     import csv
     rows = list(csv.reader(io.StringIO(out.decode())))
-    assert rows[0][:4] == ["名次", "部门编码", "部门名称", "办件数"] and rows[0][-2:] == ["总分", "说明"]
-    assert {r[1]: Decimal(r[-2]) for r in rows[1:]} == {s: w["total"] for s, w in want.items()}
+    assert rows[0][:4] == ["名次", "部门编码", "部门名称", "办件数"] and rows[0][-3:] == ["总分", "说明", "计分状态"]
+    assert {r[1]: Decimal(r[-3]) for r in rows[1:]} == {s: w["total"] for s, w in want.items()}
     workbook = tmp_path / "通报.xlsx"
     score(monkeypatch, capfdbinary, directory, catalog, "--inputs", str(inputs), "--format", "xlsx",
           "--output", str(workbook))

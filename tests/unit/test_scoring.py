@@ -541,3 +541,13 @@ def test_a_month_scored_before_it_ends_or_without_its_inputs_says_so_in_its_titl
     assert {(r["provisional_as_of"], r["inputs_given"]) for r in jsonl_records(early)} == {
         ("2026-04-20T15:30:00+08:00", False)}
     assert {(r["provisional_as_of"], r["inputs_given"]) for r in jsonl_records(final)} == {(None, True)}
+    # A CSV has no title: each of its rows says it (found by a black-box test: it carried neither).
+    import csv
+    import io
+
+    from alerts.scoring_report import csv_text
+
+    said_early = "暂计，截至 2026-04-20 15:30；未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计，事项覆盖率未提供"
+    for scores, status in ((early, said_early), (final, "月度已结束，考核输入已提供")):
+        head, *rows = list(csv.reader(io.StringIO(csv_text(scores))))
+        assert head[-1] == "计分状态" and rows and {r[-1] for r in rows} == {status}
