@@ -46,9 +46,25 @@ async def send_with_aiokafka(bootstrap: str, compression: str, events: list[dict
         await producer.stop()
 
 
-def export(env) -> list[dict]:
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export"], env=env, capture_output=True,
-                         timeout=300)
+def wait_settled(bootstrap: str, workers, partitions: int) -> None:
+    """Every message the workers take committed, and nothing new for a few seconds."""
+    topics = ["case-events", "sunlight-case-ticks", "sunlight-penalty-peers"]
+    deadline, quiet_since = time.monotonic() + 300, None
+    while True:
+        assert time.monotonic() < deadline, "the workers did not finish"
+        assert all(w.poll() is None for w in workers), "a worker exited"
+        if asyncio.run(settled(bootstrap, topics, partitions)):
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since > 4:
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.5)
+
+
+def export(env, *options: str) -> list[dict]:
+    out = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export", *options], env=env,
+                         capture_output=True, timeout=300)
     assert out.returncode == 0, out.stderr.decode()[-3000:]
     return [orjson.loads(line) for line in out.stdout.splitlines()]
 
@@ -102,18 +118,7 @@ def test_a_live_worker_fed_by_kafka_python_and_a_replay_at_its_end_hold_the_same
             producer.close()
             asyncio.run(send_with_aiokafka(broker.bootstrap, "snappy", groups.get(2, []), key="event_id"))
             asyncio.run(send_with_aiokafka(broker.bootstrap, "zstd", groups.get(3, []), key="case_id"))
-            topics = ["case-events", "sunlight-case-ticks", "sunlight-penalty-peers"]
-            deadline = time.monotonic() + 300
-            quiet_since = None
-            while True:  # every message committed, and nothing new for a few seconds
-                assert time.monotonic() < deadline and worker.poll() is None, "the live worker did not finish"
-                if asyncio.run(settled(broker.bootstrap, topics, 2)):
-                    quiet_since = quiet_since or time.monotonic()
-                    if time.monotonic() - quiet_since > 4:
-                        break
-                else:
-                    quiet_since = None
-                time.sleep(0.5)
+            wait_settled(broker.bootstrap, [worker], 2)
             ended = datetime.now(timezone.utc)
             worker.send_signal(signal.SIGTERM)
             _, err = worker.communicate(timeout=120)
