@@ -21,7 +21,7 @@ from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
 from alerts.describe import deadline_change, event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
-from alerts.events import (ENDING, NODE_EVENTS, OFF_THE_DEADLINE, CaseEvent, Channel, EventType,
+from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, CaseEvent, Channel, EventType,
                            case_item_code, own_events, registered_first)
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
@@ -235,39 +235,6 @@ def raised_while_waiting(finding: Finding, deadline_known: bool) -> bool:
     return rule in DEADLINE_RULES or (rule is Rule.RETROACTIVE_SUSPENSION and "covered_node" not in finding.evidence)
 
 
-def undecided_while_waiting(standing: Mapping[str, Alert], findings: list[Finding],
-                            waited: list[EventType | None], events: Sequence[CaseEvent]) -> set[str]:
-    """Of the published alerts of a case that waits for events of the types `waited` (None: one
-    whose type is unknown), the deadline cards its findings no longer support, left as they stand
-    (`judge_case`) when one of those events could bring the deadline earlier
-    (`could_bring_the_deadline_earlier`): what the deadline was is not known until it comes. A
-    refused resumption made a suspension back-dated after the deadline run to the case's end, and
-    withdrew a true red `overdue` with nothing in its place (found by a black-box test)."""
-    if not any(could_bring_the_deadline_earlier(kind, events) for kind in waited):
-        return set()
-    supported = {f.alert_id for f in findings}
-    return {k for k, a in standing.items() if a.rule in DEADLINE_RULES and k not in supported}
-
-
-def could_bring_the_deadline_earlier(kind: EventType | None, events: Sequence[CaseEvent]) -> bool:
-    """Whether a missing event of type `kind` (None: unknown) could bring the deadline of a case
-    with `events` earlier: an acceptance (an earlier one, or one registered first on other terms);
-    a resumption of a case with a suspension (it ends a pause the events in hand leave running); a
-    suspension of a case with a resumption (a resumption followed by another resumes only the inner
-    suspension, `alerts.timeline.read_timeline`: one in between makes it end the outer pause); a
-    return of a case with an end (stated after it, it reopens the case, `end_in_force`). Not an
-    end, which ends the case sooner, nor a node, a decision or a rating."""
-    if kind is None or kind is EventType.ACCEPTED:
-        return True
-    if kind is EventType.RETURNED:
-        return any(e.type in ENDING for e in events)
-    if kind is EventType.RESUMED:
-        return any(e.type is EventType.SUSPENDED for e in events)
-    if kind is EventType.SUSPENDED:
-        return any(e.type is EventType.RESUMED for e in events)
-    return False
-
-
 def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime,
                cause: str | Callable[[], str] | None = None) -> Outcome:
     """Re-evaluate a case at `now` (or at its last judgement's clock, if that is later).
@@ -279,9 +246,8 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     exceptions below: judged without them it may look late, or its nodes
     skipped (a refused acceptance made every closed case a red `skipped_node`). Its published
     alerts are judged as any case's, so one that the facts it has no longer support is withdrawn
-    (a finding raised on part of its events, before the rest came), but for its deadline cards
-    while it waits for an event that could bring its deadline earlier (`undecided_while_waiting`); and nothing
-    is due for it: the corrected event has it judged in full. Three exceptions (`raised_while_waiting`), all found
+    (a finding raised on part of its events, before the rest came), and nothing is due for it:
+    the corrected event has it judged in full. Three exceptions (`raised_while_waiting`), all found
     by black-box tests:
     * an event registered long after it happened is `backfill` whatever else the case holds: else
       a department sent one junk event, then its handling back-dated weeks late, and its red card
@@ -308,7 +274,6 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     holding = [kept for kept in state.refused.values() if holds_back(kept, result.ended_at)]
     set_aside = set_aside_events(state.events, item_code, result.ended_at)
     standing = {k: a for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}  # published
-    held: set[str] = set()  # published, and left as they stand
     if holding or set_aside:
         # A case whose events name two items (one of them mistyped, or a case number reused) is
         # judged under the item most of its events name (`case_item_code`) on the events
@@ -322,11 +287,9 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
                           and all(e.type in OFF_THE_DEADLINE for e in set_aside))
         findings = [f for f in findings if f.alert_id in standing or raised_while_waiting(f, deadline_known)]
         next_due = next_due if deadline_known else None
-        waited = [refused_type(kept) for kept in holding] + [e.type for e in set_aside]
-        held = undecided_while_waiting(standing, findings, waited, state.events)
     supported = {f.alert_id for f in findings}
     unsupported: dict[str, str] = {}
-    lost = [k for k in standing if k not in supported and k not in held]
+    lost = [k for k in standing if k not in supported]
     if lost:
         reason = withdrawal_reason(cause() if callable(cause) else cause) if cause else rejudged_reason(
             state.events, state.judged_at, judge.calendar.tz, state.arrived,
@@ -350,7 +313,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
                     "；所述挂起系事后补登，已另发红牌“事后补挂起”" if covered else "")
             if backfilled:
                 unsupported[alert_id] += BACKFILLED_TEXT
-    alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, unsupported, held)
+    alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, unsupported)
     if changed or next_due != state.next_due or now != state.judged_at or state.arrived:
         # The clock is part of the state: an event that arrives later with an older clock is
         # judged at this one (the rules may need it: a deadline passed while the case waited).

@@ -10,16 +10,14 @@ it returns the alerts to keep and the ones whose publication changed:
   the next version, keeping its status;
 * a published alert no finding supports any more is `withdrawn` (facts that
   arrived later show it never held), never deleted;
-* a withdrawn alert whose finding holds again is reopened;
-* a published alert the caller holds (`held`: a case waiting for the facts that decide it) stays
-  as it stands.
+* a withdrawn alert whose finding holds again is reopened.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Collection, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from alerts.model import Alert, AlertStatus, Finding
 
@@ -41,10 +39,8 @@ def to_alert(finding: Finding, labels: Labels, raised_at: datetime) -> Alert:
 
 
 def reconcile(previous: Mapping[str, Alert], findings: Iterable[Finding], labels: Labels,
-              raised_at: datetime, reasons: Mapping[str, str] | None = None,
-              held: Collection[str] = ()) -> tuple[dict[str, Alert], list[Alert]]:
-    """`reasons`: why an alert that loses its finding is withdrawn, by alert_id. `held`: alert_ids
-    of published alerts left as they stand, whatever the findings."""
+              raised_at: datetime, reasons: Mapping[str, str] | None = None) -> tuple[dict[str, Alert], list[Alert]]:
+    """`reasons`: why an alert that loses its finding is withdrawn, by alert_id."""
     reasons = reasons or {}
     current: dict[str, Alert] = dict(previous)
     changed: list[Alert] = []
@@ -64,7 +60,7 @@ def reconcile(previous: Mapping[str, Alert], findings: Iterable[Finding], labels
         current[update.alert_id] = update
         changed.append(update)
     for alert_id, before in previous.items():
-        if alert_id not in supported and alert_id not in held and before.status is not AlertStatus.WITHDRAWN:
+        if alert_id not in supported and before.status is not AlertStatus.WITHDRAWN:
             update = before.bump(status=AlertStatus.WITHDRAWN, withdrawn_reason=reasons.get(alert_id))
             current[alert_id] = update
             changed.append(update)
