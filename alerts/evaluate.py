@@ -21,7 +21,7 @@ from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
 from alerts.describe import deadline_change, event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
-from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, CaseEvent, Channel, EventType,
+from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel, EventType,
                            case_item_code, own_events, registered_first)
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
@@ -94,13 +94,14 @@ def node_names(judge: Judge, item_code: str) -> dict[str, str]:
 
 
 def cause_of(events: Sequence[CaseEvent], judge: Judge, shown: int = 3) -> str:
-    """The events that changed a judgement, in words: at local time, their nodes by name. All the
-    new events of a judgement, not the last one alone: which of them showed a card never held
-    is not known (a withdrawal named a node event that came with the acceptance that took the card
-    down: found by a black-box test with other clients, which batch as they please)."""
-    names = node_names(judge, events[0].item_code)
-    named = "、".join(event_cause(e, judge.calendar.tz, names) for e in events[:shown])
-    return named + (f"等 {len(events)} 个事件" if len(events) > shown else "")
+    """The events that changed a judgement, in words: at local time, their nodes by name (under
+    each event's own item). All the new events of a judgement but ratings, which no rule reads;
+    not the last one alone: which of them showed a card never held is not known (a withdrawal
+    named a node event that came with the acceptance that took the card down: found by a
+    black-box test with other clients, which batch as they please)."""
+    read = [e for e in events if e.type not in READ_BY_NO_RULE] or events  # a rating shows nothing
+    named = "、".join(event_cause(e, judge.calendar.tz, node_names(judge, e.item_code)) for e in read[:shown])
+    return named + (f"等 {len(read)} 个事件" if len(read) > shown else "")
 
 
 def judges_otherwise(before: Judge, after: Judge) -> bool:

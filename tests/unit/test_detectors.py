@@ -1664,6 +1664,14 @@ def test_a_card_withdrawn_by_events_that_came_together_names_them_all():
     assert card.status.value == "withdrawn"
     assert "（w1）" in card.withdrawn_reason and "（w3）" in card.withdrawn_reason, card.withdrawn_reason
     assert "“受理”事件" in card.withdrawn_reason
+    # A rating that came with them is not named (no rule reads one); a node of another item is
+    # named under its own item.
+    rating = ev("rated", at(2026, 3, 4, 12), case="W1", event_id="w4", rating="satisfied")
+    other = ev("node_completed", at(2026, 3, 4, 13), case="W1", item=PENALTY, node="investigate", event_id="w5")
+    later = step_many(alone.outcome.state, [rating, other, *together], [], j, at(2026, 3, 5), raised_at)
+    (card,) = [a for a in later.outcome.state.alerts.values() if a.node == "accept"]
+    assert "（w4）" not in card.withdrawn_reason and "（环节 调查取证）（w5）" in card.withdrawn_reason
+    assert "（环节 审核）（w3）" in card.withdrawn_reason and "（w1）" in card.withdrawn_reason
     # One event: that one.
     alone_again = step_many(alone.outcome.state, together[:1], [], j, at(2026, 3, 5), raised_at)
     (card,) = [a for a in alone_again.outcome.state.alerts.values() if a.node == "accept"]
