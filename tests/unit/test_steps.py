@@ -4,6 +4,7 @@ and duplicated, a poison message inside a unit, one state and one changelog reco
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
@@ -535,6 +536,11 @@ def test_a_letter_keeps_a_key_of_megabytes_cut():
     letter = make_letter("case-events", 0, 7, b"K" * 2_000_000, b"not json", "invalid_json", "bad")
     assert len(letter.key) < 1100 and letter.key.startswith("K" * 1000) and "2000000" in letter.key
     assert make_letter("case-events", 0, 7, b"CASE-1", b"not json", "invalid_json", "bad").key == "CASE-1"
+    # A key that is not UTF-8 text is kept in base64, as a payload is (read as text, its bytes were lost).
+    binary = make_letter("case-events", 0, 7, b"\x00\xffBK-2", b"not json", "invalid_json", "bad").key
+    assert binary == "base64:AP9CSy0y" and base64.b64decode(binary[len("base64:"):]) == b"\x00\xffBK-2"
+    long = make_letter("case-events", 0, 7, b"\xff" * 2_000_000, b"not json", "invalid_json", "bad").key
+    assert len(long) < 1100 and long.startswith("base64:") and "2000000 bytes" in long
 
 
 def test_a_letter_for_a_payload_that_names_no_case_names_the_case_its_key_names():
