@@ -125,8 +125,13 @@ def big_stat(panel: q.Panel, place: Place, unit: str = "none", colors=None, unit
     return _common(builder, panel, place)
 
 
+# What an empty list or chart says (an empty overdue list is the all-clear), in the hall's language:
+# Grafana's table and bar chart say "No data" whatever the UI's language (found by a black-box test).
+EMPTY_LIST = "暂无记录"
+
+
 def data_table(panel: q.Panel, place: Place, units=None, links: dict[str, str] | None = None):
-    builder = table.Panel().filterable(False).cell_height(common.TableCellHeight.SM)
+    builder = table.Panel().filterable(False).cell_height(common.TableCellHeight.SM).no_value(EMPTY_LIST)
     _labels(builder, panel, units)
     for column in panel.hidden:
         builder.override_by_name(column, [dashboard.DynamicConfigValue(id_val="custom.hidden", value=True)])
@@ -140,7 +145,7 @@ def bars(panel: q.Panel, place: Place, x: str, colors: dict[str, str], stacked: 
          orientation: common.VizOrientation = common.VizOrientation.HORIZONTAL):
     """Bars along `x`, a column of labels (departments; days or hours counted back from the end of the
     range, which a time axis would clip to the range shown)."""
-    builder = barchart.Panel().x_field(x).orientation(orientation) \
+    builder = barchart.Panel().x_field(x).orientation(orientation).no_value(EMPTY_LIST) \
         .stacking(common.StackingMode.NORMAL if stacked else common.StackingMode.NONE).show_value(common.VisibilityMode.AUTO).fill_opacity(80) \
         .legend(common_b.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
                 .placement(common.LegendPlacement.BOTTOM).show_legend(True))
@@ -315,7 +320,7 @@ def health() -> dash_b.Dashboard:
     for i, panel in enumerate(HEALTH_PANELS):
         builder = timeseries.Panel().title(panel.title).description(panel.description).unit(panel.unit) \
             .datasource(PROMETHEUS).grid_pos(_grid(Place((i % 2) * 12, (i // 2) * 8, 12, 8))) \
-            .fill_opacity(10).line_width(2) \
+            .fill_opacity(10).line_width(2).no_value("无数据") \
             .legend(common_b.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
                     .placement(common.LegendPlacement.BOTTOM).show_legend(True))
         for ref, (expr, legend) in zip("ABCD", panel.exprs):

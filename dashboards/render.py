@@ -341,7 +341,8 @@ def render(dashboard: Mapping, results: Mapping[int, Result], path: Path) -> Pat
                       fontsize=9)
             continue
         if not result.rows:
-            body.text(0.5, 0.5, "无数据", ha="center", va="center", color=TEXT[theme], fontsize=12)
+            empty = panel.get("fieldConfig", {}).get("defaults", {}).get("noValue") or "无数据"  # as Grafana shows it
+            body.text(0.5, 0.5, empty, ha="center", va="center", color=TEXT[theme], fontsize=12)
             continue
         targets = panel.get("targets") or []
         # A Prometheus panel's picture holds current values, not series: drawn as numbers.

@@ -217,6 +217,18 @@ def test_compose_sets_only_real_settings(compose):
             Settings.from_env(env)  # every value parses
 
 
+def test_grafana_speaks_chinese_by_a_setting_grafana_reads(compose):
+    """Found by a black-box test: GF_DEFAULT_LOCALE names no Grafana setting (a variable is
+    GF_<SECTION>_<KEY>, and the UI language is [users] default_language), so the wall screen's time
+    picker and menus stayed English. Every GF_ variable names a section and key Grafana has."""
+    env = _environment(compose["services"]["grafana"])
+    assert env["GF_USERS_DEFAULT_LANGUAGE"] == "zh-Hans"
+    known = {"GF_INSTALL_PLUGINS",  # read by the image's entry point, not a setting
+             "GF_SECURITY_ADMIN_USER", "GF_SECURITY_ADMIN_PASSWORD", "GF_USERS_ALLOW_SIGN_UP",
+             "GF_USERS_DEFAULT_THEME", "GF_USERS_DEFAULT_LANGUAGE"}
+    assert {key for key in env if key.startswith("GF_")} <= known
+
+
 def test_compose_migrates_once_before_the_workers(compose):
     migrate = compose["services"]["migrate"]
     assert migrate["entrypoint"] == ["sunlight-migrate"]
