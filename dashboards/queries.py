@@ -57,6 +57,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from alerts.describe import ATTR_TITLE, ATTR_VALUE, TIER_TITLE
 from alerts.letters import HOLDS_ITS_CASE, OVERTAKEN_ACTIONS, REASON_ADVICE, REASON_TITLE
 from alerts.model import RULE_TITLE, SEVERITY_TITLE
 from alerts.tickets import STATUS_TITLE as TICKET_STATUS_TITLE
@@ -87,6 +88,30 @@ class Panel:
 
 def _sql_array(values) -> str:
     return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+def _attrs_in_words(column: str) -> str:
+    """An event's facts (its attrs' JSON) in words, as `alerts.describe.attrs_in_words` gives them:
+    '原因：补正材料；裁量档次：从重（heavy）'. The timeline showed the raw JSON, English keys and
+    codes (found by a black-box test of the screens)."""
+    value = f"JSONExtractString({column}, k)"
+
+    def words(mapping: Mapping[str, str]) -> str:
+        return f"transform({value}, {_sql_array(mapping)}, {_sql_array(mapping.values())}, {value})"
+
+    keys = _sql_array(ATTR_TITLE)  # the contract's facts in its order, then any other
+    tier = f"transform(lower(trim({value})), {_sql_array(TIER_TITLE)}, {_sql_array(TIER_TITLE.values())}, '')"
+    cases = [f"k = '{key}' AND JSONType({column}, k) = 'String', {words(mapping)}"
+             for key, mapping in ATTR_VALUE.items()]
+    return f"""arrayStringConcat(arrayMap(k -> concat(
+        transform(k, {_sql_array(ATTR_TITLE)}, {_sql_array(ATTR_TITLE.values())}, k), '：',
+        multiIf({', '.join(cases)},
+                k = 'discretion_tier' AND JSONType({column}, k) = 'String',
+                if({tier} = '', {value}, concat({tier}, '（', {value}, '）')),
+                k = 'penalty_amount' AND JSONType({column}, k) IN ('Int64', 'UInt64', 'Double'),
+                toString(JSONExtractFloat({column}, k)),
+                JSONType({column}, k) = 'String', {value}, JSONExtractRaw({column}, k))),
+        arraySort(k -> if(indexOf({keys}, k) = 0, 1000, indexOf({keys}, k)), JSONExtractKeys({column}))), '；')"""
 
 
 # The Chinese titles of alerts.model, for panels to show (a rule not listed shows its name).
@@ -605,7 +630,7 @@ SELECT occurred_at, recorded_at,
               ['受理', '环节办结', '挂起', '恢复', '退回', '作出决定', '办结', '撤回', '评价'], type) AS event,
     {_node_name()} AS node_name, officer_id,
     transform(channel, ['online', 'window', 'import', ''], ['网上办理', '窗口办理', '系统导入', '未注明'], channel) AS channel,
-    attrs
+    {_attrs_in_words("attrs")} AS attrs
 FROM (
     SELECT * FROM case_events
     WHERE case_id = ${{case_id:singlequote}}

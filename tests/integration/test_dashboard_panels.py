@@ -338,6 +338,23 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
     assert ran["case_timeline"][0][0]["event"] == "受理"
     # Its channel in words (it showed online / window: found by a black-box test).
     assert {r["channel"] for r in ran["case_timeline"][0]} <= {"网上办理", "窗口办理", "系统导入", "未注明"}
+    # Its facts in words, as `sunlight cases show` gives them (they were the raw JSON, English keys
+    # and codes: found by a black-box test of the screens); an amount as a number.
+    from alerts.describe import ATTR_TITLE, attrs_in_words
+
+    def said(attrs: dict) -> str:
+        return "；".join(f"{title}：{str(int(amount)) if amount == int(amount) else repr(float(amount))}"
+                        if title == ATTR_TITLE["penalty_amount"] and isinstance(amount := attrs["penalty_amount"], (int, float))
+                        else f"{title}：{words}" for title, words in attrs_in_words(attrs))
+
+    for case in sorted({e["case_id"] for e in scenario.events if e.get("attrs")})[:40]:
+        timeline = run_panel(client, *next((p, t) for p, t in clickhouse_targets(dashboards["sunlight-inspector"])
+                                              if p["title"] == q.CASE_TIMELINE.title),
+                                rng, {**every, "case_id": Variable("case_id", case)})
+        order = list(ATTR_TITLE)  # the contract's order
+        facts = sorted(said(dict(sorted((e.get("attrs") or {}).items(), key=lambda kv: order.index(kv[0]))))
+                       for e in scenario.events if e["case_id"] == case)
+        assert sorted(r["attrs"] for r in timeline) == facts, case
     assert len(ran["case_evidence"][0]) == sum(a["case_id"] == case_id for a in alerts)
     # The evidence in words, as `sunlight cases show` gives it (it was the raw JSON, English keys:
     # found by a test of the screens); none of it is left as a key the rule's sentences lack.
