@@ -272,11 +272,13 @@ _TICKET_ROUNDS_AT_END = """(
     LIMIT 1 BY ticket_id, round
 )""".format(round=TICKET_ROUND)
 
-# The tickets as they stand: the newest version of each.
-_TICKETS_NOW = """(
+# The tickets as they stood at the end of the range: the newest version of each changed by then
+# (the department's list showed tickets opened after a past range, with today's escalation beside
+# hours counted from the range's end: found by a black-box test).
+_TICKETS_AT_END = """(
     SELECT ticket_id, case_id, rule, severity, department, status, overdue, escalation_level, opened_at, deadline
     FROM tickets
-    WHERE version > 0{where}
+    WHERE version > 0 AND changed_at <= $__toTime_ms{where}
     ORDER BY ticket_id, version DESC
     LIMIT 1 BY ticket_id
 )"""
@@ -797,10 +799,12 @@ LIMIT 200
 DEPARTMENT_TICKETS = Panel(
     name="department_tickets",
     title="本部门督办件及期限",
-    description="所选部门尚未办结的督办件：状态、答复期限、距期限的整小时数（不足一小时不计；负数为已逾期）和催办级别，期限最近的在前。",
-    doc="The chosen department's tickets not yet closed or withdrawn: status, answer deadline, whole "
-        "hours left at the end of the range (rounded down: negative as soon as it is overdue) and "
-        "escalation level, nearest deadline first.",
+    description="所选部门截至所选时段末尚未办结的督办件：当时的状态、答复期限、距期限的整小时数（不足一小时不计；负数为已逾期）"
+                "和催办级别，期限最近的在前。",
+    doc="The chosen department's tickets not yet closed or withdrawn at the end of the range, as "
+        "they stood then: status, answer deadline, whole hours left then (rounded down: negative as "
+        "soon as it is overdue), overdue (an answer still due past its deadline, or given late) "
+        "and escalation level, nearest deadline first.",
     labels={"ticket_id": "督办件", "case_id": "办件编号", "rule_title": "规则", "state": "状态",
             "opened_at": "发出时间", "deadline_text": "答复期限", "hours_left": "剩余（小时）",
             "is_overdue": "已逾期", "escalation_level": "催办级别"},
@@ -811,8 +815,9 @@ SELECT ticket_id, case_id, {_RULE_TITLE} AS rule_title,
     {_TICKET_STATUS_TITLE} AS state,
     opened_at, {_deadline_text("deadline")} AS deadline_text,
     toInt64(floor(dateDiff('second', $__toTime_ms, deadline) / 3600)) AS hours_left,
-    if(overdue = 1, '是', '否') AS is_overdue, escalation_level, deadline
-FROM {_TICKETS_NOW.format(where=" AND department = ${department:singlequote}")}
+    if(overdue = 1 OR (status IN ('open', 'returned') AND deadline <= $__toTime_ms), '是', '否') AS is_overdue,
+    escalation_level, deadline
+FROM {_TICKETS_AT_END.format(where=" AND department = ${department:singlequote}")}
 WHERE status IN ('open', 'returned', 'replied')
 ORDER BY deadline ASC NULLS LAST, ticket_id
 """,
@@ -868,18 +873,20 @@ ORDER BY closed_cases DESC, item_name
 DEPARTMENT_CASE_LIST = Panel(
     name="department_case_list",
     title="本部门在办办件清单",
-    description="所选部门在办（办理中或挂起）的办件，期限最近的在前：承诺时限、剩余天数（含当天，期限最后一天为1；负数为已超期天数）、"
-                "事件数和待处置预警数，最多200件。",
-    doc="One department's cases in progress (open or suspended), the most urgent first: deadline, "
-        "days left at the end of the range, events so far and the alerts standing against each. "
-        "At most 200.",
+    description="所选部门截至所选时段末在办（办理中或挂起）的办件，期限最近的在前：承诺时限、剩余天数（含当天，期限最后一天为1；"
+                "负数为已超期天数）、事件数和当前待处置预警数，最多200件。",
+    doc="One department's cases in progress (open or suspended) at the end of the range, the most "
+        "urgent first: deadline, days left then, events so far and the alerts standing against each "
+        "now. A case finished after a past range was in progress then (shown 在办); one accepted "
+        "after it was not. At most 200.",
     labels={"case_id": "办件编号", "item_name": "事项", "state": "状态", "accepted_at": "受理时间",
             "deadline_text": "承诺时限", "days_left": "剩余（天）", "event_count": "事件数", "open_alerts": "待处置预警"},
     columns=("case_id", "item_name", "state", "deadline_text", "days_left"),
     hidden=("deadline",),
     sql=f"""{_NAMES}
 SELECT
-    case_id, {_item_name()} AS item_name, if(status = 'suspended', '挂起', '在办') AS state, accepted_at,
+    case_id, {_item_name()} AS item_name,
+    if(status = 'suspended' AND ended_at IS NULL, '挂起', '在办') AS state, accepted_at,
     {_deadline_text("deadline")} AS deadline_text,
     if(deadline > $__toTime_ms, dateDiff('day', $__toTime_ms, {_LAST_DAY}, 'Asia/Shanghai') + 1, -{_DAYS_LATE}) AS days_left,
     event_count, pending.open_alerts AS open_alerts, deadline
@@ -890,7 +897,9 @@ LEFT JOIN (
     WHERE {_PENDING_IN_PROGRESS} AND department = ${{department:singlequote}}
     GROUP BY case_id
 ) AS pending USING (case_id)
-WHERE department = ${{department:singlequote}} AND status IN ('open', 'suspended')
+WHERE department = ${{department:singlequote}}
+    AND ((status IN ('open', 'suspended') AND (accepted_at IS NULL OR accepted_at <= $__toTime_ms))
+         OR (accepted_at <= $__toTime_ms AND ended_at > $__toTime_ms))
 ORDER BY deadline ASC NULLS LAST, case_id
 LIMIT 200
 """,
