@@ -118,10 +118,18 @@ def big_stat(panel: q.Panel, place: Place, unit: str = "none", colors=None, unit
     if fixed:
         builder.color_scheme(dash_b.FieldColor().mode(dashboard.FieldColorModeId.FIXED).fixed_color(fixed))
     _labels(builder, panel, units)
-    for column, color in (("red", "red"), ("yellow", "yellow"), *((c, "blue") for c in counts)):
+    for column, color in (("red", "red"), ("yellow", "yellow")):
+        if column in panel.labels:  # a count of cards: its colour from one up, green at none (an
+            # all-clear read as a solid red 0 on the wall: found by a black-box test), grey for no value
+            builder.override_by_name(column, [
+                dashboard.DynamicConfigValue(id_val="color", value={"mode": "thresholds"}),
+                dashboard.DynamicConfigValue(id_val="thresholds", value={"mode": "absolute", "steps": [
+                    {"value": None, "color": NO_VALUE_COLOUR}, {"value": 0, "color": "green"},
+                    {"value": 1, "color": color}]})])
+    for column in counts:
         if column in panel.labels:
             builder.override_by_name(column, [dashboard.DynamicConfigValue(
-                id_val="color", value={"mode": "fixed", "fixedColor": color})])
+                id_val="color", value={"mode": "fixed", "fixedColor": "blue"})])
     return _common(builder, panel, place)
 
 

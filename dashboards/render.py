@@ -134,9 +134,21 @@ def _overrides(panel: Mapping) -> dict[str, dict[str, Any]]:
         for prop in override.get("properties") or []:
             value = prop.get("value")
             if prop.get("id") == "color" and isinstance(value, Mapping):
-                value = GRAFANA_COLOURS.get(value.get("fixedColor"), value.get("fixedColor"))
+                value = ("thresholds" if value.get("mode") == "thresholds"
+                         else GRAFANA_COLOURS.get(value.get("fixedColor"), value.get("fixedColor")))
             found.setdefault(matcher.get("options"), {})[prop.get("id")] = value
     return found
+
+
+def _by_thresholds(thresholds: Mapping, value: Any) -> str | None:
+    """The colour Grafana gives `value` by a field's absolute thresholds: the last step at or below it."""
+    number = _number(value)
+    steps = thresholds.get("steps") or []
+    colour = steps[0]["color"] if steps else None
+    for step in steps[1:]:
+        if number is not None and number >= step["value"]:
+            colour = step["color"]
+    return GRAFANA_COLOURS.get(colour, colour) if colour else None
 
 
 def _name(panel: Mapping, column: str) -> str:
@@ -174,8 +186,9 @@ def _draw_stat(ax, panel, result: Result, theme: str) -> None:
             label = labels[row_number] if labels and labels[row_number] else shown
             if labels and labels[row_number] and len(values) > 1:
                 label = f"{label} {shown}"
-            cells.append((label, _format(row[index], *_column_format(panel, name)),
-                          _overrides(panel).get(name, {}).get("color") or _colour(name, len(cells))))
+            own = _overrides(panel).get(name, {})
+            color = _by_thresholds(own["thresholds"], row[index]) if own.get("color") == "thresholds" else own.get("color")
+            cells.append((label, _format(row[index], *_column_format(panel, name)), color or _colour(name, len(cells))))
     count = len(cells)
     columns = min(count, 6)
     lines = math.ceil(count / columns)

@@ -356,3 +356,25 @@ def test_a_cjk_font_installed_after_matplotlib_cached_its_font_list_is_found(mon
     cached = [font for font in manager.ttflist if font.fname not in files]  # as cached before the install
     monkeypatch.setattr(manager, "ttflist", cached)
     assert cjk_font() in CJK_FONTS
+
+
+def test_a_count_of_red_or_yellow_cards_is_green_at_none_and_grey_without_a_value():
+    """Found by a black-box test: the wall's 待处置红黄牌 gave its red and yellow counts fixed
+    colours, so an all-clear showed a large 0 on a solid red tile. A count of cards is red (or
+    yellow) from one up, green at none, grey with no value at all (the store unreachable), in
+    Grafana and in the pictures drawn of it."""
+    from dashboards.render import GRAFANA_COLOURS, _by_thresholds, _overrides
+
+    found = 0
+    for model in DASHBOARDS.values():
+        for panel in panels(model):
+            for column, own in _overrides(panel).items():
+                if panel["type"] != "stat" or column not in ("red", "yellow"):
+                    continue
+                found += 1
+                assert own["color"] == "thresholds", (panel["title"], column)
+                thresholds = own["thresholds"]
+                assert _by_thresholds(thresholds, None) == build.NO_VALUE_COLOUR
+                assert _by_thresholds(thresholds, 0) == GRAFANA_COLOURS["green"]
+                assert _by_thresholds(thresholds, 3) == GRAFANA_COLOURS[column]
+    assert found >= 4  # the wall's and the department's red and yellow counts
