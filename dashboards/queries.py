@@ -799,11 +799,12 @@ LIMIT 200
 DEPARTMENT_TICKETS = Panel(
     name="department_tickets",
     title="本部门督办件及期限",
-    description="所选部门截至所选时段末尚未办结的督办件：当时的状态、答复期限、距期限的整小时数（不足一小时不计；负数为已逾期）"
+    description="所选部门截至所选时段末尚未办结的督办件：当时的状态、答复期限、距期限的整小时数（不足一小时不计；负数为已逾期；"
+                "已答复待审核的不计）"
                 "和催办级别，期限最近的在前。",
     doc="The chosen department's tickets not yet closed or withdrawn at the end of the range, as "
         "they stood then: status, answer deadline, whole hours left then (rounded down: negative as "
-        "soon as it is overdue), overdue (an answer still due past its deadline, or given late) "
+        "soon as it is overdue; none for one answered, which waits for the inspector), overdue (an answer still due past its deadline, or given late) "
         "and escalation level, nearest deadline first.",
     labels={"ticket_id": "督办件", "case_id": "办件编号", "rule_title": "规则", "state": "状态",
             "opened_at": "发出时间", "deadline_text": "答复期限", "hours_left": "剩余（小时）",
@@ -814,7 +815,7 @@ DEPARTMENT_TICKETS = Panel(
 SELECT ticket_id, case_id, {_RULE_TITLE} AS rule_title,
     {_TICKET_STATUS_TITLE} AS state,
     opened_at, {_deadline_text("deadline")} AS deadline_text,
-    toInt64(floor(dateDiff('second', $__toTime_ms, deadline) / 3600)) AS hours_left,
+    if(status = 'replied', NULL, toInt64(floor(dateDiff('second', $__toTime_ms, deadline) / 3600))) AS hours_left,
     if(overdue = 1 OR (status IN ('open', 'returned') AND deadline <= $__toTime_ms), '是', '否') AS is_overdue,
     escalation_level, deadline
 FROM {_TICKETS_AT_END.format(where=" AND department = ${department:singlequote}")}

@@ -409,6 +409,14 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
         if row["deadline"] is not None:
             left = (row["deadline"].replace(tzinfo=timezone.utc) - range_end).total_seconds()
             assert row["hours_left"] == math.floor(left / 3600), row
+    # Up to the reply (the replay's clock): the ticket answered waits for the inspector, not the
+    # department, and has no hours left (it showed −2108 beside 已逾期: found by a black-box test).
+    (tickets_panel,) = [(p, t) for p, t in clickhouse_targets(dashboards["sunlight-department"])
+                        if p["title"] == q.DEPARTMENT_TICKETS.title]
+    answered = [r for r in run_panel(client, *tickets_panel, TimeRange(rng.start, NOW),
+                                     variables["sunlight-department"])
+                if r["state"] == STATUS_TITLE[TicketStatus.REPLIED]]
+    assert answered and all(r["hours_left"] is None for r in answered)
     month = one("department_month_so_far")
     assert month["accepted"] > 0 and month["closed"] == sum(r["closed_cases"]
                                                             for r in ran["cases_handled_per_item_this_month"][0])
