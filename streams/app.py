@@ -123,6 +123,9 @@ class Pipeline:
         self.index_ready = False
         self.seeded = False  # seeded from the store at start (a fresh embedded broker: `restore`)
         self.stopping = False  # set when the worker is asked to stop (a signal, the end of a replay)
+        # Set when a signal asks a worker on its own broker to take what that broker holds, then stop
+        # (`streams.runtime._drain_then_stop`): not ready from then on, though still taking events.
+        self.draining = False
         self.failure: BaseException | None = None  # set when the worker cannot go on
         self.failed = asyncio.Event()
         self.assigned: set = set()  # the partitions of the agents' topics this worker holds

@@ -126,6 +126,8 @@ class Watch:
             return False, f"the worker failed: {pipeline.failure}"
         if pipeline.stopping:
             return False, "the worker is stopping"
+        if pipeline.draining:  # it said ready for the 30 s it took what its broker held (found by a black-box test)
+            return False, "the worker is stopping (taking the events its own broker holds first)"
         if self.broker_ok is False:
             return False, f"the Kafka broker is unreachable: {self.broker_error}"
         if not pipeline.assigned:

@@ -386,7 +386,7 @@ def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker, drain: bool = Fal
     def signalled() -> None:
         nonlocal draining
         if drain and not draining and not pipeline.stopping:
-            draining = True
+            draining = pipeline.draining = True
             worker.stopping_on_signal = asyncio.ensure_future(_drain_then_stop(pipeline, worker, stop))
         elif pipeline.stopping and getattr(worker, "stopping_on_signal", None) is not None:
             # A stop is under way and another signal came (it waits on a broker or a store that

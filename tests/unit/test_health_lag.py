@@ -60,3 +60,10 @@ def test_the_lag_counts_to_the_end_the_broker_has_not_the_end_last_fetched(monke
         assert lag() == 200
     finally:
         metrics.CONSUMER_LAG.remove("case-events", "0")
+
+
+def test_a_worker_taking_what_its_own_broker_holds_before_it_stops_is_not_ready():
+    """Found by a black-box test: after SIGTERM a worker on its own broker takes what that broker
+    holds (up to 30 s) before it stops, and /readyz said ready all that while."""
+    pipeline = SimpleNamespace(failure=None, stopping=False, draining=True)
+    assert Watch(pipeline).readiness() == (False, "the worker is stopping (taking the events its own broker holds first)")

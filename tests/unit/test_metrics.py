@@ -382,6 +382,7 @@ class _Pipeline:
     def __init__(self, store_fails: bool = False):
         self.failure = None
         self.stopping = False
+        self.draining = False
         self.assigned: set = set()
         self.index_ready = False
         self.recovered = asyncio.Event()
