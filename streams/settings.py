@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
+
+
+log = logging.getLogger(__name__)
+
+# Every variable Sunlight reads, here or in a command (tests/unit/test_settings_names.py holds it to
+# the names the code reads).
+VARIABLES = frozenset({
+    "SUNLIGHT_APP_ID", "SUNLIGHT_BROKER_FLAVOUR", "SUNLIGHT_CALENDAR_OVERRIDES",
+    "SUNLIGHT_CASE_RETENTION_DAYS", "SUNLIGHT_CATALOG", "SUNLIGHT_CLICKHOUSE", "SUNLIGHT_DATA_DIR",
+    "SUNLIGHT_EMBEDDED_BROKER_PORT", "SUNLIGHT_FETCH_MAX_WAIT", "SUNLIGHT_FLUSH_INTERVAL",
+    "SUNLIGHT_GRAFANA_CLICKHOUSE_PASSWORD", "SUNLIGHT_GRAFANA_TOKEN", "SUNLIGHT_GRAFANA_URL",
+    "SUNLIGHT_HTTP_PORT", "SUNLIGHT_KAFKA", "SUNLIGHT_MAIL_FROM", "SUNLIGHT_METRICS_PORT",
+    "SUNLIGHT_NEW_USER_PASSWORD", "SUNLIGHT_NOTICE_ATTEMPTS", "SUNLIGHT_NOTICE_CONCURRENCY",
+    "SUNLIGHT_NOTICE_RESEND_AFTER", "SUNLIGHT_NOTICE_RESEND_ROUNDS", "SUNLIGHT_NOTICE_RETRY_SECONDS",
+    "SUNLIGHT_NOTICE_TEMPLATES", "SUNLIGHT_PARTITIONS", "SUNLIGHT_PUBLIC_URL", "SUNLIGHT_REPLY_LINK_DAYS",
+    "SUNLIGHT_RULEBOOK", "SUNLIGHT_SECRET_KEY", "SUNLIGHT_SESSION_TIMEOUT", "SUNLIGHT_SINK_MAX_PENDING_ROWS",
+    "SUNLIGHT_SMTP", "SUNLIGHT_TANSU", "SUNLIGHT_TICKETS", "SUNLIGHT_TICK_INTERVAL",
+    "SUNLIGHT_UNIT_MAX_MESSAGES", "SUNLIGHT_USERS", "SUNLIGHT_WEBHOOK"
+})
+_told: set[str] = set()
+
+
+def unknown_variables(env: dict[str, str]) -> list[str]:
+    """What to say of each SUNLIGHT_ variable in `env` that Sunlight does not read, with the name
+    it is closest to: a misspelt name left its setting at the default, with nothing said (found by
+    a black-box test: SUNLIGHT_FLUSH_INTERVL=5)."""
+    said = []
+    for name in sorted(k for k in env if k.startswith("SUNLIGHT_") and k not in VARIABLES):
+        prefix = len("SUNLIGHT_")  # compared without it: every name shares it
+        close = difflib.get_close_matches(name[prefix:], [v[prefix:] for v in VARIABLES], n=1)
+        said.append(f"{name} is not a setting Sunlight reads, and is ignored"
+                    + (f": did you mean SUNLIGHT_{close[0]}?" if close else ""))
+    return said
 
 
 def _retention(env: dict[str, str]) -> float | None:
@@ -183,6 +218,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
+        for said in unknown_variables(env):
+            if said not in _told:  # once per process: the settings are read by several parts
+                _told.add(said)
+                log.warning(said)
         overrides = env.get("SUNLIGHT_CALENDAR_OVERRIDES")
         catalog = env.get("SUNLIGHT_CATALOG")
         return cls(

@@ -1,0 +1,33 @@
+"""Every SUNLIGHT_ variable the code reads is known to the settings, and a misspelt one is told."""
+
+import logging
+import re
+from pathlib import Path
+
+from streams.settings import VARIABLES, Settings, unknown_variables
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_known_variables_are_the_ones_the_code_reads():
+    read = set()
+    for folder in ("alerts", "streams", "sinks", "dashboards", "deploy"):
+        for path in (REPO / folder).rglob("*.py"):
+            read |= set(re.findall(r'"(SUNLIGHT_[A-Z0-9_]+)"', path.read_text(encoding="utf-8")))
+    assert read == VARIABLES
+
+
+def test_a_misspelt_variable_is_told_with_the_name_it_is_closest_to(caplog):
+    """Found by a black-box test: SUNLIGHT_FLUSH_INTERVL=5 started a worker with the default flush
+    interval, and nothing said."""
+    assert unknown_variables({"SUNLIGHT_FLUSH_INTERVL": "5", "SUNLIGHT_KAFKA": "localhost:9092", "PATH": "/bin"}) == [
+        "SUNLIGHT_FLUSH_INTERVL is not a setting Sunlight reads, and is ignored: did you mean SUNLIGHT_FLUSH_INTERVAL?"]
+    assert unknown_variables({"SUNLIGHT_ZZZZZZZZ": "1"}) == [
+        "SUNLIGHT_ZZZZZZZZ is not a setting Sunlight reads, and is ignored"]
+    with caplog.at_level(logging.WARNING, logger="streams.settings"):
+        for _ in range(2):  # once per process
+            settings = Settings.from_env({"SUNLIGHT_SINK_MAX_PENDING": "10"})
+    assert settings.flush_interval == Settings().flush_interval
+    told = [r.getMessage() for r in caplog.records if "SUNLIGHT_SINK_MAX_PENDING " in r.getMessage()]
+    assert told == ["SUNLIGHT_SINK_MAX_PENDING is not a setting Sunlight reads, and is ignored: "
+                    "did you mean SUNLIGHT_SINK_MAX_PENDING_ROWS?"]
