@@ -69,6 +69,20 @@ def _say_failed_notices(settings: Settings) -> None:
               f"inspection_office's, to the catalog, then `sunlight notices resend` sends them", file=sys.stderr)
 
 
+def where_things_are(settings: Settings, catalog) -> str:
+    """What an operator needs at a worker's start, in one line: the store, the health endpoints, the
+    catalog, the partitions and the application id (the start said only the broker's address:
+    found by a black-box test). A store's password is never shown."""
+    from sinks.clickhouse import redact
+
+    store = f"ClickHouse {redact(settings.clickhouse)}" if settings.clickhouse else \
+        f"the embedded store in {settings.data_dir.resolve()}"
+    health = (f"/metrics, /healthz and /readyz on port {settings.metrics_port}" if settings.metrics_port
+              else "no /metrics, /healthz or /readyz (SUNLIGHT_METRICS_PORT=0)")
+    return (f"store: {store}; {health}; catalog: {Path(catalog).resolve()}; {settings.partitions} partitions of "
+            f"{settings.case_events_topic}; application id {settings.app_id}")
+
+
 def cmd_worker(args, settings: Settings) -> int:
     from streams.notices import channel_missing
     from streams.runtime import running_worker
@@ -78,6 +92,7 @@ def cmd_worker(args, settings: Settings) -> int:
     async def run() -> int:
         async with running_worker(settings, catalog) as running:  # serves /metrics, /healthz, /readyz
             log.warning("worker running against %s; Ctrl-C to stop", running.bootstrap)
+            log.warning("%s", where_things_are(settings, catalog))
             missing = channel_missing(settings) if settings.notify else None
             if missing:
                 log.warning("%s", missing)

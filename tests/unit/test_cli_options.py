@@ -213,3 +213,19 @@ def test_a_redrive_line_naming_a_letter_but_no_event_is_refused_with_what_to_wri
     assert "letter L1 names no corrected event" in str(refused.value) and '"event"' in str(refused.value)
     path.write_text('{"letter_id": "L1", "event": {"case_id": "C1"}}\n{"case_id": "C2"}\n', encoding="utf-8")
     assert read_redrive(path) == [("L1", {"case_id": "C1"}), (None, {"case_id": "C2"})]
+
+
+def test_a_worker_says_at_its_start_where_its_store_health_catalog_and_partitions_are():
+    """Found by a black-box test: a worker's start said only the broker's address. The store's
+    password is never shown."""
+    from streams.commands.pipeline import where_things_are
+    from streams.settings import Settings
+
+    said = where_things_are(Settings.from_env({"SUNLIGHT_CLICKHOUSE": "https://u:secret@ch.example:8443/sunlight",
+                                               "SUNLIGHT_METRICS_PORT": "9470", "SUNLIGHT_PARTITIONS": "8",
+                                               "SUNLIGHT_APP_ID": "city-a"}), "/etc/sunlight/catalog.yaml")
+    assert "secret" not in said and "https://u:***@ch.example:8443/sunlight" in said
+    assert "port 9470" in said and "/etc/sunlight/catalog.yaml" in said and "8 partitions" in said and "city-a" in said
+    embedded = where_things_are(Settings.from_env({"SUNLIGHT_DATA_DIR": "/var/lib/sunlight", "SUNLIGHT_METRICS_PORT": "0"}),
+                                "c.yaml")
+    assert "embedded store in /var/lib/sunlight" in embedded and "SUNLIGHT_METRICS_PORT=0" in embedded
