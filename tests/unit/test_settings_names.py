@@ -31,3 +31,16 @@ def test_a_misspelt_variable_is_told_with_the_name_it_is_closest_to(caplog):
     told = [r.getMessage() for r in caplog.records if "SUNLIGHT_SINK_MAX_PENDING " in r.getMessage()]
     assert told == ["SUNLIGHT_SINK_MAX_PENDING is not a setting Sunlight reads, and is ignored: "
                     "did you mean SUNLIGHT_SINK_MAX_PENDING_ROWS?"]
+
+
+def test_a_missing_file_a_variable_names_is_refused_naming_the_variable(tmp_path):
+    """Found by a black-box test: 'calendar overrides /x.yaml does not exist' did not say which
+    setting named the file."""
+    import pytest
+
+    from alerts.catalog import CatalogError
+    from streams.catalog_source import load_judge
+    from tests.unit.helpers import CONTRACT
+
+    with pytest.raises(CatalogError, match=r"\(SUNLIGHT_CALENDAR_OVERRIDES\) .*cal\.yaml does not exist"):
+        load_judge(CONTRACT / "catalog.example.yaml", tmp_path / "cal.yaml")
