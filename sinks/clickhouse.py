@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -24,12 +25,15 @@ import clickhouse_connect
 
 
 def redact(url: str) -> str:
-    """The URL with its password replaced, for logs and errors."""
+    """The URL with its password replaced, for logs and errors: in its user part, and in a
+    `password=` parameter (clickhouse-connect reads one there too; found by review)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.query:
+        parts = parts._replace(query=re.sub(r"(?i)((?:^|&)password=)[^&]*", r"\1***", parts.query))
+    if parts.password is not None:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
 
 
 class StoreError(RuntimeError):

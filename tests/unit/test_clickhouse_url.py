@@ -29,3 +29,14 @@ def test_a_url_without_an_http_scheme_or_a_host_is_refused_with_its_password_hid
     with pytest.raises(StoreError, match="must be an http:// or https:// URL with a host") as refused:
         connect(url, tmp_path)
     assert "secret" not in str(refused.value)
+
+
+def test_a_password_is_hidden_in_the_user_part_and_in_a_password_parameter():
+    """Found by review: a password given as `?password=` (clickhouse-connect reads it there) was
+    shown whole in the worker's start line."""
+    from sinks.clickhouse import redact
+
+    assert redact("https://u:secret@ch:8443/db") == "https://u:***@ch:8443/db"
+    assert redact("http://ch:8123/db?user=u&password=s3cret&x=1") == "http://ch:8123/db?user=u&password=***&x=1"
+    assert redact("http://ch:8123/db?Password=s3cret") == "http://ch:8123/db?Password=***"
+    assert redact("http://ch:8123/db?user=u") == "http://ch:8123/db?user=u"
