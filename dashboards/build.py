@@ -140,6 +140,10 @@ EMPTY_LIST = "暂无记录"
 
 def data_table(panel: q.Panel, place: Place, units=None, links: dict[str, str] | None = None):
     builder = table.Panel().filterable(False).cell_height(common.TableCellHeight.SM).no_value(EMPTY_LIST)
+    # The table says EMPTY_LIST when it has no rows; an empty cell of a row stays empty (Grafana
+    # shows a field's no-value text in its empty cells too: 暂无记录 beside an open case's 办结时间;
+    # found by review).
+    builder.override_by_regexp(".*", [dashboard.DynamicConfigValue(id_val="noValue", value="")])
     _labels(builder, panel, units)
     for column in panel.hidden:
         builder.override_by_name(column, [dashboard.DynamicConfigValue(id_val="custom.hidden", value=True)])

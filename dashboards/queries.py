@@ -209,13 +209,18 @@ _ROUND_COMING = (f"((concat(case_id, '/', rule), alert_id) IN (SELECT ticket_id,
                  f" WHERE status IN ('closed', 'withdrawn') AND manual = 0)))")
 
 
+# An alert whose ticket is active, or for which a round is coming: pending whether its case is in
+# progress or finished.
+_TICKET_ACTIVE_OR_COMING = f"""(concat(case_id, '/', rule) IN (SELECT ticket_id FROM {_TICKET_STATUS}
+        WHERE status NOT IN ('closed', 'withdrawn'))
+    OR {_ROUND_COMING})"""
+
+
 def _unhandled(cases: str = "") -> str:
     """`cases`: a condition on `cases` that narrows its lookup where the alerts are of known cases
     (one case's drill-down reads one case's latest row, not every case's)."""
     narrowed = f"{cases} AND " if cases else ""
-    return f"""(concat(case_id, '/', rule) IN (SELECT ticket_id FROM {_TICKET_STATUS}
-        WHERE status NOT IN ('closed', 'withdrawn'))
-    OR {_ROUND_COMING}
+    return f"""({_TICKET_ACTIVE_OR_COMING}
     OR ({_TICKET_NOT_CLOSED}
         AND case_id IN (SELECT case_id FROM cases FINAL WHERE {narrowed}status IN ('open', 'suspended'))))"""
 
@@ -223,10 +228,9 @@ def _unhandled(cases: str = "") -> str:
 _PENDING = f"{_OPEN} AND {_unhandled()}"
 # Of the chosen case alone (the drill-down's case_id).
 _PENDING_OF_THE_CASE = f"{_OPEN} AND {_unhandled('case_id = ${case_id:singlequote}')}"
-# The same of an alert whose case is known to be in progress (a list of cases in progress): its
-# ticket active, or none closed. Without `cases FINAL` a second time, which cost a department's
-# case list 50 ms at 10M events.
-_PENDING_IN_PROGRESS = f"{_OPEN} AND {_TICKET_NOT_CLOSED}"
+# (The department's case list counts by its rows' own status instead, without `cases FINAL` a
+# second time, which cost it 50 ms at 10M events: `_TICKET_NOT_CLOSED` of a case in progress,
+# `_TICKET_ACTIVE_OR_COMING` of one finished since a past range's end.)
 # A case open at the end of the range ("now" of the screen): not yet finished then (a past day
 # shows the cases finished since as they were). A case suspended before its deadline has none
 # stored while its clock stands still (`deadline < $__toTime_ms` leaves it out); one suspended only
@@ -622,7 +626,7 @@ CASE_TIMELINE = Panel(
     description="所选办件的全部事件，按发生时间排列：受理、各环节办理、挂起、退回、办结等。",
     doc="Every event of the chosen case, in business-time order, each once.",
     labels={"occurred_at": "发生时间", "recorded_at": "登记时间", "event": "事件", "node_name": "环节",
-            "officer_id": "经办人", "channel": "渠道", "attrs": "附加信息"},
+            "officer_id": "经办人", "channel": "渠道", "facts": "附加信息"},
     columns=("occurred_at", "recorded_at", "event", "node_name", "officer_id"),
     sql=f"""
 WITH {_NODES.strip()}
@@ -632,7 +636,7 @@ SELECT occurred_at, recorded_at,
               ['受理', '环节办结', '挂起', '恢复', '退回', '作出决定', '办结', '撤回', '评价'], type) AS event,
     {_node_name()} AS node_name, officer_id,
     transform(channel, ['online', 'window', 'import', ''], ['网上办理', '窗口办理', '系统导入', '未注明'], channel) AS channel,
-    {_attrs_in_words("attrs")} AS attrs
+    {_attrs_in_words("attrs")} AS facts
 FROM (
     SELECT * FROM case_events
     WHERE case_id = ${{case_id:singlequote}}
@@ -890,12 +894,14 @@ SELECT
     if(status = 'suspended' AND ended_at IS NULL, '挂起', '在办') AS state, accepted_at,
     {_deadline_text("deadline")} AS deadline_text,
     if(deadline > $__toTime_ms, dateDiff('day', $__toTime_ms, {_LAST_DAY}, 'Asia/Shanghai') + 1, -{_DAYS_LATE}) AS days_left,
-    event_count, pending.open_alerts AS open_alerts, deadline
+    event_count, if(status IN ('open', 'suspended'), pending.in_progress, pending.finished) AS open_alerts, deadline
 FROM cases FINAL
 LEFT JOIN (
-    -- every case of the list is in progress: an alert is pending unless its ticket was closed
-    SELECT case_id, count() AS open_alerts FROM alerts FINAL
-    WHERE {_PENDING_IN_PROGRESS} AND department = ${{department:singlequote}}
+    -- of a case in progress, an alert is pending unless its ticket was closed; of one finished since
+    -- a past range's end, only with its ticket active or a round coming (as _PENDING counts it)
+    SELECT case_id, countIf({_TICKET_NOT_CLOSED}) AS in_progress, countIf({_TICKET_ACTIVE_OR_COMING}) AS finished
+    FROM alerts FINAL
+    WHERE {_OPEN} AND department = ${{department:singlequote}}
     GROUP BY case_id
 ) AS pending USING (case_id)
 WHERE department = ${{department:singlequote}}

@@ -353,7 +353,7 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
         order = list(ATTR_TITLE)  # the contract's order
         facts = sorted(said(dict(sorted((e.get("attrs") or {}).items(), key=lambda kv: order.index(kv[0]))))
                        for e in scenario.events if e["case_id"] == case)
-        assert sorted(r["attrs"] for r in timeline) == facts, case
+        assert sorted(r["facts"] for r in timeline) == facts, case
     assert len(ran["case_evidence"][0]) == sum(a["case_id"] == case_id for a in alerts)
     # The evidence in words, as `sunlight cases show` gives it (it was the raw JSON, English keys:
     # found by a test of the screens); none of it is left as a key the rule's sentences lack.
@@ -538,6 +538,12 @@ def test_a_past_day_and_the_filters_are_judged_as_they_stood_and_as_chosen(city,
         assert late["case_id"] in then and len(then) < 200
         assert {r["case_id"] for r in listed} == then
         assert {r["state"] for r in listed if r["case_id"] == late["case_id"]} == {"在办"}
+        # Its pending cards are those pending now, of a case finished (it counted them as of a case
+        # in progress: a card no ticket took up, on a case finished since, read as pending; found by review).
+        for row in listed:
+            now_pending = client.query(f"SELECT count() FROM alerts FINAL WHERE case_id = %(c)s AND {q._PENDING}",
+                                       parameters={"c": row["case_id"]}).result_rows[0][0]
+            assert row["open_alerts"] == now_pending, row
         tickets_then = client.query(
             "SELECT ticket_id, argMax(status, version) FROM tickets WHERE version > 0 AND department = %(d)s "
             "AND changed_at <= %(t)s GROUP BY ticket_id", parameters={"d": late["department"], "t": day.end}).result_rows

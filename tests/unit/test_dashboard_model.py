@@ -378,3 +378,15 @@ def test_a_count_of_red_or_yellow_cards_is_green_at_none_and_grey_without_a_valu
                 assert _by_thresholds(thresholds, 0) == GRAFANA_COLOURS["green"]
                 assert _by_thresholds(thresholds, 3) == GRAFANA_COLOURS[column]
     assert found >= 4  # the wall's and the department's red and yellow counts
+
+
+def test_an_empty_cell_of_a_table_stays_empty():
+    """Found by review: a table's no-value text is shown in its empty cells too (an open case's
+    办结时间, a card not withdrawn's 撤销原因 read 暂无记录): every table says it only when it has no
+    rows; each of its fields has no no-value text of its own."""
+    tables = [p for model in DASHBOARDS.values() for p in panels(model) if p["type"] == "table"]
+    assert tables
+    for panel in tables:
+        assert panel["fieldConfig"]["defaults"]["noValue"] == build.EMPTY_LIST
+        assert {"matcher": {"id": "byRegexp", "options": ".*"}, "properties": [{"id": "noValue", "value": ""}]} \
+            in panel["fieldConfig"]["overrides"], panel["title"]
