@@ -391,7 +391,8 @@ FROM (
         self.c.command(f"""
 INSERT INTO dead_letters SELECT toString(number), ['invalid_json', 'unknown_item', 'store_refused'][number % 3 + 1],
     'bench', 'case-events', 0, number, NULL, NULL, NULL, {arr(DEPARTMENTS)}[number % 40 + 1], '', '', 'utf8',
-    {self.T} - toIntervalSecond(number * 600), if(number % 4 = 0, 'redriven', 'open'), NULL, 1
+    {self.T} - toIntervalSecond(number * 600), if(number % 4 = 0, 'redriven', 'open'), NULL, 1,
+    NULL, NULL, NULL  -- closed_at, closed_by, closed_reason (migration 0015)
 FROM numbers(2000)""")
         self.timings.append(("catalog copy, tickets and dead letters", time.perf_counter() - started))
 

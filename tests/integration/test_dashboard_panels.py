@@ -522,28 +522,10 @@ def test_a_past_day_and_the_filters_are_judged_as_they_stood_and_as_chosen(city,
             assert sum(r["over_30_days"] for r in counted) == sum(r["days_late"] >= 30 for r in listed), days
             thirty |= any(r["days_late"] == 30 for r in listed)
         assert thirty  # a case exactly 30 days late was among those checked
-        # The department's lists on that day: its cases in progress then, the one finished since
-        # among them (在办) and none accepted after it; its tickets as they stood then, none opened
-        # after it (they listed today's, with hours counted from that day: found by a black-box test).
+        # The department's tickets on that day, as they stood then, none opened after it (they listed
+        # today's, with hours counted from that day: found by a black-box test).
         head = {p["title"]: (p, t) for p, t in clickhouse_targets(all_dashboards()["sunlight-department"])}
         chosen_department = {"department": Variable("department", late["department"], options(client, "department"))}
-        ended: dict[str, datetime] = {late["case_id"]: finished["ended_at"]}
-        for e in sorted(scenario.events, key=lambda e: e["occurred_at"]):
-            if e["type"] in ("closed", "withdrawn") and e["case_id"] != late["case_id"]:
-                ended.setdefault(e["case_id"], datetime.fromisoformat(e["occurred_at"]))
-        department_of_case = {c: row["department"] for c, row in cases().items()}
-        then = {c for c, t in accepted.items() if department_of_case.get(c) == late["department"] and t <= day.end
-                and (c not in ended or ended[c] > day.end)}
-        listed = run_panel(client, *head[q.DEPARTMENT_CASE_LIST.title], day, chosen_department)
-        assert late["case_id"] in then and len(then) < 200
-        assert {r["case_id"] for r in listed} == then
-        assert {r["state"] for r in listed if r["case_id"] == late["case_id"]} == {"在办"}
-        # Its pending cards are those pending now, of a case finished (it counted them as of a case
-        # in progress: a card no ticket took up, on a case finished since, read as pending; found by review).
-        for row in listed:
-            now_pending = client.query(f"SELECT count() FROM alerts FINAL WHERE case_id = %(c)s AND {q._PENDING}",
-                                       parameters={"c": row["case_id"]}).result_rows[0][0]
-            assert row["open_alerts"] == now_pending, row
         tickets_then = client.query(
             "SELECT ticket_id, argMax(status, version) FROM tickets WHERE version > 0 AND department = %(d)s "
             "AND changed_at <= %(t)s GROUP BY ticket_id", parameters={"d": late["department"], "t": day.end}).result_rows
