@@ -17,21 +17,12 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import datetime, timezone
 
 from alerts.scenario import generate
 from streams.broker import EmbeddedBroker, free_port
-from tests.integration.conftest import identity, start_worker, stopped_worker, write_inputs
+from tests.integration.conftest import http_get, identity, start_worker, stopped_worker, write_inputs
 from tests.integration.test_live_and_replay_agree import export, send_with_aiokafka, wait_settled
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
 
 
 def test_a_worker_that_joins_takes_its_partitions_cases_from_the_changelog_and_nothing_is_lost(tmp_path):
@@ -62,7 +53,8 @@ def test_a_worker_that_joins_takes_its_partitions_cases_from_the_changelog_and_n
             wait_settled(broker.bootstrap, workers, partitions)
             workers.append(start_worker(envs[1], broker.bootstrap))
             deadline = time.monotonic() + 120
-            while not (ready(ports[1]) and ready(ports[0])):  # each holds partitions, its tables recovered
+            # Each ready: it holds partitions, its tables recovered.
+            while not all(http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200 for port in ports):
                 assert time.monotonic() < deadline and all(w.poll() is None for w in workers), \
                     "the group did not rebalance"
                 time.sleep(0.5)
