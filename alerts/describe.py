@@ -177,7 +177,7 @@ def rejudged_reason(events: "list[CaseEvent]", judged_at: datetime | None, tz: Z
         # No fact came since: the case was judged again under another catalog (or other rules),
         # and says so (before, "the facts no longer support it" alone, for a red card a catalog
         # edit withdrew: found by a black-box test). What changed in a deadline: `deadline_change`.
-        return f"{REJUDGED}：上次评判 {judged} 之后没有登记新的事件，按现行事项目录和评判规则重新评判"
+        return f"{REJUDGED}：上次评判 {judged} 之后没有登记新的事件，按现行事项目录、工作日历和评判规则重新评判"
     named = "、".join(f"{event_cause(e, tz, node_names)}（登记于 {moment(e.recorded_at.astimezone(tz))}）"
                      for e in since[:shown])
     more = f"等 {len(since)} 个事件" if len(since) > shown else ""
@@ -279,7 +279,8 @@ def describe_evidence(rule: str, evidence: Mapping[str, Any]) -> str:
         what = WENT_AHEAD.get(e.get("went_ahead") or "", e.get("went_ahead") or "")
         name = e.get("went_ahead_node_name") or e.get("went_ahead_node")
         node = f"“{name}”" if name and e.get("went_ahead") == "node" else f"（环节“{name}”）" if name else ""
-        skipped = f"必经环节“{e.get('skipped_node_name') or e.get('skipped_node')}”"
+        kind = "前置环节" if e.get("skipped_node_optional") else "必经环节"
+        skipped = f"{kind}“{e.get('skipped_node_name') or e.get('skipped_node')}”"
         if e.get("returned_event_id"):  # done once, then undone by a return, and not done again
             skipped += (f"已于 {moment(e.get('returned_at'))} 被退回（事件 {e['returned_event_id']}）"
                         f"须重新办理，尚未重新完成")

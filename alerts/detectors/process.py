@@ -28,6 +28,10 @@ def _skipped(view: CaseView) -> list[Finding]:
              "went_ahead_node_name": ahead.name if ahead else None,
              "went_ahead_event_id": event.event_id,
              "went_ahead_at": local(view, event.occurred_at),
+             # Not `required` itself, but required by what went ahead (its `requires`): a
+             # prerequisite, not a mandatory node (its card said 必经环节 against the catalog: found
+             # by a black-box test). Only then, so a mandatory node's evidence is as before.
+             **({"skipped_node_optional": True} if node is not None and not node.required else {}),
              **_undone_evidence(view, skip)},
             node=skip.node, officer_id=event.officer_id))
     return findings

@@ -75,7 +75,7 @@ def test_a_record_with_the_held_withdrawals_of_an_earlier_replay_reads_and_its_c
     assert stored_index_entry(HELD) == (3, JUDGE_AT_ONCE.isoformat(), None)
     judged = judge_case(state, judge(), at(2026, 3, 8), RAISED)
     # No event came since its last judgement: it says so (the rules it was held under are gone).
-    rejudged = f"{REJUDGED}：上次评判 2026-03-07 10:00 之后没有登记新的事件，按现行事项目录和评判规则重新评判"
+    rejudged = f"{REJUDGED}：上次评判 2026-03-07 10:00 之后没有登记新的事件，按现行事项目录、工作日历和评判规则重新评判"
     assert sorted((a.rule.value, a.status, a.withdrawn_reason) for a in judged.changed) == [
         ("node_overdue", AlertStatus.WITHDRAWN, rejudged), ("skipped_node", AlertStatus.WITHDRAWN, rejudged)]
     assert judged.state.next_due == at(2026, 3, 16, 0)  # the case's own deadline again

@@ -731,7 +731,7 @@ def test_a_deadline_card_withdrawn_says_what_its_deadline_became_and_why():
     reasons = {a.rule.value: a.withdrawn_reason for a in rejudged.alerts.values() if a.status.value == "withdrawn"}
     assert set(reasons) == {"overdue", "deadline_near"}
     assert reasons["overdue"] == ("重新评判时，已到达的事实不再支持该情形：上次评判 2026-04-30 10:00 之后没有登记新的事件，"
-                                  "按现行事项目录和评判规则重新评判；承诺时限由 1 个工作日改为 10 个工作日，"
+                                  "按现行事项目录、工作日历和评判规则重新评判；承诺时限由 1 个工作日改为 10 个工作日，"
                                   "办理时限截止由 2026-03-03 24:00 变为 2026-03-16 24:00")
     events = CASES["a suspension back-dated to cover an overrun"][0]
     standing = run([e for e in events if e.type.value != "suspended"], at(2026, 3, 30))
@@ -1149,6 +1149,31 @@ def test_an_optional_node_a_required_one_waits_for_is_late_while_it_runs():
     events = [ev("accepted", at(2026, 3, 2, 10), item="I"), ev("node_completed", at(2026, 3, 2, 15), node="a", item="I")]
     found = active(run(events, at(2026, 3, 10), j))
     assert ("node_overdue", "b") in found and ("node_overdue", "d") not in found
+
+def test_a_skipped_optional_node_another_requires_is_called_a_prerequisite_not_mandatory():
+    """Found by a black-box test: an optional node that the next one requires, skipped, was called
+    a 必经环节 (mandatory node) on the card and in the notices, against the department's own
+    catalog (`required: false`). It is a 前置环节; a mandatory node's card reads as before."""
+    from alerts.catalog import load_catalog
+    from alerts.calendar import WorkCalendar
+    from alerts.describe import describe_alert
+    from alerts.evaluate import Judge
+
+    catalog = load_catalog({
+        "departments": [{"code": "D", "name": "局"}],
+        "items": [{"code": "I", "name": "事项", "category": "licensing", "department": "D", "promised_days": 20,
+                   "nodes": [{"id": "a", "name": "甲"},
+                             {"id": "b", "name": "乙", "required": False},
+                             {"id": "c", "name": "丙", "requires": ["b"]}]}]})
+    j = Judge(catalog, WorkCalendar(on_missing_year=lambda year: None))
+    events = [ev("accepted", at(2026, 3, 2, 10), item="I"), ev("node_completed", at(2026, 3, 3, 10), node="c", item="I")]
+    skips = {a.node: a for a in run(events, at(2026, 3, 10), j).alerts.values() if a.rule.value == "skipped_node"}
+    assert set(skips) == {"a", "b"}
+    optional, mandatory = describe_alert(skips["b"].to_json()), describe_alert(skips["a"].to_json())
+    assert "。前置环节“乙”尚未完成" in optional and "必经" not in optional, optional
+    assert "。必经环节“甲”尚未完成" in mandatory, mandatory
+    assert "skipped_node_optional" not in skips["a"].evidence
+
 
 
 def test_a_return_to_a_node_whose_clock_has_not_started_does_not_start_it():
