@@ -213,7 +213,11 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
         out["working_days_used"] = used
         how = "办结" if timeline.end.type is EventType.CLOSED else "撤回"
         late = deadline is not None and timeline.end.occurred_at > deadline
-        lines.append(f"实际于 {moment(out['ended_at'])} {how}，用时 {days(used)} 个工作日，"
+        # Counted from the acceptance, as the deadline is: a reopened case's time out of hand between
+        # its ends is in it (its deadline stays), and says so (it read as a contradiction of "其间案件
+        # 不在办" above: found by a black-box test).
+        gap = "（自受理起算，含其间不在办的时间）" if timeline.reopenings else ""
+        lines.append(f"实际于 {moment(out['ended_at'])} {how}，用时 {days(used)} 个工作日{gap}，"
                      f"{'超过' if late else '未超过'}时限。")
     out["text"] = "\n".join(lines)
     return out

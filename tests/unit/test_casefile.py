@@ -250,3 +250,24 @@ def test_the_text_case_file_shows_node_names_and_officers_whole():
                       officer_id="officer-with-a-long-id-0001")]
     shown = render(case_file(events, [], item, j.calendar, "市市场监督管理局"))
     assert long_name in shown and "officer-with-a-long-id-0001" in shown
+
+
+def test_the_time_used_by_a_reopened_case_says_it_counts_its_time_out_of_hand():
+    """Found by a black-box test: a case closed, returned and closed again read "其间案件不在办"
+    and then a time used that counted that gap, with nothing to say so. The time used counts from
+    the acceptance, as the deadline does (which the gap does not move); it now says so. A case
+    never reopened reads as before."""
+    j = judge()
+    events = [ev("accepted", at(2026, 3, 2, 10), case="K3", event_id="a"),
+              ev("node_completed", at(2026, 3, 3, 10), case="K3", node="undertake", event_id="u"),
+              ev("node_completed", at(2026, 3, 3, 11), case="K3", node="review", event_id="r"),
+              ev("node_completed", at(2026, 3, 3, 12), case="K3", node="approve", event_id="p"),
+              ev("closed", at(2026, 3, 3, 13), case="K3", event_id="c1")]
+    item = j.catalog.item(LICENCE)
+    plain = case_file(events, [], item, j.calendar, "局")["deadline"]["text"]
+    assert "用时" in plain and "含其间不在办" not in plain
+    reopened = events + [ev("returned", at(2026, 3, 5, 9), case="K3", node="approve", event_id="back"),
+                         ev("node_completed", at(2026, 3, 5, 10), case="K3", node="approve", event_id="p2"),
+                         ev("closed", at(2026, 3, 5, 11), case="K3", event_id="c2")]
+    text = case_file(reopened, [], item, j.calendar, "局")["deadline"]["text"]
+    assert "其间案件不在办" in text and "用时 2.46 个工作日（自受理起算，含其间不在办的时间）" in text, text
