@@ -246,6 +246,10 @@ def level_2_reason(ticket: Ticket, catalog: Catalog) -> dict[str, str]:
 def level_1_note(ticket: Ticket, department) -> str:
     """What came of level 1, for the level-2 notice to the discipline-inspection office: said as
     it was, never a head urged who was not told."""
+    if ticket.quiet:  # made from history (`Ticket.quiet`): its notices are held, never sent
+        # (its held level-2 notice, in the notice log, said the head had been urged: found by a
+        # black-box test)
+        return "该督办件由历史数据生成，未向部门发出督办通知及升级通知，"
     contact = department.ticket_contact if department is not None else None
     never_told = ("职权目录未登记该部门联系人及负责人的邮箱，督办通知未能送达该部门，"
                   if contact is None or not contact.email else "")

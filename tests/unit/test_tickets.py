@@ -766,10 +766,13 @@ def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
     silence = Silence("S2", datetime(2026, 3, 9, tzinfo=CST), "机构调整", department="SCJG")
     held = level_2_body(load_catalog(raw), replace(POLICY, silences=(silence,)))
     assert "已向部门负责人发出督促通知" in held and "经提请" not in held
-    # One made from history (quiet) told nobody of its level 1: the office is told so.
+    # A silence still holding level 1 at level 2: the office is told the head was not told.
     from alerts.notices import level_1_note
 
     assert "静默期，未通知部门负责人" in level_1_note(replace(t, level_1_held=True), load_catalog(raw).departments["SCJG"])
+    # One made from history (quiet): its held notice, in the notice log, said the head was urged.
+    quiet = level_1_note(replace(t, quiet=True), load_catalog(raw).departments["SCJG"])
+    assert "历史数据生成" in quiet and "督促通知" not in quiet, quiet
     scjg = raw["departments"][0]
     scjg["head"] = {"name": "市场监管局局长"}  # no address
     scjg["contact"] = {"name": "法规科"}  # no address either
