@@ -260,3 +260,6 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     err = seen + rest
     assert worker.returncode == 1, err[-3000:]
     assert "the embedded broker (tansu) exited" in err and "restart the worker" in err, err[-3000:]
+    # At once, and without a thread's traceback after the line that says why (found by a black-box
+    # test: a stop tried on the dead broker, 10 s, and the consumer thread's CancelledError).
+    assert "Traceback" not in err and "did not stop within" not in err, err[-3000:]
