@@ -23,7 +23,7 @@ from streams.commands.pipeline import cmd_replay, cmd_worker, cmd_demo
 from streams.commands.score import cmd_score
 from streams.commands.silences import cmd_silences_add, cmd_silences_list, cmd_silences_expire
 from streams.commands.tickets import cmd_tickets_list, cmd_tickets_show, cmd_tickets_act
-from streams.settings import Settings
+from streams.settings import SettingError, Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingError as exc:
+        print(f"sunlight: {exc}", file=sys.stderr)
+        return 2
     try:
         return args.func(args, settings)
     except KeyboardInterrupt:

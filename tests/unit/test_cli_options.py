@@ -229,3 +229,16 @@ def test_a_worker_says_at_its_start_where_its_store_health_catalog_and_partition
     embedded = where_things_are(Settings.from_env({"SUNLIGHT_DATA_DIR": "/var/lib/sunlight", "SUNLIGHT_METRICS_PORT": "0"}),
                                 "c.yaml")
     assert "embedded store in /var/lib/sunlight" in embedded and "SUNLIGHT_METRICS_PORT=0" in embedded
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("SUNLIGHT_PARTITIONS", "abc", "SUNLIGHT_PARTITIONS must be a number, got 'abc'"),
+    ("SUNLIGHT_METRICS_PORT", "70000", "SUNLIGHT_METRICS_PORT must be a port number from 0 to 65535"),
+    ("SUNLIGHT_BROKER_FLAVOUR", "redpanda", "SUNLIGHT_BROKER_FLAVOUR must be kafka or tansu"),
+])
+def test_a_setting_that_cannot_be_read_is_refused_as_other_settings_are(name, value, words, monkeypatch, capsys):
+    """Found by a black-box test: a bad SUNLIGHT_ variable ended `sunlight` with status 1 and its
+    bare message, where a bad catalog or channel says `sunlight: ...` with status 2."""
+    monkeypatch.setenv(name, value)
+    assert cli.main(["alerts", "export"]) == 2
+    assert capsys.readouterr().err.startswith(f"sunlight: {words}")
