@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from alerts.letters import REASON_TITLE
+from alerts.model import SEVERITY, AlertStatus
 from alerts.tickets import Step
 
 REGISTRY = CollectorRegistry()
@@ -33,6 +34,9 @@ for _reason in REASON_TITLE:
 EVENTS_NEW, EVENTS_DUPLICATE = EVENTS_PROCESSED.labels("new"), EVENTS_PROCESSED.labels("duplicate")  # per case
 ALERTS_PUBLISHED = Counter("sunlight_alerts_published_total", "Alert versions published, by rule and status",
                            ["rule", "status"], registry=REGISTRY)
+for _rule in SEVERITY:  # from 0 as well: the first card of a rule is counted by increase() and rate()
+    for _status in AlertStatus:
+        ALERTS_PUBLISHED.labels(_rule.value, _status.value)
 TICKS_SENT = Counter("sunlight_deadline_ticks_total", "Cases re-judged because something fell due",
                      registry=REGISTRY)
 OFFSET_GAPS = Counter("sunlight_offset_gaps_total", "Offsets missing between two messages an agent received "
@@ -81,6 +85,8 @@ OPEN_TICKET_DEADLINES = Gauge("sunlight_open_ticket_deadlines", "Cases whose tic
 # -- added with the /metrics endpoint (issue 12); see docs/metrics.md ------------------------------
 ALERTS_RAISED = Counter("sunlight_alerts_raised_total", "Alerts newly raised (their first version), by rule and "
                         "severity", ["rule", "severity"], registry=REGISTRY)
+for _rule, _severity in SEVERITY.items():
+    ALERTS_RAISED.labels(_rule.value, _severity.value)
 OPEN_CASES = Gauge("sunlight_open_cases", "Cases open or suspended in the partitions this worker holds",
                    registry=REGISTRY)
 DUE_TIMER_BACKLOG = Gauge("sunlight_due_timer_backlog", "Deadline and ticket moments already due on the stream "

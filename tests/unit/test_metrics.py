@@ -548,3 +548,15 @@ def test_every_dead_letter_reason_and_event_outcome_is_exposed_from_zero():
         assert _sample("sunlight_events_dead_lettered_total", reason=reason) is not None, reason
     for outcome in ("new", "duplicate"):
         assert _sample("sunlight_events_processed_total", outcome=outcome) is not None
+
+
+def test_every_rule_s_cards_are_exposed_from_zero():
+    """Found by a black-box test with a real Prometheus: the card counters had no series for a rule
+    until its first card, so increase() and rate() did not count that card. Every rule with its
+    severity, and every rule and status published, start at 0."""
+    from alerts.model import SEVERITY, AlertStatus
+
+    for rule, severity in SEVERITY.items():
+        assert _sample("sunlight_alerts_raised_total", rule=rule.value, severity=severity.value) is not None, rule
+        for status in AlertStatus:
+            assert _sample("sunlight_alerts_published_total", rule=rule.value, status=status.value) is not None
