@@ -26,8 +26,8 @@ from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseE
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
-from alerts.state import (CaseState, apply, apply_verdict, catalog_refusal, holds_back, refuse, refused_type,
-                          same_fact, set_aside_events)
+from alerts.state import (CaseState, Unstated, apply, apply_verdict, catalog_refusal, content_differences,
+                          holds_back, refuse, refused_type, set_aside_events)
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -323,6 +323,16 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     return Outcome(state, changed, result.labels, result.deadline)
 
 
+def unstated_of(event: CaseEvent, judge: Judge) -> Unstated:
+    """What a copy of `event` that leaves out its department, region or channel is taken to say
+    (`alerts.state.Unstated`), from the catalog: its item's department, the region and whether it
+    pushes its cases of the department `event` is filed under."""
+    item = judge.item(event.item_code)
+    department = judge.catalog.departments.get(event.department or item.department)
+    return Unstated(item.department, department.region if department else None,
+                    bool(department and department.self_built))
+
+
 def known(event: CaseEvent, judge: Judge) -> None:
     """NotInCatalog (UnknownItem, UnknownNode, UnknownDepartment) when the catalog lacks the event's
     item, its item the node, or the department the event names."""
@@ -382,9 +392,10 @@ class CaseBatch:
     new: list[CaseEvent]
     duplicates: list[CaseEvent]
     refused: list[tuple[CaseEvent, NotInCatalog]]  # unknown items, nodes and departments, with why
-    # (the copy, the version the case holds) of events of this unit that came again under an
-    # event_id the case holds, with other content (`alerts.state.same_fact`): refused
-    conflicts: list[tuple[CaseEvent, CaseEvent]] = field(default_factory=list)
+    # (the copy, the version the case holds, what they say differently) of events of this unit
+    # that came again under an event_id the case holds, with other content
+    # (`alerts.state.content_differences`): refused
+    conflicts: list[tuple[CaseEvent, CaseEvent, list]] = field(default_factory=list)
 
 
 def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[Verdict], judge: Judge,
@@ -401,7 +412,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     new: list[CaseEvent] = []
     duplicates: list[CaseEvent] = []
     refused: list[tuple[CaseEvent, NotInCatalog]] = []
-    conflicts: list[tuple[CaseEvent, CaseEvent]] = []
+    conflicts: list[tuple[CaseEvent, CaseEvent, list]] = []
     marked = False
     for event_id, case_id, reason in refusals:
         state, moved = refuse(state, case_id, event_id, reason)
@@ -417,8 +428,9 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         state, is_new = apply(state, event)
         if not is_new:
             held = state.event_of(event.event_id)
-            if not same_fact(held, event):
-                conflicts.append((event, held))  # not the same event again: another fact under its id
+            differences = content_differences(held, event, unstated_of(held, judge))
+            if differences:  # not the same event again: another fact under its id
+                conflicts.append((event, held, differences))
                 continue
         (new if is_new else duplicates).append(event)
     changed = bool(new)

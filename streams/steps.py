@@ -36,7 +36,7 @@ from alerts.letters import (UTF8_BOM, DeadLetter, RefusedRecord, filed_under, ma
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
-from alerts.state import CaseState, catalog_refusal, content_differences, refuse
+from alerts.state import CaseState, catalog_refusal, refuse
 from alerts.tickets import facts_registered_at
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from sinks.writer import Correction
@@ -533,8 +533,8 @@ class CaseSteps:
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
             await self.out.dead_letter(records[id(event)], unit.topic, partition, exc.reason, str(exc))
-        for copy, held in batch.conflicts:
-            await self.conflicting(copy, held, records[id(copy)], unit)
+        for copy, held, differences in batch.conflicts:
+            await self.conflicting(copy, held, differences, records[id(copy)], unit)
         result = batch.outcome
         tick = None if hold else work.tick
         if tick is not None and batch.state is not None and batch.state.events:
@@ -619,18 +619,17 @@ class CaseSteps:
         if event.event_id in waited or (refused_at is not None and refused_at < record.offset):
             self.out.corrected(event, Correction(wall_now(), unit.partition, record.offset, unit.started))
 
-    async def conflicting(self, copy: CaseEvent, held: CaseEvent, record, unit: Unit) -> None:
+    async def conflicting(self, copy: CaseEvent, held: CaseEvent, differences: list, record, unit: Unit) -> None:
         """An event that came again under an event_id the case holds, with other content: not the
         same event delivered twice, but another fact under its id. The version the case holds
         stands; the copy is a dead letter naming what differs, both values (a corrected fact needs
         an event_id of its own)."""
         metrics.EVENTS_CONFLICTING.inc()
-        differences = "; ".join(f"{name}: {mine!r} held, {theirs!r} in this copy"
-                                for name, mine, theirs in content_differences(held, copy))
+        said = "; ".join(f"{name}: {mine!r} held, {theirs!r} in this copy" for name, mine, theirs in differences)
         await self.out.dead_letter(
             record, unit.topic, unit.partition, "conflicting_duplicate",
             f"case {held.case_id} holds event {held.event_id} ({held.type.value}) already, with other content "
-            f"({differences}). The case keeps the version it holds: send a corrected fact with an event_id "
+            f"({said}). The case keeps the version it holds: send a corrected fact with an event_id "
             f"of its own")
 
     async def too_large(self, state: CaseState | None, work: CaseWork, unit: Unit, now: datetime,

@@ -449,24 +449,76 @@ def test_a_copy_that_differs_only_as_the_store_gives_events_back_is_the_same_eve
     assert (harness.progress.events_new, harness.progress.events_duplicate) == (1, 1)
 
 
+def letters_after(first: dict, second: dict) -> list[dict]:
+    """The dead letters of a case that took `first`, then `second`, in two units."""
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, first)]))
+    harness.run(Unit("case-events", 1, [record(1, second)]))
+    return harness.rows("dead_letters")
+
+
 def test_a_copy_that_states_another_channel_is_another_fact():
     """Found by a black-box test: the same event sent online and pushed by a self-built system
     (channel import) was one event, whichever came first standing silently, and the backfill
     rule judges the two differently (a registration lag against the push deadline): the red card
     depended on arrival order. A copy stating another channel is a conflicting copy, named in its
-    dead letter; a copy that states none (or the one held) is the same event."""
+    dead letter. So is one that states none against one that states a channel, when no channel
+    means otherwise in its department (found by a second black-box test: a push, and none in a
+    department that does not push, gave a red backfill card or none by arrival order): none is a
+    push in a self-built department (ZJJ), and is not one elsewhere (SCJG)."""
     online = {**HISTORY[0], "channel": "online"}
-    for first, second, conflict in ((online, {**online, "channel": "import"}, True),
-                                    ({**online, "channel": "import"}, online, True),
-                                    (HISTORY[0], {**online, "channel": "import"}, False),
-                                    (online, HISTORY[0], False), (online, online, False)):
-        harness = Harness()
-        harness.run(Unit("case-events", 1, [record(0, first)]))
-        harness.run(Unit("case-events", 1, [record(1, second)]))
-        letters = harness.rows("dead_letters")
+    pushed = {**online, "channel": "import"}
+    in_zjj = {**HISTORY[0], "department": "ZJJ"}
+    for first, second, conflict in ((online, pushed, True), (pushed, online, True),
+                                    (HISTORY[0], pushed, True), (pushed, HISTORY[0], True),
+                                    (online, HISTORY[0], False), (HISTORY[0], online, False), (online, online, False),
+                                    (in_zjj, {**in_zjj, "channel": "import"}, False),
+                                    ({**in_zjj, "channel": "import"}, in_zjj, False),
+                                    (in_zjj, {**in_zjj, "channel": "online"}, True),
+                                    ({**in_zjj, "channel": "window"}, in_zjj, True)):
+        letters = letters_after(first, second)
         assert [r["reason"] for r in letters] == (["conflicting_duplicate"] if conflict else []), (first, second)
         if conflict:
             assert "channel: " in letters[0]["detail"], letters[0]["detail"]
+
+
+def test_a_copy_that_leaves_out_a_department_or_region_it_would_not_be_given_is_another_fact():
+    """Found by a black-box test: the same event with department SCJG and region 320205, and
+    without either (its item's department, STJ, in 320200), was one event: the card was filed
+    under one department or the other by arrival order (its scoped lists, its score, its ticket's
+    recipient). A copy that leaves out what the catalog would give the same is the same event."""
+    scjg = {**HISTORY[0], "department": "SCJG"}  # the item's department, in its region 320200
+    for first, second, conflict, field in (
+            (scjg, HISTORY[0], False, None), (HISTORY[0], scjg, False, None),
+            ({**scjg, "region": "320200"}, HISTORY[0], False, None),
+            ({**scjg, "department": "ZJJ"}, HISTORY[0], True, "department"),
+            (HISTORY[0], {**scjg, "department": "ZJJ"}, True, "department"),
+            (HISTORY[0], {**scjg, "region": "320205"}, True, "region"),
+            ({**HISTORY[0], "region": "320205"}, scjg, True, "region")):
+        letters = letters_after(first, second)
+        assert [r["reason"] for r in letters] == (["conflicting_duplicate"] if conflict else []), (first, second)
+        if conflict:
+            assert f"{field}: " in letters[0]["detail"] and "(not stated)" in letters[0]["detail"], letters[0]["detail"]
+
+
+def test_copies_the_same_to_the_millisecond_give_the_same_cards_in_either_order():
+    """Found by a black-box test: two copies of an acceptance registered 48 hours after it
+    happened, one 400 µs later than the other, were one event to the store (to the millisecond)
+    and judged to the microsecond: a red backfill card or none by which came first. The rules
+    judge times as the store keeps them."""
+    exact = {**HISTORY[0], "occurred_at": "2026-03-02T10:00:00.205115+08:00",
+             "recorded_at": "2026-03-04T10:00:00.205115+08:00"}
+    later = {**exact, "recorded_at": "2026-03-04T10:00:00.205515+08:00"}
+    seen = []
+    for first, second in ((exact, later), (later, exact)):
+        harness = Harness()
+        harness.run(Unit("case-events", 1, [record(0, first)]))
+        harness.run(Unit("case-events", 1, [record(1, second)]))
+        assert harness.rows("dead_letters") == [] and harness.progress.events_duplicate == 1
+        state, _ = decode_state(harness.table.data["U1"])
+        seen.append({(a.rule.value, a.status.value) for a in state.alerts.values()})
+    assert seen[0] == seen[1], seen
+    assert ("backfill", "open") not in seen[0]  # registered 48 hours after, to the millisecond: not more
 
 
 def test_a_letter_for_an_event_of_megabytes_names_its_case_and_department():
