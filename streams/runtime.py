@@ -216,7 +216,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
                     # their messages to be acknowledged, which could never end. They are not
                     # committed, so they are delivered again on the next start.
                     worker.app.conf.stream_wait_empty = False
-                await _stop_worker(pipeline, worker)
+                await _stop_in_time(pipeline, worker)
             else:
                 await asyncio.shield(signalled)
         if writer is not None:
@@ -269,6 +269,22 @@ async def _stop_worker(pipeline: Pipeline | None, worker: faust.Worker) -> None:
     finally:
         if flushing is not None:
             flushing.cancel()
+
+
+async def _stop_in_time(pipeline: Pipeline, worker: faust.Worker) -> None:
+    """`_stop_worker`, within `SUNLIGHT_STOP_SECONDS`; past them, the process exits at once, saying
+    so. A stop waits on the broker (Faust's last commit) and the store: with the Kafka broker gone
+    away, a worker sent SIGTERM never exited, and a failed one never exited for its supervisor to
+    restart it (found by a test: still running 60 s after SIGTERM). What is written stays; what is
+    not committed is delivered again at the next start."""
+    seconds = pipeline.settings.stop_seconds
+    try:
+        await asyncio.wait_for(asyncio.shield(_stop_worker(pipeline, worker)), seconds)
+    except asyncio.TimeoutError:
+        log.error("the worker did not stop within %g s (SUNLIGHT_STOP_SECONDS): the Kafka broker or the store "
+                  "does not answer; exiting at once (what is not committed is processed again at the next start)",
+                  seconds)
+        _exit_at_once(1)
 
 
 async def _flush_while_stopping(pipeline: Pipeline, consumer) -> None:
@@ -401,7 +417,7 @@ def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker, drain: bool = Fal
                 # The store is failing: its rows' messages would never be acknowledged, so do
                 # not wait for them (uncommitted, they are delivered again on the next start).
                 worker.app.conf.stream_wait_empty = False
-            worker.stopping_on_signal = asyncio.ensure_future(_stop_worker(pipeline, worker))
+            worker.stopping_on_signal = asyncio.ensure_future(_stop_in_time(pipeline, worker))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signalled)
@@ -431,7 +447,7 @@ async def _drain_then_stop(pipeline: Pipeline, worker: faust.Worker, stop: Calla
         if worker.stopping_on_signal is not asyncio.current_task():  # a second signal began the stop
             await asyncio.shield(worker.stopping_on_signal)
         elif pipeline.stopping:  # the pipeline is leaving (it failed meanwhile), and waits for this stop
-            await _stop_worker(pipeline, worker)
+            await _stop_in_time(pipeline, worker)
         else:
             stop()
             await asyncio.shield(worker.stopping_on_signal)

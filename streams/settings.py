@@ -34,7 +34,7 @@ VARIABLES = frozenset({
     "SUNLIGHT_NOTICE_RESEND_AFTER", "SUNLIGHT_NOTICE_RESEND_ROUNDS", "SUNLIGHT_NOTICE_RETRY_SECONDS",
     "SUNLIGHT_NOTICE_TEMPLATES", "SUNLIGHT_PARTITIONS", "SUNLIGHT_PUBLIC_URL", "SUNLIGHT_REPLY_LINK_DAYS",
     "SUNLIGHT_RULEBOOK", "SUNLIGHT_SECRET_KEY", "SUNLIGHT_SESSION_TIMEOUT", "SUNLIGHT_SINK_MAX_PENDING_ROWS",
-    "SUNLIGHT_SMTP", "SUNLIGHT_TANSU", "SUNLIGHT_TICKETS", "SUNLIGHT_TICK_INTERVAL",
+    "SUNLIGHT_SMTP", "SUNLIGHT_STOP_SECONDS", "SUNLIGHT_TANSU", "SUNLIGHT_TICKETS", "SUNLIGHT_TICK_INTERVAL",
     "SUNLIGHT_UNIT_MAX_MESSAGES", "SUNLIGHT_USERS", "SUNLIGHT_WEBHOOK"
 })
 _told: set[str] = set()
@@ -164,6 +164,10 @@ class Settings:
     # at the deadline index: an alert is queryable within about these (bench/alert_latency.py).
     flush_interval: float = 0.25
     flush_rows: int = 5000
+    # How long a worker's stop may take (seconds) before it exits at once, saying so: a stop waits
+    # on the broker (a commit) and the store, and waited for ever on a broker gone away. Under the
+    # supervisor's grace period (deploy/: 60 s and more).
+    stop_seconds: float = 50.0
     # How long the broker may hold a consumer's fetch (seconds); None: Faust's 1.5 s, or 0.1 s
     # on Tansu, embedded or not (see streams.broker).
     fetch_max_wait: float | None = None
@@ -243,6 +247,7 @@ class Settings:
             app_id=env.get("SUNLIGHT_APP_ID") or "sunlight",
             partitions=_bounded(env, "SUNLIGHT_PARTITIONS", 4, least=1, whole=True),
             flush_interval=_bounded(env, "SUNLIGHT_FLUSH_INTERVAL", 0.25, least=0, above=True),
+            stop_seconds=_bounded(env, "SUNLIGHT_STOP_SECONDS", 50.0, least=0, above=True),
             tick_interval=_bounded(env, "SUNLIGHT_TICK_INTERVAL", 0.25, least=0, above=True),
             unit_max_messages=_bounded(env, "SUNLIGHT_UNIT_MAX_MESSAGES", 2000, least=1, whole=True),
             sink_max_pending_rows=_bounded(env, "SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000, least=1, whole=True),

@@ -1,4 +1,4 @@
-"""A real `sunlight worker` whose Kafka broker goes away is no longer ready.
+"""A real `sunlight worker` whose Kafka broker goes away is no longer ready, and stops in time.
 
 It keeps the partitions it was given (no rebalance reaches a member cut off from its group
 coordinator) and takes nothing. Before, /readyz kept answering 200 and `sunlight_ready` stayed 1,
@@ -50,7 +50,7 @@ def test_a_worker_whose_broker_went_away_says_it_is_not_ready(tmp_path):
         (tmp_path / "data").mkdir()
         env = {**os.environ, **standalone_settings(broker, tmp_path / "data",
                                                     SUNLIGHT_CATALOG=str(CONTRACT / "catalog.example.yaml"),
-                                                    SUNLIGHT_METRICS_PORT=str(port))}
+                                                    SUNLIGHT_METRICS_PORT=str(port), SUNLIGHT_STOP_SECONDS="5")}
         with open(log, "w") as handle:
             worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                                       stdout=subprocess.DEVNULL, stderr=handle)
@@ -69,6 +69,13 @@ def test_a_worker_whose_broker_went_away_says_it_is_not_ready(tmp_path):
         time.sleep(10)
         lines = [line for line in log.read_text(errors="replace").splitlines() if " ERROR " in line]
         assert len(lines) <= 25, f"{len(lines)} lines: {lines[:5]}"
+        # SIGTERM: the stop waits on the broker (Faust's last commit), and waited for ever (found by
+        # a test: still running 60 s after SIGTERM). It exits after SUNLIGHT_STOP_SECONDS, saying so.
+        worker.terminate()
+        worker.wait(timeout=40)
+        said = log.read_text(errors="replace")
+        assert worker.returncode == 1, said[-3000:]
+        assert "did not stop within 5 s (SUNLIGHT_STOP_SECONDS)" in said, said[-3000:]
     finally:
         if worker is not None:
             stop_process(worker, timeout=30)

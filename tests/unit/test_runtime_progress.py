@@ -73,8 +73,8 @@ def test_a_signal_while_a_stop_is_under_way_exits_at_once(monkeypatch):
         handlers = {}
         loop = asyncio.get_running_loop()
         monkeypatch.setattr(loop, "add_signal_handler", lambda sig, callback: handlers.setdefault(sig, callback))
-        pipeline = SimpleNamespace(stopping=False, writer=SimpleNamespace(batch=SimpleNamespace(failed_attempts=0),
-                                                                           last_error=None))
+        pipeline = SimpleNamespace(stopping=False, settings=SimpleNamespace(stop_seconds=50.0),
+                                   writer=SimpleNamespace(batch=SimpleNamespace(failed_attempts=0), last_error=None))
         worker = SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(stream_wait_empty=True)),
                                  stopping_on_signal=None)
         runtime._stop_on_signals(pipeline, worker)
@@ -103,8 +103,8 @@ def _signals_and_worker(monkeypatch):
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             handlers[sig] = lambda sig=sig: modes.append(sig)
 
-    pipeline = SimpleNamespace(stopping=False, writer=SimpleNamespace(batch=SimpleNamespace(failed_attempts=0),
-                                                                       last_error=None))
+    pipeline = SimpleNamespace(stopping=False, settings=SimpleNamespace(stop_seconds=50.0),
+                               writer=SimpleNamespace(batch=SimpleNamespace(failed_attempts=0), last_error=None))
     worker = SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(stream_wait_empty=True)),
                              stopping_on_signal=None, install_signal_handlers=install_modes)
     return handlers, modes, pipeline, worker
