@@ -26,7 +26,7 @@ from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseE
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
-from alerts.state import (CaseState, Unstated, apply, apply_verdict, catalog_refusal, content_differences,
+from alerts.state import (CaseState, apply, apply_verdict, catalog_refusal, content_differences,
                           holds_back, refuse, refused_type, set_aside_events)
 from alerts.timeline import read_timeline
 
@@ -323,16 +323,6 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     return Outcome(state, changed, result.labels, result.deadline)
 
 
-def unstated_of(event: CaseEvent, judge: Judge) -> Unstated:
-    """What a copy of `event` that leaves out its department, region or channel is taken to say
-    (`alerts.state.Unstated`), from the catalog: its item's department, the region and whether it
-    pushes its cases of the department `event` is filed under."""
-    item = judge.item(event.item_code)
-    department = judge.catalog.departments.get(event.department or item.department)
-    return Unstated(item.department, department.region if department else None,
-                    bool(department and department.self_built))
-
-
 def known(event: CaseEvent, judge: Judge) -> None:
     """NotInCatalog (UnknownItem, UnknownNode, UnknownDepartment) when the catalog lacks the event's
     item, its item the node, or the department the event names."""
@@ -428,7 +418,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         state, is_new = apply(state, event)
         if not is_new:
             held = state.event_of(event.event_id)
-            differences = content_differences(held, event, unstated_of(held, judge))
+            differences = content_differences(held, event)
             if differences:  # not the same event again: another fact under its id
                 conflicts.append((event, held, differences))
                 continue

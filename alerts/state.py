@@ -116,8 +116,8 @@ _STATE_FIELDS = tuple(CaseState.__dataclass_fields__)
 def _content(event: CaseEvent) -> dict[str, Any]:
     """What an event says, in a canonical form, as precise as the store keeps it (times to the
     millisecond, an empty node or officer as none): two copies of one event_id that differ in it
-    are two versions of the fact. The labels and the channel are compared apart (`_labels_differ`):
-    a copy may leave them to the catalog."""
+    are two versions of the fact. The labels and the channel are compared apart
+    (`content_differences`): a copy may leave them out."""
     attrs = _same_numbers(event.attrs)
     if event.stated_deadline is not None:  # a moment, in whatever offset it was written
         attrs = {**attrs, "deadline": store_time(event.stated_deadline)}
@@ -140,58 +140,27 @@ def _same_numbers(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Unstated:
-    """What an event that states no department, region or channel is taken to say: its item's
-    department, that department's region, and whether that department pushes its cases from a
-    system of its own (the catalog's `self_built`: no channel there is a push, as `import` is;
-    elsewhere it is not). `alerts.evaluate.unstated_of` reads it from the catalog."""
-    department: str | None
-    region: str | None
-    self_built: bool
+def content_differences(held: CaseEvent, copy: CaseEvent) -> list[tuple[str, Any, Any]]:
+    """What two versions of one event say differently (field, held, copy), in `_content`'s terms,
+    and the channel and the department when both state one, not the same.
 
-
-NOT_STATED = "(not stated)"
-
-
-def content_differences(held: CaseEvent, copy: CaseEvent,
-                        unstated: Unstated | None = None) -> list[tuple[str, Any, Any]]:
-    """What two versions of one event say differently (field, held, copy), in `_content`'s terms;
-    the channel when both state one; and, with `unstated`, a department, region or channel that
-    one copy states and the other leaves to be taken as `unstated` says, when the two differ so.
-
-    A copy that leaves a label out says what the catalog gives in its place: the same as one that
-    states it, or another fact. Taken silently as the same event, the version held decided by
-    arrival order which department a card was filed under, and whether a registration was judged
-    a push or a 48-hour lag (a red `backfill` card, or none: found by a black-box test)."""
+    A copy that leaves its channel, department or region out is the event held, silently: an
+    import states `import` for events that name no channel, and files them under their item's
+    department, so the ordinary onboarding (a history imported, then the same events sent again
+    live, by a source that names its channel or its district) must not make each one another
+    fact. Which version a case holds then depends on which came first (docs/faults.md: a push or
+    a registration lag for the backfill rule, the department a card is filed under). Two stated
+    and different are two facts (a channel: found by a black-box test; a department: found by
+    another), whichever came first."""
     mine, theirs = _content(held), _content(copy)
     differences = [(name, value, theirs[name]) for name, value in mine.items()
                    if orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
                    != orjson.dumps(theirs[name], option=orjson.OPT_SORT_KEYS)]
-    return differences + _labels_differ(held, copy, unstated)
-
-
-def _labels_differ(held: CaseEvent, copy: CaseEvent, unstated: Unstated | None) -> list[tuple[str, Any, Any]]:
-    """The department, region and channel the two versions say differently (see `content_differences`)."""
-    out: list[tuple[str, Any, Any]] = []
-
-    def said(value):
-        return value.value if hasattr(value, "value") else value if value else NOT_STATED
-
-    if held.channel and copy.channel:
-        if held.channel != copy.channel:
-            out.append(("channel", said(held.channel), said(copy.channel)))
-    elif unstated is not None and (held.channel or copy.channel):
-        stated = held.channel or copy.channel
-        if (stated.value == "import") != unstated.self_built:  # a push against none, or none against a push
-            out.append(("channel", said(held.channel), said(copy.channel)))
-    if unstated is None:
-        return out
-    if (held.department or unstated.department) != (copy.department or unstated.department):
-        out.append(("department", said(held.department), said(copy.department)))
-    elif (held.region or unstated.region) != (copy.region or unstated.region):
-        out.append(("region", said(held.region), said(copy.region)))
-    return out
+    if held.channel and copy.channel and held.channel != copy.channel:
+        differences.append(("channel", held.channel.value, copy.channel.value))
+    if held.department and copy.department and held.department != copy.department:
+        differences.append(("department", held.department, copy.department))
+    return differences
 
 
 def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:
