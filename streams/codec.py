@@ -33,7 +33,8 @@ from typing import Any
 import orjson
 
 from alerts.evaluate import JUDGE_AT_ONCE
-from alerts.events import ENDING, Channel, CaseEvent, EventType, end_in_force, shared_time, suspended_at_last
+from alerts.events import (ENDING, Channel, CaseEvent, EventType, end_in_force, shared_time, suspended_at_last,
+                           to_the_millisecond)
 from alerts.model import Alert
 from alerts.peers import Decision, PeerGroup
 from alerts.retention import settled_since
@@ -168,11 +169,14 @@ def _event(case_id: str, row: list[Any]) -> CaseEvent:
     deadline = attrs.get("deadline")
     return CaseEvent(
         event_id=event_id, case_id=case_id, item_code=_intern(item_code), type=_TYPES[kind],
-        occurred_at=shared_time(occurred), recorded_at=shared_time(recorded),
+        # To the millisecond, as `parse_time` reads them (a state written before it, and the
+        # deadline its attrs keep as written: read back to the microsecond, a stated deadline
+        # republished every open card of a case read from the table; found by review).
+        occurred_at=to_the_millisecond(shared_time(occurred)), recorded_at=to_the_millisecond(shared_time(recorded)),
         node=_intern(node) if node else node, officer_id=_intern(officer) if officer else officer,
         department=_intern(department) if department else department, region=_intern(region) if region else region,
         channel=_CHANNELS[channel] if channel else None, attrs=attrs,
-        stated_deadline=shared_time(deadline.replace("z", "Z")) if isinstance(deadline, str) else None,
+        stated_deadline=to_the_millisecond(shared_time(deadline.replace("z", "Z"))) if isinstance(deadline, str) else None,
     )
 
 

@@ -108,3 +108,23 @@ def test_a_state_of_the_earlier_json_form_with_held_withdrawals_reads_and_is_due
     assert stored_index_entry(old) == (1, JUDGE_AT_ONCE.isoformat(), None)
     without = orjson.dumps({**state.to_json(), "next_due": None, "partition": 1, "held_withdrawals": {}})
     assert decode_state(without)[0].next_due is None
+
+
+def test_a_stated_deadline_and_times_below_the_millisecond_read_back_as_the_rules_read_them():
+    """Found by review: the events' times are judged to the millisecond (`to_the_millisecond`), but a
+    state read back from the table gave its stated deadline (kept as written, in the attrs) to the
+    microsecond: every open card of the case was published again with another deadline."""
+    from alerts.events import parse_event
+    from alerts.evaluate import step
+
+    accepted = parse_event({"event_id": "d1", "case_id": "MS1", "item_code": "320200-XK-SCJG-0001",
+                            "type": "accepted", "occurred_at": "2026-03-02T10:00:00.123456+08:00",
+                            "recorded_at": "2026-03-02T10:00:00.654321+08:00",
+                            "attrs": {"deadline": "2026-03-04T17:00:00.123456+08:00"}})
+    j = judge()
+    state = step(None, accepted, j, at(2026, 3, 10), RAISED).state
+    assert state.alerts  # late: its cards are open
+    read, _ = decode_state(encode_state(state, 0))
+    assert read.events == state.events and read.events[0].stated_deadline.microsecond == 123000
+    again = judge_case(read, j, at(2026, 3, 10), RAISED)
+    assert again.changed == [], [(a.rule.value, a.evidence) for a in again.changed]
