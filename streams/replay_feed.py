@@ -66,8 +66,11 @@ MARK = "sunlight-feed "  # on each line of the protocol: anything else a library
 
 
 def _say(text: str) -> None:
-    sys.stdout.write(MARK + text.replace("\n", " ") + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(MARK + text.replace("\n", " ") + "\n")
+        sys.stdout.flush()
+    except OSError:  # the parent is gone (it exits at once when its own broker dies): no one to tell,
+        os._exit(1)  # and no traceback on the stderr it shared (found by a test)
 
 
 def child(path: str, topic: str) -> int:

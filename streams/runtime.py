@@ -168,10 +168,12 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
                               quiet=True, redirect_stdouts=False, override_logging=False, daemon=False)
         worker.spinner = None  # Faust draws a terminal spinner on stdout even when quiet: no control codes in logs
         held = _hold_signals_while_starting(worker)
-        await worker.start()
-        _stop_on_signals(pipeline, worker, drain=drain_on_signal and own_broker is not None, held=held)
         if own_broker is not None:
+            # From before the start: Faust's start waits for its partitions without end, and a
+            # broker that died meanwhile left a replay waiting for ever (found by a test).
             watching = asyncio.ensure_future(_watch_own_broker(pipeline, own_broker))
+        await _start_unless_failed(pipeline, worker)
+        _stop_on_signals(pipeline, worker, drain=drain_on_signal and own_broker is not None, held=held)
         if pipeline.untaken_alerts:  # written by the last process, never taken by its ticket agent
             await produce(bootstrap, settings.alerts_topic, pipeline.untaken_alerts)
             pipeline.untaken_alerts = []
@@ -202,7 +204,11 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             # after the line that said why: noise at the moment an operator reads the log). Nothing
             # can be committed, and the broker's log is gone: leave at once, as a SIGKILL would
             # (what the store holds is what a restart starts from).
-            log.warning("the embedded broker is gone: the worker exits without stopping its consumer")
+            # Said here: a replay, an import or the demo would say the failure after this exit
+            # (a replay ended with status 1 and no reason: found by review).
+            log.error("%s; exiting at once, without stopping the consumer",
+                      pipeline.failure if pipeline is not None and pipeline.failure is not None else
+                      f"the embedded broker (tansu) exited with status {own_broker.process.returncode}")
             _exit_at_once(1)
         if worker is not None:
             # A stop a signal began (`_stop_on_signals`) is under way, its course set: wait for
@@ -255,6 +261,19 @@ async def _say_what_dies_with_the_broker(pipeline: Pipeline) -> int:
                   "within %.0f s of it) and are lost with it: send them again, or run workers on a Kafka cluster "
                   "(SUNLIGHT_KAFKA)", lost, DRAIN_SECONDS)
     return lost
+
+
+async def _start_unless_failed(pipeline: Pipeline, worker: faust.Worker) -> None:
+    """Start the worker, or raise the pipeline's failure if it fails first (its own broker gone)."""
+    starting = asyncio.ensure_future(worker.start())
+    failed = asyncio.ensure_future(pipeline.failed.wait())
+    try:
+        await asyncio.wait((starting, failed), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        failed.cancel()
+    if not starting.done():
+        raise pipeline.failure
+    starting.result()
 
 
 async def _stop_worker(pipeline: Pipeline | None, worker: faust.Worker) -> None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
@@ -236,8 +237,6 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     killed, stayed alive for good: /healthz 200, no deadline card, SIGTERM and SIGINT ignored
     (its stop waited on the dead broker). It now fails, saying why, and exits 1 for its supervisor
     to restart it."""
-    from pathlib import Path
-
     from streams.broker import free_port
 
     # At the port asked for (SUNLIGHT_EMBEDDED_BROKER_PORT), its clients' address across restarts
@@ -246,14 +245,9 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     _, worker, seen, bootstrap = worker_on_its_own_broker(tmp_path, SUNLIGHT_EMBEDDED_BROKER_PORT=port)
     try:
         assert bootstrap == f"127.0.0.1:{port}"
-        children = [int(pid) for task in Path(f"/proc/{worker.pid}/task").iterdir()
-                    for pid in (task / "children").read_text().split()]
-        brokers = [pid for pid in children
-                   if f"127.0.0.1:{port}" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
-        assert brokers, children
-        for pid in brokers:
-            os.kill(pid, signal.SIGKILL)
-        _, rest = worker.communicate(timeout=60)
+        brokers = children_named(worker, f"127.0.0.1:{port}")
+        assert brokers, "the worker started no broker at its port"
+        rest = kill_then_wait(worker, brokers)
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -263,3 +257,51 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     # At once, and without a thread's traceback after the line that says why (found by a black-box
     # test: a stop tried on the dead broker, 10 s, and the consumer thread's CancelledError).
     assert "Traceback" not in err and "did not stop within" not in err, err[-3000:]
+
+
+def children_named(process: subprocess.Popen, mark: str) -> list[int]:
+    """The child processes of `process` whose command line holds `mark` (its embedded broker)."""
+    return [int(pid) for task in Path(f"/proc/{process.pid}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+            if mark in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def kill_then_wait(process: subprocess.Popen, pids: list[int]):
+    """SIGKILL `pids` (its broker), then what `process` says on stderr until it exits."""
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return process.communicate(timeout=60)[1]
+
+
+def test_a_replay_whose_own_broker_dies_says_why(tmp_path):
+    """Found by review: a replay (as an import or the demo) whose embedded broker was killed exited
+    1 with aiokafka's connection errors alone: it leaves at once, and said the reason only after."""
+    lines = []
+    for n in range(20000):
+        case = f"R{n}"
+        for kind, hour in (("accepted", 9), ("closed", 15)):
+            when = f"2026-03-{2 + n % 20:02d}T{hour:02d}:00:00+08:00"
+            lines.append(orjson.dumps({"event_id": f"{case}-{kind}", "case_id": case, "item_code": LICENCE,
+                                       "type": kind, "occurred_at": when, "recorded_at": when}))
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    replay = subprocess.Popen([sys.executable, "-m", "streams.cli", "replay", str(events), "--catalog",
+                               str(CONTRACT / "catalog.example.yaml"), "--now", "2026-05-01T00:00:00+08:00"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        brokers: list[int] = []
+        while not brokers and time.monotonic() < deadline and replay.poll() is None:
+            time.sleep(0.2)
+            brokers = children_named(replay, "tansu")
+        assert brokers, "the replay started no broker"
+        time.sleep(2)  # its pipeline running
+        err = kill_then_wait(replay, brokers)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    said = err.decode(errors="replace")
+    assert replay.returncode == 1, said[-3000:]
+    assert "the embedded broker (tansu) exited" in said and "Traceback" not in said, said[-3000:]
