@@ -26,14 +26,19 @@ import clickhouse_connect
 
 def redact(url: str) -> str:
     """The URL with its password replaced, for logs and errors: in its user part, and in a
-    `password=` parameter (clickhouse-connect reads one there too; found by review)."""
-    parts = urlsplit(url)
-    if parts.query:
-        parts = parts._replace(query=re.sub(r"(?i)((?:^|&)password=)[^&]*", r"\1***", parts.query))
-    if parts.password is not None:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
+    `password=` parameter (clickhouse-connect reads one there too; found by review). One that cannot
+    be read as a URL (an unclosed [IPv6] address, a port that is no number) loses its user part and
+    any `password=` whole."""
+    try:
+        parts = urlsplit(url)
+        if parts.query:
+            parts = parts._replace(query=re.sub(r"(?i)((?:^|&)password=)[^&]*", r"\1***", parts.query))
+        if parts.password is not None:
+            netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            parts = parts._replace(netloc=netloc)
+        return urlunsplit(parts)
+    except ValueError:
+        return re.sub(r"(?i)(password=)[^&]*", r"\1***", re.sub(r"//[^/@]*@", "//***@", url))
 
 
 class StoreError(RuntimeError):
@@ -55,9 +60,13 @@ def server_interface(server_url: str) -> str:
     credentials of a DSN but not its scheme: https:// on a port other than 443 or 8443 went as
     plain HTTP, the password with it, and a URL without a scheme reached localhost (found by a
     black-box test). Anything but http:// or https:// with a host is refused."""
-    parts = urlsplit(server_url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(server_url)
+        parts.port  # a port that is no number, or out of range
+    except ValueError:  # an unclosed [IPv6] address, say (a traceback before: found by review)
+        parts = None
+    scheme = parts.scheme.lower() if parts is not None else ""
+    if parts is None or scheme not in ("http", "https") or not parts.hostname:
         raise StoreError(f"SUNLIGHT_CLICKHOUSE must be an http:// or https:// URL with a host, such as "
                          f"https://user:password@clickhouse.example:8443/default (got {redact(server_url)!r})")
     return scheme

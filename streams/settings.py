@@ -74,9 +74,13 @@ def _public_url(env: dict[str, str]) -> str | None:
     value = (env.get("SUNLIGHT_PUBLIC_URL") or "").strip()
     if not value:
         return None
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("https", "http") or not parts.hostname or parts.query or parts.fragment \
-            or any(c.isspace() for c in value):
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # a port that is no number, or out of range (review: `https://x:99999` passed)
+    except ValueError:  # an unclosed [IPv6] address (a traceback before: found by review)
+        parts, port = None, None
+    if parts is None or parts.scheme.lower() not in ("https", "http") or not parts.hostname or parts.query \
+            or parts.fragment or any(c.isspace() for c in value) or port == 0:
         raise SettingError(f"SUNLIGHT_PUBLIC_URL must be the console's web address, starting https:// "
                          f"(e.g. https://sunlight.example.gov.cn), got {value!r}")
     return value

@@ -235,10 +235,15 @@ def test_a_worker_says_at_its_start_where_its_store_health_catalog_and_partition
     ("SUNLIGHT_PARTITIONS", "abc", "SUNLIGHT_PARTITIONS must be a number, got 'abc'"),
     ("SUNLIGHT_METRICS_PORT", "70000", "SUNLIGHT_METRICS_PORT must be a port number from 0 to 65535"),
     ("SUNLIGHT_BROKER_FLAVOUR", "redpanda", "SUNLIGHT_BROKER_FLAVOUR must be kafka or tansu"),
+    # URLs that urlsplit cannot read were tracebacks (found by review)
+    ("SUNLIGHT_PUBLIC_URL", "http://[::1", "SUNLIGHT_PUBLIC_URL must be the console's web address"),
+    ("SUNLIGHT_PUBLIC_URL", "https://x:99999", "SUNLIGHT_PUBLIC_URL must be the console's web address"),
+    ("SUNLIGHT_CLICKHOUSE", "http://u:secret@[::1", "SUNLIGHT_CLICKHOUSE must be an http:// or https:// URL"),
 ])
 def test_a_setting_that_cannot_be_read_is_refused_as_other_settings_are(name, value, words, monkeypatch, capsys):
     """Found by a black-box test: a bad SUNLIGHT_ variable ended `sunlight` with status 1 and its
     bare message, where a bad catalog or channel says `sunlight: ...` with status 2."""
     monkeypatch.setenv(name, value)
     assert cli.main(["alerts", "export"]) == 2
-    assert capsys.readouterr().err.startswith(f"sunlight: {words}")
+    said = capsys.readouterr().err
+    assert said.startswith(f"sunlight: {words}") and "secret" not in said, said
