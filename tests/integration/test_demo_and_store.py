@@ -128,16 +128,14 @@ class Killed(BaseException):
     error said in one line, `MigrationFailed`) takes it for an error of the store."""
 
 
-class KilledAfter:
-    """A store client whose process dies after its `calls`-th statement or insert."""
+class Counting:
+    """A store client that counts its statements and inserts."""
 
-    def __init__(self, client, calls: int):
-        self._client, self._left = client, calls
+    def __init__(self, client):
+        self._client, self.calls = client, 0
 
     def _count(self):
-        self._left -= 1
-        if self._left == 0:
-            raise Killed
+        self.calls += 1
 
     def command(self, *args, **kwargs):
         result = self._client.command(*args, **kwargs)
@@ -151,6 +149,25 @@ class KilledAfter:
 
     def query(self, *args, **kwargs):
         return self._client.query(*args, **kwargs)
+
+
+class KilledAfter(Counting):
+    """A store client whose process dies after its `calls`-th statement or insert."""
+
+    def __init__(self, client, calls: int):
+        super().__init__(client)
+        self._last = calls
+
+    def _count(self):
+        super()._count()
+        if self.calls == self._last:
+            raise Killed
+
+
+def _calls(run, client) -> int:
+    counting = Counting(client)
+    run(counting)
+    return counting.calls
 
 
 def _schema(client) -> list:
@@ -177,11 +194,13 @@ def _killed(run, client, calls: int) -> bool:
 
 def test_a_migration_killed_after_any_statement_finishes_on_the_next_run(tmp_path):
     """Kill migrate (and rollback) after each statement in turn: the next run ends in the same
-    schema with every row, and the other direction refuses to start on a half-done migration."""
+    schema with every row, and the other direction refuses to start on a half-done migration.
+    From version 1 (with rows) every statement of every migration but the first is a kill point;
+    from version 0, those of the first (the others are the same statements again)."""
     client = connect(None, tmp_path)
     try:
         latest = [m.version for m in all_migrations()]
-        for base in (0, 1):
+        for base in (1, 0):
             rollback(client, 0)
             migrate(client)
             full = _schema(client)
@@ -193,27 +212,51 @@ def test_a_migration_killed_after_any_statement_finishes_on_the_next_run(tmp_pat
                                "('c1', 'e2', '2025-02-01 08:00:00', '2025-02-01 08:00:00', now()), "
                                "('c2', 'e1', '2013-06-01 08:00:00', '2013-06-01 08:00:00', now())")
             rows = _events(client) if base else None
-            calls, migrate_killed, rollback_killed = 0, True, True
-            while migrate_killed or rollback_killed:
-                calls += 1
-                migrate_killed = _killed(migrate, client, calls)
-                if migrate_killed and any(not state.applied and not state.finished
-                                          for state in progress(client).values()):
+
+            def migrate_killed_at(calls: int) -> bool:  # from the base to the latest
+                killed = _killed(migrate, client, calls)
+                if killed and any(not state.applied and not state.finished for state in progress(client).values()):
                     with pytest.raises(MigrationInterrupted, match="run migrate to finish it"):
                         rollback(client, base)
                 migrate(client)
                 assert (applied(client), _schema(client)) == (latest, full), f"migrate killed after {calls} calls"
                 assert rows is None or _events(client) == rows, f"migrate killed after {calls} calls"
+                return killed
 
-                rollback_killed = _killed(lambda c: rollback(c, base), client, calls)
-                if rollback_killed and any(state.applied and not state.finished
-                                           for state in progress(client).values()):
+            def rollback_killed_at(calls: int) -> bool:  # from the latest to the base
+                killed = _killed(lambda c: rollback(c, base), client, calls)
+                if killed and any(state.applied and not state.finished for state in progress(client).values()):
                     with pytest.raises(MigrationInterrupted, match="run the rollback again"):
                         migrate(client)
                 rollback(client, base)
                 assert (applied(client), _schema(client)) == (latest[:base], at_base), \
                     f"rollback killed after {calls} calls"
                 assert rows is None or _events(client) == rows, f"rollback killed after {calls} calls"
-            assert calls > 2 * len(latest)  # every statement of every migration was a kill point
+                return killed
+
+            if base:
+                calls, migrate_killed, rollback_killed = 0, True, True
+                while migrate_killed or rollback_killed:
+                    calls += 1
+                    migrate_killed = migrate_killed_at(calls)
+                    rollback_killed = rollback_killed_at(calls)
+                assert calls > 2 * len(latest)  # every statement of every migration was a kill point
+                continue
+            # From version 0: the first migration's statements, the first calls of a migrate and the
+            # last of a rollback (two more each side, for what a run does around its migrations).
+            up_all = _calls(migrate, client)
+            rollback(client, 1)
+            first_up = up_all - _calls(migrate, client)
+            down_to_first = _calls(lambda c: rollback(c, 1), client)
+            migrate(client)
+            down_all = _calls(lambda c: rollback(c, 0), client)
+            assert 1 < first_up < up_all and down_to_first < down_all
+            for calls in range(1, first_up + 3):
+                assert migrate_killed_at(calls)
+                rollback(client, 0)
+            migrate(client)
+            for calls in range(down_to_first - 1, down_all + 1):
+                assert rollback_killed_at(calls)
+                migrate(client)
     finally:
         client.close()
