@@ -12,13 +12,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 
-
-
 class SettingError(SystemExit):
-    """A SUNLIGHT_ variable that cannot be read, said in one line. `sunlight` says it as it says
-    any other setting it refuses (`sunlight: ...`, exit status 2: a setting's error was the one
-    said without the prefix, with status 1; found by a black-box test); elsewhere it ends the
-    process as the SystemExit it is."""
+    """A SUNLIGHT_ variable that cannot be read, said in one line. `sunlight` says it as it says a
+    catalog, a store URL or a notice channel it refuses (`sunlight: ...`, exit status 2: a
+    setting's error was said without the prefix, with status 1; found by a black-box test);
+    elsewhere it ends the process as the SystemExit it is."""
+
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def _retention(env: dict[str, str]) -> float | None:
         days = -1.0
     if not 0 <= days < 10 ** 6:
         raise SettingError(f"SUNLIGHT_CASE_RETENTION_DAYS must be a number of days (0 or more) or 'never', "
-                         f"got {value!r}")
+                           f"got {value!r}")
     return days
 
 
@@ -82,7 +81,7 @@ def _public_url(env: dict[str, str]) -> str | None:
     if parts is None or parts.scheme.lower() not in ("https", "http") or not parts.hostname or parts.query \
             or parts.fragment or any(c.isspace() for c in value) or port == 0:
         raise SettingError(f"SUNLIGHT_PUBLIC_URL must be the console's web address, starting https:// "
-                         f"(e.g. https://sunlight.example.gov.cn), got {value!r}")
+                           f"(e.g. https://sunlight.example.gov.cn), got {value!r}")
     return value
 
 
@@ -137,7 +136,7 @@ def _bootstrap(env: dict[str, str]) -> str | None:
         if not host or any(c.isspace() or c in "/@" for c in host) or not port.isdigit() \
                 or not 0 < int(port) <= 65535:
             raise SettingError(f"SUNLIGHT_KAFKA must be the Kafka cluster's bootstrap servers, host:port separated "
-                             f"by commas (e.g. kafka-1:9092,kafka-2:9092), got {value!r}")
+                               f"by commas (e.g. kafka-1:9092,kafka-2:9092), got {value!r}")
     return ",".join(servers)
 
 
