@@ -297,7 +297,7 @@ def test_a_replay_whose_own_broker_dies_says_why(tmp_path):
             time.sleep(0.2)
             brokers = children_named(replay, "tansu")
         assert brokers, "the replay started no broker"
-        time.sleep(2)  # its pipeline running
+        time.sleep(2)  # while it starts or runs: either way it says why and exits
         err = kill_then_wait(replay, brokers)
     finally:
         if replay.poll() is None:
