@@ -183,9 +183,14 @@ class ReplyLink:
 NO_LINK = "（未配置在线答复链接）"
 
 
+def link_valid_until(expires_at: datetime, catalog: Catalog) -> str:
+    """How a notice says until when its reply link is valid (`how_to_reply`)."""
+    return f"{moment(_local(expires_at, catalog))} 前有效"
+
+
 def how_to_reply(ticket: Ticket, link: ReplyLink | None, catalog: Catalog) -> str:
     if link is not None:
-        return (f"请通过以下链接在线答复（无需登录，仅限本督办件，{moment(_local(link.expires_at, catalog))} 前有效）："
+        return (f"请通过以下链接在线答复（无需登录，仅限本督办件，{link_valid_until(link.expires_at, catalog)}）："
                 f"\n{link.url}")
     return (f"请经 OA 系统提交答复，或请督办人员代为录入"
             f"（sunlight tickets reply {ticket.ticket_id} --text \"整改情况\"）")

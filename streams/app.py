@@ -34,6 +34,7 @@ from streams.internal_wire import tick
 from streams.let_go import LetGo
 from streams.settings import Settings
 from streams.codec import stored_index_entry
+from streams.console.links import reply_links
 from streams.peer_steps import PeerSteps
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, home_partition
 from streams.store import CaseStore, GroupStore, HeldDecisions, forget_partitions, held_keys
@@ -233,7 +234,8 @@ class Pipeline:
             ResendPolicy(timedelta(seconds=settings.notice_resend_after), settings.notice_resend_rounds),
             lambda fn, *args: writer.run(fn, *args), catalog, self.send, settings.notices_topic, settings.partitions,
             lambda: self.delivery.assigned_partitions(settings.notices_topic),
-            sending=bool(settings.notify and self.notice_steps.senders and settings.notice_resend_after > 0))
+            sending=bool(settings.notify and self.notice_steps.senders and settings.notice_resend_after > 0),
+            renew=links.renewed if (links := reply_links(settings)) is not None else None)
         app.agent(self.events_topic, name="case-agent")(self.case_agent)
         app.agent(self.peers_topic, name="peer-agent")(self.peer_agent)
         app.agent(self.ticket_topic, name="ticket-agent")(self.ticket_agent)

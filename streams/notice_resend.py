@@ -24,7 +24,8 @@ from typing import Awaitable, Callable
 
 import orjson
 
-from alerts.notices import ResendPolicy, no_longer_news, readdressed
+from alerts.catalog import Catalog
+from alerts.notices import RenderedNotice, ResendPolicy, no_longer_news, readdressed
 from alerts.tickets import case_of
 from streams import metrics
 from streams.catalog_source import CatalogSource
@@ -39,8 +40,9 @@ class NoticeResend:
     def __init__(self, policy: ResendPolicy, run_on_store: Callable[..., Awaitable], catalog: CatalogSource,
                  send: Callable[[str, bytes, bytes, int], Awaitable], topic: str, partitions: int,
                  held_partitions: Callable[[], set[int]], now: Callable[[], datetime] = wall_now,
-                 sending: bool = True):
+                 sending: bool = True, renew: Callable[[RenderedNotice, Catalog], RenderedNotice] | None = None):
         self.policy = policy
+        self.renew = renew  # its reply link valid from now (`streams.console.links.Links.renewed`)
         self.sending = sending  # a channel is set and sending is on: else the run only counts them
         # The round last asked for of each failed notice, and when: asked once, not again at every
         # run while its outcome has not reached the store (found by review: 100 failed notices gave
@@ -83,6 +85,8 @@ class NoticeResend:
             notice = readdressed(notice_from_json(record), catalog)
             if not notice.recipient_email:
                 continue
+            if self.renew is not None:
+                notice = self.renew(notice, catalog)
             await self.send(self.topic, case_id.encode(), orjson.dumps(resend_request(notice, rounds + 1)), partition)
             self.asked[record["notice_id"]] = (rounds + 1, now)
             asked += 1

@@ -21,6 +21,7 @@ def cmd_notices_resend(args, settings: Settings) -> int:
 
     from sinks.queries import failed_notices, failed_notices_and_their_tickets, notice_statuses, unfinished_notices
     from alerts.notices import no_longer_news, readdressed
+    from streams.console.links import reply_links
     from streams.notices import FINISHED, FINISHED_VERSION, notice_from_json, resend_request
 
     if not settings.kafka and not (settings.smtp or settings.webhook):  # with Kafka the workers send
@@ -46,11 +47,14 @@ def cmd_notices_resend(args, settings: Settings) -> int:
         current = catalog_if_any(named)
     except ValueError as exc:  # CatalogError, a YAML error: said in one line, as every command says it
         raise SystemExit(f"sunlight: the catalog {named} is refused: {exc}") from None
+    links = reply_links(settings)
     messages, addressed = [], {}
     for record in failed:
         notice = notice_from_json(record)
         if current is not None:
             notice = readdressed(notice, current)
+            if links is not None:  # its reply link valid from now, as a first sending's
+                notice = links.renewed(notice, current)
             if notice.recipient_email != record["recipient_email"]:
                 print(f"{record['notice_id']}: to {notice.recipient_name} <{notice.recipient_email}>, as the catalog "
                       f"names them now (recorded: {record['recipient_email'] or 'no address'})", file=sys.stderr)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from alerts.notices import ReplyLink
+from alerts.catalog import Catalog
+from alerts.notices import RenderedNotice, ReplyLink, link_valid_until
 from alerts.tickets import Notice, Ticket
 from streams.clock import wall_now
 
@@ -70,6 +71,13 @@ class Links:
         return self.make(ticket.ticket_id, ticket.department, expires, ticket.version)
 
     def read(self, token: str, now: datetime | None = None) -> ReplyGrant:
+        grant = self._signed(token)
+        if (now or self.clock()) >= grant.expires_at:
+            raise LinkRefused("expired")
+        return grant
+
+    def _signed(self, token: str) -> ReplyGrant:
+        """What a token grants, its expiry not checked; LinkRefused("invalid") if altered."""
         try:
             payload = self.serializer.loads(token)
         except BadSignature:
@@ -82,21 +90,51 @@ class Links:
             expires = datetime.fromtimestamp(payload["e"], timezone.utc)
         except (OverflowError, OSError, ValueError):  # signed, but no moment at all
             raise LinkRefused("invalid") from None
-        if (now or self.clock()) >= expires:
-            raise LinkRefused("expired")
         return ReplyGrant(payload["t"], payload["d"], expires, payload["v"])
+
+    def renewed(self, notice: RenderedNotice, catalog: Catalog) -> RenderedNotice:
+        """A notice sent again (it failed: its recipient never had it) with its reply link valid
+        `days` from now, as a first sending's is: it kept the link made when it was first rendered,
+        and one that failed for want of an address, resent weeks later, arrived expired (found by a
+        black-box test). The same ticket, department and round (version): only how long it is
+        valid changes, in the link and in the sentence that says it. A notice without a link of
+        these (another console's, or none) is sent as it was."""
+        prefix = f"{self.base}/reply/"
+        start = notice.body.find(prefix)
+        if start < 0:
+            return notice
+        end = start + len(prefix)
+        while end < len(notice.body) and not notice.body[end].isspace():
+            end += 1
+        try:
+            grant = self._signed(notice.body[start + len(prefix):end])
+        except LinkRefused:
+            return notice
+        expires = (self.clock() + timedelta(days=self.days)).replace(microsecond=0)
+        if expires <= grant.expires_at:
+            return notice
+        link = self.make(grant.ticket_id, grant.department, expires, grant.version)
+        body = notice.body[:start] + link.url + notice.body[end:]
+        body = body.replace(link_valid_until(grant.expires_at, catalog), link_valid_until(expires, catalog), 1)
+        return replace(notice, body=body)
 
     def csrf(self, token: str) -> str:
         """The reply form's CSRF token, tied to the link (a link page has no session)."""
         return hmac.new(self.secret_key.encode(), b"reply-csrf:" + token.encode(), hashlib.sha256).hexdigest()
 
 
-def notice_links(settings) -> Callable[[Ticket, Notice], ReplyLink] | None:
-    """What makes the reply link of a notice (for `NoticeText.with_links`), or None when the console
-    has no public address (SUNLIGHT_PUBLIC_URL): then notices say how to reply otherwise. A public
-    address without a strong SUNLIGHT_SECRET_KEY is refused (ConsoleConfigError)."""
+def reply_links(settings) -> Links | None:
+    """The reply links of notices, or None when the console has no public address
+    (SUNLIGHT_PUBLIC_URL): then notices say how to reply otherwise. A public address without a
+    strong SUNLIGHT_SECRET_KEY is refused (ConsoleConfigError)."""
     from streams.console.auth import check_secret_key
 
     if not settings.public_url:
         return None
-    return Links(settings.public_url, check_secret_key(settings.secret_key), settings.reply_link_days).for_notice
+    return Links(settings.public_url, check_secret_key(settings.secret_key), settings.reply_link_days)
+
+
+def notice_links(settings) -> Callable[[Ticket, Notice], ReplyLink] | None:
+    """What makes the reply link of a notice (for `NoticeText.with_links`), or None (`reply_links`)."""
+    links = reply_links(settings)
+    return links.for_notice if links is not None else None

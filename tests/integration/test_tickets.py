@@ -873,8 +873,10 @@ def test_a_notice_failed_for_want_of_an_address_goes_to_the_address_since_added(
     scjg["head"] = {"name": scjg["head"]["name"]}  # no address for anyone of SCJG
     lacking = tmp_path / "lacking.yaml"
     lacking.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    # Reply links valid 2 s (for 14 days), to see the resend's link renewed.
+    console = {"SUNLIGHT_PUBLIC_URL": "https://console.city.example", "SUNLIGHT_SECRET_KEY": "k" * 40}
     done = sunlight(data, "replay", str(events), "--catalog", str(lacking), "--now", "2026-03-17T03:00:00+08:00",
-                    "--notify", smtp=smtp)
+                    "--notify", smtp=smtp, SUNLIGHT_REPLY_LINK_DAYS=str(2 / 86400), **console)
     # Said to be for want of an address, not of a mail server (found by a black-box test).
     assert "1 notice(s) not delivered because the catalog names no email address" in done.stderr, done.stderr
     assert "the mail server or webhook refused" not in done.stderr
@@ -884,13 +886,22 @@ def test_a_notice_failed_for_want_of_an_address_goes_to_the_address_since_added(
     scjg["contact"] = {**contact, "name": "法规科新科长", "email": "new-fagui@example.gov.cn"}
     corrected = tmp_path / "corrected.yaml"
     corrected.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    import time
+
+    time.sleep(2)  # the recorded notice's link has expired
     done = sunlight(data, "notices", "resend", "--catalog", str(corrected), "--now", "2026-03-17T03:10:00+08:00",
-                    smtp=smtp)
+                    smtp=smtp, SUNLIGHT_REPLY_LINK_DAYS="14", **console)
     assert "as the catalog names them now (recorded: no address)" in done.stderr, done.stderr
     assert f"{notices[0]['notice_id']} → 法规科新科长: sent" in done.stdout, done.stdout
     ((rcpt, subject, message_id, body),) = mails(box)
     assert rcpt == ["new-fagui@example.gov.cn"] and message_id == notices[0]["message_id"]
     assert body.startswith("法规科新科长：")
+    # Its reply link valid from the resend (it arrived expired: found by a black-box test).
+    from streams.console.links import Links
+
+    token = body.split("https://console.city.example/reply/")[1].split()[0]
+    grant = Links(console["SUNLIGHT_PUBLIC_URL"], console["SUNLIGHT_SECRET_KEY"]).read(token)
+    assert grant.ticket_id == notices[0]["ticket_id"] and token not in notices[0]["body"]
     _, _, notices = read(data)
     assert [(n["status"], n["recipient_email"]) for n in notices] == [("sent", "new-fagui@example.gov.cn")]
 

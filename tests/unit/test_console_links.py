@@ -80,6 +80,31 @@ def test_a_notice_carries_its_reply_link_and_says_until_when():
     assert "/reply/" not in rendered[Step.LEVEL_2].body  # the inspection office answers nothing
 
 
+def test_a_notice_sent_again_carries_a_link_valid_from_now():
+    """Found by a black-box test: a notice that failed (its recipient had no address) and was sent
+    again weeks later by `notices resend` carried the link made when it was first rendered, and
+    arrived with it expired. A resend renews it: the same ticket, department and round, valid 14
+    days from now, and the sentence that says until when follows."""
+    ticket, notices = _ticket_and_notices()
+    opened = render_notice(notices[0], ticket, CATALOG, load_templates().with_links(links().for_notice))
+    later = NOW + timedelta(days=30)
+    renewed = links(later).renewed(opened, CATALOG)
+    token = renewed.body.split("https://console.city.example/reply/")[1].split()[0]
+    grant = links(later).read(token)
+    assert (grant.ticket_id, grant.department, grant.version) == (ticket.ticket_id, "SCJG", ticket.version)
+    assert grant.expires_at == (later + timedelta(days=14)).astimezone(timezone.utc)
+    assert "2026-05-03 09:00 前有效" in renewed.body and "2026-04-03 09:00 前有效" not in renewed.body
+    assert renewed.body.replace(token, "T").replace("2026-05-03", "D") == \
+        opened.body.replace(opened.body.split("/reply/")[1].split()[0], "T").replace("2026-04-03", "D")
+    assert (renewed.notice_id, renewed.message_id, renewed.subject) == (opened.notice_id, opened.message_id,
+                                                                        opened.subject)
+    # One still valid longer than a new one would be, another console's, or none: as it was.
+    assert links(NOW - timedelta(days=1)).renewed(opened, CATALOG) is opened
+    assert Links("https://other.example", KEY, clock=lambda: later).renewed(opened, CATALOG) is opened
+    plain = render_notice(notices[0], ticket, CATALOG, load_templates())
+    assert links(later).renewed(plain, CATALOG) is plain
+
+
 def test_without_a_link_a_notice_says_how_to_reply_otherwise():
     ticket, notices = _ticket_and_notices()
     opened = render_notice(notices[0], ticket, CATALOG, load_templates())

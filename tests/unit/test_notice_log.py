@@ -427,3 +427,42 @@ def test_the_clock_asks_again_for_the_failed_notices_due_of_its_own_partitions_o
                             "sunlight-notices", 2, lambda: {0}, now=lambda: now, sending=False)
     sent.clear()
     assert asyncio.run(counting.run()) == 0 and sent == [] and metrics.NOTICES_FAILED._value.get() == 5
+
+
+def test_the_clock_sends_a_failed_notice_again_with_its_reply_link_renewed():
+    """Found by a black-box test: a notice sent again carried the reply link made when it first
+    failed, which could have expired by then. The worker's resend renews it (as `notices resend`
+    does: `streams.console.links.Links.renewed`, tested in test_console_links)."""
+    from dataclasses import replace
+    from datetime import datetime, timedelta, timezone
+
+    import orjson
+
+    from alerts.notices import RenderedNotice, ResendPolicy
+    from alerts.tickets import Step
+    from streams.notice_resend import NoticeResend
+    from streams.notices import FINISHED_VERSION, notice_to_json
+    from streams.steps import home_partition
+    from tests.unit.helpers import example_catalog
+
+    now = datetime(2026, 3, 17, 10, tzinfo=timezone.utc)
+    case_id = next(f"C-{n}" for n in range(40) if home_partition(f"C-{n}", 2) == 0)
+    notice = RenderedNotice(f"{case_id}/overdue/opened", f"{case_id}/overdue", Step.OPENED, "contact", "某人",
+                            "a@example.gov.cn", "【督办通知】", "某人：正文 旧链接", "SCJG", "320200",
+                            now - timedelta(days=20), "<m@x>")
+    record = {**notice_to_json(notice), "version": FINISHED_VERSION, "updated_at": (now - timedelta(hours=1)).isoformat(),
+              "status": "failed"}
+    sent = []
+
+    async def run_on_store(fn):
+        return [record], {f"{case_id}/overdue": "open"}
+
+    async def send(topic, key, value, partition):
+        sent.append(orjson.loads(value))
+
+    catalog = SimpleNamespace(judge=SimpleNamespace(catalog=example_catalog()))
+    step = NoticeResend(ResendPolicy(timedelta(minutes=10), rounds=8), run_on_store, catalog, send,
+                        "sunlight-notices", 2, lambda: {0}, now=lambda: now,
+                        renew=lambda n, c: replace(n, body=n.body.replace("旧链接", "新链接")))
+    assert asyncio.run(step.run()) == 1
+    assert "新链接" in sent[0]["body"] and sent[0]["notice_id"] == notice.notice_id
