@@ -123,7 +123,9 @@ def actor_named(form) -> str:
 
 LINK_REFUSAL = {
     "invalid": "此答复链接无效：链接内容不完整或已被改动。请使用督办通知中的原始链接。",
-    "expired": "此答复链接已过期。请联系督办人员重新发送通知，或经 OA 系统提交答复。",
+    # Not "ask for the notice again": nothing sends a delivered notice again (found by a black-box
+    # test); an inspector records a reply in the department's name, as the notices without a link say.
+    "expired": "此答复链接已过期。请联系督办人员代为录入答复，或经 OA 系统提交答复。",
     "other_ticket": "此答复链接不能查看或答复该督办件。",
     "missing": "此答复链接对应的督办件不存在。",
     "superseded": "此答复链接属于该督办件此前的一次督办，已失效。"

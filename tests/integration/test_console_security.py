@@ -403,6 +403,7 @@ def test_an_expired_or_altered_link_gets_a_clear_refusal(console):
     expired = path_of(links.make(SCJG_TICKET, "SCJG", datetime.now(timezone.utc) - timedelta(minutes=1), 1))
     answer = Client(app).get(expired)
     assert answer.status == 410 and "此答复链接已过期" in answer.text and SCJG_TICKET not in answer.text
+    assert "代为录入答复" in answer.text and "重新发送" not in answer.text  # what can be done
     token = expired.rsplit("/", 1)[1]
     answer = Client(app).post(expired, {"csrf": links.csrf(token), "text": "x", "version": "2",
                                         "action_id": "e" * 32})
