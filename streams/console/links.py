@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -96,26 +97,31 @@ class Links:
         """A notice sent again (it failed: its recipient never had it) with its reply link valid
         `days` from now, as a first sending's is: it kept the link made when it was first rendered,
         and one that failed for want of an address, resent weeks later, arrived expired (found by a
-        black-box test). The same ticket, department and round (version): only how long it is
-        valid changes, in the link and in the sentence that says it. A notice without a link of
-        these (another console's, or none) is sent as it was."""
-        prefix = f"{self.base}/reply/"
-        start = notice.body.find(prefix)
-        if start < 0:
+        black-box test). Only the link of this notice's own ticket and department is renewed, the
+        same round (version), the last one in its text (where `how_to_reply` puts it): another
+        link quoted in its free text (a case id, an inspector's reason) stays as written (found by
+        review). Only how long it is valid changes, in the link and in the sentence that says it.
+        A notice without such a link is sent as it was."""
+        found = None
+        for match in re.finditer(re.escape(f"{self.base}/reply/") + r"([A-Za-z0-9_.\-]+)", notice.body):
+            try:
+                grant = self._signed(match.group(1))
+            except LinkRefused:
+                continue
+            if (grant.ticket_id, grant.department) == (notice.ticket_id, notice.department):
+                found = (match, grant)
+        if found is None:
             return notice
-        end = start + len(prefix)
-        while end < len(notice.body) and not notice.body[end].isspace():
-            end += 1
-        try:
-            grant = self._signed(notice.body[start + len(prefix):end])
-        except LinkRefused:
-            return notice
+        match, grant = found
         expires = (self.clock() + timedelta(days=self.days)).replace(microsecond=0)
         if expires <= grant.expires_at:
             return notice
         link = self.make(grant.ticket_id, grant.department, expires, grant.version)
-        body = notice.body[:start] + link.url + notice.body[end:]
-        body = body.replace(link_valid_until(grant.expires_at, catalog), link_valid_until(expires, catalog), 1)
+        body = notice.body[:match.start()] + link.url + notice.body[match.end():]
+        said, now_said = link_valid_until(grant.expires_at, catalog), link_valid_until(expires, catalog)
+        head, sep, tail = body[:match.start()].rpartition(said)  # the sentence just before the link
+        if sep:
+            body = head + now_said + tail + body[match.start():]
         return replace(notice, body=body)
 
     def csrf(self, token: str) -> str:

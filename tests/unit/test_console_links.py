@@ -103,6 +103,18 @@ def test_a_notice_sent_again_carries_a_link_valid_from_now():
     assert Links("https://other.example", KEY, clock=lambda: later).renewed(opened, CATALOG) is opened
     plain = render_notice(notices[0], ticket, CATALOG, load_templates())
     assert links(later).renewed(plain, CATALOG) is plain
+    # Another ticket's link quoted in its text, before its own (a case id, an inspector's reason),
+    # stays as written and is not signed again; punctuation after a link is kept (found by review).
+    other = links(NOW - timedelta(days=40)).make("C-9/overdue", "GTJ", NOW - timedelta(days=26), 7).url
+    own = opened.body.split("https://console.city.example/reply/")[1].split()[0]
+    quoted = replace(opened, body=f"曾用链接：{other}）。\n" + opened.body.replace(own, own + "）", 1))
+    again = links(later).renewed(quoted, CATALOG)
+    assert again.body.startswith(f"曾用链接：{other}）。\n") and "2026-05-03 09:00 前有效" in again.body
+    token = again.body.rsplit("https://console.city.example/reply/", 1)[1].split("）")[0]
+    assert links(later).read(token).ticket_id == ticket.ticket_id
+    # One whose only link is another ticket's: as it was.
+    foreign = replace(opened, body=f"{other}\n")
+    assert links(later).renewed(foreign, CATALOG) is foreign
 
 
 def test_without_a_link_a_notice_says_how_to_reply_otherwise():
