@@ -26,19 +26,27 @@ import clickhouse_connect
 
 def redact(url: str) -> str:
     """The URL with its password replaced, for logs and errors: in its user part, and in a
-    `password=` parameter (clickhouse-connect reads one there too; found by review). One that cannot
-    be read as a URL (an unclosed [IPv6] address, a port that is no number) loses its user part and
-    any `password=` whole."""
+    `password=` parameter (clickhouse-connect reads one there too; found by review). One that is no
+    http(s) URL (no scheme: `user:password@host:8123`), or cannot be read as one (an unclosed [IPv6]
+    address, a port that is no number), loses its user part whole (up to its last `@`): those kept
+    the password before (found by review)."""
     try:
         parts = urlsplit(url)
-        if parts.query:
-            parts = parts._replace(query=re.sub(r"(?i)((?:^|&)password=)[^&]*", r"\1***", parts.query))
-        if parts.password is not None:
-            netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-            parts = parts._replace(netloc=netloc)
-        return urlunsplit(parts)
+        if parts.scheme.lower() in ("http", "https") and "@" not in parts.path:
+            if parts.query:
+                parts = parts._replace(query=re.sub(r"(?i)((?:^|&)password=)[^&]*", r"\1***", parts.query))
+            if parts.password is not None:
+                netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+                parts = parts._replace(netloc=netloc)
+            return urlunsplit(parts)
     except ValueError:
-        return re.sub(r"(?i)(password=)[^&]*", r"\1***", re.sub(r"//[^/@]*@", "//***@", url))
+        pass
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return (f"{scheme}://" if sep else "") + re.sub(r"(?i)(password=)[^&]*", r"\1***", rest)
 
 
 class StoreError(RuntimeError):

@@ -40,3 +40,16 @@ def test_a_password_is_hidden_in_the_user_part_and_in_a_password_parameter():
     assert redact("http://ch:8123/db?user=u&password=s3cret&x=1") == "http://ch:8123/db?user=u&password=***&x=1"
     assert redact("http://ch:8123/db?Password=s3cret") == "http://ch:8123/db?Password=***"
     assert redact("http://ch:8123/db?user=u") == "http://ch:8123/db?user=u"
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("default:secret@clickhouse:8123", "***@clickhouse:8123"),  # no scheme: urlsplit finds no password
+    ("http://u:se/cret@[::1", "http://***@[::1"),  # unreadable, a / in the password
+    ("http://u:p@ss@[::1", "http://***@[::1"),  # unreadable, an @ in the password
+    ("http://u:secret@h:99999/db?password=secret", "http://***@h:99999/db?password=***"),  # a port out of range
+])
+def test_a_password_is_hidden_in_a_url_that_is_no_http_url_or_cannot_be_read(url, shown):
+    """Found by review: the refusal of such a SUNLIGHT_CLICKHOUSE quoted it with its password."""
+    from sinks.clickhouse import redact
+
+    assert redact(url) == shown
