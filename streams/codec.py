@@ -176,7 +176,8 @@ def _event(case_id: str, row: list[Any]) -> CaseEvent:
         node=_intern(node) if node else node, officer_id=_intern(officer) if officer else officer,
         department=_intern(department) if department else department, region=_intern(region) if region else region,
         channel=_CHANNELS[channel] if channel else None, attrs=attrs,
-        stated_deadline=to_the_millisecond(shared_time(deadline.replace("z", "Z"))) if isinstance(deadline, str) else None,
+        stated_deadline=(to_the_millisecond(shared_time(deadline.replace("z", "Z"))) if isinstance(deadline, str)
+                         else None),
     )
 
 

@@ -8,10 +8,10 @@ was never told of an escalation while nobody looked (found by a black-box test).
 Each run reads the notices whose latest outcome is `failed` from the store, with their tickets'
 status, and asks the notifier to deliver again, as `sunlight notices resend` does, each one that
 `alerts.notices.ResendPolicy` says is due (its wait after the failure doubling with each round),
-addressed as the catalog names its recipient now, its reply link valid from the resend. Not sent again: a notice of a ticket closed or
-withdrawn since (`no_longer_news`), one whose recipient still has no address (it would fail
-again, and a webhook that took it would be posted again), and those of partitions another worker
-holds (it asks for them). Each round is asked for once, and again only if its wait passes with
+addressed as the catalog names its recipient now, its reply link valid from the resend. Not sent
+again: a notice of a ticket closed or withdrawn since (`no_longer_news`), one whose recipient still
+has no address (it would fail again, and a webhook that took it would be posted again), and those
+of partitions another worker holds (it asks for them). Each round is asked for once, and again only if its wait passes with
 no outcome in the store (a request lost); a request the notifier already took changes nothing (its
 round is taken), so one published twice is harmless.
 """

@@ -114,7 +114,8 @@ def _bounded(env: dict[str, str], name: str, default: float, *, least: float, ab
 def _flavour(env: dict[str, str]) -> str:
     value = (env.get("SUNLIGHT_BROKER_FLAVOUR") or "kafka").strip().lower()
     if value not in ("kafka", "tansu"):
-        raise SettingError(f"SUNLIGHT_BROKER_FLAVOUR must be kafka or tansu, got {env.get('SUNLIGHT_BROKER_FLAVOUR')!r}")
+        raise SettingError(f"SUNLIGHT_BROKER_FLAVOUR must be kafka or tansu, "
+                           f"got {env.get('SUNLIGHT_BROKER_FLAVOUR')!r}")
     return value
 
 
