@@ -129,9 +129,10 @@ def _bootstrap(env: dict[str, str]) -> str | None:
     servers = [server.strip() for server in value.split(",")]
     for server in servers:
         host, port = server, "9092"
-        if server.startswith("["):  # an IPv6 address: [::1]:9092
-            host, _, rest = server[1:].partition("]")
+        if server.startswith("["):  # an IPv6 address: [::1]:9092 (one left open is none: found by review)
+            host, closed, rest = server[1:].partition("]")
             port = rest[1:] if rest.startswith(":") else ("9092" if not rest else "?")
+            host = host if closed else ""
         elif ":" in server:
             host, _, port = server.rpartition(":")
         if not host or any(c.isspace() or c in "/@" for c in host) or not port.isdigit() \

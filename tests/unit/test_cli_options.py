@@ -239,6 +239,7 @@ def test_a_worker_says_at_its_start_where_its_store_health_catalog_and_partition
     ("SUNLIGHT_PUBLIC_URL", "http://[::1", "SUNLIGHT_PUBLIC_URL must be the console's web address"),
     ("SUNLIGHT_PUBLIC_URL", "https://x:99999", "SUNLIGHT_PUBLIC_URL must be the console's web address"),
     ("SUNLIGHT_CLICKHOUSE", "http://u:secret@[::1", "SUNLIGHT_CLICKHOUSE must be an http:// or https:// URL"),
+    ("SUNLIGHT_KAFKA", "[::1:9092", "SUNLIGHT_KAFKA must be the Kafka cluster's bootstrap servers"),  # accepted before
 ])
 def test_a_setting_that_cannot_be_read_is_refused_as_other_settings_are(name, value, words, monkeypatch, capsys):
     """Found by a black-box test: a bad SUNLIGHT_ variable ended `sunlight` with status 1 and its
