@@ -79,7 +79,8 @@ ACTIVE = ("open", "returned")
 RESULT_TEXT = {
     "applied": "已办理。",
     "pending": "已提交，系统正在处理，请稍后刷新页面查看结果。",
-    "stale_version": "督办件已有更新，操作未执行：请查看最新情况后重新操作。",
+    # "If still needed": after a close there is nothing to do again (found by a black-box test).
+    "stale_version": "督办件已有更新，操作未执行：请查看最新情况，如仍需办理，再重新操作。",
     "not_allowed": "督办件当前状态不允许此操作。",
     "already_open": "该督办件已由他人发起，正在办理中，无需重复发起。",
     "wrong_department": "无权对该督办件执行此操作。",

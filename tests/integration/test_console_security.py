@@ -717,6 +717,7 @@ def test_a_refused_reply_or_action_keeps_its_text_in_the_form(console, monkeypat
                                     "action_id": "1" * 32, "actor": "王科长"})
     assert answer.status == 409
     assert "督办件已有更新" in answer.text and "已保留在下方" in answer.text
+    assert "如仍需办理" in answer.text  # not "do it again" alone: there may be nothing to do (black-box test)
     [form] = [f for f in forms(answer.text) if 'action="/reply/' in f]
     assert typed(form) == reply and 'value="王科长"' in form
     assert "1" * 32 not in form  # a new form: sending it again is a new action
