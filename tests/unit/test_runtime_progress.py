@@ -185,3 +185,33 @@ def test_a_signal_held_while_a_start_takes_too_long_exits(monkeypatch):
         await worker.stopping_on_signal
 
     asyncio.run(run())
+
+
+def test_only_the_own_broker_s_death_cuts_a_start_short(monkeypatch):
+    """A start waits for its partitions without end: a replay whose own broker died meanwhile waited
+    for ever (found by a test), so that death ends it. Another failure meanwhile lets the start
+    finish, as before: a stop begun while a start runs could hang (found by review)."""
+    import pytest
+
+    monkeypatch.setattr(runtime, "BROKER_WATCH_SECONDS", 0.01)
+
+    class SlowStart:
+        started = False
+
+        async def start(self):
+            await asyncio.sleep(0.2)
+            self.started = True
+
+    def pipeline_failed():
+        return SimpleNamespace(failure=RuntimeError("the deadline index could not be rebuilt"))
+
+    broker_alive = SimpleNamespace(process=SimpleNamespace(poll=lambda: None))
+    broker_dead = SimpleNamespace(process=SimpleNamespace(poll=lambda: -9))
+    for broker in (None, broker_alive):
+        worker = SlowStart()
+        asyncio.run(runtime._start_unless_broker_gone(pipeline_failed(), worker, broker))
+        assert worker.started
+    worker = SlowStart()
+    with pytest.raises(RuntimeError, match="could not be rebuilt"):
+        asyncio.run(runtime._start_unless_broker_gone(pipeline_failed(), worker, broker_dead))
+    assert not worker.started
