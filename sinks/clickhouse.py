@@ -30,23 +30,21 @@ def redact(url: str) -> str:
     http(s) URL (no scheme: `user:password@host:8123`), or cannot be read as one (an unclosed [IPv6]
     address, a port that is no number), loses its user part whole (up to its last `@`): those kept
     the password before (found by review)."""
+    return re.sub(r"(?i)(password=)[^&#]*", r"\1***", _user_part_hidden(url))
+
+
+def _user_part_hidden(url: str) -> str:
     try:
         parts = urlsplit(url)
         if parts.scheme.lower() in ("http", "https") and "@" not in parts.path:
-            if parts.query:
-                parts = parts._replace(query=re.sub(r"(?i)((?:^|&)password=)[^&]*", r"\1***", parts.query))
-            if parts.password is not None:
-                netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-                parts = parts._replace(netloc=netloc)
-            return urlunsplit(parts)
+            if parts.password is None:
+                return url
+            netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            return urlunsplit(parts._replace(netloc=netloc))
     except ValueError:
         pass
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    return (f"{scheme}://" if sep else "") + re.sub(r"(?i)(password=)[^&]*", r"\1***", rest)
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else url
 
 
 class StoreError(RuntimeError):
