@@ -288,6 +288,8 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
                           and all(e.type in OFF_THE_DEADLINE for e in set_aside))
         findings = [f for f in findings if f.alert_id in standing or raised_while_waiting(f, deadline_known)]
         next_due = next_due if deadline_known else None
+    judged_elsewhere = under_their_own_item(state, standing, findings, item_code, judge, now)
+    findings = findings + [finding for finding, _ in judged_elsewhere]
     supported = {f.alert_id for f in findings}
     unsupported: dict[str, str] = {}
     lost = [k for k in standing if k not in supported]
@@ -314,13 +316,40 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
                     "；所述挂起系事后补登，已另发红牌“事后补挂起”" if covered else "")
             if backfilled:
                 unsupported[alert_id] += BACKFILLED_TEXT
-    alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, unsupported)
+    alerts, changed = reconcile(state.alerts, findings, result.labels, raised_at, unsupported,
+                                {finding.alert_id: labels for finding, labels in judged_elsewhere})
     if changed or next_due != state.next_due or now != state.judged_at or state.arrived:
         # The clock is part of the state: an event that arrives later with an older clock is
         # judged at this one (the rules may need it: a deadline passed while the case waited).
         state = state.evolve(alerts=alerts, next_due=next_due, judged_at=now, arrived=(),
                              revision=state.revision + 1)
     return Outcome(state, changed, result.labels, result.deadline)
+
+
+def under_their_own_item(state: CaseState, standing: Mapping[str, Alert], findings: list[Finding], item_code: str,
+                         judge: Judge, now: datetime) -> list[tuple[Finding, Labels]]:
+    """The findings that still support published cards raised under another item than `item_code`,
+    the one the case is judged under now (`case_item_code`), each judged under its card's item on
+    the events that name that item, with that item's labels. A card stands while the facts of its
+    own item support it: before, events naming another item that outnumbered the case's own (five
+    junk node events) made the case another item's, and its true red `skipped_node` card was
+    withdrawn as if facts showed it never held (found by review). Only cards the judgement under
+    `item_code` does not support already (`findings`) are looked at; none are raised here."""
+    supported = {f.alert_id for f in findings}
+    elsewhere = {a.item_code for k, a in standing.items() if a.item_code != item_code and k not in supported}
+    out: list[tuple[Finding, Labels]] = []
+    for code in sorted(elsewhere):
+        events = tuple(e for e in state.events if e.item_code == code)
+        if not events:
+            continue
+        own = state.evolve(events=events)
+        try:
+            result = evaluate(own, judge, now)
+        except NotInCatalog:  # its item left the catalog: nothing of it is judged now
+            continue
+        out.extend((f, result.labels) for f in result.findings
+                   if f.alert_id in standing and f.alert_id not in supported and standing[f.alert_id].item_code == code)
+    return out
 
 
 def known(event: CaseEvent, judge: Judge) -> None:

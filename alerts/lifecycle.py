@@ -39,14 +39,17 @@ def to_alert(finding: Finding, labels: Labels, raised_at: datetime) -> Alert:
 
 
 def reconcile(previous: Mapping[str, Alert], findings: Iterable[Finding], labels: Labels,
-              raised_at: datetime, reasons: Mapping[str, str] | None = None) -> tuple[dict[str, Alert], list[Alert]]:
-    """`reasons`: why an alert that loses its finding is withdrawn, by alert_id."""
+              raised_at: datetime, reasons: Mapping[str, str] | None = None,
+              labels_of: Mapping[str, Labels] | None = None) -> tuple[dict[str, Alert], list[Alert]]:
+    """`reasons`: why an alert that loses its finding is withdrawn, by alert_id. `labels_of`: the
+    labels of findings judged under another item than `labels` names, by alert_id."""
     reasons = reasons or {}
+    labels_of = labels_of or {}
     current: dict[str, Alert] = dict(previous)
     changed: list[Alert] = []
     supported: set[str] = set()
     for finding in findings:
-        candidate = to_alert(finding, labels, raised_at)
+        candidate = to_alert(finding, labels_of.get(finding.alert_id, labels), raised_at)
         supported.add(candidate.alert_id)
         before = previous.get(candidate.alert_id)
         if before is None:

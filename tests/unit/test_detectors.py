@@ -1379,6 +1379,56 @@ def test_an_acceptance_of_another_item_registered_after_the_closing_withdraws_no
     assert active(after) == skipped
 
 
+def test_events_of_another_item_that_outnumber_the_case_own_withdraw_no_true_card():
+    """Found by review: a licence case closed without its approval had its true red skipped_node
+    card; five node events (or five acceptances) naming another item, sent after, outnumbered the
+    case's own four, made it that item's case (`case_item_code`), and the card was withdrawn, its
+    reason saying those events showed it did not hold. A card stands while the facts of its own
+    item support it, under that item's labels; the facts of its own item can still withdraw it."""
+    from alerts.evaluate import step_many
+
+    j, raised_at = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    own = [ev("accepted", at(2026, 3, 2, 9), case="M7", event_id="o1"),
+           ev("node_completed", at(2026, 3, 2, 10), case="M7", node="undertake", event_id="o2"),
+           ev("node_completed", at(2026, 3, 2, 10, 30), case="M7", node="review", event_id="o3"),
+           ev("closed", at(2026, 3, 2, 11), case="M7", event_id="o4")]
+    judged = step_many(None, own, [], j, at(2026, 3, 2, 12), raised_at).outcome.state
+    assert active(judged) == {("skipped_node", "approve")}
+    nodes = [ev("node_completed", at(2026, 3, 2, 10, 40 + i), recorded=at(2026, 3, 2, 11, 50), case="M7",
+                item=PENALTY, node="investigate", event_id=f"x{i}") for i in range(5)]
+    acceptances = [ev("accepted", at(2026, 3, 2, 8, 40 + i), recorded=at(2026, 3, 2, 11, 50), case="M7",
+                      item=PENALTY, event_id=f"y{i}") for i in range(5)]
+    for junk in (nodes, acceptances):
+        batch = step_many(judged, junk, [], j, at(2026, 3, 2, 13), raised_at)
+        after = batch.outcome.state
+        assert active(after) == {("skipped_node", "approve")}, junk[0].type
+        card = next(iter(after.alerts.values()))
+        assert (card.status.value, card.version, card.item_code) == ("open", 1, LICENCE)
+        assert batch.outcome.changed == []  # nothing published again
+        # The case itself is judged under the item most of its events name.
+        assert batch.outcome.labels.item_code == PENALTY
+    # Its own item's facts still count: the approval, stated before the closing and registered on
+    # time, withdraws the card, with six junk events still outnumbering the case's five.
+    junk = [ev("node_completed", at(2026, 3, 2, 10, 40 + i), recorded=at(2026, 3, 2, 11, 50), case="M7",
+               item=PENALTY, node="investigate", event_id=f"z{i}") for i in range(6)]
+    kept = step_many(judged, junk, [], j, at(2026, 3, 2, 13), raised_at).outcome
+    assert active(kept.state) == {("skipped_node", "approve")}
+    approval = ev("node_completed", at(2026, 3, 2, 10, 45), recorded=at(2026, 3, 2, 13), case="M7", node="approve",
+                  event_id="o5")
+    done = step_many(kept.state, [approval], [], j, at(2026, 3, 2, 14), raised_at).outcome
+    assert done.labels.item_code == PENALTY and active(done.state) == set()
+    assert [(a.rule.value, a.status.value) for a in done.changed] == [("skipped_node", "withdrawn")]
+    # An overdue card on an open licence case stands against five junk events too.
+    late = step_many(None, [ev("accepted", at(2026, 3, 2, 9), case="M8", event_id="p1")], [], j, at(2026, 6, 20),
+                     raised_at).outcome.state
+    assert ("overdue", None) in active(late)
+    junk = [ev("node_completed", at(2026, 3, 3, 10, i), recorded=at(2026, 3, 3, 10, i), case="M8", item=PENALTY,
+               node="investigate", event_id=f"w{i}") for i in range(5)]
+    kept = step_many(late, junk, [], j, at(2026, 6, 21), raised_at).outcome.state
+    assert ("overdue", None) in active(kept)
+    assert next(a for a in kept.alerts.values() if a.rule.value == "overdue").item_code == LICENCE
+
+
 def test_a_node_event_of_another_item_does_not_keep_an_open_case_from_being_overdue():
     """Found by a black-box test: an open licence case 3.5 months past its deadline, one of whose
     node events named another item, raised nothing at all: its deadline, known from its own
