@@ -169,9 +169,26 @@ def end_in_force(steps: Iterable[tuple[str, datetime]]) -> int | None:
         at = steps[first][1]  # a closing at the moment of the withdrawal comes first
         return next((position for position, (kind, moment) in enumerate(steps)
                      if kind == EventType.CLOSED and moment == at), first)
+    return _ends(steps)[0]
+
+
+def ends_undone(steps: Iterable[tuple[str, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Of a case's events as (type, occurred_at) pairs, each closing that a return (退回) stated
+    after it undid, with that return's moment: when the case was closed before it was opened
+    again, as `end_in_force` reads them. A past day's screens read a case closed then as closed,
+    though it is open again now (`dashboards.queries`)."""
+    steps = list(steps)
+    if not any(kind == EventType.RETURNED for kind, _ in steps):
+        return []
+    return _ends(steps)[1]
+
+
+def _ends(steps: list[tuple[str, datetime]]) -> tuple[int | None, list[tuple[datetime, datetime]]]:
+    """(`end_in_force`, `ends_undone`) of a case's (type, occurred_at) pairs, in one reading."""
     end: int | None = None
     ended_at: datetime | None = None
     ended_by: str | None = None
+    undone: list[tuple[datetime, datetime]] = []
     ordered = sorted(enumerate(steps), key=lambda s: (s[1][1], _AT_ONE_MOMENT.get(s[1][0], 3)))
     for position, (kind, occurred_at) in ordered:
         if end is None:
@@ -179,8 +196,9 @@ def end_in_force(steps: Iterable[tuple[str, datetime]]) -> int | None:
                 end, ended_at, ended_by = position, occurred_at, kind
         elif (kind == EventType.RETURNED and ended_by == EventType.CLOSED and ended_at is not None
               and occurred_at > ended_at):  # a withdrawal (撤回/作废) is final
+            undone.append((_moment(ended_at), _moment(occurred_at)))
             end = ended_at = ended_by = None
-    return end
+    return end, undone
 
 
 def parse_time(value: Any, name: str) -> datetime:

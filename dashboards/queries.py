@@ -235,7 +235,48 @@ _PENDING_IN_PROGRESS = f"{_OPEN} AND {_TICKET_NOT_CLOSED}"
 # found by a black-box test). With `deadline < $__toTime_ms` beside it, the acceptance is not read: a
 # case accepted after a past day whose stated deadline had already passed then would be listed for
 # that day too (a case that rare costs no column read on every screen refresh: ~15 ms at 10M events).
-_OPEN_AT_END = "(ended_at IS NULL OR ended_at > $__toTime_ms)"
+#
+# A case closed and sent back since (退回) reads as it stood then: closed between its closing and
+# the return (`cases.undone_ends`, `cases.reopened_at`, in pairs). Before, its row (open now) read
+# it as open on every past day: listed overdue on a day it was closed, its closing counted on no
+# day (found by a black-box test).
+# The arrays are read from `case_reopenings`, where a materialized view copies the rows of the few
+# cases that have any (migration 0016), into one scalar per query (`_CLOSED_THEN_AT`, a WITH
+# expression): the cases closed at the end of the range by a closing a return undid only after it,
+# with that closing. At "now" (the live wall) there are none (no return is stated in the future),
+# and every row reads as before. Read in the FINAL scan of every case, the arrays cost the wall's
+# panels 15 to 35 ms more at 10M events, and a set (`IN (SELECT ...)`) 10 to 25
+# (bench/dashboard_queries.py). A row there counts while it is its case's latest revision: matched
+# on (case_id, revision) with the case's row (a case whose events read otherwise since has a later
+# row in `cases` alone).
+_CLOSED_THEN_AT = ("(SELECT (groupArray((case_id, revision)), groupArray(arrayFirst((c, r) -> c <= $__toTime_ms AND "
+                   "r > $__toTime_ms, undone_ends, reopened_at))) FROM case_reopenings FINAL "
+                   "WHERE arrayExists((c, r) -> c <= $__toTime_ms AND r > $__toTime_ms, undone_ends, reopened_at)) "
+                   "AS _closed_then")
+# Not ended at the end of the range as its row stands: what a case closed then by a closing a return
+# undid since must be (it ended again, if at all, after that return).
+_NOT_ENDED_BY_THEN = "(ended_at IS NULL OR ended_at > $__toTime_ms)"
+# Closed at the end of the range by a closing a return undid since (with `_CLOSED_THEN_AT`).
+_CLOSED_THEN = (f"({_NOT_ENDED_BY_THEN} AND notEmpty(_closed_then.1) AND has(_closed_then.1, (case_id, revision)))")
+_OPEN_AT_END = f"({_NOT_ENDED_BY_THEN} AND NOT {_CLOSED_THEN})"
+# The closing in force at the end of the range, if any: the case's closing now, or one a return
+# undid only after the end (a withdrawal is no closing; NULL for a case open then). A closing now
+# at or before the end comes after every return, so no undone one is in force then.
+_CLOSING_AT_END = (f"if(status = 'closed' AND ended_at <= $__toTime_ms, ended_at, if({_CLOSED_THEN}, "
+                   f"arrayElement(_closed_then.2, indexOf(_closed_then.1, (case_id, revision))), NULL))")
+# The WITH clause of a panel that reads them, with the catalog's names or alone.
+_NAMES_AND_CLOSED_THEN = f"{_NAMES[:-1]},\n    {_CLOSED_THEN_AT}\n"
+_WITH_CLOSED_THEN = f"WITH {_CLOSED_THEN_AT}\n"
+
+
+def _closed_since(start: str = "$__fromTime_ms") -> str:
+    """Closed from `start` to the end of the range, as the case stood at its end (with
+    `_CLOSED_THEN_AT`)."""
+    return (f"((status = 'closed' AND ended_at >= {start} AND ended_at <= $__toTime_ms) OR ({_CLOSED_THEN} "
+            f"AND arrayElement(_closed_then.2, indexOf(_closed_then.1, (case_id, revision))) >= {start}))")
+
+
+_CLOSED_IN_RANGE = _closed_since()
 # A department or region filter left on 全部 holds ALL_VALUE (the variables' custom all value,
 # dashboards.build): every row, also those of a region or department the catalog does not list
 # (an event's own region, a department without one, one that left the catalog), which the list of
@@ -290,16 +331,15 @@ WALL_CASES_TODAY = Panel(
     title="今日受理与办结",
     description="所选时段（默认今日）内受理的办件数与办结的办件数，按业务发生时间统计；一件办件只计一次（重复的受理、办结事件不重复计）。",
     doc="Cases accepted (受理) and finished (办结) in the dashboard's range (today on the wall), "
-        "by when it happened: each case once, at its acceptance and at its end (`cases.accepted_at`, "
-        "`cases.ended_at`, the first of its accepted and closed events), so that a second `closed` "
+        "by when it happened: each case once, at its acceptance and at its closing in force at the "
+        "end of the range (`cases.accepted_at`; `cases.ended_at`, or a closing a later return undid: "
+        "`cases.undone_ends`), so that a second `closed` "
         "event of a closed case is not a second case finished.",
     labels={"accepted": "今日受理（件）", "closed": "今日办结（件）"},
     columns=("accepted", "closed"),
-    sql="""
-SELECT countIf(($__timeFilter_ms(accepted_at))) AS accepted,
-    countIf(status = 'closed' AND ($__timeFilter_ms(ended_at))) AS closed
+    sql=f"""{_WITH_CLOSED_THEN}SELECT countIf(($__timeFilter_ms(accepted_at))) AS accepted, countIf({_CLOSED_IN_RANGE}) AS closed
 FROM cases FINAL
-WHERE ($__timeFilter_ms(accepted_at)) OR (status = 'closed' AND ($__timeFilter_ms(ended_at)))
+WHERE ($__timeFilter_ms(accepted_at)) OR {_CLOSED_IN_RANGE}
 """,
 )
 
@@ -339,7 +379,7 @@ ORDER BY red DESC, yellow DESC, department_name
 OVERDUE_CASES = Panel(
     name="overdue_cases",
     title="超期未办结办件清单",
-    description="截至所选时段末，承诺时限已过仍未办结的办件（当时尚未办结的也计入，即使其后已办结；时限届满前挂起、"
+    description="截至所选时段末，承诺时限已过仍未办结的办件（当时尚未办结的也计入，即使其后已办结；当时已办结、其后退回重办的不计；时限届满前挂起、"
                 "尚未恢复的不计，其时钟已停；超期后才挂起的照计），超期最久的在前，最多100件。",
     doc="Cases open at the end of the range and past their promised deadline then, the longest "
         "overdue first (at most 100): on a past day, also those finished since. A case suspended "
@@ -351,8 +391,7 @@ OVERDUE_CASES = Panel(
             "days_late": "超期天数"},
     columns=("case_id", "department_name", "item_name", "deadline_text", "days_late"),
     hidden=("deadline",),
-    sql=f"""{_NAMES}
-SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name,
+    sql=f"""{_NAMES_AND_CLOSED_THEN}SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name,
     {_deadline_text("deadline")} AS deadline_text, {_DAYS_LATE} AS days_late, deadline
 FROM cases FINAL
 WHERE {_OPEN_AT_END} AND deadline < $__toTime_ms
@@ -375,8 +414,7 @@ OVERDUE_OPEN_CASES_BY_DEPARTMENT = Panel(
     labels={"department_name": "部门", "overdue_cases": "超期件数", "over_30_days": "超期30天以上",
             "worst_days_late": "最长超期（天）"},
     columns=("department_name", "overdue_cases", "over_30_days", "worst_days_late"),
-    sql=f"""{_NAMES}
-SELECT
+    sql=f"""{_NAMES_AND_CLOSED_THEN}SELECT
     {_department_name()} AS department_name,
     count() AS overdue_cases,
     countIf({_DAYS_LATE} >= 30) AS over_30_days,
@@ -395,11 +433,10 @@ WALL_ON_TIME_RATE = Panel(
     doc="Of the cases finished in the range, the share finished by their promised deadline.",
     labels={"on_time_rate": "按时办结率", "closed_cases": "办结件数"},
     columns=("on_time_rate", "closed_cases"),
-    sql="""
-SELECT if(count() = 0, NULL, round(countIf(ended_at <= deadline) / count(), 4)) AS on_time_rate,
+    sql=f"""{_WITH_CLOSED_THEN}SELECT if(count() = 0, NULL, round(countIf(({_CLOSING_AT_END}) <= deadline) / count(), 4)) AS on_time_rate,
     count() AS closed_cases
 FROM cases FINAL
-WHERE status = 'closed' AND $__timeFilter_ms(ended_at)
+WHERE {_CLOSED_IN_RANGE}
 """,
 )
 
@@ -439,12 +476,22 @@ SELECT formatDateTime(day_start, '%m-%d') AS day, accepted, closed
 FROM (
     SELECT toDate(moment, 'Asia/Shanghai') AS day_start, countIf(role = 1) AS accepted, countIf(role = 2) AS closed
     FROM (
-        SELECT arrayJoin(arrayFilter(x -> x.2 >= {_DAYS_30_START} AND x.2 <= $__toTime_ms,
-                   [(1, accepted_at), (2, if(status = 'closed', ended_at, NULL))])) AS pair,
-            pair.1 AS role, assumeNotNull(pair.2) AS moment
-        FROM cases FINAL
-        WHERE (accepted_at >= {_DAYS_30_START} AND accepted_at <= $__toTime_ms)
-           OR (status = 'closed' AND ended_at >= {_DAYS_30_START} AND ended_at <= $__toTime_ms)
+        SELECT pair.1 AS role, assumeNotNull(pair.2) AS moment
+        FROM (
+            SELECT arrayJoin(arrayFilter(x -> x.2 >= {_DAYS_30_START} AND x.2 <= $__toTime_ms,
+                       [(1, accepted_at), (2, if(status = 'closed', ended_at, NULL))])) AS pair
+            FROM cases FINAL
+            WHERE (accepted_at >= {_DAYS_30_START} AND accepted_at <= $__toTime_ms)
+               OR (status = 'closed' AND ended_at >= {_DAYS_30_START} AND ended_at <= $__toTime_ms)
+        )
+        UNION ALL
+        -- The closings a return undid on a later local day: each a closing of its own day, as it
+        -- stood at that day's end (one undone the same day was no day's closing).
+        SELECT toUInt8(2) AS role, c AS moment
+        FROM case_reopenings FINAL ARRAY JOIN undone_ends AS c, reopened_at AS r
+        WHERE toDate(r, 'Asia/Shanghai') > toDate(c, 'Asia/Shanghai') AND c >= {_DAYS_30_START} AND c <= $__toTime_ms
+          AND (case_id, revision) IN (SELECT case_id, max(revision) FROM cases
+                                      WHERE case_id IN (SELECT case_id FROM case_reopenings) GROUP BY case_id)
     )
     GROUP BY day_start
     ORDER BY day_start WITH FILL FROM toDate({_DAYS_30_START}, 'Asia/Shanghai') TO toDate($__toTime_ms, 'Asia/Shanghai') + 1
@@ -832,16 +879,14 @@ DEPARTMENT_MONTH_SO_FAR = Panel(
         "closed on time and the on-time rate.",
     labels={"accepted": "本月受理", "closed": "本月办结", "on_time": "按时办结", "on_time_rate": "按时办结率"},
     columns=("accepted", "closed", "on_time", "on_time_rate"),
-    sql=f"""
-SELECT
+    sql=f"""{_WITH_CLOSED_THEN}SELECT
     countIf(accepted_at >= {_MONTH_START} AND accepted_at <= $__toTime_ms) AS accepted,
-    countIf(status = 'closed' AND ended_at >= {_MONTH_START} AND ended_at <= $__toTime_ms) AS closed,
-    countIf(status = 'closed' AND ended_at >= {_MONTH_START} AND ended_at <= $__toTime_ms AND ended_at <= deadline)
-        AS on_time,
+    countIf({_closed_since(_MONTH_START)}) AS closed,
+    countIf({_closed_since(_MONTH_START)} AND ({_CLOSING_AT_END}) <= deadline) AS on_time,
     if(closed = 0, NULL, round(on_time / closed, 4)) AS on_time_rate
 FROM cases FINAL
 WHERE department = ${{department:singlequote}}
-  AND (accepted_at >= {_MONTH_START} OR ended_at >= {_MONTH_START})
+  AND (accepted_at >= {_MONTH_START} OR ended_at >= {_MONTH_START} OR {_CLOSED_THEN})
 """,
 )
 
@@ -856,16 +901,14 @@ CASES_HANDLED_PER_ITEM_THIS_MONTH = Panel(
     labels={"item_name": "事项", "closed_cases": "办结件数", "on_time": "按时办结", "on_time_rate": "按时办结率",
             "mean_days": "平均办理（天）"},
     columns=("item_name", "closed_cases", "on_time", "on_time_rate", "mean_days"),
-    sql=f"""{_NAMES}
-SELECT
+    sql=f"""{_NAMES_AND_CLOSED_THEN}SELECT
     {_item_name()} AS item_name,
     count() AS closed_cases,
-    countIf(ended_at <= deadline) AS on_time,
+    countIf(({_CLOSING_AT_END}) <= deadline) AS on_time,
     round(on_time / closed_cases, 4) AS on_time_rate,
-    round(avg(dateDiff('second', accepted_at, ended_at)) / 86400, 1) AS mean_days
+    round(avg(dateDiff('second', accepted_at, {_CLOSING_AT_END})) / 86400, 1) AS mean_days
 FROM cases FINAL
-WHERE status = 'closed' AND ended_at >= {_MONTH_START} AND ended_at <= $__toTime_ms
-  AND department = ${{department:singlequote}}
+WHERE {_closed_since(_MONTH_START)} AND department = ${{department:singlequote}}
 GROUP BY item_code
 ORDER BY closed_cases DESC, item_name
 """,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from alerts.catalog import Catalog
 
-SCOPED_TABLES = ("case_events", "cases", "alerts", "tickets", "notices", "dead_letters", "scores")
+SCOPED_TABLES = ("case_events", "cases", "case_reopenings", "alerts", "tickets", "notices", "dead_letters", "scores")
 # The catalog's copy in the store (migration 0006): public, as the catalog itself is; every role
 # reads all of it (the dashboards' variables and names come from it).
 PUBLIC_TABLES = ("catalog_departments", "catalog_items", "catalog_codes", "catalog_nodes")

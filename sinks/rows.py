@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 
 from alerts.describe import evidence_words
-from alerts.events import CaseEvent
+from alerts.events import CaseEvent, ends_undone
 from alerts.letters import DeadLetter
 from alerts.model import Alert, AlertStatus
 from alerts.retention import settled_since
@@ -33,6 +33,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("accepted_at", _BT), ("ended_at", _BT), ("deadline", _BT), ("event_count", pa.uint32()),
         ("open_alerts", pa.uint32()), ("revision", pa.uint64()), ("updated_at", _TS), ("judged_at", _BT),
         ("settled_since", _BT), ("judged_under", _STR), ("verdicts", _STR),
+        ("undone_ends", pa.list_(_BT)), ("reopened_at", pa.list_(_BT)),
     ]),
     "alerts": pa.schema([
         ("alert_id", _STR), ("rule", _STR), ("severity", _STR), ("case_id", _STR), ("item_code", _STR),
@@ -86,6 +87,8 @@ def case_row(state: CaseState, item_code: str, department: str, region: str | No
     accepted = next((e.occurred_at for e in state.events if e.type.value == "accepted"), None)
     end = state.ended_by
     ended = end.occurred_at if end is not None else None
+    # Closings a return undid since, and the returns: a past day reads the case as closed then
+    undone = ends_undone((e.type, e.occurred_at) for e in state.events)
     open_alerts = sum(1 for a in state.alerts.values() if a.status is not AlertStatus.WITHDRAWN)
     return {
         "case_id": state.case_id, "item_code": item_code, "department": department, "region": region or "",
@@ -93,6 +96,7 @@ def case_row(state: CaseState, item_code: str, department: str, region: str | No
         "event_count": len(state.events), "open_alerts": open_alerts, "revision": state.revision,
         "updated_at": updated_at, "judged_at": state.judged_at, "settled_since": settled_since(state),
         "judged_under": judged_under, "verdicts": _json(dict(state.verdicts)),
+        "undone_ends": [closed for closed, _ in undone], "reopened_at": [returned for _, returned in undone],
     }
 
 

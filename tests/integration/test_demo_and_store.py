@@ -84,6 +84,11 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         assert "department_named" in columns(client, "case_events") and "verdicts" in cases_columns(client)
         assert "evidence_text" in columns(client, "alerts")
         assert {"closed_at", "closed_by", "closed_reason"} <= columns(client, "dead_letters")
+        assert {"undone_ends", "reopened_at"} <= cases_columns(client)
+        assert {"case_reopenings", "case_reopenings_mv"} <= {row[0] for row in client.query("SHOW TABLES").result_rows}
+        assert rollback(client, 15) == [16]
+        assert not {"undone_ends", "reopened_at"} & cases_columns(client)
+        assert not {"case_reopenings", "case_reopenings_mv"} & {row[0] for row in client.query("SHOW TABLES").result_rows}
         assert rollback(client, 14) == [15]
         assert not {"closed_at", "closed_by", "closed_reason"} & columns(client, "dead_letters")
         assert rollback(client, 13) == [14]
@@ -101,14 +106,14 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         assert not {"dead_letters", "tickets", "notices", "silences", "scores"} & tables
         assert not {"settled_since", "judged_under"} & cases_columns(client)
         assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
-        assert migrate(client) == list(range(2, 16))
+        assert migrate(client) == list(range(2, 17))
         assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
-        assert rollback(client, 0) == list(range(15, 0, -1))
+        assert rollback(client, 0) == list(range(16, 0, -1))
         assert applied(client) == []
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
         assert not {"case_events", "cases", "alerts", "dead_letters", "tickets", "notices", "silences",
                     "scores"} & tables
-        assert migrate(client) == list(range(1, 16))
+        assert migrate(client) == list(range(1, 17))
     finally:
         client.close()
 

@@ -302,3 +302,27 @@ def test_a_suspension_stated_inside_another_after_a_reopening_is_read_as_in_a_ca
         assert ("overdue", None) not in cards(state) and ("deadline_near", None) not in cards(state)
     # The early closing skipped every node: that is all the close-and-return changes.
     assert set(cards(reopened)) - set(cards(plain)) == {("skipped_node", n) for n in ("undertake", "review", "approve")}
+
+
+def test_the_closings_a_return_undid_are_kept_with_the_returns_as_end_in_force_reads_them():
+    """`ends_undone`: each closing a later return undid, with that return (a past day's screens
+    read the case as closed between them: `cases.undone_ends`); a return at the very moment of the
+    closing undoes nothing, and a withdrawal is final."""
+    from alerts.events import ends_undone
+
+    def pairs(*steps):
+        return ends_undone((kind, moment) for kind, moment in steps)
+
+    assert pairs(("accepted", at(2026, 3, 2)), ("closed", at(2026, 3, 3))) == []
+    assert pairs(("accepted", at(2026, 3, 2)), ("closed", at(2026, 3, 3)), ("returned", at(2026, 3, 4)),
+                 ("closed", at(2026, 3, 5)), ("returned", at(2026, 3, 6))) == [
+        (at(2026, 3, 3), at(2026, 3, 4)), (at(2026, 3, 5), at(2026, 3, 6))]
+    assert pairs(("accepted", at(2026, 3, 2)), ("closed", at(2026, 3, 3)), ("returned", at(2026, 3, 3))) == []
+    assert pairs(("accepted", at(2026, 3, 2)), ("withdrawn", at(2026, 3, 3)), ("returned", at(2026, 3, 4))) == []
+    # Whatever order the events are given in.
+    assert pairs(("returned", at(2026, 3, 4)), ("closed", at(2026, 3, 3)), ("accepted", at(2026, 3, 2))) == [
+        (at(2026, 3, 3), at(2026, 3, 4))]
+    events = [ev("accepted", at(2026, 3, 2), event_id="a"), ev("closed", at(2026, 3, 3), event_id="b"),
+              ev("returned", at(2026, 3, 4), node="undertake", event_id="c")]
+    row = case_row(CaseState("C1", tuple(events)), "I", "D", None, None, RAISED)
+    assert (row["undone_ends"], row["reopened_at"], row["ended_at"]) == ([at(2026, 3, 3)], [at(2026, 3, 4)], None)
