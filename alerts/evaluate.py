@@ -352,6 +352,14 @@ def under_their_own_item(state: CaseState, standing: Mapping[str, Alert], findin
     return out
 
 
+def pushes(event: CaseEvent, judge: Judge) -> bool:
+    """Whether the event's department (its own, else its item's) pushes its cases from a self-built
+    system (the catalog's `self_built`)."""
+    item = judge.catalog.item(event.item_code)
+    department = judge.catalog.departments.get(event.department or (item.department if item else ""))
+    return bool(department and department.self_built)
+
+
 def known(event: CaseEvent, judge: Judge) -> None:
     """NotInCatalog (UnknownItem, UnknownNode, UnknownDepartment) when the catalog lacks the event's
     item, its item the node, or the department the event names."""
@@ -447,7 +455,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         state, is_new = apply(state, event)
         if not is_new:
             held = state.event_of(event.event_id)
-            differences = content_differences(held, event)
+            differences = content_differences(held, event, pushes(held, judge))
             if differences:  # not the same event again: another fact under its id
                 conflicts.append((event, held, differences))
                 continue

@@ -19,8 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 
-from alerts.events import (OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, EventType, case_item_code, end_in_force,
-                           parse_event, suspended_at_last)
+from alerts.events import (OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel, EventType, case_item_code,
+                           end_in_force, parse_event, suspended_at_last)
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
@@ -140,9 +140,11 @@ def _same_numbers(value: Any) -> Any:
     return value
 
 
-def content_differences(held: CaseEvent, copy: CaseEvent) -> list[tuple[str, Any, Any]]:
+def content_differences(held: CaseEvent, copy: CaseEvent, pushes: bool = True) -> list[tuple[str, Any, Any]]:
     """What two versions of one event say differently (field, held, copy), in `_content`'s terms,
-    and the channel and the department when both state one, not the same.
+    and the channel and the department when both state one, not the same. `pushes`: whether the
+    event's department pushes its cases (the catalog's `self_built`); of one that does not,
+    `import` against another channel is the same event (below).
 
     A copy that leaves its channel, department or region out is the event held, silently: an
     import states `import` for events that name no channel, and files them under their item's
@@ -151,12 +153,18 @@ def content_differences(held: CaseEvent, copy: CaseEvent) -> list[tuple[str, Any
     fact. Which version a case holds then depends on which came first (docs/faults.md: a push or
     a registration lag for the backfill rule, the department a card is filed under). Two stated
     and different are two facts (a channel: found by a black-box test; a department: found by
-    another), whichever came first."""
+    another), whichever came first. But `import` against another channel, of a department that
+    does not push its cases: there `import` is what an import states for a history that names no
+    channel (its events are pushes only in a case that came by import), and a history imported,
+    then sent again live stating `online`, made nearly every event a letter (found by a black-box
+    test); of a department that pushes (a self-built system), the same event pushed and sent
+    online is two facts (found by another)."""
     mine, theirs = _content(held), _content(copy)
     differences = [(name, value, theirs[name]) for name, value in mine.items()
                    if orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
                    != orjson.dumps(theirs[name], option=orjson.OPT_SORT_KEYS)]
-    if held.channel and copy.channel and held.channel != copy.channel:
+    if (held.channel and copy.channel and held.channel != copy.channel
+            and (pushes or Channel.IMPORT not in (held.channel, copy.channel))):
         differences.append(("channel", held.channel.value, copy.channel.value))
     if held.department and copy.department and held.department != copy.department:
         differences.append(("department", held.department, copy.department))

@@ -464,10 +464,16 @@ def test_a_copy_that_states_another_channel_is_another_fact():
     depended on arrival order. A copy stating another channel is a conflicting copy, named in its
     dead letter; a copy that states none (or the one held) is the same event: an import states
     `import` for events that name none, and a history imported, then the same events sent again
-    live without a channel, made each one a letter (found by review)."""
+    live without a channel, made each one a letter (found by review). So is `import` against
+    another channel of a department that does not push its cases: a history imported, then the
+    same events sent live stating `online`, made nearly every event a letter (found by a
+    black-box test); of a self-built department (ZJJ), the push and the online copy are two facts."""
     online = {**HISTORY[0], "channel": "online"}
     pushed = {**online, "channel": "import"}
-    for first, second, conflict in ((online, pushed, True), (pushed, online, True),
+    built_online, built_pushed = {**online, "department": "ZJJ"}, {**pushed, "department": "ZJJ"}
+    for first, second, conflict in ((built_online, built_pushed, True), (built_pushed, built_online, True),
+                                    (built_pushed, online, True), ({**online, "channel": "window"}, online, True),
+                                    (online, pushed, False), (pushed, online, False),
                                     (HISTORY[0], pushed, False), (pushed, HISTORY[0], False),
                                     (online, HISTORY[0], False), (online, online, False)):
         letters = letters_after(first, second)
