@@ -280,3 +280,40 @@ def test_a_rejected_csv_row_is_named_by_its_line_too_and_an_unmapped_activity_sa
         (3, 8), (4, 9), (1, 2), (2, 7)]
     letters = import_letters(result, log, "case-events", None)
     assert letters[1].detail.startswith("log.csv, row 4 (line 9): time '03/04/2025 10:00' is not a time")
+
+
+def test_copies_of_an_event_the_store_reads_as_one_are_one_event_in_an_import_too(tmp_path):
+    """Found by a black-box test: the importer compared copies of one event id as written, so two
+    copies 0.5 ms apart, one written in UTC, one with an empty officer or `attrs`, or one that
+    states a region or channel the other leaves out, were "another fact": the case was held back
+    whole and its red cards lost, where a replay of the same file stored one event. They are one
+    event, as the store reads them (`alerts.state.content_differences`); another node still is
+    another fact."""
+    base = {"event_id": "1", "item_code": "I", "type": "accepted", "occurred_at": "2026-03-02T10:00:00.1234+08:00",
+            "recorded_at": "2026-03-02T10:00:00.1234+08:00"}
+    copies = {"ms": {"occurred_at": "2026-03-02T10:00:00.1239+08:00", "recorded_at": "2026-03-02T10:00:00.1239+08:00"},
+              "utc": {"occurred_at": "2026-03-02T02:00:00.1234Z", "recorded_at": "2026-03-02T02:00:00.1234Z"},
+              "officer": {"officer_id": ""}, "attrs": {"attrs": {}}, "region": {"region": "320200"},
+              "channel": {"channel": "online"}}
+    events = []
+    for case, change in copies.items():
+        events += [{**base, "case_id": case}, {**base, "case_id": case, **change}]
+    events += [{**base, "case_id": "node", "type": "node_completed", "node": "review"},
+               {**base, "case_id": "node", "type": "node_completed", "node": "approve"}]
+    lines = tmp_path / "log.jsonl"
+    lines.write_text("".join(orjson.dumps(event).decode() + "\n" for event in events))
+    result = convert(lines, None)
+    assert [row.case_id for row in result.rejected] == ["node"], [row.reason for row in result.rejected]
+    assert "another fact (node differ)" in result.rejected[0].reason
+    assert sorted(e["case_id"] for e in result.events) == sorted(copies)
+    assert result.duplicated_in_file == len(copies)
+    # A CSV log with an id column: a copy a fraction of a millisecond later is the same event.
+    log = tmp_path / "log.csv"
+    log.write_text("case,event,activity,time\nA1,1,受理,2025-03-03 09:00:00.1234\nA1,1,受理,2025-03-03 09:00:00.1236\n"
+                   "A1,2,审查,2025-03-03 10:00:00\n", encoding="utf-8")
+    mapping = load_mapping({"case_id": "case", "activity": "activity", "time": "time", "event_id": "event",
+                            "item_code": {"value": "I"}, "timezone": "Asia/Shanghai",
+                            "activities": {"受理": {"type": "accepted"}, "审查": {"node": "review"}}})
+    result = convert(log, mapping)
+    assert result.rejected == [] and result.duplicated_in_file == 1
+    assert [(e["case_id"], e["event_id"]) for e in result.events] == [("A1", "1"), ("A1", "2")]
