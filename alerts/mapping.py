@@ -512,8 +512,10 @@ def other_fact_under_id(event: dict, row: str, facts: dict[tuple[str, str], tupl
     millisecond, in whatever offset; an empty officer or attrs as none; a label or the channel one
     copy leaves out. Before, rows compared as written: two copies 0.5 ms apart, or one in UTC,
     held their whole case back, and its red cards were lost, where a replay of the same file
-    stored one event (found by a black-box test). A channel is left to the pipeline, which knows
-    whether the department pushes its cases (`alerts.evaluate.pushes`).
+    stored one event (found by a black-box test). The importer has no catalog: `import` against
+    another channel is one event here whatever the department (`alerts.evaluate.pushes`), and the
+    copy is counted repeated in the file; a replay of the same file letters it as a
+    `conflicting_duplicate` for a self-built department (the first copy is kept either way).
     `facts` keeps each (case, id)'s first row (as `row` names it: `where`) and event."""
     first = facts.setdefault((event["case_id"], event["event_id"]), (row, event))
     if first[1] is event or first[1] == event:

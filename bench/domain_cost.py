@@ -126,11 +126,12 @@ async def run(units, judge) -> tuple[list[float], int, float]:
     return [cpu / n for cpu, n in spent], sum(n for _, n in spent), sum(cpu for cpu, _ in spent)
 
 
-async def run_replay(units, judge, size: int) -> tuple[float, float, int, int]:
+async def run_replay(units, judge, size: int) -> tuple[float, float, int, int, list[bytes]]:
     """The path `sunlight replay` takes (`EventTimeClock`): each unit's facts stored, no case judged
     until the input is complete; then every case is due at once, and the tick each is sent (as
     `Pipeline.fire_due` sends them, to its case's partition) judges it, in units of `size`. Returns
-    the CPU seconds of the input and of the judgement at its end, the events and the ticks."""
+    the CPU seconds of the input and of the judgement at its end, the events, the ticks and the
+    judged states as stored."""
     clock = EventTimeClock(NOW)
     steps, writer = steps_of(judge, clock)
     taken = await timed(steps, writer, units)
@@ -151,13 +152,15 @@ async def run_replay(units, judge, size: int) -> tuple[float, float, int, int]:
 
 def judgement_alone(stored: list[bytes], judge) -> float:
     """CPU seconds per case of `judge_case` alone over the judged states, again at the same clock
-    (their stored forms decoded first, untimed): what a judgement costs without its rows."""
+    (their stored forms decoded first, untimed): what a judgement costs without its rows. Judged
+    again at that clock nothing changes, but every rule reads the case whole, as at the end of the
+    input."""
     states = [decode_state(data)[0] for data in stored]
     states = [state for state in states if state.events]
     begun = time.process_time()
     for state in states:
         judge_case(state, judge, NOW, NOW)
-    return (time.process_time() - begun) / len(states)
+    return (time.process_time() - begun) / max(len(states), 1)
 
 
 def main() -> None:

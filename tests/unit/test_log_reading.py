@@ -358,3 +358,23 @@ def test_one_oversized_csv_cell_rejects_its_row_and_a_field_too_large_for_an_eve
         convert(log, load_mapping(base))
     assert "line 3: a field of more than 1,000,000 characters" in str(refused.value)
     assert "quote" not in str(refused.value)
+
+
+def test_a_line_cut_short_holds_its_case_back_in_an_import_too():
+    """Found by a black-box test: a line cut short named no case, and the import took the rest of
+    its case, closed without it: a false red skipped_node card."""
+    import tempfile
+    from pathlib import Path
+
+    def line(n, kind, node=None):
+        event = {"event_id": f"E10-{n}", "case_id": "E10", "item_code": "I", "type": kind,
+                 "occurred_at": f"2026-03-0{n + 1}T10:00:00+08:00", "recorded_at": f"2026-03-0{n + 1}T10:00:00+08:00"}
+        return orjson.dumps({**event, "node": node} if node else event)
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "log.jsonl"
+        path.write_bytes(line(0, "accepted") + b"\n" + line(1, "node_completed", "undertake")[:-30] + b"\n"
+                         + line(2, "closed") + b"\n")
+        result = convert(path, None)
+    assert result.events == [] and [(row.number, row.case_id) for row in result.rejected] == [(2, "E10")]
+    assert sorted(row.number for row in result.held) == [1, 3]

@@ -359,6 +359,20 @@ def test_an_event_corrected_in_the_unit_of_its_refusal_marks_its_letter_and_a_ba
         assert not copy.writer.batch.corrected
 
 
+def test_an_event_cut_short_names_its_case_and_event_and_its_case_waits_for_it():
+    """Found by a black-box test: a line cut short (an export truncated, its last brace lost) named
+    no case in its letter, and the rest of its case, closed without it, had a false red
+    skipped_node card, in a replay and an import alike. Its text names its case and event: its
+    letter names them, and its case waits for it."""
+    harness = Harness()
+    cut = orjson.dumps(HISTORY[0])[:-25]
+    harness.run(Unit("case-events", 1, [record(0, cut), *(record(i, e) for i, e in enumerate(HISTORY[1:], 1))]))
+    (letter,) = harness.rows("dead_letters")
+    assert (letter["reason"], letter["event_id"], letter["case_id"]) == ("invalid_json", "a", "U1")
+    stored, _ = decode_state(harness.table.data["U1"])
+    assert stored.refused and not [a for a in stored.alerts.values() if a.status is AlertStatus.OPEN]
+
+
 def test_a_plain_event_or_junk_is_not_read_as_wrapped():
     from alerts.letters import refused_event, wrapped_event, wrapped_event_hint
 
