@@ -20,7 +20,7 @@ import orjson
 from alerts.catalog import Catalog
 from alerts.events import InvalidEvent, parse_event
 from alerts.letters import UTF8_BOM, DeadLetter, make_letter, refused_event
-from alerts.mapping import (DateTally, LogMapping, MappedRow, RowStatus, hold_broken_cases, map_rows,
+from alerts.mapping import (RAGGED, DateTally, LogMapping, MappedRow, RowStatus, hold_broken_cases, map_rows,
                             other_fact_under_id)
 from streams.replay_feed import json_lines
 from streams.steps import MAX_MESSAGE_BYTES
@@ -58,10 +58,14 @@ def read_csv(path: Path, columns: set[str] = frozenset(), lines: dict[int, int] 
                                      f"{', '.join(repr(c) for c in twice)} more than once; the mapping reads "
                                      f"{'them' if len(twice) > 1 else 'it'}: keep one")
             for number, row in enumerate(reader, start=1):
-                if None in row:
-                    raise LogFormatError(f"{path}, line {reader.line_num}: more fields than the header has")
+                extra = row.pop(None, None)
                 if lines is not None:  # the reader is at the row's last line: less the breaks inside its fields
                     lines[number] = reader.line_num - sum(_line_breaks(value) for value in row.values())
+                if extra is not None or None in row.values():  # rejected as its row (`alerts.mapping.RAGGED`)
+                    row[RAGGED] = (f"{len(extra)} more field{'s' if len(extra) > 1 else ''} than the header's "
+                                   f"{len(header)}" if extra is not None else
+                                   f"fewer fields than the header's {len(header)}") + \
+                        " (a comma inside a field that is not quoted?)"
                 yield row
         except csv.Error as exc:
             if "field larger than field limit" in str(exc):  # (more than an event may hold: no quote is at fault)

@@ -87,9 +87,17 @@ def test_malformed_logs_are_refused_clearly(tmp_path):
     ragged = tmp_path / "ragged.csv"
     write_rows(ragged, [{"case:concept:name": "c1", "concept:name": "Confirmation of receipt",
                          "time:timestamp": "2011-10-11 13:45:40+02:00"}])
-    ragged.write_text(ragged.read_text().rstrip("\n") + ",extra\n")
-    with pytest.raises(LogFormatError, match="more fields than the header"):
-        convert(ragged, mapping())
+    good = ragged.read_text()
+    # A row with a field more or less than the header is rejected, with its line, and holds its case
+    # back; the other rows are imported (one such row refused the whole file before).
+    ragged.write_text(good.rstrip("\n") + ",extra\n" + good.splitlines()[1].replace("c1", "c2") + "\n"
+                      + ",".join(good.splitlines()[1].replace("c1", "c3").split(",")[:-1]) + "\n"
+                      + good.splitlines()[1].replace("c1", "c4") + "\n")
+    result = convert(ragged, mapping())
+    assert [(r.number, r.line, r.case_id) for r in result.rejected] == [(1, 2, "c1"), (3, 4, "c3")]
+    assert "1 more field than the header's" in result.rejected[0].reason
+    assert "fewer fields than the header's" in result.rejected[1].reason
+    assert sorted(e["case_id"] for e in result.events) == ["c2", "c4"]
     bad_rows = tmp_path / "bad.csv"
     write_rows(bad_rows, [
         {"case:concept:name": "c1", "concept:name": "Confirmation of receipt", "time:timestamp": "2011-10-11 13:45:40+02:00"},
