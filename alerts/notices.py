@@ -154,6 +154,37 @@ def readdressed(notice: RenderedNotice, catalog: Catalog) -> RenderedNotice:
     return replace(notice, recipient_name=person.name, recipient_email=person.email, body=body)
 
 
+# The first line after a resent notice's salutation (`resent`): when it was due, and what the
+# ticket went through since.
+RESENT_MARK = "（本通知原定于 "
+
+
+def resent(notice: RenderedNotice, later_steps: Mapping[str, datetime], catalog: Catalog) -> RenderedNotice:
+    """A notice sent again after it failed, saying so after its salutation: when it was due, and
+    the ladder's steps its ticket went through since (`later_steps`: step -> when its notice was
+    due, of the same ticket): an opening's or a return's recipient reads that the head was urged
+    (level 1) and the case referred to the discipline-inspection office (level 2), a level 1's
+    that it was referred. Its promise of those steps ("逾期未答复的，将按规定提请……") is taken out
+    once they were taken: a department told weeks later read a referral promised that had been
+    made (found by review). A notice resent again says it once, as of the last resend."""
+    head, _, rest = notice.body.partition("\n")
+    rest = rest.lstrip("\n")
+    if rest.startswith(RESENT_MARK):  # resent before: said again as of now
+        rest = rest.partition("\n")[2].lstrip("\n")
+    rank = {Step.OPENED: 0, Step.RETURNED: 0, Step.LEVEL_1: 1, Step.LEVEL_2: 2}.get(Step(notice.step), 3)
+    since = []
+    level_1, level_2 = later_steps.get(Step.LEVEL_1.value), later_steps.get(Step.LEVEL_2.value)
+    if rank < 1 and level_1 is not None:
+        since.append(f"该督办件逾期未答复，已于 {moment(_local(level_1, catalog))} 提请部门负责人督促办理")
+        rest = rest.replace(UNANSWERED_TO_CONTACT, "")
+    if rank < 2 and level_2 is not None:
+        since.append(f"已于 {moment(_local(level_2, catalog))} 提交纪检监察机构")
+        rest = rest.replace(UNANSWERED_TO_HEAD, "")
+    said = (f"{RESENT_MARK}{moment(_local(notice.due_at, catalog))} 发出，因投递失败现重新发送"
+            + (f"。此后，{'，'.join(since)}" if since else "") + "。）")
+    return replace(notice, body=f"{head}\n{said}\n\n{rest}")
+
+
 def told_once(notices: list[Notice], ticket_of: Callable[[Notice], Ticket], catalog: Catalog) -> list[Notice]:
     """`notices` with each ticket's withdrawal or closing told once to each person: a department
     without a contact of its own has its head receive new tickets (`Department.ticket_contact`),

@@ -488,7 +488,18 @@ def failed_notices_and_their_tickets(client, ticket_ids: list[str] | None = None
     failed = failed_notices(client, ticket_ids)
     if not failed:
         return [], {}
-    tickets = stored_tickets(client, Scope.everything(), ticket_ids=sorted({r["ticket_id"] for r in failed}))
+    ids = sorted({r["ticket_id"] for r in failed})
+    tickets = stored_tickets(client, Scope.everything(), ticket_ids=ids)
+    # Each one's `later_steps`: the ladder's steps its ticket went through after it was due (step ->
+    # when the first notice of that step was due), which its resend tells (`alerts.notices.resent`).
+    steps: dict[str, dict[str, datetime]] = {}
+    for ticket_id, step, due_at in client.query(
+            "SELECT ticket_id, step, min(due_at) FROM notices FINAL WHERE ticket_id IN {tickets:Array(String)} "
+            "GROUP BY ticket_id, step", parameters={"tickets": ids}).result_rows:
+        steps.setdefault(ticket_id, {})[step] = due_at if due_at.tzinfo else due_at.replace(tzinfo=timezone.utc)
+    for record in failed:
+        due = datetime.fromisoformat(record["due_at"])
+        record["later_steps"] = {step: at for step, at in steps.get(record["ticket_id"], {}).items() if at > due}
     return failed, {t["ticket_id"]: t["status"] for t in tickets}
 
 

@@ -25,7 +25,7 @@ from typing import Awaitable, Callable
 import orjson
 
 from alerts.catalog import Catalog
-from alerts.notices import RenderedNotice, ResendPolicy, no_longer_news, readdressed
+from alerts.notices import RenderedNotice, ResendPolicy, no_longer_news, readdressed, resent
 from alerts.tickets import case_of
 from streams import metrics
 from streams.catalog_source import CatalogSource
@@ -82,7 +82,7 @@ class NoticeResend:
             if (partition not in held or (asked_round > rounds and now - asked_at < self.policy.wait(rounds))
                     or not self.policy.due(datetime.fromisoformat(record["updated_at"]), rounds, now)):
                 continue
-            notice = readdressed(notice_from_json(record), catalog)
+            notice = resent(readdressed(notice_from_json(record), catalog), record.get("later_steps", {}), catalog)
             if not notice.recipient_email:
                 continue
             if self.renew is not None:

@@ -20,7 +20,7 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     import dataclasses
 
     from sinks.queries import failed_notices, failed_notices_and_their_tickets, notice_statuses, unfinished_notices
-    from alerts.notices import no_longer_news, readdressed
+    from alerts.notices import no_longer_news, readdressed, resent
     from streams.console.links import reply_links
     from streams.notices import FINISHED, FINISHED_VERSION, notice_from_json, resend_request
 
@@ -52,7 +52,7 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     for record in failed:
         notice = notice_from_json(record)
         if current is not None:
-            notice = readdressed(notice, current)
+            notice = resent(readdressed(notice, current), record.get("later_steps", {}), current)
             if links is not None:  # its reply link valid from now, as a first sending's
                 notice = links.renewed(notice, current)
             if notice.recipient_email != record["recipient_email"]:

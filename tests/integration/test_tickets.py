@@ -406,6 +406,35 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     assert len(box.received) == 2
 
 
+def test_a_notice_sent_again_says_when_it_was_due_and_what_the_ticket_went_through_since(accepted_case,
+                                                                                         mail_server):
+    """Found by review: an opening notice that failed, sent again weeks later, still promised that
+    the head would be asked to urge the department, which had happened, as had the referral to the
+    discipline-inspection office. A resent notice says when it was due, and the steps taken since;
+    the promises of those steps are taken out."""
+    from alerts.notices import UNANSWERED_TO_CONTACT
+
+    data, opening, down = failed_opening(accepted_case)
+    events, _ = accepted_case
+    assert UNANSWERED_TO_CONTACT in opening["body"]
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-04-20T10:00:00+08:00",
+             "--notify", smtp=down)
+    _, _, notices = read(data)
+    steps = {n["step"]: n for n in notices}
+    assert {n["step"]: n["status"] for n in notices} == {"opened": "failed", "level_1": "failed", "level_2": "failed"}
+    box, smtp = mail_server
+    sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-04-20T11:00:00+08:00", smtp=smtp)
+    bodies = {rcpt[0]: body for rcpt, _, _, body in mails(box)}
+    level_1, level_2 = (steps[step]["due_at"][:16].replace("T", " ") for step in ("level_1", "level_2"))
+    told = bodies["scjg-fagui@example.gov.cn"]
+    assert told.splitlines()[1] == (f"（本通知原定于 {opening['due_at'][:16].replace('T', ' ')} 发出，因投递失败现重新发送。"
+                                    f"此后，该督办件逾期未答复，已于 {level_1} 提请部门负责人督促办理，已于 {level_2} "
+                                    f"提交纪检监察机构。）"), told
+    assert UNANSWERED_TO_CONTACT not in told and told.startswith("市场监管局法规科：")
+    assert f"此后，已于 {level_2} 提交纪检监察机构。）" in bodies["scjg-head@example.gov.cn"]
+    assert "因投递失败现重新发送。）" in bodies["jijian@example.gov.cn"]
+
+
 def test_a_running_worker_sends_a_failed_notice_again_by_itself_once_the_mail_server_is_back(accepted_case,
                                                                                             mail_server):
     """Found by a black-box test: a notice failed for good (the mail server down for longer than

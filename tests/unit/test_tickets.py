@@ -1003,3 +1003,24 @@ def test_a_bundle_change_names_the_node_by_its_name():
     late = replace(alert("N3", rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW),
                    evidence={"node_name": "审核"})
     assert "（环节“审核”）" in on_alert(t, late, POLICY, CAL, datetime(2026, 3, 2, 11, tzinfo=CST)).ticket.last.text
+
+
+def test_a_notice_resent_twice_says_it_once_as_of_the_last_resend():
+    """`alerts.notices.resent`: the line after the salutation is replaced, not added again; a level 2
+    notice has no later step to tell."""
+    from alerts.notices import RenderedNotice, UNANSWERED_TO_CONTACT, resent
+    from tests.unit.helpers import example_catalog
+
+    catalog = example_catalog()
+    body = f"法规科：\n\n现予督办。{UNANSWERED_TO_CONTACT}\n\n答复方式：……"
+    notice = RenderedNotice("n1", "C1/overdue", Step.OPENED, "contact", "法规科", "a@b", "s", body, "SCJG", "320200",
+                            datetime(2026, 3, 16, 2, tzinfo=timezone.utc), "<m>")
+    once = resent(notice, {}, catalog)
+    assert once.body == f"法规科：\n（本通知原定于 2026-03-16 10:00 发出，因投递失败现重新发送。）\n\n现予督办。{UNANSWERED_TO_CONTACT}\n\n答复方式：……"
+    twice = resent(once, {"level_1": datetime(2026, 3, 21, tzinfo=timezone.utc)}, catalog)
+    assert twice.body.count("本通知原定于") == 1 and UNANSWERED_TO_CONTACT not in twice.body
+    assert "此后，该督办件逾期未答复，已于 2026-03-21 08:00 提请部门负责人督促办理。）" in twice.body
+    level_2 = RenderedNotice("n2", "C1/overdue", Step.LEVEL_2, "inspection_office", "纪检组", "j@b", "s", "纪检组：\n\n正文",
+                             "SCJG", "320200", datetime(2026, 3, 28, tzinfo=timezone.utc), "<m2>")
+    assert resent(level_2, {"level_1": datetime(2026, 3, 21, tzinfo=timezone.utc)}, catalog).body.splitlines()[1] == \
+        "（本通知原定于 2026-03-28 08:00 发出，因投递失败现重新发送。）"
