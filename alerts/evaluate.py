@@ -455,7 +455,8 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         state, is_new = apply(state, event)
         if not is_new:
             held = state.event_of(event.event_id)
-            differences = content_differences(held, event, pushes(held, judge))
+            # Either copy's department: the same pair is one event or two whichever came first
+            differences = content_differences(held, event, pushes(held, judge) or pushes(event, judge))
             if differences:  # not the same event again: another fact under its id
                 conflicts.append((event, held, differences))
                 continue

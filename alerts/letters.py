@@ -401,9 +401,45 @@ def _event_named(read: RefusedRecord) -> dict | None:
         return obj
     obj = read.wrapped[0] or obj
     if obj is None and read.raw and len(read.raw) <= LABELLED_BYTES:  # (a larger one is scanned already)
-        scanned = _scanned_ids(read.raw)  # both its case and its event, in its own text
-        return scanned if scanned and "case_id" in scanned and "event_id" in scanned else None
+        return _ids_at_the_top(read.raw)
     return obj
+
+
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]:]')
+
+
+def _ids_at_the_top(raw: bytes) -> dict | None:
+    """The case and event ids a record cut short names as its own (keys of its outermost object,
+    not ids quoted inside its `attrs`: read there, a line cut short held another case back, and
+    kept it held once the line was mended; found by a black-box test); None unless it names both,
+    each once."""
+    found: dict[str, list[str]] = {}
+    depth, key, after_colon = 0, None, False
+    for match in _TOKEN.finditer(raw):
+        token = match.group()
+        if token in (b"{", b"["):
+            depth, key, after_colon = depth + 1, None, False
+        elif token in (b"}", b"]"):
+            depth, key, after_colon = depth - 1, None, False
+        elif token == b":":
+            after_colon = key is not None
+        elif depth == 1 and after_colon and key in ("case_id", "event_id"):  # the value of a top-level key
+            try:
+                value = orjson.loads(token)
+            except orjson.JSONDecodeError:
+                value = None
+            if isinstance(value, str) and 0 < len(value) <= 128:
+                found.setdefault(key, []).append(value)
+            key, after_colon = None, False
+        else:  # a key (at the top, if followed by a colon), or a value of another key
+            try:
+                key = orjson.loads(token) if depth == 1 and not after_colon else None
+            except orjson.JSONDecodeError:
+                key = None
+            after_colon = False
+    if len(found.get("case_id", ())) != 1 or len(found.get("event_id", ())) != 1:
+        return None
+    return {"case_id": found["case_id"][0], "event_id": found["event_id"][0]}
 
 
 def _text(obj: dict, name: str, limit: int = 128) -> str | None:

@@ -433,7 +433,8 @@ class DateTally:
                       for at, n in counts.items() if n >= 5 and n * 10 >= self.values[column])
 
 
-# Set by the CSV reader on a row with more or fewer fields than the header, with why: the row is
+# Set by the CSV reader on a row with more fields than the header, or fewer than the columns the
+# mapping reads, with why: the row is
 # rejected (its case held back), not the whole file (before, one row with a comma left unquoted
 # refused every other row; found by a black-box test), nor imported with its fields shifted or
 # missing (a row short of its last field was imported without its officer).

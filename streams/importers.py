@@ -60,11 +60,17 @@ def read_csv(path: Path, columns: set[str] = frozenset(), lines: dict[int, int] 
             for number, row in enumerate(reader, start=1):
                 extra = row.pop(None, None)
                 if lines is not None:  # the reader is at the row's last line: less the breaks inside its fields
-                    lines[number] = reader.line_num - sum(_line_breaks(value) for value in row.values())
-                if extra is not None or None in row.values():  # rejected as its row (`alerts.mapping.RAGGED`)
+                    lines[number] = reader.line_num - sum(_line_breaks(value)
+                                                          for value in (*row.values(), *(extra or ())))
+                # Rejected as its row (`alerts.mapping.RAGGED`): more fields than the header, or fewer
+                # than the columns the mapping reads (a row that leaves out a trailing column nobody
+                # reads, or a header's trailing empty names, is read as it is: found by a black-box test).
+                short = [c for c in columns if row.get(c, "") is None]
+                if extra is not None or short:
                     row[RAGGED] = (f"{len(extra)} more field{'s' if len(extra) > 1 else ''} than the header's "
                                    f"{len(header)}" if extra is not None else
-                                   f"fewer fields than the header's {len(header)}") + \
+                                   f"fewer fields than the header's {len(header)}, without "
+                                   f"{', '.join(repr(c) for c in sorted(short))}") + \
                         " (a comma inside a field that is not quoted?)"
                 yield row
         except csv.Error as exc:

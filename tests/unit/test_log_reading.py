@@ -378,3 +378,22 @@ def test_a_line_cut_short_holds_its_case_back_in_an_import_too():
         result = convert(path, None)
     assert result.events == [] and [(row.number, row.case_id) for row in result.rejected] == [(2, "E10")]
     assert sorted(row.number for row in result.held) == [1, 3]
+
+
+def test_a_csv_row_short_of_a_column_no_one_reads_is_read_and_a_ragged_row_is_named_by_its_line(tmp_path):
+    """Found by a black-box test: once rows with fewer fields than the header were rejected, a
+    header with trailing empty names, or an unread trailing remark left out of some rows, lost
+    whole cases and their true red cards. Only a row short of a column the mapping reads is
+    rejected. A row with a field more, quoted over two lines, is named by the line it begins at."""
+    mapping = load_mapping({"case_id": "case", "activity": "activity", "time": "time", "item_code": {"value": "I"},
+                            "activities": {"受理": {"type": "accepted"}, "审查": {"node": "review"}}})
+    log = tmp_path / "log.csv"
+    log.write_text("case,activity,time,remark,,\nA1,受理,2025-03-03 09:00:00\nA1,审查,2025-03-03 10:00:00,ok\n"
+                   "A2,受理,2025-03-04 09:00:00,,,\n", encoding="utf-8")
+    result = convert(log, mapping)
+    assert result.rejected == [] and [e["case_id"] for e in result.events] == ["A1", "A1", "A2"]
+    log.write_text('case,activity,time\r\nA1,受理,2025-03-03 09:00:00\r\nA2,受理,2025-03-04 09:00:00,"two\r\nlines"\r\n'
+                   'A3,受理\r\n', encoding="utf-8")
+    result = convert(log, mapping)
+    assert [(row.number, row.line, row.case_id) for row in result.rejected] == [(2, 3, "A2"), (3, 5, "A3")]
+    assert "without 'time'" in result.rejected[1].reason
