@@ -393,7 +393,7 @@ def wrapped_event_hint(raw: bytes | None, read: RefusedRecord | None = None) -> 
 
 def _event_named(read: RefusedRecord) -> dict | None:
     """The JSON object a refused record holds, or the event it holds wrapped (`wrapped_event`), or
-    else the ids its text names (`_scanned_ids`): a line cut short (a truncated export, its last
+    else the ids its text names as its own (`_ids_at_the_top`): a line cut short (a truncated export, its last
     brace lost) named no case, and the rest of its case was judged without it, a false red
     `skipped_node` in a replay and an import alike (found by a black-box test)."""
     obj = read.payload

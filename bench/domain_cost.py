@@ -80,12 +80,16 @@ def units_of(messages, partitions: int, size: int):
     for key, value in messages:
         p = partitioner(key, list(range(partitions)), list(range(partitions)))
         by_partition[p].append(SimpleNamespace(offset=len(by_partition[p]), key=key, value=value))
-    out = []
-    for p, records in by_partition.items():
-        out.extend(Unit("case-events", p, records[i:i + size]) for i in range(0, len(records), size))
+    out = in_units("case-events", by_partition, size)
     # Interleave partitions by position, as a consumer round-robins between them.
     out.sort(key=lambda u: (u.first_offset, u.partition))
     return out
+
+
+def in_units(topic: str, by_partition: dict[int, list], size: int) -> list[Unit]:
+    """Each partition's records in units of `size`, as a fetch returns them."""
+    return [Unit(topic, p, records[i:i + size]) for p, records in sorted(by_partition.items())
+            for i in range(0, len(records), size)]
 
 
 def steps_of(judge, clock) -> tuple[CaseSteps, Writer]:
@@ -108,7 +112,7 @@ def steps_of(judge, clock) -> tuple[CaseSteps, Writer]:
     return CaseSteps(store, catalog, clock, outputs, progress), writer
 
 
-async def timed(steps: CaseSteps, writer: Writer, units, topic: str = "case-events") -> list[tuple[float, int]]:
+async def timed(steps: CaseSteps, writer: Writer, units) -> list[tuple[float, int]]:
     """(CPU seconds, records) of each unit: decoded, applied and judged, its rows turned into Arrow."""
     spent = []
     for unit in units:
@@ -143,9 +147,7 @@ async def run_replay(units, judge, size: int) -> tuple[float, float, int, int, l
             continue  # not due at the end of the input: no tick
         records = by_partition.setdefault(partition, [])
         records.append(SimpleNamespace(offset=len(records), key=case_id.encode(), value=tick(case_id, NOW)))
-    ticks = [Unit("ticks", p, records[i:i + size]) for p, records in sorted(by_partition.items())
-             for i in range(0, len(records), size)]
-    judged = await timed(steps, writer, ticks)
+    judged = await timed(steps, writer, in_units("ticks", by_partition, size))
     return (sum(cpu for cpu, _ in taken), sum(cpu for cpu, _ in judged), sum(n for _, n in taken),
             sum(n for _, n in judged), list(steps.store.table.data.values()))
 

@@ -25,12 +25,12 @@ from typing import Awaitable, Callable
 import orjson
 
 from alerts.catalog import Catalog
-from alerts.notices import RenderedNotice, ResendPolicy, no_longer_news, readdressed, resent
+from alerts.notices import RenderedNotice, ResendPolicy, no_longer_news
 from alerts.tickets import case_of
 from streams import metrics
 from streams.catalog_source import CatalogSource
 from streams.clock import wall_now
-from streams.notices import FINISHED_VERSION, notice_from_json, resend_request
+from streams.notices import FINISHED_VERSION, resend_request, to_send_again
 from streams.steps import home_partition
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,9 @@ class NoticeResend:
             if (partition not in held or (asked_round > rounds and now - asked_at < self.policy.wait(rounds))
                     or not self.policy.due(datetime.fromisoformat(record["updated_at"]), rounds, now)):
                 continue
-            notice = resent(readdressed(notice_from_json(record), catalog), record.get("later_steps", {}), catalog)
+            notice = to_send_again(record, catalog, self.renew)
             if not notice.recipient_email:
                 continue
-            if self.renew is not None:
-                notice = self.renew(notice, catalog)
             await self.send(self.topic, case_id.encode(), orjson.dumps(resend_request(notice, rounds + 1)), partition)
             self.asked[record["notice_id"]] = (rounds + 1, now)
             asked += 1

@@ -33,7 +33,8 @@ from typing import Any, Callable
 
 import orjson
 
-from alerts.notices import RenderedNotice
+from alerts.catalog import Catalog
+from alerts.notices import RenderedNotice, readdressed, resent
 from alerts.tickets import Step, taken_back
 from sinks.notify import NoAddress, NoticeError
 from sinks.rows import notice_row
@@ -94,6 +95,17 @@ def notice_from_json(obj: dict[str, Any]) -> RenderedNotice:
     return RenderedNotice(obj["notice_id"], obj["ticket_id"], Step(obj["step"]), obj["recipient_role"],
                           obj["recipient_name"], obj["recipient_email"], obj["subject"], obj["body"],
                           obj["department"], obj["region"], datetime.fromisoformat(obj["due_at"]), obj["message_id"])
+
+
+def to_send_again(record: dict[str, Any], catalog: Catalog,
+                  renew: Callable[[RenderedNotice, Catalog], RenderedNotice] | None = None) -> RenderedNotice:
+    """A failed notice as `failed_notices_and_their_tickets` gives it, as it is sent again, by the
+    clock (`streams.notice_resend`) or when asked (`sunlight notices resend`): to its recipient as
+    the catalog names them now (`readdressed`), saying when it was due and what its ticket went
+    through since (`resent`), and with `renew` its reply link valid from now
+    (`streams.console.links.Links.renewed`)."""
+    notice = resent(readdressed(notice_from_json(record), catalog), record.get("later_steps", {}), catalog)
+    return renew(notice, catalog) if renew is not None else notice
 
 
 class NoticeLog:

@@ -20,9 +20,9 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     import dataclasses
 
     from sinks.queries import failed_notices, failed_notices_and_their_tickets, notice_statuses, unfinished_notices
-    from alerts.notices import no_longer_news, readdressed, resent
+    from alerts.notices import no_longer_news
     from streams.console.links import reply_links
-    from streams.notices import FINISHED, FINISHED_VERSION, notice_from_json, resend_request
+    from streams.notices import FINISHED, FINISHED_VERSION, notice_from_json, resend_request, to_send_again
 
     if not settings.kafka and not (settings.smtp or settings.webhook):  # with Kafka the workers send
         raise SystemExit("sunlight: resending needs a channel: SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or "
@@ -51,10 +51,8 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     messages, addressed = [], {}
     for record in failed:
         notice = notice_from_json(record)
-        if current is not None:
-            notice = resent(readdressed(notice, current), record.get("later_steps", {}), current)
-            if links is not None:  # its reply link valid from now, as a first sending's
-                notice = links.renewed(notice, current)
+        if current is not None:  # its reply link valid from now, as a first sending's
+            notice = to_send_again(record, current, links.renewed if links is not None else None)
             if notice.recipient_email != record["recipient_email"]:
                 print(f"{record['notice_id']}: to {notice.recipient_name} <{notice.recipient_email}>, as the catalog "
                       f"names them now (recorded: {record['recipient_email'] or 'no address'})", file=sys.stderr)
