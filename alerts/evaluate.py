@@ -26,8 +26,8 @@ from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseE
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
-from alerts.state import (CaseState, apply, apply_verdict, catalog_refusal, content_differences,
-                          holds_back, refuse, refused_type, set_aside_events)
+from alerts.state import (CaseState, apply, apply_verdict, catalog_refusal, content_differences, holds_back, refuse,
+                          refused_type, restated, set_aside_events, with_event)
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -423,6 +423,9 @@ class CaseBatch:
     # that came again under an event_id the case holds, with other content
     # (`alerts.state.content_differences`): refused
     conflicts: list[tuple[CaseEvent, CaseEvent, list]] = field(default_factory=list)
+    # The events the case held, as it holds them now that a copy of this unit stated their channel
+    # (`alerts.state.restated`): counted among the duplicates, their rows written again
+    restated: list[CaseEvent] = field(default_factory=list)
 
 
 def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[Verdict], judge: Judge,
@@ -440,6 +443,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     duplicates: list[CaseEvent] = []
     refused: list[tuple[CaseEvent, NotInCatalog]] = []
     conflicts: list[tuple[CaseEvent, CaseEvent, list]] = []
+    restated_events: list[CaseEvent] = []
     marked = False
     for event_id, case_id, reason in refusals:
         state, moved = refuse(state, case_id, event_id, reason)
@@ -456,13 +460,19 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         if not is_new:
             held = state.event_of(event.event_id)
             # Either copy's department: the same pair is one event or two whichever came first
-            differences = content_differences(held, event, pushes(held, judge) or pushes(event, judge))
+            pushing = pushes(held, judge) or pushes(event, judge)
+            differences = content_differences(held, event, pushing)
             if differences:  # not the same event again: another fact under its id
                 conflicts.append((event, held, differences))
                 continue
+            stated = restated(held, event, pushing)
+            if stated is not None:
+                state = with_event(state, stated)
+                restated_events = [e for e in restated_events if e.event_id != stated.event_id] + [stated]
         (new if is_new else duplicates).append(event)
-    changed = bool(new)
-    cause = (lambda: cause_of(new, judge)) if new else None  # in words only for a withdrawal
+    taken = new + restated_events
+    changed = bool(taken)
+    cause = (lambda: cause_of(taken, judge)) if taken else None  # in words only for a withdrawal
     for verdict in verdicts:
         if state is None:
             break
@@ -472,7 +482,8 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
             cause = cause or f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）"
     changed = changed or marked  # an event refused: the case waits for it from now on
     if not changed or state is None:
-        return CaseBatch(state, None, new, duplicates, refused, conflicts)
+        return CaseBatch(state, None, new, duplicates, refused, conflicts, restated_events)
     if not judging:
-        return CaseBatch(state, awaiting_judgement(state, new), new, duplicates, refused, conflicts)
-    return CaseBatch(state, judge_case(state, judge, now, raised_at, cause), new, duplicates, refused, conflicts)
+        return CaseBatch(state, awaiting_judgement(state, taken), new, duplicates, refused, conflicts, restated_events)
+    return CaseBatch(state, judge_case(state, judge, now, raised_at, cause), new, duplicates, refused, conflicts,
+                     restated_events)

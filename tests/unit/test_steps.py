@@ -1025,3 +1025,49 @@ def test_a_letter_naming_a_department_the_catalog_lacks_is_filed_under_its_item_
     item = harness.judge.item(LICENCE)
     (letter,) = harness.rows("dead_letters")
     assert (letter["reason"], letter["department"]) == ("unknown_department", item.department)
+
+
+def test_a_history_imported_then_sent_live_is_judged_as_the_live_copies_say_in_either_order():
+    """Found by a black-box test (the documented onboarding): a history imported (channel `import`,
+    what an import states for events that name none), then the same events sent live stating
+    `online`, were one event each, and the case held the import's version: judged as a push (its
+    registration by the 5th of the next month), a case registered online days late had no red
+    `backfill` card, which the live copies first gave it. In a department that does not push its
+    cases (not `self_built`), `import` says nothing of where an event was registered: the held event
+    takes the channel a later copy states (or its lack of one), so the cards are the same in either
+    order, and its row in the store is the version the case holds."""
+    late = [{**HISTORY[0], "recorded_at": at(2026, 3, 5, 10).isoformat()}, *HISTORY[1:]]
+    imported = [{**e, "channel": "import"} for e in late]
+    for channel in ("online", "window", None):
+        live = [{**e, "region": "320205", **({"channel": channel} if channel else {})} for e in late]
+        seen = []
+        for first, second in ((imported, live), (live, imported)):
+            harness = Harness()
+            harness.run(Unit("case-events", 1, [record(i, e) for i, e in enumerate(first)]))
+            harness.run(Unit("case-events", 1, [record(10 + i, e) for i, e in enumerate(second)]))
+            assert harness.rows("dead_letters") == []
+            assert (harness.progress.events_new, harness.progress.events_duplicate) == (5, 5)
+            state, _ = decode_state(harness.table.data["U1"])
+            assert {e.channel for e in state.events} == {channel}, (channel, first is imported)
+            alerts = {(a.rule.value, a.status.value) for a in state.alerts.values()}
+            assert ("backfill", "open") in alerts
+            seen.append(alerts)
+            # The store's rows are the versions held: the last row of each event, as ClickHouse keeps it.
+            last_rows = {r["event_id"]: r for r in harness.rows("case_events")}
+            held = {e.event_id: e for e in state.events}
+            assert {k: (r["channel"], r["region"]) for k, r in last_rows.items()} == \
+                {k: (e.channel or "", e.region or "") for k, e in held.items()}
+        assert seen[0] == seen[1]
+
+
+def test_a_history_imported_in_a_department_that_pushes_keeps_its_channel():
+    """A self-built department's push (`import`) and an online copy are two facts (the online copy
+    a letter); a copy that states no channel is the push itself: the case holds `import`."""
+    late = [{**HISTORY[0], "recorded_at": at(2026, 3, 5, 10).isoformat(), "department": "ZJJ"}]
+    imported = [{**e, "channel": "import"} for e in late]
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, imported[0])]))
+    harness.run(Unit("case-events", 1, [record(1, late[0]), record(2, {**late[0], "channel": "online"})]))
+    assert [r["reason"] for r in harness.rows("dead_letters")] == ["conflicting_duplicate"]
+    state, _ = decode_state(harness.table.data["U1"])
+    assert [e.channel.value for e in state.events] == ["import"]
