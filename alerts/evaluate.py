@@ -459,13 +459,12 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         state, is_new = apply(state, event)
         if not is_new:
             held = state.event_of(event.event_id)
-            # Either copy's department: the same pair is one event or two whichever came first
-            pushing = pushes(held, judge) or pushes(event, judge)
-            differences = content_differences(held, event, pushing)
+            differences = content_differences(held, event)
             if differences:  # not the same event again: another fact under its id
                 conflicts.append((event, held, differences))
                 continue
-            stated = restated(held, event, pushing)
+            # Either copy's department: the same pair is held alike whichever came first
+            stated = restated(held, event, pushes(held, judge) or pushes(event, judge))
             if stated is not None:
                 state = with_event(state, stated)
                 restated_events = [e for e in restated_events if e.event_id != stated.event_id] + [stated]

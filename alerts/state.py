@@ -140,49 +140,55 @@ def _same_numbers(value: Any) -> Any:
     return value
 
 
-def content_differences(held: CaseEvent, copy: CaseEvent, pushes: bool = True) -> list[tuple[str, Any, Any]]:
+def content_differences(held: CaseEvent, copy: CaseEvent) -> list[tuple[str, Any, Any]]:
     """What two versions of one event say differently (field, held, copy), in `_content`'s terms,
-    and the channel and the department when both state one, not the same. `pushes`: whether the
-    event's department pushes its cases (the catalog's `self_built`); of one that does not,
-    `import` against another channel is the same event (below).
+    and the channel and the department when both state one, not the same (`import` against
+    another channel excepted, below).
 
     A copy that leaves its channel, department or region out is the event held, silently: an
     import states `import` for events that name no channel, and files them under their item's
     department, so the ordinary onboarding (a history imported, then the same events sent again
     live, by a source that names its channel or its district) must not make each one another
-    fact. Which version a case holds then depends on which came first (docs/faults.md: a push or
-    a registration lag for the backfill rule, the department a card is filed under). Two stated
-    and different are two facts (a channel: found by a black-box test; a department: found by
-    another), whichever came first. But `import` against another channel, of a department that
-    does not push its cases: there `import` is what an import states for a history that names no
-    channel (its events are pushes only in a case that came by import), and a history imported,
-    then sent again live stating `online`, made nearly every event a letter (found by a black-box
-    test), and the case holds the channel the other copy states (`restated`); of a department
-    that pushes (a self-built system), the same event pushed and sent online is two facts (found
-    by another)."""
+    fact. Which department and region a case holds then depends on which came first
+    (docs/faults.md: the department a card is filed under). Two stated and different are two facts
+    (a channel: found by a black-box test; a department: found by another), whichever came first.
+    But `import` against another channel is the same event, and the case holds the other
+    (`restated`): a history imported, then sent again live stating `online`, made nearly every
+    event a letter (found by a black-box test), and whichever copy came first stood, judged as a
+    push or against its registration lag."""
     mine, theirs = _content(held), _content(copy)
     differences = [(name, value, theirs[name]) for name, value in mine.items()
                    if orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
                    != orjson.dumps(theirs[name], option=orjson.OPT_SORT_KEYS)]
     if (held.channel and copy.channel and held.channel != copy.channel
-            and (pushes or Channel.IMPORT not in (held.channel, copy.channel))):
+            and Channel.IMPORT not in (held.channel, copy.channel)):
         differences.append(("channel", held.channel.value, copy.channel.value))
     if held.department and copy.department and held.department != copy.department:
         differences.append(("department", held.department, copy.department))
     return differences
 
 
+def _as_pushed(event: CaseEvent, pushes: bool) -> bool:
+    """Whether the event reads as a push by its channel: `import`, or none stated in a department
+    that pushes its cases (`alerts.detectors.CaseView.pushed`)."""
+    return event.channel is Channel.IMPORT or (event.channel is None and pushes)
+
+
 def restated(held: CaseEvent, copy: CaseEvent, pushes: bool) -> CaseEvent | None:
-    """The event the case holds, with the channel a later copy of it states or leaves out, where
-    the one held says `import` and the event's department does not push its cases (`pushes` false,
-    `content_differences`); else None. There `import` is what an import states for a history that
-    names no channel, and says nothing of where the event was registered: judged as a push, a case
-    registered online days late had no red `backfill` card when its history was imported before
-    the live copies came, and had one the other way round (found by a black-box test of the
-    documented onboarding). Another channel, or none, only ever holds a registration to the
-    stricter rule (the 48 hours against the push deadline), so a department cannot take a card down
-    by sending an event again, and either order holds the same event."""
-    if pushes or held.channel is not Channel.IMPORT or copy.channel is Channel.IMPORT:
+    """The event the case holds, with the channel of a later copy of it (one of the same content),
+    where the held one reads as a push by its channel and the copy does not (`_as_pushed`; `pushes`:
+    whether the event's department pushes its cases, the catalog's `self_built`); else None.
+
+    An import states `import` for a history that names no channel, and a self-built department
+    pushes what it also registers online: a push says nothing of when the event was registered
+    (it is judged against the push deadline, a month later), and a copy that states `online` or
+    `window` (or none, outside a self-built department) says the event was registered at its
+    registration time. So the case holds that, whichever came first. Before, the version held was
+    the first: a history imported, then sent live, had no red `backfill` card for a case
+    registered online days late, which the live copies alone gave it (found by a black-box test of
+    the documented onboarding); a self-built department's push and its online copy were a letter,
+    and the card still went by arrival order. A copy can make no registration a push."""
+    if not _as_pushed(held, pushes) or _as_pushed(copy, pushes):
         return None
     return replace(held, channel=copy.channel, stored=None)
 

@@ -307,6 +307,10 @@ def test_copies_of_an_event_the_store_reads_as_one_are_one_event_in_an_import_to
     assert "another fact (node differ)" in result.rejected[0].reason
     assert sorted(e["case_id"] for e in result.events) == sorted(copies)
     assert result.duplicated_in_file == len(copies)
+    # The copy that states the channel the first leaves to the import (`import`) gives it, as the
+    # store holds the event (`alerts.state.restated`): the file imported and the file replayed agree.
+    assert {e["case_id"]: e["channel"] for e in result.events}["channel"] == "online"
+    assert {e["channel"] for e in result.events if e["case_id"] != "channel"} == {"import"}
     # A CSV log with an id column: a copy a fraction of a millisecond later is the same event.
     log = tmp_path / "log.csv"
     log.write_text("case,event,activity,time\nA1,1,受理,2025-03-03 09:00:00.1234\nA1,1,受理,2025-03-03 09:00:00.1236\n"

@@ -480,33 +480,39 @@ def letters_after(first: dict, second: dict) -> list[dict]:
     return harness.rows("dead_letters")
 
 
-def test_a_copy_that_states_another_channel_is_another_fact():
+def test_a_copy_that_states_another_channel_is_another_fact_unless_one_is_import():
     """Found by a black-box test: the same event sent online and pushed by a self-built system
     (channel import) was one event, whichever came first standing silently, and the backfill
     rule judges the two differently (a registration lag against the push deadline): the red card
-    depended on arrival order. A copy stating another channel is a conflicting copy, named in its
-    dead letter; a copy that states none (or the one held) is the same event: an import states
-    `import` for events that name none, and a history imported, then the same events sent again
-    live without a channel, made each one a letter (found by review). So is `import` against
-    another channel of a department that does not push its cases: a history imported, then the
-    same events sent live stating `online`, made nearly every event a letter (found by a
-    black-box test); of a self-built department (ZJJ), the push and the online copy are two facts."""
+    depended on arrival order. Two channels stated, neither `import`, are two facts, named in the
+    copy's dead letter. `import` against another channel is one event, and the case holds the other
+    whichever came first (`alerts.state.restated`): a history imported (an import states `import`
+    for events that name none), then the same events sent live stating `online`, made nearly every
+    event a letter (found by a black-box test), and the card went by arrival order all the same.
+    A copy that states none is the same event: outside a self-built department (ZJJ is one) it
+    holds the registration to its lag, as `online` does; in one, it is a push, as `import` is."""
     online = {**HISTORY[0], "channel": "online"}
     pushed = {**online, "channel": "import"}
-    built_online, built_pushed = {**online, "department": "ZJJ"}, {**pushed, "department": "ZJJ"}
-    # Either copy's department counts, so the same pair is one event or two whichever comes first
-    # (found by a black-box test: an import of the item's department, then an online copy stating
-    # the self-built ZJJ, was one event in that order and a letter in the other).
-    for first, second, conflict in ((built_online, built_pushed, True), (built_pushed, built_online, True),
-                                    (built_pushed, online, True), ({**online, "channel": "window"}, online, True),
-                                    (pushed, built_online, True), (built_online, pushed, True),
-                                    (online, pushed, False), (pushed, online, False),
-                                    (HISTORY[0], pushed, False), (pushed, HISTORY[0], False),
-                                    (online, HISTORY[0], False), (online, online, False)):
+    none = HISTORY[0]
+    built_online, built_pushed, built_none = ({**e, "department": "ZJJ"} for e in (online, pushed, none))
+    window = {**online, "channel": "window"}
+    for first, second, held in ((built_online, built_pushed, "online"), (built_pushed, built_online, "online"),
+                                (built_pushed, online, "online"), (pushed, built_online, "online"),
+                                (built_online, pushed, "online"), (online, pushed, "online"), (pushed, online, "online"),
+                                (none, pushed, None), (pushed, none, None), (online, none, "online"),
+                                (online, online, "online"), (built_pushed, built_none, "import"),
+                                (built_none, built_pushed, None), (built_none, built_online, "online"),
+                                (built_online, built_none, "online"), (pushed, window, "window")):
+        harness = Harness()
+        harness.run(Unit("case-events", 1, [record(0, first)]))
+        harness.run(Unit("case-events", 1, [record(1, second)]))
+        assert harness.rows("dead_letters") == [], (first, second)
+        state, _ = decode_state(harness.table.data["U1"])
+        assert [e.channel for e in state.events] == [held], (first, second)
+    for first, second in ((window, online), (online, window), (built_online, {**window, "department": "ZJJ"})):
         letters = letters_after(first, second)
-        assert [r["reason"] for r in letters] == (["conflicting_duplicate"] if conflict else []), (first, second)
-        if conflict:
-            assert "channel: " in letters[0]["detail"], letters[0]["detail"]
+        assert [r["reason"] for r in letters] == ["conflicting_duplicate"], (first, second)
+        assert "channel: " in letters[0]["detail"], letters[0]["detail"]
 
 
 def test_a_copy_that_states_another_department_is_another_fact():
@@ -1060,14 +1066,18 @@ def test_a_history_imported_then_sent_live_is_judged_as_the_live_copies_say_in_e
         assert seen[0] == seen[1]
 
 
-def test_a_history_imported_in_a_department_that_pushes_keeps_its_channel():
-    """A self-built department's push (`import`) and an online copy are two facts (the online copy
-    a letter); a copy that states no channel is the push itself: the case holds `import`."""
-    late = [{**HISTORY[0], "recorded_at": at(2026, 3, 5, 10).isoformat(), "department": "ZJJ"}]
-    imported = [{**e, "channel": "import"} for e in late]
-    harness = Harness()
-    harness.run(Unit("case-events", 1, [record(0, imported[0])]))
-    harness.run(Unit("case-events", 1, [record(1, late[0]), record(2, {**late[0], "channel": "online"})]))
-    assert [r["reason"] for r in harness.rows("dead_letters")] == ["conflicting_duplicate"]
-    state, _ = decode_state(harness.table.data["U1"])
-    assert [e.channel.value for e in state.events] == ["import"]
+def test_a_history_imported_in_a_department_that_pushes_is_judged_as_its_live_copies_say():
+    """A self-built department pushes what it also handles online: its history imported (`import`,
+    a push) and then an online copy of an event were a letter, and the case kept the push by arrival
+    order. The case now holds `online` (registered at its registration time) whichever came first;
+    a copy that states no channel is the push itself."""
+    late = {**HISTORY[0], "recorded_at": at(2026, 3, 5, 10).isoformat(), "department": "ZJJ"}
+    imported, live = {**late, "channel": "import"}, {**late, "channel": "online"}
+    for units in (([imported], [late, live]), ([live], [imported, late]), ([late], [imported, live])):
+        harness = Harness()
+        for offset, unit in enumerate(units):
+            harness.run(Unit("case-events", 1, [record(10 * offset + i, e) for i, e in enumerate(unit)]))
+        assert harness.rows("dead_letters") == []
+        state, _ = decode_state(harness.table.data["U1"])
+        assert [e.channel.value for e in state.events] == ["online"]
+        assert ("backfill", "open") in {(a.rule.value, a.status.value) for a in state.alerts.values()}
