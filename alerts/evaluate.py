@@ -360,6 +360,17 @@ def pushes(event: CaseEvent, judge: Judge) -> bool:
     return bool(department and department.self_built)
 
 
+def case_pushes(state: CaseState, judge: Judge) -> bool:
+    """Whether the case's department, as the rules read it (`labels_of`, `CaseView.self_built`),
+    pushes its cases; so too when its item is not in the catalog (nothing is known of it)."""
+    try:
+        department = labels_of(state, item_of(state, judge), judge).department
+    except NotInCatalog:
+        return True
+    known_department = judge.catalog.departments.get(department)
+    return bool(known_department and known_department.self_built)
+
+
 def known(event: CaseEvent, judge: Judge) -> None:
     """NotInCatalog (UnknownItem, UnknownNode, UnknownDepartment) when the catalog lacks the event's
     item, its item the node, or the department the event names."""
@@ -459,12 +470,13 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         state, is_new = apply(state, event)
         if not is_new:
             held = state.event_of(event.event_id)
-            differences = content_differences(held, event)
+            # Either copy's department, or the case's: the same pair is one event or two whichever came first
+            pushing = pushes(held, judge) or pushes(event, judge) or case_pushes(state, judge)
+            differences = content_differences(held, event, pushing)
             if differences:  # not the same event again: another fact under its id
                 conflicts.append((event, held, differences))
                 continue
-            # Either copy's department: the same pair is held alike whichever came first
-            stated = restated(held, event, pushes(held, judge) or pushes(event, judge))
+            stated = restated(held, event, pushing)
             if stated is not None:
                 state = with_event(state, stated)
                 restated_events = [e for e in restated_events if e.event_id != stated.event_id] + [stated]

@@ -522,28 +522,32 @@ def other_fact_under_id(event: dict, row: str, facts: dict[tuple[str, str], tupl
     millisecond, in whatever offset; an empty officer or attrs as none; a label or the channel one
     copy leaves out. Before, rows compared as written: two copies 0.5 ms apart, or one in UTC,
     held their whole case back, and its red cards were lost, where a replay of the same file
-    stored one event (found by a black-box test). `import` against another channel is one event
-    too, counted repeated in the file; the import takes the channel the other states
-    (`restated_channel`), as the store does (`alerts.state.restated`). `facts` keeps each (case,
-    id)'s first row (as `row` names it: `where`) and event."""
+    stored one event (found by a black-box test). The importer has no catalog: `import` against
+    another channel is one event here whatever the department (`alerts.evaluate.pushes`), counted
+    repeated in the file, and the first row's event takes the channel the other states
+    (`restated_channel`), as the store does outside a self-built department
+    (`alerts.state.restated`); later copies are compared with it so. A replay of the same file
+    letters the copy as a `conflicting_duplicate` in a self-built department. `facts` keeps each
+    (case, id)'s first row (as `row` names it: `where`) and event."""
     first = facts.setdefault((event["case_id"], event["event_id"]), (row, event))
     if first[1] is event or first[1] == event:
         return None
     try:
-        differ = sorted({name for name, _, _ in content_differences(parse_event(first[1]), parse_event(event))})
+        differ = sorted({name for name, _, _ in content_differences(parse_event(first[1]), parse_event(event),
+                                                                    pushes=False)})
     except InvalidEvent:  # not events the store could take (refused on their own): compared as written
         differ = sorted(key for key in first[1].keys() | event.keys() if first[1].get(key) != event.get(key))
     if not differ:
+        restated_channel(first[1], event)
         return None
     return (f"event id {event['event_id']!r} of case {event['case_id']} is that of {first[0]} already, another fact "
             f"({', '.join(differ)} differ): an event id names one fact of its case")
 
 
 def restated_channel(held: dict, copy: dict) -> None:
-    """A row repeated in the file that states the channel where the row first read says `import`:
-    the event imported takes it, as the store would, had the copy been sent on
-    (`alerts.state.restated`; an import names no department's pushes without the catalog, and
-    states `import` only for a row that names no channel)."""
+    """A row repeated in the file that states the channel where the row first read says `import`
+    (which an import states for a row that names none): the event imported takes it, as the store
+    would, had the copy been sent on (`alerts.state.restated`)."""
     if held.get("channel") == "import" and copy.get("channel") not in (None, "import"):
         held["channel"] = copy["channel"]
 

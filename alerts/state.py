@@ -140,10 +140,11 @@ def _same_numbers(value: Any) -> Any:
     return value
 
 
-def content_differences(held: CaseEvent, copy: CaseEvent) -> list[tuple[str, Any, Any]]:
+def content_differences(held: CaseEvent, copy: CaseEvent, pushes: bool = True) -> list[tuple[str, Any, Any]]:
     """What two versions of one event say differently (field, held, copy), in `_content`'s terms,
-    and the channel and the department when both state one, not the same (`import` against
-    another channel excepted, below).
+    and the channel and the department when both state one, not the same. `pushes`: whether the
+    case pushes its cases (its department, or either copy's, is `self_built`); where it does not,
+    `import` against another channel is the same event (below).
 
     A copy that leaves its channel, department or region out is the event held, silently: an
     import states `import` for events that name no channel, and files them under their item's
@@ -152,43 +153,39 @@ def content_differences(held: CaseEvent, copy: CaseEvent) -> list[tuple[str, Any
     fact. Which department and region a case holds then depends on which came first
     (docs/faults.md: the department a card is filed under). Two stated and different are two facts
     (a channel: found by a black-box test; a department: found by another), whichever came first.
-    But `import` against another channel is the same event, and the case holds the other
-    (`restated`): a history imported, then sent again live stating `online`, made nearly every
-    event a letter (found by a black-box test), and whichever copy came first stood, judged as a
-    push or against its registration lag."""
+    But `import` against another channel, where the case does not push: there `import` is what an
+    import states for a history that names no channel, and a history imported, then sent again
+    live stating `online`, made nearly every event a letter (found by a black-box test); the case
+    holds the other copy's channel (`restated`). Where it pushes (a self-built system), the same
+    event pushed and sent online is two facts (found by another)."""
     mine, theirs = _content(held), _content(copy)
     differences = [(name, value, theirs[name]) for name, value in mine.items()
                    if orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
                    != orjson.dumps(theirs[name], option=orjson.OPT_SORT_KEYS)]
     if (held.channel and copy.channel and held.channel != copy.channel
-            and Channel.IMPORT not in (held.channel, copy.channel)):
+            and (pushes or Channel.IMPORT not in (held.channel, copy.channel))):
         differences.append(("channel", held.channel.value, copy.channel.value))
     if held.department and copy.department and held.department != copy.department:
         differences.append(("department", held.department, copy.department))
     return differences
 
 
-def _as_pushed(event: CaseEvent, pushes: bool) -> bool:
-    """Whether the event reads as a push by its channel: `import`, or none stated in a department
-    that pushes its cases (`alerts.detectors.CaseView.pushed`)."""
-    return event.channel is Channel.IMPORT or (event.channel is None and pushes)
-
-
 def restated(held: CaseEvent, copy: CaseEvent, pushes: bool) -> CaseEvent | None:
     """The event the case holds, with the channel of a later copy of it (one of the same content),
-    where the held one reads as a push by its channel and the copy does not (`_as_pushed`; `pushes`:
-    whether the event's department pushes its cases, the catalog's `self_built`); else None.
+    where the one held says `import` and the case does not push its cases (`pushes` false: neither
+    its department nor either copy's is `self_built`); else None.
 
-    An import states `import` for a history that names no channel, and a self-built department
-    pushes what it also registers online: a push says nothing of when the event was registered
-    (it is judged against the push deadline, a month later), and a copy that states `online` or
-    `window` (or none, outside a self-built department) says the event was registered at its
-    registration time. So the case holds that, whichever came first. Before, the version held was
-    the first: a history imported, then sent live, had no red `backfill` card for a case
-    registered online days late, which the live copies alone gave it (found by a black-box test of
-    the documented onboarding); a self-built department's push and its online copy were a letter,
-    and the card still went by arrival order. A copy can make no registration a push."""
-    if not _as_pushed(held, pushes) or _as_pushed(copy, pushes):
+    There `import` is what an import states for a history that names no channel, and says nothing
+    of where the event was registered; the copy says it (`online`, `window`), or leaves it out,
+    which there reads as `online` does. So the case holds that, whichever came first, and is judged
+    as if the copy had come first. Before, the version held was the first: a history imported,
+    then sent live, was judged as a push (against the push deadline, a month later) and had no red
+    `backfill` card for a case registered online days late, which the live copies alone gave it
+    (found by a black-box test of the documented onboarding). The judgement is the copy's either
+    way: a card that only the import's reading raised (a burst of registrations that leaves the
+    import's events out, a suspension judged at the moment it states) is withdrawn, as when any
+    later fact shows a card never held, its reason naming the copy."""
+    if pushes or held.channel is not Channel.IMPORT or copy.channel is Channel.IMPORT:
         return None
     return replace(held, channel=copy.channel, stored=None)
 

@@ -21,7 +21,7 @@ from alerts.catalog import Catalog
 from alerts.events import InvalidEvent, parse_event
 from alerts.letters import UTF8_BOM, DeadLetter, make_letter, refused_event
 from alerts.mapping import (RAGGED, DateTally, LogMapping, MappedRow, RowStatus, hold_broken_cases, map_rows,
-                            other_fact_under_id, restated_channel)
+                            other_fact_under_id)
 from streams.replay_feed import json_lines
 from streams.steps import MAX_MESSAGE_BYTES
 
@@ -310,7 +310,7 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
         rows = map_rows(read_csv(path, mapping.columns(), lines) if mapping.format == "csv"
                         else read_xes(path, required, mapping.columns() - required, result.absent), mapping, lines,
                         result.dates)
-    seen: dict[tuple[str, str], dict] = {}  # an id is its case's: the same id in another case is another event
+    seen: set[tuple[str, str]] = set()  # an id is its case's: the same id in another case is another event
     numbers: set[int] = set()  # a JSON line's number is its line's, blank lines not counted among the rows
     for mapped in rows:
         numbers.add(mapped.number)
@@ -322,9 +322,8 @@ def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
             result.held.append(mapped)
         elif _key(mapped.event) in seen:
             result.duplicated_in_file += 1
-            restated_channel(seen[_key(mapped.event)], mapped.event)
         else:
-            seen[_key(mapped.event)] = mapped.event
+            seen.add(_key(mapped.event))
             result.events.append(mapped.event)
             result.numbers[_key(mapped.event)] = (mapped.number, mapped.derived)
             if mapped.activity:

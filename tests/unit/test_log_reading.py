@@ -311,6 +311,13 @@ def test_copies_of_an_event_the_store_reads_as_one_are_one_event_in_an_import_to
     # store holds the event (`alerts.state.restated`): the file imported and the file replayed agree.
     assert {e["case_id"]: e["channel"] for e in result.events}["channel"] == "online"
     assert {e["channel"] for e in result.events if e["case_id"] != "channel"} == {"import"}
+    # A third copy is compared with the event as taken (found by review: no channel, online, window
+    # dropped the window copy silently, where online, no channel, window rejected it).
+    for order in (("", "online", "window"), ("online", "", "window")):
+        copies = [{**base, "case_id": "three", **({"channel": channel} if channel else {})} for channel in order]
+        lines.write_text("".join(orjson.dumps(event).decode() + "\n" for event in copies))
+        result = convert(lines, None)
+        assert [(row.case_id, "channel differ" in row.reason) for row in result.rejected] == [("three", True)], order
     # A CSV log with an id column: a copy a fraction of a millisecond later is the same event.
     log = tmp_path / "log.csv"
     log.write_text("case,event,activity,time\nA1,1,受理,2025-03-03 09:00:00.1234\nA1,1,受理,2025-03-03 09:00:00.1236\n"
