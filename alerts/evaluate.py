@@ -455,6 +455,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     refused: list[tuple[CaseEvent, NotInCatalog]] = []
     conflicts: list[tuple[CaseEvent, CaseEvent, list]] = []
     restated_events: list[CaseEvent] = []
+    case_pushing: tuple[CaseState, bool] | None = None
     marked = False
     for event_id, case_id, reason in refusals:
         state, moved = refuse(state, case_id, event_id, reason)
@@ -470,8 +471,10 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         state, is_new = apply(state, event)
         if not is_new:
             held = state.event_of(event.event_id)
+            if case_pushing is None or case_pushing[0] is not state:  # read once per state: a redelivery is all duplicates
+                case_pushing = (state, case_pushes(state, judge))
             # Either copy's department, or the case's: the same pair is one event or two whichever came first
-            pushing = pushes(held, judge) or pushes(event, judge) or case_pushes(state, judge)
+            pushing = pushes(held, judge) or pushes(event, judge) or case_pushing[1]
             differences = content_differences(held, event, pushing)
             if differences:  # not the same event again: another fact under its id
                 conflicts.append((event, held, differences))
