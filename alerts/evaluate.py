@@ -162,8 +162,13 @@ def item_of(state: CaseState, judge: Judge) -> Item:
 
 
 def labels_of(state: CaseState, item: Item, judge: Judge) -> Labels:
-    department = next((e.department for e in state.events if e.department), None) or item.department
-    region = next((e.region for e in state.events if e.region), None)
+    """The case's department and region: those its first handling event that names one states,
+    else its item's department's. Not a rating's (`READ_BY_NO_RULE`): the applicant's, not the
+    department's handling; a rating that named another department took the case there, its card,
+    its ticket and its count (found by an independent scorer)."""
+    handling = [e for e in state.events if e.type not in READ_BY_NO_RULE]
+    department = next((e.department for e in handling if e.department), None) or item.department
+    region = next((e.region for e in handling if e.region), None)
     if region is None:
         known = judge.catalog.departments.get(department)
         region = known.region if known else None

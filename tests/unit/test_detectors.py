@@ -1782,3 +1782,22 @@ def test_a_case_closed_in_time_while_it_waits_holds_the_same_open_cards_in_any_o
               [([], junk), (opened, []), ([closed], [])], [(opened + [closed], junk)]]
     assert ("overdue", None) in active(run(opened, now, j))
     assert [play(units) for units in orders] == [set()] * len(orders)
+
+
+def test_a_rating_that_names_a_department_does_not_move_its_case():
+    """Found by an independent scorer: a case whose handling named no department (its item's, SCJG)
+    took the department and region its applicant's rating named: its red card, its ticket and its
+    count went to a department that never handled it. A rating is the applicant's, not the
+    department's handling (it is read by no rule): the case's labels are its handling's."""
+    accepted = ev("accepted", at(2026, 3, 2, 9), case="R1")
+    closed = ev("closed", at(2026, 3, 3, 9), case="R1")  # before its nodes: a red skipped_node
+    rated = dataclasses.replace(ev("rated", at(2026, 3, 4, 9), case="R1", rating="dissatisfied"),
+                                department="ZJJ", region="320211")
+    for events in ([accepted, closed, rated], [rated, accepted, closed]):
+        state = run(events, at(2026, 5, 1))
+        cards = [a for a in state.alerts.values() if a.status.value == "open"]
+        assert cards and {(a.department, a.region) for a in cards} == {("SCJG", "320200")}, events
+    # Handling that names a department is the case's, whatever its rating says.
+    named = [dataclasses.replace(e, department="ZJJ") for e in (accepted, closed)]
+    state = run([dataclasses.replace(rated, department="SCJG"), *named], at(2026, 5, 1))
+    assert {a.department for a in state.alerts.values()} == {"ZJJ"}
