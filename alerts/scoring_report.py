@@ -51,7 +51,9 @@ def scoring_marks(scores: MonthScores) -> list[str]:
     if scores.provisional_as_of is not None:
         marks.append(f"暂计，截至 {scores.provisional_as_of:%Y-%m-%d %H:%M}")
     if not scores.inputs_given:
-        marks.append("未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计，事项覆盖率未提供")
+        # 部门覆盖率 (the rules' term) where the rulebook scores it: a region's (附件1), not a department's
+        coverage = any(key == "coverage" for key, _, _ in scores.part_titles)
+        marks.append("未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计" + ("，部门覆盖率未提供" if coverage else ""))
     return marks
 
 

@@ -135,9 +135,12 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
                                   case_id in rated_before))
 
     # Pushed: channel `import`, or none stated (a self-built department's system, as the backfill
-    # rule reads it: alerts.detectors.CaseView.pushed); only self-built departments' are scored.
+    # rule reads it: alerts.detectors.CaseView.pushed); only self-built departments' are scored. Not
+    # a rating: the applicant's, not the department's handling (one registered after the push day
+    # made a push on time late: found by an independent scorer).
     query = ScopedQuery("department, count(), max(recorded_at)", "case_events FINAL",
-                        where="channel IN ('import', '') AND occurred_at >= {start:DateTime64(6, 'UTC')} "
+                        where="channel IN ('import', '') AND type != 'rated' "
+                              "AND occurred_at >= {start:DateTime64(6, 'UTC')} "
                               "AND occurred_at < {end:DateTime64(6, 'UTC')}",
                         tail="GROUP BY department ORDER BY department")
     sql, parameters = query.sql(scope)
@@ -157,7 +160,7 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
                                          "own": sorted(SUNLIGHTS_OWN), "not_pushed": list(NOT_PUSHED)}).result_rows
     for letter_id, department, region, payload, received_at in rows:
         event = _event(payload)
-        if event is None or _channel(event) in NOT_PUSHED:
+        if event is None or _channel(event) in NOT_PUSHED or event.get("type") == "rated":  # no push (above)
             continue
         received = _utc(received_at)
         moment = _moment(event, "occurred_at", tz)

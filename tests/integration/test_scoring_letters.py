@@ -59,3 +59,34 @@ def test_a_push_refused_for_its_channel_or_its_time_s_offset_docks_the_month_it_
     assert sorted(f.department for f in november.letters) == ["SH", "SI", "SJ"]
     (pushed,) = [f for f in october.letters if f.department == "SC"]
     assert pushed.pushed_at == datetime(2026, 11, 2, 2, tzinfo=timezone.utc)  # its recorded_at, at local time
+
+
+def test_an_applicants_rating_is_no_push_of_the_departments_data(tmp_path):
+    """Found by an independent scorer: a self-built department's rating (the applicant's 评议, no
+    channel) registered on 7 November made its October push, on time on the 3rd, late (−5), and a
+    rating the contract refuses (`very_satisfied`) docked it for data not to the standard. The rules
+    dock 办件数据 pushed late or not to the standard; a rating is the applicant's, not the
+    department's handling (as the backfill rule reads it)."""
+    from alerts.events import parse_event
+    from sinks.rows import event_row
+
+    def event(event_id, kind, recorded, **extra):
+        return parse_event({"event_id": event_id, "case_id": "P1", "item_code": "I1", "type": kind,
+                            "department": "SA", "occurred_at": "2026-10-15T10:00:00+08:00",
+                            "recorded_at": recorded, **extra})
+
+    events = [event("a", "accepted", "2026-11-03T10:00:00+08:00", channel="import"),
+              event("c", "closed", "2026-11-03T10:00:00+08:00", channel="import"),
+              event("r", "rated", "2026-11-07T10:00:00+08:00", attrs={"rating": "satisfied"})]
+    refused = letter("bad-rating", "schema", "SA", type="rated", attrs={"rating": "very_satisfied"})
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        client.insert_arrow("case_events", to_arrow("case_events", [event_row(e, "SA", NOVEMBER_3) for e in events]))
+        client.insert_arrow("dead_letters", to_arrow("dead_letters", [dead_letter_row(*refused)]))
+        october = month_facts(client, "2026-10", SHANGHAI)
+    finally:
+        client.close()
+    (push,) = october.pushes
+    assert (push.department, push.events, push.last_recorded_at) == ("SA", 2, datetime(2026, 11, 3, 2, tzinfo=timezone.utc))
+    assert october.letters == ()

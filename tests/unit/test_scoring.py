@@ -534,7 +534,11 @@ def test_a_month_scored_before_it_ends_or_without_its_inputs_says_so_in_its_titl
     early = score_month(rulebook(), "department", CATALOG,
                         dataclasses.replace(facts, as_of=datetime(2026, 4, 20, 15, 30, tzinfo=TZ)))
     assert title(early) == ("2026年4月 市级部门绩效考核（附件2） 得分（暂计，截至 2026-04-20 15:30；"
-                            "未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计，事项覆盖率未提供）")
+                            "未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计）")
+    # The rules' 部门覆盖率, said where the rulebook scores it (a region's, 附件1; found by an
+    # independent scorer: "事项覆盖率" on the departments' ranking, which has no such part)
+    by_region = score_month(rulebook(), "region", CATALOG, dataclasses.replace(facts, as_of=datetime(2026, 4, 20, tzinfo=TZ)))
+    assert title(by_region).endswith("投诉及暗访扣分按 0 计，部门覆盖率未提供）")
     assert table_text(early).startswith(title(early) + "\n")
     from alerts.scoring_report import jsonl_records
 
@@ -547,7 +551,7 @@ def test_a_month_scored_before_it_ends_or_without_its_inputs_says_so_in_its_titl
 
     from alerts.scoring_report import csv_text
 
-    said_early = "暂计，截至 2026-04-20 15:30；未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计，事项覆盖率未提供"
+    said_early = "暂计，截至 2026-04-20 15:30；未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计"
     for scores, status in ((early, said_early), (final, "月度已结束，考核输入已提供")):
         head, *rows = list(csv.reader(io.StringIO(csv_text(scores))))
         assert head[-1] == "计分状态" and rows and {r[-1] for r in rows} == {status}
