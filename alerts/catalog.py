@@ -7,6 +7,8 @@ department and the field, so an operator can fix the file without guessing.
 
 from __future__ import annotations
 
+import difflib
+
 import enum
 import math
 import re
@@ -349,7 +351,16 @@ def load_catalog(raw: Any) -> Catalog:
     if not isinstance(raw, dict):
         raise CatalogError("catalog: the document must be a mapping with departments and items")
     departments: dict[str, Department] = {}
-    raw_departments = raw.get("departments") or []
+    raw_departments = raw.get("departments")
+    if raw_departments is None or raw_departments == []:
+        # The contract requires them, and every item names one. Without the list (a misspelt key)
+        # the catalog was taken, with a warning, and every event naming a department refused: a
+        # city's whole feed to the dead letters (found by a black-box test).
+        misspelt = [key for key in raw if isinstance(key, str) and key != "departments"
+                    and difflib.SequenceMatcher(None, key, "departments").ratio() >= 0.8]
+        raise CatalogError("catalog: missing required field 'departments' (each department's code and name; every "
+                           "item names its department from it)"
+                           + (f"; did you mean 'departments' for {misspelt[0]!r}?" if misspelt else ""))
     if not isinstance(raw_departments, list):
         raise CatalogError("catalog: departments must be a list")
     timezone = str(raw.get("timezone") or "Asia/Shanghai")
@@ -392,7 +403,7 @@ def load_catalog(raw: Any) -> Catalog:
             raise CatalogError(f"{where}: category {entry.get('category')!r} is not one of "
                                f"{[c.value for c in Category]}") from None
         department = str(_require(entry, "department", where))
-        if departments and department not in departments:
+        if department not in departments:
             raise CatalogError(f"{where}: department {department!r} is not in departments")
         if "promised_days" not in entry:
             raise CatalogError(f"{where}: missing required field 'promised_days'")

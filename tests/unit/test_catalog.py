@@ -39,11 +39,21 @@ def test_the_contract_example_loads_with_default_requires():
     (("departments", 0, "name"), KeyError, "department 'SCJG': missing required field 'name'"),
     (("timezone",), "Asia/Shangai", "timezone 'Asia/Shangai' is not an IANA timezone"),
     (("departments",), 5, "departments must be a list"),
+    # Found by a black-box test: without the list every item's department went unchecked, and every
+    # event naming a department was refused, a city's whole feed to the dead letters.
+    (("departments",), KeyError, "missing required field 'departments'"),
+    (("departments",), [], "missing required field 'departments'"),
 ])
 def test_errors_name_the_item_and_the_field(path, value, words):
     with pytest.raises(CatalogError) as info:
         load_catalog(broken(RAW, path, value))
     assert words in str(info.value)
+
+
+def test_a_misspelt_departments_key_is_named():
+    raw = {("departmnets" if key == "departments" else key): value for key, value in RAW.items()}
+    with pytest.raises(CatalogError, match="did you mean 'departments' for 'departmnets'"):
+        load_catalog(raw)
 
 
 def test_the_judging_basis_is_the_same_in_every_process_and_changes_with_what_judges():

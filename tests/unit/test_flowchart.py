@@ -65,7 +65,7 @@ def test_a_loop_is_rework_by_default_and_refused_when_strict():
 def test_the_result_is_a_valid_catalog_item():
     item = {"code": "X", "name": "x", "category": "licensing", "department": "D", "promised_days": 5,
             "nodes": catalog_nodes(read_bpmn(LOOP))}
-    catalog = load_catalog({"items": [item]})
+    catalog = load_catalog({"departments": [{"code": "D", "name": "D"}], "items": [item]})
     assert catalog.item("X").node("C1").requires == ("B1",)
 
 
@@ -164,7 +164,7 @@ def test_the_caller_names_the_node_the_decision_completes(tmp_path, capsys):
     flowchart = tmp_path / "licence.bpmn"
     flowchart.write_text(LICENSING, encoding="utf-8")
     catalog = tmp_path / "catalog.yaml"
-    catalog.write_text("items:\n- code: XK-1\n  name: 许可\n  category: licensing\n  department: D\n"
+    catalog.write_text("departments:\n- code: D\n  name: 某局\nitems:\n- code: XK-1\n  name: 许可\n  category: licensing\n  department: D\n"
                        "  promised_days: 20\n", encoding="utf-8")
     command = ["catalog", "import-bpmn", str(flowchart), "--item", "XK-1", "--catalog", str(catalog),
                "--accepted-completes", "受理"]
