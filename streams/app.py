@@ -59,6 +59,21 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 faust_patches.apply()
 
 
+def split_store(settings, held: set[int]) -> str | None:
+    """What to say when a worker on a Kafka cluster, with the embedded store, holds only some of the
+    case partitions: another worker is in its group with a store of its own, and a case one of them
+    lets go and reads back from its store lacks what the other wrote (false red skipped_node cards:
+    found by a black-box test). docs/deploy.md says the workers need a ClickHouse server; before,
+    nothing said so to one that was given none."""
+    if not settings.kafka or settings.clickhouse or len(held) >= settings.partitions:
+        return None
+    return (f"this worker holds {len(held)} of the {settings.partitions} partitions of {settings.case_events_topic}: "
+            f"another worker is in its group ({settings.app_id}), and each keeps the embedded store of its own "
+            f"SUNLIGHT_DATA_DIR (SUNLIGHT_CLICKHOUSE is not set), so the store is split between them, and a case "
+            f"either lets go is read back without the events the other wrote: give every worker the same "
+            f"ClickHouse server (SUNLIGHT_CLICKHOUSE; docs/deploy.md)")
+
+
 class PipelineFailed(RuntimeError):
     """The worker cannot go on (its deadline index could not be rebuilt): it must stop, loudly."""
 
@@ -609,6 +624,10 @@ class Pipeline:
         faust_patches.recovery_begins(self.app)  # the index waits for this assignment's recovery
         self.forget_unassigned(assigned)
         self.delivery.on_assigned(assigned, asyncio.get_running_loop().time())
+        split = split_store(self.settings, {tp.partition for tp in assigned
+                                            if tp.topic == self.settings.case_events_topic})
+        if split:
+            log.error("%s", split)
         self.index_ready = False
         self.assignments += 1
         asyncio.ensure_future(self._rebuild_index(self.assignments))

@@ -44,3 +44,18 @@ def test_a_missing_file_a_variable_names_is_refused_naming_the_variable(tmp_path
 
     with pytest.raises(CatalogError, match=r"\(SUNLIGHT_CALENDAR_OVERRIDES\) .*cal\.yaml does not exist"):
         load_judge(CONTRACT / "catalog.example.yaml", tmp_path / "cal.yaml")
+
+
+def test_a_worker_on_a_kafka_cluster_with_the_embedded_store_sharing_its_group_is_told_the_store_is_split():
+    """Found by a black-box test: two workers in one group on a Kafka cluster, each with the embedded
+    store of its own data directory, started silently; a case one let go was read back from its own
+    store without the events the other wrote, and judged: false red skipped_node cards."""
+    from streams.app import split_store
+    from streams.settings import Settings
+
+    alone = Settings(kafka="kafka:9092", partitions=4)
+    said = split_store(alone, {0, 1})
+    assert said and "2 of the 4 partitions" in said and "SUNLIGHT_CLICKHOUSE" in said
+    assert split_store(alone, {0, 1, 2, 3}) is None  # the only worker: its store is whole
+    assert split_store(Settings(kafka="kafka:9092", clickhouse="http://ch:8123", partitions=4), {0}) is None
+    assert split_store(Settings(partitions=4), {0}) is None  # its own embedded broker: one process
