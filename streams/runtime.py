@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 import signal
+import threading
 from contextlib import asynccontextmanager
 import dataclasses
 from dataclasses import dataclass
@@ -293,6 +294,22 @@ async def _stop_worker(pipeline: Pipeline | None, worker: faust.Worker) -> None:
             flushing.cancel()
 
 
+def quiet_while_stopping(stopping: Callable[[], bool], default: Callable) -> Callable:
+    """A `threading.excepthook` that says in one line what a thread's cancelled wait or Kafka error
+    is once the worker stops (`stopping`): Faust's consumer thread, stopped while a fetch waits on a
+    broker gone away, printed two chained tracebacks before the stop's own one-line message (found
+    by a black-box test). Anything else, or before the stop, goes to `default`."""
+    from aiokafka.errors import KafkaError
+
+    def hook(args) -> None:
+        if stopping() and isinstance(args.exc_value, (asyncio.CancelledError, KafkaError)):
+            log.warning("%s ended with %s while the worker stops (the Kafka broker does not answer)",
+                        args.thread.name if args.thread is not None else "a thread", type(args.exc_value).__name__)
+            return
+        default(args)
+    return hook
+
+
 async def _stop_in_time(pipeline: Pipeline, worker: faust.Worker) -> None:
     """`_stop_worker`, within `SUNLIGHT_STOP_SECONDS`; past them, the process exits at once, saying
     so. A stop waits on the broker (Faust's last commit) and the store: with the Kafka broker gone
@@ -300,6 +317,9 @@ async def _stop_in_time(pipeline: Pipeline, worker: faust.Worker) -> None:
     restart it (found by a test: still running 60 s after SIGTERM). What is written stays; what is
     not committed is delivered again at the next start."""
     seconds = pipeline.settings.stop_seconds
+    before = threading.excepthook
+    stopping = True
+    threading.excepthook = quiet_while_stopping(lambda: stopping, before)
     try:
         await asyncio.wait_for(asyncio.shield(_stop_worker(pipeline, worker)), seconds)
     except asyncio.TimeoutError:
@@ -307,6 +327,10 @@ async def _stop_in_time(pipeline: Pipeline, worker: faust.Worker) -> None:
                   "does not answer; exiting at once (what is not committed is processed again at the next start)",
                   seconds)
         _exit_at_once(1)
+    finally:
+        stopping = False  # the hook hands anything later to the one before (a process runs several pipelines)
+        if threading.excepthook is not before:
+            threading.excepthook = before
 
 
 async def _flush_while_stopping(pipeline: Pipeline, consumer) -> None:

@@ -59,3 +59,30 @@ def test_a_worker_on_a_kafka_cluster_with_the_embedded_store_sharing_its_group_i
     assert split_store(alone, {0, 1, 2, 3}) is None  # the only worker: its store is whole
     assert split_store(Settings(kafka="kafka:9092", clickhouse="http://ch:8123", partitions=4), {0}) is None
     assert split_store(Settings(partitions=4), {0}) is None  # its own embedded broker: one process
+
+
+def test_a_thread_cancelled_or_failing_on_kafka_while_the_worker_stops_is_one_line_not_a_traceback(caplog):
+    """Found by a black-box test: with the broker gone, Faust's consumer thread, stopped while a
+    fetch waited, printed two chained tracebacks before the stop's one-line message."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from aiokafka.errors import NodeNotReadyError
+
+    from streams.runtime import quiet_while_stopping
+
+    seen = []
+    stopping = [True]
+    hook = quiet_while_stopping(lambda: stopping[0], seen.append)
+    thread = threading.Thread(name="Thread-1")
+    for exc in (asyncio.CancelledError(), NodeNotReadyError("node 111")):
+        hook(SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=None, thread=thread))
+    assert seen == [] and caplog.text.count("Thread-1 ended with") == 2
+    other = SimpleNamespace(exc_type=ValueError, exc_value=ValueError("a bug"), exc_traceback=None, thread=thread)
+    hook(other)  # anything else: as before
+    stopping[0] = False
+    cancelled = SimpleNamespace(exc_type=asyncio.CancelledError, exc_value=asyncio.CancelledError(),
+                                exc_traceback=None, thread=thread)
+    hook(cancelled)  # not stopping: as before
+    assert seen == [other, cancelled]
