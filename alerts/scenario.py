@@ -58,6 +58,13 @@ CONFIRMATION_NODES = [
 TIERS = [{"tier": "light", "min": 5000, "max": 20000}, {"tier": "normal", "min": 20000, "max": 60000},
          {"tier": "heavy", "min": 60000, "max": 100000}]
 
+def _stem(department: str, where: str = "市") -> str:
+    """A department's name as its items' names begin, without where it is (`where`, 市 or a
+    district's name): 市市场监督管理局 → 市场监督管理, 市卫生健康委员会 → 卫生健康委员会 (cutting a character
+    off each end made 卫生健康委员: found by a black-box test)."""
+    return department.removeprefix(where).removesuffix("局")
+
+
 CITY_REGION = "320200"
 # Districts (市(县)区) with departments of their own: (region code, name, departments).
 DISTRICTS = [
@@ -105,33 +112,33 @@ def build_catalog(region: str = CITY_REGION, districts: bool = True) -> dict[str
         departments.append(department)
     items = []
     for number, (code, name) in enumerate(DEPARTMENTS, start=1):
-        items.append({"code": f"{region}-XK-{code}-{number:04d}", "name": f"{name[1:-1]}许可",
+        items.append({"code": f"{region}-XK-{code}-{number:04d}", "name": f"{_stem(name)}许可",
                       "category": "licensing", "department": code, "promised_days": 10, "legal_days": 20,
                       "nodes": LICENSING_NODES})
-        items.append({"code": f"{region}-CF-{code}-{number:04d}", "name": f"{name[1:-1]}行政处罚",
+        items.append({"code": f"{region}-CF-{code}-{number:04d}", "name": f"{_stem(name)}行政处罚",
                       "category": "penalty", "department": code, "promised_days": 45, "legal_days": 90,
                       "nodes": PENALTY_NODES, "discretion": {f"V-{code}-01": TIERS},
                       # Its 决定 step is the fining decision (`decided`), not a node_completed of its own.
                       "decision_node": "decide"})
-        items.append({"code": f"{region}-QR-{code}-{number:04d}", "name": f"{name[1:-1]}行政确认",
+        items.append({"code": f"{region}-QR-{code}-{number:04d}", "name": f"{_stem(name)}行政确认",
                       "category": "confirmation", "department": code, "promised_days": 5,
                       "nodes": CONFIRMATION_NODES})
         # A suspended item (挂起事项): in the catalog, not handled.
-        items.append({"code": f"{region}-QT-{code}-{number:04d}", "name": f"{name[1:-1]}其他权力事项",
+        items.append({"code": f"{region}-QT-{code}-{number:04d}", "name": f"{_stem(name)}其他权力事项",
                       "category": "other", "department": code, "promised_days": 5, "status": "suspended",
                       "nodes": CONFIRMATION_NODES})
     if districts:
-        for district, _, members in DISTRICTS:
+        for district, district_name, members in DISTRICTS:
             for code, name in members:
                 departments.append({"code": code, "name": name, "region": district,
                                     "head": {"name": f"{name}负责人", "email": f"{code.lower()}-head@example.gov.cn"}})
-                items.append({"code": f"{district}-XK-{code}-0001", "name": f"{name[3:-1]}许可",
+                items.append({"code": f"{district}-XK-{code}-0001", "name": f"{_stem(name, district_name)}许可",
                               "category": "licensing", "department": code, "promised_days": 10,
                               "legal_days": 20, "nodes": LICENSING_NODES})
-                items.append({"code": f"{district}-QR-{code}-0001", "name": f"{name[3:-1]}行政确认",
+                items.append({"code": f"{district}-QR-{code}-0001", "name": f"{_stem(name, district_name)}行政确认",
                               "category": "confirmation", "department": code, "promised_days": 5,
                               "nodes": CONFIRMATION_NODES})
-                items.append({"code": f"{district}-QT-{code}-0001", "name": f"{name[3:-1]}其他权力事项",
+                items.append({"code": f"{district}-QT-{code}-0001", "name": f"{_stem(name, district_name)}其他权力事项",
                               "category": "other", "department": code, "promised_days": 5,
                               "status": "suspended", "nodes": CONFIRMATION_NODES})
     index_of = {d["code"]: i for i, d in enumerate(departments)}
