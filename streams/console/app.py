@@ -26,7 +26,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import quote, urlencode
@@ -447,6 +447,8 @@ class Console:
     def _too_many(self, request: Request, until: float) -> Response:
         tz = self.backend.judge().calendar.tz
         at = datetime.fromtimestamp(until, timezone.utc).astimezone(tz)
+        if at.second or at.microsecond:  # said to the minute: the next one (15:40:30 said 15:40, still locked)
+            at = at.replace(second=0, microsecond=0) + timedelta(minutes=1)
         minutes = max(1, -(-int(until - self.name_failures.clock()) // 60))
         message = f"登录失败次数过多，请于 {at:%H:%M} 后（约 {minutes} 分钟后）再试。"
         response = self._login_page(request, message, 429)

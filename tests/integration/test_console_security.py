@@ -520,6 +520,14 @@ def test_sign_in_attempts_are_limited_and_hashed_off_the_store_s_threads(console
     refused = guesser.sign_in("检查员", "inspector-password")  # the right one, too late
     assert refused.status == 429 and "登录失败次数过多" in refused.text and "再试" in refused.text
     assert "约 5 分钟后" in refused.text and refused.header("retry-after") == "301"
+    # The time it says is not before the lockout ends: to the minute, the next (found by a black-box
+    # test: 15:40 for 15:40:30, refused again at 15:40:10)
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    until = datetime.fromtimestamp(now[0] + 300, timezone.utc).astimezone(ZoneInfo("Asia/Shanghai"))
+    said = until.replace(second=0) + (timedelta(minutes=1) if until.second else timedelta())
+    assert until.second and f"请于 {said:%H:%M} 后" in refused.text, refused.text
     assert guesser.get("/alerts").status == 303
     assert len(threads) == 5 and all(name.startswith("sunlight-scrypt") for name in threads)  # none spent on it
     # Another user from the same address is not locked out by that name's failures.

@@ -45,6 +45,10 @@ def test_a_notice_without_an_address_fails_with_the_reason(mail_server):
     steps = NoticeSteps(None, [sender], True, None, attempts=4, retry_seconds=5.0)
     status, attempts, error = asyncio.run(asyncio.wait_for(steps.deliver(nobody), 3.0))
     assert (status, attempts) == ("failed", 1) and "未登记部门负责人的邮箱" in error
+    # A contact's notice fails only when the head who stands in has no address either: both said
+    # (found by a black-box test: it named the contact alone, beside the head's name).
+    with pytest.raises(NoticeError, match="职权目录未登记部门联系人及代收的部门负责人的邮箱"):
+        asyncio.run(sender.send(replace(nobody, recipient_role="contact")))
 
 
 def test_the_webhook_posts_json_with_the_notice_id_as_idempotency_key():

@@ -121,7 +121,9 @@ def test_without_a_link_a_notice_says_how_to_reply_otherwise():
     ticket, notices = _ticket_and_notices()
     opened = render_notice(notices[0], ticket, CATALOG, load_templates())
     assert "/reply/" not in opened.body
-    assert "经 OA 系统提交答复" in opened.body and f"sunlight tickets reply {ticket.ticket_id}" in opened.body
+    assert "经 OA 系统提交答复" in opened.body and f"督办件 {ticket.ticket_id}" in opened.body
+    # No command line in a notice to a department (found by a black-box test)
+    assert "sunlight" not in opened.body and "--text" not in opened.body
     custom = replace(load_templates(), templates={**load_templates().templates,
                                                    Step.OPENED: ("{ticket_id}", "链接：{reply_link}\n")})
     assert render_notice(notices[0], ticket, CATALOG, custom).body == f"链接：{NO_LINK}\n"
