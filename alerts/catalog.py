@@ -8,7 +8,6 @@ department and the field, so an operator can fix the file without guessing.
 from __future__ import annotations
 
 import difflib
-
 import enum
 import math
 import re

@@ -476,7 +476,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
         state, is_new = apply(state, event)
         if not is_new:
             held = state.event_of(event.event_id)
-            if case_pushing is None or case_pushing[0] is not state:  # read once per state: a redelivery is all duplicates
+            if case_pushing is None or case_pushing[0] is not state:  # once per state: a redelivery is all copies
                 case_pushing = (state, case_pushes(state, judge))
             # Either copy's department, or the case's: the same pair is one event or two whichever came first
             pushing = pushes(held, judge) or pushes(event, judge) or case_pushing[1]

@@ -58,6 +58,7 @@ CONFIRMATION_NODES = [
 TIERS = [{"tier": "light", "min": 5000, "max": 20000}, {"tier": "normal", "min": 20000, "max": 60000},
          {"tier": "heavy", "min": 60000, "max": 100000}]
 
+
 def _stem(department: str, where: str = "市") -> str:
     """A department's name as its items' names begin, without where it is (`where`, 市 or a
     district's name): 市市场监督管理局 → 市场监督管理, 市卫生健康委员会 → 卫生健康委员会 (cutting a character
@@ -130,15 +131,16 @@ def build_catalog(region: str = CITY_REGION, districts: bool = True) -> dict[str
     if districts:
         for district, district_name, members in DISTRICTS:
             for code, name in members:
+                stem = _stem(name, district_name)
                 departments.append({"code": code, "name": name, "region": district,
                                     "head": {"name": f"{name}负责人", "email": f"{code.lower()}-head@example.gov.cn"}})
-                items.append({"code": f"{district}-XK-{code}-0001", "name": f"{_stem(name, district_name)}许可",
+                items.append({"code": f"{district}-XK-{code}-0001", "name": f"{stem}许可",
                               "category": "licensing", "department": code, "promised_days": 10,
                               "legal_days": 20, "nodes": LICENSING_NODES})
-                items.append({"code": f"{district}-QR-{code}-0001", "name": f"{_stem(name, district_name)}行政确认",
+                items.append({"code": f"{district}-QR-{code}-0001", "name": f"{stem}行政确认",
                               "category": "confirmation", "department": code, "promised_days": 5,
                               "nodes": CONFIRMATION_NODES})
-                items.append({"code": f"{district}-QT-{code}-0001", "name": f"{_stem(name, district_name)}其他权力事项",
+                items.append({"code": f"{district}-QT-{code}-0001", "name": f"{stem}其他权力事项",
                               "category": "other", "department": code, "promised_days": 5,
                               "status": "suspended", "nodes": CONFIRMATION_NODES})
     index_of = {d["code"]: i for i, d in enumerate(departments)}

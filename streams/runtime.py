@@ -328,9 +328,8 @@ async def _stop_in_time(pipeline: Pipeline, worker: faust.Worker) -> None:
                   seconds)
         _exit_at_once(1)
     finally:
-        stopping = False  # the hook hands anything later to the one before (a process runs several pipelines)
-        if threading.excepthook is not before:
-            threading.excepthook = before
+        stopping = False  # anything later goes to the hook before (a process runs several pipelines)
+        threading.excepthook = before
 
 
 async def _flush_while_stopping(pipeline: Pipeline, consumer) -> None:

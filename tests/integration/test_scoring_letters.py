@@ -88,5 +88,6 @@ def test_an_applicants_rating_is_no_push_of_the_departments_data(tmp_path):
     finally:
         client.close()
     (push,) = october.pushes
-    assert (push.department, push.events, push.last_recorded_at) == ("SA", 2, datetime(2026, 11, 3, 2, tzinfo=timezone.utc))
+    assert (push.department, push.events) == ("SA", 2)
+    assert push.last_recorded_at == datetime(2026, 11, 3, 2, tzinfo=timezone.utc)
     assert october.letters == ()

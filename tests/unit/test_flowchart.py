@@ -164,7 +164,8 @@ def test_the_caller_names_the_node_the_decision_completes(tmp_path, capsys):
     flowchart = tmp_path / "licence.bpmn"
     flowchart.write_text(LICENSING, encoding="utf-8")
     catalog = tmp_path / "catalog.yaml"
-    catalog.write_text("departments:\n- code: D\n  name: 某局\nitems:\n- code: XK-1\n  name: 许可\n  category: licensing\n  department: D\n"
+    catalog.write_text("departments:\n- code: D\n  name: 某局\n"
+                       "items:\n- code: XK-1\n  name: 许可\n  category: licensing\n  department: D\n"
                        "  promised_days: 20\n", encoding="utf-8")
     command = ["catalog", "import-bpmn", str(flowchart), "--item", "XK-1", "--catalog", str(catalog),
                "--accepted-completes", "受理"]

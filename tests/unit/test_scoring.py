@@ -537,7 +537,8 @@ def test_a_month_scored_before_it_ends_or_without_its_inputs_says_so_in_its_titl
                             "未提供考核输入：抽查、未落实变更、投诉及暗访扣分按 0 计）")
     # The rules' 部门覆盖率, said where the rulebook scores it (a region's, 附件1; found by an
     # independent scorer: "事项覆盖率" on the departments' ranking, which has no such part)
-    by_region = score_month(rulebook(), "region", CATALOG, dataclasses.replace(facts, as_of=datetime(2026, 4, 20, tzinfo=TZ)))
+    by_region = score_month(rulebook(), "region", CATALOG,
+                            dataclasses.replace(facts, as_of=datetime(2026, 4, 20, tzinfo=TZ)))
     assert title(by_region).endswith("投诉及暗访扣分按 0 计，部门覆盖率未提供）")
     assert table_text(early).startswith(title(early) + "\n")
     from alerts.scoring_report import jsonl_records
