@@ -355,8 +355,8 @@ def load_catalog(raw: Any) -> Catalog:
         # The contract requires them, and every item names one. Without the list (a misspelt key)
         # the catalog was taken, with a warning, and every event naming a department refused: a
         # city's whole feed to the dead letters (found by a black-box test).
-        misspelt = [key for key in raw if isinstance(key, str) and key != "departments"
-                    and difflib.SequenceMatcher(None, key, "departments").ratio() >= 0.8]
+        misspelt = difflib.get_close_matches("departments", [key for key in raw if isinstance(key, str)
+                                                             and key not in _KEYS["catalog"]], n=1, cutoff=0.8)
         raise CatalogError("catalog: missing required field 'departments' (each department's code and name; every "
                            "item names its department from it)"
                            + (f"; did you mean 'departments' for {misspelt[0]!r}?" if misspelt else ""))

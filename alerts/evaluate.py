@@ -166,13 +166,25 @@ def labels_of(state: CaseState, item: Item, judge: Judge) -> Labels:
     else its item's department's. Not a rating's (`READ_BY_NO_RULE`): the applicant's, not the
     department's handling; a rating that named another department took the case there, its card,
     its ticket and its count (found by an independent scorer)."""
-    handling = [e for e in state.events if e.type not in READ_BY_NO_RULE]
-    department = next((e.department for e in handling if e.department), None) or item.department
-    region = next((e.region for e in handling if e.region), None)
+    department, region = stated_labels(state.events)
+    department = department or item.department
     if region is None:
         known = judge.catalog.departments.get(department)
         region = known.region if known else None
     return Labels(item.code, department, region)
+
+
+def stated_labels(events) -> tuple[str | None, str | None]:
+    """(department, region) the case's first handling events that name them state (`labels_of`)."""
+    handling = [e for e in events if e.type not in READ_BY_NO_RULE]
+    return (next((e.department for e in handling if e.department), None),
+            next((e.region for e in handling if e.region), None))
+
+
+def pushes_its_cases(department: str | None, judge: Judge) -> bool:
+    """Whether the department runs its own system and pushes its cases (the catalog's `self_built`)."""
+    known_department = judge.catalog.departments.get(department or "")
+    return bool(known_department and known_department.self_built)
 
 
 def came_by_import(events) -> bool:
@@ -188,10 +200,9 @@ def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
     """The findings on a case at `now`, judged on the events that name its item (`own_events`)."""
     item = item_of(state, judge)
     labels = labels_of(state, item, judge)
-    department = judge.catalog.departments.get(labels.department)
     events = own_events(state.events, item.code)
     view = CaseView(read_timeline(events, item), item, judge.calendar, judge.config, state.verdicts,
-                    self_built=bool(department and department.self_built),
+                    self_built=pushes_its_cases(labels.department, judge),
                     imported=came_by_import(events))
     findings: list[Finding] = []
     for family in RULE_FAMILIES:
@@ -361,19 +372,16 @@ def pushes(event: CaseEvent, judge: Judge) -> bool:
     """Whether the event's department (its own, else its item's) pushes its cases from a self-built
     system (the catalog's `self_built`)."""
     item = judge.catalog.item(event.item_code)
-    department = judge.catalog.departments.get(event.department or (item.department if item else ""))
-    return bool(department and department.self_built)
+    return pushes_its_cases(event.department or (item.department if item else None), judge)
 
 
 def case_pushes(state: CaseState, judge: Judge) -> bool:
     """Whether the case's department, as the rules read it (`labels_of`, `CaseView.self_built`),
     pushes its cases; so too when its item is not in the catalog (nothing is known of it)."""
     try:
-        department = labels_of(state, item_of(state, judge), judge).department
+        return pushes_its_cases(labels_of(state, item_of(state, judge), judge).department, judge)
     except NotInCatalog:
         return True
-    known_department = judge.catalog.departments.get(department)
-    return bool(known_department and known_department.self_built)
 
 
 def known(event: CaseEvent, judge: Judge) -> None:
@@ -459,7 +467,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     duplicates: list[CaseEvent] = []
     refused: list[tuple[CaseEvent, NotInCatalog]] = []
     conflicts: list[tuple[CaseEvent, CaseEvent, list]] = []
-    restated_events: list[CaseEvent] = []
+    restated_events: dict[str, CaseEvent] = {}  # by event_id: the last restatement of each
     case_pushing: tuple[CaseState, bool] | None = None
     marked = False
     for event_id, case_id, reason in refusals:
@@ -487,9 +495,10 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
             stated = restated(held, event, pushing)
             if stated is not None:
                 state = with_event(state, stated)
-                restated_events = [e for e in restated_events if e.event_id != stated.event_id] + [stated]
+                restated_events[stated.event_id] = stated
         (new if is_new else duplicates).append(event)
-    taken = new + restated_events
+    restated_list = list(restated_events.values())
+    taken = new + restated_list
     changed = bool(taken)
     cause = (lambda: cause_of(taken, judge)) if taken else None  # in words only for a withdrawal
     for verdict in verdicts:
@@ -501,8 +510,8 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
             cause = cause or f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）"
     changed = changed or marked  # an event refused: the case waits for it from now on
     if not changed or state is None:
-        return CaseBatch(state, None, new, duplicates, refused, conflicts, restated_events)
+        return CaseBatch(state, None, new, duplicates, refused, conflicts, restated_list)
     if not judging:
-        return CaseBatch(state, awaiting_judgement(state, taken), new, duplicates, refused, conflicts, restated_events)
+        return CaseBatch(state, awaiting_judgement(state, taken), new, duplicates, refused, conflicts, restated_list)
     return CaseBatch(state, judge_case(state, judge, now, raised_at, cause), new, duplicates, refused, conflicts,
-                     restated_events)
+                     restated_list)

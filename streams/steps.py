@@ -29,8 +29,8 @@ from aiokafka.partitioner import murmur2
 
 from alerts.detectors.discretion import penalty_of
 from alerts.evaluate import (Judge, NotInCatalog, Outcome, UnknownItem, evaluate, item_of, judge_case, labels_of,
-                             step, step_many)
-from alerts.events import READ_BY_NO_RULE, CaseEvent, EventType, InvalidEvent, parse_event
+                             stated_labels, step, step_many)
+from alerts.events import CaseEvent, EventType, InvalidEvent, parse_event
 from alerts.letters import (UTF8_BOM, DeadLetter, RefusedRecord, filed_under, make_letter, refused_event,
                             kept_refusal, wrapped_event_hint)
 from alerts.model import Alert
@@ -502,9 +502,8 @@ class CaseSteps:
         try:
             labels = labels_of(state, item_of(state, judge), judge)
         except UnknownItem:  # its item left the catalog: what its handling names, if anything (`labels_of`)
-            handling = [e for e in state.events if e.type not in READ_BY_NO_RULE]
-            department = next((e.department for e in handling if e.department), None)
-            return (department, next((e.region for e in handling if e.region), None) or "") if department else None
+            department, region = stated_labels(state.events)
+            return (department, region or "") if department else None
         return labels.department, labels.region or ""
 
     async def send_on(self, unit: Unit, elsewhere: list[tuple[Any, str, int]]) -> None:
