@@ -70,8 +70,8 @@ def split_store(settings, held: set[int]) -> str | None:
     return (f"this worker holds {len(held)} of the {settings.partitions} partitions of {settings.case_events_topic}: "
             f"another worker is in its group ({settings.app_id}), and each keeps the embedded store of its own "
             f"SUNLIGHT_DATA_DIR (SUNLIGHT_CLICKHOUSE is not set), so the store is split between them, and a case "
-            f"either lets go is read back without the events the other wrote: give every worker the same "
-            f"ClickHouse server (SUNLIGHT_CLICKHOUSE; docs/deploy.md)")
+            f"either lets go is read back without the events the other wrote (this worker lets no case go from "
+            f"now on): give every worker the same ClickHouse server (SUNLIGHT_CLICKHOUSE; docs/deploy.md)")
 
 
 class PipelineFailed(RuntimeError):
@@ -628,6 +628,7 @@ class Pipeline:
                                             if tp.topic == self.settings.case_events_topic})
         if split:
             log.error("%s", split)
+            self.let_go.store_split = True
         self.index_ready = False
         self.assignments += 1
         asyncio.ensure_future(self._rebuild_index(self.assignments))

@@ -39,6 +39,9 @@ class LetGo:
         self.catalog_source = catalog
         self.ready = ready  # the deadline index is rebuilt: the cases held are known
         self.retention: timedelta | None = settings.case_retention
+        # Another worker keeps a store of its own (`streams.app.split_store`): a case let go would be
+        # read back without what it wrote, so none goes from then on.
+        self.store_split = False
         # Settled cases by the moment they may be let go (alerts.retention), on the stream clock.
         self.evictions = DeadlineIndex()
         # Settled cases recovered from the changelog, checked against the store before they go.
@@ -73,7 +76,7 @@ class LetGo:
         # Not while a replay's input is incomplete: a history fed at full speed has its peer groups
         # send verdicts to decisions of cases settled long before on the stream clock, and each
         # would be read back from the store (docs/performance.md, "Settled cases").
-        if not self.ready() or self.clock.input_incomplete:
+        if not self.ready() or self.clock.input_incomplete or self.store_split:
             return 0
         due = self.evictions.pop_due(self.clock.now)
         unconfirmed = [case_id for case_id, _, _ in due if case_id in self.unconfirmed]

@@ -53,8 +53,14 @@ def unknown_variables(env: dict[str, str]) -> list[str]:
 
 
 def _retention(env: dict[str, str]) -> float | None:
+    """The days a settled case stays in a worker's table; None: every case stays. Unset, 30, but
+    none on a Kafka cluster with the embedded store: a case let go is read back from the store, and
+    the embedded store is its own process's, while another worker may take the case's partition
+    and read it back from another store, without the events this one wrote (false red
+    skipped_node cards: a two-worker test's flake). Set, it is taken: a lone worker's choice."""
     value = (env.get("SUNLIGHT_CASE_RETENTION_DAYS") or "").strip().lower()
-    if value == "never":
+    shared_store = not (env.get("SUNLIGHT_KAFKA") or "").strip() or bool(env.get("SUNLIGHT_CLICKHOUSE"))
+    if value == "never" or (not value and not shared_store):
         return None
     try:
         days = _float(env, "SUNLIGHT_CASE_RETENTION_DAYS", 30.0)
@@ -229,7 +235,8 @@ class Settings:
     reply_link_days: float = 14.0  # how long a notice's reply link stays valid (SUNLIGHT_REPLY_LINK_DAYS)
     # How long (days, on the stream clock) a settled case stays in the worker's table after its
     # last event before it is let go (alerts.retention; read back from the store if anything about
-    # it arrives later); None (SUNLIGHT_CASE_RETENTION_DAYS=never): every case stays.
+    # it arrives later); None (SUNLIGHT_CASE_RETENTION_DAYS=never, and by default on a Kafka cluster
+    # with the embedded store: `_retention`): every case stays.
     case_retention_days: float | None = 30.0
 
     @classmethod

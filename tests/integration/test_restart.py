@@ -218,8 +218,10 @@ def test_a_worker_killed_between_two_inserts_loses_no_card_of_a_case_it_then_let
                      "occurred_at": f"2026-03-0{day}T10:00:00+08:00", "recorded_at": f"2026-03-0{day}T10:05:00+08:00"}
             messages.append((case_id.encode(), orjson.dumps(event)))
     with EmbeddedBroker() as broker:
+        # A lone worker told to let cases go (on a Kafka cluster with the embedded store it keeps them unless told).
         env = {**os.environ, **standalone_settings(broker, tmp_path / "data", SUNLIGHT_TICK_INTERVAL="0.2",
-                                                   SUNLIGHT_FLUSH_INTERVAL="0.3", SUNLIGHT_CATALOG=str(catalog))}
+                                                   SUNLIGHT_FLUSH_INTERVAL="0.3", SUNLIGHT_CATALOG=str(catalog),
+                                                   SUNLIGHT_CASE_RETENTION_DAYS="30")}
         dying = subprocess.Popen([sys.executable, "-c", DIES_BETWEEN_INSERTS, "worker"], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(8)  # joined its group
