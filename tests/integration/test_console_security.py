@@ -280,6 +280,11 @@ def test_an_inspector_sees_everything_and_a_head_only_their_department(console):
     listing = inspector.get("/alerts").text
     assert "C-A" in listing and "C-B" in listing and "办理超时" in listing
     assert "320200 无锡市</option>" in listing  # the region filter names its regions, not only their codes
+    # A department and a region chosen narrow each other: ZJJ's alerts in 320200, not every alert of
+    # either (SCJG's C-A is in 320200 too: both filters showed it, found by a black-box test).
+    both = inspector.get("/alerts?department=ZJJ&region=320200").text
+    assert "C-B" in both and "C-A" not in both
+    assert "C-A" in inspector.get("/alerts?region=320200").text
     assert inspector.get("/cases/C-A").status == 200
     head = Client(app)
     assert head.sign_in("住建局长", "head-password-1").status == 303
