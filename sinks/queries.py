@@ -373,10 +373,11 @@ _LATEST_VISIBLE = ("version > 0",
 
 def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: str | None = None,
                    tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), case_id: str | None = None,
-                   ticket_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    """The latest version of every ticket in scope that anyone may see (not those still settling);
-    of one case with `case_id`, of those named with `ticket_ids`."""
-    conditions = list(_LATEST_VISIBLE)
+                   ticket_ids: list[str] | None = None, settling: bool = False) -> list[dict[str, Any]]:
+    """The latest version of every ticket in scope that anyone may see (not those still settling,
+    unless `settling`: for an alert to say its ticket is on its way); of one case with `case_id`, of
+    those named with `ticket_ids`."""
+    conditions = list(_LATEST_VISIBLE[1:] if settling else _LATEST_VISIBLE)
     parameters: dict[str, Any] = {}
     if status is not None:
         conditions.append("status = {status:String}")

@@ -158,6 +158,16 @@ def form_version(form) -> int | None:
     return version if 0 <= version < 2 ** 31 else None
 
 
+def ticket_of(alert: Mapping, tickets: Mapping[str, dict]) -> dict | None:
+    """The ticket an alert list row names: its case's for its rule, still settling too (it opens by
+    itself: the row says so, where 未督办 led inspectors to open by hand what was on its way), but
+    none settling for a withdrawn alert (it will not open for that one)."""
+    ticket = tickets.get(f"{alert['case_id']}/{alert['rule']}")
+    if ticket is not None and ticket["status"] == "settling" and alert["status"] == "withdrawn":
+        return None
+    return ticket
+
+
 def page_number(text: str | None) -> int:
     """The alert list's page asked for in the address (1 when it is none: `?page=abc`, 0, -3)."""
     try:
@@ -516,13 +526,12 @@ class Console:
                 if total:
                     found, total = page_of(number)
             names = sorted({f"{a['case_id']}/{a['rule']}" for a in found})
-            tickets = ({t["ticket_id"]: t for t in stored_tickets(client, request.state.scope, ticket_ids=names)}
-                       if names else {})
+            tickets = ({t["ticket_id"]: t for t in stored_tickets(client, request.state.scope, ticket_ids=names,
+                                                                  settling=True)} if names else {})
             return found, total, number, tickets
 
         found, total, number, tickets = await self.backend.read(read)
-        rows = [{**alert, "text": alert_text(alert),
-                 "ticket": tickets.get(f"{alert['case_id']}/{alert['rule']}")} for alert in found]
+        rows = [{**alert, "text": alert_text(alert), "ticket": ticket_of(alert, tickets)} for alert in found]
         departments = sorted(catalog.departments.values(), key=lambda d: d.code)
         regions = sorted({d.region for d in departments if d.region})
 

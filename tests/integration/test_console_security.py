@@ -58,6 +58,12 @@ def store(tmp_path_factory):
     events = [_event("C-A", "320200-XK-SCJG-0001", "SCJG", officer_id="<img src=x onerror=alert(1)>",
                      attrs={"opinion": HOSTILE}),
               _event("C-B", "320200-XK-ZJJ-0001", "ZJJ"),
+              # Closed half an hour before NOW without its nodes: red skipped_node cards whose ticket
+              # is still settling (it opens an hour after them).
+              _event("C-S", "320200-XK-SCJG-0001", "SCJG", occurred_at="2026-03-17T02:20:00+08:00",
+                     recorded_at="2026-03-17T02:21:00+08:00"),
+              _event("C-S", "320200-XK-SCJG-0001", "SCJG", event_id="C-S-02", type="closed",
+                     occurred_at="2026-03-17T02:30:00+08:00", recorded_at="2026-03-17T02:31:00+08:00"),
               # Refused: an item the catalog lacks (SCJG's), and a time that is no time (ZJJ's).
               _event("C-X", "320200-XK-SCJG-9999", "SCJG"),
               {**_event("C-Y", "320200-XK-ZJJ-0001", "ZJJ"), "occurred_at": "昨天上午"}]
@@ -285,6 +291,11 @@ def test_an_inspector_sees_everything_and_a_head_only_their_department(console):
     both = inspector.get("/alerts?department=ZJJ&region=320200").text
     assert "C-B" in both and "C-A" not in both
     assert "C-A" in inspector.get("/alerts?region=320200").text
+    # A red card whose ticket opens by itself within the hour says so, not 未督办 (found by a
+    # black-box test: an inspector would open by hand what is on its way).
+    settling = re.findall(r'<tr id="a-[^"]+".*?</tr>', inspector.get("/alerts?case=C-S").text, flags=re.S)
+    assert len(settling) == 3 and all("督办件待生成" in row and "未督办" not in row for row in settling)
+    assert "C-S" not in inspector.get("/tickets").text  # not a ticket anyone works yet
     assert inspector.get("/cases/C-A").status == 200
     head = Client(app)
     assert head.sign_in("住建局长", "head-password-1").status == 303

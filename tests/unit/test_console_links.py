@@ -187,3 +187,16 @@ def test_a_form_s_version_is_a_small_count_or_refused():
     assert form_version({"version": "3"}) == 3
     for bad in ("9" * 25, "-1", "abc", "", None, "3.0"):
         assert form_version({"version": bad}) is None
+
+
+def test_an_alert_row_names_its_settling_ticket_unless_the_alert_was_withdrawn():
+    """A settling ticket opens by itself within the hour: an open card's row says so. A withdrawn
+    card's never opens it: its row names no ticket (it would say 督办件待生成 for ever)."""
+    from streams.console.app import ticket_of
+
+    tickets = {"C-1/overdue": {"ticket_id": "C-1/overdue", "status": "settling"},
+               "C-2/overdue": {"ticket_id": "C-2/overdue", "status": "open"}}
+    assert ticket_of({"case_id": "C-1", "rule": "overdue", "status": "open"}, tickets)["status"] == "settling"
+    assert ticket_of({"case_id": "C-1", "rule": "overdue", "status": "withdrawn"}, tickets) is None
+    assert ticket_of({"case_id": "C-2", "rule": "overdue", "status": "withdrawn"}, tickets)["status"] == "open"
+    assert ticket_of({"case_id": "C-3", "rule": "overdue", "status": "open"}, tickets) is None
