@@ -367,17 +367,17 @@ def _ticket_record(row, tz: ZoneInfo) -> dict[str, Any]:
 
 
 # A ticket as it stands: its latest version, once anyone may see it (not while it settles).
-_LATEST_VISIBLE = ("version > 0",
-                   "(ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)")
+_LATEST = "(ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets GROUP BY ticket_id)"
+_LATEST_VISIBLE = ("version > 0", _LATEST)
 
 
 def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: str | None = None,
                    tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), case_id: str | None = None,
                    ticket_ids: list[str] | None = None, settling: bool = False) -> list[dict[str, Any]]:
     """The latest version of every ticket in scope that anyone may see (not those still settling,
-    unless `settling`: for an alert to say its ticket is on its way); of one case with `case_id`, of
-    those named with `ticket_ids`."""
-    conditions = list(_LATEST_VISIBLE[1:] if settling else _LATEST_VISIBLE)
+    unless `settling`: for an alert to say its ticket is on its way; then each also names the cards
+    of its coming round, `coming`); of one case with `case_id`, of those named with `ticket_ids`."""
+    conditions = [_LATEST] if settling else list(_LATEST_VISIBLE)
     parameters: dict[str, Any] = {}
     if status is not None:
         conditions.append("status = {status:String}")
@@ -391,10 +391,13 @@ def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: s
     if ticket_ids is not None:
         conditions.append("ticket_id IN {ticket_ids:Array(String)}")
         parameters["ticket_ids"] = list(ticket_ids)
-    query = ScopedQuery(", ".join(TICKET_COLUMNS), "tickets FINAL", where=" AND ".join(conditions),
-                        tail="ORDER BY deadline, ticket_id")
+    columns = ", ".join(TICKET_COLUMNS) + (", JSONExtract(state, 'pending', 'Array(String)')" if settling else "")
+    query = ScopedQuery(columns, "tickets FINAL", where=" AND ".join(conditions), tail="ORDER BY deadline, ticket_id")
     sql, scoped = query.sql(scope)
-    return [_ticket_record(row, tz) for row in client.query(sql, parameters={**scoped, **parameters}).result_rows]
+    rows = client.query(sql, parameters={**scoped, **parameters}).result_rows
+    if settling:
+        return [{**_ticket_record(row[:-1], tz), "coming": list(row[-1])} for row in rows]
+    return [_ticket_record(row, tz) for row in rows]
 
 
 def ticket_page(client, scope: Scope, status: str = "", overdue: bool = False, limit: int = 300, offset: int = 0,

@@ -159,12 +159,21 @@ def form_version(form) -> int | None:
 
 
 def ticket_of(alert: Mapping, tickets: Mapping[str, dict]) -> dict | None:
-    """The ticket an alert list row names: its case's for its rule, still settling too (it opens by
-    itself: the row says so, where 未督办 led inspectors to open by hand what was on its way), but
-    none settling for a withdrawn alert (it will not open for that one)."""
+    """The ticket an alert names, from its case's tickets by id (`stored_tickets(settling=True)`):
+    its case's for its rule, as `status` 'settling' while it settles or while its next round is
+    coming for the alert (it opens by itself: 未督办 led inspectors to open by hand what was on its
+    way, and a closed ticket's 已办结 read as the card's handling), as the dashboards' 待处置 reads
+    it (`dashboards.queries._ROUND_COMING`); none for a withdrawn alert's settling ticket, nor for a
+    card raised after a ticket opened by hand was closed (opened again by hand only)."""
     ticket = tickets.get(f"{alert['case_id']}/{alert['rule']}")
-    if ticket is not None and ticket["status"] == "settling" and alert["status"] == "withdrawn":
-        return None
+    if ticket is None or ticket["status"] not in ("settling", "closed", "withdrawn"):
+        return ticket
+    withdrawn = alert["status"] == "withdrawn"
+    if ticket["status"] == "settling":
+        return None if withdrawn else ticket
+    alert_id = alert["alert_id"]
+    if not withdrawn and (alert_id in ticket.get("coming", ()) or alert_id not in ticket["alert_ids"]):
+        return None if ticket["manual"] else {**ticket, "status": "settling", "next_round": True}
     return ticket
 
 
@@ -648,13 +657,15 @@ class Console:
             if not events:  # known only by refused events, if at all: their letters (`case_refused.html`)
                 return list(dead_letters(client, scope, case_id=case_id, tz=judge.calendar.tz)) or None
             alerts = alerts_of_case(client, scope, case_id, tz=judge.calendar.tz)
-            tickets = stored_tickets(client, scope, tz=judge.calendar.tz, case_id=case_id)
+            every = stored_tickets(client, scope, tz=judge.calendar.tz, case_id=case_id, settling=True)
+            tickets = [t for t in every if t["version"] > 0]  # a settling one is nobody's to see yet
+            by_id = {t["ticket_id"]: t for t in every}
             histories = {t["ticket_id"]: ticket_history(client, scope, t["ticket_id"], tz=judge.calendar.tz)
                          for t in tickets}
             notices = {t["ticket_id"]: stored_notices(client, scope, t["ticket_id"], tz=judge.calendar.tz)
                        for t in tickets}
             waiting = refused_case_events(client, [case_id], as_kept=True).get(case_id, {})
-            return events, alerts, tickets, histories, notices, waiting
+            return events, alerts, tickets, by_id, histories, notices, waiting
 
         found = await self.backend.read(read)
         if found is None:
@@ -663,7 +674,7 @@ class Console:
             from alerts.letters import REASON_TITLE
             return self.page("case_refused.html", request, case_id=case_id, letters=found,
                              REASON_TITLE=REASON_TITLE)
-        events, alerts, tickets, histories, notices, waiting = found
+        events, alerts, tickets, by_id, histories, notices, waiting = found
         parsed = [parse_event(e) for e in events]
         item_code = case_item_code(parsed)  # the item it is judged under (`alerts.evaluate.judge_case`)
         item = judge.catalog.item(item_code)
@@ -671,12 +682,11 @@ class Console:
             return self.refuse(request, 404, f"办件的事项 {item_code} 不在职权目录中。")
         department = judge.catalog.departments.get(events[0].get("department") or item.department)
         file = case_file(parsed, alerts, item, judge.calendar, department.name if department else None, waiting)
-        by_rule = {t["rule"]: t for t in tickets}
         for alert in file["alerts"]:
-            ticket = by_rule.get(alert["rule"])
-            alert["ticket"] = ticket
+            alert["ticket"] = ticket_of(alert, by_id)
+            stored = by_id.get(f"{case_id}/{alert['rule']}")
             alert["can_open"] = (user.inspector and alert["status"] != "withdrawn"
-                                 and (ticket is None or ticket["status"] in ("closed", "withdrawn")))
+                                 and (stored is None or stored["status"] in ("settling", "closed", "withdrawn")))
         for ticket in tickets:
             ticket["history"] = histories.get(ticket["ticket_id"], [])
             ticket["notices"] = notices.get(ticket["ticket_id"], [])

@@ -200,3 +200,24 @@ def test_an_alert_row_names_its_settling_ticket_unless_the_alert_was_withdrawn()
     assert ticket_of({"case_id": "C-1", "rule": "overdue", "status": "withdrawn"}, tickets) is None
     assert ticket_of({"case_id": "C-2", "rule": "overdue", "status": "withdrawn"}, tickets)["status"] == "open"
     assert ticket_of({"case_id": "C-3", "rule": "overdue", "status": "open"}, tickets) is None
+
+
+def test_a_card_a_closed_ticket_did_not_answer_reads_as_its_next_round_to_come():
+    """A card raised after its ticket's round was closed waits for the next round (the dashboards'
+    待处置): its row read 已办结, the closed round's status, though nobody had handled it. A ticket
+    opened by hand is opened again by hand only: such a card has no ticket coming."""
+    from streams.console.app import ticket_of
+
+    closed = {"ticket_id": "C-1/skipped_node", "status": "closed", "manual": False, "alert_ids": ["a1"],
+              "coming": ["a3"]}
+    tickets = {"C-1/skipped_node": closed}
+
+    def row(alert_id, status="open"):
+        return ticket_of({"case_id": "C-1", "rule": "skipped_node", "alert_id": alert_id, "status": status}, tickets)
+
+    assert row("a1") is closed  # answered by the closed round
+    assert row("a2")["status"] == "settling" and row("a2")["next_round"]  # raised since
+    assert row("a3")["next_round"]  # held for the next round
+    assert row("a2", "withdrawn") is closed
+    tickets["C-1/skipped_node"] = {**closed, "manual": True, "coming": []}
+    assert row("a2") is None and row("a1")["status"] == "closed"
