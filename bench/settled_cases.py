@@ -5,10 +5,11 @@
 For each size N, and for each retention (30 days, the default where the store is shared, and
 `never`), a fresh `sunlight worker` process (the real worker with its defaults: Faust, its tables,
 the indexes, the caches and the embedded chdb; the retention said, since on a broker with the
-embedded store a worker keeps every case unless told) runs against an embedded broker this script starts, and N closed cases are
-sent to it: copies under new ids of a generated city's cases (no violations injected) whose
-present was 60 days ago, all closed or withdrawn by then (5.9 events a case). Once the worker has committed all of them and its metrics show the settled cases let
-go (`sunlight_cases_let_go_total`), its resident memory is read from /proc (VmRSS and the peak
+embedded store a worker keeps every case unless told) runs against an embedded broker this script
+starts, and N closed cases are sent to it: copies under new ids of a generated city's cases (no
+violations injected) whose present was 60 days ago, all closed or withdrawn by then (5.9 events a
+case). Once the worker has committed all of them and its metrics show the settled cases let go
+(`sunlight_cases_let_go_total`), its resident memory is read from /proc (VmRSS and the peak
 VmHWM). The memory per closed case is the slope of the peak between the two sizes: what one more
 case seen costs the whole process once it has settled, allocator and chdb included.
 """
@@ -95,7 +96,8 @@ def main() -> None:
     print(f"date: {datetime.now().isoformat(timespec='seconds')}  machine: {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     for retention, (first, second) in runs.items():
-        label = "SUNLIGHT_CASE_RETENTION_DAYS=" + ("30 (default)" if retention == "30" else retention)
+        label = "SUNLIGHT_CASE_RETENTION_DAYS=" + ("30 (the default with a shared store)" if retention == "30"
+                                                   else retention)
         for run in (first, second):
             print(f"{label}: {run['cases']:>8} closed cases sent and committed in {run['seconds']:.0f} s, "
                   f"{run['let_go']:.0f} let go; worker RSS {run['VmRSS'] / 2**20:.1f} MiB, "

@@ -235,8 +235,9 @@ class Settings:
     reply_link_days: float = 14.0  # how long a notice's reply link stays valid (SUNLIGHT_REPLY_LINK_DAYS)
     # How long (days, on the stream clock) a settled case stays in the worker's table after its
     # last event before it is let go (alerts.retention; read back from the store if anything about
-    # it arrives later); None (SUNLIGHT_CASE_RETENTION_DAYS=never, and by default on a Kafka cluster
-    # with the embedded store: `_retention`): every case stays.
+    # it arrives later); None (SUNLIGHT_CASE_RETENTION_DAYS=never): every case stays. Read from the
+    # environment (`from_env`), unset, it is None on a Kafka cluster with the embedded store
+    # (`_retention`); this default applies to settings made in code.
     case_retention_days: float | None = 30.0
 
     @classmethod

@@ -40,6 +40,7 @@ def test_a_worker_that_joins_takes_its_partitions_cases_from_the_changelog_and_n
     base = {**os.environ, "SUNLIGHT_PARTITIONS": str(partitions), "SUNLIGHT_SESSION_TIMEOUT": "3",
             "SUNLIGHT_TICK_INTERVAL": "0.2", "SUNLIGHT_FLUSH_INTERVAL": "0.3", "SUNLIGHT_CATALOG": str(catalog)}
     base.pop("SUNLIGHT_CLICKHOUSE", None)
+    base.pop("SUNLIGHT_CASE_RETENTION_DAYS", None)  # a store each: every case kept (a case let go is read back)
     ports = free_port(), free_port()
     envs = [{**base, "SUNLIGHT_DATA_DIR": str(tmp_path / name), "SUNLIGHT_METRICS_PORT": str(port)}
             for name, port in zip(("one", "two"), ports)]
