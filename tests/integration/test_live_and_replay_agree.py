@@ -95,7 +95,10 @@ def test_a_live_worker_fed_by_kafka_python_and_a_replay_at_its_end_hold_the_same
     base.pop("SUNLIGHT_CLICKHOUSE", None)
     live_env = {**base, "SUNLIGHT_DATA_DIR": str(tmp_path / "live")}
     with EmbeddedBroker() as broker:
-        live_env.update(SUNLIGHT_KAFKA=broker.bootstrap, SUNLIGHT_BROKER_FLAVOUR="tansu")
+        # A lone worker told to let settled cases go, as it did by default before: a case let go and
+        # read back (for a peer group's verdict) must be judged as the replay judges it.
+        live_env.update(SUNLIGHT_KAFKA=broker.bootstrap, SUNLIGHT_BROKER_FLAVOUR="tansu",
+                        SUNLIGHT_CASE_RETENTION_DAYS="30")
         worker = start_worker(live_env, broker.bootstrap)
         try:
             # Other clients, one event per record, each case's events through one of them: keyed
