@@ -417,8 +417,9 @@ def settle(client, timeout: float = 600.0) -> float:
 MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime_ms, 'Asia/Shanghai')), 'Asia/Shanghai')"
 OPEN = "status IN ('open', 'acknowledged')"
 # Waiting to be dealt with (待处置, dashboards.queries._PENDING), the plain way: the alert stands, and
-# its ticket (its case and rule's, latest version) is active, or it has none (or one withdrawn) and
-# its case is in progress; the alert's ticket and case joined, not looked up.
+# its ticket (its case and rule's, latest version) is active, or it has none (or one withdrawn), its
+# case is in progress, and it is no deadline_near card whose deadline (the end of the last day it
+# names) has passed at the range's end; the alert's ticket and case joined, not looked up.
 PENDING_ALERTS = f"""(SELECT a.alert_id AS alert_id, a.case_id AS case_id, a.rule AS rule, a.severity AS severity,
         a.department AS department, a.region AS region, a.event_time AS event_time, a.raised_at AS raised_at
     FROM (SELECT * FROM alerts FINAL) AS a
@@ -426,7 +427,8 @@ PENDING_ALERTS = f"""(SELECT a.alert_id AS alert_id, a.case_id AS case_id, a.rul
         ON t.ticket_id = concat(a.case_id, '/', a.rule)
     LEFT JOIN (SELECT case_id, status AS case_status FROM cases FINAL) AS c ON c.case_id = a.case_id
     WHERE a.{OPEN} AND (t.ticket_status NOT IN ('', 'closed', 'withdrawn')
-        OR (t.ticket_status IN ('', 'withdrawn') AND c.case_status IN ('open', 'suspended'))))"""
+        OR (t.ticket_status IN ('', 'withdrawn') AND c.case_status IN ('open', 'suspended')
+            AND NOT (a.rule = 'deadline_near' AND a.event_time + INTERVAL 1 DAY <= $__toTime_ms))))"""
 DAYS_30_START = "toDateTime(toDate($__toTime_ms, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
 FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:singlequote}) "
            "AND department IN (${department:singlequote}) AND ifNull(region, '') IN (${region:singlequote})")

@@ -140,7 +140,7 @@ def is_open(alert) -> bool:
     return alert["status"] in ("open", "acknowledged")
 
 
-def pending_of(client, scenario):
+def pending_of(client, scenario, end: datetime):
     """Whether an alert waits to be dealt with (待处置): it stands, and its ticket is active; or a round
     is coming for it (its ended ticket holds it for the next round, or that ticket, not opened by
     hand, ended before it came); or no closed round answered it and its case is in progress by the
@@ -150,6 +150,11 @@ def pending_of(client, scenario):
                   "SELECT ticket_id, argMax(status, version), argMax(manual, version), argMax(alert_ids, version), "
                   "argMax(state, version) FROM tickets GROUP BY ticket_id").result_rows}
     ended = {e["case_id"] for e in scenario.events if e["type"] in ("closed", "withdrawn")}
+    # A deadline_near card whose deadline (the end of the last day it names) has passed at the
+    # screen's now (`end`, the range's) is overtaken by the red overdue card, and waits only through
+    # a ticket of its own.
+    def overtaken(alert) -> bool:
+        return alert["rule"] == "deadline_near" and datetime.fromisoformat(alert["event_time"]) + timedelta(days=1) <= end
 
     def pending(alert) -> bool:
         status, manual, cards, coming = latest.get(f"{alert['case_id']}/{alert['rule']}", (None, 0, set(), set()))
@@ -161,7 +166,7 @@ def pending_of(client, scenario):
         if status in ("closed", "withdrawn") and (card in coming or (not manual and card not in cards)):
             return True
         answered = status == "closed" and card in cards and card not in coming
-        return not answered and alert["case_id"] not in ended
+        return not answered and not overtaken(alert) and alert["case_id"] not in ended
     return pending
 
 
@@ -187,7 +192,7 @@ def test_every_clickhouse_panel_returns_the_rows_it_is_meant_to(city, store):
 
     # The department of the ticket the fixture answered: its panels show a ticket replied to.
     department = next(t["department"] for t in tickets if t["status"] == "replied")
-    pending = pending_of(client, scenario)
+    pending = pending_of(client, scenario, rng.end)
     open_alerts = [a for a in alerts if pending(a)]
     # A card on a case finished with no ticket, or whose ticket is closed, has been dealt with: it
     # stands, and is no one's work (before, every standing card counted, for good).
@@ -569,7 +574,7 @@ def test_variables_and_the_time_range_narrow_what_panels_show(city, store):
     model = all_dashboards()["sunlight-inspector"]
     (panel, target), = [(p, t) for p, t in clickhouse_targets(model) if p["title"] == q.OPEN_ALERTS_BY_RULE.title]
     every = {name: Variable(name, [ALL], options(client, name), all_value=q.all_value_of(name)) for name in ("rule", "severity", "department", "region")}
-    pending = pending_of(client, scenario)
+    pending = pending_of(client, scenario, rng.end)
     department = Counter(a["department"] for a in alerts if pending(a)).most_common(1)[0][0]
     only = {**every, "department": Variable("department", [department]), "severity": Variable("severity", ["red"])}
     rows = run_panel(client, panel, target, rng, only)

@@ -31,6 +31,12 @@ def case(case_id: str, status: str, deadline: datetime | None, ended_at: datetim
             "accepted_at": NOW - timedelta(days=60), "deadline": deadline, "ended_at": ended_at, "event_count": 3}
 
 
+def pending_at(client, now: datetime = NOW) -> set[str]:
+    """The alerts 待处置 (`dashboards.queries._PENDING`) on a screen whose range ends at `now`."""
+    sql = expand(f"SELECT alert_id FROM alerts FINAL WHERE {q._PENDING}", TimeRange(now - timedelta(days=1), now), {})
+    return {row[0] for row in client.query(sql).result_rows}
+
+
 def insert(client, table: str, rows: list[dict]) -> None:
     columns = sorted(rows[0])
     client.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns)
@@ -54,8 +60,7 @@ def test_a_card_raised_after_its_ticket_closed_a_round_waits_and_a_case_suspende
             case("X14", "suspended", NOW - timedelta(days=50)),  # suspended a month after its deadline
             case("X4", "suspended", None)])  # suspended before it: its clock stands still, no deadline
         rng = TimeRange(NOW - timedelta(days=1), NOW)
-        pending = {row[0] for row in client.query(f"SELECT alert_id FROM alerts FINAL WHERE {q._PENDING}").result_rows}
-        assert pending == {"new", "active"}
+        assert pending_at(client) == {"new", "active"}
         red, yellow = client.query(expand(q.WALL_OPEN_CARDS.sql, rng, {})).result_rows[0]
         assert (red, yellow) == (2, 0)
         overdue = {row[0] for row in client.query(expand(q.OVERDUE_CASES.sql, rng, {})).result_rows}
@@ -84,7 +89,7 @@ def _pending_of(tmp_path, alerts: list[dict], tickets: list[dict], case_id: str)
         insert(client, "alerts", alerts)
         insert(client, "tickets", tickets)
         insert(client, "cases", [case(case_id, "closed", NOW - timedelta(days=40), ended_at=NOW - timedelta(days=1))])
-        return {row[0] for row in client.query(f"SELECT alert_id FROM alerts FINAL WHERE {q._PENDING}").result_rows}
+        return pending_at(client)
     finally:
         client.close()
 
@@ -121,3 +126,37 @@ def test_a_yellow_card_after_a_round_opened_by_hand_is_not_waiting_for_one(tmp_p
     later = card("N3", rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW)
     cards = [{**alert(a.alert_id, "C-1", rule="node_overdue", severity="yellow")} for a in (first, later)]
     assert _pending_of(tmp_path, cards, _rows_of(opened, closed), "C-1") == set()
+
+
+def test_a_deadline_near_card_whose_deadline_has_passed_waits_no_more(tmp_path):
+    """Found by a black-box test of the wall: a yellow 临近办理时限 card stayed 待处置 for as long as
+    its case was open, weeks after the deadline it warned of had passed and its red 办理超时 card
+    (whose ticket the department had answered) said so: 141 of a city's 304 yellow cards. One whose
+    last day is today waits; one with a ticket of its own waits through it."""
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        today = NOW.replace(hour=0) - timedelta(hours=8)  # 00:00 in Shanghai, as deadline_near's moment
+        insert(client, "alerts", [
+            {**alert("near-late", "L1", "deadline_near", "yellow"), "event_time": today - timedelta(days=3)},
+            alert("late", "L1", "overdue"),
+            alert("node-late", "L1", "node_overdue", "yellow"),  # another rule: not overtaken
+            {**alert("near", "L2", "deadline_near", "yellow"), "event_time": today},  # its last day: waits
+            {**alert("near-own", "L4", "deadline_near", "yellow"), "event_time": today - timedelta(days=3)},
+            alert("late-4", "L4", "overdue")])
+        insert(client, "tickets", [ticket("L4", "open", ["near-own"], 1, rule="deadline_near")])
+        insert(client, "cases", [case("L1", "open", today - timedelta(days=2)), case("L2", "open", today + timedelta(days=1)),
+                                 case("L4", "suspended", today - timedelta(days=2))])
+        assert pending_at(client) == {"late", "node-late", "near", "near-own", "late-4"}
+        assert "near" not in pending_at(client, today + timedelta(days=1))  # the screen the next day: L2 late too
+        rng = TimeRange(NOW - timedelta(days=1), NOW)
+        assert client.query(expand(q.WALL_OPEN_CARDS.sql, rng, {})).result_rows[0] == (2, 3)
+        listed = client.query(expand(q.DEPARTMENT_CASE_LIST.sql.replace("${department:singlequote}", "'D'"), rng, {}))
+        index = listed.column_names.index("open_alerts")
+        assert {row[0]: row[index] for row in listed.result_rows} == {"L1": 2, "L2": 1, "L4": 2}
+        evidence = q.CASE_EVIDENCE.sql.replace("SELECT event_time,", "SELECT alert_id, event_time,", 1)
+        states = dict((row[0], row[5]) for row in client.query(
+            expand(evidence.replace("${case_id:singlequote}", "'L1'"), rng, {})).result_rows)
+        assert states == {"near-late": "已超时（转红牌督办）", "late": "待处置", "node-late": "待处置"}
+    finally:
+        client.close()
