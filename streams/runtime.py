@@ -92,10 +92,13 @@ async def _watch_own_broker(pipeline: Pipeline, broker: broker_mod.EmbeddedBroke
     while broker.process is not None and broker.process.poll() is None:
         await asyncio.sleep(BROKER_WATCH_SECONDS)
     if broker.process is not None and not pipeline.stopping:
-        pipeline.fail(broker_mod.BrokerError(
-            f"the embedded broker (tansu) exited with status {broker.process.returncode}: the events it held in "
+        pipeline.fail(broker_mod.BrokerError(_own_broker_exited(broker)))
+
+
+def _own_broker_exited(broker: broker_mod.EmbeddedBroker) -> str:
+    return (f"the embedded broker (tansu) exited with status {broker.process.returncode}: the events it held in "
             f"memory are lost; restart the worker (its state comes back from the store), or run workers on a "
-            f"Kafka cluster (SUNLIGHT_KAFKA)"))
+            f"Kafka cluster (SUNLIGHT_KAFKA)")
 
 
 def _exit_at_once(status: int) -> None:
@@ -198,6 +201,13 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             watching.cancel()
         if pipeline is not None:
             pipeline.stopping = True
+        if own_broker is not None and own_broker.process is not None and own_broker.process.poll() is not None \
+                and worker is None:
+            # It died while this process started, before the worker was made: the topics' creation
+            # (the first contact) said "cannot reach the Kafka broker ... SUNLIGHT_EMBEDDED_BROKER_PORT",
+            # status 2, as for a setting to mend (found by a test on a loaded machine). As below.
+            log.error("%s; exiting at once, while starting", _own_broker_exited(own_broker))
+            _exit_at_once(1)
         if own_broker is not None and own_broker.process is not None and own_broker.process.poll() is not None \
                 and worker is not None:
             # Faust's stop waits on a broker that is gone (a commit, the producer's flush) without

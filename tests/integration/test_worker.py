@@ -273,6 +273,53 @@ def kill_then_wait(process: subprocess.Popen, pids: list[int]):
     return process.communicate(timeout=60)[1]
 
 
+# `sunlight` whose store's migrations wait a few seconds: its broker is up, not yet reached.
+SLOW_TO_REACH_ITS_BROKER = """
+import sys, time
+from streams import cli, runtime
+
+real_migrate = runtime.migrate
+
+def migrate(client):
+    time.sleep(6)
+    return real_migrate(client)
+
+runtime.migrate = migrate
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_replay_whose_own_broker_dies_before_it_is_reached_says_so_too(tmp_path):
+    """Found by a flake hunt on a loaded machine: a broker killed after it started and before the
+    replay first reached it (creating the topics) was told as a setting to mend, status 2:
+    "cannot reach the Kafka broker ... (the embedded broker: SUNLIGHT_EMBEDDED_BROKER_PORT)"."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(orjson.dumps({"event_id": "R-1", "case_id": "R", "item_code": LICENCE, "type": "accepted",
+                                     "occurred_at": "2026-03-02T09:00:00+08:00",
+                                     "recorded_at": "2026-03-02T09:00:00+08:00"}) + b"\n")
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    replay = subprocess.Popen([sys.executable, "-c", SLOW_TO_REACH_ITS_BROKER, "replay", str(events), "--catalog",
+                               str(CONTRACT / "catalog.example.yaml"), "--now", "2026-05-01T00:00:00+08:00"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        brokers: list[int] = []
+        while not brokers and time.monotonic() < deadline and replay.poll() is None:
+            time.sleep(0.1)
+            brokers = children_named(replay, "tansu")
+        assert brokers, "the replay started no broker"
+        time.sleep(1.5)  # listening (it is up within a fraction of a second), the migrations still waiting
+        err = kill_then_wait(replay, brokers)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    said = err.decode(errors="replace")
+    assert replay.returncode == 1, said[-3000:]
+    assert "the embedded broker (tansu) exited" in said and "Traceback" not in said, said[-3000:]
+    assert "SUNLIGHT_EMBEDDED_BROKER_PORT" not in said, said[-3000:]
+
+
 def test_a_replay_whose_own_broker_dies_says_why(tmp_path):
     """Found by review: a replay (as an import or the demo) whose embedded broker was killed exited
     1 with aiokafka's connection errors alone: it leaves at once, and said the reason only after."""
