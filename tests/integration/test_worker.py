@@ -273,6 +273,29 @@ def kill_then_wait(process: subprocess.Popen, pids: list[int]):
     return process.communicate(timeout=60)[1]
 
 
+def replay_whose_broker_is_killed(tmp_path: Path, events: Path, after: float, *program: str) -> tuple[int, str]:
+    """`sunlight replay` of `events` (`program`: how Python runs it) on its own broker, killed `after`
+    seconds after it appears: the replay's exit status, and what it said."""
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+    replay = subprocess.Popen([sys.executable, *program, "replay", str(events), "--catalog",
+                               str(CONTRACT / "catalog.example.yaml"), "--now", "2026-05-01T00:00:00+08:00"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        brokers: list[int] = []
+        while not brokers and time.monotonic() < deadline and replay.poll() is None:
+            time.sleep(0.1)
+            brokers = children_named(replay, "tansu")
+        assert brokers, "the replay started no broker"
+        time.sleep(after)
+        err = kill_then_wait(replay, brokers)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    return replay.returncode, err.decode(errors="replace")
+
+
 # `sunlight` whose store's migrations wait a few seconds: its broker is up, not yet reached.
 SLOW_TO_REACH_ITS_BROKER = """
 import sys, time
@@ -297,25 +320,9 @@ def test_a_replay_whose_own_broker_dies_before_it_is_reached_says_so_too(tmp_pat
     events.write_bytes(orjson.dumps({"event_id": "R-1", "case_id": "R", "item_code": LICENCE, "type": "accepted",
                                      "occurred_at": "2026-03-02T09:00:00+08:00",
                                      "recorded_at": "2026-03-02T09:00:00+08:00"}) + b"\n")
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
-    env.pop("SUNLIGHT_KAFKA", None)
-    replay = subprocess.Popen([sys.executable, "-c", SLOW_TO_REACH_ITS_BROKER, "replay", str(events), "--catalog",
-                               str(CONTRACT / "catalog.example.yaml"), "--now", "2026-05-01T00:00:00+08:00"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        brokers: list[int] = []
-        while not brokers and time.monotonic() < deadline and replay.poll() is None:
-            time.sleep(0.1)
-            brokers = children_named(replay, "tansu")
-        assert brokers, "the replay started no broker"
-        time.sleep(1.5)  # listening (it is up within a fraction of a second), the migrations still waiting
-        err = kill_then_wait(replay, brokers)
-    finally:
-        if replay.poll() is None:
-            replay.kill()
-    said = err.decode(errors="replace")
-    assert replay.returncode == 1, said[-3000:]
+    # Listening (it is up within a fraction of a second), the migrations still waiting.
+    status, said = replay_whose_broker_is_killed(tmp_path, events, 1.5, "-c", SLOW_TO_REACH_ITS_BROKER)
+    assert status == 1, said[-3000:]
     assert "the embedded broker (tansu) exited" in said and "Traceback" not in said, said[-3000:]
     assert "SUNLIGHT_EMBEDDED_BROKER_PORT" not in said, said[-3000:]
 
@@ -332,23 +339,7 @@ def test_a_replay_whose_own_broker_dies_says_why(tmp_path):
                                        "type": kind, "occurred_at": when, "recorded_at": when}))
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
-    env.pop("SUNLIGHT_KAFKA", None)
-    replay = subprocess.Popen([sys.executable, "-m", "streams.cli", "replay", str(events), "--catalog",
-                               str(CONTRACT / "catalog.example.yaml"), "--now", "2026-05-01T00:00:00+08:00"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        brokers: list[int] = []
-        while not brokers and time.monotonic() < deadline and replay.poll() is None:
-            time.sleep(0.2)
-            brokers = children_named(replay, "tansu")
-        assert brokers, "the replay started no broker"
-        time.sleep(2)  # while it starts or runs: either way it says why and exits
-        err = kill_then_wait(replay, brokers)
-    finally:
-        if replay.poll() is None:
-            replay.kill()
-    said = err.decode(errors="replace")
-    assert replay.returncode == 1, said[-3000:]
+    # While it starts or runs: either way it says why and exits.
+    status, said = replay_whose_broker_is_killed(tmp_path, events, 2, "-m", "streams.cli")
+    assert status == 1, said[-3000:]
     assert "the embedded broker (tansu) exited" in said and "Traceback" not in said, said[-3000:]
