@@ -15,8 +15,8 @@ import orjson
 from alerts.scenario import generate
 from sinks.clickhouse import connect
 from streams.broker import EmbeddedBroker, committed_offsets, produce
-from tests.integration.conftest import (NOW, as_messages, identity, pipeline_settings, replay, standalone_settings,
-                                        store_rows, write_inputs)
+from tests.integration.conftest import (NOW, as_messages, identity, list_topics, pipeline_settings, replay,
+                                        standalone_settings, store_rows, write_inputs)
 
 
 async def committed(bootstrap: str, partitions: int) -> int:
@@ -224,7 +224,13 @@ def test_a_worker_killed_between_two_inserts_loses_no_card_of_a_case_it_then_let
                                                    SUNLIGHT_CASE_RETENTION_DAYS="30")}
         dying = subprocess.Popen([sys.executable, "-c", DIES_BETWEEN_INSERTS, "worker"], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(8)  # joined its group
+        started = time.monotonic()
+        # Its topics made (a record sent before would make Tansu create case-events with 4
+        # partitions: found by a flake hunt, 4.5 s on a loaded machine), then joined its group.
+        while "case-events" not in asyncio.run(list_topics(broker.bootstrap)):
+            assert time.monotonic() - started < 60 and dying.poll() is None, "the worker made no topics"
+            time.sleep(0.3)
+        time.sleep(max(0.0, 8 - (time.monotonic() - started)))
         asyncio.run(produce(broker.bootstrap, "case-events", messages))
         _, err = dying.communicate(timeout=120)
         assert dying.returncode == 9, err.decode()[-3000:]
