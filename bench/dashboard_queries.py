@@ -418,8 +418,8 @@ MONTH_START = "toDateTime(toStartOfMonth(toDateTime($__toTime_ms, 'Asia/Shanghai
 OPEN = "status IN ('open', 'acknowledged')"
 # Waiting to be dealt with (待处置, dashboards.queries._PENDING), the plain way: the alert stands, and
 # its ticket (its case and rule's, latest version) is active, or it has none (or one withdrawn), its
-# case is in progress, and it is no deadline_near card whose deadline (the end of the last day it
-# names) has passed at the range's end; the alert's ticket and case joined, not looked up.
+# case is in progress, and it is no deadline_near card whose deadline (its evidence's) has passed at
+# the range's end; the alert's ticket and case joined, not looked up.
 PENDING_ALERTS = f"""(SELECT a.alert_id AS alert_id, a.case_id AS case_id, a.rule AS rule, a.severity AS severity,
         a.department AS department, a.region AS region, a.event_time AS event_time, a.raised_at AS raised_at
     FROM (SELECT * FROM alerts FINAL) AS a
@@ -428,7 +428,8 @@ PENDING_ALERTS = f"""(SELECT a.alert_id AS alert_id, a.case_id AS case_id, a.rul
     LEFT JOIN (SELECT case_id, status AS case_status FROM cases FINAL) AS c ON c.case_id = a.case_id
     WHERE a.{OPEN} AND (t.ticket_status NOT IN ('', 'closed', 'withdrawn')
         OR (t.ticket_status IN ('', 'withdrawn') AND c.case_status IN ('open', 'suspended')
-            AND NOT (a.rule = 'deadline_near' AND a.event_time + INTERVAL 1 DAY <= $__toTime_ms))))"""
+            AND NOT (a.rule = 'deadline_near' AND ifNull(parseDateTime64BestEffortOrNull(
+                JSONExtractString(a.evidence, 'deadline'), 3) <= $__toTime_ms, 0)))))"""
 DAYS_30_START = "toDateTime(toDate($__toTime_ms, 'Asia/Shanghai') - 29, 'Asia/Shanghai')"
 FILTERS = ("rule IN (${rule:singlequote}) AND severity IN (${severity:singlequote}) "
            "AND department IN (${department:singlequote}) AND ifNull(region, '') IN (${region:singlequote})")

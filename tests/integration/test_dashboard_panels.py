@@ -150,11 +150,10 @@ def pending_of(client, scenario, end: datetime):
                   "SELECT ticket_id, argMax(status, version), argMax(manual, version), argMax(alert_ids, version), "
                   "argMax(state, version) FROM tickets GROUP BY ticket_id").result_rows}
     ended = {e["case_id"] for e in scenario.events if e["type"] in ("closed", "withdrawn")}
-    # A deadline_near card whose deadline (the end of the last day it names) has passed at the
-    # screen's now (`end`, the range's) is overtaken by the red overdue card, and waits only through
-    # a ticket of its own.
+    # A deadline_near card whose deadline (its evidence's) has passed at the screen's now (`end`, the
+    # range's) is overtaken by the red overdue card, and waits only through an active ticket of its own.
     def overtaken(alert) -> bool:
-        return alert["rule"] == "deadline_near" and datetime.fromisoformat(alert["event_time"]) + timedelta(days=1) <= end
+        return alert["rule"] == "deadline_near" and datetime.fromisoformat(alert["evidence"]["deadline"]) <= end
 
     def pending(alert) -> bool:
         status, manual, cards, coming = latest.get(f"{alert['case_id']}/{alert['rule']}", (None, 0, set(), set()))
@@ -164,7 +163,7 @@ def pending_of(client, scenario, end: datetime):
         if status is not None and status not in ("closed", "withdrawn"):
             return True
         if status in ("closed", "withdrawn") and (card in coming or (not manual and card not in cards)):
-            return True
+            return not overtaken(alert)
         answered = status == "closed" and card in cards and card not in coming
         return not answered and not overtaken(alert) and alert["case_id"] not in ended
     return pending

@@ -132,28 +132,38 @@ def test_a_deadline_near_card_whose_deadline_has_passed_waits_no_more(tmp_path):
     """Found by a black-box test of the wall: a yellow 临近办理时限 card stayed 待处置 for as long as
     its case was open, weeks after the deadline it warned of had passed and its red 办理超时 card
     (whose ticket the department had answered) said so: 141 of a city's 304 yellow cards. One whose
-    last day is today waits; one with a ticket of its own waits through it."""
+    deadline is still to come waits, though its last working day was days before (a stated deadline
+    after a weekend: found by review); one with a ticket of its own waits through it."""
+    import orjson
+
+    def near(alert_id: str, case_id: str, last_day: datetime, deadline: datetime) -> dict:
+        return {**alert(alert_id, case_id, "deadline_near", "yellow"), "event_time": last_day,
+                "evidence": orjson.dumps({"deadline": deadline.isoformat()}).decode()}
+
     client = connect(None, tmp_path / "data")
     try:
         migrate(client)
         today = NOW.replace(hour=0) - timedelta(hours=8)  # 00:00 in Shanghai, as deadline_near's moment
-        insert(client, "alerts", [
-            {**alert("near-late", "L1", "deadline_near", "yellow"), "event_time": today - timedelta(days=3)},
-            alert("late", "L1", "overdue"),
-            alert("node-late", "L1", "node_overdue", "yellow"),  # another rule: not overtaken
-            {**alert("near", "L2", "deadline_near", "yellow"), "event_time": today},  # its last day: waits
-            {**alert("near-own", "L4", "deadline_near", "yellow"), "event_time": today - timedelta(days=3)},
-            alert("late-4", "L4", "overdue")])
+        rows = [near("near-late", "L1", today - timedelta(days=3), today - timedelta(days=2)),
+                alert("late", "L1", "overdue"),
+                alert("node-late", "L1", "node_overdue", "yellow"),  # another rule: not overtaken
+                near("near", "L2", today, today + timedelta(days=1)),  # its last day: waits
+                # Its last working day a Friday, its stated deadline the Monday: waits over the weekend.
+                near("near-weekend", "L3", today - timedelta(days=1), today + timedelta(days=2)),
+                near("near-own", "L4", today - timedelta(days=3), today - timedelta(days=2)),
+                alert("late-4", "L4", "overdue")]
+        insert(client, "alerts", [{"evidence": "{}", **row} for row in rows])
         insert(client, "tickets", [ticket("L4", "open", ["near-own"], 1, rule="deadline_near")])
         insert(client, "cases", [case("L1", "open", today - timedelta(days=2)), case("L2", "open", today + timedelta(days=1)),
+                                 case("L3", "open", today + timedelta(days=2)),
                                  case("L4", "suspended", today - timedelta(days=2))])
-        assert pending_at(client) == {"late", "node-late", "near", "near-own", "late-4"}
+        assert pending_at(client) == {"late", "node-late", "near", "near-weekend", "near-own", "late-4"}
         assert "near" not in pending_at(client, today + timedelta(days=1))  # the screen the next day: L2 late too
         rng = TimeRange(NOW - timedelta(days=1), NOW)
-        assert client.query(expand(q.WALL_OPEN_CARDS.sql, rng, {})).result_rows[0] == (2, 3)
+        assert client.query(expand(q.WALL_OPEN_CARDS.sql, rng, {})).result_rows[0] == (2, 4)
         listed = client.query(expand(q.DEPARTMENT_CASE_LIST.sql.replace("${department:singlequote}", "'D'"), rng, {}))
         index = listed.column_names.index("open_alerts")
-        assert {row[0]: row[index] for row in listed.result_rows} == {"L1": 2, "L2": 1, "L4": 2}
+        assert {row[0]: row[index] for row in listed.result_rows} == {"L1": 2, "L2": 1, "L3": 1, "L4": 2}
         evidence = q.CASE_EVIDENCE.sql.replace("SELECT event_time,", "SELECT alert_id, event_time,", 1)
         states = dict((row[0], row[5]) for row in client.query(
             expand(evidence.replace("${case_id:singlequote}", "'L1'"), rng, {})).result_rows)
