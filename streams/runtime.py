@@ -201,15 +201,14 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             watching.cancel()
         if pipeline is not None:
             pipeline.stopping = True
-        if own_broker is not None and own_broker.process is not None and own_broker.process.poll() is not None \
-                and worker is None:
-            # It died while this process started, before the worker was made: the topics' creation
-            # (the first contact) said "cannot reach the Kafka broker ... SUNLIGHT_EMBEDDED_BROKER_PORT",
-            # status 2, as for a setting to mend (found by a test on a loaded machine). As below.
-            log.error("%s; exiting at once, while starting", _own_broker_exited(own_broker))
-            _exit_at_once(1)
-        if own_broker is not None and own_broker.process is not None and own_broker.process.poll() is not None \
-                and worker is not None:
+        if own_broker is not None and own_broker.process is not None and own_broker.process.poll() is not None:
+            if worker is None:
+                # It died while this process started, before the worker was made: the topics'
+                # creation (the first contact) said "cannot reach the Kafka broker ...
+                # SUNLIGHT_EMBEDDED_BROKER_PORT", status 2, as for a setting to mend (found by a test
+                # on a loaded machine). As below.
+                log.error("%s; exiting at once, while starting", _own_broker_exited(own_broker))
+                _exit_at_once(1)
             # Faust's stop waits on a broker that is gone (a commit, the producer's flush) without
             # end, and its consumer thread dies on it with a traceback (found by a black-box test,
             # after the line that said why: noise at the moment an operator reads the log). Nothing

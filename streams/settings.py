@@ -52,14 +52,13 @@ def unknown_variables(env: dict[str, str]) -> list[str]:
     return said
 
 
-def _retention(env: dict[str, str]) -> float | None:
+def _retention(env: dict[str, str], shared_store: bool) -> float | None:
     """The days a settled case stays in a worker's table; None: every case stays. Unset, 30, but
     none on a Kafka cluster with the embedded store: a case let go is read back from the store, and
     the embedded store is its own process's, while another worker may take the case's partition
     and read it back from another store, without the events this one wrote (false red
     skipped_node cards: a two-worker test's flake). Set, it is taken: a lone worker's choice."""
     value = (env.get("SUNLIGHT_CASE_RETENTION_DAYS") or "").strip().lower()
-    shared_store = not (env.get("SUNLIGHT_KAFKA") or "").strip() or bool(env.get("SUNLIGHT_CLICKHOUSE"))
     if value == "never" or (not value and not shared_store):
         return None
     try:
@@ -249,10 +248,11 @@ class Settings:
                 log.warning(said)
         overrides = env.get("SUNLIGHT_CALENDAR_OVERRIDES")
         catalog = env.get("SUNLIGHT_CATALOG")
+        kafka, clickhouse = _bootstrap(env), env.get("SUNLIGHT_CLICKHOUSE") or None
         return cls(
-            kafka=_bootstrap(env),
+            kafka=kafka,
             broker_flavour=_flavour(env),
-            clickhouse=env.get("SUNLIGHT_CLICKHOUSE") or None,
+            clickhouse=clickhouse,
             data_dir=Path(env.get("SUNLIGHT_DATA_DIR") or "sunlight-data"),
             catalog=Path(catalog) if catalog else None,
             calendar_overrides=Path(overrides) if overrides else None,
@@ -289,7 +289,7 @@ class Settings:
             secret_key=env.get("SUNLIGHT_SECRET_KEY") or None,
             users_file=Path(env["SUNLIGHT_USERS"]) if env.get("SUNLIGHT_USERS") else None,
             reply_link_days=_bounded(env, "SUNLIGHT_REPLY_LINK_DAYS", 14.0, least=0, above=True),
-            case_retention_days=_retention(env),
+            case_retention_days=_retention(env, shared_store=kafka is None or clickhouse is not None),
         )
 
     @property
