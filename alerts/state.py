@@ -24,6 +24,9 @@ from alerts.events import (OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
+_UNKNOWN: Any = object()  # `CaseState.ended_by` not asked yet
+
+
 @dataclass(frozen=True, slots=True)
 class CaseState:
     case_id: str
@@ -48,12 +51,16 @@ class CaseState:
     arrived: tuple[str, ...] = ()
     # Increases with every change, so a store keyed by case keeps the newest row.
     revision: int = 0
+    # `ended_by`'s answer, found once per tuple of events (a judgement, its rows and the retention
+    # each ask for it); not a fact of the case: never compared, copied only while the events stay.
+    _end: Any = field(default=_UNKNOWN, init=False, compare=False, repr=False)
 
     def evolve(self, **changes: Any) -> "CaseState":
         """This state with some fields changed (dataclasses.replace, without its cost per event)."""
         new = object.__new__(CaseState)
         for name in _STATE_FIELDS:
             object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        object.__setattr__(new, "_end", _UNKNOWN if "events" in changes else self._end)
         return new
 
     @property
@@ -79,8 +86,12 @@ class CaseState:
     @property
     def ended_by(self) -> CaseEvent | None:
         """The closing or withdrawal that ends the case as its events stand (`end_in_force`)."""
-        end = end_in_force((e.type, e.occurred_at) for e in self.events)
-        return None if end is None else self.events[end]
+        end = self._end
+        if end is _UNKNOWN:
+            position = end_in_force((e.type, e.occurred_at) for e in self.events)
+            end = None if position is None else self.events[position]
+            object.__setattr__(self, "_end", end)
+        return end
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,7 +121,7 @@ class CaseState:
         )
 
 
-_STATE_FIELDS = tuple(CaseState.__dataclass_fields__)
+_STATE_FIELDS = tuple(name for name, f in CaseState.__dataclass_fields__.items() if f.init)
 
 
 def _content(event: CaseEvent) -> dict[str, Any]:

@@ -112,6 +112,18 @@ def test_a_return_stated_at_the_moment_of_the_closing_or_a_redo_in_time_raises_n
                                        ev("closed", at(2026, 3, 9), case="R5")], at(2026, 4, 10))) == set()
 
 
+def test_the_end_found_once_for_a_state_is_found_again_when_its_events_change():
+    closed = run(handled("R9"), at(2026, 3, 13))
+    assert closed.ended_by.type.value == "closed" and closed.status == "closed"
+    # The same events under another revision: the same end.
+    assert closed.evolve(revision=closed.revision + 1).ended_by is closed.ended_by
+    # A return after the closing reopens it; the closing alone taken away leaves it open.
+    returned = ev("returned", at(2026, 3, 12), case="R9", node="review")
+    assert closed.evolve(events=closed.events + (returned,)).ended_by is None
+    assert closed.evolve(events=closed.events[:-1]).status == "open"
+    assert settled_since(closed.evolve(events=closed.events[:-1], judged_at=at(2026, 3, 13))) is None
+
+
 def test_a_reopened_case_is_open_in_its_state_its_row_its_stored_form_and_does_not_settle():
     state = run(handled("R6") + [ev("returned", at(2026, 3, 12), case="R6", node="review")], at(2026, 3, 13))
     assert state.status == "open" and state.ended_by is None
