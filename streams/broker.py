@@ -140,8 +140,7 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise BrokerError(f"Tansu exited with {self.process.returncode}: {err[-2000:]}")
+                raise BrokerError(f"Tansu exited with {self.process.returncode}: {self.last_words()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     log.info("embedded broker (tansu) listening on %s", self.bootstrap)
@@ -150,6 +149,21 @@ class EmbeddedBroker:
                 time.sleep(0.05)
         self.stop()
         raise BrokerError(f"Tansu did not listen on {self.bootstrap} within {timeout:.0f}s")
+
+    def last_words(self, limit: int = 2000) -> str:
+        """The end of what the broker wrote to its stderr (a Rust panic says why it died), once it
+        has exited, its lines joined by " | "; "" while it runs or if it said nothing. Never waits:
+        the pipe is read as it stands."""
+        process = self.process
+        if process is None or process.poll() is None or process.stderr is None or process.stderr.closed:
+            return ""
+        try:
+            os.set_blocking(process.stderr.fileno(), False)
+            said = process.stderr.read() or b""
+        except (OSError, ValueError):
+            return ""
+        lines = [line.strip() for line in said.decode(errors="replace")[-limit:].splitlines()]
+        return " | ".join(line for line in lines if line)
 
     def stop(self) -> None:
         """Stop the broker. One that keeps its log in memory is killed at once: asked to stop, Tansu

@@ -96,9 +96,13 @@ async def _watch_own_broker(pipeline: Pipeline, broker: broker_mod.EmbeddedBroke
 
 
 def _own_broker_exited(broker: broker_mod.EmbeddedBroker) -> str:
-    return (f"the embedded broker (tansu) exited with status {broker.process.returncode}: the events it held in "
-            f"memory are lost; restart the worker (its state comes back from the store), or run workers on a "
-            f"Kafka cluster (SUNLIGHT_KAFKA)")
+    """Why the process stops, with what the broker said last (its panic; before, only its status
+    was logged, and an operator had nothing to go on: found by review)."""
+    said = broker.last_words()
+    return (f"the embedded broker (tansu) exited with status {broker.process.returncode}"
+            f"{f' (it said: {said})' if said else ''}: the events it held in memory are lost; restart the worker "
+            f"or the command (its state comes back from the store), or run workers on a Kafka cluster "
+            f"(SUNLIGHT_KAFKA)")
 
 
 def _exit_at_once(status: int) -> None:
@@ -218,7 +222,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             # (a replay ended with status 1 and no reason: found by review).
             log.error("%s; exiting at once, without stopping the consumer",
                       pipeline.failure if pipeline is not None and pipeline.failure is not None else
-                      f"the embedded broker (tansu) exited with status {own_broker.process.returncode}")
+                      _own_broker_exited(own_broker))
             _exit_at_once(1)
         if worker is not None:
             # A stop a signal began (`_stop_on_signals`) is under way, its course set: wait for

@@ -259,6 +259,45 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     assert "Traceback" not in err and "did not stop within" not in err, err[-3000:]
 
 
+# A Tansu that panics when told to (a file appears): the real one, run under it, then a panic's
+# last words on stderr, and status 101 (a Rust panic's).
+PANICKING_TANSU = """#!/bin/sh
+setpriv --pdeathsig KILL -- "$REAL_TANSU" "$@" &
+broker=$!
+while [ ! -e "$PANIC_WHEN" ]; do sleep 0.1; done
+echo "thread 'tokio-runtime-worker' panicked at storage/src/memory.rs:412:9:" >&2
+echo "log segment full: cannot allocate 8388608 bytes" >&2
+kill -9 $broker
+exit 101
+"""
+
+
+def test_a_worker_whose_own_broker_panics_says_what_the_broker_said(tmp_path):
+    """Found by review: a broker that died of a panic was logged by its status alone; what it said
+    (why it died) went nowhere, and an operator had nothing to go on."""
+    from streams.broker import tansu_binary
+
+    script = tmp_path / "tansu"
+    script.write_text(PANICKING_TANSU)
+    script.chmod(0o755)
+    panic = tmp_path / "panic-now"
+    _, worker, seen, _ = worker_on_its_own_broker(tmp_path, SUNLIGHT_TANSU=str(script),
+                                                  REAL_TANSU=str(tansu_binary()), PANIC_WHEN=str(panic))
+    try:
+        panic.touch()
+        _, rest = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    err = seen + rest
+    assert worker.returncode == 1, err[-3000:]
+    said = [line for line in err.splitlines() if "the embedded broker (tansu) exited with status 101" in line]
+    assert said, err[-3000:]
+    assert ("it said: thread 'tokio-runtime-worker' panicked at storage/src/memory.rs:412:9: | "
+            "log segment full: cannot allocate 8388608 bytes") in said[0], said[0]
+    assert "restart the worker" in said[0] and "Traceback" not in err, err[-3000:]
+
+
 def children_named(process: subprocess.Popen, mark: str) -> list[int]:
     """The child processes of `process` whose command line holds `mark` (its embedded broker)."""
     return [int(pid) for task in Path(f"/proc/{process.pid}/task").iterdir()
