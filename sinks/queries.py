@@ -403,7 +403,7 @@ def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: s
 def ticket_page(client, scope: Scope, status: str = "", overdue: bool = False, limit: int = 300, offset: int = 0,
                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> tuple[list[dict[str, Any]], int]:
     """The console's ticket list: the latest version of the tickets in scope anyone may see, of a
-    `status` (all when none), only the overdue with `overdue`; those waiting for the department
+    `status` (all when none), only the overdue with `overdue` (not withdrawn); those waiting for the department
     first (open, returned), then for the inspector (replied), by deadline, then the ended, latest
     deadline first (the ticket id breaks ties, so pages do not overlap); at most `limit` after the first
     `offset`, and how many match (before, every ticket of every year on one page)."""
@@ -412,8 +412,8 @@ def ticket_page(client, scope: Scope, status: str = "", overdue: bool = False, l
     if status:
         conditions.append("status = {status:String}")
         parameters["status"] = status
-    if overdue:
-        conditions.append("overdue")
+    if overdue:  # a withdrawn ticket's card never held: not counted as overdue (`alerts.scoring.COUNTED_TICKETS`)
+        conditions.append("overdue AND status != 'withdrawn'")
     where = " AND ".join(conditions)
     sql, scoped = ScopedQuery("count()", "tickets FINAL", where=where).sql(scope)
     total = int(client.query(sql, parameters={**scoped, **parameters}).result_rows[0][0])

@@ -71,7 +71,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     lines = [f"督办件 {ticket['ticket_id']}（第 {ticket['version']} 版）",
              f"  状态：{STATUS_TITLE.get(ticket['status'], ticket['status'])}"
              + (f"（{RESOLUTION_TITLE.get(ticket['resolution'], ticket['resolution'])}）" if ticket['resolution'] else "")
-             + ("，已逾期" if ticket['overdue'] else "")
+             + (("，撤销前已逾期" if ticket['status'] == "withdrawn" else "，已逾期") if ticket['overdue'] else "")
              + f"，{ESCALATION_TITLE.get(ticket['escalation_level'], ticket['escalation_level'])}",
              f"  部门：{ticket['department']}  办件：{ticket['case_id']}  事项：{ticket['item_code']}",
              f"  生成：{moment(ticket['opened_at'])}  答复期限：{deadline_moment(ticket['deadline'])}  "

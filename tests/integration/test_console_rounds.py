@@ -4,6 +4,7 @@ serves one data directory per process, so not beside test_console_security's).""
 from __future__ import annotations
 
 import asyncio
+import os
 
 from sinks.clickhouse import connect
 from streams.catalog_source import load_judge
@@ -36,3 +37,65 @@ def test_a_reply_page_shows_this_round_and_keeps_the_earlier_ones_apart(tmp_path
     assert "升级至纪检监察机构" not in this_round and "督办办结" not in this_round
     assert "此前各轮督办记录" in earlier and "升级至纪检监察机构" in earlier and "督办办结" in earlier
     assert "电子监察系统 · 升级至部门负责人" in earlier and " · sunlight · " not in page.text
+
+
+def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_overdue(tmp_path):
+    """Found by a black-box test: a ticket whose red card was withdrawn (facts showed it never held)
+    after its deadline had passed read 逾期 in red, as one the department is still late with, and
+    the list's 仅逾期 showed it; the monthly scoring does not count it. It reads 撤销前已逾期, on the
+    department's page and in `sunlight tickets show` too."""
+    import dataclasses
+    import subprocess
+    import sys
+    from datetime import datetime
+
+    from alerts.model import AlertStatus
+    from alerts.tickets import advance, on_alert
+    from streams.console.auth import add_user
+    from tests.integration.test_scoring_rounds import CAL, CST, POLICY, red_card
+
+    versions = []
+    late = red_card("C-W", "320200-XK-SCJG-0001", "SCJG")
+    out = on_alert(None, late, POLICY, CAL, late.raised_at)
+    versions += out.versions
+    out = advance(out.ticket, POLICY, CAL, datetime(2026, 3, 31, tzinfo=CST))  # overdue
+    versions += out.versions
+    assert out.ticket.overdue
+    withdrawn_late = dataclasses.replace(late, status=AlertStatus.WITHDRAWN, version=late.version + 1)
+    out = on_alert(out.ticket, withdrawn_late, POLICY, CAL, datetime(2026, 4, 1, 9, tzinfo=CST))
+    versions += out.versions
+    assert out.ticket.status.value == "withdrawn" and out.ticket.overdue
+    out_withdrawn = out
+    # And one still late, beside it.
+    other = red_card("C-L", "320200-XK-SCJG-0001", "SCJG")
+    out = on_alert(None, other, POLICY, CAL, other.raised_at)
+    versions += out.versions + advance(out.ticket, POLICY, CAL, datetime(2026, 3, 31, tzinfo=CST)).versions
+    users = tmp_path / "users.json"
+    add_user(users, "检查员", "inspector", None, "inspector-password")
+    client = connect(None, tmp_path / "data")
+    try:
+        store_tickets(client, versions)
+        judge = load_judge(EXAMPLE, None)
+        settings = pipeline_settings(tmp_path / "data", secret_key=KEY, public_url="https://console.city.example",
+                                     users_file=users)
+        app = create_app(settings, Backend(client, lambda: judge, lambda messages: asyncio.sleep(0), wait_seconds=0.2))
+        inspector = Client(app)
+        assert inspector.sign_in("检查员", "inspector-password").status == 303
+        listed = inspector.get("/tickets").text
+        only_late = inspector.get("/tickets?overdue=1").text
+        withdrawn = out_withdrawn.ticket
+        reply_page = Client(app).get(path_of(Links("https://console.city.example", KEY).make(
+            withdrawn.ticket_id, "SCJG", in_a_week(), withdrawn.version))).text
+    finally:
+        client.close()
+    rows = {ticket: row for row in listed.split("<tr>")[1:] for ticket in ("C-W/overdue", "C-L/overdue") if ticket in row}
+    assert "撤销前已逾期" in rows["C-W/overdue"] and 'class="tag red">逾期' not in rows["C-W/overdue"]
+    assert '<span class="tag red">逾期</span>' in rows["C-L/overdue"]
+    assert "C-L/overdue" in only_late and "C-W/overdue" not in only_late
+    # The department's page of it says the same.
+    assert "已撤销" in reply_page and "撤销前已逾期" in reply_page and 'class="tag red">逾期' not in reply_page
+    shown = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "show", "C-W/overdue"],
+                           env={**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")},
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "状态：已撤销，撤销前已逾期" in shown.stdout and "，已逾期" not in shown.stdout, shown.stdout

@@ -27,14 +27,20 @@ CAL = WorkCalendar(on_missing_year=lambda year: None)
 POLICY = TicketPolicy()
 
 
+def red_card(case_id: str, item_code: str, department: str) -> Alert:
+    """A red overdue card raised 10 March 2026, 10:00."""
+    opened_at = datetime(2026, 3, 10, 10, tzinfo=CST)
+    return Alert(alert_id="A1", rule=Rule.OVERDUE, severity=Severity.RED, case_id=case_id, item_code=item_code,
+                 department=department, region="320200", officer_id=None, node=None, raised_at=opened_at,
+                 event_time=opened_at, evidence={})
+
+
 def reopened_ticket(case_id: str, item_code: str, department: str):
     """The versions of a red overdue ticket opened 10 March 2026, escalated twice by the 31st, closed
     by an inspector on 2 April and opened again by hand an hour later (its second round), and the
     ticket as it stands."""
-    opened_at = datetime(2026, 3, 10, 10, tzinfo=CST)
-    red = Alert(alert_id="A1", rule=Rule.OVERDUE, severity=Severity.RED, case_id=case_id, item_code=item_code,
-                department=department, region="320200", officer_id=None, node=None, raised_at=opened_at,
-                event_time=opened_at, evidence={})
+    red = red_card(case_id, item_code, department)
+    opened_at = red.raised_at
     versions = []
     out = on_alert(None, red, POLICY, CAL, opened_at + timedelta(hours=2))
     versions += out.versions
