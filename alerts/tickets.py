@@ -47,6 +47,24 @@ def rounds(history: list[dict]) -> list[tuple[int, list[dict]]]:
             out.append((number, []))
         out[-1][1].append(version)
     return out
+
+
+def rounds_with_notices(history: list[dict], notices: list[dict]) -> list[tuple[int, list[dict], list[dict]]]:
+    """`rounds`, each with the notices sent in it (`sinks.queries.stored_notices`), read from their
+    ids (`notice_round`); a notice of a round whose versions are not in `history` goes with the last."""
+    out = [(number, versions, []) for number, versions in rounds(history)] or [(1, [], [])]
+    at = {number: sent for number, _, sent in out}
+    for notice in notices:
+        at.get(notice_round(notice["notice_id"]), out[-1][2]).append(notice)
+    return out
+
+
+def notice_round(notice_id: str) -> int:
+    """The round of the ticket a notice was sent in, read from its id as `_notice` makes it."""
+    head, slash, last = notice_id.rpartition("/r")
+    return int(last) if slash and head and last.isdigit() else 1
+
+
 INSPECTORS = "inspection"  # the department code an inspector's actions carry
 
 

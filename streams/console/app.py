@@ -45,7 +45,7 @@ from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.notices import RECIPIENT_TITLE
 from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, STATUS_TITLE, STEP_TITLE, notice_outcome,
                             ESCALATION_TITLE, Action, ActionKind, ActionRefused, actor_title, case_of, rounds,
-                            ticket_id as make_ticket_id)
+                            rounds_with_notices, ticket_id as make_ticket_id)
 from sinks.scope import Scope, UnknownScope
 from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, Users, check_secret_key, loose_mode
 from streams.clock import wall_now
@@ -689,7 +689,9 @@ class Console:
                                  and (stored is None or stored["status"] in ("settling", "closed", "withdrawn")))
         for ticket in tickets:
             ticket["history"] = histories.get(ticket["ticket_id"], [])
-            ticket["notices"] = notices.get(ticket["ticket_id"], [])
+            # The notices under the round each was sent in (they were one list after the last round's
+            # history: a second round read as escalated by the first's notices).
+            ticket["rounds"] = rounds_with_notices(ticket["history"], notices.get(ticket["ticket_id"], []))
             ticket["evidence_text"] = [(a["status"], describe_evidence(ticket["rule"], a["evidence"]))
                                        for a in ticket["evidence"].values()]
             ticket["actions"] = self._actions_for(user, ticket)

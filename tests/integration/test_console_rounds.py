@@ -15,6 +15,17 @@ from tests.integration.test_console_security import EXAMPLE, KEY, Client, in_a_w
 from tests.integration.test_scoring_rounds import reopened_ticket, store_tickets
 
 
+def signed_in(tmp_path, client, users):
+    """The console over `client`'s store, and an inspector of `users` signed in to it."""
+    judge = load_judge(EXAMPLE, None)
+    settings = pipeline_settings(tmp_path / "data", secret_key=KEY, public_url="https://console.city.example",
+                                 users_file=users)
+    app = create_app(settings, Backend(client, lambda: judge, lambda messages: asyncio.sleep(0), wait_seconds=0.2))
+    inspector = Client(app)
+    assert inspector.sign_in("检查员", "inspector-password").status == 303
+    return app, inspector
+
+
 def test_a_reply_page_shows_this_round_and_keeps_the_earlier_ones_apart(tmp_path):
     """Found by a black-box test: a ticket closed and opened again showed the department every
     round's history unmarked (an escalation to the discipline-inspection office of a round it was
@@ -38,6 +49,52 @@ def test_a_reply_page_shows_this_round_and_keeps_the_earlier_ones_apart(tmp_path
     assert "此前各轮督办记录" in earlier and "升级至纪检监察机构" in earlier and "督办办结" in earlier
     assert "电子监察系统 · 升级至部门负责人" in earlier and " · sunlight · " not in page.text
 
+
+
+def test_a_case_page_shows_each_round_s_notices_under_that_round(tmp_path):
+    """Found by review: a ticket opened again listed every notice after its last round's history,
+    so that its second round read as escalated to the head and the inspection office by the first
+    round's notices."""
+    from datetime import timedelta
+
+    from alerts.events import parse_event
+    from sinks.rows import event_row
+    from sinks.writer import Batch, ClickHouseWriter
+    from streams.console.auth import add_user
+
+    notices: list = []
+    versions, current = reopened_ticket("C-R", "320200-XK-SCJG-0001", "SCJG", notices)
+    steps = {(n.step.value, n.notice_id.endswith("/r2")) for n in notices}
+    assert {("opened", False), ("level_1", False), ("level_2", False), ("opened", True)} <= steps, steps
+    users = tmp_path / "users.json"
+    add_user(users, "检查员", "inspector", None, "inspector-password")
+    client = connect(None, tmp_path / "data")
+    try:
+        store_tickets(client, versions)
+        batch = Batch()
+        accepted = parse_event({"event_id": "C-R-01", "case_id": "C-R", "item_code": "320200-XK-SCJG-0001",
+                                "type": "accepted", "occurred_at": "2026-03-02T09:00:00+08:00",
+                                "recorded_at": "2026-03-02T09:01:00+08:00"})
+        batch.add("case_events", event_row(accepted, "SCJG", current.opened_at))
+        for n in notices:
+            batch.add("notices", {
+                "notice_id": n.notice_id, "ticket_id": n.ticket_id, "step": n.step.value,
+                "recipient_role": n.recipient, "recipient_name": n.recipient, "recipient_email": "",
+                "subject": n.step.value, "body": "", "department": "SCJG", "region": "320200", "due_at": n.at,
+                "status": "held", "attempts": 0, "last_error": "", "message_id": "", "version": 1,
+                "updated_at": n.at + timedelta(seconds=1)})
+        ClickHouseWriter(client).write(batch)
+        app, inspector = signed_in(tmp_path, client, users)
+        page = inspector.get("/cases/C-R").text
+    finally:
+        client.close()
+    assert "第 2 轮" in page, page[-3000:]
+    first, _, second = page.partition('<ul class="notices" data-round="2">')
+    second = second.partition("</ul>")[0]
+    assert '<ul class="notices" data-round="1">' in first
+    assert "升级至纪检监察机构" in first.partition('<ul class="notices" data-round="1">')[2]
+    # The second round's list holds its own notice (its opening) and none of the first's escalations.
+    assert "督办通知" in second and "升级至部门负责人" not in second and "升级至纪检监察机构" not in second
 
 def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_overdue(tmp_path):
     """Found by a black-box test: a ticket whose red card was withdrawn (facts showed it never held)
@@ -75,12 +132,7 @@ def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_over
     client = connect(None, tmp_path / "data")
     try:
         store_tickets(client, versions)
-        judge = load_judge(EXAMPLE, None)
-        settings = pipeline_settings(tmp_path / "data", secret_key=KEY, public_url="https://console.city.example",
-                                     users_file=users)
-        app = create_app(settings, Backend(client, lambda: judge, lambda messages: asyncio.sleep(0), wait_seconds=0.2))
-        inspector = Client(app)
-        assert inspector.sign_in("检查员", "inspector-password").status == 303
+        app, inspector = signed_in(tmp_path, client, users)
         listed = inspector.get("/tickets").text
         only_late = inspector.get("/tickets?overdue=1").text
         withdrawn = out_withdrawn.ticket

@@ -35,17 +35,19 @@ def red_card(case_id: str, item_code: str, department: str) -> Alert:
                  event_time=opened_at, evidence={})
 
 
-def reopened_ticket(case_id: str, item_code: str, department: str):
+def reopened_ticket(case_id: str, item_code: str, department: str, notices: list | None = None):
     """The versions of a red overdue ticket opened 10 March 2026, escalated twice by the 31st, closed
     by an inspector on 2 April and opened again by hand an hour later (its second round), and the
-    ticket as it stands."""
+    ticket as it stands; its notices added to `notices`, if given."""
     red = red_card(case_id, item_code, department)
     opened_at = red.raised_at
-    versions = []
+    versions, sent = [], notices if notices is not None else []
     out = on_alert(None, red, POLICY, CAL, opened_at + timedelta(hours=2))
     versions += out.versions
+    sent.extend(out.notices)
     out = advance(out.ticket, POLICY, CAL, datetime(2026, 3, 31, tzinfo=CST))  # overdue, escalated
     versions += out.versions
+    sent.extend(out.notices)
     ticket = out.ticket
 
     def by_inspector(kind, version, at, **extra):
@@ -54,9 +56,11 @@ def reopened_ticket(case_id: str, item_code: str, department: str):
 
     out = on_action(ticket, by_inspector("close", ticket.version, datetime(2026, 4, 2, 10, tzinfo=CST)), CAL, None)
     versions += out.versions
+    sent.extend(out.notices)
     out = on_action(out.ticket, by_inspector("open", None, datetime(2026, 4, 2, 11, tzinfo=CST), alert_id="A1"),
                     CAL, None)
     versions += out.versions
+    sent.extend(out.notices)
     return versions, out.ticket
 
 

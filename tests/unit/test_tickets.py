@@ -1024,3 +1024,17 @@ def test_a_notice_resent_twice_says_it_once_as_of_the_last_resend():
                              "SCJG", "320200", datetime(2026, 3, 28, tzinfo=timezone.utc), "<m2>")
     assert resent(level_2, {"level_1": datetime(2026, 3, 21, tzinfo=timezone.utc)}, catalog).body.splitlines()[1] == \
         "（本通知原定于 2026-03-28 08:00 发出，因投递失败现重新发送。）"
+
+
+def test_a_notice_s_round_is_read_from_its_id_whatever_the_case_and_rule_are_called():
+    from alerts.tickets import Ticket, _notice, notice_round
+
+    for case_id in ("C1", "X/r5", "r2"):
+        for rule in (Rule.RETROACTIVE_SUSPENSION, Rule.OVERDUE):
+            ticket = Ticket(ticket_id(case_id, rule), case_id, rule, Severity.RED, "I", "D", "R", {})
+            for number in (1, 2, 13):
+                this_round = replace(ticket, round=number, version=4)
+                for step in Step:
+                    notice = _notice(this_round, step, datetime(2026, 3, 2, tzinfo=timezone.utc),
+                                     "contact" if step in (Step.WITHDRAWN, Step.CLOSED) else None)
+                    assert notice_round(notice.notice_id) == number, notice.notice_id
