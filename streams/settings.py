@@ -87,6 +87,12 @@ def _public_url(env: dict[str, str]) -> str | None:
             or parts.fragment or any(c.isspace() for c in value) or port == 0:
         raise SettingError(f"SUNLIGHT_PUBLIC_URL must be the console's web address, starting https:// "
                            f"(e.g. https://sunlight.example.gov.cn), got {value!r}")
+    if parts.path.strip("/"):
+        # The console's pages link to its root (/cases/..., /tickets, /login): behind a path, every
+        # link but the mailed ones led off the console (found by review).
+        raise SettingError(f"SUNLIGHT_PUBLIC_URL must be the console's own address, without a path (the console is "
+                           f"served at the root of its address: give it a host name of its own, e.g. "
+                           f"https://sunlight.example.gov.cn), got {value!r}")
     return value
 
 

@@ -238,6 +238,9 @@ def test_a_worker_says_at_its_start_where_its_store_health_catalog_and_partition
     # URLs that urlsplit cannot read were tracebacks (found by review)
     ("SUNLIGHT_PUBLIC_URL", "http://[::1", "SUNLIGHT_PUBLIC_URL must be the console's web address"),
     ("SUNLIGHT_PUBLIC_URL", "https://x:99999", "SUNLIGHT_PUBLIC_URL must be the console's web address"),
+    # Served behind a path, its pages' links led off it (found by review).
+    ("SUNLIGHT_PUBLIC_URL", "https://gov.example/sunlight", "SUNLIGHT_PUBLIC_URL must be the console's own address, "
+                                                            "without a path"),
     ("SUNLIGHT_CLICKHOUSE", "http://u:secret@[::1", "SUNLIGHT_CLICKHOUSE must be an http:// or https:// URL"),
     ("SUNLIGHT_KAFKA", "[::1:9092", "SUNLIGHT_KAFKA must be the Kafka cluster's bootstrap servers"),  # accepted before
 ])
