@@ -24,9 +24,6 @@ from alerts.events import (OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
-_UNKNOWN: Any = object()  # `CaseState.ended_by` not asked yet
-
-
 @dataclass(frozen=True, slots=True)
 class CaseState:
     case_id: str
@@ -53,14 +50,16 @@ class CaseState:
     revision: int = 0
     # `ended_by`'s answer, found once per tuple of events (a judgement, its rows and the retention
     # each ask for it); not a fact of the case: never compared, copied only while the events stay.
-    _end: Any = field(default=_UNKNOWN, init=False, compare=False, repr=False)
+    # False: not asked yet (a singleton, so a pickled or deep-copied state reads it as such; a
+    # sentinel object() came back from a copy as another object, taken for the end: found by review).
+    _end: CaseEvent | None | bool = field(default=False, init=False, compare=False, repr=False)
 
     def evolve(self, **changes: Any) -> "CaseState":
         """This state with some fields changed (dataclasses.replace, without its cost per event)."""
         new = object.__new__(CaseState)
         for name in _STATE_FIELDS:
             object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
-        object.__setattr__(new, "_end", _UNKNOWN if "events" in changes else self._end)
+        object.__setattr__(new, "_end", False if "events" in changes else self._end)
         return new
 
     @property
@@ -87,7 +86,7 @@ class CaseState:
     def ended_by(self) -> CaseEvent | None:
         """The closing or withdrawal that ends the case as its events stand (`end_in_force`)."""
         end = self._end
-        if end is _UNKNOWN:
+        if end is False:
             position = end_in_force((e.type, e.occurred_at) for e in self.events)
             end = None if position is None else self.events[position]
             object.__setattr__(self, "_end", end)

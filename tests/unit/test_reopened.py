@@ -10,6 +10,8 @@ closing reopens nothing.
 
 from __future__ import annotations
 
+import copy
+import pickle
 from datetime import datetime, timezone
 
 from alerts.casefile import case_file, render
@@ -122,6 +124,10 @@ def test_the_end_found_once_for_a_state_is_found_again_when_its_events_change():
     assert closed.evolve(events=closed.events + (returned,)).ended_by is None
     assert closed.evolve(events=closed.events[:-1]).status == "open"
     assert settled_since(closed.evolve(events=closed.events[:-1], judged_at=at(2026, 3, 13))) is None
+    # A copy of a state, its end asked or not, finds the same end.
+    for state in (run(handled("R10"), at(2026, 3, 13)), closed):
+        for copied in (copy.deepcopy(state), pickle.loads(pickle.dumps(state)), copy.copy(state)):
+            assert copied.ended_by == state.ended_by and copied.status == "closed"
 
 
 def test_a_reopened_case_is_open_in_its_state_its_row_its_stored_form_and_does_not_settle():
