@@ -42,8 +42,10 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -96,6 +98,29 @@ def _dying_with_this_process() -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
+# What of the broker's stderr is kept, to say why it died: its last lines, each cut to a length.
+SAID_LINES, SAID_LINE_CHARS = 40, 1000
+
+
+def _keep_last_lines(stream, said: deque) -> None:
+    """Read a child's stderr to its end, keeping its last lines in `said`. Read all along: a pipe
+    nobody reads holds 64 KiB, and a broker that wrote more (a long backtrace) blocked on it and
+    never exited (found by review)."""
+    try:
+        while True:
+            line = stream.readline(SAID_LINE_CHARS)
+            if not line:
+                return
+            said.append(line.decode(errors="replace").strip())
+            if not line.endswith(b"\n"):  # the rest of a long line: dropped
+                while (rest := stream.readline(SAID_LINE_CHARS * 64)) and not rest.endswith(b"\n"):
+                    pass
+    except (OSError, ValueError):
+        return
+    finally:
+        stream.close()
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
     """Terminate a child process, killing it if it has not ended within `timeout` seconds."""
     if process.poll() is None:
@@ -115,6 +140,8 @@ class EmbeddedBroker:
     port: int = 0
     process: subprocess.Popen | None = None
     env: dict[str, str] | None = None  # e.g. the AWS_* settings of s3:// storage
+    said: deque = field(default_factory=lambda: deque(maxlen=SAID_LINES), repr=False)  # its stderr's last lines
+    reader: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def bootstrap(self) -> str:
@@ -137,6 +164,10 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
             env={**os.environ, **self.env} if self.env else None,
         )
+        self.said = deque(maxlen=SAID_LINES)
+        self.reader = threading.Thread(target=_keep_last_lines, args=(self.process.stderr, self.said),
+                                       name="tansu-stderr", daemon=True)
+        self.reader.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -152,18 +183,12 @@ class EmbeddedBroker:
 
     def last_words(self, limit: int = 2000) -> str:
         """The end of what the broker wrote to its stderr (a Rust panic says why it died), once it
-        has exited, its lines joined by " | "; "" while it runs or if it said nothing. Never waits:
-        the pipe is read as it stands."""
-        process = self.process
-        if process is None or process.poll() is None or process.stderr is None or process.stderr.closed:
+        has exited, its lines joined by " | "; "" while it runs or if it said nothing."""
+        if self.process is None or self.process.poll() is None:
             return ""
-        try:
-            os.set_blocking(process.stderr.fileno(), False)
-            said = process.stderr.read() or b""
-        except (OSError, ValueError):
-            return ""
-        lines = [line.strip() for line in said.decode(errors="replace")[-limit:].splitlines()]
-        return " | ".join(line for line in lines if line)
+        if self.reader is not None:
+            self.reader.join(timeout=1.0)  # the pipe's last lines, read once the broker is gone
+        return " | ".join(line for line in list(self.said) if line)[-limit:]
 
     def stop(self) -> None:
         """Stop the broker. One that keeps its log in memory is killed at once: asked to stop, Tansu
@@ -175,8 +200,9 @@ class EmbeddedBroker:
             self.process.kill()
             self.process.wait()
         stop_process(self.process)
-        if self.process.stderr:
-            self.process.stderr.close()
+        if self.reader is not None:
+            self.reader.join(timeout=2.0)  # it closes the pipe at its end (closed under it, a read could hang)
+            self.reader = None
         self.process = None
 
     def restart(self, kill: bool = False) -> None:

@@ -259,12 +259,18 @@ def test_a_worker_whose_own_broker_dies_exits_non_zero_saying_why(tmp_path):
     assert "Traceback" not in err and "did not stop within" not in err, err[-3000:]
 
 
-# A Tansu that panics when told to (a file appears): the real one, run under it, then a panic's
-# last words on stderr, and status 101 (a Rust panic's).
+# A Tansu that panics when told to (a file appears): the real one, run under it, then a long
+# backtrace (more than a pipe holds), a panic's last words on stderr, and status 101 (a Rust panic's).
 PANICKING_TANSU = """#!/bin/sh
 setpriv --pdeathsig KILL -- "$REAL_TANSU" "$@" &
 broker=$!
 while [ ! -e "$PANIC_WHEN" ]; do sleep 0.1; done
+i=0
+while [ $i -lt 3000 ]; do
+  echo "  $i: tansu::storage::memory::Engine::produce at storage/src/memory.rs:412" >&2; i=$((i+1))
+done
+head -c 300000 /dev/zero | tr '\\0' 'x' >&2
+echo >&2
 echo "thread 'tokio-runtime-worker' panicked at storage/src/memory.rs:412:9:" >&2
 echo "log segment full: cannot allocate 8388608 bytes" >&2
 kill -9 $broker
@@ -274,7 +280,8 @@ exit 101
 
 def test_a_worker_whose_own_broker_panics_says_what_the_broker_said(tmp_path):
     """Found by review: a broker that died of a panic was logged by its status alone; what it said
-    (why it died) went nowhere, and an operator had nothing to go on."""
+    (why it died) went nowhere, and an operator had nothing to go on. Its stderr is read all along: a
+    broker that wrote more than a pipe holds blocked on it and never exited, the worker unaware."""
     from streams.broker import tansu_binary
 
     script = tmp_path / "tansu"
@@ -293,8 +300,11 @@ def test_a_worker_whose_own_broker_panics_says_what_the_broker_said(tmp_path):
     assert worker.returncode == 1, err[-3000:]
     said = [line for line in err.splitlines() if "the embedded broker (tansu) exited with status 101" in line]
     assert said, err[-3000:]
-    assert ("it said: thread 'tokio-runtime-worker' panicked at storage/src/memory.rs:412:9: | "
-            "log segment full: cannot allocate 8388608 bytes") in said[0], said[0]
+    # Its last words, the end of what it said (a line of its own cut short).
+    assert said[0].count("(it said: ") == 1 and len(said[0]) < 3000, said[0]
+    assert ("| thread 'tokio-runtime-worker' panicked at storage/src/memory.rs:412:9: | "
+            "log segment full: cannot allocate 8388608 bytes): the events") in said[0], said[0]
+    assert "| " + "x" * 1000 + " |" in said[0], said[0]
     assert "restart the worker" in said[0] and "Traceback" not in err, err[-3000:]
 
 
