@@ -33,7 +33,8 @@ def cmd_tickets_list(args, settings: Settings) -> int:
         return 0
     print("\n".join(table_lines(
         ["督办件", "部门", "状态", "逾期", "升级", "答复期限", "版本"],
-        [[t["ticket_id"], t["department"], STATUS_TITLE.get(t["status"], t["status"]), "是" if t["overdue"] else "否",
+        [[t["ticket_id"], t["department"], STATUS_TITLE.get(t["status"], t["status"]),
+          ("撤销前已逾期" if t["status"] == "withdrawn" else "是") if t["overdue"] else "否",
           str(t["escalation_level"]), deadline_moment(t["deadline"]), str(t["version"])] for t in found])))
     if pending:
         print("\n待处置（按督办件）：" + "；".join(f"{d} 待答复 {a}（逾期 {o}）、待审核 {r}" for d, a, r, o in pending))

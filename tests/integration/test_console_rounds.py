@@ -100,7 +100,7 @@ def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_over
     """Found by a black-box test: a ticket whose red card was withdrawn (facts showed it never held)
     after its deadline had passed read 逾期 in red, as one the department is still late with, and
     the list's 仅逾期 showed it; the monthly scoring does not count it. It reads 撤销前已逾期, on the
-    department's page and in `sunlight tickets show` too."""
+    department's page and in `sunlight tickets show` and `list` too."""
     import dataclasses
     import subprocess
     import sys
@@ -140,7 +140,8 @@ def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_over
             withdrawn.ticket_id, "SCJG", in_a_week(), withdrawn.version))).text
     finally:
         client.close()
-    rows = {ticket: row for row in listed.split("<tr>")[1:] for ticket in ("C-W/overdue", "C-L/overdue") if ticket in row}
+    rows = {ticket: row for row in listed.split("<tr>")[1:]
+            for ticket in ("C-W/overdue", "C-L/overdue") if ticket in row}
     assert "撤销前已逾期" in rows["C-W/overdue"] and 'class="tag red">逾期' not in rows["C-W/overdue"]
     assert '<span class="tag red">逾期</span>' in rows["C-L/overdue"]
     assert "C-L/overdue" in only_late and "C-W/overdue" not in only_late
@@ -151,3 +152,8 @@ def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_over
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert "状态：已撤销，撤销前已逾期" in shown.stdout and "，已逾期" not in shown.stdout, shown.stdout
+    listed = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "list"],
+                            env={**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")},
+                            capture_output=True, text=True, timeout=120)
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines() if "/overdue" in line}
+    assert rows["C-W/overdue"][3] == "撤销前已逾期" and rows["C-L/overdue"][3] == "是", listed.stdout
