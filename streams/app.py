@@ -683,7 +683,10 @@ class Pipeline:
         return self.store.stored()
 
     def fail(self, error: BaseException) -> None:
-        self.failure = error
+        """Stop the process on `error`; the first failure is the one said (what follows it is its
+        consequence: an agent that could not reach the broker that had exited said so over why)."""
+        if self.failure is None:
+            self.failure = error
         self.failed.set()
 
     def topics(self) -> list[tuple[str, int]]:

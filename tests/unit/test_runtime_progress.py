@@ -215,3 +215,17 @@ def test_only_the_own_broker_s_death_cuts_a_start_short(monkeypatch):
     with pytest.raises(RuntimeError, match="could not be rebuilt"):
         asyncio.run(runtime._start_unless_broker_gone(pipeline_failed(), worker, broker_dead))
     assert not worker.started
+
+
+def test_the_first_failure_is_the_one_said():
+    """An agent that could not reach a broker that had exited failed the pipeline after the watcher
+    had, and its error was said instead of why (`streams.runtime._own_broker_exited`)."""
+    from types import SimpleNamespace
+
+    from streams.app import Pipeline
+
+    pipeline = SimpleNamespace(failure=None, failed=asyncio.Event())
+    first, then = RuntimeError("the embedded broker (tansu) exited"), RuntimeError("an agent stopped")
+    Pipeline.fail(pipeline, first)
+    Pipeline.fail(pipeline, then)
+    assert pipeline.failure is first and pipeline.failed.is_set()
