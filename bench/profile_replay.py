@@ -1,6 +1,6 @@
 """Where a replay's CPU goes: cProfile over one worker's replay, grouped by area, per event.
 
-    python bench/profile_replay.py [--cases 5000] [--partitions 4] [--top 20]
+    python bench/profile_replay.py [--cases 5000] [--partitions 4] [--top 20] [--function NAME ...]
 
 A generated city (seed 1) is replayed in event time through the pipeline `sunlight replay`
 runs (`running_pipeline` with the replay clock, an embedded broker and a fresh chdb directory),
@@ -8,7 +8,8 @@ under cProfile from the first event sent to the end of `wait_until_processed`. P
 process's CPU per event (all threads: the ClickHouse inserts run on the writer's thread, which
 cProfile does not see), the profiled main thread's own time per event grouped by area (Faust and
 mode, aiokafka, Sunlight's domain `alerts/`, `streams/`, `sinks/`, JSON, asyncio, the rest),
-and the functions with the most own time.
+and the functions with the most own time; with `--function`, the calls and time of functions of
+that name.
 
 It uses only entry points that the code before the stream core was rebuilt (commit 0bb4c5d)
 has too, so the same script gives the profile before:
@@ -93,6 +94,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--dump", type=Path, help="also write the raw cProfile stats here (for pstats callers)")
+    parser.add_argument("--function", action="append", default=[],
+                        help="also print the calls and the time (own, with callees) of functions of this name")
     args = parser.parse_args()
     scenario = generate(cases=args.cases, seed=1, now=NOW)
     messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in scenario.events]
@@ -129,7 +132,14 @@ def main() -> None:
     for own, calls, filename, line, function in sorted(rows, reverse=True)[:args.top]:
         where = filename.replace(str(ROOT) + "/", "").split("site-packages/")[-1]
         print(f"  {own / n * 1e6:7.1f} us  {calls / n:7.2f} calls  {where}:{line} {function}")
-    print(f"reproduce: python bench/profile_replay.py --cases {args.cases} --partitions {args.partitions}")
+    for name in args.function:
+        for (filename, line, function), (_, calls, own, cumulative, _) in sorted(stats.stats.items()):
+            if function == name:
+                where = filename.replace(str(ROOT) + "/", "").split("site-packages/")[-1]
+                print(f"  {where}:{line} {function}: {calls} calls ({calls / n:.3f} per event), own {own:.3f} s, "
+                      f"with callees {cumulative:.3f} s ({cumulative / profiled * 100:.1f}% of the profiled main thread)")
+    chosen = "".join(f" --function {name}" for name in args.function)
+    print(f"reproduce: python bench/profile_replay.py --cases {args.cases} --partitions {args.partitions}{chosen}")
 
 
 if __name__ == "__main__":
