@@ -136,8 +136,9 @@ def main() -> None:
         for (filename, line, function), (_, calls, own, cumulative, _) in sorted(stats.stats.items()):
             if function == name:
                 where = filename.replace(str(ROOT) + "/", "").split("site-packages/")[-1]
+                share = cumulative / profiled * 100
                 print(f"  {where}:{line} {function}: {calls} calls ({calls / n:.3f} per event), own {own:.3f} s, "
-                      f"with callees {cumulative:.3f} s ({cumulative / profiled * 100:.1f}% of the profiled main thread)")
+                      f"with callees {cumulative:.3f} s ({share:.1f}% of the profiled main thread)")
     chosen = "".join(f" --function {name}" for name in args.function)
     print(f"reproduce: python bench/profile_replay.py --cases {args.cases} --partitions {args.partitions}{chosen}")
 
