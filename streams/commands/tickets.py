@@ -46,7 +46,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, deadline_moment, moment
     from alerts.events import EventType
     from alerts.tickets import (ESCALATION_TITLE, KIND_TITLE, RESOLUTION_TITLE, STATUS_TITLE, notice_outcome,
-                                STEP_TITLE, actor_title, rounds)
+                                STEP_TITLE, actor_title, rounds, rounds_with_notices)
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
     scope, local, catalog = scope_local_time_and_catalog(args, settings)
@@ -102,11 +102,18 @@ def cmd_tickets_show(args, settings: Settings) -> int:
             lines.append(f"  v{change['version']}  {moment(change['changed_at'])}  {actor_title(change['actor'])}  "
                          f"{KIND_TITLE.get(change['kind'], change['kind'])}"
                          + (f"：{change['text']}" if change['text'] else ""))
+    # Under the round each was sent in, as the case page lists them (one list after the last round's
+    # history read as the second round escalated by the first's notices: found by a black-box test).
     lines += ["", "通知："]
-    for notice in notices:
-        lines.append(f"  {moment(notice['due_at'])}  {STEP_TITLE.get(notice['step'], notice['step'])} → "
-                     f"{notice['recipient_name'] or notice['recipient_role']} <{notice['recipient_email'] or '无地址'}>  "
-                     f"{notice_outcome(notice['status'], notice['updated_at'], notice['attempts'])}")
+    sent = rounds_with_notices(history, notices)
+    for number, _, round_notices in sent:
+        if len(sent) > 1 and round_notices:
+            lines.append(f" 第 {number} 轮" + ("（已结束）" if number != sent[-1][0] else ""))
+        for notice in round_notices:
+            lines.append(f"  {moment(notice['due_at'])}  {STEP_TITLE.get(notice['step'], notice['step'])} → "
+                         f"{notice['recipient_name'] or notice['recipient_role']} "
+                         f"<{notice['recipient_email'] or '无地址'}>  "
+                         f"{notice_outcome(notice['status'], notice['updated_at'], notice['attempts'])}")
     print("\n".join(lines))
     return 0
 

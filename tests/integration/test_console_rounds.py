@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 
 from sinks.clickhouse import connect
 from streams.catalog_source import load_judge
@@ -54,7 +56,7 @@ def test_a_reply_page_shows_this_round_and_keeps_the_earlier_ones_apart(tmp_path
 def test_a_case_page_shows_each_round_s_notices_under_that_round(tmp_path):
     """Found by review: a ticket opened again listed every notice after its last round's history,
     so that its second round read as escalated to the head and the inspection office by the first
-    round's notices."""
+    round's notices (and `sunlight tickets show` too: found by a black-box test)."""
     from datetime import timedelta
 
     from alerts.events import parse_event
@@ -95,6 +97,15 @@ def test_a_case_page_shows_each_round_s_notices_under_that_round(tmp_path):
     assert "升级至纪检监察机构" in first.partition('<ul class="notices" data-round="1">')[2]
     # The second round's list holds its own notice (its opening) and none of the first's escalations.
     assert "督办通知" in second and "升级至部门负责人" not in second and "升级至纪检监察机构" not in second
+    # `sunlight tickets show` lists them the same way.
+    shown = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "show", current.ticket_id],
+                           env={**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")},
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    told = shown.stdout.partition("通知：")[2]
+    first_told, _, second_told = told.partition(" 第 2 轮")
+    assert " 第 1 轮（已结束）" in first_told and "升级至纪检监察机构" in first_told, shown.stdout
+    assert "督办通知" in second_told and "升级至" not in second_told, shown.stdout
 
 def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_overdue(tmp_path):
     """Found by a black-box test: a ticket whose red card was withdrawn (facts showed it never held)
@@ -102,8 +113,6 @@ def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_over
     the list's 仅逾期 showed it; the monthly scoring does not count it. It reads 撤销前已逾期, on the
     department's page and in `sunlight tickets show` and `list` too."""
     import dataclasses
-    import subprocess
-    import sys
     from datetime import datetime
 
     from alerts.model import AlertStatus
