@@ -166,7 +166,10 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
         "deadline": calendar.local(deadline).isoformat() if deadline else None,
     }
     if timeline.stated_deadline is not None:
-        basis = f"办理系统在受理时给定的办理时限：{deadline_moment(out['deadline'])}。"
+        # As stated: the deadline a suspension moved is said apart, below (the moved one was given as
+        # stated by the source: found by a black-box test).
+        out["stated_deadline"] = calendar.local(timeline.stated_deadline).isoformat()
+        basis = f"办理系统在受理时给定的办理时限：{deadline_moment(out['stated_deadline'])}。"
     else:
         source = "（受理事件另行约定）" if timeline.promised_days != item.promised_days else "（事项目录）"
         basis = (f"承诺时限 {timeline.promised_days} 个工作日{source}，自 {moment(out['accepted_at'])} 受理，"
@@ -192,7 +195,7 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
             end = calendar.local(deadline).date() - timedelta(days=1)
             off, extra = _calendar_exceptions(calendar, start, end)
             if off:
-                lines.append(f"期间不计的工作日（法定节假日）：{_dates(off)}。")
+                lines.append(f"期间不计的工作日（法定节假日及调休放假）：{_dates(off)}。")
             if extra:
                 lines.append(f"期间计入的周末（调休上班）：{_dates(extra)}。")
         lines.append(f"办理时限截止：{deadline_moment(out['deadline'])}。")

@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 from alerts.casefile import case_file, render
-from alerts.describe import describe_alert
+from alerts.describe import deadline_moment, describe_alert
 from alerts.model import RULE_TITLE, Rule
 from tests.unit.helpers import LICENCE, at, ev, judge, run
 
@@ -224,8 +224,6 @@ def test_a_deadline_that_ends_at_midnight_reads_as_24_00_of_its_last_day():
     as the Saturday at 00:00, and a source's stated deadline of the 21st read as the 22nd; the
     contract says a deadline ends at 24:00 of its last day. An open late case's card was titled
     超时办结 (closed late)."""
-    from alerts.describe import deadline_moment
-
     j = judge()
     events = [ev("accepted", at(2026, 3, 2, 10), case="K9")]  # 10 working days: Monday 16 March, 24:00
     state = run(events, at(2026, 3, 20), j)
@@ -238,6 +236,26 @@ def test_a_deadline_that_ends_at_midnight_reads_as_24_00_of_its_last_day():
     assert deadline_moment("2026-03-13T17:30:00+08:00") == "2026-03-13 17:30"  # any other moment as it is
     assert deadline_moment("2026-03-01T00:00:00+08:00") == "2026-02-28 24:00" and deadline_moment(None) == "—"
 
+
+
+def test_a_stated_deadline_moved_by_a_suspension_is_said_as_stated_and_as_moved():
+    """Found by a black-box test: the case file said the source system had given the deadline a
+    suspension moved (办理系统在受理时给定的办理时限 2026-10-08 24:00, where the source stated 10-05)."""
+    j = judge()
+    events = [ev("accepted", at(2026, 9, 28, 10), case="K7", event_id="a", deadline="2026-10-05T23:59:00+08:00"),
+              ev("suspended", at(2026, 9, 29, 0), case="K7", event_id="s", reason="supplement"),
+              ev("resumed", at(2026, 9, 30, 0), case="K7", event_id="r")]
+    file = case_file(events, [], j.catalog.item(LICENCE), j.calendar)
+    deadline = file["deadline"]
+    assert deadline["stated_deadline"].startswith("2026-10-05T23:59") and deadline["stated_by_source"]
+    assert "办理系统在受理时给定的办理时限：2026-10-05 23:59。" in deadline["text"]
+    assert "时限相应顺延" in deadline["text"] and not deadline["deadline"].startswith("2026-10-05")
+    assert f"办理时限截止：{deadline_moment(deadline['deadline'])}。" in deadline["text"]
+    # The days off it spans, said as days off (2026-01-02 is a day off in lieu, not a statutory holiday).
+    counted = case_file([ev("accepted", at(2025, 12, 31, 10), case="K8", event_id="a")], [], j.catalog.item(LICENCE),
+                        j.calendar)
+    assert "期间不计的工作日（法定节假日及调休放假）：" in counted["deadline"]["text"]
+    assert "2026-01-02" in counted["deadline"]["text"]
 
 def test_the_text_case_file_shows_node_names_and_officers_whole():
     """Found on the real receipt log: node names were cut to 14 characters ("T02 Check conf")."""
