@@ -45,7 +45,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     require_store(settings)
     from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, deadline_moment, moment
     from alerts.events import EventType
-    from alerts.tickets import (ESCALATION_TITLE, KIND_TITLE, RESOLUTION_TITLE, STATUS_TITLE, notice_outcome,
+    from alerts.tickets import (KIND_TITLE, RESOLUTION_TITLE, STATUS_TITLE, escalation_title, notice_outcome,
                                 STEP_TITLE, actor_title, rounds, rounds_with_notices)
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
@@ -73,7 +73,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
              f"  状态：{STATUS_TITLE.get(ticket['status'], ticket['status'])}"
              + (f"（{RESOLUTION_TITLE.get(ticket['resolution'], ticket['resolution'])}）" if ticket['resolution'] else "")
              + (("，撤销前已逾期" if ticket['status'] == "withdrawn" else "，已逾期") if ticket['overdue'] else "")
-             + f"，{ESCALATION_TITLE.get(ticket['escalation_level'], ticket['escalation_level'])}",
+             + f"，{escalation_title(ticket['escalation_level'], ticket['status'])}",
              f"  部门：{ticket['department']}  办件：{ticket['case_id']}  事项：{ticket['item_code']}",
              f"  生成：{moment(ticket['opened_at'])}  答复期限：{deadline_moment(ticket['deadline'])}  "
              f"二级升级：{deadline_moment(ticket['level_2_at'])}", "", "预警："]

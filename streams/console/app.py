@@ -44,7 +44,7 @@ from alerts.describe import alert_text, describe_evidence, deadline_moment, loca
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.notices import RECIPIENT_TITLE
 from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, STATUS_TITLE, STEP_TITLE, notice_outcome,
-                            ESCALATION_TITLE, Action, ActionKind, ActionRefused, actor_title, case_of, rounds,
+                            Action, ActionKind, ActionRefused, actor_title, case_of, escalation_title, rounds,
                             rounds_with_notices, ticket_id as make_ticket_id)
 from sinks.scope import Scope, UnknownScope
 from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, Users, check_secret_key, loose_mode
@@ -285,7 +285,7 @@ def _environment() -> jinja2.Environment:
                        STATUS_TITLE={s.value: t for s, t in STATUS_TITLE.items()}, KIND_TITLE=KIND_TITLE,
                        ROLE_TITLE=ROLE_TITLE, MAX_TEXT=MAX_TEXT_CHARS, STEP_TITLE=STEP_TITLE,
                        notice_outcome=notice_outcome, RECIPIENT_TITLE=RECIPIENT_TITLE,
-                       ESCALATION_TITLE=ESCALATION_TITLE)
+                       escalation_title=escalation_title)
     return env
 
 

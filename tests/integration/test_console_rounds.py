@@ -153,6 +153,9 @@ def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_over
             for ticket in ("C-W/overdue", "C-L/overdue") if ticket in row}
     assert "撤销前已逾期" in rows["C-W/overdue"] and 'class="tag red">逾期' not in rows["C-W/overdue"]
     assert '<span class="tag red">逾期</span>' in rows["C-L/overdue"]
+    # Its escalation too, as it stood before it was withdrawn (it read as escalated now).
+    assert "撤销前已升级至纪检监察机构" in rows["C-W/overdue"]
+    assert "已升级至纪检监察机构" in rows["C-L/overdue"] and "撤销前" not in rows["C-L/overdue"]
     assert "C-L/overdue" in only_late and "C-W/overdue" not in only_late
     # The department's page of it says the same.
     assert "已撤销" in reply_page and "撤销前已逾期" in reply_page and 'class="tag red">逾期' not in reply_page
@@ -160,7 +163,7 @@ def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_over
                            env={**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")},
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
-    assert "状态：已撤销，撤销前已逾期" in shown.stdout and "，已逾期" not in shown.stdout, shown.stdout
+    assert "状态：已撤销，撤销前已逾期，撤销前已升级至纪检监察机构" in shown.stdout, shown.stdout
     listed = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "list"],
                             env={**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")},
                             capture_output=True, text=True, timeout=120)
