@@ -24,7 +24,7 @@ from alerts.tickets import Notice, Step, Ticket, TicketStatus, returned_at
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
           "return_reason", "level_1_note", "reply_by", "instructions", "resolution", "if_unanswered",
-          "level_2_why", "level_2_what")
+          "level_2_why", "level_2_what", "round_note", "round_line")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -259,12 +259,23 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "instructions": instructions(notice, ticket),
         "resolution": resolution(ticket),
         "if_unanswered": if_unanswered(person, department),
+        **round_words(ticket),
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
                           person.name if person else "", person.email if person and person.email else "",
                           subject.format(**values), body.format(**values), ticket.department, ticket.region or "",
                           notice.at, message_id(notice.notice_id))
+
+
+def round_words(ticket: Ticket) -> dict[str, str]:
+    """Which round of its ticket a notice is of, for the subject (`round_note`) and the body
+    (`round_line`); empty in the first round. A second round's opening notice read as the first's,
+    under the ticket id the department had just been told was closed (found by a black-box test)."""
+    if ticket.round <= 1:
+        return {"round_note": "", "round_line": ""}
+    return {"round_note": f"（第 {ticket.round} 轮）",
+            "round_line": f"本件为该督办件的第 {ticket.round} 轮督办，此前各轮已结束。"}
 
 
 def level_2_reason(ticket: Ticket, catalog: Catalog) -> dict[str, str]:

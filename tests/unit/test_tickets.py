@@ -530,6 +530,12 @@ def test_a_notice_names_its_recipient_from_the_catalog_and_says_what_happened_in
     assert opened.message_id == message_id(opened.notice_id)  # the same notice, the same Message-ID
     assert len({r.message_id for r in rendered}) == 3
     assert "逾期未答复的，将按规定提请部门负责人督促办理。" in opened.body
+    assert "第 1 轮" not in opened.subject + opened.body and "此前各轮" not in opened.body
+    # A round after it says so: the department was just told this ticket was closed (found by a
+    # black-box test: the second round's notice read as the first's).
+    second = render_notice(out.notices[0], replace(out.ticket, round=2), catalog, texts)
+    assert second.subject.startswith("【督办通知】（第 2 轮）市市场监督管理局")
+    assert "本件为该督办件的第 2 轮督办，此前各轮已结束。现予督办（督办件编号 C-1/skipped_node" in second.body
     # A department whose head is the one the ticket reaches (no contact in the catalog) was told
     # it would be reported to its head (found by a black-box test).
     scjg = catalog.departments["SCJG"]
