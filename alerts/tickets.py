@@ -588,15 +588,20 @@ def _alert_change(alert: Alert, known: BundledAlert | None) -> str:
     """An alert's change to a ticket's bundle in words: added, withdrawn or updated, and its node
     (before, each was "更新为第 N 版", a withdrawal included), by the node's name as its evidence
     gives it (the ticket's history named the node's id, which no head reads)."""
-    name = next((alert.evidence.get(key) for key in _NODE_NAME_KEYS if alert.evidence.get(key)), alert.node)
-    node = f"（环节“{name}”）" if alert.node else ""
+    card = _card_words(alert)
     if alert.status is AlertStatus.WITHDRAWN:
-        return f"预警 {alert.alert_id}{node} 已撤回"
+        return f"{card} 已撤回"
     if known is None:
-        return f"新增预警 {alert.alert_id}{node}"
+        return f"新增{card}"
     if known.status is AlertStatus.WITHDRAWN:
-        return f"预警 {alert.alert_id}{node} 重新成立"
-    return f"预警 {alert.alert_id}{node} 更新为第 {alert.version} 版"
+        return f"{card} 重新成立"
+    return f"{card} 更新为第 {alert.version} 版"
+
+
+def _card_words(alert: Alert | BundledAlert) -> str:
+    """预警 <id>, with its node by name where it has one."""
+    name = next((alert.evidence.get(key) for key in _NODE_NAME_KEYS if alert.evidence.get(key)), alert.node)
+    return f"预警 {alert.alert_id}" + (f"（环节“{name}”）" if alert.node else "")
 
 
 def _coming_round(ticket: Ticket) -> Ticket:
@@ -627,12 +632,14 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
         silence = _silenced(ticket, policy, due)
         if silence is not None:  # opens when the silence ends, if its cards still stand
             return Outcome(replace(ticket, silenced_by=silence.silence_id, opens_at=silence.until))
+        # The round's history names the cards it is for (it said only 新的预警成立: found by a black-box test).
+        cards = "、".join(_card_words(a) for a in ticket.pending_alerts)
         ticket = replace(ticket, round=ticket.round + 1, overdue=False, escalation_level=0, level_1_held=False,
                          level_2_held=False, held_until=None, held_by=None, level_2_on_return=None, resolution=None,
                          silenced_by=None, manual=False, quiet=ticket.pending_quiet, pending=frozenset(),
                          pending_quiet=False, opens_at=None)
         at = max(due, ticket.last.at) if ticket.last is not None else due
-        ticket = _open(ticket, calendar, at)
+        ticket = _open(ticket, calendar, at, text=f"新的预警成立（{cards}），督办件重新生效" if cards else None)
         versions.append(ticket)
         notices.append(_notice(ticket, Step.OPENED, at))
     if ticket.status is TicketStatus.SETTLING:

@@ -194,6 +194,8 @@ def test_a_red_card_its_closed_ticket_did_not_answer_opens_a_new_round():
     assert out.ticket.opened_at == at + timedelta(hours=1)  # settled from the new finding
     assert [n.notice_id for n in out.notices] == ["C-1/skipped_node/opened/r2"]
     assert out.changes[0].kind == "reopened"
+    # Its history names the card it is for (it said only 新的预警成立: found by a black-box test).
+    assert out.changes[0].text == "新的预警成立（预警 skipped_node-N4（环节“N4”）），督办件重新生效"
     # A new version of the card the closed round answered changes nothing of its record but the bundle.
     same = on_alert(closed_ticket(), alert("N2", version=2), POLICY, CAL, at)
     assert same.ticket.status is TicketStatus.CLOSED and not same.notices
