@@ -117,6 +117,10 @@ STEP_TITLE: Mapping[str, str] = {
 # A ticket's escalation level in words (0: with the department; 1: its head urged; 2: the
 # discipline-inspection office told).
 ESCALATION_TITLE: Mapping[int, str] = {0: "未升级", 1: "已升级至部门负责人", 2: "已升级至纪检监察机构"}
+RESOLUTION_TITLE: Mapping[str, str] = {"accepted": "答复经审核通过", "closed_by_inspector": "督查人员办结"}
+NOTICE_STATUS_TITLE: Mapping[str, str] = {
+    "recorded": "待发送", "sent": "已发送", "held": "仅记录未发送", "failed": "发送失败",
+}
 
 
 def escalation_title(level: int, status: str) -> str:
@@ -124,10 +128,6 @@ def escalation_title(level: int, status: str) -> str:
     (its card never held: it read as escalated now, found by a black-box test)."""
     title = ESCALATION_TITLE.get(level, str(level))
     return f"撤销前{title}" if status == TicketStatus.WITHDRAWN and level else title
-RESOLUTION_TITLE: Mapping[str, str] = {"accepted": "答复经审核通过", "closed_by_inspector": "督查人员办结"}
-NOTICE_STATUS_TITLE: Mapping[str, str] = {
-    "recorded": "待发送", "sent": "已发送", "held": "仅记录未发送", "failed": "发送失败",
-}
 
 
 def notice_outcome(status: str, at: str | None, attempts: int) -> str:
