@@ -128,7 +128,8 @@ def _deadline_after_the_end(timeline, late_acceptance: CaseEvent, calendar: Work
     kept = "已超过" if timeline.end.occurred_at > deadline else "未超过"
     moved = "顺延挂起时间后" if timeline.suspensions else ""
     return {"text": text + f"；来源系统载明的办理时限{moved}为 {deadline_moment(local(deadline))}，{ended}时{kept}该时限。",
-            "deadline": local(deadline).isoformat(), "stated_by_source": True}
+            "deadline": local(deadline).isoformat(), "stated_deadline": local(timeline.stated_deadline).isoformat(),
+            "stated_by_source": True}
 
 
 def _reason(reason: str | None) -> str:
@@ -173,7 +174,7 @@ def _deadline(timeline, item: Item, calendar: WorkCalendar) -> dict[str, Any]:
     else:
         source = "（受理事件另行约定）" if timeline.promised_days != item.promised_days else "（事项目录）"
         basis = (f"承诺时限 {timeline.promised_days} 个工作日{source}，自 {moment(out['accepted_at'])} 受理，"
-                 f"受理当日不计，自次日起按中国法定工作日计算（周末、法定节假日不计，调休上班日计入），"
+                 f"受理当日不计，自次日起按中国法定工作日计算（周末、法定节假日及调休放假日不计，调休上班日计入），"
                  f"截止于最后一个工作日 24:00。" if timeline.promised_days else
                  f"即办件{source}，{moment(out['accepted_at'])} 受理，当日办结，截止于受理当日 24:00"
                  f"（受理日不是工作日的，截止于其后第一个工作日 24:00）。")

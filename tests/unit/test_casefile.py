@@ -94,6 +94,7 @@ def test_a_case_accepted_after_it_closed_is_not_said_to_be_waiting_for_acceptanc
                             ev("accepted", at(2026, 3, 20, 9), case="K4", event_id="a",
                                deadline="2026-03-05T00:00:00+08:00")], [], j.catalog.item(LICENCE), j.calendar)
         assert f"来源系统载明的办理时限为 2026-03-04 24:00，办结时{kept}该时限" in stated["deadline"]["text"]
+        assert stated["deadline"]["stated_deadline"].startswith("2026-03-05T00:00")  # as any stated one is given
     # Reopened by a return and closed again after its acceptance, it is a case closed after its
     # acceptance like any (it read 已办结（受理登记在其后）, the later closing said to precede it: review).
     again = case_file(events + [ev("returned", at(2026, 3, 21, 9), case="K2", node="approve"),

@@ -538,6 +538,9 @@ def test_a_notice_names_its_recipient_from_the_catalog_and_says_what_happened_in
     second = render_notice(out.notices[0], replace(out.ticket, round=2), catalog, texts)
     assert second.subject.startswith("【督办通知】（第 2 轮）市市场监督管理局")
     assert "本件为该督办件的第 2 轮督办，此前各轮已结束。现予督办（督办件编号 C-1/skipped_node" in second.body
+    for notice in out.notices[1:]:  # and the round's other notices, in their subjects
+        first, later = (render_notice(notice, replace(out.ticket, round=n), catalog, texts).subject for n in (1, 2))
+        assert "轮" not in first and later == first.replace("】", "】（第 2 轮）", 1), later
     # A department whose head is the one the ticket reaches (no contact in the catalog) was told
     # it would be reported to its head (found by a black-box test).
     scjg = catalog.departments["SCJG"]
