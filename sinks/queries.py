@@ -16,6 +16,7 @@ import orjson
 from alerts.events import READ_BY_NO_RULE
 from alerts.letters import HOLDS_ITS_CASE, stored_refusal
 from alerts.state import cautious
+from alerts.tickets import notice_round
 from sinks.scope import Scope, ScopedQuery
 from sinks.rows import TICKET_ROUND
 
@@ -494,16 +495,22 @@ def failed_notices_and_their_tickets(client, ticket_ids: list[str] | None = None
         return [], {}
     ids = sorted({r["ticket_id"] for r in failed})
     tickets = stored_tickets(client, Scope.everything(), ticket_ids=ids)
-    # Each one's `later_steps`: the ladder's steps its ticket went through after it was due (step ->
-    # when the first notice of that step was due), which its resend tells (`alerts.notices.resent`).
-    steps: dict[str, dict[str, datetime]] = {}
-    for ticket_id, step, due_at in client.query(
-            "SELECT ticket_id, step, min(due_at) FROM notices FINAL WHERE ticket_id IN {tickets:Array(String)} "
-            "GROUP BY ticket_id, step", parameters={"tickets": ids}).result_rows:
-        steps.setdefault(ticket_id, {})[step] = due_at if due_at.tzinfo else due_at.replace(tzinfo=timezone.utc)
+    # Each one's `later_steps`: the ladder's steps its ticket went through after it was due, in its
+    # round (step -> when the first notice of that step was due), which its resend tells
+    # (`alerts.notices.resent`). Of every round, a notice of the first round resent in the second
+    # told the second's escalations as its own, and one of the second missed its own (found by review).
+    steps: dict[tuple[str, int], dict[str, datetime]] = {}
+    for ticket_id, step, notice_id, due_at in client.query(
+            "SELECT ticket_id, step, notice_id, due_at FROM notices FINAL WHERE ticket_id IN {tickets:Array(String)}",
+            parameters={"tickets": ids}).result_rows:
+        due_at = due_at if due_at.tzinfo else due_at.replace(tzinfo=timezone.utc)
+        first = steps.setdefault((ticket_id, notice_round(notice_id)), {})
+        if step not in first or due_at < first[step]:
+            first[step] = due_at
     for record in failed:
         due = datetime.fromisoformat(record["due_at"])
-        record["later_steps"] = {step: at for step, at in steps.get(record["ticket_id"], {}).items() if at > due}
+        of_its_round = steps.get((record["ticket_id"], notice_round(record["notice_id"])), {})
+        record["later_steps"] = {step: at for step, at in of_its_round.items() if at > due}
     return failed, {t["ticket_id"]: t["status"] for t in tickets}
 
 

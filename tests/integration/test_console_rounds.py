@@ -17,6 +17,52 @@ from tests.integration.test_console_security import EXAMPLE, KEY, Client, in_a_w
 from tests.integration.test_scoring_rounds import reopened_ticket, store_tickets
 
 
+def add_notices(batch, notices, status: str = "held", failed: tuple[str, ...] = ()) -> None:
+    """Notices into a batch of rows, as the notifier leaves them: `status`, or failed for those named."""
+    from datetime import timedelta
+
+    for n in notices:
+        batch.add("notices", {
+            "notice_id": n.notice_id, "ticket_id": n.ticket_id, "step": n.step.value,
+            "recipient_role": n.recipient, "recipient_name": n.recipient, "recipient_email": "",
+            "subject": n.step.value, "body": "", "department": "SCJG", "region": "320200", "due_at": n.at,
+            "status": "failed" if n.notice_id in failed else status, "attempts": 1 if n.notice_id in failed else 0,
+            "last_error": "", "message_id": "", "version": 1, "updated_at": n.at + timedelta(seconds=1)})
+
+
+def test_a_failed_notice_resent_tells_the_escalations_of_its_own_round():
+    """Found by review: the steps a resent notice says its ticket went through since were taken
+    over every round: a second round's failed opening notice missed its own round's escalation (the
+    first round's came earlier), and a first round's told the second's as its own."""
+    import tempfile
+    from datetime import datetime as moment
+
+    from alerts.tickets import advance
+    from sinks.queries import failed_notices_and_their_tickets
+    from sinks.writer import Batch, ClickHouseWriter
+    from tests.integration.test_scoring_rounds import CAL, CST, POLICY
+
+    notices: list = []
+    versions, current = reopened_ticket("C-F", "320200-XK-SCJG-0001", "SCJG", notices)
+    later = advance(current, POLICY, CAL, moment(2026, 4, 30, tzinfo=CST))  # round 2 escalated too
+    versions, notices = versions + list(later.versions), notices + list(later.notices)
+    by_id = {n.notice_id: n for n in notices}
+    assert {f"C-F/overdue/{step}" for step in ("opened", "level_1", "opened/r2", "level_1/r2")} <= set(by_id)
+    with tempfile.TemporaryDirectory() as directory:
+        client = connect(None, directory)
+        try:
+            store_tickets(client, versions)
+            batch = Batch()
+            add_notices(batch, notices, "sent", failed=("C-F/overdue/opened", "C-F/overdue/opened/r2"))
+            ClickHouseWriter(client).write(batch)
+            failed, _ = failed_notices_and_their_tickets(client)
+        finally:
+            client.close()
+    told = {record["notice_id"]: record["later_steps"] for record in failed}
+    assert told["C-F/overdue/opened/r2"]["level_1"] == by_id["C-F/overdue/level_1/r2"].at
+    assert told["C-F/overdue/opened"]["level_1"] == by_id["C-F/overdue/level_1"].at
+
+
 def signed_in(tmp_path, client, users):
     """The console over `client`'s store, and an inspector of `users` signed in to it."""
     judge = load_judge(EXAMPLE, None)
@@ -57,8 +103,6 @@ def test_a_case_page_shows_each_round_s_notices_under_that_round(tmp_path):
     """Found by review: a ticket opened again listed every notice after its last round's history,
     so that its second round read as escalated to the head and the inspection office by the first
     round's notices (and `sunlight tickets show` too: found by a black-box test)."""
-    from datetime import timedelta
-
     from alerts.events import parse_event
     from sinks.rows import event_row
     from sinks.writer import Batch, ClickHouseWriter
@@ -78,13 +122,7 @@ def test_a_case_page_shows_each_round_s_notices_under_that_round(tmp_path):
                                 "type": "accepted", "occurred_at": "2026-03-02T09:00:00+08:00",
                                 "recorded_at": "2026-03-02T09:01:00+08:00"})
         batch.add("case_events", event_row(accepted, "SCJG", current.opened_at))
-        for n in notices:
-            batch.add("notices", {
-                "notice_id": n.notice_id, "ticket_id": n.ticket_id, "step": n.step.value,
-                "recipient_role": n.recipient, "recipient_name": n.recipient, "recipient_email": "",
-                "subject": n.step.value, "body": "", "department": "SCJG", "region": "320200", "due_at": n.at,
-                "status": "held", "attempts": 0, "last_error": "", "message_id": "", "version": 1,
-                "updated_at": n.at + timedelta(seconds=1)})
+        add_notices(batch, notices)
         ClickHouseWriter(client).write(batch)
         app, inspector = signed_in(tmp_path, client, users)
         page = inspector.get("/cases/C-R").text
