@@ -46,7 +46,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     from alerts.describe import EVENT_TITLE, STATUS_TITLE as ALERT_STATUS_TITLE, deadline_moment, moment
     from alerts.events import EventType
     from alerts.tickets import (KIND_TITLE, RESOLUTION_TITLE, STATUS_TITLE, escalation_title, notice_outcome,
-                                STEP_TITLE, actor_title, rounds, rounds_with_notices)
+                                STEP_TITLE, actor_title, rounds_with_notices)
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
 
     scope, local, catalog = scope_local_time_and_catalog(args, settings)
@@ -93,22 +93,26 @@ def cmd_tickets_show(args, settings: Settings) -> int:
         node = item.node(event["node"]) if item is not None and event.get("node") else None
         lines.append(f"  {moment(occurred)}  {kind}" + (f"  {node.name if node else event['node']}"
                                                          if event.get('node') else ""))
+    # Each round's history, then each round's notices under the round each was sent in, as the case page
+    # lists them (one list after the last round's history read as the second round escalated by the
+    # first's notices: found by a black-box test).
+    by_round = rounds_with_notices(history, notices)
+
+    def heading(number: int) -> str:
+        return f" 第 {number} 轮" + ("（已结束）" if number != by_round[-1][0] else "")
+
     lines += ["", "督办记录："]
-    by_round = rounds(history)
-    for number, versions in by_round:
+    for number, versions, _ in by_round:
         if len(by_round) > 1:
-            lines.append(f" 第 {number} 轮" + ("（已结束）" if number != by_round[-1][0] else ""))
+            lines.append(heading(number))
         for change in versions:
             lines.append(f"  v{change['version']}  {moment(change['changed_at'])}  {actor_title(change['actor'])}  "
                          f"{KIND_TITLE.get(change['kind'], change['kind'])}"
                          + (f"：{change['text']}" if change['text'] else ""))
-    # Under the round each was sent in, as the case page lists them (one list after the last round's
-    # history read as the second round escalated by the first's notices: found by a black-box test).
     lines += ["", "通知："]
-    sent = rounds_with_notices(history, notices)
-    for number, _, round_notices in sent:
-        if len(sent) > 1 and round_notices:
-            lines.append(f" 第 {number} 轮" + ("（已结束）" if number != sent[-1][0] else ""))
+    for number, _, round_notices in by_round:
+        if len(by_round) > 1 and round_notices:
+            lines.append(heading(number))
         for notice in round_notices:
             lines.append(f"  {moment(notice['due_at'])}  {STEP_TITLE.get(notice['step'], notice['step'])} → "
                          f"{notice['recipient_name'] or notice['recipient_role']} "
