@@ -19,12 +19,12 @@ from typing import Any, Callable, Mapping
 from alerts.catalog import Catalog, Person
 from alerts.describe import deadline_moment, describe_evidence, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule
-from alerts.tickets import Notice, Step, Ticket, TicketStatus, returned_at
+from alerts.tickets import Notice, Step, Ticket, TicketStatus, returned_at, told_in_round
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
           "return_reason", "level_1_note", "reply_by", "instructions", "resolution", "if_unanswered",
-          "level_2_why", "level_2_what", "round_note", "round_line")
+          "level_2_why", "level_2_what", "round_note", "round_line", "voided")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -260,6 +260,7 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "resolution": resolution(ticket),
         "if_unanswered": if_unanswered(person, department),
         **round_words(ticket),
+        "voided": voided(ticket),
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
@@ -276,6 +277,14 @@ def round_words(ticket: Ticket) -> dict[str, str]:
         return {"round_note": "", "round_line": ""}
     return {"round_note": f"（第 {ticket.round} 轮）",
             "round_line": f"本件为该督办件的第 {ticket.round} 轮督办，此前各轮已结束。"}
+
+
+def voided(ticket: Ticket) -> str:
+    """What a withdrawal takes back, for its notice: the round's notices that went out
+    (`told_in_round`), its escalation named only when one was sent. It said 督办及升级通知 of
+    every ticket, one never escalated too (found by a black-box test)."""
+    notices = "督办及升级通知" if len(told_in_round(ticket)) > 1 else "督办通知"
+    return f"第 {ticket.round} 轮{notices}" if ticket.round > 1 else notices
 
 
 def level_2_reason(ticket: Ticket, catalog: Catalog) -> dict[str, str]:

@@ -442,7 +442,7 @@ def _notice(ticket: Ticket, step: Step, at: datetime, recipient: str | None = No
     return Notice(f"{ticket.ticket_id}/{step.value}{suffix}{round_}", ticket.ticket_id, step, recipient, at)
 
 
-def _reached(ticket: Ticket) -> list[str]:
+def told_in_round(ticket: Ticket) -> list[str]:
     """Whom the round's notices reached: the contact of its opening, the head of its level 1 (unless
     a silence held it), the discipline-inspection office of its level 2."""
     told = ["contact"]
@@ -455,20 +455,20 @@ def _reached(ticket: Ticket) -> list[str]:
 
 def withdrawal_notices(ticket: Ticket, at: datetime) -> list[Notice]:
     """A ticket withdrawn (all its alerts withdrawn: the finding never held) after its round's
-    notices went out: each they reached is told (`_reached`). An accusation made in writing is
+    notices went out: each they reached is told (`told_in_round`). An accusation made in writing is
     taken back in writing. A finding that stands again opens a new round (`on_alert`), told again
     from its opening."""
     if ticket.opened_at is None:
         return []
-    return [_notice(ticket, Step.WITHDRAWN, at, recipient) for recipient in _reached(ticket)]
+    return [_notice(ticket, Step.WITHDRAWN, at, recipient) for recipient in told_in_round(ticket)]
 
 
 def closing_notices(ticket: Ticket, at: datetime) -> list[Notice]:
     """A ticket ended by an inspector (its answer accepted, or closed): each its round's notices
-    reached learns how it ended (`_reached`), as of a withdrawal. Before, only the contact was told:
+    reached learns how it ended (`told_in_round`), as of a withdrawal. Before, only the contact was told:
     the head and the inspection office kept a referral open in their inbox with no word of its
     end (found by a black-box test). The contact's notice keeps its id (`…/closed`)."""
-    return [_notice(ticket, Step.CLOSED, at, recipient) for recipient in _reached(ticket)]
+    return [_notice(ticket, Step.CLOSED, at, recipient) for recipient in told_in_round(ticket)]
 
 
 # What a withdrawal notice takes back from those the ladder escalated to: the notice of the step

@@ -755,6 +755,30 @@ def test_a_returned_notice_says_why_the_reply_was_returned():
     assert "另案处理" not in again.body
 
 
+def test_a_withdrawal_notice_takes_back_an_escalation_only_when_one_was_sent():
+    # Found by a black-box test: it said "督办及升级通知一并作废" of a ticket never escalated.
+    from alerts.notices import render_notice
+    from sinks.notify import load_templates
+
+    catalog, texts = contract_catalog(), load_templates()
+    red, t = licence_ticket(datetime(2026, 3, 2, 11, tzinfo=CST))
+
+    def withdrawal(ticket, at):
+        out = on_alert(ticket, replace(red, status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL, at)
+        assert out.ticket.status is TicketStatus.WITHDRAWN
+        return [render_notice(n, out.ticket, catalog, texts) for n in out.notices]
+
+    (to_contact,) = withdrawal(t, datetime(2026, 3, 3, 9, tzinfo=CST))
+    assert "此前就本督办件发出的督办通知一并作废。" in to_contact.body and "升级" not in to_contact.body
+    escalated = advance(t, POLICY, CAL, datetime(2026, 3, 7, tzinfo=CST)).ticket  # the head urged at the deadline
+    assert escalated.escalation_level == 1
+    taken_back = withdrawal(escalated, datetime(2026, 3, 7, 9, tzinfo=CST))
+    assert [n.recipient_role for n in taken_back] == ["contact", "head"]
+    assert all("此前就本督办件发出的督办及升级通知一并作废。" in n.body for n in taken_back)
+    later = withdrawal(replace(t, round=2), datetime(2026, 3, 3, 9, tzinfo=CST))[0]
+    assert "此前就本督办件发出的第 2 轮督办通知一并作废。" in later.body
+
+
 def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
     """It said "经提请部门负责人督促后" (after the head was urged) when the catalog had no address
     for the head, or a silence held level 1's notice: the head had never been told (found by a
