@@ -74,11 +74,15 @@ class RenderedNotice:
 ENDED = ("closed", "withdrawn")
 
 
-def no_longer_news(step: str, ticket_status: str | None) -> bool:
+def no_longer_news(step: str, ticket_status: str | None, of_round: int = 1, ticket_round: int = 1) -> bool:
     """A notice of a ticket closed or withdrawn since is not news any more (an escalation to the
     inspection office of a ticket since closed), but for the closing or withdrawal itself; nor a
     return (退回重办) the department has answered since (found by review): not sent again, by hand
-    or by the clock."""
+    or by the clock. Nor one of a round (`of_round`, `notice_round`) that ended before the ticket
+    opened again (`ticket_round`), but for that round's closing or withdrawal: a head was urged of
+    the first round's silence while the second ran (found by review)."""
+    if of_round < ticket_round:
+        return step not in ENDED
     if ticket_status in ENDED:
         return step != ticket_status
     return step == Step.RETURNED.value and ticket_status not in (None, TicketStatus.RETURNED.value)

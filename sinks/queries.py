@@ -489,12 +489,17 @@ def failed_notices(client, ticket_ids: list[str] | None = None) -> list[dict[str
 def failed_notices_and_their_tickets(client, ticket_ids: list[str] | None = None
                                      ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The notices whose latest outcome is `failed` (`failed_notices`), and the status of each of
-    their tickets as it stands now, by ticket id: what a resend, asked or by the clock, decides on."""
+    their tickets as it stands now, by ticket id: what a resend, asked or by the clock, decides on.
+    Each record also carries `of_round`, the round it was sent in, and `ticket_round`, the round
+    its ticket stands in now (`alerts.notices.no_longer_news`)."""
     failed = failed_notices(client, ticket_ids)
     if not failed:
         return [], {}
     ids = sorted({r["ticket_id"] for r in failed})
     tickets = stored_tickets(client, Scope.everything(), ticket_ids=ids)
+    rounds = dict(client.query(
+        f"SELECT ticket_id, {TICKET_ROUND} FROM tickets FINAL WHERE ticket_id IN {{tickets:Array(String)}} AND "
+        f"{' AND '.join(_LATEST_VISIBLE)}", parameters={"tickets": ids}).result_rows)
     # Each one's `later_steps`: the ladder's steps its ticket went through after it was due, in its
     # round (step -> when the first notice of that step was due), which its resend tells
     # (`alerts.notices.resent`). Of every round, a notice of the first round resent in the second
@@ -509,7 +514,9 @@ def failed_notices_and_their_tickets(client, ticket_ids: list[str] | None = None
             first[step] = due_at
     for record in failed:
         due = datetime.fromisoformat(record["due_at"])
-        of_its_round = steps.get((record["ticket_id"], notice_round(record["notice_id"])), {})
+        record["of_round"] = notice_round(record["notice_id"])
+        record["ticket_round"] = int(rounds.get(record["ticket_id"], record["of_round"]))
+        of_its_round = steps.get((record["ticket_id"], record["of_round"]), {})
         record["later_steps"] = {step: at for step, at in of_its_round.items() if at > due}
     return failed, {t["ticket_id"]: t["status"] for t in tickets}
 

@@ -9,11 +9,11 @@ Each run reads the notices whose latest outcome is `failed` from the store, with
 status, and asks the notifier to deliver again, as `sunlight notices resend` does, each one that
 `alerts.notices.ResendPolicy` says is due (its wait after the failure doubling with each round),
 addressed as the catalog names its recipient now, its reply link valid from the resend. Not sent
-again: a notice of a ticket closed or withdrawn since (`no_longer_news`), one whose recipient still
-has no address (it would fail again, and a webhook that took it would be posted again), and those
-of partitions another worker holds (it asks for them). Each round is asked for once, and again only if its wait passes with
-no outcome in the store (a request lost); a request the notifier already took changes nothing (its
-round is taken), so one published twice is harmless.
+again: a notice of a ticket closed or withdrawn since, or of a round ended since (`no_longer_news`),
+one whose recipient still has no address (it would fail again, and a webhook that took it would be
+posted again), and those of partitions another worker holds (it asks for them). Each round is asked
+for once, and again only if its wait passes with no outcome in the store (a request lost); a request
+the notifier already took changes nothing (its round is taken), so one published twice is harmless.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class NoticeResend:
         except Exception as exc:  # the store is down: asked on the next run
             log.warning("could not read the failed notices from the store (will try again): %s", exc)
             return 0
-        news = [r for r in failed if not no_longer_news(r["step"], standing.get(r["ticket_id"]))]
+        news = [r for r in failed
+                if not no_longer_news(r["step"], standing.get(r["ticket_id"]), r["of_round"], r["ticket_round"])]
         metrics.NOTICES_FAILED.set(len(news))
         self.asked = {r["notice_id"]: self.asked[r["notice_id"]] for r in news if r["notice_id"] in self.asked}
         if not self.sending:

@@ -14,7 +14,7 @@ from streams.settings import Settings
 def cmd_notices_resend(args, settings: Settings) -> int:
     """Deliver again the notices whose latest outcome is `failed` (a mail server down for longer
     than the notifier's attempts), as they were recorded: each as the notifier's next resend round
-    of it; not those of tickets closed or withdrawn since. On the embedded defaults a short
+    of it; not those of tickets closed or withdrawn since, nor of a round ended since. On the embedded defaults a short
     pipeline sends them (the channels of SUNLIGHT_SMTP, SUNLIGHT_WEBHOOK) and the outcome of each is
     printed; with SUNLIGHT_KAFKA they are published to the running workers' notifier."""
     import dataclasses
@@ -29,14 +29,17 @@ def cmd_notices_resend(args, settings: Settings) -> int:
                          "SUNLIGHT_WEBHOOK")
     with open_store(settings) as client:
         failed, standing = failed_notices_and_their_tickets(client, args.ticket)
-        stale = [r for r in failed if no_longer_news(r["step"], standing.get(r["ticket_id"]))]
+        stale = [r for r in failed
+                 if no_longer_news(r["step"], standing.get(r["ticket_id"]), r["of_round"], r["ticket_round"])]
         failed = [r for r in failed if r not in stale]
         # Recorded and never tried (the last process stopped first): any pipeline on these defaults
         # sends them, this one too, and says so.
         backlog = [] if settings.kafka else unfinished_notices(client, FINISHED)
     for record in stale:
-        print(f"{record['notice_id']}: not sent again, its ticket is since {standing[record['ticket_id']]}",
-              file=sys.stderr)
+        since = f"its ticket is since {standing[record['ticket_id']]}"
+        if record["of_round"] < record["ticket_round"]:
+            since = f"its round {record['of_round']} has ended (the ticket is in round {record['ticket_round']})"
+        print(f"{record['notice_id']}: not sent again, {since}", file=sys.stderr)
     if not failed and not backlog:
         print("no failed notices" + (f" of {', '.join(args.ticket)}" if args.ticket else ""), file=sys.stderr)
         return 0

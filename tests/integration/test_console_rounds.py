@@ -17,8 +17,9 @@ from tests.integration.test_console_security import EXAMPLE, KEY, Client, in_a_w
 from tests.integration.test_scoring_rounds import reopened_ticket, store_tickets
 
 
-def add_notices(batch, notices, status: str = "held", failed: tuple[str, ...] = ()) -> None:
-    """Notices into a batch of rows, as the notifier leaves them: `status`, or failed for those named."""
+def add_notices(batch, notices, status: str = "held", failed: tuple[str, ...] = (), failed_version: int = 1) -> None:
+    """Notices into a batch of rows, as the notifier leaves them: `status`, or failed for those named
+    (their row of `failed_version`)."""
     from datetime import timedelta
 
     for n in notices:
@@ -27,7 +28,8 @@ def add_notices(batch, notices, status: str = "held", failed: tuple[str, ...] = 
             "recipient_role": n.recipient, "recipient_name": n.recipient, "recipient_email": "",
             "subject": n.step.value, "body": "", "department": "SCJG", "region": "320200", "due_at": n.at,
             "status": "failed" if n.notice_id in failed else status, "attempts": 1 if n.notice_id in failed else 0,
-            "last_error": "", "message_id": "", "version": 1, "updated_at": n.at + timedelta(seconds=1)})
+            "last_error": "", "message_id": "", "version": failed_version if n.notice_id in failed else 1,
+            "updated_at": n.at + timedelta(seconds=1)})
 
 
 def test_a_failed_notice_resent_tells_the_escalations_of_its_own_round():
@@ -61,6 +63,57 @@ def test_a_failed_notice_resent_tells_the_escalations_of_its_own_round():
     told = {record["notice_id"]: record["later_steps"] for record in failed}
     assert told["C-F/overdue/opened/r2"]["level_1"] == by_id["C-F/overdue/level_1/r2"].at
     assert told["C-F/overdue/opened"]["level_1"] == by_id["C-F/overdue/level_1"].at
+
+
+def test_a_failed_notice_of_a_round_ended_since_is_not_sent_again_but_its_closing_is():
+    """Found by review: a first round's failed escalation to the head was resent by the clock while
+    the second round ran (its ticket open again), urging the head about a round closed weeks before."""
+    import tempfile
+    from datetime import datetime as moment
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    import orjson
+
+    from alerts.notices import ResendPolicy
+    from sinks.queries import failed_notices_and_their_tickets
+    from sinks.writer import Batch, ClickHouseWriter
+    from streams.notice_resend import NoticeResend
+    from streams.notices import FINISHED_VERSION
+    from tests.integration.test_scoring_rounds import CST
+
+    notices: list = []
+    versions, current = reopened_ticket("C-E", "320200-XK-SCJG-0001", "SCJG", notices)
+    assert current.round == 2
+    failed = ("C-E/overdue/level_1", "C-E/overdue/closed/head", "C-E/overdue/opened/r2")
+    assert set(failed) <= {n.notice_id for n in notices}
+    sent: list[str] = []
+
+    async def send(topic, key, value, partition):
+        sent.append(orjson.loads(value)["notice_id"])
+
+    with tempfile.TemporaryDirectory() as directory:
+        client = connect(None, directory)
+        try:
+            store_tickets(client, versions)
+            batch = Batch()
+            add_notices(batch, notices, "sent", failed=failed, failed_version=FINISHED_VERSION)  # as the notifier
+            ClickHouseWriter(client).write(batch)
+
+            async def run_on_store(fn, *args):
+                return fn(client, *args)
+
+            catalog = SimpleNamespace(judge=load_judge(EXAMPLE, None))
+            may = moment(2026, 5, 1, tzinfo=CST)
+            resend = NoticeResend(ResendPolicy(timedelta(minutes=10), rounds=8), run_on_store, catalog, send,
+                                  "sunlight-notices", 4, lambda: set(range(4)), now=lambda: may)
+            asyncio.run(resend.run())
+            records, _ = failed_notices_and_their_tickets(client)
+        finally:
+            client.close()
+    assert {r["notice_id"]: (r["of_round"], r["ticket_round"]) for r in records} == {
+        "C-E/overdue/level_1": (1, 2), "C-E/overdue/closed/head": (1, 2), "C-E/overdue/opened/r2": (2, 2)}
+    assert sorted(sent) == ["C-E/overdue/closed/head", "C-E/overdue/opened/r2"]
 
 
 def signed_in(tmp_path, client, users):

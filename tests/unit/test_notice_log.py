@@ -367,7 +367,7 @@ def test_the_clock_asks_again_for_the_failed_notices_due_of_its_own_partitions_o
         notice = RenderedNotice(f"{case_id}/overdue/{step.value}", f"{case_id}/overdue", step, role, "某人", email,
                                 "【督办通知】", "某人：正文", "SCJG", "320200", now - timedelta(days=1), "<m@x>")
         return {**notice_to_json(notice), "version": FINISHED_VERSION + rounds,
-                "updated_at": (now - ago).isoformat(), "status": "failed"}
+                "updated_at": (now - ago).isoformat(), "status": "failed", "of_round": 1, "ticket_round": 1}
 
     # Case ids of both partitions of two.
     mine = [f"C-{n}" for n in range(40) if home_partition(f"C-{n}", 2) == 0][:5]
@@ -422,6 +422,10 @@ def test_the_clock_asks_again_for_the_failed_notices_due_of_its_own_partitions_o
 
     assert no_longer_news("returned", "replied") and not no_longer_news("returned", "returned")
     assert not no_longer_news("level_1", "replied") and no_longer_news("level_2", "closed")
+    # A notice of a round ended since is not news, but for that round's own ending.
+    assert no_longer_news("level_1", "open", 1, 2) and no_longer_news("opened", "returned", 1, 3)
+    assert not no_longer_news("closed", "open", 1, 2) and not no_longer_news("withdrawn", "open", 2, 3)
+    assert not no_longer_news("level_1", "open", 2, 2)
     # With no channel, the failed notices are counted and none is asked for.
     counting = NoticeResend(ResendPolicy(timedelta(minutes=10), rounds=8), run_on_store, no_office, send,
                             "sunlight-notices", 2, lambda: {0}, now=lambda: now, sending=False)
@@ -451,7 +455,7 @@ def test_the_clock_sends_a_failed_notice_again_with_its_reply_link_renewed():
                             "a@example.gov.cn", "【督办通知】", "某人：正文 旧链接", "SCJG", "320200",
                             now - timedelta(days=20), "<m@x>")
     record = {**notice_to_json(notice), "version": FINISHED_VERSION, "updated_at": (now - timedelta(hours=1)).isoformat(),
-              "status": "failed"}
+              "status": "failed", "of_round": 1, "ticket_round": 1}
     sent = []
 
     async def run_on_store(fn):
