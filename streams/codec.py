@@ -27,7 +27,7 @@ read.
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -67,12 +67,29 @@ def _kept(obj, to_json) -> bytes:
     return stored
 
 
+# The fixed-offset zones whose times orjson writes as `isoformat` does, to the character: a whole
+# number of minutes (orjson rounds an offset of +08:05:43, a valid input, to +08:06). Equal
+# `timezone`s hash alike, so the few offsets a city's events carry are each asked once.
+_WRITTEN_AS_ISOFORMAT: dict[Any, bool] = {}
+
+
+def _as_isoformat(zone) -> bool:
+    exact = _WRITTEN_AS_ISOFORMAT.get(zone)
+    if exact is None:
+        offset = zone.utcoffset(None) if isinstance(zone, timezone) else None
+        exact = _WRITTEN_AS_ISOFORMAT[zone] = offset is not None and not offset.seconds % 60 and not offset.microseconds
+    return exact
+
+
 def _event_list(event: CaseEvent) -> list:
     # The type and channel are StrEnums, text themselves: orjson writes their values (`.value`
-    # goes through enum's Python property, once per event).
-    return [event.event_id, event.item_code, event.type, event.occurred_at.isoformat(),
-            event.recorded_at.isoformat(), event.node, event.officer_id, event.department, event.region,
-            event.channel, dict(event.attrs) if event.attrs else None]
+    # goes through enum's Python property, once per event). The times are written by orjson, in
+    # the text `isoformat` gives (a tenth of its cost), when their zone allows (`_as_isoformat`).
+    occurred, recorded = event.occurred_at, event.recorded_at
+    if not (_as_isoformat(occurred.tzinfo) and _as_isoformat(recorded.tzinfo)):
+        occurred, recorded = occurred.isoformat(), recorded.isoformat()
+    return [event.event_id, event.item_code, event.type, occurred, recorded, event.node, event.officer_id,
+            event.department, event.region, event.channel, dict(event.attrs) if event.attrs else None]
 
 
 def event_row(event: CaseEvent) -> bytes:

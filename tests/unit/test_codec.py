@@ -128,3 +128,23 @@ def test_a_stated_deadline_and_times_below_the_millisecond_read_back_as_the_rule
     assert read.events == state.events and read.events[0].stated_deadline.microsecond == 123000
     again = judge_case(read, j, at(2026, 3, 10), RAISED)
     assert again.changed == [], [(a.rule.value, a.evidence) for a in again.changed]
+
+
+def test_every_time_of_an_event_is_stored_as_isoformat_writes_it_whatever_its_offset():
+    """The stored times are written by orjson where it writes what `isoformat` does, which it does
+    not for an offset with seconds (it rounds +08:05:43, a valid input, to +08:06: another moment)."""
+    from alerts.events import parse_event
+    from alerts.evaluate import step
+
+    j = judge()
+    for offset in ("+08:00", "+00:00", "-03:30", "+05:45", "+08:05:43", "-00:00:30", "Z"):
+        for fraction in ("", ".250", ".123456"):
+            occurred, recorded = f"2026-03-02T10:00:00{fraction}{offset}", f"2026-03-03T10:05:00{fraction}+08:00"
+            accepted = parse_event({"event_id": "t1", "case_id": "TZ1", "item_code": "320200-XK-SCJG-0001",
+                                    "type": "accepted", "occurred_at": occurred, "recorded_at": recorded})
+            state = step(None, accepted, j, at(2026, 3, 5), RAISED).state
+            stored = orjson.loads(encode_state(state, 0))[6][0]
+            assert stored[3:5] == [accepted.occurred_at.isoformat(), accepted.recorded_at.isoformat()], offset
+            read, _ = decode_state(encode_state(state, 0))
+            assert read.events == state.events
+            assert read.events[0].occurred_at.utcoffset() == accepted.occurred_at.utcoffset()
