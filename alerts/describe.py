@@ -82,13 +82,16 @@ def moment(value: str | datetime | None) -> str:
 def deadline_moment(value: str | datetime | None) -> str:
     """A deadline as the contract words it: one that ends at midnight is '2026-03-13 24:00', the end
     of its last day (before, '2026-03-14 00:00': a deadline on a Friday read as on the Saturday,
-    and a source's deadline of the 21st as the 22nd; found by a black-box test on a real log)."""
+    and a source's deadline of the 21st as the 22nd; found by a black-box test on a real log); one
+    with seconds, as a source may state it, with them ('2026-03-13 23:59:59')."""
     if value is None:
         return moment(value)
     at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if (at.hour, at.minute, at.second, at.microsecond) != (0, 0, 0, 0):
-        return moment(value)
-    return f"{(at - timedelta(days=1)).date().isoformat()} 24:00"
+    if (at.hour, at.minute, at.second, at.microsecond) == (0, 0, 0, 0):
+        return f"{(at - timedelta(days=1)).date().isoformat()} 24:00"
+    if at.second or at.microsecond:  # a source's 23:59:59 read as 23:59: a step done at 23:59:30 in time
+        return at.isoformat(sep=" ", timespec="seconds")[:19]
+    return moment(value)
 
 
 def local_moment(value: str | None, tz: ZoneInfo) -> str:

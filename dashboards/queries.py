@@ -176,10 +176,12 @@ def _deadline_text(column: str) -> str:
     """A deadline as the contract words it, as `sunlight cases show` and the notices give it
     (`alerts.describe.deadline_moment`): one that ends at midnight is '2026-03-09 24:00', the end of
     its last day. Shown raw, Grafana gave '2026-03-10 00:00', a day late beside 超期天数 (a Saturday
-    make-up working day read as the Sunday of a holiday: found by a black-box test)."""
+    make-up working day read as the Sunday of a holiday: found by a black-box test). One a source
+    stated with seconds (23:59:59) keeps them."""
     return (f"if({column} = toStartOfDay({column}, 'Asia/Shanghai'), "
             f"concat(formatDateTime({column} - INTERVAL 1 DAY, '%Y-%m-%d', 'Asia/Shanghai'), ' 24:00'), "
-            f"formatDateTime({column}, '%Y-%m-%d %H:%i', 'Asia/Shanghai'))")
+            f"if({column} = toStartOfMinute({column}), formatDateTime({column}, '%Y-%m-%d %H:%i', 'Asia/Shanghai'), "
+            f"formatDateTime({column}, '%Y-%m-%d %H:%i:%S', 'Asia/Shanghai')))")
 # Not dealt with yet (the rest of 待处置): an alert's ticket (its case and rule's) is active
 # (settling, open, returned, or replied and waiting for the inspector); or it has no ticket, or
 # one withdrawn, and its case is still in progress. Handling is recorded on the ticket, never on

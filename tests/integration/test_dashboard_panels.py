@@ -707,3 +707,22 @@ def test_an_alert_written_under_an_older_title_is_shown_under_the_title_of_now(c
         assert shown == ["红牌·办理超时", "红牌·办理超时"]  # the card and its copy under the old title
     finally:
         client.command("DELETE FROM alerts WHERE alert_id = 'old-title'")
+
+
+def test_the_panels_word_a_deadline_as_the_notices_and_the_case_file_do(tmp_path):
+    """`_deadline_text` in SQL and `alerts.describe.deadline_moment` in Python: midnight as 24:00 of
+    the day before, a source's seconds kept (23:59:59 read as 23:59: a step at 23:59:30 looked late)."""
+    shanghai = ZoneInfo("Asia/Shanghai")
+    texts = ["2026-03-13 23:59:59.000", "2026-03-14 00:00:00.000", "2026-03-13 17:30:00.000",
+             "2026-03-13 17:30:00.500", "2026-10-01 00:00:00.000"]
+    client = connect(None, tmp_path / "data")
+    try:  # a column as the tables hold it (not a constant, which the server folds)
+        rows = client.query(
+            f"SELECT t, {q._deadline_text('d')} FROM (SELECT arrayJoin({{texts:Array(String)}}) AS t, "
+            "toNullable(toDateTime64(toDateTime64(t, 3, 'Asia/Shanghai'), 6, 'UTC')) AS d)",
+            parameters={"texts": texts}).result_rows
+    finally:
+        client.close()
+    assert len(rows) == len(texts)
+    for text, worded in rows:
+        assert worded == deadline_moment(datetime.fromisoformat(text).replace(tzinfo=shanghai)), text

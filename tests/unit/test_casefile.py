@@ -236,6 +236,10 @@ def test_a_deadline_that_ends_at_midnight_reads_as_24_00_of_its_last_day():
     assert "办理时限截止：2026-03-16 24:00" in file["deadline"]["text"]
     assert deadline_moment("2026-03-13T17:30:00+08:00") == "2026-03-13 17:30"  # any other moment as it is
     assert deadline_moment("2026-03-01T00:00:00+08:00") == "2026-02-28 24:00" and deadline_moment(None) == "—"
+    # A source's 23:59:59 with its seconds: read as 23:59, a step at 23:59:30 looked late (found by a
+    # black-box test); as the panels word it (test_dashboard_panels.py).
+    assert deadline_moment("2026-03-13T23:59:59+08:00") == "2026-03-13 23:59:59"
+    assert deadline_moment("2026-03-13T17:30:00.500+08:00") == "2026-03-13 17:30:00"
 
 
 
