@@ -245,12 +245,17 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """A notice to send, identified by its ticket and step (a return by its version)."""
+    """A notice to send, identified by its ticket and step (a return by its version). `made_at` is
+    the version of its ticket that made it, the one its words are of (`streams.tickets` renders each
+    notice of a unit with it: with the unit's last, a round's withdrawal read as the next round's,
+    opened in the same unit, and a return's reason was lost to a level 2 taken after it; found by
+    review); 0 when not known (the ticket as it stands)."""
     notice_id: str
     ticket_id: str
     step: Step
     recipient: str  # "contact", "head" or "inspection_office": resolved against the catalog when sent
     at: datetime
+    made_at: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,7 +444,8 @@ def _notice(ticket: Ticket, step: Step, at: datetime, recipient: str | None = No
     suffix = (f"@{ticket.version}" if step is Step.RETURNED else
               f"/{recipient}" if step is Step.WITHDRAWN or (step is Step.CLOSED and recipient != "contact") else "")
     round_ = f"/r{ticket.round}" if ticket.round > 1 else ""  # the first round's ids as they always were
-    return Notice(f"{ticket.ticket_id}/{step.value}{suffix}{round_}", ticket.ticket_id, step, recipient, at)
+    return Notice(f"{ticket.ticket_id}/{step.value}{suffix}{round_}", ticket.ticket_id, step, recipient, at,
+                  ticket.version)
 
 
 def told_in_round(ticket: Ticket) -> list[str]:

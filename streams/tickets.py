@@ -325,9 +325,15 @@ class TicketSteps:
             metrics.TICKET_CHANGES.labels(version.last.kind if version.last else "settling").inc()
         texts = self.texts()
         topic = self.out.settings.notices_topic
-        notices = told_once(notices, lambda n: tickets[rule_of(n.ticket_id)], self.catalog_source.judge.catalog)
+        # Each notice in the words of the version that made it (`Notice.made_at`), not the unit's last.
+        made = {(t.ticket_id, t.version): t for t in versions}
+
+        def ticket_of(notice: Notice) -> Ticket:
+            return made.get((notice.ticket_id, notice.made_at)) or tickets[rule_of(notice.ticket_id)]
+
+        notices = told_once(notices, ticket_of, self.catalog_source.judge.catalog)
         for notice in notices:
-            ticket = tickets[rule_of(notice.ticket_id)]
+            ticket = ticket_of(notice)
             rendered = render_notice(notice, ticket, self.catalog_source.judge.catalog, texts)
             answers_reply = notice.step is Step.RETURNED or (
                 notice.step is Step.CLOSED and ticket.resolution is Resolution.ACCEPTED)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from types import SimpleNamespace
 
 import orjson
@@ -248,3 +249,30 @@ def test_a_ticket_opens_with_every_card_its_unit_brought():
     rows = [r for r in harness.writer.batch.rows["tickets"] if r["ticket_id"] == ticket.ticket_id]
     assert rows[0]["kind"] == "opened" and sorted(rows[0]["alert_ids"]) == sorted(c.alert_id for c in cards)
     assert "alerts" not in [r["kind"] for r in rows]  # nothing "added" after the opening
+
+
+def test_each_notice_of_a_unit_is_worded_as_its_own_version_of_the_ticket():
+    """Found by review: every notice of a unit was rendered with the ticket as the unit left it. A
+    round's withdrawal and the next round's opening in one unit: the withdrawal read （第 2 轮）, dated
+    the new round's opening, voiding "第 2 轮督办通知" nobody had received; and a return's reason was
+    lost to a level 2 the clock took after it in the same unit."""
+    red, _ = case_alerts()
+    cards = [replace(red, rule=Rule.SKIPPED_NODE, alert_id=f"skip-{node}", node=node) for node in ("review", "approve")]
+    harness = Harness()
+    harness.alerts(cards[0])
+    first = harness.held().tickets["skipped_node"]
+    assert first.round == 1 and first.escalation_level == 2  # weeks ago: escalated twice by NOW
+    harness.writer.batch = Batch()
+    harness.writer.add, harness.writer.corrected = harness.writer.batch.add, harness.writer.batch.correct
+    harness.alerts(replace(cards[0], status=AlertStatus.WITHDRAWN, version=cards[0].version + 1), cards[1])
+    second = harness.held().tickets["skipped_node"]
+    assert second.round == 2 and second.status is TicketStatus.OPEN
+    notices = {r["notice_id"]: r for r in harness.writer.batch.rows["notices"]}
+    withdrawn = [r for r in notices.values() if r["step"] == "withdrawn"]
+    assert sorted(r["recipient_role"] for r in withdrawn) == ["contact", "head", "inspection_office"]
+    opened_at = first.opened_at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    for row in withdrawn:
+        assert "第 2 轮" not in row["subject"] + row["body"], row["body"]
+        assert f"于 {opened_at} 生成" in row["body"] and "此前就本督办件发出的督办及升级通知一并作废" in row["body"]
+    opening = notices["U1/skipped_node/opened/r2"]
+    assert "（第 2 轮）" in opening["subject"] and "第 2 轮督办" in opening["body"]
