@@ -24,7 +24,7 @@ from alerts.tickets import Notice, Step, Ticket, TicketStatus, returned_at, told
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
           "return_reason", "level_1_note", "reply_by", "instructions", "resolution", "if_unanswered",
-          "level_2_why", "level_2_what", "round_note", "round_line", "voided")
+          "level_2_why", "level_2_what", "round_note", "round_line", "voided", "unanswered", "level_2_promise")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -264,7 +264,9 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "resolution": resolution(ticket),
         "if_unanswered": if_unanswered(person, department),
         **round_words(ticket),
-        "voided": voided(ticket),
+        "voided": voided(ticket, department),
+        "unanswered": unanswered(ticket),
+        "level_2_promise": level_2_promise(ticket, catalog),
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
@@ -283,12 +285,32 @@ def round_words(ticket: Ticket) -> dict[str, str]:
             "round_line": f"本件为该督办件的第 {ticket.round} 轮督办，此前各轮已结束。"}
 
 
-def voided(ticket: Ticket) -> str:
+def voided(ticket: Ticket, department) -> str:
     """What a withdrawal takes back, for its notice: the round's notices that went out
-    (`told_in_round`), its escalation named only when one was sent. It said 督办及升级通知 of
-    every ticket, one never escalated too (found by a black-box test)."""
-    notices = "督办及升级通知" if len(told_in_round(ticket)) > 1 else "督办通知"
+    (`told_in_round`), its escalation named only when one was sent: not held by a silence, nor
+    left unsent for want of the head's address. It said 督办及升级通知 of every ticket, one never
+    escalated too (found by a black-box test)."""
+    head = department.head if department is not None else None
+    escalated = "head" in told_in_round(ticket) and head is not None and bool(head.email)
+    notices = "督办及升级通知" if escalated else "督办通知"
     return f"第 {ticket.round} 轮{notices}" if ticket.round > 1 else notices
+
+
+def unanswered(ticket: Ticket) -> str:
+    """What the department has not done, for the level-1 notice to its head: not answered; or
+    answered, and the answer returned (退回重办) with no new one since. It said 仍未答复 of a
+    department that had answered (found by review)."""
+    return "其答复经审核退回重办后仍未重新答复" if ticket.status is TicketStatus.RETURNED else "仍未答复"
+
+
+def level_2_promise(ticket: Ticket, catalog: Catalog) -> str:
+    """What comes next, for the level-1 notice: the referral to the discipline-inspection office
+    by the level-2 moment; or, once it was made (a silence held both levels and they go out
+    together), that it was. It promised a referral by a day already past (found by review)."""
+    at = deadline_moment(_local(ticket.level_2_at, catalog))
+    if ticket.escalation_level >= 2:
+        return f"因至 {at} 仍未答复，该督办件已同时提交纪检监察机构。"
+    return f"至 {at} 仍未答复的，将提交纪检监察机构。"
 
 
 def level_2_reason(ticket: Ticket, catalog: Catalog) -> dict[str, str]:
@@ -300,8 +322,11 @@ def level_2_reason(ticket: Ticket, catalog: Catalog) -> dict[str, str]:
         returned = moment(_local(ticket.level_2_on_return, catalog))
         return {"level_2_why": "逾期答复经审核退回",
                 "level_2_what": f"部门逾期后作出答复，该答复于 {returned} 经审核退回重办"}
-    return {"level_2_why": "逾期仍未答复",
-            "level_2_what": f"至 {deadline_moment(_local(ticket.level_2_at, catalog))} 仍未答复"}
+    at = deadline_moment(_local(ticket.level_2_at, catalog))
+    if ticket.status is TicketStatus.RETURNED:  # answered, returned, and not answered again (found by review)
+        return {"level_2_why": "答复退回后逾期仍未重新答复",
+                "level_2_what": f"其答复经审核退回重办后，至 {at} 仍未重新答复"}
+    return {"level_2_why": "逾期仍未答复", "level_2_what": f"至 {at} 仍未答复"}
 
 
 def level_1_note(ticket: Ticket, department) -> str:

@@ -779,6 +779,58 @@ def test_a_withdrawal_notice_takes_back_an_escalation_only_when_one_was_sent():
     assert "此前就本督办件发出的第 2 轮督办通知一并作废。" in later.body
 
 
+def test_the_escalation_notices_say_what_the_department_did_and_what_was_done_as_it_stood():
+    """Found by review: the head read 仍未答复 of a department whose answer had been returned, and a
+    level 1 held by a silence, sent with level 2, promised a referral by a day already past; a
+    withdrawal voided an escalation notice never sent, the head having no address."""
+    from alerts.notices import render_notice
+    from sinks.notify import load_templates
+
+    catalog, texts = contract_catalog(), load_templates()
+    red, t = licence_ticket(datetime(2026, 3, 2, 11, tzinfo=CST))
+    # Answered, returned, not answered again by the deadline (the 5th, 24:00) nor by level 2.
+    t = on_action(t, action("reply", t.version), CAL, datetime(2026, 3, 3, 9, tzinfo=CST)).ticket
+    t = on_action(t, action("return", t.version, INSPECTORS, "材料不全", at=datetime(2026, 3, 3, 10, tzinfo=CST)),
+                  CAL, datetime(2026, 3, 3, 10, tzinfo=CST)).ticket
+    out = advance(t, POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST))
+    made = {v.version: v for v in out.versions}
+    level_1, level_2 = (render_notice(n, made[n.made_at], catalog, texts) for n in out.notices)
+    assert "答复期限 2026-03-05 24:00 已过，其答复经审核退回重办后仍未重新答复。" in level_1.body
+    assert "仍未答复。" not in level_1.body and "将提交纪检监察机构" in level_1.body
+    assert "其答复经审核退回重办后，至 2026-03-09 24:00 仍未重新答复，现提交贵机构" in level_2.body
+    assert "答复退回后逾期仍未重新答复" in level_2.subject
+    # Never answered: as before.
+    fresh = licence_ticket(datetime(2026, 3, 2, 11, tzinfo=CST))[1]
+    plain = advance(fresh, POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST))
+    made = {v.version: v for v in plain.versions}
+    level_1, level_2 = (render_notice(n, made[n.made_at], catalog, texts) for n in plain.notices)
+    assert "已过，仍未答复。" in level_1.body and "至 2026-03-09 24:00 仍未答复的，将提交纪检监察机构。" in level_1.body
+    assert "至 2026-03-09 24:00 仍未答复，现提交贵机构" in level_2.body
+    # Both levels held by a silence until the 16th and sent together: the referral is made, not promised.
+    silence = Silence("S-B", datetime(2026, 3, 16, tzinfo=CST), "机构调整", department="SCJG")
+    held = advance(fresh, replace(POLICY, silences=(silence,)), CAL, datetime(2026, 3, 20, tzinfo=CST))
+    made = {v.version: v for v in held.versions}
+    sent = [render_notice(n, made[n.made_at], catalog, texts) for n in held.notices]
+    assert [(n.step, n.at) for n in held.notices] == [(Step.LEVEL_1, silence.until), (Step.LEVEL_2, silence.until)]
+    assert "因至 2026-03-09 24:00 仍未答复，该督办件已同时提交纪检监察机构。" in sent[0].body
+    assert "将提交纪检监察机构" not in sent[0].body
+    # The head has no address: level 1 was recorded, never sent; a withdrawal voids the opening alone.
+    raw = contract_catalog_raw()
+    for department in raw["departments"]:
+        if department["code"] == "SCJG":
+            department["head"].pop("email")
+    from alerts.catalog import load_catalog
+
+    no_head = load_catalog(raw)
+    escalated = advance(t, POLICY, CAL, datetime(2026, 3, 7, tzinfo=CST)).ticket
+    gone = on_alert(escalated, replace(red, status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL,
+                    datetime(2026, 3, 7, 9, tzinfo=CST))
+    contact = render_notice(gone.notices[0], gone.ticket, no_head, texts)
+    assert contact.recipient_role == "contact" and "此前就本督办件发出的督办通知一并作废。" in contact.body
+    told = render_notice(gone.notices[0], gone.ticket, catalog, texts)
+    assert "此前就本督办件发出的督办及升级通知一并作废。" in told.body
+
+
 def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
     """It said "经提请部门负责人督促后" (after the head was urged) when the catalog had no address
     for the head, or a silence held level 1's notice: the head had never been told (found by a
