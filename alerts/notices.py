@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 from alerts.catalog import Catalog, Person
 from alerts.describe import deadline_moment, describe_evidence, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule
-from alerts.tickets import Notice, Step, Ticket, TicketStatus, returned_at, told_in_round
+from alerts.tickets import STEP_TITLE, Notice, Step, Ticket, TicketStatus, returned_at, told_in_round
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
@@ -344,6 +344,11 @@ def level_1_note(ticket: Ticket, department) -> str:
     head = department.head if department is not None else None
     if head is None or not head.email:
         return never_told + ("" if never_told else "职权目录未登记部门负责人邮箱，") + "升级通知未能送达部门负责人，"
+    last = ticket.last
+    if last is not None and last.kind == "held_sent" and STEP_TITLE[Step.LEVEL_1.value] in last.text:
+        # Both levels held by a silence and sent at its end: the head is told with the office, not
+        # before (it read as urged before the referral: found by review).
+        return "升级至部门负责人时处于静默期，静默结束后向部门负责人发出的督促通知与本通知同时发出，"
     # What the system did, not what came of it: whether the mail reached the head is in the
     # notice log (a failed level 1 was said before as "经提请部门负责人督促后": found by a black-box test).
     return "已向部门负责人发出督促通知（送达情况见通知记录），"

@@ -814,6 +814,7 @@ def test_the_escalation_notices_say_what_the_department_did_and_what_was_done_as
     assert [(n.step, n.at) for n in held.notices] == [(Step.LEVEL_1, silence.until), (Step.LEVEL_2, silence.until)]
     assert "因至 2026-03-09 24:00 仍未答复，该督办件已同时提交纪检监察机构。" in sent[0].body
     assert "将提交纪检监察机构" not in sent[0].body
+    assert "静默结束后向部门负责人发出的督促通知与本通知同时发出，至 2026-03-09 24:00 仍未答复" in sent[1].body
     # The head has no address: level 1 was recorded, never sent; a withdrawal voids the opening alone.
     raw = contract_catalog_raw()
     for department in raw["departments"]:
