@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 from alerts.catalog import Catalog, Person
 from alerts.describe import deadline_moment, describe_evidence, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule
-from alerts.tickets import STEP_TITLE, Notice, Step, Ticket, TicketStatus, returned_at, told_in_round
+from alerts.tickets import HAND_OPENED, STEP_TITLE, Notice, Step, Ticket, TicketStatus, returned_at, told_in_round
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
@@ -379,9 +379,11 @@ def reply_by(notice: Notice, ticket: Ticket, catalog: Catalog) -> str:
 
 
 def instructions(notice: Notice, ticket: Ticket) -> str:
-    """An inspector's note on a ticket opened by hand (督办说明), for its opening notice."""
+    """An inspector's note on a ticket opened by hand (督办说明), for its opening notice; none for
+    the history's words of one opened without a note (they read as the inspector's: found by review)."""
     last = ticket.last
-    if notice.step is not Step.OPENED or last is None or last.kind != "open" or not last.text.strip():
+    if (notice.step is not Step.OPENED or last is None or last.kind != "open" or not last.text.strip()
+            or last.text == HAND_OPENED):
         return ""
     return f"\n\n督办说明：{last.text.strip()}"
 

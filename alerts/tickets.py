@@ -943,8 +943,12 @@ def _open_by_hand(ticket: Ticket | None, action: Action, calendar: WorkCalendar,
     # opened again "on 05-10" of a ticket closed on 06-01 was dated before its closing: an
     # independent scorer saw version 5 dated before version 4).
     at = max(action.at, ticket.last.at) if ticket is not None and ticket.last is not None else action.at
-    opened = _open(base, calendar, at, actor=action.actor, text=action.text or "人工发起督办")
+    opened = _open(base, calendar, at, actor=action.actor, text=action.text or HAND_OPENED)
     return Outcome(opened, (opened,), (_notice(opened, Step.OPENED, at),))
+
+
+# The history's words for a ticket an inspector opened without a note: not a 督办说明 of theirs.
+HAND_OPENED = "人工发起督办"
 
 
 # -- configuration ----------------------------------------------------------------------------------

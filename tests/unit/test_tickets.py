@@ -929,6 +929,10 @@ def test_a_return_after_the_deadline_asks_for_the_answer_at_once_and_a_hand_open
     plain = render_notice(advance(on_alert(None, red, POLICY, CAL, red.event_time).ticket, POLICY, CAL,
                                   datetime(2026, 3, 2, 12, tzinfo=CST)).notices[0], t, catalog, texts).body
     assert "督办说明" not in plain
+    # Opened without a note: the history says 人工发起督办, the notice no 督办说明 (found by review).
+    no_note = on_action(None, replace(by_hand, text=""), CAL, by_hand.at, yellow)
+    assert no_note.ticket.last.text == "人工发起督办"
+    assert "督办说明" not in render_notice(no_note.notices[0], no_note.ticket, catalog, texts).body
 
 
 def test_a_ticket_withdrawn_after_its_notices_went_out_is_taken_back_in_writing():
