@@ -11,6 +11,7 @@ idempotency key.
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -183,7 +184,7 @@ def resent(notice: RenderedNotice, later_steps: Mapping[str, datetime], catalog:
         rest = rest.replace(UNANSWERED_TO_CONTACT, "")
     if rank < 2 and level_2 is not None:
         since.append(f"已于 {moment(_local(level_2, catalog))} 提交纪检监察机构")
-        rest = rest.replace(UNANSWERED_TO_HEAD, "")
+        rest = _PROMISED_REFERRAL.sub("", rest.replace(UNANSWERED_TO_HEAD, ""))
     said = (f"{RESENT_MARK}{moment(_local(notice.due_at, catalog))} 发出，因投递失败现重新发送"
             + (f"。此后，{'，'.join(since)}" if since else "") + "。）")
     return replace(notice, body=f"{head}\n{said}\n\n{rest}")
@@ -233,9 +234,11 @@ def how_to_reply(ticket: Ticket, link: ReplyLink | None, catalog: Catalog) -> st
 
 
 def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: NoticeText,
-                  link: ReplyLink | None = None) -> RenderedNotice:
-    """The notice in words. `link` is the reply link of a step the department answers (opened,
-    returned, level 1); without one the notice says how to reply otherwise."""
+                  link: ReplyLink | None = None, latest: Ticket | None = None) -> RenderedNotice:
+    """The notice in words, of `ticket`, the version that made it (`Notice.made_at`). `link` is the
+    reply link of a step the department answers (opened, returned, level 1); without one the
+    notice says how to reply otherwise. `latest`, the ticket as it stands when the notice goes out
+    (its unit's last version), says what the level-1 notice can no longer promise."""
     if link is None and texts.links is not None:
         link = texts.links(ticket, notice)
     if notice.step in (Step.LEVEL_2, Step.WITHDRAWN, Step.CLOSED):
@@ -266,7 +269,7 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         **round_words(ticket),
         "voided": voided(ticket, department),
         "unanswered": unanswered(ticket),
-        "level_2_promise": level_2_promise(ticket, catalog),
+        "level_2_promise": level_2_promise(ticket, catalog, latest),
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
@@ -287,11 +290,12 @@ def round_words(ticket: Ticket) -> dict[str, str]:
 
 def voided(ticket: Ticket, department) -> str:
     """What a withdrawal takes back, for its notice: the round's notices that went out
-    (`told_in_round`), its escalation named only when one was sent: not held by a silence, nor
-    left unsent for want of the head's address. It said 督办及升级通知 of every ticket, one never
-    escalated too (found by a black-box test)."""
+    (`told_in_round`), its escalations named only when one was sent: to the discipline-inspection
+    office, or to a head the catalog has an address for (not one a silence held). It said
+    督办及升级通知 of every ticket, one never escalated too (found by a black-box test)."""
+    told = told_in_round(ticket)
     head = department.head if department is not None else None
-    escalated = "head" in told_in_round(ticket) and head is not None and bool(head.email)
+    escalated = "inspection_office" in told or ("head" in told and head is not None and bool(head.email))
     notices = "督办及升级通知" if escalated else "督办通知"
     return f"第 {ticket.round} 轮{notices}" if ticket.round > 1 else notices
 
@@ -303,14 +307,23 @@ def unanswered(ticket: Ticket) -> str:
     return "其答复经审核退回重办后仍未重新答复" if ticket.status is TicketStatus.RETURNED else "仍未答复"
 
 
-def level_2_promise(ticket: Ticket, catalog: Catalog) -> str:
+def level_2_promise(ticket: Ticket, catalog: Catalog, latest: Ticket | None = None) -> str:
     """What comes next, for the level-1 notice: the referral to the discipline-inspection office
-    by the level-2 moment; or, once it was made (a silence held both levels and they go out
-    together), that it was. It promised a referral by a day already past (found by review)."""
-    at = deadline_moment(_local(ticket.level_2_at, catalog))
-    if ticket.escalation_level >= 2:
-        return f"因至 {at} 仍未答复，该督办件已同时提交纪检监察机构。"
-    return f"至 {at} 仍未答复的，将提交纪检监察机构。"
+    by the level-2 moment; or, when it goes out with the referral (a silence held both levels, or
+    a late clock took both in one unit: `latest`, of the same round, is at level 2, told), that
+    the referral is made, and why, as the level-2 notice says it. It promised a referral by a day
+    already past (found by review)."""
+    now = latest if latest is not None and latest.round == ticket.round else ticket
+    if now.escalation_level >= 2 and not now.level_2_held:
+        why = ("逾期答复经审核退回" if now.level_2_on_return is not None
+               else f"至 {deadline_moment(_local(now.level_2_at, catalog))} 仍未答复")
+        return f"因{why}，该督办件已同时提交纪检监察机构。"
+    return LEVEL_2_PROMISE.format(at=deadline_moment(_local(ticket.level_2_at, catalog)))
+
+
+LEVEL_2_PROMISE = "至 {at} 仍未答复的，将提交纪检监察机构。"
+# The promise in a rendered notice, taken out of a level 1 resent after the referral (`resent`).
+_PROMISED_REFERRAL = re.compile(re.escape(LEVEL_2_PROMISE).replace(re.escape("{at}"), "[^，。\n]+?"))
 
 
 def level_2_reason(ticket: Ticket, catalog: Catalog) -> dict[str, str]:
@@ -323,7 +336,9 @@ def level_2_reason(ticket: Ticket, catalog: Catalog) -> dict[str, str]:
         return {"level_2_why": "逾期答复经审核退回",
                 "level_2_what": f"部门逾期后作出答复，该答复于 {returned} 经审核退回重办"}
     at = deadline_moment(_local(ticket.level_2_at, catalog))
-    if ticket.status is TicketStatus.RETURNED:  # answered, returned, and not answered again (found by review)
+    # Answered, returned, and not answered again by the level-2 moment (found by review): as the
+    # version that took level 2 then says; a held notice sent later is made by a later version.
+    if ticket.status is TicketStatus.RETURNED and ticket.last is not None and ticket.last.kind == "level_2":
         return {"level_2_why": "答复退回后逾期仍未重新答复",
                 "level_2_what": f"其答复经审核退回重办后，至 {at} 仍未重新答复"}
     return {"level_2_why": "逾期仍未答复", "level_2_what": f"至 {at} 仍未答复"}

@@ -334,7 +334,8 @@ class TicketSteps:
         notices = told_once(notices, ticket_of, self.catalog_source.judge.catalog)
         for notice in notices:
             ticket = ticket_of(notice)
-            rendered = render_notice(notice, ticket, self.catalog_source.judge.catalog, texts)
+            rendered = render_notice(notice, ticket, self.catalog_source.judge.catalog, texts,
+                                     latest=tickets[rule_of(notice.ticket_id)])
             answers_reply = notice.step is Step.RETURNED or (
                 notice.step is Step.CLOSED and ticket.resolution is Resolution.ACCEPTED)
             if not self.out.settings.notify or (ticket.quiet and not answers_reply):

@@ -806,6 +806,14 @@ def test_the_escalation_notices_say_what_the_department_did_and_what_was_done_as
     level_1, level_2 = (render_notice(n, made[n.made_at], catalog, texts) for n in plain.notices)
     assert "已过，仍未答复。" in level_1.body and "至 2026-03-09 24:00 仍未答复的，将提交纪检监察机构。" in level_1.body
     assert "至 2026-03-09 24:00 仍未答复，现提交贵机构" in level_2.body
+    # Both taken in one unit (a late clock) and sent together: as the unit leaves the ticket, referred.
+    together = render_notice(plain.notices[0], made[plain.notices[0].made_at], catalog, texts, latest=plain.ticket)
+    assert "因至 2026-03-09 24:00 仍未答复，该督办件已同时提交纪检监察机构。" in together.body
+    # Resent after the referral: the promise is taken out (`resent` says the referral was made).
+    from alerts.notices import resent
+
+    again = resent(level_1, {"level_2": plain.notices[1].at}, catalog)
+    assert "已于 2026-03-10 00:00 提交纪检监察机构" in again.body and "将提交纪检监察机构" not in again.body
     # Both levels held by a silence until the 16th and sent together: the referral is made, not promised.
     silence = Silence("S-B", datetime(2026, 3, 16, tzinfo=CST), "机构调整", department="SCJG")
     held = advance(fresh, replace(POLICY, silences=(silence,)), CAL, datetime(2026, 3, 20, tzinfo=CST))
@@ -814,6 +822,20 @@ def test_the_escalation_notices_say_what_the_department_did_and_what_was_done_as
     assert [(n.step, n.at) for n in held.notices] == [(Step.LEVEL_1, silence.until), (Step.LEVEL_2, silence.until)]
     assert "因至 2026-03-09 24:00 仍未答复，该督办件已同时提交纪检监察机构。" in sent[0].body
     assert "将提交纪检监察机构" not in sent[0].body
+    # Answered after the level-2 moment (the 12th) and returned (the 13th), both levels still held:
+    # the office reads no return before the 9th that never was (found by review).
+    quiet = replace(POLICY, silences=(silence,))
+    late = advance(fresh, quiet, CAL, datetime(2026, 3, 11, tzinfo=CST)).ticket
+    assert late.level_1_held and late.level_2_held
+    late = act(late, action("reply", late.version, at=datetime(2026, 3, 12, 9, tzinfo=CST)), quiet, CAL,
+               datetime(2026, 3, 12, 9, tzinfo=CST)).ticket
+    late = act(late, action("return", late.version, INSPECTORS, "材料不全", at=datetime(2026, 3, 13, 9, tzinfo=CST)),
+               quiet, CAL, datetime(2026, 3, 13, 9, tzinfo=CST)).ticket
+    late_out = advance(late, quiet, CAL, datetime(2026, 3, 20, tzinfo=CST))
+    made = {v.version: v for v in late_out.versions}
+    office = render_notice(late_out.notices[-1], made[late_out.notices[-1].made_at], catalog, texts)
+    assert office.step is Step.LEVEL_2 and "至 2026-03-09 24:00 仍未答复，现提交贵机构" in office.body
+    assert "退回" not in office.subject + office.body
     assert "静默结束后向部门负责人发出的督促通知与本通知同时发出，至 2026-03-09 24:00 仍未答复" in sent[1].body
     # The head has no address: level 1 was recorded, never sent; a withdrawal voids the opening alone.
     raw = contract_catalog_raw()
@@ -830,6 +852,11 @@ def test_the_escalation_notices_say_what_the_department_did_and_what_was_done_as
     assert contact.recipient_role == "contact" and "此前就本督办件发出的督办通知一并作废。" in contact.body
     told = render_notice(gone.notices[0], gone.ticket, catalog, texts)
     assert "此前就本督办件发出的督办及升级通知一并作废。" in told.body
+    # Referred to the office, which has an address: its escalation was sent (found by review).
+    referred = advance(t, POLICY, CAL, datetime(2026, 3, 20, tzinfo=CST)).ticket
+    gone = on_alert(referred, replace(red, status=AlertStatus.WITHDRAWN, version=2), POLICY, CAL,
+                    datetime(2026, 3, 20, 9, tzinfo=CST))
+    assert all("督办及升级通知一并作废" in render_notice(n, gone.ticket, no_head, texts).body for n in gone.notices)
 
 
 def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
