@@ -20,14 +20,12 @@ from typing import Any, Callable, Mapping
 from alerts.catalog import Catalog, Person
 from alerts.describe import deadline_moment, describe_evidence, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule
-from alerts.tickets import (CARD_CHANGES, HAND_OPENED, STEP_TITLE, Notice, Step, Ticket, TicketStatus, returned_at,
-                           told_in_round)
+from alerts.tickets import HAND_OPENED, STEP_TITLE, Notice, Step, Ticket, TicketStatus, returned_at, told_in_round
 
 FIELDS = ("recipient", "department", "department_code", "case_id", "item", "item_code", "rule", "severity",
           "ticket_id", "version", "evidence", "opened_at", "deadline", "level_2_at", "how_to_reply", "reply_link",
           "return_reason", "level_1_note", "reply_by", "instructions", "resolution", "if_unanswered",
-          "level_2_why", "level_2_what", "round_note", "round_line", "voided", "unanswered", "level_2_promise",
-          "change", "change_title", "change_effect")
+          "level_2_why", "level_2_what", "round_note", "round_line", "voided", "unanswered", "level_2_promise")
 RECIPIENT_TITLE = {"contact": "部门联系人", "head": "部门负责人", "inspection_office": "纪检监察机构"}
 
 
@@ -193,16 +191,16 @@ def resent(notice: RenderedNotice, later_steps: Mapping[str, datetime], catalog:
 
 
 def told_once(notices: list[Notice], ticket_of: Callable[[Notice], Ticket], catalog: Catalog) -> list[Notice]:
-    """`notices` with each ticket's withdrawal, closing or bundle change told once to each person
-    (each change apart, by the version that made it): a department without a contact of its own
-    has its head receive new tickets (`Department.ticket_contact`), and the head was told of a
-    withdrawal twice, as the contact and as the head. The first (the contact's) stands for both."""
+    """`notices` with each ticket's withdrawal or closing told once to each person: a department
+    without a contact of its own has its head receive new tickets (`Department.ticket_contact`),
+    and the head was told of a withdrawal twice, as the contact and as the head. The first (the
+    contact's) stands for both."""
     out, told = [], set()
     for notice in notices:
-        if notice.step in (Step.WITHDRAWN, Step.CLOSED, Step.CHANGED):
+        if notice.step in (Step.WITHDRAWN, Step.CLOSED):
             person = recipient(notice, ticket_of(notice), catalog)
             if person is not None:
-                who = (notice.ticket_id, notice.step, notice.made_at, person.email or person.name)
+                who = (notice.ticket_id, notice.step, person.email or person.name)
                 if who in told:
                     continue
                 told.add(who)
@@ -272,7 +270,6 @@ def render_notice(notice: Notice, ticket: Ticket, catalog: Catalog, texts: Notic
         "voided": voided(ticket, department),
         "unanswered": unanswered(ticket),
         "level_2_promise": level_2_promise(ticket, catalog, latest),
-        **change_words(ticket, catalog),
     }
     subject, body = texts.templates[notice.step]
     return RenderedNotice(notice.notice_id, notice.ticket_id, notice.step, notice.recipient,
@@ -301,31 +298,6 @@ def voided(ticket: Ticket, department) -> str:
     escalated = "inspection_office" in told or ("head" in told and head is not None and bool(head.email))
     notices = "督办及升级通知" if escalated else "督办通知"
     return f"第 {ticket.round} 轮{notices}" if ticket.round > 1 else notices
-
-
-def change_words(ticket: Ticket, catalog: Catalog) -> dict[str, str]:
-    """A change of the ticket's bundle, for its notice (`Step.CHANGED`): in the subject
-    (`change_title`), the change itself as the ticket's history words it (`change`), and what it
-    means for the department (`change_effect`); empty for another change."""
-    last = ticket.last
-    if last is None or last.kind not in CARD_CHANGES:
-        return {"change": "", "change_title": "", "change_effect": ""}
-    withdrawn = last.kind == "card_withdrawn"
-    if ticket.status is TicketStatus.CLOSED:
-        effect = "其余预警仍然成立，督办件维持办结。"
-    elif ticket.status is TicketStatus.REPLIED:
-        effect = "其余预警仍然成立，已提交的答复正在审核。" if withdrawn else "请一并核实，必要时补充答复。"
-    else:
-        deadline = deadline_moment(_local(ticket.deadline, catalog))
-        effect = (f"其余预警仍然成立，请于答复期限 {deadline} 前就其余预警答复。" if withdrawn
-                  else f"请一并核实，于答复期限 {deadline} 前一并答复。")
-        if ticket.deadline is not None and last.at >= ticket.deadline:
-            effect = (f"其余预警仍然成立，答复期限 {deadline} 已过，请立即就其余预警答复。" if withdrawn
-                      else f"答复期限 {deadline} 已过，请立即核实，一并答复。")
-    if withdrawn:
-        effect = "其后到达的办理数据表明该预警不成立，此前就该预警所作的督办内容一并作废；" + effect
-    return {"change": last.text, "change_title": "部分预警撤回" if withdrawn else "新增预警",
-            "change_effect": effect}
 
 
 def unanswered(ticket: Ticket) -> str:

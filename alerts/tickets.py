@@ -18,7 +18,6 @@ stores the latest version and writes each change as a row.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
@@ -99,9 +98,6 @@ class Step(enum.StrEnum):
     LEVEL_2 = "level_2"  # to the discipline-inspection office
     WITHDRAWN = "withdrawn"  # to each the round's notices reached: its alerts were all withdrawn
     CLOSED = "closed"  # to the department's contact: an inspector accepted its reply, or closed the ticket
-    # To each the round's notices reached: a card of its bundle withdrawn while others stand, or one
-    # added while it runs (an accusation made in writing is changed in writing).
-    CHANGED = "changed"
 
 
 STATUS_TITLE: Mapping[TicketStatus, str] = {
@@ -112,12 +108,11 @@ KIND_TITLE: Mapping[str, str] = {
     "opened": "生成督办件", "reply": "部门答复", "accept": "审核通过", "return": "退回重办", "close": "督办办结",
     "open": "人工督办", "withdrawn": "撤销（预警已撤回）", "overdue": "逾期未答复", "level_1": "升级至部门负责人",
     "level_2": "升级至纪检监察机构", "alerts": "预警更新", "reopened": "重新生效", "held_sent": "静默结束补发通知",
-    "card_added": "新增预警", "card_withdrawn": "部分预警撤回",
 }
 
 STEP_TITLE: Mapping[str, str] = {
     "opened": "督办通知", "returned": "退回重办通知", "level_1": "升级至部门负责人", "level_2": "升级至纪检监察机构",
-    "withdrawn": "撤销通知", "closed": "办结通知", "changed": "预警变更通知",
+    "withdrawn": "撤销通知", "closed": "办结通知",
 }
 # A ticket's escalation level in words (0: with the department; 1: its head urged; 2: the
 # discipline-inspection office told).
@@ -447,7 +442,6 @@ def _notice(ticket: Ticket, step: Step, at: datetime, recipient: str | None = No
     recipient = recipient or {Step.OPENED: "contact", Step.RETURNED: "contact", Step.LEVEL_1: "head",
                               Step.LEVEL_2: "inspection_office", Step.CLOSED: "contact"}[step]
     suffix = (f"@{ticket.version}" if step is Step.RETURNED else
-              f"@{ticket.version}/{recipient}" if step is Step.CHANGED else
               f"/{recipient}" if step is Step.WITHDRAWN or (step is Step.CLOSED and recipient != "contact") else "")
     round_ = f"/r{ticket.round}" if ticket.round > 1 else ""  # the first round's ids as they always were
     return Notice(f"{ticket.ticket_id}/{step.value}{suffix}{round_}", ticket.ticket_id, step, recipient, at,
@@ -475,31 +469,6 @@ def withdrawal_notices(ticket: Ticket, at: datetime) -> list[Notice]:
     return [_notice(ticket, Step.WITHDRAWN, at, recipient) for recipient in told_in_round(ticket)]
 
 
-# The changes of a ticket's bundle its department is told of (`bundle_change_notices`).
-CARD_CHANGES = ("card_added", "card_withdrawn")
-
-
-def _told_change(ticket: Ticket, alert: Alert, known: "BundledAlert | None") -> str | None:
-    """The kind of change a card makes to a ticket whose round's notices went out, when it is one
-    its department is told of (`CARD_CHANGES`): a card it was told of withdrawn while others stand
-    (not a card waiting for the next round, never told), or a card added (or standing again) while
-    the ticket runs. Before, the opening named both cards, one was withdrawn, and nobody was told."""
-    if ticket.opened_at is None or ticket.status in (TicketStatus.SETTLING, TicketStatus.WITHDRAWN):
-        return None
-    was_standing = known is not None and known.status is not AlertStatus.WITHDRAWN
-    if alert.status is AlertStatus.WITHDRAWN:
-        return "card_withdrawn" if was_standing and alert.alert_id not in ticket.pending else None
-    if not was_standing and ticket.status in (TicketStatus.OPEN, TicketStatus.REPLIED, TicketStatus.RETURNED):
-        return "card_added"
-    return None
-
-
-def bundle_change_notices(ticket: Ticket, at: datetime) -> list[Notice]:
-    """A card of the bundle withdrawn, or one added (`_told_change`): each the round's notices
-    reached is told (`told_in_round`), as of a withdrawal of them all."""
-    return [_notice(ticket, Step.CHANGED, at, recipient) for recipient in told_in_round(ticket)]
-
-
 def closing_notices(ticket: Ticket, at: datetime) -> list[Notice]:
     """A ticket ended by an inspector (its answer accepted, or closed): each its round's notices
     reached learns how it ended (`told_in_round`), as of a withdrawal. Before, only the contact was told:
@@ -515,11 +484,10 @@ _TOLD_BY = {"head": Step.LEVEL_1, "inspection_office": Step.LEVEL_2}
 
 
 def taken_back(notice_id: str, ticket_id: str, recipient: str) -> str | None:
-    """The id of the notice a withdrawal's, a closing's or a bundle change's notice to the head or
-    the office (`…/withdrawn/head`, `…/closed/inspection_office/r2`, `…/changed@5/head`) follows
-    up, of the same round (`_notice`): the one that reached them; None for another notice. A head
-    or an office that notice never reached is not told of the end or the change (nothing to take
-    back, close or change)."""
+    """The id of the notice a withdrawal's or a closing's notice to the head or the office
+    (`…/withdrawn/head`, `…/closed/inspection_office/r2`) follows up, of the same round
+    (`_notice`): the one that reached them; None for another notice. A head or an office that
+    notice never reached is not told of the end (nothing to take back or to close)."""
     step = _TOLD_BY.get(recipient)
     if step is None:
         return None
@@ -527,9 +495,6 @@ def taken_back(notice_id: str, ticket_id: str, recipient: str) -> str | None:
         prefix = f"{ticket_id}/{ending.value}/{recipient}"
         if notice_id.startswith(prefix):
             return f"{ticket_id}/{step.value}{notice_id[len(prefix):]}"
-    changed = re.fullmatch(rf"{re.escape(ticket_id)}/{Step.CHANGED.value}@\d+/{recipient}(/r\d+)?", notice_id)
-    if changed:  # a change of its bundle (`…/changed@5/head/r2`)
-        return f"{ticket_id}/{step.value}{changed.group(1) or ''}"
     return None
 
 
@@ -609,19 +574,16 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
         ticket, change = _change(ticket, at, SYSTEM, "withdrawn", "督办件所涉预警已全部撤回",
                                  status=TicketStatus.WITHDRAWN, pending=frozenset(), opens_at=None)
         return Outcome(ticket, (ticket,), tuple(withdrawal_notices(ticket, at)))
-    told = _told_change(ticket, alert, known)
     if not ticket.manual and opens_at < ticket.opened_at and ticket.active:
         # A finding that arrived late but stood earlier: the ticket runs from when it would have
         # opened had the finding been on time, as live operation would have had it (the ladder's
         # steps then due follow at their own moments, each notified once).
-        ticket, change = _change(ticket, at, SYSTEM, told or "alerts",
-                                 f"{_alert_change(alert, known)}（迟到，督办起始时间提前）",
-                                 **_times(ticket, calendar, opens_at))
+        ticket, change = _change(ticket, at, SYSTEM, "alerts",
+                                 f"预警 {alert.alert_id} 迟到，督办起始时间提前", **_times(ticket, calendar, opens_at))
         out = advance(ticket, policy, calendar, now)
-        told_now = bundle_change_notices(ticket, at) if told else []
-        return Outcome(out.ticket, (ticket, *out.versions), (*told_now, *out.notices))
-    ticket, change = _change(ticket, at, SYSTEM, told or "alerts", _alert_change(alert, known))
-    return Outcome(ticket, (ticket,), tuple(bundle_change_notices(ticket, at)) if told else ())
+        return Outcome(out.ticket, (ticket, *out.versions), out.notices)
+    ticket, change = _change(ticket, at, SYSTEM, "alerts", _alert_change(alert, known))
+    return Outcome(ticket, (ticket,))
 
 
 # Where an alert's evidence names its node (skipped_node, node_overdue, a node's overrun covered).
@@ -812,8 +774,6 @@ def standing_notices(ticket: Ticket) -> list[Notice]:
         notices.append(_notice(ticket, Step.LEVEL_2, ticket.level_2_at))
     if ticket.last is not None and ticket.last.kind == ActionKind.RETURN.value:
         notices.append(_notice(ticket, Step.RETURNED, ticket.last.at))
-    if ticket.last is not None and ticket.last.kind in CARD_CHANGES:
-        notices += bundle_change_notices(ticket, ticket.last.at)
     if ticket.last is not None and ticket.last.kind == "withdrawn":
         notices += withdrawal_notices(ticket, ticket.last.at)
     if ticket.last is not None and ticket.last.kind in (ActionKind.ACCEPT.value, ActionKind.CLOSE.value):

@@ -12,7 +12,7 @@ DEFAULT_TEMPLATES = Path(__file__).with_name("templates")
 
 def load_templates(directory: Path | None = None) -> NoticeText:
     """One file per step (`opened.txt`, `returned.txt`, `level_1.txt`, `level_2.txt`, `withdrawn.txt`,
-    `closed.txt`, `changed.txt`): the first line is the subject, the rest the body. A missing file falls back to
+    `closed.txt`): the first line is the subject, the rest the body. A missing file falls back to
     the default. A directory that is none, or holds no template of these names (misspelt: `opend.txt`),
     is a TemplateError: a setting that changes nothing is said, not run with the default wording
     (found by a black-box test)."""

@@ -67,17 +67,13 @@ HELD_VERSION = 2
 FINISHED_VERSION = 3
 
 
-NEVER_REACHED = ("recorded only: the notice this withdrawal, closing or change follows up never reached its "
-                 "recipient (not sent, or failed), so there is nothing to take back, close or change")
-# As the rows written before bundle changes were told say it (read by the console).
-NEVER_REACHED_BEFORE_CHANGES = ("recorded only: the notice this withdrawal or closing follows up never reached its "
-                                "recipient (not sent, or failed), so there is nothing to take back or close")
+NEVER_REACHED = ("recorded only: the notice this withdrawal or closing follows up never reached its recipient "
+                 "(not sent, or failed), so there is nothing to take back or close")
 
 
 def _takes_back(notice: RenderedNotice) -> str | None:
-    """The notice a withdrawal's, a closing's or a bundle change's notice follows up with its
-    recipient, if it is one."""
-    if notice.step not in (Step.WITHDRAWN, Step.CLOSED, Step.CHANGED):
+    """The notice a withdrawal's or a closing's notice follows up with its recipient, if it is one."""
+    if notice.step not in (Step.WITHDRAWN, Step.CLOSED):
         return None
     return taken_back(notice.notice_id, notice.ticket_id, notice.recipient_role)
 

@@ -256,7 +256,7 @@ class Backend:
 def notice_error_text(last_error: str) -> str:
     """Why a notice was held or failed, in words for the page: the pipeline records it for the
     log and the operators (streams.notices), in English, with the sender's own error."""
-    from streams.notices import HELD, NEVER_REACHED, NEVER_REACHED_BEFORE_CHANGES, NO_CHANNEL, QUIET_HELD
+    from streams.notices import HELD, NEVER_REACHED, NO_CHANNEL, QUIET_HELD
 
     # Said after the notice's status (发送失败, 仅记录未发送), so only why (before, 发送失败 twice).
     if last_error == NO_CHANNEL:
@@ -265,8 +265,8 @@ def notice_error_text(last_error: str) -> str:
         return "原因：发送功能未开启（回放或导入时未加 --notify）"
     if last_error == QUIET_HELD:
         return "原因：督办件由历史数据生成，该部门未收到过立件通知"
-    if last_error in (NEVER_REACHED, NEVER_REACHED_BEFORE_CHANGES):
-        return "原因：此前的督办通知未送达该收件人，无需告知撤销、办结或预警变更"
+    if last_error == NEVER_REACHED:
+        return "原因：此前的督办通知未送达该收件人，无需告知撤销或办结"
     return f"原因（系统记录）：{last_error}"
 
 
