@@ -102,9 +102,11 @@ def to_send_again(record: dict[str, Any], catalog: Catalog,
     """A failed notice as `failed_notices_and_their_tickets` gives it, as it is sent again, by the
     clock (`streams.notice_resend`) or when asked (`sunlight notices resend`): to its recipient as
     the catalog names them now (`readdressed`), saying when it was due and what its ticket went
-    through since (`resent`), and with `renew` its reply link valid from now
-    (`streams.console.links.Links.renewed`)."""
-    notice = resent(readdressed(notice_from_json(record), catalog), record.get("later_steps", {}), catalog)
+    through since (`resent`: its steps, a round opened since), and with `renew` its reply link
+    valid from now (`streams.console.links.Links.renewed`)."""
+    later_round = record.get("ticket_round", 1)
+    notice = resent(readdressed(notice_from_json(record), catalog), record.get("later_steps", {}), catalog,
+                    later_round if later_round > record.get("of_round", 1) else None)
     return renew(notice, catalog) if renew is not None else notice
 
 

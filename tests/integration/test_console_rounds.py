@@ -88,9 +88,11 @@ def test_a_failed_notice_of_a_round_ended_since_is_not_sent_again_but_its_closin
     failed = ("C-E/overdue/level_1", "C-E/overdue/closed/head", "C-E/overdue/opened/r2")
     assert set(failed) <= {n.notice_id for n in notices}
     sent: list[str] = []
+    bodies: dict[str, str] = {}
 
     async def send(topic, key, value, partition):
         sent.append(orjson.loads(value)["notice_id"])
+        bodies[sent[-1]] = orjson.loads(value)["body"]
 
     with tempfile.TemporaryDirectory() as directory:
         client = connect(None, directory)
@@ -114,6 +116,10 @@ def test_a_failed_notice_of_a_round_ended_since_is_not_sent_again_but_its_closin
     assert {r["notice_id"]: (r["of_round"], r["ticket_round"]) for r in records} == {
         "C-E/overdue/level_1": (1, 2), "C-E/overdue/closed/head": (1, 2), "C-E/overdue/opened/r2": (2, 2)}
     assert sorted(sent) == ["C-E/overdue/closed/head", "C-E/overdue/opened/r2"]
+    # The first round's closing says the ticket is open again (it read 已办结 alone: found by review).
+    assert "该督办件已重新生效，现为第 2 轮督办（另行通知）" in bodies["C-E/overdue/closed/head"]
+    said = bodies["C-E/overdue/opened/r2"].split("\n")[1]  # the line after the salutation
+    assert said.startswith("（本通知原定于") and "重新生效" not in said
 
 
 def signed_in(tmp_path, client, users):
