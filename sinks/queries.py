@@ -496,10 +496,10 @@ def failed_notices_and_their_tickets(client, ticket_ids: list[str] | None = None
     if not failed:
         return [], {}
     ids = sorted({r["ticket_id"] for r in failed})
-    tickets = stored_tickets(client, Scope.everything(), ticket_ids=ids)
-    rounds = dict(client.query(
-        f"SELECT ticket_id, {TICKET_ROUND} FROM tickets FINAL WHERE ticket_id IN {{tickets:Array(String)}} AND "
-        f"{' AND '.join(_LATEST_VISIBLE)}", parameters={"tickets": ids}).result_rows)
+    # Each ticket's latest visible version (as `stored_tickets` takes it): its status and its round.
+    standing = {ticket_id: (status, int(round_)) for ticket_id, status, round_ in client.query(
+        f"SELECT ticket_id, status, {TICKET_ROUND} FROM tickets FINAL WHERE ticket_id IN {{tickets:Array(String)}} "
+        f"AND {' AND '.join(_LATEST_VISIBLE)}", parameters={"tickets": ids}).result_rows}
     # Each one's `later_steps`: the ladder's steps its ticket went through after it was due, in its
     # round (step -> when the first notice of that step was due), which its resend tells
     # (`alerts.notices.resent`). Of every round, a notice of the first round resent in the second
@@ -515,10 +515,10 @@ def failed_notices_and_their_tickets(client, ticket_ids: list[str] | None = None
     for record in failed:
         due = datetime.fromisoformat(record["due_at"])
         record["of_round"] = notice_round(record["notice_id"])
-        record["ticket_round"] = int(rounds.get(record["ticket_id"], record["of_round"]))
+        record["ticket_round"] = standing.get(record["ticket_id"], (None, record["of_round"]))[1]
         of_its_round = steps.get((record["ticket_id"], record["of_round"]), {})
         record["later_steps"] = {step: at for step, at in of_its_round.items() if at > due}
-    return failed, {t["ticket_id"]: t["status"] for t in tickets}
+    return failed, {ticket_id: status for ticket_id, (status, _) in standing.items()}
 
 
 def unfinished_notices(client, finished: tuple[str, ...]) -> list[dict[str, Any]]:
