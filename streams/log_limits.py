@@ -4,6 +4,8 @@ While its broker is down, aiokafka logs an error for every connection attempt of
 thousands of lines a minute (a black-box test counted 2,400 in 40 s), which bury the worker's
 own lines and fill disks. `RepeatLimit` lets the first line of each kind (logger and message
 template) through, then at most one per `window` seconds, saying how many like it it held back.
+`TracebacksOfADeadBroker` leaves out the libraries' tracebacks once a worker's own broker has
+exited: the worker says the cause in one line.
 """
 
 from __future__ import annotations
@@ -47,3 +49,23 @@ def limit_repeats(names: tuple[str, ...] = ("aiokafka", "kafka"), window: float 
         if not any(isinstance(f, RepeatLimit) for f in logger.filters):
             logger.addFilter(limit)
     return limit
+
+
+class TracebacksOfADeadBroker(logging.Filter):
+    """Leaves out the libraries' tracebacks once the worker's own broker has exited. The first
+    client to meet its closed port (Faust's recovery asking for the log ends, a commit) crashed
+    with a traceback before `streams.runtime._watch_own_broker`, up to a second later, said why (found by a flaky
+    test). The library's line is kept, its traceback left out: the watcher's line gives the cause.
+    Set on the handlers, which see the records of every logger under these libraries."""
+
+    LIBRARIES = ("faust", "mode", "aiokafka", "kafka")
+
+    def __init__(self, broker):  # streams.broker.EmbeddedBroker
+        super().__init__()
+        self.broker = broker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.exc_info and record.name.split(".", 1)[0] in self.LIBRARIES
+                and self.broker.process is not None and self.broker.process.poll() is not None):
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True

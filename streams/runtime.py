@@ -29,7 +29,7 @@ from sinks.clickhouse import connect
 from sinks.catalog_rows import write_catalog
 from sinks.migrations import migrate
 from sinks.writer import ClickHouseWriter, StoreReader
-from streams import broker as broker_mod, faust_patches
+from streams import broker as broker_mod, faust_patches, log_limits
 from streams.broker import produce
 from streams.app import Pipeline
 from streams.catalog_source import CatalogSource
@@ -149,6 +149,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     reader = None
     pipeline = None
     watching = None
+    dead_broker_tracebacks = None
     leaving_on_error = False
     try:
         catalog = CatalogSource(catalog_path, settings.calendar_overrides, settings.tickets_policy,
@@ -180,6 +181,9 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
             # From before the start: Faust's start waits for its partitions without end, and a
             # broker that died meanwhile left a replay waiting for ever (found by a test).
             watching = asyncio.ensure_future(_watch_own_broker(pipeline, own_broker))
+            dead_broker_tracebacks = log_limits.TracebacksOfADeadBroker(own_broker)
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(dead_broker_tracebacks)
         await _start_unless_broker_gone(pipeline, worker, own_broker)
         _stop_on_signals(pipeline, worker, drain=drain_on_signal and own_broker is not None, held=held)
         if pipeline.untaken_alerts:  # written by the last process, never taken by its ticket agent
@@ -203,6 +207,9 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     finally:
         if watching is not None:
             watching.cancel()
+        if dead_broker_tracebacks is not None and (own_broker.process is None or own_broker.process.poll() is None):
+            for handler in logging.getLogger().handlers:  # kept when it died: the process exits below
+                handler.removeFilter(dead_broker_tracebacks)
         if pipeline is not None:
             pipeline.stopping = True
         if own_broker is not None and own_broker.process is not None and own_broker.process.poll() is not None:

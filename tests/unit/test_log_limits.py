@@ -49,3 +49,32 @@ def test_a_store_that_fails_every_flush_is_said_once_a_window():
     _quiet_faust_logging()
     for name in ("streams.write_step", "streams.read_back", "clickhouse_connect", "urllib3"):
         assert any(isinstance(f, RepeatLimit) for f in logging.getLogger(name).filters), name
+
+
+def test_a_library_s_traceback_after_the_own_broker_exited_is_left_out_and_its_line_kept():
+    """Found by a flaky test: Faust's recovery met the killed broker's closed port and crashed with
+    a traceback before the watcher said why (a replay whose broker dies says why, not a traceback)."""
+    import sys
+    from types import SimpleNamespace
+
+    from streams.log_limits import TracebacksOfADeadBroker
+
+    status = [None]
+    broker = SimpleNamespace(process=SimpleNamespace(poll=lambda: status[0]))
+    dead = TracebacksOfADeadBroker(broker)
+
+    def record(name: str) -> logging.LogRecord:
+        try:
+            raise ConnectionError("Unable to bootstrap")
+        except ConnectionError:
+            return logging.LogRecord(name, logging.ERROR, __file__, 1, "Crashed reason=%r", ("x",), sys.exc_info())
+
+    alive = record("faust.tables.recovery")
+    assert dead.filter(alive) and alive.exc_info is not None  # the broker runs: a traceback is news
+    status[0] = -9
+    for name in ("faust.tables.recovery", "mode.services", "aiokafka.consumer"):
+        gone = record(name)
+        assert dead.filter(gone) and gone.exc_info is None and gone.getMessage() == "Crashed reason='x'"
+        assert "Traceback" not in logging.Formatter().format(gone)
+    own = record("streams.app")  # Sunlight's own lines keep theirs
+    assert dead.filter(own) and own.exc_info is not None
