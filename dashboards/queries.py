@@ -188,28 +188,47 @@ def _deadline_text(column: str) -> str:
 # the alert (the contract): an alert whose ticket was closed, or one on a finished case that no
 # ticket took up, has been dealt with. Before, every alert that stands counted, for good: a
 # yellow card never left the wall, nor a red card whose ticket was accepted.
-# Each ticket's latest row: its status, the cards it holds, and the cards of its coming round (a
-# closed or withdrawn ticket's `pending`, in its stored state).
+# Each ticket's latest row, joined to the alerts of its case and rule (`_alerts_with_tickets`): its
+# status, whether it was opened by hand, the cards it holds, and the cards of its coming round (a
+# closed or withdrawn ticket's `pending`, in its stored state). Its columns are named `ticket_*`, so
+# that an alert's own (status, case_id, rule, ...) keep their names; an alert with no ticket reads
+# them empty (`ticket_status` '', or NULL where a server sets join_use_nulls: every condition below
+# reads either as "no ticket").
 # Its latest row by `LIMIT 1 BY` over the key's order: argMax of each column cost the wall's
 # 待处置 panels 100 ms more at 10M events (argMax of an array column; bench/dashboard_queries.py).
-_TICKET_STATUS = ("(SELECT ticket_id, status, manual, alert_ids, "
-                  "JSONExtract(state, 'pending', 'Array(String)') AS coming FROM tickets "
-                  "ORDER BY ticket_id, version DESC LIMIT 1 BY ticket_id)")
+# One join: the same latest rows read as five `IN` sets, one per condition, cost the ten 待处置
+# panels 11-19% more in all at 10M events, a case's or a department's up to 70% (2026-12-06).
+def _ticket_latest(tickets: str = "") -> str:
+    """`tickets`: a condition on `tickets` that narrows the rows read (one case's drill-down reads
+    that case's tickets alone)."""
+    narrowed = f"WHERE {tickets} " if tickets else ""
+    return ("(SELECT ticket_id, status AS ticket_status, manual AS ticket_manual, alert_ids AS ticket_alert_ids, "
+            "JSONExtract(state, 'pending', 'Array(String)') AS ticket_coming FROM tickets "
+            f"{narrowed}ORDER BY ticket_id, version DESC LIMIT 1 BY ticket_id)")
+
+
+def _alerts_with_tickets(tickets: str = "") -> str:
+    """The FROM of a panel that tells 待处置: every alert as it stands, beside its ticket's latest row."""
+    return (f"alerts FINAL LEFT JOIN {_ticket_latest(tickets)} AS ticket "
+            "ON ticket.ticket_id = concat(case_id, '/', rule)")
+
+
+_ALERTS_WITH_TICKETS = _alerts_with_tickets()
+# Of the chosen case alone (the drill-down's case_id).
+_ALERTS_OF_THE_CASE_WITH_TICKETS = _alerts_with_tickets("case_id = ${case_id:singlequote}")
+# The alert's ticket is active: settling, open, returned, or replied and waiting for the inspector.
+_TICKET_ACTIVE = "ticket_status NOT IN ('', 'closed', 'withdrawn')"
+_TICKET_ENDED = "ticket_status IN ('closed', 'withdrawn')"
 # The alert's ticket (its case and rule's) was not closed with it: its closed round did not answer
 # it (a card raised after that round is not among its cards, or is among the next round's).
-_TICKET_NOT_CLOSED = (f"(concat(case_id, '/', rule), alert_id) NOT IN (SELECT ticket_id, "
-                      f"arrayJoin(arrayFilter(a -> NOT has(coming, a), alert_ids)) FROM {_TICKET_STATUS} "
-                      f"WHERE status = 'closed')")
+_TICKET_NOT_CLOSED = ("NOT (ticket_status = 'closed' AND has(ticket_alert_ids, alert_id) "
+                      "AND NOT has(ticket_coming, alert_id))")
 # A round is coming for it: a closed or withdrawn ticket holds it for its next round, or an automatic
 # ticket (not opened by hand: an inspector opens those again by hand) ended before the card came.
 # Before, such a card read 已处置 on a finished case, and left every 待处置 count while a silence held
 # the round back: a false all-clear (found by a black-box test).
-_ROUND_COMING = (f"((concat(case_id, '/', rule), alert_id) IN (SELECT ticket_id, arrayJoin(coming) FROM {_TICKET_STATUS}"
-                 f" WHERE status IN ('closed', 'withdrawn'))"
-                 f" OR ((concat(case_id, '/', rule), alert_id) NOT IN (SELECT ticket_id, arrayJoin(alert_ids) FROM "
-                 f"{_TICKET_STATUS} WHERE status IN ('closed', 'withdrawn'))"
-                 f" AND concat(case_id, '/', rule) IN (SELECT ticket_id FROM {_TICKET_STATUS}"
-                 f" WHERE status IN ('closed', 'withdrawn') AND manual = 0)))")
+_ROUND_COMING = (f"({_TICKET_ENDED} AND (has(ticket_coming, alert_id) "
+                 f"OR (NOT has(ticket_alert_ids, alert_id) AND ticket_manual = 0)))")
 
 
 # A deadline_near card is overtaken once the deadline it warned of has passed (its evidence's
@@ -229,27 +248,24 @@ _OVERTAKEN = ("(rule = 'deadline_near' AND ifNull(parseDateTime64BestEffortOrNul
 
 def _unhandled(cases: str = "") -> str:
     """`cases`: a condition on `cases` that narrows its lookup where the alerts are of known cases
-    (one case's drill-down reads one case's latest row, not every case's)."""
+    (one case's drill-down reads one case's latest row, not every case's). Over
+    `_alerts_with_tickets`."""
     narrowed = f"{cases} AND " if cases else ""
-    return f"""(concat(case_id, '/', rule) IN (SELECT ticket_id FROM {_TICKET_STATUS}
-        WHERE status NOT IN ('closed', 'withdrawn'))
+    return f"""({_TICKET_ACTIVE}
     OR ({_ROUND_COMING} AND NOT {_OVERTAKEN})
     OR ({_TICKET_NOT_CLOSED} AND NOT {_OVERTAKEN}
         AND case_id IN (SELECT case_id FROM cases FINAL WHERE {narrowed}status IN ('open', 'suspended'))))"""
 
 
+# Waiting to be dealt with (待处置), over `_ALERTS_WITH_TICKETS`.
 _PENDING = f"{_OPEN} AND {_unhandled()}"
-# Of the chosen case alone (the drill-down's case_id).
+# Of the chosen case alone (the drill-down's case_id), over `_ALERTS_OF_THE_CASE_WITH_TICKETS`.
 _PENDING_OF_THE_CASE = f"{_OPEN} AND {_unhandled('case_id = ${case_id:singlequote}')}"
-# The active tickets of deadline_near cards: a few, opened by hand (every ticket's latest row cost
-# the department's case list a third more).
-_NEAR_TICKETS_ACTIVE = ("(SELECT ticket_id FROM (SELECT ticket_id, status FROM tickets WHERE rule = 'deadline_near' "
-                        "ORDER BY ticket_id, version DESC LIMIT 1 BY ticket_id) WHERE status NOT IN ('closed', 'withdrawn'))")
 # The same of an alert whose case is known to be in progress (a list of cases in progress): its
-# ticket active, or none closed (and not overtaken, unless its own ticket is active). Without
-# `cases FINAL` a second time, which cost a department's case list 50 ms at 10M events.
-_PENDING_IN_PROGRESS = (f"{_OPEN} AND {_TICKET_NOT_CLOSED} AND (NOT {_OVERTAKEN} OR concat(case_id, '/', rule) IN "
-                        f"{_NEAR_TICKETS_ACTIVE})")
+# ticket active, or none closed with it (and not overtaken, unless its own ticket is active: a
+# deadline_near card's ticket opened by hand, or by a policy for it). Without `cases FINAL` a second
+# time, which cost a department's case list 50 ms at 10M events.
+_PENDING_IN_PROGRESS = f"{_OPEN} AND {_TICKET_NOT_CLOSED} AND (NOT {_OVERTAKEN} OR {_TICKET_ACTIVE})"
 # A case open at the end of the range ("now" of the screen): not yet finished then (a past day
 # shows the cases finished since as they were). A case suspended before its deadline has none
 # stored while its clock stands still (`deadline < $__toTime_ms` leaves it out); one suspended only
@@ -379,7 +395,7 @@ WALL_OPEN_CARDS = Panel(
     columns=("red", "yellow"),
     sql=f"""
 SELECT countIf(severity = 'red') AS red, countIf(severity = 'yellow') AS yellow
-FROM alerts FINAL
+FROM {_ALERTS_WITH_TICKETS}
 WHERE {_PENDING}
 """,
 )
@@ -394,7 +410,7 @@ WALL_CARDS_BY_DEPARTMENT = Panel(
     sql=f"""{_NAMES}
 SELECT {_department_name()} AS department_name,
     countIf(severity = 'red') AS red, countIf(severity = 'yellow') AS yellow
-FROM alerts FINAL
+FROM {_ALERTS_WITH_TICKETS}
 WHERE {_PENDING}
 GROUP BY department
 ORDER BY red DESC, yellow DESC, department_name
@@ -569,7 +585,7 @@ OPEN_ALERTS_BY_RULE = Panel(
     columns=("rule_title", "severity_title", "open_alerts"),
     sql=f"""
 SELECT {_RULE_TITLE} AS rule_title, {_SEVERITY_TITLE} AS severity_title, count() AS open_alerts
-FROM alerts FINAL
+FROM {_ALERTS_WITH_TICKETS}
 WHERE {_PENDING} AND {_ALERT_FILTERS}
 GROUP BY rule, severity
 ORDER BY severity = 'red' DESC, open_alerts DESC, rule_title
@@ -591,7 +607,7 @@ LIVE_ALERTS = Panel(
 SELECT event_time, raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title, case_id,
     {_department_name()} AS department_name, {_item_name()} AS item_name, {_ALERT_TITLE} AS title,
     if(status = 'acknowledged', '已签收', '待处置') AS state
-FROM alerts FINAL
+FROM {_ALERTS_WITH_TICKETS}
 WHERE {_PENDING} AND {_ALERT_FILTERS} AND $__timeFilter_ms(event_time)
 ORDER BY event_time DESC, alert_id
 LIMIT 200
@@ -613,7 +629,7 @@ SELECT
     countIf(severity = 'red') AS red,
     count() AS alerts,
     countIf({_PENDING}) AS still_open
-FROM alerts FINAL
+FROM {_ALERTS_WITH_TICKETS}
 WHERE status != 'withdrawn' AND {_ALERT_FILTERS} AND $__timeFilter_ms(event_time)
 GROUP BY department
 ORDER BY red DESC, yellow DESC, department_name
@@ -682,7 +698,8 @@ CASE_SUMMARY = Panel(
 SELECT case_id, {_department_name()} AS department_name, {_item_name()} AS item_name,
     transform(status, ['open', 'suspended', 'closed', 'withdrawn'], ['在办', '挂起', '办结', '撤回'], status) AS state,
     accepted_at, {_deadline_text("deadline")} AS deadline_text, ended_at, event_count, deadline,
-    (SELECT count() FROM alerts FINAL WHERE case_id = ${{case_id:singlequote}} AND {_PENDING_OF_THE_CASE}) AS open_alerts
+    (SELECT count() FROM {_ALERTS_OF_THE_CASE_WITH_TICKETS} WHERE case_id = ${{case_id:singlequote}}
+        AND {_PENDING_OF_THE_CASE}) AS open_alerts
 FROM cases FINAL
 WHERE case_id = ${{case_id:singlequote}}
 """,
@@ -731,7 +748,7 @@ SELECT event_time, raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE}
             {_OVERTAKEN} AND case_id IN (SELECT case_id FROM cases FINAL WHERE case_id = ${{case_id:singlequote}}
                 AND status IN ('open', 'suspended')), '已超时（转红牌督办）', '已处置') AS state,
     {_node_name()} AS node_name, if(evidence_text != '', evidence_text, evidence) AS evidence, withdrawn_reason
-FROM alerts FINAL
+FROM {_ALERTS_OF_THE_CASE_WITH_TICKETS}
 WHERE case_id = ${{case_id:singlequote}}
 ORDER BY event_time, alert_id
 """,
@@ -846,7 +863,7 @@ DEPARTMENT_OPEN_CARDS = Panel(
     columns=("red", "yellow"),
     sql=f"""
 SELECT countIf(severity = 'red') AS red, countIf(severity = 'yellow') AS yellow
-FROM alerts FINAL
+FROM {_ALERTS_WITH_TICKETS}
 WHERE {_PENDING} AND department = ${{department:singlequote}}
 """,
 )
@@ -862,7 +879,7 @@ DEPARTMENT_OPEN_ALERTS = Panel(
     sql=f"""{_NAMES.rstrip()},{_NODES.rstrip()}
 SELECT event_time, raised_at, {_SEVERITY_TITLE} AS severity_title, {_RULE_TITLE} AS rule_title, case_id,
     {_item_name()} AS item_name, {_node_name()} AS node_name, {_ALERT_TITLE} AS title
-FROM alerts FINAL
+FROM {_ALERTS_WITH_TICKETS}
 WHERE {_PENDING} AND department = ${{department:singlequote}}
 ORDER BY severity = 'red' DESC, event_time DESC, alert_id
 LIMIT 200
@@ -958,11 +975,11 @@ SELECT
     case_id, {_item_name()} AS item_name, if(status = 'suspended', '挂起', '在办') AS state, accepted_at,
     {_deadline_text("deadline")} AS deadline_text,
     if(deadline > $__toTime_ms, dateDiff('day', $__toTime_ms, {_LAST_DAY}, 'Asia/Shanghai') + 1, -{_DAYS_LATE}) AS days_left,
-    event_count, pending.open_alerts AS open_alerts, deadline
+    event_count, ifNull(pending.open_alerts, 0) AS open_alerts, deadline
 FROM cases FINAL
 LEFT JOIN (
     -- every case of the list is in progress: an alert is pending unless its ticket was closed
-    SELECT case_id, count() AS open_alerts FROM alerts FINAL
+    SELECT case_id, count() AS open_alerts FROM {_ALERTS_WITH_TICKETS}
     WHERE {_PENDING_IN_PROGRESS} AND department = ${{department:singlequote}}
     GROUP BY case_id
 ) AS pending USING (case_id)
