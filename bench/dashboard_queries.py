@@ -354,8 +354,11 @@ ORDER BY cityHash64(case_id, event_id) LIMIT {round(self.events * DUPLICATE_SHAR
                              time.perf_counter() - started))
 
     def catalog_and_tickets(self) -> None:
-        """The catalog's copy (departments, items, codes), a ticket for every standing red alert (opened
-        an hour after it, replied after a week, closed after three), and some dead letters."""
+        """The catalog's copy (departments, items, codes), a ticket for every standing red alert (settling,
+        opened an hour after it, escalated after three days, replied after a week, closed after three),
+        and some dead letters. Each ticket version carries a stored form (`state`) and evidence of the
+        sizes a demo city's tickets have (about 1.2 KB and 560 B; without the `pending` key, as a ticket
+        with no coming round is stored): the panels that read a ticket's coming round parse them."""
         started = time.perf_counter()
         names = arr(f"市{code}局" for code in DEPARTMENTS)
         self.c.command(f"""
@@ -377,16 +380,21 @@ FROM bench_gen.plan GROUP BY item_code""")
 INSERT INTO tickets (ticket_id, version, case_id, rule, severity, item_code, department, region, status, resolution,
     overdue, escalation_level, manual, opened_at, deadline, level_2_at, alert_ids, evidence, changed_at, actor, kind,
     text, written_at, state)
-SELECT concat(case_id, '/', rule), v, case_id, rule, severity, item_code, department, region,
-    ['open', 'replied', 'closed'][v], if(v = 3, 'accepted', ''), 0, 0, 0, opened, opened + INTERVAL 3 DAY, NULL,
-    [alert_id], '{{}}', least({self.T}, opened + toIntervalDay([0, 7, 21][v])), 'bench',
-    ['opened', 'reply', 'accept'][v], '', {self.T}, '{{}}'
+SELECT concat(case_id, '/', rule) AS tid, v, case_id, rule, severity, item_code, department, region,
+    ['settling', 'open', 'open', 'replied', 'closed'][v + 1], if(v = 4, 'accepted', ''), v >= 2, if(v >= 2, 1, 0), 0,
+    opened, opened + INTERVAL 3 DAY, NULL, [alert_id],
+    concat('{{"', alert_id, '":{{"status":"open","evidence":{{"detail":"', repeat('x', 450 + cityHash64(tid) % 200),
+           '"}}}}}}'),
+    least({self.T}, opened + toIntervalDay([0, 0, 3, 7, 21][v + 1])), 'bench',
+    ['settling', 'opened', 'level_1', 'reply', 'accept'][v + 1], '', {self.T},
+    concat('{{"ticket_id":"', tid, '","case_id":"', case_id, '","status":"', ['settling', 'open', 'open', 'replied',
+           'closed'][v + 1], '","version":', toString(v), ',"alerts":[["', alert_id, '","open",null,{{"detail":"',
+           repeat('x', 850 + 80 * v + cityHash64(tid) % 300), '"}}]],"quiet":null}}')
 FROM (
     SELECT *, least({self.T}, raised_first + INTERVAL 1 HOUR) AS opened,
-        arrayJoin(range(1, 1 + multiIf(age > 21 * 86400, 3, age > 7 * 86400, 2, 1))) AS v
-    FROM bench_gen.alert_plan
-    WHERE severity = 'red' AND final_status != 'withdrawn'
-    LIMIT 1 BY case_id, rule
+        arrayJoin(range(0, 2 + multiIf(age > 21 * 86400, 3, age > 7 * 86400, 2, age > 3 * 86400, 1, 0))) AS v
+    FROM (SELECT * FROM bench_gen.alert_plan WHERE severity = 'red' AND final_status != 'withdrawn'
+          LIMIT 1 BY case_id, rule)
 )""")
         self.c.command(f"""
 INSERT INTO dead_letters SELECT toString(number), ['invalid_json', 'unknown_item', 'store_refused'][number % 3 + 1],
