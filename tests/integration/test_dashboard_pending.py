@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from dashboards import queries as q
 from dashboards.macros import TimeRange, expand
 from sinks.clickhouse import connect
-from sinks.migrations import migrate
+from sinks.migrations import migrate, rollback
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
 
@@ -87,22 +89,45 @@ def _rows_of(*tickets) -> list[dict]:
     return [{k: row[k] for k in columns} for row in rows]
 
 
-def _pending_of(tmp_path, alerts: list[dict], tickets: list[dict], case_id: str) -> set[str]:
+# The last migration before the columns the 待处置 panels read (0017: a ticket's coming round, the
+# deadline a deadline_near card warned of); rows written before it are read by their DEFAULT.
+BEFORE_PENDING_COLUMNS = 16
+
+
+def migrated(client, written_before_0017: bool) -> None:
+    """The store's schema to write the rows under: the latest, or the one before migration 0017
+    (`after_writing` then migrates it)."""
+    migrate(client)
+    if written_before_0017:
+        rollback(client, BEFORE_PENDING_COLUMNS)
+
+
+def after_writing(client, written_before_0017: bool) -> None:
+    if written_before_0017:
+        migrate(client)
+
+
+def _pending_of(tmp_path, alerts: list[dict], tickets: list[dict], case_id: str,
+                written_before_0017: bool = False) -> set[str]:
     client = connect(None, tmp_path / "data")
     try:
-        migrate(client)
+        migrated(client, written_before_0017)
         insert(client, "alerts", alerts)
         insert(client, "tickets", tickets)
         insert(client, "cases", [case(case_id, "closed", NOW - timedelta(days=40), ended_at=NOW - timedelta(days=1))])
+        after_writing(client, written_before_0017)
         return pending_at(client)
     finally:
         client.close()
 
 
-def test_a_card_waiting_for_the_next_round_still_waits_after_an_update_of_the_card_its_round_answered(tmp_path):
+@pytest.mark.parametrize("written_before_0017", [False, True])
+def test_a_card_waiting_for_the_next_round_still_waits_after_an_update_of_the_card_its_round_answered(
+        tmp_path, written_before_0017):
     """Found by review: a change recorded on the closed ticket (a new version of the card the closed
     round answered) lists every card of its bundle, the waiting one too, and it read 已处置 again.
-    The ticket's stored state names the coming round's cards (`pending`)."""
+    The ticket's stored state names the coming round's cards (`pending`), kept in a column of their
+    own (`pending_alert_ids`, migration 0017), also for a row written before that column."""
     from alerts.tickets import on_alert
     from tests.unit.test_tickets import CAL, CST, POLICY, alert as card, closed_ticket
 
@@ -112,7 +137,8 @@ def test_a_card_waiting_for_the_next_round_still_waits_after_an_update_of_the_ca
     assert not waiting.versions  # the round settles: no row yet
     (updated,) = on_alert(waiting.ticket, card("N2", version=2), POLICY, CAL, found + timedelta(minutes=10)).versions
     cards = [{**alert(a.alert_id, "C-1"), "case_id": a.case_id} for a in (card("N2"), card("N4"))]
-    assert _pending_of(tmp_path, cards, _rows_of(closed, updated), "C-1") == {card("N4").alert_id}
+    assert _pending_of(tmp_path, cards, _rows_of(closed, updated), "C-1",
+                       written_before_0017) == {card("N4").alert_id}
 
 
 def test_a_yellow_card_after_a_round_opened_by_hand_is_not_waiting_for_one(tmp_path):
@@ -133,12 +159,15 @@ def test_a_yellow_card_after_a_round_opened_by_hand_is_not_waiting_for_one(tmp_p
     assert _pending_of(tmp_path, cards, _rows_of(opened, closed), "C-1") == set()
 
 
-def test_a_deadline_near_card_whose_deadline_has_passed_waits_no_more(tmp_path):
+@pytest.mark.parametrize("written_before_0017", [False, True])
+def test_a_deadline_near_card_whose_deadline_has_passed_waits_no_more(tmp_path, written_before_0017):
     """Found by a black-box test of the wall: a yellow 临近办理时限 card stayed 待处置 for as long as
     its case was open, weeks after the deadline it warned of had passed and its red 办理超时 card
     (whose ticket the department had answered) said so: 141 of a city's 304 yellow cards. One whose
     deadline is still to come waits, though its last working day was days before (a stated deadline
-    after a weekend: found by review); one with a ticket of its own waits through it."""
+    after a weekend: found by review); one with a ticket of its own waits through it. The deadline
+    is kept in a column of its own (`warned_deadline`, migration 0017), also for a card written
+    before that column."""
     import orjson
 
     def near(alert_id: str, case_id: str, last_day: datetime, deadline: datetime) -> dict:
@@ -147,7 +176,7 @@ def test_a_deadline_near_card_whose_deadline_has_passed_waits_no_more(tmp_path):
 
     client = connect(None, tmp_path / "data")
     try:
-        migrate(client)
+        migrated(client, written_before_0017)
         today = NOW.replace(hour=0) - timedelta(hours=8)  # 00:00 in Shanghai, as deadline_near's moment
         rows = [near("near-late", "L1", today - timedelta(days=3), today - timedelta(days=2)),
                 alert("late", "L1", "overdue"),
@@ -162,6 +191,7 @@ def test_a_deadline_near_card_whose_deadline_has_passed_waits_no_more(tmp_path):
         insert(client, "cases", [case("L1", "open", today - timedelta(days=2)), case("L2", "open", today + timedelta(days=1)),
                                  case("L3", "open", today + timedelta(days=2)),
                                  case("L4", "suspended", today - timedelta(days=2))])
+        after_writing(client, written_before_0017)
         assert pending_at(client) == {"late", "node-late", "near", "near-weekend", "near-own", "late-4"}
         assert "near" not in pending_at(client, today + timedelta(days=1))  # the screen the next day: L2 late too
         rng = TimeRange(NOW - timedelta(days=1), NOW)

@@ -86,6 +86,10 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         assert {"closed_at", "closed_by", "closed_reason"} <= columns(client, "dead_letters")
         assert {"undone_ends", "reopened_at"} <= cases_columns(client)
         assert {"case_reopenings", "case_reopenings_mv"} <= {row[0] for row in client.query("SHOW TABLES").result_rows}
+        assert "warned_deadline" in columns(client, "alerts") and "pending_alert_ids" in columns(client, "tickets")
+        assert rollback(client, 16) == [17]
+        assert "warned_deadline" not in columns(client, "alerts")
+        assert "pending_alert_ids" not in columns(client, "tickets")
         assert rollback(client, 15) == [16]
         assert not {"undone_ends", "reopened_at"} & cases_columns(client)
         assert not {"case_reopenings", "case_reopenings_mv"} & {row[0] for row in client.query("SHOW TABLES").result_rows}
@@ -106,14 +110,14 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         assert not {"dead_letters", "tickets", "notices", "silences", "scores"} & tables
         assert not {"settled_since", "judged_under"} & cases_columns(client)
         assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
-        assert migrate(client) == list(range(2, 17))
+        assert migrate(client) == list(range(2, 18))
         assert client.query("SELECT count() FROM case_events").result_rows[0][0] == 1
-        assert rollback(client, 0) == list(range(16, 0, -1))
+        assert rollback(client, 0) == list(range(17, 0, -1))
         assert applied(client) == []
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
         assert not {"case_events", "cases", "alerts", "dead_letters", "tickets", "notices", "silences",
                     "scores"} & tables
-        assert migrate(client) == list(range(1, 17))
+        assert migrate(client) == list(range(1, 18))
     finally:
         client.close()
 
