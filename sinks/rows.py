@@ -134,8 +134,9 @@ def stored_letter(letter: dict[str, Any]) -> DeadLetter:
 
 
 # A ticket row's round, in ClickHouse: its stored state names it from round 2 on
-# (`streams.ticket_codec`). The 督办完成率 counts rounds, in `sunlight score` and on the wall screen.
-TICKET_ROUND = "greatest(JSONExtractInt(state, 'round'), 1)"
+# (`streams.ticket_codec`), and the column `round` keeps it (migration 0017, computed from the state
+# as the row is written). The 督办完成率 counts rounds, in `sunlight score` and on the wall screen.
+TICKET_ROUND = "round"
 
 
 def ticket_row(ticket: Ticket, written_at: datetime, state: str) -> dict[str, Any]:

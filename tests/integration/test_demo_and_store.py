@@ -86,10 +86,11 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         assert {"closed_at", "closed_by", "closed_reason"} <= columns(client, "dead_letters")
         assert {"undone_ends", "reopened_at"} <= cases_columns(client)
         assert {"case_reopenings", "case_reopenings_mv"} <= {row[0] for row in client.query("SHOW TABLES").result_rows}
-        assert "warned_deadline" in columns(client, "alerts") and "pending_alert_ids" in columns(client, "tickets")
+        assert "warned_deadline" in columns(client, "alerts")
+        assert {"pending_alert_ids", "round"} <= columns(client, "tickets")
         assert rollback(client, 16) == [17]
         assert "warned_deadline" not in columns(client, "alerts")
-        assert "pending_alert_ids" not in columns(client, "tickets")
+        assert not {"pending_alert_ids", "round"} & columns(client, "tickets")
         assert rollback(client, 15) == [16]
         assert not {"undone_ends", "reopened_at"} & cases_columns(client)
         assert not {"case_reopenings", "case_reopenings_mv"} & {row[0] for row in client.query("SHOW TABLES").result_rows}
@@ -118,6 +119,38 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         assert not {"case_events", "cases", "alerts", "dead_letters", "tickets", "notices", "silences",
                     "scores"} & tables
         assert migrate(client) == list(range(1, 18))
+    finally:
+        client.close()
+
+
+def test_rows_written_before_migration_0017_read_its_columns_as_their_json_says(tmp_path):
+    """Migration 0017 keeps three facts of a row's JSON in columns (a ticket's coming round and its
+    round, a deadline_near card's deadline): rows written before it, and rows written after it by
+    a writer that does not name them, read what their JSON says."""
+    client = connect(None, tmp_path)
+    try:
+        migrate(client)
+        for written_before in (True, False):
+            if written_before:
+                rollback(client, 16)
+            prefix = "old" if written_before else "new"
+            client.insert("tickets", [
+                [f"{prefix}/1", 1, "{}"],
+                [f"{prefix}/2", 3, orjson.dumps({"round": 2, "pending": ["a2", "a3"], "status": "closed"}).decode()]],
+                column_names=["ticket_id", "version", "state"])
+            client.insert("alerts", [
+                [f"{prefix}-near", "deadline_near", orjson.dumps({"deadline": "2026-03-09T00:00:00+08:00"}).decode()],
+                [f"{prefix}-late", "overdue", orjson.dumps({"deadline": "2026-03-09T00:00:00+08:00"}).decode()]],
+                column_names=["alert_id", "rule", "evidence"])
+            migrate(client)
+            tickets = client.query("SELECT ticket_id, round, pending_alert_ids FROM tickets "
+                                   "WHERE startsWith(ticket_id, {p:String}) ORDER BY ticket_id",
+                                   parameters={"p": prefix}).result_rows
+            assert tickets == [(f"{prefix}/1", 1, []), (f"{prefix}/2", 2, ["a2", "a3"])], written_before
+            alerts = client.query("SELECT alert_id, toString(warned_deadline) FROM alerts WHERE startsWith(alert_id, "
+                                  "{p:String}) ORDER BY alert_id", parameters={"p": prefix}).result_rows
+            near = "2026-03-08 16:00:00.000000"  # its evidence's deadline, in UTC
+            assert alerts == [(f"{prefix}-late", None), (f"{prefix}-near", near)], written_before
     finally:
         client.close()
 
