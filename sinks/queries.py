@@ -372,27 +372,38 @@ _LATEST = "(ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets 
 _LATEST_VISIBLE = ("version > 0", _LATEST)
 
 
+def _latest_of(tickets: list[str]) -> str:
+    """`_LATEST` of the tickets that `tickets` (conditions true of every version of a ticket, or of
+    none: its id, its case) pick: one case's tickets are found among that case's rows, not by the
+    latest version of every ticket ever stored (about 100 ms at 10M events, for one case's page)."""
+    if not tickets:
+        return _LATEST
+    return (f"(ticket_id, version) IN (SELECT ticket_id, max(version) FROM tickets WHERE {' AND '.join(tickets)} "
+            "GROUP BY ticket_id)")
+
+
 def stored_tickets(client, scope: Scope, status: str | None = None, ticket_id: str | None = None,
                    tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), case_id: str | None = None,
                    ticket_ids: list[str] | None = None, settling: bool = False) -> list[dict[str, Any]]:
     """The latest version of every ticket in scope that anyone may see (not those still settling,
     unless `settling`: for an alert to say its ticket is on its way; then each also names the cards
     of its coming round, `coming`); of one case with `case_id`, of those named with `ticket_ids`."""
-    conditions = [_LATEST] if settling else list(_LATEST_VISIBLE)
     parameters: dict[str, Any] = {}
-    if status is not None:
-        conditions.append("status = {status:String}")
-        parameters["status"] = status
+    picked = []  # true of every version of a ticket, or of none
     if ticket_id is not None:
-        conditions.append("ticket_id = {ticket_id:String}")
+        picked.append("ticket_id = {ticket_id:String}")
         parameters["ticket_id"] = ticket_id
     if case_id is not None:
-        conditions.append("case_id = {case_id:String}")
+        picked.append("case_id = {case_id:String}")
         parameters["case_id"] = case_id
     if ticket_ids is not None:
-        conditions.append("ticket_id IN {ticket_ids:Array(String)}")
+        picked.append("ticket_id IN {ticket_ids:Array(String)}")
         parameters["ticket_ids"] = list(ticket_ids)
-    columns = ", ".join(TICKET_COLUMNS) + (", JSONExtract(state, 'pending', 'Array(String)')" if settling else "")
+    conditions = [*picked, _latest_of(picked)] if settling else [*picked, "version > 0", _latest_of(picked)]
+    if status is not None:  # of the latest version alone
+        conditions.append("status = {status:String}")
+        parameters["status"] = status
+    columns = ", ".join(TICKET_COLUMNS) + (", pending_alert_ids" if settling else "")
     query = ScopedQuery(columns, "tickets FINAL", where=" AND ".join(conditions), tail="ORDER BY deadline, ticket_id")
     sql, scoped = query.sql(scope)
     rows = client.query(sql, parameters={**scoped, **parameters}).result_rows
@@ -499,7 +510,8 @@ def failed_notices_and_their_tickets(client, ticket_ids: list[str] | None = None
     # Each ticket's latest visible version (as `stored_tickets` takes it): its status and its round.
     standing = {ticket_id: (status, int(round_)) for ticket_id, status, round_ in client.query(
         f"SELECT ticket_id, status, {TICKET_ROUND} FROM tickets FINAL WHERE ticket_id IN {{tickets:Array(String)}} "
-        f"AND {' AND '.join(_LATEST_VISIBLE)}", parameters={"tickets": ids}).result_rows}
+        f"AND version > 0 AND {_latest_of(['ticket_id IN {tickets:Array(String)}'])}",
+        parameters={"tickets": ids}).result_rows}
     # Each one's `later_steps`: the ladder's steps its ticket went through after it was due, in its
     # round (step -> when the first notice of that step was due), which its resend tells
     # (`alerts.notices.resent`). Of every round, a notice of the first round resent in the second
