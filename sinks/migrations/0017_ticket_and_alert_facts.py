@@ -10,7 +10,8 @@ parsed from JSON in every row (``dashboards.queries``, ``sinks.rows.TICKET_ROUND
   version's stored form, it cost the wall's 本月督办完成率 about 60 ms at 10M events.
 * ``alerts.warned_deadline``: the deadline a deadline_near card warned of (its evidence's
   ``deadline``; NULL for the other rules), which decides whether the red overdue card has
-  overtaken it. Read from ``evidence``, every alert's evidence was read.
+  overtaken it. Read from ``evidence``, every alert's evidence was read. Kept to the microsecond
+  (the panels had read it to the millisecond; the detectors state deadlines in whole seconds).
 
 Each is a DEFAULT expression over the row's own JSON, so the writers do not name them and cannot
 disagree with the JSON: ClickHouse computes them as a row is written. For rows written before,
