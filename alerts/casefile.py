@@ -84,8 +84,9 @@ def _waiting_text(waiting: Mapping[str, str], ended_at) -> str | None:
 # What a case whose events name two items is told (`alerts.evaluate.judge_case`).
 MIXED_ITEMS_TEXT = ("该办件的事件分属不同事项（{items}）：按多数事件所属事项 {item} 的办理流程和时限评判，"
                     "其他事项的事件（{others}）暂不计入，暂缓评判：除事件登记迟延（网下运行、网上登记）和处罚金额超出裁量基准外不新发预警；"
-                    "这些事件仅为环节、决定或退回时，临近到期、超时预警及涉及办理时限的事后补挂起预警照常发出；已发的预警在该事项的事实"
-                    "不再支持时撤销。请核实事项编码并更正来源系统的数据。")
+                    "这些事件仅为环节、决定或退回，或为所述时间在办理期限届满之后的挂起、办结或撤回时，临近到期、超时预警及涉及办理时限的"
+                    "事后补挂起预警照常发出；已发的预警在该事项的事实不再支持时撤销，临近到期、超时预警因事后补登的挂起而撤销时，"
+                    "同时发出事后补挂起预警。请核实事项编码并更正来源系统的数据。")
 
 
 # What a case whose only refused events are ratings is told: it is judged as any case.
@@ -93,10 +94,11 @@ RATINGS_ONLY_TEXT = ("该办件有评议（好差评）事件因数据不符合�
                      "评议不影响预警，办件照常评判。")
 
 
-# What a case is told whose refused events are ratings or nodes stated after its end (办结后才完成的
-# 环节), none of which changes how it was handled (`alerts.state.holds_back`): it is judged as any case.
+# What a case is told whose refused events are ratings, or nodes, suspensions or resumptions stated
+# after its end (办结后才完成的环节), none of which changes how it was handled
+# (`alerts.state.holds_back`): it is judged as any case.
 NOT_HOLDING_TEXT = ("该办件有事件因数据不符合规范被系统拒收，请在来源系统更正并重新推送；"
-                    "被拒收的仅为评议或所述时间在办结（撤回）之后的环节，不影响对办理过程的评判，办件照常评判。")
+                    "被拒收的仅为评议，或所述时间在办结（撤回）之后的环节、挂起或恢复计时事件，不影响对办理过程的评判，办件照常评判。")
 
 
 # What a case that waits for refused events is told to the people who read its file.
@@ -105,8 +107,9 @@ NOT_HOLDING_TEXT = ("该办件有事件因数据不符合规范被系统拒收�
 # by a black-box test).
 WAITING_TEXT = ("该办件有事件因数据不符合规范被系统拒收，事实不完整，暂缓评判：在来源系统更正并重新推送这些事件"
                 "（由运维人员在死信队列中核对、重新提交）之前，除事件登记迟延（网下运行、网上登记）和处罚金额超出裁量基准外不新发预警；"
-                "被拒收的仅为环节、决定或退回事件时，临近到期、超时预警及涉及办理时限的事后补挂起预警照常发出；"
-                "已发的预警在已到达的事实不再支持时撤销。")
+                "被拒收的仅为环节、决定或退回事件，或为所述时间在办理期限届满之后的挂起、办结或撤回事件时，"
+                "临近到期、超时预警及涉及办理时限的事后补挂起预警照常发出；"
+                "已发的预警在已到达的事实不再支持时撤销，临近到期、超时预警因事后补登的挂起而撤销时，同时发出事后补挂起预警。")
 
 
 def _accepted_after_the_end(timeline) -> CaseEvent | None:

@@ -27,7 +27,7 @@ from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
 from alerts.state import (CaseState, apply, apply_verdict, catalog_refusal, content_differences, holds_back, refuse,
-                          refused_type, restated, set_aside_events, with_event)
+                          refused_time, refused_type, restated, set_aside_events, with_event)
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -236,6 +236,34 @@ BACKFILLED_TEXT = "；其中有事件系事后补登，已另发红牌“网下�
 DEADLINE_RULES = frozenset({Rule.OVERDUE, Rule.DEADLINE_NEAR})
 
 
+# Events of these types stated after the case's deadline cannot move it (time after a deadline is
+# not counted, and a case suspended through its deadline has none yet) nor make the case not open
+# until then (`off_the_deadline`). Not a resumption: read with one stated later, an earlier one may
+# resume only a suspension stated inside another (`alerts.timeline._inner_resumptions`), and the
+# case stays suspended until the later one.
+_NOT_BACK_AFTER_THE_DEADLINE = frozenset({EventType.SUSPENDED, EventType.CLOSED, EventType.WITHDRAWN})
+
+
+def off_the_deadline(kind: EventType | None, stated: datetime | None, deadline: datetime | None) -> bool:
+    """Whether an event the case waits for (refused, or of another item: `judge_case`), of type
+    `kind` and stated at `stated` (None: unknown), leaves the case's deadline (`deadline`, as its
+    own events give it) and whether it was open until then as they are: a node, a decision, a
+    rating or a return (`OFF_THE_DEADLINE`); or a suspension, closing or withdrawal stated after
+    the deadline. Before, a closing of another item stated a week after the deadline kept the case
+    from its overdue card in one replay, and left the card standing when the events came in two:
+    found by a black-box test."""
+    if kind in OFF_THE_DEADLINE:
+        return True
+    return kind in _NOT_BACK_AFTER_THE_DEADLINE and stated is not None and deadline is not None and stated > deadline
+
+
+def replaces_a_deadline_card(finding: Finding) -> bool:
+    """A suspension that moved the case's deadline after the fact (`retroactive_suspension`, of the
+    case's deadline, not a node's): the card the facts that take a deadline card down raise in its
+    place, raised with that withdrawal by a waiting case (`judge_case`)."""
+    return finding.rule is Rule.RETROACTIVE_SUSPENSION and "covered_node" not in finding.evidence
+
+
 def raised_while_waiting(finding: Finding, deadline_known: bool) -> bool:
     """Whether a case that waits for refused events, or sets aside events of another item, raises
     `finding` all the same (`judge_case`): a late registration; a fine outside the benchmark of the
@@ -249,7 +277,7 @@ def raised_while_waiting(finding: Finding, deadline_known: bool) -> bool:
         return True
     if not deadline_known:
         return False
-    return rule in DEADLINE_RULES or (rule is Rule.RETROACTIVE_SUSPENSION and "covered_node" not in finding.evidence)
+    return rule in DEADLINE_RULES or replaces_a_deadline_card(finding)
 
 
 def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetime,
@@ -264,17 +292,21 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     skipped (a refused acceptance made every closed case a red `skipped_node`). Its published
     alerts are judged as any case's, so one that the facts it has no longer support is withdrawn
     (a finding raised on part of its events, before the rest came), and nothing is due for it:
-    the corrected event has it judged in full. Three exceptions (`raised_while_waiting`), all found
-    by black-box tests:
+    the corrected event has it judged in full. Four exceptions (`raised_while_waiting`,
+    `replaces_a_deadline_card`), all found by black-box tests:
     * an event registered long after it happened is `backfill` whatever else the case holds: else
       a department sent one junk event, then its handling back-dated weeks late, and its red card
       was withdrawn with no card for the back-dating;
     * a fine outside its item's benchmark is `discretion_out_of_range`, whatever else it holds;
     * when every event it waits for is of a type that cannot move its deadline nor end it
-      (`OFF_THE_DEADLINE`: a node, a decision, a rating, a return), its deadline's rules
+      (`OFF_THE_DEADLINE`: a node, a decision, a rating, a return), or a suspension, closing or
+      withdrawal stated after that deadline (`off_the_deadline`), its deadline's rules
       (`DEADLINE_RULES`: overdue, deadline_near), and a suspension that moved that deadline after
       the fact, are judged and due as any case's: else one junk node event sent before the
-      deadline kept the case from ever being overdue.
+      deadline kept the case from ever being overdue;
+    * a deadline card its own facts take down comes down with the card they raise in its place
+      (`replaces_a_deadline_card`): else a back-dated suspension withdrew a true red overdue while
+      one junk event kept back the card of the back-dating.
     """
     if not state.events:  # known only by refused events: nothing to judge
         if state.next_due is None:
@@ -287,7 +319,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     # Ratings aside: no rule reads one, so a refused rating, or one naming another item, holds
     # nothing back (a junk rating kept a case closed without its last node from its red card: found
     # by a black-box test).
-    # Nor does a node stated after the case's end (`holds_back`).
+    # Nor does a node, a suspension or a resumption stated after the case's end (`holds_back`).
     holding = [kept for kept in state.refused.values() if holds_back(kept, result.ended_at)]
     set_aside = set_aside_events(state.events, item_code, result.ended_at)
     standing = {k: a for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}  # published
@@ -300,13 +332,22 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
         # (false red cards); judged on nothing, one event of another item withdrew its true red
         # cards, and one node event of another item kept an open case from ever being overdue
         # (each found by a black-box test).
-        deadline_known = (all(refused_type(kept) in OFF_THE_DEADLINE for kept in holding)
-                          and all(e.type in OFF_THE_DEADLINE for e in set_aside))
+        deadline_known = (all(off_the_deadline(refused_type(kept), refused_time(kept), result.deadline)
+                              for kept in holding)
+                          and all(off_the_deadline(e.type, e.occurred_at, result.deadline) for e in set_aside))
         findings = [f for f in findings if f.alert_id in standing or raised_while_waiting(f, deadline_known)]
         next_due = next_due if deadline_known else None
     judged_elsewhere = under_their_own_item(state, standing, findings, item_code, judge, now)
     findings = findings + [finding for finding, _ in judged_elsewhere]
     supported = {f.alert_id for f in findings}
+    if (holding or set_aside) and any(a.rule in DEADLINE_RULES and k not in supported for k, a in standing.items()):
+        # A deadline card the waiting case's own facts take down, and the card those same facts
+        # raise in its place (`replaces_a_deadline_card`): both or neither. Before, a back-dated
+        # suspension withdrew a true red overdue while one junk event held its own card back: a
+        # cover-up (found by a black-box test).
+        findings = findings + [f for f in result.findings
+                               if f.alert_id not in supported and replaces_a_deadline_card(f)]
+        supported = {f.alert_id for f in findings}
     unsupported: dict[str, str] = {}
     lost = [k for k in standing if k not in supported]
     if lost:

@@ -232,7 +232,8 @@ def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:
 def refusal(reason: str, event_type: str | None = None, stated: datetime | None = None) -> str:
     """What `CaseState.refused` keeps of a refused event: its letter's reason, and `@type` when the
     event names one of the contract's types (what it could have changed: `refused_type`), then, for
-    a node event, `@time` when it states a readable time (`stated`: when it happened, `refused_time`).
+    the types whose time decides what they could change (`_TIMED`), `@time` when it states a readable
+    time (`stated`: when it happened, `refused_time`).
     Not for an import's rows held back with an unreadable one (`UNTYPED_REASONS`): the unreadable
     row, which names no event, may be the closing."""
     if event_type not in _EVENT_TYPES or reason in UNTYPED_REASONS:
@@ -247,9 +248,10 @@ def catalog_refusal(reason: str, event: CaseEvent) -> str:
     return refusal(reason, event.type.value, event.occurred_at)
 
 
-# The refused events whose time is kept: the only ones whose time decides whether they hold their
-# case back (`after_the_end`).
-_TIMED = frozenset({EventType.NODE_COMPLETED.value})
+# The refused events whose time is kept: those whose time decides whether they hold their case back
+# (`after_the_end`), or whether they could move its deadline (`alerts.evaluate.off_the_deadline`).
+_TIMED = frozenset({EventType.NODE_COMPLETED.value, EventType.SUSPENDED.value, EventType.RESUMED.value,
+                    EventType.CLOSED.value, EventType.WITHDRAWN.value})
 
 
 UNTYPED_REASONS = frozenset({"case_incomplete", "unreadable_row"})
@@ -260,9 +262,10 @@ def cautious(kept: str, other: str) -> str:
     one that holds more back (`_holding`), whichever came first: untyped, or of a type that can move
     the case's deadline, before one that cannot, before a rating, which holds nothing back (kept
     first, a rating refused again as a node let the case raise false skipped_node cards: found by
-    review); of node events, one with no time before one with a time (which may be after the case's
-    end, `after_the_end`), and of two times the earlier (found by review: the copy stated after the
-    closing, come first, let the case raise red cards the other copy could undo)."""
+    review); of events of a type whose time is kept (`_TIMED`), one with no time before one with a
+    time (which may be after the case's end or deadline, `after_the_end`), and of two times the
+    earlier (found by review: the copy stated after the closing, come first, let the case raise red
+    cards the other copy could undo)."""
     return max(kept, other, key=_holding)
 
 
@@ -302,12 +305,18 @@ def set_aside_events(events: Sequence[CaseEvent], item_code: str, ended_at: date
 
 
 def after_the_end(kind: EventType | None, stated: datetime | None, ended_at: datetime | None) -> bool:
-    """A node completed after the end in force of its case (`ended_at`): it changes nothing of how
-    the case was handled (`alerts.timeline.read_timeline` reads no node after the end), so the case
-    waits for no such event (a junk node event stated after the closing kept a case closed without
-    its last node from its red card: found by a black-box test)."""
-    return (kind is EventType.NODE_COMPLETED and stated is not None and ended_at is not None
+    """A node completed, a suspension or a resumption after the end in force of its case
+    (`ended_at`): it changes nothing of how the case was handled (`alerts.timeline.read_timeline`
+    reads none after the end; the end ends a suspension still running), so the case waits for no
+    such event (a junk node event stated after the closing kept a case closed without its last node
+    from its red card; a junk suspension of another item stated after the closing withdrew a true
+    red overdue and kept back the card of the back-dated suspension that moved it: both found by a
+    black-box test)."""
+    return (kind in _NOTHING_AFTER_THE_END and stated is not None and ended_at is not None
             and stated > ended_at)
+
+
+_NOTHING_AFTER_THE_END = frozenset({EventType.NODE_COMPLETED, EventType.SUSPENDED, EventType.RESUMED})
 
 
 _EVENT_TYPES = frozenset(t.value for t in EventType)

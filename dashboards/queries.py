@@ -828,13 +828,15 @@ CASES_WAITING = Panel(
     name="cases_waiting",
     title="暂缓评判的办件",
     description="有事件被拒收（进入死信队列）而事实不完整的办件：在更正的事件重新提交（sunlight dlq redrive）之前，"
-                "除事件登记迟延和处罚金额超出裁量基准外不新发预警（被拒收的仅为环节、决定或退回事件时，临近到期、超时预警及涉及办理时限的事后补挂起预警照常发出；"
+                "除事件登记迟延和处罚金额超出裁量基准外不新发预警（被拒收的仅为环节、决定或退回事件，"
+                "或为所述时间在办理期限届满之后的挂起、办结或撤回事件时，临近到期、超时预警及涉及办理时限的事后补挂起预警照常发出；"
                 "被拒收的评议不影响评判，不列入）。"
                 "最早的在前，最多200件。",
     doc="Cases that wait for refused events (open dead letters that name the case and an event it "
         "does not hold, docs/faults.md): until the events come corrected they raise no alert but late "
         "registrations and fines outside their benchmark (and their deadline's, with suspensions that "
-        "moved it after the fact, when only node, decision or return events are refused); "
+        "moved it after the fact, when only node, decision or return events are refused, or suspensions, "
+        "closings or withdrawals stated after the deadline); "
         "refused ratings hold nothing back and are not listed; the oldest first, at most 200.",
     labels={"case_id": "办件编号", "department_name": "部门", "refused_events": "被拒收事件数", "reasons": "原因",
             "since": "最早拒收时间"},

@@ -593,6 +593,83 @@ def test_a_junk_node_event_sent_before_the_deadline_does_not_keep_the_case_from_
         assert "overdue" not in rules and due is None, could_change
 
 
+def _back_dated_on_time():
+    """A licence case accepted 03-02 (deadline the end of 03-16), overdue at 03-17, and the facts
+    that then show it on time: a suspension stated from 03-05 to 03-13 (six working days: the
+    deadline moves to the end of 03-24) but registered on 03-17, after the deadline it moved (a red
+    retroactive_suspension), its nodes and its closing on 03-20."""
+    accepted = ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc")
+    later = [ev("suspended", at(2026, 3, 5, 9), at(2026, 3, 17, 10), channel="online", event_id="sus",
+                reason="expert_review"),
+             ev("resumed", at(2026, 3, 13, 9), at(2026, 3, 17, 10), channel="online", event_id="res"),
+             ev("node_completed", at(2026, 3, 16, 9), node="undertake", channel="online", event_id="und"),
+             ev("node_completed", at(2026, 3, 17, 9), node="review", channel="online", event_id="rev"),
+             ev("node_completed", at(2026, 3, 18, 9), node="approve", channel="online", event_id="apv"),
+             ev("closed", at(2026, 3, 20, 9), channel="online", event_id="clo")]
+    return accepted, later
+
+
+def _red(state):
+    return {(a.rule.value, a.node, a.status.value) for a in state.alerts.values() if a.severity.value == "red"}
+
+
+def test_a_waiting_case_whose_overdue_a_back_dated_suspension_takes_down_earns_the_card_of_the_back_dating():
+    """Found by a black-box test: a case overdue (a red card), then a suspension back-dated over the
+    overrun and registered after the deadline, its closing, and one junk event (a suspension of
+    another item, or a refused closing whose time is unreadable). The facts withdrew the true
+    overdue, and the junk kept back the red retroactive_suspension those same facts earn: a
+    cover-up. The card that comes down and the one raised in its place come together, as without
+    the junk."""
+    from alerts.evaluate import step_many
+    from alerts.state import refusal, refuse
+
+    j, raised_at = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    accepted, later = _back_dated_on_time()
+    standing = run([accepted], at(2026, 3, 17, 12), j)
+    assert ("overdue", None, "open") in _red(standing)
+    now = at(2026, 3, 25, 12)
+    whole = step_many(standing, later, [], j, now, raised_at).outcome.state
+    assert {("overdue", None, "withdrawn"), ("retroactive_suspension", None, "open")} <= _red(whole)
+    foreign_after_the_end = ev("suspended", at(2026, 3, 23, 9), channel="online", item=PENALTY, event_id="junk",
+                               reason="other")
+    waiting, _ = refuse(standing, "C1", "junk", refusal("bad_time", "closed"))
+    for before, junk in ((standing, [foreign_after_the_end]), (waiting, [])):
+        state = step_many(before, [*later, *junk], [], j, now, raised_at).outcome.state
+        assert _red(state) == _red(whole), junk
+
+
+def test_an_ending_of_another_item_stated_after_the_deadline_leaves_the_case_overdue_in_any_batches():
+    """Found by a black-box test: a case open past its deadline, whose closing, a week after the
+    deadline, names another item (set aside: the case waits for it). Its overdue card raised before
+    the closing came stood; the same two events in one batch raised none. A suspension, closing or
+    withdrawal stated after the deadline cannot move it, nor make the case not open until then: the
+    case's deadline rules are judged as any case's. One stated before the deadline still holds them."""
+    from alerts.evaluate import step_many
+    from alerts.state import refusal, refuse
+
+    j, raised_at, now = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc), at(2026, 3, 30, 12)
+    accepted = ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc")
+
+    def deadline_cards(state):  # a node's limit is judged on node runs, which a waiting case may lack
+        return {(rule, node) for rule, node in active(state) if rule in ("overdue", "deadline_near")}
+
+    for kind in ("closed", "withdrawn", "suspended"):
+        attrs = {"reason": "other"} if kind != "closed" else {}
+        foreign = ev(kind, at(2026, 3, 23, 13), channel="online", item=PENALTY, event_id="end", **attrs)
+        in_two = step_many(run([accepted], at(2026, 3, 18, 12), j), [foreign], [], j, now, raised_at).outcome.state
+        in_one = step_many(None, [accepted, foreign], [], j, now, raised_at).outcome.state
+        assert ("overdue", None) in active(in_two) and deadline_cards(in_one) == deadline_cards(in_two), kind
+    # The same of a refused one whose time is known: after the deadline it holds nothing of it back.
+    after, _ = refuse(None, "C1", "end", refusal("schema", "closed", at(2026, 3, 23, 13)))
+    assert ("overdue", None) in active(step_many(after, [accepted], [], j, now, raised_at).outcome.state)
+    for stated in (at(2026, 3, 13, 13), None):  # before it, or unknown: it could have ended the case in time
+        before, _ = refuse(None, "C1", "end", refusal("schema", "closed", stated))
+        assert ("overdue", None) not in active(step_many(before, [accepted], [], j, now, raised_at).outcome.state)
+        foreign = ev("closed", at(2026, 3, 13, 13), channel="online", item=PENALTY, event_id="end")
+        one = step_many(None, [accepted, foreign], [], j, now, raised_at).outcome.state
+        assert ("overdue", None) not in active(one)
+
+
 def test_a_case_waiting_for_a_refused_suspension_is_not_judged_back_dated_by_its_next_one():
     """Found by reviewing the change above: the refused suspension would have moved the deadline,
     so a later suspension, registered on time, looked registered after it: a false red card while
