@@ -201,9 +201,11 @@ def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
     item = item_of(state, judge)
     labels = labels_of(state, item, judge)
     events = own_events(state.events, item.code)
+    others = () if events is state.events else tuple(
+        e for e in state.events if e.item_code != item.code and e.type not in READ_BY_NO_RULE)
     view = CaseView(read_timeline(events, item), item, judge.calendar, judge.config, state.verdicts,
                     self_built=pushes_its_cases(labels.department, judge),
-                    imported=came_by_import(events))
+                    imported=came_by_import(events), others=others)
     findings: list[Finding] = []
     for family in RULE_FAMILIES:
         findings.extend(family.detect(view, now))

@@ -33,6 +33,10 @@ class CaseView:
     # The case came by import (its acceptance registered first did, or none has come yet): a
     # history imported (`alerts.evaluate.came_by_import`).
     imported: bool = True
+    # The case's events that name another item than the one it is judged under (set aside:
+    # `alerts.evaluate.judge_case`), ratings aside: how each was registered is judged all the same
+    # (`backfill`).
+    others: tuple[CaseEvent, ...] = ()
 
     def pushed(self, event: CaseEvent) -> bool:
         """Whether `event` came in a self-built system's push: channel import, or no channel stated

@@ -670,6 +670,31 @@ def test_an_ending_of_another_item_stated_after_the_deadline_leaves_the_case_ove
         assert ("overdue", None) not in active(one)
 
 
+def test_an_event_of_another_item_registered_a_week_late_is_a_backfill_card_of_its_case():
+    """Found by a black-box test: a case's suspension and resumption, back-dated over its overrun and
+    registered a week late, named another item (a mistyped code: set aside, the case waits for
+    them), and the case, closed late, raised no card of any kind: the suspension, if it was the
+    case's, makes a retroactive_suspension and a backfill, and if not the case was overdue. How an
+    event was registered is judged whatever item it names: a backfill card, in any order."""
+    from alerts.evaluate import step_many
+
+    j, raised_at, now = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc), at(2026, 3, 25, 12)
+    events = [ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc"),
+              ev("suspended", at(2026, 3, 4, 10), at(2026, 3, 11, 9), channel="online", item=PENALTY,
+                 event_id="sus", reason="expert_review"),
+              ev("resumed", at(2026, 3, 12, 10), at(2026, 3, 12, 10, 5), channel="online", item=PENALTY,
+                 event_id="res"),
+              ev("closed", at(2026, 3, 20, 15), channel="online", event_id="clo")]
+    for order in (events, events[::-1]):
+        state = step_many(None, order, [], j, now, raised_at).outcome.state
+        (card,) = [a for a in state.alerts.values() if a.rule.value == "backfill" and a.status.value == "open"]
+        assert [late["event_id"] for late in card.evidence["late_registrations"]] == ["sus"]
+    assert ("backfill", None) in active(run(events, now, j))
+    # Registered on time, an event of another item is no card.
+    on_time = [e if e.event_id != "sus" else dataclasses.replace(e, recorded_at=e.occurred_at) for e in events]
+    assert ("backfill", None) not in active(step_many(None, on_time, [], j, now, raised_at).outcome.state)
+
+
 def test_a_case_waiting_for_a_refused_suspension_is_not_judged_back_dated_by_its_next_one():
     """Found by reviewing the change above: the refused suspension would have moved the deadline,
     so a later suspension, registered on time, looked registered after it: a false red card while
