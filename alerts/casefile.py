@@ -14,7 +14,7 @@ from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, day
                              local_moment, moment)
 from alerts.events import READ_BY_NO_RULE, CaseEvent, EventType, own_events
 from alerts.letters import REASON_TITLE
-from alerts.state import holds_back, refused_type, set_aside_events
+from alerts.state import holds_back, last_node_after_the_end, refused_type, set_aside_events
 from alerts.timeline import process_order, read_timeline
 
 
@@ -31,7 +31,8 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
     ordered = process_order(events, item)
     # The events of another item that hold its judgement back (a rating holds nothing back).
     timeline = read_timeline(own_events(events, item.code), item)  # its deadline, as it is judged
-    set_aside = set_aside_events(ordered, item.code, timeline.ended_at)
+    last_node_at = last_node_after_the_end(timeline.events, timeline.ended_at)
+    set_aside = set_aside_events(ordered, item.code, timeline.ended_at, last_node_at)
     local = calendar.local
     first = ordered[0] if ordered else None
     rows = []
@@ -64,18 +65,18 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
         "alerts": [{**alert, "text": describe_alert(alert)} for alert in alerts],
         "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
                         for event_id, reason in ((k, kept.partition("@")[0]) for k, kept in waiting.items())],
-        "waiting_text": _waiting_text(waiting, timeline.ended_at),
+        "waiting_text": _waiting_text(waiting, timeline.ended_at, last_node_at),
         "mixed_items_text": (MIXED_ITEMS_TEXT.format(
             items="、".join(sorted({e.item_code for e in events})), item=item.code,
             others="、".join(e.event_id for e in set_aside)) if set_aside else None),
     }
 
 
-def _waiting_text(waiting: Mapping[str, str], ended_at) -> str | None:
+def _waiting_text(waiting: Mapping[str, str], ended_at, last_node_at=None) -> str | None:
     """What the file says of the refused events the case waits for (`alerts.state.holds_back`)."""
     if not waiting:
         return None
-    if any(holds_back(kept, ended_at) for kept in waiting.values()):
+    if any(holds_back(kept, ended_at, last_node_at) for kept in waiting.values()):
         return WAITING_TEXT
     return RATINGS_ONLY_TEXT if all(refused_type(kept) in READ_BY_NO_RULE for kept in waiting.values()) \
         else NOT_HOLDING_TEXT

@@ -26,8 +26,9 @@ from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseE
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
-from alerts.state import (CaseState, apply, apply_verdict, catalog_refusal, content_differences, holds_back, refuse,
-                          refused_time, refused_type, restated, set_aside_events, with_event)
+from alerts.state import (CaseState, apply, apply_verdict, catalog_refusal, content_differences, holds_back,
+                          last_node_after_the_end, refuse, refused_time, refused_type, restated, set_aside_events,
+                          with_event)
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -322,8 +323,11 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     # nothing back (a junk rating kept a case closed without its last node from its red card: found
     # by a black-box test).
     # Nor does a node, a suspension or a resumption stated after the case's end (`holds_back`).
-    holding = [kept for kept in state.refused.values() if holds_back(kept, result.ended_at)]
-    set_aside = set_aside_events(state.events, item_code, result.ended_at)
+    ended_at = result.ended_at
+    last_node_at = last_node_after_the_end([e for e in state.events if e.item_code == item_code], ended_at) \
+        if ended_at is not None and (state.refused or any(e.item_code != item_code for e in state.events)) else None
+    holding = [kept for kept in state.refused.values() if holds_back(kept, ended_at, last_node_at)]
+    set_aside = set_aside_events(state.events, item_code, ended_at, last_node_at)
     standing = {k: a for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}  # published
     if holding or set_aside:
         # A case whose events name two items (one of them mistyped, or a case number reused) is

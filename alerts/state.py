@@ -288,32 +288,46 @@ def refused_time(kept: str) -> datetime | None:
     return datetime.fromisoformat(parts[2]) if len(parts) > 2 else None
 
 
-def holds_back(kept: str, ended_at: datetime | None) -> bool:
+def holds_back(kept: str, ended_at: datetime | None, last_node_at: datetime | None = None) -> bool:
     """Whether a refused event, as `refusal` kept it, holds its case's judgement back
     (`alerts.evaluate.judge_case`): not a rating (`READ_BY_NO_RULE`), nor one that changes nothing
     of how the case was handled (`after_the_end`)."""
     kind = refused_type(kept)
-    return kind not in READ_BY_NO_RULE and not after_the_end(kind, refused_time(kept), ended_at)
+    return kind not in READ_BY_NO_RULE and not after_the_end(kind, refused_time(kept), ended_at, last_node_at)
 
 
-def set_aside_events(events: Sequence[CaseEvent], item_code: str, ended_at: datetime | None) -> list[CaseEvent]:
+def set_aside_events(events: Sequence[CaseEvent], item_code: str, ended_at: datetime | None,
+                     last_node_at: datetime | None = None) -> list[CaseEvent]:
     """The events of a case judged under `item_code` that name another item and hold its judgement
     back as refused events would (`alerts.evaluate.judge_case`; the case file lists them): not its
     ratings (no rule reads one), nor its nodes stated after its end (`after_the_end`)."""
     return [e for e in events if e.item_code != item_code and e.type not in READ_BY_NO_RULE
-            and not after_the_end(e.type, e.occurred_at, ended_at)]
+            and not after_the_end(e.type, e.occurred_at, ended_at, last_node_at)]
 
 
-def after_the_end(kind: EventType | None, stated: datetime | None, ended_at: datetime | None) -> bool:
+def last_node_after_the_end(events: Sequence[CaseEvent], ended_at: datetime | None) -> datetime | None:
+    """When the last node of `events` (a case's own) completed after its end in force (`ended_at`);
+    None if none did (`after_the_end`)."""
+    if ended_at is None:
+        return None
+    return max((e.occurred_at for e in events if e.type is EventType.NODE_COMPLETED and e.occurred_at > ended_at),
+               default=None)
+
+
+def after_the_end(kind: EventType | None, stated: datetime | None, ended_at: datetime | None,
+                  last_node_at: datetime | None = None) -> bool:
     """A node completed, a suspension or a resumption after the end in force of its case
     (`ended_at`): it changes nothing of how the case was handled (`alerts.timeline.read_timeline`
     reads none after the end; the end ends a suspension still running), so the case waits for no
     such event (a junk node event stated after the closing kept a case closed without its last node
     from its red card; a junk suspension of another item stated after the closing withdrew a true
     red overdue and kept back the card of the back-dated suspension that moved it: both found by a
-    black-box test)."""
-    return (kind in _NOTHING_AFTER_THE_END and stated is not None and ended_at is not None
-            and stated > ended_at)
+    black-box test). A node only after the case's own nodes completed after the end, if any
+    (`last_node_at`, `last_node_after_the_end`): each still goes ahead of what it requires and was
+    not done (`read_timeline`), and a node before it may be one of those."""
+    if kind not in _NOTHING_AFTER_THE_END or stated is None or ended_at is None or stated <= ended_at:
+        return False
+    return kind is not EventType.NODE_COMPLETED or last_node_at is None or stated > last_node_at
 
 
 _NOTHING_AFTER_THE_END = frozenset({EventType.NODE_COMPLETED, EventType.SUSPENDED, EventType.RESUMED})

@@ -372,6 +372,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     open_cycles: dict[str, NodeCycle] = {}
     skipped: set[str] = set()
     undone: dict[str, CaseEvent] = {}  # completed nodes a return undid, and that return
+    done_after_the_end: set[str] = set()  # nodes completed while the case had ended
     open_suspension: CaseEvent | None = None
     # Suspensions stated while one runs (a hearing, then an expert review before the hearing is
     # over): a resumption resumes only the inner one when the next change of the clock before the
@@ -439,6 +440,17 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 # Dated after the end, a penalty still answers to its benchmark (the discretion
                 # rules): dating the decision after 结案 must not take it out of review.
                 timeline.decisions.append(event)
+                continue
+            elif kind is EventType.NODE_COMPLETED:
+                # Completed after the end, a node runs no clock and completes nothing the case
+                # needed, but it still went ahead of what it requires and was not done, nor done
+                # after the end before it (the closing found the required ones: an optional one it
+                # requires is skipped by it). Before, a card for that optional node, raised while the
+                # closing had not come, was withdrawn once it came (found by a black-box test).
+                node_id = event.node or ""
+                if node_id in index:
+                    check([n for n in plan.prerequisites[node_id] if n not in done_after_the_end], event, "node")
+                    done_after_the_end.add(node_id)
                 continue
             elif kind is not EventType.RATED:
                 continue  # nothing else after the end of the case changes how it was handled

@@ -238,3 +238,44 @@ def test_an_english_decision_id_wins_over_an_earlier_node_named_like_a_decision(
     nodes[0]["name"] = "立案审批"
     nodes[nodes.index(next(n for n in nodes if n["id"] == "decide"))]["name"] = "作出处罚决定"
     assert load_catalog(raw).item("320200-CF-SCJG-0007").decision_node == "decide"
+
+
+def test_a_node_completed_after_the_closing_goes_ahead_of_the_optional_node_it_requires_in_any_batches():
+    """Found by a black-box test: review requires site_check (optional), and was completed an hour
+    after the closing, without it. Review still went ahead of site_check (the contract: a node
+    completes before a node it requires has completed), but nodes after the end were not read: the
+    card was missing, and one raised while the closing had not come was withdrawn when it came,
+    as if facts showed it never held. A refused node stated after the closing but before review
+    may be site_check's: it holds the case back; one after review does not."""
+    from alerts.evaluate import step_many
+    from datetime import datetime, timezone
+
+    from alerts.state import after_the_end, last_node_after_the_end
+
+    def review_requires_site_check(nodes):  # and the closing completes no node (it would need them all)
+        for node in nodes:
+            if node["id"] == "review":
+                node["requires"] = ["undertake", "site_check"]
+            if node["id"] == "close":
+                node.pop("completed_by", None)
+
+    judge = judge_with(review_requires_site_check)
+    raised_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    accepted, undertaken = ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake")
+    closing = ev("closed", at(2026, 3, 6, 10))
+    review = ev("node_completed", at(2026, 3, 6, 11), node="review")
+    expected = {("skipped_node", "review"), ("skipped_node", "approve"), ("skipped_node", "close"),
+                ("skipped_node", "site_check")}
+
+    def skipped(state):
+        return {card for card in active(state) if card[0] == "skipped_node"}
+
+    assert skipped(run([accepted, undertaken, closing, review], at(2026, 5, 1), judge)) == expected
+    first = step_many(None, [accepted, undertaken, review], [], judge, at(2026, 3, 9), raised_at).outcome.state
+    assert ("skipped_node", "site_check") in skipped(first)
+    assert skipped(step_many(first, [closing], [], judge, at(2026, 5, 1), raised_at).outcome.state) == expected
+    node = ev("node_completed", at(2026, 3, 6, 10, 30), node="site_check")  # in between, as a refused one states it
+    last = last_node_after_the_end([accepted, undertaken, closing, review], closing.occurred_at)
+    assert last == review.occurred_at
+    assert not after_the_end(node.type, node.occurred_at, closing.occurred_at, last)
+    assert after_the_end(node.type, at(2026, 3, 6, 12), closing.occurred_at, last)
