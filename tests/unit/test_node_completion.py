@@ -240,6 +240,29 @@ def test_an_english_decision_id_wins_over_an_earlier_node_named_like_a_decision(
     assert load_catalog(raw).item("320200-CF-SCJG-0007").decision_node == "decide"
 
 
+def test_a_node_the_closing_completes_stated_at_the_closings_moment_goes_ahead_of_nothing_the_closing_completes():
+    """Found by a black-box test: approve and close both completed by the closing (`completed_by:
+    closed`), close's own event stated at the very moment of the closing. Read before the closing
+    (nodes come before it at one moment), close went ahead of approve, which the closing was about
+    to complete: a false red skipped_node. Done with the closing, it skips nothing, in whatever
+    order or batches the two come; a node the closing does not complete is still skipped."""
+    def both_by_closing(nodes):
+        for node in nodes:
+            if node["id"] == "approve":
+                node["completed_by"] = "closed"
+
+    judge = judge_with(both_by_closing)
+    handled = [ev("accepted", at(2026, 3, 2, 10)), ev("node_completed", at(2026, 3, 3), node="undertake"),
+               ev("node_completed", at(2026, 3, 5), node="review")]  # approve's day to 03-06
+    own = ev("node_completed", at(2026, 3, 6, 10), node="close", event_id="z-close")
+    closing = ev("closed", at(2026, 3, 6, 10), event_id="a-closed")
+    for events in ([*handled, own, closing], [*handled, closing, own]):
+        assert active(run(events, at(2026, 5, 1), judge)) == set(), [e.type.value for e in events]
+    # Without review done, the closing (and close) went ahead of it: review alone is skipped.
+    cards = active(run([handled[0], handled[1], own, closing], at(2026, 5, 1), judge))
+    assert {card for card in cards if card[0] == "skipped_node"} == {("skipped_node", "review")}
+
+
 def test_a_node_completed_after_the_closing_goes_ahead_of_the_optional_node_it_requires_in_any_batches():
     """Found by a black-box test: review requires site_check (optional), and was completed an hour
     after the closing, without it. Review still went ahead of site_check (the contract: a node
@@ -247,9 +270,9 @@ def test_a_node_completed_after_the_closing_goes_ahead_of_the_optional_node_it_r
     card was missing, and one raised while the closing had not come was withdrawn when it came,
     as if facts showed it never held. A refused node stated after the closing but before review
     may be site_check's: it holds the case back; one after review does not."""
-    from alerts.evaluate import step_many
     from datetime import datetime, timezone
 
+    from alerts.evaluate import step_many
     from alerts.state import after_the_end, last_node_after_the_end
 
     def review_requires_site_check(nodes):  # and the closing completes no node (it would need them all)
