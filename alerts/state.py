@@ -306,9 +306,9 @@ def set_aside_events(events: Sequence[CaseEvent], item_code: str, ended_at: date
 
 
 def last_node_after_the_end(events: Sequence[CaseEvent], ended_at: datetime | None) -> datetime | None:
-    """When the last node of `events` (a case's own) completed after its end in force (`ended_at`);
-    None if none did (`after_the_end`)."""
-    if ended_at is None:
+    """When the last node of `events` (a case's own) completed after its end in force (`ended_at`), a
+    closing (`read_timeline` reads nothing after a withdrawal); None if none did (`after_the_end`)."""
+    if ended_at is None or not any(e.type is EventType.CLOSED and e.occurred_at == ended_at for e in events):
         return None
     return max((e.occurred_at for e in events if e.type is EventType.NODE_COMPLETED and e.occurred_at > ended_at),
                default=None)

@@ -449,12 +449,13 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 # rules): dating the decision after 结案 must not take it out of review.
                 timeline.decisions.append(event)
                 continue
-            elif kind is EventType.NODE_COMPLETED:
-                # Completed after the end, a node runs no clock and completes nothing the case
+            elif kind is EventType.NODE_COMPLETED and timeline.end.type is EventType.CLOSED:
+                # Completed after the closing, a node runs no clock and completes nothing the case
                 # needed, but it still went ahead of what it requires and was not done, nor done
                 # after the end before it (the closing found the required ones: an optional one it
                 # requires is skipped by it). Before, a card for that optional node, raised while the
-                # closing had not come, was withdrawn once it came (found by a black-box test).
+                # closing had not come, was withdrawn once it came (found by a black-box test). Not
+                # after a withdrawal, which is final: nothing after it is read.
                 node_id = event.node or ""
                 if node_id in index:
                     check([n for n in plan.prerequisites[node_id] if n not in done_after_the_end], event, "node")

@@ -297,6 +297,10 @@ def test_a_node_completed_after_the_closing_goes_ahead_of_the_optional_node_it_r
     first = step_many(None, [accepted, undertaken, review], [], judge, at(2026, 3, 9), raised_at).outcome.state
     assert ("skipped_node", "site_check") in skipped(first)
     assert skipped(step_many(first, [closing], [], judge, at(2026, 5, 1), raised_at).outcome.state) == expected
+    # Not after a withdrawal, which is final: nothing after it is read.
+    withdrawn = ev("withdrawn", at(2026, 3, 6, 10), reason="other")
+    assert skipped(run([accepted, undertaken, withdrawn, review], at(2026, 5, 1), judge)) == set()
+    assert last_node_after_the_end([accepted, undertaken, withdrawn, review], withdrawn.occurred_at) is None
     node = ev("node_completed", at(2026, 3, 6, 10, 30), node="site_check")  # in between, as a refused one states it
     last = last_node_after_the_end([accepted, undertaken, closing, review], closing.occurred_at)
     assert last == review.occurred_at
