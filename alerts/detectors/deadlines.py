@@ -215,15 +215,21 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
     t = view.timeline
     findings = []
     for index, suspension in enumerate(t.suspensions):
-        before = t.deadline(view.calendar, [s.pause for s in t.suspensions[:index]])
         event = suspension.suspended
-        if before is None:
-            continue
         pushed = view.pushed_in_time(event)
         # A self-built system's push registers a month at once: when it was registered says nothing
         # of when the department recorded it, so the time it states is the only one known (a push
         # after its deadline is backfill, and judged as registered).
-        registered = event.occurred_at if pushed else event.recorded_at
+        registered = _registered_at(view, event)
+        # The deadline as it stood when it was registered: with the suspensions registered before it,
+        # whenever they state they began. Before, with those stated before it: a suspension stated
+        # earlier but registered a day late was judged against a deadline that one registered in time
+        # had moved already (a false red card), and one registered in time after the deadline against
+        # a deadline that a later back-dating moved (a true one missed; both found by a black-box test).
+        before = t.deadline(view.calendar, [s.pause for s in t.suspensions
+                                            if s is not suspension and _registered_at(view, s.suspended) < registered])
+        if before is None:
+            continue
         evidence = {"deadline_without_suspension": local(view, before),
                     "suspension_occurred_at": local(view, event.occurred_at),
                     "suspension_recorded_at": local(view, event.recorded_at),
@@ -260,6 +266,12 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
                  "node_completed_at": local(view, cycle.completed.occurred_at) if cycle.completed else None},
                 subject=event.event_id, officer_id=event.officer_id))
     return findings
+
+
+def _registered_at(view: CaseView, event: CaseEvent) -> datetime:
+    """When a suspension was registered, as the rules read it: the moment it states when pushed in
+    time by a self-built system (`CaseView.pushed_in_time`), else its `recorded_at`."""
+    return event.occurred_at if view.pushed_in_time(event) else event.recorded_at
 
 
 def _backdated(view: CaseView, suspension: Suspension) -> bool:

@@ -1169,6 +1169,51 @@ def test_a_return_stated_with_the_completion_of_the_node_that_sent_it_back_follo
     assert active(run(redone, at(2026, 5, 1))) == set()
 
 
+def test_a_suspension_is_judged_against_the_deadline_as_it_stood_when_it_was_registered():
+    """Found by a black-box test: a suspension was judged against the deadline with the suspensions
+    stated before it, not those registered before it. One stated earlier (a few hours on 03-04) but
+    registered a day after the original deadline, when a suspension registered in time had moved
+    the deadline two days on, was a false red card; and one registered in time after the deadline
+    had passed was none, because a back-dating registered days later moved the deadline (and
+    withdrew its card when the two came in two batches)."""
+    from alerts.evaluate import step_many
+
+    j, raised_at = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    accepted = ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc")  # deadline: end of 03-16
+
+    def retroactive(state):
+        return {a.evidence["event_id"]: a.status.value for a in state.alerts.values()
+                if a.rule.value == "retroactive_suspension"}
+
+    in_time = [ev("suspended", at(2026, 3, 9, 0), at(2026, 3, 9, 0, 5), channel="online", event_id="s2",
+                  reason="hearing"),
+               ev("resumed", at(2026, 3, 11, 0), at(2026, 3, 11, 0, 5), channel="online", event_id="r2")]  # to 03-18
+    a_day_late = [ev("suspended", at(2026, 3, 4, 10), at(2026, 3, 17, 8), channel="online", event_id="s1",
+                     reason="supplement"),
+                  ev("resumed", at(2026, 3, 4, 14), at(2026, 3, 17, 8), channel="online", event_id="r1")]
+    nodes = [ev("node_completed", at(2026, 3, 3, 9), channel="online", node="undertake", event_id="und"),
+             ev("node_completed", at(2026, 3, 5, 9), channel="online", node="review", event_id="rev"),
+             ev("node_completed", at(2026, 3, 5, 10), channel="online", node="approve", event_id="apv")]
+    closed = ev("closed", at(2026, 3, 18, 15), channel="online", event_id="clo")
+    state = step_many(None, [accepted, *nodes, *in_time, *a_day_late, closed], [], j, at(2026, 3, 25),
+                      raised_at).outcome.state
+    assert retroactive(state) == {}
+    assert ("backfill", None) in active(state)  # registered 13 days late all the same
+
+    after_the_deadline = [ev("suspended", at(2026, 3, 18, 9), at(2026, 3, 18, 9, 5), channel="online", event_id="sb",
+                             reason="hearing"),
+                          ev("resumed", at(2026, 3, 19, 9), at(2026, 3, 19, 9, 5), channel="online", event_id="rb")]
+    back_dated = [ev("suspended", at(2026, 3, 3, 0), at(2026, 3, 20, 10), channel="online", event_id="sa",
+                     reason="supplement"),
+                  ev("resumed", at(2026, 3, 14, 0), at(2026, 3, 20, 10), channel="online", event_id="ra")]
+    now = at(2026, 3, 25)
+    whole = step_many(None, [accepted, *after_the_deadline, *back_dated], [], j, now, raised_at).outcome.state
+    assert retroactive(whole) == {"sb": "open", "sa": "open"}
+    first = step_many(None, [accepted, *after_the_deadline], [], j, at(2026, 3, 19, 12), raised_at).outcome.state
+    assert retroactive(first) == {"sb": "open"}
+    assert retroactive(step_many(first, back_dated, [], j, now, raised_at).outcome.state) == retroactive(whole)
+
+
 def test_a_suspension_back_dated_to_cover_a_nodes_overrun_is_retroactive():
     """Found by a black-box test: a suspension back-dated to cover a node's overrun raised
     nothing (the node's clock stopped as stated, so no node_overdue; the case on time; registered
