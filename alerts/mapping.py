@@ -28,7 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from alerts.catalog import CompletedBy, Item, Node
-from alerts.events import EventType, InvalidEvent, parse_event
+from alerts.events import EARLIEST_TIME, LATEST_TIME, EventType, InvalidEvent, parse_event
 from alerts.flowchart import node_id_for
 from alerts.state import content_differences
 
@@ -363,6 +363,11 @@ def parse_log_time(value: Any, tz: ZoneInfo, what: str) -> datetime:
             moment = _year_first(text)
             if moment is None:
                 raise Rejected(f"{what} {text!r} is not a time ({TIME_FORMATS})") from None
+    if not EARLIEST_TIME.year - 1 <= moment.year <= LATEST_TIME.year:
+        # A placeholder for no time (0001-01-01, 9999-12-31, as many exports write one): refused as
+        # the contract refuses a time outside its years. Localised or moved to another offset, it
+        # overflowed, and the import stopped with a traceback (found by a black-box test).
+        raise Rejected(f"{what} {moment.isoformat()} is outside 1990..2099 (a placeholder for no time?)")
     if moment.tzinfo is None:
         localised = moment.replace(tzinfo=tz)
         # A wall time that does not exist in tz (a DST gap) does not survive the round trip.

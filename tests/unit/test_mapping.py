@@ -354,6 +354,15 @@ def test_a_time_that_is_not_read_says_which_are(written):
                       f"2025年9月25日 10:00)")
 
 
+@pytest.mark.parametrize("written", ["0001-01-01 00:00:00", "9999-12-31", "9999-12-31 23:59:59+00:00",
+                                     "0001-01-01T00:00:00+08:00"])
+def test_a_placeholder_for_no_time_is_a_rejected_row_not_a_crash(written):
+    """Found by a black-box test: many exports write 0001-01-01 or 9999-12-31 for no date. Localised
+    or moved to another offset it overflowed, and the whole import stopped with a traceback."""
+    (row,) = map_rows(rows(("c1", "Receive", written, "r1", "", "")), load_mapping(MAPPING))
+    assert row.status is RowStatus.REJECTED and "is outside 1990..2099" in row.reason, row.reason
+
+
 def test_a_row_with_every_field_empty_is_skipped_not_rejected():
     """A spreadsheet saved as CSV ends in rows of commas (",,,,"): each was an unreadable row, a
     dead letter charged to the department's data-exchange score. The rows keep their numbers."""
