@@ -86,6 +86,9 @@ def cmd_import(args, settings: Settings) -> int:
           file=sys.stderr)
     if result.rejected or result.held:
         print(f"  rows not imported, with why: {rejects}; {kept}", file=sys.stderr)
+    caseless = caseless_rows(result)
+    if caseless:
+        print(caseless, file=sys.stderr)
     if settled:
         print(f"  {settled} dead letters an earlier import of {source.name} left are replaced (marked redriven)",
               file=sys.stderr)
@@ -107,6 +110,20 @@ def cmd_import(args, settings: Settings) -> int:
                  "dead letters" if result.rejected else ""), file=sys.stderr)
         return 1
     return 0
+
+
+def caseless_rows(result) -> str | None:
+    """What the summary says of rejected rows that name no case: the case each belongs to could not
+    be held back, and is judged without it (a missing acceptance reads as a skipped node: a false
+    red card). Before, the summary said "1 rejected" and nothing of that (found by a black-box test)."""
+    caseless = [row for row in result.rejected if not (row.case_id or "").strip()]
+    if not caseless:
+        return None
+    shown = ", ".join(row.where for row in caseless[:5]) + (", ..." if len(caseless) > 5 else "")
+    rows = "1 rejected row names" if len(caseless) == 1 else f"{len(caseless)} rejected rows name"
+    return (f"  warning: {rows} no case ({shown}): the cases they belong to could not be held back, and are "
+            f"judged without them (a missing step reads as skipped). Correct those rows and import the file "
+            f"again")
 
 
 def _refuse_what_the_catalog_contradicts(mapping, catalog, result) -> None:

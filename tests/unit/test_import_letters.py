@@ -75,3 +75,21 @@ def test_a_json_line_corrected_in_place_under_another_event_id_replaces_its_lett
     fixed.write_text(event.format(id="e1", kind="accepted", day=2) + "\n"
                      + event.format(id="e2", kind="closed", day=4) + "\n", encoding="utf-8")
     assert len(replaced_letters(left, fixed, convert(fixed, None), None)) == 2
+
+
+def test_the_summary_warns_of_rejected_rows_that_name_no_case(tmp_path):
+    """Found by a black-box test: a row whose case id is empty is rejected, but its case cannot be
+    held back, and the rest of it was judged without it (a red skipped_node for the acceptance it
+    lacked) while the summary said only "1 rejected"."""
+    from streams.commands.importing import caseless_rows
+
+    log = tmp_path / "log.csv"
+    log.write_text(HEADER + " ,受理,2026-03-02 10:00\nC1,审查,2026-03-03 10:00\nC1,办结,2026-03-04 10:00\n"
+                   "C2,受理,2026-03-02 10:00\nC2,审查,25/03/2026\n", encoding="utf-8")
+    result = convert(log, MAPPING)
+    assert len(result.rejected) == 2 and {e["case_id"] for e in result.events} == {"C1"}
+    said = caseless_rows(result)
+    assert said is not None and said.startswith("  warning: 1 rejected row names no case (row 1 (line 2))")
+    fine = tmp_path / "fine.csv"
+    fine.write_text(HEADER + "C2,受理,2026-03-02 10:00\nC2,审查,25/03/2026\n", encoding="utf-8")
+    assert caseless_rows(convert(fine, MAPPING)) is None  # its case is known, and held back
