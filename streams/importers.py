@@ -82,8 +82,21 @@ def read_csv(path: Path, columns: set[str] = frozenset(), lines: dict[int, int] 
                                  f"line)") from None
         except UnicodeDecodeError as exc:
             raise LogFormatError(f"{path}: not UTF-8 text ({exc.reason}, {_where_not_utf8(path)}); save the "
-                                 f"file as UTF-8 (Excel: 'CSV UTF-8'; a file from a Chinese system is often GBK: "
-                                 f"iconv -f GBK -t UTF-8)") from None
+                                 f"file as UTF-8 (Excel: 'CSV UTF-8'; {_how_to_convert(path)})") from None
+
+
+def _how_to_convert(path: Path) -> str:
+    """How to make UTF-8 of a file that is not: UTF-16 when it starts with that byte-order mark
+    (Excel's 'Unicode Text'; it was told GBK: found by a black-box test), else GBK, as a file from a
+    Chinese system often is."""
+    try:
+        with open(path, "rb") as file:
+            start = file.read(2)
+    except OSError:
+        start = b""
+    if start in (b"\xff\xfe", b"\xfe\xff"):
+        return "it is UTF-16, Excel's 'Unicode Text': iconv -f UTF-16 -t UTF-8"
+    return "a file from a Chinese system is often GBK: iconv -f GBK -t UTF-8"
 
 
 def _line_breaks(value: str | None) -> int:
@@ -496,7 +509,7 @@ def _jsonl_events(path: Path, result: ImportResult) -> Iterator[MappedRow]:
                 line.decode("utf-8")
             except UnicodeDecodeError:  # the file's encoding, not one event: refused whole, as a CSV file is
                 raise LogFormatError(f"{path}: not UTF-8 text ({_where_not_utf8(path)}); save the file as UTF-8 "
-                                     f"(a file from a Chinese system is often GBK: iconv -f GBK -t UTF-8)") from None
+                                     f"({_how_to_convert(path)})") from None
             try:
                 # A byte order mark before a line (exports of Windows tools put together) is read past,
                 # as the pipeline reads a record's (`streams.steps.decode_event`): a replay of the same

@@ -93,3 +93,21 @@ def test_the_summary_warns_of_rejected_rows_that_name_no_case(tmp_path):
     fine = tmp_path / "fine.csv"
     fine.write_text(HEADER + "C2,受理,2026-03-02 10:00\nC2,审查,25/03/2026\n", encoding="utf-8")
     assert caseless_rows(convert(fine, MAPPING)) is None  # its case is known, and held back
+
+
+def test_a_utf16_file_is_told_it_is_utf16(tmp_path):
+    """Found by a black-box test: a file saved as Excel's 'Unicode Text' (UTF-16) was refused with how
+    to convert GBK."""
+    import pytest
+
+    from streams.importers import LogFormatError
+
+    log = tmp_path / "log.csv"
+    log.write_bytes((HEADER + "C1,受理,2026-03-02 10:00\n").encode("utf-16"))
+    with pytest.raises(LogFormatError, match="it is UTF-16") as refused:
+        convert(log, MAPPING)
+    assert "GBK" not in str(refused.value)
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes((HEADER + "C1,受理,2026-03-02 10:00\n").encode("gbk"))
+    with pytest.raises(LogFormatError, match="iconv -f GBK -t UTF-8"):
+        convert(gbk, MAPPING)
