@@ -324,7 +324,7 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     # by a black-box test).
     # Nor does a node, a suspension or a resumption stated after the case's end (`holds_back`).
     ended_at = result.ended_at
-    last_node_at = last_node_after_the_end([e for e in state.events if e.item_code == item_code], ended_at) \
+    last_node_at = last_node_after_the_end(own_events(state.events, item_code), ended_at) \
         if ended_at is not None and (state.refused or any(e.item_code != item_code for e in state.events)) else None
     holding = [kept for kept in state.refused.values() if holds_back(kept, ended_at, last_node_at)]
     set_aside = set_aside_events(state.events, item_code, ended_at, last_node_at)

@@ -214,20 +214,21 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
     had, had the suspension begun when it was registered, passed, a limit the stated time pushed later."""
     t = view.timeline
     findings = []
+    # A self-built system's push registers a month at once: when it was registered says nothing of
+    # when the department recorded it, so the time it states is the only one known (a push after its
+    # deadline is backfill, and judged as registered).
+    pushed_in_time = [view.pushed_in_time(s.suspended) for s in t.suspensions]
+    registered_at = [s.suspended.occurred_at if pushed else s.suspended.recorded_at
+                     for s, pushed in zip(t.suspensions, pushed_in_time)]
     for index, suspension in enumerate(t.suspensions):
         event = suspension.suspended
-        pushed = view.pushed_in_time(event)
-        # A self-built system's push registers a month at once: when it was registered says nothing
-        # of when the department recorded it, so the time it states is the only one known (a push
-        # after its deadline is backfill, and judged as registered).
-        registered = _registered_at(view, event)
+        pushed, registered = pushed_in_time[index], registered_at[index]
         # The deadline as it stood when it was registered: with the suspensions registered before it,
         # whenever they state they began. Before, with those stated before it: a suspension stated
         # earlier but registered a day late was judged against a deadline that one registered in time
         # had moved already (a false red card), and one registered in time after the deadline against
         # a deadline that a later back-dating moved (a true one missed; both found by a black-box test).
-        before = t.deadline(view.calendar, [s.pause for s in t.suspensions
-                                            if s is not suspension and _registered_at(view, s.suspended) < registered])
+        before = t.deadline(view.calendar, [s.pause for s, at in zip(t.suspensions, registered_at) if at < registered])
         if before is None:
             continue
         evidence = {"deadline_without_suspension": local(view, before),
@@ -266,12 +267,6 @@ def _retroactive_suspensions(view: CaseView, now: datetime) -> list[Finding]:
                  "node_completed_at": local(view, cycle.completed.occurred_at) if cycle.completed else None},
                 subject=event.event_id, officer_id=event.officer_id))
     return findings
-
-
-def _registered_at(view: CaseView, event: CaseEvent) -> datetime:
-    """When a suspension was registered, as the rules read it: the moment it states when pushed in
-    time by a self-built system (`CaseView.pushed_in_time`), else its `recorded_at`."""
-    return event.occurred_at if view.pushed_in_time(event) else event.recorded_at
 
 
 def _backdated(view: CaseView, suspension: Suspension) -> bool:
