@@ -21,6 +21,7 @@ from alerts.tickets import INSPECTORS, STATUS_TITLE, TicketStatus
 from sinks.queries import alerts_by_rule_and_department, export_alerts, stored_tickets
 from sinks.scope import Scope
 from streams.clock import EachUnitJudgedClock, wall_now
+from streams.broker import event_messages
 from streams.runtime import produce, running_pipeline, wait_until_processed
 from streams.settings import Settings
 
@@ -73,7 +74,7 @@ async def run_demo(settings: Settings, duration: float | None = None, cases: int
     data_dir.mkdir(parents=True, exist_ok=True)
     catalog_path = data_dir / "demo-catalog.yaml"
     catalog_path.write_text(yaml.safe_dump(scenario.catalog, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in scenario.events]
+    messages = event_messages(scenario.events)
     loop = asyncio.get_running_loop()
     started = loop.time()
     # Fed in event-time order, as if live: each unit judged as it comes (a replay of a file judges

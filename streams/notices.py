@@ -41,6 +41,7 @@ from sinks.rows import notice_row
 from streams import metrics
 from streams.internal_wire import is_nudge
 from streams.clock import wall_now
+from streams.codec import exact
 from streams.steps import Unit
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,8 @@ class NoticeLog:
 
     def finish(self, notice_id: str, status: str, attempts: int, partition: int, error: str = "",
                round_: int = 0) -> bytes:
-        stored = orjson.dumps({"status": status, "attempts": attempts, "error": error, "round": round_,
-                               "partition": partition})
+        stored = exact(orjson.dumps({"status": status, "attempts": attempts, "error": error, "round": round_,
+                                     "partition": partition}))  # kept in the table: of its own size
         self.write(notice_id, stored, partition)
         return stored
 

@@ -36,6 +36,7 @@ from streams import metrics
 from streams.internal_wire import is_nudge, routed_action
 from streams.notices import HELD, HELD_VERSION, QUIET_HELD, notice_to_json
 from streams.clock import wall_now
+from streams.codec import exact
 from streams.steps import Letter, Unit
 from streams.store import InStoreOnly, TableStore
 from streams.ticket_codec import ticket_to_json, tickets_from_json, tickets_to_json
@@ -53,8 +54,9 @@ class CaseTickets:
     others: dict[str, Alert] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return orjson.dumps({"tickets": tickets_to_json(self.tickets),
-                             "others": [a.to_json() for a in self.others.values()]})
+        """The table's value: of its own size, as a case's state is (`streams.codec.exact`)."""
+        return exact(orjson.dumps({"tickets": tickets_to_json(self.tickets),
+                                   "others": [a.to_json() for a in self.others.values()]}))
 
     @property
     def at_rest(self) -> bool:

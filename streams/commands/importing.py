@@ -29,6 +29,7 @@ def cmd_import(args, settings: Settings) -> int:
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from streams.catalog_source import read_yaml
+    from streams.broker import event_messages
     from streams.clock import wall_now
     from streams.importers import (convert, hold_cases_left_open, import_letters, mark_replaced, open_import_letters,
                                    refused_letters_waiting, replaced_letters, whose_events_are_stored)
@@ -61,7 +62,7 @@ def cmd_import(args, settings: Settings) -> int:
             rejects.unlink()
     else:
         _write_rejects(rejects, source, result)
-    messages = [(e["case_id"].encode(), orjson.dumps(e)) for e in result.events]
+    messages = event_messages(result.events)
     if settings.kafka:
         from streams.runtime import produce
 
