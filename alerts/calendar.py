@@ -329,19 +329,36 @@ def merge_pauses(pauses: Iterable[Pause]) -> list[Pause]:
     return [(s, e) for s, e in out]
 
 
+OVERRIDE_KEYS = ("holidays", "workdays")
+
+
 def load_overrides(raw: object) -> dict[date, bool]:
-    """Parse an override document: ``{workdays: [dates], holidays: [dates]}``."""
+    """Parse an override document: ``{workdays: [dates], holidays: [dates]}``. Anything else is
+    refused, naming it: a misspelt key (`holiday:`) dropped its days without a word, a holiday
+    not taken a false red card (found by a black-box test)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ValueError("calendar overrides: expected a mapping with 'workdays' and 'holidays' lists")
+    unknown = [str(key) for key in raw if key not in OVERRIDE_KEYS]
+    if unknown:
+        raise ValueError(f"calendar overrides: {', '.join(repr(k) for k in unknown)} "
+                         f"{'is not a key' if len(unknown) == 1 else 'are not keys'} of the file: its keys are "
+                         f"'holidays' and 'workdays' (each a list of YYYY-MM-DD dates)")
     out: dict[date, bool] = {}
     for key, flag in (("holidays", False), ("workdays", True)):
-        for value in raw.get(key) or []:
+        values = raw.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            raise ValueError(f"calendar overrides: {key} must be a list of YYYY-MM-DD dates (one per line, "
+                             f"'- 2027-01-01'), got {str(values)!r}")
+        for value in values:
             try:
-                day = value if isinstance(value, date) else date.fromisoformat(str(value))
+                day = value if isinstance(value, date) and not isinstance(value, datetime) \
+                    else date.fromisoformat(str(value))
             except ValueError:
-                raise ValueError(f"calendar overrides: {key} entry {value!r} is not a YYYY-MM-DD date") from None
+                raise ValueError(f"calendar overrides: {key} entry {str(value)!r} is not a YYYY-MM-DD date") from None
             if day in out and out[day] != flag:
                 raise ValueError(f"calendar overrides: {day} is listed as both a holiday and a workday")
             out[day] = flag

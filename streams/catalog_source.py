@@ -114,8 +114,13 @@ def load_judge(catalog_path: Path, overrides_path: Path | None = None,
                config: RuleConfig = RuleConfig(), raw=None) -> Judge:
     """The judge of a catalog file (or of `raw`, that file already read)."""
     catalog = load_catalog(raw if raw is not None else read_yaml(catalog_path, "catalog"))
-    overrides = (load_overrides(read_yaml(overrides_path, "calendar overrides (SUNLIGHT_CALENDAR_OVERRIDES)"))
-                 if overrides_path else {})
+    overrides = {}
+    if overrides_path:
+        days = read_yaml(overrides_path, "calendar overrides (SUNLIGHT_CALENDAR_OVERRIDES)")
+        try:
+            overrides = load_overrides(days)
+        except ValueError as exc:  # one line naming the file and the setting, not a traceback
+            raise CatalogError(f"{overrides_path} (SUNLIGHT_CALENDAR_OVERRIDES): {exc}") from None
     return Judge(catalog, WorkCalendar(overrides, catalog.timezone, on_missing_year=_missing_year), config)
 
 

@@ -126,6 +126,27 @@ def test_overrides_refuse_contradictions_and_bad_dates():
         load_overrides({"holidays": ["first of May"]})
 
 
+def test_overrides_refuse_a_misspelt_key_and_a_day_not_in_a_list(tmp_path):
+    """Found by a black-box test: `holiday:` (the 2027 notice typed by hand, chinese_calendar
+    1.11.0 ending with 2026) was read as no override at all, its days not taken, without a word;
+    `holidays: 2027-01-04` stopped with a TypeError traceback."""
+    from alerts.catalog import CatalogError
+    from streams.catalog_source import load_judge
+    from tests.unit.helpers import CONTRACT
+
+    with pytest.raises(ValueError, match="'holiday' is not a key of the file: its keys are 'holidays' and"):
+        load_overrides({"holiday": ["2027-01-04"]})
+    with pytest.raises(ValueError, match="holidays must be a list of YYYY-MM-DD dates"):
+        load_overrides({"holidays": date(2027, 1, 4)})
+    with pytest.raises(ValueError, match="'2027-01-04 10:00:00' is not a YYYY-MM-DD date"):
+        load_overrides({"workdays": [datetime(2027, 1, 4, 10)]})
+    assert load_overrides({"holidays": None, "workdays": [date(2027, 2, 14)]}) == {date(2027, 2, 14): True}
+    days = tmp_path / "days.yaml"
+    days.write_text("holiday:\n  - 2027-01-04\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match=f"{days} \\(SUNLIGHT_CALENDAR_OVERRIDES\\): calendar overrides: 'holiday'"):
+        load_judge(CONTRACT / "catalog.example.yaml", days)
+
+
 def test_working_days_between_leaves_out_holidays_and_pauses():
     cal = WorkCalendar()
     assert cal.working_days_between(at(2026, 9, 25, 10), at(2026, 10, 9, 12)) == 4.5
