@@ -57,7 +57,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 _MAX_ID = 128
 # The facts of one event are a few short fields; a case's state holds all its events, so one
-# oversized event could make the state too large to store. Refused, not truncated.
+# oversized event could make the state too large to store. Long texts are cut to fit
+# (`TEXT_KEPT_CHARS`); attrs over it otherwise are refused.
 MAX_ATTRS_BYTES = 16 * 1024
 # orjson, which writes states and rows, nests no deeper than 254 levels, attrs inside them.
 MAX_ATTRS_DEPTH = 200
@@ -309,13 +310,41 @@ def read_attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
     if (written is None or written.count(b"[") + written.count(b"{") > MAX_ATTRS_DEPTH) \
             and _depth(value) > MAX_ATTRS_DEPTH:
         raise InvalidEvent("schema", f"attrs is nested more than {MAX_ATTRS_DEPTH} levels deep")
-    if written is not None:
-        size = len(written)
-    else:  # text orjson refuses (lone surrogates): measured as the JSON module writes it
-        size = len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+    size = len(written) if written is not None else _json_size(value)
     if size > MAX_ATTRS_BYTES:
-        raise InvalidEvent("schema", f"attrs is {size} bytes of JSON, more than {MAX_ATTRS_BYTES}")
+        # Long text (an opinion of thousands of characters) is cut, not refused: a refused event holds
+        # its case back, and the case's true red cards with it, for words no rule reads.
+        cut = _long_texts_cut(value)
+        if cut is None or _json_size(cut) > MAX_ATTRS_BYTES:
+            raise InvalidEvent("schema", f"attrs is {size} bytes of JSON, more than {MAX_ATTRS_BYTES}"
+                               + (" with its long text cut" if cut is not None else ""))
+        return cut
     return value
+
+
+# How much of a long text attribute an event keeps (an opinion, a reason, any other text), in
+# characters; the rest is cut and the cut said in the text itself (`_long_texts_cut`).
+TEXT_KEPT_CHARS = 1000
+
+
+def _json_size(value: dict) -> int:
+    """The bytes of `value` as JSON."""
+    try:
+        return len(orjson.dumps(value, default=str))
+    except TypeError:  # text orjson refuses (lone surrogates): measured as the JSON module writes it
+        return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+
+
+def _long_texts_cut(attrs: dict) -> dict | None:
+    """`attrs` with each text value longer than TEXT_KEPT_CHARS cut to that many characters and a
+    note of how many were cut, in the language of the people who read it; None when none is that long.
+    No rule reads such a text: the ones rules read (decision, violation, tier, rating) are
+    a word each. The same attrs are always cut alike, so a copy of the event is the same event."""
+    if not any(isinstance(v, str) and len(v) > TEXT_KEPT_CHARS for v in attrs.values()):
+        return None
+    return {name: (f"{text[:TEXT_KEPT_CHARS]}……［原文过长，其后 {len(text) - TEXT_KEPT_CHARS} 字已截去］"
+                   if isinstance(text, str) and len(text) > TEXT_KEPT_CHARS else text)
+            for name, text in attrs.items()}
 
 
 def _depth(value: Any) -> int:

@@ -274,7 +274,8 @@ def hostile_message(draw) -> tuple[bytes, set[str]]:
                                       "region", "attrs"]))
         size = draw(st.integers(20_000, 200_000))
         filler = draw(st.sampled_from(["x", "案", "\U0001F600"])) * size
-        event[field] = {"opinion": filler} if field == "attrs" else filler
+        # Over 16 KiB of attrs in a list (a long text alone is cut to fit, not refused: an opinion)
+        event[field] = {"scan": [filler]} if field == "attrs" else filler
         return orjson.dumps(event), {"schema"}
     if kind == "too_large":
         event["attrs"] = {"opinion": "x" * draw(st.integers(1_000_001, 1_040_000))}  # under the broker's limit

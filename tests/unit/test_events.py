@@ -113,3 +113,33 @@ def test_an_acceptance_sent_again_with_its_stated_deadline_in_another_offset_is_
     later = parse_event({**base, "attrs": {"deadline": "2026-03-11T00:00:00+08:00"}})
     assert not content_differences(held, utc)
     assert [d[0] for d in content_differences(held, later)] == ["attrs"]
+
+
+def test_a_long_opinion_is_kept_cut_and_its_case_judged_not_held_back():
+    """Found by a black-box test with other clients: an officer's opinion of 6,004 characters (18 KB,
+    valid by the contract's schema) refused its event as over 16 KiB, so its case waited for it
+    for good and its true red skipped_node was never raised. The text is cut, and says so."""
+    from tests.unit.helpers import active, at, ev, run
+
+    opinion = "经审查，申请材料齐全。" * 546  # 6,006 characters
+    event = parse_event({**VALID, "type": "node_completed", "node": "undertake",
+                         "attrs": {"opinion": opinion, "site": "现场"}})
+    kept = event.attrs["opinion"]
+    assert kept.startswith(opinion[:1000]) and kept.endswith(f"其后 {len(opinion) - 1000} 字已截去］")
+    assert event.attrs["site"] == "现场"
+    assert parse_event(event.to_json()) == event, "the event as stored reads back as itself"
+    assert parse_event({**VALID, "type": "node_completed", "node": "undertake",
+                        "attrs": {"opinion": opinion, "site": "现场"}}) == event, "a copy is the same event"
+    jsonschema.validate(event.to_json(), SCHEMA)
+    state = run([ev("accepted", at(2026, 3, 2)),
+                 ev("node_completed", at(2026, 3, 3), node="undertake", opinion=opinion),
+                 ev("node_completed", at(2026, 3, 4), node="approve")], at(2026, 3, 5))
+    assert ("skipped_node", "review") in active(state)
+
+
+def test_attrs_over_16_kib_that_no_cut_of_a_text_brings_under_are_refused():
+    for attrs, words in [({"attachment": ["x" * 20_000]}, "more than 16384"),
+                         ({"opinion": "x" * 20_000, "scan": ["y" * 17_000]}, "with its long text cut")]:
+        with pytest.raises(InvalidEvent) as info:
+            parse_event({**VALID, "attrs": attrs})
+        assert info.value.reason == "schema" and words in str(info.value)
