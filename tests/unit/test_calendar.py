@@ -1,6 +1,6 @@
 """Working days and deadlines: National Day, make-up Saturdays (调休), years without data."""
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -145,6 +145,26 @@ def test_overrides_refuse_a_misspelt_key_and_a_day_not_in_a_list(tmp_path):
     days.write_text("holiday:\n  - 2027-01-04\n", encoding="utf-8")
     with pytest.raises(CatalogError, match=f"{days} \\(SUNLIGHT_CALENDAR_OVERRIDES\\): calendar overrides: 'holiday'"):
         load_judge(CONTRACT / "catalog.example.yaml", days)
+
+
+def test_a_suspension_on_a_working_day_with_a_time_change_gives_back_its_share_of_that_day():
+    """Found by a black-box test: in Africa/Cairo, 2026-04-24 (a Friday, a Chinese working day) is
+    23 hours long. Six hours suspended that day are 6/23 of it, and the deadline moves on by that
+    share of its last day: 06:15:39. It moved 7 hours: two times of one zone subtracted as wall
+    clocks (the day's length read as 24 hours, the suspension's as 7 when stated in the zone)."""
+    cal = WorkCalendar({}, "Africa/Cairo")
+    cairo, summer = cal.tz, timezone(timedelta(hours=3))
+    accepted = datetime(2026, 4, 20, 10, tzinfo=timezone(timedelta(hours=2)))
+    assert cal.deadline(accepted, 10) == datetime(2026, 5, 8, tzinfo=summer)
+    moved = datetime(2026, 5, 8, 6, 15, 39, 130435, tzinfo=summer)
+    for zone in (summer, cairo):  # stated with its offset, or in the catalog's zone
+        suspension = (datetime(2026, 4, 24, 12, tzinfo=zone), datetime(2026, 4, 24, 18, tzinfo=zone))
+        assert cal.deadline(accepted, 10, [suspension]) == moved
+    # In a zone without time changes, six hours are a quarter of a day, as before.
+    shanghai = WorkCalendar({}).tz
+    suspension = (datetime(2026, 4, 24, 12, tzinfo=shanghai), datetime(2026, 4, 24, 18, tzinfo=shanghai))
+    assert WorkCalendar({}).deadline(datetime(2026, 4, 20, 10, tzinfo=shanghai), 10, [suspension]) \
+        == datetime(2026, 5, 8, 6, tzinfo=shanghai)
 
 
 def test_working_days_between_leaves_out_holidays_and_pauses():
