@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from bisect import bisect_left, bisect_right
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,7 @@ Pause = tuple[datetime, "datetime | None"]
 
 _MAX_SCAN_DAYS = 3 * 3650
 _EPSILON = 1e-12
+_UTC = timezone.utc
 _MEMO_SIZE = 200_000  # deadlines remembered (start or its day, days, pauses); cleared when full
 
 
@@ -318,13 +319,13 @@ def _elapsed(start: datetime, end: datetime) -> float:
     """The seconds that pass from `start` to `end`. Two times of one ZoneInfo subtract as wall
     clocks: across a time change on a working day (Africa/Cairo's on a Friday) a suspension gave
     back an hour more or less than it took (found by a black-box test)."""
-    return end.timestamp() - start.timestamp()
+    return (end.astimezone(_UTC) - start.astimezone(_UTC)).total_seconds()  # to the microsecond, as before
 
 
 def _after(start: datetime, seconds: float) -> datetime:
     """The moment `seconds` after `start` as they pass, in `start`'s zone (adding a timedelta to a
     ZoneInfo time moves its wall clock)."""
-    return datetime.fromtimestamp(start.timestamp() + seconds, start.tzinfo)
+    return (start.astimezone(_UTC) + timedelta(seconds=seconds)).astimezone(start.tzinfo)
 
 
 def merge_pauses(pauses: Iterable[Pause]) -> list[Pause]:

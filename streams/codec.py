@@ -46,7 +46,7 @@ FORMAT = 2
 def exact(data: bytes) -> bytes:
     """orjson's output keeps its whole write buffer (about 4 KiB, whatever the length; orjson 3.12
     on, as measured with 3.13.0); a copy of the right size is what a table holding a million of
-    them can afford. Whatever keeps orjson's output for long (a state, a message list, a letter)
+    them can afford. Whatever keeps orjson's output for long (a table's value, a list of messages)
     keeps this copy."""
     return bytes(memoryview(data))
 
