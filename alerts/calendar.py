@@ -108,6 +108,7 @@ class WorkCalendar:
         # and finding the n-th working day cost a bisection, whatever the number of days.
         self._years: dict[int, list[int]] = {}
         self._deadlines: dict[tuple, datetime | None] = {}
+        self._day_lengths: dict[tuple[date, ZoneInfo], float] = {}  # seconds, by (day, zone)
 
     def has_holiday_data(self, year: int) -> bool:
         """Whether the year's days off in lieu and make-up working days are known (an override of the
@@ -194,7 +195,18 @@ class WorkCalendar:
     def _part(self, day: date, start: datetime, end: datetime, tz: ZoneInfo) -> float:
         if end <= start or not self.is_workday(day):
             return 0.0
-        return _elapsed(start, end) / _elapsed(self.midnight(day, tz), self.midnight(day + timedelta(days=1), tz))
+        return _elapsed(start, end) / self._day_seconds(day, tz)
+
+    def _day_seconds(self, day: date, tz: ZoneInfo) -> float:
+        """How long the day is in `tz`: 86,400 seconds, or an hour less or more on a day of a time change."""
+        key = (day, tz)
+        seconds = self._day_lengths.get(key)
+        if seconds is None:
+            if len(self._day_lengths) >= _MEMO_SIZE:
+                self._day_lengths.clear()
+            seconds = _elapsed(self.midnight(day, tz), self.midnight(day + timedelta(days=1), tz))
+            self._day_lengths[key] = seconds
+        return seconds
 
     def _advance(self, start: datetime, remaining: float, tz: ZoneInfo) -> datetime:
         """The moment at which `remaining` working days (at most what [start, next day's end) and
@@ -202,13 +214,11 @@ class WorkCalendar:
         first = self.local(start, tz).date()
         head = self._part(first, start, self.midnight(first + timedelta(days=1), tz), tz)
         if head >= remaining - _EPSILON:
-            length = _elapsed(self.midnight(first, tz), self.midnight(first + timedelta(days=1), tz))
-            return _after(start, remaining * length)
+            return _after(start, remaining * self._day_seconds(first, tz))
         remaining -= head
         whole = math.ceil(remaining - _EPSILON)
         day = self.nth_workday_after(first, whole)
-        day_start, day_end = self.midnight(day, tz), self.midnight(day + timedelta(days=1), tz)
-        return _after(day_start, (remaining - (whole - 1)) * _elapsed(day_start, day_end))
+        return _after(self.midnight(day, tz), (remaining - (whole - 1)) * self._day_seconds(day, tz))
 
     def deadline(self, start: datetime, days: int, pauses: Sequence[Pause] = (),
                  tz: ZoneInfo | None = None) -> datetime | None:
@@ -319,12 +329,20 @@ def _elapsed(start: datetime, end: datetime) -> float:
     """The seconds that pass from `start` to `end`. Two times of one ZoneInfo subtract as wall
     clocks: across a time change on a working day (Africa/Cairo's on a Friday) a suspension gave
     back an hour more or less than it took (found by a black-box test)."""
-    return (end.astimezone(_UTC) - start.astimezone(_UTC)).total_seconds()  # to the microsecond, as before
+    elapsed = end - start
+    if start.tzinfo is end.tzinfo:  # subtracted as wall clocks: less the change of offset between
+        shift = end.utcoffset() - start.utcoffset()
+        if shift:
+            elapsed -= shift
+    return elapsed.total_seconds()
 
 
 def _after(start: datetime, seconds: float) -> datetime:
     """The moment `seconds` after `start` as they pass, in `start`'s zone (adding a timedelta to a
     ZoneInfo time moves its wall clock)."""
+    later = start + timedelta(seconds=seconds)  # a wall clock moved on: the same moment unless the offset changed
+    if later.utcoffset() == start.utcoffset():
+        return later
     return (start.astimezone(_UTC) + timedelta(seconds=seconds)).astimezone(start.tzinfo)
 
 
