@@ -302,6 +302,8 @@ class MonthInputs:
 
 
 def _count(value: Any, where: str) -> int:
+    if isinstance(value, float) and value.is_integer():  # 1.0 is a whole number (a spreadsheet writes it so)
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= LARGEST:
         raise ScoringError(f"{where}: must be a whole number from 0 to {LARGEST:,}, got {value!r}")
     return value
@@ -345,7 +347,7 @@ def load_inputs(raw: Any, catalog: Catalog, month: str) -> MonthInputs:
                 if not isinstance(complaint, dict):
                     raise ScoringError(f"{complaint_where}: must be a mapping with points and reason")
                 _keys(complaint, {"points", "reason"}, complaint_where)
-                if not complaint.get("reason"):
+                if not str(complaint.get("reason") or "").strip():  # "   " is no reason either
                     raise ScoringError(f"{complaint_where}: a deduction needs its reason")
                 points = _fraction(complaint.get("points"), f"{complaint_where}: points")
                 if points == 0:
@@ -430,6 +432,14 @@ class PushFact:
 
 
 @dataclass(frozen=True)
+class EnteredFact:
+    """A department's events of the month registered online or at a window, and the first of them."""
+    department: str
+    events: int
+    first_recorded_at: datetime
+
+
+@dataclass(frozen=True)
 class LetterFact:
     """A dead letter about the month's data (its event occurred in the month). `pushed_at`: when it
     was pushed, as its event states (`recorded_at`, as a push's), else when it was received; None:
@@ -451,6 +461,9 @@ class MonthFacts:
     letters: tuple[LetterFact, ...] = ()
     # When the store was read (None: not known): whether the month's push day has passed.
     as_of: datetime | None = None
+    # A department's events of the month registered online or at a window (填报 into the online
+    # system): a self-built department's data entered so by the push day is there.
+    entered: tuple[EnteredFact, ...] = ()
 
 
 DONE_TICKETS = frozenset({"replied", "closed"})  # 已回复、处理
@@ -557,8 +570,11 @@ def subjects(catalog: Catalog, rulebook: Rulebook, attachment: str) -> list[_Sub
     (every region but the city's own; a catalog of the city's departments only has none to rank)."""
     departments = sorted(catalog.departments.values(), key=lambda d: d.code)
     if attachment == "department":
-        chosen = [d for d in departments
-                  if rulebook.city_region and d.region in (rulebook.city_region, None, "")] or departments
+        # A city_region no department is in (`city_region_unknown`): every department, as its warning
+        # says (before, only those without a region were scored when there were some: found by a
+        # black-box test).
+        in_city = bool(rulebook.city_region) and any(d.region == rulebook.city_region for d in departments)
+        chosen = [d for d in departments if d.region in (rulebook.city_region, None, "")] if in_city else departments
         return [_Subject("department", d.code, d.name, d.code, d.region or "", frozenset({d.code})) for d in chosen]
     regions = sorted({d.region for d in departments if d.region})
     chosen_regions = [r for r in regions if r != rulebook.city_region]
@@ -737,19 +753,24 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         self_built = [d for d in sorted(subject.departments) if catalog.departments[d].self_built]
         deadline = push_deadline(facts.month, rulebook.push_day, tz)
         pushes = [f for f in facts.pushes if f.department in self_built]
+        entered = [f for f in facts.entered if f.department in self_built and f.first_recorded_at <= deadline]
         letters = [f for f in facts.letters if f.department in self_built]
         # "By the 5th" ends at 24:00 of the 5th, which is on time, as in the backfill rule and the
         # contract's deadlines (a deadline "ends at 24:00"): late is after it.
         # A self-built department that pushed nothing of the month by then did not push in time
         # (未及时推送): silence must not score better than a late push.
         past_due = facts.as_of is not None and facts.as_of > deadline
-        silent = [d for d in self_built if not any(f.department == d for f in (*pushes, *letters))]
+        # Its data entered into the online system by then instead (填报: online or at a window) is not
+        # silence: "未及时推送、填报或导入" (before, such a department lost 5 as 未推送: found by a black-box
+        # test). An entry registered long after its event is the backfill rule's (操作规范), not docked here.
+        silent = [d for d in self_built if not any(f.department == d for f in (*pushes, *entered, *letters))]
         not_pushed = silent if past_due else []
         # A push refused whole is still a push, and a late one is late (未及时推送) as well as not
         # to the standard (不符合规范): two deductions, as a late push of valid data has the first.
         late_letters = [f for f in letters if f.pushed_at is not None and f.pushed_at > deadline]
         late = any(f.last_recorded_at > deadline for f in pushes) or bool(late_letters) or bool(not_pushed)
         inputs = {"self_built": bool(self_built), "import_events": sum(f.events for f in pushes),
+                  "entered_events": sum(f.events for f in entered),
                   "last_push": max((f.last_recorded_at for f in pushes), default=None),
                   "push_deadline": deadline, "late": late, "dead_letters": len(letters),
                   "dead_letters_late": len(late_letters), "not_pushed": not_pushed}
@@ -760,7 +781,7 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
             value, note = rule.points, "不适用（非自建系统部门）"
         elif not_pushed:
             note = f"截至 {_as_day_ends(deadline.astimezone(tz), '%Y-%m-%d')} 未推送当月数据：{'、'.join(not_pushed)}"
-        elif not pushes and not letters:
+        elif not pushes and not letters and not entered:
             no_data, note = True, "" if facts.as_of is None else "推送期限未到，暂无推送数据"
     elif rule.key == "other":
         deducted = sum((c.points for c in supplied.complaints), Fraction(0))
@@ -808,6 +829,8 @@ def basis(part: PartScore) -> str:
         if not i["self_built"]:
             return "不适用"
         words = [f"推送 {i['import_events']}"]
+        if i.get("entered_events"):
+            words.append(f"填报 {i['entered_events']}")
         if i["last_push"] is not None:
             words.append(f"末次 {_as_day_ends(i['last_push'], '%m-%d', exact=False)}" + ("（逾期）" if i["late"] else ""))
         if i.get("not_pushed"):

@@ -41,8 +41,8 @@ import orjson
 
 from alerts.events import EARLIEST_TIME, LATEST_TIME, RATINGS
 from alerts.letters import SUNLIGHTS_OWN
-from alerts.scoring import (CaseFact, LetterFact, MonthFacts, MonthScores, PushFact, RatingFact, TicketFact,
-                            month_bounds)
+from alerts.scoring import (CaseFact, EnteredFact, LetterFact, MonthFacts, MonthScores, PushFact, RatingFact,
+                            TicketFact, month_bounds)
 from sinks.rows import TICKET_ROUND
 from sinks.scope import Scope, ScopedQuery
 
@@ -138,14 +138,19 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
     # rule reads it: alerts.detectors.CaseView.pushed); only self-built departments' are scored. Not
     # a rating: the applicant's, not the department's handling (one registered after the push day
     # made a push on time late: found by an independent scorer).
-    query = ScopedQuery("department, count(), max(recorded_at)", "case_events FINAL",
-                        where="channel IN ('import', '') AND type != 'rated' "
+    # Entered (填报): registered online or at a window, with the first registration. Both in one read.
+    query = ScopedQuery("department, countIf(channel IN ('import', '')), "
+                        "maxIf(recorded_at, channel IN ('import', '')), "
+                        "countIf(channel IN ('online', 'window')), minIf(recorded_at, channel IN ('online', 'window'))",
+                        "case_events FINAL",
+                        where="type != 'rated' "
                               "AND occurred_at >= {start:DateTime64(6, 'UTC')} "
                               "AND occurred_at < {end:DateTime64(6, 'UTC')}",
                         tail="GROUP BY department ORDER BY department")
     sql, parameters = query.sql(scope)
-    pushes = tuple(PushFact(d, int(n), _utc(last))
-                   for d, n, last in client.query(sql, parameters={**parameters, **window}).result_rows)
+    rows = client.query(sql, parameters={**parameters, **window}).result_rows
+    pushes = tuple(PushFact(d, int(n), _utc(last)) for d, n, last, _, _ in rows if n)
+    entered = tuple(EnteredFact(d, int(n), _utc(first)) for d, _, _, n, first in rows if n)
 
     query = ScopedQuery("letter_id, department, region, payload, received_at", "dead_letters FINAL",
                         where="topic = {topic:String} AND department != '' "
@@ -169,7 +174,7 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
         if start <= moment < end:
             letters.append(LetterFact(letter_id, department, region,
                                       _moment(event, "recorded_at", tz) or _utc(received_at)))
-    return MonthFacts(month, cases, irregular, tickets, tuple(ratings), pushes, tuple(letters))
+    return MonthFacts(month, cases, irregular, tickets, tuple(ratings), pushes, tuple(letters), entered=entered)
 
 
 def _event(payload: str) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ and in which month (sinks.scoring_inputs.month_facts)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -91,3 +92,45 @@ def test_an_applicants_rating_is_no_push_of_the_departments_data(tmp_path):
     assert (push.department, push.events) == ("SA", 2)
     assert push.last_recorded_at == datetime(2026, 11, 3, 2, tzinfo=timezone.utc)
     assert october.letters == ()
+
+
+def test_a_self_built_departments_data_entered_online_or_at_a_window_is_not_silence(tmp_path):
+    """Found by a black-box test: a self-built department whose October cases were registered at a
+    window as they happened (填报, no push) lost 5 as 未推送 ("截至 … 未推送当月数据"): the rules dock
+    "未及时推送、填报或导入". Entered late, the data is late all the same."""
+    from alerts.catalog import load_catalog
+    from alerts.events import parse_event
+    from alerts.scoring import score_month
+    from sinks.rows import event_row
+    from streams.catalog_source import default_rulebook
+
+    def event(event_id, case_id, kind, recorded, department):
+        return parse_event({"event_id": event_id, "case_id": case_id, "item_code": "I1", "type": kind,
+                            "department": department, "channel": "window",
+                            "occurred_at": "2026-10-15T10:00:00+08:00", "recorded_at": recorded})
+
+    events = [event("a", "W1", "accepted", "2026-10-15T10:00:00+08:00", "SA"),
+              event("c", "W1", "closed", "2026-10-15T10:00:00+08:00", "SA"),
+              event("b", "W2", "accepted", "2026-11-09T10:00:00+08:00", "SB")]  # entered after the 5th
+    client = connect(None, tmp_path / "data")
+    try:
+        migrate(client)
+        client.insert_arrow("case_events", to_arrow("case_events", [event_row(e, e.department, NOVEMBER_3)
+                                                                    for e in events]))
+        october = month_facts(client, "2026-10", SHANGHAI)
+    finally:
+        client.close()
+    assert sorted((f.department, f.events) for f in october.entered) == [("SA", 2), ("SB", 1)]
+    assert october.pushes == ()
+    catalog = load_catalog({
+        "departments": [{"code": code, "name": code, "region": "320200", "self_built": True}
+                        for code in ("SA", "SB", "SC")],
+        "items": [{"code": "I1", "name": "事项", "category": "licensing", "department": "SA", "promised_days": 5,
+                   "nodes": [{"id": "n1", "name": "承办"}]}]})
+    scores = score_month(default_rulebook(), "department", catalog,
+                         replace(october, as_of=datetime(2026, 11, 10, tzinfo=SHANGHAI)))
+    exchange = {s.code: next(p for p in s.parts if p.key == "data_exchange") for s in scores.all}
+    on_time = exchange["SA"]
+    assert (on_time.points, on_time.inputs["late"], on_time.inputs["not_pushed"]) == (10, False, [])
+    assert exchange["SB"].points == 5 and exchange["SB"].inputs["not_pushed"] == ["SB"]  # entered on the 9th
+    assert exchange["SC"].points == 5 and exchange["SC"].inputs["not_pushed"] == ["SC"]  # nothing at all

@@ -390,6 +390,9 @@ def test_ties_share_a_rank():
     ({"month": MONTH, "departments": {"A": {"spotchecks": 1}}}, "unknown field(s) spotchecks"),
     ({"month": MONTH, "departments": {"A": {"coverage": {}}}}, "unknown field(s) coverage"),
     ({"month": MONTH, "departments": {"A": {"complaints": [{"points": 2}]}}}, "complaint #1: a deduction needs its reason"),
+    # A blank reason is none (found by a black-box test: it was deducted, said nowhere why).
+    ({"month": MONTH, "departments": {"A": {"complaints": [{"points": 2, "reason": "   "}]}}},
+     "complaint #1: a deduction needs its reason"),
     ({"month": MONTH, "departments": {"A": {"complaints": [{"points": -2, "reason": "x"}]}}}, "must not be negative"),
     ({"month": MONTH, "regions": {"320211": {"coverage": {"in_scope": 5, "vertical": 1, "online": 6}}}},
      "online (6) is more than in_scope − vertical (4)"),
@@ -407,6 +410,9 @@ def test_a_good_input_file():
                           "regions": {"320211": {"coverage": {"in_scope": 5, "vertical": 1, "online": 4},
                                                  "complaints": [{"points": 0.5, "reason": "投诉"}]}}}, CATALOG, MONTH)
     assert inputs.of("department", "A").spot_checks == 2 and inputs.of("department", "B").spot_checks == 0
+    # 1.0, as a spreadsheet writes a whole number, is one (found by a black-box test: refused as not whole)
+    assert load_inputs({"month": MONTH, "departments": {"A": {"spot_checks": 1.0}}}, CATALOG,
+                       MONTH).of("department", "A").spot_checks == 1
     assert inputs.of("region", "320211").coverage.online == 4
     assert str(inputs.of("region", "320211").complaints[0].points) == "1/2"
 
@@ -474,6 +480,15 @@ def test_a_catalog_of_city_departments_only_has_no_region_to_rank_and_a_foreign_
     foreign["city_region"] = "999999"
     assert "city_region 999999 is no region of the catalog (320200, 320211)" in city_region_unknown(
         CATALOG, rulebook(foreign))
+    # As the warning says, every department is scored then: also when one has no region (before,
+    # only that one was, and the others were left out without a word: found by a black-box test).
+    districts = load_catalog({"departments": [{"code": "A", "name": "甲局"},
+                                              {"code": "B", "name": "滨湖区乙局", "region": "320211"},
+                                              {"code": "C", "name": "某区丙局", "region": "320299"}],
+                              "items": [item("A-1", "A"), item("B-1", "B"), item("C-1", "C")]})
+    assert "every department is scored as a city department" in city_region_unknown(districts, rulebook())
+    scored = score_month(rulebook(), "department", districts, MonthFacts(MONTH, cases=cases("B", 1)))
+    assert sorted(s.code for s in scored.all) == ["A", "B", "C"]
 
 
 def test_a_part_with_no_data_scores_what_a_perfect_record_scores_never_more():
