@@ -27,8 +27,8 @@ from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
 from alerts.state import (CaseState, apply, apply_verdict, catalog_refusal, content_differences, holds_back,
-                          last_node_after_the_end, refuse, refused_time, refused_type, restated, set_aside_events,
-                          with_event)
+                          last_node_after_the_end, refuse, refused_time, refused_type, release, restated,
+                          set_aside_events, with_event)
 from alerts.timeline import read_timeline
 
 RULE_FAMILIES = (deadlines, process, discretion)
@@ -501,11 +501,13 @@ class CaseBatch:
 
 def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[Verdict], judge: Judge,
               now: datetime, raised_at: datetime, judging: bool = True,
-              refusals: list[tuple[str, str, str]] = ()) -> CaseBatch:
+              refusals: list[tuple[str, str, str]] = (), releases: list[str] = ()) -> CaseBatch:
     """Apply a case's events (and its peer groups' verdicts) of one unit, then judge it once
     (without `judging`: `awaiting_judgement`). `refusals`: (event_id, case_id, reason) of the
     case's events the pipeline refused before they could be read as events (`refuse`); an event
-    the catalog refuses here is recorded so too: the case waits for it (`judge_case`).
+    the catalog refuses here is recorded so too: the case waits for it (`judge_case`). `releases`:
+    event ids of refused events an operator closed as no event of the case (`release`): the case
+    stops waiting for them and is judged again.
 
     The result is the one `step` gives event by event: the detectors read the whole history and
     time never runs backwards for a case, so one judgement at the unit's clock is the last of
@@ -520,6 +522,9 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     for event_id, case_id, reason in refusals:
         state, moved = refuse(state, case_id, event_id, reason)
         marked = marked or moved
+    released = [event_id for event_id in releases if state is not None]
+    for event_id in released:
+        state = release(state, event_id)
     for event in events:
         try:
             known(event, judge)
@@ -556,6 +561,9 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
             changed = True
             cause = cause or f"同类处罚比较结果的更新（决定事件 {verdict.event_id}）"
     changed = changed or marked  # an event refused: the case waits for it from now on
+    if released:  # judged again without the events it waited for
+        changed = True
+        cause = cause or f"退信中的事件 {'、'.join(released)} 经人工关闭（不是本办件的事件），办件不再等待"
     if not changed or state is None:
         return CaseBatch(state, None, new, duplicates, refused, conflicts, restated_list)
     if not judging:

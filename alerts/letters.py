@@ -607,7 +607,7 @@ def _stored_raw(payload: str, encoding: str) -> bytes | None:
 CLOSING_REASON_CHARS = 500
 
 
-def why_not_closed(letter: DeadLetter, case_waits: bool) -> str | None:
+def why_not_closed(letter: DeadLetter, case_waits: bool, judge_without: bool = False) -> str | None:
     """Why an operator may not close this letter, in one line; None when they may.
 
     Only an open letter is closed. Not one whose case waits for its event (`case_waits`: a refusal
@@ -617,11 +617,17 @@ def why_not_closed(letter: DeadLetter, case_waits: bool) -> str | None:
     the corrected event (`sunlight dlq redrive`). An import's letter (`unreadable_row`,
     `case_incomplete`) may be closed: its case is then let into later imports without the row, the
     operator's decision, with its reason (a junk row that is no step of the case held it back for
-    good, the file corrected or not: found by review)."""
+    good, the file corrected or not: found by review).
+
+    With `judge_without` the operator says the refused record is no event of the case (a status
+    ping, junk that named the case and an id): the letter is closed and the case judged on its
+    other events (`alerts.state.release`). Without a way out, any record naming a case and an id
+    held back that case's red cards for good (found by a black-box test with other clients)."""
     if letter.status != "open":
         return f"it is {letter.status} already"
-    if case_waits:
+    if case_waits and not judge_without:
         return (f"case {letter.case_id} waits for its event {letter.event_id}, and raises only the alerts no "
                 f"missing event could change (late registrations, among them) until it comes corrected: send the "
-                f"corrected event (`sunlight dlq redrive`) instead of closing the letter")
+                f"corrected event (`sunlight dlq redrive`) instead of closing the letter; if the record is no "
+                f"event of the case, close it with --judge-without, and the case is judged without it")
     return None

@@ -355,6 +355,15 @@ def refuse(state: CaseState | None, case_id: str, event_id: str, reason: str) ->
     return state.evolve(refused={**state.refused, event_id: reason}, revision=state.revision + 1), True
 
 
+def release(state: CaseState, event_id: str) -> CaseState:
+    """An operator closed the letter of a refused event the case waits for, saying it is no event of
+    the case (a status ping, junk that named the case): the case no longer waits for it, and is
+    judged on its other events (`sunlight dlq close --judge-without`). A revision either way: the
+    case is judged again even if a state read back from the store no longer waits for it."""
+    refused = {k: v for k, v in state.refused.items() if k != event_id}
+    return state.evolve(refused=refused, revision=state.revision + 1)
+
+
 def apply_verdict(state: CaseState, event_id: str, evidence: Mapping[str, Any] | None) -> tuple[CaseState, bool]:
     """Record a peer group's verdict on one of the case's decisions (None: not an outlier).
     Returns the new state and whether anything changed."""

@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "gives them")
     closing.add_argument("--reason", required=True, help="why, in words the inspectors read (shown with the letter)")
     closing.add_argument("--by", help="who closes them (default: the login name)")
+    closing.add_argument("--judge-without", action="store_true",
+                         help="for a letter whose case waits for its event: the record is no event of the case "
+                              "(a status ping, junk); close it and judge the case without it")
+    closing.add_argument("--catalog", help="with --judge-without on the embedded defaults: the catalog the cases "
+                         "are judged with (default: SUNLIGHT_CATALOG)")
+    closing.add_argument("--now", help="with --judge-without on the embedded defaults: the clock the cases are "
+                         "judged against (default: the wall clock)")
     closing.set_defaults(func=cmd_dlq_close)
 
     tickets = sub.add_parser("tickets", help="supervision tickets (督办件): list, show, and act on them")

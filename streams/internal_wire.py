@@ -47,6 +47,12 @@ def refusal_signal(case_id: str, event_id: str, kept: str) -> bytes:
     return orjson.dumps({"refused": {"case_id": case_id, "event_id": event_id, "kept": kept}})
 
 
+def release_signal(case_id: str, event_id: str) -> bytes:
+    """An operator closed the letter of a refused event of the case as no event of it (`sunlight dlq
+    close --judge-without`): its case's partition stops waiting for it (`alerts.state.release`)."""
+    return orjson.dumps({"released": {"case_id": case_id, "event_id": event_id}})
+
+
 def routed_action(action: Action) -> bytes:
     return orjson.dumps({"action": action.to_json()})
 

@@ -36,7 +36,7 @@ from alerts.letters import (UTF8_BOM, DeadLetter, RefusedRecord, filed_under, ma
 from alerts.model import Alert
 from alerts.peers import PenaltyFact, Verdict, fact_of
 from alerts.retention import settled_since
-from alerts.state import CaseState, catalog_refusal, refuse
+from alerts.state import CaseState, catalog_refusal, refuse, release
 from alerts.tickets import facts_registered_at
 from sinks.rows import alert_row, case_row, dead_letter_row, event_row
 from sinks.writer import Correction
@@ -85,6 +85,7 @@ class CaseWork:
     # events (`alerts.evaluate.step_many`): the case is held back until they come corrected
     refusals: list[tuple[str, str, str]] = field(default_factory=list)
     refused_at: dict[str, int] = field(default_factory=dict)  # event_id -> the offset of its first refusal
+    releases: list[str] = field(default_factory=list)  # refused events an operator closed as none of the case
 
 
 @dataclass
@@ -214,6 +215,9 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
                 if "verdict" in signal:
                     verdict = Verdict.from_json(signal["verdict"])
                     cases.setdefault(verdict.case_id, CaseWork()).verdicts.append(verdict)
+                elif "released" in signal:  # a letter closed as no event of the case (`release_signal`)
+                    released = signal["released"]
+                    cases.setdefault(str(released["case_id"]), CaseWork()).releases.append(str(released["event_id"]))
                 elif "refused" in signal:  # refused in another partition, too large to be sent on
                     refused = signal["refused"]
                     case_id = str(refused["case_id"])
@@ -539,7 +543,7 @@ class CaseSteps:
         state = await self.store.get(case_id, partition)
         events = [event for _, event in work.events]
         batch = step_many(state, events, work.verdicts, judge, now, wall_now(), judging=not hold,
-                          refusals=work.refusals)
+                          refusals=work.refusals, releases=work.releases)
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
             await self.out.dead_letter(records[id(event)], unit.topic, partition, exc.reason, str(exc))
@@ -656,6 +660,8 @@ class CaseSteps:
         waited = state.refused if state is not None else {}
         for event_id, case_id, reason in work.refusals:  # as `step_many` records them
             state, _ = refuse(state, case_id, event_id, reason)
+        for event_id in work.releases if state is not None else ():
+            state = release(state, event_id)
         for record, event in work.events:
             try:
                 outcome = step(state, event, judge, now, wall_now(), judging=not hold)

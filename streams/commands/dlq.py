@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -274,12 +275,19 @@ def cmd_dlq_close(args, settings: Settings) -> int:
         letters = [stored_letter(found[i]) for i in wanted]
         held = {(letter.case_id, letter.event_id) for letter in letters if holds_judgement(letter)}
         stored = stored_event_keys(client, sorted(held))
+        waiting = []  # (case, event) the cases of these letters wait for: judged without them
         for letter in letters:
             waits = (letter.case_id, letter.event_id) in held and (letter.case_id, letter.event_id) not in stored
-            why = why_not_closed(letter, waits)
+            why = why_not_closed(letter, waits, args.judge_without)
             if why:
                 raise SystemExit(f"sunlight: letter {letter.letter_id} ({letter.reason}) is not closed: {why}; "
                                  f"nothing was closed")
+            if waits:
+                waiting.append((letter.case_id, letter.event_id))
+        catalog = (catalog_path_for(args, settings, "dlq close --judge-without on the embedded defaults judges "
+                                                    "the cases again and needs a catalog")
+                   if waiting and not settings.kafka else None)
+        now = parse_now(args.now) if waiting else None  # a bad --now stops the command before anything is closed
         at = wall_now()
         close_letters(client, wanted, at, by, reason)
         after = read()  # a letter redriven meanwhile (a worker, an import) stays as that left it
@@ -292,4 +300,29 @@ def cmd_dlq_close(args, settings: Settings) -> int:
         print(f"sunlight: not closed, changed meanwhile: {', '.join(overtaken)}", file=sys.stderr)
     print(f"closed {len(closed_now)} dead letters (by {by}: {reason}); `sunlight dlq list --all` shows them",
           file=sys.stderr)
+    closed_ids = {(found[i]["case_id"], found[i]["event_id"]) for i in closed_now}
+    released = list(dict.fromkeys(pair for pair in waiting if pair in closed_ids))
+    if released:
+        _judge_without(settings, released, catalog, now)
     return 1 if overtaken else 0
+
+
+def _judge_without(settings: Settings, released: list[tuple[str, str]], catalog: Path | None,
+                   now: datetime | None) -> None:
+    """Tell each case's partition it waits no more for the event its closed letter held
+    (`streams.internal_wire.release_signal`, on the ticks topic, keyed by the case): a worker's with
+    SUNLIGHT_KAFKA, else the pipeline run here over them, which judges the cases again."""
+    from streams.internal_wire import release_signal
+
+    signals = [(case_id.encode(), release_signal(case_id, event_id)) for case_id, event_id in released]
+    count = len({case_id for case_id, _ in released})
+    cases = f"{count} case{'s' if count != 1 else ''} no longer wait{'' if count != 1 else 's'} for "
+    if settings.kafka:
+        from streams.runtime import produce
+
+        asyncio.run(produce(settings.kafka, settings.ticks_topic, signals))
+        print(f"{cases}the closed letters' records: the workers judge them again", file=sys.stderr)
+        return
+    asyncio.run(push_events(settings, signals, catalog, now, show_progress=False, topic=settings.ticks_topic))
+    print(f"{cases}the closed letters' records and {'is' if count == 1 else 'are'} judged again "
+          f"(`sunlight cases show CASE`)", file=sys.stderr)

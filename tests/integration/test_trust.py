@@ -336,6 +336,54 @@ def test_an_operator_closes_a_letter_no_event_can_replace_with_who_and_why(scena
     assert again.returncode != 0 and b"it is closed already" in again.stderr
 
 
+def test_a_letter_of_a_record_that_is_no_event_is_closed_with_judge_without_and_its_case_judged(tmp_path):
+    """Found by a black-box test with other clients: a record naming a case and an id and nothing
+    else (a status ping) held its case back for good: its true red skipped_node never raised, and
+    `dlq close` refused (the case waits for its event), leaving no way out. With --judge-without the
+    operator says it is no event of the case: the letter is closed and the case judged without it,
+    as if the record had never come."""
+    catalog = Path(__file__).resolve().parents[1] / "data" / "contract" / "catalog.example.yaml"
+    item = "320200-XK-SCJG-0001"
+
+    def event(n, kind, day, hour=9, **extra):
+        moment = f"2026-10-{day:02d}T{hour:02d}:00:00+08:00"
+        return {"event_id": f"HA-{n}", "case_id": "HA", "item_code": item, "type": kind, "occurred_at": moment,
+                "recorded_at": moment, **extra}
+
+    events = [event(1, "accepted", 13), event(2, "node_completed", 14, node="undertake"),
+              event(3, "node_completed", 15, node="approve"), event(4, "closed", 15, 10)]
+    junk = tmp_path / "junk.jsonl"
+    junk.write_bytes(b'{"event_id": "HA-9", "case_id": "HA"}\n' + b"".join(orjson.dumps(e) + b"\n" for e in events))
+    clean = tmp_path / "clean.jsonl"
+    clean.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    now = ["--now", "2026-12-01T00:00:00+08:00"]
+    base = {**os.environ, "SUNLIGHT_PARTITIONS": "2"}
+    base.pop("SUNLIGHT_KAFKA", None)
+    env, expected_env = ({**base, "SUNLIGHT_DATA_DIR": str(tmp_path / name)} for name in ("data", "expected"))
+    for file, where in ((junk, env), (clean, expected_env)):
+        done = sunlight(["replay", str(file), "--catalog", str(catalog), *now], where)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+    def alerts(where):
+        out = sunlight(["alerts", "export"], where)
+        return sorted((a["alert_id"], a["rule"], a["node"]) for a in map(orjson.loads, out.stdout.splitlines()))
+
+    expected = alerts(expected_env)
+    assert ("skipped_node", "review") in {(rule, node) for _, rule, node in expected}
+    assert alerts(env) == [], "the case waits for its record"
+    (letter,) = [orjson.loads(line) for line in sunlight(["dlq", "list", "--format", "jsonl"], env).stdout.splitlines()]
+    close = ["dlq", "close", letter["letter_id"], "--by", "张三", "--reason", "状态探测，不是办件事件"]
+    refused = sunlight(close, env)
+    assert refused.returncode != 0 and b"close it with --judge-without" in refused.stderr
+    done = sunlight([*close, "--judge-without", "--catalog", str(catalog), *now], env)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert b"1 case no longer waits for the closed letters' records and is judged again" in done.stderr
+    assert alerts(env) == expected
+    (closed,) = [orjson.loads(line) for line in sunlight(["dlq", "list", "--all", "--format", "jsonl"],
+                                                          env).stdout.splitlines()]
+    assert (closed["status"], closed["closed_by"]) == ("closed", "张三")
+
+
 def test_a_fining_case_that_waits_across_commands_keeps_its_peer_verdicts(scenario, baseline, tmp_path):
     """A case waiting for a refused event gets its peer group's verdict but raises no alert for it.
     Read back in a later command, it had its verdicts back only from its open outlier alerts: the

@@ -1109,3 +1109,32 @@ def test_the_cards_of_an_imported_case_are_those_of_its_live_copies_whichever_ca
             assert "受理" in cards["backfill"].withdrawn_reason, cards["backfill"].withdrawn_reason
     assert seen[0] - {("backfill", "withdrawn")} == seen[1]
     assert ("backfill", "open") not in seen[1]
+
+
+def test_a_case_held_back_by_a_record_that_is_no_event_is_judged_once_its_letter_is_closed_without_it():
+    """Found by a black-box test with other clients: `{"event_id": "j", "case_id": "U1"}` (a status
+    ping naming the case) held U1 back for good, its true red skipped_node never raised, and its
+    letter could not be closed. An operator closes it as no event of the case (`sunlight dlq close
+    --judge-without`), the case's partition is told (`release_signal`), and the case is judged."""
+    from streams.internal_wire import release_signal
+
+    harness = Harness()
+    skipping = [HISTORY[0], HISTORY[1], HISTORY[3], HISTORY[4]]  # approve before review: review skipped
+    harness.run(Unit("case-events", 0, [record(0, {"event_id": "j", "case_id": "U1"}),
+                                        *[record(n, e) for n, e in enumerate(skipping, start=1)]]))
+    held, _ = decode_state(harness.table.data["U1"])
+    assert set(held.refused) == {"j"} and not held.alerts
+    harness.run(Unit("ticks", 0, [SimpleNamespace(offset=0, key=b"U1", value=release_signal("U1", "j"))]))
+    held, _ = decode_state(harness.table.data["U1"])
+    assert not held.refused
+    # The alerts of the same events without the junk record: the red skipped_node among them.
+    clean = Harness()
+    clean.run(Unit("case-events", 0, [record(n, e) for n, e in enumerate(skipping, start=1)]))
+    expected, _ = decode_state(clean.table.data["U1"])
+    assert {a.alert_id for a in held.alerts.values() if a.status is AlertStatus.OPEN} \
+        == {a.alert_id for a in expected.alerts.values() if a.status is AlertStatus.OPEN}
+    assert ("skipped_node", "review") in {(a.rule.value, a.node) for a in held.alerts.values()}
+    # Told again (the signal redelivered), or of a case that waits for nothing: judged, nothing changes.
+    harness.run(Unit("ticks", 0, [SimpleNamespace(offset=1, key=b"U1", value=release_signal("U1", "j"))]))
+    again, _ = decode_state(harness.table.data["U1"])
+    assert again.alerts == held.alerts and not again.refused
