@@ -165,7 +165,7 @@ RESENT_MARK = "（本通知原定于 "
 
 
 def resent(notice: RenderedNotice, later_steps: Mapping[str, datetime], catalog: Catalog,
-           later_round: int | None = None) -> RenderedNotice:
+           later_round: int | None = None, answered: bool = False) -> RenderedNotice:
     """A notice sent again after it failed, saying so after its salutation: when it was due, and
     the ladder's steps its ticket went through since (`later_steps`: step -> when its notice was
     due, of the same ticket): an opening's or a return's recipient reads that the head was urged
@@ -174,7 +174,10 @@ def resent(notice: RenderedNotice, later_steps: Mapping[str, datetime], catalog:
     once they were taken: a department told weeks later read a referral promised that had been
     made (found by review). A notice resent again says it once, as of the last resend. A round's
     closing or withdrawal resent once its ticket was opened again (`later_round`, the round it is
-    in now) says so: the department read 已办结 of a ticket open again (found by review)."""
+    in now) says so: the department read 已办结 of a ticket open again (found by review). An
+    escalation (which says the department has not answered) resent once the department has answered
+    (`answered`: the ticket stands replied, its answer awaiting review) says that too: a head read
+    仍未答复 of a department that had answered meanwhile (found by a black-box test)."""
     head, _, rest = notice.body.partition("\n")
     rest = rest.lstrip("\n")
     if rest.startswith(RESENT_MARK):  # resent before: said again as of now
@@ -188,6 +191,8 @@ def resent(notice: RenderedNotice, later_steps: Mapping[str, datetime], catalog:
     if rank < 2 and level_2 is not None:
         since.append(f"已于 {moment(_local(level_2, catalog))} 提交纪检监察机构")
         rest = _PROMISED_REFERRAL.sub("", rest.replace(UNANSWERED_TO_HEAD, ""))
+    if answered and rank in (1, 2):
+        since.append("该部门已作出答复，答复正在审核")
     if later_round is not None:
         since.append(f"该督办件已重新生效，现为第 {later_round} 轮督办（另行通知）")
     said = (f"{RESENT_MARK}{moment(_local(notice.due_at, catalog))} 发出，因投递失败现重新发送"

@@ -499,8 +499,9 @@ def failed_notices_and_their_tickets(client, ticket_ids: list[str] | None = None
                                      ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The notices whose latest outcome is `failed` (`failed_notices`), and the status of each of
     their tickets as it stands now, by ticket id: what a resend, asked or by the clock, decides on.
-    Each record also carries `of_round`, the round it was sent in, and `ticket_round`, the round
-    its ticket stands in now (`alerts.notices.no_longer_news`)."""
+    Each record also carries `of_round`, the round it was sent in, `ticket_status`, its ticket's
+    status now, and `ticket_round`, the round its ticket stands in now (`alerts.notices.no_longer_news`,
+    `alerts.notices.resent`)."""
     failed = failed_notices(client, ticket_ids)
     if not failed:
         return [], {}
@@ -525,7 +526,7 @@ def failed_notices_and_their_tickets(client, ticket_ids: list[str] | None = None
     for record in failed:
         due = datetime.fromisoformat(record["due_at"])
         record["of_round"] = notice_round(record["notice_id"])
-        record["ticket_round"] = standing.get(record["ticket_id"], (None, record["of_round"]))[1]
+        record["ticket_status"], record["ticket_round"] = standing.get(record["ticket_id"], (None, record["of_round"]))
         of_its_round = steps.get((record["ticket_id"], record["of_round"]), {})
         record["later_steps"] = {step: at for step, at in of_its_round.items() if at > due}
     return failed, {ticket_id: status for ticket_id, (status, _) in standing.items()}

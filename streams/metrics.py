@@ -68,12 +68,13 @@ TICKET_CHANGES = Counter("sunlight_ticket_changes_total", "Supervision ticket ve
                          registry=REGISTRY)
 TICKET_ACTIONS = Counter("sunlight_ticket_actions_total", "Ticket actions applied or refused", ["kind", "outcome"],
                          registry=REGISTRY)
-NOTICES = Counter("sunlight_notices_total", "Notices by ladder step and status (recorded, sent, failed, held)", ["step", "status"],
+NOTICES = Counter("sunlight_notices_total", "Notices by ladder step and status (recorded, sent, failed, held, unsent)",
+                  ["step", "status"],
                   registry=REGISTRY)
 # Every step and status from 0: a series born at its first failure shows no increase, and the
 # SunlightNoticesFailing rule would miss the first notice that fails.
 for _step in Step:
-    for _status in ("recorded", "held", "sent", "failed"):
+    for _status in ("recorded", "held", "sent", "failed", "unsent"):
         NOTICES.labels(_step.value, _status)
 NOTICES_FAILED = Gauge("sunlight_notices_failed", "Notices whose latest outcome in the store is failed, of tickets "
                        "for which they are still news (the same count on every worker)", registry=REGISTRY)

@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 
 FINISHED = ("sent", "held", "failed")
 HELD = "recorded only: sending was off (replay without --notify)"
+# A notice of a ticket its department was told of (made by a process that sends), reached by a
+# process that sends none: recorded as failed, for `sunlight notices resend` or a worker's resend
+# (held, an escalation to a head was lost for good: found by a black-box test).
+UNSENT = ("not sent: this process sends no notices (a replay or import without --notify), and the ticket's "
+          "department was told of it: `sunlight notices resend` (or a worker) sends it")
 # The failure recorded (and shown on the case page) when no channel is configured.
 NO_CHANNEL = "no channel: set SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or SUNLIGHT_WEBHOOK"
 
@@ -107,7 +112,8 @@ def to_send_again(record: dict[str, Any], catalog: Catalog,
     valid from now (`streams.console.links.Links.renewed`)."""
     later_round = record.get("ticket_round", 1)
     notice = resent(readdressed(notice_from_json(record), catalog), record.get("later_steps", {}), catalog,
-                    later_round if later_round > record.get("of_round", 1) else None)
+                    later_round if later_round > record.get("of_round", 1) else None,
+                    answered=record.get("ticket_status") == "replied" and later_round == record.get("of_round", 1))
     return renew(notice, catalog) if renew is not None else notice
 
 

@@ -34,7 +34,7 @@ from alerts.tickets import (Action, ActionKind, ActionRefused, Notice, Resolutio
 from sinks.rows import notice_row, ticket_row
 from streams import metrics
 from streams.internal_wire import is_nudge, routed_action
-from streams.notices import HELD, HELD_VERSION, QUIET_HELD, notice_to_json
+from streams.notices import FINISHED_VERSION, HELD, HELD_VERSION, QUIET_HELD, UNSENT, notice_to_json
 from streams.clock import wall_now
 from streams.codec import exact
 from streams.steps import Letter, Unit
@@ -340,17 +340,27 @@ class TicketSteps:
                                      latest=tickets[rule_of(notice.ticket_id)])
             answers_reply = notice.step is Step.RETURNED or (
                 notice.step is Step.CLOSED and ticket.resolution is Resolution.ACCEPTED)
-            if not self.out.settings.notify or (ticket.quiet and not answers_reply):
-                # Sending is off (`replay`, `import` without --notify), or the ticket was made so
-                # (history: its department never heard of it, `Ticket.quiet`; only a return or an
-                # acceptance, which answer its reply, reach it): held as it is recorded, never
-                # handed to a notifier, so that no later process with a channel sends it either.
-                # Above a recorded row (a later process's, of the same notice), below the
-                # notifier's outcome (a notice sent before, recorded again here).
-                held = HELD if not self.out.settings.notify else QUIET_HELD
-                self.out.writer.add("notices", notice_row(rendered, written_at, status="held", last_error=held,
+            notify = self.out.settings.notify
+            if ticket.quiet and not answers_reply:
+                # The ticket was made by a process that sends nothing (history: its department never
+                # heard of it, `Ticket.quiet`; only a return or an acceptance, which answer its reply,
+                # reach it): held as it is recorded, never handed to a notifier, so that no later
+                # process with a channel sends it either. Above a recorded row (a later process's, of
+                # the same notice), below the notifier's outcome (a notice sent before, recorded again).
+                self.out.writer.add("notices", notice_row(rendered, written_at, status="held",
+                                                          last_error=HELD if not notify else QUIET_HELD,
                                                           version=HELD_VERSION))
                 metrics.NOTICES.labels(notice.step.value, "held").inc()
+                continue
+            if not notify:
+                # Sending is off here (`replay`, `import` without --notify), but the ticket's department
+                # was told of it: its escalation must reach the head all the same. Recorded as failed,
+                # for `sunlight notices resend` or a worker's resend; held, it was lost for good (found by
+                # a black-box test: a routine import of another department's push took the level 1 and
+                # level 2 of a live ticket, and neither the head nor the office was ever told).
+                self.out.writer.add("notices", notice_row(rendered, written_at, status="failed", last_error=UNSENT,
+                                                          version=FINISHED_VERSION))  # as a notifier's failure
+                metrics.NOTICES.labels(notice.step.value, "unsent").inc()
                 continue
             # Recorded first; to the notifier only once that row is written.
             self.out.writer.add("notices", notice_row(rendered, written_at))

@@ -96,6 +96,10 @@ def cmd_import(args, settings: Settings) -> int:
     if refused:
         print(f"  {refused} dead letters of these events, refused by the pipeline before, are replaced (marked "
               f"redriven): the events are stored now", file=sys.stderr)
+    if processed is not None:  # the pipeline ran here: what it did not send, or could not
+        from streams.commands.pipeline import say_failed_notices
+
+        say_failed_notices(settings)
     if (processed is not None and result.events and not processed["new"] and not processed["duplicates"]
             and processed["dead_lettered"]):
         why = ("the store holds each under its id with other content (above)"

@@ -40,20 +40,29 @@ def cmd_replay(args, settings: Settings) -> int:
           file=sys.stderr)
     if summary.get("conflicting"):
         print(CONFLICTING_NOTE.format(n=summary["conflicting"], what="replay").strip(), file=sys.stderr)
-    if settings.notify:
-        _say_failed_notices(settings)
+    say_failed_notices(settings)
     return 0
 
 
-def _say_failed_notices(settings: Settings) -> None:
+def say_failed_notices(settings: Settings) -> None:
     """After sending notices: how many failed for good, and how to send them again (a mail server
-    down for the whole run said nothing before: found by a black-box test)."""
+    down for the whole run said nothing before: found by a black-box test). After a run that sends
+    none: how many of tickets already told it did not send (`streams.notices.UNSENT`)."""
     from sinks.queries import failed_notices
+    from streams.notices import UNSENT
 
     if settings.kafka:
         return  # the workers send them, later
+    if not settings.notify and not unsent_here():
+        return  # nothing to say, and a store not to open again
     with open_store(settings) as client:
         failed = failed_notices(client)
+    unsent = [n for n in failed if n.get("last_error") == UNSENT]
+    failed = [n for n in failed if n.get("last_error") != UNSENT] if settings.notify else []
+    if unsent:
+        print(f"note: {len(unsent)} notice(s) of tickets whose departments were told of them were not sent: this "
+              f"run sends none (no --notify); `sunlight notices resend` sends them (a worker does by itself)",
+              file=sys.stderr)
     # A notice to no one (the catalog names no address for its recipient) waits for the catalog, not
     # for the mail server (said so, a resend was the advice: found by a black-box test).
     unaddressed = [n for n in failed if not n.get("recipient_email")]
@@ -67,6 +76,16 @@ def _say_failed_notices(settings: Settings) -> None:
         print(f"note: {len(unaddressed)} notice(s) not delivered because the catalog names no email address for "
               f"their recipient ({', '.join(roles)}): add the department's contact or head email, or the "
               f"inspection_office's, to the catalog, then `sunlight notices resend` sends them", file=sys.stderr)
+
+
+def unsent_here() -> int:
+    """How many notices this process recorded unsent (`streams.notices.UNSENT`), by its counter."""
+    from alerts.tickets import Step
+    from streams import metrics
+
+    return int(sum(metrics.REGISTRY.get_sample_value("sunlight_notices_total",
+                                                     {"step": step.value, "status": "unsent"}) or 0
+                   for step in Step))
 
 
 def where_things_are(settings: Settings, catalog) -> str:

@@ -128,7 +128,7 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     import uuid
 
     from alerts.tickets import INSPECTORS, STATUS_TITLE, Action, ActionKind
-    from sinks.queries import dead_letters, stored_tickets, ticket_state
+    from sinks.queries import dead_letters, failed_notices, stored_tickets, ticket_state
     from sinks.scope import Scope
     from streams.clock import wall_now
     from streams.internal_wire import ticket_action
@@ -166,9 +166,13 @@ def cmd_tickets_act(args, settings: Settings) -> int:
         after = stored_tickets(client, everything, ticket_id=ticket_id)
         applied = action.action_id in (ticket_state(client, ticket_id) or {}).get("actions", ())
         refused = list(dead_letters(client, everything, payload_containing=action.action_id))
+        undelivered = failed_notices(client, [ticket_id])
     if after and applied:
         ticket = after[0]
         print(f"{ticket_id}: {STATUS_TITLE.get(ticket['status'], ticket['status'])}（第 {ticket['version']} 版）")
+        if undelivered:  # said only in the log before (a return its contact never heard of: a black-box test)
+            print(f"note: {len(undelivered)} notice(s) of {ticket_id} not delivered ({undelivered[-1]['last_error']}): "
+                  f"`sunlight notices resend` sends them again", file=sys.stderr)
         return 0
     reason = f"{refused[0]['reason']}: {refused[0]['detail']}" if refused else "not applied"
     print(f"sunlight: {kind.value} on {ticket_id} refused: {reason}", file=sys.stderr)

@@ -256,13 +256,15 @@ class Backend:
 def notice_error_text(last_error: str) -> str:
     """Why a notice was held or failed, in words for the page: the pipeline records it for the
     log and the operators (streams.notices), in English, with the sender's own error."""
-    from streams.notices import HELD, NEVER_REACHED, NO_CHANNEL, QUIET_HELD
+    from streams.notices import HELD, NEVER_REACHED, NO_CHANNEL, QUIET_HELD, UNSENT
 
     # Said after the notice's status (发送失败, 仅记录未发送), so only why (before, 发送失败 twice).
     if last_error == NO_CHANNEL:
         return "原因：系统未配置发送渠道（邮件或 Webhook），运维人员配置后将自动重发"
     if last_error == HELD:
         return "原因：发送功能未开启（回放或导入时未加 --notify）"
+    if last_error == UNSENT:
+        return "原因：该次回放或导入未开启发送（未加 --notify）；该部门此前已收到督办通知，运维人员重发（sunlight notices resend）后送达"
     if last_error == QUIET_HELD:
         return "原因：督办件由历史数据生成，该部门未收到过立件通知"
     if last_error == NEVER_REACHED:

@@ -166,6 +166,35 @@ def test_tickets_are_shown_in_the_catalogs_timezone(tmp_path):
     assert [t["deadline"] for t in exported] == ["2026-03-21T00:00:00+01:00"]
 
 
+def test_an_escalation_a_run_without_notify_reaches_is_sent_by_a_resend_not_lost(accepted_case, mail_server):
+    """Found by a black-box test: a replay with --notify opened the ticket and told its contact; a
+    routine run without --notify (another department's import, here the same file again) then reached
+    its level 1, and held the head's notice for good: `notices resend` found nothing to send. The
+    notice is now recorded as failed, the run says so, and a resend delivers it to the head."""
+    events, data = accepted_case
+    box, smtp = mail_server
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
+             "--notify", smtp=smtp)
+    assert [r[0] for r in mails(box)] == [["scjg-fagui@example.gov.cn"]]
+    quiet = sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-21T08:00:00+08:00")
+    assert "1 notice(s) of tickets whose departments were told of them were not sent" in quiet.stderr
+    _, _, notices = read(data)
+    assert [(n["step"], n["status"]) for n in notices] == [("opened", "sent"), ("level_1", "failed")]
+    assert len(mails(box)) == 1
+    resend = sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-03-21T08:30:00+08:00",
+                      smtp=smtp)
+    assert "1 of 1 failed notice(s) sent" in resend.stderr
+    assert [r[0] for r in mails(box)] == [["scjg-fagui@example.gov.cn"], ["scjg-head@example.gov.cn"]]
+    _, _, notices = read(data)
+    assert [(n["step"], n["status"]) for n in notices] == [("opened", "sent"), ("level_1", "sent")]
+    # A ticket command whose notice cannot be delivered says so (before, only the log did).
+    returned = act(data, "reply", "2026-03-21T09:00:00+08:00", TICKET, "--text", "已办结", smtp=smtp)
+    assert "note:" not in returned.stderr
+    down = act(data, "return", "2026-03-21T10:00:00+08:00", TICKET, "--text", "请补充",
+               smtp="smtp://127.0.0.1:9?starttls=0")
+    assert f"notice(s) of {TICKET} not delivered" in down.stderr and "sunlight notices resend" in down.stderr
+
+
 def test_hostile_actions_go_to_the_dead_letters_and_change_nothing(accepted_case):
     events, data = accepted_case
     sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00")

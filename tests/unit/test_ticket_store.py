@@ -253,6 +253,34 @@ def test_a_ticket_made_from_history_tells_no_one_of_its_steps_in_a_process_that_
     assert not live.writer.batch.after_write
 
 
+def test_a_told_tickets_escalations_reached_by_a_process_that_sends_none_wait_to_be_resent():
+    """Found by a black-box test: a process that sends (`replay --notify`) opened the ticket and told
+    its contact; a routine `import` of another department's push (no --notify) then reached the
+    ticket's level 1 and level 2, and held both as recorded only: the head and the inspection office
+    were never told, and `notices resend` found nothing. They are recorded as failed (UNSENT), at a
+    notifier's outcome's version, for a resend."""
+    from streams.notices import FINISHED_VERSION, UNSENT
+
+    red, _ = case_alerts()
+    live = Harness()  # sends notices
+    live.steps.clock = EventTimeClock(red.event_time + timedelta(hours=2))
+    live.steps.clock.finished = True
+    live.alerts(red)
+    opened = live.held().tickets["overdue"]
+    assert not opened.quiet and [r["status"] for r in live.writer.batch.rows["notices"]] == ["recorded"]
+
+    record_only = Harness()
+    record_only.steps.out.settings.notify = False
+    record_only.reads_back_from(live)
+    unit = Unit("ticket-ticks", 0, [record(0, {"case_id": "U1", "now": NOW.isoformat()})])
+    asyncio.run(record_only.steps.process(unit, *decode_ticket_unit(unit, "ticket-ticks")))
+    assert record_only.held().tickets["overdue"].escalation_level == 2
+    notices = record_only.writer.batch.rows["notices"]
+    assert [(r["step"], r["status"], r["last_error"], r["version"]) for r in notices] == [
+        ("level_1", "failed", UNSENT, FINISHED_VERSION), ("level_2", "failed", UNSENT, FINISHED_VERSION)]
+    assert not record_only.writer.batch.after_write  # this process hands nothing to a notifier
+
+
 def test_a_ticket_opens_with_every_card_its_unit_brought():
     """Found by a black-box test: one event raised three skipped_node cards; a replay's ticket opened
     at the first, holding one card, and the other two were "added" at the replay's clock, after its

@@ -1145,6 +1145,34 @@ def test_a_notice_resent_twice_says_it_once_as_of_the_last_resend():
         "（本通知原定于 2026-03-28 08:00 发出，因投递失败现重新发送。）"
 
 
+def test_an_escalation_resent_after_the_department_answered_says_it_has_answered():
+    """Found by a black-box test: a level 1 that failed while the mail server was down, resent after
+    the department had replied, told the head 仍未答复 with nothing to say otherwise."""
+    from alerts.notices import RenderedNotice, resent
+    from streams.notices import to_send_again
+    from tests.unit.helpers import example_catalog
+
+    catalog = example_catalog()
+    level_1 = RenderedNotice("C1/overdue/level_1", "C1/overdue", Step.LEVEL_1, "head", "王局长", "h@b", "s",
+                             "王局长：\n\n答复期限已过，仍未答复。请督促。", "SCJG", "320200",
+                             datetime(2026, 3, 21, tzinfo=timezone.utc), "<m>")
+    answered = resent(level_1, {}, catalog, answered=True)
+    assert answered.body.splitlines()[1] == \
+        "（本通知原定于 2026-03-21 08:00 发出，因投递失败现重新发送。此后，该部门已作出答复，答复正在审核。）"
+    assert "此后" not in resent(level_1, {}, catalog).body.splitlines()[1]
+    # An opening or a return says nothing of an answer: it asks for one.
+    opened = RenderedNotice("C1/overdue/opened", "C1/overdue", Step.OPENED, "contact", "法规科", "a@b", "s",
+                            "法规科：\n\n现予督办。", "SCJG", "320200", datetime(2026, 3, 16, tzinfo=timezone.utc), "<o>")
+    assert "答复正在审核" not in resent(opened, {}, catalog, answered=True).body
+    # As a resend reads the store's record: the ticket's status now.
+    from streams.notices import notice_to_json
+
+    record = {**notice_to_json(level_1), "due_at": level_1.due_at.isoformat(), "ticket_status": "replied",
+              "of_round": 1, "ticket_round": 1, "later_steps": {}}
+    assert "该部门已作出答复" in to_send_again(record, catalog).body
+    assert "该部门已作出答复" not in to_send_again({**record, "ticket_status": "open"}, catalog).body
+
+
 def test_a_notice_s_round_is_read_from_its_id_whatever_the_case_and_rule_are_called():
     from alerts.tickets import Ticket, _notice, notice_round
 
