@@ -522,7 +522,7 @@ def step_many(state: CaseState | None, events: list[CaseEvent], verdicts: list[V
     for event_id, case_id, reason in refusals:
         state, moved = refuse(state, case_id, event_id, reason)
         marked = marked or moved
-    released = [event_id for event_id in releases if state is not None]
+    released = list(releases) if state is not None else []
     for event_id in released:
         state = release(state, event_id)
     for event in events:

@@ -139,10 +139,9 @@ def month_facts(client, month: str, tz: ZoneInfo, scope: Scope = Scope.everythin
     # a rating: the applicant's, not the department's handling (one registered after the push day
     # made a push on time late: found by an independent scorer).
     # Entered (填报): registered online or at a window, with the first registration. Both in one read.
-    query = ScopedQuery("department, countIf(channel IN ('import', '')), "
-                        "maxIf(recorded_at, channel IN ('import', '')), "
-                        "countIf(channel IN ('online', 'window')), minIf(recorded_at, channel IN ('online', 'window'))",
-                        "case_events FINAL",
+    pushed_channel, entered_channel = "channel IN ('import', '')", "channel IN ('online', 'window')"
+    query = ScopedQuery(f"department, countIf({pushed_channel}), maxIf(recorded_at, {pushed_channel}), "
+                        f"countIf({entered_channel}), minIf(recorded_at, {entered_channel})", "case_events FINAL",
                         where="type != 'rated' "
                               "AND occurred_at >= {start:DateTime64(6, 'UTC')} "
                               "AND occurred_at < {end:DateTime64(6, 'UTC')}",

@@ -60,8 +60,8 @@ def say_failed_notices(settings: Settings) -> None:
     unsent = [n for n in failed if n.get("last_error") == UNSENT]
     failed = [n for n in failed if n.get("last_error") != UNSENT] if settings.notify else []
     if unsent:
-        print(f"note: {len(unsent)} notice(s) of tickets whose departments were told of them were not sent: this "
-              f"run sends none (no --notify); `sunlight notices resend` sends them (a worker does by itself)",
+        print(f"note: {len(unsent)} notice(s) of tickets whose departments were told of them were not sent: a run "
+              f"without --notify reached them; `sunlight notices resend` sends them (a worker does by itself)",
               file=sys.stderr)
     # A notice to no one (the catalog names no address for its recipient) waits for the catalog, not
     # for the mail server (said so, a resend was the advice: found by a black-box test).
