@@ -58,6 +58,7 @@ REASON_TITLE: dict[str, str] = {
     "not_allowed": "不允许的督办操作",
     "text_too_long": "文字过长",
     "stale_version": "督办件已更新（操作过时）",
+    "transaction_not_ended": "事务未提交（视为撤销）",
 }
 # What to do about a letter of each reason, for the people at the screens: its detail is the
 # system's own words (English, naming the field and the value), for whoever mends the sender.
@@ -86,6 +87,9 @@ REASON_ADVICE: dict[str, str] = {
     "not_allowed": "督办件当前状态不允许此操作，未执行，已告知操作人，无需处理。",
     "text_too_long": "内容超过字数上限，未执行：删减后重新提交。",
     "stale_version": "督办件已有更新，操作未执行，已告知操作人，无需处理。",
+    "transaction_not_ended": ("来源系统以事务发送事件，却在时限内既未提交也未撤销（如发送程序中途退出），按Kafka的规则视为撤销，"
+                              "事件未评判：核实该批事件确已提交的，由运维人员重投（sunlight dlq redrive）；"
+                              "确已放弃的，注明原因关闭（sunlight dlq close）。"),
 }
 
 

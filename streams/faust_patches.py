@@ -24,8 +24,7 @@ covers each one.
    to 0.1 s. Faust reads `read_uncommitted` unless its consumer is in a transaction
    ("isolation_level = 'read_committed'" only under `exactly_once`), so the records of a
    transaction another client aborted were taken as events; `set_isolation_level` makes the
-   consumers read `read_committed` (on a Kafka cluster: Tansu 0.6.0 gives aborted records to a
-   `read_committed` consumer too).
+   consumers read `read_committed` on a Kafka cluster (on Tansu, see 13).
 4. **High watermarks** (`AIOKafkaConsumerThread._highwaters`): Tansu's ListOffsets(latest)
    under-reports the end of a multi-record batch, and Faust decides from it when a table's
    recovery is complete; on Tansu each end offset is confirmed with a fetch.
@@ -78,12 +77,25 @@ covers each one.
    partitions given are read), so that `recovery_done` is this assignment's. Before, every
    index after the first was rebuilt before its partitions were recovered, without the cases of
    those given, and /readyz said ready meanwhile.
-"""
+
+13. **Transactions decided by their markers, on Tansu** (aiokafka 0.14.0: `PartitionRecords`,
+   consumer/fetcher.py, made in `Fetcher._proc_fetch_request`, "partition_records =
+   PartitionRecords("): aiokafka skips an aborted transaction's records by the broker's list of
+   aborted transactions, which Tansu 0.6.0 sends empty, and Tansu stops a `read_committed` fetch
+   for good at a transaction whose producer died (it never ends one itself); it does write each
+   transaction's commit or abort marker. On Tansu the consumers read `read_uncommitted` and
+   `set_transactions_from_markers` decides each transactional batch by its producer's next marker:
+   an aborted one is skipped, and the partition is held at one whose marker has not come, as a Kafka
+   broker's last stable offset holds it, until `SUNLIGHT_TRANSACTION_TIMEOUT` (60 s) has passed;
+   its records then come as `UndecidedRecord`s, which Sunlight dead-letters
+   (`transaction_not_ended`). A fetch held with nothing to deliver pauses `HELD_FETCH_PAUSE` before
+   the next. Before, an aborted transaction's events were taken (found by a black-box test)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Optional
 
 import faust
@@ -91,6 +103,9 @@ from faust.serializers import codecs
 from faust.transport import consumer as faust_consumer
 from faust.transport.consumer import consecutive_numbers
 from faust.types import TP
+from aiokafka.consumer.fetcher import PartitionRecords
+from aiokafka.errors import CorruptRecordException
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -487,3 +502,121 @@ def recovery_begins(app) -> None:
 def recovery_done(app) -> bool:
     """Whether the recovery of the latest assignment is over (patch 12)."""
     return app.tables.recovery.completed.is_set()
+
+
+# -- 13. transactions decided by their markers, on Tansu ----------------------------------------------
+
+class UndecidedRecord(ConsumerRecord):
+    """A record of a transaction that neither its commit nor its abort marker followed within the
+    wait (`set_transactions_from_markers`): given to Sunlight to be dead-lettered, never taken as
+    an event. A type, not a header, so that no client can mark its own records so."""
+
+
+_undecided_wait: float | None = None
+_undecided_since: dict[tuple[str, int, int], float] = {}  # (topic, partition, batch offset): first seen
+_clock: Callable[[], float] = time.monotonic
+HELD_FETCH_PAUSE = 0.1  # between fetches of a partition held at an undecided transaction
+
+
+def set_transactions_from_markers(wait: float | None, clock: Callable[[], float] | None = None) -> None:
+    """Decide each transactional batch by the marker its producer writes after it (None: as aiokafka
+    does, by the broker's list of aborted transactions). Tansu 0.6.0 sends that list empty, and
+    stops a `read_committed` fetch for good at a transaction whose producer died; it writes the
+    markers. So on Tansu the consumers read `read_uncommitted` and, like a Kafka broker's last
+    stable offset, hold a partition at a batch whose marker has not come; after `wait` seconds
+    (Kafka's transaction.timeout.ms, whose end a Kafka broker marks as an abort) its records are
+    delivered as `UndecidedRecord`s, and the partition goes on."""
+    global _undecided_wait, _clock
+    _undecided_wait = wait
+    _clock = clock or time.monotonic
+    from aiokafka.consumer import fetcher
+
+    if fetcher.PartitionRecords is not _RecordsDecidedByMarkers:
+        _RecordsDecidedByMarkers.original_fetch = fetcher.Fetcher._proc_fetch_request
+        fetcher.PartitionRecords = _RecordsDecidedByMarkers  # read in Fetcher._proc_fetch_request
+        fetcher.Fetcher._proc_fetch_request = _fetch_pausing_while_held
+
+
+class _RecordsDecidedByMarkers(PartitionRecords):
+    """aiokafka 0.14.0's PartitionRecords (consumer/fetcher.py: "self._records_iterator =
+    self._unpack_records()", "_contains_abort_marker", "_consumer_record"), deciding transactions
+    by their markers while `set_transactions_from_markers` is on: the batches of one fetch are read
+    at once, each transactional one decided by its producer's next control batch."""
+
+    original_fetch: Callable | None = None
+
+    def __init__(self, tp, records, aborted_transactions, fetch_offset, *rest):
+        super().__init__(tp, records, aborted_transactions, fetch_offset, *rest)
+        self.held = False  # at an undecided batch, with nothing to deliver before it
+        if _undecided_wait is not None:
+            self._records_iterator = self._unpack_decided(self._decided())
+
+    def _decided(self) -> list[tuple[Any, bool | str | None]]:
+        """The fetch's batches up to the first one held, each with True (deliver), False (skip: a
+        marker or an aborted batch), None (undecided past the wait: deliver as undecided) or
+        "corrupt" (its CRC does not match: the fetch ends there)."""
+        batches, fates, open_by_producer = [], [], {}
+        records = self._records
+        while records.has_next():
+            batch = records.next_batch()
+            if self._check_crcs and not batch.validate_crc():
+                batches.append(batch)  # raised where it is read, as aiokafka does: fetched again
+                fates.append("corrupt")
+                break
+            if batch.is_control_batch:
+                aborted = self._contains_abort_marker(batch)
+                for index in open_by_producer.pop(batch.producer_id, ()):
+                    fates[index] = not aborted
+                fates.append(False)
+            elif batch.producer_id is not None and batch.is_transactional:
+                open_by_producer.setdefault(batch.producer_id, []).append(len(batches))
+                fates.append("open")
+            else:
+                fates.append(True)
+            batches.append(batch)
+        now = _clock()
+        topic, partition = self._tp.topic, self._tp.partition
+        out = []
+        for batch, fate in zip(batches, fates):
+            if fate != "open":
+                if _undecided_since and batch.is_transactional:
+                    _undecided_since.pop((topic, partition, batch.base_offset), None)
+                out.append((batch, fate))
+                continue
+            where = (topic, partition, batch.base_offset)
+            if now - _undecided_since.setdefault(where, now) < _undecided_wait:
+                start = self.next_fetch_offset  # the fetch's offset: nothing is delivered yet
+                self.held = all(fate is False or done.next_offset <= start for done, fate in out)
+                break
+            out.append((batch, None))  # (remembered: read again, after a restart, it is undecided still)
+        return out
+
+    def _unpack_decided(self, decided):
+        tp = self._tp
+        for batch, fate in decided:
+            if fate == "corrupt":
+                raise CorruptRecordException(f"Invalid CRC - {tp}")
+            if fate is not False:
+                for record in batch:
+                    if record.offset < self.next_fetch_offset:
+                        continue  # the fetch began inside the batch
+                    consumer_record = self._consumer_record(tp, record)
+                    if fate is None:
+                        consumer_record = UndecidedRecord(**vars(consumer_record))
+                    self.next_fetch_offset = record.offset + 1
+                    yield consumer_record
+            self.next_fetch_offset = max(self.next_fetch_offset, batch.next_offset)
+
+
+async def _fetch_pausing_while_held(self, assignment, node_id, request):
+    """Fetcher._proc_fetch_request, then a pause when a partition it fetched is held with nothing to
+    deliver: the next fetch would return the same records at once (the node is in flight until this
+    returns)."""
+    result = await _RecordsDecidedByMarkers.original_fetch(self, assignment, node_id, request)
+    for topic, partitions in request.topics:
+        for partition, *_ in partitions:
+            fetched = self._records.get(TopicPartition(topic, partition))
+            if getattr(getattr(fetched, "_partition_records", None), "held", False):  # (or a fetch's error)
+                await asyncio.sleep(HELD_FETCH_PAUSE)
+                return result
+    return result

@@ -140,6 +140,7 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
     tansu_wait = 0.1 if settings.tansu else None
     faust_patches.set_fetch_max_wait(settings.fetch_max_wait if settings.fetch_max_wait is not None else tansu_wait)
     faust_patches.set_isolation_level(settings.isolation_level)
+    faust_patches.set_transactions_from_markers(settings.transaction_timeout if settings.tansu else None)
     # A Tansu broker that outlives this process keeps a group's leader that left while the group
     # was forming, and no member can join it again (streams/faust_patches.py, patch 11).
     faust_patches.set_stay_when_leading_others(settings.tansu and own_broker is None)

@@ -34,6 +34,7 @@ VARIABLES = frozenset({
     "SUNLIGHT_NOTICE_TEMPLATES", "SUNLIGHT_PARTITIONS", "SUNLIGHT_PUBLIC_URL", "SUNLIGHT_REPLY_LINK_DAYS",
     "SUNLIGHT_RULEBOOK", "SUNLIGHT_SECRET_KEY", "SUNLIGHT_SESSION_TIMEOUT", "SUNLIGHT_SINK_MAX_PENDING_ROWS",
     "SUNLIGHT_SMTP", "SUNLIGHT_STOP_SECONDS", "SUNLIGHT_TANSU", "SUNLIGHT_TICKETS", "SUNLIGHT_TICK_INTERVAL",
+    "SUNLIGHT_TRANSACTION_TIMEOUT",
     "SUNLIGHT_UNIT_MAX_MESSAGES", "SUNLIGHT_USERS", "SUNLIGHT_WEBHOOK"
 })
 _told: set[str] = set()
@@ -187,6 +188,10 @@ class Settings:
     # How long the broker may hold a consumer's fetch (seconds); None: Faust's 1.5 s, or 0.1 s
     # on Tansu, embedded or not (see streams.broker).
     fetch_max_wait: float | None = None
+    # On Tansu, how long a partition is held at a transaction whose producer has written neither
+    # its commit nor its abort marker, before its records are dead-lettered and the partition read
+    # on (Kafka's transaction.timeout.ms; streams/faust_patches.py, patch 13).
+    transaction_timeout: float = 60.0
     # Rows buffered while ClickHouse is failing before the stream stops taking messages.
     sink_max_pending_rows: int = 50000
     # At most this many messages in one unit (one partition's fetch, taken as a whole; Faust's
@@ -272,6 +277,7 @@ class Settings:
             sink_max_pending_rows=_bounded(env, "SUNLIGHT_SINK_MAX_PENDING_ROWS", 50000, least=1, whole=True),
             fetch_max_wait=(_bounded(env, "SUNLIGHT_FETCH_MAX_WAIT", 0, least=0)
                             if env.get("SUNLIGHT_FETCH_MAX_WAIT") else None),
+            transaction_timeout=_bounded(env, "SUNLIGHT_TRANSACTION_TIMEOUT", 60.0, least=0, above=True),
             session_timeout=(_bounded(env, "SUNLIGHT_SESSION_TIMEOUT", 0, least=0, above=True)
                              if env.get("SUNLIGHT_SESSION_TIMEOUT") else None),
             tickets_policy=Path(env["SUNLIGHT_TICKETS"]) if env.get("SUNLIGHT_TICKETS") else None,
@@ -309,8 +315,9 @@ class Settings:
     @property
     def isolation_level(self) -> str:
         """How consumers read: past a transaction another client aborted (`read_committed`), on a
-        Kafka cluster; Tansu 0.6.0 gives a `read_committed` consumer aborted records too, and its
-        transactions are read as they come (`docs/faults.md`)."""
+        Kafka cluster; on Tansu, which gives a `read_committed` consumer aborted records too and
+        holds it for good at a transaction that is never ended, every record, each transaction
+        decided by its marker in the log (`transaction_timeout`, `docs/faults.md`)."""
         return "read_uncommitted" if self.tansu else "read_committed"
 
     @property

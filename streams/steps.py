@@ -44,6 +44,7 @@ from streams import metrics
 from streams.clock import wall_now
 from streams.codec import encode_state
 from streams.event_wire import wire_event
+from streams.faust_patches import UndecidedRecord
 from streams.internal_wire import is_nudge, refusal_signal, verdict_signal
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ MAX_MESSAGE_BYTES = 1_000_000
 # A case's state is one changelog record, and Kafka refuses records over 1 MB. No real case has
 # thousands of events; one that would pass this bound is refused (case_too_large), not stored.
 MAX_STATE_BYTES = 900_000
+# A record of a transaction its producer did not end (Tansu: `faust_patches.set_transactions_from_markers`).
+NOT_ENDED = ("a record of a transaction its producer neither committed nor aborted within SUNLIGHT_TRANSACTION_TIMEOUT "
+             "(a Kafka broker aborts such a transaction): not taken as an event")
 
 
 @dataclass
@@ -235,6 +239,9 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
     latest = None
     homes: dict[str, int] = {}
     for record in unit.records:
+        if type(record) is UndecidedRecord:
+            out.letters.append(Letter(record, unit.topic, unit.partition, "transaction_not_ended", NOT_ENDED))
+            continue
         try:
             event = decode_event(record.value)
         except RefusedEvent as exc:

@@ -10,7 +10,7 @@ import orjson
 from streams.broker import EmbeddedBroker, committed_offsets, end_offsets
 from streams.runtime import produce, running_pipeline
 from streams.steps import home_partition
-from tests.integration.conftest import pipeline_settings
+from tests.integration.conftest import pipeline_settings, store_rows
 from tests.unit.helpers import CONTRACT, LICENCE
 
 
@@ -73,6 +73,59 @@ def test_a_transactions_commit_marker_is_not_a_hole_and_the_group_commits_past_i
                 assert running.pipeline.progress.events_new == 5
 
     asyncio.run(run())
+
+
+def test_an_aborted_transaction_is_not_taken_and_one_never_ended_is_dead_lettered_after_the_wait(tmp_path):
+    # Tansu sends no list of aborted transactions: before, an aborted transaction's events were taken
+    # (a case that never existed judged, another closed by a closing withdrawn), and a read_committed
+    # consumer would have been held for good by a producer that died inside a transaction.
+    from kafka import KafkaProducer
+
+    settings = pipeline_settings(tmp_path / "data", transaction_timeout=3.0)
+    cases = [c for c in (f"TX-{n}" for n in range(60)) if home_partition(c, settings.partitions) == 0][:5]
+    kept, withdrawn, plain, abandoned, after = cases
+
+    def send(producer, items):
+        for item in items:
+            producer.send("case-events", key=item["case_id"].encode(), value=orjson.dumps(item), partition=0)
+        producer.flush()
+
+    async def run():
+        with EmbeddedBroker() as broker:
+            async with running_pipeline(settings, CONTRACT / "catalog.example.yaml", broker=broker) as running:
+                progress = running.pipeline.progress
+                await asyncio.to_thread(send_in_a_transaction, broker.bootstrap, 0, [event(kept, "k1", "accepted", 2)])
+
+                def aborted_then_abandoned():
+                    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="aborts",
+                                             enable_idempotence=True)
+                    producer.init_transactions()
+                    producer.begin_transaction()
+                    send(producer, [event(kept, "k2", "closed", 3), event(withdrawn, "w1", "accepted", 2)])
+                    producer.abort_transaction()
+                    producer.begin_transaction()  # and never ended: the producer dies, as it were
+                    send(producer, [event(abandoned, "d1", "accepted", 2)])
+                    return producer
+
+                producer = await asyncio.to_thread(aborted_then_abandoned)
+                await produce(broker.bootstrap, "case-events",
+                              [(e["case_id"].encode(), orjson.dumps(e)) for e in
+                               (event(plain, "p1", "accepted", 2), event(after, "a1", "accepted", 2))])
+                ends = await end_offsets(broker.bootstrap, "case-events", confirm=True)
+                assert ends[0] == 8  # k1, its marker, k2 and w1, their abort marker, d1, p1, a1
+                started = asyncio.get_running_loop().time()
+                assert await committed_in_partition_0(broker, settings, ends[0]) == ends[0]
+                assert progress.events_new == 3 and progress.letters_by_reason == {"transaction_not_ended": 1}
+                # held at d1 until its wait was over, as Kafka holds read_committed at an open transaction
+                assert asyncio.get_running_loop().time() - started >= 2.0
+                await asyncio.to_thread(producer.close, 0)
+
+    asyncio.run(run())
+    open_cases = store_rows(tmp_path / "data", "SELECT case_id, status FROM cases FINAL ORDER BY case_id")
+    assert [c for c, _ in open_cases] == sorted([kept, plain, after])  # no case of an aborted event
+    assert dict(open_cases)[kept] != "closed"
+    letters = store_rows(tmp_path / "data", "SELECT reason, event_id, case_id, offset FROM dead_letters FINAL")
+    assert letters == [("transaction_not_ended", "d1", abandoned, 5)]
 
 
 def test_a_topic_with_fewer_partitions_than_the_workers_is_refused_at_start_naming_it(tmp_path):

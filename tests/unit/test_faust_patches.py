@@ -19,6 +19,7 @@ import pytest
 from faust.tables.manager import TableManager
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as driver
+from aiokafka.structs import TopicPartition
 from faust.types import TP
 from intervaltree import IntervalTree
 
@@ -59,6 +60,12 @@ def test_the_faust_lines_the_patches_rely_on_are_there():
 
     assigned_source = inspect.getsource(App._on_partitions_assigned)  # ... and an assignment's recovery
     assert assigned_source.index("self.tables.on_rebalance") < assigned_source.index("self.on_partitions_assigned.send")
+    from aiokafka.consumer import fetcher
+
+    fetcher_source = inspect.getsource(fetcher)  # transactions decided by their markers: what is replaced
+    assert "self._records_iterator = self._unpack_records()" in fetcher_source
+    assert "partition_records = PartitionRecords(" in inspect.getsource(fetcher.Fetcher._proc_fetch_request)
+    assert "self._in_flight.discard(node_id)" in fetcher_source  # a fetch task's node is in flight until it ends
 
 
 def test_apply_installs_every_patch():
@@ -250,8 +257,8 @@ def test_on_a_kafka_cluster_the_consumers_read_past_aborted_transactions():
     """Faust 0.15.3 reads read_uncommitted outside exactly_once, so a transaction another client
     (a source system's Kafka producer) aborted was taken as events: alerts on facts that were
     withdrawn. On a Kafka cluster the consumers read read_committed; on Tansu, which gives a
-    read_committed consumer aborted records too, as before."""
-    from streams.settings import Settings
+    read_committed consumer aborted records too, every record, decided by the markers (patch 13)."""
+    from streams.settings import SettingError, Settings
 
     app = faust.App("isolation-test", broker="kafka://127.0.0.1:1", web_enabled=False, autodiscover=False)
 
@@ -265,6 +272,10 @@ def test_on_a_kafka_cluster_the_consumers_read_past_aborted_transactions():
     assert Settings.from_env({}).isolation_level == "read_uncommitted"  # the embedded Tansu
     tansu = Settings.from_env({"SUNLIGHT_KAFKA": "tansu:9092", "SUNLIGHT_BROKER_FLAVOUR": "tansu"})
     assert tansu.isolation_level == "read_uncommitted"
+    assert tansu.transaction_timeout == 60.0  # Kafka's transaction.timeout.ms
+    assert Settings.from_env({"SUNLIGHT_TRANSACTION_TIMEOUT": "5"}).transaction_timeout == 5.0
+    with pytest.raises(SettingError, match="SUNLIGHT_TRANSACTION_TIMEOUT"):
+        Settings.from_env({"SUNLIGHT_TRANSACTION_TIMEOUT": "0"})
     try:
         assert asyncio.run(create(cluster.isolation_level))._isolation_level == "read_committed"
         assert asyncio.run(create(None))._isolation_level == "read_uncommitted"  # Faust's own
@@ -446,3 +457,125 @@ def test_sunlight_s_signal_handlers_follow_mode_s_at_the_start():
     faust_patches.after_signal_handlers(worker, lambda: calls.append("sunlight"))
     worker.install_signal_handlers()
     assert calls == ["mode", "sunlight"]
+
+
+# -- 13. transactions decided by their markers, on Tansu ----------------------------------------------
+
+def _batch(base: int, values: list[bytes], producer: int = -1, transactional: bool = False,
+           marker: str | None = None) -> bytes:
+    """One record batch as a broker stores it: `marker` "commit" or "abort" makes it a control batch."""
+    import struct
+
+    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+
+    class Builder(_DefaultRecordBatchBuilderPy):
+        def _get_attributes(self, include_compression_type=True):
+            return super()._get_attributes(include_compression_type) | (self.CONTROL_MASK if marker else 0)
+
+    builder = Builder(magic=2, compression_type=0, is_transactional=transactional or marker is not None,
+                      producer_id=producer, producer_epoch=0, base_sequence=0, batch_size=1 << 20)
+    if marker:
+        builder.append(0, timestamp=1, key=struct.pack(">hh", 0, 1 if marker == "commit" else 0),
+                       value=b"\0" * 6, headers=[])
+    for index, value in enumerate(values):
+        builder.append(index, timestamp=1, key=b"k", value=value, headers=[])
+    data = builder.build()
+    struct.pack_into(">q", data, 0, base)  # the base offset, which the broker sets (outside the CRC)
+    return bytes(data)
+
+
+def _read(log: list[bytes], fetch_offset: int = 0):
+    from aiokafka.consumer import fetcher
+    from aiokafka.record.memory_records import MemoryRecords
+
+    records = fetcher.PartitionRecords(TP("case-events", 0), MemoryRecords(b"".join(log)), [], fetch_offset,
+                                       None, None, True, 0)
+    return records, [(type(r).__name__, r.offset, r.value) for r in records]
+
+
+@pytest.fixture
+def markers_decide():
+    now = [1000.0]
+    faust_patches._undecided_since.clear()
+    faust_patches.set_transactions_from_markers(60.0, clock=lambda: now[0])
+    yield now
+    faust_patches.set_transactions_from_markers(None)
+    faust_patches._undecided_since.clear()
+
+
+def test_an_aborted_transactions_records_are_skipped_and_a_committed_ones_delivered(markers_decide):
+    # Tansu 0.6.0 sends no list of aborted transactions (aiokafka's only way to know): before, an
+    # aborted transaction's events were taken, alerts on facts the source withdrew.
+    log = [_batch(0, [b"c1"], producer=7, transactional=True), _batch(1, [], producer=7, marker="commit"),
+           _batch(2, [b"a1", b"a2"], producer=7, transactional=True), _batch(4, [b"plain"]),
+           _batch(5, [], producer=7, marker="abort"), _batch(6, [b"after"])]
+    records, read = _read(log)
+    assert read == [("ConsumerRecord", 0, b"c1"), ("ConsumerRecord", 4, b"plain"), ("ConsumerRecord", 6, b"after")]
+    assert records.next_fetch_offset == 7 and not records.held
+    faust_patches.set_transactions_from_markers(None)  # aiokafka's own way, given the same log
+    assert [r[2] for r in _read(log)[1]] == [b"c1", b"a1", b"a2", b"plain", b"after"]
+
+
+def test_a_transaction_not_ended_holds_its_partition_then_is_delivered_undecided(markers_decide):
+    now = markers_decide
+    log = [_batch(0, [b"before"]), _batch(1, [b"open"], producer=9, transactional=True),
+           _batch(2, [b"others"], producer=3, transactional=True), _batch(3, [], producer=3, marker="commit"),
+           _batch(4, [b"plain"])]
+    records, read = _read(log)
+    assert read == [("ConsumerRecord", 0, b"before")]  # held at the open transaction, as Kafka's LSO would
+    assert records.next_fetch_offset == 1 and not records.held
+    now[0] += 30
+    records, read = _read(log, fetch_offset=1)
+    assert read == [] and records.next_fetch_offset == 1 and records.held  # the fetcher pauses
+    now[0] += 31  # the open transaction's wait is over (60 s since it was first seen)
+    records, read = _read(log, fetch_offset=1)
+    assert read == [("UndecidedRecord", 1, b"open"), ("ConsumerRecord", 2, b"others"), ("ConsumerRecord", 4, b"plain")]
+    assert records.next_fetch_offset == 5
+    records, read = _read(log, fetch_offset=1)  # read again (a restart, a rebalance): undecided still
+    assert [(r[0], r[1]) for r in read] == [("UndecidedRecord", 1), ("ConsumerRecord", 2), ("ConsumerRecord", 4)]
+    # Its marker, coming at last, decides it: read again, it is skipped.
+    records, read = _read(log + [_batch(5, [], producer=9, marker="abort")], fetch_offset=1)
+    assert [r[1] for r in read] == [2, 4]
+
+
+def test_a_corrupt_batch_fails_where_it_is_read_as_aiokafka_fails_it(markers_decide):
+    from aiokafka.errors import CorruptRecordException
+
+    corrupt = bytearray(_batch(1, [b"damaged"]))
+    corrupt[-3] ^= 0xFF
+    from aiokafka.consumer import fetcher
+    from aiokafka.record.memory_records import MemoryRecords
+
+    records = fetcher.PartitionRecords(TP("case-events", 0), MemoryRecords(_batch(0, [b"sound"]) + bytes(corrupt)),
+                                       [], 0, None, None, True, 0)  # made without raising (in the fetch task)
+    assert next(records).value == b"sound"
+    with pytest.raises(CorruptRecordException):
+        next(records)
+
+
+def test_a_fetch_held_with_nothing_to_deliver_pauses_before_the_next(markers_decide):
+    from aiokafka.consumer import fetcher
+    from aiokafka.record.memory_records import MemoryRecords
+
+    tp = TopicPartition("case-events", 0)
+    held = fetcher.PartitionRecords(tp, MemoryRecords(_batch(0, [b"open"], producer=9, transactional=True)), [],
+                                    0, None, None, True, 0)
+    fetched = SimpleNamespace(_records={tp: SimpleNamespace(_partition_records=held)})
+    request = SimpleNamespace(topics=[("case-events", [(0, 0, 1 << 20)])])
+
+    async def fetch(self, assignment, node_id, request):
+        return True
+
+    async def timed():
+        started = time.monotonic()
+        assert await faust_patches._fetch_pausing_while_held(fetched, None, 1, request) is True
+        return time.monotonic() - started
+
+    original = faust_patches._RecordsDecidedByMarkers.original_fetch
+    faust_patches._RecordsDecidedByMarkers.original_fetch = fetch
+    try:
+        assert asyncio.run(timed()) >= faust_patches.HELD_FETCH_PAUSE
+        held.held = False
+        assert asyncio.run(timed()) < faust_patches.HELD_FETCH_PAUSE
+    finally:
+        faust_patches._RecordsDecidedByMarkers.original_fetch = original
