@@ -159,7 +159,8 @@ class DeliveryWatch:
         A hole at the end of a partition shows no later unit to reveal it: a partition whose log
         reaches past what its agent has seen, with nothing delivered for `STALL_SECONDS`, has
         its tail taken for a hole (read directly; should it only have been slow, reading it
-        twice changes nothing)."""
+        twice changes nothing). Not past where the reading is held at a transaction still open
+        (`faust_patches.held_at`): those records are waited for, and a read of them would wait too."""
         now = asyncio.get_running_loop().time()
         for tp in list(self.assigned):
             high = self.app.consumer.highwater(tp)
@@ -170,6 +171,9 @@ class DeliveryWatch:
             expected = self.next_offsets.get(tp)
             if expected is None:
                 expected = await self.start_offset(tp)
+            held = faust_patches.held_at(tp.topic, tp.partition)
+            if held is not None and expected is not None and held >= expected:  # (before: read past long since)
+                high = min(high, held)  # at a transaction whose marker is not read yet: waited for, not a hole
             if expected is None or high <= expected:
                 self.behind_since.pop(tp, None)
                 continue

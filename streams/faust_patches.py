@@ -89,7 +89,10 @@ covers each one.
    broker's last stable offset holds it, until `SUNLIGHT_TRANSACTION_TIMEOUT` (60 s) has passed;
    its records then come as `UndecidedRecord`s, which Sunlight dead-letters
    (`transaction_not_ended`). A fetch held with nothing to deliver pauses `HELD_FETCH_PAUSE` before
-   the next. Before, an aborted transaction's events were taken (found by a black-box test)."""
+   the next. Tansu ends a fetch about 1 MB in: a batch the fetch's last stable offset (which Tansu
+   reports truly) has passed is decided, and its marker is read ahead (`_look_ahead`). Before, an
+   aborted transaction's events were taken, and a committed one longer than a fetch's were
+   dead-lettered (found by black-box tests)."""
 
 from __future__ import annotations
 
@@ -514,8 +517,12 @@ class UndecidedRecord(ConsumerRecord):
 
 _undecided_wait: float | None = None
 _undecided_since: dict[tuple[str, int, int], float] = {}  # (topic, partition, batch offset): first seen
+_learned: dict[tuple[str, int, int], list[tuple[int, int, bool]]] = {}  # (topic, partition, producer): read ahead
+_not_found_ahead: set[tuple[str, int, int, int]] = set()  # (topic, partition, producer, batch offset)
+_holding: dict[tuple[str, int], int] = {}  # (topic, partition): the offset its reading is held at
 _clock: Callable[[], float] = time.monotonic
 HELD_FETCH_PAUSE = 0.1  # between fetches of a partition held at an undecided transaction
+LOOK_AHEAD_FETCHES = 10_000  # at most, for one marker (Tansu ends a fetch about 1 MB in)
 
 
 def set_transactions_from_markers(wait: float | None, clock: Callable[[], float] | None = None) -> None:
@@ -525,7 +532,8 @@ def set_transactions_from_markers(wait: float | None, clock: Callable[[], float]
     markers. So on Tansu the consumers read `read_uncommitted` and, like a Kafka broker's last
     stable offset, hold a partition at a batch whose marker has not come; after `wait` seconds
     (Kafka's transaction.timeout.ms, whose end a Kafka broker marks as an abort) its records are
-    delivered as `UndecidedRecord`s, and the partition goes on."""
+    delivered as `UndecidedRecord`s, and the partition goes on. A batch the fetch's last stable
+    offset has passed is decided: its marker, beyond the fetch, is read ahead."""
     global _undecided_wait, _clock
     _undecided_wait = wait
     _clock = clock or time.monotonic
@@ -534,29 +542,48 @@ def set_transactions_from_markers(wait: float | None, clock: Callable[[], float]
     if fetcher.PartitionRecords is not _RecordsDecidedByMarkers:
         _RecordsDecidedByMarkers.original_fetch = fetcher.Fetcher._proc_fetch_request
         fetcher.PartitionRecords = _RecordsDecidedByMarkers  # read in Fetcher._proc_fetch_request
-        fetcher.Fetcher._proc_fetch_request = _fetch_pausing_while_held
+        fetcher.Fetcher._proc_fetch_request = _fetch_deciding
+
+
+def held_at(topic: str, partition: int) -> int | None:
+    """The offset where the reading of a partition is held at a transaction whose marker has not
+    been read (None: it is not held). Records from there on are waited for, not missing."""
+    return _holding.get((topic, partition))
+
+
+def _learned_fate(topic: str, partition: int, batch) -> bool | str:
+    """A transactional batch's fate by a marker read ahead: True (committed), False (aborted) or
+    "open" (none read)."""
+    for first, marker, aborted in _learned.get((topic, partition, batch.producer_id), ()):
+        if first <= batch.base_offset < marker:
+            return not aborted
+    return "open"
 
 
 class _RecordsDecidedByMarkers(PartitionRecords):
     """aiokafka 0.14.0's PartitionRecords (consumer/fetcher.py: "self._records_iterator =
     self._unpack_records()", "_contains_abort_marker", "_consumer_record"), deciding transactions
     by their markers while `set_transactions_from_markers` is on: the batches of one fetch are read
-    at once, each transactional one decided by its producer's next control batch."""
+    at once, each transactional one decided by its producer's next control batch, or by one read
+    ahead (`decide`)."""
 
     original_fetch: Callable | None = None
 
     def __init__(self, tp, records, aborted_transactions, fetch_offset, *rest):
         super().__init__(tp, records, aborted_transactions, fetch_offset, *rest)
         self.held = False  # at an undecided batch, with nothing to deliver before it
+        self.look_ahead: dict[int, int] = {}  # producer: its first batch whose marker lies beyond the fetch
+        self._decided: list[tuple[Any, bool | str | None]] | None = None
         if _undecided_wait is not None:
-            self._records_iterator = self._unpack_decided(self._decided())
+            self._batches, self._fates, self._end = self._scan()
+            self._records_iterator = self._unpack_decided()
 
-    def _decided(self) -> list[tuple[Any, bool | str | None]]:
-        """The fetch's batches up to the first one held, each with True (deliver), False (skip: a
-        marker or an aborted batch), None (undecided past the wait: deliver as undecided) or
-        "corrupt" (its CRC does not match: the fetch ends there)."""
+    def _scan(self) -> tuple[list, list[bool | str], int]:
+        """The fetch's batches, each with True (deliver), False (skip: a marker or an aborted batch),
+        "open" (no marker in the fetch) or "corrupt" (its CRC does not match: the fetch ends there),
+        and the offset the fetch ends at."""
         batches, fates, open_by_producer = [], [], {}
-        records = self._records
+        records, end = self._records, self.next_fetch_offset
         while records.has_next():
             batch = records.next_batch()
             if self._check_crcs and not batch.validate_crc():
@@ -574,26 +601,58 @@ class _RecordsDecidedByMarkers(PartitionRecords):
             else:
                 fates.append(True)
             batches.append(batch)
+            end = max(end, batch.next_offset)
+        return batches, fates, end
+
+    def decide(self, stable: int | None, high: int | None) -> None:
+        """Decide the fetch's batches, given its last stable offset and high watermark (None:
+        unknown), up to the first one held: an open batch that the last stable offset has passed,
+        in a fetch that ended before the high watermark, has its marker further on (`look_ahead`);
+        any other waits (None: delivered as undecided once the wait is over)."""
+        if self._decided is not None:
+            return
         now = _clock()
         topic, partition = self._tp.topic, self._tp.partition
-        out = []
-        for batch, fate in zip(batches, fates):
+        start, held_from, out = self.next_fetch_offset, None, []
+        for batch, fate in zip(self._batches, self._fates):
+            if fate == "open":
+                fate = _learned_fate(topic, partition, batch)
             if fate != "open":
                 if _undecided_since and batch.is_transactional:
                     _undecided_since.pop((topic, partition, batch.base_offset), None)
                 out.append((batch, fate))
                 continue
             where = (topic, partition, batch.base_offset)
+            if held_from is None and self._ahead(batch, stable, high):
+                held_from = batch.base_offset
+            if held_from is not None:  # the others of the fetch decided by the same reading ahead
+                if self._ahead(batch, stable, high):
+                    self.look_ahead.setdefault(batch.producer_id, batch.base_offset)
+                continue
             if now - _undecided_since.setdefault(where, now) < _undecided_wait:
-                start = self.next_fetch_offset  # the fetch's offset: nothing is delivered yet
-                self.held = all(fate is False or done.next_offset <= start for done, fate in out)
+                held_from = batch.base_offset
                 break
             out.append((batch, None))  # (remembered: read again, after a restart, it is undecided still)
-        return out
+        self._decided = [(batch, fate) for batch, fate in out if held_from is None or batch.base_offset < held_from]
+        self.held = held_from is not None and all(fate is False or done.next_offset <= start
+                                                  for done, fate in self._decided)
+        current = _holding.get((topic, partition))
+        if held_from is not None:
+            if current is None or current >= start:  # (not a read begun beyond where the reading is held)
+                _holding[topic, partition] = held_from
+        elif current is not None and start <= current < self._end:
+            del _holding[topic, partition]
 
-    def _unpack_decided(self, decided):
+    def _ahead(self, batch, stable: int | None, high: int | None) -> bool:
+        """Whether an open batch's marker is to be read ahead: the last stable offset has passed it
+        (so it is decided), the fetch ended before the log does, and no reading ahead missed it."""
+        return (stable is not None and high is not None and batch.base_offset < stable and self._end < high
+                and (self._tp.topic, self._tp.partition, batch.producer_id, batch.base_offset) not in _not_found_ahead)
+
+    def _unpack_decided(self):
+        self.decide(None, None)  # (unless the fetcher did, knowing the offsets)
         tp = self._tp
-        for batch, fate in decided:
+        for batch, fate in self._decided:
             if fate == "corrupt":
                 raise CorruptRecordException(f"Invalid CRC - {tp}")
             if fate is not False:
@@ -608,15 +667,76 @@ class _RecordsDecidedByMarkers(PartitionRecords):
             self.next_fetch_offset = max(self.next_fetch_offset, batch.next_offset)
 
 
-async def _fetch_pausing_while_held(self, assignment, node_id, request):
-    """Fetcher._proc_fetch_request, then a pause when a partition it fetched is held with nothing to
-    deliver: the next fetch would return the same records at once (the node is in flight until this
-    returns)."""
-    result = await _RecordsDecidedByMarkers.original_fetch(self, assignment, node_id, request)
+async def _look_ahead(fetcher_, node_id: int, tp: TopicPartition, start: int, wanted: dict[int, int],
+                      high: int) -> bool:
+    """Read a partition from `start` for the markers of the `wanted` producers (each with its first
+    open batch), as far as `high`, remembering each one found (`_learned`); whether all were. One not
+    found is not looked for again: its batch waits. False too on a fetch's error (tried again)."""
+    from aiokafka.protocol.fetch import FetchRequest
+    from aiokafka.record.memory_records import MemoryRecords
+
+    wanted = dict(wanted)
+    for _ in range(LOOK_AHEAD_FETCHES):
+        if start >= high:
+            break
+        request = FetchRequest(fetcher_._fetch_max_wait_ms, 1, fetcher_._fetch_max_bytes, 0,  # (a wait of 0: no topics)
+                               [(tp.topic, [(tp.partition, start, fetcher_._max_partition_fetch_bytes)])])
+        response = await fetcher_._client.send(node_id, request)
+        data = [part for topic, parts in response.topics if topic == tp.topic
+                for part in parts if part[0] == tp.partition]
+        if not data or data[0][1] != 0:  # (an error: tried again at the next fetch)
+            return False
+        records, progressed = MemoryRecords(data[0][-1]), False
+        while records.has_next():
+            batch = records.next_batch()
+            if batch.next_offset <= start:
+                continue
+            progressed, start = True, batch.next_offset
+            if batch.is_control_batch and batch.producer_id in wanted:
+                aborted = PartitionRecords._contains_abort_marker(None, batch)
+                first = wanted.pop(batch.producer_id)
+                _learned.setdefault((tp.topic, tp.partition, batch.producer_id), []).append(
+                    (first, batch.base_offset, aborted))
+                if not wanted:
+                    return True
+        if not progressed:
+            break
+    for producer, first in wanted.items():
+        _not_found_ahead.add((tp.topic, tp.partition, producer, first))
+    return False
+
+
+async def _decide_fetched(fetcher_, assignment, node_id, request) -> bool:
+    """Decide the records just fetched for each partition of `request`, reading ahead where needed;
+    whether a partition is held with nothing to deliver (or could not be read ahead)."""
+    pause = False
     for topic, partitions in request.topics:
         for partition, *_ in partitions:
-            fetched = self._records.get(TopicPartition(topic, partition))
-            if getattr(getattr(fetched, "_partition_records", None), "held", False):  # (or a fetch's error)
-                await asyncio.sleep(HELD_FETCH_PAUSE)
-                return result
+            tp = TopicPartition(topic, partition)
+            records = getattr(fetcher_._records.get(tp), "_partition_records", None)
+            if not isinstance(records, _RecordsDecidedByMarkers) or records._decided is not None:
+                continue  # (a fetch's error, or records fetched before)
+            try:
+                state = assignment.state_value(tp)
+            except KeyError:  # (no longer assigned)
+                continue
+            records.decide(getattr(state, "lso", None), getattr(state, "highwater", None))
+            if records.look_ahead:
+                found = await _look_ahead(fetcher_, node_id, tp, records._end, records.look_ahead, state.highwater)
+                pause = pause or not found
+            elif records.held:
+                pause = True
+    return pause
+
+
+async def _fetch_deciding(self, assignment, node_id, request):
+    """Fetcher._proc_fetch_request, then each fetched partition's transactions decided (reading
+    ahead for markers beyond the fetch), and a pause when one is held with nothing to deliver: the
+    next fetch would return the same records at once (the node is in flight until this returns)."""
+    result = await _RecordsDecidedByMarkers.original_fetch(self, assignment, node_id, request)
+    try:
+        if await _decide_fetched(self, assignment, node_id, request):
+            await asyncio.sleep(HELD_FETCH_PAUSE)
+    except asyncio.CancelledError:  # closed or unassigned meanwhile: as aiokafka's own fetch does
+        return False
     return result

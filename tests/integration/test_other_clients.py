@@ -7,7 +7,7 @@ import asyncio
 
 import orjson
 
-from streams.broker import EmbeddedBroker, committed_offsets, end_offsets
+from streams.broker import EmbeddedBroker, committed_offsets, create_topics, end_offsets
 from streams.runtime import produce, running_pipeline
 from streams.steps import home_partition
 from tests.integration.conftest import pipeline_settings, store_rows
@@ -126,6 +126,56 @@ def test_an_aborted_transaction_is_not_taken_and_one_never_ended_is_dead_lettere
     assert dict(open_cases)[kept] != "closed"
     letters = store_rows(tmp_path / "data", "SELECT reason, event_id, case_id, offset FROM dead_letters FINAL")
     assert letters == [("transaction_not_ended", "d1", abandoned, 5)]
+
+
+def test_a_committed_transaction_longer_than_a_fetch_is_taken_whole_not_dead_lettered():
+    # Found by a black-box test: Tansu ends a fetch of a long partition well before its end (about
+    # 1 MB in), so a committed transaction of tens of MB showed no marker in the fetch; the partition
+    # was held for the wait, then its records dead-lettered as never ended. Now the last stable
+    # offset (past the transaction) sends the reader further on for the marker.
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from kafka import KafkaProducer
+
+    from streams import faust_patches
+
+    count = 60_000
+    value = orjson.dumps(event("TX-LONG", "e", "accepted", 2, attrs={"note": "x" * 150}))
+
+    def send_long_transaction(bootstrap):
+        producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id="long", enable_idempotence=True)
+        try:
+            producer.init_transactions()
+            producer.begin_transaction()
+            for _ in range(count):
+                producer.send("case-events", key=b"TX-LONG", value=value, partition=0)
+            producer.commit_transaction()
+        finally:
+            producer.close()
+
+    async def run():
+        with EmbeddedBroker() as broker:
+            await create_topics(broker.bootstrap, [("case-events", 1)])
+            await asyncio.to_thread(send_long_transaction, broker.bootstrap)
+            faust_patches.set_transactions_from_markers(3.0)
+            consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, fetch_max_wait_ms=100)
+            await consumer.start()
+            try:
+                tp = TopicPartition("case-events", 0)
+                consumer.assign([tp])
+                consumer.seek(tp, 0)
+                read = []
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                while len(read) < count and loop.time() - started < 30:
+                    read.extend((await consumer.getmany(tp, timeout_ms=200)).get(tp, []))
+                return read, loop.time() - started
+            finally:
+                await consumer.stop()
+                faust_patches.set_transactions_from_markers(None)
+
+    read, took = asyncio.run(run())
+    assert len(read) == count and {type(record).__name__ for record in read} == {"ConsumerRecord"}
+    assert took < 3.0  # not held for the wait
 
 
 def test_a_topic_with_fewer_partitions_than_the_workers_is_refused_at_start_naming_it(tmp_path):

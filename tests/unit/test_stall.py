@@ -55,6 +55,33 @@ def test_messages_that_just_came_after_a_quiet_while_are_not_a_stall(monkeypatch
     assert fake.next_offsets[tp] == 20 and tp not in fake.behind_since
 
 
+def test_a_partition_held_at_an_open_transaction_is_waited_for_not_taken_for_a_stall(monkeypatch):
+    # Seen live: a transaction of 60,000 events still being written held case-events[2] at its
+    # first batch (as Kafka's last stable offset holds a read_committed consumer); after 5 s its
+    # records were taken for a lost tail and read directly by a reader that waits for the marker
+    # too, which failed every 10 s with an error in the log until the transaction ended.
+    fake, tp, agent, kept = quiet_partition(monkeypatch)
+    monkeypatch.setattr(delivery_module.faust_patches, "held_at", lambda topic, partition: 10)
+
+    async def run():
+        now = asyncio.get_running_loop().time()
+        fake.last_seen.update({tp: now - 60, agent: now - 60})
+        fake.behind_since[tp] = now - STALL_SECONDS - 1
+        await fake.retry()
+
+    asyncio.run(run())
+    assert kept == [] and fake.holes == {} and tp not in fake.behind_since
+    monkeypatch.setattr(delivery_module.faust_patches, "held_at", lambda topic, partition: 15)  # held further on
+    fake.behind_since[tp] = 0.0
+    asyncio.run(fake.retry())
+    assert kept == [(tp, 10, 15)]  # a stall, but only up to where the reading is held
+    # Held where this worker read past long since (the partition was another's meanwhile): not heeded.
+    monkeypatch.setattr(delivery_module.faust_patches, "held_at", lambda topic, partition: 5)
+    fake.next_offsets[tp], fake.behind_since[tp] = 10, 0.0
+    asyncio.run(run())
+    assert kept[-1] == (tp, 10, 20)
+
+
 def test_the_tombstones_of_what_a_flush_lets_go_leave_with_that_flush():
     """Cases and tickets are let go by callbacks that run once a batch is written; their tombstones
     waited in the outbox for a timer, and a worker that stopped first left the cases in the
