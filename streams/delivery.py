@@ -93,6 +93,7 @@ class DeliveryWatch:
             self.assigned.discard(tp)
             self.last_seen.pop(tp, None)
             self.behind_since.pop(tp, None)
+            faust_patches.forget_held(tp.topic, tp.partition)
         self.start_offsets.clear()
 
     async def missing_before(self, unit: Unit) -> list[Unit]:

@@ -551,6 +551,12 @@ def held_at(topic: str, partition: int) -> int | None:
     return _holding.get((topic, partition))
 
 
+def forget_held(topic: str, partition: int) -> None:
+    """The partition is no longer this process's: where its reading was held says nothing of where
+    it will be if it comes back (another worker may read past it meanwhile)."""
+    _holding.pop((topic, partition), None)
+
+
 def _learned_fate(topic: str, partition: int, batch) -> bool | str:
     """A transactional batch's fate by a marker read ahead: True (committed), False (aborted) or
     "open" (none read)."""
@@ -577,6 +583,8 @@ class _RecordsDecidedByMarkers(PartitionRecords):
         if _undecided_wait is not None:
             self._batches, self._fates, self._end = self._scan()
             self._records_iterator = self._unpack_decided()
+        else:  # (turned off since the class was put in place: aiokafka's own reading)
+            self._decided = []
 
     def _scan(self) -> tuple[list, list[bool | str], int]:
         """The fetch's batches, each with True (deliver), False (skip: a marker or an aborted batch),
@@ -622,20 +630,26 @@ class _RecordsDecidedByMarkers(PartitionRecords):
                     _undecided_since.pop((topic, partition, batch.base_offset), None)
                 out.append((batch, fate))
                 continue
-            where = (topic, partition, batch.base_offset)
-            if held_from is None and self._ahead(batch, stable, high):
-                held_from = batch.base_offset
             if held_from is not None:  # the others of the fetch decided by the same reading ahead
                 if self._ahead(batch, stable, high):
                     self.look_ahead.setdefault(batch.producer_id, batch.base_offset)
                 continue
-            if now - _undecided_since.setdefault(where, now) < _undecided_wait:
-                held_from = batch.base_offset
+            where = (topic, partition, batch.base_offset)
+            if now - _undecided_since.setdefault(where, now) >= _undecided_wait:
+                out.append((batch, None))  # (remembered: read again, after a restart, it is undecided still)
+                continue
+            held_from = batch.base_offset
+            if not self._ahead(batch, stable, high):
                 break
-            out.append((batch, None))  # (remembered: read again, after a restart, it is undecided still)
+            self.look_ahead[batch.producer_id] = batch.base_offset  # (its wait bounds a reading ahead that fails)
         self._decided = [(batch, fate) for batch, fate in out if held_from is None or batch.base_offset < held_from]
         self.held = held_from is not None and all(fate is False or done.next_offset <= start
                                                   for done, fate in self._decided)
+        if _learned and held_from is None:  # markers read ahead that this reading has passed
+            for key in [key for key in _learned if key[:2] == (topic, partition)]:
+                _learned[key] = [known for known in _learned[key] if known[1] >= start]
+                if not _learned[key]:
+                    del _learned[key]
         current = _holding.get((topic, partition))
         if held_from is not None:
             if current is None or current >= start:  # (not a read begun beyond where the reading is held)
@@ -671,38 +685,47 @@ async def _look_ahead(fetcher_, node_id: int, tp: TopicPartition, start: int, wa
                       high: int) -> bool:
     """Read a partition from `start` for the markers of the `wanted` producers (each with its first
     open batch), as far as `high`, remembering each one found (`_learned`); whether all were. One not
-    found is not looked for again: its batch waits. False too on a fetch's error (tried again)."""
+    found by `high` is not looked for again: its batch waits. False too on a fetch's error or one that
+    brings nothing: tried again at the next fetch, until the batch's wait is over."""
+    from aiokafka.errors import KafkaError
     from aiokafka.protocol.fetch import FetchRequest
     from aiokafka.record.memory_records import MemoryRecords
 
     wanted = dict(wanted)
     for _ in range(LOOK_AHEAD_FETCHES):
         if start >= high:
-            break
-        request = FetchRequest(fetcher_._fetch_max_wait_ms, 1, fetcher_._fetch_max_bytes, 0,  # (a wait of 0: no topics)
-                               [(tp.topic, [(tp.partition, start, fetcher_._max_partition_fetch_bytes)])])
-        response = await fetcher_._client.send(node_id, request)
-        data = [part for topic, parts in response.topics if topic == tp.topic
-                for part in parts if part[0] == tp.partition]
-        if not data or data[0][1] != 0:  # (an error: tried again at the next fetch)
+            for producer, first in wanted.items():
+                _not_found_ahead.add((tp.topic, tp.partition, producer, first))
             return False
-        records, progressed = MemoryRecords(data[0][-1]), False
-        while records.has_next():
-            batch = records.next_batch()
-            if batch.next_offset <= start:
-                continue
-            progressed, start = True, batch.next_offset
-            if batch.is_control_batch and batch.producer_id in wanted:
-                aborted = PartitionRecords._contains_abort_marker(None, batch)
-                first = wanted.pop(batch.producer_id)
-                _learned.setdefault((tp.topic, tp.partition, batch.producer_id), []).append(
-                    (first, batch.base_offset, aborted))
-                if not wanted:
-                    return True
+        # A wait of 1 ms: there are records to read (Tansu answers a wait of 0 with no topics).
+        request = FetchRequest(1, 1, fetcher_._fetch_max_bytes, 0,
+                               [(tp.topic, [(tp.partition, start, fetcher_._max_partition_fetch_bytes)])])
+        try:
+            response = await fetcher_._client.send(node_id, request)
+            data = [part for topic, parts in response.topics if topic == tp.topic
+                    for part in parts if part[0] == tp.partition]
+            if not data or data[0][1] != 0:  # (an error code)
+                return False
+            records, progressed = MemoryRecords(data[0][-1]), False
+            while records.has_next():
+                batch = records.next_batch()
+                if batch.next_offset <= start:
+                    continue
+                progressed, start = True, batch.next_offset
+                if batch.is_control_batch and batch.producer_id in wanted:
+                    aborted = PartitionRecords._contains_abort_marker(None, batch)  # (uses no self)
+                    first = wanted.pop(batch.producer_id)
+                    _learned.setdefault((tp.topic, tp.partition, batch.producer_id), []).append(
+                        (first, batch.base_offset, aborted))
+                    _undecided_since.pop((tp.topic, tp.partition, first), None)  # decided: no wait
+                    if not wanted:
+                        return True
+        except KafkaError as exc:  # as aiokafka's own fetch: logged, and fetched again
+            log.warning("%s[%s]: reading ahead from offset %d for a transaction's marker failed: %r", tp.topic,
+                        tp.partition, start, exc)
+            return False
         if not progressed:
-            break
-    for producer, first in wanted.items():
-        _not_found_ahead.add((tp.topic, tp.partition, producer, first))
+            return False
     return False
 
 
@@ -710,6 +733,8 @@ async def _decide_fetched(fetcher_, assignment, node_id, request) -> bool:
     """Decide the records just fetched for each partition of `request`, reading ahead where needed;
     whether a partition is held with nothing to deliver (or could not be read ahead)."""
     pause = False
+    if _undecided_wait is None:  # (turned off since the fetcher was patched)
+        return pause
     for topic, partitions in request.topics:
         for partition, *_ in partitions:
             tp = TopicPartition(topic, partition)

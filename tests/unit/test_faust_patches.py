@@ -558,9 +558,9 @@ def test_a_corrupt_batch_fails_where_it_is_read_as_aiokafka_fails_it(markers_dec
         next(records)
 
 
-def _fetched(log: bytes, stable: int, high: int, looked_ahead: list, ahead: bytes = b""):
+def _fetched(log: bytes, stable: int, high: int, looked_ahead: list, ahead: bytes | Exception = b""):
     """A fetcher that has just fetched `log` of case-events[0] (last stable offset `stable`, high
-    watermark `high`), whose client answers a fetch with `ahead`."""
+    watermark `high`), whose client answers a fetch with `ahead` (or raises it)."""
     from aiokafka.consumer import fetcher
     from aiokafka.record.memory_records import MemoryRecords
 
@@ -569,6 +569,8 @@ def _fetched(log: bytes, stable: int, high: int, looked_ahead: list, ahead: byte
 
     async def send(node_id, request):
         looked_ahead.append(request.topics)
+        if isinstance(ahead, Exception):
+            raise ahead
         return SimpleNamespace(topics=[("case-events", [(0, 0, high, stable, 0, [], -1, ahead)])])
 
     state = SimpleNamespace(lso=stable, highwater=high)
@@ -624,7 +626,9 @@ def test_a_committed_transaction_whose_marker_the_fetch_did_not_reach_is_read_ah
     fetched, assignment, records = _fetched(window, stable=4, high=4, looked_ahead=looked)  # the same window
     _fetch(fetched, assignment)
     assert [(type(r).__name__, r.value) for r in records] == [("ConsumerRecord", b"c1"), ("ConsumerRecord", b"c2")]
-    assert len(looked) == 1
+    assert len(looked) == 1 and faust_patches._learned
+    _read([_batch(4, [b"later"])], fetch_offset=4)  # read past its marker: not kept for ever
+    assert faust_patches._learned == {}
     # An aborted one, found the same way, is skipped.
     window = _batch(4, [b"a1"], producer=5, transactional=True)
     fetched, assignment, records = _fetched(window, stable=7, high=7, looked_ahead=looked,
@@ -649,3 +653,42 @@ def test_a_marker_not_found_ahead_despite_the_stable_offset_leaves_the_batch_ope
     fetched, assignment, records = _fetched(window, stable=3, high=3, looked_ahead=looked)
     _fetch(fetched, assignment)
     assert [type(r).__name__ for r in records] == ["UndecidedRecord"]
+
+
+def test_a_reading_ahead_that_fails_is_tried_again_and_bounded_by_the_wait(markers_decide):
+    # Found by review: an error of the fetch reading ahead (a broker gone a moment) came out of the
+    # fetch task, which ended aiokafka's fetch routine: the consumer fetched nothing ever again.
+    from aiokafka.errors import NodeNotReadyError
+
+    now = markers_decide
+    looked = []
+    window = _batch(0, [b"c1"], producer=9, transactional=True)
+    for answer in (NodeNotReadyError("gone"), b""):  # an error; then a fetch that brings nothing
+        fetched, assignment, records = _fetched(window, stable=3, high=3, looked_ahead=looked, ahead=answer)
+        assert _fetch(fetched, assignment) >= faust_patches.HELD_FETCH_PAUSE  # no error out of the fetch
+        assert list(records) == [] and faust_patches._not_found_ahead == set()  # not given up: tried again
+    assert len(looked) == 2
+    now[0] += 61  # failing still when the wait is over: delivered as undecided, not looked for again
+    fetched, assignment, records = _fetched(window, stable=3, high=3, looked_ahead=looked, ahead=NodeNotReadyError())
+    _fetch(fetched, assignment)
+    assert [type(r).__name__ for r in records] == ["UndecidedRecord"] and len(looked) == 2
+
+
+def test_turned_off_after_it_was_on_the_fetcher_reads_as_aiokafka_does(markers_decide):
+    # Found by review: the patched fetcher stays in place, and its records made while it is off had
+    # nothing to decide; each fetch raised AttributeError, which ended the fetch routine.
+    faust_patches.set_transactions_from_markers(None)
+    looked = []
+    fetched, assignment, records = _fetched(_batch(0, [b"plain"]) + _batch(1, [b"t"], producer=4, transactional=True),
+                                            stable=0, high=2, looked_ahead=looked)
+    assert _fetch(fetched, assignment) < faust_patches.HELD_FETCH_PAUSE
+    assert [r.value for r in records] == [b"plain", b"t"] and looked == []
+
+
+def test_where_a_partition_was_held_is_forgotten_when_it_is_revoked(markers_decide):
+    # Found by review: held at 1, then revoked; another worker read past it, and the partition came
+    # back: the stall watch would have waited at an offset long passed.
+    _read([_batch(0, [b"before"]), _batch(1, [b"open"], producer=9, transactional=True)])
+    assert faust_patches.held_at("case-events", 0) == 1
+    faust_patches.forget_held("case-events", 0)
+    assert faust_patches.held_at("case-events", 0) is None

@@ -80,6 +80,10 @@ def test_a_partition_held_at_an_open_transaction_is_waited_for_not_taken_for_a_s
     fake.next_offsets[tp], fake.behind_since[tp] = 10, 0.0
     asyncio.run(run())
     assert kept[-1] == (tp, 10, 20)
+    forgotten = []
+    monkeypatch.setattr(delivery_module.faust_patches, "forget_held", lambda *tp: forgotten.append(tp))
+    fake.on_revoked([tp])
+    assert forgotten == [("alerts", 1)]  # where it was held is not heeded when it comes back
 
 
 def test_the_tombstones_of_what_a_flush_lets_go_leave_with_that_flush():
