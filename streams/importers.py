@@ -23,7 +23,7 @@ from alerts.letters import UTF8_BOM, DeadLetter, make_letter, refused_event
 from alerts.mapping import (RAGGED, DateTally, LogMapping, MappedRow, RowStatus, hold_broken_cases, map_rows,
                             other_fact_under_id)
 from streams.replay_feed import json_lines
-from streams.steps import MAX_MESSAGE_BYTES
+from streams.steps import MAX_SENT_BYTES
 
 
 class LogFormatError(ValueError):
@@ -36,10 +36,10 @@ def read_csv(path: Path, columns: set[str] = frozenset(), lines: dict[int, int] 
     every one of `columns`, the columns a mapping reads). `lines` gets the line each row begins at,
     by its number (1: the first row after the header), as it is read: blank lines and fields quoted
     across lines make the two differ, and a person looks a row up by its line."""
-    # A field may be as large as an event may be: the csv module's own limit (131,072 characters)
+    # A field may be as large as an event sent may be: the csv module's own limit (131,072 characters)
     # refused a whole file for one oversized cell, which the mapping rejects as its row alone (found
     # by a black-box test).
-    csv.field_size_limit(max(csv.field_size_limit(), MAX_MESSAGE_BYTES))
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_SENT_BYTES))
     with open(path, newline="", encoding="utf-8-sig") as handle:
         # Strict: a stray quote opening a field that no quote closes is an error, not the rest of
         # the file read as one field (the rows after it were dropped without a word: found by a

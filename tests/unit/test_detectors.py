@@ -374,6 +374,8 @@ def penalty_case(case, amount, tier=None, violation="V-FOOD-124"):
     (30000, "  ", set()),                # no tier claimed
     (30000, " Light ", {("discretion_out_of_range", None)}),
     (30000, "nor mal", {("discretion_out_of_range", None)}),
+    (1e20, None, {("discretion_out_of_range", None)}),  # refused before, and no card (a black-box test)
+    (1e40, "heavy", {("discretion_out_of_range", None)}),
 ])
 def test_discretion_out_of_range(amount, tier, expected):
     state = run(penalty_case("P1", amount, tier), at(2026, 3, 4))

@@ -928,7 +928,34 @@ def test_a_message_too_large_outside_its_cases_partition_is_lettered_where_it_ca
     assert dict(held.refused) == {"a": "too_large"}
     assert not any(a.rule.value == "skipped_node" for a in held.alerts.values())
     # It says the limit it is over (found by a black-box test: only its own size was said).
-    assert harness.rows("dead_letters")[0]["detail"].endswith("bytes, more than the 1,000,000 an event may have")
+    assert harness.rows("dead_letters")[0]["detail"].endswith(
+        "more than the 1,000,000 bytes a message sent on to it may have: send it keyed by its case_id")
+
+
+def test_an_event_over_a_megabyte_in_its_cases_partition_is_taken_its_long_text_cut():
+    """Found by a black-box test with other clients: a closing valid by the contract, with a reason
+    of 400,000 characters (1.2 MB), was refused as too_large (over 1,000,000 bytes) before its long
+    text could be cut, and its case, closed on time, kept a false red overdue; a message padded
+    with a megabyte of whitespace too. Sunlight sets no bound under 16 MiB of its own."""
+    from streams.steps import home_partition
+
+    case = "U1"
+    home = home_partition(case, 4)
+    closing = {**HISTORY[4], "attrs": {"reason": "办" * 400_000}}
+    padded = orjson.dumps(HISTORY[3])[:-1] + b" " * 1_100_000 + b"}"
+    assert len(orjson.dumps(closing)) > 1_000_000 and len(padded) > 1_000_000
+    harness = Harness()
+    unit = Unit("case-events", home, [record(n, e) for n, e in enumerate([*HISTORY[:3], padded, closing])])
+    asyncio.run(harness.steps.process(unit, decode_case_unit(unit, "ticks", partitions=4)))
+    assert harness.rows("dead_letters") == []
+    held, _ = decode_state(harness.table.data[case])
+    assert {e.event_id for e in held.events} == {"a", "u", "r", "p", "c"}
+    reason = next(e for e in held.events if e.event_id == "c").attrs["reason"]
+    assert reason.startswith("办" * 1000) and len(reason) < 1100 and "原文过长" in reason
+    plain = Harness()
+    plain.run(Unit("case-events", home, [record(n, e) for n, e in enumerate(HISTORY)]))
+    assert not held.refused and {(a.rule, a.node, a.status) for a in held.alerts.values()} == {
+        (a.rule, a.node, a.status) for a in decode_state(plain.table.data[case])[0].alerts.values()}
 
 
 def test_a_recovered_case_has_only_what_the_store_lacks_written_before_it_is_let_go():
