@@ -253,9 +253,10 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
             event = decode_event(record.value)
             if partitions is not None and len(record.value) > MAX_SENT_BYTES \
                     and home_partition(event.case_id, partitions) != unit.partition:
-                raise RefusedEvent("too_large", f"message of {len(record.value):,} bytes in another partition than its "
-                                                f"case's, more than the {MAX_SENT_BYTES:,} bytes a message sent on to it "
-                                                f"may have: send it keyed by its case_id", RefusedRecord(record.value))
+                raise RefusedEvent("too_large", f"message of {len(record.value):,} bytes in another partition than "
+                                                f"its case's, more than the {MAX_SENT_BYTES:,} bytes a message sent on "
+                                                f"to it may have: send it keyed by its case_id",
+                                   RefusedRecord(record.value))
         except RefusedEvent as exc:
             read = exc.read
             named = refused_event(record.value, exc.reason, record.key, read)
