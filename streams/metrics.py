@@ -39,8 +39,8 @@ for _rule in SEVERITY:  # from 0 as well: the first card of a rule is counted by
         ALERTS_PUBLISHED.labels(_rule.value, _status.value)
 TICKS_SENT = Counter("sunlight_deadline_ticks_total", "Cases re-judged because something fell due",
                      registry=REGISTRY)
-OFFSET_GAPS = Counter("sunlight_offset_gaps_total", "Offsets missing between two messages an agent received "
-                      "(messages Faust dropped, read again; or a hole in the log)", ["topic"], registry=REGISTRY)
+OFFSET_GAPS = Counter("sunlight_offset_gaps_total", "Messages an agent was not delivered, read directly (offsets "
+                      "that hold no record, such as transaction markers, not counted)", ["topic"], registry=REGISTRY)
 HOLE_READ_FAILURES = Counter("sunlight_offset_gap_read_failures_total", "Failed reads of messages an agent was "
                              "not delivered (tried again with the partition's next message)", ["topic"],
                              registry=REGISTRY)

@@ -108,3 +108,31 @@ def test_the_tombstones_of_what_a_flush_lets_go_leave_with_that_flush():
     step.unfinished.append(batch)
     assert asyncio.run(step.finish_written()) is True
     assert sent_at == [{("sunlight-cases-changelog", 0): [(b"C1", None)]}]
+
+
+def test_a_hole_counts_the_records_read_in_it_not_the_offsets_that_hold_none(monkeypatch):
+    # Found by a black-box test with other clients: an aborted transaction of 20,000 records (skipped
+    # by design: not Faust's failure to deliver) counted 20,000 in sunlight_offset_gaps_total.
+    from streams.metrics import REGISTRY
+    from streams.steps import Unit
+
+    fake, tp, agent, kept = quiet_partition(monkeypatch)
+    monkeypatch.setattr(delivery_module.faust_patches, "count_as_done", lambda *args: None)
+    read = [SimpleNamespace(offset=offset, timestamp=0, timestamp_type=0, headers=[], key=b"k", value=b"{}")
+            for offset in (12, 13)]  # of offsets 10..17: the others hold none (an aborted transaction's)
+
+    async def fetch_range(bootstrap, topic, partition, start, end, **options):
+        assert (start, end) == (10, 18)
+        return read
+
+    monkeypatch.setattr(delivery_module.broker_mod, "fetch_range", fetch_range)
+    fake.settings.isolation_level = "read_uncommitted"
+
+    def gaps():
+        return REGISTRY.get_sample_value("sunlight_offset_gaps_total", {"topic": "alerts"}) or 0.0
+
+    before = gaps()
+    unit = Unit("alerts", 1, [SimpleNamespace(offset=18, key=b"k", value=b"{}")], SimpleNamespace(tp=tp))
+    missing = asyncio.run(fake.missing_before(unit))
+    assert kept == [(tp, 10, 18)] and [r.offset for u in missing for r in u.records] == [12, 13]
+    assert gaps() - before == 2  # (8 before: every offset of the hole)
