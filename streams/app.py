@@ -39,7 +39,7 @@ from streams.peer_steps import PeerSteps
 from streams.steps import CaseSteps, Outputs, Unit, decode_case_unit, home_partition
 from streams.store import CaseStore, GroupStore, HeldDecisions, forget_partitions, held_keys
 from streams.notice_resend import NoticeResend
-from streams.notices import NoticeLog, NoticeSteps, stored_notice_partition
+from streams.notices import LeftForTheNextStart, NoticeLog, NoticeSteps, stored_notice_partition
 from streams.read_back import StoreReadBack
 from streams.tickets import TicketStore, TicketSteps, decode_ticket_unit, route_unit
 from streams.timers import DeadlineIndex
@@ -139,6 +139,7 @@ class Pipeline:
         self.index_ready = False
         self.seeded = False  # seeded from the store at start (a fresh embedded broker: `restore`)
         self.stopping = False  # set when the worker is asked to stop (a signal, the end of a replay)
+        self.stop_signalled = False  # and when a signal asked it (`streams.runtime._stop_on_signals`)
         # Set when a signal asks a worker on its own broker to take what that broker holds, then stop
         # (`streams.runtime._drain_then_stop`): not ready from then on, though still taking events.
         self.draining = False
@@ -244,7 +245,7 @@ class Pipeline:
                                             lambda: self.delivery.assigned_partitions(settings.case_events_topic))
         self.notice_steps = NoticeSteps(self.notice_log, notice_senders(settings), settings.notify, writer,
                                         settings.notice_attempts, settings.notice_retry_seconds,
-                                        settings.notice_concurrency)
+                                        settings.notice_concurrency, lambda: self.stop_signalled)
         self.notice_resend = NoticeResend(
             ResendPolicy(timedelta(seconds=settings.notice_resend_after), settings.notice_resend_rounds),
             lambda fn, *args: writer.run(fn, *args), catalog, self.send, settings.notices_topic, settings.partitions,
@@ -339,6 +340,9 @@ class Pipeline:
         held = False
         try:
             held = bool(await steps(unit))
+        except LeftForTheNextStart:  # a signal stops the worker: neither finished nor committed
+            faust_patches.stop_waiting_for(self.app.consumer, unit.message)
+            return
         except Exception:  # never stop the worker on one unit: its messages are kept as dead letters
             log.exception("unexpected error on %s[%s]@%s..%s", unit.topic, unit.partition, unit.first_offset,
                           unit.last_offset)

@@ -50,7 +50,8 @@ covers each one.
    during that wait, the rows of those messages cannot be written and their acknowledgements
    never come: `stop_waiting_for_acknowledgements` ends the wait. Faust then commits what is
    acknowledged, as always (`_acked`, not `_unacked_messages`, decides what is committed), so
-   the messages left are delivered again on the next start.
+   the messages left are delivered again on the next start. `stop_waiting_for` leaves one unit
+   so: a notice the mail server did not take as a signal stopped the worker.
 10. **Signal handlers at the start** (mode-streaming 0.7.1, the worker library Faust runs on:
    `Worker.default_on_first_start`, mode/worker.py, "self.install_signal_handlers()"): mode puts SIGTERM
    and SIGINT on handlers of its own as the worker's start begins, whose stop runs in a task
@@ -433,6 +434,15 @@ def stop_waiting_for_acknowledgements(consumer) -> int:
     if woken is not None and not woken.done():
         woken.set_result(None)
     return waiting
+
+
+def stop_waiting_for(consumer, message) -> None:
+    """A stop's `wait_empty` does not wait for `message` (a unit left for the next start: a notice a
+    mail server did not take in time), woken to see so: it stays unacknowledged, not committed."""
+    consumer._unacked_messages.discard(message)
+    woken = consumer._waiting_for_ack
+    if woken is not None and not woken.done():
+        woken.set_result(None)
 
 
 def after_signal_handlers(worker, install: Callable[[], None]) -> None:

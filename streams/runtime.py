@@ -476,7 +476,7 @@ def _stop_on_signals(pipeline: Pipeline, worker: faust.Worker, drain: bool = Fal
 
     def stop() -> None:
         if not pipeline.stopping:
-            pipeline.stopping = True
+            pipeline.stopping = pipeline.stop_signalled = True
             # The batch being retried is out of `writer.batch` while a write waits: the writer's
             # last error (cleared by a successful write) tells that the store is failing.
             if pipeline.writer.batch.failed_attempts or pipeline.writer.last_error:

@@ -493,6 +493,44 @@ def test_a_running_worker_sends_a_failed_notice_again_by_itself_once_the_mail_se
     assert [(n["status"], n["version"]) for n in notices if n["notice_id"] == opening["notice_id"]] == [("sent", 4)]
 
 
+def test_a_signal_stops_a_worker_whose_notice_is_being_retried_at_once_and_the_notice_goes_at_the_next_start(
+        accepted_case, mail_server):
+    """Found by a black-box test: with the mail server down, a SIGTERM waited for the notifier's
+    retries, and after 50 s the worker exited with status 1, blaming the broker or the store. The
+    notice is now left for the next start: neither finished nor committed."""
+    import select
+    import time
+
+    from tests.integration.conftest import stopped_worker, worker_on_its_own_broker
+
+    box, smtp = mail_server
+    data, opening, down = failed_opening(accepted_case)
+    settings = dict(SUNLIGHT_CATALOG=str(CATALOG), SUNLIGHT_MAIL_FROM="sunlight@city.example",
+                    SUNLIGHT_NOTICE_RESEND_AFTER="1", SUNLIGHT_NOTICE_ATTEMPTS="10", SUNLIGHT_NOTICE_RETRY_SECONDS="2")
+    _, worker, _, _ = worker_on_its_own_broker(data.parent, SUNLIGHT_SMTP=down, **settings)
+    seen, deadline = "", time.monotonic() + 120
+    while "trying again" not in seen and time.monotonic() < deadline and worker.poll() is None:
+        if select.select([worker.stderr], [], [], 1.0)[0]:
+            seen += worker.stderr.readline()
+    assert "trying again" in seen, seen[-3000:]  # its resend is being retried (2 s, 4 s, 8 s... apart)
+    took, err = stopped_worker(worker, timeout=60)
+    assert worker.returncode == 0 and took < 20, (took, err[-3000:])
+    assert "did not stop within" not in err and "left for the next start" in err
+    _, _, notices = read(data)
+    assert [n["status"] for n in notices if n["notice_id"] == opening["notice_id"]] == ["failed"]
+
+    # The mail server back: the next start sends it, once.
+    _, worker, _, _ = worker_on_its_own_broker(data.parent, SUNLIGHT_SMTP=smtp, **settings)
+    deadline = time.monotonic() + 120
+    while (time.monotonic() < deadline and worker.poll() is None
+           and opening["message_id"] not in [message_id for _, _, message_id, _ in mails(box)]):
+        time.sleep(0.5)
+    _, err = stopped_worker(worker, timeout=60)
+    assert worker.returncode == 0, err[-3000:]
+    # Once (the escalations the wall clock has brought since come beside it).
+    assert [m[2] for m in mails(box)].count(opening["message_id"]) == 1, err[-3000:]
+
+
 def test_a_resend_skips_the_notices_of_tickets_since_ended_and_with_kafka_needs_no_channel(accepted_case,
                                                                                             mail_server):
     """Found by review: a failed opening of a ticket closed since was mailed again (news of a ticket

@@ -428,14 +428,18 @@ def test_the_stops_wait_for_acknowledgements_ends_when_told_and_commits_only_wha
         await asyncio.sleep(1.5)  # past one of its one-second waits for an acknowledgement
         still_waiting = not waiting.done()
         told = time.monotonic()
-        assert faust_patches.stop_waiting_for_acknowledgements(consumer) == 1
+        if one:
+            faust_patches.stop_waiting_for(consumer, message)
+        else:
+            assert faust_patches.stop_waiting_for_acknowledgements(consumer) == 1
         await asyncio.wait_for(waiting, 5)
         return still_waiting, time.monotonic() - told, commits + [str(message.acked)]
 
-    still_waiting, took, commits = asyncio.run(run())
-    assert still_waiting
-    assert took < 0.5  # woken, not left to its one-second wait
-    assert commits[-2:] == ["commit_and_end_transactions", "False"]
+    for one in (False, True):  # every message (the store failed), or one unit (a notice left)
+        still_waiting, took, commits = asyncio.run(run())
+        assert still_waiting
+        assert took < 0.5  # woken, not left to its one-second wait
+        assert commits[-2:] == ["commit_and_end_transactions", "False"]
 
 
 def test_sunlight_s_signal_handlers_follow_mode_s_at_the_start():

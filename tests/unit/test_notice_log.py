@@ -470,3 +470,62 @@ def test_the_clock_sends_a_failed_notice_again_with_its_reply_link_renewed():
                         renew=lambda n, c: replace(n, body=n.body.replace("旧链接", "新链接")))
     assert asyncio.run(step.run()) == 1
     assert "新链接" in sent[0]["body"] and sent[0]["notice_id"] == notice.notice_id
+
+
+def test_a_notice_being_retried_when_a_signal_stops_the_worker_is_left_for_the_next_start():
+    """Found by a black-box test: with the mail server down, a SIGTERM waited for the notifier's
+    retries (ten attempts, minutes), and the stop failed after its 50 s blaming the broker or the
+    store. Once a signal stops the worker no attempt is begun, one under way is given up after a
+    grace, and the notice is neither finished nor its unit committed: the next start sends it."""
+    import time
+    from datetime import datetime, timezone
+
+    import orjson
+    import pytest
+
+    from alerts.notices import RenderedNotice
+    from alerts.tickets import Step
+    from sinks.notify import NoticeError
+    from streams.notices import LeftForTheNextStart, NoticeSteps, notice_to_json
+    from streams.steps import Unit
+
+    notice = RenderedNotice("C-1/overdue/opened", "C-1/overdue", Step.OPENED, "contact", "法规科", "fgk@example.gov.cn",
+                            "【督办通知】", "正文", "SCJG", "320200", datetime(2026, 3, 10, tzinfo=timezone.utc), "<m@x>")
+    record = SimpleNamespace(offset=0, key=b"k", value=orjson.dumps(notice_to_json(notice)))
+    unit = Unit("sunlight-notices", 0, [record])
+    stopping = [False]
+    tried = []
+
+    class Down:
+        async def send(self, n):
+            tried.append(n.notice_id)
+            stopping[0] = True  # the signal comes during the first attempt
+            raise NoticeError("Error connecting to 127.0.0.1 on port 25: [Errno 111] Connection refused")
+
+    class Hanging:  # accepts the connection and never answers
+        async def send(self, n):
+            tried.append(n.notice_id)
+            await asyncio.Event().wait()
+
+    def stop_with(sender, grace: float) -> float:
+        log, table, _ = log_with_table()
+        writer = SimpleNamespace(add=lambda table, row: None, batch=SimpleNamespace(after_write=[]))
+        steps = NoticeSteps(log, [sender], True, writer, attempts=10, retry_seconds=0.5,
+                            stopping=lambda: stopping[0], stop_grace=grace)
+        started = time.monotonic()
+        with pytest.raises(LeftForTheNextStart):
+            asyncio.run(steps.process(unit, None))
+        assert not table.data  # not finished: delivered again at the next start
+        return time.monotonic() - started
+
+    assert stop_with(Down(), 5.0) < 1.0 and tried == ["C-1/overdue/opened"]  # no second attempt, no back-off
+    stopping[0] = True
+    assert 0.3 <= stop_with(Hanging(), 0.3) < 1.5  # the attempt under way, given up after its grace
+
+    class Slow:  # answers within the grace: sent, as any other
+        async def send(self, n):
+            await asyncio.sleep(0.2)
+
+    log, table, _ = log_with_table()
+    writer = SimpleNamespace(add=lambda table, row: None, batch=SimpleNamespace(after_write=[]))
+    assert asyncio.run(NoticeSteps(log, [Slow()], True, writer, stopping=lambda: True).deliver(notice))[0] == "sent"
