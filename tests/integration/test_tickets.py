@@ -464,14 +464,27 @@ def test_a_notice_sent_again_says_when_it_was_due_and_what_the_ticket_went_throu
     assert "因投递失败现重新发送。）" in bodies["jijian@example.gov.cn"]
 
 
+def stopped_once_mailed(worker, box, message_id: str) -> str:
+    """The worker stopped (by SIGTERM) once the mail of `message_id` has come (or two minutes
+    passed), cleanly: its log."""
+    import time
+
+    from tests.integration.conftest import stopped_worker
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and worker.poll() is None and message_id not in [m[2] for m in mails(box)]:
+        time.sleep(0.5)
+    _, err = stopped_worker(worker, timeout=60)
+    assert worker.returncode == 0, err[-3000:]
+    return err
+
+
 def test_a_running_worker_sends_a_failed_notice_again_by_itself_once_the_mail_server_is_back(accepted_case,
                                                                                             mail_server):
     """Found by a black-box test: a notice failed for good (the mail server down for longer than
     the notifier's attempts) stayed failed until an operator ran `sunlight notices resend`, and
     `sunlight serve` on the embedded defaults holds the store that command needs: nobody was told."""
-    import time
-
-    from tests.integration.conftest import stopped_worker, worker_on_its_own_broker
+    from tests.integration.conftest import worker_on_its_own_broker
 
     box, smtp = mail_server
     data, opening, _ = failed_opening(accepted_case)
@@ -480,12 +493,7 @@ def test_a_running_worker_sends_a_failed_notice_again_by_itself_once_the_mail_se
     _, worker, _, _ = worker_on_its_own_broker(data.parent, SUNLIGHT_CATALOG=str(CATALOG), SUNLIGHT_SMTP=smtp,
                                                SUNLIGHT_MAIL_FROM="sunlight@city.example",
                                                SUNLIGHT_NOTICE_RESEND_AFTER="1")
-    deadline = time.monotonic() + 120
-    while (time.monotonic() < deadline and worker.poll() is None
-           and opening["message_id"] not in [message_id for _, _, message_id, _ in mails(box)]):
-        time.sleep(0.5)
-    _, err = stopped_worker(worker, timeout=60)
-    assert worker.returncode == 0, err[-3000:]
+    err = stopped_once_mailed(worker, box, opening["message_id"])
     again = [m for m in mails(box) if m[2] == opening["message_id"]]
     assert [(rcpt, subject) for rcpt, subject, _, _ in again] == [([opening["recipient_email"]], opening["subject"])], \
         err[-3000:]
@@ -521,12 +529,7 @@ def test_a_signal_stops_a_worker_whose_notice_is_being_retried_at_once_and_the_n
 
     # The mail server back: the next start sends it, once.
     _, worker, _, _ = worker_on_its_own_broker(data.parent, SUNLIGHT_SMTP=smtp, **settings)
-    deadline = time.monotonic() + 120
-    while (time.monotonic() < deadline and worker.poll() is None
-           and opening["message_id"] not in [message_id for _, _, message_id, _ in mails(box)]):
-        time.sleep(0.5)
-    _, err = stopped_worker(worker, timeout=60)
-    assert worker.returncode == 0, err[-3000:]
+    err = stopped_once_mailed(worker, box, opening["message_id"])
     # Once (the escalations the wall clock has brought since come beside it).
     assert [m[2] for m in mails(box)].count(opening["message_id"]) == 1, err[-3000:]
 
