@@ -127,7 +127,7 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     short pipeline applies it (as `replay` does), and the result is read back."""
     import uuid
 
-    from alerts.tickets import INSPECTORS, STATUS_TITLE, Action, ActionKind
+    from alerts.tickets import INSPECTORS, MAX_TEXT_CHARS, STATUS_TITLE, Action, ActionKind
     from sinks.queries import dead_letters, failed_notices, stored_tickets, ticket_state
     from sinks.scope import Scope
     from streams.clock import wall_now
@@ -135,6 +135,13 @@ def cmd_tickets_act(args, settings: Settings) -> int:
 
     everything = Scope.everything()
     kind = ActionKind(args.kind)
+    if settings.kafka and args.text and len(args.text) > MAX_TEXT_CHARS:  # refused here, where the person is:
+        # published, the worker's refusal reached only the dead letters (a black-box test). (On the
+        # embedded defaults the command's pipeline refuses it, says so, and keeps its letter.)
+        subject = getattr(args, "ticket_id", None) or getattr(args, "alert", None)
+        print(f"sunlight: {kind.value} on {subject} refused: text_too_long: --text is "
+              f"{len(args.text)} characters, at most {MAX_TEXT_CHARS}", file=sys.stderr)
+        return 2
     if settings.kafka and kind is not ActionKind.OPEN and args.version is not None:
         # Everything the action needs is given: only published, the store left to the worker (an
         # embedded store is open in one process only, the worker's).
@@ -156,7 +163,8 @@ def cmd_tickets_act(args, settings: Settings) -> int:
 
         asyncio.run(produce(settings.kafka, settings.ticket_actions_topic, messages))
         print(f"published {kind.value} on {ticket_id} to {settings.ticket_actions_topic} "
-              f"(action {action.action_id})", file=sys.stderr)
+              f"(action {action.action_id}); the worker applies it or refuses it: see `sunlight tickets show "
+              f"{ticket_id}`, and a refusal in `sunlight dlq list`", file=sys.stderr)
         return 0
     catalog = catalog_path_for(args, settings, "tickets on the embedded defaults runs "
                                             "the pipeline and needs a catalog")

@@ -854,6 +854,14 @@ def test_an_action_with_its_version_beside_a_running_worker_is_only_published(tm
         refused = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "reply", "C-1/overdue", "--version",
                                   "2", "--text", "x"], env=env, capture_output=True, text=True, timeout=120)
         assert refused.returncode != 0 and "--department" in refused.stderr
+        assert "tickets show C-1/overdue" in done.stderr  # where its outcome is seen: the worker decides
+        # A text the worker would refuse is refused here, where the person is (found by a black-box
+        # test: it was published, and its refusal reached only the dead letters).
+        long = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "reply", "C-1/overdue", "--version", "2",
+                               "--department", "ZJJ", "--text", "改" * 2001], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert long.returncode == 2 and "text_too_long: --text is 2001 characters, at most 2000" in long.stderr
+        assert len(asyncio.run(read_all(broker.bootstrap, "ticket-actions"))) == 1  # not published
 
 
 def test_a_ticket_action_on_a_replayed_history_mails_no_history(mail_server, tmp_path):
