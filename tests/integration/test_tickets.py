@@ -517,8 +517,10 @@ def test_a_signal_stops_a_worker_whose_notice_is_being_retried_at_once_and_the_n
                     SUNLIGHT_NOTICE_RESEND_AFTER="1", SUNLIGHT_NOTICE_ATTEMPTS="10", SUNLIGHT_NOTICE_RETRY_SECONDS="2")
     _, worker, _, _ = worker_on_its_own_broker(data.parent, SUNLIGHT_SMTP=down, **settings)
     seen, deadline = "", time.monotonic() + 120
+    waiting = select.poll()  # (not select.select: a long test run holds descriptors past its 1024)
+    waiting.register(worker.stderr, select.POLLIN)
     while "trying again" not in seen and time.monotonic() < deadline and worker.poll() is None:
-        if select.select([worker.stderr], [], [], 1.0)[0]:
+        if waiting.poll(1000):
             seen += worker.stderr.readline()
     assert "trying again" in seen, seen[-3000:]  # its resend is being retried (2 s, 4 s, 8 s... apart)
     took, err = stopped_worker(worker, timeout=60)
