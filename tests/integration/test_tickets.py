@@ -519,9 +519,13 @@ def test_a_signal_stops_a_worker_whose_notice_is_being_retried_at_once_and_the_n
     seen, deadline = "", time.monotonic() + 120
     waiting = select.poll()  # (not select.select: a long test run holds descriptors past its 1024)
     waiting.register(worker.stderr, select.POLLIN)
-    while "trying again" not in seen and time.monotonic() < deadline and worker.poll() is None:
-        if waiting.poll(1000):
-            seen += worker.stderr.readline()
+    try:
+        while "trying again" not in seen and time.monotonic() < deadline and worker.poll() is None:
+            if waiting.poll(1000):
+                seen += worker.stderr.readline()
+    finally:
+        if "trying again" not in seen:  # (no worker left running by a failure here)
+            worker.kill()
     assert "trying again" in seen, seen[-3000:]  # its resend is being retried (2 s, 4 s, 8 s... apart)
     took, err = stopped_worker(worker, timeout=60)
     assert worker.returncode == 0 and took < 20, (took, err[-3000:])
