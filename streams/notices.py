@@ -331,8 +331,7 @@ class NoticeSteps:
     async def _unless_stopped(self, step, notice: RenderedNotice, grace: float):
         """`step` (an attempt, or the wait before the next), unless a signal stops the worker: then
         it is given up `grace` seconds after the stop began, and the notice left for the next start."""
-        if self.stopping() and self._stopping_since is not None \
-                and asyncio.get_running_loop().time() - self._stopping_since >= grace:
+        if self._given_up(notice, grace):
             step.close()  # (a coroutine never begun)
             raise LeftForTheNextStart(notice.notice_id)
         task = asyncio.ensure_future(step)
@@ -341,13 +340,20 @@ class NoticeSteps:
                 done, _ = await asyncio.wait({task}, timeout=0.1)
                 if done:
                     return task.result()
-                if self.stopping():
-                    now = asyncio.get_running_loop().time()
-                    self._stopping_since = self._stopping_since or now
-                    if now - self._stopping_since >= grace:
-                        log.warning("notice %s not sent yet as the worker stops: left for the next start",
-                                    notice.notice_id)
-                        raise LeftForTheNextStart(notice.notice_id)
+                if self._given_up(notice, grace):
+                    raise LeftForTheNextStart(notice.notice_id)
         finally:
             if not task.done():
                 task.cancel()
+
+    def _given_up(self, notice: RenderedNotice, grace: float) -> bool:
+        """Whether a signal stopped the worker `grace` seconds ago or more (the stop's start noted
+        when first seen)."""
+        if not self.stopping():
+            return False
+        now = asyncio.get_running_loop().time()
+        self._stopping_since = self._stopping_since or now
+        if now - self._stopping_since < grace:
+            return False
+        log.warning("notice %s not sent yet as the worker stops: left for the next start", notice.notice_id)
+        return True
