@@ -218,7 +218,7 @@ def parse_time(value: Any, name: str) -> datetime:
         raise InvalidEvent("bad_time", f"{name} has no UTC offset: {text!r}")
     if not EARLIEST_TIME <= parsed < LATEST_TIME:
         raise InvalidEvent("impossible_time", f"{name} {text!r} is outside 1990..2099")
-    return to_the_millisecond(shared_zone(parsed, offset))
+    return stored_moment(parsed, offset)
 
 
 def to_the_millisecond(moment: datetime) -> datetime:
@@ -252,6 +252,21 @@ def shared_zone(parsed: datetime, offset: timedelta | None = None) -> datetime:
     # What `parsed.replace(tzinfo=zone)` gives (fromisoformat never sets fold), in under half its time.
     return datetime(parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute, parsed.second,
                     parsed.microsecond, zone)
+
+
+def stored_moment(parsed: datetime, offset: timedelta | None = None) -> datetime:
+    """`to_the_millisecond(shared_zone(parsed, offset))`, in at most one new datetime (each of the two
+    makes one: a time read from an event needs both, and this is its cost twice per event)."""
+    if offset is None:
+        offset = parsed.utcoffset()
+    zone = _ZONES.get(offset)  # type: ignore[arg-type]
+    if zone is None:
+        zone = _ZONES.setdefault(offset, timezone(offset))  # type: ignore[arg-type]
+    micro = parsed.microsecond
+    kept = micro - micro % 1000
+    if parsed.tzinfo is zone and kept == micro:
+        return parsed
+    return datetime(parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute, parsed.second, kept, zone)
 
 
 def _string(obj: Mapping[str, Any], name: str, required: bool, shared: bool = False) -> str | None:

@@ -68,7 +68,10 @@ class CaseState:
         return case_item_code(self.events) if self.events else None
 
     def has(self, event_id: str) -> bool:
-        return any(e.event_id == event_id for e in self.events)
+        for e in self.events:  # (not `any` over a generator: this is asked of every event taken)
+            if e.event_id == event_id:
+                return True
+        return False
 
     def event_of(self, event_id: str) -> CaseEvent | None:
         return next((e for e in self.events if e.event_id == event_id), None)

@@ -96,6 +96,9 @@ class Timeline:
     _pauses: tuple[Pause, ...] | None = None
     # Each node cycle's time limit, once computed (node_overdue and due both need them).
     _limits: dict = field(default_factory=dict)
+    # (calendar, deadline, its near moment, the moment the case is late from), once computed
+    # (`alerts.detectors.deadlines.case_moments`: detect and due both need them).
+    _moments: tuple | None = None
 
     @property
     def pauses(self) -> tuple[Pause, ...]:

@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 
 from alerts.describe import evidence_words
-from alerts.events import CaseEvent, ends_undone
+from alerts.events import CaseEvent, EventType, ends_undone
 from alerts.letters import DeadLetter
 from alerts.model import Alert, AlertStatus
 from alerts.retention import settled_since
@@ -84,7 +84,7 @@ def event_row(event: CaseEvent, department: str, ingested_at: datetime) -> dict[
 def case_row(state: CaseState, item_code: str, department: str, region: str | None,
              deadline: datetime | None, updated_at: datetime, judged_under: str = "") -> dict[str, Any]:
     """`judged_under`: the basis the state was judged under (`alerts.evaluate.judging_basis`)."""
-    accepted = next((e.occurred_at for e in state.events if e.type.value == "accepted"), None)
+    accepted = next((e.occurred_at for e in state.events if e.type is EventType.ACCEPTED), None)
     end = state.ended_by
     ended = end.occurred_at if end is not None else None
     # Closings a return undid since, and the returns: a past day reads the case as closed then

@@ -33,8 +33,8 @@ from typing import Any
 import orjson
 
 from alerts.evaluate import JUDGE_AT_ONCE
-from alerts.events import (ENDING, Channel, CaseEvent, EventType, end_in_force, shared_time, suspended_at_last,
-                           to_the_millisecond)
+from alerts.events import (ENDING, Channel, CaseEvent, EventType, end_in_force, shared_time, stored_moment,
+                           suspended_at_last)
 from alerts.model import Alert
 from alerts.peers import Decision, PeerGroup
 from alerts.retention import settled_since
@@ -56,8 +56,11 @@ _CHANNELS = {c.value: c for c in Channel}
 _intern = sys.intern
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+def _iso(moment: datetime | None) -> datetime | str | None:
+    """The moment as `isoformat` writes it: by orjson, when its zone allows (`_as_isoformat`)."""
+    if moment is None:
+        return None
+    return moment if _as_isoformat(moment.tzinfo) else moment.isoformat()
 
 
 def _kept(obj, to_json) -> bytes:
@@ -145,7 +148,7 @@ def stored_index_entry(data: bytes) -> tuple[int, str | None, datetime | None]:
     obj = orjson.loads(data)
     if isinstance(obj, dict):
         state, partition = decode_state(data)
-        return partition, _iso(state.next_due), settled_since(state)
+        return partition, state.next_due.isoformat() if state.next_due else None, settled_since(state)
     partition, next_due, judged_at, rows, held = obj[2], obj[4], obj[5], obj[6], obj[9]
     if held:  # held withdrawals of an earlier version: due at once (see above)
         return partition, JUDGE_AT_ONCE.isoformat(), None
@@ -182,6 +185,11 @@ def _stored_end(rows: list[list[Any]]) -> int | None:
     return end_in_force((row[2], datetime.fromisoformat(row[3])) for row in rows)
 
 
+def _stored(text: str) -> datetime:
+    """A time Sunlight wrote, as an event holds it (`alerts.events.stored_moment`)."""
+    return stored_moment(datetime.fromisoformat(text))
+
+
 def _event(case_id: str, row: list[Any]) -> CaseEvent:
     event_id, item_code, kind, occurred, recorded, node, officer, department, region, channel, attrs = row
     attrs = attrs or {}
@@ -191,11 +199,11 @@ def _event(case_id: str, row: list[Any]) -> CaseEvent:
         # To the millisecond, as `parse_time` reads them (a state written before it, and the
         # deadline its attrs keep as written: read back to the microsecond, a stated deadline
         # republished every open card of a case read from the table; found by review).
-        occurred_at=to_the_millisecond(shared_time(occurred)), recorded_at=to_the_millisecond(shared_time(recorded)),
+        occurred_at=_stored(occurred), recorded_at=_stored(recorded),
         node=_intern(node) if node else node, officer_id=_intern(officer) if officer else officer,
         department=_intern(department) if department else department, region=_intern(region) if region else region,
         channel=_CHANNELS[channel] if channel else None, attrs=attrs,
-        stated_deadline=(to_the_millisecond(shared_time(deadline.replace("z", "Z"))) if isinstance(deadline, str)
+        stated_deadline=(_stored(deadline.replace("z", "Z")) if isinstance(deadline, str)
                          else None),
     )
 

@@ -33,7 +33,7 @@ import orjson
 
 from alerts.events import (
     CLOCK_SKEW, EARLIEST_TIME, FIELD_LIMITS, LATEST_TIME, NODE_EVENTS, CaseEvent, Channel, EventType, InvalidEvent,
-    parse_time, read_attrs, shared_zone, to_the_millisecond,
+    parse_time, read_attrs, stored_moment,
 )
 
 _UNSET = msgspec.UNSET
@@ -88,7 +88,7 @@ def _time(text: str) -> datetime | None:
     offset = parsed.utcoffset()
     if offset is None:
         return None
-    return to_the_millisecond(shared_zone(parsed, offset))
+    return stored_moment(parsed, offset)
 
 
 def _shared(value: str | _Unset) -> str | None:

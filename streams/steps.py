@@ -282,7 +282,10 @@ def decode_case_unit(unit: Unit, ticks_topic: str, partitions: int | None = None
             if home != unit.partition:
                 out.elsewhere.append((record, event.case_id, home))
                 continue
-        cases.setdefault(event.case_id, CaseWork()).events.append((record, event))
+        work = cases.get(event.case_id)  # (not `setdefault`, which would make a CaseWork for every event)
+        if work is None:
+            work = cases[event.case_id] = CaseWork()
+        work.events.append((record, event))
         if latest is None or event.occurred_at > latest:
             latest = event.occurred_at
     out.latest = latest

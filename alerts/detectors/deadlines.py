@@ -110,21 +110,33 @@ def _finished_late_by_acceptance(t: Timeline, deadline: datetime) -> CaseEvent |
     return end if end is not None and end.occurred_at > deadline else None
 
 
+def case_moments(view: CaseView) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """(the case's deadline, its `near_moment`, `late_from` it), found once per timeline: detect and
+    due both read them."""
+    t = view.timeline
+    memo = t._moments
+    if memo is None or memo[0] is not view.calendar:
+        deadline = t.deadline(view.calendar)
+        near = late = None
+        if deadline is not None:
+            near, late = near_moment(view, deadline), late_from(t, deadline)
+        memo = t._moments = (view.calendar, deadline, near, late)
+    return memo[1], memo[2], memo[3]
+
+
 def detect(view: CaseView, now: datetime) -> list[Finding]:
     t = view.timeline
     if t.accepted is None:
         return []
     findings: list[Finding] = []
     case_id = t.accepted.case_id
-    deadline = t.deadline(view.calendar)
+    deadline, near, late = case_moments(view)
     if deadline is not None:
-        near = near_moment(view, deadline)
         if near is not None and near <= now and t.open_at(near):
             findings.append(Finding(Rule.DEADLINE_NEAR, case_id, near,
                                     {**_case_evidence(view, deadline), "last_day_started_at": local(view, near)},
                                     officer_id=t.officer()))
         passed = overdue_moment(t, deadline)
-        late = late_from(t, deadline)
         if late is not None and late <= now:
             evidence = _case_evidence(view, deadline)
             if passed > deadline:
@@ -349,11 +361,8 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     if t.accepted is None:
         return []
     moments = []
-    late = None
-    deadline = t.deadline(view.calendar)
+    deadline, near, late = case_moments(view)  # the case need not be open at `late` (`late_from`)
     if deadline is not None:
-        near = near_moment(view, deadline)
-        late = late_from(t, deadline)  # the case need not be open then (`late_from`)
         moments.extend(m for m in (near, late) if m is not None)
     gone_ahead = _gone_ahead(t)
     index, needed = view.item.plan.index, view.item.plan.needed

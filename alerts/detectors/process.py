@@ -54,12 +54,13 @@ def _backfill(view: CaseView) -> list[Finding]:
     evidence: dict = {}
     event_time: datetime | None = None
     officer = None
+    pushing = view.self_built or view.imported  # else none of its events is a push (`CaseView.pushed`)
     # A whole case registered in a burst while the times it states span days.
     if t.accepted is not None and t.end is not None and t.end.type is EventType.CLOSED:
         # Self-built systems push a month's cases at once by design (channel import): their
         # registration is judged against the push deadline below, not as a burst.
         span = [e for e in handled if t.accepted.occurred_at <= e.occurred_at <= t.end.occurred_at
-                and not view.pushed(e)]
+                and not (pushing and view.pushed(e))]
         if len(span) >= cfg.burst_min_events:
             registered = (max(e.recorded_at for e in span) - min(e.recorded_at for e in span))
             stated = (max(e.occurred_at for e in span) - min(e.occurred_at for e in span))
@@ -83,7 +84,7 @@ def _backfill(view: CaseView) -> list[Finding]:
     late = []
     lag_limit = timedelta(hours=cfg.registration_lag_hours)
     for event in (*handled, *view.others) if view.others else handled:
-        if view.pushed(event):
+        if pushing and view.pushed(event):
             limit = view.push_limit(event)
             if event.recorded_at > limit:
                 late.append((event, f"pushed after {local(view, limit)}"))

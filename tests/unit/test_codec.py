@@ -148,3 +148,26 @@ def test_every_time_of_an_event_is_stored_as_isoformat_writes_it_whatever_its_of
             read, _ = decode_state(encode_state(state, 0))
             assert read.events == state.events
             assert read.events[0].occurred_at.utcoffset() == accepted.occurred_at.utcoffset()
+
+
+def test_the_clock_and_due_moment_of_a_state_are_stored_as_isoformat_writes_them_whatever_their_zone():
+    """`next_due` and `judged_at` are written by orjson where it writes what `isoformat` does (as an
+    event's times), else by `isoformat`: a zone of the calendar, an offset with seconds, UTC."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from alerts.state import CaseState
+
+    zones = (timezone.utc, timezone(timedelta(hours=8)), timezone(timedelta(hours=8, minutes=5, seconds=43)),
+             timezone(-timedelta(hours=3, minutes=30)), ZoneInfo("Asia/Shanghai"))
+    for zone in zones:
+        for micro in (0, 250000, 123456):
+            due = datetime(2026, 3, 16, 0, 0, 0, micro, zone)
+            judged = datetime(2026, 3, 7, 10, 0, 1, micro, zone)
+            state = CaseState(case_id="Z1", next_due=due, judged_at=judged, revision=2)
+            stored = encode_state(state, 1)
+            assert orjson.loads(stored)[4:6] == [due.isoformat(), judged.isoformat()], zone
+            read, partition = decode_state(stored)
+            assert (read.next_due, read.judged_at, partition) == (due, judged, 1)
+            assert read.next_due.utcoffset() == due.utcoffset()
+            assert stored_index_entry(stored)[1] == due.isoformat()

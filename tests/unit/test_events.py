@@ -158,3 +158,21 @@ def test_attrs_over_16_kib_that_no_cut_of_a_text_brings_under_are_refused():
         with pytest.raises(InvalidEvent) as info:
             parse_event({**VALID, "attrs": attrs})
         assert info.value.reason == "schema" and words in str(info.value)
+
+
+def test_a_stored_moment_is_the_time_to_the_millisecond_in_its_offsets_shared_zone():
+    """`stored_moment` gives what `to_the_millisecond(shared_zone(...))` gives, making at most one
+    datetime; a time already so is itself."""
+    from datetime import datetime, timedelta, timezone
+
+    from alerts.events import shared_zone, stored_moment, to_the_millisecond
+
+    for text in ("2026-03-02T10:00:00.123456+08:00", "2026-03-02T10:00:00.123000+08:00", "2026-03-02T10:00:00Z",
+                 "2026-03-02T10:00:00.999999-03:30", "2026-03-02T10:00:00.000500+08:05:43"):
+        parsed = datetime.fromisoformat(text)
+        expected = to_the_millisecond(shared_zone(parsed))
+        moment = stored_moment(parsed)
+        assert moment == expected and moment.tzinfo is expected.tzinfo and moment.microsecond % 1000 == 0
+        assert stored_moment(parsed, parsed.utcoffset()) == expected
+        assert stored_moment(moment) is moment
+    assert stored_moment(datetime(2026, 1, 1, 0, 0, 0, 1500, timezone(timedelta(hours=8)))).microsecond == 1000
