@@ -340,17 +340,18 @@ class Outputs:
         self.progress = progress
         self.catalog_source = catalog
 
-    def event(self, event: CaseEvent, department: str) -> None:
-        self.writer.add("case_events", event_row(event, department, wall_now()))
+    def event(self, event: CaseEvent, department: str, at: datetime | None = None) -> None:
+        """`at`: when it is taken (the wall clock, once for a case's events of a unit)."""
+        self.writer.add("case_events", event_row(event, department, at or wall_now()))
 
     def corrected(self, event: CaseEvent, correction: Correction) -> None:
         """A refused event that came since, corrected: its letters are marked once its row is written."""
         self.writer.corrected(event.case_id, event.event_id, correction)
 
-    def case(self, state: CaseState, outcome_labels, deadline) -> None:
+    def case(self, state: CaseState, outcome_labels, deadline, at: datetime | None = None) -> None:
         labels = outcome_labels
         self.writer.add("cases", case_row(state, labels.item_code, labels.department, labels.region, deadline,
-                                          wall_now(), self.catalog_source.basis))
+                                          at or wall_now(), self.catalog_source.basis))
 
     def alert(self, alert: Alert, state: CaseState | None = None) -> None:
         """Buffer an alert version for ClickHouse; it goes to the alerts topic once written (a new
@@ -370,10 +371,10 @@ class Outputs:
         topic = self.settings.alerts_topic
         self.writer.batch.after_write.append(lambda k=key, v=payload: self.send(topic, k, v, None))
 
-    def outcome(self, outcome: Outcome) -> None:
+    def outcome(self, outcome: Outcome, at: datetime | None = None) -> None:
         if outcome.labels is None:  # awaiting its judgement (alerts.evaluate.awaiting_judgement): no row yet
             return
-        self.case(outcome.state, outcome.labels, outcome.deadline)
+        self.case(outcome.state, outcome.labels, outcome.deadline, at)
         self.progress.alerts_changed += len(outcome.changed)  # not what is published again
         for alert in outcome.changed:
             if alert.version == 1:  # newly raised (a redelivery changes nothing, so counts nothing)
@@ -509,10 +510,18 @@ class CaseSteps:
             # skipped_node for a node that was done (found by review).
             self.out.outbox.add(self.out.settings.ticks_topic, case_id.encode(),
                                 refusal_signal(case_id, event_id, kept), home)
-        for case_id, work in decoded.cases.items():
-            await self.case(case_id, work, unit, now, hold)
-            if self.hold_back is not None:
-                await self.hold_back()
+        progress = self.progress
+        new, duplicates = progress.events_new, progress.events_duplicate
+        try:
+            for case_id, work in decoded.cases.items():
+                await self.case(case_id, work, unit, now, hold)
+                if self.hold_back is not None:
+                    await self.hold_back()
+        finally:  # the metrics once a unit, from the progress its cases made
+            if progress.events_new > new:
+                metrics.EVENTS_NEW.inc(progress.events_new - new)
+            if progress.events_duplicate > duplicates:
+                metrics.EVENTS_DUPLICATE.inc(progress.events_duplicate - duplicates)
 
     def case_labels(self, case_id: str, arriving: list[CaseEvent] | tuple = ()) -> tuple[str, str] | None:
         """(department, region) of a case this worker holds (in its table, or seeded from the store;
@@ -565,7 +574,8 @@ class CaseSteps:
         partition = unit.partition
         state = await self.store.get(case_id, partition)
         events = [event for _, event in work.events]
-        batch = step_many(state, events, work.verdicts, judge, now, wall_now(), judging=not hold,
+        at = wall_now()  # when this is done: the alerts raised, the rows written
+        batch = step_many(state, events, work.verdicts, judge, now, at, judging=not hold,
                           refusals=work.refusals, releases=work.releases)
         records = {id(event): record for record, event in work.events}
         for event, exc in batch.refused:
@@ -576,7 +586,7 @@ class CaseSteps:
         tick = None if hold else work.tick
         if tick is not None and batch.state is not None and batch.state.events:
             try:
-                judged = judge_case(result.state if result else batch.state, judge, max(now, tick), wall_now())
+                judged = judge_case(result.state if result else batch.state, judge, max(now, tick), at)
             except UnknownItem as exc:
                 if self.unwatched is not None:
                     await self.unwatched(work.tick_record, unit.topic, partition, case_id, exc, batch.state)
@@ -598,14 +608,14 @@ class CaseSteps:
             taken = _as_held(result.state, [*batch.new, *again, *batch.restated]) if again or batch.restated \
                 else batch.new  # the events held, as they came
             for event in taken:
-                self.out.event(event, judge.item(event.item_code).department)
+                self.out.event(event, judge.item(event.item_code).department, at)
             # The events its case waited for, come corrected: refused before this unit, or earlier in
             # it (a bad copy that comes after the event the case holds corrects nothing: its letter
             # stays, in whatever units the two come).
             waited = state.refused if state is not None else {}
             for event in batch.new:
                 self.came_corrected(event, records[id(event)], waited, work, unit)
-            self.out.outcome(result)
+            self.out.outcome(result, at)
             # A tick that changed no alert, only the clock: it may be one delivered again after a
             # crash that came after the state's changelog record and before its rows were written
             # (taken again at a later clock, the judgement finds its alerts raised already). Its
@@ -638,12 +648,8 @@ class CaseSteps:
             # `cases.settled_since`. Its case row again, with it, so that the next process on the
             # store leaves the case there.
             self.out.case(state, result.labels, result.deadline)
-        self.progress.events_new += len(batch.new)
+        self.progress.events_new += len(batch.new)  # (the metrics: `process`)
         self.progress.events_duplicate += len(batch.duplicates)
-        if batch.new:
-            metrics.EVENTS_NEW.inc(len(batch.new))
-        if batch.duplicates:
-            metrics.EVENTS_DUPLICATE.inc(len(batch.duplicates))
         for event in (*batch.new, *batch.duplicates):  # a redelivered decision's fact may have been lost too
             fact = penalty_fact(event, judge)
             if fact is not None:

@@ -114,6 +114,23 @@ def test_a_unit_with_one_case_out_of_order_and_duplicated_is_one_state_and_the_s
     assert sorted(r["rule"] for r in harness.rows("alerts")) == ["deadline_near", "overdue"]
 
 
+def test_the_events_counted_new_and_duplicate_are_those_the_unit_s_cases_took():
+    """`sunlight_events_processed_total` counts each unit's events once, as its cases took them."""
+    from streams import metrics
+
+    def counted():
+        return metrics.EVENTS_NEW._value.get(), metrics.EVENTS_DUPLICATE._value.get()
+
+    messy = [HISTORY[4], HISTORY[2], HISTORY[0], HISTORY[2], HISTORY[3], HISTORY[1], HISTORY[4],
+             event("o", "accepted", at(2026, 3, 2), case="U2"), b"{not json"]
+    harness = Harness()
+    new, duplicate = counted()
+    harness.run(Unit("case-events", 1, [record(i, e) for i, e in enumerate(messy)]))
+    assert (counted()[0] - new, counted()[1] - duplicate) == (6, 2)
+    harness.run(Unit("case-events", 1, [record(20 + i, e) for i, e in enumerate(HISTORY[:2])]))
+    assert (counted()[0] - new, counted()[1] - duplicate) == (6, 4)
+
+
 def test_a_poison_message_inside_a_unit_is_a_dead_letter_with_its_offset_and_the_rest_is_processed():
     records = [record(40, HISTORY[0]), record(41, HISTORY[1]), record(42, b"{not json"),
                record(43, {**HISTORY[2], "item_code": "NO-SUCH-ITEM"}), record(44, HISTORY[3]),
