@@ -223,7 +223,8 @@ def apply(state: CaseState | None, event: CaseEvent) -> tuple[CaseState, bool]:
     if event.event_id in refused:  # the event a dead letter held back, corrected
         refused = {k: v for k, v in refused.items() if k != event.event_id}
     events = state.events
-    if not events or events[-1].order_key <= event.order_key:  # the common case: in order
+    if not events or events[-1].occurred_at < event.occurred_at or events[-1].order_key <= event.order_key:
+        # the common case: in order (stated later than the last, or after it in `order_key`)
         events = (*events, event)
     else:
         ordered = list(events)

@@ -130,6 +130,8 @@ class Timeline:
         if self.accepted is None:
             return None
         at = self.clock_accepted.occurred_at  # the acceptance the deadline counts from
+        if not self.reopenings:  # (the common case, without the lists below)
+            return self.end if self.end is not None and self.end.occurred_at <= at else None
         ends = [r.ended for r in self.reopenings if r.ended.occurred_at <= at < r.returned.occurred_at]
         if self.end is not None and self.end.occurred_at <= at:
             ends.append(self.end)
@@ -140,7 +142,8 @@ class Timeline:
         the return that reopened it)?"""
         if self.accepted is None or self.accepted.occurred_at > moment:
             return False
-        if any(r.ended.occurred_at <= moment < r.returned.occurred_at for r in self.reopenings):
+        if self.reopenings and any(r.ended.occurred_at <= moment < r.returned.occurred_at
+                                   for r in self.reopenings):
             return False
         return self.end is None or self.end.occurred_at > moment
 
@@ -380,7 +383,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     plan = item.plan
     index, waiting_on, requires = plan.index, plan.waiting_on, plan.requires
     done: dict[str, datetime] = {}
-    open_cycles: dict[str, NodeCycle] = {}
+    open_cycles: dict[str, datetime] = {}  # the nodes whose clocks run: when each started
     skipped: set[str] = set()
     undone: dict[str, CaseEvent] = {}  # completed nodes a return undid, and that return
     done_after_the_end: set[str] = set()  # nodes completed while the case had ended
@@ -396,9 +399,9 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
 
     def complete(node_id: str, event: CaseEvent) -> None:
         now = event.occurred_at
-        cycle = open_cycles.pop(node_id, None)
-        if cycle is not None:
-            cycles.append(NodeCycle(node_id, cycle.clock_start, event))
+        started = open_cycles.pop(node_id, None)
+        if started is not None:
+            cycles.append(NodeCycle(node_id, started, event))
         if node_id not in done:
             done[node_id] = now
             undone.pop(node_id, None)
@@ -406,7 +409,7 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
         # further ones whose clocks a return to this node stopped.
         for other in waiting_on[node_id]:
             if other not in done and other not in open_cycles and done.keys() >= requires[other]:
-                open_cycles[other] = NodeCycle(other, now, None)
+                open_cycles[other] = now
 
     terms = _terms_from(events)
 
@@ -438,10 +441,10 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 # the return, but for the nodes that wait for the node returned to.
                 returned_to = event.node or ""
                 for node_id in [n for n in open_cycles if n not in done]:
-                    stopped = open_cycles.pop(node_id)
-                    cycles.append(NodeCycle(node_id, stopped.clock_start, None, timeline.end.occurred_at))
+                    started = open_cycles.pop(node_id)
+                    cycles.append(NodeCycle(node_id, started, None, timeline.end.occurred_at))
                     if node_id not in waiting_on.get(returned_to, ()):
-                        open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
+                        open_cycles[node_id] = event.occurred_at
                 timeline.end = None
             elif kind is EventType.ACCEPTED and timeline.accepted is None:
                 take_acceptance(event)
@@ -490,9 +493,9 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
                 # card dated two weeks before the case was accepted, for a node done at acceptance).
                 cycles.clear()
                 for node_id in list(open_cycles):
-                    open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
+                    open_cycles[node_id] = event.occurred_at
                 for node_id in plan.roots:
-                    open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
+                    open_cycles[node_id] = event.occurred_at
                 for node_id in plan.by_acceptance:
                     check(plan.prerequisites[node_id], event, "acceptance")
                     complete(node_id, event)
@@ -516,11 +519,11 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
             if was_done:
                 undone[node_id] = event
             for waiting in waiting_on[node_id]:
-                stopped = open_cycles.pop(waiting, None) if waiting not in done else None
-                if stopped is not None:  # its run so far stays (late already, it was late)
-                    cycles.append(NodeCycle(waiting, stopped.clock_start, None, event.occurred_at))
+                started = open_cycles.pop(waiting, None) if waiting not in done else None
+                if started is not None:  # its run so far stays (late already, it was late)
+                    cycles.append(NodeCycle(waiting, started, None, event.occurred_at))
             if was_done and node_id not in open_cycles:
-                open_cycles[node_id] = NodeCycle(node_id, event.occurred_at, None)
+                open_cycles[node_id] = event.occurred_at
         elif kind is EventType.SUSPENDED:
             if open_suspension is None:
                 open_suspension = event
@@ -558,5 +561,6 @@ def read_timeline(events: Sequence[CaseEvent], item: Item) -> Timeline:
     if open_suspension is not None:
         timeline.suspensions.append(Suspension(open_suspension, None, timeline.ended_at, tuple(inside)))
     # Nodes still running: their clocks are open cycles.
-    timeline.cycles.extend(c for c in open_cycles.values() if c.node not in done)
+    timeline.cycles.extend(NodeCycle(node_id, started, None) for node_id, started in open_cycles.items()
+                           if node_id not in done)
     return timeline

@@ -110,7 +110,7 @@ def encode_state(state: CaseState, partition: int) -> bytes:
     fragment = orjson.Fragment
     return exact(orjson.dumps([
         FORMAT, state.case_id, partition, state.revision, _iso(state.next_due), _iso(state.judged_at),
-        fragment(b"[" + b",".join(event_row(e) for e in state.events) + b"]"),
+        fragment(b"[" + b",".join([e.stored or event_row(e) for e in state.events]) + b"]"),
         {k: fragment(alert_json(a)) for k, a in state.alerts.items()},
         state.verdicts, {}, *_tail(state),
     ]))
