@@ -24,6 +24,10 @@ from alerts.events import (OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
+_SAME: Any = object()  # a field `CaseState.evolve` leaves as it is (never stored)
+_new, _set = object.__new__, object.__setattr__
+
+
 @dataclass(frozen=True, slots=True)
 class CaseState:
     case_id: str
@@ -54,12 +58,23 @@ class CaseState:
     # sentinel object() came back from a copy as another object, taken for the end: found by review).
     _end: CaseEvent | None | bool = field(default=False, init=False, compare=False, repr=False)
 
-    def evolve(self, **changes: Any) -> "CaseState":
-        """This state with some fields changed (dataclasses.replace, without its cost per event)."""
-        new = object.__new__(CaseState)
-        for name in _STATE_FIELDS:
-            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
-        object.__setattr__(new, "_end", False if "events" in changes else self._end)
+    def evolve(self, *, events: Any = _SAME, alerts: Any = _SAME, verdicts: Any = _SAME, next_due: Any = _SAME,
+               judged_at: Any = _SAME, refused: Any = _SAME, arrived: Any = _SAME,
+               revision: Any = _SAME) -> "CaseState":
+        """This state with some fields changed, its case the same (dataclasses.replace, without its
+        cost: this is done for every event taken). Every other field is named here
+        (a unit test checks it)."""
+        new = _new(CaseState)
+        _set(new, "case_id", self.case_id)
+        _set(new, "events", self.events if events is _SAME else events)
+        _set(new, "alerts", self.alerts if alerts is _SAME else alerts)
+        _set(new, "verdicts", self.verdicts if verdicts is _SAME else verdicts)
+        _set(new, "next_due", self.next_due if next_due is _SAME else next_due)
+        _set(new, "judged_at", self.judged_at if judged_at is _SAME else judged_at)
+        _set(new, "refused", self.refused if refused is _SAME else refused)
+        _set(new, "arrived", self.arrived if arrived is _SAME else arrived)
+        _set(new, "revision", self.revision if revision is _SAME else revision)
+        _set(new, "_end", self._end if events is _SAME else False)
         return new
 
     @property
@@ -122,8 +137,6 @@ class CaseState:
             revision=int(obj.get("revision", 0)),
         )
 
-
-_STATE_FIELDS = tuple(name for name, f in CaseState.__dataclass_fields__.items() if f.init)
 
 
 def _content(event: CaseEvent) -> dict[str, Any]:
