@@ -48,6 +48,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     from alerts.tickets import (KIND_TITLE, RESOLUTION_TITLE, STATUS_TITLE, escalation_title, notice_outcome,
                                 STEP_TITLE, actor_title, rounds_with_notices)
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
+    from streams.notices import notice_error_text
 
     scope, local, catalog = scope_local_time_and_catalog(args, settings)
     with open_store(settings) as client:
@@ -117,7 +118,10 @@ def cmd_tickets_show(args, settings: Settings) -> int:
             lines.append(f"  {moment(notice['due_at'])}  {STEP_TITLE.get(notice['step'], notice['step'])} → "
                          f"{notice['recipient_name'] or notice['recipient_role']} "
                          f"<{notice['recipient_email'] or '无地址'}>  "
-                         f"{notice_outcome(notice['status'], notice['updated_at'], notice['attempts'])}")
+                         f"{notice_outcome(notice['status'], notice['updated_at'], notice['attempts'])}"
+                         # why it failed, or was only recorded, as the case page says it
+                         + (f"  {notice_error_text(notice['last_error'])}"
+                            if notice["status"] in ("failed", "held") and notice["last_error"] else ""))
     print("\n".join(lines))
     return 0
 

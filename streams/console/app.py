@@ -253,26 +253,9 @@ class Backend:
 
 # -- the application ------------------------------------------------------------------------------------
 
-def notice_error_text(last_error: str) -> str:
-    """Why a notice was held or failed, in words for the page: the pipeline records it for the
-    log and the operators (streams.notices), in English, with the sender's own error."""
-    from streams.notices import HELD, NEVER_REACHED, NO_CHANNEL, QUIET_HELD, UNSENT
-
-    # Said after the notice's status (发送失败, 仅记录未发送), so only why (before, 发送失败 twice).
-    if last_error == NO_CHANNEL:
-        return "原因：系统未配置发送渠道（邮件或 Webhook），运维人员配置后将自动重发"
-    if last_error == HELD:
-        return "原因：发送功能未开启（回放或导入时未加 --notify）"
-    if last_error == UNSENT:
-        return "原因：该次回放或导入未开启发送（未加 --notify）；该部门此前已收到督办通知，运维人员重发（sunlight notices resend）后送达"
-    if last_error == QUIET_HELD:
-        return "原因：督办件由历史数据生成，该部门未收到过立件通知"
-    if last_error == NEVER_REACHED:
-        return "原因：此前的督办通知未送达该收件人，无需告知撤销或办结"
-    return f"原因（系统记录）：{last_error}"
-
-
 def _environment() -> jinja2.Environment:
+    from streams.notices import notice_error_text
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["moment"] = moment

@@ -914,7 +914,7 @@ def test_a_form_is_read_as_text_and_a_file_in_it_is_no_text(console):
 def test_why_a_notice_was_held_is_said_in_chinese_on_the_case_page(console):
     # Found by a black-box test: "recorded only: sending was off (replay without --notify)", and a
     # mail server's error, were shown as they are logged, in English.
-    from streams.console.app import notice_error_text
+    from streams.notices import notice_error_text
     from streams.notices import HELD, QUIET_HELD
 
     app, _, _ = console

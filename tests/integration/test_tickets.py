@@ -384,6 +384,9 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     # alone was shown, for a notice sent weeks later, or after failures it did not show).
     shown = sunlight(data, "tickets", "show", TICKET, "--catalog", str(CATALOG)).stdout
     assert "发送失败（" in shown and "，已尝试 2 次）" in shown, shown
+    # and why, as the case page says it (found by a black-box test: the log alone had it)
+    assert f"，已尝试 2 次）  原因（系统记录）：{opening['last_error']}" in shown, shown
+    assert "SMTP 127.0.0.1" in opening["last_error"]
 
     # Asked while it is still down: tried again, failed again, said so.
     still = sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-03-17T03:10:00+08:00",
