@@ -94,6 +94,12 @@ def notice_error_text(last_error: str) -> str:
     return f"原因（系统记录）：{last_error}"
 
 
+def notice_reason(status: str, last_error: str) -> str:
+    """Why a notice failed or was only recorded (`notice_error_text`), shown after its status; empty
+    for one sent or waiting: what the case page and `sunlight tickets show` both say."""
+    return notice_error_text(last_error) if status in ("failed", "held") and last_error else ""
+
+
 def _takes_back(notice: RenderedNotice) -> str | None:
     """The notice a withdrawal's or a closing's notice follows up with its recipient, if it is one."""
     if notice.step not in (Step.WITHDRAWN, Step.CLOSED):

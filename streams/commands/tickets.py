@@ -48,7 +48,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     from alerts.tickets import (KIND_TITLE, RESOLUTION_TITLE, STATUS_TITLE, escalation_title, notice_outcome,
                                 STEP_TITLE, actor_title, rounds_with_notices)
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
-    from streams.notices import notice_error_text
+    from streams.notices import notice_reason
 
     scope, local, catalog = scope_local_time_and_catalog(args, settings)
     with open_store(settings) as client:
@@ -119,9 +119,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
                          f"{notice['recipient_name'] or notice['recipient_role']} "
                          f"<{notice['recipient_email'] or '无地址'}>  "
                          f"{notice_outcome(notice['status'], notice['updated_at'], notice['attempts'])}"
-                         # why it failed, or was only recorded, as the case page says it
-                         + (f"  {notice_error_text(notice['last_error'])}"
-                            if notice["status"] in ("failed", "held") and notice["last_error"] else ""))
+                         + (f"  {why}" if (why := notice_reason(notice['status'], notice['last_error'])) else ""))
     print("\n".join(lines))
     return 0
 

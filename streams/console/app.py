@@ -254,7 +254,7 @@ class Backend:
 # -- the application ------------------------------------------------------------------------------------
 
 def _environment() -> jinja2.Environment:
-    from streams.notices import notice_error_text
+    from streams.notices import notice_reason
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
@@ -262,14 +262,13 @@ def _environment() -> jinja2.Environment:
     env.filters["deadline"] = deadline_moment
     env.filters["local_moment"] = lambda value, tz: local_moment(value, ZoneInfo(tz))
     env.filters["case_address"] = lambda value: case_address(str(value))
-    env.filters["notice_error"] = notice_error_text
     env.filters["actor"] = actor_title
     env.filters["rounds"] = rounds
     env.globals.update(RULE_TITLE={r.value: t for r, t in RULE_TITLE.items()},
                        SEVERITY_TITLE={s.value: t for s, t in SEVERITY_TITLE.items()},
                        STATUS_TITLE={s.value: t for s, t in STATUS_TITLE.items()}, KIND_TITLE=KIND_TITLE,
                        ROLE_TITLE=ROLE_TITLE, MAX_TEXT=MAX_TEXT_CHARS, STEP_TITLE=STEP_TITLE,
-                       notice_outcome=notice_outcome, RECIPIENT_TITLE=RECIPIENT_TITLE,
+                       notice_outcome=notice_outcome, notice_reason=notice_reason, RECIPIENT_TITLE=RECIPIENT_TITLE,
                        escalation_title=escalation_title)
     return env
 
