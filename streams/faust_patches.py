@@ -91,9 +91,11 @@ covers each one.
    its records then come as `UndecidedRecord`s, which Sunlight dead-letters
    (`transaction_not_ended`). A fetch held with nothing to deliver pauses `HELD_FETCH_PAUSE` before
    the next. Tansu ends a fetch about 1 MB in: a batch the fetch's last stable offset (which Tansu
-   reports truly) has passed is decided, and its marker is read ahead (`_look_ahead`). Before, an
+   reports truly) has passed is decided, and its marker is read ahead (`_look_ahead`); it is held
+   until the marker is read, never delivered undecided while the reading ahead fails. Before, an
    aborted transaction's events were taken, and a committed one longer than a fetch's were
-   dead-lettered (found by black-box tests)."""
+   dead-lettered (found by black-box tests, and again by the whole suite when Tansu answered the
+   reading ahead with nothing until the wait was over)."""
 
 from __future__ import annotations
 
@@ -533,6 +535,7 @@ _holding: dict[tuple[str, int], int] = {}  # (topic, partition): the offset its 
 _clock: Callable[[], float] = time.monotonic
 HELD_FETCH_PAUSE = 0.1  # between fetches of a partition held at an undecided transaction
 LOOK_AHEAD_FETCHES = 10_000  # at most, for one marker (Tansu ends a fetch about 1 MB in)
+EMPTY_ANSWERS_AHEAD = 3  # in a row, each after the consumer's fetch wait: the reading ahead is tried again later
 
 
 def set_transactions_from_markers(wait: float | None, clock: Callable[[], float] | None = None) -> None:
@@ -645,13 +648,15 @@ class _RecordsDecidedByMarkers(PartitionRecords):
                     self.look_ahead.setdefault(batch.producer_id, batch.base_offset)
                 continue
             where = (topic, partition, batch.base_offset)
-            if now - _undecided_since.setdefault(where, now) >= _undecided_wait:
+            since = _undecided_since.setdefault(where, now)
+            ended = self._ahead(batch, stable, high)  # committed or aborted: never undecided, whatever the wait
+            if not ended and now - since >= _undecided_wait:
                 out.append((batch, None))  # (remembered: read again, after a restart, it is undecided still)
                 continue
             held_from = batch.base_offset
-            if not self._ahead(batch, stable, high):
+            if not ended:
                 break
-            self.look_ahead[batch.producer_id] = batch.base_offset  # (its wait bounds a reading ahead that fails)
+            self.look_ahead[batch.producer_id] = batch.base_offset  # (held until its marker is read)
         self._decided = [(batch, fate) for batch, fate in out if held_from is None or batch.base_offset < held_from]
         self.held = held_from is not None and all(fate is False or done.next_offset <= start
                                                   for done, fate in self._decided)
@@ -695,28 +700,30 @@ async def _look_ahead(fetcher_, node_id: int, tp: TopicPartition, start: int, wa
                       high: int) -> bool:
     """Read a partition from `start` for the markers of the `wanted` producers (each with its first
     open batch), as far as `high`, remembering each one found (`_learned`); whether all were. One not
-    found by `high` is not looked for again: its batch waits. False too on a fetch's error or one that
-    brings nothing: tried again at the next fetch, until the batch's wait is over."""
+    found by `high` (or within `LOOK_AHEAD_FETCHES`) is not looked for again: its batch waits. False
+    too on a fetch's error, or on `EMPTY_ANSWERS_AHEAD` answers in a row that bring nothing: tried
+    again at the next fetch, for as long as it fails (the batch has ended: it never waits)."""
     from aiokafka.errors import KafkaError
     from aiokafka.protocol.fetch import FetchRequest
     from aiokafka.record.memory_records import MemoryRecords
 
-    wanted = dict(wanted)
+    wanted, empty = dict(wanted), 0
     for _ in range(LOOK_AHEAD_FETCHES):
         if start >= high:
-            for producer, first in wanted.items():
-                _not_found_ahead.add((tp.topic, tp.partition, producer, first))
-            return False
-        # A wait of 1 ms: there are records to read (Tansu answers a wait of 0 with no topics).
-        request = FetchRequest(1, 1, fetcher_._fetch_max_bytes, 0,
+            break
+        # The consumer's own wait, for at least a byte: there are records to read, and Tansu answers a
+        # wait of 1 ms with none now and then (of 0, with no topics).
+        request = FetchRequest(fetcher_._fetch_max_wait_ms, 1, fetcher_._fetch_max_bytes, 0,
                                [(tp.topic, [(tp.partition, start, fetcher_._max_partition_fetch_bytes)])])
         try:
             response = await fetcher_._client.send(node_id, request)
             data = [part for topic, parts in response.topics if topic == tp.topic
                     for part in parts if part[0] == tp.partition]
-            if not data or data[0][1] != 0:  # (an error code)
+            if data and data[0][1] != 0:
+                log.warning("%s[%s]: reading ahead from offset %d for a transaction's marker failed: error code %d",
+                            tp.topic, tp.partition, start, data[0][1])
                 return False
-            records, progressed = MemoryRecords(data[0][-1]), False
+            records, progressed = MemoryRecords((data[0][-1] if data else None) or b""), False
             while records.has_next():
                 batch = records.next_batch()
                 if batch.next_offset <= start:
@@ -734,8 +741,13 @@ async def _look_ahead(fetcher_, node_id: int, tp: TopicPartition, start: int, wa
             log.warning("%s[%s]: reading ahead from offset %d for a transaction's marker failed: %r", tp.topic,
                         tp.partition, start, exc)
             return False
-        if not progressed:
+        empty = 0 if progressed else empty + 1
+        if empty >= EMPTY_ANSWERS_AHEAD:
+            log.warning("%s[%s]: reading ahead from offset %d for a transaction's marker brought nothing %d times; "
+                        "tried again at the next fetch", tp.topic, tp.partition, start, empty)
             return False
+    for producer, first in wanted.items():  # read to the high watermark (or as far as allowed) and not found
+        _not_found_ahead.add((tp.topic, tp.partition, producer, first))
     return False
 
 
