@@ -55,8 +55,34 @@ def no_address(role: str, department: str) -> str:
     return f"职权目录未登记{whose}的邮箱（部门 {department}）"
 
 
-class NoAddress(NoticeError):
-    """The catalog names no address for the recipient: trying again cannot help."""
+class Undeliverable(NoticeError):
+    """Trying this notice again at once cannot help: the notifier fails it without its back-off
+    attempts (the resend rounds may try it later, once the catalog or the mailbox is corrected)."""
+
+
+class NoAddress(Undeliverable):
+    """The catalog names no address for the recipient."""
+
+
+class Refused(Undeliverable):
+    """The recipient's server refused the notice for good: an SMTP reply of 5xx (RFC 5321's
+    permanent failure: an unknown mailbox, a message refused), an HTTP answer of 4xx other than
+    408, 425 and 429 (the request itself is wrong). 4xx SMTP replies, HTTP 5xx and lost
+    connections are tried again."""
+
+
+def smtp_refused_for_good(exc: Exception) -> bool:
+    """Whether aiosmtplib's error is a permanent SMTP reply (5xx): for every recipient refused, or
+    for the mail itself."""
+    from aiosmtplib import SMTPRecipientsRefused, SMTPResponseException
+
+    if isinstance(exc, SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(500 <= refused.code < 600 for refused in exc.recipients)
+    return isinstance(exc, SMTPResponseException) and 500 <= exc.code < 600
+
+
+def http_refused_for_good(status: int) -> bool:
+    return 400 <= status < 500 and status not in (408, 425, 429)
 
 
 class ChannelError(ValueError):
@@ -127,8 +153,9 @@ class SmtpSender:
                                   username=self.username, password=self.password, use_tls=self.use_tls,
                                   start_tls=self.start_tls, timeout=self.timeout)
         except Exception as exc:
-            raise NoticeError(redact(f"SMTP {self.hostname}:{self.port}: {type(exc).__name__}: {exc}",
-                                     self.password, self.username)) from None
+            error = Refused if smtp_refused_for_good(exc) else NoticeError
+            raise error(redact(f"SMTP {self.hostname}:{self.port}: {type(exc).__name__}: {exc}",
+                               self.password, self.username)) from None
 
 
 class WebhookSender:
@@ -163,7 +190,8 @@ class WebhookSender:
                 async with session.post(self.url, json=self.payload(notice),
                                         headers={"Idempotency-Key": notice.notice_id}) as response:
                     if response.status >= 300:
-                        raise NoticeError(f"webhook answered HTTP {response.status}")
+                        error = Refused if http_refused_for_good(response.status) else NoticeError
+                        raise error(f"webhook answered HTTP {response.status}")
         except NoticeError:
             raise
         except Exception as exc:

@@ -36,7 +36,7 @@ import orjson
 from alerts.catalog import Catalog
 from alerts.notices import RenderedNotice, readdressed, resent
 from alerts.tickets import Step, taken_back
-from sinks.notify import NoAddress, NoticeError
+from sinks.notify import NoticeError, Undeliverable
 from sinks.rows import notice_row
 from streams import metrics
 from streams.internal_wire import is_nudge
@@ -326,22 +326,22 @@ class NoticeSteps:
             return "failed", 0, NO_CHANNEL
         pending = list(self.senders)
         error = ""
-        no_address = ""  # a channel that can never send this notice: not tried again
+        undeliverable = ""  # a channel that cannot send this notice now, however often tried: not tried again
         for attempt in range(1, self.attempts + 1):
             failed = []
             for sender in pending:
                 try:
                     await self._unless_stopped(sender.send(notice), notice, self.stop_grace)
-                except NoAddress as exc:
-                    no_address = str(exc)
+                except Undeliverable as exc:
+                    undeliverable = str(exc)
                 except NoticeError as exc:
                     failed.append(sender)
                     error = str(exc)
             pending = failed
             if not pending:
-                if no_address:
-                    log.error("notice %s not sent: %s", notice.notice_id, no_address)
-                    return "failed", attempt, no_address
+                if undeliverable:
+                    log.error("notice %s not sent: %s", notice.notice_id, undeliverable)
+                    return "failed", attempt, undeliverable
                 return "sent", attempt, ""
             if attempt < self.attempts:
                 log.warning("notice %s not sent (attempt %d of %d), trying again: %s", notice.notice_id, attempt,

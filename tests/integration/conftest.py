@@ -221,6 +221,15 @@ class MailBox:
 
     def __init__(self):
         self.received: list = []
+        self.refusals: dict[str, str] = {}  # recipient address: the server's reply to RCPT TO
+        self.asked: list[str] = []  # every RCPT TO, refused or not
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.asked.append(address)
+        if address in self.refusals:
+            return self.refusals[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         from email import message_from_bytes, policy

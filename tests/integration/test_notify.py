@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timezone
 
 import pytest
@@ -15,6 +16,21 @@ from sinks.notify import ChannelError, NoticeError, SmtpSender, WebhookSender
 NOTICE = RenderedNotice("C-1/overdue/level_1", "C-1/overdue", Step.LEVEL_1, "head", "市场监管局局长",
                         "scjg-head@example.gov.cn", "【督办升级】督办件 C-1/overdue 逾期未答复", "市场监管局局长：\n请督促答复。\n",
                         "SCJG", "320200", datetime(2026, 3, 21, tzinfo=timezone.utc), message_id("C-1/overdue/level_1"))
+
+
+@contextlib.asynccontextmanager
+async def webhook(path: str, handle):
+    """A local aiohttp server answering POSTs to `path` with `handle`: its base URL."""
+    app = web.Application()
+    app.router.add_post(path, handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()
 
 
 def test_a_mail_carries_the_notice_s_own_message_id_and_chinese_text(mail_server):
@@ -51,6 +67,53 @@ def test_a_notice_without_an_address_fails_with_the_reason(mail_server):
         asyncio.run(sender.send(replace(nobody, recipient_role="contact")))
 
 
+def test_a_mailbox_refused_for_good_fails_at_once_and_one_refused_for_now_is_tried_again(mail_server):
+    # Found by a black-box test: a 550 (no such mailbox) was tried four times with back-off, as a
+    # server down a moment is, holding the notifier's partition for nothing.
+    from dataclasses import replace
+
+    from streams.notices import NoticeSteps
+
+    box, smtp = mail_server
+    box.refusals = {"gone@example.gov.cn": "550 5.1.1 mailbox unavailable",
+                    "full@example.gov.cn": "452 4.2.2 mailbox full, try later"}
+    steps = NoticeSteps(None, [SmtpSender(smtp, "sunlight@city.example")], True, None, attempts=3,
+                        retry_seconds=0.05)
+    status, attempts, error = asyncio.run(steps.deliver(replace(NOTICE, recipient_email="gone@example.gov.cn")))
+    assert (status, attempts) == ("failed", 1) and "550" in error and "mailbox unavailable" in error
+    assert box.asked == ["gone@example.gov.cn"]
+    status, attempts, error = asyncio.run(steps.deliver(replace(NOTICE, recipient_email="full@example.gov.cn")))
+    assert (status, attempts) == ("failed", 3) and "452" in error
+    assert box.asked == ["gone@example.gov.cn"] + ["full@example.gov.cn"] * 3
+    status, attempts, _ = asyncio.run(steps.deliver(NOTICE))
+    assert (status, attempts) == ("sent", 1) and [rcpt for rcpt, _ in box.received] == [[NOTICE.recipient_email]]
+
+
+def test_a_webhook_refused_for_good_fails_at_once_and_one_unavailable_is_tried_again():
+    from streams.notices import NoticeSteps
+
+    posts = []
+
+    async def run():
+        async def handle(request):
+            posts.append(request.path)
+            return web.Response(status=int(request.path.rsplit("/", 1)[1]))
+
+        async with webhook("/hook/{status}", handle) as base:
+            outcomes = {}
+            for status in (400, 404, 429, 503):
+                steps = NoticeSteps(None, [WebhookSender(f"{base}/hook/{status}")], True, None, attempts=2,
+                                    retry_seconds=0.05)
+                outcomes[status] = await steps.deliver(NOTICE)
+            return outcomes
+
+    outcomes = asyncio.run(run())
+    assert {status: outcome[:2] for status, outcome in outcomes.items()} == {
+        400: ("failed", 1), 404: ("failed", 1), 429: ("failed", 2), 503: ("failed", 2)}
+    assert posts == ["/hook/400", "/hook/404"] + ["/hook/429"] * 2 + ["/hook/503"] * 2
+    assert all(f"HTTP {status}" in outcome[2] for status, outcome in outcomes.items())
+
+
 def test_the_webhook_posts_json_with_the_notice_id_as_idempotency_key():
     received = []
 
@@ -59,20 +122,11 @@ def test_the_webhook_posts_json_with_the_notice_id_as_idempotency_key():
             received.append((request.headers.get("Idempotency-Key"), await request.json()))
             return web.json_response({"ok": True})
 
-        app = web.Application()
-        app.router.add_post("/hook", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        try:
-            await WebhookSender(f"http://127.0.0.1:{port}/hook?token=t0k3n").send(NOTICE)
+        async with webhook("/hook", handle) as base:
+            await WebhookSender(f"{base}/hook?token=t0k3n").send(NOTICE)
             with pytest.raises(NoticeError) as failed:
-                await WebhookSender(f"http://127.0.0.1:{port}/missing?token=t0k3n").send(NOTICE)
+                await WebhookSender(f"{base}/missing?token=t0k3n").send(NOTICE)
             return str(failed.value)
-        finally:
-            await runner.cleanup()
 
     error = asyncio.run(run())
     assert received == [(NOTICE.notice_id, {**WebhookSender.payload(NOTICE)})]
