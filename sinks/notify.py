@@ -71,6 +71,10 @@ class Refused(Undeliverable):
     connections are tried again."""
 
 
+# Said before the server's reply, for the case page and `sunlight tickets show` (who reads them acts).
+REFUSED = "收件服务器拒收，重试无效（请核对职权目录中的邮箱或接收地址后重发）"
+
+
 def smtp_refused_for_good(exc: Exception) -> bool:
     """Whether aiosmtplib's error is a permanent SMTP reply (5xx): for every recipient refused, or
     for the mail itself."""
@@ -153,9 +157,11 @@ class SmtpSender:
                                   username=self.username, password=self.password, use_tls=self.use_tls,
                                   start_tls=self.start_tls, timeout=self.timeout)
         except Exception as exc:
-            error = Refused if smtp_refused_for_good(exc) else NoticeError
-            raise error(redact(f"SMTP {self.hostname}:{self.port}: {type(exc).__name__}: {exc}",
-                               self.password, self.username)) from None
+            said = redact(f"SMTP {self.hostname}:{self.port}: {type(exc).__name__}: {exc}", self.password,
+                          self.username)
+            if smtp_refused_for_good(exc):
+                raise Refused(f"{REFUSED}：{said}") from None
+            raise NoticeError(said) from None
 
 
 class WebhookSender:
@@ -190,8 +196,10 @@ class WebhookSender:
                 async with session.post(self.url, json=self.payload(notice),
                                         headers={"Idempotency-Key": notice.notice_id}) as response:
                     if response.status >= 300:
-                        error = Refused if http_refused_for_good(response.status) else NoticeError
-                        raise error(f"webhook answered HTTP {response.status}")
+                        said = f"webhook answered HTTP {response.status}"
+                        if http_refused_for_good(response.status):
+                            raise Refused(f"{REFUSED}：{said}")
+                        raise NoticeError(said)
         except NoticeError:
             raise
         except Exception as exc:

@@ -81,6 +81,7 @@ def test_a_mailbox_refused_for_good_fails_at_once_and_one_refused_for_now_is_tri
                         retry_seconds=0.05)
     status, attempts, error = asyncio.run(steps.deliver(replace(NOTICE, recipient_email="gone@example.gov.cn")))
     assert (status, attempts) == ("failed", 1) and "550" in error and "mailbox unavailable" in error
+    assert error.startswith("收件服务器拒收，重试无效")  # read on the case page: what to do about it
     assert box.asked == ["gone@example.gov.cn"]
     status, attempts, error = asyncio.run(steps.deliver(replace(NOTICE, recipient_email="full@example.gov.cn")))
     assert (status, attempts) == ("failed", 3) and "452" in error
@@ -112,6 +113,8 @@ def test_a_webhook_refused_for_good_fails_at_once_and_one_unavailable_is_tried_a
         400: ("failed", 1), 404: ("failed", 1), 429: ("failed", 2), 503: ("failed", 2)}
     assert posts == ["/hook/400", "/hook/404"] + ["/hook/429"] * 2 + ["/hook/503"] * 2
     assert all(f"HTTP {status}" in outcome[2] for status, outcome in outcomes.items())
+    refused = [outcome[2].startswith("收件服务器拒收") for outcome in outcomes.values()]
+    assert refused == [True, True, False, False]
 
 
 def test_the_webhook_posts_json_with_the_notice_id_as_idempotency_key():
