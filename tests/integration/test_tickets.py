@@ -978,6 +978,25 @@ def test_a_replay_whose_notices_all_failed_says_so(accepted_case):
         done.stderr[-2000:]
 
 
+def test_a_replay_whose_notice_was_refused_for_good_says_to_correct_the_address(accepted_case, mail_server):
+    # A 550 (no such mailbox) is not a mail server down: sent again once the server is back, it fails
+    # again; the address needs correcting first.
+    events, data = accepted_case
+    box, smtp = mail_server
+    contact = next(d for d in yaml.safe_load(CATALOG.read_text(encoding="utf-8"))["departments"]
+                   if d["code"] == "SCJG")["contact"]["email"]
+    box.refusals = {contact: "550 5.1.1 no such mailbox"}
+    done = sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
+                    "--notify", smtp=smtp)
+    assert "1 notice(s) not delivered because the mail server or webhook refused them for good" in done.stderr, \
+        done.stderr[-2000:]
+    assert "550" in done.stderr and "correct the recipient's address in the catalog" in done.stderr
+    assert "once it is back" not in done.stderr and box.asked == [contact]  # tried once
+    _, _, notices = read(data)
+    assert [(n["step"], n["status"]) for n in notices] == [("opened", "failed")]
+    assert notices[0]["last_error"].startswith("收件服务器拒收，重试无效")
+
+
 def test_a_notice_failed_for_want_of_an_address_goes_to_the_address_since_added(accepted_case, mail_server, tmp_path):
     """Found by a black-box test: a notice that failed because the catalog gave its recipient no
     address was resent as recorded, and failed again for good, however the catalog was corrected."""
