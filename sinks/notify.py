@@ -65,24 +65,31 @@ class NoAddress(Undeliverable):
 
 
 class Refused(Undeliverable):
-    """The recipient's server refused the notice for good: an SMTP reply of 5xx (RFC 5321's
-    permanent failure: an unknown mailbox, a message refused), an HTTP answer of 4xx other than
-    408, 425 and 429 (the request itself is wrong). 4xx SMTP replies, HTTP 5xx and lost
-    connections are tried again."""
+    """The notice was refused for good: an SMTP reply of 5xx (RFC 5321's permanent failure: an
+    unknown mailbox, a message refused, a sender or login refused), an HTTP answer of 4xx other
+    than 408, 425 and 429 (the request itself is wrong). Its text begins with who must act
+    (`RECIPIENT_REFUSED`, `CHANNEL_REFUSED`). 4xx SMTP replies, HTTP 5xx and lost connections are
+    tried again."""
 
 
-# Said before the server's reply, for the case page and `sunlight tickets show` (who reads them acts).
-REFUSED = "收件服务器拒收，重试无效（请核对职权目录中的邮箱或接收地址后重发）"
+# Said before the server's reply, for the case page and `sunlight tickets show`: who reads them acts.
+RECIPIENT_REFUSED = "收件方拒收，重试无效（请核对职权目录中的收件邮箱，或请收件方放行后重发）"
+CHANNEL_REFUSED = ("发送渠道被拒，重试无效（请运维人员核对 SUNLIGHT_SMTP、SUNLIGHT_MAIL_FROM 或 SUNLIGHT_WEBHOOK "
+                   "的设置后重发）")
 
 
-def smtp_refused_for_good(exc: Exception) -> bool:
-    """Whether aiosmtplib's error is a permanent SMTP reply (5xx): for every recipient refused, or
-    for the mail itself."""
-    from aiosmtplib import SMTPRecipientsRefused, SMTPResponseException
+def smtp_refusal(exc: Exception) -> str | None:
+    """Who must act on aiosmtplib's error if it is a permanent SMTP reply (5xx): the recipient's side
+    (every recipient refused, or the mail itself) or the channel's settings (the sender, the login,
+    the greeting); None for one worth trying again."""
+    from aiosmtplib import SMTPDataError, SMTPRecipientRefused, SMTPRecipientsRefused, SMTPResponseException
 
     if isinstance(exc, SMTPRecipientsRefused):
-        return bool(exc.recipients) and all(500 <= refused.code < 600 for refused in exc.recipients)
-    return isinstance(exc, SMTPResponseException) and 500 <= exc.code < 600
+        refused = bool(exc.recipients) and all(500 <= each.code < 600 for each in exc.recipients)
+        return RECIPIENT_REFUSED if refused else None
+    if not isinstance(exc, SMTPResponseException) or not 500 <= exc.code < 600:
+        return None
+    return RECIPIENT_REFUSED if isinstance(exc, (SMTPRecipientRefused, SMTPDataError)) else CHANNEL_REFUSED
 
 
 def http_refused_for_good(status: int) -> bool:
@@ -159,8 +166,9 @@ class SmtpSender:
         except Exception as exc:
             said = redact(f"SMTP {self.hostname}:{self.port}: {type(exc).__name__}: {exc}", self.password,
                           self.username)
-            if smtp_refused_for_good(exc):
-                raise Refused(f"{REFUSED}：{said}") from None
+            refusal = smtp_refusal(exc)
+            if refusal:
+                raise Refused(f"{refusal}：{said}") from None
             raise NoticeError(said) from None
 
 
@@ -198,7 +206,7 @@ class WebhookSender:
                     if response.status >= 300:
                         said = f"webhook answered HTTP {response.status}"
                         if http_refused_for_good(response.status):
-                            raise Refused(f"{REFUSED}：{said}")
+                            raise Refused(f"{CHANNEL_REFUSED}：{said}")
                         raise NoticeError(said)
         except NoticeError:
             raise

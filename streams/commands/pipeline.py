@@ -48,7 +48,7 @@ def say_failed_notices(settings: Settings) -> None:
     """After sending notices: how many failed for good, and how to send them again (a mail server
     down for the whole run said nothing before: found by a black-box test). After a run that sends
     none: how many of tickets already told it did not send (`streams.notices.UNSENT`)."""
-    from sinks.notify import REFUSED
+    from sinks.notify import CHANNEL_REFUSED, RECIPIENT_REFUSED
     from sinks.queries import failed_notices
     from streams.notices import UNSENT
 
@@ -67,17 +67,22 @@ def say_failed_notices(settings: Settings) -> None:
     # A notice to no one (the catalog names no address for its recipient) waits for the catalog, not
     # for the mail server (said so, a resend was the advice: found by a black-box test).
     unaddressed = [n for n in failed if not n.get("recipient_email")]
-    # One the server refused for good (550: no such mailbox) waits for a corrected address, not for the server.
-    refused = [n for n in failed if n.get("recipient_email") and (n.get("last_error") or "").startswith(REFUSED)]
-    unreached = len(failed) - len(unaddressed) - len(refused)
+    # One refused for good (550: no such mailbox) waits for a corrected address or setting, not for the server.
+    addressed = [n for n in failed if n.get("recipient_email")]
+    refused = {why: [n for n in addressed if (n.get("last_error") or "").startswith(why)]
+               for why in (RECIPIENT_REFUSED, CHANNEL_REFUSED)}
+    unreached = len(addressed) - sum(map(len, refused.values()))
     if unreached:
         print(f"note: the notice log holds {unreached} notice(s) not delivered (the mail server or webhook "
               f"failed or was unreachable for all attempts): `sunlight notices resend` sends them again once it "
               f"is back", file=sys.stderr)
-    if refused:
-        print(f"note: {len(refused)} notice(s) not delivered because the mail server or webhook refused them for "
-              f"good (as {refused[-1]['last_error'][len(REFUSED) + 1:]}): correct the recipient's address in the "
-              f"catalog, then `sunlight notices resend` sends them", file=sys.stderr)
+    for why, remedy in ((RECIPIENT_REFUSED, "correct the recipient's address in the catalog (or have the "
+                                            "recipient's server accept it)"),
+                        (CHANNEL_REFUSED, "correct SUNLIGHT_SMTP, SUNLIGHT_MAIL_FROM or SUNLIGHT_WEBHOOK")):
+        if refused[why]:
+            print(f"note: {len(refused[why])} notice(s) not delivered because they were refused for good (as "
+                  f"{refused[why][-1]['last_error'][len(why) + 1:]}): {remedy}, then `sunlight notices resend` "
+                  f"sends them", file=sys.stderr)
     if unaddressed:
         roles = sorted({n.get("recipient_role") or "recipient" for n in unaddressed})
         print(f"note: {len(unaddressed)} notice(s) not delivered because the catalog names no email address for "

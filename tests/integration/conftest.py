@@ -223,6 +223,14 @@ class MailBox:
         self.received: list = []
         self.refusals: dict[str, str] = {}  # recipient address: the server's reply to RCPT TO
         self.asked: list[str] = []  # every RCPT TO, refused or not
+        self.mail_from_reply: str | None = None  # the server's reply to MAIL FROM, if not 250
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_from_reply:
+            return self.mail_from_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         self.asked.append(address)

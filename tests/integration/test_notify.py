@@ -81,13 +81,18 @@ def test_a_mailbox_refused_for_good_fails_at_once_and_one_refused_for_now_is_tri
                         retry_seconds=0.05)
     status, attempts, error = asyncio.run(steps.deliver(replace(NOTICE, recipient_email="gone@example.gov.cn")))
     assert (status, attempts) == ("failed", 1) and "550" in error and "mailbox unavailable" in error
-    assert error.startswith("收件服务器拒收，重试无效")  # read on the case page: what to do about it
+    assert error.startswith("收件方拒收，重试无效")  # read on the case page: who must do what
     assert box.asked == ["gone@example.gov.cn"]
     status, attempts, error = asyncio.run(steps.deliver(replace(NOTICE, recipient_email="full@example.gov.cn")))
     assert (status, attempts) == ("failed", 3) and "452" in error
     assert box.asked == ["gone@example.gov.cn"] + ["full@example.gov.cn"] * 3
     status, attempts, _ = asyncio.run(steps.deliver(NOTICE))
     assert (status, attempts) == ("sent", 1) and [rcpt for rcpt, _ in box.received] == [[NOTICE.recipient_email]]
+    # The sender refused for good: the channel's settings are wrong, not the catalog's address.
+    box.mail_from_reply = "553 5.7.1 sender not allowed"
+    status, attempts, error = asyncio.run(steps.deliver(NOTICE))
+    assert (status, attempts) == ("failed", 1) and error.startswith("发送渠道被拒，重试无效") and "553" in error
+    assert "SUNLIGHT_MAIL_FROM" in error and len(box.received) == 1
 
 
 def test_a_webhook_refused_for_good_fails_at_once_and_one_unavailable_is_tried_again():
@@ -113,7 +118,7 @@ def test_a_webhook_refused_for_good_fails_at_once_and_one_unavailable_is_tried_a
         400: ("failed", 1), 404: ("failed", 1), 429: ("failed", 2), 503: ("failed", 2)}
     assert posts == ["/hook/400", "/hook/404"] + ["/hook/429"] * 2 + ["/hook/503"] * 2
     assert all(f"HTTP {status}" in outcome[2] for status, outcome in outcomes.items())
-    refused = [outcome[2].startswith("收件服务器拒收") for outcome in outcomes.values()]
+    refused = [outcome[2].startswith("发送渠道被拒，重试无效") for outcome in outcomes.values()]
     assert refused == [True, True, False, False]
 
 

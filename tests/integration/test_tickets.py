@@ -988,13 +988,13 @@ def test_a_replay_whose_notice_was_refused_for_good_says_to_correct_the_address(
     box.refusals = {contact: "550 5.1.1 no such mailbox"}
     done = sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
                     "--notify", smtp=smtp)
-    assert "1 notice(s) not delivered because the mail server or webhook refused them for good" in done.stderr, \
+    assert "1 notice(s) not delivered because they were refused for good" in done.stderr, \
         done.stderr[-2000:]
     assert "550" in done.stderr and "correct the recipient's address in the catalog" in done.stderr
     assert "once it is back" not in done.stderr and box.asked == [contact]  # tried once
     _, _, notices = read(data)
     assert [(n["step"], n["status"]) for n in notices] == [("opened", "failed")]
-    assert notices[0]["last_error"].startswith("收件服务器拒收，重试无效")
+    assert notices[0]["last_error"].startswith("收件方拒收，重试无效")
 
 
 def test_a_notice_failed_for_want_of_an_address_goes_to_the_address_since_added(accepted_case, mail_server, tmp_path):
