@@ -108,6 +108,31 @@ def test_case_level_deadline_and_end():
     assert check["type"] == "node_completed"  # one closing per case, from the first row that has it
 
 
+def test_a_case_level_attribute_on_another_row_than_the_acceptance_is_the_acceptance_s():
+    # Found by a black-box test: a deadline written only on a later row (a log that gives case
+    # columns on a case's last row) was dropped without a word, the case judged on the catalog's
+    # days: red overdue cards lost. Any row of the case states it, before or after the acceptance.
+    later = [{"case": "c1", "act": "Receive", "ts": "2011-10-28 10:00:00+02:00", "who": "r", "dl": "", "days": ""},
+             {"case": "c1", "act": "Check", "ts": "2011-10-31 15:00:00+01:00", "who": "r",
+              "dl": "2011-12-01 00:00:00+01:00", "days": "12"},
+             {"case": "c2", "act": "Check", "ts": "2011-10-31 15:00:00+01:00", "who": "r",
+              "dl": "2011-11-20 00:00:00+01:00", "days": " "},
+             {"case": "c2", "act": "Receive", "ts": "2011-10-28 10:00:00+02:00", "who": "r", "dl": "", "days": ""},
+             {"case": "c3", "act": "Receive", "ts": "2011-10-28 10:00:00+02:00", "who": "r", "dl": "", "days": ""}]
+    columns = {"deadline": "dl", "promised_days": "days"}
+    accepted = {e["case_id"]: e.get("attrs") for _, e, _ in mapped(later, accept_attrs=columns)
+                if e["type"] == "accepted"}
+    assert accepted == {"c1": {"deadline": "2011-12-01T00:00:00+01:00", "promised_days": 12},
+                        "c2": {"deadline": "2011-11-20T00:00:00+01:00"}, "c3": None}
+    # The same as the acceptance's own row gives it; a later row that gives another is rejected.
+    on_its_row = [{**later[0], "dl": "2011-12-01 00:00:00+01:00", "days": "12"}, later[1]]
+    assert [e["attrs"] for _, e, _ in mapped(on_its_row, accept_attrs=columns) if e["type"] == "accepted"] == [
+        accepted["c1"]]
+    unreadable = [later[0], {**later[1], "days": "twelve"}]
+    reasons = [reason for _, event, reason in mapped(unreadable, accept_attrs=columns) if event is None]
+    assert len(reasons) == 2 and "promised_days" in reasons[1]  # the row that gives it, and its case held back
+
+
 def test_a_date_only_end_column_keeps_a_value_that_has_a_time_of_day():
     """`date_only` reads a date (00:00, with a system's few milliseconds) as the end of that day.
     A value in the same column with a time of day is the moment the case closed: moving it to the
