@@ -21,6 +21,7 @@ import orjson
 
 from alerts.events import (OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel, EventType, case_item_code,
                            end_in_force, parse_event, suspended_at_last)
+from alerts.catalog import violation_key
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
 
@@ -147,6 +148,9 @@ def _content(event: CaseEvent) -> dict[str, Any]:
     attrs = _same_numbers(event.attrs)
     if event.stated_deadline is not None:  # a moment, in whatever offset it was written
         attrs = {**attrs, "deadline": store_time(event.stated_deadline)}
+    code = attrs.get("violation_code")
+    if isinstance(code, str):  # `157.0` is `157`, as the benchmarks read it (a CSV and an XES of one log)
+        attrs = {**attrs, "violation_code": violation_key(code)}
     return {"type": event.type.value, "item_code": event.item_code, "occurred_at": store_time(event.occurred_at),
             "recorded_at": store_time(event.recorded_at), "node": event.node or None,
             "officer_id": event.officer_id or None, "attrs": attrs}

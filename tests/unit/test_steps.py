@@ -629,6 +629,21 @@ def test_a_copy_whose_numbers_are_written_otherwise_is_the_same_event():
     assert [r["reason"] for r in harness.rows("dead_letters")] == ["conflicting_duplicate"]
 
 
+def test_a_copy_whose_violation_code_is_written_as_a_float_is_the_same_event():
+    # Found by a black-box test: a log imported as CSV (article "157.0") and then as XES (the float
+    # read as 157) made 100 conflicting duplicates, though the benchmarks read both as one code.
+    decided = {**HISTORY[0], "event_id": "d", "type": "decided",
+               "attrs": {"decision": "penalize", "violation_code": "157.0", "penalty_amount": 40}}
+    harness = Harness()
+    harness.run(Unit("case-events", 1, [record(0, decided)]))
+    as_xes = {**decided, "attrs": {**decided["attrs"], "violation_code": "157"}}
+    harness.run(Unit("case-events", 1, [record(1, as_xes)]))
+    assert harness.rows("dead_letters") == []
+    other = {**decided, "attrs": {**decided["attrs"], "violation_code": "158"}}
+    harness.run(Unit("case-events", 1, [record(2, other)]))  # another code is another fact
+    assert [r["reason"] for r in harness.rows("dead_letters")] == ["conflicting_duplicate"]
+
+
 def test_a_tombstones_letter_keeps_no_payload_not_the_text_null():
     """Found by a black-box test: a record with no value (a tombstone) was kept with the payload
     "null", four bytes nobody sent, beside a detail saying it had none."""
