@@ -162,12 +162,15 @@ def item_of(state: CaseState, judge: Judge) -> Item:
     return judge.item(case_item_code(state.events))
 
 
-def labels_of(state: CaseState, item: Item, judge: Judge) -> Labels:
-    """The case's department and region: those its first handling event that names one states,
-    else its item's department's. Not a rating's (`READ_BY_NO_RULE`): the applicant's, not the
-    department's handling; a rating that named another department took the case there, its card,
-    its ticket and its count (found by an independent scorer)."""
-    department, region = stated_labels(state.events)
+def labels_of(state: CaseState, item: Item, judge: Judge, events: Sequence[CaseEvent] | None = None) -> Labels:
+    """The case's department and region: those its first handling event of its item (`events`, as
+    `own_events` gives them) that names one states, else its item's department's. Not a rating's
+    (`READ_BY_NO_RULE`): the applicant's, not the department's handling; a rating that named
+    another department took the case there, its card, its ticket and its count (found by an
+    independent scorer). Not another item's event's: two sources that used one case id filed the
+    cards of one item under the other's department (found by a black-box test: 44 cards of one
+    department moved into another's scope, their item unchanged)."""
+    department, region = stated_labels(own_events(state.events, item.code) if events is None else events)
     department = department or item.department
     if region is None:
         known = judge.catalog.departments.get(department)
@@ -200,8 +203,8 @@ def came_by_import(events) -> bool:
 def evaluate(state: CaseState, judge: Judge, now: datetime) -> Evaluation:
     """The findings on a case at `now`, judged on the events that name its item (`own_events`)."""
     item = item_of(state, judge)
-    labels = labels_of(state, item, judge)
     events = own_events(state.events, item.code)
+    labels = labels_of(state, item, judge, events)
     others = () if events is state.events else tuple(
         e for e in state.events if e.item_code != item.code and e.type not in READ_BY_NO_RULE)
     view = CaseView(read_timeline(events, item), item, judge.calendar, judge.config, state.verdicts,

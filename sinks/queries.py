@@ -8,7 +8,7 @@ where the scope's condition is added to the SQL.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -483,6 +483,19 @@ def notice_statuses(client, notice_ids: list[str]) -> dict[str, tuple[str, int]]
     rows = client.query("SELECT notice_id, status, version FROM notices FINAL WHERE notice_id IN {ids:Array(String)}",
                         parameters={"ids": list(notice_ids)}).result_rows
     return {notice_id: (status, int(version)) for notice_id, status, version in rows}
+
+
+def cases_of_several_items(client, case_ids: Iterable[str], chunk: int = 10_000) -> dict[str, list[str]]:
+    """The cases among `case_ids` whose stored events name more than one item, with those items:
+    a case id two sources both use (the contract makes one unique across sources). Each such case
+    is judged under one item and waits (`alerts.evaluate.judge_case`), what an import says."""
+    ids, out = sorted(set(case_ids)), {}
+    for start in range(0, len(ids), chunk):
+        out.update((case_id, sorted(items)) for case_id, items in client.query(
+            f"SELECT case_id, groupUniqArray(item_code) FROM case_events WHERE {_OF_CASES} "
+            "GROUP BY case_id HAVING uniqExact(item_code) > 1",
+            parameters={"case_ids": ids[start:start + chunk]}).result_rows)
+    return out
 
 
 def failed_notices(client, ticket_ids: list[str] | None = None) -> list[dict[str, Any]]:

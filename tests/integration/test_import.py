@@ -671,3 +671,41 @@ def test_a_decision_whose_node_nothing_completes_is_refused_before_anything_is_s
             "'create_fine' (Create Fine)" in said)
     assert "Add 'decision_node: create_fine' to item IT-ROAD-FINE" in said
     assert not data.exists()
+
+
+def test_an_import_whose_case_ids_another_source_used_for_another_item_says_so(tmp_path):
+    # Found by a black-box test: a second source's log that reused the first's case ids for cases of
+    # another item was imported without a word ("390 imported, 0 refused"), and the first source's
+    # cards moved into the other department's scope. Now the cards stay where their item is, and
+    # the import says which cases mix items.
+    from tests.unit.helpers import CONTRACT, LICENCE, PENALTY
+
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data"), "SUNLIGHT_PARTITIONS": "2"}
+    env.pop("SUNLIGHT_KAFKA", None)
+
+    def log(name, *events):
+        path = tmp_path / name
+        path.write_bytes(b"".join(orjson.dumps({"occurred_at": at, "recorded_at": at, "case_id": case, **rest}) + b"\n"
+                                  for case, at, rest in events))
+        return path
+
+    first = log("first.jsonl",
+                ("K1", "2026-03-02T09:00:00+08:00", {"event_id": "a1", "item_code": LICENCE, "type": "accepted"}),
+                ("K1", "2026-03-03T09:00:00+08:00", {"event_id": "a2", "item_code": LICENCE, "type": "closed"}),
+                ("K2", "2026-03-02T09:00:00+08:00", {"event_id": "a3", "item_code": LICENCE, "type": "accepted"}))
+    second = log("second.jsonl",
+                 ("K1", "2026-03-04T09:00:00+08:00", {"event_id": "b1", "item_code": PENALTY, "type": "decided",
+                                                      "department": "ZJJ", "region": "320211",
+                                                      "attrs": {"decision": "no_penalty"}}))
+    args = ["--catalog", str(CONTRACT / "catalog.example.yaml"), "--now", "2026-03-10T00:00:00+08:00"]
+    done = sunlight(["import", str(first), *args], env, tmp_path)
+    assert done.returncode == 0 and "more than one item" not in done.stderr.decode(), done.stderr.decode()[-2000:]
+    cards = sunlight(["alerts", "export"], env, tmp_path).stdout.decode().splitlines()
+    assert cards and {orjson.loads(c)["department"] for c in cards} == {"SCJG"}
+    done = sunlight(["import", str(second), *args], env, tmp_path)
+    said = done.stderr.decode()
+    assert done.returncode == 0, said[-2000:]
+    assert f"1 case(s) of this import hold events of more than one item (K1: {PENALTY}, {LICENCE})" in said, said
+    after = [orjson.loads(c) for c in sunlight(["alerts", "export"], env, tmp_path).stdout.decode().splitlines()]
+    assert {(c["alert_id"], c["item_code"], c["department"], c["region"]) for c in after} == {
+        (orjson.loads(c)["alert_id"], LICENCE, "SCJG", "320200") for c in cards}

@@ -1933,6 +1933,20 @@ def test_a_case_closed_in_time_while_it_waits_holds_the_same_open_cards_in_any_o
     assert [play(units) for units in orders] == [set()] * len(orders)
 
 
+def test_an_event_of_another_item_naming_its_department_does_not_move_the_case_s_cards():
+    # Found by a black-box test: two sources used one case id; the other source's events, of
+    # another item, named their department, and the case's cards (still of its own item) moved
+    # into that department's scope. The labels are those its own item's handling states.
+    accepted = ev("accepted", at(2026, 3, 2, 9), case="X1")
+    closed = ev("closed", at(2026, 3, 3, 9), case="X1")  # before its nodes: a red skipped_node
+    other = dataclasses.replace(ev("decided", at(2026, 3, 4, 9), case="X1", item=PENALTY, decision="penalize",
+                                   violation_code="V-FOOD-124", penalty_amount=100), department="ZJJ",
+                                region="320211")
+    state = run([accepted, closed, other], at(2026, 5, 1))
+    cards = [a for a in state.alerts.values() if a.status.value == "open"]
+    assert cards and {(a.item_code, a.department, a.region) for a in cards} == {(LICENCE, "SCJG", "320200")}
+
+
 def test_a_rating_that_names_a_department_does_not_move_its_case():
     """Found by an independent scorer: a case whose handling named no department (its item's, SCJG)
     took the department and region its applicant's rating named: its red card, its ticket and its
