@@ -259,8 +259,8 @@ class ImportResult:
     @property
     def repeated_steps(self) -> int:
         """Imported rows that repeat the case, step and time of an earlier row (each is a step)."""
-        seen = Counter((e["case_id"], e["type"], e.get("node"), e["occurred_at"]) for e in self.events
-                       if not self.numbers[_key(e)][1])
+        seen = Counter((e["case_id"], e["type"], e.get("node"), datetime.fromisoformat(e["occurred_at"]))
+                       for e in self.events if not self.numbers[_key(e)][1])  # (one moment, in any offset)
         return sum(n - 1 for n in seen.values())
 
     @property
