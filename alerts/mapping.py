@@ -357,6 +357,9 @@ def parse_log_time(value: Any, tz: ZoneInfo, what: str) -> datetime:
         text = str(value or "").strip()
         if not text:
             raise Rejected(f"{what} is empty")
+        if _A_COUNT.fullmatch(text):  # (13 digits read as ISO's basic form: 1294052400000 as 1294-05-24 00:00)
+            raise Rejected(f"{what} {text!r} is not a time: a bare number (seconds or milliseconds since 1970, "
+                           f"20250925100000) is not read as one ({TIME_FORMATS})")
         try:
             moment = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
         except ValueError:
@@ -380,6 +383,9 @@ def parse_log_time(value: Any, tz: ZoneInfo, what: str) -> datetime:
         moment = localised
     return moment
 
+
+# A count, not a date written YYYYMMDD (which fromisoformat reads, as it does YYYYMMDDHHMM...).
+_A_COUNT = re.compile(r"\d{9,}(\.\d*)?")
 
 # The times a log may hold, as said where one cannot be read.
 TIME_FORMATS = ("the times read are ISO 8601, 2025-09-25 10:00:00 or 2025-09-25T10:00:00+08:00, and dates "

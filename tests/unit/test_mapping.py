@@ -37,6 +37,16 @@ def test_offsets_are_kept_and_naive_times_localised_across_dst():
     assert events[0]["channel"] == "import" and events[0]["officer_id"] == "r1"
 
 
+def test_a_time_written_as_a_number_is_rejected_saying_so_not_as_a_date_it_does_not_hold():
+    # Found by a black-box test: epoch milliseconds were rejected as "1294-05-24T00:00:00 is outside
+    # 1990..2099", a date nowhere in the file (fromisoformat reads 13 digits as a basic date).
+    for written in ("1294052400000", "1294052400", "20110103120000"):
+        ((_, event, reason),) = mapped(rows(("c1", "Receive", written, "r1", "", "")))
+        assert event is None and f"'{written}' is not a time: a bare number" in reason and "1294-05" not in reason
+    ((_, event, _),) = mapped(rows(("c1", "Receive", "20111029", "r1", "", "")))
+    assert event["occurred_at"] == "2011-10-29T00:00:00+02:00"  # a date written YYYYMMDD is still read
+
+
 def test_a_naive_time_in_a_dst_gap_is_rejected_not_guessed():
     ((_, event, reason),) = mapped(rows(("c1", "Receive", "2011-03-27 02:30:00", "r1", "", "")))
     assert event is None and "daylight-saving gap" in reason
