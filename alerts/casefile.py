@@ -12,6 +12,7 @@ from alerts.calendar import WorkCalendar
 from alerts.catalog import Item
 from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, days, deadline_moment, describe_alert,
                              local_moment, moment)
+from alerts.evaluate import department_of
 from alerts.events import READ_BY_NO_RULE, CaseEvent, EventType, own_events
 from alerts.letters import REASON_TITLE
 from alerts.state import holds_back, last_node_after_the_end, refused_type, set_aside_events
@@ -20,8 +21,11 @@ from alerts.timeline import process_order, read_timeline
 
 def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], item: Item,
               calendar: WorkCalendar, department_name: str | None = None,
-              waiting: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """`waiting`: the case's refused events (event_id -> the letter's reason, with the type its
+              waiting: Mapping[str, str] | None = None, conflicting: Sequence[str] = ()) -> dict[str, Any]:
+    """`conflicting`: the event ids of the case's open `conflicting_duplicate` letters, versions it
+    refused of events it holds (what it is judged on is the version that came first: said, since
+    the other version could change its cards; found by a black-box test).
+    `waiting`: the case's refused events (event_id -> the letter's reason, with the type its
     payload names as the case's state keeps it: `sinks.queries.refused_case_events(as_kept=True)`);
     those it does not hold since, it waits for: until they come corrected the case is not judged,
     but when none holds it back (`alerts.state.holds_back`: ratings, which no rule reads, and nodes
@@ -58,7 +62,7 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
             status = "挂起中"
     return {
         "case_id": first.case_id if first else None, "item_code": item.code, "item_name": item.name,
-        "department": (first.department if first and first.department else item.department),
+        "department": department_of(events, item),  # (its own item's, not another's: `labels_of`)
         "department_name": department_name, "status": status, "timezone": calendar.tz.key, "events": rows,
         "deadline": (_deadline(timeline, item, calendar) if late_acceptance is None
                      else _deadline_after_the_end(timeline, late_acceptance, calendar)),
@@ -69,6 +73,8 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
         "mixed_items_text": (MIXED_ITEMS_TEXT.format(
             items="、".join(sorted({e.item_code for e in events})), item=item.code,
             others="、".join(e.event_id for e in set_aside)) if set_aside else None),
+        "conflicting_text": (CONFLICTING_TEXT.format(n=len(conflicting), ids="、".join(sorted(set(conflicting))))
+                             if conflicting else None),
     }
 
 
@@ -80,6 +86,12 @@ def _waiting_text(waiting: Mapping[str, str], ended_at, last_node_at=None) -> st
         return WAITING_TEXT
     return RATINGS_ONLY_TEXT if all(refused_type(kept) in READ_BY_NO_RULE for kept in waiting.values()) \
         else NOT_HOLDING_TEXT
+
+
+# What a case with open `conflicting_duplicate` letters is told: the version judged is the first.
+CONFLICTING_TEXT = ("该办件有 {n} 条事件以已入库事件的编号（{ids}）再次发送而内容不同，已被拒收（同一事件内容不一致）："
+                    "本办件按先入库的版本评判，预警可能因此不同。请核实哪一版本属实：更正的事实须以新的事件编号发送，"
+                    "误发的由运维人员注明原因关闭（sunlight dlq list 查看）。")
 
 
 # What a case whose events name two items is told (`alerts.evaluate.judge_case`).
@@ -269,6 +281,8 @@ def render(file: Mapping[str, Any]) -> str:
                 *(f"  被拒收的事件 {w['event_id']}：{w['reason_title']}" for w in file["waiting_for"]), ""]
     if file.get("mixed_items_text"):
         out += ["暂缓评判：", f"  {file['mixed_items_text']}", ""]
+    if file.get("conflicting_text"):
+        out += ["内容冲突：", f"  {file['conflicting_text']}", ""]
     out.append("预警：")
     if not file["alerts"]:
         out.append("  无")

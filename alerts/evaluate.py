@@ -178,6 +178,12 @@ def labels_of(state: CaseState, item: Item, judge: Judge, events: Sequence[CaseE
     return Labels(item.code, department, region)
 
 
+def department_of(events: Sequence[CaseEvent], item: Item) -> str:
+    """The department a case of `item` is filed under (`labels_of`): the one its first handling
+    event of that item names, else the item's: what its case file says too."""
+    return stated_labels(own_events(events, item.code))[0] or item.department
+
+
 def stated_labels(events) -> tuple[str | None, str | None]:
     """(department, region) the case's first handling events that name them state (`labels_of`)."""
     handling = [e for e in events if e.type not in READ_BY_NO_RULE]

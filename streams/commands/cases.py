@@ -16,6 +16,7 @@ def cmd_cases_show(args, settings: Settings) -> int:
     from alerts.casefile import case_file, render
     from alerts.catalog import CatalogError
     from alerts.describe import moment
+    from alerts.evaluate import department_of
     from alerts.events import case_item_code, parse_event
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
@@ -33,6 +34,8 @@ def cmd_cases_show(args, settings: Settings) -> int:
         alerts = alerts_of_case(client, scope, args.case_id, tz=judge.calendar.tz)
         waiting = refused_case_events(client, [args.case_id], as_kept=True).get(args.case_id, {}) if events else {}
         letters = [] if events else list(dead_letters(client, scope, case_id=args.case_id, tz=judge.calendar.tz))
+        conflicting = [letter["event_id"] for letter in dead_letters(
+            client, scope, reason="conflicting_duplicate", case_id=args.case_id)] if events else []
     finally:
         client.close()
     if not events and letters:  # every event of it refused, or held back by an import: it waits (暂缓评判)
@@ -55,8 +58,9 @@ def cmd_cases_show(args, settings: Settings) -> int:
     item = judge.catalog.item(item_code)
     if item is None:
         raise CatalogError(f"item {item_code!r} of case {args.case_id} is not in the catalog {catalog_path}")
-    department = judge.catalog.departments.get(events[0].department or item.department)
-    file = case_file(events, alerts, item, judge.calendar, department.name if department else None, waiting)
+    department = judge.catalog.departments.get(department_of(events, item))
+    file = case_file(events, alerts, item, judge.calendar, department.name if department else None, waiting,
+                     conflicting)
     if args.format == "json":
         sys.stdout.buffer.write(orjson.dumps(file, default=str, option=orjson.OPT_INDENT_2) + b"\n")
     else:

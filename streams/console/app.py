@@ -629,6 +629,7 @@ class Console:
         """A case's page; `draft` is an action's text the pipeline refused (its `ticket_id` and
         `kind`, or the `alert_id` a ticket was to be opened from), put back into its form."""
         from alerts.casefile import case_file
+        from alerts.evaluate import department_of
         from alerts.events import case_item_code, parse_event
         from sinks.queries import (alerts_of_case, case_events_of, dead_letters, refused_case_events, stored_notices,
                                    stored_tickets, ticket_history)
@@ -649,7 +650,9 @@ class Console:
             notices = {t["ticket_id"]: stored_notices(client, scope, t["ticket_id"], tz=judge.calendar.tz)
                        for t in tickets}
             waiting = refused_case_events(client, [case_id], as_kept=True).get(case_id, {})
-            return events, alerts, tickets, by_id, histories, notices, waiting
+            conflicting = [letter["event_id"] for letter in dead_letters(
+                client, scope, reason="conflicting_duplicate", case_id=case_id)]
+            return events, alerts, tickets, by_id, histories, notices, waiting, conflicting
 
         found = await self.backend.read(read)
         if found is None:
@@ -658,14 +661,15 @@ class Console:
             from alerts.letters import REASON_TITLE
             return self.page("case_refused.html", request, case_id=case_id, letters=found,
                              REASON_TITLE=REASON_TITLE)
-        events, alerts, tickets, by_id, histories, notices, waiting = found
+        events, alerts, tickets, by_id, histories, notices, waiting, conflicting = found
         parsed = [parse_event(e) for e in events]
         item_code = case_item_code(parsed)  # the item it is judged under (`alerts.evaluate.judge_case`)
         item = judge.catalog.item(item_code)
         if item is None:
             return self.refuse(request, 404, f"办件的事项 {item_code} 不在职权目录中。")
-        department = judge.catalog.departments.get(events[0].get("department") or item.department)
-        file = case_file(parsed, alerts, item, judge.calendar, department.name if department else None, waiting)
+        department = judge.catalog.departments.get(department_of(parsed, item))
+        file = case_file(parsed, alerts, item, judge.calendar, department.name if department else None, waiting,
+                         conflicting)
         for alert in file["alerts"]:
             alert["ticket"] = ticket_of(alert, by_id)
             stored = by_id.get(f"{case_id}/{alert['rule']}")

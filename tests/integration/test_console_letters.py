@@ -71,3 +71,16 @@ def test_only_refused_events_that_still_hold_their_case_are_listed(app):
     assert "暂缓评判" in head.get("/cases/C-W").text  # as its page says
     for case in ("C-Y", "C-Z"):  # corrected; a conflicting copy, which holds nothing back
         assert "暂缓评判" not in head.get(f"/cases/{case}").text
+
+
+def test_a_case_page_says_a_version_of_one_of_its_events_was_refused_as_conflicting(app):
+    # Found by a black-box test: a case judged on the first of two versions of one event (the
+    # other, which could change its cards, refused as a conflicting duplicate) gave no sign of it.
+    head = Client(app)
+    head.sign_in("住建局长", "head-password-1")
+    page = head.get("/cases/C-Z").text
+    card = re.search(r"<div class=\"card waiting\" data-conflicting>.*?</div>", page, flags=re.S)
+    assert card and "内容冲突" in card.group(0) and "本办件按先入库的版本评判" in card.group(0)
+    kept = _event("C-Z", ZJJ_ITEM, "ZJJ")["event_id"]
+    assert f"（{kept}）" in card.group(0)
+    assert "data-conflicting" not in head.get("/cases/C-Y").text  # corrected, not conflicting

@@ -709,3 +709,7 @@ def test_an_import_whose_case_ids_another_source_used_for_another_item_says_so(t
     after = [orjson.loads(c) for c in sunlight(["alerts", "export"], env, tmp_path).stdout.decode().splitlines()]
     assert {(c["alert_id"], c["item_code"], c["department"], c["region"]) for c in after} == {
         (orjson.loads(c)["alert_id"], LICENCE, "SCJG", "320200") for c in cards}
+    shown = sunlight(["cases", "show", "K1", *args[:2]], env, tmp_path).stdout.decode()
+    header = shown.splitlines()[0]
+    assert header.startswith(f"办件 K1 · 事项 {LICENCE}") and "部门 SCJG" in header, shown
+    assert "该办件的事件分属不同事项" in shown

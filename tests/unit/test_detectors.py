@@ -1945,6 +1945,25 @@ def test_an_event_of_another_item_naming_its_department_does_not_move_the_case_s
     state = run([accepted, closed, other], at(2026, 5, 1))
     cards = [a for a in state.alerts.values() if a.status.value == "open"]
     assert cards and {(a.item_code, a.department, a.region) for a in cards} == {(LICENCE, "SCJG", "320200")}
+    # The case file says so too, though the other item's event is the first in its order.
+    from alerts.casefile import case_file
+
+    first = dataclasses.replace(other, occurred_at=at(2026, 3, 1, 9), recorded_at=at(2026, 3, 1, 9))
+    assert case_file([accepted, closed, first], [], judge().catalog.item(LICENCE), judge().calendar)[
+        "department"] == "SCJG"
+
+
+def test_a_case_file_says_which_of_its_events_had_a_version_refused_as_conflicting():
+    # Found by a black-box test: judged on the first of two versions of one event, the case file
+    # gave no sign of the other (which could change its cards).
+    from alerts.casefile import case_file, render
+
+    events = [ev("accepted", at(2026, 3, 2, 9), case="V1", event_id="v1-a"),
+              ev("closed", at(2026, 3, 4, 9), case="V1", event_id="v1-c")]
+    j = judge()
+    text = render(case_file(events, [], j.catalog.item(LICENCE), j.calendar, conflicting=["v1-c", "v1-c"]))
+    assert "内容冲突：\n  该办件有 2 条事件以已入库事件的编号（v1-c）再次发送而内容不同" in text
+    assert "内容冲突" not in render(case_file(events, [], j.catalog.item(LICENCE), j.calendar))
 
 
 def test_a_rating_that_names_a_department_does_not_move_its_case():
