@@ -527,6 +527,8 @@ class MonthScores:
     # Scored before the month ended: what the store held until then (a provisional score, 暂计).
     provisional_as_of: datetime | None = None
     inputs_given: bool = True  # False: no spot checks, unapplied changes, complaints nor coverage supplied
+    # Scored after the month, before its push day ended: self-built departments may still push it.
+    pushes_due_by: datetime | None = None
 
     @property
     def all(self) -> tuple[SubjectScore, ...]:
@@ -642,9 +644,16 @@ def score_month(rulebook: Rulebook, attachment: str, catalog: Catalog, facts: Mo
         out.append(_with_rank(subject, rank))
     unranked = tuple(sorted((s for s in scored if not s.cases), key=lambda s: s.code))
     _, month_end = month_bounds(facts.month, tz)
-    provisional = facts.as_of if facts.as_of is not None and facts.as_of < month_end else None
+    # Over, but a self-built department may still push the month until its push day (附件2: 每月5日前
+    # 推送上月办件数据): its cases, cards and ratings may yet come. Scored then, the title read as
+    # final (found by a black-box test); it is provisional until that day ends.
+    pushes_due = push_deadline(facts.month, rulebook.push_day, tz)
+    awaiting = (facts.as_of is not None and month_end <= facts.as_of <= pushes_due
+                and any(department.self_built for department in catalog.departments.values()))
+    provisional = facts.as_of if facts.as_of is not None and (facts.as_of < month_end or awaiting) else None
     return MonthScores(facts.month, attachment, rules.title, rulebook.name, tuple(out), unranked,
-                       tuple((p.key, p.title, float(p.points)) for p in rules.parts), provisional, inputs_given)
+                       tuple((p.key, p.title, float(p.points)) for p in rules.parts), provisional, inputs_given,
+                       pushes_due if awaiting else None)
 
 
 def _with_rank(subject: SubjectScore, rank: int) -> SubjectScore:
@@ -780,7 +789,7 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
         if not self_built:
             value, note = rule.points, "不适用（非自建系统部门）"
         elif not_pushed:
-            note = f"截至 {_as_day_ends(deadline.astimezone(tz), '%Y-%m-%d')} 未推送当月数据：{'、'.join(not_pushed)}"
+            note = f"截至 {as_day_ends(deadline.astimezone(tz), '%Y-%m-%d')} 未推送当月数据：{'、'.join(not_pushed)}"
         elif not pushes and not letters and not entered:
             no_data, note = True, "" if facts.as_of is None else "推送期限未到，暂无推送数据"
     elif rule.key == "other":
@@ -796,7 +805,7 @@ def _score_part(rule: PartRule, rulebook: Rulebook, catalog: Catalog, subject: _
                      inputs, rule.formula, no_data, note)
 
 
-def _as_day_ends(moment: datetime, day: str, exact: bool = True) -> str:
+def as_day_ends(moment: datetime, day: str, exact: bool = True) -> str:
     """A local moment as a person reads a deadline: local midnight as 24:00 of the day before (a
     push at 2026-06-06 00:00 is on time for "by the 5th", and reads 06-05 24:00, not 06-06);
     other moments as their day, with the time when `exact`."""
@@ -832,7 +841,7 @@ def basis(part: PartScore) -> str:
         if i.get("entered_events"):
             words.append(f"填报 {i['entered_events']}")
         if i["last_push"] is not None:
-            words.append(f"末次 {_as_day_ends(i['last_push'], '%m-%d', exact=False)}" + ("（逾期）" if i["late"] else ""))
+            words.append(f"末次 {as_day_ends(i['last_push'], '%m-%d', exact=False)}" + ("（逾期）" if i["late"] else ""))
         if i.get("not_pushed"):
             words.append(f"未推送 {'、'.join(i['not_pushed'])}（逾期）")
         if i["dead_letters"]:

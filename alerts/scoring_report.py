@@ -12,7 +12,7 @@ import io
 from typing import Any
 
 from alerts.describe import display_width, table_lines
-from alerts.scoring import SUBJECT_TITLE, MonthScores, SubjectScore, number_text, basis
+from alerts.scoring import SUBJECT_TITLE, MonthScores, SubjectScore, as_day_ends, number_text, basis
 
 UNRANKED_TITLE = "当月无办件、不参与排名的{subject}（单独列出）"
 
@@ -49,7 +49,9 @@ def scoring_marks(scores: MonthScores) -> list[str]:
     """What the scores are not, in words (`title`): final (暂计), or with the month's inputs."""
     marks = []
     if scores.provisional_as_of is not None:
-        marks.append(f"暂计，截至 {scores.provisional_as_of:%Y-%m-%d %H:%M}")
+        marks.append(f"暂计，截至 {scores.provisional_as_of:%Y-%m-%d %H:%M}" + (
+            "" if scores.pushes_due_by is None else
+            f"，自建系统部门推送本月数据的期限 {as_day_ends(scores.pushes_due_by, '%Y-%m-%d')} 未到"))
     if not scores.inputs_given:
         # 部门覆盖率 (the rules' term) where the rulebook scores it: a region's (附件1), not a department's
         coverage = any(key == "coverage" for key, _, _ in scores.part_titles)
@@ -66,7 +68,8 @@ def jsonl_records(scores: MonthScores) -> list[dict[str, Any]]:
     """Each subject's record, with what the title says of the whole month (`title`): scored as it
     stood before its end (`provisional_as_of`), or without the month's inputs (`inputs_given`)."""
     marks = {"provisional_as_of": scores.provisional_as_of.isoformat() if scores.provisional_as_of else None,
-             "inputs_given": scores.inputs_given}
+             "inputs_given": scores.inputs_given,
+             "pushes_due_by": scores.pushes_due_by.isoformat() if scores.pushes_due_by else None}
     return [{**s.as_json(scores.month), **marks} for s in scores.all]
 
 

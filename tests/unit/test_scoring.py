@@ -543,9 +543,20 @@ def test_a_month_scored_before_it_ends_or_without_its_inputs_says_so_in_its_titl
     facts = MonthFacts(MONTH, cases=cases("A", 2), irregular_cases=frozenset(), tickets=(), ratings=(), pushes=(),
                        letters=())
     inputs = load_inputs({"month": MONTH}, CATALOG, MONTH)
-    final = score_month(rulebook(), "department", CATALOG, dataclasses.replace(facts, as_of=datetime(2026, 5, 2, tzinfo=TZ)),
-                        inputs)
+    final = score_month(rulebook(), "department", CATALOG,
+                        dataclasses.replace(facts, as_of=datetime(2026, 5, 6, 9, tzinfo=TZ)), inputs)
     assert title(final) == "2026年4月 市级部门绩效考核（附件2） 得分"
+    # Over, but before its push day ended: a self-built department may still push it (found by a
+    # black-box test: titled as final, and its CSV rows 月度已结束).
+    awaiting = score_month(rulebook(), "department", CATALOG,
+                           dataclasses.replace(facts, as_of=datetime(2026, 5, 2, tzinfo=TZ)), inputs)
+    assert title(awaiting) == ("2026年4月 市级部门绩效考核（附件2） 得分（暂计，截至 2026-05-02 00:00，"
+                               "自建系统部门推送本月数据的期限 2026-05-05 24:00 未到）")
+    not_self_built = dataclasses.replace(CATALOG, departments={
+        code: dataclasses.replace(d, self_built=False) for code, d in CATALOG.departments.items()})
+    assert title(score_month(rulebook(), "department", not_self_built,
+                             dataclasses.replace(facts, as_of=datetime(2026, 5, 2, tzinfo=TZ)), inputs)
+                 ) == "2026年4月 市级部门绩效考核（附件2） 得分"
     early = score_month(rulebook(), "department", CATALOG,
                         dataclasses.replace(facts, as_of=datetime(2026, 4, 20, 15, 30, tzinfo=TZ)))
     assert title(early) == ("2026年4月 市级部门绩效考核（附件2） 得分（暂计，截至 2026-04-20 15:30；"
