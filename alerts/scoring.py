@@ -304,6 +304,8 @@ class MonthInputs:
 def _count(value: Any, where: str) -> int:
     if isinstance(value, float) and value.is_integer():  # 1.0 is a whole number (a spreadsheet writes it so)
         value = int(value)
+    if value is None:  # (a key with nothing after it, or none at all: "got None" read as a bug)
+        raise ScoringError(f"{where}: missing: a whole number from 0 to {LARGEST:,}")
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= LARGEST:
         raise ScoringError(f"{where}: must be a whole number from 0 to {LARGEST:,}, got {value!r}")
     return value

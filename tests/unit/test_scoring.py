@@ -397,7 +397,7 @@ def test_ties_share_a_rank():
     ({"month": MONTH, "regions": {"320211": {"coverage": {"in_scope": 5, "vertical": 1, "online": 6}}}},
      "online (6) is more than in_scope − vertical (4)"),
     ({"month": MONTH, "regions": {"320211": {"coverage": {"in_scope": 5, "online": 1}}}},
-     "coverage: vertical: must be a whole number"),
+     "coverage: vertical: missing: a whole number"),  # (before, "must be ..., got None": a black-box test)
     ([1, 2], "the document must be a mapping"),
 ])
 def test_a_bad_input_file_is_refused_with_where_and_why(raw, message):
