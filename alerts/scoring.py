@@ -843,7 +843,10 @@ def basis(part: PartScore) -> str:
         if i.get("entered_events"):
             words.append(f"填报 {i['entered_events']}")
         if i["last_push"] is not None:
-            words.append(f"末次 {as_day_ends(i['last_push'], '%m-%d', exact=False)}" + ("（逾期）" if i["late"] else ""))
+            # Late said of the last push only when it was: a late refused push is said under 不规范 (before,
+            # "末次 12-03（逾期）" of a push on time read as a contradiction: found by a black-box test).
+            words.append(f"末次 {as_day_ends(i['last_push'], '%m-%d', exact=False)}"
+                         + ("（逾期）" if i["last_push"] > i["push_deadline"] else ""))
         if i.get("not_pushed"):
             words.append(f"未推送 {'、'.join(i['not_pushed'])}（逾期）")
         if i["dead_letters"]:

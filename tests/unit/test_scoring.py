@@ -212,6 +212,13 @@ def test_a_late_push_refused_whole_is_late_and_not_to_the_standard():
     assert (on_time.points, on_time.inputs["late"]) == (5, False)
     unknown = exchange(LetterFact("l1", "B", "320200"))  # no time known: not counted late
     assert unknown.points == 5
+    # A push on time beside a late refused one: the part is late, the push it names is not (found
+    # by a black-box test: "末次 05-03（逾期）" read as a contradiction).
+    both = MonthFacts(MONTH, cases=cases("B", 1), pushes=(PushFact("B", 1, datetime(2026, 5, 3, 10, tzinfo=TZ)),),
+                      letters=(LetterFact("l1", "B", "320200", datetime(2026, 5, 20, 10, tzinfo=TZ)),),
+                      as_of=datetime(2026, 6, 1, tzinfo=TZ))
+    mixed = part(score_month(rulebook(), "department", CATALOG, both), "B", "data_exchange")
+    assert mixed.inputs["late"] and basis(mixed) == "推送 1 末次 05-03 不规范 1（逾期推送 1）"
 
 
 def test_a_case_rated_in_an_earlier_month_is_not_counted_again():
