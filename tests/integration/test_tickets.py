@@ -467,6 +467,29 @@ def test_a_notice_sent_again_says_when_it_was_due_and_what_the_ticket_went_throu
     assert "因投递失败现重新发送。）" in bodies["jijian@example.gov.cn"]
 
 
+def test_a_notice_resent_after_a_step_fell_due_meanwhile_tells_that_step(accepted_case, mail_server):
+    """Found by a black-box test: a level 1 that failed, sent again after the ticket's level-2
+    moment, still promised the referral by a day gone, and the referral was made a second later
+    by the same command. The command brings the tickets to its clock first: the resent notice
+    tells the referral made."""
+    data, opening, down = failed_opening(accepted_case)
+    events, _ = accepted_case
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-23T10:00:00+08:00",
+             "--notify", smtp=down)
+    _, _, notices = read(data)
+    assert {n["step"]: n["status"] for n in notices} == {"opened": "failed", "level_1": "failed"}
+    box, smtp = mail_server
+    sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-04-20T11:00:00+08:00", smtp=smtp)
+    _, _, notices = read(data)
+    steps = {n["step"]: n for n in notices}
+    assert {step: n["status"] for step, n in steps.items()} == {"opened": "sent", "level_1": "sent", "level_2": "sent"}
+    bodies = {rcpt[0]: body for rcpt, _, _, body in mails(box)}
+    level_2 = steps["level_2"]["due_at"][:16].replace("T", " ")
+    told = bodies["scjg-head@example.gov.cn"]
+    assert f"此后，已于 {level_2} 提交纪检监察机构。）" in told, told
+    assert "将提交纪检监察机构" not in told, told
+
+
 def stopped_once_mailed(worker, box, message_id: str) -> str:
     """The worker stopped (by SIGTERM) once the mail of `message_id` has come (or two minutes
     passed), cleanly: its log."""
