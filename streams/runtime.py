@@ -170,7 +170,8 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         reader = pipeline.read_back.reader = StoreReader(connect(settings.clickhouse, settings.data_dir))
         pipeline.silences = pipeline.read_silences()
         await broker_mod.create_topics(bootstrap, pipeline.topics(), setting="SUNLIGHT_KAFKA" if settings.kafka else
-                                       "the embedded broker: SUNLIGHT_EMBEDDED_BROKER_PORT")
+                                       "the embedded broker: SUNLIGHT_EMBEDDED_BROKER_PORT",
+                                       lost_before=own_broker is not None)
         if own_broker is not None:
             restore_from_store(pipeline, client)
         _quiet_faust_logging()
