@@ -149,6 +149,8 @@ def test_an_smtp_url_is_read_and_its_password_never_shown():
     assert SmtpSender("smtps://mail.city.example", "x@y").port == 465
     with pytest.raises(ChannelError):
         SmtpSender("http://mail.city.example", "x@y")
+    with pytest.raises(ChannelError, match="starttls must be 1 or 0"):  # (taken as "if offered" before)
+        SmtpSender("smtp://u:p@mail.city.example:587?starttls=maybe", "x@y")
     for port in ("notaport", "99999"):  # a traceback before (found by a black-box test)
         with pytest.raises(ChannelError, match="port after the host must be a number"):
             SmtpSender(f"smtp://u:p@mail.city.example:{port}", "x@y")
