@@ -21,6 +21,7 @@ def cmd_notices_resend(args, settings: Settings) -> int:
 
     from sinks.queries import failed_notices, failed_notices_and_their_tickets, notice_statuses, unfinished_notices
     from alerts.notices import no_longer_news
+    from streams.clock import wall_now
     from streams.console.links import reply_links
     from streams.notices import FINISHED, FINISHED_VERSION, notice_from_json, resend_request, to_send_again
 
@@ -63,7 +64,11 @@ def cmd_notices_resend(args, settings: Settings) -> int:
         current = catalog_if_any(named)
     except ValueError as exc:  # CatalogError, a YAML error: said in one line, as every command says it
         raise SystemExit(f"sunlight: the catalog {named} is refused: {exc}") from None
-    links = reply_links(settings)
+    # Renewed from the command's clock when it is later than the wall clock (a catch-up run with
+    # --now): from the wall clock alone, a link resent at a later --now kept its old, passed end
+    # (found by a black-box test).
+    asked = parse_now(args.now)
+    links = reply_links(settings, clock=lambda: max(wall_now(), asked) if asked is not None else wall_now())
     messages, addressed = [], {}
     for record in failed:
         notice = notice_from_json(record)

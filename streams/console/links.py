@@ -129,15 +129,16 @@ class Links:
         return hmac.new(self.secret_key.encode(), b"reply-csrf:" + token.encode(), hashlib.sha256).hexdigest()
 
 
-def reply_links(settings) -> Links | None:
+def reply_links(settings, clock: Callable[[], datetime] = wall_now) -> Links | None:
     """The reply links of notices, or None when the console has no public address
     (SUNLIGHT_PUBLIC_URL): then notices say how to reply otherwise. A public address without a
-    strong SUNLIGHT_SECRET_KEY is refused (ConsoleConfigError)."""
+    strong SUNLIGHT_SECRET_KEY is refused (ConsoleConfigError). `clock`: when a link made (or
+    renewed) now starts."""
     from streams.console.auth import check_secret_key
 
     if not settings.public_url:
         return None
-    return Links(settings.public_url, check_secret_key(settings.secret_key), settings.reply_link_days)
+    return Links(settings.public_url, check_secret_key(settings.secret_key), settings.reply_link_days, clock=clock)
 
 
 def notice_links(settings) -> Callable[[Ticket, Notice], ReplyLink] | None:

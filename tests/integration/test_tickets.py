@@ -490,6 +490,20 @@ def test_a_notice_resent_after_a_step_fell_due_meanwhile_tells_that_step(accepte
     assert "将提交纪检监察机构" not in told, told
 
 
+def test_a_notice_resent_at_a_later_clock_has_its_link_valid_from_that_clock(accepted_case, mail_server):
+    # Found by a black-box test: `notices resend --now T`, T after the wall clock (a catch-up run),
+    # renewed the reply link from the wall clock, so it kept its old end, passed by T.
+    events, data = accepted_case
+    console = {"SUNLIGHT_PUBLIC_URL": "https://console.city.example", "SUNLIGHT_SECRET_KEY": "k" * 40}
+    sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T03:00:00+08:00",
+             "--notify", smtp=smtp_down(), **console)
+    box, smtp = mail_server
+    sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2099-06-01T10:00:00+08:00",
+             smtp=smtp, **console)
+    opening = next(body for rcpt, _, _, body in mails(box) if rcpt == ["scjg-fagui@example.gov.cn"])
+    assert "2099-06-15 10:00 前有效" in opening, opening
+
+
 def stopped_once_mailed(worker, box, message_id: str) -> str:
     """The worker stopped (by SIGTERM) once the mail of `message_id` has come (or two minutes
     passed), cleanly: its log."""
