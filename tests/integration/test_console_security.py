@@ -752,8 +752,9 @@ def test_a_refused_reply_or_action_keeps_its_text_in_the_form(console, monkeypat
     # SCJG's ticket is answered already: no form to put the text back into, so it is shown.
     scjg = path_of(links.make(SCJG_TICKET, "SCJG", in_a_week(), 1))
     answer = Client(app).post(scjg, {"csrf": links.csrf(scjg.rsplit("/", 1)[1]), "text": reply, "version": "1",
-                                     "action_id": "2" * 32})
+                                     "action_id": "2" * 32, "actor": "李四"})
     assert answer.status == 409 and "原文如下" in answer.text and html.escape(reply) in answer.text
+    assert "<p data-draft-actor>答复人：李四</p>" in answer.text  # the name too (lost before: a black-box test)
     assert not [f for f in forms(answer.text) if 'action="/reply/' in f]
     # The inspector's close, refused, comes back into that ticket's close form on the case page.
     inspector = Client(app)
