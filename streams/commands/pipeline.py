@@ -143,6 +143,9 @@ def cmd_worker(args, settings: Settings) -> int:
                 # worker stopped by itself: not a clean stop.
                 print(f"sunlight: the worker stopped on an error: {crashed!r} (see the log above)", file=sys.stderr)
                 return 1
+        # The last line of a clean stop: an operator reading the log knows it ended so, not cut short
+        # (found by a black-box test: a clean stop ended on the start lines).
+        log.warning("worker stopped")
         return 0
 
     try:

@@ -40,8 +40,9 @@ def test_worker_processes_events_and_stops_on_sigterm(tmp_path):
             if worker.poll() is None:
                 worker.kill()
         assert worker.returncode == 0, err[-3000:]
-        # A worker stopped with SIGTERM stops cleanly: no error, no traceback in its log.
+        # A worker stopped with SIGTERM stops cleanly: no error, no traceback in its log, which says so last.
         assert "Traceback" not in err and " ERROR " not in err, err[-3000:]
+        assert err.rstrip().splitlines()[-1].endswith("worker stopped"), err[-3000:]
         export = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export"], env=env,
                                 capture_output=True, timeout=120)
     alerts = [orjson.loads(line) for line in export.stdout.splitlines()]
