@@ -15,6 +15,7 @@ of chdb's own ``Error initializing EmbeddedServer``.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import sys
@@ -78,17 +79,37 @@ def server_interface(server_url: str) -> str:
     return scheme
 
 
+def _unreachable(said: str) -> str:
+    """Why a server could not be reached, as the driver's error says it in its depths (a refused
+    connection, a name not resolved), else the error itself, cut to 300 characters."""
+    for pattern in (r"\[Errno -?\d+\] [^'\")]+", r"Failed to resolve '[^']+'", r"timed out",
+                    r"Code: \d+\.[^\n]{0,200}"):
+        found = re.search(pattern, said)
+        if found:
+            return found.group(0).strip()
+    return said[:300]
+
+
 def connect(server_url: str | None, data_dir: Path, shared_broker: bool = False):
     """A clickhouse-connect client: the server at `server_url`, or chdb in `data_dir`.
     `shared_broker`: the process is a worker on a Kafka cluster others may consume too (only what
     a refusal advises depends on it)."""
     if server_url:
         interface = server_interface(server_url)
+        # The drivers' own warnings of the first try said the same as the error below, in three
+        # long lines (found by a black-box test): quiet while connecting, and the cause said short.
+        quieted = [logging.getLogger(name) for name in ("urllib3.connectionpool", "clickhouse_connect")]
+        levels = [logger.level for logger in quieted]
+        for logger in quieted:
+            logger.setLevel(logging.ERROR)
         try:
             return clickhouse_connect.get_client(dsn=server_url, interface=interface)
         except Exception as exc:
             raise StoreError(f"cannot reach ClickHouse at {redact(server_url)}: "
-                             f"{scrub(str(exc), server_url)}") from None
+                             f"{_unreachable(scrub(str(exc), server_url))}") from None
+        finally:
+            for logger, level in zip(quieted, levels):
+                logger.setLevel(level)
     path = Path(data_dir).resolve() / "clickhouse"
     path.mkdir(parents=True, exist_ok=True)
     _lock(path, shared_broker)
