@@ -133,11 +133,11 @@ class SmtpSender:
         self.use_tls = parts.scheme == "smtps"
         # STARTTLS when asked (starttls=1), never when not (starttls=0), else when the server offers it.
         asked = query.get("starttls", [None])[0]
-        if asked is not None and asked not in ("0", "false", "no", "1", "true", "yes"):
+        no, yes = ("0", "false", "no"), ("1", "true", "yes")
+        if asked is not None and asked not in no + yes:
             # (before, taken as "when the server offers it": a typo chose for the operator; a black-box test)
             raise ChannelError(f"SUNLIGHT_SMTP: starttls must be 1 or 0 (true/false, yes/no), got {asked!r}")
-        self.start_tls = False if self.use_tls or asked in ("0", "false", "no") else (
-            True if asked in ("1", "true", "yes") else None)
+        self.start_tls = False if self.use_tls or asked in no else (True if asked in yes else None)
         self.mail_from = mail_from
         self.timeout = timeout
 
