@@ -556,7 +556,7 @@ class Pipeline:
 
     def read_silences(self) -> tuple:
         with self.writer.lock:
-            return _silences(self.writer.client)
+            return silences_in_store(self.writer.client)
 
     async def reload_silences(self) -> None:
         """Silences added or expired (by `sunlight silences`, in the store) take effect here. One
@@ -565,7 +565,7 @@ class Pipeline:
         from alerts.tickets import ended_sooner
 
         try:
-            silences = await self.writer.run(_silences)
+            silences = await self.writer.run(silences_in_store)
         except Exception as exc:  # the store is down: the silences in force stay
             log.warning("could not read the silences from the store, keeping %d: %s", len(self.silences), exc)
             return
@@ -697,7 +697,7 @@ class Pipeline:
         return topic_names(self.settings)
 
 
-def _silences(client) -> tuple:
+def silences_in_store(client) -> tuple:
     """The silences in force, as the store holds them (`sunlight silences`)."""
     from alerts.tickets import Silence
     from sinks.queries import stored_silences

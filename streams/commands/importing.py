@@ -130,9 +130,9 @@ def several_items_note(several: dict[str, list[str]]) -> str:
     shown = "; ".join(f"{case_id}: {', '.join(items)}" for case_id, items in sorted(several.items())[:3])
     return (f"  warning: {len(several)} case(s) of this import hold events of more than one item ({shown}"
             f"{'; ...' if len(several) > 3 else ''}): a case id must name one case across every source. Each is "
-            f"judged under the item most of its events name, the others' events set aside, and raises no new "
-            f"card of them (`sunlight cases show CASE` says which). If two sources share case ids, make one "
-            f"source's ids its own (a prefix in its export) and import both into a fresh store")
+            f"judged under the item most of its events name, the others' events set aside: they raise no card "
+            f"other than a late registration (`sunlight cases show CASE` says which). If two sources share case "
+            f"ids, make one source's ids its own (a prefix in its export) and import both into a fresh store")
 
 
 def caseless_rows(result) -> str | None:

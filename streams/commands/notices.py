@@ -28,20 +28,25 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     if not settings.kafka and not (settings.smtp or settings.webhook):  # with Kafka the workers send
         raise SystemExit("sunlight: resending needs a channel: SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or "
                          "SUNLIGHT_WEBHOOK")
-    catalog, backlog = None, []
+    catalog, backlog, behind = None, [], False
     if not settings.kafka:
         with open_store(settings) as client:
             # Recorded and never tried (the last process stopped first): any pipeline on these defaults
-            # sends them, this one too (the first run below), and says so.
+            # sends them, this one too (a run below), and says so.
             backlog = unfinished_notices(client, FINISHED)
-            anything = bool(backlog or failed_notices(client, args.ticket))
-        if anything:
+            failed = failed_notices(client, args.ticket)
+            behind = _steps_due_by(client, {record["ticket_id"] for record in failed},
+                                   parse_now(args.now) or wall_now())
+        if backlog or failed:
             catalog = catalog_path_for(args, settings, "notices resend on the embedded defaults runs the pipeline and "
                                                     "needs a catalog")
+        if behind:
             # The tickets brought to this clock first: a step that fell due meanwhile (a level 2) is taken
             # and its notice sent, and a notice resent after it tells it (before, a level 1 resent after the
             # referral's moment still promised it by a day gone, and the same command made it a second
-            # later: found by a black-box test). The workers' tickets are at their clock already.
+            # later: found by a black-box test). The workers' tickets are at their clock already. Only
+            # when one of these tickets has a step due by then: otherwise the run would change nothing
+            # they tell, and it costs a pipeline's start and stop.
             asyncio.run(push_events(dataclasses.replace(settings, notify=True), [], catalog, parse_now(args.now),
                                     show_progress=False, topic=settings.notices_topic, clock=command_clock(args)))
     with open_store(settings) as client:
@@ -105,3 +110,22 @@ def cmd_notices_resend(args, settings: Settings) -> int:
         print(f"also {sent} of {len(backlog)} notice(s) recorded and never tried (the last process stopped before "
               f"sending them) sent", file=sys.stderr)
     return 1 if still or any(record["notice_id"] in again for record in backlog) else 0
+
+
+def _steps_due_by(client, ticket_ids: set[str], moment) -> bool:
+    """Whether any of these tickets, as the store holds it, has a step the clock takes by `moment`
+    (an escalation, the end of a silence that held a notice, a coming round's opening)."""
+    from alerts.tickets import case_of
+    from sinks.queries import stored_ticket_states
+    from streams.app import silences_in_store
+    from streams.ticket_codec import ticket_from_json
+
+    if not ticket_ids:
+        return False
+    silences = silences_in_store(client)
+    for _, state in stored_ticket_states(client, sorted({case_of(ticket_id) for ticket_id in ticket_ids})):
+        ticket = ticket_from_json(orjson.loads(state))
+        due = ticket.due_under(silences) if ticket.ticket_id in ticket_ids else None
+        if due is not None and due <= moment:
+            return True
+    return False

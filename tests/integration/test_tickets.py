@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -491,6 +492,23 @@ def test_a_notice_resent_after_a_step_fell_due_meanwhile_tells_that_step(accepte
     told = bodies["scjg-head@example.gov.cn"]
     assert f"此后，已于 {level_2} 提交纪检监察机构。）" in told, told
     assert "将提交纪检监察机构" not in told, told
+
+
+def test_a_resend_brings_the_tickets_to_its_clock_only_when_one_of_theirs_has_a_step_due_by_then(accepted_case):
+    """The catch-up run (a pipeline's start and stop) is for a step due by the command's clock: the
+    ticket of the failed opening, due at its deadline (2026-03-20 24:00), has none a few hours
+    later, one the day after its deadline, and a ticket of no failed notice asks for none."""
+    from streams.commands.notices import _steps_due_by
+
+    data, opening, _ = failed_opening(accepted_case)
+    client = connect(None, data)
+    try:
+        due = [_steps_due_by(client, {opening["ticket_id"]}, datetime.fromisoformat(now)) for now in (
+            "2026-03-17T06:00:00+08:00", "2026-03-21T00:00:00+08:00", "2026-03-21T08:00:00+08:00")]
+        assert due == [False, True, True]
+        assert not _steps_due_by(client, set(), datetime.fromisoformat("2026-03-21T08:00:00+08:00"))
+    finally:
+        client.close()
 
 
 def test_a_notice_resent_at_a_later_clock_has_its_link_valid_from_that_clock(accepted_case, mail_server):
