@@ -463,6 +463,16 @@ def ticket_state(client, ticket_id: str) -> dict[str, Any] | None:
     return orjson.loads(rows[0][0]) if rows else None
 
 
+def change_of_action(client, ticket_id: str, action_id: str) -> dict[str, str] | None:
+    """The change an applied action made to its ticket (`kind`, `actor`, `text`): that of the first
+    version whose stored form lists the action among those applied (each version lists every action
+    applied until then). None when no version does."""
+    rows = client.query("SELECT kind, actor, text FROM tickets FINAL WHERE ticket_id = {t:String} AND version > 0 "
+                        "AND has(JSONExtract(state, 'actions', 'Array(String)'), {a:String}) ORDER BY version LIMIT 1",
+                        parameters={"t": ticket_id, "a": action_id}).result_rows
+    return dict(zip(("kind", "actor", "text"), rows[0])) if rows else None
+
+
 NOTICE_COLUMNS = ("notice_id", "ticket_id", "step", "recipient_role", "recipient_name", "recipient_email",
                   "subject", "body", "department", "region", "due_at", "status", "attempts", "last_error",
                   "message_id", "version", "updated_at")

@@ -43,9 +43,9 @@ from starlette.routing import Route
 from alerts.describe import alert_text, describe_evidence, deadline_moment, local_moment, moment
 from alerts.model import RULE_TITLE, SEVERITY_TITLE, Rule, Severity
 from alerts.notices import RECIPIENT_TITLE
-from alerts.tickets import (INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, STATUS_TITLE, STEP_TITLE, notice_outcome,
-                            Action, ActionKind, ActionRefused, actor_title, case_of, escalation_title, rounds,
-                            rounds_with_notices, ticket_id as make_ticket_id)
+from alerts.tickets import (HAND_OPENED, INSPECTORS, KIND_TITLE, MAX_TEXT_CHARS, STATUS_TITLE, STEP_TITLE,
+                            notice_outcome, Action, ActionKind, ActionRefused, actor_title, case_of, escalation_title,
+                            rounds, rounds_with_notices, ticket_id as make_ticket_id)
 from sinks.scope import Scope, UnknownScope
 from streams.console.auth import COOKIE, ROLE_TITLE, Sessions, Throttle, User, Users, check_secret_key, loose_mode
 from streams.clock import wall_now
@@ -78,6 +78,10 @@ SIGN_IN_WINDOW = 300.0
 ACTIVE = ("open", "returned")
 RESULT_TEXT = {
     "applied": "已办理。",
+    # The same form posted again with another text (the browser's back button, an edit, a second
+    # submit): the action was applied once, as first posted (before, both posts read 已办理, and the
+    # second text was dropped without a word: found by a black-box test).
+    "applied_earlier": "此表单此前已提交并已办理，以先前提交的内容为准，本次提交的内容未采用。",
     "pending": "已提交，系统正在处理，请稍后刷新页面查看结果。",
     # "If still needed": after a close there is nothing to do again (found by a black-box test).
     "stale_version": "督办件已有更新，操作未执行：请查看最新情况，如仍需办理，再重新操作。",
@@ -793,7 +797,15 @@ class Console:
     async def _publish(self, ticket_id: str, action: Action) -> str:
         await self.backend.publish([(ticket_id.encode(), ticket_action(action))])
         log.info("console: %s on %s by %s (action %s)", action.kind.value, ticket_id, action.actor, action.action_id)
-        return await self.backend.wait(ticket_id, action.action_id)
+        result = await self.backend.wait(ticket_id, action.action_id)
+        if result == "applied":  # as posted here, or as an earlier post of the same form
+            from sinks.queries import change_of_action
+
+            made = await self.backend.read(change_of_action, ticket_id, action.action_id)
+            text = action.text or (HAND_OPENED if action.kind is ActionKind.OPEN else "")
+            if made is not None and (made["actor"], made["text"]) != (action.actor, text):
+                return "applied_earlier"
+        return result
 
     # -- reply links ---------------------------------------------------------------------------------------
 
