@@ -14,6 +14,7 @@ of chdb's own ``Error initializing EmbeddedServer``.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
 import os
@@ -23,6 +24,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
+
+log = logging.getLogger(__name__)
 
 
 def redact(url: str) -> str:
@@ -153,7 +156,7 @@ def _lock(path: Path, shared_broker: bool = False) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip().partition("\n")[0] or "another process"
         os.close(fd)
         pid, _, command = holder.partition(" ")
         who = f"process {pid} ({command})" if pid.isdigit() else holder
@@ -177,9 +180,42 @@ def _lock(path: Path, shared_broker: bool = False) -> None:
                          f"process at a time: wait for that process to finish or stop it, or use another "
                          f"directory, e.g. SUNLIGHT_DATA_DIR={data_dir}-2 (a ClickHouse server, "
                          f"SUNLIGHT_CLICKHOUSE, serves many processes at once)") from None
+    left = os.pread(fd, 4096, 0).decode("utf-8", "replace").splitlines()
+    if left[1:2] == [RUNNING]:
+        # The last holder never let go (it was killed, or its machine stopped; a clean end empties
+        # the file): said once, by whichever process opens the store next (a worker killed with
+        # kill -9 and started again said nothing of it: found by a black-box test).
+        log.warning("the last process to open the store in %s (%s) did not stop cleanly (killed, or its machine "
+                    "stopped): what it had taken and not yet written is not in the store. Workers on a Kafka "
+                    "cluster (SUNLIGHT_KAFKA) read it again from their last committed offsets; on an embedded "
+                    "broker (the default) the events that broker held are lost: send them again, or run the "
+                    "command again (docs/faults.md)", path.parent, _process_named(left[0]))
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()} {' '.join(['sunlight', *sys.argv[1:]])}\n".encode(), 0)
+    os.pwrite(fd, f"{os.getpid()} {' '.join(['sunlight', *sys.argv[1:]])}\n{RUNNING}\n".encode(), 0)
     _held[path] = [fd, 1]
+    if len(_held) == 1 and not _released_at_exit:
+        atexit.register(_release_all)
+        _released_at_exit.append(True)
+
+
+# The lock file's second line while its holder runs: emptied when it ends cleanly (closes the
+# store, or exits normally), left when it is killed.
+RUNNING = "running"
+_released_at_exit: list[bool] = []
+
+
+def _process_named(line: str) -> str:
+    pid, _, command = line.partition(" ")
+    return f"process {pid}: {command}" if pid.isdigit() else line
+
+
+def _release_all() -> None:
+    """At a normal exit, the lock files of stores left open are emptied: the process ended cleanly."""
+    for fd, _ in list(_held.values()):
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
 
 
 def _unlock(path: Path) -> None:
@@ -188,6 +224,7 @@ def _unlock(path: Path) -> None:
         return
     entry[1] -= 1
     if entry[1] == 0:
+        os.ftruncate(entry[0], 0)  # a clean end (`RUNNING`)
         fcntl.flock(entry[0], fcntl.LOCK_UN)
         os.close(entry[0])
         del _held[path]

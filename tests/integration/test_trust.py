@@ -428,7 +428,8 @@ def test_a_second_process_on_the_data_directory_is_told_who_holds_it(scenario, t
             assert "Traceback" not in message and "BAD_ARGUMENTS" not in message
     finally:
         holder.close()
-    assert sunlight(["alerts", "export"], env).returncode == 0
+    exported = sunlight(["alerts", "export"], env)
+    assert exported.returncode == 0 and b"did not stop cleanly" not in exported.stderr  # closed: a clean end
     # Held by the console (or a worker), which runs until stopped: another directory is no answer
     # for a command acting on this store's data (found by a black-box test: `notices resend`
     # beside `sunlight serve` was told to use one).
@@ -448,6 +449,12 @@ def test_a_second_process_on_the_data_directory_is_told_who_holds_it(scenario, t
     finally:
         holder.kill()
         holder.wait()
+    # Killed (kill -9): the next process to open the store says so, once (found by a black-box test:
+    # a worker killed and started again said nothing of what was lost).
+    first, second = (sunlight(["dlq", "list"], env) for _ in range(2))
+    said = first.stderr.decode()
+    assert first.returncode == 0 and f"(process {holder.pid}: sunlight serve) did not stop cleanly" in said, said
+    assert "did not stop cleanly" not in second.stderr.decode()
 
 
 def test_a_second_worker_on_a_kafka_cluster_is_told_to_share_a_server_store_not_to_split_it(scenario, tmp_path):
