@@ -481,7 +481,7 @@ class Console:
         filters = {"rule": params.get("rule") or "", "severity": params.get("severity") or "",
                    "department": params.get("department") or "", "region": params.get("region") or "",
                    "status": params.get("status") or "open", "case": (params.get("case") or "").strip()[:100]}
-        catalog = self.backend.judge().catalog
+        catalog, tz = self.backend.judge().catalog, self.backend.judge().calendar.tz  # times as the catalog's
         scope = request.state.scope
         note = None
         if not user.inspector:  # a head's view is their department's, whatever the address says
@@ -514,7 +514,7 @@ class Console:
             def page_of(number: int):
                 return alert_page(client, scope, rule=filters["rule"], severity=filters["severity"],
                                   status=filters["status"], department=department, case_contains=filters["case"],
-                                  limit=MAX_ALERTS_SHOWN, offset=(number - 1) * MAX_ALERTS_SHOWN)
+                                  limit=MAX_ALERTS_SHOWN, offset=(number - 1) * MAX_ALERTS_SHOWN, tz=tz)
 
             number = asked
             found, total = page_of(number)
@@ -524,7 +524,7 @@ class Console:
                     found, total = page_of(number)
             names = sorted({f"{a['case_id']}/{a['rule']}" for a in found})
             tickets = ({t["ticket_id"]: t for t in stored_tickets(client, request.state.scope, ticket_ids=names,
-                                                                  settling=True)} if names else {})
+                                                                  settling=True, tz=tz)} if names else {})
             return found, total, number, tickets
 
         found, total, number, tickets = await self.backend.read(read)
@@ -557,7 +557,7 @@ class Console:
         if status and (status not in STATUS_TITLE or status == "settling"):
             note = "筛选条件无效（状态），已显示全部督办件。"
             status = ""
-        catalog = self.backend.judge().catalog
+        catalog, tz = self.backend.judge().catalog, self.backend.judge().calendar.tz  # times as the catalog's
         scope = request.state.scope
         pending_scope = scope
         if department:
@@ -573,11 +573,11 @@ class Console:
                 return [], 0, 1, pending
             number = asked
             found, total = ticket_page(client, scope, status=status, overdue=overdue, limit=MAX_TICKETS_SHOWN,
-                                       offset=(number - 1) * MAX_TICKETS_SHOWN)
+                                       offset=(number - 1) * MAX_TICKETS_SHOWN, tz=tz)
             if not found and number > 1 and total:  # past the last page: the last
                 number = pages_of(total, MAX_TICKETS_SHOWN)
                 found, total = ticket_page(client, scope, status=status, overdue=overdue, limit=MAX_TICKETS_SHOWN,
-                                           offset=(number - 1) * MAX_TICKETS_SHOWN)
+                                           offset=(number - 1) * MAX_TICKETS_SHOWN, tz=tz)
             return found, total, number, pending
 
         found, total, number, pending = await self.backend.read(read)

@@ -972,3 +972,32 @@ def test_an_action_s_result_is_shown_only_where_the_action_sent_the_person(conso
     assert '<div class="flash" role="status">已办理' in inspector.get(page).text
     outcome["now"] = "internal_error"  # a reason the page has no words for: said as a refusal, not nothing
     assert '<div class="error" role="alert">操作未执行' in inspector.get(page).text
+
+
+def test_the_lists_show_times_in_the_catalog_s_timezone_as_the_case_page_does(store, tmp_path):
+    # Found by a black-box test: with a catalog in Asia/Urumqi, the ticket list gave 答复期限
+    # 2026-03-21 02:00 and the alert list 发生时间 in Shanghai time, where the case page, the reply
+    # page, the mails and the CLI gave the catalog's: a deadline read two hours late.
+    catalog, settings, users, client = store
+    raw = yaml.safe_load(catalog.read_text(encoding="utf-8"))
+    raw["timezone"] = "Asia/Urumqi"  # UTC+6: two hours behind Shanghai
+    urumqi = tmp_path / "catalog.yaml"
+    urumqi.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    judge = load_judge(urumqi, None)
+
+    async def publish(messages):
+        raise AssertionError("nothing is published")
+
+    app = create_app(pipeline_settings(settings.data_dir, secret_key=KEY, public_url="https://console.city.example",
+                                       users_file=users), Backend(client, lambda: judge, publish, wait_seconds=0.2))
+    inspector = Client(app)
+    assert inspector.sign_in("检查员", "inspector-password").status == 303
+    case = inspector.get("/cases/C-B").text
+    deadline = re.search(r"答复期限 (\d{4}-\d\d-\d\d \d\d:\d\d)", case).group(1)
+    assert deadline == "2026-03-20 22:00", deadline  # 21 March 00:00 in Shanghai
+    listed = inspector.get("/tickets").text
+    row = re.search(r'<tr[^>]*>(?:(?!</tr>).)*C-B/overdue(?:(?!</tr>).)*</tr>', listed, re.S).group(0)
+    assert f'<td data-label="答复期限">{deadline}</td>' in row, row
+    occurred = re.search(r"发生于 (\d{4}-\d\d-\d\d \d\d:\d\d)", case).group(1)
+    alerts = inspector.get("/alerts?case=C-B").text
+    assert f'<td data-label="发生时间">{occurred}</td>' in alerts, alerts
