@@ -137,7 +137,7 @@ def detect(view: CaseView, now: datetime) -> list[Finding]:
                                     {**_case_evidence(view, deadline), "last_day_started_at": local(view, near)},
                                     officer_id=t.officer()))
         passed = overdue_moment(t, deadline)
-        if late is not None and late <= now:
+        if late is not None and late <= now and deadline < now:  # in time at the deadline itself
             evidence = _case_evidence(view, deadline)
             if passed > deadline:
                 evidence["accepted_after_deadline"] = True
@@ -198,7 +198,7 @@ def _node_overdue(view: CaseView, now: datetime) -> list[Finding]:
         # before that). Either way only once the clock has passed the limit, as a case is overdue
         # (a completion stated after the clock raised a card dated after it, while the case's own
         # overdue waited: found by a black-box test replaying with an earlier --now).
-        late = limit <= now and _running_at(t, cycle, limit, needed, gone_ahead)
+        late = limit < now and _running_at(t, cycle, limit, needed, gone_ahead)
         if not late:
             continue
         evidence = {
@@ -333,7 +333,7 @@ def _node_overrun_covered(view: CaseView, index: int, now: datetime):
     t = view.timeline
     gone_ahead = _gone_ahead(t)
     for cycle, node, as_registered, as_stated in _node_limits_as_registered(view, index):
-        if as_registered <= now and _running_at(t, cycle, as_registered, view.item.plan.needed, gone_ahead):
+        if as_registered < now and _running_at(t, cycle, as_registered, view.item.plan.needed, gone_ahead):
             return cycle, node, as_registered, as_stated
     return None
 
@@ -348,7 +348,7 @@ def _overrun_covered(view: CaseView, index: int, now: datetime) -> tuple[datetim
     as_stated = t.deadline(view.calendar)
     if as_registered is None or as_stated is None:
         return None
-    if as_registered < as_stated and as_registered <= now and t.open_at(as_registered):
+    if as_registered < as_stated and as_registered < now and t.open_at(as_registered):
         return as_registered, as_stated
     return None
 
@@ -360,10 +360,10 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     t: Timeline = view.timeline
     if t.accepted is None:
         return []
-    moments = []
+    moments, at = [], []  # due once the clock is past them; due at them
     deadline, near, late = case_moments(view)  # the case need not be open at `late` (`late_from`)
-    if deadline is not None:
-        moments.extend(m for m in (near, late) if m is not None)
+    if deadline is not None and late is not None:
+        (moments if late == deadline else at).append(late)  # late after it: from an acceptance, a return
     gone_ahead = _gone_ahead(t)
     index, needed = view.item.plan.index, view.item.plan.needed
     for cycle in t.cycles:
@@ -384,4 +384,14 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
     # A case finished late before, or as, its acceptance was registered is not open at the moment
     # it is late from, its acceptance: that moment is due all the same (live, an acceptance stated a
     # moment ahead of the clock never got its card: found by review).
-    return [m for m in moments if m > now and (t.open_at(m) or m == late)]
+    # A limit passes once the clock is past it (work done at the limit is in time: a card raised at
+    # the limit itself was withdrawn by a closing stated then, found by a black-box test): due a
+    # microsecond after it, the card dated at it. The last day's start is near at that moment.
+    if near is not None:
+        at.append(near)
+    return ([m + PASSED for m in moments if m >= now and (t.open_at(m) or m == late)]
+            + [m for m in at if m > now and (t.open_at(m) or m == late)])
+
+
+# How long after a limit the clock has passed it: the store's resolution (microseconds).
+PASSED = timedelta(microseconds=1)

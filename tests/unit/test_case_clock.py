@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings, strategies as st
 
+from alerts.detectors.deadlines import PASSED
 from alerts.evaluate import evaluate, judge_case, step
 from alerts.model import AlertStatus
 from tests.unit.helpers import at, ev, judge
@@ -112,7 +113,23 @@ def test_a_case_closed_after_the_clock_stays_due_at_its_deadline_and_has_not_set
     for event in events:
         state = step(state, event, JUDGE, at(2026, 3, 16, 23, 59), RAISED).state
     assert "overdue" not in {r for r, *_ in open_alerts(state).values()}
-    assert state.next_due == at(2026, 3, 17, 0) and settled_since(state) is None
+    assert state.next_due == at(2026, 3, 17, 0) + PASSED and settled_since(state) is None
     later = judge_case(state, JUDGE, at(2026, 3, 17, 12), RAISED).state
     assert "overdue" in {r for r, *_ in open_alerts(later).values()}
     assert later.next_due is None and settled_since(later) is not None
+
+
+def test_an_open_case_is_overdue_once_the_clock_is_past_its_deadline_not_at_it():
+    """Found by a black-box test: judged at its deadline itself (`--now 2026-03-17T00:00:00+08:00`),
+    an open case got a red overdue card, which a closing stated at that moment then withdrew: work
+    done at the deadline is in time, so at the deadline nothing is late yet. The card comes a
+    microsecond later, dated at the deadline."""
+    deadline = at(2026, 3, 17, 0)  # 10 working days from 2026-03-02
+    state = step(None, ev("accepted", START, case="E"), JUDGE, deadline, RAISED).state
+    assert "overdue" not in {r for r, *_ in open_alerts(state).values()}
+    assert state.next_due == deadline + PASSED
+    closed = step(state, ev("closed", deadline, case="E"), JUDGE, deadline, RAISED).state
+    assert not [a for a in closed.alerts.values() if a.rule.value == "overdue"]  # (its nodes skipped: cards)
+    later = judge_case(state, JUDGE, deadline + PASSED, RAISED).state
+    (card,) = [a for a in later.alerts.values() if a.rule.value == "overdue"]
+    assert card.status is AlertStatus.OPEN and card.event_time == deadline
