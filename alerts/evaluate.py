@@ -256,15 +256,18 @@ DEADLINE_RULES = frozenset({Rule.OVERDUE, Rule.DEADLINE_NEAR})
 _NOT_BACK_AFTER_THE_DEADLINE = frozenset({EventType.SUSPENDED, EventType.CLOSED, EventType.WITHDRAWN})
 
 
-def off_the_deadline(kind: EventType | None, stated: datetime | None, deadline: datetime | None) -> bool:
+def off_the_deadline(kind: EventType | None, stated: datetime | None, deadline: datetime | None,
+                     suspended: bool = True) -> bool:
     """Whether an event the case waits for (refused, or of another item: `judge_case`), of type
     `kind` and stated at `stated` (None: unknown), leaves the case's deadline (`deadline`, as its
     own events give it) and whether it was open until then as they are: a node, a decision, a
     rating or a return (`OFF_THE_DEADLINE`); or a suspension, closing or withdrawal stated after
-    the deadline. Before, a closing of another item stated a week after the deadline kept the case
-    from its overdue card in one replay, and left the card standing when the events came in two:
-    found by a black-box test."""
-    if kind in OFF_THE_DEADLINE:
+    the deadline; or a resumption of a case with no suspension (`suspended`: one among its events or
+    those it waits for), which resumes nothing. Before, a closing of another item stated a week
+    after the deadline kept the case from its overdue card in one replay, and left the card standing
+    when the events came in two; and a refused resumption of a case never suspended kept it from
+    its overdue card for good (each found by a black-box test)."""
+    if kind in OFF_THE_DEADLINE or (kind is EventType.RESUMED and not suspended):
         return True
     return kind in _NOT_BACK_AFTER_THE_DEADLINE and stated is not None and deadline is not None and stated > deadline
 
@@ -347,9 +350,12 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
         # (false red cards); judged on nothing, one event of another item withdrew its true red
         # cards, and one node event of another item kept an open case from ever being overdue
         # (each found by a black-box test).
-        deadline_known = (all(off_the_deadline(refused_type(kept), refused_time(kept), result.deadline)
+        suspended = (any(e.type is EventType.SUSPENDED for e in state.events)
+                     or any(refused_type(kept) in (EventType.SUSPENDED, None) for kept in holding))
+        deadline_known = (all(off_the_deadline(refused_type(kept), refused_time(kept), result.deadline, suspended)
                               for kept in holding)
-                          and all(off_the_deadline(e.type, e.occurred_at, result.deadline) for e in set_aside))
+                          and all(off_the_deadline(e.type, e.occurred_at, result.deadline, suspended)
+                                  for e in set_aside))
         findings = [f for f in findings if f.alert_id in standing or raised_while_waiting(f, deadline_known)]
         next_due = next_due if deadline_known else None
     judged_elsewhere = under_their_own_item(state, standing, findings, item_code, judge, now)

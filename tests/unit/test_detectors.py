@@ -591,9 +591,20 @@ def test_a_junk_node_event_sent_before_the_deadline_does_not_keep_the_case_from_
     waiting, _ = refuse(before, "C1", "junk", refusal("unknown_node", "node_completed"))
     assert judge_case(waiting, judge(), at(2026, 3, 10, 12), raised_at).state.next_due is not None  # it is due
     for could_change in (refusal("schema", "closed"), refusal("schema", "suspended"), refusal("schema", "accepted"),
-                         refusal("schema", "withdrawn"), refusal("schema", "resumed"), "invalid_json", "schema"):
+                         refusal("schema", "withdrawn"), "invalid_json", "schema"):
         rules, due = later(could_change)
         assert "overdue" not in rules and due is None, could_change
+    # A resumption of a case never suspended resumes nothing (a refused one, its time impossible,
+    # kept such a case from its true red card for good: found by a black-box test); of a case
+    # suspended, it could end the suspension sooner or later, and holds the deadline's rules.
+    rules, _ = later(refusal("impossible_time", "resumed"))
+    assert "overdue" in rules
+    suspended = run([accepted, ev("suspended", at(2026, 3, 4, 9), channel="online", event_id="sus",
+                                  reason="expert_review"),
+                     ev("resumed", at(2026, 3, 5, 9), channel="online", event_id="res")], at(2026, 3, 10, 12))
+    waiting, _ = refuse(suspended, "C1", "junk", refusal("impossible_time", "resumed"))
+    judged = judge_case(waiting, judge(), at(2026, 4, 20, 12), raised_at).state
+    assert "overdue" not in {a.rule.value for a in judged.alerts.values()} and judged.next_due is None
 
 
 def _back_dated_on_time():
