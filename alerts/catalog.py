@@ -114,15 +114,24 @@ class Item:
         may write it: spaces around it, and a whole number written as a float (`7.0` for `7`, as a
         spreadsheet or PM4Py writes an integer column with gaps) are the same code. Compared
         character for character, a log whose codes read `7` against a catalog keyed `7.0` (or an
-        Excel cell `7.0 `) lost every discretion card without a word (found by a black-box test)."""
+        Excel cell `7.0 `) lost every discretion card without a word (found by a black-box test).
+        Nor does letter case tell codes apart when the catalog does not: `v-food-124` is `V-FOOD-124`
+        (a fine of 500,000 against a maximum of 100,000 had no card, as of an unknown code: found by a
+        black-box test), unless the catalog keys both."""
         exact = self.discretion.get(violation)
         if exact is not None:
             return exact
         index = self._tiers
         if index is None:
             index = {violation_key(code): tiers for code, tiers in self.discretion.items()}
+            folded: dict[str, list[tuple[Tier, ...]]] = {}
+            for code, tiers in index.items():
+                folded.setdefault(code.casefold(), []).append(tiers)
+            index.update({code: found[0] for code, found in folded.items() if len(found) == 1 and code not in index})
             object.__setattr__(self, "_tiers", index)
-        return index.get(violation_key(violation), ())
+        key = violation_key(violation)
+        found = index.get(key)
+        return found if found is not None else index.get(key.casefold(), ())
 
     @property
     def plan(self) -> "ProcessPlan":

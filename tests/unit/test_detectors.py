@@ -450,9 +450,15 @@ def test_a_violation_code_is_matched_as_a_source_writes_it():
     keyed = dataclasses.replace(item, discretion={"7.0": (Tier("light", 10, 100),)}, _tiers=None)
     assert keyed.tiers("7") == keyed.tiers(" 7.0 ") == (Tier("light", 10, 100),)
     assert keyed.tiers("07") == () and keyed.tiers("7.5") == ()
-    for written in ("V-FOOD-124 ", " V-FOOD-124"):
+    for written in ("V-FOOD-124 ", " V-FOOD-124", "v-food-124", "V-Food-124"):
         state = run(penalty_case("P9", 150000, "heavy", violation=written), at(2026, 3, 4))
         assert ("discretion_out_of_range", None) in active(state), written
+    # Letter case tells codes apart only where the catalog keys both (found by a black-box test: a
+    # lower-case code's fine of 500,000 had no card).
+    both = dataclasses.replace(item, discretion={"a1": (Tier("light", 10, 100),), "A1": (Tier("heavy", 1, 5),)},
+                               _tiers=None)
+    assert both.tiers("a1") == (Tier("light", 10, 100),) and both.tiers(" A1") == (Tier("heavy", 1, 5),)
+    assert both.tiers("A1") == (Tier("heavy", 1, 5),)
 
 
 def test_a_violation_without_a_benchmark_is_not_judged():
