@@ -21,8 +21,15 @@ from alerts.timeline import process_order, read_timeline
 
 def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], item: Item,
               calendar: WorkCalendar, department_name: str | None = None,
-              waiting: Mapping[str, str] | None = None, conflicting: Sequence[str] = ()) -> dict[str, Any]:
-    """`conflicting`: the event ids of the case's open `conflicting_duplicate` letters, versions it
+              waiting: Mapping[str, str] | None = None, conflicting: Sequence[str] = (),
+              shown: Sequence[CaseEvent] | None = None, its_department: bool = True) -> dict[str, Any]:
+    """`shown`: the events the reader's scope holds, when not all of `events` (every event of the
+    case: another department registered some); `its_department`: whether that scope holds the
+    case's department. The file lists the events shown only; its status and deadline are the whole
+    case's, told to the case's department and to no other: a file of part of a case told another
+    department's head that the case was not accepted, had no alert and no deadline running (found
+    by a black-box test).
+    `conflicting`: the event ids of the case's open `conflicting_duplicate` letters, versions it
     refused of events it holds (what it is judged on is the version that came first: said, since
     the other version could change its cards; found by a black-box test).
     `waiting`: the case's refused events (event_id -> the letter's reason, with the type its
@@ -40,6 +47,11 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
     local = calendar.local
     first = ordered[0] if ordered else None
     rows = []
+    hidden = 0
+    if shown is not None and len(shown) < len(events):
+        listed = {event.event_id for event in shown}
+        hidden = len(ordered) - sum(event.event_id in listed for event in ordered)
+        ordered = [event for event in ordered if event.event_id in listed]
     for number, event in enumerate(ordered, start=1):
         node = item.node(event.node) if event.node else None
         rows.append({"seq": number, "event_id": event.event_id, "type": event.type.value,
@@ -60,12 +72,21 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
             status = ended
         elif timeline.suspensions and timeline.suspensions[-1].end is None:
             status = "挂起中"
+    deadline = (_deadline(timeline, item, calendar) if late_acceptance is None
+                else _deadline_after_the_end(timeline, late_acceptance, calendar))
+    department = department_of(events, item)  # (its own item's, not another's: `labels_of`)
+    partial_text = None
+    if hidden:
+        partial_text = PARTIAL_TEXT.format(n=hidden)
+        if not its_department:
+            partial_text = OTHERS_CASE_TEXT.format(department=department_name or department, item=item.code,
+                                                   shown=len(ordered), total=len(ordered) + hidden)
+            status, deadline = OTHERS_CASE_STATUS, {"text": OTHERS_CASE_DEADLINE}
     return {
         "case_id": first.case_id if first else None, "item_code": item.code, "item_name": item.name,
-        "department": department_of(events, item),  # (its own item's, not another's: `labels_of`)
-        "department_name": department_name, "status": status, "timezone": calendar.tz.key, "events": rows,
-        "deadline": (_deadline(timeline, item, calendar) if late_acceptance is None
-                     else _deadline_after_the_end(timeline, late_acceptance, calendar)),
+        "department": department, "department_name": department_name, "status": status,
+        "timezone": calendar.tz.key, "events": rows, "deadline": deadline,
+        "partial_text": partial_text, "its_department": its_department or not hidden,
         "alerts": [{**alert, "text": describe_alert(alert)} for alert in alerts],
         "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
                         for event_id, reason in ((k, kept.partition("@")[0]) for k, kept in waiting.items())],
@@ -78,6 +99,14 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
     }
 
 
+def shown_part(events: Sequence[CaseEvent], shown: set[str], its_department: bool) -> dict[str, Any]:
+    """`case_file`'s arguments for a reader whose scope holds the events `shown` (ids) of `events`,
+    all of a case's, and holds its department or not: none when it holds them all."""
+    if all(event.event_id in shown for event in events):
+        return {}
+    return {"shown": [event for event in events if event.event_id in shown], "its_department": its_department}
+
+
 def _waiting_text(waiting: Mapping[str, str], ended_at, last_node_at=None) -> str | None:
     """What the file says of the refused events the case waits for (`alerts.state.holds_back`)."""
     if not waiting:
@@ -86,6 +115,16 @@ def _waiting_text(waiting: Mapping[str, str], ended_at, last_node_at=None) -> st
         return WAITING_TEXT
     return RATINGS_ONLY_TEXT if all(refused_type(kept) in READ_BY_NO_RULE for kept in waiting.values()) \
         else NOT_HOLDING_TEXT
+
+
+# What the file of a case says when some of its events are outside the reader's scope (registered
+# by another department): to the case's department, which sees the whole case's status and cards;
+# to another, which sees the events it registered and nothing it could misread as the whole case.
+PARTIAL_TEXT = "本办件另有 {n} 个事件由其他部门登记，不在您的查看范围内，未列出；办件状态、办理时限和预警按办件的全部事件评判。"
+OTHERS_CASE_TEXT = ("本办件属{department}（事项 {item}），您的查看范围内只有本部门登记的 {shown} 个事件（共 {total} 个），"
+                    "仅列出这些事件。办件状态、办理时限、预警和督办件以主办部门的记录为准，本页不作显示。")
+OTHERS_CASE_STATUS = "由主办部门办理（本页不作判断）"
+OTHERS_CASE_DEADLINE = "办理时限以主办部门的记录为准。"
 
 
 # What a case with open `conflicting_duplicate` letters is told: the version judged is the first.
@@ -276,6 +315,8 @@ def render(file: Mapping[str, Any]) -> str:
         out.append(f"  {row['seq']:>3}  {local_moment(row['occurred_at'], tz):<16}  "
                    f"{local_moment(row['recorded_at'], tz):<16}  "
                    f"{row['type_title']:<6}  {node:<14}  {row['officer_id'] or '':<10}  {row['event_id']}")
+    if file.get("partial_text"):
+        out += ["", f"查看范围：{file['partial_text']}"]
     out += ["", "办理时限：", *("  " + line for line in file["deadline"]["text"].splitlines()), ""]
     if file.get("waiting_for"):
         out += ["暂缓评判：", f"  {file['waiting_text']}",
@@ -286,7 +327,7 @@ def render(file: Mapping[str, Any]) -> str:
         out += ["内容冲突：", f"  {file['conflicting_text']}", ""]
     out.append("预警：")
     if not file["alerts"]:
-        out.append("  无")
+        out.append("  无" if file.get("its_department", True) else "  以主办部门的记录为准")
     for alert in file["alerts"]:
         out.append(f"  {alert['text']}")
         out.append(f"    预警编号 {alert['alert_id']} · 第 {alert.get('version', 1)} 版 · "

@@ -67,6 +67,10 @@ class Scope:
         in_regions = {code for code, d in known_departments.items() if d.region in self.regions}
         return Scope(departments=self.departments | in_regions, regions=self.regions)
 
+    def holds(self, department: str | None) -> bool:
+        """Whether a row of `department` is in this (resolved) scope by its department."""
+        return self.unrestricted or department in self.departments
+
     def describe(self) -> str:
         if self.unrestricted:
             return "everything"

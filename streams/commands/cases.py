@@ -13,7 +13,7 @@ from streams.settings import Settings
 def cmd_cases_show(args, settings: Settings) -> int:
     """One case's file: its events in process order, its deadline and how it was counted, every
     alert with its evidence in words (withdrawn ones marked, with why)."""
-    from alerts.casefile import case_file, render
+    from alerts.casefile import case_file, render, shown_part
     from alerts.catalog import CatalogError
     from alerts.describe import moment
     from alerts.evaluate import department_of
@@ -21,6 +21,7 @@ def cmd_cases_show(args, settings: Settings) -> int:
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
     from sinks.queries import alerts_of_case, case_events_of, dead_letters, refused_case_events
+    from sinks.scope import Scope
     from streams.catalog_source import load_judge
 
     catalog_path = catalog_path_for(args, settings, "a case's process order and deadline are read from the catalog")
@@ -31,6 +32,10 @@ def cmd_cases_show(args, settings: Settings) -> int:
     try:
         migrate(client)
         events = [parse_event(e) for e in case_events_of(client, scope, args.case_id)]
+        # The whole case, when the scope holds part of it (another department registered some of its
+        # events): its status and deadline are the whole case's (`alerts.casefile.case_file`).
+        every_event = events if scope.unrestricted or not events else [
+            parse_event(e) for e in case_events_of(client, Scope.everything(), args.case_id)]
         alerts = alerts_of_case(client, scope, args.case_id, tz=judge.calendar.tz)
         waiting = refused_case_events(client, [args.case_id], as_kept=True).get(args.case_id, {}) if events else {}
         letters = [] if events else list(dead_letters(client, scope, case_id=args.case_id, tz=judge.calendar.tz))
@@ -54,13 +59,14 @@ def cmd_cases_show(args, settings: Settings) -> int:
               f" within {scope.describe()}") + " (events refused as dead letters are not: sunlight dlq list)",
               file=sys.stderr)
         return 2
-    item_code = case_item_code(events)  # the item it is judged under (`alerts.evaluate.judge_case`)
+    item_code = case_item_code(every_event)  # the item it is judged under (`alerts.evaluate.judge_case`)
     item = judge.catalog.item(item_code)
     if item is None:
         raise CatalogError(f"item {item_code!r} of case {args.case_id} is not in the catalog {catalog_path}")
-    department = judge.catalog.departments.get(department_of(events, item))
-    file = case_file(events, alerts, item, judge.calendar, department.name if department else None, waiting,
-                     conflicting)
+    its = department_of(every_event, item)
+    department = judge.catalog.departments.get(its)
+    file = case_file(every_event, alerts, item, judge.calendar, department.name if department else None, waiting,
+                     conflicting, **shown_part(every_event, {e.event_id for e in events}, scope.holds(its)))
     if args.format == "json":
         sys.stdout.buffer.write(orjson.dumps(file, default=str, option=orjson.OPT_INDENT_2) + b"\n")
     else:

@@ -632,7 +632,7 @@ class Console:
                          draft: dict | None = None, status: int = 200) -> Response:
         """A case's page; `draft` is an action's text the pipeline refused (its `ticket_id` and
         `kind`, or the `alert_id` a ticket was to be opened from), put back into its form."""
-        from alerts.casefile import case_file
+        from alerts.casefile import case_file, shown_part
         from alerts.evaluate import department_of
         from alerts.events import case_item_code, parse_event
         from sinks.queries import (alerts_of_case, case_events_of, dead_letters, refused_case_events, stored_notices,
@@ -645,6 +645,9 @@ class Console:
             events = case_events_of(client, scope, case_id)
             if not events:  # known only by refused events, if at all: their letters (`case_refused.html`)
                 return list(dead_letters(client, scope, case_id=case_id, tz=judge.calendar.tz)) or None
+            # The whole case, when the scope holds part of it (another department registered some of
+            # its events): its status and deadline are the whole case's (`alerts.casefile.case_file`).
+            every_event = events if scope.unrestricted else case_events_of(client, Scope.everything(), case_id)
             alerts = alerts_of_case(client, scope, case_id, tz=judge.calendar.tz)
             every = stored_tickets(client, scope, tz=judge.calendar.tz, case_id=case_id, settling=True)
             tickets = [t for t in every if t["version"] > 0]  # a settling one is nobody's to see yet
@@ -656,7 +659,7 @@ class Console:
             waiting = refused_case_events(client, [case_id], as_kept=True).get(case_id, {})
             conflicting = [letter["event_id"] for letter in dead_letters(
                 client, scope, reason="conflicting_duplicate", case_id=case_id)]
-            return events, alerts, tickets, by_id, histories, notices, waiting, conflicting
+            return every_event, events, alerts, tickets, by_id, histories, notices, waiting, conflicting
 
         found = await self.backend.read(read)
         if found is None:
@@ -665,15 +668,16 @@ class Console:
             from alerts.letters import REASON_TITLE
             return self.page("case_refused.html", request, case_id=case_id, letters=found,
                              REASON_TITLE=REASON_TITLE)
-        events, alerts, tickets, by_id, histories, notices, waiting, conflicting = found
-        parsed = [parse_event(e) for e in events]
+        every_event, events, alerts, tickets, by_id, histories, notices, waiting, conflicting = found
+        parsed = [parse_event(e) for e in every_event]
         item_code = case_item_code(parsed)  # the item it is judged under (`alerts.evaluate.judge_case`)
         item = judge.catalog.item(item_code)
         if item is None:
             return self.refuse(request, 404, f"办件的事项 {item_code} 不在职权目录中。")
-        department = judge.catalog.departments.get(department_of(parsed, item))
+        its = department_of(parsed, item)
+        department = judge.catalog.departments.get(its)
         file = case_file(parsed, alerts, item, judge.calendar, department.name if department else None, waiting,
-                         conflicting)
+                         conflicting, **shown_part(parsed, {e["event_id"] for e in events}, scope.holds(its)))
         for alert in file["alerts"]:
             alert["ticket"] = ticket_of(alert, by_id)
             stored = by_id.get(f"{case_id}/{alert['rule']}")

@@ -105,3 +105,39 @@ def test_the_queries_module_cannot_be_called_without_a_scope(stored):
         assert counts and {department for _, department, _ in counts} == {moved}
     finally:
         client.close()
+
+
+def test_a_case_another_department_registered_a_step_of_is_told_as_a_part_to_it_and_whole_to_its_own(tmp_path):
+    """Found by a black-box test: SCJG's case, one step registered by ZJJ. ZJJ's file of it, built
+    from that step alone, said 未受理, no alert and no deadline running, though the case was accepted
+    and overdue; SCJG's left out the step its own card counted from, without a word."""
+    from pathlib import Path
+
+    contract = Path(__file__).resolve().parents[1] / "data" / "contract" / "catalog.example.yaml"
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(orjson.dumps({
+        "event_id": event_id, "case_id": "SC-M", "item_code": "320200-XK-SCJG-0001", "type": kind,
+        "occurred_at": t, "recorded_at": t, "channel": "online", "region": "320200", "department": department,
+        **({"node": "undertake"} if kind == "node_completed" else {})}) + b"\n" for event_id, kind, t, department in (
+        ("M1", "accepted", "2026-11-20T09:00:00+08:00", "SCJG"),
+        ("M2", "node_completed", "2026-11-21T09:00:00+08:00", "ZJJ"))))
+    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")}
+    for name in ("SUNLIGHT_KAFKA", "SUNLIGHT_CLICKHOUSE", "SUNLIGHT_CATALOG"):
+        env.pop(name, None)
+
+    def sunlight(*args):
+        done = subprocess.run([sys.executable, "-m", "streams.cli", *args, "--catalog", str(contract)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    sunlight("replay", str(events), "--now", "2026-12-07T15:00:00+08:00")
+    whole = sunlight("cases", "show", "SC-M")
+    assert "状态：在办" in whole and "办理超时" in whole and "查看范围" not in whole
+    part = sunlight("cases", "show", "SC-M", "--department", "ZJJ")
+    assert "M2" in part and "M1" not in part, part  # its own step only
+    assert "未受理" not in part and "尚未受理" not in part and "状态：由主办部门办理" in part, part
+    assert "只有本部门登记的 1 个事件（共 2 个）" in part and "预警：\n  以主办部门的记录为准" in part, part
+    own = sunlight("cases", "show", "SC-M", "--department", "SCJG")
+    assert "M1" in own and "M2" not in own and "状态：在办" in own and "办理超时" in own, own
+    assert "另有 1 个事件由其他部门登记" in own, own
