@@ -107,9 +107,10 @@ def cmd_tickets_show(args, settings: Settings) -> int:
         if len(by_round) > 1:
             lines.append(heading(number))
         for change in versions:
-            # A text of several lines (a reply written in paragraphs) goes on under its line, indented:
-            # its lines at the margin broke the record into what read as other entries (a black-box test).
-            text = "\n        ".join(change["text"].splitlines()) if change["text"] else ""
+            # A text of several lines (a reply written in paragraphs) goes on under its line, indented
+            # and marked: its lines at the margin broke the record into what read as other entries, and
+            # indented alone a reply could still write lines that read as the inspector's (a black-box test).
+            text = "\n        | ".join(change["text"].splitlines()) if change["text"] else ""
             lines.append(f"  v{change['version']}  {moment(change['changed_at'])}  {actor_title(change['actor'])}  "
                          f"{KIND_TITLE.get(change['kind'], change['kind'])}" + (f"：{text}" if text else ""))
     lines += ["", "通知："]

@@ -759,7 +759,12 @@ class Console:
             return await self._case_page(request, user, case_id, refused_as, draft=draft,
                                          status=404 if refused_as == "unknown_alert" else 400)
         department = INSPECTORS if user.inspector else user.department
-        action = Action(action_id, ticket_id, version, user.name, department, ActionKind(kind), text,
+        # A head answers for the department, as a reply link does: its name, theirs in brackets (the
+        # history read "scjghead · 部门答复", and an inspector could not tell which department answered:
+        # found by a black-box test).
+        named = self.backend.judge().catalog.departments.get(department) if not user.inspector else None
+        actor = f"{named.name}（{user.name}）" if named is not None else user.name
+        action = Action(action_id, ticket_id, version, actor, department, ActionKind(kind), text,
                         wall_now(), alert_id if kind == "open" else None)
         result = await self._publish(ticket_id, action)
         if kind == "open" and result == "not_allowed":  # only an open ticket refuses an opening: said so

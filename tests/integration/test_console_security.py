@@ -280,7 +280,7 @@ def test_a_form_of_an_older_session_leads_back_to_its_case(console):
 
 
 def test_an_inspector_sees_everything_and_a_head_only_their_department(console):
-    app, _, _ = console
+    app, published, _ = console
     inspector = Client(app)
     assert inspector.sign_in("检查员", "inspector-password").status == 303
     listing = inspector.get("/alerts").text
@@ -313,6 +313,12 @@ def test_an_inspector_sees_everything_and_a_head_only_their_department(console):
     assert head.get("/cases/C-A").status == 404
     assert head.get("/cases/C-B").status == 200
     assert "C-A" not in head.get("/tickets").text
+    # A head's answer is the department's, as through a reply link: its name, theirs in brackets
+    # (the history read "住建局长 · 部门答复": which department answered? found by a black-box test).
+    answer = head.post("/act", {"csrf": head.csrf("/cases/C-B"), "kind": "reply", "ticket_id": ZJJ_TICKET,
+                                "version": "1", "text": "已核实整改", "action_id": "c3" * 16})
+    assert answer.status in (303, 409) and published[-1]["actor"] == "市住房和城乡建设局（住建局长）", published[-1:]
+    assert published[-1]["department"] == "ZJJ"
 
 
 def test_a_department_lists_its_refused_events_and_an_inspector_every_one(console):

@@ -138,7 +138,7 @@ def test_the_whole_loop_through_the_commands(accepted_case, mail_server):
     shown = sunlight(data, "tickets", "show", TICKET).stdout
     assert "已办结（答复经审核通过）" in shown and "请补充整改措施" in shown
     # A reply of two lines goes on indented under its record (at the margin, it read as another: a black-box test).
-    assert "：已建立超时预警提醒机制\n        并对承办人批评教育\n" in shown, shown
+    assert "：已建立超时预警提醒机制\n        | 并对承办人批评教育\n" in shown, shown
     # The case's events in local time and in words, as the ticket's own times (not UTC, unmarked).
     assert "2026-03-02 09:00  受理" in shown and "升级至部门负责人 → " in shown and "已发送" in shown
 
