@@ -18,7 +18,7 @@ from streams.settings import Settings
 def cmd_tickets_list(args, settings: Settings) -> int:
     require_store(settings)
     from alerts.describe import deadline_moment, table_lines
-    from alerts.tickets import STATUS_TITLE
+    from alerts.tickets import STATUS_TITLE, escalation_title
     from sinks.queries import pending_tickets, stored_tickets
 
     scope, local = scope_and_local_time(args, settings)
@@ -35,7 +35,8 @@ def cmd_tickets_list(args, settings: Settings) -> int:
         ["督办件", "部门", "状态", "逾期", "升级", "答复期限", "版本"],
         [[t["ticket_id"], t["department"], STATUS_TITLE.get(t["status"], t["status"]),
           ("撤销前已逾期" if t["status"] == "withdrawn" else "是") if t["overdue"] else "否",
-          str(t["escalation_level"]), deadline_moment(t["deadline"]), str(t["version"])] for t in found])))
+          escalation_title(t["escalation_level"], t["status"]), deadline_moment(t["deadline"]), str(t["version"])]
+         for t in found])))
     if pending:
         print("\n待处置（按督办件）：" + "；".join(f"{d} 待答复 {a}（逾期 {o}）、待审核 {r}" for d, a, r, o in pending))
     return 0

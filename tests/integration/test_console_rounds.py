@@ -266,3 +266,6 @@ def test_a_ticket_withdrawn_after_it_went_overdue_is_not_shown_or_listed_as_over
                             capture_output=True, text=True, timeout=120)
     rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines() if "/overdue" in line}
     assert rows["C-W/overdue"][3] == "撤销前已逾期" and rows["C-L/overdue"][3] == "是", listed.stdout
+    # Its escalation in words, as before it was withdrawn (a bare "2": found by a black-box test).
+    assert rows["C-W/overdue"][4] == "撤销前已升级至纪检监察机构" and rows["C-L/overdue"][4] == "已升级至纪检监察机构", \
+        listed.stdout
