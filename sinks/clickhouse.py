@@ -194,7 +194,7 @@ def _lock(path: Path, shared_broker: bool = False) -> None:
     os.pwrite(fd, f"{os.getpid()} {' '.join(['sunlight', *sys.argv[1:]])}\n{RUNNING}\n".encode(), 0)
     _held[path] = [fd, 1]
     if len(_held) == 1 and not _released_at_exit:
-        atexit.register(_release_all)
+        atexit.register(_release_all, os.getpid())
         _released_at_exit.append(True)
 
 
@@ -209,8 +209,11 @@ def _process_named(line: str) -> str:
     return f"process {pid}: {command}" if pid.isdigit() else line
 
 
-def _release_all() -> None:
-    """At a normal exit, the lock files of stores left open are emptied: the process ended cleanly."""
+def _release_all(holder: int) -> None:
+    """At a normal exit, the lock files of stores left open are emptied: the process ended cleanly
+    (the holder's exit, not a forked child's)."""
+    if os.getpid() != holder:
+        return
     for fd, _ in list(_held.values()):
         try:
             os.ftruncate(fd, 0)
