@@ -571,8 +571,13 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
         # A closed ticket too: the department was told of a finding that never held; it is taken
         # back in writing, and the ticket no longer counts as supervision done (before, it stayed
         # closed, its card shown 有效 though withdrawn).
-        ticket, change = _change(ticket, at, SYSTEM, "withdrawn", "督办件所涉预警已全部撤回",
-                                 status=TicketStatus.WITHDRAWN, pending=frozenset(), opens_at=None)
+        # Escalation notices a silence held are not sent once it ends: said, as their holding said they
+        # would be (the history read 静默结束后补发 to the end: found by a black-box test).
+        held = [STEP_TITLE[step.value] for step, was in ((Step.LEVEL_1, ticket.level_1_held),
+                                                         (Step.LEVEL_2, ticket.level_2_held)) if was]
+        ticket, change = _change(ticket, at, SYSTEM, "withdrawn", "督办件所涉预警已全部撤回" + (
+            f"；静默期间未发出的升级通知（{'、'.join(held)}）不再补发" if held else ""),
+            status=TicketStatus.WITHDRAWN, pending=frozenset(), opens_at=None)
         return Outcome(ticket, (ticket,), tuple(withdrawal_notices(ticket, at)))
     if not ticket.manual and opens_at < ticket.opened_at and ticket.active:
         # A finding that arrived late but stood earlier: the ticket runs from when it would have

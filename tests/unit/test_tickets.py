@@ -643,6 +643,14 @@ def test_escalations_within_a_silence_are_told_when_it_ends_unless_the_ticket_en
                        datetime(2026, 3, 14, tzinfo=CST))
     assert [n.recipient for n in closed.notices] == ["contact"]  # only whom the round reached
     assert advance(closed.ticket, policy, CAL, datetime(2026, 4, 1, tzinfo=CST)).notices == ()
+    # Withdrawn within it: its history says the held notices will not come, as their holding said
+    # they would (it read 静默结束后补发 to the end: found by a black-box test).
+    gone = on_alert(both.ticket, alert(status=AlertStatus.WITHDRAWN, version=2), policy, CAL,
+                    datetime(2026, 3, 14, tzinfo=CST))
+    assert gone.ticket.status is TicketStatus.WITHDRAWN
+    assert gone.ticket.last.text.endswith("；静默期间未发出的升级通知（升级至部门负责人、升级至纪检监察机构）不再补发"), \
+        gone.ticket.last.text
+    assert advance(gone.ticket, policy, CAL, datetime(2026, 4, 1, tzinfo=CST)).notices == ()
 
 
 def test_a_ticket_waiting_out_a_silence_expired_early_opens_at_the_next_tick():
