@@ -123,11 +123,11 @@ def _comparable(dashboard: dict) -> dict:
     return {k: v for k, v in dashboard.items() if k not in ("id", "version")}
 
 
-def built_dashboards() -> dict[str, dict]:
-    """uid -> dashboard JSON, from the dashboards as code (dashboards/build.py)."""
+def built_dashboards(timezone: str = "Asia/Shanghai") -> dict[str, dict]:
+    """uid -> dashboard JSON, from the dashboards as code (dashboards/build.py), in `timezone`."""
     from dashboards.build import all_dashboards
 
-    dashboards = all_dashboards()
+    dashboards = all_dashboards(timezone)
     for uid, dashboard in dashboards.items():
         if dashboard.get("uid") != uid:
             raise ProvisionError(f"dashboard {uid!r} carries the uid {dashboard.get('uid')!r}")

@@ -240,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--update-secrets", action="store_true", help="write the ClickHouse password even where "
                       "Grafana has one (Grafana never shows a stored password, so a push cannot compare it)")
     push.add_argument("--dry-run", action="store_true", help="print what would change; only read")
+    push.add_argument("--catalog", help="the catalog whose timezone the dashboards count days and months in "
+                      "(default: SUNLIGHT_CATALOG; without one, Asia/Shanghai)")
     push.set_defaults(func=cmd_dashboards_push)
     export_files = grafana_sub.add_parser("export", help="write the dashboards as JSON files, one per uid, for "
                                           "Grafana's file provisioning")
@@ -249,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     export_files.add_argument("--dashboards-path", default="/var/lib/grafana/dashboards",
                               help="where Grafana reads the JSON files, for the file provider "
                               "(default: /var/lib/grafana/dashboards)")
+    export_files.add_argument("--catalog", help="the catalog whose timezone the dashboards count days and months "
+                              "in (default: SUNLIGHT_CATALOG; without one, Asia/Shanghai)")
     export_files.set_defaults(func=cmd_dashboards_export)
 
     serve = sub.add_parser("serve", help="the console on SUNLIGHT_HTTP_PORT: inspectors and heads sign in, "

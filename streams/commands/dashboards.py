@@ -30,8 +30,8 @@ def cmd_dashboards_push(args, settings: Settings) -> int:
         target = ClickHouseTarget.from_url(clickhouse_url, user=args.clickhouse_user, password=password)
         datasources = [clickhouse_datasource(target), prometheus_datasource(args.prometheus_url)]
         api = connect(settings.grafana_url, settings.grafana_token)
-        changes = push(api, settings.grafana_url, settings.grafana_token, built_dashboards(), datasources,
-                       update_secrets=args.update_secrets, dry_run=args.dry_run)
+        changes = push(api, settings.grafana_url, settings.grafana_token, built_dashboards(_zone(args, settings)),
+                       datasources, update_secrets=args.update_secrets, dry_run=args.dry_run)
     except ProvisionError as exc:
         print(f"sunlight: {exc}", file=sys.stderr)
         return 2
@@ -49,7 +49,7 @@ def cmd_dashboards_export(args, settings: Settings) -> int:
     from dashboards.provision import ProvisionError, built_dashboards, export, stale_files
 
     try:
-        dashboards = built_dashboards()
+        dashboards = built_dashboards(_zone(args, settings))
     except ProvisionError as exc:
         print(f"sunlight: {exc}", file=sys.stderr)
         return 2
@@ -72,3 +72,10 @@ def cmd_dashboards_export(args, settings: Settings) -> int:
         print(f"sunlight: {path} is no dashboard any more; a file provider would still load it: remove it",
               file=sys.stderr)
     return 0
+
+
+def _zone(args, settings: Settings) -> str:
+    """The catalog's timezone, which the dashboards count days and months in, as the case files do."""
+    from streams.commands.common import local_zone
+
+    return local_zone(args, settings).key

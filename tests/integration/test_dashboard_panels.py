@@ -726,3 +726,25 @@ def test_the_panels_word_a_deadline_as_the_notices_and_the_case_file_do(tmp_path
     assert len(rows) == len(texts)
     for text, worded in rows:
         assert worded == deadline_moment(datetime.fromisoformat(text).replace(tzinfo=shanghai)), text
+
+
+def test_the_wall_counts_days_and_words_deadlines_in_the_catalog_s_timezone(city, store):
+    """Found by a black-box test: the dashboards were built for Asia/Shanghai alone, so with a
+    catalog in Asia/Urumqi the wall gave a deadline of 24:00 as 02:00 the next day and a day less
+    late than the case file; and a deadline not at midnight (a suspension moved it) read 超期天数 0
+    on its own last day, beside a red card."""
+    _, _, _, _, rng = city
+    urumqi = ZoneInfo("Asia/Urumqi")
+    model = all_dashboards("Asia/Urumqi")["sunlight-wall"]
+    assert model["timezone"] == "Asia/Urumqi" and "Asia/Shanghai" not in orjson.dumps(model).decode()
+    wall = {p["title"]: (p, t) for p, t in clickhouse_targets(model)}
+    rows = run_panel(store, *wall[q.OVERDUE_CASES.title], rng, {})
+    assert rows
+    now = rng.end.astimezone(urumqi)
+    for row in rows:
+        deadline = row["deadline"] if row["deadline"].tzinfo else row["deadline"].replace(tzinfo=timezone.utc)
+        assert row["deadline_text"] == deadline_moment(deadline.astimezone(urumqi)), row
+        last_day = (deadline - timedelta(microseconds=1)).astimezone(urumqi).date()
+        assert row["days_late"] == max(1, (now.date() - last_day).days), row
+    with pytest.raises(ValueError):
+        all_dashboards("Asia/Urumqi'; DROP TABLE alerts; --")
