@@ -127,11 +127,13 @@ class Item:
             folded: dict[str, list[tuple[Tier, ...]]] = {}
             for code, tiers in index.items():
                 folded.setdefault(code.casefold(), []).append(tiers)
-            index.update({code: found[0] for code, found in folded.items() if len(found) == 1 and code not in index})
+            # Apart from the codes as written (a case-folded key is no code: `ab` and `AB` keyed,
+            # `Ab` found `ab`'s by its folded form, found by review).
+            index.update({_FOLDED + code: found[0] for code, found in folded.items() if len(found) == 1})
             object.__setattr__(self, "_tiers", index)
         key = violation_key(violation)
         found = index.get(key)
-        return found if found is not None else index.get(key.casefold(), ())
+        return found if found is not None else index.get(_FOLDED + key.casefold(), ())
 
     @property
     def plan(self) -> "ProcessPlan":
@@ -271,6 +273,10 @@ def _nodes(raw: Any, where: str) -> tuple[Node, ...]:
 
 
 _WHOLE_FLOAT = re.compile(r"(-?\d+)\.0+")
+
+
+# The prefix of a violation code's case-folded form in `Item.tiers`'s index: no code begins so.
+_FOLDED = "\x00"
 
 
 def violation_key(code: str) -> str:

@@ -459,6 +459,10 @@ def test_a_violation_code_is_matched_as_a_source_writes_it():
                                _tiers=None)
     assert both.tiers("a1") == (Tier("light", 10, 100),) and both.tiers(" A1") == (Tier("heavy", 1, 5),)
     assert both.tiers("A1") == (Tier("heavy", 1, 5),)
+    # Keyed in two cases, a third spelling matches neither (it found one by its folded form: review).
+    two = dataclasses.replace(item, discretion={"ab": (Tier("light", 10, 100),), "AB": (Tier("heavy", 1, 5),)},
+                              _tiers=None)
+    assert two.tiers("Ab") == () and two.tiers("aB") == () and two.tiers("ab") == (Tier("light", 10, 100),)
 
 
 def test_a_violation_without_a_benchmark_is_not_judged():
