@@ -169,10 +169,11 @@ _OPEN = "status IN ('open', 'acknowledged')"
 # that last day (the day after it is the first day late: 1), days left the days to it, today
 # included (1 on the last day itself); dateDiff from the stored moment was a day short of each.
 # A deadline that is not at midnight (a suspension moved it) passes on its last day itself: that
-# day is already a day late (0 beside a red card read as not late, -0 days left as due today: found
-# by a black-box test). Read only of deadlines passed.
+# day is the first day late, the next the second (0 beside a red card read as not late, 0 days left
+# as due today: found by a black-box test). Read only of deadlines passed.
 _LAST_DAY = "(deadline - INTERVAL 1 MICROSECOND)"
-_DAYS_LATE = f"greatest(1, dateDiff('day', {_LAST_DAY}, $__toTime_ms, 'Asia/Shanghai'))"
+_DAYS_LATE = (f"(dateDiff('day', {_LAST_DAY}, $__toTime_ms, 'Asia/Shanghai') "
+              f"+ (deadline != toStartOfDay(deadline, 'Asia/Shanghai')))")
 
 
 def _deadline_text(column: str) -> str:
