@@ -18,6 +18,7 @@ publishes the actions for the workers.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import re
@@ -774,46 +775,54 @@ class Console:
             # is now, with the text in its form, so that nothing typed is lost.
             return await self._case_page(request, user, case_id, result, draft=draft, status=409)
         rule = ticket_id.rpartition("/")[2]
-        said = self._result_said(f"case:{case_id}", result, ticket_id, action_id)
+        said = self._result_said(f"case:{case_id}", result, ticket_id, action_id, posted_as(action))
         return RedirectResponse(f"{case_address(case_id, said)}#t-{rule}", status_code=303)
 
-    def _result_said(self, page: str, result: str, ticket_id: str, action_id: str) -> str:
+    def _result_said(self, page: str, result: str, ticket_id: str, action_id: str, posted: str = "") -> str:
         """The query that shows an action's result on the page it returns to, signed with the action
         it is the result of: a result typed into an address (`?result=applied` on a ticket nobody
         answered) shows nothing, and one kept in the history says what came of that action (before,
         every applied action of a case had the same address, and a "pending" one said 已提交 for good,
-        whatever came of it: found by a black-box test)."""
-        return urlencode({"result": result, "ticket": ticket_id, "action": action_id,
-                          "sig": self._result_signature(page, result, ticket_id, action_id)})
+        whatever came of it: found by a black-box test). `posted`: what this post said
+        (`posted_as`), for a pending one applied later as an earlier post of the form said it."""
+        extra = {"posted": posted} if posted and result == "pending" else {}
+        return urlencode({"result": result, "ticket": ticket_id, "action": action_id, **extra,
+                          "sig": self._result_signature(page, result, ticket_id, action_id, extra.get("posted", ""))})
 
     async def _result_asked(self, request: Request, page: str) -> str:
         """The result an address shows, if signed: a pending one as it stands now."""
         query = request.query_params
         result, ticket_id, action_id = query.get("result") or "", query.get("ticket") or "", query.get("action") or ""
-        signature = query.get("sig") or ""
-        if not result or not hmac.compare_digest(signature.encode("utf-8", "surrogatepass"),
-                                                 self._result_signature(page, result, ticket_id, action_id).encode()):
+        posted, signature = query.get("posted") or "", query.get("sig") or ""
+        if not result or not hmac.compare_digest(signature.encode("utf-8", "surrogatepass"), self._result_signature(
+                page, result, ticket_id, action_id, posted).encode()):
             return ""
         if result == "pending":
-            return await self.backend.wait(ticket_id, action_id, timeout=0)
+            now = await self.backend.wait(ticket_id, action_id, timeout=0)
+            if now == "applied" and posted and await self._applied_otherwise(ticket_id, action_id, posted):
+                return "applied_earlier"  # (it read 已办理 when the first post was still on its way: review)
+            return now
         return result
 
-    def _result_signature(self, page: str, result: str, ticket_id: str, action_id: str) -> str:
-        said = f"result:{page}:{result}:{ticket_id}:{action_id}"
+    def _result_signature(self, page: str, result: str, ticket_id: str, action_id: str, posted: str = "") -> str:
+        said = f"result:{page}:{result}:{ticket_id}:{action_id}" + (f":{posted}" if posted else "")
         return hmac.new(self.links.secret_key.encode(), said.encode("utf-8", "surrogatepass"),
                         "sha256").hexdigest()[:32]
+
+    async def _applied_otherwise(self, ticket_id: str, action_id: str, posted: str) -> bool:
+        """Whether the change the applied action made says other than `posted` (`posted_as`): the
+        same form sent again, another text in it, applied as first sent."""
+        from sinks.queries import change_of_action
+
+        made = await self.backend.read(change_of_action, ticket_id, action_id)
+        return made is not None and _digest(made["actor"], made["text"]) != posted
 
     async def _publish(self, ticket_id: str, action: Action) -> str:
         await self.backend.publish([(ticket_id.encode(), ticket_action(action))])
         log.info("console: %s on %s by %s (action %s)", action.kind.value, ticket_id, action.actor, action.action_id)
         result = await self.backend.wait(ticket_id, action.action_id)
-        if result == "applied":  # as posted here, or as an earlier post of the same form
-            from sinks.queries import change_of_action
-
-            made = await self.backend.read(change_of_action, ticket_id, action.action_id)
-            text = action.text or (HAND_OPENED if action.kind is ActionKind.OPEN else "")
-            if made is not None and (made["actor"], made["text"]) != (action.actor, text):
-                return "applied_earlier"
+        if result == "applied" and await self._applied_otherwise(ticket_id, action.action_id, posted_as(action)):
+            return "applied_earlier"  # as an earlier post of the same form
         return result
 
     # -- reply links ---------------------------------------------------------------------------------------
@@ -916,7 +925,7 @@ class Console:
             if refused:
                 return refused
             return self._reply_page(request, granted, result, draft={"text": text, "actor": who}, status=409)
-        said = self._result_said(f"reply:{token}", result, ticket["ticket_id"], action.action_id)
+        said = self._result_said(f"reply:{token}", result, ticket["ticket_id"], action.action_id, posted_as(action))
         return RedirectResponse(f"/reply/{token}?{said}", status_code=303)
 
     def routes(self) -> list[Route]:
@@ -932,6 +941,16 @@ class Console:
             Route("/reply/{token}", self.reply_form, methods=["GET"]),
             Route("/reply/{token}", self.reply, methods=["POST"]),
         ]
+
+
+def posted_as(action: Action) -> str:
+    """What an action's post says, as the change it makes records it (an opening without a note is
+    `HAND_OPENED`), in short: to tell it from another post of the same form."""
+    return _digest(action.actor, action.text or (HAND_OPENED if action.kind is ActionKind.OPEN else ""))
+
+
+def _digest(actor: str, text: str) -> str:
+    return hashlib.sha256(f"{actor}\x1f{text}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def local_page(address: str | None) -> str:

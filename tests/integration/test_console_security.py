@@ -978,6 +978,18 @@ def test_an_action_s_result_is_shown_only_where_the_action_sent_the_person(conso
     assert '<div class="flash" role="status">已办理' in inspector.get(page).text
     outcome["now"] = "internal_error"  # a reason the page has no words for: said as a refusal, not nothing
     assert '<div class="error" role="alert">操作未执行' in inspector.get(page).text
+    # Applied later as an earlier post of the same form said it, another text: said so, not 已办理
+    # (found by review: the second post of a form read 已办理 when the first was still on its way).
+    import sinks.queries
+
+    outcome["now"] = "applied"
+    monkeypatch.setattr(sinks.queries, "change_of_action",
+                        lambda client, ticket_id, action_id: {"kind": "close", "actor": "检查员", "text": "先前的理由"})
+    assert "此表单此前已提交并已办理" in inspector.get(page).text
+    monkeypatch.setattr(sinks.queries, "change_of_action",
+                        lambda client, ticket_id, action_id: {"kind": "close", "actor": "检查员", "text": "已核实"})
+    assert '<div class="flash" role="status">已办理' in inspector.get(page).text
+    assert "已办理" not in inspector.get(page.replace("posted=", "posted=0")).text  # its words are signed
 
 
 def test_the_lists_show_times_in_the_catalog_s_timezone_as_the_case_page_does(store, tmp_path):
