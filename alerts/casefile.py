@@ -82,6 +82,8 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
             partial_text = OTHERS_CASE_TEXT.format(department=department_name or department, item=item.code,
                                                    shown=len(ordered), total=len(ordered) + hidden)
             status, deadline = OTHERS_CASE_STATUS, {"text": OTHERS_CASE_DEADLINE}
+    if hidden and not its_department:  # nor how the case is judged (found by review)
+        waiting, set_aside, conflicting = {}, [], ()
     return {
         "case_id": first.case_id if first else None, "item_code": item.code, "item_name": item.name,
         "department": department, "department_name": department_name, "status": status,
@@ -120,7 +122,8 @@ def _waiting_text(waiting: Mapping[str, str], ended_at, last_node_at=None) -> st
 # What the file of a case says when some of its events are outside the reader's scope (registered
 # by another department): to the case's department, which sees the whole case's status and cards;
 # to another, which sees the events it registered and nothing it could misread as the whole case.
-PARTIAL_TEXT = "本办件另有 {n} 个事件由其他部门登记，不在您的查看范围内，未列出；办件状态、办理时限和预警按办件的全部事件评判。"
+PARTIAL_TEXT = ("本办件另有 {n} 个事件由其他部门登记（或未注明部门），不在您的查看范围内，未列出；"
+                "办件状态、办理时限和预警按办件的全部事件评判。")
 OTHERS_CASE_TEXT = ("本办件属{department}（事项 {item}），您的查看范围内只有本部门登记的 {shown} 个事件（共 {total} 个），"
                     "仅列出这些事件。办件状态、办理时限、预警和督办件以主办部门的记录为准，本页不作显示。")
 OTHERS_CASE_STATUS = "由主办部门办理（本页不作判断）"

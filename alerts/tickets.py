@@ -573,8 +573,8 @@ def on_alert(ticket: Ticket | None, alert: Alert, policy: TicketPolicy, calendar
         # closed, its card shown 有效 though withdrawn).
         # Escalation notices a silence held are not sent once it ends: said, as their holding said they
         # would be (the history read 静默结束后补发 to the end: found by a black-box test).
-        held = [STEP_TITLE[step.value] for step, was in ((Step.LEVEL_1, ticket.level_1_held),
-                                                         (Step.LEVEL_2, ticket.level_2_held)) if was]
+        held = [] if ticket.quiet else [STEP_TITLE[step.value] for step, was in (
+            (Step.LEVEL_1, ticket.level_1_held), (Step.LEVEL_2, ticket.level_2_held)) if was]
         ticket, change = _change(ticket, at, SYSTEM, "withdrawn", "督办件所涉预警已全部撤回" + (
             f"；静默期间未发出的升级通知（{'、'.join(held)}）不再补发" if held else ""),
             status=TicketStatus.WITHDRAWN, pending=frozenset(), opens_at=None)

@@ -186,10 +186,11 @@ def _lock(path: Path, shared_broker: bool = False) -> None:
         # the file): said once, by whichever process opens the store next (a worker killed with
         # kill -9 and started again said nothing of it: found by a black-box test).
         log.warning("the last process to open the store in %s (%s) did not stop cleanly (killed, or its machine "
-                    "stopped): what it had taken and not yet written is not in the store. Workers on a Kafka "
-                    "cluster (SUNLIGHT_KAFKA) read it again from their last committed offsets; on an embedded "
-                    "broker (the default) the events that broker held are lost: send them again, or run the "
-                    "command again (docs/faults.md)", path.parent, _process_named(left[0]))
+                    "stopped). If it ran the pipeline (worker, serve, replay, import, demo, or a ticket or notice "
+                    "command on the embedded defaults), what it had taken and not yet written is not in the "
+                    "store: workers on a Kafka cluster (SUNLIGHT_KAFKA) read it again from their last committed "
+                    "offsets; on an embedded broker (the default) the events that broker held are lost: send "
+                    "them again, or run the command again (docs/faults.md)", path.parent, _process_named(left[0]))
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()} {' '.join(['sunlight', *sys.argv[1:]])}\n{RUNNING}\n".encode(), 0)
     _held[path] = [fd, 1]

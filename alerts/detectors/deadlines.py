@@ -393,5 +393,6 @@ def due(view: CaseView, now: datetime) -> list[datetime]:
             + [m for m in at if m > now and (t.open_at(m) or m == late)])
 
 
-# How long after a limit the clock has passed it: the store's resolution (microseconds).
+# How long after a limit the clock has passed it: the smallest step of a time (Python's datetime).
+# The card is dated at the limit itself, so a store that keeps milliseconds loses nothing.
 PASSED = timedelta(microseconds=1)

@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 
 from streams.commands.common import (
-    parse_now, push_events, notify_settings, reason_words, user_scope, catalog_path_for, print_jsonl, require_store)
+    parse_now, push_events, notify_settings, reason_words, user_scope, catalog_path_for, print_jsonl, require_store,
+    local_zone)
 from streams.settings import Settings
 
 
@@ -61,7 +62,8 @@ def cmd_dlq_list(args, settings: Settings) -> int:
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
-        letters = list(dead_letters(client, scope, reason=args.reason, include_done=args.all))
+        letters = list(dead_letters(client, scope, reason=args.reason, include_done=args.all,
+                                    tz=local_zone(args, settings)))  # as the catalog's (found by review)
     finally:
         client.close()
     if args.format == "jsonl":

@@ -129,7 +129,8 @@ def test_an_open_case_is_overdue_once_the_clock_is_past_its_deadline_not_at_it()
     assert "overdue" not in {r for r, *_ in open_alerts(state).values()}
     assert state.next_due == deadline + PASSED
     closed = step(state, ev("closed", deadline, case="E"), JUDGE, deadline, RAISED).state
-    assert not [a for a in closed.alerts.values() if a.rule.value == "overdue"]  # (its nodes skipped: cards)
+    a_day_on = judge_case(closed, JUDGE, deadline + timedelta(days=1), RAISED).state  # closed in time, for good
+    assert not [a for a in a_day_on.alerts.values() if a.rule.value == "overdue"]  # (its nodes skipped: cards)
     later = judge_case(state, JUDGE, deadline + PASSED, RAISED).state
     (card,) = [a for a in later.alerts.values() if a.rule.value == "overdue"]
     assert card.status is AlertStatus.OPEN and card.event_time == deadline
