@@ -49,6 +49,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     from alerts.tickets import (KIND_TITLE, RESOLUTION_TITLE, STATUS_TITLE, escalation_title, notice_outcome,
                                 STEP_TITLE, actor_title, rounds_with_notices)
     from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
+    from sinks.scope import Scope
     from streams.notices import notice_reason
 
     scope, local, catalog = scope_local_time_and_catalog(args, settings)
@@ -57,6 +58,10 @@ def cmd_tickets_show(args, settings: Settings) -> int:
         history = ticket_history(client, scope, args.ticket_id, tz=local)
         notices = stored_notices(client, scope, args.ticket_id, tz=local)
         events = list(case_events_of(client, scope, found[0]["case_id"])) if found else []
+        # Those of the case the scope does not hold (another department registered them): said, not
+        # left out without a word (found by review, as of the case file).
+        unlisted = 0 if scope.unrestricted or not found else \
+            len(case_events_of(client, Scope.everything(), found[0]["case_id"])) - len(events)
     if not found:
         # A ticket is stored once it opens: one whose red card is settling, or that waits out a
         # silence, is not yet (the bare "not in the store" read as no ticket at all: found by a
@@ -85,6 +90,8 @@ def cmd_tickets_show(args, settings: Settings) -> int:
         lines.append(f"  [{ALERT_STATUS_TITLE.get(alert['status'], alert['status'])}] "
                      f"{describe_evidence(ticket['rule'], alert['evidence'])}")
     lines += ["", "办件过程："]
+    if unlisted:
+        lines.append(f"  （另有 {unlisted} 个事件由其他部门登记（或未注明部门），不在查看范围内，未列出）")
     for event in events:
         occurred = datetime.fromisoformat(event["occurred_at"]).astimezone(local)
         try:

@@ -141,3 +141,5 @@ def test_a_case_another_department_registered_a_step_of_is_told_as_a_part_to_it_
     own = sunlight("cases", "show", "SC-M", "--department", "SCJG")
     assert "M1" in own and "M2" not in own and "状态：在办" in own and "办理超时" in own, own
     assert "另有 1 个事件由其他部门登记" in own, own
+    ticket = sunlight("tickets", "show", "SC-M/overdue", "--department", "SCJG")
+    assert "另有 1 个事件由其他部门登记" in ticket and "环节办结" not in ticket, ticket
