@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from alerts.calendar import WorkCalendar
 from alerts.describe import moment
+from alerts.detectors.deadlines import PASSED
 from alerts.events import CaseEvent, EventType, Refused
 from alerts.model import SEVERITY as SEVERITY_OF, Alert, AlertStatus, Rule, Severity
 
@@ -341,6 +342,8 @@ class Ticket:
         if not self.active:
             return None
         due = self.escalation_due
+        if due is not None:  # taken once the clock is past it (`advance`)
+            due += PASSED
         held = self.held_end(silences)
         if held is not None:  # the notices a silence held, sent when it ends
             due = held if due is None else min(due, held)
@@ -674,7 +677,7 @@ def advance(ticket: Ticket, policy: TicketPolicy, calendar: WorkCalendar, now: d
                 versions.append(ticket)
                 notices.extend(sent)
             continue
-        if due is None or now < due:
+        if due is None or now <= due:  # an answer at the deadline itself is in time (as a case's)
             break
         on_return = None
         if ticket.last is not None and due < ticket.last.at:
@@ -885,7 +888,7 @@ def on_action(ticket: Ticket | None, action: Action, calendar: WorkCalendar, now
         updates.update(status=TicketStatus.CLOSED, resolution=Resolution.CLOSED_BY_INSPECTOR)
     elif action.kind is ActionKind.RETURN:
         updates["status"] = TicketStatus.RETURNED
-        if not ticket.overdue and ticket.deadline is not None and ticket.deadline <= at:
+        if not ticket.overdue and ticket.deadline is not None and ticket.deadline <= at:  # (no time left)
             # Answered in time, and the deadline passed while the answer waited for the inspector:
             # the department's clock did not run then. It has the reply days again from the return
             # (before, the ladder took level 1 and level 2 at once, dated before the return, and told

@@ -496,16 +496,17 @@ def test_a_notice_resent_after_a_step_fell_due_meanwhile_tells_that_step(accepte
 
 def test_a_resend_brings_the_tickets_to_its_clock_only_when_one_of_theirs_has_a_step_due_by_then(accepted_case):
     """The catch-up run (a pipeline's start and stop) is for a step due by the command's clock: the
-    ticket of the failed opening, due at its deadline (2026-03-20 24:00), has none a few hours
-    later, one the day after its deadline, and a ticket of no failed notice asks for none."""
+    ticket of the failed opening, late once the clock is past its deadline (2026-03-20 24:00), has
+    none a few hours later nor at the deadline itself, one a second past it, and a ticket of no
+    failed notice asks for none."""
     from streams.commands.notices import _steps_due_by
 
     data, opening, _ = failed_opening(accepted_case)
     client = connect(None, data)
     try:
         due = [_steps_due_by(client, {opening["ticket_id"]}, datetime.fromisoformat(now)) for now in (
-            "2026-03-17T06:00:00+08:00", "2026-03-21T00:00:00+08:00", "2026-03-21T08:00:00+08:00")]
-        assert due == [False, True, True]
+            "2026-03-17T06:00:00+08:00", "2026-03-21T00:00:00+08:00", "2026-03-21T00:00:01+08:00")]
+        assert due == [False, False, True]
         assert not _steps_due_by(client, set(), datetime.fromisoformat("2026-03-21T08:00:00+08:00"))
     finally:
         client.close()

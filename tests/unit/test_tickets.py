@@ -912,6 +912,20 @@ def test_the_level_2_notice_says_what_came_of_level_1_as_it_was():
     assert opened.recipient_email == "scjg-head@example.gov.cn"  # before: "", and the notice failed
 
 
+def test_an_answer_at_the_reply_deadline_itself_is_in_time():
+    """Found by review: a ticket escalated at its reply deadline itself, so an answer stamped at
+    24:00 was late, and its head told the department had not answered; a case's deadline is passed
+    only once the clock is past it (`alerts.detectors.deadlines.PASSED`). So is a ticket's."""
+    _, t = licence_ticket()
+    deadline = t.deadline  # 2026-03-05 24:00
+    assert t.next_due == deadline + timedelta(microseconds=1)
+    assert advance(t, POLICY, CAL, deadline).versions == ()
+    answered = act(t, action("reply", t.version, at=deadline), POLICY, CAL, deadline)
+    assert answered.ticket.status is TicketStatus.REPLIED and not answered.ticket.overdue and not answered.notices
+    late = advance(t, POLICY, CAL, deadline + timedelta(microseconds=1))
+    assert [(v.last.kind, v.last.at) for v in late.versions] == [("level_1", deadline)]
+
+
 def test_a_return_after_the_deadline_asks_for_the_answer_at_once_and_a_hand_opening_carries_its_note():
     """A returned ticket keeps its deadline: its notice asked "请于 <a past date> 前重新答复" (found
     by a black-box test). And the note an inspector typed opening a ticket by hand was on the reply
@@ -932,7 +946,8 @@ def test_a_return_after_the_deadline_asks_for_the_answer_at_once_and_a_hand_open
         (notice,) = out.notices
         assert asked in render_notice(notice, out.ticket, catalog, texts).body
     later = advance(out.ticket, POLICY, CAL, datetime(2026, 3, 20, 12, tzinfo=CST))
-    assert not later.versions and not later.notices and later.ticket.next_due == datetime(2026, 3, 26, tzinfo=CST)
+    assert not later.versions and not later.notices  # (due once the clock is past its new deadline)
+    assert later.ticket.next_due == datetime(2026, 3, 26, tzinfo=CST) + timedelta(microseconds=1)
     # Answered late (after level 1), returned after the level-2 moment: the deadline stands, and
     # level 2 comes at the return, not dated before it.
     late = act(t := licence_ticket()[1], action("reply", 1, at=datetime(2026, 3, 9, 9, tzinfo=CST)), POLICY, CAL,
