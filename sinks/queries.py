@@ -463,6 +463,12 @@ def ticket_state(client, ticket_id: str) -> dict[str, Any] | None:
     return orjson.loads(rows[0][0]) if rows else None
 
 
+def whole_case_events(client, scope: Scope, case_id: str, in_scope: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every stored event of a case whose events in `scope` are `in_scope` (`case_events_of`): the
+    whole case, when another department registered some of its events (`alerts.casefile.shown_part`)."""
+    return in_scope if scope.unrestricted or not in_scope else case_events_of(client, Scope.everything(), case_id)
+
+
 def change_of_action(client, ticket_id: str, action_id: str) -> dict[str, str] | None:
     """The change an applied action made to its ticket (`kind`, `actor`, `text`): that of the first
     version whose stored form lists the action among those applied (each version lists every action

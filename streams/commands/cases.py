@@ -20,8 +20,7 @@ def cmd_cases_show(args, settings: Settings) -> int:
     from alerts.events import case_item_code, parse_event
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
-    from sinks.queries import alerts_of_case, case_events_of, dead_letters, refused_case_events
-    from sinks.scope import Scope
+    from sinks.queries import alerts_of_case, case_events_of, dead_letters, refused_case_events, whole_case_events
     from streams.catalog_source import load_judge
 
     catalog_path = catalog_path_for(args, settings, "a case's process order and deadline are read from the catalog")
@@ -31,11 +30,12 @@ def cmd_cases_show(args, settings: Settings) -> int:
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         migrate(client)
-        events = [parse_event(e) for e in case_events_of(client, scope, args.case_id)]
+        rows = case_events_of(client, scope, args.case_id)
+        events = [parse_event(e) for e in rows]
         # The whole case, when the scope holds part of it (another department registered some of its
         # events): its status and deadline are the whole case's (`alerts.casefile.case_file`).
-        every_event = events if scope.unrestricted or not events else [
-            parse_event(e) for e in case_events_of(client, Scope.everything(), args.case_id)]
+        whole = whole_case_events(client, scope, args.case_id, rows)
+        every_event = events if whole is rows else [parse_event(e) for e in whole]
         alerts = alerts_of_case(client, scope, args.case_id, tz=judge.calendar.tz)
         waiting = refused_case_events(client, [args.case_id], as_kept=True).get(args.case_id, {}) if events else {}
         letters = [] if events else list(dead_letters(client, scope, case_id=args.case_id, tz=judge.calendar.tz))

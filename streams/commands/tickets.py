@@ -48,8 +48,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
     from alerts.events import EventType
     from alerts.tickets import (KIND_TITLE, RESOLUTION_TITLE, STATUS_TITLE, escalation_title, notice_outcome,
                                 STEP_TITLE, actor_title, rounds_with_notices)
-    from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history
-    from sinks.scope import Scope
+    from sinks.queries import case_events_of, stored_notices, stored_tickets, ticket_history, whole_case_events
     from streams.notices import notice_reason
 
     scope, local, catalog = scope_local_time_and_catalog(args, settings)
@@ -60,8 +59,7 @@ def cmd_tickets_show(args, settings: Settings) -> int:
         events = list(case_events_of(client, scope, found[0]["case_id"])) if found else []
         # Those of the case the scope does not hold (another department registered them): said, not
         # left out without a word (found by review, as of the case file).
-        unlisted = 0 if scope.unrestricted or not found else \
-            len(case_events_of(client, Scope.everything(), found[0]["case_id"])) - len(events)
+        unlisted = len(whole_case_events(client, scope, found[0]["case_id"], events)) - len(events) if found else 0
     if not found:
         # A ticket is stored once it opens: one whose red card is settling, or that waits out a
         # silence, is not yet (the bare "not in the store" read as no ticket at all: found by a

@@ -482,7 +482,8 @@ class Console:
         filters = {"rule": params.get("rule") or "", "severity": params.get("severity") or "",
                    "department": params.get("department") or "", "region": params.get("region") or "",
                    "status": params.get("status") or "open", "case": (params.get("case") or "").strip()[:100]}
-        catalog, tz = self.backend.judge().catalog, self.backend.judge().calendar.tz  # times as the catalog's
+        judge = self.backend.judge()
+        catalog, tz = judge.catalog, judge.calendar.tz  # times as the catalog's
         scope = request.state.scope
         note = None
         if not user.inspector:  # a head's view is their department's, whatever the address says
@@ -558,7 +559,8 @@ class Console:
         if status and (status not in STATUS_TITLE or status == "settling"):
             note = "筛选条件无效（状态），已显示全部督办件。"
             status = ""
-        catalog, tz = self.backend.judge().catalog, self.backend.judge().calendar.tz  # times as the catalog's
+        judge = self.backend.judge()
+        catalog, tz = judge.catalog, judge.calendar.tz  # times as the catalog's
         scope = request.state.scope
         pending_scope = scope
         if department:
@@ -637,7 +639,7 @@ class Console:
         from alerts.evaluate import department_of
         from alerts.events import case_item_code, parse_event
         from sinks.queries import (alerts_of_case, case_events_of, dead_letters, refused_case_events, stored_notices,
-                                   stored_tickets, ticket_history)
+                                   stored_tickets, ticket_history, whole_case_events)
 
         scope = request.state.scope
         judge = self.backend.judge()
@@ -648,7 +650,7 @@ class Console:
                 return list(dead_letters(client, scope, case_id=case_id, tz=judge.calendar.tz)) or None
             # The whole case, when the scope holds part of it (another department registered some of
             # its events): its status and deadline are the whole case's (`alerts.casefile.case_file`).
-            every_event = events if scope.unrestricted else case_events_of(client, Scope.everything(), case_id)
+            every_event = whole_case_events(client, scope, case_id, events)
             alerts = alerts_of_case(client, scope, case_id, tz=judge.calendar.tz)
             every = stored_tickets(client, scope, tz=judge.calendar.tz, case_id=case_id, settling=True)
             tickets = [t for t in every if t["version"] > 0]  # a settling one is nobody's to see yet
