@@ -194,15 +194,11 @@ def _lock(path: Path, shared_broker: bool = False) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()} {' '.join(['sunlight', *sys.argv[1:]])}\n{RUNNING}\n".encode(), 0)
     _held[path] = [fd, 1]
-    if len(_held) == 1 and not _released_at_exit:
-        atexit.register(_release_all, os.getpid())
-        _released_at_exit.append(True)
 
 
 # The lock file's second line while its holder runs: emptied when it ends cleanly (closes the
 # store, or exits normally), left when it is killed.
 RUNNING = "running"
-_released_at_exit: list[bool] = []
 
 
 def _process_named(line: str) -> str:
@@ -220,6 +216,9 @@ def _release_all(holder: int) -> None:
             os.ftruncate(fd, 0)
         except OSError:
             pass
+
+
+atexit.register(_release_all, os.getpid())  # (a forked child inherits it, with this process's pid)
 
 
 def _unlock(path: Path) -> None:
