@@ -4,9 +4,10 @@
 severities, categories, the departments' regions, with their Chinese titles) into ``catalog_departments``,
 ``catalog_items`` and ``catalog_codes``, and each item's nodes into ``catalog_nodes``
 (migration ``0011_catalog_nodes``). Every row of one copy carries the same version (the
-moment it is written, in microseconds), so the newest copy wins and writing the same catalog
-again leaves what ``FINAL`` shows unchanged. A code that was in the store and is no longer in the
-catalog gets a new row with ``in_catalog = 0`` (alerts may still name it).
+moment it is written, in microseconds), so the newest copy wins. The same catalog again is not
+written: what ``FINAL`` shows would not change, and every start of a pipeline or command would
+pay eight statements for nothing. A code that was in the store and is no longer in the catalog
+gets a new row with ``in_catalog = 0`` (alerts may still name it).
 
 It is called where the pipeline starts (`streams.runtime.running_pipeline`, after `migrate`) and
 where the catalog file is reloaded (`streams.catalog_reload.CatalogReload.run`).
@@ -61,8 +62,9 @@ def region_rows(catalog: Catalog, region_names: Mapping[str, str]) -> list[tuple
 
 
 def write_catalog(client, catalog: Catalog, version: int | None = None,
-                  region_names: Mapping[str, str] | None = None) -> int:
-    """Write one copy of `catalog`; returns the version written."""
+                  region_names: Mapping[str, str] | None = None) -> int | None:
+    """Write one copy of `catalog`; returns the version written, None when the store holds this
+    catalog already (every row in it, none more)."""
     version = version if version is not None else time.time_ns() // 1000
     at = datetime.fromtimestamp(version / 1e6, timezone.utc)
     departments = [[d.code, d.name, d.region or "", 1, version, at] for d in catalog.departments.values()]
@@ -71,17 +73,29 @@ def write_catalog(client, catalog: Catalog, version: int | None = None,
     codes = [[kind, code, title, 1, version, at]
              for kind, code, title in (*code_rows(), *region_rows(catalog, region_names or {}))]
     nodes = [[i.code, n.id, n.name, 1, version, at] for i in catalog.items.values() for n in i.nodes]
-    for table, columns, rows, key in (("catalog_departments", DEPARTMENT_COLUMNS, departments, "code"),
-                                      ("catalog_items", ITEM_COLUMNS, items, "code"),
-                                      ("catalog_codes", CODE_COLUMNS, codes, "(kind, code)"),
-                                      ("catalog_nodes", NODE_COLUMNS, nodes, "(item_code, node_id)")):
+    tables = (("catalog_departments", DEPARTMENT_COLUMNS, departments), ("catalog_items", ITEM_COLUMNS, items),
+              ("catalog_codes", CODE_COLUMNS, codes), ("catalog_nodes", NODE_COLUMNS, nodes))
+    if all(_held(client, table, columns) == {tuple(row[:len(_named(columns))]) for row in rows}
+           for table, columns, rows in tables):
+        return None
+    for table, columns, rows in tables:
         if rows:
             client.insert(table, rows, column_names=columns)
         # What left the catalog: its newest row again, no longer in the catalog. The codes still in
         # it were just written at `version`, so FINAL's newest row of each is not older than it.
-        others = ", ".join(c for c in columns if c not in ("in_catalog", "version", "written_at"))
+        others = ", ".join(_named(columns))
         client.command(
             f"INSERT INTO {table} ({', '.join(columns)}) "
             f"SELECT {others}, 0, {version}, toDateTime64({version / 1e6:.6f}, 3, 'UTC') "
             f"FROM {table} FINAL WHERE in_catalog = 1 AND version < {version}")
     return version
+
+
+def _named(columns: list[str]) -> list[str]:
+    """What a row says (the columns before `in_catalog`, `version` and `written_at`)."""
+    return columns[:columns.index("in_catalog")]
+
+
+def _held(client, table: str, columns: list[str]) -> set[tuple]:
+    """What the store's newest copy of `table` says is in the catalog."""
+    return set(client.query(f"SELECT {', '.join(_named(columns))} FROM {table} FINAL WHERE in_catalog = 1").result_rows)

@@ -123,6 +123,49 @@ def test_migrations_apply_once_and_roll_back(tmp_path):
         client.close()
 
 
+def test_the_same_catalog_is_written_once_and_a_changed_one_again(tmp_path):
+    """Every pipeline and command start writes the catalog for the dashboards: the same catalog
+    again writes nothing (eight statements each start, for nothing); a name changed, an item gone,
+    or a region named otherwise writes a new copy, the item gone marked out of the catalog."""
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    from alerts.catalog import load_catalog
+    from sinks.catalog_rows import write_catalog
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "contract" / "catalog.example.yaml")
+                         .read_text(encoding="utf-8"))
+    client = connect(None, tmp_path)
+
+    def held() -> tuple[list, list]:
+        items = client.query("SELECT code, name, in_catalog FROM catalog_items FINAL ORDER BY code").result_rows
+        regions = client.query("SELECT code, title FROM catalog_codes FINAL WHERE kind = 'region' ORDER BY code")
+        return items, regions.result_rows
+
+    try:
+        migrate(client)
+        first = write_catalog(client, load_catalog(raw))
+        assert first is not None
+        written = held()
+        assert write_catalog(client, load_catalog(copy.deepcopy(raw))) is None
+        assert held() == written
+        changed = copy.deepcopy(raw)
+        changed["items"][0]["name"] += "（修订）"
+        gone = changed["items"].pop()["code"]
+        assert write_catalog(client, load_catalog(changed)) > first
+        items, regions = held()
+        assert (changed["items"][0]["code"], changed["items"][0]["name"], 1) in items
+        assert (gone, next(i["name"] for i in raw["items"] if i["code"] == gone), 0) in items
+        region = regions[0][0]
+        assert write_catalog(client, load_catalog(changed), region_names={region: "滨湖区"}) is not None
+        assert (region, "滨湖区") in held()[1]
+        assert write_catalog(client, load_catalog(changed), region_names={region: "滨湖区"}) is None
+    finally:
+        client.close()
+
+
 def test_rows_written_before_migration_0017_read_its_columns_as_their_json_says(tmp_path):
     """Migration 0017 keeps three facts of a row's JSON in columns (a ticket's coming round and its
     round, a deadline_near card's deadline): rows written before it, and rows written after it by
