@@ -21,8 +21,13 @@ def test_the_demo_shows_every_rule_within_a_minute(tmp_path):
     demo = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--duration", "55"], env=env,
                           capture_output=True, timeout=180)
     assert demo.returncode == 0, demo.stderr.decode()[-3000:]
-    # Its output is not a terminal here: a plain summary, whose last line names every rule.
-    last = [line for line in demo.stdout.decode().splitlines() if "Sunlight demo:" in line][-1]
+    # Its output is not a terminal here: a plain summary now and then, no terminal control codes
+    # in a log, the last line naming every rule by its Chinese title.
+    out = demo.stdout.decode()
+    lines = [line for line in out.splitlines() if "Sunlight demo:" in line]
+    assert len(lines) >= 3 and "\x1b[" not in out, out[-3000:]
+    last = lines[-1]
+    assert "events processed" in last and "open alerts" in last, last
     assert all(RULE_TITLE[rule] in last for rule in Rule), last
     export = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export"], env=env,
                             capture_output=True, timeout=120)
@@ -277,11 +282,21 @@ def _killed(run, client, calls: int) -> bool:
     return False
 
 
-def test_a_migration_killed_after_any_statement_finishes_on_the_next_run(tmp_path):
-    """Kill migrate (and rollback) after each statement in turn: the next run ends in the same
-    schema with every row, and the other direction refuses to start on a half-done migration.
-    From version 1 (with rows) every statement of every migration but the first is a kill point;
-    from version 0, those of the first (the others are the same statements again)."""
+def _kill_points(points: range, every: bool) -> list[int]:
+    """Where a run is killed: after each statement (the soak run), or a sample the suite can afford
+    (each kill point costs a whole migrate and rollback, a second each): the first two, the last
+    two, and every sixth between."""
+    return [p for i, p in enumerate(points) if every or i < 2 or i >= len(points) - 2 or i % 6 == 0]
+
+
+@pytest.mark.parametrize("every", [pytest.param(True, marks=pytest.mark.soak, id="every_statement"),
+                                   pytest.param(False, id="sampled")])
+def test_a_migration_killed_after_any_statement_finishes_on_the_next_run(tmp_path, every):
+    """Kill migrate (and rollback) after a statement: the next run ends in the same schema with
+    every row, and the other direction refuses to start on a half-done migration. From version 1
+    (with rows) the statements of every migration but the first are kill points; from version 0,
+    those of the first (the others are the same statements again). The soak run kills after each
+    statement in turn; the suite's run after a sample (`_kill_points`)."""
     client = connect(None, tmp_path)
     try:
         latest = [m.version for m in all_migrations()]
@@ -320,12 +335,13 @@ def test_a_migration_killed_after_any_statement_finishes_on_the_next_run(tmp_pat
                 return killed
 
             if base:
-                calls, migrate_killed, rollback_killed = 0, True, True
-                while migrate_killed or rollback_killed:
-                    calls += 1
-                    migrate_killed = migrate_killed_at(calls)
-                    rollback_killed = rollback_killed_at(calls)
-                assert calls > 2 * len(latest)  # every statement of every migration was a kill point
+                up = _calls(migrate, client)
+                down = _calls(lambda c: rollback(c, base), client)
+                assert up > 2 * len(latest) and down > 2 * len(latest)  # a kill point in every migration
+                ups, downs = (_kill_points(range(1, n + 2), every) for n in (up, down))
+                for calls in sorted(set(ups) | set(downs)):
+                    assert migrate_killed_at(calls) == (calls <= up), f"migrate killed after {calls} calls"
+                    assert rollback_killed_at(calls) == (calls <= down), f"rollback killed after {calls} calls"
                 continue
             # From version 0: the first migration's statements, the first calls of a migrate and the
             # last of a rollback (two more each side, for what a run does around its migrations).
@@ -336,11 +352,11 @@ def test_a_migration_killed_after_any_statement_finishes_on_the_next_run(tmp_pat
             migrate(client)
             down_all = _calls(lambda c: rollback(c, 0), client)
             assert 1 < first_up < up_all and down_to_first < down_all
-            for calls in range(1, first_up + 3):
+            for calls in _kill_points(range(1, first_up + 3), every):
                 assert migrate_killed_at(calls)
                 rollback(client, 0)
             migrate(client)
-            for calls in range(down_to_first - 1, down_all + 1):
+            for calls in _kill_points(range(down_to_first - 1, down_all + 1), every):
                 assert rollback_killed_at(calls)
                 migrate(client)
     finally:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import orjson
 
-from alerts.model import RULE_TITLE, Rule
 from sinks.clickhouse import connect
 from sinks.queries import dead_letters, export_alerts
 from sinks.scope import Scope
@@ -683,20 +682,6 @@ def test_a_failed_read_of_missing_messages_is_tried_again(scenario, baseline, tm
     assert progress.events_new == len(scenario.events)
     assert identity(again) == identity(alerts)
     assert committed == ends
-
-
-def test_the_demo_prints_a_plain_summary_when_its_output_is_not_a_terminal(tmp_path):
-    env = {**os.environ, "SUNLIGHT_DATA_DIR": str(tmp_path / "data")}
-    env.pop("SUNLIGHT_KAFKA", None)
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--duration", "20", "--cases", "150"],
-                          env=env, capture_output=True, timeout=300)
-    out = done.stdout.decode()
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    lines = [line for line in out.splitlines() if "Sunlight demo:" in line]
-    assert len(lines) >= 3, out
-    assert "events processed" in lines[-1] and "open alerts" in lines[-1]
-    assert "\x1b[" not in out  # no terminal control codes in a log
-    assert any(RULE_TITLE[rule] in out for rule in Rule)  # the alerts, by their Chinese titles
 
 
 def test_a_case_closed_after_one_replays_clock_is_overdue_by_the_next_replays(tmp_path):
