@@ -19,8 +19,10 @@ the embedded broker (where each is handled is named with it):
 * Auto-created topics get 4 partitions and Faust then refuses mismatched
   changelogs: every topic, changelogs included, is created explicitly by
   `create_topics` with the partition count the app expects.
-* Group joins wait about half the session timeout: the embedded settings use a
-  short session timeout (6 s: `streams.app`, `Settings.session_timeout`).
+* Group joins wait about half the session timeout, and at least 1 s (a bare aiokafka
+  consumer: 1.01 s at sessions of 300 ms to 2 s, 5.01 s at 10 s): the embedded settings use a
+  short session timeout (6 s: `streams.app`, `Settings.session_timeout`; 2 s for a process's own
+  broker, `streams.runtime`), and every start of a command on its own broker pays that second.
 * A group's leader that leaves while the group is forming (after another member
   left first: two workers stopped at once) stays its leader, no member, never
   evicted, and no member can join again: against a Tansu that outlives the
