@@ -337,7 +337,7 @@ def test_a_migration_killed_after_any_statement_finishes_on_the_next_run(tmp_pat
             if base:
                 up = _calls(migrate, client)
                 down = _calls(lambda c: rollback(c, base), client)
-                assert up > 2 * len(latest) and down > 2 * len(latest)  # a kill point in every migration
+                assert up > 2 * len(latest) and down > 2 * len(latest)  # statements in every migration
                 ups, downs = (_kill_points(range(1, n + 2), every) for n in (up, down))
                 for calls in sorted(set(ups) | set(downs)):
                     assert migrate_killed_at(calls) == (calls <= up), f"migrate killed after {calls} calls"
