@@ -75,8 +75,7 @@ def write_catalog(client, catalog: Catalog, version: int | None = None,
     nodes = [[i.code, n.id, n.name, 1, version, at] for i in catalog.items.values() for n in i.nodes]
     tables = (("catalog_departments", DEPARTMENT_COLUMNS, departments), ("catalog_items", ITEM_COLUMNS, items),
               ("catalog_codes", CODE_COLUMNS, codes), ("catalog_nodes", NODE_COLUMNS, nodes))
-    if all(_held(client, table, columns) == {tuple(row[:len(_named(columns))]) for row in rows}
-           for table, columns, rows in tables):
+    if all(_held(client, table, columns) == _said(rows, columns) for table, columns, rows in tables):
         return None
     for table, columns, rows in tables:
         if rows:
@@ -94,6 +93,12 @@ def write_catalog(client, catalog: Catalog, version: int | None = None,
 def _named(columns: list[str]) -> list[str]:
     """What a row says (the columns before `in_catalog`, `version` and `written_at`)."""
     return columns[:columns.index("in_catalog")]
+
+
+def _said(rows: list[list], columns: list[str]) -> set[tuple]:
+    """What `rows` of a copy say (`_named`), as `_held` reads them back."""
+    named = len(_named(columns))
+    return {tuple(row[:named]) for row in rows}
 
 
 def _held(client, table: str, columns: list[str]) -> set[tuple]:
