@@ -158,8 +158,8 @@ def _lock(path: Path, shared_broker: bool = False) -> None:
     except BlockingIOError:
         holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip().partition("\n")[0] or "another process"
         os.close(fd)
-        pid, _, command = holder.partition(" ")
-        who = f"process {pid} ({command})" if pid.isdigit() else holder
+        pid, command = _holder(holder)
+        who = f"process {pid} ({command})" if pid else holder
         data_dir = path.parent
         if shared_broker:
             # Another directory would split the store: each worker of the group would write the
@@ -201,9 +201,16 @@ def _lock(path: Path, shared_broker: bool = False) -> None:
 RUNNING = "running"
 
 
-def _process_named(line: str) -> str:
+def _holder(line: str) -> tuple[str, str]:
+    """The process id and command a lock file's first line names (`1234 sunlight worker ...`); no id
+    when the line is not of that form."""
     pid, _, command = line.partition(" ")
-    return f"process {pid}: {command}" if pid.isdigit() else line
+    return (pid, command) if pid.isdigit() else ("", line)
+
+
+def _process_named(line: str) -> str:
+    pid, command = _holder(line)
+    return f"process {pid}: {command}" if pid else line
 
 
 def _release_all(holder: int) -> None:
