@@ -32,7 +32,7 @@ def cmd_import(args, settings: Settings) -> int:
     from streams.broker import event_messages
     from streams.clock import wall_now
     from streams.importers import (convert, hold_cases_left_open, import_letters, mark_replaced, open_import_letters,
-                                   refused_letters_waiting, replaced_letters, whose_events_are_stored)
+                                   refused_letters_waiting, released_rows, replaced_letters, whose_events_are_stored)
 
     settings = notify_settings(settings, args)
     source = Path(args.file)
@@ -46,7 +46,7 @@ def cmd_import(args, settings: Settings) -> int:
         _refuse_what_the_catalog_contradicts(mapping, known, result)
     # What earlier imports left open (rows rejected or held): this import replaces them, or holds
     # back the rest of those cases too. Read where the store can be read from here.
-    left, replaced, waiting = [], [], []
+    left, replaced, waiting, released = [], [], [], []
     if not settings.kafka or not settings.embedded_store:
         client = connect(settings.clickhouse, settings.data_dir)
         try:
@@ -56,13 +56,14 @@ def cmd_import(args, settings: Settings) -> int:
         finally:
             client.close()
         replaced = replaced_letters(left, source, result, mapping)
+        released = released_rows(result, left, replaced)  # (their letters join `replaced`)
         hold_cases_left_open(result, left, replaced)
     if not (result.rejected or result.held):  # no file of nothing (an earlier run's would be stale: it goes)
         if rejects.is_file():  # never a device (`--rejects /dev/null`, found by a review)
             rejects.unlink()
     else:
         _write_rejects(rejects, source, result)
-    messages = event_messages(result.events)
+    messages = event_messages(result.events + released)
     if settings.kafka:
         from streams.runtime import produce
 
@@ -87,8 +88,8 @@ def cmd_import(args, settings: Settings) -> int:
             several = cases_of_several_items(client, (event["case_id"] for event in result.events))
         finally:
             client.close()
-    print(_import_summary(source, result, mapping, processed, settings.case_events_topic, settings.dlq_topic),
-          file=sys.stderr)
+    print(_import_summary(source, result, mapping, processed, settings.case_events_topic, settings.dlq_topic,
+                          len(released)), file=sys.stderr)
     if result.rejected or result.held:
         print(f"  rows not imported, with why: {rejects}; {kept}", file=sys.stderr)
     caseless = caseless_rows(result)
@@ -96,9 +97,12 @@ def cmd_import(args, settings: Settings) -> int:
         print(caseless, file=sys.stderr)
     if several:
         print(several_items_note(several), file=sys.stderr)
-    if settled:
-        print(f"  {settled} dead letters an earlier import of {source.name} left are replaced (marked redriven)",
-              file=sys.stderr)
+    if settled > len(released):
+        print(f"  {settled - len(released)} dead letters an earlier import of {source.name} left are replaced (marked "
+              f"redriven)", file=sys.stderr)
+    if released:
+        print(f"  {len(released)} rows earlier imports held back came in with their cases, whose rejected rows are "
+              f"in now (their dead letters marked redriven)", file=sys.stderr)
     if refused:
         print(f"  {refused} dead letters of these events, refused by the pipeline before, are replaced (marked "
               f"redriven): the events are stored now", file=sys.stderr)
@@ -171,10 +175,12 @@ def _refuse_what_the_catalog_contradicts(mapping, catalog, result) -> None:
 SKIP_REASONS_SHOWN = 8  # the most frequent reasons rows were skipped for, named in an import's summary
 
 
-def _import_summary(source: Path, result, mapping, processed: dict | None, topic: str, dlq_topic: str) -> str:
+def _import_summary(source: Path, result, mapping, processed: dict | None, topic: str, dlq_topic: str,
+                    released: int = 0) -> str:
     """What an import did, in counts that add up: the rows read are the steps imported, the rows
-    rejected, held back, skipped and repeated; the events are those steps and the closings made
-    from a case-level end column, each new, already stored or refused by the pipeline."""
+    rejected, held back, skipped and repeated; the events are those steps, the closings made
+    from a case-level end column and the rows earlier imports held back that came in with their
+    cases (`released`), each new, already stored or refused by the pipeline."""
     skipped = sum(result.skipped.values())
     reasons = sorted(result.skipped.items(), key=lambda item: (-item[1], item[0]))
     why = "; ".join(f"{n} {reason.removeprefix('skipped: ')}" for reason, n in reasons[:SKIP_REASONS_SHOWN])
@@ -201,9 +207,14 @@ def _import_summary(source: Path, result, mapping, processed: dict | None, topic
                      f"step and time of an earlier row: each is "
                      f"imported as a step of its own (a row exported twice is a step done twice; remove the "
                      f"copies and import the file into a fresh store)")
-    events = f"  {len(result.events)} events"
+    events = f"  {len(result.events) + released} events"
+    parts = [f"{result.rows_imported} steps"] * bool(result.closings or released)
     if result.closings:
-        events += f" ({result.rows_imported} steps and {result.closings} closings from {mapping.case_end})"
+        parts.append(f"{result.closings} closings from {mapping.case_end}")
+    if released:
+        parts.append(f"{released} rows earlier imports held back")
+    if parts:
+        events += f" ({' and '.join(parts)})"
     if processed is None:
         lines.append(f"{events}: published to {topic}, for the workers")
     else:

@@ -81,6 +81,43 @@ def test_a_json_line_corrected_in_place_under_another_event_id_replaces_its_lett
     assert len(replaced_letters(left, fixed, convert(fixed, None), None)) == 2
 
 
+def test_rows_another_file_held_back_come_in_only_once_their_case_lacks_nothing_else(tmp_path):
+    """A case's rows of a later file, held back for a rejected row of an earlier one, come in with
+    the earlier file corrected (before, each file held the other back for good: found by a
+    black-box test); not while a rejected row of the case is left open, nor when a held row's
+    payload can be read as no event of its case."""
+    from streams.importers import hold_cases_left_open, released_rows
+
+    def write(name: str, text: str):
+        path = tmp_path / name
+        path.write_text(HEADER + text, encoding="utf-8")
+        return path
+
+    first = write("sep.csv", "C1,受理,02/03/2026\nC1,审查,2026-03-03 10:00\nC2,受理,02/03/2026\n")
+    second = write("oct.csv", "C1,办结,2026-04-01 10:00\nC2,办结,2026-04-01 10:00\n")
+    left = letters_of(first)
+    later = convert(second, MAPPING)
+    hold_cases_left_open(later, left, [])
+    left += [asdict(letter) for letter in import_letters(later, second, "case-events", None)]
+    assert sorted((letter["case_id"], letter["reason"]) for letter in left) == [
+        ("C1", "case_incomplete"), ("C1", "case_incomplete"), ("C1", "unreadable_row"), ("C2", "case_incomplete"),
+        ("C2", "unreadable_row")]
+    corrected = write("sep.csv", "C1,受理,2026-03-02 10:00\nC1,审查,2026-03-03 10:00\n")  # C2 still unread
+    result = convert(corrected, MAPPING)
+    replaced = replaced_letters(left, corrected, result, MAPPING)
+    released = released_rows(result, left, replaced)
+    assert [(event["case_id"], event["type"]) for event in released] == [("C1", "closed")]
+    assert sorted((letter["case_id"], letter["reason"]) for letter in replaced) == [
+        ("C1", "case_incomplete"), ("C1", "case_incomplete"), ("C1", "unreadable_row")]
+    assert hold_cases_left_open(result, left, replaced) == {} and len(result.events) == 2
+    # A held row whose payload is no event of its case is not sent: the case stays held back.
+    spoilt = [{**letter, "payload": "{}"} if letter["detail"].startswith("oct.csv, row 1:") else letter
+              for letter in left]
+    replaced = replaced_letters(spoilt, corrected, result, MAPPING)
+    assert released_rows(result, spoilt, replaced) == []
+    assert set(hold_cases_left_open(result, spoilt, replaced)) == {"C1"}
+
+
 def test_the_summary_warns_of_rejected_rows_that_name_no_case(tmp_path):
     """Found by a black-box test: a row whose case id is empty is rejected, but its case cannot be
     held back, and the rest of it was judged without it (a red skipped_node for the acceptance it
