@@ -100,6 +100,10 @@ def test_unmapped_activities_can_become_nodes_or_be_skipped():
     ({"case_id": None}, "missing required field 'case_id'"),
     ({"activities": {"Check": {"type": "node_completed"}}}, "needs a node"),
     ({"activities": {"Check": {"type": "finished"}}}, "unknown type"),
+    # Found by a black-box test: a misspelt key was left out without a word (a deadline column, the fines).
+    ({"accept_atrs": {"deadline": "dl"}}, r"unknown key 'accept_atrs' \(did you mean 'accept_attrs'\?\)"),
+    ({"atrs": {"amount": "x"}, "channel": {"value": "online"}},
+     r"unknown keys 'atrs' \(did you mean 'attrs'\?\), 'channel'; a mapping has format, timezone"),
 ])
 def test_mapping_errors_are_clear(change, words):
     with pytest.raises(MappingError, match=words):
