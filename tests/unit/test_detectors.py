@@ -19,6 +19,16 @@ from alerts.events import Channel
 from tests.unit.helpers import LICENCE, PENALTY, active, at, ev, judge, run
 
 
+def burst(accepted_registered=None):
+    """A case handled offline and registered in five minutes, the times it states spanning 25 hours
+    (each registered within 48 hours of its moment: no late registration)."""
+    return [ev("accepted", at(2026, 3, 2, 9), accepted_registered or at(2026, 3, 3, 10)),
+            ev("node_completed", at(2026, 3, 2, 15), at(2026, 3, 3, 10, 1), node="undertake"),
+            ev("node_completed", at(2026, 3, 3, 8), at(2026, 3, 3, 10, 2), node="review"),
+            ev("node_completed", at(2026, 3, 3, 9), at(2026, 3, 3, 10, 3), node="approve"),
+            ev("closed", at(2026, 3, 3, 10), at(2026, 3, 3, 10, 5))]
+
+
 def handled(close_at=None, with_review=True, **times):
     events = [ev("accepted", at(2026, 3, 2, 10)),
               ev("node_completed", times.get("undertake", at(2026, 3, 3)), node="undertake")]
@@ -108,6 +118,19 @@ CASES = {
             ("node_completed", at(2026, 3, 4), "review"), ("node_completed", at(2026, 3, 5), "approve"),
             ("closed", at(2026, 3, 6), None)])],
         at(2026, 5, 1), {("backfill", None)}),
+    "acceptance to closing registered in five minutes, stated 25 hours apart": (burst(), at(2026, 5, 1),
+                                                                                 {("backfill", None)}),
+    # Found by a black-box test: an event registered after the burst's closing, or a return and a
+    # closing again, withdrew the true red card (or, in one replay, it was never raised).
+    "a burst, then one more step registered two hours later": (
+        burst() + [ev("node_completed", at(2026, 3, 2, 16), at(2026, 3, 3, 12), node="undertake")], at(2026, 5, 1),
+        {("backfill", None)}),
+    "a burst, then returned and closed again two days later": (
+        burst() + [ev("returned", at(2026, 3, 5, 10), node="approve", reason="材料不全"),
+                   ev("node_completed", at(2026, 3, 5, 11), node="approve"), ev("closed", at(2026, 3, 5, 12))],
+        at(2026, 5, 1), {("backfill", None)}),
+    "the acceptance registered on time, the rest in five minutes": (
+        burst(accepted_registered=at(2026, 3, 2, 9, 5)), at(2026, 5, 1), set()),
     "one step registered days late": (
         handled(at(2026, 3, 6))[:1] + [ev("node_completed", at(2026, 3, 3), at(2026, 3, 6, 9), node="undertake")]
         + handled(at(2026, 3, 6))[2:], at(2026, 5, 1), {("backfill", None)}),
