@@ -337,13 +337,17 @@ def last_node_after_the_end(events: Sequence[CaseEvent], ended_at: datetime | No
 
 def after_the_end(kind: EventType | None, stated: datetime | None, ended_at: datetime | None,
                   last_node_at: datetime | None = None) -> bool:
-    """A node completed, a suspension or a resumption after the end in force of its case
-    (`ended_at`): it changes nothing of how the case was handled (`alerts.timeline.read_timeline`
-    reads none after the end; the end ends a suspension still running), so the case waits for no
-    such event (a junk node event stated after the closing kept a case closed without its last node
-    from its red card; a junk suspension of another item stated after the closing withdrew a true
-    red overdue and kept back the card of the back-dated suspension that moved it: both found by a
-    black-box test). A node only after the case's own nodes completed after the end, if any
+    """A node completed, a suspension, a resumption, a closing or a withdrawal after the end in
+    force of its case (`ended_at`): it changes nothing of how the case was handled
+    (`alerts.timeline.read_timeline` reads none after the end; the end ends a suspension still
+    running; the first end stands, `alerts.events.end_in_force`, and only a return stated between
+    opens the case again, which moves `ended_at`), so the case waits for no such event (a junk node
+    event stated after the closing kept a case closed without its last node from its red card; a
+    junk suspension of another item stated after the closing withdrew a true red overdue and kept
+    back the card of the back-dated suspension that moved it; a closing or withdrawal sent again
+    after the closing by a channel outside the contract kept back a skipped last node's card in
+    one replay, while the live feed, judging before it came, kept it: all found by black-box
+    tests). Judged with it, the case could only gain a card (a burst to that closing, `backfill`). A node only after the case's own nodes completed after the end, if any
     (`last_node_at`, `last_node_after_the_end`): each still goes ahead of what it requires and was
     not done (`read_timeline`), and a node before it may be one of those."""
     if kind not in _NOTHING_AFTER_THE_END or stated is None or ended_at is None or stated <= ended_at:
@@ -351,7 +355,8 @@ def after_the_end(kind: EventType | None, stated: datetime | None, ended_at: dat
     return kind is not EventType.NODE_COMPLETED or last_node_at is None or stated > last_node_at
 
 
-_NOTHING_AFTER_THE_END = frozenset({EventType.NODE_COMPLETED, EventType.SUSPENDED, EventType.RESUMED})
+_NOTHING_AFTER_THE_END = frozenset({EventType.NODE_COMPLETED, EventType.SUSPENDED, EventType.RESUMED,
+                                    EventType.CLOSED, EventType.WITHDRAWN})
 
 
 _EVENT_TYPES = frozenset(t.value for t in EventType)

@@ -1673,7 +1673,7 @@ def test_a_refused_rating_holds_no_card_back():
     assert "分属不同事项" not in render(case_file(events + [rated], [], j.catalog.item(LICENCE), j.calendar))
 
 
-def test_a_refused_node_event_stated_after_the_closing_holds_no_card_back():
+def test_a_refused_node_event_or_end_stated_after_the_closing_holds_no_card_back():
     """Found by a black-box test: a case closed without its approval, one of whose node events was
     refused (an unknown node, or a field outside the contract) and stated after the closing, raised
     no skipped_node card: it waited for the event. No node after the end changes how the case was
@@ -1699,6 +1699,13 @@ def test_a_refused_node_event_stated_after_the_closing_holds_no_card_back():
     # The end undone by a return after it (and the case not ended again): the node may be done yet.
     returned = ev("returned", at(2026, 3, 2, 11, 30), case="T6", node="undertake", event_id="u5")
     assert ("skipped_node", "approve") not in judged(after, [returned])
+    # Nor a closing or a withdrawal after the end (the first end stands), sent again by a channel
+    # outside the contract: one replay waited for it, while the live feed, judging before it came,
+    # kept the card (found by a black-box test). Stated before the end, either may be the end.
+    for kind in ("closed", "withdrawn"):
+        assert ("skipped_node", "approve") in judged(refusal("schema", kind, at(2026, 3, 2, 12))), kind
+        assert ("skipped_node", "approve") not in judged(refusal("schema", kind, at(2026, 3, 2, 10, 30))), kind
+        assert ("skipped_node", "approve") not in judged(refusal("schema", kind, at(2026, 3, 2, 12)), [returned])
     # An unknown node refused by the catalog keeps the time it states, as a letter's does.
     unknown = ev("node_completed", at(2026, 3, 2, 12), case="T6", node="no-such-node", event_id="u6")
     assert ("skipped_node", "approve") in active(step_many(None, events + [unknown], [], j, at(2026, 3, 3),
