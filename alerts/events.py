@@ -205,7 +205,7 @@ def _ends(steps: list[tuple[str, datetime]]) -> tuple[int | None, list[tuple[dat
 
 def parse_time(value: Any, name: str) -> datetime:
     if not isinstance(value, str):
-        raise InvalidEvent("schema", f"{name} must be an RFC 3339 string, got {type(value).__name__}")
+        raise InvalidEvent("schema", f"{name} must be an RFC 3339 string, got {_kind(value)}")
     text = value.strip()
     if len(text) > 40:
         raise InvalidEvent("bad_time", f"{name} is not an RFC 3339 time: {text[:40]!r}...")
@@ -287,7 +287,15 @@ def _string(obj: Mapping[str, Any], name: str, required: bool, shared: bool = Fa
 
 
 def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+    """A decoded JSON value's type, as JSON names it (a message whose body was `null` was told "got
+    NoneType": found by a black-box test)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def read_attrs(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -393,7 +401,7 @@ REQUIRED_FIELDS = ("event_id", "case_id", "item_code", "type", "occurred_at", "r
 def parse_event(obj: Any) -> CaseEvent:
     """Validate one decoded JSON value and build a `CaseEvent`."""
     if not isinstance(obj, dict):
-        raise InvalidEvent("schema", f"a case event must be a JSON object, got {type(obj).__name__}")
+        raise InvalidEvent("schema", f"a case event must be a JSON object, got {_kind(obj)}")
     missing = [name for name in REQUIRED_FIELDS if name not in obj]
     if missing:  # said first and all at once ({} read "type must be one of ..., got 'None'": found by a black-box test)
         raise InvalidEvent("schema", "missing required field" + ("s " if len(missing) > 1 else " ")

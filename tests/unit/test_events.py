@@ -81,6 +81,17 @@ def test_not_an_object():
         parse_event([VALID])
 
 
+@pytest.mark.parametrize("value, said", [(None, "null"), ([1], "array"), ("x", "string"), (3, "number"),
+                                         (2.5, "number"), (True, "boolean")])
+def test_a_value_of_the_wrong_type_is_named_by_its_json_type(value, said):
+    """Found by a black-box test: a message whose body was `null` was refused as "got NoneType"."""
+    with pytest.raises(InvalidEvent, match=f"a case event must be a JSON object, got {said}$"):
+        parse_event(value)
+    if not isinstance(value, str):
+        with pytest.raises(InvalidEvent, match=f"occurred_at must be an RFC 3339 string, got {said}$"):
+            parse_event({**VALID, "occurred_at": value})
+
+
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
                            lambda children: st.lists(children) | st.dictionaries(st.text(), children),
                            max_leaves=8)
