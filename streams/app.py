@@ -109,12 +109,17 @@ def _tick_delivered(index: DeadlineIndex, case_id: str, partition: int, now: dat
                 delivery.exception())
 
 
+def case_changelog_topic(settings: Settings) -> str:
+    """The case table's changelog topic."""
+    return f"{settings.app_id}-{TABLE_NAME}-changelog"
+
+
 def topic_names(settings: Settings) -> list[tuple[str, int]]:
     """Every topic the app uses, with its partition count (created explicitly: Tansu quirk)."""
     p = settings.partitions
     return [
         (settings.case_events_topic, p), (settings.ticks_topic, p), (settings.alerts_topic, p),
-        (settings.dlq_topic, p), (f"{settings.app_id}-{TABLE_NAME}-changelog", p),
+        (settings.dlq_topic, p), (case_changelog_topic(settings), p),
         (settings.peers_topic, p), (f"{settings.app_id}-{PEERS_TABLE}-changelog", p),
         (settings.ticket_actions_topic, p), (settings.ticket_ticks_topic, p),
         (f"{settings.app_id}-{TICKETS_TABLE}-changelog", p), (settings.notices_topic, p),

@@ -233,11 +233,11 @@ async def started(client) -> None:
 
 
 async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0,
-                        setting: str = "SUNLIGHT_KAFKA", lost_before: bool = False) -> None:
+                        setting: str = "SUNLIGHT_KAFKA", lost_before: bool = False) -> set[str]:
     """Create topics with explicit partition counts; existing ones are left as they are. `setting`:
     what names the broker, said if it cannot be reached. `lost_before` (the embedded broker): say how many
     records clients sent to a topic before it was created, which its creation loses
-    (`_taken_before_creation`)."""
+    (`_taken_before_creation`). Returns the names of the topics this call created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -266,8 +266,9 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
         if wanted:
             try:
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
+            except TopicAlreadyExistsError:  # another worker of the group, at the same moment
+                return set()
+        return {topic.name for topic in wanted}
     finally:
         await admin.close()
 

@@ -31,7 +31,7 @@ from sinks.migrations import migrate
 from sinks.writer import ClickHouseWriter, StoreReader
 from streams import broker as broker_mod, faust_patches, log_limits
 from streams.broker import produce
-from streams.app import Pipeline
+from streams.app import Pipeline, case_changelog_topic
 from streams.catalog_source import CatalogSource
 from streams.clock import EventTimeClock, WallClock
 from streams.settings import Settings
@@ -169,11 +169,14 @@ async def running_pipeline(settings: Settings, catalog_path: Path, clock=None,
         pipeline = Pipeline(settings, bootstrap, catalog, writer, clock or WallClock(), settings.tansu)
         reader = pipeline.read_back.reader = StoreReader(connect(settings.clickhouse, settings.data_dir))
         pipeline.silences = pipeline.read_silences()
-        await broker_mod.create_topics(bootstrap, pipeline.topics(), setting="SUNLIGHT_KAFKA" if settings.kafka else
-                                       "the embedded broker: SUNLIGHT_EMBEDDED_BROKER_PORT",
-                                       lost_before=own_broker is not None)
+        created = await broker_mod.create_topics(bootstrap, pipeline.topics(),
+                                                 setting="SUNLIGHT_KAFKA" if settings.kafka else
+                                                 "the embedded broker: SUNLIGHT_EMBEDDED_BROKER_PORT",
+                                                 lost_before=own_broker is not None)
         if own_broker is not None:
             restore_from_store(pipeline, client)
+        elif case_changelog_topic(settings) in created:
+            restore_after_a_new_changelog(pipeline, client, settings)
         _quiet_faust_logging()
         worker = faust.Worker(pipeline.app, loop=asyncio.get_running_loop(), loglevel="WARNING",
                               quiet=True, redirect_stdouts=False, override_logging=False, daemon=False)
@@ -527,6 +530,32 @@ async def _left_to_take(pipeline: Pipeline, topic: str, ends: dict[int, int]) ->
     if not _untaken(pipeline, topic, ends, {}):
         return 0
     return sum(_untaken(pipeline, topic, ends, await committed_offsets(pipeline, pipeline.bootstrap, topic)).values())
+
+
+def restore_after_a_new_changelog(pipeline: Pipeline, client, settings: Settings) -> int:
+    """A worker on a Kafka cluster (SUNLIGHT_KAFKA) that created the case table's changelog: the
+    cluster is new to this store, or lost its data (a broker without persistent storage restarted,
+    the topics deleted), while the store may hold cases. Before, such a worker said it was ready
+    with no open case, no deadline and no ticket, and nothing warned: the cards and escalations of
+    every open case were never due (found by a black-box test). With an embedded store, its one
+    worker seeds them from the store, as on a fresh embedded broker (`restore_from_store`); with a
+    ClickHouse server the group's workers share, none can seed the cases of the others'
+    partitions, and it says so. Returns how many cases were seeded."""
+    if settings.embedded_store:
+        seeded = restore_from_store(pipeline, client)
+        if seeded:
+            log.warning("the case table's changelog (%s) did not exist on the Kafka cluster (%s): a cluster new to "
+                        "this store, or one that lost its data; %d cases not settled were restored from the store",
+                        case_changelog_topic(settings), settings.kafka, seeded)
+        return seeded
+    stored = int(client.command("SELECT uniqExact(case_id) FROM case_events") or 0)
+    if stored:
+        log.error("the case table's changelog (%s) did not exist on the Kafka cluster (%s), while the store holds "
+                  "%d cases: a cluster new to this store, or one that lost its data. The workers know none of those "
+                  "cases until an event of each arrives, and raise no deadline card or escalation for them until "
+                  "then, each as an event of it comes (docs/deploy.md, \"A Kafka cluster that lost its data\")",
+                  case_changelog_topic(settings), settings.kafka, stored)
+    return 0
 
 
 def restore_from_store(pipeline: Pipeline, client) -> int:

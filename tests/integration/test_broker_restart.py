@@ -9,6 +9,7 @@ second test shows, so the embedded broker is for runs that start and end in one 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,42 @@ def test_memory_storage_forgets_everything_on_restart(tmp_path):
         assert "volatile" in asyncio.run(list_topics(broker.bootstrap))
         broker.restart()
         assert "volatile" not in asyncio.run(list_topics(broker.bootstrap))
+
+
+def test_a_worker_whose_cluster_lost_its_data_restores_its_open_cases_from_its_store(tmp_path, caplog):
+    """Found by a black-box test: a worker on a Kafka cluster (here a broker of its own outside
+    the process, its log in memory) whose broker lost its data said it was ready with no open
+    case, no deadline and no ticket, and nothing warned; the store held them all. It finds the
+    case changelog gone (it creates it) and seeds the cases from its embedded store."""
+    import logging
+    from datetime import datetime, timedelta, timezone
+
+    import orjson
+
+    catalog = Path(__file__).resolve().parents[1] / "data" / "contract" / "catalog.example.yaml"
+    accepted = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()  # live: a deadline ahead of each
+    events = [{"event_id": f"a{n}", "case_id": f"K{n}", "item_code": "320200-XK-SCJG-0001", "type": "accepted",
+               "occurred_at": accepted, "recorded_at": accepted, "officer_id": "P01", "department": "SCJG"}
+              for n in range(3)]
+    messages = [(event["case_id"].encode(), orjson.dumps(event)) for event in events]
+    settings = pipeline_settings(tmp_path / "data")
+
+    async def run(broker, send):
+        async with running_pipeline(settings, catalog, broker=broker) as running:  # the wall clock, as a worker's
+            pipeline = running.pipeline
+            if send:
+                ends = await produce(running.bootstrap, settings.case_events_topic, messages)
+                await wait_until_processed(pipeline, ends, timeout=120)
+            for _ in range(600):
+                if pipeline.index_ready and len(pipeline.index) == len(events):
+                    break
+                await asyncio.sleep(0.05)
+            return pipeline.seeded, len(pipeline.index)
+
+    with caplog.at_level(logging.WARNING, logger="streams.runtime"), EmbeddedBroker() as broker:
+        assert asyncio.run(run(broker, send=True))[1] == 3  # a deadline_near moment each
+    assert "did not exist on the Kafka cluster" not in caplog.text  # (a new cluster, an empty store)
+    with caplog.at_level(logging.WARNING, logger="streams.runtime"), EmbeddedBroker() as broker:  # its data gone
+        seeded, indexed = asyncio.run(run(broker, send=False))
+    assert seeded and indexed == 3
+    assert "did not exist on the Kafka cluster" in caplog.text and "3 cases not settled were restored" in caplog.text
