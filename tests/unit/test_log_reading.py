@@ -71,6 +71,20 @@ def test_pm4py_s_missing_numbers_are_no_value_and_whole_floats_read_whole(tmp_pa
                      "org:resource": "558", "amount": "36.5", "n": "7", "code": "12.0"}]
 
 
+def test_pm4py_s_missing_dates_are_no_value(tmp_path):
+    """PM4Py writes a missing date (an open case's end) as the string `NaT`: the rows of every open
+    case were rejected for it (`case:enddate 'NaT' is not a time`), the receipt log's overdue cases
+    among them (found by a black-box test)."""
+    log = xes('<trace><string key="concept:name" value="A1"/><string key="enddate" value="NaT"/>'
+              + EVENT.format(act="受理", ts="2025-11-03T09:00:00+08:00", more='<date key="due" value="NaT"/>')
+              + '</trace><trace><string key="concept:name" value="A2"/>'
+              '<string key="enddate" value="2025-11-20T10:00:00+08:00"/>'
+              + EVENT.format(act="受理", ts="2025-11-03T09:00:00+08:00", more="") + '</trace>')
+    rows = list(read_xes(_write(tmp_path, log)))
+    assert [row.get("case:enddate") for row in rows] == [None, "2025-11-20T10:00:00+08:00"]
+    assert "due" not in rows[0]
+
+
 def test_a_gzipped_xes_log_is_read_and_a_broken_one_refused(tmp_path):
     """`.xes.gz`, named as accepted, was read as text and refused as "not UTF-8"."""
     log = xes('<trace><string key="concept:name" value="C1"/>'
