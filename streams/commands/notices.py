@@ -19,7 +19,8 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     printed; with SUNLIGHT_KAFKA they are published to the running workers' notifier."""
     import dataclasses
 
-    from sinks.queries import failed_notices, failed_notices_and_their_tickets, notice_statuses, unfinished_notices
+    from sinks.queries import (failed_notices, failed_notices_and_their_tickets, notice_statuses, ticket_state,
+                               unfinished_notices)
     from alerts.notices import no_longer_news
     from streams.clock import wall_now
     from streams.console.links import reply_links
@@ -28,6 +29,13 @@ def cmd_notices_resend(args, settings: Settings) -> int:
     if not settings.kafka and not (settings.smtp or settings.webhook):  # with Kafka the workers send
         raise SystemExit("sunlight: resending needs a channel: SUNLIGHT_SMTP (with SUNLIGHT_MAIL_FROM) or "
                          "SUNLIGHT_WEBHOOK")
+    if args.ticket:
+        with open_store(settings) as client:
+            unknown = [ticket_id for ticket_id in args.ticket if ticket_state(client, ticket_id) is None]
+        if unknown:  # (before, "no failed notices of NOPE", status 0: found by a black-box test)
+            print(f"sunlight: no ticket {', '.join(unknown)} in the store (`sunlight tickets list` gives the "
+                  f"tickets); nothing was sent", file=sys.stderr)
+            return 2
     catalog, backlog, behind = None, [], False
     if not settings.kafka:
         with open_store(settings) as client:

@@ -388,6 +388,8 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     # alone was shown, for a notice sent weeks later, or after failures it did not show).
     shown = sunlight(data, "tickets", "show", TICKET, "--catalog", str(CATALOG)).stdout
     assert "发送失败（" in shown and "，已尝试 2 次）" in shown, shown
+    # The department and the item by their names too, as the case file gives them (found by a black-box test).
+    assert "部门：SCJG 市市场监督管理局  办件：" in shown and "事项：320200-XK-SCJG-0001 食品经营许可" in shown, shown
     # and why, as the case page says it (found by a black-box test: the log alone had it)
     assert f"，已尝试 2 次）  原因（系统记录）：{opening['last_error']}" in shown, shown
     assert "SMTP 127.0.0.1" in opening["last_error"]
@@ -437,6 +439,10 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     again = sunlight(data, "notices", "resend", "--catalog", str(CATALOG), "--now", "2026-03-17T03:30:00+08:00",
                      smtp=smtp)
     assert "no failed notices" in again.stderr
+    # A ticket that is not there is said to be so, not "no failed notices of" it (found by a black-box test).
+    unknown = sunlight(data, "notices", "resend", "--ticket", "NO-SUCH/overdue", "--catalog", str(CATALOG),
+                       expect=2, smtp=smtp)
+    assert "sunlight: no ticket NO-SUCH/overdue in the store" in unknown.stderr, unknown.stderr
     sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T04:00:00+08:00",
              "--notify", smtp=smtp)
     assert len(box.received) == 2
