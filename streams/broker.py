@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from streams import log_limits
+
 log = logging.getLogger(__name__)
 
 class BrokerError(RuntimeError):
@@ -243,7 +245,8 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     try:
-        await admin.start()
+        with log_limits.first_contact():
+            await admin.start()
     except KafkaConnectionError as exc:  # the first contact with the broker: an operator's error, said plainly
         await admin.close()
         raise BrokerError(f"cannot reach the Kafka broker at {bootstrap} ({setting}): {exc}") from None

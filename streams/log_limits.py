@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 
 class RepeatLimit(logging.Filter):
@@ -69,3 +70,28 @@ class TracebacksOfADeadBroker(logging.Filter):
                 and self.broker.process is not None and self.broker.process.poll() is not None):
             record.exc_info = record.exc_text = record.stack_info = None
         return True
+
+
+class UnreachableAtFirst(logging.Filter):
+    """Leaves out aiokafka's "Unable connect to" lines while a process first reaches its broker
+    (`first_contact`): the process says it in one line of its own if it cannot, `sunlight: cannot
+    reach the Kafka broker at ...`, which the library's error line came before (found by a
+    black-box test)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Unable connect to"))
+
+
+@contextmanager
+def first_contact(names: tuple[str, ...] = ("aiokafka",)) -> Iterator[None]:
+    """`UnreachableAtFirst` on these loggers and those under them, for the first contact."""
+    quiet = UnreachableAtFirst()
+    loggers = [logging.getLogger(name) for name in {*names, *(
+        name for name in logging.root.manager.loggerDict if any(name.startswith(prefix + ".") for prefix in names))}]
+    for logger in loggers:  # before a `RepeatLimit`, which would count the lines left out as shown
+        logger.filters.insert(0, quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)

@@ -78,3 +78,18 @@ def test_a_library_s_traceback_after_the_own_broker_exited_is_left_out_and_its_l
         assert "Traceback" not in logging.Formatter().format(gone)
     own = record("streams.app")  # Sunlight's own lines keep theirs
     assert dead.filter(own) and own.exc_info is not None
+
+
+def test_the_library_s_unreachable_line_is_left_out_while_a_process_first_reaches_its_broker(caplog):
+    """Found by a black-box test: aiokafka's `Unable connect to "127.0.0.1:1"` came before the
+    command's own line saying the broker cannot be reached; after the first contact it is kept."""
+    from streams.log_limits import first_contact
+
+    conn = logging.getLogger("aiokafka.conn")
+    with caplog.at_level(logging.ERROR, logger="aiokafka"):
+        with first_contact():
+            logging.getLogger("aiokafka").error('Unable connect to "%s": refused', "127.0.0.1:1")
+            conn.error('Unable connect to "%s": refused', "127.0.0.1:1")
+            conn.error("something else")
+        conn.error('Unable connect to "%s": refused', "127.0.0.1:2")
+    assert [r.getMessage() for r in caplog.records] == ["something else", 'Unable connect to "127.0.0.1:2": refused']
