@@ -468,10 +468,11 @@ def _held_already(state: CaseState | None, duplicates) -> list[CaseEvent]:
 
 # An event keyed by its case, in another partition: placed by another partitioner than the Java
 # client's murmur2 (librdkafka's default is consistent_random; found by a black-box test with
-# confluent-kafka, whose clients were told they had keyed wrongly).
+# confluent-kafka, whose clients were told they had keyed wrongly), or by the client itself (a
+# partition it named: told of the partitioner alone, found by a black-box test).
 PARTITIONER_HINT = ("; it was keyed by its case, but placed by another partitioner than the Java client's "
-                    "(murmur2): a librdkafka client (confluent-kafka, kcat, .NET, Go) needs "
-                    "partitioner=murmur2_random")
+                    "(murmur2), or sent to a partition the client chose: a librdkafka client (confluent-kafka, "
+                    "kcat, .NET, Go) needs partitioner=murmur2_random, and a client should name no partition")
 
 
 class CaseSteps:
