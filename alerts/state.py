@@ -272,7 +272,8 @@ def catalog_refusal(reason: str, event: CaseEvent) -> str:
 # The refused events whose time is kept: those whose time decides whether they hold their case back
 # (`after_the_end`), or whether they could move its deadline (`alerts.evaluate.off_the_deadline`).
 _TIMED = frozenset({EventType.NODE_COMPLETED.value, EventType.SUSPENDED.value, EventType.RESUMED.value,
-                    EventType.CLOSED.value, EventType.WITHDRAWN.value})
+                    EventType.CLOSED.value, EventType.WITHDRAWN.value, EventType.RETURNED.value,
+                    EventType.DECIDED.value})
 
 
 UNTYPED_REASONS = frozenset({"case_incomplete", "unreadable_row"})
@@ -314,7 +315,8 @@ def holds_back(kept: str, ended_at: datetime | None, last_node_at: datetime | No
     (`alerts.evaluate.judge_case`): not a rating (`READ_BY_NO_RULE`), nor one that changes nothing
     of how the case was handled (`after_the_end`)."""
     kind = refused_type(kept)
-    return kind not in READ_BY_NO_RULE and not after_the_end(kind, refused_time(kept), ended_at, last_node_at)
+    return kind not in READ_BY_NO_RULE and not after_the_end(kind, refused_time(kept), ended_at, last_node_at,
+                                                             _NOTHING_REFUSED_AFTER_THE_END)
 
 
 def set_aside_events(events: Sequence[CaseEvent], item_code: str, ended_at: datetime | None,
@@ -336,27 +338,34 @@ def last_node_after_the_end(events: Sequence[CaseEvent], ended_at: datetime | No
 
 
 def after_the_end(kind: EventType | None, stated: datetime | None, ended_at: datetime | None,
-                  last_node_at: datetime | None = None) -> bool:
-    """A node completed, a suspension, a resumption, a closing or a withdrawal after the end in
-    force of its case (`ended_at`): it changes nothing of how the case was handled
+                  last_node_at: datetime | None = None, kinds: frozenset | None = None) -> bool:
+    """A node completed, a suspension, a resumption, a closing, a withdrawal, a return or a decision
+    after the end in force of its case (`ended_at`): it takes down no card the case's events raise
     (`alerts.timeline.read_timeline` reads none after the end; the end ends a suspension still
     running; the first end stands, `alerts.events.end_in_force`, and only a return stated between
-    opens the case again, which moves `ended_at`), so the case waits for no such event (a junk node
-    event stated after the closing kept a case closed without its last node from its red card; a
-    junk suspension of another item stated after the closing withdrew a true red overdue and kept
-    back the card of the back-dated suspension that moved it; a closing or withdrawal sent again
-    after the closing by a channel outside the contract kept back a skipped last node's card in
-    one replay, while the live feed, judging before it came, kept it: all found by black-box
-    tests). Judged with it, the case could only gain a card (a burst to that closing, `backfill`). A node only after the case's own nodes completed after the end, if any
+    opens the case again, which moves `ended_at`; a return after it opens the case again from its
+    moment, a decision after it is judged for its fine alone, a closing after it may close a burst,
+    `backfill`: each can only add a card), so the case waits for no such event (a junk node event
+    stated after the closing kept a case closed without its last node from its red card; a junk
+    suspension of another item stated after the closing withdrew a true red overdue and kept back
+    the card of the back-dated suspension that moved it; a closing, a withdrawal, a return or a
+    decision sent again after the closing by a channel outside the contract kept back a skipped
+    last node's card in one replay, while the live feed, judging before it came, kept it: all found
+    by black-box tests). A node only after the case's own nodes completed after the end, if any
     (`last_node_at`, `last_node_after_the_end`): each still goes ahead of what it requires and was
-    not done (`read_timeline`), and a node before it may be one of those."""
-    if kind not in _NOTHING_AFTER_THE_END or stated is None or ended_at is None or stated <= ended_at:
+    not done (`read_timeline`), and a node before it may be one of those. `kinds`: the types so
+    read: `_NOTHING_REFUSED_AFTER_THE_END` for a refused event (a copy of one of the case's own);
+    by default `_NOTHING_AFTER_THE_END`, for an event of another item, set aside, which the case
+    file names while it holds the case (a closing, a return or a decision of another item may be
+    another source's case under the same id)."""
+    if kind not in (kinds or _NOTHING_AFTER_THE_END) or stated is None or ended_at is None or stated <= ended_at:
         return False
     return kind is not EventType.NODE_COMPLETED or last_node_at is None or stated > last_node_at
 
 
-_NOTHING_AFTER_THE_END = frozenset({EventType.NODE_COMPLETED, EventType.SUSPENDED, EventType.RESUMED,
-                                    EventType.CLOSED, EventType.WITHDRAWN})
+_NOTHING_AFTER_THE_END = frozenset({EventType.NODE_COMPLETED, EventType.SUSPENDED, EventType.RESUMED})
+_NOTHING_REFUSED_AFTER_THE_END = _NOTHING_AFTER_THE_END | {EventType.CLOSED, EventType.WITHDRAWN, EventType.RETURNED,
+                                                           EventType.DECIDED}
 
 
 _EVENT_TYPES = frozenset(t.value for t in EventType)

@@ -1699,10 +1699,11 @@ def test_a_refused_node_event_or_end_stated_after_the_closing_holds_no_card_back
     # The end undone by a return after it (and the case not ended again): the node may be done yet.
     returned = ev("returned", at(2026, 3, 2, 11, 30), case="T6", node="undertake", event_id="u5")
     assert ("skipped_node", "approve") not in judged(after, [returned])
-    # Nor a closing or a withdrawal after the end (the first end stands), sent again by a channel
-    # outside the contract: one replay waited for it, while the live feed, judging before it came,
-    # kept the card (found by a black-box test). Stated before the end, either may be the end.
-    for kind in ("closed", "withdrawn"):
+    # Nor a closing, a withdrawal, a return or a decision after the end (the first end stands; a
+    # return opens the case again from its moment), sent again by a channel outside the contract:
+    # one replay waited for it, while the live feed, judging before it came, kept the card (found
+    # by a black-box test). Stated before the end, any may change it.
+    for kind in ("closed", "withdrawn", "returned", "decided"):
         assert ("skipped_node", "approve") in judged(refusal("schema", kind, at(2026, 3, 2, 12))), kind
         assert ("skipped_node", "approve") not in judged(refusal("schema", kind, at(2026, 3, 2, 10, 30))), kind
         assert ("skipped_node", "approve") not in judged(refusal("schema", kind, at(2026, 3, 2, 12)), [returned])
