@@ -476,14 +476,15 @@ def open_import_letters(client) -> list[dict]:
             if letter["partition"] == IMPORT_PARTITION and letter["reason"] in (UNREADABLE_ROW, CASE_INCOMPLETE)]
 
 
-def released_rows(result: ImportResult, left: list[dict], replaced: list[dict]) -> list[dict]:
+def released_rows(result: ImportResult, left: list[dict], replaced: list[dict]) -> tuple[list[dict], list[dict]]:
     """The events of rows earlier imports held back (`case_incomplete` letters, of any file) of a
     case this import brings in whole, once the case lacks nothing else: none of its rejected rows'
     letters left open (this import replaces them, or an operator closed them). They were held only
     for those rows: they come in with this import, and their letters join `replaced`. Before, two
     monthly files of one case, a row of the first rejected, held each other back for good: the
     corrected first file was held for the second's held rows, and the second again for the
-    first's (a red overdue card lost; found by a black-box test)."""
+    first's (a red overdue card lost; found by a black-box test). Returns (the events to send,
+    each once and none this import brings itself; the letters released)."""
     done = {letter["letter_id"] for letter in replaced}
     still = [letter for letter in left if letter["letter_id"] not in done]
     events = {_key(event) for event in result.events}
@@ -495,15 +496,17 @@ def released_rows(result: ImportResult, left: list[dict], replaced: list[dict]) 
         else:
             held.setdefault(letter["case_id"], []).append((letter, _held_event(letter)))
     out: dict[tuple[str, str], dict] = {}
+    letters = []
     for case in whole_cases(result) - blocked:
         rows = held.get(case, [])
         if any(event is None for _, event in rows):  # a payload no event can be read from: left held
             continue
         for letter, event in rows:
-            replaced.append(letter)
+            letters.append(letter)
             if _key(event) not in events:
                 out.setdefault(_key(event), event)
-    return list(out.values())
+    replaced.extend(letters)
+    return list(out.values()), letters
 
 
 def _held_event(letter: dict) -> dict | None:

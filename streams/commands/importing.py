@@ -46,7 +46,7 @@ def cmd_import(args, settings: Settings) -> int:
         _refuse_what_the_catalog_contradicts(mapping, known, result)
     # What earlier imports left open (rows rejected or held): this import replaces them, or holds
     # back the rest of those cases too. Read where the store can be read from here.
-    left, replaced, waiting, released = [], [], [], []
+    left, replaced, waiting, released, freed = [], [], [], [], []
     if not settings.kafka or not settings.embedded_store:
         client = connect(settings.clickhouse, settings.data_dir)
         try:
@@ -56,7 +56,7 @@ def cmd_import(args, settings: Settings) -> int:
         finally:
             client.close()
         replaced = replaced_letters(left, source, result, mapping)
-        released = released_rows(result, left, replaced)  # (their letters join `replaced`)
+        released, freed = released_rows(result, left, replaced)  # (their letters join `replaced`)
         hold_cases_left_open(result, left, replaced)
     if not (result.rejected or result.held):  # no file of nothing (an earlier run's would be stale: it goes)
         if rejects.is_file():  # never a device (`--rejects /dev/null`, found by a review)
@@ -97,11 +97,11 @@ def cmd_import(args, settings: Settings) -> int:
         print(caseless, file=sys.stderr)
     if several:
         print(several_items_note(several), file=sys.stderr)
-    if settled > len(released):
-        print(f"  {settled - len(released)} dead letters an earlier import of {source.name} left are replaced (marked "
+    if settled > len(freed):
+        print(f"  {settled - len(freed)} dead letters an earlier import of {source.name} left are replaced (marked "
               f"redriven)", file=sys.stderr)
-    if released:
-        print(f"  {len(released)} rows earlier imports held back came in with their cases, whose rejected rows are "
+    if freed and processed is not None:
+        print(f"  {len(freed)} rows earlier imports held back came in with their cases, whose rejected rows are "
               f"in now (their dead letters marked redriven)", file=sys.stderr)
     if refused:
         print(f"  {refused} dead letters of these events, refused by the pipeline before, are replaced (marked "

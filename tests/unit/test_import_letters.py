@@ -105,8 +105,9 @@ def test_rows_another_file_held_back_come_in_only_once_their_case_lacks_nothing_
     corrected = write("sep.csv", "C1,受理,2026-03-02 10:00\nC1,审查,2026-03-03 10:00\n")  # C2 still unread
     result = convert(corrected, MAPPING)
     replaced = replaced_letters(left, corrected, result, MAPPING)
-    released = released_rows(result, left, replaced)
+    released, freed = released_rows(result, left, replaced)
     assert [(event["case_id"], event["type"]) for event in released] == [("C1", "closed")]
+    assert [(letter["case_id"], letter["detail"].split(",")[0]) for letter in freed] == [("C1", "oct.csv")]
     assert sorted((letter["case_id"], letter["reason"]) for letter in replaced) == [
         ("C1", "case_incomplete"), ("C1", "case_incomplete"), ("C1", "unreadable_row")]
     assert hold_cases_left_open(result, left, replaced) == {} and len(result.events) == 2
@@ -114,7 +115,7 @@ def test_rows_another_file_held_back_come_in_only_once_their_case_lacks_nothing_
     spoilt = [{**letter, "payload": "{}"} if letter["detail"].startswith("oct.csv, row 1:") else letter
               for letter in left]
     replaced = replaced_letters(spoilt, corrected, result, MAPPING)
-    assert released_rows(result, spoilt, replaced) == []
+    assert released_rows(result, spoilt, replaced) == ([], [])
     assert set(hold_cases_left_open(result, spoilt, replaced)) == {"C1"}
 
 
