@@ -11,7 +11,7 @@ import math
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -411,7 +411,11 @@ def replaced_letters(letters: list[dict], source: Path, result: ImportResult,
     whole, rows = whole_cases(result), result.rows_of_cases
     held = [letter for letter in mine if letter["reason"] == CASE_INCOMPLETE]
     replaced = [letter for letter in held if _key(letter) in events]
-    waiting = {letter["case_id"] for letter in held if _key(letter) not in events}
+    # Not a row held back for an earlier import's letters: the file's rows, or another's of the same
+    # name (monthly exports all called export.csv), that `released_rows` brings in (counted as this
+    # file's rows still missing, they kept the rejected row's letter open for good: found by review).
+    waiting = {letter["case_id"] for letter in held
+               if _key(letter) not in events and not _held_for_an_earlier_import(letter)}
     replaced += [letter for letter in mine if letter["reason"] == UNREADABLE_ROW and letter["case_id"] in whole
                  and letter["case_id"] not in waiting and _row_back(letter, result, rows, events, mapping)]
     return replaced
@@ -488,25 +492,47 @@ def released_rows(result: ImportResult, left: list[dict], replaced: list[dict]) 
     done = {letter["letter_id"] for letter in replaced}
     still = [letter for letter in left if letter["letter_id"] not in done]
     events = {_key(event) for event in result.events}
-    held: dict[str, list[tuple[dict, dict | None]]] = {}
+    held: dict[str, list[dict]] = {}
     blocked = set()
     for letter in still:
-        if letter["reason"] != CASE_INCOMPLETE:
+        if _held_for_an_earlier_import(letter):
+            held.setdefault(letter["case_id"], []).append(letter)
+        else:  # a rejected row, or one held back with it: the corrected file brings it (`replaced_letters`)
             blocked.add(letter["case_id"])
-        else:
-            held.setdefault(letter["case_id"], []).append((letter, _held_event(letter)))
     out: dict[tuple[str, str], dict] = {}
     letters = []
     for case in whole_cases(result) - blocked:
-        rows = held.get(case, [])
+        latest, superseded = _latest_import_of_each_file(held.get(case, []))
+        rows = [(letter, _held_event(letter)) for letter in latest]
         if any(event is None for _, event in rows):  # a payload no event can be read from: left held
             continue
         for letter, event in rows:
             letters.append(letter)
             if _key(event) not in events:
                 out.setdefault(_key(event), event)
+        letters += superseded
     replaced.extend(letters)
     return list(out.values()), letters
+
+
+def _latest_import_of_each_file(letters: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Of a case's held rows, (those of the latest import of each file, those an import of the same
+    file since superseded): a file imported again while its case was held, a row corrected, left
+    the first version's letter open beside the new one, and both came in (a stale closing, the
+    first end in force, took a true red overdue card down: found by review)."""
+    files: dict[str, list[dict]] = {}
+    for letter in letters:
+        files.setdefault((letter["detail"] or "").split(", row ", 1)[0], []).append(letter)
+    def received(letter: dict) -> datetime:
+        at = letter.get("received_at")
+        return datetime.fromisoformat(at) if isinstance(at, str) else at or datetime.min.replace(tzinfo=timezone.utc)
+
+    latest, superseded = [], []
+    for rows in files.values():
+        newest = max(received(letter) for letter in rows)
+        for letter in rows:
+            (latest if received(letter) == newest else superseded).append(letter)
+    return latest, superseded
 
 
 def _held_event(letter: dict) -> dict | None:
@@ -522,6 +548,15 @@ def _held_event(letter: dict) -> dict | None:
     return event
 
 
+# What the reason of a row held back for an earlier import's letters says (`hold_cases_left_open`),
+# against one held back for a rejected row of its own file.
+HELD_FOR_AN_EARLIER_IMPORT = "has rows an earlier import could not take"
+
+
+def _held_for_an_earlier_import(letter: dict) -> bool:
+    return letter["reason"] == CASE_INCOMPLETE and HELD_FOR_AN_EARLIER_IMPORT in (letter["detail"] or "")
+
+
 def hold_cases_left_open(result: ImportResult, left: list[dict], replaced: list[dict]) -> dict[str, str]:
     """Hold back this import's rows of a case an earlier import left rows of (open letters) that
     this import does not replace: its steps would come in without those (next month's export of a
@@ -533,7 +568,7 @@ def hold_cases_left_open(result: ImportResult, left: list[dict], replaced: list[
         if letter["letter_id"] not in done:
             waiting.setdefault(letter["case_id"], letter)
     cases = {event["case_id"] for event in result.events}
-    why = {case: f"held back: case {case} has rows an earlier import could not take ({letter['detail']}); "
+    why = {case: f"held back: case {case} {HELD_FOR_AN_EARLIER_IMPORT} ({letter['detail']}); "
                  f"imported without them the case would be judged on steps it lacks: import the corrected "
                  f"{letter['detail'].split(', row ', 1)[0]} under that name (it replaces those rows)"
            for case, letter in waiting.items() if case in cases}

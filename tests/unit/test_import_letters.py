@@ -119,6 +119,38 @@ def test_rows_another_file_held_back_come_in_only_once_their_case_lacks_nothing_
     assert set(hold_cases_left_open(result, spoilt, replaced)) == {"C1"}
 
 
+def test_rows_held_for_an_earlier_import_come_in_from_the_latest_import_of_their_file_whatever_its_name(tmp_path):
+    """Found by review: a later file imported twice while its case was held, a row corrected, left
+    its first version's letter open, and both closings came in (the stale one, the first end,
+    took a true overdue down); and monthly files all named export.csv kept the corrected first
+    file's rejected row waiting for the second's rows, held back for good."""
+    from streams.importers import hold_cases_left_open, released_rows
+
+    def held_letters(path, left, received_at):
+        later = convert(path, MAPPING)
+        hold_cases_left_open(later, left, [])
+        return [{**asdict(letter), "received_at": received_at}
+                for letter in import_letters(later, path, "case-events", None)]
+
+    for names in (("jan.csv", "feb.csv"), ("jan/export.csv", "feb/export.csv")):
+        first, second = (tmp_path / name for name in names)
+        for path in (first, second):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        first.write_text(HEADER + "C1,受理,02/03/2026\nC1,审查,2026-03-03 10:00\n", encoding="utf-8")
+        left = [{**letter, "received_at": "2026-04-01T10:00:00+08:00"} for letter in letters_of(first)]
+        second.write_text(HEADER + "C1,办结,2026-04-01 10:00\n", encoding="utf-8")
+        stale = held_letters(second, left, "2026-04-02T10:00:00+08:00")
+        second.write_text(HEADER + "C1,办结,2026-04-20 10:00\n", encoding="utf-8")  # corrected, held again
+        left += stale + held_letters(second, left + stale, "2026-04-03T10:00:00+08:00")
+        first.write_text(HEADER + "C1,受理,2026-03-02 10:00\nC1,审查,2026-03-03 10:00\n", encoding="utf-8")
+        result = convert(first, MAPPING)
+        replaced = replaced_letters(left, first, result, MAPPING)
+        assert sorted(letter["reason"] for letter in replaced) == ["case_incomplete", "unreadable_row"], names
+        released, freed = released_rows(result, left, replaced)
+        assert [(e["type"], e["occurred_at"][:10]) for e in released] == [("closed", "2026-04-20")], names
+        assert len(freed) == 2 and hold_cases_left_open(result, left, replaced) == {}, names
+
+
 def test_the_summary_warns_of_rejected_rows_that_name_no_case(tmp_path):
     """Found by a black-box test: a row whose case id is empty is rejected, but its case cannot be
     held back, and the rest of it was judged without it (a red skipped_node for the acceptance it
