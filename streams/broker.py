@@ -266,14 +266,37 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
                           "embedded broker empties a topic it took records for when the topic is created; send "
                           "them again, or run workers on a Kafka cluster (SUNLIGHT_KAFKA)", sum(lost.values()),
                           ", ".join(f"{topic} ({n})" for topic, n in sorted(lost.items())))
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:  # another worker of the group, at the same moment
-                return set()
-        return {topic.name for topic in wanted}
+        if not wanted:
+            return set()
+        try:
+            response = await admin.create_topics(wanted)
+        except TopicAlreadyExistsError:
+            return set()
+        return _created(response, wanted)
     finally:
         await admin.close()
+
+
+def _created(response, wanted) -> set[str]:
+    """The topics a CreateTopics response says were created: each answered with error code 0. The
+    admin client raises nothing for a topic's own error (aiokafka 0.14): one that another worker
+    created at the same moment (36, TOPIC_ALREADY_EXISTS) was not created here, and one the cluster
+    refused (its policy, a replication factor it cannot give) is said in the log."""
+    answers = getattr(response, "topic_errors", None)
+    if answers is None:  # (no answer per topic to read)
+        return {topic.name for topic in wanted}
+    created = set()
+    for answer in answers:
+        name, code = answer[0], answer[1]
+        if code == 0:
+            created.add(name)
+        elif code != TOPIC_ALREADY_EXISTS:
+            log.warning("the broker refused to create topic %s: error %d%s", name, code,
+                        f" ({answer[2]})" if len(answer) > 2 and answer[2] else "")
+    return created
+
+
+TOPIC_ALREADY_EXISTS = 36  # Kafka's error code
 
 
 async def _taken_before_creation(admin, topics) -> dict[str, int]:
