@@ -107,25 +107,29 @@ def _backfill(view: CaseView) -> list[Finding]:
 
 
 def _burst(view: CaseView, handled: list, pushing: bool):
-    """(the events of the burst, its closing), or None: the first closing, by registration, whose
-    case from its acceptance was registered within `burst_registration_minutes` while the times
-    it states span at least `burst_stated_span_hours` (`_backfill`). Pushed events are left out:
+    """(the events of the burst, its closing), or None: the first acceptance and closing, by
+    registration, between which the case was registered within `burst_registration_minutes` while
+    the times it states span at least `burst_stated_span_hours` (`_backfill`): any acceptance, so
+    that a case accepted online, sent back to 受理 and then handled offline from its second
+    acceptance is judged on that one (found by a black-box test). Pushed events are left out:
     self-built systems push a month's cases at once by design, their registration judged against
     the push deadline instead."""
-    accepted, cfg = view.timeline.accepted, view.config
-    if accepted is None:
-        return None
+    cfg = view.config
     window = timedelta(minutes=cfg.burst_registration_minutes)
     span_hours = timedelta(hours=cfg.burst_stated_span_hours)
-    closings = sorted((e for e in handled if e.type is EventType.CLOSED and e.occurred_at >= accepted.occurred_at),
-                      key=lambda e: (e.recorded_at, e.event_id))
-    for closing in closings:
-        by = max(accepted.recorded_at, closing.recorded_at)
-        span = [e for e in handled if accepted.occurred_at <= e.occurred_at <= closing.occurred_at
-                and e.recorded_at <= by and not (pushing and view.pushed(e))]
-        if len(span) < cfg.burst_min_events:
-            continue
-        if (max(e.recorded_at for e in span) - min(e.recorded_at for e in span) <= window
-                and max(e.occurred_at for e in span) - min(e.occurred_at for e in span) >= span_hours):
-            return span, closing
+    by_registration = sorted(handled, key=lambda e: (e.recorded_at, e.event_id))
+    acceptances = [e for e in by_registration if e.type is EventType.ACCEPTED]
+    closings = [e for e in by_registration if e.type is EventType.CLOSED]
+    for accepted in acceptances:
+        for closing in closings:
+            if closing.occurred_at < accepted.occurred_at:
+                continue
+            by = max(accepted.recorded_at, closing.recorded_at)
+            span = [e for e in handled if accepted.occurred_at <= e.occurred_at <= closing.occurred_at
+                    and e.recorded_at <= by and not (pushing and view.pushed(e))]
+            if len(span) < cfg.burst_min_events:
+                continue
+            if (max(e.recorded_at for e in span) - min(e.recorded_at for e in span) <= window
+                    and max(e.occurred_at for e in span) - min(e.occurred_at for e in span) >= span_hours):
+                return span, closing
     return None

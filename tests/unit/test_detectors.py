@@ -19,10 +19,10 @@ from alerts.events import Channel
 from tests.unit.helpers import LICENCE, PENALTY, active, at, ev, judge, run
 
 
-def burst(accepted_registered=None):
+def burst(accepted_registered=None, first_accepted=None):
     """A case handled offline and registered in five minutes, the times it states spanning 25 hours
     (each registered within 48 hours of its moment: no late registration)."""
-    return [ev("accepted", at(2026, 3, 2, 9), accepted_registered or at(2026, 3, 3, 10)),
+    return [ev("accepted", first_accepted or at(2026, 3, 2, 9), accepted_registered or at(2026, 3, 3, 10)),
             ev("node_completed", at(2026, 3, 2, 15), at(2026, 3, 3, 10, 1), node="undertake"),
             ev("node_completed", at(2026, 3, 3, 8), at(2026, 3, 3, 10, 2), node="review"),
             ev("node_completed", at(2026, 3, 3, 9), at(2026, 3, 3, 10, 3), node="approve"),
@@ -129,6 +129,12 @@ CASES = {
         burst() + [ev("returned", at(2026, 3, 5, 10), node="approve", reason="材料不全"),
                    ev("node_completed", at(2026, 3, 5, 11), node="approve"), ev("closed", at(2026, 3, 5, 12))],
         at(2026, 5, 1), {("backfill", None)}),
+    # Found by a black-box test: accepted online, sent back to 受理, then handled offline from the
+    # second acceptance, which raised nothing (the burst was read from the first acceptance).
+    "accepted online, sent back to 受理, then registered in a burst": (
+        [ev("accepted", at(2026, 3, 2, 9), at(2026, 3, 2, 9)),
+         ev("returned", at(2026, 3, 2, 9, 30), at(2026, 3, 2, 9, 30), node="accept", reason="材料不全")]
+        + burst(first_accepted=at(2026, 3, 2, 10))[0:1] + burst()[1:], at(2026, 5, 1), {("backfill", None)}),
     "the acceptance registered on time, the rest in five minutes": (
         burst(accepted_registered=at(2026, 3, 2, 9, 5)), at(2026, 5, 1), set()),
     "one step registered days late": (
