@@ -523,7 +523,8 @@ def _latest_import_of_each_file(letters: list[dict]) -> tuple[list[dict], list[d
     files: dict[str, list[dict]] = {}
     for letter in letters:
         files.setdefault((letter["detail"] or "").split(", row ", 1)[0], []).append(letter)
-    def received(letter: dict) -> datetime:
+
+    def received(letter: dict) -> datetime:  # (a letter kept again, unchanged, has its latest import's)
         at = letter.get("received_at")
         return datetime.fromisoformat(at) if isinstance(at, str) else at or datetime.min.replace(tzinfo=timezone.utc)
 

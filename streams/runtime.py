@@ -552,8 +552,8 @@ def restore_after_a_new_changelog(pipeline: Pipeline, client, settings: Settings
     if stored:
         log.error("the case table's changelog (%s) did not exist on the Kafka cluster (%s), while the store holds "
                   "%d cases: a cluster new to this store, or one that lost its data. The workers know none of those "
-                  "cases until an event of each arrives, and raise no deadline card or escalation for them until "
-                  "then, each as an event of it comes (docs/deploy.md, \"A Kafka cluster that lost its data\")",
+                  "cases, and raise no deadline card or escalation for them, until an event of each arrives "
+                  "(docs/deploy.md, \"A Kafka cluster that lost its data\")",
                   case_changelog_topic(settings), settings.kafka, stored)
     return 0
 
