@@ -1012,7 +1012,11 @@ def create_app(settings: Settings, backend: Backend, users: Users | None = None,
     links = links or Links(settings.public_url or "", key, settings.reply_link_days)
     console = Console(settings, backend, users, links)
     async def not_found(request: Request, exc: Exception) -> Response:
-        request.state.session = request.state.user = None
+        # Signed in, the page keeps the header and a way back (it had neither: found by a black-box test).
+        try:
+            console.signed_in(request)
+        except Exception:  # (the refusal is shown whatever the cookie holds)
+            request.state.session = request.state.user = None
         return console.refuse(request, 404, "页面不存在。")
 
     async def failed(request: Request, exc: Exception) -> Response:

@@ -199,6 +199,10 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             row = inspector.locator("tr", has=inspector.locator("a", has_text="C-W1"))
             expect(inspector.locator("tr", has=inspector.locator("a", has_text=LONG))).to_contain_text("红牌")
             assert inspector.evaluate("document.documentElement.scrollWidth") <= 1280  # the long number wraps
+            # Links at least 24 px high to tap (WCAG 2.2, 2.5.8; 20 px before: found by a black-box test).
+            heights = inspector.evaluate("[...document.querySelectorAll('header nav a, td a')]"
+                                         ".map(a => a.getBoundingClientRect().height)")
+            assert heights and min(heights) >= 24, heights
             expect(row).to_contain_text("红牌")
             expect(row).to_contain_text("办理超时")
             expect(row).to_contain_text("未督办")

@@ -895,6 +895,9 @@ def test_what_a_person_gets_wrong_is_said_in_chinese_and_keeps_the_form(console)
         assert page.status == 200 and "筛选条件无效" in page.text, query
     assert "筛选条件无效" not in inspector.get("/alerts?rule=overdue&severity=red&status=all").text
     assert "筛选条件无效（状态）" in inspector.get("/tickets?status=bogus").text
+    # Signed in, an unknown address keeps the header and a way back (found by a black-box test).
+    answer = inspector.get("/nowhere")
+    assert answer.status == 404 and '<a href="/tickets">督办件</a>' in answer.text and "返回预警列表" in answer.text
     answer = inspector.request("PUT", "/alerts", {})
     assert answer.status == 405 and "不支持此操作方式" in answer.text
 
