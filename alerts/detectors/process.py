@@ -114,12 +114,15 @@ def _burst(view: CaseView, handled: list, pushing: bool):
     acceptance is judged on that one (found by a black-box test). Pushed events are left out:
     self-built systems push a month's cases at once by design, their registration judged against
     the push deadline instead."""
+    closings = [e for e in handled if e.type is EventType.CLOSED]
+    acceptances = [e for e in handled if e.type is EventType.ACCEPTED] if closings else []
+    if not acceptances:  # (most judgements: a case still open)
+        return None
+    closings.sort(key=_by_registration)
+    acceptances.sort(key=_by_registration)
     cfg = view.config
     window = timedelta(minutes=cfg.burst_registration_minutes)
     span_hours = timedelta(hours=cfg.burst_stated_span_hours)
-    by_registration = sorted(handled, key=lambda e: (e.recorded_at, e.event_id))
-    acceptances = [e for e in by_registration if e.type is EventType.ACCEPTED]
-    closings = [e for e in by_registration if e.type is EventType.CLOSED]
     for accepted in acceptances:
         for closing in closings:
             if closing.occurred_at < accepted.occurred_at:
@@ -133,3 +136,7 @@ def _burst(view: CaseView, handled: list, pushing: bool):
                     and max(e.occurred_at for e in span) - min(e.occurred_at for e in span) >= span_hours):
                 return span, closing
     return None
+
+
+def _by_registration(event) -> tuple:
+    return event.recorded_at, event.event_id
