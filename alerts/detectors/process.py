@@ -55,7 +55,7 @@ def _backfill(view: CaseView) -> list[Finding]:
     event_time: datetime | None = None
     officer = None
     pushing = view.self_built or view.imported  # else none of its events is a push (`CaseView.pushed`)
-    # A whole case registered in a burst while the times it states span days: from its acceptance
+    # A whole case registered in a burst while the times it states span days: from an acceptance
     # to a closing, the events stated between them and registered by then (the later of the two
     # registrations). Events registered after the closing, a return and a closing again, cannot show
     # that the case was handled online: before, one more step registered two hours later, or a
