@@ -139,6 +139,11 @@ def _event_json(record: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def stored_case_count(client) -> int:
+    """How many cases the store holds events of."""
+    return int(client.command("SELECT uniqExact(case_id) FROM case_events") or 0)
+
+
 def cases_with_events(client, case_ids: list[str] | None = None) -> set[str]:
     """Which of `case_ids` (of every case, without) the store holds events of. Without FINAL:
     whether a case has rows does not depend on which version of them counts, and most cases

@@ -241,7 +241,7 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
     records clients sent to a topic before it was created, which its creation loses
     (`_taken_before_creation`). Returns the names of the topics this call created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+    from aiokafka.errors import KafkaConnectionError
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     try:
@@ -268,11 +268,7 @@ async def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeo
                           ", ".join(f"{topic} ({n})" for topic, n in sorted(lost.items())))
         if not wanted:
             return set()
-        try:
-            response = await admin.create_topics(wanted)
-        except TopicAlreadyExistsError:
-            return set()
-        return _created(response, wanted)
+        return _created(await admin.create_topics(wanted), wanted)
     finally:
         await admin.close()
 

@@ -522,7 +522,7 @@ def _latest_import_of_each_file(letters: list[dict]) -> tuple[list[dict], list[d
     first end in force, took a true red overdue card down: found by review)."""
     files: dict[str, list[dict]] = {}
     for letter in letters:
-        files.setdefault((letter["detail"] or "").split(", row ", 1)[0], []).append(letter)
+        files.setdefault(_file_of(letter), []).append(letter)
 
     def received(letter: dict) -> datetime:  # (a letter kept again, unchanged, has its latest import's)
         at = letter.get("received_at")
@@ -554,6 +554,11 @@ def _held_event(letter: dict) -> dict | None:
 HELD_FOR_AN_EARLIER_IMPORT = "has rows an earlier import could not take"
 
 
+def _file_of(letter: dict) -> str:
+    """The name of the file an import's letter is of (its detail: `NAME, row N ...`)."""
+    return (letter["detail"] or "").split(", row ", 1)[0]
+
+
 def _held_for_an_earlier_import(letter: dict) -> bool:
     return letter["reason"] == CASE_INCOMPLETE and HELD_FOR_AN_EARLIER_IMPORT in (letter["detail"] or "")
 
@@ -571,7 +576,7 @@ def hold_cases_left_open(result: ImportResult, left: list[dict], replaced: list[
     cases = {event["case_id"] for event in result.events}
     why = {case: f"held back: case {case} {HELD_FOR_AN_EARLIER_IMPORT} ({letter['detail']}); "
                  f"imported without them the case would be judged on steps it lacks: import the corrected "
-                 f"{letter['detail'].split(', row ', 1)[0]} under that name (it replaces those rows)"
+                 f"{_file_of(letter)} under that name (it replaces those rows)"
            for case, letter in waiting.items() if case in cases}
     result.hold(why)
     replaced[:] = [letter for letter in replaced if letter["case_id"] not in why]

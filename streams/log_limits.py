@@ -43,13 +43,18 @@ def limit_repeats(names: tuple[str, ...] = ("aiokafka", "kafka"), window: float 
     filters see only its own records, not its children's: the libraries log as `aiokafka.conn`,
     created when their modules are imported, before this runs). Once: a second call finds it."""
     limit = RepeatLimit(window)
-    existing = [name for name in logging.root.manager.loggerDict
-                if any(name == prefix or name.startswith(prefix + ".") for prefix in names)]
-    for name in {*names, *existing}:
-        logger = logging.getLogger(name)
+    for logger in _loggers_under(names):
         if not any(isinstance(f, RepeatLimit) for f in logger.filters):
             logger.addFilter(limit)
     return limit
+
+
+def _loggers_under(names: tuple[str, ...]) -> list[logging.Logger]:
+    """These loggers and every logger under them that exists (a logger's filters see only its own
+    records, not its children's)."""
+    existing = [name for name in logging.root.manager.loggerDict
+                if any(name == prefix or name.startswith(prefix + ".") for prefix in names)]
+    return [logging.getLogger(name) for name in {*names, *existing}]
 
 
 class TracebacksOfADeadBroker(logging.Filter):
@@ -86,8 +91,7 @@ class UnreachableAtFirst(logging.Filter):
 def first_contact(names: tuple[str, ...] = ("aiokafka",)) -> Iterator[None]:
     """`UnreachableAtFirst` on these loggers and those under them, for the first contact."""
     quiet = UnreachableAtFirst()
-    loggers = [logging.getLogger(name) for name in {*names, *(
-        name for name in logging.root.manager.loggerDict if any(name.startswith(prefix + ".") for prefix in names))}]
+    loggers = _loggers_under(names)
     for logger in loggers:  # before a `RepeatLimit`, which would count the lines left out as shown
         logger.filters.insert(0, quiet)
     try:

@@ -541,6 +541,8 @@ def restore_after_a_new_changelog(pipeline: Pipeline, client, settings: Settings
     worker seeds them from the store, as on a fresh embedded broker (`restore_from_store`); with a
     ClickHouse server the group's workers share, none can seed the cases of the others'
     partitions, and it says so. Returns how many cases were seeded."""
+    from sinks.queries import stored_case_count
+
     if settings.embedded_store:
         seeded = restore_from_store(pipeline, client)
         if seeded:
@@ -548,7 +550,7 @@ def restore_after_a_new_changelog(pipeline: Pipeline, client, settings: Settings
                         "this store, or one that lost its data; %d cases not settled were restored from the store",
                         case_changelog_topic(settings), settings.kafka, seeded)
         return seeded
-    stored = int(client.command("SELECT uniqExact(case_id) FROM case_events") or 0)
+    stored = stored_case_count(client)
     if stored:
         log.error("the case table's changelog (%s) did not exist on the Kafka cluster (%s), while the store holds "
                   "%d cases: a cluster new to this store, or one that lost its data. The workers know none of those "

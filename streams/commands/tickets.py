@@ -222,4 +222,4 @@ def _ticket_and_current(args, settings: Settings, kind, everything) -> tuple[str
 def _named(code: str, entry) -> str:
     """A department's or an item's code with its name from the catalog, when one is named (the
     ticket gave the code alone, where `cases show` gives both: found by a black-box test)."""
-    return f"{code} {entry.name}" if entry is not None and getattr(entry, "name", None) else code
+    return f"{code} {entry.name}" if entry is not None else code
