@@ -21,8 +21,8 @@ from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
 from alerts.describe import deadline_change, event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
-from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel, EventType,
-                           case_item_code, own_events, registered_first)
+from alerts.events import (CLOCK_SKEW, NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel,
+                           EventType, case_item_code, own_events, registered_first)
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
@@ -257,7 +257,7 @@ _NOT_BACK_AFTER_THE_DEADLINE = frozenset({EventType.SUSPENDED, EventType.CLOSED,
 
 
 def off_the_deadline(kind: EventType | None, stated: datetime | None, deadline: datetime | None,
-                     suspended: bool = True) -> bool:
+                     suspended: bool = True, accepted_registered: datetime | None = None) -> bool:
     """Whether an event the case waits for (refused, or of another item: `judge_case`), of type
     `kind` and stated at `stated` (None: unknown), leaves the case's deadline (`deadline`, as its
     own events give it) and whether it was open until then as they are: a node, a decision, a
@@ -266,10 +266,24 @@ def off_the_deadline(kind: EventType | None, stated: datetime | None, deadline: 
     those it waits for), which resumes nothing. Before, a closing of another item stated a week
     after the deadline kept the case from its overdue card in one replay, and left the card standing
     when the events came in two; and a refused resumption of a case never suspended kept it from
-    its overdue card for good (each found by a black-box test)."""
+    its overdue card for good (each found by a black-box test).
+    A refused event of no known type (`kind` None) may be of any: stated after the deadline, of a
+    case with no suspension, and registered (as its time says: not before `CLOCK_SKEW` ahead of it)
+    after the case's first acceptance was (`accepted_registered`; an acceptance registered first
+    would give the case's terms, `alerts.timeline._terms_from`), it is off the deadline whatever it
+    was. Before, one such event kept a replay from the overdue card the live feed had raised before
+    it came (found by review)."""
     if kind in OFF_THE_DEADLINE or (kind is EventType.RESUMED and not suspended):
         return True
-    return kind in _NOT_BACK_AFTER_THE_DEADLINE and stated is not None and deadline is not None and stated > deadline
+    if not _stated_after(stated, deadline):
+        return False
+    if kind is None:
+        return not suspended and accepted_registered is not None and stated > accepted_registered + CLOCK_SKEW
+    return kind in _NOT_BACK_AFTER_THE_DEADLINE
+
+
+def _stated_after(stated: datetime | None, deadline: datetime | None) -> bool:
+    return stated is not None and deadline is not None and stated > deadline
 
 
 def replaces_a_deadline_card(finding: Finding) -> bool:
@@ -350,11 +364,19 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
         # (false red cards); judged on nothing, one event of another item withdrew its true red
         # cards, and one node event of another item kept an open case from ever being overdue
         # (each found by a black-box test).
+        deadline = result.deadline
+        # A refused event of no known type may be a suspension, but not one of before the deadline
+        # when it is stated after it (`off_the_deadline`).
         suspended = (any(e.type is EventType.SUSPENDED for e in state.events)
-                     or any(refused_type(kept) in (EventType.SUSPENDED, None) for kept in holding))
-        deadline_known = (all(off_the_deadline(refused_type(kept), refused_time(kept), result.deadline, suspended)
+                     or any(refused_type(kept) is EventType.SUSPENDED
+                            or (refused_type(kept) is None and not _stated_after(refused_time(kept), deadline))
+                            for kept in holding))
+        accepted_registered = min((e.recorded_at for e in state.events
+                                   if e.type is EventType.ACCEPTED and e.item_code == item_code), default=None)
+        deadline_known = (all(off_the_deadline(refused_type(kept), refused_time(kept), deadline, suspended,
+                                               accepted_registered)
                               for kept in holding)
-                          and all(off_the_deadline(e.type, e.occurred_at, result.deadline, suspended)
+                          and all(off_the_deadline(e.type, e.occurred_at, deadline, suspended)
                                   for e in set_aside))
         findings = [f for f in findings if f.alert_id in standing or raised_while_waiting(f, deadline_known)]
         next_due = next_due if deadline_known else None

@@ -254,11 +254,16 @@ def refusal(reason: str, event_type: str | None = None, stated: datetime | None 
     """What `CaseState.refused` keeps of a refused event: its letter's reason, and `@type` when the
     event names one of the contract's types (what it could have changed: `refused_type`), then, for
     the types whose time decides what they could change (`_TIMED`), `@time` when it states a readable
-    time (`stated`: when it happened, `refused_time`).
+    time (`stated`: when it happened, `refused_time`). An event of no known type (none, or one
+    outside the contract) that states a readable time keeps it with no type (`@@time`): it may be of
+    any type, and after its case's deadline it could move that deadline only as few types could
+    (`alerts.evaluate.off_the_deadline`).
     Not for an import's rows held back with an unreadable one (`UNTYPED_REASONS`): the unreadable
     row, which names no event, may be the closing."""
-    if event_type not in _EVENT_TYPES or reason in UNTYPED_REASONS:
+    if reason in UNTYPED_REASONS:
         return reason
+    if event_type not in _EVENT_TYPES:
+        return reason if stated is None else f"{reason}@@{stated.astimezone(timezone.utc).isoformat()}"
     if stated is None or event_type not in _TIMED:
         return f"{reason}@{event_type}"
     return f"{reason}@{event_type}@{stated.astimezone(timezone.utc).isoformat()}"

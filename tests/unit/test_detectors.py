@@ -10,6 +10,7 @@ import dataclasses
 import random
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
 
 from alerts.detectors.deadlines import PASSED
@@ -644,6 +645,50 @@ def test_a_junk_node_event_sent_before_the_deadline_does_not_keep_the_case_from_
     waiting, _ = refuse(suspended, "C1", "junk", refusal("impossible_time", "resumed"))
     judged = judge_case(waiting, judge(), at(2026, 4, 20, 12), raised_at).state
     assert "overdue" not in {a.rule.value for a in judged.alerts.values()} and judged.next_due is None
+
+
+def test_a_refused_event_of_no_known_type_stated_after_the_deadline_leaves_the_case_overdue_as_live():
+    """Found by review: a case open past its deadline, and one event of a type outside the contract
+    (refused) stated a week after it. The live feed raised the red overdue at the deadline, before
+    the event came, and kept it; one replay of the same events held the case back and raised
+    nothing. Whatever type the event was meant to be, stated after the deadline it cannot move it,
+    unless it resumes a suspension, or is an acceptance registered before the case's own (its
+    terms would count): those still hold the deadline's rules back, as one stated before it does."""
+    from alerts.letters import kept_refusal
+    from alerts.state import refuse
+
+    j, raised_at, now = judge(), datetime(2026, 1, 1, tzinfo=timezone.utc), at(2026, 4, 20, 12)
+
+    def refused(state, kind, occurred, recorded=None):
+        obj = {"event_id": "junk", "case_id": "C1", "item_code": LICENCE, "occurred_at": occurred.isoformat(),
+               "recorded_at": (recorded or occurred + timedelta(minutes=5)).isoformat()}
+        raw = orjson.dumps(obj if kind is None else {**obj, "type": kind})
+        return refuse(state, "C1", "junk", kept_refusal("schema", raw))[0]
+
+    def judged(state):
+        state = judge_case(state, j, now, raised_at).state
+        return {a.rule.value for a in state.alerts.values() if a.status.value == "open"}, state.next_due
+
+    accepted = ev("accepted", at(2026, 3, 2, 9), channel="online", event_id="acc")
+    live = run([accepted], at(2026, 3, 20, 12), j)
+    assert {"overdue", "deadline_near"} <= judged(refused(live, "bogus_kind", at(2026, 3, 24, 9)))[0]
+    for kind in ("bogus_kind", None):  # a type outside the contract, or none
+        rules, _ = judged(refused(run([accepted], at(2026, 3, 2, 12), j), kind, at(2026, 3, 24, 9)))
+        assert {"overdue", "deadline_near"} <= rules, kind
+    fresh = run([accepted], at(2026, 3, 2, 12), j)
+    # Stated before the deadline (the end of 03-16), it could be a suspension: held back.
+    rules, due = judged(refused(fresh, "bogus_kind", at(2026, 3, 10, 9)))
+    assert "overdue" not in rules and due is None
+    # Of a case suspended and resumed, it could be a resumption that keeps it suspended: held back.
+    suspended = run([accepted, ev("suspended", at(2026, 3, 4, 9), channel="online", event_id="sus",
+                                  reason="expert_review"),
+                     ev("resumed", at(2026, 3, 5, 9), channel="online", event_id="res")], at(2026, 3, 2, 12), j)
+    assert "overdue" not in judged(refused(suspended, "bogus_kind", at(2026, 3, 24, 9)))[0]
+    # Of a case whose acceptance was registered after it, it could be an acceptance registered
+    # first, whose terms the deadline counts from: held back.
+    late = run([ev("accepted", at(2026, 3, 2, 9), at(2026, 3, 30, 9), channel="online", event_id="acc")],
+               at(2026, 3, 2, 12), j)
+    assert "overdue" not in judged(refused(late, "bogus_kind", at(2026, 3, 24, 9), at(2026, 3, 24, 9, 1)))[0]
 
 
 def _back_dated_on_time():
