@@ -13,7 +13,7 @@ from alerts.catalog import Item
 from alerts.describe import (EVENT_TITLE, SUSPENSION_REASON, attrs_in_words, days, deadline_moment, describe_alert,
                              local_moment, moment)
 from alerts.evaluate import department_of
-from alerts.events import READ_BY_NO_RULE, CaseEvent, EventType, own_events
+from alerts.events import READ_BY_NO_RULE, CaseEvent, EventType, acceptance_registered, own_events
 from alerts.letters import REASON_TITLE
 from alerts.state import holds_back, last_node_after_the_end, refused_type, set_aside_events
 from alerts.timeline import process_order, read_timeline
@@ -92,7 +92,8 @@ def case_file(events: Sequence[CaseEvent], alerts: Sequence[Mapping[str, Any]], 
         "alerts": [{**alert, "text": describe_alert(alert)} for alert in alerts],
         "waiting_for": [{"event_id": event_id, "reason": reason, "reason_title": REASON_TITLE.get(reason, reason)}
                         for event_id, reason in ((k, kept.partition("@")[0]) for k, kept in waiting.items())],
-        "waiting_text": _waiting_text(waiting, timeline.ended_at, last_node_at),
+        "waiting_text": _waiting_text(waiting, timeline.ended_at, last_node_at,
+                                      acceptance_registered(timeline.events) if waiting else None),
         "mixed_items_text": (MIXED_ITEMS_TEXT.format(
             items="、".join(sorted({e.item_code for e in events})), item=item.code,
             others="、".join(e.event_id for e in set_aside)) if set_aside else None),
@@ -109,11 +110,11 @@ def shown_part(events: Sequence[CaseEvent], shown: set[str], its_department: boo
     return {"shown": [event for event in events if event.event_id in shown], "its_department": its_department}
 
 
-def _waiting_text(waiting: Mapping[str, str], ended_at, last_node_at=None) -> str | None:
+def _waiting_text(waiting: Mapping[str, str], ended_at, last_node_at=None, accepted_registered=None) -> str | None:
     """What the file says of the refused events the case waits for (`alerts.state.holds_back`)."""
     if not waiting:
         return None
-    if any(holds_back(kept, ended_at, last_node_at) for kept in waiting.values()):
+    if any(holds_back(kept, ended_at, last_node_at, accepted_registered) for kept in waiting.values()):
         return WAITING_TEXT
     return RATINGS_ONLY_TEXT if all(refused_type(kept) in READ_BY_NO_RULE for kept in waiting.values()) \
         else NOT_HOLDING_TEXT

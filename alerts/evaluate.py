@@ -21,8 +21,8 @@ from alerts.catalog import Catalog, Item
 from alerts.config import RuleConfig
 from alerts.describe import deadline_change, event_cause, rejudged_reason, withdrawal_reason
 from alerts.detectors import CaseView, deadlines, discretion, process
-from alerts.events import (CLOCK_SKEW, NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel,
-                           EventType, case_item_code, own_events, registered_first)
+from alerts.events import (NODE_EVENTS, OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel, EventType,
+                           acceptance_registered, case_item_code, own_events, registered_after, registered_first)
 from alerts.lifecycle import Labels, reconcile
 from alerts.model import Alert, AlertStatus, Finding, Rule
 from alerts.peers import Verdict
@@ -268,17 +268,16 @@ def off_the_deadline(kind: EventType | None, stated: datetime | None, deadline: 
     when the events came in two; and a refused resumption of a case never suspended kept it from
     its overdue card for good (each found by a black-box test).
     A refused event of no known type (`kind` None) may be of any: stated after the deadline, of a
-    case with no suspension, and registered (as its time says: not before `CLOCK_SKEW` ahead of it)
-    after the case's first acceptance was (`accepted_registered`; an acceptance registered first
-    would give the case's terms, `alerts.timeline._terms_from`), it is off the deadline whatever it
-    was. Before, one such event kept a replay from the overdue card the live feed had raised before
-    it came (found by review)."""
+    case with no suspension, and registered after the case's first acceptance was
+    (`accepted_registered`, `registered_after`), it is off the deadline whatever it was. Before, one
+    such event kept a replay from the overdue card the live feed had raised before it came (found
+    by review)."""
     if kind in OFF_THE_DEADLINE or (kind is EventType.RESUMED and not suspended):
         return True
     if not _stated_after(stated, deadline):
         return False
     if kind is None:
-        return not suspended and accepted_registered is not None and stated > accepted_registered + CLOCK_SKEW
+        return not suspended and registered_after(stated, accepted_registered)
     return kind in _NOT_BACK_AFTER_THE_DEADLINE
 
 
@@ -352,7 +351,8 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
     ended_at = result.ended_at
     last_node_at = last_node_after_the_end(own_events(state.events, item_code), ended_at) \
         if ended_at is not None and (state.refused or any(e.item_code != item_code for e in state.events)) else None
-    holding = [kept for kept in state.refused.values() if holds_back(kept, ended_at, last_node_at)]
+    accepted_registered = acceptance_registered(own_events(state.events, item_code)) if state.refused else None
+    holding = [kept for kept in state.refused.values() if holds_back(kept, ended_at, last_node_at, accepted_registered)]
     set_aside = set_aside_events(state.events, item_code, ended_at, last_node_at)
     standing = {k: a for k, a in state.alerts.items() if a.status is not AlertStatus.WITHDRAWN}  # published
     if holding or set_aside:
@@ -371,8 +371,6 @@ def judge_case(state: CaseState, judge: Judge, now: datetime, raised_at: datetim
                      or any(refused_type(kept) is EventType.SUSPENDED
                             or (refused_type(kept) is None and not _stated_after(refused_time(kept), deadline))
                             for kept in holding))
-        accepted_registered = min((e.recorded_at for e in state.events
-                                   if e.type is EventType.ACCEPTED and e.item_code == item_code), default=None)
         deadline_known = (all(off_the_deadline(refused_type(kept), refused_time(kept), deadline, suspended,
                                                accepted_registered)
                               for kept in holding)

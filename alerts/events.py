@@ -473,6 +473,19 @@ def registered_first(events: Sequence[CaseEvent]) -> CaseEvent:
     return min(events, key=lambda e: (e.recorded_at, e.occurred_at, e.event_id))
 
 
+def acceptance_registered(events: Sequence[CaseEvent]) -> datetime | None:
+    """When the first of `events`' acceptances was registered; None when they hold none."""
+    return min((e.recorded_at for e in events if e.type is EventType.ACCEPTED), default=None)
+
+
+def registered_after(stated: datetime, registered: datetime | None) -> bool:
+    """Whether an event stated at `stated` was registered after `registered` whatever it says of its
+    registration: an event is registered no earlier than `CLOCK_SKEW` before it says it happened
+    (`parse_event`). A refused event of no known type may be an acceptance, whose terms count
+    when it was registered first (`alerts.timeline._terms_from`)."""
+    return registered is not None and stated > registered + CLOCK_SKEW
+
+
 def own_events(events: Sequence[CaseEvent], item_code: str) -> Sequence[CaseEvent]:
     """The case's events that name its item; the others are set aside (`judge_case`)."""
     if all(e.item_code == item_code for e in events):

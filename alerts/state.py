@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import orjson
 
 from alerts.events import (OFF_THE_DEADLINE, READ_BY_NO_RULE, CaseEvent, Channel, EventType, case_item_code,
-                           end_in_force, parse_event, suspended_at_last)
+                           end_in_force, parse_event, registered_after, suspended_at_last)
 from alerts.catalog import violation_key
 from alerts.model import Alert, AlertStatus, Rule, store_time
 
@@ -315,12 +315,22 @@ def refused_time(kept: str) -> datetime | None:
     return datetime.fromisoformat(parts[2]) if len(parts) > 2 else None
 
 
-def holds_back(kept: str, ended_at: datetime | None, last_node_at: datetime | None = None) -> bool:
+def holds_back(kept: str, ended_at: datetime | None, last_node_at: datetime | None = None,
+               accepted_registered: datetime | None = None) -> bool:
     """Whether a refused event, as `refusal` kept it, holds its case's judgement back
     (`alerts.evaluate.judge_case`): not a rating (`READ_BY_NO_RULE`), nor one that changes nothing
-    of how the case was handled (`after_the_end`)."""
+    of how the case was handled (`after_the_end`). One of no known type may be of any: it holds
+    nothing back when stated after the end as a node would have to be (`last_node_at`) and
+    registered after the case's first acceptance was (`accepted_registered`, `registered_after`: an
+    acceptance registered first gives the case's terms). Before, one such event stated after the
+    closing kept a replay from the skipped last node's card the live feed had raised (found by
+    review)."""
     kind = refused_type(kept)
-    return kind not in READ_BY_NO_RULE and not after_the_end(kind, refused_time(kept), ended_at, last_node_at,
+    stated = refused_time(kept)
+    if kind is None:
+        return not (after_the_end(EventType.NODE_COMPLETED, stated, ended_at, last_node_at)
+                    and registered_after(stated, accepted_registered))  # type: ignore[arg-type]
+    return kind not in READ_BY_NO_RULE and not after_the_end(kind, stated, ended_at, last_node_at,
                                                              _NOTHING_REFUSED_AFTER_THE_END)
 
 

@@ -1758,6 +1758,18 @@ def test_a_refused_node_event_or_end_stated_after_the_closing_holds_no_card_back
         assert ("skipped_node", "approve") in judged(refusal("schema", kind, at(2026, 3, 2, 12))), kind
         assert ("skipped_node", "approve") not in judged(refusal("schema", kind, at(2026, 3, 2, 10, 30))), kind
         assert ("skipped_node", "approve") not in judged(refusal("schema", kind, at(2026, 3, 2, 12)), [returned])
+    # Nor one of no known type (found by review): it may be of any type, but none stated after the
+    # end (and after the case's own nodes completed after it) takes a card down, but an acceptance
+    # registered before the case's own, whose terms would count.
+    unknown_type = refusal("schema", "bogus_kind", at(2026, 3, 2, 12))
+    assert unknown_type.endswith("@@2026-03-02T04:00:00+00:00")  # its time kept, with no type
+    assert ("skipped_node", "approve") in judged(unknown_type)
+    assert ("skipped_node", "approve") not in judged(refusal("schema", "bogus_kind", at(2026, 3, 2, 10, 30)))
+    assert ("skipped_node", "approve") not in judged(refusal("schema", "bogus_kind"))  # no time to read
+    assert ("skipped_node", "approve") not in judged(unknown_type, [returned])
+    registered_late = [ev("accepted", at(2026, 3, 2, 9), at(2026, 3, 2, 13), case="T6", event_id="u1"), *events[1:]]
+    assert ("skipped_node", "approve") not in active(step_many(None, registered_late, [], j, at(2026, 3, 3), raised_at,
+                                                               refusals=[("u4", "T6", unknown_type)]).outcome.state)
     # An unknown node refused by the catalog keeps the time it states, as a letter's does.
     unknown = ev("node_completed", at(2026, 3, 2, 12), case="T6", node="no-such-node", event_id="u6")
     assert ("skipped_node", "approve") in active(step_many(None, events + [unknown], [], j, at(2026, 3, 3),
@@ -1766,6 +1778,9 @@ def test_a_refused_node_event_or_end_stated_after_the_closing_holds_no_card_back
     assert case_file(events, [], item, j.calendar, waiting={"u4": after})["waiting_text"] == NOT_HOLDING_TEXT
     before = refusal("schema", "node_completed", at(2026, 3, 2, 10, 30))
     assert case_file(events, [], item, j.calendar, waiting={"u4": before})["waiting_text"] == WAITING_TEXT
+    assert case_file(events, [], item, j.calendar, waiting={"u4": unknown_type})["waiting_text"] == NOT_HOLDING_TEXT
+    held = case_file(registered_late, [], item, j.calendar, waiting={"u4": unknown_type})
+    assert held["waiting_text"] == WAITING_TEXT
 
 
 def test_a_suspension_registered_after_the_deadline_is_a_card_while_the_case_waits_for_a_node():
