@@ -201,6 +201,88 @@ def test_the_caller_names_the_node_the_decision_completes(tmp_path, capsys):
     assert catalog.read_text(encoding="utf-8") == before
 
 
+CATALOG_WITH_COMMENTS = """\
+# 某市职权目录 (the city's catalog)
+departments:
+  - code: D
+    name: 某局   # 简称
+    region: "320200"
+
+items:
+  # 许可类事项
+  - code: "XK-1"
+    name: 许可
+    category: licensing
+    department: D
+    promised_days: 20
+    nodes:
+      - {id: old, name: 旧环节, completed_by: accepted}   # to be replaced
+  # 处罚类事项：法规科审核
+  - code: "CF-1"
+    name: 处罚
+    category: penalty
+    department: D
+    promised_days: 30   # 法定期限
+    nodes:
+      - id: accept
+        name: 受理
+        completed_by: accepted
+      - id: close
+        name: 办结
+        completed_by: closed
+    # 处罚类结束
+"""
+
+
+def test_a_flowchart_written_into_a_catalog_keeps_the_rest_of_the_file_as_it_was(tmp_path, capsys):
+    """Before, writing an item's nodes into a catalog file dropped every comment but the opening
+    ones, and rewrote every other item's layout: an operator's notes on other items were lost.
+    Now only the item's nodes (and its decision node) change; the new nodes are written in the
+    style of the old ones. A file whose layout cannot be given back is written anew, and said."""
+    from streams import cli
+
+    flowchart = tmp_path / "licence.bpmn"
+    flowchart.write_text(LICENSING, encoding="utf-8")
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(CATALOG_WITH_COMMENTS, encoding="utf-8")
+    command = ["catalog", "import-bpmn", str(flowchart), "--catalog", str(catalog), "--accepted-completes", "受理"]
+    assert cli.main([*command, "--item", "XK-1", "--decided-completes", "作出许可决定"]) == 0
+    written = catalog.read_text(encoding="utf-8")
+    before, after = CATALOG_WITH_COMMENTS.splitlines(), written.splitlines()
+    assert after[:13] == before[:13] and after[-10:] == before[-10:]  # all but the item's nodes, as they were
+    assert after[13:20] == ["    decision_node: jueding", "    nodes:",
+                            "      - {id: shouli, name: 受理, requires: [], completed_by: accepted}",
+                            "      - {id: shencha, name: 审查, requires: [shouli]}",
+                            "      - {id: jueding, name: 作出许可决定, requires: [shencha]}",
+                            "      - {id: songda, name: 送达, requires: [jueding]}",
+                            "  # 处罚类事项：法规科审核"]
+    assert "written anew" not in capsys.readouterr().err
+    raw = yaml.safe_load(written)
+    load_catalog(raw)
+    assert [n["id"] for n in raw["items"][0]["nodes"]] == ["shouli", "shencha", "jueding", "songda"]
+    # Into an item written in block style, in block style; the comment after it stays after it.
+    assert cli.main([*command, "--item", "CF-1"]) == 0
+    after = catalog.read_text(encoding="utf-8").splitlines()
+    assert after[:26] == written.splitlines()[:26] and after[-1] == "    # 处罚类结束"
+    assert after[26:30] == ["      - id: shouli", "        name: 受理", "        requires: []",
+                            "        completed_by: accepted"]
+    assert yaml.safe_load("\n".join(after))["items"][1]["nodes"][3] == {"id": "songda", "name": "送达",
+                                                                         "requires": ["jueding"]}
+    # Laid out in a way the round trip cannot give back (two lists indented differently), it is
+    # written anew.
+    odd = CATALOG_WITH_COMMENTS.replace('  - code: D\n    name: 某局   # 简称\n    region: "320200"',
+                                        '- code: D\n  name: 某局   # 简称\n  region: "320200"')
+    assert odd != CATALOG_WITH_COMMENTS
+    assert yaml.safe_load(odd) == yaml.safe_load(CATALOG_WITH_COMMENTS)
+    catalog.write_text(odd, encoding="utf-8")
+    assert cli.main([*command, "--item", "XK-1"]) == 0
+    assert "is written anew; its comments but the opening ones are not kept" in capsys.readouterr().err
+    rewritten = catalog.read_text(encoding="utf-8")
+    assert rewritten.startswith("# 某市职权目录") and "# 处罚类结束" not in rewritten
+    assert [n["id"] for n in yaml.safe_load(rewritten)["items"][0]["nodes"]] == ["shouli", "shencha", "jueding",
+                                                                               "songda"]
+
+
 def test_tasks_named_in_chinese_keep_their_bpmn_ids():
     """Before, a task named only in Chinese became `node`, `node_2`, ...: ids that say nothing and
     that no workflow engine reports. Now it is the task's BPMN id (the engine's activity id)."""
