@@ -179,6 +179,19 @@ def test_an_inspector_and_a_department_work_a_ticket_to_its_close(console, tmp_p
             inspector.click("button:has-text('登录')")
             expect(inspector).to_have_url(f"{base}/alerts")
 
+            # By keyboard, the first Tab is a link past the header to the page's content, shown only
+            # while it has the focus; the next Tab is the first control of the page, not the header's.
+            skip = inspector.locator("a.skip")
+            assert skip.bounding_box()["x"] < 0
+            inspector.keyboard.press("Tab")
+            expect(skip).to_be_focused()
+            expect(skip).to_have_text("跳到正文")
+            assert 0 <= skip.bounding_box()["x"] < 1280
+            inspector.keyboard.press("Enter")
+            expect(inspector.locator("main")).to_be_focused()
+            inspector.keyboard.press("Tab")
+            assert inspector.evaluate("document.activeElement.closest('main') !== null")
+
             # A case whose acceptance was refused says it waits for it, and has no alert.
             inspector.goto(f"{base}/cases/C-W5")
             expect(inspector.locator("[data-waiting]")).to_contain_text("暂缓评判")
