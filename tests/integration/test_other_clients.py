@@ -4,6 +4,7 @@ and confluent-kafka producers)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import orjson
 
@@ -48,9 +49,11 @@ async def committed_in_partition_0(broker, settings, end: int, timeout: float = 
         await asyncio.sleep(0.5)
 
 
-def test_a_transactions_commit_marker_is_not_a_hole_and_the_group_commits_past_it(tmp_path):
+def test_a_transactions_commit_marker_is_not_a_hole_and_the_group_commits_past_it(tmp_path, caplog):
     # Before, the marker's offset was taken for a message Faust had failed to deliver: read directly
-    # (no record), then never counted as done, so the group committed no further, for good.
+    # (no record), then never counted as done, so the group committed no further, for good. And a
+    # marker that ends the partition was a warning that offsets were not delivered, after every
+    # transaction of a transactional source (found by a black-box test).
     settings = pipeline_settings(tmp_path / "data")
     cases = [c for c in (f"TX-{n}" for n in range(40)) if home_partition(c, settings.partitions) == 0][:3]
 
@@ -72,7 +75,11 @@ def test_a_transactions_commit_marker_is_not_a_hole_and_the_group_commits_past_i
                 assert await committed_in_partition_0(broker, settings, ends[0]) == ends[0]  # lag 0, not 1 for ever
                 assert running.pipeline.progress.events_new == 5
 
-    asyncio.run(run())
+    with caplog.at_level(logging.INFO, logger="streams.delivery"):
+        asyncio.run(run())
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "streams.delivery"]
+    assert any("not delivered for" in message for _, message in said)  # the marker that ends the log, read
+    assert [message for level, message in said if level != "INFO"] == []
 
 
 def test_an_aborted_transaction_is_not_taken_and_one_never_ended_is_dead_lettered_after_the_wait(tmp_path):
