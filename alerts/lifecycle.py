@@ -42,7 +42,11 @@ def reconcile(previous: Mapping[str, Alert], findings: Iterable[Finding], labels
               raised_at: datetime, reasons: Mapping[str, str] | None = None,
               labels_of: Mapping[str, Labels] | None = None) -> tuple[dict[str, Alert], list[Alert]]:
     """`reasons`: why an alert that loses its finding is withdrawn, by alert_id. `labels_of`: the
-    labels of findings judged under another item than `labels` names, by alert_id."""
+    labels of findings judged under another item than `labels` names, by alert_id. `raised_at`:
+    the moment of this judgement; a version keeps the moment its card was raised (the contract's
+    "when the pipeline raised it"), which is this one for a card raised again after a withdrawal
+    (before, a card withdrawn and raised again at a deadline a suspension had moved said it was
+    raised three minutes before that deadline: found by a black-box test)."""
     reasons = reasons or {}
     labels_of = labels_of or {}
     current: dict[str, Alert] = dict(previous)
@@ -54,10 +58,14 @@ def reconcile(previous: Mapping[str, Alert], findings: Iterable[Finding], labels
         before = previous.get(candidate.alert_id)
         if before is None:
             update = candidate
-        elif before.status is AlertStatus.WITHDRAWN:
-            update = before.bump(status=AlertStatus.OPEN, withdrawn_reason=None, **_content(candidate))
+        elif before.status is AlertStatus.WITHDRAWN:  # raised again, now
+            update = before.bump(status=AlertStatus.OPEN, withdrawn_reason=None, raised_at=raised_at,
+                                 **_content(candidate))
         elif not before.same_content(candidate):
-            update = before.bump(**_content(candidate))
+            # Still the card raised then, unless what it now states happened after that: a card
+            # cannot have been raised before its finding (a deadline moved past the first raising).
+            again = {"raised_at": raised_at} if candidate.event_time > before.raised_at else {}
+            update = before.bump(**_content(candidate), **again)
         else:
             continue
         current[update.alert_id] = update

@@ -34,9 +34,15 @@ def test_lifecycle():
     alerts3, changed = reconcile(alerts2, [], LABELS, T1)
     assert [(a.status, a.version) for a in changed] == [(AlertStatus.WITHDRAWN, 3)]
     assert reconcile(alerts3, [], LABELS, T1)[1] == []
-    # Holds again: reopened.
-    _, changed = reconcile(alerts3, [finding()], LABELS, T1)
-    assert [(a.status, a.version) for a in changed] == [(AlertStatus.OPEN, 4)]
+    # Holds again: reopened, raised at this moment (not its first version's).
+    T2 = datetime(2026, 3, 4, tzinfo=timezone.utc)
+    _, changed = reconcile(alerts3, [finding()], LABELS, T2)
+    assert [(a.status, a.version, a.raised_at) for a in changed] == [(AlertStatus.OPEN, 4, T2)]
+    # A finding that now states it happened after the card was first raised (a deadline moved past
+    # that moment, and passed since): raised at this moment too, never before its finding.
+    later = Finding(Rule.SKIPPED_NODE, "C1", T1 + (T2 - T1) / 2, {"a": 1}, node="review")
+    _, changed = reconcile(alerts, [later], LABELS, T2)
+    assert [(a.version, a.raised_at) for a in changed] == [(2, T2)]
 
 
 def test_contract_format():
