@@ -26,7 +26,7 @@ from alerts.calendar import WorkCalendar
 from alerts.describe import moment
 from alerts.detectors.deadlines import PASSED
 from alerts.events import CaseEvent, EventType, Refused
-from alerts.model import SEVERITY as SEVERITY_OF, Alert, AlertStatus, Rule, Severity
+from alerts.model import SEVERITY as SEVERITY_OF, SEVERITY_TITLE, Alert, AlertStatus, Rule, Severity
 
 MAX_TEXT_CHARS = 2000
 SYSTEM = "sunlight"  # the actor of the changes the clock and the alerts make
@@ -764,7 +764,7 @@ def _open(ticket: Ticket, calendar: WorkCalendar, at: datetime, actor: str = SYS
     elif ticket.opened_at is not None:
         kind, text = "reopened", text or "新的预警成立，督办件重新生效"
     else:
-        kind, text = "opened", text or "红牌预警持续有效，生成督办件"
+        kind, text = "opened", text or f"{SEVERITY_TITLE[ticket.severity]}预警持续有效，生成督办件"
     ticket, _ = _change(ticket, at, actor, kind, text or "", status=TicketStatus.OPEN, **_times(ticket, calendar, at))
     return ticket
 

@@ -115,7 +115,11 @@ def test_yellow_alerts_open_no_ticket_by_default_and_the_policy_can_say_otherwis
     yellow = alert(rule=Rule.NODE_OVERDUE, severity=Severity.YELLOW)
     assert on_alert(None, yellow, POLICY, CAL, yellow.event_time).ticket is None
     policy = TicketPolicy(rules=frozenset({(Rule.NODE_OVERDUE, Severity.YELLOW)}))
-    assert on_alert(None, yellow, policy, CAL, yellow.event_time).ticket.ticket_id == "C-1/node_overdue"
+    ticket = on_alert(None, yellow, policy, CAL, yellow.event_time).ticket
+    assert ticket.ticket_id == "C-1/node_overdue"
+    # Its history says a yellow card opened it (it said red: found by a black-box test).
+    opened = advance(ticket, policy, CAL, yellow.event_time + timedelta(hours=2)).ticket
+    assert opened.last.kind == "opened" and opened.last.text == "黄牌预警持续有效，生成督办件"
 
 
 def test_one_ticket_bundles_a_rule_s_alerts_and_is_withdrawn_only_when_all_are():
