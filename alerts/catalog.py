@@ -465,12 +465,28 @@ def _decides(node: Node) -> bool:
     return name in _DECISION_NAMES or bool(_DECISION_NAME.fullmatch(name))
 
 
+# One mailbox, as `local@domain`: no list (a comma or semicolon between two), no display name or angle
+# brackets, no space or line break; one @, with a part before it and a domain of dot-separated
+# labels after it. Letters beyond ASCII are taken (an internationalised address).
+_NOT_IN_AN_ADDRESS = r'\s@,;<>()\[\]"\\:，；、＜＞《》（）【】：'  # and their full-width forms, as typed in Chinese
+_MAIL_ADDRESS = re.compile(rf"[^{_NOT_IN_AN_ADDRESS}]+@[^{_NOT_IN_AN_ADDRESS}.]+(?:\.[^{_NOT_IN_AN_ADDRESS}.]+)*")
+
+
+def is_mail_address(value: Any) -> bool:
+    """Whether `value` is one mail address (`_MAIL_ADDRESS`). Before, a catalog took "a@x.cn,
+    b@y.cn" (every notice of the department went to both), "a@b@x.cn" (tried ten times as if the
+    mail server were down) and a name with its address in angle brackets (found by a black-box
+    test)."""
+    return isinstance(value, str) and _MAIL_ADDRESS.fullmatch(value) is not None
+
+
 def _person(raw: Any, where: str) -> Person | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
         raise CatalogError(f"{where} must be a mapping with name and email")
     email = raw.get("email")
-    if email is not None and (not isinstance(email, str) or "@" not in email):
-        raise CatalogError(f"{where}: email {email!r} is not a mail address")
+    if email is not None and not is_mail_address(email):
+        raise CatalogError(f"{where}: email {email!r} is not one mail address: write one address, as "
+                           f"name@domain (no list, no name or angle brackets, no spaces)")
     return Person(str(raw.get("name") or ""), email)

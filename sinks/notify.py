@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alerts.catalog import is_mail_address
 from alerts.notices import NoticeText, RenderedNotice, TemplateError
 from alerts.tickets import Step
 
@@ -138,6 +139,8 @@ class SmtpSender:
             # (before, taken as "when the server offers it": a typo chose for the operator; a black-box test)
             raise ChannelError(f"SUNLIGHT_SMTP: starttls must be 1 or 0 (true/false, yes/no), got {asked!r}")
         self.start_tls = False if self.use_tls or asked in no else (True if asked in yes else None)
+        if not is_mail_address(mail_from):
+            raise ChannelError(f"SUNLIGHT_MAIL_FROM must be one mail address, as name@domain, got {mail_from!r}")
         self.mail_from = mail_from
         self.timeout = timeout
 
@@ -162,6 +165,8 @@ class SmtpSender:
 
         if not notice.recipient_email:
             raise NoAddress(no_address(notice.recipient_role, notice.department))
+        if not is_mail_address(notice.recipient_email):  # a notice rendered under an older catalog
+            raise Refused(f"{RECIPIENT_REFUSED}：收件地址 {notice.recipient_email!r} 不是一个邮箱地址")
         try:
             await aiosmtplib.send(self.message(notice), hostname=self.hostname, port=self.port,
                                   username=self.username, password=self.password, use_tls=self.use_tls,

@@ -32,7 +32,7 @@ from streams.catalog_source import CatalogSource
 from streams.delivery import DeliveryWatch
 from streams.internal_wire import tick
 from streams.let_go import LetGo
-from streams.settings import Settings
+from streams.settings import DEFAULT_MAIL_FROM, Settings
 from streams.codec import stored_index_entry
 from streams.console.links import reply_links
 from streams.peer_steps import PeerSteps
@@ -716,6 +716,9 @@ def notice_senders(settings: Settings) -> list:
 
     senders: list = []
     if settings.smtp:
+        if settings.mail_from == DEFAULT_MAIL_FROM:
+            log.warning("SUNLIGHT_MAIL_FROM is not set: notice mail goes out from %s, which mail servers may refuse or "
+                        "file as spam; set it to the mailbox the notices are sent from", DEFAULT_MAIL_FROM)
         senders.append(SmtpSender(settings.smtp, settings.mail_from))
     if settings.webhook:
         senders.append(WebhookSender(settings.webhook))

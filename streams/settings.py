@@ -162,6 +162,10 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     return int(value)
 
 
+# The sender of notice mail when SUNLIGHT_MAIL_FROM is not set (said at start: many servers refuse it).
+DEFAULT_MAIL_FROM = "sunlight@localhost"
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka: str | None = None  # bootstrap servers; None = the embedded broker
@@ -215,7 +219,7 @@ class Settings:
     notice_templates: Path | None = None  # a directory of notice templates (default: sinks/templates)
     notices_topic: str = "sunlight-notices"
     smtp: str | None = None  # smtp://user:password@host:587?starttls=1 (never logged)
-    mail_from: str = "sunlight@localhost"
+    mail_from: str = DEFAULT_MAIL_FROM
     webhook: str | None = None  # a JSON webhook for notices (WeCom/DingTalk bridges)
     notify: bool = True  # send notices (`replay` and `import` turn it off unless --notify)
     # Tried for about two minutes (0.5, 1, 2 ... 30, 30, 30 s apart): a mail server restarted for
@@ -283,7 +287,7 @@ class Settings:
             tickets_policy=Path(env["SUNLIGHT_TICKETS"]) if env.get("SUNLIGHT_TICKETS") else None,
             notice_templates=Path(env["SUNLIGHT_NOTICE_TEMPLATES"]) if env.get("SUNLIGHT_NOTICE_TEMPLATES") else None,
             smtp=env.get("SUNLIGHT_SMTP") or None,
-            mail_from=env.get("SUNLIGHT_MAIL_FROM") or "sunlight@localhost",
+            mail_from=env.get("SUNLIGHT_MAIL_FROM") or DEFAULT_MAIL_FROM,
             webhook=env.get("SUNLIGHT_WEBHOOK") or None,
             notice_attempts=_bounded(env, "SUNLIGHT_NOTICE_ATTEMPTS", 10, least=1, whole=True),
             notice_retry_seconds=_bounded(env, "SUNLIGHT_NOTICE_RETRY_SECONDS", 0.5, least=0),

@@ -95,6 +95,27 @@ def test_a_mailbox_refused_for_good_fails_at_once_and_one_refused_for_now_is_tri
     assert "SUNLIGHT_MAIL_FROM" in error and len(box.received) == 1
 
 
+def test_an_address_that_is_not_one_mailbox_fails_at_once_and_a_bad_sender_is_refused_at_start(mail_server):
+    """Found by a black-box test: a notice to "a@b@example.gov.cn" (rendered under a catalog that
+    took it) was tried ten times over two minutes with a raw ValueError, as if the mail server were
+    down; one to two addresses went to both. And SUNLIGHT_MAIL_FROM was used whatever it said."""
+    from dataclasses import replace
+
+    from streams.notices import NoticeSteps
+
+    box, smtp = mail_server
+    steps = NoticeSteps(None, [SmtpSender(smtp, "sunlight@city.example")], True, None, attempts=3,
+                        retry_seconds=0.05)
+    for address in ("a@b@example.gov.cn", "d1@example.gov.cn, evil@example.com", "d4@x.cn\r\nBcc: e@x.cn"):
+        status, attempts, error = asyncio.run(steps.deliver(replace(NOTICE, recipient_email=address)))
+        assert (status, attempts) == ("failed", 1) and error.startswith("收件方拒收，重试无效"), address
+        assert "不是一个邮箱地址" in error
+    assert box.asked == [] and box.received == []
+    for sender in ("not-an-address", "阳光监察 <sunlight@city.example>", "a@x.cn, b@x.cn"):
+        with pytest.raises(ChannelError, match="SUNLIGHT_MAIL_FROM must be one mail address"):
+            SmtpSender(smtp, sender)
+
+
 def test_a_webhook_refused_for_good_fails_at_once_and_one_unavailable_is_tried_again():
     from streams.notices import NoticeSteps
 
@@ -154,3 +175,20 @@ def test_an_smtp_url_is_read_and_its_password_never_shown():
     for port in ("notaport", "99999"):  # a traceback before (found by a black-box test)
         with pytest.raises(ChannelError, match="port after the host must be a number"):
             SmtpSender(f"smtp://u:p@mail.city.example:{port}", "x@y")
+
+
+def test_a_sender_left_unset_is_said_at_start(caplog):
+    """Found by a black-box test: with SUNLIGHT_SMTP set and SUNLIGHT_MAIL_FROM not, mail went out
+    from sunlight@localhost, which mail servers may refuse, and nothing said so."""
+    import logging
+
+    from streams.app import notice_senders
+    from streams.settings import Settings
+
+    with caplog.at_level(logging.WARNING, logger="streams.app"):
+        notice_senders(Settings.from_env({"SUNLIGHT_SMTP": "smtp://127.0.0.1:25"}))
+        assert any("SUNLIGHT_MAIL_FROM is not set" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        notice_senders(Settings.from_env({"SUNLIGHT_SMTP": "smtp://127.0.0.1:25",
+                                          "SUNLIGHT_MAIL_FROM": "sunlight@city.example"}))
+        assert caplog.records == []

@@ -50,6 +50,25 @@ def test_errors_name_the_item_and_the_field(path, value, words):
     assert words in str(info.value)
 
 
+@pytest.mark.parametrize("where, email", [
+    (("departments", 0, "head", "email"), "d1@example.gov.cn, evil@example.com"),  # every notice to both
+    (("departments", 0, "head", "email"), "d1@example.gov.cn；evil@example.com"),
+    (("departments", 0, "contact", "email"), "a@b@example.gov.cn"),  # tried ten times as a server down
+    (("departments", 0, "contact", "email"), "d4@example.gov.cn\r\nBcc: evil@example.com"),
+    (("departments", 0, "head", "email"), "交通局长 <d5@example.gov.cn>"),
+    (("departments", 0, "head", "email"), "d2 head@example.gov.cn"),
+    (("inspection_office", "email"), "jijian-at-example.gov.cn"),
+    (("inspection_office", "email"), 5),
+])
+def test_a_catalog_address_is_one_mail_address(where, email):
+    """Found by a black-box test: a head's address could be a list, and every notice went to each;
+    one no mail server takes was tried as if the server were down. Each is refused at load."""
+    with pytest.raises(CatalogError, match=r"is not one mail address: write one address, as name@domain"):
+        load_catalog(broken(RAW, where, email))
+    for fine in ("d1@example.gov.cn", "张三@例子.中国", "jijian+ticket@gov"):
+        load_catalog(broken(RAW, where, fine))
+
+
 def test_a_misspelt_departments_key_is_named():
     raw = {("departmnets" if key == "departments" else key): value for key, value in RAW.items()}
     with pytest.raises(CatalogError, match="did you mean 'departments' for 'departmnets'"):
