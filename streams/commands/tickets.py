@@ -162,7 +162,11 @@ def cmd_tickets_act(args, settings: Settings) -> int:
             raise SystemExit("sunlight: a reply with --version names the answering department: --department CODE")
         ticket_id, current = args.ticket_id, None
     else:
-        ticket_id, current = _ticket_and_current(args, settings, kind, everything)
+        try:
+            ticket_id, current = _ticket_and_current(args, settings, kind, everything)
+        except _NotInTheStore as missing:  # status 2, as `tickets show` and `notices resend --ticket` say it
+            print(f"sunlight: {missing}", file=sys.stderr)
+            return 2
     department = args.department or (current["department"] if kind is ActionKind.REPLY and current else INSPECTORS)
     action = Action(action_id=args.action_id or str(uuid.uuid4()), ticket_id=ticket_id,
                     version=args.version if args.version is not None else (current["version"] if current else None),
@@ -200,6 +204,10 @@ def cmd_tickets_act(args, settings: Settings) -> int:
     return 2
 
 
+class _NotInTheStore(LookupError):
+    """The ticket or alert an action names is not in the store (an operator's mistake: status 2)."""
+
+
 def _ticket_and_current(args, settings: Settings, kind, everything) -> tuple[str, dict | None]:
     """The ticket an action is on, and its latest stored form (None for one opened from an alert)."""
     from alerts.model import Rule
@@ -210,12 +218,12 @@ def _ticket_and_current(args, settings: Settings, kind, everything) -> tuple[str
         if kind is ActionKind.OPEN:
             alert = next((a for a in export_alerts(client, everything) if a["alert_id"] == args.alert), None)
             if alert is None:
-                raise SystemExit(f"sunlight: no open alert {args.alert} in the store (sunlight alerts export)")
+                raise _NotInTheStore(f"no open alert {args.alert} in the store (sunlight alerts export)")
             return make_ticket_id(alert["case_id"], Rule(alert["rule"])), None
         found = stored_tickets(client, everything, ticket_id=args.ticket_id)
         current = found[0] if found else None
         if current is None and args.version is None:
-            raise SystemExit(f"sunlight: ticket {args.ticket_id} is not in the store (sunlight tickets list)")
+            raise _NotInTheStore(f"ticket {args.ticket_id} is not in the store (sunlight tickets list)")
         return args.ticket_id, current
 
 

@@ -443,6 +443,13 @@ def test_failed_notices_are_sent_again_when_asked_once_the_mail_server_is_back(a
     unknown = sunlight(data, "notices", "resend", "--ticket", "NO-SUCH/overdue", "--catalog", str(CATALOG),
                        expect=2, smtp=smtp)
     assert "sunlight: no ticket NO-SUCH/overdue in the store" in unknown.stderr, unknown.stderr
+    # So is one an action names, and an alert to open one from, with the same status (they exited 1,
+    # as a failure does: found by a black-box test).
+    unknown = sunlight(data, "tickets", "reply", "NO-SUCH/overdue", "--text", "已整改", "--catalog", str(CATALOG),
+                       expect=2)
+    assert "sunlight: ticket NO-SUCH/overdue is not in the store (sunlight tickets list)" in unknown.stderr
+    unknown = sunlight(data, "tickets", "open", "--alert", "no-such-alert", "--catalog", str(CATALOG), expect=2)
+    assert "sunlight: no open alert no-such-alert in the store (sunlight alerts export)" in unknown.stderr
     sunlight(data, "replay", str(events), "--catalog", str(CATALOG), "--now", "2026-03-17T04:00:00+08:00",
              "--notify", smtp=smtp)
     assert len(box.received) == 2
