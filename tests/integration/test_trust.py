@@ -84,6 +84,11 @@ def test_a_case_too_large_for_one_record_goes_to_the_dead_letters_and_the_rest_f
             "occurred_at": f"2026-03-02T{9 + i // 60:02d}:{i % 60:02d}:00+08:00",
             "recorded_at": f"2026-03-02T{9 + i // 60:02d}:{i % 60:02d}:30+08:00",
             "attrs": {"opinion": "意见" * 2600, "rating": "satisfied"}} for i in range(80)]
+    # Then small ones, which fill what room is left to within one of them.
+    big += [{"event_id": f"BIG-S{i}", "case_id": "BIG-1", "item_code": item, "type": "rated",
+             "occurred_at": f"2026-03-03T{9 + i // 60:02d}:{i % 60:02d}:00+08:00",
+             "recorded_at": f"2026-03-03T{9 + i // 60:02d}:{i % 60:02d}:30+08:00",
+             "attrs": {"rating": "satisfied"}} for i in range(200)]
     settings = pipeline_settings(tmp_path / "data")
     again, progress = replay(settings, catalog, as_messages(scenario.events + big))
     assert identity([a for a in again if a["case_id"] != "BIG-1"]) == identity(alerts)
@@ -97,6 +102,10 @@ def test_a_case_too_large_for_one_record_goes_to_the_dead_letters_and_the_rest_f
     assert kept + len(letters) == len(big) and kept < len(big)
     assert "changelog record" in letters[0]["detail"]
     assert progress.dead_letters == len(letters)
+    # Filled to the bound, the case is still judged on what it holds: accepted on 03-02 and never
+    # closed, it is overdue (before, its judgement's alerts would pass the bound and were dropped
+    # with no word: a true red card lost on a long trace, found by a black-box test).
+    assert {a["rule"] for a in again if a["case_id"] == "BIG-1"} >= {"overdue", "deadline_near"}
 
 
 def sunlight(args, env, **kwargs):

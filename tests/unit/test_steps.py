@@ -1056,7 +1056,9 @@ def test_an_event_its_case_waited_for_taken_in_a_unit_too_large_marks_its_letter
         assert dict(waiting.refused) == {"r": "bad_time@node_completed"}
         clock = harness.steps.clock
         clock.observe(0, parse_event(HISTORY[4]).occurred_at)  # as the next unit's will
-        with_r = encode_state(step(waiting, parse_event(HISTORY[2]), harness.judge, clock.now(0), NOW).state, 0)
+        # Taken one at a time, then judged once: the bound is on the events taken
+        with_r = encode_state(step(waiting, parse_event(HISTORY[2]), harness.judge, clock.now(0), NOW,
+                                   judging=False).state, 0)
         monkeypatch.setattr(streams.steps, "MAX_STATE_BYTES", len(with_r) + room)  # room for r alone, or not
         harness.run(Unit("case-events", 0, [record(2, HISTORY[2]), record(3, HISTORY[4])]))  # with c, too large
         assert "case_too_large" in {r["reason"] for r in harness.rows("dead_letters")}
