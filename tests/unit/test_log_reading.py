@@ -85,6 +85,20 @@ def test_pm4py_s_missing_dates_are_no_value(tmp_path):
     assert "due" not in rows[0]
 
 
+def test_an_event_outside_any_trace_is_of_no_case(tmp_path):
+    """Found by a black-box test: an <event> directly under <log>, after a trace, was read with that
+    trace's attributes, a step of its case (three false red skipped_node cards). It is of no case
+    now, as one before the first trace was (its row rejected for no case id)."""
+    log = xes('<trace><string key="concept:name" value="Z1"/>'
+              + EVENT.format(act="受理", ts="2026-03-02T09:00:00+08:00", more="") + '</trace>'
+              + EVENT.format(act="批准", ts="2026-03-01T09:00:00+08:00", more="")
+              + '<trace><string key="concept:name" value="Z2"/>'
+              + EVENT.format(act="受理", ts="2026-03-02T09:00:00+08:00", more="") + '</trace>')
+    rows = list(read_xes(_write(tmp_path, log)))
+    assert [(row.get("case:concept:name"), row["concept:name"]) for row in rows] == [
+        ("Z1", "受理"), (None, "批准"), ("Z2", "受理")]
+
+
 def test_a_gzipped_xes_log_is_read_and_a_broken_one_refused(tmp_path):
     """`.xes.gz`, named as accepted, was read as text and refused as "not UTF-8"."""
     log = xes('<trace><string key="concept:name" value="C1"/>'
