@@ -40,7 +40,9 @@ def read_csv(path: Path, columns: set[str] = frozenset(), lines: dict[int, int] 
     # refused a whole file for one oversized cell, which the mapping rejects as its row alone (found
     # by a black-box test).
     csv.field_size_limit(max(csv.field_size_limit(), MAX_SENT_BYTES))
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    opened = gzip.open(path, "rt", newline="", encoding="utf-8-sig") if path.name.lower().endswith(".gz") \
+        else open(path, newline="", encoding="utf-8-sig")  # `.csv.gz`, decompressed as it is read
+    with opened as handle:
         # Strict: a stray quote opening a field that no quote closes is an error, not the rest of
         # the file read as one field (the rows after it were dropped without a word: found by a
         # black-box test).
@@ -317,10 +319,26 @@ def _where_not_utf8(path: Path) -> str:
     return "somewhere in the file"
 
 
+def _refuse_gzip_not_named_so(path: Path) -> None:
+    """A compressed log not named `.gz` is said to be so: it was refused as text in another encoding,
+    with advice to convert it from GBK (found by a black-box test)."""
+    if path.name.lower().endswith(".gz"):
+        return
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(2)
+    except OSError:
+        return  # said where the file is read
+    if start == b"\x1f\x8b":
+        raise LogFormatError(f"{path}: is gzip-compressed (it begins with gzip's bytes): name it {path.name}.gz, "
+                             f"which is decompressed as it is read, or decompress it (gunzip)")
+
+
 def convert(path: Path, mapping: LogMapping | None) -> ImportResult:
     """Read a log and map it to contract events; rejects carry the row number and the reason."""
     result = ImportResult()
-    if mapping is None and path.name.lower().endswith((".csv", ".xes", ".xes.gz")):
+    _refuse_gzip_not_named_so(path)
+    if mapping is None and path.name.lower().endswith((".csv", ".xes", ".xes.gz", ".csv.gz")):
         raise LogFormatError(f"{path}: a {'CSV' if path.name.lower().endswith('.csv') else 'XES'} log needs "
                              f"--mapping FILE, which says which columns are the case, the activity and the time "
                              f"(docs/importing.md); without one, a file is read as JSON lines of contract events")

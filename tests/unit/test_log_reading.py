@@ -85,6 +85,19 @@ def test_pm4py_s_missing_dates_are_no_value(tmp_path):
     assert "due" not in rows[0]
 
 
+def test_a_gzipped_csv_is_read_and_a_compressed_file_not_named_so_is_said_to_be(tmp_path):
+    """Found by a black-box test: a `.csv.gz`, and a gzip file named `.xes` or `.csv`, were refused as
+    text in another encoding, with advice to convert it from GBK."""
+    packed = tmp_path / "log.csv.gz"
+    packed.write_bytes(gzip.compress("case,act\nC1,受理\n".encode()))
+    assert list(read_csv(packed, {"case", "act"})) == [{"case": "C1", "act": "受理"}]
+    for name in ("log.csv", "log.xes", "events.jsonl"):
+        misnamed = tmp_path / name
+        misnamed.write_bytes(packed.read_bytes())
+        with pytest.raises(LogFormatError, match=rf"{name}: is gzip-compressed .*name it {name}\.gz"):
+            convert(misnamed, None)
+
+
 def test_an_event_outside_any_trace_is_of_no_case(tmp_path):
     """Found by a black-box test: an <event> directly under <log>, after a trace, was read with that
     trace's attributes, a step of its case (three false red skipped_node cards). It is of no case
