@@ -77,7 +77,10 @@ def with_item_nodes(text: str, code: str, nodes: list[dict], decision_node: str 
             break
     else:
         return None
-    item = next(i for i in data["items"] if str(i.get("code")) == code)
+    # (None: read otherwise than YAML 1.1 reads it, an unquoted code such as 0012, say)
+    item = next((i for i in data.get("items") or [] if isinstance(i, dict) and str(i.get("code")) == code), None)
+    if item is None:
+        return None
     old = item.get("nodes")
     flow = isinstance(old, CommentedSeq) and bool(old) and isinstance(old[-1], CommentedMap) \
         and old[-1].fa.flow_style()
