@@ -110,7 +110,9 @@ def _missing_columns(path: Path, missing: list[str], header: list[str]) -> str:
     text = (f"{path}: the mapping reads column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(repr(c) for c in missing)}, which the header does not have; the header is "
             f"{', '.join(repr(c) for c in header)}")
-    if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
+    if header and header[0].lstrip().startswith(("<?xml", "<log")):
+        text += "; the file is XML (an XES log, say), which the mapping reads as CSV: set 'format: xes' in the mapping"
+    elif len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
         text += "; the file looks separated by something else than commas: save it comma-separated"
     elif any(c != c.strip() for c in header):
         text += "; some header names have spaces around them"

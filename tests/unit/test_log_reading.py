@@ -91,6 +91,11 @@ def test_a_gzipped_csv_is_read_and_a_compressed_file_not_named_so_is_said_to_be(
     packed = tmp_path / "log.csv.gz"
     packed.write_bytes(gzip.compress("case,act\nC1,受理\n".encode()))
     assert list(read_csv(packed, {"case", "act"})) == [{"case": "C1", "act": "受理"}]
+    # An XES log read by a CSV mapping is said to be XML (its header was shown, and nothing more).
+    xml = tmp_path / "log.xes"
+    xml.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<log xes.version="1.0"></log>\n', encoding="utf-8")
+    with pytest.raises(LogFormatError, match="the file is XML .*set 'format: xes' in the mapping"):
+        list(read_csv(xml, {"case", "act"}))
     for name in ("log.csv", "log.xes", "events.jsonl"):
         misnamed = tmp_path / name
         misnamed.write_bytes(packed.read_bytes())
