@@ -159,7 +159,9 @@ def cmd_tickets_act(args, settings: Settings) -> int:
         # Everything the action needs is given: only published, the store left to the worker (an
         # embedded store is open in one process only, the worker's).
         if kind is ActionKind.REPLY and not args.department:
-            raise SystemExit("sunlight: a reply with --version names the answering department: --department CODE")
+            print("sunlight: a reply with --version names the answering department: --department CODE",
+                  file=sys.stderr)
+            return 2
         ticket_id, current = args.ticket_id, None
     else:
         try:

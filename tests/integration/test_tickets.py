@@ -934,7 +934,7 @@ def test_an_action_with_its_version_beside_a_running_worker_is_only_published(tm
             "C-1/overdue", 2, "ZJJ", "reply")
         refused = subprocess.run([sys.executable, "-m", "streams.cli", "tickets", "reply", "C-1/overdue", "--version",
                                   "2", "--text", "x"], env=env, capture_output=True, text=True, timeout=120)
-        assert refused.returncode != 0 and "--department" in refused.stderr
+        assert refused.returncode == 2 and "--department" in refused.stderr
         assert "tickets show C-1/overdue" in done.stderr  # where its outcome is seen: the worker decides
         # A text the worker would refuse is refused here, where the person is (found by a black-box
         # test: it was published, and its refusal reached only the dead letters).
